@@ -1,0 +1,60 @@
+# Sekisho developer entry points. `make run` and `make test` are the README's two commands.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(CURDIR)/bin
+OPA := $(BIN)/opa
+OPA_VERSION := v1.22.2
+GEN := server/sekisho/_gen
+CONFIG ?= config/example.toml
+STAMP := $(VENV)/.installed
+
+.PHONY: setup proto run test check lint typecheck policy-check policy-test clean
+
+setup: $(STAMP) $(OPA)
+
+$(STAMP): pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+# OPA pinned, built into ./bin with the Go toolchain and reused when present.
+$(OPA):
+	GOBIN=$(BIN) go install github.com/open-policy-agent/opa@$(OPA_VERSION)
+
+proto: $(STAMP)
+	rm -rf $(GEN) && mkdir -p $(GEN)
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=$(GEN) --pyi_out=$(GEN) \
+		--grpc_python_out=$(GEN) proto/sekisho/v1/token_exchange.proto
+	sed -i 's/^from sekisho\.v1 import/from sekisho._gen.sekisho.v1 import/' $(GEN)/sekisho/v1/*_grpc.py
+	touch $(GEN)/__init__.py $(GEN)/sekisho/__init__.py $(GEN)/sekisho/v1/__init__.py
+
+# Starts the dev IdP and Sekisho on the embedded defaults (regopy engine, file keystore).
+run: setup
+	$(VENV)/bin/sekisho keys init --config $(CONFIG) --if-missing
+	$(VENV)/bin/sekisho dev-idp serve --config $(CONFIG) & idp=$$!; \
+	trap 'kill $$idp 2>/dev/null' EXIT INT TERM; \
+	$(VENV)/bin/sekisho serve --config $(CONFIG)
+
+test: setup
+	PATH="$(BIN):$$PATH" $(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check server tests
+	$(VENV)/bin/ruff format --check server tests
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+policy-check: setup
+	$(OPA) fmt --fail --list policies
+	$(OPA) check --strict policies/sekisho policies/data
+
+policy-test: setup
+	$(OPA) test --coverage=false policies/sekisho policies/data
+
+check: lint typecheck policy-check policy-test test
+
+clean:
+	rm -rf $(VENV) $(BIN) .mypy_cache .pytest_cache .ruff_cache

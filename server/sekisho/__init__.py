@@ -1,0 +1,3 @@
+"""Sekisho: policy-driven token exchange for AI agents."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,87 @@
+"""`sekisho exchange`: call ExchangeToken once and print the response and the decoded token.
+
+The token is verified against the JWKS returned by GetJwks before it is printed as verified.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import jwt
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
+from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
+
+
+@dataclass(frozen=True)
+class ExchangeArgs:
+    target: str
+    subject_token: str
+    audience: str
+    scopes: list[str]
+    resources: list[str]
+    requested_token_type: str
+    subject_token_type: str
+    timeout: float
+
+
+def _error_report(error: grpc.RpcError) -> dict[str, Any]:
+    report: dict[str, Any] = {"code": error.code().name, "message": error.details()}
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    for detail in status.details if status else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            report.update({"reason": info.reason, "domain": info.domain, "metadata": dict(info.metadata)})
+    return report
+
+
+def run_exchange(args: ExchangeArgs) -> tuple[int, dict[str, Any]]:
+    """Returns (exit code, report)."""
+    with grpc.insecure_channel(args.target) as channel:
+        stub = pb_grpc.TokenExchangeServiceStub(channel)
+        request = pb.ExchangeTokenRequest(
+            subject_token=args.subject_token,
+            subject_token_type=args.subject_token_type,
+            requested_token_type=args.requested_token_type,
+            audience=args.audience,
+            scope=args.scopes,
+            resource=args.resources,
+        )
+        try:
+            response = stub.ExchangeToken(request, timeout=args.timeout)
+            jwks = stub.GetJwks(pb.GetJwksRequest(), timeout=args.timeout).jwks
+        except grpc.RpcError as error:
+            return 1, {"error": _error_report(error)}
+    header = jwt.get_unverified_header(response.access_token)
+    key = jwt.PyJWKSet.from_json(jwks)[header["kid"]]
+    claims = jwt.decode(
+        response.access_token,
+        key=key.key,
+        algorithms=[header["alg"]],
+        audience=response.audience if response.token_type == "N_A" else None,
+        options={"verify_aud": response.token_type == "N_A"},
+    )
+    report = {
+        "response": {
+            "issued_token_type": response.issued_token_type,
+            "token_type": response.token_type,
+            "expires_in": response.expires_in,
+            "scope": list(response.scope),
+            "resource": list(response.resource),
+            "audience": response.audience,
+            "jti": response.jti,
+            "decision_id": response.decision_id,
+        },
+        "verified_with_jwks": True,
+        "header": header,
+        "claims": claims,
+        "access_token": response.access_token,
+    }
+    return 0, report
+
+
+def dumps(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2, sort_keys=False)

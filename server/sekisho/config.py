@@ -1,0 +1,249 @@
+"""Configuration: one TOML file (ARCHITECTURE.md §6) overridable by SEKISHO_* environment variables.
+
+Environment variables use `__` between levels: `SEKISHO_SERVER__ISSUER`, `SEKISHO_POLICY__ENGINE`.
+Lists take JSON: `SEKISHO_TRUST__ISSUERS='[{"issuer": "…", "jwks_uri": "…"}]'`.
+Unknown keys are errors, and every error names the offending key.
+"""
+
+import ipaddress
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from sekisho.constants import ASYMMETRIC_ALGORITHMS
+from sekisho.errors import ConfigError
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and any address in 127.0.0.0/8 or ::1."""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_secure_url(url: str) -> bool:
+    """https anywhere, or http on a loopback host (development and tests)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return True
+    return parts.scheme == "http" and bool(parts.hostname) and is_loopback_host(parts.hostname or "")
+
+
+def _require_secure_url(url: str, what: str) -> str:
+    if is_secure_url(url):
+        return url
+    raise ValueError(f"{what} must be an https URL (http is accepted only on loopback hosts)")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Strict):
+    """[server]: listeners and the issuer identity of minted tokens."""
+
+    grpc_listen: str = "127.0.0.1:50051"
+    http_listen: str = "127.0.0.1:8080"
+    issuer: str = "http://127.0.0.1:8080"
+    workers: int = Field(default=1, ge=0)
+    shutdown_grace_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_is_url(cls, value: str) -> str:
+        _require_secure_url(value, "issuer")
+        if value.endswith("/"):
+            raise ValueError("issuer must not end with '/' (RFC 8414 §2 issuer identifier)")
+        return value
+
+    @field_validator("workers")
+    @classmethod
+    def _single_worker(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError("only workers = 1 is supported by this version")
+        return value
+
+
+class IssuerConfig(_Strict):
+    """One [[trust.issuers]] entry: a trusted IdP."""
+
+    issuer: str
+    discovery_url: str = ""
+    jwks_uri: str = ""
+    audiences: tuple[str, ...] = ()
+    client_ids: tuple[str, ...] = ()
+    client_id_claim: Literal["client_id", "azp", "cid"] = "client_id"
+    groups_claim: str = "groups"
+    tenant_claim: str = "tenant"
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_url(cls, value: str) -> str:
+        return _require_secure_url(value, "issuer")
+
+    @field_validator("discovery_url", "jwks_uri")
+    @classmethod
+    def _endpoint_url(cls, value: str) -> str:
+        return _require_secure_url(value, "URL") if value else value
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Never `none`, never HS*: a symmetric alg would let the IdP's public key act as a MAC key.
+        bad = [alg for alg in value if alg not in ASYMMETRIC_ALGORITHMS]
+        if bad or not value:
+            allowed = ", ".join(sorted(ASYMMETRIC_ALGORITHMS))
+            raise ValueError(f"unsupported algorithm(s) {bad}; choose from {allowed}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source_and_a_check(self) -> "IssuerConfig":
+        if bool(self.discovery_url) == bool(self.jwks_uri):
+            raise ValueError("set exactly one of discovery_url or jwks_uri")
+        if not self.audiences and not self.client_ids:
+            raise ValueError("set audiences and/or client_ids: a token for any client is not accepted")
+        return self
+
+
+class TrustConfig(_Strict):
+    """[trust]: inbound token verification."""
+
+    issuers: tuple[IssuerConfig, ...] = ()
+    leeway_seconds: int = Field(default=30, ge=0, le=300)
+    jwks_cache_seconds: int = Field(default=300, ge=10)
+    jwks_refetch_min_interval_seconds: float = Field(default=30.0, ge=0)
+    http_timeout_seconds: float = Field(default=5.0, gt=0)
+    max_token_bytes: int = Field(default=16384, ge=1024)
+
+    @field_validator("issuers")
+    @classmethod
+    def _unique(cls, value: tuple[IssuerConfig, ...]) -> tuple[IssuerConfig, ...]:
+        names = [entry.issuer for entry in value]
+        if len(names) != len(set(names)):
+            raise ValueError("each issuer may appear only once")
+        return value
+
+
+class PolicyConfig(_Strict):
+    """[policy]: the Rego engine and where policies live."""
+
+    engine: Literal["embedded", "opa"] = "embedded"
+    path: Path = Path("policies")
+    query: str = "data.sekisho.exchange.decision"
+    opa_url: str = "http://127.0.0.1:8181"
+    watch: bool = True
+
+    @field_validator("query")
+    @classmethod
+    def _data_ref(cls, value: str) -> str:
+        parts = value.split(".")
+        if len(parts) < 2 or parts[0] != "data" or not all(p.isidentifier() for p in parts):
+            raise ValueError("query must be a data reference like data.sekisho.exchange.decision")
+        return value
+
+
+class KeysConfig(_Strict):
+    """[keys]: the signing keystore."""
+
+    backend: Literal["file", "kms"] = "file"
+    dir: Path = Path("var/keys")
+    algorithm: Literal["ES256", "PS256", "RS256", "EdDSA"] = "ES256"
+    watch: bool = True
+
+
+class TokensConfig(_Strict):
+    """[tokens]: lifetime of minted tokens and caching of the published JWKS."""
+
+    max_lifetime_seconds: int = Field(default=300, ge=10, le=3600)
+    jwks_max_age_seconds: int = Field(default=300, ge=0, le=86400)
+
+
+class LoggingConfig(_Strict):
+    """[logging]: structured logs on stderr."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class Settings(BaseSettings):
+    """The whole configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SEKISHO_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    server: ServerConfig = ServerConfig()
+    trust: TrustConfig = TrustConfig()
+    policy: PolicyConfig = PolicyConfig()
+    keys: KeysConfig = KeysConfig()
+    tokens: TokensConfig = TokensConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _never_trust_ourselves(self) -> "Settings":
+        # A token Sekisho minted must never come back in as a subject token.
+        for entry in self.trust.issuers:
+            if entry.issuer.rstrip("/") == self.server.issuer.rstrip("/"):
+                raise ValueError("trust.issuers must not contain server.issuer (Sekisho itself)")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for item in err.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"{source}: config key '{key}': {item['msg']}")
+    return "\n".join(lines)
+
+
+def _resolve_paths(settings: Settings, base: Path) -> Settings:
+    """Make relative paths relative to the config file's folder (ARCHITECTURE.md §6)."""
+    policy = settings.policy.model_copy(update={"path": (base / settings.policy.path).resolve()})
+    keys = settings.keys.model_copy(update={"dir": (base / settings.keys.dir).resolve()})
+    return settings.model_copy(update={"policy": policy, "keys": keys})
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Load and validate the TOML file at `path` (or defaults), then apply SEKISHO_* overrides.
+
+    Raises:
+        ConfigError: unreadable file, bad TOML, unknown key or invalid value (the key is named).
+    """
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
+        base = path.resolve().parent
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from exc
+    return _resolve_paths(settings, base)

@@ -1,0 +1,29 @@
+"""Wire identifiers: token type URNs (RFC 8693 §3, ID-JAG draft), JOSE `typ` values, error domain."""
+
+from typing import Final
+
+TOKEN_TYPE_ID_TOKEN: Final = "urn:ietf:params:oauth:token-type:id_token"
+TOKEN_TYPE_ACCESS_TOKEN: Final = "urn:ietf:params:oauth:token-type:access_token"
+TOKEN_TYPE_JWT: Final = "urn:ietf:params:oauth:token-type:jwt"
+TOKEN_TYPE_ID_JAG: Final = "urn:ietf:params:oauth:token-type:id-jag"
+
+GRANT_TYPE_TOKEN_EXCHANGE: Final = "urn:ietf:params:oauth:grant-type:token-exchange"
+GRANT_TYPE_JWT_BEARER: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+# Explicit typing (RFC 8725 §3.11) keeps the two output profiles from being confused.
+TYP_ID_JAG: Final = "oauth-id-jag+jwt"
+TYP_ACCESS_TOKEN: Final = "at+jwt"
+
+ERROR_DOMAIN: Final = "sekisho.dev"
+
+SUPPORTED_SUBJECT_TOKEN_TYPES: Final = frozenset({TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_ACCESS_TOKEN})
+SUPPORTED_ACTOR_TOKEN_TYPES: Final = frozenset(
+    {TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT}
+)
+SUPPORTED_REQUESTED_TOKEN_TYPES: Final = frozenset({TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ACCESS_TOKEN})
+
+# Asymmetric JWS algorithms Sekisho can verify (inbound) or sign with (outbound).
+ASYMMETRIC_ALGORITHMS: Final = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+SIGNING_ALGORITHMS: Final = frozenset({"ES256", "PS256", "RS256", "EdDSA"})

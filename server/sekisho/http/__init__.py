@@ -1,0 +1,1 @@
+"""HTTP side on the same event loop: JWKS, RFC 8414 metadata, health and readiness."""

@@ -1,0 +1,83 @@
+"""aiohttp application: what downstream servers and operators fetch over HTTP.
+
+- `{issuer path}/.well-known/jwks.json`: the JWK Set, same bytes as the GetJwks RPC.
+- `/.well-known/oauth-authorization-server{issuer path}`: RFC 8414 §3 metadata.
+- `/healthz` (process alive) and `/readyz` (keys and policy loaded).
+"""
+
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from sekisho.constants import (
+    GRANT_TYPE_TOKEN_EXCHANGE,
+    SUPPORTED_SUBJECT_TOKEN_TYPES,
+    TOKEN_TYPE_ACCESS_TOKEN,
+    TOKEN_TYPE_ID_JAG,
+)
+from sekisho.signing.keyring import Keyring
+
+JWKS_PATH = "/.well-known/jwks.json"
+METADATA_PATH = "/.well-known/oauth-authorization-server"
+
+
+def authorization_server_metadata(issuer: str, signing_algs: list[str]) -> dict[str, Any]:
+    """RFC 8414 §2 metadata, with the ID-JAG draft's identity-chaining member."""
+    return {
+        "issuer": issuer,
+        "jwks_uri": issuer + JWKS_PATH,
+        "grant_types_supported": [GRANT_TYPE_TOKEN_EXCHANGE],
+        "identity_chaining_requested_token_types_supported": [
+            TOKEN_TYPE_ID_JAG,
+            TOKEN_TYPE_ACCESS_TOKEN,
+        ],
+        "token_exchange_subject_token_types_supported": sorted(SUPPORTED_SUBJECT_TOKEN_TYPES),
+        "id_jag_signing_alg_values_supported": signing_algs,
+        "access_token_signing_alg_values_supported": signing_algs,
+    }
+
+
+def create_http_app(
+    *,
+    issuer: str,
+    keyring: Keyring,
+    ready: Callable[[], bool],
+    jwks_max_age_seconds: int,
+    signing_algs: list[str],
+) -> web.Application:
+    """The HTTP application; paths follow the issuer's own path component."""
+    issuer_path = urlsplit(issuer).path.rstrip("/")
+    metadata = json.dumps(authorization_server_metadata(issuer, signing_algs)).encode()
+    jwks_cache = f"public, max-age={jwks_max_age_seconds}"
+
+    async def jwks(_: web.Request) -> web.Response:
+        return web.Response(
+            body=keyring.jwks_bytes,
+            content_type="application/jwk-set+json",
+            headers={"Cache-Control": jwks_cache},
+        )
+
+    async def server_metadata(_: web.Request) -> web.Response:
+        return web.Response(
+            body=metadata,
+            content_type="application/json",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        if ready():
+            return web.json_response({"status": "ready"})
+        return web.json_response({"status": "not ready"}, status=503)
+
+    app = web.Application(client_max_size=64 * 1024)
+    app.router.add_get(issuer_path + JWKS_PATH, jwks)
+    app.router.add_get(METADATA_PATH + issuer_path, server_metadata)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

@@ -1,0 +1,1 @@
+"""Inbound verification: trusted issuers, OIDC discovery, JWKS cache, token verification."""

@@ -1,0 +1,123 @@
+"""Claim rules for inbound tokens, one function per rule; `now` is always a parameter.
+
+RFC 7519 §4.1 (registered claims), OIDC Core §2 and §3.1.3.7 (ID token validation), RFC 9068 §4
+(access token validation), and the AgentCore customJWTAuthorizer semantics for audiences/clients.
+"""
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from sekisho.config import IssuerConfig
+from sekisho.constants import TOKEN_TYPE_ID_TOKEN
+from sekisho.errors import InvalidTokenError
+
+# NumericDate upper bound: year 9999. Anything larger is hostile or broken.
+MAX_NUMERIC_DATE = 253402300799
+
+
+def _reject(detail: str) -> InvalidTokenError:
+    return InvalidTokenError("the subject or actor token is invalid", log_detail=detail)
+
+
+def numeric_date(claims: Mapping[str, Any], name: str, *, required: bool) -> int | None:
+    """A NumericDate claim as int seconds. Raises: InvalidTokenError."""
+    value = claims.get(name)
+    if value is None:
+        if required:
+            raise _reject(f"missing {name}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _reject(f"{name} is not a number")
+    if value < 0 or value > MAX_NUMERIC_DATE:
+        raise _reject(f"{name} is out of range")
+    return int(value)
+
+
+def validate_times(claims: Mapping[str, Any], now: float, leeway: int) -> int:
+    """Check exp (required), nbf and iat; return exp. Raises: InvalidTokenError."""
+    exp = numeric_date(claims, "exp", required=True)
+    assert exp is not None
+    if exp <= now - leeway:
+        raise _reject("token expired")
+    nbf = numeric_date(claims, "nbf", required=False)
+    if nbf is not None and nbf > now + leeway:
+        raise _reject("token not yet valid (nbf)")
+    iat = numeric_date(claims, "iat", required=False)
+    if iat is not None and iat > now + leeway:
+        raise _reject("token issued in the future (iat)")
+    return exp
+
+
+def validate_subject(claims: Mapping[str, Any]) -> str:
+    """Raises: InvalidTokenError when sub is missing or not a non-empty string."""
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise _reject("missing or non-string sub")
+    return sub
+
+
+def audiences_of(claims: Mapping[str, Any]) -> tuple[str, ...]:
+    """`aud` as a tuple (RFC 7519 §4.1.3: a string or an array of strings)."""
+    aud = claims.get("aud")
+    if isinstance(aud, str):
+        return (aud,)
+    if isinstance(aud, list) and all(isinstance(a, str) for a in aud):
+        return tuple(aud)
+    if aud is None:
+        return ()
+    raise _reject("aud is neither a string nor an array of strings")
+
+
+def client_id_of(claims: Mapping[str, Any], config: IssuerConfig, token_type: str) -> str:
+    """The client the IdP issued the token to, per `client_id_claim` (client_id | azp | cid).
+
+    For ID tokens, OIDC's `azp`, then a single `aud`, identify the client when the claim is absent.
+    """
+    value = claims.get(config.client_id_claim)
+    if isinstance(value, str) and value:
+        return value
+    if token_type == TOKEN_TYPE_ID_TOKEN:
+        azp = claims.get("azp")
+        if isinstance(azp, str) and azp:
+            return azp
+        auds = audiences_of(claims)
+        if len(auds) == 1:
+            return auds[0]
+    return ""
+
+
+def validate_audience(
+    claims: Mapping[str, Any], config: IssuerConfig, token_type: str, client_id: str
+) -> None:
+    """ID token: aud ∈ audiences, and client ∈ client_ids when configured.
+    Access token: aud ∈ audiences, or client ∈ client_ids.
+
+    A configured client check is never skipped because the client claim is absent.
+    Raises: InvalidTokenError.
+    """
+    aud_ok = bool(set(audiences_of(claims)) & set(config.audiences))
+    client_ok = bool(client_id) and client_id in config.client_ids
+    if token_type == TOKEN_TYPE_ID_TOKEN:
+        if not aud_ok:
+            raise _reject("id_token aud is not an accepted audience")
+        if config.client_ids and not client_ok:
+            raise _reject("id_token client is not an accepted client")
+        return
+    if not (aud_ok or client_ok):
+        raise _reject("access token matches neither an accepted audience nor an accepted client")
+
+
+def string_claim(claims: Mapping[str, Any], name: str) -> str:
+    value = claims.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def string_list_claim(claims: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """A list-of-strings claim; a lone string counts as a one-element list; other types are ignored."""
+    value = claims.get(name)
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        return tuple(v for v in value if isinstance(v, str))
+    return ()

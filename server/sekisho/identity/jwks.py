@@ -1,0 +1,144 @@
+"""Per-issuer JWKS cache (RFC 7517): background refresh, throttled refetch on unknown kid,
+last-known-good keys kept while the IdP is unreachable.
+
+Steady state never fetches on the request path: a kid seen before is answered from memory; only
+an unknown kid triggers a refetch, at most once per `min_refetch_interval` per issuer, so a storm
+of made-up kids cannot hammer the IdP (the PyJWT advisory pattern STYLE.md warns about).
+"""
+
+import asyncio
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from jwt import PyJWK
+from jwt.exceptions import PyJWKError
+
+from sekisho.clock import Clock
+from sekisho.config import is_secure_url
+from sekisho.identity.fetcher import FetchError, JsonFetcher
+
+log = logging.getLogger(__name__)
+
+MAX_KEYS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class PublicJwk:
+    """A verification key from an IdP's JWKS."""
+
+    kid: str
+    kty: str
+    alg: str  # "" when the JWK does not pin one
+    key: Any
+
+
+class JwksUnavailableError(Exception):
+    """No keys have ever been fetched for this issuer and the fetch failed now."""
+
+
+def parse_jwks(document: Any) -> dict[str, PublicJwk]:
+    """Usable signing keys by kid; keys with a duplicated kid are dropped as ambiguous.
+
+    Raises: FetchError when the document is not a JWK Set.
+    """
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise FetchError("JWKS document has no 'keys' list")
+    raw_keys = [k for k in document["keys"][: MAX_KEYS + 1] if isinstance(k, dict)]
+    if len(raw_keys) > MAX_KEYS:
+        raise FetchError(f"JWKS document holds more than {MAX_KEYS} keys")
+    counts = Counter(k.get("kid") for k in raw_keys)
+    keys: dict[str, PublicJwk] = {}
+    for raw in raw_keys:
+        parsed = _parse_key(raw)
+        if parsed is not None and counts[parsed.kid] == 1:
+            keys[parsed.kid] = parsed
+    return keys
+
+
+def _parse_key(raw: dict[str, Any]) -> PublicJwk | None:
+    kid = raw.get("kid", "")
+    if not isinstance(kid, str) or raw.get("use", "sig") != "sig" or "d" in raw:
+        return None
+    try:
+        jwk = PyJWK(raw)
+    except (PyJWKError, ValueError, TypeError, KeyError):
+        return None
+    alg = raw.get("alg", "")
+    return PublicJwk(kid=kid, kty=str(raw.get("kty")), alg=alg if isinstance(alg, str) else "", key=jwk.key)
+
+
+class JwksCache:
+    """Keys of one issuer, from a pinned jwks_uri or via OIDC discovery."""
+
+    def __init__(
+        self,
+        issuer: str,
+        fetcher: JsonFetcher,
+        clock: Clock,
+        *,
+        jwks_uri: str = "",
+        discovery_url: str = "",
+        min_refetch_interval: float = 30.0,
+    ) -> None:
+        self._issuer = issuer
+        self._fetcher = fetcher
+        self._clock = clock
+        self._jwks_uri = jwks_uri
+        self._discovery_url = discovery_url
+        self._min_interval = min_refetch_interval
+        self._keys: dict[str, PublicJwk] | None = None
+        self._last_attempt = float("-inf")
+        self._inflight: asyncio.Task[None] | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._keys is not None
+
+    async def key(self, kid: str) -> PublicJwk | None:
+        """The key for `kid`, refetching (throttled) when it is unknown.
+
+        Raises: JwksUnavailableError when no keys were ever fetched and fetching fails.
+        """
+        if self._keys is not None and kid in self._keys:
+            return self._keys[kid]
+        if self._clock.now() - self._last_attempt >= self._min_interval or self._keys is None:
+            await self.refresh()
+        if self._keys is None:
+            raise JwksUnavailableError(f"no JWKS for {self._issuer}")
+        return self._keys.get(kid)
+
+    def single_key(self) -> PublicJwk | None:
+        """The only key, for tokens without a kid when the issuer publishes exactly one."""
+        if self._keys is not None and len(self._keys) == 1:
+            return next(iter(self._keys.values()))
+        return None
+
+    async def refresh(self) -> None:
+        """Fetch now, single-flight: concurrent callers share one request."""
+        if self._inflight is None or self._inflight.done():
+            self._inflight = asyncio.ensure_future(self._fetch())
+        await asyncio.shield(self._inflight)
+
+    async def _fetch(self) -> None:
+        self._last_attempt = self._clock.now()
+        try:
+            uri = self._jwks_uri or await self._discover()
+            keys = parse_jwks(await self._fetcher.fetch_json(uri))
+        except FetchError as exc:
+            log.warning("jwks_fetch_failed", extra={"iss": self._issuer, "error": str(exc)})
+            return
+        self._keys = keys
+        log.info("jwks_fetched", extra={"iss": self._issuer, "kids": sorted(keys)})
+
+    async def _discover(self) -> str:
+        doc = await self._fetcher.fetch_json(self._discovery_url)
+        # OpenID Connect Discovery §4.3: the document's issuer must equal the configured one.
+        if not isinstance(doc, dict) or doc.get("issuer") != self._issuer:
+            raise FetchError("discovery document issuer does not match the configured issuer")
+        uri = doc.get("jwks_uri")
+        if not isinstance(uri, str) or not is_secure_url(uri):
+            raise FetchError("discovery document has no usable https jwks_uri")
+        self._jwks_uri = uri
+        return uri

@@ -1,0 +1,168 @@
+"""Verification of inbound IdP tokens (subject and actor tokens).
+
+Order: size → strict JWS parse → header rules → exact issuer match → key by kid from that issuer
+only → alg allow-list and key type → signature → claim rules with the injected clock.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jwt.algorithms import Algorithm, get_default_algorithms
+
+from sekisho.clock import Clock
+from sekisho.config import IssuerConfig
+from sekisho.constants import (
+    TOKEN_TYPE_ACCESS_TOKEN,
+    TOKEN_TYPE_ID_TOKEN,
+    TYP_ACCESS_TOKEN,
+    TYP_ID_JAG,
+)
+from sekisho.errors import InvalidRequestError, InvalidTokenError, TemporarilyUnavailableError
+from sekisho.identity import claims as rules
+from sekisho.jose import CompactJws, parse_compact
+from sekisho.identity.jwks import JwksCache, JwksUnavailableError, PublicJwk
+from sekisho.models import VerifiedToken
+
+MAX_KID_LENGTH = 256
+
+# JWS alg → the JWK key type it needs (RFC 7518 §3.1, RFC 8037 §3.1).
+_KTY_FOR_ALG = {
+    **{alg: "RSA" for alg in ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")},
+    **{alg: "EC" for alg in ("ES256", "ES384", "ES512")},
+    "EdDSA": "OKP",
+}
+# Header parameters whose semantics would change how the token is processed: refused outright.
+_FORBIDDEN_HEADERS = ("crit", "b64", "zip", "enc")
+_SEKISHO_TYPS = frozenset({TYP_ID_JAG, TYP_ACCESS_TOKEN, "application/" + TYP_ACCESS_TOKEN})
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedIssuer:
+    """A configured IdP and its key cache."""
+
+    config: IssuerConfig
+    jwks: JwksCache
+
+
+def _reject(detail: str) -> InvalidTokenError:
+    return InvalidTokenError("the subject or actor token is invalid", log_detail=detail)
+
+
+class TokenVerifier:
+    """Verifies IdP-issued JWTs against the trusted issuers."""
+
+    def __init__(
+        self,
+        issuers: Mapping[str, TrustedIssuer],
+        clock: Clock,
+        *,
+        own_issuer: str,
+        leeway_seconds: int,
+        max_token_bytes: int,
+    ) -> None:
+        self._issuers = dict(issuers)
+        self._clock = clock
+        self._own_issuer = own_issuer
+        self._leeway = leeway_seconds
+        self._max_bytes = max_token_bytes
+        self._algorithms: dict[str, Algorithm] = get_default_algorithms()
+
+    async def verify(self, token: str, token_type: str) -> VerifiedToken:
+        """Verify `token` as `token_type` (id_token or access_token rules).
+
+        Raises:
+            InvalidRequestError: the token exceeds the size limit.
+            InvalidTokenError: any signature, header or claim rule fails.
+            TemporarilyUnavailableError: the issuer's keys cannot be fetched.
+        """
+        if len(token) > self._max_bytes:
+            raise InvalidRequestError(f"token exceeds the {self._max_bytes}-byte limit")
+        jws = parse_compact(token)
+        self._check_header(jws.header, token_type)
+        issuer = self._issuer_of(jws.claims)
+        key = await self._key_for(issuer, jws.header)
+        self._check_signature(jws, key)
+        return self._validated(jws.claims, issuer.config, token_type)
+
+    def _check_header(self, header: dict[str, Any], token_type: str) -> None:
+        for name in _FORBIDDEN_HEADERS:
+            if name in header:
+                raise _reject(f"header parameter {name!r} is not accepted")
+        if str(header.get("cty", "")).upper() == "JWT":
+            raise _reject("nested JWTs are not accepted")
+        typ = header.get("typ", "")
+        if not isinstance(typ, str):
+            raise _reject("typ is not a string")
+        if typ.lower() == TYP_ID_JAG or (
+            token_type == TOKEN_TYPE_ID_TOKEN and typ.lower() in _SEKISHO_TYPS
+        ):
+            raise _reject(f"typ {typ!r} is not acceptable for {token_type}")
+        kid = header.get("kid", "")
+        if not isinstance(kid, str) or len(kid) > MAX_KID_LENGTH:
+            raise _reject("kid is not a string of acceptable length")
+        # jku, x5u, jwk and x5c are never read: keys come only from the configured issuer.
+
+    def _issuer_of(self, claims: dict[str, Any]) -> TrustedIssuer:
+        iss = claims.get("iss")
+        if not isinstance(iss, str) or not iss:
+            raise _reject("missing iss")
+        if iss.rstrip("/") == self._own_issuer.rstrip("/"):
+            raise _reject("a token issued by Sekisho itself is not accepted as input")
+        issuer = self._issuers.get(iss)  # exact match: no case folding, no slash trimming
+        if issuer is None:
+            raise _reject("untrusted issuer")
+        return issuer
+
+    async def _key_for(self, issuer: TrustedIssuer, header: dict[str, Any]) -> PublicJwk:
+        kid = header.get("kid", "")
+        try:
+            key = await issuer.jwks.key(kid) if kid else None
+        except JwksUnavailableError as exc:
+            raise TemporarilyUnavailableError(
+                "the identity provider's keys are unavailable", log_detail=str(exc)
+            ) from exc
+        if not kid:
+            key = issuer.jwks.single_key()
+        if key is None:
+            raise _reject("no key for the token's kid at its issuer")
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in issuer.config.algorithms:
+            raise _reject("alg is not allowed for this issuer")
+        if _KTY_FOR_ALG.get(alg) != key.kty or (key.alg and key.alg != alg):
+            raise _reject("alg does not match the key type")
+        return key
+
+    def _check_signature(self, jws: CompactJws, key: PublicJwk) -> None:
+        algorithm = self._algorithms[jws.header["alg"]]
+        try:
+            valid = algorithm.verify(jws.signing_input, key.key, jws.signature)
+        except (ValueError, TypeError) as exc:
+            raise _reject("signature verification error") from exc
+        if not valid:
+            raise _reject("bad signature")
+
+    def _validated(
+        self, claims: dict[str, Any], config: IssuerConfig, token_type: str
+    ) -> VerifiedToken:
+        exp = rules.validate_times(claims, self._clock.now(), self._leeway)
+        sub = rules.validate_subject(claims)
+        rules_type = TOKEN_TYPE_ID_TOKEN if token_type == TOKEN_TYPE_ID_TOKEN else TOKEN_TYPE_ACCESS_TOKEN
+        client_id = rules.client_id_of(claims, config, rules_type)
+        rules.validate_audience(claims, config, rules_type, client_id)
+        act = claims.get("act")
+        return VerifiedToken(
+            issuer=config.issuer,
+            subject=sub,
+            token_type=token_type,
+            expires_at=exp,
+            client_id=client_id,
+            tenant=rules.string_claim(claims, config.tenant_claim),
+            email=rules.string_claim(claims, "email"),
+            groups=rules.string_list_claim(claims, config.groups_claim),
+            acr=rules.string_claim(claims, "acr"),
+            amr=rules.string_list_claim(claims, "amr"),
+            auth_time=rules.numeric_date(claims, "auth_time", required=False) or 0,
+            act=act if isinstance(act, dict) else None,
+            claims=claims,
+        )

@@ -1,0 +1,76 @@
+"""Strict parsing of a compact JWS (RFC 7515 §7.1), shared by inbound verification and self-checks.
+
+Only the three-part compact form is accepted: JWE (five parts), unsecured JWTs and nested JWTs
+never reach signature verification. JSON with duplicate member names is rejected (RFC 7515 §5.2
+lets a parser either reject or take the last; two parsers disagreeing is an attack surface).
+"""
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sekisho.errors import InvalidTokenError
+
+_B64URL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+@dataclass(frozen=True, slots=True)
+class CompactJws:
+    """The decoded parts of a compact JWS whose signature is not yet checked."""
+
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+
+def _reject(detail: str) -> InvalidTokenError:
+    return InvalidTokenError("the subject or actor token is invalid", log_detail=detail)
+
+
+def b64url_decode(segment: str) -> bytes:
+    """Decode unpadded base64url. Raises: InvalidTokenError on any other alphabet."""
+    raw = segment.encode("ascii", errors="replace")
+    if not set(raw) <= _B64URL:
+        raise _reject("segment is not base64url")
+    try:
+        return base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise _reject("segment is not base64url") from exc
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _reject(f"duplicate JSON member {key!r}")
+        result[key] = value
+    return result
+
+
+def json_object(segment: str) -> dict[str, Any]:
+    """A base64url segment holding a UTF-8 JSON object. Raises: InvalidTokenError."""
+    try:
+        text = b64url_decode(segment).decode("utf-8")
+        value = json.loads(text, object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _reject("segment is not UTF-8 JSON") from exc
+    if not isinstance(value, dict):
+        raise _reject("segment is not a JSON object")
+    return value
+
+
+def parse_compact(token: str) -> CompactJws:
+    """Split and decode a compact JWS. Raises: InvalidTokenError."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise _reject(f"token has {len(parts)} parts; only compact JWS (3) is accepted")
+    header = json_object(parts[0])
+    claims = json_object(parts[1])
+    signature = b64url_decode(parts[2])
+    if not signature:
+        raise _reject("token is unsigned")
+    signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
+    return CompactJws(header=header, claims=claims, signing_input=signing_input, signature=signature)

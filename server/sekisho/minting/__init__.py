@@ -1,0 +1,1 @@
+"""Minting: claim building per profile, JWS encoding through a Signer, self-verification."""

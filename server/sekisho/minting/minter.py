@@ -1,0 +1,133 @@
+"""The minter: lifetime, claims, signing. Every token is self-verified before it is returned."""
+
+import logging
+import secrets
+from collections.abc import Callable
+
+from sekisho.clock import Clock
+from sekisho.constants import TOKEN_TYPE_ID_JAG, TYP_ACCESS_TOKEN, TYP_ID_JAG
+from sekisho.errors import AccessDeniedError, InvalidTokenError, ServerError
+from sekisho.minting.claims import RESERVED_CLAIMS, TokenFacts, build_claims
+from sekisho.minting.encoder import JwsEncoder, SelfVerificationError
+from sekisho.models import Decision, ExchangeRequest, MintedToken, VerifiedToken
+from sekisho.signing.keyring import Keyring
+
+log = logging.getLogger(__name__)
+
+JTI_BYTES = 16  # 128 bits of randomness: unguessable and collision-free at any realistic rate
+
+
+def random_jti() -> str:
+    return secrets.token_urlsafe(JTI_BYTES)
+
+
+class TokenMinter:
+    """Builds and signs the outbound token for an allowed decision."""
+
+    def __init__(
+        self,
+        keyring: Keyring,
+        clock: Clock,
+        *,
+        issuer: str,
+        max_lifetime_seconds: int,
+        jti_factory: Callable[[], str] = random_jti,
+    ) -> None:
+        self._keyring = keyring
+        self._clock = clock
+        self._issuer = issuer
+        self._max_lifetime = max_lifetime_seconds
+        self._jti = jti_factory
+        self._encoder = JwsEncoder()
+
+    def mint(
+        self,
+        request: ExchangeRequest,
+        subject: VerifiedToken,
+        actor: VerifiedToken | None,
+        decision: Decision,
+    ) -> MintedToken:
+        """Sign a token for `decision`.
+
+        Raises:
+            AccessDeniedError: the decision asks for a reserved claim or names no client.
+            InvalidTokenError: the subject token expires before a token could be useful.
+            TemporarilyUnavailableError: no active signing key.
+        """
+        record, signer = self._keyring.signing_key()
+        now = int(self._clock.now())
+        expires_at = now + self._lifetime(request, subject, decision, now, record.retire_after)
+        facts = TokenFacts(
+            issuer=self._issuer,
+            profile=request.requested_token_type,
+            audience=request.audience,
+            resources=decision.resources,
+            scopes=decision.scopes,
+            client_id=self._client_id(subject, decision),
+            jti=self._jti(),
+            issued_at=now,
+            expires_at=expires_at,
+            actor_sub=actor.subject if actor else request.caller.id,
+            extra=_extra_claims(decision),
+        )
+        profile_id_jag = request.requested_token_type == TOKEN_TYPE_ID_JAG
+        typ = TYP_ID_JAG if profile_id_jag else TYP_ACCESS_TOKEN
+        try:
+            token = self._encoder.encode(build_claims(facts, subject), signer, typ)
+        except SelfVerificationError as exc:
+            raise ServerError("token signing failed", log_detail=str(exc)) from exc
+        return MintedToken(
+            token=token,
+            jti=facts.jti,
+            kid=signer.kid,
+            issued_at=now,
+            expires_at=expires_at,
+            issued_token_type=request.requested_token_type,
+            token_type="N_A" if profile_id_jag else "Bearer",
+            audience=request.audience,
+            scopes=facts.scopes,
+            resources=facts.resources,
+        )
+
+    def _lifetime(
+        self,
+        request: ExchangeRequest,
+        subject: VerifiedToken,
+        decision: Decision,
+        now: int,
+        key_retire_after: int,
+    ) -> int:
+        """min(policy ttl, config max, requested, subject token's exp, key retirement)."""
+        caps = [self._max_lifetime, subject.expires_at - now]
+        if decision.ttl_seconds is not None:
+            caps.append(decision.ttl_seconds)
+        if request.requested_lifetime_seconds > 0:
+            caps.append(request.requested_lifetime_seconds)
+        if key_retire_after:
+            caps.append(key_retire_after - now)
+        lifetime = min(caps)
+        if lifetime <= 0:
+            raise InvalidTokenError(
+                "the subject token is expired", log_detail=f"lifetime caps {caps} leave nothing"
+            )
+        return lifetime
+
+    @staticmethod
+    def _client_id(subject: VerifiedToken, decision: Decision) -> str:
+        client_id = decision.client_id or subject.client_id
+        if not client_id:
+            raise AccessDeniedError(
+                "no client id is known for this caller at the audience",
+                log_detail="decision and subject token carry no client id",
+            )
+        return client_id
+
+
+def _extra_claims(decision: Decision) -> dict[str, object]:
+    reserved = RESERVED_CLAIMS & decision.claims.keys()
+    if reserved:
+        # A policy trying to set iss/sub/aud/... is a policy bug or an attack: fail closed.
+        raise AccessDeniedError(
+            "the exchange was denied", log_detail=f"policy claims override reserved {sorted(reserved)}"
+        )
+    return dict(decision.claims)

@@ -1,0 +1,1 @@
+"""Policy: the PolicyEngine role, the input document, strict decision parsing, Rego engines."""

@@ -1,0 +1,69 @@
+"""What a decision means for the request: a typed error for a deny, or the grant narrowed so
+granted scopes ⊆ requested scopes and granted resources ⊆ requested resources, whatever the
+policy returned (defence in depth against a policy bug).
+"""
+
+import logging
+from dataclasses import replace
+
+from sekisho.errors import (
+    DECISION_ERRORS,
+    AccessDeniedError,
+    ConsentRequiredError,
+    InsufficientUserAuthenticationError,
+    InvalidScopeError,
+    ServiceError,
+)
+from sekisho.models import Decision, ExchangeRequest
+from sekisho.validation import is_scope_token
+
+log = logging.getLogger(__name__)
+
+_PUBLIC_MESSAGES = {
+    "access_denied": "the exchange was denied by policy",
+    "invalid_target": "the requested audience or resource is not available",
+    "invalid_scope": "none of the requested scopes can be granted",
+    "insufficient_user_authentication": "stronger user authentication is required",
+    "consent_required": "the user must consent before this exchange",
+}
+
+
+def denial(decision: Decision) -> ServiceError:
+    """The error a deny decision answers with; its metadata tells the agent what to do next."""
+    cls = DECISION_ERRORS.get(decision.error, AccessDeniedError)
+    metadata: dict[str, str] = {}
+    if cls is InsufficientUserAuthenticationError:
+        if decision.acr_values:
+            metadata["acr_values"] = decision.acr_values
+        if decision.max_age:
+            metadata["max_age"] = str(decision.max_age)
+    if cls is ConsentRequiredError and decision.authorization_url:
+        metadata["authorization_url"] = decision.authorization_url
+    return cls(
+        _PUBLIC_MESSAGES[cls.reason],
+        log_detail=decision.reason or cls.reason,
+        metadata=metadata,
+    )
+
+
+def granted(decision: Decision, request: ExchangeRequest) -> Decision:
+    """The allowed decision, narrowed to what was requested.
+
+    Raises: ServiceError for a deny; InvalidScopeError when nothing requested is granted.
+    """
+    if not decision.allow:
+        raise denial(decision)
+    scopes = decision.scopes
+    if request.scopes:
+        scopes = tuple(s for s in scopes if s in request.scopes)
+    resources = decision.resources or request.resources
+    if request.resources:
+        resources = tuple(r for r in resources if r in request.resources)
+    if any(not is_scope_token(s) for s in scopes):
+        log.error("policy_scope_invalid", extra={"decision_id": decision.decision_id})
+        raise AccessDeniedError(_PUBLIC_MESSAGES["access_denied"], log_detail="ill-formed scope")
+    if request.scopes and not scopes:
+        raise InvalidScopeError(_PUBLIC_MESSAGES["invalid_scope"], log_detail="grant ∩ request = ∅")
+    if len(scopes) != len(decision.scopes):
+        log.warning("policy_grant_narrowed", extra={"decision_id": decision.decision_id})
+    return replace(decision, scopes=tuple(dict.fromkeys(scopes)), resources=tuple(dict.fromkeys(resources)))

@@ -1,0 +1,69 @@
+"""Reading a policy directory: Rego modules and the JSON data documents beside them.
+
+Layout: every `*.rego` under the directory except `*_test.rego` is a module; every
+`data/*.json` file is one JSON object merged at the root of `data` (the same place OPA puts it
+when the data folder is given as a root: `opa run -s policies/sekisho policies/data`).
+A directory with only .rego files (no data/) is valid.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sekisho.errors import PolicyLoadError
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySource:
+    """The text of every module and the merged data document."""
+
+    modules: dict[str, str]
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def module_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.rego") if not p.name.endswith("_test.rego"))
+
+
+def data_files(root: Path) -> list[Path]:
+    return sorted((root / "data").glob("*.json"))
+
+
+def load_source(root: Path) -> PolicySource:
+    """Read modules and data. Raises: PolicyLoadError naming the offending file."""
+    if not root.is_dir():
+        raise PolicyLoadError(f"policy path {root} is not a directory")
+    modules: dict[str, str] = {}
+    for path in module_files(root):
+        modules[str(path.relative_to(root))] = _read(path)
+    if not modules:
+        raise PolicyLoadError(f"no .rego modules under {root}")
+    data: dict[str, Any] = {}
+    for path in data_files(root):
+        try:
+            document = json.loads(_read(path))
+        except ValueError as exc:
+            raise PolicyLoadError(f"{path.name}: invalid JSON: {exc}") from exc
+        if not isinstance(document, dict):
+            raise PolicyLoadError(f"{path.name}: a data file must hold a JSON object")
+        _merge(data, document, path.name, ())
+    return PolicySource(modules=modules, data=data)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyLoadError(f"{path.name}: cannot read: {exc}") from exc
+
+
+def _merge(into: dict[str, Any], new: dict[str, Any], name: str, trail: tuple[str, ...]) -> None:
+    for key, value in new.items():
+        if key not in into:
+            into[key] = value
+        elif isinstance(into[key], dict) and isinstance(value, dict):
+            _merge(into[key], value, name, (*trail, key))
+        else:
+            where = ".".join((*trail, key))
+            raise PolicyLoadError(f"{name}: data.{where} is already defined by another data file")

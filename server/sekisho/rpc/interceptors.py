@@ -1,0 +1,65 @@
+"""Server interceptors: request id and the single place typed errors become gRPC statuses."""
+
+import contextvars
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from sekisho.errors import ServerError, ServiceError
+from sekisho.rpc.status import to_grpc_status
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "x-request-id"
+MAX_REQUEST_ID_LENGTH = 128
+
+Behaviour = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+
+
+def _request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_HEADER and isinstance(value, str) and value.isprintable():
+            return value[:MAX_REQUEST_ID_LENGTH]
+    return uuid.uuid4().hex
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps unary handlers: assigns a request id and maps ServiceError to a rich status."""
+
+    def __init__(self, request_id_var: contextvars.ContextVar[str]) -> None:
+        self._request_id = request_id_var
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            self._wrap(handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _wrap(self, behaviour: Behaviour) -> Behaviour:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            request_id = _request_id(context)
+            self._request_id.set(request_id)
+            await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
+            try:
+                return await behaviour(request, context)
+            except ServiceError as error:
+                await context.abort_with_status(to_grpc_status(error, request_id))
+            except grpc.aio.AbortError:
+                raise
+            except Exception:  # the RPC boundary: a bug becomes INTERNAL, never a stack trace
+                log.exception("rpc_internal_error", extra={"request_id": request_id})
+                error = ServerError("internal error")
+                await context.abort_with_status(to_grpc_status(error, request_id))
+
+        return wrapped

@@ -1,0 +1,61 @@
+"""gRPC server assembly: the exchange service, health checking and reflection on one listener."""
+
+import contextvars
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
+from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
+from sekisho.rpc.interceptors import ErrorMappingInterceptor
+from sekisho.rpc.servicer import TokenExchangeServicer
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TokenExchangeService"].full_name
+MAX_MESSAGE_BYTES = 256 * 1024
+
+
+@dataclass
+class GrpcServer:
+    """A started server and the port it bound (port 0 → the kernel's choice)."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+
+
+async def create_grpc_server(
+    servicer: TokenExchangeServicer,
+    listen: str,
+    request_id_var: contextvars.ContextVar[str],
+) -> GrpcServer:
+    """Build and start the server on `listen` (host:port)."""
+    server = grpc.aio.server(
+        interceptors=[ErrorMappingInterceptor(request_id_var)],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    pb_grpc.add_TokenExchangeServiceServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
+    reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot bind gRPC listener {listen}")
+    await server.start()
+    grpc_server = GrpcServer(server=server, port=port, health=health_servicer)
+    await grpc_server.set_serving(False)
+    return grpc_server

@@ -1,0 +1,24 @@
+"""ServiceError → gRPC status with a google.rpc.ErrorInfo detail (ARCHITECTURE.md §3)."""
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from sekisho.constants import ERROR_DOMAIN
+from sekisho.errors import ServerError, ServiceError
+
+
+def to_grpc_status(error: ServiceError, request_id: str) -> grpc.Status:
+    """The rich status for `error`; INTERNAL carries only a generic message and the request id."""
+    code = grpc.StatusCode[error.grpc_code]
+    message = error.public_message
+    if isinstance(error, ServerError):
+        message = f"internal error (request id {request_id})"
+    info = error_details_pb2.ErrorInfo(
+        reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
+    )
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
+    return rpc_status.to_status(status)

@@ -1,0 +1,170 @@
+"""The composition root: builds every component from Settings and runs gRPC + HTTP on one loop."""
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import signal
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from sekisho.audit import AuditLog
+from sekisho.clock import Clock, SystemClock
+from sekisho.config import Settings
+from sekisho.errors import ConfigError
+from sekisho.exchange import TokenExchanger
+from sekisho.identity.fetcher import HttpJsonFetcher, JsonFetcher
+from sekisho.identity.jwks import JwksCache
+from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
+from sekisho.http.app import create_http_app
+from sekisho.minting.minter import TokenMinter
+from sekisho.policy.rego import RegoPolicyEngine
+from sekisho.reload import watch_directory
+from sekisho.rpc.server import GrpcServer, create_grpc_server
+from sekisho.rpc.servicer import TokenExchangeServicer
+from sekisho.signing.filestore import FileKeyStore
+from sekisho.signing.keyring import Keyring
+from sekisho.validation import RequestLimits
+
+log = logging.getLogger(__name__)
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+@dataclass
+class Service:
+    """A running Sekisho: both listeners and the background tasks."""
+
+    grpc: GrpcServer
+    http_runner: web.AppRunner
+    http_port: int
+    fetcher: HttpJsonFetcher | None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def stop(self, grace: float) -> None:
+        """Drain in-flight RPCs for up to `grace` seconds, then close everything."""
+        await self.grpc.set_serving(False)
+        await self.grpc.server.stop(grace)
+        await self.http_runner.cleanup()
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.fetcher is not None:
+            await self.fetcher.close()
+
+
+def _trusted_issuers(settings: Settings, fetcher: JsonFetcher, clock: Clock) -> dict[str, TrustedIssuer]:
+    trust = settings.trust
+    return {
+        entry.issuer: TrustedIssuer(
+            config=entry,
+            jwks=JwksCache(
+                entry.issuer,
+                fetcher,
+                clock,
+                jwks_uri=entry.jwks_uri,
+                discovery_url=entry.discovery_url,
+                min_refetch_interval=trust.jwks_refetch_min_interval_seconds,
+            ),
+        )
+        for entry in trust.issuers
+    }
+
+
+async def _refresh_forever(cache: JwksCache, interval: float) -> None:
+    while True:
+        await cache.refresh()
+        await asyncio.sleep(interval)
+
+
+async def start_service(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    fetcher: JsonFetcher | None = None,
+    request_id: contextvars.ContextVar[str] | None = None,
+) -> Service:
+    """Load keys and policy (refusing to start if either is broken), then bind both listeners.
+
+    Raises: ConfigError, KeyStoreError, PolicyLoadError, OSError (bind).
+    """
+    clock = clock or SystemClock()
+    request_id = request_id or contextvars.ContextVar("request_id", default="")
+    if settings.policy.engine != "embedded":
+        raise ConfigError("config key 'policy.engine': only 'embedded' is available in this version")
+    if settings.keys.backend != "file":
+        raise ConfigError("config key 'keys.backend': only 'file' is available in this version")
+    keyring = Keyring(FileKeyStore(settings.keys.dir))
+    keyring.load()
+    policy = RegoPolicyEngine(settings.policy.path, settings.policy.query)
+    policy.load()
+    own_fetcher = HttpJsonFetcher(settings.trust.http_timeout_seconds) if fetcher is None else None
+    issuers = _trusted_issuers(settings, fetcher or own_fetcher, clock)  # type: ignore[arg-type]
+    verifier = TokenVerifier(
+        issuers,
+        clock,
+        own_issuer=settings.server.issuer,
+        leeway_seconds=settings.trust.leeway_seconds,
+        max_token_bytes=settings.trust.max_token_bytes,
+    )
+    minter = TokenMinter(
+        keyring,
+        clock,
+        issuer=settings.server.issuer,
+        max_lifetime_seconds=settings.tokens.max_lifetime_seconds,
+    )
+    exchanger = TokenExchanger(verifier, policy, minter, clock, AuditLog())
+    servicer = TokenExchangeServicer(exchanger, keyring, RequestLimits())
+    grpc_server = await create_grpc_server(servicer, settings.server.grpc_listen, request_id)
+
+    def ready() -> bool:
+        return keyring.loaded and policy.ready
+
+    app = create_http_app(
+        issuer=settings.server.issuer,
+        keyring=keyring,
+        ready=ready,
+        jwks_max_age_seconds=settings.tokens.jwks_max_age_seconds,
+        signing_algs=[settings.keys.algorithm],
+    )
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    host, port = _split_listen(settings.server.http_listen)
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    service = Service(grpc=grpc_server, http_runner=runner, http_port=http_port, fetcher=own_fetcher)
+    for issuer in issuers.values():
+        task = _refresh_forever(issuer.jwks, settings.trust.jwks_cache_seconds)
+        service.tasks.append(asyncio.create_task(task))
+    if settings.policy.watch:
+        task = watch_directory(settings.policy.path, policy.reload, "policy")
+        service.tasks.append(asyncio.create_task(task))
+    if settings.keys.watch:
+        task = watch_directory(settings.keys.dir, keyring.reload, "keys")
+        service.tasks.append(asyncio.create_task(task))
+    await grpc_server.set_serving(True)
+    log.info(
+        "service_started",
+        extra={"grpc_port": grpc_server.port, "http_port": http_port, "issuer": settings.server.issuer},
+    )
+    return service
+
+
+async def run_until_signalled(settings: Settings) -> None:
+    """`sekisho serve`: start, wait for SIGTERM/SIGINT, drain, exit."""
+    service = await start_service(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("service_stopping", extra={"grace_seconds": settings.server.shutdown_grace_seconds})
+    await service.stop(settings.server.shutdown_grace_seconds)
+    log.info("service_stopped")

@@ -1,0 +1,97 @@
+"""The keyring: an immutable snapshot of the keystore that signing and JWKS publication read.
+
+A snapshot is built once per keystore change (signer objects, JWKS bytes) and swapped in whole,
+so a request never sees half a rotation and never parses key material.
+"""
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from sekisho.errors import KeyStoreError, TemporarilyUnavailableError
+from sekisho.signing.keys import KeyRecord, KeyState
+from sekisho.signing.signer import Signer, published_jwk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class KeySet:
+    """Keys as loaded at one moment: records, signers of published keys, the JWKS document."""
+
+    records: tuple[KeyRecord, ...]
+    signers: Mapping[str, Signer]
+
+    @property
+    def active(self) -> tuple[KeyRecord, Signer] | None:
+        for record in self.records:
+            if record.state is KeyState.ACTIVE and record.kid in self.signers:
+                return record, self.signers[record.kid]
+        return None
+
+    def jwks(self) -> dict[str, list[dict[str, object]]]:
+        """The JWK Set of every published key (next, active, retiring), active first."""
+        order = {KeyState.ACTIVE: 0, KeyState.NEXT: 1, KeyState.RETIRING: 2}
+        published = sorted((r for r in self.records if r.published), key=lambda r: order[r.state])
+        return {"keys": [published_jwk(self.signers[r.kid]) for r in published]}
+
+
+class KeyStore(Protocol):
+    """A keystore backend (file now; KMS slots in behind the same protocol)."""
+
+    def load(self) -> KeySet:
+        """Read the keystore. Raises: KeyStoreError when missing or corrupt."""
+        ...
+
+
+class Keyring:
+    """Holds the current KeySet, reloads it on change and keeps the last good one on failure."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self._store = store
+        self._keys: KeySet | None = None
+        self._jwks_bytes = b'{"keys":[]}'
+
+    @property
+    def loaded(self) -> bool:
+        return self._keys is not None
+
+    @property
+    def jwks_bytes(self) -> bytes:
+        return self._jwks_bytes
+
+    def load(self) -> None:
+        """Load the keystore for the first time. Raises: KeyStoreError (refuse to start)."""
+        self._install(self._store.load())
+
+    def reload(self) -> bool:
+        """Reload after a change; on failure keep serving the last good keys and log why."""
+        try:
+            keys = self._store.load()
+        except KeyStoreError as exc:
+            log.error("keyring_reload_failed", extra={"error": str(exc)})
+            return False
+        self._install(keys)
+        return True
+
+    def signing_key(self) -> tuple[KeyRecord, Signer]:
+        """The active key. Raises: TemporarilyUnavailableError when there is none."""
+        active = self._keys.active if self._keys else None
+        if active is None:
+            raise TemporarilyUnavailableError(
+                "no signing key is available", log_detail="keyring has no active key"
+            )
+        return active
+
+    def public_key_for(self, kid: str) -> Signer | None:
+        return self._keys.signers.get(kid) if self._keys else None
+
+    def _install(self, keys: KeySet) -> None:
+        if keys.active is None:
+            raise KeyStoreError("keystore has no active key (run `sekisho keys init`)")
+        self._keys = keys
+        self._jwks_bytes = json.dumps(keys.jwks(), separators=(",", ":")).encode()
+        states = {r.kid: r.state.value for r in keys.records if r.published}
+        log.info("keyring_loaded", extra={"keys": states})

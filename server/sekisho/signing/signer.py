@@ -1,0 +1,61 @@
+"""The Signer role: produce a JWS signature for a signing input with one key.
+
+Backends differ only here (a local key object, or later a KMS call); claim building and JWS
+encoding stay the same for all of them.
+"""
+
+from typing import Any, Protocol
+
+from jwt.algorithms import Algorithm, get_default_algorithms
+
+from sekisho.signing.material import PrivateKey, PublicKey, public_jwk
+
+
+class Signer(Protocol):
+    """One signing key: its kid, JWS alg, public key and a sign operation."""
+
+    @property
+    def kid(self) -> str: ...
+
+    @property
+    def alg(self) -> str: ...
+
+    @property
+    def public_key(self) -> PublicKey: ...
+
+    def sign(self, signing_input: bytes) -> bytes:
+        """Return the JWS signature (for ECDSA the R||S form of RFC 7518 §3.4)."""
+        ...
+
+
+class LocalSigner:
+    """Signs in-process with a private key object loaded once (never re-parsed per token)."""
+
+    def __init__(self, kid: str, alg: str, private_key: PrivateKey) -> None:
+        self._kid = kid
+        self._alg = alg
+        self._private_key = private_key
+        self._public_key: PublicKey = private_key.public_key()
+        self._algorithm: Algorithm = get_default_algorithms()[alg]
+
+    @property
+    def kid(self) -> str:
+        return self._kid
+
+    @property
+    def alg(self) -> str:
+        return self._alg
+
+    @property
+    def public_key(self) -> PublicKey:
+        return self._public_key
+
+    def sign(self, signing_input: bytes) -> bytes:
+        return self._algorithm.sign(signing_input, self._private_key)
+
+
+def published_jwk(signer: Signer) -> dict[str, Any]:
+    """The JWK a downstream uses to verify tokens from `signer`."""
+    jwk = public_jwk(signer.public_key)
+    jwk.update({"kid": signer.kid, "alg": signer.alg, "use": "sig"})
+    return jwk
