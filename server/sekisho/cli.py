@@ -138,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     policy = sub.add_parser("policy", parents=[common], help="policy author tools")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
-    evaluate = policy_sub.add_parser("eval", parents=[common], help="print the decision for an input")
+    evaluate = policy_sub.add_parser(
+        "eval", parents=[common], help="print the decision for an input"
+    )
     evaluate.add_argument("--input", required=True, help="JSON input document")
 
     _add_dev_idp(sub, common)
@@ -167,7 +169,9 @@ def _add_dev_idp(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
 
 
 def _add_exchange(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
-    ex = sub.add_parser("exchange", parents=[common], help="call ExchangeToken and print the result")
+    ex = sub.add_parser(
+        "exchange", parents=[common], help="call ExchangeToken and print the result"
+    )
     ex.add_argument("--target", default="", help="host:port (default: server.grpc_listen)")
     ex.add_argument("--subject-token", required=True, help="the IdP token, or - for stdin")
     ex.add_argument("--subject-token-type", default=TOKEN_TYPE_ID_TOKEN)

@@ -35,7 +35,9 @@ def is_secure_url(url: str) -> bool:
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return True
-    return parts.scheme == "http" and bool(parts.hostname) and is_loopback_host(parts.hostname or "")
+    return (
+        parts.scheme == "http" and bool(parts.hostname) and is_loopback_host(parts.hostname or "")
+    )
 
 
 def _require_secure_url(url: str, what: str) -> str:
@@ -111,7 +113,9 @@ class IssuerConfig(_Strict):
         if bool(self.discovery_url) == bool(self.jwks_uri):
             raise ValueError("set exactly one of discovery_url or jwks_uri")
         if not self.audiences and not self.client_ids:
-            raise ValueError("set audiences and/or client_ids: a token for any client is not accepted")
+            raise ValueError(
+                "set audiences and/or client_ids: a token for any client is not accepted"
+            )
         return self
 
 

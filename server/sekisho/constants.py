@@ -1,4 +1,4 @@
-"""Wire identifiers: token type URNs (RFC 8693 §3, ID-JAG draft), JOSE `typ` values, error domain."""
+"""Wire identifiers: token type URNs (RFC 8693 §3, ID-JAG draft), JOSE `typ`, error domain."""
 
 from typing import Final
 

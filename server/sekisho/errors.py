@@ -75,7 +75,7 @@ class AccessDeniedError(ServiceError):
 
 
 class InsufficientUserAuthenticationError(ServiceError):
-    """Policy demands stronger user authentication (RFC 9470); metadata carries acr_values/max_age."""
+    """Policy demands stronger user authentication (RFC 9470); metadata: acr_values, max_age."""
 
     reason = "insufficient_user_authentication"
     grpc_code = "FAILED_PRECONDITION"
@@ -91,7 +91,7 @@ class ConsentRequiredError(ServiceError):
 
 
 class TemporarilyUnavailableError(ServiceError):
-    """A dependency (IdP JWKS, policy engine, key backend) is unreachable; fail closed, retryable."""
+    """A dependency (IdP JWKS, policy engine, key backend) is unreachable: fail closed."""
 
     reason = "temporarily_unavailable"
     grpc_code = "UNAVAILABLE"

@@ -73,4 +73,6 @@ def parse_compact(token: str) -> CompactJws:
     if not signature:
         raise _reject("token is unsigned")
     signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
-    return CompactJws(header=header, claims=claims, signing_input=signing_input, signature=signature)
+    return CompactJws(
+        header=header, claims=claims, signing_input=signing_input, signature=signature
+    )

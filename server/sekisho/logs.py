@@ -29,7 +29,12 @@ def configure_logging(level: str, fmt: str, request_id: contextvars.ContextVar[s
             JsonFormatter(
                 "{asctime}{levelname}{name}{message}",
                 style="{",
-                rename_fields={"asctime": "time", "levelname": "level", "name": "logger", "message": "event"},
+                rename_fields={
+                    "asctime": "time",
+                    "levelname": "level",
+                    "name": "logger",
+                    "message": "event",
+                },
             )
         )
     else:

@@ -14,10 +14,10 @@ from sekisho.clock import Clock, SystemClock
 from sekisho.config import Settings
 from sekisho.errors import ConfigError
 from sekisho.exchange import TokenExchanger
+from sekisho.http.app import create_http_app
 from sekisho.identity.fetcher import HttpJsonFetcher, JsonFetcher
 from sekisho.identity.jwks import JwksCache
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
-from sekisho.http.app import create_http_app
 from sekisho.minting.minter import TokenMinter
 from sekisho.policy.rego import RegoPolicyEngine
 from sekisho.reload import watch_directory
@@ -59,7 +59,9 @@ class Service:
             await self.fetcher.close()
 
 
-def _trusted_issuers(settings: Settings, fetcher: JsonFetcher, clock: Clock) -> dict[str, TrustedIssuer]:
+def _trusted_issuers(
+    settings: Settings, fetcher: JsonFetcher, clock: Clock
+) -> dict[str, TrustedIssuer]:
     trust = settings.trust
     return {
         entry.issuer: TrustedIssuer(
@@ -97,7 +99,9 @@ async def start_service(
     clock = clock or SystemClock()
     request_id = request_id or contextvars.ContextVar("request_id", default="")
     if settings.policy.engine != "embedded":
-        raise ConfigError("config key 'policy.engine': only 'embedded' is available in this version")
+        raise ConfigError(
+            "config key 'policy.engine': only 'embedded' is available in this version"
+        )
     if settings.keys.backend != "file":
         raise ConfigError("config key 'keys.backend': only 'file' is available in this version")
     keyring = Keyring(FileKeyStore(settings.keys.dir))
@@ -139,7 +143,9 @@ async def start_service(
     site = web.TCPSite(runner, host, port)
     await site.start()
     http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    service = Service(grpc=grpc_server, http_runner=runner, http_port=http_port, fetcher=own_fetcher)
+    service = Service(
+        grpc=grpc_server, http_runner=runner, http_port=http_port, fetcher=own_fetcher
+    )
     for issuer in issuers.values():
         task = _refresh_forever(issuer.jwks, settings.trust.jwks_cache_seconds)
         service.tasks.append(asyncio.create_task(task))
@@ -152,7 +158,11 @@ async def start_service(
     await grpc_server.set_serving(True)
     log.info(
         "service_started",
-        extra={"grpc_port": grpc_server.port, "http_port": http_port, "issuer": settings.server.issuer},
+        extra={
+            "grpc_port": grpc_server.port,
+            "http_port": http_port,
+            "issuer": settings.server.issuer,
+        },
     )
     return service
 

@@ -84,7 +84,9 @@ def build_request(
         raise InvalidRequestError("unsupported actor_token_type")
     _check_list("scope", scopes, limits.max_scopes, limits)
     if not all(is_scope_token(s) for s in scopes):
-        raise InvalidRequestError("scope values must be RFC 6749 scope tokens (no spaces or controls)")
+        raise InvalidRequestError(
+            "scope values must be RFC 6749 scope tokens (no spaces or controls)"
+        )
     _check_list("resource", resources, limits.max_resources, limits)
     if not all(_is_absolute_uri(r) for r in resources):
         raise InvalidRequestError("resource values must be absolute URIs without a fragment")

@@ -34,7 +34,9 @@ def _error_report(error: grpc.RpcError) -> dict[str, Any]:
     for detail in status.details if status else ():
         info = error_details_pb2.ErrorInfo()
         if detail.Unpack(info):
-            report.update({"reason": info.reason, "domain": info.domain, "metadata": dict(info.metadata)})
+            report.update(
+                {"reason": info.reason, "domain": info.domain, "metadata": dict(info.metadata)}
+            )
     return report
 
 

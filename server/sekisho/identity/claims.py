@@ -114,7 +114,7 @@ def string_claim(claims: Mapping[str, Any], name: str) -> str:
 
 
 def string_list_claim(claims: Mapping[str, Any], name: str) -> tuple[str, ...]:
-    """A list-of-strings claim; a lone string counts as a one-element list; other types are ignored."""
+    """A list-of-strings claim; a lone string counts as a list of one; other types are ignored."""
     value = claims.get(name)
     if isinstance(value, str):
         return (value,)

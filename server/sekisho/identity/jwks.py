@@ -66,7 +66,9 @@ def _parse_key(raw: dict[str, Any]) -> PublicJwk | None:
     except (PyJWKError, ValueError, TypeError, KeyError):
         return None
     alg = raw.get("alg", "")
-    return PublicJwk(kid=kid, kty=str(raw.get("kty")), alg=alg if isinstance(alg, str) else "", key=jwk.key)
+    return PublicJwk(
+        kid=kid, kty=str(raw.get("kty")), alg=alg if isinstance(alg, str) else "", key=jwk.key
+    )
 
 
 class JwksCache:

@@ -20,8 +20,8 @@ from sekisho.constants import (
 )
 from sekisho.errors import InvalidRequestError, InvalidTokenError, TemporarilyUnavailableError
 from sekisho.identity import claims as rules
-from sekisho.jose import CompactJws, parse_compact
 from sekisho.identity.jwks import JwksCache, JwksUnavailableError, PublicJwk
+from sekisho.jose import CompactJws, parse_compact
 from sekisho.models import VerifiedToken
 
 MAX_KID_LENGTH = 256
@@ -147,7 +147,9 @@ class TokenVerifier:
     ) -> VerifiedToken:
         exp = rules.validate_times(claims, self._clock.now(), self._leeway)
         sub = rules.validate_subject(claims)
-        rules_type = TOKEN_TYPE_ID_TOKEN if token_type == TOKEN_TYPE_ID_TOKEN else TOKEN_TYPE_ACCESS_TOKEN
+        rules_type = (
+            TOKEN_TYPE_ID_TOKEN if token_type == TOKEN_TYPE_ID_TOKEN else TOKEN_TYPE_ACCESS_TOKEN
+        )
         client_id = rules.client_id_of(claims, config, rules_type)
         rules.validate_audience(claims, config, rules_type, client_id)
         act = claims.get("act")

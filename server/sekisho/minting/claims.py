@@ -16,9 +16,28 @@ from sekisho.models import VerifiedToken
 # Claims Sekisho owns; policy `claims` may not set or override them.
 RESERVED_CLAIMS = frozenset(
     {
-        "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "resource",
-        "act", "tenant", "auth_time", "acr", "amr", "cnf", "may_act", "typ", "azp",
-        "aud_tenant", "aud_sub", "authorization_details",
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "nbf",
+        "iat",
+        "jti",
+        "client_id",
+        "scope",
+        "resource",
+        "act",
+        "tenant",
+        "auth_time",
+        "acr",
+        "amr",
+        "cnf",
+        "may_act",
+        "typ",
+        "azp",
+        "aud_tenant",
+        "aud_sub",
+        "authorization_details",
     }
 )
 

@@ -65,7 +65,11 @@ class JwsEncoder:
         # SPIRE's habit: every credential is checked against the public key that verifiers use.
         parsed = parse_compact(token)
         header = parsed.header
-        if header.get("alg") != signer.alg or header.get("kid") != signer.kid or header.get("typ") != typ:
+        if (
+            header.get("alg") != signer.alg
+            or header.get("kid") != signer.kid
+            or header.get("typ") != typ
+        ):
             raise SelfVerificationError(f"header mismatch for kid {signer.kid}")
         algorithm = self._verifiers[signer.alg]
         if not algorithm.verify(parsed.signing_input, signer.public_key, parsed.signature):

@@ -128,6 +128,7 @@ def _extra_claims(decision: Decision) -> dict[str, object]:
     if reserved:
         # A policy trying to set iss/sub/aud/... is a policy bug or an attack: fail closed.
         raise AccessDeniedError(
-            "the exchange was denied", log_detail=f"policy claims override reserved {sorted(reserved)}"
+            "the exchange was denied",
+            log_detail=f"policy claims override reserved {sorted(reserved)}",
         )
     return dict(decision.claims)

@@ -66,4 +66,6 @@ def granted(decision: Decision, request: ExchangeRequest) -> Decision:
         raise InvalidScopeError(_PUBLIC_MESSAGES["invalid_scope"], log_detail="grant ∩ request = ∅")
     if len(scopes) != len(decision.scopes):
         log.warning("policy_grant_narrowed", extra={"decision_id": decision.decision_id})
-    return replace(decision, scopes=tuple(dict.fromkeys(scopes)), resources=tuple(dict.fromkeys(resources)))
+    return replace(
+        decision, scopes=tuple(dict.fromkeys(scopes)), resources=tuple(dict.fromkeys(resources))
+    )

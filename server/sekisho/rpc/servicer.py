@@ -21,9 +21,7 @@ class TokenExchangeServicer(pb_grpc.TokenExchangeServiceServicer):  # type: igno
         self._keyring = keyring
         self._limits = limits
 
-    async def ExchangeToken(  # noqa: N802 - name fixed by the proto
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+    async def ExchangeToken(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         exchange_request = build_request(
             subject_token=request.subject_token,
             subject_token_type=request.subject_token_type,
@@ -33,7 +31,9 @@ class TokenExchangeServicer(pb_grpc.TokenExchangeServiceServicer):  # type: igno
             scopes=list(request.scope),
             actor_token=request.actor_token,
             actor_token_type=request.actor_token_type,
-            context=json_format.MessageToDict(request.context) if request.HasField("context") else {},
+            context=json_format.MessageToDict(request.context)
+            if request.HasField("context")
+            else {},
             requested_lifetime_seconds=request.requested_lifetime_seconds,
             caller=Caller(),
             limits=self._limits,
@@ -52,7 +52,5 @@ class TokenExchangeServicer(pb_grpc.TokenExchangeServiceServicer):  # type: igno
             decision_id=result.decision_id,
         )
 
-    async def GetJwks(  # noqa: N802 - name fixed by the proto
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+    async def GetJwks(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         return pb.GetJwksResponse(jwks=self._keyring.jwks_bytes.decode())
