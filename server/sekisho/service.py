@@ -108,8 +108,11 @@ async def start_service(
     keyring.load()
     policy = RegoPolicyEngine(settings.policy.path, settings.policy.query)
     policy.load()
-    own_fetcher = HttpJsonFetcher(settings.trust.http_timeout_seconds) if fetcher is None else None
-    issuers = _trusted_issuers(settings, fetcher or own_fetcher, clock)  # type: ignore[arg-type]
+    own_fetcher: HttpJsonFetcher | None = None
+    if fetcher is None:
+        own_fetcher = HttpJsonFetcher(settings.trust.http_timeout_seconds)
+        fetcher = own_fetcher
+    issuers = _trusted_issuers(settings, fetcher, clock)
     verifier = TokenVerifier(
         issuers,
         clock,

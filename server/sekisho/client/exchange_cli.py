@@ -30,7 +30,7 @@ class ExchangeArgs:
 
 def _error_report(error: grpc.RpcError) -> dict[str, Any]:
     report: dict[str, Any] = {"code": error.code().name, "message": error.details()}
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     for detail in status.details if status else ():
         info = error_details_pb2.ErrorInfo()
         if detail.Unpack(info):
@@ -43,7 +43,7 @@ def _error_report(error: grpc.RpcError) -> dict[str, Any]:
 def run_exchange(args: ExchangeArgs) -> tuple[int, dict[str, Any]]:
     """Returns (exit code, report)."""
     with grpc.insecure_channel(args.target) as channel:
-        stub = pb_grpc.TokenExchangeServiceStub(channel)
+        stub = pb_grpc.TokenExchangeServiceStub(channel)  # type: ignore[no-untyped-call]
         request = pb.ExchangeTokenRequest(
             subject_token=args.subject_token,
             subject_token_type=args.subject_token_type,

@@ -5,7 +5,7 @@ backs the key (a local key object now, a KMS key later).
 """
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from jwt.algorithms import Algorithm, get_default_algorithms
 from jwt.api_jws import PyJWS
@@ -57,7 +57,7 @@ class JwsEncoder:
         """
         payload = json.dumps(claims, separators=(",", ":")).encode()
         headers = {"kid": signer.kid, "typ": typ}
-        token = self._jws.encode(payload, signer, algorithm=signer.alg, headers=headers)
+        token = self._jws.encode(payload, cast(Any, signer), algorithm=signer.alg, headers=headers)
         self._self_verify(token, signer, typ)
         return token
 

@@ -30,7 +30,12 @@ _OPTIONAL: dict[str, tuple[Callable[[Any], bool], str]] = {
     "claims": (lambda v: isinstance(v, dict), "an object"),
     "reason": (lambda v: isinstance(v, str), "a string"),
     "cache_ttl_seconds": (_is_int, "a non-negative integer"),
-    "error": (lambda v: v in DECISION_ERRORS, f"one of {sorted(DECISION_ERRORS)}"),
+    # isinstance first: `[] in mapping` raises TypeError (unhashable), which would escape the
+    # fail-closed handling in decide() and reload().
+    "error": (
+        lambda v: isinstance(v, str) and v in DECISION_ERRORS,
+        f"one of {sorted(DECISION_ERRORS)}",
+    ),
     "acr_values": (lambda v: isinstance(v, str), "a string"),
     "max_age": (_is_int, "a non-negative integer"),
     "authorization_url": (lambda v: isinstance(v, str), "a string"),

@@ -80,7 +80,7 @@ class CompiledPolicy:
 
 def compile_policy(source: PolicySource, query: str) -> CompiledPolicy:
     """Build a bundle. Raises: PolicyLoadError with the compiler's message."""
-    builder = regopy.Interpreter()
+    builder = _quiet_interpreter()
     try:
         for name, text in source.modules.items():
             builder.add_module(name, text)
@@ -90,7 +90,15 @@ def compile_policy(source: PolicySource, query: str) -> CompiledPolicy:
         bundle = builder.build(None, [entrypoint])
     except regopy.RegoError as exc:
         raise PolicyLoadError(f"policy does not compile: {exc}") from exc
-    return CompiledPolicy(bundle=bundle, runner=regopy.Interpreter(), entrypoint=entrypoint)
+    return CompiledPolicy(bundle=bundle, runner=_quiet_interpreter(), entrypoint=entrypoint)
+
+
+def _quiet_interpreter() -> Any:
+    # rego-cpp prints errors to stderr besides raising them; the message reaches our log instead.
+    # (regopy.set_default_log_level is process-global and aborts the process if called twice.)
+    interpreter = regopy.Interpreter()
+    interpreter.log_level = regopy.LogLevel.NONE
+    return interpreter
 
 
 def self_test(policy: CompiledPolicy) -> None:
@@ -122,7 +130,6 @@ class RegoPolicyEngine:
         self._root = root
         self._query = query
         self._policy: CompiledPolicy | None = None
-        regopy.set_default_log_level("None")
 
     @property
     def ready(self) -> bool:

@@ -26,7 +26,7 @@ def _request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     return uuid.uuid4().hex
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Wraps unary handlers: assigns a request id and maps ServiceError to a rich status."""
 
     def __init__(self, request_id_var: contextvars.ContextVar[str]) -> None:
@@ -59,7 +59,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 raise
             except Exception:  # the RPC boundary: a bug becomes INTERNAL, never a stack trace
                 log.exception("rpc_internal_error", extra={"request_id": request_id})
-                error = ServerError("internal error")
-                await context.abort_with_status(to_grpc_status(error, request_id))
+                internal = ServerError("internal error")
+                await context.abort_with_status(to_grpc_status(internal, request_id))
 
         return wrapped

@@ -47,7 +47,7 @@ async def create_grpc_server(
             ("grpc.so_reuseport", 0),
         ],
     )
-    pb_grpc.add_TokenExchangeServiceServicer_to_server(servicer, server)
+    pb_grpc.add_TokenExchangeServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)

@@ -13,7 +13,7 @@ from sekisho.signing.keyring import Keyring
 from sekisho.validation import RequestLimits, build_request
 
 
-class TokenExchangeServicer(pb_grpc.TokenExchangeServiceServicer):  # type: ignore[misc]
+class TokenExchangeServicer(pb_grpc.TokenExchangeServiceServicer):
     """gRPC adapter over TokenExchanger and the keyring's JWKS."""
 
     def __init__(self, exchanger: TokenExchanger, keyring: Keyring, limits: RequestLimits) -> None:

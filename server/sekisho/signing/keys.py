@@ -1,6 +1,6 @@
 """Key states (ARCHITECTURE.md §7) and the metadata record kept for every signing key."""
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Self
 
@@ -34,9 +34,6 @@ class KeyRecord:
     @property
     def published(self) -> bool:
         return self.state in PUBLISHED_STATES
-
-    def with_state(self, state: KeyState, **changes: int) -> Self:
-        return replace(self, state=state, **changes)
 
     def to_json(self) -> dict[str, Any]:
         return {
