@@ -5,11 +5,12 @@ PY := $(VENV)/bin/python
 BIN := $(CURDIR)/bin
 OPA := $(BIN)/opa
 OPA_VERSION := v1.22.2
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 GEN := server/sekisho/_gen
 CONFIG ?= config/example.toml
 STAMP := $(VENV)/.installed
 
-.PHONY: setup proto run test check lint typecheck policy-check policy-test clean
+.PHONY: setup proto run test check lint typecheck policy-check clean
 
 setup: $(STAMP) $(OPA)
 
@@ -21,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 # OPA pinned, built into ./bin with the Go toolchain and reused when present.
 $(OPA):
-	GOBIN=$(BIN) go install github.com/open-policy-agent/opa@$(OPA_VERSION)
+	GOBIN=$(BIN) $(GO) install github.com/open-policy-agent/opa@$(OPA_VERSION)
 
 proto: $(STAMP)
 	rm -rf $(GEN) && mkdir -p $(GEN)
@@ -33,11 +34,13 @@ proto: $(STAMP)
 # Starts the dev IdP and Sekisho on the embedded defaults (regopy engine, file keystore).
 run: setup
 	$(VENV)/bin/sekisho keys init --config $(CONFIG) --if-missing
-	$(VENV)/bin/sekisho dev-idp serve --config $(CONFIG) & idp=$$!; \
+	$(VENV)/bin/sekisho dev-idp serve & idp=$$!; \
 	trap 'kill $$idp 2>/dev/null' EXIT INT TERM; \
 	$(VENV)/bin/sekisho serve --config $(CONFIG)
 
+# The whole suite: Rego unit tests under OPA, then every Python test (unit, integration, security).
 test: setup
+	$(OPA) test policies/sekisho policies/data
 	PATH="$(BIN):$$PATH" $(PY) -m pytest -q
 
 lint: setup
@@ -51,10 +54,7 @@ policy-check: setup
 	$(OPA) fmt --fail --list policies
 	$(OPA) check --strict policies/sekisho policies/data
 
-policy-test: setup
-	$(OPA) test --coverage=false policies/sekisho policies/data
-
-check: lint typecheck policy-check policy-test test
+check: lint typecheck policy-check test
 
 clean:
 	rm -rf $(VENV) $(BIN) .mypy_cache .pytest_cache .ruff_cache

@@ -81,8 +81,11 @@ def _trusted_issuers(
 
 async def _refresh_forever(cache: JwksCache, interval: float) -> None:
     while True:
-        await cache.refresh()
-        await asyncio.sleep(interval)
+        try:
+            await cache.refresh()
+        except Exception:  # a background loop: log and go on
+            log.exception("jwks_refresh_crashed")
+        await asyncio.sleep(cache.next_refresh_in(interval))
 
 
 async def start_service(

@@ -22,10 +22,10 @@ CRM_MCP = "https://crm.example.com/mcp"
 
 
 async def _http_jwks(live: LiveStack) -> tuple[bytes, str]:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{live.http_base}/.well-known/jwks.json") as response:
-            assert response.status == 200
-            return await response.read(), response.headers["Cache-Control"]
+    url = f"{live.http_base}/.well-known/jwks.json"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 200
+        return await response.read(), response.headers["Cache-Control"]
 
 
 async def _verify_independently(live: LiveStack, token: str) -> tuple[dict, dict]:

@@ -48,7 +48,8 @@ def parse_jwks(document: Any) -> dict[str, PublicJwk]:
     raw_keys = [k for k in document["keys"][: MAX_KEYS + 1] if isinstance(k, dict)]
     if len(raw_keys) > MAX_KEYS:
         raise FetchError(f"JWKS document holds more than {MAX_KEYS} keys")
-    counts = Counter(k.get("kid") for k in raw_keys)
+    # A JWK without "kid" is keyed as "" (see _parse_key), so count it the same way.
+    counts = Counter(k.get("kid", "") for k in raw_keys)
     keys: dict[str, PublicJwk] = {}
     for raw in raw_keys:
         parsed = _parse_key(raw)
@@ -105,7 +106,9 @@ class JwksCache:
         """
         if self._keys is not None and kid in self._keys:
             return self._keys[kid]
-        if self._clock.now() - self._last_attempt >= self._min_interval or self._keys is None:
+        # Throttled even while no keys were ever fetched: a down IdP is not hammered at the
+        # request rate; callers get UNAVAILABLE and the background loop keeps retrying.
+        if self._clock.now() - self._last_attempt >= self._min_interval:
             await self.refresh()
         if self._keys is None:
             raise JwksUnavailableError(f"no JWKS for {self._issuer}")
@@ -116,6 +119,10 @@ class JwksCache:
         if self._keys is not None and len(self._keys) == 1:
             return next(iter(self._keys.values()))
         return None
+
+    def next_refresh_in(self, interval: float) -> float:
+        """Seconds until the background refresh: `interval` once loaded, sooner until then."""
+        return interval if self._keys is not None else max(1.0, min(interval, self._min_interval))
 
     async def refresh(self) -> None:
         """Fetch now, single-flight: concurrent callers share one request."""

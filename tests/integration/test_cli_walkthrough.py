@@ -1,0 +1,121 @@
+"""The README walkthrough as real processes: keys init, dev IdP, serve, token, exchange, SIGTERM."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.harness import POLICIES
+
+pytestmark = pytest.mark.integration
+
+SEKISHO = [sys.executable, "-m", "sekisho"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_http(url: str, seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:  # loopback only
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} never became ready")
+
+
+def _write_config(tmp_path: Path, idp_port: int, grpc_port: int, http_port: int) -> Path:
+    config = tmp_path / "sekisho.toml"
+    config.write_text(
+        f"""
+[server]
+grpc_listen = "127.0.0.1:{grpc_port}"
+http_listen = "127.0.0.1:{http_port}"
+issuer = "http://127.0.0.1:{http_port}"
+shutdown_grace_seconds = 2.0
+
+[[trust.issuers]]
+issuer = "http://127.0.0.1:{idp_port}"
+discovery_url = "http://127.0.0.1:{idp_port}/.well-known/openid-configuration"
+audiences = ["sekisho-dev"]
+
+[policy]
+path = "{POLICIES}"
+
+[keys]
+dir = "keys"
+"""
+    )
+    return config
+
+
+def test_readme_walkthrough_and_graceful_sigterm(tmp_path: Path) -> None:
+    idp_port, grpc_port, http_port = _free_port(), _free_port(), _free_port()
+    config = str(_write_config(tmp_path, idp_port, grpc_port, http_port))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    run = {"cwd": tmp_path, "env": env, "capture_output": True, "text": True, "timeout": 60}
+    init = subprocess.run([*SEKISHO, "keys", "init", "--config", config], check=True, **run)
+    assert init.stdout.count("created") == 2
+    idp_args = ["--listen", f"127.0.0.1:{idp_port}", "--dir", str(tmp_path / "idp")]
+    idp = subprocess.Popen([*SEKISHO, "dev-idp", "serve", *idp_args], cwd=tmp_path, env=env)
+    server = subprocess.Popen(
+        [*SEKISHO, "serve", "--config", config],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_http(f"http://127.0.0.1:{idp_port}/.well-known/openid-configuration")
+        _wait_http(f"http://127.0.0.1:{http_port}/readyz")
+        token = subprocess.run(
+            [*SEKISHO, "dev-idp", "token", *idp_args, "--sub", "alice", "--groups", "sales"],
+            check=True,
+            **run,
+        ).stdout.strip()
+        exchange = subprocess.run(
+            [
+                *SEKISHO,
+                "exchange",
+                "--config",
+                config,
+                "--subject-token",
+                "-",
+                "--audience",
+                "https://crm-as.example.com",
+                "--scope",
+                "crm.read",
+            ],
+            input=token,
+            check=True,
+            **run,
+        )
+        report = json.loads(exchange.stdout)
+        assert report["verified_with_jwks"] is True
+        assert report["header"]["typ"] == "oauth-id-jag+jwt"
+        assert report["claims"]["scope"] == "crm.read"
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=15)
+        assert server.returncode == 0
+        events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
+        assert events[-2:] == ["service_stopping", "service_stopped"]
+        assert "token_exchanged" in events
+        assert token not in stderr  # the subject token never reaches the logs
+    finally:
+        for process in (server, idp):
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
