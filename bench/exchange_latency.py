@@ -10,7 +10,6 @@ import statistics
 import time
 
 import grpc
-
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 

@@ -2,9 +2,9 @@
 and failing closed when the IdP cannot be reached."""
 
 import asyncio
-from collections.abc import Awaitable, Callable
 import json
 import shutil
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -12,12 +12,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.devidp import DevIdentityProvider
 from sekisho.service import start_service
 from sekisho.signing.filestore import FileKeyStore
+
 from tests.harness import POLICIES
 from tests.integration.conftest import SEKISHO_ISSUER, LiveStack, stack_settings
 
