@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jwt import PyJWK
-from jwt.exceptions import PyJWKError
+from jwt.exceptions import PyJWTError
 
 from sekisho.clock import Clock
 from sekisho.config import is_secure_url
@@ -64,7 +64,9 @@ def _parse_key(raw: dict[str, Any]) -> PublicJwk | None:
         return None
     try:
         jwk = PyJWK(raw)
-    except (PyJWKError, ValueError, TypeError, KeyError):
+    # One bad key must not sink the whole set: PyJWTError covers PyJWKError and InvalidKeyError
+    # (malformed or unsupported key), NotImplementedError comes from a JWK with alg "none".
+    except (PyJWTError, ValueError, TypeError, KeyError, NotImplementedError):
         return None
     alg = raw.get("alg", "")
     return PublicJwk(
@@ -108,7 +110,9 @@ class JwksCache:
             return self._keys[kid]
         # Throttled even while no keys were ever fetched: a down IdP is not hammered at the
         # request rate; callers get UNAVAILABLE and the background loop keeps retrying.
-        if self._clock.now() - self._last_attempt >= self._min_interval:
+        if self._inflight is not None and not self._inflight.done():
+            await asyncio.shield(self._inflight)  # a fetch is under way: share its result
+        elif self._clock.now() - self._last_attempt >= self._min_interval:
             await self.refresh()
         if self._keys is None:
             raise JwksUnavailableError(f"no JWKS for {self._issuer}")

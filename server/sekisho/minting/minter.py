@@ -6,7 +6,12 @@ from collections.abc import Callable
 
 from sekisho.clock import Clock
 from sekisho.constants import TOKEN_TYPE_ID_JAG, TYP_ACCESS_TOKEN, TYP_ID_JAG
-from sekisho.errors import AccessDeniedError, InvalidTokenError, ServerError
+from sekisho.errors import (
+    AccessDeniedError,
+    InvalidTokenError,
+    ServerError,
+    TemporarilyUnavailableError,
+)
 from sekisho.minting.claims import RESERVED_CLAIMS, TokenFacts, build_claims
 from sekisho.minting.encoder import JwsEncoder, SelfVerificationError
 from sekisho.models import Decision, ExchangeRequest, MintedToken, VerifiedToken
@@ -106,9 +111,16 @@ class TokenMinter:
         if key_retire_after:
             caps.append(key_retire_after - now)
         lifetime = min(caps)
-        if lifetime <= 0:
-            raise InvalidTokenError(
-                "the subject token is expired", log_detail=f"lifetime caps {caps} leave nothing"
+        if subject.expires_at - now <= 0:
+            raise InvalidTokenError("the subject token is expired", log_detail=f"caps {caps}")
+        if key_retire_after and key_retire_after <= now:
+            raise TemporarilyUnavailableError(
+                "no signing key is available", log_detail="active key is past its retirement"
+            )
+        if lifetime <= 0:  # policy granted a zero lifetime
+            raise AccessDeniedError(
+                "the exchange was denied by policy",
+                log_detail=f"lifetime caps {caps} leave nothing",
             )
         return lifetime
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import regopy
 
-from sekisho.errors import PolicyLoadError
+from sekisho.errors import PolicyLoadError, TemporarilyUnavailableError
 from sekisho.models import Decision
 from sekisho.policy.decision import InvalidDecisionError, parse_decision
 from sekisho.policy.source import PolicySource, load_source
@@ -161,6 +161,10 @@ class RegoPolicyEngine:
         return self._policy.evaluate(document)
 
     async def decide(self, document: dict[str, Any]) -> Decision:
+        if self._policy is None:
+            raise TemporarilyUnavailableError(
+                "the policy engine is not ready", log_detail="no policy loaded"
+            )
         decision_id = str(uuid.uuid4())
         try:
             return parse_decision(self.evaluate_raw(document), decision_id)
