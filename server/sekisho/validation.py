@@ -38,7 +38,7 @@ def is_scope_token(value: str) -> bool:
 
 def _is_absolute_uri(value: str) -> bool:
     parts = urlsplit(value)
-    return bool(parts.scheme) and not parts.fragment and (bool(parts.netloc) or ":" in value)
+    return bool(parts.scheme) and "#" not in value and (bool(parts.netloc) or ":" in value)
 
 
 def _check_list(name: str, values: Sequence[str], limit: int, limits: RequestLimits) -> None:

@@ -27,7 +27,10 @@ def numeric_date(claims: Mapping[str, Any], name: str, *, required: bool) -> int
         if required:
             raise _reject(f"missing {name}")
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _reject(f"{name} is not a number")
+    # Only floats can be inf/nan; math.isfinite on a huge JSON int raises OverflowError.
+    if isinstance(value, float) and not math.isfinite(value):
         raise _reject(f"{name} is not a number")
     if value < 0 or value > MAX_NUMERIC_DATE:
         raise _reject(f"{name} is out of range")

@@ -34,7 +34,7 @@ _KTY_FOR_ALG = {
 }
 # Header parameters whose semantics would change how the token is processed: refused outright.
 _FORBIDDEN_HEADERS = ("crit", "b64", "zip", "enc")
-_SEKISHO_TYPS = frozenset({TYP_ID_JAG, TYP_ACCESS_TOKEN, "application/" + TYP_ACCESS_TOKEN})
+_SEKISHO_TYPS = frozenset({TYP_ID_JAG, TYP_ACCESS_TOKEN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +94,10 @@ class TokenVerifier:
         typ = header.get("typ", "")
         if not isinstance(typ, str):
             raise _reject("typ is not a string")
-        if typ.lower() == TYP_ID_JAG or (
-            token_type == TOKEN_TYPE_ID_TOKEN and typ.lower() in _SEKISHO_TYPS
+        # RFC 7515 §4.1.9: "application/" may be omitted, so both spellings name one media type.
+        media_type = typ.lower().removeprefix("application/")
+        if media_type == TYP_ID_JAG or (
+            token_type == TOKEN_TYPE_ID_TOKEN and media_type in _SEKISHO_TYPS
         ):
             raise _reject(f"typ {typ!r} is not acceptable for {token_type}")
         kid = header.get("kid", "")

@@ -11,6 +11,7 @@ from jwt.algorithms import Algorithm, get_default_algorithms
 from jwt.api_jws import PyJWS
 
 from sekisho.constants import SIGNING_ALGORITHMS
+from sekisho.errors import InvalidTokenError
 from sekisho.jose import parse_compact
 from sekisho.signing.signer import Signer
 
@@ -63,7 +64,11 @@ class JwsEncoder:
 
     def _self_verify(self, token: str, signer: Signer, typ: str) -> None:
         # SPIRE's habit: every credential is checked against the public key that verifiers use.
-        parsed = parse_compact(token)
+        try:
+            parsed = parse_compact(token)
+        except InvalidTokenError as exc:
+            # e.g. a backend returning an empty signature: our fault, not the caller's token.
+            raise SelfVerificationError(f"kid {signer.kid} produced an unparsable JWS") from exc
         header = parsed.header
         if (
             header.get("alg") != signer.alg

@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,12 +50,22 @@ class FileKeyStore:
             raise KeyStoreError(f"no keystore at {self._dir} (run `sekisho keys init`)") from exc
         except (OSError, ValueError) as exc:
             raise KeyStoreError(f"{path} is unreadable or not JSON: {exc}") from exc
-        if not isinstance(raw, dict) or raw.get("version") != FORMAT_VERSION:
+        version = raw.get("version") if isinstance(raw, dict) else None
+        if not isinstance(version, int) or isinstance(version, bool) or version != FORMAT_VERSION:
             raise KeyStoreError(f"{path} has an unknown format (expected version {FORMAT_VERSION})")
         keys = raw.get("keys")
         if not isinstance(keys, list):
             raise KeyStoreError(f"{path}: 'keys' must be a list")
-        return [KeyRecord.from_json(item) for item in keys]
+        try:
+            records = [KeyRecord.from_json(item) for item in keys]
+        except KeyStoreError as exc:
+            raise KeyStoreError(f"{path}: {exc}") from exc
+        kids = [r.kid for r in records]
+        if len(set(kids)) != len(kids):
+            raise KeyStoreError(f"{path}: a kid appears more than once")
+        if sum(r.state is KeyState.ACTIVE for r in records) > 1:
+            raise KeyStoreError(f"{path}: more than one key is active")
+        return records
 
     def load(self) -> KeySet:
         """Read every published key once into a signer. Raises: KeyStoreError."""
@@ -110,10 +121,21 @@ class FileKeyStore:
 
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Write a fresh temp file with `mode`, fsync it, rename it over `path`, fsync the folder."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)

@@ -69,11 +69,11 @@ class Keyring:
     def reload(self) -> bool:
         """Reload after a change; on failure keep serving the last good keys and log why."""
         try:
-            keys = self._store.load()
+            # _install is inside: a keystore left with no active key is a failure too.
+            self._install(self._store.load())
         except KeyStoreError as exc:
             log.error("keyring_reload_failed", extra={"error": str(exc)})
             return False
-        self._install(keys)
         return True
 
     def signing_key(self) -> tuple[KeyRecord, Signer]:

@@ -18,6 +18,7 @@ class KeyState(StrEnum):
 
 
 PUBLISHED_STATES = frozenset({KeyState.NEXT, KeyState.ACTIVE, KeyState.RETIRING})
+_BASE64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,7 @@ class KeyRecord:
         """Raises: KeyStoreError when a field is missing or of the wrong type."""
         try:
             return cls(
-                kid=_str(raw["kid"]),
+                kid=_kid(raw["kid"]),
                 alg=_str(raw["alg"]),
                 state=KeyState(raw["state"]),
                 created_at=_int(raw["created_at"]),
@@ -59,6 +60,14 @@ class KeyRecord:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise KeyStoreError(f"invalid key record: {exc}") from exc
+
+
+def _kid(value: Any) -> str:
+    # kids are RFC 7638 thumbprints (base64url); anything else could name a file elsewhere.
+    kid = _str(value)
+    if len(kid) > 128 or not set(kid) <= _BASE64URL:
+        raise TypeError("kid must be base64url")
+    return kid
 
 
 def _str(value: Any) -> str:

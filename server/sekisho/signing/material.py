@@ -65,7 +65,11 @@ def public_jwk(public_key: PublicKey) -> dict[str, Any]:
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         return ECAlgorithm.to_jwk(public_key, as_dict=True)
     if isinstance(public_key, rsa.RSAPublicKey):
-        return RSAAlgorithm.to_jwk(public_key, as_dict=True)
+        jwk = RSAAlgorithm.to_jwk(public_key, as_dict=True)
+        # PyJWT adds key_ops; published JWKs carry `use: sig`, and RFC 7517 §4.3 says the two
+        # SHOULD NOT appear together. Keep only the key's own members, as for EC and OKP.
+        jwk.pop("key_ops", None)
+        return jwk
     return OKPAlgorithm.to_jwk(public_key, as_dict=True)
 
 

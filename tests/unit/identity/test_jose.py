@@ -1,0 +1,109 @@
+"""Strict compact-JWS parsing (sekisho.jose): only three base64url parts holding UTF-8 JSON
+objects without duplicate members, and a non-empty signature, get past `parse_compact`."""
+
+import pytest
+from sekisho.errors import InvalidTokenError
+from sekisho.jose import b64url_decode, json_object, parse_compact
+
+from tests.security._tokens import b64url
+
+HEADER = b64url(b'{"alg":"ES256","kid":"k1"}')
+CLAIMS = b64url(b'{"sub":"alice","n":[1,{"a":true}]}')
+SIGNATURE = b64url(b"\x01\x02\x03")
+
+
+def test_parse_compact_decodes_the_three_parts() -> None:
+    jws = parse_compact(f"{HEADER}.{CLAIMS}.{SIGNATURE}")
+    assert jws.header == {"alg": "ES256", "kid": "k1"}
+    assert jws.claims == {"sub": "alice", "n": [1, {"a": True}]}
+    assert jws.signature == b"\x01\x02\x03"
+    assert jws.signing_input == f"{HEADER}.{CLAIMS}".encode("ascii")
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        HEADER,
+        f"{HEADER}.{CLAIMS}",
+        f"{HEADER}.{CLAIMS}.{SIGNATURE}.",
+        f"{HEADER}.{CLAIMS}.{SIGNATURE}.{SIGNATURE}.{SIGNATURE}",
+        f"{HEADER}..{SIGNATURE}",
+        f".{CLAIMS}.{SIGNATURE}",
+    ],
+    ids=["empty", "one-part", "two-parts", "trailing-dot", "jwe-five-parts", "empty-payload",
+         "empty-header"],
+)  # fmt: skip
+def test_parse_compact_rejects_anything_but_three_non_empty_parts(token: str) -> None:
+    with pytest.raises(InvalidTokenError):
+        parse_compact(token)
+
+
+@pytest.mark.parametrize("signature", ["", "=="], ids=["empty", "padding-only"])
+def test_parse_compact_rejects_an_unsigned_token(signature: str) -> None:
+    with pytest.raises(InvalidTokenError):
+        parse_compact(f"{HEADER}.{CLAIMS}.{signature}")
+
+
+@pytest.mark.parametrize(
+    "segment",
+    [
+        HEADER + "=",  # padding is not part of base64url (RFC 7515 §2)
+        HEADER.replace("e", "+", 1),  # standard-alphabet characters
+        HEADER[:4] + "/" + HEADER[5:],
+        HEADER[:4] + " " + HEADER[4:],  # whitespace
+        HEADER[:4] + "\n" + HEADER[4:],
+        HEADER[:4] + "é" + HEADER[4:],  # non-ASCII
+        "A",  # a length of 4n+1 cannot be base64
+    ],
+    ids=["padding", "plus", "slash", "space", "newline", "non-ascii", "bad-length"],
+)
+def test_b64url_decode_accepts_only_the_unpadded_url_alphabet(segment: str) -> None:
+    with pytest.raises(InvalidTokenError):
+        b64url_decode(segment)
+
+
+def test_b64url_decode_round_trips() -> None:
+    data = bytes(range(256))
+    assert b64url_decode(b64url(data)) == data
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[]",
+        b'"a string"',
+        b"42",
+        b"null",
+        b"{",
+        b"",
+        b'{"sub":"a","sub":"b"}',
+        b'{"a":{"x":1,"x":2}}',
+        b'{"sub":"\xff"}',
+        '{"sub":"alice"}'.encode("utf-16"),
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+    ids=["array", "string", "number", "null", "truncated", "empty", "duplicate-member",
+         "nested-duplicate-member", "invalid-utf8", "utf-16", "deep-nesting"],
+)  # fmt: skip
+def test_json_object_rejects_anything_but_a_utf8_json_object(raw: bytes) -> None:
+    with pytest.raises(InvalidTokenError):
+        json_object(b64url(raw))
+
+
+@pytest.mark.parametrize("where", ["header", "claims"])
+def test_parse_compact_rejects_duplicate_members_in_either_part(where: str) -> None:
+    duplicate = b64url(b'{"alg":"ES256","alg":"none"}')
+    header, claims = (duplicate, CLAIMS) if where == "header" else (HEADER, duplicate)
+    with pytest.raises(InvalidTokenError):
+        parse_compact(f"{header}.{claims}.{SIGNATURE}")
+
+
+def test_rejection_message_is_generic() -> None:
+    """Public messages never echo token contents (ARCHITECTURE.md §3)."""
+    claims = b64url(b'{"secret":1,"secret":2}')
+    token = f"{HEADER}.{claims}.{SIGNATURE}"
+    with pytest.raises(InvalidTokenError) as caught:
+        parse_compact(token)
+    assert caught.value.public_message == "the subject or actor token is invalid"
+    assert "secret" in caught.value.log_detail

@@ -1,0 +1,288 @@
+"""JWK Set parsing and the per-issuer JWKS cache (sekisho.identity.jwks), with a fake clock and
+fetcher: throttled refetch, last-known-good keys, single-flight fetches, OIDC discovery."""
+
+import asyncio
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from sekisho.identity.fetcher import FetchError
+from sekisho.identity.jwks import MAX_KEYS, JwksCache, JwksUnavailableError, parse_jwks
+from sekisho.signing.material import public_jwk
+
+from tests.fakes.clock import FakeClock
+from tests.fakes.fetcher import FakeFetcher
+from tests.fakes.idp import TestIdp
+
+ISSUER = "https://idp.example.com"
+JWKS_URI = f"{ISSUER}/jwks"
+DISCOVERY_URL = f"{ISSUER}/.well-known/openid-configuration"
+IDP = TestIdp(ISSUER)
+
+
+def ec_jwk(**overrides: Any) -> dict[str, Any]:
+    jwk = public_jwk(IDP.ec_key.public_key())
+    jwk.update({"kid": "ec-1", "alg": "ES256", "use": "sig"})
+    jwk.update(overrides)
+    return {k: v for k, v in jwk.items() if v is not None}
+
+
+class SlowFetcher(FakeFetcher):
+    """A FakeFetcher whose answers take a moment, so concurrent callers overlap."""
+
+    async def fetch_json(self, url: str) -> Any:
+        await asyncio.sleep(0.01)
+        return await super().fetch_json(url)
+
+
+def cache(fetcher: FakeFetcher, clock: FakeClock | None = None, **kwargs: Any) -> JwksCache:
+    options: dict[str, Any] = {"jwks_uri": JWKS_URI, "min_refetch_interval": 30.0} | kwargs
+    return JwksCache(ISSUER, fetcher, clock or FakeClock(), **options)
+
+
+# --- parse_jwks -------------------------------------------------------------------------------
+
+
+def test_parse_jwks_keeps_usable_signing_keys_by_kid() -> None:
+    keys = parse_jwks(IDP.jwks())
+    assert set(keys) == {IDP.rsa_kid, IDP.ec_kid}
+    assert (keys[IDP.rsa_kid].kty, keys[IDP.rsa_kid].alg) == ("RSA", "RS256")
+    assert (keys[IDP.ec_kid].kty, keys[IDP.ec_kid].alg) == ("EC", "ES256")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ec_jwk(kid="enc", use="enc"),
+        ec_jwk(kid="private", d="AAAA"),
+        {"kty": "RSA", "kid": "no-modulus", "e": "AQAB"},
+        {"kty": "EC", "kid": "bad-point", "crv": "P-256", "x": "AA", "y": "AA"},
+        {"kty": "XYZ", "kid": "unknown-kty"},
+        {"kty": "oct", "kid": "alg-none", "k": "AAAA", "alg": "none"},
+        ec_jwk(kid="alg-for-rsa", alg="RS256"),
+        ec_jwk(kid="alg-list", alg=["ES256"]),
+        ec_jwk(kid=7),
+        "not-an-object",
+    ],
+    ids=["use-enc", "private-d", "unparseable-rsa", "unparseable-ec", "unknown-kty", "alg-none",
+         "alg-of-other-kty", "alg-not-string", "non-string-kid", "non-object"],
+)  # fmt: skip
+def test_parse_jwks_skips_unusable_keys(bad: object) -> None:
+    """Regression: PyJWT's InvalidKeyError / NotImplementedError once escaped and sank the set."""
+    keys = parse_jwks({"keys": [ec_jwk(), bad]})
+    assert list(keys) == ["ec-1"]
+
+
+def test_parse_jwks_drops_every_key_sharing_a_kid() -> None:
+    other = public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key())
+    keys = parse_jwks({"keys": [ec_jwk(kid="dup"), other | {"kid": "dup"}, ec_jwk(kid="solo")]})
+    assert list(keys) == ["solo"]
+
+
+def test_parse_jwks_keeps_a_lone_key_without_kid() -> None:
+    """Regression: a kid-less JWK was counted as None but stored as "", so it was always dropped."""
+    keys = parse_jwks({"keys": [ec_jwk(kid=None)]})
+    assert list(keys) == [""]
+
+
+def test_parse_jwks_without_alg_leaves_the_key_unpinned() -> None:
+    assert parse_jwks({"keys": [ec_jwk(alg=None)]})["ec-1"].alg == ""
+
+
+def test_parse_jwks_accepts_exactly_max_keys() -> None:
+    keys = parse_jwks({"keys": [ec_jwk(kid=f"k{i}") for i in range(MAX_KEYS)]})
+    assert len(keys) == MAX_KEYS == 64
+
+
+def test_parse_jwks_rejects_more_than_max_keys() -> None:
+    with pytest.raises(FetchError, match="more than 64 keys"):
+        parse_jwks({"keys": [ec_jwk(kid=f"k{i}") for i in range(MAX_KEYS + 1)]})
+
+
+@pytest.mark.parametrize(
+    "document",
+    [[], {}, {"keys": {}}, {"keys": "x"}, None],
+    ids=["list", "empty", "obj", "str", "null"],
+)
+def test_parse_jwks_rejects_a_document_that_is_not_a_jwk_set(document: object) -> None:
+    with pytest.raises(FetchError):
+        parse_jwks(document)
+
+
+# --- JwksCache: fetching and throttling -------------------------------------------------------
+
+
+async def test_first_lookup_fetches_the_jwks() -> None:
+    fetcher = FakeFetcher({JWKS_URI: IDP.jwks()})
+    jwks = cache(fetcher)
+    assert not jwks.loaded
+    key = await jwks.key(IDP.rsa_kid)
+    assert key is not None
+    assert key.kid == IDP.rsa_kid
+    assert jwks.loaded
+    assert fetcher.calls == [JWKS_URI]
+
+
+async def test_known_kid_is_served_from_memory_without_refetch() -> None:
+    fetcher, clock = FakeFetcher({JWKS_URI: IDP.jwks()}), FakeClock()
+    jwks = cache(fetcher, clock)
+    for _ in range(10):
+        assert await jwks.key(IDP.ec_kid) is not None
+        clock.advance(3600)
+    assert fetcher.calls == [JWKS_URI]
+
+
+async def test_unknown_kid_refetch_is_throttled_by_the_min_interval() -> None:
+    fetcher, clock = FakeFetcher({JWKS_URI: IDP.jwks()}), FakeClock()
+    jwks = cache(fetcher, clock)
+    await jwks.key(IDP.ec_kid)
+    assert await jwks.key("unknown") is None
+    clock.advance(29.9)
+    assert await jwks.key("unknown-2") is None
+    assert fetcher.calls == [JWKS_URI]
+    clock.advance(0.1)
+    assert await jwks.key("unknown-3") is None
+    assert fetcher.calls == [JWKS_URI, JWKS_URI]
+    assert await jwks.key("unknown-4") is None
+    assert fetcher.calls == [JWKS_URI, JWKS_URI]
+
+
+async def test_unknown_kid_refetch_finds_a_rotated_key() -> None:
+    fetcher, clock = FakeFetcher({JWKS_URI: {"keys": [ec_jwk(kid="old")]}}), FakeClock()
+    jwks = cache(fetcher, clock)
+    await jwks.key("old")
+    fetcher.documents[JWKS_URI] = {"keys": [ec_jwk(kid="old"), ec_jwk(kid="new")]}
+    clock.advance(30)
+    key = await jwks.key("new")
+    assert key is not None
+    assert key.kid == "new"
+
+
+async def test_last_known_good_keys_are_kept_when_fetching_starts_failing() -> None:
+    fetcher, clock = FakeFetcher({JWKS_URI: IDP.jwks()}), FakeClock()
+    jwks = cache(fetcher, clock)
+    await jwks.key(IDP.rsa_kid)
+    fetcher.failing = True
+    clock.advance(31)
+    assert await jwks.key("unknown") is None  # the refetch fails quietly
+    await jwks.refresh()
+    assert len(fetcher.calls) == 3
+    assert await jwks.key(IDP.rsa_kid) is not None
+    assert jwks.loaded
+
+
+async def test_last_known_good_keys_survive_an_invalid_document() -> None:
+    fetcher, clock = FakeFetcher({JWKS_URI: IDP.jwks()}), FakeClock()
+    jwks = cache(fetcher, clock)
+    await jwks.key(IDP.rsa_kid)
+    fetcher.documents[JWKS_URI] = {"keys": "garbage"}
+    await jwks.refresh()
+    assert await jwks.key(IDP.rsa_kid) is not None
+
+
+async def test_unavailable_when_keys_were_never_loaded() -> None:
+    fetcher, clock = FakeFetcher({JWKS_URI: IDP.jwks()}), FakeClock()
+    fetcher.failing = True
+    jwks = cache(fetcher, clock)
+    with pytest.raises(JwksUnavailableError):
+        await jwks.key(IDP.rsa_kid)
+    assert not jwks.loaded
+
+
+async def test_never_loaded_issuer_is_not_refetched_at_the_request_rate() -> None:
+    """A down IdP is retried once per interval (and by the background loop), not per request."""
+    fetcher, clock = FakeFetcher({JWKS_URI: IDP.jwks()}), FakeClock()
+    fetcher.failing = True
+    jwks = cache(fetcher, clock)
+    for _ in range(5):
+        with pytest.raises(JwksUnavailableError):
+            await jwks.key(IDP.rsa_kid)
+    assert fetcher.calls == [JWKS_URI]
+    fetcher.failing = False
+    clock.advance(30)
+    assert await jwks.key(IDP.rsa_kid) is not None
+    assert fetcher.calls == [JWKS_URI, JWKS_URI]
+
+
+async def test_concurrent_lookups_share_a_single_fetch() -> None:
+    fetcher = SlowFetcher({JWKS_URI: IDP.jwks()})
+    jwks = cache(fetcher)
+    keys = await asyncio.gather(*(jwks.key(IDP.rsa_kid) for _ in range(20)))
+    assert all(key is not None for key in keys)
+    assert fetcher.calls == [JWKS_URI]
+
+
+async def test_concurrent_unknown_kids_after_the_interval_share_a_single_refetch() -> None:
+    fetcher, clock = SlowFetcher({JWKS_URI: IDP.jwks()}), FakeClock()
+    jwks = cache(fetcher, clock)
+    await jwks.key(IDP.rsa_kid)
+    clock.advance(31)
+    results = await asyncio.gather(*(jwks.key(f"unknown-{i}") for i in range(20)))
+    assert results == [None] * 20
+    assert fetcher.calls == [JWKS_URI, JWKS_URI]
+
+
+def test_single_key_is_none_before_any_fetch() -> None:
+    assert cache(FakeFetcher()).single_key() is None
+
+
+async def test_single_key_returns_the_only_key() -> None:
+    fetcher = FakeFetcher({JWKS_URI: {"keys": [ec_jwk(kid=None)]}})
+    jwks = cache(fetcher)
+    await jwks.refresh()
+    key = jwks.single_key()
+    assert key is not None
+    assert key.kty == "EC"
+    fetcher.documents[JWKS_URI] = IDP.jwks()
+    await jwks.refresh()
+    assert jwks.single_key() is None
+
+
+# --- JwksCache: OIDC discovery ----------------------------------------------------------------
+
+
+def discovery(**overrides: Any) -> dict[str, Any]:
+    return {"issuer": ISSUER, "jwks_uri": f"{ISSUER}/discovered-keys"} | overrides
+
+
+async def test_discovered_jwks_uri_is_used() -> None:
+    fetcher = FakeFetcher({DISCOVERY_URL: discovery(), f"{ISSUER}/discovered-keys": IDP.jwks()})
+    jwks = cache(fetcher, jwks_uri="", discovery_url=DISCOVERY_URL)
+    assert await jwks.key(IDP.rsa_kid) is not None
+    assert fetcher.calls == [DISCOVERY_URL, f"{ISSUER}/discovered-keys"]
+
+
+@pytest.mark.parametrize(
+    ("document", "never_fetched"),
+    [
+        (discovery(issuer="https://evil.example.com"), f"{ISSUER}/discovered-keys"),
+        (discovery(issuer=ISSUER + "/"), f"{ISSUER}/discovered-keys"),
+        (discovery(issuer=None), f"{ISSUER}/discovered-keys"),
+        (discovery(jwks_uri="http://idp.example.com/keys"), "http://idp.example.com/keys"),
+        (discovery(jwks_uri="ftp://idp.example.com/keys"), "ftp://idp.example.com/keys"),
+        (discovery(jwks_uri=None), None),
+        (discovery(jwks_uri=["https://idp.example.com/keys"]), None),
+        (["not", "an", "object"], None),
+    ],
+    ids=["issuer-mismatch", "issuer-trailing-slash", "issuer-missing", "http-non-loopback",
+         "ftp", "no-jwks-uri", "jwks-uri-not-string", "not-an-object"],
+)  # fmt: skip
+async def test_unacceptable_discovery_document_is_refused(
+    document: object, never_fetched: str | None
+) -> None:
+    """OIDC Discovery §4.3 (issuer must match) and https-only key endpoints (mix-up, MITM)."""
+    fetcher = FakeFetcher({DISCOVERY_URL: document})
+    if never_fetched:
+        fetcher.documents[never_fetched] = IDP.jwks()
+    jwks = cache(fetcher, jwks_uri="", discovery_url=DISCOVERY_URL)
+    with pytest.raises(JwksUnavailableError):
+        await jwks.key(IDP.rsa_kid)
+    assert fetcher.calls == [DISCOVERY_URL]
+
+
+async def test_http_jwks_uri_on_loopback_is_accepted_for_development() -> None:
+    local = "http://127.0.0.1:8081/keys"
+    fetcher = FakeFetcher({DISCOVERY_URL: discovery(jwks_uri=local), local: IDP.jwks()})
+    jwks = cache(fetcher, jwks_uri="", discovery_url=DISCOVERY_URL)
+    assert await jwks.key(IDP.ec_kid) is not None
+    assert fetcher.calls == [DISCOVERY_URL, local]

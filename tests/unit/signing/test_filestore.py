@@ -1,0 +1,286 @@
+"""FileKeyStore: init, file modes, atomic writes, strict keyring.json parsing, key/kid binding."""
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sekisho.errors import KeyStoreError
+from sekisho.signing import filestore
+from sekisho.signing.filestore import KEYRING_FILE, FileKeyStore
+from sekisho.signing.keys import KeyState
+from sekisho.signing.material import PrivateKey, private_key_from_pem, public_jwk, thumbprint
+
+from tests.unit.signing.keystores import kid_of, write_keyring_json, write_keystore
+
+NOW = 1_800_000_000
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FileKeyStore:
+    return FileKeyStore(tmp_path / "keys")
+
+
+def test_init_creates_an_active_and_a_next_key(store: FileKeyStore) -> None:
+    created = store.init("ES256", NOW)
+    assert [(r.state, r.alg, r.created_at) for r in created] == [
+        (KeyState.ACTIVE, "ES256", NOW),
+        (KeyState.NEXT, "ES256", NOW),
+    ]
+    active, upcoming = created
+    assert (active.activated_at, upcoming.activated_at) == (NOW, 0)
+    assert active.kid != upcoming.kid
+    assert store.records() == created
+
+
+def test_init_names_each_key_by_its_thumbprint(store: FileKeyStore) -> None:
+    for record in store.init("ES256", NOW):
+        key = private_key_from_pem((store.directory / f"{record.kid}.pem").read_bytes(), "ES256")
+        assert record.kid == thumbprint(public_jwk(key.public_key()))
+
+
+def test_init_refuses_a_second_init_and_keeps_the_keys(store: FileKeyStore) -> None:
+    first = store.init("ES256", NOW)
+    before = (store.directory / KEYRING_FILE).read_bytes()
+    with pytest.raises(KeyStoreError, match="already exists"):
+        store.init("ES256", NOW + 60)
+    assert (store.directory / KEYRING_FILE).read_bytes() == before
+    assert store.records() == first
+
+
+def test_init_refuses_an_unsupported_algorithm_without_writing(store: FileKeyStore) -> None:
+    with pytest.raises(KeyStoreError, match="unsupported signing algorithm"):
+        store.init("HS256", NOW)
+    assert not store.exists()
+
+
+def test_private_key_files_are_owner_only(store: FileKeyStore) -> None:
+    records = store.init("ES256", NOW)
+    for record in records:
+        assert _mode(store.directory / f"{record.kid}.pem") == 0o600
+    assert _mode(store.directory) == 0o700
+
+
+def test_private_key_files_are_owner_only_under_a_permissive_umask(store: FileKeyStore) -> None:
+    old = os.umask(0)
+    try:
+        records = store.init("ES256", NOW)
+    finally:
+        os.umask(old)
+    for record in records:
+        assert _mode(store.directory / f"{record.kid}.pem") == 0o600
+
+
+def test_init_leaves_no_temporary_files(store: FileKeyStore) -> None:
+    records = store.init("ES256", NOW)
+    expected = {KEYRING_FILE, ".lock", *(f"{r.kid}.pem" for r in records)}
+    assert {p.name for p in store.directory.iterdir()} == expected
+
+
+def test_interrupted_init_leaves_no_keyring_and_can_be_retried(
+    store: FileKeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_replace = os.replace
+
+    def crash_on_keyring(src: Any, dst: Any) -> None:
+        if Path(dst).name == KEYRING_FILE:
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(filestore.os, "replace", crash_on_keyring)
+    with pytest.raises(OSError, match="disk full"):
+        store.init("ES256", NOW)
+    assert not store.exists()  # the rename never happened, so no half-written keyring.json
+
+    monkeypatch.setattr(filestore.os, "replace", real_replace)
+    assert [r.state for r in store.init("ES256", NOW)] == [KeyState.ACTIVE, KeyState.NEXT]
+
+
+def test_failed_write_keeps_the_previous_keyring(
+    store: FileKeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.init("ES256", NOW)
+    before = (store.directory / KEYRING_FILE).read_bytes()
+
+    def crash(fd: int) -> None:
+        raise OSError("I/O error")
+
+    monkeypatch.setattr(filestore.os, "fsync", crash)
+    with pytest.raises(OSError, match="I/O error"):
+        store._write_records([])
+    assert (store.directory / KEYRING_FILE).read_bytes() == before
+
+
+def test_records_without_a_keystore_point_to_keys_init(store: FileKeyStore) -> None:
+    with pytest.raises(KeyStoreError, match="sekisho keys init"):
+        store.records()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param("", "not JSON", id="empty-file"),
+        pytest.param("{not json", "not JSON", id="corrupt-json"),
+        pytest.param(b"\xff\xfe".decode("latin-1"), "not JSON", id="not-utf8-json"),
+        pytest.param("[]", "unknown format", id="top-level-list"),
+        pytest.param('{"keys": []}', "unknown format", id="no-version"),
+        pytest.param('{"version": 2, "keys": []}', "unknown format", id="future-version"),
+        pytest.param('{"version": "1", "keys": []}', "unknown format", id="version-as-string"),
+        pytest.param('{"version": true, "keys": []}', "unknown format", id="version-as-bool"),
+        pytest.param(
+            '{"version": 1, "keys": [{"kid": "../../etc/x", "alg": "ES256", "state": "next", "created_at": 1}]}',
+            "invalid key record",
+            id="kid-with-path-characters",
+        ),
+        pytest.param(
+            '{"version": 1, "keys": [{"kid": "a", "alg": "ES256", "state": "next", "created_at": 1},'
+            ' {"kid": "a", "alg": "ES256", "state": "retiring", "created_at": 1}]}',
+            "more than once",
+            id="duplicate-kid",
+        ),
+        pytest.param(
+            '{"version": 1, "keys": [{"kid": "a", "alg": "ES256", "state": "active", "created_at": 1},'
+            ' {"kid": "b", "alg": "ES256", "state": "active", "created_at": 1}]}',
+            "more than one key is active",
+            id="two-active-keys",
+        ),
+        pytest.param('{"version": 1}', "'keys' must be a list", id="no-keys"),
+        pytest.param('{"version": 1, "keys": {}}', "'keys' must be a list", id="keys-not-a-list"),
+        pytest.param(
+            '{"version": 1, "keys": ["kid"]}', "invalid key record", id="record-not-object"
+        ),
+        pytest.param(
+            '{"version": 1, "keys": [{"alg": "ES256", "state": "active", "created_at": 1}]}',
+            "invalid key record",
+            id="record-without-kid",
+        ),
+        pytest.param(
+            '{"version": 1, "keys": [{"kid": "k", "alg": "ES256", "state": "on", "created_at": 1}]}',
+            "invalid key record",
+            id="unknown-state",
+        ),
+        pytest.param(
+            '{"version": 1, "keys": [{"kid": "k", "alg": "ES256", "state": "next",'
+            ' "created_at": -1}]}',
+            "invalid key record",
+            id="negative-timestamp",
+        ),
+        pytest.param(
+            '{"version": 1, "keys": [{"kid": "", "alg": "ES256", "state": "next",'
+            ' "created_at": 1}]}',
+            "invalid key record",
+            id="empty-kid",
+        ),
+        pytest.param(
+            '{"version": 1, "keys": [{"kid": "k", "alg": "ES256", "state": "next",'
+            ' "created_at": true}]}',
+            "invalid key record",
+            id="boolean-timestamp",
+        ),
+    ],
+)
+def test_records_rejects_a_bad_keyring_naming_the_file(
+    store: FileKeyStore, content: str, message: str
+) -> None:
+    store.directory.mkdir()
+    path = store.directory / KEYRING_FILE
+    path.write_text(content, encoding="latin-1")
+    with pytest.raises(KeyStoreError, match=message) as raised:
+        store.records()
+    assert str(path) in str(raised.value)
+
+
+def test_load_signs_with_published_keys_only(
+    store: FileKeyStore, es256_keys: list[PrivateKey]
+) -> None:
+    entries = [
+        (KeyState.RETIRED, "ES256", es256_keys[0]),
+        (KeyState.RETIRING, "ES256", es256_keys[1]),
+        (KeyState.ACTIVE, "ES256", es256_keys[2]),
+        (KeyState.NEXT, "ES256", es256_keys[3]),
+        (KeyState.REVOKED, "ES256", es256_keys[4]),
+    ]
+    records = write_keystore(store.directory, entries)
+    keys = store.load()
+    assert keys.records == tuple(records)
+    assert set(keys.signers) == {kid_of(k) for k in es256_keys[1:4]}  # retiring, active, next
+    assert keys.active is not None
+    assert keys.active[0].kid == kid_of(es256_keys[2])
+
+
+def test_load_does_not_need_the_pem_of_a_retired_or_revoked_key(
+    store: FileKeyStore, es256_keys: list[PrivateKey]
+) -> None:
+    write_keystore(
+        store.directory,
+        [
+            (KeyState.ACTIVE, "ES256", es256_keys[0]),
+            (KeyState.RETIRED, "ES256", es256_keys[1]),
+            (KeyState.REVOKED, "ES256", es256_keys[2]),
+        ],
+    )
+    (store.directory / f"{kid_of(es256_keys[1])}.pem").unlink()
+    (store.directory / f"{kid_of(es256_keys[2])}.pem").unlink()
+    assert set(store.load().signers) == {kid_of(es256_keys[0])}
+
+
+def test_load_rejects_a_pem_whose_thumbprint_differs_from_its_kid(
+    store: FileKeyStore, es256_keys: list[PrivateKey]
+) -> None:
+    # A swapped key file would make tokens carry a kid that the JWKS maps to another key.
+    active, upcoming = es256_keys[0], es256_keys[1]
+    write_keystore(
+        store.directory,
+        [(KeyState.ACTIVE, "ES256", active), (KeyState.NEXT, "ES256", upcoming)],
+    )
+    active_pem = store.directory / f"{kid_of(active)}.pem"
+    active_pem.write_bytes((store.directory / f"{kid_of(upcoming)}.pem").read_bytes())
+    with pytest.raises(KeyStoreError, match=f"kid {kid_of(active)} holds a different key"):
+        store.load()
+
+
+def test_load_rejects_a_missing_pem_of_a_published_key(
+    store: FileKeyStore, es256_keys: list[PrivateKey]
+) -> None:
+    write_keystore(store.directory, [(KeyState.ACTIVE, "ES256", es256_keys[0])])
+    (store.directory / f"{kid_of(es256_keys[0])}.pem").unlink()
+    with pytest.raises(
+        KeyStoreError, match=f"cannot read private key for kid {kid_of(es256_keys[0])}"
+    ):
+        store.load()
+
+
+def test_load_rejects_a_pem_that_does_not_fit_the_recorded_alg(
+    store: FileKeyStore, es256_keys: list[PrivateKey]
+) -> None:
+    write_keystore(store.directory, [(KeyState.ACTIVE, "EdDSA", es256_keys[0])])
+    with pytest.raises(KeyStoreError, match="does not match algorithm EdDSA"):
+        store.load()
+
+
+def test_init_then_load_round_trips(store: FileKeyStore) -> None:
+    created = store.init("ES256", NOW)
+    keys = store.load()
+    assert keys.records == tuple(created)
+    assert keys.active is not None
+    record, signer = keys.active
+    assert (record.kid, signer.kid, signer.alg) == (created[0].kid, created[0].kid, "ES256")
+
+
+def test_keyring_json_is_versioned_and_lists_every_record(store: FileKeyStore) -> None:
+    created = store.init("ES256", NOW)
+    body = json.loads((store.directory / KEYRING_FILE).read_text(encoding="utf-8"))
+    assert body == {"version": 1, "keys": [r.to_json() for r in created]}
+
+
+def test_write_keyring_json_helper_round_trips(store: FileKeyStore) -> None:
+    # The hand-written keystores other tests rely on must be what FileKeyStore reads.
+    store.directory.mkdir()
+    write_keyring_json(store.directory, [])
+    assert store.records() == []
