@@ -20,7 +20,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    path = args.config or os.environ.get("SEKISHO_CONFIG")
+    path = getattr(args, "config", None) or os.environ.get("SEKISHO_CONFIG")
     return load_settings(Path(path) if path else None)
 
 
@@ -29,7 +29,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
     configure_logging(settings.logging.level, settings.logging.format, request_id)
-    asyncio.run(run_until_signalled(settings))
+    asyncio.run(run_until_signalled(settings, request_id))
     return 0
 
 
@@ -37,6 +37,8 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     from sekisho.signing.filestore import FileKeyStore
     from sekisho.signing.keyring import Keyring
 
+    if settings.keys.backend != "file":
+        raise ConfigError("config key 'keys.backend': only 'file' is available in this version")
     store = FileKeyStore(settings.keys.dir)
     if args.keys_command == "init":
         if args.if_missing and store.exists():
@@ -67,6 +69,10 @@ def _time(epoch: int) -> str:
 def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
     from sekisho.policy.rego import RegoPolicyEngine
 
+    if settings.policy.engine != "embedded":
+        raise ConfigError(
+            "config key 'policy.engine': only 'embedded' is available in this version"
+        )
     engine = RegoPolicyEngine(settings.policy.path, settings.policy.query)
     engine.load()
     document = json.loads(Path(args.input).read_text(encoding="utf-8"))
@@ -123,7 +129,10 @@ def cmd_exchange(args: argparse.Namespace, settings: Settings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="TOML config file (default: $SEKISHO_CONFIG)")
+    # SUPPRESS: a parent parser's default must not overwrite a --config given earlier on the line.
+    common.add_argument(
+        "--config", default=argparse.SUPPRESS, help="TOML config file (default: $SEKISHO_CONFIG)"
+    )
     parser = argparse.ArgumentParser(prog="sekisho", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -249,5 +249,5 @@ def load_settings(path: Path | None) -> Settings:
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from exc
+        raise ConfigError(_format_errors(exc, f"{source} (or a SEKISHO_* variable)")) from exc
     return _resolve_paths(settings, base)

@@ -43,3 +43,5 @@ def configure_logging(level: str, fmt: str, request_id: contextvars.ContextVar[s
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # watchfiles reports every change batch at INFO; Sekisho logs its own `files_changed` event.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)

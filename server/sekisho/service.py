@@ -141,7 +141,6 @@ async def start_service(
         keyring=keyring,
         ready=ready,
         jwks_max_age_seconds=settings.tokens.jwks_max_age_seconds,
-        signing_algs=[settings.keys.algorithm],
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -173,9 +172,11 @@ async def start_service(
     return service
 
 
-async def run_until_signalled(settings: Settings) -> None:
+async def run_until_signalled(
+    settings: Settings, request_id: contextvars.ContextVar[str] | None = None
+) -> None:
     """`sekisho serve`: start, wait for SIGTERM/SIGINT, drain, exit."""
-    service = await start_service(settings)
+    service = await start_service(settings, request_id=request_id)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

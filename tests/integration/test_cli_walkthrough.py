@@ -110,9 +110,11 @@ def test_readme_walkthrough_and_graceful_sigterm(tmp_path: Path) -> None:
         server.send_signal(signal.SIGTERM)
         _, stderr = server.communicate(timeout=15)
         assert server.returncode == 0
-        events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
+        lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+        events = [line["event"] for line in lines]
         assert events[-2:] == ["service_stopping", "service_stopped"]
-        assert "token_exchanged" in events
+        exchanged = next(line for line in lines if line["event"] == "token_exchanged")
+        assert exchanged["request_id"]  # every request's log lines carry its request id
         assert token not in stderr  # the subject token never reaches the logs
     finally:
         for process in (server, idp):

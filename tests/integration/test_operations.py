@@ -41,7 +41,8 @@ async def test_rfc8414_metadata_names_issuer_jwks_and_token_types(live: LiveStac
         "urn:ietf:params:oauth:token-type:id-jag"
         in (metadata["identity_chaining_requested_token_types_supported"])
     )
-    assert metadata["grant_types_supported"] == ["urn:ietf:params:oauth:grant-type:token-exchange"]
+    assert metadata["id_jag_signing_alg_values_supported"] == ["ES256"]
+    assert "token_endpoint" not in metadata  # no HTTP token endpoint in this version
 
 
 async def test_healthz_and_readyz(live: LiveStack) -> None:

@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from sekisho.constants import (
-    GRANT_TYPE_TOKEN_EXCHANGE,
     SUPPORTED_SUBJECT_TOKEN_TYPES,
     TOKEN_TYPE_ACCESS_TOKEN,
     TOKEN_TYPE_ID_JAG,
@@ -25,11 +24,14 @@ METADATA_PATH = "/.well-known/oauth-authorization-server"
 
 
 def authorization_server_metadata(issuer: str, signing_algs: list[str]) -> dict[str, Any]:
-    """RFC 8414 §2 metadata, with the ID-JAG draft's identity-chaining member."""
+    """RFC 8414 §2 metadata, with the ID-JAG draft's identity-chaining member.
+
+    Token-endpoint members (token_endpoint, grant_types_supported) appear only once the HTTP
+    RFC 8693 endpoint exists; until then gRPC ExchangeToken is the way in.
+    """
     return {
         "issuer": issuer,
         "jwks_uri": issuer + JWKS_PATH,
-        "grant_types_supported": [GRANT_TYPE_TOKEN_EXCHANGE],
         "identity_chaining_requested_token_types_supported": [
             TOKEN_TYPE_ID_JAG,
             TOKEN_TYPE_ACCESS_TOKEN,
@@ -46,11 +48,9 @@ def create_http_app(
     keyring: Keyring,
     ready: Callable[[], bool],
     jwks_max_age_seconds: int,
-    signing_algs: list[str],
 ) -> web.Application:
     """The HTTP application; paths follow the issuer's own path component."""
     issuer_path = urlsplit(issuer).path.rstrip("/")
-    metadata = json.dumps(authorization_server_metadata(issuer, signing_algs)).encode()
     jwks_cache = f"public, max-age={jwks_max_age_seconds}"
 
     async def jwks(_: web.Request) -> web.Response:
@@ -61,8 +61,10 @@ def create_http_app(
         )
 
     async def server_metadata(_: web.Request) -> web.Response:
+        # Algorithms of the keys actually published, so a rotation to another alg shows up here.
+        metadata = authorization_server_metadata(issuer, keyring.published_algorithms())
         return web.Response(
-            body=metadata,
+            body=json.dumps(metadata).encode(),
             content_type="application/json",
             headers={"Cache-Control": "public, max-age=3600"},
         )

@@ -85,8 +85,11 @@ class Keyring:
             )
         return active
 
-    def public_key_for(self, kid: str) -> Signer | None:
-        return self._keys.signers.get(kid) if self._keys else None
+    def published_algorithms(self) -> list[str]:
+        """Sorted JWS algorithms of the published keys."""
+        if self._keys is None:
+            return []
+        return sorted({r.alg for r in self._keys.records if r.published})
 
     def _install(self, keys: KeySet) -> None:
         if keys.active is None:

@@ -1,0 +1,58 @@
+"""The `sekisho` command line: argument handling and refusals that must not be silent."""
+
+from pathlib import Path
+
+import pytest
+
+from sekisho.cli import main
+
+
+def _config(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "sekisho.toml"
+    path.write_text(f'[keys]\ndir = "mykeys"\n{extra}')
+    return path
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["keys", "init", "--config", "{cfg}"], id="config-last"),
+        pytest.param(["keys", "--config", "{cfg}", "init"], id="config-before-subcommand"),
+    ],
+)
+def test_config_is_honoured_wherever_it_appears(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = _config(tmp_path)
+    assert main([a.replace("{cfg}", str(config)) for a in argv]) == 0
+    assert (tmp_path / "mykeys" / "keyring.json").exists()
+    assert not (tmp_path / "var").exists()  # the default location was not used
+
+
+def test_keys_commands_refuse_a_backend_they_do_not_implement(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path, 'backend = "kms"\n')
+    assert main(["keys", "init", "--config", str(config)]) == 2
+    assert "keys.backend" in capsys.readouterr().err
+    assert not (tmp_path / "mykeys").exists()
+
+
+def test_policy_eval_refuses_an_engine_it_does_not_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path, '[policy]\nengine = "opa"\n')
+    document = tmp_path / "input.json"
+    document.write_text("{}")
+    assert main(["policy", "eval", "--input", str(document), "--config", str(config)]) == 2
+    assert "policy.engine" in capsys.readouterr().err
+
+
+def test_unknown_config_key_is_named_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[server]\ngrpc_listn = "x"\n')
+    assert main(["keys", "list", "--config", str(config)]) == 2
+    assert "server.grpc_listn" in capsys.readouterr().err
