@@ -102,12 +102,13 @@ class JwksCache:
         return self._keys is not None
 
     async def key(self, kid: str) -> PublicJwk | None:
-        """The key for `kid`, refetching (throttled) when it is unknown.
+        """The key for `kid` ("" = the issuer's only key), refetching (throttled) when unknown.
 
         Raises: JwksUnavailableError when no keys were ever fetched and fetching fails.
         """
-        if self._keys is not None and kid in self._keys:
-            return self._keys[kid]
+        found = self._lookup(kid)
+        if found is not None:
+            return found
         # Throttled even while no keys were ever fetched: a down IdP is not hammered at the
         # request rate; callers get UNAVAILABLE and the background loop keeps retrying.
         if self._inflight is not None and not self._inflight.done():
@@ -116,13 +117,15 @@ class JwksCache:
             await self.refresh()
         if self._keys is None:
             raise JwksUnavailableError(f"no JWKS for {self._issuer}")
-        return self._keys.get(kid)
+        return self._lookup(kid)
 
-    def single_key(self) -> PublicJwk | None:
-        """The only key, for tokens without a kid when the issuer publishes exactly one."""
-        if self._keys is not None and len(self._keys) == 1:
-            return next(iter(self._keys.values()))
-        return None
+    def _lookup(self, kid: str) -> PublicJwk | None:
+        if self._keys is None:
+            return None
+        if kid:
+            return self._keys.get(kid)
+        # A token without a kid is accepted only when the issuer publishes exactly one key.
+        return next(iter(self._keys.values())) if len(self._keys) == 1 else None
 
     def next_refresh_in(self, interval: float) -> float:
         """Seconds until the background refresh: `interval` once loaded, sooner until then."""

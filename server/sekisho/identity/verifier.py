@@ -119,13 +119,11 @@ class TokenVerifier:
     async def _key_for(self, issuer: TrustedIssuer, header: dict[str, Any]) -> PublicJwk:
         kid = header.get("kid", "")
         try:
-            key = await issuer.jwks.key(kid) if kid else None
+            key = await issuer.jwks.key(kid)
         except JwksUnavailableError as exc:
             raise TemporarilyUnavailableError(
                 "the identity provider's keys are unavailable", log_detail=str(exc)
             ) from exc
-        if not kid:
-            key = issuer.jwks.single_key()
         if key is None:
             raise _reject("no key for the token's kid at its issuer")
         alg = header.get("alg")

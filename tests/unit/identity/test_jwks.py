@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
 from sekisho.identity.fetcher import FetchError
 from sekisho.identity.jwks import MAX_KEYS, JwksCache, JwksUnavailableError, parse_jwks
 from sekisho.signing.material import public_jwk
@@ -25,6 +26,10 @@ def ec_jwk(**overrides: Any) -> dict[str, Any]:
     jwk.update({"kid": "ec-1", "alg": "ES256", "use": "sig"})
     jwk.update(overrides)
     return {k: v for k, v in jwk.items() if v is not None}
+
+
+# A well-formed private key: PyJWK would parse it, so only the "d" rule keeps it out.
+PRIVATE_EC_JWK = ECAlgorithm.to_jwk(IDP.ec_key, as_dict=True) | {"kid": "private", "use": "sig"}
 
 
 class SlowFetcher(FakeFetcher):
@@ -54,7 +59,7 @@ def test_parse_jwks_keeps_usable_signing_keys_by_kid() -> None:
     "bad",
     [
         ec_jwk(kid="enc", use="enc"),
-        ec_jwk(kid="private", d="AAAA"),
+        PRIVATE_EC_JWK,
         {"kty": "RSA", "kid": "no-modulus", "e": "AQAB"},
         {"kty": "EC", "kid": "bad-point", "crv": "P-256", "x": "AA", "y": "AA"},
         {"kty": "XYZ", "kid": "unknown-kty"},
@@ -212,6 +217,16 @@ async def test_concurrent_lookups_share_a_single_fetch() -> None:
     assert fetcher.calls == [JWKS_URI]
 
 
+async def test_concurrent_refreshes_share_a_single_fetch() -> None:
+    """The background loop and request-path refetches may overlap: still one request."""
+    fetcher = SlowFetcher({JWKS_URI: IDP.jwks()})
+    jwks = cache(fetcher)
+    await asyncio.gather(*(jwks.refresh() for _ in range(20)))
+    assert fetcher.calls == [JWKS_URI]
+    await jwks.refresh()  # a later refresh is a new fetch
+    assert fetcher.calls == [JWKS_URI, JWKS_URI]
+
+
 async def test_concurrent_unknown_kids_after_the_interval_share_a_single_refetch() -> None:
     fetcher, clock = SlowFetcher({JWKS_URI: IDP.jwks()}), FakeClock()
     jwks = cache(fetcher, clock)
@@ -222,20 +237,19 @@ async def test_concurrent_unknown_kids_after_the_interval_share_a_single_refetch
     assert fetcher.calls == [JWKS_URI, JWKS_URI]
 
 
-def test_single_key_is_none_before_any_fetch() -> None:
-    assert cache(FakeFetcher()).single_key() is None
-
-
-async def test_single_key_returns_the_only_key() -> None:
+async def test_token_without_kid_triggers_the_first_fetch_and_gets_the_only_key() -> None:
     fetcher = FakeFetcher({JWKS_URI: {"keys": [ec_jwk(kid=None)]}})
     jwks = cache(fetcher)
-    await jwks.refresh()
-    key = jwks.single_key()
+    key = await jwks.key("")
     assert key is not None
     assert key.kty == "EC"
-    fetcher.documents[JWKS_URI] = IDP.jwks()
-    await jwks.refresh()
-    assert jwks.single_key() is None
+    assert fetcher.calls == [JWKS_URI]
+
+
+async def test_token_without_kid_gets_no_key_when_the_issuer_publishes_several() -> None:
+    fetcher = FakeFetcher({JWKS_URI: IDP.jwks()})
+    jwks = cache(fetcher)
+    assert await jwks.key("") is None
 
 
 # --- JwksCache: OIDC discovery ----------------------------------------------------------------
