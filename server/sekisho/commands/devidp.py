@@ -1,0 +1,54 @@
+"""`sekisho dev-idp serve|token`: the development-only identity provider."""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from sekisho.config import Settings
+
+
+def register(
+    sub: "argparse._SubParsersAction[argparse.ArgumentParser]", common: argparse.ArgumentParser
+) -> None:
+    dev = sub.add_parser("dev-idp", parents=[common], help="DEV ONLY identity provider")
+    dev_sub = dev.add_subparsers(dest="dev_idp_command", required=True)
+    for name in ("serve", "token"):
+        cmd = dev_sub.add_parser(name, parents=[common])
+        cmd.add_argument("--listen", default="127.0.0.1:9400", help="loopback host:port")
+        cmd.add_argument("--dir", default="var/dev-idp", help="where the dev IdP keeps its key")
+    token = dev_sub.choices["token"]
+    token.add_argument("--sub", required=True, help="user id")
+    token.add_argument("--groups", default="", help="comma-separated groups")
+    token.add_argument("--tenant", default="")
+    token.add_argument("--email", default="")
+    token.add_argument("--name", default="")
+    token.add_argument("--acr", default="")
+    token.add_argument("--aud", default="sekisho-dev", help="audience (the agent app's client id)")
+    token.add_argument("--client-id", default="", help="client_id claim (access tokens)")
+    token.add_argument("--ttl", type=int, default=3600)
+    token.add_argument("--access-token", action="store_true", help="issue an at+jwt access token")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web
+
+    from sekisho.devidp import DevIdentityProvider, create_app, issuer_for
+
+    issuer = issuer_for(args.listen)
+    idp = DevIdentityProvider.open(Path(args.dir), issuer)
+    if args.dev_idp_command == "serve":
+        host, _, port = args.listen.rpartition(":")
+        print(f"DEV ONLY identity provider {issuer} (authenticates nobody)", file=sys.stderr)
+        web.run_app(create_app(idp), host=host.strip("[]"), port=int(port), print=None)
+        return 0
+    claims: dict[str, object] = {"sub": args.sub, "aud": args.aud, "auth_time": int(time.time())}
+    claims.update({"groups": args.groups.split(",") if args.groups else []})
+    for name in ("tenant", "email", "acr", "name"):
+        if getattr(args, name):
+            claims[name] = getattr(args, name)
+    if args.client_id:
+        claims["client_id"] = args.client_id
+    typ = "at+jwt" if args.access_token else "JWT"
+    print(idp.token(claims, ttl=args.ttl, typ=typ))
+    return 0

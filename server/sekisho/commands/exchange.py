@@ -1,0 +1,47 @@
+"""`sekisho exchange`: call ExchangeToken once and print the verified result."""
+
+import argparse
+import sys
+
+from sekisho.config import Settings
+from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN
+
+
+def register(
+    sub: "argparse._SubParsersAction[argparse.ArgumentParser]", common: argparse.ArgumentParser
+) -> None:
+    ex = sub.add_parser(
+        "exchange", parents=[common], help="call ExchangeToken and print the result"
+    )
+    ex.add_argument("--target", default="", help="host:port (default: server.grpc_listen)")
+    ex.add_argument("--subject-token", required=True, help="the IdP token, or - for stdin")
+    ex.add_argument("--subject-token-type", default=TOKEN_TYPE_ID_TOKEN)
+    ex.add_argument("--audience", required=True)
+    ex.add_argument("--scope", action="append", default=[])
+    ex.add_argument("--resource", action="append", default=[])
+    ex.add_argument("--access-token", action="store_true", help="request an RFC 9068 access token")
+    ex.add_argument("--timeout", type=float, default=5.0)
+    ex.add_argument("--show-token", action="store_true", help="also print the raw token")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from sekisho.client.exchange_cli import ExchangeArgs, dumps, run_exchange
+
+    token = sys.stdin.read().strip() if args.subject_token == "-" else args.subject_token
+    requested = TOKEN_TYPE_ACCESS_TOKEN if args.access_token else TOKEN_TYPE_ID_JAG
+    code, report = run_exchange(
+        ExchangeArgs(
+            target=args.target or settings.server.grpc_listen,
+            subject_token=token,
+            audience=args.audience,
+            scopes=args.scope,
+            resources=args.resource,
+            requested_token_type=requested,
+            subject_token_type=args.subject_token_type,
+            timeout=args.timeout,
+        )
+    )
+    if not args.show_token:
+        report.pop("access_token", None)
+    print(dumps(report))
+    return code
