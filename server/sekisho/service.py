@@ -79,6 +79,22 @@ def _trusted_issuers(
     }
 
 
+def build_keyring(settings: Settings) -> Keyring:
+    """The keyring over the configured keystore backend. Raises: ConfigError."""
+    if settings.keys.backend != "file":
+        raise ConfigError("config key 'keys.backend': only 'file' is available in this version")
+    return Keyring(FileKeyStore(settings.keys.dir))
+
+
+def build_policy_engine(settings: Settings) -> RegoPolicyEngine:
+    """The configured policy engine, not yet loaded. Raises: ConfigError."""
+    if settings.policy.engine != "embedded":
+        raise ConfigError(
+            "config key 'policy.engine': only 'embedded' is available in this version"
+        )
+    return RegoPolicyEngine(settings.policy.path, settings.policy.query)
+
+
 async def _refresh_forever(cache: JwksCache, interval: float) -> None:
     while True:
         try:
@@ -101,15 +117,9 @@ async def start_service(
     """
     clock = clock or SystemClock()
     request_id = request_id or contextvars.ContextVar("request_id", default="")
-    if settings.policy.engine != "embedded":
-        raise ConfigError(
-            "config key 'policy.engine': only 'embedded' is available in this version"
-        )
-    if settings.keys.backend != "file":
-        raise ConfigError("config key 'keys.backend': only 'file' is available in this version")
-    keyring = Keyring(FileKeyStore(settings.keys.dir))
+    keyring = build_keyring(settings)
     keyring.load()
-    policy = RegoPolicyEngine(settings.policy.path, settings.policy.query)
+    policy = build_policy_engine(settings)
     policy.load()
     own_fetcher: HttpJsonFetcher | None = None
     if fetcher is None:
