@@ -2,8 +2,14 @@
 # title: Sekisho default exchange policy
 # description: >-
 #   Grants scopes on a registered downstream from the user's groups. Everything an operator
-#   changes day to day lives in data.sekisho.registry (policies/data/registry.json).
+#   changes day to day is data: data.sekisho.registry (policies/data/registry.json),
+#   data.sekisho.denylist (denylist.json) and data.sekisho.consents (consents.json).
 #   Contract: shared/design/ARCHITECTURE.md section 5; guide: docs/policy-authors.md.
+#   The rules live in four modules of this package: decision.rego (the order of checks),
+#   access.rego (the downstream, deny-list, tenants, callers), scopes.rego (grants, step-up)
+#   and resources.rego (resources, consent, lifetime, claims). access.rego uses no other
+#   module and decision.rego is used by none: with `manage = true` OPA compiles each module as
+#   Sekisho publishes it, so modules must not refer to each other in a cycle.
 package sekisho.exchange
 
 import rego.v1
@@ -12,77 +18,33 @@ import rego.v1
 # cannot be enumerated by probing audiences.
 default decision := {"allow": false, "error": "access_denied", "reason": "no grant for this audience"}
 
-decision := _deny("access_denied", "no grant for this audience") if {
+# METADATA
+# description: >-
+#   First matching branch wins. Every deny branch's value is always defined: a branch whose
+#   value were undefined would fall through to the next one, ending in a grant.
+decision := _deny("access_denied", "emergency deny-list") if {
+	denylisted
+} else := _deny("access_denied", "tenant asserted by an issuer the tenant does not trust") if {
+	tenant_untrusted
+} else := _deny("access_denied", "no grant for this audience") if {
 	not has_access
 } else := _deny("invalid_target", "resource is not registered for this audience") if {
 	not resources_ok
 } else := _deny("invalid_scope", "none of the requested scopes can be granted") if {
 	count(granted_scopes) == 0
+} else := object.union(_deny("insufficient_user_authentication", step_up_reason), step_up) if {
+	count(unmet_risks) > 0
+} else := object.union(_deny("consent_required", consent_reason), consent) if {
+	count(consent_missing) > 0
 } else := object.union(_grant, _ttl)
 
 _deny(error, reason) := {"allow": false, "error": error, "reason": reason}
-
-# METADATA
-# description: The registry entry for the requested audience (undefined when unregistered).
-downstream := data.sekisho.registry.downstreams[input.request.audience]
 
 has_access if {
 	downstream
 	tenant_ok
 	caller_ok
 	count(grantable_scopes) > 0
-}
-
-# A downstream bound to a tenant only serves users of that tenant.
-tenant_ok if object.get(downstream, "tenant", "") == ""
-
-tenant_ok if {
-	downstream.tenant != ""
-	downstream.tenant == input.subject.tenant
-}
-
-# When a downstream lists callers, only those workloads may request tokens for it.
-caller_ok if count(object.get(downstream, "callers", {})) == 0
-
-caller_ok if downstream.callers[input.caller.id]
-
-# METADATA
-# description: Catalogue scopes that any of the user's groups grants on this downstream.
-grantable_scopes contains scope if {
-	some group in input.subject.groups
-	some scope in object.get(downstream, "group_grants", {})[group]
-	downstream.scopes[scope]
-}
-
-requested_scopes := {scope | some scope in input.request.scopes}
-
-default_scopes := {scope | some scope in object.get(downstream, "default_scopes", [])}
-
-# Granted = requested ∩ grantable; with nothing requested, the downstream's defaults (or all).
-granted_scopes := grantable_scopes & requested_scopes if {
-	count(requested_scopes) > 0
-} else := grantable_scopes & default_scopes if {
-	count(default_scopes) > 0
-} else := grantable_scopes
-
-registered_resources := {r | some r in object.get(downstream, "resources", [])}
-
-requested_resources := {r | some r in input.request.resources}
-
-# The (audience, resource) pair must be registered (MCP Enterprise-Managed Authorization).
-resources_ok if count(requested_resources - registered_resources) == 0
-
-granted_resources := requested_resources if {
-	count(requested_resources) > 0
-} else := registered_resources
-
-client_id := downstream.callers[input.caller.id].client_id
-
-default client_id := ""
-
-# Identity claims this downstream asks for, copied from the verified subject token.
-propagated_claims[name] := input.subject.claims[name] if {
-	some name in object.get(downstream, "propagate_claims", [])
 }
 
 _grant := {
@@ -93,7 +55,3 @@ _grant := {
 	"claims": propagated_claims,
 	"reason": "granted by group membership",
 }
-
-_ttl := {"ttl_seconds": downstream.max_ttl_seconds} if {
-	downstream.max_ttl_seconds
-} else := {}

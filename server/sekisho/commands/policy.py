@@ -1,11 +1,25 @@
-"""`sekisho policy …`: the policy author's commands."""
+"""`sekisho policy eval|test|check`: the policy author's commands (docs/policy-authors.md).
+
+All three work on the folder `[policy] path` as the service reads it, whatever the engine.
+"""
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 from sekisho.config import Settings
 from sekisho.errors import ConfigError
+from sekisho.policy.toolchain import (
+    OpaToolchain,
+    PolicyFolder,
+    eval_value,
+    find_opa,
+    find_regal,
+    producing_rule,
+    run_binary,
+)
 
 
 def register(
@@ -14,20 +28,123 @@ def register(
     policy = sub.add_parser("policy", parents=[common], help="policy author tools")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     evaluate = policy_sub.add_parser(
-        "eval", parents=[common], help="print the decision for an input"
+        "eval",
+        parents=[common],
+        help="print the decision for an input, and the rule that produced it (needs opa)",
     )
     evaluate.add_argument("--input", required=True, help="JSON input document")
+    policy_sub.add_parser(
+        "test",
+        parents=[common],
+        help="opa test with coverage, then the decision corpus through the embedded engine",
+    )
+    policy_sub.add_parser(
+        "check",
+        parents=[common],
+        help="opa fmt, opa check --strict, regal lint (if installed), embedded-vs-OPA differences",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    commands = {"eval": _eval, "test": _test, "check": _check}
+    return commands[args.policy_command](args, settings)
+
+
+def _toolchain(settings: Settings) -> OpaToolchain:
+    return OpaToolchain(find_opa(settings.policy.opa_binary, Path.cwd()))
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
     from sekisho.policy.rego import RegoPolicyEngine
 
-    if settings.policy.engine != "embedded":
-        raise ConfigError(
-            "config key 'policy.engine': only 'embedded' is available in this version"
-        )
+    document = json.loads(Path(args.input).read_text(encoding="utf-8"))
+    if not isinstance(document, dict):
+        raise ValueError(f"{args.input}: the input must be a JSON object")  # noqa: TRY004 - the CLI reports ValueError
     engine = RegoPolicyEngine(settings.policy.path, settings.policy.query)
     engine.load()
-    document = json.loads(Path(args.input).read_text(encoding="utf-8"))
-    print(json.dumps(engine.evaluate_raw(document), indent=2, sort_keys=True))
+    decision = engine.evaluate_raw(document)
+    print(json.dumps(decision, indent=2, sort_keys=True))
+    try:
+        toolchain = _toolchain(settings)
+    except ConfigError as exc:
+        print(f"rule: not shown, `opa eval --explain` unavailable ({exc})", file=sys.stderr)
+        return 0
+    folder = PolicyFolder(settings.policy.path)
+    output = toolchain.evaluate(folder, settings.policy.query, document, explain=True)
+    rule = producing_rule(output, settings.policy.query)
+    print(f"rule: {rule or 'none matched: the default value'}", file=sys.stderr)
+    if eval_value(output) != decision:
+        opa = json.dumps(eval_value(output), sort_keys=True)
+        print(f"engines differ: OPA decides {opa}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _test(args: argparse.Namespace, settings: Settings) -> int:
+    from sekisho.policy.corpus import load_cases
+    from sekisho.policy.replay import replay_embedded
+    from sekisho.policy.source import load_source
+
+    toolchain = _toolchain(settings)
+    folder = PolicyFolder(settings.policy.path)
+    tested = toolchain.run(["test", *folder.test_args()])
+    print("== opa test")
+    print((tested.stdout + tested.stderr).strip())
+    failed = tested.returncode != 0
+    if not failed:
+        covered = toolchain.run(["test", "--coverage", "--format", "json", *folder.test_args()])
+        print(_coverage_summary(json.loads(covered.stdout), folder.root))
+    cases = load_cases(folder.root)
+    results = replay_embedded(cases, load_source(folder.root), settings.policy.query)
+    mismatched = [result for result in results if not result.matches]
+    print(f"== decision corpus, embedded engine: {len(results) - len(mismatched)}/{len(results)}")
+    for result in mismatched:
+        print(f"  {result.case.name}")
+        print(f"    expected {json.dumps(result.case.expected, sort_keys=True)}")
+        print(f"    got      {json.dumps(result.actual, sort_keys=True)}")
+    return 1 if failed or mismatched or not results else 0
+
+
+def _coverage_summary(report: dict[str, Any], root: Path) -> str:
+    lines = [f"== coverage: {report.get('coverage', 0):.1f}% of all Rego lines"]
+    for name, entry in sorted(report.get("files", {}).items()):
+        if name.endswith("_test.rego"):
+            continue
+        spans = {(r["start"]["row"], r["end"]["row"]) for r in entry.get("not_covered", [])}
+        gaps = [f"{a}" if a == b else f"{a}-{b}" for a, b in sorted(spans)]
+        tail = f" (not covered: lines {', '.join(gaps)})" if gaps else ""
+        shown = Path(name).resolve().relative_to(root.resolve())
+        lines.append(f"  {shown}: {entry.get('coverage', 0):.1f}%{tail}")
+    return "\n".join(lines)
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    from sekisho.policy.compat import engine_differences
+
+    toolchain = _toolchain(settings)
+    folder = PolicyFolder(settings.policy.path)
+    every_module = [str(p) for p in sorted(folder.root.rglob("*.rego"))]
+    steps = [
+        ("opa fmt --diff", toolchain.run(["fmt", "--diff", "--fail", *every_module])),
+        ("opa check --strict", toolchain.run(folder.check_args())),
+    ]
+    regal = find_regal(toolchain.opa)
+    if regal is not None:
+        steps.append(("regal lint", run_binary(regal, ["lint", str(folder.root)])))
+    failed = False
+    for title, completed in steps:
+        output = (completed.stdout + completed.stderr).strip()
+        status = "ok" if completed.returncode == 0 else "FAILED"
+        print(f"== {title}: {status}" + (f"\n{output}" if output else ""))
+        failed |= completed.returncode != 0
+    if regal is None:
+        print("== regal lint: skipped (regal not installed; `make regal` puts it in bin/)")
+    if steps[1][1].returncode != 0:
+        print("== embedded engine (regopy) vs OPA: skipped until opa check passes")
+        return 1
+    findings = engine_differences(folder, toolchain, settings.policy.query)
+    errors = [finding for finding in findings if finding.severity == "error"]
+    print(f"== embedded engine (regopy) vs OPA: {'FAILED' if errors else 'ok'}")
+    for finding in findings:
+        print(f"  {finding.severity}: {finding.message}")
+    return 1 if failed or errors else 0

@@ -6,6 +6,7 @@ The policy is compiled once into a bundle (`Interpreter.build`) and evaluated wi
 compiled and passed the self-test, so a broken edit never stops the service.
 """
 
+import asyncio
 import json
 import logging
 import uuid
@@ -18,37 +19,10 @@ import regopy
 from sekisho.errors import PolicyLoadError, TemporarilyUnavailableError
 from sekisho.models import Decision
 from sekisho.policy.decision import InvalidDecisionError, parse_decision
+from sekisho.policy.selftest import SELF_TEST_INPUT, check_self_test
 from sekisho.policy.source import PolicySource, load_source
 
 log = logging.getLogger(__name__)
-
-# Sample input that no sane policy allows: an audience nobody registered, no groups, no caller.
-SELF_TEST_INPUT: dict[str, Any] = {
-    "subject": {
-        "iss": "https://self-test.invalid",
-        "sub": "self-test",
-        "client_id": "",
-        "tenant": "",
-        "email": "",
-        "groups": [],
-        "acr": "",
-        "amr": [],
-        "auth_time": 0,
-        "claims": {},
-    },
-    "actor": None,
-    "caller": {"id": "", "spiffe_id": "", "authenticated_by": "none"},
-    "request": {
-        "audience": "https://self-test.invalid/unregistered",
-        "resources": [],
-        "scopes": [],
-        "requested_token_type": "",
-        "subject_token_type": "",
-        "lifetime_seconds": 0,
-        "context": {},
-    },
-    "now": 0,
-}
 
 
 def entrypoint_of(query: str) -> str:
@@ -110,17 +84,7 @@ def self_test(policy: CompiledPolicy) -> None:
         raw = policy.evaluate(SELF_TEST_INPUT)
     except (regopy.RegoError, ValueError) as exc:
         raise PolicyLoadError(f"policy self-test failed to evaluate: {exc}") from exc
-    if raw is None:
-        raise PolicyLoadError(
-            "policy self-test: the query is undefined; define a default decision "
-            '(default decision := {"allow": false})'
-        )
-    try:
-        decision = parse_decision(raw)
-    except InvalidDecisionError as exc:
-        raise PolicyLoadError(f"policy self-test: ill-typed decision: {exc}") from exc
-    if decision.allow:
-        raise PolicyLoadError("policy self-test: an unregistered audience was allowed")
+    check_self_test(raw)
 
 
 class RegoPolicyEngine:
@@ -135,12 +99,24 @@ class RegoPolicyEngine:
     def ready(self) -> bool:
         return self._policy is not None
 
+    async def start(self) -> None:
+        """Compile and self-test the policy folder. Raises: PolicyLoadError."""
+        self.load()
+
+    async def close(self) -> None:
+        """Nothing to release: the compiled bundle lives in process."""
+
     def load(self) -> None:
         """Compile the policy directory. Raises: PolicyLoadError."""
         policy = compile_policy(load_source(self._root), self._query)
         self_test(policy)
         self._policy = policy
         log.info("policy_loaded", extra={"path": str(self._root), "query": self._query})
+
+    async def folder_changed(self) -> bool:
+        """reload() in a worker thread: regopy releases the GIL while it builds, so exchanges
+        keep being answered (with the last good bundle) during a slow compile."""
+        return await asyncio.to_thread(self.reload)
 
     def reload(self) -> bool:
         """Recompile after a change; keep the last good policy when the new one fails."""

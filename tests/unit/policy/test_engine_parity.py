@@ -9,6 +9,7 @@ from sekisho.constants import TOKEN_TYPE_JWT
 from sekisho.models import VerifiedToken
 from sekisho.policy.rego import RegoPolicyEngine
 
+from tests.opa import opa_binary
 from tests.unit.policy.inputs import (
     CRM,
     CRM_MCP,
@@ -17,12 +18,9 @@ from tests.unit.policy.inputs import (
     DOCS_SEARCH,
     POLICIES,
     QUERY,
-    REPO,
     UNKNOWN,
     policy_input,
 )
-
-OPA = REPO / "bin" / "opa"  # `make test` builds it
 
 ACTOR = VerifiedToken(
     issuer="https://workloads.example.com",
@@ -67,7 +65,7 @@ def opa_eval(document: dict[str, Any]) -> Any:
     """The value OPA gives for the query, or None when undefined."""
     completed = subprocess.run(
         [
-            str(OPA),
+            str(opa_binary()),
             "eval",
             "-f",
             "json",
@@ -90,8 +88,6 @@ def opa_eval(document: dict[str, Any]) -> Any:
 
 @pytest.fixture(scope="module")
 def embedded() -> RegoPolicyEngine:
-    if not OPA.is_file():
-        pytest.skip(f"{OPA} is missing; `make setup` builds it")
     engine = RegoPolicyEngine(POLICIES, QUERY)
     engine.load()
     return engine

@@ -121,5 +121,12 @@ def test_unreadable_module_is_rejected_naming_the_file(tmp_path: Path) -> None:
 
 def test_shipped_policies_load() -> None:
     source = load_source(POLICIES)
-    assert list(source.modules) == ["sekisho/exchange/decision.rego"]
+    assert list(source.modules) == [
+        "sekisho/exchange/access.rego",
+        "sekisho/exchange/decision.rego",
+        "sekisho/exchange/resources.rego",
+        "sekisho/exchange/scopes.rego",
+    ]  # no *_test.rego, nothing from tests/ (the corpus) or schemas/
     assert "https://crm-as.example.com" in source.data["sekisho"]["registry"]["downstreams"]
+    assert set(source.data["sekisho"]) == {"registry", "denylist", "consents"}
+    assert "cases" not in source.data

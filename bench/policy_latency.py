@@ -1,0 +1,270 @@
+"""Per-decision latency of both policy engines, measured in one run.
+
+Generates a registry of 1,000 downstreams for the shipped default policy, then takes the same
+N decisions (default 10,000, after a warm-up) through `RegoPolicyEngine.decide` (embedded
+regopy) and `OpaPolicyEngine.decide` (a local `opa run --server`, published with manage = true),
+one at a time, and prints median / p90 / p99 per engine. It also checks that both engines gave
+the same decision for every input.
+
+    .venv/bin/python bench/policy_latency.py [--decisions 10000] [--downstreams 1000]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import regopy
+from sekisho.models import Decision
+from sekisho.policy.opa.api import OpaApi
+from sekisho.policy.opa.engine import OpaPolicyEngine
+from sekisho.policy.rego import RegoPolicyEngine
+
+REPO = Path(__file__).resolve().parent.parent
+QUERY = "data.sekisho.exchange.decision"
+NOW = 1_767_225_600
+GROUPS = [f"team-{n}" for n in range(40)]
+TENANTS = ["acme", "globex", "initech", "umbrella"]
+
+
+def downstream(rng: random.Random, n: int) -> tuple[str, dict[str, Any]]:
+    """One registry entry; every fifth is tenant-bound, every tenth has consent or risk."""
+    name = f"svc{n}"
+    scopes = {f"{name}.read": {}, f"{name}.write": {}}
+    if n % 10 == 3:
+        scopes[f"{name}.admin"] = {"risk": "high"}
+    groups = rng.sample(GROUPS, 3)
+    entry: dict[str, Any] = {
+        "name": f"service {n}",
+        "resources": {f"https://{name}.example.com/mcp": {"max_ttl_seconds": 120}},
+        "scopes": scopes,
+        "default_scopes": [f"{name}.read"],
+        "group_grants": {
+            groups[0]: [f"{name}.read"],
+            groups[1]: [f"{name}.read", f"{name}.write"],
+            groups[2]: sorted(scopes),
+        },
+        "propagate_claims": ["email", "groups"],
+        "max_ttl_seconds": 300,
+    }
+    if n % 5 == 1:
+        entry["tenant"] = TENANTS[n % len(TENANTS)]
+    if n % 10 == 7:
+        entry["resources"][f"https://{name}.example.com/mcp"]["consent"] = {
+            "authorization_url": f"https://consent.example.com/{name}"
+        }
+    return f"https://{name}-as.example.com", entry
+
+
+def registry(count: int, rng: random.Random) -> dict[str, Any]:
+    shipped = json.loads((REPO / "policies" / "data" / "registry.json").read_text())
+    levels = shipped["sekisho"]["registry"]["risk_levels"]
+    entries = dict(downstream(rng, n) for n in range(count))
+    return {"sekisho": {"registry": {"risk_levels": levels, "downstreams": entries}}}
+
+
+def document(rng: random.Random, data: dict[str, Any]) -> dict[str, Any]:
+    """A schema-valid input for a random user asking a random downstream for random scopes;
+    two in three users hold one of the groups the downstream grants something to."""
+    entries = data["sekisho"]["registry"]["downstreams"]
+    n = rng.randrange(len(entries))
+    groups = rng.sample(GROUPS, rng.randint(1, 3))
+    if rng.random() < 2 / 3:
+        groups.append(rng.choice(sorted(entries[f"https://svc{n}-as.example.com"]["group_grants"])))
+    tenant = rng.choice(TENANTS)
+    wants = rng.choice([[], [f"svc{n}.read"], [f"svc{n}.read", f"svc{n}.write"], [f"svc{n}.admin"]])
+    sub = f"user{rng.randrange(5000)}"
+    return {
+        "subject": {
+            "iss": "https://idp.example.com",
+            "sub": sub,
+            "client_id": "agent-app",
+            "tenant": tenant,
+            "email": f"{sub}@example.com",
+            "groups": groups,
+            "acr": rng.choice(["", "urn:example:acr:mfa"]),
+            "amr": ["pwd"],
+            "auth_time": NOW - rng.randrange(3600),
+            "claims": {
+                "sub": sub,
+                "email": f"{sub}@example.com",
+                "groups": groups,
+                "tenant": tenant,
+            },
+        },
+        "actor": None,
+        "caller": {"id": "", "spiffe_id": "", "authenticated_by": "none"},
+        "request": {
+            "audience": f"https://svc{n}-as.example.com",
+            "resources": [],
+            "scopes": wants,
+            "requested_token_type": "urn:ietf:params:oauth:token-type:id-jag",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+            "lifetime_seconds": 0,
+            "context": {},
+        },
+        "now": NOW,
+    }
+
+
+def policy_folder(target: Path, data: dict[str, Any]) -> Path:
+    """The shipped modules and (empty) denylist.json / consents.json, with the generated
+    registry.json in place of the shipped one."""
+    shutil.copytree(REPO / "policies" / "sekisho", target / "sekisho")
+    shutil.copytree(REPO / "policies" / "data", target / "data")
+    (target / "data" / "registry.json").write_text(json.dumps(data))
+    return target
+
+
+def opa_binary() -> str:
+    return shutil.which("opa") or str(REPO / "bin" / "opa")
+
+
+def start_opa(log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    for _ in range(200):
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=1):  # noqa: S310 - loopback
+                return process, url
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise SystemExit("opa did not start")
+
+
+async def timed(
+    decide: Callable[[dict[str, Any]], Awaitable[Decision]], docs: list[dict[str, Any]]
+) -> tuple[list[float], list[Decision]]:
+    """Microseconds per decision, one decision at a time, and the decisions."""
+    samples, decisions = [], []
+    for doc in docs:
+        started = time.perf_counter_ns()
+        decision = await decide(doc)
+        samples.append((time.perf_counter_ns() - started) / 1000)
+        decisions.append(decision)
+    return samples, decisions
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "median": statistics.median(ordered),
+        "p90": ordered[int(0.90 * (len(ordered) - 1))],
+        "p99": ordered[int(0.99 * (len(ordered) - 1))],
+        "mean": statistics.fmean(ordered),
+        "max": ordered[-1],
+    }
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    version = subprocess.run([opa_binary(), "version"], capture_output=True, text=True, check=False)
+    first = version.stdout.splitlines()[0] if version.stdout else "Version: ?"
+    opa = "OPA " + first.split(":", 1)[-1].strip()
+    return (
+        f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, regopy {getattr(regopy, '__version__', '1.5.2')}, "
+        f"{opa}"
+    )
+
+
+def outcome(decision: Decision) -> tuple[Any, ...]:
+    return (
+        decision.allow,
+        decision.error,
+        decision.scopes,
+        decision.ttl_seconds,
+        decision.acr_values,
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--decisions", type=int, default=10_000)
+    parser.add_argument("--downstreams", type=int, default=1_000)
+    parser.add_argument("--warmup", type=int, default=500)
+    args = parser.parse_args()
+    rng = random.Random(20261123)  # noqa: S311 - reproducible test data, not secrets
+    data = registry(args.downstreams, rng)
+    docs = [document(rng, data) for _ in range(args.warmup + args.decisions)]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = policy_folder(Path(tmp) / "policies", data)
+        started = time.perf_counter()
+        embedded = RegoPolicyEngine(root, QUERY)
+        embedded.load()
+        build_s = time.perf_counter() - started
+        process, url = start_opa(Path(tmp) / "opa.log")
+        opa = OpaPolicyEngine(
+            OpaApi(url, 5.0),
+            root,
+            QUERY,
+            manage=True,
+            timeout_seconds=5.0,
+            check_interval_seconds=3600,
+        )
+        try:
+            started = time.perf_counter()
+            await opa.start()
+            publish_s = time.perf_counter() - started
+            results = {}
+            for name, engine in (("embedded (regopy)", embedded), ("OPA server (REST)", opa)):
+                await timed(engine.decide, docs[: args.warmup])
+                results[name] = await timed(engine.decide, docs[args.warmup :])
+        finally:
+            await opa.close()
+            process.terminate()
+            process.wait(timeout=10)
+    (_, emb), (_, via_opa) = results.values()
+    differ = sum(outcome(a) != outcome(b) for a, b in zip(emb, via_opa, strict=True))
+    kinds = Counter("allow" if d.allow else d.error for d in emb)
+    print(f"machine: {machine()}")
+    print(
+        f"registry: {args.downstreams} downstreams; {args.decisions} decisions per engine "
+        f"after {args.warmup} warm-up, one at a time; outcomes {dict(sorted(kinds.items()))}"
+    )
+    print(
+        f"embedded bundle build {build_s * 1000:.0f} ms; "
+        f"OPA publish + self-test {publish_s * 1000:.0f} ms"
+    )
+    print(f"{'engine':<20}{'median µs':>11}{'p90 µs':>9}{'p99 µs':>9}{'mean µs':>9}{'max µs':>10}")
+    for name, (samples, _) in results.items():
+        s = summary(samples)
+        print(
+            f"{name:<20}{s['median']:>11.0f}{s['p90']:>9.0f}{s['p99']:>9.0f}{s['mean']:>9.0f}{s['max']:>10.0f}"
+        )
+    print(f"decisions that differ between the engines: {differ} of {len(emb)}")
+    if differ:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,255 @@
+"""PolicyEngine over an OPA server (`[policy] engine = "opa"`).
+
+Fails closed. OPA unreachable or slower than `opa_timeout_seconds` → TemporarilyUnavailableError
+(UNAVAILABLE / temporarily_unavailable); an undefined, ill-typed or erroring decision → deny.
+Until OPA answers the self-test (selftest.py) the engine is not ready: /readyz is 503 and every
+exchange is UNAVAILABLE. A supervisor task re-runs the self-test every
+`opa_check_interval_seconds`. With `manage = true` Sekisho owns OPA's copy of the policy folder:
+it publishes it at start, on every change, and again whenever OPA has lost it (a restarted
+sidecar); an edit OPA rejects is logged with OPA's compile errors and the last good policy is put
+back. With `manage = false` OPA loads its own bundle and Sekisho only queries.
+"""
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sekisho.errors import PolicyLoadError, TemporarilyUnavailableError
+from sekisho.models import Decision
+from sekisho.policy.decision import InvalidDecisionError, parse_decision
+from sekisho.policy.opa.api import (
+    OpaAnswer,
+    OpaApi,
+    OpaEvaluationError,
+    OpaRejectedError,
+    OpaUnavailableError,
+)
+from sekisho.policy.opa.gate import PublishGate
+from sekisho.policy.opa.publisher import OpaPublisher
+from sekisho.policy.rego import entrypoint_of
+from sekisho.policy.selftest import SELF_TEST_INPUT, check_self_test
+from sekisho.policy.source import PolicySource, load_source
+
+log = logging.getLogger(__name__)
+
+
+class OpaPolicyEngine:
+    """Decisions from OPA's REST API; in manage mode, also the publisher of the policy folder."""
+
+    def __init__(
+        self,
+        api: OpaApi,
+        root: Path,
+        query: str,
+        *,
+        manage: bool,
+        timeout_seconds: float,
+        check_interval_seconds: float,
+    ) -> None:
+        self._api = api
+        self._publisher = OpaPublisher(api)
+        self._gate = PublishGate()
+        self._root = root
+        self._path = entrypoint_of(query)
+        self._manage = manage
+        self._timeout = timeout_seconds
+        self._interval = check_interval_seconds
+        self._ready = False
+        self._good: PolicySource | None = None
+        self._republish = manage  # OPA does not hold the folder yet
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def start(self) -> None:
+        """Publish (manage) or self-test, then supervise. An unreachable OPA only means "not
+        ready yet". Raises: PolicyLoadError when the folder is unreadable or OPA rejects it.
+        """
+        await self._api.open()
+        try:
+            await self._first_contact()
+        except BaseException:
+            await self._api.close()
+            raise
+        self._task = asyncio.create_task(self._supervise())
+
+    async def _first_contact(self) -> None:
+        if not self._manage:
+            await self.check()
+            return
+        source = await asyncio.to_thread(load_source, self._root)
+        try:
+            await self.publish(source)
+        except OpaUnavailableError as exc:
+            log.warning("opa_unavailable", extra={"url": self._api.url, "error": str(exc)})
+
+    def reload(self) -> bool:
+        """The policy folder changed: in manage mode the supervisor publishes it right away."""
+        if self._manage:
+            self._republish = True
+            self._wake.set()
+        return True
+
+    async def folder_changed(self) -> bool:
+        """reload(); the supervisor task does the publishing, serialised with its checks."""
+        return self.reload()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._api.close()
+
+    # --- decisions ------------------------------------------------------------------------------
+
+    async def evaluate(self, document: dict[str, Any]) -> OpaAnswer:
+        """OPA's answer for `document`, within the timeout (waiting out a publish included).
+
+        Raises: OpaUnavailableError, OpaEvaluationError.
+        """
+        try:
+            async with asyncio.timeout(self._timeout), self._gate.reading():
+                return await self._api.query(self._path, document)
+        except TimeoutError as exc:
+            raise OpaUnavailableError(f"no answer from OPA within {self._timeout} s") from exc
+
+    async def evaluate_raw(self, document: dict[str, Any]) -> Any:
+        """The undecoded decision (for the decision corpus). Raises: as evaluate()."""
+        return (await self.evaluate(document)).result
+
+    async def decide(self, document: dict[str, Any]) -> Decision:
+        if not self._ready:
+            raise TemporarilyUnavailableError(
+                "the policy engine is not ready", log_detail="OPA has not passed the self-test"
+            )
+        try:
+            answer = await self.evaluate(document)
+        except OpaUnavailableError as exc:
+            self._wake.set()  # let the supervisor re-check OPA now
+            raise TemporarilyUnavailableError(
+                "the policy engine is not available", log_detail=str(exc)
+            ) from exc
+        except OpaEvaluationError as exc:
+            return _invalid(str(exc), str(uuid.uuid4()))
+        decision_id = answer.decision_id or str(uuid.uuid4())
+        try:
+            return parse_decision(answer.result, decision_id)
+        except InvalidDecisionError as exc:
+            if answer.result is None:
+                self._wake.set()  # has OPA lost the policy (restarted)?
+            return _invalid(str(exc), decision_id)
+
+    # --- policy lifecycle -----------------------------------------------------------------------
+
+    async def publish(self, source: PolicySource) -> None:
+        """Write `source` to OPA and self-test it, with no decision taken meanwhile.
+
+        Raises: PolicyLoadError (OPA rejected it or it failed the self-test; the last good
+        policy is back in place), OpaUnavailableError (not ready until a publish succeeds).
+        """
+        async with self._gate.writing():
+            try:
+                await self._publisher.publish(source)
+                await self._self_test()
+            except OpaUnavailableError:
+                self._republish = True
+                self._set_ready(False, "OPA became unreachable while publishing")
+                raise
+            except (OpaRejectedError, PolicyLoadError) as exc:
+                await self._restore_last_good()
+                raise PolicyLoadError(f"OPA did not take the policy: {exc}") from exc
+        self._good = source
+        self._republish = False
+        self._set_ready(True, "policy published")
+        log.info("policy_loaded", extra={"path": str(self._root), "opa_url": self._api.url})
+
+    async def refresh(self) -> bool:
+        """Publish the policy folder as it is now (or, if it does not load and OPA lost the
+        policy, the last good one). False, logged, when the folder's policy is not in use."""
+        fallback = False
+        try:
+            source = await asyncio.to_thread(load_source, self._root)
+        except PolicyLoadError as exc:
+            log.error("policy_reload_failed", extra={"error": str(exc)})
+            if self._good is None or not self._republish:
+                return False
+            source, fallback = self._good, True
+        try:
+            await self.publish(source)
+        except PolicyLoadError as exc:
+            log.error("policy_reload_failed", extra={"error": str(exc)})
+            return False
+        except OpaUnavailableError as exc:
+            # Retried every check interval; the transition to not ready was logged once.
+            log.debug("opa_unavailable", extra={"url": self._api.url, "error": str(exc)})
+            return False
+        return not fallback
+
+    async def check(self) -> bool:
+        """Run the self-test against OPA now; sets `ready`."""
+        try:
+            async with self._gate.reading():
+                await self._self_test()
+        except OpaUnavailableError as exc:
+            self._set_ready(False, f"OPA unreachable: {exc}")
+            return False
+        except PolicyLoadError as exc:
+            self._set_ready(False, str(exc))
+            if self._manage:  # OPA no longer holds what Sekisho published: publish again
+                self._republish = True
+                self._wake.set()
+            return False
+        self._set_ready(True, "self-test passed")
+        return True
+
+    async def _supervise(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                if self._republish:
+                    await self.refresh()
+                else:
+                    await self.check()
+            except Exception:  # a background loop: log and go on
+                log.exception("policy_supervisor_failed")
+
+    async def _self_test(self) -> None:
+        """Raises: PolicyLoadError, OpaUnavailableError."""
+        try:
+            answer = await self._api.query(self._path, SELF_TEST_INPUT)
+        except OpaEvaluationError as exc:
+            raise PolicyLoadError(f"policy self-test failed to evaluate: {exc}") from exc
+        check_self_test(answer.result)
+
+    async def _restore_last_good(self) -> None:
+        if self._good is None:  # OPA may hold part of the rejected policy: never use it
+            self._set_ready(False, "OPA holds no policy that passed the self-test")
+            return
+        try:
+            await self._publisher.publish(self._good)
+            await self._self_test()
+        except (OpaUnavailableError, OpaRejectedError, PolicyLoadError) as exc:
+            self._republish = True
+            self._set_ready(False, f"restoring the last good policy failed: {exc}")
+
+    def _set_ready(self, ready: bool, why: str) -> None:
+        if ready != self._ready:
+            event = "policy_engine_ready" if ready else "policy_engine_not_ready"
+            level = logging.INFO if ready else logging.ERROR
+            log.log(level, event, extra={"engine": "opa", "url": self._api.url, "reason": why})
+        self._ready = ready
+
+
+def _invalid(error: str, decision_id: str) -> Decision:
+    log.error("policy_decision_invalid", extra={"decision_id": decision_id, "error": error})
+    return Decision(allow=False, reason="invalid policy decision", decision_id=decision_id)

@@ -1,0 +1,76 @@
+"""Helpers shared by the OPA engine tests: engines, policy folders, and a misbehaving OPA."""
+
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from sekisho.policy.opa.api import OpaApi
+from sekisho.policy.opa.engine import OpaPolicyEngine
+from sekisho.policy.selftest import SELF_TEST_INPUT
+
+from tests.harness import POLICIES
+
+QUERY = "data.sekisho.exchange.decision"
+HEADER = "package sekisho.exchange\n\nimport rego.v1\n\n"
+
+
+def opa_engine(
+    url: str,
+    root: Path,
+    *,
+    manage: bool = True,
+    timeout: float = 0.5,
+    interval: float = 0.2,
+) -> OpaPolicyEngine:
+    return OpaPolicyEngine(
+        OpaApi(url, timeout),
+        root,
+        QUERY,
+        manage=manage,
+        timeout_seconds=timeout,
+        check_interval_seconds=interval,
+    )
+
+
+def shipped_copy(tmp_path: Path) -> Path:
+    """A writable copy of the shipped policies/ folder."""
+    root = tmp_path / "policies"
+    shutil.copytree(POLICIES, root)
+    return root
+
+
+def write_module(root: Path, text: str, name: str = "decision.rego") -> Path:
+    folder = root / "sekisho" / "exchange"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text, encoding="utf-8")
+    return root
+
+
+Handler = Callable[[dict[str, Any]], Awaitable[web.StreamResponse]]
+
+
+@asynccontextmanager
+async def fake_opa(misbehave: Handler) -> AsyncIterator[str]:
+    """An HTTP server speaking just enough of OPA's data API: it answers the self-test with a
+    well-typed deny and every other query with `misbehave(input)`. Yields its base URL."""
+
+    async def query(request: web.Request) -> web.StreamResponse:
+        document = (await request.json()).get("input")
+        if document == SELF_TEST_INPUT:
+            return web.json_response({"result": {"allow": False}})
+        return await misbehave(document)
+
+    app = web.Application()
+    app.router.add_post("/v1/data/sekisho/exchange/decision", query)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

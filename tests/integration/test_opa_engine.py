@@ -1,0 +1,440 @@
+"""OpaPolicyEngine against a real OPA server (and, for faults a real OPA cannot be made to
+produce, a fake one): publishing, readiness, decision ids, and failing closed."""
+
+import asyncio
+import json
+import logging
+import re
+import subprocess
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from sekisho.errors import PolicyLoadError, TemporarilyUnavailableError
+from sekisho.policy.opa.engine import OpaPolicyEngine
+from sekisho.policy.selftest import SELF_TEST_INPUT
+
+from tests.integration.opa_fixtures import HEADER, fake_opa, opa_engine, shipped_copy, write_module
+from tests.opa import OpaServer, opa_binary
+from tests.unit.policy.inputs import CRM, policy_input
+
+pytestmark = pytest.mark.integration
+
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+DECISION_ID = "sekisho/sekisho/exchange/decision.rego"
+
+
+def sales_user() -> dict[str, Any]:
+    return policy_input(CRM, groups=["sales"], tenant="acme")
+
+
+@pytest.fixture
+def opa(tmp_path: Path) -> Iterator[OpaServer]:
+    server = OpaServer(tmp_path / "opa.log", decision_logs=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def managed(opa: OpaServer, tmp_path: Path) -> AsyncIterator[tuple[OpaPolicyEngine, Path]]:
+    root = shipped_copy(tmp_path)
+    engine = opa_engine(opa.url, root)
+    await engine.start()
+    yield engine, root
+    await engine.close()
+
+
+async def eventually(condition: Any, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await condition() if asyncio.iscoroutinefunction(condition) else condition():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def logged(caplog: pytest.LogCaptureFixture, event: str) -> list[str]:
+    """The `error` field of every `event` log record."""
+    return [str(r.__dict__.get("error")) for r in caplog.records if r.getMessage() == event]
+
+
+def opa_check(root: Path) -> str:
+    """`opa check` errors for the folder ("" when it compiles)."""
+    completed = subprocess.run(
+        [str(opa_binary()), "check", str(root)], capture_output=True, text=True, check=False
+    )
+    return "" if completed.returncode == 0 else completed.stdout + completed.stderr
+
+
+def module_text(opa: OpaServer, policy_id: str) -> str:
+    with urllib.request.urlopen(f"{opa.url}/v1/policies/{policy_id}", timeout=5) as response:
+        return str(json.load(response)["result"]["raw"])
+
+
+# --- manage = true ------------------------------------------------------------------------------
+
+
+async def test_manage_publishes_every_module_and_the_data(
+    managed: tuple[OpaPolicyEngine, Path], opa: OpaServer
+) -> None:
+    engine, root = managed
+    assert engine.ready
+    modules = sorted(p.relative_to(root).as_posix() for p in (root / "sekisho").rglob("*.rego"))
+    published = [m for m in modules if not m.endswith("_test.rego")]
+    assert sorted(opa.policy_ids()) == [f"sekisho/{m}" for m in published]
+    assert CRM in opa.data("sekisho/registry/downstreams")  # type: ignore[operator]
+    decision = await engine.decide(sales_user())
+    assert decision.allow and decision.scopes == ("crm.read",)
+
+
+async def test_decision_id_is_opas_when_decision_logging_is_on(
+    managed: tuple[OpaPolicyEngine, Path], opa: OpaServer
+) -> None:
+    engine, _ = managed
+    decision = await engine.decide(sales_user())
+    assert UUID.match(decision.decision_id)
+    assert await eventually(lambda: decision.decision_id in opa.decision_ids_logged())
+
+
+async def test_decision_id_is_local_without_decision_logging(tmp_path: Path) -> None:
+    server = OpaServer(tmp_path / "opa.log", decision_logs=False).start()
+    engine = opa_engine(server.url, shipped_copy(tmp_path))
+    try:
+        await engine.start()
+        first = await engine.decide(sales_user())
+        second = await engine.decide(sales_user())
+        assert UUID.match(first.decision_id) and first.decision_id != second.decision_id
+        assert server.decision_ids_logged() == set()
+    finally:
+        await engine.close()
+        server.stop()
+
+
+async def test_opa_unreachable_at_start_then_ready_once_it_answers(tmp_path: Path) -> None:
+    server = OpaServer(tmp_path / "opa.log")  # not started yet: nothing listens on its port
+    engine = opa_engine(server.url, shipped_copy(tmp_path))
+    try:
+        await engine.start()
+        assert not engine.ready
+        with pytest.raises(TemporarilyUnavailableError):
+            await engine.decide(sales_user())
+        server.start()
+        assert await eventually(lambda: engine.ready)
+        assert (await engine.decide(sales_user())).allow
+    finally:
+        await engine.close()
+        server.stop()
+
+
+async def test_killing_opa_makes_decisions_unavailable_never_allowed(
+    managed: tuple[OpaPolicyEngine, Path], opa: OpaServer
+) -> None:
+    engine, _ = managed
+    assert (await engine.decide(sales_user())).allow
+    opa.kill()
+    for _ in range(5):
+        with pytest.raises(TemporarilyUnavailableError):
+            await engine.decide(sales_user())
+    assert await eventually(lambda: not engine.ready)
+
+
+async def test_restarted_empty_opa_gets_the_policy_published_again(
+    managed: tuple[OpaPolicyEngine, Path], opa: OpaServer
+) -> None:
+    engine, _ = managed
+    opa.stop()
+    opa.start()  # same port, no policies
+    assert await eventually(lambda: DECISION_ID in opa.policy_ids())
+    assert await eventually(lambda: engine.ready)
+    assert (await engine.decide(sales_user())).allow
+
+
+async def test_restarted_opa_gets_the_last_good_policy_when_the_folder_is_broken(
+    managed: tuple[OpaPolicyEngine, Path], opa: OpaServer
+) -> None:
+    engine, root = managed
+    (root / "data" / "registry.json").write_text("{half-written")
+    opa.stop()
+    opa.start()  # empty again, while the folder does not load
+    assert await eventually(lambda: DECISION_ID in opa.policy_ids())
+    assert await eventually(lambda: engine.ready)
+    assert (await engine.decide(sales_user())).allow
+
+
+async def test_policy_opa_rejects_at_start_refuses_to_start(opa: OpaServer, tmp_path: Path) -> None:
+    root = write_module(shipped_copy(tmp_path), "package sekisho.exchange\nbroken {")
+    engine = opa_engine(opa.url, root)
+    with pytest.raises(PolicyLoadError, match="rego_parse_error"):
+        await engine.start()
+    assert not engine.ready
+
+
+async def test_modules_referring_to_each_other_name_the_cycle(
+    opa: OpaServer, tmp_path: Path
+) -> None:
+    # No rule depends on itself (both engines load this folder), but each module uses a rule
+    # only the other defines, so neither compiles alone.
+    first = HEADER + 'default decision := {"allow": false}\n\nlimit := 10\n\ntwice := double + 1\n'
+    root = write_module(tmp_path / "cyclic", first)
+    write_module(root, HEADER + "double := limit * 2\n", "other.rego")
+    assert opa_check(root) == "", "valid Rego when loaded together"
+    engine = opa_engine(opa.url, root)
+    with pytest.raises(PolicyLoadError, match="break the cycle"):
+        await engine.start()
+
+
+async def test_rejected_edit_keeps_the_last_good_policy_and_logs_the_compile_error(
+    managed: tuple[OpaPolicyEngine, Path], opa: OpaServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine, root = managed
+    before = module_text(opa, DECISION_ID)
+    write_module(root, "package sekisho.exchange\nbroken {")
+    with caplog.at_level(logging.ERROR):
+        assert await engine.refresh() is False
+    failures = logged(caplog, "policy_reload_failed")
+    assert failures and "rego_parse_error" in failures[-1]
+    assert module_text(opa, DECISION_ID) == before
+    assert engine.ready and (await engine.decide(sales_user())).allow
+
+
+async def test_partly_rejected_edit_is_rolled_back_whole(
+    managed: tuple[OpaPolicyEngine, Path], opa: OpaServer
+) -> None:
+    engine, root = managed
+    decision_rego = root / "sekisho" / "exchange" / "decision.rego"
+    decision_rego.write_text(
+        decision_rego.read_text().replace("granted by group membership", "granted (edited)")
+    )
+    write_module(root, HEADER + "oops := ", name="zz_broken.rego")
+    assert await engine.refresh() is False
+    assert (await engine.decide(sales_user())).reason == "granted by group membership"
+    assert "sekisho/sekisho/exchange/zz_broken.rego" not in opa.policy_ids()
+
+
+async def test_edit_that_fails_the_self_test_is_rolled_back(
+    managed: tuple[OpaPolicyEngine, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    engine, root = managed
+    allow_all = HEADER + 'decision := {"allow": true, "scopes": ["crm.read"]}\n'
+    for module in (root / "sekisho" / "exchange").glob("*.rego"):
+        module.unlink()
+    write_module(root, allow_all)
+    with caplog.at_level(logging.ERROR):
+        assert await engine.refresh() is False
+    assert "an unregistered audience was allowed" in logged(caplog, "policy_reload_failed")[-1]
+    nobody = policy_input(CRM, groups=["marketing"], tenant="acme")
+    assert not (await engine.decide(nobody)).allow
+
+
+async def test_module_using_what_a_new_sibling_defines_is_published(
+    managed: tuple[OpaPolicyEngine, Path],
+) -> None:
+    engine, root = managed
+    # decision.rego is written before zz_reason.rego: OPA first rejects it (undefined function).
+    decision_rego = root / "sekisho" / "exchange" / "decision.rego"
+    decision_rego.write_text(
+        decision_rego.read_text().replace(
+            '"reason": "granted by group membership"', '"reason": zz_reason("groups")'
+        )
+    )
+    write_module(
+        root, HEADER + 'zz_reason(how) := sprintf("granted by %s", [how])\n', "zz_reason.rego"
+    )
+    assert await engine.refresh() is True
+    assert (await engine.decide(sales_user())).reason == "granted by groups"
+
+
+async def test_removed_modules_and_data_leave_opa(
+    managed: tuple[OpaPolicyEngine, Path], opa: OpaServer
+) -> None:
+    engine, root = managed
+    write_module(root, HEADER + "extra := 1\n", "extra.rego")
+    (root / "data" / "extra.json").write_text('{"extra_doc": {"k": 1}}')
+    assert await engine.refresh() is True
+    assert opa.data("extra_doc") == {"k": 1}
+    assert "sekisho/sekisho/exchange/extra.rego" in opa.policy_ids()
+    (root / "sekisho" / "exchange" / "extra.rego").unlink()
+    (root / "data" / "extra.json").unlink()
+    (root / "data" / "denylist.json").unlink()
+    assert await engine.refresh() is True
+    assert opa.data("extra_doc") is None
+    assert opa.data("sekisho/denylist") is None
+    assert "sekisho/sekisho/exchange/extra.rego" not in opa.policy_ids()
+
+
+async def test_reload_publishes_in_the_background(
+    managed: tuple[OpaPolicyEngine, Path],
+) -> None:
+    engine, root = managed
+    marketing = policy_input(CRM, groups=["marketing"], tenant="acme")
+    registry_path = root / "data" / "registry.json"
+    registry = json.loads(registry_path.read_text())
+    registry["sekisho"]["registry"]["downstreams"][CRM]["group_grants"]["marketing"] = ["crm.read"]
+    registry_path.write_text(json.dumps(registry))
+    engine.reload()
+
+    async def granted() -> bool:
+        return (await engine.decide(marketing)).allow
+
+    assert await eventually(granted, seconds=2.0)
+
+
+# --- manage = false -----------------------------------------------------------------------------
+
+
+async def test_manage_false_only_queries_opas_own_policy(tmp_path: Path) -> None:
+    root = shipped_copy(tmp_path)
+    server = OpaServer(tmp_path / "opa.log", load=(root / "sekisho", root / "data")).start()
+    elsewhere = tmp_path / "not-read"  # Sekisho never reads a folder in this mode
+    engine = opa_engine(server.url, elsewhere, manage=False)
+    try:
+        await engine.start()
+        assert engine.ready
+        assert (await engine.decide(sales_user())).allow
+        assert not any(pid.startswith("sekisho/") for pid in server.policy_ids())
+    finally:
+        await engine.close()
+        server.stop()
+
+
+async def test_manage_false_without_a_loaded_policy_is_never_ready(
+    opa: OpaServer, tmp_path: Path
+) -> None:
+    engine = opa_engine(opa.url, tmp_path, manage=False)
+    try:
+        await engine.start()
+        await asyncio.sleep(0.5)  # a few supervisor rounds
+        assert not engine.ready
+        with pytest.raises(TemporarilyUnavailableError):
+            await engine.decide(sales_user())
+        assert opa.policy_ids() == []
+    finally:
+        await engine.close()
+
+
+# Each `now` selects one way a decision goes wrong; the self-test input (now 0) gets a clean deny.
+TRAPS = (
+    HEADER
+    + """default decision := {"allow": false}
+
+decision := {"allow": true} if input.now == 2
+
+decision := {"allow": false, "error": []} if input.now == 3
+
+decision := "deny" if input.now == 4
+
+decision := {"allow": "yes", "scopes": []} if input.now == 5
+
+decision := {"allow": true, "scopes": ["a"], "ttl_seconds": -1} if input.now == 6
+
+verdict := {"allow": false} if input.now == 7
+
+verdict := {"allow": true, "scopes": ["a"]} if input.now == 7
+
+decision := verdict if input.now == 7
+"""
+)
+
+UNDEFINED = HEADER + 'decision := {"allow": false} if input.now == 0\n'
+
+
+@pytest.mark.parametrize(
+    ("module", "now"),
+    [
+        pytest.param(TRAPS, 2, id="allow-without-scopes"),
+        pytest.param(TRAPS, 3, id="error-of-wrong-type"),
+        pytest.param(TRAPS, 4, id="not-an-object"),
+        pytest.param(TRAPS, 5, id="allow-not-boolean"),
+        pytest.param(TRAPS, 6, id="negative-ttl"),
+        pytest.param(TRAPS, 7, id="eval-conflict-http-500"),
+        pytest.param(UNDEFINED, 1, id="undefined"),
+    ],
+)
+async def test_bad_decisions_from_opa_are_denials(tmp_path: Path, module: str, now: int) -> None:
+    root = write_module(tmp_path / "traps", module)
+    server = OpaServer(tmp_path / "opa.log", load=(root,)).start()
+    engine = opa_engine(server.url, root, manage=False)
+    try:
+        await engine.start()
+        assert engine.ready
+        document = dict(SELF_TEST_INPUT, now=now)
+        decision = await engine.decide(document)
+        assert not decision.allow
+        assert decision.reason == "invalid policy decision"
+    finally:
+        await engine.close()
+        server.stop()
+
+
+# --- faults a real OPA does not produce on demand -----------------------------------------------
+
+
+async def test_slow_opa_is_unavailable_within_the_timeout() -> None:
+    async def slow(_: dict[str, Any]) -> web.StreamResponse:
+        await asyncio.sleep(3)
+        return web.json_response({"result": {"allow": True, "scopes": ["crm.read"]}})
+
+    async with fake_opa(slow) as url:
+        engine = opa_engine(url, Path("unused"), manage=False, timeout=0.3, interval=60)
+        try:
+            await engine.start()
+            assert engine.ready
+            started = time.monotonic()
+            with pytest.raises(TemporarilyUnavailableError):
+                await engine.decide(sales_user())
+            assert time.monotonic() - started < 1.0
+        finally:
+            await engine.close()
+
+
+def _reply(status: int, body: str, content_type: str = "application/json") -> Any:
+    async def handler(_: dict[str, Any]) -> web.StreamResponse:
+        return web.Response(status=status, text=body, content_type=content_type)
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        pytest.param(_reply(503, "overloaded", "text/plain"), id="503"),
+        pytest.param(_reply(404, '{"code": "not_found"}'), id="404"),
+        pytest.param(_reply(200, "<html>proxy login</html>", "text/html"), id="html-200"),
+        pytest.param(_reply(200, '["allow"]'), id="json-array"),
+        pytest.param(_reply(200, "{not json"), id="broken-json"),
+    ],
+)
+async def test_answers_that_are_not_opas_api_are_unavailable(handler: Any) -> None:
+    async with fake_opa(handler) as url:
+        engine = opa_engine(url, Path("unused"), manage=False, interval=60)
+        try:
+            await engine.start()
+            with pytest.raises(TemporarilyUnavailableError):
+                await engine.decide(sales_user())
+        finally:
+            await engine.close()
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        pytest.param(_reply(500, '{"code": "internal_error"}'), id="eval-error-500"),
+        pytest.param(_reply(200, "{}"), id="undefined"),
+        pytest.param(_reply(200, '{"result": {"allow": true}}'), id="allow-without-scopes"),
+        pytest.param(_reply(200, '{"result": {"allow": 1, "scopes": []}}'), id="allow-int"),
+        pytest.param(_reply(200, '{"result": null}'), id="null"),
+    ],
+)
+async def test_ill_typed_or_undefined_answers_are_denials(handler: Any) -> None:
+    async with fake_opa(handler) as url:
+        engine = opa_engine(url, Path("unused"), manage=False, interval=60)
+        try:
+            await engine.start()
+            decision = await engine.decide(sales_user())
+            assert not decision.allow and decision.reason == "invalid policy decision"
+        finally:
+            await engine.close()

@@ -1,0 +1,211 @@
+"""`sekisho policy eval|test|check` on the shipped folder and on folders built to fail."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from sekisho.cli import main
+
+from tests.opa import opa_binary
+from tests.unit.policy.inputs import POLICIES
+
+HEADER = "package sekisho.exchange\n\nimport rego.v1\n\n"
+CASE = POLICIES / "tests" / "cases" / "crm_sales_write_only_is_invalid_scope.json"
+
+
+def config(tmp_path: Path, folder: Path, opa: Path | str | None = None) -> str:
+    binary = str(opa if opa is not None else opa_binary())
+    path = tmp_path / "sekisho.toml"
+    path.write_text(f'[policy]\npath = "{folder}"\nopa_binary = "{binary}"\n')
+    return str(path)
+
+
+def folder_with(tmp_path: Path, module: str, name: str = "decision.rego") -> Path:
+    root = tmp_path / "policies"
+    (root / "sekisho" / "exchange").mkdir(parents=True)
+    (root / "sekisho" / "exchange" / name).write_text(module)
+    return root
+
+
+def case_input(tmp_path: Path) -> Path:
+    ((name, case),) = json.loads(CASE.read_text()).items()
+    path = tmp_path / f"{name}.input.json"
+    path.write_text(json.dumps(case["input"]))
+    return path
+
+
+# --- eval ---------------------------------------------------------------------------------------
+
+
+def test_eval_prints_the_decision_and_the_rule_that_produced_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["policy", "eval", "--input", str(case_input(tmp_path))]
+    assert main([*argv, "--config", config(tmp_path, POLICIES)]) == 0
+    out, err = capsys.readouterr()
+    (case,) = json.loads(CASE.read_text()).values()
+    assert json.loads(out) == case["expected"]
+    rule = err.split("rule: ", 1)[1].split()[0]
+    file, row = rule.rsplit(":", 1)
+    assert Path(file).name == "decision.rego"
+    assert 'invalid_scope"' in Path(file).read_text().splitlines()[int(row) - 1]
+
+
+def test_eval_with_engine_opa_configured_evaluates_the_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # With manage = true this folder is what Sekisho publishes to OPA.
+    path = tmp_path / "opa.toml"
+    path.write_text(
+        f'[policy]\nengine = "opa"\npath = "{POLICIES}"\nopa_binary = "{opa_binary()}"\n'
+    )
+    argv = ["policy", "eval", "--input", str(case_input(tmp_path)), "--config", str(path)]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["error"] == "invalid_scope"
+
+
+def test_eval_reports_when_the_engines_disagree(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = HEADER + (
+        'default decision := {"allow": false}\n\n'
+        'decision := {"allow": false, "max_age": min({300, 60})} if input.now == 1\n'
+    )
+    root = folder_with(tmp_path, module)
+    document = tmp_path / "input.json"
+    document.write_text('{"now": 1}')
+    argv = ["policy", "eval", "--input", str(document), "--config", config(tmp_path, root)]
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out)["max_age"] == 300  # regopy orders numbers as strings
+    assert 'engines differ: OPA decides {"allow": false, "max_age": 60}' in err
+
+
+def test_eval_without_opa_still_prints_the_decision(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["policy", "eval", "--input", str(case_input(tmp_path))]
+    missing = tmp_path / "nowhere" / "opa"
+    assert main([*argv, "--config", config(tmp_path, POLICIES, missing)]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["error"] == "invalid_scope"
+    assert "rule: not shown" in err and "policy.opa_binary" in err
+
+
+def test_eval_refuses_an_input_that_is_not_an_object(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = tmp_path / "input.json"
+    document.write_text("[]")
+    argv = ["policy", "eval", "--input", str(document), "--config", config(tmp_path, POLICIES)]
+    assert main(argv) == 2
+    assert "must be a JSON object" in capsys.readouterr().err
+
+
+# --- test ---------------------------------------------------------------------------------------
+
+
+def test_test_runs_opa_tests_coverage_and_the_corpus(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["policy", "test", "--config", config(tmp_path, POLICIES)]) == 0
+    out = capsys.readouterr().out
+    assert "== opa test" in out and "PASS:" in out
+    assert "sekisho/exchange/decision.rego:" in out.split("== coverage:")[1]
+    count = len(list((POLICIES / "tests" / "cases").glob("*.json")))
+    assert f"== decision corpus, embedded engine: {count}/{count}" in out
+
+
+def test_test_fails_and_names_a_case_whose_decision_changed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "policies"
+    shutil.copytree(POLICIES, root)
+    registry = root / "data" / "registry.json"
+    registry.write_text(
+        registry.read_text().replace('"max_ttl_seconds": 300', '"max_ttl_seconds": 299', 1)
+    )
+    assert main(["policy", "test", "--config", config(tmp_path, root)]) == 1
+    out = capsys.readouterr().out
+    corpus = out.split("== decision corpus")[1]
+    assert "crm_sales_gets_default_scope" in corpus and '"ttl_seconds": 299' in corpus
+    assert "FAIL" in out.split("== decision corpus")[0]  # opa test failed on it too
+
+
+# --- check --------------------------------------------------------------------------------------
+
+
+def test_check_passes_on_the_shipped_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["policy", "check", "--config", config(tmp_path, POLICIES)]) == 0
+    out = capsys.readouterr().out
+    for step in ("opa fmt --diff: ok", "opa check --strict: ok", "regopy) vs OPA: ok"):
+        assert step in out
+
+
+BARE_EVERY = HEADER + (
+    'default decision := {"allow": false}\n\npositive if every x in [1, 2] {\n\tx > 0\n}\n'
+)
+CIDR = HEADER + (
+    'default decision := {"allow": false}\n\n'
+    'decision := {"allow": true, "scopes": []} if net.cidr_contains("10.0.0.0/8", input.ip)\n'
+)
+UNFORMATTED = HEADER + 'default   decision := {"allow": false}\n'
+
+
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        pytest.param(BARE_EVERY, "regopy rejects what OPA may accept", id="bare-every"),
+        pytest.param(CIDR, "regopy has no builtin net.cidr_contains", id="missing-builtin"),
+        pytest.param(UNFORMATTED, "opa fmt --diff: FAILED", id="unformatted"),
+        pytest.param(HEADER + "broken {", "opa check --strict: FAILED", id="does-not-compile"),
+    ],
+)
+def test_check_fails_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], module: str, expected: str
+) -> None:
+    root = folder_with(tmp_path, module)
+    assert main(["policy", "check", "--config", config(tmp_path, root)]) == 1
+    assert expected in capsys.readouterr().out
+
+
+def test_check_runs_regal_when_installed_beside_opa(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "opa").symlink_to(opa_binary())
+    regal = bin_dir / "regal"
+    regal.write_text('#!/bin/sh\necho "fake regal: $*"\nexit 3\n')
+    regal.chmod(0o755)
+    if shutil.which("regal"):
+        pytest.skip("a real regal on PATH takes precedence over bin/")
+    assert main(["policy", "check", "--config", config(tmp_path, POLICIES, bin_dir / "opa")]) == 1
+    out = capsys.readouterr().out
+    assert "== regal lint: FAILED" in out
+    assert f"fake regal: lint {POLICIES}" in out
+
+
+def test_missing_opa_binary_names_the_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["policy", "test", "--config", config(tmp_path, POLICIES, tmp_path / "none" / "opa")]
+    assert main(argv) == 2
+    assert "config key 'policy.opa_binary'" in capsys.readouterr().err
+
+
+def test_opa_is_found_in_bin_of_the_working_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "opa").symlink_to(opa_binary())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no opa on PATH
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[policy]\npath = "{POLICIES}"\n')
+    assert main(["policy", "eval", "--input", str(case_input(tmp_path)), "--config", str(cfg)]) == 0
+    err = capsys.readouterr().err
+    assert "rule: " in err and "not shown" not in err
