@@ -5,12 +5,18 @@ PY := $(VENV)/bin/python
 BIN := $(CURDIR)/bin
 OPA := $(BIN)/opa
 OPA_VERSION := v1.22.2
+REGAL := $(BIN)/regal
+REGAL_VERSION := v0.38.1
+# OPA's view of the policy folder: modules and data/ as roots, plus (for tests) the decision
+# corpus (policies/tests: cases load as data.cases) and the input schema as data.schemas.input.
+POLICY_ROOTS := policies/sekisho policies/data
+POLICY_TEST_ROOTS := $(POLICY_ROOTS) policies/tests schemas.input:policies/schemas/input.json
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 GEN := server/sekisho/_gen
 CONFIG ?= config/example.toml
 STAMP := $(VENV)/.installed
 
-.PHONY: setup proto run test check lint typecheck policy-check clean
+.PHONY: setup proto run test check lint typecheck policy-check regal clean
 
 setup: $(STAMP) $(OPA)
 
@@ -23,6 +29,13 @@ $(STAMP): pyproject.toml constraints.txt
 # OPA pinned, built into ./bin with the Go toolchain and reused when present.
 $(OPA):
 	GOBIN=$(BIN) $(GO) install github.com/open-policy-agent/opa@$(OPA_VERSION)
+
+# Optional: the Rego linter, pinned, into ./bin; `make policy-check` and `sekisho policy check`
+# run it when present.
+regal: $(REGAL)
+
+$(REGAL):
+	GOBIN=$(BIN) $(GO) install github.com/open-policy-agent/regal@$(REGAL_VERSION)
 
 proto: $(STAMP)
 	rm -rf $(GEN) && mkdir -p $(GEN)
@@ -40,7 +53,7 @@ run: setup
 
 # The whole suite: Rego unit tests under OPA, then every Python test (unit, integration, security).
 test: setup
-	$(OPA) test policies/sekisho policies/data
+	$(OPA) test $(POLICY_TEST_ROOTS)
 	PATH="$(BIN):$$PATH" $(PY) -m pytest -q
 
 lint: setup
@@ -52,7 +65,8 @@ typecheck: setup
 
 policy-check: setup
 	$(OPA) fmt --fail --list policies
-	$(OPA) check --strict policies/sekisho policies/data
+	$(OPA) check --strict --schema policies/schemas/input.json $(POLICY_ROOTS) policies/tests
+	if [ -x $(REGAL) ]; then $(REGAL) lint policies; else echo "regal not installed (make regal)"; fi
 
 check: lint typecheck policy-check test
 

@@ -6,6 +6,8 @@ Unknown keys are errors, and every error names the offending key.
 """
 
 import ipaddress
+import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -146,6 +148,10 @@ class PolicyConfig(_Strict):
     query: str = "data.sekisho.exchange.decision"
     opa_url: str = "http://127.0.0.1:8181"
     watch: bool = True
+    manage: bool = True
+    opa_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
+    opa_check_interval_seconds: float = Field(default=2.0, gt=0, le=300)
+    opa_binary: str = ""
 
     @field_validator("query")
     @classmethod
@@ -155,14 +161,76 @@ class PolicyConfig(_Strict):
             raise ValueError("query must be a data reference like data.sekisho.exchange.decision")
         return value
 
+    @field_validator("opa_url")
+    @classmethod
+    def _opa_base_url(cls, value: str) -> str:
+        # Decisions travel over this connection: plaintext only on loopback (a sidecar).
+        _require_secure_url(value, "opa_url")
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError for a port out of range
+        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+            raise ValueError("opa_url must be scheme://host[:port] only (Sekisho adds /v1/…)")
+        return value
+
+    @property
+    def reads_folder(self) -> bool:
+        """Whether Sekisho itself reads `path` (embedded, or OPA with manage = true)."""
+        return self.engine == "embedded" or self.manage
+
 
 class KeysConfig(_Strict):
-    """[keys]: the signing keystore."""
+    """[keys]: the signing keystore, its lifecycle and the AWS KMS backends."""
 
-    backend: Literal["file", "kms"] = "file"
+    backend: Literal["file", "kms", "kms-wrapped"] = "file"
     dir: Path = Path("var/keys")
     algorithm: Literal["ES256", "PS256", "RS256", "EdDSA"] = "ES256"
     watch: bool = True
+    poll_seconds: float = Field(default=2.0, ge=0.1, le=5.0)
+    rotation_period: int = Field(default=0, ge=0)
+    audit_log: str = ""
+    passphrase_env: str = ""
+    kms_region: str = ""
+    kms_endpoint_url: str = ""
+    kms_alias_prefix: str = "sekisho"
+    kms_wrapping_key_id: str = ""
+    kms_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+
+    @property
+    def audit_log_path(self) -> Path:
+        """`audit_log`, or audit.log inside `dir` when unset."""
+        return Path(self.audit_log) if self.audit_log else self.dir / "audit.log"
+
+    @field_validator("passphrase_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("passphrase_env must be the name of an environment variable")
+        return value
+
+    @field_validator("kms_endpoint_url")
+    @classmethod
+    def _kms_url(cls, value: str) -> str:
+        return _require_secure_url(value, "kms_endpoint_url") if value else value
+
+    @field_validator("kms_alias_prefix")
+    @classmethod
+    def _alias_prefix(cls, value: str) -> str:
+        # KMS alias names allow [A-Za-z0-9/_-] and reserve alias/aws/.
+        if not re.fullmatch(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*", value):
+            raise ValueError("kms_alias_prefix may hold only letters, digits, '_', '-' and '/'")
+        if value.split("/", 1)[0] == "aws":
+            raise ValueError("kms_alias_prefix must not start with 'aws' (reserved by AWS)")
+        return value
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> "KeysConfig":
+        if self.backend == "kms-wrapped" and not self.kms_wrapping_key_id:
+            raise ValueError("backend 'kms-wrapped' needs kms_wrapping_key_id")
+        if self.backend == "kms" and self.algorithm == "EdDSA":
+            raise ValueError("backend 'kms' signs ES256, PS256 or RS256, not EdDSA")
+        if self.passphrase_env and self.backend != "file":
+            raise ValueError("passphrase_env applies to backend 'file' only")
+        return self
 
 
 class TokensConfig(_Strict):
@@ -201,6 +269,18 @@ class Settings(BaseSettings):
                 raise ValueError("trust.issuers must not contain server.issuer (Sekisho itself)")
         return self
 
+    @model_validator(mode="after")
+    def _rotation_after_prepublication(self) -> "Settings":
+        # A key must be published for 2 x jwks max-age before it signs; a shorter rotation
+        # period could never be honoured.
+        period, max_age = self.keys.rotation_period, self.tokens.jwks_max_age_seconds
+        if period and period < 2 * max_age:
+            raise ValueError(
+                f"keys.rotation_period ({period} s) must be at least 2 x "
+                f"tokens.jwks_max_age_seconds ({2 * max_age} s)"
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -223,8 +303,16 @@ def _format_errors(err: ValidationError, source: str) -> str:
 
 def _resolve_paths(settings: Settings, base: Path) -> Settings:
     """Make relative paths relative to the config file's folder (ARCHITECTURE.md §6)."""
-    policy = settings.policy.model_copy(update={"path": (base / settings.policy.path).resolve()})
-    keys = settings.keys.model_copy(update={"dir": (base / settings.keys.dir).resolve()})
+    opa_binary = settings.policy.opa_binary
+    if "/" in opa_binary:  # a path, not a name looked up on PATH
+        opa_binary = os.path.normpath(base / opa_binary)  # keep symlinks: bin/opa may be one
+    policy = settings.policy.model_copy(
+        update={"path": (base / settings.policy.path).resolve(), "opa_binary": opa_binary}
+    )
+    keys_update: dict[str, Any] = {"dir": (base / settings.keys.dir).resolve()}
+    if settings.keys.audit_log:
+        keys_update["audit_log"] = str((base / settings.keys.audit_log).resolve())
+    keys = settings.keys.model_copy(update=keys_update)
     return settings.model_copy(update={"policy": policy, "keys": keys})
 
 

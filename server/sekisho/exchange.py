@@ -44,7 +44,7 @@ class TokenExchanger:
             document = build_input(request, subject, actor, self._clock.now())
             decision = await self._policy.decide(document)
             decision_id = decision.decision_id
-            minted = self._minter.mint(request, subject, actor, granted(decision, request))
+            minted = await self._minter.mint(request, subject, actor, granted(decision, request))
         except ServiceError as error:
             self._audit.rejected(request, subject, error, decision_id)
             raise

@@ -1,10 +1,13 @@
-"""Hot reload of file-backed state (policies, keys): watch a directory, call back on change.
+"""Hot reload of state (policies, keys): watch a directory, or poll what has no files (KMS).
 
-The callback itself keeps the last good state when the new files fail to load.
+The callback itself keeps the last good state when the new files fail to load. It may be a
+coroutine function; its result is awaited.
 """
 
+import asyncio
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import watchfiles
@@ -18,6 +21,20 @@ async def watch_directory(path: Path, on_change: Callable[[], object], what: str
         names = sorted({Path(p).name for _, p in changes})
         log.info("files_changed", extra={"what": what, "files": names[:20]})
         try:
-            on_change()
+            result = on_change()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # a background loop: log, count, go on
+            log.exception("reload_failed", extra={"what": what})
+
+
+async def poll_forever(
+    refresh: Callable[[], Awaitable[object]], interval: float, what: str
+) -> None:
+    """Run until cancelled: `await refresh()` every `interval` seconds (KMS has no files)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await refresh()
         except Exception:  # a background loop: log, count, go on
             log.exception("reload_failed", extra={"what": what})

@@ -5,6 +5,7 @@ import contextlib
 import contextvars
 import logging
 import signal
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -12,19 +13,23 @@ from aiohttp import web
 from sekisho.audit import AuditLog
 from sekisho.clock import Clock, SystemClock
 from sekisho.config import Settings
-from sekisho.errors import ConfigError
 from sekisho.exchange import TokenExchanger
 from sekisho.http.app import create_http_app
 from sekisho.identity.fetcher import HttpJsonFetcher, JsonFetcher
 from sekisho.identity.jwks import JwksCache
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
+from sekisho.keystores import build_key_manager, build_keystore
 from sekisho.minting.minter import TokenMinter
+from sekisho.policy.engine import PolicyRuntime
+from sekisho.policy.opa.api import OpaApi
+from sekisho.policy.opa.engine import OpaPolicyEngine
 from sekisho.policy.rego import RegoPolicyEngine
-from sekisho.reload import watch_directory
+from sekisho.reload import poll_forever, watch_directory
 from sekisho.rpc.server import GrpcServer, create_grpc_server
 from sekisho.rpc.servicer import TokenExchangeServicer
-from sekisho.signing.filestore import FileKeyStore
 from sekisho.signing.keyring import Keyring
+from sekisho.signing.manager import ManagedKeyStore
+from sekisho.signing.rotation import AutoRotator, check_interval, rotate_forever
 from sekisho.validation import RequestLimits
 
 log = logging.getLogger(__name__)
@@ -44,6 +49,7 @@ class Service:
     http_port: int
     fetcher: HttpJsonFetcher | None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    policy: PolicyRuntime | None = None
 
     async def stop(self, grace: float) -> None:
         """Drain in-flight RPCs for up to `grace` seconds, then close everything."""
@@ -57,6 +63,8 @@ class Service:
                 await task
         if self.fetcher is not None:
             await self.fetcher.close()
+        if self.policy is not None:
+            await self.policy.close()
 
 
 def _trusted_issuers(
@@ -79,20 +87,35 @@ def _trusted_issuers(
     }
 
 
-def build_keyring(settings: Settings) -> Keyring:
-    """The keyring over the configured keystore backend. Raises: ConfigError."""
-    if settings.keys.backend != "file":
-        raise ConfigError("config key 'keys.backend': only 'file' is available in this version")
-    return Keyring(FileKeyStore(settings.keys.dir))
+def _key_tasks(
+    settings: Settings, store: ManagedKeyStore, keyring: Keyring, clock: Clock
+) -> list[Coroutine[None, None, None]]:
+    """Pick up keystore changes (watch the folder, or poll KMS) and rotate on schedule."""
+    keys = settings.keys
+    tasks: list[Coroutine[None, None, None]] = []
+    if keys.watch and keys.backend == "kms":
+        tasks.append(poll_forever(keyring.refresh, keys.poll_seconds, "keys"))
+    elif keys.watch:
+        tasks.append(watch_directory(keys.dir, keyring.refresh, "keys"))
+    if keys.rotation_period:
+        rotator = AutoRotator(build_key_manager(settings, store, clock), keyring.refresh)
+        tasks.append(rotate_forever(rotator, check_interval(keys.rotation_period)))
+    return tasks
 
 
-def build_policy_engine(settings: Settings) -> RegoPolicyEngine:
-    """The configured policy engine, not yet loaded. Raises: ConfigError."""
-    if settings.policy.engine != "embedded":
-        raise ConfigError(
-            "config key 'policy.engine': only 'embedded' is available in this version"
+def build_policy_engine(settings: Settings) -> PolicyRuntime:
+    """The configured policy engine, not yet started."""
+    policy = settings.policy
+    if policy.engine == "opa":
+        return OpaPolicyEngine(
+            OpaApi(policy.opa_url, policy.opa_timeout_seconds),
+            policy.path,
+            policy.query,
+            manage=policy.manage,
+            timeout_seconds=policy.opa_timeout_seconds,
+            check_interval_seconds=policy.opa_check_interval_seconds,
         )
-    return RegoPolicyEngine(settings.policy.path, settings.policy.query)
+    return RegoPolicyEngine(policy.path, policy.query)
 
 
 async def _refresh_forever(cache: JwksCache, interval: float) -> None:
@@ -117,10 +140,11 @@ async def start_service(
     """
     clock = clock or SystemClock()
     request_id = request_id or contextvars.ContextVar("request_id", default="")
-    keyring = build_keyring(settings)
+    store = build_keystore(settings, clock)
+    keyring = Keyring(store)
     keyring.load()
     policy = build_policy_engine(settings)
-    policy.load()
+    await policy.start()
     own_fetcher: HttpJsonFetcher | None = None
     if fetcher is None:
         own_fetcher = HttpJsonFetcher(settings.trust.http_timeout_seconds)
@@ -159,17 +183,20 @@ async def start_service(
     await site.start()
     http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     service = Service(
-        grpc=grpc_server, http_runner=runner, http_port=http_port, fetcher=own_fetcher
+        grpc=grpc_server,
+        http_runner=runner,
+        http_port=http_port,
+        fetcher=own_fetcher,
+        policy=policy,
     )
     for issuer in issuers.values():
         task = _refresh_forever(issuer.jwks, settings.trust.jwks_cache_seconds)
         service.tasks.append(asyncio.create_task(task))
-    if settings.policy.watch:
-        task = watch_directory(settings.policy.path, policy.reload, "policy")
+    if settings.policy.watch and settings.policy.reads_folder:
+        task = watch_directory(settings.policy.path, policy.folder_changed, "policy")
         service.tasks.append(asyncio.create_task(task))
-    if settings.keys.watch:
-        task = watch_directory(settings.keys.dir, keyring.reload, "keys")
-        service.tasks.append(asyncio.create_task(task))
+    for key_task in _key_tasks(settings, store, keyring, clock):
+        service.tasks.append(asyncio.create_task(key_task))
     await grpc_server.set_serving(True)
     log.info(
         "service_started",

@@ -1,9 +1,16 @@
-"""Real servers on loopback: the dev IdP over HTTP and Sekisho's gRPC + HTTP listeners."""
+"""Real servers on loopback: the dev IdP over HTTP, Sekisho's gRPC + HTTP listeners, and moto's
+standalone KMS server."""
 
+import os
 import socket
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -46,15 +53,18 @@ class LiveStack:
         return self.idp.token({k: v for k, v in body.items() if v is not None}, ttl=600)
 
 
-def stack_settings(idp_issuer: str, keys_dir: Path, policies: Path = POLICIES) -> Settings:
-    return Settings(
-        server={
+def stack_settings(
+    idp_issuer: str, keys_dir: Path, policies: Path = POLICIES, **sections: dict[str, Any]
+) -> Settings:
+    """Settings for a loopback stack; `sections` adds to (or overrides) tables, e.g. keys={…}."""
+    tables: dict[str, dict[str, Any]] = {
+        "server": {
             "grpc_listen": "127.0.0.1:0",
             "http_listen": "127.0.0.1:0",
             "issuer": SEKISHO_ISSUER,
             "shutdown_grace_seconds": 1.0,
         },
-        trust={
+        "trust": {
             "issuers": [
                 {
                     "issuer": idp_issuer,
@@ -64,9 +74,12 @@ def stack_settings(idp_issuer: str, keys_dir: Path, policies: Path = POLICIES) -
             ],
             "jwks_refetch_min_interval_seconds": 1.0,
         },
-        policy={"path": str(policies)},
-        keys={"dir": str(keys_dir)},
-    )
+        "policy": {"path": str(policies)},
+        "keys": {"dir": str(keys_dir)},
+    }
+    for name, table in sections.items():
+        tables[name] = {**tables.get(name, {}), **table}
+    return Settings(**tables)
 
 
 @pytest.fixture
@@ -94,3 +107,72 @@ async def live(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator[Li
     yield LiveStack(service=service, idp=idp, stub=stub, channel=channel, settings=settings)
     await channel.close()
     await service.stop(0.5)
+
+
+MOTO_LAUNCHER = Path(__file__).resolve().parents[1] / "moto_kms_server.py"
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto's standalone server on 127.0.0.1:<free port> for the whole session; its endpoint URL.
+
+    Started as a separate process (tests/moto_kms_server.py: moto_server with KMS DIGEST
+    signing as AWS does it), so boto3 talks HTTP to it exactly as it would to KMS.
+    """
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(MOTO_LAUNCHER), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **AWS_TEST_ENV},
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(endpoint, process)
+        yield endpoint
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def _wait_for(endpoint: str, process: "subprocess.Popen[bytes]") -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            stderr = process.stderr.read().decode() if process.stderr else ""
+            raise RuntimeError(f"moto server exited with {process.returncode}: {stderr[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):  # loopback only
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("moto server did not answer within 30 s")
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, moto_server: str) -> str:
+    """Dummy AWS credentials and Region in the environment (boto3's default chain); the endpoint."""
+    for name, value in AWS_TEST_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    return moto_server

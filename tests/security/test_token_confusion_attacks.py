@@ -12,6 +12,7 @@ from sekisho.exchange import TokenExchanger
 from sekisho.identity.jwks import JwksCache
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
 from sekisho.minting.minter import TokenMinter
+from sekisho.signing.signer import LocalSigner
 
 from tests.fakes.fetcher import FakeFetcher
 from tests.harness import SEKISHO_ISSUER, Harness
@@ -66,8 +67,9 @@ def _self_trusting_harness(harness: Harness, iss: str, own_issuer: str) -> Harne
 
 def _sekisho_signed(harness: Harness, iss: str) -> str:
     _, signer = harness.keyring.signing_key()
+    assert isinstance(signer, LocalSigner)  # the harness keystore is a file keystore
     claims = harness.idp_a.claims(harness.clock.now(), iss=iss)
-    return sign_with({"alg": signer.alg, "kid": signer.kid}, claims, signer.sign)
+    return sign_with({"alg": signer.alg, "kid": signer.kid}, claims, signer.sign_now)
 
 
 @pytest.mark.parametrize("iss", [SEKISHO_ISSUER, SEKISHO_ISSUER + "/"], ids=["exact", "slash"])

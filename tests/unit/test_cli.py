@@ -29,23 +29,16 @@ def test_config_is_honoured_wherever_it_appears(
     assert not (tmp_path / "var").exists()  # the default location was not used
 
 
-def test_keys_commands_refuse_a_backend_they_do_not_implement(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_kms_backend_without_a_region_names_the_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     config = _config(tmp_path, 'backend = "kms"\n')
     assert main(["keys", "init", "--config", str(config)]) == 2
-    assert "keys.backend" in capsys.readouterr().err
+    assert "keys.kms_region" in capsys.readouterr().err
     assert not (tmp_path / "mykeys").exists()
-
-
-def test_policy_eval_refuses_an_engine_it_does_not_run(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    config = _config(tmp_path, '[policy]\nengine = "opa"\n')
-    document = tmp_path / "input.json"
-    document.write_text("{}")
-    assert main(["policy", "eval", "--input", str(document), "--config", str(config)]) == 2
-    assert "policy.engine" in capsys.readouterr().err
 
 
 def test_unknown_config_key_is_named_and_exits_2(

@@ -1,11 +1,23 @@
-"""`sekisho keys …`: the security team's signing-key commands."""
+"""`sekisho keys …`: the security team's signing-key commands.
+
+init | list | rotate | promote | retire KID | revoke KID | jwks. Every change is printed, runs
+under the keystore lock, and is appended to the key audit log with --operator and --reason.
+"""
 
 import argparse
+import getpass
 import json
+import os
 import time
+from typing import TYPE_CHECKING
 
 from sekisho.config import Settings
-from sekisho.errors import ConfigError
+from sekisho.errors import KeyStoreError
+
+if TYPE_CHECKING:  # the imports stay lazy so `sekisho` starts fast
+    from sekisho.signing.keys import KeyRecord
+    from sekisho.signing.lifecycle import Transition
+    from sekisho.signing.manager import KeyManager
 
 
 def register(
@@ -13,39 +25,118 @@ def register(
 ) -> None:
     keys = sub.add_parser("keys", parents=[common], help="manage signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    init = keys_sub.add_parser("init", parents=[common], help="create an active and a next key")
+    audited = argparse.ArgumentParser(add_help=False)
+    audited.add_argument("--reason", default="", help="why (recorded in the audit log)")
+    audited.add_argument(
+        "--operator", default="", help="who (recorded in the audit log; default: $USER)"
+    )
+    forceable = argparse.ArgumentParser(add_help=False)
+    forceable.add_argument(
+        "--force", action="store_true", help="skip the timing rule (emergencies; needs --reason)"
+    )
+    init = keys_sub.add_parser(
+        "init", parents=[common, audited], help="create an active and a next key"
+    )
     init.add_argument("--if-missing", action="store_true", help="do nothing if keys exist")
     keys_sub.add_parser("list", parents=[common], help="show every key and its state")
+    keys_sub.add_parser(
+        "rotate", parents=[common, audited, forceable], help="take the next safe rotation step"
+    )
+    keys_sub.add_parser(
+        "promote", parents=[common, audited, forceable], help="make the next key the active key"
+    )
+    retire = keys_sub.add_parser(
+        "retire", parents=[common, audited, forceable], help="remove a retiring key from the JWKS"
+    )
+    retire.add_argument("kid")
+    revoke = keys_sub.add_parser(
+        "revoke", parents=[common, audited], help="remove a key from the JWKS now (compromise)"
+    )
+    revoke.add_argument("kid")
     keys_sub.add_parser("jwks", parents=[common], help="print the published JWK Set")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from sekisho.signing.filestore import FileKeyStore
-    from sekisho.signing.keyring import Keyring
+    from sekisho.clock import SystemClock
+    from sekisho.keystores import build_key_manager, build_keystore
 
-    if settings.keys.backend != "file":
-        raise ConfigError("config key 'keys.backend': only 'file' is available in this version")
-    store = FileKeyStore(settings.keys.dir)
-    if args.keys_command == "init":
-        if args.if_missing and store.exists():
-            print(f"keystore already initialised at {store.directory}")
-            return 0
-        for record in store.init(settings.keys.algorithm, int(time.time())):
-            print(f"created {record.state.value:<8} {record.alg:<6} {record.kid}")
+    clock = SystemClock()
+    store = build_keystore(settings, clock)
+    command: str = args.keys_command
+    if command == "list":
+        return _list(store.records())
+    if command == "jwks":
+        print(json.dumps(store.load().jwks(), indent=2))
         return 0
-    if args.keys_command == "list":
-        print(f"{'KID':<44} {'ALG':<6} {'STATE':<9} {'CREATED':<20} {'ACTIVATED':<20} RETIRE-AFTER")
-        for record in store.records():
-            print(
-                f"{record.kid:<44} {record.alg:<6} {record.state.value:<9} "
-                f"{_time(record.created_at):<20} {_time(record.activated_at):<20} "
-                f"{_time(record.retire_after)}"
-            )
+    if command == "init" and args.if_missing and store.exists():
+        print(f"keystore already initialised ({_where(settings)})")
         return 0
-    keyring = Keyring(store)
-    keyring.load()
-    print(json.dumps(json.loads(keyring.jwks_bytes), indent=2))
+    manager = build_key_manager(settings, store, clock)
+    return _mutate(args, manager, settings)
+
+
+def _mutate(args: argparse.Namespace, manager: "KeyManager", settings: Settings) -> int:
+    from sekisho.signing.audit import Actor
+
+    force = bool(getattr(args, "force", False))
+    if (force or args.keys_command == "revoke") and not args.reason.strip():
+        raise KeyStoreError(
+            "`sekisho keys revoke` and --force need --reason TEXT (it goes to the audit log)"
+        )
+    actor = Actor(operator=args.operator or _operator(), reason=args.reason)
+    command = args.keys_command
+    if command == "init":
+        transition = manager.init(actor)
+        for change in transition.changes:
+            print(f"created {change.to_state.value:<8} {change.alg:<6} {change.kid}")
+        return 0
+    if command == "rotate":
+        transition = manager.rotate(actor, force=force)
+    elif command == "promote":
+        transition = manager.promote(actor, force=force)
+    elif command == "retire":
+        transition = manager.retire(args.kid, actor, force=force)
+    else:
+        transition = manager.revoke(args.kid, actor)
+    _print_changes(transition)
     return 0
+
+
+def _print_changes(transition: "Transition") -> None:
+    for change in transition.changes:
+        before = change.from_state.value if change.from_state else "(new)"
+        line = f"{change.action.value:<8} {change.kid}  {change.alg}  {before} -> "
+        print(line + change.to_state.value + (f"  ({change.note})" if change.note else ""))
+        for rule in change.forced:
+            print(f"  forced: skipped the rule: {rule}")
+    if transition.waiting:
+        print(f"waiting: {transition.waiting}")
+    elif not transition.changes:
+        print("nothing to do")
+
+
+def _list(records: "list[KeyRecord]") -> int:
+    print(f"{'KID':<44} {'ALG':<6} {'STATE':<9} {'CREATED':<20} {'ACTIVATED':<20} RETIRE-AFTER")
+    for record in records:
+        print(
+            f"{record.kid:<44} {record.alg:<6} {record.state.value:<9} "
+            f"{_time(record.created_at):<20} {_time(record.activated_at):<20} "
+            f"{_time(record.retire_after)}"
+        )
+    return 0
+
+
+def _operator() -> str:
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except OSError:  # no passwd entry (some containers)
+        return f"uid:{os.getuid()}"
+
+
+def _where(settings: Settings) -> str:
+    if settings.keys.backend == "kms":
+        return f"KMS aliases alias/{settings.keys.kms_alias_prefix}/"
+    return str(settings.keys.dir)
 
 
 def _time(epoch: int) -> str:

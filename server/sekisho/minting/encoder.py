@@ -1,64 +1,50 @@
 """JWS compact encoding through a Signer, and the self-check every minted token passes.
 
-PyJWT does the JOSE encoding; a delegating Algorithm hands the signing input to whichever Signer
-backs the key (a local key object now, a KMS key later).
+The compact serialisation (RFC 7515 §7.1) is assembled here so the signature can be awaited:
+a KMS-backed Signer makes a network call, a local one returns at once. Header members are
+sorted and JSON is compact, byte for byte what PyJWT produced before signing became async.
 """
 
+import base64
 import json
-from typing import Any, cast
+from typing import Any
 
-from jwt.algorithms import Algorithm, get_default_algorithms
-from jwt.api_jws import PyJWS
+from jwt.algorithms import get_default_algorithms
 
-from sekisho.constants import SIGNING_ALGORITHMS
 from sekisho.errors import InvalidTokenError
 from sekisho.jose import parse_compact
 from sekisho.signing.signer import Signer
-
-
-class _SignerAlgorithm(Algorithm):
-    """Lets PyJWS sign with a Signer object instead of raw key material."""
-
-    def prepare_key(self, key: Any) -> Any:
-        return key
-
-    def sign(self, msg: bytes, key: Any) -> bytes:
-        signer: Signer = key
-        return signer.sign(msg)
-
-    def verify(self, msg: bytes, key: Any, sig: bytes) -> bool:
-        raise NotImplementedError("verification uses the public key, see SelfVerificationError")
-
-    @staticmethod
-    def to_jwk(key_obj: Any, as_dict: bool = False) -> Any:
-        raise NotImplementedError
-
-    @staticmethod
-    def from_jwk(jwk: Any) -> Any:
-        raise NotImplementedError
 
 
 class SelfVerificationError(Exception):
     """A token just minted did not verify against the published public key."""
 
 
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _json(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
 class JwsEncoder:
     """Encodes claims as a compact JWS and checks the result before it leaves."""
 
     def __init__(self) -> None:
-        self._jws = PyJWS(algorithms=[])
-        for alg in SIGNING_ALGORITHMS:
-            self._jws.register_algorithm(alg, _SignerAlgorithm())
         self._verifiers = get_default_algorithms()
 
-    def encode(self, claims: dict[str, Any], signer: Signer, typ: str) -> str:
+    async def encode(self, claims: dict[str, Any], signer: Signer, typ: str) -> str:
         """Sign `claims` with `signer`, header `{alg, kid, typ}`.
 
-        Raises: SelfVerificationError when the result does not verify (never returned to callers).
+        Raises:
+            SelfVerificationError: the result does not verify (never returned to callers).
+            TemporarilyUnavailableError, ServerError: the Signer's backend failed.
         """
-        payload = json.dumps(claims, separators=(",", ":")).encode()
-        headers = {"kid": signer.kid, "typ": typ}
-        token = self._jws.encode(payload, cast(Any, signer), algorithm=signer.alg, headers=headers)
+        header = {"alg": signer.alg, "kid": signer.kid, "typ": typ}
+        signing_input = _b64url(_json(header)) + b"." + _b64url(_json(claims))
+        signature = await signer.sign(signing_input)
+        token = (signing_input + b"." + _b64url(signature)).decode("ascii")
         self._self_verify(token, signer, typ)
         return token
 

@@ -45,7 +45,7 @@ class TokenMinter:
         self._jti = jti_factory
         self._encoder = JwsEncoder()
 
-    def mint(
+    async def mint(
         self,
         request: ExchangeRequest,
         subject: VerifiedToken,
@@ -57,7 +57,8 @@ class TokenMinter:
         Raises:
             AccessDeniedError: the decision asks for a reserved claim or names no client.
             InvalidTokenError: the subject token expires before a token could be useful.
-            TemporarilyUnavailableError: no active signing key.
+            TemporarilyUnavailableError: no active signing key, or its backend is unreachable.
+            ServerError: the signature failed self-verification or the backend refused.
         """
         record, signer = self._keyring.signing_key()
         now = int(self._clock.now())
@@ -78,7 +79,7 @@ class TokenMinter:
         profile_id_jag = request.requested_token_type == TOKEN_TYPE_ID_JAG
         typ = TYP_ID_JAG if profile_id_jag else TYP_ACCESS_TOKEN
         try:
-            token = self._encoder.encode(build_claims(facts, subject), signer, typ)
+            token = await self._encoder.encode(build_claims(facts, subject), signer, typ)
         except SelfVerificationError as exc:
             raise ServerError("token signing failed", log_detail=str(exc)) from exc
         return MintedToken(

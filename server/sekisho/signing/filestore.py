@@ -1,38 +1,48 @@
-"""File keystore: PKCS#8 PEM private keys (0600) plus keyring.json with each key's state.
+"""File keystore: one private key file per kid (0600) plus keyring.json with each key's state.
 
-Writes are atomic (temp file + fsync + rename) and serialised by an exclusive lock file, so two
-CLI invocations cannot interleave and a crash leaves either the old or the new state.
+Writes are atomic (temp file + fsync + rename) and every mutation runs under an exclusive lock
+on `.lock` and re-reads keyring.json inside it, so two CLI invocations (or a CLI and a replica
+rotating on its own) cannot interleave, and a crash leaves either the old or the new state.
+How private keys are stored is the codec's business: PEM, passphrase-encrypted PEM, or KMS
+ciphertext (`kms-wrapped`).
 """
 
 import contextlib
+import errno
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from sekisho.errors import KeyStoreError
+from sekisho.signing.codec import PemCodec, PrivateKeyCodec
 from sekisho.signing.keyring import KeySet
 from sekisho.signing.keys import KeyRecord, KeyState
-from sekisho.signing.material import (
-    generate_private_key,
-    private_key_from_pem,
-    private_key_to_pem,
-    public_jwk,
-    thumbprint,
-)
+from sekisho.signing.material import generate_private_key, public_jwk, thumbprint
 from sekisho.signing.signer import LocalSigner, Signer
 
 KEYRING_FILE = "keyring.json"
+LOCK_FILE = ".lock"
 FORMAT_VERSION = 1
 
 
-class FileKeyStore:
-    """Keys in a local directory (the embedded default backend)."""
+class KeyStoreLockedError(KeyStoreError):
+    """Another process holds the keystore lock for longer than we were willing to wait."""
 
-    def __init__(self, directory: Path) -> None:
+
+class FileKeyStore:
+    """Keys in a local directory (the embedded default backend, and `kms-wrapped`)."""
+
+    def __init__(self, directory: Path, codec: PrivateKeyCodec | None = None) -> None:
         self._dir = directory
+        self._codec: PrivateKeyCodec = codec or PemCodec()
+        # kid → (digest of the key file, signer): a reload opens only keys whose file changed,
+        # so kms-wrapped keys cost one KMS Decrypt per key, not one per reload.
+        self._opened: dict[str, tuple[bytes, LocalSigner]] = {}
 
     @property
     def directory(self) -> Path:
@@ -77,47 +87,89 @@ class FileKeyStore:
         return KeySet(records=records, signers=signers)
 
     def init(self, alg: str, now: int) -> list[KeyRecord]:
-        """Create an active key and a next key. Raises: KeyStoreError if keys already exist."""
-        with self._locked():
+        """Create an active and a next key. Raises: KeyStoreError if keys already exist."""
+        with self.locked():
             if self.exists():
                 raise KeyStoreError(f"a keystore already exists at {self._dir}")
-            active = self._create_key(alg, KeyState.ACTIVE, now)
-            upcoming = self._create_key(alg, KeyState.NEXT, now)
-            self._write_records([active, upcoming])
+            active = self.create_key(alg, now)
+            active = KeyRecord(
+                kid=active.kid, alg=alg, state=KeyState.ACTIVE, created_at=now, activated_at=now
+            )
+            upcoming = self.create_key(alg, now)
+            self.commit([], [active, upcoming])
             return [active, upcoming]
 
-    def _load_signer(self, record: KeyRecord) -> Signer:
-        path = self._dir / f"{record.kid}.pem"
-        try:
-            pem = path.read_bytes()
-        except OSError as exc:
-            raise KeyStoreError(f"cannot read private key for kid {record.kid}") from exc
-        key = private_key_from_pem(pem, record.alg)
-        if thumbprint(public_jwk(key.public_key())) != record.kid:
-            raise KeyStoreError(f"private key file for kid {record.kid} holds a different key")
-        return LocalSigner(record.kid, record.alg, key)
+    def create_key(self, alg: str, now: int) -> KeyRecord:
+        """Generate a key and write its file; it exists for readers once commit() lists it.
 
-    def _create_key(self, alg: str, state: KeyState, now: int) -> KeyRecord:
+        Raises: KeyStoreError for an unsupported alg or a codec failure.
+        """
         key = generate_private_key(alg)
         kid = thumbprint(public_jwk(key.public_key()))
-        _write_atomic(self._dir / f"{kid}.pem", private_key_to_pem(key), mode=0o600)
-        activated = now if state is KeyState.ACTIVE else 0
-        return KeyRecord(kid=kid, alg=alg, state=state, created_at=now, activated_at=activated)
+        self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _write_atomic(self._key_path(kid), self._codec.seal(key, kid), mode=0o600)
+        return KeyRecord(kid=kid, alg=alg, state=KeyState.NEXT, created_at=now)
+
+    def commit(self, before: Sequence[KeyRecord], after: Sequence[KeyRecord]) -> None:
+        """Replace keyring.json with `after` in one rename (call under locked())."""
+        del before  # one atomic file: no ordering of individual changes needed
+        self._write_records(list(after))
+
+    @contextlib.contextmanager
+    def locked(self, wait_seconds: float = 30.0) -> Iterator[None]:
+        """Hold the keystore's exclusive lock. Raises: KeyStoreLockedError after wait_seconds."""
+        self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self._dir / LOCK_FILE, "a+b") as handle:
+            _flock(handle.fileno(), wait_seconds, self._dir)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _key_path(self, kid: str) -> Path:
+        return self._dir / f"{kid}{self._codec.suffix}"
+
+    def _load_signer(self, record: KeyRecord) -> LocalSigner:
+        path = self._key_path(record.kid)
+        try:
+            sealed = path.read_bytes()
+        except OSError as exc:
+            raise KeyStoreError(f"cannot read private key for kid {record.kid}") from exc
+        digest = hashlib.sha256(sealed).digest()
+        cached = self._opened.get(record.kid)
+        if cached is not None and cached[0] == digest and cached[1].alg == record.alg:
+            return cached[1]
+        key = self._codec.open(sealed, record.kid, record.alg)
+        if thumbprint(public_jwk(key.public_key())) != record.kid:
+            raise KeyStoreError(f"private key file for kid {record.kid} holds a different key")
+        signer = LocalSigner(record.kid, record.alg, key)
+        self._opened[record.kid] = (digest, signer)
+        return signer
 
     def _write_records(self, records: list[KeyRecord]) -> None:
         body = {"version": FORMAT_VERSION, "keys": [r.to_json() for r in records]}
         data = json.dumps(body, indent=2).encode() + b"\n"
         _write_atomic(self._dir / KEYRING_FILE, data, mode=0o644)
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(self._dir / ".lock", "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+
+def _flock(fd: int, wait_seconds: float, directory: Path) -> None:
+    deadline = time.monotonic() + wait_seconds
+    while not _try_flock(fd):
+        if time.monotonic() >= deadline:
+            raise KeyStoreLockedError(
+                f"the keystore at {directory} is locked by another sekisho process"
+            )
+        time.sleep(0.05)
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise
+        return False
+    return True
 
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:

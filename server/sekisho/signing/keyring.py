@@ -1,9 +1,11 @@
 """The keyring: an immutable snapshot of the keystore that signing and JWKS publication read.
 
 A snapshot is built once per keystore change (signer objects, JWKS bytes) and swapped in whole,
-so a request never sees half a rotation and never parses key material.
+so a request never sees half a rotation and never parses key material. `refresh` loads in a
+worker thread (a KMS keystore answers over the network) and swaps on the event loop.
 """
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping
@@ -39,7 +41,7 @@ class KeySet:
 
 
 class KeyStore(Protocol):
-    """A keystore backend (file now; KMS slots in behind the same protocol)."""
+    """A keystore backend (file, kms-wrapped or kms) as the running service reads it."""
 
     def load(self) -> KeySet:
         """Read the keystore. Raises: KeyStoreError when missing or corrupt."""
@@ -76,6 +78,16 @@ class Keyring:
             return False
         return True
 
+    async def refresh(self) -> bool:
+        """`reload` with the keystore read in a worker thread, so the event loop keeps serving."""
+        try:
+            keys = await asyncio.to_thread(self._store.load)
+            self._install(keys)
+        except KeyStoreError as exc:
+            log.error("keyring_reload_failed", extra={"error": str(exc)})
+            return False
+        return True
+
     def signing_key(self) -> tuple[KeyRecord, Signer]:
         """The active key. Raises: TemporarilyUnavailableError when there is none."""
         active = self._keys.active if self._keys else None
@@ -94,7 +106,9 @@ class Keyring:
     def _install(self, keys: KeySet) -> None:
         if keys.active is None:
             raise KeyStoreError("keystore has no active key (run `sekisho keys init`)")
+        unchanged = self._keys is not None and self._keys.records == keys.records
         self._keys = keys
         self._jwks_bytes = json.dumps(keys.jwks(), separators=(",", ":")).encode()
-        states = {r.kid: r.state.value for r in keys.records if r.published}
-        log.info("keyring_loaded", extra={"keys": states})
+        if not unchanged:  # polling (KMS) reloads often; log only what changed
+            states = {r.kid: r.state.value for r in keys.records if r.published}
+            log.info("keyring_loaded", extra={"keys": states})

@@ -62,10 +62,14 @@ class KeyRecord:
             raise KeyStoreError(f"invalid key record: {exc}") from exc
 
 
+def is_valid_kid(kid: str) -> bool:
+    """kids are RFC 7638 thumbprints (base64url); anything else could name a file elsewhere."""
+    return 0 < len(kid) <= 128 and set(kid) <= _BASE64URL
+
+
 def _kid(value: Any) -> str:
-    # kids are RFC 7638 thumbprints (base64url); anything else could name a file elsewhere.
     kid = _str(value)
-    if len(kid) > 128 or not set(kid) <= _BASE64URL:
+    if not is_valid_kid(kid):
         raise TypeError("kid must be base64url")
     return kid
 

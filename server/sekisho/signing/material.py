@@ -41,23 +41,62 @@ def private_key_to_pem(key: PrivateKey) -> bytes:
     )
 
 
-def private_key_from_pem(pem: bytes, alg: str) -> PrivateKey:
+def private_key_from_pem(pem: bytes, alg: str, password: bytes | None = None) -> PrivateKey:
     """Raises: KeyStoreError when the PEM is unreadable or does not fit `alg`."""
     try:
-        key = serialization.load_pem_private_key(pem, password=None)
+        key = serialization.load_pem_private_key(pem, password=password)
     except (ValueError, TypeError) as exc:
-        raise KeyStoreError("private key file is not a readable unencrypted PKCS#8 PEM") from exc
+        kind = "encrypted" if password else "unencrypted"
+        raise KeyStoreError(f"private key file is not a readable {kind} PKCS#8 PEM") from exc
+    return _checked(key, alg)
+
+
+def private_key_to_der(key: PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def private_key_from_der(der: bytes, alg: str) -> PrivateKey:
+    """Raises: KeyStoreError when the DER is unreadable or does not fit `alg`."""
+    try:
+        key = serialization.load_der_private_key(der, password=None)
+    except (ValueError, TypeError) as exc:
+        raise KeyStoreError("private key is not a readable PKCS#8 DER structure") from exc
+    return _checked(key, alg)
+
+
+def public_key_from_der(der: bytes, alg: str) -> PublicKey:
+    """A SubjectPublicKeyInfo (what KMS GetPublicKey returns). Raises: KeyStoreError."""
+    try:
+        key = serialization.load_der_public_key(der)
+    except (ValueError, TypeError) as exc:
+        raise KeyStoreError("public key is not a readable SubjectPublicKeyInfo") from exc
+    if not _fits_public(key, alg):
+        raise KeyStoreError(f"public key type does not match algorithm {alg}")
+    return key  # type: ignore[return-value]
+
+
+def _checked(key: object, alg: str) -> PrivateKey:
     if not _fits(key, alg):
         raise KeyStoreError(f"private key type does not match algorithm {alg}")
     return key  # type: ignore[return-value]
 
 
 def _fits(key: object, alg: str) -> bool:
+    if isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
+        return _fits_public(key.public_key(), alg)
+    return False
+
+
+def _fits_public(key: object, alg: str) -> bool:
     if alg == "ES256":
-        return isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
+        return isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"
     if alg in {"PS256", "RS256"}:
-        return isinstance(key, rsa.RSAPrivateKey) and key.key_size >= 2048
-    return alg == "EdDSA" and isinstance(key, ed25519.Ed25519PrivateKey)
+        return isinstance(key, rsa.RSAPublicKey) and key.key_size >= 2048
+    return alg == "EdDSA" and isinstance(key, ed25519.Ed25519PublicKey)
 
 
 def public_jwk(public_key: PublicKey) -> dict[str, Any]:

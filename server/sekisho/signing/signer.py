@@ -1,7 +1,8 @@
 """The Signer role: produce a JWS signature for a signing input with one key.
 
-Backends differ only here (a local key object, or later a KMS call); claim building and JWS
-encoding stay the same for all of them.
+Backends differ only here (a local key object, or a KMS call); claim building and JWS encoding
+stay the same for all of them. `sign` is awaitable so a backend that makes a network call (KMS)
+never blocks the event loop; a local signer computes in place, which costs microseconds.
 """
 
 from typing import Any, Protocol
@@ -23,8 +24,12 @@ class Signer(Protocol):
     @property
     def public_key(self) -> PublicKey: ...
 
-    def sign(self, signing_input: bytes) -> bytes:
-        """Return the JWS signature (for ECDSA the R||S form of RFC 7518 §3.4)."""
+    async def sign(self, signing_input: bytes) -> bytes:
+        """Return the JWS signature (for ECDSA the R||S form of RFC 7518 §3.4).
+
+        Raises: TemporarilyUnavailableError when the key backend cannot be reached in time,
+        ServerError when it refuses for a reason retrying cannot fix.
+        """
         ...
 
 
@@ -50,7 +55,11 @@ class LocalSigner:
     def public_key(self) -> PublicKey:
         return self._public_key
 
-    def sign(self, signing_input: bytes) -> bytes:
+    async def sign(self, signing_input: bytes) -> bytes:
+        return self.sign_now(signing_input)
+
+    def sign_now(self, signing_input: bytes) -> bytes:
+        """The same signature, synchronously (local keys need no I/O)."""
         return self._algorithm.sign(signing_input, self._private_key)
 
 

@@ -64,7 +64,7 @@ DECISION = Decision(
 )
 
 
-def _mint(requested_token_type: str) -> MintedToken:
+async def _mint(requested_token_type: str) -> MintedToken:
     minter = TokenMinter(
         keyring_over(StaticKeyStore()),
         FakeClock(NOW),
@@ -73,7 +73,7 @@ def _mint(requested_token_type: str) -> MintedToken:
         jti_factory=lambda: JTI,
     )
     request = replace(REQUEST, requested_token_type=requested_token_type)
-    return minter.mint(request, SUBJECT, None, DECISION)
+    return await minter.mint(request, SUBJECT, None, DECISION)
 
 
 def _render(document: Any) -> str:
@@ -111,8 +111,8 @@ def _jwks() -> dict[str, Any]:
         pytest.param(TOKEN_TYPE_ACCESS_TOKEN, "access_token.json", id="access-token"),
     ],
 )
-def test_minted_token_matches_golden(requested_token_type: str, golden: str) -> None:
-    token = _mint(requested_token_type).token
+async def test_minted_token_matches_golden(requested_token_type: str, golden: str) -> None:
+    token = (await _mint(requested_token_type)).token
     # The signature is random (ES256), but it must verify against the published JWKS (which
     # test_jwks_matches_golden pins).
     jwk = jwt.PyJWKSet.from_dict(_jwks())[jwt.get_unverified_header(token)["kid"]]
@@ -129,9 +129,10 @@ def test_jwks_matches_golden() -> None:
     assert_golden("jwks.json", _jwks())
 
 
-def test_two_profiles_are_not_confusable() -> None:
+async def test_two_profiles_are_not_confusable() -> None:
     # ARCHITECTURE.md §4: typ keeps them apart; aud differs when a resource is named.
-    id_jag, access = _mint(TOKEN_TYPE_ID_JAG).token, _mint(TOKEN_TYPE_ACCESS_TOKEN).token
+    id_jag = (await _mint(TOKEN_TYPE_ID_JAG)).token
+    access = (await _mint(TOKEN_TYPE_ACCESS_TOKEN)).token
     assert jwt.get_unverified_header(id_jag)["typ"] != jwt.get_unverified_header(access)["typ"]
     options = {"verify_signature": False}
     assert jwt.decode(id_jag, options=options)["aud"] != jwt.decode(access, options=options)["aud"]

@@ -101,10 +101,10 @@ ROOMY: dict[str, int] = {
         pytest.param({"max": 3600}, 3000, id="all-other-caps-tie"),
     ],
 )
-def test_each_lifetime_cap_wins_in_turn(caps: dict[str, int], expected: int) -> None:
+async def test_each_lifetime_cap_wins_in_turn(caps: dict[str, int], expected: int) -> None:
     c = {**ROOMY, **caps}
     minter = _minter(retire_after=c["retire_after"], max_lifetime=c["max"])
-    minted = minter.mint(
+    minted = await minter.mint(
         replace(REQUEST, requested_lifetime_seconds=c["requested"]),
         replace(SUBJECT, expires_at=c["subject_exp"]),
         None,
@@ -123,9 +123,9 @@ def test_each_lifetime_cap_wins_in_turn(caps: dict[str, int], expected: int) -> 
         pytest.param({"retire_after": 0}, "retirement", id="no-planned-retirement"),
     ],
 )
-def test_unset_caps_do_not_shorten_the_lifetime(caps: dict[str, Any], ignored: str) -> None:
+async def test_unset_caps_do_not_shorten_the_lifetime(caps: dict[str, Any], ignored: str) -> None:
     c: dict[str, Any] = {**ROOMY, **caps}
-    minted = _minter(retire_after=c["retire_after"]).mint(
+    minted = await _minter(retire_after=c["retire_after"]).mint(
         replace(REQUEST, requested_lifetime_seconds=c["requested"]),
         replace(SUBJECT, expires_at=c["subject_exp"]),
         None,
@@ -154,12 +154,12 @@ def test_unset_caps_do_not_shorten_the_lifetime(caps: dict[str, Any], ignored: s
         ),
     ],
 )  # fmt: skip
-def test_no_lifetime_left_is_refused_by_whichever_cap_is_spent(
+async def test_no_lifetime_left_is_refused_by_whichever_cap_is_spent(
     subject_exp: int, retire_after: int, ttl: int | None, error: type[Exception], reason: str
 ) -> None:
     minter = _minter(retire_after=retire_after)
     with pytest.raises(error) as raised:
-        minter.mint(
+        await minter.mint(
             REQUEST,
             replace(SUBJECT, expires_at=subject_exp),
             None,
@@ -168,13 +168,13 @@ def test_no_lifetime_left_is_refused_by_whichever_cap_is_spent(
     assert getattr(raised.value, "reason", None) == reason
 
 
-def test_exp_is_never_after_the_keys_retirement() -> None:
+async def test_exp_is_never_after_the_keys_retirement() -> None:
     retire_after = NOW + 1000
     clock = FakeClock(NOW)
     minter = _minter(retire_after=retire_after, clock=clock)
     seen = set()
     while clock.now() < retire_after:
-        minted = minter.mint(
+        minted = await minter.mint(
             REQUEST, replace(SUBJECT, expires_at=int(clock.now()) + 3600), None, DECISION
         )
         assert minted.expires_at <= retire_after
@@ -183,17 +183,17 @@ def test_exp_is_never_after_the_keys_retirement() -> None:
     assert MAX_LIFETIME in seen and min(seen) < MAX_LIFETIME  # both regimes were exercised
     clock.current = retire_after  # the key may no longer sign at all
     with pytest.raises(TemporarilyUnavailableError):
-        minter.mint(REQUEST, replace(SUBJECT, expires_at=retire_after + 3600), None, DECISION)
+        await minter.mint(REQUEST, replace(SUBJECT, expires_at=retire_after + 3600), None, DECISION)
 
 
 # --- jti ---------------------------------------------------------------------------------------
 
 
-def test_jti_is_unique_and_at_least_128_bits() -> None:
+async def test_jti_is_unique_and_at_least_128_bits() -> None:
     minter = _minter()
     jtis = []
     for _ in range(1000):
-        minted = minter.mint(REQUEST, SUBJECT, None, DECISION)
+        minted = await minter.mint(REQUEST, SUBJECT, None, DECISION)
         assert _decode(minted)["jti"] == minted.jti
         jtis.append(minted.jti)
     assert len(set(jtis)) == 1000
@@ -201,8 +201,8 @@ def test_jti_is_unique_and_at_least_128_bits() -> None:
         assert len(base64.urlsafe_b64decode(jti + "=" * (-len(jti) % 4))) * 8 >= 128
 
 
-def test_jti_comes_from_the_injected_factory() -> None:
-    minted = _minter(jti_factory=lambda: "fixed-jti").mint(REQUEST, SUBJECT, None, DECISION)
+async def test_jti_comes_from_the_injected_factory() -> None:
+    minted = await _minter(jti_factory=lambda: "fixed-jti").mint(REQUEST, SUBJECT, None, DECISION)
     assert minted.jti == _decode(minted)["jti"] == "fixed-jti"
 
 
@@ -210,17 +210,17 @@ def test_jti_comes_from_the_injected_factory() -> None:
 
 
 @pytest.mark.parametrize("claim", sorted(RESERVED_CLAIMS))
-def test_reserved_claim_from_policy_is_access_denied(claim: str) -> None:
+async def test_reserved_claim_from_policy_is_access_denied(claim: str) -> None:
     decision = replace(DECISION, claims={"department": "sales", claim: "attacker"})
     with pytest.raises(AccessDeniedError) as raised:
-        _minter().mint(REQUEST, SUBJECT, None, decision)
+        await _minter().mint(REQUEST, SUBJECT, None, decision)
     assert claim in raised.value.log_detail
     assert claim not in raised.value.public_message
 
 
-def test_unreserved_policy_claims_reach_the_token() -> None:
+async def test_unreserved_policy_claims_reach_the_token() -> None:
     decision = replace(DECISION, claims={"department": "sales", "crm_roles": ["viewer"]})
-    claims = _decode(_minter().mint(REQUEST, SUBJECT, None, decision))
+    claims = _decode(await _minter().mint(REQUEST, SUBJECT, None, decision))
     assert (claims["department"], claims["crm_roles"]) == ("sales", ["viewer"])
 
 
@@ -232,8 +232,8 @@ def test_unreserved_policy_claims_reach_the_token() -> None:
         pytest.param("crm-client", "", "crm-client", id="decision-only"),
     ],
 )
-def test_client_id(decision_client: str, subject_client: str, expected: str) -> None:
-    minted = _minter().mint(
+async def test_client_id(decision_client: str, subject_client: str, expected: str) -> None:
+    minted = await _minter().mint(
         REQUEST,
         replace(SUBJECT, client_id=subject_client),
         None,
@@ -242,9 +242,9 @@ def test_client_id(decision_client: str, subject_client: str, expected: str) -> 
     assert _decode(minted)["client_id"] == expected
 
 
-def test_no_client_id_is_access_denied() -> None:
+async def test_no_client_id_is_access_denied() -> None:
     with pytest.raises(AccessDeniedError):
-        _minter().mint(
+        await _minter().mint(
             REQUEST, replace(SUBJECT, client_id=""), None, replace(DECISION, client_id="")
         )
 
@@ -269,11 +269,11 @@ def test_no_client_id_is_access_denied() -> None:
         ),
     ],
 )
-def test_act_names_the_current_actor(
+async def test_act_names_the_current_actor(
     caller_id: str, actor_sub: str, inbound_act: dict[str, Any] | None, expected: object
 ) -> None:
     actor = replace(SUBJECT, subject=actor_sub) if actor_sub else None
-    minted = _minter().mint(
+    minted = await _minter().mint(
         replace(REQUEST, caller=Caller(id=caller_id)),
         replace(SUBJECT, act=inbound_act),
         actor,
@@ -292,10 +292,10 @@ def test_act_names_the_current_actor(
         pytest.param(TOKEN_TYPE_ACCESS_TOKEN, "at+jwt", "Bearer", CRM, id="access-token"),
     ],
 )
-def test_typ_and_token_type_per_profile(
+async def test_typ_and_token_type_per_profile(
     requested: str, typ: str, token_type: str, aud: str
 ) -> None:
-    minted = _minter().mint(
+    minted = await _minter().mint(
         replace(REQUEST, requested_token_type=requested), SUBJECT, None, DECISION
     )
     signer = fixture_signer()
@@ -314,9 +314,9 @@ def test_typ_and_token_type_per_profile(
     assert minted.audience == AS
 
 
-def test_minted_token_facts_match_the_decision() -> None:
+async def test_minted_token_facts_match_the_decision() -> None:
     decision = replace(DECISION, scopes=("crm.read", "crm.write"), resources=(CRM,))
-    minted = _minter().mint(REQUEST, SUBJECT, None, decision)
+    minted = await _minter().mint(REQUEST, SUBJECT, None, decision)
     claims = _decode(minted)
     assert (minted.scopes, minted.resources) == (("crm.read", "crm.write"), (CRM,))
     assert (claims["scope"], claims["resource"], claims["iss"]) == (
@@ -350,13 +350,13 @@ class GarbageSigner:
     def public_key(self) -> PublicKey:
         return self._real.public_key
 
-    def sign(self, signing_input: bytes) -> bytes:
+    async def sign(self, signing_input: bytes) -> bytes:
         return self.output
 
 
 def _other_key_signature() -> bytes:
     other = LocalSigner("other", "ES256", generate_private_key("ES256"))
-    return other.sign(b"x.y")
+    return other.sign_now(b"x.y")
 
 
 @pytest.mark.parametrize(
@@ -368,16 +368,16 @@ def _other_key_signature() -> bytes:
         pytest.param(b"", id="empty"),
     ],
 )
-def test_self_verification_failure_is_a_server_error(output: bytes) -> None:
+async def test_self_verification_failure_is_a_server_error(output: bytes) -> None:
     with pytest.raises(ServerError) as raised:
-        _minter(signer=GarbageSigner(output)).mint(REQUEST, SUBJECT, None, DECISION)
+        await _minter(signer=GarbageSigner(output)).mint(REQUEST, SUBJECT, None, DECISION)
     assert type(raised.value) is ServerError
     assert raised.value.reason == "server_error"
 
 
-def test_no_signing_key_is_temporarily_unavailable() -> None:
+async def test_no_signing_key_is_temporarily_unavailable() -> None:
     minter = TokenMinter(
         Keyring(StaticKeyStore()), FakeClock(NOW), issuer=ISSUER, max_lifetime_seconds=300
     )
     with pytest.raises(TemporarilyUnavailableError):
-        minter.mint(REQUEST, SUBJECT, None, DECISION)
+        await minter.mint(REQUEST, SUBJECT, None, DECISION)

@@ -25,7 +25,7 @@ def _compact(signer: LocalSigner, claims: dict[str, object]) -> str:
     """A compact JWS assembled by hand, so only LocalSigner.sign produces the signature."""
     header = {"alg": signer.alg, "kid": signer.kid, "typ": "JWT"}
     signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
-    signature = signer.sign(signing_input.encode())
+    signature = signer.sign_now(signing_input.encode())
     return f"{signing_input}.{_b64(signature)}"
 
 
@@ -89,4 +89,4 @@ def test_es256_signature_is_raw_r_and_s() -> None:
     # RFC 7518 §3.4: ECDSA JWS signatures are R||S (64 bytes for P-256), not DER.
     key = load_private_key("sekisho_es256.pem")
     signer = LocalSigner(kid_of(key), "ES256", key)
-    assert len(signer.sign(b"header.payload")) == 64
+    assert len(signer.sign_now(b"header.payload")) == 64

@@ -1,0 +1,81 @@
+"""Builds the configured keystore backend and the KeyManager over it (composition root for keys,
+shared by `sekisho serve` and `sekisho keys`).
+
+- file: keyring.json + one PEM per key in [keys] dir (optionally passphrase-encrypted)
+- kms-wrapped: the same files, each private key a KMS ciphertext (one Decrypt per key load)
+- kms: every key an asymmetric KMS key, its state in KMS aliases (replicas poll)
+"""
+
+import os
+
+from sekisho.clock import Clock
+from sekisho.config import Settings
+from sekisho.errors import ConfigError
+from sekisho.signing.audit import KeyAuditLog
+from sekisho.signing.codec import PemCodec, PrivateKeyCodec
+from sekisho.signing.filestore import FileKeyStore
+from sekisho.signing.kms import RetryPolicy
+from sekisho.signing.kms_client import KmsClient, create_kms_client
+from sekisho.signing.kmsstore import KmsKeyStore
+from sekisho.signing.lifecycle import Timing
+from sekisho.signing.manager import KeyManager, ManagedKeyStore
+from sekisho.signing.wrapped import KmsWrappedCodec
+
+
+def build_kms_client(settings: Settings) -> KmsClient:
+    keys = settings.keys
+    return create_kms_client(keys.kms_region, keys.kms_endpoint_url, keys.kms_timeout_seconds)
+
+
+def build_keystore(
+    settings: Settings, clock: Clock, kms_client: KmsClient | None = None
+) -> ManagedKeyStore:
+    """The [keys] backend. Raises: ConfigError when a setting it needs is missing."""
+    keys = settings.keys
+    if keys.backend == "kms":
+        return KmsKeyStore(
+            kms_client or build_kms_client(settings),
+            keys.kms_alias_prefix,
+            clock=clock,
+            retry=RetryPolicy(deadline_seconds=keys.kms_timeout_seconds),
+        )
+    codec: PrivateKeyCodec
+    if keys.backend == "kms-wrapped":
+        codec = KmsWrappedCodec(kms_client or build_kms_client(settings), keys.kms_wrapping_key_id)
+    else:
+        codec = PemCodec(_passphrase(settings), keys.passphrase_env)
+    return FileKeyStore(keys.dir, codec)
+
+
+def timing(settings: Settings) -> Timing:
+    """The lifecycle rules' durations, from the same config the service runs with."""
+    return Timing(
+        jwks_max_age=settings.tokens.jwks_max_age_seconds,
+        max_token_lifetime=settings.tokens.max_lifetime_seconds,
+        leeway=settings.trust.leeway_seconds,
+        rotation_period=settings.keys.rotation_period,
+    )
+
+
+def build_key_manager(settings: Settings, store: ManagedKeyStore, clock: Clock) -> KeyManager:
+    return KeyManager(
+        store,
+        KeyAuditLog(settings.keys.audit_log_path),
+        timing(settings),
+        clock,
+        settings.keys.algorithm,
+    )
+
+
+def _passphrase(settings: Settings) -> bytes | None:
+    name = settings.keys.passphrase_env
+    if not name:
+        return None
+    value = os.environ.get(name, "")
+    if not value:
+        return None  # the codec refuses to write or open an encrypted key without it
+    if len(value) < 12:
+        raise ConfigError(
+            f"config key 'keys.passphrase_env': ${name} must be at least 12 characters"
+        )
+    return value.encode()

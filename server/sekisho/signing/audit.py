@@ -1,0 +1,69 @@
+"""The key audit log: one JSON line per key transition, appended and fsynced, never rewritten.
+
+A line says who (`operator`, from `--operator` or $USER; `sekisho-service` for automatic
+rotation), what (`action`, `kid`, `from_state` → `to_state`), why (`reason`), when (`time`), and
+which safety rule an operator overrode with --force (`forced`). docs/security-team.md explains
+each field.
+"""
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sekisho.signing.lifecycle import Change
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asked for a key operation, and why."""
+
+    operator: str
+    reason: str = ""
+    source: str = "cli"  # cli | service
+
+
+class KeyAuditLog:
+    """Appends to one file; created 0600 because reasons may name incidents."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def record(self, now: int, changes: Sequence[Change], actor: Actor) -> None:
+        """Append one line per change. Raises: OSError (the change is already committed)."""
+        if not changes:
+            return
+        lines = b"".join(_line(now, change, actor) for change in changes)
+        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # O_APPEND: each write lands at the end even with several writers (CLI and service).
+        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            remaining = memoryview(lines)
+            while remaining:
+                remaining = remaining[os.write(fd, remaining) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _line(now: int, change: Change, actor: Actor) -> bytes:
+    entry = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        "action": change.action.value,
+        "kid": change.kid,
+        "alg": change.alg,
+        "from_state": change.from_state.value if change.from_state else None,
+        "to_state": change.to_state.value,
+        "operator": actor.operator,
+        "source": actor.source,
+        "reason": actor.reason,
+        "forced": list(change.forced),
+        "note": change.note,
+    }
+    return json.dumps(entry, ensure_ascii=False).encode() + b"\n"

@@ -1,0 +1,75 @@
+"""How a file keystore stores each private key: PKCS#8 PEM, optionally passphrase-encrypted.
+
+A codec turns a key object into the bytes of `<kid><suffix>` and back. The KMS-wrapped codec
+lives in wrapped.py; all of them bind the file to its kid (the file store re-checks the RFC 7638
+thumbprint after opening), so a swapped file is refused.
+"""
+
+from typing import Protocol
+
+from cryptography.hazmat.primitives import serialization
+
+from sekisho.errors import KeyStoreError
+from sekisho.signing.material import PrivateKey, private_key_from_pem
+
+_ENCRYPTED_PEM = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
+
+
+class PrivateKeyCodec(Protocol):
+    """Seals private keys into file bytes and opens them again."""
+
+    @property
+    def suffix(self) -> str:
+        """File name suffix after the kid, e.g. `.pem`."""
+        ...
+
+    def seal(self, key: PrivateKey, kid: str) -> bytes: ...
+
+    def open(self, data: bytes, kid: str, alg: str) -> PrivateKey:
+        """Raises: KeyStoreError when the bytes cannot be opened or hold the wrong key type."""
+        ...
+
+
+class PemCodec:
+    """PKCS#8 PEM; encrypted with the best scheme cryptography offers when the keystore is
+    configured with a passphrase (`[keys] passphrase_env` names the environment variable).
+
+    A keystore may hold both kinds while it migrates: unencrypted PEMs still open once a
+    passphrase is configured, and every key created from then on is encrypted. Once encryption
+    is configured, a missing passphrase is an error, never a silent unencrypted write.
+    """
+
+    suffix = ".pem"
+
+    def __init__(self, passphrase: bytes | None = None, passphrase_env: str = "") -> None:
+        self._passphrase = passphrase or None
+        self._env = passphrase_env
+        self._encrypt = bool(passphrase_env) or self._passphrase is not None
+
+    def seal(self, key: PrivateKey, kid: str) -> bytes:
+        encryption: serialization.KeySerializationEncryption = serialization.NoEncryption()
+        if self._encrypt:
+            encryption = serialization.BestAvailableEncryption(self._required(kid, "encrypt"))
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
+
+    def open(self, data: bytes, kid: str, alg: str) -> PrivateKey:
+        if not data.lstrip().startswith(_ENCRYPTED_PEM):
+            return private_key_from_pem(data, alg)
+        passphrase = self._required(kid, "decrypt")
+        try:
+            return private_key_from_pem(data, alg, password=passphrase)
+        except KeyStoreError as exc:
+            raise KeyStoreError(
+                f"cannot decrypt the private key for kid {kid} (wrong passphrase?)"
+            ) from exc
+
+    def _required(self, kid: str, doing: str) -> bytes:
+        if self._passphrase is None:
+            where = f"${self._env}" if self._env else "the variable keys.passphrase_env names"
+            raise KeyStoreError(
+                f"cannot {doing} the private key for kid {kid}: the passphrase ({where}, "
+                "from keys.passphrase_env) is not set"
+            )
+        return self._passphrase

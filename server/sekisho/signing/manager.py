@@ -1,0 +1,111 @@
+"""KeyManager: runs one lifecycle operation against a keystore, under its lock, and audits it.
+
+Every mutation takes the keystore lock, re-reads the records inside it (so a racing CLI or a
+rotating replica is never overwritten with stale state), applies the rules of lifecycle.py at
+the injected clock's `now`, commits atomically, and appends one audit line per change.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from sekisho.clock import Clock
+from sekisho.signing.audit import Actor, KeyAuditLog
+from sekisho.signing.keyring import KeySet
+from sekisho.signing.keys import KeyRecord
+from sekisho.signing.lifecycle import Lifecycle, Timing, Transition
+
+
+class ManagedKeyStore(Protocol):
+    """A keystore backend that can be changed, not only read (file, kms-wrapped, kms)."""
+
+    def exists(self) -> bool: ...
+
+    def load(self) -> KeySet:
+        """Records and a signer per published key. Raises: KeyStoreError."""
+        ...
+
+    def records(self) -> list[KeyRecord]:
+        """Raises: KeyStoreError."""
+        ...
+
+    def create_key(self, alg: str, now: int) -> KeyRecord:
+        """New key material in state `next`, invisible to readers until commit. Raises:
+        KeyStoreError."""
+        ...
+
+    def commit(self, before: Sequence[KeyRecord], after: Sequence[KeyRecord]) -> None:
+        """Persist `after` (read as `before` under the same lock). Raises: KeyStoreError."""
+        ...
+
+    def locked(self, wait_seconds: float = 30.0) -> AbstractContextManager[None]:
+        """Exclusive across processes (and replicas). Raises: KeyStoreLockedError."""
+        ...
+
+
+Operation = Callable[[Lifecycle, list[KeyRecord]], Transition]
+
+
+class KeyManager:
+    """The security team's operations and automatic rotation, one audited transaction each."""
+
+    def __init__(
+        self,
+        store: ManagedKeyStore,
+        audit: KeyAuditLog,
+        timing: Timing,
+        clock: Clock,
+        algorithm: str,
+    ) -> None:
+        self._store = store
+        self._audit = audit
+        self._timing = timing
+        self._clock = clock
+        self._algorithm = algorithm
+
+    @property
+    def timing(self) -> Timing:
+        return self._timing
+
+    def records(self) -> list[KeyRecord]:
+        """Raises: KeyStoreError."""
+        return self._store.records()
+
+    def init(self, actor: Actor) -> Transition:
+        """An active and a next key. Raises: LifecycleError if keys exist, KeyStoreError."""
+        return self._apply(lambda lc, records: lc.init(records), actor, allow_empty=True)
+
+    def rotate(self, actor: Actor, *, force: bool = False) -> Transition:
+        return self._apply(lambda lc, records: lc.rotate(records, force=force), actor)
+
+    def promote(self, actor: Actor, *, force: bool = False) -> Transition:
+        return self._apply(lambda lc, records: lc.promote(records, force=force), actor)
+
+    def retire(self, kid: str, actor: Actor, *, force: bool = False) -> Transition:
+        return self._apply(lambda lc, records: lc.retire(records, kid, force=force), actor)
+
+    def revoke(self, kid: str, actor: Actor) -> Transition:
+        return self._apply(lambda lc, records: lc.revoke(records, kid), actor)
+
+    def auto_rotate(self, actor: Actor, *, wait_seconds: float = 0.0) -> Transition:
+        """One rotation check; `wait_seconds=0` gives up at once when another replica holds
+        the lock (it is doing the same work). Raises: KeyStoreLockedError, KeyStoreError."""
+        return self._apply(lambda lc, records: lc.auto_rotate(records), actor, wait=wait_seconds)
+
+    def _apply(
+        self, operation: Operation, actor: Actor, *, allow_empty: bool = False, wait: float = 30.0
+    ) -> Transition:
+        with self._store.locked(wait):
+            empty = allow_empty and not self._store.exists()
+            before = [] if empty else self._store.records()
+            now = self._clock.now()
+            stamp = math.ceil(now)  # see Lifecycle: records are stamped rounded up
+            lifecycle = Lifecycle(
+                self._timing, now, lambda: self._store.create_key(self._algorithm, stamp)
+            )
+            transition = operation(lifecycle, list(before))
+            if transition.changes:
+                self._store.commit(before, transition.records)
+                self._audit.record(stamp, transition.changes, actor)
+            return transition

@@ -1,0 +1,62 @@
+"""Automatic rotation (`[keys] rotation_period`) by two running replicas sharing one keystore:
+the keys rotate on schedule under the unforced rules, one replica acting at a time."""
+
+import asyncio
+import itertools
+import json
+import time
+from pathlib import Path
+
+import pytest
+from sekisho.devidp import DevIdentityProvider
+from sekisho.service import start_service
+from sekisho.signing.audit import Actor
+from sekisho.signing.keys import KeyState
+
+from tests.fakes.clock import FakeClock
+from tests.integration.backends import make_backend
+from tests.integration.conftest import stack_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+PERIOD = 2  # the shortest the config allows with jwks_max_age_seconds = 1
+RUN_SECONDS = 7.5
+
+
+@pytest.mark.parametrize("name", ["file", "kms"])
+async def test_two_replicas_rotate_on_schedule_one_at_a_time(
+    name: str, tmp_path: Path, aws_env: str, dev_idp: DevIdentityProvider
+) -> None:
+    backend = make_backend(name, tmp_path, aws_env, FakeClock(time.time()))
+    backend.manager().init(Actor(operator="setup"))
+    keys = {**backend.settings.keys.model_dump(), "rotation_period": PERIOD, "poll_seconds": 0.5}
+    settings = stack_settings(
+        dev_idp.issuer,
+        tmp_path / "keys",
+        keys=keys,
+        tokens={"jwks_max_age_seconds": 1, "max_lifetime_seconds": 10},
+        trust={"leeway_seconds": 0},
+    )
+    services = [await start_service(settings) for _ in range(2)]
+    try:
+        await asyncio.sleep(RUN_SECONDS)
+    finally:
+        for service in services:
+            await service.stop(0.2)
+
+    lines = [
+        json.loads(line)
+        for line in (tmp_path / "keys" / "audit.log").read_text(encoding="utf-8").splitlines()
+    ]
+    service_lines = [line for line in lines if line["source"] == "service"]
+    promotions = [line for line in service_lines if line["action"] == "promote"]
+    assert 2 <= len(promotions) <= 4, [(p["time"], p["kid"]) for p in promotions]
+    assert len({p["kid"] for p in promotions}) == len(promotions)  # never the same step twice
+    created = [line for line in service_lines if line["action"] == "create"]
+    assert len(created) == len(promotions)  # exactly one new next key per rotation
+    stamps = [time.mktime(time.strptime(p["time"], "%Y-%m-%dT%H:%M:%SZ")) for p in promotions]
+    assert all(b - a >= PERIOD for a, b in itertools.pairwise(stamps))
+
+    states = [r.state for r in backend.store().records()]
+    assert states.count(KeyState.ACTIVE) == 1
+    assert states.count(KeyState.NEXT) == 1

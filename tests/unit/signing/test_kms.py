@@ -1,0 +1,173 @@
+"""KmsSigner with a fake KMS: signatures verify with the published JWK, DIGEST signing, DER →
+R||S, retries with backoff inside the deadline, error translation, and a free event loop."""
+
+import asyncio
+import base64
+import json
+import random
+import threading
+import time
+
+import jwt
+import pytest
+from sekisho.errors import ServerError, TemporarilyUnavailableError
+from sekisho.signing.kms import KMS_KEY_TYPES, KmsSigner, RetryPolicy
+from sekisho.signing.kms_client import KmsError
+from sekisho.signing.material import public_jwk, public_key_from_der, thumbprint
+from sekisho.signing.signer import published_jwk
+
+from tests.fakes.kms import FakeKms, throttled
+
+FAST = RetryPolicy(deadline_seconds=1.0, base_delay=0.001, max_delay=0.01)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _signer(kms: FakeKms, alg: str = "ES256", retry: RetryPolicy = FAST) -> KmsSigner:
+    key_id = kms.create_key(KMS_KEY_TYPES[alg].key_spec, "SIGN_VERIFY", {}, "test")
+    public = public_key_from_der(kms.get_public_key(key_id), alg)
+    return KmsSigner(
+        kid=thumbprint(public_jwk(public)),
+        alg=alg,
+        public_key=public,
+        key_id=key_id,
+        client=kms,
+        retry=retry,
+        rng=random.Random(7),  # noqa: S311 - jitter
+    )
+
+
+async def _token(signer: KmsSigner) -> str:
+    header = _b64(json.dumps({"alg": signer.alg, "kid": signer.kid}).encode())
+    payload = _b64(json.dumps({"sub": "alice"}).encode())
+    signing_input = f"{header}.{payload}"
+    return f"{signing_input}.{_b64(await signer.sign(signing_input.encode()))}"
+
+
+@pytest.mark.parametrize("alg", sorted(KMS_KEY_TYPES))
+async def test_kms_signature_verifies_with_the_published_jwk(alg: str) -> None:
+    signer = _signer(FakeKms(), alg)
+    token = await _token(signer)
+    key = jwt.PyJWK(published_jwk(signer))
+    assert jwt.decode(token, key, algorithms=[alg]) == {"sub": "alice"}
+
+
+async def test_es256_signature_is_64_bytes_of_r_and_s() -> None:
+    token = await _token(_signer(FakeKms()))
+    signature = base64.urlsafe_b64decode(token.rsplit(".", 1)[1] + "==")
+    assert len(signature) == 64
+
+
+async def test_kms_receives_only_the_sha256_digest() -> None:
+    kms = FakeKms()
+    signer = _signer(kms)
+    seen: list[bytes] = []
+    real = kms.sign
+    kms.sign = lambda key_id, digest, algorithm: (
+        seen.append(digest) or real(key_id, digest, algorithm)
+    )  # type: ignore[method-assign]
+    await signer.sign(b"header.payload-with-claims")
+    assert len(seen) == 1 and len(seen[0]) == 32
+    assert b"claims" not in seen[0]
+
+
+async def test_throttling_is_retried_until_it_succeeds() -> None:
+    kms = FakeKms()
+    signer = _signer(kms)
+    kms.fail("Sign", throttled(), throttled())
+    token = await _token(signer)
+    assert kms.calls["Sign"] == 3
+    assert jwt.decode(token, jwt.PyJWK(published_jwk(signer)), algorithms=["ES256"])
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(throttled(), id="throttling"),
+        pytest.param(KmsError("Sign", "KMSInternalException", "", retryable=True), id="kms-5xx"),
+        pytest.param(KmsError("Sign", "EndpointConnectionError", "", retryable=True), id="network"),
+    ],
+)
+async def test_persistent_retryable_failure_is_temporarily_unavailable_within_the_deadline(
+    error: KmsError,
+) -> None:
+    kms = FakeKms()
+    signer = _signer(kms, retry=RetryPolicy(deadline_seconds=0.3, base_delay=0.01, max_delay=0.05))
+    kms.fail("Sign", *([error] * 1000))
+    started = time.monotonic()
+    with pytest.raises(TemporarilyUnavailableError) as raised:
+        await signer.sign(b"x.y")
+    assert time.monotonic() - started < 0.6
+    assert raised.value.reason == "temporarily_unavailable"
+    assert raised.value.grpc_code == "UNAVAILABLE"
+    assert kms.calls["Sign"] > 2  # it did retry
+    assert error.code in raised.value.log_detail
+
+
+def test_backoff_is_jittered_exponential_and_capped() -> None:
+    policy = RetryPolicy(deadline_seconds=5, base_delay=0.1, max_delay=0.4)
+    rng = random.Random(1)  # noqa: S311 - jitter
+    delays = [[policy.delay(attempt, rng) for _ in range(200)] for attempt in range(5)]
+    assert max(delays[0]) <= 0.1 and max(delays[1]) <= 0.2 and max(delays[4]) <= 0.4
+    assert len({round(d, 6) for d in delays[3]}) > 100  # jitter: not one fixed delay
+
+
+@pytest.mark.parametrize(
+    "code", ["AccessDeniedException", "DisabledException", "NotFoundException"]
+)
+async def test_non_retryable_refusal_is_a_server_error_after_one_call(code: str) -> None:
+    kms = FakeKms()
+    signer = _signer(kms)
+    kms.fail("Sign", KmsError("Sign", code, "no", retryable=False))
+    with pytest.raises(ServerError) as raised:
+        await signer.sign(b"x.y")
+    assert type(raised.value) is ServerError
+    assert kms.calls["Sign"] == 1
+    assert code in raised.value.log_detail
+    assert code not in raised.value.public_message
+
+
+async def test_a_hanging_kms_call_is_cut_at_the_deadline() -> None:
+    kms = FakeKms()
+    signer = _signer(kms, retry=RetryPolicy(deadline_seconds=0.2))
+    release = threading.Event()
+    kms.sign = lambda *args: release.wait(5) and b""  # type: ignore[method-assign,assignment]
+    started = time.monotonic()
+    with pytest.raises(TemporarilyUnavailableError):
+        await signer.sign(b"x.y")
+    release.set()
+    assert time.monotonic() - started < 0.5
+
+
+async def test_kms_signing_does_not_block_the_event_loop() -> None:
+    kms = FakeKms()
+    signer = _signer(kms)
+    real = kms.sign
+
+    def slow(key_id: str, digest: bytes, algorithm: str) -> bytes:
+        time.sleep(0.3)  # a slow network round trip, in the worker thread
+        return real(key_id, digest, algorithm)
+
+    kms.sign = slow  # type: ignore[method-assign]
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    await signer.sign(b"x.y")
+    task.cancel()
+    assert ticks >= 10  # the loop kept running other work during the 0.3 s call
+
+
+async def test_malformed_der_from_kms_is_a_server_error() -> None:
+    kms = FakeKms()
+    signer = _signer(kms)
+    kms.sign = lambda *args: b"\x30\x02\x00\x00"  # type: ignore[method-assign]
+    with pytest.raises(ServerError, match="token signing failed"):
+        await signer.sign(b"x.y")

@@ -1,0 +1,291 @@
+"""KeyManager over the file keystore: atomic, locked, re-read-under-lock mutations, the audit
+log, private-key file modes, passphrase encryption and kms-wrapped keys (with a fake KMS)."""
+
+import contextlib
+import json
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from sekisho.errors import KeyStoreError
+from sekisho.signing.audit import Actor, KeyAuditLog
+from sekisho.signing.codec import PemCodec, PrivateKeyCodec
+from sekisho.signing.filestore import KEYRING_FILE, FileKeyStore, KeyStoreLockedError
+from sekisho.signing.keyring import Keyring
+from sekisho.signing.keys import KeyRecord, KeyState
+from sekisho.signing.lifecycle import LifecycleError, Timing
+from sekisho.signing.manager import KeyManager
+from sekisho.signing.wrapped import KmsWrappedCodec
+
+from tests.fakes.clock import FakeClock
+from tests.fakes.kms import FakeKms
+
+S = KeyState
+T0 = 1_800_000_000
+TIMING = Timing(jwks_max_age=300, max_token_lifetime=300, leeway=30)
+ALICE = Actor(operator="alice", reason="quarterly rotation")
+PASSPHRASE = b"correct horse battery staple"
+
+
+def _manager(directory: Path, clock: FakeClock, codec: PrivateKeyCodec | None = None) -> KeyManager:
+    store = FileKeyStore(directory, codec)
+    return KeyManager(store, KeyAuditLog(directory / "audit.log"), TIMING, clock, "ES256")
+
+
+def _audit(directory: Path) -> list[dict[str, object]]:
+    lines = (directory / "audit.log").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def _states(manager: KeyManager) -> list[tuple[str, KeyState]]:
+    return [(r.kid, r.state) for r in manager.records()]
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# --- the audit log ------------------------------------------------------------------------------
+
+
+def test_every_change_is_one_audit_line_with_who_what_why_and_when(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    manager = _manager(tmp_path, clock)
+    manager.init(Actor(operator="bob", reason="first keys"))
+    clock.advance(600)
+    transition = manager.promote(ALICE)
+    lines = _audit(tmp_path)
+    assert [line["action"] for line in lines] == ["create", "create", "demote", "promote", "create"]
+    demote, promote = lines[2], lines[3]
+    assert demote == {
+        "time": "2027-01-15T08:10:00Z",
+        "action": "demote",
+        "kid": transition.changes[0].kid,
+        "alg": "ES256",
+        "from_state": "active",
+        "to_state": "retiring",
+        "operator": "alice",
+        "source": "cli",
+        "reason": "quarterly rotation",
+        "forced": [],
+        "note": "published until at least 2027-01-15T08:20:30Z",
+    }
+    assert (promote["from_state"], promote["to_state"]) == ("next", "active")
+    assert lines[0]["operator"] == "bob"
+
+
+def test_audit_log_is_append_only_and_owner_only(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    manager = _manager(tmp_path, clock)
+    manager.init(ALICE)
+    first = (tmp_path / "audit.log").read_bytes()
+    clock.advance(600)
+    manager.rotate(ALICE)
+    assert (tmp_path / "audit.log").read_bytes().startswith(first)
+    assert _mode(tmp_path / "audit.log") == 0o600
+
+
+def test_forced_changes_record_the_rule_they_skipped(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    manager = _manager(tmp_path, clock)
+    manager.init(ALICE)
+    manager.promote(Actor(operator="alice", reason="incident 42"), force=True)
+    promote = next(line for line in _audit(tmp_path) if line["action"] == "promote")
+    assert promote["reason"] == "incident 42"
+    (skipped,) = promote["forced"]  # type: ignore[misc]
+    assert "has been published for 0 s; promotion needs 600 s" in skipped
+
+
+def test_a_refused_operation_changes_nothing_and_writes_no_audit_line(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    manager = _manager(tmp_path, clock)
+    manager.init(ALICE)
+    before = (tmp_path / KEYRING_FILE).read_bytes()
+    with pytest.raises(LifecycleError, match="promotion needs"):
+        manager.promote(ALICE)
+    with pytest.raises(LifecycleError, match="no key with kid 'missing'"):
+        manager.retire("missing", ALICE)
+    assert (tmp_path / KEYRING_FILE).read_bytes() == before
+    assert len(_audit(tmp_path)) == 2
+
+
+# --- file modes -----------------------------------------------------------------------------------
+
+
+def test_keys_created_by_rotation_are_owner_only_too(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    manager = _manager(tmp_path, clock)
+    manager.init(ALICE)
+    clock.advance(600)
+    manager.rotate(ALICE)
+    pems = list(tmp_path.glob("*.pem"))
+    assert len(pems) == 3
+    assert {_mode(p) for p in pems} == {0o600}
+
+
+# --- racing invocations -------------------------------------------------------------------------
+
+
+class SlowReadStore(FileKeyStore):
+    """Reads the keyring, then dawdles: two racing operations both read before either writes."""
+
+    def records(self) -> list[KeyRecord]:
+        records = super().records()
+        time.sleep(0.3)
+        return records
+
+
+def _race(tmp_path: Path, *, lock: bool) -> list[KeyState]:
+    clock = FakeClock(T0)
+    _manager(tmp_path, clock).init(ALICE)
+    clock.advance(600)
+    managers = []
+    for _ in range(2):
+        store = SlowReadStore(tmp_path)
+        if not lock:
+            store.locked = lambda wait_seconds=0.0: contextlib.nullcontext()  # type: ignore[method-assign]
+        managers.append(
+            KeyManager(store, KeyAuditLog(tmp_path / "audit.log"), TIMING, clock, "ES256")
+        )
+    threads = [threading.Thread(target=m.rotate, args=(ALICE,)) for m in managers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [r.state for r in FileKeyStore(tmp_path).records()]
+
+
+def test_two_racing_rotations_promote_once(tmp_path: Path) -> None:
+    states = _race(tmp_path, lock=True)
+    assert sorted(states) == sorted([S.RETIRING, S.ACTIVE, S.NEXT])
+    promotions = [line for line in _audit(tmp_path) if line["action"] == "promote"]
+    assert len(promotions) == 1  # the second rotation re-read under the lock: nothing to do
+
+
+def test_without_the_lock_the_same_race_loses_an_update(tmp_path: Path) -> None:
+    # Control for the test above: it does detect a missing lock.
+    _race(tmp_path, lock=False)
+    promotions = [line for line in _audit(tmp_path) if line["action"] == "promote"]
+    created = {line["kid"] for line in _audit(tmp_path) if line["action"] == "create"}
+    listed = {r.kid for r in FileKeyStore(tmp_path).records()}
+    assert len(promotions) == 2
+    assert created - listed  # a next key one writer created was overwritten by the other
+
+
+def test_lock_wait_gives_up_with_a_clear_error(tmp_path: Path) -> None:
+    store = FileKeyStore(tmp_path)
+    with store.locked(), pytest.raises(KeyStoreLockedError, match="locked by another"):
+        FileKeyStore(tmp_path).locked(wait_seconds=0.1).__enter__()
+
+
+# --- passphrase encryption at rest ----------------------------------------------------------------
+
+
+def _encrypted(tmp_path: Path) -> tuple[KeyManager, FakeClock]:
+    clock = FakeClock(T0)
+    manager = _manager(tmp_path, clock, PemCodec(PASSPHRASE, "SEKISHO_KEY_PASSPHRASE"))
+    manager.init(ALICE)
+    return manager, clock
+
+
+def test_passphrase_encrypted_keys_are_unreadable_without_it(tmp_path: Path) -> None:
+    _encrypted(tmp_path)
+    for pem in tmp_path.glob("*.pem"):
+        assert pem.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        with pytest.raises(TypeError, match="encrypted"):
+            serialization.load_pem_private_key(pem.read_bytes(), password=None)
+    with pytest.raises(KeyStoreError, match=r"passphrase \(\$SEKISHO_KEY_PASSPHRASE"):
+        FileKeyStore(tmp_path, PemCodec(None, "SEKISHO_KEY_PASSPHRASE")).load()
+    with pytest.raises(KeyStoreError, match=r"passphrase .* is not set"):
+        FileKeyStore(tmp_path).load()  # no passphrase configured at all
+
+
+def test_wrong_passphrase_is_refused(tmp_path: Path) -> None:
+    _encrypted(tmp_path)
+    with pytest.raises(KeyStoreError, match="wrong passphrase"):
+        FileKeyStore(tmp_path, PemCodec(b"not the passphrase", "X")).load()
+
+
+def test_right_passphrase_signs(tmp_path: Path) -> None:
+    _encrypted(tmp_path)
+    keyring = Keyring(FileKeyStore(tmp_path, PemCodec(PASSPHRASE, "X")))
+    keyring.load()
+    assert keyring.signing_key()[0].state is S.ACTIVE
+
+
+def test_configured_encryption_without_the_passphrase_never_writes_a_plain_key(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(T0)
+    manager = _manager(tmp_path, clock, PemCodec(None, "SEKISHO_KEY_PASSPHRASE"))
+    with pytest.raises(
+        KeyStoreError, match=r"cannot encrypt .*SEKISHO_KEY_PASSPHRASE.* is not set"
+    ):
+        manager.init(ALICE)
+    assert not list(tmp_path.glob("*.pem"))
+
+
+def test_plain_keys_still_open_after_encryption_is_configured(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    _manager(tmp_path, clock).init(ALICE)  # unencrypted
+    migrating = _manager(tmp_path, clock, PemCodec(PASSPHRASE, "X"))
+    clock.advance(600)
+    transition = migrating.rotate(ALICE)
+    new_kid = next(c.kid for c in transition.changes if c.action.value == "create")
+    assert (tmp_path / f"{new_kid}.pem").read_bytes().startswith(b"-----BEGIN ENCRYPTED")
+    assert len(FileKeyStore(tmp_path, PemCodec(PASSPHRASE, "X")).load().signers) == 3
+
+
+# --- kms-wrapped keys (fake KMS; tests/integration runs the same against moto) --------------------
+
+
+@contextlib.contextmanager
+def _wrapped(tmp_path: Path) -> Iterator[tuple[FakeKms, str, KeyManager]]:
+    kms = FakeKms()
+    wrapping = kms.create_symmetric_key()
+    manager = _manager(tmp_path, FakeClock(T0), KmsWrappedCodec(kms, wrapping))
+    manager.init(ALICE)
+    yield kms, wrapping, manager
+
+
+def test_wrapped_keys_are_kms_ciphertext_on_disk(tmp_path: Path) -> None:
+    with _wrapped(tmp_path) as (_, _, manager):
+        for record in manager.records():
+            data = (tmp_path / f"{record.kid}.kms").read_bytes()
+            assert b"PRIVATE KEY" not in data
+            with pytest.raises(ValueError, match="Could not deserialize"):
+                serialization.load_der_private_key(data, password=None)
+            assert _mode(tmp_path / f"{record.kid}.kms") == 0o600
+        assert not list(tmp_path.glob("*.pem"))
+
+
+def test_wrapped_key_copied_onto_another_kid_does_not_open(tmp_path: Path) -> None:
+    with _wrapped(tmp_path) as (kms, wrapping, manager):
+        active, upcoming = (r.kid for r in manager.records())
+        (tmp_path / f"{upcoming}.kms").write_bytes((tmp_path / f"{active}.kms").read_bytes())
+        with pytest.raises(
+            KeyStoreError, match=f"cannot unwrap the private key for kid {upcoming}"
+        ):
+            FileKeyStore(tmp_path, KmsWrappedCodec(kms, wrapping)).load()
+
+
+def test_wrapped_keys_cost_one_decrypt_per_key_not_per_reload(tmp_path: Path) -> None:
+    with _wrapped(tmp_path) as (kms, wrapping, _):
+        keyring = Keyring(FileKeyStore(tmp_path, KmsWrappedCodec(kms, wrapping)))
+        keyring.load()
+        for _ in range(5):
+            assert keyring.reload()
+        assert kms.calls["Decrypt"] == 2  # the active and the next key, once each
+
+
+def test_wrapped_keys_without_kms_access_fail_to_load(tmp_path: Path) -> None:
+    from sekisho.signing.kms_client import KmsError
+
+    with _wrapped(tmp_path) as (kms, wrapping, _):
+        kms.fail("Decrypt", KmsError("Decrypt", "AccessDeniedException", "no", retryable=False))
+        with pytest.raises(KeyStoreError, match="AccessDeniedException"):
+            FileKeyStore(tmp_path, KmsWrappedCodec(kms, wrapping)).load()

@@ -1,0 +1,179 @@
+"""`sekisho keys init | list | rotate | promote | retire | revoke | jwks`: what each prints, what
+it refuses and why, and the audit line it leaves."""
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+from sekisho.cli import main
+from sekisho.clock import SystemClock
+
+
+def _config(tmp_path: Path, max_age: int = 300) -> str:
+    path = tmp_path / "sekisho.toml"
+    path.write_text(f'[keys]\ndir = "keys"\n\n[tokens]\njwks_max_age_seconds = {max_age}\n')
+    return str(path)
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _kids(out: str, state: str) -> list[str]:
+    return re.findall(rf"^(\S+)\s+ES256\s+{state}\b", out, flags=re.MULTILINE)
+
+
+def _audit(tmp_path: Path) -> list[dict[str, object]]:
+    text = (tmp_path / "keys" / "audit.log").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.fixture
+def initialised(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    config = _config(tmp_path)
+    code, out, _ = _run(capsys, "keys", "init", "--config", config)
+    assert code == 0 and out.count("created") == 2
+    return config
+
+
+def test_list_shows_kid_alg_state_and_times(
+    initialised: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run(capsys, "keys", "list", "--config", initialised)
+    assert code == 0
+    header, active, upcoming = out.splitlines()
+    assert header.split() == ["KID", "ALG", "STATE", "CREATED", "ACTIVATED", "RETIRE-AFTER"]
+    assert active.split()[1:3] == ["ES256", "active"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", active.split()[4])
+    assert upcoming.split()[1:3] == ["ES256", "next"]
+    assert upcoming.split()[4:] == ["-", "-"]
+
+
+def test_promote_too_early_is_refused_with_the_rule_and_the_way_out(
+    initialised: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _run(capsys, "keys", "promote", "--config", initialised)
+    assert code == 2 and not out
+    assert "promotion needs 600 s (2 x jwks_max_age_seconds)" in err
+    assert "--force skips this check" in err
+
+
+def test_force_needs_a_reason(initialised: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "keys", "promote", "--force", "--config", initialised)
+    assert code == 2
+    assert "need --reason" in err
+
+
+def test_forced_promote_prints_what_changed_and_what_it_skipped(
+    initialised: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run(
+        capsys,
+        "keys",
+        "promote",
+        "--force",
+        "--reason",
+        "incident 7",
+        "--operator",
+        "carol",
+        "--config",
+        initialised,
+    )
+    assert code == 0
+    lines = out.splitlines()
+    assert re.match(r"demote\s+\S+\s+ES256\s+active -> retiring\s+\(published until", lines[0])
+    assert re.match(r"promote\s+\S+\s+ES256\s+next -> active", lines[1])
+    assert lines[2].startswith("  forced: skipped the rule: next key")
+    assert re.match(r"create\s+\S+\s+ES256\s+\(new\) -> next", lines[3])
+    promote = next(line for line in _audit(tmp_path) if line["action"] == "promote")
+    assert (promote["operator"], promote["reason"]) == ("carol", "incident 7")
+
+
+def test_rotate_says_when_it_can_act(initialised: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "keys", "rotate", "--config", initialised)
+    assert code == 0
+    assert re.match(
+        r"waiting: next key \S+ has been published for \d+ s; promotion needs 600 s", out
+    )
+
+
+def test_rotate_promotes_once_the_next_key_is_old_enough(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(tmp_path, max_age=1)
+    _run(capsys, "keys", "init", "--config", config)
+    code, out, _ = _run(capsys, "keys", "rotate", "--config", config)
+    assert out.startswith("waiting: next key")
+    later = time.time() + 3  # 2 x 1 s of pre-publication have passed
+    monkeypatch.setattr(SystemClock, "now", lambda self: later)
+    code, out, _ = _run(capsys, "keys", "rotate", "--config", config)
+    assert code == 0
+    assert [line.split()[0] for line in out.splitlines()] == ["demote", "promote", "create"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(["retire", "nope"], "no key with kid 'nope'", id="retire-unknown-kid"),
+        pytest.param(
+            ["revoke", "nope", "--reason", "x"], "no key with kid 'nope'", id="revoke-unknown"
+        ),
+        pytest.param(["revoke", "nope"], "need --reason", id="revoke-without-reason"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_problem(
+    initialised: str, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, out, err = _run(capsys, "keys", *argv, "--config", initialised)
+    assert code == 2 and not out
+    assert message in err
+
+
+def test_retire_of_the_active_key_is_refused(
+    initialised: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, listing, _ = _run(capsys, "keys", "list", "--config", initialised)
+    (active,) = _kids(listing, "active")
+    code, _, err = _run(capsys, "keys", "retire", active, "--config", initialised)
+    assert code == 2
+    assert f"kid {active} is the active key" in err
+
+
+def test_revoke_removes_the_key_from_the_jwks_and_promotes_the_next_key(
+    initialised: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, listing, _ = _run(capsys, "keys", "list", "--config", initialised)
+    (active,), (upcoming,) = _kids(listing, "active"), _kids(listing, "next")
+    code, out, _ = _run(
+        capsys, "keys", "revoke", active, "--reason", "key leaked", "--config", initialised
+    )
+    assert code == 0
+    assert [line.split()[:2] for line in out.splitlines()] == [
+        ["promote", upcoming],
+        ["revoke", active],
+        ["create", out.splitlines()[2].split()[1]],
+    ]
+    _, jwks, _ = _run(capsys, "keys", "jwks", "--config", initialised)
+    kids = [k["kid"] for k in json.loads(jwks)["keys"]]
+    assert active not in kids
+    assert kids[0] == upcoming  # the active key is listed first
+    revoke = next(line for line in _audit(tmp_path) if line["action"] == "revoke")
+    assert revoke["reason"] == "key leaked"
+
+
+def test_init_if_missing_is_a_no_op(initialised: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "keys", "init", "--if-missing", "--config", initialised)
+    assert code == 0
+    assert "already initialised" in out
+
+
+def test_operator_defaults_to_user(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("USER", "dana")
+    _run(capsys, "keys", "init", "--config", _config(tmp_path))
+    assert {line["operator"] for line in _audit(tmp_path)} == {"dana"}
