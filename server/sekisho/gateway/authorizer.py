@@ -1,0 +1,220 @@
+"""Per-request authorization for a gateway (Envoy ext_authz): take the user's token from a header,
+pick the downstream from the route table, run the one exchange pipeline, and say which headers the
+gateway must set — or which HTTP error it must answer with. Transport-neutral: rpc/ext_authz.py
+turns these verdicts into CheckResponse messages.
+
+Error answers follow RFC 6750 §3 (WWW-Authenticate: Bearer error="invalid_token" |
+"insufficient_scope", scope=) plus the policy's consent URL and RFC 9470 step-up parameters.
+"""
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
+from sekisho.errors import (
+    InvalidClientError,
+    InvalidRequestError,
+    InvalidTokenError,
+    ServiceError,
+    SlowDownError,
+    TemporarilyUnavailableError,
+)
+from sekisho.exchange import TokenExchanger
+from sekisho.gateway.cache import GatewayTokenCache, cache_key
+from sekisho.gateway.routes import Route, RouteTable
+from sekisho.models import Caller
+from sekisho.validation import RequestLimits, build_request
+
+log = logging.getLogger(__name__)
+
+AUTHORIZATION = "authorization"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRequest:
+    """What the gateway tells us about one HTTP request (header names lower case)."""
+
+    authority: str
+    path: str
+    method: str
+    headers: Mapping[str, str]
+    caller: Caller = field(default_factory=Caller)
+
+
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    """Forward the request with these headers set (overwriting) and these removed."""
+
+    headers_to_set: Mapping[str, str]
+    headers_to_remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    """Answer the client directly; the upstream is never reached."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: str
+
+
+Verdict = Allowed | Denied
+
+
+@dataclass(frozen=True, slots=True)
+class TokenHeader:
+    """Where the user's token arrives: `name: <scheme> <token>` (scheme "" = bare token)."""
+
+    name: str = AUTHORIZATION
+    scheme: str = "Bearer"
+
+    def extract(self, headers: Mapping[str, str]) -> str:
+        value = headers.get(self.name, "").strip()
+        if not self.scheme:
+            return value
+        scheme, _, token = value.partition(" ")
+        # RFC 9110 §11.1: the auth scheme is case-insensitive.
+        return token.strip() if scheme.lower() == self.scheme.lower() else ""
+
+
+class GatewayAuthorizer:
+    """Turns one gateway request into a verdict; never allows on an error."""
+
+    def __init__(
+        self,
+        exchanger: TokenExchanger,
+        routes: RouteTable,
+        cache: GatewayTokenCache,
+        *,
+        token_header: TokenHeader,
+        tool_header: str,
+        limits: RequestLimits,
+    ) -> None:
+        self._exchanger = exchanger
+        self._routes = routes
+        self._cache = cache
+        self._token_header = token_header
+        self._tool_header = tool_header
+        self._limits = limits
+        # One exchange per key at a time: a burst of concurrent misses shares the first one.
+        self._inflight: dict[str, asyncio.Task[str]] = {}
+
+    async def authorize(self, request: GatewayRequest) -> Verdict:
+        """Allowed with the minted token, or Denied with the HTTP answer; never raises."""
+        route = self._routes.match(request.authority, request.path, request.method)
+        if route is None:
+            log.info("gateway_no_route", extra={"path": request.path, "method": request.method})
+            return Denied(403, {}, "no route for this request")
+        subject_token = self._token_header.extract(request.headers)
+        if not subject_token:
+            return Denied(401, {"www-authenticate": 'Bearer realm="sekisho"'}, "token required")
+        context = self._context(request)
+        key = cache_key(subject_token, str(route.index), *_key_parts(request.caller, context))
+        token = self._cache.get(key)
+        if token is None:
+            try:
+                token = await self._shared_exchange(
+                    subject_token, route, context, request.caller, key
+                )
+            except ServiceError as error:
+                return denial(error, route)
+        return self._allowed(token)
+
+    async def _shared_exchange(
+        self, subject_token: str, route: Route, context: dict[str, str], caller: Caller, key: str
+    ) -> str:
+        task = self._inflight.get(key)
+        if task is None:
+            exchange = self._exchange(subject_token, route, context, caller, key)
+            task = asyncio.create_task(exchange)
+            self._inflight[key] = task
+            task.add_done_callback(lambda _: self._inflight.pop(key, None))
+        # shield: a gateway cancelling one Check must not cancel the exchange others wait on.
+        return await asyncio.shield(task)
+
+    async def _exchange(
+        self, subject_token: str, route: Route, context: dict[str, str], caller: Caller, key: str
+    ) -> str:
+        exchange_request = build_request(
+            subject_token=subject_token,
+            subject_token_type=TOKEN_TYPE_ACCESS_TOKEN,
+            requested_token_type=route.requested_token_type,
+            audience=route.audience,
+            resources=route.resources,
+            scopes=route.scopes,
+            actor_token="",
+            actor_token_type="",
+            context=context,
+            requested_lifetime_seconds=0,
+            caller=caller,
+            limits=self._limits,
+        )
+        result = await self._exchanger.exchange(exchange_request)
+        self._cache.put(key, result.minted.token, result.minted.expires_at)
+        return result.minted.token
+
+    def _context(self, request: GatewayRequest) -> dict[str, str]:
+        context = {
+            "gateway": "ext_authz",
+            "method": request.method.upper(),
+            "path": request.path.split("?", 1)[0],  # query strings may carry secrets
+            "host": request.authority,
+        }
+        tool = request.headers.get(self._tool_header, "")
+        if tool:
+            context["tool"] = tool[: self._limits.max_value_length]
+        return context
+
+    def _allowed(self, token: str) -> Allowed:
+        remove: tuple[str, ...] = ()
+        if self._token_header.name != AUTHORIZATION:
+            # The IdP token must never reach the downstream, whatever header carried it.
+            remove = (self._token_header.name,)
+        return Allowed({AUTHORIZATION: f"Bearer {token}"}, remove)
+
+
+def _key_parts(caller: Caller, context: Mapping[str, str]) -> list[str]:
+    parts = [caller.id, caller.spiffe_id, caller.authenticated_by]
+    parts.extend(f"{name}={context[name]}" for name in sorted(context))
+    return parts
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _challenge(params: Mapping[str, str]) -> str:
+    return "Bearer " + ", ".join(f"{name}={_quoted(value)}" for name, value in params.items())
+
+
+def denial(error: ServiceError, route: Route) -> Denied:
+    """The HTTP answer for a refused exchange (RFC 6750 §3.1 error codes)."""
+    if isinstance(error, TemporarilyUnavailableError):
+        return Denied(503, {"retry-after": "1"}, "temporarily unavailable")
+    if isinstance(error, SlowDownError):
+        return Denied(429, {"retry-after": "1"}, "slow down")
+    if isinstance(error, InvalidTokenError):
+        challenge = _challenge(
+            {"error": "invalid_token", "error_description": error.public_message}
+        )
+        return Denied(401, {"www-authenticate": challenge}, "invalid token")
+    if isinstance(error, InvalidRequestError):
+        challenge = _challenge({"error": "invalid_request"})
+        return Denied(400, {"www-authenticate": challenge}, "invalid request")
+    if type(error) is ServiceError or error.http_status >= 500:
+        return Denied(500, {}, "internal error")
+    return _forbidden(error, route)
+
+
+def _forbidden(error: ServiceError, route: Route) -> Denied:
+    params = {"error": "insufficient_scope", "error_description": error.public_message}
+    if route.scopes:
+        params["scope"] = " ".join(route.scopes)
+    for name in ("authorization_url", "acr_values", "max_age"):
+        if error.metadata.get(name):
+            params[name] = error.metadata[name]
+    if isinstance(error, InvalidClientError):
+        params["error_description"] = "caller not allowed"
+    return Denied(403, {"www-authenticate": _challenge(params)}, error.reason)

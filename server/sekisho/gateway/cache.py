@@ -1,0 +1,70 @@
+"""A bounded cache of minted tokens for the gateway, keyed by everything the decision saw.
+
+A token is reused only until `expires_at - margin`, so a downstream never receives one about to
+expire. The key holds a SHA-256 of the user's token, never the token itself.
+"""
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from sekisho.clock import Clock
+
+
+@dataclass(frozen=True, slots=True)
+class CachedToken:
+    token: str
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    hits: int
+    misses: int
+    size: int
+
+
+def cache_key(subject_token: str, *parts: str) -> str:
+    """SHA-256 over the subject token and the request facts policy decided on."""
+    digest = hashlib.sha256(subject_token.encode())
+    for part in parts:
+        digest.update(b"\x00" + part.encode())
+    return digest.hexdigest()
+
+
+class GatewayTokenCache:
+    """LRU with at most `max_entries` tokens; `max_entries = 0` disables caching."""
+
+    def __init__(self, clock: Clock, *, max_entries: int, margin_seconds: int) -> None:
+        self._clock = clock
+        self._max_entries = max_entries
+        self._margin = margin_seconds
+        self._entries: OrderedDict[str, CachedToken] = OrderedDict()
+        self._hits = 0
+        self._misses = 0
+
+    def get(self, key: str) -> str | None:
+        entry = self._entries.get(key)
+        if entry is not None and self._fresh(entry):
+            self._entries.move_to_end(key)
+            self._hits += 1
+            return entry.token
+        if entry is not None:
+            del self._entries[key]
+        self._misses += 1
+        return None
+
+    def put(self, key: str, token: str, expires_at: int) -> None:
+        entry = CachedToken(token=token, expires_at=expires_at)
+        if self._max_entries == 0 or not self._fresh(entry):
+            return
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+    def stats(self) -> CacheStats:
+        return CacheStats(hits=self._hits, misses=self._misses, size=len(self._entries))
+
+    def _fresh(self, entry: CachedToken) -> bool:
+        return self._clock.now() < entry.expires_at - self._margin

@@ -1,0 +1,98 @@
+"""Envoy's `envoy.service.auth.v3.Authorization/Check` (ext_authz) over the gateway authorizer.
+
+Every outcome is an OK CheckResponse: allowed (headers to set/remove on the upstream request) or
+denied (the HTTP status, headers and body Envoy answers the client with). A ServiceError never
+becomes a gRPC error here, because Envoy would turn that into its own generic 403 and lose the
+WWW-Authenticate challenge; a bug still answers 500, never allow (fail closed).
+
+Caller identity: `attributes.source.principal` is what Envoy saw as the downstream peer (the URI
+SAN of its client certificate, a SPIFFE ID under mTLS). Sekisho's gRPC listener has no mTLS yet,
+so it cannot authenticate the gateway that asserts it: `authenticated_by` stays "none", and the
+principal is passed to policy only when `[gateway] trust_source_principal` says the listener is
+reachable by the gateway alone (anyone else could claim any principal in a Check).
+"""
+
+import logging
+from typing import Any
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.service.auth.v3 import external_auth_pb2 as ext_authz_pb
+from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_authz_grpc
+from envoy.type.v3 import http_status_pb2
+from google.rpc import code_pb2, status_pb2
+
+from sekisho.gateway.authorizer import Allowed, Denied, GatewayAuthorizer, GatewayRequest
+from sekisho.models import Caller
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = ext_authz_pb.DESCRIPTOR.services_by_name["Authorization"].full_name
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+_SPIFFE_PREFIX = "spiffe://"
+
+
+def caller_of(source_principal: str) -> Caller:
+    """The downstream peer Envoy reports; asserted by the gateway, not authenticated by us."""
+    spiffe_id = source_principal if source_principal.startswith(_SPIFFE_PREFIX) else ""
+    return Caller(id=source_principal, spiffe_id=spiffe_id, authenticated_by="none")
+
+
+def gateway_request(check: Any, *, trust_source_principal: bool = False) -> GatewayRequest:
+    """CheckRequest → GatewayRequest; headers from `headers` or, with raw headers, `header_map`."""
+    attributes = check.attributes
+    http = attributes.request.http
+    headers = {key.lower(): value for key, value in http.headers.items()}
+    for entry in http.header_map.headers:
+        value = entry.value or entry.raw_value.decode("utf-8", "replace")
+        headers.setdefault(entry.key.lower(), value)
+    return GatewayRequest(
+        authority=http.host or headers.get(":authority", ""),
+        path=http.path,
+        method=http.method,
+        headers=headers,
+        caller=caller_of(attributes.source.principal) if trust_source_principal else Caller(),
+    )
+
+
+def _header(name: str, value: str) -> Any:
+    return base_pb2.HeaderValueOption(
+        header=base_pb2.HeaderValue(key=name, value=value), append_action=_OVERWRITE
+    )
+
+
+def check_response(verdict: Allowed | Denied) -> Any:
+    """The CheckResponse Envoy acts on."""
+    if isinstance(verdict, Allowed):
+        return ext_authz_pb.CheckResponse(
+            status=status_pb2.Status(code=code_pb2.OK),
+            ok_response=ext_authz_pb.OkHttpResponse(
+                headers=[_header(k, v) for k, v in verdict.headers_to_set.items()],
+                headers_to_remove=list(verdict.headers_to_remove),
+            ),
+        )
+    return ext_authz_pb.CheckResponse(
+        status=status_pb2.Status(code=code_pb2.PERMISSION_DENIED),
+        denied_response=ext_authz_pb.DeniedHttpResponse(
+            status=http_status_pb2.HttpStatus(code=verdict.status),
+            headers=[_header(k, v) for k, v in verdict.headers.items()],
+            body=verdict.body,
+        ),
+    )
+
+
+class ExtAuthzServicer(ext_authz_grpc.AuthorizationServicer):  # type: ignore[misc]
+    """ext_authz v3 Check: one exchange (or cache hit) per gateway request."""
+
+    def __init__(self, authorizer: GatewayAuthorizer, *, trust_source_principal: bool) -> None:
+        self._authorizer = authorizer
+        self._trust_source_principal = trust_source_principal
+
+    async def Check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            gateway = gateway_request(request, trust_source_principal=self._trust_source_principal)
+            verdict = await self._authorizer.authorize(gateway)
+        except Exception:  # the RPC boundary: a bug denies with 500, never allows
+            log.exception("ext_authz_internal_error")
+            verdict = Denied(500, {}, "internal error")
+        return check_response(verdict)

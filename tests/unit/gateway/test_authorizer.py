@@ -1,0 +1,317 @@
+"""GatewayAuthorizer over the real pipeline (harness: real verifier, regopy policy, file keys)."""
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import jwt
+import pytest
+from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG
+from sekisho.exchange import TokenExchanger
+from sekisho.gateway.authorizer import (
+    Allowed,
+    Denied,
+    GatewayAuthorizer,
+    GatewayRequest,
+    TokenHeader,
+)
+from sekisho.gateway.cache import GatewayTokenCache
+from sekisho.gateway.routes import Route, RouteTable
+from sekisho.models import Caller, ExchangeRequest, ExchangeResult
+from sekisho.validation import RequestLimits
+
+from tests.harness import CRM_AUDIENCE, CRM_RESOURCE, SEKISHO_ISSUER, Harness
+
+HR_ASSISTANT = "spiffe://example.org/agents/hr-assistant"
+
+
+class RecordingExchanger:
+    """Passes through to the real exchanger and records every request it saw."""
+
+    def __init__(self, inner: TokenExchanger) -> None:
+        self.inner = inner
+        self.requests: list[ExchangeRequest] = []
+
+    async def exchange(self, request: ExchangeRequest) -> ExchangeResult:
+        self.requests.append(request)
+        return await self.inner.exchange(request)
+
+
+def _route(index: int, prefix: str, audience: str, resource: str, scopes: tuple[str, ...]) -> Route:
+    return Route(
+        index=index,
+        host="mcp.example.com",
+        path_prefix=prefix,
+        methods=(),
+        audience=audience,
+        resources=(resource,),
+        scopes=scopes,
+        requested_token_type=TOKEN_TYPE_ACCESS_TOKEN,
+    )
+
+
+ROUTES = RouteTable(
+    [
+        _route(0, "/crm", CRM_AUDIENCE, CRM_RESOURCE, ("crm.read",)),
+        _route(1, "/crm/write", CRM_AUDIENCE, CRM_RESOURCE, ("crm.write",)),
+        _route(
+            2,
+            "/mail",
+            "https://mail-as.example.com",
+            "https://mail.example.com/mcp",
+            ("mail.read",),
+        ),
+        _route(
+            3,
+            "/github",
+            "https://github-mcp-as.example.com",
+            "https://github-mcp.example.com/mcp",
+            ("repo.write",),
+        ),
+        _route(
+            4,
+            "/payroll",
+            "https://payroll-as.example.com",
+            "https://payroll.example.com/api",
+            ("payroll.read",),
+        ),
+        Route(
+            index=5,
+            host="mcp.example.com",
+            path_prefix="/jag",
+            methods=(),
+            audience=CRM_AUDIENCE,
+            resources=(CRM_RESOURCE,),
+            scopes=("crm.read",),
+            requested_token_type=TOKEN_TYPE_ID_JAG,
+        ),
+    ]
+)
+
+
+def build(
+    harness: Harness, header: TokenHeader | None = None
+) -> tuple[GatewayAuthorizer, RecordingExchanger]:
+    recorder = RecordingExchanger(harness.exchanger)
+    cache = GatewayTokenCache(harness.clock, max_entries=100, margin_seconds=30)
+    authorizer = GatewayAuthorizer(
+        recorder,  # type: ignore[arg-type]
+        ROUTES,
+        cache,
+        token_header=header or TokenHeader(),
+        tool_header="x-mcp-tool",
+        limits=RequestLimits(),
+    )
+    return authorizer, recorder
+
+
+def gw(path: str, headers: Mapping[str, str], caller: Caller | None = None) -> GatewayRequest:
+    return GatewayRequest(
+        authority="mcp.example.com:443",
+        path=path,
+        method="post",
+        headers=dict(headers),
+        caller=caller or Caller(),
+    )
+
+
+def bearer(harness: Harness, **claims: Any) -> dict[str, str]:
+    """An IdP access token (it names the agent app it was issued to, as access tokens do)."""
+    claims.setdefault("client_id", "agent-app")
+    return {"authorization": f"Bearer {harness.idp_a.token(harness.clock.now(), **claims)}"}
+
+
+def minted_claims(harness: Harness, verdict: Allowed, audience: str) -> dict[str, Any]:
+    scheme, _, token = verdict.headers_to_set["authorization"].partition(" ")
+    assert scheme == "Bearer"
+    _, signer = harness.keyring.signing_key()
+    return dict(
+        jwt.decode(
+            token,
+            signer.public_key,
+            algorithms=["ES256"],
+            audience=audience,
+            options={"verify_exp": False, "verify_iat": False},
+        )
+    )
+
+
+async def test_allowed_replaces_authorization_with_minted_access_token(harness: Harness) -> None:
+    authorizer, recorder = build(harness)
+    headers = bearer(harness)
+    verdict = await authorizer.authorize(gw("/crm/tools?k=v", {**headers, "x-mcp-tool": "find"}))
+    assert isinstance(verdict, Allowed)
+    assert verdict.headers_to_remove == ()
+    assert headers["authorization"] not in verdict.headers_to_set.values()
+    claims = minted_claims(harness, verdict, CRM_RESOURCE)
+    assert claims["iss"] == SEKISHO_ISSUER
+    assert claims["sub"] == "alice"
+    assert claims["scope"] == "crm.read"
+    token = verdict.headers_to_set["authorization"].split()[1]
+    assert jwt.get_unverified_header(token)["typ"] == "at+jwt"
+    (request,) = recorder.requests
+    assert request.context == {
+        "gateway": "ext_authz",
+        "method": "POST",
+        "path": "/crm/tools",
+        "host": "mcp.example.com:443",
+        "tool": "find",
+    }
+
+
+async def test_id_jag_profile_route(harness: Harness) -> None:
+    authorizer, _ = build(harness)
+    verdict = await authorizer.authorize(gw("/jag", bearer(harness)))
+    assert isinstance(verdict, Allowed)
+    token = verdict.headers_to_set["authorization"].split()[1]
+    assert jwt.get_unverified_header(token)["typ"] == "oauth-id-jag+jwt"
+    assert minted_claims(harness, verdict, CRM_AUDIENCE)["aud"] == CRM_AUDIENCE
+
+
+async def test_custom_header_is_removed_from_upstream_request(harness: Harness) -> None:
+    authorizer, _ = build(harness, TokenHeader(name="x-user-token", scheme=""))
+    user_token = harness.idp_a.token(harness.clock.now(), client_id="agent-app")
+    verdict = await authorizer.authorize(gw("/crm", {"x-user-token": user_token}))
+    assert isinstance(verdict, Allowed)
+    assert verdict.headers_to_remove == ("x-user-token",)
+    assert minted_claims(harness, verdict, CRM_RESOURCE)["sub"] == "alice"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({}, id="no-header"),
+        pytest.param({"authorization": "Basic YWxpY2U6cHc="}, id="other-scheme"),
+        pytest.param({"authorization": "Bearer "}, id="empty-token"),
+    ],
+)
+async def test_missing_token_is_401_without_exchange(
+    harness: Harness, headers: dict[str, str]
+) -> None:
+    authorizer, recorder = build(harness)
+    verdict = await authorizer.authorize(gw("/crm", headers))
+    assert verdict == Denied(401, {"www-authenticate": 'Bearer realm="sekisho"'}, "token required")
+    assert recorder.requests == []
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param({"exp": 1_000}, id="expired"),
+        pytest.param({"aud": "someone-else"}, id="wrong-audience"),
+        pytest.param({"iss": "https://evil.example.com"}, id="untrusted-issuer"),
+    ],
+)
+async def test_bad_token_is_401_invalid_token(harness: Harness, claims: dict[str, Any]) -> None:
+    authorizer, _ = build(harness)
+    verdict = await authorizer.authorize(gw("/crm", bearer(harness, **claims)))
+    assert isinstance(verdict, Denied)
+    assert verdict.status == 401
+    assert verdict.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+
+
+async def test_no_route_is_403_without_policy(harness: Harness) -> None:
+    authorizer, recorder = build(harness)
+    verdict = await authorizer.authorize(gw("/unknown", bearer(harness)))
+    assert isinstance(verdict, Denied)
+    assert verdict.status == 403
+    assert recorder.requests == []
+
+
+async def test_scope_not_granted_is_403_insufficient_scope(harness: Harness) -> None:
+    authorizer, _ = build(harness)
+    verdict = await authorizer.authorize(gw("/crm/write", bearer(harness)))
+    assert isinstance(verdict, Denied)
+    assert verdict.status == 403
+    challenge = verdict.headers["www-authenticate"]
+    assert challenge.startswith('Bearer error="insufficient_scope"')
+    assert 'scope="crm.write"' in challenge
+
+
+async def test_consent_denial_carries_authorization_url(harness: Harness) -> None:
+    authorizer, _ = build(harness)
+    verdict = await authorizer.authorize(gw("/mail", bearer(harness, groups=["staff"])))
+    assert isinstance(verdict, Denied)
+    assert verdict.status == 403
+    assert verdict.body == "consent_required"
+    assert (
+        'authorization_url="https://consent.example.com/authorize?'
+        in (verdict.headers["www-authenticate"])
+    )
+
+
+async def test_step_up_denial_carries_acr_and_max_age(harness: Harness) -> None:
+    authorizer, _ = build(harness)
+    stale = int(harness.clock.now()) - 7200
+    headers = bearer(harness, groups=["maintainers"], auth_time=stale)
+    verdict = await authorizer.authorize(gw("/github", headers))
+    assert isinstance(verdict, Denied)
+    assert verdict.status == 403
+    assert verdict.body == "insufficient_user_authentication"
+    assert 'max_age="3600"' in verdict.headers["www-authenticate"]
+
+
+async def test_caller_spiffe_id_reaches_policy(harness: Harness) -> None:
+    authorizer, recorder = build(harness)
+    headers = bearer(harness, groups=["hr"], acr="urn:example:acr:mfa")
+    denied = await authorizer.authorize(gw("/payroll", headers))
+    assert isinstance(denied, Denied)
+    assert denied.status == 403
+    allowed = await authorizer.authorize(
+        gw("/payroll", headers, Caller(HR_ASSISTANT, HR_ASSISTANT))
+    )
+    assert isinstance(allowed, Allowed)
+    assert recorder.requests[-1].caller.spiffe_id == HR_ASSISTANT
+    claims = minted_claims(harness, allowed, "https://payroll.example.com/api")
+    assert claims["client_id"] == "hr-assistant"
+
+
+async def test_idp_down_is_503(harness: Harness) -> None:
+    harness.fetcher.failing = True
+    authorizer, _ = build(harness)
+    verdict = await authorizer.authorize(gw("/crm", bearer(harness)))
+    assert isinstance(verdict, Denied)
+    assert verdict.status == 503
+
+
+async def test_cache_reuses_token_per_user_route_and_context(harness: Harness) -> None:
+    authorizer, recorder = build(harness)
+    headers = bearer(harness)
+    first = await authorizer.authorize(gw("/crm", headers))
+    again = await authorizer.authorize(gw("/crm", headers))
+    assert isinstance(first, Allowed)
+    assert first == again
+    assert len(recorder.requests) == 1
+    await authorizer.authorize(gw("/crm", {**headers, "x-mcp-tool": "other"}))
+    await authorizer.authorize(gw("/crm", bearer(harness, sub="bob")))
+    assert len(recorder.requests) == 3
+    harness.clock.advance(300 - 30)  # minted lifetime 300 s minus the 30 s margin
+    await authorizer.authorize(gw("/crm", headers))
+    assert len(recorder.requests) == 4
+
+
+async def test_concurrent_misses_share_one_exchange(harness: Harness) -> None:
+    authorizer, recorder = build(harness)
+    headers = bearer(harness)
+    verdicts = await asyncio.gather(*(authorizer.authorize(gw("/crm", headers)) for _ in range(5)))
+    assert len(recorder.requests) == 1
+    assert all(v == verdicts[0] for v in verdicts)
+    assert isinstance(verdicts[0], Allowed)
+
+
+async def test_concurrent_denials_share_one_exchange_and_all_deny(harness: Harness) -> None:
+    authorizer, recorder = build(harness)
+    headers = bearer(harness)
+    verdicts = await asyncio.gather(
+        *(authorizer.authorize(gw("/crm/write", headers)) for _ in range(3))
+    )
+    assert len(recorder.requests) == 1
+    assert [v.status for v in verdicts if isinstance(v, Denied)] == [403, 403, 403]
+
+
+async def test_denials_are_not_cached(harness: Harness) -> None:
+    authorizer, recorder = build(harness)
+    headers = bearer(harness)
+    for _ in range(2):
+        assert isinstance(await authorizer.authorize(gw("/crm/write", headers)), Denied)
+    assert len(recorder.requests) == 2

@@ -1,0 +1,164 @@
+"""ext_authz Check on a real gRPC server (port 0) over the harness pipeline."""
+
+import contextvars
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import jwt
+import pytest
+from envoy.config.core.v3 import base_pb2
+from envoy.service.auth.v3 import attribute_context_pb2 as attrs
+from envoy.service.auth.v3 import external_auth_pb2 as ext_authz_pb
+from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_authz_grpc
+from google.rpc import code_pb2
+from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
+from sekisho.gateway.authorizer import GatewayAuthorizer, GatewayRequest, TokenHeader
+from sekisho.gateway.cache import GatewayTokenCache
+from sekisho.gateway.routes import Route, RouteTable
+from sekisho.models import Caller
+from sekisho.rpc.ext_authz import ExtAuthzServicer, caller_of, gateway_request
+from sekisho.rpc.server import create_grpc_server
+from sekisho.rpc.servicer import TokenExchangeServicer
+from sekisho.validation import RequestLimits
+
+from tests.harness import CRM_AUDIENCE, CRM_RESOURCE, Harness
+
+CRM_ROUTE = Route(
+    index=0,
+    host="crm.example.com",
+    path_prefix="/mcp",
+    methods=(),
+    audience=CRM_AUDIENCE,
+    resources=(CRM_RESOURCE,),
+    scopes=("crm.read",),
+    requested_token_type=TOKEN_TYPE_ACCESS_TOKEN,
+)
+
+
+class BrokenAuthorizer:
+    async def authorize(self, request: GatewayRequest) -> Any:
+        raise RuntimeError("bug")
+
+
+@pytest.fixture
+async def stub(harness: Harness) -> AsyncIterator[Any]:
+    authorizer = GatewayAuthorizer(
+        harness.exchanger,
+        RouteTable([CRM_ROUTE]),
+        GatewayTokenCache(harness.clock, max_entries=10, margin_seconds=30),
+        token_header=TokenHeader(),
+        tool_header="x-mcp-tool",
+        limits=RequestLimits(),
+    )
+    servicer = TokenExchangeServicer(harness.exchanger, harness.keyring, RequestLimits())
+    server = await create_grpc_server(
+        servicer,
+        "127.0.0.1:0",
+        contextvars.ContextVar("rid"),
+        ExtAuthzServicer(authorizer, trust_source_principal=False),
+    )
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    yield ext_authz_grpc.AuthorizationStub(channel)
+    await channel.close()
+    await server.server.stop(0)
+
+
+def check_request(headers: dict[str, str], path: str = "/mcp", principal: str = "") -> Any:
+    return ext_authz_pb.CheckRequest(
+        attributes=attrs.AttributeContext(
+            source=attrs.AttributeContext.Peer(principal=principal),
+            request=attrs.AttributeContext.Request(
+                http=attrs.AttributeContext.HttpRequest(
+                    method="POST", path=path, host="crm.example.com", headers=headers
+                )
+            ),
+        )
+    )
+
+
+def user_token(harness: Harness) -> str:
+    return harness.idp_a.token(harness.clock.now(), client_id="agent-app")
+
+
+async def test_ok_response_overwrites_authorization(harness: Harness, stub: Any) -> None:
+    token = user_token(harness)
+    response = await stub.Check(check_request({"authorization": f"Bearer {token}"}))
+    assert response.status.code == code_pb2.OK
+    assert response.HasField("ok_response")
+    (option,) = response.ok_response.headers
+    assert option.header.key == "authorization"
+    assert option.append_action == base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+    minted = option.header.value.removeprefix("Bearer ")
+    assert minted != token
+    _, signer = harness.keyring.signing_key()
+    claims = jwt.decode(
+        minted,
+        signer.public_key,
+        algorithms=["ES256"],
+        audience=CRM_RESOURCE,
+        options={"verify_exp": False, "verify_iat": False},
+    )
+    assert claims["sub"] == "alice"
+
+
+@pytest.mark.parametrize(
+    ("headers", "path", "status", "challenge"),
+    [
+        pytest.param({"authorization": "Bearer x.y.z"}, "/mcp", 401, "invalid_token", id="bad"),
+        pytest.param({}, "/mcp", 401, 'realm="sekisho"', id="missing"),
+        pytest.param({"authorization": "Bearer x.y.z"}, "/nope", 403, None, id="no-route"),
+    ],
+)
+async def test_denials_are_ok_rpcs_with_denied_response(
+    stub: Any, headers: dict[str, str], path: str, status: int, challenge: str | None
+) -> None:
+    # The error-mapping interceptor must not turn a refusal into a gRPC error: Envoy would
+    # answer its own 403 and drop our WWW-Authenticate challenge.
+    response = await stub.Check(check_request(headers, path))
+    assert response.status.code == code_pb2.PERMISSION_DENIED
+    assert response.denied_response.status.code == status
+    sent = {o.header.key: o.header.value for o in response.denied_response.headers}
+    if challenge is None:
+        assert "www-authenticate" not in sent
+    else:
+        assert challenge in sent["www-authenticate"]
+
+
+async def test_a_bug_denies_with_500(harness: Harness) -> None:
+    servicer = TokenExchangeServicer(harness.exchanger, harness.keyring, RequestLimits())
+    broken = ExtAuthzServicer(BrokenAuthorizer(), trust_source_principal=False)  # type: ignore[arg-type]
+    server = await create_grpc_server(servicer, "127.0.0.1:0", contextvars.ContextVar("r"), broken)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        response = await ext_authz_grpc.AuthorizationStub(channel).Check(check_request({}))
+    await server.server.stop(0)
+    assert not response.HasField("ok_response")
+    assert response.denied_response.status.code == 500
+
+
+def test_raw_header_map_is_read() -> None:
+    request = check_request({})
+    header_map = request.attributes.request.http.header_map
+    header_map.headers.add(key="Authorization", raw_value=b"Bearer raw")
+    assert gateway_request(request).headers["authorization"] == "Bearer raw"
+
+
+@pytest.mark.parametrize(
+    ("principal", "spiffe_id"),
+    [
+        ("spiffe://example.org/agents/hr-assistant", "spiffe://example.org/agents/hr-assistant"),
+        ("CN=gateway", ""),
+        ("", ""),
+    ],
+)
+def test_caller_from_source_principal(principal: str, spiffe_id: str) -> None:
+    caller = caller_of(principal)
+    assert (caller.id, caller.spiffe_id, caller.authenticated_by) == (principal, spiffe_id, "none")
+    trusted = gateway_request(check_request({}, principal=principal), trust_source_principal=True)
+    assert trusted.caller == caller
+
+
+def test_source_principal_is_ignored_unless_trusted() -> None:
+    # Without mTLS anyone reaching the listener could claim any principal in a Check.
+    forged = check_request({}, principal="spiffe://example.org/agents/hr-assistant")
+    assert gateway_request(forged).caller == Caller()
