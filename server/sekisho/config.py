@@ -240,6 +240,117 @@ class TokensConfig(_Strict):
     jwks_max_age_seconds: int = Field(default=300, ge=0, le=86400)
 
 
+class GatewayRouteConfig(_Strict):
+    """One [[gateway.routes]] entry: which downstream a request through the gateway goes to."""
+
+    host: str = ""  # authority without port; "" matches any host
+    path_prefix: str = "/"
+    methods: tuple[str, ...] = ()  # empty = any method
+    audience: str
+    resources: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+    token_profile: Literal["id-jag", "access_token"] = "access_token"
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("path_prefix must start with '/'")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _lower_host(cls, value: str) -> str:
+        return value.lower()
+
+    @field_validator("methods")
+    @classmethod
+    def _upper_methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(method.upper() for method in value)
+
+
+class GatewayConfig(_Strict):
+    """[gateway]: the Envoy ext_authz adapter (user token header, route table, token cache)."""
+
+    token_header: str = "authorization"
+    token_scheme: str = "Bearer"  # "" = the header value is the bare token
+    tool_header: str = "x-mcp-tool"
+    cache_max_entries: int = Field(default=10000, ge=0)
+    cache_margin_seconds: int = Field(default=30, ge=0)
+    trust_source_principal: bool = False
+    routes: tuple[GatewayRouteConfig, ...] = ()
+
+    @field_validator("token_header", "tool_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", value):
+            raise ValueError("must be an HTTP header name (RFC 9110 token)")
+        return value.lower()
+
+
+class ClientConfig(_Strict):
+    """One [[token_endpoint.clients]] entry: a caller of POST /oauth2/token (RFC 6749 §2.3).
+
+    `secret_hash` (an argon2id PHC string from `sekisho clients hash-secret`) enables
+    client_secret_basic; `jwks` (an inline JWK Set of public keys) enables private_key_jwt
+    (RFC 7523 §2.2). The plain secret is never stored.
+    """
+
+    id: str
+    secret_hash: str = ""
+    jwks: str = ""
+
+    @field_validator("id")
+    @classmethod
+    def _client_id(cls, value: str) -> str:
+        # RFC 6749 §2.3.1: the id travels form-urlencoded in HTTP Basic, so no ':' and no controls.
+        if not re.fullmatch(r"[\x21-\x39\x3b-\x7e]{1,128}", value):
+            raise ValueError("id must be 1-128 printable ASCII characters without ':' or spaces")
+        return value
+
+    @field_validator("secret_hash")
+    @classmethod
+    def _argon2id(cls, value: str) -> str:
+        if value and not value.startswith("$argon2id$"):
+            raise ValueError("secret_hash must be an argon2id hash (sekisho clients hash-secret)")
+        return value
+
+    @field_validator("jwks")
+    @classmethod
+    def _public_jwks(cls, value: str) -> str:
+        if not value:
+            return value
+        import json
+
+        try:
+            keys = json.loads(value)["keys"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError("jwks must be a JSON JWK Set") from exc
+        if not keys or any(not isinstance(k, dict) or "d" in k or not k.get("kid") for k in keys):
+            raise ValueError("jwks must hold public keys only, each with a kid")
+        return value
+
+    @model_validator(mode="after")
+    def _a_credential(self) -> "ClientConfig":
+        if not self.secret_hash and not self.jwks:
+            raise ValueError("set secret_hash and/or jwks: a client needs a credential")
+        return self
+
+
+class TokenEndpointConfig(_Strict):
+    """[token_endpoint]: POST /oauth2/token (RFC 8693 over HTTP), served when clients exist."""
+
+    clients: tuple[ClientConfig, ...] = ()
+
+    @field_validator("clients")
+    @classmethod
+    def _unique_clients(cls, value: tuple[ClientConfig, ...]) -> tuple[ClientConfig, ...]:
+        ids = [client.id for client in value]
+        if len(ids) != len(set(ids)):
+            raise ValueError("each client id may appear only once")
+        return value
+
+
 class LoggingConfig(_Strict):
     """[logging]: structured logs on stderr."""
 
@@ -260,6 +371,8 @@ class Settings(BaseSettings):
     keys: KeysConfig = KeysConfig()
     tokens: TokensConfig = TokensConfig()
     logging: LoggingConfig = LoggingConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    token_endpoint: TokenEndpointConfig = TokenEndpointConfig()
 
     @model_validator(mode="after")
     def _never_trust_ourselves(self) -> "Settings":

@@ -4,7 +4,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-AuthenticatedBy = Literal["mtls", "client_secret", "none"]
+AuthenticatedBy = Literal["mtls", "client_secret", "private_key_jwt", "none"]
 
 
 @dataclass(frozen=True, slots=True)

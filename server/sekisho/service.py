@@ -14,7 +14,12 @@ from sekisho.audit import AuditLog
 from sekisho.clock import Clock, SystemClock
 from sekisho.config import Settings
 from sekisho.exchange import TokenExchanger
+from sekisho.gateway.authorizer import GatewayAuthorizer, TokenHeader
+from sekisho.gateway.cache import GatewayTokenCache
+from sekisho.gateway.routes import PROFILE_TOKEN_TYPES, Route, RouteTable
 from sekisho.http.app import create_http_app
+from sekisho.http.client_auth import ClientAuthenticator, registered_client
+from sekisho.http.token import TOKEN_PATH, TokenEndpoint
 from sekisho.identity.fetcher import HttpJsonFetcher, JsonFetcher
 from sekisho.identity.jwks import JwksCache
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
@@ -25,12 +30,14 @@ from sekisho.policy.opa.api import OpaApi
 from sekisho.policy.opa.engine import OpaPolicyEngine
 from sekisho.policy.rego import RegoPolicyEngine
 from sekisho.reload import poll_forever, watch_directory
+from sekisho.rpc.ext_authz import ExtAuthzServicer
 from sekisho.rpc.server import GrpcServer, create_grpc_server
 from sekisho.rpc.servicer import TokenExchangeServicer
 from sekisho.signing.keyring import Keyring
 from sekisho.signing.manager import ManagedKeyStore
 from sekisho.signing.rotation import AutoRotator, check_interval, rotate_forever
 from sekisho.validation import RequestLimits
+from sekisho.verify.replay import InMemoryReplayCache
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +125,56 @@ def build_policy_engine(settings: Settings) -> PolicyRuntime:
     return RegoPolicyEngine(policy.path, policy.query)
 
 
+def build_gateway_authorizer(
+    settings: Settings, exchanger: TokenExchanger, clock: Clock
+) -> GatewayAuthorizer:
+    """The ext_authz adapter from [gateway]: route table, token header and token cache."""
+    gateway = settings.gateway
+    routes = RouteTable(
+        Route(
+            index=index,
+            host=entry.host,
+            path_prefix=entry.path_prefix,
+            methods=entry.methods,
+            audience=entry.audience,
+            resources=entry.resources,
+            scopes=entry.scopes,
+            requested_token_type=PROFILE_TOKEN_TYPES[entry.token_profile],
+        )
+        for index, entry in enumerate(gateway.routes)
+    )
+    cache = GatewayTokenCache(
+        clock, max_entries=gateway.cache_max_entries, margin_seconds=gateway.cache_margin_seconds
+    )
+    return GatewayAuthorizer(
+        exchanger,
+        routes,
+        cache,
+        token_header=TokenHeader(gateway.token_header, gateway.token_scheme),
+        tool_header=gateway.tool_header,
+        limits=RequestLimits(),
+    )
+
+
+def build_token_endpoint(
+    settings: Settings, exchanger: TokenExchanger, clock: Clock
+) -> TokenEndpoint | None:
+    """POST /oauth2/token when clients are registered; None (no endpoint) otherwise."""
+    registered = settings.token_endpoint.clients
+    if not registered:
+        return None
+    issuer = settings.server.issuer
+    clients = {c.id: registered_client(c.id, c.secret_hash, c.jwks) for c in registered}
+    authenticator = ClientAuthenticator(
+        clients,
+        audiences=frozenset({issuer, issuer + TOKEN_PATH}),
+        # One worker (config enforces it), so an in-process replay cache sees every assertion.
+        replay_cache=InMemoryReplayCache(),
+        leeway_seconds=settings.trust.leeway_seconds,
+    )
+    return TokenEndpoint(exchanger, authenticator, RequestLimits(), clock.now)
+
+
 async def _refresh_forever(cache: JwksCache, interval: float) -> None:
     while True:
         try:
@@ -165,7 +222,13 @@ async def start_service(
     )
     exchanger = TokenExchanger(verifier, policy, minter, clock, AuditLog())
     servicer = TokenExchangeServicer(exchanger, keyring, RequestLimits())
-    grpc_server = await create_grpc_server(servicer, settings.server.grpc_listen, request_id)
+    ext_authz = ExtAuthzServicer(
+        build_gateway_authorizer(settings, exchanger, clock),
+        trust_source_principal=settings.gateway.trust_source_principal,
+    )
+    grpc_server = await create_grpc_server(
+        servicer, settings.server.grpc_listen, request_id, ext_authz
+    )
 
     def ready() -> bool:
         return keyring.loaded and policy.ready
@@ -175,6 +238,7 @@ async def start_service(
         keyring=keyring,
         ready=ready,
         jwks_max_age_seconds=settings.tokens.jwks_max_age_seconds,
+        token_endpoint=build_token_endpoint(settings, exchanger, clock),
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()

@@ -22,6 +22,7 @@ from sekisho.service import Service, start_service
 from sekisho.signing.filestore import FileKeyStore
 
 from tests.harness import POLICIES
+from tests.redis_server import redis_server  # noqa: F401 (fixture for replay-cache tests)
 
 SEKISHO_ISSUER = "https://sekisho.test"
 AGENT_AUDIENCE = "agent-app"

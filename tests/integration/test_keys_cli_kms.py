@@ -35,7 +35,7 @@ def test_init_list_revoke_jwks(
     assert main(["keys", "list", "--config", config]) == 0
     listing = capsys.readouterr().out
     (active,) = re.findall(r"^(\S+)\s+ES256\s+active", listing, flags=re.MULTILINE)
-    assert main(["keys", "revoke", active, "--reason", "test", "--config", config]) == 0
+    assert main(["keys", "revoke", "--reason", "test", "--config", config, "--", active]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == [
         "promote",
         "revoke",

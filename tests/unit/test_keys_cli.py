@@ -133,12 +133,21 @@ def test_bad_input_is_refused_naming_the_problem(
     assert message in err
 
 
+def test_a_kid_starting_with_a_dash_is_accepted_after_double_dash(
+    initialised: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # base64url kids start with "-" one time in 64; "--" must carry them past argparse.
+    code, out, err = _run(capsys, "keys", "retire", "--config", initialised, "--", "-nope")
+    assert code == 2 and not out
+    assert "no key with kid '-nope'" in err
+
+
 def test_retire_of_the_active_key_is_refused(
     initialised: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, listing, _ = _run(capsys, "keys", "list", "--config", initialised)
     (active,) = _kids(listing, "active")
-    code, _, err = _run(capsys, "keys", "retire", active, "--config", initialised)
+    code, _, err = _run(capsys, "keys", "retire", "--config", initialised, "--", active)
     assert code == 2
     assert f"kid {active} is the active key" in err
 
@@ -149,7 +158,7 @@ def test_revoke_removes_the_key_from_the_jwks_and_promotes_the_next_key(
     _, listing, _ = _run(capsys, "keys", "list", "--config", initialised)
     (active,), (upcoming,) = _kids(listing, "active"), _kids(listing, "next")
     code, out, _ = _run(
-        capsys, "keys", "revoke", active, "--reason", "key leaked", "--config", initialised
+        capsys, "keys", "revoke", "--reason", "key leaked", "--config", initialised, "--", active
     )
     assert code == 0
     assert [line.split()[:2] for line in out.splitlines()] == [

@@ -20,6 +20,11 @@ if TYPE_CHECKING:  # the imports stay lazy so `sekisho` starts fast
     from sekisho.signing.manager import KeyManager
 
 
+# Kids are base64url RFC 7638 thumbprints: about 1 in 64 starts with "-", which argparse
+# would read as an option unless it follows "--".
+KID_HELP = "the key id; a kid may start with '-': put -- before it (keys revoke -- -AbC…)"
+
+
 def register(
     sub: "argparse._SubParsersAction[argparse.ArgumentParser]", common: argparse.ArgumentParser
 ) -> None:
@@ -48,11 +53,11 @@ def register(
     retire = keys_sub.add_parser(
         "retire", parents=[common, audited, forceable], help="remove a retiring key from the JWKS"
     )
-    retire.add_argument("kid")
+    retire.add_argument("kid", help=KID_HELP)
     revoke = keys_sub.add_parser(
         "revoke", parents=[common, audited], help="remove a key from the JWKS now (compromise)"
     )
-    revoke.add_argument("kid")
+    revoke.add_argument("kid", help=KID_HELP)
     keys_sub.add_parser("jwks", parents=[common], help="print the published JWK Set")
 
 

@@ -3,6 +3,7 @@
 - `{issuer path}/.well-known/jwks.json`: the JWK Set, same bytes as the GetJwks RPC.
 - `/.well-known/oauth-authorization-server{issuer path}`: RFC 8414 §3 metadata.
 - `/healthz` (process alive) and `/readyz` (keys and policy loaded).
+- `/oauth2/token`: RFC 8693 token exchange (http/token.py), when clients are registered.
 """
 
 import json
@@ -13,23 +14,27 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from sekisho.constants import (
+    ASYMMETRIC_ALGORITHMS,
+    GRANT_TYPE_TOKEN_EXCHANGE,
     SUPPORTED_SUBJECT_TOKEN_TYPES,
     TOKEN_TYPE_ACCESS_TOKEN,
     TOKEN_TYPE_ID_JAG,
 )
+from sekisho.http.token import TOKEN_PATH, TokenEndpoint
 from sekisho.signing.keyring import Keyring
 
 JWKS_PATH = "/.well-known/jwks.json"
 METADATA_PATH = "/.well-known/oauth-authorization-server"
 
 
-def authorization_server_metadata(issuer: str, signing_algs: list[str]) -> dict[str, Any]:
+def authorization_server_metadata(
+    issuer: str, signing_algs: list[str], *, token_endpoint: bool = False
+) -> dict[str, Any]:
     """RFC 8414 §2 metadata, with the ID-JAG draft's identity-chaining member.
 
-    Token-endpoint members (token_endpoint, grant_types_supported) appear only once the HTTP
-    RFC 8693 endpoint exists; until then gRPC ExchangeToken is the way in.
+    Token-endpoint members appear only when POST /oauth2/token is served (clients registered).
     """
-    return {
+    metadata: dict[str, Any] = {
         "issuer": issuer,
         "jwks_uri": issuer + JWKS_PATH,
         "identity_chaining_requested_token_types_supported": [
@@ -40,6 +45,16 @@ def authorization_server_metadata(issuer: str, signing_algs: list[str]) -> dict[
         "id_jag_signing_alg_values_supported": signing_algs,
         "access_token_signing_alg_values_supported": signing_algs,
     }
+    if token_endpoint:
+        metadata.update(
+            {
+                "token_endpoint": issuer + TOKEN_PATH,
+                "grant_types_supported": [GRANT_TYPE_TOKEN_EXCHANGE],
+                "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
+                "token_endpoint_auth_signing_alg_values_supported": sorted(ASYMMETRIC_ALGORITHMS),
+            }
+        )
+    return metadata
 
 
 def create_http_app(
@@ -48,6 +63,7 @@ def create_http_app(
     keyring: Keyring,
     ready: Callable[[], bool],
     jwks_max_age_seconds: int,
+    token_endpoint: TokenEndpoint | None = None,
 ) -> web.Application:
     """The HTTP application; paths follow the issuer's own path component."""
     issuer_path = urlsplit(issuer).path.rstrip("/")
@@ -62,7 +78,9 @@ def create_http_app(
 
     async def server_metadata(_: web.Request) -> web.Response:
         # Algorithms of the keys actually published, so a rotation to another alg shows up here.
-        metadata = authorization_server_metadata(issuer, keyring.published_algorithms())
+        metadata = authorization_server_metadata(
+            issuer, keyring.published_algorithms(), token_endpoint=token_endpoint is not None
+        )
         return web.Response(
             body=json.dumps(metadata).encode(),
             content_type="application/json",
@@ -82,4 +100,6 @@ def create_http_app(
     app.router.add_get(METADATA_PATH + issuer_path, server_metadata)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if token_endpoint is not None:
+        app.router.add_post(issuer_path + TOKEN_PATH, token_endpoint.handle)
     return app

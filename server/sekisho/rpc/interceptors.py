@@ -29,8 +29,13 @@ def _request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Wraps unary handlers: assigns a request id and maps ServiceError to a rich status."""
 
-    def __init__(self, request_id_var: contextvars.ContextVar[str]) -> None:
+    def __init__(
+        self, request_id_var: contextvars.ContextVar[str], passthrough: frozenset[str] = frozenset()
+    ) -> None:
         self._request_id = request_id_var
+        # Services that answer every outcome in their own response (ext_authz Check): wrapping
+        # them would only add a metadata frame per call on the gateway's hot path.
+        self._passthrough = passthrough
 
     async def intercept_service(
         self,
@@ -39,6 +44,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
+            return handler
+        if handler_call_details.method.rpartition("/")[0].lstrip("/") in self._passthrough:
             return handler
         return grpc.unary_unary_rpc_method_handler(
             self._wrap(handler.unary_unary),

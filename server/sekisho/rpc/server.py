@@ -4,11 +4,14 @@ import contextvars
 from dataclasses import dataclass
 
 import grpc
+from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_authz_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
+from sekisho.rpc.ext_authz import SERVICE_NAME as EXT_AUTHZ_SERVICE_NAME
+from sekisho.rpc.ext_authz import ExtAuthzServicer
 from sekisho.rpc.interceptors import ErrorMappingInterceptor
 from sekisho.rpc.servicer import TokenExchangeServicer
 
@@ -38,10 +41,13 @@ async def create_grpc_server(
     servicer: TokenExchangeServicer,
     listen: str,
     request_id_var: contextvars.ContextVar[str],
+    ext_authz: ExtAuthzServicer | None = None,
 ) -> GrpcServer:
-    """Build and start the server on `listen` (host:port)."""
+    """Build and start the server on `listen` (host:port); `ext_authz` adds Envoy's Check."""
     server = grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor(request_id_var)],
+        interceptors=[
+            ErrorMappingInterceptor(request_id_var, passthrough=frozenset({EXT_AUTHZ_SERVICE_NAME}))
+        ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
@@ -50,7 +56,13 @@ async def create_grpc_server(
     pb_grpc.add_TokenExchangeServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
+    names: tuple[str, ...] = (
+        SERVICE_NAME,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    )
+    if ext_authz is not None:
+        ext_authz_grpc.add_AuthorizationServicer_to_server(ext_authz, server)
+        names = (*names, EXT_AUTHZ_SERVICE_NAME)
     reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server)
     port = server.add_insecure_port(listen)
     if port == 0:

@@ -1,0 +1,79 @@
+"""The caller-side token cache: one entry per (hash of subject token, audience, resources,
+scopes, token type); an entry is served until `refresh_ahead` before expiry, and refreshed
+in the background during that window so callers never wait on a token that is about to lapse.
+
+The key holds a SHA-256 of the subject token, never the token, so a heap dump of the cache does
+not hand out user tokens.
+"""
+
+import hashlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    subject_hash: str
+    audience: str
+    resources: tuple[str, ...]
+    scopes: tuple[str, ...]
+    token_type: str
+
+
+def cache_key(
+    subject_token: str,
+    audience: str,
+    resources: tuple[str, ...],
+    scopes: tuple[str, ...],
+    token_type: str,
+) -> CacheKey:
+    """Order-insensitive in resources and scopes: the same request in any order hits."""
+    digest = hashlib.sha256(subject_token.encode()).hexdigest()
+    return CacheKey(digest, audience, tuple(sorted(resources)), tuple(sorted(scopes)), token_type)
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangedToken:
+    """A token Sekisho issued, as the caller sees it."""
+
+    access_token: str
+    issued_token_type: str
+    token_type: str
+    expires_at: float
+    scopes: tuple[str, ...]
+    resources: tuple[str, ...]
+    audience: str
+    jti: str
+    decision_id: str
+
+
+class TokenCache:
+    """A bounded dict of ExchangedToken by CacheKey; the clock is passed in, not read."""
+
+    def __init__(self, *, refresh_ahead_seconds: float, max_entries: int = 10_000) -> None:
+        self._entries: dict[CacheKey, ExchangedToken] = {}
+        self._refresh_ahead = refresh_ahead_seconds
+        self._max_entries = max_entries
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: CacheKey, now: float) -> tuple[ExchangedToken | None, bool]:
+        """(token still usable or None, whether it is due for refresh)."""
+        token = self._entries.get(key)
+        if token is None or now >= token.expires_at:
+            self._entries.pop(key, None)
+            self.misses += 1
+            return None, True
+        self.hits += 1
+        return token, now >= token.expires_at - self._refresh_ahead
+
+    def put(self, key: CacheKey, token: ExchangedToken, now: float) -> None:
+        if len(self._entries) >= self._max_entries:
+            self._entries = {k: t for k, t in self._entries.items() if t.expires_at > now}
+        if len(self._entries) >= self._max_entries:
+            self._entries.pop(next(iter(self._entries)))  # oldest insertion goes first
+        self._entries[key] = token
+
+    @property
+    def hit_ratio(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0

@@ -1,0 +1,236 @@
+"""`TokenExchangeClient`: ExchangeToken for agent runtimes and gateways, made cheap and correct.
+
+- cache: a token is reused until shortly before expiry and refreshed ahead in the background;
+- single-flight: concurrent identical requests share one RPC;
+- retries: only UNAVAILABLE, with jittered exponential backoff, never past the caller's deadline
+  (every other status is an answer, and retrying a denial would only add load);
+- typed errors: ExchangeError subclasses carrying the OAuth reason and step-up/consent metadata.
+
+ID-JAGs are not cached by default: a downstream authorization server must refuse a second
+redemption of the same `jti` (MCP Enterprise-Managed Authorization), so a cached ID-JAG would
+fail on reuse; cache the access token the downstream returns instead.
+"""
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
+from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
+from sekisho.client.cache import CacheKey, ExchangedToken, TokenCache, cache_key
+from sekisho.client.channel import ChannelOptions, open_channel
+from sekisho.client.errors import ExchangeError, ExchangeUnavailableError, error_for
+from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Backoff for UNAVAILABLE: base * 2^attempt, capped, with full jitter."""
+
+    max_attempts: int = 4
+    base_seconds: float = 0.05
+    max_backoff_seconds: float = 1.0
+
+    def backoff(self, attempt: int) -> float:
+        return random.uniform(0, min(self.max_backoff_seconds, self.base_seconds * 2**attempt))  # noqa: S311 (jitter, not crypto)
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeParams:
+    """One exchange request, as the caller states it."""
+
+    subject_token: str
+    audience: str
+    resources: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+    requested_token_type: str = TOKEN_TYPE_ID_JAG
+    subject_token_type: str = TOKEN_TYPE_ID_TOKEN
+
+    def key(self) -> CacheKey:
+        return cache_key(
+            self.subject_token,
+            self.audience,
+            self.resources,
+            self.scopes,
+            self.requested_token_type,
+        )
+
+
+def _error_from_rpc(error: grpc.aio.AioRpcError) -> ExchangeError:
+    code = error.code().name
+    status = rpc_status.from_call(error)
+    for detail in status.details if status else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return error_for(info.reason, error.details() or "", code, dict(info.metadata))
+    if code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+        return ExchangeUnavailableError("temporarily_unavailable", error.details() or "", code)
+    return ExchangeError("server_error", error.details() or "", code)
+
+
+class TokenExchangeClient:
+    """Async client; one per process and target, shared by every task."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        channel_options: ChannelOptions | None = None,
+        timeout_seconds: float = 2.0,
+        retry: RetryPolicy | None = None,
+        refresh_ahead_seconds: float = 30.0,
+        cache_token_types: Collection[str] = (TOKEN_TYPE_ACCESS_TOKEN,),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._channel = open_channel(target, channel_options or ChannelOptions())
+        self._stub = pb_grpc.TokenExchangeServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._timeout = timeout_seconds
+        self._retry = retry or RetryPolicy()
+        self._cache_types = frozenset(cache_token_types)
+        self._clock = clock
+        self.cache = TokenCache(refresh_ahead_seconds=refresh_ahead_seconds)
+        self._in_flight: dict[CacheKey, asyncio.Future[ExchangedToken]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self.rpc_count = 0
+
+    async def exchange(
+        self,
+        subject_token: str,
+        audience: str,
+        *,
+        resources: Sequence[str] = (),
+        scopes: Sequence[str] = (),
+        requested_token_type: str = TOKEN_TYPE_ID_JAG,
+        subject_token_type: str = TOKEN_TYPE_ID_TOKEN,
+        deadline_seconds: float | None = None,
+    ) -> ExchangedToken:
+        """A token for (audience, resources, scopes), from the cache when possible.
+
+        Raises: ExchangeError subclasses (ExchangeUnavailableError once the deadline passes).
+        """
+        params = ExchangeParams(
+            subject_token,
+            audience,
+            tuple(resources),
+            tuple(scopes),
+            requested_token_type,
+            subject_token_type,
+        )
+        budget = deadline_seconds if deadline_seconds is not None else self._timeout
+        deadline = self._clock() + budget
+        if requested_token_type not in self._cache_types:
+            return await self._call_with_retries(params, deadline)
+        key = params.key()
+        cached, due = self.cache.get(key, self._clock())
+        if cached is not None:
+            if due:
+                self._refresh_in_background(key, params)
+            return cached
+        return await self._single_flight(key, params, deadline)
+
+    async def _single_flight(
+        self, key: CacheKey, params: ExchangeParams, deadline: float
+    ) -> ExchangedToken:
+        pending = self._in_flight.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._fetch_and_store(key, params, deadline))
+            self._in_flight[key] = pending
+            pending.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        remaining = max(0.0, deadline - self._clock())
+        try:
+            # shield: one waiter timing out must not cancel the RPC others are waiting on.
+            return await asyncio.wait_for(asyncio.shield(pending), remaining)
+        except TimeoutError:
+            raise ExchangeUnavailableError(
+                "temporarily_unavailable", "deadline exceeded", "DEADLINE_EXCEEDED"
+            ) from None
+
+    async def _fetch_and_store(
+        self, key: CacheKey, params: ExchangeParams, deadline: float
+    ) -> ExchangedToken:
+        token = await self._call_with_retries(params, deadline)
+        self.cache.put(key, token, self._clock())
+        return token
+
+    def _refresh_in_background(self, key: CacheKey, params: ExchangeParams) -> None:
+        if key in self._in_flight:
+            return
+        deadline = self._clock() + self._timeout
+        task = asyncio.ensure_future(self._fetch_and_store(key, params, deadline))
+        self._in_flight[key] = task
+        self._background.add(task)
+
+        def done(finished: "asyncio.Future[ExchangedToken]") -> None:
+            self._in_flight.pop(key, None)
+            self._background.discard(task)
+            if not finished.cancelled():
+                finished.exception()  # a failed refresh is retried on the next call; mark seen
+
+        task.add_done_callback(done)
+
+    async def _call_with_retries(self, params: ExchangeParams, deadline: float) -> ExchangedToken:
+        attempt = 0
+        while True:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise ExchangeUnavailableError(
+                    "temporarily_unavailable", "deadline exceeded", "DEADLINE_EXCEEDED"
+                )
+            try:
+                return await self._call_once(params, remaining)
+            except ExchangeError as error:
+                attempt += 1
+                if error.code != "UNAVAILABLE" or attempt >= self._retry.max_attempts:
+                    raise
+                pause = self._retry.backoff(attempt)
+                if self._clock() + pause >= deadline:
+                    raise
+                await asyncio.sleep(pause)
+
+    async def _call_once(self, params: ExchangeParams, budget: float) -> ExchangedToken:
+        request = pb.ExchangeTokenRequest(
+            subject_token=params.subject_token,
+            subject_token_type=params.subject_token_type,
+            requested_token_type=params.requested_token_type,
+            audience=params.audience,
+            resource=list(params.resources),
+            scope=list(params.scopes),
+        )
+        self.rpc_count += 1
+        started = self._clock()
+        try:
+            response = await self._stub.ExchangeToken(request, timeout=budget)
+        except grpc.aio.AioRpcError as error:
+            raise _error_from_rpc(error) from error
+        return ExchangedToken(
+            access_token=response.access_token,
+            issued_token_type=response.issued_token_type,
+            token_type=response.token_type,
+            expires_at=started + response.expires_in,
+            scopes=tuple(response.scope),
+            resources=tuple(response.resource),
+            audience=response.audience,
+            jti=response.jti,
+            decision_id=response.decision_id,
+        )
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ExchangeError):
+                await task
+        await self._channel.close()
+
+    async def __aenter__(self) -> "TokenExchangeClient":
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()

@@ -1,0 +1,124 @@
+"""Attach a Sekisho token to outbound calls: `SekishoAuth` for httpx, `SekishoTokenInterceptor`
+for gRPC. Both ask the (cached) client per request, so a token is reused until it nears expiry.
+
+The subject token comes from a callable, because it belongs to the user of the current request
+(typically read from a contextvar the runtime set when the request came in).
+"""
+
+from collections.abc import AsyncGenerator, Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import httpx
+
+from sekisho.client.exchanger import TokenExchangeClient
+from sekisho.client.sync import SyncTokenExchangeClient
+from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
+
+
+@dataclass(frozen=True, slots=True)
+class Downstream:
+    """What to ask Sekisho for when calling one downstream."""
+
+    audience: str
+    resources: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+    requested_token_type: str = TOKEN_TYPE_ACCESS_TOKEN
+
+
+class SekishoAuth(httpx.Auth):
+    """httpx authentication: `Authorization: Bearer <token for downstream>` on every request."""
+
+    def __init__(
+        self,
+        client: TokenExchangeClient | SyncTokenExchangeClient,
+        downstream: Downstream,
+        subject_token: Callable[[], str],
+    ) -> None:
+        self._client = client
+        self._downstream = downstream
+        self._subject_token = subject_token
+
+    def _kwargs(self) -> dict[str, Any]:
+        d = self._downstream
+        return {
+            "resources": d.resources,
+            "scopes": d.scopes,
+            "requested_token_type": d.requested_token_type,
+        }
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+        if not isinstance(self._client, SyncTokenExchangeClient):
+            raise TypeError("a sync httpx.Client needs a SyncTokenExchangeClient")
+        token = self._client.exchange(
+            self._subject_token(), self._downstream.audience, **self._kwargs()
+        )
+        request.headers["Authorization"] = f"Bearer {token.access_token}"
+        yield request
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if not isinstance(self._client, TokenExchangeClient):
+            raise TypeError("an httpx.AsyncClient needs a TokenExchangeClient")
+        token = await self._client.exchange(
+            self._subject_token(), self._downstream.audience, **self._kwargs()
+        )
+        request.headers["Authorization"] = f"Bearer {token.access_token}"
+        yield request
+
+
+class _TokenMetadata:
+    """Replaces the call's authorization metadata with a token for the downstream."""
+
+    def __init__(
+        self,
+        client: TokenExchangeClient,
+        downstream: Downstream,
+        subject_token: Callable[[], str],
+    ) -> None:
+        self._client = client
+        self._downstream = downstream
+        self._subject_token = subject_token
+
+    async def _with_token(self, client_call_details: Any) -> Any:
+        d = self._downstream
+        token = await self._client.exchange(
+            self._subject_token(),
+            d.audience,
+            resources=d.resources,
+            scopes=d.scopes,
+            requested_token_type=d.requested_token_type,
+        )
+        metadata = [(k, v) for k, v in (client_call_details.metadata or ()) if k != "authorization"]
+        metadata.append(("authorization", f"Bearer {token.access_token}"))
+        return client_call_details._replace(metadata=metadata)
+
+
+class SekishoTokenInterceptor(_TokenMetadata, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """gRPC aio interceptor: `authorization: Bearer <token>` on every unary call."""
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
+    ) -> Any:
+        return await continuation(await self._with_token(client_call_details), request)
+
+
+class SekishoStreamTokenInterceptor(_TokenMetadata, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    """The same for server-streaming calls (grpc.aio files each interceptor under one kind)."""
+
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
+    ) -> Any:
+        return await continuation(await self._with_token(client_call_details), request)
+
+
+def sekisho_interceptors(
+    client: TokenExchangeClient, downstream: Downstream, subject_token: Callable[[], str]
+) -> list[Any]:
+    """Both interceptors, for `grpc.aio.secure_channel(..., interceptors=...)`."""
+    return [
+        SekishoTokenInterceptor(client, downstream, subject_token),
+        SekishoStreamTokenInterceptor(client, downstream, subject_token),
+    ]

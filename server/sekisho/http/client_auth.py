@@ -1,0 +1,169 @@
+"""Client authentication at the token endpoint (RFC 6749 §2.3).
+
+- client_secret_basic (RFC 6749 §2.3.1): HTTP Basic with the form-urlencoded id and secret,
+  checked against an argon2id hash.
+- private_key_jwt (RFC 7523 §2.2 and §3, OpenID Connect Core §9): a JWT signed with a key from the
+  client's registered JWK Set; iss = sub = client id, aud = the token endpoint or the issuer,
+  short-lived, and its jti single-use (replay cache) so a captured assertion cannot be replayed.
+
+A request presenting more than one method is refused (RFC 6749 §2.3: MUST NOT use more than one).
+"""
+
+import base64
+import binascii
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from sekisho.constants import ASYMMETRIC_ALGORITHMS
+from sekisho.errors import InvalidClientError, InvalidRequestError, TemporarilyUnavailableError
+from sekisho.models import Caller
+from sekisho.verify.jwks import jwks_from_json
+from sekisho.verify.replay import ReplayCache, ReplayCacheUnavailableError
+
+log = logging.getLogger(__name__)
+
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+MAX_ASSERTION_LIFETIME_SECONDS = 300
+_INVALID = "client authentication failed"
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredClient:
+    """A client from [[clients]]: its id, argon2id secret hash and/or public keys."""
+
+    id: str
+    secret_hash: str = ""
+    keys: Mapping[str, jwt.PyJWK] | None = None
+
+
+def registered_client(client_id: str, secret_hash: str, jwks: str) -> RegisteredClient:
+    """Build from config values (the JWK Set is parsed once, here)."""
+    return RegisteredClient(client_id, secret_hash, jwks_from_json(jwks) if jwks else None)
+
+
+class ClientAuthenticator:
+    """Turns the request's credentials into an authenticated Caller, or refuses."""
+
+    def __init__(
+        self,
+        clients: Mapping[str, RegisteredClient],
+        *,
+        audiences: frozenset[str],
+        replay_cache: ReplayCache,
+        leeway_seconds: int = 30,
+    ) -> None:
+        self._clients = clients
+        self._audiences = audiences
+        self._replay = replay_cache
+        self._leeway = leeway_seconds
+        self._hasher = PasswordHasher()
+        # Compared against when the client id is unknown, so timing does not reveal which ids exist.
+        self._dummy_hash = self._hasher.hash("sekisho-unknown-client")
+
+    async def authenticate(self, authorization: str, form: Mapping[str, str], now: float) -> Caller:
+        """Raises: InvalidClientError, InvalidRequestError, TemporarilyUnavailableError."""
+        basic = authorization[:6].lower() == "basic "
+        assertion = "client_assertion" in form or "client_assertion_type" in form
+        if "client_secret" in form:
+            raise InvalidClientError("client_secret_post is not supported; use HTTP Basic")
+        if basic and assertion:
+            raise InvalidRequestError("use exactly one client authentication method")
+        if basic:
+            return self._basic(authorization[6:].strip(), form)
+        if assertion:
+            return await self._private_key_jwt(form, now)
+        raise InvalidClientError("client authentication is required")
+
+    def _basic(self, credentials: str, form: Mapping[str, str]) -> Caller:
+        client_id, secret = _decode_basic(credentials)
+        client = self._clients.get(client_id)
+        stored = client.secret_hash if client and client.secret_hash else self._dummy_hash
+        try:
+            self._hasher.verify(stored, secret)
+        except (VerificationError, InvalidHashError):
+            raise InvalidClientError(_INVALID, log_detail="bad client secret") from None
+        if client is None or not client.secret_hash:
+            raise InvalidClientError(_INVALID, log_detail="unknown client or no secret")
+        _check_form_client_id(form, client.id)
+        return Caller(id=client.id, authenticated_by="client_secret")
+
+    async def _private_key_jwt(self, form: Mapping[str, str], now: float) -> Caller:
+        if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+            raise InvalidClientError("unsupported client_assertion_type")
+        assertion = form.get("client_assertion", "")
+        client = self._assertion_client(assertion)
+        claims = self._assertion_claims(assertion, client, now)
+        _check_form_client_id(form, client.id)
+        try:
+            first = await self._replay.first_use(
+                client.id, str(claims["jti"]), int(claims["exp"]) + self._leeway, now
+            )
+        except ReplayCacheUnavailableError as exc:
+            raise TemporarilyUnavailableError("try again later", log_detail=str(exc)) from exc
+        if not first:
+            raise InvalidClientError(_INVALID, log_detail="client assertion replayed")
+        return Caller(id=client.id, authenticated_by="private_key_jwt")
+
+    def _assertion_client(self, assertion: str) -> RegisteredClient:
+        try:
+            unverified = jwt.decode(assertion, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise InvalidClientError(_INVALID, log_detail="malformed client assertion") from exc
+        client = self._clients.get(str(unverified.get("sub", "")))
+        if client is None or client.keys is None:
+            raise InvalidClientError(_INVALID, log_detail="unknown client or no jwks")
+        return client
+
+    def _assertion_claims(
+        self, assertion: str, client: RegisteredClient, now: float
+    ) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(assertion)
+            key = (client.keys or {}).get(str(header.get("kid", "")))
+            if key is None or header.get("alg") not in ASYMMETRIC_ALGORITHMS:
+                raise InvalidClientError(_INVALID, log_detail="unknown kid or alg")
+            claims: dict[str, Any] = jwt.decode(
+                assertion,
+                key=key.key,
+                algorithms=[header["alg"]],
+                audience=list(self._audiences),
+                issuer=client.id,
+                options={"require": ["iss", "sub", "aud", "exp", "jti"], "verify_exp": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidClientError(_INVALID, log_detail=f"assertion: {exc}") from exc
+        _check_assertion_times(claims, now, self._leeway)
+        return claims
+
+
+def _check_assertion_times(claims: Mapping[str, Any], now: float, leeway: int) -> None:
+    exp = int(claims["exp"])
+    if now > exp + leeway:
+        raise InvalidClientError(_INVALID, log_detail="client assertion expired")
+    # RFC 7523 §3 lets us bound how far ahead exp is: a long-lived assertion is a bearer password.
+    if exp - now > MAX_ASSERTION_LIFETIME_SECONDS + leeway:
+        raise InvalidClientError(_INVALID, log_detail="client assertion lives too long")
+
+
+def _decode_basic(credentials: str) -> tuple[str, str]:
+    try:
+        decoded = base64.b64decode(credentials, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidClientError(_INVALID, log_detail="malformed Basic credentials") from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep or not client_id:
+        raise InvalidClientError(_INVALID, log_detail="malformed Basic credentials")
+    # RFC 6749 §2.3.1: both parts are application/x-www-form-urlencoded before Basic encoding.
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def _check_form_client_id(form: Mapping[str, str], client_id: str) -> None:
+    if form.get("client_id", client_id) != client_id:
+        raise InvalidClientError(_INVALID, log_detail="client_id parameter disagrees")

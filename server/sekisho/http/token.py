@@ -1,0 +1,159 @@
+"""`POST /oauth2/token`: RFC 8693 token exchange over HTTP, into the one exchange pipeline.
+
+Form-encoded request (RFC 8693 §2.1; `resource`, `audience` and `scope` as RFC 8693/8707 define
+them), client authentication per client_auth.py, success per RFC 8693 §2.2.1, errors per
+RFC 6749 §5.2, every response `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
+
+Reasons that are not RFC 6749 §5.2 token-endpoint codes are mapped here (specs-research note F †):
+`access_denied` and `consent_required` become `invalid_grant` (the subject token does not grant
+this exchange; the precise reason rides in `sekisho_reason`), `temporarily_unavailable` keeps its
+name with HTTP 503 so clients can retry.
+"""
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from sekisho.constants import GRANT_TYPE_TOKEN_EXCHANGE
+from sekisho.errors import InvalidRequestError, ServiceError
+from sekisho.exchange import TokenExchanger
+from sekisho.http.client_auth import ClientAuthenticator
+from sekisho.models import Caller, ExchangeRequest, ExchangeResult
+from sekisho.validation import RequestLimits, build_request
+
+log = logging.getLogger(__name__)
+
+TOKEN_PATH = "/oauth2/token"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_SINGLE = (
+    "grant_type",
+    "subject_token",
+    "subject_token_type",
+    "requested_token_type",
+    "audience",
+    "scope",
+    "actor_token",
+    "actor_token_type",
+    "client_id",
+    "client_assertion",
+    "client_assertion_type",
+    "client_secret",
+)
+# reason → (RFC 6749 §5.2 error code, HTTP status)
+WIRE_ERRORS: Mapping[str, tuple[str, int]] = {
+    "invalid_request": ("invalid_request", 400),
+    "invalid_client": ("invalid_client", 401),
+    "invalid_target": ("invalid_target", 400),
+    "invalid_scope": ("invalid_scope", 400),
+    "access_denied": ("invalid_grant", 400),
+    "consent_required": ("invalid_grant", 400),
+    "insufficient_user_authentication": ("insufficient_user_authentication", 400),
+    "temporarily_unavailable": ("temporarily_unavailable", 503),
+    "slow_down": ("slow_down", 429),
+    "server_error": ("server_error", 500),
+}
+
+
+def error_response(error: ServiceError) -> web.Response:
+    """RFC 6749 §5.2 JSON body; never echoes request values (they may be secrets)."""
+    code, status = WIRE_ERRORS.get(error.reason, ("server_error", 500))
+    body: dict[str, Any] = {"error": code, "error_description": error.public_message}
+    if code != error.reason:
+        body["sekisho_reason"] = error.reason
+    for name in ("acr_values", "max_age", "authorization_url"):
+        if name in error.metadata:
+            body[name] = error.metadata[name]
+    headers = dict(NO_STORE)
+    if status == 401:
+        # RFC 6749 §5.2: a 401 invalid_client MUST carry WWW-Authenticate for the scheme used.
+        headers["WWW-Authenticate"] = 'Basic realm="sekisho", charset="UTF-8"'
+    return web.json_response(body, status=status, headers=headers)
+
+
+def success_response(result: ExchangeResult) -> web.Response:
+    """RFC 8693 §2.2.1."""
+    minted = result.minted
+    body: dict[str, Any] = {
+        "access_token": minted.token,
+        "issued_token_type": minted.issued_token_type,
+        "token_type": minted.token_type,
+        "expires_in": result.expires_in,
+        "scope": " ".join(minted.scopes),
+    }
+    return web.json_response(body, headers=NO_STORE)
+
+
+def _single_values(form: MultiDictProxy[Any]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name in _SINGLE:
+        found = form.getall(name, [])
+        if len(found) > 1:
+            # RFC 6749 §3.2: request parameters MUST NOT be included more than once.
+            raise InvalidRequestError(f"{name} appears more than once")
+        if found:
+            if not isinstance(found[0], str):
+                raise InvalidRequestError(f"{name} must be a form field")
+            values[name] = found[0]
+    return values
+
+
+class TokenEndpoint:
+    """The aiohttp handler: parse, authenticate the client, run the pipeline, answer."""
+
+    def __init__(
+        self,
+        exchanger: TokenExchanger,
+        authenticator: ClientAuthenticator,
+        limits: RequestLimits,
+        clock: Callable[[], float],
+    ) -> None:
+        self._exchanger = exchanger
+        self._authenticator = authenticator
+        self._limits = limits
+        self._clock = clock
+
+    async def handle(self, request: web.Request) -> web.Response:
+        try:
+            return success_response(await self._exchange(request))
+        except ServiceError as error:
+            log.info(
+                "token_endpoint_refused",
+                extra={"reason": error.reason, "detail": error.log_detail},
+            )
+            return error_response(error)
+
+    async def _exchange(self, request: web.Request) -> ExchangeResult:
+        if request.content_type != "application/x-www-form-urlencoded":
+            raise InvalidRequestError("the body must be application/x-www-form-urlencoded")
+        form = await request.post()
+        values = _single_values(form)
+        caller = await self._authenticator.authenticate(
+            request.headers.get("Authorization", ""), values, self._clock()
+        )
+        if values.get("grant_type") != GRANT_TYPE_TOKEN_EXCHANGE:
+            raise InvalidRequestError("grant_type must be token-exchange")
+        return await self._exchanger.exchange(self._build(values, form, caller))
+
+    def _build(
+        self, values: Mapping[str, str], form: MultiDictProxy[Any], caller: Caller
+    ) -> ExchangeRequest:
+        resources = form.getall("resource", [])
+        if not all(isinstance(r, str) for r in resources):
+            raise InvalidRequestError("resource must be a form field")
+        return build_request(
+            subject_token=values.get("subject_token", ""),
+            subject_token_type=values.get("subject_token_type", ""),
+            requested_token_type=values.get("requested_token_type", ""),
+            audience=values.get("audience", ""),
+            resources=resources,
+            scopes=values.get("scope", "").split(),
+            actor_token=values.get("actor_token", ""),
+            actor_token_type=values.get("actor_token_type", ""),
+            context={},
+            requested_lifetime_seconds=0,
+            caller=caller,
+            limits=self._limits,
+        )

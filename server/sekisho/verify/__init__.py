@@ -1,0 +1,41 @@
+"""sekisho.verify: what a downstream server needs to trust Sekisho tokens.
+
+keys = JwksClient("https://sekisho.example/.well-known/jwks.json", clock=time.time)
+verifier = SekishoTokenVerifier(
+    issuer="https://sekisho.example", audience="https://as.example", keys=keys,
+    resources={"https://mcp.example/mcp"}, replay_cache=InMemoryReplayCache(),
+)
+token = await verifier.verify(assertion, client_id=authenticated_client)
+"""
+
+from sekisho.verify.errors import (
+    InsufficientScopeError,
+    ReplayedTokenError,
+    TokenRejectedError,
+    VerificationError,
+    VerifierUnavailableError,
+)
+from sekisho.verify.jwks import JwksClient, max_age_seconds
+from sekisho.verify.replay import (
+    InMemoryReplayCache,
+    RedisReplayCache,
+    ReplayCache,
+    ReplayCacheUnavailableError,
+)
+from sekisho.verify.tokens import SekishoTokenVerifier, VerifiedSekishoToken
+
+__all__ = [
+    "InMemoryReplayCache",
+    "InsufficientScopeError",
+    "JwksClient",
+    "RedisReplayCache",
+    "ReplayCache",
+    "ReplayCacheUnavailableError",
+    "ReplayedTokenError",
+    "SekishoTokenVerifier",
+    "TokenRejectedError",
+    "VerificationError",
+    "VerifiedSekishoToken",
+    "VerifierUnavailableError",
+    "max_age_seconds",
+]

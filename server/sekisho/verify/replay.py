@@ -1,0 +1,80 @@
+"""jti replay caches: remember a token id until the token expires and refuse a second use.
+
+The MCP Enterprise-Managed Authorization profile REQUIRES an authorization server to reject a
+re-used ID-JAG `jti` at least until `exp` (stricter than RFC 7523 §3's MAY); Sekisho's token
+endpoint uses the same caches for RFC 7523 client assertions. Keys are scoped by issuer, so two
+issuers' `jti` spaces never collide. A cache that cannot answer raises
+`ReplayCacheUnavailableError`: the caller must refuse the token, never accept it.
+"""
+
+import hashlib
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+
+class ReplayCacheUnavailableError(Exception):
+    """The replay cache could not be consulted; the token must be refused (fail closed)."""
+
+
+class ReplayCache(Protocol):
+    """Records first uses of (issuer, jti)."""
+
+    async def first_use(self, issuer: str, jti: str, expires_at: int, now: float) -> bool:
+        """True the first time (issuer, jti) is seen before `expires_at`; False on a replay.
+
+        Raises: ReplayCacheUnavailableError.
+        """
+        ...
+
+
+def replay_key(issuer: str, jti: str) -> str:
+    """A fixed-length key: a hash, so attacker-chosen jti values cannot bloat keys."""
+    return hashlib.sha256(f"{issuer}\x00{jti}".encode()).hexdigest()
+
+
+class InMemoryReplayCache:
+    """For one process. Entries are purged once their token has expired."""
+
+    def __init__(self, max_entries: int = 1_000_000) -> None:
+        self._seen: dict[str, float] = {}
+        self._max_entries = max_entries
+
+    async def first_use(self, issuer: str, jti: str, expires_at: int, now: float) -> bool:
+        key = replay_key(issuer, jti)
+        expiry = self._seen.get(key)
+        if expiry is not None and expiry > now:
+            return False
+        if len(self._seen) >= self._max_entries:
+            self._purge(now)
+        if len(self._seen) >= self._max_entries:
+            # Full of live entries: refusing is safe, forgetting one could admit a replay.
+            raise ReplayCacheUnavailableError("replay cache is full")
+        # No await between the lookup and the insert: atomic on one event loop.
+        self._seen[key] = float(expires_at)
+        return True
+
+    def _purge(self, now: float) -> None:
+        self._seen = {k: exp for k, exp in self._seen.items() if exp > now}
+
+
+class RedisReplayCache:
+    """For several replicas: one `SET key NX EXAT exp` per token, atomic in Redis."""
+
+    def __init__(self, client: "redis.asyncio.Redis", prefix: str = "sekisho:jti:") -> None:
+        self._client = client
+        self._prefix = prefix
+
+    async def first_use(self, issuer: str, jti: str, expires_at: int, now: float) -> bool:
+        import redis.exceptions
+
+        # Keep the entry one second past exp so a token at the exact expiry edge stays refused.
+        expire_at = max(expires_at, int(now)) + 1
+        try:
+            stored = await self._client.set(
+                self._prefix + replay_key(issuer, jti), b"1", nx=True, exat=expire_at
+            )
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise ReplayCacheUnavailableError(f"redis: {type(exc).__name__}") from exc
+        return bool(stored)

@@ -1,0 +1,179 @@
+"""Validation of Sekisho-issued tokens by a downstream server.
+
+Two profiles (ARCHITECTURE.md §4), never confusable: `id-jag` (`typ: oauth-id-jag+jwt`, `aud` = the
+downstream authorization server's issuer, redeemed once via RFC 7523 jwt-bearer) and
+`access_token` (RFC 9068 `typ: at+jwt`, `aud` = the resource). Signature layer first, then one
+`_check_<claim>` per rule; `now` comes from the caller's clock, never read inside a check.
+"""
+
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import jwt
+
+from sekisho.verify.errors import (
+    InsufficientScopeError,
+    ReplayedTokenError,
+    TokenRejectedError,
+    VerifierUnavailableError,
+)
+from sekisho.verify.replay import ReplayCache, ReplayCacheUnavailableError
+
+Profile = Literal["id-jag", "access_token"]
+TYP_BY_PROFILE: Mapping[Profile, str] = {"id-jag": "oauth-id-jag+jwt", "access_token": "at+jwt"}
+DEFAULT_ALGORITHMS = ("ES256", "PS256", "RS256", "EdDSA")
+_REQUIRED = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")
+
+
+class KeySource(Protocol):
+    """Resolves a kid to a verification key (JwksClient, or a static dict wrapper)."""
+
+    async def key(self, kid: str) -> jwt.PyJWK:
+        """Raises: TokenRejectedError, VerifierUnavailableError."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedSekishoToken:
+    """A token that passed every check, with scope helpers."""
+
+    subject: str
+    audience: str
+    client_id: str
+    jti: str
+    expires_at: int
+    scopes: frozenset[str]
+    resources: tuple[str, ...]
+    tenant: str
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    def require_scopes(self, *needed: str) -> None:
+        """Raises: InsufficientScopeError naming the missing scopes."""
+        missing = sorted(set(needed) - self.scopes)
+        if missing:
+            raise InsufficientScopeError(f"missing scope(s): {' '.join(missing)}")
+
+
+class SekishoTokenVerifier:
+    """Validates one profile of Sekisho token for one audience."""
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        keys: KeySource,
+        profile: Profile = "id-jag",
+        resources: Collection[str] | None = None,
+        replay_cache: ReplayCache | None = None,
+        algorithms: Collection[str] = DEFAULT_ALGORITHMS,
+        leeway_seconds: int = 30,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if profile == "id-jag" and replay_cache is None:
+            raise ValueError("the id-jag profile needs a replay cache (MCP EMA: jti is single-use)")
+        self._issuer = issuer
+        self._audience = audience
+        self._keys = keys
+        self._typ = TYP_BY_PROFILE[profile]
+        self._resources = frozenset(resources) if resources is not None else None
+        self._replay = replay_cache
+        self._algorithms = list(algorithms)
+        self._leeway = leeway_seconds
+        self._clock = clock
+
+    async def verify(self, token: str, *, client_id: str | None = None) -> VerifiedSekishoToken:
+        """Validate `token`; `client_id` (when given) must equal its client_id claim.
+
+        Raises: TokenRejectedError (incl. ReplayedTokenError), VerifierUnavailableError.
+        """
+        now = self._clock()
+        header = self._header(token)
+        key = await self._keys.key(header["kid"])
+        claims = self._decode(token, key, now)
+        self._check_client(claims, client_id)
+        resources = self._check_resource(claims)
+        await self._check_replay(claims, now)
+        return VerifiedSekishoToken(
+            subject=claims["sub"],
+            audience=self._audience,
+            client_id=claims["client_id"],
+            jti=claims["jti"],
+            expires_at=int(claims["exp"]),
+            scopes=frozenset(str(claims.get("scope", "")).split()),
+            resources=resources,
+            tenant=str(claims.get("tenant", "")),
+            claims=claims,
+        )
+
+    def _header(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise TokenRejectedError("malformed token") from exc
+        if header.get("alg") not in self._algorithms:
+            raise TokenRejectedError("algorithm not allowed")
+        # typ keeps the profiles apart: an access token is never redeemable as an ID-JAG.
+        if header.get("typ") != self._typ:
+            raise TokenRejectedError(f"typ must be {self._typ}")
+        if not isinstance(header.get("kid"), str):
+            raise TokenRejectedError("kid is missing")
+        return header
+
+    def _decode(self, token: str, key: jwt.PyJWK, now: float) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=key.key,
+                algorithms=self._algorithms,
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={
+                    "require": list(_REQUIRED),
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                    "verify_exp": False,
+                },
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenRejectedError(f"token rejected: {exc}") from exc
+        # Times against the caller's clock, not the library's.
+        if now > int(claims["exp"]) + self._leeway:
+            raise TokenRejectedError("token expired")
+        if int(claims["iat"]) > now + self._leeway:
+            raise TokenRejectedError("token issued in the future")
+        if isinstance(claims["aud"], list) and len(claims["aud"]) != 1:
+            raise TokenRejectedError("aud must name exactly one audience")
+        return claims
+
+    def _check_client(self, claims: Mapping[str, Any], client_id: str | None) -> None:
+        if client_id is not None and claims["client_id"] != client_id:
+            raise TokenRejectedError("client_id does not match the authenticated client")
+
+    def _check_resource(self, claims: Mapping[str, Any]) -> tuple[str, ...]:
+        raw = claims.get("resource", ())
+        resources = (raw,) if isinstance(raw, str) else tuple(str(r) for r in raw)
+        # (aud, resource) is a bound pair: this audience serves only its registered resources.
+        if self._resources is not None and not set(resources) <= self._resources:
+            raise TokenRejectedError("resource is not served by this audience")
+        if self._resources is not None and not resources:
+            raise TokenRejectedError("resource is missing")
+        return resources
+
+    async def _check_replay(self, claims: Mapping[str, Any], now: float) -> None:
+        if self._replay is None:
+            return
+        try:
+            first = await self._replay.first_use(
+                claims["iss"], str(claims["jti"]), int(claims["exp"]) + self._leeway, now
+            )
+        except ReplayCacheUnavailableError as exc:
+            raise VerifierUnavailableError("replay cache unavailable") from exc
+        if not first:
+            raise ReplayedTokenError("token already used")

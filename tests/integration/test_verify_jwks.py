@@ -1,0 +1,116 @@
+"""sekisho.verify.JwksClient against a real HTTP server: Cache-Control honoured, refetch on an
+unknown kid throttled, fetch failures reported as unavailability (never as a bad token)."""
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import jwt
+import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ec
+from sekisho.verify import JwksClient, TokenRejectedError, VerifierUnavailableError, max_age_seconds
+
+pytestmark = pytest.mark.integration
+
+
+def _jwk(kid: str) -> dict[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    return {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key)), "kid": kid, "alg": "ES256"}
+
+
+@dataclass
+class Publisher:
+    """A JWKS endpoint whose keys and Cache-Control the test changes."""
+
+    url: str = ""
+    keys: list[dict[str, str]] = field(default_factory=list)
+    cache_control: str = "public, max-age=300"
+    status: int = 200
+    hits: int = 0
+
+
+@pytest.fixture
+async def publisher() -> AsyncIterator[Publisher]:
+    state = Publisher(keys=[_jwk("k1")])
+
+    async def jwks(_: web.Request) -> web.Response:
+        state.hits += 1
+        return web.json_response(
+            {"keys": state.keys},
+            status=state.status,
+            headers={"Cache-Control": state.cache_control},
+        )
+
+    app = web.Application()
+    app.router.add_get("/jwks.json", jwks)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    state.url = f"http://127.0.0.1:{port}/jwks.json"
+    yield state
+    await runner.cleanup()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_cached_for_max_age_then_refetched(publisher: Publisher) -> None:
+    clock = Clock()
+    client = JwksClient(publisher.url, clock=clock)
+    await client.key("k1")
+    clock.now += 299
+    await client.key("k1")
+    assert publisher.hits == 1
+    clock.now += 2
+    await client.key("k1")
+    assert publisher.hits == 2
+
+
+async def test_unknown_kid_refetches_once_per_interval(publisher: Publisher) -> None:
+    clock = Clock()
+    client = JwksClient(publisher.url, clock=clock, min_refetch_interval=30)
+    await client.key("k1")
+    publisher.keys.append(_jwk("k2"))  # a rotation: the new key is published
+    clock.now += 30
+    assert (await client.key("k2")).key_id == "k2"
+    assert publisher.hits == 2
+    for _ in range(5):  # garbage kids must not make us hammer the issuer
+        with pytest.raises(TokenRejectedError):
+            await client.key("forged")
+    assert publisher.hits == 2
+
+
+async def test_no_store_means_fetch_every_time(publisher: Publisher) -> None:
+    publisher.cache_control = "no-store"
+    client = JwksClient(publisher.url, clock=Clock())
+    await client.key("k1")
+    await client.key("k1")
+    assert publisher.hits == 2
+
+
+async def test_fetch_failure_is_unavailability(publisher: Publisher) -> None:
+    publisher.status = 500
+    with pytest.raises(VerifierUnavailableError):
+        await JwksClient(publisher.url, clock=Clock()).key("k1")
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("public, max-age=60", 60.0),
+        ("max-age=0", 0.0),
+        ("no-cache", 0.0),
+        ("private", 300.0),
+        ("s-maxage=5, max-age=7", 7.0),
+    ],
+)
+def test_max_age_parsing(header: str, seconds: float) -> None:
+    assert max_age_seconds(header, 300.0) == seconds

@@ -1,0 +1,159 @@
+"""SekishoTokenVerifier: one test per rule, named after the attack it stops."""
+
+import uuid
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from sekisho.verify import (
+    InMemoryReplayCache,
+    InsufficientScopeError,
+    ReplayCacheUnavailableError,
+    ReplayedTokenError,
+    SekishoTokenVerifier,
+    TokenRejectedError,
+    VerifierUnavailableError,
+)
+
+ISSUER = "https://sekisho.test"
+AS = "https://crm-as.example.com"
+MCP = "https://crm.example.com/mcp"
+NOW = 1_800_000_000.0
+KEY = ec.generate_private_key(ec.SECP256R1())
+OTHER_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+class StaticKeys:
+    """A KeySource holding one public key."""
+
+    def __init__(self) -> None:
+        self.jwk = jwt.PyJWK.from_json(jwt.algorithms.ECAlgorithm.to_jwk(KEY.public_key()), "ES256")
+
+    async def key(self, kid: str) -> jwt.PyJWK:
+        if kid != "k1":
+            raise TokenRejectedError("unknown signing key")
+        return self.jwk
+
+
+class BrokenReplayCache:
+    async def first_use(self, issuer: str, jti: str, expires_at: int, now: float) -> bool:
+        raise ReplayCacheUnavailableError("down")
+
+
+def mint(typ: str = "oauth-id-jag+jwt", key: Any = KEY, kid: str = "k1", **claims: Any) -> str:
+    body: dict[str, Any] = {
+        "iss": ISSUER,
+        "sub": "alice",
+        "aud": AS,
+        "client_id": "agent-at-crm",
+        "jti": uuid.uuid4().hex,
+        "iat": int(NOW),
+        "exp": int(NOW) + 300,
+        "scope": "crm.read crm.write",
+        "resource": MCP,
+        "tenant": "acme",
+    }
+    body.update(claims)
+    body = {k: v for k, v in body.items() if v is not None}
+    return jwt.encode(body, key, algorithm="ES256", headers={"typ": typ, "kid": kid})
+
+
+def verifier(**overrides: Any) -> SekishoTokenVerifier:
+    options: dict[str, Any] = {
+        "issuer": ISSUER,
+        "audience": AS,
+        "keys": StaticKeys(),
+        "resources": {MCP},
+        "replay_cache": InMemoryReplayCache(),
+        "clock": lambda: NOW,
+    }
+    options.update(overrides)
+    return SekishoTokenVerifier(**options)
+
+
+async def test_a_good_id_jag_verifies_and_exposes_scopes() -> None:
+    token = await verifier().verify(mint(), client_id="agent-at-crm")
+    assert (token.subject, token.tenant, token.resources) == ("alice", "acme", (MCP,))
+    assert token.has_scope("crm.write")
+    token.require_scopes("crm.read")
+    with pytest.raises(InsufficientScopeError, match=r"crm\.admin"):
+        token.require_scopes("crm.read", "crm.admin")
+
+
+@pytest.mark.parametrize(
+    ("token", "why"),
+    [
+        pytest.param(mint(typ="at+jwt"), "typ", id="access-token-redeemed-as-id-jag"),
+        pytest.param(mint(typ="JWT"), "typ", id="generic-jwt-typ"),
+        pytest.param(mint(iss="https://evil.example"), "issuer", id="foreign-issuer"),
+        pytest.param(
+            mint(aud="https://docs-as.example.com"), "(?i)audience", id="token-for-other-as"
+        ),
+        pytest.param(mint(aud=[AS, "https://x.example"]), "one audience", id="multi-audience"),
+        pytest.param(mint(exp=int(NOW) - 31), "expired", id="expired"),
+        pytest.param(mint(iat=int(NOW) + 120), "future", id="issued-in-future"),
+        pytest.param(mint(key=OTHER_KEY), "[Ss]ignature", id="forged-signature"),
+        pytest.param(mint(kid="k2"), "unknown", id="unknown-kid"),
+        pytest.param(
+            mint(resource="https://docs.example.com/mcp"), "resource", id="foreign-resource"
+        ),
+        pytest.param(mint(resource=None), "resource", id="no-resource"),
+        pytest.param(mint(jti=None), "jti", id="no-jti"),
+        pytest.param(mint(client_id="someone-else"), "client_id", id="client-id-mismatch"),
+        pytest.param("not.a.jwt", "malformed", id="garbage"),
+    ],
+)
+async def test_bad_tokens_are_rejected(token: str, why: str) -> None:
+    with pytest.raises(TokenRejectedError, match=why):
+        await verifier().verify(token, client_id="agent-at-crm")
+
+
+async def test_alg_none_is_rejected() -> None:
+    body = {"iss": ISSUER, "sub": "a", "aud": AS, "exp": int(NOW) + 60}
+    token = jwt.encode(
+        body, None, algorithm="none", headers={"typ": "oauth-id-jag+jwt", "kid": "k1"}
+    )
+    with pytest.raises(TokenRejectedError, match="algorithm"):
+        await verifier().verify(token)
+
+
+async def test_replayed_id_jag_is_refused() -> None:
+    check = verifier()
+    token = mint()
+    await check.verify(token)
+    with pytest.raises(ReplayedTokenError):
+        await check.verify(token)
+
+
+async def test_replay_cache_down_refuses_instead_of_accepting() -> None:
+    with pytest.raises(VerifierUnavailableError):
+        await verifier(replay_cache=BrokenReplayCache()).verify(mint())
+
+
+def test_id_jag_profile_requires_a_replay_cache() -> None:
+    with pytest.raises(ValueError, match="replay cache"):
+        verifier(replay_cache=None)
+
+
+async def test_access_token_profile_checks_typ_and_resource_audience() -> None:
+    check = verifier(profile="access_token", audience=MCP, resources=None, replay_cache=None)
+    token = await check.verify(mint(typ="at+jwt", aud=MCP))
+    assert token.audience == MCP
+    with pytest.raises(TokenRejectedError, match="typ"):
+        await check.verify(mint(aud=MCP))  # an ID-JAG is never an access token
+
+
+async def test_in_memory_replay_cache_forgets_only_after_expiry() -> None:
+    cache = InMemoryReplayCache()
+    assert await cache.first_use("iss", "j", 100, now=50)
+    assert not await cache.first_use("iss", "j", 100, now=99)
+    assert await cache.first_use("other-iss", "j", 100, now=99)  # scoped by issuer
+    assert await cache.first_use("iss", "j", 200, now=101)
+
+
+async def test_full_in_memory_replay_cache_refuses() -> None:
+    cache = InMemoryReplayCache(max_entries=1)
+    assert await cache.first_use("iss", "a", 100, now=0)
+    with pytest.raises(ReplayCacheUnavailableError):
+        await cache.first_use("iss", "b", 100, now=0)
