@@ -22,7 +22,6 @@ import uvicorn
 from mcp.client.auth.extensions.identity_assertion import IdentityAssertionOAuthProvider
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from sekisho.client import (
     ChannelOptions,
     ExchangeDeniedError,
@@ -35,6 +34,7 @@ from sekisho.signing.filestore import FileKeyStore
 from sekisho.verify import InMemoryReplayCache, JwksClient, SekishoTokenVerifier
 
 from examples.mcp_enterprise.authorization_server import IdJagAuthorizationServer, create_mcp_app
+from examples.mcp_enterprise.stack import MemoryStorage
 from tests.harness import POLICIES
 from tests.integration.conftest import SEKISHO_ISSUER, stack_settings
 
@@ -42,25 +42,6 @@ pytestmark = pytest.mark.integration
 
 MCP_CLIENT_ID = "agent-app"  # the ID-JAG's client_id: the agent app the user signed in to
 MCP_CLIENT_SECRET = "notes-client-secret-0123456789"
-
-
-class MemoryStorage:
-    """The SDK's TokenStorage, in memory."""
-
-    def __init__(self) -> None:
-        self.tokens: OAuthToken | None = None
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return None
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        return None
 
 
 @dataclass
