@@ -7,6 +7,14 @@ OPA := $(BIN)/opa
 OPA_VERSION := v1.22.2
 REGAL := $(BIN)/regal
 REGAL_VERSION := v0.38.1
+GHZ := $(BIN)/ghz
+GHZ_VERSION := v0.120.0
+BENCH_STAMP := $(VENV)/.bench-installed
+KUBECONFORM := $(BIN)/kubeconform
+KUBECONFORM_VERSION := v0.7.0
+# Kubernetes version the deploy/ manifests are validated against (schemas from kubernetes-validate).
+K8S_VERSION := 1.31.0
+K8S_SCHEMAS := $(BIN)/k8s-schemas
 # OPA's view of the policy folder: modules and data/ as roots, plus (for tests) the decision
 # corpus (policies/tests: cases load as data.cases) and the input schema as data.schemas.input.
 POLICY_ROOTS := policies/sekisho policies/data
@@ -16,7 +24,8 @@ GEN := server/sekisho/_gen
 CONFIG ?= config/example.toml
 STAMP := $(VENV)/.installed
 
-.PHONY: setup proto run test check lint typecheck policy-check regal clean redis envoy-example
+.PHONY: setup proto run test check lint typecheck policy-check regal clean redis envoy-example \
+	deploy-check bench soak fuzz
 
 setup: $(STAMP) $(OPA) redis
 
@@ -65,6 +74,16 @@ test: setup
 	$(OPA) test $(POLICY_TEST_ROOTS)
 	PATH="$(BIN):$$PATH" $(PY) -m pytest -q
 
+# Coverage-guided fuzzing (atheris) of the token-parsing path for FUZZ_SECONDS. The committed seed
+# corpus is copied to var/fuzz/corpus, which grows across runs; a finding lands in var/fuzz/ as
+# crash-<sha1> (replay: $(PY) tests/fuzz/fuzz_tokens.py var/fuzz/crash-…). `make test` runs it
+# for FUZZ_CI_SECONDS (tests/fuzz/test_fuzz_run.py).
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	mkdir -p var/fuzz/corpus && cp -n tests/fuzz/corpus/* var/fuzz/corpus/
+	$(PY) tests/fuzz/fuzz_tokens.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=var/fuzz/ \
+		var/fuzz/corpus
+
 lint: setup
 	$(VENV)/bin/ruff check server tests
 	$(VENV)/bin/ruff format --check server tests
@@ -77,7 +96,34 @@ policy-check: setup
 	$(OPA) check --strict --schema policies/schemas/input.json $(POLICY_ROOTS) policies/tests
 	if [ -x $(REGAL) ]; then $(REGAL) lint policies; else echo "regal not installed (make regal)"; fi
 
-check: lint typecheck policy-check test
+# deploy/ manifests against the Kubernetes $(K8S_VERSION) schemas, offline and strict (unknown
+# fields are errors). kubeconform pinned into ./bin; schemas built from the kubernetes-validate
+# wheel by tests/k8s_schemas.py (kubeconform's default download from GitHub is not used).
+$(KUBECONFORM):
+	GOBIN=$(BIN) $(GO) install github.com/yannh/kubeconform/cmd/kubeconform@$(KUBECONFORM_VERSION)
+
+deploy-check: setup $(KUBECONFORM)
+	$(PY) -m tests.k8s_schemas $(K8S_SCHEMAS) $(K8S_VERSION) deploy/*.yaml
+	$(KUBECONFORM) -strict -summary -kubernetes-version $(K8S_VERSION) \
+		-schema-location $(K8S_SCHEMAS) -skip Kustomization deploy/*.yaml
+
+check: lint typecheck policy-check deploy-check test
+
+# Benchmarks (minutes; not part of `make test`). ghz (pinned) into ./bin, matplotlib from the
+# bench extra. WORKERS=N, BENCH_SECONDS (per measured run), SOAK_SECONDS (default 600).
+$(GHZ):
+	GOBIN=$(BIN) $(GO) install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: setup $(GHZ) $(BENCH_STAMP)
+	cd bench && $(abspath $(PY)) exchange_throughput.py
+	cd bench && $(abspath $(PY)) policy_latency.py --decisions 5000 --downstreams 1000
+
+soak: setup $(GHZ) $(BENCH_STAMP)
+	cd bench && $(abspath $(PY)) soak.py
 
 clean:
 	rm -rf $(VENV) $(BIN) .mypy_cache .pytest_cache .ruff_cache

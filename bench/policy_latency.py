@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import regopy
+from sekisho.clock import SystemClock
 from sekisho.models import Decision
+from sekisho.policy.cache import CachingPolicyEngine
 from sekisho.policy.opa.api import OpaApi
 from sekisho.policy.opa.engine import OpaPolicyEngine
 from sekisho.policy.rego import RegoPolicyEngine
@@ -74,7 +76,15 @@ def registry(count: int, rng: random.Random) -> dict[str, Any]:
     shipped = json.loads((REPO / "policies" / "data" / "registry.json").read_text())
     levels = shipped["sekisho"]["registry"]["risk_levels"]
     entries = dict(downstream(rng, n) for n in range(count))
-    return {"sekisho": {"registry": {"risk_levels": levels, "downstreams": entries}}}
+    return {
+        "sekisho": {
+            "registry": {
+                "decision_cache_seconds": 60,
+                "risk_levels": levels,
+                "downstreams": entries,
+            }
+        }
+    }
 
 
 def document(rng: random.Random, data: dict[str, Any]) -> dict[str, Any]:
@@ -168,6 +178,19 @@ async def timed(
     return samples, decisions
 
 
+async def cache_hits(engine: RegoPolicyEngine, docs: list[dict[str, Any]]) -> list[float]:
+    """Microseconds per decision-cache hit: each input asked twice, the second ask timed, for
+    the inputs whose decision the policy made cacheable (cache_ttl_seconds > 0)."""
+    cache = CachingPolicyEngine(engine, SystemClock(), max_entries=len(docs))
+    samples = []
+    for doc in docs:
+        if (await cache.decide(doc)).cache_ttl_seconds > 0:
+            started = time.perf_counter_ns()
+            await cache.decide(doc)
+            samples.append((time.perf_counter_ns() - started) / 1000)
+    return samples
+
+
 def summary(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     return {
@@ -239,6 +262,7 @@ async def main() -> None:
             for name, engine in (("embedded (regopy)", embedded), ("OPA server (REST)", opa)):
                 await timed(engine.decide, docs[: args.warmup])
                 results[name] = await timed(engine.decide, docs[args.warmup :])
+            hits = await cache_hits(embedded, docs[args.warmup :])
         finally:
             await opa.close()
             process.terminate()
@@ -261,6 +285,11 @@ async def main() -> None:
         print(
             f"{name:<20}{s['median']:>11.0f}{s['p90']:>9.0f}{s['p99']:>9.0f}{s['mean']:>9.0f}{s['max']:>10.0f}"
         )
+    s = summary(hits)
+    print(
+        f"{'decision-cache hit':<20}{s['median']:>11.1f}{s['p90']:>9.1f}{s['p99']:>9.1f}"
+        f"{s['mean']:>9.1f}{s['max']:>10.0f}  ({len(hits)} cacheable grants, second ask)"
+    )
     print(f"decisions that differ between the engines: {differ} of {len(emb)}")
     if differ:
         sys.exit(1)

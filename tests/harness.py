@@ -11,6 +11,7 @@ from sekisho.constants import TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN
 from sekisho.exchange import TokenExchanger
 from sekisho.identity.jwks import JwksCache
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
+from sekisho.instruments import ExchangeInstruments
 from sekisho.minting.minter import TokenMinter
 from sekisho.models import Caller, ExchangeRequest
 from sekisho.policy.rego import RegoPolicyEngine
@@ -81,7 +82,11 @@ class Harness:
 
 
 def build_harness(
-    keys_dir: Path, *, policies: Path = POLICIES, clock: FakeClock | None = None
+    keys_dir: Path,
+    *,
+    policies: Path = POLICIES,
+    clock: FakeClock | None = None,
+    instruments: ExchangeInstruments | None = None,
 ) -> Harness:
     clock = clock or FakeClock()
     idp_a = TestIdp(IDP_A)
@@ -107,7 +112,7 @@ def build_harness(
     policy = RegoPolicyEngine(policies, Settings().policy.query)
     policy.load()
     minter = TokenMinter(keyring, clock, issuer=SEKISHO_ISSUER, max_lifetime_seconds=300)
-    exchanger = TokenExchanger(verifier, policy, minter, clock, AuditLog())
+    exchanger = TokenExchanger(verifier, policy, minter, clock, AuditLog(), instruments=instruments)
     return Harness(
         exchanger=exchanger,
         verifier=verifier,

@@ -1,25 +1,57 @@
-"""The audit trail: one JSON line per decision, allow or deny, never a token value.
+"""The audit trail: exactly one JSON line per exchange decision, allow or deny (issue 7 item 7).
 
-Subjects are logged as a salted-free SHA-256 prefix so a line can be correlated without
-writing the user identifier itself (MCP Enterprise-Managed Authorization §7.4.2).
+`token_exchanged` (outcome "allow") and `token_rejected` (outcome "deny") carry the same fields:
+decision id, request id, caller (id, SPIFFE ID, how it was authenticated), issuer and subject
+hash, audience, requested and granted scopes, resources, kid and jti of the minted token, and the
+reason. Refusals before policy (caller authentication, request validation, rate limits) are
+audited too, with the fields known at that point left empty.
+
+Never a token value. The subject is logged as `sub_hash`: a plain (unkeyed) SHA-256 of
+`iss NUL sub`, truncated to 128 bits, so lines about one user correlate and an investigator who
+knows a user can find them, without the log itself naming anyone (MCP Enterprise-Managed
+Authorization §7.4.2). It is pseudonymous, not anonymous: treat the log as personal data.
 """
 
+import contextvars
 import hashlib
 import logging
 from collections.abc import Sequence
 
 from sekisho.errors import ServiceError
-from sekisho.models import ExchangeRequest, MintedToken, VerifiedToken
+from sekisho.models import Caller, ExchangeRequest, MintedToken, VerifiedToken
 
 log = logging.getLogger("sekisho.audit")
 
+AUDIT_FIELDS = (
+    "outcome",
+    "decision_id",
+    "request_id",
+    "caller",
+    "caller_spiffe_id",
+    "caller_authenticated_by",
+    "iss",
+    "sub_hash",
+    "audience",
+    "requested_scopes",
+    "granted_scopes",
+    "resources",
+    "requested_token_type",
+    "kid",
+    "jti",
+    "reason",
+)
+
 
 def subject_hash(issuer: str, subject: str) -> str:
+    """SHA-256 of `issuer NUL subject`, first 128 bits in hex."""
     return hashlib.sha256(f"{issuer}\x00{subject}".encode()).hexdigest()[:32]
 
 
 class AuditLog:
-    """Writes `token_exchanged` and `token_rejected` events."""
+    """Writes `token_exchanged` and `token_rejected` events with the same set of fields."""
+
+    def __init__(self, request_id: contextvars.ContextVar[str] | None = None) -> None:
+        self._request_id = request_id
 
     def exchanged(
         self,
@@ -27,20 +59,21 @@ class AuditLog:
         subject: VerifiedToken,
         minted: MintedToken,
         decision_id: str,
+        *,
+        reason: str = "",
     ) -> None:
-        log.info(
-            "token_exchanged",
-            extra={
-                **self._common(request, decision_id, request.scopes),
-                "iss": subject.issuer,
-                "sub_hash": subject_hash(subject.issuer, subject.subject),
+        fields = self._fields("allow", request, request.caller, decision_id, subject)
+        fields.update(
+            {
                 "granted_scopes": list(minted.scopes),
                 "resources": list(minted.resources),
                 "kid": minted.kid,
                 "jti": minted.jti,
                 "exp": minted.expires_at,
-            },
+                "reason": reason,
+            }
         )
+        log.info("token_exchanged", extra=fields)
 
     def rejected(
         self,
@@ -48,24 +81,40 @@ class AuditLog:
         subject: VerifiedToken | None,
         error: ServiceError,
         decision_id: str,
+        *,
+        caller: Caller | None = None,
     ) -> None:
-        fields = self._common(request, decision_id, request.scopes if request else ())
-        if subject is not None:
-            fields["iss"] = subject.issuer
-            fields["sub_hash"] = subject_hash(subject.issuer, subject.subject)
+        who = caller or (request.caller if request else Caller())
+        fields = self._fields("deny", request, who, decision_id, subject)
         fields.update({"reason": error.reason, "detail": error.log_detail})
         log.info("token_rejected", extra=fields)
 
-    @staticmethod
-    def _common(
-        request: ExchangeRequest | None, decision_id: str, scopes: Sequence[str]
+    def _fields(
+        self,
+        outcome: str,
+        request: ExchangeRequest | None,
+        caller: Caller,
+        decision_id: str,
+        subject: VerifiedToken | None,
     ) -> dict[str, object]:
-        if request is None:
-            return {"decision_id": decision_id}
-        return {
-            "decision_id": decision_id,
-            "caller": request.caller.id,
-            "audience": request.audience,
-            "requested_scopes": list(scopes),
-            "requested_token_type": request.requested_token_type,
-        }
+        scopes: Sequence[str] = request.scopes if request else ()
+        fields: dict[str, object] = dict.fromkeys(AUDIT_FIELDS, "")
+        fields.update(
+            {
+                "outcome": outcome,
+                "decision_id": decision_id,
+                "request_id": self._request_id.get("") if self._request_id else "",
+                "caller": caller.id,
+                "caller_spiffe_id": caller.spiffe_id,
+                "caller_authenticated_by": caller.authenticated_by,
+                "audience": request.audience if request else "",
+                "requested_scopes": list(scopes),
+                "granted_scopes": [],
+                "resources": list(request.resources) if request else [],
+                "requested_token_type": request.requested_token_type if request else "",
+            }
+        )
+        if subject is not None:
+            fields["iss"] = subject.issuer
+            fields["sub_hash"] = subject_hash(subject.issuer, subject.subject)
+        return fields

@@ -98,6 +98,12 @@ class TemporarilyUnavailableError(ServiceError):
     http_status = 503
 
 
+class DeadlineExceededError(TemporarilyUnavailableError):
+    """The caller's deadline passed during the exchange: the work is abandoned, nothing minted."""
+
+    grpc_code = "DEADLINE_EXCEEDED"
+
+
 class SlowDownError(ServiceError):
     """The caller is rate limited."""
 

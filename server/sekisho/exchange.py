@@ -2,16 +2,22 @@
 calls `TokenExchanger.exchange`; nothing else knows the order.
 """
 
+import copy
+
+from sekisho.admission import Admission
 from sekisho.audit import AuditLog
 from sekisho.clock import Clock
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT
-from sekisho.errors import ServiceError
-from sekisho.identity.verifier import TokenVerifier
+from sekisho.errors import DeadlineExceededError, ServiceError
+from sekisho.identity.role import InboundVerifier
+from sekisho.instruments import ExchangeInstruments
 from sekisho.minting.minter import TokenMinter
-from sekisho.models import ExchangeRequest, ExchangeResult, VerifiedToken
+from sekisho.models import Caller, ExchangeRequest, ExchangeResult, VerifiedToken
 from sekisho.policy.engine import PolicyEngine
 from sekisho.policy.input import build_input
 from sekisho.policy.outcome import granted
+
+UNBOUNDED = 2**31  # no in-flight bound unless the composition root sets one
 
 
 class TokenExchanger:
@@ -19,38 +25,81 @@ class TokenExchanger:
 
     def __init__(
         self,
-        verifier: TokenVerifier,
+        verifier: InboundVerifier,
         policy: PolicyEngine,
         minter: TokenMinter,
         clock: Clock,
         audit: AuditLog,
+        *,
+        admission: Admission | None = None,
+        instruments: ExchangeInstruments | None = None,
+        entrypoint: str = "grpc",
     ) -> None:
         self._verifier = verifier
         self._policy = policy
         self._minter = minter
         self._clock = clock
         self._audit = audit
+        self._admission = admission or Admission(clock, max_in_flight=UNBOUNDED)
+        self._instruments = instruments or ExchangeInstruments()
+        self._entrypoint = entrypoint
 
-    async def exchange(self, request: ExchangeRequest) -> ExchangeResult:
-        """Run the pipeline.
+    def with_entrypoint(self, entrypoint: str) -> "TokenExchanger":
+        """The same pipeline, counted in metrics under another entry point ("http", "ext_authz")."""
+        view = copy.copy(self)
+        view._entrypoint = entrypoint
+        return view
+
+    async def exchange(
+        self, request: ExchangeRequest, *, time_budget: float | None = None
+    ) -> ExchangeResult:
+        """Run the pipeline; `time_budget` is the seconds left before the caller's deadline.
 
         Raises: ServiceError subclasses for every refusal (audited before they propagate).
         """
+        with self._instruments.exchange(request.audience, self._entrypoint):
+            return await self._run(request, time_budget)
+
+    async def _run(self, request: ExchangeRequest, time_budget: float | None) -> ExchangeResult:
+        stage = self._instruments.stage
         subject: VerifiedToken | None = None
         decision_id = ""
+        deadline = None if time_budget is None else self._clock.now() + time_budget
         try:
-            subject = await self._verifier.verify(request.subject_token, request.subject_token_type)
-            actor = await self._verify_actor(request)
-            document = build_input(request, subject, actor, self._clock.now())
-            decision = await self._policy.decide(document)
-            decision_id = decision.decision_id
-            minted = await self._minter.mint(request, subject, actor, granted(decision, request))
+            with self._admission.admit(request.caller):
+                with stage("verify"):
+                    subject = await self._verifier.verify(
+                        request.subject_token, request.subject_token_type
+                    )
+                    actor = await self._verify_actor(request)
+                document = build_input(request, subject, actor, self._clock.now())
+                self._check_deadline(deadline, "policy")
+                with stage("policy"):
+                    decision = await self._policy.decide(document)
+                decision_id = decision.decision_id
+                self._check_deadline(deadline, "signing")
+                with stage("sign"):
+                    minted = await self._minter.mint(
+                        request, subject, actor, granted(decision, request)
+                    )
         except ServiceError as error:
             self._audit.rejected(request, subject, error, decision_id)
             raise
-        self._audit.exchanged(request, subject, minted, decision_id)
+        self._audit.exchanged(request, subject, minted, decision_id, reason=decision.reason)
         expires_in = minted.expires_at - minted.issued_at
         return ExchangeResult(minted=minted, expires_in=expires_in, decision_id=decision_id)
+
+    def refused(self, error: ServiceError, request: ExchangeRequest | None, caller: Caller) -> None:
+        """Audit a refusal a transport made before the pipeline ran (caller auth, validation)."""
+        self._audit.rejected(request, None, error, "", caller=caller)
+
+    def _check_deadline(self, deadline: float | None, stage: str) -> None:
+        # Work for a caller that has given up only burns capacity others are waiting for, and a
+        # token minted after the deadline is never delivered: abandon it (issue 7 item 6).
+        if deadline is not None and self._clock.now() >= deadline:
+            raise DeadlineExceededError(
+                "the caller's deadline passed", log_detail=f"deadline passed before {stage}"
+            )
 
     async def _verify_actor(self, request: ExchangeRequest) -> VerifiedToken | None:
         if not request.actor_token:

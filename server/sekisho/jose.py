@@ -36,9 +36,15 @@ def b64url_decode(segment: str) -> bytes:
     if not set(raw) <= _B64URL:
         raise _reject("segment is not base64url")
     try:
-        return base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
+        decoded = base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
     except (binascii.Error, ValueError) as exc:
         raise _reject("segment is not base64url") from exc
+    # RFC 4648 §3.5 canonical encoding only: the decoder ignores a last character's unused bits,
+    # so up to 16 spellings of one token would all verify, defeating anything keyed by the
+    # token string (replay and verification caches, log correlation).
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != raw:
+        raise _reject("segment is not canonical base64url")
+    return decoded
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -14,6 +14,12 @@ class Caller:
     id: str = ""
     spiffe_id: str = ""
     authenticated_by: AuthenticatedBy = "none"
+    # (audience, client id) pairs from the callers registry: the caller's client id downstream.
+    client_ids: tuple[tuple[str, str], ...] = ()
+
+    def client_id_at(self, audience: str) -> str:
+        """The registered client id of this caller at `audience`, or ""."""
+        return next((client for aud, client in self.client_ids if aud == audience), "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,14 +5,17 @@ import contextlib
 import contextvars
 import logging
 import signal
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from sekisho.admission import Admission
 from sekisho.audit import AuditLog
+from sekisho.callers import CallerRegistry, RateLimit, RegisteredCaller
 from sekisho.clock import Clock, SystemClock
 from sekisho.config import Settings
+from sekisho.errors import ConfigError
 from sekisho.exchange import TokenExchanger
 from sekisho.gateway.authorizer import GatewayAuthorizer, TokenHeader
 from sekisho.gateway.cache import GatewayTokenCache
@@ -20,11 +23,15 @@ from sekisho.gateway.routes import PROFILE_TOKEN_TYPES, Route, RouteTable
 from sekisho.http.app import create_http_app
 from sekisho.http.client_auth import ClientAuthenticator, registered_client
 from sekisho.http.token import TOKEN_PATH, TokenEndpoint
+from sekisho.identity.cache import CachingTokenVerifier
 from sekisho.identity.fetcher import HttpJsonFetcher, JsonFetcher
 from sekisho.identity.jwks import JwksCache
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
 from sekisho.keystores import build_key_manager, build_keystore
+from sekisho.metrics import Metrics
 from sekisho.minting.minter import TokenMinter
+from sekisho.observability import Observability, build_observability
+from sekisho.policy.cache import CachingPolicyEngine
 from sekisho.policy.engine import PolicyRuntime
 from sekisho.policy.opa.api import OpaApi
 from sekisho.policy.opa.engine import OpaPolicyEngine
@@ -36,8 +43,9 @@ from sekisho.rpc.servicer import TokenExchangeServicer
 from sekisho.signing.keyring import Keyring
 from sekisho.signing.manager import ManagedKeyStore
 from sekisho.signing.rotation import AutoRotator, check_interval, rotate_forever
+from sekisho.tls import http_ssl_context, load_tls_material
 from sekisho.validation import RequestLimits
-from sekisho.verify.replay import InMemoryReplayCache
+from sekisho.verify.replay import InMemoryReplayCache, RedisReplayCache, ReplayCache
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,53 @@ log = logging.getLogger(__name__)
 def _split_listen(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+def request_limits(settings: Settings) -> RequestLimits:
+    """[limits] and trust.max_token_bytes, for every transport's request validation."""
+    limits = settings.limits
+    return RequestLimits(
+        max_scopes=limits.max_scopes,
+        max_resources=limits.max_resources,
+        max_value_length=limits.max_value_length,
+        max_scope_length=limits.max_scope_length,
+        max_token_bytes=settings.trust.max_token_bytes,
+        max_context_depth=limits.max_context_depth,
+        max_context_keys=limits.max_context_keys,
+        max_context_bytes=limits.max_context_bytes,
+    )
+
+
+def build_callers(settings: Settings) -> CallerRegistry:
+    """The [[callers]] registry, requiring certificates when the listeners do."""
+    return CallerRegistry(
+        (
+            RegisteredCaller(
+                id=entry.id,
+                client_ids=dict(entry.client_ids),
+                rate=RateLimit(entry.rate_per_second, entry.burst)
+                if entry.rate_per_second
+                else None,
+            )
+            for entry in settings.callers
+        ),
+        require_client_auth=settings.server.client_auth_required,
+    )
+
+
+def build_admission(settings: Settings, callers: CallerRegistry, clock: Clock) -> Admission:
+    """The in-flight bound and per-caller token buckets of this worker."""
+    server = settings.server
+    default = None
+    if server.caller_rate_per_second:
+        default = RateLimit(server.caller_rate_per_second, max(1, server.caller_burst))
+    return Admission(
+        clock,
+        max_in_flight=server.max_in_flight,
+        default_rate=default,
+        rates=callers.rates(),
+        max_cpu_fraction=server.max_cpu_fraction,
+    )
 
 
 @dataclass
@@ -57,6 +112,10 @@ class Service:
     fetcher: HttpJsonFetcher | None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     policy: PolicyRuntime | None = None
+    # The hot-path caches (hits / misses / len for metrics); policy is a CachingPolicyEngine.
+    subject_cache: CachingTokenVerifier | None = None
+    observability: Observability | None = None
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def stop(self, grace: float) -> None:
         """Drain in-flight RPCs for up to `grace` seconds, then close everything."""
@@ -72,10 +131,14 @@ class Service:
             await self.fetcher.close()
         if self.policy is not None:
             await self.policy.close()
+        for close in self.closers:
+            await close()
+        if self.observability is not None:
+            self.observability.close()
 
 
 def _trusted_issuers(
-    settings: Settings, fetcher: JsonFetcher, clock: Clock
+    settings: Settings, fetcher: JsonFetcher, clock: Clock, observability: Observability
 ) -> dict[str, TrustedIssuer]:
     trust = settings.trust
     return {
@@ -83,11 +146,12 @@ def _trusted_issuers(
             config=entry,
             jwks=JwksCache(
                 entry.issuer,
-                fetcher,
+                observability.fetcher_for(fetcher, entry.issuer),
                 clock,
                 jwks_uri=entry.jwks_uri,
                 discovery_url=entry.discovery_url,
                 min_refetch_interval=trust.jwks_refetch_min_interval_seconds,
+                max_stale_seconds=trust.jwks_max_stale_seconds,
             ),
         )
         for entry in trust.issuers
@@ -126,7 +190,7 @@ def build_policy_engine(settings: Settings) -> PolicyRuntime:
 
 
 def build_gateway_authorizer(
-    settings: Settings, exchanger: TokenExchanger, clock: Clock
+    settings: Settings, exchanger: TokenExchanger, clock: Clock, metrics: Metrics | None = None
 ) -> GatewayAuthorizer:
     """The ext_authz adapter from [gateway]: route table, token header and token cache."""
     gateway = settings.gateway
@@ -146,33 +210,67 @@ def build_gateway_authorizer(
     cache = GatewayTokenCache(
         clock, max_entries=gateway.cache_max_entries, margin_seconds=gateway.cache_margin_seconds
     )
+    if metrics is not None:
+        metrics.watch_cache("gateway", cache)
     return GatewayAuthorizer(
         exchanger,
         routes,
         cache,
         token_header=TokenHeader(gateway.token_header, gateway.token_scheme),
         tool_header=gateway.tool_header,
-        limits=RequestLimits(),
+        limits=request_limits(settings),
     )
 
 
+def build_replay_cache(url: str) -> tuple[ReplayCache, Callable[[], Awaitable[None]] | None]:
+    """token_endpoint.replay_cache_url: "" = this process only; a Redis URL = shared by workers.
+
+    Returns the cache and, for Redis, the coroutine that closes its connection pool.
+    """
+    if not url:
+        return InMemoryReplayCache(), None
+    try:
+        import redis.asyncio
+    except ImportError as exc:
+        raise ConfigError(
+            "config key 'token_endpoint.replay_cache_url': the redis package is not installed "
+            "(pip install 'sekisho[redis]')"
+        ) from exc
+    client = redis.asyncio.Redis.from_url(url)
+    return RedisReplayCache(client), client.aclose
+
+
 def build_token_endpoint(
-    settings: Settings, exchanger: TokenExchanger, clock: Clock
+    settings: Settings,
+    exchanger: TokenExchanger,
+    clock: Clock,
+    replay_cache: ReplayCache | None = None,
+    *,
+    callers: CallerRegistry | None = None,
+    request_id: contextvars.ContextVar[str] | None = None,
 ) -> TokenEndpoint | None:
-    """POST /oauth2/token when clients are registered; None (no endpoint) otherwise."""
+    """POST /oauth2/token when clients or callers are registered; None (no endpoint) otherwise."""
     registered = settings.token_endpoint.clients
+    limits = request_limits(settings)
     if not registered:
-        return None
+        if not settings.callers:
+            return None
+        # mTLS callers only (RFC 8705 tls_client_auth): no secret or key-based clients.
+        return TokenEndpoint(
+            exchanger, None, limits, clock.now, callers=callers, request_id=request_id
+        )
     issuer = settings.server.issuer
     clients = {c.id: registered_client(c.id, c.secret_hash, c.jwks) for c in registered}
     authenticator = ClientAuthenticator(
         clients,
         audiences=frozenset({issuer, issuer + TOKEN_PATH}),
-        # One worker (config enforces it), so an in-process replay cache sees every assertion.
-        replay_cache=InMemoryReplayCache(),
+        # In-process only with one worker: config requires replay_cache_url for several.
+        replay_cache=replay_cache or InMemoryReplayCache(),
         leeway_seconds=settings.trust.leeway_seconds,
     )
-    return TokenEndpoint(exchanger, authenticator, RequestLimits(), clock.now)
+    return TokenEndpoint(
+        exchanger, authenticator, limits, clock.now, callers=callers, request_id=request_id
+    )
 
 
 async def _refresh_forever(cache: JwksCache, interval: float) -> None:
@@ -190,23 +288,29 @@ async def start_service(
     clock: Clock | None = None,
     fetcher: JsonFetcher | None = None,
     request_id: contextvars.ContextVar[str] | None = None,
+    reuse_port: bool = False,
 ) -> Service:
     """Load keys and policy (refusing to start if either is broken), then bind both listeners.
+
+    `reuse_port` (several workers) binds both listeners with SO_REUSEPORT.
 
     Raises: ConfigError, KeyStoreError, PolicyLoadError, OSError (bind).
     """
     clock = clock or SystemClock()
+    observability = build_observability(settings)
     request_id = request_id or contextvars.ContextVar("request_id", default="")
     store = build_keystore(settings, clock)
     keyring = Keyring(store)
     keyring.load()
-    policy = build_policy_engine(settings)
+    policy = CachingPolicyEngine(
+        build_policy_engine(settings), clock, max_entries=settings.cache.decision_max_entries
+    )
     await policy.start()
     own_fetcher: HttpJsonFetcher | None = None
     if fetcher is None:
         own_fetcher = HttpJsonFetcher(settings.trust.http_timeout_seconds)
         fetcher = own_fetcher
-    issuers = _trusted_issuers(settings, fetcher, clock)
+    issuers = _trusted_issuers(settings, fetcher, clock, observability)
     verifier = TokenVerifier(
         issuers,
         clock,
@@ -214,36 +318,80 @@ async def start_service(
         leeway_seconds=settings.trust.leeway_seconds,
         max_token_bytes=settings.trust.max_token_bytes,
     )
+    subject_cache = CachingTokenVerifier(
+        verifier,
+        issuers,
+        clock,
+        max_entries=settings.cache.subject_max_entries,
+        max_seconds=settings.cache.subject_max_seconds,
+    )
     minter = TokenMinter(
         keyring,
         clock,
         issuer=settings.server.issuer,
         max_lifetime_seconds=settings.tokens.max_lifetime_seconds,
     )
-    exchanger = TokenExchanger(verifier, policy, minter, clock, AuditLog())
-    servicer = TokenExchangeServicer(exchanger, keyring, RequestLimits())
+    callers = build_callers(settings)
+    tls = load_tls_material(settings.server)
+    admission = build_admission(settings, callers, clock)
+    exchanger = TokenExchanger(
+        subject_cache,
+        policy,
+        minter,
+        clock,
+        AuditLog(request_id),
+        admission=admission,
+        instruments=observability.instruments,
+    )
+    _watch(observability.metrics, subject_cache, policy, keyring, admission)
+    servicer = TokenExchangeServicer(exchanger, keyring, request_limits(settings), callers=callers)
     ext_authz = ExtAuthzServicer(
-        build_gateway_authorizer(settings, exchanger, clock),
+        build_gateway_authorizer(
+            settings, exchanger.with_entrypoint("ext_authz"), clock, observability.metrics
+        ),
         trust_source_principal=settings.gateway.trust_source_principal,
+        callers=callers,
     )
     grpc_server = await create_grpc_server(
-        servicer, settings.server.grpc_listen, request_id, ext_authz
+        servicer,
+        settings.server.grpc_listen,
+        request_id,
+        ext_authz,
+        reuse_port=reuse_port,
+        tls=tls,
+        max_message_bytes=settings.limits.grpc_max_message_bytes,
     )
 
     def ready() -> bool:
         return keyring.loaded and policy.ready
+
+    replay_cache, close_replay_cache = build_replay_cache(settings.token_endpoint.replay_cache_url)
 
     app = create_http_app(
         issuer=settings.server.issuer,
         keyring=keyring,
         ready=ready,
         jwks_max_age_seconds=settings.tokens.jwks_max_age_seconds,
-        token_endpoint=build_token_endpoint(settings, exchanger, clock),
+        token_endpoint=build_token_endpoint(
+            settings,
+            exchanger.with_entrypoint("http"),
+            clock,
+            replay_cache,
+            callers=callers,
+            request_id=request_id,
+        ),
+        metrics=((lambda: observability.scrape(clock.now())) if observability.metrics else None),
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     host, port = _split_listen(settings.server.http_listen)
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(
+        runner,
+        host,
+        port,
+        reuse_port=reuse_port or None,
+        ssl_context=http_ssl_context(tls) if tls else None,
+    )
     await site.start()
     http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     service = Service(
@@ -252,7 +400,13 @@ async def start_service(
         http_port=http_port,
         fetcher=own_fetcher,
         policy=policy,
+        subject_cache=subject_cache,
+        observability=observability,
     )
+    if close_replay_cache is not None:
+        service.closers.append(close_replay_cache)
+    if observability.metrics is not None:
+        service.tasks.append(asyncio.create_task(observability.sample_forever(clock.now)))
     for issuer in issuers.values():
         task = _refresh_forever(issuer.jwks, settings.trust.jwks_cache_seconds)
         service.tasks.append(asyncio.create_task(task))
@@ -273,11 +427,36 @@ async def start_service(
     return service
 
 
-async def run_until_signalled(
-    settings: Settings, request_id: contextvars.ContextVar[str] | None = None
+def _watch(
+    metrics: Metrics | None,
+    subject_cache: CachingTokenVerifier,
+    policy: CachingPolicyEngine,
+    keyring: Keyring,
+    admission: Admission,
 ) -> None:
-    """`sekisho serve`: start, wait for SIGTERM/SIGINT, drain, exit."""
-    service = await start_service(settings, request_id=request_id)
+    """Report the hot-path caches, the signing keys and the in-flight count in /metrics."""
+    if metrics is None:
+        return
+    metrics.watch_cache("subject", subject_cache)
+    metrics.watch_cache("decision", policy)
+    metrics.watch_keys(lambda: keyring.records)
+    metrics.watch_in_flight(lambda: admission.in_flight)
+
+
+async def run_until_signalled(
+    settings: Settings,
+    request_id: contextvars.ContextVar[str] | None = None,
+    *,
+    reuse_port: bool = False,
+    on_started: Callable[[], None] | None = None,
+) -> None:
+    """`sekisho serve`: start, wait for SIGTERM/SIGINT, drain, exit.
+
+    `on_started` runs once both listeners serve (a worker tells its supervisor it is up).
+    """
+    service = await start_service(settings, request_id=request_id, reuse_port=reuse_port)
+    if on_started is not None:
+        on_started()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -2,6 +2,7 @@
 ARCHITECTURE.md §3, RFC 8693 §2.1 parameter rules, RFC 6749 §3.3 scope syntax, RFC 8707 resources.
 """
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,12 +25,17 @@ _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 @dataclass(frozen=True, slots=True)
 class RequestLimits:
-    """Bounds on request fields; each violation names the limit."""
+    """Bounds on request fields ([limits] and trust.max_token_bytes); each refusal names its key."""
 
     max_scopes: int = 64
     max_resources: int = 16
     max_value_length: int = 1024
     max_lifetime_seconds: int = 86400
+    max_scope_length: int = 256
+    max_token_bytes: int = 16384
+    max_context_depth: int = 8
+    max_context_keys: int = 128
+    max_context_bytes: int = 8192
 
 
 def is_scope_token(value: str) -> bool:
@@ -37,17 +43,67 @@ def is_scope_token(value: str) -> bool:
 
 
 def _is_absolute_uri(value: str) -> bool:
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. "http://[": an unbalanced IPv6 literal (found by hypothesis)
+        return False
     return bool(parts.scheme) and "#" not in value and (bool(parts.netloc) or ":" in value)
 
 
-def _check_list(name: str, values: Sequence[str], limit: int, limits: RequestLimits) -> None:
-    if len(values) > limit:
-        raise InvalidRequestError(f"too many {name} values (limit {limit})")
-    if any(len(v) > limits.max_value_length for v in values):
-        raise InvalidRequestError(f"a {name} value exceeds {limits.max_value_length} characters")
+def _check_list(
+    name: str, values: Sequence[str], count: tuple[str, int], length: tuple[str, int]
+) -> None:
+    (count_key, max_count), (length_key, max_length) = count, length
+    if len(values) > max_count:
+        raise InvalidRequestError(f"too many {name} values (limits.{count_key} = {max_count})")
+    if any(len(v) > max_length for v in values):
+        raise InvalidRequestError(
+            f"a {name} value exceeds limits.{length_key} ({max_length} characters)"
+        )
     if len(set(values)) != len(values):
         raise InvalidRequestError(f"duplicate {name} values")
+
+
+def _check_token_size(name: str, token: str, limits: RequestLimits) -> None:
+    # Checked before any parsing: a huge token is refused at the cost of a length check.
+    if len(token.encode()) > limits.max_token_bytes:
+        raise InvalidRequestError(
+            f"{name} exceeds trust.max_token_bytes ({limits.max_token_bytes} bytes)"
+        )
+
+
+def _context_shape(value: Any, depth: int, max_depth: int) -> tuple[int, int]:
+    """(deepest nesting, number of keys) of a JSON value, not descending past `max_depth`."""
+    if isinstance(value, Mapping):
+        children, keys = list(value.values()), len(value)
+    elif isinstance(value, list):
+        children, keys = value, 0
+    else:
+        return depth - 1, 0
+    if depth > max_depth:  # already too deep: stop, so a hostile nesting costs no more
+        return depth, 0
+    deepest = depth
+    for child in children:
+        child_depth, child_keys = _context_shape(child, depth + 1, max_depth)
+        deepest, keys = max(deepest, child_depth), keys + child_keys
+    return deepest, keys
+
+
+def _check_context(context: Mapping[str, Any], limits: RequestLimits) -> None:
+    depth, keys = _context_shape(context, 1, limits.max_context_depth)
+    if depth > limits.max_context_depth:
+        raise InvalidRequestError(
+            f"context is nested deeper than limits.max_context_depth ({limits.max_context_depth})"
+        )
+    if keys > limits.max_context_keys:
+        raise InvalidRequestError(
+            f"context has more keys than limits.max_context_keys ({limits.max_context_keys})"
+        )
+    size = len(json.dumps(context, separators=(",", ":")).encode())
+    if size > limits.max_context_bytes:
+        raise InvalidRequestError(
+            f"context exceeds limits.max_context_bytes ({limits.max_context_bytes} bytes as JSON)"
+        )
 
 
 def build_request(
@@ -70,6 +126,8 @@ def build_request(
     requested_token_type = requested_token_type or TOKEN_TYPE_ID_JAG
     if not subject_token:
         raise InvalidRequestError("subject_token is required")
+    _check_token_size("subject_token", subject_token, limits)
+    _check_token_size("actor_token", actor_token, limits)
     if subject_token_type not in SUPPORTED_SUBJECT_TOKEN_TYPES:
         raise InvalidRequestError("unsupported subject_token_type")
     if requested_token_type not in SUPPORTED_REQUESTED_TOKEN_TYPES:
@@ -77,21 +135,34 @@ def build_request(
     if not audience:
         raise InvalidRequestError("audience is required")
     if len(audience) > limits.max_value_length:
-        raise InvalidRequestError(f"audience exceeds {limits.max_value_length} characters")
+        raise InvalidRequestError(
+            f"audience exceeds limits.max_value_length ({limits.max_value_length} characters)"
+        )
     if bool(actor_token) != bool(actor_token_type):
         raise InvalidRequestError("actor_token and actor_token_type go together")
     if actor_token_type and actor_token_type not in SUPPORTED_ACTOR_TOKEN_TYPES:
         raise InvalidRequestError("unsupported actor_token_type")
-    _check_list("scope", scopes, limits.max_scopes, limits)
+    _check_list(
+        "scope",
+        scopes,
+        ("max_scopes", limits.max_scopes),
+        ("max_scope_length", limits.max_scope_length),
+    )
     if not all(is_scope_token(s) for s in scopes):
         raise InvalidRequestError(
             "scope values must be RFC 6749 scope tokens (no spaces or controls)"
         )
-    _check_list("resource", resources, limits.max_resources, limits)
+    _check_list(
+        "resource",
+        resources,
+        ("max_resources", limits.max_resources),
+        ("max_value_length", limits.max_value_length),
+    )
     if not all(_is_absolute_uri(r) for r in resources):
         raise InvalidRequestError("resource values must be absolute URIs without a fragment")
     if not 0 <= requested_lifetime_seconds <= limits.max_lifetime_seconds:
         raise InvalidRequestError("requested_lifetime_seconds is out of range")
+    _check_context(context, limits)
     return ExchangeRequest(
         subject_token=subject_token,
         subject_token_type=subject_token_type,

@@ -1,5 +1,5 @@
 """sekisho.client ChannelOptions over real TLS and mTLS (a TokenExchangeService stand-in with a
-test CA, since Sekisho's own listener does not terminate TLS yet)."""
+test CA; Sekisho's own mTLS listeners are tested in tests/security/test_caller_auth.py)."""
 
 import datetime
 import ipaddress

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN
+from sekisho.errors import AccessDeniedError
 
-from tests.harness import IDP_A, Harness
+from tests.harness import CRM_AUDIENCE, IDP_A, Harness
 from tests.security._exchange import accepted, idp_a_signed, rejected
 
 pytestmark = pytest.mark.security
@@ -76,12 +77,21 @@ async def test_expired_token_within_leeway_verifies_but_mints_nothing(harness: H
         "obj",
     ],
 )
-async def test_ill_typed_or_out_of_range_time_claim_is_rejected(
+async def test_exp_iat_nbf_as_strings_floats_huge_or_negative(
     harness: Harness, claim: str, value: object
 ) -> None:
     """NumericDate is a JSON number in [0, year 9999]; `10**400` once escaped as a server error."""
     claims = harness.idp_a.claims(harness.clock.now()) | {claim: value}
     await rejected(harness, idp_a_signed(harness, payload=claims))
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+async def test_fractional_numeric_date_is_accepted(harness: Harness, claim: str) -> None:
+    """Control for the ill-typed cases: RFC 7519 §2 NumericDate may be non-integer."""
+    now = harness.clock.now()
+    value = now + 600.5 if claim == "exp" else now - 0.5
+    claims = harness.idp_a.claims(now) | {claim: value}
+    await accepted(harness, idp_a_signed(harness, payload=claims))
 
 
 async def test_missing_exp_is_rejected(harness: Harness) -> None:
@@ -108,7 +118,8 @@ async def test_missing_exp_is_rejected(harness: Harness) -> None:
     ids=["trailing-slash", "host-case", "scheme-case", "explicit-port", "leading-space",
          "suffix-domain", "empty", "missing", "array"],
 )  # fmt: skip
-async def test_issuer_not_exactly_a_trusted_one_is_rejected(harness: Harness, iss: object) -> None:
+async def test_issuer_with_trailing_slash_or_different_case(harness: Harness, iss: object) -> None:
+    """Issuers match byte for byte (OIDC Core §3.1.3.7 step 2): no folding, trimming or prefix."""
     claims = harness.idp_a.claims(harness.clock.now(), iss=iss)
     await rejected(harness, idp_a_signed(harness, payload=claims))
     assert harness.fetcher.calls == []  # untrusted issuers never cause a fetch
@@ -124,14 +135,36 @@ async def test_audience_not_ours_is_rejected(harness: Harness, aud: object) -> N
     await rejected(harness, idp_a_signed(harness, payload=claims))
 
 
-async def test_audience_array_containing_ours_is_accepted(harness: Harness) -> None:
+@pytest.mark.parametrize(
+    ("idp", "azp", "outcome"),
+    [
+        ("a", "agent-app", "accepted"),
+        ("a", None, "no-client"),
+        ("b", "agent-client", "accepted"),
+        ("b", None, "rejected"),
+        ("b", "other-app", "rejected"),
+    ],
+    ids=["a-azp", "a-no-azp", "b-configured-azp", "b-no-azp", "b-foreign-azp"],
+)
+async def test_aud_array_mixing_ours_with_others(
+    harness: Harness, idp: str, azp: str | None, outcome: str
+) -> None:
     """Contract (ARCHITECTURE.md §6): `audiences` are accepted aud values, any match suffices.
-
-    OIDC Core §2: an ID token with several audiences names its client in `azp`.
-    """
-    aud = ["other-app", "agent-app"]
-    token = harness.idp_a.token(harness.clock.now(), aud=aud, azp="agent-app")
-    await accepted(harness, token)
+    The defence is elsewhere: with `client_ids` configured (IdP B) a multi-audience token must
+    name a configured client in `azp` (OIDC Core §2), since no single `aud` identifies one; and
+    no inbound `aud` ever reaches the minted token, whose `aud` is the requested downstream."""
+    source = harness.idp_a if idp == "a" else harness.idp_b
+    token = source.token(harness.clock.now(), aud=["other-app", "agent-app"], azp=azp)
+    if outcome == "rejected":
+        await rejected(harness, token)
+        return
+    if outcome == "no-client":  # verified, but no client to name in the minted token: deny
+        with pytest.raises(AccessDeniedError):
+            await accepted(harness, token)
+        return
+    result = await accepted(harness, token)
+    assert result.minted.audience == CRM_AUDIENCE
+    assert "other-app" not in result.minted.token
 
 
 @pytest.mark.parametrize(

@@ -97,7 +97,7 @@ async def test_self_issued_token_is_rejected_even_if_own_issuer_is_trusted(
     ids=["at-as-id", "app-at-as-id", "upper-at-as-id", "id-jag-as-id", "app-id-jag-as-id",
          "id-jag-as-at", "app-id-jag-as-at", "non-string"],
 )  # fmt: skip
-async def test_explicitly_typed_token_of_another_kind_is_rejected(
+async def test_id_token_as_access_token_and_vice_versa(
     harness: Harness, typ: object, token_type: str
 ) -> None:
     """RFC 8725 §3.11: explicit typing keeps access tokens and ID-JAGs out of the id_token path."""

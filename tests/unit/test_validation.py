@@ -15,7 +15,15 @@ from sekisho.validation import RequestLimits, build_request, is_scope_token
 
 CALLER = Caller(id="agent-runtime", authenticated_by="mtls")
 LIMITS = RequestLimits(
-    max_scopes=4, max_resources=3, max_value_length=40, max_lifetime_seconds=3600
+    max_scopes=4,
+    max_resources=3,
+    max_value_length=40,
+    max_lifetime_seconds=3600,
+    max_scope_length=40,
+    max_token_bytes=64,
+    max_context_depth=3,
+    max_context_keys=5,
+    max_context_bytes=100,
 )
 CRM = "https://crm.example.com/mcp"
 SAML2 = "urn:ietf:params:oauth:token-type:saml2"
@@ -113,6 +121,12 @@ def test_sequences_become_tuples_and_context_is_copied() -> None:
         pytest.param({"audience": "crm-as"}, id="audience-not-a-uri"),
         pytest.param({"requested_lifetime_seconds": 3600}, id="lifetime-at-limit"),
         pytest.param({"requested_lifetime_seconds": 1}, id="lifetime-one-second"),
+        pytest.param({"subject_token": "eyJ." + "s" * 60}, id="subject-token-at-size-limit"),
+        pytest.param({"context": {"a": {"b": {"c": 1}}}}, id="context-at-depth-limit"),
+        pytest.param(
+            {"context": {"a": {"b": 1, "c": 2}, "d": 1, "e": 1}}, id="context-at-key-limit"
+        ),
+        pytest.param({"context": {"t": "x" * 92}}, id="context-at-byte-limit"),
     ],
 )
 def test_accepted(overrides: dict[str, Any]) -> None:
@@ -133,13 +147,13 @@ REJECTIONS = [
     pytest.param({"requested_token_type": REFRESH}, "unsupported requested_token_type", id="requested-refresh-token"),
     pytest.param({"requested_token_type": "id-jag"}, "unsupported requested_token_type", id="requested-not-a-urn"),
     pytest.param({"audience": ""}, "audience is required", id="missing-audience"),
-    pytest.param({"audience": "a" * 41}, "audience exceeds 40", id="audience-too-long"),
+    pytest.param({"audience": "a" * 41}, "audience exceeds limits.max_value_length (40 characters)", id="audience-too-long"),
     pytest.param({"actor_token": "eyJ.actor"}, "actor_token and actor_token_type", id="actor-token-without-type"),
     pytest.param({"actor_token_type": TOKEN_TYPE_JWT}, "actor_token and actor_token_type", id="actor-type-without-token"),
     pytest.param({"actor_token": "eyJ.actor", "actor_token_type": SAML2}, "unsupported actor_token_type", id="actor-type-saml2"),
     pytest.param({"actor_token": "eyJ.actor", "actor_token_type": TOKEN_TYPE_ID_JAG}, "unsupported actor_token_type", id="actor-type-id-jag"),
-    pytest.param({"scopes": ["a", "b", "c", "d", "e"]}, "too many scope values (limit 4)", id="too-many-scopes"),
-    pytest.param({"scopes": ["x" * 41]}, "a scope value exceeds 40", id="scope-too-long"),
+    pytest.param({"scopes": ["a", "b", "c", "d", "e"]}, "too many scope values (limits.max_scopes = 4)", id="too-many-scopes"),
+    pytest.param({"scopes": ["x" * 41]}, "a scope value exceeds limits.max_scope_length (40 characters)", id="scope-too-long"),
     pytest.param({"scopes": ["crm.read", "crm.read"]}, "duplicate scope values", id="duplicate-scopes"),
     pytest.param({"scopes": ["crm.read crm.write"]}, "scope values must be RFC 6749", id="scope-with-space"),
     pytest.param({"scopes": [""]}, "scope values must be RFC 6749", id="empty-scope"),
@@ -148,8 +162,8 @@ REJECTIONS = [
     pytest.param({"scopes": ["crm\x7fread"]}, "scope values must be RFC 6749", id="scope-with-DEL"),
     pytest.param({"scopes": ["crm\nread"]}, "scope values must be RFC 6749", id="scope-with-newline"),
     pytest.param({"scopes": ["crm.réad"]}, "scope values must be RFC 6749", id="scope-non-ascii"),
-    pytest.param({"resources": [CRM, "https://a.example", "https://b.example", "https://c.example"]}, "too many resource values (limit 3)", id="too-many-resources"),
-    pytest.param({"resources": ["https://crm.example.com/" + "x" * 20]}, "a resource value exceeds 40", id="resource-too-long"),
+    pytest.param({"resources": [CRM, "https://a.example", "https://b.example", "https://c.example"]}, "too many resource values (limits.max_resources = 3)", id="too-many-resources"),
+    pytest.param({"resources": ["https://crm.example.com/" + "x" * 20]}, "a resource value exceeds limits.max_value_length (40 characters)", id="resource-too-long"),
     pytest.param({"resources": [CRM, CRM]}, "duplicate resource values", id="duplicate-resources"),
     pytest.param({"resources": ["/mcp"]}, "absolute URIs", id="resource-relative"),
     pytest.param({"resources": ["crm.example.com/mcp"]}, "absolute URIs", id="resource-without-scheme"),
@@ -158,6 +172,12 @@ REJECTIONS = [
     pytest.param({"resources": [""]}, "absolute URIs", id="empty-resource"),
     pytest.param({"requested_lifetime_seconds": -1}, "requested_lifetime_seconds is out of range", id="negative-lifetime"),
     pytest.param({"requested_lifetime_seconds": 3601}, "requested_lifetime_seconds is out of range", id="lifetime-above-limit"),
+    pytest.param({"subject_token": "eyJ." + "s" * 61}, "subject_token exceeds trust.max_token_bytes (64 bytes)", id="subject-token-too-big"),
+    pytest.param({"actor_token": "eyJ." + "a" * 61, "actor_token_type": TOKEN_TYPE_JWT}, "actor_token exceeds trust.max_token_bytes (64 bytes)", id="actor-token-too-big"),
+    pytest.param({"context": {"a": {"b": {"c": {"d": 1}}}}}, "context is nested deeper than limits.max_context_depth (3)", id="context-too-deep"),
+    pytest.param({"context": {"a": [[["x"]]]}}, "context is nested deeper than limits.max_context_depth (3)", id="context-too-deep-in-lists"),
+    pytest.param({"context": {"a": {"b": 1, "c": 2}, "d": 1, "e": 1, "f": 1}}, "context has more keys than limits.max_context_keys (5)", id="context-too-many-keys"),
+    pytest.param({"context": {"tool": "x" * 100}}, "context exceeds limits.max_context_bytes (100 bytes as JSON)", id="context-too-big"),
 ]  # fmt: skip
 
 
@@ -197,3 +217,9 @@ def test_rejections_do_not_echo_the_subject_token() -> None:
 )
 def test_is_scope_token(value: str, expected: bool) -> None:
     assert is_scope_token(value) is expected
+
+
+def test_resource_with_an_unbalanced_ipv6_literal_is_invalid_request() -> None:
+    """Found by tests/fuzz: urlsplit("http://[") raises ValueError, which escaped as INTERNAL."""
+    with pytest.raises(InvalidRequestError, match="resource values must be absolute URIs"):
+        _build(resources=["http://["])

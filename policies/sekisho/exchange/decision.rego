@@ -36,7 +36,7 @@ decision := _deny("access_denied", "emergency deny-list") if {
 	count(unmet_risks) > 0
 } else := object.union(_deny("consent_required", consent_reason), consent) if {
 	count(consent_missing) > 0
-} else := object.union(_grant, _ttl)
+} else := object.union(object.union(_grant, _ttl), _cache)
 
 _deny(error, reason) := {"allow": false, "error": error, "reason": reason}
 
@@ -54,4 +54,30 @@ _grant := {
 	"client_id": client_id,
 	"claims": propagated_claims,
 	"reason": "granted by group membership",
+}
+
+# --- decision cache -----------------------------------------------------------------------------
+
+# METADATA
+# description: >-
+#   How long Sekisho may reuse this grant for an identical input (cache_ttl_seconds): the
+#   registry's decision_cache_seconds, unless the grant depends on the clock (a granted scope
+#   whose risk level has a max_age, or a consent-gated resource whose consent may expire).
+#   Denials are never cached. Any policy or data reload empties the cache anyway.
+_cache := {"cache_ttl_seconds": seconds} if {
+	seconds := data.sekisho.registry.decision_cache_seconds
+	is_number(seconds)
+	seconds > 0
+	not _time_dependent
+} else := {}
+
+_time_dependent if {
+	some scope in granted_scopes
+	level := downstream.scopes[scope].risk
+	object.get(data.sekisho.registry.risk_levels[level], "max_age", 0) != 0
+}
+
+_time_dependent if {
+	some uri in granted_resources
+	resources[uri].consent
 }

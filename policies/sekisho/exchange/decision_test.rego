@@ -455,3 +455,57 @@ test_shipped_data_defines_every_document_the_policy_reads if {
 	is_object(data.sekisho.denylist.callers)
 	is_object(data.sekisho.consents)
 }
+
+# --- decision cache -----------------------------------------------------------------------------
+
+cached_registry := object.union(registry, {
+	"decision_cache_seconds": 60,
+	"risk_levels": {"recent": {"rank": 1, "max_age": 600}, "mfa": {"rank": 2, "acr_values": ["mfa"]}},
+	"downstreams": {bare_as: {"scopes": {"bare.read": {"risk": "mfa"}, "bare.write": {"risk": "recent"}}}},
+})
+
+ask_cached(audience, groups, scopes) := result if {
+	doc := object.union(base_input, {
+		"subject": {"groups": groups, "acr": "mfa", "auth_time": 1699999900},
+		"request": {"audience": audience, "scopes": scopes},
+	})
+	result := exchange.decision with input as doc with data.sekisho.registry as cached_registry
+}
+
+test_grant_carries_the_registry_decision_cache_seconds if {
+	ask_cached(open_as, ["readers"], []).cache_ttl_seconds == 60
+}
+
+test_grant_under_a_risk_level_without_max_age_is_cached if {
+	ask_cached(bare_as, ["staff"], ["bare.read"]).cache_ttl_seconds == 60
+}
+
+test_grant_under_a_risk_level_with_max_age_is_not_cached if {
+	result := ask_cached(bare_as, ["staff"], ["bare.read", "bare.write"])
+	result.allow
+	not result.cache_ttl_seconds
+}
+
+test_grant_of_a_consent_gated_resource_is_not_cached if {
+	gated := object.union(cached_registry, {"downstreams": {open_as: {"resources": {open_mcp: {"consent": {}}}}}})
+	result := exchange.decision with input as object.union(base_input, {
+		"subject": {"groups": ["readers"]},
+		"request": {"audience": open_as},
+	})
+		with data.sekisho.registry as gated
+		with data.sekisho.consents as {"https://idp.test": {"alice": {open_mcp: {}}}}
+	result.allow
+	not result.cache_ttl_seconds
+}
+
+test_denials_are_not_cached if {
+	result := ask_cached(open_as, ["nobody"], [])
+	not result.allow
+	not result.cache_ttl_seconds
+}
+
+test_no_decision_cache_seconds_means_no_caching if {
+	result := ask(open_as, ["readers"], [])
+	result.allow
+	not result.cache_ttl_seconds
+}

@@ -137,20 +137,24 @@ class GatewayAuthorizer:
     async def _exchange(
         self, subject_token: str, route: Route, context: dict[str, str], caller: Caller, key: str
     ) -> str:
-        exchange_request = build_request(
-            subject_token=subject_token,
-            subject_token_type=TOKEN_TYPE_ACCESS_TOKEN,
-            requested_token_type=route.requested_token_type,
-            audience=route.audience,
-            resources=route.resources,
-            scopes=route.scopes,
-            actor_token="",
-            actor_token_type="",
-            context=context,
-            requested_lifetime_seconds=0,
-            caller=caller,
-            limits=self._limits,
-        )
+        try:
+            exchange_request = build_request(
+                subject_token=subject_token,
+                subject_token_type=TOKEN_TYPE_ACCESS_TOKEN,
+                requested_token_type=route.requested_token_type,
+                audience=route.audience,
+                resources=route.resources,
+                scopes=route.scopes,
+                actor_token="",
+                actor_token_type="",
+                context=context,
+                requested_lifetime_seconds=0,
+                caller=caller,
+                limits=self._limits,
+            )
+        except ServiceError as error:
+            self._exchanger.refused(error, None, caller)  # audited like any other decision
+            raise
         result = await self._exchanger.exchange(exchange_request)
         self._cache.put(key, result.minted.token, result.minted.expires_at)
         return result.minted.token

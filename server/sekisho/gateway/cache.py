@@ -66,5 +66,16 @@ class GatewayTokenCache:
     def stats(self) -> CacheStats:
         return CacheStats(hits=self._hits, misses=self._misses, size=len(self._entries))
 
+    @property
+    def hits(self) -> int:
+        return self._hits
+
+    @property
+    def misses(self) -> int:
+        return self._misses
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def _fresh(self, entry: CachedToken) -> bool:
         return self._clock.now() < entry.expires_at - self._margin

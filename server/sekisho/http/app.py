@@ -4,10 +4,11 @@
 - `/.well-known/oauth-authorization-server{issuer path}`: RFC 8414 §3 metadata.
 - `/healthz` (process alive) and `/readyz` (keys and policy loaded).
 - `/oauth2/token`: RFC 8693 token exchange (http/token.py), when clients are registered.
+- `/metrics`: Prometheus exposition, when [metrics] enabled (docs/operations.md).
 """
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,7 +29,11 @@ METADATA_PATH = "/.well-known/oauth-authorization-server"
 
 
 def authorization_server_metadata(
-    issuer: str, signing_algs: list[str], *, token_endpoint: bool = False
+    issuer: str,
+    signing_algs: list[str],
+    *,
+    token_endpoint: bool = False,
+    auth_methods: Sequence[str] = ("client_secret_basic", "private_key_jwt"),
 ) -> dict[str, Any]:
     """RFC 8414 §2 metadata, with the ID-JAG draft's identity-chaining member.
 
@@ -50,7 +55,7 @@ def authorization_server_metadata(
             {
                 "token_endpoint": issuer + TOKEN_PATH,
                 "grant_types_supported": [GRANT_TYPE_TOKEN_EXCHANGE],
-                "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
+                "token_endpoint_auth_methods_supported": list(auth_methods),
                 "token_endpoint_auth_signing_alg_values_supported": sorted(ASYMMETRIC_ALGORITHMS),
             }
         )
@@ -64,6 +69,7 @@ def create_http_app(
     ready: Callable[[], bool],
     jwks_max_age_seconds: int,
     token_endpoint: TokenEndpoint | None = None,
+    metrics: Callable[[], tuple[bytes, str]] | None = None,
 ) -> web.Application:
     """The HTTP application; paths follow the issuer's own path component."""
     issuer_path = urlsplit(issuer).path.rstrip("/")
@@ -79,7 +85,10 @@ def create_http_app(
     async def server_metadata(_: web.Request) -> web.Response:
         # Algorithms of the keys actually published, so a rotation to another alg shows up here.
         metadata = authorization_server_metadata(
-            issuer, keyring.published_algorithms(), token_endpoint=token_endpoint is not None
+            issuer,
+            keyring.published_algorithms(),
+            token_endpoint=token_endpoint is not None,
+            auth_methods=token_endpoint.auth_methods if token_endpoint else (),
         )
         return web.Response(
             body=json.dumps(metadata).encode(),
@@ -100,6 +109,20 @@ def create_http_app(
     app.router.add_get(METADATA_PATH + issuer_path, server_metadata)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if metrics is not None:
+        app.router.add_get("/metrics", _metrics_handler(metrics))
     if token_endpoint is not None:
         app.router.add_post(issuer_path + TOKEN_PATH, token_endpoint.handle)
     return app
+
+
+def _metrics_handler(
+    render: Callable[[], tuple[bytes, str]],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(_: web.Request) -> web.Response:
+        body, content_type = render()
+        # The exposition content type carries its own version parameter; aiohttp's content_type
+        # argument refuses parameters, so set the header as is.
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    return handler

@@ -10,23 +10,29 @@ this exchange; the precise reason rides in `sekisho_reason`), `temporarily_unava
 name with HTTP 503 so clients can retry.
 """
 
+import contextvars
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from sekisho.callers import CallerRegistry
 from sekisho.constants import GRANT_TYPE_TOKEN_EXCHANGE
-from sekisho.errors import InvalidRequestError, ServiceError
+from sekisho.errors import InvalidClientError, InvalidRequestError, ServiceError
 from sekisho.exchange import TokenExchanger
 from sekisho.http.client_auth import ClientAuthenticator
+from sekisho.identity.peer import PeerIdentity, identity_from_der
 from sekisho.models import Caller, ExchangeRequest, ExchangeResult
 from sekisho.validation import RequestLimits, build_request
 
 log = logging.getLogger(__name__)
 
 TOKEN_PATH = "/oauth2/token"
+REQUEST_ID_HEADER = "X-Request-Id"
+MAX_REQUEST_ID_LENGTH = 128
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _SINGLE = (
     "grant_type",
@@ -67,6 +73,8 @@ def error_response(error: ServiceError) -> web.Response:
         if name in error.metadata:
             body[name] = error.metadata[name]
     headers = dict(NO_STORE)
+    if error.reason == "slow_down":
+        headers["Retry-After"] = error.metadata.get("retry_after", "1")
     if status == 401:
         # RFC 6749 §5.2: a 401 invalid_client MUST carry WWW-Authenticate for the scheme used.
         headers["WWW-Authenticate"] = 'Basic realm="sekisho", charset="UTF-8"'
@@ -84,6 +92,20 @@ def success_response(result: ExchangeResult) -> web.Response:
         "scope": " ".join(minted.scopes),
     }
     return web.json_response(body, headers=NO_STORE)
+
+
+def _peer_identity(request: web.Request) -> PeerIdentity | None:
+    """The verified client certificate's identity (the TLS layer checked it against the CA)."""
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return identity_from_der(der) if der else None
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    if given and given.isprintable():
+        return given[:MAX_REQUEST_ID_LENGTH]
+    return uuid.uuid4().hex
 
 
 def _single_values(form: MultiDictProxy[Any]) -> dict[str, str]:
@@ -106,36 +128,75 @@ class TokenEndpoint:
     def __init__(
         self,
         exchanger: TokenExchanger,
-        authenticator: ClientAuthenticator,
+        authenticator: ClientAuthenticator | None,
         limits: RequestLimits,
         clock: Callable[[], float],
+        *,
+        callers: CallerRegistry | None = None,
+        request_id: contextvars.ContextVar[str] | None = None,
     ) -> None:
         self._exchanger = exchanger
         self._authenticator = authenticator
         self._limits = limits
         self._clock = clock
+        self._callers = callers or CallerRegistry((), require_client_auth=False)
+        self._request_id = request_id
+
+    @property
+    def auth_methods(self) -> list[str]:
+        """RFC 8414 `token_endpoint_auth_methods_supported` for this endpoint."""
+        methods = ["client_secret_basic", "private_key_jwt"] if self._authenticator else []
+        if self._callers.registered:
+            methods.append("tls_client_auth")  # RFC 8705 §2.1.1
+        return methods
 
     async def handle(self, request: web.Request) -> web.Response:
+        request_id = _request_id(request)
+        if self._request_id is not None:
+            self._request_id.set(request_id)
         try:
-            return success_response(await self._exchange(request))
+            response = success_response(await self._exchange(request))
         except ServiceError as error:
             log.info(
                 "token_endpoint_refused",
                 extra={"reason": error.reason, "detail": error.log_detail},
             )
-            return error_response(error)
+            response = error_response(error)
+        response.headers[REQUEST_ID_HEADER] = request_id  # correlates with the audit line
+        return response
 
     async def _exchange(self, request: web.Request) -> ExchangeResult:
-        if request.content_type != "application/x-www-form-urlencoded":
-            raise InvalidRequestError("the body must be application/x-www-form-urlencoded")
-        form = await request.post()
-        values = _single_values(form)
-        caller = await self._authenticator.authenticate(
+        caller = Caller()
+        try:
+            if request.content_type != "application/x-www-form-urlencoded":
+                raise InvalidRequestError("the body must be application/x-www-form-urlencoded")
+            form = await request.post()
+            values = _single_values(form)
+            caller = await self._authenticate(request, values)
+            if values.get("grant_type") != GRANT_TYPE_TOKEN_EXCHANGE:
+                raise InvalidRequestError("grant_type must be token-exchange")
+            exchange_request = self._build(values, form, caller)
+        except ServiceError as error:
+            self._exchanger.refused(error, None, caller)  # audited like any other decision
+            raise
+        return await self._exchanger.exchange(exchange_request)
+
+    async def _authenticate(self, request: web.Request, values: Mapping[str, str]) -> Caller:
+        peer = _peer_identity(request)
+        if peer is not None or self._callers.client_auth_required:
+            # RFC 8705 §2 (tls_client_auth): the certificate is the client's credential, and
+            # RFC 6749 §2.3 forbids presenting a second one.
+            caller = self._callers.authenticate(peer)
+            if "Authorization" in request.headers or {"client_assertion", "client_secret"} & set(
+                values
+            ):
+                raise InvalidRequestError("use exactly one client authentication method")
+            return caller
+        if self._authenticator is None:
+            raise InvalidClientError("client authentication is required")
+        return await self._authenticator.authenticate(
             request.headers.get("Authorization", ""), values, self._clock()
         )
-        if values.get("grant_type") != GRANT_TYPE_TOKEN_EXCHANGE:
-            raise InvalidRequestError("grant_type must be token-exchange")
-        return await self._exchanger.exchange(self._build(values, form, caller))
 
     def _build(
         self, values: Mapping[str, str], form: MultiDictProxy[Any], caller: Caller

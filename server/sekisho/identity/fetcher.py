@@ -20,6 +20,18 @@ class JsonFetcher(Protocol):
         ...
 
 
+async def _read_capped(stream: aiohttp.StreamReader, url: str) -> bytes:
+    """The whole body, refused as soon as it grows past MAX_DOCUMENT_BYTES (never buffered)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in stream.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_DOCUMENT_BYTES:
+            raise FetchError(f"GET {url}: document larger than {MAX_DOCUMENT_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class HttpJsonFetcher:
     """aiohttp-based fetcher sharing one connection pool; never follows redirects off-origin."""
 
@@ -33,14 +45,13 @@ class HttpJsonFetcher:
             async with session.get(url, allow_redirects=False) as response:
                 if response.status != 200:
                     raise FetchError(f"GET {url} answered HTTP {response.status}")
-                body = await response.content.read(MAX_DOCUMENT_BYTES + 1)
+                body = await _read_capped(response.content, url)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise FetchError(f"GET {url} failed: {type(exc).__name__}") from exc
-        if len(body) > MAX_DOCUMENT_BYTES:
-            raise FetchError(f"GET {url}: document larger than {MAX_DOCUMENT_BYTES} bytes")
         try:
             return json.loads(body)
-        except ValueError as exc:
+        # RecursionError: a hostile or broken IdP can nest arrays deeper than the parser's stack.
+        except (ValueError, RecursionError) as exc:
             raise FetchError(f"GET {url}: body is not JSON") from exc
 
     async def close(self) -> None:

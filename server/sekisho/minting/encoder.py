@@ -11,8 +11,6 @@ from typing import Any
 
 from jwt.algorithms import get_default_algorithms
 
-from sekisho.errors import InvalidTokenError
-from sekisho.jose import parse_compact
 from sekisho.signing.signer import Signer
 
 
@@ -44,24 +42,19 @@ class JwsEncoder:
         header = {"alg": signer.alg, "kid": signer.kid, "typ": typ}
         signing_input = _b64url(_json(header)) + b"." + _b64url(_json(claims))
         signature = await signer.sign(signing_input)
-        token = (signing_input + b"." + _b64url(signature)).decode("ascii")
-        self._self_verify(token, signer, typ)
-        return token
+        self._self_verify(signing_input, signature, signer)
+        return (signing_input + b"." + _b64url(signature)).decode("ascii")
 
-    def _self_verify(self, token: str, signer: Signer, typ: str) -> None:
+    def _self_verify(self, signing_input: bytes, signature: bytes, signer: Signer) -> None:
         # SPIRE's habit: every credential is checked against the public key that verifiers use.
-        try:
-            parsed = parse_compact(token)
-        except InvalidTokenError as exc:
-            # e.g. a backend returning an empty signature: our fault, not the caller's token.
-            raise SelfVerificationError(f"kid {signer.kid} produced an unparsable JWS") from exc
-        header = parsed.header
-        if (
-            header.get("alg") != signer.alg
-            or header.get("kid") != signer.kid
-            or header.get("typ") != typ
-        ):
-            raise SelfVerificationError(f"header mismatch for kid {signer.kid}")
+        # This catches a backend returning a wrong, truncated or faulty signature (a fault
+        # during RSA-CRT signing leaks the key if the signature is released: Boneh-DeMillo-
+        # Lipton). The header and payload were just assembled here from the signer's own alg/kid,
+        # so re-parsing them would check nothing the encoder's tests do not (~25 µs saved).
         algorithm = self._verifiers[signer.alg]
-        if not algorithm.verify(parsed.signing_input, signer.public_key, parsed.signature):
+        try:
+            valid = algorithm.verify(signing_input, signer.public_key, signature)
+        except (ValueError, TypeError) as exc:
+            raise SelfVerificationError(f"kid {signer.kid} produced an unusable signature") from exc
+        if not valid:
             raise SelfVerificationError(f"signature by kid {signer.kid} does not verify")

@@ -69,7 +69,7 @@ class TokenMinter:
             audience=request.audience,
             resources=decision.resources,
             scopes=decision.scopes,
-            client_id=self._client_id(subject, decision),
+            client_id=self._client_id(request, subject, decision),
             jti=self._jti(),
             issued_at=now,
             expires_at=expires_at,
@@ -126,8 +126,11 @@ class TokenMinter:
         return lifetime
 
     @staticmethod
-    def _client_id(subject: VerifiedToken, decision: Decision) -> str:
-        client_id = decision.client_id or subject.client_id
+    def _client_id(request: ExchangeRequest, subject: VerifiedToken, decision: Decision) -> str:
+        # ARCHITECTURE.md §4: the decision's, else the registered caller's at this audience,
+        # else the subject token's.
+        registered = request.caller.client_id_at(request.audience)
+        client_id = decision.client_id or registered or subject.client_id
         if not client_id:
             raise AccessDeniedError(
                 "no client id is known for this caller at the audience",

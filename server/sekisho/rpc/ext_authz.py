@@ -5,11 +5,12 @@ denied (the HTTP status, headers and body Envoy answers the client with). A Serv
 becomes a gRPC error here, because Envoy would turn that into its own generic 403 and lose the
 WWW-Authenticate challenge; a bug still answers 500, never allow (fail closed).
 
-Caller identity: `attributes.source.principal` is what Envoy saw as the downstream peer (the URI
-SAN of its client certificate, a SPIFFE ID under mTLS). Sekisho's gRPC listener has no mTLS yet,
-so it cannot authenticate the gateway that asserts it: `authenticated_by` stays "none", and the
-principal is passed to policy only when `[gateway] trust_source_principal` says the listener is
-reachable by the gateway alone (anyone else could claim any principal in a Check).
+Caller identity: with mTLS on the gRPC listener the gateway itself is the caller (its certificate
+identity, registered in [[callers]], `authenticated_by` "mtls"). `attributes.source.principal` is
+what Envoy saw as the downstream peer (the URI SAN of its client certificate, a SPIFFE ID under
+mTLS); it is asserted by the gateway, not authenticated by Sekisho, so `authenticated_by` stays
+"none", and it replaces the gateway's identity only when `[gateway] trust_source_principal` says
+the listener is reachable by the gateway alone (anyone else could claim any principal in a Check).
 """
 
 import logging
@@ -22,8 +23,11 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_authz_grpc
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
+from sekisho.callers import CallerRegistry
+from sekisho.errors import InvalidClientError
 from sekisho.gateway.authorizer import Allowed, Denied, GatewayAuthorizer, GatewayRequest
 from sekisho.models import Caller
+from sekisho.rpc.peer import peer_identity
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +42,14 @@ def caller_of(source_principal: str) -> Caller:
     return Caller(id=source_principal, spiffe_id=spiffe_id, authenticated_by="none")
 
 
-def gateway_request(check: Any, *, trust_source_principal: bool = False) -> GatewayRequest:
-    """CheckRequest → GatewayRequest; headers from `headers` or, with raw headers, `header_map`."""
+def gateway_request(
+    check: Any, *, trust_source_principal: bool = False, peer: Caller | None = None
+) -> GatewayRequest:
+    """CheckRequest → GatewayRequest; headers from `headers` or, with raw headers, `header_map`.
+
+    The caller is Envoy's source principal when trusted, else `peer` (the gateway's own mTLS
+    identity), else anonymous.
+    """
     attributes = check.attributes
     http = attributes.request.http
     headers = {key.lower(): value for key, value in http.headers.items()}
@@ -51,7 +61,9 @@ def gateway_request(check: Any, *, trust_source_principal: bool = False) -> Gate
         path=http.path,
         method=http.method,
         headers=headers,
-        caller=caller_of(attributes.source.principal) if trust_source_principal else Caller(),
+        caller=caller_of(attributes.source.principal)
+        if trust_source_principal
+        else (peer or Caller()),
     )
 
 
@@ -84,13 +96,28 @@ def check_response(verdict: Allowed | Denied) -> Any:
 class ExtAuthzServicer(ext_authz_grpc.AuthorizationServicer):  # type: ignore[misc]
     """ext_authz v3 Check: one exchange (or cache hit) per gateway request."""
 
-    def __init__(self, authorizer: GatewayAuthorizer, *, trust_source_principal: bool) -> None:
+    def __init__(
+        self,
+        authorizer: GatewayAuthorizer,
+        *,
+        trust_source_principal: bool,
+        callers: CallerRegistry | None = None,
+    ) -> None:
         self._authorizer = authorizer
         self._trust_source_principal = trust_source_principal
+        self._callers = callers or CallerRegistry((), require_client_auth=False)
 
     async def Check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
-            gateway = gateway_request(request, trust_source_principal=self._trust_source_principal)
+            # An mTLS gateway must be a registered caller, like any other (issue 7 item 1).
+            peer = self._callers.authenticate(peer_identity(context))
+        except InvalidClientError as error:
+            log.info("ext_authz_caller_refused", extra={"detail": error.log_detail})
+            return check_response(Denied(403, {}, "caller not allowed"))
+        try:
+            gateway = gateway_request(
+                request, trust_source_principal=self._trust_source_principal, peer=peer
+            )
             verdict = await self._authorizer.authorize(gateway)
         except Exception:  # the RPC boundary: a bug denies with 500, never allows
             log.exception("ext_authz_internal_error")

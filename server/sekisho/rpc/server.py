@@ -14,9 +14,21 @@ from sekisho.rpc.ext_authz import SERVICE_NAME as EXT_AUTHZ_SERVICE_NAME
 from sekisho.rpc.ext_authz import ExtAuthzServicer
 from sekisho.rpc.interceptors import ErrorMappingInterceptor
 from sekisho.rpc.servicer import TokenExchangeServicer
+from sekisho.tls import TlsMaterial
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TokenExchangeService"].full_name
 MAX_MESSAGE_BYTES = 256 * 1024
+
+
+def _bind(server: grpc.aio.Server, listen: str, tls: TlsMaterial | None) -> int:
+    if tls is None:
+        return int(server.add_insecure_port(listen))
+    credentials = grpc.ssl_server_credentials(
+        [(tls.private_key, tls.certificate_chain)],
+        root_certificates=tls.client_ca,
+        require_client_auth=tls.require_client_auth,
+    )
+    return int(server.add_secure_port(listen, credentials))
 
 
 @dataclass
@@ -42,15 +54,24 @@ async def create_grpc_server(
     listen: str,
     request_id_var: contextvars.ContextVar[str],
     ext_authz: ExtAuthzServicer | None = None,
+    *,
+    tls: TlsMaterial | None = None,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    reuse_port: bool = False,
 ) -> GrpcServer:
-    """Build and start the server on `listen` (host:port); `ext_authz` adds Envoy's Check."""
+    """Build and start the server on `listen` (host:port); `ext_authz` adds Envoy's Check.
+
+    `tls` serves TLS (requiring a client certificate when its `require_client_auth` says so).
+    `reuse_port` lets several worker processes bind one port (SO_REUSEPORT); off, a second
+    server on a busy port fails to bind instead of silently sharing it.
+    """
     server = grpc.aio.server(
         interceptors=[
             ErrorMappingInterceptor(request_id_var, passthrough=frozenset({EXT_AUTHZ_SERVICE_NAME}))
         ],
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.so_reuseport", int(reuse_port)),
         ],
     )
     pb_grpc.add_TokenExchangeServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
@@ -64,7 +85,7 @@ async def create_grpc_server(
         ext_authz_grpc.add_AuthorizationServicer_to_server(ext_authz, server)
         names = (*names, EXT_AUTHZ_SERVICE_NAME)
     reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(listen)
+    port = _bind(server, listen, tls)
     if port == 0:
         raise OSError(f"cannot bind gRPC listener {listen}")
     await server.start()

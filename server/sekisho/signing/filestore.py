@@ -139,7 +139,10 @@ class FileKeyStore:
         cached = self._opened.get(record.kid)
         if cached is not None and cached[0] == digest and cached[1].alg == record.alg:
             return cached[1]
-        key = self._codec.open(sealed, record.kid, record.alg)
+        try:
+            key = self._codec.open(sealed, record.kid, record.alg)
+        except KeyStoreError as exc:  # name the file: "a PEM is unreadable" alone is no lead
+            raise KeyStoreError(f"{path}: {exc}") from exc
         if thumbprint(public_jwk(key.public_key())) != record.kid:
             raise KeyStoreError(f"private key file for kid {record.kid} holds a different key")
         signer = LocalSigner(record.kid, record.alg, key)

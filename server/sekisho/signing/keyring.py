@@ -64,6 +64,11 @@ class Keyring:
     def jwks_bytes(self) -> bytes:
         return self._jwks_bytes
 
+    @property
+    def records(self) -> tuple[KeyRecord, ...]:
+        """Every key of the current KeySet with its state (for metrics: age and state per kid)."""
+        return self._keys.records if self._keys is not None else ()
+
     def load(self) -> None:
         """Load the keystore for the first time. Raises: KeyStoreError (refuse to start)."""
         self._install(self._store.load())

@@ -64,13 +64,14 @@ def test_parse_jwks_keeps_usable_signing_keys_by_kid() -> None:
         {"kty": "EC", "kid": "bad-point", "crv": "P-256", "x": "AA", "y": "AA"},
         {"kty": "XYZ", "kid": "unknown-kty"},
         {"kty": "oct", "kid": "alg-none", "k": "AAAA", "alg": "none"},
+        {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0", "alg": "HS256"},
         ec_jwk(kid="alg-for-rsa", alg="RS256"),
         ec_jwk(kid="alg-list", alg=["ES256"]),
         ec_jwk(kid=7),
         "not-an-object",
     ],
     ids=["use-enc", "private-d", "unparseable-rsa", "unparseable-ec", "unknown-kty", "alg-none",
-         "alg-of-other-kty", "alg-not-string", "non-string-kid", "non-object"],
+         "symmetric-hmac", "alg-of-other-kty", "alg-not-string", "non-string-kid", "non-object"],
 )  # fmt: skip
 def test_parse_jwks_skips_unusable_keys(bad: object) -> None:
     """Regression: PyJWT's InvalidKeyError / NotImplementedError once escaped and sank the set."""
@@ -300,3 +301,35 @@ async def test_http_jwks_uri_on_loopback_is_accepted_for_development() -> None:
     jwks = cache(fetcher, jwks_uri="", discovery_url=DISCOVERY_URL)
     assert await jwks.key(IDP.ec_kid) is not None
     assert fetcher.calls == [DISCOVERY_URL, local]
+
+
+async def test_failed_refresh_retries_sooner_and_last_good_keys_expire_after_max_stale() -> None:
+    """After a good fetch the background loop waits the full interval; after a failed one it
+    retries at the refetch interval, so an outage shorter than max_stale never expires keys.
+    Past max_stale the cache is unavailable (fail closed) and `loaded` turns false (readiness)."""
+    idp, clock = TestIdp("https://idp.example.com"), FakeClock()
+    fetcher = FakeFetcher({"https://idp.example.com/jwks": idp.jwks()})
+    cache = JwksCache(
+        "https://idp.example.com",
+        fetcher,
+        clock,
+        jwks_uri="https://idp.example.com/jwks",
+        min_refetch_interval=30,
+        max_stale_seconds=600,
+    )
+    await cache.refresh()
+    assert cache.next_refresh_in(300) == 300
+    fetcher.failing = True
+    clock.advance(300)
+    await cache.refresh()
+    assert cache.next_refresh_in(300) == 30
+    assert await cache.key(idp.ec_kid) is not None  # 300 s stale: still the last good keys
+    clock.advance(301)
+    assert not cache.loaded
+    assert cache.cached_key(idp.ec_kid) is None
+    with pytest.raises(JwksUnavailableError, match="not refreshed for over 600 s"):
+        await cache.key(idp.ec_kid)
+    fetcher.failing = False
+    clock.advance(30)
+    assert await cache.key(idp.ec_kid) is not None
+    assert cache.loaded and cache.next_refresh_in(300) == 300

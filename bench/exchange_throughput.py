@@ -1,0 +1,196 @@
+"""`make bench`: ExchangeToken throughput and latency against a real `sekisho serve`.
+
+One run drives, on the same server stack and worker count:
+  (a) echo      grpc.health.v1.Health/Check (same listener, interceptors and workers)
+  (b) warm      ExchangeToken, 1,000 users x 3 audiences, subject and decision caches warm
+  (b') quiet    (b) with [metrics] enabled = false, and also with [logging] level = "WARNING"
+  (c) miss      (b) with both caches disabled ([cache] *_max_entries = 0): every request
+                verifies its RS256 token, evaluates policy and signs
+  (d) opa       (c) with [policy] engine = "opa" against a local `opa run --server`
+then a latency-vs-offered-load curve for (c) (ghz --rps --async at fractions of (c)'s maximum).
+Inputs: RS256 IdP tokens for 1,000 users with 3 groups each, a 1,000-entry registry, ES256
+signing (file keystore). Results: bench/results/exchange_throughput.{md,json,png}.
+
+    .venv/bin/python bench/exchange_throughput.py [--workers 1] [--seconds 15]
+"""
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import machine
+import report
+from loadgen import ECHO, EXCHANGE, Run, run_ghz
+from stack import (
+    Idp,
+    Settings,
+    exchange_messages,
+    opa_server,
+    policy_folder,
+    start_server,
+    workload,
+    write_config,
+)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CURVE = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+
+
+def _pinning(workers: int) -> tuple[str, str]:
+    """(server cpus, load generator cpus): split the cores when one worker leaves one free."""
+    cores = sorted(os.sched_getaffinity(0))
+    if workers == 1 and len(cores) >= 2:
+        return str(cores[0]), ",".join(str(c) for c in cores[1:])
+    return "", ""
+
+
+class Bench:
+    def __init__(self, root: Path, workers: int, seconds: float) -> None:
+        self.root = root
+        self.workers = workers
+        self.seconds = seconds
+        self.server_cpus, self.load_cpus = _pinning(workers)
+        self.idp = Idp()
+        self.load = workload()
+        started = time.perf_counter()
+        self.messages = exchange_messages(self.idp, self.load)
+        self.token_seconds = time.perf_counter() - started
+        policy_folder(root, self.load)
+        self.runs: dict[str, Run] = {}
+        self.ready: dict[str, float] = {}
+        self.curve: list[Run] = []
+
+    def _run(self, name: str, server: Any, call: str, messages: list[Any], **kw: Any) -> Run:
+        run = run_ghz(name, server, call, messages, cpus=self.load_cpus, **kw)
+        print(
+            f"{name:>14}: {run.throughput:8.1f}/s  p50 {run.p50_ms:.2f} ms  "
+            f"p99 {run.p99_ms:.2f} ms  cpu {run.cpu_us_per_request:.0f} µs  errors {run.errors}"
+        )
+        return run
+
+    def scenario(self, key: str, settings: Settings, opa_url: str = "") -> Any:
+        config = write_config(self.root, self.idp, settings, opa_url)
+        server = start_server(self.root, config, self.server_cpus)
+        self.ready[key] = round(server.ready_seconds, 3)
+        return server
+
+    def measure(
+        self,
+        key: str,
+        server: Any,
+        call: str,
+        messages: list[Any],
+        *,
+        warm: float,
+        fill: bool = False,
+    ) -> Run:
+        """Warm-up (with `fill`: first one pass over every message, so every cache holds it),
+        a `warm`-second probe of the rate, then about `self.seconds` of requests at saturation."""
+        if fill:
+            self._run(f"{key} fill", server, call, messages, total=len(messages))
+        probe = self._run(f"{key} warm-up", server, call, messages, seconds=warm)
+        total = max(200, int(probe.throughput * self.seconds))
+        run = self._run(key, server, call, messages, total=total)
+        self.runs[key] = run
+        return run
+
+    def exchange(self, key: str, server: Any, warm_seconds: float, fill: bool = False) -> Run:
+        return self.measure(key, server, EXCHANGE, self.messages, warm=warm_seconds, fill=fill)
+
+    def all(self) -> None:
+        server = self.scenario("warm", Settings(workers=self.workers))
+        try:
+            self.measure("echo", server, ECHO, [{}], warm=3)
+            self.exchange("warm", server, warm_seconds=3, fill=True)
+        finally:
+            server.stop()
+        for key, quiet in (
+            ("warm_no_metrics", Settings(workers=self.workers, metrics=False)),
+            ("warm_quiet", Settings(workers=self.workers, metrics=False, log_level="WARNING")),
+        ):
+            server = self.scenario(key, quiet)
+            try:
+                self.exchange(key, server, warm_seconds=3, fill=True)
+            finally:
+                server.stop()
+        server = self.scenario("miss", Settings(workers=self.workers, caches=False))
+        try:
+            miss = self.exchange("miss", server, warm_seconds=3)
+            for fraction in CURVE:
+                rate = max(1.0, fraction * miss.throughput)
+                total = int(rate * max(5.0, self.seconds / 2))
+                run = self._run(
+                    f"{int(fraction * 100)}% of max",
+                    server,
+                    EXCHANGE,
+                    self.messages,
+                    total=total,
+                    rps=rate,
+                    concurrency=64,
+                )
+                self.curve.append(run)
+        finally:
+            server.stop()
+        with opa_server(self.root, self.server_cpus) as url:
+            opa = Settings(workers=self.workers, caches=False, engine="opa")
+            server = self.scenario("opa", opa, url)
+            try:
+                self.exchange("opa", server, warm_seconds=3)
+            finally:
+                server.stop()
+
+    def summary(self) -> dict[str, Any]:
+        echo = self.runs["echo"].throughput
+        ratio = {k: round(self.runs[k].throughput / echo, 3) for k in ("warm", "miss", "opa")}
+        half = next((r for r in self.curve if r.name.startswith("50%")), None)
+        return {
+            "workers": self.workers,
+            "pinning": {"server": self.server_cpus or "any", "load": self.load_cpus or "any"},
+            "seconds_per_run": self.seconds,
+            "runs": {k: v.as_dict() for k, v in self.runs.items()},
+            "ratios_to_echo": ratio,
+            "curve": [r.as_dict() for r in self.curve],
+            "at_half_of_miss_max": half.as_dict() if half else None,
+            "start_to_ready_seconds": self.ready,
+            "metrics_logging_cost_percent": round(
+                100 * (1 - self.runs["warm"].throughput / self.runs["warm_quiet"].throughput), 1
+            ),
+            "metrics_cost_percent": round(
+                100 * (1 - self.runs["warm"].throughput / self.runs["warm_no_metrics"].throughput),
+                1,
+            ),
+            "token_generation_seconds": round(self.token_seconds, 2),
+            "machine": machine.describe(),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1")))
+    parser.add_argument(
+        "--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", "15"))
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="sekisho-bench-") as tmp:
+        bench = Bench(Path(tmp), args.workers, args.seconds)
+        try:
+            bench.all()
+        finally:
+            bench.idp.close()
+        result = bench.summary()
+    result["total_seconds"] = round(time.perf_counter() - started, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "exchange_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+    report.plot_curve(result, args.out / "exchange_throughput.png")
+    (args.out / "exchange_throughput.md").write_text(report.markdown(result))
+    print(f"wrote {args.out}/exchange_throughput.{{md,json,png}} in {result['total_seconds']} s")
+
+
+if __name__ == "__main__":
+    main()

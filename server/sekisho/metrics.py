@@ -1,0 +1,239 @@
+"""Prometheus metrics (docs/operations.md#metrics): one `Metrics` per service, never the global
+registry.
+
+One process: every metric lives on a private CollectorRegistry that GET /metrics renders.
+Several workers (server.workers != 1): the supervisor sets PROMETHEUS_MULTIPROC_DIR to a private
+folder before any worker exists; prometheus-client then keeps each process's values in files
+there, and /metrics renders a MultiProcessCollector over the folder, so whichever worker answers
+the scrape reports the whole pod. Values that live in objects (cache counters, key ages) are
+sampled into gauges by `sample()`, because a custom collector would only see the worker that
+answers the scrape.
+"""
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from sekisho.identity.fetcher import FetchError, JsonFetcher
+from sekisho.signing.keys import KeyRecord, KeyState
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Sub-millisecond resolution at the bottom (a cached verify is tens of µs), 1 s at the top.
+STAGE_BUCKETS = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+)
+OTHER_AUDIENCE = "other"
+# Counted by the supervisor (workers.py) and shown by every worker's /metrics.
+WORKER_RESTARTS = "sekisho_worker_restarts"
+WORKER_RESTARTS_HELP = "Worker processes restarted by the supervisor after a crash."
+STAGES = ("verify", "policy", "sign", "total")
+
+
+class CountingCache(Protocol):
+    """A cache that counts its own hits and misses (identity, policy and gateway caches)."""
+
+    @property
+    def hits(self) -> int: ...
+
+    @property
+    def misses(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+
+class AudienceLabels:
+    """Bounds the `audience` label: the first `limit` distinct audiences (per process) keep their
+    name, later ones are counted as "other", so a caller cycling audiences cannot grow the series
+    without bound."""
+
+    def __init__(self, limit: int, known: Iterable[str] = ()) -> None:
+        self._limit = limit
+        self._seen: set[str] = set(known)
+
+    def __call__(self, audience: str) -> str:
+        if audience in self._seen:
+            return audience
+        if len(self._seen) < self._limit and audience:
+            self._seen.add(audience)
+            return audience
+        return OTHER_AUDIENCE
+
+
+@dataclass(frozen=True)
+class _Caches:
+    name: str
+    cache: CountingCache
+
+
+class Metrics:
+    """Every Sekisho metric. `multiprocess_dir` non-empty = the pod-wide multiprocess mode."""
+
+    def __init__(self, *, max_audiences: int, multiprocess_dir: str = "") -> None:
+        self._multiprocess_dir = multiprocess_dir
+        own = None if multiprocess_dir else CollectorRegistry(auto_describe=True)
+        self._audience = AudienceLabels(max_audiences)
+        self._caches: list[_Caches] = []
+        self._key_records: Callable[[], tuple[KeyRecord, ...]] = tuple
+        self._in_flight: Callable[[], int] = int
+        self.exchanges = Counter(
+            "sekisho_exchanges",
+            "Token exchanges by outcome, OAuth reason, audience and entry point.",
+            ("outcome", "reason", "audience", "entrypoint"),
+            registry=own,
+        )
+        self.stage_seconds = Histogram(
+            "sekisho_stage_duration_seconds",
+            "Time spent per exchange stage (verify, policy, sign) and in total.",
+            ("stage",),
+            buckets=STAGE_BUCKETS,
+            registry=own,
+        )
+        self.jwks_fetches = Counter(
+            "sekisho_jwks_fetches",
+            "JWKS and discovery fetches per issuer.",
+            ("issuer",),
+            registry=own,
+        )
+        self.jwks_failures = Counter(
+            "sekisho_jwks_fetch_failures",
+            "Failed JWKS and discovery fetches per issuer.",
+            ("issuer",),
+            registry=own,
+        )
+        self.in_flight = Gauge(
+            "sekisho_exchanges_in_flight",
+            "Exchanges being processed now (sampled; summed over live workers).",
+            registry=own,
+            multiprocess_mode="livesum",
+        )
+        self._cache_gauges = {
+            kind: Gauge(
+                f"sekisho_cache_{kind}",
+                f"Cache {kind} since the process started (sum over live workers).",
+                ("cache",),
+                registry=own,
+                multiprocess_mode="livesum",
+            )
+            for kind in ("hits", "misses", "entries")
+        }
+        self.key_age = Gauge(
+            "sekisho_key_age_seconds",
+            "Age of each signing key since its creation, by kid.",
+            ("kid",),
+            registry=own,
+            multiprocess_mode="livemax",
+        )
+        # One series per (kid, state), 1 for the key's current state and 0 for the others, so a
+        # state change never leaves a stale 1 behind (label removal does not reach other workers).
+        self.key_state = Gauge(
+            "sekisho_key_state",
+            "1 for the current lifecycle state of each signing key, 0 for the other states.",
+            ("kid", "state"),
+            registry=own,
+            multiprocess_mode="livemax",
+        )
+        self.worker_restarts = Counter(WORKER_RESTARTS, WORKER_RESTARTS_HELP, registry=own)
+        self._exposition = own or self._multiprocess_registry()
+        # Label lookups cost more than the observation itself: keep the children of the hot path.
+        self._stages = {stage: self.stage_seconds.labels(stage) for stage in STAGES}
+        self._outcomes: dict[tuple[str, str, str, str], Counter] = {}
+
+    def _multiprocess_registry(self) -> CollectorRegistry:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
+        return registry
+
+    def exchange_finished(
+        self, *, outcome: str, reason: str, audience: str, entrypoint: str, seconds: float
+    ) -> None:
+        """Count one exchange (outcome "granted" or "refused") and its total latency."""
+        key = (outcome, reason, self._audience(audience), entrypoint)
+        counter = self._outcomes.get(key)
+        if counter is None:
+            counter = self._outcomes[key] = self.exchanges.labels(*key)
+        counter.inc()
+        self._stages["total"].observe(seconds)
+
+    def stage_finished(self, stage: str, seconds: float) -> None:
+        self._stages[stage].observe(seconds)
+
+    def jwks_fetched(self, issuer: str, *, ok: bool) -> None:
+        self.jwks_fetches.labels(issuer).inc()
+        if not ok:
+            self.jwks_failures.labels(issuer).inc()
+
+    def watch_cache(self, name: str, cache: CountingCache) -> None:
+        """Report `cache`'s hits, misses and size at every `sample()`."""
+        self._caches.append(_Caches(name, cache))
+
+    def watch_keys(self, records: Callable[[], tuple[KeyRecord, ...]]) -> None:
+        """Report the age and state of the keys `records()` returns at every `sample()`."""
+        self._key_records = records
+
+    def watch_in_flight(self, count: Callable[[], int]) -> None:
+        """Report `count()` (the admission bound's own in-flight count) at every `sample()`."""
+        self._in_flight = count
+
+    def sample(self, now: float) -> None:
+        """Copy values held by objects (caches, keys, in-flight) into gauges; every 5 s."""
+        self.in_flight.set(self._in_flight())
+        for entry in self._caches:
+            self._cache_gauges["hits"].labels(entry.name).set(entry.cache.hits)
+            self._cache_gauges["misses"].labels(entry.name).set(entry.cache.misses)
+            self._cache_gauges["entries"].labels(entry.name).set(len(entry.cache))
+        for record in self._key_records():
+            self.key_age.labels(record.kid).set(now - record.created_at)
+            for state in KeyState:
+                self.key_state.labels(record.kid, state.value).set(state is record.state)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition body and its content type."""
+        return generate_latest(self._exposition), CONTENT_TYPE_LATEST
+
+
+class MeteredFetcher:
+    """A JsonFetcher that counts one issuer's JWKS and discovery fetches and their failures."""
+
+    def __init__(self, fetcher: JsonFetcher, metrics: Metrics, issuer: str) -> None:
+        self._fetcher = fetcher
+        self._metrics = metrics
+        self._issuer = issuer
+
+    async def fetch_json(self, url: str) -> Any:
+        """Raises: FetchError, as the wrapped fetcher does."""
+        try:
+            document = await self._fetcher.fetch_json(url)
+        except FetchError:
+            self._metrics.jwks_fetched(self._issuer, ok=False)
+            raise
+        self._metrics.jwks_fetched(self._issuer, ok=True)
+        return document
+
+
+def multiprocess_dir_from_env() -> str:
+    """The multiprocess folder the supervisor set up, or "" in a single process."""
+    return os.environ.get(MULTIPROC_ENV, "")

@@ -1,0 +1,82 @@
+"""Builds what the service reports about itself from [metrics] and [tracing]: the metrics, the
+optional tracer, the exchange instruments, and the loop that samples object-held values."""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sekisho.config import Settings
+from sekisho.identity.fetcher import JsonFetcher
+from sekisho.instruments import ExchangeInstruments
+from sekisho.metrics import MeteredFetcher, Metrics, multiprocess_dir_from_env
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+    from sekisho.tracing import Tracing
+
+log = logging.getLogger(__name__)
+
+SAMPLE_INTERVAL_SECONDS = 5.0
+
+
+@dataclass
+class Observability:
+    """Metrics (None when [metrics] enabled = false) and tracing (None unless enabled)."""
+
+    metrics: Metrics | None
+    tracing: "Tracing | None"
+    instruments: ExchangeInstruments
+
+    def fetcher_for(self, fetcher: JsonFetcher, issuer: str) -> JsonFetcher:
+        """`fetcher`, counting JWKS fetches for `issuer` when metrics are on."""
+        if self.metrics is None:
+            return fetcher
+        return MeteredFetcher(fetcher, self.metrics, issuer)
+
+    def scrape(self, now: float) -> tuple[bytes, str]:
+        """Sample object-held values, then render every metric (of the whole pod with workers).
+
+        Raises: RuntimeError when metrics are disabled (the route is not mounted then).
+        """
+        if self.metrics is None:
+            raise RuntimeError("metrics are disabled")
+        self.metrics.sample(now)
+        return self.metrics.render()
+
+    async def sample_forever(self, now: Callable[[], float]) -> None:
+        """Keep this worker's sampled gauges fresh for scrapes answered by another worker."""
+        while self.metrics is not None:
+            try:
+                self.metrics.sample(now())
+            except Exception:  # a background loop: log and go on
+                log.exception("metrics_sample_failed")
+            await asyncio.sleep(SAMPLE_INTERVAL_SECONDS)
+
+    def close(self) -> None:
+        if self.tracing is not None:
+            self.tracing.shutdown()
+
+
+def build_observability(
+    settings: Settings, span_exporter: "SpanExporter | None" = None
+) -> Observability:
+    """Metrics and tracing as configured; `span_exporter` replaces OTLP (tests).
+
+    Raises: ConfigError when tracing is on and its packages are missing.
+    """
+    metrics = None
+    if settings.metrics.enabled:
+        metrics = Metrics(
+            max_audiences=settings.metrics.max_audiences,
+            multiprocess_dir=multiprocess_dir_from_env(),
+        )
+    tracing = None
+    if settings.tracing.enabled:
+        from sekisho.tracing import build_tracing
+
+        tracing = build_tracing(settings.tracing, span_exporter)
+    tracer = tracing.tracer if tracing is not None else None
+    return Observability(metrics, tracing, ExchangeInstruments(metrics, tracer))

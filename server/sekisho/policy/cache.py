@@ -1,0 +1,114 @@
+"""Decision cache: an identical input reuses a decision for the `cache_ttl_seconds` the policy
+declared (ARCHITECTURE.md §5; 0 = never, the default).
+
+Key: SHA-256 of the canonical JSON of the whole input document except `now`, so two requests
+share a decision only when subject (with every claim of its token), actor, caller and request are
+identical. `now` is left out on purpose: the policy author's `cache_ttl_seconds` is the
+declaration of how long the answer stays right, so a rule that reads `now` (consent expiry,
+max_age step-up) must return a TTL no longer than it can tolerate. Denials are cached the same way,
+only when the deny carries a TTL. Every policy or data reload flushes the cache, and a decision
+computed before a reload is never stored after it (generation check). Bounded LRU; the engine's
+own errors (unavailable, invalid decision) are never cached. Engine-agnostic.
+"""
+
+import hashlib
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from sekisho.clock import Clock
+from sekisho.models import Decision
+from sekisho.policy.engine import PolicyRuntime
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    decision: Decision
+    valid_until: float
+
+
+def input_digest(document: dict[str, Any]) -> bytes:
+    """The cache key of an input document: everything but `now`, canonically encoded."""
+    keyed = {name: value for name, value in document.items() if name != "now"}
+    text = json.dumps(keyed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).digest()
+
+
+class CachingPolicyEngine:
+    """PolicyRuntime that remembers decisions the policy marked cacheable."""
+
+    def __init__(self, engine: PolicyRuntime, clock: Clock, *, max_entries: int) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._max_entries = max_entries
+        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._generation = 0
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def engine(self) -> PolicyRuntime:
+        """The wrapped engine."""
+        return self._engine
+
+    @property
+    def ready(self) -> bool:
+        return self._engine.ready
+
+    async def start(self) -> None:
+        """Raises: PolicyLoadError."""
+        await self._engine.start()
+        self.clear()
+
+    async def close(self) -> None:
+        await self._engine.close()
+
+    async def folder_changed(self) -> bool:
+        """Reload the wrapped engine and flush (also when the reload failed: a flush is safe)."""
+        self.clear()
+        try:
+            return await self._engine.folder_changed()
+        finally:
+            self.clear()
+
+    def clear(self) -> None:
+        """Drop every decision; decisions still being computed will not be stored."""
+        self._generation += 1
+        self._entries.clear()
+
+    async def decide(self, document: dict[str, Any]) -> Decision:
+        """Raises: TemporarilyUnavailableError when the engine cannot answer."""
+        if self._max_entries <= 0:
+            return await self._engine.decide(document)
+        digest = input_digest(document)
+        cached = self._fresh(digest)
+        if cached is not None:
+            self.hits += 1
+            return cached
+        self.misses += 1
+        generation = self._generation
+        decision = await self._engine.decide(document)
+        if decision.cache_ttl_seconds > 0 and generation == self._generation:
+            self._store(digest, decision)
+        return decision
+
+    def _fresh(self, digest: bytes) -> Decision | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if self._clock.now() >= entry.valid_until:
+            del self._entries[digest]
+            return None
+        self._entries.move_to_end(digest)
+        return entry.decision
+
+    def _store(self, digest: bytes, decision: Decision) -> None:
+        valid_until = self._clock.now() + decision.cache_ttl_seconds
+        self._entries[digest] = _Entry(decision, valid_until)
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)

@@ -1,0 +1,244 @@
+"""Fault injection, one named test per scenario: the IdP's JWKS endpoint down, slow or serving
+garbage; a corrupted keystore at start and under a running service; a process killed in the
+middle of a key rotation. (OPA, KMS and broken-policy faults: see docs/security.md for the tests
+in test_opa_engine.py, test_opa_service.py, test_keystore_contract.py, test_kms_faults.py and
+test_operations.py.)
+
+Every fault is real: HTTP over loopback, files on disk, SIGKILLed processes.
+"""
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sekisho.constants import TOKEN_TYPE_ID_TOKEN
+from sekisho.errors import InvalidTokenError, TemporarilyUnavailableError
+from sekisho.identity.fetcher import HttpJsonFetcher
+from sekisho.signing.filestore import KEYRING_FILE, FileKeyStore
+from sekisho.signing.keyring import Keyring
+from sekisho.signing.keys import KeyState
+from sekisho.signing.signer import LocalSigner
+
+from tests.fakes.clock import FakeClock
+from tests.fakes.idp import TestIdp
+from tests.harness import IDP_A, POLICIES
+from tests.jwks_server import jwks_server, live_verifier
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+CRASH_LAUNCHER = REPO / "tests" / "crash_launcher.py"
+MAX_STALE = 3600
+T0 = 1_800_000_000
+
+# --- IdP JWKS endpoint faults -----------------------------------------------------------------
+
+DEEP_NESTING = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.fixture
+async def fetcher() -> AsyncIterator[HttpJsonFetcher]:
+    client = HttpJsonFetcher(timeout_seconds=0.5)
+    yield client
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    ("fault", "garbage"),
+    [
+        ("down", b""),
+        ("slow", b""),
+        ("garbage", b"<html>502 Bad Gateway</html>"),
+        ("garbage", b'{"keys": "not-a-list"}'),
+        ("garbage", b"\xff\xfe\x00garbage"),
+        ("garbage", DEEP_NESTING),
+    ],
+    ids=["down", "slow", "html", "not-a-jwks", "binary", "deep-nesting"],
+)
+async def test_jwks_down_slow_or_garbage_keeps_last_good_keys_until_they_expire(
+    fetcher: HttpJsonFetcher, fault: str, garbage: bytes
+) -> None:
+    """Last good keys keep verifying through the outage; `jwks_max_stale_seconds` after the last
+    good fetch they expire and the issuer fails closed (UNAVAILABLE), until the IdP recovers."""
+    idp, clock = TestIdp(IDP_A), FakeClock()
+    async with jwks_server(idp.jwks()) as server:
+        cache_verifier = live_verifier(
+            server, fetcher, clock, issuer=IDP_A, max_stale_seconds=MAX_STALE
+        )
+        verify = cache_verifier.verify
+        await verify(idp.token(clock.now()), TOKEN_TYPE_ID_TOKEN)
+        server.mode, server.delay, server.garbage = fault, 2.0, garbage
+        clock.advance(31)
+        with pytest.raises(InvalidTokenError):  # an unknown kid refetches: that fetch fails
+            await verify(idp.token(clock.now(), headers={"kid": "rotated"}), TOKEN_TYPE_ID_TOKEN)
+        assert server.hits == 2
+        clock.advance(MAX_STALE - 31)  # exactly at the bound: still the last good keys
+        await verify(idp.token(clock.now()), TOKEN_TYPE_ID_TOKEN)
+        clock.advance(1)  # past it: expired, one refetch attempt, then fail closed
+        with pytest.raises(TemporarilyUnavailableError) as expired:
+            await verify(idp.token(clock.now()), TOKEN_TYPE_ID_TOKEN)
+        assert (expired.value.grpc_code, expired.value.reason) == (
+            "UNAVAILABLE",
+            "temporarily_unavailable",
+        )
+        assert server.hits == 3
+        server.mode = "ok"  # the IdP recovers: the next allowed refetch restores service
+        clock.advance(31)
+        await verify(idp.token(clock.now()), TOKEN_TYPE_ID_TOKEN)
+        assert server.hits == 4
+
+
+async def test_jwks_never_fetched_and_idp_down_fails_closed(fetcher: HttpJsonFetcher) -> None:
+    """No last good keys at all: UNAVAILABLE from the first request, never a verified token."""
+    idp, clock = TestIdp(IDP_A), FakeClock()
+    async with jwks_server(idp.jwks()) as server:
+        server.mode = "down"
+        verifier = live_verifier(server, fetcher, clock, issuer=IDP_A)
+        with pytest.raises(TemporarilyUnavailableError):
+            await verifier.verify(idp.token(clock.now()), TOKEN_TYPE_ID_TOKEN)
+
+
+# --- corrupted keystore -----------------------------------------------------------------------
+
+
+def _corrupt(keys_dir: Path, how: str) -> str:
+    """Damage the keystore; returns the text the error must name."""
+    keyring_path = keys_dir / KEYRING_FILE
+    records = json.loads(keyring_path.read_text())["keys"]
+    active = next(r["kid"] for r in records if r["state"] == "active")
+    pem = keys_dir / f"{active}.pem"
+    if how == "truncated-keyring":
+        keyring_path.write_bytes(keyring_path.read_bytes()[:40])
+        return KEYRING_FILE
+    if how == "two-active":
+        for record in records:
+            record["state"] = "active"
+        keyring_path.write_text(json.dumps({"version": 1, "keys": records}))
+        return "more than one key is active"
+    if how == "garbage-pem":
+        pem.write_bytes(b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+        return active
+    if how == "swapped-pem":
+        other = next(r["kid"] for r in records if r["kid"] != active)
+        pem.write_bytes((keys_dir / f"{other}.pem").read_bytes())
+        return active
+    pem.unlink()
+    return active
+
+
+CORRUPTIONS = ["truncated-keyring", "two-active", "garbage-pem", "swapped-pem", "missing-pem"]
+
+
+def _serve_config(tmp_path: Path, keys_dir: Path) -> Path:
+    config = tmp_path / "sekisho.toml"
+    config.write_text(
+        "[server]\n"
+        'grpc_listen = "127.0.0.1:0"\nhttp_listen = "127.0.0.1:0"\n'
+        'issuer = "https://sekisho.test"\n'
+        f'[policy]\npath = "{POLICIES}"\n'
+        f'[keys]\ndir = "{keys_dir}"\n'
+    )
+    return config
+
+
+@pytest.mark.parametrize("how", CORRUPTIONS)
+def test_corrupted_keystore_refuses_to_start_with_a_clear_message(tmp_path: Path, how: str) -> None:
+    keys_dir = tmp_path / "keys"
+    FileKeyStore(keys_dir).init("ES256", T0)
+    named = _corrupt(keys_dir, how)
+    sekisho = [sys.executable, "-m", "sekisho", "serve", "--config"]
+    done = subprocess.run(
+        [*sekisho, str(_serve_config(tmp_path, keys_dir))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("sekisho: ")
+    assert named in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "PRIVATE KEY" not in done.stderr
+
+
+@pytest.mark.parametrize("how", CORRUPTIONS)
+async def test_running_service_keeps_last_good_keys_when_the_keystore_is_corrupted(
+    tmp_path: Path, how: str
+) -> None:
+    keys_dir = tmp_path / "keys"
+    FileKeyStore(keys_dir).init("ES256", T0)
+    keyring = Keyring(FileKeyStore(keys_dir))
+    keyring.load()
+    jwks_before, (record_before, _) = keyring.jwks_bytes, keyring.signing_key()
+    _corrupt(keys_dir, how)
+    assert await keyring.refresh() is False  # reload refused, logged as keyring_reload_failed
+    assert keyring.jwks_bytes == jwks_before
+    record, signer = keyring.signing_key()
+    assert record == record_before
+    assert await signer.sign(b"still signing")
+
+
+# --- a process killed in the middle of a key rotation ------------------------------------------
+
+
+def _promote(config: Path, kill_at: int) -> "subprocess.CompletedProcess[str]":
+    return subprocess.run(
+        [sys.executable, str(CRASH_LAUNCHER), str(kill_at), "keys", "promote", "--force",
+         "--reason", "crash test", "--operator", "test", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+
+
+def _state(keys_dir: Path) -> tuple[tuple[str, str], ...]:
+    """The keystore as a starting replica sees it, checked for consistency."""
+    keys = FileKeyStore(keys_dir).load()  # raises on any inconsistency a replica would hit
+    states = tuple(sorted((r.kid, r.state.value) for r in keys.records))
+    assert sum(state == KeyState.ACTIVE.value for _, state in states) == 1
+    jwks = keys.jwks()["keys"]
+    published = {r.kid for r in keys.records if r.published}
+    assert {jwk["kid"] for jwk in jwks} == published
+    active = keys.active
+    assert active is not None
+    assert isinstance(active[1], LocalSigner)
+    return states
+
+
+def test_process_killed_mid_rotation_leaves_a_consistent_keystore(tmp_path: Path) -> None:
+    """SIGKILL before each durable-write step of `keys promote`: after every kill the keystore is
+    exactly the old or exactly the new keyring, loads, has one active key and a valid JWKS, and
+    the next rotation (new process) succeeds — the kernel released the lock."""
+    keys_dir = tmp_path / "keys"
+    FileKeyStore(keys_dir).init("ES256", T0)
+    config = _serve_config(tmp_path, keys_dir)
+    clean = _promote(config, kill_at=0)
+    assert clean.returncode == 0, clean.stderr
+    total_steps = int(clean.stderr.rsplit("steps=", 1)[1])
+    assert total_steps >= 4  # key file: fsync, replace, dir fsync; keyring.json: the same
+    outcomes: set[str] = set()
+    for kill_at in range(1, total_steps + 1):
+        before = _state(keys_dir)
+        crashed = _promote(config, kill_at)
+        assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+        after = _state(keys_dir)
+        if after == before:
+            outcomes.add("old")
+        else:
+            old_active = next(kid for kid, state in before if state == "active")
+            assert (old_active, "retiring") in after  # the whole promotion, not a part of it
+            outcomes.add("new")
+    assert outcomes == {"old", "new"}  # kills landed both before and after the commit point
+    final = _promote(config, kill_at=0)
+    assert final.returncode == 0, final.stderr
+    _state(keys_dir)
+    audit = keys_dir / "audit.log"
+    if audit.exists():
+        for line in audit.read_text().splitlines():
+            if line.strip():
+                json.loads(line)  # killed runs never leave a torn audit line

@@ -1,0 +1,346 @@
+"""Caller authentication (issue 7 item 1): real TLS handshakes on 127.0.0.1 against both
+listeners with a throwaway PKI. Each test fails if its defence is removed: no client
+certificate, a certificate from another CA, an unregistered or ambiguous identity are all
+refused; a registered caller reaches policy as input.caller with authenticated_by "mtls".
+"""
+
+import json
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import grpc
+import jwt
+import pytest
+from envoy.service.auth.v3 import external_auth_pb2 as ext_authz_pb
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
+from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
+from sekisho.callers import CallerRegistry, RegisteredCaller
+from sekisho.client import ChannelOptions
+from sekisho.client.channel import open_channel
+from sekisho.config import CallerConfig, Settings
+from sekisho.constants import GRANT_TYPE_TOKEN_EXCHANGE
+from sekisho.devidp import DevIdentityProvider
+from sekisho.errors import ConfigError
+from sekisho.gateway.authorizer import Allowed
+from sekisho.rpc.ext_authz import ExtAuthzServicer
+from sekisho.service import Service, start_service
+from sekisho.signing.filestore import FileKeyStore
+from sekisho.tls import load_tls_material
+
+from tests.integration.conftest import dev_idp, stack_settings  # noqa: F401 (fixture)
+from tests.pki import AGENT_SPIFFE_ID, GATEWAY_CN, Pem, Pki, build_pki
+
+pytestmark = pytest.mark.integration
+
+CRM_AS = "https://crm-as.example.com"
+AGENT_CLIENT_AT_CRM = "agent-runtime-crm"
+# Echoes input.caller into the minted token, so a test can see exactly what policy saw.
+ECHO_POLICY = """package sekisho.exchange
+
+import rego.v1
+
+default decision := {"allow": false}
+
+decision := {"allow": true, "scopes": input.request.scopes, "claims": {"seen_caller": input.caller}} if {
+	input.request.audience == "https://crm-as.example.com"
+}
+"""
+
+
+@dataclass
+class MtlsStack:
+    service: Service
+    idp: DevIdentityProvider
+    pki: Pki
+
+    def user_token(self) -> str:
+        claims = {"sub": "alice", "aud": "agent-app", "groups": ["sales"], "client_id": "app"}
+        return self.idp.token(claims, ttl=600)
+
+    def channel(self, client: Pem | None, ca: Pem | None = None) -> grpc.aio.Channel:
+        options = ChannelOptions(
+            root_certificates=(ca or self.pki.ca.pem).cert,
+            private_key=client.key if client else None,
+            certificate_chain=client.cert if client else None,
+            server_name_override="localhost",
+        )
+        return open_channel(f"127.0.0.1:{self.service.grpc.port}", options)
+
+    def https(self, client: Pem | None) -> ssl.SSLContext:
+        context = ssl.create_default_context(cadata=self.pki.ca.pem.cert.decode())
+        if client is not None:
+            context.load_cert_chain(client.cert_file, client.key_file)
+        return context
+
+    @property
+    def http_base(self) -> str:
+        return f"https://localhost:{self.service.http_port}"
+
+
+def mtls_settings(idp: DevIdentityProvider, tmp_path: Path, pki: Pki) -> Settings:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "echo.rego").write_text(ECHO_POLICY)
+    keys = tmp_path / "keys"
+    FileKeyStore(keys).init("ES256", 1_800_000_000)
+    settings = stack_settings(
+        idp.issuer,
+        keys,
+        policies,
+        server={
+            "tls_cert_file": str(pki.server.cert_file),
+            "tls_key_file": str(pki.server.key_file),
+            "client_ca_file": str(pki.ca.pem.cert_file),
+            "require_client_auth": True,
+        },
+    )
+    callers = (
+        CallerConfig(id=AGENT_SPIFFE_ID, client_ids={CRM_AS: AGENT_CLIENT_AT_CRM}),
+        CallerConfig(id=GATEWAY_CN),
+    )
+    return settings.model_copy(update={"callers": callers})
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator[MtlsStack]:  # noqa: F811
+    pki = build_pki(tmp_path / "pki")
+    service = await start_service(mtls_settings(dev_idp, tmp_path, pki))
+    yield MtlsStack(service, dev_idp, pki)
+    await service.stop(0.5)
+
+
+async def _exchange(stack: MtlsStack, client: Pem | None, ca: Pem | None = None) -> dict:
+    async with stack.channel(client, ca) as channel:
+        stub = pb_grpc.TokenExchangeServiceStub(channel)
+        request = pb.ExchangeTokenRequest(
+            subject_token=stack.user_token(), audience=CRM_AS, scope=["crm.read"]
+        )
+        response = await stub.ExchangeToken(request, timeout=5)
+    return jwt.decode(response.access_token, options={"verify_signature": False})
+
+
+def _reason(error: grpc.aio.AioRpcError) -> str:
+    status = rpc_status.from_call(error)
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    return info.reason
+
+
+# --- gRPC --------------------------------------------------------------------------------------
+
+
+async def test_registered_spiffe_caller_reaches_policy_as_mtls(stack: MtlsStack) -> None:
+    claims = await _exchange(stack, stack.pki.agent)
+    assert claims["seen_caller"] == {
+        "id": AGENT_SPIFFE_ID,
+        "spiffe_id": AGENT_SPIFFE_ID,
+        "authenticated_by": "mtls",
+    }
+    assert claims["act"] == {"sub": AGENT_SPIFFE_ID}
+    # ARCHITECTURE.md §4: no client id in the decision → the registered caller's at this audience.
+    assert claims["client_id"] == AGENT_CLIENT_AT_CRM
+
+
+async def test_registered_cn_caller_is_known_by_its_common_name(stack: MtlsStack) -> None:
+    claims = await _exchange(stack, stack.pki.gateway)
+    assert claims["seen_caller"] == {"id": GATEWAY_CN, "spiffe_id": "", "authenticated_by": "mtls"}
+    assert claims["client_id"] == "app"  # no registered id at this audience → subject's
+
+
+async def test_no_client_certificate_fails_the_handshake(stack: MtlsStack) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await _exchange(stack, None)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_certificate_from_another_ca_fails_the_handshake(stack: MtlsStack) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await _exchange(stack, stack.pki.foreign)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+@pytest.mark.parametrize("who", ["stranger", "two_spiffe_ids"])
+async def test_unregistered_or_ambiguous_identity_is_invalid_client(
+    stack: MtlsStack, who: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await _exchange(stack, getattr(stack.pki, who))
+    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert _reason(raised.value) == "invalid_client"
+
+
+# --- HTTP --------------------------------------------------------------------------------------
+
+
+async def _post_token(stack: MtlsStack, client: Pem | None, **headers: str) -> tuple[int, dict]:
+    form = {
+        "grant_type": GRANT_TYPE_TOKEN_EXCHANGE,
+        "subject_token": stack.user_token(),
+        "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+        "audience": CRM_AS,
+        "scope": "crm.read",
+    }
+    url = f"{stack.http_base}/oauth2/token"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=form, ssl=stack.https(client), headers=headers) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def test_http_registered_caller_gets_a_token_with_its_identity(stack: MtlsStack) -> None:
+    status, body = await _post_token(stack, stack.pki.agent)
+    assert status == 200, body
+    claims = jwt.decode(body["access_token"], options={"verify_signature": False})
+    assert claims["seen_caller"]["authenticated_by"] == "mtls"
+    assert claims["client_id"] == AGENT_CLIENT_AT_CRM
+
+
+async def test_http_without_certificate_is_invalid_client(stack: MtlsStack) -> None:
+    status, body = await _post_token(stack, None)
+    assert (status, body["error"]) == (401, "invalid_client")
+
+
+async def test_http_unregistered_certificate_is_invalid_client(stack: MtlsStack) -> None:
+    status, body = await _post_token(stack, stack.pki.stranger)
+    assert (status, body["error"]) == (401, "invalid_client")
+
+
+async def test_http_certificate_plus_basic_credentials_is_refused(stack: MtlsStack) -> None:
+    # RFC 6749 §2.3: a client MUST NOT use more than one authentication method per request.
+    status, body = await _post_token(stack, stack.pki.agent, Authorization="Basic YTpi")
+    assert (status, body["error"]) == (400, "invalid_request")
+
+
+async def test_http_certificate_from_another_ca_fails_the_handshake(stack: MtlsStack) -> None:
+    with pytest.raises(aiohttp.ClientError):
+        await _post_token(stack, stack.pki.foreign)
+
+
+async def test_jwks_stays_public_without_a_client_certificate(stack: MtlsStack) -> None:
+    # Downstream servers fetch keys without a certificate; only token exchange needs one.
+    url = f"{stack.http_base}/.well-known/jwks.json"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, ssl=stack.https(None)) as response,
+    ):
+        assert response.status == 200
+        assert json.loads(await response.read())["keys"]
+
+
+async def test_plain_http_to_the_tls_listener_gets_nothing(stack: MtlsStack) -> None:
+    url = f"http://127.0.0.1:{stack.service.http_port}/.well-known/jwks.json"
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientError):
+            async with session.get(url) as response:
+                await response.read()
+
+
+# --- secure defaults (config) ------------------------------------------------------------------
+
+
+def _server(**server: object) -> Settings:
+    return Settings(server={"issuer": "https://sekisho.example.com", **server})
+
+
+def test_loopback_defaults_need_no_tls() -> None:
+    assert _server().server.client_auth_required is False
+
+
+def test_non_loopback_listener_without_tls_refuses_to_start(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"server\.tls_cert_file"):
+        _server(grpc_listen="0.0.0.0:50051")
+
+
+def test_non_loopback_listener_requires_client_auth_by_default(tmp_path: Path) -> None:
+    tls = {"tls_cert_file": "s.pem", "tls_key_file": "k.pem", "http_listen": "10.0.0.5:8443"}
+    with pytest.raises(
+        ValueError, match=r"server\.require_client_auth needs server\.client_ca_file"
+    ):
+        _server(**tls)
+    settings = _server(**tls, client_ca_file="ca.pem")
+    assert settings.server.client_auth_required is True
+
+
+def test_mesh_opt_out_needs_both_keys_spelled_out() -> None:
+    with pytest.raises(ValueError, match="require_client_auth = false"):
+        _server(grpc_listen="0.0.0.0:50051", insecure_plaintext=True)
+    settings = _server(
+        grpc_listen="0.0.0.0:50051", insecure_plaintext=True, require_client_auth=False
+    )
+    assert settings.server.client_auth_required is False
+
+
+def test_unreadable_tls_file_names_the_key(tmp_path: Path) -> None:
+    server = _server(tls_cert_file=str(tmp_path / "missing.pem"), tls_key_file="k.pem").server
+    with pytest.raises(ConfigError, match=r"server\.tls_cert_file"):
+        load_tls_material(server)
+
+
+# --- Envoy ext_authz over mTLS: the gateway is the caller and must be registered ----------------
+
+
+class RecordingAuthorizer:
+    def __init__(self) -> None:
+        self.callers: list[object] = []
+
+    async def authorize(self, request: object) -> object:
+        self.callers.append(request.caller)  # type: ignore[attr-defined]
+        return Allowed({"authorization": "Bearer minted"})
+
+
+class PeerContext:
+    """The part of grpc's ServicerContext the Check handler reads: the peer's certificate."""
+
+    def __init__(self, pem: bytes | None) -> None:
+        self._auth = {"x509_pem_cert": [pem]} if pem else {}
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return self._auth
+
+
+@pytest.mark.parametrize(
+    ("who", "trusted_principal", "expected"),
+    [
+        pytest.param("gateway", False, (GATEWAY_CN, "mtls"), id="registered-gateway-is-the-caller"),
+        pytest.param("gateway", True, ("spiffe://mesh/client", "none"), id="trusted-principal-wins"),
+        pytest.param("stranger", False, None, id="unregistered-gateway-denied"),
+    ],
+)  # fmt: skip
+async def test_ext_authz_caller_is_the_registered_mtls_gateway(
+    tmp_path: Path, who: str, trusted_principal: bool, expected: tuple[str, str] | None
+) -> None:
+    pki = build_pki(tmp_path)
+    authorizer = RecordingAuthorizer()
+    servicer = ExtAuthzServicer(
+        authorizer,  # type: ignore[arg-type]
+        trust_source_principal=trusted_principal,
+        callers=CallerRegistry([RegisteredCaller(GATEWAY_CN)], require_client_auth=True),
+    )
+    check = ext_authz_pb.CheckRequest()
+    check.attributes.source.principal = "spiffe://mesh/client"
+    response = await servicer.Check(check, PeerContext(getattr(pki, who).cert))  # type: ignore[arg-type]
+    if expected is None:
+        assert response.denied_response.status.code == 403
+        assert authorizer.callers == []
+        return
+    assert response.HasField("ok_response")
+    (caller,) = authorizer.callers
+    assert (caller.id, caller.authenticated_by) == expected  # type: ignore[attr-defined]
+
+
+async def test_metadata_advertises_tls_client_auth(stack: MtlsStack) -> None:
+    # RFC 8414 / RFC 8705 §2.1.1: mTLS callers only, so neither secret nor key methods are offered.
+    url = f"{stack.http_base}/.well-known/oauth-authorization-server"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, ssl=stack.https(None)) as response,
+    ):
+        metadata = await response.json()
+    assert metadata["token_endpoint_auth_methods_supported"] == ["tls_client_auth"]

@@ -1,0 +1,180 @@
+"""Input limits (issue 7 item 2) over real gRPC and HTTP: every limit is configurable, and a
+request over it gets INVALID_ARGUMENT / invalid_request (HTTP 400) naming the limit's key,
+before any token is parsed. The gRPC message cap is enforced by grpc itself."""
+
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+from argon2 import PasswordHasher
+from google.protobuf import struct_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
+from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
+from sekisho.config import ClientConfig
+from sekisho.constants import GRANT_TYPE_TOKEN_EXCHANGE
+from sekisho.devidp import DevIdentityProvider
+from sekisho.service import Service, start_service
+from sekisho.signing.filestore import FileKeyStore
+
+from tests.integration.conftest import dev_idp, stack_settings  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.integration
+
+CRM_AS = "https://crm-as.example.com"
+CRM_MCP = "https://crm.example.com/mcp"
+SECRET = "limits-test-secret"
+TOKEN_BYTES = 2048
+LIMITS = {
+    "max_scopes": 3,
+    "max_scope_length": 20,
+    "max_resources": 2,
+    "max_value_length": 100,
+    "max_context_depth": 3,
+    "max_context_keys": 5,
+    "max_context_bytes": 200,
+    "grpc_max_message_bytes": 16384,
+}
+
+
+@dataclass
+class Limited:
+    service: Service
+    idp: DevIdentityProvider
+
+    def user_token(self) -> str:
+        return self.idp.token({"sub": "alice", "aud": "agent-app", "groups": ["sales"]}, ttl=600)
+
+
+@pytest.fixture
+async def limited(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator[Limited]:  # noqa: F811
+    keys = tmp_path / "keys"
+    FileKeyStore(keys).init("ES256", 1_800_000_000)
+    client = ClientConfig(id="gateway", secret_hash=PasswordHasher().hash(SECRET))
+    settings = stack_settings(
+        dev_idp.issuer,
+        keys,
+        token_endpoint={"clients": (client,)},
+        limits=LIMITS,
+        trust={"max_token_bytes": TOKEN_BYTES},
+    )
+    service = await start_service(settings)
+    yield Limited(service, dev_idp)
+    await service.stop(0.5)
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": 1}
+    for _ in range(levels - 1):
+        value = {"nested": value}
+    return value
+
+
+OVERSIZED_TOKEN = "eyJhbGciOiJFUzI1NiJ9." + "A" * TOKEN_BYTES + ".sig"
+# (case id, request fields, the limit's key the refusal must name)
+FIELD_CASES = [
+    ("subject-token-bytes", {"subject_token": OVERSIZED_TOKEN}, "trust.max_token_bytes"),
+    ("scope-count", {"scope": ["a", "b", "c", "d"]}, "limits.max_scopes"),
+    ("scope-length", {"scope": ["s" * 21]}, "limits.max_scope_length"),
+    (
+        "resource-count",
+        {"resource": [CRM_MCP, "https://a.example/1", "https://a.example/2"]},
+        "limits.max_resources",
+    ),
+    ("resource-length", {"resource": ["https://a.example/" + "r" * 90]}, "limits.max_value_length"),
+    ("audience-length", {"audience": "https://a.example/" + "a" * 90}, "limits.max_value_length"),
+]
+CONTEXT_CASES = [
+    ("context-depth", _deep(4), "limits.max_context_depth"),
+    ("context-keys", {f"k{i}": i for i in range(6)}, "limits.max_context_keys"),
+    ("context-bytes", {"tool": "x" * 200}, "limits.max_context_bytes"),
+]
+
+
+def _error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    status = rpc_status.from_call(error)
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    return info
+
+
+async def _grpc(limited: Limited, **fields: Any) -> None:
+    request: dict[str, Any] = {"subject_token": limited.user_token(), "audience": CRM_AS}
+    context = fields.pop("context", None)
+    request.update(fields)
+    message = pb.ExchangeTokenRequest(**request)
+    if context is not None:
+        struct = struct_pb2.Struct()
+        struct.update(context)
+        message.context.CopyFrom(struct)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{limited.service.grpc.port}") as channel:
+        await pb_grpc.TokenExchangeServiceStub(channel).ExchangeToken(message, timeout=5)
+
+
+async def test_a_request_within_every_limit_is_exchanged(limited: Limited) -> None:
+    await _grpc(
+        limited,
+        scope=["crm.read"],
+        resource=[CRM_MCP],
+        context={"tool": "search", "session": {"id": "abc"}},
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "key"),
+    [pytest.param(f, k, id=i) for i, f, k in FIELD_CASES]
+    + [pytest.param({"context": c}, k, id=i) for i, c, k in CONTEXT_CASES],
+)
+async def test_grpc_over_a_limit_is_invalid_argument_naming_it(
+    limited: Limited, fields: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await _grpc(limited, **fields)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _error_info(raised.value).reason == "invalid_request"
+    assert key in (raised.value.details() or "")
+    assert "AAAA" not in (raised.value.details() or "")  # never echoes the token
+
+
+async def test_grpc_message_over_the_cap_is_refused_by_grpc(limited: Limited) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await _grpc(limited, context={"blob": "x" * 20000})
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def _form(limited: Limited, fields: dict[str, Any]) -> list[tuple[str, str]]:
+    values: dict[str, Any] = {
+        "grant_type": GRANT_TYPE_TOKEN_EXCHANGE,
+        "subject_token": limited.user_token(),
+        "audience": CRM_AS,
+    }
+    values.update(fields)
+    form = [(k, v) for k, v in values.items() if k not in ("scope", "resource")]
+    if "scope" in values:
+        form.append(("scope", " ".join(values["scope"])))
+    form += [("resource", r) for r in values.get("resource", [])]
+    return form
+
+
+@pytest.mark.parametrize(("fields", "key"), [pytest.param(f, k, id=i) for i, f, k in FIELD_CASES])
+async def test_http_over_a_limit_is_invalid_request_naming_it(
+    limited: Limited, fields: dict[str, Any], key: str
+) -> None:
+    basic = base64.b64encode(f"gateway:{SECRET}".encode()).decode()
+    url = f"http://127.0.0.1:{limited.service.http_port}/oauth2/token"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            url, data=_form(limited, fields), headers={"Authorization": f"Basic {basic}"}
+        ) as response,
+    ):
+        body = await response.json()
+    assert (response.status, body["error"]) == (400, "invalid_request")
+    assert key in body["error_description"]

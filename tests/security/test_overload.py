@@ -1,0 +1,309 @@
+"""Overload protection (issue 7 item 6): a bounded number of exchanges in flight, refused at once
+with slow_down rather than queued; per-caller token buckets on the injected clock; the caller's
+deadline honoured (work abandoned, nothing minted after it); and the wire answers over gRPC
+(RESOURCE_EXHAUSTED + retry_after) and HTTP (429 + Retry-After)."""
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+from argon2 import PasswordHasher
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
+from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
+from sekisho.admission import Admission
+from sekisho.audit import AuditLog
+from sekisho.callers import RateLimit
+from sekisho.config import CallerConfig, ClientConfig
+from sekisho.constants import GRANT_TYPE_TOKEN_EXCHANGE
+from sekisho.devidp import DevIdentityProvider
+from sekisho.errors import DeadlineExceededError, SlowDownError
+from sekisho.exchange import TokenExchanger
+from sekisho.minting.minter import TokenMinter
+from sekisho.models import Caller, Decision
+from sekisho.service import Service, start_service
+from sekisho.signing.filestore import FileKeyStore
+
+from tests.fakes.clock import FakeClock
+from tests.harness import SEKISHO_ISSUER, Harness
+from tests.integration.conftest import dev_idp, stack_settings  # noqa: F401 (fixture)
+
+AGENT = Caller(id="spiffe://example.org/agent", authenticated_by="mtls")
+OTHER = Caller(id="spiffe://example.org/other", authenticated_by="mtls")
+
+# --- the token bucket and the in-flight bound (fake clock) --------------------------------------
+
+
+def test_bucket_allows_the_burst_then_refuses_until_refilled() -> None:
+    clock = FakeClock()
+    admission = Admission(clock, max_in_flight=10, rates={AGENT.id: RateLimit(2.0, 3)})
+    for _ in range(3):
+        with admission.admit(AGENT):
+            pass
+    with pytest.raises(SlowDownError) as raised, admission.admit(AGENT):
+        pass
+    assert (raised.value.reason, raised.value.grpc_code) == ("slow_down", "RESOURCE_EXHAUSTED")
+    assert raised.value.metadata["retry_after"] == "1"
+    clock.advance(0.5)  # 2 per second: one token back
+    with admission.admit(AGENT):
+        pass
+    with pytest.raises(SlowDownError), admission.admit(AGENT):
+        pass
+
+
+def test_buckets_are_per_caller_and_default_applies_to_the_unlisted() -> None:
+    clock = FakeClock()
+    admission = Admission(
+        clock,
+        max_in_flight=10,
+        default_rate=RateLimit(1.0, 1),
+        rates={AGENT.id: RateLimit(100.0, 100)},
+    )
+    with admission.admit(OTHER):
+        pass
+    with pytest.raises(SlowDownError), admission.admit(OTHER):
+        pass
+    for _ in range(50):  # the agent's own, larger bucket is untouched by OTHER
+        with admission.admit(AGENT):
+            pass
+
+
+def test_retry_after_is_the_wait_for_the_next_token() -> None:
+    admission = Admission(FakeClock(), max_in_flight=10, default_rate=RateLimit(0.1, 1))
+    with admission.admit(AGENT):
+        pass
+    with pytest.raises(SlowDownError) as raised, admission.admit(AGENT):
+        pass
+    assert raised.value.metadata["retry_after"] == "10"
+
+
+def test_in_flight_bound_refuses_at_once_and_frees_slots_even_on_error() -> None:
+    admission = Admission(FakeClock(), max_in_flight=2)
+    with admission.admit(AGENT), admission.admit(AGENT):
+        assert admission.in_flight == 2
+        with pytest.raises(SlowDownError, match="too many exchanges"), admission.admit(OTHER):
+            pass
+    assert admission.in_flight == 0
+    with pytest.raises(RuntimeError), admission.admit(AGENT):
+        raise RuntimeError("the exchange failed")
+    assert admission.in_flight == 0
+
+
+def test_bucket_table_is_bounded() -> None:
+    admission = Admission(
+        FakeClock(), max_in_flight=10, default_rate=RateLimit(1.0, 1), max_buckets=3
+    )
+    for index in range(10):
+        with admission.admit(Caller(id=f"caller-{index}")):
+            pass
+    assert len(admission._buckets) == 3
+
+
+class FakeCpu:
+    """Process CPU seconds, moved by hand alongside the fake wall clock."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+def test_a_worker_saturating_its_core_sheds_load_until_it_recovers() -> None:
+    clock, cpu = FakeClock(), FakeCpu()
+    admission = Admission(clock, max_in_flight=10, max_cpu_fraction=0.9, cpu_time=cpu)
+    for _ in range(3):  # three half-second windows at 100 % of a core
+        clock.advance(0.5)
+        cpu.seconds += 0.5
+        with contextlib.suppress(SlowDownError), admission.admit(AGENT):
+            pass
+    clock.advance(0.1)
+    cpu.seconds += 0.1
+    with pytest.raises(SlowDownError, match="at capacity"), admission.admit(AGENT):
+        pass
+    clock.advance(0.5)  # a quiet window: 10 % of a core
+    cpu.seconds += 0.05
+    with admission.admit(AGENT):
+        pass
+
+
+def test_a_start_up_burst_shorter_than_a_window_is_not_load() -> None:
+    clock, cpu = FakeClock(), FakeCpu()
+    admission = Admission(clock, max_in_flight=10, max_cpu_fraction=0.9, cpu_time=cpu)
+    clock.advance(0.2)
+    cpu.seconds += 0.2  # 100 % for 0.2 s, but no full window of it yet
+    with admission.admit(AGENT):
+        pass
+
+
+def test_cpu_shedding_off_by_zero() -> None:
+    clock, cpu = FakeClock(), FakeCpu()
+    admission = Admission(clock, max_in_flight=10, max_cpu_fraction=0.0, cpu_time=cpu)
+    for _ in range(4):
+        clock.advance(0.5)
+        cpu.seconds += 0.5
+        with admission.admit(AGENT):
+            pass
+
+
+# --- the pipeline: in-flight bound and deadlines with a slow policy -----------------------------
+
+
+class GatedPolicy:
+    """The real policy, but each decision waits for `gate`, and may move the fake clock."""
+
+    def __init__(self, harness: Harness, *, advance: float = 0.0) -> None:
+        self._inner = harness.policy
+        self._clock = harness.clock
+        self._advance = advance
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.calls = 0
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    async def decide(self, document: dict[str, Any]) -> Decision:
+        self.calls += 1
+        self.entered.set()
+        await self.gate.wait()
+        self._clock.advance(self._advance)
+        return await self._inner.decide(document)
+
+
+class CountingMinter(TokenMinter):
+    minted = 0
+
+    async def mint(self, *args: Any, **kwargs: Any) -> Any:
+        CountingMinter.minted += 1
+        return await super().mint(*args, **kwargs)
+
+
+def _exchanger(harness: Harness, policy: GatedPolicy, max_in_flight: int) -> TokenExchanger:
+    minter = CountingMinter(
+        harness.keyring, harness.clock, issuer=SEKISHO_ISSUER, max_lifetime_seconds=300
+    )
+    CountingMinter.minted = 0
+    admission = Admission(harness.clock, max_in_flight=max_in_flight)
+    return TokenExchanger(
+        harness.verifier, policy, minter, harness.clock, AuditLog(), admission=admission
+    )
+
+
+async def test_over_the_in_flight_bound_is_refused_without_waiting(harness: Harness) -> None:
+    policy = GatedPolicy(harness)
+    exchanger = _exchanger(harness, policy, max_in_flight=1)
+    request = harness.request(harness.idp_a.token(harness.clock.now()))
+    first = asyncio.create_task(exchanger.exchange(request))
+    await asyncio.wait_for(policy.entered.wait(), timeout=5)  # the first is held in policy
+    with pytest.raises(SlowDownError):
+        await asyncio.wait_for(exchanger.exchange(request), timeout=1)
+    assert not first.done()  # refused while the slot was busy: not queued behind it
+    policy.gate.set()
+    assert (await first).minted.token
+    await exchanger.exchange(request)  # the slot is free again
+
+
+async def test_deadline_passing_during_policy_abandons_the_exchange(harness: Harness) -> None:
+    policy = GatedPolicy(harness, advance=5.0)  # policy takes 5 s of (fake) time
+    policy.gate.set()
+    exchanger = _exchanger(harness, policy, max_in_flight=10)
+    request = harness.request(harness.idp_a.token(harness.clock.now()))
+    with pytest.raises(DeadlineExceededError) as raised:
+        await exchanger.exchange(request, time_budget=1.0)
+    assert raised.value.grpc_code == "DEADLINE_EXCEEDED"
+    assert CountingMinter.minted == 0  # never signs after the deadline
+    await exchanger.exchange(request, time_budget=10.0)
+    assert CountingMinter.minted == 1
+
+
+async def test_deadline_already_passed_skips_policy(harness: Harness) -> None:
+    policy = GatedPolicy(harness)
+    policy.gate.set()
+    exchanger = _exchanger(harness, policy, max_in_flight=10)
+    request = harness.request(harness.idp_a.token(harness.clock.now()))
+    with pytest.raises(DeadlineExceededError):
+        await exchanger.exchange(request, time_budget=0.0)
+    assert policy.calls == 0
+
+
+# --- on the wire --------------------------------------------------------------------------------
+
+SECRET = "overload-test-secret"
+
+
+@pytest.fixture
+async def rate_limited(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator[Service]:  # noqa: F811
+    keys = tmp_path / "keys"
+    FileKeyStore(keys).init("ES256", 1_800_000_000)
+    settings = stack_settings(
+        dev_idp.issuer,
+        keys,
+        server={"caller_rate_per_second": 0.01, "caller_burst": 1},
+        token_endpoint={
+            "clients": (ClientConfig(id="gateway", secret_hash=PasswordHasher().hash(SECRET)),)
+        },
+    )
+    callers = (CallerConfig(id="gateway", rate_per_second=0.02, burst=2),)
+    service = await start_service(settings.model_copy(update={"callers": callers}))
+    yield service
+    await service.stop(0.5)
+
+
+def _token(idp: DevIdentityProvider) -> str:
+    return idp.token({"sub": "alice", "aud": "agent-app", "groups": ["sales"]}, ttl=600)
+
+
+@pytest.mark.integration
+async def test_grpc_rate_limit_is_resource_exhausted_slow_down(
+    rate_limited: Service,
+    dev_idp: DevIdentityProvider,  # noqa: F811
+) -> None:
+    request = pb.ExchangeTokenRequest(
+        subject_token=_token(dev_idp), audience="https://crm-as.example.com"
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{rate_limited.grpc.port}") as channel:
+        stub = pb_grpc.TokenExchangeServiceStub(channel)
+        await stub.ExchangeToken(request, timeout=5)  # the burst of 1
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.ExchangeToken(request, timeout=5)
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = rpc_status.from_call(raised.value)
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    assert info.reason == "slow_down"
+    assert int(info.metadata["retry_after"]) >= 1
+
+
+@pytest.mark.integration
+async def test_http_rate_limit_is_429_with_retry_after(
+    rate_limited: Service,
+    dev_idp: DevIdentityProvider,  # noqa: F811
+) -> None:
+    basic = base64.b64encode(f"gateway:{SECRET}".encode()).decode()
+    url = f"http://127.0.0.1:{rate_limited.http_port}/oauth2/token"
+    form = {
+        "grant_type": GRANT_TYPE_TOKEN_EXCHANGE,
+        "subject_token": _token(dev_idp),
+        "audience": "https://crm-as.example.com",
+    }
+    statuses = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(3):  # the registered caller's own bucket: burst 2
+            async with session.post(
+                url, data=form, headers={"Authorization": f"Basic {basic}"}
+            ) as response:
+                statuses.append(response.status)
+                body, retry_after = await response.json(), response.headers.get("Retry-After")
+    assert statuses == [200, 200, 429]
+    assert body["error"] == "slow_down"
+    assert retry_after is not None and int(retry_after) >= 1

@@ -1,0 +1,184 @@
+"""Metrics and tracing of the exchange pipeline (docs/operations.md): outcomes by reason, stage
+latencies, bounded audience labels, cache and key gauges, JWKS fetch counting, spans per stage,
+and nothing at all recorded when both are switched off."""
+
+import contextlib
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client.parser import text_string_to_metric_families
+from sekisho.config import Settings, TracingConfig
+from sekisho.errors import ConfigError, ServiceError
+from sekisho.identity.fetcher import FetchError
+from sekisho.instruments import ExchangeInstruments
+from sekisho.metrics import OTHER_AUDIENCE, AudienceLabels, MeteredFetcher, Metrics
+from sekisho.observability import build_observability
+from sekisho.tracing import build_tracing
+
+from tests.fakes.fetcher import FakeFetcher
+from tests.harness import CRM_AUDIENCE, DOCS_AUDIENCE, Harness, build_harness
+
+
+def _samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    body, content_type = metrics.render()
+    assert content_type.startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+
+
+def _value(metrics: Metrics, name: str, **labels: str) -> float:
+    return _samples(metrics).get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def _instrumented(tmp_path: Path, **kwargs: Any) -> tuple[Harness, Metrics]:
+    metrics = Metrics(max_audiences=kwargs.pop("max_audiences", 50))
+    harness = build_harness(tmp_path / "keys", instruments=ExchangeInstruments(metrics, **kwargs))
+    return harness, metrics
+
+
+async def test_exchanges_are_counted_by_outcome_reason_audience_and_stage(tmp_path: Path) -> None:
+    harness, metrics = _instrumented(tmp_path)
+    now = harness.clock.now()
+    await harness.exchanger.exchange(harness.request(harness.idp_a.token(now)))
+    with pytest.raises(ServiceError) as refused:
+        # Refused at verification: the token was issued for another client.
+        await harness.exchanger.exchange(harness.request(harness.idp_a.token(now, aud="other")))
+    granted = {"outcome": "granted", "reason": "", "audience": CRM_AUDIENCE, "entrypoint": "grpc"}
+    assert _value(metrics, "sekisho_exchanges_total", **granted) == 1
+    denied = {**granted, "outcome": "refused", "reason": refused.value.reason}
+    assert refused.value.reason != ""
+    assert _value(metrics, "sekisho_exchanges_total", **denied) == 1
+    for stage, count in (("verify", 2), ("policy", 1), ("sign", 1), ("total", 2)):
+        assert _value(metrics, "sekisho_stage_duration_seconds_count", stage=stage) == count
+
+
+async def test_entrypoint_views_share_the_pipeline_but_not_the_label(tmp_path: Path) -> None:
+    harness, metrics = _instrumented(tmp_path)
+    token = harness.idp_a.token(harness.clock.now())
+    await harness.exchanger.with_entrypoint("http").exchange(harness.request(token))
+    labels = {"outcome": "granted", "reason": "", "audience": CRM_AUDIENCE}
+    assert _value(metrics, "sekisho_exchanges_total", **labels, entrypoint="http") == 1
+    assert _value(metrics, "sekisho_exchanges_total", **labels, entrypoint="grpc") == 0
+
+
+async def test_stage_timer_is_the_injected_one(tmp_path: Path) -> None:
+    ticks = iter(float(n) for n in range(1000))
+    harness, metrics = _instrumented(tmp_path, timer=lambda: next(ticks))
+    await harness.exchanger.exchange(harness.request(harness.idp_a.token(harness.clock.now())))
+    # Each stage spans exactly one tick of the fake timer: 1 s lands in the 1.0 bucket, not below.
+    below = _value(metrics, "sekisho_stage_duration_seconds_bucket", stage="verify", le="0.5")
+    at = _value(metrics, "sekisho_stage_duration_seconds_bucket", stage="verify", le="1.0")
+    assert (below, at) == (0, 1)
+
+
+def test_audience_label_is_bounded() -> None:
+    labels = AudienceLabels(2)
+    assert [labels(a) for a in ("a", "b", "c", "a", "")] == ["a", "b", OTHER_AUDIENCE, "a", "other"]
+
+
+async def test_attacker_chosen_audiences_do_not_grow_the_series(tmp_path: Path) -> None:
+    harness, metrics = _instrumented(tmp_path, max_audiences=1)
+    token = harness.idp_a.token(harness.clock.now())
+    for audience in (CRM_AUDIENCE, DOCS_AUDIENCE, "https://a.evil", "https://b.evil"):
+        with contextlib.suppress(ServiceError):
+            await harness.exchanger.exchange(harness.request(token, audience=audience))
+    audiences = {
+        dict(labels)["audience"]
+        for name, labels in _samples(metrics)
+        if name == "sekisho_exchanges_total"
+    }
+    assert audiences == {CRM_AUDIENCE, OTHER_AUDIENCE}
+
+
+class _Cache:
+    hits = 7
+    misses = 3
+
+    def __len__(self) -> int:
+        return 5
+
+
+def test_sampled_cache_and_key_gauges(tmp_path: Path) -> None:
+    harness = build_harness(tmp_path / "keys")
+    metrics = Metrics(max_audiences=10)
+    metrics.watch_cache("subject", _Cache())
+    metrics.watch_keys(lambda: harness.keyring.records)
+    metrics.watch_in_flight(lambda: 4)
+    now = harness.clock.now() + 100
+    metrics.sample(now)
+    assert _value(metrics, "sekisho_exchanges_in_flight") == 4
+    assert _value(metrics, "sekisho_cache_hits", cache="subject") == 7
+    assert _value(metrics, "sekisho_cache_misses", cache="subject") == 3
+    assert _value(metrics, "sekisho_cache_entries", cache="subject") == 5
+    for record in harness.keyring.records:
+        assert _value(metrics, "sekisho_key_age_seconds", kid=record.kid) == pytest.approx(
+            now - record.created_at
+        )
+        state = {"kid": record.kid, "state": record.state.value}
+        assert _value(metrics, "sekisho_key_state", **state) == 1
+        assert _value(metrics, "sekisho_key_state", kid=record.kid, state="revoked") == 0
+
+
+async def test_jwks_fetches_and_failures_are_counted_per_issuer() -> None:
+    metrics = Metrics(max_audiences=10)
+    fetcher = MeteredFetcher(FakeFetcher({"https://idp/jwks": {"keys": []}}), metrics, "idp")
+    await fetcher.fetch_json("https://idp/jwks")
+    with pytest.raises(FetchError):
+        await fetcher.fetch_json("https://idp/missing")
+    assert _value(metrics, "sekisho_jwks_fetches_total", issuer="idp") == 2
+    assert _value(metrics, "sekisho_jwks_fetch_failures_total", issuer="idp") == 1
+
+
+async def test_spans_per_stage_under_one_exchange_span(tmp_path: Path) -> None:
+    exporter = InMemorySpanExporter()
+    tracing = build_tracing(TracingConfig(enabled=True), exporter)
+    harness = build_harness(
+        tmp_path / "keys", instruments=ExchangeInstruments(tracer=tracing.tracer)
+    )
+    await harness.exchanger.exchange(harness.request(harness.idp_a.token(harness.clock.now())))
+    tracing.shutdown()
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    assert set(spans) == {"exchange", "verify", "policy", "sign"}
+    root = spans["exchange"]
+    for name in ("verify", "policy", "sign"):
+        parent = spans[name].parent
+        assert parent is not None
+        assert parent.span_id == root.context.span_id
+
+
+async def test_switched_off_instruments_record_nothing(tmp_path: Path) -> None:
+    off = ExchangeInstruments()
+    assert not off.active
+    assert off.stage("verify") is off.stage("policy")  # the shared no-op
+    harness = build_harness(tmp_path / "keys", instruments=off)
+    result = await harness.exchanger.exchange(
+        harness.request(harness.idp_a.token(harness.clock.now()))
+    )
+    assert result.minted.token
+
+
+def test_observability_follows_the_config() -> None:
+    off = build_observability(Settings(metrics={"enabled": False}))
+    assert off.metrics is None
+    assert off.tracing is None
+    assert not off.instruments.active
+    on = build_observability(Settings())
+    assert on.metrics is not None
+    assert on.instruments.active
+
+
+def test_tracing_without_the_exporter_package_names_the_key() -> None:
+    settings = Settings(tracing={"enabled": True})
+    if importlib.util.find_spec("opentelemetry.exporter") is not None:
+        tracing = build_observability(settings).tracing
+        assert tracing is not None
+        tracing.shutdown()
+        return
+    with pytest.raises(ConfigError, match=r"tracing\.enabled"):
+        build_observability(settings)
