@@ -199,5 +199,16 @@ async def test_tenant_bound_downstream_refuses_other_tenant(live: LiveStack) -> 
 async def test_request_id_is_returned_and_echoed(live: LiveStack) -> None:
     call = live.stub.GetJwks(pb.GetJwksRequest(), metadata=(("x-request-id", "req-123"),))
     await call
-    metadata = dict(await call.initial_metadata())
+    metadata = dict(await call.trailing_metadata())
     assert metadata["x-request-id"] == "req-123"
+
+    # On a refusal too, next to the ErrorInfo details.
+    refused = live.stub.ExchangeToken(
+        pb.ExchangeTokenRequest(subject_token="not-a-jwt", audience="https://x.example.com"),
+        metadata=(("x-request-id", "req-456"),),
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await refused
+    trailers = dict(caught.value.trailing_metadata() or ())
+    assert trailers["x-request-id"] == "req-456"
+    assert "grpc-status-details-bin" in trailers

@@ -9,11 +9,10 @@ from typing import Any
 import grpc
 
 from sekisho.errors import ServerError, ServiceError
-from sekisho.rpc.status import to_grpc_status
+from sekisho.rpc.status import REQUEST_ID_HEADER, to_grpc_status
 
 log = logging.getLogger(__name__)
 
-REQUEST_ID_HEADER = "x-request-id"
 MAX_REQUEST_ID_LENGTH = 128
 
 Behaviour = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
@@ -57,7 +56,10 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             request_id = _request_id(context)
             self._request_id.set(request_id)
-            await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
+            # In the trailers, which go out with the response and status in one write: sending
+            # it as initial metadata forces a frame of its own, ~8 % of a call's CPU (py-spy,
+            # bench/results/hot_path.md).
+            context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
             try:
                 return await behaviour(request, context)
             except ServiceError as error:

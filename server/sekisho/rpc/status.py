@@ -1,5 +1,7 @@
 """ServiceError → gRPC status with a google.rpc.ErrorInfo detail (ARCHITECTURE.md §3)."""
 
+from dataclasses import dataclass
+
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
@@ -7,6 +9,8 @@ from grpc_status import rpc_status
 
 from sekisho.constants import ERROR_DOMAIN
 from sekisho.errors import ServerError, ServiceError
+
+REQUEST_ID_HEADER = "x-request-id"
 
 
 def to_grpc_status(error: ServiceError, request_id: str) -> grpc.Status:
@@ -21,4 +25,17 @@ def to_grpc_status(error: ServiceError, request_id: str) -> grpc.Status:
     detail = any_pb2.Any()
     detail.Pack(info)
     status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
-    return rpc_status.to_status(status)
+    rich = rpc_status.to_status(status)
+    # abort_with_status replaces the trailers set earlier: the request id goes with the details.
+    return _Status(
+        rich.code, rich.details, (*rich.trailing_metadata, (REQUEST_ID_HEADER, request_id))
+    )
+
+
+@dataclass(frozen=True)
+class _Status(grpc.Status):  # type: ignore[misc]
+    """grpc.Status is an interface with these three attributes (grpc_status returns the same)."""
+
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
