@@ -351,6 +351,7 @@ async def start_service(
         ),
         trust_source_principal=settings.gateway.trust_source_principal,
         callers=callers,
+        audit_refusal=lambda error, caller: exchanger.refused(error, None, caller),
     )
     grpc_server = await create_grpc_server(
         servicer,

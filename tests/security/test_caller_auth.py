@@ -318,10 +318,12 @@ async def test_ext_authz_caller_is_the_registered_mtls_gateway(
 ) -> None:
     pki = build_pki(tmp_path)
     authorizer = RecordingAuthorizer()
+    refusals: list[tuple[str, str]] = []
     servicer = ExtAuthzServicer(
         authorizer,  # type: ignore[arg-type]
         trust_source_principal=trusted_principal,
         callers=CallerRegistry([RegisteredCaller(GATEWAY_CN)], require_client_auth=True),
+        audit_refusal=lambda error, caller: refusals.append((error.reason, caller.id)),
     )
     check = ext_authz_pb.CheckRequest()
     check.attributes.source.principal = "spiffe://mesh/client"
@@ -329,7 +331,9 @@ async def test_ext_authz_caller_is_the_registered_mtls_gateway(
     if expected is None:
         assert response.denied_response.status.code == 403
         assert authorizer.callers == []
+        assert refusals == [("invalid_client", "")]  # the refusal is audited once
         return
+    assert refusals == []
     assert response.HasField("ok_response")
     (caller,) = authorizer.callers
     assert (caller.id, caller.authenticated_by) == expected  # type: ignore[attr-defined]

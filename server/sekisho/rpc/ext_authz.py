@@ -14,6 +14,7 @@ the listener is reachable by the gateway alone (anyone else could claim any prin
 """
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -24,7 +25,7 @@ from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
 from sekisho.callers import CallerRegistry
-from sekisho.errors import InvalidClientError
+from sekisho.errors import InvalidClientError, ServiceError
 from sekisho.gateway.authorizer import Allowed, Denied, GatewayAuthorizer, GatewayRequest
 from sekisho.models import Caller
 from sekisho.rpc.peer import peer_identity
@@ -102,17 +103,19 @@ class ExtAuthzServicer(ext_authz_grpc.AuthorizationServicer):  # type: ignore[mi
         *,
         trust_source_principal: bool,
         callers: CallerRegistry | None = None,
+        audit_refusal: Callable[[ServiceError, Caller], None] = lambda error, caller: None,
     ) -> None:
         self._authorizer = authorizer
         self._trust_source_principal = trust_source_principal
         self._callers = callers or CallerRegistry((), require_client_auth=False)
+        self._audit_refusal = audit_refusal  # a refused gateway is a decision: one audit line
 
     async def Check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             # An mTLS gateway must be a registered caller, like any other (issue 7 item 1).
             peer = self._callers.authenticate(peer_identity(context))
         except InvalidClientError as error:
-            log.info("ext_authz_caller_refused", extra={"detail": error.log_detail})
+            self._audit_refusal(error, Caller())
             return check_response(Denied(403, {}, "caller not allowed"))
         try:
             gateway = gateway_request(
