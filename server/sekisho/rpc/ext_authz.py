@@ -28,7 +28,7 @@ from sekisho.callers import CallerRegistry
 from sekisho.errors import InvalidClientError, ServiceError
 from sekisho.gateway.authorizer import Allowed, Denied, GatewayAuthorizer, GatewayRequest
 from sekisho.models import Caller
-from sekisho.rpc.peer import peer_identity
+from sekisho.rpc.peer import PeerIdentities
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +108,13 @@ class ExtAuthzServicer(ext_authz_grpc.AuthorizationServicer):  # type: ignore[mi
         self._authorizer = authorizer
         self._trust_source_principal = trust_source_principal
         self._callers = callers or CallerRegistry((), require_client_auth=False)
+        self._peers = PeerIdentities()
         self._audit_refusal = audit_refusal  # a refused gateway is a decision: one audit line
 
     async def Check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             # An mTLS gateway must be a registered caller, like any other (issue 7 item 1).
-            peer = self._callers.authenticate(peer_identity(context))
+            peer = self._callers.authenticate(self._peers.of(context))
         except InvalidClientError as error:
             self._audit_refusal(error, Caller())
             return check_response(Denied(403, {}, "caller not allowed"))

@@ -11,7 +11,7 @@ from sekisho.callers import CallerRegistry
 from sekisho.errors import ServiceError
 from sekisho.exchange import TokenExchanger
 from sekisho.models import Caller, ExchangeRequest
-from sekisho.rpc.peer import peer_identity
+from sekisho.rpc.peer import PeerIdentities
 from sekisho.signing.keyring import Keyring
 from sekisho.validation import RequestLimits, build_request
 
@@ -31,11 +31,12 @@ class TokenExchangeServicer(pb_grpc.TokenExchangeServiceServicer):
         self._keyring = keyring
         self._limits = limits
         self._callers = callers or CallerRegistry((), require_client_auth=False)
+        self._peers = PeerIdentities()
 
     async def ExchangeToken(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         caller = Caller()
         try:
-            caller = self._callers.authenticate(peer_identity(context))
+            caller = self._callers.authenticate(self._peers.of(context))
             exchange_request = self._build(request, caller)
         except ServiceError as error:
             self._exchanger.refused(error, None, caller)
