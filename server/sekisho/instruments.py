@@ -45,11 +45,14 @@ class _Stage:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        instruments = self._instruments
-        if instruments.metrics is not None:
-            instruments.metrics.stage_finished(self._name, instruments.timer() - self._started)
+        metrics = self._instruments.metrics
+        if metrics is not None:
+            self._record(metrics, self._instruments.timer() - self._started, error)
         if self._span is not None:
             self._span.__exit__(kind, error, traceback)
+
+    def _record(self, metrics: Metrics, seconds: float, error: BaseException | None) -> None:
+        metrics.stage_finished(self._name, seconds)
 
 
 class _Exchange(_Stage):
@@ -62,26 +65,16 @@ class _Exchange(_Stage):
         self._audience = audience
         self._entrypoint = entrypoint
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        instruments = self._instruments
-        metrics = instruments.metrics
-        if metrics is not None:
-            # Anything but a ServiceError is a bug the RPC boundary answers as server_error.
-            reason = "" if error is None else getattr(error, "reason", ServiceError.reason)
-            metrics.exchange_finished(
-                outcome=REFUSED if error is not None else GRANTED,
-                reason=reason,
-                audience=self._audience,
-                entrypoint=self._entrypoint,
-                seconds=instruments.timer() - self._started,
-            )
-        if self._span is not None:
-            self._span.__exit__(kind, error, traceback)
+    def _record(self, metrics: Metrics, seconds: float, error: BaseException | None) -> None:
+        # Anything but a ServiceError is a bug the RPC boundary answers as server_error.
+        reason = "" if error is None else getattr(error, "reason", ServiceError.reason)
+        metrics.exchange_finished(
+            outcome=REFUSED if error is not None else GRANTED,
+            reason=reason,
+            audience=self._audience,
+            entrypoint=self._entrypoint,
+            seconds=seconds,
+        )
 
 
 class ExchangeInstruments:

@@ -6,6 +6,7 @@ without one is known by its subject common name (exactly one CN; several would b
 The TLS layer has already verified the chain against `server.client_ca_file`.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -26,17 +27,17 @@ class PeerIdentity:
 
 def identity_from_der(der: bytes) -> PeerIdentity:
     """Raises: InvalidClientError for an unparsable certificate or an ambiguous identity."""
-    try:
-        certificate = x509.load_der_x509_certificate(der)
-    except ValueError as exc:
-        raise InvalidClientError("client certificate is unreadable") from exc
-    return identity_of(certificate)
+    return _identity(x509.load_der_x509_certificate, der)
 
 
 def identity_from_pem(pem: bytes) -> PeerIdentity:
     """Raises: InvalidClientError for an unparsable certificate or an ambiguous identity."""
+    return _identity(x509.load_pem_x509_certificate, pem)
+
+
+def _identity(load: Callable[[bytes], x509.Certificate], data: bytes) -> PeerIdentity:
     try:
-        certificate = x509.load_pem_x509_certificate(pem)
+        certificate = load(data)
     except ValueError as exc:
         raise InvalidClientError("client certificate is unreadable") from exc
     return identity_of(certificate)
