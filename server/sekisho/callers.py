@@ -1,5 +1,5 @@
 """The callers registry ([[callers]]): which certificate identities may call Sekisho, their
-client id at each downstream (ARCHITECTURE.md §4 client_id rule) and their rate limit.
+client id at each downstream (docs/architecture.md §4 client_id rule) and their rate limit.
 
 An identity the TLS layer authenticated but the registry does not know is refused
 (`invalid_client`): a valid certificate from the organisation's CA is not by itself permission.

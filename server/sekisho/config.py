@@ -1,4 +1,5 @@
-"""Configuration: one TOML file (ARCHITECTURE.md §6) overridable by SEKISHO_* environment variables.
+"""Configuration: one TOML file (docs/architecture.md §6) overridable by SEKISHO_* environment
+variables.
 
 Environment variables use `__` between levels: `SEKISHO_SERVER__ISSUER`, `SEKISHO_POLICY__ENGINE`.
 Lists take JSON: `SEKISHO_TRUST__ISSUERS='[{"issuer": "…", "jwks_uri": "…"}]'`.
@@ -479,8 +480,9 @@ class CallerConfig(_Strict):
     """One [[callers]] entry: a workload that calls Sekisho, known by its client certificate.
 
     `id` is the certificate's SPIFFE ID (its one `spiffe://` URI SAN) or, without one, its subject
-    CN. `client_ids` maps a downstream audience to the caller's client id there (ARCHITECTURE.md
-    §4 client_id rule). `rate_per_second` / `burst` override the server's default token bucket.
+    CN. `client_ids` maps a downstream audience to the caller's client id there
+    (docs/architecture.md §4 client_id rule). `rate_per_second` / `burst` override the server's
+    default token bucket.
     """
 
     id: str
@@ -614,7 +616,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
 
 
 def _resolve_paths(settings: Settings, base: Path) -> Settings:
-    """Make relative paths relative to the config file's folder (ARCHITECTURE.md §6)."""
+    """Make relative paths relative to the config file's folder (docs/architecture.md §6)."""
     opa_binary = settings.policy.opa_binary
     if "/" in opa_binary:  # a path, not a name looked up on PATH
         opa_binary = os.path.normpath(base / opa_binary)  # keep symlinks: bin/opa may be one

@@ -60,7 +60,7 @@ class VerifiedToken:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """A policy decision, parsed strictly from the engine's output (ARCHITECTURE.md §5)."""
+    """A policy decision, parsed strictly from the engine's output (docs/architecture.md §5)."""
 
     allow: bool
     scopes: tuple[str, ...] = ()

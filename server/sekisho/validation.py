@@ -1,5 +1,6 @@
 """Request validation shared by every transport (gRPC, HTTP form, ext_authz): defaults per
-ARCHITECTURE.md §3, RFC 8693 §2.1 parameter rules, RFC 6749 §3.3 scope syntax, RFC 8707 resources.
+docs/architecture.md §3, RFC 8693 §2.1 parameter rules, RFC 6749 §3.3 scope syntax, RFC 8707
+resources.
 """
 
 import json

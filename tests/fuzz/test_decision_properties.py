@@ -1,5 +1,5 @@
-"""Property tests of the policy decision contract (ARCHITECTURE.md §5): random JSON never yields
-`allow` unless the whole decision is well-formed, and the grant that reaches the minter is always
+"""Property tests of the policy decision contract (docs/architecture.md §5): random JSON never
+yields `allow` unless the whole decision is well-formed, and the grant that reaches the minter is always
 a subset of what was requested, whatever the policy returned."""
 
 from typing import Any

@@ -143,7 +143,8 @@ async def test_registered_spiffe_caller_reaches_policy_as_mtls(stack: MtlsStack)
         "authenticated_by": "mtls",
     }
     assert claims["act"] == {"sub": AGENT_SPIFFE_ID}
-    # ARCHITECTURE.md §4: no client id in the decision → the registered caller's at this audience.
+    # docs/architecture.md §4: no client id in the decision → the registered caller's at this
+    # audience.
     assert claims["client_id"] == AGENT_CLIENT_AT_CRM
 
 

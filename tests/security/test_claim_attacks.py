@@ -149,7 +149,7 @@ async def test_audience_not_ours_is_rejected(harness: Harness, aud: object) -> N
 async def test_aud_array_mixing_ours_with_others(
     harness: Harness, idp: str, azp: str | None, outcome: str
 ) -> None:
-    """Contract (ARCHITECTURE.md §6): `audiences` are accepted aud values, any match suffices.
+    """Contract (docs/architecture.md §6): `audiences` are accepted aud values, any match suffices.
     The defence is elsewhere: with `client_ids` configured (IdP B) a multi-audience token must
     name a configured client in `azp` (OIDC Core §2), since no single `aud` identifies one; and
     no inbound `aud` ever reaches the minted token, whose `aud` is the requested downstream."""

@@ -1,4 +1,4 @@
-"""load_settings (ARCHITECTURE.md §6): every error names the offending key; env overrides;
+"""load_settings (docs/architecture.md §6): every error names the offending key; env overrides;
 http only on loopback; asymmetric algorithms only; paths relative to the config file."""
 
 import json

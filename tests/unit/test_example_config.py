@@ -1,4 +1,4 @@
-"""config/example.toml documents every setting with its default and a comment (ARCHITECTURE.md
+"""config/example.toml documents every setting with its default and a comment (docs/architecture.md
 §2, §6), and loads as is."""
 
 import itertools

@@ -1,4 +1,5 @@
-"""build_request: defaults (ARCHITECTURE.md §3) and every rule, each naming the bad parameter."""
+"""build_request: defaults (docs/architecture.md §3) and every rule, each naming the bad
+parameter."""
 
 from typing import Any
 
@@ -191,7 +192,7 @@ def test_rejected_naming_the_parameter(overrides: dict[str, Any], message: str) 
 
 
 def test_rejections_do_not_echo_the_subject_token() -> None:
-    # ARCHITECTURE.md §3: public messages never carry token contents.
+    # docs/architecture.md §3: public messages never carry token contents.
     for case in REJECTIONS:
         overrides, _ = case.values
         assert isinstance(overrides, dict)

@@ -4,7 +4,7 @@
 #   Grants scopes on a registered downstream from the user's groups. Everything an operator
 #   changes day to day is data: data.sekisho.registry (policies/data/registry.json),
 #   data.sekisho.denylist (denylist.json) and data.sekisho.consents (consents.json).
-#   Contract: shared/design/ARCHITECTURE.md section 5; guide: docs/policy-authors.md.
+#   Contract: docs/architecture.md section 5; guide: docs/policy-authors.md.
 #   The rules live in four modules of this package: decision.rego (the order of checks),
 #   access.rego (the downstream, deny-list, tenants, callers), scopes.rego (grants, step-up)
 #   and resources.rego (resources, consent, lifetime, claims). access.rego uses no other

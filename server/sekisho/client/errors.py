@@ -1,5 +1,5 @@
 """Typed exceptions for callers of ExchangeToken, built from the gRPC status and its ErrorInfo
-(ARCHITECTURE.md §3): each carries the OAuth `reason` and, for step-up and consent, what the
+(docs/architecture.md §3): each carries the OAuth `reason` and, for step-up and consent, what the
 caller must show the user (`acr_values`/`max_age`, `authorization_url`)."""
 
 from collections.abc import Mapping

@@ -1,4 +1,4 @@
-"""Claims of minted tokens (ARCHITECTURE.md §4).
+"""Claims of minted tokens (docs/architecture.md §4).
 
 Profile `id-jag` follows draft-ietf-oauth-identity-assertion-authz-grant §"ID-JAG Claims":
 `aud` is exactly one string (the downstream authorization server's issuer; an array would allow

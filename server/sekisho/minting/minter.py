@@ -127,7 +127,7 @@ class TokenMinter:
 
     @staticmethod
     def _client_id(request: ExchangeRequest, subject: VerifiedToken, decision: Decision) -> str:
-        # ARCHITECTURE.md §4: the decision's, else the registered caller's at this audience,
+        # docs/architecture.md §4: the decision's, else the registered caller's at this audience,
         # else the subject token's.
         registered = request.caller.client_id_at(request.audience)
         client_id = decision.client_id or registered or subject.client_id

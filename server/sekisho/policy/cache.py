@@ -1,5 +1,5 @@
 """Decision cache: an identical input reuses a decision for the `cache_ttl_seconds` the policy
-declared (ARCHITECTURE.md §5; 0 = never, the default).
+declared (docs/architecture.md §5; 0 = never, the default).
 
 Key: SHA-256 of the canonical JSON of the whole input document except `now`, so two requests
 share a decision only when subject (with every claim of its token), actor, caller and request are

@@ -1,4 +1,4 @@
-"""Strict parsing of a policy decision (ARCHITECTURE.md §5): the engine fails closed.
+"""Strict parsing of a policy decision (docs/architecture.md §5): the engine fails closed.
 
 An undefined result, a missing required field, or any present field of the wrong type is a deny.
 """

@@ -1,4 +1,4 @@
-"""The policy input document, built exactly per ARCHITECTURE.md §5."""
+"""The policy input document, built exactly per docs/architecture.md §5."""
 
 from typing import Any
 

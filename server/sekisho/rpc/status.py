@@ -1,4 +1,4 @@
-"""ServiceError → gRPC status with a google.rpc.ErrorInfo detail (ARCHITECTURE.md §3)."""
+"""ServiceError → gRPC status with a google.rpc.ErrorInfo detail (docs/architecture.md §3)."""
 
 from dataclasses import dataclass
 

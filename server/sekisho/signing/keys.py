@@ -1,4 +1,4 @@
-"""Key states (ARCHITECTURE.md §7) and the metadata record kept for every signing key."""
+"""Key states (docs/architecture.md §7) and the metadata record kept for every signing key."""
 
 from dataclasses import dataclass
 from enum import StrEnum

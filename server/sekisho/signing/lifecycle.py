@@ -1,5 +1,5 @@
-"""Key lifecycle (ARCHITECTURE.md §7): the transitions `sekisho keys` and automatic rotation make,
-and the timing rules that keep every downstream verifier working through them.
+"""Key lifecycle (docs/architecture.md §7): the transitions `sekisho keys` and automatic rotation
+make, and the timing rules that keep every downstream verifier working through them.
 
 Timing (OIDC Core §10.1.1 "publish, then sign, then remove"; the Vault verification-TTL bug is
 the failure this prevents — keys removed while tokens they signed were still valid):

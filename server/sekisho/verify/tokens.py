@@ -1,7 +1,7 @@
 """Validation of Sekisho-issued tokens by a downstream server.
 
-Two profiles (ARCHITECTURE.md §4), never confusable: `id-jag` (`typ: oauth-id-jag+jwt`, `aud` = the
-downstream authorization server's issuer, redeemed once via RFC 7523 jwt-bearer) and
+Two profiles (docs/architecture.md §4), never confusable: `id-jag` (`typ: oauth-id-jag+jwt`,
+`aud` = the downstream authorization server's issuer, redeemed once via RFC 7523 jwt-bearer) and
 `access_token` (RFC 9068 `typ: at+jwt`, `aud` = the resource). Signature layer first, then one
 `_check_<claim>` per rule; `now` comes from the caller's clock, never read inside a check.
 """

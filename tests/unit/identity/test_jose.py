@@ -100,7 +100,7 @@ def test_parse_compact_rejects_duplicate_members_in_either_part(where: str) -> N
 
 
 def test_rejection_message_is_generic() -> None:
-    """Public messages never echo token contents (ARCHITECTURE.md §3)."""
+    """Public messages never echo token contents (docs/architecture.md §3)."""
     claims = b64url(b'{"secret":1,"secret":2}')
     token = f"{HEADER}.{claims}.{SIGNATURE}"
     with pytest.raises(InvalidTokenError) as caught:

@@ -1,4 +1,4 @@
-"""Claim building per profile (ARCHITECTURE.md §4): aud, act nesting, scope, resource,
+"""Claim building per profile (docs/architecture.md §4): aud, act nesting, scope, resource,
 authentication claims copied only when present, tenant, policy extras."""
 
 from dataclasses import replace

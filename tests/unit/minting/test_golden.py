@@ -1,5 +1,5 @@
 """Golden tokens: the header and claims of one id-jag and one access token, and the JWKS that
-verifies them, compared with tests/golden/*.json (ARCHITECTURE.md §4).
+verifies them, compared with tests/golden/*.json (docs/architecture.md §4).
 
 ES256 signatures are randomised, so only header and claims are compared; the signature is
 checked against the golden JWKS instead. After an intended change, regenerate with
@@ -130,7 +130,7 @@ def test_jwks_matches_golden() -> None:
 
 
 async def test_two_profiles_are_not_confusable() -> None:
-    # ARCHITECTURE.md §4: typ keeps them apart; aud differs when a resource is named.
+    # docs/architecture.md §4: typ keeps them apart; aud differs when a resource is named.
     id_jag = (await _mint(TOKEN_TYPE_ID_JAG)).token
     access = (await _mint(TOKEN_TYPE_ACCESS_TOKEN)).token
     assert jwt.get_unverified_header(id_jag)["typ"] != jwt.get_unverified_header(access)["typ"]

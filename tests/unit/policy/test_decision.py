@@ -1,4 +1,5 @@
-"""Strict decision parsing (ARCHITECTURE.md §5): anything off-contract is an error, never a grant."""
+"""Strict decision parsing (docs/architecture.md §5): anything off-contract is an error, never a
+grant."""
 
 from typing import Any
 

@@ -1,4 +1,4 @@
-"""The policy input document matches the ARCHITECTURE.md §5 contract key for key."""
+"""The policy input document matches the docs/architecture.md §5 contract key for key."""
 
 import json
 from typing import Any
@@ -8,7 +8,7 @@ from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN, TOKE
 from sekisho.models import Caller, ExchangeRequest, VerifiedToken
 from sekisho.policy.input import build_input
 
-# ARCHITECTURE.md §5, the input document (contract).
+# docs/architecture.md §5, the input document (contract).
 CONTRACT_KEYS: dict[str, set[str] | None] = {
     "subject": {
         "iss",

@@ -1,4 +1,5 @@
-"""policies/schemas/input.json describes the input document Sekisho builds (ARCHITECTURE.md §5).
+"""policies/schemas/input.json describes the input document Sekisho builds
+(docs/architecture.md §5).
 
 The Python side validates documents with jsonschema; the Rego side type-checks the policy's
 `input.…` references against the same schema (`opa check --schema`) and validates every corpus

@@ -1,5 +1,5 @@
 """Keyring and KeySet: which keys are published, which one signs, and reload that keeps the last
-good keys. Keystores are written by hand in each state of ARCHITECTURE.md §7."""
+good keys. Keystores are written by hand in each state of docs/architecture.md §7."""
 
 import json
 import logging
@@ -57,7 +57,7 @@ def test_jwks_publishes_next_active_retiring_with_active_first(
 ) -> None:
     entries = [(state, "ES256", es256_keys[i]) for i, state in enumerate(states)]
     keyring = _keyring(tmp_path, entries)
-    # Active first, then next, then retiring (ARCHITECTURE.md §7), whatever the file order.
+    # Active first, then next, then retiring (docs/architecture.md §7), whatever the file order.
     assert _jwks_kids(keyring) == [kid_of(es256_keys[i]) for i in published]
 
 

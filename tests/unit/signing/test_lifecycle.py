@@ -1,4 +1,4 @@
-"""The lifecycle rules (ARCHITECTURE.md §7) as pure functions: every transition, every timing
+"""The lifecycle rules (docs/architecture.md §7) as pure functions: every transition, every timing
 rule, and what --force skips. Times are plain integers; keys are records from a counter."""
 
 import itertools
