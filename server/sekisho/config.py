@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from sekisho.constants import ASYMMETRIC_ALGORITHMS
 from sekisho.errors import ConfigError
+from sekisho.identity.presets import PRESETS, PresetName, preset_config_problem
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -155,10 +156,41 @@ class IssuerConfig(_Strict):
     jwks_uri: str = ""
     audiences: tuple[str, ...] = ()
     client_ids: tuple[str, ...] = ()
-    client_id_claim: Literal["client_id", "azp", "cid"] = "client_id"
+    client_id_claim: Literal["client_id", "azp", "cid", "appid"] = "client_id"
     groups_claim: str = "groups"
     tenant_claim: str = "tenant"
     algorithms: tuple[str, ...] = ("RS256", "ES256")
+    # IdP presets (identity/presets.py, docs/operators.md "Identity provider presets"): the vendor
+    # fills the settings below and its token-kind check; any setting given here wins.
+    preset: PresetName | None = None
+    client_id_claims: tuple[str, ...] = ()  # tried in order; replaces client_id_claim when set
+    roles_claim: str = ""  # dotted path; its values join groups_claim's
+    groups_strip_leading_slash: bool = False  # Keycloak full group paths: "/sales" → "sales"
+    scope_claim: str = "scope"  # a space-separated string or an array of strings
+    required_scopes: tuple[str, ...] = ()  # an access token must carry every one of them
+    issuer_aliases: tuple[str, ...] = ()  # more `iss` spellings of this IdP (same keys)
+    check_token_kind: bool = True  # with a preset: the vendor's ID/access signal must match
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("preset") not in PRESETS:
+            return data
+        defaults = dict(PRESETS[data["preset"]].defaults)
+        if "client_id_claim" in data:  # an explicit single claim overrides the preset's chain
+            defaults.pop("client_id_claims", None)
+        return defaults | data
+
+    @property
+    def client_claims(self) -> tuple[str, ...]:
+        """The claims naming the client, in the order they are tried."""
+        return self.client_id_claims or (self.client_id_claim,)
+
+    @property
+    def accepted_issuers(self) -> tuple[str, ...]:
+        """`issuer`, the preset's other spellings of it, and `issuer_aliases`."""
+        forms = PRESETS[self.preset].issuer_forms(self.issuer) if self.preset else ()
+        return tuple(dict.fromkeys((self.issuer, *forms, *self.issuer_aliases)))
 
     @field_validator("issuer")
     @classmethod
@@ -169,6 +201,20 @@ class IssuerConfig(_Strict):
     @classmethod
     def _endpoint_url(cls, value: str) -> str:
         return _require_secure_url(value, "URL") if value else value
+
+    @field_validator("issuer_aliases")
+    @classmethod
+    def _alias_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for alias in value:
+            _require_secure_url(alias, "issuer_aliases entry")
+        return value
+
+    @field_validator("client_id_claims", "required_scopes")
+    @classmethod
+    def _no_empty_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not name for name in value):
+            raise ValueError("entries must be non-empty")
+        return value
 
     @field_validator("algorithms")
     @classmethod
@@ -190,6 +236,15 @@ class IssuerConfig(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _preset_fits(self) -> "IssuerConfig":
+        problem = (
+            preset_config_problem(self.preset, self.issuer, self.audiences) if self.preset else ""
+        )
+        if problem:
+            raise ValueError(problem)
+        return self
+
 
 class TrustConfig(_Strict):
     """[trust]: inbound token verification."""
@@ -206,9 +261,9 @@ class TrustConfig(_Strict):
     @field_validator("issuers")
     @classmethod
     def _unique(cls, value: tuple[IssuerConfig, ...]) -> tuple[IssuerConfig, ...]:
-        names = [entry.issuer for entry in value]
+        names = [form for entry in value for form in entry.accepted_issuers]
         if len(names) != len(set(names)):
-            raise ValueError("each issuer may appear only once")
+            raise ValueError("each issuer (and each of its aliases) may appear only once")
         return value
 
     @model_validator(mode="after")
@@ -578,8 +633,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _never_trust_ourselves(self) -> "Settings":
         # A token Sekisho minted must never come back in as a subject token.
-        for entry in self.trust.issuers:
-            if entry.issuer.rstrip("/") == self.server.issuer.rstrip("/"):
+        for form in (form for entry in self.trust.issuers for form in entry.accepted_issuers):
+            if form.rstrip("/") == self.server.issuer.rstrip("/"):
                 raise ValueError("trust.issuers must not contain server.issuer (Sekisho itself)")
         return self
 

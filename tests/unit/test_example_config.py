@@ -17,9 +17,10 @@ EXAMPLE = REPO / "config" / "example.toml"
 
 # Keys the example may show only as a commented-out line, because setting them together with
 # their alternative is an error (exactly one of discovery_url / jwks_uri), or because their
-# default is "unset", which TOML cannot write (the [server] TLS files, computed client auth).
+# default is "unset", which TOML cannot write (the [server] TLS files, computed client auth, the
+# issuer preset).
 COMMENTED_ALTERNATIVES = {
-    "trust.issuers": {"jwks_uri"},
+    "trust.issuers": {"jwks_uri", "preset"},
     "server": {"tls_cert_file", "tls_key_file", "client_ca_file", "require_client_auth"},
 }
 

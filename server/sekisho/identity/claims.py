@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sekisho.config import IssuerConfig
-from sekisho.constants import TOKEN_TYPE_ID_TOKEN
+from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN
 from sekisho.errors import InvalidTokenError
 
 # NumericDate upper bound: year 9999. Anything larger is hostile or broken.
@@ -73,13 +73,15 @@ def audiences_of(claims: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def client_id_of(claims: Mapping[str, Any], config: IssuerConfig, token_type: str) -> str:
-    """The client the IdP issued the token to, per `client_id_claim` (client_id | azp | cid).
+    """The client the IdP issued the token to: the first of `client_claims` present
+    (`client_id_claims`, else `client_id_claim`).
 
     For ID tokens, OIDC's `azp`, then a single `aud`, identify the client when the claim is absent.
     """
-    value = claims.get(config.client_id_claim)
-    if isinstance(value, str) and value:
-        return value
+    for name in config.client_claims:
+        value = claims.get(name)
+        if isinstance(value, str) and value:
+            return value
     if token_type == TOKEN_TYPE_ID_TOKEN:
         azp = claims.get("azp")
         if isinstance(azp, str) and azp:
@@ -103,12 +105,74 @@ def validate_audience(
     client_ok = bool(client_id) and client_id in config.client_ids
     if token_type == TOKEN_TYPE_ID_TOKEN:
         if not aud_ok:
-            raise _reject("id_token aud is not an accepted audience")
+            raise _audience_mismatch("id_token aud is not an accepted audience", id_token=True)
         if config.client_ids and not client_ok:
-            raise _reject("id_token client is not an accepted client")
+            raise _audience_mismatch("id_token client is not an accepted client", id_token=True)
         return
     if not (aud_ok or client_ok):
-        raise _reject("access token matches neither an accepted audience nor an accepted client")
+        raise _audience_mismatch(
+            "access token matches neither an accepted audience nor an accepted client",
+            id_token=False,
+        )
+
+
+def _audience_mismatch(detail: str, *, id_token: bool) -> InvalidTokenError:
+    # Checked only after the signature: the caller holds a genuine token of a trusted IdP, so
+    # naming the settings involved reveals nothing a forger could use.
+    hint = (
+        f"; if it is an access token, set subject_token_type to {TOKEN_TYPE_ACCESS_TOKEN}"
+        if id_token
+        else ""
+    )
+    return InvalidTokenError(
+        "the token was issued for an audience or client this issuer is not trusted for "
+        f"(operator: trust.issuers audiences / client_ids){hint}",
+        log_detail=detail,
+    )
+
+
+def validate_scopes(claims: Mapping[str, Any], config: IssuerConfig, token_type: str) -> None:
+    """An access token must carry every one of `required_scopes`. Raises: InvalidTokenError."""
+    if token_type == TOKEN_TYPE_ID_TOKEN or not config.required_scopes:
+        return
+    missing = set(config.required_scopes) - set(scopes_of(claims, config.scope_claim))
+    if missing:
+        raise InvalidTokenError(
+            "the access token lacks a scope this issuer requires "
+            "(operator: trust.issuers required_scopes)",
+            log_detail=f"missing required scopes {sorted(missing)} in {config.scope_claim}",
+        )
+
+
+def scopes_of(claims: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """Scopes as a tuple: RFC 8693 §4.2 space-separated string, or an array (Okta `scp`)."""
+    value = claims.get(name)
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, list):
+        return tuple(v for v in value if isinstance(v, str))
+    return ()
+
+
+def claim_at(claims: Mapping[str, Any], path: str) -> Any:
+    """The claim named `path`, else the value at its dotted path (`realm_access.roles`)."""
+    if path in claims:
+        return claims[path]
+    value: Any = claims
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def groups_of(claims: Mapping[str, Any], config: IssuerConfig) -> tuple[str, ...]:
+    """`groups_claim` then `roles_claim` values, Keycloak full paths made relative if configured."""
+    groups = _string_list(claim_at(claims, config.groups_claim))
+    if config.groups_strip_leading_slash:
+        groups = tuple(group.removeprefix("/") for group in groups)
+    roles = _string_list(claim_at(claims, config.roles_claim)) if config.roles_claim else ()
+    return tuple(dict.fromkeys(groups + roles))
 
 
 def string_claim(claims: Mapping[str, Any], name: str) -> str:
@@ -118,7 +182,10 @@ def string_claim(claims: Mapping[str, Any], name: str) -> str:
 
 def string_list_claim(claims: Mapping[str, Any], name: str) -> tuple[str, ...]:
     """A list-of-strings claim; a lone string counts as a list of one; other types are ignored."""
-    value = claims.get(name)
+    return _string_list(claims.get(name))
+
+
+def _string_list(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     if isinstance(value, list):

@@ -21,6 +21,7 @@ from sekisho.constants import (
 from sekisho.errors import InvalidRequestError, InvalidTokenError, TemporarilyUnavailableError
 from sekisho.identity import claims as rules
 from sekisho.identity.jwks import JwksCache, JwksUnavailableError, PublicJwk
+from sekisho.identity.kind import check_kind
 from sekisho.jose import CompactJws, parse_compact
 from sekisho.models import VerifiedToken
 
@@ -61,7 +62,10 @@ class TokenVerifier:
         leeway_seconds: int,
         max_token_bytes: int,
     ) -> None:
-        self._issuers = dict(issuers)
+        # Every accepted spelling of an issuer's `iss` (identity/presets.py issuer forms, aliases).
+        self._issuers = {
+            form: issuer for issuer in issuers.values() for form in issuer.config.accepted_issuers
+        }
         self._clock = clock
         self._own_issuer = own_issuer
         self._leeway = leeway_seconds
@@ -83,7 +87,7 @@ class TokenVerifier:
         issuer = self._issuer_of(jws.claims)
         key = await self._key_for(issuer, jws.header)
         self._check_signature(jws, key)
-        return self._validated(jws.claims, issuer.config, token_type)
+        return self._validated(jws.header, jws.claims, issuer.config, token_type)
 
     def _check_header(self, header: dict[str, Any], token_type: str) -> None:
         for name in _FORBIDDEN_HEADERS:
@@ -143,15 +147,17 @@ class TokenVerifier:
             raise _reject("bad signature")
 
     def _validated(
-        self, claims: dict[str, Any], config: IssuerConfig, token_type: str
+        self, header: dict[str, Any], claims: dict[str, Any], config: IssuerConfig, token_type: str
     ) -> VerifiedToken:
         exp = rules.validate_times(claims, self._clock.now(), self._leeway)
         sub = rules.validate_subject(claims)
         rules_type = (
             TOKEN_TYPE_ID_TOKEN if token_type == TOKEN_TYPE_ID_TOKEN else TOKEN_TYPE_ACCESS_TOKEN
         )
+        check_kind(header, claims, config, rules_type)
         client_id = rules.client_id_of(claims, config, rules_type)
         rules.validate_audience(claims, config, rules_type, client_id)
+        rules.validate_scopes(claims, config, rules_type)
         act = claims.get("act")
         return VerifiedToken(
             issuer=config.issuer,
@@ -161,7 +167,7 @@ class TokenVerifier:
             client_id=client_id,
             tenant=rules.string_claim(claims, config.tenant_claim),
             email=rules.string_claim(claims, "email"),
-            groups=rules.string_list_claim(claims, config.groups_claim),
+            groups=rules.groups_of(claims, config),
             acr=rules.string_claim(claims, "acr"),
             amr=rules.string_list_claim(claims, "amr"),
             auth_time=rules.numeric_date(claims, "auth_time", required=False) or 0,
