@@ -577,6 +577,52 @@ class LimitsConfig(_Strict):
     grpc_max_message_bytes: int = Field(default=262144, ge=16384)
 
 
+class StatusListConfig(_Strict):
+    """[status_list]: Token Status List (draft-ietf-oauth-status-list) and revocation.
+
+    Minted tokens carry `status.status_list {idx, uri}`; lists are served on the HTTP listener and
+    `sekisho revoke …` marks tokens INVALID there (docs/security-team.md "Revocation").
+    """
+
+    enabled: bool = False
+    # file: SQLite beside the keys, locked, shared by every worker on this host; redis: replicas.
+    store: Literal["file", "redis"] = "file"
+    path: Path = Path("var/status/status.db")
+    redis_url: str = ""
+    # Bits per token (draft §4.1); Sekisho writes 0x00 VALID and 0x01 INVALID.
+    bits: Literal[1, 2, 4, 8] = 1
+    list_size: int = Field(default=100_000, ge=1_000, le=10_000_000)
+    lease_size: int = Field(default=1_000, ge=1, le=100_000)
+    lease_seconds: int = Field(default=60, ge=1, le=3600)
+    ttl_seconds: int = Field(default=60, ge=1, le=86_400)
+    lifetime_seconds: int = Field(default=600, ge=2, le=86_400)
+    flush_interval_seconds: float = Field(default=0.2, gt=0, le=5)
+    poll_seconds: float = Field(default=0.5, gt=0, le=2)
+    audit_log: str = ""
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("redis_url must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "StatusListConfig":
+        if self.store == "redis" and not self.redis_url:
+            raise ValueError("status_list.store = 'redis' needs status_list.redis_url")
+        if self.lease_size > self.list_size:
+            raise ValueError("status_list.lease_size must not exceed status_list.list_size")
+        if self.lifetime_seconds <= self.ttl_seconds:
+            raise ValueError("status_list.lifetime_seconds must exceed status_list.ttl_seconds")
+        return self
+
+    @property
+    def audit_log_path(self) -> Path:
+        """`audit_log`, or revocations.log beside the file store when unset."""
+        return Path(self.audit_log) if self.audit_log else self.path.parent / "revocations.log"
+
+
 class Settings(BaseSettings):
     """The whole configuration."""
 
@@ -597,6 +643,7 @@ class Settings(BaseSettings):
     metrics: MetricsConfig = MetricsConfig()
     tracing: TracingConfig = TracingConfig()
     cache: CacheConfig = CacheConfig()
+    status_list: StatusListConfig = StatusListConfig()
 
     @field_validator("callers")
     @classmethod
@@ -688,7 +735,13 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
         if (path := getattr(settings.server, name)) is not None
     }
     server = settings.server.model_copy(update=tls_update)
-    return settings.model_copy(update={"policy": policy, "keys": keys, "server": server})
+    status_update: dict[str, Any] = {"path": (base / settings.status_list.path).resolve()}
+    if settings.status_list.audit_log:
+        status_update["audit_log"] = str((base / settings.status_list.audit_log).resolve())
+    status_list = settings.status_list.model_copy(update=status_update)
+    return settings.model_copy(
+        update={"policy": policy, "keys": keys, "server": server, "status_list": status_list}
+    )
 
 
 def load_settings(path: Path | None) -> Settings:

@@ -16,6 +16,7 @@ from sekisho.models import Caller, ExchangeRequest, ExchangeResult, VerifiedToke
 from sekisho.policy.engine import PolicyEngine
 from sekisho.policy.input import build_input
 from sekisho.policy.outcome import granted
+from sekisho.status.revocations import RevocationGate
 
 UNBOUNDED = 2**31  # no in-flight bound unless the composition root sets one
 
@@ -34,6 +35,7 @@ class TokenExchanger:
         admission: Admission | None = None,
         instruments: ExchangeInstruments | None = None,
         entrypoint: str = "grpc",
+        revocations: RevocationGate | None = None,
     ) -> None:
         self._verifier = verifier
         self._policy = policy
@@ -43,6 +45,7 @@ class TokenExchanger:
         self._admission = admission or Admission(clock, max_in_flight=UNBOUNDED)
         self._instruments = instruments or ExchangeInstruments()
         self._entrypoint = entrypoint
+        self._revocations = revocations
 
     def with_entrypoint(self, entrypoint: str) -> "TokenExchanger":
         """The same pipeline, counted in metrics under another entry point ("http", "ext_authz")."""
@@ -72,6 +75,8 @@ class TokenExchanger:
                         request.subject_token, request.subject_token_type
                     )
                     actor = await self._verify_actor(request)
+                if self._revocations is not None:  # `sekisho revoke …` (status/revocations.py)
+                    self._revocations.check(request, subject, actor)
                 document = build_input(request, subject, actor, self._clock.now())
                 self._check_deadline(deadline, "policy")
                 with stage("policy"):

@@ -43,6 +43,7 @@ from sekisho.rpc.servicer import TokenExchangeServicer
 from sekisho.signing.keyring import Keyring
 from sekisho.signing.manager import ManagedKeyStore
 from sekisho.signing.rotation import AutoRotator, check_interval, rotate_forever
+from sekisho.status.runtime import build_status_runtime
 from sekisho.tls import http_ssl_context, load_tls_material
 from sekisho.validation import RequestLimits
 from sekisho.verify.replay import InMemoryReplayCache, RedisReplayCache, ReplayCache
@@ -325,11 +326,13 @@ async def start_service(
         max_entries=settings.cache.subject_max_entries,
         max_seconds=settings.cache.subject_max_seconds,
     )
+    status = build_status_runtime(settings, keyring, clock)  # None unless [status_list]
     minter = TokenMinter(
         keyring,
         clock,
         issuer=settings.server.issuer,
         max_lifetime_seconds=settings.tokens.max_lifetime_seconds,
+        status=status.issuer if status else None,
     )
     callers = build_callers(settings)
     tls = load_tls_material(settings.server)
@@ -342,6 +345,7 @@ async def start_service(
         AuditLog(request_id),
         admission=admission,
         instruments=observability.instruments,
+        revocations=status.gate if status else None,
     )
     _watch(observability.metrics, subject_cache, policy, keyring, admission)
     servicer = TokenExchangeServicer(exchanger, keyring, request_limits(settings), callers=callers)
@@ -382,6 +386,7 @@ async def start_service(
             request_id=request_id,
         ),
         metrics=((lambda: observability.scrape(clock.now())) if observability.metrics else None),
+        status_lists=status.endpoint if status else None,
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -406,6 +411,8 @@ async def start_service(
     )
     if close_replay_cache is not None:
         service.closers.append(close_replay_cache)
+    if status is not None:
+        await status.launch(service.tasks, service.closers)
     if observability.metrics is not None:
         service.tasks.append(asyncio.create_task(observability.sample_forever(clock.now)))
     for issuer in issuers.values():

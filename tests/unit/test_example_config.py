@@ -32,6 +32,8 @@ TOP_LEVEL_ARRAYS = {"callers"}
 INTENTIONAL = {
     ("policy", "path"): REPO / "policies",  # "../policies": the repo's policies from config/
     ("keys", "dir"): REPO / "var" / "keys",
+    ("status_list", "enabled"): True,  # the example shows revocation at work (issue 16)
+    ("status_list", "path"): REPO / "var" / "status" / "status.db",
 }
 
 

@@ -5,6 +5,8 @@
 - `/healthz` (process alive) and `/readyz` (keys and policy loaded).
 - `/oauth2/token`: RFC 8693 token exchange (http/token.py), when clients are registered.
 - `/metrics`: Prometheus exposition, when [metrics] enabled (docs/operations.md).
+- `{issuer path}/statuslists[/{id}]`: Token Status Lists, when [status_list] enabled
+  (http/statuslist.py).
 """
 
 import json
@@ -21,6 +23,7 @@ from sekisho.constants import (
     TOKEN_TYPE_ACCESS_TOKEN,
     TOKEN_TYPE_ID_JAG,
 )
+from sekisho.http.statuslist import STATUS_LISTS_PATH, StatusListEndpoint
 from sekisho.http.token import TOKEN_PATH, TokenEndpoint
 from sekisho.signing.keyring import Keyring
 
@@ -34,6 +37,7 @@ def authorization_server_metadata(
     *,
     token_endpoint: bool = False,
     auth_methods: Sequence[str] = ("client_secret_basic", "private_key_jwt"),
+    status_lists: bool = False,
 ) -> dict[str, Any]:
     """RFC 8414 §2 metadata, with the ID-JAG draft's identity-chaining member.
 
@@ -50,6 +54,8 @@ def authorization_server_metadata(
         "id_jag_signing_alg_values_supported": signing_algs,
         "access_token_signing_alg_values_supported": signing_algs,
     }
+    if status_lists:  # draft-ietf-oauth-status-list §9.3
+        metadata["status_list_aggregation_endpoint"] = issuer + STATUS_LISTS_PATH
     if token_endpoint:
         metadata.update(
             {
@@ -70,6 +76,7 @@ def create_http_app(
     jwks_max_age_seconds: int,
     token_endpoint: TokenEndpoint | None = None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
+    status_lists: StatusListEndpoint | None = None,
 ) -> web.Application:
     """The HTTP application; paths follow the issuer's own path component."""
     issuer_path = urlsplit(issuer).path.rstrip("/")
@@ -89,6 +96,7 @@ def create_http_app(
             keyring.published_algorithms(),
             token_endpoint=token_endpoint is not None,
             auth_methods=token_endpoint.auth_methods if token_endpoint else (),
+            status_lists=status_lists is not None,
         )
         return web.Response(
             body=json.dumps(metadata).encode(),
@@ -111,6 +119,8 @@ def create_http_app(
     app.router.add_get("/readyz", readyz)
     if metrics is not None:
         app.router.add_get("/metrics", _metrics_handler(metrics))
+    if status_lists is not None:
+        status_lists.add_routes(app, issuer_path)
     if token_endpoint is not None:
         app.router.add_post(issuer_path + TOKEN_PATH, token_endpoint.handle)
     return app

@@ -38,6 +38,7 @@ RESERVED_CLAIMS = frozenset(
         "aud_tenant",
         "aud_sub",
         "authorization_details",
+        "status",
     }
 )
 
@@ -57,6 +58,8 @@ class TokenFacts:
     expires_at: int
     actor_sub: str
     extra: Mapping[str, Any]
+    # draft-ietf-oauth-status-list §6.1 `status` claim, when [status_list] is enabled.
+    status: Mapping[str, Any] | None = None
 
 
 def _one_or_many(values: tuple[str, ...]) -> str | list[str]:
@@ -101,6 +104,8 @@ def build_claims(facts: TokenFacts, subject: VerifiedToken) -> dict[str, Any]:
     act = actor_claim(facts.actor_sub, subject.act)
     if act is not None:
         claims["act"] = act
+    if facts.status is not None:
+        claims["status"] = dict(facts.status)
     claims.update(facts.extra)
     return claims
 

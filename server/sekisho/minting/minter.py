@@ -16,6 +16,8 @@ from sekisho.minting.claims import RESERVED_CLAIMS, TokenFacts, build_claims
 from sekisho.minting.encoder import JwsEncoder, SelfVerificationError
 from sekisho.models import Decision, ExchangeRequest, MintedToken, VerifiedToken
 from sekisho.signing.keyring import Keyring
+from sekisho.status.issuer import StatusListIssuer
+from sekisho.status.models import IssuedToken, subject_key
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ class TokenMinter:
         issuer: str,
         max_lifetime_seconds: int,
         jti_factory: Callable[[], str] = random_jti,
+        status: StatusListIssuer | None = None,
     ) -> None:
         self._keyring = keyring
         self._clock = clock
@@ -44,6 +47,7 @@ class TokenMinter:
         self._max_lifetime = max_lifetime_seconds
         self._jti = jti_factory
         self._encoder = JwsEncoder()
+        self._status = status
 
     async def mint(
         self,
@@ -63,6 +67,7 @@ class TokenMinter:
         record, signer = self._keyring.signing_key()
         now = int(self._clock.now())
         expires_at = now + self._lifetime(request, subject, decision, now, record.retire_after)
+        reference = await self._status.reserve() if self._status is not None else None
         facts = TokenFacts(
             issuer=self._issuer,
             profile=request.requested_token_type,
@@ -75,6 +80,7 @@ class TokenMinter:
             expires_at=expires_at,
             actor_sub=actor.subject if actor else request.caller.id,
             extra=_extra_claims(decision),
+            status=reference.claim() if reference is not None else None,
         )
         profile_id_jag = request.requested_token_type == TOKEN_TYPE_ID_JAG
         typ = TYP_ID_JAG if profile_id_jag else TYP_ACCESS_TOKEN
@@ -82,6 +88,18 @@ class TokenMinter:
             token = await self._encoder.encode(build_claims(facts, subject), signer, typ)
         except SelfVerificationError as exc:
             raise ServerError("token signing failed", log_detail=str(exc)) from exc
+        if self._status is not None and reference is not None:
+            self._status.issued(
+                IssuedToken(
+                    jti=facts.jti,
+                    subject=subject_key(subject.issuer, subject.subject),
+                    caller=facts.actor_sub,
+                    audience=request.audience,
+                    list_id=reference.list_id,
+                    idx=reference.idx,
+                    expires_at=expires_at,
+                )
+            )
         return MintedToken(
             token=token,
             jti=facts.jti,

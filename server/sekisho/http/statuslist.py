@@ -1,0 +1,72 @@
+"""The Status List endpoints (draft-ietf-oauth-status-list §8, §9).
+
+- `GET {issuer path}/statuslists/{id}`: the Status List Token, `application/statuslist+jwt`, with
+  `Cache-Control: max-age` = its `ttl`, so HTTP caches and verifiers agree on freshness.
+- `GET {issuer path}/statuslists`: the aggregation document `{"status_lists": [uri, …]}`, the
+  `status_list_aggregation_endpoint` of the RFC 8414 metadata.
+"""
+
+import logging
+
+from aiohttp import web
+
+from sekisho.errors import TemporarilyUnavailableError
+from sekisho.status.listtoken import MEDIA_TYPE, StatusListTokens
+from sekisho.status.store import StatusStoreError
+
+log = logging.getLogger(__name__)
+
+STATUS_LISTS_PATH = "/statuslists"
+_ACCEPTABLE = frozenset({MEDIA_TYPE, "application/*", "*/*"})
+
+
+def _accepts(header: str) -> bool:
+    if not header.strip():
+        return True
+    return any(item.split(";")[0].strip().lower() in _ACCEPTABLE for item in header.split(","))
+
+
+def _unavailable() -> web.Response:
+    return web.Response(
+        status=503, text="status list temporarily unavailable", headers={"Retry-After": "1"}
+    )
+
+
+class StatusListEndpoint:
+    """aiohttp handlers over StatusListTokens."""
+
+    def __init__(self, tokens: StatusListTokens) -> None:
+        self._tokens = tokens
+
+    def add_routes(self, app: web.Application, issuer_path: str) -> None:
+        app.router.add_get(issuer_path + STATUS_LISTS_PATH, self.aggregation)
+        app.router.add_get(issuer_path + STATUS_LISTS_PATH + "/{list_id:[0-9]{1,18}}", self.list)
+
+    async def list(self, request: web.Request) -> web.Response:
+        if not _accepts(request.headers.get("Accept", "")):
+            return web.Response(status=406, text=f"this resource is {MEDIA_TYPE}")
+        try:
+            token = await self._tokens.token(int(request.match_info["list_id"]))
+        except (StatusStoreError, TemporarilyUnavailableError) as exc:
+            log.warning("status_list_unavailable", extra={"detail": str(exc)})
+            return _unavailable()
+        if token is None:
+            return web.Response(status=404, text="no such status list")
+        return web.Response(
+            body=token.encode("ascii"),
+            headers={
+                "Content-Type": MEDIA_TYPE,
+                "Cache-Control": f"public, max-age={self._tokens.ttl_seconds}",
+            },
+        )
+
+    async def aggregation(self, _: web.Request) -> web.Response:
+        try:
+            uris = await self._tokens.live_uris()
+        except StatusStoreError as exc:
+            log.warning("status_list_unavailable", extra={"detail": str(exc)})
+            return _unavailable()
+        return web.json_response(
+            {"status_lists": uris},
+            headers={"Cache-Control": f"public, max-age={self._tokens.ttl_seconds}"},
+        )

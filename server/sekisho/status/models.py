@@ -1,0 +1,74 @@
+"""Values the status store holds: leases of indexes, issued-token records and revocations."""
+
+from dataclasses import dataclass
+from typing import Literal
+
+RevocationKind = Literal["token", "subject", "caller", "audience"]
+KINDS: tuple[RevocationKind, ...] = ("token", "subject", "caller", "audience")
+_SEPARATOR = "\x1f"  # ASCII unit separator: cannot occur in an issuer URL
+
+
+def subject_key(issuer: str, subject: str) -> str:
+    """The store key of a user: the subject token's issuer and sub together."""
+    return f"{issuer}{_SEPARATOR}{subject}"
+
+
+def split_subject_key(key: str) -> tuple[str, str]:
+    issuer, _, subject = key.partition(_SEPARATOR)
+    return issuer, subject
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Indexes [start, end) of list `list_id`, for one worker to use until `use_until`."""
+
+    list_id: int
+    start: int
+    end: int
+    use_until: int
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """What a revocation needs to find a live token: who, for whom, where its status bit is."""
+
+    jti: str
+    subject: str  # subject_key(iss, sub)
+    caller: str
+    audience: str
+    list_id: int
+    idx: int
+    expires_at: int
+
+    def key(self, kind: RevocationKind) -> str:
+        """The value a revocation of `kind` names for this token."""
+        return {
+            "token": self.jti,
+            "subject": self.subject,
+            "caller": self.caller,
+            "audience": self.audience,
+        }[kind]
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """One revocation in force: until lifted (`until` = 0) or until `until` (token revocations)."""
+
+    kind: RevocationKind
+    key: str
+    reason: str
+    operator: str
+    created_at: int
+    until: int = 0
+
+    def active(self, now: int) -> bool:
+        return self.until == 0 or now < self.until
+
+
+@dataclass(frozen=True, slots=True)
+class ListSnapshot:
+    """One status list as stored: its size and the indexes marked INVALID."""
+
+    list_id: int
+    size: int
+    invalid: frozenset[int]

@@ -1,0 +1,79 @@
+"""The revocations in force, as this worker knows them: refreshed from the store every poll, and
+checked before policy on every exchange (a revoked user, caller, audience or token is refused
+access_denied on every worker within poll + one store round trip).
+
+Fail closed: when the view is older than `max_stale_seconds` (the store is unreachable), exchanges
+are refused temporarily_unavailable, because a revocation made meanwhile would go unseen.
+"""
+
+import asyncio
+import logging
+
+from sekisho.clock import Clock
+from sekisho.errors import AccessDeniedError, TemporarilyUnavailableError
+from sekisho.models import ExchangeRequest, VerifiedToken
+from sekisho.status.models import RevocationKind, subject_key
+from sekisho.status.store import StatusStore
+
+log = logging.getLogger(__name__)
+
+
+def covered_keys(
+    request: ExchangeRequest, subject: VerifiedToken, actor: VerifiedToken | None
+) -> list[tuple[RevocationKind, str]]:
+    """Every (kind, value) a revocation could name for this exchange."""
+    keys: list[tuple[RevocationKind, str]] = [
+        ("subject", subject_key(subject.issuer, subject.subject)),
+        ("audience", request.audience),
+    ]
+    if request.caller.id:
+        keys.append(("caller", request.caller.id))
+    for token in (subject, actor):
+        if token is None:
+            continue
+        if isinstance(jti := token.claims.get("jti"), str):
+            keys.append(("token", jti))
+    if actor is not None:
+        keys.append(("caller", actor.subject))
+    return keys
+
+
+class RevocationGate:
+    """Refuses exchanges a revocation in force covers."""
+
+    def __init__(self, store: StatusStore, clock: Clock, *, max_stale_seconds: float) -> None:
+        self._store = store
+        self._clock = clock
+        self._max_stale = max_stale_seconds
+        self._active: frozenset[tuple[str, str]] = frozenset()
+        self._loaded_at: float | None = None
+
+    async def refresh(self) -> None:
+        """Reload the revocations in force. Raises: StatusStoreError."""
+        now = self._clock.now()
+        found = await asyncio.to_thread(self._store.revocations, int(now))
+        active = frozenset((r.kind, r.key) for r in found)
+        if active != self._active:
+            log.info("revocations_loaded", extra={"count": len(active)})
+        self._active, self._loaded_at = active, now
+
+    def check(
+        self, request: ExchangeRequest, subject: VerifiedToken, actor: VerifiedToken | None
+    ) -> None:
+        """Raises: AccessDeniedError (covered), TemporarilyUnavailableError (view too old)."""
+        loaded_at = self._loaded_at
+        if loaded_at is None or self._clock.now() - loaded_at > self._max_stale:
+            raise TemporarilyUnavailableError(
+                "token status is unavailable", log_detail="revocation view is stale"
+            )
+        for kind, key in covered_keys(request, subject, actor):
+            if (kind, key) in self._active:
+                raise AccessDeniedError("the exchange was denied", log_detail=f"revoked {kind}")
+
+    async def refresh_forever(self, interval: float) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception:  # a background loop: log and go on (check() fails closed)
+                log.exception("revocations_refresh_failed")
+            await asyncio.sleep(interval)

@@ -1,0 +1,111 @@
+"""Builds the status-list components of one worker from [status_list] (the composition root's
+helper, so service.py only plugs them in)."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sekisho.clock import Clock
+from sekisho.config import Settings, StatusListConfig
+from sekisho.errors import ConfigError
+from sekisho.http.statuslist import STATUS_LISTS_PATH, StatusListEndpoint
+from sekisho.signing.keyring import Keyring
+from sekisho.status.issuer import AllocationPolicy, StatusListIssuer
+from sekisho.status.listtoken import ListTiming, StatusListTokens
+from sekisho.status.revocations import RevocationGate
+from sekisho.status.store import StatusStore, StatusStoreError
+
+log = logging.getLogger(__name__)
+
+MIN_STALE_SECONDS = 2.0
+
+
+def build_status_store(config: StatusListConfig) -> StatusStore:
+    """The configured store: the SQLite file (one host) or Redis (replicas).
+
+    Raises: ConfigError (store = redis without the redis package).
+    """
+    if config.store == "file":
+        from sekisho.status.filestore import FileStatusStore
+
+        return FileStatusStore(config.path)
+    try:
+        from sekisho.status.redisstore import RedisStatusStore
+    except ImportError as exc:
+        raise ConfigError(
+            "config key 'status_list.store': the redis package is not installed "
+            "(pip install 'sekisho[redis]')"
+        ) from exc
+    return RedisStatusStore.from_url(config.redis_url)
+
+
+@dataclass
+class StatusRuntime:
+    """One worker's status-list pieces: allocation, revocation gate, served lists."""
+
+    config: StatusListConfig
+    store: StatusStore
+    issuer: StatusListIssuer
+    gate: RevocationGate
+    endpoint: StatusListEndpoint
+
+    async def launch(
+        self,
+        tasks: list["asyncio.Task[None]"],
+        closers: list[Callable[[], Awaitable[None]]],
+    ) -> None:
+        """Load the revocations in force (a failure is logged; exchanges then fail closed), start
+        the flush and refresh loops into `tasks` and register `close` in `closers`."""
+        try:
+            await self.gate.refresh()
+        except StatusStoreError:
+            log.exception("revocations_refresh_failed")
+        loops = (
+            self.issuer.flush_forever(self.config.flush_interval_seconds),
+            self.gate.refresh_forever(self.config.poll_seconds),
+        )
+        tasks.extend(asyncio.create_task(loop) for loop in loops)
+        closers.append(self.close)
+
+    async def close(self) -> None:
+        """Write the last records, then close the store."""
+        with contextlib.suppress(StatusStoreError):
+            await self.issuer.flush()
+        await asyncio.to_thread(self.store.close)
+
+
+def build_status_runtime(
+    settings: Settings, keyring: Keyring, clock: Clock
+) -> StatusRuntime | None:
+    """The status-list runtime, or None when [status_list] is disabled."""
+    config = settings.status_list
+    if not config.enabled:
+        return None
+    store = build_status_store(config)
+    base_uri = settings.server.issuer + STATUS_LISTS_PATH
+    policy = AllocationPolicy(
+        list_size=config.list_size,
+        lease_size=config.lease_size,
+        lease_seconds=config.lease_seconds,
+        max_token_lifetime=settings.tokens.max_lifetime_seconds + settings.trust.leeway_seconds,
+    )
+    tokens = StatusListTokens(
+        store,
+        keyring,
+        clock,
+        issuer=settings.server.issuer,
+        base_uri=base_uri,
+        bits=config.bits,
+        timing=ListTiming(config.ttl_seconds, config.lifetime_seconds),
+    )
+    return StatusRuntime(
+        config=config,
+        store=store,
+        issuer=StatusListIssuer(store, clock, base_uri=base_uri, policy=policy),
+        gate=RevocationGate(
+            store, clock, max_stale_seconds=max(MIN_STALE_SECONDS, 4 * config.poll_seconds)
+        ),
+        endpoint=StatusListEndpoint(tokens),
+    )

@@ -1,0 +1,178 @@
+"""[status_list] end to end in one process: minted tokens of both profiles carry the `status`
+claim, the list they point at is served signed with the service's keys and the draft's HTTP
+caching, the RFC 8414 metadata advertises it, and a revocation in the store refuses new exchanges
+and flips the token's bit."""
+
+import asyncio
+import base64
+import json
+import time
+import zlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import grpc
+import pytest
+from joserfc import jwt as jose_jwt
+from joserfc.jwk import KeySet
+from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
+from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
+from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
+from sekisho.devidp import DevIdentityProvider
+from sekisho.service import start_service
+from sekisho.signing.filestore import FileKeyStore
+from sekisho.status.filestore import FileStatusStore
+from sekisho.status.models import Revocation, subject_key
+
+from tests.integration.conftest import SEKISHO_ISSUER, LiveStack, stack_settings
+
+pytestmark = pytest.mark.integration
+
+CRM_AS = "https://crm-as.example.com"
+CRM_MCP = "https://crm.example.com/mcp"
+TTL = 7
+
+
+@pytest.fixture
+async def status_live(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator[LiveStack]:
+    keys_dir = tmp_path / "keys"
+    FileKeyStore(keys_dir).init("ES256", 1_800_000_000)
+    settings = stack_settings(
+        dev_idp.issuer,
+        keys_dir,
+        status_list={
+            "enabled": True,
+            "path": str(tmp_path / "status" / "status.db"),
+            "ttl_seconds": TTL,
+            "poll_seconds": 0.2,
+            "flush_interval_seconds": 0.05,
+        },
+    )
+    service = await start_service(settings)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc.port}")
+    stub = pb_grpc.TokenExchangeServiceStub(channel)
+    yield LiveStack(service=service, idp=dev_idp, stub=stub, channel=channel, settings=settings)
+    await channel.close()
+    await service.stop(0.5)
+
+
+async def _get(live: LiveStack, path: str, accept: str = "") -> tuple[int, dict[str, str], bytes]:
+    headers = {"Accept": accept} if accept else {}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(live.http_base + path, headers=headers) as response,
+    ):
+        return response.status, dict(response.headers), await response.read()
+
+
+async def _keys(live: LiveStack) -> KeySet:
+    _, _, body = await _get(live, "/.well-known/jwks.json")
+    return KeySet.import_key_set(json.loads(body))
+
+
+def _path(uri: str) -> str:
+    assert uri.startswith(SEKISHO_ISSUER + "/statuslists/")
+    return uri[len(SEKISHO_ISSUER) :]
+
+
+async def _status_of(live: LiveStack, reference: dict[str, object]) -> int:
+    status, _, body = await _get(live, _path(str(reference["uri"])))
+    assert status == 200
+    claims = jose_jwt.decode(body.decode(), await _keys(live)).claims
+    lst = claims["status_list"]["lst"]
+    array = zlib.decompress(base64.urlsafe_b64decode(lst + "=" * (-len(lst) % 4)))
+    idx = int(str(reference["idx"]))
+    return (array[idx // 8] >> (idx % 8)) & 1
+
+
+async def _exchange(live: LiveStack, sub: str = "alice", **fields: object) -> dict[str, object]:
+    request = pb.ExchangeTokenRequest(
+        subject_token=live.user_token(sub=sub), audience=CRM_AS, **fields
+    )
+    response = await live.stub.ExchangeToken(request)
+    claims = jose_jwt.decode(response.access_token, await _keys(live)).claims
+    return dict(claims)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({}, id="id-jag"),
+        pytest.param(
+            {"resource": [CRM_MCP], "requested_token_type": TOKEN_TYPE_ACCESS_TOKEN},
+            id="access_token",
+        ),
+    ],
+)
+async def test_minted_tokens_carry_a_status_reference(
+    status_live: LiveStack, fields: dict[str, object]
+) -> None:
+    first = await _exchange(status_live, **fields)
+    second = await _exchange(status_live, **fields)
+    one, two = first["status"]["status_list"], second["status"]["status_list"]  # type: ignore[index]
+    assert set(one) == {"idx", "uri"} and isinstance(one["idx"], int)
+    assert (one["uri"], one["idx"]) != (two["uri"], two["idx"])
+
+
+async def test_the_served_list_is_a_signed_status_list_token(status_live: LiveStack) -> None:
+    reference = (await _exchange(status_live))["status"]["status_list"]  # type: ignore[index]
+    status, headers, body = await _get(
+        status_live, _path(reference["uri"]), accept="application/statuslist+jwt"
+    )
+    assert status == 200
+    assert headers["Content-Type"] == "application/statuslist+jwt"
+    assert headers["Cache-Control"] == f"public, max-age={TTL}"
+    decoded = jose_jwt.decode(body.decode(), await _keys(status_live))
+    assert decoded.header["typ"] == "statuslist+jwt"
+    claims = decoded.claims
+    assert claims["sub"] == reference["uri"]
+    assert claims["ttl"] == TTL and claims["exp"] > claims["iat"]
+    assert claims["status_list"]["bits"] == 1
+    assert claims["status_list"]["aggregation_uri"] == SEKISHO_ISSUER + "/statuslists"
+    assert await _status_of(status_live, reference) == 0
+
+
+async def test_metadata_and_aggregation_name_the_lists(status_live: LiveStack) -> None:
+    reference = (await _exchange(status_live))["status"]["status_list"]  # type: ignore[index]
+    _, _, body = await _get(status_live, "/.well-known/oauth-authorization-server")
+    endpoint = json.loads(body)["status_list_aggregation_endpoint"]
+    assert endpoint == SEKISHO_ISSUER + "/statuslists"
+    status, _, body = await _get(status_live, "/statuslists")
+    assert status == 200 and reference["uri"] in json.loads(body)["status_lists"]
+
+
+@pytest.mark.parametrize(
+    ("path", "accept", "expected"),
+    [
+        pytest.param("/statuslists/999", "", 404, id="unknown-list"),
+        pytest.param("/statuslists/abc", "", 404, id="not-a-number"),
+        pytest.param("/statuslists/1", "application/json", 406, id="wrong-accept"),
+    ],
+)
+async def test_bad_list_requests(
+    status_live: LiveStack, path: str, accept: str, expected: int
+) -> None:
+    await _exchange(status_live)  # list 1 exists
+    status, _, _ = await _get(status_live, path, accept)
+    assert status == expected
+
+
+async def test_a_revoked_subject_is_refused_and_its_token_flips(
+    status_live: LiveStack, tmp_path: Path
+) -> None:
+    alice = (await _exchange(status_live, sub="alice"))["status"]["status_list"]  # type: ignore[index]
+    bob = (await _exchange(status_live, sub="bob"))["status"]["status_list"]  # type: ignore[index]
+    await asyncio.sleep(0.3)  # the worker flushes its records every 0.05 s
+    store = FileStatusStore(tmp_path / "status" / "status.db")
+    key = subject_key(status_live.idp.issuer, "alice")
+    revocation = Revocation("subject", key, "laptop stolen", "sec", 1)
+    assert store.revoke(int(time.time()), revocation) == 1
+    await asyncio.sleep(0.6)  # poll 0.2 s
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await _exchange(status_live, sub="alice")
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    await _exchange(status_live, sub="bob")
+    await asyncio.sleep(1.1)  # a signed list is reused for 1 s
+    assert await _status_of(status_live, alice) == 1
+    assert await _status_of(status_live, bob) == 0

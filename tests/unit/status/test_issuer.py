@@ -1,0 +1,115 @@
+"""Index allocation in a worker: indexes come from the lease in order, a used-up or expired lease
+is renewed, a store outage refuses minting (no token without a status entry), and the revocation
+gate refuses covered exchanges and fails closed when its view is stale."""
+
+from pathlib import Path
+
+import pytest
+from sekisho.errors import AccessDeniedError, TemporarilyUnavailableError
+from sekisho.models import Caller, VerifiedToken
+from sekisho.status.filestore import FileStatusStore
+from sekisho.status.issuer import AllocationPolicy, StatusListIssuer
+from sekisho.status.models import Revocation, RevocationKind, subject_key
+from sekisho.status.revocations import RevocationGate
+from sekisho.status.store import StatusStoreError
+
+from tests.fakes.clock import FakeClock
+from tests.harness import CRM_AUDIENCE, IDP_A
+from tests.unit.status.test_store_contract import NOW
+
+POLICY = AllocationPolicy(list_size=1000, lease_size=3, lease_seconds=60, max_token_lifetime=330)
+
+
+def _issuer(tmp_path: Path, clock: FakeClock) -> StatusListIssuer:
+    store = FileStatusStore(tmp_path / "status.db")
+    return StatusListIssuer(store, clock, base_uri="https://s.example/statuslists", policy=POLICY)
+
+
+async def test_indexes_follow_the_lease_and_renew(tmp_path: Path) -> None:
+    clock = FakeClock(NOW)
+    issuer = _issuer(tmp_path, clock)
+    taken = [(await issuer.reserve()).idx for _ in range(5)]
+    assert taken == [0, 1, 2, 3, 4]  # the second lease starts where the first ended
+    clock.advance(61)  # the lease's use_until passed: its last index is abandoned
+    after = await issuer.reserve()
+    assert after.idx == 6 and after.uri == "https://s.example/statuslists/1"
+    assert after.claim() == {"status_list": {"idx": 6, "uri": after.uri}}
+
+
+class _DownStore(FileStatusStore):
+    def lease(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+        raise StatusStoreError("unreachable")
+
+
+async def test_an_unreachable_store_refuses_minting(tmp_path: Path) -> None:
+    store = _DownStore(tmp_path / "status.db")
+    issuer = StatusListIssuer(store, FakeClock(NOW), base_uri="https://s", policy=POLICY)
+    with pytest.raises(TemporarilyUnavailableError):
+        await issuer.reserve()
+
+
+def _subject(jti: str = "idp-jti-1") -> VerifiedToken:
+    return VerifiedToken(
+        issuer=IDP_A,
+        subject="alice",
+        token_type="id_token",
+        expires_at=NOW + 600,
+        claims={"jti": jti},
+    )
+
+
+def _request(caller: str = "spiffe://example.org/agent") -> object:
+    from sekisho.models import ExchangeRequest
+    from sekisho.validation import RequestLimits, build_request
+
+    request: ExchangeRequest = build_request(
+        subject_token="t",
+        subject_token_type="",
+        requested_token_type="",
+        audience=CRM_AUDIENCE,
+        resources=[],
+        scopes=[],
+        actor_token="",
+        actor_token_type="",
+        context={},
+        requested_lifetime_seconds=0,
+        caller=Caller(id=caller),
+        limits=RequestLimits(),
+    )
+    return request
+
+
+@pytest.mark.parametrize(
+    ("kind", "key"),
+    [
+        pytest.param("subject", subject_key(IDP_A, "alice"), id="subject"),
+        pytest.param("caller", "spiffe://example.org/agent", id="caller"),
+        pytest.param("audience", CRM_AUDIENCE, id="audience"),
+        pytest.param("token", "idp-jti-1", id="inbound-token-jti"),
+    ],
+)
+async def test_the_gate_refuses_what_a_revocation_covers(
+    tmp_path: Path, kind: RevocationKind, key: str
+) -> None:
+    store = FileStatusStore(tmp_path / "status.db")
+    clock = FakeClock(NOW)
+    gate = RevocationGate(store, clock, max_stale_seconds=2)
+    await gate.refresh()
+    gate.check(_request(), _subject(), None)  # type: ignore[arg-type]
+    store.revoke(NOW, Revocation(kind, key, "r", "sec", NOW))
+    await gate.refresh()
+    with pytest.raises(AccessDeniedError):
+        gate.check(_request(), _subject(), None)  # type: ignore[arg-type]
+    if kind in ("caller", "token"):  # another agent, another inbound token: still served
+        gate.check(_request("spiffe://example.org/other"), _subject("other-jti"), None)  # type: ignore[arg-type]
+
+
+async def test_the_gate_fails_closed_when_its_view_is_stale(tmp_path: Path) -> None:
+    clock = FakeClock(NOW)
+    gate = RevocationGate(FileStatusStore(tmp_path / "s.db"), clock, max_stale_seconds=2)
+    with pytest.raises(TemporarilyUnavailableError):  # never loaded
+        gate.check(_request(), _subject(), None)  # type: ignore[arg-type]
+    await gate.refresh()
+    clock.advance(2.5)
+    with pytest.raises(TemporarilyUnavailableError):
+        gate.check(_request(), _subject(), None)  # type: ignore[arg-type]

@@ -1,0 +1,146 @@
+"""One contract for every StatusStore backend (file, Redis): leases never overlap, lists roll over
+and are never reissued, a revocation marks exactly the live tokens it covers whichever of record
+and revoke runs first, and elapsed state is forgotten."""
+
+import pytest
+from sekisho.status.models import IssuedToken, Revocation, RevocationKind, subject_key
+from sekisho.status.store import StatusStore
+
+NOW = 1_800_000_000
+ALICE = subject_key("https://idp.example.com", "alice")
+BOB = subject_key("https://idp.example.com", "bob")
+
+
+def _lease(store: StatusStore, size: int = 10, lease: int = 4, now: int = NOW) -> tuple[int, range]:
+    got = store.lease(
+        now, list_size=size, lease_size=lease, use_until=now + 60, valid_until=now + 390
+    )
+    return got.list_id, range(got.start, got.end)
+
+
+def _token(
+    jti: str,
+    subject: str,
+    idx: int,
+    *,
+    list_id: int = 1,
+    caller: str = "agent-1",
+    audience: str = "https://crm-as.example.com",
+    exp: int = NOW + 300,
+) -> IssuedToken:
+    return IssuedToken(jti, subject, caller, audience, list_id, idx, exp)
+
+
+def _revocation(kind: RevocationKind, key: str) -> Revocation:
+    return Revocation(kind=kind, key=key, reason="incident 42", operator="sec", created_at=NOW)
+
+
+def test_leases_never_overlap_and_lists_roll_over(store: StatusStore) -> None:
+    seen: set[tuple[int, int]] = set()
+    lists = []
+    for _ in range(7):  # 10 per list in leases of 4: 4, 4, 2, then a new list
+        list_id, indexes = _lease(store)
+        lists.append(list_id)
+        for idx in indexes:
+            assert (list_id, idx) not in seen
+            seen.add((list_id, idx))
+    assert len(seen) == 4 + 4 + 2 + 4 + 4 + 2 + 4
+    assert len(set(lists)) == 3 and lists == sorted(lists)
+
+
+def test_a_retired_list_id_is_never_issued_again(store: StatusStore) -> None:
+    first, _ = _lease(store, size=4, lease=4)
+    later = NOW + 10_000  # past valid_until of every lease of the full first list
+    store.prune(later)
+    assert store.snapshot(first) is None
+    second, indexes = _lease(store, size=4, lease=4, now=later)
+    assert second > first and list(indexes) == [0, 1, 2, 3]
+
+
+def test_revoke_marks_recorded_live_tokens_it_covers(store: StatusStore) -> None:
+    list_id, _ = _lease(store)
+    store.record(
+        NOW,
+        [
+            _token("a1", ALICE, 0, list_id=list_id),
+            _token("b1", BOB, 1, list_id=list_id),
+            _token("a-old", ALICE, 2, list_id=list_id, exp=NOW - 1),
+        ],
+    )
+    assert store.revoke(NOW, _revocation("subject", ALICE)) == 1
+    snapshot = store.snapshot(list_id)
+    assert snapshot is not None and snapshot.invalid == {0}
+
+
+def test_a_token_recorded_after_the_revocation_is_marked_too(store: StatusStore) -> None:
+    # The race a worker's batch flush has with `sekisho revoke`: record runs second.
+    list_id, _ = _lease(store)
+    store.revoke(NOW, _revocation("caller", "agent-evil"))
+    marked = store.record(
+        NOW,
+        [
+            _token("x", ALICE, 3, list_id=list_id, caller="agent-evil"),
+            _token("y", ALICE, 2, list_id=list_id),
+        ],
+    )
+    assert marked == 1
+    snapshot = store.snapshot(list_id)
+    assert snapshot is not None and snapshot.invalid == {3}
+
+
+@pytest.mark.parametrize(
+    ("kind", "key"),
+    [("token", "b1"), ("subject", BOB), ("caller", "agent-2"), ("audience", "https://docs-as")],
+)
+def test_each_kind_covers_only_its_tokens(
+    store: StatusStore, kind: RevocationKind, key: str
+) -> None:
+    list_id, _ = _lease(store)
+    store.record(
+        NOW,
+        [
+            _token("a1", ALICE, 0, list_id=list_id),
+            _token("b1", BOB, 1, list_id=list_id, caller="agent-2", audience="https://docs-as"),
+        ],
+    )
+    assert store.revoke(NOW, _revocation(kind, key)) == 1
+    snapshot = store.snapshot(list_id)
+    assert snapshot is not None and snapshot.invalid == {1}
+
+
+def test_lift_ends_refusal_but_marked_tokens_stay_invalid(store: StatusStore) -> None:
+    list_id, _ = _lease(store)
+    store.record(NOW, [_token("a1", ALICE, 0, list_id=list_id)])
+    store.revoke(NOW, _revocation("subject", ALICE))
+    assert [r.key for r in store.revocations(NOW)] == [ALICE]
+    assert store.lift("subject", ALICE) is True
+    assert store.lift("subject", ALICE) is False
+    assert store.revocations(NOW) == []
+    snapshot = store.snapshot(list_id)
+    assert snapshot is not None and snapshot.invalid == {0}  # INVALID is final (draft §7.1)
+    store.record(NOW, [_token("a2", ALICE, 1, list_id=list_id)])
+    assert store.snapshot(list_id).invalid == {0}  # type: ignore[union-attr]
+
+
+def test_a_token_revocation_ends_when_the_token_expires(store: StatusStore) -> None:
+    list_id, _ = _lease(store)
+    store.record(NOW, [_token("a1", ALICE, 0, list_id=list_id, exp=NOW + 100)])
+    store.revoke(NOW, _revocation("token", "a1"))
+    (revocation,) = store.revocations(NOW)
+    assert revocation.until == NOW + 100 and revocation.reason == "incident 42"
+    assert store.revocations(NOW + 101) == []
+    store.prune(NOW + 101)
+    assert store.lift("token", "a1") is False
+
+
+def test_a_subject_revocation_stays_until_lifted(store: StatusStore) -> None:
+    store.revoke(NOW, _revocation("subject", ALICE))
+    assert [r.kind for r in store.revocations(NOW + 86_400 * 30)] == ["subject"]
+
+
+def test_live_lists_are_those_a_valid_token_may_point_into(store: StatusStore) -> None:
+    first, _ = _lease(store, size=4, lease=4)
+    second, _ = _lease(store, size=4, lease=4)
+    assert store.live_lists(NOW) == [first, second]
+    store.prune(NOW + 10_000)
+    assert store.live_lists(NOW + 10_000) == []
