@@ -331,6 +331,22 @@ class KeysConfig(_Strict):
     kms_alias_prefix: str = "sekisho"
     kms_wrapping_key_id: str = ""
     kms_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    # Revocation takes effect or shouts (docs/security.md): retry a failed reload with backoff
+    # up to this interval; the CLI checks `service_user` can read what it wrote and asks
+    # `replica_urls` whether they picked a change up, for up to `pickup_wait_seconds`.
+    retry_max_seconds: float = Field(default=30.0, ge=1.0, le=600.0)
+    service_user: str = ""
+    replica_urls: list[str] = Field(default_factory=list, max_length=64)
+    pickup_wait_seconds: float = Field(default=10.0, ge=0.0, le=300.0)
+
+    @field_validator("replica_urls")
+    @classmethod
+    def _replica_urls(cls, value: list[str]) -> list[str]:
+        # Read only to report (the JWKS is public): http is allowed, e.g. pod addresses.
+        for url in value:
+            if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
+                raise ValueError(f"replica_urls: {url[:80]!r} is not an http(s) base URL")
+        return [url.rstrip("/") for url in value]
 
     @property
     def audit_log_path(self) -> Path:

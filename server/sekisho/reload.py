@@ -38,3 +38,32 @@ async def poll_forever(
             await refresh()
         except Exception:  # a background loop: log, count, go on
             log.exception("reload_failed", extra={"what": what})
+
+
+async def retry_with_backoff(
+    refresh: Callable[[], Awaitable[bool]],
+    failing: Callable[[], object],
+    what: str,
+    *,
+    first_seconds: float = 1.0,
+    max_seconds: float = 60.0,
+) -> None:
+    """Run until cancelled: while `failing()`, `await refresh()` again after 1, 2, 4 … s (capped).
+
+    A reload that failed is retried even when no file changes again (a fixed permission, KMS
+    back): the service must not sit not-ready, or signing with stale keys, waiting for an event.
+    """
+    delay = first_seconds
+    while True:
+        await asyncio.sleep(delay)
+        if not failing():
+            delay = first_seconds
+            continue
+        try:
+            ok = await refresh()
+        except Exception:  # a background loop: log, count, go on
+            log.exception("reload_failed", extra={"what": what})
+            ok = False
+        delay = first_seconds if ok else min(max_seconds, delay * 2)
+        if not ok:
+            log.warning("reload_retry_scheduled", extra={"what": what, "in_seconds": delay})

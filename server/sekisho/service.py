@@ -36,7 +36,7 @@ from sekisho.policy.engine import PolicyRuntime
 from sekisho.policy.opa.api import OpaApi
 from sekisho.policy.opa.engine import OpaPolicyEngine
 from sekisho.policy.rego import RegoPolicyEngine
-from sekisho.reload import poll_forever, watch_directory
+from sekisho.reload import poll_forever, retry_with_backoff, watch_directory
 from sekisho.rpc.ext_authz import ExtAuthzServicer
 from sekisho.rpc.server import GrpcServer, create_grpc_server
 from sekisho.rpc.servicer import TokenExchangeServicer
@@ -117,9 +117,15 @@ class Service:
     subject_cache: CachingTokenVerifier | None = None
     observability: Observability | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Keeps gRPC health in step with /readyz; cancelled first so shutdown's NOT_SERVING sticks.
+    readiness: asyncio.Task[None] | None = None
 
     async def stop(self, grace: float) -> None:
         """Drain in-flight RPCs for up to `grace` seconds, then close everything."""
+        if self.readiness is not None:
+            self.readiness.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.readiness
         await self.grpc.set_serving(False)
         await self.grpc.server.stop(grace)
         await self.http_runner.cleanup()
@@ -169,6 +175,12 @@ def _key_tasks(
         tasks.append(poll_forever(keyring.refresh, keys.poll_seconds, "keys"))
     elif keys.watch:
         tasks.append(watch_directory(keys.dir, keyring.refresh, "keys"))
+    # A failed reload (unreadable key file, KMS Decrypt error) is retried with backoff.
+    tasks.append(
+        retry_with_backoff(
+            keyring.refresh, lambda: keyring.degraded, "keys", max_seconds=keys.retry_max_seconds
+        )
+    )
     if keys.rotation_period:
         rotator = AutoRotator(build_key_manager(settings, store, clock), keyring.refresh)
         tasks.append(rotate_forever(rotator, check_interval(keys.rotation_period)))
@@ -423,7 +435,7 @@ async def start_service(
         service.tasks.append(asyncio.create_task(task))
     for key_task in _key_tasks(settings, store, keyring, clock):
         service.tasks.append(asyncio.create_task(key_task))
-    await grpc_server.set_serving(True)
+    service.readiness = asyncio.create_task(grpc_server.follow_readiness(ready))
     log.info(
         "service_started",
         extra={

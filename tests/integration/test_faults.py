@@ -166,20 +166,23 @@ def test_corrupted_keystore_refuses_to_start_with_a_clear_message(tmp_path: Path
 
 
 @pytest.mark.parametrize("how", CORRUPTIONS)
-async def test_running_service_keeps_last_good_keys_when_the_keystore_is_corrupted(
+async def test_running_service_stops_signing_when_the_keystore_is_corrupted(
     tmp_path: Path, how: str
 ) -> None:
+    # Keeping the last good keys would keep signing with a key the keystore may have revoked or
+    # replaced: the replica goes not ready instead, and publishes only what it can still load.
     keys_dir = tmp_path / "keys"
     FileKeyStore(keys_dir).init("ES256", T0)
     keyring = Keyring(FileKeyStore(keys_dir))
     keyring.load()
-    jwks_before, (record_before, _) = keyring.jwks_bytes, keyring.signing_key()
+    active = keyring.signing_key()[0].kid
     _corrupt(keys_dir, how)
-    assert await keyring.refresh() is False  # reload refused, logged as keyring_reload_failed
-    assert keyring.jwks_bytes == jwks_before
-    record, signer = keyring.signing_key()
-    assert record == record_before
-    assert await signer.sign(b"still signing")
+    assert await keyring.refresh() is False  # logged as keyring_reload_failed
+    assert not keyring.loaded
+    assert keyring.degraded
+    assert active not in keyring.jwks_bytes.decode()
+    with pytest.raises(TemporarilyUnavailableError):
+        keyring.signing_key()
 
 
 # --- a process killed in the middle of a key rotation ------------------------------------------

@@ -197,7 +197,7 @@ def short_lived_moto(aws_env: str) -> Iterator[tuple[str, "subprocess.Popen[byte
 
 
 @pytest.mark.parametrize("name", BACKENDS)
-async def test_a_vanished_backend_keeps_the_last_good_keys_and_fails_signing_cleanly(
+async def test_a_vanished_backend_fails_signing_cleanly_and_never_signs_with_unloadable_keys(
     name: str, tmp_path: Path, short_lived_moto: tuple[str, "subprocess.Popen[bytes]"]
 ) -> None:
     endpoint, process = short_lived_moto
@@ -212,13 +212,20 @@ async def test_a_vanished_backend_keeps_the_last_good_keys_and_fails_signing_cle
         process.kill()
         process.wait()
     # A running replica: kms-wrapped keys were opened once and need no KMS call to reload;
-    # the others fail to reload with a KeyStoreError (logged) and keep the last good keys.
+    # kms keeps the last good keys while KMS is unreachable (a revoked key is disabled in KMS
+    # too); a file key that cannot be loaded any more is not used from memory (issue 19).
     assert await keyring.refresh() is (name == "kms-wrapped")
-    assert keyring.jwks_bytes == jwks_before
     with pytest.raises(KeyStoreError):  # a starting replica: a clean error, no botocore exception
         backend.store().load()
+    if name == "file":
+        assert keyring.jwks_bytes == b'{"keys":[]}'
+        with pytest.raises(TemporarilyUnavailableError):
+            keyring.signing_key()
+        return
+    assert keyring.jwks_bytes == jwks_before
     _, signer = keyring.signing_key()
     if name == "kms":
+        assert keyring.degraded  # retried with backoff by the service
         with pytest.raises(TemporarilyUnavailableError) as raised:
             await JwsEncoder().encode({"sub": "alice"}, signer, TYP)
         assert raised.value.grpc_code == "UNAVAILABLE"

@@ -8,6 +8,7 @@ import argparse
 import getpass
 import json
 import os
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -77,7 +78,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"keystore already initialised ({_where(settings)})")
         return 0
     manager = build_key_manager(settings, store, clock)
-    return _mutate(args, manager, settings)
+    status = _mutate(args, manager, settings)
+    replicas = [] if command == "init" else settings.keys.replica_urls  # none run before init
+    return status or _after_change(settings, store, manager.records(), replicas)
 
 
 def _mutate(args: argparse.Namespace, manager: "KeyManager", settings: Settings) -> int:
@@ -107,6 +110,27 @@ def _mutate(args: argparse.Namespace, manager: "KeyManager", settings: Settings)
     return 0
 
 
+def _after_change(
+    settings: Settings, store: object, records: "list[KeyRecord]", replicas: list[str]
+) -> int:
+    """Shout when the service cannot read the change or a replica did not pick it up."""
+    from sekisho.commands.keys_check import pickup_lines, readability_lines
+    from sekisho.signing.filestore import FileKeyStore
+
+    keys = settings.keys
+    if isinstance(store, FileKeyStore):
+        readable, lines = readability_lines(keys.service_user, keys.dir, store.files(records))
+    else:
+        readable, lines = True, ["service can read the keystore: KMS permissions are not checked"]
+    picked, more = pickup_lines(replicas, records, keys.pickup_wait_seconds)
+    for line in [*lines, *more]:  # stderr: stdout stays the list of changes
+        print(line, file=sys.stderr)
+    if readable and picked:
+        return 0
+    print("sekisho: the change is committed but has NOT taken effect everywhere", file=sys.stderr)
+    return 1
+
+
 def _print_changes(transition: "Transition") -> None:
     for change in transition.changes:
         before = change.from_state.value if change.from_state else "(new)"
@@ -134,7 +158,7 @@ def _list(records: "list[KeyRecord]") -> int:
 def _operator() -> str:
     try:
         return os.environ.get("USER") or getpass.getuser()
-    except OSError:  # no passwd entry (some containers)
+    except (OSError, KeyError):  # no passwd entry (some containers): KeyError on 3.11
         return f"uid:{os.getuid()}"
 
 

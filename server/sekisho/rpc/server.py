@@ -1,6 +1,8 @@
 """gRPC server assembly: the exchange service, health checking and reflection on one listener."""
 
+import asyncio
 import contextvars
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -47,6 +49,19 @@ class GrpcServer:
         )
         for name in ("", SERVICE_NAME):
             await self.health.set(name, status)
+
+    async def follow_readiness(self, ready: Callable[[], bool], interval: float = 0.5) -> None:
+        """Run until cancelled: gRPC health says what /readyz says (keys and policy loaded).
+
+        Started once the service is up; cancelled before shutdown sets NOT_SERVING for good.
+        """
+        serving: bool | None = None
+        while True:
+            now = ready()
+            if now != serving:
+                await self.set_serving(now)
+                serving = now
+            await asyncio.sleep(interval)
 
 
 async def create_grpc_server(

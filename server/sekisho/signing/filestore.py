@@ -20,10 +20,10 @@ from pathlib import Path
 
 from sekisho.errors import KeyStoreError
 from sekisho.signing.codec import PemCodec, PrivateKeyCodec
-from sekisho.signing.keyring import KeySet
+from sekisho.signing.keyring import KeySet, collect
 from sekisho.signing.keys import KeyRecord, KeyState
 from sekisho.signing.material import generate_private_key, public_jwk, thumbprint
-from sekisho.signing.signer import LocalSigner, Signer
+from sekisho.signing.signer import LocalSigner
 
 KEYRING_FILE = "keyring.json"
 LOCK_FILE = ".lock"
@@ -78,13 +78,12 @@ class FileKeyStore:
         return records
 
     def load(self) -> KeySet:
-        """Read every published key once into a signer. Raises: KeyStoreError."""
-        records = tuple(self.records())
-        signers: dict[str, Signer] = {}
-        for record in records:
-            if record.published:
-                signers[record.kid] = self._load_signer(record)
-        return KeySet(records=records, signers=signers)
+        """Read every published key once into a signer.
+
+        Raises: KeyLoadError (with the keys that did load) when a key file fails, KeyStoreError
+        when keyring.json does.
+        """
+        return collect(tuple(self.records()), self._load_signer)
 
     def init(self, alg: str, now: int) -> list[KeyRecord]:
         """Create an active and a next key. Raises: KeyStoreError if keys already exist."""
@@ -125,6 +124,10 @@ class FileKeyStore:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def files(self, records: Sequence[KeyRecord]) -> list[Path]:
+        """keyring.json and the key file of every published record (what a replica reads)."""
+        return [self._dir / KEYRING_FILE, *(self._key_path(r.kid) for r in records if r.published)]
 
     def _key_path(self, kid: str) -> Path:
         return self._dir / f"{kid}{self._codec.suffix}"

@@ -3,12 +3,21 @@
 A snapshot is built once per keystore change (signer objects, JWKS bytes) and swapped in whole,
 so a request never sees half a rotation and never parses key material. `refresh` loads in a
 worker thread (a KMS keystore answers over the network) and swaps on the event loop.
+
+A reload that cannot load every key still applies the key *states* (docs/security.md, class
+"revocation takes effect or shouts"): the store returns the new records with the keys that did
+load (KeyLoadError.partial), so a revoked or retired kid is never signed with nor published
+again, even when a file the CLI wrote next to it is unreadable to the service, and a key that
+cannot be loaded now is not used from memory either. When the records themselves cannot be read
+the states are unknown: nothing signs and nothing is published (unless they are only
+unreachable for now: KeyStatesUnreachableError). A keyring without an active
+signer is not ready; `degraded` tells the retry loop to try again.
 """
 
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,6 +26,8 @@ from sekisho.signing.keys import KeyRecord, KeyState
 from sekisho.signing.signer import Signer, published_jwk
 
 log = logging.getLogger(__name__)
+
+_EMPTY_JWKS = b'{"keys":[]}'
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +47,44 @@ class KeySet:
     def jwks(self) -> dict[str, list[dict[str, object]]]:
         """The JWK Set of every published key (next, active, retiring), active first."""
         order = {KeyState.ACTIVE: 0, KeyState.NEXT: 1, KeyState.RETIRING: 2}
-        published = sorted((r for r in self.records if r.published), key=lambda r: order[r.state])
+        published = [r for r in self.records if r.published and r.kid in self.signers]
+        published.sort(key=lambda r: order[r.state])
         return {"keys": [published_jwk(self.signers[r.kid]) for r in published]}
+
+
+NO_KEYS = KeySet(records=(), signers={})
+
+
+class KeyLoadError(KeyStoreError):
+    """Some published keys could not be loaded; `partial` holds the records and the rest."""
+
+    def __init__(self, message: str, partial: KeySet) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+class KeyStatesUnreachableError(KeyStoreError):
+    """The key states could not be fetched for now (KMS throttled or unreachable).
+
+    The last good keys stay while the retry loop asks again: with backend kms a revoked key is
+    also disabled in KMS, so it cannot sign whatever a replica still believes.
+    """
+
+
+def collect(records: tuple[KeyRecord, ...], open_key: Callable[[KeyRecord], Signer]) -> KeySet:
+    """A signer per published record. Raises: KeyLoadError naming each key that failed."""
+    signers: dict[str, Signer] = {}
+    problems: list[str] = []
+    for record in records:
+        if record.published:
+            try:
+                signers[record.kid] = open_key(record)
+            except KeyStoreError as exc:
+                problems.append(str(exc))
+    keys = KeySet(records=records, signers=signers)
+    if problems:
+        raise KeyLoadError("; ".join(problems), keys)
+    return keys
 
 
 class KeyStore(Protocol):
@@ -49,16 +96,23 @@ class KeyStore(Protocol):
 
 
 class Keyring:
-    """Holds the current KeySet, reloads it on change and keeps the last good one on failure."""
+    """Holds the current KeySet; a failed reload still applies the new states and shouts."""
 
     def __init__(self, store: KeyStore) -> None:
         self._store = store
         self._keys: KeySet | None = None
-        self._jwks_bytes = b'{"keys":[]}'
+        self._jwks_bytes = _EMPTY_JWKS
+        self._problem: str | None = None
 
     @property
     def loaded(self) -> bool:
-        return self._keys is not None
+        """True while an active key can sign (the keyring's part of readiness)."""
+        return self._keys is not None and self._keys.active is not None
+
+    @property
+    def degraded(self) -> str | None:
+        """Why the last reload failed (retry it), or None when every key loaded."""
+        return self._problem
 
     @property
     def jwks_bytes(self) -> bytes:
@@ -71,34 +125,27 @@ class Keyring:
 
     def load(self) -> None:
         """Load the keystore for the first time. Raises: KeyStoreError (refuse to start)."""
-        self._install(self._store.load())
+        keys = self._store.load()
+        if keys.active is None:
+            raise KeyStoreError("keystore has no active key (run `sekisho keys init`)")
+        self._install(keys, None)
 
     def reload(self) -> bool:
-        """Reload after a change; on failure keep serving the last good keys and log why."""
-        try:
-            # _install is inside: a keystore left with no active key is a failure too.
-            self._install(self._store.load())
-        except KeyStoreError as exc:
-            log.error("keyring_reload_failed", extra={"error": str(exc)})
-            return False
-        return True
+        """Reload after a change; on failure apply what the records still say and log why."""
+        return self._install(*self._read())
 
     async def refresh(self) -> bool:
         """`reload` with the keystore read in a worker thread, so the event loop keeps serving."""
-        try:
-            keys = await asyncio.to_thread(self._store.load)
-            self._install(keys)
-        except KeyStoreError as exc:
-            log.error("keyring_reload_failed", extra={"error": str(exc)})
-            return False
-        return True
+        keys, problem = await asyncio.to_thread(self._read)
+        return self._install(keys, problem)
 
     def signing_key(self) -> tuple[KeyRecord, Signer]:
         """The active key. Raises: TemporarilyUnavailableError when there is none."""
         active = self._keys.active if self._keys else None
         if active is None:
             raise TemporarilyUnavailableError(
-                "no signing key is available", log_detail="keyring has no active key"
+                "no signing key is available",
+                log_detail=f"keyring has no active key: {self._problem or 'none configured'}",
             )
         return active
 
@@ -108,12 +155,35 @@ class Keyring:
             return []
         return sorted({r.alg for r in self._keys.records if r.published})
 
-    def _install(self, keys: KeySet) -> None:
-        if keys.active is None:
-            raise KeyStoreError("keystore has no active key (run `sekisho keys init`)")
-        unchanged = self._keys is not None and self._keys.records == keys.records
+    def _read(self) -> tuple[KeySet, str | None]:
+        try:
+            return self._store.load(), None
+        except KeyLoadError as exc:  # states known: the keys that loaded, under the new states
+            return exc.partial, str(exc)
+        except KeyStatesUnreachableError as exc:
+            return self._keys or NO_KEYS, f"key states unreachable, last good keys kept: {exc}"
+        except KeyStoreError as exc:
+            return NO_KEYS, f"key states unknown, nothing signs or is published: {exc}"
+
+    def _install(self, keys: KeySet, problem: str | None) -> bool:
+        if problem is None and keys.active is None:
+            problem = "keystore has no active key"
+        unchanged = (
+            self._keys is not None
+            and self._keys.records == keys.records
+            and self._keys.signers.keys() == keys.signers.keys()
+        )
         self._keys = keys
         self._jwks_bytes = json.dumps(keys.jwks(), separators=(",", ":")).encode()
-        if not unchanged:  # polling (KMS) reloads often; log only what changed
-            states = {r.kid: r.state.value for r in keys.records if r.published}
-            log.info("keyring_loaded", extra={"keys": states})
+        published = {r.kid: r.state.value for r in keys.records if r.kid in keys.signers}
+        if problem is not None:
+            self._problem = problem
+            log.error(
+                "keyring_reload_failed",
+                extra={"error": problem, "signing": keys.active is not None, "keys": published},
+            )
+            return False
+        if not unchanged or self._problem is not None:  # polling (KMS) reloads often
+            log.info("keyring_loaded", extra={"keys": published})
+        self._problem = None
+        return True

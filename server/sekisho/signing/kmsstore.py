@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 from sekisho.clock import Clock
 from sekisho.errors import KeyStoreError
-from sekisho.signing.keyring import KeySet
+from sekisho.signing.keyring import KeySet, KeyStatesUnreachableError, collect
 from sekisho.signing.keys import KeyRecord, KeyState, is_valid_kid
 from sekisho.signing.kms import KMS_KEY_TYPES, KmsSigner, RetryPolicy
 from sekisho.signing.kms_client import KmsAlias, KmsAliasExistsError, KmsClient, KmsError
@@ -92,22 +92,21 @@ class KmsKeyStore:
         return _one_active(sorted(records, key=lambda r: (r.created_at, r.kid)))
 
     def load(self) -> KeySet:
-        """Records plus a KmsSigner per published key. Raises: KeyStoreError."""
-        records = tuple(self.records())
-        signers: dict[str, Signer] = {}
-        for record in records:
-            if record.published:
-                member = self._members[record.kid]
-                signers[record.kid] = KmsSigner(
-                    kid=record.kid,
-                    alg=record.alg,
-                    public_key=self._public_key(member.key_id, record.alg, record.kid),
-                    key_id=member.key_id,
-                    client=self._client,
-                    retry=self._retry,
-                    rng=self._rng,
-                )
-        return KeySet(records=records, signers=signers)
+        """Records plus a KmsSigner per published key. Raises: KeyLoadError (some keys),
+        KeyStoreError."""
+        return collect(tuple(self.records()), self._signer)
+
+    def _signer(self, record: KeyRecord) -> Signer:
+        member = self._members[record.kid]
+        return KmsSigner(
+            kid=record.kid,
+            alg=record.alg,
+            public_key=self._public_key(member.key_id, record.alg, record.kid),
+            key_id=member.key_id,
+            client=self._client,
+            retry=self._retry,
+            rng=self._rng,
+        )
 
     def create_key(self, alg: str, now: int) -> KeyRecord:
         """A new KMS key, tagged; readers see it once commit() gives it an alias.
@@ -178,6 +177,8 @@ class KmsKeyStore:
         try:
             aliases = self._client.list_aliases()
         except KmsError as exc:
+            if exc.retryable:
+                raise KeyStatesUnreachableError(f"cannot list KMS aliases: {exc}") from exc
             raise KeyStoreError(f"cannot list KMS aliases: {exc}") from exc
         members: dict[str, _Member] = {}
         stale: list[str] = []

@@ -172,28 +172,104 @@ def _demote_every_key_to_next(directory: Path) -> None:
     (directory / KEYRING_FILE).write_text(json.dumps(body), encoding="utf-8")
 
 
+def _active_kid(directory: Path) -> str:
+    body = json.loads((directory / KEYRING_FILE).read_text(encoding="utf-8"))
+    return str(next(k["kid"] for k in body["keys"] if k["state"] == "active"))
+
+
+def _unreadable(path: Path) -> None:
+    # Tests run as root, which reads any mode: a folder in the file's place fails like EACCES.
+    path.unlink()
+    path.mkdir()
+
+
 @pytest.mark.parametrize(
     "damage",
     [
         pytest.param(_break_keyring_json, id="corrupt-keyring-json"),
         pytest.param(lambda d: (d / KEYRING_FILE).unlink(), id="keyring-json-deleted"),
-        pytest.param(_delete_active_pem, id="active-pem-deleted"),
-        pytest.param(_demote_every_key_to_next, id="no-active-key"),
+        pytest.param(lambda d: _unreadable(d / KEYRING_FILE), id="keyring-json-unreadable"),
     ],
 )
-def test_reload_failure_keeps_the_last_good_keys(
+def test_key_states_unknown_means_nothing_signs_and_nothing_is_published(
     tmp_path: Path,
     es256_keys: list[PrivateKey],
     caplog: pytest.LogCaptureFixture,
     damage: Callable[[Path], object],
 ) -> None:
+    # Keeping the last good keys would keep a kid revoked in the unreadable file in service.
     keyring = _keyring(
         tmp_path, [(S.ACTIVE, "ES256", es256_keys[0]), (S.NEXT, "ES256", es256_keys[1])]
     )
-    jwks_before = keyring.jwks_bytes
     damage(tmp_path)
     with caplog.at_level(logging.ERROR, logger="sekisho.signing.keyring"):
         assert keyring.reload() is False
     assert [r.getMessage() for r in caplog.records] == ["keyring_reload_failed"]
-    assert keyring.jwks_bytes == jwks_before
-    assert keyring.signing_key()[1].kid == kid_of(es256_keys[0])
+    assert keyring.jwks_bytes == b'{"keys":[]}'
+    assert not keyring.loaded
+    assert keyring.degraded
+    with pytest.raises(TemporarilyUnavailableError):
+        keyring.signing_key()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda d: (d / f"{_active_kid(d)}.pem").unlink(), id="active-pem-deleted"),
+        pytest.param(lambda d: _unreadable(d / f"{_active_kid(d)}.pem"), id="active-unreadable"),
+        pytest.param(
+            lambda d: (d / f"{_active_kid(d)}.pem").write_bytes(b"garbage"), id="active-corrupt"
+        ),
+    ],
+)
+def test_an_active_key_that_cannot_be_loaded_is_not_used_from_memory(
+    tmp_path: Path, es256_keys: list[PrivateKey], damage: Callable[[Path], object]
+) -> None:
+    keyring = _keyring(
+        tmp_path, [(S.ACTIVE, "ES256", es256_keys[0]), (S.NEXT, "ES256", es256_keys[1])]
+    )
+    damage(tmp_path)
+    assert keyring.reload() is False
+    assert not keyring.loaded  # not ready: /readyz and gRPC health say so
+    assert _jwks_kids(keyring) == [kid_of(es256_keys[1])]  # the next key still loads
+    with pytest.raises(TemporarilyUnavailableError):
+        keyring.signing_key()
+
+
+def test_no_active_key_after_reload_is_not_ready(
+    tmp_path: Path, es256_keys: list[PrivateKey]
+) -> None:
+    keyring = _keyring(
+        tmp_path, [(S.ACTIVE, "ES256", es256_keys[0]), (S.NEXT, "ES256", es256_keys[1])]
+    )
+    _demote_every_key_to_next(tmp_path)
+    assert keyring.reload() is False
+    assert not keyring.loaded
+    assert sorted(_jwks_kids(keyring)) == sorted(kid_of(k) for k in es256_keys[:2])
+
+
+def test_revocation_applies_when_the_new_key_files_cannot_be_loaded(
+    tmp_path: Path, es256_keys: list[PrivateKey]
+) -> None:
+    """`keys revoke` promotes the next key and writes a new next key the service cannot read:
+    the revoked kid must leave signing and the JWKS anyway (issue 19, class 1)."""
+    old, upcoming, fresh = es256_keys[0], es256_keys[1], es256_keys[2]
+    keyring = _keyring(tmp_path, [(S.ACTIVE, "ES256", old), (S.NEXT, "ES256", upcoming)])
+    write_keystore(
+        tmp_path,
+        [(S.REVOKED, "ES256", old), (S.ACTIVE, "ES256", upcoming), (S.NEXT, "ES256", fresh)],
+    )
+    _unreadable(tmp_path / f"{kid_of(fresh)}.pem")
+    assert keyring.reload() is False
+    assert keyring.degraded
+    assert keyring.signing_key()[1].kid == kid_of(upcoming)
+    assert _jwks_kids(keyring) == [kid_of(upcoming)]
+    # The operator fixes the file: the next reload (the retry loop) clears the failure.
+    (tmp_path / f"{kid_of(fresh)}.pem").rmdir()
+    write_keystore(
+        tmp_path,
+        [(S.REVOKED, "ES256", old), (S.ACTIVE, "ES256", upcoming), (S.NEXT, "ES256", fresh)],
+    )
+    assert keyring.reload() is True
+    assert keyring.degraded is None
+    assert _jwks_kids(keyring) == [kid_of(upcoming), kid_of(fresh)]

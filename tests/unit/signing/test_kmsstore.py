@@ -185,8 +185,23 @@ def test_kms_outage_while_reading_is_a_keystore_error(kms: FakeKms, tmp_path: Pa
     keyring = Keyring(_store(kms, FakeClock(T0)))
     keyring.load()
     kms.fail("ListAliases", KmsError("ListAliases", "ThrottlingException", "", retryable=True))
-    assert keyring.reload() is False  # last good keys kept
+    assert keyring.reload() is False  # last good keys kept: unreachable is not unknown
     assert keyring.signing_key()
+    assert keyring.degraded  # and the retry loop asks again
+
+
+def test_a_kms_refusal_while_reading_states_withdraws_every_key(
+    kms: FakeKms, tmp_path: Path
+) -> None:
+    from sekisho.signing.kms_client import KmsError
+
+    _manager(kms, FakeClock(T0), tmp_path).init(ALICE)
+    keyring = Keyring(_store(kms, FakeClock(T0)))
+    keyring.load()
+    kms.fail("ListAliases", KmsError("ListAliases", "AccessDeniedException", "", retryable=False))
+    assert keyring.reload() is False
+    assert not keyring.loaded
+    assert keyring.jwks_bytes == b'{"keys":[]}'
 
 
 def test_algorithms_kms_cannot_sign_are_refused(kms: FakeKms) -> None:
