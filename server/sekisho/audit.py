@@ -2,9 +2,10 @@
 
 `token_exchanged` (outcome "allow") and `token_rejected` (outcome "deny") carry the same fields:
 decision id, request id, caller (id, SPIFFE ID, how it was authenticated), issuer and subject
-hash, audience, requested and granted scopes, resources, kid and jti of the minted token, and the
-reason. Refusals before policy (caller authentication, request validation, rate limits) are
-audited too, with the fields known at that point left empty.
+hash, audience, requested and granted scopes, resources, kid and jti of the minted token, the
+reason, and for a refusal the internal error `code` (errors.py: `token_expired`,
+`signature_invalid`, …). Refusals before policy (caller authentication, request validation, rate
+limits) are audited too, with the fields known at that point left empty.
 
 Never a token value. The subject is logged as `sub_hash`: a plain (unkeyed) SHA-256 of
 `iss NUL sub`, truncated to 128 bits, so lines about one user correlate and an investigator who
@@ -39,6 +40,7 @@ AUDIT_FIELDS = (
     "kid",
     "jti",
     "reason",
+    "code",
 )
 
 
@@ -86,7 +88,8 @@ class AuditLog:
     ) -> None:
         who = caller or (request.caller if request else Caller())
         fields = self._fields("deny", request, who, decision_id, subject)
-        fields.update({"reason": error.reason, "detail": error.log_detail})
+        # `code` is the stable internal code (errors.py): why a token was refused, not only that.
+        fields.update({"reason": error.reason, "code": error.code, "detail": error.log_detail})
         log.info("token_rejected", extra=fields)
 
     def _fields(

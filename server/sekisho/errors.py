@@ -1,27 +1,45 @@
-"""The ServiceError tree: each class owns its OAuth error code and its gRPC status name.
+"""The ServiceError tree: each class owns its wire mapping (docs/architecture.md §3).
 
-Only the rpc/ and http/ layers turn these into wire responses; domain code raises them.
-`public_message` is what a caller sees and never carries token contents or internal causes;
-the precise cause goes to logs through `log_detail`.
+Every class declares:
+- `reason`: the OAuth error code of the contract, sent in the gRPC `ErrorInfo.reason`;
+- `grpc_code`: the gRPC status name;
+- `oauth_error` and `http_status`: what the RFC 8693 token endpoint sends (RFC 6749 §5.2);
+- `bearer_error`: the RFC 6750 §3.1 code a gateway (ext_authz) answers with, "" when the refusal
+  is not about the client's request (dependency down, rate limit, bug);
+- `code`: a stable internal code for metrics and the audit line, finer than `reason` (an expired
+  token and a bad signature share a reason on the wire but not a code).
+
+One converter per transport reads these (rpc/status.py, http/token.py, gateway/authorizer.py);
+nothing maps reasons by table. Domain code raises the most specific class. `public_message` is
+what a caller sees and never carries token contents or internal causes; the precise cause goes to
+logs through `log_detail`.
 """
 
 from collections.abc import Mapping
+from typing import ClassVar, Literal
+
+BearerError = Literal["", "invalid_request", "invalid_token", "insufficient_scope"]
 
 
 class ServiceError(Exception):
     """Base of every error a caller may see."""
 
-    reason = "server_error"
-    grpc_code = "INTERNAL"
-    http_status = 500
+    reason: ClassVar[str] = "server_error"
+    grpc_code: ClassVar[str] = "INTERNAL"
+    oauth_error: ClassVar[str] = "server_error"
+    http_status: ClassVar[int] = 500
+    bearer_error: ClassVar[BearerError] = ""
+    code: ClassVar[str] = "server_error"
+    default_message: ClassVar[str] = "internal error"
 
     def __init__(
         self,
-        public_message: str,
+        public_message: str = "",
         *,
         log_detail: str = "",
         metadata: Mapping[str, str] | None = None,
     ) -> None:
+        public_message = public_message or self.default_message
         super().__init__(public_message)
         self.public_message = public_message
         self.log_detail = log_detail or public_message
@@ -31,85 +49,190 @@ class ServiceError(Exception):
 class InvalidRequestError(ServiceError):
     """Malformed request or unsupported parameter (RFC 8693 §2.2.2)."""
 
-    reason = "invalid_request"
+    reason = oauth_error = code = "invalid_request"
     grpc_code = "INVALID_ARGUMENT"
     http_status = 400
+    bearer_error: ClassVar[BearerError] = "invalid_request"
+    default_message = "invalid request"
 
 
 class InvalidTokenError(InvalidRequestError):
-    """The subject or actor token is unacceptable: RFC 8693 §2.2.2 says `invalid_request`."""
+    """The subject or actor token is unacceptable: RFC 8693 §2.2.2 says `invalid_request`.
+
+    Raise a leaf below: the leaf's `code` says why (metrics, audit); the wire does not.
+    """
 
     grpc_code = "UNAUTHENTICATED"
+    bearer_error = "invalid_token"
+    code = "token_invalid"
+    default_message = "the subject or actor token is invalid"
+
+
+class MalformedTokenError(InvalidTokenError):
+    """Not a well-formed compact JWS, or a header or claim of the wrong shape (RFC 7515, 7519)."""
+
+    code = "token_malformed"
+
+
+class TokenTypeError(InvalidTokenError):
+    """The JOSE `typ` is not acceptable for the declared token type (RFC 8725 §3.11)."""
+
+    code = "token_wrong_type"
+
+
+class UntrustedIssuerError(InvalidTokenError):
+    """`iss` is missing, not a configured issuer, or Sekisho itself."""
+
+    code = "issuer_untrusted"
+
+
+class UnknownKeyError(InvalidTokenError):
+    """The issuer publishes no key for the token's `kid`."""
+
+    code = "key_unknown"
+
+
+class AlgorithmNotAllowedError(InvalidTokenError):
+    """Unsigned, or `alg` not allowed for the issuer or not of the key's type (RFC 8725 §3.1)."""
+
+    code = "algorithm_not_allowed"
+
+
+class BadSignatureError(InvalidTokenError):
+    """The signature does not verify with the issuer's key."""
+
+    code = "signature_invalid"
+
+
+class TokenExpiredError(InvalidTokenError):
+    """`exp` has passed (RFC 7519 §4.1.4), or too soon for a useful minted token."""
+
+    code = "token_expired"
+
+
+class TokenNotYetValidError(InvalidTokenError):
+    """`nbf` or `iat` lies in the future beyond the leeway (RFC 7519 §4.1.5, §4.1.6)."""
+
+    code = "token_not_yet_valid"
+
+
+class MissingClaimError(InvalidTokenError):
+    """A required claim (`exp`, `sub`) is absent or empty."""
+
+    code = "claim_missing"
+
+
+class AudienceMismatchError(InvalidTokenError):
+    """`aud` (or, for access tokens, the client) is not one this issuer entry accepts."""
+
+    code = "audience_mismatch"
+
+
+class ClientNotAcceptedError(InvalidTokenError):
+    """The ID token was issued to a client not in the issuer's `client_ids`."""
+
+    code = "client_not_accepted"
+
+
+class RequiredScopeMissingError(InvalidTokenError):
+    """The access token lacks a scope its issuer entry requires (`required_scopes`)."""
+
+    code = "required_scope_missing"
+
+
+class VendorRuleError(InvalidTokenError):
+    """The token breaks a rule of its issuer's vendor preset (identity/presets.py)."""
+
+    code = "vendor_rule_failed"
 
 
 class InvalidClientError(ServiceError):
     """The caller is not authenticated or not a registered client."""
 
-    reason = "invalid_client"
+    reason = oauth_error = code = "invalid_client"
     grpc_code = "UNAUTHENTICATED"
     http_status = 401
+    bearer_error = "insufficient_scope"
+    default_message = "client authentication failed"
 
 
 class InvalidTargetError(ServiceError):
     """Audience or resource is not acceptable (RFC 8693 §2.2.2)."""
 
-    reason = "invalid_target"
+    reason = oauth_error = code = "invalid_target"
     grpc_code = "PERMISSION_DENIED"
     http_status = 400
+    bearer_error = "insufficient_scope"
+    default_message = "the audience or resource is not allowed"
 
 
 class InvalidScopeError(ServiceError):
     """None of the requested scopes can be granted."""
 
-    reason = "invalid_scope"
+    reason = oauth_error = code = "invalid_scope"
     grpc_code = "PERMISSION_DENIED"
     http_status = 400
+    bearer_error = "insufficient_scope"
+    default_message = "the requested scopes cannot be granted"
 
 
 class AccessDeniedError(ServiceError):
-    """Policy denied the exchange."""
+    """Policy denied the exchange; the token endpoint says `invalid_grant` (RFC 6749 §5.2 has no
+    access_denied), the precise reason riding in `sekisho_reason`."""
 
-    reason = "access_denied"
+    reason = code = "access_denied"
+    oauth_error = "invalid_grant"
     grpc_code = "PERMISSION_DENIED"
-    http_status = 403
+    http_status = 400
+    bearer_error = "insufficient_scope"
+    default_message = "access denied by policy"
 
 
 class InsufficientUserAuthenticationError(ServiceError):
     """Policy demands stronger user authentication (RFC 9470); metadata: acr_values, max_age."""
 
-    reason = "insufficient_user_authentication"
+    reason = oauth_error = code = "insufficient_user_authentication"
     grpc_code = "FAILED_PRECONDITION"
-    http_status = 401
+    http_status = 400
+    bearer_error = "insufficient_scope"
+    default_message = "stronger user authentication is required"
 
 
 class ConsentRequiredError(ServiceError):
-    """Policy demands user consent first; metadata carries authorization_url."""
+    """Policy demands user consent first; metadata carries authorization_url. The token endpoint
+    says `invalid_grant` with `sekisho_reason`, as for access_denied."""
 
-    reason = "consent_required"
+    reason = code = "consent_required"
+    oauth_error = "invalid_grant"
     grpc_code = "FAILED_PRECONDITION"
-    http_status = 403
+    http_status = 400
+    bearer_error = "insufficient_scope"
+    default_message = "user consent is required"
 
 
 class TemporarilyUnavailableError(ServiceError):
     """A dependency (IdP JWKS, policy engine, key backend) is unreachable: fail closed."""
 
-    reason = "temporarily_unavailable"
+    reason = oauth_error = code = "temporarily_unavailable"
     grpc_code = "UNAVAILABLE"
     http_status = 503
+    default_message = "temporarily unavailable"
 
 
 class DeadlineExceededError(TemporarilyUnavailableError):
     """The caller's deadline passed during the exchange: the work is abandoned, nothing minted."""
 
     grpc_code = "DEADLINE_EXCEEDED"
+    code = "deadline_exceeded"
 
 
 class SlowDownError(ServiceError):
     """The caller is rate limited."""
 
-    reason = "slow_down"
+    reason = oauth_error = code = "slow_down"
     grpc_code = "RESOURCE_EXHAUSTED"
     http_status = 429
+    default_message = "slow down"
 
 
 class ServerError(ServiceError):
@@ -126,6 +249,17 @@ class PolicyLoadError(Exception):
 
 class KeyStoreError(Exception):
     """The keystore is missing, corrupt, or an operation on it is not allowed."""
+
+
+def service_error_classes() -> tuple[type[ServiceError], ...]:
+    """ServiceError and every subclass, depth first: what the wire-mapping tests walk."""
+    found: list[type[ServiceError]] = []
+    pending: list[type[ServiceError]] = [ServiceError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(reversed(cls.__subclasses__()))
+    return tuple(found)
 
 
 DECISION_ERRORS: Mapping[str, type[ServiceError]] = {

@@ -67,10 +67,11 @@ class _Exchange(_Stage):
 
     def _record(self, metrics: Metrics, seconds: float, error: BaseException | None) -> None:
         # Anything but a ServiceError is a bug the RPC boundary answers as server_error.
-        reason = "" if error is None else getattr(error, "reason", ServiceError.reason)
+        known = error if isinstance(error, ServiceError) else ServiceError
         metrics.exchange_finished(
             outcome=REFUSED if error is not None else GRANTED,
-            reason=reason,
+            reason="" if error is None else known.reason,
+            code="" if error is None else known.code,
             audience=self._audience,
             entrypoint=self._entrypoint,
             seconds=seconds,

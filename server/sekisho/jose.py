@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sekisho.errors import InvalidTokenError
+from sekisho.errors import AlgorithmNotAllowedError, MalformedTokenError
 
 _B64URL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
@@ -26,24 +26,20 @@ class CompactJws:
     signature: bytes
 
 
-def _reject(detail: str) -> InvalidTokenError:
-    return InvalidTokenError("the subject or actor token is invalid", log_detail=detail)
-
-
 def b64url_decode(segment: str) -> bytes:
-    """Decode unpadded base64url. Raises: InvalidTokenError on any other alphabet."""
+    """Decode unpadded base64url. Raises: MalformedTokenError on any other alphabet."""
     raw = segment.encode("ascii", errors="replace")
     if not set(raw) <= _B64URL:
-        raise _reject("segment is not base64url")
+        raise MalformedTokenError(log_detail="segment is not base64url")
     try:
         decoded = base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
     except (binascii.Error, ValueError) as exc:
-        raise _reject("segment is not base64url") from exc
+        raise MalformedTokenError(log_detail="segment is not base64url") from exc
     # RFC 4648 §3.5 canonical encoding only: the decoder ignores a last character's unused bits,
     # so up to 16 spellings of one token would all verify, defeating anything keyed by the
     # token string (replay and verification caches, log correlation).
     if base64.urlsafe_b64encode(decoded).rstrip(b"=") != raw:
-        raise _reject("segment is not canonical base64url")
+        raise MalformedTokenError(log_detail="segment is not canonical base64url")
     return decoded
 
 
@@ -51,33 +47,38 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise _reject(f"duplicate JSON member {key!r}")
+            raise MalformedTokenError(log_detail=f"duplicate JSON member {key!r}")
         result[key] = value
     return result
 
 
 def json_object(segment: str) -> dict[str, Any]:
-    """A base64url segment holding a UTF-8 JSON object. Raises: InvalidTokenError."""
+    """A base64url segment holding a UTF-8 JSON object. Raises: MalformedTokenError."""
     try:
         text = b64url_decode(segment).decode("utf-8")
         value = json.loads(text, object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise _reject("segment is not UTF-8 JSON") from exc
+        raise MalformedTokenError(log_detail="segment is not UTF-8 JSON") from exc
     if not isinstance(value, dict):
-        raise _reject("segment is not a JSON object")
+        raise MalformedTokenError(log_detail="segment is not a JSON object")
     return value
 
 
 def parse_compact(token: str) -> CompactJws:
-    """Split and decode a compact JWS. Raises: InvalidTokenError."""
+    """Split and decode a compact JWS.
+
+    Raises: MalformedTokenError, AlgorithmNotAllowedError (unsigned).
+    """
     parts = token.split(".")
     if len(parts) != 3:
-        raise _reject(f"token has {len(parts)} parts; only compact JWS (3) is accepted")
+        raise MalformedTokenError(
+            log_detail=f"token has {len(parts)} parts; only compact JWS (3) is accepted"
+        )
     header = json_object(parts[0])
     claims = json_object(parts[1])
     signature = b64url_decode(parts[2])
     if not signature:
-        raise _reject("token is unsigned")
+        raise AlgorithmNotAllowedError(log_detail="token is unsigned")
     signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
     return CompactJws(
         header=header, claims=claims, signing_input=signing_input, signature=signature

@@ -105,6 +105,13 @@ class Metrics:
             ("outcome", "reason", "audience", "entrypoint"),
             registry=own,
         )
+        self.refusals = Counter(
+            "sekisho_refusals",
+            "Refused exchanges by internal error code (errors.py `code`: token_expired, "
+            "signature_invalid, …; finer than the OAuth reason) and entry point.",
+            ("code", "entrypoint"),
+            registry=own,
+        )
         self.stage_seconds = Histogram(
             "sekisho_stage_duration_seconds",
             "Time spent per exchange stage (verify, policy, sign) and in total.",
@@ -168,14 +175,24 @@ class Metrics:
         return registry
 
     def exchange_finished(
-        self, *, outcome: str, reason: str, audience: str, entrypoint: str, seconds: float
+        self,
+        *,
+        outcome: str,
+        reason: str,
+        audience: str,
+        entrypoint: str,
+        seconds: float,
+        code: str = "",
     ) -> None:
-        """Count one exchange (outcome "granted" or "refused") and its total latency."""
+        """Count one exchange (outcome "granted" or "refused", with the refusal's internal `code`)
+        and its total latency."""
         key = (outcome, reason, self._audience(audience), entrypoint)
         counter = self._outcomes.get(key)
         if counter is None:
             counter = self._outcomes[key] = self.exchanges.labels(*key)
         counter.inc()
+        if code:
+            self.refusals.labels(code, entrypoint).inc()
         self._stages["total"].observe(seconds)
 
     def stage_finished(self, stage: str, seconds: float) -> None:

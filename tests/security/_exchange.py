@@ -19,7 +19,7 @@ async def rejected(harness: Harness, token: str, **overrides: Any) -> InvalidTok
     with pytest.raises(ServiceError) as caught:
         await harness.exchanger.exchange(harness.request(token, **overrides))
     error = caught.value
-    assert type(error) is InvalidTokenError
+    assert isinstance(error, InvalidTokenError)  # a leaf names why (its `code`)
     assert (error.reason, error.grpc_code) == ("invalid_request", "UNAUTHENTICATED")
     assert token not in error.public_message
     return error

@@ -106,6 +106,8 @@ async def test_invalid_token_is_one_record_without_subject(
     (record,) = _records(caplog)
     fields = _fields(record)
     assert (fields["outcome"], fields["reason"]) == ("deny", "invalid_request")
+    # The wire says invalid_request; the audit line says why (errors.py `code`).
+    assert fields["code"] == "audience_mismatch"
     assert (fields["iss"], fields["sub_hash"]) == ("", "")
     _assert_no_token_material(record, token)
 

@@ -58,6 +58,18 @@ async def test_exchanges_are_counted_by_outcome_reason_audience_and_stage(tmp_pa
         assert _value(metrics, "sekisho_stage_duration_seconds_count", stage=stage) == count
 
 
+async def test_refusals_are_counted_by_internal_code(tmp_path: Path) -> None:
+    """An expired token and a foreign audience share the OAuth reason, not the refusal code."""
+    harness, metrics = _instrumented(tmp_path)
+    now = harness.clock.now()
+    for claims in ({"aud": "other"}, {"exp": now - 3600, "iat": now - 7200}):
+        with pytest.raises(ServiceError):
+            await harness.exchanger.exchange(harness.request(harness.idp_a.token(now, **claims)))
+    for code in ("audience_mismatch", "token_expired"):
+        labels = {"code": code, "entrypoint": "grpc"}
+        assert _value(metrics, "sekisho_refusals_total", **labels) == 1
+
+
 async def test_entrypoint_views_share_the_pipeline_but_not_the_label(tmp_path: Path) -> None:
     harness, metrics = _instrumented(tmp_path)
     token = harness.idp_a.token(harness.clock.now())

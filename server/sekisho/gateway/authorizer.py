@@ -13,14 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
-from sekisho.errors import (
-    InvalidClientError,
-    InvalidRequestError,
-    InvalidTokenError,
-    ServiceError,
-    SlowDownError,
-    TemporarilyUnavailableError,
-)
+from sekisho.errors import InvalidClientError, ServiceError
 from sekisho.exchange import TokenExchanger
 from sekisho.gateway.cache import GatewayTokenCache, cache_key
 from sekisho.gateway.routes import Route, RouteTable
@@ -30,6 +23,7 @@ from sekisho.validation import RequestLimits, build_request
 log = logging.getLogger(__name__)
 
 AUTHORIZATION = "authorization"
+_RETRYABLE_STATUSES = frozenset({429, 503})  # answered with Retry-After
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,22 +188,22 @@ def _challenge(params: Mapping[str, str]) -> str:
 
 
 def denial(error: ServiceError, route: Route) -> Denied:
-    """The HTTP answer for a refused exchange (RFC 6750 §3.1 error codes)."""
-    if isinstance(error, TemporarilyUnavailableError):
-        return Denied(503, {"retry-after": "1"}, "temporarily unavailable")
-    if isinstance(error, SlowDownError):
-        return Denied(429, {"retry-after": "1"}, "slow down")
-    if isinstance(error, InvalidTokenError):
+    """The HTTP answer for a refused exchange: the class's RFC 6750 §3.1 `bearer_error`, or, for
+    refusals that are not about the request (dependency down, rate limit, bug), its HTTP status
+    with a generic body."""
+    if error.bearer_error == "invalid_token":
         challenge = _challenge(
             {"error": "invalid_token", "error_description": error.public_message}
         )
         return Denied(401, {"www-authenticate": challenge}, "invalid token")
-    if isinstance(error, InvalidRequestError):
+    if error.bearer_error == "invalid_request":
         challenge = _challenge({"error": "invalid_request"})
         return Denied(400, {"www-authenticate": challenge}, "invalid request")
-    if type(error) is ServiceError or error.http_status >= 500:
-        return Denied(500, {}, "internal error")
-    return _forbidden(error, route)
+    if error.bearer_error == "insufficient_scope":
+        return _forbidden(error, route)
+    if error.http_status in _RETRYABLE_STATUSES:
+        return Denied(error.http_status, {"retry-after": "1"}, error.default_message)
+    return Denied(500, {}, "internal error")
 
 
 def _forbidden(error: ServiceError, route: Route) -> Denied:

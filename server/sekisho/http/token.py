@@ -4,10 +4,10 @@ Form-encoded request (RFC 8693 §2.1; `resource`, `audience` and `scope` as RFC 
 them), client authentication per client_auth.py, success per RFC 8693 §2.2.1, errors per
 RFC 6749 §5.2, every response `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
 
-Reasons that are not RFC 6749 §5.2 token-endpoint codes are mapped here (specs-research note F †):
-`access_denied` and `consent_required` become `invalid_grant` (the subject token does not grant
-this exchange; the precise reason rides in `sekisho_reason`), `temporarily_unavailable` keeps its
-name with HTTP 503 so clients can retry.
+The error code and HTTP status are the ServiceError class's own (`oauth_error`, `http_status`,
+errors.py): reasons that are not RFC 6749 §5.2 token-endpoint codes (`access_denied`,
+`consent_required`) go out as `invalid_grant` with the precise reason in `sekisho_reason`;
+`temporarily_unavailable` keeps its name with HTTP 503 so clients can retry.
 """
 
 import contextvars
@@ -21,7 +21,7 @@ from multidict import MultiDictProxy
 
 from sekisho.callers import CallerRegistry
 from sekisho.constants import GRANT_TYPE_TOKEN_EXCHANGE
-from sekisho.errors import InvalidClientError, InvalidRequestError, ServiceError
+from sekisho.errors import InvalidClientError, InvalidRequestError, ServiceError, SlowDownError
 from sekisho.exchange import TokenExchanger
 from sekisho.http.client_auth import ClientAuthenticator
 from sekisho.identity.peer import PeerIdentity, identity_from_der
@@ -48,37 +48,23 @@ _SINGLE = (
     "client_assertion_type",
     "client_secret",
 )
-# reason → (RFC 6749 §5.2 error code, HTTP status)
-WIRE_ERRORS: Mapping[str, tuple[str, int]] = {
-    "invalid_request": ("invalid_request", 400),
-    "invalid_client": ("invalid_client", 401),
-    "invalid_target": ("invalid_target", 400),
-    "invalid_scope": ("invalid_scope", 400),
-    "access_denied": ("invalid_grant", 400),
-    "consent_required": ("invalid_grant", 400),
-    "insufficient_user_authentication": ("insufficient_user_authentication", 400),
-    "temporarily_unavailable": ("temporarily_unavailable", 503),
-    "slow_down": ("slow_down", 429),
-    "server_error": ("server_error", 500),
-}
 
 
 def error_response(error: ServiceError) -> web.Response:
     """RFC 6749 §5.2 JSON body; never echoes request values (they may be secrets)."""
-    code, status = WIRE_ERRORS.get(error.reason, ("server_error", 500))
-    body: dict[str, Any] = {"error": code, "error_description": error.public_message}
-    if code != error.reason:
+    body: dict[str, Any] = {"error": error.oauth_error, "error_description": error.public_message}
+    if error.oauth_error != error.reason:
         body["sekisho_reason"] = error.reason
     for name in ("acr_values", "max_age", "authorization_url"):
         if name in error.metadata:
             body[name] = error.metadata[name]
     headers = dict(NO_STORE)
-    if error.reason == "slow_down":
+    if isinstance(error, SlowDownError):
         headers["Retry-After"] = error.metadata.get("retry_after", "1")
-    if status == 401:
+    if error.http_status == 401:
         # RFC 6749 §5.2: a 401 invalid_client MUST carry WWW-Authenticate for the scheme used.
         headers["WWW-Authenticate"] = 'Basic realm="sekisho", charset="UTF-8"'
-    return web.json_response(body, status=status, headers=headers)
+    return web.json_response(body, status=error.http_status, headers=headers)
 
 
 def success_response(result: ExchangeResult) -> web.Response:

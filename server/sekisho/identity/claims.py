@@ -10,53 +10,60 @@ from typing import Any
 
 from sekisho.config import IssuerConfig
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN
-from sekisho.errors import InvalidTokenError
+from sekisho.errors import (
+    AudienceMismatchError,
+    ClientNotAcceptedError,
+    MalformedTokenError,
+    MissingClaimError,
+    RequiredScopeMissingError,
+    TokenExpiredError,
+    TokenNotYetValidError,
+)
 
 # NumericDate upper bound: year 9999. Anything larger is hostile or broken.
 MAX_NUMERIC_DATE = 253402300799
 
 
-def _reject(detail: str) -> InvalidTokenError:
-    return InvalidTokenError("the subject or actor token is invalid", log_detail=detail)
-
-
 def numeric_date(claims: Mapping[str, Any], name: str, *, required: bool) -> int | None:
-    """A NumericDate claim as int seconds. Raises: InvalidTokenError."""
+    """A NumericDate claim as int seconds. Raises: MissingClaimError, MalformedTokenError."""
     value = claims.get(name)
     if value is None:
         if required:
-            raise _reject(f"missing {name}")
+            raise MissingClaimError(log_detail=f"missing {name}")
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _reject(f"{name} is not a number")
+        raise MalformedTokenError(log_detail=f"{name} is not a number")
     # Only floats can be inf/nan; math.isfinite on a huge JSON int raises OverflowError.
     if isinstance(value, float) and not math.isfinite(value):
-        raise _reject(f"{name} is not a number")
+        raise MalformedTokenError(log_detail=f"{name} is not a number")
     if value < 0 or value > MAX_NUMERIC_DATE:
-        raise _reject(f"{name} is out of range")
+        raise MalformedTokenError(log_detail=f"{name} is out of range")
     return int(value)
 
 
 def validate_times(claims: Mapping[str, Any], now: float, leeway: int) -> int:
-    """Check exp (required), nbf and iat; return exp. Raises: InvalidTokenError."""
+    """Check exp (required), nbf and iat; return exp.
+
+    Raises: TokenExpiredError, TokenNotYetValidError, MissingClaimError, MalformedTokenError.
+    """
     exp = numeric_date(claims, "exp", required=True)
     assert exp is not None
     if exp <= now - leeway:
-        raise _reject("token expired")
+        raise TokenExpiredError(log_detail="token expired")
     nbf = numeric_date(claims, "nbf", required=False)
     if nbf is not None and nbf > now + leeway:
-        raise _reject("token not yet valid (nbf)")
+        raise TokenNotYetValidError(log_detail="token not yet valid (nbf)")
     iat = numeric_date(claims, "iat", required=False)
     if iat is not None and iat > now + leeway:
-        raise _reject("token issued in the future (iat)")
+        raise TokenNotYetValidError(log_detail="token issued in the future (iat)")
     return exp
 
 
 def validate_subject(claims: Mapping[str, Any]) -> str:
-    """Raises: InvalidTokenError when sub is missing or not a non-empty string."""
+    """Raises: MissingClaimError when sub is missing or not a non-empty string."""
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
-        raise _reject("missing or non-string sub")
+        raise MissingClaimError(log_detail="missing or non-string sub")
     return sub
 
 
@@ -69,7 +76,7 @@ def audiences_of(claims: Mapping[str, Any]) -> tuple[str, ...]:
         return tuple(aud)
     if aud is None:
         return ()
-    raise _reject("aud is neither a string nor an array of strings")
+    raise MalformedTokenError(log_detail="aud is neither a string nor an array of strings")
 
 
 def client_id_of(claims: Mapping[str, Any], config: IssuerConfig, token_type: str) -> str:
@@ -99,7 +106,7 @@ def validate_audience(
     Access token: aud ∈ audiences, or client ∈ client_ids.
 
     A configured client check is never skipped because the client claim is absent.
-    Raises: InvalidTokenError.
+    Raises: AudienceMismatchError, ClientNotAcceptedError, MalformedTokenError.
     """
     aud_ok = bool(set(audiences_of(claims)) & set(config.audiences))
     client_ok = bool(client_id) and client_id in config.client_ids
@@ -107,7 +114,11 @@ def validate_audience(
         if not aud_ok:
             raise _audience_mismatch("id_token aud is not an accepted audience", id_token=True)
         if config.client_ids and not client_ok:
-            raise _audience_mismatch("id_token client is not an accepted client", id_token=True)
+            raise _audience_mismatch(
+                "id_token client is not an accepted client",
+                id_token=True,
+                leaf=ClientNotAcceptedError,
+            )
         return
     if not (aud_ok or client_ok):
         raise _audience_mismatch(
@@ -116,7 +127,12 @@ def validate_audience(
         )
 
 
-def _audience_mismatch(detail: str, *, id_token: bool) -> InvalidTokenError:
+def _audience_mismatch(
+    detail: str,
+    *,
+    id_token: bool,
+    leaf: type[AudienceMismatchError | ClientNotAcceptedError] = AudienceMismatchError,
+) -> AudienceMismatchError | ClientNotAcceptedError:
     # Checked only after the signature: the caller holds a genuine token of a trusted IdP, so
     # naming the settings involved reveals nothing a forger could use.
     hint = (
@@ -124,7 +140,7 @@ def _audience_mismatch(detail: str, *, id_token: bool) -> InvalidTokenError:
         if id_token
         else ""
     )
-    return InvalidTokenError(
+    return leaf(
         "the token was issued for an audience or client this issuer is not trusted for "
         f"(operator: trust.issuers audiences / client_ids){hint}",
         log_detail=detail,
@@ -132,12 +148,15 @@ def _audience_mismatch(detail: str, *, id_token: bool) -> InvalidTokenError:
 
 
 def validate_scopes(claims: Mapping[str, Any], config: IssuerConfig, token_type: str) -> None:
-    """An access token must carry every one of `required_scopes`. Raises: InvalidTokenError."""
+    """An access token must carry every one of `required_scopes`.
+
+    Raises: RequiredScopeMissingError.
+    """
     if token_type == TOKEN_TYPE_ID_TOKEN or not config.required_scopes:
         return
     missing = set(config.required_scopes) - set(scopes_of(claims, config.scope_claim))
     if missing:
-        raise InvalidTokenError(
+        raise RequiredScopeMissingError(
             "the access token lacks a scope this issuer requires "
             "(operator: trust.issuers required_scopes)",
             log_detail=f"missing required scopes {sorted(missing)} in {config.scope_claim}",

@@ -12,7 +12,7 @@ from typing import Any
 
 from sekisho.config import IssuerConfig
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN
-from sekisho.errors import InvalidTokenError
+from sekisho.errors import TokenTypeError, VendorRuleError
 from sekisho.identity.presets import PRESETS, TokenKind
 
 _URN: Mapping[TokenKind, str] = {"id": TOKEN_TYPE_ID_TOKEN, "access": TOKEN_TYPE_ACCESS_TOKEN}
@@ -30,7 +30,8 @@ def check_kind(
     """Refuse a token whose vendor signal contradicts `token_type`, or a vendor rule it breaks.
 
     Raises:
-        InvalidTokenError: kind mismatch, missing signal, or a failed vendor rule.
+        TokenTypeError: kind mismatch or missing signal.
+        VendorRuleError: a failed vendor rule.
     """
     if config.preset is None:
         return
@@ -39,19 +40,19 @@ def check_kind(
     if config.check_token_kind:
         actual = preset.kind_of(header, claims)
         if actual is None:
-            raise InvalidTokenError(
+            raise TokenTypeError(
                 f"the token carries no {preset.name} token-kind signal "
                 f"({preset.kind_signal}); check the issuer's preset in trust.issuers",
                 log_detail=f"preset {preset.name}: no token-kind signal",
             )
         if actual != declared:
-            raise InvalidTokenError(
+            raise TokenTypeError(
                 f"the token is {_NAME[actual]} but was sent as {_NAME[declared]}: set "
                 f"subject_token_type (or actor_token_type) to {_URN[actual]}",
                 log_detail=f"preset {preset.name}: {actual} token declared as {token_type}",
             )
     problem = preset.vendor_check(claims, declared)
     if problem:
-        raise InvalidTokenError(
+        raise VendorRuleError(
             "the subject or actor token is invalid", log_detail=f"preset {preset.name}: {problem}"
         )

@@ -18,7 +18,16 @@ from sekisho.constants import (
     TYP_ACCESS_TOKEN,
     TYP_ID_JAG,
 )
-from sekisho.errors import InvalidRequestError, InvalidTokenError, TemporarilyUnavailableError
+from sekisho.errors import (
+    AlgorithmNotAllowedError,
+    BadSignatureError,
+    InvalidRequestError,
+    MalformedTokenError,
+    TemporarilyUnavailableError,
+    TokenTypeError,
+    UnknownKeyError,
+    UntrustedIssuerError,
+)
 from sekisho.identity import claims as rules
 from sekisho.identity.jwks import JwksCache, JwksUnavailableError, PublicJwk
 from sekisho.identity.kind import check_kind
@@ -44,10 +53,6 @@ class TrustedIssuer:
 
     config: IssuerConfig
     jwks: JwksCache
-
-
-def _reject(detail: str) -> InvalidTokenError:
-    return InvalidTokenError("the subject or actor token is invalid", log_detail=detail)
 
 
 class TokenVerifier:
@@ -77,7 +82,7 @@ class TokenVerifier:
 
         Raises:
             InvalidRequestError: the token exceeds the size limit.
-            InvalidTokenError: any signature, header or claim rule fails.
+            InvalidTokenError: a leaf naming the signature, header or claim rule that failed.
             TemporarilyUnavailableError: the issuer's keys cannot be fetched.
         """
         if len(token) > self._max_bytes:
@@ -92,32 +97,34 @@ class TokenVerifier:
     def _check_header(self, header: dict[str, Any], token_type: str) -> None:
         for name in _FORBIDDEN_HEADERS:
             if name in header:
-                raise _reject(f"header parameter {name!r} is not accepted")
+                raise MalformedTokenError(log_detail=f"header parameter {name!r} is not accepted")
         if str(header.get("cty", "")).upper() == "JWT":
-            raise _reject("nested JWTs are not accepted")
+            raise MalformedTokenError(log_detail="nested JWTs are not accepted")
         typ = header.get("typ", "")
         if not isinstance(typ, str):
-            raise _reject("typ is not a string")
+            raise MalformedTokenError(log_detail="typ is not a string")
         # RFC 7515 §4.1.9: "application/" may be omitted, so both spellings name one media type.
         media_type = typ.lower().removeprefix("application/")
         if media_type == TYP_ID_JAG or (
             token_type == TOKEN_TYPE_ID_TOKEN and media_type in _SEKISHO_TYPS
         ):
-            raise _reject(f"typ {typ!r} is not acceptable for {token_type}")
+            raise TokenTypeError(log_detail=f"typ {typ!r} is not acceptable for {token_type}")
         kid = header.get("kid", "")
         if not isinstance(kid, str) or len(kid) > MAX_KID_LENGTH:
-            raise _reject("kid is not a string of acceptable length")
+            raise MalformedTokenError(log_detail="kid is not a string of acceptable length")
         # jku, x5u, jwk and x5c are never read: keys come only from the configured issuer.
 
     def _issuer_of(self, claims: dict[str, Any]) -> TrustedIssuer:
         iss = claims.get("iss")
         if not isinstance(iss, str) or not iss:
-            raise _reject("missing iss")
+            raise UntrustedIssuerError(log_detail="missing iss")
         if iss.rstrip("/") == self._own_issuer.rstrip("/"):
-            raise _reject("a token issued by Sekisho itself is not accepted as input")
+            raise UntrustedIssuerError(
+                log_detail="a token issued by Sekisho itself is not accepted as input"
+            )
         issuer = self._issuers.get(iss)  # exact match: no case folding, no slash trimming
         if issuer is None:
-            raise _reject("untrusted issuer")
+            raise UntrustedIssuerError(log_detail="untrusted issuer")
         return issuer
 
     async def _key_for(self, issuer: TrustedIssuer, header: dict[str, Any]) -> PublicJwk:
@@ -129,12 +136,12 @@ class TokenVerifier:
                 "the identity provider's keys are unavailable", log_detail=str(exc)
             ) from exc
         if key is None:
-            raise _reject("no key for the token's kid at its issuer")
+            raise UnknownKeyError(log_detail="no key for the token's kid at its issuer")
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in issuer.config.algorithms:
-            raise _reject("alg is not allowed for this issuer")
+            raise AlgorithmNotAllowedError(log_detail="alg is not allowed for this issuer")
         if _KTY_FOR_ALG.get(alg) != key.kty or (key.alg and key.alg != alg):
-            raise _reject("alg does not match the key type")
+            raise AlgorithmNotAllowedError(log_detail="alg does not match the key type")
         return key
 
     def _check_signature(self, jws: CompactJws, key: PublicJwk) -> None:
@@ -142,9 +149,9 @@ class TokenVerifier:
         try:
             valid = algorithm.verify(jws.signing_input, key.key, jws.signature)
         except (ValueError, TypeError) as exc:
-            raise _reject("signature verification error") from exc
+            raise BadSignatureError(log_detail="signature verification error") from exc
         if not valid:
-            raise _reject("bad signature")
+            raise BadSignatureError(log_detail="bad signature")
 
     def _validated(
         self, header: dict[str, Any], claims: dict[str, Any], config: IssuerConfig, token_type: str

@@ -8,9 +8,9 @@ from sekisho.clock import Clock
 from sekisho.constants import TOKEN_TYPE_ID_JAG, TYP_ACCESS_TOKEN, TYP_ID_JAG
 from sekisho.errors import (
     AccessDeniedError,
-    InvalidTokenError,
     ServerError,
     TemporarilyUnavailableError,
+    TokenExpiredError,
 )
 from sekisho.minting.claims import RESERVED_CLAIMS, TokenFacts, build_claims
 from sekisho.minting.encoder import JwsEncoder, SelfVerificationError
@@ -60,7 +60,7 @@ class TokenMinter:
 
         Raises:
             AccessDeniedError: the decision asks for a reserved claim or names no client.
-            InvalidTokenError: the subject token expires before a token could be useful.
+            TokenExpiredError: the subject token expires before a token could be useful.
             TemporarilyUnavailableError: no active signing key, or its backend is unreachable.
             ServerError: the signature failed self-verification or the backend refused.
         """
@@ -131,7 +131,7 @@ class TokenMinter:
             caps.append(key_retire_after - now)
         lifetime = min(caps)
         if subject.expires_at - now <= 0:
-            raise InvalidTokenError("the subject token is expired", log_detail=f"caps {caps}")
+            raise TokenExpiredError("the subject token is expired", log_detail=f"caps {caps}")
         if key_retire_after and key_retire_after <= now:
             raise TemporarilyUnavailableError(
                 "no signing key is available", log_detail="active key is past its retirement"

@@ -17,7 +17,7 @@ def to_grpc_status(error: ServiceError, request_id: str) -> grpc.Status:
     """The rich status for `error`; INTERNAL carries only a generic message and the request id."""
     code = grpc.StatusCode[error.grpc_code]
     message = error.public_message
-    if isinstance(error, ServerError):
+    if error.grpc_code == ServerError.grpc_code:  # a bug: nothing of its cause goes out
         message = f"internal error (request id {request_id})"
     info = error_details_pb2.ErrorInfo(
         reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata

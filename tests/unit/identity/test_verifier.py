@@ -54,10 +54,15 @@ def unpinned_jwks(idp: TestIdp) -> dict[str, Any]:
     return {"keys": [{k: v for k, v in key.items() if k != "alg"} for key in idp.jwks()["keys"]]}
 
 
-async def rejected(setup: Setup, token: str, token_type: str = TOKEN_TYPE_ID_TOKEN) -> None:
+async def rejected(
+    setup: Setup, token: str, code: str, token_type: str = TOKEN_TYPE_ID_TOKEN
+) -> None:
+    """Refused as a bad token (UNAUTHENTICATED, one public message) with the internal `code`."""
     with pytest.raises(ServiceError) as caught:
         await setup.verifier.verify(token, token_type)
-    assert type(caught.value) is InvalidTokenError
+    assert isinstance(caught.value, InvalidTokenError)
+    assert caught.value.public_message == "the subject or actor token is invalid"
+    assert caught.value.code == code
 
 
 # --- happy paths ------------------------------------------------------------------------------
@@ -128,7 +133,7 @@ async def test_absent_or_ill_typed_identity_claims_default_empty(
 
 async def test_ill_typed_auth_time_is_rejected() -> None:
     setup = Setup()
-    await rejected(setup, setup.token(auth_time="yesterday"))
+    await rejected(setup, setup.token(auth_time="yesterday"), "token_malformed")
 
 
 async def test_act_claim_is_passed_through() -> None:
@@ -150,16 +155,16 @@ async def test_act_claim_that_is_not_an_object_is_dropped(act: object) -> None:
 
 async def test_alg_not_in_the_issuer_allow_list_is_rejected() -> None:
     setup = Setup(algorithms=("ES256",))
-    await rejected(setup, setup.token(alg="RS256"))
+    await rejected(setup, setup.token(alg="RS256"), "algorithm_not_allowed")
     await setup.verifier.verify(setup.token(alg="ES256"), TOKEN_TYPE_ID_TOKEN)
 
 
 async def test_ps256_is_rejected_unless_allowed_and_not_pinned_otherwise() -> None:
     """The allow-list and the JWK's own `alg` pin both apply (RFC 8725 §3.1)."""
     default = Setup()
-    await rejected(default, default.token(alg="PS256"))
+    await rejected(default, default.token(alg="PS256"), "algorithm_not_allowed")
     pinned = Setup(algorithms=("PS256",))  # the fixture JWK pins RS256
-    await rejected(pinned, pinned.token(alg="PS256"))
+    await rejected(pinned, pinned.token(alg="PS256"), "algorithm_not_allowed")
     unpinned = Setup(jwks=unpinned_jwks(TestIdp(IDP_A)), algorithms=("PS256",))
     await unpinned.verifier.verify(unpinned.token(alg="PS256"), TOKEN_TYPE_ID_TOKEN)
 
@@ -168,8 +173,12 @@ async def test_ps256_is_rejected_unless_allowed_and_not_pinned_otherwise() -> No
 async def test_rs256_header_on_an_ec_key_is_rejected(pinned: bool) -> None:
     idp = TestIdp(IDP_A)
     setup = Setup(jwks=idp.jwks() if pinned else unpinned_jwks(idp))
-    await rejected(setup, setup.token(alg="RS256", headers={"kid": idp.ec_kid}))
-    await rejected(setup, setup.token(alg="ES256", headers={"kid": idp.rsa_kid}))
+    await rejected(
+        setup, setup.token(alg="RS256", headers={"kid": idp.ec_kid}), "algorithm_not_allowed"
+    )
+    await rejected(
+        setup, setup.token(alg="ES256", headers={"kid": idp.rsa_kid}), "algorithm_not_allowed"
+    )
 
 
 @pytest.mark.parametrize(
@@ -179,7 +188,9 @@ async def test_missing_or_non_string_alg_is_rejected(alg: object) -> None:
     setup = Setup()
     header: dict[str, Any] = {"kid": setup.idp.rsa_kid} | ({} if alg is None else {"alg": alg})
     claims = setup.idp.claims(setup.clock.now())
-    await rejected(setup, sign_with_key(header, claims, setup.idp.rsa_key, "RS256"))
+    await rejected(
+        setup, sign_with_key(header, claims, setup.idp.rsa_key, "RS256"), "algorithm_not_allowed"
+    )
 
 
 # --- kid-less tokens, availability, size ------------------------------------------------------
@@ -202,7 +213,7 @@ async def test_token_without_kid_uses_the_issuers_only_key() -> None:
 async def test_token_without_kid_is_rejected_when_the_issuer_has_several_keys() -> None:
     setup = Setup()
     await setup.cache.refresh()
-    await rejected(setup, kidless_es256(setup))
+    await rejected(setup, kidless_es256(setup), "key_unknown")
 
 
 async def test_unreachable_jwks_is_temporarily_unavailable() -> None:
