@@ -1,5 +1,6 @@
-"""The `sekisho` command: serve | keys | policy | dev-idp | exchange | clients. Every subcommand
-takes `--config FILE` (default: $SEKISHO_CONFIG, else built-in defaults); each lives in commands/.
+"""The `sekisho` command: serve | keys | policy | dev-idp | exchange | clients | revoke. Every
+subcommand takes `--config FILE` (default: $SEKISHO_CONFIG, else built-in defaults); each lives in
+commands/.
 """
 
 import argparse
@@ -14,7 +15,7 @@ from types import ModuleType
 # first, none. Workers fork from this process and inherit the order.
 import regopy  # noqa: F401  (import order is the point)
 
-from sekisho.commands import clients, devidp, exchange, keys, policy, serve
+from sekisho.commands import clients, devidp, exchange, keys, policy, revoke, serve
 from sekisho.config import Settings, load_settings
 from sekisho.errors import ConfigError, KeyStoreError, PolicyLoadError
 
@@ -26,6 +27,7 @@ COMMANDS: dict[str, ModuleType] = {
     "dev-idp": devidp,
     "exchange": exchange,
     "clients": clients,
+    "revoke": revoke,
 }
 
 

@@ -91,7 +91,7 @@ def _mutate(args: argparse.Namespace, manager: "KeyManager", settings: Settings)
         raise KeyStoreError(
             "`sekisho keys revoke` and --force need --reason TEXT (it goes to the audit log)"
         )
-    actor = Actor(operator=args.operator or _operator(), reason=args.reason)
+    actor = Actor(operator=args.operator or current_operator(), reason=args.reason)
     command = args.keys_command
     if command == "init":
         transition = manager.init(actor)
@@ -155,7 +155,8 @@ def _list(records: "list[KeyRecord]") -> int:
     return 0
 
 
-def _operator() -> str:
+def current_operator() -> str:
+    """$USER, else the login name, else uid:N (containers without a passwd entry)."""
     try:
         return os.environ.get("USER") or getpass.getuser()
     except (OSError, KeyError):  # no passwd entry (some containers): KeyError on 3.11

@@ -39,17 +39,21 @@ class KeyAuditLog:
         """Append one line per change. Raises: OSError (the change is already committed)."""
         if not changes:
             return
-        lines = b"".join(_line(now, change, actor) for change in changes)
-        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # O_APPEND: each write lands at the end even with several writers (CLI and service).
-        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            remaining = memoryview(lines)
-            while remaining:
-                remaining = remaining[os.write(fd, remaining) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_fsynced(self._path, b"".join(_line(now, change, actor) for change in changes))
+
+
+def append_fsynced(path: Path, lines: bytes) -> None:
+    """Append `lines` to an audit file (0600, folder 0700) and fsync. Raises: OSError."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # O_APPEND: each write lands at the end even with several writers (CLI and service).
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        remaining = memoryview(lines)
+        while remaining:
+            remaining = remaining[os.write(fd, remaining) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _line(now: int, change: Change, actor: Actor) -> bytes:

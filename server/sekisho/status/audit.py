@@ -1,0 +1,48 @@
+"""The revocation audit log: one JSON line per `sekisho revoke` / `revoke lift`, appended and
+fsynced like the key audit log (signing/audit.py). Fields: time, action (revoke | lift), kind,
+key, operator, reason, marked (live tokens marked INVALID), until (0 = until lifted)."""
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sekisho.signing.audit import append_fsynced
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationEvent:
+    """One revocation command, as the audit log records it."""
+
+    action: str  # revoke | lift
+    kind: str
+    key: str
+    operator: str
+    reason: str
+    marked: int = 0
+    until: int = 0
+
+
+class RevocationAuditLog:
+    """Appends to one file, created 0600 (reasons name incidents and users)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def record(self, now: int, event: RevocationEvent) -> None:
+        """Raises: OSError (the revocation is already in force)."""
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+            "action": event.action,
+            "kind": event.kind,
+            "key": event.key,
+            "operator": event.operator,
+            "reason": event.reason,
+            "marked": event.marked,
+            "until": event.until,
+        }
+        append_fsynced(self._path, json.dumps(entry, ensure_ascii=False).encode() + b"\n")

@@ -1,0 +1,149 @@
+"""`sekisho revoke token | subject | caller | audience | lift | list`: what each prints and
+changes in the store, what it refuses, and the audit line it leaves."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from sekisho.cli import main
+from sekisho.status.filestore import FileStatusStore
+from sekisho.status.models import IssuedToken, subject_key
+
+IDP = "https://idp.example.com"
+
+
+def _config(tmp_path: Path, enabled: bool = True) -> str:
+    path = tmp_path / "sekisho.toml"
+    path.write_text(f'[status_list]\nenabled = {str(enabled).lower()}\npath = "st/status.db"\n')
+    return str(path)
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _audit(tmp_path: Path) -> list[dict[str, object]]:
+    text = (tmp_path / "st" / "revocations.log").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def _seed(tmp_path: Path) -> FileStatusStore:
+    store = FileStatusStore(tmp_path / "st" / "status.db")
+    now = int(time.time())
+    lease = store.lease(
+        now, list_size=1000, lease_size=10, use_until=now + 60, valid_until=now + 400
+    )
+    store.record(
+        now,
+        [
+            IssuedToken(
+                "jti-a",
+                subject_key(IDP, "alice"),
+                "agent-1",
+                "https://crm",
+                lease.list_id,
+                0,
+                now + 300,
+            ),
+            IssuedToken(
+                "jti-b",
+                subject_key(IDP, "bob"),
+                "agent-2",
+                "https://crm",
+                lease.list_id,
+                1,
+                now + 300,
+            ),
+        ],
+    )
+    return store
+
+
+def test_revoke_subject_marks_lists_and_audits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path)
+    store = _seed(tmp_path)
+    code, out, _ = _run(
+        capsys,
+        "revoke",
+        "subject",
+        "--issuer",
+        IDP,
+        "--sub",
+        "alice",
+        "--reason",
+        "laptop stolen",
+        "--operator",
+        "sec-oncall",
+        "--config",
+        config,
+    )
+    assert code == 0
+    assert "1 live token(s) marked INVALID" in out and f"--issuer {IDP} --sub alice" in out
+    assert store.snapshot(1).invalid == {0}  # type: ignore[union-attr]
+    code, out, _ = _run(capsys, "revoke", "list", "--config", config)
+    assert code == 0 and "subject" in out and "laptop stolen" in out and "lifted" in out
+    (line,) = _audit(tmp_path)
+    assert line["action"] == "revoke" and line["kind"] == "subject" and line["marked"] == 1
+    assert line["operator"] == "sec-oncall" and line["reason"] == "laptop stolen"
+    assert line["key"] == subject_key(IDP, "alice")
+    assert (tmp_path / "st" / "revocations.log").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("argv", "kind", "marked_index"),
+    [
+        pytest.param(["token", "jti-b"], "token", 1, id="token"),
+        pytest.param(["caller", "agent-2"], "caller", 1, id="caller"),
+        pytest.param(["audience", "https://crm"], "audience", None, id="audience"),
+    ],
+)
+def test_revoke_each_kind(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    kind: str,
+    marked_index: int | None,
+) -> None:
+    config = _config(tmp_path)
+    store = _seed(tmp_path)
+    code, _, _ = _run(capsys, "revoke", *argv, "--reason", "r", "--config", config)
+    assert code == 0
+    expected = {0, 1} if marked_index is None else {marked_index}
+    assert store.snapshot(1).invalid == expected  # type: ignore[union-attr]
+    (revocation,) = store.revocations(int(time.time()))
+    assert revocation.kind == kind
+    assert (revocation.until > 0) == (kind == "token")  # a token's ends with the token
+
+
+def test_lift_ends_the_revocation_and_audits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path)
+    _seed(tmp_path)
+    _run(capsys, "revoke", "caller", "agent-1", "--reason", "hijacked", "--config", config)
+    code, out, _ = _run(
+        capsys, "revoke", "lift", "caller", "agent-1", "--reason", "rebuilt", "--config", config
+    )
+    assert code == 0 and "lifted" in out
+    code, out, _ = _run(
+        capsys, "revoke", "lift", "caller", "agent-1", "--reason", "again", "--config", config
+    )
+    assert code == 1 and "no caller revocation" in out
+    assert [line["action"] for line in _audit(tmp_path)] == ["revoke", "lift"]
+
+
+def test_a_reason_is_required(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["revoke", "caller", "agent-1", "--config", _config(tmp_path)])
+
+
+def test_revoke_needs_status_lists_enabled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(capsys, "revoke", "list", "--config", _config(tmp_path, enabled=False))
+    assert code == 2 and "[status_list] enabled" in err
