@@ -57,7 +57,7 @@ proto: $(STAMP)
 	sed -i 's/^from sekisho\.v1 import/from sekisho._gen.sekisho.v1 import/' $(GEN)/sekisho/v1/*_grpc.py
 	touch $(GEN)/__init__.py $(GEN)/sekisho/__init__.py $(GEN)/sekisho/v1/__init__.py
 
-# Starts the dev IdP and Sekisho on the embedded defaults (regopy engine, file keystore).
+# Starts the dev IdP and Sekisho on the embedded defaults (embedded OPA-Wasm engine, file keystore).
 run: setup
 	$(VENV)/bin/sekisho keys init --config $(CONFIG) --if-missing
 	$(VENV)/bin/sekisho dev-idp serve & idp=$$!; \

@@ -56,7 +56,7 @@ def describe() -> dict[str, str]:
         "kernel": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "grpcio": _version("grpcio"),
-        "regopy": _version("regopy"),
+        "wasmtime": _version("wasmtime"),
         "cryptography": _version("cryptography"),
         "uvloop": _version("uvloop"),
         "opa": _first_line([str(OPA), "version"]),

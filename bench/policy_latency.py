@@ -1,8 +1,8 @@
 """Per-decision latency of both policy engines, measured in one run.
 
 Generates a registry of 1,000 downstreams for the shipped default policy, then takes the same
-N decisions (default 10,000, after a warm-up) through `RegoPolicyEngine.decide` (embedded
-regopy) and `OpaPolicyEngine.decide` (a local `opa run --server`, published with manage = true),
+N decisions (default 10,000, after a warm-up) through `WasmPolicyEngine.decide` (embedded:
+OPA-compiled Wasm in process) and `OpaPolicyEngine.decide` (a local `opa run --server`, published with manage = true),
 one at a time, and prints median / p90 / p99 per engine. It also checks that both engines gave
 the same decision for every input.
 
@@ -25,16 +25,17 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import regopy
 from sekisho.clock import SystemClock
 from sekisho.models import Decision
 from sekisho.policy.cache import CachingPolicyEngine
 from sekisho.policy.opa.api import OpaApi
 from sekisho.policy.opa.engine import OpaPolicyEngine
-from sekisho.policy.rego import RegoPolicyEngine
+from sekisho.policy.wasm.engine import WasmPolicyEngine
+from sekisho.policy.wasm.policy import WasmLimits
 
 REPO = Path(__file__).resolve().parent.parent
 QUERY = "data.sekisho.exchange.decision"
@@ -178,7 +179,7 @@ async def timed(
     return samples, decisions
 
 
-async def cache_hits(engine: RegoPolicyEngine, docs: list[dict[str, Any]]) -> list[float]:
+async def cache_hits(engine: WasmPolicyEngine, docs: list[dict[str, Any]]) -> list[float]:
     """Microseconds per decision-cache hit: each input asked twice, the second ask timed, for
     the inputs whose decision the policy made cacheable (cache_ttl_seconds > 0)."""
     cache = CachingPolicyEngine(engine, SystemClock(), max_entries=len(docs))
@@ -215,7 +216,7 @@ def machine() -> str:
     opa = "OPA " + first.split(":", 1)[-1].strip()
     return (
         f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, regopy {getattr(regopy, '__version__', '1.5.2')}, "
+        f"Python {platform.python_version()}, wasmtime {version('wasmtime')}, "
         f"{opa}"
     )
 
@@ -242,7 +243,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = policy_folder(Path(tmp) / "policies", data)
         started = time.perf_counter()
-        embedded = RegoPolicyEngine(root, QUERY)
+        embedded = WasmPolicyEngine(root, QUERY, Path(opa_binary()), WasmLimits())
         embedded.load()
         build_s = time.perf_counter() - started
         process, url = start_opa(Path(tmp) / "opa.log")
@@ -259,7 +260,7 @@ async def main() -> None:
             await opa.start()
             publish_s = time.perf_counter() - started
             results = {}
-            for name, engine in (("embedded (regopy)", embedded), ("OPA server (REST)", opa)):
+            for name, engine in (("embedded (Wasm)", embedded), ("OPA server (REST)", opa)):
                 await timed(engine.decide, docs[: args.warmup])
                 results[name] = await timed(engine.decide, docs[args.warmup :])
             hits = await cache_hits(embedded, docs[args.warmup :])
@@ -276,7 +277,7 @@ async def main() -> None:
         f"after {args.warmup} warm-up, one at a time; outcomes {dict(sorted(kinds.items()))}"
     )
     print(
-        f"embedded bundle build {build_s * 1000:.0f} ms; "
+        f"embedded opa build + load {build_s * 1000:.0f} ms; "
         f"OPA publish + self-test {publish_s * 1000:.0f} ms"
     )
     print(f"{'engine':<20}{'median µs':>11}{'p90 µs':>9}{'p99 µs':>9}{'mean µs':>9}{'max µs':>10}")

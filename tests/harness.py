@@ -1,4 +1,4 @@
-"""The in-process pipeline wired with fakes: real verifier, real regopy policy, real file keys,
+"""The in-process pipeline wired with fakes: real verifier, real embedded (OPA Wasm) policy, real file keys,
 fake clock and fake JWKS fetcher. Shared by unit, security and golden tests."""
 
 from dataclasses import dataclass, field
@@ -14,11 +14,12 @@ from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
 from sekisho.instruments import ExchangeInstruments
 from sekisho.minting.minter import TokenMinter
 from sekisho.models import Caller, ExchangeRequest
-from sekisho.policy.rego import RegoPolicyEngine
+from sekisho.policy.wasm.engine import WasmPolicyEngine
 from sekisho.signing.filestore import FileKeyStore
 from sekisho.signing.keyring import Keyring
 from sekisho.validation import RequestLimits, build_request
 
+from tests.embedded import loaded_engine
 from tests.fakes.clock import FakeClock
 from tests.fakes.fetcher import FakeFetcher
 from tests.fakes.idp import TestIdp
@@ -54,7 +55,7 @@ class Harness:
     verifier: TokenVerifier
     keyring: Keyring
     keystore: FileKeyStore
-    policy: RegoPolicyEngine
+    policy: WasmPolicyEngine
     fetcher: FakeFetcher
     clock: FakeClock
     idp_a: TestIdp
@@ -109,8 +110,7 @@ def build_harness(
         keystore.init("ES256", int(clock.now()))
     keyring = Keyring(keystore)
     keyring.load()
-    policy = RegoPolicyEngine(policies, Settings().policy.query)
-    policy.load()
+    policy = loaded_engine(policies, Settings().policy.query)
     minter = TokenMinter(keyring, clock, issuer=SEKISHO_ISSUER, max_lifetime_seconds=300)
     exchanger = TokenExchanger(verifier, policy, minter, clock, AuditLog(), instruments=instruments)
     return Harness(

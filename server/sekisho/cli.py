@@ -10,11 +10,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
-# rego-cpp must be loaded before grpc: with grpc's native module loaded first, every embedded
-# policy evaluation leaked ~300 KB of heap in `sekisho serve` (bench/results/soak.md); loaded
-# first, none. Workers fork from this process and inherit the order.
-import regopy  # noqa: F401  (import order is the point)
-
 from sekisho.commands import clients, devidp, exchange, keys, policy, revoke, serve
 from sekisho.config import Settings, load_settings
 from sekisho.errors import ConfigError, KeyStoreError, PolicyLoadError

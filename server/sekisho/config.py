@@ -289,6 +289,11 @@ class PolicyConfig(_Strict):
     opa_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
     opa_check_interval_seconds: float = Field(default=2.0, gt=0, le=300)
     opa_binary: str = ""
+    # engine = "embedded" (policy/wasm/): bounds on each Wasm evaluation and instance.
+    eval_timeout_seconds: float = Field(default=0.1, gt=0, le=10)
+    memory_limit_mb: int = Field(default=256, ge=2, le=4096)
+    pool_size: int = Field(default=1, ge=1, le=64)
+    compile_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
 
     @field_validator("query")
     @classmethod

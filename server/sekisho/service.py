@@ -7,6 +7,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiohttp import web
 
@@ -35,7 +36,7 @@ from sekisho.policy.cache import CachingPolicyEngine
 from sekisho.policy.engine import PolicyRuntime
 from sekisho.policy.opa.api import OpaApi
 from sekisho.policy.opa.engine import OpaPolicyEngine
-from sekisho.policy.rego import RegoPolicyEngine
+from sekisho.policy.wasm.factory import embedded_engine
 from sekisho.reload import poll_forever, retry_with_backoff, watch_directory
 from sekisho.rpc.ext_authz import ExtAuthzServicer
 from sekisho.rpc.server import GrpcServer, create_grpc_server
@@ -199,7 +200,7 @@ def build_policy_engine(settings: Settings) -> PolicyRuntime:
             timeout_seconds=policy.opa_timeout_seconds,
             check_interval_seconds=policy.opa_check_interval_seconds,
         )
-    return RegoPolicyEngine(policy.path, policy.query)
+    return embedded_engine(policy, Path.cwd())
 
 
 def build_gateway_authorizer(

@@ -10,6 +10,7 @@ from sekisho.policy.opa.engine import OpaPolicyEngine
 from sekisho.policy.replay import replay_embedded
 from sekisho.policy.source import load_source
 
+from tests.embedded import loaded_engine
 from tests.harness import POLICIES
 from tests.integration.opa_fixtures import QUERY, opa_engine, shipped_copy
 from tests.opa import OpaServer
@@ -41,7 +42,10 @@ async def published(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[P
 
 @pytest.fixture(scope="module")
 def embedded() -> dict[str, Any]:
-    return {result.case.name: result.actual for result in replay_embedded(CASES, SOURCE, QUERY)}
+    return {
+        result.case.name: result.actual
+        for result in replay_embedded(CASES, SOURCE, loaded_engine(POLICIES, QUERY).policy)
+    }
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])

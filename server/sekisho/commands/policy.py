@@ -7,10 +7,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sekisho.config import Settings
-from sekisho.errors import ConfigError
+from sekisho.errors import PolicyLoadError
+
+if TYPE_CHECKING:
+    from sekisho.policy.wasm.engine import WasmPolicyEngine
+
 from sekisho.policy.toolchain import (
     OpaToolchain,
     PolicyFolder,
@@ -41,7 +45,7 @@ def register(
     policy_sub.add_parser(
         "check",
         parents=[common],
-        help="opa fmt, opa check --strict, regal lint (if installed), embedded-vs-OPA differences",
+        help="opa fmt, opa check --strict, regal lint (if installed), the embedded engine's load",
     )
 
 
@@ -54,21 +58,22 @@ def _toolchain(settings: Settings) -> OpaToolchain:
     return OpaToolchain(find_opa(settings.policy.opa_binary, Path.cwd()))
 
 
-def _eval(args: argparse.Namespace, settings: Settings) -> int:
-    from sekisho.policy.rego import RegoPolicyEngine
+def _embedded(settings: Settings) -> "WasmPolicyEngine":
+    """The folder loaded exactly as `sekisho serve` loads it. Raises: PolicyLoadError."""
+    from sekisho.policy.wasm.factory import embedded_engine
 
+    engine = embedded_engine(settings.policy, Path.cwd())
+    engine.load()
+    return engine
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
     document = json.loads(Path(args.input).read_text(encoding="utf-8"))
     if not isinstance(document, dict):
         raise ValueError(f"{args.input}: the input must be a JSON object")  # noqa: TRY004 - the CLI reports ValueError
-    engine = RegoPolicyEngine(settings.policy.path, settings.policy.query)
-    engine.load()
-    decision = engine.evaluate_raw(document)
+    decision = _embedded(settings).evaluate_raw(document)
     print(json.dumps(decision, indent=2, sort_keys=True))
-    try:
-        toolchain = _toolchain(settings)
-    except ConfigError as exc:
-        print(f"rule: not shown, `opa eval --explain` unavailable ({exc})", file=sys.stderr)
-        return 0
+    toolchain = _toolchain(settings)
     folder = PolicyFolder(settings.policy.path)
     output = toolchain.evaluate(folder, settings.policy.query, document, explain=True)
     rule = producing_rule(output, settings.policy.query)
@@ -95,7 +100,7 @@ def _test(args: argparse.Namespace, settings: Settings) -> int:
         covered = toolchain.run(["test", "--coverage", "--format", "json", *folder.test_args()])
         print(_coverage_summary(json.loads(covered.stdout), folder.root))
     cases = load_cases(folder.root)
-    results = replay_embedded(cases, load_source(folder.root), settings.policy.query)
+    results = replay_embedded(cases, load_source(folder.root), _embedded(settings).policy)
     mismatched = [result for result in results if not result.matches]
     print(f"== decision corpus, embedded engine: {len(results) - len(mismatched)}/{len(results)}")
     for result in mismatched:
@@ -119,8 +124,6 @@ def _coverage_summary(report: dict[str, Any], root: Path) -> str:
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
-    from sekisho.policy.compat import engine_differences
-
     toolchain = _toolchain(settings)
     folder = PolicyFolder(settings.policy.path)
     every_module = [str(p) for p in sorted(folder.root.rglob("*.rego"))]
@@ -139,12 +142,16 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
         failed |= completed.returncode != 0
     if regal is None:
         print("== regal lint: skipped (regal not installed; `make regal` puts it in bin/)")
-    if steps[1][1].returncode != 0:
-        print("== embedded engine (regopy) vs OPA: skipped until opa check passes")
-        return 1
-    findings = engine_differences(folder, toolchain, settings.policy.query)
-    errors = [finding for finding in findings if finding.severity == "error"]
-    print(f"== embedded engine (regopy) vs OPA: {'FAILED' if errors else 'ok'}")
-    for finding in findings:
-        print(f"  {finding.severity}: {finding.message}")
-    return 1 if failed or errors else 0
+    return 1 if _check_embedded(settings) or failed else 0
+
+
+def _check_embedded(settings: Settings) -> bool:
+    """Load the folder as the service does: Wasm build, host builtins, self-test. True = failed."""
+    title = "embedded engine (opa build -t wasm, host builtins, self-test)"
+    try:
+        _embedded(settings)
+    except PolicyLoadError as exc:
+        print(f"== {title}: FAILED\n  {exc}")
+        return True
+    print(f"== {title}: ok")
+    return False

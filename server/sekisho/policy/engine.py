@@ -1,5 +1,5 @@
-"""The PolicyEngine role shared by the embedded (regopy) and OPA engines, and the lifecycle the
-composition root drives them through."""
+"""The PolicyEngine role shared by the embedded (OPA-compiled Wasm) and OPA server engines, and
+the lifecycle the composition root drives them through."""
 
 from typing import Any, Protocol
 

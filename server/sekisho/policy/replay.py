@@ -3,11 +3,10 @@
 from dataclasses import dataclass
 from typing import Any
 
-import regopy
-
 from sekisho.policy.corpus import DecisionCase, case_source, data_key
-from sekisho.policy.rego import CompiledPolicy, compile_policy
 from sekisho.policy.source import PolicySource
+from sekisho.policy.wasm.instance import WasmEvaluationError
+from sekisho.policy.wasm.policy import LoadedPolicy, encode_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,21 +22,22 @@ class CaseResult:
 
 
 def replay_embedded(
-    cases: list[DecisionCase], source: PolicySource, query: str
+    cases: list[DecisionCase], source: PolicySource, policy: LoadedPolicy
 ) -> list[CaseResult]:
-    """Each case's decision from regopy; cases sharing a data patch share one compiled bundle.
+    """Each case's decision from the loaded Wasm policy; cases sharing a data patch share one
+    data load (the module is compiled once).
 
-    Raises: PolicyLoadError when the policy (with a case's data) does not compile.
+    Raises: PolicyLoadError when a case's data does not load.
     """
-    compiled: dict[str, CompiledPolicy] = {}
+    with_data: dict[str, LoadedPolicy] = {}
     results = []
     for case in cases:
         key = data_key(case)
-        if key not in compiled:
-            compiled[key] = compile_policy(case_source(source, case), query)
+        if key not in with_data:
+            with_data[key] = policy.with_data(encode_json(case_source(source, case).data))
         try:
-            actual = compiled[key].evaluate(case.input)
-        except (regopy.RegoError, ValueError) as exc:
+            actual = with_data[key].evaluate(encode_json(case.input))
+        except WasmEvaluationError as exc:
             actual = {"evaluation error": str(exc)}
         results.append(CaseResult(case=case, actual=actual))
     return results

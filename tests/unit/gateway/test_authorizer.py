@@ -1,4 +1,4 @@
-"""GatewayAuthorizer over the real pipeline (harness: real verifier, regopy policy, file keys)."""
+"""GatewayAuthorizer over the real pipeline (harness: real verifier, embedded OPA-Wasm policy, file keys)."""
 
 import asyncio
 from collections.abc import Mapping

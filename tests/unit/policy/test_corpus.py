@@ -15,6 +15,7 @@ from sekisho.policy.replay import CaseResult, replay_embedded
 from sekisho.policy.source import load_source
 from sekisho.policy.toolchain import PolicyFolder
 
+from tests.embedded import loaded_engine
 from tests.opa import opa_binary
 from tests.unit.policy.inputs import POLICIES, QUERY
 
@@ -55,7 +56,7 @@ FEATURES = {
 
 @pytest.fixture(scope="module")
 def embedded() -> dict[str, CaseResult]:
-    results = replay_embedded(CASES, load_source(POLICIES), QUERY)
+    results = replay_embedded(CASES, load_source(POLICIES), loaded_engine(POLICIES, QUERY).policy)
     return {result.case.name: result for result in results}
 
 

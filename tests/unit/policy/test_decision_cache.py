@@ -11,8 +11,8 @@ import pytest
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
 from sekisho.models import Decision, VerifiedToken
 from sekisho.policy.cache import CachingPolicyEngine, input_digest
-from sekisho.policy.rego import RegoPolicyEngine
 
+from tests.embedded import wasm_engine
 from tests.fakes.clock import FakeClock
 from tests.unit.policy.inputs import CRM, DOCS, NOW, POLICIES, QUERY, policy_input
 
@@ -199,7 +199,7 @@ async def test_an_edited_registry_is_decided_afresh_with_the_embedded_engine(
     registry = json.loads(registry_path.read_text())
     registry["sekisho"]["registry"]["decision_cache_seconds"] = 60
     registry_path.write_text(json.dumps(registry))
-    cache = CachingPolicyEngine(RegoPolicyEngine(root, QUERY), FakeClock(NOW), max_entries=10)
+    cache = CachingPolicyEngine(wasm_engine(root, QUERY), FakeClock(NOW), max_entries=10)
     await cache.start()
     document = policy_input(CRM, groups=["sales"], tenant="acme")
     assert (await cache.decide(document)).allow

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from sekisho.constants import TOKEN_TYPE_JWT
 from sekisho.models import VerifiedToken
-from sekisho.policy.rego import RegoPolicyEngine
+from sekisho.policy.wasm.engine import WasmPolicyEngine
 
+from tests.embedded import loaded_engine
 from tests.opa import opa_binary
 from tests.unit.policy.inputs import (
     CRM,
@@ -87,20 +88,18 @@ def opa_eval(document: dict[str, Any]) -> Any:
 
 
 @pytest.fixture(scope="module")
-def embedded() -> RegoPolicyEngine:
-    engine = RegoPolicyEngine(POLICIES, QUERY)
-    engine.load()
-    return engine
+def embedded() -> WasmPolicyEngine:
+    return loaded_engine(POLICIES, QUERY)
 
 
 @pytest.mark.parametrize("document", DOCUMENTS.values(), ids=DOCUMENTS.keys())
-def test_embedded_engine_matches_opa(embedded: RegoPolicyEngine, document: dict[str, Any]) -> None:
+def test_embedded_engine_matches_opa(embedded: WasmPolicyEngine, document: dict[str, Any]) -> None:
     expected = opa_eval(document)
     assert expected is not None
     assert embedded.evaluate_raw(document) == expected
 
 
-def test_cases_cover_every_outcome(embedded: RegoPolicyEngine) -> None:
+def test_cases_cover_every_outcome(embedded: WasmPolicyEngine) -> None:
     # Guards the corpus itself: parity on denials alone would prove little.
     outcomes = {
         (raw["allow"], raw.get("error", ""))

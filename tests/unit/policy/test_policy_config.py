@@ -7,7 +7,7 @@ import pytest
 from sekisho.config import Settings, load_settings
 from sekisho.errors import ConfigError
 from sekisho.policy.opa.engine import OpaPolicyEngine
-from sekisho.policy.rego import RegoPolicyEngine
+from sekisho.policy.wasm.engine import WasmPolicyEngine
 from sekisho.service import build_policy_engine
 
 
@@ -92,7 +92,7 @@ def test_environment_turns_manage_off(tmp_path: Path, monkeypatch: pytest.Monkey
 @pytest.mark.parametrize(
     ("body", "engine", "reads_folder"),
     [
-        ("", RegoPolicyEngine, True),
+        ("", WasmPolicyEngine, True),
         ('engine = "opa"\n', OpaPolicyEngine, True),
         ('engine = "opa"\nmanage = false\n', OpaPolicyEngine, False),
     ],

@@ -29,9 +29,9 @@ from sekisho.policy.opa.api import (
 )
 from sekisho.policy.opa.gate import PublishGate
 from sekisho.policy.opa.publisher import OpaPublisher
-from sekisho.policy.rego import entrypoint_of
 from sekisho.policy.selftest import SELF_TEST_INPUT, check_self_test
 from sekisho.policy.source import PolicySource, load_source
+from sekisho.policy.wasm.compiler import entrypoint_of
 
 log = logging.getLogger(__name__)
 

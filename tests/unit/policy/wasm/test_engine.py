@@ -1,4 +1,4 @@
-"""The embedded regopy engine: compile, self-test, hot reload, and fail-closed decisions."""
+"""The embedded engine (OPA-compiled Wasm): compile, self-test, hot reload, fail-closed decisions."""
 
 import copy
 import json
@@ -11,8 +11,12 @@ from typing import Any
 import pytest
 from sekisho.errors import PolicyLoadError, TemporarilyUnavailableError
 from sekisho.models import Decision
-from sekisho.policy.rego import SELF_TEST_INPUT, RegoPolicyEngine, entrypoint_of
+from sekisho.policy.selftest import SELF_TEST_INPUT
+from sekisho.policy.wasm.compiler import entrypoint_of
+from sekisho.policy.wasm.engine import WasmPolicyEngine
+from sekisho.policy.wasm.policy import WasmLimits
 
+from tests.embedded import loaded_engine, wasm_engine
 from tests.unit.policy.inputs import (
     CRM,
     CRM_MCP,
@@ -45,7 +49,7 @@ TRAPS = (
     HEADER
     + """default decision := {"allow": false}
 
-decision := {"allow": false, "n": 1 / input.request.lifetime_seconds} if input.now == 1
+decision := {"allow": false, "n": _spin} if input.now == 1
 
 decision := {"allow": true} if input.now == 2
 
@@ -63,7 +67,10 @@ verdict := {"allow": true, "scopes": []} if input.now == 7
 
 decision := verdict if input.now == 7
 
-decision := {"allow": false, "n": to_number("x")} if input.now == 8
+decision := {"allow": false, "n": count(numbers.range(1, 200000000))} if input.now == 8
+
+# ~10^8 iterations over two small arrays: far beyond the evaluation deadline, little memory.
+_spin := count({x | some x in numbers.range(1, 10000); some y in numbers.range(1, 10000); x == y + 100000})
 """
 )
 
@@ -77,10 +84,8 @@ def write_policy(root: Path, text: str, data: dict[str, Any] | None = None) -> P
     return root
 
 
-def loaded(root: Path, query: str = QUERY) -> RegoPolicyEngine:
-    engine = RegoPolicyEngine(root, query)
-    engine.load()
-    return engine
+def loaded(root: Path, query: str = QUERY) -> WasmPolicyEngine:
+    return loaded_engine(root, query)
 
 
 def document(audience: str = "https://ok.test", now: int = 1_700_000_000) -> dict[str, Any]:
@@ -92,7 +97,7 @@ def document(audience: str = "https://ok.test", now: int = 1_700_000_000) -> dic
 
 
 @pytest.fixture(scope="module")
-def shipped() -> RegoPolicyEngine:
+def shipped() -> WasmPolicyEngine:
     return loaded(POLICIES)
 
 
@@ -104,7 +109,7 @@ def test_entrypoint_of_query() -> None:
 
 
 async def test_good_policy_loads_and_decides(tmp_path: Path) -> None:
-    engine = RegoPolicyEngine(write_policy(tmp_path, GOOD), QUERY)
+    engine = wasm_engine(write_policy(tmp_path, GOOD), QUERY)
     assert not engine.ready
     engine.load()
     assert engine.ready
@@ -139,8 +144,7 @@ async def test_custom_query_is_honoured(tmp_path: Path) -> None:
     ("text", "message"),
     [
         pytest.param(HEADER + "decision := {", "does not compile", id="syntax-error"),
-        # OPA rejects a module without `package`; regopy compiles it and the query is undefined.
-        pytest.param("decision := {}\n", "does not compile|undefined", id="no-package"),
+        pytest.param("decision := {}\n", "does not compile", id="no-package"),
         pytest.param(
             HEADER + 'decision := {"allow": false} if { input.x == }\n',
             "does not compile",
@@ -161,7 +165,11 @@ async def test_custom_query_is_honoured(tmp_path: Path) -> None:
             "undefined",
             id="undefined-decision",
         ),
-        pytest.param(HEADER + 'other := {"allow": false}\n', "undefined", id="query-names-no-rule"),
+        pytest.param(
+            HEADER + 'other := {"allow": false}\n',
+            'entrypoint "sekisho/exchange/decision" does not refer to a rule',
+            id="query-names-no-rule",
+        ),
         pytest.param(HEADER + "decision := null\n", "undefined", id="null-decision"),
         pytest.param(HEADER + 'decision := {"allow": "no"}\n', "ill-typed", id="allow-string"),
         pytest.param(HEADER + "decision := false\n", "ill-typed", id="bare-false"),
@@ -181,9 +189,10 @@ async def test_custom_query_is_honoured(tmp_path: Path) -> None:
             id="ttl-string",
         ),
         pytest.param(
+            # OPA: a builtin error (division by zero) makes the rule undefined.
             HEADER + 'decision := {"allow": false, "n": 1 / input.now}\n',
-            "failed to evaluate",
-            id="runtime-error",
+            "undefined",
+            id="builtin-error-is-undefined",
         ),
         pytest.param(
             HEADER + 'decision := {"allow": false}\n\ndecision := {"allow": true, "scopes": []}\n',
@@ -193,7 +202,7 @@ async def test_custom_query_is_honoured(tmp_path: Path) -> None:
     ],
 )
 def test_bad_policy_is_rejected_at_load(tmp_path: Path, text: str, message: str) -> None:
-    engine = RegoPolicyEngine(write_policy(tmp_path, text), QUERY)
+    engine = wasm_engine(write_policy(tmp_path, text), QUERY)
     with pytest.raises(PolicyLoadError, match=message):
         engine.load()
     assert not engine.ready
@@ -216,7 +225,7 @@ async def test_reload_keeps_last_good_policy_when_broken_edit_lands(
         HEADER + 'decision := {"allow": true, "scopes": []}\n',
     ):
         write_policy(tmp_path, broken)
-        with caplog.at_level(logging.ERROR, logger="sekisho.policy.rego"):
+        with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm.engine"):
             assert engine.reload() is False
         assert engine.ready
         decision = await engine.decide(document())
@@ -248,7 +257,7 @@ async def test_reload_picks_up_data_edit(tmp_path: Path) -> None:
 
 
 def test_failed_first_load_leaves_engine_not_ready(tmp_path: Path) -> None:
-    engine = RegoPolicyEngine(write_policy(tmp_path, HEADER + "decision := {"), QUERY)
+    engine = wasm_engine(write_policy(tmp_path, HEADER + "decision := {"), QUERY)
     assert engine.reload() is False
     assert not engine.ready
 
@@ -257,27 +266,28 @@ def test_failed_first_load_leaves_engine_not_ready(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def traps(tmp_path: Path) -> RegoPolicyEngine:
-    return loaded(write_policy(tmp_path, TRAPS))
+def traps(tmp_path: Path) -> WasmPolicyEngine:
+    limits = WasmLimits(eval_timeout_seconds=0.2, memory_limit_bytes=32 * 1024 * 1024)
+    return loaded_engine(write_policy(tmp_path, TRAPS), QUERY, limits)
 
 
 @pytest.mark.parametrize(
     "now",
     [
-        pytest.param(1, id="division-by-zero"),
+        pytest.param(1, id="timeout"),
         pytest.param(2, id="allow-without-scopes"),
         pytest.param(3, id="error-unhashable"),
         pytest.param(4, id="string-decision"),
         pytest.param(5, id="allow-string"),
         pytest.param(6, id="negative-ttl"),
         pytest.param(7, id="conflicting-values"),
-        pytest.param(8, id="builtin-error"),
+        pytest.param(8, id="memory-cap"),
     ],
 )
 async def test_invalid_output_becomes_deny_with_decision_id(
-    traps: RegoPolicyEngine, now: int, caplog: pytest.LogCaptureFixture
+    traps: WasmPolicyEngine, now: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="sekisho.policy.rego"):
+    with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm.engine"):
         decision = await traps.decide(document(now=now))
     assert decision == Decision(
         allow=False, reason="invalid policy decision", decision_id=decision.decision_id
@@ -296,14 +306,14 @@ async def test_undefined_at_request_time_becomes_deny(tmp_path: Path) -> None:
 
 
 async def test_decide_before_load_is_unavailable_never_a_decision(tmp_path: Path) -> None:
-    engine = RegoPolicyEngine(write_policy(tmp_path, GOOD), QUERY)
+    engine = wasm_engine(write_policy(tmp_path, GOOD), QUERY)
     with pytest.raises(TemporarilyUnavailableError):
         await engine.decide(document())
 
 
 def test_evaluate_raw_before_load_raises(tmp_path: Path) -> None:
     with pytest.raises(PolicyLoadError, match="no policy loaded"):
-        RegoPolicyEngine(tmp_path, QUERY).evaluate_raw(document())
+        wasm_engine(tmp_path, QUERY).evaluate_raw(document())
 
 
 async def test_each_decision_gets_its_own_id(tmp_path: Path) -> None:
@@ -313,7 +323,7 @@ async def test_each_decision_gets_its_own_id(tmp_path: Path) -> None:
     assert all(uuid.UUID(i) for i in ids)
 
 
-def test_evaluate_raw_returns_the_undecoded_output(traps: RegoPolicyEngine) -> None:
+def test_evaluate_raw_returns_the_undecoded_output(traps: WasmPolicyEngine) -> None:
     assert traps.evaluate_raw(document(now=3)) == {"allow": False, "error": []}
     assert traps.evaluate_raw(document(now=4)) == "deny"
 
@@ -393,7 +403,7 @@ SHIPPED_CASES = [
 
 @pytest.mark.parametrize(("doc", "expected"), SHIPPED_CASES)
 async def test_shipped_policy_decisions(
-    shipped: RegoPolicyEngine, doc: dict[str, Any], expected: Decision
+    shipped: WasmPolicyEngine, doc: dict[str, Any], expected: Decision
 ) -> None:
     decision = await shipped.decide(doc)
     assert decision.decision_id

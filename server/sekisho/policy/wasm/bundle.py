@@ -1,0 +1,65 @@
+"""Reading an OPA bundle (`opa build -t wasm` output): a gzipped tar with /policy.wasm,
+/data.json and /.manifest (OPA docs, "Bundles"). Sizes are bounded before anything is read in
+full, since bundles may come from a server."""
+
+import io
+import json
+import tarfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from sekisho.errors import PolicyLoadError
+
+MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+_MAX_FILES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class BundleContents:
+    """The files of a Wasm bundle that the embedded engine uses."""
+
+    wasm: bytes
+    data: dict[str, Any]
+    manifest: dict[str, Any]
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+def read_bundle(raw: bytes) -> BundleContents:
+    """Raises: PolicyLoadError naming what is wrong with the bundle."""
+    files = _members(raw)
+    wasm_modules = [name for name in files if name.endswith(".wasm")]
+    if wasm_modules != ["/policy.wasm"]:
+        raise PolicyLoadError(f"bundle must hold exactly /policy.wasm, found {wasm_modules}")
+    data = _json(files, "/data.json", {})
+    manifest = _json(files, "/.manifest", {})
+    if not isinstance(data, dict) or not isinstance(manifest, dict):
+        raise PolicyLoadError("bundle /data.json and /.manifest must hold JSON objects")
+    return BundleContents(files["/policy.wasm"], data, manifest, files)
+
+
+def _members(raw: bytes) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    total = 0
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as archive:
+            for member in archive:
+                if not member.isfile():
+                    continue
+                total += member.size
+                if total > MAX_BUNDLE_BYTES or len(files) >= _MAX_FILES:
+                    raise PolicyLoadError("bundle is larger than the limit")
+                handle = archive.extractfile(member)
+                if handle is not None:
+                    files["/" + member.name.lstrip("/")] = handle.read()
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise PolicyLoadError(f"bundle is not a readable .tar.gz: {exc}") from exc
+    return files
+
+
+def _json(files: dict[str, bytes], name: str, default: Any) -> Any:
+    if name not in files:
+        return default
+    try:
+        return json.loads(files[name])
+    except ValueError as exc:
+        raise PolicyLoadError(f"bundle {name} is not valid JSON: {exc}") from exc

@@ -1,0 +1,190 @@
+"""One instantiated policy module and OPA's Wasm ABI (OPA docs, "WebAssembly": ABI 1.2+).
+
+Per evaluation: the input JSON (encoded once by the caller) is written at the data heap pointer
+and `opa_eval` is called once with the entrypoint, the data parsed at load time, and the heap
+pointer after the input. `opa_eval` resets the heap to that pointer itself, so an instance never
+grows across evaluations and nothing is allocated from Python per call. The data document is
+parsed into the instance once, at load.
+
+Bounds: linear memory is capped (`max_pages`; growing past it traps), and every evaluation runs
+under an epoch deadline (runtime.py). A trap, a timeout, or an unusable result raises
+WasmEvaluationError; the engine turns that into a deny.
+"""
+
+import ctypes
+import json
+from collections.abc import Callable
+from typing import Any
+
+import wasmtime
+
+from sekisho.policy.wasm.builtins.registry import BuiltinError, HostBuiltin
+from sekisho.policy.wasm.rawcall import I32Call
+from sekisho.policy.wasm.runtime import NO_DEADLINE_TICKS
+
+PAGE_BYTES = 65536
+_I32 = wasmtime.ValType.i32()
+# Room for evaluation beyond the input, ensured before each call so small policies never grow.
+_EVAL_HEADROOM = 4 * PAGE_BYTES
+_MAX_BUILTIN_ARITY = 4
+
+
+class WasmEvaluationError(Exception):
+    """The module trapped, ran out of time or memory, or returned something unusable."""
+
+
+class PolicyInstance:
+    """A Store, its capped Memory and the instantiated module. One thread at a time."""
+
+    def __init__(
+        self,
+        engine: wasmtime.Engine,
+        module: wasmtime.Module,
+        max_pages: int,
+        builtins: dict[int, HostBuiltin] | None = None,
+    ) -> None:
+        """Raises: wasmtime.WasmtimeError or wasmtime.Trap when the module cannot start."""
+        self._builtins = builtins or {}
+        self._store = wasmtime.Store(engine)
+        self._store.set_epoch_deadline(NO_DEADLINE_TICKS)
+        self._store.set_limits(memory_size=max_pages * PAGE_BYTES)
+        initial = min(_memory_minimum(module), max_pages)
+        self._memory = wasmtime.Memory(
+            self._store, wasmtime.MemoryType(wasmtime.Limits(initial, max_pages))
+        )
+        linker = wasmtime.Linker(engine)
+        linker.define(self._store, "env", "memory", self._memory)
+        self._define_imports(linker)
+        exports = linker.instantiate(self._store, module).exports(self._store)
+        self._func: Callable[[str], Any] = lambda name: exports[name]
+        opa_eval = exports["opa_eval"]
+        if not isinstance(opa_eval, wasmtime.Func):
+            raise wasmtime.WasmtimeError("opa_eval is not a function")
+        self._eval = I32Call(self._store, opa_eval)
+        self._data_addr = 0
+        self._heap_base = self._call("opa_heap_ptr_get")
+
+    def _call(self, name: str, *args: int, store: Any = None) -> int:
+        return int(self._func(name)(store or self._store, *args))
+
+    def _define_imports(self, linker: wasmtime.Linker) -> None:
+        linker.define_func("env", "opa_abort", wasmtime.FuncType([_I32], []), self._abort, True)
+        linker.define_func("env", "opa_println", wasmtime.FuncType([_I32], []), _ignore, True)
+        for arity in range(_MAX_BUILTIN_ARITY + 1):
+            kind = wasmtime.FuncType([_I32] * (2 + arity), [_I32])
+            linker.define_func("env", f"opa_builtin{arity}", kind, self._dispatch, True)
+
+    def metadata(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(builtins the module needs by name → id, entrypoints by name → id)."""
+        names = (self._dump_json(self._call(f)) for f in ("builtins", "entrypoints"))
+        builtins, entrypoints = names
+        if not isinstance(builtins, dict) or not isinstance(entrypoints, dict):
+            raise WasmEvaluationError("the module's builtins/entrypoints are not objects")
+        return builtins, entrypoints
+
+    def memory_bytes(self) -> int:
+        return int(self._memory.data_len(self._store))
+
+    def load_data(self, data: bytes) -> None:
+        """Parse the data document into the instance once. Raises: WasmEvaluationError."""
+        self._reserve(self._heap_base + len(data) * 4 + _EVAL_HEADROOM)
+        raw = self._call("opa_malloc", len(data))
+        self._memory.write(self._store, data, raw)
+        self._data_addr = self._call("opa_json_parse", raw, len(data))
+        if self._data_addr == 0:
+            raise WasmEvaluationError("the data document is not valid JSON for OPA")
+        self._heap_base = self._call("opa_heap_ptr_get")
+
+    def evaluate(self, entrypoint: int, document: bytes, deadline_ticks: int) -> bytes:
+        """The JSON result set of one evaluation. Raises: WasmEvaluationError."""
+        base = self._heap_base
+        end = base + len(document)
+        try:
+            self._reserve(end + _EVAL_HEADROOM)
+            ctypes.memmove(self._address(self._store) + base, document, len(document))
+            self._store.set_epoch_deadline(deadline_ticks)
+            addr = self._eval(0, entrypoint, self._data_addr, base, len(document), end, 0)
+            self._store.set_epoch_deadline(NO_DEADLINE_TICKS)
+        except wasmtime.Trap as exc:
+            timed_out = exc.trap_code == wasmtime.TrapCode.INTERRUPT
+            raise WasmEvaluationError("evaluation timed out" if timed_out else str(exc)) from exc
+        except (wasmtime.WasmtimeError, _HostCallError) as exc:
+            raise WasmEvaluationError(str(exc)) from exc
+        return self._read_cstring(self._store, int(addr))
+
+    def _reserve(self, size: int) -> None:
+        missing = -(-size // PAGE_BYTES) - self._memory.size(self._store)
+        if missing > 0:
+            try:
+                self._memory.grow(self._store, missing)
+            except wasmtime.WasmtimeError as exc:
+                raise WasmEvaluationError(f"memory cap reached ({size} bytes needed)") from exc
+
+    def _read_cstring(self, store: Any, addr: int) -> bytes:
+        end = self._memory.data_len(store)
+        if addr <= 0 or addr >= end:
+            raise WasmEvaluationError(f"result address {addr} is outside memory")
+        chunk, parts, origin = 1024, [], self._address(store)
+        while addr < end:
+            data = ctypes.string_at(origin + addr, min(chunk, end - addr))
+            nul = data.find(0)
+            if nul >= 0:
+                parts.append(data[:nul])
+                return b"".join(parts)
+            parts.append(data)
+            addr += len(data)
+            chunk *= 4
+        raise WasmEvaluationError("result string is not terminated")
+
+    def _address(self, store: Any) -> int:
+        # The base moves when memory grows: read it for every access.
+        return ctypes.addressof(self._memory.data_ptr(store).contents)
+
+    def _dump_json(self, value_addr: int, store: Any = None) -> Any:
+        store = store or self._store
+        text = self._read_cstring(store, self._call("opa_json_dump", value_addr, store=store))
+        return json.loads(text)
+
+    def _abort(self, caller: Any, addr: int) -> None:
+        message = self._read_cstring(caller, addr).decode("utf-8", "replace")[:500]
+        raise _HostCallError(f"opa_abort: {message}")
+
+    def _dispatch(self, caller: Any, builtin_id: int, _ctx: int, *args: int) -> int:
+        builtin = self._builtins.get(builtin_id)
+        if builtin is None:
+            raise _HostCallError(f"no host builtin with id {builtin_id}")
+        operands = [self._operand(caller, addr, builtin.rego_text) for addr in args]
+        try:
+            result = builtin.call(*operands)
+        except BuiltinError:
+            return 0  # as OPA without strict builtin errors: the expression is undefined
+        except Exception as exc:  # a host boundary: whatever failed, the evaluation traps
+            raise _HostCallError(f"{builtin.name}: {exc}") from exc
+        encoded = json.dumps(result, ensure_ascii=False, allow_nan=False).encode()
+        raw = self._call("opa_malloc", len(encoded), store=caller)
+        self._memory.write(caller, encoded, raw)
+        return self._call("opa_json_parse", raw, len(encoded), store=caller)
+
+    def _operand(self, caller: Any, addr: int, rego_text: bool) -> Any:
+        value = self._dump_json(addr, caller)
+        if not rego_text:
+            return value
+        text = self._read_cstring(caller, self._call("opa_value_dump", addr, store=caller))
+        return value, text.decode()
+
+
+class _HostCallError(Exception):
+    """A host import refused to continue: the evaluation traps."""
+
+
+def _ignore(_caller: Any, _addr: int) -> None:
+    """opa_println: `print` output is not part of a decision."""
+
+
+def _memory_minimum(module: wasmtime.Module) -> int:
+    for imported in module.imports:
+        if imported.module == "env" and imported.name == "memory":
+            kind = imported.type
+            if isinstance(kind, wasmtime.MemoryType):
+                return max(2, int(kind.limits.min))
+    return 2

@@ -1,0 +1,142 @@
+"""A loaded policy: the compiled module, its bound host builtins and a pool of instances that
+each hold the data document, parsed once.
+
+Nothing here is compiled or instantiated per evaluation. The pool holds as many instances as
+evaluations may run at once in this process (`[policy] pool_size`); an evaluation checks one
+out and returns it.
+"""
+
+import json
+import queue
+from dataclasses import dataclass
+from typing import Any
+
+import wasmtime
+
+from sekisho.errors import PolicyLoadError
+from sekisho.policy.wasm.builtins.catalog import host_builtins
+from sekisho.policy.wasm.builtins.registry import HostBuiltin, UnsupportedBuiltinError, bind
+from sekisho.policy.wasm.instance import PAGE_BYTES, PolicyInstance, WasmEvaluationError
+from sekisho.policy.wasm.runtime import WasmRuntime
+
+_CHECKOUT_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class WasmLimits:
+    """How long one evaluation may run, how much memory an instance may use, how many."""
+
+    eval_timeout_seconds: float = 0.1
+    memory_limit_bytes: int = 256 * 1024 * 1024
+    pool_size: int = 1
+
+    @property
+    def max_pages(self) -> int:
+        return max(2, self.memory_limit_bytes // PAGE_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledModule:
+    """A compiled module whose builtins are all provided and whose entrypoint exists."""
+
+    module: wasmtime.Module
+    entrypoint: int
+    builtins: dict[int, HostBuiltin]
+    wasm: bytes
+
+
+def compile_module(
+    runtime: WasmRuntime, wasm: bytes, entrypoint: str, limits: WasmLimits
+) -> CompiledModule:
+    """Compile and inspect a policy.wasm. Raises: PolicyLoadError (naming missing builtins)."""
+    try:
+        module = runtime.compile(wasm)
+        needed, entrypoints = PolicyInstance(runtime.engine, module, limits.max_pages).metadata()
+    except (wasmtime.WasmtimeError, wasmtime.Trap, WasmEvaluationError, KeyError) as exc:
+        raise PolicyLoadError(f"policy.wasm does not load: {exc}") from exc
+    if entrypoint not in entrypoints:
+        raise PolicyLoadError(
+            f"policy.wasm has no entrypoint {entrypoint} (has {sorted(entrypoints)})"
+        )
+    try:
+        table = bind(needed, host_builtins())
+    except UnsupportedBuiltinError as exc:
+        raise PolicyLoadError(str(exc)) from exc
+    return CompiledModule(module, int(entrypoints[entrypoint]), table, wasm)
+
+
+class LoadedPolicy:
+    """A compiled module and a pool of instances holding one data document."""
+
+    def __init__(
+        self, runtime: WasmRuntime, compiled: CompiledModule, data: bytes, limits: WasmLimits
+    ) -> None:
+        """Raises: PolicyLoadError when the instances cannot start or the data does not load."""
+        self.runtime = runtime
+        self.compiled = compiled
+        self.data = data
+        self._limits = limits
+        self._ticks = runtime.deadline_ticks(limits.eval_timeout_seconds)
+        self._instances = [self._instance() for _ in range(limits.pool_size)]
+        self._pool: queue.SimpleQueue[PolicyInstance] = queue.SimpleQueue()
+        for instance in self._instances:
+            self._pool.put(instance)
+
+    def _instance(self) -> PolicyInstance:
+        try:
+            instance = PolicyInstance(
+                self.runtime.engine,
+                self.compiled.module,
+                self._limits.max_pages,
+                self.compiled.builtins,
+            )
+            instance.load_data(self.data)
+        except (wasmtime.WasmtimeError, wasmtime.Trap, WasmEvaluationError) as exc:
+            raise PolicyLoadError(f"policy instance does not start: {exc}") from exc
+        return instance
+
+    def memory_bytes(self) -> int:
+        """The largest linear memory among the instances (bounded by the memory limit)."""
+        return max(instance.memory_bytes() for instance in self._instances)
+
+    def with_data(self, data: bytes) -> "LoadedPolicy":
+        """The same module with another data document. Raises: PolicyLoadError."""
+        return LoadedPolicy(self.runtime, self.compiled, data, self._limits)
+
+    def evaluate(self, document: bytes) -> Any:
+        """The entrypoint's value for an encoded input, or None when undefined.
+
+        Raises: WasmEvaluationError on a trap, timeout or malformed result.
+        """
+        try:
+            instance = self._pool.get(timeout=_CHECKOUT_TIMEOUT_SECONDS)
+        except queue.Empty as exc:
+            raise WasmEvaluationError("no policy instance free") from exc
+        try:
+            text = instance.evaluate(self.compiled.entrypoint, document, self._ticks)
+        finally:
+            self._pool.put(instance)
+        return result_value(text)
+
+
+def result_value(text: bytes) -> Any:
+    """The value in `opa_eval`'s result set: `[]` (undefined) or `[{"result": value}]`.
+
+    Raises: WasmEvaluationError for anything else.
+    """
+    try:
+        results = json.loads(text)
+    except ValueError as exc:
+        raise WasmEvaluationError(f"result is not JSON: {exc}") from exc
+    if results == []:
+        return None
+    if not isinstance(results, list) or len(results) != 1 or not isinstance(results[0], dict):
+        raise WasmEvaluationError("result set has an unexpected shape")
+    if list(results[0]) != ["result"]:
+        raise WasmEvaluationError("result set has an unexpected shape")
+    return results[0]["result"]
+
+
+def encode_json(value: Any) -> bytes:
+    """One compact JSON encoding, shared by inputs and data documents."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,0 +1,110 @@
+"""sprintf in the embedded engine matches `opa eval` on generated formats and operands."""
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sekisho.policy.wasm.builtins.gofmt import UnsupportedFormatError, sprintf
+
+from tests.unit.policy.wasm.differential import both, mismatches
+
+BODY = "results := {i: sprintf(c.f, c.a) | some i, c in input.cases}\n"
+FLAGS = ["", "-", "+", " ", "0", "#", "-0", "+0"]
+VERBS = [*"vsdqxXobeEfFgGtcU", "%"]
+STRINGS = ["", "a", "Grüße", 'q"uote', "tab\there", "ünï", "line\nbreak", "x" * 12]
+NUMBERS = [
+    0,
+    1,
+    -1,
+    7,
+    42,
+    -300,
+    65,
+    255,
+    1024,
+    2**40,
+    -(2**63),
+    12345678901234567890123,
+    0.5,
+    -0.25,
+    1.0,
+    2.5,
+    3.14159,
+    1e6,
+    1e21,
+    1.5e-7,
+    123456.789,
+    -0.0001,
+    100.0,
+]
+COMPOSITES = [True, False, None, [], [1, "a"], {"k": 1}, {"b": [1, 2], "a": {"c": None}}]
+
+
+def operand(rng: random.Random) -> Any:
+    pool = rng.choice([STRINGS, NUMBERS, NUMBERS, COMPOSITES])
+    return rng.choice(pool)
+
+
+def directive(rng: random.Random) -> str:
+    width = rng.choice(["", "", "3", "8"])
+    precision = rng.choice(["", "", ".0", ".2", ".5"])
+    return f"%{rng.choice(FLAGS)}{width}{precision}{rng.choice(VERBS)}"
+
+
+def generated(seed: int, count: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)  # noqa: S311 - reproducible test data
+    cases = []
+    for _ in range(count):
+        parts = [
+            rng.choice(["", "id=", " | ", "é"]) + directive(rng) for _ in range(rng.randint(1, 3))
+        ]
+        args = [operand(rng) for _ in range(len(parts) + rng.choice([-1, 0, 0, 0, 1]))]
+        cases.append({"f": "".join(parts), "a": args})
+    return cases
+
+
+FIXED = [
+    {"f": "%s/%s", "a": ["svc", "read"]},
+    {"f": "%d", "a": [5]},
+    {"f": "%d", "a": [5.0]},
+    {"f": "%v", "a": [{"z": 1, "a": [True, None]}]},
+    {"f": "%v|%s", "a": [[1, "x"], {"s": "set"}]},
+    {"f": "%.2f%%", "a": [99.555]},
+    {"f": "%x", "a": ["hi"]},
+    {"f": "%5.1q", "a": ["abc"]},
+    {"f": "trailing %", "a": []},
+    {"f": "%!", "a": [1]},
+    {"f": "no directives", "a": [1, "two"]},
+]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_generated_formats_match_opa(tmp_path: Path, seed: int) -> None:
+    cases = [*FIXED, *generated(seed, 400)] if seed == 1 else generated(seed, 400)
+    supported = [c for c in cases if _supported(c)]
+    assert len(supported) > 0.8 * len(cases)
+    expected, actual = both(tmp_path, BODY, {"cases": supported})
+    assert len(expected) == len(supported)
+    differences = mismatches(expected, actual, supported)
+    assert differences == [], "\n".join(differences)
+
+
+def test_sets_render_as_opa_renders_them(tmp_path: Path) -> None:
+    body = (
+        'results := {"0": sprintf("%v", [{"b", "a", "c"}]), "1": sprintf("%s", [set()]),'
+        ' "2": sprintf("%v", [{3, 1, 2}]), "3": sprintf("%v", [[{"y": {1}}]])}\n'
+    )
+    expected, actual = both(tmp_path, body, {})
+    assert expected == actual
+
+
+def _supported(case: dict[str, Any]) -> bool:
+    args = [
+        a if isinstance(a, (str, int, float)) and not isinstance(a, bool) else "" for a in case["a"]
+    ]
+    try:
+        sprintf(case["f"], args)
+    except UnsupportedFormatError:
+        return False
+    return True
