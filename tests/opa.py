@@ -5,8 +5,10 @@ fail, never skip, when it is missing: CI must run them.
 """
 
 import json
+import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -38,25 +40,60 @@ class OpaServer:
     """One `opa run --server` process; restartable on the same port."""
 
     def __init__(
-        self, log_path: Path, *, decision_logs: bool = False, load: tuple[Path, ...] = ()
+        self,
+        log_path: Path,
+        *,
+        decision_logs: bool = False,
+        load: tuple[Path, ...] = (),
+        token: str = "",
+        tls: tuple[Path, Path, Path] | None = None,
     ) -> None:
+        """`token`: run with OPA's token authentication and the deploy/ authz policy;
+        `tls`: (certificate, key, CA file) to serve https."""
         self.port = free_port()
         self.log_path = log_path
         self._decision_logs = decision_logs
         self._load = load
+        self.token = token
+        self._tls = tls
+        self._context = ssl.create_default_context(cafile=str(tls[2])) if tls else None
         self._process: subprocess.Popen[bytes] | None = None
+
+    def _auth_args(self) -> tuple[list[str], dict[str, str]]:
+        tls: list[str] = []
+        if self._tls is not None:
+            cert, key, _ = self._tls
+            tls = ["--tls-cert-file", str(cert), "--tls-private-key-file", str(key)]
+        if not self.token:
+            return tls, dict(os.environ)
+        authz = self.log_path.parent / "opa-authz.rego"
+        authz.write_text(deployed_authz_policy(), encoding="utf-8")
+        args = [*tls, "--authentication=token", "--authorization=basic", str(authz)]
+        return args, {**os.environ, "SEKISHO_OPA_TOKEN": self.token}
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> object:
+        """One API call with the token (when set); the JSON answer, or None for no body."""
+        request = urllib.request.Request(f"{self.url}{path}", data=body, method=method)
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        with urllib.request.urlopen(request, timeout=5, context=self._context) as response:
+            raw = response.read()
+        return json.loads(raw) if raw else None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> "OpaServer":
         args = [str(opa_binary()), "run", "--server", "--addr", f"127.0.0.1:{self.port}"]
         if self._decision_logs:
             args += ["--set", "decision_logs.console=true"]
         args += [str(path) for path in self._load]
+        auth, env = self._auth_args()
         with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+            self._process = subprocess.Popen(
+                args + auth, stdout=log, stderr=subprocess.STDOUT, env=env
+            )
         self._wait_healthy()
         return self
 
@@ -67,7 +104,8 @@ class OpaServer:
             if self._process.poll() is not None:
                 pytest.fail(f"opa exited: {self.log_path.read_text(errors='replace')[-2000:]}")
             try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
+                health = f"{self.url}/health"
+                with urllib.request.urlopen(health, timeout=1, context=self._context) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, OSError):
@@ -104,9 +142,19 @@ class OpaServer:
         return ids
 
     def policy_ids(self) -> list[str]:
-        with urllib.request.urlopen(f"{self.url}/v1/policies", timeout=5) as response:
-            return [entry["id"] for entry in json.load(response)["result"]]
+        body = self.request("GET", "/v1/policies")
+        assert isinstance(body, dict)
+        return [entry["id"] for entry in body["result"]]
 
     def data(self, path: str) -> object:
-        with urllib.request.urlopen(f"{self.url}/v1/data/{path}", timeout=5) as response:
-            return json.load(response).get("result")
+        body = self.request("GET", f"/v1/data/{path}")
+        assert isinstance(body, dict)
+        return body.get("result")
+
+
+def deployed_authz_policy() -> str:
+    """The system.authz policy deploy/configmap.yaml gives the OPA sidecar (tested as shipped)."""
+    import yaml
+
+    configmap = yaml.safe_load((REPO / "deploy" / "configmap.yaml").read_text(encoding="utf-8"))
+    return str(configmap["data"]["authz.rego"])

@@ -294,6 +294,17 @@ class PolicyConfig(_Strict):
     memory_limit_mb: int = Field(default=256, ge=2, le=4096)
     pool_size: int = Field(default=1, ge=1, le=64)
     compile_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    # OPA's own authentication (docs/operators.md "Securing OPA"): the name of the environment
+    # variable holding the bearer token, and the CA that signed an https OPA's certificate.
+    opa_token_env: str = ""
+    opa_ca_file: Path | None = None
+
+    @field_validator("opa_token_env")
+    @classmethod
+    def _token_env_name(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("opa_token_env must be the name of an environment variable")
+        return value
 
     @field_validator("query")
     @classmethod
@@ -743,9 +754,13 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     opa_binary = settings.policy.opa_binary
     if "/" in opa_binary:  # a path, not a name looked up on PATH
         opa_binary = os.path.normpath(base / opa_binary)  # keep symlinks: bin/opa may be one
-    policy = settings.policy.model_copy(
-        update={"path": (base / settings.policy.path).resolve(), "opa_binary": opa_binary}
-    )
+    policy_update: dict[str, Any] = {
+        "path": (base / settings.policy.path).resolve(),
+        "opa_binary": opa_binary,
+    }
+    if settings.policy.opa_ca_file is not None:
+        policy_update["opa_ca_file"] = (base / settings.policy.opa_ca_file).resolve()
+    policy = settings.policy.model_copy(update=policy_update)
     keys_update: dict[str, Any] = {"dir": (base / settings.keys.dir).resolve()}
     if settings.keys.audit_log:
         keys_update["audit_log"] = str((base / settings.keys.audit_log).resolve())

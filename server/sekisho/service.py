@@ -34,7 +34,7 @@ from sekisho.minting.minter import TokenMinter
 from sekisho.observability import Observability, build_observability
 from sekisho.policy.cache import CachingPolicyEngine
 from sekisho.policy.engine import PolicyRuntime
-from sekisho.policy.opa.api import OpaApi
+from sekisho.policy.opa.api import OpaApi, opa_ssl_context, opa_token
 from sekisho.policy.opa.engine import OpaPolicyEngine
 from sekisho.policy.wasm.factory import embedded_engine
 from sekisho.reload import poll_forever, retry_with_backoff, watch_directory
@@ -193,7 +193,12 @@ def build_policy_engine(settings: Settings) -> PolicyRuntime:
     policy = settings.policy
     if policy.engine == "opa":
         return OpaPolicyEngine(
-            OpaApi(policy.opa_url, policy.opa_timeout_seconds),
+            OpaApi(
+                policy.opa_url,
+                policy.opa_timeout_seconds,
+                token=opa_token(policy.opa_token_env),
+                ssl_context=opa_ssl_context(policy.opa_ca_file),
+            ),
             policy.path,
             policy.query,
             manage=policy.manage,

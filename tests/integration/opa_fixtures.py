@@ -24,9 +24,10 @@ def opa_engine(
     manage: bool = True,
     timeout: float = 0.5,
     interval: float = 0.2,
+    token: str = "",
 ) -> OpaPolicyEngine:
     return OpaPolicyEngine(
-        OpaApi(url, timeout),
+        OpaApi(url, timeout, token=token),
         root,
         QUERY,
         manage=manage,

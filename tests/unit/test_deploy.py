@@ -112,3 +112,19 @@ def test_autoscaling_and_disruption_budget_target_the_deployment(
         manifests["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"].items()
         <= labels.items()
     )
+
+
+def test_opa_api_takes_only_sekishos_token(
+    manifests: dict[str, dict[str, Any]], settings: Settings
+) -> None:
+    # Issue 19: an unauthenticated OPA API lets any process in the pod push a granting module.
+    opa = _container(manifests, "opa")
+    assert {"--authentication=token", "--authorization=basic", "/etc/opa/authz.rego"} <= set(
+        opa["args"]
+    )
+    assert "package system.authz" in manifests["ConfigMap"]["data"]["authz.rego"]
+    env = settings.policy.opa_token_env
+    assert env
+    for name in ("sekisho", "opa"):
+        names = {e["name"]: e for e in _container(manifests, name).get("env", [])}
+        assert names[env]["valueFrom"]["secretKeyRef"]["name"] == "sekisho-opa-api-token"

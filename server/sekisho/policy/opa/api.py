@@ -8,7 +8,10 @@ errors become the three typed errors below (https://www.openpolicyagent.org/docs
 
 import asyncio
 import json
+import os
+import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,10 +21,11 @@ from opa_client.errors import (
     ConnectionsError,
     DeletePolicyError,
     PatchDataError,
-    PolicyNotFoundError,
     RegoParseError,
     TypeException,
 )
+
+from sekisho.errors import ConfigError
 
 # Transport-level failures: OPA did not give a usable answer.
 _UNAVAILABLE = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionsError, ValueError)
@@ -67,16 +71,83 @@ def rejection_message(exc: RegoParseError | PatchDataError) -> str:
     return "; ".join(details) or f"{exc.expression}: {exc.message}"
 
 
-class OpaApi:
-    """Queries, policy writes and data patches against one OPA server."""
+@dataclass(frozen=True, slots=True)
+class OpaPolicy:
+    """One module OPA holds: its id, its text and its package path (e.g. ("sekisho", "x"))."""
 
-    def __init__(self, url: str, timeout_seconds: float) -> None:
+    id: str
+    raw: str
+    package: tuple[str, ...]
+
+
+class _VerifiedClient(AsyncOpaClient):  # type: ignore[misc]
+    """AsyncOpaClient whose https session trusts `ca_file` (OPA's own CA), not only the system's."""
+
+    def __init__(self, *args: Any, ssl_context: ssl.SSLContext | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ssl_context = ssl_context
+
+    async def _init_session(self) -> None:
+        await super()._init_session()
+        if self._ssl_context is not None:
+            session: aiohttp.ClientSession = getattr(self, "_session")  # noqa: B009 (untyped base)
+            await session.close()
+            self._connector = aiohttp.TCPConnector(ssl=self._ssl_context)
+            self._session = aiohttp.ClientSession(
+                headers=self.headers,
+                connector=self._connector,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            )
+
+
+def opa_ssl_context(ca_file: Path | None) -> ssl.SSLContext | None:
+    """Verification against `ca_file` (hostname checked). Raises: OSError, ssl.SSLError."""
+    if ca_file is None:
+        return None
+    return ssl.create_default_context(cafile=str(ca_file))
+
+
+def opa_token(env_name: str) -> str:
+    """The bearer token from environment variable `env_name` ("" = none configured).
+
+    Raises: ConfigError when the variable is named but empty (never run unauthenticated by
+    accident: OPA would refuse every request, or worse, accept them without a token).
+    """
+    if not env_name:
+        return ""
+    token = os.environ.get(env_name, "").strip()
+    if not token:
+        raise ConfigError(f"config key 'policy.opa_token_env': ${env_name} is empty or unset")
+    return token
+
+
+class OpaApi:
+    """Queries, policy writes and data patches against one OPA server.
+
+    `token` is sent as `Authorization: Bearer …` on every request, for an OPA run with
+    `--authentication=token --authorization=basic` (docs/operators.md "Securing OPA").
+    """
+
+    def __init__(
+        self,
+        url: str,
+        timeout_seconds: float,
+        *,
+        token: str = "",
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         host, port, tls = client_address(url)
         self.url = url
         # retries=0: the library would otherwise sleep and retry inside our time budget;
         # rego_compat is turned off per call, so OPA never receives a rewritten policy.
-        self._client = AsyncOpaClient(
-            host=host, port=port, ssl=tls, retries=0, timeout=timeout_seconds
+        self._client = _VerifiedClient(
+            host=host,
+            port=port,
+            ssl=tls,
+            retries=0,
+            timeout=timeout_seconds,
+            token=token or None,
+            ssl_context=ssl_context if tls else None,
         )
         self._open = False
 
@@ -137,13 +208,34 @@ class OpaApi:
         except _UNAVAILABLE as exc:
             raise OpaUnavailableError(f"OPA policy delete failed: {exc!r}") from exc
 
-    async def policy_ids(self) -> list[str]:
-        """GET /v1/policies. Raises: OpaUnavailableError."""
+    async def policies(self) -> list[OpaPolicy]:
+        """GET /v1/policies with each module's text and package. Raises: OpaUnavailableError."""
+        body = await self._get_json("policies")
         try:
-            ids = await self._client.get_policies_list()
-        except (*_UNAVAILABLE, PolicyNotFoundError) as exc:
-            raise OpaUnavailableError(f"OPA policy listing failed: {exc!r}") from exc
-        return [str(policy_id) for policy_id in ids]
+            return [_policy(entry) for entry in body["result"]]
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise OpaUnavailableError("OPA answered the policy listing with a bad shape") from exc
+
+    async def data(self, path: str) -> Any:
+        """GET /v1/data/{path} without input (None when undefined).
+
+        Raises: OpaUnavailableError, OpaEvaluationError.
+        """
+        body = await self._get_json(f"data/{path}")
+        return body.get("result") if isinstance(body, dict) else None
+
+    async def _get_json(self, path: str) -> Any:
+        url = f"{self._client.root_url}/{path}"
+        try:
+            async with self._client._request("GET", url) as reply:
+                if reply.status == 500:
+                    raise OpaEvaluationError(f"OPA could not evaluate {path}: HTTP 500")
+                reply.raise_for_status()
+                return await reply.json()
+        except aiohttp.ClientResponseError as exc:
+            raise OpaUnavailableError(f"OPA answered HTTP {exc.status} to GET {path}") from exc
+        except _UNAVAILABLE as exc:
+            raise OpaUnavailableError(f"OPA GET {path} failed: {exc!r}") from exc
 
     async def patch_data(self, operations: list[dict[str, Any]]) -> None:
         """One JSON Patch (RFC 6902) on the root of `data`: OPA applies it in one transaction.
@@ -171,6 +263,12 @@ class OpaApi:
                 raise OpaRejectedError(f"data.{key}: {exc.message}") from exc
         except _UNAVAILABLE as exc:
             raise OpaUnavailableError(f"OPA data write failed: {exc!r}") from exc
+
+
+def _policy(entry: dict[str, Any]) -> OpaPolicy:
+    path = entry["ast"]["package"]["path"]
+    package = tuple(str(term["value"]) for term in path[1:])  # path[0] is `data`
+    return OpaPolicy(id=str(entry["id"]), raw=str(entry["raw"]), package=package)
 
 
 def pointer(key: str) -> str:

@@ -7,7 +7,9 @@ exchange is UNAVAILABLE. A supervisor task re-runs the self-test every
 `opa_check_interval_seconds`. With `manage = true` Sekisho owns OPA's copy of the policy folder:
 it publishes it at start, on every change, and again whenever OPA has lost it (a restarted
 sidecar); an edit OPA rejects is logged with OPA's compile errors and the last good policy is put
-back. With `manage = false` OPA loads its own bundle and Sekisho only queries.
+back. Each check also compares what OPA holds with what was published (integrity.py): a foreign
+or changed module, or edited data, makes the engine not ready until it is republished (foreign
+modules deleted). With `manage = false` OPA loads its own bundle and Sekisho only queries.
 """
 
 import asyncio
@@ -28,7 +30,8 @@ from sekisho.policy.opa.api import (
     OpaUnavailableError,
 )
 from sekisho.policy.opa.gate import PublishGate
-from sekisho.policy.opa.publisher import OpaPublisher
+from sekisho.policy.opa.integrity import drift
+from sekisho.policy.opa.publisher import OpaPublisher, policy_roots
 from sekisho.policy.selftest import SELF_TEST_INPUT, check_self_test
 from sekisho.policy.source import PolicySource, load_source
 from sekisho.policy.wasm.compiler import entrypoint_of
@@ -50,10 +53,10 @@ class OpaPolicyEngine:
         check_interval_seconds: float,
     ) -> None:
         self._api = api
-        self._publisher = OpaPublisher(api)
+        self._path = entrypoint_of(query)
+        self._publisher = OpaPublisher(api, self._path)
         self._gate = PublishGate()
         self._root = root
-        self._path = entrypoint_of(query)
         self._manage = manage
         self._timeout = timeout_seconds
         self._interval = check_interval_seconds
@@ -197,6 +200,7 @@ class OpaPolicyEngine:
         try:
             async with self._gate.reading():
                 await self._self_test()
+                await self._compare_with_published()
         except OpaUnavailableError as exc:
             self._set_ready(False, f"OPA unreachable: {exc}")
             return False
@@ -222,6 +226,21 @@ class OpaPolicyEngine:
                     await self.check()
             except Exception:  # a background loop: log and go on
                 log.exception("policy_supervisor_failed")
+
+    async def _compare_with_published(self) -> None:
+        """manage = true: OPA must hold exactly what was published (integrity.py).
+
+        Raises: PolicyLoadError naming the differences (the caller republishes),
+        OpaUnavailableError.
+        """
+        if not self._manage or self._good is None:
+            return
+        roots = policy_roots(self._good, self._path)
+        problems = await drift(self._api, self._good, roots)
+        if problems:
+            extra = {"url": self._api.url, "problems": problems[:20]}
+            log.error("opa_policy_tampered", extra=extra)
+            raise PolicyLoadError("OPA holds what Sekisho did not publish: " + "; ".join(problems))
 
     async def _self_test(self) -> None:
         """Raises: PolicyLoadError, OpaUnavailableError."""

@@ -10,7 +10,7 @@ Callers hold the engine's PublishGate while publishing: no decision sees a half-
 import logging
 from typing import Any
 
-from sekisho.policy.opa.api import OpaApi, OpaRejectedError, pointer
+from sekisho.policy.opa.api import OpaApi, OpaPolicy, OpaRejectedError, pointer
 from sekisho.policy.source import PolicySource
 
 log = logging.getLogger(__name__)
@@ -23,25 +23,39 @@ def policy_id(module_name: str) -> str:
     return POLICY_ID_PREFIX + module_name
 
 
+def policy_roots(source: PolicySource, entrypoint: str) -> frozenset[str]:
+    """Top-level names of `data` the policy owns: the query's first segment and data keys."""
+    return frozenset({entrypoint.split("/", 1)[0], *source.data})
+
+
+def is_foreign(policy: OpaPolicy, wanted: dict[str, str], roots: frozenset[str]) -> bool:
+    """A module Sekisho did not publish that lives under the policy's roots or id prefix."""
+    if policy.id in wanted:
+        return False
+    return policy.id.startswith(POLICY_ID_PREFIX) or policy.package[:1] in {(r,) for r in roots}
+
+
 class OpaPublisher:
     """Writes a PolicySource to OPA and removes what an earlier source had and this one lacks."""
 
-    def __init__(self, api: OpaApi) -> None:
+    def __init__(self, api: OpaApi, entrypoint: str) -> None:
         self._api = api
+        self._entrypoint = entrypoint
         self._data_keys: set[str] = set()
 
     async def publish(self, source: PolicySource) -> None:
-        """Make OPA hold exactly `source`'s modules and data.
+        """Make OPA hold exactly `source`'s modules and data: modules under the policy's roots
+        that Sekisho did not publish (an earlier folder's, or foreign ones) are deleted.
 
         Raises: OpaRejectedError (OPA may hold a mix of old and new: publish the last good
         source again), OpaUnavailableError.
         """
         wanted = {policy_id(name): text for name, text in source.modules.items()}
-        stale = [
-            existing
-            for existing in await self._api.policy_ids()
-            if existing.startswith(POLICY_ID_PREFIX) and existing not in wanted
-        ]
+        roots = policy_roots(source, self._entrypoint)
+        stale = [p.id for p in await self._api.policies() if is_foreign(p, wanted, roots)]
+        for foreign in stale:
+            if not foreign.startswith(POLICY_ID_PREFIX):
+                log.error("opa_foreign_policy_removed", extra={"policy_id": foreign})
         await self._apply(dict.fromkeys(stale, None) | wanted)
         await self._replace_data(source.data)
 
