@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from sekisho.constants import ASYMMETRIC_ALGORITHMS
 from sekisho.errors import ConfigError
 from sekisho.identity.presets import PRESETS, PresetName, preset_config_problem
+from sekisho.policy.options import DecisionLogConfig, ShadowConfig
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -298,6 +299,7 @@ class PolicyConfig(_Strict):
     # variable holding the bearer token, and the CA that signed an https OPA's certificate.
     opa_token_env: str = ""
     opa_ca_file: Path | None = None
+    shadow: ShadowConfig = ShadowConfig()
 
     @field_validator("opa_token_env")
     @classmethod
@@ -329,6 +331,31 @@ class PolicyConfig(_Strict):
     def reads_folder(self) -> bool:
         """Whether Sekisho itself reads `path` (embedded, or OPA with manage = true)."""
         return self.engine == "embedded" or self.manage
+
+    @model_validator(mode="after")
+    def _shadow_engine(self) -> "PolicyConfig":
+        shadow = self.shadow
+        if shadow.query:
+            self._data_ref(shadow.query)
+        if shadow.enabled and shadow.engine == "opa":
+            # Publishing the shadow folder to the live OPA would replace the live policy.
+            self._opa_base_url(shadow.opa_url)
+            if shadow.opa_url.rstrip("/") == self.opa_url.rstrip("/"):
+                raise ValueError("shadow.opa_url must name another OPA server than opa_url")
+        return self
+
+    def for_shadow(self) -> "PolicyConfig":
+        """The settings the engine factory builds the shadow engine from."""
+        shadow = self.shadow
+        return self.model_copy(
+            update={
+                "engine": shadow.engine,
+                "path": Path(shadow.path),
+                "query": shadow.query or self.query,
+                "opa_url": shadow.opa_url or self.opa_url,
+                "shadow": ShadowConfig(),
+            }
+        )
 
 
 class KeysConfig(_Strict):
@@ -676,6 +703,7 @@ class Settings(BaseSettings):
     tracing: TracingConfig = TracingConfig()
     cache: CacheConfig = CacheConfig()
     status_list: StatusListConfig = StatusListConfig()
+    decision_log: DecisionLogConfig = DecisionLogConfig()
 
     @field_validator("callers")
     @classmethod
@@ -775,9 +803,29 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     if settings.status_list.audit_log:
         status_update["audit_log"] = str((base / settings.status_list.audit_log).resolve())
     status_list = settings.status_list.model_copy(update=status_update)
+    policy, decision_log = _resolve_decision_paths(policy, settings.decision_log, base)
     return settings.model_copy(
-        update={"policy": policy, "keys": keys, "server": server, "status_list": status_list}
+        update={
+            "policy": policy,
+            "keys": keys,
+            "server": server,
+            "status_list": status_list,
+            "decision_log": decision_log,
+        }
     )
+
+
+def _resolve_decision_paths(
+    policy: PolicyConfig, decision_log: DecisionLogConfig, base: Path
+) -> tuple[PolicyConfig, DecisionLogConfig]:
+    """[policy.shadow] path and the [decision_log] files, relative to the config's folder."""
+    shadow = policy.shadow
+    if shadow.path:
+        shadow = shadow.model_copy(update={"path": str((base / shadow.path).resolve())})
+    update: dict[str, Any] = {"path": (base / decision_log.path).resolve()}
+    if decision_log.hash_key_file:
+        update["hash_key_file"] = str((base / decision_log.hash_key_file).resolve())
+    return policy.model_copy(update={"shadow": shadow}), decision_log.model_copy(update=update)
 
 
 def load_settings(path: Path | None) -> Settings:

@@ -164,10 +164,35 @@ class Metrics:
             multiprocess_mode="livemax",
         )
         self.worker_restarts = Counter(WORKER_RESTARTS, WORKER_RESTARTS_HELP, registry=own)
+        self._decision_metrics(own)
         self._exposition = own or self._multiprocess_registry()
         # Label lookups cost more than the observation itself: keep the children of the hot path.
         self._stages = {stage: self.stage_seconds.labels(stage) for stage in STAGES}
         self._outcomes: dict[tuple[str, str, str, str], Counter] = {}
+
+    def _decision_metrics(self, own: CollectorRegistry | None) -> None:
+        """The decision log's and the shadow policy's counters (docs/operations.md#metrics)."""
+        self.decision_log_records = Counter(
+            "sekisho_decision_log_records",
+            "Decision log records by outcome (written, dropped: queue full, failed: write error).",
+            ("outcome",),
+            registry=own,
+        )
+        self.shadow_evaluations = Counter(
+            "sekisho_shadow_evaluations",
+            "Shadow policy evaluations by outcome (same, different, dropped: queue full).",
+            ("outcome",),
+            registry=own,
+        )
+        self.shadow_differences = Counter(
+            "sekisho_shadow_differences",
+            "Shadow decisions that differ from the live one, by audience and kind of difference.",
+            ("audience", "kind"),
+            registry=own,
+        )
+
+    def shadow_differed(self, audience: str, kind: str) -> None:
+        self.shadow_differences.labels(self._audience(audience), kind).inc()
 
     def _multiprocess_registry(self) -> CollectorRegistry:
         registry = CollectorRegistry()

@@ -16,6 +16,7 @@ from sekisho.audit import AuditLog
 from sekisho.callers import CallerRegistry, RateLimit, RegisteredCaller
 from sekisho.clock import Clock, SystemClock
 from sekisho.config import Settings
+from sekisho.decision_observers import DecisionObservers, build_decision_observers
 from sekisho.errors import ConfigError
 from sekisho.exchange import TokenExchanger
 from sekisho.gateway.authorizer import GatewayAuthorizer, TokenHeader
@@ -117,6 +118,8 @@ class Service:
     # The hot-path caches (hits / misses / len for metrics); policy is a CachingPolicyEngine.
     subject_cache: CachingTokenVerifier | None = None
     observability: Observability | None = None
+    # The decision log and shadow policy ([decision_log], [policy.shadow]), when configured.
+    observers: DecisionObservers | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Keeps gRPC health in step with /readyz; cancelled first so shutdown's NOT_SERVING sticks.
     readiness: asyncio.Task[None] | None = None
@@ -325,6 +328,14 @@ async def start_service(
         build_policy_engine(settings), clock, max_entries=settings.cache.decision_max_entries
     )
     await policy.start()
+    observers = await build_decision_observers(
+        settings,
+        policy,
+        clock,
+        observability.metrics,
+        build_policy_engine,
+        several_workers=settings.server.workers != 1,
+    )
     own_fetcher: HttpJsonFetcher | None = None
     if fetcher is None:
         own_fetcher = HttpJsonFetcher(settings.trust.http_timeout_seconds)
@@ -357,7 +368,7 @@ async def start_service(
     admission = build_admission(settings, callers, clock)
     exchanger = TokenExchanger(
         subject_cache,
-        policy,
+        observers.engine,
         minter,
         clock,
         AuditLog(request_id),
@@ -426,7 +437,9 @@ async def start_service(
         policy=policy,
         subject_cache=subject_cache,
         observability=observability,
+        observers=observers,
     )
+    service.closers.append(observers.close)
     if close_replay_cache is not None:
         service.closers.append(close_replay_cache)
     if status is not None:

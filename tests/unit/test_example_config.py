@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 from sekisho.config import IssuerConfig, Settings, load_settings
+from sekisho.policy.options import ShadowConfig
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "example.toml"
@@ -35,6 +36,7 @@ INTENTIONAL = {
     ("keys", "dir"): REPO / "var" / "keys",
     ("status_list", "enabled"): True,  # the example shows revocation at work (issue 16)
     ("status_list", "path"): REPO / "var" / "status" / "status.db",
+    ("decision_log", "path"): REPO / "var" / "decisions.jsonl",
 }
 
 
@@ -59,6 +61,7 @@ def _model_sections() -> list[tuple[str, type[BaseModel]]]:
         assert isinstance(model, type) and issubclass(model, BaseModel), name
         sections.append((name, model))
     sections.append(("trust.issuers", IssuerConfig))
+    sections.append(("policy.shadow", ShadowConfig))
     return sections
 
 
@@ -67,6 +70,8 @@ def _table(raw: dict[str, Any], section: str) -> dict[str, Any]:
         issuers = raw["trust"]["issuers"]
         assert len(issuers) == 1, "the example shows one [[trust.issuers]] table"
         return dict(issuers[0])
+    if section == "policy.shadow":
+        return dict(raw["policy"]["shadow"])
     return dict(raw[section])
 
 

@@ -1,4 +1,4 @@
-"""`sekisho policy eval|test|check`: the policy author's commands (docs/policy-authors.md).
+"""`sekisho policy eval|test|check|impact`: the policy author's commands (docs/policy-authors.md).
 
 All three work on the folder `[policy] path` as the service reads it, whatever the engine.
 """
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sekisho.commands import policy_impact
 from sekisho.config import Settings
 from sekisho.errors import PolicyLoadError
 
@@ -47,10 +48,11 @@ def register(
         parents=[common],
         help="opa fmt, opa check --strict, regal lint (if installed), the embedded engine's load",
     )
+    policy_impact.register(policy_sub, common)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    commands = {"eval": _eval, "test": _test, "check": _check}
+    commands = {"eval": _eval, "test": _test, "check": _check, "impact": policy_impact.run}
     return commands[args.policy_command](args, settings)
 
 

@@ -1,0 +1,119 @@
+"""`sekisho policy impact`: replay recorded decisions through the live and a candidate policy
+folder and print what would change (docs/policy-authors.md#impact-replay). Needs no running
+service: both folders are loaded by the embedded engine, as `sekisho policy test` does."""
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from sekisho.commands import SubParsers
+from sekisho.config import Settings
+from sekisho.policy.engine import PolicyRuntime
+from sekisho.policy.impact import Impact, read_records, replay
+
+
+def register(policy_sub: SubParsers, common: argparse.ArgumentParser) -> None:
+    impact = policy_sub.add_parser(
+        "impact",
+        parents=[common],
+        help="replay recorded decisions through the live and a candidate policy: what changes",
+    )
+    impact.add_argument(
+        "--decisions",
+        required=True,
+        action="append",
+        type=Path,
+        help="decision log file (JSON lines); repeat for rotated files",
+    )
+    impact.add_argument("--candidate", required=True, type=Path, help="candidate policy folder")
+    impact.add_argument(
+        "--live", type=Path, help="live policy folder (default: [policy] path of the config)"
+    )
+    impact.add_argument(
+        "--max-changes",
+        type=int,
+        help="exit 1 when more than this many replayed decisions change",
+    )
+    impact.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Raises: PolicyLoadError, DecisionFileError (a ValueError), OSError."""
+    live_dir = args.live or settings.policy.path
+    impact = asyncio.run(_replay(settings, args.decisions, live_dir, args.candidate))
+    exceeded = args.max_changes is not None and impact.changed > args.max_changes
+    if args.format == "json":
+        document = impact_document(impact) | {"max_changes": args.max_changes}
+        print(json.dumps(document | {"exceeded": exceeded}, indent=2, sort_keys=True))
+    else:
+        print(impact_text(impact, args.max_changes, exceeded))
+    return 1 if exceeded else 0
+
+
+def _engine(settings: Settings, folder: Path) -> PolicyRuntime:
+    from sekisho.service import build_policy_engine
+
+    policy = settings.policy.model_copy(update={"engine": "embedded", "path": folder.resolve()})
+    return build_policy_engine(settings.model_copy(update={"policy": policy}))
+
+
+async def _replay(settings: Settings, files: list[Path], live_dir: Path, candidate: Path) -> Impact:
+    live, proposed = _engine(settings, live_dir), _engine(settings, candidate)
+    await live.start()
+    try:
+        await proposed.start()
+        try:
+            return await replay(read_records(files), live, proposed)
+        finally:
+            await proposed.close()
+    finally:
+        await live.close()
+
+
+def impact_document(impact: Impact) -> dict[str, Any]:
+    """The report as JSON (--format json)."""
+    return {
+        "replayed": impact.replayed,
+        "reproduced": impact.reproduced,
+        "changed": impact.changed,
+        "by_kind": impact.by_kind(),
+        "by_audience": {
+            aud: dict(sorted(k.items())) for aud, k in sorted(impact.by_audience.items())
+        },
+        "scope_changes": [
+            {
+                "user": user,
+                "audience": audience,
+                "gained": sorted(change.gained),
+                "lost": sorted(change.lost),
+                "decisions": change.decisions,
+            }
+            for (user, audience), change in sorted(impact.users.items())
+        ],
+    }
+
+
+def impact_text(impact: Impact, max_changes: int | None, exceeded: bool) -> str:
+    """The report for a person (--format text)."""
+    lines = [
+        f"== replayed {impact.replayed} decisions; the live policy reproduces "
+        f"{impact.reproduced} of the recorded results",
+        f"== changed: {impact.changed}" + _limit(max_changes, exceeded),
+    ]
+    for audience, kinds in sorted(impact.by_audience.items()):
+        counts = ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items()))
+        lines.append(f"  {audience or '(no audience)'}: {counts}")
+    if impact.users:
+        lines.append("== users x downstreams gaining or losing scopes")
+    for (user, audience), change in sorted(impact.users.items()):
+        scopes = [f"+{s}" for s in sorted(change.gained)] + [f"-{s}" for s in sorted(change.lost)]
+        lines.append(f"  {user}  {audience}  {' '.join(scopes)}  ({change.decisions} decisions)")
+    return "\n".join(lines)
+
+
+def _limit(max_changes: int | None, exceeded: bool) -> str:
+    if max_changes is None:
+        return ""
+    return f" (max {max_changes}: {'EXCEEDED' if exceeded else 'ok'})"

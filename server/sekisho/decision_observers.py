@@ -1,0 +1,152 @@
+"""Builds what watches policy decisions from [decision_log] and [policy.shadow]: the decision log
+writer, the shadow evaluator and its engine, and the PolicyEngine the exchange calls (the live
+engine, wrapped so both see every decision). With neither configured the live engine is used
+as is: no wrapper, no cost.
+"""
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sekisho.clock import Clock
+from sekisho.config import Settings
+from sekisho.errors import PolicyLoadError
+from sekisho.metrics import Metrics
+from sekisho.policy.cache import CachingPolicyEngine
+from sekisho.policy.decisionlog import DecisionEvents, DecisionLog, default_labels
+from sekisho.policy.engine import PolicyEngine, PolicyRuntime
+from sekisho.policy.redaction import Redactor, build_hasher
+from sekisho.policy.rego import entrypoint_of
+from sekisho.policy.rotation import RotatingFile
+from sekisho.policy.shadow import ShadowBounds, ShadowCounters, ShadowEvaluator
+from sekisho.policy.tap import DecisionObserver, ObservedPolicyEngine
+from sekisho.reload import watch_directory
+
+log = logging.getLogger(__name__)
+
+EngineFactory = Callable[[Settings], PolicyRuntime]
+
+
+@dataclass
+class DecisionObservers:
+    """The engine the exchange should call, and the observers behind it."""
+
+    engine: PolicyEngine
+    decision_log: DecisionLog | None = None
+    shadow: ShadowEvaluator | None = None
+    shadow_engine: CachingPolicyEngine | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Stop shadowing, then write out the queued decision records."""
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.shadow is not None:
+            await self.shadow.close()
+        if self.shadow_engine is not None:
+            await self.shadow_engine.close()
+        if self.decision_log is not None:
+            await asyncio.to_thread(self.decision_log.close)
+
+
+def decision_log_path(path: Path, *, several_workers: bool) -> Path:
+    """One file per process when workers share the config: rotation is not safe across
+    processes. `decisions.jsonl` → `decisions.<pid>.jsonl`."""
+    if not several_workers:
+        return path
+    return path.with_name(f"{path.stem}.{os.getpid()}{path.suffix}")
+
+
+def build_decision_log(
+    settings: Settings, metrics: Metrics | None, *, several_workers: bool
+) -> DecisionLog:
+    """The [decision_log] writer, not started. Raises: ConfigError (hash key unreadable)."""
+    config = settings.decision_log
+    hasher = build_hasher(config) if config.hash_fields else None
+    events = DecisionEvents(
+        entrypoint_of(settings.policy.query),
+        Redactor(hasher, config.hash_fields, config.erase_fields),
+        default_labels(),
+    )
+    file = RotatingFile(
+        decision_log_path(config.path, several_workers=several_workers),
+        max_bytes=config.max_bytes,
+        max_files=config.max_files,
+    )
+    on_count = metrics.decision_log_records.labels if metrics else None
+    return DecisionLog(
+        events,
+        file,
+        queue_size=config.queue_size,
+        on_count=(lambda outcome: on_count(outcome).inc()) if on_count else lambda outcome: None,
+    )
+
+
+async def start_shadow(
+    settings: Settings, clock: Clock, metrics: Metrics | None, build_engine: EngineFactory
+) -> tuple[ShadowEvaluator, CachingPolicyEngine]:
+    """The shadow engine (behind its own decision cache) and its evaluator, started. A shadow
+    policy that does not load is logged, never fatal: every shadow evaluation is then an
+    `error` difference until a fixed policy loads."""
+    config = settings.policy.shadow
+    shadow_settings = settings.model_copy(update={"policy": settings.policy.for_shadow()})
+    engine = CachingPolicyEngine(
+        build_engine(shadow_settings), clock, max_entries=settings.cache.decision_max_entries
+    )
+    try:
+        await engine.start()
+    except PolicyLoadError as exc:
+        log.error("shadow_policy_load_failed", extra={"path": config.path, "error": str(exc)})
+    counters = ShadowCounters()
+    if metrics is not None:
+        counters = ShadowCounters(
+            lambda outcome: metrics.shadow_evaluations.labels(outcome).inc(),
+            metrics.shadow_differed,
+        )
+    bounds = ShadowBounds(config.queue_size, config.timeout_seconds, config.cpu_share)
+    evaluator = ShadowEvaluator(engine, bounds, counters)
+    evaluator.start()
+    return evaluator, engine
+
+
+async def build_decision_observers(
+    settings: Settings,
+    live: PolicyEngine,
+    clock: Clock,
+    metrics: Metrics | None,
+    build_engine: EngineFactory,
+    *,
+    several_workers: bool = False,
+) -> DecisionObservers:
+    """Everything [decision_log] and [policy.shadow] ask for, running.
+
+    Raises: ConfigError when the decision log's hash key cannot be read.
+    """
+    observers = DecisionObservers(engine=live)
+    watching: list[DecisionObserver] = []
+    if settings.decision_log.enabled:
+        observers.decision_log = build_decision_log(
+            settings, metrics, several_workers=several_workers
+        )
+        observers.decision_log.start()
+        watching.append(observers.decision_log)
+    if settings.policy.shadow.enabled:
+        observers.shadow, observers.shadow_engine = await start_shadow(
+            settings, clock, metrics, build_engine
+        )
+        watching.append(observers.shadow)
+        observers.tasks += _shadow_watch(settings, observers.shadow_engine)
+    if watching:
+        observers.engine = ObservedPolicyEngine(live, clock, watching)
+    return observers
+
+
+def _shadow_watch(settings: Settings, engine: CachingPolicyEngine) -> list[asyncio.Task[None]]:
+    shadow = settings.policy.for_shadow()
+    if not (settings.policy.watch and shadow.reads_folder):
+        return []
+    return [asyncio.create_task(watch_directory(shadow.path, engine.folder_changed, "shadow"))]

@@ -1,0 +1,134 @@
+"""Impact replay (`sekisho policy impact`): recorded decision inputs through the live and a
+candidate policy, and what would change (docs/policy-authors.md#impact-replay).
+
+Each decision log record's input is evaluated by both engines; their decisions are compared
+with the same rules as shadow evaluation (difference.py). The live engine's decision is also
+checked against the recorded result: `reproduced` counts exact matches, so a log written by
+another policy (or one whose policy reads a field the log hashes) is noticed, not trusted.
+Identical inputs are evaluated once. Users are named as recorded: subject.email, else
+subject.sub (hashes when the log hashes them).
+"""
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sekisho.errors import ServiceError
+from sekisho.models import Decision
+from sekisho.policy.difference import decision_document, differences, effective_scopes
+from sekisho.policy.engine import PolicyEngine
+
+
+class DecisionFileError(ValueError):
+    """A decision log file cannot be read; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One decision log record: its input and, when the engine answered, its result."""
+
+    input: dict[str, Any]
+    result: dict[str, Any] | None
+
+
+def read_records(paths: Iterable[Path]) -> Iterator[Recorded]:
+    """Records with an input, file by file. Raises: DecisionFileError on unreadable lines."""
+    for path in paths:
+        try:
+            with path.open(encoding="utf-8") as lines:
+                for number, line in enumerate(lines, 1):
+                    record = _parse(line, f"{path}:{number}")
+                    if record is not None:
+                        yield record
+        except OSError as exc:
+            raise DecisionFileError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+def _parse(line: str, where: str) -> Recorded | None:
+    if not line.strip():
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError as exc:
+        raise DecisionFileError(f"{where}: not a JSON line: {exc}") from exc
+    if not isinstance(event, dict) or not isinstance(event.get("input"), dict):
+        raise DecisionFileError(f"{where}: not a decision log event (no input object)")
+    result = event.get("result")
+    return Recorded(event["input"], result if isinstance(result, dict) else None)
+
+
+@dataclass
+class UserChange:
+    """What one user would gain and lose on one downstream."""
+
+    gained: set[str] = field(default_factory=set)
+    lost: set[str] = field(default_factory=set)
+    decisions: int = 0
+
+
+@dataclass
+class Impact:
+    """Counts over every replayed record."""
+
+    replayed: int = 0
+    reproduced: int = 0
+    changed: int = 0
+    by_audience: dict[str, dict[str, int]] = field(default_factory=dict)
+    users: dict[tuple[str, str], UserChange] = field(default_factory=dict)
+
+    def by_kind(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for kinds in self.by_audience.values():
+            for kind, count in kinds.items():
+                totals[kind] = totals.get(kind, 0) + count
+        return dict(sorted(totals.items()))
+
+    def count(self, record: Recorded, live: Decision, candidate: Decision | None) -> None:
+        self.replayed += 1
+        if record.result is not None and decision_document(live) == record.result:
+            self.reproduced += 1
+        request = record.input.get("request") or {}
+        requested = request.get("scopes") or []
+        kinds = differences(live, candidate, requested)
+        if not kinds:
+            return
+        self.changed += 1
+        audience = str(request.get("audience", ""))
+        per_kind = self.by_audience.setdefault(audience, {})
+        for kind in kinds:
+            per_kind[kind] = per_kind.get(kind, 0) + 1
+        before = effective_scopes(live, requested)
+        after = frozenset() if candidate is None else effective_scopes(candidate, requested)
+        if before != after:
+            change = self.users.setdefault((user_of(record.input), audience), UserChange())
+            change.gained |= after - before
+            change.lost |= before - after
+            change.decisions += 1
+
+
+def user_of(document: dict[str, Any]) -> str:
+    subject = document.get("subject") or {}
+    return str(subject.get("email") or subject.get("sub") or "")
+
+
+async def replay(
+    records: Iterable[Recorded], live: PolicyEngine, candidate: PolicyEngine
+) -> Impact:
+    """Evaluate every record through both engines (each distinct input once) and count."""
+    impact = Impact()
+    seen: dict[str, tuple[Decision, Decision | None]] = {}
+    for record in records:
+        key = json.dumps(record.input, sort_keys=True, separators=(",", ":"))
+        if key not in seen:
+            seen[key] = (await live.decide(record.input), await _decide(candidate, record.input))
+        impact.count(record, *seen[key])
+    return impact
+
+
+async def _decide(engine: PolicyEngine, document: dict[str, Any]) -> Decision | None:
+    try:
+        return await engine.decide(document)
+    except ServiceError:  # the candidate unable to decide an input is a change of kind `error`
+        return None

@@ -1,0 +1,176 @@
+"""Decision records end to end: a running Sekisho with the decision log and a shadow policy;
+the log holds no raw email when hashing is configured; `sekisho policy impact` (a separate
+process, no service) replays it — the live policy reproduces every recorded decision exactly,
+a candidate's changes are counted and named, and --max-changes sets the exit status."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
+from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
+from sekisho.devidp import DevIdentityProvider
+from sekisho.service import start_service
+from sekisho.signing.filestore import FileKeyStore
+
+from tests.harness import POLICIES
+from tests.integration.conftest import LiveStack, stack_settings
+
+CRM_AS = "https://crm-as.example.com"
+DOCS_AS = "https://docs-as.example.com"
+EMAILS = ("alice@example.com", "bob@example.com")
+
+
+def _candidate(tmp_path: Path) -> Path:
+    """The shipped policy, except that the sales group also gets crm.write."""
+    folder = tmp_path / "candidate"
+    shutil.copytree(POLICIES, folder)
+    registry_file = folder / "data" / "registry.json"
+    registry = json.loads(registry_file.read_text())
+    registry["sekisho"]["registry"]["downstreams"][CRM_AS]["group_grants"]["sales"] = [
+        "crm.read",
+        "crm.write",
+    ]
+    registry_file.write_text(json.dumps(registry))
+    return folder
+
+
+async def _exchange_a_week(stack: LiveStack) -> int:
+    """Grants, a narrowed grant, a denial and a step-up, some repeated (cache hits)."""
+    requests = [
+        ("alice", ["sales"], CRM_AS, ["crm.read", "crm.write"]),
+        ("alice", ["sales"], CRM_AS, ["crm.read", "crm.write"]),
+        ("bob", ["sales-admin"], CRM_AS, ["crm.read", "crm.write"]),
+        ("alice", ["sales"], DOCS_AS, []),
+        ("bob", ["engineering"], "https://unknown-as.example.com", []),
+        ("alice", ["platform-admins"], "https://github-mcp-as.example.com", ["repo.admin"]),
+    ]
+    outcomes = []
+    for user, groups, audience, scopes in requests:
+        token = stack.user_token(sub=user, email=f"{user}@example.com", groups=groups)
+        request = pb.ExchangeTokenRequest(subject_token=token, audience=audience, scope=scopes)
+        try:
+            await stack.stub.ExchangeToken(request)
+            outcomes.append(grpc.StatusCode.OK)
+        except grpc.aio.AioRpcError as error:
+            outcomes.append(error.code())
+    assert outcomes == [grpc.StatusCode.OK] * 4 + [
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    ]
+    return len(requests)
+
+
+@pytest.fixture
+async def decisions(tmp_path: Path, dev_idp: DevIdentityProvider) -> tuple[Path, str]:
+    """Run the service with the log and a shadow, exchange, stop; the log file and /metrics."""
+    keys_dir = tmp_path / "keys"
+    FileKeyStore(keys_dir).init("ES256", 1_800_000_000)
+    key_file = tmp_path / "decision-log.key"
+    key_file.write_text("a-test-key-of-more-than-16-bytes\n")
+    log_file = tmp_path / "var" / "decisions.jsonl"
+    settings = stack_settings(
+        dev_idp.issuer,
+        keys_dir,
+        decision_log={"enabled": True, "path": str(log_file), "hash_key_file": str(key_file)},
+        policy={"shadow": {"path": str(_candidate(tmp_path)), "cpu_share": 1.0}},
+    )
+    service = await start_service(settings)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc.port}")
+    stack = LiveStack(
+        service, dev_idp, pb_grpc.TokenExchangeServiceStub(channel), channel, settings
+    )
+    count = await _exchange_a_week(stack)
+    assert service.observers is not None and service.observers.shadow is not None
+    await service.observers.shadow.drained()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{stack.http_base}/metrics") as response,
+    ):
+        metrics = await response.text()
+    await channel.close()
+    await service.stop(0.5)
+    assert len(log_file.read_text().splitlines()) == count
+    return log_file, metrics
+
+
+def _impact(*args: str) -> tuple[int, Any]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "sekisho", "policy", "impact", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode in (0, 1), completed.stderr
+    output = completed.stdout
+    return completed.returncode, json.loads(output) if "--format" in args else output
+
+
+async def test_records_are_opa_shaped_and_hold_no_raw_email(decisions: tuple[Path, str]) -> None:
+    log_file, _ = decisions
+    text = log_file.read_text()
+    assert not any(email in text for email in EMAILS)
+    events = [json.loads(line) for line in text.splitlines()]
+    for event in events:
+        assert {"decision_id", "path", "input", "timestamp", "labels", "metrics"} <= set(event)
+        assert event["path"] == "sekisho/exchange/decision"
+        assert event["input"]["subject"]["email"].startswith("hmac:")
+        assert event["masked"] == ["/input/subject/email"]
+    granted = [e for e in events if e["result"]["allow"]]
+    assert granted and all(
+        e["result"]["claims"].get("email", "hmac:").startswith("hmac:") for e in granted
+    )
+
+
+async def test_the_shadow_difference_is_counted_by_audience_and_kind(
+    decisions: tuple[Path, str],
+) -> None:
+    _, metrics = decisions
+    line = f'sekisho_shadow_differences_total{{audience="{CRM_AS}",kind="scopes"}} 2.0'
+    assert line in metrics  # alice's two CRM requests: the candidate adds crm.write
+    assert 'sekisho_decision_log_records_total{outcome="written"}' in metrics
+
+
+async def test_replay_with_the_live_policy_reproduces_every_decision(
+    decisions: tuple[Path, str],
+) -> None:
+    log_file, _ = decisions
+    status, report = _impact(
+        "--decisions",
+        str(log_file),
+        "--candidate",
+        str(POLICIES),
+        "--live",
+        str(POLICIES),
+        "--max-changes",
+        "0",
+        "--format",
+        "json",
+    )
+    assert status == 0
+    assert report["replayed"] == report["reproduced"] == 6
+    assert report["changed"] == 0 and report["scope_changes"] == []
+
+
+async def test_replay_names_who_gains_what_and_gates_on_max_changes(
+    decisions: tuple[Path, str], tmp_path: Path
+) -> None:
+    log_file, _ = decisions
+    candidate = _candidate(tmp_path / "replay")
+    args = ["--decisions", str(log_file), "--candidate", str(candidate), "--live", str(POLICIES)]
+    status, report = _impact(*args, "--max-changes", "1", "--format", "json")
+    assert status == 1 and report["exceeded"]
+    assert report["changed"] == 2 and report["by_audience"] == {CRM_AS: {"scopes": 2}}
+    (change,) = report["scope_changes"]
+    assert change["user"].startswith("hmac:") and change["audience"] == CRM_AS
+    assert (change["gained"], change["lost"], change["decisions"]) == (["crm.write"], [], 2)
+    status, text = _impact(*args, "--max-changes", "2")
+    assert status == 0
+    assert f"{CRM_AS}: scopes 2" in text and "+crm.write" in text
