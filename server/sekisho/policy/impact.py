@@ -3,8 +3,9 @@ candidate policy, and what would change (docs/policy-authors.md#impact-replay).
 
 Each decision log record's input is evaluated by both engines; their decisions are compared
 with the same rules as shadow evaluation (difference.py). The live engine's decision is also
-checked against the recorded result: `reproduced` counts exact matches, so a log written by
-another policy (or one whose policy reads a field the log hashes) is noticed, not trusted.
+checked against the recorded result, defaults filled in (OPA's own decision log records the
+policy's raw output): `reproduced` counts exact matches, so a log written by another policy
+(or one whose policy reads a field the log hashes) is noticed, not trusted.
 Identical inputs are evaluated once. Users are named as recorded: subject.email, else
 subject.sub (hashes when the log hashes them).
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 from sekisho.errors import ServiceError
 from sekisho.models import Decision
+from sekisho.policy.decision import InvalidDecisionError, parse_decision
 from sekisho.policy.difference import decision_document, differences, effective_scopes
 from sekisho.policy.engine import PolicyEngine
 
@@ -87,7 +89,7 @@ class Impact:
 
     def count(self, record: Recorded, live: Decision, candidate: Decision | None) -> None:
         self.replayed += 1
-        if record.result is not None and decision_document(live) == record.result:
+        if record.result is not None and _reproduces(decision_document(live), record.result):
             self.reproduced += 1
         request = record.input.get("request") or {}
         requested = request.get("scopes") or []
@@ -106,6 +108,17 @@ class Impact:
             change.gained |= after - before
             change.lost |= before - after
             change.decisions += 1
+
+
+def _reproduces(live: dict[str, Any], recorded: dict[str, Any]) -> bool:
+    """Sekisho records results with every default filled in; OPA's own decision log records
+    the policy's raw output, which is compared after parsing."""
+    if live == recorded:
+        return True
+    try:
+        return live == decision_document(parse_decision(recorded))
+    except InvalidDecisionError:
+        return False
 
 
 def user_of(document: dict[str, Any]) -> str:

@@ -1,0 +1,80 @@
+"""Impact replay without a service: reading decision files, reproduction of recorded results
+(Sekisho's and OPA's raw shape), and who gains or loses what."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sekisho.config import Settings
+from sekisho.models import Decision
+from sekisho.policy.difference import decision_document
+from sekisho.policy.engine import PolicyRuntime
+from sekisho.policy.impact import DecisionFileError, Recorded, read_records, replay
+from sekisho.service import build_policy_engine
+
+from tests.unit.policy.inputs import CRM, POLICIES, UNKNOWN, policy_input
+
+
+class FixedEngine:
+    """A candidate that always decides the same (its rules are not what is tested here)."""
+
+    ready = True
+
+    def __init__(self, decision: Decision) -> None:
+        self._decision = decision
+
+    async def decide(self, document: dict[str, Any]) -> Decision:
+        return self._decision
+
+
+@pytest.fixture
+async def live() -> PolicyRuntime:
+    engine = build_policy_engine(Settings(policy={"path": str(POLICIES)}))
+    await engine.start()
+    return engine
+
+
+def _write(path: Path, *events: object) -> Path:
+    path.write_text("".join(json.dumps(e) + "\n" for e in events) + "\n")
+    return path
+
+
+def test_a_malformed_line_is_named(tmp_path: Path) -> None:
+    good = {"input": policy_input(CRM)}
+    path = _write(tmp_path / "d.jsonl", good)
+    with path.open("a") as lines:
+        lines.write("{not json\n")
+    with pytest.raises(DecisionFileError, match=r"d.jsonl:3: not a JSON line"):
+        list(read_records([path]))
+    with pytest.raises(DecisionFileError, match=r"e.jsonl:1: not a decision log event"):
+        list(read_records([_write(tmp_path / "e.jsonl", {"result": {}})]))
+
+
+async def test_recorded_results_are_reproduced_in_either_shape(live: PolicyRuntime) -> None:
+    document = policy_input(CRM, groups=["sales"], scopes=["crm.read"])
+    recorded = decision_document(await live.decide(document))
+    raw = {key: value for key, value in recorded.items() if value not in ("", 0, {}, [])}
+    other = dict(recorded, scopes=["crm.write"])  # written by another policy version
+    records = [
+        Recorded(document, recorded),
+        Recorded(document, raw),  # as OPA's decision log records the policy's own output
+        Recorded(document, other),
+        Recorded(document, None),  # the engine could not answer then
+    ]
+    impact = await replay(records, live, live)
+    assert (impact.replayed, impact.reproduced, impact.changed) == (4, 2, 0)
+
+
+async def test_losing_access_loses_every_scope_and_is_counted_per_audience(
+    live: PolicyRuntime,
+) -> None:
+    granted = policy_input(CRM, groups=["sales-admin"], scopes=["crm.read", "crm.write"])
+    denied = policy_input(UNKNOWN, groups=["sales"])
+    records = [Recorded(granted, None), Recorded(granted, None), Recorded(denied, None)]
+    impact = await replay(records, live, FixedEngine(Decision(allow=False, error="access_denied")))
+    assert impact.changed == 2
+    assert impact.by_audience == {CRM: {"allow": 2}}
+    (((user, audience), change),) = impact.users.items()
+    assert (user, audience) == ("alice@example.com", CRM)
+    assert (change.gained, change.lost, change.decisions) == (set(), {"crm.read", "crm.write"}, 2)
