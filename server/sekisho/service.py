@@ -211,6 +211,26 @@ def build_policy_engine(settings: Settings) -> PolicyRuntime:
     return embedded_engine(policy, Path.cwd())
 
 
+async def start_policy(
+    settings: Settings, clock: Clock, observability: Observability
+) -> tuple[CachingPolicyEngine, DecisionObservers]:
+    """The live engine behind the decision cache, started, and what observes its decisions
+    ([decision_log], [policy.shadow]). Raises: PolicyLoadError, ConfigError."""
+    policy = CachingPolicyEngine(
+        build_policy_engine(settings), clock, max_entries=settings.cache.decision_max_entries
+    )
+    await policy.start()
+    observers = await build_decision_observers(
+        settings,
+        policy,
+        clock,
+        observability.metrics,
+        build_policy_engine,
+        several_workers=settings.server.workers != 1,
+    )
+    return policy, observers
+
+
 def build_gateway_authorizer(
     settings: Settings, exchanger: TokenExchanger, clock: Clock, metrics: Metrics | None = None
 ) -> GatewayAuthorizer:
@@ -324,18 +344,7 @@ async def start_service(
     store = build_keystore(settings, clock)
     keyring = Keyring(store)
     keyring.load()
-    policy = CachingPolicyEngine(
-        build_policy_engine(settings), clock, max_entries=settings.cache.decision_max_entries
-    )
-    await policy.start()
-    observers = await build_decision_observers(
-        settings,
-        policy,
-        clock,
-        observability.metrics,
-        build_policy_engine,
-        several_workers=settings.server.workers != 1,
-    )
+    policy, observers = await start_policy(settings, clock, observability)
     own_fetcher: HttpJsonFetcher | None = None
     if fetcher is None:
         own_fetcher = HttpJsonFetcher(settings.trust.http_timeout_seconds)
