@@ -19,10 +19,10 @@ from sekisho.policy.cache import CachingPolicyEngine
 from sekisho.policy.decisionlog import DecisionEvents, DecisionLog, default_labels
 from sekisho.policy.engine import PolicyEngine, PolicyRuntime
 from sekisho.policy.redaction import Redactor, build_hasher
-from sekisho.policy.rego import entrypoint_of
 from sekisho.policy.rotation import RotatingFile
 from sekisho.policy.shadow import ShadowBounds, ShadowCounters, ShadowEvaluator
 from sekisho.policy.tap import DecisionObserver, ObservedPolicyEngine
+from sekisho.policy.wasm.compiler import entrypoint_of
 from sekisho.reload import watch_directory
 
 log = logging.getLogger(__name__)
