@@ -17,7 +17,7 @@ from sekisho.models import Caller, ExchangeRequest
 from sekisho.policy.wasm.engine import WasmPolicyEngine
 from sekisho.signing.filestore import FileKeyStore
 from sekisho.signing.keyring import Keyring
-from sekisho.validation import RequestLimits, build_request
+from sekisho.validation import ExchangeParams, RequestLimits, build_request
 
 from tests.embedded import loaded_engine
 from tests.fakes.clock import FakeClock
@@ -75,11 +75,11 @@ class Harness:
             "actor_token_type": "",
             "context": {},
             "requested_lifetime_seconds": 0,
-            "caller": Caller(),
-            "limits": RequestLimits(),
         }
+        caller = overrides.pop("caller", Caller())
+        limits = overrides.pop("limits", RequestLimits())
         fields.update(overrides)
-        return build_request(**fields)
+        return build_request(ExchangeParams(**fields), caller, limits)
 
 
 def build_harness(

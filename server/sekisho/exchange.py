@@ -1,8 +1,10 @@
 """The exchange pipeline: verify → decide → mint. Every entry point (gRPC, HTTP, ext_authz)
-calls `TokenExchanger.exchange`; nothing else knows the order.
+calls `TokenExchanger.handle` with an `ExchangeCall`; nothing else knows the order, builds a
+request or audits an outcome (docs/architecture.md §2).
 """
 
 import copy
+from typing import Protocol
 
 from sekisho.admission import Admission
 from sekisho.audit import AuditLog
@@ -17,8 +19,21 @@ from sekisho.policy.engine import PolicyEngine
 from sekisho.policy.input import build_input
 from sekisho.policy.outcome import granted
 from sekisho.status.revocations import RevocationGate
+from sekisho.validation import ExchangeParams, RequestLimits, build_request
 
 UNBOUNDED = 2**31  # no in-flight bound unless the composition root sets one
+
+
+class ExchangeCall(Protocol):
+    """One exchange as a transport received it: each transport's only job is these two reads."""
+
+    async def caller(self) -> Caller:
+        """The authenticated calling workload. Raises: InvalidClientError, InvalidRequestError."""
+        ...
+
+    async def params(self) -> ExchangeParams:
+        """The request parameters off the wire. Raises: InvalidRequestError."""
+        ...
 
 
 class TokenExchanger:
@@ -36,6 +51,7 @@ class TokenExchanger:
         instruments: ExchangeInstruments | None = None,
         entrypoint: str = "grpc",
         revocations: RevocationGate | None = None,
+        limits: RequestLimits | None = None,
     ) -> None:
         self._verifier = verifier
         self._policy = policy
@@ -46,12 +62,30 @@ class TokenExchanger:
         self._instruments = instruments or ExchangeInstruments()
         self._entrypoint = entrypoint
         self._revocations = revocations
+        self._limits = limits or RequestLimits()
 
     def with_entrypoint(self, entrypoint: str) -> "TokenExchanger":
         """The same pipeline, counted in metrics under another entry point ("http", "ext_authz")."""
         view = copy.copy(self)
         view._entrypoint = entrypoint
         return view
+
+    async def handle(
+        self, call: ExchangeCall, *, time_budget: float | None = None
+    ) -> ExchangeResult:
+        """The one entry for every transport: authenticate, validate, run; every outcome audited.
+
+        `time_budget` is the seconds left before the caller's deadline.
+        Raises: ServiceError subclasses for every refusal (audited before they propagate).
+        """
+        caller = Caller()
+        try:
+            caller = await call.caller()
+            request = build_request(await call.params(), caller, self._limits)
+        except ServiceError as error:
+            self.refused(error, caller)
+            raise
+        return await self.exchange(request, time_budget=time_budget)
 
     async def exchange(
         self, request: ExchangeRequest, *, time_budget: float | None = None
@@ -94,9 +128,9 @@ class TokenExchanger:
         expires_in = minted.expires_at - minted.issued_at
         return ExchangeResult(minted=minted, expires_in=expires_in, decision_id=decision_id)
 
-    def refused(self, error: ServiceError, request: ExchangeRequest | None, caller: Caller) -> None:
-        """Audit a refusal a transport made before the pipeline ran (caller auth, validation)."""
-        self._audit.rejected(request, None, error, "", caller=caller)
+    def refused(self, error: ServiceError, caller: Caller) -> None:
+        """Audit a refusal made before the pipeline ran (caller authentication, validation)."""
+        self._audit.rejected(None, None, error, "", caller=caller)
 
     def _check_deadline(self, deadline: float | None, stage: str) -> None:
         # Work for a caller that has given up only burns capacity others are waiting for, and a

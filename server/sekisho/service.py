@@ -293,14 +293,11 @@ def build_token_endpoint(
 ) -> TokenEndpoint | None:
     """POST /oauth2/token when clients or callers are registered; None (no endpoint) otherwise."""
     registered = settings.token_endpoint.clients
-    limits = request_limits(settings)
     if not registered:
         if not settings.callers:
             return None
         # mTLS callers only (RFC 8705 tls_client_auth): no secret or key-based clients.
-        return TokenEndpoint(
-            exchanger, None, limits, clock.now, callers=callers, request_id=request_id
-        )
+        return TokenEndpoint(exchanger, None, clock.now, callers=callers, request_id=request_id)
     issuer = settings.server.issuer
     clients = {c.id: registered_client(c.id, c.secret_hash, c.jwks) for c in registered}
     authenticator = ClientAuthenticator(
@@ -311,7 +308,7 @@ def build_token_endpoint(
         leeway_seconds=settings.trust.leeway_seconds,
     )
     return TokenEndpoint(
-        exchanger, authenticator, limits, clock.now, callers=callers, request_id=request_id
+        exchanger, authenticator, clock.now, callers=callers, request_id=request_id
     )
 
 
@@ -384,16 +381,17 @@ async def start_service(
         admission=admission,
         instruments=observability.instruments,
         revocations=status.gate if status else None,
+        limits=request_limits(settings),
     )
     _watch(observability.metrics, subject_cache, policy, keyring, admission)
-    servicer = TokenExchangeServicer(exchanger, keyring, request_limits(settings), callers=callers)
+    servicer = TokenExchangeServicer(exchanger, keyring, callers=callers)
     ext_authz = ExtAuthzServicer(
         build_gateway_authorizer(
             settings, exchanger.with_entrypoint("ext_authz"), clock, observability.metrics
         ),
         trust_source_principal=settings.gateway.trust_source_principal,
         callers=callers,
-        audit_refusal=lambda error, caller: exchanger.refused(error, None, caller),
+        audit_refusal=exchanger.refused,
     )
     grpc_server = await create_grpc_server(
         servicer,

@@ -6,7 +6,7 @@ resources.
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -107,42 +107,85 @@ def _check_context(context: Mapping[str, Any], limits: RequestLimits) -> None:
         )
 
 
-def build_request(
-    *,
-    subject_token: str,
+@dataclass(frozen=True, slots=True)
+class ExchangeParams:
+    """The RFC 8693 §2.1 parameters as a transport read them, before defaults and validation."""
+
+    subject_token: str = ""
+    subject_token_type: str = ""
+    requested_token_type: str = ""
+    audience: str = ""
+    resources: Sequence[str] = ()
+    scopes: Sequence[str] = ()
+    actor_token: str = ""
+    actor_token_type: str = ""
+    context: Mapping[str, Any] = field(default_factory=dict)
+    requested_lifetime_seconds: int = 0
+
+
+def build_request(params: ExchangeParams, caller: Caller, limits: RequestLimits) -> ExchangeRequest:
+    """Apply defaults and validate, in a fixed order (the first failed rule is the one reported).
+
+    Raises: InvalidRequestError naming the bad parameter.
+    """
+    subject_token_type = params.subject_token_type or TOKEN_TYPE_ID_TOKEN
+    requested_token_type = params.requested_token_type or TOKEN_TYPE_ID_JAG
+    _check_tokens(params, subject_token_type, requested_token_type, limits)
+    _check_audience(params.audience, limits)
+    _check_actor(params)
+    _check_scopes(params.scopes, limits)
+    _check_resources(params.resources, limits)
+    if not 0 <= params.requested_lifetime_seconds <= limits.max_lifetime_seconds:
+        raise InvalidRequestError("requested_lifetime_seconds is out of range")
+    _check_context(params.context, limits)
+    return ExchangeRequest(
+        subject_token=params.subject_token,
+        subject_token_type=subject_token_type,
+        requested_token_type=requested_token_type,
+        audience=params.audience,
+        resources=tuple(params.resources),
+        scopes=tuple(params.scopes),
+        actor_token=params.actor_token,
+        actor_token_type=params.actor_token_type,
+        context=dict(params.context),
+        requested_lifetime_seconds=params.requested_lifetime_seconds,
+        caller=caller,
+    )
+
+
+def _check_tokens(
+    params: ExchangeParams,
     subject_token_type: str,
     requested_token_type: str,
-    audience: str,
-    resources: Sequence[str],
-    scopes: Sequence[str],
-    actor_token: str,
-    actor_token_type: str,
-    context: Mapping[str, Any],
-    requested_lifetime_seconds: int,
-    caller: Caller,
     limits: RequestLimits,
-) -> ExchangeRequest:
-    """Apply defaults and validate. Raises: InvalidRequestError naming the bad parameter."""
-    subject_token_type = subject_token_type or TOKEN_TYPE_ID_TOKEN
-    requested_token_type = requested_token_type or TOKEN_TYPE_ID_JAG
-    if not subject_token:
+) -> None:
+    if not params.subject_token:
         raise InvalidRequestError("subject_token is required")
-    _check_token_size("subject_token", subject_token, limits)
-    _check_token_size("actor_token", actor_token, limits)
+    _check_token_size("subject_token", params.subject_token, limits)
+    _check_token_size("actor_token", params.actor_token, limits)
     if subject_token_type not in SUPPORTED_SUBJECT_TOKEN_TYPES:
         raise InvalidRequestError("unsupported subject_token_type")
     if requested_token_type not in SUPPORTED_REQUESTED_TOKEN_TYPES:
         raise InvalidRequestError("unsupported requested_token_type")
+
+
+def _check_audience(audience: str, limits: RequestLimits) -> None:
     if not audience:
         raise InvalidRequestError("audience is required")
     if len(audience) > limits.max_value_length:
         raise InvalidRequestError(
             f"audience exceeds limits.max_value_length ({limits.max_value_length} characters)"
         )
-    if bool(actor_token) != bool(actor_token_type):
+
+
+def _check_actor(params: ExchangeParams) -> None:
+    if bool(params.actor_token) != bool(params.actor_token_type):
         raise InvalidRequestError("actor_token and actor_token_type go together")
-    if actor_token_type and actor_token_type not in SUPPORTED_ACTOR_TOKEN_TYPES:
+    if params.actor_token_type and params.actor_token_type not in SUPPORTED_ACTOR_TOKEN_TYPES:
         raise InvalidRequestError("unsupported actor_token_type")
+
+
+def _check_scopes(scopes: Sequence[str], limits: RequestLimits) -> None:
     _check_list(
         "scope",
         scopes,
@@ -153,6 +196,9 @@ def build_request(
         raise InvalidRequestError(
             "scope values must be RFC 6749 scope tokens (no spaces or controls)"
         )
+
+
+def _check_resources(resources: Sequence[str], limits: RequestLimits) -> None:
     _check_list(
         "resource",
         resources,
@@ -161,19 +207,3 @@ def build_request(
     )
     if not all(_is_absolute_uri(r) for r in resources):
         raise InvalidRequestError("resource values must be absolute URIs without a fragment")
-    if not 0 <= requested_lifetime_seconds <= limits.max_lifetime_seconds:
-        raise InvalidRequestError("requested_lifetime_seconds is out of range")
-    _check_context(context, limits)
-    return ExchangeRequest(
-        subject_token=subject_token,
-        subject_token_type=subject_token_type,
-        requested_token_type=requested_token_type,
-        audience=audience,
-        resources=tuple(resources),
-        scopes=tuple(scopes),
-        actor_token=actor_token,
-        actor_token_type=actor_token_type,
-        context=dict(context),
-        requested_lifetime_seconds=requested_lifetime_seconds,
-        caller=caller,
-    )

@@ -10,7 +10,7 @@ from sekisho.errors import DECISION_ERRORS, ServiceError
 from sekisho.models import Caller, Decision
 from sekisho.policy.decision import InvalidDecisionError, parse_decision
 from sekisho.policy.outcome import granted
-from sekisho.validation import RequestLimits, build_request, is_scope_token
+from sekisho.validation import ExchangeParams, RequestLimits, build_request, is_scope_token
 
 SCOPES = ["crm.read", "crm.write", "docs.read", "crm read", "", "admin"]
 RESOURCES = ["https://crm.example.com/mcp", "https://docs.example.com/mcp", "urn:x"]
@@ -111,12 +111,13 @@ def test_granted_scopes_and_resources_are_a_subset_of_the_request(
         decision: Decision = parse_decision(raw, "d-1")
     except InvalidDecisionError:
         return
-    request = build_request(
-        subject_token="a.b.c", subject_token_type="", requested_token_type="",
-        audience="https://crm-as.example.com", resources=requested_resources,
-        scopes=requested_scopes, actor_token="", actor_token_type="", context={},
-        requested_lifetime_seconds=0, caller=Caller(), limits=RequestLimits(),
-    )  # fmt: skip
+    params = ExchangeParams(
+        subject_token="a.b.c",
+        audience="https://crm-as.example.com",
+        resources=requested_resources,
+        scopes=requested_scopes,
+    )
+    request = build_request(params, Caller(), RequestLimits())
     try:
         grant = granted(decision, request)
     except ServiceError as exc:

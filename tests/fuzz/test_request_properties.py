@@ -13,7 +13,7 @@ from sekisho.constants import (
 )
 from sekisho.errors import InvalidRequestError
 from sekisho.models import Caller
-from sekisho.validation import RequestLimits, build_request, is_scope_token
+from sekisho.validation import ExchangeParams, RequestLimits, build_request, is_scope_token
 
 LIMITS = RequestLimits(max_scopes=8, max_resources=4, max_value_length=64, max_token_bytes=512)
 
@@ -59,7 +59,7 @@ def test_build_request_refuses_with_a_typed_error_or_upholds_every_invariant(
     lifetime: int,
 ) -> None:
     try:
-        request = build_request(
+        params = ExchangeParams(
             subject_token=subject_token,
             subject_token_type=subject_token_type,
             requested_token_type=requested_token_type,
@@ -70,9 +70,8 @@ def test_build_request_refuses_with_a_typed_error_or_upholds_every_invariant(
             actor_token_type=actor_token_type,
             context=context,
             requested_lifetime_seconds=lifetime,
-            caller=Caller(),
-            limits=LIMITS,
         )
+        request = build_request(params, Caller(), LIMITS)
     except InvalidRequestError as exc:
         assert len(subject_token) < 8 or subject_token not in exc.public_message  # noqa: PT017
         return

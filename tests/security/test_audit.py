@@ -13,10 +13,11 @@ from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho.admission import Admission
 from sekisho.audit import AUDIT_FIELDS, AuditLog, subject_hash
 from sekisho.callers import RateLimit
-from sekisho.errors import ServiceError
+from sekisho.errors import InvalidClientError, ServiceError
 from sekisho.exchange import TokenExchanger
 from sekisho.minting.minter import TokenMinter
 from sekisho.models import Caller
+from sekisho.validation import ExchangeParams
 
 from tests.harness import CRM_AUDIENCE, IDP_A, SEKISHO_ISSUER, Harness
 from tests.integration.conftest import LiveStack, dev_idp, live  # noqa: F401 (fixtures)
@@ -125,6 +126,56 @@ async def test_rate_limited_is_one_record(
     assert _fields(allowed)["outcome"] == "allow"
     assert (_fields(refused)["outcome"], _fields(refused)["reason"]) == ("deny", "slow_down")
     assert _fields(refused)["caller"] == CALLER.id
+
+
+class _Call:
+    """An ExchangeCall whose caller or parameters fail as a transport's may."""
+
+    def __init__(self, params: ExchangeParams, caller_error: ServiceError | None = None) -> None:
+        self._params = params
+        self._caller_error = caller_error
+
+    async def caller(self) -> Caller:
+        if self._caller_error is not None:
+            raise self._caller_error
+        return CALLER
+
+    async def params(self) -> ExchangeParams:
+        return self._params
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        pytest.param("caller refused", ("deny", "invalid_client", ""), id="caller-refused"),
+        pytest.param("bad params", ("deny", "invalid_request", CALLER.id), id="bad-params"),
+        pytest.param("granted", ("allow", "", CALLER.id), id="granted"),
+    ],
+)
+async def test_handle_audits_every_outcome_once(
+    harness: Harness,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+    expected: tuple[str, str, str],
+) -> None:
+    """The one entry every transport uses: whatever fails, there is exactly one record."""
+    token = harness.idp_a.token(harness.clock.now())
+    params = ExchangeParams(subject_token=token, audience=CRM_AUDIENCE, scopes=["crm.read"])
+    outcome, reason, caller = expected
+    if case == "bad params":
+        params = ExchangeParams(subject_token=token, audience="")
+    refusal = InvalidClientError("caller not registered") if case == "caller refused" else None
+    if outcome == "allow":
+        await _exchanger(harness).handle(_Call(params, refusal))
+    else:
+        with pytest.raises(ServiceError):
+            await _exchanger(harness).handle(_Call(params, refusal))
+    (record,) = _records(caplog)
+    fields = _fields(record)
+    assert (fields["outcome"], fields["caller"]) == (outcome, caller)
+    if outcome == "deny":
+        assert fields["reason"] == reason
+    _assert_no_token_material(record, token)
 
 
 @pytest.mark.integration

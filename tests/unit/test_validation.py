@@ -12,7 +12,7 @@ from sekisho.constants import (
 )
 from sekisho.errors import InvalidRequestError
 from sekisho.models import Caller, ExchangeRequest
-from sekisho.validation import RequestLimits, build_request, is_scope_token
+from sekisho.validation import ExchangeParams, RequestLimits, build_request, is_scope_token
 
 CALLER = Caller(id="agent-runtime", authenticated_by="mtls")
 LIMITS = RequestLimits(
@@ -43,11 +43,11 @@ def _build(**overrides: Any) -> ExchangeRequest:
         "actor_token_type": "",
         "context": {"tool": "search"},
         "requested_lifetime_seconds": 0,
-        "caller": CALLER,
-        "limits": LIMITS,
     }
+    caller = overrides.pop("caller", CALLER)
+    limits = overrides.pop("limits", LIMITS)
     fields.update(overrides)
-    return build_request(**fields)
+    return build_request(ExchangeParams(**fields), caller, limits)
 
 
 def test_baseline_request_is_valid() -> None:

@@ -18,7 +18,7 @@ from sekisho.exchange import TokenExchanger
 from sekisho.gateway.cache import GatewayTokenCache, cache_key
 from sekisho.gateway.routes import Route, RouteTable
 from sekisho.models import Caller
-from sekisho.validation import RequestLimits, build_request
+from sekisho.validation import ExchangeParams, RequestLimits
 
 log = logging.getLogger(__name__)
 
@@ -131,25 +131,9 @@ class GatewayAuthorizer:
     async def _exchange(
         self, subject_token: str, route: Route, context: dict[str, str], caller: Caller, key: str
     ) -> str:
-        try:
-            exchange_request = build_request(
-                subject_token=subject_token,
-                subject_token_type=TOKEN_TYPE_ACCESS_TOKEN,
-                requested_token_type=route.requested_token_type,
-                audience=route.audience,
-                resources=route.resources,
-                scopes=route.scopes,
-                actor_token="",
-                actor_token_type="",
-                context=context,
-                requested_lifetime_seconds=0,
-                caller=caller,
-                limits=self._limits,
-            )
-        except ServiceError as error:
-            self._exchanger.refused(error, None, caller)  # audited like any other decision
-            raise
-        result = await self._exchanger.exchange(exchange_request)
+        result = await self._exchanger.handle(
+            _GatewayCall(caller, params_of(subject_token, route, context))
+        )
         self._cache.put(key, result.minted.token, result.minted.expires_at)
         return result.minted.token
 
@@ -171,6 +155,34 @@ class GatewayAuthorizer:
             # The IdP token must never reach the downstream, whatever header carried it.
             remove = (self._token_header.name,)
         return Allowed({AUTHORIZATION: f"Bearer {token}"}, remove)
+
+
+def params_of(subject_token: str, route: Route, context: Mapping[str, str]) -> ExchangeParams:
+    """What the route asks for on the user's behalf; the token is an access token (RFC 6750)."""
+    return ExchangeParams(
+        subject_token=subject_token,
+        subject_token_type=TOKEN_TYPE_ACCESS_TOKEN,
+        requested_token_type=route.requested_token_type,
+        audience=route.audience,
+        resources=route.resources,
+        scopes=route.scopes,
+        context=context,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _GatewayCall:
+    """A gateway request as the pipeline reads it (exchange.ExchangeCall): the caller was
+    settled by the Check handler and the parameters by the route table."""
+
+    known_caller: Caller
+    known_params: ExchangeParams
+
+    async def caller(self) -> Caller:
+        return self.known_caller
+
+    async def params(self) -> ExchangeParams:
+        return self.known_params
 
 
 def _key_parts(caller: Caller, context: Mapping[str, str]) -> list[str]:

@@ -13,7 +13,7 @@ errors.py): reasons that are not RFC 6749 §5.2 token-endpoint codes (`access_de
 import contextvars
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -25,8 +25,8 @@ from sekisho.errors import InvalidClientError, InvalidRequestError, ServiceError
 from sekisho.exchange import TokenExchanger
 from sekisho.http.client_auth import ClientAuthenticator
 from sekisho.identity.peer import PeerIdentity, identity_from_der
-from sekisho.models import Caller, ExchangeRequest, ExchangeResult
-from sekisho.validation import RequestLimits, build_request
+from sekisho.models import Caller, ExchangeResult
+from sekisho.validation import ExchangeParams
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,6 @@ class TokenEndpoint:
         self,
         exchanger: TokenExchanger,
         authenticator: ClientAuthenticator | None,
-        limits: RequestLimits,
         clock: Callable[[], float],
         *,
         callers: CallerRegistry | None = None,
@@ -123,7 +122,6 @@ class TokenEndpoint:
     ) -> None:
         self._exchanger = exchanger
         self._authenticator = authenticator
-        self._limits = limits
         self._clock = clock
         self._callers = callers or CallerRegistry((), require_client_auth=False)
         self._request_id = request_id
@@ -141,7 +139,8 @@ class TokenEndpoint:
         if self._request_id is not None:
             self._request_id.set(request_id)
         try:
-            response = success_response(await self._exchange(request))
+            call = _FormCall(request, self._authenticate)
+            response = success_response(await self._exchanger.handle(call))
         except ServiceError as error:
             log.info(
                 "token_endpoint_refused",
@@ -150,22 +149,6 @@ class TokenEndpoint:
             response = error_response(error)
         response.headers[REQUEST_ID_HEADER] = request_id  # correlates with the audit line
         return response
-
-    async def _exchange(self, request: web.Request) -> ExchangeResult:
-        caller = Caller()
-        try:
-            if request.content_type != "application/x-www-form-urlencoded":
-                raise InvalidRequestError("the body must be application/x-www-form-urlencoded")
-            form = await request.post()
-            values = _single_values(form)
-            caller = await self._authenticate(request, values)
-            if values.get("grant_type") != GRANT_TYPE_TOKEN_EXCHANGE:
-                raise InvalidRequestError("grant_type must be token-exchange")
-            exchange_request = self._build(values, form, caller)
-        except ServiceError as error:
-            self._exchanger.refused(error, None, caller)  # audited like any other decision
-            raise
-        return await self._exchanger.exchange(exchange_request)
 
     async def _authenticate(self, request: web.Request, values: Mapping[str, str]) -> Caller:
         peer = _peer_identity(request)
@@ -184,23 +167,51 @@ class TokenEndpoint:
             request.headers.get("Authorization", ""), values, self._clock()
         )
 
-    def _build(
-        self, values: Mapping[str, str], form: MultiDictProxy[Any], caller: Caller
-    ) -> ExchangeRequest:
-        resources = form.getall("resource", [])
-        if not all(isinstance(r, str) for r in resources):
-            raise InvalidRequestError("resource must be a form field")
-        return build_request(
-            subject_token=values.get("subject_token", ""),
-            subject_token_type=values.get("subject_token_type", ""),
-            requested_token_type=values.get("requested_token_type", ""),
-            audience=values.get("audience", ""),
-            resources=resources,
-            scopes=values.get("scope", "").split(),
-            actor_token=values.get("actor_token", ""),
-            actor_token_type=values.get("actor_token_type", ""),
-            context={},
-            requested_lifetime_seconds=0,
-            caller=caller,
-            limits=self._limits,
-        )
+
+def params_of(values: Mapping[str, str], form: MultiDictProxy[Any]) -> ExchangeParams:
+    """The form's RFC 8693 §2.1 parameters (`scope` space-separated, `resource` repeatable).
+
+    Raises: InvalidRequestError when grant_type is not token exchange or a resource is a file.
+    """
+    if values.get("grant_type") != GRANT_TYPE_TOKEN_EXCHANGE:
+        raise InvalidRequestError("grant_type must be token-exchange")
+    resources = form.getall("resource", [])
+    if not all(isinstance(r, str) for r in resources):
+        raise InvalidRequestError("resource must be a form field")
+    return ExchangeParams(
+        subject_token=values.get("subject_token", ""),
+        subject_token_type=values.get("subject_token_type", ""),
+        requested_token_type=values.get("requested_token_type", ""),
+        audience=values.get("audience", ""),
+        resources=resources,
+        scopes=values.get("scope", "").split(),
+        actor_token=values.get("actor_token", ""),
+        actor_token_type=values.get("actor_token_type", ""),
+    )
+
+
+Authenticate = Callable[[web.Request, Mapping[str, str]], Awaitable[Caller]]
+
+
+class _FormCall:
+    """One POST as the pipeline reads it (exchange.ExchangeCall): the form is read while
+    authenticating, because client credentials may be in it (RFC 6749 §2.3.1)."""
+
+    __slots__ = ("_authenticate", "_form", "_request", "_values")
+
+    def __init__(self, request: web.Request, authenticate: Authenticate) -> None:
+        self._request = request
+        self._authenticate = authenticate
+        self._form: MultiDictProxy[Any] | None = None
+        self._values: dict[str, str] = {}
+
+    async def caller(self) -> Caller:
+        if self._request.content_type != "application/x-www-form-urlencoded":
+            raise InvalidRequestError("the body must be application/x-www-form-urlencoded")
+        self._form = await self._request.post()
+        self._values = _single_values(self._form)
+        return await self._authenticate(self._request, self._values)
+
+    async def params(self) -> ExchangeParams:
+        assert self._form is not None, "caller() reads the form first"
+        return params_of(self._values, self._form)

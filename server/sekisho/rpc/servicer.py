@@ -8,12 +8,69 @@ from google.protobuf import json_format
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.callers import CallerRegistry
-from sekisho.errors import ServiceError
 from sekisho.exchange import TokenExchanger
-from sekisho.models import Caller, ExchangeRequest
+from sekisho.models import Caller, ExchangeResult
 from sekisho.rpc.peer import PeerIdentities
 from sekisho.signing.keyring import Keyring
-from sekisho.validation import RequestLimits, build_request
+from sekisho.validation import ExchangeParams
+
+
+def params_of(message: Any) -> ExchangeParams:
+    """ExchangeTokenRequest → the transport-neutral parameters (proto field names per RFC 8693)."""
+    context = json_format.MessageToDict(message.context) if message.HasField("context") else {}
+    return ExchangeParams(
+        subject_token=message.subject_token,
+        subject_token_type=message.subject_token_type,
+        requested_token_type=message.requested_token_type,
+        audience=message.audience,
+        resources=list(message.resource),
+        scopes=list(message.scope),
+        actor_token=message.actor_token,
+        actor_token_type=message.actor_token_type,
+        context=context,
+        requested_lifetime_seconds=message.requested_lifetime_seconds,
+    )
+
+
+def response_of(result: ExchangeResult) -> Any:
+    """ExchangeResult → ExchangeTokenResponse."""
+    minted = result.minted
+    return pb.ExchangeTokenResponse(
+        access_token=minted.token,
+        issued_token_type=minted.issued_token_type,
+        token_type=minted.token_type,
+        expires_in=result.expires_in,
+        scope=list(minted.scopes),
+        resource=list(minted.resources),
+        audience=minted.audience,
+        jti=minted.jti,
+        decision_id=result.decision_id,
+    )
+
+
+class _GrpcCall:
+    """One ExchangeToken call as the pipeline reads it (exchange.ExchangeCall)."""
+
+    __slots__ = ("_callers", "_context", "_message", "_peers")
+
+    def __init__(
+        self,
+        message: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+        peers: PeerIdentities,
+        callers: CallerRegistry,
+    ) -> None:
+        self._message = message
+        self._context = context
+        self._peers = peers
+        self._callers = callers
+
+    async def caller(self) -> Caller:
+        # An unreadable client certificate is an InvalidClientError too: audited like the rest.
+        return self._callers.authenticate(self._peers.of(self._context))
+
+    async def params(self) -> ExchangeParams:
+        return params_of(self._message)
 
 
 class TokenExchangeServicer(pb_grpc.TokenExchangeServiceServicer):
@@ -23,57 +80,18 @@ class TokenExchangeServicer(pb_grpc.TokenExchangeServiceServicer):
         self,
         exchanger: TokenExchanger,
         keyring: Keyring,
-        limits: RequestLimits,
         *,
         callers: CallerRegistry | None = None,
     ) -> None:
         self._exchanger = exchanger
         self._keyring = keyring
-        self._limits = limits
         self._callers = callers or CallerRegistry((), require_client_auth=False)
         self._peers = PeerIdentities()
 
     async def ExchangeToken(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        caller = Caller()
-        try:
-            caller = self._callers.authenticate(self._peers.of(context))
-            exchange_request = self._build(request, caller)
-        except ServiceError as error:
-            self._exchanger.refused(error, None, caller)
-            raise
-        result = await self._exchanger.exchange(
-            exchange_request, time_budget=context.time_remaining()
-        )
-        minted = result.minted
-        return pb.ExchangeTokenResponse(
-            access_token=minted.token,
-            issued_token_type=minted.issued_token_type,
-            token_type=minted.token_type,
-            expires_in=result.expires_in,
-            scope=list(minted.scopes),
-            resource=list(minted.resources),
-            audience=minted.audience,
-            jti=minted.jti,
-            decision_id=result.decision_id,
-        )
-
-    def _build(self, request: Any, caller: Caller) -> ExchangeRequest:
-        return build_request(
-            subject_token=request.subject_token,
-            subject_token_type=request.subject_token_type,
-            requested_token_type=request.requested_token_type,
-            audience=request.audience,
-            resources=list(request.resource),
-            scopes=list(request.scope),
-            actor_token=request.actor_token,
-            actor_token_type=request.actor_token_type,
-            context=json_format.MessageToDict(request.context)
-            if request.HasField("context")
-            else {},
-            requested_lifetime_seconds=request.requested_lifetime_seconds,
-            caller=caller,
-            limits=self._limits,
-        )
+        call = _GrpcCall(request, context, self._peers, self._callers)
+        result = await self._exchanger.handle(call, time_budget=context.time_remaining())
+        return response_of(result)
 
     async def GetJwks(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         return pb.GetJwksResponse(jwks=self._keyring.jwks_bytes.decode())

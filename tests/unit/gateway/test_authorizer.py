@@ -7,7 +7,7 @@ from typing import Any
 import jwt
 import pytest
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG
-from sekisho.exchange import TokenExchanger
+from sekisho.exchange import ExchangeCall, TokenExchanger
 from sekisho.gateway.authorizer import (
     Allowed,
     Denied,
@@ -18,7 +18,7 @@ from sekisho.gateway.authorizer import (
 from sekisho.gateway.cache import GatewayTokenCache
 from sekisho.gateway.routes import Route, RouteTable
 from sekisho.models import Caller, ExchangeRequest, ExchangeResult
-from sekisho.validation import RequestLimits
+from sekisho.validation import RequestLimits, build_request
 
 from tests.harness import CRM_AUDIENCE, CRM_RESOURCE, SEKISHO_ISSUER, Harness
 
@@ -32,9 +32,12 @@ class RecordingExchanger:
         self.inner = inner
         self.requests: list[ExchangeRequest] = []
 
-    async def exchange(self, request: ExchangeRequest) -> ExchangeResult:
-        self.requests.append(request)
-        return await self.inner.exchange(request)
+    async def handle(self, call: ExchangeCall, **kwargs: Any) -> ExchangeResult:
+        # The gateway's call is idempotent: read it once here to record what the pipeline gets.
+        self.requests.append(
+            build_request(await call.params(), await call.caller(), RequestLimits())
+        )
+        return await self.inner.handle(call, **kwargs)
 
 
 def _route(index: int, prefix: str, audience: str, resource: str, scopes: tuple[str, ...]) -> Route:

@@ -51,7 +51,7 @@ async def stub(harness: Harness) -> AsyncIterator[Any]:
         tool_header="x-mcp-tool",
         limits=RequestLimits(),
     )
-    servicer = TokenExchangeServicer(harness.exchanger, harness.keyring, RequestLimits())
+    servicer = TokenExchangeServicer(harness.exchanger, harness.keyring)
     server = await create_grpc_server(
         servicer,
         "127.0.0.1:0",
@@ -126,7 +126,7 @@ async def test_denials_are_ok_rpcs_with_denied_response(
 
 
 async def test_a_bug_denies_with_500(harness: Harness) -> None:
-    servicer = TokenExchangeServicer(harness.exchanger, harness.keyring, RequestLimits())
+    servicer = TokenExchangeServicer(harness.exchanger, harness.keyring)
     broken = ExtAuthzServicer(BrokenAuthorizer(), trust_source_principal=False)  # type: ignore[arg-type]
     server = await create_grpc_server(servicer, "127.0.0.1:0", contextvars.ContextVar("r"), broken)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
