@@ -45,6 +45,7 @@ class PolicyInstance:
     ) -> None:
         """Raises: wasmtime.WasmtimeError or wasmtime.Trap when the module cannot start."""
         self._builtins = builtins or {}
+        self._memo: dict[int, int] = {}  # per-evaluation builtin results: id → value address
         self._store = wasmtime.Store(engine)
         self._store.set_epoch_deadline(NO_DEADLINE_TICKS)
         self._store.set_limits(memory_size=max_pages * PAGE_BYTES)
@@ -96,14 +97,18 @@ class PolicyInstance:
         self._heap_base = self._call("opa_heap_ptr_get")
 
     def evaluate(self, entrypoint: int, document: bytes, deadline_ticks: int) -> bytes:
-        """The JSON result set of one evaluation. Raises: WasmEvaluationError."""
+        """The result set of one evaluation as Rego text (`opa_value_dump`).
+
+        Raises: WasmEvaluationError."""
         base = self._heap_base
         end = base + len(document)
         try:
             self._reserve(end + _EVAL_HEADROOM)
             ctypes.memmove(self._address(self._store) + base, document, len(document))
+            self._memo.clear()
             self._store.set_epoch_deadline(deadline_ticks)
-            addr = self._eval(0, entrypoint, self._data_addr, base, len(document), end, 0)
+            # Format 1 ("value"): Rego text, so sets stay sets and can be ordered as OPA does.
+            addr = self._eval(0, entrypoint, self._data_addr, base, len(document), end, 1)
             self._store.set_epoch_deadline(NO_DEADLINE_TICKS)
         except wasmtime.Trap as exc:
             timed_out = exc.trap_code == wasmtime.TrapCode.INTERRUPT
@@ -153,6 +158,8 @@ class PolicyInstance:
         builtin = self._builtins.get(builtin_id)
         if builtin is None:
             raise _HostCallError(f"no host builtin with id {builtin_id}")
+        if builtin.per_evaluation and builtin_id in self._memo:
+            return self._memo[builtin_id]
         operands = [self._operand(caller, addr, builtin.rego_text) for addr in args]
         try:
             result = builtin.call(*operands)
@@ -163,7 +170,10 @@ class PolicyInstance:
         encoded = json.dumps(result, ensure_ascii=False, allow_nan=False).encode()
         raw = self._call("opa_malloc", len(encoded), store=caller)
         self._memory.write(caller, encoded, raw)
-        return self._call("opa_json_parse", raw, len(encoded), store=caller)
+        value = self._call("opa_json_parse", raw, len(encoded), store=caller)
+        if builtin.per_evaluation:
+            self._memo[builtin_id] = value
+        return value
 
     def _operand(self, caller: Any, addr: int, rego_text: bool) -> Any:
         value = self._dump_json(addr, caller)

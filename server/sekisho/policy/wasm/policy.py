@@ -14,6 +14,7 @@ from typing import Any
 import wasmtime
 
 from sekisho.errors import PolicyLoadError
+from sekisho.policy.wasm.builtins import regotext
 from sekisho.policy.wasm.builtins.catalog import host_builtins
 from sekisho.policy.wasm.builtins.registry import HostBuiltin, UnsupportedBuiltinError, bind
 from sekisho.policy.wasm.instance import PAGE_BYTES, PolicyInstance, WasmEvaluationError
@@ -119,22 +120,35 @@ class LoadedPolicy:
         return result_value(text)
 
 
+_RESULT_PREFIX = b'{{"result": '
+
+
 def result_value(text: bytes) -> Any:
-    """The value in `opa_eval`'s result set: `[]` (undefined) or `[{"result": value}]`.
+    """The value in `opa_eval`'s result set: `set()` (undefined) or `{{"result": value}}`.
+
+    The value's text is JSON unless it holds a set (or a non-string key): then it is parsed and
+    converted as OPA converts values to JSON, sets becoming arrays in OPA's sort order (the module
+    itself prints sets in hash order).
 
     Raises: WasmEvaluationError for anything else.
     """
-    try:
-        results = json.loads(text)
-    except ValueError as exc:
-        raise WasmEvaluationError(f"result is not JSON: {exc}") from exc
-    if results == []:
+    if text == b"set()":
         return None
-    if not isinstance(results, list) or len(results) != 1 or not isinstance(results[0], dict):
+    if text.startswith(_RESULT_PREFIX) and text.endswith(b"}}"):
+        try:
+            return json.loads(text[len(_RESULT_PREFIX) : -2])
+        except ValueError:
+            pass  # a set somewhere in the value: the slow path below
+    try:
+        results = regotext.parse(text.decode())
+    except (regotext.RegoTextError, UnicodeDecodeError) as exc:
+        raise WasmEvaluationError(f"result is not a Rego value: {exc}") from exc
+    if not isinstance(results, regotext.RegoSet) or len(results.items) != 1:
         raise WasmEvaluationError("result set has an unexpected shape")
-    if list(results[0]) != ["result"]:
+    (binding,) = results.items
+    if not isinstance(binding, regotext.RegoObject) or [k for k, _ in binding.items] != ["result"]:
         raise WasmEvaluationError("result set has an unexpected shape")
-    return results[0]["result"]
+    return regotext.to_json(binding.items[0][1])
 
 
 def encode_json(value: Any) -> bytes:

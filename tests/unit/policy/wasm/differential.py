@@ -30,9 +30,13 @@ def opa_eval(root: Path, document: Any) -> Any:
         input=json.dumps(document),
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
         timeout=120,
     )
+    if completed.returncode != 0:
+        raise AssertionError(
+            f"opa eval failed: {completed.stdout[:2000]} {completed.stderr[:2000]}"
+        )
     results = json.loads(completed.stdout).get("result") or []
     return results[0]["expressions"][0]["value"] if results else None
 

@@ -1,9 +1,14 @@
 """Every host builtin the embedded engine provides, by name."""
 
+import time
+from collections.abc import Callable
+
 from sekisho.policy.wasm.builtins import strings
 from sekisho.policy.wasm.builtins.registry import HostBuiltin
+from sekisho.policy.wasm.builtins.times import time_builtins
 
 
-def host_builtins() -> dict[str, HostBuiltin]:
+def host_builtins(now_ns: Callable[[], int] = time.time_ns) -> dict[str, HostBuiltin]:
     """name → implementation."""
-    return {builtin.name: builtin for builtin in strings.BUILTINS}
+    every = (*strings.BUILTINS, *time_builtins(now_ns))
+    return {builtin.name: builtin for builtin in every}

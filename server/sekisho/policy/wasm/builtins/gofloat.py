@@ -74,3 +74,10 @@ def _format_f(d: _Digits, places: int) -> str:
         d.digits[j] if 0 <= j < len(d.digits) else "0" for j in range(d.point, d.point + places)
     )
     return whole + ("." + fraction if places > 0 else "")
+
+
+def format_fixed(value: float) -> str:
+    """strconv.FormatFloat(value, 'f', -1, 64): the shortest digits, never an exponent."""
+    digits = _shortest(abs(value))
+    text = _format_f(digits, max(len(digits.digits) - digits.point, 0))
+    return "-" + text if value < 0 or (value == 0 and str(value).startswith("-")) else text

@@ -26,11 +26,14 @@ class UnsupportedBuiltinError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class HostBuiltin:
-    """One host builtin. With `rego_text`, each operand arrives as (JSON value, Rego text)."""
+    """One host builtin. With `rego_text`, each operand arrives as (JSON value, Rego text);
+    with `per_evaluation`, the first result is reused for the rest of the evaluation (OPA reads
+    time.now_ns once per query)."""
 
     name: str
     call: Callable[..., Any]
     rego_text: bool = False
+    per_evaluation: bool = False
 
 
 def bind(needed: dict[str, int], available: dict[str, HostBuiltin]) -> dict[int, HostBuiltin]:

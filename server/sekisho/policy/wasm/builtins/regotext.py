@@ -58,6 +58,19 @@ def render(value: Any) -> str:  # noqa: PLR0911 - one return per Rego type
     return "{" + ", ".join(render(v) for v in sorted(value.items, key=order_key)) + "}"
 
 
+def to_json(value: Any) -> Any:
+    """The JSON value OPA gives for a parsed value: sets as arrays in ast.Compare order."""
+    if isinstance(value, Number):
+        return json.loads(value.text)
+    if isinstance(value, list):
+        return [to_json(v) for v in value]
+    if isinstance(value, RegoObject):
+        return {k if isinstance(k, str) else render(k): to_json(v) for k, v in value.items}
+    if isinstance(value, RegoSet):
+        return [to_json(v) for v in sorted(value.items, key=order_key)]
+    return value
+
+
 def order_key(value: Any) -> tuple[Any, ...]:  # noqa: PLR0911 - one return per Rego type
     """ast.Compare's order: null < boolean < number < string < array < object < set."""
     if value is None:

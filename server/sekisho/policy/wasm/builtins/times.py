@@ -1,0 +1,197 @@
+"""OPA's time.* builtins (topdown/time.go) for the Wasm host.
+
+A time operand is a number of nanoseconds since the epoch or an array `[ns, tz]` /
+`[ns, tz, layout]`; `tz` is "" or "UTC", "Local", or an IANA zone name. Dates are Go's proleptic
+Gregorian calendar; `time.add_date` normalises overflowing months and days as Go's time.Date does.
+"""
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sekisho.policy.wasm.builtins.gofloat import format_fixed
+from sekisho.policy.wasm.builtins.registry import BuiltinError, HostBuiltin
+from sekisho.policy.wasm.builtins.timeparse import (
+    days_from_civil,
+    days_in,
+    in_range,
+    parse_duration,
+    parse_rfc3339,
+)
+
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_EXTENDED_HOURS = {"d": 24, "w": 7 * 24, "y": 365 * 24}
+_TWO_LETTER_UNITS = ("ms", "us", "µs", "ns")
+
+
+def _integer(value: Any, what: str) -> int:
+    """A number operand that must be an exact integer (Go: big.Float → Int64, Exact)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BuiltinError(f"{what} must be a number")
+    if isinstance(value, float) and not value.is_integer():
+        raise BuiltinError("timestamp too big")
+    number = int(value)
+    if not -(2**63) <= number < 2**63:
+        raise BuiltinError("timestamp too big")
+    return number
+
+
+def _zone(name: Any) -> tzinfo:
+    if not isinstance(name, str):
+        raise BuiltinError("the time zone must be a string")
+    if name in ("", "UTC"):
+        return UTC
+    if name == "Local":
+        local = datetime.now().astimezone().tzinfo
+        return local if local is not None else UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise BuiltinError(f"unknown time zone {name}") from exc
+
+
+def _operand(value: Any) -> tuple[int, tzinfo]:
+    """(ns, zone) of a time operand (tzTime)."""
+    if isinstance(value, list):
+        if not value:
+            raise BuiltinError("either number (ns) or [number (ns), string (tz)]")
+        zone = _zone(value[1]) if len(value) > 1 else UTC
+        if len(value) > 2 and not isinstance(value[2], str):
+            raise BuiltinError("the layout must be a string")
+        return _integer(value[0], "ns"), zone
+    return _integer(value, "ns"), UTC
+
+
+def _local(nanos: int, zone: tzinfo) -> datetime:
+    """Wall-clock fields in `zone` (second precision; Go keeps the nanoseconds apart)."""
+    return datetime.fromtimestamp(nanos // 10**9, UTC).astimezone(zone)
+
+
+def _date(value: Any) -> list[int]:
+    moment = _local(*_operand(value))
+    return [moment.year, moment.month, moment.day]
+
+
+def _clock(value: Any) -> list[int]:
+    moment = _local(*_operand(value))
+    return [moment.hour, moment.minute, moment.second]
+
+
+def _weekday(value: Any) -> str:
+    return _WEEKDAYS[_local(*_operand(value)).weekday()]
+
+
+def _offset(zone: tzinfo, utc_seconds: int) -> int:
+    offset = datetime.fromtimestamp(utc_seconds, UTC).astimezone(zone).utcoffset()
+    return int(offset.total_seconds()) if offset is not None else 0
+
+
+def _wall_to_unix(zone: tzinfo, wall_seconds: int) -> int:
+    """Go's time.Date: look the offset up at the wall time taken as UTC, then at the result."""
+    offset = _offset(zone, wall_seconds)
+    second_guess = _offset(zone, wall_seconds - offset)
+    return wall_seconds - (second_guess if second_guess != offset else offset)
+
+
+def _add_date(value: Any, years: Any, months: Any, days: Any) -> int:
+    nanos, zone = _operand(value)
+    deltas = [_strict_int(v) for v in (years, months, days)]
+    moment = _local(nanos, zone)
+    year, month0 = divmod(moment.month - 1 + deltas[1], 12)
+    year += moment.year + deltas[0]
+    day_number = days_from_civil(year, month0 + 1, 1) + moment.day - 1 + deltas[2]
+    wall = day_number * 86400 + moment.hour * 3600 + moment.minute * 60 + moment.second
+    return in_range(_wall_to_unix(zone, wall) * 10**9 + nanos % 10**9)
+
+
+def _strict_int(value: Any) -> int:
+    """builtins.IntOperand: a number with an integral value (1.0 is accepted, as OPA does)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BuiltinError("operand must be a number")
+    if isinstance(value, float) and not value.is_integer():
+        raise BuiltinError("operand must be an integer")
+    return int(value)
+
+
+def _diff(first: Any, second: Any) -> list[int]:
+    ns1, zone = _operand(first)
+    ns2, _ = _operand(second)
+    if ns1 > ns2:
+        ns1, ns2 = ns2, ns1
+    a, b = _local(ns1, zone), _local(ns2, zone)
+    parts = [b.year - a.year, b.month - a.month, b.day - a.day]
+    parts += [b.hour - a.hour, b.minute - a.minute, b.second - a.second]
+    year, month, day, hour, minute, second = parts
+    if second < 0:
+        second, minute = second + 60, minute - 1
+    if minute < 0:
+        minute, hour = minute + 60, hour - 1
+    if hour < 0:
+        hour, day = hour + 24, day - 1
+    if day < 0:
+        day, month = day + days_in(a.month, a.year), month - 1
+    if month < 0:
+        month, year = month + 12, year - 1
+    return [year, month, day, hour, minute, second]
+
+
+def _parse_rfc3339_ns(value: Any) -> int:
+    if not isinstance(value, str):
+        raise BuiltinError("operand must be a string")
+    return parse_rfc3339(value)
+
+
+def _parse_duration_ns(value: Any) -> int:
+    """parseExtendedDuration: Go's ParseDuration plus d, w and y segments (rewritten to hours)."""
+    if not isinstance(value, str) or not value:
+        raise BuiltinError(f"time: invalid duration {value!r}")
+    if not any(unit in value for unit in "dwy"):
+        return parse_duration(value)
+    return parse_duration(_rewrite_extended(value))
+
+
+def _rewrite_extended(text: str) -> str:
+    """durationparser: Sign? (Digits [0-9.]+ Unit ("ms"/"us"/"µs"/"ns"/[a-z]))+ EOF."""
+    rest, out = text, []
+    if rest[:1] in ("-", "+"):
+        out.append(rest[0])
+        rest = rest[1:]
+    if not rest:
+        raise BuiltinError(f"time: invalid duration {text!r}")
+    while rest:
+        end = 0
+        while end < len(rest) and rest[end] in "0123456789.":
+            end += 1
+        digits, rest = rest[:end], rest[end:]
+        unit = next((u for u in _TWO_LETTER_UNITS if rest.startswith(u)), rest[:1])
+        if not digits or not unit or not ("a" <= unit[0] <= "z" or unit in _TWO_LETTER_UNITS):
+            raise BuiltinError(f"time: invalid duration {text!r}")
+        rest = rest[len(unit) :]
+        out.append(_rewrite_segment(digits, unit, text))
+    return "".join(out)
+
+
+def _rewrite_segment(digits: str, unit: str, text: str) -> str:
+    if unit not in _EXTENDED_HOURS:
+        return digits + unit
+    try:
+        hours = float(digits) * _EXTENDED_HOURS[unit]
+    except ValueError as exc:
+        raise BuiltinError(f"time: invalid duration {text!r}") from exc
+    return format_fixed(hours) + "h"
+
+
+def time_builtins(now_ns: Callable[[], int] = time.time_ns) -> tuple[HostBuiltin, ...]:
+    """The time.* host builtins; `time.now_ns` is read once per evaluation (memoised)."""
+    return (
+        HostBuiltin("time.now_ns", now_ns, per_evaluation=True),
+        HostBuiltin("time.parse_rfc3339_ns", _parse_rfc3339_ns),
+        HostBuiltin("time.parse_duration_ns", _parse_duration_ns),
+        HostBuiltin("time.date", _date),
+        HostBuiltin("time.clock", _clock),
+        HostBuiltin("time.weekday", _weekday),
+        HostBuiltin("time.add_date", _add_date),
+        HostBuiltin("time.diff", _diff),
+    )
