@@ -1,12 +1,16 @@
-"""Structured logging: one JSON object per line on stderr, event name as the message."""
+"""Structured logging: one line per record on stderr (JSON, or key=value text), event name as
+the message, every field scrubbed of credentials and bounded (redaction.py)."""
 
 import contextvars
 import json
 import logging
 import os
+import re
 import sys
 import time
 from typing import Any
+
+from sekisho.redaction import ScrubFilter
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` or a filter.
 _STANDARD_ATTRIBUTES = frozenset(
@@ -46,10 +50,39 @@ class JsonLineFormatter(logging.Formatter):
             if key not in _STANDARD_ATTRIBUTES:
                 line[key] = value
         if record.exc_info:
-            line["exc_info"] = self.formatException(record.exc_info)
+            line["exc_info"] = record.exc_text or self.formatException(record.exc_info)
         if record.stack_info:
             line["stack_info"] = self.formatStack(record.stack_info)
         return json.dumps(line, default=str)
+
+
+class TextLineFormatter(logging.Formatter):
+    """`logging.format = "text"`: one line, `time level logger event key=value …`.
+
+    The same fields as the JSON line (the audit record in full: decision id, sub hash, audience,
+    scopes, kid, jti, reason; an error's detail), each value a bare word or a JSON string, so a
+    newline or quote in a value is escaped and can never forge a second line or field.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        created = self.formatTime(record)
+        parts = [created, record.levelname, record.name, _text_value(record.getMessage())]
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRIBUTES:
+                parts.append(f"{key}={_text_value(value)}")
+        if record.exc_info:
+            text = record.exc_text or self.formatException(record.exc_info)
+            parts.append(f"exc_info={_text_value(text)}")
+        return " ".join(parts)
+
+
+_BARE = re.compile(r"[A-Za-z0-9._:/@+,-]+")
+
+
+def _text_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value if _BARE.fullmatch(value) else json.dumps(value)
+    return json.dumps(value, default=str, separators=(",", ":"))
 
 
 class RequestIdFilter(logging.Filter):
@@ -88,13 +121,11 @@ def configure_logging(
     `worker` (a worker process's number) adds `worker` and `pid` to every line.
     """
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonLineFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(JsonLineFormatter() if fmt == "json" else TextLineFormatter())
     handler.addFilter(RequestIdFilter(request_id))
     if worker is not None:
         handler.addFilter(WorkerFilter(worker))
+    handler.addFilter(ScrubFilter(_STANDARD_ATTRIBUTES))  # last: sees every field
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

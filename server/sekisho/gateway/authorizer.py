@@ -99,7 +99,10 @@ class GatewayAuthorizer:
         """Allowed with the minted token, or Denied with the HTTP answer; never raises."""
         route = self._routes.match(request.authority, request.path, request.method)
         if route is None:
-            log.info("gateway_no_route", extra={"path": request.path, "method": request.method})
+            # The path only: a query string can carry credentials (?access_token=…), and the
+            # value is the client's, so it is cut to a bound (redaction.py scrubs the rest).
+            path = request.path.split("?", 1)[0][:256]
+            log.info("gateway_no_route", extra={"path": path, "method": request.method[:16]})
             return Denied(403, {}, "no route for this request")
         subject_token = self._token_header.extract(request.headers)
         if not subject_token:

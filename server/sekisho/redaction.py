@@ -1,0 +1,86 @@
+"""What a log line may carry: no token in any form, every value bounded (docs/security.md).
+
+Applied to every record by the handler (both formats), after the code that logged it: the
+gateway logs a request path, an IdP error may echo a URL, an exception may quote a header. So
+the last line of defence rewrites, in the event and every `extra` field (nested lists and dicts
+included):
+
+- compact JWS/JWE (three or five base64url segments) → `[redacted-jwt]`;
+- `name=value` where the name is a credential (access_token, id_token, subject_token,
+  client_secret, assertion, code, password, …; query strings, form bodies, cookies)
+  → `name=[redacted]`;
+- `Bearer …`, `Basic …`, `DPoP …` credentials → `Bearer [redacted]`;
+- PEM private key blocks → `[redacted-private-key]`;
+- strings longer than MAX_VALUE characters → cut, with the count of what was cut.
+
+Control characters survive here; each formatter escapes them (JSON by encoding, text by
+quoting), so a value can never start a forged line.
+"""
+
+import logging
+import re
+from typing import Any
+
+MAX_VALUE = 2048
+MAX_TRACEBACK = 16384
+_MAX_ITEMS = 64
+
+_JWT = re.compile(
+    r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]+){0,2}"
+)
+_CREDENTIAL_PARAM = re.compile(
+    r"(?i)\b((?:[a-z_]*_)?(?:token|secret|assertion|password|passwd|api_?key)|code|key|sig)"
+    r"(=|%3D)[^&\s;,\"']*"
+)
+_AUTH_SCHEME = re.compile(r"(?i)\b(Bearer|Basic|DPoP|Token)\s+[A-Za-z0-9._~+/=-]+")
+_PEM = re.compile(
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
+)
+
+
+def scrub_text(value: str, limit: int = MAX_VALUE) -> str:
+    """`value` with credentials replaced and its length bounded to `limit` characters."""
+    if len(value) > limit:
+        value = f"{value[:limit]}…(+{len(value) - limit} chars)"
+    # Each pattern runs only when the characters it needs are there: this is on the audit path.
+    if "-----BEGIN" in value:
+        value = _PEM.sub("[redacted-private-key]", value)
+    if value.count(".") >= 2:
+        value = _JWT.sub("[redacted-jwt]", value)
+    if " " in value or "\t" in value:
+        value = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)} [redacted]", value)
+    if "=" in value or "%3" in value:
+        value = _CREDENTIAL_PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", value)
+    return value
+
+
+def scrub(value: Any) -> Any:
+    """Strings scrubbed, containers walked (at most _MAX_ITEMS entries each), others as is."""
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [scrub(item) for item in list(value)[:_MAX_ITEMS]]
+        return [*items, "…"] if len(value) > _MAX_ITEMS else items
+    if isinstance(value, dict):
+        pairs = list(value.items())[:_MAX_ITEMS]
+        return {scrub_text(str(k)): scrub(v) for k, v in pairs}
+    return value
+
+
+class ScrubFilter(logging.Filter):
+    """Scrubs the message and every extra field of each record (see the module docstring)."""
+
+    def __init__(self, standard: frozenset[str]) -> None:
+        super().__init__()
+        self._standard = standard
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        record.msg, record.args = scrub_text(message), None
+        for key, value in list(vars(record).items()):
+            if key not in self._standard and not isinstance(value, (int, float, bool)):
+                setattr(record, key, scrub(value))
+        if record.exc_info and not record.exc_text:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = scrub_text(text, limit=MAX_TRACEBACK)
+        return True

@@ -1,0 +1,149 @@
+"""Issue 19, class 3: every log format carries the audit record, and no line carries a token.
+
+Through `configure_logging` itself (the handler `sekisho serve` installs), in both formats: the
+text format keeps every audit field and an error's detail, escaped so a value cannot forge a
+line or a field; no value carries a credential in any of the forms a request can hold one
+(compact JWT, query or form parameter, percent-encoded, Authorization scheme, nested, inside an
+exception); every value is bounded; the gateway's no-route line keeps no query string.
+"""
+
+import contextvars
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+
+import pytest
+from sekisho.audit import AUDIT_FIELDS
+from sekisho.logs import configure_logging
+
+from tests.harness import Harness
+from tests.unit.gateway.test_authorizer import build, gw
+
+pytestmark = pytest.mark.security
+
+JWT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSIsImF1ZCI6IngifQ.c2lnbmF0dXJlc2lnbmF0dXJlc2ln"
+OPAQUE = "s3cr3tOpaqueValue42"
+
+Configure = Callable[[str], None]
+
+
+@pytest.fixture
+def configured(capsys: pytest.CaptureFixture[str]) -> Iterator[Configure]:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+
+    def configure(fmt: str) -> None:
+        configure_logging("INFO", fmt, contextvars.ContextVar("request_id", default=""))
+
+    yield configure
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+
+
+def _emit(
+    name: str,
+    message: str,
+    extra: dict[str, object] | None = None,
+    *,
+    args: tuple[object, ...] = (),
+) -> None:
+    """Hand a record straight to the handler configure_logging installed (its filters and
+    formatter), bypassing Logger.callHandlers so tests/log_scan.py does not flag the planted
+    credentials this file feeds in on purpose."""
+    exc_info = sys.exc_info() if sys.exc_info()[0] is not None else None
+    record = logging.getLogger(name).makeRecord(
+        name, logging.INFO, __file__, 0, message, args, exc_info, extra=extra
+    )
+    for handler in logging.getLogger().handlers:
+        handler.handle(record)
+
+
+def _audit_fields() -> dict[str, object]:
+    fields: dict[str, object] = {name: f"v-{name}" for name in AUDIT_FIELDS}
+    fields["granted_scopes"] = ["crm.read", "crm.write"]
+    fields["reason"] = 'denied\nFAKE 2026 INFO sekisho.audit token_exchanged kid="forged"'
+    return fields
+
+
+def test_text_format_keeps_every_audit_field_escaped(
+    configured: Configure, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configured("text")
+    logging.getLogger("sekisho.audit").info("token_rejected", extra=_audit_fields())
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines  # the newline in `reason` did not start a forged line
+    for name in AUDIT_FIELDS:
+        if name not in ("granted_scopes", "reason"):
+            assert f" {name}=v-{name}" in lines[0]
+    assert ' granted_scopes=["crm.read","crm.write"]' in lines[0]
+    assert ' reason="denied\\nFAKE' in lines[0]
+    assert ' kid=\\"forged\\"' in lines[0]  # inside the quoted reason, not a field
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_errors_keep_their_detail(
+    configured: Configure, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    configured(fmt)
+    detail = "cannot read private key for kid abc: Permission denied"
+    logging.getLogger("sekisho.signing.keyring").error(
+        "keyring_reload_failed", extra={"error": detail}
+    )
+    assert detail in capsys.readouterr().err.replace('\\"', '"')
+
+
+CREDENTIAL_FORMS = {
+    "jwt": f"subject token {JWT}",
+    "query": f"/mcp/x?foo=1&access_token={OPAQUE}&b=2",
+    "percent-encoded": f"/x?access_token%3D{OPAQUE}",
+    "form": f"grant_type=x&client_secret={OPAQUE}&subject_token={OPAQUE}",
+    "bearer": f"Bearer {OPAQUE}",
+    "basic": f"basic {OPAQUE}",
+    "cookie": f"session=1; id_token={OPAQUE}",
+    "code": f"/callback?code={OPAQUE}&state=1",
+}
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.parametrize("form", list(CREDENTIAL_FORMS))
+def test_no_credential_survives_in_any_field(
+    configured: Configure, capsys: pytest.CaptureFixture[str], fmt: str, form: str
+) -> None:
+    configured(fmt)
+    value = CREDENTIAL_FORMS[form]
+    _emit("sekisho.test", "plain", {"path": value})
+    _emit("sekisho.test", "nested", {"headers": {"x-forwarded-uri": [value]}})
+    _emit("sekisho.test", "in the message %s", args=(value,))
+    try:
+        raise ValueError(value)
+    except ValueError:
+        _emit("sekisho.test", "crashed")
+    out = capsys.readouterr().err
+    assert len(out.splitlines()) == 4  # one line per record, tracebacks included
+    assert OPAQUE not in out
+    for segment in JWT.split("."):
+        assert segment not in out
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_every_value_is_bounded(
+    configured: Configure, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    configured(fmt)
+    huge = {"path": "/a" * 50_000, "headers": {"h": "x" * 50_000}, "ids": list(range(10_000))}
+    logging.getLogger("sekisho.test").info("big", extra=huge)
+    out = capsys.readouterr().err
+    assert len(out) < 10_000
+
+
+async def test_gateway_no_route_line_keeps_no_query_string(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    authorizer, _ = build(harness)
+    caplog.set_level(logging.INFO, logger="sekisho.gateway")
+    request = gw(f"/nowhere?access_token={OPAQUE}&x=" + "y" * 5000, {})
+    await authorizer.authorize(request)
+    (record,) = [r for r in caplog.records if r.getMessage() == "gateway_no_route"]
+    assert record.path == "/nowhere"  # type: ignore[attr-defined]
+    assert OPAQUE not in json.dumps(vars(record), default=str)
