@@ -1,9 +1,9 @@
 """What shadow evaluation (and the decision log) cost live exchanges (issue 17).
 
-In process, no network: the real verifier (behind the subject cache), the embedded engine with
-the decision cache OFF (every exchange evaluates the policy: the worst case, and the shadow
-evaluates too), ES256 signing, as tests/harness.py wires them. Variants, interleaved round after
-round so machine noise hits them alike:
+In process, no network: the real verifier (behind the subject cache), the embedded engine (OPA
+Wasm) with the decision cache OFF (every exchange evaluates the policy: the worst case, and the
+shadow evaluates too), ES256 signing, as tests/harness.py wires them. Variants, interleaved round
+after round so machine noise hits them alike:
 
   off       no observers: the exchange calls the live engine directly
   control   a second `off`: its distance from `off` is the noise floor of the run
@@ -12,7 +12,7 @@ round so machine noise hits them alike:
   log       [decision_log] on (HMAC-hashed subject.email) to a temporary file
 
 Two loads per variant and round:
-  open      requests arrive at a fixed rate (half of `off`'s wall-clock capacity, measured once
+  open      requests arrive at a fixed rate (a third of `off`'s wall-clock capacity, measured once
             at the start) for --seconds;
             latency = finish - scheduled arrival, so time spent waiting behind a shadow
             evaluation on the event loop counts
@@ -24,16 +24,18 @@ Two loads per variant and round:
 Then, robust to noise, the work the hot path itself gains: one decision through the observing
 wrapper with its observer(s) against the bare engine call (minimum of repeated runs).
 
-Usage: .venv/bin/python bench/shadow_cost.py [--rounds 3] [--seconds 2] [--calls 300]
+Usage: .venv/bin/python bench/shadow_cost.py [--rounds 5] [--seconds 1.5] [--calls 300]
 """
 
 import argparse
 import asyncio
+import json
 import logging
 import statistics
 import sys
 import tempfile
 import time
+import timeit
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,10 +49,12 @@ from sekisho.exchange import TokenExchanger
 from sekisho.identity.cache import CachingTokenVerifier
 from sekisho.minting.minter import TokenMinter
 from sekisho.models import Decision
+from sekisho.policy.decisionlog import DecisionEvents
 from sekisho.policy.engine import PolicyEngine
+from sekisho.policy.redaction import Redactor, build_hasher
 from sekisho.policy.selftest import SELF_TEST_INPUT
 from sekisho.policy.shadow import ShadowBounds, ShadowEvaluator
-from sekisho.policy.tap import ObservedPolicyEngine
+from sekisho.policy.tap import ObservedDecision, ObservedPolicyEngine
 from sekisho.service import build_policy_engine
 
 from tests.harness import POLICIES, SEKISHO_ISSUER, Harness, build_harness
@@ -128,6 +132,12 @@ async def _closed_loop(
     return calls / (clock() - started)
 
 
+def _shadowed(variant: Variant) -> int:
+    if variant.shadow is None:
+        return 0
+    return sum(n for key, n in variant.shadow.counters.outcomes.items() if key != "dropped")
+
+
 def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -144,11 +154,12 @@ async def main(rounds: int, seconds: float, calls: int, concurrency: int) -> Non
         capacity = await _closed_loop(
             variants["off"], request, calls, concurrency, clock=time.perf_counter
         )
-        rate = capacity / 2
+        rate = capacity / 3
         print(f"capacity (off, closed loop, wall): {capacity:.0f}/s; open-loop rate: {rate:.0f}/s")
         p50: dict[str, list[float]] = {name: [] for name in VARIANTS}
         p99: dict[str, list[float]] = {name: [] for name in VARIANTS}
         throughput: dict[str, list[float]] = {name: [] for name in VARIANTS}
+        in_loop: dict[str, list[int]] = {name: [] for name in VARIANTS}
         for _ in range(rounds):
             for name in VARIANTS:
                 variant = variants[name]
@@ -157,10 +168,13 @@ async def main(rounds: int, seconds: float, calls: int, concurrency: int) -> Non
                 p99[name].append(_quantile(latencies, 0.99) * 1e3)
                 if variant.shadow is not None:
                     await variant.shadow.drained()
+                before = _shadowed(variant)
                 throughput[name].append(await _closed_loop(variant, request, calls, concurrency))
+                in_loop[name].append(_shadowed(variant) - before)
                 if variant.shadow is not None:
                     await variant.shadow.drained()
         _report(p50, p99, throughput, variants["shadow"].shadow)
+        print(f"shadowed while the closed loop ran, per round of {calls}: {in_loop['shadow']}")
         await _hot_path_cost(harness, Path(scratch))
 
 
@@ -190,6 +204,50 @@ async def _hot_path_cost(harness: Harness, folder: Path) -> None:
     for name, engine in wrapped.items():
         best = min([await _timed(engine, document, 5000) for _ in range(7)])
         print(f"{name:<22}{best * 1e6:>8.2f} µs per decision")
+    # What a live exchange can wait behind: one in-process shadow evaluation on the loop.
+    shadow_engine = build_policy_engine(Settings(policy={"path": str(POLICIES)}))
+    await shadow_engine.start()
+    real_input = await _live_input(harness)
+    times = [await _timed(shadow_engine, real_input, 1) * 1e3 for _ in range(2000)]
+    print(
+        f"one shadow evaluation (shipped policy): median {statistics.median(times):.3f} ms, "
+        f"p99 {_quantile(times, 0.99):.3f} ms, max {max(times):.3f} ms"
+    )
+    _writer_cost(real_input, folder)
+
+
+def _writer_cost(document: dict[str, Any], folder: Path) -> None:
+    """CPU the decision log's writer thread spends per record (event, redaction, JSON)."""
+    decision = Decision(allow=True, scopes=("crm.read",), claims={"email": "x"}, decision_id="x")
+    observed = ObservedDecision(document, decision, None, 1.8e9, 1000)
+    for fields in ((), ("subject.email",)):
+        config = _log_settings(folder).decision_log.model_copy(update={"hash_fields": fields})
+        hasher = build_hasher(config) if fields else None
+        events = DecisionEvents("sekisho/exchange/decision", Redactor(hasher, fields, ()), {})
+        best = min(
+            timeit.repeat(
+                lambda events=events: json.dumps(events.event(observed), separators=(",", ":")),
+                number=2000,
+                repeat=5,
+            )
+        )
+        label = "hashing subject.email" if fields else "no redaction"
+        print(f"decision log writer, {label}: {best / 2000 * 1e6:.1f} µs per record")
+
+
+async def _live_input(harness: Harness) -> dict[str, Any]:
+    """The input document the pipeline builds for the benchmark's request."""
+    seen: list[dict[str, Any]] = []
+
+    class Recorder:
+        def offer(self, observed: Any) -> None:
+            seen.append(observed.document)
+
+    live = build_policy_engine(Settings(policy={"path": str(POLICIES)}))
+    await live.start()
+    variant = Variant(harness, ObservedPolicyEngine(live, harness.clock, [Recorder()]))
+    await variant.exchanger.exchange(harness.request(harness.idp_a.token(harness.clock.now())))
+    return seen[0]
 
 
 async def _timed(engine: PolicyEngine, document: dict[str, Any], number: int) -> float:
@@ -227,8 +285,8 @@ def _report(
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
