@@ -378,6 +378,9 @@ class KeysConfig(_Strict):
     # up to this interval; the CLI checks `service_user` can read what it wrote and asks
     # `replica_urls` whether they picked a change up, for up to `pickup_wait_seconds`.
     retry_max_seconds: float = Field(default=30.0, ge=1.0, le=600.0)
+    # Files of retired and revoked keys: "delete" at the change that retires or revokes them,
+    # or "keep" them (e.g. to verify old tokens offline; protect them like live keys).
+    private_key_retention: Literal["delete", "keep"] = "delete"
     service_user: str = ""
     replica_urls: list[str] = Field(default_factory=list, max_length=64)
     pickup_wait_seconds: float = Field(default=10.0, ge=0.0, le=300.0)

@@ -44,7 +44,7 @@ def build_keystore(
         codec = KmsWrappedCodec(kms_client or build_kms_client(settings), keys.kms_wrapping_key_id)
     else:
         codec = PemCodec(_passphrase(settings), keys.passphrase_env)
-    return FileKeyStore(keys.dir, codec)
+    return FileKeyStore(keys.dir, codec, keep_private_keys=keys.private_key_retention == "keep")
 
 
 def timing(settings: Settings) -> Timing:

@@ -1,7 +1,8 @@
 """`sekisho keys …`: the security team's signing-key commands.
 
-init | list | rotate | promote | retire KID | revoke KID | jwks. Every change is printed, runs
-under the keystore lock, and is appended to the key audit log with --operator and --reason.
+init | list | rotate | promote | retire KID | revoke KID | jwks | reseal. Every change is
+printed, runs under the keystore lock, and is appended to the key audit log with --operator
+and --reason.
 """
 
 import argparse
@@ -60,6 +61,11 @@ def register(
     )
     revoke.add_argument("kid", help=KID_HELP)
     keys_sub.add_parser("jwks", parents=[common], help="print the published JWK Set")
+    keys_sub.add_parser(
+        "reseal",
+        parents=[common],
+        help="rewrite every key file with the configured protection (e.g. encrypt plain PEMs)",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -74,6 +80,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if command == "jwks":
         print(json.dumps(store.load().jwks(), indent=2))
         return 0
+    if command == "reseal":
+        return _reseal(store)
     if command == "init" and args.if_missing and store.exists():
         print(f"keystore already initialised ({_where(settings)})")
         return 0
@@ -107,6 +115,16 @@ def _mutate(args: argparse.Namespace, manager: "KeyManager", settings: Settings)
     else:
         transition = manager.revoke(args.kid, actor)
     _print_changes(transition)
+    return 0
+
+
+def _reseal(store: object) -> int:
+    from sekisho.signing.filestore import FileKeyStore
+
+    if not isinstance(store, FileKeyStore):
+        raise KeyStoreError("`sekisho keys reseal` applies to backends file and kms-wrapped")
+    for kid in store.reseal():
+        print(f"resealed {kid}")
     return 0
 
 

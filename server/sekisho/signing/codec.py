@@ -34,17 +34,26 @@ class PemCodec:
     """PKCS#8 PEM; encrypted with the best scheme cryptography offers when the keystore is
     configured with a passphrase (`[keys] passphrase_env` names the environment variable).
 
-    A keystore may hold both kinds while it migrates: unencrypted PEMs still open once a
-    passphrase is configured, and every key created from then on is encrypted. Once encryption
-    is configured, a missing passphrase is an error, never a silent unencrypted write.
+    Once encryption is configured, a key file must match it: an unencrypted PEM is refused
+    (one planted next to keyring.json would otherwise be loaded and signed with without a word;
+    docs/security.md issue 19 class 4), a missing passphrase is an error, never a silent
+    unencrypted write. `sekisho keys reseal` encrypts an existing keystore (`lenient` opens
+    both kinds for that one command).
     """
 
     suffix = ".pem"
 
-    def __init__(self, passphrase: bytes | None = None, passphrase_env: str = "") -> None:
+    def __init__(
+        self, passphrase: bytes | None = None, passphrase_env: str = "", *, lenient: bool = False
+    ) -> None:
         self._passphrase = passphrase or None
         self._env = passphrase_env
         self._encrypt = bool(passphrase_env) or self._passphrase is not None
+        self._lenient = lenient
+
+    def lenient(self) -> "PemCodec":
+        """The same codec, opening unencrypted PEMs too (for `keys reseal` only)."""
+        return PemCodec(self._passphrase, self._env, lenient=True)
 
     def seal(self, key: PrivateKey, kid: str) -> bytes:
         encryption: serialization.KeySerializationEncryption = serialization.NoEncryption()
@@ -56,6 +65,12 @@ class PemCodec:
 
     def open(self, data: bytes, kid: str, alg: str) -> PrivateKey:
         if not data.lstrip().startswith(_ENCRYPTED_PEM):
+            if self._encrypt and not self._lenient:
+                raise KeyStoreError(
+                    f"the private key for kid {kid} is not encrypted but keys.passphrase_env is "
+                    "set: refusing a key that does not match the configured protection (encrypt "
+                    "the keystore with `sekisho keys reseal`)"
+                )
             return private_key_from_pem(data, alg)
         passphrase = self._required(kid, "decrypt")
         try:

@@ -37,9 +37,18 @@ class KeyStoreLockedError(KeyStoreError):
 class FileKeyStore:
     """Keys in a local directory (the embedded default backend, and `kms-wrapped`)."""
 
-    def __init__(self, directory: Path, codec: PrivateKeyCodec | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        codec: PrivateKeyCodec | None = None,
+        *,
+        keep_private_keys: bool = False,
+    ) -> None:
         self._dir = directory
         self._codec: PrivateKeyCodec = codec or PemCodec()
+        # [keys] private_key_retention: retired and revoked keys' files are deleted at commit
+        # unless "keep" (a key that can no longer sign should not be stealable either).
+        self._keep_private_keys = keep_private_keys
         # kid → (digest of the key file, signer): a reload opens only keys whose file changed,
         # so kms-wrapped keys cost one KMS Decrypt per key, not one per reload.
         self._opened: dict[str, tuple[bytes, LocalSigner]] = {}
@@ -113,6 +122,11 @@ class FileKeyStore:
         """Replace keyring.json with `after` in one rename (call under locked())."""
         del before  # one atomic file: no ordering of individual changes needed
         self._write_records(list(after))
+        if not self._keep_private_keys:  # after the records: a crash leaves a file, not a hole
+            for record in after:
+                if not record.published:
+                    self._key_path(record.kid).unlink(missing_ok=True)
+                    self._opened.pop(record.kid, None)
 
     @contextlib.contextmanager
     def locked(self, wait_seconds: float = 30.0) -> Iterator[None]:
@@ -124,6 +138,23 @@ class FileKeyStore:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def reseal(self) -> list[str]:
+        """Rewrite every key file with the configured protection (encrypt plain PEMs once a
+        passphrase is configured); the kids rewritten. Raises: KeyStoreError."""
+        opener = self._codec.lenient() if isinstance(self._codec, PemCodec) else self._codec
+        rewritten = []
+        with self.locked():
+            for record in self.records():
+                path = self._key_path(record.kid)
+                if not path.exists():
+                    continue
+                key = opener.open(path.read_bytes(), record.kid, record.alg)
+                if thumbprint(public_jwk(key.public_key())) != record.kid:
+                    raise KeyStoreError(f"{path} holds a different key than kid {record.kid}")
+                _write_atomic(path, self._codec.seal(key, record.kid), mode=0o600)
+                rewritten.append(record.kid)
+        return rewritten
 
     def files(self, records: Sequence[KeyRecord]) -> list[Path]:
         """keyring.json and the key file of every published record (what a replica reads)."""

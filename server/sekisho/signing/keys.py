@@ -80,7 +80,11 @@ def _str(value: Any) -> str:
     return value
 
 
+# 9999-12-31T23:59:59Z: beyond it no clock or time.gmtime() can render the value.
+MAX_TIMESTAMP = 253_402_300_799
+
+
 def _int(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise TypeError("expected a non-negative integer")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TIMESTAMP:
+        raise TypeError(f"expected a Unix time between 0 and {MAX_TIMESTAMP}")
     return value

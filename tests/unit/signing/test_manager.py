@@ -229,15 +229,19 @@ def test_configured_encryption_without_the_passphrase_never_writes_a_plain_key(
     assert not list(tmp_path.glob("*.pem"))
 
 
-def test_plain_keys_still_open_after_encryption_is_configured(tmp_path: Path) -> None:
+def test_plain_keys_are_refused_once_encryption_is_configured_until_resealed(
+    tmp_path: Path,
+) -> None:
+    # Issue 19 class 4: a planted (or forgotten) unencrypted key must not load silently.
     clock = FakeClock(T0)
     _manager(tmp_path, clock).init(ALICE)  # unencrypted
-    migrating = _manager(tmp_path, clock, PemCodec(PASSPHRASE, "X"))
-    clock.advance(600)
-    transition = migrating.rotate(ALICE)
-    new_kid = next(c.kid for c in transition.changes if c.action.value == "create")
-    assert (tmp_path / f"{new_kid}.pem").read_bytes().startswith(b"-----BEGIN ENCRYPTED")
-    assert len(FileKeyStore(tmp_path, PemCodec(PASSPHRASE, "X")).load().signers) == 3
+    encrypted = FileKeyStore(tmp_path, PemCodec(PASSPHRASE, "X"))
+    with pytest.raises(KeyStoreError, match=r"is not encrypted but keys\.passphrase_env is set"):
+        encrypted.load()
+    assert len(encrypted.reseal()) == 2
+    for pem in tmp_path.glob("*.pem"):
+        assert pem.read_bytes().startswith(b"-----BEGIN ENCRYPTED")
+    assert len(encrypted.load().signers) == 2
 
 
 # --- kms-wrapped keys (fake KMS; tests/integration runs the same against moto) --------------------
