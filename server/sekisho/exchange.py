@@ -18,7 +18,7 @@ from sekisho.models import Caller, ExchangeRequest, ExchangeResult, VerifiedToke
 from sekisho.policy.engine import PolicyEngine
 from sekisho.policy.input import build_input
 from sekisho.policy.outcome import granted
-from sekisho.status.revocations import RevocationGate
+from sekisho.status.revocations import RevocationGate, covered_keys
 from sekisho.validation import ExchangeParams, RequestLimits, build_request
 
 UNBOUNDED = 2**31  # no in-flight bound unless the composition root sets one
@@ -126,7 +126,12 @@ class TokenExchanger:
             raise
         self._audit.exchanged(request, subject, minted, decision_id, reason=decision.reason)
         expires_in = minted.expires_at - minted.issued_at
-        return ExchangeResult(minted=minted, expires_in=expires_in, decision_id=decision_id)
+        keys: tuple[tuple[str, str], ...] = ()
+        if self._revocations is not None:
+            keys = (*covered_keys(request, subject, actor), ("token", minted.jti))
+        return ExchangeResult(
+            minted=minted, expires_in=expires_in, decision_id=decision_id, revocation_keys=keys
+        )
 
     def refused(self, error: ServiceError, caller: Caller) -> None:
         """Audit a refusal made before the pipeline ran (caller authentication, validation)."""

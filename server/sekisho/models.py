@@ -100,3 +100,6 @@ class ExchangeResult:
     minted: MintedToken
     expires_in: int
     decision_id: str
+    # (kind, value) pairs a revocation could name for this token ([status_list] on): lets caches
+    # of minted tokens drop it when `sekisho revoke` covers it (status/revocations.py).
+    revocation_keys: tuple[tuple[str, str], ...] = ()

@@ -20,7 +20,7 @@ from sekisho.decision_observers import DecisionObservers, build_decision_observe
 from sekisho.errors import ConfigError
 from sekisho.exchange import TokenExchanger
 from sekisho.gateway.authorizer import GatewayAuthorizer, TokenHeader
-from sekisho.gateway.cache import GatewayTokenCache
+from sekisho.gateway.cache import GatewayTokenCache, Revoked
 from sekisho.gateway.routes import PROFILE_TOKEN_TYPES, Route, RouteTable
 from sekisho.http.app import create_http_app
 from sekisho.http.client_auth import ClientAuthenticator, registered_client
@@ -232,7 +232,12 @@ async def start_policy(
 
 
 def build_gateway_authorizer(
-    settings: Settings, exchanger: TokenExchanger, clock: Clock, metrics: Metrics | None = None
+    settings: Settings,
+    exchanger: TokenExchanger,
+    clock: Clock,
+    metrics: Metrics | None = None,
+    *,
+    revoked: Revoked | None = None,
 ) -> GatewayAuthorizer:
     """The ext_authz adapter from [gateway]: route table, token header and token cache."""
     gateway = settings.gateway
@@ -250,7 +255,10 @@ def build_gateway_authorizer(
         for index, entry in enumerate(gateway.routes)
     )
     cache = GatewayTokenCache(
-        clock, max_entries=gateway.cache_max_entries, margin_seconds=gateway.cache_margin_seconds
+        clock,
+        max_entries=gateway.cache_max_entries,
+        margin_seconds=gateway.cache_margin_seconds,
+        revoked=revoked,
     )
     if metrics is not None:
         metrics.watch_cache("gateway", cache)
@@ -387,7 +395,11 @@ async def start_service(
     servicer = TokenExchangeServicer(exchanger, keyring, callers=callers)
     ext_authz = ExtAuthzServicer(
         build_gateway_authorizer(
-            settings, exchanger.with_entrypoint("ext_authz"), clock, observability.metrics
+            settings,
+            exchanger.with_entrypoint("ext_authz"),
+            clock,
+            observability.metrics,
+            revoked=status.gate.revoked if status else None,
         ),
         trust_source_principal=settings.gateway.trust_source_principal,
         callers=callers,

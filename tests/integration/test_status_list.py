@@ -6,6 +6,7 @@ and flips the token's bit."""
 import asyncio
 import base64
 import json
+import socket
 import time
 import zlib
 from collections.abc import AsyncIterator
@@ -18,12 +19,14 @@ from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
+from sekisho.client import ChannelOptions, ExchangeError, TokenExchangeClient
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
 from sekisho.devidp import DevIdentityProvider
 from sekisho.service import start_service
 from sekisho.signing.filestore import FileKeyStore
 from sekisho.status.filestore import FileStatusStore
 from sekisho.status.models import Revocation, subject_key
+from sekisho.verify import JwksClient, StatusListClient
 
 from tests.integration.conftest import SEKISHO_ISSUER, LiveStack, stack_settings
 
@@ -176,3 +179,68 @@ async def test_a_revoked_subject_is_refused_and_its_token_flips(
     await asyncio.sleep(1.1)  # a signed list is reused for 1 s
     assert await _status_of(status_live, alice) == 1
     assert await _status_of(status_live, bob) == 0
+
+
+@pytest.fixture
+async def addressable(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator[LiveStack]:
+    """A stack whose issuer is its own HTTP address, so status URIs can be fetched."""
+    port = _free_port()
+    keys_dir = tmp_path / "keys"
+    FileKeyStore(keys_dir).init("ES256", 1_800_000_000)
+    settings = stack_settings(
+        dev_idp.issuer,
+        keys_dir,
+        server={"http_listen": f"127.0.0.1:{port}", "issuer": f"http://127.0.0.1:{port}"},
+        status_list={
+            "enabled": True,
+            "path": str(tmp_path / "status" / "status.db"),
+            "ttl_seconds": TTL,
+            "poll_seconds": 0.2,
+            "flush_interval_seconds": 0.05,
+        },
+    )
+    service = await start_service(settings)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc.port}")
+    stub = pb_grpc.TokenExchangeServiceStub(channel)
+    yield LiveStack(service=service, idp=dev_idp, stub=stub, channel=channel, settings=settings)
+    await channel.close()
+    await service.stop(0.5)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_the_client_sdk_drops_a_cached_token_once_revoked(
+    addressable: LiveStack, tmp_path: Path
+) -> None:
+    issuer = addressable.settings.server.issuer
+    now = [time.time()]
+    keys = JwksClient(issuer + "/.well-known/jwks.json", clock=time.time)
+    status = StatusListClient(issuer=issuer, keys=keys, clock=lambda: now[0])
+    subject = addressable.user_token(sub="alice")
+    async with TokenExchangeClient(
+        f"127.0.0.1:{addressable.service.grpc.port}",
+        channel_options=ChannelOptions(insecure=True),
+        status=status,
+    ) as client:
+        first = await client.exchange(
+            subject, CRM_AS, resources=[CRM_MCP], requested_token_type=TOKEN_TYPE_ACCESS_TOKEN
+        )
+        again = await client.exchange(
+            subject, CRM_AS, resources=[CRM_MCP], requested_token_type=TOKEN_TYPE_ACCESS_TOKEN
+        )
+        assert again.jti == first.jti and client.rpc_count == 1  # served from the cache
+        await asyncio.sleep(0.3)  # flushed
+        store = FileStatusStore(tmp_path / "status" / "status.db")
+        key = subject_key(addressable.idp.issuer, "alice")
+        store.revoke(int(time.time()), Revocation("subject", key, "stolen", "sec", 1))
+        await asyncio.sleep(1.5)  # the gate's poll and the 1 s list rebuild
+        now[0] += TTL + 1  # the client's copy of the list is past its ttl
+        with pytest.raises(ExchangeError) as refused:
+            await client.exchange(
+                subject, CRM_AS, resources=[CRM_MCP], requested_token_type=TOKEN_TYPE_ACCESS_TOKEN
+            )
+        assert refused.value.reason == "access_denied" and client.rpc_count == 2

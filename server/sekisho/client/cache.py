@@ -7,7 +7,9 @@ not hand out user tokens.
 """
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,8 @@ class ExchangedToken:
     audience: str
     jti: str
     decision_id: str
+    # The token's `status` claim (draft-ietf-oauth-status-list), read when the client checks status.
+    status: Mapping[str, Any] | None = None
 
 
 class TokenCache:
@@ -72,6 +76,10 @@ class TokenCache:
         if len(self._entries) >= self._max_entries:
             self._entries.pop(next(iter(self._entries)))  # oldest insertion goes first
         self._entries[key] = token
+
+    def drop(self, key: CacheKey) -> None:
+        """Forget one entry (its token was revoked)."""
+        self._entries.pop(key, None)
 
     @property
     def hit_ratio(self) -> float:

@@ -4,7 +4,9 @@
 - single-flight: concurrent identical requests share one RPC;
 - retries: only UNAVAILABLE, with jittered exponential backoff, never past the caller's deadline
   (every other status is an answer, and retrying a denial would only add load);
-- typed errors: ExchangeError subclasses carrying the OAuth reason and step-up/consent metadata.
+- typed errors: ExchangeError subclasses carrying the OAuth reason and step-up/consent metadata;
+- revocation: with `status=StatusListClient(…)`, a cached token whose status list entry is no
+  longer VALID (`sekisho revoke`) is dropped and exchanged again (which Sekisho then refuses).
 
 ID-JAGs are not cached by default: a downstream authorization server must refuse a second
 redemption of the same `jti` (MCP Enterprise-Managed Authorization), so a cached ID-JAG would
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import jwt
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -29,6 +32,8 @@ from sekisho.client.cache import CacheKey, ExchangedToken, TokenCache, cache_key
 from sekisho.client.channel import ChannelOptions, open_channel
 from sekisho.client.errors import ExchangeError, ExchangeUnavailableError, error_for
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN
+from sekisho.verify.errors import VerificationError
+from sekisho.verify.status import StatusListClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +94,9 @@ class TokenExchangeClient:
         refresh_ahead_seconds: float = 30.0,
         cache_token_types: Collection[str] = (TOKEN_TYPE_ACCESS_TOKEN,),
         clock: Callable[[], float] = time.monotonic,
+        status: StatusListClient | None = None,
     ) -> None:
+        self._status = status
         self._channel = open_channel(target, channel_options or ChannelOptions())
         self._stub = pb_grpc.TokenExchangeServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._timeout = timeout_seconds
@@ -130,11 +137,25 @@ class TokenExchangeClient:
             return await self._call_with_retries(params, deadline)
         key = params.key()
         cached, due = self.cache.get(key, self._clock())
+        if cached is not None and await self._revoked(cached):
+            self.cache.drop(key)
+            cached = None
         if cached is not None:
             if due:
                 self._refresh_in_background(key, params)
             return cached
         return await self._single_flight(key, params, deadline)
+
+    async def _revoked(self, token: ExchangedToken) -> bool:
+        if self._status is None or token.status is None:
+            return False
+        try:
+            await self._status.check(token.status)
+        except VerificationError:
+            # Revoked, or the list is unreachable beyond its staleness bound: exchange afresh
+            # rather than hand out a token the downstream would refuse.
+            return True
+        return False
 
     async def _single_flight(
         self, key: CacheKey, params: ExchangeParams, deadline: float
@@ -220,7 +241,19 @@ class TokenExchangeClient:
             audience=response.audience,
             jti=response.jti,
             decision_id=response.decision_id,
+            status=self._status_claim(response.access_token),
         )
+
+    def _status_claim(self, token: str) -> Any:
+        if self._status is None:
+            return None
+        # Our own token, just received over the authenticated channel: read, not verified here
+        # (the downstream verifies it); only the status reference is needed.
+        try:
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return None
+        return claims.get("status")
 
     async def close(self) -> None:
         for task in list(self._background):

@@ -137,7 +137,8 @@ class GatewayAuthorizer:
         result = await self._exchanger.handle(
             _GatewayCall(caller, params_of(subject_token, route, context))
         )
-        self._cache.put(key, result.minted.token, result.minted.expires_at)
+        minted = result.minted
+        self._cache.put(key, minted.token, minted.expires_at, covers=result.revocation_keys)
         return result.minted.token
 
     def _context(self, request: GatewayRequest) -> dict[str, str]:

@@ -6,6 +6,7 @@ expire. The key holds a SHA-256 of the user's token, never the token itself.
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sekisho.clock import Clock
@@ -15,6 +16,11 @@ from sekisho.clock import Clock
 class CachedToken:
     token: str
     expires_at: int
+    # What a revocation could name for this token (ExchangeResult.revocation_keys).
+    covers: tuple[tuple[str, str], ...] = ()
+
+
+Revoked = Callable[[tuple[tuple[str, str], ...]], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +41,17 @@ def cache_key(subject_token: str, *parts: str) -> str:
 class GatewayTokenCache:
     """LRU with at most `max_entries` tokens; `max_entries = 0` disables caching."""
 
-    def __init__(self, clock: Clock, *, max_entries: int, margin_seconds: int) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        max_entries: int,
+        margin_seconds: int,
+        revoked: Revoked | None = None,
+    ) -> None:
         self._clock = clock
+        # `sekisho revoke` reaches cached tokens: a covered entry is dropped at its next lookup.
+        self._revoked = revoked
         self._max_entries = max_entries
         self._margin = margin_seconds
         self._entries: OrderedDict[str, CachedToken] = OrderedDict()
@@ -45,7 +60,7 @@ class GatewayTokenCache:
 
     def get(self, key: str) -> str | None:
         entry = self._entries.get(key)
-        if entry is not None and self._fresh(entry):
+        if entry is not None and self._fresh(entry) and not self._is_revoked(entry):
             self._entries.move_to_end(key)
             self._hits += 1
             return entry.token
@@ -54,8 +69,10 @@ class GatewayTokenCache:
         self._misses += 1
         return None
 
-    def put(self, key: str, token: str, expires_at: int) -> None:
-        entry = CachedToken(token=token, expires_at=expires_at)
+    def put(
+        self, key: str, token: str, expires_at: int, covers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        entry = CachedToken(token=token, expires_at=expires_at, covers=covers)
         if self._max_entries == 0 or not self._fresh(entry):
             return
         self._entries[key] = entry
@@ -76,6 +93,9 @@ class GatewayTokenCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def _is_revoked(self, entry: CachedToken) -> bool:
+        return self._revoked is not None and self._revoked(entry.covers)
 
     def _fresh(self, entry: CachedToken) -> bool:
         return self._clock.now() < entry.expires_at - self._margin

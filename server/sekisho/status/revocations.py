@@ -8,6 +8,7 @@ are refused temporarily_unavailable, because a revocation made meanwhile would g
 
 import asyncio
 import logging
+from collections.abc import Iterable
 
 from sekisho.clock import Clock
 from sekisho.errors import AccessDeniedError, TemporarilyUnavailableError
@@ -69,6 +70,10 @@ class RevocationGate:
         for kind, key in covered_keys(request, subject, actor):
             if (kind, key) in self._active:
                 raise AccessDeniedError("the exchange was denied", log_detail=f"revoked {kind}")
+
+    def revoked(self, keys: Iterable[tuple[str, str]]) -> bool:
+        """Whether a revocation in force names any of `keys` (for caches of minted tokens)."""
+        return any(key in self._active for key in keys)
 
     async def refresh_forever(self, interval: float) -> None:
         while True:

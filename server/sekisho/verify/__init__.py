@@ -6,6 +6,9 @@ verifier = SekishoTokenVerifier(
     resources={"https://mcp.example/mcp"}, replay_cache=InMemoryReplayCache(),
 )
 token = await verifier.verify(assertion, client_id=authenticated_client)
+
+Token status (draft-ietf-oauth-status-list): pass `status=StatusListClient(issuer=…, keys=keys)`
+and tokens whose status list entry is not VALID (revoked by `sekisho revoke`) are rejected.
 """
 
 from sekisho.verify.errors import (
@@ -22,6 +25,7 @@ from sekisho.verify.replay import (
     ReplayCache,
     ReplayCacheUnavailableError,
 )
+from sekisho.verify.status import StatusListClient
 from sekisho.verify.tokens import SekishoTokenVerifier, VerifiedSekishoToken
 
 __all__ = [
@@ -33,6 +37,7 @@ __all__ = [
     "ReplayCacheUnavailableError",
     "ReplayedTokenError",
     "SekishoTokenVerifier",
+    "StatusListClient",
     "TokenRejectedError",
     "VerificationError",
     "VerifiedSekishoToken",

@@ -9,7 +9,7 @@ Two profiles (docs/architecture.md §4), never confusable: `id-jag` (`typ: oauth
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import jwt
 
@@ -19,20 +19,16 @@ from sekisho.verify.errors import (
     TokenRejectedError,
     VerifierUnavailableError,
 )
+from sekisho.verify.keys import KeySource
 from sekisho.verify.replay import ReplayCache, ReplayCacheUnavailableError
+from sekisho.verify.status import StatusListClient
+
+__all__ = ["KeySource", "SekishoTokenVerifier", "VerifiedSekishoToken"]
 
 Profile = Literal["id-jag", "access_token"]
 TYP_BY_PROFILE: Mapping[Profile, str] = {"id-jag": "oauth-id-jag+jwt", "access_token": "at+jwt"}
 DEFAULT_ALGORITHMS = ("ES256", "PS256", "RS256", "EdDSA")
 _REQUIRED = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")
-
-
-class KeySource(Protocol):
-    """Resolves a kid to a verification key (JwksClient, or a static dict wrapper)."""
-
-    async def key(self, kid: str) -> jwt.PyJWK:
-        """Raises: TokenRejectedError, VerifierUnavailableError."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +70,7 @@ class SekishoTokenVerifier:
         algorithms: Collection[str] = DEFAULT_ALGORITHMS,
         leeway_seconds: int = 30,
         clock: Callable[[], float] = time.time,
+        status: StatusListClient | None = None,
     ) -> None:
         if profile == "id-jag" and replay_cache is None:
             raise ValueError("the id-jag profile needs a replay cache (MCP EMA: jti is single-use)")
@@ -86,6 +83,7 @@ class SekishoTokenVerifier:
         self._algorithms = list(algorithms)
         self._leeway = leeway_seconds
         self._clock = clock
+        self._status = status
 
     async def verify(self, token: str, *, client_id: str | None = None) -> VerifiedSekishoToken:
         """Validate `token`; `client_id` (when given) must equal its client_id claim.
@@ -98,6 +96,7 @@ class SekishoTokenVerifier:
         claims = self._decode(token, key, now)
         self._check_client(claims, client_id)
         resources = self._check_resource(claims)
+        await self._check_status(claims)
         await self._check_replay(claims, now)
         return VerifiedSekishoToken(
             subject=claims["sub"],
@@ -165,6 +164,12 @@ class SekishoTokenVerifier:
         if self._resources is not None and not resources:
             raise TokenRejectedError("resource is missing")
         return resources
+
+    async def _check_status(self, claims: Mapping[str, Any]) -> None:
+        # draft-ietf-oauth-status-list §8: a token that names a status list is valid only while
+        # its entry reads VALID. A token without `status` is checked as before.
+        if self._status is not None and "status" in claims:
+            await self._status.check(claims["status"])
 
     async def _check_replay(self, claims: Mapping[str, Any], now: float) -> None:
         if self._replay is None:

@@ -1,0 +1,191 @@
+"""Token status for downstream servers (draft-ietf-oauth-status-list §8): fetch the Status List
+Token a Sekisho token points at, validate it with the same keys, and cache it for its `ttl`.
+
+Freshness: a list is used for `ttl` seconds (or the response's Cache-Control max-age, whichever is
+shorter); in the last fifth of that it is refreshed in the background, so verification does not
+wait on the network under steady traffic. Past `ttl` the next verification fetches; if that fails,
+the last good list serves until `max_stale_seconds` after it was fetched (never past its `exp`),
+then verification fails closed (VerifierUnavailableError).
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import jwt
+
+from sekisho.status.bitlist import VALID, StatusList, StatusListFormatError, from_claim
+from sekisho.verify.errors import TokenRejectedError, VerifierUnavailableError
+from sekisho.verify.jwks import max_age_seconds
+from sekisho.verify.keys import KeySource
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPE = "application/statuslist+jwt"
+TYP = "statuslist+jwt"
+_MAX_LIST_TOKEN_BYTES = 4 * 1024 * 1024
+_REFRESH_AHEAD = 0.2  # of the ttl
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedList:
+    status_list: StatusList
+    fetched_at: float
+    fresh_until: float
+    expires_at: float | None
+
+
+class StatusListClient:
+    """Fetches, validates and caches Status List Tokens of one issuer."""
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        keys: KeySource,
+        clock: Callable[[], float] = time.time,
+        max_stale_seconds: float = 300.0,
+        default_ttl_seconds: float = 60.0,
+        timeout_seconds: float = 5.0,
+        algorithms: Collection[str] = ("ES256", "PS256", "RS256", "EdDSA"),
+    ) -> None:
+        self._issuer = issuer
+        self._keys = keys
+        self._clock = clock
+        self._max_stale = max_stale_seconds
+        self._default_ttl = default_ttl_seconds
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._algorithms = list(algorithms)
+        self._lists: dict[str, _CachedList] = {}
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self.fetch_count = 0
+
+    async def status(self, claim: object) -> int:
+        """The status value of a token's `status` claim (0 = VALID).
+
+        Raises: TokenRejectedError (malformed reference, foreign URI, index out of range),
+            VerifierUnavailableError (no list fresh enough could be had).
+        """
+        uri, idx = self._reference(claim)
+        status_list = await self._list(uri)
+        try:
+            return status_list.status(idx)
+        except StatusListFormatError as exc:
+            raise TokenRejectedError("status index is outside the list") from exc
+
+    async def check(self, claim: object) -> None:
+        """Raises: TokenRejectedError unless the status is VALID; VerifierUnavailableError."""
+        if await self.status(claim) != VALID:
+            raise TokenRejectedError("token status is not valid (revoked)")
+
+    def _reference(self, claim: object) -> tuple[str, int]:
+        reference = claim.get("status_list") if isinstance(claim, Mapping) else None
+        if not isinstance(reference, Mapping):
+            raise TokenRejectedError("status claim has no status_list reference")
+        uri, idx = reference.get("uri"), reference.get("idx")
+        if not isinstance(uri, str) or not isinstance(idx, int) or isinstance(idx, bool):
+            raise TokenRejectedError("status_list needs a string uri and an integer idx")
+        # Only lists the issuer serves: a token must not make us fetch arbitrary URLs (SSRF).
+        if not uri.startswith(self._issuer + "/") or idx < 0:
+            raise TokenRejectedError("status list uri is not the issuer's")
+        return uri, idx
+
+    async def _list(self, uri: str) -> StatusList:
+        now = self._clock()
+        cached = self._lists.get(uri)
+        if cached is not None and now < cached.fresh_until:
+            if now >= cached.fresh_until - _REFRESH_AHEAD * (
+                cached.fresh_until - cached.fetched_at
+            ):
+                self._refresh_in_background(uri)
+            return cached.status_list
+        try:
+            return (await self._fetch(uri)).status_list
+        except VerifierUnavailableError:
+            if cached is not None and self._usable_stale(cached, now):
+                log.warning("status_list_stale", extra={"uri": uri})
+                return cached.status_list
+            raise
+
+    def _usable_stale(self, cached: _CachedList, now: float) -> bool:
+        within_exp = cached.expires_at is None or now < cached.expires_at
+        return within_exp and now - cached.fetched_at < self._max_stale
+
+    def _refresh_in_background(self, uri: str) -> None:
+        if uri in self._refreshing:
+            return
+
+        async def refresh() -> None:
+            try:
+                await self._fetch(uri)
+            except VerifierUnavailableError as exc:
+                log.warning("status_list_refresh_failed", extra={"uri": uri, "detail": str(exc)})
+            finally:
+                self._refreshing.pop(uri, None)
+
+        self._refreshing[uri] = asyncio.create_task(refresh())
+
+    async def _fetch(self, uri: str) -> _CachedList:
+        self.fetch_count += 1
+        now = self._clock()
+        body, cache_control = await self._download(uri)
+        claims = await self._validate(body.decode("ascii", "replace"), uri, now)
+        ttl = float(claims.get("ttl", self._default_ttl))
+        ttl = min(ttl, max_age_seconds(cache_control, ttl))
+        exp = claims.get("exp")
+        try:
+            status_list = from_claim(claims["status_list"])
+        except StatusListFormatError as exc:
+            raise VerifierUnavailableError(f"status list is malformed: {exc}") from exc
+        cached = _CachedList(status_list, now, now + ttl, float(exp) if exp is not None else None)
+        self._lists[uri] = cached
+        return cached
+
+    async def _download(self, uri: str) -> tuple[bytes, str]:
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=self._timeout) as session,
+                session.get(uri, headers={"Accept": MEDIA_TYPE}, allow_redirects=False) as answer,
+            ):
+                if answer.status != 200:
+                    raise VerifierUnavailableError(f"status list answered HTTP {answer.status}")
+                body = await answer.content.read(_MAX_LIST_TOKEN_BYTES + 1)
+                cache_control = answer.headers.get("Cache-Control", "")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise VerifierUnavailableError(
+                f"status list fetch failed: {type(exc).__name__}"
+            ) from exc
+        if len(body) > _MAX_LIST_TOKEN_BYTES:
+            raise VerifierUnavailableError("status list token too large")
+        return body, cache_control
+
+    async def _validate(self, token: str, uri: str, now: float) -> dict[str, Any]:
+        """draft §8.3: typ, signature by the issuer's keys, sub = uri, iat, exp, ttl."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise VerifierUnavailableError("status list token is malformed") from exc
+        if header.get("typ") != TYP or header.get("alg") not in self._algorithms:
+            raise VerifierUnavailableError("status list token has the wrong typ or alg")
+        key = await self._keys.key(str(header.get("kid", "")))
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=key.key,
+                algorithms=self._algorithms,
+                options={"require": ["sub", "iat"], "verify_exp": False, "verify_iat": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise VerifierUnavailableError(f"status list token rejected: {exc}") from exc
+        if claims["sub"] != uri or claims.get("iss", self._issuer) != self._issuer:
+            raise VerifierUnavailableError("status list token is for another list or issuer")
+        if "exp" in claims and now >= float(claims["exp"]):
+            raise VerifierUnavailableError("status list token expired")
+        ttl = claims.get("ttl", self._default_ttl)
+        if not isinstance(ttl, int | float) or isinstance(ttl, bool) or ttl <= 0:
+            raise VerifierUnavailableError("status list ttl must be a positive number")
+        return claims

@@ -1,0 +1,282 @@
+"""`sekisho revoke subject` against a real `sekisho serve` with server.workers = 2: new exchanges
+for the user are refused on both workers within 2 s, a downstream using sekisho.verify refuses the
+user's already-minted tokens within one list ttl while other users' tokens still verify, and a
+Status List Token read by a decoder written from the draft alone agrees bit for bit."""
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+import zlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import jwt
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
+from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
+from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
+from sekisho.devidp import DevIdentityProvider
+from sekisho.signing.filestore import FileKeyStore
+from sekisho.status.bitlist import from_claim
+from sekisho.verify import (
+    JwksClient,
+    SekishoTokenVerifier,
+    StatusListClient,
+    TokenRejectedError,
+)
+
+from tests.harness import POLICIES
+from tests.integration.conftest import AGENT_AUDIENCE
+from tests.integration.test_workers import SEKISHO, Pod, _free_port, _stop, _within
+
+pytestmark = pytest.mark.integration
+
+CRM_AS = "https://crm-as.example.com"
+CRM_MCP = "https://crm.example.com/mcp"
+TTL = 3
+REQUESTS = 16  # fresh channels per phase: P(all on one of 2 workers) = 2**-15
+
+
+def _config(tmp_path: Path, idp: DevIdentityProvider, policies: Path) -> tuple[Path, int, int]:
+    grpc_port, http_port = _free_port(), _free_port()
+    config = tmp_path / "sekisho.toml"
+    config.write_text(
+        f"""
+[server]
+grpc_listen = "127.0.0.1:{grpc_port}"
+http_listen = "127.0.0.1:{http_port}"
+issuer = "http://127.0.0.1:{http_port}"
+workers = 2
+shutdown_grace_seconds = 2.0
+
+[[trust.issuers]]
+issuer = "{idp.issuer}"
+discovery_url = "{idp.issuer}/.well-known/openid-configuration"
+audiences = ["{AGENT_AUDIENCE}"]
+
+[policy]
+path = "{policies}"
+
+[keys]
+dir = "keys"
+
+[status_list]
+enabled = true
+path = "status/status.db"
+ttl_seconds = {TTL}
+lifetime_seconds = 60
+poll_seconds = 0.5
+flush_interval_seconds = 0.1
+""",
+        encoding="utf-8",
+    )
+    return config, grpc_port, http_port
+
+
+def _launch(tmp_path: Path, config: Path, policies: Path, ports: tuple[int, int]) -> Pod:
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [*SEKISHO, "serve", "--config", str(config)],
+            cwd=tmp_path,
+            stderr=sink,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    return Pod(process, config, policies, log, *ports)
+
+
+@pytest.fixture
+async def pod(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator[Pod]:
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICIES, policies)
+    FileKeyStore(tmp_path / "keys").init("ES256", int(time.time()))
+    config, grpc_port, http_port = _config(tmp_path, dev_idp, policies)
+    running = _launch(tmp_path, config, policies, (grpc_port, http_port))
+
+    async def both_up() -> bool:
+        assert running.process.poll() is None, running.log.read_text()
+        return len(running.worker_pids()) == 2
+
+    try:
+        await _within(both_up, 30)
+        yield running
+    finally:
+        _stop(running)
+
+
+async def _exchange(pod: Pod, token: str, request_id: str) -> str | None:
+    """An access token for the CRM MCP server on a fresh connection, or None when refused."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{pod.grpc_port}") as channel:
+        stub = pb_grpc.TokenExchangeServiceStub(channel)
+        request = pb.ExchangeTokenRequest(
+            subject_token=token,
+            audience=CRM_AS,
+            resource=[CRM_MCP],
+            requested_token_type=TOKEN_TYPE_ACCESS_TOKEN,
+        )
+        try:
+            response = await stub.ExchangeToken(
+                request, metadata=(("x-request-id", request_id),), timeout=5
+            )
+        except grpc.aio.AioRpcError as error:
+            refusal = error.code()
+        else:
+            return str(response.access_token)
+    assert refusal == grpc.StatusCode.PERMISSION_DENIED
+    return None
+
+
+async def _phase(pod: Pod, token: str, prefix: str) -> list[str | None]:
+    return [await _exchange(pod, token, f"{prefix}{i}") for i in range(REQUESTS)]
+
+
+def _downstream(issuer: str) -> SekishoTokenVerifier:
+    keys = JwksClient(issuer + "/.well-known/jwks.json", clock=time.time)
+    return SekishoTokenVerifier(
+        issuer=issuer,
+        audience=CRM_MCP,
+        keys=keys,
+        profile="access_token",
+        status=StatusListClient(issuer=issuer, keys=keys, max_stale_seconds=30),
+    )
+
+
+async def _accepted(verifier: SekishoTokenVerifier, tokens: list[str]) -> list[bool]:
+    results = []
+    for token in tokens:
+        try:
+            await verifier.verify(token)
+            results.append(True)
+        except TokenRejectedError:
+            results.append(False)
+    return results
+
+
+async def test_revoke_subject_reaches_workers_and_downstreams(
+    pod: Pod, dev_idp: DevIdentityProvider, tmp_path: Path
+) -> None:
+    issuer = f"http://127.0.0.1:{pod.http_port}"
+
+    def user(sub: str) -> str:
+        return dev_idp.token({"sub": sub, "aud": AGENT_AUDIENCE, "groups": ["sales"]}, ttl=600)
+
+    alice, bob = user("alice"), user("bob")
+    alice_tokens = [t for t in await _phase(pod, alice, "alice-") if t]
+    bob_tokens = [t for t in await _phase(pod, bob, "bob-") if t]
+    assert len(alice_tokens) == len(bob_tokens) == REQUESTS
+    assert len(set(pod.served_by("alice-").values())) == 2  # both workers minted
+    downstream = _downstream(issuer)
+    assert await _accepted(downstream, alice_tokens + bob_tokens) == [True] * 2 * REQUESTS
+
+    await asyncio.sleep(0.5)  # workers flush their records every 0.1 s
+    revoke = [*SEKISHO, "revoke", "subject", "--issuer", dev_idp.issuer, "--sub", "alice"]
+    revoke += ["--reason", "laptop stolen", "--config", str(pod.config)]
+    done = await asyncio.to_thread(subprocess.run, revoke, capture_output=True, timeout=60)
+    revoked_at = time.monotonic()  # the revocation is in the store when the command returns
+    assert done.returncode == 0, done.stderr
+    assert f"{REQUESTS} live token(s) marked INVALID" in done.stdout.decode()
+
+    # Probe on fresh connections for 3 s: every exchange started 2 s or more after the command
+    # returned must be refused, on both workers.
+    probes: list[tuple[float, bool]] = []
+    while (elapsed := time.monotonic() - revoked_at) < 3.0:
+        granted = await _exchange(pod, alice, f"probe-{len(probes)}") is not None
+        probes.append((elapsed, granted))
+    last_granted = max((at for at, granted in probes if granted), default=0.0)
+    assert last_granted < 2.0, probes
+    late = {f"probe-{i}" for i, (at, _) in enumerate(probes) if at >= 2.0}
+    assert {pid for rid, pid in pod.served_by("probe-").items() if rid in late} == (
+        pod.worker_pids()
+    )
+    assert all(await _phase(pod, bob, "bob-after-"))  # other users are still served
+
+    async def downstream_refuses_alice() -> bool:
+        return await _accepted(downstream, alice_tokens) == [False] * REQUESTS
+
+    await _within(downstream_refuses_alice, TTL + 2.0)
+    assert await _accepted(downstream, bob_tokens) == [True] * REQUESTS
+    print(f"last alice exchange granted {last_granted:.2f} s after revoke returned")
+
+    _independent_wire_check(issuer, alice_tokens, bob_tokens)
+
+
+# --- an independent decoder, written from draft-ietf-oauth-status-list alone ---------------------
+
+
+def _b64(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def _fetch(url: str, accept: str = "") -> tuple[dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    with urllib.request.urlopen(request, timeout=5) as response:  # loopback only
+        return dict(response.headers), response.read()
+
+
+def _verify_es256(compact: str, jwks: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """RFC 7515 compact JWS with ES256 (RFC 7518 §3.4: R || S), checked with `cryptography`."""
+    head, body, signature = compact.split(".")
+    header = json.loads(_b64(head))
+    assert header["alg"] == "ES256"
+    (jwk,) = [k for k in jwks["keys"] if k["kid"] == header["kid"]]
+    numbers = ec.EllipticCurvePublicNumbers(
+        int.from_bytes(_b64(jwk["x"])), int.from_bytes(_b64(jwk["y"])), ec.SECP256R1()
+    )
+    raw = _b64(signature)
+    der = encode_dss_signature(int.from_bytes(raw[:32]), int.from_bytes(raw[32:]))
+    numbers.public_key().verify(der, f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA256()))
+    return header, json.loads(_b64(body))
+
+
+def _draft_status(lst: str, bits: int, idx: int) -> int:
+    """§4.1: ZLIB-inflate, then entry idx holds `bits` bits starting at the least significant bit
+    of byte (idx * bits) // 8."""
+    array = zlib.decompress(_b64(lst))
+    bit = idx * bits
+    return (array[bit // 8] >> (bit % 8)) & ((1 << bits) - 1)
+
+
+def _independent_wire_check(issuer: str, alice: list[str], bob: list[str]) -> None:
+    _, jwks_body = _fetch(issuer + "/.well-known/jwks.json")
+    jwks = json.loads(jwks_body)
+    references = {
+        who: [
+            jwt.decode(t, options={"verify_signature": False})["status"]["status_list"]
+            for t in tokens
+        ]
+        for who, tokens in (("alice", alice), ("bob", bob))
+    }
+    lists: dict[str, dict[str, Any]] = {}
+    for reference in references["alice"] + references["bob"]:
+        uri = reference["uri"]
+        if uri in lists:
+            continue
+        headers, body = _fetch(uri, accept="application/statuslist+jwt")
+        assert headers["Content-Type"] == "application/statuslist+jwt"
+        assert headers["Cache-Control"] == f"public, max-age={TTL}"
+        header, claims = _verify_es256(body.decode(), jwks)
+        assert header["typ"] == "statuslist+jwt"
+        assert claims["sub"] == uri and claims["ttl"] == TTL
+        assert claims["iat"] <= time.time() < claims["exp"]
+        lists[uri] = claims["status_list"]
+    for who, expected in (("alice", 1), ("bob", 0)):
+        for reference in references[who]:
+            status_list = lists[reference["uri"]]
+            got = _draft_status(status_list["lst"], status_list["bits"], reference["idx"])
+            assert got == expected, (who, reference)
+    for status_list in lists.values():  # bit for bit with the project's own decoder
+        ours = from_claim(status_list)
+        size = len(zlib.decompress(_b64(status_list["lst"]))) * 8 // status_list["bits"]
+        theirs = [_draft_status(status_list["lst"], status_list["bits"], i) for i in range(size)]
+        assert theirs == [ours.status(i) for i in range(size)]
+        assert sum(theirs) == REQUESTS  # exactly alice's tokens are INVALID

@@ -1,0 +1,193 @@
+"""sekisho.verify status checks (draft-ietf-oauth-status-list §8) against a loopback list server:
+one test per rule, named after what it stops, plus caching, background refresh and fail-closed
+staleness."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+import pytest
+from aiohttp import web
+from sekisho.status.bitlist import INVALID, StatusList, pack
+from sekisho.verify import StatusListClient, TokenRejectedError, VerifierUnavailableError
+
+from tests.unit.verify.test_tokens import KEY, NOW, OTHER_KEY, StaticKeys, mint, verifier
+
+TTL = 60
+
+
+@dataclass
+class ListServer:
+    """Serves /statuslists/1; tests change what it answers."""
+
+    base: str = ""
+    invalid: set[int] = field(default_factory=set)
+    typ: str = "statuslist+jwt"
+    sub: str = ""
+    iss: str = ""
+    exp: int = int(NOW) + 600
+    key: Any = KEY
+    status: int = 200
+    hits: int = 0
+
+    def token(self) -> str:
+        array = pack(16, 1, [(i, INVALID) for i in self.invalid])
+        claims = {
+            "sub": self.sub or f"{self.base}/statuslists/1",
+            "iss": self.iss or self.base,
+            "iat": int(NOW),
+            "exp": self.exp,
+            "ttl": TTL,
+            "status_list": StatusList(1, array).to_claim(),
+        }
+        return jwt.encode(
+            claims, self.key, algorithm="ES256", headers={"typ": self.typ, "kid": "k1"}
+        )
+
+    async def handle(self, _: web.Request) -> web.Response:
+        self.hits += 1
+        if self.status != 200:
+            return web.Response(status=self.status)
+        return web.Response(
+            body=self.token().encode(),
+            headers={
+                "Content-Type": "application/statuslist+jwt",
+                "Cache-Control": f"max-age={TTL}",
+            },
+        )
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ListServer]:
+    state = ListServer()
+    app = web.Application()
+    app.router.add_get("/statuslists/1", state.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    state.base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    yield state
+    await runner.cleanup()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _client(server: ListServer, clock: Clock, max_stale: float = 300) -> StatusListClient:
+    return StatusListClient(
+        issuer=server.base, keys=StaticKeys(), clock=clock, max_stale_seconds=max_stale
+    )
+
+
+def _status(server: ListServer, idx: int, uri: str = "") -> dict[str, Any]:
+    return {"status_list": {"idx": idx, "uri": uri or f"{server.base}/statuslists/1"}}
+
+
+async def test_a_revoked_token_is_refused_and_a_valid_one_passes(server: ListServer) -> None:
+    server.invalid = {3}
+    clock = Clock()
+    check = verifier(issuer=server.base, status=_client(server, clock), clock=clock)
+    await check.verify(mint(iss=server.base, status=_status(server, 2)))
+    with pytest.raises(TokenRejectedError, match="revoked"):
+        await check.verify(mint(iss=server.base, status=_status(server, 3)))
+
+
+async def test_a_token_without_status_verifies_as_before(server: ListServer) -> None:
+    clock = Clock()
+    client = _client(server, clock)
+    await verifier(issuer=server.base, status=client, clock=clock).verify(mint(iss=server.base))
+    assert client.fetch_count == 0
+
+
+async def test_a_verifier_without_a_status_client_ignores_status(server: ListServer) -> None:
+    server.invalid = {3}
+    await verifier(issuer=server.base, clock=Clock()).verify(
+        mint(iss=server.base, status=_status(server, 3))
+    )
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        pytest.param({"status_list": {"idx": 1, "uri": "http://169.254.169.254/x"}}, id="ssrf-uri"),
+        pytest.param({"status_list": {"idx": "1", "uri": "{base}/statuslists/1"}}, id="idx-str"),
+        pytest.param({"status_list": {"idx": -1, "uri": "{base}/statuslists/1"}}, id="idx-neg"),
+        pytest.param({"status_list": {"idx": 99, "uri": "{base}/statuslists/1"}}, id="idx-outside"),
+        pytest.param({"other": {}}, id="no-status-list"),
+    ],
+)
+async def test_bad_references_are_rejected(server: ListServer, reference: dict[str, Any]) -> None:
+    text = str(reference).replace("{base}", server.base).replace("'", '"')
+    client = _client(server, Clock())
+    with pytest.raises(TokenRejectedError):
+        await client.check(json.loads(text))
+    assert server.hits <= 1  # a foreign URI is never fetched
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"typ": "JWT"}, id="wrong-typ"),
+        pytest.param({"sub": "https://elsewhere/statuslists/1"}, id="list-substitution"),
+        pytest.param({"iss": "https://other-issuer"}, id="foreign-issuer"),
+        pytest.param({"exp": int(NOW) - 1}, id="expired-list"),
+        pytest.param({"key": OTHER_KEY}, id="bad-signature"),
+        pytest.param({"status": 503}, id="server-down"),
+    ],
+)
+async def test_an_unusable_list_fails_closed(server: ListServer, change: dict[str, Any]) -> None:
+    for name, value in change.items():
+        setattr(server, name, value)
+    with pytest.raises(VerifierUnavailableError):
+        await _client(server, Clock()).check(_status(server, 0))
+
+
+async def test_lists_are_cached_for_their_ttl_then_refetched(server: ListServer) -> None:
+    clock = Clock()
+    client = _client(server, clock)
+    await client.check(_status(server, 5))
+    server.invalid = {5}  # revoked on the server
+    clock.now += TTL * 0.5
+    await client.check(_status(server, 5))  # still the cached copy
+    assert server.hits == 1
+    clock.now += TTL * 0.6  # past ttl: fetched before answering
+    with pytest.raises(TokenRejectedError):
+        await client.check(_status(server, 5))
+    assert server.hits == 2
+
+
+async def test_the_last_fifth_of_the_ttl_refreshes_in_the_background(server: ListServer) -> None:
+    clock = Clock()
+    client = _client(server, clock)
+    await client.check(_status(server, 5))
+    server.invalid = {5}
+    clock.now += TTL * 0.9
+    await client.check(_status(server, 5))  # answered from the cache at once...
+    for _ in range(50):
+        await asyncio.sleep(0.02)
+        if server.hits == 2:
+            break
+    assert server.hits == 2  # ...while a fresh copy was fetched
+    with pytest.raises(TokenRejectedError):
+        await client.check(_status(server, 5))
+
+
+async def test_stale_lists_serve_until_max_stale_then_fail_closed(server: ListServer) -> None:
+    clock = Clock()
+    client = _client(server, clock, max_stale=120)
+    await client.check(_status(server, 0))
+    server.status = 503
+    clock.now += 100  # past ttl, within max_stale: the last good list
+    await client.check(_status(server, 0))
+    clock.now += 30  # 130 s since the last good fetch
+    with pytest.raises(VerifierUnavailableError):
+        await client.check(_status(server, 0))
