@@ -38,6 +38,7 @@ from sekisho.verify import (
 from tests.harness import POLICIES
 from tests.integration.conftest import AGENT_AUDIENCE
 from tests.integration.test_workers import SEKISHO, Pod, _free_port, _stop, _within
+from tests.opa import opa_binary
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +67,7 @@ audiences = ["{AGENT_AUDIENCE}"]
 
 [policy]
 path = "{policies}"
+opa_binary = "{opa_binary()}"
 
 [keys]
 dir = "keys"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from sekisho.errors import AccessDeniedError, TemporarilyUnavailableError
-from sekisho.models import Caller, VerifiedToken
+from sekisho.models import Caller, ExchangeRequest, VerifiedToken
 from sekisho.status.filestore import FileStatusStore
 from sekisho.status.issuer import AllocationPolicy, StatusListIssuer
 from sekisho.status.models import Revocation, RevocationKind, subject_key
@@ -58,25 +58,14 @@ def _subject(jti: str = "idp-jti-1") -> VerifiedToken:
     )
 
 
-def _request(caller: str = "spiffe://example.org/agent") -> object:
-    from sekisho.models import ExchangeRequest
-    from sekisho.validation import RequestLimits, build_request
-
-    request: ExchangeRequest = build_request(
+def _request(caller: str = "spiffe://example.org/agent") -> ExchangeRequest:
+    return ExchangeRequest(
         subject_token="t",
-        subject_token_type="",
-        requested_token_type="",
+        subject_token_type="urn:ietf:params:oauth:token-type:id_token",
+        requested_token_type="urn:ietf:params:oauth:token-type:id-jag",
         audience=CRM_AUDIENCE,
-        resources=[],
-        scopes=[],
-        actor_token="",
-        actor_token_type="",
-        context={},
-        requested_lifetime_seconds=0,
         caller=Caller(id=caller),
-        limits=RequestLimits(),
     )
-    return request
 
 
 @pytest.mark.parametrize(
@@ -95,21 +84,21 @@ async def test_the_gate_refuses_what_a_revocation_covers(
     clock = FakeClock(NOW)
     gate = RevocationGate(store, clock, max_stale_seconds=2)
     await gate.refresh()
-    gate.check(_request(), _subject(), None)  # type: ignore[arg-type]
+    gate.check(_request(), _subject(), None)
     store.revoke(NOW, Revocation(kind, key, "r", "sec", NOW))
     await gate.refresh()
     with pytest.raises(AccessDeniedError):
-        gate.check(_request(), _subject(), None)  # type: ignore[arg-type]
+        gate.check(_request(), _subject(), None)
     if kind in ("caller", "token"):  # another agent, another inbound token: still served
-        gate.check(_request("spiffe://example.org/other"), _subject("other-jti"), None)  # type: ignore[arg-type]
+        gate.check(_request("spiffe://example.org/other"), _subject("other-jti"), None)
 
 
 async def test_the_gate_fails_closed_when_its_view_is_stale(tmp_path: Path) -> None:
     clock = FakeClock(NOW)
     gate = RevocationGate(FileStatusStore(tmp_path / "s.db"), clock, max_stale_seconds=2)
     with pytest.raises(TemporarilyUnavailableError):  # never loaded
-        gate.check(_request(), _subject(), None)  # type: ignore[arg-type]
+        gate.check(_request(), _subject(), None)
     await gate.refresh()
     clock.advance(2.5)
     with pytest.raises(TemporarilyUnavailableError):
-        gate.check(_request(), _subject(), None)  # type: ignore[arg-type]
+        gate.check(_request(), _subject(), None)
