@@ -121,6 +121,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
 bench: setup $(GHZ) $(BENCH_STAMP)
 	cd bench && $(abspath $(PY)) exchange_throughput.py
 	cd bench && $(abspath $(PY)) policy_latency.py --decisions 5000 --downstreams 1000
+	cd bench && $(abspath $(PY)) shadow_cost.py
 
 soak: setup $(GHZ) $(BENCH_STAMP)
 	cd bench && $(abspath $(PY)) soak.py

@@ -174,3 +174,31 @@ async def test_replay_names_who_gains_what_and_gates_on_max_changes(
     status, text = _impact(*args, "--max-changes", "2")
     assert status == 0
     assert f"{CRM_AS}: scopes 2" in text and "+crm.write" in text
+
+
+async def test_a_broken_shadow_policy_is_an_error_difference_not_an_outage(
+    tmp_path: Path, dev_idp: DevIdentityProvider
+) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "decision.rego").write_text("package sekisho.exchange\n\ndecision := {\n")
+    keys_dir = tmp_path / "keys"
+    FileKeyStore(keys_dir).init("ES256", 1_800_000_000)
+    settings = stack_settings(
+        dev_idp.issuer, keys_dir, policy={"shadow": {"path": str(broken), "cpu_share": 1.0}}
+    )
+    service = await start_service(settings)  # the live policy is fine: the service starts
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc.port}")
+    try:
+        stack = LiveStack(
+            service, dev_idp, pb_grpc.TokenExchangeServiceStub(channel), channel, settings
+        )
+        request = pb.ExchangeTokenRequest(subject_token=stack.user_token(), audience=CRM_AS)
+        response = await stack.stub.ExchangeToken(request)
+        assert list(response.scope) == ["crm.read"]
+        assert service.observers is not None and service.observers.shadow is not None
+        await service.observers.shadow.drained()
+        assert service.observers.shadow.counters.kinds == {"error": 1}
+    finally:
+        await channel.close()
+        await service.stop(0.5)
