@@ -24,10 +24,10 @@ GEN := server/sekisho/_gen
 CONFIG ?= config/example.toml
 STAMP := $(VENV)/.installed
 
-.PHONY: setup proto run test check lint typecheck policy-check regal clean redis envoy-example \
+.PHONY: setup proto run test check lint typecheck policy-check regal clean redis keycloak envoy-example \
 	deploy-check bench soak fuzz
 
-setup: $(STAMP) $(OPA) redis
+setup: $(STAMP) $(OPA)
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -69,10 +69,16 @@ run: setup
 envoy-example: setup
 	$(PY) examples/envoy/run.py --port $(or $(PORT),10000)
 
+# A real Keycloak for tests/integration/test_keycloak.py: the keycloak-quarkus-dist zip from Maven
+# Central (SHA-1 checked), unpacked and built once into $(KEYCLOAK_CACHE), reused by every run.
+KEYCLOAK_CACHE ?= $(HOME)/.cache/sekisho
+keycloak: $(STAMP)
+	SEKISHO_CACHE=$(KEYCLOAK_CACHE) $(PY) -m tests.keycloak install
+
 # The whole suite: Rego unit tests under OPA, then every Python test (unit, integration, security).
-test: setup
+test: setup redis keycloak
 	$(OPA) test $(POLICY_TEST_ROOTS)
-	PATH="$(BIN):$$PATH" $(PY) -m pytest -q
+	PATH="$(BIN):$$PATH" SEKISHO_CACHE=$(KEYCLOAK_CACHE) $(PY) -m pytest -q
 
 # Coverage-guided fuzzing (atheris) of the token-parsing path for FUZZ_SECONDS. The committed seed
 # corpus is copied to var/fuzz/corpus, which grows across runs; a finding lands in var/fuzz/ as
