@@ -32,7 +32,7 @@ setup: $(STAMP) $(OPA)
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[server,dev]'
 	touch $(STAMP)
 
 # redis-server from the distribution: the RedisReplayCache tests start one on loopback.
@@ -121,7 +121,7 @@ $(GHZ):
 	GOBIN=$(BIN) $(GO) install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[server,dev,bench]'
 	touch $(BENCH_STAMP)
 
 bench: setup $(GHZ) $(BENCH_STAMP)
