@@ -258,6 +258,8 @@ class TrustConfig(_Strict):
     jwks_max_stale_seconds: int = Field(default=86400, ge=60)
     http_timeout_seconds: float = Field(default=5.0, gt=0)
     max_token_bytes: int = Field(default=16384, ge=1024)
+    # Deepest nested `act` (RFC 8693 §4.1) accepted in an inbound token; deeper = invalid token.
+    max_act_depth: int = Field(default=4, ge=1, le=32)
 
     @field_validator("issuers")
     @classmethod

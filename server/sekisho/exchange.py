@@ -10,6 +10,7 @@ from sekisho.admission import Admission
 from sekisho.audit import AuditLog
 from sekisho.clock import Clock
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT
+from sekisho.delegation import check_actor
 from sekisho.errors import DeadlineExceededError, ServiceError
 from sekisho.identity.role import InboundVerifier
 from sekisho.instruments import ExchangeInstruments
@@ -116,11 +117,11 @@ class TokenExchanger:
                 with stage("policy"):
                     decision = await self._policy.decide(document)
                 decision_id = decision.decision_id
+                grant = granted(decision, request)
+                check_actor(subject, actor, decision)
                 self._check_deadline(deadline, "signing")
                 with stage("sign"):
-                    minted = await self._minter.mint(
-                        request, subject, actor, granted(decision, request)
-                    )
+                    minted = await self._minter.mint(request, subject, actor, grant)
         except ServiceError as error:
             self._audit.rejected(request, subject, error, decision_id)
             raise

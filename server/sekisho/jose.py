@@ -13,6 +13,15 @@ from typing import Any
 
 from sekisho.errors import AlgorithmNotAllowedError, MalformedTokenError
 
+# JWS alg → the JWK key type it needs (RFC 7518 §3.1, RFC 8037 §3.1).
+KTY_FOR_ALG = {
+    **{alg: "RSA" for alg in ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")},
+    **{alg: "EC" for alg in ("ES256", "ES384", "ES512")},
+    "EdDSA": "OKP",
+}
+# Header parameters whose semantics would change how the token is processed: refused outright.
+FORBIDDEN_HEADERS = ("crit", "b64", "zip", "enc")
+
 _B64URL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
@@ -52,11 +61,16 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _no_constants(name: str) -> Any:
+    # NaN, Infinity and -Infinity are not JSON (RFC 8259 §6); Python's parser accepts them.
+    raise MalformedTokenError(log_detail=f"{name} is not a JSON value")
+
+
 def json_object(segment: str) -> dict[str, Any]:
     """A base64url segment holding a UTF-8 JSON object. Raises: MalformedTokenError."""
     try:
         text = b64url_decode(segment).decode("utf-8")
-        value = json.loads(text, object_pairs_hook=_no_duplicates)
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MalformedTokenError(log_detail="segment is not UTF-8 JSON") from exc
     if not isinstance(value, dict):

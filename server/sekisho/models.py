@@ -74,6 +74,8 @@ class Decision:
     acr_values: str = ""
     max_age: int = 0
     authorization_url: str = ""
+    # The policy approves the actor token although the subject's may_act does not name it.
+    actor_approved: bool = False
     decision_id: str = ""
 
 

@@ -361,6 +361,7 @@ async def start_service(
         own_issuer=settings.server.issuer,
         leeway_seconds=settings.trust.leeway_seconds,
         max_token_bytes=settings.trust.max_token_bytes,
+        max_act_depth=settings.trust.max_act_depth,
     )
     subject_cache = CachingTokenVerifier(
         verifier,

@@ -4,12 +4,14 @@ resources.
 """
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from sekisho.codepoints import free_text, numbers_in, strings_in, uri_text
 from sekisho.constants import (
     SUPPORTED_ACTOR_TOKEN_TYPES,
     SUPPORTED_REQUESTED_TOKEN_TYPES,
@@ -105,6 +107,12 @@ def _check_context(context: Mapping[str, Any], limits: RequestLimits) -> None:
         raise InvalidRequestError(
             f"context exceeds limits.max_context_bytes ({limits.max_context_bytes} bytes as JSON)"
         )
+    # One meaning per string (codepoints.py), and JSON that every engine parses alike: NaN and
+    # Infinity are not JSON (RFC 8259 §6), and a gRPC Struct carries them as doubles.
+    if not all(free_text(s) for s in strings_in(context)):
+        raise InvalidRequestError("context strings must not hold control characters")
+    if not all(math.isfinite(n) for n in numbers_in(context)):
+        raise InvalidRequestError("context numbers must be finite")
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +184,8 @@ def _check_audience(audience: str, limits: RequestLimits) -> None:
         raise InvalidRequestError(
             f"audience exceeds limits.max_value_length ({limits.max_value_length} characters)"
         )
+    if not uri_text(audience):
+        raise InvalidRequestError("audience may hold only URI characters (RFC 3986 §2)")
 
 
 def _check_actor(params: ExchangeParams) -> None:
@@ -205,5 +215,5 @@ def _check_resources(resources: Sequence[str], limits: RequestLimits) -> None:
         ("max_resources", limits.max_resources),
         ("max_value_length", limits.max_value_length),
     )
-    if not all(_is_absolute_uri(r) for r in resources):
+    if not all(uri_text(r) and _is_absolute_uri(r) for r in resources):
         raise InvalidRequestError("resource values must be absolute URIs without a fragment")

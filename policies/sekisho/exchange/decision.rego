@@ -5,9 +5,10 @@
 #   changes day to day is data: data.sekisho.registry (policies/data/registry.json),
 #   data.sekisho.denylist (denylist.json) and data.sekisho.consents (consents.json).
 #   Contract: docs/architecture.md section 5; guide: docs/policy-authors.md.
-#   The rules live in four modules of this package: decision.rego (the order of checks),
-#   access.rego (the downstream, deny-list, tenants, callers), scopes.rego (grants, step-up)
-#   and resources.rego (resources, consent, lifetime, claims). access.rego uses no other
+#   The rules live in five modules of this package: decision.rego (the order of checks),
+#   access.rego (the downstream, deny-list, tenants, callers), delegation.rego (actors),
+#   scopes.rego (grants, step-up) and resources.rego (resources, consent, lifetime, claims).
+#   access.rego uses no other
 #   module and decision.rego is used by none: with `manage = true` OPA compiles each module as
 #   Sekisho publishes it, so modules must not refer to each other in a cycle.
 package sekisho.exchange
@@ -26,6 +27,8 @@ decision := _deny("access_denied", "emergency deny-list") if {
 	denylisted
 } else := _deny("access_denied", "tenant asserted by an issuer the tenant does not trust") if {
 	tenant_untrusted
+} else := _deny("access_denied", "the actor may not act for this user") if {
+	actor_refused
 } else := _deny("access_denied", "no grant for this audience") if {
 	not has_access
 } else := _deny("invalid_target", "resource is not registered for this audience") if {
@@ -36,7 +39,7 @@ decision := _deny("access_denied", "emergency deny-list") if {
 	count(unmet_risks) > 0
 } else := object.union(_deny("consent_required", consent_reason), consent) if {
 	count(consent_missing) > 0
-} else := object.union(object.union(_grant, _ttl), _cache)
+} else := object.union(object.union(object.union(_grant, _ttl), _cache), delegation)
 
 _deny(error, reason) := {"allow": false, "error": error, "reason": reason}
 

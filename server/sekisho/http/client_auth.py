@@ -5,6 +5,7 @@
 - private_key_jwt (RFC 7523 §2.2 and §3, OpenID Connect Core §9): a JWT signed with a key from the
   client's registered JWK Set; iss = sub = client id, aud = the token endpoint or the issuer,
   short-lived, and its jti single-use (replay cache) so a captured assertion cannot be replayed.
+  Parsed by the strict JOSE layer shared with subject tokens (assertion.py).
 
 A request presenting more than one method is refused (RFC 6749 §2.3: MUST NOT use more than one).
 """
@@ -14,15 +15,14 @@ import binascii
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import unquote_plus
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from sekisho.constants import ASYMMETRIC_ALGORITHMS
 from sekisho.errors import InvalidClientError, InvalidRequestError, TemporarilyUnavailableError
+from sekisho.http.assertion import INVALID, check_claims, parse_assertion, verify_signature
 from sekisho.models import Caller
 from sekisho.verify.jwks import jwks_from_json
 from sekisho.verify.replay import ReplayCache, ReplayCacheUnavailableError
@@ -30,8 +30,7 @@ from sekisho.verify.replay import ReplayCache, ReplayCacheUnavailableError
 log = logging.getLogger(__name__)
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-MAX_ASSERTION_LIFETIME_SECONDS = 300
-_INVALID = "client authentication failed"
+_INVALID = INVALID
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,59 +96,22 @@ class ClientAuthenticator:
     async def _private_key_jwt(self, form: Mapping[str, str], now: float) -> Caller:
         if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
             raise InvalidClientError("unsupported client_assertion_type")
-        assertion = form.get("client_assertion", "")
-        client = self._assertion_client(assertion)
-        claims = self._assertion_claims(assertion, client, now)
+        jws, sub = parse_assertion(form.get("client_assertion", ""))
+        client = self._clients.get(sub)
+        if client is None or client.keys is None:
+            raise InvalidClientError(_INVALID, log_detail="unknown client or no jwks")
+        verify_signature(jws, client.keys)
+        claims = check_claims(jws.claims, client.id, self._audiences, now, self._leeway)
         _check_form_client_id(form, client.id)
         try:
             first = await self._replay.first_use(
-                client.id, str(claims["jti"]), int(claims["exp"]) + self._leeway, now
+                client.id, claims.jti, claims.expires_at + self._leeway, now
             )
         except ReplayCacheUnavailableError as exc:
             raise TemporarilyUnavailableError("try again later", log_detail=str(exc)) from exc
         if not first:
             raise InvalidClientError(_INVALID, log_detail="client assertion replayed")
         return Caller(id=client.id, authenticated_by="private_key_jwt")
-
-    def _assertion_client(self, assertion: str) -> RegisteredClient:
-        try:
-            unverified = jwt.decode(assertion, options={"verify_signature": False})
-        except jwt.PyJWTError as exc:
-            raise InvalidClientError(_INVALID, log_detail="malformed client assertion") from exc
-        client = self._clients.get(str(unverified.get("sub", "")))
-        if client is None or client.keys is None:
-            raise InvalidClientError(_INVALID, log_detail="unknown client or no jwks")
-        return client
-
-    def _assertion_claims(
-        self, assertion: str, client: RegisteredClient, now: float
-    ) -> dict[str, Any]:
-        try:
-            header = jwt.get_unverified_header(assertion)
-            key = (client.keys or {}).get(str(header.get("kid", "")))
-            if key is None or header.get("alg") not in ASYMMETRIC_ALGORITHMS:
-                raise InvalidClientError(_INVALID, log_detail="unknown kid or alg")
-            claims: dict[str, Any] = jwt.decode(
-                assertion,
-                key=key.key,
-                algorithms=[header["alg"]],
-                audience=list(self._audiences),
-                issuer=client.id,
-                options={"require": ["iss", "sub", "aud", "exp", "jti"], "verify_exp": False},
-            )
-        except jwt.PyJWTError as exc:
-            raise InvalidClientError(_INVALID, log_detail=f"assertion: {exc}") from exc
-        _check_assertion_times(claims, now, self._leeway)
-        return claims
-
-
-def _check_assertion_times(claims: Mapping[str, Any], now: float, leeway: int) -> None:
-    exp = int(claims["exp"])
-    if now > exp + leeway:
-        raise InvalidClientError(_INVALID, log_detail="client assertion expired")
-    # RFC 7523 §3 lets us bound how far ahead exp is: a long-lived assertion is a bearer password.
-    if exp - now > MAX_ASSERTION_LIFETIME_SECONDS + leeway:
-        raise InvalidClientError(_INVALID, log_detail="client assertion lives too long")
 
 
 def _decode_basic(credentials: str) -> tuple[str, str]:

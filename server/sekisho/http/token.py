@@ -184,7 +184,9 @@ def params_of(values: Mapping[str, str], form: MultiDictProxy[Any]) -> ExchangeP
         requested_token_type=values.get("requested_token_type", ""),
         audience=values.get("audience", ""),
         resources=resources,
-        scopes=values.get("scope", "").split(),
+        # RFC 6749 §3.3: scope tokens are separated by SP (%x20) only; str.split() would also
+        # split on tabs, \x1c-\x1f and U+2028, giving one string two meanings.
+        scopes=[s for s in values.get("scope", "").split(" ") if s],
         actor_token=values.get("actor_token", ""),
         actor_token_type=values.get("actor_token_type", ""),
     )

@@ -5,9 +5,10 @@ RFC 7519 §4.1 (registered claims), OIDC Core §2 and §3.1.3.7 (ID token valida
 """
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sekisho.codepoints import free_text, identity_text, strings_in
 from sekisho.config import IssuerConfig
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN
 from sekisho.errors import (
@@ -210,3 +211,18 @@ def _string_list(value: Any) -> tuple[str, ...]:
     if isinstance(value, list):
         return tuple(v for v in value if isinstance(v, str))
     return ()
+
+
+def validate_strings(claims: Mapping[str, Any], identity: Iterable[str]) -> None:
+    """One meaning per string (codepoints.py): the policy reads every claim, so none may hold a
+    control character or a lone surrogate; the identity values it compares and the minted token
+    repeats (`identity`) must also be free of invisible and unassigned code points.
+
+    Raises: MalformedTokenError.
+    """
+    if not all(free_text(s) for s in strings_in(claims)):
+        raise MalformedTokenError(log_detail="a claim holds control characters")
+    if not all(identity_text(s) for s in identity):
+        raise MalformedTokenError(
+            log_detail="an identity claim holds invisible or control code points"
+        )

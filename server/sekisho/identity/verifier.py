@@ -10,6 +10,7 @@ from typing import Any
 
 from jwt.algorithms import Algorithm, get_default_algorithms
 
+from sekisho import delegation
 from sekisho.clock import Clock
 from sekisho.config import IssuerConfig
 from sekisho.constants import (
@@ -18,6 +19,7 @@ from sekisho.constants import (
     TYP_ACCESS_TOKEN,
     TYP_ID_JAG,
 )
+from sekisho.delegation import DEFAULT_MAX_ACT_DEPTH
 from sekisho.errors import (
     AlgorithmNotAllowedError,
     BadSignatureError,
@@ -66,6 +68,7 @@ class TokenVerifier:
         own_issuer: str,
         leeway_seconds: int,
         max_token_bytes: int,
+        max_act_depth: int = DEFAULT_MAX_ACT_DEPTH,
     ) -> None:
         # Every accepted spelling of an issuer's `iss` (identity/presets.py issuer forms, aliases).
         self._issuers = {
@@ -75,6 +78,7 @@ class TokenVerifier:
         self._own_issuer = own_issuer
         self._leeway = leeway_seconds
         self._max_bytes = max_token_bytes
+        self._max_act_depth = max_act_depth
         self._algorithms: dict[str, Algorithm] = get_default_algorithms()
 
     async def verify(self, token: str, token_type: str) -> VerifiedToken:
@@ -165,8 +169,7 @@ class TokenVerifier:
         client_id = rules.client_id_of(claims, config, rules_type)
         rules.validate_audience(claims, config, rules_type, client_id)
         rules.validate_scopes(claims, config, rules_type)
-        act = claims.get("act")
-        return VerifiedToken(
+        token = VerifiedToken(
             issuer=config.issuer,
             subject=sub,
             token_type=token_type,
@@ -178,6 +181,17 @@ class TokenVerifier:
             acr=rules.string_claim(claims, "acr"),
             amr=rules.string_list_claim(claims, "amr"),
             auth_time=rules.numeric_date(claims, "auth_time", required=False) or 0,
-            act=act if isinstance(act, dict) else None,
+            act=delegation.inbound_act(claims, self._max_act_depth),
             claims=claims,
         )
+        rules.validate_strings(claims, _identity_values(token))
+        return token
+
+
+def _identity_values(token: VerifiedToken) -> list[str]:
+    """The strings of a verified token that policy compares and the minted token repeats."""
+    values = [token.subject, token.client_id, token.tenant, token.email, token.acr]
+    values.extend(token.groups)
+    values.extend(token.amr)
+    values.extend(delegation.act_strings(token.act))
+    return values

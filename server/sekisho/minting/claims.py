@@ -56,7 +56,7 @@ class TokenFacts:
     jti: str
     issued_at: int
     expires_at: int
-    actor_sub: str
+    act: Mapping[str, Any] | None  # the delegation chain (delegation.actor_chain)
     extra: Mapping[str, Any]
     # draft-ietf-oauth-status-list §6.1 `status` claim, when [status_list] is enabled.
     status: Mapping[str, Any] | None = None
@@ -71,16 +71,6 @@ def token_audience(facts: TokenFacts) -> str | list[str]:
     if facts.profile == TOKEN_TYPE_ID_JAG or not facts.resources:
         return facts.audience
     return _one_or_many(facts.resources)
-
-
-def actor_claim(actor_sub: str, inbound: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """RFC 8693 §4.1: the current actor outermost, any earlier delegation nested inside."""
-    if not actor_sub:
-        return dict(inbound) if inbound else None
-    act: dict[str, Any] = {"sub": actor_sub}
-    if inbound:
-        act["act"] = dict(inbound)
-    return act
 
 
 def build_claims(facts: TokenFacts, subject: VerifiedToken) -> dict[str, Any]:
@@ -101,9 +91,8 @@ def build_claims(facts: TokenFacts, subject: VerifiedToken) -> dict[str, Any]:
     _copy_authentication(claims, subject)
     if subject.tenant:
         claims["tenant"] = subject.tenant
-    act = actor_claim(facts.actor_sub, subject.act)
-    if act is not None:
-        claims["act"] = act
+    if facts.act:
+        claims["act"] = dict(facts.act)
     if facts.status is not None:
         claims["status"] = dict(facts.status)
     claims.update(facts.extra)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from sekisho.clock import Clock
 from sekisho.constants import TOKEN_TYPE_ID_JAG, TYP_ACCESS_TOKEN, TYP_ID_JAG
+from sekisho.delegation import actor_chain
 from sekisho.errors import (
     AccessDeniedError,
     ServerError,
@@ -78,7 +79,7 @@ class TokenMinter:
             jti=self._jti(),
             issued_at=now,
             expires_at=expires_at,
-            actor_sub=actor.subject if actor else request.caller.id,
+            act=actor_chain(request.caller, actor, subject.act),
             extra=_extra_claims(decision),
             status=reference.claim() if reference is not None else None,
         )
@@ -93,7 +94,7 @@ class TokenMinter:
                 IssuedToken(
                     jti=facts.jti,
                     subject=subject_key(subject.issuer, subject.subject),
-                    caller=facts.actor_sub,
+                    caller=actor.subject if actor else request.caller.id,
                     audience=request.audience,
                     list_id=reference.list_id,
                     idx=reference.idx,

@@ -39,6 +39,7 @@ _OPTIONAL: dict[str, tuple[Callable[[Any], bool], str]] = {
     "acr_values": (lambda v: isinstance(v, str), "a string"),
     "max_age": (_is_int, "a non-negative integer"),
     "authorization_url": (lambda v: isinstance(v, str), "a string"),
+    "actor_approved": (lambda v: isinstance(v, bool), "a boolean"),
 }
 
 
@@ -67,5 +68,6 @@ def parse_decision(raw: Any, decision_id: str = "") -> Decision:
         acr_values=raw.get("acr_values", ""),
         max_age=raw.get("max_age", 0),
         authorization_url=raw.get("authorization_url", ""),
+        actor_approved=raw.get("actor_approved", False),
         decision_id=decision_id,
     )

@@ -1,6 +1,7 @@
 """What a decision means for the request: a typed error for a deny, or the grant narrowed so
 granted scopes ⊆ requested scopes and granted resources ⊆ requested resources, whatever the
-policy returned (defence in depth against a policy bug).
+policy returned (defence in depth against a policy bug). Resources are never narrowed: a grant
+that leaves out a requested resource is refused with invalid_target.
 """
 
 import logging
@@ -12,6 +13,7 @@ from sekisho.errors import (
     ConsentRequiredError,
     InsufficientUserAuthenticationError,
     InvalidScopeError,
+    InvalidTargetError,
     ServiceError,
 )
 from sekisho.models import Decision, ExchangeRequest
@@ -59,6 +61,12 @@ def granted(decision: Decision, request: ExchangeRequest) -> Decision:
     resources = decision.resources or request.resources
     if request.resources:
         resources = tuple(r for r in resources if r in request.resources)
+        if set(resources) != set(request.resources):
+            # A token silently missing a requested resource is a token for something else
+            # (issue 15 item 1): the caller asked for all of them, so refuse.
+            raise InvalidTargetError(
+                _PUBLIC_MESSAGES["invalid_target"], log_detail="grant drops a requested resource"
+            )
     if any(not is_scope_token(s) for s in scopes):
         log.error("policy_scope_invalid", extra={"decision_id": decision.decision_id})
         raise AccessDeniedError(_PUBLIC_MESSAGES["access_denied"], log_detail="ill-formed scope")

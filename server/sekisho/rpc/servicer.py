@@ -8,6 +8,7 @@ from google.protobuf import json_format
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.callers import CallerRegistry
+from sekisho.errors import InvalidRequestError
 from sekisho.exchange import TokenExchanger
 from sekisho.models import Caller, ExchangeResult
 from sekisho.rpc.peer import PeerIdentities
@@ -17,7 +18,6 @@ from sekisho.validation import ExchangeParams
 
 def params_of(message: Any) -> ExchangeParams:
     """ExchangeTokenRequest → the transport-neutral parameters (proto field names per RFC 8693)."""
-    context = json_format.MessageToDict(message.context) if message.HasField("context") else {}
     return ExchangeParams(
         subject_token=message.subject_token,
         subject_token_type=message.subject_token_type,
@@ -27,9 +27,20 @@ def params_of(message: Any) -> ExchangeParams:
         scopes=list(message.scope),
         actor_token=message.actor_token,
         actor_token_type=message.actor_token_type,
-        context=context,
+        context=_context_of(message),
         requested_lifetime_seconds=message.requested_lifetime_seconds,
     )
+
+
+def _context_of(message: Any) -> dict[str, Any]:
+    """The request's `context` Struct as JSON. Raises: InvalidRequestError (NaN or Infinity)."""
+    if not message.HasField("context"):
+        return {}
+    try:
+        context: dict[str, Any] = json_format.MessageToDict(message.context)
+    except (ValueError, json_format.Error) as exc:  # a non-finite number has no JSON form
+        raise InvalidRequestError("context numbers must be finite") from exc
+    return context
 
 
 def response_of(result: ExchangeResult) -> Any:

@@ -44,7 +44,9 @@ class InMemoryReplayCache:
     async def first_use(self, issuer: str, jti: str, expires_at: int, now: float) -> bool:
         key = replay_key(issuer, jti)
         expiry = self._seen.get(key)
-        if expiry is not None and expiry > now:
+        # Inclusive, like the Redis cache's EXAT exp + 1: the verifier still accepts a token at
+        # now == exp + leeway, so it must still be remembered then.
+        if expiry is not None and expiry >= now:
             return False
         if len(self._seen) >= self._max_entries:
             self._purge(now)
@@ -56,7 +58,7 @@ class InMemoryReplayCache:
         return True
 
     def _purge(self, now: float) -> None:
-        self._seen = {k: exp for k, exp in self._seen.items() if exp > now}
+        self._seen = {k: exp for k, exp in self._seen.items() if exp >= now}
 
 
 class RedisReplayCache:

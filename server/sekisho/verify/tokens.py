@@ -6,6 +6,7 @@ Two profiles (docs/architecture.md §4), never confusable: `id-jag` (`typ: oauth
 `_check_<claim>` per rule; `now` comes from the caller's clock, never read inside a check.
 """
 
+import math
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -142,12 +143,22 @@ class SekishoTokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise TokenRejectedError(f"token rejected: {exc}") from exc
-        # Times against the caller's clock, not the library's.
+        # Times against the caller's clock, not the library's; ill-typed times are a rejection.
+        for name in ("exp", "iat"):
+            value = claims[name]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TokenRejectedError(f"{name} is not a number")
+            if not math.isfinite(value):
+                raise TokenRejectedError(f"{name} is not a number")
         if now > int(claims["exp"]) + self._leeway:
             raise TokenRejectedError("token expired")
         if int(claims["iat"]) > now + self._leeway:
             raise TokenRejectedError("token issued in the future")
-        if isinstance(claims["aud"], list) and len(claims["aud"]) != 1:
+        # ID-JAG: exactly one audience (an array would allow audience injection at leg 2).
+        # Access tokens: RFC 9068 §3 lets `aud` list several resources, and Sekisho mints one
+        # token for all the resources requested; jwt.decode already checked ours is among them.
+        aud = claims["aud"]
+        if self._typ == TYP_BY_PROFILE["id-jag"] and isinstance(aud, list) and len(aud) != 1:
             raise TokenRejectedError("aud must name exactly one audience")
         return claims
 

@@ -143,11 +143,22 @@ async def test_act_claim_is_passed_through() -> None:
     assert verified.act == act
 
 
-@pytest.mark.parametrize("act", [None, "agent-7", ["agent-7"]], ids=["absent", "string", "list"])
-async def test_act_claim_that_is_not_an_object_is_dropped(act: object) -> None:
+async def test_absent_act_claim_is_none() -> None:
     setup = Setup()
-    verified = await setup.verifier.verify(setup.token(act=act), TOKEN_TYPE_ID_TOKEN)
+    verified = await setup.verifier.verify(setup.token(act=None), TOKEN_TYPE_ID_TOKEN)
     assert verified.act is None
+
+
+@pytest.mark.parametrize(
+    "act",
+    ["agent-7", ["agent-7"], {"sub": "agent\u0000x"}, {"sub": "a", "act": {"sub": "b\u202e"}}],
+    ids=["string", "list", "nul-in-sub", "bidi-in-nested-sub"],
+)
+async def test_act_claim_that_is_not_a_clean_chain_makes_the_token_invalid(act: object) -> None:
+    # A delegation the minted token cannot repeat with one meaning is refused, not dropped:
+    # dropping it would turn a delegated token into a direct one (issue 15 item 4).
+    setup = Setup()
+    await rejected(setup, setup.token(act=act), "token_malformed")
 
 
 # --- algorithm and key-type rules -------------------------------------------------------------

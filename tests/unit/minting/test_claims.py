@@ -9,7 +9,6 @@ from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG
 from sekisho.minting.claims import (
     RESERVED_CLAIMS,
     TokenFacts,
-    actor_claim,
     build_claims,
     token_audience,
 )
@@ -29,7 +28,7 @@ FACTS = TokenFacts(
     jti="jti-1",
     issued_at=1_800_000_000,
     expires_at=1_800_000_300,
-    actor_sub="",
+    act=None,
     extra={},
 )
 SUBJECT = VerifiedToken(
@@ -58,53 +57,23 @@ def test_minimal_claims() -> None:
     }
 
 
-# --- act (RFC 8693 §4.1): the current actor outermost, earlier delegation nested inside ------
+# --- act (RFC 8693 §4.1): the chain is built by delegation.actor_chain and copied as is -------
 
 INBOUND_ACT = {"sub": "gateway", "iss": "https://idp.example.com"}
-DEEP_ACT = {"sub": "gateway", "act": {"sub": "scheduler"}}
 
 
 @pytest.mark.parametrize(
-    ("actor_sub", "inbound", "expected"),
+    ("act", "expected"),
     [
-        pytest.param("", None, None, id="no-actor"),
-        pytest.param("", {}, None, id="empty-inbound-act"),
-        pytest.param("agent", None, {"sub": "agent"}, id="caller-only"),
-        pytest.param("", INBOUND_ACT, INBOUND_ACT, id="inbound-act-only"),
-        pytest.param("agent", INBOUND_ACT, {"sub": "agent", "act": INBOUND_ACT}, id="both"),
+        pytest.param(None, None, id="absent"),
+        pytest.param({"sub": "agent"}, {"sub": "agent"}, id="one-actor"),
         pytest.param(
-            "agent",
-            DEEP_ACT,
-            {"sub": "agent", "act": {"sub": "gateway", "act": {"sub": "scheduler"}}},
-            id="both-with-deeper-chain",
+            {"sub": "agent", "act": INBOUND_ACT}, {"sub": "agent", "act": INBOUND_ACT}, id="chain"
         ),
     ],
 )
-def test_actor_claim(actor_sub: str, inbound: dict[str, Any] | None, expected: object) -> None:
-    assert actor_claim(actor_sub, inbound) == expected
-
-
-def test_actor_claim_copies_the_inbound_act() -> None:
-    inbound = {"sub": "gateway"}
-    act = actor_claim("agent", inbound)
-    assert act is not None
-    act["act"]["sub"] = "changed"
-    assert inbound == {"sub": "gateway"}
-
-
-@pytest.mark.parametrize(
-    ("actor_sub", "inbound", "expected"),
-    [
-        pytest.param("", None, None, id="absent-without-actor"),
-        pytest.param("agent", None, {"sub": "agent"}, id="caller-only"),
-        pytest.param("", INBOUND_ACT, INBOUND_ACT, id="inbound-act-only"),
-        pytest.param("agent", INBOUND_ACT, {"sub": "agent", "act": INBOUND_ACT}, id="both"),
-    ],
-)
-def test_act_in_built_claims(
-    actor_sub: str, inbound: dict[str, Any] | None, expected: object
-) -> None:
-    claims = _claims({"actor_sub": actor_sub}, {"act": inbound})
+def test_act_in_built_claims(act: dict[str, Any] | None, expected: object) -> None:
+    claims = _claims({"act": act})
     assert claims.get("act") == expected
 
 
@@ -219,7 +188,7 @@ def test_policy_extra_claims_are_added() -> None:
 def test_every_claim_sekisho_emits_is_reserved() -> None:
     # Policy extras go through RESERVED_CLAIMS: any claim build_claims sets must be in it, or a
     # policy could override it.
-    facts = replace(FACTS, resources=(CRM,), scopes=("crm.read",), actor_sub="agent")
+    facts = replace(FACTS, resources=(CRM,), scopes=("crm.read",), act={"sub": "agent"})
     subject = replace(
         SUBJECT, auth_time=1, acr="phr", amr=("pwd",), tenant="acme", act={"sub": "gateway"}
     )

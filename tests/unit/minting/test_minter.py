@@ -258,7 +258,11 @@ async def test_no_client_id_is_access_denied() -> None:
         pytest.param("", "", None, None, id="no-actor"),
         pytest.param("agent-runtime", "", None, {"sub": "agent-runtime"}, id="caller"),
         pytest.param(
-            "agent-runtime", "workload-7", None, {"sub": "workload-7"}, id="actor-token-wins"
+            "agent-runtime",
+            "workload-7",
+            None,
+            {"sub": "workload-7", "iss": SUBJECT.issuer, "act": {"sub": "agent-runtime"}},
+            id="actor-token-keeps-the-caller",
         ),
         pytest.param(
             "agent-runtime",

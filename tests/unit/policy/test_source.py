@@ -124,6 +124,7 @@ def test_shipped_policies_load() -> None:
     assert list(source.modules) == [
         "sekisho/exchange/access.rego",
         "sekisho/exchange/decision.rego",
+        "sekisho/exchange/delegation.rego",
         "sekisho/exchange/resources.rego",
         "sekisho/exchange/scopes.rego",
     ]  # no *_test.rego, nothing from tests/ (the corpus) or schemas/

@@ -1,0 +1,98 @@
+"""Delegation (RFC 8693 §4.1 `act`, §4.4 `may_act`): who may act for the subject, and the chain
+of actors a minted token records.
+
+- An actor token is accepted only when the subject token's `may_act` names its subject (and, if
+  `may_act` names an issuer, its issuer), or the policy approves it explicitly with
+  `actor_approved: true`. Any token from a trusted IdP is otherwise just an identity, not a
+  permission to act for someone else (issue 15 item 4).
+- The authenticated caller stays in the chain: with an actor token, `act` names the actor and
+  nests the caller that presented it, then the subject token's own `act`.
+- An inbound `act` must be a chain of objects with a string `sub`, at most `max_depth` deep; only
+  identity members (`sub`, `iss`, `client_id`) are carried into a minted token (RFC 8693 §4.1:
+  other claims in `act` are not meaningful).
+"""
+
+import copy
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from sekisho.errors import AccessDeniedError, MalformedTokenError
+from sekisho.models import Caller, Decision, VerifiedToken
+
+DEFAULT_MAX_ACT_DEPTH = 4
+_IDENTITY_MEMBERS = ("sub", "iss", "client_id")
+
+
+def _reject(detail: str) -> MalformedTokenError:
+    return MalformedTokenError(log_detail=detail)
+
+
+def inbound_act(claims: Mapping[str, Any], max_depth: int) -> dict[str, Any] | None:
+    """The token's `act` chain, reduced to identity members. Raises: MalformedTokenError."""
+    if "act" not in claims:
+        return None
+    return _act_level(claims["act"], 1, max_depth)
+
+
+def _act_level(value: Any, depth: int, max_depth: int) -> dict[str, Any]:
+    if depth > max_depth:
+        raise _reject(f"act is nested deeper than {max_depth}")
+    if not isinstance(value, dict):
+        raise _reject("act is not an object")
+    level: dict[str, Any] = {}
+    for name in _IDENTITY_MEMBERS:
+        member = value.get(name)
+        if member is not None and not isinstance(member, str):
+            raise _reject(f"act.{name} is not a string")
+        if member:
+            level[name] = member
+    if "sub" not in level:
+        raise _reject("act has no sub")
+    if "act" in value:
+        level["act"] = _act_level(value["act"], depth + 1, max_depth)
+    return level
+
+
+def act_strings(act: Mapping[str, Any] | None) -> Iterator[str]:
+    """Every identity string in an `act` chain."""
+    while act is not None:
+        yield from (act[name] for name in _IDENTITY_MEMBERS if name in act)
+        act = act.get("act")
+
+
+def may_act_names(subject: VerifiedToken, actor: VerifiedToken) -> bool:
+    """RFC 8693 §4.4: the subject token's `may_act` names this actor (sub, and iss if given)."""
+    may_act = subject.claims.get("may_act")
+    if not isinstance(may_act, dict):
+        return False
+    if may_act.get("sub") != actor.subject:
+        return False
+    return "iss" not in may_act or may_act["iss"] == actor.issuer
+
+
+def check_actor(subject: VerifiedToken, actor: VerifiedToken | None, decision: Decision) -> None:
+    """Raises: AccessDeniedError when an actor token is neither named by may_act nor approved."""
+    if actor is None or may_act_names(subject, actor) or decision.actor_approved:
+        return
+    raise AccessDeniedError(
+        "the exchange was denied by policy",
+        log_detail="actor is neither named by the subject's may_act nor approved by policy",
+    )
+
+
+def actor_chain(
+    caller: Caller, actor: VerifiedToken | None, inbound: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """The minted `act`: the current actor outermost, earlier actors nested (RFC 8693 §4.1)."""
+    chain = copy.deepcopy(dict(inbound)) if inbound else None
+    if caller.id and (actor is None or actor.subject != caller.id):
+        chain = _wrap({"sub": caller.id}, chain)
+    if actor is not None:
+        chain = _wrap({"sub": actor.subject, "iss": actor.issuer}, chain)
+    return chain
+
+
+def _wrap(level: dict[str, Any], inner: dict[str, Any] | None) -> dict[str, Any]:
+    if inner is not None:
+        level["act"] = inner
+    return level

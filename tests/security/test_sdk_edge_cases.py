@@ -1,0 +1,198 @@
+"""Issue 15 item 7: downstream SDK edge cases and strict client assertions.
+
+- `sekisho.verify` accepts the access tokens Sekisho mints for several resources (`aud` a list);
+  an ID-JAG still names exactly one audience.
+- The in-memory replay cache remembers a jti for as long as the verifier accepts the token
+  (exp + leeway, inclusive), like the Redis one.
+- private_key_jwt assertions go through the strict JOSE layer: ill-typed `exp`, an `alg` that
+  does not fit the key, non-canonical base64url and duplicate members are `invalid_client`,
+  never a 500.
+"""
+
+import base64
+import json
+import uuid
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from sekisho.errors import InvalidClientError
+from sekisho.http.client_auth import CLIENT_ASSERTION_TYPE, ClientAuthenticator, RegisteredClient
+from sekisho.verify import (
+    InMemoryReplayCache,
+    ReplayedTokenError,
+    SekishoTokenVerifier,
+    TokenRejectedError,
+)
+
+from tests.unit.verify.test_tokens import AS, ISSUER, MCP, NOW, StaticKeys, mint
+
+pytestmark = pytest.mark.security
+
+DOCS = "https://docs.example.com/mcp"
+SEARCH = "https://docs.example.com/search"
+TOKEN_ENDPOINT = "https://sekisho.test/oauth2/token"
+CLIENT_KEY = ec.generate_private_key(ec.SECP256R1())
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+# --- sekisho.verify: aud lists and the replay window ---------------------------------------------
+
+
+def _access_verifier(audience: str) -> SekishoTokenVerifier:
+    return SekishoTokenVerifier(
+        issuer=ISSUER,
+        audience=audience,
+        keys=StaticKeys(),
+        profile="access_token",
+        replay_cache=InMemoryReplayCache(),
+        clock=lambda: NOW,
+    )
+
+
+async def test_access_token_minted_for_several_resources_verifies_at_each() -> None:
+    for resource in (DOCS, SEARCH):
+        token = mint(typ="at+jwt", aud=[DOCS, SEARCH], resource=[DOCS, SEARCH])
+        verified = await _access_verifier(resource).verify(token)
+        assert verified.resources == (DOCS, SEARCH)
+
+
+async def test_access_token_for_other_resources_is_still_rejected() -> None:
+    token = mint(typ="at+jwt", aud=[DOCS, SEARCH], resource=[DOCS, SEARCH])
+    with pytest.raises(TokenRejectedError, match=r"(?i)audience"):
+        await _access_verifier(MCP).verify(token)
+
+
+async def test_id_jag_with_an_aud_list_is_still_rejected() -> None:
+    verifier = SekishoTokenVerifier(
+        issuer=ISSUER, audience=AS, keys=StaticKeys(), replay_cache=InMemoryReplayCache(),
+        resources={MCP}, clock=lambda: NOW,
+    )  # fmt: skip
+    with pytest.raises(TokenRejectedError, match="one audience"):
+        await verifier.verify(mint(aud=[AS, "https://other-as.example.com"]))
+
+
+@pytest.mark.parametrize("offset", [0, 30], ids=["at-exp", "at-exp-plus-leeway"])
+async def test_replayed_token_is_refused_up_to_exp_plus_leeway_inclusive(offset: int) -> None:
+    cache = InMemoryReplayCache()
+    token = mint()
+    exp = int(NOW) + 300
+
+    def verifier_at(now: float) -> SekishoTokenVerifier:
+        return SekishoTokenVerifier(
+            issuer=ISSUER, audience=AS, keys=StaticKeys(), replay_cache=cache,
+            resources={MCP}, clock=lambda: now,
+        )  # fmt: skip
+
+    await verifier_at(NOW).verify(token)
+    with pytest.raises(ReplayedTokenError):
+        await verifier_at(exp + offset).verify(token)
+
+
+async def test_in_memory_replay_cache_matches_the_redis_window() -> None:
+    cache = InMemoryReplayCache()
+    assert await cache.first_use("iss", "j", 100, 50.0)
+    assert not await cache.first_use("iss", "j", 100, 100.0)  # still remembered at expiry
+    assert await cache.first_use("iss", "j", 200, 100.5)  # forgotten only after it
+
+
+# --- private_key_jwt through the strict JOSE layer ----------------------------------------------
+
+
+def _authenticator() -> ClientAuthenticator:
+    keys = {
+        "ec-1": jwt.PyJWK.from_json(jwt.algorithms.ECAlgorithm.to_jwk(CLIENT_KEY.public_key())),
+        "rsa-1": jwt.PyJWK.from_json(jwt.algorithms.RSAAlgorithm.to_jwk(RSA_KEY.public_key())),
+    }
+    return ClientAuthenticator(
+        {"agent": RegisteredClient("agent", keys=keys)},
+        audiences=frozenset({TOKEN_ENDPOINT}),
+        replay_cache=InMemoryReplayCache(),
+    )
+
+
+def _claims(**overrides: Any) -> dict[str, Any]:
+    claims: dict[str, Any] = {
+        "iss": "agent", "sub": "agent", "aud": TOKEN_ENDPOINT,
+        "iat": int(NOW), "exp": int(NOW) + 60, "jti": uuid.uuid4().hex,
+    }  # fmt: skip
+    claims.update(overrides)
+    return claims
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _raw_assertion(header: dict[str, Any], payload: bytes, key: Any = CLIENT_KEY) -> str:
+    """An ES256-signed compact JWS over exactly these payload bytes."""
+    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(payload)}".encode()
+    algorithm = jwt.algorithms.ECAlgorithm(jwt.algorithms.ECAlgorithm.SHA256)
+    return signing_input.decode() + "." + _b64(algorithm.sign(signing_input, key))
+
+
+async def _authenticate(assertion: str) -> object:
+    form = {"client_assertion_type": CLIENT_ASSERTION_TYPE, "client_assertion": assertion}
+    return await _authenticator().authenticate("", form, NOW)
+
+
+async def test_a_well_formed_assertion_authenticates() -> None:
+    caller = await _authenticate(
+        jwt.encode(_claims(), CLIENT_KEY, algorithm="ES256", headers={"kid": "ec-1"})
+    )
+    assert getattr(caller, "id", "") == "agent"
+
+
+@pytest.mark.parametrize(
+    "exp",
+    ['"9999999999"', "NaN", "Infinity", "[1800000060]", "true", "1e400", "{}", "null"],
+    ids=["string", "nan", "infinity", "list", "bool", "huge", "object", "null"],
+)
+async def test_ill_typed_exp_is_invalid_client_not_a_crash(exp: str) -> None:
+    claims = json.dumps(_claims())
+    payload = claims.replace(f'"exp": {int(NOW) + 60}', f'"exp": {exp}').encode()
+    assert exp.encode() in payload
+    with pytest.raises(InvalidClientError):
+        await _authenticate(_raw_assertion({"alg": "ES256", "kid": "ec-1"}, payload))
+
+
+async def test_alg_that_does_not_fit_the_key_type_is_refused() -> None:
+    # An EC signature presented under the RSA key's kid, and an RSA one under the EC key's kid.
+    ec_under_rsa_kid = jwt.encode(
+        _claims(), CLIENT_KEY, algorithm="ES256", headers={"kid": "rsa-1"}
+    )
+    rsa_under_ec_kid = jwt.encode(_claims(), RSA_KEY, algorithm="PS256", headers={"kid": "ec-1"})
+    for assertion in (ec_under_rsa_kid, rsa_under_ec_kid):
+        with pytest.raises(InvalidClientError):
+            await _authenticate(assertion)
+
+
+async def test_duplicate_members_in_the_assertion_are_refused() -> None:
+    claims = json.dumps(_claims())
+    payload = (claims[:-1] + ', "sub": "someone-else"}').encode()
+    with pytest.raises(InvalidClientError):
+        await _authenticate(_raw_assertion({"alg": "ES256", "kid": "ec-1"}, payload))
+
+
+async def test_non_canonical_base64url_spelling_of_an_assertion_is_refused() -> None:
+    good = jwt.encode(_claims(), CLIENT_KEY, algorithm="ES256", headers={"kid": "ec-1"})
+    header, payload, signature = good.split(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    # Flip the unused low bits of the last character: same bytes, another spelling.
+    last = signature[-1]
+    twin = alphabet[alphabet.index(last) ^ 1]
+    assert base64.urlsafe_b64decode(signature[:-1] + twin + "==") == base64.urlsafe_b64decode(
+        signature + "=="
+    )
+    with pytest.raises(InvalidClientError):
+        await _authenticate(f"{header}.{payload}.{signature[:-1]}{twin}")
+
+
+@pytest.mark.parametrize("header", [{"crit": ["exp"]}, {"b64": False}, {"zip": "DEF"}])
+async def test_processing_header_parameters_in_an_assertion_are_refused(
+    header: dict[str, Any],
+) -> None:
+    payload = json.dumps(_claims()).encode()
+    with pytest.raises(InvalidClientError):
+        await _authenticate(_raw_assertion({"alg": "ES256", "kid": "ec-1", **header}, payload))
