@@ -123,6 +123,17 @@ class Service:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Keeps gRPC health in step with /readyz; cancelled first so shutdown's NOT_SERVING sticks.
     readiness: asyncio.Task[None] | None = None
+    # What SIGHUP reloads (the keyring, the policy folder).
+    reloaders: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
+
+    async def reload(self) -> None:
+        """SIGHUP: reload keys and policy now; each logs its own success or failure."""
+        log.info("reload_requested", extra={"reloaders": len(self.reloaders)})
+        for reload in self.reloaders:
+            try:
+                await reload()
+            except Exception:  # a signal-driven background action: log and go on
+                log.exception("reload_failed", extra={"what": "sighup"})
 
     async def stop(self, grace: float) -> None:
         """Drain in-flight RPCs for up to `grace` seconds, then close everything."""
@@ -469,11 +480,7 @@ async def start_service(
     for issuer in issuers.values():
         task = _refresh_forever(issuer.jwks, settings.trust.jwks_cache_seconds)
         service.tasks.append(asyncio.create_task(task))
-    if settings.policy.watch and settings.policy.reads_folder:
-        task = watch_directory(settings.policy.path, policy.folder_changed, "policy")
-        service.tasks.append(asyncio.create_task(task))
-    for key_task in _key_tasks(settings, store, keyring, clock):
-        service.tasks.append(asyncio.create_task(key_task))
+    _follow_changes(service, settings, policy, keyring, _key_tasks(settings, store, keyring, clock))
     service.readiness = asyncio.create_task(grpc_server.follow_readiness(ready))
     log.info(
         "service_started",
@@ -502,6 +509,28 @@ def _watch(
     metrics.watch_in_flight(lambda: admission.in_flight)
 
 
+def _follow_changes(
+    service: Service,
+    settings: Settings,
+    policy: PolicyRuntime,
+    keyring: Keyring,
+    key_tasks: list[Coroutine[None, None, None]],
+) -> None:
+    """Watch the policy folder and the keystore; register what SIGHUP reloads."""
+    if settings.policy.watch and settings.policy.reads_folder:
+        task = watch_directory(settings.policy.path, policy.folder_changed, "policy")
+        service.tasks.append(asyncio.create_task(task))
+    for key_task in key_tasks:
+        service.tasks.append(asyncio.create_task(key_task))
+    service.reloaders.append(keyring.refresh)
+    if settings.policy.reads_folder:
+        service.reloaders.append(policy.folder_changed)
+
+
+def _on_sighup(service: Service, loop: asyncio.AbstractEventLoop) -> None:
+    service.tasks.append(loop.create_task(service.reload()))
+
+
 async def run_until_signalled(
     settings: Settings,
     request_id: contextvars.ContextVar[str] | None = None,
@@ -520,6 +549,8 @@ async def run_until_signalled(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # SIGHUP: reload keys and policy now (they also reload on change); never a stop.
+    loop.add_signal_handler(signal.SIGHUP, _on_sighup, service, loop)
     await stop.wait()
     log.info("service_stopping", extra={"grace_seconds": settings.server.shutdown_grace_seconds})
     await service.stop(settings.server.shutdown_grace_seconds)

@@ -10,10 +10,14 @@ policy changes reach every worker through its own watcher (reload.py); automatic
 one per period because each check runs under the keystore's cross-process lock (rotation.py).
 
 The supervisor restarts a worker that crashes after it served (with exponential backoff, counted
-in sekisho_worker_restarts), but a worker that fails before it is up — bad keys, bad policy, a
-busy port — stops the whole pod with that worker's error: restarting it would only fail again.
-SIGTERM/SIGINT are forwarded to every worker, which drains for shutdown_grace_seconds; workers
-still running after that (plus a margin) are killed.
+in sekisho_worker_restarts). A worker of the first start that fails before it is up — bad keys,
+bad policy, a busy port — stops the whole pod with that worker's error: restarting it would only
+fail again. A *replacement* that fails before it is up never takes the healthy workers down
+(degrade, never cascade: docs/security.md issue 19 class 5): it is retried with the same
+backoff while the others serve. SIGTERM/SIGINT are forwarded to every worker, which drains for
+shutdown_grace_seconds; workers still running after that (plus a margin) are killed. SIGHUP is
+forwarded too: each worker reloads its keys and policy at once (docs/operators.md "Hot reload").
+An exited worker's metrics files are folded into archives and deleted (metricsdir.py).
 """
 
 import contextlib
@@ -67,6 +71,7 @@ def _worker_main(settings: Settings, index: int, report: Connection, supervisor_
     """A worker process: serve until SIGTERM; tell the supervisor when up or why it failed."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)  # not the supervisor's handler, until asyncio's
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload before the service is up: nothing
     _exit_with_supervisor(supervisor_pid)
     import asyncio
 
@@ -94,6 +99,7 @@ class _Worker:
     report: Connection
     started_at: float
     up: bool = False
+    replacement: bool = False
 
 
 class Supervisor:
@@ -118,11 +124,16 @@ class Supervisor:
         self._crashes: dict[int, int] = {}
         self._restart_at: dict[int, float] = {}
         self._stopping = False
+        self._reload = False
         self._exit_code = 0
 
     def request_stop(self, signum: int = signal.SIGTERM, _: FrameType | None = None) -> None:
         """Begin graceful shutdown (the SIGTERM/SIGINT handler)."""
         self._stopping = True
+
+    def request_reload(self, signum: int = signal.SIGHUP, _: FrameType | None = None) -> None:
+        """Forward a reload to every worker (the SIGHUP handler)."""
+        self._reload = True
 
     def run(self) -> int:
         """Supervise until stopped or a worker fails to start; 0, or the failure's exit code."""
@@ -132,10 +143,20 @@ class Supervisor:
         while not self._stopping:
             self._poll()
             self._restart_due()
+            self._forward_reload()
         self._stop_all()
         return self._exit_code
 
-    def _start(self, index: int) -> None:
+    def _forward_reload(self) -> None:
+        if not self._reload:
+            return
+        self._reload = False
+        log.info("workers_reloading", extra={"workers": len(self._workers)})
+        for worker in self._workers.values():
+            if worker.process.is_alive() and worker.process.pid:
+                os.kill(worker.process.pid, signal.SIGHUP)
+
+    def _start(self, index: int, *, replacement: bool = False) -> None:
         receive, send = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=_worker_main,
@@ -144,7 +165,9 @@ class Supervisor:
         )
         process.start()
         send.close()
-        self._workers[index] = _Worker(index, process, receive, self._monotonic())
+        self._workers[index] = _Worker(
+            index, process, receive, self._monotonic(), replacement=replacement
+        )
         log.info("worker_started", extra={"worker": index, "worker_pid": process.pid})
 
     def _poll(self) -> None:
@@ -175,19 +198,19 @@ class Supervisor:
         self._on_exit(pid)
         if self._stopping:
             return
-        if not worker.up:
+        if not worker.up and not worker.replacement:
             log.error("worker_never_started", extra={"worker": worker.index, "exit_code": code})
             self._exit_code = EXIT_START_FAILED
             self._stopping = True
             return
-        stable = self._monotonic() - worker.started_at >= STABLE_AFTER_SECONDS
+        stable = worker.up and self._monotonic() - worker.started_at >= STABLE_AFTER_SECONDS
         crashes = 1 if stable else self._crashes.get(worker.index, 0) + 1
         self._crashes[worker.index] = crashes
         delay = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** (crashes - 1))
         self._restart_at[worker.index] = self._monotonic() + delay
+        event = "worker_crashed" if worker.up else "worker_restart_failed"
         log.warning(
-            "worker_crashed",
-            extra={"worker": worker.index, "exit_code": code, "restart_in_seconds": delay},
+            event, extra={"worker": worker.index, "exit_code": code, "restart_in_seconds": delay}
         )
 
     def _restart_due(self) -> None:
@@ -196,7 +219,7 @@ class Supervisor:
             if when <= now and not self._stopping:
                 del self._restart_at[index]
                 self._on_restart()
-                self._start(index)
+                self._start(index, replacement=True)
 
     def _stop_all(self) -> None:
         grace = self._settings.server.shutdown_grace_seconds + STOP_MARGIN_SECONDS
@@ -229,6 +252,7 @@ def supervise(settings: Settings) -> int:
         supervisor = _build_supervisor(settings, metrics_dir)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, supervisor.request_stop)
+        signal.signal(signal.SIGHUP, supervisor.request_reload)
         return supervisor.run()
     finally:
         if metrics_dir:
@@ -240,9 +264,9 @@ def _build_supervisor(settings: Settings, metrics_dir: str) -> Supervisor:
     if not metrics_dir:
         return Supervisor(settings, count)
     from prometheus_client import Counter
-    from prometheus_client.multiprocess import mark_process_dead
 
     from sekisho.metrics import WORKER_RESTARTS, WORKER_RESTARTS_HELP
+    from sekisho.metricsdir import retire_process_files
 
     # Unregistered: in multiprocess mode its value lives in the folder every worker's /metrics
     # reads, so the supervisor's count is part of the pod's exposition.
@@ -251,5 +275,5 @@ def _build_supervisor(settings: Settings, metrics_dir: str) -> Supervisor:
         settings,
         count,
         on_restart=restarts.inc,
-        on_exit=lambda pid: mark_process_dead(pid, metrics_dir),  # type: ignore[no-untyped-call]
+        on_exit=lambda pid: retire_process_files(metrics_dir, pid),
     )
