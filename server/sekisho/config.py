@@ -297,6 +297,30 @@ class PolicyConfig(_Strict):
     memory_limit_mb: int = Field(default=256, ge=2, le=4096)
     pool_size: int = Field(default=1, ge=1, le=64)
     compile_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    # engine = "embedded" from an OPA bundle instead of `path` (docs/operators.md "Policy
+    # bundles"): a .tar.gz file, or a bundle server polled with ETags; optional signature key.
+    bundle_file: Path | None = None
+    bundle_url: str = ""
+    bundle_poll_min_seconds: float = Field(default=60.0, gt=0, le=86400)
+    bundle_poll_max_seconds: float = Field(default=120.0, gt=0, le=86400)
+    bundle_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    bundle_verification_key: Path | None = None
+    bundle_verification_alg: Literal[
+        "RS256",
+        "RS384",
+        "RS512",
+        "PS256",
+        "PS384",
+        "PS512",
+        "ES256",
+        "ES384",
+        "ES512",
+        "EdDSA",
+        "HS256",
+        "HS384",
+        "HS512",
+    ] = "RS256"
+    bundle_verification_scope: str = ""
     # OPA's own authentication (docs/operators.md "Securing OPA"): the name of the environment
     # variable holding the bearer token, and the CA that signed an https OPA's certificate.
     opa_token_env: str = ""
@@ -309,6 +333,29 @@ class PolicyConfig(_Strict):
         if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
             raise ValueError("opa_token_env must be the name of an environment variable")
         return value
+
+    @field_validator("bundle_url")
+    @classmethod
+    def _bundle_url(cls, value: str) -> str:
+        # The policy travels over this connection: plaintext only on loopback.
+        return _require_secure_url(value, "bundle_url") if value else value
+
+    @model_validator(mode="after")
+    def _one_bundle_source(self) -> "PolicyConfig":
+        if self.bundle_file is not None and self.bundle_url:
+            raise ValueError("set bundle_file or bundle_url, not both")
+        if self.uses_bundle and self.engine != "embedded":
+            raise ValueError('bundle_file and bundle_url need engine = "embedded"')
+        if self.bundle_poll_max_seconds < self.bundle_poll_min_seconds:
+            raise ValueError("bundle_poll_max_seconds must be >= bundle_poll_min_seconds")
+        if self.bundle_verification_key is not None and not self.uses_bundle:
+            raise ValueError("bundle_verification_key needs bundle_file or bundle_url")
+        return self
+
+    @property
+    def uses_bundle(self) -> bool:
+        """Whether the embedded engine serves a bundle instead of compiling `path`."""
+        return self.bundle_file is not None or bool(self.bundle_url)
 
     @field_validator("query")
     @classmethod
@@ -331,8 +378,11 @@ class PolicyConfig(_Strict):
 
     @property
     def reads_folder(self) -> bool:
-        """Whether Sekisho itself reads `path` (embedded, or OPA with manage = true)."""
-        return self.engine == "embedded" or self.manage
+        """Whether Sekisho itself reads `path` (embedded without a bundle, or OPA with manage =
+        true)."""
+        if self.engine == "embedded":
+            return not self.uses_bundle
+        return self.manage
 
     @model_validator(mode="after")
     def _shadow_engine(self) -> "PolicyConfig":
@@ -791,8 +841,9 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
         "path": (base / settings.policy.path).resolve(),
         "opa_binary": opa_binary,
     }
-    if settings.policy.opa_ca_file is not None:
-        policy_update["opa_ca_file"] = (base / settings.policy.opa_ca_file).resolve()
+    for name in ("opa_ca_file", "bundle_file", "bundle_verification_key"):
+        if (value := getattr(settings.policy, name)) is not None:
+            policy_update[name] = (base / value).resolve()
     policy = settings.policy.model_copy(update=policy_update)
     keys_update: dict[str, Any] = {"dir": (base / settings.keys.dir).resolve()}
     if settings.keys.audit_log:

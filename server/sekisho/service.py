@@ -202,6 +202,16 @@ def _key_tasks(
     return tasks
 
 
+def _policy_watch(settings: Settings, policy: PolicyRuntime) -> Coroutine[None, None, None] | None:
+    """Reload on changes of the policy folder, or of a bundle file's folder."""
+    if settings.policy.watch and settings.policy.reads_folder:
+        return watch_directory(settings.policy.path, policy.folder_changed, "policy")
+    if settings.policy.watch and settings.policy.bundle_file is not None:
+        bundle_folder = settings.policy.bundle_file.parent
+        return watch_directory(bundle_folder, policy.folder_changed, "policy bundle")
+    return None
+
+
 def build_policy_engine(settings: Settings) -> PolicyRuntime:
     """The configured policy engine, not yet started."""
     policy = settings.policy
@@ -516,14 +526,15 @@ def _follow_changes(
     keyring: Keyring,
     key_tasks: list[Coroutine[None, None, None]],
 ) -> None:
-    """Watch the policy folder and the keystore; register what SIGHUP reloads."""
-    if settings.policy.watch and settings.policy.reads_folder:
-        task = watch_directory(settings.policy.path, policy.folder_changed, "policy")
-        service.tasks.append(asyncio.create_task(task))
+    """Watch the policy folder (or a bundle file's folder) and the keystore; register what
+    SIGHUP reloads."""
+    policy_watch = _policy_watch(settings, policy)
+    if policy_watch is not None:
+        service.tasks.append(asyncio.create_task(policy_watch))
     for key_task in key_tasks:
         service.tasks.append(asyncio.create_task(key_task))
     service.reloaders.append(keyring.refresh)
-    if settings.policy.reads_folder:
+    if settings.policy.reads_folder or settings.policy.uses_bundle:
         service.reloaders.append(policy.folder_changed)
 
 

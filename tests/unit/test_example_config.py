@@ -23,7 +23,7 @@ EXAMPLE = REPO / "config" / "example.toml"
 COMMENTED_ALTERNATIVES = {
     "trust.issuers": {"jwks_uri", "preset"},
     "server": {"tls_cert_file", "tls_key_file", "client_ca_file", "require_client_auth"},
-    "policy": {"opa_ca_file"},
+    "policy": {"opa_ca_file", "bundle_file", "bundle_verification_key"},
 }
 
 # Top-level arrays of tables ([[callers]]): shown as `name = []` plus a commented example, like

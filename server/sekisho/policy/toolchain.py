@@ -51,12 +51,17 @@ def find_regal(opa: Path) -> Path | None:
 
 
 def run_binary(
-    binary: Path, args: list[str], stdin: str | None = None, timeout_seconds: float = 300.0
+    binary: Path,
+    args: list[str],
+    stdin: str | None = None,
+    timeout_seconds: float = 300.0,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a tool and capture its output. Raises: OSError, subprocess.TimeoutExpired."""
     return subprocess.run(  # noqa: S603 - a configured or discovered binary, arguments as a list
         [str(binary), *args],
         input=stdin,
+        cwd=cwd,
         capture_output=True,
         text=True,
         check=False,

@@ -8,7 +8,7 @@ import pytest
 from sekisho.cli import main
 
 from tests.opa import opa_binary
-from tests.unit.policy.inputs import POLICIES
+from tests.unit.policy.inputs import POLICIES, QUERY
 
 HEADER = "package sekisho.exchange\n\nimport rego.v1\n\n"
 CASE = POLICIES / "tests" / "cases" / "crm_sales_write_only_is_invalid_scope.json"
@@ -236,3 +236,37 @@ def test_opa_is_found_in_bin_of_the_working_directory(
     assert main(["policy", "eval", "--input", str(case_input(tmp_path)), "--config", str(cfg)]) == 0
     err = capsys.readouterr().err
     assert "rule: " in err and "not shown" not in err
+
+
+# --- build --------------------------------------------------------------------------------------
+
+
+def test_build_writes_a_bundle_that_a_replica_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sekisho.policy.wasm.bundle import read_bundle
+    from sekisho.policy.wasm.bundles import BundlePolicyEngine
+    from sekisho.policy.wasm.policy import WasmLimits
+
+    output = tmp_path / "out" / "sekisho.tar.gz"
+    output.parent.mkdir()
+    argv = ["policy", "build", "--output", str(output), "--revision", "git-abc"]
+    assert main([*argv, "--config", config(tmp_path, POLICIES)]) == 0
+    assert "bundle loads and passes the self-test: ok" in capsys.readouterr().out
+    contents = read_bundle(output.read_bytes())
+    assert contents.manifest["revision"] == "git-abc"
+    assert "/sekisho/exchange/decision.rego" in contents.files
+    assert not [name for name in contents.files if name.endswith("_test.rego")]
+    assert set(contents.data["sekisho"]) >= {"registry", "denylist", "consents"}
+    ((_, case),) = json.loads(CASE.read_text()).items()
+    served = BundlePolicyEngine(QUERY, WasmLimits()).load(output.read_bytes())
+    assert served.evaluate(json.dumps(case["input"]).encode()) == case["expected"]
+
+
+def test_build_refuses_a_folder_that_fails_the_self_test(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = folder_with(tmp_path, HEADER + 'decision := {"allow": true, "scopes": []}\n')
+    argv = ["policy", "build", "--output", str(tmp_path / "b.tar.gz")]
+    assert main([*argv, "--config", config(tmp_path, root)]) == 2
+    assert "unregistered audience was allowed" in capsys.readouterr().err

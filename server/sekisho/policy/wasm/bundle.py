@@ -30,11 +30,39 @@ def read_bundle(raw: bytes) -> BundleContents:
     wasm_modules = [name for name in files if name.endswith(".wasm")]
     if wasm_modules != ["/policy.wasm"]:
         raise PolicyLoadError(f"bundle must hold exactly /policy.wasm, found {wasm_modules}")
-    data = _json(files, "/data.json", {})
     manifest = _json(files, "/.manifest", {})
-    if not isinstance(data, dict) or not isinstance(manifest, dict):
-        raise PolicyLoadError("bundle /data.json and /.manifest must hold JSON objects")
-    return BundleContents(files["/policy.wasm"], data, manifest, files)
+    if not isinstance(manifest, dict):
+        raise PolicyLoadError("bundle /.manifest must hold a JSON object")
+    return BundleContents(files["/policy.wasm"], _data(files), manifest, files)
+
+
+def _data(files: dict[str, bytes]) -> dict[str, Any]:
+    """Every data.json, at the path of its folder (/a/b/data.json is data.a.b)."""
+    data: dict[str, Any] = {}
+    for name in sorted(n for n in files if n == "/data.json" or n.endswith("/data.json")):
+        document = _json(files, name, {})
+        path = [part for part in name.split("/")[1:-1] if part]
+        if not path:
+            if not isinstance(document, dict):
+                raise PolicyLoadError("bundle /data.json must hold a JSON object")
+            _merge_into(data, document, name)
+            continue
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise PolicyLoadError(f"bundle {name}: data path conflicts with another file")
+        if path[-1] in node:
+            raise PolicyLoadError(f"bundle {name}: data path conflicts with another file")
+        node[path[-1]] = document
+    return data
+
+
+def _merge_into(data: dict[str, Any], document: dict[str, Any], name: str) -> None:
+    for key, value in document.items():
+        if key in data:
+            raise PolicyLoadError(f"bundle {name}: data.{key} is defined twice")
+        data[key] = value
 
 
 def _members(raw: bytes) -> dict[str, bytes]:

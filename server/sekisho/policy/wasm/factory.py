@@ -3,9 +3,13 @@
 from pathlib import Path
 
 from sekisho.config import PolicyConfig
+from sekisho.policy.engine import PolicyRuntime
 from sekisho.policy.toolchain import find_opa
+from sekisho.policy.wasm.bundles import BundlePolicyEngine, Polling
+from sekisho.policy.wasm.download import BundleDownloader
 from sekisho.policy.wasm.engine import WasmPolicyEngine
 from sekisho.policy.wasm.policy import WasmLimits
+from sekisho.policy.wasm.signing import BundleVerifier
 
 
 def wasm_limits(policy: PolicyConfig) -> WasmLimits:
@@ -16,8 +20,19 @@ def wasm_limits(policy: PolicyConfig) -> WasmLimits:
     )
 
 
-def embedded_engine(policy: PolicyConfig, cwd: Path) -> WasmPolicyEngine:
-    """Not yet loaded. Raises: ConfigError when no opa binary is found."""
+def embedded_engine(policy: PolicyConfig, cwd: Path) -> PolicyRuntime:
+    """A bundle engine when a bundle is configured, else the folder compiled by opa.
+
+    Not yet started. Raises: ConfigError when no opa binary is found (folder only);
+    PolicyLoadError when the verification key cannot be read.
+    """
+    if policy.uses_bundle:
+        return bundle_engine(policy)
+    return folder_engine(policy, cwd)
+
+
+def folder_engine(policy: PolicyConfig, cwd: Path) -> WasmPolicyEngine:
+    """Raises: ConfigError when no opa binary is found."""
     opa = find_opa(policy.opa_binary, cwd)
     return WasmPolicyEngine(
         policy.path,
@@ -25,4 +40,26 @@ def embedded_engine(policy: PolicyConfig, cwd: Path) -> WasmPolicyEngine:
         opa,
         wasm_limits(policy),
         compile_timeout=policy.compile_timeout_seconds,
+    )
+
+
+def bundle_engine(policy: PolicyConfig) -> BundlePolicyEngine:
+    """Raises: PolicyLoadError when the verification key cannot be read."""
+    verifier = None
+    if policy.bundle_verification_key is not None:
+        verifier = BundleVerifier.from_file(
+            policy.bundle_verification_key,
+            policy.bundle_verification_alg,
+            policy.bundle_verification_scope,
+        )
+    downloader = None
+    if policy.bundle_url:
+        downloader = BundleDownloader(policy.bundle_url, policy.bundle_timeout_seconds)
+    return BundlePolicyEngine(
+        policy.query,
+        wasm_limits(policy),
+        file=policy.bundle_file,
+        downloader=downloader,
+        polling=Polling(policy.bundle_poll_min_seconds, policy.bundle_poll_max_seconds),
+        verifier=verifier,
     )

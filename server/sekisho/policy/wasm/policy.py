@@ -76,6 +76,7 @@ class LoadedPolicy:
         self.runtime = runtime
         self.compiled = compiled
         self.data = data
+        self.revision = ""  # a bundle's manifest revision, for logs
         self._limits = limits
         self._ticks = runtime.deadline_ticks(limits.eval_timeout_seconds)
         self._instances = [self._instance() for _ in range(limits.pool_size)]

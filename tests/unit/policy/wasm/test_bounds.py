@@ -38,7 +38,7 @@ async def test_a_runaway_evaluation_stops_at_the_deadline_as_a_deny(
     limits = WasmLimits(eval_timeout_seconds=0.05, memory_limit_bytes=2048 * MB)
     engine = loaded_engine(write_policy(tmp_path, RUNAWAY + SPIN), QUERY, limits)
     started = time.monotonic()
-    with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm.engine"):
+    with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm"):
         decision = await engine.decide(document(now=1))
     assert time.monotonic() - started < 1.0
     assert (decision.allow, decision.reason) == (False, "invalid policy decision")
@@ -52,7 +52,7 @@ async def test_a_greedy_evaluation_stops_at_the_memory_cap_as_a_deny(
 ) -> None:
     limits = WasmLimits(eval_timeout_seconds=10, memory_limit_bytes=32 * MB)
     engine = loaded_engine(write_policy(tmp_path, RUNAWAY + GREEDY), QUERY, limits)
-    with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm.engine"):
+    with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm"):
         decision = await engine.decide(document(now=1))
     assert (decision.allow, decision.reason) == (False, "invalid policy decision")
     assert "opa_malloc: failed" in failure_logged(caplog)
@@ -66,7 +66,7 @@ async def test_an_input_larger_than_the_memory_cap_is_a_deny(
     engine = loaded_engine(write_policy(tmp_path, RUNAWAY + GREEDY), QUERY, limits)
     big = document(now=2)
     big["request"]["context"] = {"blob": "x" * (5 * MB)}
-    with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm.engine"):
+    with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm"):
         decision = await engine.decide(big)
     assert decision.allow is False
     assert "memory cap reached" in failure_logged(caplog)

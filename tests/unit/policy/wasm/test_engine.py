@@ -225,7 +225,7 @@ async def test_reload_keeps_last_good_policy_when_broken_edit_lands(
         HEADER + 'decision := {"allow": true, "scopes": []}\n',
     ):
         write_policy(tmp_path, broken)
-        with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm.engine"):
+        with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm"):
             assert engine.reload() is False
         assert engine.ready
         decision = await engine.decide(document())
@@ -287,7 +287,7 @@ def traps(tmp_path: Path) -> WasmPolicyEngine:
 async def test_invalid_output_becomes_deny_with_decision_id(
     traps: WasmPolicyEngine, now: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm.engine"):
+    with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm"):
         decision = await traps.decide(document(now=now))
     assert decision == Decision(
         allow=False, reason="invalid policy decision", decision_id=decision.decision_id

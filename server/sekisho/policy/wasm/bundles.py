@@ -1,0 +1,154 @@
+"""`[policy] bundle_file` / `bundle_url`: the embedded engine serving an OPA bundle built by
+`opa build -t wasm` (or `sekisho policy build`), so a production host needs no opa binary
+(docs/operators.md, "Policy bundles").
+
+A file is read at start and whenever its folder changes. A URL is polled the way OPA polls a
+bundle service: a random delay in [min, max] seconds between polls, `If-None-Match` with the
+last ETag (304 = unchanged), and after a failure a retry delay that doubles from 0.1 s up to the
+max. A new bundle is verified (when a key is configured), compiled, loaded and self-tested off
+the event loop before it replaces the last good one; a bundle that fails is logged
+(`policy_bundle_rejected`) and the last good keeps serving.
+"""
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from sekisho.errors import PolicyLoadError
+from sekisho.policy.wasm.bundle import read_bundle
+from sekisho.policy.wasm.compiler import entrypoint_of
+from sekisho.policy.wasm.download import BundleDownloader, BundleFetchError
+from sekisho.policy.wasm.policy import LoadedPolicy, WasmLimits, compile_module, encode_json
+from sekisho.policy.wasm.runtime import WasmRuntime
+from sekisho.policy.wasm.serving import WasmServing, self_test
+from sekisho.policy.wasm.signing import BundleVerifier
+
+log = logging.getLogger(__name__)
+FIRST_RETRY_SECONDS = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Polling:
+    """OPA's bundle polling: min/max delay between polls (seconds)."""
+
+    min_delay: float = 60.0
+    max_delay: float = 120.0
+
+    def next_delay(self, failures: int, rng: random.Random) -> float:
+        if failures == 0:
+            return rng.uniform(self.min_delay, self.max_delay)
+        backoff: float = FIRST_RETRY_SECONDS * 2 ** min(failures - 1, 30)
+        return min(self.max_delay, backoff)
+
+
+class BundlePolicyEngine(WasmServing):
+    """PolicyRuntime over an OPA Wasm bundle from a file or a bundle server."""
+
+    def __init__(
+        self,
+        query: str,
+        limits: WasmLimits,
+        *,
+        file: Path | None = None,
+        downloader: BundleDownloader | None = None,
+        polling: Polling | None = None,
+        verifier: BundleVerifier | None = None,
+        runtime: WasmRuntime | None = None,
+    ) -> None:
+        super().__init__(limits, runtime)
+        self._entrypoint = entrypoint_of(query)
+        self._file = file
+        self._downloader = downloader
+        self._polling = polling or Polling()
+        self._verifier = verifier
+        self._etag = ""
+        self._digest = ""
+        self._poller: asyncio.Task[None] | None = None
+        self._rng = random.SystemRandom()
+
+    async def start(self) -> None:
+        """A file must load (Raises: PolicyLoadError); a server is polled in the background and
+        the engine is not ready until a bundle loaded."""
+        if self._file is not None:
+            await asyncio.to_thread(self._load_file)
+            return
+        await self.refresh()
+        self._poller = asyncio.create_task(self._poll_forever())
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        if self._downloader is not None:
+            await self._downloader.close()
+        await super().close()
+
+    async def folder_changed(self) -> bool:
+        """The bundle file's folder changed: load the file again, keeping the last good."""
+        if self._file is None:
+            return await self.refresh()
+        try:
+            await asyncio.to_thread(self._load_file)
+        except PolicyLoadError as exc:
+            log.error("policy_bundle_rejected", extra={"error": str(exc)})
+            return False
+        return True
+
+    def _load_file(self) -> None:
+        assert self._file is not None  # only called for a file source
+        try:
+            raw = self._file.read_bytes()
+        except OSError as exc:
+            raise PolicyLoadError(f"bundle {self._file}: {exc}") from exc
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest != self._digest:
+            self._activate(self.load(raw), digest)
+
+    async def refresh(self) -> bool:
+        """One poll of the bundle server: True when the served bundle is current."""
+        assert self._downloader is not None  # only called for a server source
+        try:
+            fetched = await self._downloader.fetch(self._etag)
+        except BundleFetchError as exc:
+            log.warning("policy_bundle_download_failed", extra={"error": str(exc)})
+            return False
+        if fetched.body is None:
+            return True
+        try:
+            policy = await asyncio.to_thread(self.load, fetched.body)
+        except PolicyLoadError as exc:
+            log.error("policy_bundle_rejected", extra={"error": str(exc), "etag": fetched.etag})
+            return False
+        self._activate(policy, fetched.etag)
+        self._etag = fetched.etag
+        return True
+
+    async def _poll_forever(self) -> None:
+        failures = 0
+        while True:
+            await asyncio.sleep(self._polling.next_delay(failures, self._rng))
+            failures = 0 if await self.refresh() else failures + 1
+
+    def load(self, raw: bytes) -> LoadedPolicy:
+        """Verify, compile, load and self-test a bundle (blocking). Raises: PolicyLoadError."""
+        contents = read_bundle(raw)
+        if self._verifier is not None:
+            self._verifier.verify(contents.files)
+        compiled = compile_module(self._runtime, contents.wasm, self._entrypoint, self._limits)
+        policy = LoadedPolicy(self._runtime, compiled, encode_json(contents.data), self._limits)
+        self_test(policy)
+        policy.revision = str(contents.manifest.get("revision", ""))
+        return policy
+
+    def _activate(self, policy: LoadedPolicy, version: str) -> None:
+        self._policy = policy
+        self._digest = version
+        log.info(
+            "policy_bundle_loaded",
+            extra={"revision": policy.revision, "version": version, "entrypoint": self._entrypoint},
+        )

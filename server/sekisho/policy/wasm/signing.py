@@ -1,0 +1,144 @@
+"""OPA bundle signatures (OPA docs, "Bundles: Signing"; bundle/verify.go, bundle/hash.go).
+
+`.signatures.json` holds exactly one JWT, signed with the configured key, whose payload lists
+every other file of the bundle with its digest: `{"files": [{"name", "hash", "algorithm"}],
+"scope"?}`. A structured file (.json, .yaml, .yml, and `.manifest`) is hashed in a canonical form
+(keys sorted, no whitespace, numbers as written, Go's string escaping) so reformatting does not
+break the signature; anything else is hashed as bytes. A bundle is accepted only if the JWT
+verifies, its scope matches, and the listed files are exactly the bundle's files with the
+listed digests.
+"""
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from sekisho.errors import PolicyLoadError
+
+SIGNATURES = "/.signatures.json"
+_HASHES: dict[str, Callable[[], Any]] = {
+    "MD5": hashlib.md5,
+    "SHA-1": hashlib.sha1,
+    "SHA-224": hashlib.sha224,
+    "SHA-256": hashlib.sha256,
+    "SHA-384": hashlib.sha384,
+    "SHA-512": hashlib.sha512,
+    "SHA-512-224": lambda: hashlib.new("sha512_224"),
+    "SHA-512-256": lambda: hashlib.new("sha512_256"),
+}
+_STRUCTURED = (".json", ".yaml", ".yml")
+
+
+@dataclass(frozen=True, slots=True)
+class BundleVerifier:
+    """The key (PEM public key, or an HMAC secret for HS*), its algorithm and expected scope."""
+
+    key: str
+    algorithm: str = "RS256"
+    scope: str = ""
+
+    @classmethod
+    def from_file(cls, path: Path, algorithm: str, scope: str = "") -> "BundleVerifier":
+        """Raises: PolicyLoadError when the key file cannot be read."""
+        try:
+            return cls(path.read_text(encoding="utf-8"), algorithm, scope)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicyLoadError(f"bundle verification key {path}: {exc}") from exc
+
+    def verify(self, files: dict[str, bytes]) -> None:
+        """Raises: PolicyLoadError naming what does not verify."""
+        listed = self._signed_files(files)
+        present = {name.lstrip("/") for name in files if name != SIGNATURES}
+        if set(listed) != present:
+            extra, missing = sorted(present - set(listed)), sorted(set(listed) - present)
+            raise PolicyLoadError(
+                f"bundle signature: files not signed {extra}, signed but missing {missing}"
+            )
+        for name, entry in listed.items():
+            if file_digest(name, files["/" + name], entry.get("algorithm", "")) != entry.get(
+                "hash"
+            ):
+                raise PolicyLoadError(f"bundle signature: {name}: digest mismatch")
+
+    def _signed_files(self, files: dict[str, bytes]) -> dict[str, dict[str, Any]]:
+        if SIGNATURES not in files:
+            raise PolicyLoadError("bundle is not signed (no .signatures.json)")
+        try:
+            tokens = json.loads(files[SIGNATURES])["signatures"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PolicyLoadError(f"bundle .signatures.json is malformed: {exc}") from exc
+        if not isinstance(tokens, list) or len(tokens) != 1 or not isinstance(tokens[0], str):
+            raise PolicyLoadError(".signatures.json: expected exactly one JWT")
+        try:
+            payload = jwt.decode(
+                tokens[0], self._key(), algorithms=[self.algorithm], options={"verify_aud": False}
+            )
+        except jwt.PyJWTError as exc:
+            raise PolicyLoadError(f"bundle signature does not verify: {exc}") from exc
+        if payload.get("scope", "") != self.scope:
+            raise PolicyLoadError("bundle signature: scope mismatch")
+        entries = payload.get("files")
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise PolicyLoadError("bundle signature: payload has no file list")
+        return {str(entry.get("name", "")): entry for entry in entries}
+
+    def _key(self) -> Any:
+        if self.algorithm.startswith("HS"):
+            return self.key.encode()
+        return self.key
+
+
+def file_digest(name: str, data: bytes, algorithm: str) -> str:
+    """The hex digest OPA signs for one bundle file. Raises: PolicyLoadError."""
+    factory = _HASHES.get(algorithm)
+    if factory is None:
+        raise PolicyLoadError(f"bundle signature: {name}: unsupported hash algorithm {algorithm!r}")
+    digest = factory()
+    if name.endswith(_STRUCTURED) or name.endswith(".manifest"):
+        try:
+            value = json.loads(data, parse_float=_Raw, parse_int=_Raw, parse_constant=_Raw)
+        except ValueError as exc:
+            raise PolicyLoadError(f"bundle signature: {name}: not JSON: {exc}") from exc
+        digest.update(canonical(value).encode())
+    else:
+        digest.update(data)
+    return str(digest.hexdigest())
+
+
+class _Raw(str):
+    """A JSON number kept as written (OPA unmarshals with UseNumber)."""
+
+
+def canonical(value: Any) -> str:
+    """bundle/hash.go walk(): sorted keys, no whitespace, Go's JSON primitives."""
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda kv: kv[0].encode())
+        return "{" + ",".join(f"{go_json_string(k)}:{canonical(v)}" for k, v in items) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(canonical(v) for v in value) + "]"
+    if isinstance(value, _Raw):
+        return str.__str__(value)
+    if isinstance(value, str):
+        return go_json_string(value)
+    return json.dumps(value)  # true, false, null
+
+
+def go_json_string(text: str) -> str:
+    """encoding/json with SetEscapeHTML(false)."""
+    out = ['"']
+    for char in text:
+        if char in ('"', "\\"):
+            out.append("\\" + char)
+        elif char in "\n\r\t":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[char])
+        elif char < " " or char in "\u2028\u2029":
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    out.append('"')
+    return "".join(out)

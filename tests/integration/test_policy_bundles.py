@@ -1,0 +1,293 @@
+"""The embedded engine serving OPA bundles: from a bundle server on loopback (ETag polling, a
+bundle that fails to load, an unreachable server, signatures) and from a file."""
+
+import asyncio
+import io
+import json
+import logging
+import tarfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sekisho.errors import PolicyLoadError
+from sekisho.policy.wasm.bundles import BundlePolicyEngine, Polling
+from sekisho.policy.wasm.compiler import BundleSigning, build_bundle
+from sekisho.policy.wasm.download import BundleDownloader
+from sekisho.policy.wasm.policy import WasmLimits
+from sekisho.policy.wasm.signing import BundleVerifier
+
+from tests.embedded import shared_runtime
+from tests.opa import opa_binary
+from tests.unit.policy.inputs import CRM, POLICIES, QUERY, policy_input
+
+pytestmark = pytest.mark.integration
+
+FAST = Polling(min_delay=0.05, max_delay=0.1)
+SALES = policy_input(CRM, groups=["sales"], tenant="acme")
+
+
+@dataclass
+class BundleServer:
+    """Serves one bundle at /bundles/sekisho.tar.gz with an ETag; counts what it answered."""
+
+    body: bytes = b""
+    etag: str = '"0"'
+    status: int = 200
+    answers: list[int] = field(default_factory=list)
+    url: str = ""
+
+    def publish(self, body: bytes) -> None:
+        self.body, self.etag = body, f'"{len(self.answers)}-{len(body)}"'
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if self.status != 200:
+            self.answers.append(self.status)
+            return web.Response(status=self.status)
+        if request.headers.get("If-None-Match") == self.etag:
+            self.answers.append(304)
+            return web.Response(status=304)
+        self.answers.append(200)
+        return web.Response(body=self.body, headers={"ETag": self.etag})
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[BundleServer]:
+    state = BundleServer()
+    app = web.Application()
+    app.router.add_get("/bundles/sekisho.tar.gz", state.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    state.url = f"http://127.0.0.1:{port}/bundles/sekisho.tar.gz"
+    yield state
+    await runner.cleanup()
+
+
+def bundle(
+    tmp: Path, name: str, *, edit: Any = None, signing: BundleSigning | None = None
+) -> bytes:
+    """`sekisho policy build` of a copy of the shipped folder, after `edit(registry)`."""
+    root = tmp / f"src-{name}"
+    if not root.exists():
+        import shutil
+
+        shutil.copytree(POLICIES, root)
+    if edit is not None:
+        path = root / "data" / "registry.json"
+        registry = json.loads(path.read_text())
+        edit(registry["sekisho"]["registry"])
+        path.write_text(json.dumps(registry))
+    output = tmp / f"{name}.tar.gz"
+    build_bundle(
+        opa_binary(), root, "sekisho/exchange/decision", output, revision=name, signing=signing
+    )
+    return output.read_bytes()
+
+
+def engine(**kwargs: Any) -> BundlePolicyEngine:
+    return BundlePolicyEngine(QUERY, WasmLimits(), runtime=shared_runtime(), **kwargs)
+
+
+def no_crm_grants(registry: dict[str, Any]) -> None:
+    registry["downstreams"][CRM]["group_grants"] = {}
+
+
+async def until(condition: Any, seconds: float = 5.0) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+async def test_polls_with_etags_and_picks_up_a_new_bundle(
+    tmp_path: Path, server: BundleServer
+) -> None:
+    server.publish(bundle(tmp_path, "v1"))
+    policies = engine(downloader=BundleDownloader(server.url, 5.0), polling=FAST)
+    await policies.start()
+    try:
+        assert policies.ready and policies.policy.revision == "v1"
+        assert (await policies.decide(SALES)).allow
+        served = policies.policy
+        await until(lambda: server.answers.count(304) >= 2)
+        assert policies.policy is served  # unchanged: If-None-Match answered 304, nothing reloaded
+        server.publish(bundle(tmp_path, "v2", edit=no_crm_grants))
+        await until(lambda: policies.policy.revision == "v2")
+        assert not (await policies.decide(SALES)).allow
+    finally:
+        await policies.close()
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        pytest.param(b"not a tarball", id="not-a-bundle"),
+        pytest.param("allows-everything", id="fails-the-self-test"),
+    ],
+)
+async def test_a_bundle_that_fails_to_load_keeps_the_last_good(
+    tmp_path: Path, server: BundleServer, caplog: pytest.LogCaptureFixture, broken: Any
+) -> None:
+    server.publish(bundle(tmp_path, "good"))
+    policies = engine(downloader=BundleDownloader(server.url, 5.0), polling=FAST)
+    await policies.start()
+    try:
+        if broken == "allows-everything":
+            root = tmp_path / "src-bad"
+            bundle(tmp_path, "bad")
+            (root / "sekisho" / "exchange" / "decision.rego").write_text(
+                'package sekisho.exchange\n\nimport rego.v1\n\ndecision := {"allow": true, "scopes": []}\n'
+            )
+            broken = bundle(tmp_path, "bad")
+        with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm"):
+            server.publish(broken)
+            await until(lambda: any(r.message == "policy_bundle_rejected" for r in caplog.records))
+        assert policies.policy.revision == "good"
+        assert (await policies.decide(SALES)).allow
+        server.publish(bundle(tmp_path, "fixed", edit=no_crm_grants))
+        await until(lambda: policies.policy.revision == "fixed")
+    finally:
+        await policies.close()
+
+
+async def test_an_unreachable_server_leaves_the_engine_not_ready_until_it_answers(
+    tmp_path: Path, server: BundleServer
+) -> None:
+    server.status = 503
+    policies = engine(downloader=BundleDownloader(server.url, 5.0), polling=Polling(0.05, 0.4))
+    await policies.start()
+    try:
+        assert not policies.ready
+        await until(lambda: len(server.answers) >= 3)
+        server.publish(bundle(tmp_path, "late"))
+        server.status = 200
+        await until(lambda: policies.ready)
+        assert (await policies.decide(SALES)).allow
+    finally:
+        await policies.close()
+
+
+# --- signatures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    folder = tmp_path_factory.mktemp("keys")
+    paths = []
+    for name in ("signer", "other"):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        private = folder / f"{name}.pem"
+        private.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        public = folder / f"{name}.pub.pem"
+        public.write_bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        paths += [private, public]
+    return paths[0], paths[1], paths[3]  # signer private, signer public, other public
+
+
+def tampered(raw: bytes, name: str, edit: Any) -> bytes:
+    """The bundle with one member's bytes changed and everything else (signature too) kept."""
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as src,
+        tarfile.open(fileobj=out, mode="w:gz") as dst,
+    ):
+        for member in src:
+            data = src.extractfile(member).read() if member.isfile() else b""  # type: ignore[union-attr]
+            if member.name.lstrip("/") == name:
+                data = edit(data)
+                member.size = len(data)
+            dst.addfile(member, io.BytesIO(data))
+    return out.getvalue()
+
+
+def load_with(verifier: BundleVerifier, raw: bytes) -> None:
+    engine(verifier=verifier).load(raw)
+
+
+def test_a_bundle_signed_by_opa_build_verifies(
+    tmp_path: Path, keys: tuple[Path, Path, Path]
+) -> None:
+    signer, public, _ = keys
+    raw = bundle(tmp_path, "signed", signing=BundleSigning(signer))
+    load_with(BundleVerifier.from_file(public, "RS256"), raw)
+
+
+def grant_everyone(data: bytes) -> bytes:
+    document = json.loads(data)
+    document["sekisho"]["registry"]["downstreams"][CRM]["group_grants"]["everyone"] = ["crm.read"]
+    return json.dumps(document).encode()
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        pytest.param("tampered-data", "data.json: digest mismatch", id="tampered-data"),
+        pytest.param("tampered-wasm", "policy.wasm: digest mismatch", id="tampered-wasm"),
+        pytest.param("unsigned", "not signed", id="unsigned"),
+        pytest.param("other-key", "does not verify", id="wrong-key"),
+        pytest.param("scope", "scope mismatch", id="scope-mismatch"),
+    ],
+)
+def test_a_bundle_whose_signature_does_not_hold_is_refused(
+    tmp_path: Path, keys: tuple[Path, Path, Path], case: str, message: str
+) -> None:
+    signer, public, other = keys
+    raw = bundle(tmp_path, "signed", signing=BundleSigning(signer))
+    verifier = BundleVerifier.from_file(public, "RS256")
+    if case == "tampered-data":
+        raw = tampered(raw, "data.json", grant_everyone)
+    elif case == "tampered-wasm":
+        raw = tampered(raw, "policy.wasm", lambda data: data + b"\x00")
+    elif case == "unsigned":
+        raw = bundle(tmp_path, "unsigned")
+    elif case == "other-key":
+        verifier = BundleVerifier.from_file(other, "RS256")
+    else:
+        verifier = BundleVerifier.from_file(public, "RS256", scope="production")
+    with pytest.raises(PolicyLoadError, match=message):
+        load_with(verifier, raw)
+
+
+# --- a bundle file ------------------------------------------------------------------------------
+
+
+async def test_a_bundle_file_loads_and_reloads_keeping_the_last_good(tmp_path: Path) -> None:
+    path = tmp_path / "served" / "sekisho.tar.gz"
+    path.parent.mkdir()
+    path.write_bytes(bundle(tmp_path, "file-v1"))
+    policies = engine(file=path)
+    await policies.start()
+    assert (await policies.decide(SALES)).allow
+    path.write_bytes(b"truncated")
+    assert await policies.folder_changed() is False
+    assert policies.policy.revision == "file-v1"
+    path.write_bytes(bundle(tmp_path, "file-v2", edit=no_crm_grants))
+    assert await policies.folder_changed() is True
+    assert not (await policies.decide(SALES)).allow
+    await policies.close()
+
+
+async def test_a_broken_bundle_file_fails_the_start(tmp_path: Path) -> None:
+    path = tmp_path / "sekisho.tar.gz"
+    path.write_bytes(b"\x1f\x8b broken")
+    with pytest.raises(PolicyLoadError, match="not a readable"):
+        await engine(file=path).start()
