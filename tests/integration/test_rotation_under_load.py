@@ -156,7 +156,7 @@ async def _until_allowed(action: Any, within: float) -> Any:
 @pytest.fixture
 async def stack(
     tmp_path: Path, dev_idp: DevIdentityProvider
-) -> AsyncIterator[tuple[KeyManager, Load, str]]:
+) -> AsyncIterator[tuple[KeyManager, Load, str, float]]:
     settings = stack_settings(
         dev_idp.issuer,
         tmp_path / "keys",
@@ -164,6 +164,7 @@ async def stack(
         trust={"leeway_seconds": LEEWAY},
     )
     manager = build_key_manager(settings, build_keystore(settings, SystemClock()), SystemClock())
+    initialised_at = time.monotonic()  # the `next` key's pre-publication starts here
     manager.init(OPS)
     service = await start_service(settings)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc.port}")
@@ -174,7 +175,7 @@ async def stack(
         load = Load(pb_grpc.TokenExchangeServiceStub(channel), verifier, token)
         tasks = [asyncio.create_task(load.produce()), asyncio.create_task(load.recheck())]
         try:
-            yield manager, load, jwks_url
+            yield manager, load, jwks_url, initialised_at
         finally:
             for task in tasks:
                 task.cancel()
@@ -193,10 +194,9 @@ async def _jwks_kids(url: str) -> list[str]:
 
 
 async def test_routine_cycle_then_revocation_under_continuous_load(
-    stack: tuple[KeyManager, Load, str],
+    stack: tuple[KeyManager, Load, str, float],
 ) -> None:
-    manager, load, jwks_url = stack
-    started = time.monotonic()
+    manager, load, jwks_url, started = stack
     first = _state(manager, KeyState.ACTIVE)
 
     # 1. Routine cycle, each step as soon as the rules allow it.
