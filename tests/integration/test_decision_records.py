@@ -21,6 +21,8 @@ from sekisho.signing.filestore import FileKeyStore
 
 from tests.harness import POLICIES
 from tests.integration.conftest import LiveStack, stack_settings
+from tests.integration.test_opa_service import keys, opa, opa_settings  # noqa: F401 (fixtures)
+from tests.opa import OpaServer
 
 CRM_AS = "https://crm-as.example.com"
 DOCS_AS = "https://docs-as.example.com"
@@ -202,3 +204,50 @@ async def test_a_broken_shadow_policy_is_an_error_difference_not_an_outage(
     finally:
         await channel.close()
         await service.stop(0.5)
+
+
+async def test_with_the_opa_engine_both_logs_replay_through_the_embedded_engine(
+    tmp_path: Path,
+    dev_idp: DevIdentityProvider,
+    opa: OpaServer,  # noqa: F811 (the imported fixture)
+    keys: Path,  # noqa: F811 (the imported fixture)
+) -> None:
+    """Live decisions by an OPA server (which writes its own decision log too), the shadow in
+    process: Sekisho's log and OPA's console log both replay, reproduced exactly."""
+    opa.start()
+    log_file = tmp_path / "decisions.jsonl"
+    candidate = _candidate(tmp_path)
+    base = stack_settings(
+        dev_idp.issuer,
+        keys,
+        decision_log={
+            "enabled": True,
+            "path": str(log_file),
+            "hash_method": "salted",
+            "hash_salt": "a-salt-for-this-test",
+        },
+        policy={"shadow": {"path": str(candidate), "cpu_share": 1.0}},
+    )
+    settings = opa_settings(base, opa.url)
+    service = await start_service(settings)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc.port}")
+    try:
+        stack = LiveStack(
+            service, dev_idp, pb_grpc.TokenExchangeServiceStub(channel), channel, settings
+        )
+        count = await _exchange_a_week(stack)
+        assert service.observers is not None and service.observers.shadow is not None
+        await service.observers.shadow.drained()
+        assert service.observers.shadow.counters.kinds == {"scopes": 2}
+    finally:
+        await channel.close()
+        await service.stop(0.5)
+    args = ["--candidate", str(candidate), "--live", str(POLICIES), "--format", "json"]
+    _, ours = _impact("--decisions", str(log_file), *args)
+    assert ours["replayed"] == ours["reproduced"] == count and ours["skipped"] == 0
+    assert ours["changed"] == 2
+    _, theirs = _impact("--decisions", str(opa.log_path), *args)
+    assert theirs["replayed"] == theirs["reproduced"] >= count  # with OPA's self-test queries
+    assert theirs["changed"] == 2 and theirs["skipped"] > 0
+    (change,) = theirs["scope_changes"]
+    assert change["user"] == "alice@example.com"  # OPA's own log is not redacted

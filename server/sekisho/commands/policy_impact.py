@@ -11,7 +11,8 @@ from typing import Any
 from sekisho.commands import SubParsers
 from sekisho.config import Settings
 from sekisho.policy.engine import PolicyRuntime
-from sekisho.policy.impact import Impact, read_records, replay
+from sekisho.policy.impact import DecisionReader, Impact, replay
+from sekisho.policy.wasm.compiler import entrypoint_of
 
 
 def register(policy_sub: SubParsers, common: argparse.ArgumentParser) -> None:
@@ -65,7 +66,10 @@ async def _replay(settings: Settings, files: list[Path], live_dir: Path, candida
     try:
         await proposed.start()
         try:
-            return await replay(read_records(files), live, proposed)
+            records = DecisionReader(files, entrypoint_of(settings.policy.query))
+            impact = await replay(records, live, proposed)
+            impact.skipped = records.skipped
+            return impact
         finally:
             await proposed.close()
     finally:
@@ -76,6 +80,7 @@ def impact_document(impact: Impact) -> dict[str, Any]:
     """The report as JSON (--format json)."""
     return {
         "replayed": impact.replayed,
+        "skipped": impact.skipped,
         "reproduced": impact.reproduced,
         "changed": impact.changed,
         "by_kind": impact.by_kind(),
@@ -98,8 +103,8 @@ def impact_document(impact: Impact) -> dict[str, Any]:
 def impact_text(impact: Impact, max_changes: int | None, exceeded: bool) -> str:
     """The report for a person (--format text)."""
     lines = [
-        f"== replayed {impact.replayed} decisions; the live policy reproduces "
-        f"{impact.reproduced} of the recorded results",
+        f"== replayed {impact.replayed} decisions ({impact.skipped} other lines skipped); "
+        f"the live policy reproduces {impact.reproduced} of the recorded results",
         f"== changed: {impact.changed}" + _limit(max_changes, exceeded),
     ]
     for audience, kinds in sorted(impact.by_audience.items()):

@@ -35,30 +35,39 @@ class Recorded:
     result: dict[str, Any] | None
 
 
-def read_records(paths: Iterable[Path]) -> Iterator[Recorded]:
-    """Records with an input, file by file. Raises: DecisionFileError on unreadable lines."""
-    for path in paths:
+class DecisionReader:
+    """The records of decision log files, file by file, that carry an input object for the
+    decision `path` (the query's entrypoint). Other JSON lines are skipped and counted: OPA's
+    console decision log interleaves server messages and decisions of other paths."""
+
+    def __init__(self, paths: Iterable[Path], path: str) -> None:
+        self._paths = list(paths)
+        self._path = path
+        self.skipped = 0
+
+    def __iter__(self) -> Iterator[Recorded]:
+        """Raises: DecisionFileError on an unreadable file or a line that is not JSON."""
+        for path in self._paths:
+            try:
+                with path.open(encoding="utf-8") as lines:
+                    for number, line in enumerate(lines, 1):
+                        if line.strip():
+                            yield from self._record(line, f"{path}:{number}")
+            except OSError as exc:
+                raise DecisionFileError(f"{path}: cannot read: {exc.strerror}") from exc
+
+    def _record(self, line: str, where: str) -> Iterator[Recorded]:
         try:
-            with path.open(encoding="utf-8") as lines:
-                for number, line in enumerate(lines, 1):
-                    record = _parse(line, f"{path}:{number}")
-                    if record is not None:
-                        yield record
-        except OSError as exc:
-            raise DecisionFileError(f"{path}: cannot read: {exc.strerror}") from exc
-
-
-def _parse(line: str, where: str) -> Recorded | None:
-    if not line.strip():
-        return None
-    try:
-        event = json.loads(line)
-    except ValueError as exc:
-        raise DecisionFileError(f"{where}: not a JSON line: {exc}") from exc
-    if not isinstance(event, dict) or not isinstance(event.get("input"), dict):
-        raise DecisionFileError(f"{where}: not a decision log event (no input object)")
-    result = event.get("result")
-    return Recorded(event["input"], result if isinstance(result, dict) else None)
+            event = json.loads(line)
+        except ValueError as exc:
+            raise DecisionFileError(f"{where}: not a JSON line: {exc}") from exc
+        if not isinstance(event, dict):
+            raise DecisionFileError(f"{where}: not a JSON object")
+        document, result = event.get("input"), event.get("result")
+        if not isinstance(document, dict) or event.get("path", self._path) != self._path:
+            self.skipped += 1
+            return
+        yield Recorded(document, result if isinstance(result, dict) else None)
 
 
 @dataclass
@@ -75,6 +84,7 @@ class Impact:
     """Counts over every replayed record."""
 
     replayed: int = 0
+    skipped: int = 0
     reproduced: int = 0
     changed: int = 0
     by_audience: dict[str, dict[str, int]] = field(default_factory=dict)

@@ -10,10 +10,12 @@ from sekisho.config import Settings
 from sekisho.models import Decision
 from sekisho.policy.difference import decision_document
 from sekisho.policy.engine import PolicyRuntime
-from sekisho.policy.impact import DecisionFileError, Recorded, read_records, replay
+from sekisho.policy.impact import DecisionFileError, DecisionReader, Recorded, replay
 from sekisho.service import build_policy_engine
 
 from tests.unit.policy.inputs import CRM, POLICIES, UNKNOWN, policy_input
+
+PATH = "sekisho/exchange/decision"
 
 
 class FixedEngine:
@@ -41,14 +43,30 @@ def _write(path: Path, *events: object) -> Path:
 
 
 def test_a_malformed_line_is_named(tmp_path: Path) -> None:
-    good = {"input": policy_input(CRM)}
-    path = _write(tmp_path / "d.jsonl", good)
+    path = _write(tmp_path / "d.jsonl", {"input": policy_input(CRM)})
     with path.open("a") as lines:
         lines.write("{not json\n")
     with pytest.raises(DecisionFileError, match=r"d.jsonl:3: not a JSON line"):
-        list(read_records([path]))
-    with pytest.raises(DecisionFileError, match=r"e.jsonl:1: not a decision log event"):
-        list(read_records([_write(tmp_path / "e.jsonl", {"result": {}})]))
+        list(DecisionReader([path], PATH))
+
+
+def test_lines_that_are_not_decisions_of_the_query_are_skipped_and_counted(
+    tmp_path: Path,
+) -> None:
+    # OPA's console decision log: server messages, data API reads, decisions of other paths.
+    document = policy_input(CRM)
+    path = _write(
+        tmp_path / "opa.log",
+        {"level": "info", "msg": "Initializing server."},
+        {"decision_id": "1", "path": "sekisho/registry", "result": {}},
+        {"decision_id": "2", "path": "other/decision", "input": document, "result": {}},
+        {"decision_id": "3", "path": PATH, "input": document, "result": {"allow": False}},
+        {"decision_id": "4", "input": document},  # Sekisho's own records always name the path
+    )
+    reader = DecisionReader([path], PATH)
+    records = list(reader)
+    assert [r.result for r in records] == [{"allow": False}, None]
+    assert reader.skipped == 3
 
 
 async def test_recorded_results_are_reproduced_in_either_shape(live: PolicyRuntime) -> None:
