@@ -45,6 +45,24 @@ def is_secure_url(url: str) -> bool:
     )
 
 
+def require_guarded_redis_url(url: str, what: str, *, inline_password: bool = False) -> str:
+    """redis:// only on loopback (or unix://); rediss:// elsewhere; a password inline only
+    where no *_password_env exists (`inline_password`).
+
+    Raises: ValueError naming `what`.
+    """
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"{what} must be a redis://, rediss:// or unix:// URL")
+    if parts.password and not inline_password:
+        raise ValueError(f"{what} must not hold a password: name its variable in *_password_env")
+    if parts.scheme == "redis" and not is_loopback_host(parts.hostname or ""):
+        raise ValueError(f"{what}: a Redis not on loopback needs TLS (rediss://)")
+    return url
+
+
 def _require_secure_url(url: str, what: str) -> str:
     if is_secure_url(url):
         return url
@@ -66,6 +84,9 @@ class ServerConfig(_Strict):
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     shutdown_grace_seconds: float = Field(default=10.0, gt=0)
     # TLS on both listeners (docs/operators.md "TLS and mTLS"); paths relative to the config file.
+    # Trust http/redis dependencies on loopback although a listener is not on loopback: only
+    # when that loopback is private (a pod's sidecar). Logged at start (exposure.py).
+    allow_loopback_dependencies: bool = False
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     client_ca_file: Path | None = None
@@ -594,13 +615,24 @@ class TokenEndpointConfig(_Strict):
     clients: tuple[ClientConfig, ...] = ()
     # Where client-assertion jti values are remembered: "" = this process only (one worker);
     # "redis://host:port/db" = shared by every worker and replica (sekisho.verify.RedisReplayCache).
+    # Beyond loopback: rediss:// (TLS), with an ACL user in the URL (rediss://sekisho@host/0)
+    # and its password in the environment variable `replay_cache_password_env`.
     replay_cache_url: str = ""
+    replay_cache_password_env: str = ""
+    replay_cache_ca_file: Path | None = None
 
     @field_validator("replay_cache_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
-        if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("replay_cache_url must be a redis://, rediss:// or unix:// URL")
+        return require_guarded_redis_url(value, "replay_cache_url")
+
+    @field_validator("replay_cache_password_env")
+    @classmethod
+    def _password_env(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(
+                "replay_cache_password_env must be the name of an environment variable"
+            )
         return value
 
     @field_validator("clients")
@@ -717,9 +749,7 @@ class StatusListConfig(_Strict):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
-        if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("redis_url must be a redis://, rediss:// or unix:// URL")
-        return value
+        return require_guarded_redis_url(value, "redis_url", inline_password=True)
 
     @model_validator(mode="after")
     def _consistent(self) -> "StatusListConfig":
@@ -860,8 +890,13 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
         status_update["audit_log"] = str((base / settings.status_list.audit_log).resolve())
     status_list = settings.status_list.model_copy(update=status_update)
     policy, decision_log = _resolve_decision_paths(policy, settings.decision_log, base)
+    endpoint = settings.token_endpoint
+    if endpoint.replay_cache_ca_file is not None:
+        ca_file = (base / endpoint.replay_cache_ca_file).resolve()
+        endpoint = endpoint.model_copy(update={"replay_cache_ca_file": ca_file})
     return settings.model_copy(
         update={
+            "token_endpoint": endpoint,
             "policy": policy,
             "keys": keys,
             "server": server,

@@ -4,10 +4,12 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -19,6 +21,7 @@ from sekisho.config import Settings
 from sekisho.decision_observers import DecisionObservers, build_decision_observers
 from sekisho.errors import ConfigError
 from sekisho.exchange import TokenExchanger
+from sekisho.exposure import check_exposure
 from sekisho.gateway.authorizer import GatewayAuthorizer, TokenHeader
 from sekisho.gateway.cache import GatewayTokenCache, Revoked
 from sekisho.gateway.routes import PROFILE_TOKEN_TYPES, Route, RouteTable
@@ -293,10 +296,13 @@ def build_gateway_authorizer(
     )
 
 
-def build_replay_cache(url: str) -> tuple[ReplayCache, Callable[[], Awaitable[None]] | None]:
+def build_replay_cache(
+    url: str, password_env: str = "", ca_file: Path | None = None
+) -> tuple[ReplayCache, Callable[[], Awaitable[None]] | None]:
     """token_endpoint.replay_cache_url: "" = this process only; a Redis URL = shared by workers.
 
     Returns the cache and, for Redis, the coroutine that closes its connection pool.
+    Raises: ConfigError (redis not installed, password variable named but empty).
     """
     if not url:
         return InMemoryReplayCache(), None
@@ -307,8 +313,24 @@ def build_replay_cache(url: str) -> tuple[ReplayCache, Callable[[], Awaitable[No
             "config key 'token_endpoint.replay_cache_url': the redis package is not installed "
             "(pip install 'sekisho[redis]')"
         ) from exc
-    client = redis.asyncio.Redis.from_url(url)
+    client = redis.asyncio.Redis.from_url(url, **redis_auth(password_env, ca_file))
     return RedisReplayCache(client), client.aclose
+
+
+def redis_auth(password_env: str, ca_file: Path | None) -> dict[str, Any]:
+    """from_url() keywords: the ACL password from `password_env`, the CA for rediss://.
+
+    Raises: ConfigError when the variable is named but empty.
+    """
+    options: dict[str, Any] = {}
+    if password_env:
+        password = os.environ.get(password_env, "")
+        if not password:
+            raise ConfigError(f"${password_env} (a Redis password variable) is empty or unset")
+        options["password"] = password
+    if ca_file is not None:
+        options["ssl_ca_certs"] = str(ca_file)
+    return options
 
 
 def build_token_endpoint(
@@ -364,6 +386,7 @@ async def start_service(
 
     Raises: ConfigError, KeyStoreError, PolicyLoadError, OSError (bind).
     """
+    check_exposure(settings)
     clock = clock or SystemClock()
     observability = build_observability(settings)
     request_id = request_id or contextvars.ContextVar("request_id", default="")
@@ -440,7 +463,10 @@ async def start_service(
     def ready() -> bool:
         return keyring.loaded and policy.ready
 
-    replay_cache, close_replay_cache = build_replay_cache(settings.token_endpoint.replay_cache_url)
+    endpoint = settings.token_endpoint
+    replay_cache, close_replay_cache = build_replay_cache(
+        endpoint.replay_cache_url, endpoint.replay_cache_password_env, endpoint.replay_cache_ca_file
+    )
 
     app = create_http_app(
         issuer=settings.server.issuer,

@@ -128,3 +128,12 @@ def test_opa_api_takes_only_sekishos_token(
     for name in ("sekisho", "opa"):
         names = {e["name"]: e for e in _container(manifests, name).get("env", [])}
         assert names[env]["valueFrom"]["secretKeyRef"]["name"] == "sekisho-opa-api-token"
+
+
+def test_the_deployed_config_passes_the_exposure_check(settings: Settings) -> None:
+    # Listeners on 0.0.0.0 with an OPA sidecar on loopback: allowed only because it says so.
+    from sekisho.exposure import check_exposure, loopback_dependencies
+
+    assert loopback_dependencies(settings) == ["policy.opa_url: http://127.0.0.1:8181"]
+    assert settings.server.allow_loopback_dependencies
+    check_exposure(settings)
