@@ -235,6 +235,25 @@ def build_policy_engine(settings: Settings) -> PolicyRuntime:
     return embedded_engine(policy, Path.cwd())
 
 
+def build_subject_cache(
+    settings: Settings,
+    verifier: TokenVerifier,
+    issuers: dict[str, TrustedIssuer],
+    clock: Clock,
+    flushes: CachingPolicyEngine,
+) -> CachingTokenVerifier:
+    """The verified-subject cache, emptied with the decision cache at every policy reload."""
+    cache = CachingTokenVerifier(
+        verifier,
+        issuers,
+        clock,
+        max_entries=settings.cache.subject_max_entries,
+        max_seconds=settings.cache.subject_max_seconds,
+    )
+    flushes.on_flush(cache.clear)
+    return cache
+
+
 async def start_policy(
     settings: Settings, clock: Clock, observability: Observability
 ) -> tuple[CachingPolicyEngine, DecisionObservers]:
@@ -262,6 +281,7 @@ def build_gateway_authorizer(
     metrics: Metrics | None = None,
     *,
     revoked: Revoked | None = None,
+    flushes: CachingPolicyEngine | None = None,
 ) -> GatewayAuthorizer:
     """The ext_authz adapter from [gateway]: route table, token header and token cache."""
     gateway = settings.gateway
@@ -286,6 +306,8 @@ def build_gateway_authorizer(
     )
     if metrics is not None:
         metrics.watch_cache("gateway", cache)
+    if flushes is not None:  # a policy or data reload empties it (issue 15 item 2)
+        flushes.on_flush(cache.clear)
     return GatewayAuthorizer(
         exchanger,
         routes,
@@ -407,13 +429,7 @@ async def start_service(
         max_token_bytes=settings.trust.max_token_bytes,
         max_act_depth=settings.trust.max_act_depth,
     )
-    subject_cache = CachingTokenVerifier(
-        verifier,
-        issuers,
-        clock,
-        max_entries=settings.cache.subject_max_entries,
-        max_seconds=settings.cache.subject_max_seconds,
-    )
+    subject_cache = build_subject_cache(settings, verifier, issuers, clock, policy)
     status = build_status_runtime(settings, keyring, clock)  # None unless [status_list]
     minter = TokenMinter(
         keyring,
@@ -445,6 +461,7 @@ async def start_service(
             clock,
             observability.metrics,
             revoked=status.gate.revoked if status else None,
+            flushes=policy,
         ),
         trust_source_principal=settings.gateway.trust_source_principal,
         callers=callers,

@@ -134,11 +134,18 @@ class GatewayAuthorizer:
     async def _exchange(
         self, subject_token: str, route: Route, context: dict[str, str], caller: Caller, key: str
     ) -> str:
+        generation = self._cache.generation  # a reload during the exchange: do not keep it
         result = await self._exchanger.handle(
             _GatewayCall(caller, params_of(subject_token, route, context))
         )
         minted = result.minted
-        self._cache.put(key, minted.token, minted.expires_at, covers=result.revocation_keys)
+        self._cache.put(
+            key,
+            minted.token,
+            minted.expires_at,
+            covers=result.revocation_keys,
+            generation=generation,
+        )
         return result.minted.token
 
     def _context(self, request: GatewayRequest) -> dict[str, str]:

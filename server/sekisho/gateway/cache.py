@@ -55,8 +55,19 @@ class GatewayTokenCache:
         self._max_entries = max_entries
         self._margin = margin_seconds
         self._entries: OrderedDict[str, CachedToken] = OrderedDict()
+        self._generation = 0
         self._hits = 0
         self._misses = 0
+
+    @property
+    def generation(self) -> int:
+        """Changes at every clear(): a token minted before it must not be stored after it."""
+        return self._generation
+
+    def clear(self) -> None:
+        """Drop every token: the policy or its data changed (a deny-list entry must bite now)."""
+        self._generation += 1
+        self._entries.clear()
 
     def get(self, key: str) -> str | None:
         entry = self._entries.get(key)
@@ -70,10 +81,20 @@ class GatewayTokenCache:
         return None
 
     def put(
-        self, key: str, token: str, expires_at: int, covers: tuple[tuple[str, str], ...] = ()
+        self,
+        key: str,
+        token: str,
+        expires_at: int,
+        covers: tuple[tuple[str, str], ...] = (),
+        *,
+        generation: int | None = None,
     ) -> None:
+        """Store a token; `generation` (read before the exchange began) drops a token whose
+        decision predates the last clear()."""
         entry = CachedToken(token=token, expires_at=expires_at, covers=covers)
         if self._max_entries == 0 or not self._fresh(entry):
+            return
+        if generation is not None and generation != self._generation:
             return
         self._entries[key] = entry
         self._entries.move_to_end(key)

@@ -14,6 +14,7 @@ own errors (unavailable, invalid decision) are never cached. Engine-agnostic.
 import hashlib
 import json
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +45,19 @@ class CachingPolicyEngine:
         self._max_entries = max_entries
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
         self._generation = 0
+        self._flush_listeners: list[Callable[[], None]] = []
         self.hits = 0
         self.misses = 0
+        # An engine that activates a policy outside folder_changed (OPA in manage mode publishes
+        # from its supervisor task) reports it, so the flush follows the activation.
+        on_activated = getattr(engine, "on_policy_activated", None)
+        if callable(on_activated):
+            on_activated(self.clear)
+
+    def on_flush(self, listener: Callable[[], None]) -> None:
+        """Call `listener` at every flush: every cache holding a grant or a token registers here,
+        so a policy or data reload (an emergency deny-list entry) reaches all of them."""
+        self._flush_listeners.append(listener)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -79,6 +91,8 @@ class CachingPolicyEngine:
         """Drop every decision; decisions still being computed will not be stored."""
         self._generation += 1
         self._entries.clear()
+        for listener in self._flush_listeners:
+            listener()
 
     async def decide(self, document: dict[str, Any]) -> Decision:
         """Raises: TemporarilyUnavailableError when the engine cannot answer."""

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,11 @@ class OpaPolicyEngine:
         self._republish = manage  # OPA does not hold the folder yet
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._activated: list[Callable[[], None]] = []
+
+    def on_policy_activated(self, listener: Callable[[], None]) -> None:
+        """Call `listener` whenever a newly published policy is in force (caches flush)."""
+        self._activated.append(listener)
 
     @property
     def ready(self) -> bool:
@@ -170,6 +176,8 @@ class OpaPolicyEngine:
                 raise PolicyLoadError(f"OPA did not take the policy: {exc}") from exc
         self._good = source
         self._republish = False
+        for listener in self._activated:
+            listener()
         self._set_ready(True, "policy published")
         log.info("policy_loaded", extra={"path": str(self._root), "opa_url": self._api.url})
 
