@@ -20,8 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # Distributions only the service needs: none may be installed by an SDK extra.
 SERVER_ONLY = ("boto3", "pydantic", "wasmtime", "prometheus-client", "opa-python-client",
                "watchfiles", "argon2-cffi", "xds-protos", "grpcio-reflection")  # fmt: skip
-# Sekisho modules an SDK may load: its own package, the shared wire constants and the stubs.
-SDK_MODULES = ("sekisho.client", "sekisho.verify", "sekisho.constants", "sekisho._gen")
+# Sekisho modules an SDK may load: its own package, the stubs and the wire formats both sides
+# share, which use the standard library only (token type URNs, the Status List bit array).
+SDK_MODULES = ("sekisho.client", "sekisho.verify", "sekisho.constants", "sekisho._gen",
+               "sekisho.status.bitlist")  # fmt: skip
+SHARED_PACKAGES = ("sekisho.status",)  # a package whose __init__ a shared module's import runs
 INSTALL_TIMEOUT = 600
 
 CLIENT_SCRIPT = textwrap.dedent("""
@@ -118,7 +121,9 @@ def _foreign_modules(listing: str) -> list[str]:
     return [
         name
         for name in listing.split()
-        if name.startswith("sekisho.") and not name.startswith(SDK_MODULES)
+        if name.startswith("sekisho.")
+        and not name.startswith(SDK_MODULES)
+        and name not in SHARED_PACKAGES
     ]
 
 
