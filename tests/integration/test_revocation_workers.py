@@ -190,11 +190,12 @@ async def test_revoke_subject_reaches_workers_and_downstreams(
 
     # Probe on fresh connections for 3 s: every exchange started 2 s or more after the command
     # returned must be refused, on both workers.
-    probes: list[tuple[float, bool]] = []
+    probes: list[tuple[float, str | None]] = []
     while (elapsed := time.monotonic() - revoked_at) < 3.0:
-        granted = await _exchange(pod, alice, f"probe-{len(probes)}") is not None
-        probes.append((elapsed, granted))
-    last_granted = max((at for at, granted in probes if granted), default=0.0)
+        probes.append((elapsed, await _exchange(pod, alice, f"probe-{len(probes)}")))
+    last_granted = max((at for at, token in probes if token), default=0.0)
+    # Minted before a worker's next poll saw the revocation: marked INVALID when recorded.
+    alice_tokens += [token for _, token in probes if token]
     assert last_granted < 2.0, probes
     late = {f"probe-{i}" for i, (at, _) in enumerate(probes) if at >= 2.0}
     assert {pid for rid, pid in pod.served_by("probe-").items() if rid in late} == (
@@ -203,7 +204,7 @@ async def test_revoke_subject_reaches_workers_and_downstreams(
     assert all(await _phase(pod, bob, "bob-after-"))  # other users are still served
 
     async def downstream_refuses_alice() -> bool:
-        return await _accepted(downstream, alice_tokens) == [False] * REQUESTS
+        return await _accepted(downstream, alice_tokens) == [False] * len(alice_tokens)
 
     await _within(downstream_refuses_alice, TTL + 2.0)
     assert await _accepted(downstream, bob_tokens) == [True] * REQUESTS
@@ -276,9 +277,11 @@ def _independent_wire_check(issuer: str, alice: list[str], bob: list[str]) -> No
             status_list = lists[reference["uri"]]
             got = _draft_status(status_list["lst"], status_list["bits"], reference["idx"])
             assert got == expected, (who, reference)
+    marked = 0
     for status_list in lists.values():  # bit for bit with the project's own decoder
         ours = from_claim(status_list)
         size = len(zlib.decompress(_b64(status_list["lst"]))) * 8 // status_list["bits"]
         theirs = [_draft_status(status_list["lst"], status_list["bits"], i) for i in range(size)]
         assert theirs == [ours.status(i) for i in range(size)]
-        assert sum(theirs) == REQUESTS  # exactly alice's tokens are INVALID
+        marked += sum(theirs)
+    assert marked == len(alice)  # exactly alice's tokens are INVALID, in whichever list
