@@ -2,11 +2,17 @@
 
 Generates a registry of 1,000 downstreams for the shipped default policy, then takes the same
 N decisions (default 10,000, after a warm-up) through `WasmPolicyEngine.decide` (embedded:
-OPA-compiled Wasm in process) and `OpaPolicyEngine.decide` (a local `opa run --server`, published with manage = true),
-one at a time, and prints median / p90 / p99 per engine. It also checks that both engines gave
+OPA-compiled Wasm in process) and `OpaPolicyEngine.decide` (a local `opa run --server`,
+published with manage = true), one at a time, and prints median / p90 / p99 per engine. It also checks that both engines gave
 the same decision for every input.
 
-    .venv/bin/python bench/policy_latency.py [--decisions 10000] [--downstreams 1000]
+    .venv/bin/python bench/policy_latency.py [--decisions 10000] [--downstreams 1000] \
+        [--opa-py-wasm-python VENV/bin/python]
+
+With --opa-py-wasm-python (a venv with `pip install opa-py-wasm==1.2.1`, which pins wasmtime
+46.x), the same policy.wasm, data and inputs are also evaluated by the opa-py-wasm SDK in that
+interpreter (bench/opa_py_wasm_probe.py), in the same run, and compared with the embedded
+engine's raw evaluation (`evaluate_raw`, no decision parsing) input by input.
 """
 
 import argparse
@@ -25,7 +31,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from importlib.metadata import version
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +185,37 @@ async def timed(
     return samples, decisions
 
 
+def raw_evaluations(
+    engine: WasmPolicyEngine, docs: list[dict[str, Any]], warmup: int
+) -> tuple[list[float], list[Any]]:
+    """Microseconds per `evaluate_raw` (no decision parsing, no decision id), and the values."""
+    for doc in docs[:warmup]:
+        engine.evaluate_raw(doc)
+    samples, results = [], []
+    for doc in docs[warmup:]:
+        started = time.perf_counter_ns()
+        results.append(engine.evaluate_raw(doc))
+        samples.append((time.perf_counter_ns() - started) / 1000)
+    return samples, results
+
+
+def opa_py_wasm(
+    python: str, engine: WasmPolicyEngine, docs: list[dict[str, Any]], warmup: int, tmp: Path
+) -> tuple[list[float], list[Any]]:
+    """The same module, data and inputs through the opa-py-wasm SDK in its own interpreter."""
+    folder = tmp / "opa-py-wasm"
+    folder.mkdir()
+    (folder / "policy.wasm").write_bytes(engine.policy.compiled.wasm)
+    (folder / "data.json").write_bytes(engine.policy.data)
+    (folder / "inputs.jsonl").write_text("\n".join(json.dumps(d) for d in docs))
+    probe = REPO / "bench" / "opa_py_wasm_probe.py"
+    completed = subprocess.run(
+        [python, str(probe), str(folder), str(warmup)], capture_output=True, text=True, check=True
+    )
+    output = json.loads(completed.stdout)
+    return output["samples_us"], output["results"]
+
+
 async def cache_hits(engine: WasmPolicyEngine, docs: list[dict[str, Any]]) -> list[float]:
     """Microseconds per decision-cache hit: each input asked twice, the second ask timed, for
     the inputs whose decision the policy made cacheable (cache_ttl_seconds > 0)."""
@@ -216,7 +253,7 @@ def machine() -> str:
     opa = "OPA " + first.split(":", 1)[-1].strip()
     return (
         f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, wasmtime {version('wasmtime')}, "
+        f"Python {platform.python_version()}, wasmtime {package_version('wasmtime')}, "
         f"{opa}"
     )
 
@@ -236,6 +273,7 @@ async def main() -> None:
     parser.add_argument("--decisions", type=int, default=10_000)
     parser.add_argument("--downstreams", type=int, default=1_000)
     parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--opa-py-wasm-python", default="")
     args = parser.parse_args()
     rng = random.Random(20261123)  # noqa: S311 - reproducible test data, not secrets
     data = registry(args.downstreams, rng)
@@ -264,6 +302,10 @@ async def main() -> None:
                 await timed(engine.decide, docs[: args.warmup])
                 results[name] = await timed(engine.decide, docs[args.warmup :])
             hits = await cache_hits(embedded, docs[args.warmup :])
+            raw = raw_evaluations(embedded, docs, args.warmup)
+            sdk = None
+            if args.opa_py_wasm_python:
+                sdk = opa_py_wasm(args.opa_py_wasm_python, embedded, docs, args.warmup, Path(tmp))
         finally:
             await opa.close()
             process.terminate()
@@ -286,6 +328,21 @@ async def main() -> None:
         print(
             f"{name:<20}{s['median']:>11.0f}{s['p90']:>9.0f}{s['p99']:>9.0f}{s['mean']:>9.0f}{s['max']:>10.0f}"
         )
+    raw_samples, raw_results = raw
+    s = summary(raw_samples)
+    print(
+        f"{'embedded raw eval':<20}{s['median']:>11.0f}{s['p90']:>9.0f}{s['p99']:>9.0f}"
+        f"{s['mean']:>9.0f}{s['max']:>10.0f}  (evaluate_raw: encode + opa_eval + result)"
+    )
+    if sdk is not None:
+        sdk_samples, sdk_results = sdk
+        s = summary(sdk_samples)
+        print(
+            f"{'opa-py-wasm 1.2.1':<20}{s['median']:>11.0f}{s['p90']:>9.0f}{s['p99']:>9.0f}"
+            f"{s['mean']:>9.0f}{s['max']:>10.0f}  (OpaWasmPolicy.evaluate, pool 1, same wasm)"
+        )
+        sdk_differ = sum(a != b for a, b in zip(raw_results, sdk_results, strict=True))
+        print(f"raw results that differ between embedded and opa-py-wasm: {sdk_differ}")
     s = summary(hits)
     print(
         f"{'decision-cache hit':<20}{s['median']:>11.1f}{s['p90']:>9.1f}{s['p99']:>9.1f}"

@@ -63,6 +63,7 @@ class PolicyInstance:
             raise wasmtime.WasmtimeError("opa_eval is not a function")
         self._eval = I32Call(self._store, opa_eval)
         self._data_addr = 0
+        self._capacity = 0
         self._heap_base = self._call("opa_heap_ptr_get")
 
     def _call(self, name: str, *args: int, store: Any = None) -> int:
@@ -106,10 +107,11 @@ class PolicyInstance:
             self._reserve(end + _EVAL_HEADROOM)
             ctypes.memmove(self._address(self._store) + base, document, len(document))
             self._memo.clear()
+            # Relative to the epoch now; nothing else runs in this store until the next
+            # evaluation sets it again, so it is not reset afterwards.
             self._store.set_epoch_deadline(deadline_ticks)
             # Format 1 ("value"): Rego text, so sets stay sets and can be ordered as OPA does.
             addr = self._eval(0, entrypoint, self._data_addr, base, len(document), end, 1)
-            self._store.set_epoch_deadline(NO_DEADLINE_TICKS)
         except wasmtime.Trap as exc:
             timed_out = exc.trap_code == wasmtime.TrapCode.INTERRUPT
             raise WasmEvaluationError("evaluation timed out" if timed_out else str(exc)) from exc
@@ -118,12 +120,18 @@ class PolicyInstance:
         return self._read_cstring(self._store, int(addr))
 
     def _reserve(self, size: int) -> None:
-        missing = -(-size // PAGE_BYTES) - self._memory.size(self._store)
+        # Memory never shrinks, so a size seen once is a lower bound: ask wasmtime only beyond it.
+        if size <= self._capacity:
+            return
+        pages = self._memory.size(self._store)
+        missing = -(-size // PAGE_BYTES) - pages
         if missing > 0:
             try:
                 self._memory.grow(self._store, missing)
             except wasmtime.WasmtimeError as exc:
                 raise WasmEvaluationError(f"memory cap reached ({size} bytes needed)") from exc
+            pages += missing
+        self._capacity = pages * PAGE_BYTES
 
     def _read_cstring(self, store: Any, addr: int) -> bytes:
         end = self._memory.data_len(store)

@@ -13,7 +13,7 @@ from typing import Any
 
 import wasmtime
 from wasmtime import _ffi as ffi
-from wasmtime._func import enter_wasm
+from wasmtime._func import maybe_raise_last_exn
 
 
 class I32Call:
@@ -37,17 +37,23 @@ class I32Call:
         params = self._params
         for index, value in enumerate(args):
             params[index].of.i32 = value
-        with enter_wasm(self._store) as trap:
-            error = ffi.wasmtime_func_call(
-                self._store._context(),
-                ctypes.byref(self._func),
-                params,
-                self._count,
-                self._results,
-                1,
-                trap,
-            )
-            if error:
-                raise wasmtime.WasmtimeError._from_ptr(error)
+        # What wasmtime-py's enter_wasm() does, without a generator context manager per call.
+        trap = ctypes.POINTER(ffi.wasm_trap_t)()
+        error = ffi.wasmtime_func_call(
+            self._store._context(),
+            ctypes.byref(self._func),
+            params,
+            self._count,
+            self._results,
+            1,
+            ctypes.byref(trap),
+        )
+        if trap:
+            trap_obj = wasmtime.Trap._from_ptr(trap)
+            maybe_raise_last_exn()  # a host import's exception wins over the trap it caused
+            raise trap_obj
+        if error:
+            maybe_raise_last_exn()
+            raise wasmtime.WasmtimeError._from_ptr(error)
         result: Any = self._results[0].of.i32
         return int(result)
