@@ -153,6 +153,8 @@ class Settings:
     metrics: bool = True
     log_level: str = "INFO"
     extra: dict[str, str] = field(default_factory=dict)
+    # [overload] enabled: off by default here, so throughput benches measure the pipeline.
+    overload: bool = False
 
 
 def policy_folder(root: Path, load: Workload) -> Path:
@@ -173,8 +175,6 @@ grpc_listen = "127.0.0.1:{grpc_port}"
 http_listen = "127.0.0.1:{http_port}"
 issuer = "http://127.0.0.1:{http_port}"
 workers = {settings.workers}
-max_in_flight = 4096
-max_cpu_fraction = 0
 
 [[trust.issuers]]
 issuer = "{idp.issuer}"
@@ -202,6 +202,9 @@ enabled = {str(settings.metrics).lower()}
 
 [logging]
 level = "{settings.log_level}"
+
+[overload]
+enabled = {str(settings.overload).lower()}
 """
     path = root / "sekisho.toml"
     path.write_text(text)

@@ -1,147 +1,216 @@
-"""Overload protection, applied once per exchange whatever the transport (issue 7 item 6).
+"""Overload control, applied once per exchange whatever the transport (issue 14 item 1).
 
-- A bound on exchanges in progress in this worker: one more is refused at once with `slow_down`
-  (RESOURCE_EXHAUSTED / HTTP 429 + Retry-After) instead of queueing, so latency stays bounded
-  and the queue cannot collapse the process under load.
-- A CPU bound: when this worker has used more than `max_cpu_fraction` of a core over the last
-  half second, new exchanges are refused the same way. The count alone cannot shed load from a
-  CPU-bound worker: grpc accepts a call only when the event loop gets to it, so under overload
-  the queue builds inside grpc core, where no handler sees it (bench/results/overload.md), while
-  refusing costs ~1/20th of an exchange and lets the loop drain that queue. Process CPU time,
-  not time spent in exchanges, so exchanges waiting on I/O (OPA, KMS) never count as load.
-- A token bucket per caller id ([[callers]] rate, else the server default), on the injected
-  clock. Buckets are kept for at most `max_buckets` ids, least recently used evicted first.
+It sheds only the excess, cheaply, fairly, and never serves a call late:
 
-Every worker is one asyncio loop, so no locking is needed.
+- An adaptive limit on exchanges running at once (concurrency.py, after Envoy's adaptive
+  concurrency filter). Beyond it an exchange waits in its caller's queue (fair_queue.py,
+  round-robin across callers) instead of being refused: 32 or 256 callers in a closed loop are
+  saturation, and they are queued and served.
+- The wait is bounded, CoDel-style, by a target delay (`max_queue_delay_seconds`) and by the
+  caller's own deadline: an exchange whose predicted wait plus service time does not fit is
+  refused at once with slow_down (RESOURCE_EXHAUSTED / 429 + Retry-After), before any work.
+  The prediction is the waiters served before it round-robin times the measured time between
+  slot releases; a waiter that still overstays (the prediction was wrong) is refused when its
+  turn comes rather than served after its deadline.
+- A token bucket per caller id ([[callers]] rate, else the [server] default), on the injected
+  clock, checked first.
+
+A refusal costs a few dictionary operations and no I/O; bench/results/overload.md measures it
+against an exchange. Every worker is one asyncio loop, so no locking is needed.
 """
 
+import asyncio
 import contextlib
 import math
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 
+from sekisho.buckets import MAX_BUCKETS, BucketTable
 from sekisho.callers import RateLimit
 from sekisho.clock import Clock
+from sekisho.concurrency import GradientLimit
 from sekisho.errors import SlowDownError
+from sekisho.fair_queue import FairQueue, Waiter
 from sekisho.models import Caller
+from sekisho.standing_queue import StandingQueue
 
-MAX_BUCKETS = 10_000
-CPU_WINDOW_SECONDS = 0.5
-
-
-class CpuLoad:
-    """The fraction of one core this process used, sustained over the last full `window` and
-    the part of the current one so far (the lower of the two: a start-up spike is not load)."""
-
-    def __init__(
-        self, clock: Clock, cpu_time: Callable[[], float], window: float = CPU_WINDOW_SECONDS
-    ) -> None:
-        self._clock = clock
-        self._cpu_time = cpu_time
-        self._window = window
-        self._started, self._cpu_at_start = clock.now(), cpu_time()
-        self._previous = 0.0
-
-    def fraction(self) -> float:
-        now, cpu = self._clock.now(), self._cpu_time()
-        elapsed, used = now - self._started, cpu - self._cpu_at_start
-        if elapsed >= self._window:
-            self._previous = used / elapsed
-            self._started, self._cpu_at_start = now, cpu
-            return self._previous
-        # The part of the window not yet covered is assumed to run at the previous rate.
-        return min(
-            self._previous, (used + self._previous * (self._window - elapsed)) / self._window
-        )
+NO_DEADLINE = math.inf
+ARRIVAL_TURNS = 1  # loop turns before each admitted exchange runs
 
 
-class TokenBucket:
-    """`burst` tokens, refilled at `rate_per_second`; each admitted call takes one."""
+@dataclass(frozen=True, slots=True)
+class QueuePolicy:
+    """[overload]: how long and how many exchanges may wait, and the limit's bounds."""
 
-    def __init__(self, limit: RateLimit, now: float) -> None:
-        self._limit = limit
-        self._tokens = float(limit.burst)
-        self._updated = now
-
-    def take(self, now: float) -> float:
-        """0 when a token was taken, else the seconds until one will be available."""
-        elapsed = max(0.0, now - self._updated)
-        self._tokens = min(self._limit.burst, self._tokens + elapsed * self._limit.rate_per_second)
-        self._updated = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return 0.0
-        return (1 - self._tokens) / self._limit.rate_per_second
+    enabled: bool = True
+    max_queue_delay: float = 2.0
+    max_queue: int = 1024
+    max_queue_per_caller: int = 512
+    min_concurrency: int = 1
+    max_concurrency: int = 64
+    latency_tolerance: float = 2.0
 
 
 class Admission:
-    """Admits an exchange or raises SlowDownError; tracks how many are in progress."""
+    """Admits an exchange (at once, or after a bounded fair wait) or raises SlowDownError."""
 
     def __init__(
         self,
         clock: Clock,
         *,
-        max_in_flight: int,
+        policy: QueuePolicy | None = None,
         default_rate: RateLimit | None = None,
         rates: Mapping[str, RateLimit] | None = None,
         max_buckets: int = MAX_BUCKETS,
-        max_cpu_fraction: float = 0.0,
-        cpu_time: Callable[[], float] = time.process_time,
     ) -> None:
         self._clock = clock
-        self._max_in_flight = max_in_flight
-        self._max_cpu = max_cpu_fraction
-        self._cpu = CpuLoad(clock, cpu_time)
+        self._policy = policy or QueuePolicy()
         self._default = default_rate
         self._rates = dict(rates or {})
-        self._max_buckets = max_buckets
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._buckets = BucketTable(max_buckets)
+        self.limit = GradientLimit(
+            clock,
+            minimum=self._policy.min_concurrency,
+            maximum=self._policy.max_concurrency,
+            tolerance=self._policy.latency_tolerance,
+        )
+        self._queue = FairQueue()
+        self._standing = StandingQueue(self._policy.max_queue_delay)
         self._in_flight = 0
+        self.shed: Counter[str] = Counter()  # refusals by reason, for /metrics
 
     @property
     def in_flight(self) -> int:
         """Exchanges admitted and not yet finished."""
         return self._in_flight
 
-    @contextlib.contextmanager
-    def admit(self, caller: Caller) -> Iterator[None]:
-        """Hold one in-flight slot for the body. Raises: SlowDownError (bound or rate hit)."""
-        if self._in_flight >= self._max_in_flight:
-            raise SlowDownError(
-                "too many exchanges in progress; retry shortly",
-                log_detail=f"in-flight bound {self._max_in_flight} reached",
-                metadata={"retry_after": "1"},
-            )
-        if self._max_cpu and (load := self._cpu.fraction()) > self._max_cpu:
-            raise SlowDownError(
-                "the server is at capacity; retry shortly",
-                log_detail=f"worker CPU {load:.2f} over max_cpu_fraction {self._max_cpu}",
-                metadata={"retry_after": "1"},
-            )
+    @property
+    def queued(self) -> int:
+        """Exchanges waiting for a slot."""
+        return len(self._queue)
+
+    @property
+    def concurrency_limit(self) -> int:
+        """Exchanges that may run at once now (the adaptive limit)."""
+        return self.limit.slots
+
+    @property
+    def shed_counts(self) -> dict[str, int]:
+        """Refusals since start, by reason (rate, queue_full, caller_queue_full, queue_delay,
+        deadline, standing_queue, overstayed)."""
+        return dict(self.shed)
+
+    @contextlib.asynccontextmanager
+    async def admit(
+        self, caller: Caller, *, flow: str = "", deadline: float = NO_DEADLINE
+    ) -> AsyncIterator[None]:
+        """Hold one slot for the body. `flow` is the fairness key (the caller id, else the
+        connection); `deadline` the caller's, on the clock. Raises: SlowDownError."""
         self._take_token(caller.id)
-        self._in_flight += 1
+        granted = await self._acquire(flow or caller.id, deadline)
         try:
             yield
         finally:
-            self._in_flight -= 1
+            self._release(granted)
+
+    async def _acquire(self, flow: str, deadline: float) -> float:
+        now = self._clock.now()
+        if not self._policy.enabled:
+            self._in_flight += 1
+            return now
+        if deadline != NO_DEADLINE:
+            self._check_deadline(flow, now, deadline)
+        if self._in_flight < self.limit.slots and not len(self._queue):
+            self._in_flight += 1
+            try:
+                await _let_arrivals_in()
+            except asyncio.CancelledError:
+                self._release(now)
+                raise
+            return now
+        self._check_room(flow, now, deadline)
+        waiter = Waiter(flow, now, deadline, asyncio.get_running_loop().create_future())
+        self._queue.push(waiter)
+        try:
+            await waiter.future
+        except asyncio.CancelledError:
+            self._queue.remove(waiter)
+            if waiter.future.done() and not waiter.future.cancelled():
+                self._release(waiter.granted_at)  # granted just as the caller gave up
+            raise
+        await _let_arrivals_in()
+        # From the grant, not from this resumption: the wait in the loop's ready queue is part
+        # of the round trip the limit measures (concurrency.py).
+        return waiter.granted_at
+
+    def _check_deadline(self, flow: str, now: float, deadline: float) -> None:
+        if now + self.limit.mean_rtt > deadline:
+            # Cannot finish in time even with a slot now: refuse before any work.
+            self._refuse("deadline", "too little time left before the deadline", 1.0)
+        waited, fresh = self._standing.waited(flow, deadline - now, now)
+        if self._standing.refuse(waited, fresh, now):
+            self._refuse("standing_queue", f"waited {waited:.3f}s in grpc before admission", 1.0)
+
+    def _check_room(self, flow: str, now: float, deadline: float) -> None:
+        policy = self._policy
+        if len(self._queue) >= policy.max_queue:
+            self._refuse("queue_full", f"queue of {policy.max_queue} full", 1.0)
+        if self._queue.flow_length(flow) >= policy.max_queue_per_caller:
+            self._refuse("caller_queue_full", "this caller's queue is full", 1.0)
+        interval = self.limit.mean_rtt / max(1, self.limit.slots)
+        wait = (self._queue.position(flow) + 1) * interval
+        if wait > policy.max_queue_delay:
+            self._refuse("queue_delay", f"predicted wait {wait:.3f}s over target", wait)
+        if now + wait + self.limit.mean_rtt > deadline:
+            self._refuse("deadline", f"predicted finish {wait:.3f}s after the deadline", wait)
+
+    def _release(self, granted: float) -> None:
+        now = self._clock.now()
+        self.limit.sample(now - granted, self._in_flight)
+        self._in_flight -= 1
+        while self._in_flight < self.limit.slots and (waiter := self._queue.pop()):
+            if waiter.future.done():  # cancelled while queued
+                continue
+            late = now + self.limit.mean_rtt > waiter.deadline
+            if now - waiter.queued_at > self._policy.max_queue_delay or late:
+                # Mis-predicted: refuse now rather than serve late (CoDel's drop at dequeue).
+                self.shed["overstayed"] += 1
+                waiter.future.set_exception(_busy("waited past its target or deadline", 1.0))
+                continue
+            self._in_flight += 1
+            waiter.granted_at = now
+            waiter.future.set_result(None)
+
+    def _refuse(self, reason: str, detail: str, wait: float) -> None:
+        self.shed[reason] += 1
+        raise _busy(detail, wait)
 
     def _take_token(self, caller_id: str) -> None:
         limit = self._rates.get(caller_id, self._default)
         if limit is None or limit.rate_per_second <= 0:
             return
-        now = self._clock.now()
-        bucket = self._buckets.get(caller_id)
-        if bucket is None:
-            bucket = self._buckets[caller_id] = TokenBucket(limit, now)
-            if len(self._buckets) > self._max_buckets:
-                self._buckets.popitem(last=False)
-        else:
-            self._buckets.move_to_end(caller_id)
-        wait = bucket.take(now)
+        wait = self._buckets.take(caller_id, limit, self._clock.now())
         if wait:
+            self.shed["rate"] += 1
             raise SlowDownError(
                 "rate limit exceeded; slow down",
                 log_detail=f"caller {caller_id!r} over {limit.rate_per_second}/s",
                 metadata={"retry_after": str(max(1, math.ceil(wait)))},
             )
+
+
+async def _let_arrivals_in() -> None:
+    """Give the event loop a turn before an admitted exchange runs, so calls already waiting in
+    its ready queue reach admission first (and queue or are refused) instead of waiting behind
+    a CPU-bound exchange that never yields."""
+    for _ in range(ARRIVAL_TURNS):
+        await asyncio.sleep(0)
+
+
+def _busy(detail: str, wait: float) -> SlowDownError:
+    return SlowDownError(
+        "the server is busy; retry shortly",
+        log_detail=f"overload: {detail}",
+        metadata={"retry_after": str(max(1, math.ceil(wait)))},
+    )

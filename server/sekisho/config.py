@@ -21,6 +21,12 @@ from sekisho.constants import ASYMMETRIC_ALGORITHMS
 from sekisho.errors import ConfigError
 from sekisho.identity.presets import PRESETS, PresetName, preset_config_problem
 from sekisho.policy.options import DecisionLogConfig, ShadowConfig
+from sekisho.protection_config import (
+    ClientAuthLimitsConfig,
+    GrpcLimitsConfig,
+    HttpLimitsConfig,
+    OverloadConfig,
+)
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -94,13 +100,18 @@ class ServerConfig(_Strict):
     require_client_auth: bool | None = None
     # Plaintext on a non-loopback listener, for a service-mesh sidecar that terminates mTLS.
     insecure_plaintext: bool = False
-    # Overload: exchanges in progress per worker beyond which callers get slow_down at once.
-    max_in_flight: int = Field(default=256, ge=1)
-    # ... and beyond this fraction of a core used by the worker over the last 0.5 s (0 = off).
-    max_cpu_fraction: float = Field(default=0.9, ge=0, le=1)
     # Token bucket for callers without their own [[callers]] rate (0 = unlimited).
     caller_rate_per_second: float = Field(default=0.0, ge=0)
     caller_burst: int = Field(default=0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_overload_keys(cls, data: Any) -> Any:
+        # The binary in-flight/CPU gate was replaced by [overload] (issue 14): say so by name.
+        for key in ("max_in_flight", "max_cpu_fraction"):
+            if isinstance(data, dict) and key in data:
+                raise ValueError(f"server.{key} was replaced by the [overload] section")
+        return data
 
     @field_validator("issuer")
     @classmethod
@@ -789,6 +800,10 @@ class Settings(BaseSettings):
     cache: CacheConfig = CacheConfig()
     status_list: StatusListConfig = StatusListConfig()
     decision_log: DecisionLogConfig = DecisionLogConfig()
+    http: HttpLimitsConfig = HttpLimitsConfig()
+    grpc: GrpcLimitsConfig = GrpcLimitsConfig()
+    client_auth: ClientAuthLimitsConfig = ClientAuthLimitsConfig()
+    overload: OverloadConfig = OverloadConfig()
 
     @field_validator("callers")
     @classmethod

@@ -6,7 +6,7 @@ request or audits an outcome (docs/architecture.md §2).
 import copy
 from typing import Protocol
 
-from sekisho.admission import Admission
+from sekisho.admission import NO_DEADLINE, Admission, QueuePolicy
 from sekisho.audit import AuditLog
 from sekisho.clock import Clock
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT
@@ -21,8 +21,6 @@ from sekisho.policy.input import build_input
 from sekisho.policy.outcome import granted
 from sekisho.status.revocations import RevocationGate, covered_keys
 from sekisho.validation import ExchangeParams, RequestLimits, build_request
-
-UNBOUNDED = 2**31  # no in-flight bound unless the composition root sets one
 
 
 class ExchangeCall(Protocol):
@@ -59,7 +57,8 @@ class TokenExchanger:
         self._minter = minter
         self._clock = clock
         self._audit = audit
-        self._admission = admission or Admission(clock, max_in_flight=UNBOUNDED)
+        # No queue or shedding unless the composition root sets a policy.
+        self._admission = admission or Admission(clock, policy=QueuePolicy(enabled=False))
         self._instruments = instruments or ExchangeInstruments()
         self._entrypoint = entrypoint
         self._revocations = revocations
@@ -72,11 +71,12 @@ class TokenExchanger:
         return view
 
     async def handle(
-        self, call: ExchangeCall, *, time_budget: float | None = None
+        self, call: ExchangeCall, *, time_budget: float | None = None, flow: str = ""
     ) -> ExchangeResult:
         """The one entry for every transport: authenticate, validate, run; every outcome audited.
 
-        `time_budget` is the seconds left before the caller's deadline.
+        `time_budget` is the seconds left before the caller's deadline; `flow` the overload
+        fairness key used when the caller has no id (its connection or address).
         Raises: ServiceError subclasses for every refusal (audited before they propagate).
         """
         caller = Caller()
@@ -86,25 +86,32 @@ class TokenExchanger:
         except ServiceError as error:
             self.refused(error, caller)
             raise
-        return await self.exchange(request, time_budget=time_budget)
+        return await self.exchange(request, time_budget=time_budget, flow=flow)
 
     async def exchange(
-        self, request: ExchangeRequest, *, time_budget: float | None = None
+        self, request: ExchangeRequest, *, time_budget: float | None = None, flow: str = ""
     ) -> ExchangeResult:
-        """Run the pipeline; `time_budget` is the seconds left before the caller's deadline.
+        """Run the pipeline; `time_budget` is the seconds left before the caller's deadline,
+        `flow` the overload fairness key when the caller has no id (its connection).
 
         Raises: ServiceError subclasses for every refusal (audited before they propagate).
         """
         with self._instruments.exchange(request.audience, self._entrypoint):
-            return await self._run(request, time_budget)
+            return await self._run(request, time_budget, flow)
 
-    async def _run(self, request: ExchangeRequest, time_budget: float | None) -> ExchangeResult:
+    async def _run(
+        self, request: ExchangeRequest, time_budget: float | None, flow: str
+    ) -> ExchangeResult:
         stage = self._instruments.stage
         subject: VerifiedToken | None = None
         decision_id = ""
         deadline = None if time_budget is None else self._clock.now() + time_budget
         try:
-            with self._admission.admit(request.caller):
+            async with self._admission.admit(
+                request.caller,
+                flow=request.caller.id or flow,
+                deadline=NO_DEADLINE if deadline is None else deadline,
+            ):
                 with stage("verify"):
                     subject = await self._verifier.verify(
                         request.subject_token, request.subject_token_type

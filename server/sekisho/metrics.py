@@ -83,6 +83,19 @@ class AudienceLabels:
         return OTHER_AUDIENCE
 
 
+class AdmissionState(Protocol):
+    """What the overload control exposes (admission.Admission)."""
+
+    @property
+    def queued(self) -> int: ...
+
+    @property
+    def concurrency_limit(self) -> int: ...
+
+    @property
+    def shed_counts(self) -> dict[str, int]: ...
+
+
 @dataclass(frozen=True)
 class _Caches:
     name: str
@@ -99,6 +112,7 @@ class Metrics:
         self._caches: list[_Caches] = []
         self._key_records: Callable[[], tuple[KeyRecord, ...]] = tuple
         self._in_flight: Callable[[], int] = int
+        self._admission: AdmissionState | None = None
         self.exchanges = Counter(
             "sekisho_exchanges",
             "Token exchanges by outcome, OAuth reason, audience and entry point.",
@@ -146,6 +160,24 @@ class Metrics:
                 multiprocess_mode="livesum",
             )
             for kind in ("hits", "misses", "entries")
+        }
+        self.admission = {
+            name: Gauge(
+                f"sekisho_admission_{name}",
+                text,
+                labels,
+                registry=own,
+                multiprocess_mode="livesum",
+            )
+            for name, text, labels in (
+                ("limit", "Adaptive concurrency limit (sum over live workers).", ()),
+                ("queued", "Exchanges waiting for a slot (sum over live workers).", ()),
+                (
+                    "shed",
+                    "Exchanges refused by overload control since start, by reason.",
+                    ("reason",),
+                ),
+            )
         }
         self.key_age = Gauge(
             "sekisho_key_age_seconds",
@@ -240,9 +272,18 @@ class Metrics:
         """Report `count()` (the admission bound's own in-flight count) at every `sample()`."""
         self._in_flight = count
 
+    def watch_admission(self, admission: AdmissionState) -> None:
+        """Report the overload control's limit, queue and refusals at every `sample()`."""
+        self._admission = admission
+
     def sample(self, now: float) -> None:
         """Copy values held by objects (caches, keys, in-flight) into gauges; every 5 s."""
         self.in_flight.set(self._in_flight())
+        if self._admission is not None:
+            self.admission["limit"].set(self._admission.concurrency_limit)
+            self.admission["queued"].set(self._admission.queued)
+            for reason, count in self._admission.shed_counts.items():
+                self.admission["shed"].labels(reason).set(count)
         for entry in self._caches:
             self._cache_gauges["hits"].labels(entry.name).set(entry.cache.hits)
             self._cache_gauges["misses"].labels(entry.name).set(entry.cache.misses)

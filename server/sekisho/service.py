@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from sekisho.admission import Admission
+from sekisho.attempts import AttemptGate
 from sekisho.audit import AuditLog
 from sekisho.callers import CallerRegistry, RateLimit, RegisteredCaller
 from sekisho.clock import Clock, SystemClock
@@ -27,6 +28,8 @@ from sekisho.gateway.cache import GatewayTokenCache, Revoked
 from sekisho.gateway.routes import PROFILE_TOKEN_TYPES, Route, RouteTable
 from sekisho.http.app import create_http_app
 from sekisho.http.client_auth import ClientAuthenticator, registered_client
+from sekisho.http.guard import ConnectionGuard, GuardedSite, handler_args
+from sekisho.http.secrets import SecretChecker
 from sekisho.http.token import TOKEN_PATH, TokenEndpoint
 from sekisho.identity.cache import CachingTokenVerifier
 from sekisho.identity.fetcher import HttpJsonFetcher, JsonFetcher
@@ -41,6 +44,12 @@ from sekisho.policy.engine import PolicyRuntime
 from sekisho.policy.opa.api import OpaApi, opa_ssl_context, opa_token
 from sekisho.policy.opa.engine import OpaPolicyEngine
 from sekisho.policy.wasm.factory import embedded_engine
+from sekisho.protection import (
+    build_admission,
+    build_attempt_gate,
+    build_connection_guard,
+    grpc_options,
+)
 from sekisho.reload import poll_forever, retry_with_backoff, watch_directory
 from sekisho.rpc.ext_authz import ExtAuthzServicer
 from sekisho.rpc.server import GrpcServer, create_grpc_server
@@ -49,7 +58,7 @@ from sekisho.signing.keyring import Keyring
 from sekisho.signing.manager import ManagedKeyStore
 from sekisho.signing.rotation import AutoRotator, check_interval, rotate_forever
 from sekisho.status.runtime import build_status_runtime
-from sekisho.tls import http_ssl_context, load_tls_material
+from sekisho.tls import TlsMaterial, http_ssl_context, load_tls_material
 from sekisho.validation import RequestLimits
 from sekisho.verify.replay import InMemoryReplayCache, RedisReplayCache, ReplayCache
 
@@ -93,21 +102,6 @@ def build_callers(settings: Settings) -> CallerRegistry:
     )
 
 
-def build_admission(settings: Settings, callers: CallerRegistry, clock: Clock) -> Admission:
-    """The in-flight bound and per-caller token buckets of this worker."""
-    server = settings.server
-    default = None
-    if server.caller_rate_per_second:
-        default = RateLimit(server.caller_rate_per_second, max(1, server.caller_burst))
-    return Admission(
-        clock,
-        max_in_flight=server.max_in_flight,
-        default_rate=default,
-        rates=callers.rates(),
-        max_cpu_fraction=server.max_cpu_fraction,
-    )
-
-
 @dataclass
 class Service:
     """A running Sekisho: both listeners and the background tasks."""
@@ -126,6 +120,7 @@ class Service:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Keeps gRPC health in step with /readyz; cancelled first so shutdown's NOT_SERVING sticks.
     readiness: asyncio.Task[None] | None = None
+    http_guard: ConnectionGuard | None = None
     # What SIGHUP reloads (the keyring, the policy folder).
     reloaders: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
 
@@ -363,8 +358,13 @@ def build_token_endpoint(
     *,
     callers: CallerRegistry | None = None,
     request_id: contextvars.ContextVar[str] | None = None,
+    secrets: SecretChecker | None = None,
+    gate: AttemptGate | None = None,
 ) -> TokenEndpoint | None:
-    """POST /oauth2/token when clients or callers are registered; None (no endpoint) otherwise."""
+    """POST /oauth2/token when clients or callers are registered; None (no endpoint) otherwise.
+
+    `secrets` (the argon2id pool; its owner closes it) and `gate` default to fresh ones.
+    """
     registered = settings.token_endpoint.clients
     if not registered:
         if not settings.callers:
@@ -378,11 +378,43 @@ def build_token_endpoint(
         audiences=frozenset({issuer, issuer + TOKEN_PATH}),
         # In-process only with one worker: config requires replay_cache_url for several.
         replay_cache=replay_cache or InMemoryReplayCache(),
+        gate=gate or build_attempt_gate(settings, clock),
+        secrets=secrets or SecretChecker(settings.client_auth.hash_threads),
         leeway_seconds=settings.trust.leeway_seconds,
     )
     return TokenEndpoint(
         exchanger, authenticator, clock.now, callers=callers, request_id=request_id
     )
+
+
+async def _serve_http(
+    app: web.Application,
+    listen: str,
+    guard: ConnectionGuard,
+    tls: TlsMaterial | None,
+    reuse_port: bool,
+) -> tuple[web.AppRunner, int]:
+    """Bind the HTTP listener behind the connection guard ([http]); returns the bound port."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, **handler_args(guard.limits))
+    await runner.setup()
+    host, port = _split_listen(listen)
+    site = GuardedSite(
+        runner,
+        host,
+        port,
+        guard,
+        reuse_port=reuse_port or None,
+        ssl_context=http_ssl_context(tls) if tls else None,
+    )
+    await site.start()
+    return runner, site.port
+
+
+def _closer(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def closer() -> None:
+        close()
+
+    return closer
 
 
 async def _refresh_forever(cache: JwksCache, interval: float) -> None:
@@ -475,6 +507,7 @@ async def start_service(
         reuse_port=reuse_port,
         tls=tls,
         max_message_bytes=settings.limits.grpc_max_message_bytes,
+        options=grpc_options(settings.grpc),
     )
 
     def ready() -> bool:
@@ -484,6 +517,8 @@ async def start_service(
     replay_cache, close_replay_cache = build_replay_cache(
         endpoint.replay_cache_url, endpoint.replay_cache_password_env, endpoint.replay_cache_ca_file
     )
+    secrets = SecretChecker(settings.client_auth.hash_threads)
+    guard = build_connection_guard(settings)
 
     app = create_http_app(
         issuer=settings.server.issuer,
@@ -497,22 +532,14 @@ async def start_service(
             replay_cache,
             callers=callers,
             request_id=request_id,
+            secrets=secrets,
+            gate=build_attempt_gate(settings, clock),
         ),
         metrics=((lambda: observability.scrape(clock.now())) if observability.metrics else None),
         status_lists=status.endpoint if status else None,
+        middlewares=(guard.middleware(),),
     )
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    host, port = _split_listen(settings.server.http_listen)
-    site = web.TCPSite(
-        runner,
-        host,
-        port,
-        reuse_port=reuse_port or None,
-        ssl_context=http_ssl_context(tls) if tls else None,
-    )
-    await site.start()
-    http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, http_port = await _serve_http(app, settings.server.http_listen, guard, tls, reuse_port)
     service = Service(
         grpc=grpc_server,
         http_runner=runner,
@@ -522,12 +549,14 @@ async def start_service(
         subject_cache=subject_cache,
         observability=observability,
         observers=observers,
+        http_guard=guard,
     )
     service.closers.append(observers.close)
     if close_replay_cache is not None:
         service.closers.append(close_replay_cache)
     if status is not None:
         await status.launch(service.tasks, service.closers)
+    service.closers.append(_closer(secrets.close))
     if observability.metrics is not None:
         service.tasks.append(asyncio.create_task(observability.sample_forever(clock.now)))
     for issuer in issuers.values():
@@ -560,6 +589,7 @@ def _watch(
     metrics.watch_cache("decision", policy)
     metrics.watch_keys(lambda: keyring.records)
     metrics.watch_in_flight(lambda: admission.in_flight)
+    metrics.watch_admission(admission)
 
 
 def _follow_changes(

@@ -64,8 +64,6 @@ def stack_settings(
             "http_listen": "127.0.0.1:0",
             "issuer": SEKISHO_ISSUER,
             "shutdown_grace_seconds": 1.0,
-            # The test process runs clients and server on one loop: its CPU is not the server's.
-            "max_cpu_fraction": 0.0,
         },
         "trust": {
             "issuers": [

@@ -116,7 +116,7 @@ async def test_invalid_token_is_one_record_without_subject(
 async def test_rate_limited_is_one_record(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    admission = Admission(harness.clock, max_in_flight=10, default_rate=RateLimit(1.0, 1))
+    admission = Admission(harness.clock, default_rate=RateLimit(1.0, 1))
     exchanger = _exchanger(harness, admission)
     token = harness.idp_a.token(harness.clock.now())
     await exchanger.exchange(harness.request(token, caller=CALLER))

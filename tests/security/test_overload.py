@@ -1,11 +1,10 @@
-"""Overload protection (issue 7 item 6): a bounded number of exchanges in flight, refused at once
-with slow_down rather than queued; per-caller token buckets on the injected clock; the caller's
-deadline honoured (work abandoned, nothing minted after it); and the wire answers over gRPC
-(RESOURCE_EXHAUSTED + retry_after) and HTTP (429 + Retry-After)."""
+"""Overload protection (issues 7 and 14) through the pipeline and on the wire: per-caller token
+buckets on the injected clock; exchanges beyond the limit queued and served; the caller's deadline
+honoured (work abandoned, nothing minted after it); the wire answers over gRPC (RESOURCE_EXHAUSTED
++ retry_after) and HTTP (429 + Retry-After). The queue itself: tests/unit/test_admission.py."""
 
 import asyncio
 import base64
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
-from sekisho.admission import Admission
+from sekisho.admission import Admission, QueuePolicy
 from sekisho.audit import AuditLog
 from sekisho.callers import RateLimit
 from sekisho.config import CallerConfig, ClientConfig
@@ -38,119 +37,54 @@ from tests.integration.conftest import dev_idp, stack_settings  # noqa: F401 (fi
 AGENT = Caller(id="spiffe://example.org/agent", authenticated_by="mtls")
 OTHER = Caller(id="spiffe://example.org/other", authenticated_by="mtls")
 
-# --- the token bucket and the in-flight bound (fake clock) --------------------------------------
+# --- the per-caller token buckets (fake clock) ---------------------------------------------------
 
 
-def test_bucket_allows_the_burst_then_refuses_until_refilled() -> None:
-    clock = FakeClock()
-    admission = Admission(clock, max_in_flight=10, rates={AGENT.id: RateLimit(2.0, 3)})
-    for _ in range(3):
-        with admission.admit(AGENT):
-            pass
-    with pytest.raises(SlowDownError) as raised, admission.admit(AGENT):
+async def _admit(admission: Admission, caller: Caller = AGENT, **kwargs: Any) -> None:
+    async with admission.admit(caller, **kwargs):
         pass
+
+
+async def test_bucket_allows_the_burst_then_refuses_until_refilled() -> None:
+    clock = FakeClock()
+    admission = Admission(clock, rates={AGENT.id: RateLimit(2.0, 3)})
+    for _ in range(3):
+        await _admit(admission)
+    with pytest.raises(SlowDownError) as raised:
+        await _admit(admission)
     assert (raised.value.reason, raised.value.grpc_code) == ("slow_down", "RESOURCE_EXHAUSTED")
     assert raised.value.metadata["retry_after"] == "1"
     clock.advance(0.5)  # 2 per second: one token back
-    with admission.admit(AGENT):
-        pass
-    with pytest.raises(SlowDownError), admission.admit(AGENT):
-        pass
+    await _admit(admission)
+    with pytest.raises(SlowDownError):
+        await _admit(admission)
+    assert admission.shed_counts == {"rate": 2}
 
 
-def test_buckets_are_per_caller_and_default_applies_to_the_unlisted() -> None:
-    clock = FakeClock()
+async def test_buckets_are_per_caller_and_default_applies_to_the_unlisted() -> None:
     admission = Admission(
-        clock,
-        max_in_flight=10,
-        default_rate=RateLimit(1.0, 1),
-        rates={AGENT.id: RateLimit(100.0, 100)},
+        FakeClock(), default_rate=RateLimit(1.0, 1), rates={AGENT.id: RateLimit(100.0, 100)}
     )
-    with admission.admit(OTHER):
-        pass
-    with pytest.raises(SlowDownError), admission.admit(OTHER):
-        pass
+    await _admit(admission, OTHER)
+    with pytest.raises(SlowDownError):
+        await _admit(admission, OTHER)
     for _ in range(50):  # the agent's own, larger bucket is untouched by OTHER
-        with admission.admit(AGENT):
-            pass
+        await _admit(admission)
 
 
-def test_retry_after_is_the_wait_for_the_next_token() -> None:
-    admission = Admission(FakeClock(), max_in_flight=10, default_rate=RateLimit(0.1, 1))
-    with admission.admit(AGENT):
-        pass
-    with pytest.raises(SlowDownError) as raised, admission.admit(AGENT):
-        pass
+async def test_retry_after_is_the_wait_for_the_next_token() -> None:
+    admission = Admission(FakeClock(), default_rate=RateLimit(0.1, 1))
+    await _admit(admission)
+    with pytest.raises(SlowDownError) as raised:
+        await _admit(admission)
     assert raised.value.metadata["retry_after"] == "10"
 
 
-def test_in_flight_bound_refuses_at_once_and_frees_slots_even_on_error() -> None:
-    admission = Admission(FakeClock(), max_in_flight=2)
-    with admission.admit(AGENT), admission.admit(AGENT):
-        assert admission.in_flight == 2
-        with pytest.raises(SlowDownError, match="too many exchanges"), admission.admit(OTHER):
-            pass
-    assert admission.in_flight == 0
-    with pytest.raises(RuntimeError), admission.admit(AGENT):
-        raise RuntimeError("the exchange failed")
-    assert admission.in_flight == 0
-
-
-def test_bucket_table_is_bounded() -> None:
-    admission = Admission(
-        FakeClock(), max_in_flight=10, default_rate=RateLimit(1.0, 1), max_buckets=3
-    )
+async def test_bucket_table_is_bounded() -> None:
+    admission = Admission(FakeClock(), default_rate=RateLimit(1.0, 1), max_buckets=3)
     for index in range(10):
-        with admission.admit(Caller(id=f"caller-{index}")):
-            pass
+        await _admit(admission, Caller(id=f"caller-{index}"))
     assert len(admission._buckets) == 3
-
-
-class FakeCpu:
-    """Process CPU seconds, moved by hand alongside the fake wall clock."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-    def __call__(self) -> float:
-        return self.seconds
-
-
-def test_a_worker_saturating_its_core_sheds_load_until_it_recovers() -> None:
-    clock, cpu = FakeClock(), FakeCpu()
-    admission = Admission(clock, max_in_flight=10, max_cpu_fraction=0.9, cpu_time=cpu)
-    for _ in range(3):  # three half-second windows at 100 % of a core
-        clock.advance(0.5)
-        cpu.seconds += 0.5
-        with contextlib.suppress(SlowDownError), admission.admit(AGENT):
-            pass
-    clock.advance(0.1)
-    cpu.seconds += 0.1
-    with pytest.raises(SlowDownError, match="at capacity"), admission.admit(AGENT):
-        pass
-    clock.advance(0.5)  # a quiet window: 10 % of a core
-    cpu.seconds += 0.05
-    with admission.admit(AGENT):
-        pass
-
-
-def test_a_start_up_burst_shorter_than_a_window_is_not_load() -> None:
-    clock, cpu = FakeClock(), FakeCpu()
-    admission = Admission(clock, max_in_flight=10, max_cpu_fraction=0.9, cpu_time=cpu)
-    clock.advance(0.2)
-    cpu.seconds += 0.2  # 100 % for 0.2 s, but no full window of it yet
-    with admission.admit(AGENT):
-        pass
-
-
-def test_cpu_shedding_off_by_zero() -> None:
-    clock, cpu = FakeClock(), FakeCpu()
-    admission = Admission(clock, max_in_flight=10, max_cpu_fraction=0.0, cpu_time=cpu)
-    for _ in range(4):
-        clock.advance(0.5)
-        cpu.seconds += 0.5
-        with admission.admit(AGENT):
-            pass
 
 
 # --- the pipeline: in-flight bound and deadlines with a slow policy -----------------------------
@@ -187,35 +121,39 @@ class CountingMinter(TokenMinter):
         return await super().mint(*args, **kwargs)
 
 
-def _exchanger(harness: Harness, policy: GatedPolicy, max_in_flight: int) -> TokenExchanger:
+def _exchanger(
+    harness: Harness, policy: GatedPolicy, queue: QueuePolicy | None = None
+) -> TokenExchanger:
     minter = CountingMinter(
         harness.keyring, harness.clock, issuer=SEKISHO_ISSUER, max_lifetime_seconds=300
     )
     CountingMinter.minted = 0
-    admission = Admission(harness.clock, max_in_flight=max_in_flight)
+    admission = Admission(harness.clock, policy=queue or QueuePolicy(enabled=False))
     return TokenExchanger(
         harness.verifier, policy, minter, harness.clock, AuditLog(), admission=admission
     )
 
 
-async def test_over_the_in_flight_bound_is_refused_without_waiting(harness: Harness) -> None:
+async def test_beyond_the_limit_exchanges_queue_and_are_all_served(harness: Harness) -> None:
+    """Saturation is not overload: one slot, five callers, every one served in turn."""
     policy = GatedPolicy(harness)
-    exchanger = _exchanger(harness, policy, max_in_flight=1)
+    queue = QueuePolicy(min_concurrency=1, max_concurrency=1, max_queue_delay=30.0)
+    exchanger = _exchanger(harness, policy, queue)
     request = harness.request(harness.idp_a.token(harness.clock.now()))
-    first = asyncio.create_task(exchanger.exchange(request))
-    await asyncio.wait_for(policy.entered.wait(), timeout=5)  # the first is held in policy
-    with pytest.raises(SlowDownError):
-        await asyncio.wait_for(exchanger.exchange(request), timeout=1)
-    assert not first.done()  # refused while the slot was busy: not queued behind it
+    tasks = [asyncio.create_task(exchanger.exchange(request)) for _ in range(5)]
+    await asyncio.wait_for(policy.entered.wait(), timeout=5)
+    await asyncio.sleep(0.05)
+    assert policy.calls == 1  # the others wait for the slot, not in policy
     policy.gate.set()
-    assert (await first).minted.token
-    await exchanger.exchange(request)  # the slot is free again
+    results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
+    assert all(result.minted.token for result in results)
+    assert policy.calls == 5
 
 
 async def test_deadline_passing_during_policy_abandons_the_exchange(harness: Harness) -> None:
     policy = GatedPolicy(harness, advance=5.0)  # policy takes 5 s of (fake) time
     policy.gate.set()
-    exchanger = _exchanger(harness, policy, max_in_flight=10)
+    exchanger = _exchanger(harness, policy)
     request = harness.request(harness.idp_a.token(harness.clock.now()))
     with pytest.raises(DeadlineExceededError) as raised:
         await exchanger.exchange(request, time_budget=1.0)
@@ -228,7 +166,7 @@ async def test_deadline_passing_during_policy_abandons_the_exchange(harness: Har
 async def test_deadline_already_passed_skips_policy(harness: Harness) -> None:
     policy = GatedPolicy(harness)
     policy.gate.set()
-    exchanger = _exchanger(harness, policy, max_in_flight=10)
+    exchanger = _exchanger(harness, policy)
     request = harness.request(harness.idp_a.token(harness.clock.now()))
     with pytest.raises(DeadlineExceededError):
         await exchanger.exchange(request, time_budget=0.0)

@@ -2,8 +2,12 @@
 
 - cache: a token is reused until shortly before expiry and refreshed ahead in the background;
 - single-flight: concurrent identical requests share one RPC;
-- retries: only UNAVAILABLE, with jittered exponential backoff, never past the caller's deadline
-  (every other status is an answer, and retrying a denial would only add load);
+- retries: UNAVAILABLE with jittered exponential backoff, and slow_down after the server's
+  `retry_after` (jittered), never past the caller's deadline (every other status is an answer,
+  and retrying a denial would only add load); while a `retry_after` runs, calls that cannot wait
+  it out fail at once without an RPC;
+- client-side adaptive throttling (throttle.py): when the service keeps refusing with slow_down,
+  requests are rejected locally in proportion, so a fleet of agents cannot hammer it;
 - typed errors: ExchangeError subclasses carrying the OAuth reason and step-up/consent metadata;
 - revocation: with `status=StatusListClient(…)`, a cached token whose status list entry is no
   longer VALID (`sekisho revoke`) is dropped and exchanged again (which Sekisho then refuses).
@@ -30,7 +34,13 @@ from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.client.cache import CacheKey, ExchangedToken, TokenCache, cache_key
 from sekisho.client.channel import ChannelOptions, open_channel
-from sekisho.client.errors import ExchangeError, ExchangeUnavailableError, error_for
+from sekisho.client.errors import (
+    ExchangeError,
+    ExchangeUnavailableError,
+    RateLimitedError,
+    error_for,
+)
+from sekisho.client.throttle import AdaptiveThrottle
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN
 from sekisho.verify.errors import VerificationError
 from sekisho.verify.status import StatusListClient
@@ -46,6 +56,10 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         return random.uniform(0, min(self.max_backoff_seconds, self.base_seconds * 2**attempt))  # noqa: S311 (jitter, not crypto)
+
+    def after(self, retry_after: float) -> float:
+        """The server's retry_after, plus up to half again of jitter (no synchronised retries)."""
+        return retry_after * random.uniform(1.0, 1.5)  # noqa: S311 (jitter, not crypto)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +95,13 @@ def _error_from_rpc(error: grpc.aio.AioRpcError) -> ExchangeError:
     return ExchangeError("server_error", error.details() or "", code)
 
 
+def _retry_after(error: ExchangeError) -> float:
+    try:
+        return max(0.0, float(error.metadata.get("retry_after", "1")))
+    except ValueError:
+        return 1.0
+
+
 class TokenExchangeClient:
     """Async client; one per process and target, shared by every task."""
 
@@ -95,6 +116,7 @@ class TokenExchangeClient:
         cache_token_types: Collection[str] = (TOKEN_TYPE_ACCESS_TOKEN,),
         clock: Callable[[], float] = time.monotonic,
         status: StatusListClient | None = None,
+        throttle: AdaptiveThrottle | None = None,
     ) -> None:
         self._status = status
         self._channel = open_channel(target, channel_options or ChannelOptions())
@@ -103,6 +125,8 @@ class TokenExchangeClient:
         self._retry = retry or RetryPolicy()
         self._cache_types = frozenset(cache_token_types)
         self._clock = clock
+        self.throttle = throttle or AdaptiveThrottle(clock)
+        self._not_before = 0.0  # the server's last retry_after, on the clock
         self.cache = TokenCache(refresh_ahead_seconds=refresh_ahead_seconds)
         self._in_flight: dict[CacheKey, asyncio.Future[ExchangedToken]] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -200,21 +224,53 @@ class TokenExchangeClient:
     async def _call_with_retries(self, params: ExchangeParams, deadline: float) -> ExchangedToken:
         attempt = 0
         while True:
+            await self._wait_out_retry_after(deadline)
             remaining = deadline - self._clock()
             if remaining <= 0:
                 raise ExchangeUnavailableError(
                     "temporarily_unavailable", "deadline exceeded", "DEADLINE_EXCEEDED"
                 )
+            if not self.throttle.allow():
+                raise RateLimitedError(
+                    "slow_down", "throttled locally: the service is refusing", "RESOURCE_EXHAUSTED"
+                )
             try:
-                return await self._call_once(params, remaining)
+                token = await self._call_once(params, remaining)
             except ExchangeError as error:
                 attempt += 1
-                if error.code != "UNAVAILABLE" or attempt >= self._retry.max_attempts:
-                    raise
-                pause = self._retry.backoff(attempt)
-                if self._clock() + pause >= deadline:
+                pause = self._pause_before_retry(error, attempt)
+                if pause is None or self._clock() + pause >= deadline:
                     raise
                 await asyncio.sleep(pause)
+                continue
+            self.throttle.accepted()
+            return token
+
+    def _pause_before_retry(self, error: ExchangeError, attempt: int) -> float | None:
+        """How long to wait before retrying `error`, or None when it must not be retried."""
+        if not isinstance(error, RateLimitedError):
+            self.throttle.accepted()  # an answer, even a denial: the service is not refusing
+        if attempt >= self._retry.max_attempts:
+            return None
+        if error.code == "UNAVAILABLE":
+            return self._retry.backoff(attempt)
+        if isinstance(error, RateLimitedError):
+            retry_after = _retry_after(error)
+            self._not_before = max(self._not_before, self._clock() + retry_after)
+            return self._retry.after(retry_after)
+        return None
+
+    async def _wait_out_retry_after(self, deadline: float) -> None:
+        """Honour the server's last retry_after: wait if it ends before the deadline, else fail
+        at once without sending (the answer would be slow_down again)."""
+        wait = self._not_before - self._clock()
+        if wait <= 0:
+            return
+        if self._clock() + wait >= deadline:
+            raise RateLimitedError(
+                "slow_down", f"retry after {wait:.1f}s (server's retry_after)", "RESOURCE_EXHAUSTED"
+            )
+        await asyncio.sleep(wait)
 
     async def _call_once(self, params: ExchangeParams, budget: float) -> ExchangedToken:
         request = pb.ExchangeTokenRequest(

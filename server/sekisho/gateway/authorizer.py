@@ -225,7 +225,9 @@ def denial(error: ServiceError, route: Route) -> Denied:
     if error.bearer_error == "insufficient_scope":
         return _forbidden(error, route)
     if error.http_status in _RETRYABLE_STATUSES:
-        return Denied(error.http_status, {"retry-after": "1"}, error.default_message)
+        # slow_down carries the overload control's own estimate of when to come back.
+        retry_after = error.metadata.get("retry_after", "1")
+        return Denied(error.http_status, {"retry-after": retry_after}, error.default_message)
     return Denied(500, {}, "internal error")
 
 

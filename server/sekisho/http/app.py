@@ -77,6 +77,7 @@ def create_http_app(
     token_endpoint: TokenEndpoint | None = None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     status_lists: StatusListEndpoint | None = None,
+    middlewares: Sequence[Any] = (),
 ) -> web.Application:
     """The HTTP application; paths follow the issuer's own path component."""
     issuer_path = urlsplit(issuer).path.rstrip("/")
@@ -112,7 +113,7 @@ def create_http_app(
             return web.json_response({"status": "ready"})
         return web.json_response({"status": "not ready"}, status=503)
 
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024, middlewares=list(middlewares))
     app.router.add_get(issuer_path + JWKS_PATH, jwks)
     app.router.add_get(METADATA_PATH + issuer_path, server_metadata)
     app.router.add_get("/healthz", healthz)

@@ -1,7 +1,8 @@
 """Client authentication at the token endpoint (RFC 6749 §2.3).
 
 - client_secret_basic (RFC 6749 §2.3.1): HTTP Basic with the form-urlencoded id and secret,
-  checked against an argon2id hash.
+  checked against an argon2id hash off the event loop (secrets.py), after the attempt gate
+  (attempts.py) has admitted the peer; an unknown id costs no hash (the decoy, secrets.py).
 - private_key_jwt (RFC 7523 §2.2 and §3, OpenID Connect Core §9): a JWT signed with a key from the
   client's registered JWK Set; iss = sub = client id, aud = the token endpoint or the issuer,
   short-lived, and its jti single-use (replay cache) so a captured assertion cannot be replayed.
@@ -18,11 +19,11 @@ from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
+from sekisho.attempts import AttemptGate
 from sekisho.errors import InvalidClientError, InvalidRequestError, TemporarilyUnavailableError
 from sekisho.http.assertion import INVALID, check_claims, parse_assertion, verify_signature
+from sekisho.http.secrets import SecretChecker
 from sekisho.models import Caller
 from sekisho.verify.jwks import jwks_from_json
 from sekisho.verify.replay import ReplayCache, ReplayCacheUnavailableError
@@ -56,18 +57,25 @@ class ClientAuthenticator:
         *,
         audiences: frozenset[str],
         replay_cache: ReplayCache,
+        gate: AttemptGate,
+        secrets: SecretChecker,
         leeway_seconds: int = 30,
     ) -> None:
         self._clients = clients
         self._audiences = audiences
         self._replay = replay_cache
+        self._gate = gate
+        self._secrets = secrets
         self._leeway = leeway_seconds
-        self._hasher = PasswordHasher()
-        # Compared against when the client id is unknown, so timing does not reveal which ids exist.
-        self._dummy_hash = self._hasher.hash("sekisho-unknown-client")
 
-    async def authenticate(self, authorization: str, form: Mapping[str, str], now: float) -> Caller:
-        """Raises: InvalidClientError, InvalidRequestError, TemporarilyUnavailableError."""
+    async def authenticate(
+        self, authorization: str, form: Mapping[str, str], now: float, *, peer: str = ""
+    ) -> Caller:
+        """`peer` is the client's address (the attempt gate's key).
+
+        Raises: InvalidClientError, InvalidRequestError, TemporarilyUnavailableError,
+        SlowDownError (too many attempts).
+        """
         basic = authorization[:6].lower() == "basic "
         assertion = "client_assertion" in form or "client_assertion_type" in form
         if "client_secret" in form:
@@ -75,21 +83,20 @@ class ClientAuthenticator:
         if basic and assertion:
             raise InvalidRequestError("use exactly one client authentication method")
         if basic:
-            return self._basic(authorization[6:].strip(), form)
+            return await self._basic(authorization[6:].strip(), form, peer)
         if assertion:
             return await self._private_key_jwt(form, now)
         raise InvalidClientError("client authentication is required")
 
-    def _basic(self, credentials: str, form: Mapping[str, str]) -> Caller:
+    async def _basic(self, credentials: str, form: Mapping[str, str], peer: str) -> Caller:
         client_id, secret = _decode_basic(credentials)
-        client = self._clients.get(client_id)
-        stored = client.secret_hash if client and client.secret_hash else self._dummy_hash
-        try:
-            self._hasher.verify(stored, secret)
-        except (VerificationError, InvalidHashError):
-            raise InvalidClientError(_INVALID, log_detail="bad client secret") from None
-        if client is None or not client.secret_hash:
-            raise InvalidClientError(_INVALID, log_detail="unknown client or no secret")
+        with self._gate.attempt(peer):  # before the lookup: known and unknown ids alike
+            client = self._clients.get(client_id)
+            if client is None or not client.secret_hash:
+                await self._secrets.decoy()
+                raise InvalidClientError(_INVALID, log_detail="unknown client or no secret")
+            if not await self._secrets.verify(client.secret_hash, secret):
+                raise InvalidClientError(_INVALID, log_detail="bad client secret")
         _check_form_client_id(form, client.id)
         return Caller(id=client.id, authenticated_by="client_secret")
 

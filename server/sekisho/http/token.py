@@ -140,7 +140,8 @@ class TokenEndpoint:
             self._request_id.set(request_id)
         try:
             call = _FormCall(request, self._authenticate)
-            response = success_response(await self._exchanger.handle(call))
+            result = await self._exchanger.handle(call, flow=request.remote or "")
+            response = success_response(result)
         except ServiceError as error:
             log.info(
                 "token_endpoint_refused",
@@ -164,7 +165,10 @@ class TokenEndpoint:
         if self._authenticator is None:
             raise InvalidClientError("client authentication is required")
         return await self._authenticator.authenticate(
-            request.headers.get("Authorization", ""), values, self._clock()
+            request.headers.get("Authorization", ""),
+            values,
+            self._clock(),
+            peer=request.remote or "",
         )
 
 

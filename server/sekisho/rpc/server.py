@@ -2,8 +2,9 @@
 
 import asyncio
 import contextvars
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_authz_grpc
@@ -73,12 +74,14 @@ async def create_grpc_server(
     tls: TlsMaterial | None = None,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     reuse_port: bool = False,
+    options: Sequence[tuple[str, Any]] = (),
 ) -> GrpcServer:
     """Build and start the server on `listen` (host:port); `ext_authz` adds Envoy's Check.
 
     `tls` serves TLS (requiring a client certificate when its `require_client_auth` says so).
     `reuse_port` lets several worker processes bind one port (SO_REUSEPORT); off, a second
-    server on a busy port fails to bind instead of silently sharing it.
+    server on a busy port fails to bind instead of silently sharing it. `options` adds grpc core
+    channel arguments (the [grpc] limits: streams per connection, keepalive enforcement).
     """
     server = grpc.aio.server(
         interceptors=[
@@ -87,6 +90,7 @@ async def create_grpc_server(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.so_reuseport", int(reuse_port)),
+            *options,
         ],
     )
     pb_grpc.add_TokenExchangeServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]

@@ -101,7 +101,9 @@ class TokenExchangeServicer(pb_grpc.TokenExchangeServiceServicer):
 
     async def ExchangeToken(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         call = _GrpcCall(request, context, self._peers, self._callers)
-        result = await self._exchanger.handle(call, time_budget=context.time_remaining())
+        result = await self._exchanger.handle(
+            call, time_budget=context.time_remaining(), flow=context.peer()
+        )
         return response_of(result)
 
     async def GetJwks(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:

@@ -1,0 +1,82 @@
+"""Bounds on work done for a peer that has not authenticated yet (issue 14 item 2).
+
+A client-secret check costs an argon2id hash (64 MiB, t=3: tens of milliseconds of CPU); anyone
+who can reach the token endpoint can ask for one. Before any hashing, an attempt must fit:
+
+- in the attempts running or waiting, per peer address and in total, and
+- in the attempts started per second (token buckets), per peer address and in total.
+
+Otherwise it is refused at once with slow_down (HTTP 429 + Retry-After), which costs a few
+dictionary operations. The bounds apply before the client id is looked up, so known and unknown
+ids are treated alike (no enumeration through who gets throttled).
+"""
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sekisho.buckets import BucketTable
+from sekisho.callers import RateLimit
+from sekisho.clock import Clock
+from sekisho.errors import SlowDownError
+
+_ALL = ""  # the global bucket's key (peer addresses are never empty)
+DEFAULT_RATE = RateLimit(2.0, 4)
+DEFAULT_RATE_PER_PEER = RateLimit(1.0, 2)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptLimits:
+    """[client_auth] bounds (protection_config.ClientAuthLimitsConfig)."""
+
+    max_concurrent: int = 4
+    max_concurrent_per_peer: int = 2
+    rate: RateLimit = DEFAULT_RATE
+    rate_per_peer: RateLimit = DEFAULT_RATE_PER_PEER
+
+
+class AttemptGate:
+    """Admits or refuses one unauthenticated attempt from a peer."""
+
+    def __init__(self, clock: Clock, limits: AttemptLimits, *, max_peers: int = 10_000) -> None:
+        self._clock = clock
+        self._limits = limits
+        self._total = 0
+        self._per_peer: dict[str, int] = {}  # only peers with attempts running: ≤ max_concurrent
+        self._global = BucketTable(1)
+        self._peers = BucketTable(max_peers)
+        self.refused = 0
+
+    @contextlib.contextmanager
+    def attempt(self, peer: str) -> Iterator[None]:
+        """Hold one attempt slot for the body. Raises: SlowDownError."""
+        peer = peer or "unknown"
+        limits = self._limits
+        if self._total >= limits.max_concurrent:
+            self._refuse("too many client authentications in progress", 1.0)
+        if self._per_peer.get(peer, 0) >= limits.max_concurrent_per_peer:
+            self._refuse("too many client authentications in progress from this peer", 1.0)
+        now = self._clock.now()
+        if wait := self._peers.take(peer, limits.rate_per_peer, now):
+            self._refuse("client authentication rate from this peer exceeded", wait)
+        if wait := self._global.take(_ALL, limits.rate, now):
+            self._refuse("client authentication rate exceeded", wait)
+        self._total += 1
+        self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
+        try:
+            yield
+        finally:
+            self._total -= 1
+            if self._per_peer[peer] <= 1:
+                del self._per_peer[peer]
+            else:
+                self._per_peer[peer] -= 1
+
+    def _refuse(self, detail: str, wait: float) -> None:
+        self.refused += 1
+        raise SlowDownError(
+            "too many authentication attempts; slow down",
+            log_detail=detail,
+            metadata={"retry_after": str(max(1, math.ceil(wait)))},
+        )

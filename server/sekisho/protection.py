@@ -1,0 +1,84 @@
+"""Builds the overload and abuse bounds from Settings (issue 14); service.py wires them in."""
+
+from typing import Any
+
+from sekisho.admission import Admission, QueuePolicy
+from sekisho.attempts import AttemptGate, AttemptLimits
+from sekisho.callers import CallerRegistry, RateLimit
+from sekisho.clock import Clock
+from sekisho.config import Settings
+from sekisho.http.guard import ConnectionGuard, ConnectionLimits
+from sekisho.protection_config import GrpcLimitsConfig
+
+
+def build_admission(settings: Settings, callers: CallerRegistry, clock: Clock) -> Admission:
+    """[overload] and the per-caller token buckets of this worker."""
+    server, overload = settings.server, settings.overload
+    default = None
+    if server.caller_rate_per_second:
+        default = RateLimit(server.caller_rate_per_second, max(1, server.caller_burst))
+    return Admission(
+        clock,
+        policy=QueuePolicy(
+            enabled=overload.enabled,
+            max_queue_delay=overload.max_queue_delay_seconds,
+            max_queue=overload.max_queue,
+            max_queue_per_caller=overload.max_queue_per_caller,
+            min_concurrency=overload.min_concurrency,
+            max_concurrency=overload.max_concurrency,
+            latency_tolerance=overload.latency_tolerance,
+        ),
+        default_rate=default,
+        rates=callers.rates(),
+    )
+
+
+def build_attempt_gate(settings: Settings, clock: Clock) -> AttemptGate:
+    """[client_auth]: bounds on client-secret checks, before any hashing."""
+    limits = settings.client_auth
+    return AttemptGate(
+        clock,
+        AttemptLimits(
+            max_concurrent=limits.max_concurrent,
+            max_concurrent_per_peer=limits.max_concurrent_per_peer,
+            rate=RateLimit(limits.rate_per_second, limits.burst),
+            rate_per_peer=RateLimit(limits.rate_per_second_per_peer, limits.burst_per_peer),
+        ),
+    )
+
+
+def build_connection_guard(settings: Settings) -> ConnectionGuard:
+    """[http]: header/body timeouts, connection bounds and keep-alive limits."""
+    http = settings.http
+    return ConnectionGuard(
+        ConnectionLimits(
+            header_timeout=http.header_timeout_seconds,
+            body_timeout=http.body_timeout_seconds,
+            keepalive_timeout=http.keepalive_timeout_seconds,
+            max_requests_per_connection=http.max_requests_per_connection,
+            max_connections=http.max_connections,
+            max_connections_per_peer=http.max_connections_per_peer,
+        )
+    )
+
+
+def grpc_options(limits: GrpcLimitsConfig) -> list[tuple[str, Any]]:
+    """[grpc] as grpc core channel arguments (grpc/include/grpc/impl/channel_arg_names.h)."""
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_concurrent_streams", limits.max_concurrent_streams),
+        ("grpc.keepalive_time_ms", int(limits.keepalive_time_seconds * 1000)),
+        ("grpc.keepalive_timeout_ms", int(limits.keepalive_timeout_seconds * 1000)),
+        # Keepalive enforcement: pings closer together than this earn a strike; 2 strikes and
+        # the client gets GOAWAY ENHANCE_YOUR_CALM ("too_many_pings").
+        (
+            "grpc.http2.min_ping_interval_without_data_ms",
+            int(limits.min_ping_interval_seconds * 1000),
+        ),
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.keepalive_permit_without_calls", 0),
+    ]
+    if limits.max_connection_idle_seconds:
+        options.append(
+            ("grpc.max_connection_idle_ms", int(limits.max_connection_idle_seconds * 1000))
+        )
+    return options

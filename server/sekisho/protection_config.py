@@ -1,0 +1,80 @@
+"""Settings that bound what unauthenticated or excess load can cost (issue 14): [http], [grpc],
+[client_auth] and [overload]. Kept apart from config.py, which includes them as sections.
+
+Every default is documented in config/example.toml and explained in docs/operations.md
+("Overload and abuse bounds").
+"""
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpLimitsConfig(_Strict):
+    """[http]: what one HTTP connection may hold and for how long."""
+
+    # A connection must complete a request's headers this long after it opens or after its
+    # first byte of a new request (slowloris); aiohttp has no header timeout of its own.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The whole request body must arrive within this (slow POST).
+    body_timeout_seconds: float = Field(default=10.0, gt=0)
+    # An idle keep-alive connection is closed after this.
+    keepalive_timeout_seconds: float = Field(default=15.0, gt=0)
+    # A connection is closed after this many requests (keep-alive limit; 0 = unlimited).
+    max_requests_per_connection: int = Field(default=1000, ge=0)
+    # Open connections per worker, and per peer address; beyond them a new one is closed at once.
+    max_connections: int = Field(default=1024, ge=1)
+    max_connections_per_peer: int = Field(default=64, ge=1)
+
+
+class GrpcLimitsConfig(_Strict):
+    """[grpc]: HTTP/2 limits of the gRPC listener (grpc core channel arguments)."""
+
+    # Streams (calls) at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
+    # Sized for the admission queue: a caller on one connection may have a queue's worth waiting.
+    max_concurrent_streams: int = Field(default=1000, ge=1)
+    # The server pings an idle client after this and drops it without an answer in the timeout.
+    keepalive_time_seconds: float = Field(default=60.0, gt=0)
+    keepalive_timeout_seconds: float = Field(default=20.0, gt=0)
+    # Clients pinging more often than this get GOAWAY (ENHANCE_YOUR_CALM) after 2 strikes.
+    min_ping_interval_seconds: float = Field(default=10.0, ge=0)
+    # A connection with no call for this long is closed (0 = never).
+    max_connection_idle_seconds: float = Field(default=600.0, ge=0)
+
+
+class ClientAuthLimitsConfig(_Strict):
+    """[client_auth]: bounds on HTTP Basic client-secret checks (argon2id), applied before any
+    hashing, to known and unknown client ids alike."""
+
+    # Threads hashing secrets, off the event loop; also how many checks run at once.
+    hash_threads: int = Field(default=1, ge=1)
+    # Checks running or waiting for a thread, per worker and per peer address.
+    max_concurrent: int = Field(default=4, ge=1)
+    max_concurrent_per_peer: int = Field(default=2, ge=1)
+    # Checks started per second (token buckets), per worker and per peer address. One argon2id
+    # check (64 MiB, t=3) costs ~0.1-0.3 s of CPU: 2/s is at most about half a core.
+    rate_per_second: float = Field(default=2.0, gt=0)
+    burst: int = Field(default=4, ge=1)
+    rate_per_second_per_peer: float = Field(default=1.0, gt=0)
+    burst_per_peer: int = Field(default=2, ge=1)
+
+
+class OverloadConfig(_Strict):
+    """[overload]: the adaptive admission of exchanges (sekisho/admission.py)."""
+
+    # false: every exchange runs at once (no queue, no shedding; token buckets still apply).
+    enabled: bool = True
+    # Longest an exchange may wait for a slot (predicted at arrival; also the most a standing
+    # backlog inside grpc may hold a call before late arrivals are refused: standing_queue.py).
+    max_queue_delay_seconds: float = Field(default=2.0, gt=0)
+    # Exchanges waiting per worker, and per caller, beyond which one more is refused at once.
+    max_queue: int = Field(default=1024, ge=0)
+    max_queue_per_caller: int = Field(default=512, ge=0)
+    # Bounds of the adaptive concurrency limit (exchanges running at once per worker).
+    min_concurrency: int = Field(default=1, ge=1)
+    max_concurrency: int = Field(default=64, ge=1)
+    # Latency the gradient compares against: the limit shrinks when exchanges take longer than
+    # this factor times the fastest recent one.
+    latency_tolerance: float = Field(default=2.0, ge=1)

@@ -1,0 +1,108 @@
+"""Callers behave (issue 14 item 3): client-side adaptive throttling (SRE book) and retry_after,
+against a real Sekisho whose every call is refused by a token bucket."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sekisho.client import ChannelOptions, TokenExchangeClient
+from sekisho.client.errors import RateLimitedError
+from sekisho.client.throttle import AdaptiveThrottle
+from sekisho.devidp import DevIdentityProvider
+from sekisho.service import Service, start_service
+from sekisho.signing.filestore import FileKeyStore
+
+from tests.integration.conftest import dev_idp, stack_settings  # noqa: F401 (fixture)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_no_local_rejection_while_the_service_accepts() -> None:
+    clock = Clock()
+    throttle = AdaptiveThrottle(clock, k=2.0, rand=lambda: 0.0)
+    for _ in range(100):
+        assert throttle.allow()
+        throttle.accepted()
+    assert throttle.rejection_probability() == 0.0
+
+
+def test_rejects_in_proportion_once_requests_exceed_k_times_accepts() -> None:
+    clock = Clock()
+    throttle = AdaptiveThrottle(clock, k=2.0, rand=lambda: 0.5)
+    for _ in range(10):
+        throttle.allow()
+        throttle.accepted()
+    for _ in range(90):  # refused by the service: requests, no accepts
+        throttle.allow()
+    # (100 - 2 * 10) / 101
+    assert throttle.rejection_probability() == pytest.approx(80 / 101)
+    assert not throttle.allow()  # 0.5 < 0.79: rejected locally
+
+
+def test_the_window_forgets_old_refusals() -> None:
+    clock = Clock()
+    throttle = AdaptiveThrottle(clock, k=2.0, window_seconds=120)
+    for _ in range(50):
+        throttle.allow()
+    assert throttle.rejection_probability() > 0.9
+    clock.now += 121
+    assert throttle.rejection_probability() == 0.0
+
+
+@pytest.fixture
+async def refusing(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator[Service]:  # noqa: F811
+    keys = tmp_path / "keys"
+    FileKeyStore(keys).init("ES256", 1_800_000_000)
+    settings = stack_settings(
+        dev_idp.issuer, keys, server={"caller_rate_per_second": 0.001, "caller_burst": 1}
+    )
+    service = await start_service(settings)
+    yield service
+    await service.stop(0.5)
+
+
+def _token(idp: DevIdentityProvider) -> str:
+    return idp.token({"sub": "alice", "aud": "agent-app", "groups": ["sales"]}, ttl=600)
+
+
+@pytest.mark.integration
+async def test_a_refusing_service_sees_fewer_calls_than_the_client_makes(
+    refusing: Service,
+    dev_idp: DevIdentityProvider,  # noqa: F811
+) -> None:
+    target = f"127.0.0.1:{refusing.grpc.port}"
+    async with TokenExchangeClient(target, channel_options=ChannelOptions(insecure=True)) as client:
+        token = _token(dev_idp)
+        await client.exchange(token, "https://crm-as.example.com")  # the burst of 1
+        client._not_before = 0.0
+        attempts = 200
+        for _ in range(attempts):
+            client._not_before = 0.0  # look only at the throttle here
+            with pytest.raises(RateLimitedError):
+                await client.exchange(token, "https://crm-as.example.com", deadline_seconds=0.5)
+        # Without the throttle every attempt would be an RPC (and a retry after retry_after).
+        assert client.rpc_count < attempts / 2
+
+
+@pytest.mark.integration
+async def test_retry_after_stops_calls_that_cannot_wait_it_out(
+    refusing: Service,
+    dev_idp: DevIdentityProvider,  # noqa: F811
+) -> None:
+    target = f"127.0.0.1:{refusing.grpc.port}"
+    async with TokenExchangeClient(target, channel_options=ChannelOptions(insecure=True)) as client:
+        token = _token(dev_idp)
+        await client.exchange(token, "https://crm-as.example.com")
+        with pytest.raises(RateLimitedError) as first:
+            await client.exchange(token, "https://crm-as.example.com", deadline_seconds=0.5)
+        assert int(first.value.metadata["retry_after"]) >= 1  # the server's answer
+        sent = client.rpc_count
+        with pytest.raises(RateLimitedError, match="retry after"):
+            await client.exchange(token, "https://crm-as.example.com", deadline_seconds=0.5)
+        assert client.rpc_count == sent  # refused locally: the server's retry_after still runs

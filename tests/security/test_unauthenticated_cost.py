@@ -1,0 +1,406 @@
+"""Nothing unauthenticated is expensive (issue 14 item 2).
+
+- Client-secret checks (argon2id) run off the event loop, behind per-peer and global bounds on
+  concurrent and per-second attempts checked before any hashing; unknown ids cost no hash but
+  take as long as a real check (no timing oracle).
+- The HTTP listener closes half-sent requests (header timeout), slow bodies (body timeout),
+  connections beyond the per-peer and total bounds, and kept-alive connections after N requests.
+- The gRPC listener bounds streams per connection.
+Each test fails if its defence is removed.
+"""
+
+import asyncio
+import base64
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from argon2 import PasswordHasher
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
+from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
+from sekisho.attempts import AttemptGate, AttemptLimits
+from sekisho.callers import RateLimit
+from sekisho.config import ClientConfig
+from sekisho.devidp import DevIdentityProvider
+from sekisho.errors import InvalidClientError, SlowDownError
+from sekisho.http.client_auth import ClientAuthenticator, RegisteredClient
+from sekisho.http.secrets import SecretChecker
+from sekisho.service import Service, start_service
+from sekisho.signing.filestore import FileKeyStore
+from sekisho.verify.replay import InMemoryReplayCache
+
+from tests.fakes.clock import FakeClock
+from tests.integration.conftest import dev_idp, stack_settings  # noqa: F401 (fixture)
+
+SECRET = "a-client-secret-for-tests"
+LOOSE = AttemptLimits(
+    max_concurrent=1000,
+    max_concurrent_per_peer=1000,
+    rate=RateLimit(1e6, 1_000_000),
+    rate_per_peer=RateLimit(1e6, 1_000_000),
+)
+
+# --- the attempt gate (fake clock) ---------------------------------------------------------------
+
+
+def test_per_peer_concurrency_is_bounded_before_anything_else() -> None:
+    limits = AttemptLimits(
+        max_concurrent_per_peer=2,
+        rate=RateLimit(100.0, 100),
+        rate_per_peer=RateLimit(100.0, 100),
+    )
+    gate = AttemptGate(FakeClock(), limits)
+    with gate.attempt("10.0.0.1"), gate.attempt("10.0.0.1"):
+        with pytest.raises(SlowDownError), gate.attempt("10.0.0.1"):
+            pass
+        with gate.attempt("10.0.0.2"):  # another peer is not affected
+            pass
+    with gate.attempt("10.0.0.1"):  # slots come back
+        pass
+
+
+def test_global_concurrency_is_bounded_across_peers() -> None:
+    gate = AttemptGate(FakeClock(), AttemptLimits(max_concurrent=3, max_concurrent_per_peer=3))
+    with contextlib.ExitStack() as stack:
+        for peer in ("a", "b", "c"):
+            stack.enter_context(gate.attempt(peer))
+        with pytest.raises(SlowDownError), gate.attempt("d"):
+            pass
+
+
+@pytest.mark.parametrize(
+    ("limits", "peers"),
+    [
+        pytest.param(
+            AttemptLimits(rate_per_peer=RateLimit(1.0, 2), rate=RateLimit(100.0, 100)),
+            ["p", "p"],
+            id="per-peer",
+        ),
+        pytest.param(
+            AttemptLimits(rate_per_peer=RateLimit(100.0, 100), rate=RateLimit(1.0, 2)),
+            ["p", "q"],
+            id="global",
+        ),
+    ],
+)
+def test_attempts_per_second_are_bounded(limits: AttemptLimits, peers: list[str]) -> None:
+    clock = FakeClock()
+    gate = AttemptGate(clock, limits)
+    for peer in peers:
+        with gate.attempt(peer):
+            pass
+    with pytest.raises(SlowDownError) as raised, gate.attempt("p"):
+        pass
+    assert raised.value.metadata["retry_after"] == "1"
+    clock.advance(1.0)
+    with gate.attempt("p"):
+        pass
+
+
+# --- client-secret checks -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checker() -> Iterator[SecretChecker]:
+    checker = SecretChecker(1)
+    yield checker
+    checker.close()
+
+
+def _authenticator(checker: SecretChecker, limits: AttemptLimits = LOOSE) -> ClientAuthenticator:
+    secret_hash = PasswordHasher().hash(SECRET)
+    return ClientAuthenticator(
+        {"known": RegisteredClient("known", secret_hash)},
+        audiences=frozenset({"https://sekisho.test"}),
+        replay_cache=InMemoryReplayCache(),
+        gate=AttemptGate(FakeClock(), limits),
+        secrets=checker,
+    )
+
+
+def _basic(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+async def _max_loop_lag(work: Any, interval: float = 0.005) -> float:
+    """The longest the loop was blocked (beyond `interval`) while `work` ran."""
+    lags: list[float] = []
+
+    async def probe() -> None:
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(interval)
+            lags.append(time.perf_counter() - started - interval)
+
+    task = asyncio.create_task(probe())
+    try:
+        await work
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return max(lags, default=0.0)
+
+
+async def test_secret_checks_do_not_block_the_event_loop(checker: SecretChecker) -> None:
+    authenticator = _authenticator(checker)
+    assert checker.typical_seconds > 0.02  # argon2id 64 MiB: a loop stall if run on the loop
+
+    async def logins() -> None:
+        attempts = [
+            authenticator.authenticate(_basic("known", f"wrong-{i}"), {}, 0.0, peer="p")
+            for i in range(4)
+        ]
+        results = await asyncio.gather(*attempts, return_exceptions=True)
+        assert all(isinstance(result, InvalidClientError) for result in results)
+
+    lag = await _max_loop_lag(logins())
+    assert lag < checker.typical_seconds / 2
+
+
+async def test_unknown_ids_cost_no_hash_but_as_much_time(checker: SecretChecker) -> None:
+    authenticator = _authenticator(checker)
+    cpu_before, started = time.thread_time(), time.perf_counter()
+    pool_cpu_before = time.process_time()
+    with pytest.raises(InvalidClientError):
+        await authenticator.authenticate(_basic("nobody", SECRET), {}, 0.0, peer="p")
+    elapsed = time.perf_counter() - started
+    hashing_cpu = time.process_time() - pool_cpu_before - (time.thread_time() - cpu_before)
+    assert hashing_cpu < checker.typical_seconds / 4  # no argon2 work in the pool
+    assert elapsed >= checker.typical_seconds * 0.5  # but answered no faster than a real check
+
+
+async def test_known_client_with_the_right_secret_is_authenticated(checker: SecretChecker) -> None:
+    caller = await _authenticator(checker).authenticate(_basic("known", SECRET), {}, 0.0, peer="p")
+    assert (caller.id, caller.authenticated_by) == ("known", "client_secret")
+
+
+async def test_a_flood_is_refused_before_hashing(checker: SecretChecker) -> None:
+    limits = AttemptLimits(max_concurrent_per_peer=2, rate_per_peer=RateLimit(1000.0, 1000))
+    authenticator = _authenticator(checker, limits)
+    attempts = [
+        authenticator.authenticate(_basic(f"made-up-{i}", "x"), {}, 0.0, peer="attacker")
+        for i in range(20)
+    ]
+    started = time.perf_counter()
+    results = await asyncio.gather(*attempts, return_exceptions=True)
+    refused = [r for r in results if isinstance(r, SlowDownError)]
+    assert len(refused) == 18  # only two ever reached the (decoy) check
+    assert time.perf_counter() - started < checker.typical_seconds * 6
+
+
+# --- the HTTP listener --------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def guarded(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator[Service]:  # noqa: F811
+    keys = tmp_path / "keys"
+    FileKeyStore(keys).init("ES256", 1_800_000_000)
+    settings = stack_settings(
+        dev_idp.issuer,
+        keys,
+        http={
+            "header_timeout_seconds": 0.5,
+            "body_timeout_seconds": 0.5,
+            "keepalive_timeout_seconds": 60.0,
+            "max_connections": 40,
+            "max_connections_per_peer": 30,
+            "max_requests_per_connection": 2,
+        },
+        grpc={"max_concurrent_streams": 1},
+        token_endpoint={
+            "clients": (ClientConfig(id="gateway", secret_hash=PasswordHasher().hash(SECRET)),)
+        },
+    )
+    service = await start_service(settings)
+    yield service
+    await service.stop(0.5)
+
+
+async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port)
+
+
+async def _close_all(
+    connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+) -> None:
+    for _, writer in connections:
+        writer.close()
+    for _, writer in connections:
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    """Whether the server closed the connection within `seconds` (EOF or reset)."""
+    try:
+        while await asyncio.wait_for(reader.read(4096), seconds):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+    return True
+
+
+@pytest.mark.integration
+async def test_half_sent_request_headers_are_closed_by_the_header_timeout(
+    guarded: Service,
+) -> None:
+    reader, writer = await _connect(guarded.http_port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: sekisho\r\n")  # no blank line: never finished
+    assert await _closed_within(reader, 3.0)
+    await _close_all([(reader, writer)])
+
+
+@pytest.mark.integration
+async def test_a_silent_connection_is_closed_by_the_header_timeout(guarded: Service) -> None:
+    reader, writer = await _connect(guarded.http_port)
+    assert await _closed_within(reader, 3.0)
+    await _close_all([(reader, writer)])
+
+
+@pytest.mark.integration
+async def test_slow_headers_on_a_kept_alive_connection_are_closed(guarded: Service) -> None:
+    reader, writer = await _connect(guarded.http_port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: sekisho\r\n\r\n")
+    assert b"200" in await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3.0)
+    writer.write(b"GET /healthz HTTP/1.1\r\n")  # the next request, half sent
+    assert await _closed_within(reader, 3.0)
+    await _close_all([(reader, writer)])
+
+
+@pytest.mark.integration
+async def test_a_slow_body_is_cut_off_by_the_body_timeout(guarded: Service) -> None:
+    reader, writer = await _connect(guarded.http_port)
+    writer.write(
+        b"POST /oauth2/token HTTP/1.1\r\nHost: sekisho\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nabc"
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3.0)
+    assert head.startswith(b"HTTP/1.1 408")
+    assert await _closed_within(reader, 3.0)
+    await _close_all([(reader, writer)])
+
+
+@pytest.mark.integration
+async def test_keep_alive_ends_after_max_requests_per_connection(guarded: Service) -> None:
+    reader, writer = await _connect(guarded.http_port)
+    heads = []
+    for _ in range(2):
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: sekisho\r\n\r\n")
+        heads.append(await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3.0))
+    assert b"close" not in heads[0].lower() and b"connection: close" in heads[1].lower()
+    await _close_all([(reader, writer)])
+
+
+@pytest.mark.integration
+async def test_connections_beyond_the_per_peer_bound_are_closed_at_once(
+    guarded: Service,
+) -> None:
+    held = [await _connect(guarded.http_port) for _ in range(30)]
+    try:
+        extra = await _connect(guarded.http_port)
+        held.append(extra)
+        assert await _closed_within(extra[0], 0.3)  # the 31st: closed before any timeout
+        assert not await _closed_within(held[0][0], 0.1)  # the first ones are still open
+    finally:
+        await _close_all(held)
+
+
+@pytest.mark.integration
+async def test_hundreds_of_half_open_connections_leave_grpc_serving(guarded: Service) -> None:
+    connections = []
+    try:
+        for _ in range(300):
+            reader, writer = await _connect(guarded.http_port)
+            writer.write(b"POST /oauth2/token HTTP/1.1\r\nHost: x\r\n")
+            connections.append((reader, writer))
+        assert guarded.http_guard is not None and guarded.http_guard.open <= 40
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{guarded.grpc.port}") as channel:
+            stub = pb_grpc.TokenExchangeServiceStub(channel)
+            assert (await stub.GetJwks(pb.GetJwksRequest(), timeout=5)).jwks
+        closed = await asyncio.gather(*(_closed_within(r, 3.0) for r, _ in connections))
+        assert all(closed)  # the bound refused the excess, the header timeout closed the rest
+        assert guarded.http_guard.open == 0
+    finally:
+        await _close_all(connections)
+
+
+# --- the gRPC listener --------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+async def test_grpc_streams_per_connection_are_bounded(guarded: Service) -> None:
+    """max_concurrent_streams = 1: while a Health.Watch stream is open, a second call on the same
+    connection cannot start; on another connection it can."""
+    target = f"127.0.0.1:{guarded.grpc.port}"
+    async with (
+        grpc.aio.insecure_channel(target) as channel,
+        # Its own subchannel pool: a separate connection, not the one shared by target.
+        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) as other,
+    ):
+        health = health_pb2_grpc.HealthStub(channel)
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        first = await asyncio.wait_for(watch.read(), 5)
+        assert first.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await pb_grpc.TokenExchangeServiceStub(channel).GetJwks(
+                pb.GetJwksRequest(), timeout=0.5
+            )
+        assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        other_stub = pb_grpc.TokenExchangeServiceStub(other)
+        assert (await other_stub.GetJwks(pb.GetJwksRequest(), timeout=5)).jwks
+        watch.cancel()
+
+
+PUSHY = [
+    ("grpc.keepalive_time_ms", 100),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.use_local_subchannel_pool", 1),
+]
+
+
+async def _watch_while_pinging(port: int, seconds: float) -> None:
+    """Hold a Health.Watch stream open on a channel pinging every 100 ms until it fails (at the
+    latest at its `seconds` deadline). Raises: grpc.aio.AioRpcError, always."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=PUSHY) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=seconds
+        )
+        while True:
+            await asyncio.wait_for(watch.read(), seconds + 5)
+
+
+@pytest.mark.integration
+async def test_a_client_pinging_too_often_is_sent_away(guarded: Service) -> None:
+    """Keepalive enforcement: pings closer than min_ping_interval_seconds (10 s) earn strikes;
+    after two the server sends GOAWAY (ENHANCE_YOUR_CALM, "too many pings")."""
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await _watch_while_pinging(guarded.grpc.port, 5.0)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "too many pings" in (raised.value.details() or "").lower()
+
+
+@pytest.mark.integration
+async def test_min_ping_interval_reaches_grpc(
+    tmp_path: Path,
+    dev_idp: DevIdentityProvider,  # noqa: F811
+) -> None:
+    """The setting is what grpc enforces: allowed 10 ms between pings, the same client stays."""
+    keys = tmp_path / "keys"
+    FileKeyStore(keys).init("ES256", 1_800_000_000)
+    settings = stack_settings(dev_idp.issuer, keys, grpc={"min_ping_interval_seconds": 0.01})
+    service = await start_service(settings)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await _watch_while_pinging(service.grpc.port, 1.5)
+    finally:
+        await service.stop(0.5)
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # no GOAWAY: its own end

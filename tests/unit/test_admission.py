@@ -1,0 +1,272 @@
+"""The overload control's queue (issue 14): bounded by a delay target and the caller's deadline,
+fair across callers, refusing at once what it cannot serve in time, and an adaptive limit that
+stays small for CPU-bound work and grows for I/O-bound work."""
+
+import asyncio
+
+import pytest
+from sekisho.admission import Admission, QueuePolicy
+from sekisho.concurrency import GradientLimit
+from sekisho.errors import SlowDownError
+from sekisho.models import Caller
+from sekisho.standing_queue import INTERVAL, StandingQueue
+
+from tests.fakes.clock import FakeClock
+
+ONE_SLOT = QueuePolicy(min_concurrency=1, max_concurrency=1, max_queue_delay=1.0)
+ANON = Caller()
+
+
+class Held:
+    """An admitted exchange that holds its slot until released."""
+
+    def __init__(self, admission: Admission, flow: str, deadline: float | None = None) -> None:
+        self.release = asyncio.Event()
+        self.admitted = asyncio.Event()
+        kwargs = {} if deadline is None else {"deadline": deadline}
+        self.task = asyncio.create_task(self._run(admission, flow, kwargs))
+
+    async def _run(self, admission: Admission, flow: str, kwargs: dict[str, float]) -> None:
+        async with admission.admit(ANON, flow=flow, **kwargs):
+            self.admitted.set()
+            await self.release.wait()
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def _measured(admission: Admission, rtt: float) -> None:
+    """Teach the limit an exchange takes `rtt` seconds."""
+    for _ in range(40):
+        admission.limit.sample(rtt)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+async def test_a_free_slot_admits_at_once(clock: FakeClock) -> None:
+    admission = Admission(clock, policy=ONE_SLOT)
+    held = Held(admission, "a")
+    await _settle()
+    assert held.admitted.is_set() and admission.in_flight == 1 and admission.queued == 0
+    held.release.set()
+    await held.task
+    assert admission.in_flight == 0
+
+
+async def test_beyond_the_limit_waits_in_the_queue_then_runs(clock: FakeClock) -> None:
+    admission = Admission(clock, policy=ONE_SLOT)
+    first, second = Held(admission, "a"), Held(admission, "a")
+    await _settle()
+    assert first.admitted.is_set() and not second.admitted.is_set()
+    assert admission.queued == 1
+    first.release.set()
+    await _settle()
+    assert second.admitted.is_set() and admission.queued == 0
+    second.release.set()
+    await second.task
+
+
+async def test_round_robin_across_flows_a_flood_does_not_starve_a_polite_caller(
+    clock: FakeClock,
+) -> None:
+    admission = Admission(clock, policy=QueuePolicy(min_concurrency=1, max_concurrency=1))
+    running = Held(admission, "flood")
+    await _settle()
+    flood = [Held(admission, "flood") for _ in range(10)]
+    await _settle()
+    polite = Held(admission, "polite")
+    await _settle()
+    running.release.set()
+    await _settle()
+    assert flood[0].admitted.is_set()  # the flood's turn
+    flood[0].release.set()
+    await _settle()
+    assert polite.admitted.is_set()  # then the polite caller, not after the other nine
+    assert not flood[1].admitted.is_set()
+    for held in (polite, *flood):
+        held.release.set()
+    await asyncio.gather(running.task, *(held.task for held in (polite, *flood)))
+
+
+async def test_predicted_wait_over_the_target_is_refused_at_once(clock: FakeClock) -> None:
+    admission = Admission(clock, policy=ONE_SLOT)  # target 1 s
+    _measured(admission, 0.3)
+    running = Held(admission, "a")
+    await _settle()
+    queued = [Held(admission, "a") for _ in range(3)]  # waits 0.3, 0.6, 0.9 s: within target
+    await _settle()
+    assert admission.queued == 3
+    with pytest.raises(SlowDownError) as raised:
+        await asyncio.wait_for(admission.admit(ANON, flow="a").__aenter__(), timeout=0.1)
+    assert raised.value.reason == "slow_down"
+    assert admission.shed_counts == {"queue_delay": 1}
+    for held in (running, *queued):
+        held.release.set()
+    await asyncio.gather(*(held.task for held in (running, *queued)))
+
+
+async def test_a_call_that_cannot_finish_before_its_deadline_is_refused_at_once(
+    clock: FakeClock,
+) -> None:
+    admission = Admission(clock, policy=ONE_SLOT)
+    _measured(admission, 0.3)
+    running = Held(admission, "a")
+    await _settle()
+    with pytest.raises(SlowDownError):  # wait 0.3 + service 0.3 > 0.5 s left
+        await asyncio.wait_for(
+            admission.admit(ANON, flow="a", deadline=clock.now() + 0.5).__aenter__(), 0.1
+        )
+    assert admission.shed_counts == {"deadline": 1}
+    patient = Held(admission, "a", deadline=clock.now() + 5.0)  # fits: queued
+    await _settle()
+    assert admission.queued == 1
+    running.release.set()
+    await _settle()
+    assert patient.admitted.is_set()
+    patient.release.set()
+    await asyncio.gather(running.task, patient.task)
+
+
+async def test_a_waiter_past_its_deadline_at_its_turn_is_refused_not_served_late(
+    clock: FakeClock,
+) -> None:
+    admission = Admission(clock, policy=ONE_SLOT)
+    running = Held(admission, "a")
+    await _settle()
+    late = Held(admission, "a", deadline=clock.now() + 0.5)
+    await _settle()
+    clock.advance(0.6)  # the running exchange took longer than predicted
+    running.release.set()
+    with pytest.raises(SlowDownError):
+        await late.task
+    assert not late.admitted.is_set()
+    assert admission.shed_counts == {"overstayed": 1} and admission.in_flight == 0
+
+
+async def test_queue_bounds_refuse_at_once(clock: FakeClock) -> None:
+    policy = QueuePolicy(min_concurrency=1, max_concurrency=1, max_queue=3, max_queue_per_caller=2)
+    admission = Admission(clock, policy=policy)
+    running = Held(admission, "a")
+    await _settle()
+    held = [Held(admission, "a"), Held(admission, "a")]
+    await _settle()
+    with pytest.raises(SlowDownError):
+        await admission.admit(ANON, flow="a").__aenter__()  # a's own queue is full
+    held.append(Held(admission, "b"))
+    await _settle()
+    with pytest.raises(SlowDownError):
+        await admission.admit(ANON, flow="c").__aenter__()  # the whole queue is full
+    assert admission.shed_counts == {"caller_queue_full": 1, "queue_full": 1}
+    for entry in (running, *held):
+        entry.release.set()
+    await asyncio.gather(*(entry.task for entry in (running, *held)))
+
+
+async def test_a_cancelled_waiter_leaves_the_queue_and_keeps_no_slot(clock: FakeClock) -> None:
+    admission = Admission(clock, policy=ONE_SLOT)
+    running = Held(admission, "a")
+    await _settle()
+    waiting = Held(admission, "a")
+    await _settle()
+    waiting.task.cancel()
+    await _settle()
+    assert admission.queued == 0
+    running.release.set()
+    await running.task
+    assert admission.in_flight == 0
+    after = Held(admission, "a")
+    await _settle()
+    assert after.admitted.is_set()
+    after.release.set()
+    await after.task
+
+
+async def test_disabled_admits_everything_at_once(clock: FakeClock) -> None:
+    admission = Admission(clock, policy=QueuePolicy(enabled=False, max_concurrency=1))
+    held = [Held(admission, "a") for _ in range(20)]
+    await _settle()
+    assert all(entry.admitted.is_set() for entry in held) and admission.queued == 0
+    for entry in held:
+        entry.release.set()
+    await asyncio.gather(*(entry.task for entry in held))
+
+
+def _drive(limit: GradientLimit, clock: FakeClock, rtt_for_slots: float, rounds: int) -> None:
+    for _ in range(rounds):
+        clock.advance(0.01)
+        rtt = rtt_for_slots * limit.slots if rtt_for_slots > 0 else -rtt_for_slots
+        limit.sample(rtt, in_flight=limit.slots)  # every slot in use
+
+
+def test_cpu_bound_work_keeps_the_limit_small() -> None:
+    """Each extra slot adds one exchange's time to every round trip: the gradient holds the
+    limit near the tolerance instead of growing it."""
+    clock = FakeClock()
+    limit = GradientLimit(clock, minimum=1, maximum=64, tolerance=2.0)
+    _drive(limit, clock, 0.004, 2000)
+    assert 1 <= limit.slots <= 4
+
+
+def test_io_bound_work_grows_the_limit() -> None:
+    """Latency flat as slots are added (waiting on OPA or KMS): the limit climbs to its max."""
+    clock = FakeClock()
+    limit = GradientLimit(clock, minimum=1, maximum=64, tolerance=2.0)
+    _drive(limit, clock, -0.010, 2000)
+    assert limit.slots == 64
+
+
+def test_an_unused_limit_does_not_grow() -> None:
+    """Latency flat but never more than one exchange in flight: no evidence for more slots."""
+    clock = FakeClock()
+    limit = GradientLimit(clock, minimum=1, maximum=64, tolerance=2.0)
+    for _ in range(2000):
+        clock.advance(0.01)
+        limit.sample(0.010, in_flight=1)
+    assert limit.slots <= 4
+
+
+def test_min_rtt_is_remeasured_with_the_limit_pinned_to_its_minimum() -> None:
+    clock = FakeClock()
+    limit = GradientLimit(clock, minimum=2, maximum=64, tolerance=2.0)
+    _drive(limit, clock, -0.010, 500)
+    assert limit.slots == 64
+    clock.advance(31)
+    assert limit.measuring_min_rtt and limit.slots == 2
+
+
+async def test_a_call_with_too_little_time_left_is_refused_even_with_a_free_slot(
+    clock: FakeClock,
+) -> None:
+    admission = Admission(clock, policy=ONE_SLOT)
+    _measured(admission, 0.3)
+    with pytest.raises(SlowDownError):
+        await admission.admit(ANON, flow="a", deadline=clock.now() + 0.2).__aenter__()
+    assert admission.shed_counts == {"deadline": 1} and admission.in_flight == 0
+
+
+def test_a_standing_backlog_before_admission_is_drained_not_a_burst() -> None:
+    """Calls of a flow with 1 s timeouts arriving with 0.5 s left waited 0.5 s inside grpc:
+    over a quarter of their budget. Tolerated for one interval (a burst), then refused until a
+    call arrives within the target again."""
+    standing = StandingQueue(max_target=2.0)
+    now = 100.0
+    assert standing.waited("a", 1.0, now) == (0.0, 1.0)  # a fresh call: the flow's budget
+    waited, fresh = standing.waited("a", 0.5, now)
+    assert (waited, fresh) == (0.5, 1.0)
+    assert not standing.refuse(waited, fresh, now)  # a burst so far
+    assert standing.refuse(waited, fresh, now + 2 * INTERVAL)  # standing: refuse
+    assert not standing.refuse(0.1, fresh, now + 2 * INTERVAL)  # within target: drained
+
+
+def test_a_long_timeout_queue_is_saturation_not_a_standing_queue() -> None:
+    """256 closed-loop callers with 20 s timeouts wait ~1.4 s: within the target (2 s cap)."""
+    standing = StandingQueue(max_target=2.0)
+    standing.waited("a", 20.0, 0.0)
+    waited, fresh = standing.waited("a", 18.6, 0.0)
+    assert not standing.refuse(waited, fresh, 0.0)
+    assert not standing.refuse(waited, fresh, 10.0)
