@@ -4,6 +4,7 @@ request or audits an outcome (docs/architecture.md §2).
 """
 
 import copy
+import logging
 from typing import Protocol
 
 from sekisho.admission import NO_DEADLINE, Admission, QueuePolicy
@@ -11,7 +12,7 @@ from sekisho.audit import AuditLog
 from sekisho.clock import Clock
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT
 from sekisho.delegation import check_actor
-from sekisho.errors import DeadlineExceededError, ServiceError
+from sekisho.errors import DeadlineExceededError, ServerError, ServiceError
 from sekisho.identity.role import InboundVerifier
 from sekisho.instruments import ExchangeInstruments
 from sekisho.minting.minter import TokenMinter
@@ -21,6 +22,8 @@ from sekisho.policy.input import build_input
 from sekisho.policy.outcome import granted
 from sekisho.status.revocations import RevocationGate, covered_keys
 from sekisho.validation import ExchangeParams, RequestLimits, build_request
+
+log = logging.getLogger(__name__)
 
 
 class ExchangeCall(Protocol):
@@ -140,6 +143,15 @@ class TokenExchanger:
         return ExchangeResult(
             minted=minted, expires_in=expires_in, decision_id=decision_id, revocation_keys=keys
         )
+
+    def crashed(self, exc: BaseException, caller: Caller | None = None) -> ServerError:
+        """A bug at an entry point (issue 15 item 5): log it with its traceback, write the audit
+        line like any other refusal, and return the generic error the transport answers with
+        (server_error / INTERNAL, no detail)."""
+        log.error("exchange_internal_error", exc_info=exc, extra={"entrypoint": self._entrypoint})
+        error = ServerError(log_detail=f"unhandled {type(exc).__name__} at {self._entrypoint}")
+        self.refused(error, caller or Caller())
+        return error
 
     def refused(self, error: ServiceError, caller: Caller) -> None:
         """Audit a refusal made before the pipeline ran (caller authentication, validation)."""

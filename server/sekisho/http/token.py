@@ -148,6 +148,10 @@ class TokenEndpoint:
                 extra={"reason": error.reason, "detail": error.log_detail},
             )
             response = error_response(error)
+        except web.HTTPException:
+            raise  # aiohttp's own answers (413 body too large)
+        except Exception as exc:  # the HTTP boundary: server_error without detail, audited
+            response = error_response(self._exchanger.crashed(exc))
         response.headers[REQUEST_ID_HEADER] = request_id  # correlates with the audit line
         return response
 
@@ -214,7 +218,12 @@ class _FormCall:
     async def caller(self) -> Caller:
         if self._request.content_type != "application/x-www-form-urlencoded":
             raise InvalidRequestError("the body must be application/x-www-form-urlencoded")
-        self._form = await self._request.post()
+        try:
+            self._form = await self._request.post()
+        except (LookupError, UnicodeDecodeError, ValueError) as exc:
+            # An unknown or non-ASCII-compatible charset (UTF-16) in the Content-Type: the form
+            # cannot be read with one meaning (RFC 6749 §B: UTF-8 only).
+            raise InvalidRequestError("the form must be UTF-8 encoded") from exc
         self._values = _single_values(self._form)
         return await self._authenticate(self._request, self._values)
 

@@ -25,7 +25,7 @@ from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
 from sekisho.callers import CallerRegistry
-from sekisho.errors import InvalidClientError, ServiceError
+from sekisho.errors import InvalidClientError, ServerError, ServiceError
 from sekisho.gateway.authorizer import Allowed, Denied, GatewayAuthorizer, GatewayRequest
 from sekisho.models import Caller
 from sekisho.rpc.peer import PeerIdentities
@@ -123,7 +123,8 @@ class ExtAuthzServicer(ext_authz_grpc.AuthorizationServicer):  # type: ignore[mi
                 request, trust_source_principal=self._trust_source_principal, peer=peer
             )
             verdict = await self._authorizer.authorize(gateway)
-        except Exception:  # the RPC boundary: a bug denies with 500, never allows
+        except Exception as exc:  # the RPC boundary: a bug denies with 500, never allows
             log.exception("ext_authz_internal_error")
+            self._audit_refusal(ServerError(log_detail=f"unhandled {type(exc).__name__}"), peer)
             verdict = Denied(500, {}, "internal error")
         return check_response(verdict)

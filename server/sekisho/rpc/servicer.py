@@ -1,5 +1,6 @@
 """TokenExchangeService: translates protobuf messages to the transport-neutral pipeline."""
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -8,7 +9,7 @@ from google.protobuf import json_format
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.callers import CallerRegistry
-from sekisho.errors import InvalidRequestError
+from sekisho.errors import InvalidRequestError, ServiceError
 from sekisho.exchange import TokenExchanger
 from sekisho.models import Caller, ExchangeResult
 from sekisho.rpc.peer import PeerIdentities
@@ -101,10 +102,15 @@ class TokenExchangeServicer(pb_grpc.TokenExchangeServiceServicer):
 
     async def ExchangeToken(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         call = _GrpcCall(request, context, self._peers, self._callers)
-        result = await self._exchanger.handle(
-            call, time_budget=context.time_remaining(), flow=context.peer()
-        )
-        return response_of(result)
+        try:
+            result = await self._exchanger.handle(
+                call, time_budget=context.time_remaining(), flow=context.peer()
+            )
+            return response_of(result)
+        except (ServiceError, grpc.aio.AbortError, asyncio.CancelledError):
+            raise  # the interceptor maps ServiceError to its status
+        except Exception as exc:  # the RPC boundary: INTERNAL without detail, audited
+            raise self._exchanger.crashed(exc) from exc
 
     async def GetJwks(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         return pb.GetJwksResponse(jwks=self._keyring.jwks_bytes.decode())
