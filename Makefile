@@ -150,6 +150,7 @@ bench: setup $(GHZ) $(BENCH_STAMP)
 	cd bench && $(abspath $(PY)) exchange_throughput.py
 	cd bench && $(abspath $(PY)) policy_latency.py --decisions 5000 --downstreams 1000
 	cd bench && $(abspath $(PY)) shadow_cost.py
+	cd bench && $(abspath $(PY)) status_list.py
 
 soak: setup $(GHZ) $(BENCH_STAMP)
 	cd bench && $(abspath $(PY)) soak.py
