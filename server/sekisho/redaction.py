@@ -32,6 +32,13 @@ _CREDENTIAL_PARAM = re.compile(
     r"(?i)\b((?:[a-z_]*_)?(?:token|secret|assertion|password|passwd|api_?key)|code|key|sig)"
     r"(=|%3D)[^&\s;,\"']*"
 )
+# Also a JWT with short (or empty) segments, e.g. an unsecured `eyJhbGciOiJub25lIn0.e30.`.
+_SHORT_JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+# A field or header named like a credential is redacted whatever its value looks like.
+_SECRET_NAME = re.compile(
+    r"(?i)^(authorization|proxy-authorization|cookie|set-cookie|x-api-key|api[_-]?key|"
+    r"(?:[a-z_-]*[_-])?(?:token|secret|password|passwd|assertion))$"
+)
 _AUTH_SCHEME = re.compile(r"(?i)\b(Bearer|Basic|DPoP|Token)\s+[A-Za-z0-9._~+/=-]+")
 _PEM = re.compile(
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
@@ -47,6 +54,7 @@ def scrub_text(value: str, limit: int = MAX_VALUE) -> str:
         value = _PEM.sub("[redacted-private-key]", value)
     if value.count(".") >= 2:
         value = _JWT.sub("[redacted-jwt]", value)
+        value = _SHORT_JWT.sub("[redacted-jwt]", value)
     if " " in value or "\t" in value:
         value = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)} [redacted]", value)
     if "=" in value or "%3" in value:
@@ -63,8 +71,15 @@ def scrub(value: Any) -> Any:
         return [*items, "…"] if len(value) > _MAX_ITEMS else items
     if isinstance(value, dict):
         pairs = list(value.items())[:_MAX_ITEMS]
-        return {scrub_text(str(k)): scrub(v) for k, v in pairs}
+        return {scrub_text(str(k)): scrub_named(str(k), v) for k, v in pairs}
     return value
+
+
+def scrub_named(name: str, value: Any) -> Any:
+    """`scrub(value)`, or `[redacted]` outright when `name` is a credential's name."""
+    if isinstance(value, (str, bytes)) and _SECRET_NAME.match(name):
+        return "[redacted]"
+    return scrub(value)
 
 
 class ScrubFilter(logging.Filter):
@@ -79,7 +94,7 @@ class ScrubFilter(logging.Filter):
         record.msg, record.args = scrub_text(message), None
         for key, value in list(vars(record).items()):
             if key not in self._standard and not isinstance(value, (int, float, bool)):
-                setattr(record, key, scrub(value))
+                setattr(record, key, scrub_named(key, value))
         if record.exc_info and not record.exc_text:
             text = logging.Formatter().formatException(record.exc_info)
             record.exc_text = scrub_text(text, limit=MAX_TRACEBACK)

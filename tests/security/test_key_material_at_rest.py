@@ -87,18 +87,23 @@ MALFORMED = {
     "version-string": lambda body: body.update(version="1"),
     "not-an-object": lambda body: body.clear(),
 }
+# Raw keyring.json texts json.dumps could not even produce.
+MALFORMED_TEXT = {"deeply-nested": '{"version": 1, "keys": ' + "[" * 100_000 + "]" * 100_000 + "}"}
 
 
 @pytest.mark.parametrize("command", ["list", "jwks", "rotate"])
-@pytest.mark.parametrize("damage", list(MALFORMED))
+@pytest.mark.parametrize("damage", [*MALFORMED, *MALFORMED_TEXT])
 def test_malformed_keyring_values_exit_2_with_a_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, damage: str
 ) -> None:
     keys = tmp_path / "keys"
     FileKeyStore(keys).init("ES256", T0)
     body = json.loads((keys / KEYRING_FILE).read_text())
-    MALFORMED[damage](body)
-    (keys / KEYRING_FILE).write_text(json.dumps(body if body else []))
+    if damage in MALFORMED_TEXT:
+        (keys / KEYRING_FILE).write_text(MALFORMED_TEXT[damage])
+    else:
+        MALFORMED[damage](body)
+        (keys / KEYRING_FILE).write_text(json.dumps(body if body else []))
     code, _, err = _run(capsys, "keys", command, "--config", _config(tmp_path))
     assert code == 2, err
     assert err.startswith("sekisho: ")

@@ -102,7 +102,23 @@ CREDENTIAL_FORMS = {
     "basic": f"basic {OPAQUE}",
     "cookie": f"session=1; id_token={OPAQUE}",
     "code": f"/callback?code={OPAQUE}&state=1",
+    "unsecured-jwt": f"eyJhbGciOiJub25lIn0.e30{OPAQUE}.",
 }
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.parametrize(
+    "name", ["authorization", "cookie", "subject_token", "client_secret", "x-api-key"]
+)
+def test_credential_named_fields_and_headers_are_redacted_whatever_their_value(
+    configured: Configure, capsys: pytest.CaptureFixture[str], fmt: str, name: str
+) -> None:
+    configured(fmt)
+    _emit("sekisho.test", "field", {name: OPAQUE})
+    _emit("sekisho.test", "header", {"headers": {name: OPAQUE, "accept": "text/plain"}})
+    out = capsys.readouterr().err
+    assert OPAQUE not in out
+    assert "text/plain" in out  # other headers stay readable
 
 
 @pytest.mark.parametrize("fmt", ["json", "text"])

@@ -67,8 +67,8 @@ class FileKeyStore:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise KeyStoreError(f"no keystore at {self._dir} (run `sekisho keys init`)") from exc
-        except (OSError, ValueError) as exc:
-            raise KeyStoreError(f"{path} is unreadable or not JSON: {exc}") from exc
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: deep nesting
+            raise KeyStoreError(f"{path} is unreadable or not JSON: {type(exc).__name__}") from exc
         version = raw.get("version") if isinstance(raw, dict) else None
         if not isinstance(version, int) or isinstance(version, bool) or version != FORMAT_VERSION:
             raise KeyStoreError(f"{path} has an unknown format (expected version {FORMAT_VERSION})")
