@@ -95,12 +95,12 @@ envoy-example: setup
 # Central (SHA-1 checked), unpacked and built once into $(KEYCLOAK_CACHE), reused by every run.
 KEYCLOAK_CACHE ?= $(HOME)/.cache/sekisho
 keycloak: $(STAMP)
-	SEKISHO_CACHE=$(KEYCLOAK_CACHE) $(PY) -m tests.keycloak install
+	KEYCLOAK_DIST_CACHE=$(KEYCLOAK_CACHE) $(PY) -m tests.keycloak install
 
 # The whole suite: Rego unit tests under OPA, then every Python test (unit, integration, security).
 test: setup redis keycloak $(GRPCURL)
 	$(OPA) test $(POLICY_TEST_ROOTS)
-	PATH="$(BIN):$$PATH" SEKISHO_CACHE=$(KEYCLOAK_CACHE) $(PY) -m pytest -q
+	PATH="$(BIN):$$PATH" KEYCLOAK_DIST_CACHE=$(KEYCLOAK_CACHE) $(PY) -m pytest -q
 
 # Coverage-guided fuzzing (atheris) of the token-parsing path for FUZZ_SECONDS. The committed seed
 # corpus is copied to var/fuzz/corpus, which grows across runs; a finding lands in var/fuzz/ as

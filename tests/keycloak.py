@@ -1,7 +1,7 @@
 """A real Keycloak (the `org.keycloak:keycloak-quarkus-dist` zip from Maven Central) on loopback.
 
 Installed by `python -m tests.keycloak install` (`make keycloak`, part of `make test`) into a cache
-folder reused across runs and clones ($SEKISHO_CACHE, default ~/.cache/sekisho), checked against
+folder reused across runs and clones ($KEYCLOAK_DIST_CACHE, default ~/.cache/sekisho), checked against
 Maven Central's SHA-1; started (the image built once at install: H2 in memory) on a free loopback port by the
 session-scoped `keycloak` fixture (tests/integration/test_keycloak.py), one per test session.
 Realms, clients, groups and users are provisioned through the admin REST API.
@@ -32,7 +32,7 @@ JAVA_HOMES = ("/usr/lib/jvm/java-21-openjdk-amd64", "/usr/lib/jvm/java-17-openjd
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("SEKISHO_CACHE", Path.home() / ".cache" / "sekisho"))
+    return Path(os.environ.get("KEYCLOAK_DIST_CACHE", Path.home() / ".cache" / "sekisho"))
 
 
 def home() -> Path:
