@@ -421,6 +421,8 @@ class PolicyConfig(_Strict):
         shadow = self.shadow
         if shadow.query:
             self._data_ref(shadow.query)
+        if shadow.bundle_url:
+            self._bundle_url(shadow.bundle_url)
         if shadow.enabled and shadow.engine == "opa":
             # Publishing the shadow folder to the live OPA would replace the live policy.
             self._opa_base_url(shadow.opa_url)
@@ -429,12 +431,18 @@ class PolicyConfig(_Strict):
         return self
 
     def for_shadow(self) -> "PolicyConfig":
-        """The settings the engine factory builds the shadow engine from."""
+        """The settings the engine factory builds the shadow engine from: the live ones with
+        the shadow's engine, source and query (a live bundle is never the shadow's)."""
         shadow = self.shadow
+        bundle_file = Path(shadow.bundle_file) if shadow.bundle_file else None
+        bundled = bundle_file is not None or bool(shadow.bundle_url)
         return self.model_copy(
             update={
                 "engine": shadow.engine,
-                "path": Path(shadow.path),
+                "path": Path(shadow.path) if shadow.path else self.path,
+                "bundle_file": bundle_file,
+                "bundle_url": shadow.bundle_url,
+                "bundle_verification_key": self.bundle_verification_key if bundled else None,
                 "query": shadow.query or self.query,
                 "opa_url": shadow.opa_url or self.opa_url,
                 "shadow": ShadowConfig(),
@@ -926,8 +934,13 @@ def _resolve_decision_paths(
 ) -> tuple[PolicyConfig, DecisionLogConfig]:
     """[policy.shadow] path and the [decision_log] files, relative to the config's folder."""
     shadow = policy.shadow
-    if shadow.path:
-        shadow = shadow.model_copy(update={"path": str((base / shadow.path).resolve())})
+    shadow = shadow.model_copy(
+        update={
+            name: str((base / value).resolve())
+            for name in ("path", "bundle_file")
+            if (value := getattr(shadow, name))
+        }
+    )
     update: dict[str, Any] = {"path": (base / decision_log.path).resolve()}
     if decision_log.hash_key_file:
         update["hash_key_file"] = str((base / decision_log.hash_key_file).resolve())

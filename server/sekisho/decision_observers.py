@@ -7,7 +7,7 @@ as is: no wrapper, no cost.
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,11 +23,12 @@ from sekisho.policy.rotation import RotatingFile
 from sekisho.policy.shadow import ShadowBounds, ShadowCounters, ShadowEvaluator
 from sekisho.policy.tap import DecisionObserver, ObservedPolicyEngine
 from sekisho.policy.wasm.compiler import entrypoint_of
-from sekisho.reload import watch_directory
 
 log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[Settings], PolicyRuntime]
+# Reloads an engine when its folder or bundle file changes (None: nothing to watch).
+WatchFactory = Callable[[Settings, PolicyRuntime], Coroutine[None, None, None] | None]
 
 
 @dataclass
@@ -86,6 +87,11 @@ def build_decision_log(
     )
 
 
+def shadow_settings(settings: Settings) -> Settings:
+    """The whole configuration with [policy] replaced by what the shadow names."""
+    return settings.model_copy(update={"policy": settings.policy.for_shadow()})
+
+
 async def start_shadow(
     settings: Settings, clock: Clock, metrics: Metrics | None, build_engine: EngineFactory
 ) -> tuple[ShadowEvaluator, CachingPolicyEngine]:
@@ -93,14 +99,16 @@ async def start_shadow(
     policy that does not load is logged, never fatal: every shadow evaluation is then an
     `error` difference until a fixed policy loads."""
     config = settings.policy.shadow
-    shadow_settings = settings.model_copy(update={"policy": settings.policy.for_shadow()})
     engine = CachingPolicyEngine(
-        build_engine(shadow_settings), clock, max_entries=settings.cache.decision_max_entries
+        build_engine(shadow_settings(settings)),
+        clock,
+        max_entries=settings.cache.decision_max_entries,
     )
     try:
         await engine.start()
     except PolicyLoadError as exc:
-        log.error("shadow_policy_load_failed", extra={"path": config.path, "error": str(exc)})
+        source = config.path or config.bundle_file or config.bundle_url
+        log.error("shadow_policy_load_failed", extra={"path": source, "error": str(exc)})
     counters = ShadowCounters()
     if metrics is not None:
         counters = ShadowCounters(
@@ -118,8 +126,9 @@ async def build_decision_observers(
     live: PolicyEngine,
     clock: Clock,
     metrics: Metrics | None,
-    build_engine: EngineFactory,
     *,
+    build_engine: EngineFactory,
+    watch: WatchFactory,
     several_workers: bool = False,
 ) -> DecisionObservers:
     """Everything [decision_log] and [policy.shadow] ask for, running.
@@ -139,14 +148,9 @@ async def build_decision_observers(
             settings, clock, metrics, build_engine
         )
         watching.append(observers.shadow)
-        observers.tasks += _shadow_watch(settings, observers.shadow_engine)
+        watching_shadow = watch(shadow_settings(settings), observers.shadow_engine)
+        if watching_shadow is not None:
+            observers.tasks.append(asyncio.create_task(watching_shadow))
     if watching:
         observers.engine = ObservedPolicyEngine(live, clock, watching)
     return observers
-
-
-def _shadow_watch(settings: Settings, engine: CachingPolicyEngine) -> list[asyncio.Task[None]]:
-    shadow = settings.policy.for_shadow()
-    if not (settings.policy.watch and shadow.reads_folder):
-        return []
-    return [asyncio.create_task(watch_directory(shadow.path, engine.folder_changed, "shadow"))]

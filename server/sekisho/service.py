@@ -200,13 +200,15 @@ def _key_tasks(
     return tasks
 
 
-def _policy_watch(settings: Settings, policy: PolicyRuntime) -> Coroutine[None, None, None] | None:
+def _policy_watch(
+    settings: Settings, policy: PolicyRuntime, what: str = "policy"
+) -> Coroutine[None, None, None] | None:
     """Reload on changes of the policy folder, or of a bundle file's folder."""
     if settings.policy.watch and settings.policy.reads_folder:
-        return watch_directory(settings.policy.path, policy.folder_changed, "policy")
+        return watch_directory(settings.policy.path, policy.folder_changed, what)
     if settings.policy.watch and settings.policy.bundle_file is not None:
         bundle_folder = settings.policy.bundle_file.parent
-        return watch_directory(bundle_folder, policy.folder_changed, "policy bundle")
+        return watch_directory(bundle_folder, policy.folder_changed, f"{what} bundle")
     return None
 
 
@@ -263,7 +265,8 @@ async def start_policy(
         policy,
         clock,
         observability.metrics,
-        build_policy_engine,
+        build_engine=build_policy_engine,
+        watch=lambda shadow_settings, engine: _policy_watch(shadow_settings, engine, "shadow"),
         several_workers=settings.server.workers != 1,
     )
     return policy, observers

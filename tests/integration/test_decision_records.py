@@ -16,13 +16,14 @@ import pytest
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.devidp import DevIdentityProvider
+from sekisho.policy.wasm.compiler import build_bundle
 from sekisho.service import start_service
 from sekisho.signing.filestore import FileKeyStore
 
 from tests.harness import POLICIES
 from tests.integration.conftest import LiveStack, stack_settings
 from tests.integration.test_opa_service import keys, opa, opa_settings  # noqa: F401 (fixtures)
-from tests.opa import OpaServer
+from tests.opa import OpaServer, opa_binary
 
 CRM_AS = "https://crm-as.example.com"
 DOCS_AS = "https://docs-as.example.com"
@@ -251,3 +252,43 @@ async def test_with_the_opa_engine_both_logs_replay_through_the_embedded_engine(
     assert theirs["changed"] == 2 and theirs["skipped"] > 0
     (change,) = theirs["scope_changes"]
     assert change["user"] == "alice@example.com"  # OPA's own log is not redacted
+
+
+def _bundle(folder: Path, output: Path) -> Path:
+    build_bundle(opa_binary(), folder, "sekisho/exchange/decision", output, revision=output.stem)
+    return output
+
+
+@pytest.mark.parametrize("shadow_from", ["bundle_file", "path"])
+async def test_live_and_shadow_each_come_from_their_own_folder_or_bundle(
+    tmp_path: Path, dev_idp: DevIdentityProvider, shadow_from: str
+) -> None:
+    """A bundle shadow beside a live folder, and a folder shadow beside a live bundle (which
+    the shadow must not inherit): each candidate's extra scope is seen as a difference."""
+    keys_dir = tmp_path / "keys"
+    FileKeyStore(keys_dir).init("ES256", 1_800_000_000)
+    candidate = _candidate(tmp_path)
+    if shadow_from == "bundle_file":
+        live: dict[str, Any] = {}
+        shadow = {"bundle_file": str(_bundle(candidate, tmp_path / "candidate.tar.gz"))}
+    else:
+        live = {"bundle_file": str(_bundle(POLICIES, tmp_path / "live.tar.gz"))}
+        shadow = {"path": str(candidate)}
+    settings = stack_settings(
+        dev_idp.issuer, keys_dir, policy={**live, "shadow": {**shadow, "cpu_share": 1.0}}
+    )
+    service = await start_service(settings)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc.port}")
+    try:
+        stub = pb_grpc.TokenExchangeServiceStub(channel)
+        stack = LiveStack(service, dev_idp, stub, channel, settings)
+        request = pb.ExchangeTokenRequest(
+            subject_token=stack.user_token(), audience=CRM_AS, scope=["crm.read", "crm.write"]
+        )
+        assert list((await stub.ExchangeToken(request)).scope) == ["crm.read"]
+        assert service.observers is not None and service.observers.shadow is not None
+        await service.observers.shadow.drained()
+        assert service.observers.shadow.counters.kinds == {"scopes": 1}
+    finally:
+        await channel.close()
+        await service.stop(0.5)

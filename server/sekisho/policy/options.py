@@ -63,8 +63,11 @@ class DecisionLogConfig(_Strict):
 class ShadowConfig(_Strict):
     """[policy.shadow]: a second policy evaluated beside the live one; never affects a token."""
 
-    # Folder (as [policy] path) of the candidate policy; "" = no shadow evaluation.
+    # The candidate policy: a folder (as [policy] path), or an OPA bundle as [policy]
+    # bundle_file / bundle_url take it (embedded engine only). One of the three; all "" = off.
     path: str = ""
+    bundle_file: str = ""
+    bundle_url: str = ""
     # embedded: in process. opa: a second OPA server at opa_url (never the live one).
     engine: Literal["embedded", "opa"] = "embedded"
     opa_url: str = ""
@@ -78,6 +81,15 @@ class ShadowConfig(_Strict):
     # each evaluation, so under load the queue fills and shadow work is dropped first.
     cpu_share: float = Field(default=0.2, gt=0, le=1)
 
+    @model_validator(mode="after")
+    def _one_source(self) -> "ShadowConfig":
+        sources = [name for name in ("path", "bundle_file", "bundle_url") if getattr(self, name)]
+        if len(sources) > 1:
+            raise ValueError(f"set one of path, bundle_file, bundle_url, not {sources}")
+        if (self.bundle_file or self.bundle_url) and self.engine != "embedded":
+            raise ValueError('bundle_file and bundle_url need engine = "embedded"')
+        return self
+
     @property
     def enabled(self) -> bool:
-        return bool(self.path)
+        return bool(self.path or self.bundle_file or self.bundle_url)

@@ -35,6 +35,14 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
         pytest.param('[policy.shadow]\nquery = "sekisho.x"\n', "data reference", id="bad query"),
         pytest.param("[policy.shadow]\ncpu_share = 0\n", "policy.shadow.cpu_share", id="cpu 0"),
         pytest.param("[decision_log]\nenabled = true\n", "hash_key_file", id="no hash key"),
+        pytest.param(
+            '[policy.shadow]\npath = "a"\nbundle_file = "b.tar.gz"\n', "not \\['path'", id="two"
+        ),
+        pytest.param(
+            '[policy.shadow]\nbundle_url = "http://bundles.example.com/b.tar.gz"\n',
+            "https",
+            id="plaintext bundle url",
+        ),
         pytest.param("[decision_log]\nmax_bytes = 10\n", "decision_log.max_bytes", id="tiny"),
     ],
 )
@@ -43,6 +51,15 @@ def test_bad_settings_name_the_key(tmp_path: Path, toml: str, message: str) -> N
     config.write_text(toml)
     with pytest.raises(ConfigError, match=message):
         load_settings(config)
+
+
+def test_a_shadow_never_inherits_the_live_bundle() -> None:
+    live = PolicyConfig(bundle_url="https://b.example.com/live.tar.gz", shadow={"path": "/next"})
+    shadow = live.for_shadow()
+    assert (shadow.bundle_url, shadow.bundle_file, shadow.path) == ("", None, Path("/next"))
+    assert shadow.reads_folder
+    bundled = PolicyConfig(shadow={"bundle_file": "/next.tar.gz"}).for_shadow()
+    assert bundled.bundle_file == Path("/next.tar.gz") and bundled.uses_bundle
 
 
 def test_the_shadow_engine_settings_keep_everything_but_what_the_shadow_names() -> None:
