@@ -1,0 +1,96 @@
+"""Hot reload of the embedded engine through the real folder watcher (reload.py, watchfiles):
+a data edit and a .rego edit decide differently within 2 s; a broken edit keeps the last good."""
+
+import asyncio
+import contextlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sekisho.policy.wasm.engine import WasmPolicyEngine
+from sekisho.reload import watch_directory
+
+from tests.embedded import wasm_engine
+from tests.unit.policy.inputs import CRM, POLICIES, QUERY, policy_input
+
+pytestmark = pytest.mark.integration
+
+SALES = policy_input(CRM, groups=["sales"], tenant="acme")
+WITHIN_SECONDS = 2.0
+
+
+@pytest.fixture
+async def watched(tmp_path: Path) -> AsyncIterator[tuple[WasmPolicyEngine, Path]]:
+    root = tmp_path / "policies"
+    shutil.copytree(POLICIES, root)
+    engine = wasm_engine(root, QUERY, cached=False)
+    await engine.start()
+    task = asyncio.create_task(watch_directory(root, engine.folder_changed, "policy"))
+    await asyncio.sleep(0.3)  # the watcher is set up
+    yield engine, root
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await engine.close()
+
+
+async def decided_within(engine: WasmPolicyEngine, allow: bool) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < WITHIN_SECONDS:
+        if (await engine.decide(SALES)).allow is allow:
+            return time.monotonic() - started
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the edit did not take effect within {WITHIN_SECONDS} s")
+
+
+def edit_registry(root: Path, grants: dict[str, list[str]]) -> None:
+    path = root / "data" / "registry.json"
+    registry = json.loads(path.read_text())
+    registry["sekisho"]["registry"]["downstreams"][CRM]["group_grants"] = grants
+    path.write_text(json.dumps(registry))
+
+
+async def test_data_and_rego_edits_land_within_two_seconds(
+    watched: tuple[WasmPolicyEngine, Path],
+) -> None:
+    engine, root = watched
+    assert (await engine.decide(SALES)).allow
+    edit_registry(root, {})
+    await decided_within(engine, allow=False)
+    edit_registry(root, {"sales": ["crm.read"]})
+    await decided_within(engine, allow=True)
+    decision = root / "sekisho" / "exchange" / "decision.rego"
+    decision.write_text(
+        decision.read_text() + '\ndecision := {"allow": false, "reason": "closed"} if {\n'
+        '\tinput.subject.tenant == "acme"\n\tfalse\n}\n'
+    )  # a module edit that compiles (opa build runs again) and changes nothing...
+    await asyncio.sleep(0.5)
+    assert (await engine.decide(SALES)).allow
+    access = root / "sekisho" / "exchange" / "access.rego"
+    access.write_text(access.read_text() + '\ndenylisted if input.subject.tenant == "acme"\n')
+    await decided_within(engine, allow=False)  # ...and one that denies acme
+
+
+async def test_a_broken_edit_keeps_the_last_good_policy(
+    watched: tuple[WasmPolicyEngine, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    engine, root = watched
+    access = root / "sekisho" / "exchange" / "access.rego"
+    good = access.read_text()
+    with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm"):
+        access.write_text(good + "\nbroken {\n")
+        started = time.monotonic()
+        while not any(r.message == "policy_reload_failed" for r in caplog.records):
+            assert time.monotonic() - started < WITHIN_SECONDS + 3, "no reload attempt"
+            await asyncio.sleep(0.05)
+    assert engine.ready and (await engine.decide(SALES)).allow
+    (root / "data" / "registry.json").write_text("{ not json")
+    await asyncio.sleep(1.0)
+    assert (await engine.decide(SALES)).allow
+    access.write_text(good + '\ndenylisted if input.subject.tenant == "acme"\n')
+    shutil.copy(POLICIES / "data" / "registry.json", root / "data" / "registry.json")
+    await decided_within(engine, allow=False)
