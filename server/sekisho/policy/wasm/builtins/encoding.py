@@ -1,0 +1,145 @@
+"""String, encoding and digest builtins the Wasm target leaves to the host (topdown/strings.go,
+encoding.go, crypto.go, glob.go), with OPA's (Go's) semantics."""
+
+import base64
+import hashlib
+import hmac
+import re
+from collections.abc import Callable
+from typing import Any
+
+from sekisho.policy.wasm.builtins.registry import BuiltinError, HostBuiltin
+
+_UNRESERVED = re.compile(r"[A-Za-z0-9\-_.~]")
+_GLOB_SPECIAL = frozenset("*?\\[]{}")
+_HMAC = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha256": hashlib.sha256}
+_HMAC["sha512"] = hashlib.sha512
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise BuiltinError("operand must be a string")
+    return value
+
+
+def _strings(value: Any) -> list[str]:
+    """A string, or an array/set (a JSON array here) of strings."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise BuiltinError("operand must be a string or an array or set of strings")
+
+
+def _any_affix(match: Callable[[str, str], bool]) -> Callable[[Any, Any], bool]:
+    def any_match(search: Any, base: Any) -> bool:
+        strings, bases = _strings(search), _strings(base)
+        return any(match(s, b) for s in strings for b in bases)
+
+    return any_match
+
+
+def _count(search: Any, substring: Any) -> int:
+    # Go strings.Count: non-overlapping; "" counts runes + 1, as str.count counts code points + 1.
+    return _text(search).count(_text(substring))
+
+
+def go_string(data: bytes) -> str:
+    """Bytes as a Go string reaches JSON: each byte that is not valid UTF-8 becomes U+FFFD."""
+    out, index = [], 0
+    while index < len(data):
+        try:
+            out.append(data[index:].decode("utf-8"))
+            break
+        except UnicodeDecodeError as exc:
+            out.append(data[index : index + exc.start].decode("utf-8") + "\ufffd")
+            index += exc.start + 1
+    return "".join(out)
+
+
+def _hex_decode(value: Any) -> str:
+    try:
+        return go_string(bytes.fromhex(_strict_hex(_text(value))))
+    except ValueError as exc:
+        raise BuiltinError(f"hex.decode: {exc}") from exc
+
+
+def _strict_hex(text: str) -> str:
+    # bytes.fromhex skips whitespace; Go's hex.DecodeString does not.
+    if len(text) % 2 or not all(c in "0123456789abcdefABCDEF" for c in text):
+        raise ValueError("invalid hex")
+    return text
+
+
+def _url_encode(value: Any) -> str:
+    """url.QueryEscape: unreserved bytes kept, space as '+', the rest %XX."""
+    out = []
+    for byte in _text(value).encode():
+        char = chr(byte)
+        if byte < 0x80 and _UNRESERVED.match(char):
+            out.append(char)
+        elif char == " ":
+            out.append("+")
+        else:
+            out.append(f"%{byte:02X}")
+    return "".join(out)
+
+
+def _url_decode(value: Any) -> str:
+    """url.QueryUnescape: '+' is a space; a '%' must start two hex digits."""
+    text, out, index = _text(value).encode(), bytearray(), 0
+    while index < len(text):
+        byte = text[index]
+        if byte == ord("%"):
+            digits = text[index + 1 : index + 3].decode("ascii", "replace")
+            if len(digits) != 2 or not all(c in "0123456789abcdefABCDEF" for c in digits):
+                raise BuiltinError("urlquery.decode: invalid URL escape")
+            out.append(int(digits, 16))
+            index += 3
+            continue
+        out.append(0x20 if byte == ord("+") else byte)
+        index += 1
+    return go_string(bytes(out))
+
+
+def _digest(factory: Callable[[], Any]) -> Callable[[Any], str]:
+    def digest(value: Any) -> str:
+        hashed = factory()
+        hashed.update(_text(value).encode())
+        return str(hashed.hexdigest())
+
+    return digest
+
+
+def _hmac(name: str) -> Callable[[Any, Any], str]:
+    def mac(message: Any, key: Any) -> str:
+        return hmac.new(_text(key).encode(), _text(message).encode(), _HMAC[name]).hexdigest()
+
+    return mac
+
+
+def _quote_meta(value: Any) -> str:
+    return "".join("\\" + c if c in _GLOB_SPECIAL else c for c in _text(value))
+
+
+BUILTINS = (
+    HostBuiltin("strings.any_prefix_match", _any_affix(str.startswith)),
+    HostBuiltin("strings.any_suffix_match", _any_affix(str.endswith)),
+    HostBuiltin("strings.count", _count),
+    HostBuiltin("hex.encode", lambda v: _text(v).encode().hex()),
+    HostBuiltin("hex.decode", _hex_decode),
+    HostBuiltin(
+        "base64url.encode_no_pad",
+        lambda v: base64.urlsafe_b64encode(_text(v).encode()).rstrip(b"=").decode(),
+    ),
+    HostBuiltin("urlquery.encode", _url_encode),
+    HostBuiltin("urlquery.decode", _url_decode),
+    HostBuiltin("crypto.md5", _digest(hashlib.md5)),
+    HostBuiltin("crypto.sha1", _digest(hashlib.sha1)),
+    HostBuiltin("crypto.sha256", _digest(hashlib.sha256)),
+    *(HostBuiltin(f"crypto.hmac.{name}", _hmac(name)) for name in _HMAC),
+    HostBuiltin(
+        "crypto.hmac.equal", lambda a, b: hmac.compare_digest(_text(a).encode(), _text(b).encode())
+    ),
+    HostBuiltin("glob.quote_meta", _quote_meta),
+)
