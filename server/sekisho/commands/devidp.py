@@ -13,8 +13,9 @@ def register(
 ) -> None:
     dev = sub.add_parser("dev-idp", parents=[common], help="DEV ONLY identity provider")
     dev_sub = dev.add_subparsers(dest="dev_idp_command", required=True)
-    for name in ("serve", "token"):
-        cmd = dev_sub.add_parser(name, parents=[common])
+    helps = {"serve": "serve OIDC discovery and JWKS", "token": "print a signed user token"}
+    for name, text in helps.items():
+        cmd = dev_sub.add_parser(name, parents=[common], help=text)
         cmd.add_argument("--listen", default="127.0.0.1:9400", help="loopback host:port")
         cmd.add_argument("--dir", default="var/dev-idp", help="where the dev IdP keeps its key")
     dev_sub.choices["serve"].add_argument(
@@ -25,13 +26,13 @@ def register(
     token = dev_sub.choices["token"]
     token.add_argument("--sub", required=True, help="user id")
     token.add_argument("--groups", default="", help="comma-separated groups")
-    token.add_argument("--tenant", default="")
-    token.add_argument("--email", default="")
-    token.add_argument("--name", default="")
-    token.add_argument("--acr", default="")
+    token.add_argument("--tenant", default="", help="tenant claim")
+    token.add_argument("--email", default="", help="email claim")
+    token.add_argument("--name", default="", help="name claim")
+    token.add_argument("--acr", default="", help="acr claim (authentication context class)")
     token.add_argument("--aud", default="sekisho-dev", help="audience (the agent app's client id)")
     token.add_argument("--client-id", default="", help="client_id claim (access tokens)")
-    token.add_argument("--ttl", type=int, default=3600)
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     token.add_argument("--access-token", action="store_true", help="issue an at+jwt access token")
 
 

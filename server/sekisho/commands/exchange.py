@@ -15,12 +15,23 @@ def register(
     )
     ex.add_argument("--target", default="", help="host:port (default: server.grpc_listen)")
     ex.add_argument("--subject-token", required=True, help="the IdP token, or - for stdin")
-    ex.add_argument("--subject-token-type", default=TOKEN_TYPE_ID_TOKEN)
-    ex.add_argument("--audience", required=True)
-    ex.add_argument("--scope", action="append", default=[])
-    ex.add_argument("--resource", action="append", default=[])
+    ex.add_argument(
+        "--subject-token-type",
+        default=TOKEN_TYPE_ID_TOKEN,
+        help=f"URN of the subject token's type (default: {TOKEN_TYPE_ID_TOKEN}; IdP access "
+        f"tokens: {TOKEN_TYPE_ACCESS_TOKEN})",
+    )
+    ex.add_argument(
+        "--audience", required=True, help="the downstream authorization server (or resource id)"
+    )
+    ex.add_argument(
+        "--scope", action="append", default=[], help="a requested scope (repeat for more)"
+    )
+    ex.add_argument(
+        "--resource", action="append", default=[], help="an RFC 8707 resource URI (repeatable)"
+    )
     ex.add_argument("--access-token", action="store_true", help="request an RFC 9068 access token")
-    ex.add_argument("--timeout", type=float, default=5.0)
+    ex.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
     ex.add_argument("--show-token", action="store_true", help="also print the raw token")
 
 

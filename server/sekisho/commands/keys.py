@@ -27,16 +27,27 @@ if TYPE_CHECKING:  # the imports stay lazy so `sekisho` starts fast
 KID_HELP = "the key id; a kid may start with '-': put -- before it (keys revoke -- -AbC…)"
 
 
+def _audited(*, reason_required: bool) -> argparse.ArgumentParser:
+    """--reason and --operator, recorded in the key audit log (--reason required for revoke)."""
+    audited = argparse.ArgumentParser(add_help=False)
+    audited.add_argument(
+        "--reason",
+        default="",
+        required=reason_required,
+        help="why (recorded in the audit log)" + ("; required" if reason_required else ""),
+    )
+    audited.add_argument(
+        "--operator", default="", help="who (recorded in the audit log; default: $USER)"
+    )
+    return audited
+
+
 def register(
     sub: "argparse._SubParsersAction[argparse.ArgumentParser]", common: argparse.ArgumentParser
 ) -> None:
     keys = sub.add_parser("keys", parents=[common], help="manage signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    audited = argparse.ArgumentParser(add_help=False)
-    audited.add_argument("--reason", default="", help="why (recorded in the audit log)")
-    audited.add_argument(
-        "--operator", default="", help="who (recorded in the audit log; default: $USER)"
-    )
+    audited, reasoned = _audited(reason_required=False), _audited(reason_required=True)
     forceable = argparse.ArgumentParser(add_help=False)
     forceable.add_argument(
         "--force", action="store_true", help="skip the timing rule (emergencies; needs --reason)"
@@ -57,7 +68,7 @@ def register(
     )
     retire.add_argument("kid", help=KID_HELP)
     revoke = keys_sub.add_parser(
-        "revoke", parents=[common, audited], help="remove a key from the JWKS now (compromise)"
+        "revoke", parents=[common, reasoned], help="remove a key from the JWKS now (compromise)"
     )
     revoke.add_argument("kid", help=KID_HELP)
     keys_sub.add_parser("jwks", parents=[common], help="print the published JWK Set")

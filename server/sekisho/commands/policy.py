@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sekisho.commands import policy_impact
 from sekisho.config import Settings
 from sekisho.errors import PolicyLoadError
+from sekisho.policy.schema import input_problems
 
 if TYPE_CHECKING:
     from sekisho.policy.wasm.engine import WasmPolicyEngine
@@ -38,7 +39,11 @@ def register(
         parents=[common],
         help="print the decision for an input, and the rule that produced it (needs opa)",
     )
-    evaluate.add_argument("--input", required=True, help="JSON input document")
+    evaluate.add_argument(
+        "--input",
+        required=True,
+        help="JSON input document, checked against schemas/input.json of the policy folder",
+    )
     policy_sub.add_parser(
         "test",
         parents=[common],
@@ -90,6 +95,12 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     document = json.loads(Path(args.input).read_text(encoding="utf-8"))
     if not isinstance(document, dict):
         raise ValueError(f"{args.input}: the input must be a JSON object")  # noqa: TRY004 - the CLI reports ValueError
+    problems = input_problems(document, settings.policy.path)
+    if problems:
+        print(f"sekisho: {args.input} is not a policy input document:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
     decision = _embedded(settings).evaluate_raw(document)
     print(json.dumps(decision, indent=2, sort_keys=True))
     toolchain = _toolchain(settings)

@@ -37,7 +37,9 @@ def register(policy_sub: SubParsers, common: argparse.ArgumentParser) -> None:
         type=int,
         help="exit 1 when more than this many replayed decisions change",
     )
-    impact.add_argument("--format", choices=("text", "json"), default="text")
+    impact.add_argument(
+        "--format", choices=("text", "json"), default="text", help="report format (default: text)"
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

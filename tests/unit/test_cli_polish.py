@@ -1,0 +1,81 @@
+"""CLI polish (issue 18 item 6): every option and subcommand explains itself, required flags are
+required, and `policy eval` refuses a document that is not a policy input, saying why."""
+
+import argparse
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sekisho.cli import build_parser, main
+from sekisho.policy.schema import input_problems
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "config" / "example.toml"
+
+
+def _parsers(
+    parser: argparse.ArgumentParser, path: str = "sekisho"
+) -> Iterator[tuple[str, argparse.ArgumentParser, argparse.Action]]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helped = {choice.dest for choice in action._choices_actions}
+            for name, sub in action.choices.items():
+                assert name in helped, f"{path} {name}: subcommand without help"
+                yield from _parsers(sub, f"{path} {name}")
+        else:
+            yield path, parser, action
+
+
+def test_every_option_has_help() -> None:
+    missing = [
+        f"{path} {'/'.join(action.option_strings) or action.dest}"
+        for path, _, action in _parsers(build_parser())
+        if not isinstance(action, argparse._HelpAction) and not (action.help or "").strip()
+    ]
+    assert not missing, f"options without help text: {missing}"
+
+
+def test_keys_revoke_requires_a_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["keys", "revoke", "SOMEKID", "--config", str(CONFIG)])
+    assert caught.value.code == 2
+    assert "--reason" in capsys.readouterr().err
+    revoke = build_parser().parse_args(["keys", "revoke", "K", "--reason", "leak"])
+    assert revoke.reason == "leak"
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        pytest.param({"foo": 1}, "'foo' was unexpected", id="unknown-field"),
+        pytest.param(
+            json.loads((REPO / "docs/examples/exchange-input.json").read_text()) | {"now": "soon"},
+            "input.now: 'soon' is not of type 'integer'",
+            id="wrong-type",
+        ),
+    ],
+)
+def test_policy_eval_names_what_is_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], document: object, expected: str
+) -> None:
+    path = tmp_path / "input.json"
+    path.write_text(json.dumps(document))
+    assert main(["policy", "eval", "--config", str(CONFIG), "--input", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a policy input document" in err and expected in err
+
+
+def test_a_corpus_case_file_is_not_an_input() -> None:
+    case = next((REPO / "policies" / "tests" / "cases").rglob("*.json"))
+    problems = input_problems(json.loads(case.read_text()), REPO / "policies")
+    assert problems, f"{case.name} passed as a policy input"
+
+
+def test_the_documented_example_input_is_valid() -> None:
+    document = json.loads((REPO / "docs/examples/exchange-input.json").read_text())
+    assert input_problems(document, REPO / "policies") == []
+
+
+def test_a_folder_without_a_schema_is_not_checked(tmp_path: Path) -> None:
+    assert input_problems({"foo": 1}, tmp_path) == []
