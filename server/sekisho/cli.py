@@ -1,6 +1,6 @@
-"""The `sekisho` command: serve | keys | policy | dev-idp | exchange | clients | revoke. Every
-subcommand takes `--config FILE` (default: $SEKISHO_CONFIG, else built-in defaults); each lives in
-commands/.
+"""The `sekisho` command: serve | keys | policy | dev-idp | exchange | clients | revoke | audit.
+Every subcommand takes `--config FILE` (default: $SEKISHO_CONFIG, else built-in defaults); each
+lives in commands/.
 """
 
 import argparse
@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
-from sekisho.commands import clients, devidp, exchange, keys, policy, revoke, serve
+from sekisho.commands import audit, clients, devidp, exchange, keys, policy, revoke, serve
 from sekisho.config import Settings, load_settings
 from sekisho.errors import ConfigError, KeyStoreError, PolicyLoadError
 
@@ -23,6 +23,7 @@ COMMANDS: dict[str, ModuleType] = {
     "exchange": exchange,
     "clients": clients,
     "revoke": revoke,
+    "audit": audit,
 }
 
 

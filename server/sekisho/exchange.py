@@ -133,6 +133,8 @@ class TokenExchanger:
                 with stage("sign"):
                     minted = await self._minter.mint(request, subject, actor, grant)
         except ServiceError as error:
+            if decision_id:  # the caller can quote it; `sekisho audit show ID` finds the line
+                error.metadata.setdefault("decision_id", decision_id)
             self._audit.rejected(request, subject, error, decision_id)
             raise
         self._audit.exchanged(request, subject, minted, decision_id, reason=decision.reason)

@@ -111,6 +111,8 @@ def test_every_block_does_what_the_readme_says(walkthrough: Path) -> None:
     assert "crm.write" in more  # bob, sales-admin
     assert "at+jwt" in more  # the access-token profile
     assert "access_denied" in more  # carol of another tenant
+    assert '"decision_id"' in more.split("access_denied", 1)[1]  # the ids she can quote
+    assert '"event": "token_rejected"' in more  # `sekisho audit show --last`: her audit line
     assert '"keys"' in more  # the JWKS
     grpcurl = rest[-1]
     assert '"access_token"' in grpcurl, grpcurl  # the grpcurl block exchanges its own user's token

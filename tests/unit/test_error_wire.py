@@ -128,7 +128,7 @@ async def test_grpc_status_and_error_info(cls: type[ServiceError]) -> None:
     assert (info.reason, info.domain, dict(info.metadata)) == (
         reason,
         "sekisho.dev",
-        {"acr_values": "mfa"},
+        {"acr_values": "mfa", "request_id": "rid-1"},  # every refusal names its request
     )
     if grpc_code == "INTERNAL":
         assert failure.details() == "internal error (request id rid-1)"

@@ -55,7 +55,7 @@ def error_response(error: ServiceError) -> web.Response:
     body: dict[str, Any] = {"error": error.oauth_error, "error_description": error.public_message}
     if error.oauth_error != error.reason:
         body["sekisho_reason"] = error.reason
-    for name in ("acr_values", "max_age", "authorization_url"):
+    for name in ("acr_values", "max_age", "authorization_url", "request_id", "decision_id"):
         if name in error.metadata:
             body[name] = error.metadata[name]
     headers = dict(NO_STORE)
@@ -147,6 +147,7 @@ class TokenEndpoint:
                 "token_endpoint_refused",
                 extra={"reason": error.reason, "detail": error.log_detail},
             )
+            error.metadata.setdefault("request_id", request_id)
             response = error_response(error)
         except web.HTTPException:
             raise  # aiohttp's own answers (413 body too large)

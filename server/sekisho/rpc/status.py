@@ -19,8 +19,12 @@ def to_grpc_status(error: ServiceError, request_id: str) -> grpc.Status:
     message = error.public_message
     if error.grpc_code == ServerError.grpc_code:  # a bug: nothing of its cause goes out
         message = f"internal error (request id {request_id})"
+    # request_id (and decision_id once policy ran) let the caller quote the refusal and an
+    # operator find its audit line (`sekisho audit show ID`).
     info = error_details_pb2.ErrorInfo(
-        reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
+        reason=error.reason,
+        domain=ERROR_DOMAIN,
+        metadata={**error.metadata, "request_id": request_id},
     )
     detail = any_pb2.Any()
     detail.Pack(info)

@@ -1,0 +1,62 @@
+"""`sekisho audit show ID|--last`: the audit record of one exchange, found in the JSON log."""
+
+import json
+from pathlib import Path
+
+import pytest
+from sekisho.cli import main
+
+LINES = [
+    {"event": "service_started", "grpc_port": 50051},
+    {"event": "token_exchanged", "outcome": "allow", "decision_id": "d-1", "request_id": "r-1"},
+    "not json at all",
+    {"event": "policy_loaded", "decision_id": "d-2"},  # not an audit event
+    {
+        "event": "token_rejected",
+        "outcome": "deny",
+        "decision_id": "d-2",
+        "request_id": "r-2",
+        "reason": "access_denied",
+        "detail": "tenant globex is not served by https://docs-as.example.com",
+    },
+]
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    path = tmp_path / "sekisho.log"
+    path.write_text("".join(f"{json.dumps(x) if isinstance(x, dict) else x}\n" for x in LINES))
+    return path
+
+
+def _show(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["audit", "show", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("key", ["d-2", "r-2"], ids=["by-decision-id", "by-request-id"])
+def test_finds_the_record_by_either_id(
+    log: Path, capsys: pytest.CaptureFixture[str], key: str
+) -> None:
+    code, out, _ = _show(capsys, key, "--log", str(log))
+    record = json.loads(out)
+    assert code == 0
+    assert record["event"] == "token_rejected" and record["decision_id"] == "d-2"
+    assert "tenant globex" in record["detail"]  # the reason the caller was not told
+
+
+def test_last_is_the_most_recent_exchange(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _show(capsys, "--last", "--log", str(log))
+    assert code == 0 and json.loads(out)["request_id"] == "r-2"
+
+
+def test_unknown_id_says_so(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _show(capsys, "nope", "--log", str(log))
+    assert code == 1 and not out and "no audit record for nope" in err
+
+
+def test_an_id_or_last_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["audit", "show"])
+    assert caught.value.code == 2
