@@ -12,6 +12,8 @@ from pathlib import Path
 
 import watchfiles
 
+from sekisho.backoff import Backoff
+
 log = logging.getLogger(__name__)
 
 
@@ -53,17 +55,18 @@ async def retry_with_backoff(
     A reload that failed is retried even when no file changes again (a fixed permission, KMS
     back): the service must not sit not-ready, or signing with stale keys, waiting for an event.
     """
-    delay = first_seconds
+    backoff, failures = Backoff(first_seconds, max_seconds), 0
     while True:
-        await asyncio.sleep(delay)
+        await asyncio.sleep(backoff.ceiling(failures))
         if not failing():
-            delay = first_seconds
+            failures = 0
             continue
         try:
             ok = await refresh()
         except Exception:  # a background loop: log, count, go on
             log.exception("reload_failed", extra={"what": what})
             ok = False
-        delay = first_seconds if ok else min(max_seconds, delay * 2)
+        failures = 0 if ok else failures + 1
+        delay = backoff.ceiling(failures)
         if not ok:
             log.warning("reload_retry_scheduled", extra={"what": what, "in_seconds": delay})

@@ -38,6 +38,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
+from sekisho.backoff import Backoff
 from sekisho.config import Settings
 from sekisho.logs import configure_logging
 
@@ -47,6 +48,7 @@ EXIT_START_FAILED = 3
 STOP_MARGIN_SECONDS = 5.0
 BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
+RESTART_BACKOFF = Backoff(BACKOFF_FIRST_SECONDS, BACKOFF_MAX_SECONDS)
 STABLE_AFTER_SECONDS = 60.0  # a worker up this long resets its crash backoff
 POLL_SECONDS = 0.2
 READY = "ready"
@@ -212,7 +214,7 @@ class Supervisor:
         stable = worker.up and self._monotonic() - worker.started_at >= STABLE_AFTER_SECONDS
         crashes = 1 if stable else self._crashes.get(worker.index, 0) + 1
         self._crashes[worker.index] = crashes
-        delay = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** (crashes - 1))
+        delay = RESTART_BACKOFF.ceiling(crashes - 1)
         self._restart_at[worker.index] = self._monotonic() + delay
         event = "worker_crashed" if worker.up else "worker_restart_failed"
         log.warning(

@@ -137,7 +137,7 @@ async def test_refresh_ahead_serves_cached_then_swaps_in_a_new_token(live: LiveS
         during = await _access_token(sekisho, subject)
         assert during is first  # the caller does not wait
         for _ in range(50):
-            if sekisho.rpc_count == 2 and not sekisho._in_flight:
+            if sekisho.rpc_count == 2 and not sekisho._flights:
                 break
             await asyncio.sleep(0.02)
         after = await _access_token(sekisho, subject)

@@ -21,9 +21,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVER_ONLY = ("boto3", "pydantic", "wasmtime", "prometheus-client", "opa-python-client",
                "watchfiles", "argon2-cffi", "xds-protos", "grpcio-reflection")  # fmt: skip
 # Sekisho modules an SDK may load: its own package, the stubs and the wire formats both sides
-# share, which use the standard library only (token type URNs, the Status List bit array).
+# share, which use the standard library only (token type URNs, the Status List bit array, the
+# backoff, single-flight and LRU helpers).
 SDK_MODULES = ("sekisho.client", "sekisho.verify", "sekisho.constants", "sekisho._gen",
-               "sekisho.status.bitlist")  # fmt: skip
+               "sekisho.status.bitlist", "sekisho.backoff", "sekisho.singleflight",
+               "sekisho.lru")  # fmt: skip
 SHARED_PACKAGES = ("sekisho.status",)  # a package whose __init__ a shared module's import runs
 INSTALL_TIMEOUT = 600
 

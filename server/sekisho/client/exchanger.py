@@ -19,7 +19,6 @@ fail on reuse; cache the access token the downstream returns instead.
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from grpc_status import rpc_status
 
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
+from sekisho.backoff import Backoff
 from sekisho.client.cache import CacheKey, ExchangedToken, TokenCache, cache_key
 from sekisho.client.channel import ChannelOptions, open_channel
 from sekisho.client.errors import (
@@ -42,6 +42,7 @@ from sekisho.client.errors import (
 )
 from sekisho.client.throttle import AdaptiveThrottle
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN
+from sekisho.singleflight import SingleFlight
 from sekisho.verify.errors import VerificationError
 from sekisho.verify.status import StatusListClient
 
@@ -55,7 +56,7 @@ class RetryPolicy:
     max_backoff_seconds: float = 1.0
 
     def backoff(self, attempt: int) -> float:
-        return random.uniform(0, min(self.max_backoff_seconds, self.base_seconds * 2**attempt))  # noqa: S311 (jitter, not crypto)
+        return Backoff(self.base_seconds, self.max_backoff_seconds).jittered(attempt)
 
     def after(self, retry_after: float) -> float:
         """The server's retry_after, plus up to half again of jitter (no synchronised retries)."""
@@ -128,8 +129,8 @@ class TokenExchangeClient:
         self.throttle = throttle or AdaptiveThrottle(clock)
         self._not_before = 0.0  # the server's last retry_after, on the clock
         self.cache = TokenCache(refresh_ahead_seconds=refresh_ahead_seconds)
-        self._in_flight: dict[CacheKey, asyncio.Future[ExchangedToken]] = {}
-        self._background: set[asyncio.Task[Any]] = set()
+        self._flights: SingleFlight[CacheKey, ExchangedToken] = SingleFlight()
+        self._background: set[asyncio.Future[Any]] = set()
         self.rpc_count = 0
 
     async def exchange(
@@ -184,11 +185,7 @@ class TokenExchangeClient:
     async def _single_flight(
         self, key: CacheKey, params: ExchangeParams, deadline: float
     ) -> ExchangedToken:
-        pending = self._in_flight.get(key)
-        if pending is None:
-            pending = asyncio.ensure_future(self._fetch_and_store(key, params, deadline))
-            self._in_flight[key] = pending
-            pending.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        pending = self._flights.start(key, lambda: self._fetch_and_store(key, params, deadline))
         remaining = max(0.0, deadline - self._clock())
         try:
             # shield: one waiter timing out must not cancel the RPC others are waiting on.
@@ -206,15 +203,13 @@ class TokenExchangeClient:
         return token
 
     def _refresh_in_background(self, key: CacheKey, params: ExchangeParams) -> None:
-        if key in self._in_flight:
+        if self._flights.running(key):
             return
         deadline = self._clock() + self._timeout
-        task = asyncio.ensure_future(self._fetch_and_store(key, params, deadline))
-        self._in_flight[key] = task
+        task = self._flights.start(key, lambda: self._fetch_and_store(key, params, deadline))
         self._background.add(task)
 
         def done(finished: "asyncio.Future[ExchangedToken]") -> None:
-            self._in_flight.pop(key, None)
             self._background.discard(task)
             if not finished.cancelled():
                 finished.exception()  # a failed refresh is retried on the next call; mark seen

@@ -7,7 +7,6 @@ Error answers follow RFC 6750 §3 (WWW-Authenticate: Bearer error="invalid_token
 "insufficient_scope", scope=) plus the policy's consent URL and RFC 9470 step-up parameters.
 """
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from sekisho.exchange import TokenExchanger
 from sekisho.gateway.cache import GatewayTokenCache, cache_key
 from sekisho.gateway.routes import Route, RouteTable
 from sekisho.models import Caller
+from sekisho.singleflight import SingleFlight
 from sekisho.validation import ExchangeParams, RequestLimits
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class GatewayAuthorizer:
         self._tool_header = tool_header
         self._limits = limits
         # One exchange per key at a time: a burst of concurrent misses shares the first one.
-        self._inflight: dict[str, asyncio.Task[str]] = {}
+        self._flights: SingleFlight[str, str] = SingleFlight()
 
     async def authorize(self, request: GatewayRequest) -> Verdict:
         """Allowed with the minted token, or Denied with the HTTP answer; never raises."""
@@ -122,14 +122,10 @@ class GatewayAuthorizer:
     async def _shared_exchange(
         self, subject_token: str, route: Route, context: dict[str, str], caller: Caller, key: str
     ) -> str:
-        task = self._inflight.get(key)
-        if task is None:
-            exchange = self._exchange(subject_token, route, context, caller, key)
-            task = asyncio.create_task(exchange)
-            self._inflight[key] = task
-            task.add_done_callback(lambda _: self._inflight.pop(key, None))
-        # shield: a gateway cancelling one Check must not cancel the exchange others wait on.
-        return await asyncio.shield(task)
+        # A gateway cancelling one Check must not cancel the exchange others wait on.
+        return await self._flights.run(
+            key, lambda: self._exchange(subject_token, route, context, caller, key)
+        )
 
     async def _exchange(
         self, subject_token: str, route: Route, context: dict[str, str], caller: Caller, key: str

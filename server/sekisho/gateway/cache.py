@@ -5,11 +5,11 @@ expire. The key holds a SHA-256 of the user's token, never the token itself.
 """
 
 import hashlib
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sekisho.clock import Clock
+from sekisho.lru import LruMap
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,7 @@ class GatewayTokenCache:
         self._revoked = revoked
         self._max_entries = max_entries
         self._margin = margin_seconds
-        self._entries: OrderedDict[str, CachedToken] = OrderedDict()
+        self._entries: LruMap[str, CachedToken] = LruMap(max_entries)
         self._generation = 0
         self._hits = 0
         self._misses = 0
@@ -70,13 +70,13 @@ class GatewayTokenCache:
         self._entries.clear()
 
     def get(self, key: str) -> str | None:
-        entry = self._entries.get(key)
+        entry = self._entries.peek(key)
         if entry is not None and self._fresh(entry) and not self._is_revoked(entry):
-            self._entries.move_to_end(key)
+            self._entries.get(key)  # a hit: now the most recently used
             self._hits += 1
             return entry.token
         if entry is not None:
-            del self._entries[key]
+            self._entries.pop(key)
         self._misses += 1
         return None
 
@@ -96,10 +96,7 @@ class GatewayTokenCache:
             return
         if generation is not None and generation != self._generation:
             return
-        self._entries[key] = entry
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+        self._entries.put(key, entry)
 
     def stats(self) -> CacheStats:
         return CacheStats(hits=self._hits, misses=self._misses, size=len(self._entries))

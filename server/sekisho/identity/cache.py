@@ -13,12 +13,12 @@ exactly as an uncached one would. Failures are never cached. Bounded LRU.
 import base64
 import hashlib
 import json
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sekisho.clock import Clock
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
+from sekisho.lru import LruMap
 from sekisho.models import VerifiedToken
 
 
@@ -59,7 +59,7 @@ class CachingTokenVerifier:
         self._clock = clock
         self._max_entries = max_entries
         self._max_seconds = max_seconds
-        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._entries: LruMap[bytes, _Entry] = LruMap(max_entries)
         self.hits = 0
         self.misses = 0
 
@@ -88,13 +88,13 @@ class CachingTokenVerifier:
         self._entries.clear()
 
     def _fresh(self, digest: bytes) -> VerifiedToken | None:
-        entry = self._entries.get(digest)
+        entry = self._entries.peek(digest)
         if entry is None:
             return None
         if self._clock.now() >= entry.valid_until or not self._key_still_published(entry):
-            del self._entries[digest]
+            self._entries.pop(digest)
             return None
-        self._entries.move_to_end(digest)
+        self._entries.get(digest)  # a hit: now the most recently used
         return entry.token
 
     def _key_still_published(self, entry: _Entry) -> bool:
@@ -111,7 +111,4 @@ class CachingTokenVerifier:
         if key is None:
             return
         valid_until = min(float(verified.expires_at), self._clock.now() + self._max_seconds)
-        self._entries[digest] = _Entry(verified, kid, key.key, valid_until)
-        self._entries.move_to_end(digest)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+        self._entries.put(digest, _Entry(verified, kid, key.key, valid_until))

@@ -10,7 +10,6 @@ down, slow or serving garbage for that long), the cache answers JwksUnavailableE
 exchange fails closed with UNAVAILABLE instead of trusting keys the IdP may have revoked since.
 """
 
-import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from jwt.exceptions import PyJWTError
 from sekisho.clock import Clock
 from sekisho.config import is_secure_url
 from sekisho.identity.fetcher import FetchError, JsonFetcher
+from sekisho.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class JwksCache:
         self._keys: dict[str, PublicJwk] | None = None
         self._fetched_at = float("-inf")
         self._last_attempt = float("-inf")
-        self._inflight: asyncio.Task[None] | None = None
+        self._fetches: SingleFlight[None, None] = SingleFlight()
 
     @property
     def loaded(self) -> bool:
@@ -126,8 +126,8 @@ class JwksCache:
             return found
         # Throttled even while no keys were ever fetched: a down IdP is not hammered at the
         # request rate; callers get UNAVAILABLE and the background loop keeps retrying.
-        if self._inflight is not None and not self._inflight.done():
-            await asyncio.shield(self._inflight)  # a fetch is under way: share its result
+        if self._fetches.running(None):
+            await self._fetches.run(None, self._fetch)  # a fetch is under way: share its result
         elif self._clock.now() - self._last_attempt >= self._min_interval:
             await self.refresh()
         if self._keys is None:
@@ -163,9 +163,7 @@ class JwksCache:
 
     async def refresh(self) -> None:
         """Fetch now, single-flight: concurrent callers share one request."""
-        if self._inflight is None or self._inflight.done():
-            self._inflight = asyncio.ensure_future(self._fetch())
-        await asyncio.shield(self._inflight)
+        await self._fetches.run(None, self._fetch)
 
     async def _fetch(self) -> None:
         self._last_attempt = self._clock.now()

@@ -13,12 +13,12 @@ own errors (unavailable, invalid decision) are never cached. Engine-agnostic.
 
 import hashlib
 import json
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sekisho.clock import Clock
+from sekisho.lru import LruMap
 from sekisho.models import Decision
 from sekisho.policy.engine import PolicyRuntime
 
@@ -43,7 +43,7 @@ class CachingPolicyEngine:
         self._engine = engine
         self._clock = clock
         self._max_entries = max_entries
-        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._entries: LruMap[bytes, _Entry] = LruMap(max_entries)
         self._generation = 0
         self._flush_listeners: list[Callable[[], None]] = []
         self.hits = 0
@@ -111,18 +111,15 @@ class CachingPolicyEngine:
         return decision
 
     def _fresh(self, digest: bytes) -> Decision | None:
-        entry = self._entries.get(digest)
+        entry = self._entries.peek(digest)
         if entry is None:
             return None
         if self._clock.now() >= entry.valid_until:
-            del self._entries[digest]
+            self._entries.pop(digest)
             return None
-        self._entries.move_to_end(digest)
+        self._entries.get(digest)  # a hit: now the most recently used
         return entry.decision
 
     def _store(self, digest: bytes, decision: Decision) -> None:
         valid_until = self._clock.now() + decision.cache_ttl_seconds
-        self._entries[digest] = _Entry(decision, valid_until)
-        self._entries.move_to_end(digest)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+        self._entries.put(digest, _Entry(decision, valid_until))

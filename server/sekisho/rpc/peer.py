@@ -1,11 +1,11 @@
 """The caller's verified client certificate as grpc reports it (mTLS listener)."""
 
-from collections import OrderedDict
 from typing import Any
 
 import grpc
 
 from sekisho.identity.peer import PeerIdentity, identity_from_pem
+from sekisho.lru import LruMap
 
 _PEM_CERT = "x509_pem_cert"
 DEFAULT_MAX_CERTIFICATES = 1024
@@ -21,8 +21,7 @@ class PeerIdentities:
     """
 
     def __init__(self, max_entries: int = DEFAULT_MAX_CERTIFICATES) -> None:
-        self._max_entries = max_entries
-        self._known: OrderedDict[bytes, PeerIdentity] = OrderedDict()
+        self._known: LruMap[bytes, PeerIdentity] = LruMap(max_entries)
 
     def of(self, context: grpc.aio.ServicerContext[Any, Any]) -> PeerIdentity | None:
         """None without TLS or without a certificate.
@@ -36,12 +35,9 @@ class PeerIdentities:
         pem = pems[0]
         known = self._known.get(pem)
         if known is not None:
-            self._known.move_to_end(pem)
             return known
         identity = identity_from_pem(pem)
-        self._known[pem] = identity
-        if len(self._known) > self._max_entries:
-            self._known.popitem(last=False)
+        self._known.put(pem, identity)
         return identity
 
     def __len__(self) -> int:

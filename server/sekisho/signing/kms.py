@@ -17,6 +17,7 @@ import logging
 import random
 from dataclasses import dataclass
 
+from sekisho.backoff import Backoff
 from sekisho.errors import ServerError, TemporarilyUnavailableError
 from sekisho.signing.der import ECDSA_SIZES, SignatureFormatError, der_to_jose
 from sekisho.signing.kms_client import KmsClient, KmsError
@@ -49,7 +50,7 @@ class RetryPolicy:
     max_delay: float = 0.8
 
     def delay(self, attempt: int, rng: random.Random) -> float:
-        return rng.uniform(0, min(self.max_delay, self.base_delay * (2**attempt)))
+        return Backoff(self.base_delay, self.max_delay).jittered(attempt, rng)
 
 
 class KmsSigner:

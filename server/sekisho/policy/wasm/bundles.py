@@ -18,6 +18,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from sekisho.backoff import Backoff
 from sekisho.errors import PolicyLoadError
 from sekisho.policy.wasm.bundle import read_bundle
 from sekisho.policy.wasm.compiler import entrypoint_of
@@ -41,8 +42,7 @@ class Polling:
     def next_delay(self, failures: int, rng: random.Random) -> float:
         if failures == 0:
             return rng.uniform(self.min_delay, self.max_delay)
-        backoff: float = FIRST_RETRY_SECONDS * 2 ** min(failures - 1, 30)
-        return min(self.max_delay, backoff)
+        return Backoff(FIRST_RETRY_SECONDS, self.max_delay).ceiling(failures - 1)
 
 
 class BundlePolicyEngine(WasmServing):
