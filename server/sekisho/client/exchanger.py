@@ -19,6 +19,7 @@ fail on reuse; cache the access token the downstream returns instead.
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
