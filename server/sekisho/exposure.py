@@ -58,6 +58,11 @@ def check_exposure(settings: Settings) -> None:
 
     Raises: ConfigError naming each offending key.
     """
+    policy = settings.policy
+    if policy.engine == "opa" and not policy.opa_token_env:
+        # OPA's API without its token authentication accepts modules from any local process
+        # (docs/operators.md "Securing OPA"); said at every start until it is configured.
+        log.warning("opa_api_unauthenticated", extra={"opa_url": policy.opa_url})
     if settings.server.on_loopback:
         return
     dev = dev_issuers(settings)

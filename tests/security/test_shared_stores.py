@@ -69,7 +69,8 @@ def test_network_facing_config_trusting_loopback_dependencies_is_refused(
     # Allowed explicitly (a pod's private loopback): started, and said so in the log.
     with caplog.at_level(logging.WARNING, logger="sekisho.exposure"):
         check_exposure(_settings({"allow_loopback_dependencies": True}, **tables))
-    assert [r.getMessage() for r in caplog.records] == ["loopback_dependencies_allowed"]
+    events = [r.getMessage() for r in caplog.records if r.getMessage() != "opa_api_unauthenticated"]
+    assert events == ["loopback_dependencies_allowed"]
     # On loopback nothing else listens: fine without the override.
     local = {"grpc_listen": "127.0.0.1:50051", "http_listen": "127.0.0.1:8080"}
     check_exposure(Settings(server=local, **{"trust": {"issuers": [IDP]}, **tables}))
@@ -133,3 +134,14 @@ async def test_serve_refuses_before_loading_anything() -> None:
     tables = LOOPBACK_DEPENDENCIES["opa"]
     with pytest.raises(ConfigError, match=r"policy\.opa_url"):
         await start_service(_settings(**tables))
+
+
+def test_an_opa_without_token_authentication_is_called_out_at_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    local = {"grpc_listen": "127.0.0.1:50051", "http_listen": "127.0.0.1:8080"}
+    opa = {"engine": "opa", "opa_url": "http://127.0.0.1:8181"}
+    with caplog.at_level(logging.WARNING, logger="sekisho.exposure"):
+        check_exposure(Settings(server=local, policy=opa))
+        check_exposure(Settings(server=local, policy={**opa, "opa_token_env": "OPA_TOKEN"}))
+    assert [r.getMessage() for r in caplog.records] == ["opa_api_unauthenticated"]

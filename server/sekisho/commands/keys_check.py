@@ -36,13 +36,23 @@ class ServiceUser:
 
     @classmethod
     def lookup(cls, user: str) -> "ServiceUser":
-        """Raises: ValueError for an unknown user name or uid."""
+        """Raises: ValueError for an unknown user name (a bare uid needs no passwd entry)."""
+        if user.isdigit():
+            return cls.of_uid(int(user))
         try:
-            entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
-        except (KeyError, OverflowError) as exc:
+            entry = pwd.getpwnam(user)
+        except KeyError as exc:
             raise ValueError(f"config key 'keys.service_user': no such user {user!r}") from exc
-        gids = frozenset(os.getgrouplist(entry.pw_name, entry.pw_gid))
-        return cls(entry.pw_name, entry.pw_uid, gids)
+        return cls(entry.pw_name, entry.pw_uid, frozenset(os.getgrouplist(user, entry.pw_gid)))
+
+    @classmethod
+    def of_uid(cls, uid: int, gid: int | None = None) -> "ServiceUser":
+        """The user with this uid; containers often run uids without a passwd entry."""
+        try:
+            entry = pwd.getpwuid(uid)
+        except (KeyError, OverflowError):
+            return cls(f"uid {uid}", uid, frozenset({gid} if gid is not None else ()))
+        return cls(entry.pw_name, uid, frozenset(os.getgrouplist(entry.pw_name, entry.pw_gid)))
 
     def can(self, path: Path, need: int) -> bool:
         """True when mode bits grant `need` (4 read, 1 search) to this user."""
@@ -81,18 +91,32 @@ def readability_lines(
     service_user: str, directory: Path, files: list[Path]
 ) -> tuple[bool, list[str]]:
     """(ok, report) for the files a change committed."""
-    if not service_user:
+    user = _service_user(service_user, directory)
+    if user is None:
         return True, [
             "service can read the keystore: unknown (set keys.service_user to check the files "
             "against the user the service runs as)"
         ]
-    user = ServiceUser.lookup(service_user)
     problems = unreadable(user, directory, files)
     if not problems:
         return True, [f"service user {user.name} can read every keystore file"]
     head = f"service user {user.name} CANNOT read what was written; the service will not sign "
     head += "with these keys (fix the owner or mode, e.g. chown to the service user):"
     return False, [head, *(f"  {p}" for p in problems)]
+
+
+def _service_user(configured: str, directory: Path) -> ServiceUser | None:
+    """`keys.service_user`, else the keystore folder's owner when that is not us (the service
+    usually owns its folder; the security team's CLI often runs as someone else)."""
+    if configured:
+        return ServiceUser.lookup(configured)
+    try:
+        info = directory.stat()
+    except OSError:
+        return None
+    if info.st_uid == os.geteuid():
+        return None
+    return ServiceUser.of_uid(info.st_uid, info.st_gid)
 
 
 def expected_kids(records: list[KeyRecord]) -> tuple[set[str], set[str]]:
