@@ -1,5 +1,6 @@
 """Shared fixtures. Servers bind 127.0.0.1 on port 0; nothing leaves loopback."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,11 @@ from tests.log_scan import (  # noqa: F401
     pytest_sessionfinish,
     pytest_terminal_summary,
 )
+
+# The metrics admin listener defaults to 127.0.0.1:9464; every service a test starts (in process
+# or as a subprocess, which inherits this) binds a free port instead. A test that needs a known
+# port sets [metrics] listen itself.
+os.environ.setdefault("SEKISHO_METRICS__LISTEN", "127.0.0.1:0")
 
 
 @pytest.fixture

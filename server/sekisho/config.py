@@ -671,11 +671,24 @@ class LoggingConfig(_Strict):
 
 
 class MetricsConfig(_Strict):
-    """[metrics]: Prometheus metrics on GET /metrics of the HTTP listener."""
+    """[metrics]: Prometheus metrics on GET /metrics of a separate admin listener."""
 
     enabled: bool = True
+    # The admin listener serving GET /metrics (plain HTTP, never on the public HTTP listener, so an
+    # anonymous caller learns nothing from it); loopback by default.
+    listen: str = "127.0.0.1:9464"
     # Distinct audience label values before further audiences are counted as "other".
     max_audiences: int = Field(default=50, ge=1, le=1000)
+    # Audiences labelled by name from the start; others only once a token was granted for them.
+    audiences: tuple[str, ...] = ()
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError("must be host:port")
+        return value
 
 
 class TracingConfig(_Strict):

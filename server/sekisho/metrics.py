@@ -47,6 +47,7 @@ STAGE_BUCKETS = (
     1.0,
 )
 OTHER_AUDIENCE = "other"
+UNKNOWN_AUDIENCE = "unknown"
 # Counted by the supervisor (workers.py) and shown by every worker's /metrics.
 WORKER_RESTARTS = "sekisho_worker_restarts"
 WORKER_RESTARTS_HELP = "Worker processes restarted by the supervisor after a crash."
@@ -66,19 +67,22 @@ class CountingCache(Protocol):
 
 
 class AudienceLabels:
-    """Bounds the `audience` label: the first `limit` distinct audiences (per process) keep their
-    name, later ones are counted as "other", so a caller cycling audiences cannot grow the series
-    without bound."""
+    """Names only audiences the service knows (issue 15 item 6): configured ones and those a
+    token was granted for. Any other audience is "unknown", so an anonymous probe never becomes a
+    label (an unknown audience must look like a denial, and attacker-chosen names must not fill
+    the label slots); past `limit` known audiences, further ones count as "other"."""
 
     def __init__(self, limit: int, known: Iterable[str] = ()) -> None:
         self._limit = limit
-        self._seen: set[str] = set(known)
+        self._known: set[str] = set(sorted(set(known))[:limit])
 
-    def __call__(self, audience: str) -> str:
-        if audience in self._seen:
+    def __call__(self, audience: str, *, granted: bool = False) -> str:
+        if audience in self._known:
             return audience
-        if len(self._seen) < self._limit and audience:
-            self._seen.add(audience)
+        if not granted or not audience:
+            return UNKNOWN_AUDIENCE
+        if len(self._known) < self._limit:
+            self._known.add(audience)
             return audience
         return OTHER_AUDIENCE
 
@@ -105,10 +109,16 @@ class _Caches:
 class Metrics:
     """Every Sekisho metric. `multiprocess_dir` non-empty = the pod-wide multiprocess mode."""
 
-    def __init__(self, *, max_audiences: int, multiprocess_dir: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        max_audiences: int,
+        multiprocess_dir: str = "",
+        known_audiences: Iterable[str] = (),
+    ) -> None:
         self._multiprocess_dir = multiprocess_dir
         own = None if multiprocess_dir else CollectorRegistry(auto_describe=True)
-        self._audience = AudienceLabels(max_audiences)
+        self._audience = AudienceLabels(max_audiences, known_audiences)
         self._caches: list[_Caches] = []
         self._key_records: Callable[[], tuple[KeyRecord, ...]] = tuple
         self._in_flight: Callable[[], int] = int
@@ -243,7 +253,8 @@ class Metrics:
     ) -> None:
         """Count one exchange (outcome "granted" or "refused", with the refusal's internal `code`)
         and its total latency."""
-        key = (outcome, reason, self._audience(audience), entrypoint)
+        label = self._audience(audience, granted=outcome == "granted")
+        key = (outcome, reason, label, entrypoint)
         counter = self._outcomes.get(key)
         if counter is None:
             counter = self._outcomes[key] = self.exchanges.labels(*key)

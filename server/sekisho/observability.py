@@ -72,6 +72,10 @@ def build_observability(
         metrics = Metrics(
             max_audiences=settings.metrics.max_audiences,
             multiprocess_dir=multiprocess_dir_from_env(),
+            known_audiences=(
+                *settings.metrics.audiences,
+                *(route.audience for route in settings.gateway.routes),
+            ),
         )
     tracing = None
     if settings.tracing.enabled:

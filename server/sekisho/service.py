@@ -26,7 +26,7 @@ from sekisho.exposure import check_exposure
 from sekisho.gateway.authorizer import GatewayAuthorizer, TokenHeader
 from sekisho.gateway.cache import GatewayTokenCache, Revoked
 from sekisho.gateway.routes import PROFILE_TOKEN_TYPES, Route, RouteTable
-from sekisho.http.app import create_http_app
+from sekisho.http.app import create_http_app, create_metrics_app
 from sekisho.http.client_auth import ClientAuthenticator, registered_client
 from sekisho.http.guard import ConnectionGuard, GuardedSite, handler_args
 from sekisho.http.secrets import SecretChecker
@@ -111,6 +111,7 @@ class Service:
     http_port: int
     fetcher: HttpJsonFetcher | None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    metrics_port: int = 0  # the admin listener's port ([metrics] listen); 0 = metrics off
     policy: PolicyRuntime | None = None
     # The hot-path caches (hits / misses / len for metrics); policy is a CachingPolicyEngine.
     subject_cache: CachingTokenVerifier | None = None
@@ -249,6 +250,26 @@ def build_subject_cache(
     )
     flushes.on_flush(cache.clear)
     return cache
+
+
+async def _serve_metrics(
+    service: "Service", settings: Settings, clock: Clock, reuse_port: bool
+) -> None:
+    """GET /metrics on its own admin listener ([metrics] listen), never the public one."""
+    observability = service.observability
+    if observability is None or observability.metrics is None:
+        return
+    runner = web.AppRunner(
+        create_metrics_app(lambda: observability.scrape(clock.now())),
+        access_log=None,
+        handle_signals=False,
+    )
+    await runner.setup()
+    host, port = _split_listen(settings.metrics.listen)
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+    await site.start()
+    service.metrics_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    service.closers.append(runner.cleanup)
 
 
 async def start_policy(
@@ -538,7 +559,6 @@ async def start_service(
             secrets=secrets,
             gate=build_attempt_gate(settings, clock),
         ),
-        metrics=((lambda: observability.scrape(clock.now())) if observability.metrics else None),
         status_lists=status.endpoint if status else None,
         middlewares=(guard.middleware(),),
     )
@@ -555,6 +575,7 @@ async def start_service(
         http_guard=guard,
     )
     service.closers.append(observers.close)
+    await _serve_metrics(service, settings, clock, reuse_port)
     if close_replay_cache is not None:
         service.closers.append(close_replay_cache)
     if status is not None:

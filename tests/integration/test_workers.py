@@ -51,6 +51,7 @@ class Pod:
     log: Path
     grpc_port: int
     http_port: int
+    metrics_port: int = 0
 
     def events(self, name: str | None = None) -> list[dict[str, object]]:
         lines = self.log.read_text(encoding="utf-8").splitlines()
@@ -61,7 +62,10 @@ class Pod:
         return {int(str(e["pid"])) for e in self.events("service_started") if "pid" in e}
 
     def http_get(self, path: str) -> tuple[int, bytes]:
-        url = f"http://127.0.0.1:{self.http_port}{path}"
+        # /metrics is on the admin listener ([metrics] listen), shared by the workers like the
+        # public one; everything else on the public listener.
+        port = self.metrics_port if path == "/metrics" else self.http_port
+        url = f"http://127.0.0.1:{port}{path}"
         try:
             with urllib.request.urlopen(url, timeout=2) as response:  # loopback only
                 return response.status, response.read()
@@ -139,15 +143,20 @@ def _ports(config: Path) -> tuple[int, int]:
 
 def _start(tmp_path: Path, config: Path, policies: Path) -> Pod:
     log = tmp_path / "serve.log"
+    metrics_port = _free_port()
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [*SEKISHO, "serve", "--config", str(config)],
             cwd=tmp_path,
             stderr=sink,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={
+                **os.environ,
+                "PYTHONUNBUFFERED": "1",
+                "SEKISHO_METRICS__LISTEN": f"127.0.0.1:{metrics_port}",
+            },
         )
     grpc_port, http_port = _ports(config)
-    return Pod(process, config, policies, log, grpc_port, http_port)
+    return Pod(process, config, policies, log, grpc_port, http_port, metrics_port)
 
 
 def _alive(pid: int) -> bool:

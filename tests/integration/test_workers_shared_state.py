@@ -89,7 +89,8 @@ async def test_metrics_route_counts_http_exchanges(
     fields = {"client_assertion_type": ASSERTION_TYPE, "client_assertion": endpoint.assertion()}
     status, body, _ = await endpoint.post(endpoint.form(**fields))
     assert status == 200, body
-    status, text = await _get(endpoint.base + "/metrics")
+    assert services[0].metrics_port
+    status, text = await _get(f"http://127.0.0.1:{services[0].metrics_port}/metrics")
     assert status == 200
     assert 'entrypoint="http",outcome="granted"' in text
     assert 'sekisho_cache_misses{cache="subject"}' in text
@@ -102,5 +103,6 @@ async def test_metrics_switched_off_is_404(
 ) -> None:
     services, _ = await _pair(tmp_path, dev_idp, metrics={"enabled": False})
     stopper.extend(services)
+    assert services[0].metrics_port == 0  # no admin listener at all
     status, _ = await _get(f"http://127.0.0.1:{services[0].http_port}/metrics")
     assert status == 404

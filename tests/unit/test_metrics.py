@@ -14,7 +14,13 @@ from sekisho.config import Settings, TracingConfig
 from sekisho.errors import ConfigError, ServiceError
 from sekisho.identity.fetcher import FetchError
 from sekisho.instruments import ExchangeInstruments
-from sekisho.metrics import OTHER_AUDIENCE, AudienceLabels, MeteredFetcher, Metrics
+from sekisho.metrics import (
+    OTHER_AUDIENCE,
+    UNKNOWN_AUDIENCE,
+    AudienceLabels,
+    MeteredFetcher,
+    Metrics,
+)
 from sekisho.observability import build_observability
 from sekisho.tracing import build_tracing
 
@@ -91,7 +97,17 @@ async def test_stage_timer_is_the_injected_one(tmp_path: Path) -> None:
 
 def test_audience_label_is_bounded() -> None:
     labels = AudienceLabels(2)
-    assert [labels(a) for a in ("a", "b", "c", "a", "")] == ["a", "b", OTHER_AUDIENCE, "a", "other"]
+    granted = [labels(a, granted=True) for a in ("a", "b", "c", "a", "")]
+    assert granted == ["a", "b", OTHER_AUDIENCE, "a", UNKNOWN_AUDIENCE]
+
+
+def test_only_configured_or_granted_audiences_are_named() -> None:
+    # Issue 15 item 6: a refused probe never becomes a label, even with free label slots.
+    labels = AudienceLabels(50, known=["https://configured.example"])
+    assert labels("https://configured.example") == "https://configured.example"
+    assert labels("https://probe.evil") == UNKNOWN_AUDIENCE
+    assert labels("https://granted.example", granted=True) == "https://granted.example"
+    assert labels("https://granted.example") == "https://granted.example"  # now known
 
 
 async def test_attacker_chosen_audiences_do_not_grow_the_series(tmp_path: Path) -> None:
@@ -105,7 +121,8 @@ async def test_attacker_chosen_audiences_do_not_grow_the_series(tmp_path: Path) 
         for name, labels in _samples(metrics)
         if name == "sekisho_exchanges_total"
     }
-    assert audiences == {CRM_AUDIENCE, OTHER_AUDIENCE}
+    # CRM was granted (named); the refused ones, attacker-chosen included, are all "unknown".
+    assert audiences == {CRM_AUDIENCE, UNKNOWN_AUDIENCE}
 
 
 class _Cache:

@@ -4,7 +4,8 @@
 - `/.well-known/oauth-authorization-server{issuer path}`: RFC 8414 §3 metadata.
 - `/healthz` (process alive) and `/readyz` (keys and policy loaded).
 - `/oauth2/token`: RFC 8693 token exchange (http/token.py), when clients are registered.
-- `/metrics`: Prometheus exposition, when [metrics] enabled (docs/operations.md).
+- never `/metrics`: Prometheus exposition is on its own admin listener (create_metrics_app,
+  `[metrics] listen`), so the public listener tells an anonymous caller nothing.
 - `{issuer path}/statuslists[/{id}]`: Token Status Lists, when [status_list] enabled
   (http/statuslist.py).
 """
@@ -75,7 +76,6 @@ def create_http_app(
     ready: Callable[[], bool],
     jwks_max_age_seconds: int,
     token_endpoint: TokenEndpoint | None = None,
-    metrics: Callable[[], tuple[bytes, str]] | None = None,
     status_lists: StatusListEndpoint | None = None,
     middlewares: Sequence[Any] = (),
 ) -> web.Application:
@@ -118,12 +118,17 @@ def create_http_app(
     app.router.add_get(METADATA_PATH + issuer_path, server_metadata)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    if metrics is not None:
-        app.router.add_get("/metrics", _metrics_handler(metrics))
     if status_lists is not None:
         status_lists.add_routes(app, issuer_path)
     if token_endpoint is not None:
         app.router.add_post(issuer_path + TOKEN_PATH, token_endpoint.handle)
+    return app
+
+
+def create_metrics_app(render: Callable[[], tuple[bytes, str]]) -> web.Application:
+    """The admin listener's application: GET /metrics only ([metrics] listen)."""
+    app = web.Application(client_max_size=1024)
+    app.router.add_get("/metrics", _metrics_handler(render))
     return app
 
 
