@@ -80,8 +80,9 @@ proto: $(STAMP)
 # them) or to the service drains it; the dev IdP exits with its parent (--exit-with-parent).
 # Logs go to the terminal and to var/sekisho.log (`sekisho audit show ID --log var/sekisho.log`).
 run: setup
-	@echo "==> signing keys in var/keys (made once)"
-	@$(VENV)/bin/sekisho keys init --config $(CONFIG) --if-missing
+	@if [ "$(CONFIG)" = config/example.toml ] && [ -f var/keys/keyring.json ]; then :; else \
+		echo "==> signing keys (made once)"; \
+		$(VENV)/bin/sekisho keys init --config $(CONFIG) --if-missing; fi
 	@echo "==> dev IdP on 127.0.0.1:9400, Sekisho on 127.0.0.1:50051 (gRPC) and 127.0.0.1:8080 (HTTP); Ctrl-C stops both"
 	@$(VENV)/bin/sekisho dev-idp serve --exit-with-parent & \
 		exec $(VENV)/bin/sekisho serve --config $(CONFIG) 2> >(tee -a var/sekisho.log >&2)
