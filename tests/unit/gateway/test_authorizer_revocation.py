@@ -1,0 +1,47 @@
+"""The gateway through a revocation: a token cached before `sekisho revoke subject` is not served
+after it (a cache hit skips the pipeline, so the cache must drop it), the fresh exchange is
+refused 403, and other users' cached tokens keep being served."""
+
+from pathlib import Path
+
+from sekisho.audit import AuditLog
+from sekisho.exchange import TokenExchanger
+from sekisho.gateway.authorizer import Allowed, Denied, GatewayAuthorizer, TokenHeader
+from sekisho.gateway.cache import GatewayTokenCache
+from sekisho.minting.minter import TokenMinter
+from sekisho.status.filestore import FileStatusStore
+from sekisho.status.models import Revocation, subject_key
+from sekisho.status.revocations import RevocationGate
+from sekisho.validation import RequestLimits
+
+from tests.harness import IDP_A, SEKISHO_ISSUER, Harness
+from tests.unit.gateway.test_authorizer import ROUTES, bearer, gw
+
+
+async def test_a_revoked_users_cached_token_is_not_served(harness: Harness, tmp_path: Path) -> None:
+    store = FileStatusStore(tmp_path / "status.db")
+    gate = RevocationGate(store, harness.clock, max_stale_seconds=10)
+    await gate.refresh()
+    minter = TokenMinter(
+        harness.keyring, harness.clock, issuer=SEKISHO_ISSUER, max_lifetime_seconds=300
+    )
+    exchanger = TokenExchanger(
+        harness.verifier, harness.policy, minter, harness.clock, AuditLog(), revocations=gate
+    )
+    authorizer = GatewayAuthorizer(
+        exchanger,
+        ROUTES,
+        GatewayTokenCache(harness.clock, max_entries=100, margin_seconds=30, revoked=gate.revoked),
+        token_header=TokenHeader(),
+        tool_header="x-mcp-tool",
+        limits=RequestLimits(),
+    )
+    alice, bob = bearer(harness), bearer(harness, sub="bob")
+    assert isinstance(await authorizer.authorize(gw("/crm", alice)), Allowed)
+    bob_first = await authorizer.authorize(gw("/crm", bob))
+    now = int(harness.clock.now())
+    store.revoke(now, Revocation("subject", subject_key(IDP_A, "alice"), "stolen", "sec", now))
+    await gate.refresh()
+    refused = await authorizer.authorize(gw("/crm", alice))
+    assert isinstance(refused, Denied) and refused.status == 403
+    assert await authorizer.authorize(gw("/crm", bob)) == bob_first  # still the cached token
