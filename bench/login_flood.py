@@ -19,7 +19,9 @@ async def _loop(session: aiohttp.ClientSession, url: str, until: float, counts: 
     while time.monotonic() < until:
         basic = base64.b64encode(f"made-up-{uuid.uuid4().hex}:secret".encode()).decode()
         try:
-            async with session.post(url, data=form, headers={"Authorization": f"Basic {basic}"}) as r:
+            async with session.post(
+                url, data=form, headers={"Authorization": f"Basic {basic}"}
+            ) as r:
                 await r.read()
                 counts[str(r.status)] = counts.get(str(r.status), 0) + 1
         except aiohttp.ClientError as exc:

@@ -51,6 +51,14 @@ class AttemptGate:
     @contextlib.contextmanager
     def attempt(self, peer: str) -> Iterator[None]:
         """Hold one attempt slot for the body. Raises: SlowDownError."""
+        self.acquire(peer)
+        try:
+            yield
+        finally:
+            self.release(peer)
+
+    def acquire(self, peer: str) -> None:
+        """Take one attempt slot for `peer`. Raises: SlowDownError (nothing taken)."""
         peer = peer or "unknown"
         limits = self._limits
         if self._total >= limits.max_concurrent:
@@ -64,14 +72,15 @@ class AttemptGate:
             self._refuse("client authentication rate exceeded", wait)
         self._total += 1
         self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
-        try:
-            yield
-        finally:
-            self._total -= 1
-            if self._per_peer[peer] <= 1:
-                del self._per_peer[peer]
-            else:
-                self._per_peer[peer] -= 1
+
+    def release(self, peer: str) -> None:
+        """Give back the slot `acquire` took."""
+        peer = peer or "unknown"
+        self._total -= 1
+        if self._per_peer[peer] <= 1:
+            del self._per_peer[peer]
+        else:
+            self._per_peer[peer] -= 1
 
     def _refuse(self, detail: str, wait: float) -> None:
         self.refused += 1

@@ -33,8 +33,10 @@ class GrpcLimitsConfig(_Strict):
     """[grpc]: HTTP/2 limits of the gRPC listener (grpc core channel arguments)."""
 
     # Streams (calls) at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
-    # Sized for the admission queue: a caller on one connection may have a queue's worth waiting.
-    max_concurrent_streams: int = Field(default=1000, ge=1)
+    # Also the cheapest shedding there is: streams beyond it are refused by grpc core
+    # (REFUSED_STREAM, RFC 9113 §8.7: not processed, safe to retry) before any Python runs, and
+    # per connection, so one flooding connection cannot crowd out the others (bench/results).
+    max_concurrent_streams: int = Field(default=128, ge=1)
     # The server pings an idle client after this and drops it without an answer in the timeout.
     keepalive_time_seconds: float = Field(default=60.0, gt=0)
     keepalive_timeout_seconds: float = Field(default=20.0, gt=0)

@@ -112,7 +112,9 @@ def checker() -> Iterator[SecretChecker]:
     checker.close()
 
 
-def _authenticator(checker: SecretChecker, limits: AttemptLimits = LOOSE) -> ClientAuthenticator:
+def _authenticator(
+    checker: SecretChecker, limits: AttemptLimits = LOOSE, tarpit: float = 0.0
+) -> ClientAuthenticator:
     secret_hash = PasswordHasher().hash(SECRET)
     return ClientAuthenticator(
         {"known": RegisteredClient("known", secret_hash)},
@@ -120,6 +122,7 @@ def _authenticator(checker: SecretChecker, limits: AttemptLimits = LOOSE) -> Cli
         replay_cache=InMemoryReplayCache(),
         gate=AttemptGate(FakeClock(), limits),
         secrets=checker,
+        tarpit_seconds=tarpit,
     )
 
 
@@ -192,6 +195,18 @@ async def test_a_flood_is_refused_before_hashing(checker: SecretChecker) -> None
     refused = [r for r in results if isinstance(r, SlowDownError)]
     assert len(refused) == 18  # only two ever reached the (decoy) check
     assert time.perf_counter() - started < checker.typical_seconds * 6
+
+
+async def test_a_refused_login_is_answered_after_the_tarpit(checker: SecretChecker) -> None:
+    """A flood in a closed loop waits for each 429: one login per pause per connection."""
+    limits = AttemptLimits(max_concurrent_per_peer=1, rate_per_peer=RateLimit(0.001, 1))
+    authenticator = _authenticator(checker, limits, tarpit=0.3)
+    with pytest.raises(InvalidClientError):  # the burst of one: a (decoy) check
+        await authenticator.authenticate(_basic("made-up", "x"), {}, 0.0, peer="attacker")
+    started = time.perf_counter()
+    with pytest.raises(SlowDownError):
+        await authenticator.authenticate(_basic("made-up", "x"), {}, 0.0, peer="attacker")
+    assert time.perf_counter() - started >= 0.3
 
 
 # --- the HTTP listener --------------------------------------------------------------------------

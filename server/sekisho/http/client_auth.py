@@ -11,6 +11,7 @@
 A request presenting more than one method is refused (RFC 6749 §2.3: MUST NOT use more than one).
 """
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -21,7 +22,12 @@ from urllib.parse import unquote_plus
 import jwt
 
 from sekisho.attempts import AttemptGate
-from sekisho.errors import InvalidClientError, InvalidRequestError, TemporarilyUnavailableError
+from sekisho.errors import (
+    InvalidClientError,
+    InvalidRequestError,
+    SlowDownError,
+    TemporarilyUnavailableError,
+)
 from sekisho.http.assertion import INVALID, check_claims, parse_assertion, verify_signature
 from sekisho.http.secrets import SecretChecker
 from sekisho.models import Caller
@@ -32,6 +38,7 @@ log = logging.getLogger(__name__)
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _INVALID = INVALID
+TARPIT_SECONDS = 1.0  # how long a login refused by the attempt gate waits for its 429
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +67,7 @@ class ClientAuthenticator:
         gate: AttemptGate,
         secrets: SecretChecker,
         leeway_seconds: int = 30,
+        tarpit_seconds: float = TARPIT_SECONDS,
     ) -> None:
         self._clients = clients
         self._audiences = audiences
@@ -67,6 +75,7 @@ class ClientAuthenticator:
         self._gate = gate
         self._secrets = secrets
         self._leeway = leeway_seconds
+        self._tarpit = tarpit_seconds
 
     async def authenticate(
         self, authorization: str, form: Mapping[str, str], now: float, *, peer: str = ""
@@ -90,13 +99,23 @@ class ClientAuthenticator:
 
     async def _basic(self, credentials: str, form: Mapping[str, str], peer: str) -> Caller:
         client_id, secret = _decode_basic(credentials)
-        with self._gate.attempt(peer):  # before the lookup: known and unknown ids alike
+        try:
+            self._gate.acquire(peer)  # before the lookup: known and unknown ids alike
+        except SlowDownError:
+            # Answer a refused attempt only after a pause: a flooding client in a closed loop
+            # then sends one login per pause per connection instead of hundreds a second, and a
+            # sleeping coroutine costs nothing ([http] connection bounds cap how many sleep).
+            await asyncio.sleep(self._tarpit)
+            raise
+        try:
             client = self._clients.get(client_id)
             if client is None or not client.secret_hash:
                 await self._secrets.decoy()
                 raise InvalidClientError(_INVALID, log_detail="unknown client or no secret")
             if not await self._secrets.verify(client.secret_hash, secret):
                 raise InvalidClientError(_INVALID, log_detail="bad client secret")
+        finally:
+            self._gate.release(peer)
         _check_form_client_id(form, client.id)
         return Caller(id=client.id, authenticated_by="client_secret")
 
