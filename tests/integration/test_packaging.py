@@ -25,7 +25,7 @@ SERVER_ONLY = ("boto3", "pydantic", "wasmtime", "prometheus-client", "opa-python
 # backoff, single-flight and LRU helpers).
 SDK_MODULES = ("sekisho.client", "sekisho.verify", "sekisho.constants", "sekisho._gen",
                "sekisho.status.bitlist", "sekisho.backoff", "sekisho.singleflight",
-               "sekisho.lru")  # fmt: skip
+               "sekisho.lru", "sekisho.profiles")  # fmt: skip
 SHARED_PACKAGES = ("sekisho.status",)  # a package whose __init__ a shared module's import runs
 INSTALL_TIMEOUT = 600
 

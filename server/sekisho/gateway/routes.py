@@ -3,9 +3,9 @@
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG
+from sekisho.profiles import PROFILES
 
-PROFILE_TOKEN_TYPES = {"id-jag": TOKEN_TYPE_ID_JAG, "access_token": TOKEN_TYPE_ACCESS_TOKEN}
+PROFILE_TOKEN_TYPES = {p.name: p.token_type_urn for p in PROFILES}
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,11 +21,10 @@ from sekisho.constants import (
     ASYMMETRIC_ALGORITHMS,
     GRANT_TYPE_TOKEN_EXCHANGE,
     SUPPORTED_SUBJECT_TOKEN_TYPES,
-    TOKEN_TYPE_ACCESS_TOKEN,
-    TOKEN_TYPE_ID_JAG,
 )
 from sekisho.http.statuslist import STATUS_LISTS_PATH, StatusListEndpoint
 from sekisho.http.token import TOKEN_PATH, TokenEndpoint
+from sekisho.profiles import PROFILES
 from sekisho.signing.keyring import Keyring
 
 JWKS_PATH = "/.well-known/jwks.json"
@@ -48,8 +47,7 @@ def authorization_server_metadata(
         "issuer": issuer,
         "jwks_uri": issuer + JWKS_PATH,
         "identity_chaining_requested_token_types_supported": [
-            TOKEN_TYPE_ID_JAG,
-            TOKEN_TYPE_ACCESS_TOKEN,
+            profile.token_type_urn for profile in PROFILES
         ],
         "token_exchange_subject_token_types_supported": sorted(SUPPORTED_SUBJECT_TOKEN_TYPES),
         "id_jag_signing_alg_values_supported": signing_algs,

@@ -16,8 +16,6 @@ from sekisho.config import IssuerConfig
 from sekisho.constants import (
     TOKEN_TYPE_ACCESS_TOKEN,
     TOKEN_TYPE_ID_TOKEN,
-    TYP_ACCESS_TOKEN,
-    TYP_ID_JAG,
 )
 from sekisho.delegation import DEFAULT_MAX_ACT_DEPTH
 from sekisho.errors import (
@@ -35,6 +33,7 @@ from sekisho.identity.jwks import JwksCache, JwksUnavailableError, PublicJwk
 from sekisho.identity.kind import check_kind
 from sekisho.jose import CompactJws, parse_compact
 from sekisho.models import VerifiedToken
+from sekisho.profiles import ID_JAG, MINTED_TYPS
 
 MAX_KID_LENGTH = 256
 
@@ -46,7 +45,7 @@ _KTY_FOR_ALG = {
 }
 # Header parameters whose semantics would change how the token is processed: refused outright.
 _FORBIDDEN_HEADERS = ("crit", "b64", "zip", "enc")
-_SEKISHO_TYPS = frozenset({TYP_ID_JAG, TYP_ACCESS_TOKEN})
+_SEKISHO_TYPS = MINTED_TYPS
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +108,7 @@ class TokenVerifier:
             raise MalformedTokenError(log_detail="typ is not a string")
         # RFC 7515 §4.1.9: "application/" may be omitted, so both spellings name one media type.
         media_type = typ.lower().removeprefix("application/")
-        if media_type == TYP_ID_JAG or (
+        if media_type == ID_JAG.typ or (
             token_type == TOKEN_TYPE_ID_TOKEN and media_type in _SEKISHO_TYPS
         ):
             raise TokenTypeError(log_detail=f"typ {typ!r} is not acceptable for {token_type}")

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sekisho.constants import TOKEN_TYPE_ID_JAG
 from sekisho.models import VerifiedToken
+from sekisho.profiles import profile_for
 
 # Claims Sekisho owns; policy `claims` may not set or override them.
 RESERVED_CLAIMS = frozenset(
@@ -68,7 +68,7 @@ def _one_or_many(values: tuple[str, ...]) -> str | list[str]:
 
 def token_audience(facts: TokenFacts) -> str | list[str]:
     """ID-JAG: the authorization server. Access token: the resource(s) (RFC 9068 §3)."""
-    if facts.profile == TOKEN_TYPE_ID_JAG or not facts.resources:
+    if not profile_for(facts.profile).aud_is_resource or not facts.resources:
         return facts.audience
     return _one_or_many(facts.resources)
 

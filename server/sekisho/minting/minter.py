@@ -5,7 +5,6 @@ import secrets
 from collections.abc import Callable
 
 from sekisho.clock import Clock
-from sekisho.constants import TOKEN_TYPE_ID_JAG, TYP_ACCESS_TOKEN, TYP_ID_JAG
 from sekisho.delegation import actor_chain
 from sekisho.errors import (
     AccessDeniedError,
@@ -16,6 +15,7 @@ from sekisho.errors import (
 from sekisho.minting.claims import RESERVED_CLAIMS, TokenFacts, build_claims
 from sekisho.minting.encoder import JwsEncoder, SelfVerificationError
 from sekisho.models import Decision, ExchangeRequest, MintedToken, VerifiedToken
+from sekisho.profiles import profile_for
 from sekisho.signing.keyring import Keyring
 from sekisho.status.issuer import StatusListIssuer
 from sekisho.status.models import IssuedToken, subject_key
@@ -83,10 +83,9 @@ class TokenMinter:
             extra=_extra_claims(decision),
             status=reference.claim() if reference is not None else None,
         )
-        profile_id_jag = request.requested_token_type == TOKEN_TYPE_ID_JAG
-        typ = TYP_ID_JAG if profile_id_jag else TYP_ACCESS_TOKEN
+        profile = profile_for(request.requested_token_type)
         try:
-            token = await self._encoder.encode(build_claims(facts, subject), signer, typ)
+            token = await self._encoder.encode(build_claims(facts, subject), signer, profile.typ)
         except SelfVerificationError as exc:
             raise ServerError("token signing failed", log_detail=str(exc)) from exc
         if self._status is not None and reference is not None:
@@ -108,7 +107,7 @@ class TokenMinter:
             issued_at=now,
             expires_at=expires_at,
             issued_token_type=request.requested_token_type,
-            token_type="N_A" if profile_id_jag else "Bearer",
+            token_type=profile.token_type,
             audience=request.audience,
             scopes=facts.scopes,
             resources=facts.resources,

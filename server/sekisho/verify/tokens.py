@@ -10,10 +10,11 @@ import math
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import jwt
 
+from sekisho.profiles import BY_NAME, PROFILES, ProfileName
 from sekisho.verify.errors import (
     InsufficientScopeError,
     ReplayedTokenError,
@@ -26,8 +27,8 @@ from sekisho.verify.status import StatusListClient
 
 __all__ = ["KeySource", "SekishoTokenVerifier", "VerifiedSekishoToken"]
 
-Profile = Literal["id-jag", "access_token"]
-TYP_BY_PROFILE: Mapping[Profile, str] = {"id-jag": "oauth-id-jag+jwt", "access_token": "at+jwt"}
+Profile = ProfileName
+TYP_BY_PROFILE: Mapping[Profile, str] = {p.name: p.typ for p in PROFILES}
 DEFAULT_ALGORITHMS = ("ES256", "PS256", "RS256", "EdDSA")
 _REQUIRED = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")
 
@@ -73,7 +74,8 @@ class SekishoTokenVerifier:
         clock: Callable[[], float] = time.time,
         status: StatusListClient | None = None,
     ) -> None:
-        if profile == "id-jag" and replay_cache is None:
+        self._profile = BY_NAME[profile]
+        if self._profile.single_use and replay_cache is None:
             raise ValueError("the id-jag profile needs a replay cache (MCP EMA: jti is single-use)")
         self._issuer = issuer
         self._audience = audience
@@ -158,7 +160,7 @@ class SekishoTokenVerifier:
         # Access tokens: RFC 9068 §3 lets `aud` list several resources, and Sekisho mints one
         # token for all the resources requested; jwt.decode already checked ours is among them.
         aud = claims["aud"]
-        if self._typ == TYP_BY_PROFILE["id-jag"] and isinstance(aud, list) and len(aud) != 1:
+        if self._profile.single_audience and isinstance(aud, list) and len(aud) != 1:
             raise TokenRejectedError("aud must name exactly one audience")
         return claims
 
