@@ -195,7 +195,11 @@ def start(workdir: Path) -> Keycloak:
     }
     # The image built by install() (H2 in memory, so every session starts from an empty
     # database): plain HTTP on loopback, no hostname checks, nothing persisted.
+    # setpriv --pdeathsig: if the test session dies without its finalizers (SIGKILL, a CI
+    # timeout), kc.sh gets SIGTERM and forwards it to Java, so no Keycloak outlives its session.
+    guard = ["setpriv", "--pdeathsig", "TERM"] if shutil.which("setpriv") else []
     command = [
+        *guard,
         str(kc_home / "bin" / "kc.sh"),
         "start",
         "--optimized",
