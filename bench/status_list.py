@@ -157,6 +157,35 @@ def list_sizes(root: Path) -> dict[str, Any]:
     return sizes
 
 
+def record_cost(root: Path, tokens: int = 20_000) -> dict[str, float]:
+    """Per-token CPU of the worker side in isolation: index reservation + record buffering on the
+    event loop, and the batched SQLite write the flush thread does."""
+    from sekisho.clock import SystemClock
+    from sekisho.status.issuer import AllocationPolicy, StatusListIssuer
+
+    async def run() -> dict[str, float]:
+        store = FileStatusStore(root / "cost" / "status.db")
+        policy = AllocationPolicy(LIST_SIZE, 1_000, 60, 330)
+        issuer = StatusListIssuer(store, SystemClock(), base_uri="https://x/sl", policy=policy)
+        exp = int(time.time()) + LIFETIME
+        started = time.perf_counter()
+        for n in range(tokens):
+            ref = await issuer.reserve()
+            subject = f"https://idp.example.com\x1fuser{n % 1000}"
+            issuer.issued(IssuedToken(f"jti-{n:022d}", subject, "agent", "https://as.example",
+                                      ref.list_id, ref.idx, exp))
+        reserved = time.perf_counter()
+        await issuer.flush()
+        flushed = time.perf_counter()
+        store.close()
+        return {"reserve_and_buffer_us": round(1e6 * (reserved - started) / tokens, 1),
+                "sqlite_write_us": round(1e6 * (flushed - reserved) / tokens, 1)}
+
+    cost = asyncio.run(run())
+    print(f"per token: {cost}")
+    return cost
+
+
 def _served_bit(url: str, idx: int) -> int:
     with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
         body = json.loads(base64.urlsafe_b64decode(response.read().split(b".")[1] + b"=="))
@@ -228,6 +257,7 @@ def main() -> None:
         for part in ("t", "r"):
             (root / part).mkdir()
         results = {"machine": machine.describe(), "throughput": throughput(root / "t", args.seconds)}
+        results["record_cost"] = record_cost(root)
         results["sizes"] = list_sizes(root)
         results["revoke"] = revoke_to_refusal(root / "r")
     RESULTS.mkdir(exist_ok=True)
