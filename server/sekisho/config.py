@@ -534,7 +534,12 @@ class TokensConfig(_Strict):
 class GatewayRouteConfig(_Strict):
     """One [[gateway.routes]] entry: which downstream a request through the gateway goes to."""
 
-    host: str = ""  # authority without port; "" matches any host
+    # The name Envoy's per-route ext_authz config sends as context_extensions["sekisho_route"]
+    # (docs/operators.md "Envoy"): with it, the route Envoy chose decides, nothing is re-matched.
+    name: str = ""
+    # The :authority exactly as Envoy's virtual-host matching sees it by default (lower case, a
+    # port only if the request names one, a trailing dot kept); "" matches any host.
+    host: str = ""
     path_prefix: str = "/"
     methods: tuple[str, ...] = ()  # empty = any method
     audience: str
@@ -569,7 +574,18 @@ class GatewayConfig(_Strict):
     cache_max_entries: int = Field(default=10000, ge=0)
     cache_margin_seconds: int = Field(default=30, ge=0)
     trust_source_principal: bool = False
+    # true = every Check must name its route (context_extensions["sekisho_route"]); a Check
+    # without one, or naming no [[gateway.routes]] entry, is refused: no host/path re-matching.
+    route_from_envoy: bool = False
     routes: tuple[GatewayRouteConfig, ...] = ()
+
+    @field_validator("routes")
+    @classmethod
+    def _unique_names(cls, value: tuple[GatewayRouteConfig, ...]) -> tuple[GatewayRouteConfig, ...]:
+        names = [route.name for route in value if route.name]
+        if len(names) != len(set(names)):
+            raise ValueError("route names must be unique")
+        return value
 
     @field_validator("token_header", "tool_header")
     @classmethod

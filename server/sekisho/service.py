@@ -314,6 +314,7 @@ def build_gateway_authorizer(
             resources=entry.resources,
             scopes=entry.scopes,
             requested_token_type=PROFILE_TOKEN_TYPES[entry.token_profile],
+            name=entry.name,
         )
         for index, entry in enumerate(gateway.routes)
     )
@@ -334,6 +335,7 @@ def build_gateway_authorizer(
         token_header=TokenHeader(gateway.token_header, gateway.token_scheme),
         tool_header=gateway.tool_header,
         limits=request_limits(settings),
+        route_from_envoy=gateway.route_from_envoy,
     )
 
 

@@ -26,20 +26,31 @@ CRM_RESOURCE = "https://crm.example.com/mcp"
 DOCS_AUDIENCE = "https://docs-as.example.com"
 DOCS_RESOURCE = "https://docs.example.com/mcp"
 GATEWAY = {
+    "route_from_envoy": True,  # examples/envoy/envoy.yaml names every route it sends to Sekisho
     "routes": [
         {
+            "name": "crm",
             "path_prefix": "/crm",
             "audience": CRM_AUDIENCE,
             "resources": [CRM_RESOURCE],
             "scopes": ["crm.read"],
         },
         {
+            "name": "docs",
             "path_prefix": "/docs",
             "audience": DOCS_AUDIENCE,
             "resources": [DOCS_RESOURCE],
             "scopes": ["docs.read"],
         },
-    ]
+        {
+            # Sekisho's table would route /unlisted to docs; Envoy sends /unlisted/ to the CRM
+            # upstream (examples/envoy/envoy.yaml). Guessing would hand a docs token to CRM.
+            "path_prefix": "/unlisted",
+            "audience": DOCS_AUDIENCE,
+            "resources": [DOCS_RESOURCE],
+            "scopes": ["docs.read"],
+        },
+    ],
 }
 
 
@@ -63,8 +74,12 @@ class Gateway:
         }
         return self.idp.token(claims, ttl=600, typ="at+jwt")
 
-    async def get(self, path: str, token: str) -> tuple[int, dict[str, str], Any]:
+    async def get(
+        self, path: str, token: str, host: str | None = None
+    ) -> tuple[int, dict[str, str], Any]:
         headers = {"Authorization": f"Bearer {token}"}
+        if host is not None:
+            headers["Host"] = host
         async with self.session.post(self.base + path, headers=headers, json={}) as response:
             body = await response.text()
             return response.status, dict(response.headers), body
@@ -158,3 +173,32 @@ async def test_sekisho_down_means_503(gateway: Gateway) -> None:
     status, _, _ = await gateway.get("/crm/mcp", gateway.user_token("carol"))
     assert status == 503
     assert len(gateway.crm.seen) == 1
+
+
+# --- route identity from Envoy (issue 15 item 3) --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["crm.example.com", "crm.example.com:8443", "crm.example.com.", "DOCS.example.com"],
+    ids=["plain", "port", "trailing-dot", "other-name"],
+)
+async def test_token_is_for_the_upstream_envoy_chose_whatever_the_host(
+    gateway: Gateway, host: str
+) -> None:
+    # Envoy routes on its own rules (here: any host, by path); Sekisho keys on the route Envoy
+    # names, so no spelling of the host can make it mint a token for another upstream.
+    status, _, _ = await gateway.get("/crm/mcp", gateway.user_token(), host=host)
+    assert status == 200
+    seen = gateway.crm.seen[-1]
+    claims = decode(seen["authorization"].split()[1], await gateway.jwks(), CRM_RESOURCE)
+    assert claims["aud"] == CRM_RESOURCE
+
+
+async def test_route_envoy_does_not_name_is_refused_not_guessed(gateway: Gateway) -> None:
+    # /unlisted/ goes to the CRM upstream in Envoy but carries no sekisho_route: Sekisho's own
+    # table would not know what Envoy chose, so it refuses (403) and the upstream sees nothing.
+    before = len(gateway.crm.seen)
+    status, _, _ = await gateway.get("/unlisted/mcp", gateway.user_token())
+    assert status == 403
+    assert len(gateway.crm.seen) == before

@@ -35,6 +35,8 @@ class GatewayRequest:
     method: str
     headers: Mapping[str, str]
     caller: Caller = field(default_factory=Caller)
+    # The route Envoy chose, from its per-route ext_authz context_extensions; None = not sent.
+    route_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +87,10 @@ class GatewayAuthorizer:
         token_header: TokenHeader,
         tool_header: str,
         limits: RequestLimits,
+        route_from_envoy: bool = False,
     ) -> None:
         self._exchanger = exchanger
+        self._route_from_envoy = route_from_envoy
         self._routes = routes
         self._cache = cache
         self._token_header = token_header
@@ -95,9 +99,18 @@ class GatewayAuthorizer:
         # One exchange per key at a time: a burst of concurrent misses shares the first one.
         self._flights: SingleFlight[str, str] = SingleFlight()
 
+    def _route_of(self, request: GatewayRequest) -> Route | None:
+        # Envoy's own choice when it says which route it took: re-matching host and path here
+        # could pick another downstream than the one Envoy forwards to (issue 15 item 3).
+        if request.route_name is not None:
+            return self._routes.named(request.route_name)
+        if self._route_from_envoy:
+            return None
+        return self._routes.match(request.authority, request.path, request.method)
+
     async def authorize(self, request: GatewayRequest) -> Verdict:
         """Allowed with the minted token, or Denied with the HTTP answer; never raises."""
-        route = self._routes.match(request.authority, request.path, request.method)
+        route = self._route_of(request)
         if route is None:
             # The path only: a query string can carry credentials (?access_token=…), and the
             # value is the client's, so it is cut to a bound (redaction.py scrubs the rest).

@@ -1,4 +1,12 @@
-"""The gateway route table: (host, path prefix, method) → the downstream a token is minted for."""
+"""The gateway route table: the downstream a token is minted for.
+
+Preferred: Envoy names the route it chose (per-route ext_authz `context_extensions`
+`sekisho_route`), and the table is only looked up by that name, so Sekisho never guesses again
+what Envoy decided (issue 15 item 3). Otherwise (host, path prefix, method) are matched; hosts
+are compared as Envoy's virtual-host matching does by default (lower case, port and trailing
+dot kept), so `crm.example.com.` or `crm.example.com:8443` do not match a `crm.example.com`
+route that Envoy would not have chosen either.
+"""
 
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +28,7 @@ class Route:
     resources: tuple[str, ...]
     scopes: tuple[str, ...]
     requested_token_type: str
+    name: str = ""
 
     def matches(self, host: str, path: str, method: str) -> bool:
         if self.host and self.host != host:
@@ -37,11 +46,8 @@ def _under_prefix(path: str, prefix: str) -> bool:
 
 
 def normalise_host(authority: str) -> str:
-    """The host part of an HTTP authority, lower case, without port or trailing dot."""
-    host = authority.lower()
-    if host.startswith("["):  # IPv6 literal
-        return host.partition("]")[0] + "]"
-    return host.rpartition(":")[0].rstrip(".") if ":" in host else host.rstrip(".")
+    """The authority as Envoy's domain matching compares it: lower case, nothing stripped."""
+    return authority.lower()
 
 
 class RouteTable:
@@ -49,6 +55,11 @@ class RouteTable:
 
     def __init__(self, routes: Iterable[Route]) -> None:
         self._routes = sorted(routes, key=lambda r: (not r.host, -len(r.path_prefix), r.index))
+        self._by_name = {route.name: route for route in self._routes if route.name}
+
+    def named(self, name: str) -> Route | None:
+        """The route Envoy named (exact match), or None."""
+        return self._by_name.get(name)
 
     def __len__(self) -> int:
         return len(self._routes)

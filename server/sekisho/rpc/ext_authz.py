@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = ext_authz_pb.DESCRIPTOR.services_by_name["Authorization"].full_name
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _SPIFFE_PREFIX = "spiffe://"
+# The per-route ext_authz context extension naming the [[gateway.routes]] entry Envoy chose.
+ROUTE_EXTENSION = "sekisho_route"
 
 
 def caller_of(source_principal: str) -> Caller:
@@ -65,6 +67,7 @@ def gateway_request(
         caller=caller_of(attributes.source.principal)
         if trust_source_principal
         else (peer or Caller()),
+        route_name=attributes.context_extensions.get(ROUTE_EXTENSION),
     )
 
 

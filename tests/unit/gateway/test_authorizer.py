@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import jwt
@@ -20,7 +21,7 @@ from sekisho.gateway.routes import Route, RouteTable
 from sekisho.models import Caller, ExchangeRequest, ExchangeResult
 from sekisho.validation import RequestLimits, build_request
 
-from tests.harness import CRM_AUDIENCE, CRM_RESOURCE, SEKISHO_ISSUER, Harness
+from tests.harness import CRM_AUDIENCE, CRM_RESOURCE, DOCS_AUDIENCE, SEKISHO_ISSUER, Harness
 
 HR_ASSISTANT = "spiffe://example.org/agents/hr-assistant"
 
@@ -110,7 +111,7 @@ def build(
 
 def gw(path: str, headers: Mapping[str, str], caller: Caller | None = None) -> GatewayRequest:
     return GatewayRequest(
-        authority="mcp.example.com:443",
+        authority="mcp.example.com",
         path=path,
         method="post",
         headers=dict(headers),
@@ -157,7 +158,7 @@ async def test_allowed_replaces_authorization_with_minted_access_token(harness: 
         "gateway": "ext_authz",
         "method": "POST",
         "path": "/crm/tools",
-        "host": "mcp.example.com:443",
+        "host": "mcp.example.com",
         "tool": "find",
     }
 
@@ -318,3 +319,60 @@ async def test_denials_are_not_cached(harness: Harness) -> None:
     for _ in range(2):
         assert isinstance(await authorizer.authorize(gw("/crm/write", headers)), Denied)
     assert len(recorder.requests) == 2
+
+
+# --- the route Envoy chose (issue 15 item 3) ----------------------------------------------------
+
+NAMED = RouteTable(
+    [
+        Route(
+            index=0, host="", path_prefix="/", methods=(), audience=CRM_AUDIENCE,
+            resources=(CRM_RESOURCE,), scopes=("crm.read",),
+            requested_token_type=TOKEN_TYPE_ACCESS_TOKEN, name="crm",
+        ),
+        Route(
+            index=1, host="", path_prefix="/docs", methods=(), audience=DOCS_AUDIENCE,
+            resources=(), scopes=("docs.read",),
+            requested_token_type=TOKEN_TYPE_ACCESS_TOKEN, name="docs",
+        ),
+    ]
+)  # fmt: skip
+
+
+def _named(
+    harness: Harness, *, route_from_envoy: bool
+) -> tuple[GatewayAuthorizer, RecordingExchanger]:
+    recorder = RecordingExchanger(harness.exchanger)
+    authorizer = GatewayAuthorizer(
+        recorder,  # type: ignore[arg-type]
+        NAMED,
+        GatewayTokenCache(harness.clock, max_entries=100, margin_seconds=30),
+        token_header=TokenHeader(),
+        tool_header="x-mcp-tool",
+        limits=RequestLimits(),
+        route_from_envoy=route_from_envoy,
+    )
+    return authorizer, recorder
+
+
+async def test_the_route_envoy_names_decides_not_host_or_path(harness: Harness) -> None:
+    # The path says /docs, Envoy says it forwards to crm: the token is for crm, where it goes.
+    authorizer, recorder = _named(harness, route_from_envoy=True)
+    request = replace(gw("/docs/x", bearer(harness)), route_name="crm")
+    assert isinstance(await authorizer.authorize(request), Allowed)
+    assert recorder.requests[0].audience == CRM_AUDIENCE
+
+
+@pytest.mark.parametrize(
+    "route_name",
+    [None, "", "CRM", "crm ", "unknown"],
+    ids=["absent", "empty", "case", "space", "unknown"],
+)
+async def test_without_a_known_route_name_nothing_is_guessed(
+    harness: Harness, route_name: str | None
+) -> None:
+    authorizer, recorder = _named(harness, route_from_envoy=True)
+    request = replace(gw("/docs/x", bearer(harness)), route_name=route_name)
+    verdict = await authorizer.authorize(request)
+    assert isinstance(verdict, Denied) and verdict.status == 403
+    assert recorder.requests == []

@@ -32,7 +32,11 @@ TABLE = RouteTable(
     ("authority", "path", "method", "expected"),
     [
         pytest.param("crm.example.com", "/mcp", "POST", 1, id="exact-prefix"),
-        pytest.param("CRM.example.com:443", "/mcp/x?q=1", "GET", 1, id="host-case-port-query"),
+        pytest.param("CRM.example.com", "/mcp/x?q=1", "GET", 1, id="host-case-query"),
+        # Envoy's default domain matching keeps the port and a trailing dot: such a request goes
+        # to another virtual host there, so it must not reach the crm route here (issue 15 item 3).
+        pytest.param("crm.example.com:443", "/mcp/x", "GET", 0, id="port-is-another-host"),
+        pytest.param("crm.example.com.", "/mcp/x", "GET", 0, id="trailing-dot-is-another-host"),
         pytest.param("crm.example.com", "/mcp/admin/y", "POST", 2, id="longest-prefix"),
         pytest.param("crm.example.com", "/mcp/admin/y", "GET", 1, id="method-falls-back"),
         pytest.param("crm.example.com", "/mcpx", "POST", 0, id="prefix-at-segment-only"),
@@ -55,9 +59,9 @@ def test_no_catch_all_means_no_route() -> None:
 @pytest.mark.parametrize(
     ("authority", "host"),
     [
-        ("a.example.com:8443", "a.example.com"),
-        ("A.Example.com.", "a.example.com"),
-        ("[::1]:80", "[::1]"),
+        ("a.example.com:8443", "a.example.com:8443"),
+        ("A.Example.com.", "a.example.com."),
+        ("[::1]:80", "[::1]:80"),
     ],
 )
 def test_normalise_host(authority: str, host: str) -> None:
