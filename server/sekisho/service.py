@@ -6,7 +6,7 @@ import contextvars
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -268,7 +268,7 @@ async def _serve_metrics(
     host, port = _split_listen(settings.metrics.listen)
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     await site.start()
-    service.metrics_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    service.metrics_port = runner.addresses[0][1]
     service.closers.append(runner.cleanup)
 
 
@@ -452,6 +452,46 @@ async def _refresh_forever(cache: JwksCache, interval: float) -> None:
         await asyncio.sleep(cache.next_refresh_in(interval))
 
 
+def build_verifier(
+    settings: Settings, issuers: Mapping[str, TrustedIssuer], clock: Clock
+) -> TokenVerifier:
+    """Inbound verification against the [[trust.issuers]]."""
+    return TokenVerifier(
+        issuers,
+        clock,
+        own_issuer=settings.server.issuer,
+        leeway_seconds=settings.trust.leeway_seconds,
+        max_token_bytes=settings.trust.max_token_bytes,
+        max_act_depth=settings.trust.max_act_depth,
+    )
+
+
+def _idp_fetcher(
+    settings: Settings, given: JsonFetcher | None, started: contextlib.AsyncExitStack
+) -> tuple[JsonFetcher, HttpJsonFetcher | None]:
+    """The fetcher for IdP discovery and JWKS: `given` (tests), else one of our own to close."""
+    if given is not None:
+        return given, None
+    own = HttpJsonFetcher(settings.trust.http_timeout_seconds)
+    started.push_async_callback(own.close)
+    return own, own
+
+
+def _client_auth_support(
+    settings: Settings, started: contextlib.AsyncExitStack
+) -> tuple[ReplayCache, Callable[[], Awaitable[None]] | None, SecretChecker]:
+    """The token endpoint's replay cache and secret checker, closed by `started` on failure."""
+    endpoint = settings.token_endpoint
+    replay_cache, close_replay_cache = build_replay_cache(
+        endpoint.replay_cache_url, endpoint.replay_cache_password_env, endpoint.replay_cache_ca_file
+    )
+    if close_replay_cache is not None:
+        started.push_async_callback(close_replay_cache)
+    secrets = SecretChecker(settings.client_auth.hash_threads)
+    started.callback(secrets.close)
+    return replay_cache, close_replay_cache, secrets
+
+
 async def start_service(
     settings: Settings,
     *,
@@ -462,31 +502,47 @@ async def start_service(
 ) -> Service:
     """Load keys and policy (refusing to start if either is broken), then bind both listeners.
 
-    `reuse_port` (several workers) binds both listeners with SO_REUSEPORT.
+    `reuse_port` (several workers) binds both listeners with SO_REUSEPORT. A start that fails
+    part way closes everything it had started (listeners, tasks, clients) before raising.
 
     Raises: ConfigError, KeyStoreError, PolicyLoadError, OSError (bind).
     """
+    async with contextlib.AsyncExitStack() as started:
+        service = await _start(
+            settings,
+            started,
+            clock=clock or SystemClock(),
+            fetcher=fetcher,
+            request_id=request_id,
+            reuse_port=reuse_port,
+        )
+        started.pop_all()  # running: Service.stop closes it all from now on
+    return service
+
+
+async def _start(
+    settings: Settings,
+    started: contextlib.AsyncExitStack,
+    *,
+    clock: Clock,
+    fetcher: JsonFetcher | None,
+    request_id: contextvars.ContextVar[str] | None,
+    reuse_port: bool,
+) -> Service:
+    """start_service's steps; whatever starts is pushed on `started`, unwound if a step fails."""
     check_exposure(settings)
-    clock = clock or SystemClock()
     observability = build_observability(settings)
+    started.callback(observability.close)
     request_id = request_id or contextvars.ContextVar("request_id", default="")
     store = build_keystore(settings, clock)
     keyring = Keyring(store)
     keyring.load()
     policy, observers = await start_policy(settings, clock, observability)
-    own_fetcher: HttpJsonFetcher | None = None
-    if fetcher is None:
-        own_fetcher = HttpJsonFetcher(settings.trust.http_timeout_seconds)
-        fetcher = own_fetcher
+    started.push_async_callback(policy.close)
+    started.push_async_callback(observers.close)
+    fetcher, own_fetcher = _idp_fetcher(settings, fetcher, started)
     issuers = _trusted_issuers(settings, fetcher, clock, observability)
-    verifier = TokenVerifier(
-        issuers,
-        clock,
-        own_issuer=settings.server.issuer,
-        leeway_seconds=settings.trust.leeway_seconds,
-        max_token_bytes=settings.trust.max_token_bytes,
-        max_act_depth=settings.trust.max_act_depth,
-    )
+    verifier = build_verifier(settings, issuers, clock)
     subject_cache = build_subject_cache(settings, verifier, issuers, clock, policy)
     status = build_status_runtime(settings, keyring, clock)  # None unless [status_list]
     minter = TokenMinter(
@@ -535,15 +591,12 @@ async def start_service(
         max_message_bytes=settings.limits.grpc_max_message_bytes,
         options=grpc_options(settings.grpc),
     )
+    started.push_async_callback(grpc_server.server.stop, 0)
 
     def ready() -> bool:
         return keyring.loaded and policy.ready
 
-    endpoint = settings.token_endpoint
-    replay_cache, close_replay_cache = build_replay_cache(
-        endpoint.replay_cache_url, endpoint.replay_cache_password_env, endpoint.replay_cache_ca_file
-    )
-    secrets = SecretChecker(settings.client_auth.hash_threads)
+    replay_cache, close_replay_cache, secrets = _client_auth_support(settings, started)
     guard = build_connection_guard(settings)
 
     app = create_http_app(
@@ -565,6 +618,7 @@ async def start_service(
         middlewares=(guard.middleware(),),
     )
     runner, http_port = await _serve_http(app, settings.server.http_listen, guard, tls, reuse_port)
+    started.push_async_callback(runner.cleanup)
     service = Service(
         grpc=grpc_server,
         http_runner=runner,
@@ -577,12 +631,15 @@ async def start_service(
         http_guard=guard,
     )
     service.closers.append(observers.close)
-    await _serve_metrics(service, settings, clock, reuse_port)
     if close_replay_cache is not None:
         service.closers.append(close_replay_cache)
+    service.closers.append(_closer(secrets.close))
+    # From here the Service owns everything started above: a failure stops it as a whole.
+    started.pop_all()
+    started.push_async_callback(service.stop, 0.0)
+    await _serve_metrics(service, settings, clock, reuse_port)
     if status is not None:
         await status.launch(service.tasks, service.closers)
-    service.closers.append(_closer(secrets.close))
     if observability.metrics is not None:
         service.tasks.append(asyncio.create_task(observability.sample_forever(clock.now)))
     for issuer in issuers.values():
