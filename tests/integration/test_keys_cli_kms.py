@@ -47,7 +47,7 @@ def test_init_list_revoke_jwks(
     if backend == "kms":
         names = [a["AliasName"] for a in kms_client(aws_env).list_aliases()["Aliases"]]
         assert f"alias/cli-{tmp_path.name}/revoked/{active}" in names
-    else:
-        assert (tmp_path / "keys" / f"{active}.kms").exists()
+    else:  # [keys] private_key_retention = "delete": a revoked key's wrapped private key is gone
+        assert not (tmp_path / "keys" / f"{active}.kms").exists()
     audit = (tmp_path / "keys" / "audit.log").read_text().splitlines()
     assert [json.loads(line)["action"] for line in audit][-3:] == ["promote", "revoke", "create"]

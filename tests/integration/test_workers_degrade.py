@@ -25,6 +25,7 @@ from tests.integration.test_workers import (
     SEKISHO,
     Pod,
     _alive,
+    _free_port,
     _ports,
     _stop,
     _within,
@@ -40,12 +41,18 @@ def _start_with_tmpdir(tmp_path: Path, config: Path, policies: Path) -> Pod:
     """tests/integration/test_workers.py's pod, with TMPDIR (so the metrics folder) known."""
     (tmp_path / "tmp").mkdir()
     log = tmp_path / "serve.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path / "tmp")}
+    metrics_port = _free_port()  # /metrics has its own listener ([metrics] listen)
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "TMPDIR": str(tmp_path / "tmp"),
+        "SEKISHO_METRICS__LISTEN": f"127.0.0.1:{metrics_port}",
+    }
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [*SEKISHO, "serve", "--config", str(config)], cwd=tmp_path, stderr=sink, env=env
         )
-    return Pod(process, config, policies, log, *_ports(config))
+    return Pod(process, config, policies, log, *_ports(config), metrics_port)
 
 
 @pytest.fixture
