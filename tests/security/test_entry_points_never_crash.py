@@ -89,8 +89,12 @@ async def _start(root: Path) -> tuple[Service, DevIdentityProvider, web.AppRunne
     keys = root / "keys"
     FileKeyStore(keys).init("ES256", 1_800_000_000)
     client = ClientConfig(id="gateway", secret_hash=PasswordHasher().hash(SECRET))
+    # The property tests send hundreds of client-secret checks from one peer: lift the attempt
+    # budget ([client_auth]) so later tests see the refusal under test, not slow_down.
+    budget = {"rate_per_second": 10_000, "burst": 10_000}
+    budget |= {"rate_per_second_per_peer": 10_000, "burst_per_peer": 10_000}
     settings_ = stack_settings(
-        idp.issuer, keys, token_endpoint={"clients": (client,)}, gateway=GATEWAY
+        idp.issuer, keys, token_endpoint={"clients": (client,)}, gateway=GATEWAY, client_auth=budget
     )
     return await start_service(settings_), idp, runner
 

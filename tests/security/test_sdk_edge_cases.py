@@ -17,8 +17,11 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from sekisho.attempts import AttemptGate, AttemptLimits
+from sekisho.callers import RateLimit
 from sekisho.errors import InvalidClientError
 from sekisho.http.client_auth import CLIENT_ASSERTION_TYPE, ClientAuthenticator, RegisteredClient
+from sekisho.http.secrets import SecretChecker
 from sekisho.verify import (
     InMemoryReplayCache,
     ReplayedTokenError,
@@ -26,6 +29,7 @@ from sekisho.verify import (
     TokenRejectedError,
 )
 
+from tests.fakes.clock import FakeClock
 from tests.unit.verify.test_tokens import AS, ISSUER, MCP, NOW, StaticKeys, mint
 
 pytestmark = pytest.mark.security
@@ -100,15 +104,25 @@ async def test_in_memory_replay_cache_matches_the_redis_window() -> None:
 # --- private_key_jwt through the strict JOSE layer ----------------------------------------------
 
 
+# One argon2 checker for the module (private_key_jwt never uses it; the constructor needs one).
+CHECKER = SecretChecker(1)
+
+
 def _authenticator() -> ClientAuthenticator:
     keys = {
         "ec-1": jwt.PyJWK.from_json(jwt.algorithms.ECAlgorithm.to_jwk(CLIENT_KEY.public_key())),
         "rsa-1": jwt.PyJWK.from_json(jwt.algorithms.RSAAlgorithm.to_jwk(RSA_KEY.public_key())),
     }
+    loose = AttemptLimits(
+        max_concurrent=100, max_concurrent_per_peer=100,
+        rate=RateLimit(1e6, 1_000_000), rate_per_peer=RateLimit(1e6, 1_000_000),
+    )  # fmt: skip
     return ClientAuthenticator(
         {"agent": RegisteredClient("agent", keys=keys)},
         audiences=frozenset({TOKEN_ENDPOINT}),
         replay_cache=InMemoryReplayCache(),
+        gate=AttemptGate(FakeClock(NOW), loose),
+        secrets=CHECKER,
     )
 
 
