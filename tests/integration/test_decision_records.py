@@ -94,7 +94,7 @@ async def decisions(tmp_path: Path, dev_idp: DevIdentityProvider) -> tuple[Path,
     await service.observers.shadow.drained()
     async with (
         aiohttp.ClientSession() as session,
-        session.get(f"{stack.http_base}/metrics") as response,
+        session.get(f"http://127.0.0.1:{service.metrics_port}/metrics") as response,
     ):
         metrics = await response.text()
     await channel.close()

@@ -2,6 +2,7 @@
 kid stability, alg matches key, signatures verify with the published JWK, lifecycle
 transitions as every other replica sees them, and error translation."""
 
+import dataclasses
 import json
 import socket
 import subprocess
@@ -201,8 +202,13 @@ async def test_a_vanished_backend_fails_signing_cleanly_and_never_signs_with_unl
     name: str, tmp_path: Path, short_lived_moto: tuple[str, "subprocess.Popen[bytes]"]
 ) -> None:
     endpoint, process = short_lived_moto
-    backend = make_backend(name, tmp_path, endpoint, FakeClock(T0), kms_timeout_seconds=0.5)
-    backend.manager().init(OPS)
+    backend = make_backend(name, tmp_path, endpoint, FakeClock(T0))
+    backend.manager().init(OPS)  # with the default timeout: moto's first calls can be slow
+    # From here on every KMS call gives up after 0.5 s, so the outage below is seen quickly.
+    quick = backend.settings.keys.model_copy(update={"kms_timeout_seconds": 0.5})
+    backend = dataclasses.replace(
+        backend, settings=backend.settings.model_copy(update={"keys": quick})
+    )
     keyring = _keyring(backend)
     jwks_before = keyring.jwks_bytes
     if name == "file":

@@ -7,7 +7,10 @@ import shutil
 import time
 from pathlib import Path
 
-from tests.embedded import wasm_engine
+from sekisho.policy.wasm.engine import WasmPolicyEngine
+from sekisho.policy.wasm.policy import WasmLimits
+
+from tests.opa import opa_binary
 from tests.unit.policy.inputs import CRM, POLICIES, QUERY, policy_input
 
 
@@ -30,7 +33,12 @@ async def test_recompiling_leaves_the_event_loop_free_and_the_old_policy_serving
 ) -> None:
     root = tmp_path / "policies"
     shutil.copytree(POLICIES, root)
-    engine = wasm_engine(root, QUERY, cached=False)
+    # A compiler that takes a known while (OPA alone can be quicker than the loop's tick on an
+    # idle machine): the real opa behind a 0.5 s pause.
+    slow_opa = tmp_path / "slow-opa"
+    slow_opa.write_text(f'#!/bin/sh\nsleep 0.5\nexec "{opa_binary()}" "$@"\n')
+    slow_opa.chmod(0o755)
+    engine = WasmPolicyEngine(root, QUERY, slow_opa, WasmLimits())
     engine.load()
     big_registry(root, 1500)
     scopes = root / "sekisho" / "exchange" / "scopes.rego"
