@@ -1,8 +1,7 @@
 """Token buckets on the injected clock, and a bounded table of them keyed by caller or peer."""
 
-from collections import OrderedDict
-
 from sekisho.callers import RateLimit
+from sekisho.lru import LruMap
 
 MAX_BUCKETS = 10_000
 
@@ -31,8 +30,7 @@ class BucketTable:
     stream of made-up keys costs bounded memory. An evicted key starts again with a full bucket."""
 
     def __init__(self, max_entries: int = MAX_BUCKETS) -> None:
-        self._max = max_entries
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._buckets: LruMap[str, TokenBucket] = LruMap(max_entries)
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -41,9 +39,6 @@ class BucketTable:
         """0 when `key` may go now, else the seconds until its next token."""
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(limit, now)
-            if len(self._buckets) > self._max:
-                self._buckets.popitem(last=False)
-        else:
-            self._buckets.move_to_end(key)
+            bucket = TokenBucket(limit, now)
+            self._buckets.put(key, bucket)
         return bucket.take(now)

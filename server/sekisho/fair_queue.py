@@ -25,7 +25,9 @@ class FairQueue:
     """Per-flow FIFOs in round-robin order."""
 
     def __init__(self) -> None:
-        # flow → its waiters; order = the round-robin turn (next flow served first).
+        # flow → its waiters; order = the round-robin turn (next flow served first). Not an
+        # LruMap: this is a queue, not a cache. Nothing is ever evicted (a full queue refuses,
+        # admission.py), and a flow moves to the back when served, not when looked at.
         self._flows: OrderedDict[str, deque[Waiter]] = OrderedDict()
         self._length = 0
 

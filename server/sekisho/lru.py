@@ -1,5 +1,6 @@
 """A bounded map that forgets the least recently used entry first: the one eviction rule every
-in-process cache uses (verified subjects, decisions, gateway tokens, peer certificates).
+in-process cache uses (verified subjects, decisions, gateway tokens, peer certificates, the
+client SDK's tokens, rate-limit buckets, per-flow budgets).
 
 Not thread-safe; every user runs on one event loop. Standard library only, so the SDKs may use it.
 """
@@ -30,6 +31,10 @@ class LruMap(Generic[K, V]):
     def values(self) -> Iterator[V]:
         """Least recently used first."""
         return iter(self._entries.values())
+
+    def items(self) -> Iterator[tuple[K, V]]:
+        """(key, value), least recently used first."""
+        return iter(self._entries.items())
 
     def peek(self, key: K) -> V | None:
         """The entry without touching its recency (to check it before using it)."""

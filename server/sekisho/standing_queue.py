@@ -18,7 +18,7 @@ a closed loop with long timeouts are served, not refused), while one that would 
 deadline is drained.
 """
 
-from collections import OrderedDict
+from sekisho.lru import LruMap
 
 INTERVAL = 0.1  # CoDel's interval: how long a standing queue is tolerated
 MEMORY = 5.0  # how long a flow's largest budget is remembered
@@ -32,19 +32,17 @@ class StandingQueue:
     def __init__(self, max_target: float, *, interval: float = INTERVAL) -> None:
         self._max_target = max_target
         self._interval = interval
-        self._fresh: OrderedDict[str, tuple[float, float]] = OrderedDict()  # flow → (budget, at)
+        # flow → (its largest recent budget, when seen); the least recently seen flow goes first.
+        self._fresh: LruMap[str, tuple[float, float]] = LruMap(MAX_FLOWS)
         self._above_since: float | None = None
 
     def waited(self, flow: str, budget: float, now: float) -> tuple[float, float]:
         """The estimated wait of a call of `flow` arriving with `budget` seconds left, and the
         flow's fresh budget."""
-        fresh, seen_at = self._fresh.get(flow, (0.0, now))
+        fresh, seen_at = self._fresh.peek(flow) or (0.0, now)
         if budget >= fresh or now - seen_at > MEMORY:
             fresh, seen_at = budget, now
-        self._fresh[flow] = (fresh, seen_at)
-        self._fresh.move_to_end(flow)
-        if len(self._fresh) > MAX_FLOWS:
-            self._fresh.popitem(last=False)
+        self._fresh.put(flow, (fresh, seen_at))
         return fresh - budget, fresh
 
     def refuse(self, waited: float, fresh: float, now: float) -> bool:

@@ -1,10 +1,12 @@
-"""The one LRU map, single-flight and backoff every cache, fetcher and retry loop uses."""
+"""The one LRU map, single-flight and backoff every cache, fetcher and retry loop uses (the
+client SDK's token cache included)."""
 
 import asyncio
 import random
 
 import pytest
 from sekisho.backoff import Backoff
+from sekisho.client.cache import CacheKey, ExchangedToken, TokenCache, cache_key
 from sekisho.lru import LruMap
 from sekisho.singleflight import SingleFlight
 
@@ -108,3 +110,30 @@ def test_backoff_full_jitter_stays_under_the_ceiling() -> None:
     assert all(0 <= d <= 0.8 for d in draws)
     assert max(backoff.jittered(1, rng) for _ in range(200)) <= 0.1
     assert len(set(draws)) > 300  # jittered, not a fixed schedule
+
+
+def _token(expires_at: float) -> ExchangedToken:
+    return ExchangedToken("t", "urn:x", "Bearer", expires_at, (), (), "aud", "jti", "d")
+
+
+def _key(name: str) -> CacheKey:
+    return cache_key(name, "aud", (), (), "urn:x")
+
+
+def test_client_token_cache_drops_expired_tokens_before_live_ones() -> None:
+    cache = TokenCache(refresh_ahead_seconds=0, max_entries=2)
+    cache.put(_key("expired"), _token(expires_at=10), now=0)
+    cache.put(_key("live"), _token(expires_at=100), now=0)
+    cache.put(_key("new"), _token(expires_at=100), now=50)
+    assert [cache.get(_key(n), now=50)[0] is not None for n in ("live", "new")] == [True, True]
+    assert cache.get(_key("expired"), now=0)[0] is None
+
+
+def test_client_token_cache_evicts_the_least_recently_used_live_token() -> None:
+    cache = TokenCache(refresh_ahead_seconds=0, max_entries=2)
+    cache.put(_key("a"), _token(expires_at=100), now=0)
+    cache.put(_key("b"), _token(expires_at=100), now=0)
+    assert cache.get(_key("a"), now=1)[0] is not None  # a is now the most recent
+    cache.put(_key("c"), _token(expires_at=100), now=1)
+    found = [cache.get(_key(n), now=1)[0] is not None for n in ("a", "b", "c")]
+    assert found == [True, False, True]

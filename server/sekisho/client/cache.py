@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sekisho.lru import LruMap
+
 
 @dataclass(frozen=True, slots=True)
 class CacheKey:
@@ -51,12 +53,12 @@ class ExchangedToken:
 
 
 class TokenCache:
-    """A bounded dict of ExchangedToken by CacheKey; the clock is passed in, not read."""
+    """A bounded LRU (lru.LruMap) of ExchangedToken by CacheKey; the clock is passed in, not
+    read. When full, expired tokens go first, then the least recently used."""
 
     def __init__(self, *, refresh_ahead_seconds: float, max_entries: int = 10_000) -> None:
-        self._entries: dict[CacheKey, ExchangedToken] = {}
+        self._entries: LruMap[CacheKey, ExchangedToken] = LruMap(max_entries)
         self._refresh_ahead = refresh_ahead_seconds
-        self._max_entries = max_entries
         self.hits = 0
         self.misses = 0
 
@@ -64,22 +66,22 @@ class TokenCache:
         """(token still usable or None, whether it is due for refresh)."""
         token = self._entries.get(key)
         if token is None or now >= token.expires_at:
-            self._entries.pop(key, None)
+            self._entries.pop(key)
             self.misses += 1
             return None, True
         self.hits += 1
         return token, now >= token.expires_at - self._refresh_ahead
 
     def put(self, key: CacheKey, token: ExchangedToken, now: float) -> None:
-        if len(self._entries) >= self._max_entries:
-            self._entries = {k: t for k, t in self._entries.items() if t.expires_at > now}
-        if len(self._entries) >= self._max_entries:
-            self._entries.pop(next(iter(self._entries)))  # oldest insertion goes first
-        self._entries[key] = token
+        if len(self._entries) >= self._entries.max_entries:
+            expired = [k for k, t in self._entries.items() if t.expires_at <= now]
+            for stale in expired:
+                self._entries.pop(stale)
+        self._entries.put(key, token)
 
     def drop(self, key: CacheKey) -> None:
         """Forget one entry (its token was revoked)."""
-        self._entries.pop(key, None)
+        self._entries.pop(key)
 
     @property
     def hit_ratio(self) -> float:
