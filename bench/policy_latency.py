@@ -13,6 +13,10 @@ With --opa-py-wasm-python (a venv with `pip install opa-py-wasm==1.2.1`, which p
 46.x), the same policy.wasm, data and inputs are also evaluated by the opa-py-wasm SDK in that
 interpreter (bench/opa_py_wasm_probe.py), in the same run, and compared with the embedded
 engine's raw evaluation (`evaluate_raw`, no decision parsing) input by input.
+
+With --baseline REV, the embedded engine of git revision REV and of the working tree run side
+by side on the same inputs, interleaved (bench/policy_ab.py): `decide` per decision outcome, and
+its stages (encode, evaluate, parse).
 """
 
 import argparse
@@ -35,6 +39,7 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
+import policy_ab
 from sekisho.clock import SystemClock
 from sekisho.models import Decision
 from sekisho.policy.cache import CachingPolicyEngine
@@ -274,6 +279,11 @@ async def main() -> None:
     parser.add_argument("--downstreams", type=int, default=1_000)
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--opa-py-wasm-python", default="")
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="a git revision: its embedded engine and the working tree's, side by side",
+    )
     args = parser.parse_args()
     rng = random.Random(20261123)  # noqa: S311 - reproducible test data, not secrets
     data = registry(args.downstreams, rng)
@@ -306,6 +316,12 @@ async def main() -> None:
             sdk = None
             if args.opa_py_wasm_python:
                 sdk = opa_py_wasm(args.opa_py_wasm_python, embedded, docs, args.warmup, Path(tmp))
+            side_by_side = None
+            if args.baseline:
+                os.environ.setdefault("SEKISHO_AB_OPA", opa_binary())
+                side_by_side = policy_ab.compare(
+                    REPO, args.baseline, root, docs, warmup=args.warmup, tmp=Path(tmp)
+                )
         finally:
             await opa.close()
             process.terminate()
@@ -348,6 +364,9 @@ async def main() -> None:
         f"{'decision-cache hit':<20}{s['median']:>11.1f}{s['p90']:>9.1f}{s['p99']:>9.1f}"
         f"{s['mean']:>9.1f}{s['max']:>10.0f}  ({len(hits)} cacheable grants, second ask)"
     )
+    if side_by_side is not None:
+        print("\n".join(policy_ab.report(side_by_side)))
+    print(f"load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"decisions that differ between the engines: {differ} of {len(emb)}")
     if differ:
         sys.exit(1)

@@ -13,11 +13,12 @@ WasmEvaluationError; the engine turns that into a deny.
 
 import ctypes
 import json
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import wasmtime
 
+from sekisho.policy.wasm.builtins import regotext
 from sekisho.policy.wasm.builtins.registry import BuiltinError, HostBuiltin
 from sekisho.policy.wasm.rawcall import I32Call
 from sekisho.policy.wasm.runtime import NO_DEADLINE_TICKS
@@ -27,6 +28,16 @@ _I32 = wasmtime.ValType.i32()
 # Room for evaluation beyond the input, ensured before each call so small policies never grow.
 _EVAL_HEADROOM = 4 * PAGE_BYTES
 _MAX_BUILTIN_ARITY = 4
+_ABI_FUNCTIONS = (
+    "opa_eval",
+    "opa_heap_ptr_get",
+    "opa_malloc",
+    "opa_json_parse",
+    "opa_json_dump",
+    "opa_value_dump",
+    "builtins",
+    "entrypoints",
+)
 
 
 class WasmEvaluationError(Exception):
@@ -57,17 +68,15 @@ class PolicyInstance:
         linker.define(self._store, "env", "memory", self._memory)
         self._define_imports(linker)
         exports = linker.instantiate(self._store, module).exports(self._store)
-        self._func: Callable[[str], Any] = lambda name: exports[name]
-        opa_eval = exports["opa_eval"]
-        if not isinstance(opa_eval, wasmtime.Func):
-            raise wasmtime.WasmtimeError("opa_eval is not a function")
-        self._eval = I32Call(self._store, opa_eval)
+        self._abi = {name: _i32_export(self._store, exports, name) for name in _ABI_FUNCTIONS}
+        self._eval = self._abi["opa_eval"]
         self._data_addr = 0
         self._capacity = 0
         self._heap_base = self._call("opa_heap_ptr_get")
 
-    def _call(self, name: str, *args: int, store: Any = None) -> int:
-        return int(self._func(name)(store or self._store, *args))
+    def _call(self, name: str, *args: int, caller: wasmtime.Caller | None = None) -> int:
+        function = self._abi[name]
+        return function(*args) if caller is None else function.within(caller, *args)
 
     def _define_imports(self, linker: wasmtime.Linker) -> None:
         linker.define_func("env", "opa_abort", wasmtime.FuncType([_I32], []), self._abort, True)
@@ -153,42 +162,44 @@ class PolicyInstance:
         # The base moves when memory grows: read it for every access.
         return ctypes.addressof(self._memory.data_ptr(store).contents)
 
-    def _dump_json(self, value_addr: int, store: Any = None) -> Any:
-        store = store or self._store
-        text = self._read_cstring(store, self._call("opa_json_dump", value_addr, store=store))
+    def _dump_json(self, value_addr: int, caller: wasmtime.Caller | None = None) -> Any:
+        address = self._call("opa_json_dump", value_addr, caller=caller)
+        text = self._read_cstring(caller or self._store, address)
         return json.loads(text)
 
     def _abort(self, caller: Any, addr: int) -> None:
         message = self._read_cstring(caller, addr).decode("utf-8", "replace")[:500]
         raise _HostCallError(f"opa_abort: {message}")
 
-    def _dispatch(self, caller: Any, builtin_id: int, _ctx: int, *args: int) -> int:
+    def _dispatch(self, caller: wasmtime.Caller, builtin_id: int, _ctx: int, *args: int) -> int:
         builtin = self._builtins.get(builtin_id)
         if builtin is None:
             raise _HostCallError(f"no host builtin with id {builtin_id}")
         if builtin.per_evaluation and builtin_id in self._memo:
             return self._memo[builtin_id]
-        operands = [self._operand(caller, addr, builtin.rego_text) for addr in args]
         try:
-            result = builtin.call(*operands)
+            result = builtin.call(
+                *(self._operand(caller, addr, builtin.rego_text) for addr in args)
+            )
         except BuiltinError:
             return 0  # as OPA without strict builtin errors: the expression is undefined
         except Exception as exc:  # a host boundary: whatever failed, the evaluation traps
             raise _HostCallError(f"{builtin.name}: {exc}") from exc
         encoded = json.dumps(result, ensure_ascii=False, allow_nan=False).encode()
-        raw = self._call("opa_malloc", len(encoded), store=caller)
+        raw = self._call("opa_malloc", len(encoded), caller=caller)
         self._memory.write(caller, encoded, raw)
-        value = self._call("opa_json_parse", raw, len(encoded), store=caller)
+        value = self._call("opa_json_parse", raw, len(encoded), caller=caller)
         if builtin.per_evaluation:
             self._memo[builtin_id] = value
         return value
 
-    def _operand(self, caller: Any, addr: int, rego_text: bool) -> Any:
-        value = self._dump_json(addr, caller)
+    def _operand(self, caller: wasmtime.Caller, addr: int, rego_text: bool) -> Any:
+        """The JSON value at `addr`, or with `rego_text` its Rego value (regotext.parse): one
+        dump either way."""
         if not rego_text:
-            return value
-        text = self._read_cstring(caller, self._call("opa_value_dump", addr, store=caller))
-        return value, text.decode()
+            return self._dump_json(addr, caller)
+        text = self._read_cstring(caller, self._call("opa_value_dump", addr, caller=caller))
+        return regotext.parse(text.decode())
 
 
 class _HostCallError(Exception):
@@ -197,6 +208,14 @@ class _HostCallError(Exception):
 
 def _ignore(_caller: Any, _addr: int) -> None:
     """opa_println: `print` output is not part of a decision."""
+
+
+def _i32_export(store: wasmtime.Store, exports: Mapping[str, Any], name: str) -> I32Call:
+    """Raises: wasmtime.WasmtimeError when the module lacks the ABI function."""
+    function = exports.get(name)
+    if not isinstance(function, wasmtime.Func):
+        raise wasmtime.WasmtimeError(f"{name} is not an exported function")
+    return I32Call(store, function)
 
 
 def _memory_minimum(module: wasmtime.Module) -> int:

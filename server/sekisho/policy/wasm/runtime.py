@@ -9,9 +9,10 @@ would cost an add per instruction), and one ticker thread drives every instance 
 import hashlib
 import math
 import threading
-from collections import OrderedDict
 
 import wasmtime
+
+from sekisho.lru import LruMap
 
 TICK_SECONDS = 0.01
 # Instantiation, data loading and metadata probes are not time-limited (~350 years of ticks).
@@ -47,8 +48,7 @@ class WasmRuntime:
         self._lock = threading.Lock()
         # Compiling machine code takes ~0.3-0.7 s; an edit that is reverted, or several engines
         # of one process (tests) loading the same policy, reuse the module.
-        self._modules: OrderedDict[bytes, wasmtime.Module] = OrderedDict()
-        self._cached_modules = cached_modules
+        self._modules: LruMap[bytes, wasmtime.Module] = LruMap(cached_modules)
 
     def compile(self, wasm: bytes) -> wasmtime.Module:
         """Raises: wasmtime.WasmtimeError when the bytes are not a valid module."""
@@ -57,11 +57,8 @@ class WasmRuntime:
             module = self._modules.get(key)
         if module is None:
             module = wasmtime.Module(self.engine, wasm)
-        with self._lock:
-            self._modules[key] = module
-            self._modules.move_to_end(key)
-            while len(self._modules) > self._cached_modules:
-                self._modules.popitem(last=False)
+        with self._lock:  # LruMap is not thread-safe; compiles run in worker threads
+            self._modules.put(key, module)
         return module
 
     def deadline_ticks(self, seconds: float) -> int:

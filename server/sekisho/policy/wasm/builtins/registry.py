@@ -26,7 +26,8 @@ class UnsupportedBuiltinError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class HostBuiltin:
-    """One host builtin. With `rego_text`, each operand arrives as (JSON value, Rego text);
+    """One host builtin. Operands arrive as JSON values; with `rego_text`, as Rego values
+    (regotext.parse of the module's `opa_value_dump`: sets, non-string keys and number texts kept);
     with `per_evaluation`, the first result is reused for the rest of the evaluation (OPA reads
     time.now_ns once per query)."""
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from sekisho.policy.wasm.builtins.gofmt import Arg, sprintf
 from sekisho.policy.wasm.builtins.registry import BuiltinError, HostBuiltin
-from sekisho.policy.wasm.builtins.regotext import Number, RegoTextError, parse, render
+from sekisho.policy.wasm.builtins.regotext import Number, render
 
 
 def sprintf_arg(value: Any) -> Arg:
@@ -21,14 +21,11 @@ def sprintf_arg(value: Any) -> Arg:
     return render(value)
 
 
-def _sprintf(template: tuple[Any, str], values: tuple[Any, str]) -> str:
-    if not isinstance(template[0], str) or not isinstance(values[0], list):
+def _sprintf(template: Any, values: Any) -> str:
+    """Operands as Rego values (rego_text): the array's elements keep their number texts."""
+    if not isinstance(template, str) or not isinstance(values, list):
         raise BuiltinError("sprintf takes a string and an array")
-    try:
-        elements = parse(values[1])
-    except RegoTextError as exc:
-        raise BuiltinError(f"sprintf: {exc}") from exc
-    return sprintf(template[0], [sprintf_arg(e) for e in elements])
+    return sprintf(template, [sprintf_arg(e) for e in values])
 
 
 BUILTINS = (HostBuiltin("sprintf", _sprintf, rego_text=True),)

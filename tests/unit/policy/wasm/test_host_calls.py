@@ -1,0 +1,73 @@
+"""The host-call path (rawcall.I32Call from inside a host builtin): many calls per evaluation,
+linear memory growing between them, builtin errors undefined as in OPA, and any other failure
+of a host builtin a trap, so a deny."""
+
+from pathlib import Path
+
+import pytest
+import wasmtime
+from sekisho.policy.wasm.instance import WasmEvaluationError
+from sekisho.policy.wasm.policy import encode_json
+from sekisho.policy.wasm.rawcall import I32Call
+
+from tests.unit.policy.wasm.differential import both, module_folder, wasm_policy
+
+
+def test_hundreds_of_host_calls_growing_memory_match_opa(tmp_path: Path) -> None:
+    # 300 sprintf calls with 3 KB operands: ~1 MB of results, past the 256 KB headroom reserved
+    # before the evaluation, so memory grows (and may move) between host calls.
+    body = 'results := [sprintf("%d:%s:%v", [i, x, {x: i}]) | some i, x in input.xs]\n'
+    document = {"xs": [f"{n:04d}" + "ü" * 1500 for n in range(300)]}
+    expected, actual = both(tmp_path, body, document)
+    assert len(expected) == 300
+    assert actual == expected
+
+
+def test_builtin_errors_are_undefined_as_in_opa(tmp_path: Path) -> None:
+    # sprintf's operands come from the input, so the type errors happen at evaluation time.
+    body = "results := {i: sprintf(c.f, c.a) | some i, c in input.cases}\n"
+    cases = [
+        {"f": "%s", "a": "not an array"},
+        {"f": "%d", "a": 7},
+        {"f": 5, "a": []},
+        {"f": "%v", "a": {"k": 1}},
+        {"f": "ok %v", "a": [None]},
+    ]
+    expected, actual = both(tmp_path, body, {"cases": cases})
+    assert expected == {"4": "ok null"}
+    assert actual == expected
+
+
+def test_a_failing_host_builtin_traps_the_evaluation(tmp_path: Path) -> None:
+    # Argument indexes are not reproduced (gofmt.UnsupportedFormatError): the evaluation must
+    # fail, never answer differently from OPA.
+    root = module_folder(tmp_path, 'results := {"r": sprintf(input.f, [1, 2])}\n')
+    policy = wasm_policy(root)
+    assert policy.evaluate(encode_json({"f": "%d %d"})) == {"r": "1 2"}
+    with pytest.raises(WasmEvaluationError, match="sprintf"):
+        policy.evaluate(encode_json({"f": "%[2]d %[1]d"}))
+    # The instance is usable after the trap.
+    assert policy.evaluate(encode_json({"f": "%d-%d"})) == {"r": "1-2"}
+
+
+def test_a_direct_call_checks_its_signature_and_arity() -> None:
+    engine = wasmtime.Engine()
+    module = wasmtime.Module(
+        engine,
+        """(module
+             (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
+             (func (export "f64") (param f64) (result f64) local.get 0))""",
+    )
+    store = wasmtime.Store(engine)
+    exports = wasmtime.Instance(store, module, []).exports(store)
+    add = exports["add"]
+    assert isinstance(add, wasmtime.Func)
+    call = I32Call(store, add)
+    assert call(2, 40) == 42
+    assert call(-5, 3) == -2
+    with pytest.raises(wasmtime.WasmtimeError, match="expected 2 arguments"):
+        call(1)
+    other = exports["f64"]
+    assert isinstance(other, wasmtime.Func)
+    with pytest.raises(wasmtime.WasmtimeError, match="i32"):
+        I32Call(store, other)
