@@ -4,7 +4,7 @@ Starts the bench stack (bench/stack.py) with caches warm (`--mode warm`) or off 
 drives ExchangeToken with ghz, records py-spy for `--seconds`, and prints the frames with the
 largest inclusive and self shares of all samples (the tables in bench/results/hot_path.md).
 
-    .venv/bin/python bench/profile.py [--mode miss] [--seconds 10] [--top 40]
+    .venv/bin/python bench/profile.py [--mode miss] [--seconds 10] [--top 40] [--native] [--raw F]
 """
 
 import argparse
@@ -32,7 +32,7 @@ PY_SPY = REPO / ".venv" / "bin" / "py-spy"
 SKIP = ("asyncio/", "threading.py", "sekisho/cli.py", "commands/serve.py", "<module>")
 
 
-def record(mode: str, seconds: float, out: Path) -> None:
+def record(mode: str, seconds: float, out: Path, native: bool = False) -> None:
     cpus = ("0", "1") if len(os.sched_getaffinity(0)) >= 2 else ("", "")
     with tempfile.TemporaryDirectory(prefix="sekisho-profile-") as tmp:
         root = Path(tmp)
@@ -66,7 +66,7 @@ def record(mode: str, seconds: float, out: Path) -> None:
                         "raw",
                         "--output",
                         str(out),
-                        "--nonblocking",
+                        *(["--native"] if native else ["--nonblocking"]),
                     ],
                     check=True,
                     capture_output=True,
@@ -105,10 +105,14 @@ def main() -> None:
     parser.add_argument("--mode", choices=("warm", "miss"), default="miss")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--native", action="store_true", help="C frames too (pauses the process)")
+    parser.add_argument("--raw", type=Path, help="also keep py-spy's raw samples here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "profile.txt"
-        record(args.mode, args.seconds, raw)
+        record(args.mode, args.seconds, raw, args.native)
+        if args.raw:
+            args.raw.write_text(raw.read_text())
         print(summarise(raw, args.top))
 
 

@@ -16,7 +16,6 @@ Authorization §7.4.2). It is pseudonymous, not anonymous: treat the log as pers
 import contextvars
 import hashlib
 import logging
-from collections.abc import Sequence
 
 from sekisho.errors import ServiceError
 from sekisho.models import Caller, ExchangeRequest, MintedToken, VerifiedToken
@@ -65,16 +64,12 @@ class AuditLog:
         reason: str = "",
     ) -> None:
         fields = self._fields("allow", request, request.caller, decision_id, subject)
-        fields.update(
-            {
-                "granted_scopes": list(minted.scopes),
-                "resources": list(minted.resources),
-                "kid": minted.kid,
-                "jti": minted.jti,
-                "exp": minted.expires_at,
-                "reason": reason,
-            }
-        )
+        fields["granted_scopes"] = list(minted.scopes)
+        fields["resources"] = list(minted.resources)
+        fields["kid"] = minted.kid
+        fields["jti"] = minted.jti
+        fields["exp"] = minted.expires_at
+        fields["reason"] = reason
         log.info("token_exchanged", extra=fields)
 
     def rejected(
@@ -89,7 +84,9 @@ class AuditLog:
         who = caller or (request.caller if request else Caller())
         fields = self._fields("deny", request, who, decision_id, subject)
         # `code` is the stable internal code (errors.py): why a token was refused, not only that.
-        fields.update({"reason": error.reason, "code": error.code, "detail": error.log_detail})
+        fields["reason"] = error.reason
+        fields["code"] = error.code
+        fields["detail"] = error.log_detail
         log.info("token_rejected", extra=fields)
 
     def _fields(
@@ -100,24 +97,25 @@ class AuditLog:
         decision_id: str,
         subject: VerifiedToken | None,
     ) -> dict[str, object]:
-        scopes: Sequence[str] = request.scopes if request else ()
-        fields: dict[str, object] = dict.fromkeys(AUDIT_FIELDS, "")
-        fields.update(
-            {
-                "outcome": outcome,
-                "decision_id": decision_id,
-                "request_id": self._request_id.get("") if self._request_id else "",
-                "caller": caller.id,
-                "caller_spiffe_id": caller.spiffe_id,
-                "caller_authenticated_by": caller.authenticated_by,
-                "audience": request.audience if request else "",
-                "requested_scopes": list(scopes),
-                "granted_scopes": [],
-                "resources": list(request.resources) if request else [],
-                "requested_token_type": request.requested_token_type if request else "",
-            }
-        )
-        if subject is not None:
-            fields["iss"] = subject.issuer
-            fields["sub_hash"] = subject_hash(subject.issuer, subject.subject)
-        return fields
+        """Every AUDIT_FIELDS member, in that order, built in one dict (one line per exchange)."""
+        return {
+            "outcome": outcome,
+            "decision_id": decision_id,
+            "request_id": self._request_id.get("") if self._request_id else "",
+            "caller": caller.id,
+            "caller_spiffe_id": caller.spiffe_id,
+            "caller_authenticated_by": caller.authenticated_by,
+            "iss": subject.issuer if subject is not None else "",
+            "sub_hash": subject_hash(subject.issuer, subject.subject)
+            if subject is not None
+            else "",
+            "audience": request.audience if request else "",
+            "requested_scopes": list(request.scopes) if request else [],
+            "granted_scopes": [],
+            "resources": list(request.resources) if request else [],
+            "requested_token_type": request.requested_token_type if request else "",
+            "kid": "",
+            "jti": "",
+            "reason": "",
+            "code": "",
+        }

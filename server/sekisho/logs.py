@@ -31,6 +31,8 @@ class JsonLineFormatter(logging.Formatter):
         super().__init__()
         self._second = -1
         self._second_text = ""
+        # What json.dumps(line, default=str) builds on every call, built once.
+        self._encode = json.JSONEncoder(default=str).encode
 
     def _time(self, created: float) -> str:
         second = int(created)
@@ -53,7 +55,7 @@ class JsonLineFormatter(logging.Formatter):
             line["exc_info"] = record.exc_text or self.formatException(record.exc_info)
         if record.stack_info:
             line["stack_info"] = self.formatStack(record.stack_info)
-        return json.dumps(line, default=str)
+        return self._encode(line)
 
 
 class TextLineFormatter(logging.Formatter):

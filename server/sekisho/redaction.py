@@ -24,6 +24,9 @@ from typing import Any
 MAX_VALUE = 2048
 MAX_TRACEBACK = 16384
 _MAX_ITEMS = 64
+_MAX_NAMES = 1024  # field names remembered as credential names or not
+_MAX_CLEAN = 4096  # short strings remembered as clean
+_MAX_CLEAN_LENGTH = 256
 
 _JWT = re.compile(
     r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]+){0,2}"
@@ -83,19 +86,56 @@ def scrub_named(name: str, value: Any) -> Any:
 
 
 class ScrubFilter(logging.Filter):
-    """Scrubs the message and every extra field of each record (see the module docstring)."""
+    """Scrubs the message and every extra field of each record (see the module docstring).
+
+    On the audit path (one record of ~20 fields per exchange), so it visits only the record's
+    extra fields, leaves numbers and None alone, remembers which field names are credentials'
+    names (the names are the code's `extra=` keys: a small, fixed set), and remembers short
+    strings it found clean (issuer, audience, scopes, token types repeat on every audit line):
+    scrub_text is a pure function of the string, so a string clean once is clean again. Only
+    strings that passed unchanged are remembered: a value that had a credential cut out never is.
+    """
 
     def __init__(self, standard: frozenset[str]) -> None:
         super().__init__()
         self._standard = standard
+        self._secret_names: dict[str, bool] = {}
+        self._clean: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        record.msg, record.args = scrub_text(message), None
-        for key, value in list(vars(record).items()):
-            if key not in self._standard and not isinstance(value, (int, float, bool)):
-                setattr(record, key, scrub_named(key, value))
+        record.msg, record.args = scrub_text(record.getMessage()), None
+        fields = record.__dict__
+        for key in fields.keys() - self._standard:
+            value = fields[key]
+            if value is None or isinstance(value, (int, float)):  # bool is an int
+                continue
+            if isinstance(value, (str, bytes)) and self._is_secret_name(key):
+                fields[key] = "[redacted]"
+            elif type(value) is str:
+                fields[key] = self._text(value)
+            elif type(value) is list and len(value) <= _MAX_ITEMS:
+                fields[key] = [self._text(v) if type(v) is str else scrub(v) for v in value]
+            else:
+                fields[key] = scrub(value)
         if record.exc_info and not record.exc_text:
             text = logging.Formatter().formatException(record.exc_info)
             record.exc_text = scrub_text(text, limit=MAX_TRACEBACK)
         return True
+
+    def _text(self, value: str) -> str:
+        if value in self._clean:
+            return value
+        scrubbed = scrub_text(value)
+        if scrubbed == value and len(value) <= _MAX_CLEAN_LENGTH:
+            if len(self._clean) >= _MAX_CLEAN:
+                self._clean.clear()
+            self._clean.add(value)
+        return scrubbed
+
+    def _is_secret_name(self, name: str) -> bool:
+        known = self._secret_names.get(name)
+        if known is None:
+            if len(self._secret_names) >= _MAX_NAMES:
+                self._secret_names.clear()
+            known = self._secret_names[name] = _SECRET_NAME.match(name) is not None
+        return known

@@ -81,6 +81,16 @@ async def test_allow_is_one_record_with_every_field(
     assert "alice" not in json.dumps(fields["sub_hash"])
 
 
+def test_both_outcomes_carry_exactly_the_audit_fields_in_order(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The record is built as one dict literal (hot path): it must stay in step with AUDIT_FIELDS.
+    AuditLog().rejected(None, None, InvalidClientError("no"), "", caller=CALLER)
+    (record,) = _records(caplog)
+    extra = [k for k in vars(record) if k in (*AUDIT_FIELDS, "detail", "exp")]
+    assert extra == [*AUDIT_FIELDS, "detail"]
+
+
 async def test_policy_deny_is_one_record_with_the_reason(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:

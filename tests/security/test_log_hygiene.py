@@ -143,6 +143,25 @@ def test_no_credential_survives_in_any_field(
 
 
 @pytest.mark.parametrize("fmt", ["json", "text"])
+def test_a_repeated_value_is_scrubbed_every_time(
+    configured: Configure, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    # The filter remembers strings it found clean (the audit line repeats issuer, audience and
+    # scopes on every exchange); a value that carried a credential must never be remembered.
+    configured(fmt)
+    for _ in range(3):
+        for value in CREDENTIAL_FORMS.values():
+            _emit("sekisho.test", "again", {"audience": value, "scopes": [value, "crm.read"]})
+            _emit("sekisho.test", "named", {"subject_token": OPAQUE, "note": "crm.read"})
+    out = capsys.readouterr().err
+    assert len(out.splitlines()) == 6 * len(CREDENTIAL_FORMS)
+    assert OPAQUE not in out
+    for segment in JWT.split("."):
+        assert segment not in out
+    assert out.count("crm.read") == 6 * len(CREDENTIAL_FORMS)  # clean values stay as they are
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
 def test_every_value_is_bounded(
     configured: Configure, capsys: pytest.CaptureFixture[str], fmt: str
 ) -> None:
