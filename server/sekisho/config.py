@@ -329,6 +329,9 @@ class PolicyConfig(_Strict):
     memory_limit_mb: int = Field(default=256, ge=2, le=4096)
     pool_size: int = Field(default=1, ge=1, le=64)
     compile_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    # engine = "embedded": keep each compiled policy.wasm here (policy/wasm/compile_cache.py);
+    # unset = `opa build` at every start.
+    compile_cache_dir: Path | None = None
     # engine = "embedded" from an OPA bundle instead of `path` (docs/operators.md "Policy
     # bundles"): a .tar.gz file, or a bundle server polled with ETags; optional signature key.
     bundle_file: Path | None = None
@@ -923,7 +926,7 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
         "path": (base / settings.policy.path).resolve(),
         "opa_binary": opa_binary,
     }
-    for name in ("opa_ca_file", "bundle_file", "bundle_verification_key"):
+    for name in ("opa_ca_file", "bundle_file", "bundle_verification_key", "compile_cache_dir"):
         if (value := getattr(settings.policy, name)) is not None:
             policy_update[name] = (base / value).resolve()
     policy = settings.policy.model_copy(update=policy_update)

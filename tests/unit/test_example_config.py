@@ -34,6 +34,7 @@ TOP_LEVEL_ARRAYS = {"callers"}
 # Where the example intentionally differs from the model defaults.
 INTENTIONAL = {
     ("policy", "path"): REPO / "policies",  # "../policies": the repo's policies from config/
+    ("policy", "compile_cache_dir"): REPO / "var" / "policy-cache",  # `make run` restarts fast
     ("keys", "dir"): REPO / "var" / "keys",
     ("status_list", "enabled"): True,  # the example shows revocation at work (issue 16)
     ("status_list", "path"): REPO / "var" / "status" / "status.db",

@@ -10,12 +10,16 @@ Unknown client ids cost no hash: the decoy holds a pool slot for as long as a re
 same answer after the same time and the same queueing either way, so response timing does not
 reveal which ids exist; what differs is only the server's CPU use, which a remote caller cannot
 observe apart from everyone else's load (docs/security.md).
+
+The seed (one argon2id hash and check, 0.1-0.5 s of CPU) runs in the pool while the service goes
+on starting, not before it: every check and decoy waits for it, so none is answered before the
+typical duration is known.
 """
 
 import asyncio
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -31,18 +35,28 @@ class SecretChecker:
         self._slots = asyncio.Semaphore(threads)
         self._hasher = PasswordHasher()
         self._timer = timer
-        decoy_hash = self._hasher.hash(_DECOY_SECRET)
-        started = timer()
-        self._check(decoy_hash, _DECOY_SECRET)
-        self._typical = timer() - started
+        self._typical = 0.0
+        self._seeded: Future[None] = self._pool.submit(self._seed)
 
     @property
     def typical_seconds(self) -> float:
-        """How long a check takes lately (the decoy's duration)."""
+        """How long a check takes lately (the decoy's duration); waits for the seed."""
+        self._seeded.result()
         return self._typical
+
+    def _seed(self) -> None:
+        decoy_hash = self._hasher.hash(_DECOY_SECRET)
+        started = self._timer()
+        self._check(decoy_hash, _DECOY_SECRET)
+        self._typical = self._timer() - started
+
+    async def _wait_for_seed(self) -> None:
+        if not self._seeded.done():
+            await asyncio.wrap_future(self._seeded)
 
     async def verify(self, stored_hash: str, secret: str) -> bool:
         """Whether `secret` matches `stored_hash` (a malformed hash never matches)."""
+        await self._wait_for_seed()
         async with self._slots:
             started = self._timer()
             loop = asyncio.get_running_loop()
@@ -52,6 +66,7 @@ class SecretChecker:
 
     async def decoy(self) -> None:
         """Take as long as a check, holding a slot like one, without hashing."""
+        await self._wait_for_seed()
         async with self._slots:
             await asyncio.sleep(self._typical)
 

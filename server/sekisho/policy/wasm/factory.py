@@ -6,6 +6,8 @@ from sekisho.config import PolicyConfig
 from sekisho.policy.engine import PolicyRuntime
 from sekisho.policy.toolchain import find_opa
 from sekisho.policy.wasm.bundles import BundlePolicyEngine, Polling
+from sekisho.policy.wasm.compile_cache import CompileCache
+from sekisho.policy.wasm.compiler import compile_folder
 from sekisho.policy.wasm.download import BundleDownloader
 from sekisho.policy.wasm.engine import WasmPolicyEngine
 from sekisho.policy.wasm.policy import WasmLimits
@@ -34,12 +36,14 @@ def embedded_engine(policy: PolicyConfig, cwd: Path) -> PolicyRuntime:
 def folder_engine(policy: PolicyConfig, cwd: Path) -> WasmPolicyEngine:
     """Raises: ConfigError when no opa binary is found."""
     opa = find_opa(policy.opa_binary, cwd)
+    cache = policy.compile_cache_dir
     return WasmPolicyEngine(
         policy.path,
         policy.query,
         opa,
         wasm_limits(policy),
         compile_timeout=policy.compile_timeout_seconds,
+        compiler=CompileCache(cache) if cache is not None else compile_folder,
     )
 
 

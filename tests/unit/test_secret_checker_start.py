@@ -1,0 +1,50 @@
+"""The argon2id seed of the secret checker (http/secrets.py) runs in its pool while the service
+starts, and no check or decoy is answered before it is known."""
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+from sekisho.http.secrets import SecretChecker
+
+
+def test_constructing_the_checker_hashes_nothing_on_the_caller_s_thread() -> None:
+    cpu = time.thread_time()
+    checker = SecretChecker(1)
+    spent = time.thread_time() - cpu
+    try:
+        # argon2id with 64 MiB takes tens of ms of CPU; the caller only submitted it.
+        assert spent < checker.typical_seconds / 2, (spent, checker.typical_seconds)
+    finally:
+        checker.close()
+
+
+def _ticks(*values: float) -> Iterator[float]:
+    yield from values
+    while True:
+        yield values[-1]
+
+
+async def test_a_decoy_right_after_start_lasts_the_seeded_duration() -> None:
+    ticks = _ticks(0.0, 0.3)  # the seed's check "took" 0.3 s
+    checker = SecretChecker(1, timer=lambda: next(ticks))
+    try:
+        started = time.perf_counter()
+        await checker.decoy()
+        assert time.perf_counter() - started >= 0.3  # not 0: the decoy waited for the seed
+    finally:
+        checker.close()
+
+
+async def test_checks_still_work_while_the_seed_runs() -> None:
+    from argon2 import PasswordHasher
+
+    stored = PasswordHasher().hash("s3cret")
+    checker = SecretChecker(2)
+    try:
+        right, wrong = await asyncio.gather(
+            checker.verify(stored, "s3cret"), checker.verify(stored, "nope")
+        )
+        assert (right, wrong) == (True, False)
+    finally:
+        checker.close()
