@@ -20,7 +20,7 @@ import wasmtime
 
 from sekisho.policy.wasm.builtins import regotext
 from sekisho.policy.wasm.builtins.registry import BuiltinError, HostBuiltin
-from sekisho.policy.wasm.rawcall import I32Call
+from sekisho.policy.wasm.rawcall import I32Call, define_i32_import
 from sekisho.policy.wasm.runtime import NO_DEADLINE_TICKS
 
 PAGE_BYTES = 65536
@@ -81,9 +81,11 @@ class PolicyInstance:
     def _define_imports(self, linker: wasmtime.Linker) -> None:
         linker.define_func("env", "opa_abort", wasmtime.FuncType([_I32], []), self._abort, True)
         linker.define_func("env", "opa_println", wasmtime.FuncType([_I32], []), _ignore, True)
-        for arity in range(_MAX_BUILTIN_ARITY + 1):
-            kind = wasmtime.FuncType([_I32] * (2 + arity), [_I32])
-            linker.define_func("env", f"opa_builtin{arity}", kind, self._dispatch, True)
+        # The C callbacks live as long as this instance (and its store).
+        self._callbacks = [
+            define_i32_import(linker, "env", f"opa_builtin{arity}", 2 + arity, self._dispatch)
+            for arity in range(_MAX_BUILTIN_ARITY + 1)
+        ]
 
     def metadata(self) -> tuple[dict[str, int], dict[str, int]]:
         """(builtins the module needs by name → id, entrypoints by name → id)."""

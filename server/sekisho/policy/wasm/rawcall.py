@@ -9,16 +9,26 @@ i32 fields are overwritten (~1.5 µs per call). This reaches into wasmtime-py's 
 (`_ffi`, `Func._func`, `Storelike._context`), so constraints.txt pins wasmtime exactly and
 tests/unit/policy/wasm/ exercise it on every upgrade. Traps and host-call exceptions are raised
 exactly as `Func.__call__` raises them.
+
+`define_i32_import` is the other direction: a host import `(i32 ...) -> i32` called through
+`wasmtime_linker_define_func_unchecked` with the raw i32 values, not through wasmtime-py's
+generic trampoline (a Val object per argument and type comparisons for the result, ~30 % of a
+host builtin call). An exception in the handler is handed over as wasmtime-py hands one over:
+the call traps and the exception is re-raised where the guest was entered.
 """
 
 import ctypes
+from collections.abc import Callable
 from typing import Any
 
 import wasmtime
+import wasmtime._func
 from wasmtime import _ffi as ffi
 from wasmtime._func import maybe_raise_last_exn
 
 _TRAP_POINTER = ctypes.POINTER(ffi.wasm_trap_t)
+_I32 = wasmtime.ValType.i32()
+_HOST_FAILED = b"host import failed"
 
 
 class I32Call:
@@ -68,3 +78,43 @@ class I32Call:
             raise wasmtime.WasmtimeError._from_ptr(error)
         result: Any = values[0].i32
         return int(result)
+
+
+def define_i32_import(
+    linker: wasmtime.Linker, module: str, name: str, arity: int, handler: Callable[..., int]
+) -> Any:
+    """Define `module.name` as `(i32, ... arity times) -> i32`, calling `handler(caller, *args)`.
+
+    Returns the C callback: the caller keeps it alive as long as any instance of the linker.
+    Raises: wasmtime.WasmtimeError when the linker refuses the definition."""
+
+    def call(_env: Any, raw_caller: Any, values: Any, _count: int) -> int:
+        caller = wasmtime.Caller(raw_caller)
+        try:
+            values[0].i32 = handler(caller, *[values[i].i32 for i in range(arity)])
+        except BaseException as exc:  # re-raised where the guest was entered (maybe_raise_last_exn)
+            # As wasmtime-py's own trampoline does (it types the slot narrower than it stores).
+            wasmtime._func.LAST_EXCEPTION = exc  # type: ignore[assignment]
+            trap = ffi.wasmtime_trap_new(_HOST_FAILED, len(_HOST_FAILED))
+            return ctypes.cast(trap, ctypes.c_void_p).value or 0
+        finally:
+            caller._invalidate()
+        return 0
+
+    callback = ffi.wasmtime_func_unchecked_callback_t(call)
+    kind = wasmtime.FuncType([_I32] * arity, [_I32])
+    module_bytes, name_bytes = module.encode(), name.encode()
+    error = ffi.wasmtime_linker_define_func_unchecked(
+        linker.ptr(),
+        ctypes.create_string_buffer(module_bytes),
+        len(module_bytes),
+        ctypes.create_string_buffer(name_bytes),
+        len(name_bytes),
+        kind.ptr(),
+        callback,
+        None,
+        ctypes.CFUNCTYPE(None, ctypes.c_void_p)(),
+    )
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)
+    return callback

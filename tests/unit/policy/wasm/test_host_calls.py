@@ -8,7 +8,7 @@ import pytest
 import wasmtime
 from sekisho.policy.wasm.instance import WasmEvaluationError
 from sekisho.policy.wasm.policy import encode_json
-from sekisho.policy.wasm.rawcall import I32Call
+from sekisho.policy.wasm.rawcall import I32Call, define_i32_import
 
 from tests.unit.policy.wasm.differential import both, module_folder, wasm_policy
 
@@ -71,3 +71,35 @@ def test_a_direct_call_checks_its_signature_and_arity() -> None:
     assert isinstance(other, wasmtime.Func)
     with pytest.raises(wasmtime.WasmtimeError, match="i32"):
         I32Call(store, other)
+
+
+def test_a_raw_host_import_gets_its_arguments_and_hands_failures_to_the_entry_point() -> None:
+    engine = wasmtime.Engine()
+    module = wasmtime.Module(
+        engine,
+        """(module
+             (import "env" "host" (func $host (param i32 i32) (result i32)))
+             (func (export "run") (param i32) (result i32)
+               local.get 0 i32.const 1000 call $host i32.const 1 i32.add))""",
+    )
+    store = wasmtime.Store(engine)
+    linker = wasmtime.Linker(engine)
+    seen: list[tuple[int, int]] = []
+
+    def host(caller: wasmtime.Caller, a: int, b: int) -> int:
+        assert isinstance(caller, wasmtime.Caller)
+        if a < 0:
+            raise LookupError("refused")
+        seen.append((a, b))
+        return a * b
+
+    keep = define_i32_import(linker, "env", "host", 2, host)
+    run = linker.instantiate(store, module).exports(store)["run"]
+    assert isinstance(run, wasmtime.Func)
+    call = I32Call(store, run)
+    assert call(7) == 7001
+    assert seen == [(7, 1000)]
+    with pytest.raises(LookupError, match="refused"):
+        call(-1)
+    assert call(2) == 2001  # the store is usable after the trap
+    assert keep is not None
