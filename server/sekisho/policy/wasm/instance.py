@@ -20,7 +20,7 @@ import wasmtime
 
 from sekisho.policy.wasm.builtins import regotext
 from sekisho.policy.wasm.builtins.registry import BuiltinError, HostBuiltin
-from sekisho.policy.wasm.rawcall import I32Call, define_i32_import
+from sekisho.policy.wasm.rawcall import I32Call, RawMemory, define_i32_import
 from sekisho.policy.wasm.runtime import NO_DEADLINE_TICKS
 
 PAGE_BYTES = 65536
@@ -64,6 +64,7 @@ class PolicyInstance:
         self._memory = wasmtime.Memory(
             self._store, wasmtime.MemoryType(wasmtime.Limits(initial, max_pages))
         )
+        self._raw_memory = RawMemory(self._memory)
         linker = wasmtime.Linker(engine)
         linker.define(self._store, "env", "memory", self._memory)
         self._define_imports(linker)
@@ -102,7 +103,7 @@ class PolicyInstance:
         """Parse the data document into the instance once. Raises: WasmEvaluationError."""
         self._reserve(self._heap_base + len(data) * 4 + _EVAL_HEADROOM)
         raw = self._call("opa_malloc", len(data))
-        self._memory.write(self._store, data, raw)
+        self._write(self._store, raw, data)
         self._data_addr = self._call("opa_json_parse", raw, len(data))
         if self._data_addr == 0:
             raise WasmEvaluationError("the data document is not valid JSON for OPA")
@@ -116,7 +117,7 @@ class PolicyInstance:
         end = base + len(document)
         try:
             self._reserve(end + _EVAL_HEADROOM)
-            ctypes.memmove(self._address(self._store) + base, document, len(document))
+            ctypes.memmove(self._raw_memory.base(self._store) + base, document, len(document))
             self._memo.clear()
             # Relative to the epoch now; nothing else runs in this store until the next
             # evaluation sets it again, so it is not reset afterwards.
@@ -144,11 +145,17 @@ class PolicyInstance:
             pages += missing
         self._capacity = pages * PAGE_BYTES
 
-    def _read_cstring(self, store: Any, addr: int) -> bytes:
-        end = self._memory.data_len(store)
+    def _write(self, store: wasmtime.Store | wasmtime.Caller, addr: int, data: bytes) -> None:
+        if addr <= 0 or addr + len(data) > self._raw_memory.size(store):
+            raise WasmEvaluationError(f"allocation at {addr} is outside memory")
+        ctypes.memmove(self._raw_memory.base(store) + addr, data, len(data))
+
+    def _read_cstring(self, store: wasmtime.Store | wasmtime.Caller, addr: int) -> bytes:
+        # The base moves when memory grows: read it (and the length) for every access.
+        end = self._raw_memory.size(store)
         if addr <= 0 or addr >= end:
             raise WasmEvaluationError(f"result address {addr} is outside memory")
-        chunk, parts, origin = 1024, [], self._address(store)
+        chunk, parts, origin = 1024, [], self._raw_memory.base(store)
         while addr < end:
             data = ctypes.string_at(origin + addr, min(chunk, end - addr))
             nul = data.find(0)
@@ -159,10 +166,6 @@ class PolicyInstance:
             addr += len(data)
             chunk *= 4
         raise WasmEvaluationError("result string is not terminated")
-
-    def _address(self, store: Any) -> int:
-        # The base moves when memory grows: read it for every access.
-        return ctypes.addressof(self._memory.data_ptr(store).contents)
 
     def _dump_json(self, value_addr: int, caller: wasmtime.Caller | None = None) -> Any:
         address = self._call("opa_json_dump", value_addr, caller=caller)
@@ -189,7 +192,7 @@ class PolicyInstance:
             raise _HostCallError(f"{builtin.name}: {exc}") from exc
         encoded = json.dumps(result, ensure_ascii=False, allow_nan=False).encode()
         raw = self._call("opa_malloc", len(encoded), caller=caller)
-        self._memory.write(caller, encoded, raw)
+        self._write(caller, raw, encoded)
         value = self._call("opa_json_parse", raw, len(encoded), caller=caller)
         if builtin.per_evaluation:
             self._memo[builtin_id] = value

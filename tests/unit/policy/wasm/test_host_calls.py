@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 import wasmtime
-from sekisho.policy.wasm.instance import WasmEvaluationError
+from sekisho.policy.wasm.builtins.registry import HostBuiltin
+from sekisho.policy.wasm.instance import PolicyInstance, WasmEvaluationError
 from sekisho.policy.wasm.policy import encode_json
 from sekisho.policy.wasm.rawcall import I32Call, define_i32_import
+from sekisho.policy.wasm.runtime import NO_DEADLINE_TICKS
 
 from tests.unit.policy.wasm.differential import both, module_folder, wasm_policy
 
@@ -103,3 +105,38 @@ def test_a_raw_host_import_gets_its_arguments_and_hands_failures_to_the_entry_po
         call(-1)
     assert call(2) == 2001  # the store is usable after the trap
     assert keep is not None
+
+
+# A module speaking OPA's ABI badly on purpose: its allocator hands out the last two bytes of
+# memory, and opa_eval returns its entrypoint argument as the result address.
+HOSTILE = """(module
+  (import "env" "memory" (memory 2))
+  (import "env" "opa_builtin0" (func $builtin0 (param i32 i32) (result i32)))
+  (func (export "opa_heap_ptr_get") (result i32) i32.const 1024)
+  (func (export "opa_malloc") (param i32) (result i32)
+    memory.size i32.const 65536 i32.mul i32.const 2 i32.sub)
+  (func (export "opa_json_parse") (param i32 i32) (result i32) i32.const 0)
+  (func (export "opa_json_dump") (param i32) (result i32) i32.const 0)
+  (func (export "opa_value_dump") (param i32) (result i32) i32.const 0)
+  (func (export "builtins") (result i32) i32.const 0)
+  (func (export "entrypoints") (result i32) i32.const 0)
+  (func (export "opa_eval") (param i32 i32 i32 i32 i32 i32 i32) (result i32)
+    (if (i32.eqz (local.get 1))
+      (then (drop (call $builtin0 (i32.const 0) (i32.const 0)))))
+    local.get 1))"""
+
+
+def test_a_module_cannot_make_the_host_touch_memory_outside_its_own() -> None:
+    engine = wasmtime.Engine(wasmtime.Config())
+    module = wasmtime.Module(engine, HOSTILE)
+    called: list[str] = []
+    builtins = {0: HostBuiltin("x", lambda: called.append("x") or "a long result")}
+    instance = PolicyInstance(engine, module, max_pages=16, builtins=builtins)
+    # The result does not fit where the module's allocator put it: refused, not written.
+    with pytest.raises(WasmEvaluationError, match="outside memory"):
+        instance.evaluate(0, b"{}", NO_DEADLINE_TICKS)
+    assert called == ["x"]
+    # A result address past the end of memory is refused, not read.
+    with pytest.raises(WasmEvaluationError, match="outside memory"):
+        instance.evaluate(0x7FFFFFF0, b"{}", NO_DEADLINE_TICKS)
+    assert instance.evaluate(2048, b"{}", NO_DEADLINE_TICKS) == b""
