@@ -54,10 +54,11 @@ from sekisho.reload import poll_forever, retry_with_backoff, watch_directory
 from sekisho.rpc.ext_authz import ExtAuthzServicer
 from sekisho.rpc.server import GrpcServer, create_grpc_server
 from sekisho.rpc.servicer import TokenExchangeServicer
+from sekisho.shutdown import BackgroundTasks, Listeners
 from sekisho.signing.keyring import Keyring
 from sekisho.signing.manager import ManagedKeyStore
 from sekisho.signing.rotation import AutoRotator, check_interval, rotate_forever
-from sekisho.status.runtime import build_status_runtime
+from sekisho.status.runtime import StatusRuntime, build_status_runtime
 from sekisho.tls import TlsMaterial, http_ssl_context, load_tls_material
 from sekisho.validation import RequestLimits
 from sekisho.verify.replay import InMemoryReplayCache, RedisReplayCache, ReplayCache
@@ -104,13 +105,14 @@ def build_callers(settings: Settings) -> CallerRegistry:
 
 @dataclass
 class Service:
-    """A running Sekisho: both listeners and the background tasks."""
+    """A running Sekisho: both listeners and the background tasks. Every component's close is on
+    `stack`, in shutdown order (shutdown.py); stop() is closing it."""
 
     grpc: GrpcServer
-    http_runner: web.AppRunner
     http_port: int
-    fetcher: HttpJsonFetcher | None
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    stack: contextlib.AsyncExitStack
+    listeners: Listeners
+    tasks: BackgroundTasks
     metrics_port: int = 0  # the admin listener's port ([metrics] listen); 0 = metrics off
     policy: PolicyRuntime | None = None
     # The hot-path caches (hits / misses / len for metrics); policy is a CachingPolicyEngine.
@@ -118,9 +120,6 @@ class Service:
     observability: Observability | None = None
     # The decision log and shadow policy ([decision_log], [policy.shadow]), when configured.
     observers: DecisionObservers | None = None
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    # Keeps gRPC health in step with /readyz; cancelled first so shutdown's NOT_SERVING sticks.
-    readiness: asyncio.Task[None] | None = None
     http_guard: ConnectionGuard | None = None
     # What SIGHUP reloads (the keyring, the policy folder).
     reloaders: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
@@ -136,26 +135,29 @@ class Service:
 
     async def stop(self, grace: float) -> None:
         """Drain in-flight RPCs for up to `grace` seconds, then close everything."""
-        if self.readiness is not None:
-            self.readiness.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.readiness
-        await self.grpc.set_serving(False)
-        await self.grpc.server.stop(grace)
-        await self.http_runner.cleanup()
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self.fetcher is not None:
-            await self.fetcher.close()
-        if self.policy is not None:
-            await self.policy.close()
-        for close in self.closers:
-            await close()
-        if self.observability is not None:
-            self.observability.close()
+        self.listeners.grace = grace
+        await self.stack.aclose()
+
+
+@dataclass
+class _Core:
+    """What the listeners share, built (keys and policy loaded) before any of them binds."""
+
+    settings: Settings
+    clock: Clock
+    request_id: contextvars.ContextVar[str]
+    observability: Observability
+    store: ManagedKeyStore
+    keyring: Keyring
+    policy: CachingPolicyEngine
+    observers: DecisionObservers
+    issuers: dict[str, TrustedIssuer]
+    subject_cache: CachingTokenVerifier
+    status: StatusRuntime | None
+    callers: CallerRegistry
+
+    def ready(self) -> bool:
+        return self.keyring.loaded and self.policy.ready
 
 
 def _trusted_issuers(
@@ -252,24 +254,23 @@ def build_subject_cache(
     return cache
 
 
-async def _serve_metrics(
-    service: "Service", settings: Settings, clock: Clock, reuse_port: bool
-) -> None:
-    """GET /metrics on its own admin listener ([metrics] listen), never the public one."""
-    observability = service.observability
-    if observability is None or observability.metrics is None:
-        return
+async def _serve_metrics(core: _Core, listeners: Listeners, reuse_port: bool) -> int:
+    """GET /metrics on its own admin listener ([metrics] listen), never the public one; returns
+    its port, 0 when metrics are off."""
+    observability, clock = core.observability, core.clock
+    if observability.metrics is None:
+        return 0
     runner = web.AppRunner(
         create_metrics_app(lambda: observability.scrape(clock.now())),
         access_log=None,
         handle_signals=False,
     )
     await runner.setup()
-    host, port = _split_listen(settings.metrics.listen)
+    listeners.http.append(runner)
+    host, port = _split_listen(core.settings.metrics.listen)
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     await site.start()
-    service.metrics_port = runner.addresses[0][1]
-    service.closers.append(runner.cleanup)
+    return int(runner.addresses[0][1])
 
 
 async def start_policy(
@@ -436,13 +437,6 @@ async def _serve_http(
     return runner, site.port
 
 
-def _closer(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:
-    async def closer() -> None:
-        close()
-
-    return closer
-
-
 async def _refresh_forever(cache: JwksCache, interval: float) -> None:
     while True:
         try:
@@ -468,19 +462,19 @@ def build_verifier(
 
 def _idp_fetcher(
     settings: Settings, given: JsonFetcher | None, started: contextlib.AsyncExitStack
-) -> tuple[JsonFetcher, HttpJsonFetcher | None]:
+) -> JsonFetcher:
     """The fetcher for IdP discovery and JWKS: `given` (tests), else one of our own to close."""
     if given is not None:
-        return given, None
+        return given
     own = HttpJsonFetcher(settings.trust.http_timeout_seconds)
     started.push_async_callback(own.close)
-    return own, own
+    return own
 
 
 def _client_auth_support(
     settings: Settings, started: contextlib.AsyncExitStack
-) -> tuple[ReplayCache, Callable[[], Awaitable[None]] | None, SecretChecker]:
-    """The token endpoint's replay cache and secret checker, closed by `started` on failure."""
+) -> tuple[ReplayCache, SecretChecker]:
+    """The token endpoint's replay cache and secret checker, their closes on `started`."""
     endpoint = settings.token_endpoint
     replay_cache, close_replay_cache = build_replay_cache(
         endpoint.replay_cache_url, endpoint.replay_cache_password_env, endpoint.replay_cache_ca_file
@@ -489,7 +483,7 @@ def _client_auth_support(
         started.push_async_callback(close_replay_cache)
     secrets = SecretChecker(settings.client_auth.hash_threads)
     started.callback(secrets.close)
-    return replay_cache, close_replay_cache, secrets
+    return replay_cache, secrets
 
 
 async def start_service(
@@ -507,17 +501,19 @@ async def start_service(
 
     Raises: ConfigError, KeyStoreError, PolicyLoadError, OSError (bind).
     """
-    async with contextlib.AsyncExitStack() as started:
-        service = await _start(
+    stack = contextlib.AsyncExitStack()
+    try:
+        return await _start(
             settings,
-            started,
+            stack,
             clock=clock or SystemClock(),
             fetcher=fetcher,
-            request_id=request_id,
+            request_id=request_id or contextvars.ContextVar("request_id", default=""),
             reuse_port=reuse_port,
         )
-        started.pop_all()  # running: Service.stop closes it all from now on
-    return service
+    except BaseException:
+        await stack.aclose()
+        raise
 
 
 async def _start(
@@ -526,136 +522,211 @@ async def _start(
     *,
     clock: Clock,
     fetcher: JsonFetcher | None,
-    request_id: contextvars.ContextVar[str] | None,
+    request_id: contextvars.ContextVar[str],
     reuse_port: bool,
 ) -> Service:
-    """start_service's steps; whatever starts is pushed on `started`, unwound if a step fails."""
+    """start_service's steps. Each component's close goes on `started` as it starts, in
+    shutdown order (shutdown.py): stores and clients, then background loops, then listeners."""
     check_exposure(settings)
     observability = build_observability(settings)
     started.callback(observability.close)
-    request_id = request_id or contextvars.ContextVar("request_id", default="")
+    core = await _start_core(
+        settings, started, clock, observability, fetcher=fetcher, request_id=request_id
+    )
+    exchanger = _build_exchanger(core)
+    guard = build_connection_guard(settings)
+    app = _public_app(core, exchanger, guard, started)
+    service = await _serve(core, exchanger, app, guard, started, reuse_port=reuse_port)
+    await _launch(core, service)
+    service.listeners.readiness = asyncio.create_task(service.grpc.follow_readiness(core.ready))
+    log.info(
+        "service_started",
+        extra={
+            "grpc_port": service.grpc.port,
+            "http_port": service.http_port,
+            "issuer": settings.server.issuer,
+        },
+    )
+    return service
+
+
+async def _start_core(
+    settings: Settings,
+    started: contextlib.AsyncExitStack,
+    clock: Clock,
+    observability: Observability,
+    *,
+    fetcher: JsonFetcher | None,
+    request_id: contextvars.ContextVar[str],
+) -> _Core:
+    """Keys, policy, the trusted issuers and the status list. Raises: KeyStoreError,
+    PolicyLoadError, ConfigError."""
     store = build_keystore(settings, clock)
     keyring = Keyring(store)
     keyring.load()
     policy, observers = await start_policy(settings, clock, observability)
     started.push_async_callback(policy.close)
     started.push_async_callback(observers.close)
-    fetcher, own_fetcher = _idp_fetcher(settings, fetcher, started)
-    issuers = _trusted_issuers(settings, fetcher, clock, observability)
+    idp_fetcher = _idp_fetcher(settings, fetcher, started)
+    issuers = _trusted_issuers(settings, idp_fetcher, clock, observability)
     verifier = build_verifier(settings, issuers, clock)
-    subject_cache = build_subject_cache(settings, verifier, issuers, clock, policy)
     status = build_status_runtime(settings, keyring, clock)  # None unless [status_list]
+    if status is not None:
+        started.push_async_callback(status.close)
+    return _Core(
+        settings=settings,
+        clock=clock,
+        request_id=request_id,
+        observability=observability,
+        store=store,
+        keyring=keyring,
+        policy=policy,
+        observers=observers,
+        issuers=issuers,
+        subject_cache=build_subject_cache(settings, verifier, issuers, clock, policy),
+        status=status,
+        callers=build_callers(settings),
+    )
+
+
+def _build_exchanger(core: _Core) -> TokenExchanger:
+    """The one exchange pipeline every transport runs, behind admission control."""
+    settings, clock, status = core.settings, core.clock, core.status
     minter = TokenMinter(
-        keyring,
+        core.keyring,
         clock,
         issuer=settings.server.issuer,
         max_lifetime_seconds=settings.tokens.max_lifetime_seconds,
         status=status.issuer if status else None,
     )
-    callers = build_callers(settings)
-    tls = load_tls_material(settings.server)
-    admission = build_admission(settings, callers, clock)
-    exchanger = TokenExchanger(
-        subject_cache,
-        observers.engine,
+    admission = build_admission(settings, core.callers, clock)
+    _watch(core.observability.metrics, core.subject_cache, core.policy, core.keyring, admission)
+    return TokenExchanger(
+        core.subject_cache,
+        core.observers.engine,
         minter,
         clock,
-        AuditLog(request_id),
+        AuditLog(core.request_id),
         admission=admission,
-        instruments=observability.instruments,
+        instruments=core.observability.instruments,
         revocations=status.gate if status else None,
         limits=request_limits(settings),
     )
-    _watch(observability.metrics, subject_cache, policy, keyring, admission)
-    servicer = TokenExchangeServicer(exchanger, keyring, callers=callers)
+
+
+def _public_app(
+    core: _Core,
+    exchanger: TokenExchanger,
+    guard: ConnectionGuard,
+    started: contextlib.AsyncExitStack,
+) -> web.Application:
+    """The public HTTP application: metadata, JWKS, token endpoint, status lists."""
+    settings, clock = core.settings, core.clock
+    replay_cache, secrets = _client_auth_support(settings, started)
+    token_endpoint = build_token_endpoint(
+        settings,
+        exchanger.with_entrypoint("http"),
+        clock,
+        replay_cache,
+        callers=core.callers,
+        request_id=core.request_id,
+        secrets=secrets,
+        gate=build_attempt_gate(settings, clock),
+    )
+    return create_http_app(
+        issuer=settings.server.issuer,
+        keyring=core.keyring,
+        ready=core.ready,
+        jwks_max_age_seconds=settings.tokens.jwks_max_age_seconds,
+        token_endpoint=token_endpoint,
+        status_lists=core.status.endpoint if core.status else None,
+        middlewares=(guard.middleware(),),
+    )
+
+
+async def _serve_grpc(
+    core: _Core, exchanger: TokenExchanger, tls: TlsMaterial | None, reuse_port: bool
+) -> GrpcServer:
+    """Bind the gRPC listener: ExchangeToken and Envoy's ext_authz on one server."""
+    settings, status, callers = core.settings, core.status, core.callers
     ext_authz = ExtAuthzServicer(
         build_gateway_authorizer(
             settings,
             exchanger.with_entrypoint("ext_authz"),
-            clock,
-            observability.metrics,
+            core.clock,
+            core.observability.metrics,
             revoked=status.gate.revoked if status else None,
-            flushes=policy,
+            flushes=core.policy,
         ),
         trust_source_principal=settings.gateway.trust_source_principal,
         callers=callers,
         audit_refusal=exchanger.refused,
     )
-    grpc_server = await create_grpc_server(
-        servicer,
+    return await create_grpc_server(
+        TokenExchangeServicer(exchanger, core.keyring, callers=callers),
         settings.server.grpc_listen,
-        request_id,
+        core.request_id,
         ext_authz,
         reuse_port=reuse_port,
         tls=tls,
         max_message_bytes=settings.limits.grpc_max_message_bytes,
         options=grpc_options(settings.grpc),
     )
-    started.push_async_callback(grpc_server.server.stop, 0)
 
-    def ready() -> bool:
-        return keyring.loaded and policy.ready
 
-    replay_cache, close_replay_cache, secrets = _client_auth_support(settings, started)
-    guard = build_connection_guard(settings)
-
-    app = create_http_app(
-        issuer=settings.server.issuer,
-        keyring=keyring,
-        ready=ready,
-        jwks_max_age_seconds=settings.tokens.jwks_max_age_seconds,
-        token_endpoint=build_token_endpoint(
-            settings,
-            exchanger.with_entrypoint("http"),
-            clock,
-            replay_cache,
-            callers=callers,
-            request_id=request_id,
-            secrets=secrets,
-            gate=build_attempt_gate(settings, clock),
-        ),
-        status_lists=status.endpoint if status else None,
-        middlewares=(guard.middleware(),),
-    )
+async def _serve(
+    core: _Core,
+    exchanger: TokenExchanger,
+    app: web.Application,
+    guard: ConnectionGuard,
+    stack: contextlib.AsyncExitStack,
+    *,
+    reuse_port: bool,
+) -> Service:
+    """Bind gRPC, the public HTTP listener and the admin one. Their close and the background
+    loops' go on `stack` first, so they run before those of the stores and clients."""
+    settings = core.settings
+    tasks = BackgroundTasks()
+    stack.push_async_callback(tasks.close)  # after the listeners have drained
+    listeners = Listeners()
+    stack.push_async_callback(listeners.close)  # first of all
+    tls = load_tls_material(settings.server)
+    listeners.grpc = grpc_server = await _serve_grpc(core, exchanger, tls, reuse_port)
     runner, http_port = await _serve_http(app, settings.server.http_listen, guard, tls, reuse_port)
-    started.push_async_callback(runner.cleanup)
-    service = Service(
+    listeners.http.append(runner)
+    return Service(
         grpc=grpc_server,
-        http_runner=runner,
         http_port=http_port,
-        fetcher=own_fetcher,
-        policy=policy,
-        subject_cache=subject_cache,
-        observability=observability,
-        observers=observers,
+        stack=stack,
+        listeners=listeners,
+        tasks=tasks,
+        metrics_port=await _serve_metrics(core, listeners, reuse_port),
+        policy=core.policy,
+        subject_cache=core.subject_cache,
+        observability=core.observability,
+        observers=core.observers,
         http_guard=guard,
     )
-    service.closers.append(observers.close)
-    if close_replay_cache is not None:
-        service.closers.append(close_replay_cache)
-    service.closers.append(_closer(secrets.close))
-    # From here the Service owns everything started above: a failure stops it as a whole.
-    started.pop_all()
-    started.push_async_callback(service.stop, 0.0)
-    await _serve_metrics(service, settings, clock, reuse_port)
-    if status is not None:
-        await status.launch(service.tasks, service.closers)
-    if observability.metrics is not None:
-        service.tasks.append(asyncio.create_task(observability.sample_forever(clock.now)))
-    for issuer in issuers.values():
-        task = _refresh_forever(issuer.jwks, settings.trust.jwks_cache_seconds)
-        service.tasks.append(asyncio.create_task(task))
-    _follow_changes(service, settings, policy, keyring, _key_tasks(settings, store, keyring, clock))
-    service.readiness = asyncio.create_task(grpc_server.follow_readiness(ready))
-    log.info(
-        "service_started",
-        extra={
-            "grpc_port": grpc_server.port,
-            "http_port": http_port,
-            "issuer": settings.server.issuer,
-        },
-    )
-    return service
+
+
+async def _launch(core: _Core, service: Service) -> None:
+    """The background loops: revocations, metrics sampling, JWKS refresh, key and policy
+    watches; and what SIGHUP reloads."""
+    settings, clock, tasks = core.settings, core.clock, service.tasks
+    if core.status is not None:
+        await core.status.launch(tasks.running)
+    if core.observability.metrics is not None:
+        tasks.spawn(core.observability.sample_forever(clock.now))
+    for issuer in core.issuers.values():
+        tasks.spawn(_refresh_forever(issuer.jwks, settings.trust.jwks_cache_seconds))
+    policy_watch = _policy_watch(settings, core.policy)
+    if policy_watch is not None:
+        tasks.spawn(policy_watch)
+    for key_task in _key_tasks(settings, core.store, core.keyring, clock):
+        tasks.spawn(key_task)
+    service.reloaders.append(core.keyring.refresh)
+    if settings.policy.reads_folder or settings.policy.uses_bundle:
+        service.reloaders.append(core.policy.folder_changed)
 
 
 def _watch(
@@ -675,27 +746,8 @@ def _watch(
     metrics.watch_admission(admission)
 
 
-def _follow_changes(
-    service: Service,
-    settings: Settings,
-    policy: PolicyRuntime,
-    keyring: Keyring,
-    key_tasks: list[Coroutine[None, None, None]],
-) -> None:
-    """Watch the policy folder (or a bundle file's folder) and the keystore; register what
-    SIGHUP reloads."""
-    policy_watch = _policy_watch(settings, policy)
-    if policy_watch is not None:
-        service.tasks.append(asyncio.create_task(policy_watch))
-    for key_task in key_tasks:
-        service.tasks.append(asyncio.create_task(key_task))
-    service.reloaders.append(keyring.refresh)
-    if settings.policy.reads_folder or settings.policy.uses_bundle:
-        service.reloaders.append(policy.folder_changed)
-
-
-def _on_sighup(service: Service, loop: asyncio.AbstractEventLoop) -> None:
-    service.tasks.append(loop.create_task(service.reload()))
+def _on_sighup(service: Service) -> None:
+    service.tasks.spawn(service.reload())
 
 
 async def run_until_signalled(
@@ -717,7 +769,7 @@ async def run_until_signalled(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     # SIGHUP: reload keys and policy now (they also reload on change); never a stop.
-    loop.add_signal_handler(signal.SIGHUP, _on_sighup, service, loop)
+    loop.add_signal_handler(signal.SIGHUP, _on_sighup, service)
     await stop.wait()
     log.info("service_stopping", extra={"grace_seconds": settings.server.shutdown_grace_seconds})
     await service.stop(settings.server.shutdown_grace_seconds)

@@ -1,10 +1,14 @@
 """The composition root cleans up after itself: a start that fails part way releases what it had
 already started (here the gRPC listener, bound before the HTTP one fails), so a supervisor can
-retry on the same ports; a started service reports the ports it bound."""
+retry on the same ports; a started service reports the ports it bound. Stop and a failed start
+unwind the same stack: listeners, background loops and stores (the status-list database) all
+closed, asserted on the real components (ports, tasks, open files)."""
 
 import asyncio
+import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sekisho.devidp import DevIdentityProvider
@@ -50,4 +54,85 @@ async def test_a_failed_start_releases_the_grpc_listener_and_its_tasks(
             await start_service(settings)
     await asyncio.sleep(0)
     assert _can_bind(grpc_port)
+    assert asyncio.all_tasks() - before == set()
+
+
+def _open_files(under: Path) -> list[str]:
+    """Paths below `under` this process holds open (Linux /proc)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(under)):
+            found.append(target)
+    return found
+
+
+def _settings_with_every_component(
+    tmp_path: Path, issuer: str, ports: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    # The environment wins over init arguments, and tests/conftest.py sets it to port 0.
+    monkeypatch.setenv("SEKISHO_METRICS__LISTEN", f"127.0.0.1:{ports['metrics']}")
+    keys_dir = tmp_path / "keys"
+    FileKeyStore(keys_dir).init("ES256", 1_800_000_000)
+    return {
+        "idp_issuer": issuer,
+        "keys_dir": keys_dir,
+        "server": {
+            "grpc_listen": f"127.0.0.1:{ports['grpc']}",
+            "http_listen": f"127.0.0.1:{ports['http']}",
+        },
+        "metrics": {"enabled": True},
+        "status_list": {"enabled": True, "path": str(tmp_path / "status" / "status.db")},
+    }
+
+
+@pytest.mark.integration
+async def test_stop_closes_listeners_loops_and_stores(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    dev_idp: DevIdentityProvider,  # noqa: F811
+) -> None:
+    ports = {"grpc": _free_port(), "http": _free_port(), "metrics": _free_port()}
+    settings = stack_settings(
+        **_settings_with_every_component(tmp_path, dev_idp.issuer, ports, monkeypatch)
+    )
+    before = asyncio.all_tasks()
+    service = await start_service(settings)
+    assert (service.grpc.port, service.http_port, service.metrics_port) == (
+        ports["grpc"],
+        ports["http"],
+        ports["metrics"],
+    )
+    assert _open_files(tmp_path / "status")  # the status-list database is open while serving
+    assert asyncio.all_tasks() - before  # and the background loops run
+    await service.stop(0.5)
+    await asyncio.sleep(0)
+    assert [name for name, port in ports.items() if not _can_bind(port)] == []
+    assert _open_files(tmp_path / "status") == []
+    assert asyncio.all_tasks() - before == set()
+    await service.stop(0.5)  # a second stop finds nothing left to close
+
+
+@pytest.mark.integration
+async def test_a_start_failing_at_the_last_listener_closes_all_it_started(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    dev_idp: DevIdentityProvider,  # noqa: F811
+) -> None:
+    with socket.socket() as taken:  # the admin (metrics) listener binds last, and fails
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = {"grpc": _free_port(), "http": _free_port(), "metrics": taken.getsockname()[1]}
+        settings = stack_settings(
+            **_settings_with_every_component(tmp_path, dev_idp.issuer, ports, monkeypatch)
+        )
+        before = asyncio.all_tasks()
+        with pytest.raises(OSError, match="address already in use"):
+            await start_service(settings)
+    await asyncio.sleep(0)
+    assert (_can_bind(ports["grpc"]), _can_bind(ports["http"])) == (True, True)
+    assert _open_files(tmp_path / "status") == []
     assert asyncio.all_tasks() - before == set()

@@ -4,7 +4,6 @@ helper, so service.py only plugs them in)."""
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sekisho.clock import Clock
@@ -51,13 +50,9 @@ class StatusRuntime:
     gate: RevocationGate
     endpoint: StatusListEndpoint
 
-    async def launch(
-        self,
-        tasks: list["asyncio.Task[None]"],
-        closers: list[Callable[[], Awaitable[None]]],
-    ) -> None:
-        """Load the revocations in force (a failure is logged; exchanges then fail closed), start
-        the flush and refresh loops into `tasks` and register `close` in `closers`."""
+    async def launch(self, tasks: list["asyncio.Task[None]"]) -> None:
+        """Load the revocations in force (a failure is logged; exchanges then fail closed) and
+        start the flush and refresh loops into `tasks`. Its owner closes it (`close`)."""
         try:
             await self.gate.refresh()
         except StatusStoreError:
@@ -67,7 +62,6 @@ class StatusRuntime:
             self.gate.refresh_forever(self.config.poll_seconds),
         )
         tasks.extend(asyncio.create_task(loop) for loop in loops)
-        closers.append(self.close)
 
     async def close(self) -> None:
         """Write the last records, then close the store."""
