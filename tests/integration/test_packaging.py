@@ -28,6 +28,9 @@ SDK_MODULES = ("sekisho.client", "sekisho.verify", "sekisho.constants", "sekisho
                "sekisho.lru", "sekisho.profiles")  # fmt: skip
 SHARED_PACKAGES = ("sekisho.status",)  # a package whose __init__ a shared module's import runs
 INSTALL_TIMEOUT = 600
+# What the client extra must not bring: the verifier's crypto and HTTP stack (the exchanger
+# imports sekisho.verify only when revocation is followed, which needs sekisho[verify]).
+NOT_FOR_THE_CLIENT = ("cryptography", "aiohttp")
 
 CLIENT_SCRIPT = textwrap.dedent("""
     import asyncio, sys
@@ -131,19 +134,20 @@ def _foreign_modules(listing: str) -> list[str]:
 
 @pytest.mark.integration
 @pytest.mark.parametrize(
-    ("extra", "script"),
-    [("client", CLIENT_SCRIPT), ("verify", VERIFY_SCRIPT)],
+    ("extra", "script", "absent"),
+    [("client", CLIENT_SCRIPT, NOT_FOR_THE_CLIENT), ("verify", VERIFY_SCRIPT, ())],
     ids=["client", "verify"],
 )
 def test_sdk_extra_installs_alone_and_works(
-    wheel: Path, tmp_path: Path, extra: str, script: str
+    wheel: Path, tmp_path: Path, extra: str, script: str, absent: tuple[str, ...]
 ) -> None:
     python = _installed(wheel, extra, tmp_path / "venv")
     installed = _run(python, "-m", "pip", "list", "--format=freeze").lower()
-    assert [name for name in SERVER_ONLY if f"{name}==" in installed] == []
+    assert [name for name in (*SERVER_ONLY, *absent) if f"{name}==" in installed] == []
     modules = _run(python, "-c", script, cwd=tmp_path)
     assert _foreign_modules(modules) == []
     assert "aiohttp.web" not in modules.split()
+    assert [m for m in modules.split() if m.split(".")[0] in absent] == []
 
 
 def test_sdks_import_no_server_module() -> None:
@@ -152,3 +156,10 @@ def test_sdks_import_no_server_module() -> None:
         sys.executable, "-c", "import sys, sekisho.client, sekisho.verify; print(*sys.modules)"
     )
     assert _foreign_modules(listing) == []
+
+
+def test_the_client_alone_loads_neither_the_verifier_nor_aiohttp() -> None:
+    """In the development venv everything is installed, so only what `import sekisho.client`
+    loads can tell: not sekisho.verify (and through it aiohttp), which sekisho[client] lacks."""
+    listing = _run(sys.executable, "-c", "import sys, sekisho.client; print(*sys.modules)")
+    assert [m for m in listing.split() if m.startswith(("sekisho.verify", "aiohttp"))] == []

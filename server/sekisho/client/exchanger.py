@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import jwt
@@ -44,8 +44,11 @@ from sekisho.client.errors import (
 from sekisho.client.throttle import AdaptiveThrottle
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN
 from sekisho.singleflight import SingleFlight
-from sekisho.verify.errors import VerificationError
-from sekisho.verify.status import StatusListClient
+
+if TYPE_CHECKING:
+    # Only a caller that follows revocation passes one, and has installed sekisho[verify] to do
+    # so: sekisho[client] alone brings neither cryptography nor aiohttp (test_packaging.py).
+    from sekisho.verify.status import StatusListClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +120,7 @@ class TokenExchangeClient:
         refresh_ahead_seconds: float = 30.0,
         cache_token_types: Collection[str] = (TOKEN_TYPE_ACCESS_TOKEN,),
         clock: Callable[[], float] = time.monotonic,
-        status: StatusListClient | None = None,
+        status: "StatusListClient | None" = None,
         throttle: AdaptiveThrottle | None = None,
     ) -> None:
         self._status = status
@@ -175,6 +178,8 @@ class TokenExchangeClient:
     async def _revoked(self, token: ExchangedToken) -> bool:
         if self._status is None or token.status is None:
             return False
+        from sekisho.verify.errors import VerificationError  # sekisho[verify], see the top
+
         try:
             await self._status.check(token.status)
         except VerificationError:
