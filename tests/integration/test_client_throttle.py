@@ -1,12 +1,14 @@
 """Callers behave (issue 14 item 3): client-side adaptive throttling (SRE book) and retry_after,
 against a real Sekisho whose every call is refused by a token bucket."""
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sekisho.client import ChannelOptions, TokenExchangeClient
-from sekisho.client.errors import RateLimitedError
+from sekisho.client import ChannelOptions, RetryPolicy, TokenExchangeClient
+from sekisho.client.errors import ExchangeError, RateLimitedError
 from sekisho.client.throttle import AdaptiveThrottle
 from sekisho.devidp import DevIdentityProvider
 from sekisho.service import Service, start_service
@@ -106,3 +108,47 @@ async def test_retry_after_stops_calls_that_cannot_wait_it_out(
         with pytest.raises(RateLimitedError, match="retry after"):
             await client.exchange(token, "https://crm-as.example.com", deadline_seconds=0.5)
         assert client.rpc_count == sent  # refused locally: the server's retry_after still runs
+
+
+@pytest.fixture
+async def silent_listener() -> AsyncIterator[str]:
+    """A TCP listener that accepts and never answers: every call runs out its deadline."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    for writer in held:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+def _closed_port() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"  # closed again on return: refused
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("kind", ["UNAVAILABLE", "DEADLINE_EXCEEDED"])
+async def test_no_answer_is_not_an_accept(
+    kind: str,
+    silent_listener: str,
+    dev_idp: DevIdentityProvider,  # noqa: F811
+) -> None:
+    # grpc's REFUSED_STREAM reaches the client as UNAVAILABLE, and a call queued behind a busy
+    # connection's stream limit runs out its deadline: both mean the service did not take it.
+    target = _closed_port() if kind == "UNAVAILABLE" else silent_listener
+    retry = RetryPolicy(max_attempts=1)
+    options = ChannelOptions(insecure=True)
+    async with TokenExchangeClient(target, channel_options=options, retry=retry) as client:
+        token, attempts = _token(dev_idp), 40
+        for _ in range(attempts):
+            with pytest.raises(ExchangeError) as refused:
+                await client.exchange(token, "https://crm-as.example.com", deadline_seconds=0.05)
+            assert refused.value.code in (kind, "RESOURCE_EXHAUSTED")  # sent, or throttled
+        # Counted as accepts, every attempt would be an RPC.
+        assert client.rpc_count < attempts / 2

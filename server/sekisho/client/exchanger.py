@@ -6,8 +6,9 @@
   `retry_after` (jittered), never past the caller's deadline (every other status is an answer,
   and retrying a denial would only add load); while a `retry_after` runs, calls that cannot wait
   it out fail at once without an RPC;
-- client-side adaptive throttling (throttle.py): when the service keeps refusing with slow_down,
-  requests are rejected locally in proportion, so a fleet of agents cannot hammer it;
+- client-side adaptive throttling (throttle.py): when the service keeps refusing (slow_down,
+  grpc's REFUSED_STREAM or RESOURCE_EXHAUSTED, or no answer within the deadline), requests are
+  rejected locally in proportion, so a fleet of agents cannot hammer it;
 - typed errors: ExchangeError subclasses carrying the OAuth reason and step-up/consent metadata;
 - revocation: with `status=StatusListClient(…)`, a cached token whose status list entry is no
   longer VALID (`sekisho revoke`) is dropped and exchanged again (which Sekisho then refuses).
@@ -105,6 +106,16 @@ def _retry_after(error: ExchangeError) -> float:
         return max(0.0, float(error.metadata.get("retry_after", "1")))
     except ValueError:
         return 1.0
+
+
+# Answers that mean the service did not take the call: slow_down, and grpc's own refusals
+# (REFUSED_STREAM arrives as UNAVAILABLE; RESOURCE_EXHAUSTED from grpc core has no reason) and
+# a deadline spent queued behind the connection's stream limit. None of them is an accept.
+OVERLOAD_CODES = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED"})
+
+
+def _overload_refusal(error: ExchangeError) -> bool:
+    return isinstance(error, RateLimitedError) or error.code in OVERLOAD_CODES
 
 
 class TokenExchangeClient:
@@ -249,7 +260,7 @@ class TokenExchangeClient:
 
     def _pause_before_retry(self, error: ExchangeError, attempt: int) -> float | None:
         """How long to wait before retrying `error`, or None when it must not be retried."""
-        if not isinstance(error, RateLimitedError):
+        if not _overload_refusal(error):
             self.throttle.accepted()  # an answer, even a denial: the service is not refusing
         if attempt >= self._retry.max_attempts:
             return None
