@@ -6,9 +6,12 @@ It sheds only the excess, cheaply, fairly, and never serves a call late:
   concurrency filter). Beyond it an exchange waits in its caller's queue (fair_queue.py,
   round-robin across callers) instead of being refused: 32 or 256 callers in a closed loop are
   saturation, and they are queued and served.
-- The wait is bounded, CoDel-style, by a target delay (`max_queue_delay_seconds`) and by the
-  caller's own deadline: an exchange whose predicted wait plus service time does not fit is
-  refused at once with slow_down (RESOURCE_EXHAUSTED / 429 + Retry-After), before any work.
+- The wait is bounded, CoDel-style, by a target delay and by the caller's own deadline: the
+  target is `max_queue_delay_seconds`, and at most a quarter of the time the caller gave the
+  call (the standing-queue stage's share), so an accepted exchange keeps most of its deadline;
+  an exchange whose predicted wait is over the target, or whose wait plus service time does not
+  fit its deadline, is refused at once with slow_down (RESOURCE_EXHAUSTED / 429 + Retry-After),
+  before any work.
   The prediction is the waiters served before it round-robin times the measured time between
   slot releases; a waiter that still overstays (the prediction was wrong) is refused when its
   turn comes rather than served after its deadline.
@@ -33,7 +36,7 @@ from sekisho.concurrency import GradientLimit
 from sekisho.errors import SlowDownError
 from sekisho.fair_queue import FairQueue, Waiter
 from sekisho.models import Caller
-from sekisho.standing_queue import StandingQueue
+from sekisho.standing_queue import BUDGET_SHARE, StandingQueue
 
 NO_DEADLINE = math.inf
 ARRIVAL_TURNS = 1  # loop turns before each admitted exchange runs
@@ -160,10 +163,10 @@ class Admission:
             self._refuse("caller_queue_full", "this caller's queue is full", 1.0)
         interval = self.limit.mean_rtt / max(1, self.limit.slots)
         wait = (self._queue.position(flow) + 1) * interval
-        if wait > policy.max_queue_delay:
-            self._refuse("queue_delay", f"predicted wait {wait:.3f}s over target", wait)
         if now + wait + self.limit.mean_rtt > deadline:
             self._refuse("deadline", f"predicted finish {wait:.3f}s after the deadline", wait)
+        if wait > (target := self._target(now, deadline)):
+            self._refuse("queue_delay", f"predicted wait {wait:.3f}s over {target:.3f}s", wait)
 
     def _release(self, granted: float) -> None:
         now = self._clock.now()
@@ -173,7 +176,7 @@ class Admission:
             if waiter.future.done():  # cancelled while queued
                 continue
             late = now + self.limit.mean_rtt > waiter.deadline
-            if now - waiter.queued_at > self._policy.max_queue_delay or late:
+            if now - waiter.queued_at > self._target(waiter.queued_at, waiter.deadline) or late:
                 # Mis-predicted: refuse now rather than serve late (CoDel's drop at dequeue).
                 self.shed["overstayed"] += 1
                 waiter.future.set_exception(_busy("waited past its target or deadline", 1.0))
@@ -181,6 +184,12 @@ class Admission:
             self._in_flight += 1
             waiter.granted_at = now
             waiter.future.set_result(None)
+
+    def _target(self, queued_at: float, deadline: float) -> float:
+        """The longest a call queued at `queued_at` may wait for a slot: the configured target,
+        and at most a share of its caller's time (a 1 s deadline waits at most 0.25 s; with no
+        deadline, or a long one, the configured target applies)."""
+        return min(self._policy.max_queue_delay, BUDGET_SHARE * (deadline - queued_at))
 
     def _refuse(self, reason: str, detail: str, wait: float) -> None:
         self.shed[reason] += 1

@@ -110,6 +110,42 @@ async def test_predicted_wait_over_the_target_is_refused_at_once(clock: FakeCloc
     await asyncio.gather(*(held.task for held in (running, *queued)))
 
 
+async def test_the_wait_target_is_a_share_of_the_callers_deadline(clock: FakeClock) -> None:
+    admission = Admission(clock, policy=ONE_SLOT)  # configured target 1 s
+    _measured(admission, 0.1)
+    held = [Held(admission, "a") for _ in range(4)]  # one running, three queued
+    await _settle()
+    # Flow b goes second in turn: predicted wait 0.2 s, finish 0.3 s, inside its 0.5 s deadline,
+    # but over a quarter of it: refused at once rather than served with little time left.
+    with pytest.raises(SlowDownError):
+        await asyncio.wait_for(
+            admission.admit(ANON, flow="b", deadline=clock.now() + 0.5).__aenter__(), 0.1
+        )
+    assert admission.shed_counts == {"queue_delay": 1}
+    patient = Held(admission, "c", deadline=clock.now() + 2.0)  # 0.2 s of 2 s: queued
+    await _settle()
+    assert admission.queued == 4 and admission.shed_counts == {"queue_delay": 1}
+    for entry in (*held, patient):
+        entry.release.set()
+    await asyncio.gather(*(entry.task for entry in (*held, patient)))
+
+
+async def test_a_waiter_over_its_share_of_the_deadline_at_its_turn_is_refused(
+    clock: FakeClock,
+) -> None:
+    admission = Admission(clock, policy=ONE_SLOT)
+    running = Held(admission, "a")
+    await _settle()
+    waiter = Held(admission, "b", deadline=clock.now() + 1.0)
+    await _settle()
+    clock.advance(0.3)  # waited 0.3 s of its 1 s: time is left, but over its quarter
+    running.release.set()
+    with pytest.raises(SlowDownError):
+        await waiter.task
+    assert not waiter.admitted.is_set()
+    assert admission.shed_counts == {"overstayed": 1} and admission.in_flight == 0
+
+
 async def test_a_call_that_cannot_finish_before_its_deadline_is_refused_at_once(
     clock: FakeClock,
 ) -> None:
