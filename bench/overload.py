@@ -17,6 +17,13 @@ registry and signs ES256). Server pinned to core 0, load generators (ghz, the fl
    while one gRPC caller runs ExchangeToken in a closed loop: its median against the same
    caller without the flood.
 5. The CPU cost of a refusal against an exchange: every call refused by a token bucket.
+6. (b) and (c) again with callers using sekisho.client (default retries and client-side
+   adaptive throttling, one connection per caller), as real agents do (overload_sdk.py).
+
+Is the load really open? Every open-loop row reports how long the generator took to send what
+it was asked to send in `seconds` (ghz: first to last send; SDK: its own lateness against the
+schedule) and the share of a core the server got during the run (the machine is shared).
+Recovery is measured from the generator's last send, not from the nominal end.
 
 Takes about three minutes; stops itself. Loopback only.
 
@@ -32,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import overload_sdk
 from loadgen import EXCHANGE, GHZ, write_protoset
 from stack import (
     Idp,
@@ -125,6 +133,7 @@ def summary(details: list[dict[str, Any]], rate: float = 0.0) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "by_status": kinds,
         "goodput_per_s": round(len(ok) / seconds, 1),
+        "sent_over_s": round(max(stamps) - min(stamps), 2),
         "ok_p50_ms": _pct(ok, 0.5),
         "ok_p99_ms": _pct(ok, 0.99),
         "refused_p50_ms": _pct(refused, 0.5),
@@ -147,12 +156,13 @@ def open_loop(
     """`factor` x R for `seconds` with 1 s deadlines, and a probe caller through and after it."""
     probe_rps, tail = max(1.0, 0.1 * rate), 3.0
     probe = _background_ghz(server, messages, rps=probe_rps, seconds=seconds + tail)
-    started = time.time()
+    started, cpu = time.time(), server.cpu_seconds()
     load = ghz(
         server, messages, total=int(factor * rate * seconds), rps=factor * rate,
         concurrency=64, timeout="1s",
     )  # fmt: skip
-    load_end = started + seconds
+    cpu_share = (server.cpu_seconds() - cpu) / (time.time() - started)
+    load_end = max(_stamp(d) for d in load)  # the last send: ghz may lag its schedule
     probe_details = _finish(probe)
     unloaded_p99 = _pct([_ms(d) for d in probe_details if _stamp(d) < started], 0.99)
     bad = [
@@ -161,6 +171,7 @@ def open_loop(
         if _kind(d) != "OK" or _ms(d) > 3 * max(unloaded_p99, 1.0)
     ]
     result = summary(load, rate)
+    result["server_cpu_share"] = round(cpu_share, 2)
     result["accepted_past_deadline"] = result["by_status"].get("DeadlineExceeded", 0)
     result["probe"] = summary(probe_details)
     result["recovered_after_s"] = round(max(0.0, max(bad, default=load_end) - load_end), 2)
@@ -279,6 +290,13 @@ def main() -> None:
             for factor in (2, 5):
                 results[f"open_{factor}R"] = open_loop(on, messages, rate, factor, seconds)
             results["abusive_and_polite"] = abusive_and_polite(on, messages, rate, seconds)
+            for factor in (2, 5):
+                results[f"sdk_open_{factor}R"] = overload_sdk.open_loop(
+                    on, messages, rate, factor, cpus=LOAD_CPUS, seconds=seconds
+                )
+            results["sdk_abusive_and_polite"] = overload_sdk.abusive_and_polite(
+                on, messages, rate, cpus=LOAD_CPUS, seconds=seconds
+            )
             results["login_flood"] = login_flood(on, messages, seconds)
         finally:
             on.stop()
@@ -288,7 +306,7 @@ def main() -> None:
         finally:
             refusing.stop()
         idp.close()
-    results["R"] = rate
+    results["R"], results["seconds"] = rate, seconds
     _write(results)
 
 
@@ -351,9 +369,61 @@ def _write(results: dict[str, Any]) -> None:
         f"Refusal cost: {cost['refusal_cpu_us']} µs of server CPU per refused call vs "
         f"{cost['exchange_cpu_us']} µs per exchange ({cost['ratio']:.1%}).",
         "",
+        *_open_rows(results, rate),
+        "",
+        *_sdk_rows(results, rate),
+        "",
     ]
-    (RESULTS / "overload.md").write_text("\n".join(lines))
+    # overload.md keeps each session's reading of its run; the script writes the latest run.
+    (RESULTS / "overload_latest.md").write_text("\n".join(lines))
     print("\n".join(lines))
+
+
+def _open_rows(results: dict[str, Any], rate: float) -> list[str]:
+    """Did ghz send at the rate asked, and did the server get its core?"""
+    rows = [
+        "| ghz run | asked /s | sent over s (asked s) | server CPU share | recovery s |",
+        "|---|---|---|---|---|",
+    ]
+    seconds = results.get("seconds", 8.0)
+    for name, factor in (("open_2R", 2), ("open_5R", 5)):
+        run = results[name]
+        rows.append(
+            f"| {name} | {factor * rate:.0f} | {run['sent_over_s']} ({seconds}) | "
+            f"{run.get('server_cpu_share', '')} | {run['recovered_after_s']} |"
+        )
+    return rows
+
+
+def _sdk_rows(results: dict[str, Any], rate: float) -> list[str]:
+    """The same load through sekisho.client: local rejections never reach the server."""
+    rows = [
+        "| SDK run | attempts | RPCs sent | OK | local (throttle, retry_after) | refused "
+        "(slow_down) | UNAVAILABLE | DEADLINE_EXCEEDED | of R | OK p50 / p99 ms | refusal p99 "
+        "ms | recovery s | generator late p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    runs = [(name, results[name]) for name in ("sdk_open_2R", "sdk_open_5R")]
+    runs.append(("sdk abusive 5R", results["sdk_abusive_and_polite"]["abusive"]))
+    for name, run in runs:
+        kinds = run["by_outcome"]
+        rows.append(
+            f"| {name} | {run['calls']} | {run['rpcs']} | {kinds.get('ok', 0)} | "
+            f"{kinds.get('local', 0)} | {kinds.get('refused', 0)} | "
+            f"{kinds.get('UNAVAILABLE', 0)} | {kinds.get('DEADLINE_EXCEEDED', 0)} | "
+            f"{run['goodput_per_s'] / rate:.0%} | {run['ok_p50_ms']} / {run['ok_p99_ms']} | "
+            f"{run['refused_p99_ms']} | {run.get('recovered_after_s', '')} | "
+            f"{run['generator_lateness_p99_ms']} |"
+        )
+    polite = results["sdk_abusive_and_polite"]
+    rows += [
+        "",
+        f"SDK abusive caller at 5R beside ten polite SDK callers at 0.05R: polite success "
+        f"{polite['polite_success']:.2%} ({json.dumps(polite['polite_outcomes'])}), polite p99 "
+        f"{polite['polite_p99_ms']} ms = {polite['polite_p99_vs_unloaded']}x their unloaded p99 "
+        f"({polite['polite_unloaded']['ok_p99_ms']} ms).",
+    ]
+    return rows
 
 
 def _row(name: str, run: dict[str, Any], rate: float) -> str:

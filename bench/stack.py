@@ -199,6 +199,7 @@ decision_max_entries = {entries}
 
 [metrics]
 enabled = {str(settings.metrics).lower()}
+listen = "127.0.0.1:{free_port()}"
 
 [logging]
 level = "{settings.log_level}"

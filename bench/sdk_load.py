@@ -1,0 +1,97 @@
+"""Open-loop load through sekisho.client, the SDK real agents use (issue 14, session 4): each
+caller is one TokenExchangeClient with the default retry policy and client-side adaptive
+throttle, on its own connection, starting calls at a fixed rate whatever the answers, each with
+a deadline. Prints one JSON object: per caller, every attempt as [start, latency ms, outcome]
+and how late the generator started its calls (is the load really open?).
+
+    python bench/sdk_load.py TARGET SPEC.json
+
+SPEC: {"deadline": 1.0, "messages": [...], "callers": [{"name", "rate", "seconds", "delay"}]}.
+Outcomes: ok; local (rejected by the throttle or the server's retry_after, no RPC); refused
+(slow_down from the server); UNAVAILABLE, DEADLINE_EXCEEDED, … (grpc status codes).
+"""
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import uvloop
+from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
+from sekisho.client import ChannelOptions, ExchangeError, RateLimitedError, TokenExchangeClient
+
+LOCAL = ("throttled locally", "retry after")
+
+
+def _client(target: str) -> TokenExchangeClient:
+    client = TokenExchangeClient(target, channel_options=ChannelOptions(insecure=True))
+    # One connection per caller, as separate agent processes would have (grpc shares one
+    # subchannel between channels of a process by default).
+    channel = grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+    client._channel = channel
+    client._stub = pb_grpc.TokenExchangeServiceStub(channel)  # type: ignore[no-untyped-call]
+    return client
+
+
+def _outcome(error: ExchangeError) -> str:
+    if isinstance(error, RateLimitedError):
+        return "local" if any(phrase in str(error) for phrase in LOCAL) else "refused"
+    return error.code
+
+
+async def _attempt(
+    client: TokenExchangeClient, message: dict[str, Any], deadline: float, out: list[Any]
+) -> None:
+    started = time.time()
+    try:
+        await client.exchange(
+            message["subject_token"], message["audience"], deadline_seconds=deadline
+        )
+        outcome = "ok"
+    except ExchangeError as error:
+        outcome = _outcome(error)
+    out.append([started, round((time.time() - started) * 1e3, 3), outcome])
+
+
+async def _caller(target: str, spec: dict[str, Any], caller: dict[str, Any]) -> dict[str, Any]:
+    await asyncio.sleep(caller.get("delay", 0.0))
+    client, messages = _client(target), spec["messages"]
+    attempts: list[Any] = []
+    lateness: list[float] = []
+    tasks: set[asyncio.Task[None]] = set()
+    interval, total = 1.0 / caller["rate"], int(caller["rate"] * caller["seconds"])
+    begin = time.monotonic()
+    for n in range(total):
+        due = begin + n * interval
+        if (wait := due - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
+        lateness.append(time.monotonic() - due)
+        task = asyncio.create_task(
+            _attempt(client, messages[n % len(messages)], spec["deadline"], attempts)
+        )
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    await asyncio.gather(*tasks)
+    await client.close()
+    lateness.sort()
+    return {
+        "name": caller["name"],
+        "attempts": attempts,
+        "rpcs": client.rpc_count,
+        "sent_over_s": round(time.monotonic() - begin, 3),
+        "start_lateness_p50_ms": round(lateness[len(lateness) // 2] * 1e3, 2),
+        "start_lateness_p99_ms": round(lateness[int(0.99 * len(lateness))] * 1e3, 2),
+    }
+
+
+async def main(target: str, spec: dict[str, Any]) -> None:
+    callers = [_caller(target, spec, caller) for caller in spec["callers"]]
+    print(json.dumps(await asyncio.gather(*callers)))
+
+
+if __name__ == "__main__":
+    uvloop.install()
+    asyncio.run(main(sys.argv[1], json.loads(Path(sys.argv[2]).read_text())))
