@@ -41,17 +41,32 @@ def test_rejects_in_proportion_once_requests_exceed_k_times_accepts() -> None:
         throttle.allow()
         throttle.accepted()
     for _ in range(90):  # refused by the service: requests, no accepts
-        throttle.allow()
+        throttle.refused()
     # (100 - 2 * 10) / 101
     assert throttle.rejection_probability() == pytest.approx(80 / 101)
     assert not throttle.allow()  # 0.5 < 0.79: rejected locally
+
+
+def test_requests_in_flight_are_not_refusals() -> None:
+    # A cold client's first burst: no answer has come back yet, none is a refusal either.
+    throttle = AdaptiveThrottle(Clock(), k=2.0, rand=lambda: 0.0)  # rejects whenever p > 0
+    assert all(throttle.allow() for _ in range(10))
+    throttle.refused()  # one answer, a refusal: now the throttle engages
+    assert throttle.rejection_probability() == pytest.approx(1 / 2)
+
+
+def test_local_rejections_count_as_requests() -> None:
+    throttle = AdaptiveThrottle(Clock(), k=2.0, rand=lambda: 0.0)
+    throttle.refused()
+    assert not throttle.allow()  # rejected locally: a request, as in the SRE book
+    assert throttle.rejection_probability() == pytest.approx(2 / 3)
 
 
 def test_the_window_forgets_old_refusals() -> None:
     clock = Clock()
     throttle = AdaptiveThrottle(clock, k=2.0, window_seconds=120)
     for _ in range(50):
-        throttle.allow()
+        throttle.refused()
     assert throttle.rejection_probability() > 0.9
     clock.now += 121
     assert throttle.rejection_probability() == 0.0

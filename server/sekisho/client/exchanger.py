@@ -242,7 +242,9 @@ class TokenExchangeClient:
                 raise ExchangeUnavailableError(
                     "temporarily_unavailable", "deadline exceeded", "DEADLINE_EXCEEDED"
                 )
-            if not self.throttle.allow():
+            # The throttle decides whether a call goes out at all; its retries are bounded by
+            # the retry policy and the deadline (and each answer still counts).
+            if attempt == 0 and not self.throttle.allow():
                 raise RateLimitedError(
                     "slow_down", "throttled locally: the service is refusing", "RESOURCE_EXHAUSTED"
                 )
@@ -260,7 +262,9 @@ class TokenExchangeClient:
 
     def _pause_before_retry(self, error: ExchangeError, attempt: int) -> float | None:
         """How long to wait before retrying `error`, or None when it must not be retried."""
-        if not _overload_refusal(error):
+        if _overload_refusal(error):
+            self.throttle.refused()
+        else:
             self.throttle.accepted()  # an answer, even a denial: the service is not refusing
         if attempt >= self._retry.max_attempts:
             return None

@@ -40,14 +40,21 @@ class AdaptiveThrottle:
         return max(0.0, (self._requests - self._k * self._accepts) / (self._requests + 1))
 
     def allow(self) -> bool:
-        """Whether to send a new request; counts it as a request either way."""
-        rejected = self._rand() < self.rejection_probability()
-        self._count(requests=1, accepts=0)
-        return not rejected
+        """Whether to send a new request. A local rejection counts as a request at once; a sent
+        one counts when its answer comes (`accepted` or `refused`), so calls still in flight do
+        not look like refusals: a cold client's first burst goes out whole."""
+        if self._rand() < self.rejection_probability():
+            self._count(requests=1, accepts=0)
+            return False
+        return True
 
     def accepted(self) -> None:
-        """The service answered the last request (anything but an overload refusal)."""
-        self._count(requests=0, accepts=1)
+        """The service answered a sent request (anything but an overload refusal)."""
+        self._count(requests=1, accepts=1)
+
+    def refused(self) -> None:
+        """The service refused a sent request for overload, or did not answer in time."""
+        self._count(requests=1, accepts=0)
 
     def _count(self, *, requests: int, accepts: int) -> None:
         second = int(self._clock())
