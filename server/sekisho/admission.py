@@ -108,10 +108,11 @@ class Admission:
     async def admit(
         self, caller: Caller, *, flow: str = "", deadline: float = NO_DEADLINE
     ) -> AsyncIterator[None]:
-        """Hold one slot for the body. `flow` is the fairness key (the caller id, else the
-        connection); `deadline` the caller's, on the clock. Raises: SlowDownError."""
+        """Hold one slot for the body. The fairness key is the authenticated caller's id, else
+        `flow` (the anonymous caller's connection or address): one caller on many connections
+        is still one turn. `deadline` is the caller's, on the clock. Raises: SlowDownError."""
         self._take_token(caller.id)
-        granted = await self._acquire(flow or caller.id, deadline)
+        granted = await self._acquire(caller.id or flow, deadline)
         try:
             yield
         finally:

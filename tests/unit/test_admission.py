@@ -20,14 +20,18 @@ ANON = Caller()
 class Held:
     """An admitted exchange that holds its slot until released."""
 
-    def __init__(self, admission: Admission, flow: str, deadline: float | None = None) -> None:
+    def __init__(
+        self, admission: Admission, flow: str, deadline: float | None = None, caller: Caller = ANON
+    ) -> None:
         self.release = asyncio.Event()
         self.admitted = asyncio.Event()
         kwargs = {} if deadline is None else {"deadline": deadline}
-        self.task = asyncio.create_task(self._run(admission, flow, kwargs))
+        self.task = asyncio.create_task(self._run(admission, flow, caller, kwargs))
 
-    async def _run(self, admission: Admission, flow: str, kwargs: dict[str, float]) -> None:
-        async with admission.admit(ANON, flow=flow, **kwargs):
+    async def _run(
+        self, admission: Admission, flow: str, caller: Caller, kwargs: dict[str, float]
+    ) -> None:
+        async with admission.admit(caller, flow=flow, **kwargs):
             self.admitted.set()
             await self.release.wait()
 
@@ -201,6 +205,25 @@ async def test_queue_bounds_refuse_at_once(clock: FakeClock) -> None:
     for entry in (running, *held):
         entry.release.set()
     await asyncio.gather(*(entry.task for entry in (running, *held)))
+
+
+async def test_fairness_keys_on_the_authenticated_caller_not_its_connections(
+    clock: FakeClock,
+) -> None:
+    policy = QueuePolicy(min_concurrency=1, max_concurrency=1, max_queue_per_caller=1)
+    admission = Admission(clock, policy=policy)
+    agent = Caller(id="spiffe://example.org/agent", authenticated_by="mtls")
+    running = Held(admission, "conn-1")
+    queued = Held(admission, "conn-2", caller=agent)
+    await _settle()
+    with pytest.raises(SlowDownError):  # a second connection is not a second queue
+        await asyncio.wait_for(admission.admit(agent, flow="conn-3").__aenter__(), 0.1)
+    anonymous = Held(admission, "conn-4")  # an anonymous caller is its connection
+    await _settle()
+    assert admission.queued == 2 and admission.shed_counts == {"caller_queue_full": 1}
+    for entry in (running, queued, anonymous):
+        entry.release.set()
+    await asyncio.gather(*(entry.task for entry in (running, queued, anonymous)))
 
 
 async def test_a_cancelled_waiter_leaves_the_queue_and_keeps_no_slot(clock: FakeClock) -> None:
