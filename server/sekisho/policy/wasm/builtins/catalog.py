@@ -3,12 +3,18 @@
 import time
 from collections.abc import Callable
 
-from sekisho.policy.wasm.builtins import encoding, strings
+from sekisho.policy.wasm.builtins import encoding, objects, strings, versions
 from sekisho.policy.wasm.builtins.registry import HostBuiltin
 from sekisho.policy.wasm.builtins.times import time_builtins
 
 
 def host_builtins(now_ns: Callable[[], int] = time.time_ns) -> dict[str, HostBuiltin]:
     """name → implementation."""
-    every = (*strings.BUILTINS, *encoding.BUILTINS, *time_builtins(now_ns))
+    every = (
+        *strings.BUILTINS,
+        *encoding.BUILTINS,
+        *objects.BUILTINS,
+        *versions.BUILTINS,
+        *time_builtins(now_ns),
+    )
     return {builtin.name: builtin for builtin in every}
