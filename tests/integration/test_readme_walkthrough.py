@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.repo_copy import copy_repository
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,25 +61,12 @@ def try_it_blocks(markdown: str) -> list[str]:
     return re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
 
 
-def _copy_repository(target: Path) -> None:
-    files = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=REPO, check=True, capture_output=True
-    ).stdout.split(b"\0")
-    for name in filter(None, files):
-        source = REPO / name.decode()
-        if source.is_file():
-            (target / name.decode()).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name.decode())  # keeps mtimes: setup stays done
-    for shared in (".venv", "bin"):
-        (target / shared).symlink_to(REPO / shared)
-
-
 @pytest.fixture(scope="module")
 def walkthrough(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         pytest.fail("util-linux unshare and iproute2 ip are needed to run the README walkthrough")
     copy, out = tmp_path_factory.mktemp("clone"), tmp_path_factory.mktemp("out")
-    _copy_repository(copy)
+    copy_repository(copy)
     blocks = try_it_blocks(README.read_text(encoding="utf-8"))
     script = "".join(f"printf '\\n{MARK} {i}\\n'\n{block}" for i, block in enumerate(blocks))
     (out / "walkthrough.sh").write_text(script, encoding="utf-8")
