@@ -186,11 +186,11 @@ class PolicyInstance:
             result = builtin.call(
                 *(self._operand(caller, addr, builtin.rego_text) for addr in args)
             )
+            encoded = json.dumps(result, ensure_ascii=False, allow_nan=False).encode()
         except BuiltinError:
             return 0  # as OPA without strict builtin errors: the expression is undefined
         except Exception as exc:  # a host boundary: whatever failed, the evaluation traps
             raise _HostCallError(f"{builtin.name}: {exc}") from exc
-        encoded = json.dumps(result, ensure_ascii=False, allow_nan=False).encode()
         raw = self._call("opa_malloc", len(encoded), caller=caller)
         self._write(caller, raw, encoded)
         value = self._call("opa_json_parse", raw, len(encoded), caller=caller)

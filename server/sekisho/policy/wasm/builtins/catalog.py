@@ -3,7 +3,7 @@
 import time
 from collections.abc import Callable
 
-from sekisho.policy.wasm.builtins import encoding, objects, strings, versions
+from sekisho.policy.wasm.builtins import encoding, objects, strings, units, versions
 from sekisho.policy.wasm.builtins.registry import HostBuiltin
 from sekisho.policy.wasm.builtins.times import time_builtins
 
@@ -15,6 +15,7 @@ def host_builtins(now_ns: Callable[[], int] = time.time_ns) -> dict[str, HostBui
         *encoding.BUILTINS,
         *objects.BUILTINS,
         *versions.BUILTINS,
+        *units.BUILTINS,
         *time_builtins(now_ns),
     )
     return {builtin.name: builtin for builtin in every}

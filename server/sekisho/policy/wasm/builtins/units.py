@@ -1,0 +1,121 @@
+"""units.parse_bytes (topdown/parse_bytes.go) with Go's arithmetic reproduced exactly.
+
+The operand is lower-cased and stripped of `"`; a space anywhere is an error. The number is the
+longest prefix of digits, `.`, `+`, `-` and exponents (`e` followed by a digit or sign, at most 6
+exponent digits); the rest is the unit (`k`/`kb` = 1000 ... `e`/`eb` = 10^18, `ki`/`kib` = 2^10
+... `ei`/`eib` = 2^60; none = 1). OPA parses the number into a big.Float of 64-bit precision
+(the decimal mantissa exact, one rounding after scaling by 10^exp), multiplies by the unit at
+64-bit precision and truncates toward zero.
+
+Fractions do the same here, step by step: 5^n as big.Float's pow5 computes it (exact up to 5^27,
+then squarings rounded to 192 bits and products to 128), the scaled mantissa rounded to 64 bits
+(nearest, ties to even), the product with the unit likewise, then truncation. Every error is
+undefined, as in OPA without strict builtin errors. A result of more than 4,300 digits (Python's
+int-to-text limit) fails the evaluation: a deny, never a different number.
+"""
+
+import re
+from fractions import Fraction
+from typing import Any
+
+from sekisho.policy.wasm.builtins.registry import BuiltinError, HostBuiltin
+
+_DECIMAL = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15, "e": 10**18}
+_BINARY = {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40, "pi": 2**50, "ei": 2**60}
+_UNITS = {"": 1} | _DECIMAL | {k + "b": v for k, v in _DECIMAL.items()}
+_UNITS |= _BINARY | {k + "b": v for k, v in _BINARY.items()}
+# big.Float.SetString of what the extraction can hand it (no prefixes, no underscores).
+_NUMBER = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?(?:e([+-]?[0-9]+))?")
+_PRECISION = 64
+_MAX_EXPONENT_DIGITS = 6
+_POW5_TABLE = 27  # the largest n with 5^n < 2^64: big.Float's pow5 starts from a table up to it
+
+
+def split_number(text: str) -> tuple[str, str]:
+    """(number, unit) as extractNumAndUnit splits them. Raises: BuiltinError."""
+    idx = 0
+    while idx < len(text):
+        char = text[idx]
+        if not (char.isascii() and (char.isdigit() or char in ".e+-")):
+            return text[:idx], text[idx:]
+        if char == "e":
+            following = text[idx + 1 : idx + 2]
+            if not following or not (following in "+-" or _ascii_digit(following)):
+                return text[:idx], text[idx:]
+            if following in "+-":
+                idx += 1
+            digits = 0
+            while idx + 1 + digits < len(text) and _ascii_digit(text[idx + 1 + digits]):
+                digits += 1
+            if digits > _MAX_EXPONENT_DIGITS:
+                raise BuiltinError("units.parse_bytes: exponent too large")
+        idx += 1
+    return text, ""
+
+
+def _ascii_digit(char: str) -> bool:
+    return "0" <= char <= "9"
+
+
+def round_to_precision(value: Fraction, bits: int = _PRECISION) -> Fraction:
+    """The nearest value with `bits` significant bits, ties to even (big.Float's default)."""
+    if value == 0:
+        return value
+    sign = -1 if value < 0 else 1
+    magnitude = abs(value)
+    exponent = magnitude.numerator.bit_length() - magnitude.denominator.bit_length()
+    if Fraction(2) ** exponent > magnitude:
+        exponent -= 1
+    scale = Fraction(2) ** (bits - 1 - exponent)  # magnitude * scale lies in [2^(bits-1), 2^bits)
+    scaled = magnitude * scale
+    whole, rest = divmod(scaled.numerator, scaled.denominator)
+    twice = 2 * rest
+    if twice > scaled.denominator or (twice == scaled.denominator and whole % 2 == 1):
+        whole += 1
+    return sign * whole / scale
+
+
+def pow5(n: int, precision: int = 2 * _PRECISION) -> Fraction:
+    """5^n as big.Float.pow5 computes it for a target of `precision` bits."""
+    if n <= _POW5_TABLE:
+        return Fraction(5**n)
+    result, factor, n = Fraction(5**_POW5_TABLE), Fraction(5), n - _POW5_TABLE
+    while n > 0:
+        if n & 1:
+            result = round_to_precision(result * factor, precision)
+        factor = round_to_precision(factor * factor, precision + _PRECISION)
+        n >>= 1
+    return result
+
+
+def parse_float(text: str) -> Fraction:
+    """big.Float.SetString at 64-bit precision. Raises: BuiltinError."""
+    match = _NUMBER.fullmatch(text)
+    if match is None or not (match.group(2) or match.group(3)):
+        raise BuiltinError("units.parse_bytes: could not parse byte amount to a number")
+    sign, whole, fraction, exponent = match.groups()
+    mantissa = int((whole or "") + (fraction or "") or "0")
+    exp10 = int(exponent or 0) - len(fraction or "")
+    scaled = mantissa * Fraction(2) ** exp10
+    power = pow5(abs(exp10))
+    value = round_to_precision(scaled * power if exp10 >= 0 else scaled / power)
+    return -value if sign == "-" else value
+
+
+def parse_bytes(operand: Any) -> int:
+    """Raises: BuiltinError."""
+    if not isinstance(operand, str):
+        raise BuiltinError("units.parse_bytes: operand must be a string")
+    text = operand.lower().replace('"', "")
+    if " " in text:
+        raise BuiltinError("units.parse_bytes: spaces not allowed in resource strings")
+    number, unit = split_number(text)
+    if number == "":
+        raise BuiltinError("units.parse_bytes: no byte amount provided")
+    if unit not in _UNITS:
+        raise BuiltinError(f"units.parse_bytes: byte unit {unit} not recognized")
+    total = round_to_precision(parse_float(number) * _UNITS[unit])
+    return int(total)  # int() of a Fraction truncates toward zero, as big.Float.Int does
+
+
+BUILTINS = (HostBuiltin("units.parse_bytes", parse_bytes),)
