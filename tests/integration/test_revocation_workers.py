@@ -6,8 +6,6 @@ Status List Token read by a decoder written from the draft alone agrees bit for 
 import asyncio
 import base64
 import json
-import os
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -26,7 +24,6 @@ from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
 from sekisho.devidp import DevIdentityProvider
-from sekisho.signing.filestore import FileKeyStore
 from sekisho.status.bitlist import from_claim
 from sekisho.verify import (
     JwksClient,
@@ -35,10 +32,9 @@ from sekisho.verify import (
     TokenRejectedError,
 )
 
-from tests.harness import POLICIES
 from tests.integration.conftest import AGENT_AUDIENCE
-from tests.integration.test_workers import SEKISHO, Pod, _free_port, _stop, _within
 from tests.opa import opa_binary
+from tests.workers_pod import SEKISHO, Pod, free_port, pod_folder, running_pod, within
 
 pytestmark = pytest.mark.integration
 
@@ -48,8 +44,8 @@ TTL = 3
 REQUESTS = 16  # fresh channels per phase: P(all on one of 2 workers) = 2**-15
 
 
-def _config(tmp_path: Path, idp: DevIdentityProvider, policies: Path) -> tuple[Path, int, int]:
-    grpc_port, http_port = _free_port(), _free_port()
+def _config(tmp_path: Path, idp: DevIdentityProvider, policies: Path) -> Path:
+    grpc_port, http_port = free_port(), free_port()
     config = tmp_path / "sekisho.toml"
     config.write_text(
         f"""
@@ -82,38 +78,14 @@ flush_interval_seconds = 0.1
 """,
         encoding="utf-8",
     )
-    return config, grpc_port, http_port
-
-
-def _launch(tmp_path: Path, config: Path, policies: Path, ports: tuple[int, int]) -> Pod:
-    log = tmp_path / "serve.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [*SEKISHO, "serve", "--config", str(config)],
-            cwd=tmp_path,
-            stderr=sink,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    return Pod(process, config, policies, log, *ports)
+    return config
 
 
 @pytest.fixture
 async def pod(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator[Pod]:
-    policies = tmp_path / "policies"
-    shutil.copytree(POLICIES, policies)
-    FileKeyStore(tmp_path / "keys").init("ES256", int(time.time()))
-    config, grpc_port, http_port = _config(tmp_path, dev_idp, policies)
-    running = _launch(tmp_path, config, policies, (grpc_port, http_port))
-
-    async def both_up() -> bool:
-        assert running.process.poll() is None, running.log.read_text()
-        return len(running.worker_pids()) == 2
-
-    try:
-        await _within(both_up, 30)
+    policies = pod_folder(tmp_path)
+    async with running_pod(tmp_path, _config(tmp_path, dev_idp, policies), policies) as running:
         yield running
-    finally:
-        _stop(running)
 
 
 async def _exchange(pod: Pod, token: str, request_id: str) -> str | None:
@@ -206,7 +178,7 @@ async def test_revoke_subject_reaches_workers_and_downstreams(
     async def downstream_refuses_alice() -> bool:
         return await _accepted(downstream, alice_tokens) == [False] * len(alice_tokens)
 
-    await _within(downstream_refuses_alice, TTL + 2.0)
+    await within(downstream_refuses_alice, TTL + 2.0)
     assert await _accepted(downstream, bob_tokens) == [True] * REQUESTS
     print(f"last alice exchange granted {last_granted:.2f} s after revoke returned")
 

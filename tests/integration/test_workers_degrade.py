@@ -8,69 +8,29 @@ and is removed when the pod exits.
 
 import asyncio
 import os
-import shutil
 import signal
-import subprocess
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sekisho.devidp import DevIdentityProvider
-from sekisho.signing.filestore import FileKeyStore
 
-from tests.harness import POLICIES
 from tests.integration.conftest import AGENT_AUDIENCE
-from tests.integration.test_workers import (
-    SEKISHO,
-    Pod,
-    _alive,
-    _free_port,
-    _ports,
-    _stop,
-    _within,
-    _write_config,
-)
+from tests.workers_pod import Pod, alive, pod_folder, running_pod, within, workers_config
 
 pytestmark = pytest.mark.integration
 
 BROKEN_REGO = "package sekisho.exchange\n\nthis is not rego\n"
 
 
-def _start_with_tmpdir(tmp_path: Path, config: Path, policies: Path) -> Pod:
-    """tests/integration/test_workers.py's pod, with TMPDIR (so the metrics folder) known."""
-    (tmp_path / "tmp").mkdir()
-    log = tmp_path / "serve.log"
-    metrics_port = _free_port()  # /metrics has its own listener ([metrics] listen)
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "TMPDIR": str(tmp_path / "tmp"),
-        "SEKISHO_METRICS__LISTEN": f"127.0.0.1:{metrics_port}",
-    }
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [*SEKISHO, "serve", "--config", str(config)], cwd=tmp_path, stderr=sink, env=env
-        )
-    return Pod(process, config, policies, log, *_ports(config), metrics_port)
-
-
 @pytest.fixture
 async def pod(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator[Pod]:
-    policies = tmp_path / "policies"
-    shutil.copytree(POLICIES, policies)
-    FileKeyStore(tmp_path / "keys").init("ES256", int(time.time()))
-    running = _start_with_tmpdir(tmp_path, _write_config(tmp_path, dev_idp, policies), policies)
-
-    async def both_up() -> bool:
-        assert running.process.poll() is None, running.log.read_text()
-        return len(running.worker_pids()) == 2
-
-    try:
-        await _within(both_up, 30)
-        yield running
-    finally:
-        _stop(running)
+    """tests/workers_pod.py's pod, with TMPDIR (so the metrics folder) known."""
+    (tmp_path / "tmp").mkdir()
+    policies = pod_folder(tmp_path)
+    config = workers_config(tmp_path, dev_idp, policies)
+    async with running_pod(tmp_path, config, policies, {"TMPDIR": str(tmp_path / "tmp")}) as pod:
+        yield pod
 
 
 def _token(dev_idp: DevIdentityProvider) -> str:
@@ -84,7 +44,7 @@ async def _kill_and_wait_for_replacement(pod: Pod, victim: int) -> None:
     async def replaced() -> bool:
         return len(pod.worker_pids() - before) == 1
 
-    await _within(replaced, 30)
+    await within(replaced, 30)
 
 
 async def test_a_replacement_that_cannot_start_leaves_the_healthy_worker_serving(
@@ -99,9 +59,9 @@ async def test_a_replacement_that_cannot_start_leaves_the_healthy_worker_serving
     async def replacement_failed() -> bool:
         return bool(pod.events("worker_restart_failed"))
 
-    await _within(replacement_failed, 30)
+    await within(replacement_failed, 30)
     assert pod.process.poll() is None  # the pod is still up
-    assert _alive(survivor)
+    assert alive(survivor)
     outcomes = {(await pod.exchange(token, f"degraded-{i}"))[0] for i in range(4)}
     assert outcomes == {"granted"}  # the survivor answers every call
 
@@ -110,7 +70,7 @@ async def test_a_replacement_that_cannot_start_leaves_the_healthy_worker_serving
     async def healed() -> bool:
         return len(pod.worker_pids() - {victim}) == 2
 
-    await _within(healed, 40)
+    await within(healed, 40)
     assert not pod.events("worker_never_started")
 
 
@@ -122,7 +82,7 @@ async def test_sighup_reloads_every_worker_and_stops_nothing(
     async def reloaded() -> bool:
         return len(pod.events("reload_requested")) == 2
 
-    await _within(reloaded, 10)
+    await within(reloaded, 10)
     assert pod.events("workers_reloading")
     assert pod.process.poll() is None
     assert (await pod.exchange(_token(dev_idp), "after-hup"))[0] == "granted"
@@ -140,9 +100,9 @@ async def test_a_crash_looping_worker_cannot_fill_the_metrics_folder(
     for i in range(6):
         assert (await pod.exchange(token, f"before-{i}"))[0] == "granted"
     for _ in range(3):
-        await _kill_and_wait_for_replacement(pod, min(p for p in pod.worker_pids() if _alive(p)))
+        await _kill_and_wait_for_replacement(pod, min(p for p in pod.worker_pids() if alive(p)))
     folder = _metrics_dir(tmp_path)
-    live = {str(pid) for pid in pod.worker_pids() if _alive(pid)}
+    live = {str(pid) for pid in pod.worker_pids() if alive(pid)}
     live.add(str(pod.process.pid))
     owners = {path.stem.rsplit("_", 1)[1] for path in folder.glob("*.db")}
     assert owners <= live | {"archive"}, sorted(owners - live)
