@@ -9,7 +9,6 @@ from sekisho.audit import AuditLog
 from sekisho.config import IssuerConfig, Settings
 from sekisho.constants import TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN
 from sekisho.exchange import TokenExchanger
-from sekisho.identity.jwks import JwksCache
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
 from sekisho.instruments import ExchangeInstruments
 from sekisho.minting.minter import TokenMinter
@@ -18,6 +17,7 @@ from sekisho.policy.wasm.engine import WasmPolicyEngine
 from sekisho.signing.filestore import FileKeyStore
 from sekisho.signing.keyring import Keyring
 from sekisho.validation import ExchangeParams, RequestLimits, build_request
+from sekisho.verify.jwks import JwksCache
 
 from tests.embedded import loaded_engine
 from tests.fakes.clock import FakeClock

@@ -15,9 +15,9 @@ from typing import Any
 from aiohttp import web
 from sekisho.clock import Clock
 from sekisho.config import IssuerConfig
-from sekisho.identity.fetcher import HttpJsonFetcher
-from sekisho.identity.jwks import JwksCache
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
+from sekisho.verify.fetcher import HttpJsonFetcher
+from sekisho.verify.jwks import JwksCache
 
 
 @dataclass

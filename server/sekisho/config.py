@@ -6,7 +6,6 @@ Lists take JSON: `SEKISHO_TRUST__ISSUERS='[{"issuer": "…", "jwks_uri": "…"}]
 Unknown keys are errors, and every error names the offending key.
 """
 
-import ipaddress
 import os
 import re
 import tomllib
@@ -27,28 +26,7 @@ from sekisho.protection_config import (
     HttpLimitsConfig,
     OverloadConfig,
 )
-
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for localhost and any address in 127.0.0.0/8 or ::1."""
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def is_secure_url(url: str) -> bool:
-    """https anywhere, or http on a loopback host (development and tests)."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return True
-    return (
-        parts.scheme == "http" and bool(parts.hostname) and is_loopback_host(parts.hostname or "")
-    )
+from sekisho.urls import is_loopback_host, is_secure_url
 
 
 def require_guarded_redis_url(url: str, what: str, *, inline_password: bool = False) -> str:

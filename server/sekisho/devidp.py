@@ -15,13 +15,13 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sekisho.config import is_loopback_host
 from sekisho.signing.material import (
     private_key_from_pem,
     private_key_to_pem,
     public_jwk,
     thumbprint,
 )
+from sekisho.urls import is_loopback_host
 
 DEFAULT_LISTEN = "127.0.0.1:9400"
 DEFAULT_AUDIENCE = "sekisho-dev"

@@ -13,8 +13,9 @@ private (a pod's sidecar), and that choice is logged. A development IdP (audienc
 import logging
 from urllib.parse import urlsplit
 
-from sekisho.config import Settings, is_loopback_host
+from sekisho.config import Settings
 from sekisho.errors import ConfigError
+from sekisho.urls import is_loopback_host
 
 log = logging.getLogger(__name__)
 

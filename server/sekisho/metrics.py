@@ -25,8 +25,8 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from sekisho.identity.fetcher import FetchError, JsonFetcher
 from sekisho.signing.keys import KeyRecord, KeyState
+from sekisho.verify.fetcher import FetchError, JsonFetcher
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Sub-millisecond resolution at the bottom (a cached verify is tens of µs), 1 s at the top.

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sekisho.config import Settings
-from sekisho.identity.fetcher import JsonFetcher
 from sekisho.instruments import ExchangeInstruments
 from sekisho.metrics import MeteredFetcher, Metrics, multiprocess_dir_from_env
+from sekisho.verify.fetcher import JsonFetcher
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter

@@ -32,8 +32,6 @@ from sekisho.http.guard import ConnectionGuard, GuardedSite, handler_args
 from sekisho.http.secrets import SecretChecker
 from sekisho.http.token import TOKEN_PATH, TokenEndpoint
 from sekisho.identity.cache import CachingTokenVerifier
-from sekisho.identity.fetcher import HttpJsonFetcher, JsonFetcher
-from sekisho.identity.jwks import JwksCache
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
 from sekisho.keystores import build_key_manager, build_keystore
 from sekisho.metrics import Metrics
@@ -61,6 +59,8 @@ from sekisho.signing.rotation import AutoRotator, check_interval, rotate_forever
 from sekisho.status.runtime import StatusRuntime, build_status_runtime
 from sekisho.tls import TlsMaterial, http_ssl_context, load_tls_material
 from sekisho.validation import RequestLimits
+from sekisho.verify.fetcher import HttpJsonFetcher, JsonFetcher
+from sekisho.verify.jwks import JwksCache
 from sekisho.verify.replay import InMemoryReplayCache, RedisReplayCache, ReplayCache
 
 log = logging.getLogger(__name__)

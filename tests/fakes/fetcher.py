@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from sekisho.identity.fetcher import FetchError
+from sekisho.verify.fetcher import FetchError
 
 
 class FakeFetcher:

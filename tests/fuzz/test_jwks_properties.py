@@ -5,8 +5,8 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
-from sekisho.identity.fetcher import FetchError
-from sekisho.identity.jwks import MAX_KEYS, PublicJwk, parse_jwks
+from sekisho.verify.fetcher import FetchError
+from sekisho.verify.jwks import MAX_KEYS, PublicJwk, parse_jwks
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),

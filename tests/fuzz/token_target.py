@@ -8,8 +8,8 @@ import contextlib
 from jwt.algorithms import ECAlgorithm
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN
 from sekisho.errors import InvalidRequestError
-from sekisho.identity.jwks import JwksCache
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
+from sekisho.verify.jwks import JwksCache
 
 from tests.fakes.clock import FakeClock
 from tests.fakes.fetcher import FakeFetcher

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from sekisho.constants import TOKEN_TYPE_ID_TOKEN
 from sekisho.errors import InvalidTokenError, TemporarilyUnavailableError
-from sekisho.identity.fetcher import HttpJsonFetcher
 from sekisho.signing.filestore import KEYRING_FILE, FileKeyStore
 from sekisho.signing.keyring import Keyring
 from sekisho.signing.keys import KeyState
 from sekisho.signing.signer import LocalSigner
+from sekisho.verify.fetcher import HttpJsonFetcher
 
 from tests.fakes.clock import FakeClock
 from tests.fakes.idp import TestIdp

@@ -1,6 +1,9 @@
 """sekisho.verify.JwksClient against a real HTTP server: Cache-Control honoured, refetch on an
-unknown kid throttled, fetch failures reported as unavailability (never as a bad token)."""
+unknown kid throttled, fetch failures reported as unavailability (never as a bad token). It is
+the server's own JWKS cache (sekisho.verify.jwks.JwksCache), so the server's defences hold for
+downstreams too: single-flight fetches, the key-count cap, no symmetric keys."""
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -10,6 +13,7 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 from sekisho.verify import JwksClient, TokenRejectedError, VerifierUnavailableError, max_age_seconds
+from sekisho.verify.jwks import MAX_KEYS
 
 pytestmark = pytest.mark.integration
 
@@ -100,6 +104,49 @@ async def test_fetch_failure_is_unavailability(publisher: Publisher) -> None:
     publisher.status = 500
     with pytest.raises(VerifierUnavailableError):
         await JwksClient(publisher.url, clock=Clock()).key("k1")
+
+
+async def test_concurrent_first_calls_share_one_fetch(publisher: Publisher) -> None:
+    client = JwksClient(publisher.url, clock=Clock())
+    keys = await asyncio.gather(*(client.key("k1") for _ in range(8)))
+    assert {key.key_id for key in keys} == {"k1"}
+    assert (publisher.hits, client.fetch_count) == (1, 1)
+
+
+async def test_a_set_over_the_key_cap_is_unavailability(publisher: Publisher) -> None:
+    publisher.keys = [_jwk(f"k{i}") for i in range(MAX_KEYS + 1)]
+    with pytest.raises(VerifierUnavailableError):
+        await JwksClient(publisher.url, clock=Clock()).key("k1")
+
+
+async def test_a_published_symmetric_key_is_never_a_verification_key(
+    publisher: Publisher,
+) -> None:
+    # HMAC key confusion bait: an `oct` key in a public JWKS is a published secret.
+    publisher.keys.append({"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQ", "kid": "hmac"})
+    client = JwksClient(publisher.url, clock=Clock())
+    assert (await client.key("k1")).key_id == "k1"
+    with pytest.raises(TokenRejectedError):
+        await client.key("hmac")
+
+
+async def test_a_failed_refetch_after_max_age_fails_closed_and_is_throttled(
+    publisher: Publisher,
+) -> None:
+    clock = Clock()
+    client = JwksClient(publisher.url, clock=clock, min_refetch_interval=30)
+    await client.key("k1")
+    publisher.status = 500
+    clock.now += 301  # past max-age=300: refetch, which fails; the old keys are not trusted
+    with pytest.raises(VerifierUnavailableError):
+        await client.key("k1")
+    clock.now += 1
+    with pytest.raises(VerifierUnavailableError):
+        await client.key("k1")
+    assert publisher.hits == 2  # the second call did not refetch within the interval
+    publisher.status = 200
+    clock.now += 30
+    assert (await client.key("k1")).key_id == "k1"
 
 
 @pytest.mark.parametrize(

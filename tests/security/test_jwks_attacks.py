@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sekisho.constants import TOKEN_TYPE_ID_TOKEN
 from sekisho.errors import InvalidTokenError, TemporarilyUnavailableError
-from sekisho.identity.fetcher import MAX_DOCUMENT_BYTES, HttpJsonFetcher
-from sekisho.identity.jwks import MAX_KEYS
 from sekisho.identity.verifier import TokenVerifier
 from sekisho.signing.material import public_jwk, thumbprint
+from sekisho.verify.fetcher import MAX_DOCUMENT_BYTES, HttpJsonFetcher
+from sekisho.verify.jwks import MAX_KEYS
 
 from tests.fakes.clock import FakeClock
 from tests.fakes.idp import TestIdp

@@ -9,10 +9,10 @@ from sekisho.audit import AuditLog
 from sekisho.config import IssuerConfig
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN
 from sekisho.exchange import TokenExchanger
-from sekisho.identity.jwks import JwksCache
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
 from sekisho.minting.minter import TokenMinter
 from sekisho.signing.signer import LocalSigner
+from sekisho.verify.jwks import JwksCache
 
 from tests.fakes.fetcher import FakeFetcher
 from tests.harness import SEKISHO_ISSUER, Harness

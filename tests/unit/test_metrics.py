@@ -12,7 +12,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.parser import text_string_to_metric_families
 from sekisho.config import Settings, TracingConfig
 from sekisho.errors import ConfigError, ServiceError
-from sekisho.identity.fetcher import FetchError
 from sekisho.instruments import ExchangeInstruments
 from sekisho.metrics import (
     OTHER_AUDIENCE,
@@ -23,6 +22,7 @@ from sekisho.metrics import (
 )
 from sekisho.observability import build_observability
 from sekisho.tracing import build_tracing
+from sekisho.verify.fetcher import FetchError
 
 from tests.fakes.fetcher import FakeFetcher
 from tests.harness import CRM_AUDIENCE, DOCS_AUDIENCE, Harness, build_harness

@@ -29,11 +29,11 @@ from sekisho.errors import (
     UntrustedIssuerError,
 )
 from sekisho.identity import claims as rules
-from sekisho.identity.jwks import JwksCache, JwksUnavailableError, PublicJwk
 from sekisho.identity.kind import check_kind
 from sekisho.jose import CompactJws, parse_compact
 from sekisho.models import VerifiedToken
 from sekisho.profiles import ID_JAG, MINTED_TYPS
+from sekisho.verify.jwks import JwksCache, JwksUnavailableError, PublicJwk
 
 MAX_KID_LENGTH = 256
 

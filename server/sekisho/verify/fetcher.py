@@ -1,7 +1,9 @@
-"""HTTP GET of small JSON documents (OIDC discovery, JWKS) with a timeout and a size cap."""
+"""HTTP GET of small JSON documents (OIDC discovery, JWKS) with a timeout and a size cap: the one
+fetcher behind the one JWKS client (jwks.py), for the server's IdPs and for downstreams alike."""
 
 import json
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 
@@ -20,6 +22,23 @@ class JsonFetcher(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A fetched JSON document and the Cache-Control header it came with."""
+
+    body: Any
+    cache_control: str = ""
+
+
+@runtime_checkable
+class DocumentFetcher(Protocol):
+    """A JsonFetcher that also tells how long the publisher lets the document be cached."""
+
+    async def fetch_document(self, url: str) -> Document:
+        """Raises: FetchError."""
+        ...
+
+
 async def _read_capped(stream: aiohttp.StreamReader, url: str) -> bytes:
     """The whole body, refused as soon as it grows past MAX_DOCUMENT_BYTES (never buffered)."""
     chunks: list[bytes] = []
@@ -33,23 +52,35 @@ async def _read_capped(stream: aiohttp.StreamReader, url: str) -> bytes:
 
 
 class HttpJsonFetcher:
-    """aiohttp-based fetcher sharing one connection pool; never follows redirects off-origin."""
+    """aiohttp-based fetcher; never follows redirects. With `reuse_session` (the server) one
+    connection pool is kept until `close`; without (the SDK's JwksClient, which has no close)
+    each fetch opens and closes its own."""
 
-    def __init__(self, timeout_seconds: float) -> None:
+    def __init__(self, timeout_seconds: float, *, reuse_session: bool = True) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._reuse = reuse_session
         self._session: aiohttp.ClientSession | None = None
 
     async def fetch_json(self, url: str) -> Any:
-        session = self._session_or_new()
+        return (await self.fetch_document(url)).body
+
+    async def fetch_document(self, url: str) -> Document:
+        if self._reuse:
+            return await self._get(self._session_or_new(), url)
+        async with aiohttp.ClientSession(timeout=self._timeout) as session:
+            return await self._get(session, url)
+
+    async def _get(self, session: aiohttp.ClientSession, url: str) -> Document:
         try:
             async with session.get(url, allow_redirects=False) as response:
                 if response.status != 200:
                     raise FetchError(f"GET {url} answered HTTP {response.status}")
                 body = await _read_capped(response.content, url)
+                cache_control = response.headers.get("Cache-Control", "")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise FetchError(f"GET {url} failed: {type(exc).__name__}") from exc
         try:
-            return json.loads(body)
+            return Document(json.loads(body), cache_control)
         # RecursionError: a hostile or broken IdP can nest arrays deeper than the parser's stack.
         except (ValueError, RecursionError) as exc:
             raise FetchError(f"GET {url}: body is not JSON") from exc

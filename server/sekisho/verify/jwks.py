@@ -1,19 +1,112 @@
-"""A JWKS client for downstream servers: caches the key set for the publisher's
-`Cache-Control: max-age`, and refetches on an unknown `kid` at most once per `min_refetch_interval`
-(an unthrottled refetch would let anyone with garbage tokens make us hammer the issuer).
+"""The one JWKS client (RFC 7517), for both sides: the server verifying IdP tokens
+(identity/verifier.py, one JwksCache per trusted issuer) and downstreams verifying Sekisho's
+tokens (JwksClient below, sekisho.verify's KeySource). Standard library, pyjwt and aiohttp only,
+so `sekisho[verify]` carries it without the server.
+
+- Size caps: documents over fetcher.MAX_DOCUMENT_BYTES or with more than MAX_KEYS keys are
+  refused; only asymmetric public signing keys are kept, a duplicated kid drops both copies.
+- Steady state never fetches on the request path: a kid seen before is answered from memory. The
+  server refreshes in the background; a downstream refetches once the publisher's Cache-Control
+  max-age has passed (`default_max_age`).
+- An unknown kid triggers a refetch at most once per `min_refetch_interval`, so a storm of made-up
+  kids cannot hammer the publisher (the PyJWT advisory pattern STYLE.md warns about); concurrent
+  fetches are single-flight.
+- Fail-closed: once the last successful fetch is older than `max_stale_seconds` (after max-age
+  for a downstream), the keys are gone and JwksUnavailableError is raised rather than trusting
+  keys the publisher may have revoked since.
 """
 
+import logging
+import math
 import re
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import jwt
+from jwt import PyJWK
+from jwt.exceptions import PyJWTError
 
+from sekisho.clock import Clock
+from sekisho.singleflight import SingleFlight
+from sekisho.urls import is_secure_url
 from sekisho.verify.errors import TokenRejectedError, VerifierUnavailableError
+from sekisho.verify.fetcher import (
+    Document,
+    DocumentFetcher,
+    FetchError,
+    HttpJsonFetcher,
+    JsonFetcher,
+)
+
+log = logging.getLogger(__name__)
 
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*(\d+)", re.IGNORECASE)
-_MAX_JWKS_BYTES = 256 * 1024
+MAX_KEYS = 64
+_ASYMMETRIC_KTYS = frozenset({"RSA", "EC", "OKP"})
+
+
+@dataclass(frozen=True, slots=True)
+class PublicJwk:
+    """A verification key from an IdP's JWKS."""
+
+    kid: str
+    kty: str
+    alg: str  # "" when the JWK does not pin one
+    key: Any
+    jwk: Any = None  # the PyJWK it was parsed from (what sekisho.verify's KeySource answers)
+
+
+class JwksUnavailableError(Exception):
+    """No keys were ever fetched for this issuer, or the last good ones expired, and the
+    fetch failed now."""
+
+
+def parse_jwks(document: Any) -> dict[str, PublicJwk]:
+    """Usable signing keys by kid; keys with a duplicated kid are dropped as ambiguous.
+
+    Raises: FetchError when the document is not a JWK Set.
+    """
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise FetchError("JWKS document has no 'keys' list")
+    raw_keys = [k for k in document["keys"][: MAX_KEYS + 1] if isinstance(k, dict)]
+    if len(raw_keys) > MAX_KEYS:
+        raise FetchError(f"JWKS document holds more than {MAX_KEYS} keys")
+    # A JWK without "kid" is keyed as "" (see _parse_key), so count it the same way. Non-string
+    # kids (found by tests/fuzz: a list kid is unhashable) are dropped by _parse_key anyway.
+    kids = (k.get("kid", "") for k in raw_keys)
+    counts = Counter(kid for kid in kids if isinstance(kid, str))
+    keys: dict[str, PublicJwk] = {}
+    for raw in raw_keys:
+        parsed = _parse_key(raw)
+        if parsed is not None and counts[parsed.kid] == 1:
+            keys[parsed.kid] = parsed
+    return keys
+
+
+def _parse_key(raw: dict[str, Any]) -> PublicJwk | None:
+    kid = raw.get("kid", "")
+    if not isinstance(kid, str) or raw.get("use", "sig") != "sig" or "d" in raw:
+        return None
+    # Only asymmetric keys verify IdP tokens; an `oct` key in a public JWKS is a published secret
+    # (HMAC key confusion bait), dropped here as well as refused by the alg allow-list.
+    if not isinstance(raw.get("kty"), str) or raw["kty"] not in _ASYMMETRIC_KTYS:
+        return None
+    try:
+        jwk = PyJWK(raw)
+    # One bad key must not sink the whole set: PyJWTError covers PyJWKError and InvalidKeyError
+    # (malformed or unsupported key), NotImplementedError comes from a JWK with alg "none".
+    except (PyJWTError, ValueError, TypeError, KeyError, NotImplementedError):
+        return None
+    alg = raw.get("alg", "")
+    return PublicJwk(
+        kid=kid,
+        kty=str(raw.get("kty")),
+        alg=alg if isinstance(alg, str) else "",
+        key=jwk.key,
+        jwk=jwk,
+    )
 
 
 def max_age_seconds(cache_control: str, default: float) -> float:
@@ -25,8 +118,158 @@ def max_age_seconds(cache_control: str, default: float) -> float:
     return float(match.group(1)) if match else default
 
 
+class JwksCache:
+    """Keys of one issuer, from a pinned jwks_uri or via OIDC discovery."""
+
+    def __init__(
+        self,
+        issuer: str,
+        fetcher: JsonFetcher,
+        clock: Clock,
+        *,
+        jwks_uri: str = "",
+        discovery_url: str = "",
+        min_refetch_interval: float = 30.0,
+        max_stale_seconds: float = math.inf,
+        default_max_age: float | None = None,
+    ) -> None:
+        """`default_max_age` None (the server): keys stay in use until refreshed (`refresh`, in
+        the background) or `max_stale_seconds` old. A number (a downstream): the publisher's
+        Cache-Control max-age (this when it sends none) after which `key` refetches, and the
+        keys are usable for `max_stale_seconds` beyond it."""
+        self._issuer = issuer
+        self._fetcher = fetcher
+        self._clock = clock
+        self._jwks_uri = jwks_uri
+        self._discovery_url = discovery_url
+        self._min_interval = min_refetch_interval
+        self._max_stale = max_stale_seconds
+        self._default_max_age = default_max_age
+        self._fresh_for = math.inf  # seconds after a fetch that `key` refetches first
+        self._keys: dict[str, PublicJwk] | None = None
+        self._fetched_at = -math.inf
+        self._last_attempt = -math.inf
+        self._fetches: SingleFlight[None, None] = SingleFlight()
+
+    @property
+    def loaded(self) -> bool:
+        return self._keys is not None and not self._expired()
+
+    @property
+    def last_fetch_failed(self) -> bool:
+        """Whether the latest fetch attempt failed (keys, if any, are from an earlier one)."""
+        return self._last_attempt > self._fetched_at
+
+    async def key(self, kid: str) -> PublicJwk | None:
+        """The key for `kid` ("" = the issuer's only key), refetching (throttled) when unknown.
+
+        Raises: JwksUnavailableError when no keys were ever fetched and fetching fails.
+        """
+        if self._due():
+            await self.refresh()
+        found = self._lookup(kid)
+        if found is not None:
+            return found
+        # Throttled even while no keys were ever fetched: a down IdP is not hammered at the
+        # request rate; callers get UNAVAILABLE and the background loop keeps retrying.
+        if self._fetches.running(None):
+            await self._fetches.run(None, self._fetch)  # a fetch is under way: share its result
+        elif self._clock.now() - self._last_attempt >= self._min_interval:
+            await self.refresh()
+        if self._keys is None:
+            raise JwksUnavailableError(f"no JWKS for {self._issuer}")
+        if self._expired():
+            raise JwksUnavailableError(
+                f"JWKS for {self._issuer} not refreshed for over {self._usable_for():g} s"
+            )
+        return self._lookup(kid)
+
+    def cached_key(self, kid: str) -> PublicJwk | None:
+        """The key for `kid` from the last fetched set, never fetching (the subject cache's
+        check that a cached token's key is still published)."""
+        return self._lookup(kid)
+
+    def _due(self) -> bool:
+        """Past the publisher's max-age, and not just retried (a no-store set is refetched
+        every time; a failed refetch of a cacheable one waits `min_refetch_interval`)."""
+        now = self._clock.now()
+        retry_after = min(self._fresh_for, self._min_interval)
+        return (
+            self._keys is not None
+            and now - self._fetched_at >= self._fresh_for
+            and now - self._last_attempt >= retry_after
+        )
+
+    def _usable_for(self) -> float:
+        if math.isinf(self._fresh_for):
+            return self._max_stale
+        return self._fresh_for + self._max_stale
+
+    def _expired(self) -> bool:
+        return self._clock.now() - self._fetched_at > self._usable_for()
+
+    def _lookup(self, kid: str) -> PublicJwk | None:
+        if self._keys is None or self._expired():
+            return None
+        if kid:
+            return self._keys.get(kid)
+        # A token without a kid is accepted only when the issuer publishes exactly one key.
+        return next(iter(self._keys.values())) if len(self._keys) == 1 else None
+
+    def next_refresh_in(self, interval: float) -> float:
+        """Seconds until the background refresh: `interval` after a good fetch, sooner after a
+        failed one (so an outage shorter than `max_stale_seconds` never expires the keys)."""
+        if self._keys is not None and self._fetched_at >= self._last_attempt:
+            return interval
+        return max(1.0, min(interval, self._min_interval))
+
+    async def refresh(self) -> None:
+        """Fetch now, single-flight: concurrent callers share one request."""
+        await self._fetches.run(None, self._fetch)
+
+    async def _fetch(self) -> None:
+        self._last_attempt = self._clock.now()
+        try:
+            uri = self._jwks_uri or await self._discover()
+            document, fresh_for = await self._get(uri)
+            keys = parse_jwks(document)
+        except FetchError as exc:
+            log.warning("jwks_fetch_failed", extra={"iss": self._issuer, "error": str(exc)})
+            return
+        self._keys = keys
+        self._fetched_at = self._clock.now()
+        self._fresh_for = fresh_for
+        log.info("jwks_fetched", extra={"iss": self._issuer, "kids": sorted(keys)})
+
+    async def _get(self, uri: str) -> tuple[Any, float]:
+        """The JWK Set document and how long it is fresh."""
+        if self._default_max_age is None:
+            return await self._fetcher.fetch_json(uri), math.inf
+        if not isinstance(self._fetcher, DocumentFetcher):
+            return await self._fetcher.fetch_json(uri), self._default_max_age
+        fetched = await self._fetcher.fetch_document(uri)
+        return fetched.body, max_age_seconds(fetched.cache_control, self._default_max_age)
+
+    async def _discover(self) -> str:
+        doc = await self._fetcher.fetch_json(self._discovery_url)
+        # OpenID Connect Discovery §4.3: the document's issuer must equal the configured one.
+        if not isinstance(doc, dict) or doc.get("issuer") != self._issuer:
+            raise FetchError("discovery document issuer does not match the configured issuer")
+        uri = doc.get("jwks_uri")
+        if not isinstance(uri, str) or not is_secure_url(uri):
+            raise FetchError("discovery document has no usable https jwks_uri")
+        self._jwks_uri = uri
+        return uri
+
+
+class _CallableClock:
+    def __init__(self, now: Callable[[], float]) -> None:
+        self.now = now
+
+
 class JwksClient:
-    """Fetches and caches one issuer's JWK Set over HTTP(S)."""
+    """A downstream's KeySource: Sekisho's (or any issuer's) JWK Set over HTTP(S), cached for
+    the publisher's Cache-Control max-age; the JwksCache above with the SDK's errors."""
 
     def __init__(
         self,
@@ -37,61 +280,50 @@ class JwksClient:
         min_refetch_interval: float = 30.0,
         timeout_seconds: float = 5.0,
     ) -> None:
-        self._uri = jwks_uri
-        self._clock = clock
-        self._default_max_age = default_max_age
-        self._min_refetch = min_refetch_interval
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._keys: dict[str, jwt.PyJWK] = {}
-        self._fresh_until = 0.0
-        self._fetched_at: float | None = None
-        self.fetch_count = 0
+        self._fetcher = _CountingFetcher(HttpJsonFetcher(timeout_seconds, reuse_session=False))
+        self._cache = JwksCache(
+            jwks_uri,
+            self._fetcher,
+            _CallableClock(clock),
+            jwks_uri=jwks_uri,
+            min_refetch_interval=min_refetch_interval,
+            max_stale_seconds=0.0,
+            default_max_age=default_max_age,
+        )
+
+    @property
+    def fetch_count(self) -> int:
+        return self._fetcher.count
 
     async def key(self, kid: str) -> jwt.PyJWK:
         """The key with this kid. Raises: TokenRejectedError (unknown kid),
         VerifierUnavailableError (the JWKS cannot be fetched)."""
-        now = self._clock()
-        stale = now >= self._fresh_until
-        if stale or (kid not in self._keys and self._may_refetch(now)):
-            await self._fetch(now)
-        found = self._keys.get(kid)
-        if found is None:
+        if not kid:
             raise TokenRejectedError("unknown signing key")
-        return found
-
-    def _may_refetch(self, now: float) -> bool:
-        return self._fetched_at is None or now - self._fetched_at >= self._min_refetch
-
-    async def _fetch(self, now: float) -> None:
-        self.fetch_count += 1
-        self._fetched_at = now
         try:
-            async with (
-                aiohttp.ClientSession(timeout=self._timeout) as session,
-                session.get(self._uri, allow_redirects=False) as response,
-            ):
-                if response.status != 200:
-                    raise VerifierUnavailableError(f"JWKS answered HTTP {response.status}")
-                body = await response.content.read(_MAX_JWKS_BYTES + 1)
-                cache_control = response.headers.get("Cache-Control", "")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise VerifierUnavailableError(f"JWKS fetch failed: {type(exc).__name__}") from exc
-        if len(body) > _MAX_JWKS_BYTES:
-            raise VerifierUnavailableError("JWKS document too large")
-        self._keys = _parse_keys(body)
-        self._fresh_until = now + max_age_seconds(cache_control, self._default_max_age)
+            found = await self._cache.key(kid)
+        except JwksUnavailableError as exc:
+            raise VerifierUnavailableError(f"JWKS unavailable: {exc}") from exc
+        if found is not None:
+            return found.jwk  # type: ignore[no-any-return]
+        if self._cache.last_fetch_failed:  # never report an outage as a bad token
+            raise VerifierUnavailableError("JWKS fetch failed")
+        raise TokenRejectedError("unknown signing key")
 
 
-def _parse_keys(body: bytes) -> dict[str, jwt.PyJWK]:
-    try:
-        key_set = jwt.PyJWKSet.from_json(body.decode())
-    except (jwt.PyJWKSetError, ValueError, UnicodeDecodeError) as exc:
-        raise VerifierUnavailableError("JWKS document is not a JWK Set") from exc
-    keys: dict[str, jwt.PyJWK] = {}
-    for key in key_set.keys:
-        if key.key_id:
-            keys[key.key_id] = key
-    return keys
+class _CountingFetcher:
+    """Counts the documents fetched (JwksClient.fetch_count)."""
+
+    def __init__(self, inner: HttpJsonFetcher) -> None:
+        self._inner = inner
+        self.count = 0
+
+    async def fetch_json(self, url: str) -> Any:
+        return (await self.fetch_document(url)).body
+
+    async def fetch_document(self, url: str) -> Document:
+        self.count += 1
+        return await self._inner.fetch_document(url)
 
 
 def jwks_from_json(document: str | dict[str, Any]) -> dict[str, jwt.PyJWK]:

@@ -1,4 +1,4 @@
-"""JWK Set parsing and the per-issuer JWKS cache (sekisho.identity.jwks), with a fake clock and
+"""JWK Set parsing and the per-issuer JWKS cache (sekisho.verify.jwks), with a fake clock and
 fetcher: throttled refetch, last-known-good keys, single-flight fetches, OIDC discovery."""
 
 import asyncio
@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
-from sekisho.identity.fetcher import FetchError
-from sekisho.identity.jwks import MAX_KEYS, JwksCache, JwksUnavailableError, parse_jwks
 from sekisho.signing.material import public_jwk
+from sekisho.verify.fetcher import FetchError
+from sekisho.verify.jwks import MAX_KEYS, JwksCache, JwksUnavailableError, parse_jwks
 
 from tests.fakes.clock import FakeClock
 from tests.fakes.fetcher import FakeFetcher

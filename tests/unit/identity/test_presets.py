@@ -10,9 +10,9 @@ import pytest
 from sekisho.config import IssuerConfig, Settings
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN
 from sekisho.errors import InvalidTokenError
-from sekisho.identity.jwks import JwksCache
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
 from sekisho.models import VerifiedToken
+from sekisho.verify.jwks import JwksCache
 
 from tests.fakes.clock import FakeClock
 from tests.fakes.fetcher import FakeFetcher

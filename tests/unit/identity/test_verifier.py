@@ -11,8 +11,8 @@ from sekisho.errors import (
     ServiceError,
     TemporarilyUnavailableError,
 )
-from sekisho.identity.jwks import JwksCache
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
+from sekisho.verify.jwks import JwksCache
 
 from tests.fakes.clock import FakeClock
 from tests.fakes.fetcher import FakeFetcher

@@ -1,0 +1,27 @@
+"""Which URLs may carry keys and tokens: https anywhere, plain http only on loopback. Standard
+library only, so the SDKs (sekisho.verify's JWKS client) and the config share one rule."""
+
+import ipaddress
+from urllib.parse import urlsplit
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and any address in 127.0.0.0/8 or ::1."""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_secure_url(url: str) -> bool:
+    """https anywhere, or http on a loopback host (development and tests)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return True
+    return (
+        parts.scheme == "http" and bool(parts.hostname) and is_loopback_host(parts.hostname or "")
+    )
