@@ -74,6 +74,7 @@ def granted(decision: Decision, request: ExchangeRequest) -> Decision:
         raise InvalidScopeError(_PUBLIC_MESSAGES["invalid_scope"], log_detail="grant ∩ request = ∅")
     if len(scopes) != len(decision.scopes):
         log.warning("policy_grant_narrowed", extra={"decision_id": decision.decision_id})
-    return replace(
-        decision, scopes=tuple(dict.fromkeys(scopes)), resources=tuple(dict.fromkeys(resources))
-    )
+    scopes, resources = tuple(dict.fromkeys(scopes)), tuple(dict.fromkeys(resources))
+    if scopes == decision.scopes and resources == decision.resources:
+        return decision  # frozen, and already exactly the grant: no copy on the hot path
+    return replace(decision, scopes=scopes, resources=resources)

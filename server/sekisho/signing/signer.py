@@ -7,8 +7,11 @@ never blocks the event loop; a local signer computes in place, which costs micro
 
 from typing import Any, Protocol
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import Algorithm, get_default_algorithms
 
+from sekisho.signing.der import ECDSA_SIZES, der_to_jose
 from sekisho.signing.material import PrivateKey, PublicKey, public_jwk
 
 
@@ -42,6 +45,10 @@ class LocalSigner:
         self._private_key = private_key
         self._public_key: PublicKey = private_key.public_key()
         self._algorithm: Algorithm = get_default_algorithms()[alg]
+        # ES256 (the default) signs on every exchange: straight through cryptography with the
+        # ECDSA parameters built once, where PyJWT's ECAlgorithm.sign builds them per call.
+        self._ec_key = private_key if isinstance(private_key, ec.EllipticCurvePrivateKey) else None
+        self._ecdsa = ec.ECDSA(hashes.SHA256())
 
     @property
     def kid(self) -> str:
@@ -60,6 +67,9 @@ class LocalSigner:
 
     def sign_now(self, signing_input: bytes) -> bytes:
         """The same signature, synchronously (local keys need no I/O)."""
+        if self._ec_key is not None and self._alg in ECDSA_SIZES:
+            der = self._ec_key.sign(signing_input, self._ecdsa)
+            return der_to_jose(der, ECDSA_SIZES[self._alg])
         return self._algorithm.sign(signing_input, self._private_key)
 
 

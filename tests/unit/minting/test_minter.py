@@ -363,6 +363,14 @@ def _other_key_signature() -> bytes:
     return other.sign_now(b"x.y")
 
 
+def _own_key_signature_of_other_input() -> bytes:
+    return fixture_signer().sign_now(b"x.y")
+
+
+def _flipped(signature: bytes, index: int) -> bytes:
+    return signature[:index] + bytes([signature[index] ^ 1]) + signature[index + 1 :]
+
+
 @pytest.mark.parametrize(
     "output",
     [
@@ -370,6 +378,11 @@ def _other_key_signature() -> bytes:
         pytest.param(b"\x00" * 64, id="right-length-zeros"),
         pytest.param(_other_key_signature(), id="signature-by-another-key"),
         pytest.param(b"", id="empty"),
+        pytest.param(_own_key_signature_of_other_input(), id="right-key-other-input"),
+        pytest.param(_flipped(_own_key_signature_of_other_input(), 5), id="r-bit-flipped"),
+        pytest.param(_flipped(_own_key_signature_of_other_input(), 40), id="s-bit-flipped"),
+        pytest.param(_own_key_signature_of_other_input()[:63], id="truncated"),
+        pytest.param(b"\xff" * 64, id="r-and-s-over-the-order"),
     ],
 )
 async def test_self_verification_failure_is_a_server_error(output: bytes) -> None:
