@@ -13,7 +13,7 @@ from tests.unit.policy.wasm.differential import both, mismatches, module_folder,
 
 UNITS = ["", "k", "kb", "KB", "Ki", "kib", "KiB", "m", "mb", "mi", "MiB", "g", "gb", "gi", "t"]
 UNITS += ["tb", "ti", "tib", "p", "pb", "pi", "pib", "e", "eb", "ei", "EiB", "\u212ab", "x", "b"]
-UNITS += ["kbb", "k b", '"kb"', "é", "_kb"]
+UNITS += ["kbb", "k b", '"kb"', "é", "_kb", "K\u0130b", "m\u0130", "\u03a3b"]
 
 
 def digits(rng: random.Random, most: int) -> str:

@@ -102,11 +102,17 @@ def parse_float(text: str) -> Fraction:
     return -value if sign == "-" else value
 
 
+def go_lower(text: str) -> str:
+    """strings.ToLower as far as it can make a unit: Go maps U+0130 (İ) to `i` (its simple case
+    mapping), Python to `i` + U+0307; the Kelvin sign becomes `k` in both."""
+    return text.replace("\u0130", "i").lower()
+
+
 def parse_bytes(operand: Any) -> int:
     """Raises: BuiltinError."""
     if not isinstance(operand, str):
         raise BuiltinError("units.parse_bytes: operand must be a string")
-    text = operand.lower().replace('"', "")
+    text = go_lower(operand).replace('"', "")
     if " " in text:
         raise BuiltinError("units.parse_bytes: spaces not allowed in resource strings")
     number, unit = split_number(text)
