@@ -146,6 +146,7 @@ class JwksCache:
         self._max_stale = max_stale_seconds
         self._default_max_age = default_max_age
         self._fresh_for = math.inf  # seconds after a fetch that `key` refetches first
+        self._usable_for = max_stale_seconds  # seconds after a fetch that the keys expire
         self._keys: dict[str, PublicJwk] | None = None
         self._fetched_at = -math.inf
         self._last_attempt = -math.inf
@@ -180,7 +181,7 @@ class JwksCache:
             raise JwksUnavailableError(f"no JWKS for {self._issuer}")
         if self._expired():
             raise JwksUnavailableError(
-                f"JWKS for {self._issuer} not refreshed for over {self._usable_for():g} s"
+                f"JWKS for {self._issuer} not refreshed for over {self._usable_for:g} s"
             )
         return self._lookup(kid)
 
@@ -192,6 +193,8 @@ class JwksCache:
     def _due(self) -> bool:
         """Past the publisher's max-age, and not just retried (a no-store set is refetched
         every time; a failed refetch of a cacheable one waits `min_refetch_interval`)."""
+        if self._fresh_for == math.inf:  # the server's keys: refreshed in the background
+            return False
         now = self._clock.now()
         retry_after = min(self._fresh_for, self._min_interval)
         return (
@@ -200,13 +203,8 @@ class JwksCache:
             and now - self._last_attempt >= retry_after
         )
 
-    def _usable_for(self) -> float:
-        if math.isinf(self._fresh_for):
-            return self._max_stale
-        return self._fresh_for + self._max_stale
-
     def _expired(self) -> bool:
-        return self._clock.now() - self._fetched_at > self._usable_for()
+        return self._clock.now() - self._fetched_at > self._usable_for
 
     def _lookup(self, kid: str) -> PublicJwk | None:
         if self._keys is None or self._expired():
@@ -239,6 +237,7 @@ class JwksCache:
         self._keys = keys
         self._fetched_at = self._clock.now()
         self._fresh_for = fresh_for
+        self._usable_for = self._max_stale if fresh_for == math.inf else fresh_for + self._max_stale
         log.info("jwks_fetched", extra={"iss": self._issuer, "kids": sorted(keys)})
 
     async def _get(self, uri: str) -> tuple[Any, float]:
