@@ -186,7 +186,7 @@ class PolicyInstance:
             result = builtin.call(
                 *(self._operand(caller, addr, builtin.rego_text) for addr in args)
             )
-            encoded = json.dumps(result, ensure_ascii=False, allow_nan=False).encode()
+            encoded = _encode_result(result)
         except BuiltinError:
             return 0  # as OPA without strict builtin errors: the expression is undefined
         except Exception as exc:  # a host boundary: whatever failed, the evaluation traps
@@ -209,6 +209,13 @@ class PolicyInstance:
 
 class _HostCallError(Exception):
     """A host import refused to continue: the evaluation traps."""
+
+
+def _encode_result(result: Any) -> bytes:
+    """JSON for the module; a regotext.Number keeps its exact text (decimals JSON floats lose)."""
+    if isinstance(result, regotext.Number):
+        return result.text.encode()
+    return json.dumps(result, ensure_ascii=False, allow_nan=False).encode()
 
 
 def _ignore(_caller: Any, _addr: int) -> None:

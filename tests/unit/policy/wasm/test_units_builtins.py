@@ -52,3 +52,31 @@ def test_a_result_too_long_to_write_fails_the_evaluation(tmp_path: Path) -> None
     assert abs(value - 10**4000) < 10**3982  # 1e4000 at big.Float's 64-bit precision
     with pytest.raises(WasmEvaluationError, match=r"units\.parse_bytes"):
         policy.evaluate(encode_json({"values": ["1e5000"]}))
+
+
+SI_UNITS = ["", "", "m", "m", "M", "k", "K", "Ki", "ki", "KI", "kI", "Mi", "mi", "MI", "mI", "g"]
+SI_UNITS += ["G", "Gi", "t", "T", "Ti", "p", "P", "Pi", "e", "E", "Ei", "EI", "kb", "KB", "x"]
+SI_UNITS += ["M\u0130", "\u212a", "k\u212a", "é", "μ", '"k"', "m ", "mm"]
+
+
+def si_amount(rng: random.Random) -> str:
+    text = amount(rng)
+    for unit in sorted(UNITS, key=len, reverse=True):  # drop the parse_bytes unit
+        if unit and text.endswith(unit):
+            text = text[: -len(unit)]
+            break
+    return text + rng.choice(SI_UNITS)
+
+
+@pytest.mark.parametrize("seed", [71, 72, 73])
+def test_parse_units_matches_opa(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)  # noqa: S311 - reproducible test data
+    values: list[Any] = [si_amount(rng) for _ in range(600)]
+    values += ["1m", "1M", "-1e-20m", "0.0000000000500001", "2.5", "1E3m", "7MI", "", 5, None]
+    # json.marshal shows the number's text: 1000m is 1.0000000000 in OPA, not 1.
+    body = "results := {i: [n, json.marshal(n)] | some i, v in input.values; n := units.parse(v)}\n"
+    expected, actual = both(tmp_path, body, {"values": values})
+    assert len(expected) > 300
+    assert any(isinstance(v[0], float) for v in expected.values())  # non-integers are exercised
+    differences = mismatches(expected, actual, values)
+    assert differences == [], "\n".join(differences[:30])

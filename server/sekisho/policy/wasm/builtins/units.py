@@ -1,4 +1,5 @@
-"""units.parse_bytes (topdown/parse_bytes.go) with Go's arithmetic reproduced exactly.
+"""units.parse_bytes (topdown/parse_bytes.go) and units.parse (parse_units.go) with Go's
+arithmetic reproduced exactly; units.parse (big.Rat, exact) is described at its table below.
 
 The operand is lower-cased and stripped of `"`; a space anywhere is an error. The number is the
 longest prefix of digits, `.`, `+`, `-` and exponents (`e` followed by a digit or sign, at most 6
@@ -19,13 +20,14 @@ from fractions import Fraction
 from typing import Any
 
 from sekisho.policy.wasm.builtins.registry import BuiltinError, HostBuiltin
+from sekisho.policy.wasm.builtins.regotext import Number
 
 _DECIMAL = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15, "e": 10**18}
 _BINARY = {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40, "pi": 2**50, "ei": 2**60}
 _UNITS = {"": 1} | _DECIMAL | {k + "b": v for k, v in _DECIMAL.items()}
 _UNITS |= _BINARY | {k + "b": v for k, v in _BINARY.items()}
 # big.Float.SetString of what the extraction can hand it (no prefixes, no underscores).
-_NUMBER = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?(?:e([+-]?[0-9]+))?")
+_NUMBER = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]+))?")
 _PRECISION = 64
 _MAX_EXPONENT_DIGITS = 6
 _POW5_TABLE = 27  # the largest n with 5^n < 2^64: big.Float's pow5 starts from a table up to it
@@ -36,9 +38,9 @@ def split_number(text: str) -> tuple[str, str]:
     idx = 0
     while idx < len(text):
         char = text[idx]
-        if not (char.isascii() and (char.isdigit() or char in ".e+-")):
+        if not (char.isascii() and (char.isdigit() or char in ".eE+-")):
             return text[:idx], text[idx:]
-        if char == "e":
+        if char in "eE":
             following = text[idx + 1 : idx + 2]
             if not following or not (following in "+-" or _ascii_digit(following)):
                 return text[:idx], text[idx:]
@@ -48,7 +50,7 @@ def split_number(text: str) -> tuple[str, str]:
             while idx + 1 + digits < len(text) and _ascii_digit(text[idx + 1 + digits]):
                 digits += 1
             if digits > _MAX_EXPONENT_DIGITS:
-                raise BuiltinError("units.parse_bytes: exponent too large")
+                raise BuiltinError("exponent too large")
         idx += 1
     return text, ""
 
@@ -88,18 +90,28 @@ def pow5(n: int, precision: int = 2 * _PRECISION) -> Fraction:
     return result
 
 
-def parse_float(text: str) -> Fraction:
-    """big.Float.SetString at 64-bit precision. Raises: BuiltinError."""
+def _decimal(text: str) -> tuple[int, int, int]:
+    """(sign, mantissa, exponent of ten) of a decimal amount. Raises: BuiltinError."""
     match = _NUMBER.fullmatch(text)
     if match is None or not (match.group(2) or match.group(3)):
-        raise BuiltinError("units.parse_bytes: could not parse byte amount to a number")
+        raise BuiltinError("could not parse amount to a number")
     sign, whole, fraction, exponent = match.groups()
     mantissa = int((whole or "") + (fraction or "") or "0")
-    exp10 = int(exponent or 0) - len(fraction or "")
+    return -1 if sign == "-" else 1, mantissa, int(exponent or 0) - len(fraction or "")
+
+
+def parse_rational(text: str) -> Fraction:
+    """big.Rat.SetString: exact. Raises: BuiltinError."""
+    sign, mantissa, exp10 = _decimal(text)
+    return sign * mantissa * Fraction(10) ** exp10
+
+
+def parse_float(text: str) -> Fraction:
+    """big.Float.SetString at 64-bit precision. Raises: BuiltinError."""
+    sign, mantissa, exp10 = _decimal(text)
     scaled = mantissa * Fraction(2) ** exp10
     power = pow5(abs(exp10))
-    value = round_to_precision(scaled * power if exp10 >= 0 else scaled / power)
-    return -value if sign == "-" else value
+    return sign * round_to_precision(scaled * power if exp10 >= 0 else scaled / power)
 
 
 def go_lower(text: str) -> str:
@@ -124,4 +136,59 @@ def parse_bytes(operand: Any) -> int:
     return int(total)  # int() of a Fraction truncates toward zero, as big.Float.Int does
 
 
-BUILTINS = (HostBuiltin("units.parse_bytes", parse_bytes),)
+# units.parse (topdown/parse_units.go): case matters for the first letter only (m = milli,
+# M = mega); milli is the float64 0.001 as a big.Rat, so not exactly 1/1000.
+_SCALE: dict[str, Fraction] = {
+    "": Fraction(1),
+    "m": Fraction(0.001),
+    "M": Fraction(10**6),
+    **{unit: Fraction(10**3) for unit in ("k", "K")},
+    **{unit: Fraction(10**9) for unit in ("g", "G")},
+    **{unit: Fraction(10**12) for unit in ("t", "T")},
+    **{unit: Fraction(10**15) for unit in ("p", "P")},
+    **{unit: Fraction(10**18) for unit in ("e", "E")},
+    **{unit: Fraction(2**10) for unit in ("ki", "Ki")},
+    **{unit: Fraction(2**20) for unit in ("mi", "Mi")},
+    **{unit: Fraction(2**30) for unit in ("gi", "Gi")},
+    **{unit: Fraction(2**40) for unit in ("ti", "Ti")},
+    **{unit: Fraction(2**50) for unit in ("pi", "Pi")},
+    **{unit: Fraction(2**60) for unit in ("ei", "Ei")},
+}
+
+
+def float_string(value: Fraction, digits: int) -> str:
+    """big.Rat.FloatString: `digits` decimals, the last rounded half away from zero."""
+    whole, rest = divmod(abs(value.numerator), value.denominator)
+    scale = 10**digits
+    decimals, remainder = divmod(rest * scale, value.denominator)
+    if 2 * remainder >= value.denominator:
+        decimals += 1
+        if decimals >= scale:
+            whole, decimals = whole + 1, decimals - scale
+    return f"{'-' if value < 0 else ''}{whole}.{str(decimals).rjust(digits, '0')}"
+
+
+def parse_units(operand: Any) -> Number:
+    """units.parse: the exact integer, else 10 decimals. Raises: BuiltinError."""
+    if not isinstance(operand, str):
+        raise BuiltinError("units.parse: operand must be a string")
+    text = operand.replace('"', "")
+    if " " in text:
+        raise BuiltinError("units.parse: spaces not allowed in resource strings")
+    number, unit = split_number(text)
+    if number == "":
+        raise BuiltinError("units.parse: no amount provided")
+    if len(unit) > 1:
+        unit = unit[:1] + go_lower(unit[1:])
+    if unit not in _SCALE:
+        raise BuiltinError(f"units.parse: unit {unit} not recognized")
+    value = parse_rational(number) * _SCALE[unit]
+    if value.denominator == 1:
+        return Number(str(value.numerator))
+    return Number(float_string(value, 10))
+
+
+BUILTINS = (
+    HostBuiltin("units.parse_bytes", parse_bytes),
+    HostBuiltin("units.parse", parse_units),
+)
