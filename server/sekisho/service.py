@@ -39,8 +39,6 @@ from sekisho.minting.minter import TokenMinter
 from sekisho.observability import Observability, build_observability
 from sekisho.policy.cache import CachingPolicyEngine
 from sekisho.policy.engine import PolicyRuntime
-from sekisho.policy.opa.api import OpaApi, opa_ssl_context, opa_token
-from sekisho.policy.opa.engine import OpaPolicyEngine
 from sekisho.policy.wasm.factory import embedded_engine
 from sekisho.protection import (
     build_admission,
@@ -219,6 +217,11 @@ def build_policy_engine(settings: Settings) -> PolicyRuntime:
     """The configured policy engine, not yet started."""
     policy = settings.policy
     if policy.engine == "opa":
+        # Imported here: opa-python-client brings requests and urllib3, ~50 ms of every start
+        # of the default (embedded) engine for nothing.
+        from sekisho.policy.opa.api import OpaApi, opa_ssl_context, opa_token
+        from sekisho.policy.opa.engine import OpaPolicyEngine
+
         return OpaPolicyEngine(
             OpaApi(
                 policy.opa_url,

@@ -6,14 +6,15 @@ the pool's size admits checks, so waiting happens on the loop (cheap) and is bou
 attempt gate (attempts.py) in front of it.
 
 Unknown client ids cost no hash: the decoy holds a pool slot for as long as a real check takes
-(a moving average of measured checks, seeded at start-up), without using CPU. A caller sees the
-same answer after the same time and the same queueing either way, so response timing does not
-reveal which ids exist; what differs is only the server's CPU use, which a remote caller cannot
-observe apart from everyone else's load (docs/security.md).
+(a moving average of measured checks, seeded by one real check), without using CPU. A caller
+sees the same answer after the same time and the same queueing either way, so response timing
+does not reveal which ids exist; what differs is only the server's CPU use, which a remote
+caller cannot observe apart from everyone else's load (docs/security.md).
 
-The seed (one argon2id hash and check, 0.1-0.5 s of CPU) runs in the pool while the service goes
-on starting, not before it: every check and decoy waits for it, so none is answered before the
-typical duration is known.
+The seed (one argon2id hash and check, 0.1-0.5 s of CPU) runs in the pool when the first check
+or decoy arrives, not at start-up, where it would compete with the service starting (`make run`
+on two cores); every check and decoy waits for it, so none is answered before the typical
+duration is known, and the first ones all wait the same.
 """
 
 import asyncio
@@ -36,13 +37,18 @@ class SecretChecker:
         self._hasher = PasswordHasher()
         self._timer = timer
         self._typical = 0.0
-        self._seeded: Future[None] = self._pool.submit(self._seed)
+        self._seeded: Future[None] | None = None
 
     @property
     def typical_seconds(self) -> float:
-        """How long a check takes lately (the decoy's duration); waits for the seed."""
-        self._seeded.result()
+        """How long a check takes lately (the decoy's duration); seeds it first if needed."""
+        self._seeding().result()
         return self._typical
+
+    def _seeding(self) -> "Future[None]":
+        if self._seeded is None:
+            self._seeded = self._pool.submit(self._seed)
+        return self._seeded
 
     def _seed(self) -> None:
         decoy_hash = self._hasher.hash(_DECOY_SECRET)
@@ -51,8 +57,9 @@ class SecretChecker:
         self._typical = self._timer() - started
 
     async def _wait_for_seed(self) -> None:
-        if not self._seeded.done():
-            await asyncio.wrap_future(self._seeded)
+        seeded = self._seeding()
+        if not seeded.done():
+            await asyncio.wrap_future(seeded)
 
     async def verify(self, stored_hash: str, secret: str) -> bool:
         """Whether `secret` matches `stored_hash` (a malformed hash never matches)."""

@@ -10,8 +10,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jsonschema.validators import validator_for  # type: ignore[import-untyped]  # no stubs
-
 SCHEMA_PATH = Path("schemas") / "input.json"
 
 
@@ -29,6 +27,10 @@ def input_problems(document: Mapping[str, Any], policy_folder: Path) -> list[str
         schema = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: cannot read the input schema ({exc})") from exc
+    # Imported here: only `sekisho policy eval` checks inputs, and jsonschema (with attrs,
+    # referencing, rpds) costs `sekisho serve` ~50 ms of start-up it would never use.
+    from jsonschema.validators import validator_for  # type: ignore[import-untyped]  # no stubs
+
     validator = validator_for(schema)(schema)
     errors = sorted(validator.iter_errors(dict(document)), key=lambda e: list(e.absolute_path))
     return [f"{_where(error.absolute_path)}: {error.message}" for error in errors]
