@@ -1,5 +1,5 @@
-"""sprintf (topdown/strings.go builtinSprintf) and the string builtins the Wasm target leaves to
-the host."""
+"""sprintf (topdown/strings.go builtinSprintf) and indexof_n (builtinIndexOfN: code-point
+indexes), the string builtins the Wasm target leaves to the host."""
 
 from typing import Any
 
@@ -28,4 +28,16 @@ def _sprintf(template: Any, values: Any) -> str:
     return sprintf(template, [sprintf_arg(e) for e in values])
 
 
-BUILTINS = (HostBuiltin("sprintf", _sprintf, rego_text=True),)
+def _indexof_n(base: Any, search: Any) -> list[int]:
+    """Every code-point index where `search` starts in `base`, overlapping ones included."""
+    if not isinstance(base, str) or not isinstance(search, str):
+        raise BuiltinError("indexof_n takes two strings")
+    if search == "":
+        raise BuiltinError("indexof_n: empty search character")
+    return [i for i in range(len(base) - len(search) + 1) if base.startswith(search, i)]
+
+
+BUILTINS = (
+    HostBuiltin("sprintf", _sprintf, rego_text=True),
+    HostBuiltin("indexof_n", _indexof_n),
+)
