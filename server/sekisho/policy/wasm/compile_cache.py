@@ -2,11 +2,13 @@
 an unchanged folder, opa binary and entrypoint does not run `opa build` again
 (docs/policy-authors.md, "The embedded engine").
 
-An entry is found by a key: a SHA-256 over every file of the folder (path and content), the
-opa binary's identity (resolved path, size, inode, mtime and ctime: `go install` or a copy over
-it changes them, and ctime cannot be set back by a user), the entrypoint, the `opa build`
-arguments and this file's format. Any edit (module, data, schema, test), another opa or another
-entrypoint is a new key, so a stale entry is never read.
+An entry is found by a key: a SHA-256 over every file of the folder (path and content; linked
+folders followed, as `opa build` follows them), the opa binary's identity (resolved path, size,
+inode, mtime and ctime: `go install` or a copy over it changes them, and ctime cannot be set back
+by a user), the entrypoint, the `opa build` arguments and this file's format. Any edit (module,
+data, schema, test), another opa or another entrypoint is a new key, so a stale entry is never
+read; a build during which the folder changed is not stored (its policy.wasm may be the new
+folder's, under the old folder's key).
 
 An entry is never trusted blindly: it is used only when its header names the same key and the
 SHA-256 of its bytes matches the one recorded beside them, and when neither the file nor the
@@ -45,10 +47,32 @@ def cache_key(opa: Path, root: Path, entrypoint: str) -> str:
     ]
     for fact in facts:
         digest.update(f"{len(fact)}:{fact}".encode())
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in _files(root):
         name = path.relative_to(root).as_posix()
         digest.update(f"{len(name)}:{name}".encode() + hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
+
+
+def _files(root: Path) -> list[Path]:
+    """Every file under `root` as `opa build` reads the folder: symlinked folders followed (a
+    linked library is compiled in, so it is hashed too), except a link back to a folder it is
+    in (a loop, which opa refuses, must not hang the key)."""
+    files: list[Path] = []
+    above = {str(root): frozenset({os.path.realpath(root)})}  # each folder's own and parents'
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        chain = above.pop(folder)
+        files += (Path(folder, name) for name in names if Path(folder, name).is_file())
+        subfolders[:] = [s for s in subfolders if os.path.realpath(Path(folder, s)) not in chain]
+        for sub in subfolders:
+            above[os.path.join(folder, sub)] = chain | {os.path.realpath(Path(folder, sub))}
+    return sorted(files)
+
+
+def _key_or_none(opa: Path, root: Path, entrypoint: str) -> str | None:
+    try:
+        return cache_key(opa, root, entrypoint)
+    except OSError:
+        return None
 
 
 class CompileCache:
@@ -74,7 +98,8 @@ class CompileCache:
             log.info("policy_compile_cached", extra={"entry": entry.name})
             return wasm
         wasm = self._compiler(opa, root, entrypoint, timeout_seconds)
-        self._store(entry, key, wasm)
+        if _key_or_none(opa, root, entrypoint) == key:  # else edited during the build: not filed
+            self._store(entry, key, wasm)
         return wasm
 
     def _store(self, entry: Path, key: str, wasm: bytes) -> None:
