@@ -84,6 +84,8 @@ def summarise(raw: Path, top: int) -> str:
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():  # a frame name with a newline in it (generated code)
+            continue
         samples = int(count)
         total += samples
         frames = stack.split(";")
