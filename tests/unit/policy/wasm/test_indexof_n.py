@@ -20,7 +20,12 @@ def text(rng: random.Random, most: int) -> str:
 def test_indexof_n_matches_opa(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)  # noqa: S311 - reproducible test data
     cases: list[dict[str, Any]] = [{"a": text(rng, 12), "b": text(rng, 2)} for _ in range(500)]
-    cases += [{"a": "aaaa", "b": "aa"}, {"a": "x", "b": ""}, {"a": 1, "b": "a"}, {"a": "a", "b": []}]
+    cases += [
+        {"a": "aaaa", "b": "aa"},
+        {"a": "x", "b": ""},
+        {"a": 1, "b": "a"},
+        {"a": "a", "b": []},
+    ]
     body = "results := {i: indexof_n(c.a, c.b) | some i, c in input.cases}\n"
     expected, actual = both(tmp_path, body, {"cases": cases})
     assert sum(1 for v in expected.values() if len(v) > 1) > 15  # several matches per string
