@@ -3,7 +3,7 @@
 import time
 from collections.abc import Callable
 
-from sekisho.policy.wasm.builtins import encoding, objects, strings, units, versions
+from sekisho.policy.wasm.builtins import encoding, network, objects, strings, units, versions
 from sekisho.policy.wasm.builtins.registry import HostBuiltin
 from sekisho.policy.wasm.builtins.times import time_builtins
 
@@ -16,6 +16,7 @@ def host_builtins(now_ns: Callable[[], int] = time.time_ns) -> dict[str, HostBui
         *objects.BUILTINS,
         *versions.BUILTINS,
         *units.BUILTINS,
+        *network.BUILTINS,
         *time_builtins(now_ns),
     )
     return {builtin.name: builtin for builtin in every}
