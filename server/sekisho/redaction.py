@@ -11,7 +11,9 @@ included):
   → `name=[redacted]`;
 - `Bearer …`, `Basic …`, `DPoP …` credentials → `Bearer [redacted]`;
 - PEM private key blocks → `[redacted-private-key]`;
-- strings longer than MAX_VALUE characters → cut, with the count of what was cut.
+- strings longer than MAX_VALUE characters → cut, with the count of what was cut;
+- any other value but a number or None (bytes, an exception, a URL object) → the scrubbed text
+  it prints as.
 
 Control characters survive here; each formatter escapes them (JSON by encoding, text by
 quoting), so a value can never start a forged line.
@@ -66,16 +68,20 @@ def scrub_text(value: str, limit: int = MAX_VALUE) -> str:
 
 
 def scrub(value: Any) -> Any:
-    """Strings scrubbed, containers walked (at most _MAX_ITEMS entries each), others as is."""
+    """Strings scrubbed, containers walked (at most _MAX_ITEMS entries each), numbers and None
+    as they are; anything else (bytes, an exception, a URL object) is the scrubbed text it would
+    print as, since both formats print it with str()."""
     if isinstance(value, str):
         return scrub_text(value)
+    if value is None or isinstance(value, (int, float)):  # bool is an int
+        return value
     if isinstance(value, (list, tuple, set, frozenset)):
         items = [scrub(item) for item in list(value)[:_MAX_ITEMS]]
         return [*items, "…"] if len(value) > _MAX_ITEMS else items
     if isinstance(value, dict):
         pairs = list(value.items())[:_MAX_ITEMS]
         return {scrub_text(str(k)): scrub_named(str(k), v) for k, v in pairs}
-    return value
+    return scrub_text(str(value))
 
 
 def scrub_named(name: str, value: Any) -> Any:

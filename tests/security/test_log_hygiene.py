@@ -182,3 +182,47 @@ async def test_gateway_no_route_line_keeps_no_query_string(
     (record,) = [r for r in caplog.records if r.getMessage() == "gateway_no_route"]
     assert record.path == "/nowhere"  # type: ignore[attr-defined]
     assert OPAQUE not in json.dumps(vars(record), default=str)
+
+
+class _Url:
+    """A value that is not a string but prints as one (a URL object, an exception, ...)."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def __str__(self) -> str:
+        return self._text
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.parametrize("form", list(CREDENTIAL_FORMS))
+def test_no_credential_survives_in_a_value_that_is_not_a_string(
+    configured: Configure, capsys: pytest.CaptureFixture[str], fmt: str, form: str
+) -> None:
+    # Both formats print any other value with str(): bytes, an exception, a URL object must be
+    # scrubbed as the text they print as, in a field and nested.
+    configured(fmt)
+    value = CREDENTIAL_FORMS[form]
+    _emit("sekisho.test", "bytes", {"body": value.encode()})
+    _emit("sekisho.test", "error", {"error": ValueError(value), "nested": [_Url(value)]})
+    _emit("sekisho.test", "object", {"url": _Url(value), "headers": {"x": (_Url(value),)}})
+    out = capsys.readouterr().err
+    assert len(out.splitlines()) == 3
+    assert OPAQUE not in out
+    for segment in JWT.split("."):
+        assert segment not in out
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_numbers_booleans_and_none_stay_values(
+    configured: Configure, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    configured(fmt)
+    _emit("sekisho.test", "values", {"n": 3, "ok": True, "gone": None, "ratio": 0.5, "l": [1]})
+    out = capsys.readouterr().err
+    if fmt == "text":
+        expected = ("n=3", "ok=true", "gone=null", "ratio=0.5", "l=[1]")
+    else:
+        expected = ('"n": 3', '"ok": true', '"gone": null', '"ratio": 0.5', '"l": [1]')
+    for text in expected:
+        assert text in out, out
