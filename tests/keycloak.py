@@ -27,7 +27,9 @@ VERSION = "26.5.6"
 MAVEN = "https://repo1.maven.org/maven2/org/keycloak/keycloak-quarkus-dist"
 ADMIN_USER, ADMIN_PASSWORD = "admin", "admin-password"
 STARTUP_SECONDS = 240  # first start on a busy 2-core machine measured 128 s; later ones are faster
-# Keycloak 26 runs on Java 17 or 21 (https://www.keycloak.org/server/installation).
+# Keycloak 26 runs on Java 17 or 21 (https://www.keycloak.org/server/installation). Temurin 25
+# (JAVA_HOME=/usr/lib/jvm/temurin-25-jdk-amd64) passes test_keycloak.py too but started slower
+# here (64 s vs 48 s, README "Development"), so it is not picked unless JAVA_HOME names it.
 JAVA_HOMES = ("/usr/lib/jvm/java-21-openjdk-amd64", "/usr/lib/jvm/java-17-openjdk-amd64")
 
 
