@@ -12,7 +12,9 @@ Fractions do the same here, step by step: 5^n as big.Float's pow5 computes it (e
 then squarings rounded to 192 bits and products to 128), the scaled mantissa rounded to 64 bits
 (nearest, ties to even), the product with the unit likewise, then truncation. Every error is
 undefined, as in OPA without strict builtin errors. A result of more than 4,300 digits (Python's
-int-to-text limit) fails the evaluation: a deny, never a different number.
+int-to-text limit) fails the evaluation: a deny, never a different number. Both ends are
+known from the amount's order of magnitude before 10^exp is built (host code holds the GIL
+and the evaluation deadline cannot stop it): far below a byte is 0, far too long fails.
 """
 
 import re
@@ -31,6 +33,11 @@ _NUMBER = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]+))?")
 _PRECISION = 64
 _MAX_EXPONENT_DIGITS = 6
 _POW5_TABLE = 27  # the largest n with 5^n < 2^64: big.Float's pow5 starts from a table up to it
+# Decimal orders of magnitude past which the answer is known without building 10^exp (a 9-byte
+# "1e-999999" took ~0.2-0.4 s of GIL-holding CPU, which the evaluation deadline cannot stop):
+_MAX_DIGITS = 4300  # a longer result cannot be written (Python's int-to-text limit): it fails
+_BELOW_ONE_BYTE = -20  # |amount| < 10^-20, times at most 2^60 (EiB), truncates to 0
+_BELOW_TEN_DECIMALS = -30  # |amount| < 10^-30, times at most 2^60, is 0.0000000000 (rounded)
 
 
 def split_number(text: str) -> tuple[str, str]:
@@ -100,6 +107,17 @@ def _decimal(text: str) -> tuple[int, int, int]:
     return -1 if sign == "-" else 1, mantissa, int(exponent or 0) - len(fraction or "")
 
 
+def magnitude(mantissa: int, exp10: int) -> int:
+    """floor(log10(mantissa * 10^exp10)) for a mantissa > 0."""
+    return len(str(mantissa)) - 1 + exp10
+
+
+def _check_writable(mantissa: int, exp10: int) -> None:
+    """Raises: ValueError (the evaluation fails) when the result would be too long to write."""
+    if mantissa and magnitude(mantissa, exp10) > _MAX_DIGITS + 20:
+        raise ValueError(f"the amount has more than {_MAX_DIGITS} digits")
+
+
 def parse_rational(text: str) -> Fraction:
     """big.Rat.SetString: exact. Raises: BuiltinError."""
     sign, mantissa, exp10 = _decimal(text)
@@ -132,6 +150,10 @@ def parse_bytes(operand: Any) -> int:
         raise BuiltinError("units.parse_bytes: no byte amount provided")
     if unit not in _UNITS:
         raise BuiltinError(f"units.parse_bytes: byte unit {unit} not recognized")
+    _, mantissa, exp10 = _decimal(number)
+    _check_writable(mantissa, exp10)
+    if mantissa == 0 or magnitude(mantissa, exp10) < _BELOW_ONE_BYTE:
+        return 0
     total = round_to_precision(parse_float(number) * _UNITS[unit])
     return int(total)  # int() of a Fraction truncates toward zero, as big.Float.Int does
 
@@ -182,6 +204,12 @@ def parse_units(operand: Any) -> Number:
         unit = unit[:1] + go_lower(unit[1:])
     if unit not in _SCALE:
         raise BuiltinError(f"units.parse: unit {unit} not recognized")
+    sign, mantissa, exp10 = _decimal(number)
+    _check_writable(mantissa, exp10)
+    if mantissa == 0:
+        return Number("0")
+    if magnitude(mantissa, exp10) < _BELOW_TEN_DECIMALS:
+        return Number(f"{'-' if sign < 0 else ''}0.0000000000")  # float_string of the tiny value
     value = parse_rational(number) * _SCALE[unit]
     if value.denominator == 1:
         return Number(str(value.numerator))

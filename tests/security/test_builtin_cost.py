@@ -1,0 +1,76 @@
+"""Red team, session 4: a host builtin fed a short string must not cost more than the decision's
+time limit (`eval_timeout_seconds`, 0.1 s by default). Host code cannot be interrupted by the
+Wasm deadline and holds the GIL: `units.parse_bytes("1e-999999")` (nine characters) built
+10^999999 exactly, ~0.16 s of CPU per call, so a request carrying a few such values timed out
+(a deny where OPA answers 0) and stalled every other decision meanwhile.
+
+Amounts far below one byte (or 10^-10 for units.parse) are 0 whatever their digits; amounts
+whose result has more digits than can be written fail the evaluation, as before, without being
+computed. Both checked against `opa eval`.
+"""
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sekisho.policy.wasm.compiler import compile_folder
+from sekisho.policy.wasm.instance import WasmEvaluationError
+from sekisho.policy.wasm.policy import LoadedPolicy, WasmLimits, compile_module, encode_json
+
+from tests.embedded import shared_runtime
+from tests.opa import opa_binary
+from tests.unit.policy.wasm.differential import QUERY, mismatches, module_folder, opa_eval
+
+pytestmark = pytest.mark.security
+
+TINY = ["1e-999999", "-7.5e-999999kib", "0.000e-999999", "1" * 300 + "e-999990eb", "5e-999999k"]
+EDGES = ["9e-21ei", "1e-20ei", "9.99e-19ei", "3e-18ei", "-9e-21eb", "0e-999999"]
+UNITS_TINY = ["1e-999999", "-1e-999999Ei", "5e-31Ei", "-5e-30Ei", "9e-31", "1e-10", "5e-11m"]
+UNITS_TINY += ["0e-999999", "-0.0e999999"]
+
+
+def _production_policy(root: Path) -> LoadedPolicy:
+    """The embedded engine with the default limits (the 0.1 s evaluation deadline)."""
+    entrypoint = QUERY.removeprefix("data.").replace(".", "/")
+    wasm = compile_folder(opa_binary(), root, entrypoint, 120.0)
+    limits = WasmLimits()
+    compiled = compile_module(shared_runtime(), wasm, entrypoint, limits)
+    return LoadedPolicy(shared_runtime(), compiled, b"{}", limits)
+
+
+def _both(tmp_path: Path, body: str, values: list[Any]) -> tuple[Any, Any]:
+    """(OPA's value, the embedded engine's value) for `values`; the engine's evaluation of ten
+    times as many must take well under a second (0.2-0.4 s per tiny value before)."""
+    root = module_folder(tmp_path, body)
+    document = {"values": values}
+    policy = _production_policy(root)
+    started = time.perf_counter()
+    policy.evaluate(encode_json({"values": values * 10}))
+    assert time.perf_counter() - started < 0.5
+    return opa_eval(root, document), policy.evaluate(encode_json(document))
+
+
+def test_parse_bytes_of_a_tiny_amount_is_zero_within_the_deadline(tmp_path: Path) -> None:
+    body = "results := {i: units.parse_bytes(v) | some i, v in input.values}\n"
+    values: list[Any] = TINY + EDGES
+    expected, actual = _both(tmp_path, body, values)
+    assert mismatches(expected, actual, values) == []
+    assert [actual[str(i)] for i in range(len(TINY))] == [0] * len(TINY)
+
+
+def test_units_parse_of_a_tiny_amount_is_zero_within_the_deadline(tmp_path: Path) -> None:
+    body = "results := {i: [n, json.marshal(n)] | some i, v in input.values; n := units.parse(v)}\n"
+    expected, actual = _both(tmp_path, body, UNITS_TINY)
+    assert mismatches(expected, actual, list(UNITS_TINY)) == []
+
+
+@pytest.mark.parametrize("builtin", ["units.parse_bytes", "units.parse"])
+def test_a_huge_amount_fails_the_evaluation_within_the_deadline(
+    tmp_path: Path, builtin: str
+) -> None:
+    body = f"results := {{i: {builtin}(v) | some i, v in input.values}}\n"
+    policy = _production_policy(module_folder(tmp_path, body))
+    for value in ("1e999999", "-3e999999ki", "1" * 4000 + "e4000"):
+        with pytest.raises(WasmEvaluationError, match=builtin.replace(".", r"\.")):
+            policy.evaluate(encode_json({"values": [value] * 5}))
