@@ -9,6 +9,11 @@ who can reach the token endpoint can ask for one. Before any hashing, an attempt
 Otherwise it is refused at once with slow_down (HTTP 429 + Retry-After), which costs a few
 dictionary operations. The bounds apply before the client id is looked up, so known and unknown
 ids are treated alike (no enumeration through who gets throttled).
+
+A private_key_jwt client assertion costs one signature verification (~0.1 ms of CPU) and is
+checked synchronously, so its gate (`admit`, a second AttemptGate with its own budgets) holds no
+slot: it bounds only the assertions started per second, per peer and in total, before the
+assertion is parsed or any key is looked up (docs/security.md, "Unauthenticated cost").
 """
 
 import contextlib
@@ -65,13 +70,21 @@ class AttemptGate:
             self._refuse("too many client authentications in progress", 1.0)
         if self._per_peer.get(peer, 0) >= limits.max_concurrent_per_peer:
             self._refuse("too many client authentications in progress from this peer", 1.0)
-        now = self._clock.now()
-        if wait := self._peers.take(peer, limits.rate_per_peer, now):
-            self._refuse("client authentication rate from this peer exceeded", wait)
-        if wait := self._global.take(_ALL, limits.rate, now):
-            self._refuse("client authentication rate exceeded", wait)
+        self._take_rates(peer)
         self._total += 1
         self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
+
+    def admit(self, peer: str) -> None:
+        """Count one attempt whose work runs synchronously, holding no slot (per-second budgets
+        only). Raises: SlowDownError."""
+        self._take_rates(peer or "unknown")
+
+    def _take_rates(self, peer: str) -> None:
+        now = self._clock.now()
+        if wait := self._peers.take(peer, self._limits.rate_per_peer, now):
+            self._refuse("client authentication rate from this peer exceeded", wait)
+        if wait := self._global.take(_ALL, self._limits.rate, now):
+            self._refuse("client authentication rate exceeded", wait)
 
     def release(self, peer: str) -> None:
         """Give back the slot `acquire` took."""

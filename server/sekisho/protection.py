@@ -47,6 +47,20 @@ def build_attempt_gate(settings: Settings, clock: Clock) -> AttemptGate:
     )
 
 
+def build_assertion_gate(settings: Settings, clock: Clock) -> AttemptGate:
+    """[client_auth] assertion_*: bounds on private_key_jwt assertions, before signature work."""
+    limits = settings.client_auth
+    return AttemptGate(
+        clock,
+        AttemptLimits(
+            rate=RateLimit(limits.assertion_rate_per_second, limits.assertion_burst),
+            rate_per_peer=RateLimit(
+                limits.assertion_rate_per_second_per_peer, limits.assertion_burst_per_peer
+            ),
+        ),
+    )
+
+
 def build_connection_guard(settings: Settings) -> ConnectionGuard:
     """[http]: header/body timeouts, connection bounds and keep-alive limits."""
     http = settings.http

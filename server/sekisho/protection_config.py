@@ -52,7 +52,8 @@ class GrpcLimitsConfig(_Strict):
 
 class ClientAuthLimitsConfig(_Strict):
     """[client_auth]: bounds on HTTP Basic client-secret checks (argon2id), applied before any
-    hashing, to known and unknown client ids alike."""
+    hashing, and on private_key_jwt assertions, applied before any signature work; to known and
+    unknown client ids alike."""
 
     # Threads hashing secrets, off the event loop; also how many checks run at once.
     hash_threads: int = Field(default=1, ge=1)
@@ -65,6 +66,15 @@ class ClientAuthLimitsConfig(_Strict):
     burst: int = Field(default=4, ge=1)
     rate_per_second_per_peer: float = Field(default=1.0, gt=0)
     burst_per_peer: int = Field(default=2, ge=1)
+    # private_key_jwt assertions started per second (token buckets), per worker and per peer
+    # address, checked before the assertion is parsed or any key is looked up. One signature
+    # verification costs 0.03 ms (RS256) to 0.1 ms (ES256) of CPU, 0.7-0.8 ms for ES384/ES512
+    # (bench/results/assertion_gate.md): 300/s is at most ~3 % of a core with ES256 keys and
+    # ~23 % with ES384, far above what JWT clients need (one assertion per token request).
+    assertion_rate_per_second: float = Field(default=300.0, gt=0)
+    assertion_burst: int = Field(default=300, ge=1)
+    assertion_rate_per_second_per_peer: float = Field(default=100.0, gt=0)
+    assertion_burst_per_peer: int = Field(default=100, ge=1)
 
 
 class OverloadConfig(_Strict):

@@ -42,6 +42,7 @@ from sekisho.policy.engine import PolicyRuntime
 from sekisho.policy.wasm.factory import embedded_engine
 from sekisho.protection import (
     build_admission,
+    build_assertion_gate,
     build_attempt_gate,
     build_connection_guard,
     grpc_options,
@@ -409,6 +410,7 @@ def build_token_endpoint(
         # In-process only with one worker: config requires replay_cache_url for several.
         replay_cache=replay_cache or InMemoryReplayCache(),
         gate=gate or build_attempt_gate(settings, clock),
+        assertion_gate=build_assertion_gate(settings, clock),
         secrets=secrets or SecretChecker(settings.client_auth.hash_threads),
         leeway_seconds=settings.trust.leeway_seconds,
     )

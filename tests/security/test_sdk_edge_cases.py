@@ -122,6 +122,7 @@ def _authenticator() -> ClientAuthenticator:
         audiences=frozenset({TOKEN_ENDPOINT}),
         replay_cache=InMemoryReplayCache(),
         gate=AttemptGate(FakeClock(NOW), loose),
+        assertion_gate=AttemptGate(FakeClock(NOW), loose),
         secrets=CHECKER,
     )
 

@@ -121,6 +121,7 @@ def _authenticator(
         audiences=frozenset({"https://sekisho.test"}),
         replay_cache=InMemoryReplayCache(),
         gate=AttemptGate(FakeClock(), limits),
+        assertion_gate=AttemptGate(FakeClock(), LOOSE),
         secrets=checker,
         tarpit_seconds=tarpit,
     )

@@ -6,7 +6,11 @@
 - private_key_jwt (RFC 7523 §2.2 and §3, OpenID Connect Core §9): a JWT signed with a key from the
   client's registered JWK Set; iss = sub = client id, aud = the token endpoint or the issuer,
   short-lived, and its jti single-use (replay cache) so a captured assertion cannot be replayed.
-  Parsed by the strict JOSE layer shared with subject tokens (assertion.py).
+  Parsed by the strict JOSE layer shared with subject tokens (assertion.py). Its own attempt gate
+  (per-second budgets, attempts.py) admits it before it is parsed or any key is looked up; an
+  unknown client, unknown kid or malformed assertion is refused before any signature work.
+
+A refusal by either gate is 429 slow_down + Retry-After, answered after the same pause (tarpit).
 
 A request presenting more than one method is refused (RFC 6749 §2.3: MUST NOT use more than one).
 """
@@ -15,7 +19,7 @@ import asyncio
 import base64
 import binascii
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
@@ -65,6 +69,7 @@ class ClientAuthenticator:
         audiences: frozenset[str],
         replay_cache: ReplayCache,
         gate: AttemptGate,
+        assertion_gate: AttemptGate,
         secrets: SecretChecker,
         leeway_seconds: int = 30,
         tarpit_seconds: float = TARPIT_SECONDS,
@@ -73,6 +78,7 @@ class ClientAuthenticator:
         self._audiences = audiences
         self._replay = replay_cache
         self._gate = gate
+        self._assertion_gate = assertion_gate
         self._secrets = secrets
         self._leeway = leeway_seconds
         self._tarpit = tarpit_seconds
@@ -94,19 +100,12 @@ class ClientAuthenticator:
         if basic:
             return await self._basic(authorization[6:].strip(), form, peer)
         if assertion:
-            return await self._private_key_jwt(form, now)
+            return await self._private_key_jwt(form, now, peer)
         raise InvalidClientError("client authentication is required")
 
     async def _basic(self, credentials: str, form: Mapping[str, str], peer: str) -> Caller:
         client_id, secret = _decode_basic(credentials)
-        try:
-            self._gate.acquire(peer)  # before the lookup: known and unknown ids alike
-        except SlowDownError:
-            # Answer a refused attempt only after a pause: a flooding client in a closed loop
-            # then sends one login per pause per connection instead of hundreds a second, and a
-            # sleeping coroutine costs nothing ([http] connection bounds cap how many sleep).
-            await asyncio.sleep(self._tarpit)
-            raise
+        await self._admit(self._gate.acquire, peer)  # before the lookup: known and unknown alike
         try:
             client = self._clients.get(client_id)
             if client is None or not client.secret_hash:
@@ -119,9 +118,22 @@ class ClientAuthenticator:
         _check_form_client_id(form, client.id)
         return Caller(id=client.id, authenticated_by="client_secret")
 
-    async def _private_key_jwt(self, form: Mapping[str, str], now: float) -> Caller:
+    async def _admit(self, take: Callable[[str], None], peer: str) -> None:
+        try:
+            take(peer)
+        except SlowDownError:
+            # Answer a refused attempt only after a pause: a flooding client in a closed loop
+            # then sends one login per pause per connection instead of hundreds a second, and a
+            # sleeping coroutine costs nothing ([http] connection bounds cap how many sleep).
+            await asyncio.sleep(self._tarpit)
+            raise
+
+    async def _private_key_jwt(self, form: Mapping[str, str], now: float, peer: str) -> Caller:
         if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
             raise InvalidClientError("unsupported client_assertion_type")
+        # Before parsing, key lookup and the signature check (~0.1 ms of CPU each): a flood of
+        # assertions, valid-looking or not, costs at most the gate's budget of verifications.
+        await self._admit(self._assertion_gate.admit, peer)
         jws, sub = parse_assertion(form.get("client_assertion", ""))
         client = self._clients.get(sub)
         if client is None or client.keys is None:
