@@ -85,10 +85,11 @@ def scrub(value: Any) -> Any:
 
 
 def scrub_named(name: str, value: Any) -> Any:
-    """`scrub(value)`, or `[redacted]` outright when `name` is a credential's name."""
-    if isinstance(value, (str, bytes)) and _SECRET_NAME.match(name):
-        return "[redacted]"
-    return scrub(value)
+    """`scrub(value)`, or `[redacted]` outright when `name` is a credential's name (whatever the
+    value but a number or None: a list of opaque secrets has no shape to find either)."""
+    if value is None or isinstance(value, (int, float)):
+        return value
+    return "[redacted]" if _SECRET_NAME.match(name) else scrub(value)
 
 
 class ScrubFilter(logging.Filter):
@@ -115,7 +116,7 @@ class ScrubFilter(logging.Filter):
             value = fields[key]
             if value is None or isinstance(value, (int, float)):  # bool is an int
                 continue
-            if isinstance(value, (str, bytes)) and self._is_secret_name(key):
+            if self._is_secret_name(key):
                 fields[key] = "[redacted]"
             elif type(value) is str:
                 fields[key] = self._text(value)

@@ -226,3 +226,19 @@ def test_numbers_booleans_and_none_stay_values(
         expected = ('"n": 3', '"ok": true', '"gone": null', '"ratio": 0.5', '"l": [1]')
     for text in expected:
         assert text in out, out
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_a_credential_named_field_is_redacted_whatever_its_type(
+    configured: Configure, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    # An opaque secret has no shape to find: under a credential's name, a list of them, an
+    # object printing as one or a nested dict must go as a string does.
+    configured(fmt)
+    _emit("sekisho.test", "list", {"x-api-key": [OPAQUE], "client_secret": _Url(OPAQUE)})
+    _emit("sekisho.test", "nested", {"headers": {"cookie": [OPAQUE], "authorization": (OPAQUE,)}})
+    _emit("sekisho.test", "dict", {"subject_token": {"value": OPAQUE}, "id_token": 7})
+    out = capsys.readouterr().err
+    assert len(out.splitlines()) == 3
+    assert OPAQUE not in out
+    assert ("id_token=7" if fmt == "text" else '"id_token": 7') in out  # a number is no secret
