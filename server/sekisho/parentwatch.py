@@ -10,6 +10,10 @@ otherwise once its last recipe line runs. So a thread looks at the parent every 
 gone (re-parented), or inside a handler for SIGHUP/SIGINT/SIGQUIT/SIGTERM, and it sends this
 process SIGTERM, which drains like any SIGTERM (or, before the handlers are up, ends the
 start-up). Without /proc only the parent's exit is noticed.
+
+Only make is known never to block those signals otherwise. Any other parent may keep them
+blocked for good (systemd and other supervisors read signals through a signalfd), so for it only
+a signal it did not block when the watch began counts.
 """
 
 import os
@@ -34,24 +38,34 @@ def blocked_signals(pid: int) -> frozenset[int]:
     return frozenset()
 
 
-def parent_stopping(parent: int) -> bool:
-    """Whether `parent` has exited (we were re-parented) or is handling a stop signal."""
-    return os.getppid() != parent or bool(STOPPING & blocked_signals(parent))
+def parent_stopping(parent: int, usual: frozenset[int] = frozenset()) -> bool:
+    """Whether `parent` has exited (we were re-parented) or blocks a stop signal beyond those it
+    blocks as `usual`."""
+    return os.getppid() != parent or bool(STOPPING & blocked_signals(parent) - usual)
+
+
+def _usually_blocked(parent: int) -> frozenset[int]:
+    try:
+        name = Path(f"/proc/{parent}/comm").read_text(encoding="utf-8").strip()
+    except OSError:
+        name = ""
+    return frozenset() if name in ("make", "gmake") else STOPPING & blocked_signals(parent)
 
 
 def watch_parent(poll_seconds: float = POLL_SECONDS) -> threading.Thread:
     """Start the watch (a daemon thread for the life of the process) on the current parent."""
     parent = os.getppid()
+    usual = _usually_blocked(parent)
     thread = threading.Thread(
-        target=_watch, args=(parent, poll_seconds), name="sekisho-parent-watch", daemon=True
+        target=_watch, args=(parent, usual, poll_seconds), name="sekisho-parent-watch", daemon=True
     )
     thread.start()
     return thread
 
 
-def _watch(parent: int, poll_seconds: float) -> None:
+def _watch(parent: int, usual: frozenset[int], poll_seconds: float) -> None:
     stopped = threading.Event()  # never set: the thread ends with the process
     while not stopped.wait(poll_seconds):
-        if parent_stopping(parent):
+        if parent_stopping(parent, usual):
             os.kill(os.getpid(), signal.SIGTERM)
             return

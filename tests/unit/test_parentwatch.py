@@ -91,6 +91,37 @@ def test_the_watch_stops_the_service_when_its_parent_handles_sigint() -> None:
     assert time.monotonic() - started < 20  # not the child's own 30 s sleep
 
 
+# A supervisor that reads signals through a signalfd keeps them blocked from the start: that is
+# its normal state, not a stop; only its exit is.
+SUPERVISED = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from sekisho.parentwatch import watch_parent
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    child = os.fork()
+    if child == 0:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+        watch_parent(poll_seconds=0.02)
+        time.sleep(1.0)
+        print("still serving", flush=True)
+        time.sleep(30)
+        os._exit(0)
+    time.sleep(float(sys.argv[1]))
+    """
+)
+
+
+def test_a_parent_that_always_blocks_stop_signals_is_not_taken_for_stopping() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SUPERVISED, "3.0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )  # returns once the child exited too: it holds our stdout
+    assert done.stdout.splitlines() == ["still serving"]
+
+
 def test_the_watch_stops_the_service_when_its_parent_is_gone() -> None:
     orphan = textwrap.dedent(
         """

@@ -3,13 +3,14 @@
 from pathlib import Path
 
 from sekisho.config import PolicyConfig
+from sekisho.errors import ConfigError
 from sekisho.policy.engine import PolicyRuntime
 from sekisho.policy.toolchain import find_opa
 from sekisho.policy.wasm.bundles import BundlePolicyEngine, Polling
 from sekisho.policy.wasm.compile_cache import CompileCache
 from sekisho.policy.wasm.compiler import compile_folder
 from sekisho.policy.wasm.download import BundleDownloader
-from sekisho.policy.wasm.engine import WasmPolicyEngine
+from sekisho.policy.wasm.engine import Compiler, WasmPolicyEngine
 from sekisho.policy.wasm.policy import WasmLimits
 from sekisho.policy.wasm.signing import BundleVerifier
 
@@ -34,17 +35,30 @@ def embedded_engine(policy: PolicyConfig, cwd: Path) -> PolicyRuntime:
 
 
 def folder_engine(policy: PolicyConfig, cwd: Path) -> WasmPolicyEngine:
-    """Raises: ConfigError when no opa binary is found."""
+    """Raises: ConfigError when no opa binary is found or the compile cache is in the folder."""
     opa = find_opa(policy.opa_binary, cwd)
-    cache = policy.compile_cache_dir
     return WasmPolicyEngine(
         policy.path,
         policy.query,
         opa,
         wasm_limits(policy),
         compile_timeout=policy.compile_timeout_seconds,
-        compiler=CompileCache(cache) if cache is not None else compile_folder,
+        compiler=_compiler(policy),
     )
+
+
+def _compiler(policy: PolicyConfig) -> Compiler:
+    cache = policy.compile_cache_dir
+    if cache is None:
+        return compile_folder
+    if cache.resolve().is_relative_to(policy.path.resolve()):
+        # Each entry written there would change the folder: a new key, and for the watcher an
+        # edit to reload, which writes another entry, and so on.
+        raise ConfigError(
+            f"config key 'policy.compile_cache_dir': {cache} is inside the policy folder"
+            f" {policy.path}; put it outside (e.g. var/policy-cache)"
+        )
+    return CompileCache(cache)
 
 
 def bundle_engine(policy: PolicyConfig) -> BundlePolicyEngine:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from sekisho.config import PolicyConfig
+from sekisho.errors import ConfigError
 from sekisho.policy.wasm.compile_cache import (
     KEPT_ENTRIES,
     CompileCache,
@@ -284,3 +285,16 @@ async def test_the_service_engine_starts_from_the_cache_and_decides_the_same(
     assert not (await restarted.decide(policy_input(CRM, groups=["x"], tenant="acme"))).allow
     await first.close()
     await restarted.close()
+
+
+@pytest.mark.parametrize("inside", ["policies/.cache", "policies"], ids=["subfolder", "itself"])
+def test_a_cache_inside_the_policy_folder_is_refused(tmp_path: Path, inside: str) -> None:
+    # Every entry written there would change the folder: a new key and, for the watcher, an
+    # edit to reload, forever.
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    settings = PolicyConfig(
+        path=folder, opa_binary=str(opa_binary()), compile_cache_dir=tmp_path / inside
+    )
+    with pytest.raises(ConfigError, match="compile_cache_dir"):
+        folder_engine(settings, tmp_path)
