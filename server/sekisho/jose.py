@@ -5,7 +5,6 @@ never reach signature verification. JSON with duplicate member names is rejected
 lets a parser either reject or take the last; two parsers disagreeing is an attack surface).
 """
 
-import base64
 import binascii
 import json
 from dataclasses import dataclass
@@ -22,7 +21,9 @@ KTY_FOR_ALG = {
 # Header parameters whose semantics would change how the token is processed: refused outright.
 FORBIDDEN_HEADERS = ("crit", "b64", "zip", "enc")
 
-_B64URL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_B64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,26 +39,30 @@ class CompactJws:
 def b64url_decode(segment: str) -> bytes:
     """Decode unpadded base64url. Raises: MalformedTokenError on any other alphabet."""
     raw = segment.encode("ascii", errors="replace")
-    if not set(raw) <= _B64URL:
+    if raw.translate(None, _B64URL):  # what is left after deleting the alphabet: foreign bytes
         raise MalformedTokenError(log_detail="segment is not base64url")
     try:
-        decoded = base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
-    except (binascii.Error, ValueError) as exc:
+        standard = raw.translate(_TO_STANDARD) + b"=" * (-len(raw) % 4)
+        decoded = binascii.a2b_base64(standard, strict_mode=True)
+    except binascii.Error as exc:
         raise MalformedTokenError(log_detail="segment is not base64url") from exc
     # RFC 4648 §3.5 canonical encoding only: the decoder ignores a last character's unused bits,
     # so up to 16 spellings of one token would all verify, defeating anything keyed by the
     # token string (replay and verification caches, log correlation).
-    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != raw:
+    encoded = binascii.b2a_base64(decoded, newline=False).rstrip(b"=").translate(_TO_URLSAFE)
+    if encoded != raw:
         raise MalformedTokenError(log_detail="segment is not canonical base64url")
     return decoded
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise MalformedTokenError(log_detail=f"duplicate JSON member {key!r}")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):  # a name given twice; find it for the log
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise MalformedTokenError(log_detail=f"duplicate JSON member {key!r}")
+            seen.add(key)
     return result
 
 

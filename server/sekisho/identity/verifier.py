@@ -8,6 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt.algorithms import Algorithm, get_default_algorithms
 
 from sekisho import delegation
@@ -46,6 +50,14 @@ _KTY_FOR_ALG = {
 # Header parameters whose semantics would change how the token is processed: refused outright.
 _FORBIDDEN_HEADERS = ("crit", "b64", "zip", "enc")
 _SEKISHO_TYPS = MINTED_TYPS
+# RSASSA-PKCS1-v1_5 (RFC 7518 §3.3) with its parameters built once: PyJWT's RSAAlgorithm.verify
+# builds the padding and hash objects on every call. Other algorithms go through PyJWT.
+_PKCS1 = padding.PKCS1v15()
+_PKCS1_HASHES: dict[str, hashes.HashAlgorithm] = {
+    "RS256": hashes.SHA256(),
+    "RS384": hashes.SHA384(),
+    "RS512": hashes.SHA512(),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +160,13 @@ class TokenVerifier:
         return key
 
     def _check_signature(self, jws: CompactJws, key: PublicJwk) -> None:
-        algorithm = self._algorithms[jws.header["alg"]]
+        alg = jws.header["alg"]
+        pkcs1_hash = _PKCS1_HASHES.get(alg)
         try:
-            valid = algorithm.verify(jws.signing_input, key.key, jws.signature)
+            if pkcs1_hash is not None and isinstance(key.key, RSAPublicKey):
+                valid = _pkcs1_valid(key.key, jws, pkcs1_hash)
+            else:
+                valid = self._algorithms[alg].verify(jws.signing_input, key.key, jws.signature)
         except (ValueError, TypeError) as exc:
             raise BadSignatureError(log_detail="signature verification error") from exc
         if not valid:
@@ -185,6 +201,14 @@ class TokenVerifier:
         )
         rules.validate_strings(claims, _identity_values(token))
         return token
+
+
+def _pkcs1_valid(key: RSAPublicKey, jws: CompactJws, digest: hashes.HashAlgorithm) -> bool:
+    try:
+        key.verify(jws.signature, jws.signing_input, _PKCS1, digest)
+    except InvalidSignature:
+        return False
+    return True
 
 
 def _identity_values(token: VerifiedToken) -> list[str]:

@@ -107,3 +107,11 @@ def test_rejection_message_is_generic() -> None:
         parse_compact(token)
     assert caught.value.public_message == "the subject or actor token is invalid"
     assert "secret" in caught.value.log_detail
+
+
+@pytest.mark.parametrize("char", ["+", "/", "=", " ", "\n", "é", "*"])
+def test_b64url_decode_refuses_foreign_characters_before_decoding(char: str) -> None:
+    # The alphabet check itself, not the canonical re-encoding behind it, refuses the segment.
+    with pytest.raises(InvalidTokenError) as caught:
+        b64url_decode(HEADER[:4] + char + HEADER[5:])
+    assert caught.value.log_detail == "segment is not base64url"

@@ -180,6 +180,19 @@ async def test_ps256_is_rejected_unless_allowed_and_not_pinned_otherwise() -> No
     await unpinned.verifier.verify(unpinned.token(alg="PS256"), TOKEN_TYPE_ID_TOKEN)
 
 
+@pytest.mark.parametrize("alg", ["RS256", "RS384", "RS512"])
+async def test_each_pkcs1_alg_checks_its_own_hash(alg: str) -> None:
+    """RS384/RS512 verify, and a signature made with another RS* hash under that header fails
+    (the prebuilt parameters are picked by the header's alg, never shared between them)."""
+    setup = Setup(jwks=unpinned_jwks(TestIdp(IDP_A)), algorithms=("RS256", "RS384", "RS512"))
+    await setup.verifier.verify(setup.token(alg=alg), TOKEN_TYPE_ID_TOKEN)
+    claims = setup.idp.claims(setup.clock.now())
+    for other in {"RS256", "RS384", "RS512"} - {alg}:
+        header = {"alg": alg, "typ": "JWT", "kid": setup.idp.rsa_kid}
+        signed = sign_with_key(header, claims, setup.idp.rsa_key, other)
+        await rejected(setup, signed, "signature_invalid")
+
+
 @pytest.mark.parametrize("pinned", [True, False], ids=["jwk-pins-alg", "jwk-without-alg"])
 async def test_rs256_header_on_an_ec_key_is_rejected(pinned: bool) -> None:
     idp = TestIdp(IDP_A)
