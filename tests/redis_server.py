@@ -41,20 +41,33 @@ def _wait_until_answering(port: int, process: "subprocess.Popen[bytes]") -> None
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
+                if sock.recv(16).startswith((b"+PONG", b"-NOAUTH")):  # up (and wants AUTH)
                     return
         except OSError:
             time.sleep(0.05)
     raise RuntimeError("redis-server did not answer within 15 s")
 
 
-def start_redis() -> RedisServer:
+def start_redis(password: str = "") -> RedisServer:
+    """`password`: the default user's (requirepass), for authentication tests."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed: run `make redis`")
     port = _free_port()
+    auth = ["--requirepass", password] if password else []
     process = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            *auth,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -29,22 +29,33 @@ from sekisho.protection_config import (
 from sekisho.urls import is_loopback_host, is_secure_url
 
 
-def require_guarded_redis_url(url: str, what: str, *, inline_password: bool = False) -> str:
-    """redis:// only on loopback (or unix://); rediss:// elsewhere; a password inline only
-    where no *_password_env exists (`inline_password`).
+def require_guarded_redis_url(url: str, what: str, *, env_setting: str) -> str:
+    """redis:// only on loopback (or unix://); rediss:// elsewhere; never a password inline (it
+    would be printed wherever the URL is: config dumps, logs, errors): `env_setting` names
+    the environment variable holding it.
 
-    Raises: ValueError naming `what`.
+    Raises: ValueError naming `what` (never echoing the URL).
     """
     if not url:
         return url
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ValueError(f"{what} must be a redis://, rediss:// or unix:// URL")
-    if parts.password and not inline_password:
-        raise ValueError(f"{what} must not hold a password: name its variable in *_password_env")
+    if parts.password or "password=" in parts.query:
+        raise ValueError(
+            f"{what} must not hold a password (config dumps, logs and errors print the URL): "
+            f"put it in an environment variable and set {env_setting} to that variable's name"
+        )
     if parts.scheme == "redis" and not is_loopback_host(parts.hostname or ""):
         raise ValueError(f"{what}: a Redis not on loopback needs TLS (rediss://)")
     return url
+
+
+def require_env_name(value: str, what: str) -> str:
+    """An environment variable's name (or ""). Raises: ValueError naming `what`."""
+    if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError(f"{what} must be the name of an environment variable")
+    return value
 
 
 def _require_secure_url(url: str, what: str) -> str:
@@ -640,16 +651,14 @@ class TokenEndpointConfig(_Strict):
     @field_validator("replay_cache_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
-        return require_guarded_redis_url(value, "replay_cache_url")
+        return require_guarded_redis_url(
+            value, "replay_cache_url", env_setting="token_endpoint.replay_cache_password_env"
+        )
 
     @field_validator("replay_cache_password_env")
     @classmethod
     def _password_env(cls, value: str) -> str:
-        if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise ValueError(
-                "replay_cache_password_env must be the name of an environment variable"
-            )
-        return value
+        return require_env_name(value, "replay_cache_password_env")
 
     @field_validator("clients")
     @classmethod
@@ -763,7 +772,11 @@ class StatusListConfig(_Strict):
     # file: SQLite beside the keys, locked, shared by every worker on this host; redis: replicas.
     store: Literal["file", "redis"] = "file"
     path: Path = Path("var/status/status.db")
+    # The Redis of store = "redis"; its password (if any) only from the environment variable named
+    # by redis_password_env (never inline), rediss:// verified against redis_ca_file when set.
     redis_url: str = ""
+    redis_password_env: str = ""
+    redis_ca_file: Path | None = None
     # Bits per token (draft §4.1); Sekisho writes 0x00 VALID and 0x01 INVALID.
     bits: Literal[1, 2, 4, 8] = 1
     list_size: int = Field(default=100_000, ge=1_000, le=10_000_000)
@@ -778,7 +791,14 @@ class StatusListConfig(_Strict):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
-        return require_guarded_redis_url(value, "redis_url", inline_password=True)
+        return require_guarded_redis_url(
+            value, "redis_url", env_setting="status_list.redis_password_env"
+        )
+
+    @field_validator("redis_password_env")
+    @classmethod
+    def _password_env(cls, value: str) -> str:
+        return require_env_name(value, "redis_password_env")
 
     @model_validator(mode="after")
     def _consistent(self) -> "StatusListConfig":
@@ -799,8 +819,14 @@ class StatusListConfig(_Strict):
 class Settings(BaseSettings):
     """The whole configuration."""
 
+    # hide_input_in_errors: a refused value (a URL with a password, say) is never echoed by the
+    # ValidationError chained to ConfigError, which a traceback would print.
     model_config = SettingsConfigDict(
-        env_prefix="SEKISHO_", env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix="SEKISHO_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
     )
 
     server: ServerConfig = ServerConfig()
@@ -921,6 +947,8 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     status_update: dict[str, Any] = {"path": (base / settings.status_list.path).resolve()}
     if settings.status_list.audit_log:
         status_update["audit_log"] = str((base / settings.status_list.audit_log).resolve())
+    if settings.status_list.redis_ca_file is not None:
+        status_update["redis_ca_file"] = (base / settings.status_list.redis_ca_file).resolve()
     status_list = settings.status_list.model_copy(update=status_update)
     policy, decision_log = _resolve_decision_paths(policy, settings.decision_log, base)
     endpoint = settings.token_endpoint

@@ -4,12 +4,10 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -47,6 +45,7 @@ from sekisho.protection import (
     build_connection_guard,
     grpc_options,
 )
+from sekisho.redisauth import redis_auth
 from sekisho.reload import poll_forever, retry_with_backoff, watch_directory
 from sekisho.rpc.ext_authz import ExtAuthzServicer
 from sekisho.rpc.server import GrpcServer, create_grpc_server
@@ -363,22 +362,6 @@ def build_replay_cache(
         ) from exc
     client = redis.asyncio.Redis.from_url(url, **redis_auth(password_env, ca_file))
     return RedisReplayCache(client), client.aclose
-
-
-def redis_auth(password_env: str, ca_file: Path | None) -> dict[str, Any]:
-    """from_url() keywords: the ACL password from `password_env`, the CA for rediss://.
-
-    Raises: ConfigError when the variable is named but empty.
-    """
-    options: dict[str, Any] = {}
-    if password_env:
-        password = os.environ.get(password_env, "")
-        if not password:
-            raise ConfigError(f"${password_env} (a Redis password variable) is empty or unset")
-        options["password"] = password
-    if ca_file is not None:
-        options["ssl_ca_certs"] = str(ca_file)
-    return options
 
 
 def build_token_endpoint(

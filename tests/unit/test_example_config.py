@@ -25,6 +25,7 @@ COMMENTED_ALTERNATIVES = {
     "server": {"tls_cert_file", "tls_key_file", "client_ca_file", "require_client_auth"},
     "policy": {"opa_ca_file", "bundle_file", "bundle_verification_key"},
     "token_endpoint": {"replay_cache_ca_file"},
+    "status_list": {"redis_ca_file"},
 }
 
 # Top-level arrays of tables ([[callers]]): shown as `name = []` plus a commented example, like

@@ -8,6 +8,7 @@ revocation; `list` shows those in force. Each change is appended to the revocati
 """
 
 import argparse
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -60,11 +61,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if not settings.status_list.enabled:
         raise ConfigError("sekisho revoke needs [status_list] enabled = true")
+    from sekisho.status.store import StatusStoreError
+
     store = build_status_store(settings.status_list)
     try:
         if args.revoke_command == "list":
             return _list(store)
         return _change(args, settings, store)
+    except StatusStoreError as exc:  # unreachable or refusing: said, not a traceback
+        print(f"sekisho: {exc}", file=sys.stderr)
+        return 1
     finally:
         store.close()
 

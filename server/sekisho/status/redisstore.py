@@ -140,8 +140,11 @@ class RedisStatusStore:
         self._prune = client.register_script(_PRUNE)
 
     @classmethod
-    def from_url(cls, url: str) -> "RedisStatusStore":
-        return cls(redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0))
+    def from_url(cls, url: str, **options: Any) -> "RedisStatusStore":
+        """`options`: from_url() keywords such as `password` (sekisho.redisauth.redis_auth)."""
+        return cls(
+            redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0, **options)
+        )
 
     def lease(
         self, now: int, *, list_size: int, lease_size: int, use_until: int, valid_until: int

@@ -24,7 +24,7 @@ MIN_STALE_SECONDS = 2.0
 def build_status_store(config: StatusListConfig) -> StatusStore:
     """The configured store: the SQLite file (one host) or Redis (replicas).
 
-    Raises: ConfigError (store = redis without the redis package).
+    Raises: ConfigError (store = redis without the redis package, or its password variable empty).
     """
     if config.store == "file":
         from sekisho.status.filestore import FileStatusStore
@@ -37,7 +37,10 @@ def build_status_store(config: StatusListConfig) -> StatusStore:
             "config key 'status_list.store': the redis package is not installed "
             "(pip install 'sekisho[redis]')"
         ) from exc
-    return RedisStatusStore.from_url(config.redis_url)
+    from sekisho.redisauth import redis_auth
+
+    auth = redis_auth(config.redis_password_env, config.redis_ca_file)
+    return RedisStatusStore.from_url(config.redis_url, **auth)
 
 
 @dataclass
