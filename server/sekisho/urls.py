@@ -18,8 +18,12 @@ def is_loopback_host(host: str) -> bool:
 
 
 def is_secure_url(url: str) -> bool:
-    """https anywhere, or http on a loopback host (development and tests)."""
+    """https anywhere, or http on a loopback host (development and tests). A backslash in the
+    authority is refused: urlsplit reads `http://evil\\@127.0.0.1/` as loopback, a WHATWG URL
+    parser (browsers, many HTTP clients) as the host `evil`."""
     parts = urlsplit(url)
+    if "\\" in parts.netloc:
+        return False
     if parts.scheme == "https" and parts.hostname:
         return True
     return (

@@ -21,6 +21,7 @@ from sekisho.constants import TOKEN_TYPE_ID_TOKEN
 from sekisho.errors import InvalidTokenError, TemporarilyUnavailableError
 from sekisho.identity.verifier import TokenVerifier
 from sekisho.signing.material import public_jwk, thumbprint
+from sekisho.verify import JwksClient
 from sekisho.verify.fetcher import MAX_DOCUMENT_BYTES, HttpJsonFetcher
 from sekisho.verify.jwks import MAX_KEYS
 
@@ -187,3 +188,27 @@ async def test_duplicate_kid_jwks_document_over_http_resolves_to_no_key(
         await _refused(verifier, sign_with_key(header, claims, impostor, "ES256"))
         await _refused(verifier, idp.token(clock.now(), alg="ES256"))
         await _verify(verifier, idp.token(clock.now(), alg="RS256"))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://sekisho.example/.well-known/jwks.json",
+        "http://127.0.0.1.evil.example/jwks",
+        "http://evil.example\\@127.0.0.1/jwks",
+        "ftp://127.0.0.1/jwks",
+        "https:///jwks",
+    ],
+)
+def test_the_downstream_jwks_client_refuses_keys_over_plain_http(url: str) -> None:
+    # One JWKS client, one rule (sekisho/urls.py): keys come over https, plain http only from a
+    # loopback host; over plain http anyone on the path can serve keys and so forge tokens.
+    with pytest.raises(ValueError, match="https"):
+        JwksClient(url, clock=lambda: 0.0)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://sekisho.example/.well-known/jwks.json", "http://127.0.0.1:8080/jwks"]
+)
+def test_the_downstream_jwks_client_takes_https_and_loopback(url: str) -> None:
+    assert JwksClient(url, clock=lambda: 0.0).fetch_count == 0

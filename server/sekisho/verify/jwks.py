@@ -279,6 +279,10 @@ class JwksClient:
         min_refetch_interval: float = 30.0,
         timeout_seconds: float = 5.0,
     ) -> None:
+        """Raises: ValueError when `jwks_uri` is not https (plain http only on a loopback host:
+        over plain http anyone on the path could serve keys, and so forge tokens)."""
+        if not is_secure_url(jwks_uri):
+            raise ValueError(f"jwks_uri must be https (http only on loopback): {jwks_uri!r}")
         self._fetcher = _CountingFetcher(HttpJsonFetcher(timeout_seconds, reuse_session=False))
         self._cache = JwksCache(
             jwks_uri,
