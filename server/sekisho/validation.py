@@ -93,6 +93,8 @@ def _context_shape(value: Any, depth: int, max_depth: int) -> tuple[int, int]:
 
 
 def _check_context(context: Mapping[str, Any], limits: RequestLimits) -> None:
+    if not context and limits.max_context_depth >= 1 and limits.max_context_bytes >= 2:
+        return  # `{}` (most requests): one level, no keys, two bytes, no strings or numbers
     depth, keys = _context_shape(context, 1, limits.max_context_depth)
     if depth > limits.max_context_depth:
         raise InvalidRequestError(

@@ -1,6 +1,7 @@
 """build_request: defaults (docs/architecture.md §3) and every rule, each naming the bad
 parameter."""
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -224,3 +225,13 @@ def test_resource_with_an_unbalanced_ipv6_literal_is_invalid_request() -> None:
     """Found by tests/fuzz: urlsplit("http://[") raises ValueError, which escaped as INTERNAL."""
     with pytest.raises(InvalidRequestError, match="resource values must be absolute URIs"):
         _build(resources=["http://["])
+
+
+def test_an_empty_context_passes_on_the_fast_path_only_when_the_limits_allow_it() -> None:
+    # `{}` skips the walk (most requests carry none), but not the limits themselves: a limit
+    # that refuses any object (RequestLimits built directly) still refuses it.
+    assert _build(context={}).context == {}
+    for tight in ({"max_context_depth": 0}, {"max_context_bytes": 1}):
+        limits = dataclasses.replace(LIMITS, **tight)
+        with pytest.raises(InvalidRequestError, match="context"):
+            _build(context={}, limits=limits)

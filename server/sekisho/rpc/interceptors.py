@@ -14,6 +14,8 @@ from sekisho.rpc.status import REQUEST_ID_HEADER, to_grpc_status
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_ID_LENGTH = 128
+# Wrapped handlers kept, one per served method (the method name is the client's, so bounded).
+_MAX_WRAPPED = 64
 
 Behaviour = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
@@ -35,6 +37,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         # Services that answer every outcome in their own response (ext_authz Check): wrapping
         # them would only add a metadata frame per call on the gateway's hot path.
         self._passthrough = passthrough
+        # method → (the handler grpc gave, its wrapper): built once, not per call.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -44,13 +48,20 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        if handler_call_details.method.rpartition("/")[0].lstrip("/") in self._passthrough:
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        if method.rpartition("/")[0].lstrip("/") in self._passthrough:
             return handler
-        return grpc.unary_unary_rpc_method_handler(
+        wrapped = grpc.unary_unary_rpc_method_handler(
             self._wrap(handler.unary_unary),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+        if len(self._wrapped) < _MAX_WRAPPED:
+            self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
     def _wrap(self, behaviour: Behaviour) -> Behaviour:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
