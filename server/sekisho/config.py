@@ -465,6 +465,10 @@ class KeysConfig(_Strict):
     # Files of retired and revoked keys: "delete" at the change that retires or revokes them,
     # or "keep" them (e.g. to verify old tokens offline; protect them like live keys).
     private_key_retention: Literal["delete", "keep"] = "delete"
+    # Key files readable by group or others, or owned by another user, and keystore folders that
+    # others may write, are refused at load (signing/filemodes.py) unless this says they are
+    # shared on purpose (e.g. root-owned 0640 files with the service in the group).
+    allow_loose_key_files: bool = False
     service_user: str = ""
     replica_urls: list[str] = Field(default_factory=list, max_length=64)
     pickup_wait_seconds: float = Field(default=10.0, ge=0.0, le=300.0)

@@ -44,7 +44,12 @@ def build_keystore(
         codec = KmsWrappedCodec(kms_client or build_kms_client(settings), keys.kms_wrapping_key_id)
     else:
         codec = PemCodec(_passphrase(settings), keys.passphrase_env)
-    return FileKeyStore(keys.dir, codec, keep_private_keys=keys.private_key_retention == "keep")
+    return FileKeyStore(
+        keys.dir,
+        codec,
+        keep_private_keys=keys.private_key_retention == "keep",
+        allow_loose_key_files=keys.allow_loose_key_files,
+    )
 
 
 def timing(settings: Settings) -> Timing:

@@ -51,6 +51,7 @@ def test_a_planted_unencrypted_active_key_is_refused_when_encryption_is_on(
     planted = generate_private_key("ES256")
     kid = thumbprint(public_jwk(planted.public_key()))
     (keys / f"{kid}.pem").write_bytes(private_key_to_pem(planted))
+    (keys / f"{kid}.pem").chmod(0o600)  # tight: refused for being unencrypted, not for its mode
     body = json.loads((keys / KEYRING_FILE).read_text())
     for key in body["keys"]:
         key["state"] = "retiring" if key["state"] == "active" else key["state"]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sekisho.errors import KeyStoreError
 from sekisho.signing.codec import PemCodec, PrivateKeyCodec
+from sekisho.signing.filemodes import read_private_key
 from sekisho.signing.keyring import KeySet, collect
 from sekisho.signing.keys import KeyRecord, KeyState
 from sekisho.signing.material import generate_private_key, public_jwk, thumbprint
@@ -43,12 +44,15 @@ class FileKeyStore:
         codec: PrivateKeyCodec | None = None,
         *,
         keep_private_keys: bool = False,
+        allow_loose_key_files: bool = False,
     ) -> None:
         self._dir = directory
         self._codec: PrivateKeyCodec = codec or PemCodec()
         # [keys] private_key_retention: retired and revoked keys' files are deleted at commit
         # unless "keep" (a key that can no longer sign should not be stealable either).
         self._keep_private_keys = keep_private_keys
+        # [keys] allow_loose_key_files: accept key files others could read or replace (filemodes).
+        self._allow_loose = allow_loose_key_files
         # kid → (digest of the key file, signer): a reload opens only keys whose file changed,
         # so kms-wrapped keys cost one KMS Decrypt per key, not one per reload.
         self._opened: dict[str, tuple[bytes, LocalSigner]] = {}
@@ -166,7 +170,7 @@ class FileKeyStore:
     def _load_signer(self, record: KeyRecord) -> LocalSigner:
         path = self._key_path(record.kid)
         try:
-            sealed = path.read_bytes()
+            sealed = read_private_key(path, allow_loose=self._allow_loose)
         except OSError as exc:
             raise KeyStoreError(f"cannot read private key for kid {record.kid}") from exc
         digest = hashlib.sha256(sealed).digest()

@@ -21,12 +21,15 @@ def kid_of(key: PrivateKey) -> str:
 
 
 def write_keystore(directory: Path, entries: Sequence[KeyEntry]) -> list[KeyRecord]:
-    """Write one PEM per entry and a keyring.json listing them in the given order."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write one PEM per entry (0600, as `sekisho keys` does) and a keyring.json listing them in
+    the given order."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     records = []
     for state, alg, key in entries:
         kid = kid_of(key)
-        (directory / f"{kid}.pem").write_bytes(private_key_to_pem(key))
+        pem = directory / f"{kid}.pem"
+        pem.write_bytes(private_key_to_pem(key))
+        pem.chmod(0o600)
         activated = 0 if state is KeyState.NEXT else CREATED_AT
         records.append(
             KeyRecord(kid=kid, alg=alg, state=state, created_at=CREATED_AT, activated_at=activated)
