@@ -15,6 +15,8 @@ from sekisho.config import load_settings
 from sekisho.errors import KeyStoreError
 from sekisho.keystores import build_keystore
 from sekisho.signing.filestore import KEYRING_FILE, FileKeyStore
+from sekisho.status.filestore import FileStatusStore
+from sekisho.status.store import StatusStoreError
 
 from tests.fakes.clock import FakeClock
 
@@ -106,3 +108,26 @@ def test_cli_keys_init_output_passes_the_check(
     capsys.readouterr()
     settings = load_settings(config)
     assert build_keystore(settings, FakeClock(NOW)).load().active is not None
+
+
+# --- the status-list database: whoever may write it may lift revocations -----------------------
+
+
+@pytest.mark.parametrize(
+    ("what", "mode", "fix"),
+    [
+        pytest.param("file", 0o664, "chmod 600", id="file-group-writable"),
+        pytest.param("file", 0o666, "chmod 600", id="file-world-writable"),
+        pytest.param("folder", 0o777, "chmod 700", id="folder-world-writable"),
+    ],
+)
+def test_status_database_writable_by_others_is_refused(
+    tmp_path: Path, what: str, mode: int, fix: str
+) -> None:
+    path = tmp_path / "status" / "status.db"
+    FileStatusStore(path).revocations(0)  # created 0600 in a 0700 folder: accepted
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    (path if what == "file" else path.parent).chmod(mode)
+    store = FileStatusStore(path)
+    with pytest.raises(StatusStoreError, match=f"writable by group or others: {fix}"):
+        store.revocations(0)

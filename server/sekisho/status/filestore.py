@@ -7,6 +7,7 @@ connection (workers fork before the service starts).
 
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -77,7 +78,10 @@ class FileStatusStore:
         if self._conn is None or self._pid != os.getpid():  # a forked child needs its own
             self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
+            try:
+                _refuse_writable_by_others(self._path, os.fstat(fd))
+            finally:
+                os.close(fd)
             conn = sqlite3.connect(
                 self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
             )
@@ -190,6 +194,17 @@ class FileStatusStore:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn = None
+
+
+def _refuse_writable_by_others(path: Path, info: os.stat_result) -> None:
+    """Whoever may write the database may lift revocations: refuse it, and its folder, when group
+    or others may write (the compile cache's rule for its entries). Raises: StatusStoreError."""
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise StatusStoreError(f"status store {path} is writable by group or others: chmod 600")
+    if path.parent.stat().st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise StatusStoreError(
+            f"status store folder {path.parent} is writable by group or others: chmod 700"
+        )
 
 
 def _revocations(conn: sqlite3.Connection, now: int) -> list[Revocation]:
