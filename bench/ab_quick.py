@@ -1,0 +1,59 @@
+"""One side of an alternating A/B round (hot path, part 2): echo + warm (after a fill pass) +
+all-miss + all-miss with `[policy] pool_size = 2`, on the build this file's checkout serves
+(bench/stack.py's REPO), through exchange_throughput.py's Bench. Prints `RESULT` lines.
+
+Run from a checkout, alternating base and new, e.g. (base = a detached worktree sharing the venv
+through PYTHONPATH):
+
+    for i in 1 2 3 4 5 6; do
+      (cd BASE && PYTHONPATH=BASE/server PATH=$PWD/bin:$PATH .venv/bin/python bench/ab_quick.py 3)
+      (cd NEW && PATH=$PWD/bin:$PATH .venv/bin/python bench/ab_quick.py 3)
+    done
+"""
+
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import exchange_throughput as et
+from loadgen import ECHO
+from stack import Settings, start_server, write_config
+
+
+def main(seconds: float) -> None:
+    with tempfile.TemporaryDirectory(prefix="sekisho-ab-") as tmp:
+        bench = et.Bench(Path(tmp), 1, seconds)
+        out = {}
+        try:
+            server = bench.scenario("warm", Settings(workers=1))
+            try:
+                out["echo"] = bench.measure("echo", server, ECHO, [{}], warm=1)
+                out["warm"] = bench.exchange("warm", server, warm_seconds=1, fill=True)
+            finally:
+                server.stop()
+            server = bench.scenario("miss", Settings(workers=1, caches=False))
+            try:
+                out["miss"] = bench.exchange("miss", server, warm_seconds=1)
+            finally:
+                server.stop()
+            config = write_config(bench.root, bench.idp, Settings(workers=1, caches=False))
+            config.write_text(config.read_text().replace("[policy]\n", "[policy]\npool_size = 2\n"))
+            server = start_server(bench.root, config, bench.server_cpus)
+            try:
+                out["pool2"] = bench.exchange("pool2", server, warm_seconds=1)
+            finally:
+                server.stop()
+        finally:
+            bench.idp.close()
+        echo = out["echo"].throughput
+        for key, run in out.items():
+            print(
+                f"RESULT {key} {run.throughput:.0f}/s cpu {run.cpu_us_per_request:.0f}us "
+                f"ratio {run.throughput / echo:.3f}"
+            )
+
+
+if __name__ == "__main__":
+    main(float(sys.argv[1]) if len(sys.argv) > 1 else 3.0)
