@@ -10,10 +10,12 @@ computed. Both checked against `opa eval`.
 """
 
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sekisho.policy.wasm.builtins.gofmt import sprintf
 from sekisho.policy.wasm.compiler import compile_folder
 from sekisho.policy.wasm.instance import WasmEvaluationError
 from sekisho.policy.wasm.policy import LoadedPolicy, WasmLimits, compile_module, encode_json
@@ -74,3 +76,38 @@ def test_a_huge_amount_fails_the_evaluation_within_the_deadline(
     for value in ("1e999999", "-3e999999ki", "1" * 4000 + "e4000"):
         with pytest.raises(WasmEvaluationError, match=builtin.replace(".", r"\.")):
             policy.evaluate(encode_json({"values": [value] * 5}))
+
+
+# Red team, session 4: sprintf("%999999999s", [x]) built a 1 GB string in host code (5 s, GIL
+# held). Go's fmt gives up on a width or precision that grows past 1e6 with digits still to come
+# and prints %!(NOVERB) for the rest of the format; so does the host builtin now, without building
+# anything (the result's length proves it: no timing).
+HUGE_FORMATS = ["%999999999s", "%.999999999d", "%-0999999999.999999999f", "%10000010s"]
+HUGE_FORMATS += ["x%" + "9" * 5000 + "s%s%s"]
+
+
+def test_sprintf_of_a_huge_width_or_precision_builds_nothing(tmp_path: Path) -> None:
+    body = 'results := {i: sprintf(f, ["x"]) | some i, f in input.values}\n'
+    root = module_folder(tmp_path, body)
+    document = encode_json({"values": HUGE_FORMATS})
+    actual = _production_policy(root).evaluate(document)
+    assert actual == opa_eval(root, {"values": HUGE_FORMATS})
+    refused = "%!(NOVERB)%!(EXTRA string=x)"
+    assert [actual[str(i)] for i in range(len(HUGE_FORMATS))] == [
+        *[refused] * (len(HUGE_FORMATS) - 1),
+        "x" + refused,
+    ]
+
+
+def test_sprintf_g_of_a_huge_precision_computes_no_more_digits_than_a_double_has() -> None:
+    """%.10000009g is a width Go accepts; a double's exact value has at most 767 significant
+    digits, so asking Python for ten million of them (10 MB, 0.3 s) is work without meaning.
+    Measured by what it allocates, not by time."""
+    tracemalloc.start()
+    try:
+        text = sprintf("%.10000009g", [0.1])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert text == sprintf("%.60g", [0.1])
+    assert peak < 100_000

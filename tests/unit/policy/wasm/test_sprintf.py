@@ -76,6 +76,42 @@ FIXED = [
     {"f": "trailing %", "a": []},
     {"f": "%!", "a": [1]},
     {"f": "no directives", "a": [1, "two"]},
+    # fmt's parsenum gives up on a width or precision past 1e6 with digits to come: %!(NOVERB)
+    {"f": "%999999999s", "a": ["x"]},
+    {"f": "a%99999999s tail %d", "a": ["x", 1]},
+    {"f": "%.99999999d|%d", "a": [5, 6]},
+    {"f": "%10000010s", "a": []},
+    {"f": "%-0+10000010.2f", "a": [1.5]},
+    {"f": "%.10000010s", "a": ["x"]},
+    {"f": "%" + "9" * 5000 + "s", "a": ["x"]},
+    {"f": "%.1000001s", "a": ["x"]},
+    {"f": "%.0000000000000000000000000003s", "a": ["xyz"]},
+    {"f": "%\u0661s|%\u0663d", "a": ["x", 1]},  # Arabic-Indic digits are verbs, not widths
+]
+
+# Widths and precisions around Go's limit (tooLarge: 1e6, checked before each further digit, so
+# 10000009 is the largest accepted): compared by length and trimmed text, the values being large.
+LIMITS_BODY = (
+    "results := {i: [count(s), trim_space(s)] | some i, c in input.cases; s := sprintf(c.f, c.a)}\n"
+)
+LIMITS = [
+    {"f": f, "a": a}
+    for f, a in [
+        ("%1000000s", ["x"]),
+        ("%1000001s", ["x"]),
+        ("%-1000001s|", ["x"]),
+        ("%10000009s", ["x"]),
+        ("%10000010s", ["x"]),
+        ("%.1000000d", [7]),
+        ("%.1000001d", [-7]),
+        ("%01000001d", [-3]),
+        ("%.10000009d", [7]),
+        ("%.10000010d", [7]),
+        ("%1000001.1000001f", [2.5]),
+        ("%.10000009g", [0.1]),
+        ("%.1000001e", [1.5]),
+        ("%.10000009s", ["abc"]),
+    ]
 ]
 
 
@@ -87,6 +123,13 @@ def test_generated_formats_match_opa(tmp_path: Path, seed: int) -> None:
     expected, actual = both(tmp_path, BODY, {"cases": supported})
     assert len(expected) == len(supported)
     differences = mismatches(expected, actual, supported)
+    assert differences == [], "\n".join(differences)
+
+
+def test_widths_and_precisions_around_gos_limit_match_opa(tmp_path: Path) -> None:
+    expected, actual = both(tmp_path, LIMITS_BODY, {"cases": LIMITS})
+    assert len(expected) == len(LIMITS)
+    differences = mismatches(expected, actual, LIMITS)
     assert differences == [], "\n".join(differences)
 
 

@@ -38,10 +38,16 @@ def _shortest(value: float) -> _Digits:
     return _Digits(raw.rstrip("0"), point)
 
 
+# A double's exact decimal value has at most 767 significant digits: rounding to more gives the
+# same digits, so `%.10000000g` costs 800 digits' work, not ten million.
+_EXACT_DIGITS = 800
+
+
 def _rounded(value: float, significant: int) -> _Digits:
     if value == 0:
         return _Digits("", 0)
-    mantissa, _, exponent = format(value, f".{significant - 1}e").partition("e")
+    places = min(significant, _EXACT_DIGITS) - 1
+    mantissa, _, exponent = format(value, f".{places}e").partition("e")
     digits = mantissa.replace(".", "").rstrip("0")
     return _Digits(digits, int(exponent) + 1)
 

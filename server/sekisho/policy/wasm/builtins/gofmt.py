@@ -4,7 +4,8 @@ string (a string operand, and the Rego text of every other value).
 
 Supported: flags `+ - # 0 space`, width, `.precision`, verbs `v s q d b o O x X c U e E f F g
 G t %`, and Go's error forms (`%!d(string=a)`, `%!d(MISSING)`, `%!(EXTRA int=1)`,
-`%!(NOVERB)`). Argument indexes (`%[2]d`) and `*` widths raise UnsupportedFormatError: the
+`%!(NOVERB)`), and its limit on written widths and precisions (see `_parse_number`).
+Argument indexes (`%[2]d`) and `*` widths raise UnsupportedFormatError: the
 evaluation then fails closed instead of answering differently from OPA.
 """
 
@@ -17,7 +18,9 @@ from sekisho.policy.wasm.builtins.regotext import go_quote
 
 Arg = int | float | str
 
-_SPEC = re.compile(r"%([-+# 0]*)(\d*)(?:\.(\d*))?(.?)", re.DOTALL)
+# Go reads ASCII digits only ('0'-'9'): another script's digit is a verb there, as here.
+_SPEC = re.compile(r"%([-+# 0]*)([0-9]*)(?:\.([0-9]*))?(.?)", re.DOTALL)
+_MAX_NUMBER = 1_000_000  # fmt's tooLarge
 
 
 class UnsupportedFormatError(Exception):
@@ -50,19 +53,18 @@ def sprintf(template: str, args: list[Arg]) -> str:
         assert match is not None  # the pattern matches any text starting with '%'
         flags, width, precision, verb = match.groups()
         position = match.end()
+        spec_width, spec_precision = _parse_number(width), _parse_number(precision)
+        if spec_width is None or spec_precision is None or verb == "":
+            out.append("%!(NOVERB)")  # Go's parsenum skips to the end of a too long number
+            break
         if verb in ("[", "*") or "*" in flags:
             raise UnsupportedFormatError("argument indexes and '*' widths")
-        if verb == "":
-            out.append("%!(NOVERB)")
-            break
         if verb == "%":
             out.append("%")
             continue
         if verb == "v":
             flags = flags.replace("+", "")  # Go: %+v is plusV (struct fields), not a sign
-        spec = Spec(
-            flags, int(width or 0), None if precision is None else int(precision or 0), verb
-        )
+        spec = Spec(flags, spec_width or 0, None if precision is None else spec_precision, verb)
         if index >= len(args):
             out.append(f"%!{verb}(MISSING)")
             continue
@@ -74,6 +76,18 @@ def sprintf(template: str, args: list[Arg]) -> str:
         )
         out.append(f"%!(EXTRA {extra})")
     return "".join(out)
+
+
+def _parse_number(digits: str | None) -> int | None:
+    """fmt's parsenum: the number, or None once it has grown past 1e6 with digits still to come
+    (a host builtin holds the GIL, so `%999999999s` must not build a 1 GB string; Go stops
+    there too and prints `%!(NOVERB)`). The largest width Go accepts is 10000009 (10 MB)."""
+    number = 0
+    for digit in digits or "":
+        if number > _MAX_NUMBER:
+            return None
+        number = number * 10 + int(digit)
+    return number
 
 
 def _type_name(arg: Arg) -> str:
