@@ -2,6 +2,8 @@
 it refuses and why, and the audit line it leaves."""
 
 import json
+import os
+import pwd
 import re
 import time
 from pathlib import Path
@@ -189,3 +191,43 @@ def test_operator_defaults_to_user(
     monkeypatch.setenv("USER", "dana")
     _run(capsys, "keys", "init", "--config", _config(tmp_path))
     assert {line["operator"] for line in _audit(tmp_path)} == {"dana"}
+
+
+def test_init_on_a_fresh_clone_prints_only_the_keys_it_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make run`'s first step: no "unknown" or "not checked" lines for what does not apply."""
+    code, out, err = _run(capsys, "keys", "init", "--config", _config(tmp_path))
+    assert code == 0 and len(out.splitlines()) == 2 and out.count("created") == 2
+    assert err == ""
+
+
+def test_init_checks_a_configured_service_user_and_polls_no_replica(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "sekisho.toml"
+    config.write_text(
+        f'[keys]\ndir = "keys"\nservice_user = "{os.geteuid()}"\n'
+        'replica_urls = ["http://127.0.0.1:9"]\n'  # none runs before init: not polled
+    )
+    code, _, err = _run(capsys, "keys", "init", "--config", str(config))
+    assert code == 0
+    assert err.splitlines() == [
+        f"service user {_user_name()} can read and will load every keystore file"
+    ]
+
+
+def test_later_changes_still_say_what_they_could_not_check(
+    initialised: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(capsys, "keys", "rotate", "--config", initialised)
+    assert code == 0
+    assert "service can read the keystore: unknown (set keys.service_user" in err
+    assert "running replicas: not checked (set keys.replica_urls)" in err
+
+
+def _user_name() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"

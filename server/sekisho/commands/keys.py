@@ -98,8 +98,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     manager = build_key_manager(settings, store, clock)
     status = _mutate(args, manager, settings)
-    replicas = [] if command == "init" else settings.keys.replica_urls  # none run before init
-    return status or _after_change(settings, store, manager.records(), replicas)
+    return status or _after_change(settings, store, manager.records(), first=command == "init")
 
 
 def _mutate(args: argparse.Namespace, manager: "KeyManager", settings: Settings) -> int:
@@ -140,24 +139,48 @@ def _reseal(store: object) -> int:
 
 
 def _after_change(
-    settings: Settings, store: object, records: "list[KeyRecord]", replicas: list[str]
+    settings: Settings, store: object, records: "list[KeyRecord]", *, first: bool
 ) -> int:
-    """Shout when the service cannot read the change or a replica did not pick it up."""
-    from sekisho.commands.keys_check import pickup_lines, readability_lines
-    from sekisho.signing.filestore import FileKeyStore
+    """Shout when the service cannot read the change or a replica did not pick it up.
+
+    After `init` (`first`) no replica runs yet, and what cannot be checked is not worth a line:
+    a newcomer's `make run` shows only the keys made; a configured (or evident: the keystore
+    folder is another user's) service user is still checked and reported."""
+    from sekisho.commands.keys_check import pickup_lines
 
     keys = settings.keys
-    if isinstance(store, FileKeyStore):
-        readable, lines = readability_lines(keys.service_user, keys.dir, store.files(records))
-    else:
-        readable, lines = True, ["service can read the keystore: KMS permissions are not checked"]
-    picked, more = pickup_lines(replicas, records, keys.pickup_wait_seconds)
+    readable, lines = _readability(settings, store, records, quiet=first)
+    picked, more = (
+        (True, []) if first else pickup_lines(keys.replica_urls, records, keys.pickup_wait_seconds)
+    )
     for line in [*lines, *more]:  # stderr: stdout stays the list of changes
         print(line, file=sys.stderr)
     if readable and picked:
         return 0
     print("sekisho: the change is committed but has NOT taken effect everywhere", file=sys.stderr)
     return 1
+
+
+def _readability(
+    settings: Settings, store: object, records: "list[KeyRecord]", *, quiet: bool
+) -> tuple[bool, list[str]]:
+    """(ok, report) of the service user's check; `quiet`: no line when it cannot be checked."""
+    from sekisho.commands.keys_check import readability_lines
+    from sekisho.signing.filestore import FileKeyStore
+
+    keys = settings.keys
+    if not isinstance(store, FileKeyStore):
+        return True, [] if quiet else [
+            "service can read the keystore: KMS permissions are not checked"
+        ]
+    files = store.files(records)
+    checked = readability_lines(
+        keys.service_user, keys.dir, files, allow_loose=keys.allow_loose_key_files
+    )
+    if checked is not None:
+        return checked
+    unknown = "service can read the keystore: unknown (set keys.service_user to check the files "
+    return True, [] if quiet else [unknown + "against the user the service runs as)"]
 
 
 def _print_changes(transition: "Transition") -> None:

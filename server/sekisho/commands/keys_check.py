@@ -3,9 +3,11 @@
 A change the running service cannot load is not a change (docs/security.md, class "revocation
 takes effect or shouts"): a key file the service user cannot read leaves it unable to sign with
 the new key. So every mutating command checks the files it committed against `[keys]
-service_user` (or says it cannot know), and asks each of `[keys] replica_urls` for its JWKS and
-/readyz until the change shows or `pickup_wait_seconds` pass. Either failing makes the command
-exit 1 — the change itself is committed and audited either way.
+service_user` (or says it cannot know): can that user read them, and will the service accept
+them — the same rule the service applies at load (signing/filemodes.py: a private key file must
+be the service user's alone, unless `allow_loose_key_files`). It then asks each of `[keys]
+replica_urls` for its JWKS and /readyz until the change shows or `pickup_wait_seconds` pass.
+Either failing makes the command exit 1 — the change itself is committed and audited either way.
 """
 
 import grp
@@ -20,6 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sekisho.signing.filemodes import loose_key_file
+from sekisho.signing.filestore import KEYRING_FILE
 from sekisho.signing.keys import KeyRecord
 
 JWKS_PATH = "/.well-known/jwks.json"
@@ -82,27 +86,44 @@ def unreadable(user: ServiceUser, directory: Path, files: Iterable[Path]) -> lis
     return problems
 
 
+def refused(user: ServiceUser, files: Iterable[Path]) -> list[str]:
+    """Why the service, running as this user, would refuse the private key files (and their
+    folder) at load: one line each, with the fix."""
+    problems: dict[str, None] = {}  # one line for a folder shared by every key file
+    for path in files:
+        try:
+            info = path.stat()
+        except OSError:
+            continue  # unreadable() reports it
+        if path.name != KEYRING_FILE and (problem := loose_key_file(path, info, user.uid)):
+            problems[problem] = None
+    return list(problems)
+
+
 def _parents(directory: Path) -> list[Path]:
     absolute = directory.resolve()
     return [absolute, *absolute.parents][::-1]
 
 
 def readability_lines(
-    service_user: str, directory: Path, files: list[Path]
-) -> tuple[bool, list[str]]:
-    """(ok, report) for the files a change committed."""
+    service_user: str, directory: Path, files: list[Path], *, allow_loose: bool
+) -> tuple[bool, list[str]] | None:
+    """(ok, report) for the files a change committed; None when the service user is unknown
+    (not configured, and the keystore folder is ours)."""
     user = _service_user(service_user, directory)
     if user is None:
-        return True, [
-            "service can read the keystore: unknown (set keys.service_user to check the files "
-            "against the user the service runs as)"
-        ]
+        return None
     problems = unreadable(user, directory, files)
-    if not problems:
-        return True, [f"service user {user.name} can read every keystore file"]
-    head = f"service user {user.name} CANNOT read what was written; the service will not sign "
-    head += "with these keys (fix the owner or mode, e.g. chown to the service user):"
-    return False, [head, *(f"  {p}" for p in problems)]
+    if problems:
+        head = f"service user {user.name} CANNOT read what was written; the service will not "
+        head += "sign with these keys (fix the owner or mode, e.g. chown to the service user):"
+        return False, [head, *(f"  {p}" for p in problems)]
+    problems = [] if allow_loose else refused(user, files)
+    if problems:
+        head = f"service user {user.name} will REFUSE these key files, as at every load (serve "
+        head += "does not start; a running service does not sign with them):"
+        return False, [head, *(f"  {p}" for p in problems)]
+    return True, [f"service user {user.name} can read and will load every keystore file"]
 
 
 def _service_user(configured: str, directory: Path) -> ServiceUser | None:

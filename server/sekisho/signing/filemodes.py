@@ -33,26 +33,39 @@ def read_private_key(path: Path, *, allow_loose: bool) -> bytes:
 
 
 def _refuse_loose(path: Path, info: os.stat_result) -> None:
-    uid = os.geteuid()
+    problem = loose_key_file(path, info, os.geteuid())
+    if problem:
+        raise LooseKeyFileError(problem)
+
+
+def loose_key_file(path: Path, info: os.stat_result, uid: int) -> str | None:
+    """Why a service running as `uid` refuses the private key file at `path` (`info`: its stat)
+    or its folder, naming the fix; None when it accepts them. `sekisho keys` asks this for the
+    configured service user (commands/keys_check.py), so the two never disagree."""
     if info.st_uid != uid:
-        raise LooseKeyFileError(
+        return (
             f"{path} is owned by uid {info.st_uid}, not the service's (uid {uid}): a private key "
             f"must be the service user's alone (chown it to uid {uid} and chmod 600 {path}, or "
             f"set {_ALLOW})"
         )
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise LooseKeyFileError(
+        return (
             f"{path} is readable or writable by group or others "
             f"(mode {stat.S_IMODE(info.st_mode):04o}): chmod 600 {path}, or set {_ALLOW}"
         )
-    folder = path.parent.stat()
-    if folder.st_uid != uid:
-        raise LooseKeyFileError(
-            f"{path.parent} is owned by uid {folder.st_uid}, not the service's (uid {uid}): "
+    return _loose_folder(path.parent, uid)
+
+
+def _loose_folder(folder: Path, uid: int) -> str | None:
+    info = folder.stat()
+    if info.st_uid != uid:
+        return (
+            f"{folder} is owned by uid {info.st_uid}, not the service's (uid {uid}): "
             f"another user could replace the keys in it (chown it, or set {_ALLOW})"
         )
-    if folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise LooseKeyFileError(
-            f"{path.parent} is writable by group or others: another user could replace the keys "
-            f"in it (chmod 700 {path.parent}, or set {_ALLOW})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (
+            f"{folder} is writable by group or others: another user could replace the keys "
+            f"in it (chmod 700 {folder}, or set {_ALLOW})"
         )
+    return None
