@@ -1,6 +1,7 @@
 """CachingPolicyEngine (sekisho.policy.cache): what is cached, for how long, and when it is not."""
 
 import asyncio
+import hashlib
 import json
 import shutil
 from dataclasses import replace
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
 from sekisho.models import Decision, VerifiedToken
-from sekisho.policy.cache import CachingPolicyEngine, input_digest
+from sekisho.policy.cache import CachingPolicyEngine, encoded_input, input_digest
 
 from tests.embedded import wasm_engine
 from tests.fakes.clock import FakeClock
@@ -209,3 +210,62 @@ async def test_an_edited_registry_is_decided_afresh_with_the_embedded_engine(
     registry_path.write_text(json.dumps(registry))
     assert await cache.folder_changed() is True
     assert not (await cache.decide(document)).allow
+
+
+class EncodedInputEngine(FakeEngine):
+    """A FakeEngine that, like the embedded engine, also takes the input as JSON bytes."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision)
+        self.encoded: list[bytes] = []
+
+    async def decide_encoded(self, encoded: bytes) -> Decision:
+        self.encoded.append(encoded)
+        return await self.decide(json.loads(encoded))
+
+
+async def test_the_engine_reads_the_bytes_the_key_is_a_digest_of() -> None:
+    engine = EncodedInputEngine(GRANT)
+    cache = CachingPolicyEngine(engine, FakeClock(NOW), max_entries=10)
+    document = policy_input(CRM, groups=["sales"], tenant="acme")
+    await cache.decide(document)
+    await cache.decide(document)
+    [encoded] = engine.encoded  # once, on the miss
+    assert json.loads(encoded) == document
+    now_member = f'"now":{NOW},'.encode()
+    assert encoded.startswith(b"{" + now_member)
+    assert hashlib.sha256(encoded.replace(now_member, b"", 1)).digest() == input_digest(document)
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [({"now": 5}, b'{"now":5}'), ({"a": "é"}, '{"a":"é"}'.encode()), ({}, b"{}")],
+    ids=["only-now", "no-now", "empty"],
+)
+def test_an_encoded_input_is_the_whole_document(document: dict[str, Any], expected: bytes) -> None:
+    text = json.dumps(
+        {k: v for k, v in document.items() if k != "now"},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    assert encoded_input(document, text) == expected
+
+
+async def test_the_embedded_engine_decides_the_encoded_input_as_the_document() -> None:
+    engine = wasm_engine(POLICIES, QUERY)
+    await engine.start()
+    try:
+        for groups in (["sales"], ["nobody"]):
+            document = policy_input(CRM, groups=groups, tenant="acme")
+            text = json.dumps(
+                {k: v for k, v in document.items() if k != "now"},
+                sort_keys=True,
+                separators=(",", ":"),
+                ensure_ascii=False,
+            )
+            by_bytes = await engine.decide_encoded(encoded_input(document, text))
+            by_document = await engine.decide(document)
+            assert replace(by_bytes, decision_id="") == replace(by_document, decision_id="")
+    finally:
+        await engine.close()

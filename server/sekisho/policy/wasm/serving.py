@@ -4,6 +4,7 @@ swapped whole, and the fail-closed decision over it."""
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -66,6 +67,13 @@ class WasmServing:
         return self.policy.evaluate(encode_json(document))
 
     async def decide(self, document: dict[str, Any]) -> Decision:
+        return await self._decide(lambda: encode_json(document))
+
+    async def decide_encoded(self, encoded: bytes) -> Decision:
+        """decide() for an input already encoded as JSON (by the decision cache, for its key)."""
+        return await self._decide(lambda: encoded)
+
+    async def _decide(self, encode: Callable[[], bytes]) -> Decision:
         policy = self._policy
         if policy is None:
             raise TemporarilyUnavailableError(
@@ -73,7 +81,7 @@ class WasmServing:
             )
         decision_id = str(uuid.uuid4())
         try:
-            encoded = encode_json(document)
+            encoded = encode()
             if self._executor is None:
                 raw = policy.evaluate(encoded)
             else:
