@@ -5,6 +5,7 @@ unwind the same stack: listeners, background loops and stores (the status-list d
 closed, asserted on the real components (ports, tasks, open files)."""
 
 import asyncio
+import gc
 import os
 import socket
 from pathlib import Path
@@ -136,3 +137,22 @@ async def test_a_start_failing_at_the_last_listener_closes_all_it_started(
     assert (_can_bind(ports["grpc"]), _can_bind(ports["http"])) == (True, True)
     assert _open_files(tmp_path / "status") == []
     assert asyncio.all_tasks() - before == set()
+
+
+@pytest.mark.integration
+async def test_a_started_service_moves_its_start_up_objects_out_of_the_collector(
+    tmp_path: Path,
+    dev_idp: DevIdentityProvider,  # noqa: F811
+) -> None:
+    """gc.freeze() at the end of start: a full collection while serving then scans only what
+    serving made (GC pauses of 66-96 ms -> 2-14 ms in the bench, hot path part 3)."""
+    keys_dir = tmp_path / "keys"
+    FileKeyStore(keys_dir).init("ES256", 1_800_000_000)
+    gc.unfreeze()
+    service = await start_service(stack_settings(dev_idp.issuer, keys_dir))
+    try:
+        frozen = gc.get_freeze_count()
+    finally:
+        gc.unfreeze()  # the rest of this test process collects as before
+        await service.stop(0.5)
+    assert frozen > 10000
