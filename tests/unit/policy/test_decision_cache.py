@@ -239,8 +239,13 @@ async def test_the_engine_reads_the_bytes_the_key_is_a_digest_of() -> None:
 
 @pytest.mark.parametrize(
     ("document", "expected"),
-    [({"now": 5}, b'{"now":5}'), ({"a": "é"}, '{"a":"é"}'.encode()), ({}, b"{}")],
-    ids=["only-now", "no-now", "empty"],
+    [
+        ({"now": 5}, b'{"now":5}'),
+        ({"b": [1], "now": 1.5, "a": True}, b'{"now":1.5,"a":true,"b":[1]}'),
+        ({"a": "é"}, '{"a":"é"}'.encode()),
+        ({}, b"{}"),
+    ],
+    ids=["only-now", "float-now", "no-now", "empty"],
 )
 def test_an_encoded_input_is_the_whole_document(document: dict[str, Any], expected: bytes) -> None:
     text = json.dumps(
