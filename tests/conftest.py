@@ -1,6 +1,8 @@
 """Shared fixtures. Servers bind 127.0.0.1 on port 0; nothing leaves loopback."""
 
+import gc
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,3 +27,12 @@ os.environ.setdefault("SEKISHO_METRICS__LISTEN", "127.0.0.1:0")
 @pytest.fixture
 def harness(tmp_path: Path) -> Harness:
     return build_harness(tmp_path / "keys")
+
+
+@pytest.fixture(autouse=True)
+def _start_up_heap_unfrozen() -> Iterator[None]:
+    """start_service ends with gc.freeze() (service.py); in a test process that starts many
+    services, each test's leftovers go back to the collector afterwards instead of staying
+    frozen (and unfinalised) for the rest of the run."""
+    yield
+    gc.unfreeze()
