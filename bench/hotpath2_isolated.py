@@ -16,8 +16,9 @@ import grpc
 from sekisho.jose import parse_compact
 from sekisho.models import Caller
 from sekisho.rpc.interceptors import ErrorMappingInterceptor
-from sekisho.validation import ExchangeParams, RequestLimits, build_request
+from sekisho.validation import ExchangeParams, build_request
 
+from tests.bounds import request_limits
 from tests.harness import build_harness
 
 
@@ -56,7 +57,7 @@ async def main():
             audience="https://crm-as.example.com",
             scopes=("crm.read",),
         )
-        limits, caller = RequestLimits(), Caller()
+        limits, caller = request_limits(), Caller()
         r["build_request"] = best(lambda: build_request(p, caller, limits))
 
         async def beh(q, c):

@@ -49,6 +49,7 @@ from sekisho.metrics import Metrics
 from sekisho.minting.minter import TokenMinter
 from sekisho.policy.cache import CachingPolicyEngine
 
+from tests.bounds import request_limits
 from tests.harness import SEKISHO_ISSUER, Harness, build_harness
 
 VARIANTS = {"bare": (False, "WARNING"), "control": (False, "WARNING")}
@@ -63,7 +64,15 @@ def _exchanger(harness: Harness, metrics: bool) -> TokenExchanger:
     policy = CachingPolicyEngine(harness.policy, clock, max_entries=10000)
     minter = TokenMinter(harness.keyring, clock, issuer=SEKISHO_ISSUER, max_lifetime_seconds=300)
     instruments = ExchangeInstruments(Metrics(max_audiences=50) if metrics else None)
-    return TokenExchanger(verifier, policy, minter, clock, AuditLog(), instruments=instruments)
+    return TokenExchanger(
+        verifier,
+        policy,
+        minter,
+        clock,
+        AuditLog(),
+        instruments=instruments,
+        limits=request_limits(),
+    )
 
 
 async def _round(exchanger: TokenExchanger, harness: Harness, token: str, calls: int) -> float:

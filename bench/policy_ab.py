@@ -136,13 +136,15 @@ def report(results: dict[str, list[dict[str, Any]]]) -> list[str]:
 def _serve(folder: Path, stdin: IO[str], stdout: IO[str]) -> None:
     """Worker: load the policy folder with the `sekisho` on PYTHONPATH, then time blocks."""
     import sekisho
+    from sekisho.config import PolicyConfig
     from sekisho.policy.decision import parse_decision
     from sekisho.policy.wasm.engine import WasmPolicyEngine
-    from sekisho.policy.wasm.policy import WasmLimits, encode_json
+    from sekisho.policy.wasm.factory import wasm_limits
+    from sekisho.policy.wasm.policy import encode_json
 
     docs = [json.loads(line) for line in (folder / "inputs.jsonl").read_text().splitlines()]
     opa = Path(os.environ["SEKISHO_AB_OPA"])
-    engine = WasmPolicyEngine((folder / "root").resolve(), _QUERY, opa, WasmLimits())
+    engine = WasmPolicyEngine((folder / "root").resolve(), _QUERY, opa, wasm_limits(PolicyConfig()))
     engine.load()
     print(json.dumps({"sekisho": sekisho.__file__}), file=stdout, flush=True)
     ns = time.perf_counter_ns

@@ -41,12 +41,13 @@ from typing import Any
 
 import policy_ab
 from sekisho.clock import SystemClock
+from sekisho.config import PolicyConfig
 from sekisho.models import Decision
 from sekisho.policy.cache import CachingPolicyEngine
 from sekisho.policy.opa.api import OpaApi
 from sekisho.policy.opa.engine import OpaPolicyEngine
 from sekisho.policy.wasm.engine import WasmPolicyEngine
-from sekisho.policy.wasm.policy import WasmLimits
+from sekisho.policy.wasm.factory import wasm_limits
 
 REPO = Path(__file__).resolve().parent.parent
 QUERY = "data.sekisho.exchange.decision"
@@ -291,7 +292,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = policy_folder(Path(tmp) / "policies", data)
         started = time.perf_counter()
-        embedded = WasmPolicyEngine(root, QUERY, Path(opa_binary()), WasmLimits())
+        embedded = WasmPolicyEngine(root, QUERY, Path(opa_binary()), wasm_limits(PolicyConfig()))
         embedded.load()
         build_s = time.perf_counter() - started
         process, url = start_opa(Path(tmp) / "opa.log")

@@ -53,10 +53,11 @@ from sekisho.policy.decisionlog import DecisionEvents
 from sekisho.policy.engine import PolicyEngine
 from sekisho.policy.redaction import Redactor, build_hasher
 from sekisho.policy.selftest import SELF_TEST_INPUT
-from sekisho.policy.shadow import ShadowBounds, ShadowEvaluator
+from sekisho.policy.shadow import ShadowEvaluator
 from sekisho.policy.tap import ObservedDecision, ObservedPolicyEngine
 from sekisho.service import build_policy_engine
 
+from tests.bounds import request_limits, shadow_bounds
 from tests.harness import POLICIES, SEKISHO_ISSUER, Harness, build_harness
 
 Clock = Callable[[], float]
@@ -74,7 +75,9 @@ class Variant:
         minter = TokenMinter(
             harness.keyring, clock, issuer=SEKISHO_ISSUER, max_lifetime_seconds=300
         )
-        self.exchanger = TokenExchanger(verifier, policy, minter, clock, AuditLog())
+        self.exchanger = TokenExchanger(
+            verifier, policy, minter, clock, AuditLog(), limits=request_limits()
+        )
         self.shadow: ShadowEvaluator | None = None
 
 
@@ -84,7 +87,7 @@ async def _variants(harness: Harness, folder: Path) -> dict[str, Variant]:
     variants = {name: Variant(harness, live) for name in ("off", "control")}
     shadow_engine = build_policy_engine(Settings(policy={"path": str(POLICIES)}))
     await shadow_engine.start()
-    shadow = ShadowEvaluator(shadow_engine, ShadowBounds())
+    shadow = ShadowEvaluator(shadow_engine, shadow_bounds())
     shadow.start()
     variants["shadow"] = Variant(harness, ObservedPolicyEngine(live, harness.clock, [shadow]))
     variants["shadow"].shadow = shadow
@@ -194,7 +197,7 @@ async def _hot_path_cost(harness: Harness, folder: Path) -> None:
     """µs per decision the exchange itself spends on observing (wrapper + enqueue)."""
     document = dict(SELF_TEST_INPUT)
     bare = _Instant(Decision(allow=True, scopes=("crm.read",), decision_id="x"))
-    shadow = ShadowEvaluator(bare, ShadowBounds(queue_size=10**6))  # not started: only enqueues
+    shadow = ShadowEvaluator(bare, shadow_bounds(queue_size=10**6))  # not started: only enqueues
     decision_log = build_decision_log(_log_settings(folder), None, several_workers=False)
     wrapped = {
         "bare engine": bare,

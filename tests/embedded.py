@@ -12,6 +12,7 @@ from sekisho.policy.wasm.engine import WasmPolicyEngine, modules_digest
 from sekisho.policy.wasm.policy import WasmLimits
 from sekisho.policy.wasm.runtime import WasmRuntime
 
+from tests.bounds import wasm_limits
 from tests.opa import opa_binary
 
 
@@ -36,12 +37,12 @@ def wasm_engine(
 ) -> WasmPolicyEngine:
     """Not yet loaded. `cached`: share compiled policies and the runtime with other tests."""
     if not cached:
-        return WasmPolicyEngine(root, query, opa_binary(), limits or WasmLimits())
+        return WasmPolicyEngine(root, query, opa_binary(), limits or wasm_limits())
     return WasmPolicyEngine(
         root,
         query,
         opa_binary(),
-        limits or WasmLimits(),
+        limits or wasm_limits(),
         compiler=cached_compile,
         runtime=shared_runtime(),
     )

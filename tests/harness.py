@@ -16,9 +16,10 @@ from sekisho.models import Caller, ExchangeRequest
 from sekisho.policy.wasm.engine import WasmPolicyEngine
 from sekisho.signing.filestore import FileKeyStore
 from sekisho.signing.keyring import Keyring
-from sekisho.validation import ExchangeParams, RequestLimits, build_request
+from sekisho.validation import ExchangeParams, build_request
 from sekisho.verify.jwks import JwksCache
 
+from tests.bounds import request_limits
 from tests.embedded import loaded_engine
 from tests.fakes.clock import FakeClock
 from tests.fakes.fetcher import FakeFetcher
@@ -77,7 +78,7 @@ class Harness:
             "requested_lifetime_seconds": 0,
         }
         caller = overrides.pop("caller", Caller())
-        limits = overrides.pop("limits", RequestLimits())
+        limits = overrides.pop("limits", request_limits())
         fields.update(overrides)
         return build_request(ExchangeParams(**fields), caller, limits)
 
@@ -112,7 +113,15 @@ def build_harness(
     keyring.load()
     policy = loaded_engine(policies, Settings().policy.query)
     minter = TokenMinter(keyring, clock, issuer=SEKISHO_ISSUER, max_lifetime_seconds=300)
-    exchanger = TokenExchanger(verifier, policy, minter, clock, AuditLog(), instruments=instruments)
+    exchanger = TokenExchanger(
+        verifier,
+        policy,
+        minter,
+        clock,
+        AuditLog(),
+        instruments=instruments,
+        limits=request_limits(),
+    )
     return Harness(
         exchanger=exchanger,
         verifier=verifier,

@@ -44,15 +44,29 @@ ARRIVAL_TURNS = 1  # loop turns before each admitted exchange runs
 
 @dataclass(frozen=True, slots=True)
 class QueuePolicy:
-    """[overload]: how long and how many exchanges may wait, and the limit's bounds."""
+    """[overload]: how long and how many exchanges may wait, and the limit's bounds; built by
+    protection.queue_policy (defaults: protection_config.OverloadConfig)."""
 
-    enabled: bool = True
-    max_queue_delay: float = 2.0
-    max_queue: int = 1024
-    max_queue_per_caller: int = 512
-    min_concurrency: int = 1
-    max_concurrency: int = 64
-    latency_tolerance: float = 2.0
+    enabled: bool
+    max_queue_delay: float
+    max_queue: int
+    max_queue_per_caller: int
+    min_concurrency: int
+    max_concurrency: int
+    latency_tolerance: float
+
+
+# No queue and no shedding (token buckets still apply), as [overload] enabled = false: every
+# exchange runs at once, so the other bounds are never consulted.
+UNQUEUED = QueuePolicy(
+    enabled=False,
+    max_queue_delay=math.inf,
+    max_queue=0,
+    max_queue_per_caller=0,
+    min_concurrency=1,
+    max_concurrency=1,
+    latency_tolerance=1.0,
+)
 
 
 class Admission:
@@ -62,13 +76,13 @@ class Admission:
         self,
         clock: Clock,
         *,
-        policy: QueuePolicy | None = None,
+        policy: QueuePolicy,
         default_rate: RateLimit | None = None,
         rates: Mapping[str, RateLimit] | None = None,
         max_buckets: int = MAX_BUCKETS,
     ) -> None:
         self._clock = clock
-        self._policy = policy or QueuePolicy()
+        self._policy = policy
         self._default = default_rate
         self._rates = dict(rates or {})
         self._buckets = BucketTable(max_buckets)

@@ -27,18 +27,17 @@ from sekisho.clock import Clock
 from sekisho.errors import SlowDownError
 
 _ALL = ""  # the global bucket's key (peer addresses are never empty)
-DEFAULT_RATE = RateLimit(2.0, 4)
-DEFAULT_RATE_PER_PEER = RateLimit(1.0, 2)
 
 
 @dataclass(frozen=True, slots=True)
 class AttemptLimits:
-    """[client_auth] bounds (protection_config.ClientAuthLimitsConfig)."""
+    """[client_auth] bounds, built by protection.attempt_limits / assertion_limits (defaults:
+    protection_config.ClientAuthLimitsConfig)."""
 
-    max_concurrent: int = 4
-    max_concurrent_per_peer: int = 2
-    rate: RateLimit = DEFAULT_RATE
-    rate_per_peer: RateLimit = DEFAULT_RATE_PER_PEER
+    max_concurrent: int
+    max_concurrent_per_peer: int
+    rate: RateLimit
+    rate_per_peer: RateLimit
 
 
 class AttemptGate:

@@ -18,6 +18,7 @@ from sekisho.metrics import Metrics
 from sekisho.policy.cache import CachingPolicyEngine
 from sekisho.policy.decisionlog import DecisionEvents, DecisionLog, default_labels
 from sekisho.policy.engine import PolicyEngine, PolicyRuntime
+from sekisho.policy.options import ShadowConfig
 from sekisho.policy.redaction import Redactor, build_hasher
 from sekisho.policy.rotation import RotatingFile
 from sekisho.policy.shadow import ShadowBounds, ShadowCounters, ShadowEvaluator
@@ -87,6 +88,11 @@ def build_decision_log(
     )
 
 
+def shadow_bounds(config: ShadowConfig) -> ShadowBounds:
+    """[policy.shadow] queue_size, timeout_seconds and cpu_share."""
+    return ShadowBounds(config.queue_size, config.timeout_seconds, config.cpu_share)
+
+
 def shadow_settings(settings: Settings) -> Settings:
     """The whole configuration with [policy] replaced by what the shadow names."""
     return settings.model_copy(update={"policy": settings.policy.for_shadow()})
@@ -115,8 +121,7 @@ async def start_shadow(
             lambda outcome: metrics.shadow_evaluations.labels(outcome).inc(),
             metrics.shadow_differed,
         )
-    bounds = ShadowBounds(config.queue_size, config.timeout_seconds, config.cpu_share)
-    evaluator = ShadowEvaluator(engine, bounds, counters)
+    evaluator = ShadowEvaluator(engine, shadow_bounds(config), counters)
     evaluator.start()
     return evaluator, engine
 

@@ -7,7 +7,7 @@ import copy
 import logging
 from typing import Protocol
 
-from sekisho.admission import NO_DEADLINE, Admission, QueuePolicy
+from sekisho.admission import NO_DEADLINE, UNQUEUED, Admission
 from sekisho.audit import AuditLog
 from sekisho.clock import Clock
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT
@@ -53,7 +53,7 @@ class TokenExchanger:
         instruments: ExchangeInstruments | None = None,
         entrypoint: str = "grpc",
         revocations: RevocationGate | None = None,
-        limits: RequestLimits | None = None,
+        limits: RequestLimits,
     ) -> None:
         self._verifier = verifier
         self._policy = policy
@@ -61,11 +61,11 @@ class TokenExchanger:
         self._clock = clock
         self._audit = audit
         # No queue or shedding unless the composition root sets a policy.
-        self._admission = admission or Admission(clock, policy=QueuePolicy(enabled=False))
+        self._admission = admission or Admission(clock, policy=UNQUEUED)
         self._instruments = instruments or ExchangeInstruments()
         self._entrypoint = entrypoint
         self._revocations = revocations
-        self._limits = limits or RequestLimits()
+        self._limits = limits
 
     def with_entrypoint(self, entrypoint: str) -> "TokenExchanger":
         """The same pipeline, counted in metrics under another entry point ("http", "ext_authz")."""

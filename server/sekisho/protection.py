@@ -1,4 +1,8 @@
-"""Builds the overload and abuse bounds from Settings (issue 14); service.py wires them in."""
+"""Builds the overload and abuse bounds from Settings (issue 14); service.py wires them in.
+
+The config models (protection_config.py, config.LimitsConfig) hold every default; the domain
+objects built here have none of their own, so each default is stated once.
+"""
 
 from typing import Any
 
@@ -8,72 +12,109 @@ from sekisho.callers import CallerRegistry, RateLimit
 from sekisho.clock import Clock
 from sekisho.config import Settings
 from sekisho.http.guard import ConnectionGuard, ConnectionLimits
-from sekisho.protection_config import GrpcLimitsConfig
+from sekisho.protection_config import (
+    ClientAuthLimitsConfig,
+    GrpcLimitsConfig,
+    HttpLimitsConfig,
+    OverloadConfig,
+)
+from sekisho.validation import MAX_REQUESTED_LIFETIME_SECONDS, RequestLimits
+
+
+def request_limits(settings: Settings) -> RequestLimits:
+    """[limits] and trust.max_token_bytes, for every transport's request validation."""
+    limits = settings.limits
+    return RequestLimits(
+        max_scopes=limits.max_scopes,
+        max_resources=limits.max_resources,
+        max_value_length=limits.max_value_length,
+        max_lifetime_seconds=MAX_REQUESTED_LIFETIME_SECONDS,
+        max_scope_length=limits.max_scope_length,
+        max_token_bytes=settings.trust.max_token_bytes,
+        max_context_depth=limits.max_context_depth,
+        max_context_keys=limits.max_context_keys,
+        max_context_bytes=limits.max_context_bytes,
+    )
+
+
+def queue_policy(overload: OverloadConfig) -> QueuePolicy:
+    """[overload]: the adaptive admission's queue and limit bounds."""
+    return QueuePolicy(
+        enabled=overload.enabled,
+        max_queue_delay=overload.max_queue_delay_seconds,
+        max_queue=overload.max_queue,
+        max_queue_per_caller=overload.max_queue_per_caller,
+        min_concurrency=overload.min_concurrency,
+        max_concurrency=overload.max_concurrency,
+        latency_tolerance=overload.latency_tolerance,
+    )
 
 
 def build_admission(settings: Settings, callers: CallerRegistry, clock: Clock) -> Admission:
     """[overload] and the per-caller token buckets of this worker."""
-    server, overload = settings.server, settings.overload
+    server = settings.server
     default = None
     if server.caller_rate_per_second:
         default = RateLimit(server.caller_rate_per_second, max(1, server.caller_burst))
     return Admission(
         clock,
-        policy=QueuePolicy(
-            enabled=overload.enabled,
-            max_queue_delay=overload.max_queue_delay_seconds,
-            max_queue=overload.max_queue,
-            max_queue_per_caller=overload.max_queue_per_caller,
-            min_concurrency=overload.min_concurrency,
-            max_concurrency=overload.max_concurrency,
-            latency_tolerance=overload.latency_tolerance,
-        ),
+        policy=queue_policy(settings.overload),
         default_rate=default,
         rates=callers.rates(),
     )
 
 
-def build_attempt_gate(settings: Settings, clock: Clock) -> AttemptGate:
+def attempt_limits(limits: ClientAuthLimitsConfig) -> AttemptLimits:
     """[client_auth]: bounds on client-secret checks, before any hashing."""
-    limits = settings.client_auth
-    return AttemptGate(
-        clock,
-        AttemptLimits(
-            max_concurrent=limits.max_concurrent,
-            max_concurrent_per_peer=limits.max_concurrent_per_peer,
-            rate=RateLimit(limits.rate_per_second, limits.burst),
-            rate_per_peer=RateLimit(limits.rate_per_second_per_peer, limits.burst_per_peer),
+    return AttemptLimits(
+        max_concurrent=limits.max_concurrent,
+        max_concurrent_per_peer=limits.max_concurrent_per_peer,
+        rate=RateLimit(limits.rate_per_second, limits.burst),
+        rate_per_peer=RateLimit(limits.rate_per_second_per_peer, limits.burst_per_peer),
+    )
+
+
+def assertion_limits(limits: ClientAuthLimitsConfig) -> AttemptLimits:
+    """[client_auth] assertion_*: bounds on private_key_jwt assertions, before signature work.
+
+    An assertion is checked synchronously and holds no slot (AttemptGate.admit), so only the
+    per-second budgets apply; no slot may ever be taken from this gate.
+    """
+    return AttemptLimits(
+        max_concurrent=0,
+        max_concurrent_per_peer=0,
+        rate=RateLimit(limits.assertion_rate_per_second, limits.assertion_burst),
+        rate_per_peer=RateLimit(
+            limits.assertion_rate_per_second_per_peer, limits.assertion_burst_per_peer
         ),
     )
 
 
+def build_attempt_gate(settings: Settings, clock: Clock) -> AttemptGate:
+    """[client_auth]: the gate client-secret checks pass before any hashing."""
+    return AttemptGate(clock, attempt_limits(settings.client_auth))
+
+
 def build_assertion_gate(settings: Settings, clock: Clock) -> AttemptGate:
-    """[client_auth] assertion_*: bounds on private_key_jwt assertions, before signature work."""
-    limits = settings.client_auth
-    return AttemptGate(
-        clock,
-        AttemptLimits(
-            rate=RateLimit(limits.assertion_rate_per_second, limits.assertion_burst),
-            rate_per_peer=RateLimit(
-                limits.assertion_rate_per_second_per_peer, limits.assertion_burst_per_peer
-            ),
-        ),
+    """[client_auth] assertion_*: the gate private_key_jwt assertions pass."""
+    return AttemptGate(clock, assertion_limits(settings.client_auth))
+
+
+def connection_limits(http: HttpLimitsConfig) -> ConnectionLimits:
+    """[http]: header/body timeouts, connection bounds and keep-alive limits."""
+    return ConnectionLimits(
+        header_timeout=http.header_timeout_seconds,
+        body_timeout=http.body_timeout_seconds,
+        keepalive_timeout=http.keepalive_timeout_seconds,
+        max_requests_per_connection=http.max_requests_per_connection,
+        max_connections=http.max_connections,
+        max_connections_per_peer=http.max_connections_per_peer,
     )
 
 
 def build_connection_guard(settings: Settings) -> ConnectionGuard:
-    """[http]: header/body timeouts, connection bounds and keep-alive limits."""
-    http = settings.http
-    return ConnectionGuard(
-        ConnectionLimits(
-            header_timeout=http.header_timeout_seconds,
-            body_timeout=http.body_timeout_seconds,
-            keepalive_timeout=http.keepalive_timeout_seconds,
-            max_requests_per_connection=http.max_requests_per_connection,
-            max_connections=http.max_connections,
-            max_connections_per_peer=http.max_connections_per_peer,
-        )
-    )
+    """[http]: the guard every connection of the HTTP listener passes."""
+    return ConnectionGuard(connection_limits(settings.http))
 
 
 def grpc_options(limits: GrpcLimitsConfig) -> list[tuple[str, Any]]:

@@ -45,6 +45,7 @@ from sekisho.protection import (
     build_attempt_gate,
     build_connection_guard,
     grpc_options,
+    request_limits,
 )
 from sekisho.redisauth import redis_auth
 from sekisho.reload import poll_forever, retry_with_backoff, watch_directory
@@ -57,7 +58,6 @@ from sekisho.signing.manager import ManagedKeyStore
 from sekisho.signing.rotation import AutoRotator, check_interval, rotate_forever
 from sekisho.status.runtime import StatusRuntime, build_status_runtime
 from sekisho.tls import TlsMaterial, http_ssl_context, load_tls_material
-from sekisho.validation import RequestLimits
 from sekisho.verify.fetcher import HttpJsonFetcher, JsonFetcher
 from sekisho.verify.jwks import JwksCache
 from sekisho.verify.replay import InMemoryReplayCache, RedisReplayCache, ReplayCache
@@ -68,21 +68,6 @@ log = logging.getLogger(__name__)
 def _split_listen(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     return host.strip("[]"), int(port)
-
-
-def request_limits(settings: Settings) -> RequestLimits:
-    """[limits] and trust.max_token_bytes, for every transport's request validation."""
-    limits = settings.limits
-    return RequestLimits(
-        max_scopes=limits.max_scopes,
-        max_resources=limits.max_resources,
-        max_value_length=limits.max_value_length,
-        max_scope_length=limits.max_scope_length,
-        max_token_bytes=settings.trust.max_token_bytes,
-        max_context_depth=limits.max_context_depth,
-        max_context_keys=limits.max_context_keys,
-        max_context_bytes=limits.max_context_bytes,
-    )
 
 
 def build_callers(settings: Settings) -> CallerRegistry:

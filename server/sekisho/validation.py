@@ -25,20 +25,25 @@ from sekisho.models import Caller, ExchangeRequest
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
+# The longest requested_lifetime_seconds accepted at all (a day); not a setting: policy and
+# [tokens] max_lifetime_seconds cap the lifetime granted, this only refuses absurd requests.
+MAX_REQUESTED_LIFETIME_SECONDS = 86400
+
 
 @dataclass(frozen=True, slots=True)
 class RequestLimits:
-    """Bounds on request fields ([limits] and trust.max_token_bytes); each refusal names its key."""
+    """Bounds on request fields ([limits] and trust.max_token_bytes); each refusal names its key.
+    Built by protection.request_limits (defaults: config.LimitsConfig and TrustConfig)."""
 
-    max_scopes: int = 64
-    max_resources: int = 16
-    max_value_length: int = 1024
-    max_lifetime_seconds: int = 86400
-    max_scope_length: int = 256
-    max_token_bytes: int = 16384
-    max_context_depth: int = 8
-    max_context_keys: int = 128
-    max_context_bytes: int = 8192
+    max_scopes: int
+    max_resources: int
+    max_value_length: int
+    max_lifetime_seconds: int
+    max_scope_length: int
+    max_token_bytes: int
+    max_context_depth: int
+    max_context_keys: int
+    max_context_bytes: int
 
 
 def is_scope_token(value: str) -> bool:

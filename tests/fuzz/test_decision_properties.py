@@ -10,7 +10,9 @@ from sekisho.errors import DECISION_ERRORS, ServiceError
 from sekisho.models import Caller, Decision
 from sekisho.policy.decision import InvalidDecisionError, parse_decision
 from sekisho.policy.outcome import granted
-from sekisho.validation import ExchangeParams, RequestLimits, build_request, is_scope_token
+from sekisho.validation import ExchangeParams, build_request, is_scope_token
+
+from tests.bounds import request_limits
 
 SCOPES = ["crm.read", "crm.write", "docs.read", "crm read", "", "admin"]
 RESOURCES = ["https://crm.example.com/mcp", "https://docs.example.com/mcp", "urn:x"]
@@ -117,7 +119,7 @@ def test_granted_scopes_and_resources_are_a_subset_of_the_request(
         resources=requested_resources,
         scopes=requested_scopes,
     )
-    request = build_request(params, Caller(), RequestLimits())
+    request = build_request(params, Caller(), request_limits())
     try:
         grant = granted(decision, request)
     except ServiceError as exc:

@@ -13,9 +13,11 @@ from sekisho.constants import (
 )
 from sekisho.errors import InvalidRequestError
 from sekisho.models import Caller
-from sekisho.validation import ExchangeParams, RequestLimits, build_request, is_scope_token
+from sekisho.validation import ExchangeParams, build_request, is_scope_token
 
-LIMITS = RequestLimits(max_scopes=8, max_resources=4, max_value_length=64, max_token_bytes=512)
+from tests.bounds import request_limits
+
+LIMITS = request_limits(max_scopes=8, max_resources=4, max_value_length=64, max_token_bytes=512)
 
 token_types = st.sampled_from(
     sorted(SUPPORTED_SUBJECT_TOKEN_TYPES | SUPPORTED_REQUESTED_TOKEN_TYPES | {""})

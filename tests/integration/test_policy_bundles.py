@@ -19,9 +19,9 @@ from sekisho.errors import PolicyLoadError
 from sekisho.policy.wasm.bundles import BundlePolicyEngine, Polling
 from sekisho.policy.wasm.compiler import BundleSigning, build_bundle
 from sekisho.policy.wasm.download import BundleDownloader
-from sekisho.policy.wasm.policy import WasmLimits
 from sekisho.policy.wasm.signing import BundleVerifier
 
+from tests.bounds import wasm_limits
 from tests.embedded import shared_runtime
 from tests.opa import opa_binary
 from tests.unit.policy.inputs import CRM, POLICIES, QUERY, policy_input
@@ -93,7 +93,7 @@ def bundle(
 
 
 def engine(**kwargs: Any) -> BundlePolicyEngine:
-    return BundlePolicyEngine(QUERY, WasmLimits(), runtime=shared_runtime(), **kwargs)
+    return BundlePolicyEngine(QUERY, wasm_limits(), runtime=shared_runtime(), **kwargs)
 
 
 def no_crm_grants(registry: dict[str, Any]) -> None:

@@ -31,13 +31,14 @@ from sekisho.service import Service, start_service
 from sekisho.signing.filestore import FileKeyStore
 from sekisho.verify.replay import InMemoryReplayCache
 
+from tests.bounds import attempt_limits
 from tests.fakes.clock import FakeClock
 from tests.integration.conftest import SEKISHO_ISSUER, dev_idp, stack_settings  # noqa: F401 (fixture)
 
 NOW = 1_800_000_000.0
 AUDIENCE = SEKISHO_ISSUER + "/oauth2/token"
 KEY = ec.generate_private_key(ec.SECP256R1())
-LOOSE = AttemptLimits(rate=RateLimit(1e6, 1_000_000), rate_per_peer=RateLimit(1e6, 1_000_000))
+LOOSE = attempt_limits(rate=RateLimit(1e6, 1_000_000), rate_per_peer=RateLimit(1e6, 1_000_000))
 
 
 def _jwks(kid: str = "k1") -> str:
@@ -108,12 +109,12 @@ def _authenticator(
     ("limits", "peers"),
     [
         pytest.param(
-            AttemptLimits(rate_per_peer=RateLimit(1.0, 2), rate=RateLimit(1e6, 1_000_000)),
+            attempt_limits(rate_per_peer=RateLimit(1.0, 2), rate=RateLimit(1e6, 1_000_000)),
             ["attacker", "attacker"],
             id="per-peer",
         ),
         pytest.param(
-            AttemptLimits(rate_per_peer=RateLimit(1e6, 1_000_000), rate=RateLimit(1.0, 2)),
+            attempt_limits(rate_per_peer=RateLimit(1e6, 1_000_000), rate=RateLimit(1.0, 2)),
             ["a", "b"],
             id="global",
         ),

@@ -19,6 +19,7 @@ from sekisho.minting.minter import TokenMinter
 from sekisho.models import Caller
 from sekisho.validation import ExchangeParams
 
+from tests.bounds import queue_policy, request_limits
 from tests.harness import CRM_AUDIENCE, IDP_A, SEKISHO_ISSUER, Harness
 from tests.integration.conftest import LiveStack, dev_idp, live  # noqa: F401 (fixtures)
 from tests.security.test_limits import Limited, limited  # noqa: F401 (fixture)
@@ -50,7 +51,8 @@ def _exchanger(harness: Harness, admission: Admission | None = None) -> TokenExc
         harness.keyring, harness.clock, issuer=SEKISHO_ISSUER, max_lifetime_seconds=300
     )
     return TokenExchanger(
-        harness.verifier, harness.policy, minter, harness.clock, AuditLog(), admission=admission
+        harness.verifier, harness.policy, minter, harness.clock, AuditLog(),
+        admission=admission, limits=request_limits(),
     )  # fmt: skip
 
 
@@ -126,7 +128,7 @@ async def test_invalid_token_is_one_record_without_subject(
 async def test_rate_limited_is_one_record(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    admission = Admission(harness.clock, default_rate=RateLimit(1.0, 1))
+    admission = Admission(harness.clock, policy=queue_policy(), default_rate=RateLimit(1.0, 1))
     exchanger = _exchanger(harness, admission)
     token = harness.idp_a.token(harness.clock.now())
     await exchanger.exchange(harness.request(token, caller=CALLER))

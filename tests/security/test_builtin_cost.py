@@ -18,8 +18,9 @@ import pytest
 from sekisho.policy.wasm.builtins.gofmt import sprintf
 from sekisho.policy.wasm.compiler import compile_folder
 from sekisho.policy.wasm.instance import WasmEvaluationError
-from sekisho.policy.wasm.policy import LoadedPolicy, WasmLimits, compile_module, encode_json
+from sekisho.policy.wasm.policy import LoadedPolicy, compile_module, encode_json
 
+from tests.bounds import wasm_limits
 from tests.embedded import shared_runtime
 from tests.opa import opa_binary
 from tests.unit.policy.wasm.differential import QUERY, mismatches, module_folder, opa_eval
@@ -36,7 +37,7 @@ def _production_policy(root: Path) -> LoadedPolicy:
     """The embedded engine with the default limits (the 0.1 s evaluation deadline)."""
     entrypoint = QUERY.removeprefix("data.").replace(".", "/")
     wasm = compile_folder(opa_binary(), root, entrypoint, 120.0)
-    limits = WasmLimits()
+    limits = wasm_limits()
     compiled = compile_module(shared_runtime(), wasm, entrypoint, limits)
     return LoadedPolicy(shared_runtime(), compiled, b"{}", limits)
 

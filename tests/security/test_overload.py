@@ -30,6 +30,7 @@ from sekisho.models import Caller, Decision
 from sekisho.service import Service, start_service
 from sekisho.signing.filestore import FileKeyStore
 
+from tests.bounds import queue_policy, request_limits
 from tests.fakes.clock import FakeClock
 from tests.harness import SEKISHO_ISSUER, Harness
 from tests.integration.conftest import dev_idp, stack_settings  # noqa: F401 (fixture)
@@ -47,7 +48,7 @@ async def _admit(admission: Admission, caller: Caller = AGENT, **kwargs: Any) ->
 
 async def test_bucket_allows_the_burst_then_refuses_until_refilled() -> None:
     clock = FakeClock()
-    admission = Admission(clock, rates={AGENT.id: RateLimit(2.0, 3)})
+    admission = Admission(clock, policy=queue_policy(), rates={AGENT.id: RateLimit(2.0, 3)})
     for _ in range(3):
         await _admit(admission)
     with pytest.raises(SlowDownError) as raised:
@@ -63,7 +64,10 @@ async def test_bucket_allows_the_burst_then_refuses_until_refilled() -> None:
 
 async def test_buckets_are_per_caller_and_default_applies_to_the_unlisted() -> None:
     admission = Admission(
-        FakeClock(), default_rate=RateLimit(1.0, 1), rates={AGENT.id: RateLimit(100.0, 100)}
+        FakeClock(),
+        policy=queue_policy(),
+        default_rate=RateLimit(1.0, 1),
+        rates={AGENT.id: RateLimit(100.0, 100)},
     )
     await _admit(admission, OTHER)
     with pytest.raises(SlowDownError):
@@ -73,7 +77,7 @@ async def test_buckets_are_per_caller_and_default_applies_to_the_unlisted() -> N
 
 
 async def test_retry_after_is_the_wait_for_the_next_token() -> None:
-    admission = Admission(FakeClock(), default_rate=RateLimit(0.1, 1))
+    admission = Admission(FakeClock(), policy=queue_policy(), default_rate=RateLimit(0.1, 1))
     await _admit(admission)
     with pytest.raises(SlowDownError) as raised:
         await _admit(admission)
@@ -81,7 +85,9 @@ async def test_retry_after_is_the_wait_for_the_next_token() -> None:
 
 
 async def test_bucket_table_is_bounded() -> None:
-    admission = Admission(FakeClock(), default_rate=RateLimit(1.0, 1), max_buckets=3)
+    admission = Admission(
+        FakeClock(), policy=queue_policy(), default_rate=RateLimit(1.0, 1), max_buckets=3
+    )
     for index in range(10):
         await _admit(admission, Caller(id=f"caller-{index}"))
     assert len(admission._buckets) == 3
@@ -128,16 +134,17 @@ def _exchanger(
         harness.keyring, harness.clock, issuer=SEKISHO_ISSUER, max_lifetime_seconds=300
     )
     CountingMinter.minted = 0
-    admission = Admission(harness.clock, policy=queue or QueuePolicy(enabled=False))
+    admission = Admission(harness.clock, policy=queue or queue_policy(enabled=False))
     return TokenExchanger(
-        harness.verifier, policy, minter, harness.clock, AuditLog(), admission=admission
-    )
+        harness.verifier, policy, minter, harness.clock, AuditLog(),
+        admission=admission, limits=request_limits(),
+    )  # fmt: skip
 
 
 async def test_beyond_the_limit_exchanges_queue_and_are_all_served(harness: Harness) -> None:
     """Saturation is not overload: one slot, five callers, every one served in turn."""
     policy = GatedPolicy(harness)
-    queue = QueuePolicy(min_concurrency=1, max_concurrency=1, max_queue_delay=30.0)
+    queue = queue_policy(min_concurrency=1, max_concurrency=1, max_queue_delay=30.0)
     exchanger = _exchanger(harness, policy, queue)
     request = harness.request(harness.idp_a.token(harness.clock.now()))
     tasks = [asyncio.create_task(exchanger.exchange(request)) for _ in range(5)]

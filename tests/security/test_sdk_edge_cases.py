@@ -17,7 +17,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from sekisho.attempts import AttemptGate, AttemptLimits
+from sekisho.attempts import AttemptGate
 from sekisho.callers import RateLimit
 from sekisho.errors import InvalidClientError
 from sekisho.http.client_auth import CLIENT_ASSERTION_TYPE, ClientAuthenticator, RegisteredClient
@@ -29,6 +29,7 @@ from sekisho.verify import (
     TokenRejectedError,
 )
 
+from tests.bounds import attempt_limits
 from tests.fakes.clock import FakeClock
 from tests.unit.verify.test_tokens import AS, ISSUER, MCP, NOW, StaticKeys, mint
 
@@ -113,7 +114,7 @@ def _authenticator() -> ClientAuthenticator:
         "ec-1": jwt.PyJWK.from_json(jwt.algorithms.ECAlgorithm.to_jwk(CLIENT_KEY.public_key())),
         "rsa-1": jwt.PyJWK.from_json(jwt.algorithms.RSAAlgorithm.to_jwk(RSA_KEY.public_key())),
     }
-    loose = AttemptLimits(
+    loose = attempt_limits(
         max_concurrent=100, max_concurrent_per_peer=100,
         rate=RateLimit(1e6, 1_000_000), rate_per_peer=RateLimit(1e6, 1_000_000),
     )  # fmt: skip

@@ -14,6 +14,7 @@ from sekisho.minting.minter import TokenMinter
 from sekisho.signing.signer import LocalSigner
 from sekisho.verify.jwks import JwksCache
 
+from tests.bounds import request_limits
 from tests.fakes.fetcher import FakeFetcher
 from tests.harness import SEKISHO_ISSUER, Harness
 from tests.security._exchange import accepted, rejected
@@ -51,7 +52,9 @@ def _self_trusting_harness(harness: Harness, iss: str, own_issuer: str) -> Harne
     minter = TokenMinter(
         harness.keyring, harness.clock, issuer=SEKISHO_ISSUER, max_lifetime_seconds=300
     )
-    exchanger = TokenExchanger(verifier, harness.policy, minter, harness.clock, AuditLog())
+    exchanger = TokenExchanger(
+        verifier, harness.policy, minter, harness.clock, AuditLog(), limits=request_limits()
+    )
     return Harness(
         exchanger=exchanger,
         verifier=verifier,

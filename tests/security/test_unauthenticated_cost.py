@@ -34,11 +34,12 @@ from sekisho.service import Service, start_service
 from sekisho.signing.filestore import FileKeyStore
 from sekisho.verify.replay import InMemoryReplayCache
 
+from tests.bounds import attempt_limits
 from tests.fakes.clock import FakeClock
 from tests.integration.conftest import dev_idp, stack_settings  # noqa: F401 (fixture)
 
 SECRET = "a-client-secret-for-tests"
-LOOSE = AttemptLimits(
+LOOSE = attempt_limits(
     max_concurrent=1000,
     max_concurrent_per_peer=1000,
     rate=RateLimit(1e6, 1_000_000),
@@ -49,7 +50,7 @@ LOOSE = AttemptLimits(
 
 
 def test_per_peer_concurrency_is_bounded_before_anything_else() -> None:
-    limits = AttemptLimits(
+    limits = attempt_limits(
         max_concurrent_per_peer=2,
         rate=RateLimit(100.0, 100),
         rate_per_peer=RateLimit(100.0, 100),
@@ -65,7 +66,7 @@ def test_per_peer_concurrency_is_bounded_before_anything_else() -> None:
 
 
 def test_global_concurrency_is_bounded_across_peers() -> None:
-    gate = AttemptGate(FakeClock(), AttemptLimits(max_concurrent=3, max_concurrent_per_peer=3))
+    gate = AttemptGate(FakeClock(), attempt_limits(max_concurrent=3, max_concurrent_per_peer=3))
     with contextlib.ExitStack() as stack:
         for peer in ("a", "b", "c"):
             stack.enter_context(gate.attempt(peer))
@@ -77,12 +78,12 @@ def test_global_concurrency_is_bounded_across_peers() -> None:
     ("limits", "peers"),
     [
         pytest.param(
-            AttemptLimits(rate_per_peer=RateLimit(1.0, 2), rate=RateLimit(100.0, 100)),
+            attempt_limits(rate_per_peer=RateLimit(1.0, 2), rate=RateLimit(100.0, 100)),
             ["p", "p"],
             id="per-peer",
         ),
         pytest.param(
-            AttemptLimits(rate_per_peer=RateLimit(100.0, 100), rate=RateLimit(1.0, 2)),
+            attempt_limits(rate_per_peer=RateLimit(100.0, 100), rate=RateLimit(1.0, 2)),
             ["p", "q"],
             id="global",
         ),
@@ -185,7 +186,7 @@ async def test_known_client_with_the_right_secret_is_authenticated(checker: Secr
 
 
 async def test_a_flood_is_refused_before_hashing(checker: SecretChecker) -> None:
-    limits = AttemptLimits(max_concurrent_per_peer=2, rate_per_peer=RateLimit(1000.0, 1000))
+    limits = attempt_limits(max_concurrent_per_peer=2, rate_per_peer=RateLimit(1000.0, 1000))
     authenticator = _authenticator(checker, limits)
     attempts = [
         authenticator.authenticate(_basic(f"made-up-{i}", "x"), {}, 0.0, peer="attacker")
@@ -200,7 +201,7 @@ async def test_a_flood_is_refused_before_hashing(checker: SecretChecker) -> None
 
 async def test_a_refused_login_is_answered_after_the_tarpit(checker: SecretChecker) -> None:
     """A flood in a closed loop waits for each 429: one login per pause per connection."""
-    limits = AttemptLimits(max_concurrent_per_peer=1, rate_per_peer=RateLimit(0.001, 1))
+    limits = attempt_limits(max_concurrent_per_peer=1, rate_per_peer=RateLimit(0.001, 1))
     authenticator = _authenticator(checker, limits, tarpit=0.3)
     with pytest.raises(InvalidClientError):  # the burst of one: a (decoy) check
         await authenticator.authenticate(_basic("made-up", "x"), {}, 0.0, peer="attacker")

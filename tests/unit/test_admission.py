@@ -5,15 +5,16 @@ stays small for CPU-bound work and grows for I/O-bound work."""
 import asyncio
 
 import pytest
-from sekisho.admission import Admission, QueuePolicy
+from sekisho.admission import Admission
 from sekisho.concurrency import GradientLimit
 from sekisho.errors import SlowDownError
 from sekisho.models import Caller
 from sekisho.standing_queue import INTERVAL, StandingQueue
 
+from tests.bounds import queue_policy
 from tests.fakes.clock import FakeClock
 
-ONE_SLOT = QueuePolicy(min_concurrency=1, max_concurrency=1, max_queue_delay=1.0)
+ONE_SLOT = queue_policy(min_concurrency=1, max_concurrency=1, max_queue_delay=1.0)
 ANON = Caller()
 
 
@@ -78,7 +79,7 @@ async def test_beyond_the_limit_waits_in_the_queue_then_runs(clock: FakeClock) -
 async def test_round_robin_across_flows_a_flood_does_not_starve_a_polite_caller(
     clock: FakeClock,
 ) -> None:
-    admission = Admission(clock, policy=QueuePolicy(min_concurrency=1, max_concurrency=1))
+    admission = Admission(clock, policy=queue_policy(min_concurrency=1, max_concurrency=1))
     running = Held(admission, "flood")
     await _settle()
     flood = [Held(admission, "flood") for _ in range(10)]
@@ -189,7 +190,7 @@ async def test_a_waiter_past_its_deadline_at_its_turn_is_refused_not_served_late
 
 
 async def test_queue_bounds_refuse_at_once(clock: FakeClock) -> None:
-    policy = QueuePolicy(min_concurrency=1, max_concurrency=1, max_queue=3, max_queue_per_caller=2)
+    policy = queue_policy(min_concurrency=1, max_concurrency=1, max_queue=3, max_queue_per_caller=2)
     admission = Admission(clock, policy=policy)
     running = Held(admission, "a")
     await _settle()
@@ -210,7 +211,7 @@ async def test_queue_bounds_refuse_at_once(clock: FakeClock) -> None:
 async def test_fairness_keys_on_the_authenticated_caller_not_its_connections(
     clock: FakeClock,
 ) -> None:
-    policy = QueuePolicy(min_concurrency=1, max_concurrency=1, max_queue_per_caller=1)
+    policy = queue_policy(min_concurrency=1, max_concurrency=1, max_queue_per_caller=1)
     admission = Admission(clock, policy=policy)
     agent = Caller(id="spiffe://example.org/agent", authenticated_by="mtls")
     running = Held(admission, "conn-1")
@@ -246,7 +247,7 @@ async def test_a_cancelled_waiter_leaves_the_queue_and_keeps_no_slot(clock: Fake
 
 
 async def test_disabled_admits_everything_at_once(clock: FakeClock) -> None:
-    admission = Admission(clock, policy=QueuePolicy(enabled=False, max_concurrency=1))
+    admission = Admission(clock, policy=queue_policy(enabled=False, max_concurrency=1))
     held = [Held(admission, "a") for _ in range(20)]
     await _settle()
     assert all(entry.admitted.is_set() for entry in held) and admission.queued == 0

@@ -25,14 +25,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass(frozen=True, slots=True)
 class ConnectionLimits:
-    """[http] settings (protection_config.HttpLimitsConfig)."""
+    """[http] settings, built by protection.connection_limits (defaults: HttpLimitsConfig)."""
 
-    header_timeout: float = 10.0
-    body_timeout: float = 10.0
-    keepalive_timeout: float = 15.0
-    max_requests_per_connection: int = 1000
-    max_connections: int = 1024
-    max_connections_per_peer: int = 64
+    header_timeout: float
+    body_timeout: float
+    keepalive_timeout: float
+    max_requests_per_connection: int
+    max_connections: int
+    max_connections_per_peer: int
 
 
 @dataclass(slots=True)

@@ -32,11 +32,11 @@ log = logging.getLogger("sekisho.shadow")
 
 @dataclass(frozen=True, slots=True)
 class ShadowBounds:
-    """[policy.shadow] queue_size, timeout_seconds and cpu_share."""
+    """[policy.shadow] queue_size, timeout_seconds and cpu_share (defaults: ShadowConfig)."""
 
-    queue_size: int = 1000
-    timeout_seconds: float = 0.25
-    cpu_share: float = 0.2
+    queue_size: int
+    timeout_seconds: float
+    cpu_share: float
 
 
 class ShadowCounters:

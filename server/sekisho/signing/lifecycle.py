@@ -71,7 +71,7 @@ class Timing:
     jwks_max_age: int
     max_token_lifetime: int
     leeway: int
-    rotation_period: int = 0
+    rotation_period: int
 
     @property
     def prepublication(self) -> int:

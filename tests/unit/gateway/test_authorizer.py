@@ -19,8 +19,9 @@ from sekisho.gateway.authorizer import (
 from sekisho.gateway.cache import GatewayTokenCache
 from sekisho.gateway.routes import Route, RouteTable
 from sekisho.models import Caller, ExchangeRequest, ExchangeResult
-from sekisho.validation import RequestLimits, build_request
+from sekisho.validation import build_request
 
+from tests.bounds import request_limits
 from tests.harness import CRM_AUDIENCE, CRM_RESOURCE, DOCS_AUDIENCE, SEKISHO_ISSUER, Harness
 
 HR_ASSISTANT = "spiffe://example.org/agents/hr-assistant"
@@ -36,7 +37,7 @@ class RecordingExchanger:
     async def handle(self, call: ExchangeCall, **kwargs: Any) -> ExchangeResult:
         # The gateway's call is idempotent: read it once here to record what the pipeline gets.
         self.requests.append(
-            build_request(await call.params(), await call.caller(), RequestLimits())
+            build_request(await call.params(), await call.caller(), request_limits())
         )
         return await self.inner.handle(call, **kwargs)
 
@@ -104,7 +105,7 @@ def build(
         cache,
         token_header=header or TokenHeader(),
         tool_header="x-mcp-tool",
-        limits=RequestLimits(),
+        limits=request_limits(),
     )
     return authorizer, recorder
 
@@ -349,7 +350,7 @@ def _named(
         GatewayTokenCache(harness.clock, max_entries=100, margin_seconds=30),
         token_header=TokenHeader(),
         tool_header="x-mcp-tool",
-        limits=RequestLimits(),
+        limits=request_limits(),
         route_from_envoy=route_from_envoy,
     )
     return authorizer, recorder

@@ -12,8 +12,8 @@ from sekisho.minting.minter import TokenMinter
 from sekisho.status.filestore import FileStatusStore
 from sekisho.status.models import Revocation, subject_key
 from sekisho.status.revocations import RevocationGate
-from sekisho.validation import RequestLimits
 
+from tests.bounds import request_limits
 from tests.harness import IDP_A, SEKISHO_ISSUER, Harness
 from tests.unit.gateway.test_authorizer import ROUTES, bearer, gw
 
@@ -26,15 +26,16 @@ async def test_a_revoked_users_cached_token_is_not_served(harness: Harness, tmp_
         harness.keyring, harness.clock, issuer=SEKISHO_ISSUER, max_lifetime_seconds=300
     )
     exchanger = TokenExchanger(
-        harness.verifier, harness.policy, minter, harness.clock, AuditLog(), revocations=gate
-    )
+        harness.verifier, harness.policy, minter, harness.clock, AuditLog(),
+        revocations=gate, limits=request_limits(),
+    )  # fmt: skip
     authorizer = GatewayAuthorizer(
         exchanger,
         ROUTES,
         GatewayTokenCache(harness.clock, max_entries=100, margin_seconds=30, revoked=gate.revoked),
         token_header=TokenHeader(),
         tool_header="x-mcp-tool",
-        limits=RequestLimits(),
+        limits=request_limits(),
     )
     alice, bob = bearer(harness), bearer(harness, sub="bob")
     assert isinstance(await authorizer.authorize(gw("/crm", alice)), Allowed)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from sekisho.cli import main
 
+from tests.bounds import wasm_limits
 from tests.opa import opa_binary
 from tests.unit.policy.inputs import POLICIES, QUERY
 
@@ -246,7 +247,6 @@ def test_build_writes_a_bundle_that_a_replica_loads(
 ) -> None:
     from sekisho.policy.wasm.bundle import read_bundle
     from sekisho.policy.wasm.bundles import BundlePolicyEngine
-    from sekisho.policy.wasm.policy import WasmLimits
 
     output = tmp_path / "out" / "sekisho.tar.gz"
     output.parent.mkdir()
@@ -259,7 +259,7 @@ def test_build_writes_a_bundle_that_a_replica_loads(
     assert not [name for name in contents.files if name.endswith("_test.rego")]
     assert set(contents.data["sekisho"]) >= {"registry", "denylist", "consents"}
     ((_, case),) = json.loads(CASE.read_text()).items()
-    served = BundlePolicyEngine(QUERY, WasmLimits()).load(output.read_bytes())
+    served = BundlePolicyEngine(QUERY, wasm_limits()).load(output.read_bytes())
     assert served.evaluate(json.dumps(case["input"]).encode()) == case["expected"]
 
 

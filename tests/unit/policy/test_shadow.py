@@ -19,10 +19,11 @@ from sekisho.exchange import TokenExchanger
 from sekisho.minting.minter import TokenMinter
 from sekisho.models import Decision
 from sekisho.policy.engine import PolicyEngine
-from sekisho.policy.shadow import ShadowBounds, ShadowEvaluator
+from sekisho.policy.shadow import ShadowEvaluator
 from sekisho.policy.tap import ObservedPolicyEngine
 from sekisho.service import build_policy_engine
 
+from tests.bounds import request_limits, shadow_bounds
 from tests.harness import CRM_AUDIENCE, POLICIES, SEKISHO_ISSUER, Harness
 
 Registry = dict[str, Any]
@@ -91,7 +92,9 @@ def _pipeline(harness: Harness, shadow: ShadowEvaluator | None) -> TokenExchange
     minter = TokenMinter(
         harness.keyring, harness.clock, issuer=SEKISHO_ISSUER, max_lifetime_seconds=300
     )
-    return TokenExchanger(harness.verifier, policy, minter, harness.clock, AuditLog())
+    return TokenExchanger(
+        harness.verifier, policy, minter, harness.clock, AuditLog(), limits=request_limits()
+    )
 
 
 async def _issued(exchanger: TokenExchanger, harness: Harness, scopes: list[str]) -> dict[str, Any]:
@@ -121,7 +124,7 @@ async def test_a_differing_shadow_changes_no_token_and_reports_the_kind(
     kinds: tuple[str, ...],
 ) -> None:
     without = await _issued(_pipeline(harness, None), harness, SCOPES)
-    shadow = ShadowEvaluator(await _policy_variant(tmp_path, edit), ShadowBounds(cpu_share=1.0))
+    shadow = ShadowEvaluator(await _policy_variant(tmp_path, edit), shadow_bounds(cpu_share=1.0))
     shadow.start()
     with caplog.at_level(logging.INFO, logger="sekisho.shadow"):
         assert await _issued(_pipeline(harness, shadow), harness, SCOPES) == without
@@ -135,7 +138,7 @@ async def test_a_differing_shadow_changes_no_token_and_reports_the_kind(
 
 
 async def test_an_identical_shadow_reports_no_difference(harness: Harness, tmp_path: Path) -> None:
-    shadow = ShadowEvaluator(await _policy_variant(tmp_path, lambda r: None), ShadowBounds())
+    shadow = ShadowEvaluator(await _policy_variant(tmp_path, lambda r: None), shadow_bounds())
     shadow.start()
     await _issued(_pipeline(harness, shadow), harness, SCOPES)
     await shadow.drained()
@@ -163,7 +166,7 @@ async def test_a_failing_shadow_changes_no_token_and_counts_an_error(
     engine = make_engine(tmp_path)
     engine = await engine if asyncio.iscoroutine(engine) else engine
     without = await _issued(_pipeline(harness, None), harness, SCOPES)
-    shadow = ShadowEvaluator(engine, ShadowBounds(timeout_seconds=0.05))
+    shadow = ShadowEvaluator(engine, shadow_bounds(timeout_seconds=0.05))
     shadow.start()
     with_shadow = [await _issued(_pipeline(harness, shadow), harness, SCOPES) for _ in range(2)]
     await asyncio.wait_for(shadow.drained(), 5)
@@ -173,7 +176,7 @@ async def test_a_failing_shadow_changes_no_token_and_counts_an_error(
 
 
 async def test_a_full_queue_drops_shadow_work_not_exchanges(harness: Harness) -> None:
-    shadow = ShadowEvaluator(HangingEngine(), ShadowBounds(queue_size=1, timeout_seconds=5))
+    shadow = ShadowEvaluator(HangingEngine(), shadow_bounds(queue_size=1, timeout_seconds=5))
     shadow.start()  # the first decision occupies the evaluator, the second fills the queue
     exchanger = _pipeline(harness, shadow)
     results = [await _issued(exchanger, harness, SCOPES) for _ in range(4)]
@@ -189,7 +192,7 @@ async def test_live_engine_errors_are_not_shadowed(harness: Harness) -> None:
         async def decide(self, document: dict[str, Any]) -> Decision:
             raise TemporarilyUnavailableError("down", log_detail="test")
 
-    shadow = ShadowEvaluator(RaisingEngine(), ShadowBounds())
+    shadow = ShadowEvaluator(RaisingEngine(), shadow_bounds())
     observed = ObservedPolicyEngine(Unavailable(), harness.clock, [shadow])
     with pytest.raises(TemporarilyUnavailableError):
         await observed.decide({})

@@ -20,8 +20,8 @@ from sekisho.models import Caller
 from sekisho.rpc.ext_authz import ExtAuthzServicer, caller_of, gateway_request
 from sekisho.rpc.server import create_grpc_server
 from sekisho.rpc.servicer import TokenExchangeServicer
-from sekisho.validation import RequestLimits
 
+from tests.bounds import request_limits
 from tests.harness import CRM_AUDIENCE, CRM_RESOURCE, Harness
 
 CRM_ROUTE = Route(
@@ -49,7 +49,7 @@ async def stub(harness: Harness) -> AsyncIterator[Any]:
         GatewayTokenCache(harness.clock, max_entries=10, margin_seconds=30),
         token_header=TokenHeader(),
         tool_header="x-mcp-tool",
-        limits=RequestLimits(),
+        limits=request_limits(),
     )
     servicer = TokenExchangeServicer(harness.exchanger, harness.keyring)
     server = await create_grpc_server(

@@ -22,7 +22,7 @@ from tests.fakes.kms import FakeKms
 S = KeyState
 T0 = 1_800_000_000
 PREFIX = "sekisho-test"
-TIMING = Timing(jwks_max_age=300, max_token_lifetime=300, leeway=30)
+TIMING = Timing(jwks_max_age=300, max_token_lifetime=300, leeway=30, rotation_period=0)
 ALICE = Actor(operator="alice", reason="test")
 
 

@@ -12,7 +12,7 @@ from sekisho.signing.lifecycle import Action, Lifecycle, LifecycleError, Timing,
 S = KeyState
 T0 = 1_800_000_000
 MAX_AGE, LIFETIME, LEEWAY = 300, 300, 30
-TIMING = Timing(jwks_max_age=MAX_AGE, max_token_lifetime=LIFETIME, leeway=LEEWAY)
+TIMING = Timing(jwks_max_age=MAX_AGE, max_token_lifetime=LIFETIME, leeway=LEEWAY, rotation_period=0)
 PREPUBLICATION = 2 * MAX_AGE
 REMOVAL = LIFETIME + LEEWAY + MAX_AGE
 

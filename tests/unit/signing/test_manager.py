@@ -26,7 +26,7 @@ from tests.fakes.kms import FakeKms
 
 S = KeyState
 T0 = 1_800_000_000
-TIMING = Timing(jwks_max_age=300, max_token_lifetime=300, leeway=30)
+TIMING = Timing(jwks_max_age=300, max_token_lifetime=300, leeway=30, rotation_period=0)
 ALICE = Actor(operator="alice", reason="quarterly rotation")
 PASSPHRASE = b"correct horse battery staple"
 

@@ -25,11 +25,12 @@ _CHECKOUT_TIMEOUT_SECONDS = 5.0
 
 @dataclass(frozen=True, slots=True)
 class WasmLimits:
-    """How long one evaluation may run, how much memory an instance may use, how many."""
+    """How long one evaluation may run, how much memory an instance may use, how many; built by
+    factory.wasm_limits (defaults: config.PolicyConfig)."""
 
-    eval_timeout_seconds: float = 0.1
-    memory_limit_bytes: int = 256 * 1024 * 1024
-    pool_size: int = 1
+    eval_timeout_seconds: float
+    memory_limit_bytes: int
+    pool_size: int
 
     @property
     def max_pages(self) -> int:

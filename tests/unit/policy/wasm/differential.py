@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from sekisho.policy.wasm.compiler import compile_folder
-from sekisho.policy.wasm.policy import LoadedPolicy, WasmLimits, compile_module, encode_json
+from sekisho.policy.wasm.policy import LoadedPolicy, compile_module, encode_json
 
+from tests.bounds import wasm_limits
 from tests.embedded import shared_runtime
 from tests.opa import opa_binary
 
@@ -44,7 +45,7 @@ def opa_eval(root: Path, document: Any) -> Any:
 def wasm_policy(root: Path) -> LoadedPolicy:
     entrypoint = QUERY.removeprefix("data.").replace(".", "/")
     wasm = compile_folder(opa_binary(), root, entrypoint, 120.0)
-    limits = WasmLimits(eval_timeout_seconds=10.0)
+    limits = wasm_limits(eval_timeout_seconds=10.0)
     compiled = compile_module(shared_runtime(), wasm, entrypoint, limits)
     return LoadedPolicy(shared_runtime(), compiled, b"{}", limits)
 

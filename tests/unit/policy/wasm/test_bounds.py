@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-from sekisho.policy.wasm.policy import WasmLimits
 
+from tests.bounds import wasm_limits
 from tests.embedded import loaded_engine
 from tests.unit.policy.inputs import QUERY
 from tests.unit.policy.wasm.test_engine import HEADER, document, write_policy
@@ -35,7 +35,7 @@ def failure_logged(caplog: pytest.LogCaptureFixture) -> str:
 async def test_a_runaway_evaluation_stops_at_the_deadline_as_a_deny(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    limits = WasmLimits(eval_timeout_seconds=0.05, memory_limit_bytes=2048 * MB)
+    limits = wasm_limits(eval_timeout_seconds=0.05, memory_limit_bytes=2048 * MB)
     engine = loaded_engine(write_policy(tmp_path, RUNAWAY + SPIN), QUERY, limits)
     started = time.monotonic()
     with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm"):
@@ -50,7 +50,7 @@ async def test_a_runaway_evaluation_stops_at_the_deadline_as_a_deny(
 async def test_a_greedy_evaluation_stops_at_the_memory_cap_as_a_deny(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    limits = WasmLimits(eval_timeout_seconds=10, memory_limit_bytes=32 * MB)
+    limits = wasm_limits(eval_timeout_seconds=10, memory_limit_bytes=32 * MB)
     engine = loaded_engine(write_policy(tmp_path, RUNAWAY + GREEDY), QUERY, limits)
     with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm"):
         decision = await engine.decide(document(now=1))
@@ -62,7 +62,7 @@ async def test_a_greedy_evaluation_stops_at_the_memory_cap_as_a_deny(
 async def test_an_input_larger_than_the_memory_cap_is_a_deny(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    limits = WasmLimits(memory_limit_bytes=4 * MB)
+    limits = wasm_limits(memory_limit_bytes=4 * MB)
     engine = loaded_engine(write_policy(tmp_path, RUNAWAY + GREEDY), QUERY, limits)
     big = document(now=2)
     big["request"]["context"] = {"blob": "x" * (5 * MB)}

@@ -14,8 +14,8 @@ from sekisho.models import Decision
 from sekisho.policy.selftest import SELF_TEST_INPUT
 from sekisho.policy.wasm.compiler import entrypoint_of
 from sekisho.policy.wasm.engine import WasmPolicyEngine
-from sekisho.policy.wasm.policy import WasmLimits
 
+from tests.bounds import wasm_limits
 from tests.embedded import loaded_engine, wasm_engine
 from tests.unit.policy.inputs import (
     CRM,
@@ -267,7 +267,7 @@ def test_failed_first_load_leaves_engine_not_ready(tmp_path: Path) -> None:
 
 @pytest.fixture
 def traps(tmp_path: Path) -> WasmPolicyEngine:
-    limits = WasmLimits(eval_timeout_seconds=0.2, memory_limit_bytes=32 * 1024 * 1024)
+    limits = wasm_limits(eval_timeout_seconds=0.2, memory_limit_bytes=32 * 1024 * 1024)
     return loaded_engine(write_policy(tmp_path, TRAPS), QUERY, limits)
 
 
