@@ -4,12 +4,13 @@ import time
 from collections.abc import Callable
 
 from sekisho.policy.wasm.builtins import encoding, network, objects, strings, units, versions
+from sekisho.policy.wasm.builtins.regex import RegexBuiltins
 from sekisho.policy.wasm.builtins.registry import HostBuiltin
 from sekisho.policy.wasm.builtins.times import time_builtins
 
 
 def host_builtins(now_ns: Callable[[], int] = time.time_ns) -> dict[str, HostBuiltin]:
-    """name → implementation."""
+    """name → implementation. Each call builds its own state (the regex pattern cache)."""
     every = (
         *strings.BUILTINS,
         *encoding.BUILTINS,
@@ -17,6 +18,7 @@ def host_builtins(now_ns: Callable[[], int] = time.time_ns) -> dict[str, HostBui
         *versions.BUILTINS,
         *units.BUILTINS,
         *network.BUILTINS,
+        *RegexBuiltins().builtins(),
         *time_builtins(now_ns),
     )
     return {builtin.name: builtin for builtin in every}

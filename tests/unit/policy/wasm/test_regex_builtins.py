@@ -1,0 +1,214 @@
+"""regex.replace / regex.split / regex.find_n in the embedded engine match `opa eval` (Go's
+regexp) on generated patterns, texts and replacement templates, invalid patterns included."""
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sekisho.policy.wasm.builtins.goregexp import RegexCache, RegexUnsupportedError
+from sekisho.policy.wasm.builtins.goregexp_names import GO_UNICODE_CLASSES
+from sekisho.policy.wasm.builtins.registry import BuiltinError
+from sekisho.policy.wasm.instance import WasmEvaluationError
+
+from tests.unit.policy.wasm.differential import (
+    both,
+    mismatches,
+    module_folder,
+    opa_eval,
+    wasm_policy,
+)
+
+BODY = """results := {
+	"replace": {i: regex.replace(c.s, c.p, c.t) | some i, c in input.cases},
+	"split": {i: regex.split(c.p, c.s) | some i, c in input.cases},
+	"find_n": {i: regex.find_n(c.p, c.s, c.n) | some i, c in input.cases},
+}
+"""
+ATOMS = [
+    "a", "b", "é", "k", "K", "\u212a", "\u017f", "\u03a3", "\u03c3", "\u03c2", "1", "_", " ", "\\n", ".", "\\.", "\\$", "\\d",
+    "\\D", "\\w", "\\W", "\\s", "\\S", "\\b", "\\B", "^", "$", "\\A", "\\z", "[a-c]", "[^b]",
+    "[[:alpha:]]", "[[:^digit:]]", "[]a]", "[^\\n]", "\\pN", "\\PN", "\\p{Greek}", "\\p{^Greek}",
+    "\\p{Nd}", "\\p{Lu}", "\\x{e9}", "\\x41", "\\101", "\\Qa.\\E", "\\Q$", "\\t", "\\f", "\\v",
+    "(?i)", "(?m)", "(?s)", "(?U)", "(?i:k)", "(?-i)", "",
+]  # fmt: skip
+QUANTIFIERS = ["", "", "", "*", "+", "?", "*?", "+?", "??", "{0,2}", "{2}", "{1,}", "{,2}"]
+BROKEN = [
+    "\\C", "(?P<é>a)", "a**", "(", "[", "\\", "\\1", "(?=a)", "a{1001}", "\\Z", "[z-a]",
+    "(?P<n>a)(?P<n>b)", "x{2}{3}", "\\x{110000}", "(?<>a)", "(?P<1>a)",
+]  # fmt: skip
+TEMPLATES = [
+    "$1", "${1}", "$n", "${n}", "$$", "$", "$1x", "${1}x", "${", "${n", "$0", "$01", "$2", "$10",
+    "x", "é", "${é}", "$é", "$_", "$n-", "$ ", "$100000000", "-",
+]  # fmt: skip
+TEXT_ALPHABET = [
+    "a",
+    "b",
+    "é",
+    "k",
+    "K",
+    "\u212a",
+    "\u017f",
+    "\u03a3",
+    "\u03c3",
+    "\u03c2",
+    "1",
+    "_",
+    " ",
+    "\n",
+    ".",
+    "$",
+    "\u0391",
+]
+
+
+def group(rng: random.Random, depth: int) -> str:
+    opener = rng.choice(["(", "(", "(?:", "(?P<n>", "(?<m>"])
+    inner = pattern(rng, depth + 1)
+    if rng.random() < 0.3:
+        inner += "|" + pattern(rng, depth + 1)
+    return f"{opener}{inner})"
+
+
+def pattern(rng: random.Random, depth: int = 0) -> str:
+    parts = []
+    for _ in range(rng.randint(1, 4)):
+        atom = group(rng, depth) if depth < 2 and rng.random() < 0.25 else rng.choice(ATOMS)
+        flag_only = atom.startswith("(?") and atom.endswith(")") and ":" not in atom
+        repeatable = atom and (not flag_only or atom.startswith(("(?P", "(?<")))
+        parts.append(atom + (rng.choice(QUANTIFIERS) if repeatable else ""))
+    joined = "".join(parts)
+    if depth == 0 and rng.random() < 0.1:
+        joined = rng.choice(BROKEN) + joined if rng.random() < 0.5 else rng.choice(BROKEN)
+    return joined
+
+
+def case(rng: random.Random) -> dict[str, Any]:
+    text = "".join(rng.choice(TEXT_ALPHABET) for _ in range(rng.choice([0, 1, 3, 8, 16])))
+    template = "".join(rng.choice(TEMPLATES) for _ in range(rng.randint(0, 3)))
+    count = rng.choice([-1, -1, 0, 1, 2, 5, 1.0, 2.5, -7])
+    return {"p": pattern(rng), "s": text, "t": template, "n": count}
+
+
+@pytest.mark.parametrize("seed", [21, 22, 23])
+def test_regex_builtins_match_opa(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)  # noqa: S311 - reproducible test data
+    document = {"cases": [case(rng) for _ in range(700)]}
+    expected, actual = both(tmp_path, BODY, document)
+    differences = [
+        f"{name}: {line}"
+        for name in ("replace", "split", "find_n")
+        for line in mismatches(expected[name], actual[name], document["cases"])
+    ]
+    assert differences == [], "\n".join(differences[:40])
+    defined = sum(len(v) for v in expected.values())
+    assert defined > 0.6 * 3 * 700  # most patterns are valid: the comparison is not empty
+    assert len(expected["replace"]) < 700  # and some are not: invalid ones are compared too
+
+
+EDGE_CASES = [
+    ("replace", "abc", "x*", "-"),  # empty matches between every character
+    ("replace", "aaa", "^a", "b"),  # ^ only at the start of the text, not of each search
+    ("replace", "baaac", "a*", "-"),  # no second replacement for the empty match after a run
+    ("replace", "abab", "(?P<x>a)(b)", "[$2${x}$1x$$$]"),  # Expand: $1x is the group "1x"
+    ("replace", "ab", "(a)(b)", "$01 ${01} $0 ${2}$"),
+    ("replace", "aé", "(?P<é>a)", "$é"),  # non-ASCII group name: Go refuses the pattern
+    ("replace", "a", "a", "$\u0660"),  # Arabic-Indic digit: a name, not a number
+    ("replace", "a.b", "\\Qa.\\E", "-"),
+    ("replace", "ab", "\\C", "-"),  # RE2's any-byte escape: Go refuses it
+    ("replace", "x\u00e9y", "", "-"),  # empty pattern: one replacement per character
+    ("replace", "\u212akK", "(?i)k", "-"),  # the Kelvin sign folds to k in both
+    ("split", "a,b,,c", ",", ""),
+    ("split", "abc", "", ""),
+    ("split", "", "a", ""),
+    ("split", "", "", ""),
+    ("split", "aXbX", "X", ""),
+    ("split", "\u00e9\u00e9", "x*", ""),
+    ("find_n", "ab\nab", "(?m)^a", 5),
+    ("find_n", "aaaa", "a", 2),
+    ("find_n", "aaaa", "a", 0),
+    ("find_n", "aaaa", "a", 1.5),
+    ("find_n", "aaaa", "a", 1.0),
+    ("find_n", "abc", "x*", -1),
+    ("find_n", "a\u00e9", "\\b", -1),
+    ("find_n", "a" * 64, "(a|aa)*c", -1),  # exponential for a backtracking engine: RE2 is linear
+]
+
+
+def test_regex_edge_cases_match_opa(tmp_path: Path) -> None:
+    cases = [{"f": f, "s": s, "p": p, "x": x} for f, s, p, x in EDGE_CASES]
+    body = """results := {i: r |
+	some i, c in input.cases
+	r := call(c)
+}
+call(c) := regex.replace(c.s, c.p, c.x) if c.f == "replace"
+call(c) := regex.split(c.p, c.s) if c.f == "split"
+call(c) := regex.find_n(c.p, c.s, c.x) if c.f == "find_n"
+"""
+    expected, actual = both(tmp_path, body, {"cases": cases})
+    assert mismatches(expected, actual, cases) == []
+    assert len(expected) >= len(cases) - 4  # the invalid ones are undefined in both
+
+
+def test_unicode_class_names_are_the_ones_go_accepts(tmp_path: Path) -> None:
+    """Every name passed to RE2 is one OPA accepts, and each class holds the same characters
+    (every 29th code point of planes 0-2 and 14, tested in one call per class)."""
+    sample = "".join(
+        chr(cp) for cp in range(0, 0x30000, 29) if not 0xD800 <= cp <= 0xDFFF
+    ) + "".join(chr(cp) for cp in range(0xE0000, 0xE01F0, 7))
+    names = sorted(GO_UNICODE_CLASSES)
+    body = """results := {n: regex.find_n(concat("", ["\\\\p{", n, "}"]), input.text, -1) |
+	some n in input.names
+}
+"""
+    expected, actual = both(tmp_path, body, {"names": names, "text": sample})
+    assert sorted(expected) == names
+    different = [n for n in names if expected[n] != actual[n]]
+    assert different == []
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["\\p{greek}", "\\p{Letter}", "\\p{Old_Italic}", "[\\p{Nag_Mundari}]", "\\pL", "\\p{^Lo}"],
+)
+def test_unverified_unicode_class_traps_instead_of_deciding_differently(
+    tmp_path: Path, pattern: str
+) -> None:
+    """Go looks class names up case-insensitively with aliases and has other tables; a name not
+    verified equal must not silently give another decision: the evaluation fails (a deny)."""
+    root = module_folder(tmp_path, 'results := regex.replace("a", input.p, "-")\n')
+    opa_eval(root, {"p": pattern})  # whatever Go decides, ours must not be a different value
+    with pytest.raises(WasmEvaluationError, match="Unicode class"):
+        wasm_policy(root).evaluate(json.dumps({"p": pattern}).encode())
+
+
+def test_pattern_too_large_for_re2_traps(tmp_path: Path) -> None:
+    root = module_folder(tmp_path, 'results := regex.find_n(input.p, "a", -1)\n')
+    pattern = "a{1000}" * 2000  # Go compiles this (no match: []); RE2's memory budget does not
+    assert opa_eval(root, {"p": pattern}) == []
+    with pytest.raises(WasmEvaluationError, match="too large"):
+        wasm_policy(root).evaluate(json.dumps({"p": pattern}).encode())
+
+
+def test_cache_is_bounded_and_evicts_least_recently_used() -> None:
+    cache = RegexCache(size=2)
+    first = cache.get("a")
+    cache.get("b")
+    assert cache.get("a") is first  # a hit: "a" becomes the most recent
+    cache.get("c")  # evicts "b"
+    assert len(cache) == 2
+    assert cache.get("a") is first
+    with pytest.raises(BuiltinError):
+        cache.get("(")
+    with pytest.raises(RegexUnsupportedError):
+        cache.get("\\p{greek}")
+    assert len(cache) == 2  # failures are not cached
+
+
+def test_each_builtin_table_has_its_own_cache() -> None:
+    from sekisho.policy.wasm.builtins.catalog import host_builtins
+
+    first, second = host_builtins(), host_builtins()
+    first["regex.split"].call("a", "bab")
+    assert first["regex.split"].call is not second["regex.split"].call
