@@ -4,6 +4,7 @@ callers, 4 connections), server on core 0, ghz on core 1. Run each mode in its o
 
     taskset -c 0 .venv/bin/python bench/refusal_paths.py ok      # a trivial answer
     taskset -c 0 .venv/bin/python bench/refusal_paths.py abort   # the handler aborts at once
+    taskset -c 0 .venv/bin/python bench/refusal_paths.py status  # sets the status, returns None
     taskset -c 0 .venv/bin/python bench/refusal_paths.py limit   # maximum_concurrent_rpcs=1 full:
                                                                  # refused before any handler
 """
@@ -31,6 +32,10 @@ class Health(health_pb2_grpc.HealthServicer):
     async def Check(self, request: object, context: grpc.aio.ServicerContext) -> object:
         if self._mode == "abort":
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "busy")
+        if self._mode == "status":  # the same status without AbortError's exception path
+            context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
+            context.set_details("busy")
+            return None
         if self._mode == "limit":
             await asyncio.sleep(3600)  # the one call holding the only slot
         return health_pb2.HealthCheckResponse(status=1)

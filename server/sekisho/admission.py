@@ -18,8 +18,10 @@ It sheds only the excess, cheaply, fairly, and never serves a call late:
 - A token bucket per caller id ([[callers]] rate, else the [server] default), on the injected
   clock, checked first.
 
-A refusal costs a few dictionary operations and no I/O; bench/results/overload.md measures it
-against an exchange. Every worker is one asyncio loop, so no locking is needed.
+The deadline, standing-queue and queue checks that need no caller identity also run in
+screen(), which the gRPC transport calls as a call arrives, before any per-call work, so that
+most overload refusals cost grpc's per-call overhead and little more; bench/results/overload.md
+measures a refusal against an exchange. Every worker is one asyncio loop, so no locking is needed.
 """
 
 import asyncio
@@ -118,13 +120,41 @@ class Admission:
         deadline, standing_queue, overstayed)."""
         return dict(self.shed)
 
+    def screen(self, flow: str, time_budget: float | None) -> None:
+        """Refuse at once, before any per-call work, a call this worker cannot serve in time.
+
+        For transports that know the caller's deadline (gRPC), called as the call arrives: before
+        its message is decoded, its caller authenticated or anything logged, which is most of
+        what a refusal used to cost (bench/results/overload.md, session 5). Only the checks that
+        need no caller identity run here: too little time left for an exchange, a standing
+        backlog before admission (per connection), a full queue, and a predicted wait over the
+        target or past the deadline. `flow` is the caller's connection: for an anonymous caller
+        that is its fairness key, and for an identified one (keyed by its id in admit()) the
+        wait predicted for an unseen flow is a lower bound of its own, so this refuses nothing
+        admit() would queue. `time_budget` is the seconds left before the caller's deadline
+        (None: no deadline). Raises: SlowDownError.
+        """
+        if not self._policy.enabled or time_budget is None:
+            return
+        now = self._clock.now()
+        deadline = now + time_budget
+        if now + self.limit.mean_rtt > deadline:
+            # Cannot finish in time even with a slot now: refuse before any work.
+            self._refuse("deadline", "too little time left before the deadline", 1.0)
+        waited, fresh = self._standing.waited(flow, time_budget, now)
+        if self._standing.refuse(waited, fresh, now):
+            self._refuse("standing_queue", f"waited {waited:.3f}s in grpc before admission", 1.0)
+        if self._in_flight >= self.limit.slots or len(self._queue):
+            self._check_room(flow, now, deadline)
+
     @contextlib.asynccontextmanager
     async def admit(
         self, caller: Caller, *, flow: str = "", deadline: float = NO_DEADLINE
     ) -> AsyncIterator[None]:
         """Hold one slot for the body. The fairness key is the authenticated caller's id, else
         `flow` (the anonymous caller's connection or address): one caller on many connections
-        is still one turn. `deadline` is the caller's, on the clock. Raises: SlowDownError."""
+        is still one turn. `deadline` is the caller's, on the clock; a transport that has one
+        calls screen() first, as the call arrives. Raises: SlowDownError."""
         self._take_token(caller.id)
         granted = await self._acquire(caller.id or flow, deadline)
         try:
@@ -137,8 +167,6 @@ class Admission:
         if not self._policy.enabled:
             self._in_flight += 1
             return now
-        if deadline != NO_DEADLINE:
-            self._check_deadline(flow, now, deadline)
         if self._in_flight < self.limit.slots and not len(self._queue):
             self._in_flight += 1
             try:
@@ -161,14 +189,6 @@ class Admission:
         # From the grant, not from this resumption: the wait in the loop's ready queue is part
         # of the round trip the limit measures (concurrency.py).
         return waiter.granted_at
-
-    def _check_deadline(self, flow: str, now: float, deadline: float) -> None:
-        if now + self.limit.mean_rtt > deadline:
-            # Cannot finish in time even with a slot now: refuse before any work.
-            self._refuse("deadline", "too little time left before the deadline", 1.0)
-        waited, fresh = self._standing.waited(flow, deadline - now, now)
-        if self._standing.refuse(waited, fresh, now):
-            self._refuse("standing_queue", f"waited {waited:.3f}s in grpc before admission", 1.0)
 
     def _check_room(self, flow: str, now: float, deadline: float) -> None:
         policy = self._policy

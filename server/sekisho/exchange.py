@@ -73,6 +73,12 @@ class TokenExchanger:
         view._entrypoint = entrypoint
         return view
 
+    def screen(self, flow: str, time_budget: float | None) -> None:
+        """Refuse a call the worker cannot serve in time, before any per-call work: for a
+        transport to call as the call arrives (admission.Admission.screen). Not audited: the
+        transport logs these refusals rate-limited. Raises: SlowDownError."""
+        self._admission.screen(flow, time_budget)
+
     async def handle(
         self, call: ExchangeCall, *, time_budget: float | None = None, flow: str = ""
     ) -> ExchangeResult:

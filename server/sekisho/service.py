@@ -657,6 +657,8 @@ async def _serve_grpc(
         tls=tls,
         max_message_bytes=settings.limits.grpc_max_message_bytes,
         options=grpc_options(settings.grpc),
+        screen=exchanger.screen,
+        clock=core.clock,
     )
 
 

@@ -29,6 +29,7 @@ from sekisho.minting.minter import TokenMinter
 from sekisho.models import Caller, Decision
 from sekisho.service import Service, start_service
 from sekisho.signing.filestore import FileKeyStore
+from sekisho.standing_queue import INTERVAL
 
 from tests.bounds import queue_policy, request_limits
 from tests.fakes.clock import FakeClock
@@ -252,3 +253,42 @@ async def test_http_rate_limit_is_429_with_retry_after(
     assert statuses == [200, 200, 429]
     assert body["error"] == "slow_down"
     assert retry_after is not None and int(retry_after) >= 1
+
+
+@pytest.fixture
+async def default_service(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator[Service]:  # noqa: F811
+    keys = tmp_path / "keys"
+    FileKeyStore(keys).init("ES256", 1_800_000_000)
+    service = await start_service(stack_settings(dev_idp.issuer, keys))
+    yield service
+    await service.stop(0.5)
+
+
+@pytest.mark.integration
+async def test_grpc_overload_is_refused_before_the_pipeline(
+    default_service: Service,
+    dev_idp: DevIdentityProvider,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A standing backlog (calls arriving with far less than their connection's fresh budget,
+    for longer than CoDel's interval) is refused by the screen as the call arrives: slow_down
+    with retry_after, and nothing of the pipeline runs (no audit line, no exchange counted)."""
+    request = pb.ExchangeTokenRequest(
+        subject_token=_token(dev_idp), audience="https://crm-as.example.com"
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{default_service.grpc.port}") as channel:
+        stub = pb_grpc.TokenExchangeServiceStub(channel)
+        await stub.ExchangeToken(request, timeout=60)  # the connection's fresh budget
+        await stub.ExchangeToken(request, timeout=5)  # "waited" 55 s: above target, a burst
+        await asyncio.sleep(2 * INTERVAL)
+        caplog.clear()
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.ExchangeToken(request, timeout=5)
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = rpc_status.from_call(raised.value)
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    assert info.reason == "slow_down" and int(info.metadata["retry_after"]) >= 1
+    assert not [r for r in caplog.records if r.getMessage() == "token_rejected"]
+    assert [r for r in caplog.records if r.getMessage() == "overload_shed"]

@@ -299,14 +299,62 @@ def test_min_rtt_is_remeasured_with_the_limit_pinned_to_its_minimum() -> None:
     assert limit.measuring_min_rtt and limit.slots == 2
 
 
-async def test_a_call_with_too_little_time_left_is_refused_even_with_a_free_slot(
+def test_a_call_with_too_little_time_left_is_screened_out_even_with_a_free_slot(
     clock: FakeClock,
 ) -> None:
     admission = Admission(clock, policy=ONE_SLOT)
     _measured(admission, 0.3)
     with pytest.raises(SlowDownError):
-        await admission.admit(ANON, flow="a", deadline=clock.now() + 0.2).__aenter__()
+        admission.screen("conn-a", 0.2)
     assert admission.shed_counts == {"deadline": 1} and admission.in_flight == 0
+    admission.screen("conn-a", 0.5)  # fits: passes the screen
+
+
+async def test_the_screen_refuses_what_cannot_be_queued_in_time_without_the_caller(
+    clock: FakeClock,
+) -> None:
+    admission = Admission(clock, policy=ONE_SLOT)
+    _measured(admission, 0.3)
+    running = Held(admission, "conn-a")
+    await _settle()
+    with pytest.raises(SlowDownError):  # wait 0.3 + service 0.3 > 0.5 s left
+        admission.screen("conn-b", 0.5)
+    assert admission.shed_counts == {"deadline": 1}
+    admission.screen("conn-b", 5.0)  # fits: left to admit(), which queues it
+    running.release.set()
+    await running.task
+
+
+async def test_the_screen_never_refuses_what_admit_would_queue_for_an_identified_caller(
+    clock: FakeClock,
+) -> None:
+    """An identified caller is keyed by its id in admit(), by its connection in the screen: the
+    screen's wait for an unseen flow must not exceed the caller's own."""
+    admission = Admission(clock, policy=queue_policy(max_concurrency=1, max_queue_delay=1.0))
+    _measured(admission, 0.1)
+    caller = Caller(id="svc")
+    running = Held(admission, "conn-x", caller=caller)
+    queued = [Held(admission, "conn-y", deadline=clock.now() + 4.0) for _ in range(3)]
+    await _settle()
+    assert admission.queued == 3
+    admission.screen("conn-z", 4.0)  # svc's next call from a new connection: not refused
+    late = Held(admission, "conn-z", deadline=clock.now() + 4.0, caller=caller)
+    await _settle()
+    assert admission.queued == 4 and not admission.shed_counts
+    for held in (running, *queued, late):
+        held.release.set()
+    await asyncio.wait_for(asyncio.gather(*(h.task for h in (running, *queued, late))), 1)
+
+
+def test_a_standing_backlog_is_screened_out_per_connection(clock: FakeClock) -> None:
+    admission = Admission(clock, policy=ONE_SLOT)
+    admission.screen("conn-a", 30.0)  # the connection's fresh budget
+    admission.screen("conn-a", 1.0)  # waited 29 s: above target, a burst so far
+    clock.advance(2 * INTERVAL)
+    with pytest.raises(SlowDownError):
+        admission.screen("conn-a", 1.0)
+    assert admission.shed_counts == {"standing_queue": 1}
+    admission.screen("conn-b", 1.0)  # another connection's calls are fresh
 
 
 def test_a_standing_backlog_before_admission_is_drained_not_a_burst() -> None:

@@ -20,7 +20,8 @@ _MAX_WRAPPED = 64
 Behaviour = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
-def _request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+def request_id_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    """The caller's x-request-id (printable, at most 128 characters), else a new one."""
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_HEADER and isinstance(value, str) and value.isprintable():
             return value[:MAX_REQUEST_ID_LENGTH]
@@ -65,7 +66,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _wrap(self, behaviour: Behaviour) -> Behaviour:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            request_id = _request_id(context)
+            request_id = request_id_of(context)
             self._request_id.set(request_id)
             # In the trailers, which go out with the response and status in one write: sending
             # it as initial metadata forces a frame of its own, ~8 % of a call's CPU (py-spy,

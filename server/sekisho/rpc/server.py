@@ -13,6 +13,8 @@ from grpc_reflection.v1alpha import reflection
 
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
+from sekisho.clock import Clock, SystemClock
+from sekisho.rpc.admission_gate import AdmissionGate, Screen, ShedLog
 from sekisho.rpc.ext_authz import SERVICE_NAME as EXT_AUTHZ_SERVICE_NAME
 from sekisho.rpc.ext_authz import ExtAuthzServicer
 from sekisho.rpc.interceptors import ErrorMappingInterceptor
@@ -20,6 +22,7 @@ from sekisho.rpc.servicer import TokenExchangeServicer
 from sekisho.tls import TlsMaterial
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TokenExchangeService"].full_name
+EXCHANGE_METHOD = f"/{SERVICE_NAME}/ExchangeToken"
 MAX_MESSAGE_BYTES = 256 * 1024
 
 
@@ -75,6 +78,8 @@ async def create_grpc_server(
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     reuse_port: bool = False,
     options: Sequence[tuple[str, Any]] = (),
+    screen: Screen | None = None,
+    clock: Clock | None = None,
 ) -> GrpcServer:
     """Build and start the server on `listen` (host:port); `ext_authz` adds Envoy's Check.
 
@@ -82,11 +87,17 @@ async def create_grpc_server(
     `reuse_port` lets several worker processes bind one port (SO_REUSEPORT); off, a second
     server on a busy port fails to bind instead of silently sharing it. `options` adds grpc core
     channel arguments (the [grpc] limits: streams per connection, keepalive enforcement).
+    `screen` refuses ExchangeToken calls the worker cannot serve in time as they arrive, before
+    the request is decoded (rpc/admission_gate.py); `clock` paces its log line.
     """
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        ErrorMappingInterceptor(request_id_var, passthrough=frozenset({EXT_AUTHZ_SERVICE_NAME}))
+    ]
+    if screen is not None:  # first: it runs before the error mapping's per-call work
+        gate = AdmissionGate(screen, frozenset({EXCHANGE_METHOD}), ShedLog(clock or SystemClock()))
+        interceptors.insert(0, gate)
     server = grpc.aio.server(
-        interceptors=[
-            ErrorMappingInterceptor(request_id_var, passthrough=frozenset({EXT_AUTHZ_SERVICE_NAME}))
-        ],
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.so_reuseport", int(reuse_port)),

@@ -1,0 +1,101 @@
+"""The overload screen at the gRPC boundary: refuse what the worker cannot serve in time before
+any per-call work (issue 14; docs/operations.md "Overload and abuse bounds").
+
+A Sekisho refusal used to cost a full exchange's front half (the request decoded, the caller
+authenticated, the request validated, metrics opened, an audit line written) on top of grpc's
+own per-call cost: 0.6-0.85 ms of CPU, half an exchange, paid for every call of the excess on a
+core that is already serving what it can (bench/results/overload.md). This interceptor runs the
+admission checks that need no caller identity (admission.Admission.screen) as the call reaches
+Python, with the request still undecoded bytes, and answers a refusal with the contract's status
+(RESOURCE_EXHAUSTED, ErrorInfo `slow_down` with `retry_after`, docs/architecture.md §3).
+Refusals here are not audited one by one (no token decision was made): one `overload_shed` line
+per interval counts them, and `sekisho_admission_shed` has them by reason.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from sekisho.clock import Clock
+from sekisho.errors import SlowDownError
+from sekisho.rpc.interceptors import request_id_of
+from sekisho.rpc.status import to_grpc_status
+
+log = logging.getLogger(__name__)
+
+LOG_INTERVAL = 10.0  # seconds between two overload_shed lines while refusing
+
+Screen = Callable[[str, float | None], None]
+Behaviour = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+
+
+class ShedLog:
+    """At most one `overload_shed` line per interval, counting the refusals since the last one:
+    a flood refused at thousands per second must not also write thousands of lines."""
+
+    def __init__(self, clock: Clock, interval: float = LOG_INTERVAL) -> None:
+        self._clock = clock
+        self._interval = interval
+        self._next = 0.0
+        self._unlogged = 0
+
+    def refused(self, error: SlowDownError) -> None:
+        self._unlogged += 1
+        now = self._clock.now()
+        if now < self._next:
+            return
+        log.warning(
+            "overload_shed",
+            extra={
+                "refused": self._unlogged,  # since the last line (the first: this one)
+                "interval": self._interval,
+                "last": error.log_detail,
+            },
+        )
+        self._unlogged = 0
+        self._next = now + self._interval
+
+
+class AdmissionGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Screens the calls of `methods` before their request is decoded."""
+
+    def __init__(self, screen: Screen, methods: frozenset[str], shed_log: ShedLog) -> None:
+        self._screen = screen
+        self._methods = methods
+        self._shed_log = shed_log
+        # method → (the handler grpc gave, its gated form): built once, not per call.
+        self._gated: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or handler.unary_unary is None or method not in self._methods:
+            return handler
+        cached = self._gated.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        gated = grpc.unary_unary_rpc_method_handler(
+            self._gate(handler.unary_unary, handler.request_deserializer),
+            request_deserializer=None,  # bytes: a refused request is never decoded
+            response_serializer=handler.response_serializer,
+        )
+        self._gated[method] = (handler, gated)  # bounded: only `methods` get here
+        return gated
+
+    def _gate(self, behaviour: Behaviour, deserialize: Callable[[bytes], Any] | None) -> Behaviour:
+        async def gated(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                self._screen(context.peer(), context.time_remaining())
+            except SlowDownError as error:
+                self._shed_log.refused(error)
+                await context.abort_with_status(to_grpc_status(error, request_id_of(context)))
+            message = deserialize(request) if deserialize is not None else request
+            return await behaviour(message, context)
+
+        return gated

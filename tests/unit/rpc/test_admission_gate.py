@@ -1,0 +1,119 @@
+"""The overload screen at the gRPC boundary (issue 14, session 5): a call the worker cannot serve
+in time is refused as it arrives, with the contract's status, before its request is decoded or
+the service sees it; refusals are logged at most once per interval."""
+
+import contextvars
+import logging
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from sekisho.errors import SlowDownError
+from sekisho.rpc.admission_gate import AdmissionGate, ShedLog
+from sekisho.rpc.interceptors import ErrorMappingInterceptor
+
+from tests.fakes.clock import FakeClock
+
+METHOD = "/test.Gate/Exchange"
+
+
+class Recorder:
+    """A screen refusing while `refusing`, and a method counting what reached it."""
+
+    def __init__(self) -> None:
+        self.refusing = False
+        self.screened: list[tuple[str, float | None]] = []
+        self.decoded = 0
+        self.served = 0
+
+    def screen(self, flow: str, time_budget: float | None) -> None:
+        self.screened.append((flow, time_budget))
+        if self.refusing:
+            raise SlowDownError("the server is busy; retry shortly", metadata={"retry_after": "3"})
+
+    def decode(self, data: bytes) -> bytes:
+        self.decoded += 1
+        return data
+
+    async def behaviour(self, request: bytes, context: Any) -> bytes:
+        self.served += 1
+        return request
+
+
+async def _call(recorder: Recorder, clock: FakeClock, method: str = METHOD) -> Any:
+    handler = grpc.method_handlers_generic_handler(
+        "test.Gate",
+        {
+            name: grpc.unary_unary_rpc_method_handler(
+                recorder.behaviour, request_deserializer=recorder.decode
+            )
+            for name in ("Exchange", "Other")
+        },
+    )
+    gate = AdmissionGate(recorder.screen, frozenset({METHOD}), ShedLog(clock))
+    server = grpc.aio.server(
+        interceptors=[gate, ErrorMappingInterceptor(contextvars.ContextVar("request_id"))]
+    )
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_unary(method)
+            try:
+                return await call(b"req", timeout=30, metadata=(("x-request-id", "rid-9"),))
+            except grpc.aio.AioRpcError as error:
+                return error
+    finally:
+        await server.stop(0)
+
+
+async def test_a_screened_refusal_is_slow_down_and_never_decoded_or_served() -> None:
+    recorder = Recorder()
+    recorder.refusing = True
+    failure = await _call(recorder, FakeClock())
+    assert isinstance(failure, grpc.aio.AioRpcError)
+    assert failure.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = rpc_status.from_call(failure)
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    assert (info.reason, info.domain, dict(info.metadata)) == (
+        "slow_down",
+        "sekisho.dev",
+        {"retry_after": "3", "request_id": "rid-9"},
+    )
+    assert (recorder.decoded, recorder.served) == (0, 0)
+
+
+async def test_an_admitted_call_is_decoded_and_served_with_its_connection_and_budget() -> None:
+    recorder = Recorder()
+    assert await _call(recorder, FakeClock()) == b"req"
+    assert (recorder.decoded, recorder.served) == (1, 1)
+    [(flow, budget)] = recorder.screened
+    assert flow.startswith("ipv") and budget is not None and 0 < budget <= 30
+
+
+async def test_other_methods_are_not_screened() -> None:
+    recorder = Recorder()
+    recorder.refusing = True
+    assert await _call(recorder, FakeClock(), "/test.Gate/Other") == b"req"
+    assert recorder.screened == []
+
+
+def test_refusals_are_logged_once_per_interval_with_their_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    shed_log = ShedLog(clock, interval=10.0)
+    error = SlowDownError("busy", log_detail="overload: queue of 1 full")
+    with caplog.at_level(logging.WARNING, logger="sekisho.rpc.admission_gate"):
+        for _ in range(1000):
+            shed_log.refused(error)
+        clock.advance(10.0)
+        shed_log.refused(error)
+    lines = [record for record in caplog.records if record.getMessage() == "overload_shed"]
+    assert [line.__dict__["refused"] for line in lines] == [1, 1000]
+    assert lines[0].__dict__["last"] == "overload: queue of 1 full"
