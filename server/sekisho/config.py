@@ -781,8 +781,9 @@ class StatusListConfig(_Strict):
     redis_url: str = ""
     redis_password_env: str = ""
     redis_ca_file: Path | None = None
-    # Bits per token (draft §4.1); Sekisho writes 0x00 VALID and 0x01 INVALID.
-    bits: Literal[1, 2, 4, 8] = 1
+    # Bits per token (draft §4.1); Sekisho writes 0x00 VALID, 0x01 INVALID and (bits >= 2 only,
+    # `sekisho revoke suspend`) 0x02 SUSPENDED.
+    bits: Literal[1, 2, 4, 8] = 2
     list_size: int = Field(default=100_000, ge=1_000, le=10_000_000)
     lease_size: int = Field(default=1_000, ge=1, le=100_000)
     lease_seconds: int = Field(default=60, ge=1, le=3600)

@@ -85,8 +85,9 @@ async def _status_of(live: LiveStack, reference: dict[str, object]) -> int:
     claims = jose_jwt.decode(body.decode(), await _keys(live)).claims
     lst = claims["status_list"]["lst"]
     array = zlib.decompress(base64.urlsafe_b64decode(lst + "=" * (-len(lst) % 4)))
-    idx = int(str(reference["idx"]))
-    return (array[idx // 8] >> (idx % 8)) & 1
+    bits, idx = int(claims["status_list"]["bits"]), int(str(reference["idx"]))
+    position = idx * bits  # draft §4.1: entry idx starts at bit idx * bits, least significant first
+    return (array[position // 8] >> (position % 8)) & ((1 << bits) - 1)
 
 
 async def _exchange(live: LiveStack, sub: str = "alice", **fields: object) -> dict[str, object]:
@@ -131,7 +132,7 @@ async def test_the_served_list_is_a_signed_status_list_token(status_live: LiveSt
     claims = decoded.claims
     assert claims["sub"] == reference["uri"]
     assert claims["ttl"] == TTL and claims["exp"] > claims["iat"]
-    assert claims["status_list"]["bits"] == 1
+    assert claims["status_list"]["bits"] == 2  # room for SUSPENDED
     assert claims["status_list"]["aggregation_uri"] == SEKISHO_ISSUER + "/statuslists"
     assert await _status_of(status_live, reference) == 0
 

@@ -147,3 +147,62 @@ def test_revoke_needs_status_lists_enabled(
 ) -> None:
     code, _, err = _run(capsys, "revoke", "list", "--config", _config(tmp_path, enabled=False))
     assert code == 2 and "[status_list] enabled" in err
+
+
+def test_suspend_then_reinstate_round_trip_with_audit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path)
+    store = _seed(tmp_path)
+    subject = ["subject", "--issuer", IDP, "--sub", "alice"]
+    code, out, _ = _run(
+        capsys, "revoke", "suspend", *subject, "--reason", "INC-7 investigating",
+        "--operator", "sec-oncall", "--config", config,
+    )  # fmt: skip
+    assert code == 0 and "1 live token(s) marked SUSPENDED" in out
+    snapshot = store.snapshot(1)
+    assert snapshot is not None and snapshot.suspended == {0} and snapshot.invalid == frozenset()
+    code, out, _ = _run(capsys, "revoke", "list", "--config", config)
+    assert code == 0 and "suspended" in out and "INC-7 investigating" in out
+    code, out, _ = _run(
+        capsys, "revoke", "reinstate", *subject, "--reason", "INC-7 false alarm",
+        "--operator", "sec-oncall", "--config", config,
+    )  # fmt: skip
+    assert code == 0 and "1 live token(s) VALID again" in out
+    assert store.snapshot(1).suspended == frozenset()  # type: ignore[union-attr]
+    code, out, _ = _run(
+        capsys, "revoke", "reinstate", *subject, "--reason", "again", "--config", config
+    )
+    assert code == 1 and "no subject suspension" in out
+    suspend, reinstate = _audit(tmp_path)
+    assert suspend["action"] == "suspend" and suspend["marked"] == 1
+    assert suspend["reason"] == "INC-7 investigating" and suspend["operator"] == "sec-oncall"
+    assert reinstate["action"] == "reinstate" and reinstate["marked"] == 1
+    assert reinstate["key"] == subject_key(IDP, "alice")
+
+
+def test_reinstate_leaves_a_revoked_token_invalid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path)
+    store = _seed(tmp_path)
+    _run(capsys, "revoke", "suspend", "caller", "agent-1", "--reason", "look", "--config", config)
+    _run(capsys, "revoke", "token", "jti-a", "--reason", "confirmed", "--config", config)
+    code, out, _ = _run(
+        capsys, "revoke", "reinstate", "caller", "agent-1", "--reason", "done", "--config", config
+    )
+    assert code == 0 and "0 live token(s) VALID again" in out
+    assert store.snapshot(1).invalid == {0}  # type: ignore[union-attr]
+
+
+def test_suspend_is_refused_on_one_bit_lists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "sekisho.toml"
+    config.write_text('[status_list]\nenabled = true\npath = "st/status.db"\nbits = 1\n')
+    store = _seed(tmp_path)
+    code, _, err = _run(
+        capsys, "revoke", "suspend", "caller", "agent-1", "--reason", "x", "--config", str(config)
+    )
+    assert code == 2 and "status_list.bits" in err
+    assert store.suspensions(int(time.time())) == []

@@ -4,7 +4,10 @@
 token JTI | subject --issuer ISS --sub SUB | caller ID | audience AUD: put a revocation in force
 (new exchanges it covers are refused on every worker within ~1 s) and mark every live token it
 covers INVALID in the status lists (downstreams see it within the list ttl). `lift KIND …` ends a
-revocation; `list` shows those in force. Each change is appended to the revocation audit log.
+revocation; `list` shows those in force. `suspend KIND …` is the reversible cut-off (SUSPENDED,
+draft-ietf-oauth-status-list §7.1) and `reinstate KIND …` ends it, returning the live tokens no
+other suspension covers to VALID (INVALID ones stay INVALID). Each change is appended to the
+revocation audit log.
 """
 
 import argparse
@@ -17,7 +20,7 @@ from sekisho.errors import ConfigError
 
 if TYPE_CHECKING:  # lazy: `sekisho` starts fast
     from sekisho.status.audit import RevocationEvent
-    from sekisho.status.models import RevocationKind
+    from sekisho.status.models import Revocation, RevocationKind
     from sekisho.status.store import StatusStore
 
 KIND_HELP = {
@@ -53,7 +56,17 @@ def register(
     _kind_parsers(kinds, [common, audited], "revoke")
     lift = kinds.add_parser("lift", parents=[common], help="end a revocation")
     _kind_parsers(lift.add_subparsers(dest="lift_kind", required=True), [common, audited], "lift")
-    kinds.add_parser("list", parents=[common], help="show the revocations in force")
+    suspend = kinds.add_parser("suspend", parents=[common], help="suspend (reversible cut-off)")
+    _kind_parsers(
+        suspend.add_subparsers(dest="suspend_kind", required=True), [common, audited], "suspend"
+    )
+    reinstate = kinds.add_parser("reinstate", parents=[common], help="end a suspension")
+    _kind_parsers(
+        reinstate.add_subparsers(dest="reinstate_kind", required=True),
+        [common, audited],
+        "reinstate",
+    )
+    kinds.add_parser("list", parents=[common], help="show the revocations and suspensions in force")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -81,46 +94,96 @@ def _key(args: argparse.Namespace, kind: "RevocationKind") -> str:
     return subject_key(args.issuer, args.sub) if kind == "subject" else str(args.value)
 
 
+# The subcommands that name their kind one level down, and the attribute argparse puts it in.
+_KIND_ATTR = {"lift": "lift_kind", "suspend": "suspend_kind", "reinstate": "reinstate_kind"}
+
+
 def _change(args: argparse.Namespace, settings: Settings, store: "StatusStore") -> int:
+    """revoke KIND | lift KIND | suspend KIND | reinstate KIND: change the store, print, audit."""
     from sekisho.commands.keys import current_operator
     from sekisho.status.audit import RevocationAuditLog, RevocationEvent
     from sekisho.status.models import Revocation
 
-    lifting = args.revoke_command == "lift"
-    kind: RevocationKind = args.lift_kind if lifting else args.revoke_command
+    action = args.revoke_command if args.revoke_command in _KIND_ATTR else "revoke"
+    kind: RevocationKind = getattr(args, _KIND_ATTR.get(action, "revoke_command"))
     key, now = _key(args, kind), int(time.time())
     operator = args.operator or current_operator()
-    if lifting:
-        if not store.lift(kind, key):
-            print(f"no {kind} revocation of {_shown(kind, key)} is in force")
-            return 1
-        event = RevocationEvent("lift", kind, key, operator, args.reason)
-        print(f"lifted   {kind} {_shown(kind, key)}: new exchanges are served again")
-    else:
-        marked = store.revoke(now, Revocation(kind, key, args.reason, operator, now))
-        until = next((r.until for r in store.revocations(now) if (r.kind, r.key) == (kind, key)), 0)
-        event = RevocationEvent("revoke", kind, key, operator, args.reason, marked, until)
-        _print_revoked(settings, event)
+    if action == "suspend" and settings.status_list.bits == 1:  # no room for 0x02 (§4.1)
+        raise ConfigError(
+            "config key 'status_list.bits': sekisho revoke suspend needs bits = 2 or more "
+            "(set it on the service too), or revoke instead"
+        )
+    entry = Revocation(kind, key, args.reason, operator, now)
+    marked = _apply(store, action, entry, now)
+    if marked is None:
+        what = "revocation" if action == "lift" else "suspension"
+        print(f"no {kind} {what} of {_shown(kind, key)} is in force")
+        return 1
+    until = _until(store, action, kind, key, now)
+    event = RevocationEvent(action, kind, key, operator, args.reason, marked, until)
+    _print_change(settings, event)
     RevocationAuditLog(settings.status_list.audit_log_path).record(now, event)
     return 0
 
 
-def _print_revoked(settings: Settings, event: "RevocationEvent") -> None:
+def _apply(store: "StatusStore", action: str, entry: "Revocation", now: int) -> int | None:
+    """Tokens marked (or returned to VALID); None when a lift or reinstate found nothing."""
+    if action == "revoke":
+        return store.revoke(now, entry)
+    if action == "suspend":
+        return store.suspend(now, entry)
+    if action == "lift":
+        return 0 if store.lift(entry.kind, entry.key) else None
+    return store.reinstate(now, entry.kind, entry.key)
+
+
+def _until(store: "StatusStore", action: str, kind: str, key: str, now: int) -> int:
+    """When the revocation or suspension just put in force ends (0 = when lifted/reinstated)."""
+    found = {"revoke": store.revocations, "suspend": store.suspensions}.get(action)
+    entries = found(now) if found else []
+    return next((e.until for e in entries if (e.kind, e.key) == (kind, key)), 0)
+
+
+_PRINTED = {  # action: (first word, what happened to the live tokens, how it is ended)
+    "revoke": ("revoked", "marked INVALID in the status lists", "lifted (sekisho revoke lift …)"),
+    "suspend": (
+        "suspended",
+        "marked SUSPENDED in the status lists",
+        "reinstated (sekisho revoke reinstate …)",
+    ),
+    "reinstate": ("reinstated", "VALID again (revoked or otherwise suspended ones stay)", ""),
+}
+
+
+def _print_change(settings: Settings, event: "RevocationEvent") -> None:
+    shown = f"{event.kind} {_shown(event.kind, event.key)}"
+    if event.action == "lift":
+        print(f"lifted   {shown}: new exchanges are served again")
+        return
     config = settings.status_list
-    until = _time(event.until) if event.until else "lifted (sekisho revoke lift …)"
-    print(f"revoked  {event.kind} {_shown(event.kind, event.key)} until {until}")
-    print(f"  {event.marked} live token(s) marked INVALID in the status lists")
-    print(f"  new exchanges refused on every worker within ~{config.poll_seconds + 0.5:g} s")
-    print(f"  downstreams refuse marked tokens within ~{config.ttl_seconds + 2} s (list ttl + 2 s)")
+    word, tokens, ended_by = _PRINTED[event.action]
+    refused = event.action != "reinstate"
+    until = (_time(event.until) if event.until else ended_by) if refused else ""
+    print(f"{word:<8} {shown}" + (f" until {until}" if until else ""))
+    print(f"  {event.marked} live token(s) {tokens}")
+    poll, ttl = f"{config.poll_seconds + 0.5:g}", config.ttl_seconds + 2
+    if refused:
+        print(f"  new exchanges refused on every worker within ~{poll} s")
+        print(f"  downstreams refuse marked tokens within ~{ttl} s (list ttl + 2 s)")
+    else:
+        print(f"  new exchanges served again within ~{poll} s")
+        print(f"  downstreams accept them again within ~{ttl} s (list ttl + 2 s)")
 
 
 def _list(store: "StatusStore") -> int:
-    revocations = store.revocations(int(time.time()))
-    print(f"{'KIND':<9} {'SINCE':<20} {'UNTIL':<20} {'OPERATOR':<12} KEY  (REASON)")
-    for r in revocations:
-        until = _time(r.until) if r.until else "lifted"
+    now = int(time.time())
+    entries = [("revoked", r, "lifted") for r in store.revocations(now)]
+    entries += [("suspended", s, "reinstated") for s in store.suspensions(now)]
+    print(f"{'STATE':<10} {'KIND':<9} {'SINCE':<20} {'UNTIL':<20} {'OPERATOR':<12} KEY  (REASON)")
+    for state, r, ended_by in entries:
+        until = _time(r.until) if r.until else ended_by
         print(
-            f"{r.kind:<9} {_time(r.created_at):<20} {until:<20} {r.operator:<12} "
+            f"{state:<10} {r.kind:<9} {_time(r.created_at):<20} {until:<20} {r.operator:<12} "
             f"{_shown(r.kind, r.key)}  ({r.reason})"
         )
     return 0

@@ -1,6 +1,8 @@
-"""The revocation audit log: one JSON line per `sekisho revoke` / `revoke lift`, appended and
-fsynced like the key audit log (signing/audit.py). Fields: time, action (revoke | lift), kind,
-key, operator, reason, marked (live tokens marked INVALID), until (0 = until lifted)."""
+"""The revocation audit log: one JSON line per `sekisho revoke` / `revoke lift` / `revoke suspend`
+/ `revoke reinstate`, appended and fsynced like the key audit log (signing/audit.py). Fields:
+time, action (revoke | lift | suspend | reinstate), kind, key, operator, reason, marked (live
+tokens marked INVALID by revoke, SUSPENDED by suspend, returned to VALID by reinstate), until
+(0 = until lifted or reinstated)."""
 
 import json
 import time
@@ -14,7 +16,7 @@ from sekisho.signing.audit import append_fsynced
 class RevocationEvent:
     """One revocation command, as the audit log records it."""
 
-    action: str  # revoke | lift
+    action: str  # revoke | lift | suspend | reinstate
     kind: str
     key: str
     operator: str

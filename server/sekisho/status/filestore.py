@@ -39,8 +39,15 @@ CREATE TABLE IF NOT EXISTS invalid (
 CREATE TABLE IF NOT EXISTS revocations (
   kind TEXT NOT NULL, key TEXT NOT NULL, reason TEXT NOT NULL, operator TEXT NOT NULL,
   created_at INTEGER NOT NULL, until INTEGER NOT NULL, PRIMARY KEY (kind, key));
+CREATE TABLE IF NOT EXISTS suspended (
+  list_id INTEGER NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (list_id, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS suspensions (
+  kind TEXT NOT NULL, key TEXT NOT NULL, reason TEXT NOT NULL, operator TEXT NOT NULL,
+  created_at INTEGER NOT NULL, until INTEGER NOT NULL, PRIMARY KEY (kind, key));
 """
 _COLUMN = {"token": "jti", "subject": "subject", "caller": "caller", "audience": "audience"}
+# What each kind of entry in force marks its tokens with: INVALID (final) or SUSPENDED.
+_MARKS = {"revocations": "invalid", "suspensions": "suspended"}
 
 
 class FileStatusStore:
@@ -125,35 +132,17 @@ class FileStatusStore:
                     for t in tokens
                 ],
             )
-            active = {(r.kind, r.key) for r in _revocations(conn, now)}
-            covered = [t for t in tokens if any((k, t.key(k)) in active for k in KINDS)]
-            _mark(conn, [(t.list_id, t.idx) for t in covered])
-        return len(covered)
+            marked = 0
+            for table in ("revocations", "suspensions"):
+                active = {(r.kind, r.key) for r in _in_force(conn, table, now)}
+                covered = [t for t in tokens if any((k, t.key(k)) in active for k in KINDS)]
+                _mark(conn, _MARKS[table], [(t.list_id, t.idx) for t in covered])
+                marked += len(covered)
+        return marked
 
     def revoke(self, now: int, revocation: Revocation) -> int:
-        column = _COLUMN[revocation.kind]
         with self._write() as conn:
-            rows = conn.execute(
-                f"SELECT list_id, idx, expires_at FROM tokens WHERE {column} = ? "  # noqa: S608
-                "AND expires_at >= ?",
-                (revocation.key, now),
-            ).fetchall()
-            until = revocation.until
-            if revocation.kind == "token" and rows:
-                until = max(row[2] for row in rows)  # ends when the token does
-            conn.execute(
-                "INSERT OR REPLACE INTO revocations VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    revocation.kind,
-                    revocation.key,
-                    revocation.reason,
-                    revocation.operator,
-                    revocation.created_at,
-                    until,
-                ),
-            )
-            _mark(conn, [(row[0], row[1]) for row in rows])
-        return len(rows)
+            return _put_in_force(conn, "revocations", now, revocation)
 
     def lift(self, kind: RevocationKind, key: str) -> bool:
         with self._write() as conn:
@@ -162,7 +151,29 @@ class FileStatusStore:
 
     def revocations(self, now: int) -> list[Revocation]:
         with self._read() as conn:
-            return _revocations(conn, now)
+            return _in_force(conn, "revocations", now)
+
+    def suspend(self, now: int, suspension: Revocation) -> int:
+        with self._write() as conn:
+            return _put_in_force(conn, "suspensions", now, suspension)
+
+    def reinstate(self, now: int, kind: RevocationKind, key: str) -> int | None:
+        with self._write() as conn:
+            cursor = conn.execute("DELETE FROM suspensions WHERE kind = ? AND key = ?", (kind, key))
+            if cursor.rowcount == 0:
+                return None
+            # Live tokens another suspension in force still covers keep their mark.
+            still: set[tuple[int, int]] = set()
+            for other in _in_force(conn, "suspensions", now):
+                still.update(_live(conn, other.kind, other.key, now))
+            freed = [entry for entry in _live(conn, kind, key, now) if entry not in still]
+            conn.executemany("DELETE FROM suspended WHERE list_id = ? AND idx = ?", freed)
+            invalid = [_is_invalid(conn, entry) for entry in freed]
+        return invalid.count(False)
+
+    def suspensions(self, now: int) -> list[Revocation]:
+        with self._read() as conn:
+            return _in_force(conn, "suspensions", now)
 
     def snapshot(self, list_id: int) -> ListSnapshot | None:
         with self._read() as conn:
@@ -170,7 +181,9 @@ class FileStatusStore:
             if row is None:
                 return None
             invalid = conn.execute("SELECT idx FROM invalid WHERE list_id = ?", (list_id,))
-            return ListSnapshot(list_id, row[0], frozenset(r[0] for r in invalid))
+            found = frozenset(r[0] for r in invalid)
+            suspended = conn.execute("SELECT idx FROM suspended WHERE list_id = ?", (list_id,))
+            return ListSnapshot(list_id, row[0], found, frozenset(r[0] for r in suspended))
 
     def live_lists(self, now: int) -> list[int]:
         with self._read() as conn:
@@ -185,9 +198,11 @@ class FileStatusStore:
         with self._write() as conn:
             conn.execute("DELETE FROM tokens WHERE expires_at < ?", (now,))
             retired = "SELECT list_id FROM lists WHERE next_index >= size AND retire_after < ?"
-            conn.execute(f"DELETE FROM invalid WHERE list_id IN ({retired})", (now,))  # noqa: S608
+            for marks in _MARKS.values():
+                conn.execute(f"DELETE FROM {marks} WHERE list_id IN ({retired})", (now,))  # noqa: S608
             conn.execute("DELETE FROM lists WHERE next_index >= size AND retire_after < ?", (now,))
-            conn.execute("DELETE FROM revocations WHERE until != 0 AND until <= ?", (now,))
+            for table in _MARKS:
+                conn.execute(f"DELETE FROM {table} WHERE until != 0 AND until <= ?", (now,))  # noqa: S608
 
     def close(self) -> None:
         with self._lock:
@@ -207,14 +222,48 @@ def _refuse_writable_by_others(path: Path, info: os.stat_result) -> None:
         )
 
 
-def _revocations(conn: sqlite3.Connection, now: int) -> list[Revocation]:
+def _in_force(conn: sqlite3.Connection, table: str, now: int) -> list[Revocation]:
+    """The rows of `revocations` or `suspensions` in force at `now`."""
     rows = conn.execute(
-        "SELECT kind, key, reason, operator, created_at, until FROM revocations "
-        "WHERE until = 0 OR until > ? ORDER BY created_at",
+        "SELECT kind, key, reason, operator, created_at, until FROM "  # noqa: S608
+        f"{table} WHERE until = 0 OR until > ? ORDER BY created_at",
         (now,),
     ).fetchall()
     return [Revocation(*row) for row in rows]
 
 
-def _mark(conn: sqlite3.Connection, entries: Sequence[tuple[int, int]]) -> None:
-    conn.executemany("INSERT OR IGNORE INTO invalid VALUES (?, ?)", entries)
+def _live(conn: sqlite3.Connection, kind: str, key: str, now: int) -> list[tuple[int, int]]:
+    """(list_id, idx) of the recorded tokens `kind` = `key` names that have not expired."""
+    rows = conn.execute(
+        f"SELECT list_id, idx FROM tokens WHERE {_COLUMN[kind]} = ? "  # noqa: S608
+        "AND expires_at >= ?",
+        (key, now),
+    ).fetchall()
+    return [(row[0], row[1]) for row in rows]
+
+
+def _put_in_force(conn: sqlite3.Connection, table: str, now: int, entry: Revocation) -> int:
+    """Store a revocation or suspension and mark the live tokens it covers; returns that count."""
+    rows = conn.execute(
+        f"SELECT list_id, idx, expires_at FROM tokens WHERE {_COLUMN[entry.kind]} = ? "  # noqa: S608
+        "AND expires_at >= ?",
+        (entry.key, now),
+    ).fetchall()
+    until = entry.until
+    if entry.kind == "token" and rows:
+        until = max(row[2] for row in rows)  # ends when the token does
+    conn.execute(
+        f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608
+        (entry.kind, entry.key, entry.reason, entry.operator, entry.created_at, until),
+    )
+    _mark(conn, _MARKS[table], [(row[0], row[1]) for row in rows])
+    return len(rows)
+
+
+def _is_invalid(conn: sqlite3.Connection, entry: tuple[int, int]) -> bool:
+    row = conn.execute("SELECT 1 FROM invalid WHERE list_id = ? AND idx = ?", entry).fetchone()
+    return row is not None
+
+
+def _mark(conn: sqlite3.Connection, marks: str, entries: Sequence[tuple[int, int]]) -> None:
+    conn.executemany(f"INSERT OR IGNORE INTO {marks} VALUES (?, ?)", entries)  # noqa: S608

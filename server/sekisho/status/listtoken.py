@@ -7,17 +7,36 @@ the store write; verifiers then see it within the list's `ttl`.
 """
 
 import asyncio
+import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sekisho.clock import Clock
 from sekisho.minting.encoder import JwsEncoder
 from sekisho.signing.keyring import Keyring
-from sekisho.status.bitlist import INVALID, StatusList, pack
+from sekisho.status.bitlist import INVALID, SUSPENDED, StatusList, pack
+from sekisho.status.models import ListSnapshot
 from sekisho.status.store import StatusStore
+
+log = logging.getLogger(__name__)
 
 TYP_STATUS_LIST = "statuslist+jwt"
 MEDIA_TYPE = "application/statuslist+jwt"
+
+
+def entry_statuses(snapshot: ListSnapshot, bits: int) -> Iterator[tuple[int, int]]:
+    """(idx, status) of every entry that is not VALID; INVALID wins over SUSPENDED (it is final).
+
+    A 1-bit list cannot hold SUSPENDED (draft §4.1): a suspended entry is then served as INVALID,
+    failing closed for downstreams (`sekisho revoke suspend` refuses bits = 1; this is a service
+    whose config differs from the command's).
+    """
+    suspended = SUSPENDED if bits > 1 else INVALID
+    for idx in snapshot.suspended - snapshot.invalid:
+        yield idx, suspended
+    for idx in snapshot.invalid:
+        yield idx, INVALID
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +99,9 @@ class StatusListTokens:
         if snapshot is None:
             self._built.pop(list_id, None)
             return None
-        statuses = ((idx, INVALID) for idx in snapshot.invalid)
-        array = pack(snapshot.size, self._bits, statuses)
+        if snapshot.suspended and self._bits == 1:
+            log.warning("status_suspended_served_invalid", extra={"list_id": list_id})
+        array = pack(snapshot.size, self._bits, entry_statuses(snapshot, self._bits))
         token = await self._sign(list_id, StatusList(self._bits, array))
         self._built = {k: v for k, v in self._built.items() if monotonic - v.built_at < 60}
         self._built[list_id] = _Built(token, monotonic)

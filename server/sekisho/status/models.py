@@ -1,4 +1,6 @@
-"""Values the status store holds: leases of indexes, issued-token records and revocations."""
+"""Values the status store holds: leases of indexes, issued-token records, revocations and
+suspensions (draft-ietf-oauth-status-list §7.1: INVALID 0x01 is final, SUSPENDED 0x02 is
+reversible)."""
 
 from dataclasses import dataclass
 from typing import Literal
@@ -52,7 +54,8 @@ class IssuedToken:
 
 @dataclass(frozen=True, slots=True)
 class Revocation:
-    """One revocation in force: until lifted (`until` = 0) or until `until` (token revocations)."""
+    """One revocation (or, in the store's suspensions, one suspension) in force: until lifted or
+    reinstated (`until` = 0) or until `until` (those naming a minted token end with it)."""
 
     kind: RevocationKind
     key: str
@@ -67,8 +70,10 @@ class Revocation:
 
 @dataclass(frozen=True, slots=True)
 class ListSnapshot:
-    """One status list as stored: its size and the indexes marked INVALID."""
+    """One status list as stored: its size and the indexes marked INVALID or SUSPENDED (an index
+    in both reads INVALID)."""
 
     list_id: int
     size: int
     invalid: frozenset[int]
+    suspended: frozenset[int] = frozenset()

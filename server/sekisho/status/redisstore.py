@@ -1,8 +1,9 @@
 """The multi-replica StatusStore: Redis, each operation one Lua script (atomic on the server).
 
 Keys under `prefix`: `lists:current`, `lists:seq`, `list:<id>` (size, next, retire_after),
-`list:<id>:invalid` (a set of indexes), `by:<kind>:<value>` (sorted sets of `<list>:<idx>` by exp;
-`jti:<jti>` strings for token revocations) and the `revocations` / `revocation_until` hashes.
+`list:<id>:invalid` and `list:<id>:suspended` (sets of indexes), `by:<kind>:<value>` (sorted sets
+of `<list>:<idx>` by exp; `jti:<jti>` strings for token revocations), the `revocations` /
+`revocation_until` hashes and the `suspensions` / `suspension_until` hashes.
 Every per-token key expires with the token; a list's keys expire once no token in it can be valid.
 """
 
@@ -16,8 +17,8 @@ from sekisho.status.models import IssuedToken, Lease, ListSnapshot, Revocation, 
 from sekisho.status.store import StatusStoreError
 
 _MARK = """
-local function mark(P, list, idx)
-  local key = P .. 'list:' .. list .. ':invalid'
+local function mark(P, list, idx, marks)
+  local key = P .. 'list:' .. list .. ':' .. marks
   redis.call('SADD', key, idx)
   local retire = tonumber(redis.call('HGET', P .. 'list:' .. list, 'retire_after') or '0')
   if retire > 0 then redis.call('EXPIREAT', key, retire + 60) end
@@ -64,7 +65,6 @@ for i = 3, #ARGV, 7 do
   local jti, list, idx, exp = ARGV[i], ARGV[i + 4], ARGV[i + 5], tonumber(ARGV[i + 6])
   local member = list .. ':' .. idx
   redis.call('SET', P .. 'jti:' .. jti, member .. ':' .. exp, 'EXAT', exp + 1)
-  local covered = false
   local names = {token = jti, subject = ARGV[i + 1], caller = ARGV[i + 2], audience = ARGV[i + 3]}
   for _, kind in ipairs(kinds) do
     local key = P .. 'by:' .. kind .. ':' .. names[kind]
@@ -72,44 +72,85 @@ for i = 3, #ARGV, 7 do
     redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. now)
     extend(key, exp + 1)
   end
-  for kind, value in pairs(names) do
-    local untl = redis.call('HGET', P .. 'revocation_until', kind .. '\\31' .. value)
-    if untl and (tonumber(untl) == 0 or tonumber(untl) > now) then covered = true end
+  for entries, marks in pairs({revocation = 'invalid', suspension = 'suspended'}) do
+    local covered = false
+    for kind, value in pairs(names) do
+      local untl = redis.call('HGET', P .. entries .. '_until', kind .. '\\31' .. value)
+      if untl and (tonumber(untl) == 0 or tonumber(untl) > now) then covered = true end
+    end
+    if covered then mark(P, list, idx, marks); marked = marked + 1 end
   end
-  if covered then mark(P, list, idx); marked = marked + 1 end
 end
 return marked
 """
 )
 
-_REVOKE = (
-    _MARK
-    + """
-local P, now, kind, value = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local untl = tonumber(ARGV[8])
-local members = {}
-if kind == 'token' then
+# The live tokens `kind` = `value` names, as `<list>:<idx>` members, and the latest exp of a token
+# named by jti (0 otherwise).
+_MEMBERS = """
+local function members_of(P, now, kind, value)
+  if kind ~= 'token' then
+    return redis.call('ZRANGEBYSCORE', P .. 'by:' .. kind .. ':' .. value, now, '+inf'), 0
+  end
   local found = redis.call('GET', P .. 'jti:' .. value)
   if found then
     local list, idx, exp = string.match(found, '^(%d+):(%d+):(%d+)$')
-    if tonumber(exp) >= now then
-      table.insert(members, list .. ':' .. idx)
-      untl = tonumber(exp)
-    end
+    if tonumber(exp) >= now then return {list .. ':' .. idx}, tonumber(exp) end
   end
-else
-  members = redis.call('ZRANGEBYSCORE', P .. 'by:' .. kind .. ':' .. value, now, '+inf')
+  return {}, 0
 end
+"""
+
+# ARGV[9]: 'revocation' (marks INVALID) or 'suspension' (marks SUSPENDED).
+_PUT_IN_FORCE = (
+    _MARK
+    + _MEMBERS
+    + """
+local P, now, kind, value = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local untl, entries = tonumber(ARGV[8]), ARGV[9]
+local marks = ({revocation = 'invalid', suspension = 'suspended'})[entries]
+local members, exp = members_of(P, now, kind, value)
+if exp > 0 then untl = exp end  -- a minted token's entry ends when the token does
 local field = kind .. '\\31' .. value
-redis.call('HSET', P .. 'revocation_until', field, untl)
-redis.call('HSET', P .. 'revocations', field, cjson.encode({
+redis.call('HSET', P .. entries .. '_until', field, untl)
+redis.call('HSET', P .. entries .. 's', field, cjson.encode({
   kind = kind, key = value, reason = ARGV[5], operator = ARGV[6],
   created_at = tonumber(ARGV[7]), ['until'] = untl}))
 for _, member in ipairs(members) do
   local list, idx = string.match(member, '^(%d+):(%d+)$')
-  mark(P, list, idx)
+  mark(P, list, idx, marks)
 end
 return #members
+"""
+)
+
+# -1 when no such suspension is in force, else how many freed tokens now read VALID.
+_REINSTATE = (
+    _MEMBERS
+    + """
+local P, now, kind, value = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local field = kind .. '\\31' .. value
+if redis.call('HDEL', P .. 'suspensions', field) == 0 then return -1 end
+redis.call('HDEL', P .. 'suspension_until', field)
+local still = {}
+local others = redis.call('HGETALL', P .. 'suspension_until')
+for i = 1, #others, 2 do
+  local untl = tonumber(others[i + 1])
+  if untl == 0 or untl > now then
+    local k, v = string.match(others[i], '^([^\\31]*)\\31(.*)$')
+    for _, member in ipairs((members_of(P, now, k, v))) do still[member] = true end
+  end
+end
+local freed = 0
+for _, member in ipairs((members_of(P, now, kind, value))) do
+  if not still[member] then
+    local list, idx = string.match(member, '^(%d+):(%d+)$')
+    local key = P .. 'list:' .. list
+    redis.call('SREM', key .. ':suspended', idx)
+    if redis.call('SISMEMBER', key .. ':invalid', idx) == 0 then freed = freed + 1 end
+  end
+end
+return freed
 """
 )
 
@@ -120,7 +161,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'lists', '-inf', '(' .. now
   local key = P .. 'list:' .. id
   local fields = redis.call('HMGET', key, 'next', 'size')
   if (not fields[1]) or tonumber(fields[1]) >= tonumber(fields[2]) then
-    redis.call('DEL', key, key .. ':invalid')
+    redis.call('DEL', key, key .. ':invalid', key .. ':suspended')
     redis.call('ZREM', P .. 'lists', id)
   end
 end
@@ -136,7 +177,8 @@ class RedisStatusStore:
         self._prefix = prefix
         self._lease = client.register_script(_LEASE)
         self._record = client.register_script(_RECORD)
-        self._revoke = client.register_script(_REVOKE)
+        self._put_in_force = client.register_script(_PUT_IN_FORCE)
+        self._reinstate = client.register_script(_REINSTATE)
         self._prune = client.register_script(_PRUNE)
 
     @classmethod
@@ -162,39 +204,44 @@ class RedisStatusStore:
         return int(self._call(self._record, args))
 
     def revoke(self, now: int, revocation: Revocation) -> int:
-        r = revocation
-        args = [self._prefix, now, r.kind, r.key, r.reason, r.operator, r.created_at, r.until]
-        return int(self._call(self._revoke, args))
+        return self._put(now, revocation, "revocation")
 
     def lift(self, kind: RevocationKind, key: str) -> bool:
-        field = f"{kind}\x1f{key}"
-        try:
-            pipe = self._client.pipeline()
-            pipe.hdel(self._prefix + "revocations", field)
-            pipe.hdel(self._prefix + "revocation_until", field)
-            removed, _ = pipe.execute()
-        except redis.RedisError as exc:
-            raise StatusStoreError(f"status store (redis): {exc}") from exc
-        return bool(removed)
+        return self._remove("revocation", kind, key)
 
     def revocations(self, now: int) -> list[Revocation]:
-        try:
-            raw = self._client.hgetall(self._prefix + "revocations")
-        except redis.RedisError as exc:
-            raise StatusStoreError(f"status store (redis): {exc}") from exc
-        found = [_revocation(value) for value in raw.values()]
-        return sorted((r for r in found if r.active(now)), key=lambda r: r.created_at)
+        return sorted(
+            (r for r in self._all("revocation") if r.active(now)), key=lambda r: r.created_at
+        )
+
+    def suspend(self, now: int, suspension: Revocation) -> int:
+        return self._put(now, suspension, "suspension")
+
+    def reinstate(self, now: int, kind: RevocationKind, key: str) -> int | None:
+        freed = int(self._call(self._reinstate, [self._prefix, now, kind, key]))
+        return None if freed < 0 else freed
+
+    def suspensions(self, now: int) -> list[Revocation]:
+        return sorted(
+            (r for r in self._all("suspension") if r.active(now)), key=lambda r: r.created_at
+        )
 
     def snapshot(self, list_id: int) -> ListSnapshot | None:
         key = f"{self._prefix}list:{list_id}"
         try:
             size = self._client.hget(key, "size")
-            members = self._client.smembers(key + ":invalid") if size is not None else set()
+            if size is None:
+                return None
+            invalid = self._client.smembers(key + ":invalid")
+            suspended = self._client.smembers(key + ":suspended")
         except redis.RedisError as exc:
             raise StatusStoreError(f"status store (redis): {exc}") from exc
-        if size is None:
-            return None
-        return ListSnapshot(list_id, _int(size), frozenset(_int(m) for m in members))
+        return ListSnapshot(
+            list_id,
+            _int(size),
+            frozenset(_int(m) for m in invalid),
+            frozenset(_int(m) for m in suspended),
+        )
 
     def live_lists(self, now: int) -> list[int]:
         try:
@@ -206,16 +253,34 @@ class RedisStatusStore:
     def prune(self, now: int) -> None:
         self._call(self._prune, [self._prefix, now])
         # Lists and records expire by themselves; only elapsed token revocations remain.
-        for revocation in self._all_revocations():
-            if not revocation.active(now):
-                self.lift(revocation.kind, revocation.key)
+        for table in ("revocation", "suspension"):
+            for entry in self._all(table):
+                if not entry.active(now):
+                    self._remove(table, entry.kind, entry.key)
 
     def close(self) -> None:
         self._client.close()
 
-    def _all_revocations(self) -> list[Revocation]:
+    def _put(self, now: int, entry: Revocation, table: str) -> int:
+        """Put a revocation or suspension (`table`) in force, marking its live tokens."""
+        r = entry
+        args = [self._prefix, now, r.kind, r.key, r.reason, r.operator, r.created_at, r.until]
+        return int(self._call(self._put_in_force, [*args, table]))
+
+    def _remove(self, table: str, kind: RevocationKind, key: str) -> bool:
+        field = f"{kind}\x1f{key}"
         try:
-            raw = self._client.hgetall(self._prefix + "revocations")
+            pipe = self._client.pipeline()
+            pipe.hdel(f"{self._prefix}{table}s", field)
+            pipe.hdel(f"{self._prefix}{table}_until", field)
+            removed, _ = pipe.execute()
+        except redis.RedisError as exc:
+            raise StatusStoreError(f"status store (redis): {exc}") from exc
+        return bool(removed)
+
+    def _all(self, table: str) -> list[Revocation]:
+        try:
+            raw = self._client.hgetall(f"{self._prefix}{table}s")
         except redis.RedisError as exc:
             raise StatusStoreError(f"status store (redis): {exc}") from exc
         return [_revocation(value) for value in raw.values()]

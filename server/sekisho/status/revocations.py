@@ -1,6 +1,8 @@
-"""The revocations in force, as this worker knows them: refreshed from the store every poll, and
-checked before policy on every exchange (a revoked user, caller, audience or token is refused
-access_denied on every worker within poll + one store round trip).
+"""The revocations and suspensions in force, as this worker knows them: refreshed from the store
+every poll, and checked before policy on every exchange (a revoked or suspended user, caller,
+audience or token is refused access_denied on every worker within poll + one store round trip).
+Being before policy, the check also comes before the decision cache: a cached allow never
+outlives a revocation or suspension.
 
 Fail closed: when the view is older than `max_stale_seconds` (the store is unreachable), exchanges
 are refused temporarily_unavailable, because a revocation made meanwhile would go unseen.
@@ -13,7 +15,7 @@ from collections.abc import Iterable
 from sekisho.clock import Clock
 from sekisho.errors import AccessDeniedError, TemporarilyUnavailableError
 from sekisho.models import ExchangeRequest, VerifiedToken
-from sekisho.status.models import RevocationKind, subject_key
+from sekisho.status.models import Revocation, RevocationKind, subject_key
 from sekisho.status.store import StatusStore
 
 log = logging.getLogger(__name__)
@@ -40,23 +42,30 @@ def covered_keys(
 
 
 class RevocationGate:
-    """Refuses exchanges a revocation in force covers."""
+    """Refuses exchanges a revocation or suspension in force covers."""
 
     def __init__(self, store: StatusStore, clock: Clock, *, max_stale_seconds: float) -> None:
         self._store = store
         self._clock = clock
         self._max_stale = max_stale_seconds
-        self._active: frozenset[tuple[str, str]] = frozenset()
+        # (kind, key) -> "revoked" | "suspended" (a key both revoked and suspended: "revoked")
+        self._active: dict[tuple[str, str], str] = {}
         self._loaded_at: float | None = None
 
     async def refresh(self) -> None:
-        """Reload the revocations in force. Raises: StatusStoreError."""
+        """Reload the revocations and suspensions in force. Raises: StatusStoreError."""
         now = self._clock.now()
-        found = await asyncio.to_thread(self._store.revocations, int(now))
-        active = frozenset((r.kind, r.key) for r in found)
+        revoked, suspended = await asyncio.to_thread(self._load, int(now))
+        active: dict[tuple[str, str], str] = {(s.kind, s.key): "suspended" for s in suspended}
+        active.update({(r.kind, r.key): "revoked" for r in revoked})
         if active != self._active:
-            log.info("revocations_loaded", extra={"count": len(active)})
+            log.info(
+                "revocations_loaded", extra={"count": len(revoked), "suspended": len(suspended)}
+            )
         self._active, self._loaded_at = active, now
+
+    def _load(self, now: int) -> tuple[list[Revocation], list[Revocation]]:
+        return self._store.revocations(now), self._store.suspensions(now)
 
     def check(
         self, request: ExchangeRequest, subject: VerifiedToken, actor: VerifiedToken | None
@@ -68,11 +77,12 @@ class RevocationGate:
                 "token status is unavailable", log_detail="revocation view is stale"
             )
         for kind, key in covered_keys(request, subject, actor):
-            if (kind, key) in self._active:
-                raise AccessDeniedError("the exchange was denied", log_detail=f"revoked {kind}")
+            if (effect := self._active.get((kind, key))) is not None:
+                raise AccessDeniedError("the exchange was denied", log_detail=f"{effect} {kind}")
 
     def revoked(self, keys: Iterable[tuple[str, str]]) -> bool:
-        """Whether a revocation in force names any of `keys` (for caches of minted tokens)."""
+        """Whether a revocation or suspension in force names any of `keys` (for caches of minted
+        tokens: a suspended token must not be served from one either)."""
         return any(key in self._active for key in keys)
 
     async def refresh_forever(self, interval: float) -> None:

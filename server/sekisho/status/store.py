@@ -2,6 +2,8 @@
 
 `record` and `revoke` are each one atomic step in the store, so a token recorded concurrently with
 a revocation that covers it is marked INVALID whichever runs first (docs/security-team.md).
+Suspensions are the reversible kind: `suspend` marks SUSPENDED, `reinstate` returns to VALID only
+the live tokens no other suspension covers; nothing ever removes an INVALID mark.
 """
 
 from collections.abc import Sequence
@@ -27,7 +29,8 @@ class StatusStore(Protocol):
         ...
 
     def record(self, now: int, tokens: Sequence[IssuedToken]) -> int:
-        """Remember minted tokens; marks those covered by a revocation. Returns how many."""
+        """Remember minted tokens; marks those a revocation (INVALID) or a suspension (SUSPENDED)
+        covers. Returns how many were marked."""
         ...
 
     def revoke(self, now: int, revocation: Revocation) -> int:
@@ -42,8 +45,22 @@ class StatusStore(Protocol):
         """Every revocation in force at `now`."""
         ...
 
+    def suspend(self, now: int, suspension: Revocation) -> int:
+        """Put `suspension` in force and mark every live token it covers SUSPENDED; returns that
+        count (tokens also INVALID included)."""
+        ...
+
+    def reinstate(self, now: int, kind: RevocationKind, key: str) -> int | None:
+        """End a suspension; its live tokens no other suspension covers lose the SUSPENDED mark.
+        Returns how many of them now read VALID (not INVALID); None when none was in force."""
+        ...
+
+    def suspensions(self, now: int) -> list[Revocation]:
+        """Every suspension in force at `now`."""
+        ...
+
     def snapshot(self, list_id: int) -> ListSnapshot | None:
-        """A list's size and INVALID indexes; None when unknown or retired."""
+        """A list's size, INVALID and SUSPENDED indexes; None when unknown or retired."""
         ...
 
     def live_lists(self, now: int) -> list[int]:
@@ -51,7 +68,7 @@ class StatusStore(Protocol):
         ...
 
     def prune(self, now: int) -> None:
-        """Forget expired records, retired lists and elapsed revocations."""
+        """Forget expired records, retired lists and elapsed revocations and suspensions."""
         ...
 
     def close(self) -> None: ...

@@ -18,7 +18,14 @@ from typing import Any
 import aiohttp
 import jwt
 
-from sekisho.status.bitlist import VALID, StatusList, StatusListFormatError, from_claim
+from sekisho.status.bitlist import (
+    INVALID,
+    SUSPENDED,
+    VALID,
+    StatusList,
+    StatusListFormatError,
+    from_claim,
+)
 from sekisho.verify.errors import TokenRejectedError, VerifierUnavailableError
 from sekisho.verify.jwks import max_age_seconds
 from sekisho.verify.keys import KeySource
@@ -29,6 +36,8 @@ MEDIA_TYPE = "application/statuslist+jwt"
 TYP = "statuslist+jwt"
 _MAX_LIST_TOKEN_BYTES = 4 * 1024 * 1024
 _REFRESH_AHEAD = 0.2  # of the ttl
+# draft §7.1 names; any other value (0x03, application specific, or unassigned) is refused too.
+_STATUS_NAMES = {INVALID: "revoked", SUSPENDED: "suspended"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +87,13 @@ class StatusListClient:
             raise TokenRejectedError("status index is outside the list") from exc
 
     async def check(self, claim: object) -> None:
-        """Raises: TokenRejectedError unless the status is VALID; VerifierUnavailableError."""
-        if await self.status(claim) != VALID:
-            raise TokenRejectedError("token status is not valid (revoked)")
+        """Raises: TokenRejectedError unless the status is VALID (SUSPENDED is refused like
+        INVALID while it lasts; a later copy of the list may read VALID again),
+        VerifierUnavailableError."""
+        status = await self.status(claim)
+        if status != VALID:
+            name = _STATUS_NAMES.get(status, f"status {status:#04x}")
+            raise TokenRejectedError(f"token status is not valid ({name})")
 
     def _reference(self, claim: object) -> tuple[str, int]:
         reference = claim.get("status_list") if isinstance(claim, Mapping) else None

@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 import pytest
 from aiohttp import web
-from sekisho.status.bitlist import INVALID, StatusList, pack
+from sekisho.status.bitlist import INVALID, SUSPENDED, StatusList, pack
 from sekisho.verify import StatusListClient, TokenRejectedError, VerifierUnavailableError
 
 from tests.unit.verify.test_tokens import KEY, NOW, OTHER_KEY, StaticKeys, mint, verifier
@@ -25,6 +25,9 @@ class ListServer:
 
     base: str = ""
     invalid: set[int] = field(default_factory=set)
+    # idx -> any other status value (SUSPENDED, application specific), in a list of `bits` bits
+    others: dict[int, int] = field(default_factory=dict)
+    bits: int = 1
     typ: str = "statuslist+jwt"
     sub: str = ""
     iss: str = ""
@@ -34,14 +37,15 @@ class ListServer:
     hits: int = 0
 
     def token(self) -> str:
-        array = pack(16, 1, [(i, INVALID) for i in self.invalid])
+        statuses = [(i, INVALID) for i in self.invalid] + list(self.others.items())
+        array = pack(16, self.bits, statuses)
         claims = {
             "sub": self.sub or f"{self.base}/statuslists/1",
             "iss": self.iss or self.base,
             "iat": int(NOW),
             "exp": self.exp,
             "ttl": TTL,
-            "status_list": StatusList(1, array).to_claim(),
+            "status_list": StatusList(self.bits, array).to_claim(),
         }
         return jwt.encode(
             claims, self.key, algorithm="ES256", headers={"typ": self.typ, "kid": "k1"}
@@ -99,6 +103,29 @@ async def test_a_revoked_token_is_refused_and_a_valid_one_passes(server: ListSer
     await check.verify(mint(iss=server.base, status=_status(server, 2)))
     with pytest.raises(TokenRejectedError, match="revoked"):
         await check.verify(mint(iss=server.base, status=_status(server, 3)))
+
+
+async def test_a_suspended_token_is_refused_while_suspended_and_passes_after(
+    server: ListServer,
+) -> None:
+    server.bits, server.others, server.invalid = 2, {5: SUSPENDED}, {6}
+    clock = Clock()
+    check = verifier(issuer=server.base, status=_client(server, clock), clock=clock)
+    with pytest.raises(TokenRejectedError, match="suspended"):
+        await check.verify(mint(iss=server.base, status=_status(server, 5)))
+    server.others = {}  # reinstated: the next copy of the list reads VALID
+    clock.now += TTL  # the copy held is past its ttl
+    await check.verify(mint(iss=server.base, status=_status(server, 5)))
+    with pytest.raises(TokenRejectedError, match="revoked"):
+        await check.verify(mint(iss=server.base, status=_status(server, 6)))
+
+
+async def test_an_application_specific_status_is_refused(server: ListServer) -> None:
+    server.bits, server.others = 2, {5: 0x03}  # draft §7.1: meaning known out of band only
+    clock = Clock()
+    check = verifier(issuer=server.base, status=_client(server, clock), clock=clock)
+    with pytest.raises(TokenRejectedError, match="0x03"):
+        await check.verify(mint(iss=server.base, status=_status(server, 5)))
 
 
 async def test_a_token_without_status_verifies_as_before(server: ListServer) -> None:
