@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sekisho.policy.wasm.builtins.gofloat import format_fixed
 from sekisho.policy.wasm.builtins.registry import BuiltinError, HostBuiltin
+from sekisho.policy.wasm.builtins.timeformat import NAMED_LAYOUTS, Moment, format_time
 from sekisho.policy.wasm.builtins.timeparse import (
     days_from_civil,
     days_in,
@@ -137,6 +138,18 @@ def _diff(first: Any, second: Any) -> list[int]:
     return [year, month, day, hour, minute, second]
 
 
+def _format(value: Any) -> str:
+    """builtinFormat: the layout is the operand's third element, a named layout or Go's
+    layout text; none or "" is RFC3339Nano."""
+    nanos, zone = _operand(value)
+    layout = value[2] if isinstance(value, list) and len(value) > 2 else ""
+    layout = NAMED_LAYOUTS.get(layout or "RFC3339Nano", layout)
+    wall = _local(nanos, zone)
+    offset = wall.utcoffset()
+    seconds = int(offset.total_seconds()) if offset is not None else 0
+    return format_time(Moment(wall, nanos % 10**9, seconds, wall.tzname() or ""), layout)
+
+
 def _parse_rfc3339_ns(value: Any) -> int:
     if not isinstance(value, str):
         raise BuiltinError("operand must be a string")
@@ -194,4 +207,5 @@ def time_builtins(now_ns: Callable[[], int] = time.time_ns) -> tuple[HostBuiltin
         HostBuiltin("time.weekday", _weekday),
         HostBuiltin("time.add_date", _add_date),
         HostBuiltin("time.diff", _diff),
+        HostBuiltin("time.format", _format),
     )
