@@ -26,13 +26,11 @@ import os
 import platform
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version as package_version
@@ -50,6 +48,10 @@ from sekisho.policy.wasm.engine import WasmPolicyEngine
 from sekisho.policy.wasm.factory import wasm_limits
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # tests/loopback.py: ports, waits and stops shared with the tests
+
+from tests.loopback import ServerStartError, free_port, http_ok, stop_process, wait_until  # noqa: E402
+
 QUERY = "data.sekisho.exchange.decision"
 NOW = 1_767_225_600
 GROUPS = [f"team-{n}" for n in range(40)]
@@ -158,9 +160,7 @@ def opa_binary() -> str:
 
 
 def start_opa(log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -168,14 +168,13 @@ def start_opa(log: Path) -> tuple[subprocess.Popen[bytes], str]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    for _ in range(200):
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1):  # noqa: S310 - loopback
-                return process, url
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise SystemExit("opa did not start")
+    try:
+        ready = lambda: http_ok(f"{url}/health")  # noqa: E731
+        wait_until(ready, name="opa", process=process, seconds=10, interval=0.05)
+    except ServerStartError as error:
+        process.kill()
+        raise SystemExit(str(error)) from error
+    return process, url
 
 
 async def timed(
@@ -325,8 +324,7 @@ async def main() -> None:
                 )
         finally:
             await opa.close()
-            process.terminate()
-            process.wait(timeout=10)
+            stop_process(process, timeout=10)
     (_, emb), (_, via_opa) = results.values()
     differ = sum(outcome(a) != outcome(b) for a, b in zip(emb, via_opa, strict=True))
     kinds = Counter("allow" if d.allow else d.error for d in emb)

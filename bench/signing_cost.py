@@ -15,13 +15,11 @@ import argparse
 import asyncio
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import boto3
@@ -36,6 +34,10 @@ from sekisho.signing.audit import Actor
 from sekisho.signing.keyring import Keyring
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # tests/loopback.py: ports, waits and stops shared with the tests
+
+from tests.loopback import ServerStartError, free_port, http_ok, stop_process, wait_until  # noqa: E402
+
 MOTO_LAUNCHER = REPO / "tests" / "moto_kms_server.py"
 CLAIMS = {
     "iss": "https://sekisho.example.com",
@@ -50,30 +52,21 @@ CLAIMS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start_moto() -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, str(MOTO_LAUNCHER), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):  # noqa: S310
-                return process, endpoint
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.1)
+    try:
+        ready = lambda: http_ok(f"{endpoint}/moto-api/")  # noqa: E731
+        wait_until(ready, name="moto server", process=process, seconds=30, interval=0.1)
+    except ServerStartError:
+        process.kill()
+        raise
+    return process, endpoint
 
 
 def _settings(backend: str, keys_dir: Path, endpoint: str, alg: str) -> Settings:
@@ -152,8 +145,7 @@ def main() -> None:
                 sign_ns, token_ns = asyncio.run(_measure(settings, args.tokens))
                 rows.append((backend, *_summary(sign_ns), *_summary(token_ns)))
     finally:
-        process.terminate()
-        process.wait()
+        stop_process(process, timeout=10)
     print(f"machine: {_machine()}")
     print(f"{args.alg}, {args.tokens} tokens per backend, one run\n")
     print("| backend | sign median µs | sign p99 µs | token median µs | token p99 µs |")

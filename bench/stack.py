@@ -13,11 +13,10 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
+import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from policy_latency import GROUPS, registry
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # tests/loopback.py: ports, waits and stops shared with the tests
+
+from tests.loopback import ServerStartError, free_port, http_ok, stop_process, wait_until  # noqa: E402
+
 SEKISHO = REPO / ".venv" / "bin" / "sekisho"
 OPA = REPO / "bin" / "opa"
 USERS = 1000
@@ -36,12 +39,6 @@ AUDIENCES_PER_USER = 3
 TOKEN_LIFETIME = 4 * 3600
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _b64(number: int) -> str:
@@ -235,13 +232,7 @@ class Server:
         return [_rss(pid) for pid in workers]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=30)
 
 
 def start_server(root: Path, config: Path, cpus: str = "") -> Server:
@@ -263,20 +254,19 @@ def start_server(root: Path, config: Path, cpus: str = "") -> Server:
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://{http_base}"
-    deadline = started + 60
-    while time.perf_counter() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"sekisho serve exited; see {root / 'server.log'}")
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(f"{url}/readyz", timeout=1) as response,  # noqa: S310
-        ):
-            if response.status == 200:
-                ready = time.perf_counter() - started
-                return Server(process, grpc, url, ready)
-        time.sleep(0.01)
-    process.kill()
-    raise SystemExit("sekisho serve did not become ready in 60 s")
+    try:
+        wait_until(
+            lambda: http_ok(f"{url}/readyz"),
+            name="sekisho serve",
+            process=process,
+            seconds=60,
+            interval=0.01,
+            detail=lambda: f"see {root / 'server.log'}",
+        )
+    except ServerStartError as error:
+        process.kill()
+        raise SystemExit(str(error)) from error
+    return Server(process, grpc, url, time.perf_counter() - started)
 
 
 @contextlib.contextmanager
@@ -290,21 +280,11 @@ def opa_server(root: Path, cpus: str = "") -> Iterator[str]:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(400):
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{url}/health", timeout=1),  # noqa: S310
-            ):
-                break
-            time.sleep(0.05)
+        ready = lambda: http_ok(f"{url}/health")  # noqa: E731
+        wait_until(ready, name="opa", process=process, seconds=20, interval=0.05)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=10)
 
 
 def _stat_fields(pid: int) -> list[str]:

@@ -32,14 +32,14 @@ from loadgen import EXCHANGE, run_ghz
 from stack import SEKISHO, Idp, Settings, exchange_messages, policy_folder, start_server, workload
 from stack import write_config as stack_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from redis_server import start_redis  # noqa: E402  (the tests' loopback redis-server)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sekisho.status.bitlist import INVALID, StatusList, pack
+from sekisho.status.filestore import FileStatusStore
+from sekisho.status.models import IssuedToken
+from sekisho.status.redisstore import RedisStatusStore
+from sekisho.status.store import StatusStore
 
-from sekisho.status.bitlist import INVALID, StatusList, pack  # noqa: E402
-from sekisho.status.filestore import FileStatusStore  # noqa: E402
-from sekisho.status.models import IssuedToken  # noqa: E402
-from sekisho.status.redisstore import RedisStatusStore  # noqa: E402
-from sekisho.status.store import StatusStore  # noqa: E402
+from tests.redis_server import start_redis
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RATE, LIFETIME, LIST_SIZE = 1_000, 300, 100_000
@@ -144,10 +144,10 @@ def list_sizes(root: Path) -> dict[str, Any]:
         server = start_redis()
         try:
             client = RedisStatusStore.from_url(server.url)
-            before = int(client._client.info("memory")["used_memory"])  # noqa: SLF001
+            before = int(client._client.info("memory")["used_memory"])
             started = time.perf_counter()
             _fill(client, now)
-            used = int(client._client.info("memory")["used_memory"]) - before  # noqa: SLF001
+            used = int(client._client.info("memory")["used_memory"]) - before
             sizes["redis_store"] = {"bytes": used, "bytes_per_live_token": round(used / LIVE, 1),
                                     "fill_seconds": round(time.perf_counter() - started, 1)}
             print(f"redis store: {used / LIVE:.0f} B per live token")

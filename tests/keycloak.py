@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.loopback import free_port, http_ok, stop_process, wait_until
 
 VERSION = "26.5.6"
 MAVEN = "https://repo1.maven.org/maven2/org/keycloak/keycloak-quarkus-dist"
@@ -105,12 +106,6 @@ def java_home() -> str:
     return str(Path(java).resolve().parents[1])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Keycloak:
     """A running Keycloak and an admin REST client for it."""
@@ -123,13 +118,7 @@ class Keycloak:
         return f"{self.base}/realms/{realm}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=30)
 
     def request(
         self, method: str, path: str, body: Any = None, *, form: dict[str, str] | None = None
@@ -185,7 +174,7 @@ class Keycloak:
 def start(workdir: Path) -> Keycloak:
     """Start Keycloak in dev mode on a free loopback port; wait until it serves the master realm."""
     kc_home = install()
-    port = _free_port()
+    port = free_port()
     log = workdir / "keycloak.log"
     env = {
         **os.environ,
@@ -222,20 +211,18 @@ def start(workdir: Path) -> Keycloak:
 
 
 def _wait_until_serving(server: Keycloak) -> None:
+    """Raises: ServerStartError (a RuntimeError) ending with the log's tail."""
     started = time.monotonic()
-    deadline = started + STARTUP_SECONDS
     url = f"{server.base}/realms/master/.well-known/openid-configuration"
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            tail = server.log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"Keycloak exited with {server.process.returncode}:\n{tail}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):  # loopback only
-                _log(f"serving on {server.base} after {time.monotonic() - started:.0f} s")
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"Keycloak did not serve within {STARTUP_SECONDS} s (log: {server.log})")
+    wait_until(
+        lambda: http_ok(url, timeout=2),
+        name=f"Keycloak (log: {server.log})",
+        process=server.process,
+        seconds=STARTUP_SECONDS,
+        interval=0.5,
+        detail=lambda: "\n" + server.log.read_text(errors="replace")[-3000:],
+    )
+    _log(f"serving on {server.base} after {time.monotonic() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -7,15 +7,15 @@ fail, never skip, when it is missing: CI must run them.
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.loopback import ServerStartError, free_port, http_ok, stop_process, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,12 +28,6 @@ def opa_binary() -> Path:
     if not local.is_file():
         pytest.fail(f"OPA is required: no opa on PATH and no {local} (run `make setup`)")
     return local
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class OpaServer:
@@ -98,19 +92,19 @@ class OpaServer:
         return self
 
     def _wait_healthy(self, seconds: float = 15.0) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            assert self._process is not None
-            if self._process.poll() is not None:
-                pytest.fail(f"opa exited: {self.log_path.read_text(errors='replace')[-2000:]}")
-            try:
-                health = f"{self.url}/health"
-                with urllib.request.urlopen(health, timeout=1, context=self._context) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.05)
-        pytest.fail(f"opa did not become healthy on {self.url}")
+        assert self._process is not None
+        health = f"{self.url}/health"
+        try:
+            wait_until(
+                lambda: http_ok(health, context=self._context),
+                name=f"opa on {self.url}",
+                process=self._process,
+                seconds=seconds,
+                interval=0.05,
+                detail=lambda: self.log_path.read_text(errors="replace")[-2000:],
+            )
+        except ServerStartError as error:
+            pytest.fail(str(error))
 
     def kill(self) -> None:
         """SIGKILL, as a crashed sidecar would go."""
@@ -121,12 +115,7 @@ class OpaServer:
 
     def stop(self) -> None:
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=10)
+            stop_process(self._process, timeout=10)
             self._process = None
 
     def decision_ids_logged(self) -> set[str]:

@@ -3,17 +3,12 @@
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.loopback import free_port, stop_process, wait_until
 
 
 @dataclass
@@ -28,24 +23,16 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+        stop_process(self.process, timeout=10)
 
 
-def _wait_until_answering(port: int, process: "subprocess.Popen[bytes]") -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith((b"+PONG", b"-NOAUTH")):  # up (and wants AUTH)
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not answer within 15 s")
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))  # up (and wants AUTH)
+    except OSError:
+        return False
 
 
 def start_redis(password: str = "") -> RedisServer:
@@ -53,7 +40,7 @@ def start_redis(password: str = "") -> RedisServer:
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed: run `make redis`")
-    port = _free_port()
+    port = free_port()
     auth = ["--requirepass", password] if password else []
     process = subprocess.Popen(
         [
@@ -71,7 +58,8 @@ def start_redis(password: str = "") -> RedisServer:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    _wait_until_answering(port, process)
+    ready = lambda: _answers_ping(port)  # noqa: E731
+    wait_until(ready, name="redis-server", process=process, seconds=15, interval=0.05)
     return RedisServer(port, process)
 
 

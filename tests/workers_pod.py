@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,15 +25,10 @@ from sekisho.signing.filestore import FileKeyStore
 
 from tests.harness import POLICIES
 from tests.integration.conftest import AGENT_AUDIENCE
+from tests.loopback import free_port, stop_process
 
 SEKISHO = [sys.executable, "-m", "sekisho"]
 CRM_AS = "https://crm-as.example.com"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -169,13 +163,7 @@ def alive(pid: int) -> bool:
 
 
 def stop_pod(pod: Pod) -> None:
-    if pod.process.poll() is None:
-        pod.process.terminate()
-        try:
-            pod.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pod.process.kill()
-            pod.process.wait(timeout=10)
+    stop_process(pod.process, timeout=15)
     for pid in pod.worker_pids():  # never leave a worker behind, whatever the test did
         if alive(pid):
             os.kill(pid, signal.SIGKILL)

@@ -5,8 +5,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from sekisho.service import Service, start_service
 from sekisho.signing.filestore import FileKeyStore
 
 from tests.harness import POLICIES
+from tests.loopback import free_port, http_ok, stop_process, wait_until
 from tests.redis_server import redis_server  # noqa: F401 (fixture for replay-cache tests)
 
 SEKISHO_ISSUER = "https://sekisho.test"
@@ -120,12 +119,6 @@ AWS_TEST_ENV = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """moto's standalone server on 127.0.0.1:<free port> for the whole session; its endpoint URL.
@@ -133,7 +126,7 @@ def moto_server() -> Iterator[str]:
     Started as a separate process (tests/moto_kms_server.py: moto_server with KMS DIGEST
     signing as AWS does it), so boto3 talks HTTP to it exactly as it would to KMS.
     """
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, str(MOTO_LAUNCHER), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -142,31 +135,30 @@ def moto_server() -> Iterator[str]:
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        _wait_for(endpoint, process)
+        wait_for_moto(endpoint, process)
         yield endpoint
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=10)
         if process.stderr is not None:
             process.stderr.close()
 
 
-def _wait_for(endpoint: str, process: "subprocess.Popen[bytes]") -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            stderr = process.stderr.read().decode() if process.stderr else ""
-            raise RuntimeError(f"moto server exited with {process.returncode}: {stderr[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):  # loopback only
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("moto server did not answer within 30 s")
+def wait_for_moto(endpoint: str, process: "subprocess.Popen[bytes]") -> None:
+    """Raises: ServerStartError (a RuntimeError) with the end of its stderr if it exited."""
+
+    def stderr_tail() -> str:
+        if process.poll() is None or process.stderr is None:
+            return ""
+        return process.stderr.read().decode()[-2000:]
+
+    wait_until(
+        lambda: http_ok(f"{endpoint}/moto-api/"),
+        name="moto server",
+        process=process,
+        seconds=30,
+        interval=0.1,
+        detail=stderr_tail,
+    )
 
 
 @pytest.fixture

@@ -3,38 +3,23 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.harness import POLICIES
+from tests.loopback import free_port, http_ok, wait_until
 
 pytestmark = pytest.mark.integration
 
 SEKISHO = [sys.executable, "-m", "sekisho"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_http(url: str, seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:  # loopback only
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} never became ready")
+def wait_http(url: str, seconds: float = 15.0) -> None:
+    """Return once GET `url` answers 200. Raises: ServerStartError after `seconds`."""
+    wait_until(lambda: http_ok(url), name=url, seconds=seconds, interval=0.1)
 
 
 def _write_config(tmp_path: Path, idp_port: int, grpc_port: int, http_port: int) -> Path:
@@ -63,7 +48,7 @@ dir = "keys"
 
 
 def test_readme_walkthrough_and_graceful_sigterm(tmp_path: Path) -> None:
-    idp_port, grpc_port, http_port = _free_port(), _free_port(), _free_port()
+    idp_port, grpc_port, http_port = free_port(), free_port(), free_port()
     config = str(_write_config(tmp_path, idp_port, grpc_port, http_port))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     run = {"cwd": tmp_path, "env": env, "capture_output": True, "text": True, "timeout": 60}
@@ -79,8 +64,8 @@ def test_readme_walkthrough_and_graceful_sigterm(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        _wait_http(f"http://127.0.0.1:{idp_port}/.well-known/openid-configuration")
-        _wait_http(f"http://127.0.0.1:{http_port}/readyz")
+        wait_http(f"http://127.0.0.1:{idp_port}/.well-known/openid-configuration")
+        wait_http(f"http://127.0.0.1:{http_port}/readyz")
         token = subprocess.run(
             [*SEKISHO, "dev-idp", "token", *idp_args, "--sub", "alice", "--groups", "sales"],
             check=True,

@@ -2,7 +2,6 @@
 retries only for UNAVAILABLE, and the httpx / gRPC outbound helpers."""
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,6 +25,7 @@ from sekisho.client import (
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
 
 from tests.integration.conftest import LiveStack
+from tests.loopback import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -179,16 +179,10 @@ async def test_step_up_carries_acr_values(live: LiveStack, client: TokenExchange
     assert caught.value.max_age == 900
 
 
-def _dead_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_unavailable_is_retried_until_the_deadline() -> None:
     retry = RetryPolicy(max_attempts=50, base_seconds=0.01, max_backoff_seconds=0.02)
     async with TokenExchangeClient(
-        f"127.0.0.1:{_dead_port()}", channel_options=INSECURE, retry=retry
+        f"127.0.0.1:{free_port()}", channel_options=INSECURE, retry=retry
     ) as sekisho:
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -201,7 +195,7 @@ async def test_unavailable_is_retried_until_the_deadline() -> None:
 async def test_retries_stop_at_max_attempts() -> None:
     retry = RetryPolicy(max_attempts=3, base_seconds=0.001, max_backoff_seconds=0.001)
     async with TokenExchangeClient(
-        f"127.0.0.1:{_dead_port()}", channel_options=INSECURE, retry=retry
+        f"127.0.0.1:{free_port()}", channel_options=INSECURE, retry=retry
     ) as sekisho:
         with pytest.raises(ExchangeUnavailableError):
             await sekisho.exchange("t", CRM_AS, deadline_seconds=5)

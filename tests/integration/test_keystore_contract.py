@@ -24,7 +24,8 @@ from sekisho.signing.signer import LocalSigner
 
 from tests.fakes.clock import FakeClock
 from tests.integration.backends import BACKENDS, Backend, kms_client, make_backend
-from tests.integration.conftest import MOTO_LAUNCHER, _free_port, _wait_for
+from tests.integration.conftest import MOTO_LAUNCHER, wait_for_moto
+from tests.loopback import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -181,14 +182,14 @@ async def test_bad_input_and_missing_keys_are_keystore_errors(backend: Backend) 
 @pytest.fixture
 def short_lived_moto(aws_env: str) -> Iterator[tuple[str, "subprocess.Popen[bytes]"]]:
     """A second moto server that a test may kill."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, str(MOTO_LAUNCHER), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     endpoint = f"http://127.0.0.1:{port}"
-    _wait_for(endpoint, process)
+    wait_for_moto(endpoint, process)
     yield endpoint, process
     if process.poll() is None:
         process.kill()

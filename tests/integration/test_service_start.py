@@ -17,12 +17,7 @@ from sekisho.service import start_service
 from sekisho.signing.filestore import FileKeyStore
 
 from tests.integration.conftest import dev_idp, stack_settings  # noqa: F401 (fixture)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.loopback import free_port
 
 
 def _can_bind(port: int) -> bool:
@@ -41,7 +36,7 @@ async def test_a_failed_start_releases_the_grpc_listener_and_its_tasks(
 ) -> None:
     keys_dir = tmp_path / "keys"
     FileKeyStore(keys_dir).init("ES256", 1_800_000_000)
-    grpc_port = _free_port()
+    grpc_port = free_port()
     with socket.socket() as taken:  # the HTTP port is in use: the last bind fails
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -96,7 +91,7 @@ async def test_stop_closes_listeners_loops_and_stores(
     monkeypatch: pytest.MonkeyPatch,
     dev_idp: DevIdentityProvider,  # noqa: F811
 ) -> None:
-    ports = {"grpc": _free_port(), "http": _free_port(), "metrics": _free_port()}
+    ports = {"grpc": free_port(), "http": free_port(), "metrics": free_port()}
     settings = stack_settings(
         **_settings_with_every_component(tmp_path, dev_idp.issuer, ports, monkeypatch)
     )
@@ -126,7 +121,7 @@ async def test_a_start_failing_at_the_last_listener_closes_all_it_started(
     with socket.socket() as taken:  # the admin (metrics) listener binds last, and fails
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        ports = {"grpc": _free_port(), "http": _free_port(), "metrics": taken.getsockname()[1]}
+        ports = {"grpc": free_port(), "http": free_port(), "metrics": taken.getsockname()[1]}
         settings = stack_settings(
             **_settings_with_every_component(tmp_path, dev_idp.issuer, ports, monkeypatch)
         )

@@ -6,7 +6,6 @@ and flips the token's bit."""
 import asyncio
 import base64
 import json
-import socket
 import time
 import zlib
 from collections.abc import AsyncIterator
@@ -29,6 +28,7 @@ from sekisho.status.models import Revocation, subject_key
 from sekisho.verify import JwksClient, StatusListClient
 
 from tests.integration.conftest import SEKISHO_ISSUER, LiveStack, stack_settings
+from tests.loopback import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -185,7 +185,7 @@ async def test_a_revoked_subject_is_refused_and_its_token_flips(
 @pytest.fixture
 async def addressable(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator[LiveStack]:
     """A stack whose issuer is its own HTTP address, so status URIs can be fetched."""
-    port = _free_port()
+    port = free_port()
     keys_dir = tmp_path / "keys"
     FileKeyStore(keys_dir).init("ES256", 1_800_000_000)
     settings = stack_settings(
@@ -206,12 +206,6 @@ async def addressable(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIter
     yield LiveStack(service=service, idp=dev_idp, stub=stub, channel=channel, settings=settings)
     await channel.close()
     await service.stop(0.5)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_the_client_sdk_drops_a_cached_token_once_revoked(

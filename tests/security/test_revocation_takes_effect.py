@@ -25,7 +25,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.harness import POLICIES
-from tests.integration.test_cli_walkthrough import _free_port, _wait_http
+from tests.integration.test_cli_walkthrough import wait_http
+from tests.loopback import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -114,7 +115,7 @@ def _keys(root: Path) -> dict[str, list[str]]:
 )
 def test_revoke_the_service_cannot_read_is_neither_used_nor_published(tmp_path: Path) -> None:
     world_dir = tmp_path
-    idp, grpc_port, http = _free_port(), _free_port(), _free_port()
+    idp, grpc_port, http = free_port(), free_port(), free_port()
     config = str(_config(world_dir, idp, grpc_port, http))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HOME": str(world_dir)}
     run = {"cwd": world_dir, "env": env, "capture_output": True, "text": True, "timeout": 60}
@@ -151,8 +152,8 @@ def test_revoke_the_service_cannot_read_is_neither_used_nor_published(tmp_path: 
         "--",
     ]
     try:
-        _wait_http(f"http://127.0.0.1:{idp}/.well-known/openid-configuration")
-        _wait_http(f"http://127.0.0.1:{http}/readyz")
+        wait_http(f"http://127.0.0.1:{idp}/.well-known/openid-configuration")
+        wait_http(f"http://127.0.0.1:{http}/readyz")
         (first,), (second,) = _keys(world_dir)["active"], _keys(world_dir)["next"]
         assert token_kid() == first
 

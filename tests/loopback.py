@@ -1,0 +1,76 @@
+"""Servers started as subprocesses on loopback, for tests and bench/: a free port, a wait until
+the started process answers, and a stop that never leaves it running.
+
+Standard library only, and no import of the rest of tests/, so bench/ scripts run standalone
+import it too (with the repository root on sys.path).
+"""
+
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+
+Process = subprocess.Popen[bytes]
+
+
+class ServerStartError(RuntimeError):
+    """A started server exited, or did not answer in time."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (closed again on return)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_ok(url: str, *, timeout: float = 1.0, context: ssl.SSLContext | None = None) -> bool:
+    """Whether GET `url` (on loopback) answers 200 now."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
+            return bool(response.status == 200)
+    except OSError:  # refused, reset, timed out, or an HTTP error status
+        return False
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    *,
+    name: str,
+    seconds: float,
+    interval: float,
+    process: Process | None = None,
+    detail: Callable[[], str] = str,
+) -> None:
+    """Return once `ready()`, polled every `interval` (while `process`, when given, runs).
+
+    Raises: ServerStartError when the process exits first or `seconds` pass; its message names
+    `name` and ends with `detail()` (a log tail, say).
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise ServerStartError(_with_detail(f"{name} exited with {process.returncode}", detail))
+        if ready():
+            return
+        time.sleep(interval)
+    raise ServerStartError(_with_detail(f"{name} did not answer within {seconds:g} s", detail))
+
+
+def _with_detail(message: str, detail: Callable[[], str]) -> str:
+    text = detail()
+    return f"{message}: {text}" if text else message
+
+
+def stop_process(process: Process, *, timeout: float) -> None:
+    """SIGTERM, and SIGKILL if it has not exited after `timeout` seconds; reaped either way."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
