@@ -20,11 +20,10 @@ import wasmtime
 
 from sekisho.policy.wasm.builtins import regotext
 from sekisho.policy.wasm.builtins.registry import BuiltinError, HostBuiltin
-from sekisho.policy.wasm.rawcall import I32Call, RawMemory, define_i32_import
+from sekisho.policy.wasm.rawcall import HostFailure, I32Call, RawMemory, define_i32_import
 from sekisho.policy.wasm.runtime import NO_DEADLINE_TICKS
 
 PAGE_BYTES = 65536
-_I32 = wasmtime.ValType.i32()
 # Room for evaluation beyond the input, ensured before each call so small policies never grow.
 _EVAL_HEADROOM = 4 * PAGE_BYTES
 _MAX_BUILTIN_ARITY = 4
@@ -65,11 +64,14 @@ class PolicyInstance:
             self._store, wasmtime.MemoryType(wasmtime.Limits(initial, max_pages))
         )
         self._raw_memory = RawMemory(self._memory)
+        self._failure = HostFailure()  # this store's host-import exception, not a global slot
         linker = wasmtime.Linker(engine)
         linker.define(self._store, "env", "memory", self._memory)
         self._define_imports(linker)
         exports = linker.instantiate(self._store, module).exports(self._store)
-        self._abi = {name: _i32_export(self._store, exports, name) for name in _ABI_FUNCTIONS}
+        self._abi = {
+            name: _i32_export(self._store, exports, name, self._failure) for name in _ABI_FUNCTIONS
+        }
         self._eval = self._abi["opa_eval"]
         self._data_addr = 0
         self._capacity = 0
@@ -80,11 +82,20 @@ class PolicyInstance:
         return function(*args) if caller is None else function.within(caller, *args)
 
     def _define_imports(self, linker: wasmtime.Linker) -> None:
-        linker.define_func("env", "opa_abort", wasmtime.FuncType([_I32], []), self._abort, True)
-        linker.define_func("env", "opa_println", wasmtime.FuncType([_I32], []), _ignore, True)
         # The C callbacks live as long as this instance (and its store).
+        failure = self._failure
         self._callbacks = [
-            define_i32_import(linker, "env", f"opa_builtin{arity}", 2 + arity, self._dispatch)
+            define_i32_import(
+                linker, "env", "opa_abort", 1, self._abort, failure=failure, returns=False
+            ),
+            define_i32_import(
+                linker, "env", "opa_println", 1, _ignore, failure=failure, returns=False
+            ),
+        ]
+        self._callbacks += [
+            define_i32_import(
+                linker, "env", f"opa_builtin{arity}", 2 + arity, self._dispatch, failure=failure
+            )
             for arity in range(_MAX_BUILTIN_ARITY + 1)
         ]
 
@@ -222,12 +233,14 @@ def _ignore(_caller: Any, _addr: int) -> None:
     """opa_println: `print` output is not part of a decision."""
 
 
-def _i32_export(store: wasmtime.Store, exports: Mapping[str, Any], name: str) -> I32Call:
+def _i32_export(
+    store: wasmtime.Store, exports: Mapping[str, Any], name: str, failure: HostFailure
+) -> I32Call:
     """Raises: wasmtime.WasmtimeError when the module lacks the ABI function."""
     function = exports.get(name)
     if not isinstance(function, wasmtime.Func):
         raise wasmtime.WasmtimeError(f"{name} is not an exported function")
-    return I32Call(store, function)
+    return I32Call(store, function, failure)
 
 
 def _memory_minimum(module: wasmtime.Module) -> int:

@@ -18,6 +18,12 @@ exactly as `Func.__call__` raises them.
 generic trampoline (a Val object per argument and type comparisons for the result, ~30 % of a
 host builtin call). An exception in the handler is handed over as wasmtime-py hands one over:
 the call traps and the exception is re-raised where the guest was entered.
+
+That exception travels in a `HostFailure` shared by one store's imports and entry points, not
+in wasmtime-py's process-wide `LAST_EXCEPTION` slot: with several instances evaluating on
+several threads (`[policy] pool_size > 1`), the shared slot let one evaluation's trap raise, and
+consume, the exception of another (tests/unit/policy/wasm/test_host_failure_attribution.py).
+Nothing here uses wasmtime-py's own trampoline, so nothing reads or writes that slot.
 """
 
 import ctypes
@@ -25,9 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 import wasmtime
-import wasmtime._func
 from wasmtime import _ffi as ffi
-from wasmtime._func import maybe_raise_last_exn
 
 _TRAP_POINTER = ctypes.POINTER(ffi.wasm_trap_t)
 _I32 = wasmtime.ValType.i32()
@@ -49,18 +53,38 @@ _MEMORY_DATA = _memory_function("wasmtime_memory_data", ctypes.c_void_p)
 _MEMORY_DATA_SIZE = _memory_function("wasmtime_memory_data_size", ctypes.c_size_t)
 
 
+class HostFailure:
+    """The exception a host import raised in the current guest call of one store, until the
+    entry point that called into the guest re-raises it. One store is used by one thread at a
+    time, so its imports and entry points can share one."""
+
+    __slots__ = ("exception",)
+
+    def __init__(self) -> None:
+        self.exception: BaseException | None = None
+
+    def raise_pending(self) -> None:
+        """Raise (and clear) the pending exception, if any."""
+        exception, self.exception = self.exception, None
+        if exception is not None:
+            raise exception
+
+
 class I32Call:
     """Calls one exported `(i32, ...) -> i32` function of one store, without per-call setup.
 
     Not reentrant for the same function (one argument array); the ABI never re-enters one."""
 
-    def __init__(self, store: wasmtime.Store, func: wasmtime.Func) -> None:
-        """Raises: wasmtime.WasmtimeError when the function is not (i32 ...) -> i32."""
+    def __init__(self, store: wasmtime.Store, func: wasmtime.Func, failure: HostFailure) -> None:
+        """`failure`: the one the store's imports were defined with.
+
+        Raises: wasmtime.WasmtimeError when the function is not (i32 ...) -> i32."""
         kind = func.type(store)
         count = len(kind.params)
         if len(kind.results) != 1 or any(str(p) != "i32" for p in (*kind.params, *kind.results)):
             raise wasmtime.WasmtimeError("I32Call needs an (i32 ...) -> i32 function")
         self._store = store
+        self._failure = failure
         self._func = func  # keeps the wasmtime_func_t that _func_ref points to alive
         self._func_ref = ctypes.byref(func._func)
         # The unchecked call reads the arguments from and writes the results to one array.
@@ -89,10 +113,10 @@ class I32Call:
         )
         if trap:
             trap_obj = wasmtime.Trap._from_ptr(trap)
-            maybe_raise_last_exn()  # a host import's exception wins over the trap it caused
+            self._failure.raise_pending()  # a host import's exception wins over its trap
             raise trap_obj
         if error:
-            maybe_raise_last_exn()
+            self._failure.raise_pending()
             raise wasmtime.WasmtimeError._from_ptr(error)
         result: Any = values[0].i32
         return int(result)
@@ -114,9 +138,18 @@ class RawMemory:
 
 
 def define_i32_import(
-    linker: wasmtime.Linker, module: str, name: str, arity: int, handler: Callable[..., int]
+    linker: wasmtime.Linker,
+    module: str,
+    name: str,
+    arity: int,
+    handler: Callable[..., int | None],
+    *,
+    failure: HostFailure,
+    returns: bool = True,
 ) -> Any:
-    """Define `module.name` as `(i32, ... arity times) -> i32`, calling `handler(caller, *args)`.
+    """Define `module.name` as `(i32, ... arity times) -> i32` (`-> ()` without `returns`),
+    calling `handler(caller, *args)`. An exception it raises traps the guest and waits in
+    `failure` for the entry point (an I32Call with the same `failure`) to re-raise it.
 
     Returns the C callback: the caller keeps it alive as long as any instance of the linker.
     Raises: wasmtime.WasmtimeError when the linker refuses the definition."""
@@ -124,10 +157,11 @@ def define_i32_import(
     def call(_env: Any, raw_caller: Any, values: Any, _count: int) -> int:
         caller = wasmtime.Caller(raw_caller)
         try:
-            values[0].i32 = handler(caller, *[values[i].i32 for i in range(arity)])
-        except BaseException as exc:  # re-raised where the guest was entered (maybe_raise_last_exn)
-            # As wasmtime-py's own trampoline does (it types the slot narrower than it stores).
-            wasmtime._func.LAST_EXCEPTION = exc  # type: ignore[assignment]
+            result = handler(caller, *[values[i].i32 for i in range(arity)])
+            if returns:
+                values[0].i32 = result
+        except BaseException as exc:  # re-raised where the guest was entered (raise_pending)
+            failure.exception = exc
             trap = ffi.wasmtime_trap_new(_HOST_FAILED, len(_HOST_FAILED))
             return ctypes.cast(trap, ctypes.c_void_p).value or 0
         finally:
@@ -135,7 +169,7 @@ def define_i32_import(
         return 0
 
     callback = ffi.wasmtime_func_unchecked_callback_t(call)
-    kind = wasmtime.FuncType([_I32] * arity, [_I32])
+    kind = wasmtime.FuncType([_I32] * arity, [_I32] if returns else [])
     module_bytes, name_bytes = module.encode(), name.encode()
     error = ffi.wasmtime_linker_define_func_unchecked(
         linker.ptr(),

@@ -9,7 +9,7 @@ import wasmtime
 from sekisho.policy.wasm.builtins.registry import HostBuiltin
 from sekisho.policy.wasm.instance import PolicyInstance, WasmEvaluationError
 from sekisho.policy.wasm.policy import encode_json
-from sekisho.policy.wasm.rawcall import I32Call, define_i32_import
+from sekisho.policy.wasm.rawcall import HostFailure, I32Call, define_i32_import
 from sekisho.policy.wasm.runtime import NO_DEADLINE_TICKS
 
 from tests.unit.policy.wasm.differential import both, module_folder, wasm_policy
@@ -64,7 +64,7 @@ def test_a_direct_call_checks_its_signature_and_arity() -> None:
     exports = wasmtime.Instance(store, module, []).exports(store)
     add = exports["add"]
     assert isinstance(add, wasmtime.Func)
-    call = I32Call(store, add)
+    call = I32Call(store, add, HostFailure())
     assert call(2, 40) == 42
     assert call(-5, 3) == -2
     with pytest.raises(wasmtime.WasmtimeError, match="expected 2 arguments"):
@@ -72,7 +72,7 @@ def test_a_direct_call_checks_its_signature_and_arity() -> None:
     other = exports["f64"]
     assert isinstance(other, wasmtime.Func)
     with pytest.raises(wasmtime.WasmtimeError, match="i32"):
-        I32Call(store, other)
+        I32Call(store, other, HostFailure())
 
 
 def test_a_raw_host_import_gets_its_arguments_and_hands_failures_to_the_entry_point() -> None:
@@ -95,10 +95,11 @@ def test_a_raw_host_import_gets_its_arguments_and_hands_failures_to_the_entry_po
         seen.append((a, b))
         return a * b
 
-    keep = define_i32_import(linker, "env", "host", 2, host)
+    failure = HostFailure()
+    keep = define_i32_import(linker, "env", "host", 2, host, failure=failure)
     run = linker.instantiate(store, module).exports(store)["run"]
     assert isinstance(run, wasmtime.Func)
-    call = I32Call(store, run)
+    call = I32Call(store, run, failure)
     assert call(7) == 7001
     assert seen == [(7, 1000)]
     with pytest.raises(LookupError, match="refused"):
