@@ -33,7 +33,7 @@ from stack import SEKISHO, Idp, Settings, exchange_messages, policy_folder, star
 from stack import write_config as stack_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sekisho.status.bitlist import INVALID, StatusList, pack
+from sekisho.status.bitlist import INVALID, SUSPENDED, StatusList, pack
 from sekisho.status.filestore import FileStatusStore
 from sekisho.status.models import IssuedToken
 from sekisho.status.redisstore import RedisStatusStore
@@ -115,6 +115,24 @@ def _signed_list(claim: dict[str, object]) -> str:
     key = ec.generate_private_key(ec.SECP256R1())
     return jwt.encode(claims, key, algorithm="ES256",
                       headers={"typ": "statuslist+jwt", "kid": "x" * 43})
+
+
+def list_bytes_by_bits() -> dict[str, Any]:
+    """Signed list size per 100,000 tokens at bits = 1 and 2 (2 = room for SUSPENDED, the
+    default since suspension), the same marked fractions; at 2 bits also half of them SUSPENDED."""
+    out: dict[str, Any] = {}
+    for bits, suspended_share in ((1, 0.0), (2, 0.0), (2, 0.5)):
+        rng = random.Random(16)  # noqa: S311 - the same indexes for every row
+        for fraction in (0.0, 0.001, 0.01):
+            marked = rng.sample(range(LIST_SIZE), int(LIST_SIZE * fraction))
+            cut = int(len(marked) * suspended_share)
+            statuses = [(i, SUSPENDED) for i in marked[:cut]] + [(i, INVALID) for i in marked[cut:]]
+            claim = StatusList(bits, pack(LIST_SIZE, bits, statuses)).to_claim()
+            row = f"bits={bits} suspended={suspended_share:.0%} marked={fraction:.1%}"
+            out[row] = {"lst_bytes": len(str(claim["lst"])),
+                        "status_list_token_bytes": len(_signed_list(claim))}
+            print(row, out[row])
+    return out
 
 
 def list_sizes(root: Path) -> dict[str, Any]:
@@ -249,7 +267,12 @@ def revoke_to_refusal(root: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--bits-only", action="store_true",
+                        help="only the list size at bits = 1 vs 2 (no servers; prints JSON)")
     args = parser.parse_args()
+    if args.bits_only:
+        print(json.dumps(list_bytes_by_bits(), indent=2))
+        return
     # The embedded engine compiles policy with `opa` (PATH or ./bin of the serving folder).
     os.environ["PATH"] = f"{Path(__file__).resolve().parents[1] / 'bin'}:{os.environ['PATH']}"
     with tempfile.TemporaryDirectory(prefix="sekisho-status-bench-") as tmp:
