@@ -43,6 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sekisho.audit import AuditLog
+from sekisho.components import build_policy_engine
 from sekisho.config import Settings
 from sekisho.decision_observers import build_decision_log
 from sekisho.exchange import TokenExchanger
@@ -55,7 +56,6 @@ from sekisho.policy.redaction import Redactor, build_hasher
 from sekisho.policy.selftest import SELF_TEST_INPUT
 from sekisho.policy.shadow import ShadowEvaluator
 from sekisho.policy.tap import ObservedDecision, ObservedPolicyEngine
-from sekisho.service import build_policy_engine
 
 from tests.bounds import request_limits, shadow_bounds
 from tests.harness import POLICIES, SEKISHO_ISSUER, Harness, build_harness

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import redis
 from pydantic import ValidationError
+from sekisho.components import build_replay_cache
 from sekisho.config import Settings
 from sekisho.errors import ConfigError
 from sekisho.exposure import check_exposure
-from sekisho.service import build_replay_cache
 from sekisho.verify.replay import ReplayCacheUnavailableError
 
 from tests.redis_server import RedisServer, redis_server  # noqa: F401 (fixture)

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _engine(settings: Settings, folder: Path) -> PolicyRuntime:
-    from sekisho.service import build_policy_engine
+    from sekisho.components import build_policy_engine
 
     policy = settings.policy.model_copy(update={"engine": "embedded", "path": folder.resolve()})
     return build_policy_engine(settings.model_copy(update={"policy": policy}))

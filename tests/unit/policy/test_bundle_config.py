@@ -5,11 +5,11 @@ import os
 from pathlib import Path
 
 import pytest
+from sekisho.components import build_policy_engine
 from sekisho.config import load_settings
 from sekisho.errors import ConfigError
 from sekisho.policy.wasm.bundles import BundlePolicyEngine
 from sekisho.policy.wasm.engine import WasmPolicyEngine
-from sekisho.service import build_policy_engine
 
 
 @pytest.fixture(autouse=True)

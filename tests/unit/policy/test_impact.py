@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sekisho.components import build_policy_engine
 from sekisho.config import Settings
 from sekisho.models import Decision
 from sekisho.policy.difference import decision_document
 from sekisho.policy.engine import PolicyRuntime
 from sekisho.policy.impact import DecisionFileError, DecisionReader, Recorded, replay
-from sekisho.service import build_policy_engine
 
 from tests.unit.policy.inputs import CRM, POLICIES, UNKNOWN, policy_input
 

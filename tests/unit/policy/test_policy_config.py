@@ -4,11 +4,11 @@ import os
 from pathlib import Path
 
 import pytest
+from sekisho.components import build_policy_engine
 from sekisho.config import Settings, load_settings
 from sekisho.errors import ConfigError
 from sekisho.policy.opa.engine import OpaPolicyEngine
 from sekisho.policy.wasm.engine import WasmPolicyEngine
-from sekisho.service import build_policy_engine
 
 
 @pytest.fixture(autouse=True)

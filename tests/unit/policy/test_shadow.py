@@ -13,6 +13,7 @@ from typing import Any
 import jwt
 import pytest
 from sekisho.audit import AuditLog
+from sekisho.components import build_policy_engine
 from sekisho.config import Settings
 from sekisho.errors import TemporarilyUnavailableError
 from sekisho.exchange import TokenExchanger
@@ -21,7 +22,6 @@ from sekisho.models import Decision
 from sekisho.policy.engine import PolicyEngine
 from sekisho.policy.shadow import ShadowEvaluator
 from sekisho.policy.tap import ObservedPolicyEngine
-from sekisho.service import build_policy_engine
 
 from tests.bounds import request_limits, shadow_bounds
 from tests.harness import CRM_AUDIENCE, POLICIES, SEKISHO_ISSUER, Harness

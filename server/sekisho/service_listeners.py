@@ -1,0 +1,146 @@
+"""Binds the listeners of a service: gRPC (ExchangeToken, ext_authz), the public HTTP application
+behind the connection guard, and the admin listener (/metrics).
+"""
+
+import contextlib
+
+from aiohttp import web
+
+from sekisho.components import build_gateway_authorizer, build_replay_cache, build_token_endpoint
+from sekisho.config import Settings
+from sekisho.exchange import TokenExchanger
+from sekisho.http.app import create_http_app, create_metrics_app
+from sekisho.http.guard import ConnectionGuard, GuardedSite, handler_args
+from sekisho.http.secrets import SecretChecker
+from sekisho.protection import build_attempt_gate, grpc_options
+from sekisho.rpc.ext_authz import ExtAuthzServicer
+from sekisho.rpc.server import GrpcServer, create_grpc_server
+from sekisho.rpc.servicer import TokenExchangeServicer
+from sekisho.service_core import ServiceCore
+from sekisho.shutdown import Listeners
+from sekisho.tls import TlsMaterial, http_ssl_context
+from sekisho.verify.replay import ReplayCache
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _client_auth_support(
+    settings: Settings, started: contextlib.AsyncExitStack
+) -> tuple[ReplayCache, SecretChecker]:
+    """The token endpoint's replay cache and secret checker, their closes on `started`."""
+    endpoint = settings.token_endpoint
+    replay_cache, close_replay_cache = build_replay_cache(
+        endpoint.replay_cache_url, endpoint.replay_cache_password_env, endpoint.replay_cache_ca_file
+    )
+    if close_replay_cache is not None:
+        started.push_async_callback(close_replay_cache)
+    secrets = SecretChecker(settings.client_auth.hash_threads)
+    started.callback(secrets.close)
+    return replay_cache, secrets
+
+
+def public_app(
+    core: ServiceCore,
+    exchanger: TokenExchanger,
+    guard: ConnectionGuard,
+    started: contextlib.AsyncExitStack,
+) -> web.Application:
+    """The public HTTP application: metadata, JWKS, token endpoint, status lists."""
+    settings, clock = core.settings, core.clock
+    replay_cache, secrets = _client_auth_support(settings, started)
+    token_endpoint = build_token_endpoint(
+        settings,
+        exchanger.with_entrypoint("http"),
+        clock,
+        replay_cache,
+        callers=core.callers,
+        request_id=core.request_id,
+        secrets=secrets,
+        gate=build_attempt_gate(settings, clock),
+    )
+    return create_http_app(
+        issuer=settings.server.issuer,
+        keyring=core.keyring,
+        ready=core.ready,
+        jwks_max_age_seconds=settings.tokens.jwks_max_age_seconds,
+        token_endpoint=token_endpoint,
+        status_lists=core.status.endpoint if core.status else None,
+        middlewares=(guard.middleware(),),
+    )
+
+
+async def serve_http(
+    app: web.Application,
+    listen: str,
+    guard: ConnectionGuard,
+    tls: TlsMaterial | None,
+    reuse_port: bool,
+) -> tuple[web.AppRunner, int]:
+    """Bind the HTTP listener behind the connection guard ([http]); returns the bound port."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, **handler_args(guard.limits))
+    await runner.setup()
+    host, port = _split_listen(listen)
+    site = GuardedSite(
+        runner,
+        host,
+        port,
+        guard,
+        reuse_port=reuse_port or None,
+        ssl_context=http_ssl_context(tls) if tls else None,
+    )
+    await site.start()
+    return runner, site.port
+
+
+async def serve_grpc(
+    core: ServiceCore, exchanger: TokenExchanger, tls: TlsMaterial | None, reuse_port: bool
+) -> GrpcServer:
+    """Bind the gRPC listener: ExchangeToken and Envoy's ext_authz on one server."""
+    settings, status, callers = core.settings, core.status, core.callers
+    ext_authz = ExtAuthzServicer(
+        build_gateway_authorizer(
+            settings,
+            exchanger.with_entrypoint("ext_authz"),
+            core.clock,
+            core.observability.metrics,
+            revoked=status.gate.revoked if status else None,
+            flushes=core.policy,
+        ),
+        trust_source_principal=settings.gateway.trust_source_principal,
+        callers=callers,
+        audit_refusal=exchanger.refused,
+    )
+    return await create_grpc_server(
+        TokenExchangeServicer(exchanger, core.keyring, callers=callers),
+        settings.server.grpc_listen,
+        core.request_id,
+        ext_authz,
+        reuse_port=reuse_port,
+        tls=tls,
+        max_message_bytes=settings.limits.grpc_max_message_bytes,
+        options=grpc_options(settings.grpc),
+        screen=exchanger.screen,
+        clock=core.clock,
+    )
+
+
+async def serve_metrics(core: ServiceCore, listeners: Listeners, reuse_port: bool) -> int:
+    """GET /metrics on its own admin listener ([metrics] listen), never the public one; returns
+    its port, 0 when metrics are off."""
+    observability, clock = core.observability, core.clock
+    if observability.metrics is None:
+        return 0
+    runner = web.AppRunner(
+        create_metrics_app(lambda: observability.scrape(clock.now())),
+        access_log=None,
+        handle_signals=False,
+    )
+    await runner.setup()
+    listeners.http.append(runner)
+    host, port = _split_listen(core.settings.metrics.listen)
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+    await site.start()
+    return int(runner.addresses[0][1])
