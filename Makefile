@@ -12,6 +12,8 @@ GHZ_VERSION := v0.120.0
 BENCH_STAMP := $(VENV)/.bench-installed
 KUBECONFORM := $(BIN)/kubeconform
 KUBECONFORM_VERSION := v0.7.0
+KUSTOMIZE := $(BIN)/kustomize
+KUSTOMIZE_VERSION := v5.7.1
 # Kubernetes version the deploy/ manifests are validated against (schemas from kubernetes-validate).
 K8S_VERSION := 1.31.0
 K8S_SCHEMAS := $(BIN)/k8s-schemas
@@ -131,15 +133,30 @@ policy-check: setup
 	if [ -x $(REGAL) ]; then $(REGAL) lint policies; else echo "regal not installed (make regal)"; fi
 
 # deploy/ manifests against the Kubernetes $(K8S_VERSION) schemas, offline and strict (unknown
-# fields are errors). kubeconform pinned into ./bin; schemas built from the kubernetes-validate
-# wheel by tests/k8s_schemas.py (kubeconform's default download from GitHub is not used).
+# fields are errors). Every kustomization is built first (kustomize pinned into ./bin): the default
+# deploy/ (= deploy/base), each deploy/overlays/* and each deploy/examples/*, so a patch that no
+# longer applies or yields an invalid object fails here. kubeconform pinned into ./bin; schemas
+# built from the kubernetes-validate wheel by tests/k8s_schemas.py (kubeconform's default download
+# from GitHub is not used).
+DEPLOY_KUSTOMIZATIONS := deploy $(patsubst %/kustomization.yaml,%,$(sort \
+	$(wildcard deploy/overlays/*/kustomization.yaml deploy/examples/*/kustomization.yaml)))
+DEPLOY_BUILT := var/deploy-check
+
 $(KUBECONFORM):
 	GOBIN=$(BIN) $(GO) install github.com/yannh/kubeconform/cmd/kubeconform@$(KUBECONFORM_VERSION)
 
-deploy-check: setup $(KUBECONFORM)
-	$(PY) -m tests.k8s_schemas $(K8S_SCHEMAS) $(K8S_VERSION) deploy/*.yaml
+$(KUSTOMIZE):
+	GOBIN=$(BIN) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+deploy-check: setup $(KUBECONFORM) $(KUSTOMIZE)
+	rm -rf $(DEPLOY_BUILT) && mkdir -p $(DEPLOY_BUILT)
+	for dir in $(DEPLOY_KUSTOMIZATIONS); do \
+		echo "==> kustomize build $$dir"; \
+		$(KUSTOMIZE) build $$dir > $(DEPLOY_BUILT)/$$(echo $$dir | tr / -).yaml || exit 1; \
+	done
+	$(PY) -m tests.k8s_schemas $(K8S_SCHEMAS) $(K8S_VERSION) $(DEPLOY_BUILT)/*.yaml
 	$(KUBECONFORM) -strict -summary -kubernetes-version $(K8S_VERSION) \
-		-schema-location $(K8S_SCHEMAS) -skip Kustomization deploy/*.yaml
+		-schema-location $(K8S_SCHEMAS) $(DEPLOY_BUILT)/*.yaml
 
 check: lint typecheck policy-check deploy-check test
 

@@ -142,8 +142,10 @@ class OpaServer:
 
 
 def deployed_authz_policy() -> str:
-    """The system.authz policy deploy/configmap.yaml gives the OPA sidecar (tested as shipped)."""
+    """The system.authz policy deploy/overlays/opa-server gives the OPA sidecar (tested as
+    shipped)."""
     import yaml
 
-    configmap = yaml.safe_load((REPO / "deploy" / "configmap.yaml").read_text(encoding="utf-8"))
+    patch = REPO / "deploy" / "overlays" / "opa-server" / "configmap-patch.yaml"
+    configmap = yaml.safe_load(patch.read_text(encoding="utf-8"))
     return str(configmap["data"]["authz.rego"])

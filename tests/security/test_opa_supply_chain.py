@@ -1,10 +1,11 @@
 """Issue 19, class 2: the policy supply chain with `engine = "opa"`, `manage = true`.
 
-A real OPA run as deploy/ runs it: token authentication with the shipped system.authz policy.
-Without the token OPA's API refuses everything; with it Sekisho publishes. Then content Sekisho
-did not publish appears in OPA — a module granting scopes, foreign data, a changed data document
-(an attacker holding the token, or a process that got around it) — and the engine must notice
-at its next check, stop serving, delete or overwrite it, and serve the published policy again.
+A real OPA run as deploy/overlays/opa-server runs it: token authentication with the shipped
+system.authz policy. Without the token OPA's API refuses everything; with it Sekisho publishes.
+Then content Sekisho did not publish appears in OPA — a module granting scopes, foreign data, a
+changed data document (an attacker holding the token, or a process that got around it) — and the
+engine must notice at its next check, stop serving, delete or overwrite it, and serve the
+published policy again.
 """
 
 import json

@@ -1,109 +1,176 @@
-"""deploy/: the Kubernetes manifests agree with Sekisho itself. The TOML in the ConfigMap loads
+"""deploy/: the Kubernetes manifests agree with Sekisho itself. The TOML in each ConfigMap loads
 through Sekisho's own config loader (so it cannot drift from the schema), and the Deployment's
-ports, probes, grace period and security settings match that config. Schema validity is
-`make deploy-check` (kubeconform, strict)."""
+ports, probes, grace period, mounts and security settings match that config. The default base
+runs the embedded engine from a signed bundle with no OPA anywhere in the pod; the opa-server
+overlay differs from it only in how policy is evaluated. Schema validity of the base, every
+overlay and every example is `make deploy-check` (kustomize build, then kubeconform, strict);
+tests/integration/test_deploy_bundle_flow.py runs the base's [policy] table against a real
+bundle server on loopback."""
 
-from pathlib import Path
+import tomllib
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
 from sekisho.config import Settings, load_settings
+from sekisho.exposure import check_exposure, loopback_dependencies
 from sekisho.workers import STOP_MARGIN_SECONDS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+BASE = DEPLOY / "base"
+OPA_SERVER = DEPLOY / "overlays" / "opa-server"
+BUNDLE_SERVER = DEPLOY / "examples" / "bundle-server"
+Manifests = dict[str, dict[str, Any]]
 
 
-def _documents() -> dict[str, dict[str, Any]]:
+def documents(folder: Path) -> Manifests:
+    """Each kind in the folder's manifests (one object per kind), Kustomizations left out."""
     found = {}
-    for path in sorted(DEPLOY.glob("*.yaml")):
+    for path in sorted(folder.glob("*.yaml")):
         for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            found[document["kind"]] = document
+            if document["kind"] != "Kustomization":
+                found[document["kind"]] = document
     return found
 
 
-@pytest.fixture(scope="module")
-def manifests() -> dict[str, dict[str, Any]]:
-    return _documents()
-
-
-@pytest.fixture(scope="module")
-def settings(
-    manifests: dict[str, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
-) -> Settings:
-    path = tmp_path_factory.mktemp("deploy") / "sekisho.toml"
-    path.write_text(manifests["ConfigMap"]["data"]["sekisho.toml"], encoding="utf-8")
+def load_toml(text: str, folder: Path) -> Settings:
+    path = folder / "sekisho.toml"
+    path.write_text(text, encoding="utf-8")
     return load_settings(path)
 
 
-def _container(manifests: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
-    pod = manifests["Deployment"]["spec"]["template"]["spec"]
-    return next(c for c in pod["containers"] if c["name"] == name)
+@pytest.fixture(scope="module")
+def manifests() -> Manifests:
+    return documents(BASE)
+
+
+@pytest.fixture(scope="module")
+def settings(manifests: Manifests, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    toml = manifests["ConfigMap"]["data"]["sekisho.toml"]
+    return load_toml(toml, tmp_path_factory.mktemp("base"))
+
+
+@pytest.fixture(scope="module")
+def opa_patches() -> Manifests:
+    return documents(OPA_SERVER)
+
+
+@pytest.fixture(scope="module")
+def opa_settings(opa_patches: Manifests, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    toml = opa_patches["ConfigMap"]["data"]["sekisho.toml"]
+    return load_toml(toml, tmp_path_factory.mktemp("opa-server"))
+
+
+def pod_of(manifests: Manifests) -> dict[str, Any]:
+    spec: dict[str, Any] = manifests["Deployment"]["spec"]["template"]["spec"]
+    return spec
+
+
+def container(manifests: Manifests, name: str) -> dict[str, Any]:
+    return next(c for c in pod_of(manifests)["containers"] if c["name"] == name)
 
 
 def test_configmap_toml_is_a_valid_scale_out_config(settings: Settings) -> None:
     assert settings.server.workers > 1
-    assert (settings.policy.engine, settings.policy.manage) == ("opa", False)
-    assert settings.policy.opa_url == "http://127.0.0.1:8181"  # the sidecar, over loopback
     assert settings.keys.backend == "kms"
     assert settings.server.tls_enabled
     assert settings.metrics.enabled
 
 
-def test_container_ports_are_the_configured_listeners(
-    manifests: dict[str, dict[str, Any]], settings: Settings
+def test_the_base_serves_a_signed_bundle_from_a_bundle_server(settings: Settings) -> None:
+    policy = settings.policy
+    assert policy.engine == "embedded"
+    assert policy.bundle_url.startswith("https://")
+    assert policy.bundle_file is None
+    assert not policy.reads_folder  # no policy folder and no opa binary in the container
+    # Signed bundles only: without a key any bundle the server hands out would be served.
+    assert policy.bundle_verification_key is not None
+    assert policy.bundle_verification_alg == "ES256"
+
+
+def test_the_base_pod_runs_no_opa(manifests: Manifests) -> None:
+    containers = pod_of(manifests)["containers"]
+    assert [c["name"] for c in containers] == ["sekisho"]
+    assert not any("opa" in c["image"] for c in containers)
+    assert "opa.yaml" not in manifests["ConfigMap"]["data"]
+    env = {e["name"] for e in container(manifests, "sekisho").get("env", [])}
+    assert not any("OPA" in name for name in env)
+
+
+def test_the_verification_key_is_mounted_where_the_config_names_it(
+    manifests: Manifests,
 ) -> None:
-    ports = {p["name"]: p["containerPort"] for p in _container(manifests, "sekisho")["ports"]}
+    # A key path the pod does not have would leave every replica unable to start.
+    sekisho = container(manifests, "sekisho")
+    config_file = PurePosixPath(sekisho["args"][sekisho["args"].index("--config") + 1])
+    toml = tomllib.loads(manifests["ConfigMap"]["data"]["sekisho.toml"])
+    key_file = config_file.parent / toml["policy"]["bundle_verification_key"]
+    mount = next(
+        m for m in sekisho["volumeMounts"] if PurePosixPath(m["mountPath"]) == key_file.parent
+    )
+    volume = next(v for v in pod_of(manifests)["volumes"] if v["name"] == mount["name"])
+    items = {item["path"]: item["key"] for item in volume["configMap"]["items"]}
+    assert volume["configMap"]["name"] == manifests["ConfigMap"]["metadata"]["name"]
+    assert "PUBLIC KEY" in manifests["ConfigMap"]["data"][items[key_file.name]]
+
+
+def test_container_ports_are_the_configured_listeners(
+    manifests: Manifests, settings: Settings
+) -> None:
+    ports = {p["name"]: p["containerPort"] for p in container(manifests, "sekisho")["ports"]}
     assert str(ports["grpc"]) == settings.server.grpc_listen.rpartition(":")[2]
     assert str(ports["https"]) == settings.server.http_listen.rpartition(":")[2]
     service_ports = {p["targetPort"] for p in manifests["Service"]["spec"]["ports"]}
     assert service_ports == {"grpc", "https"}
 
 
-def test_probes_use_healthz_and_readyz(manifests: dict[str, dict[str, Any]]) -> None:
-    sekisho = _container(manifests, "sekisho")
+def test_probes_use_healthz_and_readyz(manifests: Manifests) -> None:
+    sekisho = container(manifests, "sekisho")
     assert sekisho["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert sekisho["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert sekisho["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
 
 
-def test_grace_period_covers_the_drain(
-    manifests: dict[str, dict[str, Any]], settings: Settings
-) -> None:
-    pod = manifests["Deployment"]["spec"]["template"]["spec"]
-    pause = _container(manifests, "sekisho")["lifecycle"]["preStop"]["sleep"]["seconds"]
+def test_grace_period_covers_the_drain(manifests: Manifests, settings: Settings) -> None:
+    pause = container(manifests, "sekisho")["lifecycle"]["preStop"]["sleep"]["seconds"]
     drain = pause + settings.server.shutdown_grace_seconds + STOP_MARGIN_SECONDS
-    assert pod["terminationGracePeriodSeconds"] >= drain
+    assert pod_of(manifests)["terminationGracePeriodSeconds"] >= drain
 
 
-def test_workers_match_the_cpu_request(
-    manifests: dict[str, dict[str, Any]], settings: Settings
-) -> None:
-    cpu = _container(manifests, "sekisho")["resources"]["requests"]["cpu"]
+def test_workers_match_the_cpu_request(manifests: Manifests, settings: Settings) -> None:
+    cpu = container(manifests, "sekisho")["resources"]["requests"]["cpu"]
     assert int(cpu) == settings.server.workers
 
 
-@pytest.mark.parametrize("name", ["sekisho", "opa"])
-def test_containers_are_locked_down(manifests: dict[str, dict[str, Any]], name: str) -> None:
-    context = _container(manifests, name)["securityContext"]
+@pytest.mark.parametrize(
+    ("folder", "name"),
+    [
+        pytest.param(BASE, "sekisho", id="base-sekisho"),
+        pytest.param(OPA_SERVER, "opa", id="opa-server-opa"),
+        pytest.param(BUNDLE_SERVER, "nginx", id="bundle-server-nginx"),
+    ],
+)
+def test_containers_are_locked_down(folder: Path, name: str) -> None:
+    manifests = documents(folder)
+    found = container(manifests, name)
+    context = found["securityContext"]
     assert context["readOnlyRootFilesystem"] is True
     assert context["allowPrivilegeEscalation"] is False
     assert context["capabilities"]["drop"] == ["ALL"]
-    assert manifests["Deployment"]["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"]
+    assert {"cpu", "memory"} <= found["resources"]["limits"].keys()
+    assert "readinessProbe" in found and "livenessProbe" in found
+    if folder != OPA_SERVER:  # a patch: the pod's context is the base's
+        assert pod_of(manifests)["securityContext"]["runAsNonRoot"]
 
 
-def test_kms_credentials_come_from_the_service_account(
-    manifests: dict[str, dict[str, Any]],
-) -> None:
+def test_kms_credentials_come_from_the_service_account(manifests: Manifests) -> None:
     account = manifests["ServiceAccount"]
     assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"]
-    pod = manifests["Deployment"]["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    assert pod_of(manifests)["serviceAccountName"] == account["metadata"]["name"]
 
 
-def test_autoscaling_and_disruption_budget_target_the_deployment(
-    manifests: dict[str, dict[str, Any]],
-) -> None:
+def test_autoscaling_and_disruption_budget_target_the_deployment(manifests: Manifests) -> None:
     name = manifests["Deployment"]["metadata"]["name"]
     assert manifests["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == name
     assert manifests["HorizontalPodAutoscaler"]["spec"]["minReplicas"] >= 2
@@ -114,26 +181,70 @@ def test_autoscaling_and_disruption_budget_target_the_deployment(
     )
 
 
-def test_opa_api_takes_only_sekishos_token(
-    manifests: dict[str, dict[str, Any]], settings: Settings
+def test_the_deployed_config_passes_the_exposure_check(settings: Settings) -> None:
+    # Listeners on 0.0.0.0 and nothing on loopback: no exemption needed, none granted.
+    assert loopback_dependencies(settings) == []
+    assert not settings.server.allow_loopback_dependencies
+    check_exposure(settings)
+
+
+# --- overlays/opa-server ------------------------------------------------------------------------
+
+
+def test_the_opa_server_overlay_queries_the_sidecar(opa_settings: Settings) -> None:
+    assert (opa_settings.policy.engine, opa_settings.policy.manage) == ("opa", False)
+    assert opa_settings.policy.opa_url == "http://127.0.0.1:8181"  # the sidecar, over loopback
+    assert not opa_settings.policy.uses_bundle
+
+
+def test_the_opa_server_overlay_changes_only_how_policy_is_evaluated(
+    manifests: Manifests, opa_patches: Manifests
 ) -> None:
+    # Kustomize cannot patch inside the TOML, so the overlay carries a whole copy: it must not
+    # drift from the base in anything but [policy] and the sidecar's loopback exemption.
+    def rest(configmap: dict[str, Any]) -> dict[str, Any]:
+        tables = tomllib.loads(configmap["data"]["sekisho.toml"])
+        tables.pop("policy")
+        tables["server"].pop("allow_loopback_dependencies", None)
+        return tables
+
+    assert rest(opa_patches["ConfigMap"]) == rest(manifests["ConfigMap"])
+
+
+def test_opa_api_takes_only_sekishos_token(opa_patches: Manifests, opa_settings: Settings) -> None:
     # Issue 19: an unauthenticated OPA API lets any process in the pod push a granting module.
-    opa = _container(manifests, "opa")
+    opa = container(opa_patches, "opa")
     assert {"--authentication=token", "--authorization=basic", "/etc/opa/authz.rego"} <= set(
         opa["args"]
     )
-    assert "package system.authz" in manifests["ConfigMap"]["data"]["authz.rego"]
-    env = settings.policy.opa_token_env
+    assert "package system.authz" in opa_patches["ConfigMap"]["data"]["authz.rego"]
+    env = opa_settings.policy.opa_token_env
     assert env
     for name in ("sekisho", "opa"):
-        names = {e["name"]: e for e in _container(manifests, name).get("env", [])}
+        names = {e["name"]: e for e in container(opa_patches, name).get("env", [])}
         assert names[env]["valueFrom"]["secretKeyRef"]["name"] == "sekisho-opa-api-token"
 
 
-def test_the_deployed_config_passes_the_exposure_check(settings: Settings) -> None:
+def test_the_opa_server_overlay_passes_the_exposure_check(opa_settings: Settings) -> None:
     # Listeners on 0.0.0.0 with an OPA sidecar on loopback: allowed only because it says so.
-    from sekisho.exposure import check_exposure, loopback_dependencies
+    assert loopback_dependencies(opa_settings) == ["policy.opa_url: http://127.0.0.1:8181"]
+    assert opa_settings.server.allow_loopback_dependencies
+    check_exposure(opa_settings)
 
-    assert loopback_dependencies(settings) == ["policy.opa_url: http://127.0.0.1:8181"]
-    assert settings.server.allow_loopback_dependencies
-    check_exposure(settings)
+
+# --- examples/bundle-server ---------------------------------------------------------------------
+
+
+def test_the_example_bundle_server_serves_the_ci_configmap_over_https() -> None:
+    manifests = documents(BUNDLE_SERVER)
+    nginx = container(manifests, "nginx")
+    conf = manifests["ConfigMap"]["data"]["default.conf"]
+    assert "listen 8443 ssl;" in conf and "etag on;" in conf
+    volumes = {v["name"]: v for v in pod_of(manifests)["volumes"]}
+    assert volumes["bundle"]["configMap"]["name"] == "sekisho-bundle"  # written by CI
+    mounts = {m["name"]: m for m in nginx["volumeMounts"]}
+    assert "alias /srv/bundles/sekisho.tar.gz;" in conf
+    assert mounts["bundle"]["mountPath"] == "/srv/bundles"
+    policy = manifests["NetworkPolicy"]["spec"]["ingress"][0]["from"][0]["podSelector"]
+    base_labels = documents(BASE)["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["matchLabels"].items() <= base_labels.items()  # only Sekisho pods may read it

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,13 @@ class BundlePolicyEngine(WasmServing):
         self._digest = ""
         self._poller: asyncio.Task[None] | None = None
         self._rng = random.SystemRandom()
+        self._activated: list[Callable[[], None]] = []
+
+    def on_policy_activated(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (on the event loop) whenever a bundle from the server is in force, so
+        the caches flush: the poller activates bundles outside folder_changed, and without this
+        a withdrawn grant or a deny-list entry would wait for the cached decisions' TTLs."""
+        self._activated.append(listener)
 
     async def start(self) -> None:
         """A file must load (Raises: PolicyLoadError); a server is polled in the background and
@@ -76,8 +84,10 @@ class BundlePolicyEngine(WasmServing):
         if self._file is not None:
             await asyncio.to_thread(self._load_file)
             return
-        await self.refresh()
-        self._poller = asyncio.create_task(self._poll_forever())
+        # A first poll that failed is a failure like any other: retried from 0.1 s, not after a
+        # whole poll interval with the replica not ready.
+        failures = 0 if await self.refresh() else 1
+        self._poller = asyncio.create_task(self._poll_forever(failures))
 
     async def close(self) -> None:
         if self._poller is not None:
@@ -126,10 +136,11 @@ class BundlePolicyEngine(WasmServing):
             return False
         self._activate(policy, fetched.etag)
         self._etag = fetched.etag
+        for listener in self._activated:
+            listener()
         return True
 
-    async def _poll_forever(self) -> None:
-        failures = 0
+    async def _poll_forever(self, failures: int) -> None:
         while True:
             await asyncio.sleep(self._polling.next_delay(failures, self._rng))
             failures = 0 if await self.refresh() else failures + 1

@@ -44,11 +44,20 @@ class BundleVerifier:
 
     @classmethod
     def from_file(cls, path: Path, algorithm: str, scope: str = "") -> "BundleVerifier":
-        """Raises: PolicyLoadError when the key file cannot be read."""
+        """Raises: PolicyLoadError when the key file cannot be read or is not a key for
+        `algorithm` (at start: otherwise every bundle would fail later, outside the
+        PolicyLoadError handling of the poller, with the replica silently never ready)."""
         try:
-            return cls(path.read_text(encoding="utf-8"), algorithm, scope)
+            verifier = cls(path.read_text(encoding="utf-8"), algorithm, scope)
         except (OSError, UnicodeDecodeError) as exc:
             raise PolicyLoadError(f"bundle verification key {path}: {exc}") from exc
+        try:
+            jwt.get_algorithm_by_name(algorithm).prepare_key(verifier._key())
+        except (ValueError, TypeError, jwt.PyJWTError) as exc:
+            raise PolicyLoadError(
+                f"bundle verification key {path} is not a {algorithm} key: {exc}"
+            ) from exc
+        return verifier
 
     def verify(self, files: dict[str, bytes]) -> None:
         """Raises: PolicyLoadError naming what does not verify."""
