@@ -6,7 +6,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 from sekisho.verify.fetcher import FetchError
-from sekisho.verify.jwks import MAX_KEYS, PublicJwk, parse_jwks
+from sekisho.verify.jwk_set import MAX_KEYS, PublicJwk, parse_jwks
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),

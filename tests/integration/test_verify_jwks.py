@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 from sekisho.verify import JwksClient, TokenRejectedError, VerifierUnavailableError, max_age_seconds
-from sekisho.verify.jwks import MAX_KEYS
+from sekisho.verify.jwk_set import MAX_KEYS
 
 pytestmark = pytest.mark.integration
 

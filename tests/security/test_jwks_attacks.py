@@ -23,7 +23,7 @@ from sekisho.identity.verifier import TokenVerifier
 from sekisho.signing.material import public_jwk, thumbprint
 from sekisho.verify import JwksClient
 from sekisho.verify.fetcher import MAX_DOCUMENT_BYTES, HttpJsonFetcher
-from sekisho.verify.jwks import MAX_KEYS
+from sekisho.verify.jwk_set import MAX_KEYS
 
 from tests.fakes.clock import FakeClock
 from tests.fakes.idp import TestIdp

@@ -35,7 +35,7 @@ from sekisho.errors import (
 from sekisho.http.assertion import INVALID, check_claims, parse_assertion, verify_signature
 from sekisho.http.secrets import SecretChecker
 from sekisho.models import Caller
-from sekisho.verify.jwks import jwks_from_json
+from sekisho.verify.jwk_set import jwks_from_json
 from sekisho.verify.replay import ReplayCache, ReplayCacheUnavailableError
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,8 @@ from sekisho.identity.kind import check_kind
 from sekisho.jose import CompactJws, parse_compact
 from sekisho.models import VerifiedToken
 from sekisho.profiles import ID_JAG, MINTED_TYPS
-from sekisho.verify.jwks import JwksCache, JwksUnavailableError, PublicJwk
+from sekisho.verify.jwk_set import PublicJwk
+from sekisho.verify.jwks import JwksCache, JwksUnavailableError
 
 MAX_KID_LENGTH = 256
 

@@ -9,7 +9,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 from sekisho.signing.material import public_jwk
 from sekisho.verify.fetcher import FetchError
-from sekisho.verify.jwks import MAX_KEYS, JwksCache, JwksUnavailableError, parse_jwks
+from sekisho.verify.jwk_set import MAX_KEYS, parse_jwks
+from sekisho.verify.jwks import JwksCache, JwksUnavailableError
 
 from tests.fakes.clock import FakeClock
 from tests.fakes.fetcher import FakeFetcher
