@@ -8,11 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-_MONTHS = (
+MONTHS = (
     "January", "February", "March", "April", "May", "June", "July", "August", "September",
     "October", "November", "December",
 )  # fmt: skip
-_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 # The named layouts OPA accepts in place of a layout (topdown/time.go acceptedTimeFormats).
 NAMED_LAYOUTS = {
@@ -53,12 +53,12 @@ def _hour12(m: Moment) -> int:
 _ELEMENTS: dict[str, Callable[[Moment], str]] = {
     "2006": lambda m: _num(m.wall.year, 4),
     "06": lambda m: _num(m.wall.year % 100, 2),
-    "January": lambda m: _MONTHS[m.wall.month - 1],
-    "Jan": lambda m: _MONTHS[m.wall.month - 1][:3],
+    "January": lambda m: MONTHS[m.wall.month - 1],
+    "Jan": lambda m: MONTHS[m.wall.month - 1][:3],
     "1": lambda m: str(m.wall.month),
     "01": lambda m: _num(m.wall.month, 2),
-    "Monday": lambda m: _DAYS[m.wall.weekday()],
-    "Mon": lambda m: _DAYS[m.wall.weekday()][:3],
+    "Monday": lambda m: WEEKDAYS[m.wall.weekday()],
+    "Mon": lambda m: WEEKDAYS[m.wall.weekday()][:3],
     "2": lambda m: str(m.wall.day),
     "_2": lambda m: f"{m.wall.day:>2}",
     "02": lambda m: _num(m.wall.day, 2),
@@ -81,7 +81,7 @@ def format_time(moment: Moment, layout: str) -> str:
     """Go's t.Format(layout)."""
     out, rest = [], layout
     while rest:
-        prefix, element, rest = _next_element(rest)
+        prefix, element, rest = next_element(rest)
         out.append(prefix)
         if element:
             out.append(_render(moment, element))
@@ -124,7 +124,7 @@ def _fraction(nanosecond: int, element: str) -> str:
     return separator + text
 
 
-def _next_element(layout: str) -> tuple[str, str, str]:
+def next_element(layout: str) -> tuple[str, str, str]:
     """Go's nextStdChunk: (literal prefix, element or "", rest)."""
     for i, char in enumerate(layout):
         found = _element_at(layout, i, char)

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sekisho.policy.wasm.builtins.gofloat import format_fixed
 from sekisho.policy.wasm.builtins.registry import BuiltinError, HostBuiltin
 from sekisho.policy.wasm.builtins.timeformat import NAMED_LAYOUTS, Moment, format_time
+from sekisho.policy.wasm.builtins.timelayout import parse_layout
 from sekisho.policy.wasm.builtins.timeparse import (
     days_from_civil,
     days_in,
@@ -150,6 +151,13 @@ def _format(value: Any) -> str:
     return format_time(Moment(wall, nanos % 10**9, seconds, wall.tzname() or ""), layout)
 
 
+def _parse_ns(layout: Any, value: Any) -> int:
+    """builtinTimeParseNanos: time.Parse with a Go layout or one of OPA's layout names."""
+    if not isinstance(layout, str) or not isinstance(value, str):
+        raise BuiltinError("time.parse_ns takes a layout and a value, both strings")
+    return parse_layout(NAMED_LAYOUTS.get(layout, layout), value)
+
+
 def _parse_rfc3339_ns(value: Any) -> int:
     if not isinstance(value, str):
         raise BuiltinError("operand must be a string")
@@ -208,4 +216,5 @@ def time_builtins(now_ns: Callable[[], int] = time.time_ns) -> tuple[HostBuiltin
         HostBuiltin("time.add_date", _add_date),
         HostBuiltin("time.diff", _diff),
         HostBuiltin("time.format", _format),
+        HostBuiltin("time.parse_ns", _parse_ns),
     )
