@@ -3,8 +3,10 @@ suspend subject` is not served during it (the cache drops it), the fresh exchang
 although policy's allow is still in the decision cache, other users are untouched, and after
 `reinstate` the user is served again."""
 
+import logging
 from pathlib import Path
 
+import pytest
 from sekisho.audit import AuditLog
 from sekisho.exchange import TokenExchanger
 from sekisho.gateway.authorizer import Allowed, Denied, GatewayAuthorizer, TokenHeader
@@ -21,8 +23,9 @@ from tests.unit.gateway.test_authorizer import ROUTES, bearer, gw
 
 
 async def test_a_suspended_user_is_cut_off_and_served_again_after_reinstate(
-    harness: Harness, tmp_path: Path
+    harness: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="sekisho.audit")
     store = FileStatusStore(tmp_path / "status.db")
     gate = RevocationGate(store, harness.clock, max_stale_seconds=10)
     await gate.refresh()
@@ -57,6 +60,9 @@ async def test_a_suspended_user_is_cut_off_and_served_again_after_reinstate(
     refused = await authorizer.authorize(gw("/crm", alice))
     assert isinstance(refused, Denied) and refused.status == 403
     assert await authorizer.authorize(gw("/crm", bob)) == bob_first  # still the cached token
+    # The audit line says why, telling a suspension from a revocation.
+    (line,) = [r for r in caplog.records if r.getMessage() == "token_rejected"]
+    assert line.detail == "suspended subject" and line.reason == "access_denied"  # type: ignore[attr-defined]
 
     # The decision cache still holds policy's allow for alice: the gate must come first.
     cache.clear()
