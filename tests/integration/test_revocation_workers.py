@@ -1,7 +1,9 @@
 """`sekisho revoke subject` against a real `sekisho serve` with server.workers = 2: new exchanges
 for the user are refused on both workers within 2 s, a downstream using sekisho.verify refuses the
 user's already-minted tokens within one list ttl while other users' tokens still verify, and a
-Status List Token read by a decoder written from the draft alone agrees bit for bit."""
+Status List Token read by a decoder written from the draft alone agrees bit for bit. The same for
+`sekisho revoke suspend subject` (SUSPENDED on the wire), and after `revoke reinstate subject`
+both workers serve the user again and the downstream accepts the same tokens again (VALID)."""
 
 import asyncio
 import base64
@@ -24,7 +26,7 @@ from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
 from sekisho.devidp import DevIdentityProvider
-from sekisho.status.bitlist import from_claim
+from sekisho.status.bitlist import INVALID, SUSPENDED, VALID, from_claim
 from sekisho.verify import (
     JwksClient,
     SekishoTokenVerifier,
@@ -136,6 +138,62 @@ async def _accepted(verifier: SekishoTokenVerifier, tokens: list[str]) -> list[b
     return results
 
 
+async def _probe(
+    pod: Pod, token: str, since: float, prefix: str, *, granted: bool
+) -> list[tuple[float, str | None]]:
+    """Exchanges on fresh connections for 3 s after `since`: every one started 2 s or more after
+    it must be granted (or refused), and those were served by both workers."""
+    probes: list[tuple[float, str | None]] = []
+    while (elapsed := time.monotonic() - since) < 3.0:
+        probes.append((elapsed, await _exchange(pod, token, f"{prefix}{len(probes)}")))
+    assert all(bool(t) == granted for at, t in probes if at >= 2.0), probes
+    late = {f"{prefix}{i}" for i, (at, _) in enumerate(probes) if at >= 2.0}
+    assert {pid for rid, pid in pod.served_by(prefix).items() if rid in late} == pod.worker_pids()
+    return probes
+
+
+async def _cli(pod: Pod, *argv: str) -> tuple[str, float]:
+    """`sekisho revoke …` as a process; its stdout, and when it returned (monotonic)."""
+    command = [*SEKISHO, "revoke", *argv, "--reason", "INC-9", "--config", str(pod.config)]
+    done = await asyncio.to_thread(subprocess.run, command, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.decode(), time.monotonic()
+
+
+async def test_suspend_and_reinstate_reach_workers_downstreams_and_the_wire(
+    pod: Pod, dev_idp: DevIdentityProvider
+) -> None:
+    issuer = f"http://127.0.0.1:{pod.http_port}"
+    alice = dev_idp.token({"sub": "alice", "aud": AGENT_AUDIENCE, "groups": ["sales"]}, ttl=600)
+    bob = dev_idp.token({"sub": "bob", "aud": AGENT_AUDIENCE, "groups": ["sales"]}, ttl=600)
+    alice_tokens = [t for t in await _phase(pod, alice, "alice-") if t]
+    bob_tokens = [t for t in await _phase(pod, bob, "bob-") if t]
+    assert len(alice_tokens) == len(bob_tokens) == REQUESTS
+    downstream = _downstream(issuer)
+    await asyncio.sleep(0.5)  # workers flush their records every 0.1 s
+    subject = ("subject", "--issuer", dev_idp.issuer, "--sub", "alice")
+
+    out, suspended_at = await _cli(pod, "suspend", *subject)
+    assert f"{REQUESTS} live token(s) marked SUSPENDED" in out
+    probes = await _probe(pod, alice, suspended_at, "held-", granted=False)
+    alice_tokens += [token for _, token in probes if token]  # marked SUSPENDED when recorded
+    assert all(await _phase(pod, bob, "bob-during-"))
+
+    async def downstream_accepts_alice(expected: bool) -> bool:
+        return await _accepted(downstream, alice_tokens) == [expected] * len(alice_tokens)
+
+    await within(lambda: downstream_accepts_alice(False), TTL + 2.0)
+    assert await _accepted(downstream, bob_tokens) == [True] * REQUESTS
+    await asyncio.sleep(0.5)  # the window's tokens recorded too
+    _independent_wire_check(issuer, alice_tokens, bob_tokens, alice_status=SUSPENDED)
+
+    out, reinstated_at = await _cli(pod, "reinstate", *subject)
+    assert f"{len(alice_tokens)} live token(s) VALID again" in out
+    await _probe(pod, alice, reinstated_at, "back-", granted=True)
+    await within(lambda: downstream_accepts_alice(True), TTL + 2.0)  # the same tokens again
+    _independent_wire_check(issuer, alice_tokens, bob_tokens, alice_status=VALID)
+
+
 async def test_revoke_subject_reaches_workers_and_downstreams(
     pod: Pod, dev_idp: DevIdentityProvider, tmp_path: Path
 ) -> None:
@@ -153,26 +211,14 @@ async def test_revoke_subject_reaches_workers_and_downstreams(
     assert await _accepted(downstream, alice_tokens + bob_tokens) == [True] * 2 * REQUESTS
 
     await asyncio.sleep(0.5)  # workers flush their records every 0.1 s
-    revoke = [*SEKISHO, "revoke", "subject", "--issuer", dev_idp.issuer, "--sub", "alice"]
-    revoke += ["--reason", "laptop stolen", "--config", str(pod.config)]
-    done = await asyncio.to_thread(subprocess.run, revoke, capture_output=True, timeout=60)
-    revoked_at = time.monotonic()  # the revocation is in the store when the command returns
-    assert done.returncode == 0, done.stderr
-    assert f"{REQUESTS} live token(s) marked INVALID" in done.stdout.decode()
+    # The revocation is in the store when the command returns.
+    out, revoked_at = await _cli(pod, "subject", "--issuer", dev_idp.issuer, "--sub", "alice")
+    assert f"{REQUESTS} live token(s) marked INVALID" in out
 
-    # Probe on fresh connections for 3 s: every exchange started 2 s or more after the command
-    # returned must be refused, on both workers.
-    probes: list[tuple[float, str | None]] = []
-    while (elapsed := time.monotonic() - revoked_at) < 3.0:
-        probes.append((elapsed, await _exchange(pod, alice, f"probe-{len(probes)}")))
+    probes = await _probe(pod, alice, revoked_at, "probe-", granted=False)
     last_granted = max((at for at, token in probes if token), default=0.0)
     # Minted before a worker's next poll saw the revocation: marked INVALID when recorded.
     alice_tokens += [token for _, token in probes if token]
-    assert last_granted < 2.0, probes
-    late = {f"probe-{i}" for i, (at, _) in enumerate(probes) if at >= 2.0}
-    assert {pid for rid, pid in pod.served_by("probe-").items() if rid in late} == (
-        pod.worker_pids()
-    )
     assert all(await _phase(pod, bob, "bob-after-"))  # other users are still served
 
     async def downstream_refuses_alice() -> bool:
@@ -221,7 +267,9 @@ def _draft_status(lst: str, bits: int, idx: int) -> int:
     return (array[bit // 8] >> (bit % 8)) & ((1 << bits) - 1)
 
 
-def _independent_wire_check(issuer: str, alice: list[str], bob: list[str]) -> None:
+def _independent_wire_check(
+    issuer: str, alice: list[str], bob: list[str], *, alice_status: int = INVALID
+) -> None:
     _, jwks_body = _fetch(issuer + "/.well-known/jwks.json")
     jwks = json.loads(jwks_body)
     references = {
@@ -244,7 +292,7 @@ def _independent_wire_check(issuer: str, alice: list[str], bob: list[str]) -> No
         assert claims["sub"] == uri and claims["ttl"] == TTL
         assert claims["iat"] <= time.time() < claims["exp"]
         lists[uri] = claims["status_list"]
-    for who, expected in (("alice", 1), ("bob", 0)):
+    for who, expected in (("alice", alice_status), ("bob", VALID)):
         for reference in references[who]:
             status_list = lists[reference["uri"]]
             got = _draft_status(status_list["lst"], status_list["bits"], reference["idx"])
@@ -256,4 +304,5 @@ def _independent_wire_check(issuer: str, alice: list[str], bob: list[str]) -> No
         theirs = [_draft_status(status_list["lst"], status_list["bits"], i) for i in range(size)]
         assert theirs == [ours.status(i) for i in range(size)]
         marked += sum(theirs)
-    assert marked == len(alice)  # exactly alice's tokens are INVALID, in whichever list
+    # exactly alice's tokens are marked (INVALID or SUSPENDED), in whichever list
+    assert marked == alice_status * len(alice)
