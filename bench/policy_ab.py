@@ -144,7 +144,11 @@ def _serve(folder: Path, stdin: IO[str], stdout: IO[str]) -> None:
 
     docs = [json.loads(line) for line in (folder / "inputs.jsonl").read_text().splitlines()]
     opa = Path(os.environ["SEKISHO_AB_OPA"])
-    engine = WasmPolicyEngine((folder / "root").resolve(), _QUERY, opa, wasm_limits(PolicyConfig()))
+    policy = PolicyConfig()
+    engine = WasmPolicyEngine(
+        (folder / "root").resolve(), _QUERY, opa, wasm_limits(policy),
+        compile_timeout=policy.compile_timeout_seconds,
+    )  # fmt: skip
     engine.load()
     print(json.dumps({"sekisho": sekisho.__file__}), file=stdout, flush=True)
     ns = time.perf_counter_ns

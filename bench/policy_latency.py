@@ -291,7 +291,11 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = policy_folder(Path(tmp) / "policies", data)
         started = time.perf_counter()
-        embedded = WasmPolicyEngine(root, QUERY, Path(opa_binary()), wasm_limits(PolicyConfig()))
+        policy = PolicyConfig()
+        embedded = WasmPolicyEngine(
+            root, QUERY, Path(opa_binary()), wasm_limits(policy),
+            compile_timeout=policy.compile_timeout_seconds,
+        )  # fmt: skip
         embedded.load()
         build_s = time.perf_counter() - started
         process, url = start_opa(Path(tmp) / "opa.log")

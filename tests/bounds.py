@@ -51,3 +51,8 @@ def shadow_bounds(**changes: Any) -> ShadowBounds:
 def wasm_limits(**changes: Any) -> WasmLimits:
     """[policy] eval_timeout_seconds, memory_limit_mb and pool_size."""
     return replace(wasm_limits_of(PolicyConfig()), **changes)
+
+
+def compile_timeout() -> float:
+    """[policy] compile_timeout_seconds: how long `opa build` may take."""
+    return PolicyConfig().compile_timeout_seconds

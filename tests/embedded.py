@@ -12,7 +12,7 @@ from sekisho.policy.wasm.engine import WasmPolicyEngine, modules_digest
 from sekisho.policy.wasm.policy import WasmLimits
 from sekisho.policy.wasm.runtime import WasmRuntime
 
-from tests.bounds import wasm_limits
+from tests.bounds import compile_timeout, wasm_limits
 from tests.opa import opa_binary
 
 
@@ -37,12 +37,15 @@ def wasm_engine(
 ) -> WasmPolicyEngine:
     """Not yet loaded. `cached`: share compiled policies and the runtime with other tests."""
     if not cached:
-        return WasmPolicyEngine(root, query, opa_binary(), limits or wasm_limits())
+        return WasmPolicyEngine(
+            root, query, opa_binary(), limits or wasm_limits(), compile_timeout=compile_timeout()
+        )
     return WasmPolicyEngine(
         root,
         query,
         opa_binary(),
         limits or wasm_limits(),
+        compile_timeout=compile_timeout(),
         compiler=cached_compile,
         runtime=shared_runtime(),
     )

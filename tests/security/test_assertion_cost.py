@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from sekisho.attempts import AttemptGate, AttemptLimits
 from sekisho.callers import RateLimit
-from sekisho.config import ClientConfig
+from sekisho.config import ClientConfig, TrustConfig
 from sekisho.constants import GRANT_TYPE_TOKEN_EXCHANGE
 from sekisho.devidp import DevIdentityProvider
 from sekisho.errors import InvalidClientError, SlowDownError
@@ -101,6 +101,7 @@ def _authenticator(
         gate=AttemptGate(FakeClock(NOW), LOOSE),
         assertion_gate=AttemptGate(clock or FakeClock(NOW), limits),
         secrets=checker,
+        leeway_seconds=TrustConfig().leeway_seconds,
         tarpit_seconds=0.0,
     )
 

@@ -19,6 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sekisho.attempts import AttemptGate
 from sekisho.callers import RateLimit
+from sekisho.config import TrustConfig
 from sekisho.errors import InvalidClientError
 from sekisho.http.client_auth import CLIENT_ASSERTION_TYPE, ClientAuthenticator, RegisteredClient
 from sekisho.http.secrets import SecretChecker
@@ -125,6 +126,7 @@ def _authenticator() -> ClientAuthenticator:
         gate=AttemptGate(FakeClock(NOW), loose),
         assertion_gate=AttemptGate(FakeClock(NOW), loose),
         secrets=CHECKER,
+        leeway_seconds=TrustConfig().leeway_seconds,
     )
 
 

@@ -25,7 +25,7 @@ from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.attempts import AttemptGate, AttemptLimits
 from sekisho.callers import RateLimit
-from sekisho.config import ClientConfig
+from sekisho.config import ClientConfig, TrustConfig
 from sekisho.devidp import DevIdentityProvider
 from sekisho.errors import InvalidClientError, SlowDownError
 from sekisho.http.client_auth import ClientAuthenticator, RegisteredClient
@@ -124,6 +124,7 @@ def _authenticator(
         gate=AttemptGate(FakeClock(), limits),
         assertion_gate=AttemptGate(FakeClock(), LOOSE),
         secrets=checker,
+        leeway_seconds=TrustConfig().leeway_seconds,
         tarpit_seconds=tarpit,
     )
 

@@ -71,7 +71,7 @@ class ClientAuthenticator:
         gate: AttemptGate,
         assertion_gate: AttemptGate,
         secrets: SecretChecker,
-        leeway_seconds: int = 30,
+        leeway_seconds: int,
         tarpit_seconds: float = TARPIT_SECONDS,
     ) -> None:
         self._clients = clients

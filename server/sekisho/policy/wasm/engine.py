@@ -51,7 +51,7 @@ class WasmPolicyEngine(WasmServing):
         opa: Path,
         limits: WasmLimits,
         *,
-        compile_timeout: float = 60.0,
+        compile_timeout: float,
         compiler: Compiler = compile_folder,
         runtime: WasmRuntime | None = None,
     ) -> None:

@@ -24,7 +24,7 @@ from sekisho.policy.wasm.compile_cache import (
 from sekisho.policy.wasm.engine import WasmPolicyEngine
 from sekisho.policy.wasm.factory import folder_engine
 
-from tests.bounds import wasm_limits
+from tests.bounds import compile_timeout, wasm_limits
 from tests.opa import opa_binary
 from tests.unit.policy.inputs import CRM, POLICIES, QUERY, policy_input
 
@@ -276,7 +276,14 @@ async def test_the_service_engine_starts_from_the_cache_and_decides_the_same(
     await first.start()
     assert len(list(directory.glob("*.wasm"))) == 1
     cache = CompileCache(directory, _failing_compiler)
-    restarted = WasmPolicyEngine(folder, QUERY, opa_binary(), wasm_limits(), compiler=cache)
+    restarted = WasmPolicyEngine(
+        folder,
+        QUERY,
+        opa_binary(),
+        wasm_limits(),
+        compile_timeout=compile_timeout(),
+        compiler=cache,
+    )
     await restarted.start()
     allowed = policy_input(CRM, groups=["sales"], tenant="acme")
     assert (await restarted.decide(allowed)).allow

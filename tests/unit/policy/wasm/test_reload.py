@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sekisho.policy.wasm.engine import WasmPolicyEngine
 
-from tests.bounds import wasm_limits
+from tests.bounds import compile_timeout, wasm_limits
 from tests.opa import opa_binary
 from tests.unit.policy.inputs import CRM, POLICIES, QUERY, policy_input
 
@@ -38,7 +38,9 @@ async def test_recompiling_leaves_the_event_loop_free_and_the_old_policy_serving
     slow_opa = tmp_path / "slow-opa"
     slow_opa.write_text(f'#!/bin/sh\nsleep 0.5\nexec "{opa_binary()}" "$@"\n')
     slow_opa.chmod(0o755)
-    engine = WasmPolicyEngine(root, QUERY, slow_opa, wasm_limits())
+    engine = WasmPolicyEngine(
+        root, QUERY, slow_opa, wasm_limits(), compile_timeout=compile_timeout()
+    )
     engine.load()
     big_registry(root, 1500)
     scopes = root / "sekisho" / "exchange" / "scopes.rego"
