@@ -227,7 +227,7 @@ def test_a_bundle_signed_by_opa_build_verifies(
     tmp_path: Path, keys: tuple[Path, Path, Path]
 ) -> None:
     signer, public, _ = keys
-    raw = bundle(tmp_path, "signed", signing=BundleSigning(signer))
+    raw = bundle(tmp_path, "signed", signing=BundleSigning(signer, "RS256"))
     load_with(BundleVerifier.from_file(public, "RS256"), raw)
 
 
@@ -251,7 +251,7 @@ def test_a_bundle_whose_signature_does_not_hold_is_refused(
     tmp_path: Path, keys: tuple[Path, Path, Path], case: str, message: str
 ) -> None:
     signer, public, other = keys
-    raw = bundle(tmp_path, "signed", signing=BundleSigning(signer))
+    raw = bundle(tmp_path, "signed", signing=BundleSigning(signer, "RS256"))
     verifier = BundleVerifier.from_file(public, "RS256")
     if case == "tampered-data":
         raw = tampered(raw, "data.json", grant_everyone)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sekisho.commands import policy_impact
-from sekisho.config import Settings
+from sekisho.config import PolicyConfig, Settings
 from sekisho.errors import PolicyLoadError
 from sekisho.policy.schema import input_problems
 
@@ -57,7 +57,12 @@ def register(
     build.add_argument("--output", required=True, help="the .tar.gz to write")
     build.add_argument("--revision", default="", help="the manifest revision (e.g. a git sha)")
     build.add_argument("--signing-key", default="", help="PEM private key (or HMAC secret file)")
-    build.add_argument("--signing-alg", default="RS256", help="JWS algorithm of the signature")
+    build.add_argument(
+        "--signing-alg",
+        # What a replica expects unless told otherwise, so a default build verifies by default.
+        default=PolicyConfig.model_fields["bundle_verification_alg"].default,
+        help="JWS algorithm of the signature (default: [policy] bundle_verification_alg's)",
+    )
     build.add_argument("--signing-scope", default="", help="the signature's scope claim")
     policy_sub.add_parser(
         "check",

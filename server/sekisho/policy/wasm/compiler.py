@@ -48,7 +48,7 @@ class BundleSigning:
     """`opa build --signing-key/--signing-alg` (and a scope claim when set)."""
 
     key: Path
-    algorithm: str = "RS256"
+    algorithm: str  # `sekisho policy build --signing-alg`
     scope: str = ""
 
 

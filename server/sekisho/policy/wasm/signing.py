@@ -39,7 +39,7 @@ class BundleVerifier:
     """The key (PEM public key, or an HMAC secret for HS*), its algorithm and expected scope."""
 
     key: str
-    algorithm: str = "RS256"
+    algorithm: str  # [policy] bundle_verification_alg
     scope: str = ""
 
     @classmethod
