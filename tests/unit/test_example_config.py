@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
-from sekisho.config import IssuerConfig, Settings, load_settings
+from sekisho.config import (
+    CallerConfig,
+    ClientConfig,
+    GatewayRouteConfig,
+    IssuerConfig,
+    Settings,
+    load_settings,
+)
 from sekisho.policy.options import ShadowConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,6 +38,14 @@ COMMENTED_ALTERNATIVES = {
 # Top-level arrays of tables ([[callers]]): shown as `name = []` plus a commented example, like
 # the arrays nested in a table (token_endpoint.clients, gateway.routes).
 TOP_LEVEL_ARRAYS = {"callers"}
+
+# Arrays of tables default to empty, so the example shows `name = []` and, above it, one table
+# commented out (`#   [[name]]` then `#   key = value` lines): every key of the model, loadable.
+COMMENTED_TABLES = {
+    "callers": CallerConfig,
+    "token_endpoint.clients": ClientConfig,
+    "gateway.routes": GatewayRouteConfig,
+}
 
 # Where the example intentionally differs from the model defaults.
 INTENTIONAL = {
@@ -153,3 +168,22 @@ def test_example_issuer_uses_the_issuer_defaults() -> None:
     for name in set(IssuerConfig.model_fields) - own - {"jwks_uri"}:
         assert getattr(issuer, name) == getattr(required_only, name), f"trust.issuers.{name}"
     assert issuer.jwks_uri == ""
+
+
+def _commented_table(name: str) -> dict[str, Any]:
+    """The example table commented out under `#   [[name]]`, parsed."""
+    lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
+    start = lines.index(f"#   [[{name}]]")
+    body = itertools.takewhile(lambda line: re.match(r"^#   [a-z_]+ = ", line), lines[start + 1 :])
+    return tomllib.loads("\n".join(line.removeprefix("#   ") for line in body))
+
+
+@pytest.mark.parametrize(
+    ("name", "model"), list(COMMENTED_TABLES.items()), ids=list(COMMENTED_TABLES)
+)
+def test_commented_example_tables_show_every_key_and_load(
+    name: str, model: type[BaseModel]
+) -> None:
+    table = _commented_table(name)
+    assert set(table) == set(model.model_fields), f"[[{name}]]"
+    model.model_validate(table)  # a renamed or removed key fails here (extra keys are refused)
