@@ -117,6 +117,9 @@ def build_connection_guard(settings: Settings) -> ConnectionGuard:
     return ConnectionGuard(connection_limits(settings.http))
 
 
+PENDING_HARD_FACTOR = 4  # [grpc] max_pending_calls: always refused beyond this many times it
+
+
 def grpc_options(limits: GrpcLimitsConfig) -> list[tuple[str, Any]]:
     """[grpc] as grpc core channel arguments (grpc/include/grpc/impl/channel_arg_names.h)."""
     options: list[tuple[str, Any]] = [
@@ -132,6 +135,12 @@ def grpc_options(limits: GrpcLimitsConfig) -> list[tuple[str, Any]]:
         ("grpc.http2.max_ping_strikes", 2),
         ("grpc.keepalive_permit_without_calls", 0),
     ]
+    if limits.max_pending_calls:
+        # grpc core's backlog bound (server.cc PendingBacklogProtector): refused with a
+        # probability rising from the soft limit to the hard one, always beyond it.
+        options.append(("grpc.server.max_pending_requests", limits.max_pending_calls))
+        hard = PENDING_HARD_FACTOR * limits.max_pending_calls
+        options.append(("grpc.server.max_pending_requests_hard_limit", hard))
     if limits.max_connection_idle_seconds:
         options.append(
             ("grpc.max_connection_idle_ms", int(limits.max_connection_idle_seconds * 1000))

@@ -41,6 +41,18 @@ class GrpcLimitsConfig(_Strict):
     # p99 ~0.1 s instead of 0.55-0.8 s at 128, same goodput); a well-behaved client queues the
     # excess itself (HTTP/2 stream flow control) or opens more connections.
     max_concurrent_streams: int = Field(default=32, ge=1)
+    # Calls grpc core holds for this worker before its event loop has taken them (a saturated
+    # loop takes new calls only as fast as it frees up). Beyond this many, grpc core refuses a
+    # new call with a rising probability, and always beyond 4 times as many: an answer in
+    # microseconds, in C, with no Python run (clients see CANCELLED), where a refusal in Python
+    # costs ~0.3 of an exchange, so that refusing the excess of an open-loop flood does not
+    # itself eat the core. Calls within it are queued, then screened and admitted in Python
+    # (docs/operations.md, "Overload"). 64: above what 32 closed-loop callers or one flooding
+    # connection (max_concurrent_streams) can hold, so saturation and the polite callers beside
+    # a flood are not refused here; an open-loop flood on many connections is (session 5,
+    # bench/results/overload.md: 5R goodput 9 % of R without it, 55-63 % with 8-64).
+    # 0 = grpc core's own, far larger bounds.
+    max_pending_calls: int = Field(default=64, ge=0)
     # The server pings an idle client after this and drops it without an answer in the timeout.
     keepalive_time_seconds: float = Field(default=60.0, gt=0)
     keepalive_timeout_seconds: float = Field(default=20.0, gt=0)

@@ -6,9 +6,10 @@ import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
 from sekisho.client import ChannelOptions, RetryPolicy, TokenExchangeClient
-from sekisho.client.errors import ExchangeError, RateLimitedError
+from sekisho.client.errors import ExchangeError, ExchangeUnavailableError, RateLimitedError
 from sekisho.client.throttle import AdaptiveThrottle
 from sekisho.devidp import DevIdentityProvider
 from sekisho.service import Service, start_service
@@ -147,16 +148,43 @@ def _closed_port() -> str:
         return f"127.0.0.1:{sock.getsockname()[1]}"  # closed again on return: refused
 
 
+@pytest.fixture
+async def cancelling_server() -> AsyncIterator[str]:
+    """A gRPC server answering every ExchangeToken with CANCELLED, as grpc core does for a call
+    beyond the worker's pending-call bound ([grpc] max_pending_calls)."""
+
+    async def cancel(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        await context.abort(grpc.StatusCode.CANCELLED, "")
+        raise AssertionError("abort returns only by raising")
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "sekisho.v1.TokenExchangeService",
+                {"ExchangeToken": grpc.unary_unary_rpc_method_handler(cancel)},
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    yield f"127.0.0.1:{port}"
+    await server.stop(0)
+
+
 @pytest.mark.integration
-@pytest.mark.parametrize("kind", ["UNAVAILABLE", "DEADLINE_EXCEEDED"])
+@pytest.mark.parametrize("kind", ["UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"])
 async def test_no_answer_is_not_an_accept(
     kind: str,
     silent_listener: str,
+    cancelling_server: str,
     dev_idp: DevIdentityProvider,  # noqa: F811
 ) -> None:
-    # grpc's REFUSED_STREAM reaches the client as UNAVAILABLE, and a call queued behind a busy
-    # connection's stream limit runs out its deadline: both mean the service did not take it.
-    target = _closed_port() if kind == "UNAVAILABLE" else silent_listener
+    # grpc's REFUSED_STREAM reaches the client as UNAVAILABLE, a call queued behind a busy
+    # connection's stream limit runs out its deadline, and one beyond the worker's pending-call
+    # bound is CANCELLED by grpc core: all mean the service did not take it.
+    targets = {"UNAVAILABLE": _closed_port(), "CANCELLED": cancelling_server}
+    target = targets.get(kind, silent_listener)
     retry = RetryPolicy(max_attempts=1)
     options = ChannelOptions(insecure=True)
     async with TokenExchangeClient(target, channel_options=options, retry=retry) as client:
@@ -167,3 +195,19 @@ async def test_no_answer_is_not_an_accept(
             assert refused.value.code in (kind, "RESOURCE_EXHAUSTED")  # sent, or throttled
         # Counted as accepts, every attempt would be an RPC.
         assert client.rpc_count < attempts / 2
+
+
+@pytest.mark.integration
+async def test_a_call_cancelled_by_the_service_is_retried_with_backoff(
+    cancelling_server: str,
+    dev_idp: DevIdentityProvider,  # noqa: F811
+) -> None:
+    """grpc core's refusal beyond the pending-call bound took nothing: retried like UNAVAILABLE."""
+    retry = RetryPolicy(max_attempts=3, base_seconds=0.001, max_backoff_seconds=0.001)
+    options = ChannelOptions(insecure=True)
+    async with TokenExchangeClient(
+        cancelling_server, channel_options=options, retry=retry
+    ) as client:
+        with pytest.raises(ExchangeUnavailableError) as refused:
+            await client.exchange(_token(dev_idp), "https://crm-as.example.com", deadline_seconds=5)
+        assert refused.value.code == "CANCELLED" and client.rpc_count == 3

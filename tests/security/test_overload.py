@@ -5,6 +5,7 @@ honoured (work abandoned, nothing minted after it); the wire answers over gRPC (
 
 import asyncio
 import base64
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -292,3 +293,33 @@ async def test_grpc_overload_is_refused_before_the_pipeline(
     assert info.reason == "slow_down" and int(info.metadata["retry_after"]) >= 1
     assert not [r for r in caplog.records if r.getMessage() == "token_rejected"]
     assert [r for r in caplog.records if r.getMessage() == "overload_shed"]
+
+
+@pytest.fixture
+async def small_backlog(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator[Service]:  # noqa: F811
+    keys = tmp_path / "keys"
+    FileKeyStore(keys).init("ES256", 1_800_000_000)
+    service = await start_service(
+        stack_settings(dev_idp.issuer, keys, grpc={"max_pending_calls": 1})
+    )
+    yield service
+    await service.stop(0.5)
+
+
+@pytest.mark.integration
+async def test_calls_beyond_the_pending_bound_are_refused_by_grpc_core(
+    small_backlog: Service,
+) -> None:
+    """While the worker's event loop is busy (blocked here on purpose), new calls wait in grpc
+    core; beyond 4 x max_pending_calls (4 here) every further one is refused there, in C, with
+    no Python run. A sync client sends them: its calls go out while this loop is blocked."""
+    target = f"127.0.0.1:{small_backlog.grpc.port}"
+    with grpc.insecure_channel(target) as channel:
+        grpc.channel_ready_future(channel).result(timeout=5)
+        stub = pb_grpc.TokenExchangeServiceStub(channel)
+        calls = [stub.GetJwks.future(pb.GetJwksRequest(), timeout=30) for _ in range(20)]
+        time.sleep(1.0)  # noqa: ASYNC251 (on purpose: the loop takes no call, they pile up)
+        codes = await asyncio.to_thread(lambda: [call.code() for call in calls])
+    refused = [code for code in codes if code != grpc.StatusCode.OK]
+    assert len(refused) >= 20 - 1 - 4  # at most one taken by the loop, four pending
+    assert set(refused) <= {grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED}

@@ -2,10 +2,10 @@
 
 - cache: a token is reused until shortly before expiry and refreshed ahead in the background;
 - single-flight: concurrent identical requests share one RPC;
-- retries: UNAVAILABLE with jittered exponential backoff, and slow_down after the server's
-  `retry_after` (jittered), never past the caller's deadline (every other status is an answer,
-  and retrying a denial would only add load); while a `retry_after` runs, calls that cannot wait
-  it out fail at once without an RPC;
+- retries: UNAVAILABLE and CANCELLED (not taken) with jittered exponential backoff, and
+  slow_down after the server's `retry_after` (jittered), never past the caller's deadline
+  (every other status is an answer, and retrying a denial would only add load); while a
+  `retry_after` runs, calls that cannot wait it out fail at once without an RPC;
 - client-side adaptive throttling (throttle.py): when the service keeps refusing (slow_down,
   grpc's REFUSED_STREAM or RESOURCE_EXHAUSTED, or no answer within the deadline), requests are
   rejected locally in proportion, so a fleet of agents cannot hammer it;
@@ -89,6 +89,12 @@ class ExchangeParams:
         )
 
 
+# The service did not take the call, so it is retried with backoff: REFUSED_STREAM or no
+# connection (UNAVAILABLE), or grpc core's refusal beyond the worker's pending-call bound
+# (CANCELLED, docs/operations.md "Overload"); this client's own cancellation is CancelledError.
+NOT_TAKEN_CODES = frozenset({"UNAVAILABLE", "CANCELLED"})
+
+
 def _error_from_rpc(error: grpc.aio.AioRpcError) -> ExchangeError:
     code = error.code().name
     status = rpc_status.from_call(error)
@@ -96,7 +102,7 @@ def _error_from_rpc(error: grpc.aio.AioRpcError) -> ExchangeError:
         info = error_details_pb2.ErrorInfo()
         if detail.Unpack(info):
             return error_for(info.reason, error.details() or "", code, dict(info.metadata))
-    if code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+    if code in NOT_TAKEN_CODES or code == "DEADLINE_EXCEEDED":
         return ExchangeUnavailableError("temporarily_unavailable", error.details() or "", code)
     return ExchangeError("server_error", error.details() or "", code)
 
@@ -109,9 +115,10 @@ def _retry_after(error: ExchangeError) -> float:
 
 
 # Answers that mean the service did not take the call: slow_down, and grpc's own refusals
-# (REFUSED_STREAM arrives as UNAVAILABLE; RESOURCE_EXHAUSTED from grpc core has no reason) and
-# a deadline spent queued behind the connection's stream limit. None of them is an accept.
-OVERLOAD_CODES = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED"})
+# (REFUSED_STREAM arrives as UNAVAILABLE; RESOURCE_EXHAUSTED from grpc core has no reason; a
+# call beyond the worker's pending-call bound is CANCELLED by grpc core) and a deadline spent
+# queued behind the connection's stream limit. None of them is an accept.
+OVERLOAD_CODES = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"})
 
 
 def _overload_refusal(error: ExchangeError) -> bool:
@@ -268,7 +275,7 @@ class TokenExchangeClient:
             self.throttle.accepted()  # an answer, even a denial: the service is not refusing
         if attempt >= self._retry.max_attempts:
             return None
-        if error.code == "UNAVAILABLE":
+        if error.code in NOT_TAKEN_CODES:
             return self._retry.backoff(attempt)
         if isinstance(error, RateLimitedError):
             retry_after = _retry_after(error)
