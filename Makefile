@@ -174,6 +174,7 @@ bench: setup $(GHZ) $(BENCH_STAMP)
 	cd bench && $(abspath $(PY)) policy_latency.py --decisions 5000 --downstreams 1000
 	cd bench && $(abspath $(PY)) shadow_cost.py
 	cd bench && $(abspath $(PY)) status_list.py
+	cd bench && $(abspath $(PY)) hot_reload.py --out results/hot_reload.json
 
 soak: setup $(GHZ) $(BENCH_STAMP)
 	cd bench && $(abspath $(PY)) soak.py

