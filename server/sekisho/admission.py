@@ -155,7 +155,7 @@ class Admission:
         `flow` (the anonymous caller's connection or address): one caller on many connections
         is still one turn. `deadline` is the caller's, on the clock; a transport that has one
         calls screen() first, as the call arrives. Raises: SlowDownError."""
-        self._take_token(caller.id)
+        self._take_token(caller.id, caller.id or flow)
         granted = await self._acquire(caller.id or flow, deadline)
         try:
             yield
@@ -230,16 +230,19 @@ class Admission:
         self.shed[reason] += 1
         raise _busy(detail, wait)
 
-    def _take_token(self, caller_id: str) -> None:
-        limit = self._rates.get(caller_id, self._default)
+    def _take_token(self, caller_id: str, key: str) -> None:
+        """A token from `key`'s bucket at `caller_id`'s rate. Anonymous callers have no id and
+        the default rate, each in the bucket of its connection or address (`key`): in one
+        shared bucket, one anonymous flood would refuse every other anonymous caller."""
+        limit = self._rates.get(caller_id, self._default) if caller_id else self._default
         if limit is None or limit.rate_per_second <= 0:
             return
-        wait = self._buckets.take(caller_id, limit, self._clock.now())
+        wait = self._buckets.take(key, limit, self._clock.now())
         if wait:
             self.shed["rate"] += 1
             raise SlowDownError(
                 "rate limit exceeded; slow down",
-                log_detail=f"caller {caller_id!r} over {limit.rate_per_second}/s",
+                log_detail=f"caller {key!r} over {limit.rate_per_second}/s",
                 metadata={"retry_after": str(max(1, math.ceil(wait)))},
             )
 

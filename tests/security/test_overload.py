@@ -64,6 +64,15 @@ async def test_bucket_allows_the_burst_then_refuses_until_refilled() -> None:
     assert admission.shed_counts == {"rate": 2}
 
 
+async def test_anonymous_callers_have_a_bucket_per_connection_not_one_shared() -> None:
+    admission = Admission(FakeClock(), policy=queue_policy(), default_rate=RateLimit(1.0, 1))
+    anonymous = Caller()
+    await _admit(admission, anonymous, flow="ipv4:10.0.0.1:5000")
+    with pytest.raises(SlowDownError):  # the flooding connection's own bucket is empty
+        await _admit(admission, anonymous, flow="ipv4:10.0.0.1:5000")
+    await _admit(admission, anonymous, flow="ipv4:10.0.0.2:6000")  # another caller's is not
+
+
 async def test_buckets_are_per_caller_and_default_applies_to_the_unlisted() -> None:
     admission = Admission(
         FakeClock(),
