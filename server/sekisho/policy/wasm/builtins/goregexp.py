@@ -7,8 +7,9 @@ sees them, so an invalid pattern is a BuiltinError (OPA: the call is undefined) 
 - `\\C` (any byte) — Go: "invalid escape sequence";
 - capture names other than ASCII letters, digits and `_` — Go: "invalid named capture";
 - `\\p{Name}` names: Go 1.25+ looks names up case-insensitively with aliases, RE2 by exact
-  name, and the two carry different Unicode tables. Only the names verified equal in both
-  (GO_UNICODE_CLASSES, probed against OPA's build) are passed on; any other name raises
+  name, and the two carry different Unicode tables. The names whose members agree
+  (GO_UNICODE_CLASSES) are passed on; `L`, `Lo`, `Han`, `Common`, `S`, `So` and `C`, whose members
+  differ, are written out as Go's ranges (GO_CLASS_RANGES); any other name raises
   RegexUnsupportedError, which traps the evaluation (a deny with an error log), never a
   silently different decision.
 A pattern whose program exceeds RE2's memory budget also raises RegexUnsupportedError (Go's
@@ -19,16 +20,18 @@ keeps the text before it as context, so `^`, `\\b` and `(?m)^` see what Go's doE
 """
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import re2
 
 from sekisho.policy.wasm.builtins.goregexp_names import GO_UNICODE_CLASSES
+from sekisho.policy.wasm.builtins.goregexp_tables import GO_CLASS_RANGES
 from sekisho.policy.wasm.builtins.registry import BuiltinError
 
 Span = tuple[int, int]
 _RE2_MEMORY_BYTES = 8 << 20  # RE2's default budget per compiled pattern
+_MAX_RUNE = 0x10FFFF
 _ASCII_WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
@@ -43,20 +46,24 @@ class GoRegexp:
 
     def __init__(self, pattern: str) -> None:
         """Raises: BuiltinError (Go refuses the pattern), RegexUnsupportedError."""
-        _check_go_syntax(pattern)
+        translated, names = _translate(pattern)
         options = re2.Options()
         options.log_errors = False
         options.max_mem = _RE2_MEMORY_BYTES
         try:
             # re2._Regexp, not re2.compile: compile keeps a process-wide cache of patterns.
-            self._regexp: Any = re2._Regexp(pattern, options)
+            self._regexp: Any = re2._Regexp(translated, options)
         except re2.error as exc:
             message = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else ""
             if "too large" in message:
                 raise RegexUnsupportedError(f"regex: pattern too large for RE2: {message}") from exc
             raise BuiltinError(f"error parsing regexp: {message}") from exc
         self.group_count: int = self._regexp.groups
-        self.group_names: dict[str, int] = dict(self._regexp.groupindex)
+        if len(names) != self.group_count + 1:  # the scan above missed a group: never guess
+            raise RegexUnsupportedError(f"regex: cannot number the groups of {pattern!r}")
+        # Names by group number: Go's Expand takes the first group of a name that matched, so
+        # duplicate names (Go accepts them) need every number, not RE2's first one.
+        self.group_names: tuple[str, ...] = tuple(names)
 
     def search(self, text: bytes, pos: int) -> list[Span] | None:
         """Spans of the whole match and every group ((-1, -1) when unset), from `pos` on.
@@ -97,32 +104,71 @@ class RegexCache:
         return len(self._entries)
 
 
-def _check_go_syntax(pattern: str) -> None:
-    """Refuse what Go's parser refuses but RE2's accepts (module docstring)."""
-    tokens = _tokens(pattern)
-    for token in tokens:
+def _translate(pattern: str) -> tuple[str, list[str]]:
+    """The pattern for RE2 and the name of each capturing group ("" unnamed): what Go's parser
+    refuses but RE2's accepts is refused, and the classes whose tables differ are written out
+    as Go's ranges (module docstring)."""
+    out, done, names = [], 0, [""]
+    for start, end, in_class in _tokens(pattern):
+        token = pattern[start:end]
         if token == "\\C":
             raise BuiltinError("error parsing regexp: invalid escape sequence: `\\C`")
-        if token.startswith(("\\p", "\\P")):
-            _check_class_name(token)
+        if token == "(":
+            names.append("")
         elif token.startswith(("(?P<", "(?<")):
             name = token[token.index("<") + 1 :]
             if not all(c in _ASCII_WORD for c in name):
                 raise BuiltinError(f"error parsing regexp: invalid named capture: `{token}>`")
+            names.append(name)
+        elif token.startswith(("\\p", "\\P")):
+            replacement = _class_text(token, in_class)
+            if replacement is not None:
+                out.append(pattern[done:start] + replacement)
+                done = end
+    return "".join(out) + pattern[done:], names
 
 
-def _check_class_name(token: str) -> None:
-    name = token[2:].strip("{}").removeprefix("^")
-    if name not in GO_UNICODE_CLASSES:
-        raise RegexUnsupportedError(
-            f"regex: Unicode class {token} is not supported by the embedded engine"
-        )
+def _class_text(token: str, in_class: bool) -> str | None:
+    """Go's members of `\\p{Name}` as RE2 class text where the tables differ, None where they
+    agree. Raises: RegexUnsupportedError for a name not known to agree."""
+    body = token[2:].strip("{}")
+    name = body.removeprefix("^")
+    negated = (token[1] == "P") != body.startswith("^")
+    ranges = GO_CLASS_RANGES.get(name)
+    if ranges is None:
+        if name not in GO_UNICODE_CLASSES:
+            raise RegexUnsupportedError(
+                f"regex: Unicode class {token} is not supported by the embedded engine"
+            )
+        return None
+    if in_class:  # no nested class inside a class: the complement as ranges
+        return _ranges_text(_complement(ranges) if negated else ranges)
+    return ("[^" if negated else "[") + _ranges_text(ranges) + "]"
 
 
-def _tokens(pattern: str) -> Iterator[str]:
-    """The escapes (`\\x`, `\\p{..}`) and named-group openings (`(?P<name`) of a pattern,
-    skipping `\\Q..\\E` literals and the insides of `[:name:]` classes. RE2 validates the rest;
-    only patterns RE2 accepts matter, so `\\Q` is never inside a class here."""
+def _ranges_text(ranges: Iterable[tuple[int, int]]) -> str:
+    return "".join(
+        f"\\x{{{low:X}}}" if low == high else f"\\x{{{low:X}}}-\\x{{{high:X}}}"
+        for low, high in ranges
+    )
+
+
+def _complement(ranges: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
+    out, low = [], 0
+    for start, end in ranges:
+        if start > low:
+            out.append((low, start - 1))
+        low = end + 1
+    if low <= _MAX_RUNE:
+        out.append((low, _MAX_RUNE))
+    return out
+
+
+def _tokens(pattern: str) -> Iterator[tuple[int, int, bool]]:
+    """(start, end, inside a class) of the escapes (`\\x`, `\\p{..}`) and named-group
+    openings (`(?P<name`) of a pattern, skipping `\\Q..\\E` literals and the insides of
+    `[:name:]` classes. RE2 validates the rest; only patterns RE2 accepts matter, so `\\Q` is
+    never inside a class here."""
     i, in_class, n = 0, False, len(pattern)
     while i < n:
         c = pattern[i]
@@ -138,7 +184,7 @@ def _tokens(pattern: str) -> Iterator[str]:
                 end = n if close < 0 else close + 1
             elif escape in "pP":
                 end = min(n, end + 1)
-            yield pattern[i:end]
+            yield i, end, in_class
             i = end
         elif in_class:
             if pattern.startswith("[:", i) and (close := pattern.find(":]", i + 2)) >= 0:
@@ -152,10 +198,13 @@ def _tokens(pattern: str) -> Iterator[str]:
             # A `]` (after an optional `^`) right at the start is a literal member.
             i += 1 if pattern.startswith("^", i) else 0
             i += 1 if pattern.startswith("]", i) else 0
+        elif c == "(" and not pattern.startswith("(?", i):
+            yield i, i + 1, False  # a capturing group
+            i += 1
         elif pattern.startswith(("(?P<", "(?<"), i) and not pattern.startswith("(?<=", i):
             close = pattern.find(">", i)
             end = n if close < 0 else close
-            yield pattern[i:end]
+            yield i, end, False
             i = end
         else:
             i += 1

@@ -1,13 +1,19 @@
 """The `\\p{Name}` classes Go's regexp (OPA 1.22.2, go1.26) and RE2 (google-re2 1.1.20251105)
-both accept under the same spelling: every name RE2 knows, kept where OPA's `regex.is_valid`
-accepts it too (tests/unit/policy/wasm/test_regex_builtins.py re-checks the list against
-`opa eval`, and that each class holds the same characters in both engines on a sample of
-every 29th code point). Left out although both accept them: `L` and `Lo` (RE2's tables hold
-CJK Extension I, U+2EBF0-U+2EE5D, Go's do not) and `C` (Go's includes unassigned code points,
-RE2's does not)."""
+both accept under the same spelling and with the same members: every name RE2 knows, kept
+where OPA's `regex.is_valid` accepts it too (tests/unit/policy/wasm/test_regex_builtins.py
+re-checks the list against `opa eval`, and each class's members on every code point of planes
+0-3 and 14 and every 257th elsewhere). Left out although both accept them, because their
+members differ (RE2's tables are Unicode 15.1, Go's 15.0; Go's `C` includes unassigned code
+points): `L`, `Lo`, `Han`, `Common`, `S`, `So` and `C`; goregexp_tables holds Go's members of
+those."""
 
 GO_UNICODE_CLASSES = frozenset(
     (
+        "Lao",
+        "Mro",
+        "Nko",
+        "Vai",
+        "Yi",
         "Adlam",
         "Ahom",
         "Any",
@@ -32,7 +38,6 @@ GO_UNICODE_CLASSES = frozenset(
         "Cherokee",
         "Chorasmian",
         "Co",
-        "Common",
         "Coptic",
         "Cs",
         "Cuneiform",
@@ -117,7 +122,6 @@ GO_UNICODE_CLASSES = frozenset(
         "Ps",
         "Rejang",
         "Runic",
-        "S",
         "Samaritan",
         "Saurashtra",
         "Sc",
@@ -127,7 +131,6 @@ GO_UNICODE_CLASSES = frozenset(
         "Sinhala",
         "Sk",
         "Sm",
-        "So",
         "Sogdian",
         "Soyombo",
         "Sundanese",

@@ -100,8 +100,8 @@ def _all_matches(regexp: GoRegexp, src: bytes, limit: int) -> Iterator[Span]:
 
 def expand(regexp: GoRegexp, template: str, src: bytes, spans: list[Span]) -> bytes:
     """Go's Regexp.Expand: `$$` is `$`; `$name` / `${name}` (longest run of letters, digits
-    and `_`) is the group by number (decimal, no leading zero) or name, empty when unknown or
-    unset; a `$` not followed by a valid name is kept as text."""
+    and `_`) is the group by number (decimal, no leading zero) or the first matched group of
+    that name, empty when unknown or unset; a `$` not followed by a valid name is text."""
     out, rest = [], template
     while (dollar := rest.find("$")) >= 0:
         out.append(rest[:dollar].encode())
@@ -116,8 +116,9 @@ def expand(regexp: GoRegexp, template: str, src: bytes, spans: list[Span]) -> by
             continue
         name, rest = extracted
         group = _group_number(name)
-        if group < 0:
-            group = regexp.group_names.get(name, -1)
+        if group < 0:  # the first group of that name that matched
+            named = (i for i, n in enumerate(regexp.group_names) if n == name and spans[i][0] >= 0)
+            group = next(named, -1)
         if 0 <= group < len(spans) and spans[group][0] >= 0:
             out.append(src[spans[group][0] : spans[group][1]])
     out.append(rest.encode())
