@@ -59,6 +59,7 @@ FLOOD = Path(__file__).resolve().parent / "login_flood.py"
 CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-client-secret-0123456789"
 SETTLE = 3.0  # idle seconds between runs: no run starts in the previous one's drain
 REFUSALS = ("ResourceExhausted", "Unavailable", "Canceled")
+PROBE_ALONE = 1.5  # seconds the probe runs alone before the open-loop load
 OPEN_CONNECTIONS = 128  # open loop: 128 x 32 streams, far above what 5R x 1 s can hold
 
 
@@ -160,7 +161,10 @@ def open_loop(
 ) -> dict[str, Any]:
     """`factor` x R for `seconds` with 1 s deadlines, and a probe caller through and after it."""
     probe_rps, tail = max(1.0, 0.1 * rate), 3.0
-    probe = _background_ghz(server, messages, rps=probe_rps, seconds=seconds + tail)
+    probe = _background_ghz(server, messages, rps=probe_rps, seconds=PROBE_ALONE + seconds + tail)
+    # The probe's unloaded latency is its calls before the load (before session 5 none were:
+    # the load started at once, the baseline was empty and any call over 3 ms "not recovered").
+    time.sleep(PROBE_ALONE)
     started, cpu = time.time(), server.cpu_seconds()
     # Enough connections that no call waits in ghz for a stream (each holds at most
     # max_concurrent_streams): 5R x 1 s deadlines is at most ~5R calls in flight. Session 4 used
