@@ -120,9 +120,11 @@ fuzz: setup
 	$(PY) tests/fuzz/fuzz_tokens.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=var/fuzz/ \
 		var/fuzz/corpus
 
+# The whole repository (server, tests, bench, examples, Python blocks in docs/*.md); the excludes
+# are pyproject's [tool.ruff] (generated code).
 lint: setup
-	$(VENV)/bin/ruff check server tests
-	$(VENV)/bin/ruff format --check server tests
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 typecheck: setup
 	$(VENV)/bin/mypy

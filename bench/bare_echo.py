@@ -53,9 +53,11 @@ def _measure(variant: str, total: int, protoset: Path) -> str:
         time.sleep(2)
         before = _cpu_seconds(server.pid)
         out = subprocess.run(
-            ["taskset", "-c", "1", str(GHZ), "--insecure", "--protoset", str(protoset)]
-            + ["--call", ECHO, "-d", "{}", "--concurrency", "32", "--connections", "4"]
-            + ["--total", str(total), "--format", "json", f"127.0.0.1:{PORT}"],
+            [
+                *("taskset", "-c", "1", str(GHZ), "--insecure", "--protoset", str(protoset)),
+                *("--call", ECHO, "-d", "{}", "--concurrency", "32", "--connections", "4"),
+                *("--total", str(total), "--format", "json", f"127.0.0.1:{PORT}"),
+            ],
             capture_output=True,
             check=True,
             timeout=300,

@@ -1,8 +1,9 @@
 """What metrics and logging cost the exchange pipeline (issue 6: at most 5 % of throughput).
 
 In process, no network: the real verifier, embedded (OPA Wasm) policy and ES256 signing from
-tests/harness.py, behind the hot-path caches as `start_service` wires them (a repeated token hits the subject and
-decision caches, so the pipeline is as cheap as it gets and the relative overhead is largest).
+tests/harness.py, behind the hot-path caches as `start_service` wires them (a repeated token hits
+the subject and decision caches, so the pipeline is as cheap as it gets and the relative overhead
+is largest).
 Four variants run interleaved, round after round, so machine noise hits them alike:
 
   bare       metrics off ([metrics] enabled = false), logging at WARNING (no per-exchange line)

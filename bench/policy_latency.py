@@ -3,8 +3,8 @@
 Generates a registry of 1,000 downstreams for the shipped default policy, then takes the same
 N decisions (default 10,000, after a warm-up) through `WasmPolicyEngine.decide` (embedded:
 OPA-compiled Wasm in process) and `OpaPolicyEngine.decide` (a local `opa run --server`,
-published with manage = true), one at a time, and prints median / p90 / p99 per engine. It also checks that both engines gave
-the same decision for every input.
+published with manage = true), one at a time, and prints median / p90 / p99 per engine. It also
+checks that both engines gave the same decision for every input.
 
     .venv/bin/python bench/policy_latency.py [--decisions 10000] [--downstreams 1000] \
         [--opa-py-wasm-python VENV/bin/python]
@@ -273,7 +273,7 @@ def outcome(decision: Decision) -> tuple[Any, ...]:
     )
 
 
-async def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--decisions", type=int, default=10_000)
     parser.add_argument("--downstreams", type=int, default=1_000)
@@ -284,7 +284,11 @@ async def main() -> None:
         default="",
         help="a git revision: its embedded engine and the working tree's, side by side",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+async def main() -> None:
+    args = arguments()
     rng = random.Random(20261123)  # noqa: S311 - reproducible test data, not secrets
     data = registry(args.downstreams, rng)
     docs = [document(rng, data) for _ in range(args.warmup + args.decisions)]
@@ -341,6 +345,17 @@ async def main() -> None:
         f"embedded opa build + load {build_s * 1000:.0f} ms; "
         f"OPA publish + self-test {publish_s * 1000:.0f} ms"
     )
+    report(results, raw, sdk, hits)
+    if side_by_side is not None:
+        print("\n".join(policy_ab.report(side_by_side)))
+    print(f"load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"decisions that differ between the engines: {differ} of {len(emb)}")
+    if differ:
+        sys.exit(1)
+
+
+def report(results: dict[str, Any], raw: Any, sdk: Any, hits: list[float]) -> None:
+    """Print the latency table: each engine, raw evaluation, opa-py-wasm and the decision cache."""
     print(f"{'engine':<20}{'median µs':>11}{'p90 µs':>9}{'p99 µs':>9}{'mean µs':>9}{'max µs':>10}")
     for name, (samples, _) in results.items():
         s = summary(samples)
@@ -367,12 +382,6 @@ async def main() -> None:
         f"{'decision-cache hit':<20}{s['median']:>11.1f}{s['p90']:>9.1f}{s['p99']:>9.1f}"
         f"{s['mean']:>9.1f}{s['max']:>10.0f}  ({len(hits)} cacheable grants, second ask)"
     )
-    if side_by_side is not None:
-        print("\n".join(policy_ab.report(side_by_side)))
-    print(f"load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"decisions that differ between the engines: {differ} of {len(emb)}")
-    if differ:
-        sys.exit(1)
 
 
 if __name__ == "__main__":

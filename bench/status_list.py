@@ -86,17 +86,30 @@ def _records(list_ids: list[int], now: int) -> list[IssuedToken]:
     for n in range(LIVE):
         list_id, idx = list_ids[n // LIST_SIZE], n % LIST_SIZE
         subject = f"https://idp.example.com\x1fuser{n % 10_000}"
-        tokens.append(IssuedToken(f"jti-{n:08d}", subject, f"agent-{n % 50}",
-                                  f"https://as{n % 100}.example.com", list_id, idx,
-                                  now + LIFETIME - (LIVE - n) // RATE))
+        tokens.append(
+            IssuedToken(
+                f"jti-{n:08d}",
+                subject,
+                f"agent-{n % 50}",
+                f"https://as{n % 100}.example.com",
+                list_id,
+                idx,
+                now + LIFETIME - (LIVE - n) // RATE,
+            )
+        )
     return tokens
 
 
 def _fill(store: StatusStore, now: int) -> list[int]:
     ids = []
     for _ in range(LIVE // LIST_SIZE):
-        lease = store.lease(now, list_size=LIST_SIZE, lease_size=LIST_SIZE, use_until=now + 60,
-                            valid_until=now + 400)
+        lease = store.lease(
+            now,
+            list_size=LIST_SIZE,
+            lease_size=LIST_SIZE,
+            use_until=now + 60,
+            valid_until=now + 400,
+        )
         ids.append(lease.list_id)
     tokens = _records(ids, now)
     for start in range(0, LIVE, 2_000):
@@ -110,11 +123,18 @@ def _signed_list(claim: dict[str, object]) -> str:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     uri = "https://sekisho.example.com/statuslists/1234"
-    claims = {"iss": "https://sekisho.example.com", "sub": uri, "iat": 1_800_000_000,
-              "exp": 1_800_000_600, "ttl": 60, "status_list": {**claim, "aggregation_uri": uri}}
+    claims = {
+        "iss": "https://sekisho.example.com",
+        "sub": uri,
+        "iat": 1_800_000_000,
+        "exp": 1_800_000_600,
+        "ttl": 60,
+        "status_list": {**claim, "aggregation_uri": uri},
+    }
     key = ec.generate_private_key(ec.SECP256R1())
-    return jwt.encode(claims, key, algorithm="ES256",
-                      headers={"typ": "statuslist+jwt", "kid": "x" * 43})
+    return jwt.encode(
+        claims, key, algorithm="ES256", headers={"typ": "statuslist+jwt", "kid": "x" * 43}
+    )
 
 
 def list_bytes_by_bits() -> dict[str, Any]:
@@ -129,8 +149,10 @@ def list_bytes_by_bits() -> dict[str, Any]:
             statuses = [(i, SUSPENDED) for i in marked[:cut]] + [(i, INVALID) for i in marked[cut:]]
             claim = StatusList(bits, pack(LIST_SIZE, bits, statuses)).to_claim()
             row = f"bits={bits} suspended={suspended_share:.0%} marked={fraction:.1%}"
-            out[row] = {"lst_bytes": len(str(claim["lst"])),
-                        "status_list_token_bytes": len(_signed_list(claim))}
+            out[row] = {
+                "lst_bytes": len(str(claim["lst"])),
+                "status_list_token_bytes": len(_signed_list(claim)),
+            }
             print(row, out[row])
     return out
 
@@ -155,8 +177,11 @@ def list_sizes(root: Path) -> dict[str, Any]:
     _fill(store, now)
     store.close()
     db = sum(p.stat().st_size for p in (root / "sizes").iterdir())
-    sizes["file_store"] = {"bytes": db, "bytes_per_live_token": round(db / LIVE, 1),
-                           "fill_seconds": round(time.perf_counter() - started, 1)}
+    sizes["file_store"] = {
+        "bytes": db,
+        "bytes_per_live_token": round(db / LIVE, 1),
+        "fill_seconds": round(time.perf_counter() - started, 1),
+    }
     print(f"file store: {db / LIVE:.0f} B per live token")
     if shutil.which("redis-server"):
         server = start_redis()
@@ -166,8 +191,11 @@ def list_sizes(root: Path) -> dict[str, Any]:
             started = time.perf_counter()
             _fill(client, now)
             used = int(client._client.info("memory")["used_memory"]) - before
-            sizes["redis_store"] = {"bytes": used, "bytes_per_live_token": round(used / LIVE, 1),
-                                    "fill_seconds": round(time.perf_counter() - started, 1)}
+            sizes["redis_store"] = {
+                "bytes": used,
+                "bytes_per_live_token": round(used / LIVE, 1),
+                "fill_seconds": round(time.perf_counter() - started, 1),
+            }
             print(f"redis store: {used / LIVE:.0f} B per live token")
             client.close()
         finally:
@@ -190,14 +218,25 @@ def record_cost(root: Path, tokens: int = 20_000) -> dict[str, float]:
         for n in range(tokens):
             ref = await issuer.reserve()
             subject = f"https://idp.example.com\x1fuser{n % 1000}"
-            issuer.issued(IssuedToken(f"jti-{n:022d}", subject, "agent", "https://as.example",
-                                      ref.list_id, ref.idx, exp))
+            issuer.issued(
+                IssuedToken(
+                    f"jti-{n:022d}",
+                    subject,
+                    "agent",
+                    "https://as.example",
+                    ref.list_id,
+                    ref.idx,
+                    exp,
+                )
+            )
         reserved = time.perf_counter()
         await issuer.flush()
         flushed = time.perf_counter()
         store.close()
-        return {"reserve_and_buffer_us": round(1e6 * (reserved - started) / tokens, 1),
-                "sqlite_write_us": round(1e6 * (flushed - reserved) / tokens, 1)}
+        return {
+            "reserve_and_buffer_us": round(1e6 * (reserved - started) / tokens, 1),
+            "sqlite_write_us": round(1e6 * (flushed - reserved) / tokens, 1),
+        }
 
     cost = asyncio.run(run())
     print(f"per token: {cost}")
@@ -208,9 +247,8 @@ def _served_bit(url: str, idx: int) -> int:
     with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
         body = json.loads(base64.urlsafe_b64decode(response.read().split(b".")[1] + b"=="))
     lst = body["status_list"]["lst"]
-    return zlib.decompress(base64.urlsafe_b64decode(lst + "=" * (-len(lst) % 4)))[idx // 8] >> (
-        idx % 8
-    ) & 1
+    bits = zlib.decompress(base64.urlsafe_b64decode(lst + "=" * (-len(lst) % 4)))
+    return bits[idx // 8] >> (idx % 8) & 1
 
 
 def revoke_to_refusal(root: Path) -> dict[str, Any]:
@@ -241,8 +279,19 @@ def revoke_to_refusal(root: Path) -> dict[str, Any]:
         reference = claims["status"]["status_list"]
         url = reference["uri"]  # the bench issuer is the server's own HTTP address
         time.sleep(0.5)
-        command = [str(SEKISHO), "revoke", "subject", "--issuer", idp.issuer, "--sub", sub,
-                   "--reason", "bench", "--config", str(config)]
+        command = [
+            str(SEKISHO),
+            "revoke",
+            "subject",
+            "--issuer",
+            idp.issuer,
+            "--sub",
+            sub,
+            "--reason",
+            "bench",
+            "--config",
+            str(config),
+        ]
         started = time.perf_counter()
         subprocess.run(command, check=True, cwd=root, capture_output=True)
         returned = time.perf_counter()
@@ -256,19 +305,27 @@ def revoke_to_refusal(root: Path) -> dict[str, Any]:
     finally:
         server.stop()
         idp.close()
-    result = {"cli_seconds": round(returned - started, 3),
-              "refused_after_seconds": round(refused or -1, 3),
-              "served_list_marked_after_seconds": round(listed or -1, 3), "ttl_seconds": 5}
-    print(f"revoke -> refusal {result['refused_after_seconds']} s, "
-          f"-> served list {result['served_list_marked_after_seconds']} s")
+    result = {
+        "cli_seconds": round(returned - started, 3),
+        "refused_after_seconds": round(refused or -1, 3),
+        "served_list_marked_after_seconds": round(listed or -1, 3),
+        "ttl_seconds": 5,
+    }
+    print(
+        f"revoke -> refusal {result['refused_after_seconds']} s, "
+        f"-> served list {result['served_list_marked_after_seconds']} s"
+    )
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--bits-only", action="store_true",
-                        help="only the list size at bits = 1 vs 2 (no servers; prints JSON)")
+    parser.add_argument(
+        "--bits-only",
+        action="store_true",
+        help="only the list size at bits = 1 vs 2 (no servers; prints JSON)",
+    )
     args = parser.parse_args()
     if args.bits_only:
         print(json.dumps(list_bytes_by_bits(), indent=2))
@@ -279,7 +336,10 @@ def main() -> None:
         root = Path(tmp)
         for part in ("t", "r"):
             (root / part).mkdir()
-        results = {"machine": machine.describe(), "throughput": throughput(root / "t", args.seconds)}
+        results = {
+            "machine": machine.describe(),
+            "throughput": throughput(root / "t", args.seconds),
+        }
         results["record_cost"] = record_cost(root)
         results["sizes"] = list_sizes(root)
         results["revoke"] = revoke_to_refusal(root / "r")
