@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sekisho.policy.wasm.builtins import timelayout
+from sekisho.policy.wasm.builtins import gotimezone, timelayout
 from sekisho.policy.wasm.builtins.timeformat import NAMED_LAYOUTS, Moment, format_time
 
 from tests.unit.policy.wasm.differential import both, mismatches
@@ -82,6 +82,7 @@ EDGE_CASES = [
     ("2006-01-02 MST", "2024-03-01 +05"),  # a signed number as a zone name: offset 0
     ("2006-01-02 MST", "2024-03-01 UTC+1"),  # UTC, then extra text
     ("2006-01-02T15:04:05Z07:00 -07:00", "2024-03-01T10:00:00Z +01:00"),  # Z wins
+    ("2006 MST -07:00 MST", "2024 UTC +01:00 EST"),  # UTC still wins after another name
     ("2006-01-02 15:04:05", "2024-03-01 10:00:00.123456789123"),  # fraction not in the layout
     ("2006-01-02 15:04:05.000", "2024-03-01 10:00:00.+12"),  # Go's atoi takes the sign
     ("2006 002", "2024 060"),  # year day of a leap year: 29 Feb
@@ -111,6 +112,6 @@ def test_an_abbreviation_on_a_host_not_in_utc_fails_instead_of_guessing(
     assert timelayout.parse_layout("2006 MST", "2024 EST") == 1704067200 * 10**9
     monkeypatch.setattr(time, "timezone", 5 * 3600)
     monkeypatch.setattr(time, "altzone", 4 * 3600)
-    with pytest.raises(timelayout.TimeLayoutUnsupportedError):
+    with pytest.raises(gotimezone.TimeLayoutUnsupportedError):
         timelayout.parse_layout("2006 MST", "2024 EST")
     assert timelayout.parse_layout("2006 MST", "2024 UTC") == 1704067200 * 10**9
