@@ -100,6 +100,22 @@ class AdmissionState(Protocol):
     def shed_counts(self) -> dict[str, int]: ...
 
 
+class BundleState(Protocol):
+    """What the bundle engine records (policy.wasm.bundle_status.BundleStatus)."""
+
+    @property
+    def revision(self) -> str: ...
+
+    @property
+    def activated_at(self) -> float: ...
+
+    @property
+    def polled_at(self) -> float: ...
+
+    @property
+    def failures(self) -> dict[str, int]: ...
+
+
 @dataclass(frozen=True)
 class _Caches:
     name: str
@@ -123,6 +139,8 @@ class Metrics:
         self._key_records: Callable[[], tuple[KeyRecord, ...]] = tuple
         self._in_flight: Callable[[], int] = int
         self._admission: AdmissionState | None = None
+        self._bundle: BundleState | None = None
+        self._bundle_revisions: set[str] = set()
         self.exchanges = Counter(
             "sekisho_exchanges",
             "Token exchanges by outcome, OAuth reason, audience and entry point.",
@@ -207,6 +225,7 @@ class Metrics:
         )
         self.worker_restarts = Counter(WORKER_RESTARTS, WORKER_RESTARTS_HELP, registry=own)
         self._decision_metrics(own)
+        self._bundle_metrics(own)
         self._exposition = own or self._multiprocess_registry()
         # Label lookups cost more than the observation itself: keep the children of the hot path.
         self._stages = {stage: self.stage_seconds.labels(stage) for stage in STAGES}
@@ -231,6 +250,40 @@ class Metrics:
             "Shadow decisions that differ from the live one, by audience and kind of difference.",
             ("audience", "kind"),
             registry=own,
+        )
+
+    def _bundle_metrics(self, own: CollectorRegistry | None) -> None:
+        """The policy bundle a replica serves ([policy] bundle_url / bundle_file; docs/operations.md
+        #metrics). Timestamps take the stalest live worker (livemin): each worker polls alone."""
+        # One series per revision seen, 1 for the one in force and 0 for earlier ones, like
+        # sekisho_key_state (label removal does not reach other workers).
+        self.bundle_info = Gauge(
+            "sekisho_policy_bundle_info",
+            "1 for the manifest revision of the policy bundle in force, 0 for earlier ones.",
+            ("revision",),
+            registry=own,
+            multiprocess_mode="livemax",
+        )
+        self.bundle_activated = Gauge(
+            "sekisho_policy_bundle_last_activation_timestamp_seconds",
+            "When the policy bundle in force was activated (Unix time; 0 = none yet).",
+            registry=own,
+            multiprocess_mode="livemin",
+        )
+        self.bundle_polled = Gauge(
+            "sekisho_policy_bundle_last_poll_timestamp_seconds",
+            "When the bundle server last answered with the current bundle (200 that loaded, or "
+            "304; Unix time; 0 = never).",
+            registry=own,
+            multiprocess_mode="livemin",
+        )
+        self.bundle_failures = Gauge(
+            "sekisho_policy_bundle_failures",
+            "Bundle polls and loads that failed since start, by reason (download_failed, "
+            "rejected); the last good bundle keeps serving.",
+            ("reason",),
+            registry=own,
+            multiprocess_mode="livesum",
         )
 
     def shadow_differed(self, audience: str, kind: str) -> None:
@@ -287,6 +340,10 @@ class Metrics:
         """Report the overload control's limit, queue and refusals at every `sample()`."""
         self._admission = admission
 
+    def watch_bundle(self, bundle: BundleState) -> None:
+        """Report the policy bundle's revision, activation, last poll and failures at `sample()`."""
+        self._bundle = bundle
+
     def sample(self, now: float) -> None:
         """Copy values held by objects (caches, keys, in-flight) into gauges; every 5 s."""
         self.in_flight.set(self._in_flight())
@@ -299,10 +356,22 @@ class Metrics:
             self._cache_gauges["hits"].labels(entry.name).set(entry.cache.hits)
             self._cache_gauges["misses"].labels(entry.name).set(entry.cache.misses)
             self._cache_gauges["entries"].labels(entry.name).set(len(entry.cache))
+        if self._bundle is not None:
+            self._sample_bundle(self._bundle)
         for record in self._key_records():
             self.key_age.labels(record.kid).set(now - record.created_at)
             for state in KeyState:
                 self.key_state.labels(record.kid, state.value).set(state is record.state)
+
+    def _sample_bundle(self, bundle: BundleState) -> None:
+        if bundle.activated_at:
+            self._bundle_revisions.add(bundle.revision)
+        for revision in self._bundle_revisions:
+            self.bundle_info.labels(revision).set(revision == bundle.revision)
+        self.bundle_activated.set(bundle.activated_at)
+        self.bundle_polled.set(bundle.polled_at)
+        for reason, count in bundle.failures.items():
+            self.bundle_failures.labels(reason).set(count)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type."""

@@ -27,6 +27,7 @@ from sekisho.metrics import Metrics
 from sekisho.minting.minter import TokenMinter
 from sekisho.observability import Observability
 from sekisho.policy.cache import CachingPolicyEngine
+from sekisho.policy.wasm.bundles import BundlePolicyEngine
 from sekisho.protection import build_admission, request_limits
 from sekisho.service_tasks import policy_watch
 from sekisho.signing.keyring import Keyring
@@ -169,3 +170,5 @@ def _watch_in_metrics(
     metrics.watch_keys(lambda: keyring.records)
     metrics.watch_in_flight(lambda: admission.in_flight)
     metrics.watch_admission(admission)
+    if isinstance(policy.engine, BundlePolicyEngine):
+        metrics.watch_bundle(policy.engine.status)

@@ -3,7 +3,9 @@ good bundle, then exchanges follow each new bundle; a bundle that fails keeps th
 
 from pathlib import Path
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sekisho.devidp import DevIdentityProvider
 from sekisho.signing.filestore import FileKeyStore
 
@@ -31,10 +33,17 @@ async def test_serving_follows_the_bundle_server(
     async with running(settings, dev_idp) as stack:
         assert await stack.readyz() == 503
         assert await stack.outcome(["sales"]) == "temporarily_unavailable"
+        scraped = await _bundle_metrics(stack.service.metrics_port)
+        assert scraped[("sekisho_policy_bundle_failures", "download_failed")] >= 1
+        assert scraped[("sekisho_policy_bundle_last_activation_timestamp_seconds", "")] == 0
         server.publish(bundle(tmp_path, "v1"))
         server.status = 200
         await until(stack.readyz, 200, 5.0)
         assert await stack.outcome(["sales"]) == "crm.read"
+        scraped = await _bundle_metrics(stack.service.metrics_port)
+        assert scraped[("sekisho_policy_bundle_info", "v1")] == 1
+        assert scraped[("sekisho_policy_bundle_last_activation_timestamp_seconds", "")] > 0
+        assert scraped[("sekisho_policy_bundle_last_poll_timestamp_seconds", "")] > 0
         server.publish(bundle(tmp_path, "v2", edit=no_crm_grants))
         await until(lambda: stack.outcome(["sales"]), "access_denied", 5.0)
         before = len(server.answers)
@@ -42,6 +51,23 @@ async def test_serving_follows_the_bundle_server(
         await until(lambda: _served_since(server, before), True, 5.0)
         assert await stack.outcome(["sales"]) == "access_denied"  # the last good still serves
         assert await stack.readyz() == 200
+        scraped = await _bundle_metrics(stack.service.metrics_port)
+        assert scraped[("sekisho_policy_bundle_info", "v2")] == 1
+        assert scraped[("sekisho_policy_bundle_info", "v1")] == 0
+        assert scraped[("sekisho_policy_bundle_failures", "rejected")] >= 1
+
+
+async def _bundle_metrics(port: int) -> dict[tuple[str, str], float]:
+    """The sekisho_policy_bundle_* samples of GET /metrics, by (name, revision or reason)."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        text = await response.text()
+    return {
+        (sample.name, sample.labels.get("revision", sample.labels.get("reason", ""))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("sekisho_policy_bundle_")
+    }
 
 
 async def _served_since(server: BundleServer, index: int) -> bool:

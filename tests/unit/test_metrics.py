@@ -21,9 +21,11 @@ from sekisho.metrics import (
     Metrics,
 )
 from sekisho.observability import build_observability
+from sekisho.policy.wasm.bundle_status import DOWNLOAD_FAILED, REJECTED, BundleStatus
 from sekisho.tracing import build_tracing
 from sekisho.verify.fetcher import FetchError
 
+from tests.fakes.clock import FakeClock
 from tests.fakes.fetcher import FakeFetcher
 from tests.harness import CRM_AUDIENCE, DOCS_AUDIENCE, Harness, build_harness
 
@@ -211,3 +213,29 @@ def test_tracing_without_the_exporter_package_names_the_key() -> None:
         return
     with pytest.raises(ConfigError, match=r"tracing\.enabled"):
         build_observability(settings)
+
+
+def test_policy_bundle_revision_times_and_failures_are_sampled() -> None:
+    clock = FakeClock(1_800_000_000)
+    status = BundleStatus(clock)
+    metrics = Metrics(max_audiences=10)
+    metrics.watch_bundle(status)
+    status.failed(DOWNLOAD_FAILED)
+    metrics.sample(clock.now())
+    assert _value(metrics, "sekisho_policy_bundle_failures", reason="download_failed") == 1
+    assert _value(metrics, "sekisho_policy_bundle_last_activation_timestamp_seconds") == 0
+    status.activated("v1")
+    status.polled()
+    metrics.sample(clock.now())
+    assert _value(metrics, "sekisho_policy_bundle_info", revision="v1") == 1
+    clock.advance(30)
+    status.activated("v2")
+    status.failed(REJECTED)
+    metrics.sample(clock.now())
+    assert _value(metrics, "sekisho_policy_bundle_info", revision="v2") == 1
+    assert _value(metrics, "sekisho_policy_bundle_info", revision="v1") == 0  # no stale 1
+    assert _value(metrics, "sekisho_policy_bundle_last_activation_timestamp_seconds") == (
+        1_800_000_030
+    )
+    assert _value(metrics, "sekisho_policy_bundle_last_poll_timestamp_seconds") == 1_800_000_000
+    assert _value(metrics, "sekisho_policy_bundle_failures", reason="rejected") == 1

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sekisho.backoff import Backoff
+from sekisho.clock import Clock, SystemClock
 from sekisho.errors import PolicyLoadError
 from sekisho.policy.wasm.bundle import read_bundle
+from sekisho.policy.wasm.bundle_status import DOWNLOAD_FAILED, REJECTED, BundleStatus
 from sekisho.policy.wasm.compiler import entrypoint_of
 from sekisho.policy.wasm.download import BundleDownloader, BundleFetchError
 from sekisho.policy.wasm.policy import LoadedPolicy, WasmLimits, compile_module, encode_json
@@ -59,6 +61,7 @@ class BundlePolicyEngine(WasmServing):
         polling: Polling | None = None,
         verifier: BundleVerifier | None = None,
         runtime: WasmRuntime | None = None,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__(limits, runtime)
         self._entrypoint = entrypoint_of(query)
@@ -71,6 +74,7 @@ class BundlePolicyEngine(WasmServing):
         self._poller: asyncio.Task[None] | None = None
         self._rng = random.SystemRandom()
         self._activated: list[Callable[[], None]] = []
+        self.status = BundleStatus(clock or SystemClock())
 
     def on_policy_activated(self, listener: Callable[[], None]) -> None:
         """Call `listener` (on the event loop) whenever a bundle from the server is in force, so
@@ -106,6 +110,7 @@ class BundlePolicyEngine(WasmServing):
             await asyncio.to_thread(self._load_file)
         except PolicyLoadError as exc:
             log.error("policy_bundle_rejected", extra={"error": str(exc)})
+            self.status.failed(REJECTED)
             return False
         return True
 
@@ -126,16 +131,20 @@ class BundlePolicyEngine(WasmServing):
             fetched = await self._downloader.fetch(self._etag)
         except BundleFetchError as exc:
             log.warning("policy_bundle_download_failed", extra={"error": str(exc)})
+            self.status.failed(DOWNLOAD_FAILED)
             return False
         if fetched.body is None:
+            self.status.polled()
             return True
         try:
             policy = await asyncio.to_thread(self.load, fetched.body)
         except PolicyLoadError as exc:
             log.error("policy_bundle_rejected", extra={"error": str(exc), "etag": fetched.etag})
+            self.status.failed(REJECTED)
             return False
         self._activate(policy, fetched.etag)
         self._etag = fetched.etag
+        self.status.polled()
         for listener in self._activated:
             listener()
         return True
@@ -159,6 +168,7 @@ class BundlePolicyEngine(WasmServing):
     def _activate(self, policy: LoadedPolicy, version: str) -> None:
         self._policy = policy
         self._digest = version
+        self.status.activated(policy.revision)
         log.info(
             "policy_bundle_loaded",
             extra={"revision": policy.revision, "version": version, "entrypoint": self._entrypoint},
