@@ -107,17 +107,22 @@ class KmsSigner:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._retry.deadline_seconds
         attempt = 0
+        last_error = ""  # what the retries were for, named even when the deadline cuts a call
         while True:
             remaining = deadline - loop.time()
             try:
                 return await asyncio.wait_for(self._sign_once(digest), timeout=remaining)
             except TimeoutError as exc:
-                raise self._unavailable("deadline exceeded", attempt) from exc
+                cause = (
+                    f"deadline exceeded after {last_error}" if last_error else "deadline exceeded"
+                )
+                raise self._unavailable(cause, attempt) from exc
             except KmsError as exc:
                 if not exc.retryable:
                     raise ServerError(
                         "token signing failed", log_detail=f"kid {self._kid}: {exc}"
                     ) from exc
+                last_error = exc.code
                 delay = self._retry.delay(attempt, self._rng)
                 if loop.time() + delay >= deadline:
                     raise self._unavailable(exc.code, attempt) from exc
