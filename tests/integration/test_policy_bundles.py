@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sekisho.errors import PolicyLoadError
 from sekisho.policy.wasm.bundles import BundlePolicyEngine, Polling
 from sekisho.policy.wasm.compiler import BundleSigning, build_bundle
-from sekisho.policy.wasm.download import BundleDownloader
+from sekisho.policy.wasm.download import BundleDownloader, Fetched
 from sekisho.policy.wasm.signing import BundleVerifier
 
 from tests.bounds import wasm_limits
@@ -132,6 +132,9 @@ async def test_polls_with_etags_and_picks_up_a_new_bundle(
     [
         pytest.param(b"not a tarball", id="not-a-bundle"),
         pytest.param("allows-everything", id="fails-the-self-test"),
+        # Red team, session 5: json.loads raised RecursionError (not ValueError), which ended the
+        # poller: the replica then never loaded another bundle.
+        pytest.param("nested-too-deep", id="data-nested-deeper-than-json-decodes"),
     ],
 )
 async def test_a_bundle_that_fails_to_load_keeps_the_last_good(
@@ -148,6 +151,9 @@ async def test_a_bundle_that_fails_to_load_keeps_the_last_good(
                 'package sekisho.exchange\n\nimport rego.v1\n\ndecision := {"allow": true, "scopes": []}\n'
             )
             broken = bundle(tmp_path, "bad")
+        elif broken == "nested-too-deep":
+            deep = b"[" * 100_000 + b"]" * 100_000
+            broken = tampered(bundle(tmp_path, "good"), "data.json", lambda _: deep)
         with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm"):
             server.publish(broken)
             await until(lambda: any(r.message == "policy_bundle_rejected" for r in caplog.records))
@@ -155,6 +161,41 @@ async def test_a_bundle_that_fails_to_load_keeps_the_last_good(
         assert (await policies.decide(SALES)).allow
         server.publish(bundle(tmp_path, "fixed", edit=no_crm_grants))
         await until(lambda: policies.policy.revision == "fixed")
+    finally:
+        await policies.close()
+
+
+class FailsOnce(BundleDownloader):
+    """The bundle server's downloader, but its second fetch fails in a way nobody foresaw."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, 5.0)
+        self.fetches = 0
+
+    async def fetch(self, etag: str) -> Fetched:
+        self.fetches += 1
+        if self.fetches == 2:
+            raise RuntimeError("unforeseen")
+        return await super().fetch(etag)
+
+
+async def test_an_unforeseen_failure_does_not_end_the_polling(
+    tmp_path: Path, server: BundleServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Red team, session 5: the poller is the only way a deny-list entry reaches a replica; an
+    exception refresh() did not foresee ended its task silently and the replica kept its old
+    policy for good. Now it is one failed poll, logged, retried with the usual backoff."""
+    server.publish(bundle(tmp_path, "v1"))
+    downloader = FailsOnce(server.url)
+    policies = engine(downloader=downloader, polling=FAST)
+    await policies.start()
+    try:
+        with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm"):
+            await until(lambda: downloader.fetches >= 2)
+            server.publish(bundle(tmp_path, "v2", edit=no_crm_grants))
+            await until(lambda: policies.policy.revision == "v2")
+        assert any(r.message == "policy_bundle_poll_failed" for r in caplog.records)
+        assert not (await policies.decide(SALES)).allow
     finally:
         await policies.close()
 
@@ -245,6 +286,9 @@ def grant_everyone(data: bytes) -> bytes:
         pytest.param("unsigned", "not signed", id="unsigned"),
         pytest.param("other-key", "does not verify", id="wrong-key"),
         pytest.param("scope", "scope mismatch", id="scope-mismatch"),
+        # Red team, session 5: canonical() recursed past Python's limit (RecursionError, which
+        # ended the poller) on JSON that json.loads still decodes.
+        pytest.param("deep-data", "data.json: not JSON", id="data-nested-deeper-than-canonical"),
     ],
 )
 def test_a_bundle_whose_signature_does_not_hold_is_refused(
@@ -259,6 +303,9 @@ def test_a_bundle_whose_signature_does_not_hold_is_refused(
         raw = tampered(raw, "policy.wasm", lambda data: data + b"\x00")
     elif case == "unsigned":
         raw = bundle(tmp_path, "unsigned")
+    elif case == "deep-data":
+        deep = b'{"a":' * 900 + b"1" + b"}" * 900  # decodes; canonical() needs ~2 frames a level
+        raw = tampered(raw, "data.json", lambda _: deep)
     elif case == "other-key":
         verifier = BundleVerifier.from_file(other, "RS256")
     else:

@@ -1,10 +1,15 @@
 """Reading an OPA bundle (`opa build -t wasm` output): a gzipped tar with /policy.wasm,
 /data.json and /.manifest (OPA docs, "Bundles"). Sizes are bounded before anything is read in
-full, since bundles may come from a server."""
+full, since bundles may come from a server: the compressed body (download.py), the files' total
+and, before tarfile sees it, the decompressed tar itself. tarfile reads a GNU long-name or pax
+header's whole (declared) size into memory and decompresses its way past the data of members it
+skips, none of which the files' total counts: 300 KB of gzip made 300 MB of one header."""
 
+import gzip
 import io
 import json
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +17,8 @@ from sekisho.errors import PolicyLoadError
 
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 _MAX_FILES = 10_000
+# The decompressed tar: the files' limit plus room for headers and padding (~1.5 KB per file).
+MAX_TAR_BYTES = MAX_BUNDLE_BYTES + 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +72,24 @@ def _merge_into(data: dict[str, Any], document: dict[str, Any], name: str) -> No
         data[key] = value
 
 
+def _decompressed(raw: bytes) -> bytes:
+    """The gzip stream's content, refused beyond MAX_TAR_BYTES without inflating the rest."""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+            tar = stream.read(MAX_TAR_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise PolicyLoadError(f"bundle is not a readable .tar.gz: {exc}") from exc
+    if len(tar) > MAX_TAR_BYTES:
+        raise PolicyLoadError(f"bundle is larger than the limit ({MAX_TAR_BYTES} bytes as a tar)")
+    return tar
+
+
 def _members(raw: bytes) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     total = 0
+    tar = _decompressed(raw)
     try:
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as archive:
+        with tarfile.open(fileobj=io.BytesIO(tar), mode="r:") as archive:
             for member in archive:
                 if not member.isfile():
                     continue
@@ -89,5 +109,5 @@ def _json(files: dict[str, bytes], name: str, default: Any) -> Any:
         return default
     try:
         return json.loads(files[name])
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # nesting deeper than the decoder goes
         raise PolicyLoadError(f"bundle {name} is not valid JSON: {exc}") from exc

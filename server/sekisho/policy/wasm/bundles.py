@@ -90,7 +90,7 @@ class BundlePolicyEngine(WasmServing):
             return
         # A first poll that failed is a failure like any other: retried from 0.1 s, not after a
         # whole poll interval with the replica not ready.
-        failures = 0 if await self.refresh() else 1
+        failures = 0 if await self._poll() else 1
         self._poller = asyncio.create_task(self._poll_forever(failures))
 
     async def close(self) -> None:
@@ -152,7 +152,18 @@ class BundlePolicyEngine(WasmServing):
     async def _poll_forever(self, failures: int) -> None:
         while True:
             await asyncio.sleep(self._polling.next_delay(failures, self._rng))
-            failures = 0 if await self.refresh() else failures + 1
+            failures = 0 if await self._poll() else failures + 1
+
+    async def _poll(self) -> bool:
+        """refresh(), where a failure it did not foresee is one failed poll: the poller is the
+        only way a new bundle (a deny-list entry, a withdrawn grant) reaches this replica, so one
+        bad bundle or response must not end it (before: a RecursionError from a deeply nested
+        JSON file ended the task silently, and the replica kept its policy for good)."""
+        try:
+            return await self.refresh()
+        except Exception:  # a background loop: log and go on (the last good bundle serves)
+            log.exception("policy_bundle_poll_failed")
+            return False
 
     def load(self, raw: bytes) -> LoadedPolicy:
         """Verify, compile, load and self-test a bundle (blocking). Raises: PolicyLoadError."""

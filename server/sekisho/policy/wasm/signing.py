@@ -111,9 +111,10 @@ def file_digest(name: str, data: bytes, algorithm: str) -> str:
     if name.endswith(_STRUCTURED) or name.endswith(".manifest"):
         try:
             value = json.loads(data, parse_float=_Raw, parse_int=_Raw, parse_constant=_Raw)
-        except ValueError as exc:
+            text = canonical(value)
+        except (ValueError, RecursionError) as exc:  # canonical() recurses per nesting level
             raise PolicyLoadError(f"bundle signature: {name}: not JSON: {exc}") from exc
-        digest.update(canonical(value).encode())
+        digest.update(text.encode())
     else:
         digest.update(data)
     return str(digest.hexdigest())
