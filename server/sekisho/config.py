@@ -329,6 +329,9 @@ class PolicyConfig(_Strict):
     bundle_poll_min_seconds: float = Field(default=60.0, gt=0, le=86400)
     bundle_poll_max_seconds: float = Field(default=120.0, gt=0, le=86400)
     bundle_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # The CA file trusted for the bundle server's certificate (bundle_url and shadow.bundle_url)
+    # instead of the system trust store; nothing else trusts it. None = the system store.
+    bundle_ca_file: Path | None = None
     bundle_verification_key: Path | None = None
     bundle_verification_alg: Literal[
         "RS256",
@@ -375,6 +378,8 @@ class PolicyConfig(_Strict):
             raise ValueError("bundle_poll_max_seconds must be >= bundle_poll_min_seconds")
         if self.bundle_verification_key is not None and not self.uses_bundle:
             raise ValueError("bundle_verification_key needs bundle_file or bundle_url")
+        if self.bundle_ca_file is not None and not (self.bundle_url or self.shadow.bundle_url):
+            raise ValueError("bundle_ca_file needs bundle_url (or shadow.bundle_url)")
         return self
 
     @property
@@ -936,7 +941,13 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
         "path": (base / settings.policy.path).resolve(),
         "opa_binary": opa_binary,
     }
-    for name in ("opa_ca_file", "bundle_file", "bundle_verification_key", "compile_cache_dir"):
+    for name in (
+        "opa_ca_file",
+        "bundle_file",
+        "bundle_ca_file",
+        "bundle_verification_key",
+        "compile_cache_dir",
+    ):
         if (value := getattr(settings.policy, name)) is not None:
             policy_update[name] = (base / value).resolve()
     policy = settings.policy.model_copy(update=policy_update)

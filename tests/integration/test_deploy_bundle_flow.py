@@ -7,8 +7,9 @@ and a temporary key file — loads it and decides, with no opa binary it could f
 Security claims tested here: a bundle not signed by CI's key never serves (the replica stays
 not ready; an attacker who can write to the bundle server cannot grant anything); a key that
 is not a key (the manifests' placeholder) stops the start instead of leaving replicas silently
-never ready; the bundle download verifies TLS against the default trust store, which
-SSL_CERT_FILE (the documented way to trust a private bundle server's CA) replaces. Rollout
+never ready; the bundle download verifies TLS against the default trust store (which
+SSL_CERT_FILE replaces for every connection), or against [policy] bundle_ca_file only, the
+documented way to trust a private bundle server's CA. Rollout
 claims: a polled bundle is in force for cached decisions too, and a replica that started
 while the server was down retries at once instead of after a whole poll interval."""
 
@@ -34,10 +35,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
+from sekisho.config import PolicyConfig
 from sekisho.devidp import DevIdentityProvider
 from sekisho.errors import PolicyLoadError
 from sekisho.policy.wasm.bundles import BundlePolicyEngine, Polling
-from sekisho.policy.wasm.download import BundleDownloader
+from sekisho.policy.wasm.download import BundleDownloader, BundleFetchError
+from sekisho.policy.wasm.factory import bundle_engine, bundle_ssl_context
 from sekisho.signing.filestore import FileKeyStore
 
 from tests.bounds import wasm_limits
@@ -265,6 +268,42 @@ async def test_bundle_download_trusts_a_private_ca_only_through_ssl_cert_file(
     refused = await _fetch_in_a_new_process(url, None)
     assert refused.startswith("refused") and "Certificate" in refused
     assert await _fetch_in_a_new_process(url, ca_file) == json.dumps("1")
+
+
+async def test_bundle_ca_file_trusts_a_private_ca_for_the_bundle_server_only(
+    tls_server: tuple[str, Path],
+) -> None:
+    url, ca_file = tls_server
+    system = BundleDownloader(url, 5.0, ssl_context=bundle_ssl_context(None))
+    private = BundleDownloader(url, 5.0, ssl_context=bundle_ssl_context(ca_file))
+    try:
+        with pytest.raises(BundleFetchError, match=r"(?i)certificate"):
+            await system.fetch("")
+        assert (await private.fetch("")).etag == '"1"'
+    finally:
+        await system.close()
+        await private.close()
+
+
+@pytest.mark.parametrize(
+    ("use_ca_file", "failure"),
+    [
+        pytest.param(False, "download_failed", id="without-refused"),
+        # Fetched: the fixture's body is not a bundle, so it is rejected after the download.
+        pytest.param(True, "rejected", id="with-fetched"),
+    ],
+)
+async def test_policy_bundle_ca_file_reaches_the_downloader(
+    tls_server: tuple[str, Path], use_ca_file: bool, failure: str
+) -> None:
+    url, ca_file = tls_server
+    policy = PolicyConfig(bundle_url=url, bundle_ca_file=ca_file if use_ca_file else None)
+    engine = bundle_engine(policy)
+    try:
+        assert not await engine.refresh()
+        assert engine.status.failures == {failure: 1}
+    finally:
+        await engine.close()
 
 
 # --- rollout: a new bundle is in force for every exchange once it loaded -------------------------

@@ -43,6 +43,14 @@ def test_bundle_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     assert policy.uses_bundle and not policy.reads_folder
 
 
+def test_bundle_ca_file_is_relative_to_the_config_file_and_must_hold_a_ca(tmp_path: Path) -> None:
+    body = 'bundle_url = "https://b.example.com/s.tar.gz"\nbundle_ca_file = "tls/ca.pem"\n'
+    settings = load_settings(config(tmp_path, body))
+    assert settings.policy.bundle_ca_file == (tmp_path / "conf" / "tls" / "ca.pem").resolve()
+    with pytest.raises(ConfigError, match=r"policy\.bundle_ca_file"):
+        build_policy_engine(settings)  # the file is read at start: missing stops the start
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -68,6 +76,9 @@ def test_bundle_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
             id="max-below-min",
         ),
         pytest.param('bundle_verification_key = "k.pem"\n', "needs bundle_file", id="key-alone"),
+        pytest.param(
+            'bundle_ca_file = "ca.pem"\n', "bundle_ca_file needs bundle_url", id="ca-alone"
+        ),
         pytest.param(
             'bundle_verification_alg = "none"\n', "bundle_verification_alg", id="alg-none"
         ),

@@ -1,6 +1,7 @@
 """Fetching a bundle from an OPA bundle service (OPA docs, "Bundles": HTTP GET, ETag /
 If-None-Match, 304 when unchanged). The body is bounded while it is read."""
 
+import ssl
 from dataclasses import dataclass
 
 import aiohttp
@@ -21,12 +22,20 @@ class Fetched:
 
 
 class BundleDownloader:
-    """GETs one bundle URL with the last ETag."""
+    """GETs one bundle URL with the last ETag; https verified against `ssl_context` when given
+    ([policy] bundle_ca_file), else the system trust store."""
 
-    def __init__(self, url: str, timeout_seconds: float, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        url: str,
+        timeout_seconds: float,
+        headers: dict[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ):
         self._url = url
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._headers = headers or {}
+        self._ssl: ssl.SSLContext | bool = ssl_context or True
         self._session: aiohttp.ClientSession | None = None
 
     async def fetch(self, etag: str) -> Fetched:
@@ -35,7 +44,7 @@ class BundleDownloader:
         if etag:
             headers["If-None-Match"] = etag
         try:
-            async with self._client().get(self._url, headers=headers) as response:
+            async with self._client().get(self._url, headers=headers, ssl=self._ssl) as response:
                 if response.status == 304:
                     return Fetched(None, etag)
                 if response.status != 200:

@@ -1,5 +1,6 @@
 """The embedded engine as `[policy]` configures it (service and CLI build it the same way)."""
 
+import ssl
 from pathlib import Path
 
 from sekisho.config import PolicyConfig
@@ -62,7 +63,8 @@ def _compiler(policy: PolicyConfig) -> Compiler:
 
 
 def bundle_engine(policy: PolicyConfig) -> BundlePolicyEngine:
-    """Raises: PolicyLoadError when the verification key cannot be read."""
+    """Raises: PolicyLoadError when the verification key cannot be read; ConfigError when
+    bundle_ca_file is not a readable PEM CA file."""
     verifier = None
     if policy.bundle_verification_key is not None:
         verifier = BundleVerifier.from_file(
@@ -72,7 +74,11 @@ def bundle_engine(policy: PolicyConfig) -> BundlePolicyEngine:
         )
     downloader = None
     if policy.bundle_url:
-        downloader = BundleDownloader(policy.bundle_url, policy.bundle_timeout_seconds)
+        downloader = BundleDownloader(
+            policy.bundle_url,
+            policy.bundle_timeout_seconds,
+            ssl_context=bundle_ssl_context(policy.bundle_ca_file),
+        )
     return BundlePolicyEngine(
         policy.query,
         wasm_limits(policy),
@@ -81,3 +87,16 @@ def bundle_engine(policy: PolicyConfig) -> BundlePolicyEngine:
         polling=Polling(policy.bundle_poll_min_seconds, policy.bundle_poll_max_seconds),
         verifier=verifier,
     )
+
+
+def bundle_ssl_context(ca_file: Path | None) -> ssl.SSLContext | None:
+    """Trust only `ca_file` for the bundle server (hostname checked); None = the system store.
+
+    Raises: ConfigError when the file is missing or holds no usable CA certificate.
+    """
+    if ca_file is None:
+        return None
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"config key 'policy.bundle_ca_file': {ca_file}: {exc}") from exc
