@@ -176,14 +176,23 @@ class FileStatusStore:
             return _in_force(conn, "suspensions", now)
 
     def snapshot(self, list_id: int) -> ListSnapshot | None:
+        # One read transaction (a WAL snapshot): the INVALID and SUSPENDED sets as of one moment.
+        # Read apart, a `revoke` then `reinstate` committed between the two reads (another
+        # process: the CLI) served a token that was SUSPENDED, then INVALID, as VALID.
         with self._read() as conn:
-            row = conn.execute("SELECT size FROM lists WHERE list_id = ?", (list_id,)).fetchone()
-            if row is None:
-                return None
-            invalid = conn.execute("SELECT idx FROM invalid WHERE list_id = ?", (list_id,))
-            found = frozenset(r[0] for r in invalid)
-            suspended = conn.execute("SELECT idx FROM suspended WHERE list_id = ?", (list_id,))
-            return ListSnapshot(list_id, row[0], found, frozenset(r[0] for r in suspended))
+            conn.execute("BEGIN")
+            try:
+                row = conn.execute(
+                    "SELECT size FROM lists WHERE list_id = ?", (list_id,)
+                ).fetchone()
+                if row is None:
+                    return None
+                invalid = conn.execute("SELECT idx FROM invalid WHERE list_id = ?", (list_id,))
+                found = frozenset(r[0] for r in invalid)
+                suspended = conn.execute("SELECT idx FROM suspended WHERE list_id = ?", (list_id,))
+                return ListSnapshot(list_id, row[0], found, frozenset(r[0] for r in suspended))
+            finally:
+                conn.execute("COMMIT")
 
     def live_lists(self, now: int) -> list[int]:
         with self._read() as conn:

@@ -229,13 +229,17 @@ class RedisStatusStore:
     def snapshot(self, list_id: int) -> ListSnapshot | None:
         key = f"{self._prefix}list:{list_id}"
         try:
-            size = self._client.hget(key, "size")
-            if size is None:
-                return None
-            invalid = self._client.smembers(key + ":invalid")
-            suspended = self._client.smembers(key + ":suspended")
+            # One MULTI: the INVALID and SUSPENDED sets as of one moment. Read apart, a revoke
+            # then a reinstate between the two reads served a SUSPENDED-then-INVALID token VALID.
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hget(key, "size")
+            pipe.smembers(key + ":invalid")
+            pipe.smembers(key + ":suspended")
+            size, invalid, suspended = pipe.execute()
         except redis.RedisError as exc:
             raise StatusStoreError(f"status store (redis): {exc}") from exc
+        if size is None:
+            return None
         return ListSnapshot(
             list_id,
             _int(size),
