@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt.algorithms import get_default_algorithms
 
+from sekisho.lru import LruMap
 from sekisho.signing.der import ECDSA_SIZES
 from sekisho.signing.signer import Signer
 
@@ -27,8 +28,17 @@ def _b64url(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
+# Built once: json.dumps with `separators` constructs an encoder per call. Same output as
+# json.dumps(value, separators=(",", ":")) (ASCII-escaped, members in insertion order).
+_COMPACT = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _json(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+    return _COMPACT(value).encode()
+
+
+# Encoded headers kept per (alg, kid, typ): a handful of keys and two profiles at a time.
+_MAX_HEADERS = 32
 
 
 class JwsEncoder:
@@ -37,6 +47,9 @@ class JwsEncoder:
     def __init__(self) -> None:
         self._verifiers = get_default_algorithms()
         self._ecdsa = ec.ECDSA(hashes.SHA256())
+        # The header segment depends only on the signer's alg and kid and the profile's typ:
+        # encoded once per combination, not per token.
+        self._headers: LruMap[tuple[str, str, str], bytes] = LruMap(_MAX_HEADERS)
 
     async def encode(self, claims: dict[str, Any], signer: Signer, typ: str) -> str:
         """Sign `claims` with `signer`, header `{alg, kid, typ}`.
@@ -45,11 +58,19 @@ class JwsEncoder:
             SelfVerificationError: the result does not verify (never returned to callers).
             TemporarilyUnavailableError, ServerError: the Signer's backend failed.
         """
-        header = {"alg": signer.alg, "kid": signer.kid, "typ": typ}
-        signing_input = _b64url(_json(header)) + b"." + _b64url(_json(claims))
+        signing_input = self._header(signer.alg, signer.kid, typ) + b"." + _b64url(_json(claims))
         signature = await signer.sign(signing_input)
         self._self_verify(signing_input, signature, signer)
         return (signing_input + b"." + _b64url(signature)).decode("ascii")
+
+    def _header(self, alg: str, kid: str, typ: str) -> bytes:
+        """The base64url header segment `{alg, kid, typ}` (members sorted, compact JSON)."""
+        key = (alg, kid, typ)
+        segment = self._headers.get(key)
+        if segment is None:
+            segment = _b64url(_json({"alg": alg, "kid": kid, "typ": typ}))
+            self._headers.put(key, segment)
+        return segment
 
     def _self_verify(self, signing_input: bytes, signature: bytes, signer: Signer) -> None:
         # SPIRE's habit: every credential is checked against the public key that verifiers use.

@@ -318,6 +318,30 @@ async def test_typ_and_token_type_per_profile(
     assert minted.audience == AS
 
 
+async def test_one_minter_heads_each_token_with_the_current_kid_and_typ() -> None:
+    # The encoder keeps encoded headers per (alg, kid, typ): after a rotation, and across
+    # profiles, every token must still name the key that signed it and its own profile (fails
+    # if the kept header were keyed by less than all three).
+    store = StaticKeyStore()
+    keyring = keyring_over(store)
+    minter = TokenMinter(keyring, FakeClock(NOW), issuer=ISSUER, max_lifetime_seconds=300)
+    rotated = LocalSigner("rotated-kid", "ES256", generate_private_key("ES256"))
+    for signer in (store.signer, rotated, store.signer):
+        store.signer = signer
+        keyring.load()
+        for requested, typ in (
+            (TOKEN_TYPE_ID_JAG, "oauth-id-jag+jwt"),
+            (TOKEN_TYPE_ACCESS_TOKEN, "at+jwt"),
+        ):
+            request = replace(REQUEST, requested_token_type=requested)
+            minted = await minter.mint(request, SUBJECT, None, DECISION)
+            segment = minted.token.split(".", 1)[0]
+            header = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+            expected = f'{{"alg":"ES256","kid":"{signer.kid}","typ":"{typ}"}}'
+            assert header == expected.encode()
+            assert _decode(minted, signer)["jti"] == minted.jti
+
+
 async def test_minted_token_facts_match_the_decision() -> None:
     decision = replace(DECISION, scopes=("crm.read", "crm.write"), resources=(CRM,))
     minted = await _minter().mint(REQUEST, SUBJECT, None, decision)
