@@ -9,6 +9,9 @@ through PYTHONPATH):
       (cd BASE && PYTHONPATH=BASE/server PATH=$PWD/bin:$PATH .venv/bin/python bench/ab_quick.py 3)
       (cd NEW && PATH=$PWD/bin:$PATH .venv/bin/python bench/ab_quick.py 3)
     done
+
+`--no-pool2` leaves out the `pool_size = 2` scenario (bench/hotpath5_ab.py runs both sides this
+way through this one file, the code under test chosen by PYTHONPATH).
 """
 
 import sys
@@ -22,7 +25,11 @@ from loadgen import ECHO
 from stack import Settings, start_server, write_config
 
 
-def main(seconds: float) -> None:
+class _Done(Exception):
+    """The scenarios asked for have run."""
+
+
+def main(seconds: float, pool2: bool = True) -> None:
     with tempfile.TemporaryDirectory(prefix="sekisho-ab-") as tmp:
         bench = et.Bench(Path(tmp), 1, seconds)
         out = {}
@@ -38,6 +45,8 @@ def main(seconds: float) -> None:
                 out["miss"] = bench.exchange("miss", server, warm_seconds=1)
             finally:
                 server.stop()
+            if not pool2:
+                raise _Done  # noqa: TRY301 - the remaining scenario is skipped, not an error
             config = write_config(bench.root, bench.idp, Settings(workers=1, caches=False))
             config.write_text(config.read_text().replace("[policy]\n", "[policy]\npool_size = 2\n"))
             server = start_server(bench.root, config, bench.server_cpus)
@@ -45,6 +54,8 @@ def main(seconds: float) -> None:
                 out["pool2"] = bench.exchange("pool2", server, warm_seconds=1)
             finally:
                 server.stop()
+        except _Done:
+            pass
         finally:
             bench.idp.close()
         echo = out["echo"].throughput
@@ -56,4 +67,5 @@ def main(seconds: float) -> None:
 
 
 if __name__ == "__main__":
-    main(float(sys.argv[1]) if len(sys.argv) > 1 else 3.0)
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    main(float(args[0]) if args else 3.0, pool2="--no-pool2" not in sys.argv)
