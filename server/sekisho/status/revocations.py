@@ -71,8 +71,7 @@ class RevocationGate:
         self, request: ExchangeRequest, subject: VerifiedToken, actor: VerifiedToken | None
     ) -> None:
         """Raises: AccessDeniedError (covered), TemporarilyUnavailableError (view too old)."""
-        loaded_at = self._loaded_at
-        if loaded_at is None or self._clock.now() - loaded_at > self._max_stale:
+        if self._stale():
             raise TemporarilyUnavailableError(
                 "token status is unavailable", log_detail="revocation view is stale"
             )
@@ -82,8 +81,14 @@ class RevocationGate:
 
     def revoked(self, keys: Iterable[tuple[str, str]]) -> bool:
         """Whether a revocation or suspension in force names any of `keys` (for caches of minted
-        tokens: a suspended token must not be served from one either)."""
-        return any(key in self._active for key in keys)
+        tokens: a suspended token must not be served from one either). A view too old to trust
+        names every key, failing closed as check() does: a cache must not keep serving what a
+        fresh exchange is refused for (a revocation made meanwhile would go unseen)."""
+        return self._stale() or any(key in self._active for key in keys)
+
+    def _stale(self) -> bool:
+        loaded_at = self._loaded_at
+        return loaded_at is None or self._clock.now() - loaded_at > self._max_stale
 
     async def refresh_forever(self, interval: float) -> None:
         while True:

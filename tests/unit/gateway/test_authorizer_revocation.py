@@ -46,3 +46,43 @@ async def test_a_revoked_users_cached_token_is_not_served(harness: Harness, tmp_
     refused = await authorizer.authorize(gw("/crm", alice))
     assert isinstance(refused, Denied) and refused.status == 403
     assert await authorizer.authorize(gw("/crm", bob)) == bob_first  # still the cached token
+
+
+async def test_a_cached_token_is_not_served_once_the_revocation_view_is_stale(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """Red team, session 5: with the status store out of reach past max_stale_seconds, a fresh
+    exchange is refused (a revocation or suspension made meanwhile would go unseen) but the
+    gateway cache kept serving its tokens until they expired: the two paths disagreed. A stale
+    view now names every key for the cache too."""
+    store = FileStatusStore(tmp_path / "status.db")
+    gate = RevocationGate(store, harness.clock, max_stale_seconds=10)
+    await gate.refresh()
+    minter = TokenMinter(
+        harness.keyring, harness.clock, issuer=SEKISHO_ISSUER, max_lifetime_seconds=300
+    )
+    exchanger = TokenExchanger(
+        harness.verifier, harness.policy, minter, harness.clock, AuditLog(),
+        revocations=gate, limits=request_limits(),
+    )  # fmt: skip
+    cache = GatewayTokenCache(
+        harness.clock, max_entries=100, margin_seconds=30, revoked=gate.revoked
+    )
+    authorizer = GatewayAuthorizer(
+        exchanger,
+        ROUTES,
+        cache,
+        token_header=TokenHeader(),
+        tool_header="x-mcp-tool",
+        limits=request_limits(),
+    )
+    alice = bearer(harness)
+    first = await authorizer.authorize(gw("/crm", alice))
+    assert isinstance(first, Allowed)
+    harness.clock.advance(5)
+    assert await authorizer.authorize(gw("/crm", alice)) == first  # a cache hit, view fresh
+    harness.clock.advance(6)  # no refresh since: the view is 11 s old, past max_stale (10 s)
+    stale = await authorizer.authorize(gw("/crm", alice))
+    assert isinstance(stale, Denied) and stale.status == 503
+    await gate.refresh()  # the store answers again: served again
+    assert isinstance(await authorizer.authorize(gw("/crm", alice)), Allowed)
