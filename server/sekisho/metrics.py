@@ -280,7 +280,7 @@ class Metrics:
         self.bundle_failures = Gauge(
             "sekisho_policy_bundle_failures",
             "Bundle polls and loads that failed since start, by reason (download_failed, "
-            "rejected); the last good bundle keeps serving.",
+            "rejected, poll_failed); the last good bundle keeps serving.",
             ("reason",),
             registry=own,
             multiprocess_mode="livesum",

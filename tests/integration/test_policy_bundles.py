@@ -195,6 +195,7 @@ async def test_an_unforeseen_failure_does_not_end_the_polling(
             server.publish(bundle(tmp_path, "v2", edit=no_crm_grants))
             await until(lambda: policies.policy.revision == "v2")
         assert any(r.message == "policy_bundle_poll_failed" for r in caplog.records)
+        assert policies.status.failures == {"poll_failed": 1}  # counted for /metrics too
         assert not (await policies.decide(SALES)).allow
     finally:
         await policies.close()

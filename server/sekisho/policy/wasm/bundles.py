@@ -23,7 +23,12 @@ from sekisho.backoff import Backoff
 from sekisho.clock import Clock, SystemClock
 from sekisho.errors import PolicyLoadError
 from sekisho.policy.wasm.bundle import read_bundle
-from sekisho.policy.wasm.bundle_status import DOWNLOAD_FAILED, REJECTED, BundleStatus
+from sekisho.policy.wasm.bundle_status import (
+    DOWNLOAD_FAILED,
+    POLL_FAILED,
+    REJECTED,
+    BundleStatus,
+)
 from sekisho.policy.wasm.compiler import entrypoint_of
 from sekisho.policy.wasm.download import BundleDownloader, BundleFetchError
 from sekisho.policy.wasm.policy import LoadedPolicy, WasmLimits, compile_module, encode_json
@@ -163,6 +168,7 @@ class BundlePolicyEngine(WasmServing):
             return await self.refresh()
         except Exception:  # a background loop: log and go on (the last good bundle serves)
             log.exception("policy_bundle_poll_failed")
+            self.status.failed(POLL_FAILED)
             return False
 
     def load(self, raw: bytes) -> LoadedPolicy:
