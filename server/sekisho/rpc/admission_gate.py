@@ -17,9 +17,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from sekisho.clock import Clock
-from sekisho.errors import SlowDownError
+from sekisho.errors import InvalidRequestError, SlowDownError
 from sekisho.rpc.interceptors import request_id_of
 from sekisho.rpc.status import to_grpc_status
 
@@ -95,7 +96,14 @@ class AdmissionGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             except SlowDownError as error:
                 self._shed_log.refused(error)
                 await context.abort_with_status(to_grpc_status(error, request_id_of(context)))
-            message = deserialize(request) if deserialize is not None else request
+            try:
+                message = deserialize(request) if deserialize is not None else request
+            except DecodeError:
+                # Not a message of the method: the contract's invalid_request. Left to grpc it was
+                # UNKNOWN and an ERROR line with a traceback for every such call (no caller
+                # authenticated), which no rate limit bounds.
+                invalid = InvalidRequestError("the request message does not decode")
+                await context.abort_with_status(to_grpc_status(invalid, request_id_of(context)))
             return await behaviour(message, context)
 
         return gated

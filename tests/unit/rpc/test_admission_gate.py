@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sekisho.errors import SlowDownError
@@ -24,6 +25,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.refusing = False
+        self.undecodable = False
         self.screened: list[tuple[str, float | None]] = []
         self.decoded = 0
         self.served = 0
@@ -35,6 +37,8 @@ class Recorder:
 
     def decode(self, data: bytes) -> bytes:
         self.decoded += 1
+        if self.undecodable:
+            raise DecodeError("Wire format was corrupt")
         return data
 
     async def behaviour(self, request: bytes, context: Any) -> bytes:
@@ -94,6 +98,27 @@ async def test_an_admitted_call_is_decoded_and_served_with_its_connection_and_bu
     assert (recorder.decoded, recorder.served) == (1, 1)
     [(flow, budget)] = recorder.screened
     assert flow.startswith("ipv") and budget is not None and 0 < budget <= 30
+
+
+async def test_a_request_that_does_not_decode_is_invalid_request_not_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Red team, session 5: the gate decodes the request itself now; bytes that are not the
+    method's message came out as UNKNOWN with an ERROR traceback line per call, from callers
+    nobody authenticated. They are the contract's INVALID_ARGUMENT invalid_request."""
+    recorder = Recorder()
+    recorder.undecodable = True
+    with caplog.at_level(logging.ERROR):
+        failure = await _call(recorder, FakeClock())
+    assert isinstance(failure, grpc.aio.AioRpcError)
+    assert failure.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(failure)
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    assert (info.reason, dict(info.metadata)) == ("invalid_request", {"request_id": "rid-9"})
+    assert (recorder.decoded, recorder.served) == (1, 0)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_other_methods_are_not_screened() -> None:
