@@ -15,7 +15,6 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -133,26 +132,6 @@ def _basic(client_id: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
 
-async def _max_loop_lag(work: Any, interval: float = 0.005) -> float:
-    """The longest the loop was blocked (beyond `interval`) while `work` ran."""
-    lags: list[float] = []
-
-    async def probe() -> None:
-        while True:
-            started = time.perf_counter()
-            await asyncio.sleep(interval)
-            lags.append(time.perf_counter() - started - interval)
-
-    task = asyncio.create_task(probe())
-    try:
-        await work
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    return max(lags, default=0.0)
-
-
 async def test_secret_checks_do_not_block_the_event_loop(checker: SecretChecker) -> None:
     authenticator = _authenticator(checker)
     assert checker.typical_seconds > 0.02  # argon2id 64 MiB: a loop stall if run on the loop
@@ -165,8 +144,16 @@ async def test_secret_checks_do_not_block_the_event_loop(checker: SecretChecker)
         results = await asyncio.gather(*attempts, return_exceptions=True)
         assert all(isinstance(result, InvalidClientError) for result in results)
 
-    lag = await _max_loop_lag(logins())
-    assert lag < checker.typical_seconds / 2
+    # CPU time of the loop's thread, not wall-clock lag: at load ~8 the loop's own scheduling
+    # lag exceeded half a check and failed a correct system. Four checks on the loop would cost
+    # the loop thread four checks' CPU; off the loop it pays well under one.
+    secret_hash = PasswordHasher().hash(SECRET)
+    one_check = time.thread_time()
+    PasswordHasher().verify(secret_hash, SECRET)
+    one_check = time.thread_time() - one_check
+    loop_cpu = time.thread_time()
+    await logins()
+    assert time.thread_time() - loop_cpu < one_check
 
 
 async def test_unknown_ids_cost_no_hash_but_as_much_time(checker: SecretChecker) -> None:
