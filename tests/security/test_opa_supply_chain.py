@@ -29,6 +29,12 @@ from tests.pki import authority, leaf
 pytestmark = pytest.mark.integration
 
 TOKEN = secrets.token_urlsafe(32)
+# How long an OPA call may take: opa_engine's 0.5 s default (for decisions) failed the republish
+# on a loaded machine (each PUT /v1/policies recompiles every module), so the engine stayed not
+# ready past the bound. The defence tested here is detection and repair, not a timeout.
+OPA_CALL_TIMEOUT = 5.0
+# Only stops a test whose tampering is never detected or never repaired.
+GIVE_UP_SECONDS = 30.0
 # A partial-set rule in Sekisho's own package: every caller id counts as registered.
 GRANTING_MODULE = """package sekisho.exchange
 
@@ -47,7 +53,9 @@ def opa(tmp_path: Path) -> Iterator[OpaServer]:
 
 @pytest.fixture
 async def managed(opa: OpaServer, tmp_path: Path) -> AsyncIterator[OpaPolicyEngine]:
-    engine = opa_engine(opa.url, shipped_copy(tmp_path), token=TOKEN, interval=0.2)
+    engine = opa_engine(
+        opa.url, shipped_copy(tmp_path), token=TOKEN, interval=0.2, timeout=OPA_CALL_TIMEOUT
+    )
     await engine.start()
     yield engine
     await engine.close()
@@ -89,9 +97,9 @@ async def _tampered_then_restored(
 
     # The not-ready window can be shorter than a poll: the log records prove it was entered.
     with caplog.at_level(logging.ERROR, logger="sekisho.policy.opa"):
-        assert await eventually(lambda: logged("opa_policy_tampered"), seconds=5)
+        assert await eventually(lambda: logged("opa_policy_tampered"), seconds=GIVE_UP_SECONDS)
         assert logged("policy_engine_not_ready")
-        assert await eventually(lambda: engine.ready, seconds=10)
+        assert await eventually(lambda: engine.ready, seconds=GIVE_UP_SECONDS)
 
 
 async def test_a_foreign_module_in_the_policy_package_is_detected_and_removed(
