@@ -155,7 +155,7 @@ class Admission:
         `flow` (the anonymous caller's connection or address): one caller on many connections
         is still one turn. `deadline` is the caller's, on the clock; a transport that has one
         calls screen() first, as the call arrives. Raises: SlowDownError."""
-        self._take_token(caller.id, caller.id or flow)
+        self._take_token(caller.id, caller.id or peer_address(flow))
         granted = await self._acquire(caller.id or flow, deadline)
         try:
             yield
@@ -232,8 +232,9 @@ class Admission:
 
     def _take_token(self, caller_id: str, key: str) -> None:
         """A token from `key`'s bucket at `caller_id`'s rate. Anonymous callers have no id and
-        the default rate, each in the bucket of its connection or address (`key`): in one
-        shared bucket, one anonymous flood would refuse every other anonymous caller."""
+        the default rate, each in the bucket of its network address (`key`, never the
+        connection: a new connection would be a new, full bucket): in one shared bucket, one
+        anonymous flood would refuse every other anonymous caller."""
         limit = self._rates.get(caller_id, self._default) if caller_id else self._default
         if limit is None or limit.rate_per_second <= 0:
             return
@@ -261,3 +262,13 @@ def _busy(detail: str, wait: float) -> SlowDownError:
         log_detail=f"overload: {detail}",
         metadata={"retry_after": str(max(1, math.ceil(wait)))},
     )
+
+
+def peer_address(flow: str) -> str:
+    """The network address of a transport's peer, without the port: gRPC names a peer
+    `ipv4:10.0.0.1:5000` or `ipv6:[::1]:5000` (the port differs per connection), HTTP gives the
+    address alone. Anything else (a unix socket, no peer) is returned as it is."""
+    for scheme in ("ipv4:", "ipv6:"):
+        if flow.startswith(scheme):
+            return flow[len(scheme) :].rpartition(":")[0] or flow
+    return flow

@@ -90,7 +90,7 @@ class ServerConfig(_Strict):
     # Plaintext on a non-loopback listener, for a service-mesh sidecar that terminates mTLS.
     insecure_plaintext: bool = False
     # Token bucket for callers without their own [[callers]] rate (0 = unlimited); anonymous
-    # callers have one each per connection (gRPC) or address (HTTP), not one shared.
+    # callers have one each per network address (not per connection), not one shared.
     caller_rate_per_second: float = Field(default=0.0, ge=0)
     caller_burst: int = Field(default=0, ge=0)
 

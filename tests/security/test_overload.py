@@ -64,13 +64,32 @@ async def test_bucket_allows_the_burst_then_refuses_until_refilled() -> None:
     assert admission.shed_counts == {"rate": 2}
 
 
-async def test_anonymous_callers_have_a_bucket_per_connection_not_one_shared() -> None:
+async def test_anonymous_callers_have_a_bucket_per_address_not_one_shared() -> None:
     admission = Admission(FakeClock(), policy=queue_policy(), default_rate=RateLimit(1.0, 1))
     anonymous = Caller()
     await _admit(admission, anonymous, flow="ipv4:10.0.0.1:5000")
-    with pytest.raises(SlowDownError):  # the flooding connection's own bucket is empty
+    with pytest.raises(SlowDownError):  # the flooding address's own bucket is empty
         await _admit(admission, anonymous, flow="ipv4:10.0.0.1:5000")
     await _admit(admission, anonymous, flow="ipv4:10.0.0.2:6000")  # another caller's is not
+    await _admit(admission, anonymous, flow="ipv6:[2001:db8::1]:5000")
+
+
+@pytest.mark.parametrize(
+    ("first", "reconnected"),
+    [
+        ("ipv4:10.0.0.1:5000", "ipv4:10.0.0.1:5001"),
+        ("ipv6:[2001:db8::1]:5000", "ipv6:[2001:db8::1]:5001"),
+    ],
+)
+async def test_an_anonymous_caller_does_not_get_a_new_bucket_by_reconnecting(
+    first: str, reconnected: str
+) -> None:
+    """Red team, session 5: keyed on the whole gRPC peer (address and port), each new
+    connection was a full bucket, so reconnecting lifted caller_rate_per_second entirely."""
+    admission = Admission(FakeClock(), policy=queue_policy(), default_rate=RateLimit(1.0, 1))
+    await _admit(admission, Caller(), flow=first)
+    with pytest.raises(SlowDownError):
+        await _admit(admission, Caller(), flow=reconnected)
 
 
 async def test_buckets_are_per_caller_and_default_applies_to_the_unlisted() -> None:
