@@ -25,6 +25,7 @@ SPIN = "_work := {x | some x in numbers.range(1, 10000); some y in numbers.range
 # One array of 2 * 10^8 numbers: memory.
 GREEDY = "_work := numbers.range(1, 200000000)\n"
 MB = 1024 * 1024
+RUNAWAY_GIVE_UP_SECONDS = 10.0
 
 
 def failure_logged(caplog: pytest.LogCaptureFixture) -> str:
@@ -40,7 +41,9 @@ async def test_a_runaway_evaluation_stops_at_the_deadline_as_a_deny(
     started = time.monotonic()
     with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm"):
         decision = await engine.decide(document(now=1))
-    assert time.monotonic() - started < 1.0
+    # The deadline (0.05 s) is what cuts it ("evaluation timed out" below); the bound only tells
+    # a cut evaluation from SPIN's 10^8 steps running out, and was 1.0 s until a loaded CI machine.
+    assert time.monotonic() - started < RUNAWAY_GIVE_UP_SECONDS
     assert (decision.allow, decision.reason) == (False, "invalid policy decision")
     assert failure_logged(caplog) == "evaluation timed out"
     # The instance is still usable afterwards.
