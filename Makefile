@@ -120,8 +120,8 @@ fuzz: setup
 	$(PY) tests/fuzz/fuzz_tokens.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=var/fuzz/ \
 		var/fuzz/corpus
 
-# The whole repository (server, tests, bench, examples, Python blocks in docs/*.md); the excludes
-# are pyproject's [tool.ruff] (generated code).
+# The whole repository's Python files (server, tests, bench, examples; ruff does not read the
+# Python blocks in docs/*.md); the excludes are pyproject's [tool.ruff] (generated code).
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
