@@ -4,6 +4,8 @@ regexp) on generated patterns, texts and replacement templates, invalid patterns
 import hashlib
 import json
 import random
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -248,6 +250,38 @@ def test_cache_is_bounded_and_evicts_least_recently_used() -> None:
     with pytest.raises(RegexUnsupportedError):
         cache.get("\\p{greek}")
     assert len(cache) == 2  # failures are not cached
+
+
+def test_cache_shared_by_pool_threads_never_raises_or_mixes_up_patterns() -> None:
+    """One cache serves every instance of a loaded policy's pool, on several threads at once:
+    a hit evicted by another thread between lookup and move_to_end raised KeyError unlocked
+    (a trap, so a spurious deny). Eight threads cycle five patterns through a 2-entry cache
+    with a 1 µs switch interval; unlocked this raised KeyError in every run tried."""
+    cache = RegexCache(size=2)
+    patterns = [f"p{i}" for i in range(5)]
+    start, failures = threading.Barrier(8), []
+
+    def hammer() -> None:
+        start.wait()
+        try:
+            for n in range(3000):
+                pattern = patterns[n % len(patterns)]
+                assert cache.get(pattern).search(pattern.encode(), 0) == [(0, len(pattern))]
+        except Exception as exc:
+            failures.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=hammer) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == []
+    assert len(cache) == 2
 
 
 def test_each_builtin_table_has_its_own_cache() -> None:

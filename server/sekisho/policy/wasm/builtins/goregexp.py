@@ -19,6 +19,7 @@ Matches are byte offsets into the UTF-8 text, as Go's are; RE2's `Match` at a st
 keeps the text before it as context, so `^`, `\\b` and `(?m)^` see what Go's doExecute sees.
 """
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -82,26 +83,36 @@ class GoRegexp:
 
 
 class RegexCache:
-    """Compiled patterns by text, at most `size` of them (least recently used evicted)."""
+    """Compiled patterns by text, at most `size` of them (least recently used evicted).
+
+    Thread-safe: a loaded policy binds one builtin table, hence one cache, for all the instances
+    of its pool (policy.compile_module), and with `[policy] pool_size` > 1 they evaluate on
+    several threads at once. Unlocked, a hit could be evicted between `get` and `move_to_end`
+    (KeyError), which trapped the evaluation into a spurious deny."""
 
     def __init__(self, size: int = 100) -> None:
         self._size = size
         self._entries: OrderedDict[str, GoRegexp] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, pattern: str) -> GoRegexp:
         """Raises: BuiltinError, RegexUnsupportedError (neither is cached)."""
-        entry = self._entries.get(pattern)
-        if entry is not None:
+        with self._lock:
+            entry = self._entries.get(pattern)
+            if entry is not None:
+                self._entries.move_to_end(pattern)
+                return entry
+        compiled = GoRegexp(pattern)  # outside the lock: a slow compile holds up no hit
+        with self._lock:
+            entry = self._entries.setdefault(pattern, compiled)  # another thread's if it won
             self._entries.move_to_end(pattern)
-            return entry
-        entry = GoRegexp(pattern)
-        self._entries[pattern] = entry
-        if len(self._entries) > self._size:
-            self._entries.popitem(last=False)
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
         return entry
 
     def __len__(self) -> int:
-        return len(self._entries)
+        with self._lock:
+            return len(self._entries)
 
 
 def _translate(pattern: str) -> tuple[str, list[str]]:
