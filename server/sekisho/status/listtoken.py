@@ -2,13 +2,12 @@
 `sub` = the list's URI, `iat`, `exp`, `ttl` and `status_list {bits, lst, aggregation_uri}`,
 signed by the service's active key, so the JWKS that verifies minted tokens verifies it too.
 
-A signed list is reused for at most `rebuild_seconds`, so a revocation shows within that plus
-the store write; verifiers then see it within the list's `ttl`.
+A signed list is reused for at most `rebuild_seconds` of the injected clock, so a revocation shows
+within that plus the store write; verifiers then see it within the list's `ttl`.
 """
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -91,9 +90,10 @@ class StatusListTokens:
 
         Raises: StatusStoreError, TemporarilyUnavailableError (no signing key).
         """
-        monotonic = time.monotonic()
+        now = self._clock.now()
         built = self._built.get(list_id)
-        if built is not None and monotonic - built.built_at < self._timing.rebuild_seconds:
+        # A wall clock set back makes the age negative: rebuild rather than serve an old list.
+        if built is not None and 0 <= now - built.built_at < self._timing.rebuild_seconds:
             return built.token
         snapshot = await asyncio.to_thread(self._store.snapshot, list_id)
         if snapshot is None:
@@ -103,8 +103,8 @@ class StatusListTokens:
             log.warning("status_suspended_served_invalid", extra={"list_id": list_id})
         array = pack(snapshot.size, self._bits, entry_statuses(snapshot, self._bits))
         token = await self._sign(list_id, StatusList(self._bits, array))
-        self._built = {k: v for k, v in self._built.items() if monotonic - v.built_at < 60}
-        self._built[list_id] = _Built(token, monotonic)
+        self._built = {k: v for k, v in self._built.items() if 0 <= now - v.built_at < 60}
+        self._built[list_id] = _Built(token, now)
         return token
 
     async def live_uris(self) -> list[str]:
