@@ -109,8 +109,8 @@ def build_subject_cache(
     return cache
 
 
-def build_policy_engine(settings: Settings) -> PolicyRuntime:
-    """The configured policy engine, not yet started."""
+def build_policy_engine(settings: Settings, clock: Clock) -> PolicyRuntime:
+    """The configured policy engine, not yet started; `clock` times a bundle's status."""
     policy = settings.policy
     if policy.engine == "opa":
         # Imported here: opa-python-client brings requests and urllib3, ~50 ms of every start
@@ -131,7 +131,7 @@ def build_policy_engine(settings: Settings) -> PolicyRuntime:
             timeout_seconds=policy.opa_timeout_seconds,
             check_interval_seconds=policy.opa_check_interval_seconds,
         )
-    return embedded_engine(policy, Path.cwd())
+    return embedded_engine(policy, Path.cwd(), clock)
 
 
 def build_gateway_authorizer(

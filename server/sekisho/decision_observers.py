@@ -27,7 +27,7 @@ from sekisho.policy.wasm.compiler import entrypoint_of
 
 log = logging.getLogger(__name__)
 
-EngineFactory = Callable[[Settings], PolicyRuntime]
+EngineFactory = Callable[[Settings, Clock], PolicyRuntime]
 # Reloads an engine when its folder or bundle file changes (None: nothing to watch).
 WatchFactory = Callable[[Settings, PolicyRuntime], Coroutine[None, None, None] | None]
 
@@ -106,7 +106,7 @@ async def start_shadow(
     `error` difference until a fixed policy loads."""
     config = settings.policy.shadow
     engine = CachingPolicyEngine(
-        build_engine(shadow_settings(settings)),
+        build_engine(shadow_settings(settings), clock),
         clock,
         max_entries=settings.cache.decision_max_entries,
     )

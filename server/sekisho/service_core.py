@@ -74,7 +74,7 @@ async def start_policy(
     """The live engine behind the decision cache, started, and what observes its decisions
     ([decision_log], [policy.shadow]). Raises: PolicyLoadError, ConfigError."""
     policy = CachingPolicyEngine(
-        build_policy_engine(settings), clock, max_entries=settings.cache.decision_max_entries
+        build_policy_engine(settings, clock), clock, max_entries=settings.cache.decision_max_entries
     )
     await policy.start()
     observers = await build_decision_observers(

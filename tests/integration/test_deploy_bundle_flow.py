@@ -45,6 +45,7 @@ from sekisho.signing.filestore import FileKeyStore
 
 from tests.bounds import wasm_limits
 from tests.embedded import shared_runtime
+from tests.fakes.clock import FakeClock
 from tests.integration.conftest import stack_settings
 from tests.integration.test_exchange_grpc import _error_info
 from tests.integration.test_opa_service import CRM_AS, running, until
@@ -298,7 +299,7 @@ async def test_policy_bundle_ca_file_reaches_the_downloader(
 ) -> None:
     url, ca_file = tls_server
     policy = PolicyConfig(bundle_url=url, bundle_ca_file=ca_file if use_ca_file else None)
-    engine = bundle_engine(policy)
+    engine = bundle_engine(policy, FakeClock())
     try:
         assert not await engine.refresh()
         assert engine.status.failures == {failure: 1}

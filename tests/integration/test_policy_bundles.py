@@ -15,6 +15,9 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sekisho.components import build_policy_engine
+from sekisho.config import Settings
+from sekisho.decision_observers import start_shadow
 from sekisho.errors import PolicyLoadError
 from sekisho.policy.wasm.bundles import BundlePolicyEngine, Polling
 from sekisho.policy.wasm.compiler import BundleSigning, build_bundle
@@ -23,6 +26,7 @@ from sekisho.policy.wasm.signing import BundleVerifier
 
 from tests.bounds import wasm_limits
 from tests.embedded import shared_runtime
+from tests.fakes.clock import FakeClock
 from tests.opa import opa_binary
 from tests.unit.policy.inputs import CRM, POLICIES, QUERY, policy_input
 
@@ -339,3 +343,25 @@ async def test_a_broken_bundle_file_fails_the_start(tmp_path: Path) -> None:
     path.write_bytes(b"\x1f\x8b broken")
     with pytest.raises(PolicyLoadError, match="not a readable"):
         await engine(file=path).start()
+
+
+async def test_the_bundle_status_is_timed_by_the_service_clock(tmp_path: Path) -> None:
+    """The live engine (build_policy_engine) and the shadow engine (start_shadow) stamp the
+    bundle status with the clock the service injects, not a SystemClock of their own."""
+    path = tmp_path / "sekisho.tar.gz"
+    path.write_bytes(bundle(tmp_path, "r1"))
+    clock = FakeClock(1_800_000_000.0)
+    live = build_policy_engine(Settings(policy={"bundle_file": str(path)}), clock)
+    assert isinstance(live, BundlePolicyEngine)
+    await live.start()
+    await live.close()
+    assert live.status.activated_at == clock.current
+    clock.advance(60)
+    settings = Settings(policy={"shadow": {"bundle_file": str(path)}})
+    evaluator, shadow = await start_shadow(settings, clock, None, build_policy_engine)
+    try:
+        assert isinstance(shadow.engine, BundlePolicyEngine)
+        assert shadow.engine.status.activated_at == clock.current
+    finally:
+        await evaluator.close()
+        await shadow.close()

@@ -11,6 +11,8 @@ from sekisho.errors import ConfigError
 from sekisho.policy.wasm.bundles import BundlePolicyEngine
 from sekisho.policy.wasm.engine import WasmPolicyEngine
 
+from tests.fakes.clock import FakeClock
+
 
 @pytest.fixture(autouse=True)
 def _no_sekisho_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,7 +50,8 @@ def test_bundle_ca_file_is_relative_to_the_config_file_and_must_hold_a_ca(tmp_pa
     settings = load_settings(config(tmp_path, body))
     assert settings.policy.bundle_ca_file == (tmp_path / "conf" / "tls" / "ca.pem").resolve()
     with pytest.raises(ConfigError, match=r"policy\.bundle_ca_file"):
-        build_policy_engine(settings)  # the file is read at start: missing stops the start
+        # the file is read at start: missing stops the start
+        build_policy_engine(settings, FakeClock())
 
 
 @pytest.mark.parametrize(
@@ -101,7 +104,9 @@ def test_invalid_settings_name_the_key(tmp_path: Path, body: str, message: str) 
     ],
 )
 def test_engine_selection(tmp_path: Path, body: str, engine: type) -> None:
-    assert isinstance(build_policy_engine(load_settings(config(tmp_path, body))), engine)
+    assert isinstance(
+        build_policy_engine(load_settings(config(tmp_path, body)), FakeClock()), engine
+    )
 
 
 def test_a_bundle_engine_needs_no_opa_binary(
@@ -112,4 +117,4 @@ def test_a_bundle_engine_needs_no_opa_binary(
     settings = load_settings(
         config(tmp_path, 'bundle_file = "s.tar.gz"\nopa_binary = "/nowhere/opa"\n')
     )
-    assert isinstance(build_policy_engine(settings), BundlePolicyEngine)
+    assert isinstance(build_policy_engine(settings, FakeClock()), BundlePolicyEngine)

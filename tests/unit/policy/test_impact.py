@@ -13,6 +13,7 @@ from sekisho.policy.difference import decision_document
 from sekisho.policy.engine import PolicyRuntime
 from sekisho.policy.impact import DecisionFileError, DecisionReader, Recorded, replay
 
+from tests.fakes.clock import FakeClock
 from tests.unit.policy.inputs import CRM, POLICIES, UNKNOWN, policy_input
 
 PATH = "sekisho/exchange/decision"
@@ -32,7 +33,7 @@ class FixedEngine:
 
 @pytest.fixture
 async def live() -> PolicyRuntime:
-    engine = build_policy_engine(Settings(policy={"path": str(POLICIES)}))
+    engine = build_policy_engine(Settings(policy={"path": str(POLICIES)}), FakeClock())
     await engine.start()
     return engine
 

@@ -10,6 +10,8 @@ from sekisho.errors import ConfigError
 from sekisho.policy.opa.engine import OpaPolicyEngine
 from sekisho.policy.wasm.engine import WasmPolicyEngine
 
+from tests.fakes.clock import FakeClock
+
 
 @pytest.fixture(autouse=True)
 def _no_sekisho_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,5 +101,5 @@ def test_environment_turns_manage_off(tmp_path: Path, monkeypatch: pytest.Monkey
 )
 def test_engine_selection(tmp_path: Path, body: str, engine: type, reads_folder: bool) -> None:
     settings = load(tmp_path, body)
-    assert isinstance(build_policy_engine(settings), engine)
+    assert isinstance(build_policy_engine(settings, FakeClock()), engine)
     assert settings.policy.reads_folder is reads_folder

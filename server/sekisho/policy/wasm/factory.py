@@ -3,6 +3,7 @@
 import ssl
 from pathlib import Path
 
+from sekisho.clock import Clock
 from sekisho.config import PolicyConfig
 from sekisho.errors import ConfigError
 from sekisho.policy.engine import PolicyRuntime
@@ -24,14 +25,14 @@ def wasm_limits(policy: PolicyConfig) -> WasmLimits:
     )
 
 
-def embedded_engine(policy: PolicyConfig, cwd: Path) -> PolicyRuntime:
+def embedded_engine(policy: PolicyConfig, cwd: Path, clock: Clock) -> PolicyRuntime:
     """A bundle engine when a bundle is configured, else the folder compiled by opa.
 
     Not yet started. Raises: ConfigError when no opa binary is found (folder only);
     PolicyLoadError when the verification key cannot be read.
     """
     if policy.uses_bundle:
-        return bundle_engine(policy)
+        return bundle_engine(policy, clock)
     return folder_engine(policy, cwd)
 
 
@@ -62,9 +63,10 @@ def _compiler(policy: PolicyConfig) -> Compiler:
     return CompileCache(cache)
 
 
-def bundle_engine(policy: PolicyConfig) -> BundlePolicyEngine:
-    """Raises: PolicyLoadError when the verification key cannot be read; ConfigError when
-    bundle_ca_file is not a readable PEM CA file."""
+def bundle_engine(policy: PolicyConfig, clock: Clock) -> BundlePolicyEngine:
+    """`clock` times the bundle status (activated, polled). Raises: PolicyLoadError when the
+    verification key cannot be read; ConfigError when bundle_ca_file is not a readable PEM CA
+    file."""
     verifier = None
     if policy.bundle_verification_key is not None:
         verifier = BundleVerifier.from_file(
@@ -86,6 +88,7 @@ def bundle_engine(policy: PolicyConfig) -> BundlePolicyEngine:
         downloader=downloader,
         polling=Polling(policy.bundle_poll_min_seconds, policy.bundle_poll_max_seconds),
         verifier=verifier,
+        clock=clock,
     )
 
 
