@@ -171,15 +171,18 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[server,dev,bench]'
 	touch $(BENCH_STAMP)
 
+# The services the benches start find opa (and ghz) on PATH: bin/ first, as `make test` does.
+BENCH_RUN = cd bench && PATH="$(BIN):$$PATH" $(abspath $(PY))
+
 bench: setup $(GHZ) $(BENCH_STAMP)
-	cd bench && $(abspath $(PY)) exchange_throughput.py
-	cd bench && $(abspath $(PY)) policy_latency.py --decisions 5000 --downstreams 1000
-	cd bench && $(abspath $(PY)) shadow_cost.py
-	cd bench && $(abspath $(PY)) status_list.py
-	cd bench && $(abspath $(PY)) hot_reload.py --out results/hot_reload.json
+	$(BENCH_RUN) exchange_throughput.py
+	$(BENCH_RUN) policy_latency.py --decisions 5000 --downstreams 1000
+	$(BENCH_RUN) shadow_cost.py
+	$(BENCH_RUN) status_list.py
+	$(BENCH_RUN) hot_reload.py --out results/hot_reload.json
 
 soak: setup $(GHZ) $(BENCH_STAMP)
-	cd bench && $(abspath $(PY)) soak.py
+	$(BENCH_RUN) soak.py
 
 clean:
 	rm -rf $(VENV) $(BIN) .mypy_cache .pytest_cache .ruff_cache
