@@ -77,7 +77,14 @@ async def measure(rounds: int) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory(prefix="sekisho-reload-") as tmp:
         root = Path(tmp) / "policies"
         shutil.copytree(POLICIES, root)
-        engine = WasmPolicyEngine(root, QUERY, opa_binary(), wasm_limits(PolicyConfig()))
+        config = PolicyConfig()
+        engine = WasmPolicyEngine(
+            root,
+            QUERY,
+            opa_binary(),
+            wasm_limits(config),
+            compile_timeout=config.compile_timeout_seconds,
+        )
         await engine.start()
         watcher = asyncio.create_task(watch_directory(root, engine.folder_changed, "policy"))
         await asyncio.sleep(0.5)  # the watcher is set up
