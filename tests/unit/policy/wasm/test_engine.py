@@ -166,6 +166,11 @@ async def test_custom_query_is_honoured(tmp_path: Path) -> None:
             id="undefined-decision",
         ),
         pytest.param(
+            HEADER + 'decision := {"allow": false, "t": strings.render_template("{{.a}}", {})}\n',
+            "the embedded engine does not provide: strings.render_template",
+            id="missing-host-builtin-named",
+        ),
+        pytest.param(
             HEADER + 'other := {"allow": false}\n',
             'entrypoint "sekisho/exchange/decision" does not refer to a rule',
             id="query-names-no-rule",

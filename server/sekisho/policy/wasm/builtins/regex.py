@@ -1,6 +1,8 @@
-"""regex.replace, regex.split and regex.find_n (topdown/regex.go), the regex builtins OPA's Wasm
-target leaves to the host, with Go's regexp semantics: ReplaceAllString (with Regexp.Expand's
-`$1` / `${name}` templates), Split(s, -1) and FindAllString(s, n), over UTF-8 bytes.
+"""regex.replace, regex.split, regex.find_n, regex.template_match and regex.globs_match
+(topdown/regex.go), the regex builtins OPA's Wasm target leaves to the host, with Go's regexp
+semantics: ReplaceAllString (with Regexp.Expand's `$1` / `${name}` templates), Split(s, -1),
+FindAllString(s, n) over UTF-8 bytes, a delimiter template (regextemplate) matched as Go's
+MatchString, and glob-intersection's NonEmpty (globintersect).
 
 Each builtin set owns its compiled-pattern cache (bounded, as OPA's is), so nothing is shared
 between loaded policies.
@@ -10,6 +12,7 @@ import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
+from sekisho.policy.wasm.builtins import globintersect, regextemplate
 from sekisho.policy.wasm.builtins.goregexp import GoRegexp, RegexCache, Span
 from sekisho.policy.wasm.builtins.registry import BuiltinError, HostBuiltin
 
@@ -25,6 +28,8 @@ class RegexBuiltins:
             HostBuiltin("regex.replace", self.replace),
             HostBuiltin("regex.split", self.split),
             HostBuiltin("regex.find_n", self.find_n),
+            HostBuiltin("regex.template_match", self.template_match),
+            HostBuiltin("regex.globs_match", globs_match),
         )
 
     def replace(self, base: Any, pattern: Any, value: Any) -> str:
@@ -75,6 +80,22 @@ class RegexBuiltins:
         if limit < 0:
             limit = len(src) + 1
         return [src[start:stop].decode() for start, stop in _all_matches(regexp, src, limit)]
+
+    def template_match(self, template: Any, value: Any, start: Any, end: Any) -> bool:
+        """builtinRegexMatchTemplate: delimiters of exactly one byte, then the generated
+        pattern (cached by its text, as OPA caches it) against `value`, unanchored as
+        MatchString (the pattern carries `^` and `$`)."""
+        _strings("regex.template_match", template, value, start, end)
+        if len(start.encode()) != 1 or len(end.encode()) != 1:
+            raise BuiltinError("regex.template_match: delimiters must be one byte long")
+        pattern = regextemplate.generate(template, start, end, self.cache.get)
+        return self.cache.get(pattern).search(value.encode(), 0) is not None
+
+
+def globs_match(glob1: Any, glob2: Any) -> bool:
+    """builtinGlobsMatch: gintersect.NonEmpty(glob1, glob2)."""
+    _strings("regex.globs_match", glob1, glob2)
+    return globintersect.non_empty(glob1, glob2)
 
 
 def _all_matches(regexp: GoRegexp, src: bytes, limit: int) -> Iterator[Span]:
