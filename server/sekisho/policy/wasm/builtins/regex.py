@@ -14,6 +14,7 @@ from typing import Any
 
 from sekisho.policy.wasm.builtins import globintersect, regextemplate
 from sekisho.policy.wasm.builtins.goregexp import GoRegexp, RegexCache, Span
+from sekisho.policy.wasm.builtins.operands import int_operand
 from sekisho.policy.wasm.builtins.registry import BuiltinError, HostBuiltin
 
 
@@ -27,7 +28,7 @@ class RegexBuiltins:
         return (
             HostBuiltin("regex.replace", self.replace),
             HostBuiltin("regex.split", self.split),
-            HostBuiltin("regex.find_n", self.find_n),
+            HostBuiltin("regex.find_n", self.find_n, rego_text=True),
             HostBuiltin("regex.template_match", self.template_match),
             HostBuiltin("regex.globs_match", globs_match),
         )
@@ -72,9 +73,10 @@ class RegexBuiltins:
         return [part.decode() for part in parts]
 
     def find_n(self, pattern: Any, text: Any, count: Any) -> list[str]:
-        """Go's Regexp.FindAllString(text, n); n < 0 means all."""
+        """Go's Regexp.FindAllString(text, n); n < 0 means all. Operands as Rego values
+        (rego_text): n is read from its text as OPA's IntOperand reads it."""
         _strings("regex.find_n", pattern, text)
-        limit = _int_operand(count)
+        limit = int_operand(count, "regex.find_n")
         regexp = self.cache.get(pattern)
         src = text.encode()
         if limit < 0:
@@ -188,12 +190,3 @@ def _rune_width(src: bytes, pos: int) -> int:
 def _strings(name: str, *values: Any) -> None:
     if not all(isinstance(value, str) for value in values):
         raise BuiltinError(f"{name}: operands must be strings")
-
-
-def _int_operand(value: Any) -> int:
-    """builtins.IntOperand: an integral number (1.0 accepted)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BuiltinError("regex.find_n: the count must be a number")
-    if isinstance(value, float) and not value.is_integer():
-        raise BuiltinError("regex.find_n: the count must be an integer")
-    return int(value)

@@ -1,9 +1,11 @@
-"""sprintf (topdown/strings.go builtinSprintf) and indexof_n (builtinIndexOfN: code-point
-indexes), the string builtins the Wasm target leaves to the host."""
+"""sprintf (topdown/strings.go builtinSprintf), indexof_n (builtinIndexOfN: code-point
+indexes) and strings.split_n (builtinSplitN), the string builtins the Wasm target leaves to the
+host."""
 
 from typing import Any
 
 from sekisho.policy.wasm.builtins.gofmt import Arg, sprintf
+from sekisho.policy.wasm.builtins.operands import int_operand
 from sekisho.policy.wasm.builtins.registry import BuiltinError, HostBuiltin
 from sekisho.policy.wasm.builtins.regotext import Number, render
 
@@ -37,7 +39,31 @@ def _indexof_n(base: Any, search: Any) -> list[int]:
     return [i for i in range(len(base) - len(search) + 1) if base.startswith(search, i)]
 
 
+def _split_n(text: Any, delimiter: Any, count: Any) -> list[str]:
+    """builtinSplitN: n >= 0 keeps the first n parts of strings.SplitN(text, delimiter, n + 1)
+    (the unsplit rest is dropped); n < 0 keeps the last -n parts of strings.Split. Operands as
+    Rego values (rego_text), so n is read from its text as OPA reads it."""
+    if not isinstance(text, str) or not isinstance(delimiter, str):
+        raise BuiltinError("strings.split_n takes two strings and a number")
+    n = int_operand(count, "strings.split_n")
+    if n >= 0:
+        return _go_split(text, delimiter, n + 1)[:n]
+    parts = _go_split(text, delimiter, -1)
+    return parts[max(len(parts) + n, 0) :]
+
+
+def _go_split(text: str, delimiter: str, limit: int) -> list[str]:
+    """Go's strings.SplitN (limit < 0: all parts); an empty delimiter splits into code points,
+    the last part holding the rest."""
+    if delimiter:
+        return text.split(delimiter, limit - 1 if limit > 0 else -1)
+    if 0 <= limit < len(text):
+        return [*text[: limit - 1], text[limit - 1 :]] if limit > 0 else []
+    return list(text)
+
+
 BUILTINS = (
     HostBuiltin("sprintf", _sprintf, rego_text=True),
     HostBuiltin("indexof_n", _indexof_n),
+    HostBuiltin("strings.split_n", _split_n, rego_text=True),
 )

@@ -1,0 +1,37 @@
+"""Integer operands as OPA reads them (topdown/builtins.IntOperand → ast.Number.Int →
+util.Atoi64 on the number's text): an optional sign, at most 19 digits, an optional `.`
+followed only by zeros, within int64. `1.0` is 1; `1e2`, `1.5` and 2^63 are refused (the call
+is undefined). Builtins that take such an operand read it as Rego text (HostBuiltin.rego_text),
+so the number's text is the one OPA parsed."""
+
+from typing import Any
+
+from sekisho.policy.wasm.builtins.registry import BuiltinError
+from sekisho.policy.wasm.builtins.regotext import Number
+
+_INT64 = 1 << 63
+
+
+def int_operand(value: Any, name: str) -> int:
+    """builtins.IntOperand. Raises: BuiltinError."""
+    if not isinstance(value, Number):
+        raise BuiltinError(f"{name}: operand must be a number")
+    parsed = atoi64(value.text)
+    if parsed is None:
+        raise BuiltinError(f"{name}: operand must be an integer")
+    return parsed
+
+
+def atoi64(text: str) -> int | None:
+    """util.Atoi64: the value, or None where Go's returns false."""
+    negative = text.startswith("-")
+    digits = text[1:] if text[:1] in ("-", "+") else text
+    if not 0 < len(digits) <= 19:
+        return None
+    whole, _, fraction = digits.partition(".")
+    if "." in fraction or fraction.strip("0") or not all("0" <= c <= "9" for c in whole):
+        return None
+    number = int(whole) if whole else 0
+    if negative:
+        return -number if number <= _INT64 else None
+    return number if number < _INT64 else None
