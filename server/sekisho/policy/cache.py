@@ -1,9 +1,10 @@
 """Decision cache: an identical input reuses a decision for the `cache_ttl_seconds` the policy
 declared (docs/architecture.md §5; 0 = never, the default).
 
-Key: SHA-256 of the canonical JSON of the whole input document except `now`, so two requests
+Key: SHA-256 of a JSON encoding of the whole input document except `now` (keying.py: canonical
+members; the subject's and actor's encoded once per verified token object), so two requests
 share a decision only when subject (with every claim of its token), actor, caller and request are
-identical. `now` is left out on purpose: the policy author's `cache_ttl_seconds` is the
+identical as JSON. `now` is left out on purpose: the policy author's `cache_ttl_seconds` is the
 declaration of how long the answer stays right, so a rule that reads `now` (consent expiry,
 max_age step-up) must return a TTL no longer than it can tolerate. Denials are cached the same way,
 only when the deny carries a TTL. Every policy or data reload flushes the cache, and a decision
@@ -11,8 +12,6 @@ computed before a reload is never stored after it (generation check). Bounded LR
 own errors (unavailable, invalid decision) are never cached. Engine-agnostic.
 """
 
-import hashlib
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,37 +20,13 @@ from sekisho.clock import Clock
 from sekisho.lru import LruMap
 from sekisho.models import Decision
 from sekisho.policy.engine import PolicyRuntime
+from sekisho.policy.keying import InputKeys
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
     decision: Decision
     valid_until: float
-
-
-# Built once: json.dumps with options constructs an encoder per call (~2 µs of every decision).
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
-
-
-def _keyed_text(document: dict[str, Any]) -> str:
-    """Everything but `now`, canonically encoded (sorted keys, compact)."""
-    return _CANONICAL({name: value for name, value in document.items() if name != "now"})
-
-
-def input_digest(document: dict[str, Any]) -> bytes:
-    """The cache key of an input document: everything but `now`, canonically encoded."""
-    return hashlib.sha256(_keyed_text(document).encode()).digest()
-
-
-def encoded_input(document: dict[str, Any], keyed_text: str) -> bytes:
-    """The whole document as JSON, built from the key's own encoding with `now` put in front:
-    the engine reads exactly the bytes the key is a digest of, plus `now`."""
-    if "now" not in document:
-        return keyed_text.encode()
-    now = document["now"]  # an int from build_input; str() is its JSON, without an encoder call
-    now = str(now) if type(now) is int else _CANONICAL(now)
-    rest = keyed_text[1:] if keyed_text == "{}" else f",{keyed_text[1:]}"
-    return f'{{"now":{now}{rest}'.encode()
 
 
 class CachingPolicyEngine:
@@ -62,6 +37,7 @@ class CachingPolicyEngine:
         self._clock = clock
         self._max_entries = max_entries
         self._entries: LruMap[bytes, _Entry] = LruMap(max_entries)
+        self._keys = InputKeys(max_entries)
         self._generation = 0
         self._flush_listeners: list[Callable[[], None]] = []
         self.hits = 0
@@ -114,6 +90,7 @@ class CachingPolicyEngine:
         """Drop every decision; decisions still being computed will not be stored."""
         self._generation += 1
         self._entries.clear()
+        self._keys.clear()
         for listener in self._flush_listeners:
             listener()
 
@@ -121,8 +98,8 @@ class CachingPolicyEngine:
         """Raises: TemporarilyUnavailableError when the engine cannot answer."""
         if self._max_entries <= 0:
             return await self._engine.decide(document)
-        keyed_text = _keyed_text(document)
-        digest = hashlib.sha256(keyed_text.encode()).digest()
+        keyed = self._keys.of(document)
+        digest = keyed.digest
         cached = self._fresh(digest)
         if cached is not None:
             self.hits += 1
@@ -132,7 +109,7 @@ class CachingPolicyEngine:
         if self._decide_encoded is None:
             decision = await self._engine.decide(document)
         else:  # the embedded engine: hand it the JSON the key was computed from, not a 2nd one
-            decision = await self._decide_encoded(encoded_input(document, keyed_text))
+            decision = await self._decide_encoded(keyed.encoded())
         if decision.cache_ttl_seconds > 0 and generation == self._generation:
             self._store(digest, decision)
         return decision

@@ -34,6 +34,7 @@ def policy_input(
     authenticated_by: AuthenticatedBy = "none",
     actor: VerifiedToken | None = None,
     context: Mapping[str, Any] | None = None,
+    now: int = NOW,
 ) -> dict[str, Any]:
     """The document the policy sees for one exchange by alice."""
     request = ExchangeRequest(
@@ -57,4 +58,4 @@ def policy_input(
         groups=tuple(groups),
         claims=dict(claims or {}),
     )
-    return build_input(request, subject, actor, NOW)
+    return build_input(request, subject, actor, now)

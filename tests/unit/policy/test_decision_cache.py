@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
 from sekisho.models import Decision, VerifiedToken
-from sekisho.policy.cache import CachingPolicyEngine, encoded_input, input_digest
+from sekisho.policy.cache import CachingPolicyEngine
+from sekisho.policy.keying import InputKeys
 
 from tests.embedded import wasm_engine
 from tests.fakes.clock import FakeClock
@@ -115,9 +116,11 @@ async def test_the_subject_token_type_is_part_of_the_key() -> None:
 
 
 def test_now_is_not_part_of_the_key() -> None:
+    keys = InputKeys(10)
     document = policy_input(CRM)
-    later = document | {"now": document["now"] + 30}
-    assert input_digest(later) == input_digest(document)
+    assert keys.of(policy_input(CRM, now=NOW + 30)).digest == keys.of(document).digest
+    plain = dict(document)  # any other document: the canonical encoding
+    assert keys.of(plain | {"now": NOW + 30}).digest == keys.of(plain).digest
 
 
 async def test_a_decision_expires_after_its_cache_ttl() -> None:
@@ -224,53 +227,56 @@ class EncodedInputEngine(FakeEngine):
         return await self.decide(json.loads(encoded))
 
 
-async def test_the_engine_reads_the_bytes_the_key_is_a_digest_of() -> None:
+@pytest.mark.parametrize("built", [True, False], ids=["input-document", "plain-dict"])
+async def test_the_engine_reads_the_bytes_the_key_is_a_digest_of(built: bool) -> None:
     engine = EncodedInputEngine(GRANT)
     cache = CachingPolicyEngine(engine, FakeClock(NOW), max_entries=10)
     document = policy_input(CRM, groups=["sales"], tenant="acme")
+    if not built:
+        document = dict(document)
     await cache.decide(document)
     await cache.decide(document)
     [encoded] = engine.encoded  # once, on the miss
     assert json.loads(encoded) == document
-    now_member = f'"now":{NOW},'.encode()
-    assert encoded.startswith(b"{" + now_member)
-    assert hashlib.sha256(encoded.replace(now_member, b"", 1)).digest() == input_digest(document)
+    now_member = f',"now":{NOW}}}'.encode()
+    assert encoded.endswith(now_member)
+    preimage = encoded[: -len(now_member)] + b"}"
+    assert hashlib.sha256(preimage).digest() == InputKeys(10).of(document).digest
+    assert json.loads(preimage) == {k: v for k, v in document.items() if k != "now"}
 
 
 @pytest.mark.parametrize(
     ("document", "expected"),
     [
         ({"now": 5}, b'{"now":5}'),
-        ({"b": [1], "now": 1.5, "a": True}, b'{"now":1.5,"a":true,"b":[1]}'),
+        ({"b": [1], "now": 1.5, "a": True}, b'{"a":true,"b":[1],"now":1.5}'),
         ({"a": "é"}, '{"a":"é"}'.encode()),
+        ({"now": None}, b'{"now":null}'),
         ({}, b"{}"),
     ],
-    ids=["only-now", "float-now", "no-now", "empty"],
+    ids=["only-now", "float-now", "no-now", "null-now", "empty"],
 )
 def test_an_encoded_input_is_the_whole_document(document: dict[str, Any], expected: bytes) -> None:
-    text = json.dumps(
-        {k: v for k, v in document.items() if k != "now"},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    assert encoded_input(document, text) == expected
+    assert InputKeys(10).of(document).encoded() == expected
 
 
 async def test_the_embedded_engine_decides_the_encoded_input_as_the_document() -> None:
     engine = wasm_engine(POLICIES, QUERY)
     await engine.start()
+    keys = InputKeys(10)
     try:
         for groups in (["sales"], ["nobody"]):
             document = policy_input(CRM, groups=groups, tenant="acme")
-            text = json.dumps(
-                {k: v for k, v in document.items() if k != "now"},
-                sort_keys=True,
-                separators=(",", ":"),
-                ensure_ascii=False,
-            )
-            by_bytes = await engine.decide_encoded(encoded_input(document, text))
+            by_bytes = await engine.decide_encoded(keys.of(document).encoded())
             by_document = await engine.decide(document)
             assert replace(by_bytes, decision_id="") == replace(by_document, decision_id="")
     finally:
         await engine.close()
+
+
+async def test_a_reload_also_forgets_the_remembered_token_encodings() -> None:
+    cache, _engine = cached()
+    await cache.decide(policy_input(CRM, groups=["sales"], actor=ACTOR))
+    assert len(cache._keys) == 2  # the subject's and the actor's
+    await cache.folder_changed()
+    assert len(cache._keys) == 0
