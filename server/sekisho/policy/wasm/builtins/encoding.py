@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sekisho.policy.wasm.builtins.registry import BuiltinError, HostBuiltin
+from sekisho.policy.wasm.builtins.regotext import RegoObject, RegoSet
 
 _UNRESERVED = re.compile(r"[A-Za-z0-9\-_.~]")
 _GLOB_SPECIAL = frozenset("*?\\[]{}")
@@ -85,6 +86,35 @@ def _url_encode(value: Any) -> str:
     return "".join(out)
 
 
+class NonStringKeyError(Exception):
+    """urlquery.encode_object got an object with a non-string key: OPA prints such a key as
+    JSON (and may merge keys that print alike); not reproduced, the call traps."""
+
+
+def _url_encode_object(value: Any) -> str:
+    """builtinURLQueryEncodeObject: url.Values.Encode() of an object whose values are strings,
+    arrays or sets of strings (sets in OPA's sorted order; an empty array adds nothing); keys
+    sorted, every key and value url.QueryEscape'd. Operands as Rego values (rego_text)."""
+    if not isinstance(value, RegoObject):
+        raise BuiltinError("urlquery.encode_object: operand must be an object")
+    pairs: list[tuple[str, str]] = []
+    for key, item in value.items:
+        if not isinstance(key, str):
+            raise NonStringKeyError("urlquery.encode_object: a non-string key")
+        pairs += [(key, v) for v in _query_values(item)]
+    pairs.sort(key=lambda pair: pair[0])  # stable: a key's values stay in order
+    return "&".join(f"{_url_encode(key)}={_url_encode(v)}" for key, v in pairs)
+
+
+def _query_values(item: Any) -> list[str]:
+    values = [item] if isinstance(item, str) else item
+    if isinstance(item, RegoSet):
+        values = list(item.items)
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise BuiltinError("urlquery.encode_object: values must be strings or their arrays")
+    return sorted(values) if isinstance(item, RegoSet) else values  # a set: Go's string order
+
+
 def _url_decode(value: Any) -> str:
     """url.QueryUnescape: '+' is a space; a '%' must start two hex digits."""
     text, out, index = _text(value).encode(), bytearray(), 0
@@ -134,6 +164,7 @@ BUILTINS = (
     ),
     HostBuiltin("urlquery.encode", _url_encode),
     HostBuiltin("urlquery.decode", _url_decode),
+    HostBuiltin("urlquery.encode_object", _url_encode_object, rego_text=True),
     HostBuiltin("crypto.md5", _digest(hashlib.md5)),
     HostBuiltin("crypto.sha1", _digest(hashlib.sha1)),
     HostBuiltin("crypto.sha256", _digest(hashlib.sha256)),
