@@ -32,12 +32,15 @@ def _ticks(*values: float) -> Iterator[float]:
 
 
 async def test_a_decoy_right_after_start_lasts_the_seeded_duration() -> None:
-    ticks = _ticks(0.0, 0.3)  # the seed's check "took" 0.3 s
+    ticks = _ticks(0.0, 2.0)  # the seed's check "took" 2 s: longer than a real one (~0.3 s)
     checker = SecretChecker(1, timer=lambda: next(ticks))
     try:
-        started = time.perf_counter()
+        # Not 0: the decoy waited for the seed. Event order on the loop's timers (a timer of
+        # 2 s set first has fired), not elapsed time.
+        seeded_duration = asyncio.Event()
+        asyncio.get_running_loop().call_later(2.0, seeded_duration.set)
         await checker.decoy()
-        assert time.perf_counter() - started >= 0.3  # not 0: the decoy waited for the seed
+        assert seeded_duration.is_set()
     finally:
         checker.close()
 

@@ -31,10 +31,16 @@ _DECOY_SECRET = "sekisho-decoy-secret"
 class SecretChecker:
     """Verifies secrets against argon2id hashes in `threads` threads; `decoy` mimics one."""
 
-    def __init__(self, threads: int = 1, *, timer: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        threads: int = 1,
+        *,
+        timer: Callable[[], float] = time.perf_counter,
+        hasher: PasswordHasher | None = None,
+    ) -> None:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="sekisho-argon2")
         self._slots = asyncio.Semaphore(threads)
-        self._hasher = PasswordHasher()
+        self._hasher = hasher or PasswordHasher()
         self._timer = timer
         self._typical = 0.0
         self._seeded: Future[None] | None = None
