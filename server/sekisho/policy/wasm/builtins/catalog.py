@@ -3,7 +3,15 @@
 import time
 from collections.abc import Callable
 
-from sekisho.policy.wasm.builtins import encoding, network, objects, strings, units, versions
+from sekisho.policy.wasm.builtins import (
+    encoding,
+    network,
+    numbers,
+    objects,
+    strings,
+    units,
+    versions,
+)
 from sekisho.policy.wasm.builtins.regex import RegexBuiltins
 from sekisho.policy.wasm.builtins.registry import HostBuiltin
 from sekisho.policy.wasm.builtins.times import time_builtins
@@ -18,6 +26,7 @@ def host_builtins(now_ns: Callable[[], int] = time.time_ns) -> dict[str, HostBui
         *versions.BUILTINS,
         *units.BUILTINS,
         *network.BUILTINS,
+        *numbers.BUILTINS,
         *RegexBuiltins().builtins(),
         *time_builtins(now_ns),
     )
