@@ -15,6 +15,7 @@ _UNRESERVED = re.compile(r"[A-Za-z0-9\-_.~]")
 _GLOB_SPECIAL = frozenset("*?\\[]{}")
 _HMAC = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha256": hashlib.sha256}
 _HMAC["sha512"] = hashlib.sha512
+_MAX_QUERY_PARAMS = 10_000
 
 
 def _text(value: Any) -> str:
@@ -117,19 +118,64 @@ def _query_values(item: Any) -> list[str]:
 
 def _url_decode(value: Any) -> str:
     """url.QueryUnescape: '+' is a space; a '%' must start two hex digits."""
-    text, out, index = _text(value).encode(), bytearray(), 0
-    while index < len(text):
-        byte = text[index]
+    return go_string(_query_unescape(_text(value)))
+
+
+def _query_unescape(text: str) -> bytes:
+    """Raises: BuiltinError (a '%' without two hex digits)."""
+    data, out, index = text.encode(), bytearray(), 0
+    while index < len(data):
+        byte = data[index]
         if byte == ord("%"):
-            digits = text[index + 1 : index + 3].decode("ascii", "replace")
+            digits = data[index + 1 : index + 3].decode("ascii", "replace")
             if len(digits) != 2 or not all(c in "0123456789abcdefABCDEF" for c in digits):
-                raise BuiltinError("urlquery.decode: invalid URL escape")
+                raise BuiltinError("urlquery: invalid URL escape")
             out.append(int(digits, 16))
             index += 3
             continue
         out.append(0x20 if byte == ord("+") else byte)
         index += 1
-    return go_string(bytes(out))
+    return bytes(out)
+
+
+class NonUtf8KeyError(Exception):
+    """urlquery.decode_object decoded a key that is not UTF-8: OPA keeps the bytes (two such
+    keys stay apart even where both print as U+FFFD); not reproduced, the call traps."""
+
+
+def _url_decode_object(value: Any) -> dict[str, list[str]]:
+    """builtinURLQueryDecodeObject: Go's url.ParseQuery. Pairs split at '&', each at its first
+    '='; empty pairs skipped; a pair with ';' or a bad escape makes the call undefined (Go
+    reports the error after parsing the rest); more than 10,000 pairs are refused (Go 1.26's
+    urlmaxqueryparams default). Values keep their order; bytes that are not UTF-8 in a value
+    become U+FFFD, as urlquery.decode."""
+    query = _text(value)
+    if query.count("&") + 1 > _MAX_QUERY_PARAMS:
+        raise BuiltinError("urlquery.decode_object: number of URL query parameters exceeded")
+    decoded: dict[str, list[str]] = {}
+    errors, non_utf8_key = [], False
+    for pair in query.split("&"):
+        if ";" in pair:
+            errors.append("invalid semicolon separator in query")
+            continue
+        key, _, item = pair.partition("=")
+        try:
+            raw_key, raw_value = _query_unescape(key), _query_unescape(item)
+        except BuiltinError as exc:
+            errors.append(str(exc))
+            continue
+        try:
+            text_key = raw_key.decode("utf-8")
+        except UnicodeDecodeError:
+            non_utf8_key = True
+            continue
+        if pair:
+            decoded.setdefault(text_key, []).append(go_string(raw_value))
+    if errors:  # Go parses every pair, then reports the first error: the call is undefined
+        raise BuiltinError(f"urlquery.decode_object: {errors[0]}")
+    if non_utf8_key:
+        raise NonUtf8KeyError("urlquery.decode_object: a key is not UTF-8")
+    return decoded
 
 
 def _digest(factory: Callable[[], Any]) -> Callable[[Any], str]:
@@ -165,6 +211,7 @@ BUILTINS = (
     HostBuiltin("urlquery.encode", _url_encode),
     HostBuiltin("urlquery.decode", _url_decode),
     HostBuiltin("urlquery.encode_object", _url_encode_object, rego_text=True),
+    HostBuiltin("urlquery.decode_object", _url_decode_object),
     HostBuiltin("crypto.md5", _digest(hashlib.md5)),
     HostBuiltin("crypto.sha1", _digest(hashlib.sha1)),
     HostBuiltin("crypto.sha256", _digest(hashlib.sha256)),
