@@ -11,6 +11,10 @@ Never a token value. The subject is logged as `sub_hash`: a plain (unkeyed) SHA-
 `iss NUL sub`, truncated to 128 bits, so lines about one user correlate and an investigator who
 knows a user can find them, without the log itself naming anyone (MCP Enterprise-Managed
 Authorization §7.4.2). It is pseudonymous, not anonymous: treat the log as personal data.
+
+The line is written once per exchange, so it takes the direct path when it can
+(logs.direct_handler: the handler `configure_logging` installed is the only one that would see
+it): the same stamps, scrubbing, format and flushed write as a log record, without building one.
 """
 
 import contextvars
@@ -18,6 +22,7 @@ import hashlib
 import logging
 
 from sekisho.errors import ServiceError
+from sekisho.logs import direct_handler
 from sekisho.models import Caller, ExchangeRequest, MintedToken, VerifiedToken
 
 log = logging.getLogger("sekisho.audit")
@@ -70,7 +75,7 @@ class AuditLog:
         fields["jti"] = minted.jti
         fields["exp"] = minted.expires_at
         fields["reason"] = reason
-        log.info("token_exchanged", extra=fields)
+        _write("token_exchanged", fields)
 
     def rejected(
         self,
@@ -87,7 +92,7 @@ class AuditLog:
         fields["reason"] = error.reason
         fields["code"] = error.code
         fields["detail"] = error.log_detail
-        log.info("token_rejected", extra=fields)
+        _write("token_rejected", fields)
 
     def _fields(
         self,
@@ -119,3 +124,11 @@ class AuditLog:
             "reason": "",
             "code": "",
         }
+
+
+def _write(event: str, fields: dict[str, object]) -> None:
+    """`log.info(event, extra=fields)`, written straight by the handler when nothing else would
+    see the record (logs.direct_handler)."""
+    handler = direct_handler(log, logging.INFO)
+    if handler is None or not handler.write_event(log.name, logging.INFO, event, fields):
+        log.info(event, extra=fields)

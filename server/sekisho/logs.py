@@ -1,5 +1,14 @@
 """Structured logging: one line per record on stderr (JSON, or key=value text), event name as
-the message, every field scrubbed of credentials and bounded (redaction.py)."""
+the message, every field scrubbed of credentials and bounded (redaction.py).
+
+Two ways to the same line. Any record goes the stdlib way (Logger → LogRecord → the handler's
+filters → formatter → write). The audit line, written once per exchange, may instead hand its
+fields straight to the handler `configure_logging` installed (`LineHandler.write_event`): the
+same stamps, the same scrubber, the same formatter, the same one flushed write, without a
+LogRecord — but only when that handler is the one thing a record of the logger would reach
+(`direct_handler`); with any other handler or filter on the way (pytest's caplog, an
+application's own handler) the event is logged the stdlib way.
+"""
 
 import contextvars
 import json
@@ -8,9 +17,11 @@ import os
 import re
 import sys
 import time
-from typing import Any
+from _json import encode_basestring_ascii, make_encoder
+from collections.abc import Callable
+from typing import Any, TextIO
 
-from sekisho.redaction import ScrubFilter
+from sekisho.redaction import ScrubFilter, scrub_text
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` or a filter.
 _STANDARD_ATTRIBUTES = frozenset(
@@ -31,8 +42,16 @@ class JsonLineFormatter(logging.Formatter):
         super().__init__()
         self._second = -1
         self._second_text = ""
-        # What json.dumps(line, default=str) builds on every call, built once.
-        self._encode = json.JSONEncoder(default=str).encode
+        # What json.dumps(line, default=str) builds on every call (JSONEncoder.iterencode makes
+        # a C encoder per call), built once: same separators, ASCII escapes, default=str. No
+        # circular-reference check: every value was rebuilt by the scrubber (redaction.scrub),
+        # so none can contain itself, and the C encoder bounds its recursion anyway.
+        self._chunks = make_encoder(
+            None, str, encode_basestring_ascii, None, ": ", ", ", False, False, True
+        )
+
+    def _encode(self, line: dict[str, Any]) -> str:
+        return "".join(self._chunks(line, 0))
 
     def _time(self, created: float) -> str:
         second = int(created)
@@ -42,12 +61,7 @@ class JsonLineFormatter(logging.Formatter):
         return f"{self._second_text},{int((created - second) * 1000):03d}"
 
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": self._time(record.created),
-            "level": record.levelname,
-            "logger": record.name,
-            "event": record.getMessage(),
-        }
+        line = self._head(record.created, record.levelname, record.name, record.getMessage())
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRIBUTES:
                 line[key] = value
@@ -56,6 +70,17 @@ class JsonLineFormatter(logging.Formatter):
         if record.stack_info:
             line["stack_info"] = self.formatStack(record.stack_info)
         return self._encode(line)
+
+    def format_event(
+        self, created: float, level: str, logger: str, event: str, fields: dict[str, Any]
+    ) -> str:
+        """The line `format` writes for a record of these attributes and extra `fields`."""
+        line = self._head(created, level, logger, event)
+        line.update(fields)
+        return self._encode(line)
+
+    def _head(self, created: float, level: str, logger: str, event: str) -> dict[str, Any]:
+        return {"time": self._time(created), "level": level, "logger": logger, "event": event}
 
 
 class TextLineFormatter(logging.Formatter):
@@ -77,6 +102,16 @@ class TextLineFormatter(logging.Formatter):
             parts.append(f"exc_info={_text_value(text)}")
         return " ".join(parts)
 
+    def format_event(
+        self, created: float, level: str, logger: str, event: str, fields: dict[str, Any]
+    ) -> str:
+        """The line `format` writes for a record of these attributes and extra `fields`."""
+        record = logging.LogRecord(logger, logging.INFO, "", 0, event, None, None)
+        record.created, record.levelname = created, level
+        record.msecs = int((created - int(created)) * 1000)
+        record.__dict__.update(fields)
+        return self.format(record)
+
 
 _BARE = re.compile(r"[A-Za-z0-9._:/@+,-]+")
 
@@ -95,10 +130,14 @@ class RequestIdFilter(logging.Filter):
         self._request_id = request_id
 
     def filter(self, record: logging.LogRecord) -> bool:
+        self.stamp(record.__dict__)
+        return True
+
+    def stamp(self, fields: dict[str, Any]) -> None:
+        """What `filter` does to a record's attributes, done to a record's extra fields."""
         request_id = self._request_id.get("")
         if request_id:
-            record.request_id = request_id
-        return True
+            fields["request_id"] = request_id
 
 
 class WorkerFilter(logging.Filter):
@@ -110,9 +149,78 @@ class WorkerFilter(logging.Filter):
         self._worker = worker
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.worker = self._worker
-        record.pid = os.getpid()
+        self.stamp(record.__dict__)
         return True
+
+    def stamp(self, fields: dict[str, Any]) -> None:
+        """What `filter` does to a record's attributes, done to a record's extra fields."""
+        fields["worker"] = self._worker
+        fields["pid"] = os.getpid()
+
+
+_DIRECT_FILTERS = (RequestIdFilter, WorkerFilter, ScrubFilter)
+
+
+class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler `configure_logging` installs: one formatted line per record, written and
+    flushed at once (a crash loses no line already logged). `write_event` writes the line of an
+    event without a LogRecord."""
+
+    def __init__(self, stream: TextIO, wall_time: Callable[[], float] = time.time) -> None:
+        super().__init__(stream)
+        self._wall_time = wall_time  # what LogRecord.created reads
+
+    def write_event(self, logger: str, level: int, event: str, fields: dict[str, Any]) -> bool:
+        """Write the line `handle` would write for a record of `logger` at `level` with message
+        `event` and `extra=fields`: the same stamps and scrubbing (done to `fields` in place),
+        the same formatter, one flushed write. False, having written and changed nothing, when
+        a filter or the formatter is not one this path knows (log the record instead)."""
+        formatter = self.formatter
+        if not isinstance(formatter, (JsonLineFormatter, TextLineFormatter)):
+            return False
+        for each in self.filters:
+            if not isinstance(each, _DIRECT_FILTERS):
+                return False
+        for each in self.filters:  # in their order, as Filterer.filter runs them
+            if isinstance(each, ScrubFilter):
+                event = scrub_text(event)
+                each.scrub_fields(fields)
+            elif isinstance(each, (RequestIdFilter, WorkerFilter)):
+                each.stamp(fields)
+        name = logging.getLevelName(level)
+        line = formatter.format_event(self._wall_time(), name, logger, event, fields)
+        self.acquire()  # as Handler.handle → StreamHandler.emit
+        try:
+            self.stream.write(line + self.terminator)
+            self.stream.flush()
+        except RecursionError:  # as StreamHandler.emit
+            raise
+        except Exception:
+            record = logging.makeLogRecord({"name": logger, "msg": event, "levelno": level})
+            self.handleError(record)
+        finally:
+            self.release()
+        return True
+
+
+def direct_handler(logger: logging.Logger, level: int) -> LineHandler | None:
+    """The LineHandler a record of `logger` at `level` would reach, if it is the only thing that
+    would see the record (no other handler on the way to the root, no filter on `logger`): the
+    record may then be written with `LineHandler.write_event`. None when any other handler or
+    filter would see it, when no handler would, or when `level` is off for `logger`."""
+    if logger.filters or not logger.isEnabledFor(level):
+        return None
+    found: LineHandler | None = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if level < handler.level:
+                continue  # Logger.callHandlers skips it too
+            if found is not None or type(handler) is not LineHandler:
+                return None
+            found = handler
+        current = current.parent if current.propagate else None
+    return found
 
 
 def configure_logging(
@@ -122,7 +230,7 @@ def configure_logging(
 
     `worker` (a worker process's number) adds `worker` and `pid` to every line.
     """
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LineHandler(sys.stderr)
     handler.setFormatter(JsonLineFormatter() if fmt == "json" else TextLineFormatter())
     handler.addFilter(RequestIdFilter(request_id))
     if worker is not None:

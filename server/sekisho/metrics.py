@@ -25,6 +25,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from sekisho.histograms import BatchedHistogram
 from sekisho.signing.keys import KeyRecord, KeyState
 from sekisho.verify.fetcher import FetchError, JsonFetcher
 
@@ -52,6 +53,12 @@ UNKNOWN_AUDIENCE = "unknown"
 WORKER_RESTARTS = "sekisho_worker_restarts"
 WORKER_RESTARTS_HELP = "Worker processes restarted by the supervisor after a crash."
 STAGES = ("verify", "policy", "sign", "total")
+
+
+class Observer(Protocol):
+    """A histogram child: prometheus-client's own, or a BatchedHistogram in front of one."""
+
+    def observe(self, amount: float) -> None: ...
 
 
 class CountingCache(Protocol):
@@ -228,7 +235,17 @@ class Metrics:
         self._bundle_metrics(own)
         self._exposition = own or self._multiprocess_registry()
         # Label lookups cost more than the observation itself: keep the children of the hot path.
-        self._stages = {stage: self.stage_seconds.labels(stage) for stage in STAGES}
+        # In one process, stage times are counted by BatchedHistogram and copied to the children
+        # before every render (histograms.py); several workers observe into their files directly.
+        children: dict[str, Observer] = {s: self.stage_seconds.labels(s) for s in STAGES}
+        self._batched = (
+            []
+            if multiprocess_dir
+            else [BatchedHistogram(children[stage], STAGE_BUCKETS) for stage in STAGES]
+        )
+        self._stages: dict[str, Observer] = (
+            dict(zip(STAGES, self._batched, strict=True)) if self._batched else children
+        )
         self._outcomes: dict[tuple[str, str, str, str], Counter] = {}
 
     def _decision_metrics(self, own: CollectorRegistry | None) -> None:
@@ -375,6 +392,8 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type."""
+        for histogram in self._batched:
+            histogram.flush()
         return generate_latest(self._exposition), CONTENT_TYPE_LATEST
 
 

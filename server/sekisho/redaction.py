@@ -111,10 +111,21 @@ class ScrubFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg, record.args = scrub_text(record.getMessage()), None
-        fields = record.__dict__
-        for key in fields.keys() - self._standard:
-            value = fields[key]
-            if value is None or isinstance(value, (int, float)):  # bool is an int
+        self.scrub_fields(record.__dict__)
+        if record.exc_info and not record.exc_text:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = scrub_text(text, limit=MAX_TRACEBACK)
+        return True
+
+    def scrub_fields(self, fields: dict[str, Any]) -> None:
+        """Scrub, in place, every entry of `fields` but the standard record attributes: a
+        record's `__dict__`, or the extra fields of an event written without a record
+        (logs.LineHandler.write_event)."""
+        standard = self._standard
+        for key, value in fields.items():  # values replaced in place: the dict keeps its size
+            if (
+                key in standard or value is None or isinstance(value, (int, float))
+            ):  # bool is an int
                 continue
             if self._is_secret_name(key):
                 fields[key] = "[redacted]"
@@ -124,10 +135,6 @@ class ScrubFilter(logging.Filter):
                 fields[key] = [self._text(v) if type(v) is str else scrub(v) for v in value]
             else:
                 fields[key] = scrub(value)
-        if record.exc_info and not record.exc_text:
-            text = logging.Formatter().formatException(record.exc_info)
-            record.exc_text = scrub_text(text, limit=MAX_TRACEBACK)
-        return True
 
     def _text(self, value: str) -> str:
         if value in self._clean:
