@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 
 from sekisho.clock import Clock
 from sekisho.errors import InvalidRequestError, SlowDownError
+from sekisho.rpc.handler_cache import Behaviour, HandlerCache
 from sekisho.rpc.interceptors import request_id_of
 from sekisho.rpc.status import to_grpc_status
 
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 LOG_INTERVAL = 10.0  # seconds between two overload_shed lines while refusing
 
 Screen = Callable[[str, float | None], None]
-Behaviour = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
 class ShedLog:
@@ -66,8 +66,7 @@ class AdmissionGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._screen = screen
         self._methods = methods
         self._shed_log = shed_log
-        # method → (the handler grpc gave, its gated form): built once, not per call.
-        self._gated: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._gated = HandlerCache()  # only `methods` get there
 
     async def intercept_service(
         self,
@@ -78,16 +77,14 @@ class AdmissionGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = handler_call_details.method
         if handler is None or handler.unary_unary is None or method not in self._methods:
             return handler
-        cached = self._gated.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        gated = grpc.unary_unary_rpc_method_handler(
+        return self._gated.wrapped(method, handler, self._gate_handler)
+
+    def _gate_handler(self, _: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        return grpc.unary_unary_rpc_method_handler(
             self._gate(handler.unary_unary, handler.request_deserializer),
             request_deserializer=None,  # bytes: a refused request is never decoded
             response_serializer=handler.response_serializer,
         )
-        self._gated[method] = (handler, gated)  # bounded: only `methods` get here
-        return gated
 
     def _gate(self, behaviour: Behaviour, deserialize: Callable[[bytes], Any] | None) -> Behaviour:
         async def gated(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:

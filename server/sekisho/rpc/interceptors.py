@@ -9,15 +9,12 @@ from typing import Any
 import grpc
 
 from sekisho.errors import ServerError, ServiceError
+from sekisho.rpc.handler_cache import Behaviour, HandlerCache
 from sekisho.rpc.status import REQUEST_ID_HEADER, to_grpc_status
 
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_ID_LENGTH = 128
-# Wrapped handlers kept, one per served method (the method name is the client's, so bounded).
-_MAX_WRAPPED = 64
-
-Behaviour = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
 def request_id_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
@@ -38,8 +35,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         # Services that answer every outcome in their own response (ext_authz Check): wrapping
         # them would only add a metadata frame per call on the gateway's hot path.
         self._passthrough = passthrough
-        # method → (the handler grpc gave, its wrapper): built once, not per call.
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._wrapped = HandlerCache()
 
     async def intercept_service(
         self,
@@ -49,20 +45,16 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        method = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
+        return self._wrapped.wrapped(handler_call_details.method, handler, self._wrap_handler)
+
+    def _wrap_handler(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if method.rpartition("/")[0].lstrip("/") in self._passthrough:
-            return handler
-        wrapped = grpc.unary_unary_rpc_method_handler(
+            return handler  # kept as its own "wrapper": the check runs once per method
+        return grpc.unary_unary_rpc_method_handler(
             self._wrap(handler.unary_unary),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
-        if len(self._wrapped) < _MAX_WRAPPED:
-            self._wrapped[method] = (handler, wrapped)
-        return wrapped
 
     def _wrap(self, behaviour: Behaviour) -> Behaviour:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
