@@ -28,7 +28,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,36 +39,25 @@ from sekisho.policy.wasm.engine import WasmPolicyEngine  # noqa: E402
 from sekisho.policy.wasm.factory import wasm_limits  # noqa: E402
 from sekisho.reload import watch_directory  # noqa: E402
 
-from tests.unit.policy.inputs import CRM, POLICIES, QUERY, policy_input  # noqa: E402
+from tests.opa import opa_binary  # noqa: E402
+from tests.policy_edits import (  # noqa: E402
+    DENYLIST_RULE,
+    SALES,
+    crm_grants,
+    seconds_until_decided,
+    set_crm_grants,
+)
+from tests.unit.policy.inputs import POLICIES, QUERY  # noqa: E402
 
-SALES = policy_input(CRM, groups=["sales"], tenant="acme")
 GIVE_UP_SECONDS = 60.0
-DENYLIST_RULE = '\ndenylisted if input.subject.tenant == "acme"\n'
-
-
-def opa_binary() -> Path:
-    local = REPO / "bin" / "opa"
-    found = local if local.exists() else shutil.which("opa")
-    if found is None:
-        raise SystemExit("no opa binary: run `make setup` (bin/opa) or put opa on PATH")
-    return Path(found)
 
 
 async def flipped(engine: WasmPolicyEngine, allow: bool) -> float:
     """Seconds until the decision for SALES is `allow`."""
-    started = time.monotonic()
-    while time.monotonic() - started < GIVE_UP_SECONDS:
-        if (await engine.decide(SALES)).allow is allow:
-            return time.monotonic() - started
-        await asyncio.sleep(0.01)
-    raise SystemExit(f"the edit did not take effect within {GIVE_UP_SECONDS} s")
-
-
-def set_grants(root: Path, grants: dict[str, list[str]]) -> None:
-    path = root / "data" / "registry.json"
-    registry = json.loads(path.read_text())
-    registry["sekisho"]["registry"]["downstreams"][CRM]["group_grants"] = grants
-    path.write_text(json.dumps(registry))
+    try:
+        return await seconds_until_decided(engine, allow, give_up=GIVE_UP_SECONDS, poll=0.01)
+    except TimeoutError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 async def measure(rounds: int) -> dict[str, list[float]]:
@@ -91,15 +79,13 @@ async def measure(rounds: int) -> dict[str, list[float]]:
         try:
             if not (await engine.decide(SALES)).allow:
                 raise SystemExit("the shipped policy should allow sales on the CRM downstream")
-            original_grants = json.loads((root / "data" / "registry.json").read_text())["sekisho"][
-                "registry"
-            ]["downstreams"][CRM]["group_grants"]
+            original_grants = crm_grants(root)
             access = root / "sekisho" / "exchange" / "access.rego"
             good = access.read_text()
             for _ in range(rounds):
-                set_grants(root, {})
+                set_crm_grants(root, {})
                 timings["data"].append(await flipped(engine, allow=False))
-                set_grants(root, original_grants)
+                set_crm_grants(root, original_grants)
                 timings["data"].append(await flipped(engine, allow=True))
                 await asyncio.sleep(0.5)  # let the debounce window close between kinds
                 access.write_text(good + DENYLIST_RULE)

@@ -7,7 +7,6 @@ so the bound below only stops a test whose edit never lands."""
 
 import asyncio
 import contextlib
-import json
 import logging
 import shutil
 import time
@@ -19,11 +18,11 @@ from sekisho.policy.wasm.engine import WasmPolicyEngine
 from sekisho.reload import watch_directory
 
 from tests.embedded import wasm_engine
-from tests.unit.policy.inputs import CRM, POLICIES, QUERY, policy_input
+from tests.policy_edits import DENYLIST_RULE, SALES, seconds_until_decided, set_crm_grants
+from tests.unit.policy.inputs import POLICIES, QUERY
 
 pytestmark = pytest.mark.integration
 
-SALES = policy_input(CRM, groups=["sales"], tenant="acme")
 GIVE_UP_SECONDS = 30.0
 
 
@@ -43,19 +42,7 @@ async def watched(tmp_path: Path) -> AsyncIterator[tuple[WasmPolicyEngine, Path]
 
 
 async def decided_after_edit(engine: WasmPolicyEngine, allow: bool) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < GIVE_UP_SECONDS:
-        if (await engine.decide(SALES)).allow is allow:
-            return time.monotonic() - started
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"the edit never took effect (gave up after {GIVE_UP_SECONDS} s)")
-
-
-def edit_registry(root: Path, grants: dict[str, list[str]]) -> None:
-    path = root / "data" / "registry.json"
-    registry = json.loads(path.read_text())
-    registry["sekisho"]["registry"]["downstreams"][CRM]["group_grants"] = grants
-    path.write_text(json.dumps(registry))
+    return await seconds_until_decided(engine, allow, give_up=GIVE_UP_SECONDS, poll=0.02)
 
 
 async def test_data_and_rego_edits_change_decisions(
@@ -63,9 +50,9 @@ async def test_data_and_rego_edits_change_decisions(
 ) -> None:
     engine, root = watched
     assert (await engine.decide(SALES)).allow
-    edit_registry(root, {})
+    set_crm_grants(root, {})
     await decided_after_edit(engine, allow=False)
-    edit_registry(root, {"sales": ["crm.read"]})
+    set_crm_grants(root, {"sales": ["crm.read"]})
     await decided_after_edit(engine, allow=True)
     decision = root / "sekisho" / "exchange" / "decision.rego"
     decision.write_text(
@@ -75,7 +62,7 @@ async def test_data_and_rego_edits_change_decisions(
     await asyncio.sleep(0.5)
     assert (await engine.decide(SALES)).allow
     access = root / "sekisho" / "exchange" / "access.rego"
-    access.write_text(access.read_text() + '\ndenylisted if input.subject.tenant == "acme"\n')
+    access.write_text(access.read_text() + DENYLIST_RULE)
     await decided_after_edit(engine, allow=False)  # ...and one that denies acme
 
 
@@ -95,6 +82,6 @@ async def test_a_broken_edit_keeps_the_last_good_policy(
     (root / "data" / "registry.json").write_text("{ not json")
     await asyncio.sleep(1.0)
     assert (await engine.decide(SALES)).allow
-    access.write_text(good + '\ndenylisted if input.subject.tenant == "acme"\n')
+    access.write_text(good + DENYLIST_RULE)
     shutil.copy(POLICIES / "data" / "registry.json", root / "data" / "registry.json")
     await decided_after_edit(engine, allow=False)
