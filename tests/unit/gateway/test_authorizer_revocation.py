@@ -4,45 +4,25 @@ refused 403, and other users' cached tokens keep being served."""
 
 from pathlib import Path
 
-from sekisho.audit import AuditLog
-from sekisho.exchange import TokenExchanger
-from sekisho.gateway.authorizer import Allowed, Denied, GatewayAuthorizer, TokenHeader
-from sekisho.gateway.cache import GatewayTokenCache
-from sekisho.minting.minter import TokenMinter
-from sekisho.status.filestore import FileStatusStore
+from sekisho.gateway.authorizer import Allowed, Denied
 from sekisho.status.models import Revocation, subject_key
-from sekisho.status.revocations import RevocationGate
 
-from tests.bounds import request_limits
-from tests.harness import IDP_A, SEKISHO_ISSUER, Harness
-from tests.unit.gateway.test_authorizer import ROUTES, bearer, gw
+from tests.harness import IDP_A, Harness
+from tests.unit.gateway.revocable import revocable_gateway
+from tests.unit.gateway.test_authorizer import bearer, gw
 
 
 async def test_a_revoked_users_cached_token_is_not_served(harness: Harness, tmp_path: Path) -> None:
-    store = FileStatusStore(tmp_path / "status.db")
-    gate = RevocationGate(store, harness.clock, max_stale_seconds=10)
-    await gate.refresh()
-    minter = TokenMinter(
-        harness.keyring, harness.clock, issuer=SEKISHO_ISSUER, max_lifetime_seconds=300
-    )
-    exchanger = TokenExchanger(
-        harness.verifier, harness.policy, minter, harness.clock, AuditLog(),
-        revocations=gate, limits=request_limits(),
-    )  # fmt: skip
-    authorizer = GatewayAuthorizer(
-        exchanger,
-        ROUTES,
-        GatewayTokenCache(harness.clock, max_entries=100, margin_seconds=30, revoked=gate.revoked),
-        token_header=TokenHeader(),
-        tool_header="x-mcp-tool",
-        limits=request_limits(),
-    )
+    gateway = await revocable_gateway(harness, tmp_path)
+    authorizer = gateway.authorizer
     alice, bob = bearer(harness), bearer(harness, sub="bob")
     assert isinstance(await authorizer.authorize(gw("/crm", alice)), Allowed)
     bob_first = await authorizer.authorize(gw("/crm", bob))
     now = int(harness.clock.now())
-    store.revoke(now, Revocation("subject", subject_key(IDP_A, "alice"), "stolen", "sec", now))
-    await gate.refresh()
+    gateway.store.revoke(
+        now, Revocation("subject", subject_key(IDP_A, "alice"), "stolen", "sec", now)
+    )
+    await gateway.gate.refresh()
     refused = await authorizer.authorize(gw("/crm", alice))
     assert isinstance(refused, Denied) and refused.status == 403
     assert await authorizer.authorize(gw("/crm", bob)) == bob_first  # still the cached token
@@ -55,27 +35,8 @@ async def test_a_cached_token_is_not_served_once_the_revocation_view_is_stale(
     exchange is refused (a revocation or suspension made meanwhile would go unseen) but the
     gateway cache kept serving its tokens until they expired: the two paths disagreed. A stale
     view now names every key for the cache too."""
-    store = FileStatusStore(tmp_path / "status.db")
-    gate = RevocationGate(store, harness.clock, max_stale_seconds=10)
-    await gate.refresh()
-    minter = TokenMinter(
-        harness.keyring, harness.clock, issuer=SEKISHO_ISSUER, max_lifetime_seconds=300
-    )
-    exchanger = TokenExchanger(
-        harness.verifier, harness.policy, minter, harness.clock, AuditLog(),
-        revocations=gate, limits=request_limits(),
-    )  # fmt: skip
-    cache = GatewayTokenCache(
-        harness.clock, max_entries=100, margin_seconds=30, revoked=gate.revoked
-    )
-    authorizer = GatewayAuthorizer(
-        exchanger,
-        ROUTES,
-        cache,
-        token_header=TokenHeader(),
-        tool_header="x-mcp-tool",
-        limits=request_limits(),
-    )
+    gateway = await revocable_gateway(harness, tmp_path)
+    authorizer = gateway.authorizer
     alice = bearer(harness)
     first = await authorizer.authorize(gw("/crm", alice))
     assert isinstance(first, Allowed)
@@ -84,5 +45,5 @@ async def test_a_cached_token_is_not_served_once_the_revocation_view_is_stale(
     harness.clock.advance(6)  # no refresh since: the view is 11 s old, past max_stale (10 s)
     stale = await authorizer.authorize(gw("/crm", alice))
     assert isinstance(stale, Denied) and stale.status == 503
-    await gate.refresh()  # the store answers again: served again
+    await gateway.gate.refresh()  # the store answers again: served again
     assert isinstance(await authorizer.authorize(gw("/crm", alice)), Allowed)

@@ -7,47 +7,22 @@ import logging
 from pathlib import Path
 
 import pytest
-from sekisho.audit import AuditLog
-from sekisho.exchange import TokenExchanger
-from sekisho.gateway.authorizer import Allowed, Denied, GatewayAuthorizer, TokenHeader
-from sekisho.gateway.cache import GatewayTokenCache
-from sekisho.minting.minter import TokenMinter
+from sekisho.gateway.authorizer import Allowed, Denied
 from sekisho.policy.cache import CachingPolicyEngine
-from sekisho.status.filestore import FileStatusStore
 from sekisho.status.models import Revocation, subject_key
-from sekisho.status.revocations import RevocationGate
 
-from tests.bounds import request_limits
-from tests.harness import IDP_A, SEKISHO_ISSUER, Harness
-from tests.unit.gateway.test_authorizer import ROUTES, bearer, gw
+from tests.harness import IDP_A, Harness
+from tests.unit.gateway.revocable import revocable_gateway
+from tests.unit.gateway.test_authorizer import bearer, gw
 
 
 async def test_a_suspended_user_is_cut_off_and_served_again_after_reinstate(
     harness: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="sekisho.audit")
-    store = FileStatusStore(tmp_path / "status.db")
-    gate = RevocationGate(store, harness.clock, max_stale_seconds=10)
-    await gate.refresh()
-    minter = TokenMinter(
-        harness.keyring, harness.clock, issuer=SEKISHO_ISSUER, max_lifetime_seconds=300
-    )
     policy = CachingPolicyEngine(harness.policy, harness.clock, max_entries=100)
-    exchanger = TokenExchanger(
-        harness.verifier, policy, minter, harness.clock, AuditLog(),
-        revocations=gate, limits=request_limits(),
-    )  # fmt: skip
-    cache = GatewayTokenCache(
-        harness.clock, max_entries=100, margin_seconds=30, revoked=gate.revoked
-    )
-    authorizer = GatewayAuthorizer(
-        exchanger,
-        ROUTES,
-        cache,
-        token_header=TokenHeader(),
-        tool_header="x-mcp-tool",
-        limits=request_limits(),
-    )
+    gateway = await revocable_gateway(harness, tmp_path, policy)
+    store, gate, cache, authorizer = gateway.store, gateway.gate, gateway.cache, gateway.authorizer
     alice, bob = bearer(harness), bearer(harness, sub="bob")
     alice_first = await authorizer.authorize(gw("/crm", alice))
     bob_first = await authorizer.authorize(gw("/crm", bob))
