@@ -36,21 +36,26 @@ class GrpcLimitsConfig(_Strict):
     # Also the cheapest shedding there is: streams beyond it are refused by grpc core
     # (REFUSED_STREAM, RFC 9113 §8.7: not processed, safe to retry) before any Python runs, and
     # per connection, so one flooding connection cannot crowd out the others (bench/results).
-    # 32: a flooding connection then has at most 32 calls inside the worker, so another
-    # caller's call waits behind at most 32 of them in grpc core's queue (session 4: polite
-    # p99 ~0.1 s instead of 0.55-0.8 s at 128, same goodput); a well-behaved client queues the
-    # excess itself (HTTP/2 stream flow control) or opens more connections.
-    max_concurrent_streams: int = Field(default=32, ge=1)
+    # 16: a flooding connection then has at most 16 calls inside the worker, so another
+    # caller's call waits behind at most 16 of them in grpc core's queue (session 4: polite
+    # p99 ~0.1 s at 16-32 instead of 0.55-0.8 s at 128, same goodput), and closed-loop callers
+    # on up to max_pending_calls / 16 = 4 connections cannot fill the pending bound below (at 32,
+    # 256 callers on 4 connections held 128 calls and ~25 % were refused by it; session 6); a
+    # well-behaved client queues the excess itself (HTTP/2 stream flow control) or opens more
+    # connections. One worker runs a few exchanges at once (concurrency.py), so 16 per
+    # connection still keeps it busy; an I/O-bound setup (OPA server, KMS) whose limit grows
+    # past 16 needs callers on several connections (Envoy's pool opens them) or a higher value.
+    max_concurrent_streams: int = Field(default=16, ge=1)
     # Calls grpc core holds for this worker before its event loop has taken them (a saturated
     # loop takes new calls only as fast as it frees up). Beyond this many, grpc core refuses a
     # new call with a rising probability, and always beyond 4 times as many: an answer in
     # microseconds, in C, with no Python run (clients see CANCELLED), where a refusal in Python
     # costs ~0.3 of an exchange, so that refusing the excess of an open-loop flood does not
     # itself eat the core. Calls within it are queued, then screened and admitted in Python
-    # (docs/operations.md, "Overload"). 64: above what 32 closed-loop callers or one flooding
-    # connection (max_concurrent_streams) can hold, so saturation and the polite callers beside
-    # a flood are not refused here; an open-loop flood on many connections is (session 5,
-    # bench/results/overload.md: 5R goodput 9 % of R without it, 55-63 % with 8-64).
+    # (docs/operations.md, "Overload"). 64: what 4 connections' streams (max_concurrent_streams)
+    # can hold, so closed-loop saturation on up to 4 connections is not refused here; an
+    # open-loop flood on many connections is (session 5, bench/results/overload.md: 5R goodput
+    # 9 % of R without it, 55-63 % with 8-64).
     # 0 = grpc core's own, far larger bounds.
     max_pending_calls: int = Field(default=64, ge=0)
     # The server pings an idle client after this and drops it without an answer in the timeout.
