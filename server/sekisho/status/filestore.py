@@ -2,7 +2,16 @@
 
 SQLite's file locks serialise writers across processes; `BEGIN IMMEDIATE` takes the write lock
 before reading, so a lease or a revocation is one atomic step. Each process opens its own
-connection (workers fork before the service starts).
+connections (workers fork before the service starts): one for writes, one for reads.
+
+Reads never wait for a write. A write waits up to `busy_timeout_seconds` for SQLite's write lock
+while another process (a worker recording tokens, `sekisho revoke`) holds it; with one connection
+per process behind one thread lock, the revocation refresh queued behind that waiting write and
+the worker's view went stale (2 s): every exchange refused temporarily_unavailable under load.
+In WAL mode a reader is never blocked by a writer, so reads use their own connection (query_only)
+and lock, each inside its own read transaction: it sees the last commit at its start, and ends,
+so the next read sees later commits (this process's own writes included) — a read transaction
+left open would pin the connection to an old snapshot and serve a reinstated token as SUSPENDED.
 """
 
 import os
@@ -56,14 +65,17 @@ class FileStatusStore:
     def __init__(self, path: Path, *, busy_timeout_seconds: float = 5.0) -> None:
         self._path = path
         self._timeout = busy_timeout_seconds
-        self._lock = threading.Lock()  # one connection, used from worker threads in turn
-        self._conn: sqlite3.Connection | None = None
-        self._pid = 0
+        # Each connection is used from worker threads in turn, under its own lock.
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._writer_pid = self._reader_pid = 0
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self._connection()
+        with self._write_lock:
+            conn = self._write_connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 yield conn
@@ -75,28 +87,58 @@ class FileStatusStore:
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        """One read transaction on the read connection: the last committed state (a WAL
+        snapshot), whatever write is in progress or waiting."""
+        with self._read_lock:
             try:
-                yield self._connection()
+                conn = self._read_connection()
+                conn.execute("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("COMMIT")  # ends the snapshot: the next read is fresh
             except sqlite3.Error as exc:
                 raise StatusStoreError(f"status store {self._path}: {exc}") from exc
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None or self._pid != os.getpid():  # a forked child needs its own
-            self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                _refuse_writable_by_others(self._path, os.fstat(fd))
-            finally:
-                os.close(fd)
-            conn = sqlite3.connect(
-                self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+    def _write_connection(self) -> sqlite3.Connection:
+        if self._writer is None or self._writer_pid != os.getpid():  # a forked child: its own
+            self._create_or_check_file()  # before this process's first connection: see there
+            conn = self._open()
             conn.executescript(_SCHEMA)
-            self._conn, self._pid = conn, os.getpid()
-        return self._conn
+            self._writer, self._writer_pid = conn, os.getpid()
+        return self._writer
+
+    def _read_connection(self) -> sqlite3.Connection:
+        if self._reader is None or self._reader_pid != os.getpid():
+            with self._write_lock:  # the file and tables exist before the first read
+                self._write_connection()
+            conn = self._open()
+            conn.execute("PRAGMA query_only=ON")
+            self._reader, self._reader_pid = conn, os.getpid()
+        return self._reader
+
+    def _create_or_check_file(self) -> None:
+        """Create the file 0600, or refuse one others may write. Only while this process has no
+        connection to it: closing any descriptor of the file drops every POSIX lock the process
+        holds on it (https://www.sqlite.org/howtocorrupt.html §2.2), the read connection's
+        included; another process's `sekisho revoke` then took itself for the last connection
+        and removed the WAL on close, and this process's reads kept answering from the old
+        one: a reinstated user stayed SUSPENDED on every worker."""
+        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            _refuse_writable_by_others(self._path, os.fstat(fd))
+        finally:
+            os.close(fd)
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
 
     def lease(
         self, now: int, *, list_size: int, lease_size: int, use_until: int, valid_until: int
@@ -180,19 +222,13 @@ class FileStatusStore:
         # Read apart, a `revoke` then `reinstate` committed between the two reads (another
         # process: the CLI) served a token that was SUSPENDED, then INVALID, as VALID.
         with self._read() as conn:
-            conn.execute("BEGIN")
-            try:
-                row = conn.execute(
-                    "SELECT size FROM lists WHERE list_id = ?", (list_id,)
-                ).fetchone()
-                if row is None:
-                    return None
-                invalid = conn.execute("SELECT idx FROM invalid WHERE list_id = ?", (list_id,))
-                found = frozenset(r[0] for r in invalid)
-                suspended = conn.execute("SELECT idx FROM suspended WHERE list_id = ?", (list_id,))
-                return ListSnapshot(list_id, row[0], found, frozenset(r[0] for r in suspended))
-            finally:
-                conn.execute("COMMIT")
+            row = conn.execute("SELECT size FROM lists WHERE list_id = ?", (list_id,)).fetchone()
+            if row is None:
+                return None
+            invalid = conn.execute("SELECT idx FROM invalid WHERE list_id = ?", (list_id,))
+            found = frozenset(r[0] for r in invalid)
+            suspended = conn.execute("SELECT idx FROM suspended WHERE list_id = ?", (list_id,))
+            return ListSnapshot(list_id, row[0], found, frozenset(r[0] for r in suspended))
 
     def live_lists(self, now: int) -> list[int]:
         with self._read() as conn:
@@ -214,10 +250,14 @@ class FileStatusStore:
                 conn.execute(f"DELETE FROM {table} WHERE until != 0 AND until <= ?", (now,))  # noqa: S608
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn = None
+        with self._read_lock:
+            if self._reader is not None and self._reader_pid == os.getpid():
+                self._reader.close()
+            self._reader = None
+        with self._write_lock:
+            if self._writer is not None and self._writer_pid == os.getpid():
+                self._writer.close()
+            self._writer = None
 
 
 def _refuse_writable_by_others(path: Path, info: os.stat_result) -> None:

@@ -69,12 +69,12 @@ def test_file_snapshot_reads_both_sets_at_one_moment(tmp_path: Path) -> None:
     reader, writer = FileStatusStore(path), FileStatusStore(path)  # the service, the CLI
     try:
         list_id = _suspended_token(reader)
-        real = reader._connection()
+        real = reader._read_connection()
         interleaved = _Interleaved(real, _escalate(writer))
-        reader._connection = lambda: interleaved  # type: ignore[assignment,return-value]
+        reader._read_connection = lambda: interleaved  # type: ignore[assignment,return-value]
         _never_valid(reader, list_id)
         assert interleaved._between is None  # the other process did run in between
-        reader._connection = lambda: real  # type: ignore[method-assign]
+        reader._read_connection = lambda: real  # type: ignore[method-assign]
         after = reader.snapshot(list_id)
         assert after is not None and after.invalid == {3}  # the next read sees the revocation
     finally:
