@@ -47,6 +47,8 @@ AUDIT_FIELDS = (
     "code",
 )
 
+_MAX_SUBJECT_HASHES = 4096
+
 
 def subject_hash(issuer: str, subject: str) -> str:
     """SHA-256 of `issuer NUL subject`, first 128 bits in hex."""
@@ -58,6 +60,9 @@ class AuditLog:
 
     def __init__(self, request_id: contextvars.ContextVar[str] | None = None) -> None:
         self._request_id = request_id
+        # sub_hash of recent subjects: the same users exchange again and again (a warm exchange
+        # is mostly a repeat), and a SHA-256 costs more than the lookup. Bounded; cleared whole.
+        self._subject_hashes: dict[tuple[str, str], str] = {}
 
     def exchanged(
         self,
@@ -111,9 +116,7 @@ class AuditLog:
             "caller_spiffe_id": caller.spiffe_id,
             "caller_authenticated_by": caller.authenticated_by,
             "iss": subject.issuer if subject is not None else "",
-            "sub_hash": subject_hash(subject.issuer, subject.subject)
-            if subject is not None
-            else "",
+            "sub_hash": self._subject_hash(subject) if subject is not None else "",
             "audience": request.audience if request else "",
             "requested_scopes": list(request.scopes) if request else [],
             "granted_scopes": [],
@@ -124,6 +127,15 @@ class AuditLog:
             "reason": "",
             "code": "",
         }
+
+    def _subject_hash(self, subject: VerifiedToken) -> str:
+        key = (subject.issuer, subject.subject)
+        known = self._subject_hashes.get(key)
+        if known is None:
+            if len(self._subject_hashes) >= _MAX_SUBJECT_HASHES:
+                self._subject_hashes.clear()
+            known = self._subject_hashes[key] = subject_hash(*key)
+        return known
 
 
 def _write(event: str, fields: dict[str, object]) -> None:

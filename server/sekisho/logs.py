@@ -21,6 +21,7 @@ from _json import encode_basestring_ascii, make_encoder
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from sekisho.jsonfields import FieldEncoder
 from sekisho.redaction import ScrubFilter, scrub_text
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` or a filter.
@@ -28,6 +29,9 @@ _STANDARD_ATTRIBUTES = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
     | {"message", "asctime", "taskName"}
 )
+
+_HEAD = frozenset({"time", "level", "logger", "event"})  # a field of that name replaces it
+_MAX_HEADS = 256
 
 
 class JsonLineFormatter(logging.Formatter):
@@ -50,7 +54,12 @@ class JsonLineFormatter(logging.Formatter):
             None, str, encode_basestring_ascii, None, ": ", ", ", False, False, True
         )
 
-    def _encode(self, line: dict[str, Any]) -> str:
+        # What format_event reuses: the JSON text of field names and short strings, and of
+        # `"level": …, "logger": …, "event": …` per event (jsonfields.py).
+        self._fields = FieldEncoder(self._encode)
+        self._heads: dict[tuple[str, str, str], str] = {}
+
+    def _encode(self, line: Any) -> str:
         return "".join(self._chunks(line, 0))
 
     def _time(self, created: float) -> str:
@@ -75,9 +84,23 @@ class JsonLineFormatter(logging.Formatter):
         self, created: float, level: str, logger: str, event: str, fields: dict[str, Any]
     ) -> str:
         """The line `format` writes for a record of these attributes and extra `fields`."""
+        if not fields.keys() & _HEAD:
+            head = self._heads.get((level, logger, event))
+            if head is None:
+                head = self._head_text(level, logger, event)
+            items = self._fields.items(fields)
+            if items is not None:  # the time text needs no escape: digits, "-", ":", ",", " "
+                return f'{{"time": "{self._time(created)}", {head}{items}}}'
         line = self._head(created, level, logger, event)
         line.update(fields)
         return self._encode(line)
+
+    def _head_text(self, level: str, logger: str, event: str) -> str:
+        if len(self._heads) >= _MAX_HEADS:
+            self._heads.clear()
+        head = self._encode({"level": level, "logger": logger, "event": event})[1:-1]
+        self._heads[(level, logger, event)] = head
+        return head
 
     def _head(self, created: float, level: str, logger: str, event: str) -> dict[str, Any]:
         return {"time": self._time(created), "level": level, "logger": logger, "event": event}

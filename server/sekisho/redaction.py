@@ -121,20 +121,27 @@ class ScrubFilter(logging.Filter):
         """Scrub, in place, every entry of `fields` but the standard record attributes: a
         record's `__dict__`, or the extra fields of an event written without a record
         (logs.LineHandler.write_event)."""
-        standard = self._standard
+        # The audit line's path: a field name seen before and a string found clean before are
+        # one dict or set lookup here, not a method call each.
+        standard, names, clean = self._standard, self._secret_names, self._clean
         for key, value in fields.items():  # values replaced in place: the dict keeps its size
-            if (
-                key in standard or value is None or isinstance(value, (int, float))
-            ):  # bool is an int
-                continue
-            if self._is_secret_name(key):
+            if key in standard or value is None or isinstance(value, (int, float)):
+                continue  # a record attribute, or a number (bool is an int) or None
+            secret = names.get(key)
+            if secret is None:
+                secret = self._is_secret_name(key)
+            if secret:
                 fields[key] = "[redacted]"
             elif type(value) is str:
-                fields[key] = self._text(value)
+                if value not in clean:
+                    fields[key] = self._text(value)
             elif type(value) is list and len(value) <= _MAX_ITEMS:
-                fields[key] = [self._text(v) if type(v) is str else scrub(v) for v in value]
+                fields[key] = [v if type(v) is str and v in clean else self._item(v) for v in value]
             else:
                 fields[key] = scrub(value)
+
+    def _item(self, value: Any) -> Any:
+        return self._text(value) if type(value) is str else scrub(value)
 
     def _text(self, value: str) -> str:
         if value in self._clean:

@@ -140,7 +140,9 @@ def test_the_allow_line_has_every_field_in_order(
     assert (stream.writes, stream.flushes) == (1, 1)  # one write per line, flushed at once
 
 
-def _record_path_line(write: Callable[[], None], out: io.StringIO) -> None:
+def _record_path_line(
+    write: Callable[[], None], out: io.StringIO, logger: logging.Logger = AUDIT
+) -> None:
     """Run `write()` through the stdlib record path (a pass-through filter on the logger makes
     direct_handler refuse), with each record's `created` pinned to WALL."""
 
@@ -149,12 +151,12 @@ def _record_path_line(write: Callable[[], None], out: io.StringIO) -> None:
         record.msecs = int((WALL - int(WALL)) * 1000)
         return True
 
-    AUDIT.addFilter(pin)
+    logger.addFilter(pin)
     try:
-        assert direct_handler(AUDIT, logging.INFO) is None
+        assert direct_handler(logger, logging.INFO) is None
         write()
     finally:
-        AUDIT.removeFilter(pin)
+        logger.removeFilter(pin)
 
 
 @pytest.mark.parametrize("worker", [None, 3], ids=["one-process", "worker"])
@@ -241,3 +243,23 @@ def test_an_unknown_filter_on_the_handler_takes_the_record_path(configured: Conf
     AuditLog().exchanged(request, subject, minted, "dec-6")
     assert seen == ["token_exchanged"]
     assert len(_lines(stream)) == 1
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_any_fields_give_the_record_line(configured: Configure, fmt: str) -> None:
+    # The JSON of the direct path is assembled from remembered pieces (jsonfields.py): every
+    # kind of value must come out as the encoder writes it.
+    out = configured(fmt)
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, LineHandler)
+    fields: dict[str, Any] = {
+        "n": 3, "ok": True, "gone": None, "ratio": 0.5, "nan": float("nan"), "l": [1, "a"],
+        "empty": [], "d": {"k": "v", "n": [None]}, "s": "é\u2028\x7f\"\\", "t": ("x",),
+        "long": "y" * 300, "b": b"bytes", "names": ["a", "é"],
+    }  # fmt: skip
+    for _ in range(2):  # the second time from the remembered pieces
+        assert handler.write_event("sekisho.test", logging.INFO, "odd", dict(fields))
+    logger = logging.getLogger("sekisho.test")
+    _record_path_line(lambda: logger.info("odd", extra=dict(fields)), out, logger)
+    first, second, recorded = _lines(out)
+    assert first == second == recorded
