@@ -135,11 +135,15 @@ class Bench:
                 self.curve.append(run)
         finally:
             server.stop()
+        self.opa()
+
+    def opa(self) -> Run:
+        """(d) alone: `--scenario opa` (e.g. to check the OPA engine stays ready at saturation)."""
         with opa_server(self.root, self.server_cpus) as url:
             opa = Settings(workers=self.workers, caches=False, engine="opa")
             server = self.scenario("opa", opa, url)
             try:
-                self.exchange("opa", server, warm_seconds=3)
+                return self.exchange("opa", server, warm_seconds=3)
             finally:
                 server.stop()
 
@@ -175,7 +179,16 @@ def main() -> None:
         "--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", "15"))
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--scenario",
+        choices=("all", "opa"),
+        default="all",
+        help="opa: only (d), printed and written to exchange_throughput_opa.json",
+    )
     args = parser.parse_args()
+    if args.scenario == "opa":
+        only_opa(args)
+        return
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sekisho-bench-") as tmp:
         bench = Bench(Path(tmp), args.workers, args.seconds)
@@ -190,6 +203,31 @@ def main() -> None:
     report.plot_curve(result, args.out / "exchange_throughput.png")
     (args.out / "exchange_throughput.md").write_text(report.markdown(result))
     print(f"wrote {args.out}/exchange_throughput.{{md,json,png}} in {result['total_seconds']} s")
+
+
+def only_opa(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="sekisho-bench-") as tmp:
+        bench = Bench(Path(tmp), args.workers, args.seconds)
+        try:
+            run = bench.opa()
+        finally:
+            bench.idp.close()
+        log = (Path(tmp) / "server.log").read_text(errors="replace")
+    # Why exchanges were refused, from the server's log (ghz only sees UNAVAILABLE).
+    reasons = {
+        name: log.count(needle)
+        for name, needle in (
+            ("not_ready_transitions", '"policy_engine_not_ready"'),
+            ("refused_not_ready", "OPA has not passed the self-test"),
+            ("opa_check_missed", '"opa_check_missed"'),
+        )
+    }
+    result = {"workers": args.workers, "seconds_per_run": args.seconds, "opa": run.as_dict()}
+    result["server_log"] = reasons
+    result["machine"] = machine.describe()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "exchange_throughput_opa.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({"opa": run.as_dict(), "server_log": reasons}, indent=2))
 
 
 if __name__ == "__main__":

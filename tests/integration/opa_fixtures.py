@@ -53,15 +53,21 @@ def write_module(root: Path, text: str, name: str = "decision.rego") -> Path:
 Handler = Callable[[dict[str, Any]], Awaitable[web.StreamResponse]]
 
 
+async def clean_deny(_: dict[str, Any]) -> web.StreamResponse:
+    """The self-test's expected answer: a well-typed deny."""
+    return web.json_response({"result": {"allow": False}})
+
+
 @asynccontextmanager
-async def fake_opa(misbehave: Handler) -> AsyncIterator[str]:
-    """An HTTP server speaking just enough of OPA's data API: it answers the self-test with a
-    well-typed deny and every other query with `misbehave(input)`. Yields its base URL."""
+async def fake_opa(misbehave: Handler, self_test: Handler = clean_deny) -> AsyncIterator[str]:
+    """An HTTP server speaking just enough of OPA's data API: it answers the self-test with
+    `self_test(input)` (a well-typed deny unless told) and every other query with
+    `misbehave(input)`. Yields its base URL."""
 
     async def query(request: web.Request) -> web.StreamResponse:
         document = (await request.json()).get("input")
         if document == SELF_TEST_INPUT:
-            return web.json_response({"result": {"allow": False}})
+            return await self_test(document)
         return await misbehave(document)
 
     app = web.Application()

@@ -138,6 +138,9 @@ class OpaApi:
     ) -> None:
         host, port, tls = client_address(url)
         self.url = url
+        self.timeout_seconds = timeout_seconds
+        self._token = token
+        self._ssl_context = ssl_context
         # retries=0: the library would otherwise sleep and retry inside our time budget;
         # rego_compat is turned off per call, so OPA never receives a rewritten policy.
         self._client = _VerifiedClient(
@@ -150,6 +153,12 @@ class OpaApi:
             ssl_context=ssl_context if tls else None,
         )
         self._open = False
+
+    def with_timeout(self, timeout_seconds: float) -> "OpaApi":
+        """A second client to the same OPA (same token and CA) with its own session and
+        connections, each request bounded by `timeout_seconds` (the supervisor's, so its checks
+        neither queue behind decisions for a connection nor share their budget)."""
+        return OpaApi(self.url, timeout_seconds, token=self._token, ssl_context=self._ssl_context)
 
     async def open(self) -> None:
         """Create the HTTP session (inside the running event loop)."""
@@ -223,6 +232,25 @@ class OpaApi:
         """
         body = await self._get_json(f"data/{path}")
         return body.get("result") if isinstance(body, dict) else None
+
+    async def ad_hoc(self, query: str) -> list[Any]:
+        """POST /v1/query: the bindings of each result of `query`.
+
+        Raises: OpaUnavailableError, OpaEvaluationError.
+        """
+        url = f"{self._client.root_url}/query"
+        try:
+            async with self._client._request("POST", url, json={"query": query}) as reply:
+                if reply.status in (400, 500):
+                    raise OpaEvaluationError(f"OPA could not evaluate a query: HTTP {reply.status}")
+                reply.raise_for_status()
+                body = await reply.json()
+        except aiohttp.ClientResponseError as exc:
+            raise OpaUnavailableError(f"OPA answered HTTP {exc.status} to a query") from exc
+        except _UNAVAILABLE as exc:
+            raise OpaUnavailableError(f"OPA query failed: {exc!r}") from exc
+        result = body.get("result") if isinstance(body, dict) else None
+        return result if isinstance(result, list) else []
 
     async def _get_json(self, path: str) -> Any:
         url = f"{self._client.root_url}/{path}"

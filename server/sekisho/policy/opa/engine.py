@@ -4,12 +4,22 @@ Fails closed. OPA unreachable or slower than `opa_timeout_seconds` → Temporari
 (UNAVAILABLE / temporarily_unavailable); an undefined, ill-typed or erroring decision → deny.
 Until OPA answers the self-test (selftest.py) the engine is not ready: /readyz is 503 and every
 exchange is UNAVAILABLE. A supervisor task re-runs the self-test every
-`opa_check_interval_seconds`. With `manage = true` Sekisho owns OPA's copy of the policy folder:
-it publishes it at start, on every change, and again whenever OPA has lost it (a restarted
-sidecar); an edit OPA rejects is logged with OPA's compile errors and the last good policy is put
-back. Each check also compares what OPA holds with what was published (integrity.py): a foreign
-or changed module, or edited data, makes the engine not ready until it is republished (foreign
-modules deleted). With `manage = false` OPA loads its own bundle and Sekisho only queries.
+`opa_check_interval_seconds`, over its own connection and with its own time budget (the longer of
+the decision timeout and the check interval): an OPA busy answering decisions is slow to answer
+the check too, and the check's answer must not be judged by one decision's budget.
+
+A check OPA answers wrongly (the self-test fails, or OPA holds what was not published) makes the
+engine not ready at once. A check OPA does not answer at all (down, or slower than the budget) is
+a miss: the engine stays ready until MISSED_CHECKS_BEFORE_NOT_READY consecutive misses, because
+one slow answer under load is not a dead OPA, and every decision still fails closed on its own
+(an unanswered decision is UNAVAILABLE whatever the readiness).
+
+With `manage = true` Sekisho owns OPA's copy of the policy folder: it publishes it at start, on
+every change, and again whenever OPA has lost it (a restarted sidecar); an edit OPA rejects is
+logged with OPA's compile errors and the last good policy is put back. Each check also compares
+what OPA holds with what was published (integrity.py): a foreign or changed module, or edited
+data, makes the engine not ready until it is republished (foreign modules deleted). With
+`manage = false` OPA loads its own bundle and Sekisho only queries.
 """
 
 import asyncio
@@ -31,13 +41,19 @@ from sekisho.policy.opa.api import (
     OpaUnavailableError,
 )
 from sekisho.policy.opa.gate import PublishGate
-from sekisho.policy.opa.integrity import drift
+from sekisho.policy.opa.integrity import data_digest, data_drift, module_drift, our_packages
 from sekisho.policy.opa.publisher import OpaPublisher, policy_roots
 from sekisho.policy.selftest import SELF_TEST_INPUT, check_self_test
 from sekisho.policy.source import PolicySource, load_source
 from sekisho.policy.wasm.compiler import entrypoint_of
 
 log = logging.getLogger(__name__)
+
+# Consecutive checks OPA did not answer before the engine is not ready (docs/operators.md).
+MISSED_CHECKS_BEFORE_NOT_READY = 3
+# manage = true: every this many checks (and whenever OPA's digest of the published data moves)
+# the data is read back whole, foreign names included (integrity.py).
+WHOLE_DATA_COMPARISON_EVERY = 10
 
 
 class OpaPolicyEngine:
@@ -53,15 +69,20 @@ class OpaPolicyEngine:
         timeout_seconds: float,
         check_interval_seconds: float,
     ) -> None:
-        self._api = api
+        self._api = api  # decisions
+        # Checks and publishes: background work, bounded by a check interval, not a decision.
+        self._supervisor_api = api.with_timeout(max(timeout_seconds, check_interval_seconds))
         self._path = entrypoint_of(query)
-        self._publisher = OpaPublisher(api, self._path)
+        self._publisher = OpaPublisher(self._supervisor_api, self._path)
         self._gate = PublishGate()
         self._root = root
         self._manage = manage
         self._timeout = timeout_seconds
         self._interval = check_interval_seconds
         self._ready = False
+        self._missed = 0  # consecutive checks OPA did not answer
+        self._verified_digest = ""  # OPA's digest of the data when it last matched whole
+        self._since_whole = 0  # checks since the data was last compared whole
         self._good: PolicySource | None = None
         self._republish = manage  # OPA does not hold the folder yet
         self._wake = asyncio.Event()
@@ -81,10 +102,11 @@ class OpaPolicyEngine:
         ready yet". Raises: PolicyLoadError when the folder is unreadable or OPA rejects it.
         """
         await self._api.open()
+        await self._supervisor_api.open()
         try:
             await self._first_contact()
         except BaseException:
-            await self._api.close()
+            await self._close_apis()
             raise
         self._task = asyncio.create_task(self._supervise())
 
@@ -114,6 +136,10 @@ class OpaPolicyEngine:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._close_apis()
+
+    async def _close_apis(self) -> None:
+        await self._supervisor_api.close()
         await self._api.close()
 
     # --- decisions ------------------------------------------------------------------------------
@@ -204,13 +230,16 @@ class OpaPolicyEngine:
         return not fallback
 
     async def check(self) -> bool:
-        """Run the self-test against OPA now; sets `ready`."""
+        """Run the self-test (and, manage = true, the comparison) against OPA now; sets `ready`:
+        True when it passed, False at once when OPA answered wrongly, False after
+        MISSED_CHECKS_BEFORE_NOT_READY consecutive checks OPA did not answer. Returns whether
+        this check passed."""
         try:
             async with self._gate.reading():
                 await self._self_test()
                 await self._compare_with_published()
         except OpaUnavailableError as exc:
-            self._set_ready(False, f"OPA unreachable: {exc}")
+            self._missed_check(str(exc))
             return False
         except PolicyLoadError as exc:
             self._set_ready(False, str(exc))
@@ -218,8 +247,16 @@ class OpaPolicyEngine:
                 self._republish = True
                 self._wake.set()
             return False
+        self._missed = 0
         self._set_ready(True, "self-test passed")
         return True
+
+    def _missed_check(self, error: str) -> None:
+        self._missed += 1
+        extra = {"url": self._api.url, "missed": self._missed, "error": error}
+        log.warning("opa_check_missed", extra=extra)
+        if self._missed >= MISSED_CHECKS_BEFORE_NOT_READY:
+            self._set_ready(False, f"OPA did not answer {self._missed} checks in a row: {error}")
 
     async def _supervise(self) -> None:
         while True:
@@ -243,8 +280,17 @@ class OpaPolicyEngine:
         """
         if not self._manage or self._good is None:
             return
-        roots = policy_roots(self._good, self._path)
-        problems = await drift(self._api, self._good, roots)
+        api, good = self._supervisor_api, self._good
+        held = await api.policies()
+        problems = module_drift(held, good, policy_roots(good, self._path))
+        digest = await data_digest(api, good)
+        self._since_whole += 1
+        stale = not digest or digest != self._verified_digest
+        if stale or self._since_whole >= WHOLE_DATA_COMPARISON_EVERY:
+            data_problems = await data_drift(api, good, our_packages(held, good))
+            if not data_problems:
+                self._verified_digest, self._since_whole = digest, 0
+            problems += data_problems
         if problems:
             extra = {"url": self._api.url, "problems": problems[:20]}
             log.error("opa_policy_tampered", extra=extra)
@@ -253,7 +299,7 @@ class OpaPolicyEngine:
     async def _self_test(self) -> None:
         """Raises: PolicyLoadError, OpaUnavailableError."""
         try:
-            answer = await self._api.query(self._path, SELF_TEST_INPUT)
+            answer = await self._supervisor_api.query(self._path, SELF_TEST_INPUT)
         except OpaEvaluationError as exc:
             raise PolicyLoadError(f"policy self-test failed to evaluate: {exc}") from exc
         check_self_test(answer.result)
