@@ -42,7 +42,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 CRM_AS = "https://crm-as.example.com"
 MAX_AGE, LIFETIME, LEEWAY = 1, 10, 1
-PICKUP = 5.0
+# Only stops a test whose change is never picked up; how fast changes are picked up is a
+# timing, not asserted here.
+GIVE_UP_SECONDS = 30.0
 OPS = Actor(operator="load-test", reason="rotation under load")
 
 
@@ -141,13 +143,17 @@ class Load:
         return [f for f in self.failures if start <= f[0] < end and f[1] != excluding]
 
 
-async def _until_allowed(action: Any, within: float) -> Any:
-    """Retry a key operation until the timing rules allow it (the rules are the clock here)."""
+async def _until_allowed(action: Any, within: float) -> int:
+    """Retry a key operation until the timing rules allow it (the rules are the clock here);
+    returns how many times the rules refused it first."""
     deadline = time.monotonic() + within
+    refusals = 0
     while True:
         try:
-            return action()
+            action()
+            return refusals
         except LifecycleError:
+            refusals += 1
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.1)
@@ -166,6 +172,8 @@ async def stack(
     manager = build_key_manager(settings, build_keystore(settings, SystemClock()), SystemClock())
     initialised_at = time.monotonic()  # the `next` key's pre-publication starts here
     manager.init(OPS)
+    with pytest.raises(LifecycleError):  # the moment after: the next key is not pre-published
+        manager.promote(OPS)
     service = await start_service(settings)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc.port}")
     jwks_url = f"http://127.0.0.1:{service.http_port}/.well-known/jwks.json"
@@ -199,20 +207,27 @@ async def test_routine_cycle_then_revocation_under_continuous_load(
     manager, load, jwks_url, started = stack
     first = _state(manager, KeyState.ACTIVE)
 
-    # 1. Routine cycle, each step as soon as the rules allow it.
+    # 1. Routine cycle, each step as soon as the rules allow it. What the rules waited for is
+    # read from the key records (the service's own clock), not from elapsed time here.
     await _until_allowed(lambda: manager.promote(OPS), within=2 * MAX_AGE + 2)
-    promoted_at = time.monotonic()
-    assert promoted_at - started >= 2 * MAX_AGE - 0.1  # promote waited for pre-publication
     second = _state(manager, KeyState.ACTIVE)
-    await _until_allowed(lambda: manager.retire(first, OPS), within=LIFETIME + LEEWAY + MAX_AGE + 2)
-    retired_at = time.monotonic()
-    assert retired_at - promoted_at >= LIFETIME + LEEWAY + MAX_AGE - 1  # retire waited too
+    records = {r.kid: r for r in manager.records()}
+    promoted = records[second]
+    assert promoted.activated_at - promoted.created_at >= 2 * MAX_AGE  # pre-publication
+    assert records[first].retire_after - promoted.activated_at >= LIFETIME + LEEWAY + MAX_AGE
+    # The first attempt comes right after the promotion: refused, the key still in its window.
+    refusals = await _until_allowed(
+        lambda: manager.retire(first, OPS), within=LIFETIME + LEEWAY + MAX_AGE + 2
+    )
+    assert refusals >= 1  # retire waited for retire_after
     await asyncio.sleep(MAX_AGE + 1.5)  # the verifier refreshes without the retired key
     routine_end = time.monotonic()
 
-    kids_after = {m.kid for m in load.minted if m.started > promoted_at + PICKUP}
-    assert kids_after == {second}
-    assert {m.kid for m in load.minted} == {first, second}
+    # Event order, not a pickup deadline: once the service signs with the new key it never
+    # signs with the old one again (the stream is one exchange at a time).
+    kids = [m.kid for m in load.minted if m.started < routine_end]
+    switched = kids.index(second)
+    assert set(kids[:switched]) == {first} and set(kids[switched:]) == {second}
     assert len(load.minted) > 100, "the stream must be continuous"
     assert load.failures_between(started, routine_end) == []
 
@@ -222,7 +237,7 @@ async def test_routine_cycle_then_revocation_under_continuous_load(
     manager.revoke(revoked, OPS)
     revoked_at = time.monotonic()
     while revoked in await _jwks_kids(jwks_url):
-        assert time.monotonic() - revoked_at < PICKUP, "revocation not picked up within 5 s"
+        assert time.monotonic() - revoked_at < GIVE_UP_SECONDS, "revocation never picked up"
         await asyncio.sleep(0.02)
     gone_at = time.monotonic()
     await asyncio.sleep(2.0)
