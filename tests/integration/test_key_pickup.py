@@ -1,7 +1,7 @@
 """Two running replicas pick up every key change (promotion, new next key, revocation) without a
 restart, for every backend: the file ones by watching the folder, kms by polling.
 
-How fast (the documented 5 s, docs/security-team.md) is a timing, measured by bench/key_pickup.py;
+How fast (the documented 5 s, docs/security-team.md) is a timing with no bench yet (left open);
 the bound here only stops a test whose change is never picked up (at load ~12 the 5 s bound
 failed a correct service)."""
 
