@@ -79,16 +79,16 @@ WATCHED = textwrap.dedent(
 
 
 def test_the_watch_stops_the_service_when_its_parent_handles_sigint() -> None:
-    started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-c", WATCHED, "0.3"],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=60,  # a give-up only, past the child's own 30 s sleep
         check=False,
     )
+    # Killed by SIGTERM (the watch), not ended by its own 30 s sleep ("child exit 0"): what the
+    # elapsed < 20 s check told apart, told by the child's status instead.
     assert done.stdout.splitlines() == ["watching", f"child signal {int(signal.SIGTERM)}"]
-    assert time.monotonic() - started < 20  # not the child's own 30 s sleep
 
 
 # A supervisor that reads signals through a signalfd keeps them blocked from the start: that is

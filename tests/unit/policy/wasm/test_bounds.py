@@ -2,7 +2,6 @@
 by the memory cap, and either way the answer is a deny with an error log, never a grant."""
 
 import logging
-import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,6 @@ SPIN = "_work := {x | some x in numbers.range(1, 10000); some y in numbers.range
 # One array of 2 * 10^8 numbers: memory.
 GREEDY = "_work := numbers.range(1, 200000000)\n"
 MB = 1024 * 1024
-RUNAWAY_GIVE_UP_SECONDS = 10.0
 
 
 def failure_logged(caplog: pytest.LogCaptureFixture) -> str:
@@ -38,12 +36,11 @@ async def test_a_runaway_evaluation_stops_at_the_deadline_as_a_deny(
 ) -> None:
     limits = wasm_limits(eval_timeout_seconds=0.05, memory_limit_bytes=2048 * MB)
     engine = loaded_engine(write_policy(tmp_path, RUNAWAY + SPIN), QUERY, limits)
-    started = time.monotonic()
     with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm"):
         decision = await engine.decide(document(now=1))
-    # The deadline (0.05 s) is what cuts it ("evaluation timed out" below); the bound only tells
-    # a cut evaluation from SPIN's 10^8 steps running out, and was 1.0 s until a loaded CI machine.
-    assert time.monotonic() - started < RUNAWAY_GIVE_UP_SECONDS
+    # The deadline (0.05 s) is what cuts it: "evaluation timed out", a deny. No elapsed bound
+    # (it flaked under load): uncut, SPIN ends otherwise (with the deadline removed it ran into
+    # the 2 GiB memory cap, "opa_abort: ... alloc: failed"), which the logged reason tells apart.
     assert (decision.allow, decision.reason) == (False, "invalid policy decision")
     assert failure_logged(caplog) == "evaluation timed out"
     # The instance is still usable afterwards.
