@@ -12,7 +12,6 @@ errors.py): reasons that are not RFC 6749 §5.2 token-endpoint codes (`access_de
 
 import contextvars
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -24,6 +23,7 @@ from sekisho.constants import GRANT_TYPE_TOKEN_EXCHANGE
 from sekisho.errors import InvalidClientError, InvalidRequestError, ServiceError, SlowDownError
 from sekisho.exchange import TokenExchanger
 from sekisho.http.client_auth import ClientAuthenticator
+from sekisho.identifiers import random_uuid_hex
 from sekisho.identity.peer import PeerIdentity, identity_from_der
 from sekisho.models import Caller, ExchangeResult
 from sekisho.validation import ExchangeParams
@@ -91,7 +91,7 @@ def _request_id(request: web.Request) -> str:
     given = request.headers.get(REQUEST_ID_HEADER, "")
     if given and given.isprintable():
         return given[:MAX_REQUEST_ID_LENGTH]
-    return uuid.uuid4().hex
+    return random_uuid_hex()
 
 
 def _single_values(form: MultiDictProxy[Any]) -> dict[str, str]:

@@ -2,13 +2,13 @@
 
 import contextvars
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from sekisho.errors import ServerError, ServiceError
+from sekisho.identifiers import random_uuid_hex
 from sekisho.rpc.handler_cache import Behaviour, HandlerCache
 from sekisho.rpc.status import REQUEST_ID_HEADER, to_grpc_status
 
@@ -22,7 +22,7 @@ def request_id_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_HEADER and isinstance(value, str) and value.isprintable():
             return value[:MAX_REQUEST_ID_LENGTH]
-    return uuid.uuid4().hex
+    return random_uuid_hex()
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]

@@ -25,12 +25,12 @@ data, makes the engine not ready until it is republished (foreign modules delete
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sekisho.errors import PolicyLoadError, TemporarilyUnavailableError
+from sekisho.identifiers import random_uuid
 from sekisho.models import Decision
 from sekisho.policy.decision import InvalidDecisionError, parse_decision
 from sekisho.policy.opa.api import (
@@ -172,8 +172,8 @@ class OpaPolicyEngine:
                 "the policy engine is not available", log_detail=str(exc)
             ) from exc
         except OpaEvaluationError as exc:
-            return _invalid(str(exc), str(uuid.uuid4()))
-        decision_id = answer.decision_id or str(uuid.uuid4())
+            return _invalid(str(exc), random_uuid())
+        decision_id = answer.decision_id or random_uuid()
         try:
             return parse_decision(answer.result, decision_id)
         except InvalidDecisionError as exc:

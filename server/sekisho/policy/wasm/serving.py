@@ -3,12 +3,12 @@ swapped whole, and the fail-closed decision over it."""
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sekisho.errors import PolicyLoadError, TemporarilyUnavailableError
+from sekisho.identifiers import random_uuid
 from sekisho.models import Decision
 from sekisho.policy.decision import InvalidDecisionError, parse_decision
 from sekisho.policy.selftest import SELF_TEST_INPUT, check_self_test
@@ -79,7 +79,7 @@ class WasmServing:
             raise TemporarilyUnavailableError(
                 "the policy engine is not ready", log_detail="no policy loaded"
             )
-        decision_id = str(uuid.uuid4())
+        decision_id = random_uuid()
         try:
             encoded = encode()
             if self._executor is None:
