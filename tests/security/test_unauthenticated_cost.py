@@ -298,14 +298,16 @@ async def test_half_sent_request_headers_are_closed_by_the_header_timeout(
 ) -> None:
     reader, writer = await _connect(guarded.http_port)
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: sekisho\r\n")  # no blank line: never finished
-    assert await _closed_within(reader, 3.0)
+    assert await _closed_within(reader, GIVE_UP_SECONDS)
+    assert guarded.http_guard is not None and guarded.http_guard.timed_out == 1  # by the timer
     await _close_all([(reader, writer)])
 
 
 @pytest.mark.integration
 async def test_a_silent_connection_is_closed_by_the_header_timeout(guarded: Service) -> None:
     reader, writer = await _connect(guarded.http_port)
-    assert await _closed_within(reader, 3.0)
+    assert await _closed_within(reader, GIVE_UP_SECONDS)
+    assert guarded.http_guard is not None and guarded.http_guard.timed_out == 1  # by the timer
     await _close_all([(reader, writer)])
 
 
@@ -313,9 +315,10 @@ async def test_a_silent_connection_is_closed_by_the_header_timeout(guarded: Serv
 async def test_slow_headers_on_a_kept_alive_connection_are_closed(guarded: Service) -> None:
     reader, writer = await _connect(guarded.http_port)
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: sekisho\r\n\r\n")
-    assert b"200" in await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3.0)
+    assert b"200" in await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP_SECONDS)
     writer.write(b"GET /healthz HTTP/1.1\r\n")  # the next request, half sent
-    assert await _closed_within(reader, 3.0)
+    assert await _closed_within(reader, GIVE_UP_SECONDS)
+    assert guarded.http_guard is not None and guarded.http_guard.timed_out == 1  # by the timer
     await _close_all([(reader, writer)])
 
 
@@ -326,9 +329,9 @@ async def test_a_slow_body_is_cut_off_by_the_body_timeout(guarded: Service) -> N
         b"POST /oauth2/token HTTP/1.1\r\nHost: sekisho\r\n"
         b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nabc"
     )
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3.0)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP_SECONDS)
     assert head.startswith(b"HTTP/1.1 408")
-    assert await _closed_within(reader, 3.0)
+    assert await _closed_within(reader, GIVE_UP_SECONDS)
     await _close_all([(reader, writer)])
 
 
@@ -338,7 +341,7 @@ async def test_keep_alive_ends_after_max_requests_per_connection(guarded: Servic
     heads = []
     for _ in range(2):
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: sekisho\r\n\r\n")
-        heads.append(await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3.0))
+        heads.append(await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP_SECONDS))
     assert b"close" not in heads[0].lower() and b"connection: close" in heads[1].lower()
     await _close_all([(reader, writer)])
 
@@ -378,7 +381,7 @@ async def test_hundreds_of_half_open_connections_leave_grpc_serving(guarded: Ser
         async with grpc.aio.insecure_channel(f"127.0.0.1:{guarded.grpc.port}") as channel:
             stub = pb_grpc.TokenExchangeServiceStub(channel)
             assert (await stub.GetJwks(pb.GetJwksRequest(), timeout=5)).jwks
-        closed = await asyncio.gather(*(_closed_within(r, 3.0) for r, _ in connections))
+        closed = await asyncio.gather(*(_closed_within(r, GIVE_UP_SECONDS) for r, _ in connections))
         assert all(closed)  # the bound refused the excess, the header timeout closed the rest
         assert guarded.http_guard.open == 0
     finally:
