@@ -104,8 +104,8 @@ def test_globs_match_edge_cases_match_opa(tmp_path: Path) -> None:
 
 
 def test_a_glob_pair_past_the_step_bound_traps(tmp_path: Path) -> None:
-    """The walk is exponential in the number of flags (this pair: 862,190 steps, against 11,522
-    with one `.*a` fewer): past MAX_STEPS the call fails the evaluation (a deny) rather than hold
+    """The walk is exponential in the number of flags (this pair: 3,244,576 steps, against 44,444
+    with two `.*a` fewer): past MAX_STEPS the call fails the evaluation (a deny) rather than hold
     the worker for as long as OPA computes."""
     lhs, rhs = ".*a" * 5 + "b.*", "a" * 40 + "c"
     assert globintersect.non_empty(".*a" * 3 + "b.*", rhs) is False  # within the bound
@@ -115,6 +115,28 @@ def test_a_glob_pair_past_the_step_bound_traps(tmp_path: Path) -> None:
     assert opa_eval(root, {"a": lhs, "b": rhs}) is False
     with pytest.raises(WasmEvaluationError, match="steps"):
         wasm_policy(root).evaluate(json.dumps({"a": lhs, "b": rhs}).encode())
+
+
+def test_a_long_glob_under_stars_cannot_cost_quadratic_comparisons(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A star scans the rest of the other glob at every position its follower matches, so
+    `.*a.*b.*c` against `a` * n + `c` (n a claim's length) costs n²/2 token comparisons in 2n
+    calls: counting only calls let 9,000 characters hold a worker for 22 s of CPU within the
+    bound. Each comparison is a step, so the walk traps after at most MAX_STEPS of them."""
+    compared = 0
+    real_match = globintersect.match
+
+    def counting_match(t1: globintersect.Token, t2: globintersect.Token) -> bool:
+        nonlocal compared
+        compared += 1
+        return real_match(t1, t2)
+
+    monkeypatch.setattr(globintersect, "match", counting_match)
+    n = 4 * globintersect.MAX_STEPS // 100  # 2n calls (within the bound), n²/2 comparisons
+    with pytest.raises(globintersect.GlobTooComplexError):
+        globintersect.non_empty(".*a.*b.*c", "a" * n + "c")
+    assert compared <= 2 * globintersect.MAX_STEPS
 
 
 def test_a_glob_that_does_not_tokenize_is_a_builtin_error() -> None:

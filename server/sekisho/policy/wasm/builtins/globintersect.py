@@ -8,7 +8,10 @@ match.go (token against token, flags ignored; a dot matches any set, even an emp
 
 The walk is the module's own heuristic, not an exact language intersection, so its answers are
 kept as they are (`a*` and `` intersect, `ab` and `a*` too). Its cost is exponential in the
-number of flags: each walk is bounded (MAX_STEPS) and one past the bound raises
+number of flags, and a star's scan of the other glob is linear in its length, so the walk is
+counted in token comparisons (each call and each loop iteration is a step, so a long glob such
+as a 9,000-character claim under `.*a.*b.*c` cannot cost n² comparisons within the bound): each
+walk is bounded (MAX_STEPS) and one past the bound raises
 GlobTooComplexError, which traps the evaluation (a deny with an error log) instead of holding a
 worker for as long as OPA would compute.
 """
@@ -20,7 +23,7 @@ from sekisho.policy.wasm.builtins.registry import BuiltinError
 CHARACTER, DOT, SET = 0, 1, 2  # gintersect.TokenType, in its order (Match swaps by it)
 NONE, PLUS, STAR = 0, 1, 2  # gintersect.Flag
 _FLAGS = {"+": PLUS, "*": STAR}
-MAX_STEPS = 20_000
+MAX_STEPS = 100_000
 
 
 class GlobTooComplexError(Exception):
@@ -217,6 +220,7 @@ class _Walk:
     def normal(self, g1: list[Token], i: int, g2: list[Token], j: int) -> bool:
         self._step()
         while i < len(g1) and j < len(g2):
+            self._step()
             if g1[i].flag != NONE or g2[j].flag != NONE:
                 return self.special(g1, i, g2, j)
             if not match(g1[i], g2[j]):
@@ -244,6 +248,7 @@ class _Walk:
         star_token = starred[s]
         following = starred[s + 1] if s + 1 < len(starred) else None
         for k in range(o, len(other)):
+            self._step()
             tried = following is not None and match(other[k], following)
             if tried and self.normal(starred, s + 1, other, k):
                 return True
