@@ -1,6 +1,6 @@
 """Readiness of OpaPolicyEngine: an OPA busy answering decisions stays ready; a dead OPA, a wrong
 policy or drifted data makes it not ready, and every exchange is refused UNAVAILABLE /
-temporarily_unavailable (ARCHITECTURE.md error table) meanwhile.
+temporarily_unavailable (docs/architecture.md, error table) meanwhile.
 
 Checks are driven one at a time with engine.check(): the supervisor's interval is an hour, so
 it only runs when a failed decision wakes it (noted where that can happen).
