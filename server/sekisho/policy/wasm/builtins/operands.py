@@ -2,10 +2,14 @@
 util.Atoi64 on the number's text): an optional sign, at most 19 digits, an optional `.`
 followed only by zeros, within int64. `1.0` is 1; `1e2`, `1.5` and 2^63 are refused (the call
 is undefined). Builtins that take such an operand read it as Rego text (HostBuiltin.rego_text),
-so the number's text is the one OPA parsed."""
+so the number's text is the one OPA parsed.
+
+Time operands (topdown/time.go tzTime) are read differently, through big.Float: see
+gobigfloat.py. `1e1` and `1.0` are 10 and 1 there; `1.5`, 2^63 and -2^63-1 are refused."""
 
 from typing import Any
 
+from sekisho.policy.wasm.builtins.gobigfloat import exact_int64
 from sekisho.policy.wasm.builtins.registry import BuiltinError
 from sekisho.policy.wasm.builtins.regotext import Number
 
@@ -19,6 +23,16 @@ def int_operand(value: Any, name: str) -> int:
     parsed = atoi64(value.text)
     if parsed is None:
         raise BuiltinError(f"{name}: operand must be an integer")
+    return parsed
+
+
+def nanoseconds_operand(value: Any, name: str) -> int:
+    """tzTime's ns: NumberOperand, NumberToFloat, Float.Int64 Exact. Raises: BuiltinError."""
+    if not isinstance(value, Number):
+        raise BuiltinError(f"{name}: operand must be a number")
+    parsed = exact_int64(value.text)
+    if parsed is None:
+        raise BuiltinError("timestamp too big")
     return parsed
 
 

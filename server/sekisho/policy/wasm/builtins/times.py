@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sekisho.policy.wasm.builtins.gofloat import format_fixed
+from sekisho.policy.wasm.builtins.operands import int_operand, nanoseconds_operand
 from sekisho.policy.wasm.builtins.registry import BuiltinError, HostBuiltin
 from sekisho.policy.wasm.builtins.timeformat import NAMED_LAYOUTS, Moment, format_time
 from sekisho.policy.wasm.builtins.timelayout import parse_layout
@@ -26,18 +27,6 @@ from sekisho.policy.wasm.builtins.timeparse import (
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _EXTENDED_HOURS = {"d": 24, "w": 7 * 24, "y": 365 * 24}
 _TWO_LETTER_UNITS = ("ms", "us", "µs", "ns")
-
-
-def _integer(value: Any, what: str) -> int:
-    """A number operand that must be an exact integer (Go: big.Float → Int64, Exact)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BuiltinError(f"{what} must be a number")
-    if isinstance(value, float) and not value.is_integer():
-        raise BuiltinError("timestamp too big")
-    number = int(value)
-    if not -(2**63) <= number < 2**63:
-        raise BuiltinError("timestamp too big")
-    return number
 
 
 def _zone(name: Any) -> tzinfo:
@@ -55,15 +44,16 @@ def _zone(name: Any) -> tzinfo:
 
 
 def _operand(value: Any) -> tuple[int, tzinfo]:
-    """(ns, zone) of a time operand (tzTime)."""
+    """(ns, zone) of a time operand (tzTime), a Rego value (rego_text): ns is read from the
+    number's text as OPA's big.Float reads it."""
     if isinstance(value, list):
         if not value:
             raise BuiltinError("either number (ns) or [number (ns), string (tz)]")
         zone = _zone(value[1]) if len(value) > 1 else UTC
         if len(value) > 2 and not isinstance(value[2], str):
             raise BuiltinError("the layout must be a string")
-        return _integer(value[0], "ns"), zone
-    return _integer(value, "ns"), UTC
+        return nanoseconds_operand(value[0], "ns"), zone
+    return nanoseconds_operand(value, "ns"), UTC
 
 
 def _local(nanos: int, zone: tzinfo) -> datetime:
@@ -99,22 +89,13 @@ def _wall_to_unix(zone: tzinfo, wall_seconds: int) -> int:
 
 def _add_date(value: Any, years: Any, months: Any, days: Any) -> int:
     nanos, zone = _operand(value)
-    deltas = [_strict_int(v) for v in (years, months, days)]
+    deltas = [int_operand(v, "time.add_date") for v in (years, months, days)]
     moment = _local(nanos, zone)
     year, month0 = divmod(moment.month - 1 + deltas[1], 12)
     year += moment.year + deltas[0]
     day_number = days_from_civil(year, month0 + 1, 1) + moment.day - 1 + deltas[2]
     wall = day_number * 86400 + moment.hour * 3600 + moment.minute * 60 + moment.second
     return in_range(_wall_to_unix(zone, wall) * 10**9 + nanos % 10**9)
-
-
-def _strict_int(value: Any) -> int:
-    """builtins.IntOperand: a number with an integral value (1.0 is accepted, as OPA does)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BuiltinError("operand must be a number")
-    if isinstance(value, float) and not value.is_integer():
-        raise BuiltinError("operand must be an integer")
-    return int(value)
 
 
 def _diff(first: Any, second: Any) -> list[int]:
@@ -210,11 +191,11 @@ def time_builtins(now_ns: Callable[[], int] = time.time_ns) -> tuple[HostBuiltin
         HostBuiltin("time.now_ns", now_ns, per_evaluation=True),
         HostBuiltin("time.parse_rfc3339_ns", _parse_rfc3339_ns),
         HostBuiltin("time.parse_duration_ns", _parse_duration_ns),
-        HostBuiltin("time.date", _date),
-        HostBuiltin("time.clock", _clock),
-        HostBuiltin("time.weekday", _weekday),
-        HostBuiltin("time.add_date", _add_date),
-        HostBuiltin("time.diff", _diff),
-        HostBuiltin("time.format", _format),
+        HostBuiltin("time.date", _date, rego_text=True),
+        HostBuiltin("time.clock", _clock, rego_text=True),
+        HostBuiltin("time.weekday", _weekday, rego_text=True),
+        HostBuiltin("time.add_date", _add_date, rego_text=True),
+        HostBuiltin("time.diff", _diff, rego_text=True),
+        HostBuiltin("time.format", _format, rego_text=True),
         HostBuiltin("time.parse_ns", _parse_ns),
     )
