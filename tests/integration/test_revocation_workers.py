@@ -38,7 +38,9 @@ from tests.integration.conftest import AGENT_AUDIENCE
 from tests.opa import opa_binary
 from tests.workers_pod import SEKISHO, Pod, free_port, pod_folder, running_pod, within
 
-pytestmark = pytest.mark.integration
+# Safety timeout only (a hung pod): two phases of fresh connections, two 3 s probes and the CLI
+# took ~90 s at load 13 against the suite-wide 120 s.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 CRM_AS = "https://crm-as.example.com"
 CRM_MCP = "https://crm.example.com/mcp"
