@@ -2,10 +2,13 @@
 (so texts such as `1.0`, `1e1`, `10e-1` and integers beyond int64 reach both as written):
 both directions, steps larger than the span, and operands OPA refuses (undefined)."""
 
+import json
 import random
 from pathlib import Path
 
 import pytest
+from sekisho.policy.wasm.builtins import numbers
+from sekisho.policy.wasm.builtins.regotext import Number
 from sekisho.policy.wasm.instance import WasmEvaluationError
 
 from tests.unit.policy.wasm.differential import (
@@ -63,3 +66,17 @@ def test_a_range_past_the_bound_traps(tmp_path: Path) -> None:
     with pytest.raises(WasmEvaluationError, match="more than 100000"):
         wasm_policy(root).evaluate(b'{"n": 100000}')
     assert wasm_policy(root).evaluate(b'{"n": 99999}') == 100_000
+
+
+def test_a_long_operand_text_traps_before_it_is_read(tmp_path: Path) -> None:
+    """Reading an operand's text as an exact rational is quadratic in its length (300,000
+    digits from to_number of a request string: 6 s of CPU before the call failed anyway), so a
+    text longer than MAX_TEXT traps before it is read (opa eval leaves 4,301 digits undefined)."""
+    body = "results := count(numbers.range_step(to_number(input.s), to_number(input.s), 1))\n"
+    root = module_folder(tmp_path, body)
+    longest = "9" * 4_300  # the most digits Python reads as an int
+    assert wasm_policy(root).evaluate(json.dumps({"s": longest}).encode()) == 1
+    with pytest.raises(WasmEvaluationError, match="longer than"):
+        wasm_policy(root).evaluate(json.dumps({"s": longest + "9"}).encode())
+    with pytest.raises(numbers.RangeTooLargeError):
+        numbers.big_int_operand(Number("1." + "0" * 4_300), "numbers.range_step")
