@@ -3,14 +3,16 @@
 and days through IntOperand (`1e1` refused). Compared with `opa eval` on number literals, which
 keep their text."""
 
+import json
 import random
 from pathlib import Path
 
 import pytest
 from sekisho.policy.wasm.builtins.gobigfloat import exact_int64
 from sekisho.policy.wasm.builtins.operands import atoi64
+from sekisho.policy.wasm.instance import WasmEvaluationError
 
-from tests.unit.policy.wasm.differential import both, mismatches
+from tests.unit.policy.wasm.differential import both, mismatches, module_folder, wasm_policy
 
 EDGE_TEXTS = [
     "0", "-0", "1", "1.0", "1.00", "1.5", "1e1", "1E1", "10e-1", "0.5e1", "1e18", "1e19",
@@ -98,3 +100,14 @@ def test_generated_operands_are_read_as_opa_reads_them(tmp_path: Path, seed: int
 )
 def test_exact_int64(text: str, value: int | None) -> None:
     assert exact_int64(text) == value
+
+
+def test_a_long_time_operand_traps_before_it_is_read(tmp_path: Path) -> None:
+    """Reading the mantissa is quadratic in its length (300,000 digits: 3 s of CPU), and
+    to_number of a request string lets the caller choose it: a text longer than 4,300
+    characters traps (deny) instead of being read, where Go would round `1.000…` to 1 ns."""
+    root = module_folder(tmp_path, "results := time.date(to_number(input.s))\n")
+    longest = "1." + "0" * 4_298  # 4,300 characters
+    assert wasm_policy(root).evaluate(json.dumps({"s": longest}).encode()) == [1970, 1, 1]
+    with pytest.raises(WasmEvaluationError, match="longer than"):
+        wasm_policy(root).evaluate(json.dumps({"s": longest + "0"}).encode())

@@ -5,17 +5,27 @@ SetString rounds to 64 bits (half to even): the decimal mantissa times 5**exp5, 
 (Float.pow5) is itself built at 128 bits by squaring at 192 bits. So `1e1` and `1.0` are exact
 integers, `1234567890123456789.4` is not (64 bits keep the .375), and `1e-700000000`
 underflows to an exact 0 (Go's exponent is an int32). This module repeats those steps on
-Python integers; a mantissa never exceeds 192 bits after rounding."""
+Python integers; a mantissa never exceeds 192 bits after rounding.
+
+Reading the decimal mantissa is quadratic in its length (300,000 digits: 3 s of CPU), and a
+policy's `time.date(to_number(input.request.context.t))` lets the caller choose it, so a text
+longer than MAX_TEXT characters raises NumberTooLongError, which traps the evaluation (a deny)
+where Go would round it. A time in ns needs 19 digits."""
 
 import re
 from dataclasses import dataclass
 from decimal import Decimal
 
 _PREC = 64
+MAX_TEXT = 4_300  # sys.int_info.default_max_str_digits: cheap to read, far past any time
 _MAX_EXP = 2**31 - 1
 _MIN_EXP = -(2**31)
 _POW5_TABLE_MAX = 27  # 5**27 is the largest power of 5 in a uint64 (pow5tab)
 _NUMBER = re.compile(r"(-?)(\d+)(?:\.(\d+))?(?:[eE]([-+]?\d+))?")
+
+
+class NumberTooLongError(Exception):
+    """A number text too long to read here: the call traps."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +43,10 @@ _ZERO = _Float()
 
 
 def exact_int64(text: str) -> int | None:
-    """The int64 the number's text is under SetString + Int64, or None unless Exact."""
+    """The int64 the number's text is under SetString + Int64, or None unless Exact.
+    Raises: NumberTooLongError."""
+    if len(text) > MAX_TEXT:
+        raise NumberTooLongError(f"number text longer than {MAX_TEXT} characters")
     match = _NUMBER.fullmatch(text)
     if match is None:
         return None

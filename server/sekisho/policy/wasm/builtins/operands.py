@@ -27,7 +27,8 @@ def int_operand(value: Any, name: str) -> int:
 
 
 def nanoseconds_operand(value: Any, name: str) -> int:
-    """tzTime's ns: NumberOperand, NumberToFloat, Float.Int64 Exact. Raises: BuiltinError."""
+    """tzTime's ns: NumberOperand, NumberToFloat, Float.Int64 Exact. Raises: BuiltinError,
+    NumberTooLongError (a text past gobigfloat.MAX_TEXT: the call traps)."""
     if not isinstance(value, Number):
         raise BuiltinError(f"{name}: operand must be a number")
     parsed = exact_int64(value.text)
