@@ -10,7 +10,7 @@ from sekisho.devidp import DevIdentityProvider
 from sekisho.signing.filestore import FileKeyStore
 
 from tests.integration.conftest import stack_settings
-from tests.integration.test_opa_service import running, until
+from tests.integration.test_opa_service import GIVE_UP_SECONDS, running, until
 from tests.integration.test_policy_bundles import BundleServer, bundle, no_crm_grants, server
 
 pytestmark = pytest.mark.integration
@@ -38,17 +38,17 @@ async def test_serving_follows_the_bundle_server(
         assert scraped[("sekisho_policy_bundle_last_activation_timestamp_seconds", "")] == 0
         server.publish(bundle(tmp_path, "v1"))
         server.status = 200
-        await until(stack.readyz, 200, 5.0)
+        await until(stack.readyz, 200, GIVE_UP_SECONDS)
         assert await stack.outcome(["sales"]) == "crm.read"
         scraped = await _bundle_metrics(stack.service.metrics_port)
         assert scraped[("sekisho_policy_bundle_info", "v1")] == 1
         assert scraped[("sekisho_policy_bundle_last_activation_timestamp_seconds", "")] > 0
         assert scraped[("sekisho_policy_bundle_last_poll_timestamp_seconds", "")] > 0
         server.publish(bundle(tmp_path, "v2", edit=no_crm_grants))
-        await until(lambda: stack.outcome(["sales"]), "access_denied", 5.0)
+        await until(lambda: stack.outcome(["sales"]), "access_denied", GIVE_UP_SECONDS)
         before = len(server.answers)
         server.publish(b"\x1f\x8b not a bundle")
-        await until(lambda: _served_since(server, before), True, 5.0)
+        await until(lambda: _served_since(server, before), True, GIVE_UP_SECONDS)
         assert await stack.outcome(["sales"]) == "access_denied"  # the last good still serves
         assert await stack.readyz() == 200
         scraped = await _bundle_metrics(stack.service.metrics_port)

@@ -48,7 +48,7 @@ from tests.embedded import shared_runtime
 from tests.fakes.clock import FakeClock
 from tests.integration.conftest import stack_settings
 from tests.integration.test_exchange_grpc import _error_info
-from tests.integration.test_opa_service import CRM_AS, running, until
+from tests.integration.test_opa_service import CRM_AS, GIVE_UP_SECONDS, running, until
 from tests.integration.test_policy_bundles import BundleServer, bundle, no_crm_grants, server
 from tests.opa import REPO, opa_binary
 from tests.unit.policy.inputs import QUERY
@@ -140,7 +140,8 @@ async def test_ci_bundle_reaches_a_replica_running_the_deployed_config(
             assert any(r.message == "policy_bundle_rejected" for r in caplog.records)
 
             server.publish(signed)
-            await until(stack.readyz, 200, 15.0)  # the retry after a failure: 0.1 s, doubling
+            # The retry after a failure: 0.1 s, doubling (up to bundle_poll_max_seconds).
+            await until(stack.readyz, 200, GIVE_UP_SECONDS)
             assert await stack.outcome(["sales"]) == "crm.read"
             loaded = [r for r in caplog.records if r.message == "policy_bundle_loaded"]
             assert [getattr(r, "revision", None) for r in loaded] == [REVISION]
@@ -336,7 +337,8 @@ async def test_a_polled_bundle_flushes_the_decision_cache(
         token = stack.token(["sales"])
         assert await _same_token_outcome(stack, token) == "crm.read"  # now cached
         server.publish(bundle(tmp_path, "v2", edit=no_crm_grants))
-        await until(lambda: _revision(stack), "v2", 5.0)
+        # Give-up 30 s < the 60 s cache: an unflushed grant would still be cached below.
+        await until(lambda: _revision(stack), "v2", GIVE_UP_SECONDS)
         assert await _same_token_outcome(stack, token) == "access_denied"
 
 
