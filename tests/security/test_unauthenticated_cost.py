@@ -403,7 +403,7 @@ async def test_grpc_streams_per_connection_are_bounded(guarded: Service) -> None
     ):
         health = health_pb2_grpc.HealthStub(channel)
         watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
-        first = await asyncio.wait_for(watch.read(), 5)
+        first = await asyncio.wait_for(watch.read(), GIVE_UP_SECONDS)
         assert first.status == health_pb2.HealthCheckResponse.SERVING
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await pb_grpc.TokenExchangeServiceStub(channel).GetJwks(
@@ -411,7 +411,7 @@ async def test_grpc_streams_per_connection_are_bounded(guarded: Service) -> None
             )
         assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         other_stub = pb_grpc.TokenExchangeServiceStub(other)
-        assert (await other_stub.GetJwks(pb.GetJwksRequest(), timeout=5)).jwks
+        assert (await other_stub.GetJwks(pb.GetJwksRequest(), timeout=GIVE_UP_SECONDS)).jwks
         watch.cancel()
 
 
