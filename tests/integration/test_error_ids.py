@@ -4,12 +4,11 @@ message stays non-revealing (an unknown audience reads like any denial)."""
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho.errors import AccessDeniedError
 from sekisho.http.token import error_response
 
+from tests.grpc_errors import error_info
 from tests.integration.conftest import LiveStack
 
 pytestmark = pytest.mark.integration
@@ -20,10 +19,7 @@ async def _refusal(
 ) -> tuple[grpc.aio.AioRpcError, dict[str, str]]:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await live.stub.ExchangeToken(request)
-    status = rpc_status.from_call(caught.value)
-    assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
+    info = error_info(caught.value)
     return caught.value, dict(info.metadata)
 
 

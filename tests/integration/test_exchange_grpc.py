@@ -6,13 +6,12 @@ import json
 import aiohttp
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho.constants import ERROR_DOMAIN, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG
 
+from tests.grpc_errors import error_info
 from tests.integration.conftest import SEKISHO_ISSUER, LiveStack
 
 pytestmark = pytest.mark.integration
@@ -33,14 +32,6 @@ async def _verify_independently(live: LiveStack, token: str) -> tuple[dict, dict
     keys = KeySet.import_key_set(json.loads(body))
     decoded = jose_jwt.decode(token, keys, algorithms=["ES256"])
     return dict(decoded.header), dict(decoded.claims)
-
-
-def _error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    status = rpc_status.from_call(error)
-    assert status is not None, "rich status details missing"
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
-    return info
 
 
 async def test_id_jag_verifies_with_published_jwks_and_matches_contract(live: LiveStack) -> None:
@@ -161,7 +152,7 @@ async def test_error_table(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await live.stub.ExchangeToken(pb.ExchangeTokenRequest(**fields))
     assert caught.value.code() == code
-    info = _error_info(caught.value)
+    info = error_info(caught.value)
     assert (info.reason, info.domain) == (reason, ERROR_DOMAIN)
     assert subject not in (caught.value.details() or "")
     assert subject.split(".")[1] not in (caught.value.details() or "")
@@ -177,7 +168,7 @@ async def test_unknown_audience_answers_exactly_like_a_deny(live: LiveStack) -> 
                 pb.ExchangeTokenRequest(subject_token=outsider, audience=audience)
             )
         answers.append(
-            (caught.value.code(), caught.value.details(), _error_info(caught.value).reason)
+            (caught.value.code(), caught.value.details(), error_info(caught.value).reason)
         )
     assert answers[0] == answers[1]
 
@@ -188,7 +179,7 @@ async def test_tenant_bound_downstream_refuses_other_tenant(live: LiveStack) -> 
         await live.stub.ExchangeToken(
             pb.ExchangeTokenRequest(subject_token=other, audience="https://docs-as.example.com")
         )
-    assert _error_info(caught.value).reason == "access_denied"
+    assert error_info(caught.value).reason == "access_denied"
     own = live.user_token(groups=["engineering"], tenant="acme")
     response = await live.stub.ExchangeToken(
         pb.ExchangeTokenRequest(subject_token=own, audience="https://docs-as.example.com")

@@ -15,8 +15,6 @@ import grpc
 import jwt
 import pytest
 from envoy.service.auth.v3 import external_auth_pb2 as ext_authz_pb
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.callers import CallerRegistry, RegisteredCaller
@@ -32,6 +30,7 @@ from sekisho.service import Service, start_service
 from sekisho.signing.filestore import FileKeyStore
 from sekisho.tls import load_tls_material
 
+from tests.grpc_errors import error_info
 from tests.integration.conftest import dev_idp, stack_settings  # noqa: F401 (fixture)
 from tests.pki import AGENT_SPIFFE_ID, GATEWAY_CN, Pem, Pki, build_pki
 
@@ -125,11 +124,7 @@ async def _exchange(stack: MtlsStack, client: Pem | None, ca: Pem | None = None)
 
 
 def _reason(error: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
-    return info.reason
+    return error_info(error).reason
 
 
 # --- gRPC --------------------------------------------------------------------------------------

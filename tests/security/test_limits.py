@@ -13,8 +13,6 @@ import grpc
 import pytest
 from argon2 import PasswordHasher
 from google.protobuf import struct_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.config import ClientConfig
@@ -23,6 +21,7 @@ from sekisho.devidp import DevIdentityProvider
 from sekisho.service import Service, start_service
 from sekisho.signing.filestore import FileKeyStore
 
+from tests.grpc_errors import error_info
 from tests.integration.conftest import dev_idp, stack_settings  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
@@ -97,14 +96,6 @@ CONTEXT_CASES = [
 ]
 
 
-def _error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
-    return info
-
-
 async def _grpc(limited: Limited, **fields: Any) -> None:
     request: dict[str, Any] = {"subject_token": limited.user_token(), "audience": CRM_AS}
     context = fields.pop("context", None)
@@ -138,7 +129,7 @@ async def test_grpc_over_a_limit_is_invalid_argument_naming_it(
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await _grpc(limited, **fields)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert _error_info(raised.value).reason == "invalid_request"
+    assert error_info(raised.value).reason == "invalid_request"
     assert key in (raised.value.details() or "")
     assert "AAAA" not in (raised.value.details() or "")  # never echoes the token
 

@@ -14,8 +14,6 @@ import aiohttp
 import grpc
 import pytest
 from argon2 import PasswordHasher
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.admission import Admission, QueuePolicy
@@ -35,6 +33,7 @@ from sekisho.standing_queue import INTERVAL
 
 from tests.bounds import queue_policy, request_limits
 from tests.fakes.clock import FakeClock
+from tests.grpc_errors import error_info
 from tests.harness import SEKISHO_ISSUER, Harness
 from tests.integration.conftest import dev_idp, stack_settings  # noqa: F401 (fixture)
 
@@ -252,10 +251,7 @@ async def test_grpc_rate_limit_is_resource_exhausted_slow_down(
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await stub.ExchangeToken(request, timeout=5)
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    status = rpc_status.from_call(raised.value)
-    assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
+    info = error_info(raised.value)
     assert info.reason == "slow_down"
     assert int(info.metadata["retry_after"]) >= 1
 
@@ -315,10 +311,7 @@ async def test_grpc_overload_is_refused_before_the_pipeline(
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await stub.ExchangeToken(request, timeout=5)
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    status = rpc_status.from_call(raised.value)
-    assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
+    info = error_info(raised.value)
     assert info.reason == "slow_down" and int(info.metadata["retry_after"]) >= 1
     assert not [r for r in caplog.records if r.getMessage() == "token_rejected"]
     assert [r for r in caplog.records if r.getMessage() == "overload_shed"]

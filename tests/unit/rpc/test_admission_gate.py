@@ -9,13 +9,12 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf.message import DecodeError
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from sekisho.errors import SlowDownError
 from sekisho.rpc.admission_gate import AdmissionGate, ShedLog
 from sekisho.rpc.interceptors import ErrorMappingInterceptor
 
 from tests.fakes.clock import FakeClock
+from tests.grpc_errors import error_info
 
 METHOD = "/test.Gate/Exchange"
 
@@ -80,10 +79,7 @@ async def test_a_screened_refusal_is_slow_down_and_never_decoded_or_served() -> 
     failure = await _call(recorder, FakeClock())
     assert isinstance(failure, grpc.aio.AioRpcError)
     assert failure.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    status = rpc_status.from_call(failure)
-    assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
+    info = error_info(failure)
     assert (info.reason, info.domain, dict(info.metadata)) == (
         "slow_down",
         "sekisho.dev",
@@ -112,10 +108,7 @@ async def test_a_request_that_does_not_decode_is_invalid_request_not_a_traceback
         failure = await _call(recorder, FakeClock())
     assert isinstance(failure, grpc.aio.AioRpcError)
     assert failure.code() == grpc.StatusCode.INVALID_ARGUMENT
-    status = rpc_status.from_call(failure)
-    assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
+    info = error_info(failure)
     assert (info.reason, dict(info.metadata)) == ("invalid_request", {"request_id": "rid-9"})
     assert (recorder.decoded, recorder.served) == (1, 0)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
