@@ -46,8 +46,8 @@ from sekisho.signing.filestore import FileKeyStore
 from tests.bounds import wasm_limits
 from tests.embedded import shared_runtime
 from tests.fakes.clock import FakeClock
+from tests.grpc_errors import error_info
 from tests.integration.conftest import stack_settings
-from tests.integration.test_exchange_grpc import _error_info
 from tests.integration.test_opa_service import CRM_AS, GIVE_UP_SECONDS, running, until
 from tests.integration.test_policy_bundles import BundleServer, bundle, no_crm_grants, server
 from tests.opa import REPO, opa_binary
@@ -316,7 +316,7 @@ async def _same_token_outcome(stack: Any, token: str) -> str:
     try:
         return " ".join((await stack.stub.ExchangeToken(request)).scope)
     except grpc.aio.AioRpcError as error:
-        return str(_error_info(error).reason)
+        return str(error_info(error).reason)
 
 
 async def test_a_polled_bundle_flushes_the_decision_cache(

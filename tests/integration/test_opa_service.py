@@ -23,9 +23,9 @@ from sekisho.devidp import DevIdentityProvider
 from sekisho.service import Service, start_service
 from sekisho.signing.filestore import FileKeyStore
 
+from tests.grpc_errors import error_info
 from tests.harness import POLICIES
 from tests.integration.conftest import stack_settings
-from tests.integration.test_exchange_grpc import _error_info
 from tests.opa import OpaServer
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ class Running:
         try:
             return " ".join((await self.exchange(groups)).scope)
         except grpc.aio.AioRpcError as error:
-            return _error_info(error).reason
+            return error_info(error).reason
 
     async def readyz(self) -> int:
         url = f"http://127.0.0.1:{self.service.http_port}/readyz"
@@ -162,7 +162,7 @@ async def test_killing_opa_mid_run_turns_exchanges_unavailable_never_a_token(
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await stack.exchange(["sales"])
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-            assert _error_info(caught.value).reason == "temporarily_unavailable"
+            assert error_info(caught.value).reason == "temporarily_unavailable"
         await until(stack.readyz, 503, GIVE_UP_SECONDS)
 
 
