@@ -2,8 +2,10 @@
 in time is refused as it arrives, with the contract's status, before its request is decoded or
 the service sees it; refusals are logged at most once per interval."""
 
+import asyncio
 import contextvars
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -45,7 +47,15 @@ class Recorder:
         return request
 
 
-async def _call(recorder: Recorder, clock: FakeClock, method: str = METHOD) -> Any:
+async def _call(
+    recorder: Recorder,
+    clock: FakeClock,
+    method: str = METHOD,
+    requests: AsyncIterator[bytes] | None = None,
+    give_up: float = 30,
+) -> Any:
+    """One call of `method` with the request b"req", or with the messages `requests` yields (a
+    client that streams, to control when, or whether, the request message is sent)."""
     handler = grpc.method_handlers_generic_handler(
         "test.Gate",
         {
@@ -64,9 +74,13 @@ async def _call(recorder: Recorder, clock: FakeClock, method: str = METHOD) -> A
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = channel.unary_unary(method)
+            metadata = (("x-request-id", "rid-9"),)
             try:
-                return await call(b"req", timeout=30, metadata=(("x-request-id", "rid-9"),))
+                if requests is not None:
+                    return await channel.stream_unary(method)(
+                        requests, timeout=give_up, metadata=metadata
+                    )
+                return await channel.unary_unary(method)(b"req", timeout=give_up, metadata=metadata)
             except grpc.aio.AioRpcError as error:
                 return error
     finally:
@@ -85,6 +99,38 @@ async def test_a_screened_refusal_is_slow_down_and_never_decoded_or_served() -> 
         "sekisho.dev",
         {"retry_after": "3", "request_id": "rid-9"},
     )
+    assert (recorder.decoded, recorder.served) == (0, 0)
+
+
+async def _never_sent() -> AsyncIterator[bytes]:
+    """A client that opens the call and never sends its request message."""
+    await asyncio.Event().wait()
+    yield b"never"
+
+
+async def test_a_screened_refusal_does_not_wait_for_the_request_message() -> None:
+    """Session 7: the gate refuses before grpc has received the request (stream-unary kind), so a
+    refusal does not pay for receiving a message it never reads. Served as grpc's unary kind, the
+    call waits for a message that never comes and ends at the client's deadline instead."""
+    recorder = Recorder()
+    recorder.refusing = True
+    failure = await _call(recorder, FakeClock(), requests=_never_sent(), give_up=10)
+    assert isinstance(failure, grpc.aio.AioRpcError)
+    assert failure.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_info(failure).reason == "slow_down"
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b"unreachable"
+
+
+async def test_a_call_closed_without_a_request_message_is_invalid_request() -> None:
+    recorder = Recorder()
+    failure = await _call(recorder, FakeClock(), requests=_nothing())
+    assert isinstance(failure, grpc.aio.AioRpcError)
+    assert failure.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(failure).reason == "invalid_request"
     assert (recorder.decoded, recorder.served) == (0, 0)
 
 
