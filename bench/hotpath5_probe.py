@@ -170,9 +170,10 @@ async def _pieces(servicer: Any, wrapped: Any, requests: list[Any]) -> dict[str,
 
     def hooks() -> None:
         for b in built:
-            with instruments.exchange(b.audience, "grpc"):
+            with instruments.exchange(b.audience, "grpc") as scope:
                 for stage in ("verify", "policy", "sign"):
-                    with instruments.stage(stage):
+                    # (scope or instruments): the stages hung off the instruments before session 7
+                    with (scope or instruments).stage(stage):
                         pass
 
     verifier, policy, minter, audit = (

@@ -5,6 +5,8 @@ request or audits an outcome (docs/architecture.md §2).
 
 import copy
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from sekisho.admission import NO_DEADLINE, UNQUEUED, Admission
@@ -105,13 +107,16 @@ class TokenExchanger:
 
         Raises: ServiceError subclasses for every refusal (audited before they propagate).
         """
-        with self._instruments.exchange(request.audience, self._entrypoint):
-            return await self._run(request, time_budget, flow)
+        with self._instruments.exchange(request.audience, self._entrypoint) as scope:
+            return await self._run(request, time_budget, flow, scope.stage)
 
     async def _run(
-        self, request: ExchangeRequest, time_budget: float | None, flow: str
+        self,
+        request: ExchangeRequest,
+        time_budget: float | None,
+        flow: str,
+        stage: Callable[[str], AbstractContextManager[None]],
     ) -> ExchangeResult:
-        stage = self._instruments.stage
         subject: VerifiedToken | None = None
         decision_id = ""
         deadline = None if time_budget is None else self._clock.now() + time_budget

@@ -25,8 +25,8 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from sekisho.histograms import BatchedHistogram
 from sekisho.signing.keys import KeyRecord, KeyState
+from sekisho.tallies import TOTAL, BatchedTally, DirectTally, Tally
 from sekisho.verify.fetcher import FetchError, JsonFetcher
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -52,13 +52,7 @@ UNKNOWN_AUDIENCE = "unknown"
 # Counted by the supervisor (workers.py) and shown by every worker's /metrics.
 WORKER_RESTARTS = "sekisho_worker_restarts"
 WORKER_RESTARTS_HELP = "Worker processes restarted by the supervisor after a crash."
-STAGES = ("verify", "policy", "sign", "total")
-
-
-class Observer(Protocol):
-    """A histogram child: prometheus-client's own, or a BatchedHistogram in front of one."""
-
-    def observe(self, amount: float) -> None: ...
+STAGES = ("verify", "policy", "sign", TOTAL)
 
 
 class CountingCache(Protocol):
@@ -234,19 +228,15 @@ class Metrics:
         self._decision_metrics(own)
         self._bundle_metrics(own)
         self._exposition = own or self._multiprocess_registry()
-        # Label lookups cost more than the observation itself: keep the children of the hot path.
-        # In one process, stage times are counted by BatchedHistogram and copied to the children
-        # before every render (histograms.py); several workers observe into their files directly.
-        children: dict[str, Observer] = {s: self.stage_seconds.labels(s) for s in STAGES}
-        self._batched = (
-            []
-            if multiprocess_dir
-            else [BatchedHistogram(children[stage], STAGE_BUCKETS) for stage in STAGES]
+        # Label lookups cost more than the count itself: keep the children of the hot path. In
+        # one process, the exchange's counts and stage times are tallied in plain ints and
+        # copied to the children before every render (tallies.py); several workers count into
+        # their files directly.
+        children = {stage: self.stage_seconds.labels(stage) for stage in STAGES}
+        self._tally: Tally = (
+            DirectTally(children) if multiprocess_dir else BatchedTally(children, STAGE_BUCKETS)
         )
-        self._stages: dict[str, Observer] = (
-            dict(zip(STAGES, self._batched, strict=True)) if self._batched else children
-        )
-        self._outcomes: dict[tuple[str, str, str, str], Counter] = {}
+        self._outcomes: dict[tuple[str, str, str, str], Any] = {}
 
     def _decision_metrics(self, own: CollectorRegistry | None) -> None:
         """The decision log's and the shadow policy's counters (docs/operations.md#metrics)."""
@@ -320,21 +310,18 @@ class Metrics:
         entrypoint: str,
         seconds: float,
         code: str = "",
+        stages: Iterable[tuple[str, float]] = (),
     ) -> None:
-        """Count one exchange (outcome "granted" or "refused", with the refusal's internal `code`)
-        and its total latency."""
+        """Count one exchange (outcome "granted" or "refused", with the refusal's internal `code`),
+        its total latency and the (stage, seconds) of the stages it ran."""
         label = self._audience(audience, granted=outcome == "granted")
         key = (outcome, reason, label, entrypoint)
         counter = self._outcomes.get(key)
         if counter is None:
-            counter = self._outcomes[key] = self.exchanges.labels(*key)
-        counter.inc()
+            counter = self._outcomes[key] = self._tally.counter(self.exchanges.labels(*key))
         if code:
             self.refusals.labels(code, entrypoint).inc()
-        self._stages["total"].observe(seconds)
-
-    def stage_finished(self, stage: str, seconds: float) -> None:
-        self._stages[stage].observe(seconds)
+        self._tally.record(counter, seconds, stages)
 
     def jwks_fetched(self, issuer: str, *, ok: bool) -> None:
         self.jwks_fetches.labels(issuer).inc()
@@ -392,8 +379,7 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type."""
-        for histogram in self._batched:
-            histogram.flush()
+        self._tally.flush()
         return generate_latest(self._exposition), CONTENT_TYPE_LATEST
 
 

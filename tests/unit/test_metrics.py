@@ -4,16 +4,22 @@ and nothing at all recorded when both are switched off."""
 
 import contextlib
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from sekisho.config import Settings, TracingConfig
 from sekisho.errors import ConfigError, ServiceError
 from sekisho.instruments import ExchangeInstruments
 from sekisho.metrics import (
+    MULTIPROC_ENV,
     OTHER_AUDIENCE,
     UNKNOWN_AUDIENCE,
     AudienceLabels,
@@ -64,6 +70,74 @@ async def test_exchanges_are_counted_by_outcome_reason_audience_and_stage(tmp_pa
     assert _value(metrics, "sekisho_exchanges_total", **denied) == 1
     for stage, count in (("verify", 2), ("policy", 1), ("sign", 1), ("total", 2)):
         assert _value(metrics, "sekisho_stage_duration_seconds_count", stage=stage) == count
+
+
+async def test_counts_keep_adding_up_across_scrapes(tmp_path: Path) -> None:
+    """Batched in one process (tallies.py): every scrape shows every exchange finished so far,
+    the outcome counter and each stage's histogram alike, however many scrapes came between."""
+    harness, metrics = _instrumented(tmp_path)
+    token = harness.idp_a.token(harness.clock.now())
+    granted = {"outcome": "granted", "reason": "", "audience": CRM_AUDIENCE, "entrypoint": "grpc"}
+    done = 0
+    for more in (1, 2, 1):
+        for _ in range(more):
+            await harness.exchanger.exchange(harness.request(token))
+        done += more
+        assert _value(metrics, "sekisho_exchanges_total", **granted) == done
+        for stage in ("verify", "policy", "sign", "total"):
+            assert _value(metrics, "sekisho_stage_duration_seconds_count", stage=stage) == done
+            le_inf = {"stage": stage, "le": "+Inf"}
+            assert _value(metrics, "sekisho_stage_duration_seconds_bucket", **le_inf) == done
+        assert _value(metrics, "sekisho_stage_duration_seconds_sum", stage="sign") > 0
+
+
+_WORKER = """
+import asyncio, sys
+from sekisho.errors import AccessDeniedError
+from sekisho.instruments import ExchangeInstruments
+from sekisho.metrics import Metrics
+
+async def main():
+    instruments = ExchangeInstruments(Metrics(max_audiences=5, multiprocess_dir=sys.argv[1]))
+    for refuse in (False, False, True):
+        try:
+            with instruments.exchange("https://as.example", "grpc") as scope:
+                for stage in ("verify", "policy", "sign"):
+                    with scope.stage(stage):
+                        await asyncio.sleep(0)
+                if refuse:
+                    raise AccessDeniedError("no")
+        except AccessDeniedError:
+            pass
+
+asyncio.run(main())
+"""
+
+
+def test_workers_count_into_the_shared_folder_at_once(tmp_path: Path) -> None:
+    """The multiprocess mode (server.workers > 1): another worker's scrape reads this worker's
+    files and never runs its flush, so each exchange is in the files when it ends."""
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    env = {**os.environ, MULTIPROC_ENV: str(folder)}
+    for _ in range(2):  # two worker processes, one after the other
+        subprocess.run([sys.executable, "-c", _WORKER, str(folder)], env=env, check=True)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(folder))  # type: ignore[no-untyped-call]
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in registry.collect()
+        for sample in family.samples
+    }
+    audience = ("audience", "https://as.example"), ("entrypoint", "grpc")
+    refused = ("outcome", "refused"), ("reason", "access_denied")
+    assert samples[("sekisho_exchanges_total", (*audience, *refused))] == 2
+    granted = ("outcome", "granted"), ("reason", "")
+    assert samples[("sekisho_exchanges_total", (*audience, *granted))] == 4
+    refusals = ("code", "access_denied"), ("entrypoint", "grpc")
+    assert samples[("sekisho_refusals_total", refusals)] == 2
+    for stage in ("verify", "policy", "sign", "total"):
+        assert samples[("sekisho_stage_duration_seconds_count", (("stage", stage),))] == 6
 
 
 async def test_refusals_are_counted_by_internal_code(tmp_path: Path) -> None:
@@ -186,7 +260,9 @@ async def test_spans_per_stage_under_one_exchange_span(tmp_path: Path) -> None:
 async def test_switched_off_instruments_record_nothing(tmp_path: Path) -> None:
     off = ExchangeInstruments()
     assert not off.active
-    assert off.stage("verify") is off.stage("policy")  # the shared no-op
+    with off.exchange(CRM_AUDIENCE, "grpc") as scope:  # the shared no-op
+        assert scope is off.exchange(DOCS_AUDIENCE, "http").__enter__()
+        assert scope.stage("verify") is scope.stage("policy")
     harness = build_harness(tmp_path / "keys", instruments=off)
     result = await harness.exchanger.exchange(
         harness.request(harness.idp_a.token(harness.clock.now()))

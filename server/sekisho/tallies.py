@@ -1,0 +1,140 @@
+"""The exchange metrics of one process counted in plain ints and lists, and copied into their
+prometheus-client children at each scrape (docs/operations.md#metrics: one process's own
+registry only).
+
+prometheus-client's `Counter.inc` and `Histogram.observe` check the metric's state and take a
+lock per call (two for an observation): ~8,000 and ~20,000 instructions, and an exchange makes
+one count and four observations (bench/results/observability_session6.md). `BatchedTally.record`
+counts the whole exchange under one lock: an integer addition for the outcome, a bisect and two
+additions per stage time. `flush()`, which `Metrics` calls before every render, sets the
+children's values to the running counts and sums, so every scrape reports exactly what counting
+and observing each value there would have. Several workers (the multiprocess mode) use
+`DirectTally`: a scrape answered by another worker reads this process's files without running its
+flush, so each count and observation goes to the files at once.
+"""
+
+import threading
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
+from math import isnan
+from typing import Any, Protocol
+
+TOTAL = "total"  # the stage label of the whole exchange's time
+
+
+class Tally(Protocol):
+    """Where `Metrics` counts an exchange's outcome and observes its stage times."""
+
+    def counter(self, child: Any) -> Any:
+        """What `record` takes to count into `child` (a prometheus-client Counter child)."""
+        ...
+
+    def record(self, counter: Any, total: float, stages: Iterable[tuple[str, float]]) -> None:
+        """Count one exchange into `counter` and observe its total and stage times."""
+        ...
+
+    def flush(self) -> None:
+        """Bring the prometheus-client children up to date (before a render)."""
+        ...
+
+
+class DirectTally:
+    """Every count and observation straight into prometheus-client (the multiprocess mode)."""
+
+    def __init__(self, stage_children: Mapping[str, Any]) -> None:
+        """`stage_children`: the stage histogram's child for each stage name and TOTAL."""
+        self._stages = dict(stage_children)
+
+    def counter(self, child: Any) -> Any:
+        return child
+
+    def record(self, counter: Any, total: float, stages: Iterable[tuple[str, float]]) -> None:
+        counter.inc()
+        for stage, seconds in stages:
+            self._stages[stage].observe(seconds)
+        self._stages[TOTAL].observe(total)
+
+    def flush(self) -> None:
+        """Nothing to do: the children are always up to date."""
+
+
+class BatchedCounter:
+    """One Counter child's increments, counted here and copied to it by `flush()`. The child
+    is this object's alone: nothing else may increment it."""
+
+    __slots__ = ("_child", "count")
+
+    def __init__(self, child: Any) -> None:
+        self._child = child
+        self.count = 0  # since the start, like the child's
+
+    def flush(self) -> None:
+        # Counter.inc() adds 1 to a float that starts at 0.0: the same value, as a float.
+        self._child._value.set(float(self.count))
+
+
+class BatchedHistogram:
+    """One Histogram child's observations, counted here and copied to it by `flush()`. The child
+    is this object's alone: nothing else may observe into it. Not locked: the owner serializes
+    `add` and `flush` (BatchedTally's lock)."""
+
+    __slots__ = ("_child", "bounds", "counts", "sum")
+
+    def __init__(self, child: Any, bounds: Sequence[float]) -> None:
+        """`child`: a prometheus_client Histogram child (`.labels(...)`) of exactly `bounds`."""
+        self._child = child
+        self.bounds = tuple(float(bound) for bound in bounds)  # +Inf is index len(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # since the start, like the child's
+        self.sum = 0.0
+
+    def add(self, amount: float) -> None:
+        """Count `amount` in the first bucket whose upper bound is ≥ it, as Histogram.observe."""
+        # NaN is in no bucket (every `amount <= bound` is false) but in the sum, as there.
+        if not isnan(amount):
+            self.counts[bisect_left(self.bounds, amount)] += 1
+        # One running sum in observation order: the same float the child's own would hold.
+        self.sum += amount
+
+    def flush(self) -> None:
+        """Copy the counts and sum to the child (its buckets and sum)."""
+        for value, count in zip(self._child._buckets, self.counts, strict=True):
+            value.set(count)  # the bounds in order, then +Inf
+        self._child._sum.set(self.sum)
+
+
+class BatchedTally:
+    """One process's exchange counts and stage times (see the module docstring)."""
+
+    def __init__(self, stage_children: Mapping[str, Any], bounds: Sequence[float]) -> None:
+        """`stage_children`: the stage histogram's child (of exactly `bounds`) for each stage
+        name and TOTAL."""
+        self._lock = threading.Lock()  # a scrape may render from another thread
+        self._stages = {name: BatchedHistogram(c, bounds) for name, c in stage_children.items()}
+        self._counters: list[BatchedCounter] = []
+
+    def counter(self, child: Any) -> BatchedCounter:
+        counter = BatchedCounter(child)
+        with self._lock:
+            self._counters.append(counter)
+        return counter
+
+    def record(
+        self, counter: BatchedCounter, total: float, stages: Iterable[tuple[str, float]]
+    ) -> None:
+        histograms = self._stages
+        with self._lock:
+            counter.count += 1
+            for stage, seconds in ((TOTAL, total), *stages):
+                # BatchedHistogram.add, inlined (the one call per stage of the hot path).
+                histogram = histograms[stage]
+                if not isnan(seconds):
+                    histogram.counts[bisect_left(histogram.bounds, seconds)] += 1
+                histogram.sum += seconds
+
+    def flush(self) -> None:
+        """Under the lock: two flushes never interleave, so the children never go backwards."""
+        with self._lock:
+            for histogram in self._stages.values():
+                histogram.flush()
+            for counter in self._counters:
+                counter.flush()
