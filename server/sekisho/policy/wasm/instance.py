@@ -20,7 +20,15 @@ import wasmtime
 
 from sekisho.policy.wasm.builtins import regotext
 from sekisho.policy.wasm.builtins.registry import BuiltinError, HostBuiltin
-from sekisho.policy.wasm.rawcall import HostFailure, I32Call, RawMemory, define_i32_import
+from sekisho.policy.wasm.rawcall import (
+    Context,
+    HostFailure,
+    I32Call,
+    RawMemory,
+    context_address,
+    define_i32_import,
+    set_epoch_deadline,
+)
 from sekisho.policy.wasm.runtime import NO_DEADLINE_TICKS
 
 PAGE_BYTES = 65536
@@ -57,6 +65,7 @@ class PolicyInstance:
         self._builtins = builtins or {}
         self._memo: dict[int, int] = {}  # per-evaluation builtin results: id → value address
         self._store = wasmtime.Store(engine)
+        self._context = context_address(self._store)  # stable while the store lives
         self._store.set_epoch_deadline(NO_DEADLINE_TICKS)
         self._store.set_limits(memory_size=max_pages * PAGE_BYTES)
         initial = min(_memory_minimum(module), max_pages)
@@ -125,22 +134,26 @@ class PolicyInstance:
 
         Raises: WasmEvaluationError."""
         base = self._heap_base
-        end = base + len(document)
+        size = len(document)
+        end = base + size
+        context = self._context
         try:
-            self._reserve(end + _EVAL_HEADROOM)
-            ctypes.memmove(self._raw_memory.base(self._store) + base, document, len(document))
-            self._memo.clear()
+            if end + _EVAL_HEADROOM > self._capacity:
+                self._reserve(end + _EVAL_HEADROOM)
+            ctypes.memmove(self._raw_memory.base_at(context) + base, document, size)
+            if self._memo:
+                self._memo.clear()
             # Relative to the epoch now; nothing else runs in this store until the next
             # evaluation sets it again, so it is not reset afterwards.
-            self._store.set_epoch_deadline(deadline_ticks)
+            set_epoch_deadline(context, deadline_ticks)
             # Format 1 ("value"): Rego text, so sets stay sets and can be ordered as OPA does.
-            addr = self._eval(0, entrypoint, self._data_addr, base, len(document), end, 1)
+            addr = self._eval(0, entrypoint, self._data_addr, base, size, end, 1)
         except wasmtime.Trap as exc:
             timed_out = exc.trap_code == wasmtime.TrapCode.INTERRUPT
             raise WasmEvaluationError("evaluation timed out" if timed_out else str(exc)) from exc
         except (wasmtime.WasmtimeError, _HostCallError) as exc:
             raise WasmEvaluationError(str(exc)) from exc
-        return self._read_cstring(self._store, int(addr))
+        return self._read_cstring_at(context, addr)
 
     def _reserve(self, size: int) -> None:
         # Memory never shrinks, so a size seen once is a lower bound: ask wasmtime only beyond it.
@@ -162,15 +175,21 @@ class PolicyInstance:
         ctypes.memmove(self._raw_memory.base(store) + addr, data, len(data))
 
     def _read_cstring(self, store: wasmtime.Store | wasmtime.Caller, addr: int) -> bytes:
+        return self._read_cstring_at(store._context(), addr)
+
+    def _read_cstring_at(self, context: Context, addr: int) -> bytes:
         # The base moves when memory grows: read it (and the length) for every access.
-        end = self._raw_memory.size(store)
+        end = self._raw_memory.size_at(context)
         if addr <= 0 or addr >= end:
             raise WasmEvaluationError(f"result address {addr} is outside memory")
-        chunk, parts, origin = 1024, [], self._raw_memory.base(store)
+        chunk, origin = 1024, self._raw_memory.base_at(context)
+        parts: list[bytes] = []
         while addr < end:
             data = ctypes.string_at(origin + addr, min(chunk, end - addr))
             nul = data.find(0)
             if nul >= 0:
+                if not parts:
+                    return data[:nul]
                 parts.append(data[:nul])
                 return b"".join(parts)
             parts.append(data)

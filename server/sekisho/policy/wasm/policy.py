@@ -8,6 +8,7 @@ out and returns it.
 
 import json
 import queue
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,6 +124,9 @@ class LoadedPolicy:
 
 
 _RESULT_PREFIX = b'{{"result": '
+# The C scanner json.loads runs: (value, end index) of the JSON value at an index.
+_SCAN_JSON: Callable[[str, int], tuple[Any, int]]
+_SCAN_JSON = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def result_value(text: bytes) -> Any:
@@ -138,8 +142,13 @@ def result_value(text: bytes) -> Any:
         return None
     if text.startswith(_RESULT_PREFIX) and text.endswith(b"}}"):
         try:
-            return json.loads(text[len(_RESULT_PREFIX) : -2])
-        except ValueError:
+            # json.loads without its copies and checks: one JSON value between the prefix and
+            # the closing braces, nothing before or after it (whitespace included).
+            decoded = text.decode()
+            value, stop = _SCAN_JSON(decoded, len(_RESULT_PREFIX))
+            if stop == len(decoded) - 2:
+                return value
+        except (ValueError, StopIteration):
             pass  # a set somewhere in the value: the slow path below
     try:
         results = regotext.parse(text.decode())

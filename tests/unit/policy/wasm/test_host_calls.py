@@ -67,6 +67,9 @@ def test_a_direct_call_checks_its_signature_and_arity() -> None:
     call = I32Call(store, add, HostFailure())
     assert call(2, 40) == 42
     assert call(-5, 3) == -2
+    # The same bit pattern unsigned (an address past 2 GiB), and the result read back signed.
+    assert call(0xFFFFFFFB, 3) == -2
+    assert call(0x7FFFFFFF, 1) == -(2**31)
     with pytest.raises(wasmtime.WasmtimeError, match="expected 2 arguments"):
         call(1)
     other = exports["f64"]

@@ -24,6 +24,11 @@ from sekisho.policy.wasm.policy import result_value
             id="mixed-set-in-compare-order",
         ),
         pytest.param(b'{{"result": {1: "one"}}}', {"1": "one"}, id="non-string-key"),
+        pytest.param(
+            '{{"result": {"reason": "é ü \\u00e9"}}}'.encode(),
+            {"reason": "é ü é"},
+            id="json-fast-path-non-ascii",
+        ),
     ],
 )
 def test_result_values(text: bytes, value: Any) -> None:
@@ -36,6 +41,8 @@ def test_result_values(text: bytes, value: Any) -> None:
         pytest.param(b"", id="empty"),
         pytest.param(b"[]", id="array-not-a-set"),
         pytest.param(b'{{"result": 1}, {"result": 2}}', id="two-bindings"),
+        pytest.param(b'{{"result": 1 2}}', id="two-values"),
+        pytest.param(b'{{"result": {"a": 1}} }}', id="text-after-the-value"),
         pytest.param(b'{{"other": 1}}', id="wrong-binding"),
         pytest.param(b'{{"result": {"a": }}}', id="truncated"),
         pytest.param(b"\xff\xfe", id="not-utf8"),
