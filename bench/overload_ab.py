@@ -5,7 +5,10 @@ variants run in turn, `--rounds` times, on a fresh server each, with R fixed (`-
 ratios of every run share one denominator. Reports each run and the median per variant, with
 the load average at its start. Scenarios: closed 32 and 256 callers (4 connections), open 2R
 and 5R (1 s deadlines, 128 connections, with the recovery probe), one abusive caller at 5R
-beside ten polite ones at 0.05R.
+beside ten polite ones at 0.05R. `--focus` runs open 2R and (c) only, after a closed-loop run
+(32 callers) whose goodput is that window's R (`R_here`) and server CPU per OK exchange. Each
+open-loop and (c) run also records the refusals Sekisho made, by reason
+(`sekisho_admission_shed` from /metrics).
 
 Variants named base* run the server code of `--base-src` (a checkout of main, e.g. `git
 worktree add --detach`), the others this checkout's; `--only-abusive` runs (c) alone.
@@ -20,11 +23,37 @@ import os
 import statistics
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 from overload import SETTLE, _server, abusive_and_polite, ghz, open_loop, summary
 from stack import Idp, exchange_messages, policy_folder, workload
+
+
+def shed_counts(metrics_url: str) -> dict[str, float]:
+    """sekisho_admission_shed by reason from /metrics (refusals by Sekisho since start)."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:  # noqa: S310 (http://127…)
+        text = response.read().decode()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("sekisho_admission_shed{"):
+            reason = line.split('reason="', 1)[1].split('"', 1)[0]
+            counts[reason] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def _metrics_url(config: Path) -> str:
+    listen = config.read_text().split("[metrics]", 1)[1].split('listen = "', 1)[1].split('"')[0]
+    return f"http://{listen}/metrics"
+
+
+def _scenario(metrics_url: str, out: dict[str, Any], name: str, run: Any) -> None:
+    """Run one scenario into `out[name]`, with the Sekisho refusals by reason it caused."""
+    before = shed_counts(metrics_url)
+    out[name] = run()
+    after = shed_counts(metrics_url)
+    out[name]["shed"] = {k: v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)}
 
 
 def run_variant(  # noqa: PLR0917 (a bench script's one call site)
@@ -36,6 +65,7 @@ def run_variant(  # noqa: PLR0917 (a bench script's one call site)
     rate: float,
     seconds: float,
     only_abusive: bool = False,
+    focus: bool = False,
 ) -> dict[str, Any]:
     # Variants named base* run the server code of --base-src (e.g. a worktree of main).
     source = os.environ.get("SEKISHO_AB_BASE_SRC", "")
@@ -49,9 +79,25 @@ def run_variant(  # noqa: PLR0917 (a bench script's one call site)
         if saved is not None:
             os.environ["PYTHONPATH"] = saved
     out: dict[str, Any] = {"load_average": os.getloadavg()[0]}
+    metrics = _metrics_url(root / name / "sekisho.toml")
     try:
         if only_abusive:
-            out["abusive"] = abusive_and_polite(server, messages, rate, seconds)
+            _scenario(metrics, out, "abusive",
+                      lambda: abusive_and_polite(server, messages, rate, seconds))  # fmt: skip
+            return out
+        if focus:  # (b) at 2R and (c) only, after a closed-loop run that measures this window's R
+            cpu = server.cpu_seconds()
+            run = ghz(server, messages, total=int(rate * seconds), concurrency=32, connections=4)
+            out["closed_32"] = summary(run, rate)
+            out["closed_32"]["cpu_per_ok_ms"] = round(
+                (server.cpu_seconds() - cpu) / max(1, out["closed_32"]["by_status"].get("OK", 0))
+                * 1e3, 3)  # fmt: skip
+            time.sleep(SETTLE)
+            _scenario(metrics, out, "open_2R",
+                      lambda: open_loop(server, messages, rate, 2, seconds))  # fmt: skip
+            time.sleep(SETTLE)
+            _scenario(metrics, out, "abusive",
+                      lambda: abusive_and_polite(server, messages, rate, seconds))  # fmt: skip
             return out
         for callers in (32, 256):
             run = ghz(server, messages, total=int(rate * seconds), concurrency=callers,
@@ -59,9 +105,11 @@ def run_variant(  # noqa: PLR0917 (a bench script's one call site)
             out[f"closed_{callers}"] = summary(run, rate)
             time.sleep(SETTLE)
         for factor in (2, 5):
-            out[f"open_{factor}R"] = open_loop(server, messages, rate, factor, seconds)
+            _scenario(metrics, out, f"open_{factor}R",
+                      lambda f=factor: open_loop(server, messages, rate, f, seconds))  # fmt: skip
             time.sleep(SETTLE)
-        out["abusive"] = abusive_and_polite(server, messages, rate, seconds)
+        _scenario(metrics, out, "abusive",
+                  lambda: abusive_and_polite(server, messages, rate, seconds))  # fmt: skip
     finally:
         server.stop()
     return out
@@ -69,6 +117,25 @@ def run_variant(  # noqa: PLR0917 (a bench script's one call site)
 
 def key_figures(run: dict[str, Any]) -> dict[str, float]:
     polite = run["abusive"]
+    if "open_2R" in run and "open_5R" not in run:
+        local_r = run["closed_32"]["goodput_per_s"]
+        return {
+            "load": round(run["load_average"], 1),
+            "R_here": local_r,
+            "ok_cpu_ms": run["closed_32"]["cpu_per_ok_ms"],
+            "o2_of_R": run["open_2R"]["goodput_of_R"],
+            "o2_of_R_here": round(run["open_2R"]["goodput_per_s"] / local_r, 3),
+            "o2_ref_p50": run["open_2R"]["refused_p50_ms"],
+            "o2_ref_p99": run["open_2R"]["refused_p99_ms"],
+            "o2_ok_p99": run["open_2R"]["ok_p99_ms"],
+            "o2_timeouts": run["open_2R"]["accepted_past_deadline"],
+            "o2_cpu": run["open_2R"]["server_cpu_share"],
+            "o2_recov": run["open_2R"]["recovered_after_s"],
+            "polite_ok": polite["polite_success"],
+            "polite_p99": polite["polite"]["ok_p99_ms"],
+            "polite_unl_p99": polite["polite_unloaded"]["ok_p99_ms"],
+            "abusive_of_R": polite["abusive"]["goodput_of_R"],
+        }
     if "closed_32" not in run:
         return {
             "load": round(run["load_average"], 1),
@@ -105,6 +172,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--only-abusive", action="store_true", help="only the (c) scenario")
+    parser.add_argument("--focus", action="store_true", help="only open 2R and (c)")
     parser.add_argument("--base-src", default="", help="checkout whose server/ base* variants run")
     parser.add_argument("variants", nargs="+", help="name=extra TOML (\\n for newlines)")
     args = parser.parse_args()
@@ -120,7 +188,7 @@ def main() -> None:
             for name, extra in variants:
                 run = run_variant(root, idp, messages, f"{name}-{round_}",
                                   extra.replace("\\n", "\n"), args.rate, args.seconds,
-                                  args.only_abusive)  # fmt: skip
+                                  args.only_abusive, args.focus)  # fmt: skip
                 results[name].append(run)
                 print(name, round_, json.dumps(key_figures(run)), flush=True)
                 args.out.write_text(json.dumps(results, indent=1))
