@@ -5,21 +5,26 @@ registry only).
 prometheus-client's `Counter.inc` and `Histogram.observe` check the metric's state and take a
 lock per call (two for an observation): ~8,000 and ~20,000 instructions, and an exchange makes
 one count and four observations (bench/results/observability_session6.md). `BatchedTally.record`
-counts the whole exchange under one lock: an integer addition for the outcome, a bisect and two
-additions per stage time. `flush()`, which `Metrics` calls before every render, sets the
-children's values to the running counts and sums, so every scrape reports exactly what counting
-and observing each value there would have. Several workers (the multiprocess mode) use
+counts the whole exchange under one lock: an integer addition for the outcome and a list append
+per stage time; the times are put in their buckets and sums in bulk (`BatchedHistogram.fold`),
+every 1,024 exchanges and at each `flush()`. `flush()`, which `Metrics` calls before every
+render, sets the children's values to the running counts and sums, so every scrape reports
+exactly what counting and observing each value there would have. Several workers (the
+multiprocess mode) use
 `DirectTally`: a scrape answered by another worker reads this process's files without running its
 flush, so each count and observation goes to the files at once.
 """
 
 import threading
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
+from functools import reduce
 from math import isnan
+from operator import add
 from typing import Any, Protocol
 
 TOTAL = "total"  # the stage label of the whole exchange's time
+_MAX_PENDING = 1024  # exchanges whose times are held before they are folded in
 
 
 class Tally(Protocol):
@@ -76,30 +81,49 @@ class BatchedCounter:
 class BatchedHistogram:
     """One Histogram child's observations, counted here and copied to it by `flush()`. The child
     is this object's alone: nothing else may observe into it. Not locked: the owner serializes
-    `add` and `flush` (BatchedTally's lock)."""
+    `add`, `pending` and `flush` (BatchedTally's lock)."""
 
-    __slots__ = ("_child", "bounds", "counts", "sum")
+    __slots__ = ("_bounds", "_child", "_counts", "_sum", "pending")
 
     def __init__(self, child: Any, bounds: Sequence[float]) -> None:
         """`child`: a prometheus_client Histogram child (`.labels(...)`) of exactly `bounds`."""
         self._child = child
-        self.bounds = tuple(float(bound) for bound in bounds)  # +Inf is index len(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)  # since the start, like the child's
-        self.sum = 0.0
+        self._bounds = tuple(float(bound) for bound in bounds)  # +Inf is index len(bounds)
+        self._counts = [0] * (len(self._bounds) + 1)  # since the start, like the child's
+        self._sum = 0.0
+        self.pending: list[float] = []  # observed, not yet counted (`fold`), in order
 
     def add(self, amount: float) -> None:
         """Count `amount` in the first bucket whose upper bound is ≥ it, as Histogram.observe."""
         # NaN is in no bucket (every `amount <= bound` is false) but in the sum, as there.
         if not isnan(amount):
-            self.counts[bisect_left(self.bounds, amount)] += 1
+            self._counts[bisect_left(self._bounds, amount)] += 1
         # One running sum in observation order: the same float the child's own would hold.
-        self.sum += amount
+        self._sum += amount
+
+    def fold(self) -> None:
+        """`add` every pending amount, in order, with the Python work done in bulk: the bucket
+        counts from the sorted amounts, the sum added in observation order by `reduce`."""
+        amounts = self.pending
+        if any(map(isnan, amounts)):  # NaN sorts nowhere: one by one
+            for amount in amounts:
+                self.add(amount)
+        elif amounts:
+            ordered, below = sorted(amounts), 0
+            for index, bound in enumerate(self._bounds):
+                upto = bisect_right(ordered, bound)  # amounts ≤ bound: this bucket and below
+                self._counts[index] += upto - below
+                below = upto
+            self._counts[-1] += len(ordered) - below
+            self._sum = reduce(add, amounts, self._sum)  # ((sum + a0) + a1) + …, as `add` does
+        amounts.clear()
 
     def flush(self) -> None:
-        """Copy the counts and sum to the child (its buckets and sum)."""
-        for value, count in zip(self._child._buckets, self.counts, strict=True):
+        """Fold, then copy the counts and sum to the child (its buckets and sum)."""
+        self.fold()
+        for value, count in zip(self._child._buckets, self._counts, strict=True):
             value.set(count)  # the bounds in order, then +Inf
-        self._child._sum.set(self.sum)
+        self._child._sum.set(self._sum)
 
 
 class BatchedTally:
@@ -110,6 +134,7 @@ class BatchedTally:
         name and TOTAL."""
         self._lock = threading.Lock()  # a scrape may render from another thread
         self._stages = {name: BatchedHistogram(c, bounds) for name, c in stage_children.items()}
+        self._total = self._stages[TOTAL].pending
         self._counters: list[BatchedCounter] = []
 
     def counter(self, child: Any) -> BatchedCounter:
@@ -124,12 +149,12 @@ class BatchedTally:
         histograms = self._stages
         with self._lock:
             counter.count += 1
-            for stage, seconds in ((TOTAL, total), *stages):
-                # BatchedHistogram.add, inlined (the one call per stage of the hot path).
-                histogram = histograms[stage]
-                if not isnan(seconds):
-                    histogram.counts[bisect_left(histogram.bounds, seconds)] += 1
-                histogram.sum += seconds
+            for stage, seconds in stages:
+                histograms[stage].pending.append(seconds)
+            self._total.append(total)
+            if len(self._total) >= _MAX_PENDING:  # bounds the memory between scrapes
+                for histogram in histograms.values():
+                    histogram.fold()
 
     def flush(self) -> None:
         """Under the lock: two flushes never interleave, so the children never go backwards."""

@@ -81,8 +81,9 @@ def _tallies() -> tuple[Tally, CollectorRegistry, Tally, CollectorRegistry, list
 
 
 def test_a_flushed_tally_exports_what_direct_counting_does() -> None:
-    """Counts and stage times of many exchanges, flushed three times, export what counting each
-    into prometheus-client at once exports (the multiprocess mode's DirectTally)."""
+    """Counts and stage times of many exchanges, flushed three times (and folded in bulk on the
+    way), export what counting each into prometheus-client at once exports (the multiprocess
+    mode's DirectTally), to the last bit of every sum."""
     batched, batched_registry, direct, direct_registry, counters = _tallies()
     outcomes = {
         (tally, outcome): tally.counter(counter.labels(outcome))
@@ -91,8 +92,8 @@ def test_a_flushed_tally_exports_what_direct_counting_does() -> None:
     }
     draw = random.Random(7)  # noqa: S311 (reproducible amounts)
     granted = 0
-    for _ in range(3):
-        for _ in range(300):
+    for exchanges in (300, 2500, 10):  # 2,500: folded on the way, at the bound
+        for _ in range(exchanges):
             outcome = draw.choice(("granted", "refused"))
             granted += outcome == "granted"
             stages = [(stage, draw.expovariate(3000)) for stage in STAGES[: draw.randint(0, 3)]]
@@ -107,11 +108,15 @@ def test_a_flushed_tally_exports_what_direct_counting_does() -> None:
     )
 
 
-def test_nan_is_in_the_sum_and_in_no_bucket_as_there() -> None:
+@pytest.mark.parametrize("pending", [False, True], ids=["added", "folded"])
+def test_nan_is_in_the_sum_and_in_no_bucket_as_there(pending: bool) -> None:
     direct, direct_registry, batched, batched_registry = _pair()
     histogram = BatchedHistogram(batched.labels("x"), STAGE_BUCKETS)
-    for amount in (0.001, float("nan")):
+    for amount in (0.001, float("nan"), 0.5, 7.0):
         direct.labels("x").observe(amount)
-        histogram.add(amount)
+        if pending:
+            histogram.pending.append(amount)
+        else:
+            histogram.add(amount)
     histogram.flush()
     assert _text(batched_registry) == _text(direct_registry)
