@@ -74,8 +74,8 @@ class AuditLog:
         reason: str = "",
     ) -> None:
         fields = self._fields("allow", request, request.caller, decision_id, subject)
-        fields["granted_scopes"] = list(minted.scopes)
-        fields["resources"] = list(minted.resources)
+        fields["granted_scopes"] = minted.scopes
+        fields["resources"] = minted.resources
         fields["kid"] = minted.kid
         fields["jti"] = minted.jti
         fields["exp"] = minted.expires_at
@@ -107,7 +107,9 @@ class AuditLog:
         decision_id: str,
         subject: VerifiedToken | None,
     ) -> dict[str, object]:
-        """Every AUDIT_FIELDS member, in that order, built in one dict (one line per exchange)."""
+        """Every AUDIT_FIELDS member, in that order, built in one dict (one line per exchange).
+        Scopes and resources stay the request's and token's tuples (no copy): a record gets
+        lists (`_write`), and both encode as the same JSON array."""
         return {
             "outcome": outcome,
             "decision_id": decision_id,
@@ -118,9 +120,9 @@ class AuditLog:
             "iss": subject.issuer if subject is not None else "",
             "sub_hash": self._subject_hash(subject) if subject is not None else "",
             "audience": request.audience if request else "",
-            "requested_scopes": list(request.scopes) if request else [],
-            "granted_scopes": [],
-            "resources": list(request.resources) if request else [],
+            "requested_scopes": request.scopes if request else (),
+            "granted_scopes": (),
+            "resources": request.resources if request else (),
             "requested_token_type": request.requested_token_type if request else "",
             "kid": "",
             "jti": "",
@@ -140,7 +142,8 @@ class AuditLog:
 
 def _write(event: str, fields: dict[str, object]) -> None:
     """`log.info(event, extra=fields)`, written straight by the handler when nothing else would
-    see the record (logs.direct_handler)."""
+    see the record (logs.direct_handler). A record carries scopes and resources as lists, as it
+    always has (what another handler or a test reads from it)."""
     handler = direct_handler(log, logging.INFO)
     if handler is None or not handler.write_event(log.name, logging.INFO, event, fields):
-        log.info(event, extra=fields)
+        log.info(event, extra={k: list(v) if type(v) is tuple else v for k, v in fields.items()})

@@ -1,55 +1,104 @@
-"""The JSON text of a log line's fields from remembered pieces (logs.JsonLineFormatter).
+"""The JSON text of a log line's fields, scrubbed, from remembered pieces (logs.JsonLineFormatter).
 
-The audit line repeats most of its values on every exchange — issuer, audience, scopes,
-resources, token type, kid, caller — and every field name. The C encoder escapes each of them
-again per line (a third of the line's cost, bench/results/observability_session6.md). Here the
-JSON text of a field name, and of a short string value, is made once by the same C escaper and
-remembered (bounded, cleared whole); everything else is encoded by the formatter's own C
-encoder. The text is the encoder's to the byte: `", "` between items, `": "` after names,
-ASCII escapes (tests/security/test_audit_line.py compares it with the record path).
+The audit line repeats most of its fields on every exchange — outcome, caller, issuer, audience,
+scopes, resources, token type, kid, reason — and each would be scrubbed and escaped again per
+line (bench/results/observability_session6.md, observability_session7.md). Here the text of a
+whole field, `, "name": value`, is remembered per (name, value) once the same pair is seen a
+second time, and only when the scrubber left the value as it was (str, or a tuple of str): the
+scrubber is a pure function of name and value, and so is the encoder, so a remembered text is the
+text the pair would give again; a value the scrubber changed is never remembered (no credential
+is kept as a key) and is scrubbed every time. Everything else is scrubbed and encoded field by
+field (the formatter's own C encoder; strings by the same C escaper). The text is the encoder's
+to the byte: `", "` between items, `": "` after names, ASCII escapes (tests/security/
+test_audit_line.py compares it with the record path).
 """
 
 from _json import encode_basestring_ascii
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, cast
 
 _MAX_REMEMBERED = 4096
 _MAX_REMEMBERED_LENGTH = 256
+_MAX_REMEMBERED_ITEMS = 16
+
+
+class FieldScrubber(Protocol):
+    """What the fields pass through before they are encoded (redaction.ScrubFilter)."""
+
+    def scrub_field(self, name: str, value: Any) -> Any: ...
 
 
 class FieldEncoder:
-    """`, "name": value` for each field, the values' JSON text remembered when short strings."""
+    """`, "name": value` for each field, scrubbed; whole fields remembered (module docstring)."""
 
     def __init__(self, encode: Callable[[Any], str]) -> None:
         """`encode`: the formatter's JSON encoder for any other value."""
         self._encode = encode
         self._names: dict[str, str] = {}
-        self._strings: dict[str, str] = {}
+        self._texts: dict[tuple[str, Any], str] = {}  # (name, value) → its whole field text
+        self._seen: set[tuple[str, Any]] = set()  # pairs met once (remembered the second time)
+        self._scrubber: FieldScrubber | None = None  # the one the texts were made with
 
-    def items(self, fields: dict[str, Any]) -> str | None:
-        """The JSON text of `fields`' items, each preceded by `", "`; None when a name is not a
-        string (the encoder decides what that means)."""
-        names, strings = self._names, self._strings
-        parts = []
-        for name, value in fields.items():
-            prefix = names.get(name)
-            if prefix is None:
+    def items(self, fields: dict[str, Any], scrubber: FieldScrubber) -> str | None:
+        """The JSON text of `fields`' items as `scrubber` leaves them, each preceded by `", "`;
+        None when a name is not a string (the encoder decides what that means)."""
+        if scrubber is not self._scrubber:
+            self._texts.clear()
+            self._seen.clear()
+            self._scrubber = scrubber
+        try:
+            # One C pass: a pair remembered is its text, any other None. Only str and tuples of
+            # str were remembered, and a number, None or bytes never equals one of those.
+            texts = list(map(self._texts.get, fields.items()))
+        except TypeError:  # an unhashable value (a list, a dict): field by field
+            texts = [None] * len(fields)
+        missing = texts.count(None)
+        if missing:
+            names, index = list(fields), -1
+            for _ in range(missing):
+                index = texts.index(None, index + 1)
+                name = names[index]
                 if type(name) is not str:
                     return None
-                prefix = self._name(name)
-            parts.append(prefix)
-            if type(value) is str:
-                text = strings.get(value)
-                parts.append(self._string(value) if text is None else text)
-            elif type(value) is list and all(type(item) is str for item in value):
-                parts.append(f"[{', '.join([self._text(item) for item in value])}]")
-            else:
-                parts.append(self._encode(value))
-        return "".join(parts)
+                texts[index] = self._field(name, fields[name], scrubber)
+        return "".join(cast("list[str]", texts))  # no None left
 
-    def _text(self, value: str) -> str:
-        text = self._strings.get(value)
-        return self._string(value) if text is None else text
+    def _field(self, name: str, value: Any, scrubber: FieldScrubber) -> str:
+        prefix = self._names.get(name)
+        if prefix is None:
+            prefix = self._name(name)
+        scrubbed = scrubber.scrub_field(name, value)
+        kind = type(scrubbed)
+        if kind is str:
+            text = prefix + encode_basestring_ascii(scrubbed)
+            if type(value) is str and len(value) <= _MAX_REMEMBERED_LENGTH and scrubbed == value:
+                # _remember, inlined: every id of every line comes this way once.
+                item = (name, value)
+                if item in self._seen:
+                    self._remember(item, text)
+                else:
+                    if len(self._seen) >= _MAX_REMEMBERED:
+                        self._seen.clear()
+                    self._seen.add(item)
+            return text
+        if kind is int:  # not bool: the encoder writes an int as int.__repr__
+            return prefix + int.__repr__(scrubbed)
+        if kind is list and all(type(item) is str for item in scrubbed):
+            text = f"{prefix}[{', '.join([encode_basestring_ascii(i) for i in scrubbed])}]"
+            if _kept(value, scrubbed):
+                self._remember((name, value), text)
+            return text
+        return prefix + self._encode(scrubbed)
+
+    def _remember(self, item: tuple[str, Any], text: str) -> None:
+        if item in self._seen:
+            if len(self._texts) >= _MAX_REMEMBERED:
+                self._texts.clear()
+            self._texts[item] = text
+            return
+        if len(self._seen) >= _MAX_REMEMBERED:
+            self._seen.clear()
+        self._seen.add(item)
 
     def _name(self, name: str) -> str:
         if len(self._names) >= _MAX_REMEMBERED:
@@ -57,10 +106,13 @@ class FieldEncoder:
         prefix = self._names[name] = f", {encode_basestring_ascii(name)}: "
         return prefix
 
-    def _string(self, value: str) -> str:
-        text = encode_basestring_ascii(value)
-        if len(value) <= _MAX_REMEMBERED_LENGTH:
-            if len(self._strings) >= _MAX_REMEMBERED:
-                self._strings.clear()
-            self._strings[value] = text
-        return text
+
+def _kept(value: Any, scrubbed: list[str]) -> bool:
+    """Whether `value` is a short tuple of short str that the scrubber left as it was (a tuple
+    comes back as the list of its items)."""
+    return (
+        type(value) is tuple
+        and len(value) <= _MAX_REMEMBERED_ITEMS
+        and all(type(item) is str and len(item) <= _MAX_REMEMBERED_LENGTH for item in value)
+        and scrubbed == list(value)
+    )

@@ -81,16 +81,25 @@ class JsonLineFormatter(logging.Formatter):
         return self._encode(line)
 
     def format_event(
-        self, created: float, level: str, logger: str, event: str, fields: dict[str, Any]
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        event: str,
+        fields: dict[str, Any],
+        *,
+        scrubber: ScrubFilter,
     ) -> str:
-        """The line `format` writes for a record of these attributes and extra `fields`."""
+        """The line `format` writes for a record of these attributes and extra `fields` once
+        `scrubber` has filtered it (`event` already scrubbed; `fields` may be changed)."""
         if not fields.keys() & _HEAD:
             head = self._heads.get((level, logger, event))
             if head is None:
                 head = self._head_text(level, logger, event)
-            items = self._fields.items(fields)
+            items = self._fields.items(fields, scrubber)
             if items is not None:  # the time text needs no escape: digits, "-", ":", ",", " "
                 return f'{{"time": "{self._time(created)}", {head}{items}}}'
+        scrubber.scrub_fields(fields)
         line = self._head(created, level, logger, event)
         line.update(fields)
         return self._encode(line)
@@ -126,9 +135,18 @@ class TextLineFormatter(logging.Formatter):
         return " ".join(parts)
 
     def format_event(
-        self, created: float, level: str, logger: str, event: str, fields: dict[str, Any]
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        event: str,
+        fields: dict[str, Any],
+        *,
+        scrubber: ScrubFilter,
     ) -> str:
-        """The line `format` writes for a record of these attributes and extra `fields`."""
+        """The line `format` writes for a record of these attributes and extra `fields` once
+        `scrubber` has filtered it (`event` already scrubbed; `fields` may be changed)."""
+        scrubber.scrub_fields(fields)
         record = logging.LogRecord(logger, logging.INFO, "", 0, event, None, None)
         record.created, record.levelname = created, level
         record.msecs = int((created - int(created)) * 1000)
@@ -181,7 +199,7 @@ class WorkerFilter(logging.Filter):
         fields["pid"] = os.getpid()
 
 
-_DIRECT_FILTERS = (RequestIdFilter, WorkerFilter, ScrubFilter)
+_STAMPS = (RequestIdFilter, WorkerFilter)
 
 
 class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -195,34 +213,39 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def write_event(self, logger: str, level: int, event: str, fields: dict[str, Any]) -> bool:
         """Write the line `handle` would write for a record of `logger` at `level` with message
-        `event` and `extra=fields`: the same stamps and scrubbing (done to `fields` in place),
-        the same formatter, one flushed write. False, having written and changed nothing, when
-        a filter or the formatter is not one this path knows (log the record instead)."""
-        formatter = self.formatter
+        `event` and `extra=fields`: the same stamps and scrubbing, the same formatter, one
+        flushed write (`fields` may be changed). False, having written and changed nothing,
+        unless the filters are stamps then one ScrubFilter (as `configure_logging` installs
+        them) and the formatter is one of this module's (log the record instead)."""
+        formatter, filters = self.formatter, self.filters
         if not isinstance(formatter, (JsonLineFormatter, TextLineFormatter)):
             return False
-        for each in self.filters:
-            if not isinstance(each, _DIRECT_FILTERS):
+        scrubber = filters[-1] if filters else None
+        # Not a subclass either: it may scrub otherwise than scrub_field (the record path runs
+        # its filter()).
+        if not isinstance(scrubber, ScrubFilter) or type(scrubber) is not ScrubFilter:
+            return False
+        stamps = filters[:-1]
+        for each in stamps:
+            if not isinstance(each, _STAMPS):
                 return False
-        for each in self.filters:  # in their order, as Filterer.filter runs them
-            if isinstance(each, ScrubFilter):
-                event = scrub_text(event)
-                each.scrub_fields(fields)
-            elif isinstance(each, (RequestIdFilter, WorkerFilter)):
+        for each in stamps:  # in their order, as Filterer.filter runs them; the scrubber last
+            if isinstance(each, _STAMPS):
                 each.stamp(fields)
+        event = scrub_text(event)
         name = logging.getLevelName(level)
-        line = formatter.format_event(self._wall_time(), name, logger, event, fields)
-        self.acquire()  # as Handler.handle → StreamHandler.emit
-        try:
-            self.stream.write(line + self.terminator)
-            self.stream.flush()
-        except RecursionError:  # as StreamHandler.emit
-            raise
-        except Exception:
-            record = logging.makeLogRecord({"name": logger, "msg": event, "levelno": level})
-            self.handleError(record)
-        finally:
-            self.release()
+        line = formatter.format_event(
+            self._wall_time(), name, logger, event, fields, scrubber=scrubber
+        )
+        with self.lock:  # type: ignore[union-attr]  # as Handler.handle → StreamHandler.emit
+            try:
+                self.stream.write(line + self.terminator)
+                self.stream.flush()
+            except RecursionError:  # as StreamHandler.emit
+                raise
+            except Exception:
+                record = logging.makeLogRecord({"name": logger, "msg": event, "levelno": level})
+                self.handleError(record)
         return True
 
 

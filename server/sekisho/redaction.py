@@ -21,6 +21,7 @@ quoting), so a value can never start a forged line.
 
 import logging
 import re
+import string
 from typing import Any
 
 MAX_VALUE = 2048
@@ -50,8 +51,22 @@ _PEM = re.compile(
 )
 
 
+# Letters, digits, `_` and `-`: no pattern below can match a text of these alone (a JWT needs
+# `.`, a credential parameter `=` or `%3D`, a scheme credential whitespace, a PEM block a space
+# after BEGIN). Request, decision and token ids are made of them (identifiers.py, secrets).
+_PLAIN = string.ascii_letters + string.digits + "_-"
+
+
+def is_plain(value: str) -> bool:
+    """True when `value` is at most MAX_VALUE characters of letters, digits, `_` and `-` only:
+    `scrub_text` returns it unchanged (tests/security/test_redaction_fast_path.py)."""
+    return len(value) <= MAX_VALUE and not value.strip(_PLAIN)
+
+
 def scrub_text(value: str, limit: int = MAX_VALUE) -> str:
     """`value` with credentials replaced and its length bounded to `limit` characters."""
+    if len(value) <= limit and is_plain(value):
+        return value  # nothing below can match
     if len(value) > limit:
         value = f"{value[:limit]}…(+{len(value) - limit} chars)"
     # Each pattern runs only when the characters it needs are there: this is on the audit path.
@@ -121,8 +136,8 @@ class ScrubFilter(logging.Filter):
         """Scrub, in place, every entry of `fields` but the standard record attributes: a
         record's `__dict__`, or the extra fields of an event written without a record
         (logs.LineHandler.write_event)."""
-        # The audit line's path: a field name seen before and a string found clean before are
-        # one dict or set lookup here, not a method call each.
+        # The record path: a field name seen before and a string found clean before are one
+        # dict or set lookup here, not a method call each.
         standard, names, clean = self._standard, self._secret_names, self._clean
         for key, value in fields.items():  # values replaced in place: the dict keeps its size
             if key in standard or value is None or isinstance(value, (int, float)):
@@ -139,6 +154,26 @@ class ScrubFilter(logging.Filter):
                 fields[key] = [v if type(v) is str and v in clean else self._item(v) for v in value]
             else:
                 fields[key] = scrub(value)
+
+    def scrub_field(self, name: str, value: Any) -> Any:
+        """What `scrub_fields` makes of the field `name` = `value` (the value itself when it
+        stays as it is), without changing anything: a pure function of the two."""
+        if type(value) is str:  # first: most fields of the audit line
+            if name in self._standard:
+                return value
+            secret = self._secret_names.get(name)
+            if secret is None:
+                secret = self._is_secret_name(name)
+            if secret:
+                return "[redacted]"
+            if value in self._clean or is_plain(value):  # every id of the audit line is plain
+                return value
+            return self._text(value)
+        if value is None or isinstance(value, (int, float)):
+            return value  # as scrub_fields: a number (bool is an int) or None stays
+        one = {name: value}
+        self.scrub_fields(one)
+        return one[name]
 
     def _item(self, value: Any) -> Any:
         return self._text(value) if type(value) is str else scrub(value)
