@@ -45,7 +45,12 @@ _SECRET_NAME = re.compile(
     r"(?i)^(authorization|proxy-authorization|cookie|set-cookie|x-api-key|api[_-]?key|"
     r"(?:[a-z_-]*[_-])?(?:token|secret|password|passwd|assertion))$"
 )
-_AUTH_SCHEME = re.compile(r"(?i)\b(Bearer|Basic|DPoP|Token)\s+[A-Za-z0-9._~+/=-]+")
+# Any whitespace separates a scheme from its credential, and so does the escape text the
+# printed form of bytes shows for it (`b'Bearer\\nAbc'`, `\\xc2\\xa0` for a no-break space).
+_AUTH_SCHEME = re.compile(
+    r"(?i)\b(Bearer|Basic|DPoP|Token)(?:\s|\\[tnr]|\\x[0-9a-f]{2})+[A-Za-z0-9._~+/=-]+"
+)
+_SCHEME_SEPARATOR = re.compile(r"[\s\\]")  # what the separator above starts with
 _PEM = re.compile(
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
 )
@@ -75,7 +80,7 @@ def scrub_text(value: str, limit: int = MAX_VALUE) -> str:
     if value.count(".") >= 2:
         value = _JWT.sub("[redacted-jwt]", value)
         value = _SHORT_JWT.sub("[redacted-jwt]", value)
-    if " " in value or "\t" in value:
+    if _SCHEME_SEPARATOR.search(value):
         value = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)} [redacted]", value)
     if "=" in value or "%3" in value:
         value = _CREDENTIAL_PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", value)

@@ -100,6 +100,12 @@ CREDENTIAL_FORMS = {
     "form": f"grant_type=x&client_secret={OPAQUE}&subject_token={OPAQUE}",
     "bearer": f"Bearer {OPAQUE}",
     "basic": f"basic {OPAQUE}",
+    # The scheme pattern allows any whitespace before the credential (`\s+`), not only a space or
+    # a tab: a newline, a vertical tab, a no-break or an em space must not let one through.
+    "bearer-newline": f"Bearer\n{OPAQUE}",
+    "dpop-vertical-tab": f"DPoP\x0b{OPAQUE}",
+    "bearer-no-break-space": f"Bearer\u00a0{OPAQUE}",
+    "token-em-space": f"Token\u2003{OPAQUE}",
     "cookie": f"session=1; id_token={OPAQUE}",
     "code": f"/callback?code={OPAQUE}&state=1",
     "unsecured-jwt": f"eyJhbGciOiJub25lIn0.e30{OPAQUE}.",
