@@ -17,8 +17,13 @@ from _json import encode_basestring_ascii
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
+# What is remembered is bounded in entries and in characters (a caller chooses audiences,
+# scopes and resources): a value of at most 256 characters (a tuple: all its items together),
+# whose field text is at most 512 (escapes of non-ASCII text are six characters each). At most
+# 4,096 pairs of each kind: a few MiB per process whatever the callers send.
 _MAX_REMEMBERED = 4096
 _MAX_REMEMBERED_LENGTH = 256
+_MAX_REMEMBERED_TEXT = 512
 _MAX_REMEMBERED_ITEMS = 16
 
 
@@ -71,7 +76,12 @@ class FieldEncoder:
         kind = type(scrubbed)
         if kind is str:
             text = prefix + encode_basestring_ascii(scrubbed)
-            if type(value) is str and len(value) <= _MAX_REMEMBERED_LENGTH and scrubbed == value:
+            if (
+                type(value) is str
+                and len(value) <= _MAX_REMEMBERED_LENGTH
+                and len(text) <= _MAX_REMEMBERED_TEXT
+                and scrubbed == value
+            ):
                 # _remember, inlined: every id of every line comes this way once.
                 item = (name, value)
                 if item in self._seen:
@@ -85,7 +95,7 @@ class FieldEncoder:
             return prefix + int.__repr__(scrubbed)
         if kind is list and all(type(item) is str for item in scrubbed):
             text = f"{prefix}[{', '.join([encode_basestring_ascii(i) for i in scrubbed])}]"
-            if _kept(value, scrubbed):
+            if len(text) <= _MAX_REMEMBERED_TEXT and _kept(value, scrubbed):
                 self._remember((name, value), text)
             return text
         return prefix + self._encode(scrubbed)
@@ -108,11 +118,12 @@ class FieldEncoder:
 
 
 def _kept(value: Any, scrubbed: list[str]) -> bool:
-    """Whether `value` is a short tuple of short str that the scrubber left as it was (a tuple
-    comes back as the list of its items)."""
+    """Whether `value` is a short tuple of str, short all together, that the scrubber left as
+    it was (a tuple comes back as the list of its items)."""
     return (
         type(value) is tuple
         and len(value) <= _MAX_REMEMBERED_ITEMS
-        and all(type(item) is str and len(item) <= _MAX_REMEMBERED_LENGTH for item in value)
+        and all(type(item) is str for item in value)
+        and sum(map(len, value)) <= _MAX_REMEMBERED_LENGTH
         and scrubbed == list(value)
     )

@@ -46,9 +46,12 @@ _SECRET_NAME = re.compile(
     r"(?:[a-z_-]*[_-])?(?:token|secret|password|passwd|assertion))$"
 )
 # Any whitespace separates a scheme from its credential, and so does the escape text the
-# printed form of bytes shows for it (`b'Bearer\\nAbc'`, `\\xc2\\xa0` for a no-break space).
+# printed form of bytes or of a string shows for it (`b'Bearer\\nAbc'`, `\\xc2\\xa0` for a
+# no-break space in bytes, `\\xa0`, `\\u2003` or `\\u3000` in a repr or a KeyError's message), with
+# its backslash doubled when that text is printed again (the bytes of a repr).
 _AUTH_SCHEME = re.compile(
-    r"(?i)\b(Bearer|Basic|DPoP|Token)(?:\s|\\[tnr]|\\x[0-9a-f]{2})+[A-Za-z0-9._~+/=-]+"
+    r"(?i)\b(Bearer|Basic|DPoP|Token)"
+    r"(?:\s|\\+(?:[tnr]|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8}))+[A-Za-z0-9._~+/=-]+"
 )
 _SCHEME_SEPARATOR = re.compile(r"[\s\\]")  # what the separator above starts with
 _PEM = re.compile(

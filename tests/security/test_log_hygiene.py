@@ -106,6 +106,12 @@ CREDENTIAL_FORMS = {
     "dpop-vertical-tab": f"DPoP\x0b{OPAQUE}",
     "bearer-no-break-space": f"Bearer\u00a0{OPAQUE}",
     "token-em-space": f"Token\u2003{OPAQUE}",
+    # The printed form (repr, as in a KeyError's message or a `%r` argument) writes those spaces
+    # as escapes: `\xa0`, `\u2003`, `\u2028`.
+    "repr-no-break-space": repr(f"Bearer\u00a0{OPAQUE}"),
+    "repr-em-space": repr(f"Token\u2003{OPAQUE}"),
+    "repr-line-separator": repr(f"Bearer\u2028{OPAQUE}"),
+    "key-error-ideographic-space": str(KeyError(f"DPoP\u3000{OPAQUE}")),
     "cookie": f"session=1; id_token={OPAQUE}",
     "code": f"/callback?code={OPAQUE}&state=1",
     "unsecured-jwt": f"eyJhbGciOiJub25lIn0.e30{OPAQUE}.",
