@@ -15,8 +15,10 @@ downstream := data.sekisho.registry.downstreams[input.request.audience]
 # description: The user or the calling workload is on the emergency deny-list.
 denylisted if _user_denylisted
 
+# The caller is known by its registered id and its SPIFFE ID (when authenticated).
 denylisted if {
-	some id in _caller_ids
+	some id in [input.caller.id, input.caller.spiffe_id]
+	id != ""
 	_ := data.sekisho.denylist.callers[id]
 }
 
@@ -32,12 +34,6 @@ _names_another_issuer(entry) if {
 	not entry.issuer in {"", input.subject.iss}
 }
 
-# The identities a caller is known by: its registered id and its SPIFFE ID (when authenticated).
-_caller_ids contains id if {
-	some id in [input.caller.id, input.caller.spiffe_id]
-	id != ""
-}
-
 # --- tenants ------------------------------------------------------------------------------------
 
 # METADATA
@@ -49,10 +45,12 @@ tenant_untrusted if {
 	not input.subject.iss in issuers
 }
 
-_tenants := object.get(downstream, "tenants", {})
+# The per-tenant entry of a multi-tenant downstream for the user's tenant; false without one.
+# (A rule that is undefined is evaluated again at every reference; false is computed once, and
+# every use below treats it as "no entry", as it would an undefined value.)
+default tenant_entry := false
 
-# The per-tenant entry of a multi-tenant downstream for the user's tenant.
-tenant_entry := _tenants[input.subject.tenant] if input.subject.tenant != ""
+tenant_entry := downstream.tenants[input.subject.tenant] if input.subject.tenant != ""
 
 # METADATA
 # description: >-
@@ -60,33 +58,35 @@ tenant_entry := _tenants[input.subject.tenant] if input.subject.tenant != ""
 #   serves the tenants it lists; one with neither serves everyone. Matching is exact.
 tenant_ok if {
 	object.get(downstream, "tenant", "") == ""
-	count(_tenants) == 0
-}
-
-tenant_ok if {
+	count(object.get(downstream, "tenants", {})) == 0
+} else if {
 	downstream.tenant != ""
 	downstream.tenant == input.subject.tenant
+} else if {
+	tenant_entry
 }
 
-tenant_ok if tenant_entry
-
 # --- callers ------------------------------------------------------------------------------------
-
-_callers := object.get(downstream, "callers", {})
 
 # METADATA
 # description: >-
 #   When a downstream lists callers (by caller id or SPIFFE ID), only those workloads may
 #   request tokens for it.
-caller_ok if count(_callers) == 0
-
-caller_ok if caller_entry
+caller_ok if {
+	count(object.get(downstream, "callers", {})) == 0
+} else if {
+	caller_entry
+}
 
 # METADATA
-# description: The caller's entry in the downstream's `callers`, by id first, then SPIFFE ID.
-caller_entry := _callers[input.caller.id] if {
+# description: >-
+#   The caller's entry in the downstream's `callers`, by id first, then SPIFFE ID; false
+#   without one (as for tenant_entry).
+default caller_entry := false
+
+caller_entry := downstream.callers[input.caller.id] if {
 	input.caller.id != ""
-} else := _callers[input.caller.spiffe_id] if {
+} else := downstream.callers[input.caller.spiffe_id] if {
 	input.caller.spiffe_id != ""
 }
 

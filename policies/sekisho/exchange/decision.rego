@@ -39,7 +39,12 @@ decision := _deny("access_denied", "emergency deny-list") if {
 	count(unmet_risks) > 0
 } else := object.union(_deny("consent_required", consent_reason), consent) if {
 	count(consent_missing) > 0
-} else := object.union(object.union(object.union(_grant, _ttl), _cache), delegation)
+} else := grant if {
+	# object.union_n(parts), built directly: the parts share no key, and a deep merge costs
+	# the Wasm runtime more than copying the few keys.
+	parts := [_grant, _ttl, _cache, delegation]
+	grant := {key: value | some part in parts; some key, value in part}
+}
 
 _deny(error, reason) := {"allow": false, "error": error, "reason": reason}
 

@@ -9,6 +9,10 @@ package sekisho.exchange
 
 import rego.v1
 
+# The actor token's subject and issuer; false without an actor token (false rather than
+# undefined so that it is computed once: every use below fails on it, as on undefined).
+default _actor := false
+
 _actor := input.actor if is_object(input.actor)
 
 # METADATA

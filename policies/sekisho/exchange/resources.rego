@@ -128,7 +128,7 @@ _candidate_claims contains name if {
 #   claims all of them may see.
 claim_names contains name if {
 	some name in _candidate_claims
-	not name in reserved_claims
+	not reserved_claims[name]
 	every uri in granted_resources {
 		name in _claim_names_for(uri)
 	}

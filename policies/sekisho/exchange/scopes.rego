@@ -12,27 +12,29 @@ import rego.v1
 #   tenant's and the caller's limits. A grant of a scope missing from the catalogue, or of a
 #   scope whose risk level is not defined, never becomes a grant.
 grantable_scopes contains scope if {
+	grants := downstream.group_grants
+	catalogue := downstream.scopes
 	some group in input.subject.groups
-	some scope in object.get(downstream, "group_grants", {})[group]
-	downstream.scopes[scope]
-	_risk_defined(scope)
-	_tenant_allows(scope)
-	_caller_allows(scope)
+	some scope in grants[group]
+	catalogue[scope]
+	_risk_defined(catalogue[scope])
+	every limit in _scope_limits {
+		scope in limit
+	}
 }
 
-# A tenant or caller entry without `scopes` (or no entry) sets no limit; `scopes: []` allows
-# nothing. (Undefined values cannot be passed to a function, hence one pair per entry.)
-_tenant_allows(_) if not tenant_entry.scopes
+# The limits on grantable scopes: the `scopes` of the tenant's and of the caller's entry. An
+# entry without `scopes` (or no entry) sets no limit; `scopes: []` allows nothing.
+_scope_limits contains tenant_entry.scopes if tenant_entry.scopes
 
-_tenant_allows(scope) if scope in tenant_entry.scopes
+_scope_limits contains caller_entry.scopes if caller_entry.scopes
 
-_caller_allows(_) if not caller_entry.scopes
-
-_caller_allows(scope) if scope in caller_entry.scopes
-
-_risk_defined(scope) if not downstream.scopes[scope].risk
-
-_risk_defined(scope) if is_object(data.sekisho.registry.risk_levels[downstream.scopes[scope].risk])
+# A catalogue entry's risk level, if it names one, is defined in the registry.
+_risk_defined(entry) if {
+	not entry.risk
+} else if {
+	is_object(data.sekisho.registry.risk_levels[entry.risk])
+}
 
 requested_scopes := {scope | some scope in input.request.scopes}
 
