@@ -110,6 +110,13 @@ ODD_DOWNSTREAMS: dict[str, Any] = {
         "group_grants": {"a": ["odd3.read"], "staff": ["odd3.read"]},
         "tenant": 5,
     },
+    "https://odd5-as.example.com": {
+        "resources": "https://odd5.example.com/mcp",
+        "scopes": {"odd5.read": {}},
+        "group_grants": {"a": ["odd5.read"], "b": ["odd5.read"]},
+        "tenants": {"acme": {"resources": 5}, "globex": {"resources": []}},
+        "default_scopes": "odd5.read",
+    },
     "https://odd4-as.example.com": {
         "resources": {"https://odd4.example.com/a": {"propagate_claims": ["email"]}},
         "scopes": {"odd4.read": {}},
@@ -134,7 +141,8 @@ def edge_data(cache_seconds: Any) -> dict[str, Any]:
     registry["decision_cache_seconds"] = cache_seconds
     registry["risk_levels"].update(EXTRA_LEVELS)
     registry["downstreams"].update(ODD_DOWNSTREAMS)
-    registry["tenants"]["globex"] = {"issuers": []}
+    registry["tenants"]["globex"] = {"issuers": [IDP, "https://other.example.com"]}
+    registry["tenants"]["umbrella"] = {"issuers": []}
     users = {
         "baduser": {},
         "issuser": {"issuer": IDP},
@@ -169,7 +177,7 @@ SUBJECTS = ["alice", "bob", "carol", "u1"] * 8 + ["baduser", "issuser", "otheris
 SUBJECTS += ["malformed", "emptyiss"]
 ISSUERS = [IDP, IDP, IDP, OKTA, "https://other.example.com"]
 TENANTS = ["", "acme", "acme", "acme", "Acme", "globex", "initech", "umbrella", "zzz"]
-CALLER_IDS = ["", "", "", "", "c1", "c3", "c4", "hr-batch", "x"] * 3 + ["badcaller"]
+CALLER_IDS = ["", "", "c1", "c3", "c4", "hr-batch", "x"] * 3 + ["badcaller"]
 SPIFFE_IDS = ["", "", "", "", "spiffe://x/c2", "spiffe://example.org/agents/hr-assistant"] * 3
 SPIFFE_IDS += ["spiffe://bad"]
 UNLISTED_RESOURCES = {
@@ -206,7 +214,7 @@ def edge_document(rng: random.Random, data: dict[str, Any]) -> dict[str, Any]:
     scopes_seen = sorted({s for d in downstreams.values() for s in d.get("scopes", {})})
     listed = {r for d in downstreams.values() for r in d.get("resources", [])}
     resources_seen = sorted(listed | UNLISTED_RESOURCES)
-    audience = rng.choice([*sorted(downstreams), ODD, ODD, "https://unknown-as.example.com", ""])
+    audience = rng.choice([*sorted(downstreams), *[ODD] * 6, "https://unknown-as.example.com", ""])
     own = downstreams.get(audience, {})
     own_groups = sorted(own.get("group_grants", {})) or groups_seen
     sub, iss, tenant = rng.choice(SUBJECTS), rng.choice(ISSUERS), rng.choice(TENANTS)
