@@ -51,6 +51,36 @@ def _row(key: str, run: dict[str, Any], ready: dict[str, float]) -> str:
     )
 
 
+def _observability_cost(result: dict[str, Any]) -> list[str]:
+    """The cost of metrics and of metrics + logging: medians of alternating rounds."""
+    cost = result.get("observability_cost")
+    if cost is None:  # results written before the rounds existed
+        return [
+            f"Cost in (b) of metrics alone: {result['metrics_cost_percent']} % of throughput; of "
+            f"metrics + INFO logging (one audit line per exchange): "
+            f"{result['metrics_logging_cost_percent']} % (target ≤ 5 %)."
+        ]
+
+    def rounds(part: dict[str, Any]) -> str:
+        return ", ".join(
+            f"{share:+.1f} % ({us:+,} µs)"
+            for share, us in zip(part["throughput_percent"], part["cpu_us"], strict=True)
+        )
+
+    metrics, both = cost["metrics"], cost["metrics_and_logging"]
+    return [
+        f"Cost in (b) of metrics alone: {metrics['median_throughput_percent']} % of throughput "
+        f"({metrics['median_cpu_us']:+,} CPU µs/req); of metrics + INFO logging (one audit line "
+        f"per exchange): {both['median_throughput_percent']} % ({both['median_cpu_us']:+,} µs) "
+        "(target ≤ 5 %). Medians of "
+        f"{cost['rounds']} rounds of (b), (b') and (b'') on fresh servers in a rotating order, "
+        f"{cost['seconds_per_run']:.1f} s per run; (b') and (b'') above are their median runs, "
+        "(b) is the run after (a) on the same server. Per round, metrics: "
+        f"{rounds(metrics)}; metrics + logging: {rounds(both)}. One run per scenario differs "
+        "from the next by more than the cost it measures (metrics_session8.md).",
+    ]
+
+
 def markdown(result: dict[str, Any]) -> str:
     runs = result["runs"]
     ready = {**result["start_to_ready_seconds"], "echo": result["start_to_ready_seconds"]["warm"]}
@@ -78,12 +108,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"| ({'b' if key == 'warm' else 'c' if key == 'miss' else 'd'})/(a) | {value:.3f} | "
             f"{'≥ ' + str(target) if target else '—'} |"
         )
+    lines += ["", *_observability_cost(result), ""]
     lines += [
-        "",
-        f"Cost in (b) of metrics alone: {result['metrics_cost_percent']} % of throughput; of "
-        f"metrics + INFO logging (one audit line per exchange): "
-        f"{result['metrics_logging_cost_percent']} % (target ≤ 5 %).",
-        "",
         "## Latency vs offered load, every request a miss (c)",
         "",
         "`ghz --async --rps R` (open loop) at fractions of (c)'s maximum; plot: "
