@@ -19,7 +19,8 @@ served window: the loop thread's whole CPU per call (/proc, over the window) and
 outside the timed handler (that minus the handler's mean): grpc.aio, uvloop, the admission
 wrapper, (de)serialisation, the kernel's socket work on the loop thread); and, after the pair,
 a window of ghz echo (grpc.health.v1 Check): the loop thread's CPU per echo call (calls from
-ghz's rate over the window).
+ghz's rate over the window). `--move-threads`: odd rounds with every server thread but the loop
+thread on CPU 0 (as served normally), even rounds with them moved to CPU 1 (`taskset -p`).
 
     PATH=$PWD/bin:$PATH .venv/bin/python bench/hotpath8_paired.py [--kind miss] [--rounds 10]
 """
@@ -129,7 +130,14 @@ def inproc(config: str, messages: str, log: str) -> int:
     return 0
 
 
-def drive(kind: str, rounds: int, window: float) -> None:  # noqa: PLR0915 - one bench script
+def _place_threads(pid: int, cpus: str) -> None:
+    """Every thread of the server but the loop (main) thread onto `cpus`."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        if int(task.name) != pid:
+            subprocess.run(["taskset", "-pc", cpus, task.name], check=False, capture_output=True)
+
+
+def drive(kind: str, rounds: int, window: float, move_threads: bool) -> None:  # noqa: PLR0915 - one bench script
     import exchange_throughput as et
     import stack
     from loadgen import ECHO, EXCHANGE, run_ghz
@@ -228,25 +236,34 @@ def drive(kind: str, rounds: int, window: float) -> None:  # noqa: PLR0915 - one
                 f"{'round':<6}{'load':>5}{'served µs':>11}{'n':>6}{'in proc µs':>11}{'n':>6}"
                 f"{'ratio':>7}{'loop/call':>10}{'outside':>8}{'echo':>6}"
             )
+            by_place: dict[str, list[float]] = {}
             for n in range(1, rounds + 1):
                 load_average = os.getloadavg()[0]
-                if n % 2:
+                place = "cpu0"
+                if move_threads:  # alternate rounds: grpc's threads beside the loop or on CPU 1
+                    place = "cpu0" if n % 2 else "moved"
+                    _place_threads(pid, "0" if place == "cpu0" else "1")
+                if (n // 2 if move_threads else n) % 2:
                     s, p = served_window(), inproc_window()
                 else:
                     p, s = inproc_window(), served_window()
                 echo = echo_window()
                 ms, mp = statistics.median(s), statistics.median(p)
                 ratios.append(ms / mp)
+                by_place.setdefault(place, []).append(ms / mp)
                 print(
                     f"{n:<6}{load_average:>5.1f}{ms:>11.0f}{len(s):>6}{mp:>11.0f}{len(p):>6}"
                     f"{ms / mp:>7.2f}{loop_cpu[-1]:>10.0f}{loop_cpu[-1] - statistics.mean(s):>8.0f}"
-                    f"{echo:>6.0f}",
+                    f"{echo:>6.0f}" + (f"  {place}" if move_threads else ""),
                     flush=True,
                 )
             print(
                 f"median ratio served / in process: {statistics.median(ratios):.2f} "
                 f"(min {min(ratios):.2f}, max {max(ratios):.2f}, {rounds} rounds)"
             )
+            if move_threads:
+                for place, values in by_place.items():
+                    print(f"  grpc threads {place}: median ratio {statistics.median(values):.2f}")
         finally:
             probe.stdin.close()
             probe.wait(timeout=30)
@@ -263,5 +280,10 @@ if __name__ == "__main__":
     parser.add_argument("--kind", choices=("miss", "warm"), default="miss")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--window", type=float, default=1.5)
+    parser.add_argument(
+        "--move-threads",
+        action="store_true",
+        help="alternate rounds with grpc's threads on CPU 0 (beside the loop) and on CPU 1",
+    )
     arguments = parser.parse_args()
-    drive(arguments.kind, arguments.rounds, arguments.window)
+    drive(arguments.kind, arguments.rounds, arguments.window, arguments.move_threads)
