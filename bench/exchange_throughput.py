@@ -165,10 +165,11 @@ class Bench:
             self.runs[key] = ordered[len(ordered) // 2]
 
     def _round_run(self, name: str, server: Any) -> Run:
-        """`measure` with a 1 s probe, kept out of `self.runs`."""
+        """`measure` with a 1 s probe, kept out of `self.runs`; at least one pass over the
+        messages (a probe that met a stall of the machine once gave a 200-call, 1 s run)."""
         self._run(f"{name} fill", server, EXCHANGE, self.messages, total=len(self.messages))
         probe = self._run(f"{name} warm-up", server, EXCHANGE, self.messages, seconds=1)
-        total = max(200, int(probe.throughput * self.seconds))
+        total = max(len(self.messages), int(probe.throughput * self.seconds))
         return self._run(name, server, EXCHANGE, self.messages, total=total)
 
     def cost_percent(self, without: str) -> dict[str, Any]:
@@ -236,13 +237,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
         "--scenario",
-        choices=("all", "opa"),
+        choices=("all", "opa", "cost"),
         default="all",
-        help="opa: only (d), printed and written to exchange_throughput_opa.json",
+        help="opa: only (d), printed and written to exchange_throughput_opa.json; cost: only the "
+        "rounds of (b), (b'), (b''), printed and written to exchange_throughput_cost.json",
     )
     args = parser.parse_args()
     if args.scenario == "opa":
         only_opa(args)
+        return
+    if args.scenario == "cost":
+        only_cost(args)
         return
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sekisho-bench-") as tmp:
@@ -258,6 +263,29 @@ def main() -> None:
     report.plot_curve(result, args.out / "exchange_throughput.png")
     (args.out / "exchange_throughput.md").write_text(report.markdown(result))
     print(f"wrote {args.out}/exchange_throughput.{{md,json,png}} in {result['total_seconds']} s")
+
+
+def only_cost(args: argparse.Namespace) -> None:
+    """The cost of metrics and logging alone (the rounds of `observability_rounds`)."""
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="sekisho-bench-") as tmp:
+        bench = Bench(Path(tmp), args.workers, args.seconds, args.cost_rounds)
+        try:
+            bench.observability_rounds()
+        finally:
+            bench.idp.close()
+    result = {
+        "workers": args.workers,
+        "seconds_per_run": round(args.seconds * COST_RUN_SHARE, 1),
+        "metrics": bench.cost_percent("warm_no_metrics"),
+        "metrics_and_logging": bench.cost_percent("warm_quiet"),
+        "rounds": [{key: run.as_dict() for key, run in found.items()} for found in bench.rounds],
+        "load_average": {"before": load, "after": os.getloadavg()},
+        "machine": machine.describe(),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "exchange_throughput_cost.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("metrics", "metrics_and_logging")}, indent=2))
 
 
 def only_opa(args: argparse.Namespace) -> None:

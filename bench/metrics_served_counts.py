@@ -8,6 +8,7 @@ The server is this file run as bench/stack.py's BENCH_SRV hook (`python THIS CON
 driver (this file without arguments) takes stats around exactly `--calls` calls after a fill pass.
 
     PATH=$PWD/bin:$PATH .venv/bin/python bench/metrics_served_counts.py [--calls 1000]
+        [--compare on,off]   # or off,quiet: what the INFO audit line adds
 """
 
 import argparse
@@ -60,13 +61,18 @@ def _counts(path: Path) -> dict[str, int]:
     return found
 
 
-def _measure(bench: Any, metrics: bool, calls: int, out: Path) -> dict[str, int]:
+def _measure(bench: Any, variant: str, calls: int, out: Path) -> dict[str, int]:
     from loadgen import EXCHANGE, run_ghz
     from stack import Settings
 
+    settings = {
+        "on": Settings(workers=1),
+        "off": Settings(workers=1, metrics=False),
+        "quiet": Settings(workers=1, metrics=False, log_level="WARNING"),  # no audit line
+    }[variant]
     os.environ[OUT_ENV] = str(out)
     os.environ["BENCH_SRV"] = str(Path(__file__).resolve())
-    server = bench.scenario("on" if metrics else "off", Settings(workers=1, metrics=metrics))
+    server = bench.scenario(variant, settings)
     try:
         run_ghz("fill", server, EXCHANGE, bench.messages, total=len(bench.messages))
         run_ghz("warm-up", server, EXCHANGE, bench.messages, total=calls)
@@ -84,29 +90,31 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--compare", default="on,off", help="two of on, off, quiet")
     args = parser.parse_args()
     import exchange_throughput as et
 
     with tempfile.TemporaryDirectory(prefix="sekisho-counts-") as tmp:
         bench = et.Bench(Path(tmp), 1, 5)
         try:
-            on = _measure(bench, True, args.calls, Path(tmp) / "on.prof")
-            off = _measure(bench, False, args.calls, Path(tmp) / "off.prof")
+            first, second = args.compare.split(",")
+            on = _measure(bench, first, args.calls, Path(tmp) / "a.prof")
+            off = _measure(bench, second, args.calls, Path(tmp) / "b.prof")
         finally:
             bench.idp.close()
     rows = sorted(
         ((on.get(k, 0) - off.get(k, 0), k) for k in set(on) | set(off)),
         key=lambda row: (-abs(row[0]), row[1]),
     )
-    print(f"calls per exchange, metrics on - off ({args.calls} calls each):")
+    print(f"calls per exchange, {first} - {second} ({args.calls} calls each):")
     for diff, key in rows[: args.top]:
         if diff:
             print(
                 f"{diff / args.calls:+8.3f} {on.get(key, 0) / args.calls:8.3f} "
                 f"{off.get(key, 0) / args.calls:8.3f}  {key}"
             )
-    print(f"functions called: on {sum(on.values()) / args.calls:,.1f} per call, "
-          f"off {sum(off.values()) / args.calls:,.1f}")  # fmt: skip
+    print(f"functions called: {first} {sum(on.values()) / args.calls:,.1f} per call, "
+          f"{second} {sum(off.values()) / args.calls:,.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":

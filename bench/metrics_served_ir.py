@@ -1,17 +1,19 @@
 """Instructions (callgrind Ir, deterministic) a served `sekisho serve` spends per warm
-ExchangeToken with `[metrics] enabled` true and false: every thread of the process (the event
-loop, grpc core's threads), for a fixed number of calls.
+ExchangeToken with `[metrics] enabled` true and false (and `quiet`: metrics off, logging at
+WARNING, so no audit line either): every thread of the process (the event loop, grpc core's
+threads), for a fixed number of calls.
 
-The server runs under `valgrind --tool=callgrind --instr-atstart=no`; after it is ready, the
-warm-up sends each of `--distinct` bench messages (bench/stack.py's workload) once plus
-`--calls` more, so every cache holds them, then collection is switched on
+The server runs under `valgrind --tool=callgrind --instr-atstart=no`; after it is ready and the
+echo is measured, the warm-up sends each of `--distinct` bench messages (bench/stack.py's
+workload) once, so every cache holds them, then collection is switched on
 (`callgrind_control -i on`), ghz sends exactly `--calls` calls round-robin over the same
 messages, one at a time on one connection (so grpc's polling is the same per call on both
 sides), collection is switched off and dumped. The echo (Health/Check) is measured the same way
-first, as a control: metrics do not touch it.
+first, as a control: metrics do not touch it. Check a dump for policy evaluations (the Wasm
+code, `???:0x… [???]` in callgrind_annotate): a warm call makes none.
 
     PATH=$PWD/bin:$PATH .venv/bin/python bench/metrics_served_ir.py [--calls 300] [--distinct 30]
-        [--variants on,off] [--out /tmp/served-ir]
+        [--variants on,off,quiet] [--out /tmp/served-ir]
 
 Prints Ir per call for each variant and scenario; the dumps are kept in `--out`
 (callgrind_annotate --inclusive=yes FILE compares where the difference goes).
@@ -43,6 +45,11 @@ from stack import (
 )
 
 SEKISHO = REPO / ".venv" / "bin" / "sekisho"
+VARIANTS = {
+    "on": Settings(workers=1),
+    "off": Settings(workers=1, metrics=False),
+    "quiet": Settings(workers=1, metrics=False, log_level="WARNING"),  # no audit line either
+}
 TOTALS = re.compile(r"^totals:\s+(\d+)", re.MULTILINE)
 
 
@@ -118,17 +125,20 @@ def main() -> None:
             messages = exchange_messages(idp, load)[: args.distinct]
             policy_folder(root, load)
             for variant in args.variants.split(","):
-                config = write_config(root, idp, Settings(workers=1, metrics=variant == "on"))
+                config = write_config(root, idp, VARIANTS[variant])
                 server = _start(root, config, args.out, variant)
                 try:
-                    run_ghz("fill", server, EXCHANGE, messages, total=len(messages) + args.calls,
-                            concurrency=1, connections=1)  # fmt: skip
                     run_ghz(
                         "echo warm-up", server, ECHO, [{}], total=50, concurrency=1, connections=1
                     )
                     echo = _measured(
                         server, args.out, f"{variant}-echo", ECHO, messages=[{}], calls=args.calls
                     )
+                    # The fill right before the measured calls: under valgrind a fill minutes
+                    # earlier outlives the registry's decision_cache_seconds (60), and the
+                    # measured calls would evaluate the policy again (Wasm JIT code in the dump).
+                    run_ghz("fill", server, EXCHANGE, messages, total=len(messages),
+                            concurrency=1, connections=1)  # fmt: skip
                     warm = _measured(server, args.out, f"{variant}-warm", EXCHANGE,
                                      messages=messages, calls=args.calls)  # fmt: skip
                 finally:
