@@ -4,9 +4,9 @@ an uninstrumented exchange pays one attribute check and imports no OpenTelemetry
 
 An exchange is one scope (`ExchangeInstruments.exchange`): its stages (`scope.stage(name)`) are
 timed into the scope, and the scope records the outcome, the total and every stage time with one
-`Metrics.exchange_finished` call as it exits — one count and one lock per exchange, not one per
-stage (bench/results/observability_session7.md). A stage's time is therefore in the metrics from
-the end of its exchange, not from the end of the stage.
+`Metrics.exchange_finished` call (`exchange_granted` for a grant) as it exits — one count and one
+lock per exchange, not one per stage (bench/results/observability_session7.md). A stage's time is
+therefore in the metrics from the end of its exchange, not from the end of the stage.
 """
 
 import contextlib
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
 EXCHANGE = "exchange"  # the parent span of the stages
-GRANTED = "granted"
 REFUSED = "refused"
 _NO_OP = contextlib.nullcontext()
 
@@ -67,7 +66,7 @@ class _StageTimer:
     def __enter__(self) -> None:
         self._started = self._timer()
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
         # A stage that raised is timed too: its time is part of the refused exchange's.
         self.times.append((self.name, self._timer() - self._started))
 
@@ -111,14 +110,7 @@ class _Timed:
         if metrics is None:
             return
         if error is None:
-            metrics.exchange_finished(
-                outcome=GRANTED,
-                reason="",
-                audience=self._audience,
-                entrypoint=self._entrypoint,
-                seconds=seconds,
-                stages=self.stages.times,
-            )
+            metrics.exchange_granted(self._audience, self._entrypoint, seconds, self.stages.times)
             return
         # Anything but a ServiceError is a bug the RPC boundary answers as server_error.
         known = error if isinstance(error, ServiceError) else ServiceError

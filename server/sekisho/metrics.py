@@ -53,6 +53,10 @@ UNKNOWN_AUDIENCE = "unknown"
 WORKER_RESTARTS = "sekisho_worker_restarts"
 WORKER_RESTARTS_HELP = "Worker processes restarted by the supervisor after a crash."
 STAGES = ("verify", "policy", "sign", TOTAL)
+GRANTED = "granted"  # the outcome label of a granted exchange
+# Raw (audience, entry point) pairs whose granted counter is kept (exchange_granted): whatever
+# audiences a policy grants, this memory is bounded.
+GRANTED_COUNTERS_MAX = 4096
 
 
 class CountingCache(Protocol):
@@ -237,6 +241,7 @@ class Metrics:
             DirectTally(children) if multiprocess_dir else BatchedTally(children, STAGE_BUCKETS)
         )
         self._outcomes: dict[tuple[str, str, str, str], Any] = {}
+        self._granted: dict[tuple[str, str], Any] = {}  # exchange_granted's counters
 
     def _decision_metrics(self, own: CollectorRegistry | None) -> None:
         """The decision log's and the shadow policy's counters (docs/operations.md#metrics)."""
@@ -314,14 +319,34 @@ class Metrics:
     ) -> None:
         """Count one exchange (outcome "granted" or "refused", with the refusal's internal `code`),
         its total latency and the (stage, seconds) of the stages it ran."""
-        label = self._audience(audience, granted=outcome == "granted")
-        key = (outcome, reason, label, entrypoint)
-        counter = self._outcomes.get(key)
-        if counter is None:
-            counter = self._outcomes[key] = self._tally.counter(self.exchanges.labels(*key))
+        label = self._audience(audience, granted=outcome == GRANTED)
+        counter = self._outcome_counter((outcome, reason, label, entrypoint))
         if code:
             self.refusals.labels(code, entrypoint).inc()
         self._tally.record(counter, seconds, stages)
+
+    def exchange_granted(
+        self, audience: str, entrypoint: str, seconds: float, stages: Iterable[tuple[str, float]]
+    ) -> None:
+        """`exchange_finished` of a granted exchange, for the hot path: the counter is kept per
+        (audience, entry point) as given. A granted audience's label is settled by its first
+        grant (known, or "other" once the label slots are full; AudienceLabels never forgets
+        or frees a slot), so the cached counter is the one the label would name. Bounded:
+        past GRANTED_COUNTERS_MAX pairs the others take the full path."""
+        counter = self._granted.get((audience, entrypoint))
+        if counter is None:
+            label = self._audience(audience, granted=True)
+            counter = self._outcome_counter((GRANTED, "", label, entrypoint))
+            if len(self._granted) < GRANTED_COUNTERS_MAX:
+                self._granted[(audience, entrypoint)] = counter
+        self._tally.record(counter, seconds, stages)
+
+    def _outcome_counter(self, key: tuple[str, str, str, str]) -> Any:
+        """The tally's counter of sekisho_exchanges{outcome, reason, audience, entrypoint}."""
+        counter = self._outcomes.get(key)
+        if counter is None:
+            counter = self._outcomes[key] = self._tally.counter(self.exchanges.labels(*key))
+        return counter
 
     def jwks_fetched(self, issuer: str, *, ok: bool) -> None:
         self.jwks_fetches.labels(issuer).inc()

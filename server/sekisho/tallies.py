@@ -134,7 +134,9 @@ class BatchedTally:
         name and TOTAL."""
         self._lock = threading.Lock()  # a scrape may render from another thread
         self._stages = {name: BatchedHistogram(c, bounds) for name, c in stage_children.items()}
-        self._total = self._stages[TOTAL].pending
+        # Each histogram's own pending list (`fold` clears it in place, never replaces it).
+        self._pending = {name: histogram.pending for name, histogram in self._stages.items()}
+        self._total = self._pending[TOTAL]
         self._counters: list[BatchedCounter] = []
 
     def counter(self, child: Any) -> BatchedCounter:
@@ -146,14 +148,14 @@ class BatchedTally:
     def record(
         self, counter: BatchedCounter, total: float, stages: Iterable[tuple[str, float]]
     ) -> None:
-        histograms = self._stages
+        pending = self._pending
         with self._lock:
             counter.count += 1
             for stage, seconds in stages:
-                histograms[stage].pending.append(seconds)
+                pending[stage].append(seconds)
             self._total.append(total)
             if len(self._total) >= _MAX_PENDING:  # bounds the memory between scrapes
-                for histogram in histograms.values():
+                for histogram in self._stages.values():
                     histogram.fold()
 
     def flush(self) -> None:

@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
+from sekisho import metrics as metrics_module
 from sekisho.config import Settings, TracingConfig
 from sekisho.errors import ConfigError, ServiceError
 from sekisho.instruments import ExchangeInstruments
@@ -184,6 +185,75 @@ def test_only_configured_or_granted_audiences_are_named() -> None:
     assert labels("https://probe.evil") == UNKNOWN_AUDIENCE
     assert labels("https://granted.example", granted=True) == "https://granted.example"
     assert labels("https://granted.example") == "https://granted.example"  # now known
+
+
+# (outcome, audience, entry point) in order: refusals before and after grants of the same
+# audience, the label slots filling up (limit 3), an empty audience, two entry points.
+_SEQUENCE = [
+    ("refused", "https://x.example", "grpc"),
+    ("granted", "https://x.example", "grpc"),
+    ("refused", "https://x.example", "grpc"),
+    ("granted", "https://y.example", "http"),
+    ("refused", "https://z.example", "grpc"),
+    ("granted", "https://z.example", "grpc"),
+    ("granted", "https://w.example", "grpc"),
+    ("granted", "https://x.example", "http"),
+    ("granted", "https://w.example", "http"),
+    ("refused", "https://w.example", "grpc"),
+    ("granted", "", "grpc"),
+    ("granted", "https://z.example", "ext_authz"),
+    ("granted", "https://v.example", "grpc"),
+]
+
+
+def _feed(metrics: Metrics, *, fast: bool) -> None:
+    for index, (outcome, audience, entrypoint) in enumerate(_SEQUENCE * 3):
+        seconds, stages = 0.001 * index, [("verify", 0.0001 * index), ("sign", 0.0002)]
+        if outcome == "granted" and fast:
+            metrics.exchange_granted(audience, entrypoint, seconds, stages)
+            continue
+        metrics.exchange_finished(
+            outcome=outcome,
+            reason="" if outcome == "granted" else "invalid_target",
+            code="" if outcome == "granted" else "audience_unknown",
+            audience=audience,
+            entrypoint=entrypoint,
+            seconds=seconds,
+            stages=stages,
+        )
+
+
+def test_the_granted_fast_path_counts_what_exchange_finished_does() -> None:
+    # exchange_granted keeps a counter per raw audience: the label it counts under must be the
+    # one AudienceLabels gives, also once the slots are full and after refusals of the audience.
+    direct, fast = Metrics(max_audiences=3), Metrics(max_audiences=3)
+    _feed(direct, fast=False)
+    _feed(fast, fast=True)
+
+    def counted(metrics: Metrics) -> dict[Any, float]:  # creation times differ, nothing else
+        return {k: v for k, v in _samples(metrics).items() if not k[0].endswith("_created")}
+
+    assert counted(fast) == counted(direct)
+    audiences = {dict(labels).get("audience") for name, labels in counted(fast)}
+    assert OTHER_AUDIENCE in audiences
+    assert UNKNOWN_AUDIENCE in audiences
+
+
+def test_the_granted_fast_path_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Whatever audiences a policy grants, the per-audience counters kept for the hot path stop
+    # at GRANTED_COUNTERS_MAX pairs; the exchanges past it are still counted (full path).
+    monkeypatch.setattr(metrics_module, "GRANTED_COUNTERS_MAX", 4)
+    metrics = Metrics(max_audiences=2)
+    for _ in range(2):
+        for n in range(10):
+            metrics.exchange_granted(f"https://{n}.example", "grpc", 0.001, ())
+    assert len(metrics._granted) == 4
+    counted = {
+        dict(labels)["audience"]: value
+        for (name, labels), value in _samples(metrics).items()
+        if name == "sekisho_exchanges_total"
+    }
+    assert counted == {"https://0.example": 2, "https://1.example": 2, OTHER_AUDIENCE: 16}
 
 
 async def test_attacker_chosen_audiences_do_not_grow_the_series(tmp_path: Path) -> None:
