@@ -164,7 +164,7 @@ check: lint typecheck policy-check deploy-check test
 
 # Benchmarks (minutes; not part of `make test`). ghz (pinned) into ./bin, matplotlib from the
 # bench extra. WORKERS=N, BENCH_SECONDS (per measured run), BENCH_COST_ROUNDS (alternating rounds
-# for the cost of metrics and logging, default 3), SOAK_SECONDS (default 600).
+# for the cost of metrics and logging, default 12), SOAK_SECONDS (default 600).
 $(GHZ):
 	GOBIN=$(BIN) $(GO) install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 

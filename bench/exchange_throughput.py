@@ -4,8 +4,8 @@ One run drives, on the same server stack and worker count:
   (a) echo      grpc.health.v1.Health/Check (same listener, interceptors and workers)
   (b) warm      ExchangeToken, 1,000 users x 3 audiences, subject and decision caches warm
   (b') quiet    (b) with [metrics] enabled = false, and also with [logging] level = "WARNING";
-                (b), (b') and (b'') again on fresh servers, 3 rounds in a rotating order
-                (--cost-rounds): the cost of metrics and logging is the median of the rounds
+                (b), (b') and (b'') run side by side, 12 rounds of 2,000-call bursts in a
+                rotating order (--cost-rounds): the costs of metrics and logging are medians
   (c) miss      (b) with both caches disabled ([cache] *_max_entries = 0): every request
                 verifies its RS256 token, evaluates policy and signs
   (d) opa       (c) with [policy] engine = "opa" against a local `opa run --server`
@@ -41,7 +41,7 @@ from stack import (
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CURVE = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
-COST_RUN_SHARE = 0.5  # of --seconds, per run of the observability rounds
+COST_BURST_CALLS = 2000  # per scenario and round of observability_rounds (~2 s each)
 
 
 def _pinning(workers: int) -> tuple[str, str]:
@@ -53,7 +53,7 @@ def _pinning(workers: int) -> tuple[str, str]:
 
 
 class Bench:
-    def __init__(self, root: Path, workers: int, seconds: float, cost_rounds: int = 3) -> None:
+    def __init__(self, root: Path, workers: int, seconds: float, cost_rounds: int = 12) -> None:
         self.root = root
         self.workers = workers
         self.seconds = seconds
@@ -136,41 +136,50 @@ class Bench:
         self.opa()
 
     def observability_rounds(self) -> None:
-        """(b), (b') and (b'') on fresh servers, `self.cost_rounds` rounds in a rotating order:
-        one run each differs between runs by more than the few percent it measures (up to 16 %
-        between paired runs, bench/results/metrics_session8.md), so the costs are the medians
-        of each round's own ratios, and the (b') and (b'') rows are their median runs."""
+        """(b), (b') and (b'') side by side: three servers run at once (same pinning; an idle
+        one costs nothing), each is filled, then `self.cost_rounds` rounds of COST_BURST_CALLS
+        calls go to each in a rotating order, so the shared machine's drift hits the three
+        within seconds. One run per scenario on servers started one after another moves by more
+        than these costs (up to 16 % between paired runs, bench/results/metrics_session8.md),
+        so the costs are the medians of each round's own ratios, and the (b') and (b'') rows
+        are their median bursts."""
         settings = {
             "warm": Settings(workers=self.workers),
             "warm_no_metrics": Settings(workers=self.workers, metrics=False),
             "warm_quiet": Settings(workers=self.workers, metrics=False, log_level="WARNING"),
         }
-        keys = list(settings)
-        seconds, self.seconds = self.seconds, self.seconds * COST_RUN_SHARE
+        servers = {}
         try:
+            for key, each in settings.items():
+                root = self.root / f"side-{key}"
+                root.mkdir(exist_ok=True)
+                (root / "policies").symlink_to(self.root / "policies")
+                servers[key] = start_server(
+                    root, write_config(root, self.idp, each), self.server_cpus
+                )
+                if key != "warm":  # (b)'s is its own server's, the one (a) ran on
+                    self.ready[key] = round(servers[key].ready_seconds, 3)
+            for key, server in servers.items():
+                self._run(f"{key} fill", server, EXCHANGE, self.messages, total=len(self.messages))
+            keys = list(servers)
             for index in range(self.cost_rounds):
                 shift = index % len(keys)
                 found = {}
                 for key in keys[shift:] + keys[:shift]:
-                    server = self.scenario(key, settings[key])
-                    try:
-                        found[key] = self._round_run(f"{key} #{index + 1}", server)
-                    finally:
-                        server.stop()
+                    found[key] = self._run(
+                        f"{key} #{index + 1}",
+                        servers[key],
+                        EXCHANGE,
+                        self.messages,
+                        total=COST_BURST_CALLS,
+                    )
                 self.rounds.append(found)
         finally:
-            self.seconds = seconds
+            for server in servers.values():
+                server.stop()
         for key in ("warm_no_metrics", "warm_quiet"):
             ordered = sorted((found[key] for found in self.rounds), key=lambda r: r.throughput)
             self.runs[key] = ordered[len(ordered) // 2]
-
-    def _round_run(self, name: str, server: Any) -> Run:
-        """`measure` with a 1 s probe, kept out of `self.runs`; at least one pass over the
-        messages (a probe that met a stall of the machine once gave a 200-call, 1 s run)."""
-        self._run(f"{name} fill", server, EXCHANGE, self.messages, total=len(self.messages))
-        probe = self._run(f"{name} warm-up", server, EXCHANGE, self.messages, seconds=1)
-        total = max(len(self.messages), int(probe.throughput * self.seconds))
-        return self._run(name, server, EXCHANGE, self.messages, total=total)
 
     def cost_percent(self, without: str) -> dict[str, Any]:
         """What turning `without`'s switches back on costs, per round and the median: the share
@@ -213,7 +222,7 @@ class Bench:
             "metrics_cost_percent": metrics_cost["median_throughput_percent"],
             "observability_cost": {
                 "rounds": self.cost_rounds,
-                "seconds_per_run": round(self.seconds * COST_RUN_SHARE, 1),
+                "calls_per_burst": COST_BURST_CALLS,
                 "metrics": metrics_cost,
                 "metrics_and_logging": logging_cost,
             },
@@ -231,7 +240,7 @@ def main() -> None:
     parser.add_argument(
         "--cost-rounds",
         type=int,
-        default=int(os.environ.get("BENCH_COST_ROUNDS", "3")),
+        default=int(os.environ.get("BENCH_COST_ROUNDS", "12")),
         help="alternating rounds of (b), (b'), (b'') for the cost of metrics and logging",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -276,7 +285,7 @@ def only_cost(args: argparse.Namespace) -> None:
             bench.idp.close()
     result = {
         "workers": args.workers,
-        "seconds_per_run": round(args.seconds * COST_RUN_SHARE, 1),
+        "calls_per_burst": COST_BURST_CALLS,
         "metrics": bench.cost_percent("warm_no_metrics"),
         "metrics_and_logging": bench.cost_percent("warm_quiet"),
         "rounds": [{key: run.as_dict() for key, run in found.items()} for found in bench.rounds],

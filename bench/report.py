@@ -73,9 +73,9 @@ def _observability_cost(result: dict[str, Any]) -> list[str]:
         f"({metrics['median_cpu_us']:+,} CPU µs/req); of metrics + INFO logging (one audit line "
         f"per exchange): {both['median_throughput_percent']} % ({both['median_cpu_us']:+,} µs) "
         "(target ≤ 5 %). Medians of "
-        f"{cost['rounds']} rounds of (b), (b') and (b'') on fresh servers in a rotating order, "
-        f"{cost['seconds_per_run']:.1f} s per run; (b') and (b'') above are their median runs, "
-        "(b) is the run after (a) on the same server. Per round, metrics: "
+        f"{cost['rounds']} rounds of {cost['calls_per_burst']:,}-call bursts to (b), (b') and "
+        "(b'') running side by side, in a rotating order; (b') and (b'') above are their median "
+        "bursts, (b) is the run after (a) on its own server. Per round, metrics: "
         f"{rounds(metrics)}; metrics + logging: {rounds(both)}. One run per scenario differs "
         "from the next by more than the cost it measures (metrics_session8.md).",
     ]
