@@ -6,6 +6,7 @@ throughput and server CPU µs per call, and the medians of the paired difference
 
     PATH=$PWD/bin:$PATH .venv/bin/python bench/metrics_interleaved.py [--pairs 12] [--calls 2000]
         [--variants on,off]   # or off,quiet: the audit line
+        [--log-null]          # the servers' log to /dev/null instead of a file
 """
 
 import argparse
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=12)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--variants", default="on,off")
+    parser.add_argument("--log-null", action="store_true", help="server log to /dev/null")
     args = parser.parse_args()
     names = args.variants.split(",")
     print(f"load before {os.getloadavg()}")
@@ -44,6 +46,8 @@ def main() -> None:
                 root = Path(tmp) / name
                 root.mkdir()
                 (root / "policies").symlink_to(Path(tmp) / "policies")
+                if args.log_null:  # the server's stdout/stderr (stack.start_server) discarded
+                    (root / "server.log").symlink_to(os.devnull)
                 config = write_config(root, bench.idp, VARIANTS[name])
                 servers[name] = start_server(root, config, bench.server_cpus)
             for name, server in servers.items():
