@@ -45,23 +45,43 @@ _SECRET_NAME = re.compile(
     r"(?i)^(authorization|proxy-authorization|cookie|set-cookie|x-api-key|api[_-]?key|"
     r"(?:[a-z_-]*[_-])?(?:token|secret|password|passwd|assertion))$"
 )
-# Any whitespace separates a scheme from its credential, and so does the escape text the
-# printed form of bytes or of a string shows for it (`b'Bearer\\nAbc'`, `\\xc2\\xa0` for a
-# no-break space in bytes, `\\xa0`, `\\u2003` or `\\u3000` in a repr or a KeyError's message), with
-# its backslash doubled when that text is printed again (the bytes of a repr).
-_AUTH_SCHEME = re.compile(
-    r"(?i)\b(Bearer|Basic|DPoP|Token)"
-    r"(?:\s|\\+(?:[tnr]|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8}))+[A-Za-z0-9._~+/=-]+"
+# What separates a scheme from its credential: any whitespace; an invisible format character
+# (zero-width space and joiners, word joiner, BOM, Mongolian vowel separator: not `\s`, and not
+# seen by a reader); a form-encoded space (`+`) or a percent-encoded space or control character
+# (`%20`, `%0A`, `%C2%A0`, `%E2%80%83`, `%E3%80%80`); or the escape text a printed form shows for
+# one (`b'Bearer\\nAbc'`, `\\xc2\\xa0` for a no-break space in bytes, `\\xa0`, `\\u2003` or
+# `\\u3000` in a repr or a KeyError's message, `\\v`, `\\f`, octal `\\040`), with its backslash
+# doubled when that text is printed again (the bytes of a repr). Quotes and commas may stand
+# between them (`Bearer "Abc"`, the items `('Bearer', 'Abc')` or `(b'Bearer', b'Abc')` of a
+# printed tuple).
+_SEPARATOR = (
+    r"(?:[\s\u180e\u200b-\u200d\u2060\ufeff+]"
+    r"|\\+(?:[tnrvf]|[0-7]{1,3}|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})"
+    r"|%(?:[01][0-9a-f]|20|7f|c2%(?:85|a0)|e1%9a%80|e1%a0%8e|e2%80%(?:8[0-9a-f]|a[89f])"
+    r"|e2%81%(?:9f|a0)|e3%80%80|ef%bb%bf))"
 )
-_SCHEME_SEPARATOR = re.compile(r"[\s\\]")  # what the separator above starts with
+# The scheme starts a word, or follows such an escape directly (`'x\\nBearer Abc'`, the repr
+# of a header block; `\\b` sees no boundary between the escape's letter and the scheme's). The
+# lookahead only spares the lookbehinds at every other character.
+_SCHEME_START = (
+    r"(?:(?<!\w)|(?<=\\[tnrvf0])|(?<=\\x[0-9a-f]{2})|(?<=\\u[0-9a-f]{4})"
+    r"|(?<=\\U[0-9a-f]{8})|(?<=%[0-9a-f]{2}))"
+)
+_AUTH_SCHEME = re.compile(
+    rf"(?i)(?=[bdt]){_SCHEME_START}(Bearer|Basic|DPoP|Token)"
+    rf"(?:['\",]*{_SEPARATOR})+(?:b?['\"])?[A-Za-z0-9._~+/=-]+"
+)
+# What the separator above starts with (the pattern runs only when one is there).
+_SCHEME_SEPARATOR = re.compile(r"[\s\\%+\u180e\u200b-\u200d\u2060\ufeff]")
 _PEM = re.compile(
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
 )
 
 
 # Letters, digits, `_` and `-`: no pattern below can match a text of these alone (a JWT needs
-# `.`, a credential parameter `=` or `%3D`, a scheme credential whitespace, a PEM block a space
-# after BEGIN). Request, decision and token ids are made of them (identifiers.py, secrets).
+# `.`, a credential parameter `=` or `%3D`, a scheme credential a separator, none of them one
+# of these; a PEM block a space after BEGIN). Request, decision and token ids are made of them
+# (identifiers.py, secrets).
 _PLAIN = string.ascii_letters + string.digits + "_-"
 
 

@@ -112,6 +112,24 @@ CREDENTIAL_FORMS = {
     "repr-em-space": repr(f"Token\u2003{OPAQUE}"),
     "repr-line-separator": repr(f"Bearer\u2028{OPAQUE}"),
     "key-error-ideographic-space": str(KeyError(f"DPoP\u3000{OPAQUE}")),
+    # An escape right before the scheme: `\b` sees no word boundary between `\n` and `Bearer`.
+    "repr-newline-before-scheme": repr(f"Host: x\nBearer {OPAQUE}"),
+    "bytes-crlf-before-scheme": str(f"\r\nBearer {OPAQUE}".encode()),
+    "repr-no-break-space-before-scheme": repr(f"\xa0Bearer\xa0{OPAQUE}"),
+    # Other printed escapes of a space (`\v`, `\f`, C's octal) and invisible format characters,
+    # which are not whitespace (`\s`) but separate the two as well to a reader.
+    "escaped-vertical-tab": f"Bearer\\v{OPAQUE}",
+    "octal-escaped-space": f"Basic\\040{OPAQUE}",
+    "zero-width-space": f"Bearer\u200b{OPAQUE}",
+    "byte-order-mark": f"DPoP\ufeff{OPAQUE}",
+    # URL- and form-encoded (a header quoted in a query string or a form body).
+    "percent-encoded-space": f"/cb?auth=Bearer%20{OPAQUE}",
+    "percent-encoded-no-break-space": f"Authorization%3ABearer%C2%A0{OPAQUE}",
+    "form-encoded-space": f"authorization=Bearer+{OPAQUE}",
+    # Quoted, or printed as the items of a tuple (`header.split()` in a message).
+    "quoted": f'Bearer "{OPAQUE}"',
+    "printed-tuple": str(("Bearer", OPAQUE)),
+    "printed-bytes-tuple": str((b"Bearer", OPAQUE.encode())),
     "cookie": f"session=1; id_token={OPAQUE}",
     "code": f"/callback?code={OPAQUE}&state=1",
     "unsecured-jwt": f"eyJhbGciOiJub25lIn0.e30{OPAQUE}.",
