@@ -426,18 +426,21 @@ def _sdk_rows(results: dict[str, Any], rate: float) -> list[str]:
     """The same load through sekisho.client: local rejections never reach the server."""
     rows = [
         "| SDK run | attempts | RPCs sent | OK | local (throttle, retry_after) | refused "
-        "(slow_down) | UNAVAILABLE | DEADLINE_EXCEEDED | of R | OK p50 / p99 ms | refusal p99 "
-        "ms | recovery s | generator late p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "(slow_down) | UNAVAILABLE | DEADLINE_EXCEEDED | other (stuck: unbounded by the SDK) | "
+        "of R | OK p50 / p99 ms | refusal p99 ms | recovery s | generator late p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     runs = [(name, results[name]) for name in ("sdk_open_2R", "sdk_open_5R")]
     runs.append(("sdk abusive 5R", results["sdk_abusive_and_polite"]["abusive"]))
     for name, run in runs:
         kinds = run["by_outcome"]
+        named = ("ok", "local", "refused", "UNAVAILABLE", "DEADLINE_EXCEEDED")
+        other = {kind: count for kind, count in kinds.items() if kind not in named}
         rows.append(
             f"| {name} | {run['calls']} | {run['rpcs']} | {kinds.get('ok', 0)} | "
             f"{kinds.get('local', 0)} | {kinds.get('refused', 0)} | "
             f"{kinds.get('UNAVAILABLE', 0)} | {kinds.get('DEADLINE_EXCEEDED', 0)} | "
+            f"{json.dumps(other) if other else 0} | "
             f"{run['goodput_per_s'] / rate:.0%} | {run['ok_p50_ms']} / {run['ok_p99_ms']} | "
             f"{run['refused_p99_ms']} | {run.get('recovered_after_s', '')} | "
             f"{run['generator_lateness_p99_ms']} |"

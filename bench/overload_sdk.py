@@ -62,7 +62,8 @@ def summary(caller: dict[str, Any], rate: float = 0.0) -> dict[str, Any]:
     attempts = caller["attempts"]
     kinds = _outcomes(attempts)
     ok = [ms for _, ms, outcome in attempts if outcome == "ok"]
-    refused = [ms for _, ms, outcome in attempts if outcome not in ("ok", "DEADLINE_EXCEEDED")]
+    answered = ("ok", "DEADLINE_EXCEEDED", "stuck")  # stuck: no latency (bench/sdk_load.py)
+    refused = [ms for _, ms, outcome in attempts if outcome not in answered]
     seconds = max(1e-9, caller["sent_over_s"])
     result = {
         "calls": len(attempts),

@@ -8,7 +8,9 @@ and how late the generator started its calls (is the load really open?).
 
 SPEC: {"deadline": 1.0, "messages": [...], "callers": [{"name", "rate", "seconds", "delay"}]}.
 Outcomes: ok; local (rejected by the throttle or the server's retry_after, no RPC); refused
-(slow_down from the server); UNAVAILABLE, DEADLINE_EXCEEDED, … (grpc status codes).
+(slow_down from the server); UNAVAILABLE, DEADLINE_EXCEEDED, … (grpc status codes); stuck: no
+answer STUCK_AFTER seconds past its deadline — a call the SDK failed to bound (then cancelled,
+its coroutine stacks printed to stderr; a bench run once hung 300 s on one).
 """
 
 import asyncio
@@ -24,6 +26,7 @@ from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.client import ChannelOptions, ExchangeError, RateLimitedError, TokenExchangeClient
 
 LOCAL = ("throttled locally", "retry after")
+STUCK_AFTER = 10.0
 
 
 def _client(target: str) -> TokenExchangeClient:
@@ -56,12 +59,28 @@ async def _attempt(
     out.append([started, round((time.time() - started) * 1e3, 3), outcome])
 
 
+def _report_stuck(
+    name: str, stuck: set[asyncio.Task[None]], started: dict[Any, float], attempts: list[Any]
+) -> None:
+    """Calls still running long past their deadline: each an attempt with outcome "stuck", the
+    distinct coroutine stacks they wait in on stderr, then cancelled."""
+    stacks: dict[str, int] = {}
+    for task in stuck:
+        where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in task.get_stack(limit=20))
+        stacks[where] = stacks.get(where, 0) + 1
+        attempts.append([started.get(task, 0.0), -1.0, "stuck"])
+        task.cancel()
+    for where, count in stacks.items():
+        print(f"{name}: {count} calls stuck in {where}", file=sys.stderr)
+
+
 async def _caller(target: str, spec: dict[str, Any], caller: dict[str, Any]) -> dict[str, Any]:
     await asyncio.sleep(caller.get("delay", 0.0))
     client, messages = _client(target), spec["messages"]
     attempts: list[Any] = []
     lateness: list[float] = []
     tasks: set[asyncio.Task[None]] = set()
+    started: dict[asyncio.Task[None], float] = {}  # the calls still running: when they started
     interval, total = 1.0 / caller["rate"], int(caller["rate"] * caller["seconds"])
     begin = time.monotonic()
     for n in range(total):
@@ -73,9 +92,16 @@ async def _caller(target: str, spec: dict[str, Any], caller: dict[str, Any]) -> 
             _attempt(client, messages[n % len(messages)], spec["deadline"], attempts)
         )
         tasks.add(task)
+        started[task] = time.time()
         task.add_done_callback(tasks.discard)
-    await asyncio.gather(*tasks)
-    await client.close()
+        task.add_done_callback(started.pop)
+    if tasks:
+        _, stuck = await asyncio.wait(set(tasks), timeout=spec["deadline"] + STUCK_AFTER)
+        _report_stuck(caller["name"], stuck, started, attempts)
+    try:
+        await asyncio.wait_for(client.close(), STUCK_AFTER)
+    except TimeoutError:
+        print(f"{caller['name']}: client.close() did not return", file=sys.stderr)
     lateness.sort()
     return {
         "name": caller["name"],
