@@ -15,16 +15,21 @@ test_audit_line.py compares it with the record path).
 
 from _json import encode_basestring_ascii
 from collections.abc import Callable
+from sys import getsizeof
 from typing import Any, Protocol, cast
 
-# What is remembered is bounded in entries and in characters (a caller chooses audiences,
-# scopes and resources): a value of at most 256 characters (a tuple: all its items together),
-# whose field text is at most 512 (escapes of non-ASCII text are six characters each). At most
-# 4,096 pairs of each kind: a few MiB per process whatever the callers send.
+# What is remembered is bounded in entries and in bytes (a caller chooses audiences, scopes and
+# resources): a value of at most 256 characters (a tuple: all its items together), whose field
+# text is at most 512 (escapes of non-ASCII text are six characters each); at most 4,096 pairs
+# and _MAX_REMEMBERED_BYTES of them as sys.getsizeof counts the value, its items and the text
+# (a character may take 4 bytes and each item of a tuple is an object of its own, so a count of
+# characters alone would allow ~10 times that). A pair met once is remembered as its hash only.
 _MAX_REMEMBERED = 4096
 _MAX_REMEMBERED_LENGTH = 256
 _MAX_REMEMBERED_TEXT = 512
 _MAX_REMEMBERED_ITEMS = 16
+_MAX_REMEMBERED_BYTES = 2 * 1024 * 1024
+_ENTRY_BYTES = 112  # per remembered pair beyond its value and text: the key tuple, a dict slot
 
 
 class FieldScrubber(Protocol):
@@ -41,7 +46,8 @@ class FieldEncoder:
         self._encode = encode
         self._names: dict[str, str] = {}
         self._texts: dict[tuple[str, Any], str] = {}  # (name, value) → its whole field text
-        self._seen: set[tuple[str, Any]] = set()  # pairs met once (remembered the second time)
+        self._size = 0  # the bytes _texts holds (_remember)
+        self._seen: set[int] = set()  # hashes of pairs met once (remembered the second time)
         self._scrubber: FieldScrubber | None = None  # the one the texts were made with
 
     def items(self, fields: dict[str, Any], scrubber: FieldScrubber) -> str | None:
@@ -49,6 +55,7 @@ class FieldEncoder:
         None when a name is not a string (the encoder decides what that means)."""
         if scrubber is not self._scrubber:
             self._texts.clear()
+            self._size = 0
             self._seen.clear()
             self._scrubber = scrubber
         try:
@@ -82,14 +89,15 @@ class FieldEncoder:
                 and len(text) <= _MAX_REMEMBERED_TEXT
                 and scrubbed == value
             ):
-                # _remember, inlined: every id of every line comes this way once.
+                # _remember's first half, inlined: every id of every line comes this way once.
                 item = (name, value)
-                if item in self._seen:
+                key = hash(item)
+                if key in self._seen:
                     self._remember(item, text)
                 else:
                     if len(self._seen) >= _MAX_REMEMBERED:
                         self._seen.clear()
-                    self._seen.add(item)
+                    self._seen.add(key)
             return text
         if kind is int:  # not bool: the encoder writes an int as int.__repr__
             return prefix + int.__repr__(scrubbed)
@@ -101,14 +109,25 @@ class FieldEncoder:
         return prefix + self._encode(scrubbed)
 
     def _remember(self, item: tuple[str, Any], text: str) -> None:
-        if item in self._seen:
-            if len(self._texts) >= _MAX_REMEMBERED:
-                self._texts.clear()
-            self._texts[item] = text
+        """Remember `text` for `item` if it was met before, else note that it was met. A hash
+        collision only remembers a pair at its first meeting: the text is keyed by the pair."""
+        key = hash(item)
+        if key not in self._seen:
+            if len(self._seen) >= _MAX_REMEMBERED:
+                self._seen.clear()
+            self._seen.add(key)
             return
-        if len(self._seen) >= _MAX_REMEMBERED:
-            self._seen.clear()
-        self._seen.add(item)
+        if item in self._texts:  # met again field by field (a line with an unhashable value)
+            return
+        value = item[1]
+        size = _ENTRY_BYTES + getsizeof(text) + getsizeof(value)
+        if type(value) is tuple:
+            size += sum(map(getsizeof, value))
+        if len(self._texts) >= _MAX_REMEMBERED or self._size + size > _MAX_REMEMBERED_BYTES:
+            self._texts.clear()
+            self._size = 0
+        self._texts[item] = text
+        self._size += size
 
     def _name(self, name: str) -> str:
         if len(self._names) >= _MAX_REMEMBERED:

@@ -28,7 +28,9 @@ MAX_VALUE = 2048
 MAX_TRACEBACK = 16384
 _MAX_ITEMS = 64
 _MAX_NAMES = 1024  # field names remembered as credential names or not
-_MAX_CLEAN = 4096  # short strings remembered as clean
+# Short ASCII strings remembered as clean: at most 4,096 of at most 256 bytes each (~1.3 MiB);
+# a non-ASCII character may take 4 bytes, so such strings are scrubbed every time instead.
+_MAX_CLEAN = 4096
 _MAX_CLEAN_LENGTH = 256
 
 _JWT = re.compile(
@@ -141,7 +143,7 @@ class ScrubFilter(logging.Filter):
     On the audit path (one record of ~20 fields per exchange), so it visits only the record's
     extra fields, leaves numbers and None alone, remembers which field names are credentials'
     names (the names are the code's `extra=` keys: a small, fixed set), and remembers short
-    strings it found clean (issuer, audience, scopes, token types repeat on every audit line):
+    ASCII strings it found clean (issuer, audience, scopes, token types repeat on every audit line):
     scrub_text is a pure function of the string, so a string clean once is clean again. Only
     strings that passed unchanged are remembered: a value that had a credential cut out never is.
     """
@@ -210,7 +212,7 @@ class ScrubFilter(logging.Filter):
         if value in self._clean:
             return value
         scrubbed = scrub_text(value)
-        if scrubbed == value and len(value) <= _MAX_CLEAN_LENGTH:
+        if scrubbed == value and len(value) <= _MAX_CLEAN_LENGTH and value.isascii():
             if len(self._clean) >= _MAX_CLEAN:
                 self._clean.clear()
             self._clean.add(value)

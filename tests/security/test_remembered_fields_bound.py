@@ -1,13 +1,16 @@
-"""What the audit line's encoder remembers is bounded in memory, whatever callers send
-(jsonfields.py): audiences, scopes and resources are the caller's, so a caller sending many
-distinct long values — each twice, which is what makes a field remembered — must not grow a
-worker by tens of MiB. Measured with tracemalloc: the memory the formatter still holds after
-the lines were written (a count of bytes, not a time)."""
+"""What the audit line's encoder and the scrubber remember is bounded in memory, whatever callers
+send (jsonfields.py, redaction.ScrubFilter): audiences, scopes and resources are the caller's, so
+a caller sending many distinct long values — each twice, which is what makes a field remembered
+— must not grow a worker by tens of MiB. Measured with tracemalloc: the most memory allocated
+while the lines were written (a count of bytes, not a time), each line's values made afresh
+inside the measurement, as a server parses them from each request (values made before it would
+not be counted even when the encoder keeps them)."""
 
 import gc
 import random
 import string
 import tracemalloc
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,50 +19,70 @@ from sekisho.redaction import ScrubFilter
 
 pytestmark = pytest.mark.security
 
-BOUND = 8 * 1024 * 1024  # bytes: jsonfields' limits allow ~2 MiB for two such fields
+BOUND = 6 * 1024 * 1024  # bytes: jsonfields' 2 MiB and the scrubber's ~1.3 MiB, with room
+COUNT = 4000  # under 4,096: nothing is dropped to make room for lack of entries
+EMOJI = "\U0001f600"  # outside the BMP: a string holding one takes 4 bytes per character
 
 
-def _values(seed: int, count: int) -> list[dict[str, Any]]:
-    """Distinct values at the old per-value limits: 16 resources of 248 characters, each written
-    by JSON as 1,488 (\\u00e9 escapes), and a 256-character audience."""
-    draw = random.Random(seed)  # noqa: S311 (test data, not secrets)
-    fields: list[dict[str, Any]] = []
-    for n in range(count):
-        stem = "".join(draw.choice(string.ascii_letters) for _ in range(8)) + f"{n:08d}"
-        fields.append(
-            {
-                "resources": tuple(f"{i:02d}{stem}".ljust(248, "é") for i in range(16)),
-                "audience": stem.ljust(256, "é"),
-            }
-        )
-    return fields
+def _stem(draw: random.Random, n: int) -> str:
+    return "".join(draw.choice(string.ascii_letters) for _ in range(8)) + f"{n:08d}"
 
 
-def test_long_distinct_values_sent_twice_stay_within_a_few_mib() -> None:
+# Distinct values, one set per line pair, at the limits of what may be remembered.
+VALUES: dict[str, Callable[[random.Random, int], dict[str, Any]]] = {
+    # 16 resources of 248 characters (1,488 as JSON: \u00e9 escapes), a 256-character audience
+    "long-latin1": lambda draw, n: {
+        "resources": tuple(f"{i:02d}{_stem(draw, n)}".ljust(248, "é") for i in range(16)),
+        "audience": _stem(draw, n).ljust(256, "é"),
+    },
+    # 255 ASCII characters and one emoji: 268 characters of JSON, 1 KiB as a str
+    "emoji-audience": lambda draw, n: {"audience": _stem(draw, n).ljust(255, ".") + EMOJI},
+    # 16 items of 16 characters, one an emoji: 256 characters, 16 objects of 125 bytes
+    "emoji-items": lambda draw, n: {
+        "requested_scopes": tuple(f"{i:x}{_stem(draw, n)}"[:15] + EMOJI for i in range(16)),
+        "resources": tuple(f"{i:x}{_stem(draw, n)}"[:15] + EMOJI for i in range(16)),
+    },
+    # the same in ASCII, and a 256-character ASCII audience
+    "ascii": lambda draw, n: {
+        "audience": _stem(draw, n).ljust(256, "."),
+        "requested_scopes": tuple(f"{i:x}{_stem(draw, n)}".ljust(16, ".") for i in range(16)),
+        "resources": tuple(f"{i:x}{_stem(draw, n)}".ljust(16, "/") for i in range(16)),
+    },
+}
+
+
+def _lines(kind: str, seed: int) -> Iterator[dict[str, Any]]:
+    """Each value set twice, made afresh each time (same seed: equal values, new objects)."""
+    make = VALUES[kind]
+    for n in range(COUNT):
+        for _ in range(2):
+            yield make(random.Random(seed * 1_000_003 + n), n)  # noqa: S311 (test data)
+
+
+@pytest.mark.parametrize("kind", list(VALUES))
+def test_long_distinct_values_sent_twice_stay_within_a_few_mib(kind: str) -> None:
     formatter = JsonLineFormatter()
     scrubber = ScrubFilter(_STANDARD_ATTRIBUTES)
-    values = _values(seed=7, count=4000)  # under 4,096: nothing is dropped to make room
     gc.collect()
     tracemalloc.start()
     try:
         before, _ = tracemalloc.get_traced_memory()
-        for fields in values:
-            for _ in range(2):
-                line = formatter.format_event(
-                    1.0e9,
-                    "INFO",
-                    "sekisho.audit",
-                    "token_exchanged",
-                    dict(fields),
-                    scrubber=scrubber,
-                )
-                assert line.startswith('{"time": ')
-        del line
+        for fields in _lines(kind, seed=7):
+            line = formatter.format_event(
+                1.0e9, "INFO", "sekisho.audit", "token_rejected", fields, scrubber=scrubber
+            )
+            assert line.startswith('{"time": ')
         gc.collect()
-        held, _ = tracemalloc.get_traced_memory()
+        _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert held - before < BOUND, f"{(held - before) / 2**20:.1f} MiB held after 8,000 lines"
+    assert peak - before < BOUND, f"{(peak - before) / 2**20:.1f} MiB at most, {2 * COUNT} lines"
+
+
+def _values(seed: int, count: int) -> list[dict[str, Any]]:
+    """Long distinct values, as "long-latin1" above."""
+    draw = random.Random(seed)  # noqa: S311 (test data, not secrets)
+    return [VALUES["long-latin1"](draw, n) for n in range(count)]
 
 
 class _CountingScrubber(ScrubFilter):
