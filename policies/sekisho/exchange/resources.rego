@@ -103,11 +103,12 @@ _ttl := {"ttl_seconds": cap} if {
 # --- identity claims ----------------------------------------------------------------------------
 
 # Claims Sekisho sets itself (tenant, acr, amr, auth_time…) or never lets policy set; listing
-# one in propagate_claims is a no-op. Mirrors sekisho.minting.claims.RESERVED_CLAIMS.
+# one in propagate_claims is a no-op. Mirrors sekisho.minting.claims.RESERVED_CLAIMS (a name
+# missing here makes the minter refuse the grant; tests/unit/policy/test_reserved_claims.py).
 reserved_claims := {
 	"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "resource", "act",
 	"tenant", "auth_time", "acr", "amr", "cnf", "may_act", "typ", "azp", "aud_tenant", "aud_sub",
-	"authorization_details",
+	"authorization_details", "status",
 }
 
 # A resource's own `propagate_claims` replaces the downstream's for that resource.

@@ -92,6 +92,7 @@ test_claims_for_several_resources_are_those_all_of_them_take if {
 }
 
 test_reserved_claims_mirror_sekishos_list if {
-	count(exchange.reserved_claims) == 22
+	count(exchange.reserved_claims) == 23
 	"tenant" in exchange.reserved_claims
+	"status" in exchange.reserved_claims
 }
