@@ -63,10 +63,10 @@ _SEPARATOR = (
     r"|e2%81%(?:9f|a0)|e3%80%80|ef%bb%bf))"
 )
 # The scheme starts a word, or follows such an escape directly (`'x\\nBearer Abc'`, the repr
-# of a header block; `\\b` sees no boundary between the escape's letter and the scheme's). The
-# lookahead only spares the lookbehinds at every other character.
+# of a header block, or C's `\\012Bearer`; `\\b` sees no boundary between the escape's letter
+# or digit and the scheme's). The lookahead only spares the lookbehinds at every other character.
 _SCHEME_START = (
-    r"(?:(?<!\w)|(?<=\\[tnrvf0])|(?<=\\x[0-9a-f]{2})|(?<=\\u[0-9a-f]{4})"
+    r"(?:(?<!\w)|(?<=\\[tnrvf0])|(?<=\\[0-7]{3})|(?<=\\x[0-9a-f]{2})|(?<=\\u[0-9a-f]{4})"
     r"|(?<=\\U[0-9a-f]{8})|(?<=%[0-9a-f]{2}))"
 )
 _AUTH_SCHEME = re.compile(

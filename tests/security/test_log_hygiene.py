@@ -116,6 +116,7 @@ CREDENTIAL_FORMS = {
     "repr-newline-before-scheme": repr(f"Host: x\nBearer {OPAQUE}"),
     "bytes-crlf-before-scheme": str(f"\r\nBearer {OPAQUE}".encode()),
     "repr-no-break-space-before-scheme": repr(f"\xa0Bearer\xa0{OPAQUE}"),
+    "octal-newline-before-scheme": f"Host: x\\012Bearer {OPAQUE}",
     # Other printed escapes of a space (`\v`, `\f`, C's octal) and invisible format characters,
     # which are not whitespace (`\s`) but separate the two as well to a reader.
     "escaped-vertical-tab": f"Bearer\\v{OPAQUE}",
