@@ -158,8 +158,9 @@ class ScrubFilter(logging.Filter):
         record.msg, record.args = scrub_text(record.getMessage()), None
         self.scrub_fields(record.__dict__)
         if record.exc_info and not record.exc_text:
-            text = logging.Formatter().formatException(record.exc_info)
-            record.exc_text = scrub_text(text, limit=MAX_TRACEBACK)
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:  # ours, or cached unscrubbed by a handler that formatted it first
+            record.exc_text = scrub_text(record.exc_text, limit=MAX_TRACEBACK)
         return True
 
     def scrub_fields(self, fields: dict[str, Any]) -> None:

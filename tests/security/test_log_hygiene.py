@@ -174,6 +174,31 @@ def test_no_credential_survives_in_any_field(
 
 
 @pytest.mark.parametrize("fmt", ["json", "text"])
+def test_a_traceback_another_handler_formatted_first_is_scrubbed(
+    configured: Configure, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    # logging.Formatter.format caches the traceback text on the record (exc_text): a handler
+    # that runs before Sekisho's (one on a library's own logger runs before the root's) leaves
+    # it there unscrubbed, and the scrubber must not take it as its own.
+    configured(fmt)
+    try:
+        raise ValueError(f"upstream said: Authorization: Bearer {OPAQUE}, id_token={JWT}")
+    except ValueError:
+        record = logging.getLogger("lib").makeRecord(
+            "lib", logging.ERROR, __file__, 0, "failed", (), sys.exc_info()
+        )
+    logging.Formatter().format(record)  # the other handler's formatter
+    assert OPAQUE in (record.exc_text or "")
+    for handler in logging.getLogger().handlers:
+        handler.handle(record)
+    out = capsys.readouterr().err
+    assert "ValueError: upstream said" in out
+    assert OPAQUE not in out
+    for segment in JWT.split("."):
+        assert segment not in out
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
 def test_a_repeated_value_is_scrubbed_every_time(
     configured: Configure, capsys: pytest.CaptureFixture[str], fmt: str
 ) -> None:
