@@ -42,6 +42,14 @@ def free_text(value: str) -> bool:
     return _FREE_TEXT_FORBIDDEN.search(value) is None
 
 
+def plain_json_text(text: str) -> bool:
+    """True when `text`, a JSON text, holds no escape and only printable code points: then every
+    string in the value it encodes is free_text, for its characters stand in `text` as they are,
+    and every code point free_text forbids is one str.isprintable refuses (Cc, Cf, Cs, Zl, Zp).
+    False says nothing about the strings: check each one."""
+    return "\\" not in text and text.isprintable()
+
+
 def _noncharacter(char: str) -> bool:
     point = ord(char)
     return 0xFDD0 <= point <= 0xFDEF or (point & 0xFFFE) == 0xFFFE

@@ -23,7 +23,10 @@ FORBIDDEN_HEADERS = ("crit", "b64", "zip", "enc")
 
 _B64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")
-_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+# The last character of a canonical segment, by segment length mod 4 (RFC 4648 §3.5): with 2
+# or 3 characters left over it carries 4 or 2 unused bits, which must be zero (its 6-bit value
+# a multiple of 16 or 4); with 0 left over every bit is data. (1 left over does not decode.)
+_CANONICAL_LAST = {2: frozenset(b"AQgw"), 3: frozenset(b"AEIMQUYcgkosw048")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,9 @@ class CompactJws:
     claims: dict[str, Any]
     signing_input: bytes
     signature: bytes
+    # The JSON text `claims` was parsed from: a rule about every string of the claims can
+    # often be settled on the text at once (identity/claims.validate_strings).
+    claims_text: str = ""
 
 
 def b64url_decode(segment: str) -> bytes:
@@ -48,9 +54,10 @@ def b64url_decode(segment: str) -> bytes:
         raise MalformedTokenError(log_detail="segment is not base64url") from exc
     # RFC 4648 §3.5 canonical encoding only: the decoder ignores a last character's unused bits,
     # so up to 16 spellings of one token would all verify, defeating anything keyed by the
-    # token string (replay and verification caches, log correlation).
-    encoded = binascii.b2a_base64(decoded, newline=False).rstrip(b"=").translate(_TO_URLSAFE)
-    if encoded != raw:
+    # token string (replay and verification caches, log correlation). Every other character
+    # maps to its 6 bits one to one, so the last one decides (what re-encoding would compare).
+    last = _CANONICAL_LAST.get(len(raw) % 4)
+    if last is not None and raw[-1] not in last:
         raise MalformedTokenError(log_detail="segment is not canonical base64url")
     return decoded
 
@@ -71,16 +78,25 @@ def _no_constants(name: str) -> Any:
     raise MalformedTokenError(log_detail=f"{name} is not a JSON value")
 
 
+# Built once: json.loads with hooks constructs a decoder and its C scanner on every call (two
+# or three per exchange). The decoder keeps no state between calls.
+_DECODE = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants).decode
+
+
 def json_object(segment: str) -> dict[str, Any]:
     """A base64url segment holding a UTF-8 JSON object. Raises: MalformedTokenError."""
+    return _json_object_and_text(segment)[0]
+
+
+def _json_object_and_text(segment: str) -> tuple[dict[str, Any], str]:
     try:
         text = b64url_decode(segment).decode("utf-8")
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        value = _DECODE(text)  # refuses a leading BOM as json.loads does (a ValueError too)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MalformedTokenError(log_detail="segment is not UTF-8 JSON") from exc
     if not isinstance(value, dict):
         raise MalformedTokenError(log_detail="segment is not a JSON object")
-    return value
+    return value, text
 
 
 def parse_compact(token: str) -> CompactJws:
@@ -94,11 +110,15 @@ def parse_compact(token: str) -> CompactJws:
             log_detail=f"token has {len(parts)} parts; only compact JWS (3) is accepted"
         )
     header = json_object(parts[0])
-    claims = json_object(parts[1])
+    claims, claims_text = _json_object_and_text(parts[1])
     signature = b64url_decode(parts[2])
     if not signature:
         raise AlgorithmNotAllowedError(log_detail="token is unsigned")
     signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
     return CompactJws(
-        header=header, claims=claims, signing_input=signing_input, signature=signature
+        header=header,
+        claims=claims,
+        signing_input=signing_input,
+        signature=signature,
+        claims_text=claims_text,
     )

@@ -92,6 +92,42 @@ async def test_any_claim_policy_may_read_with_a_control_character_is_refused(
     await rejected(harness, _token(harness, profile={"roles": ["admin" + suffix]}))
 
 
+# Written as they are (not as \\u escapes) in the payload's JSON text, where JSON allows every one
+# of these but the C0 controls: the claims' text is checked whole when it holds no escape
+# (codepoints.plain_json_text), so that check must see them. (A lone surrogate has no UTF-8.)
+UNESCAPED = {
+    name: suffix
+    for name, suffix in HOSTILE_SUFFIXES.items()
+    if suffix[0] >= "\u007f" and name != "lone-surrogate"
+}
+
+
+def _unescaped_payload(harness: Harness, **claims: Any) -> bytes:
+    return json.dumps(
+        harness.idp_a.claims(harness.clock.now(), **claims), ensure_ascii=False
+    ).encode()
+
+
+@pytest.mark.parametrize("suffix", list(UNESCAPED.values()), ids=list(UNESCAPED))
+async def test_hostile_code_point_written_unescaped_in_the_payload_is_refused(
+    harness: Harness, suffix: str
+) -> None:
+    payload = _unescaped_payload(harness, department="sales" + suffix)
+    assert suffix.encode() in payload
+    await rejected(harness, idp_a_signed(harness, payload=payload))
+    clean = _unescaped_payload(harness, department="sales", name="Zoë 山田")  # control
+    await accepted(harness, idp_a_signed(harness, payload=clean))
+
+
+async def test_whitespace_between_json_tokens_of_the_payload_is_accepted(harness: Harness) -> None:
+    # Newlines and tabs outside strings are JSON whitespace, not claim content: the text check
+    # says nothing then, and each string is checked instead.
+    claims = harness.idp_a.claims(harness.clock.now(), department="sales")
+    payload = json.dumps(claims, indent="\t").encode()
+    assert b"\n\t" in payload
+    await accepted(harness, idp_a_signed(harness, payload=payload))
+
+
 async def test_visible_unicode_in_claims_is_accepted(harness: Harness) -> None:
     token = _token(harness, sub="zoë", email="zoë@exämple.com", name="Zoë 山田", tenant="acme")
     result = await accepted(harness, token)

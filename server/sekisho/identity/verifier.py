@@ -108,7 +108,7 @@ class TokenVerifier:
         issuer = self._issuer_of(jws.claims)
         key = await self._key_for(issuer, jws.header)
         self._check_signature(jws, key)
-        return self._validated(jws.header, jws.claims, issuer.config, token_type)
+        return self._validated(jws, issuer.config, token_type)
 
     def _check_header(self, header: dict[str, Any], token_type: str) -> None:
         for name in _FORBIDDEN_HEADERS:
@@ -173,9 +173,8 @@ class TokenVerifier:
         if not valid:
             raise BadSignatureError(log_detail="bad signature")
 
-    def _validated(
-        self, header: dict[str, Any], claims: dict[str, Any], config: IssuerConfig, token_type: str
-    ) -> VerifiedToken:
+    def _validated(self, jws: CompactJws, config: IssuerConfig, token_type: str) -> VerifiedToken:
+        header, claims = jws.header, jws.claims
         exp = rules.validate_times(claims, self._clock.now(), self._leeway)
         sub = rules.validate_subject(claims)
         rules_type = (
@@ -200,7 +199,7 @@ class TokenVerifier:
             act=delegation.inbound_act(claims, self._max_act_depth),
             claims=claims,
         )
-        rules.validate_strings(claims, _identity_values(token))
+        rules.validate_strings(claims, _identity_values(token), claims_text=jws.claims_text)
         return token
 
 

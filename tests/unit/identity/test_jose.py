@@ -1,6 +1,9 @@
 """Strict compact-JWS parsing (sekisho.jose): only three base64url parts holding UTF-8 JSON
 objects without duplicate members, and a non-empty signature, get past `parse_compact`."""
 
+import base64
+import binascii
+
 import pytest
 from sekisho.errors import InvalidTokenError
 from sekisho.jose import b64url_decode, json_object, parse_compact
@@ -18,6 +21,7 @@ def test_parse_compact_decodes_the_three_parts() -> None:
     assert jws.claims == {"sub": "alice", "n": [1, {"a": True}]}
     assert jws.signature == b"\x01\x02\x03"
     assert jws.signing_input == f"{HEADER}.{CLAIMS}".encode("ascii")
+    assert jws.claims_text == '{"sub":"alice","n":[1,{"a":true}]}'
 
 
 @pytest.mark.parametrize(
@@ -82,9 +86,10 @@ def test_b64url_decode_round_trips() -> None:
         b'{"sub":"\xff"}',
         '{"sub":"alice"}'.encode("utf-16"),
         b"[" * 100_000 + b"]" * 100_000,
+        b'\xef\xbb\xbf{"sub":"alice"}',
     ],
     ids=["array", "string", "number", "null", "truncated", "empty", "duplicate-member",
-         "nested-duplicate-member", "invalid-utf8", "utf-16", "deep-nesting"],
+         "nested-duplicate-member", "invalid-utf8", "utf-16", "deep-nesting", "utf-8-bom"],
 )  # fmt: skip
 def test_json_object_rejects_anything_but_a_utf8_json_object(raw: bytes) -> None:
     with pytest.raises(InvalidTokenError):
@@ -111,7 +116,40 @@ def test_rejection_message_is_generic() -> None:
 
 @pytest.mark.parametrize("char", ["+", "/", "=", " ", "\n", "é", "*"])
 def test_b64url_decode_refuses_foreign_characters_before_decoding(char: str) -> None:
-    # The alphabet check itself, not the canonical re-encoding behind it, refuses the segment.
+    # The alphabet check itself, not the canonical check behind it, refuses the segment.
     with pytest.raises(InvalidTokenError) as caught:
         b64url_decode(HEADER[:4] + char + HEADER[5:])
     assert caught.value.log_detail == "segment is not base64url"
+
+
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _reencodes_to_itself(segment: str) -> bool:
+    """The reference: canonical means the decoded bytes encode back to the same text."""
+    try:
+        decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except binascii.Error:
+        return False
+    return base64.urlsafe_b64encode(decoded).rstrip(b"=").decode() == segment
+
+
+def _decodes(segment: str) -> bool:
+    try:
+        b64url_decode(segment)
+    except InvalidTokenError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("prefix", ["", "QUJD"], ids=["alone", "after-a-group"])
+def test_b64url_decode_accepts_exactly_the_spellings_that_reencode_to_themselves(
+    prefix: str,
+) -> None:
+    """RFC 4648 §3.5: the last character's unused bits must be zero. Every 1- and 2-character
+    tail, and every last character of a 3-character tail, against the re-encoding reference."""
+    tails = [a for a in ALPHABET] + [a + b for a in ALPHABET for b in ALPHABET]
+    tails += [a + b + c for a in "Az9_" for b in "Ag-" for c in ALPHABET]
+    for tail in tails:
+        segment = prefix + tail
+        assert _decodes(segment) == _reencodes_to_itself(segment), segment
