@@ -15,7 +15,14 @@ Two worlds:
   and malformed risk levels, grants outside the catalogue or not arrays), a populated deny-list,
   consents (valid, expired, malformed) and tenant issuers, asked by random users with missing
   claims, odd groups, unknown or unlisted audiences, resources and scopes, actors, callers and
-  authentication times; once with decision_cache_seconds 60 and once with it malformed.
+  authentication times; once with decision_cache_seconds 60 and once with it malformed;
+- `odd`: downstreams shaped at what the session 8 rewrite changed (tenant and caller entries
+  that are false, null, true, a string or a number; `scopes` limits null, an object, a string,
+  shared by tenant and caller; `tenants`, `callers`, `group_grants` and the catalogue as arrays
+  or null; reserved claim names in any case, non-string names; equal caps as 60 and 60.0, a
+  10^30 cap; downstreams that are not objects), asked by every combination of tenant, caller id
+  and SPIFFE ID, duplicate groups and scopes, an empty scope and three actors (red team,
+  session 9).
 
 Prints the outcome mix and the number of differing decisions per world (exit 1 if any), and
 the first differences in full.
@@ -166,6 +173,117 @@ def edge_data(cache_seconds: Any) -> dict[str, Any]:
             "consents": consents,
         }
     }
+
+
+def _odd_downstream(**changes: Any) -> Any:
+    entry: dict[str, Any] = {
+        "scopes": {
+            "a": {},
+            "b": {"risk": "elevated"},
+            "c": {"risk": None},
+            "d": {"risk": False},
+            "e": {"risk": 0},
+        },
+        "group_grants": {"g": ["a", "b", "c", "d", "e", "a"], "dup": ["a", "a"]},
+        "resources": {
+            "https://r1": {"max_ttl_seconds": 60},
+            "https://r2": {"max_ttl_seconds": 60.0},
+        },
+        "max_ttl_seconds": 60.0,
+    }
+    entry.update(changes)
+    return entry
+
+
+ODD_SHAPES: dict[str, Any] = {
+    "plain": _odd_downstream(),
+    "tenant-false": _odd_downstream(tenants={"acme": False}),
+    "tenant-null": _odd_downstream(tenants={"acme": None}),
+    "tenant-true": _odd_downstream(tenants={"acme": True}),
+    "tenant-string": _odd_downstream(tenants={"acme": "x"}),
+    "tenant-scopes-null": _odd_downstream(tenants={"acme": {"scopes": None}}),
+    "tenant-scopes-object": _odd_downstream(tenants={"acme": {"scopes": {"x": "a"}}}),
+    "tenant-scopes-string": _odd_downstream(tenants={"acme": {"scopes": "a"}}),
+    "tenant-resources-false": _odd_downstream(tenants={"acme": {"resources": False}}),
+    "tenants-array": _odd_downstream(tenants=[{"scopes": ["a"]}]),
+    "tenants-null": _odd_downstream(tenants=None),
+    "tenants-empty-name": _odd_downstream(tenants={"": {"scopes": ["a"]}}),
+    "caller-false": _odd_downstream(callers={"c1": False}),
+    "caller-null": _odd_downstream(callers={"c1": None}),
+    "caller-number": _odd_downstream(callers={"c1": 0}),
+    "caller-spiffe-only": _odd_downstream(callers={"spiffe://c": {"scopes": ["a"]}}),
+    "caller-both": _odd_downstream(
+        callers={"c1": {"scopes": ["b"], "client_id": 7}, "spiffe://c": {"scopes": ["a"]}}
+    ),
+    "same-limits": _odd_downstream(
+        tenants={"acme": {"scopes": ["a", "b"]}}, callers={"c1": {"scopes": ["a", "b"]}}
+    ),
+    "callers-array": _odd_downstream(callers=["c1"]),
+    "callers-null": _odd_downstream(callers=None),
+    "claims-reserved": _odd_downstream(
+        propagate_claims=["ISS", "iss", "email", False, None, 5, ["iss"], "", "groups", "act"]
+    ),
+    "grants-array": _odd_downstream(group_grants=[["a"]]),
+    "catalogue-array": _odd_downstream(scopes=["a"]),
+    "actors-odd": _odd_downstream(actors={"": {}, "agent": {"issuer": None}}),
+    "ttl-huge": _odd_downstream(max_ttl_seconds=10**30),
+    "ttl-string": _odd_downstream(max_ttl_seconds="60"),
+    "not-an-object": True,
+    "an-array": [1],
+    "empty": {},
+}
+
+
+def odd_data() -> dict[str, Any]:
+    shipped = json.loads((REPO / "policies" / "data" / "registry.json").read_text())
+    registry = shipped["sekisho"]["registry"]
+    registry["decision_cache_seconds"] = 10**20
+    registry["downstreams"] = {f"https://odd.example/{k}": v for k, v in ODD_SHAPES.items()}
+    return {
+        "sekisho": {"registry": registry, "denylist": {"users": {}, "callers": {}}, "consents": {}}
+    }
+
+
+def odd_documents() -> list[dict[str, Any]]:
+    """Every combination below for every ODD_SHAPES audience (900 each, 26,100 inputs)."""
+    claims = {"iss": IDP, "ISS": "x", "email": "alice@example.com", "act": {"sub": "x"}}
+    claims["may_act"] = {"sub": "agent"}
+    actors = [
+        None,
+        {"sub": "agent", "iss": "x", "claims": {}},
+        {"sub": "", "iss": "", "claims": {}},
+    ]
+    callers = [("", ""), ("c1", ""), ("c1", "spiffe://c"), ("", "spiffe://c"), ("zz", "spiffe://c")]
+    docs = []
+    for audience in (f"https://odd.example/{k}" for k in ODD_SHAPES):
+        for tenant in ["", "acme", "Acme"]:
+            for caller_id, spiffe in callers:
+                for groups in [["g"], ["dup", "dup"], [], ["g", "g"]]:
+                    for scopes in [[], ["a"], ["a", "a"], ["b", "c", "d", "e"], [""]]:
+                        for actor in actors:
+                            subject = {
+                                "iss": IDP,
+                                "sub": "alice",
+                                "client_id": "",
+                                "tenant": tenant,
+                            }
+                            subject |= {"email": "", "groups": groups, "acr": "", "amr": []}
+                            subject |= {"auth_time": 0, "claims": claims}
+                            request = {"audience": audience, "resources": [], "scopes": scopes}
+                            request |= {"requested_token_type": "", "subject_token_type": ""}
+                            request |= {"lifetime_seconds": 0, "context": {}}
+                            caller = {"id": caller_id, "spiffe_id": spiffe}
+                            caller["authenticated_by"] = "mtls"
+                            docs.append(
+                                {
+                                    "subject": subject,
+                                    "actor": actor,
+                                    "caller": caller,
+                                    "request": request,
+                                    "now": NOW,
+                                }
+                            )
+    return docs
 
 
 def _pick(rng: random.Random, values: list[Any], most: int) -> list[Any]:
@@ -327,6 +445,7 @@ def main() -> None:
         differ += compare("edge", base, edge, edge_docs, Path(tmp))
         malformed = edge_data("60")
         differ += compare("edge-cache-malformed", base, malformed, edge_docs[:5000], Path(tmp))
+        differ += compare("odd", base, odd_data(), odd_documents(), Path(tmp))
     print(f"baseline {args.baseline}: decisions that differ in any field: {differ}")
     sys.exit(1 if differ else 0)
 
