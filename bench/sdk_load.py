@@ -7,10 +7,11 @@ and how late the generator started its calls (is the load really open?).
     python bench/sdk_load.py TARGET SPEC.json
 
 SPEC: {"deadline": 1.0, "messages": [...], "callers": [{"name", "rate", "seconds", "delay"}]}.
-Outcomes: ok; local (rejected by the throttle or the server's retry_after, no RPC); refused
-(slow_down from the server); UNAVAILABLE, DEADLINE_EXCEEDED, … (grpc status codes); stuck: no
-answer STUCK_AFTER seconds past its deadline — a call the SDK failed to bound (then cancelled,
-its coroutine stacks printed to stderr; a bench run once hung 300 s on one).
+Outcomes: ok; local (rejected by the throttle or the server's retry_after, or no call slot in
+time: no RPC); refused (slow_down from the server); UNAVAILABLE, DEADLINE_EXCEEDED, … (grpc
+status codes); stuck: no answer STUCK_AFTER seconds past its deadline — a call the SDK failed to
+bound (then cancelled, its coroutine stacks printed to stderr; a bench run once hung 300 s on
+one).
 """
 
 import asyncio
@@ -40,6 +41,8 @@ def _client(target: str) -> TokenExchangeClient:
 
 
 def _outcome(error: ExchangeError) -> str:
+    if "not sent:" in str(error):  # waited for a call slot past any chance of an answer
+        return "local"
     if isinstance(error, RateLimitedError):
         return "local" if any(phrase in str(error) for phrase in LOCAL) else "refused"
     return error.code

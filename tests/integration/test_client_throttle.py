@@ -211,3 +211,57 @@ async def test_a_call_cancelled_by_the_service_is_retried_with_backoff(
         with pytest.raises(ExchangeUnavailableError) as refused:
             await client.exchange(_token(dev_idp), "https://crm-as.example.com", deadline_seconds=5)
         assert refused.value.code == "CANCELLED" and client.rpc_count == 3
+
+
+@pytest.fixture
+async def holding_server() -> AsyncIterator[tuple[str, asyncio.Queue[bytes], asyncio.Event]]:
+    """A gRPC server that holds every ExchangeToken until released, then denies it."""
+    arrived: asyncio.Queue[bytes] = asyncio.Queue()
+    release = asyncio.Event()
+
+    async def hold(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        arrived.put_nowait(request)
+        await release.wait()
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, "")
+        raise AssertionError("abort returns only by raising")
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "sekisho.v1.TokenExchangeService",
+                {"ExchangeToken": grpc.unary_unary_rpc_method_handler(hold)},
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    yield f"127.0.0.1:{port}", arrived, release
+    release.set()
+    await server.stop(0)
+
+
+@pytest.mark.integration
+async def test_calls_beyond_max_in_flight_wait_in_the_client_and_are_not_sent_late(
+    holding_server: tuple[str, asyncio.Queue[bytes], asyncio.Event],
+    dev_idp: DevIdentityProvider,  # noqa: F811
+) -> None:
+    """Queued inside grpc's channel, the third call would be sent whenever a stream frees,
+    however little time it has left; waiting in the client, it fails unsent at its deadline."""
+    target, arrived, release = holding_server
+    options, token = ChannelOptions(insecure=True), _token(dev_idp)
+    async with TokenExchangeClient(target, channel_options=options, max_in_flight=2) as client:
+        held = [
+            asyncio.create_task(client.exchange(token, "https://crm-as.example.com"))
+            for _ in range(2)
+        ]
+        for _ in held:
+            await asyncio.wait_for(arrived.get(), 10)
+        with pytest.raises(ExchangeUnavailableError, match="not sent") as late:
+            await client.exchange(token, "https://crm-as.example.com", deadline_seconds=0.3)
+        assert late.value.code == "DEADLINE_EXCEEDED"
+        assert arrived.empty() and client.rpc_count == 2
+        release.set()
+        for call in held:
+            with pytest.raises(ExchangeError):
+                await call

@@ -6,6 +6,8 @@
   slow_down after the server's `retry_after` (jittered), never past the caller's deadline
   (every other status is an answer, and retrying a denial would only add load); while a
   `retry_after` runs, calls that cannot wait it out fail at once without an RPC;
+- call slots (slots.py): at most `max_in_flight` RPCs on the wire, the rest wait in the client,
+  where a call whose deadline would pass before it could be answered is never sent;
 - client-side adaptive throttling (throttle.py): when the service keeps refusing (slow_down,
   grpc's REFUSED_STREAM or RESOURCE_EXHAUSTED, or no answer within the deadline), requests are
   rejected locally in proportion, so a fleet of agents cannot hammer it;
@@ -42,6 +44,7 @@ from sekisho.client.errors import (
     RateLimitedError,
     error_for,
 )
+from sekisho.client.slots import CallSlots
 from sekisho.client.throttle import AdaptiveThrottle
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN
 from sekisho.singleflight import SingleFlight
@@ -140,7 +143,9 @@ class TokenExchangeClient:
         clock: Callable[[], float] = time.monotonic,
         status: "StatusListClient | None" = None,
         throttle: AdaptiveThrottle | None = None,
+        max_in_flight: int = 16,
     ) -> None:
+        """`max_in_flight`: RPCs on the wire at once; more wait in the client (slots.py)."""
         self._status = status
         self._channel = open_channel(target, channel_options or ChannelOptions())
         self._stub = pb_grpc.TokenExchangeServiceStub(self._channel)  # type: ignore[no-untyped-call]
@@ -149,6 +154,7 @@ class TokenExchangeClient:
         self._cache_types = frozenset(cache_token_types)
         self._clock = clock
         self.throttle = throttle or AdaptiveThrottle(clock)
+        self._slots = CallSlots(max_in_flight, clock)
         self._not_before = 0.0  # the server's last retry_after, on the clock
         self.cache = TokenCache(refresh_ahead_seconds=refresh_ahead_seconds)
         self._flights: SingleFlight[CacheKey, ExchangedToken] = SingleFlight()
@@ -256,7 +262,7 @@ class TokenExchangeClient:
                     "slow_down", "throttled locally: the service is refusing", "RESOURCE_EXHAUSTED"
                 )
             try:
-                token = await self._call_once(params, remaining)
+                token = await self._call_once(params, deadline)
             except ExchangeError as error:
                 attempt += 1
                 pause = self._pause_before_retry(error, attempt)
@@ -295,7 +301,7 @@ class TokenExchangeClient:
             )
         await asyncio.sleep(wait)
 
-    async def _call_once(self, params: ExchangeParams, budget: float) -> ExchangedToken:
+    async def _call_once(self, params: ExchangeParams, deadline: float) -> ExchangedToken:
         request = pb.ExchangeTokenRequest(
             subject_token=params.subject_token,
             subject_token_type=params.subject_token_type,
@@ -304,12 +310,17 @@ class TokenExchangeClient:
             resource=list(params.resources),
             scope=list(params.scopes),
         )
-        self.rpc_count += 1
-        started = self._clock()
-        try:
-            response = await self._stub.ExchangeToken(request, timeout=budget)
-        except grpc.aio.AioRpcError as error:
-            raise _error_from_rpc(error) from error
+        async with self._slots.slot(deadline) as budget:
+            self.rpc_count += 1
+            started = self._clock()
+            try:
+                response = await self._stub.ExchangeToken(request, timeout=budget)
+            except grpc.aio.AioRpcError as error:
+                failure = _error_from_rpc(error)
+                if not _overload_refusal(failure):  # an answer: how long answers take
+                    self._slots.answered(self._clock() - started)
+                raise failure from error
+            self._slots.answered(self._clock() - started)
         return ExchangedToken(
             access_token=response.access_token,
             issued_token_type=response.issued_token_type,
