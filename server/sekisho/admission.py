@@ -25,10 +25,9 @@ measures a refusal against an exchange. Every worker is one asyncio loop, so no 
 """
 
 import asyncio
-import contextlib
 import math
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sekisho.buckets import MAX_BUCKETS, BucketTable
@@ -147,20 +146,15 @@ class Admission:
         if self._in_flight >= self.limit.slots or len(self._queue):
             self._check_room(flow, now, deadline)
 
-    @contextlib.asynccontextmanager
-    async def admit(
+    def admit(
         self, caller: Caller, *, flow: str = "", deadline: float = NO_DEADLINE
-    ) -> AsyncIterator[None]:
-        """Hold one slot for the body. The fairness key is the authenticated caller's id, else
-        `flow` (the anonymous caller's connection or address): one caller on many connections
-        is still one turn. `deadline` is the caller's, on the clock; a transport that has one
-        calls screen() first, as the call arrives. Raises: SlowDownError."""
-        self._take_token(caller.id, caller.id or peer_address(flow))
-        granted = await self._acquire(caller.id or flow, deadline)
-        try:
-            yield
-        finally:
-            self._release(granted)
+    ) -> "AdmittedSlot":
+        """Hold one slot for the body (`async with admission.admit(...)`). The fairness key is
+        the authenticated caller's id, else `flow` (the anonymous caller's connection or
+        address): one caller on many connections is still one turn. `deadline` is the caller's,
+        on the clock; a transport that has one calls screen() first, as the call arrives.
+        Raises (entering): SlowDownError."""
+        return AdmittedSlot(self, caller, flow, deadline)
 
     async def _acquire(self, flow: str, deadline: float) -> float:
         now = self._clock.now()
@@ -246,6 +240,31 @@ class Admission:
                 log_detail=f"caller {key!r} over {limit.rate_per_second}/s",
                 metadata={"retry_after": str(max(1, math.ceil(wait)))},
             )
+
+
+class AdmittedSlot:
+    """What admit() returns: takes the caller's token and a slot on entering, releases the slot
+    on leaving, whatever the body raised. A class rather than an @asynccontextmanager: entered
+    once per exchange, it saves the async generator, its loop hooks and contextlib's wrapper."""
+
+    __slots__ = ("_admission", "_caller", "_deadline", "_flow", "_granted")
+
+    def __init__(self, admission: Admission, caller: Caller, flow: str, deadline: float) -> None:
+        self._admission = admission
+        self._caller = caller
+        self._flow = flow
+        self._deadline = deadline
+        self._granted: float | None = None
+
+    async def __aenter__(self) -> None:
+        admission, caller = self._admission, self._caller
+        admission._take_token(caller.id, caller.id or peer_address(self._flow))
+        self._granted = await admission._acquire(caller.id or self._flow, self._deadline)
+
+    async def __aexit__(self, *_: object) -> None:
+        granted, self._granted = self._granted, None
+        if granted is not None:
+            self._admission._release(granted)
 
 
 async def _let_arrivals_in() -> None:

@@ -5,8 +5,9 @@ a KMS-backed Signer makes a network call, a local one returns at once. Header me
 sorted and JSON is compact, byte for byte what PyJWT produced before signing became async.
 """
 
-import base64
+import binascii
 import json
+from _json import encode_basestring_ascii, make_encoder
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -24,17 +25,26 @@ class SelfVerificationError(Exception):
     """A token just minted did not verify against the published public key."""
 
 
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64url(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
+    # base64.urlsafe_b64encode(data).rstrip(b"="), without its two Python-level calls.
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
 
 
-# Built once: json.dumps with `separators` constructs an encoder per call. Same output as
-# json.dumps(value, separators=(",", ":")) (ASCII-escaped, members in insertion order).
-_COMPACT = json.JSONEncoder(separators=(",", ":")).encode
+# Built once: json.dumps with `separators` constructs an encoder per call, and so does
+# JSONEncoder.encode (a C encoder per iterencode). Same output as json.dumps(value,
+# separators=(",", ":")): ASCII-escaped, members in insertion order. Without the circular-
+# reference check: claims are built per token from parsed JSON (policy/decision.py, the verified
+# subject) and cannot contain themselves.
+_COMPACT = make_encoder(
+    None, json.JSONEncoder().default, encode_basestring_ascii, None, ":", ",", False, False, True
+)
 
 
 def _json(value: dict[str, Any]) -> bytes:
-    return _COMPACT(value).encode()
+    return "".join(_COMPACT(value, 0)).encode()
 
 
 # Encoded headers kept per (alg, kid, typ): a handful of keys and two profiles at a time.
