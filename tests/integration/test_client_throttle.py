@@ -2,8 +2,9 @@
 against a real Sekisho whose every call is refused by a token bucket."""
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -148,6 +149,29 @@ def _closed_port() -> str:
         return f"127.0.0.1:{sock.getsockname()[1]}"  # closed again on return: refused
 
 
+Handler = Callable[[bytes, grpc.aio.ServicerContext[bytes, bytes]], Awaitable[bytes]]
+
+
+@contextlib.asynccontextmanager
+async def _exchange_server(handler: Handler) -> AsyncIterator[str]:
+    """A bare gRPC server on loopback answering ExchangeToken with `handler`; its target."""
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "sekisho.v1.TokenExchangeService",
+                {"ExchangeToken": grpc.unary_unary_rpc_method_handler(handler)},
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(0)
+
+
 @pytest.fixture
 async def cancelling_server() -> AsyncIterator[str]:
     """A gRPC server answering every ExchangeToken with CANCELLED, as grpc core does for a call
@@ -157,19 +181,8 @@ async def cancelling_server() -> AsyncIterator[str]:
         await context.abort(grpc.StatusCode.CANCELLED, "")
         raise AssertionError("abort returns only by raising")
 
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                "sekisho.v1.TokenExchangeService",
-                {"ExchangeToken": grpc.unary_unary_rpc_method_handler(cancel)},
-            ),
-        )
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    yield f"127.0.0.1:{port}"
-    await server.stop(0)
+    async with _exchange_server(cancel) as target:
+        yield target
 
 
 @pytest.mark.integration
@@ -225,20 +238,9 @@ async def holding_server() -> AsyncIterator[tuple[str, asyncio.Queue[bytes], asy
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, "")
         raise AssertionError("abort returns only by raising")
 
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                "sekisho.v1.TokenExchangeService",
-                {"ExchangeToken": grpc.unary_unary_rpc_method_handler(hold)},
-            ),
-        )
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    yield f"127.0.0.1:{port}", arrived, release
-    release.set()
-    await server.stop(0)
+    async with _exchange_server(hold) as target:
+        yield target, arrived, release
+        release.set()
 
 
 @pytest.mark.integration
