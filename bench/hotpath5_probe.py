@@ -126,16 +126,10 @@ def _under_marker(action: Any) -> int:
 
 
 def _profilers() -> tuple[Any, Any]:
-    """cProfile and pstats, imported without bench/ on the path (bench/profile.py would stand
-    in for the stdlib's profile module that cProfile builds on)."""
-    saved = sys.path[:]
-    here = str(Path(__file__).resolve().parent)
-    sys.path[:] = [p for p in sys.path if p not in (here, "")]
-    try:
-        import cProfile
-        import pstats
-    finally:
-        sys.path[:] = saved
+    """cProfile and pstats, imported when asked for (--profile)."""
+    import cProfile
+    import pstats
+
     return cProfile, pstats
 
 

@@ -12,21 +12,15 @@ driver (this file without arguments) takes stats around exactly `--calls` calls 
 """
 
 import argparse
+import cProfile
 import os
+import pstats
 import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-# bench/profile.py would shadow the standard library's `profile`, which cProfile imports.
-BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
-import cProfile  # noqa: E402
-import pstats  # noqa: E402
-
-sys.path.insert(0, str(BENCH))
 
 OUT_ENV = "METRICS_COUNTS_OUT"
 

@@ -4,7 +4,8 @@ Starts the bench stack (bench/stack.py) with caches warm (`--mode warm`) or off 
 drives ExchangeToken with ghz, records py-spy for `--seconds`, and prints the frames with the
 largest inclusive and self shares of all samples (the tables in bench/results/hot_path.md).
 
-    .venv/bin/python bench/profile.py [--mode miss] [--seconds 10] [--top 40] [--native] [--raw F]
+    .venv/bin/python bench/pyspy_profile.py [--mode miss] [--seconds 10] [--top 40] [--native]
+        [--raw F]
 """
 
 import argparse
