@@ -179,7 +179,13 @@ class Admission:
             if waiter.future.done() and not waiter.future.cancelled():
                 self._release(waiter.granted_at)  # granted just as the caller gave up
             raise
-        await _let_arrivals_in()
+        try:
+            await _let_arrivals_in()
+        except asyncio.CancelledError:
+            # The slot is this call's since the grant; the caller (__aenter__) never reaches
+            # __aexit__ when this raises, so only here can it go back.
+            self._release(waiter.granted_at)
+            raise
         # From the grant, not from this resumption: the wait in the loop's ready queue is part
         # of the round trip the limit measures (concurrency.py).
         return waiter.granted_at

@@ -246,6 +246,35 @@ async def test_a_cancelled_waiter_leaves_the_queue_and_keeps_no_slot(clock: Fake
     await after.task
 
 
+async def test_a_waiter_cancelled_in_the_turn_after_its_grant_keeps_no_slot(
+    clock: FakeClock,
+) -> None:
+    # A slot granted to a queued waiter is its own once _release sets its future; the waiter then
+    # yields one loop turn (_let_arrivals_in) before admit() returns. A cancellation landing in
+    # that turn (the caller's deadline, a reset stream) must give the slot back: nothing else
+    # can, for __aexit__ never runs when __aenter__ raised, and every such leak was a slot lost
+    # for the worker's life.
+    admission = Admission(clock, policy=ONE_SLOT)
+    holder = admission.admit(ANON, flow="a")
+    await holder.__aenter__()
+    waiting = Held(admission, "a")
+    await _settle()
+    assert admission.queued == 1
+    await holder.__aexit__(None, None, None)  # grants the waiter its slot, synchronously
+    assert admission.in_flight == 1 and admission.queued == 0
+    await asyncio.sleep(0)  # the waiter wakes, takes the grant and yields in its arrival turn
+    assert not waiting.admitted.is_set()
+    waiting.task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting.task
+    assert admission.in_flight == 0
+    after = Held(admission, "a")
+    await _settle()
+    assert after.admitted.is_set()
+    after.release.set()
+    await after.task
+
+
 async def test_disabled_admits_everything_at_once(clock: FakeClock) -> None:
     admission = Admission(clock, policy=queue_policy(enabled=False, max_concurrency=1))
     held = [Held(admission, "a") for _ in range(20)]
