@@ -71,3 +71,40 @@ async def test_a_slot_handed_to_a_caller_that_gave_up_is_passed_on() -> None:
 def test_at_least_one_slot() -> None:
     with pytest.raises(ValueError, match="max_in_flight"):
         CallSlots(0, time.monotonic)
+
+
+async def test_a_caller_cancelled_as_its_slot_is_handed_is_not_sent() -> None:
+    slots, sent = CallSlots(1, time.monotonic), []
+    deadline = time.monotonic() + 30
+    holder = slots.slot(deadline)
+    await holder.__aenter__()
+    waiting = asyncio.create_task(_hold(slots, deadline, sent, "cancelled"))
+    await asyncio.sleep(0)
+    await holder.__aexit__(None, None, None)  # hands the slot to the waiting call...
+    waiting.cancel()  # ...which is cancelled in the same loop turn
+    with pytest.raises(asyncio.CancelledError):
+        await waiting  # asyncio.wait_for (3.11) returned the slot and swallowed the cancel
+    assert sent == []
+    async with slots.slot(time.monotonic() + 30):  # the handed slot was passed on
+        sent.append("next")
+    assert sent == ["next"]
+
+
+async def test_calls_that_gave_up_are_not_kept_while_an_older_call_waits() -> None:
+    # Sustained overload: the newest waiting calls are served, so a release never reaches an
+    # old entry; with one old call still waiting (a long deadline), every newer call that gave
+    # up stayed in the waiting deque: memory grew with the excess rate times the old deadline.
+    slots = CallSlots(1, time.monotonic)
+    got: list[str] = []
+    async with slots.slot(time.monotonic() + 30):
+        old = asyncio.create_task(_hold(slots, time.monotonic() + 3600, got, "old"))
+        await asyncio.sleep(0)
+        for _ in range(200):
+            gave_up = asyncio.create_task(_hold(slots, time.monotonic() + 30, got, "gave up"))
+            await asyncio.sleep(0)
+            gave_up.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await gave_up
+        assert slots.waiting == 1
+    await old
+    assert got == ["old"] and slots.waiting == 0

@@ -48,6 +48,11 @@ class CallSlots:
         self._waiting: deque[asyncio.Future[None]] = deque()
         self.typical_seconds = 0.0  # of recently answered calls; 0 until one is
 
+    @property
+    def waiting(self) -> int:
+        """Calls waiting for a slot now (those that gave up are not kept)."""
+        return len(self._waiting)
+
     @contextlib.asynccontextmanager
     async def slot(self, deadline: float) -> AsyncIterator[float]:
         """Hold a slot for one RPC; yields the seconds left before `deadline` (on the clock).
@@ -80,16 +85,23 @@ class CallSlots:
     async def _wait(self, deadline: float) -> None:
         """Until a slot is handed to this call. Raises: ExchangeUnavailableError at `deadline`;
         CancelledError when the caller cancels (a slot handed meanwhile is passed on)."""
-        waiting = self._waiting
-        while waiting and waiting[0].done():  # the oldest gave up first: forget them
-            waiting.popleft()
         handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiting.append(handed)
+        self._waiting.append(handed)
         try:
-            await asyncio.wait_for(handed, deadline - self._clock())
+            # Not asyncio.wait_for: on Python 3.11 it returns the result, swallowing the
+            # caller's cancellation, when `handed` is set in the same loop turn as the cancel,
+            # and the cancelled call would be sent. Here a cancellation always propagates.
+            async with asyncio.timeout(deadline - self._clock()):
+                await handed
         except BaseException as error:
             if handed.done() and not handed.cancelled():
                 self._release()  # handed a slot as it gave up: pass it on
+            else:
+                # Gone from the deque now, not when a release reaches it: under sustained
+                # overload the newest are served and releases never reach an old entry, so
+                # every call that gave up would stay here for as long as an older one waits.
+                with contextlib.suppress(ValueError):  # a release already dropped it
+                    self._waiting.remove(handed)
             if isinstance(error, TimeoutError):
                 raise _not_sent("no call slot freed before the deadline") from None
             raise
