@@ -176,8 +176,11 @@ class Admission:
             await waiter.future
         except asyncio.CancelledError:
             self._queue.remove(waiter)
-            if waiter.future.done() and not waiter.future.cancelled():
-                self._release(waiter.granted_at)  # granted just as the caller gave up
+            future = waiter.future
+            if future.done() and not future.cancelled() and future.exception() is None:
+                # Granted just as the caller gave up. (Refused at dequeue, overstayed, the
+                # future holds a SlowDownError and no slot was ever taken.)
+                self._release(waiter.granted_at)
             raise
         try:
             await _let_arrivals_in()

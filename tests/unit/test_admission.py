@@ -189,6 +189,29 @@ async def test_a_waiter_past_its_deadline_at_its_turn_is_refused_not_served_late
     assert admission.shed_counts == {"overstayed": 1} and admission.in_flight == 0
 
 
+async def test_a_waiter_refused_at_its_turn_and_cancelled_in_the_same_turn_frees_nothing(
+    clock: FakeClock,
+) -> None:
+    # Refused at dequeue (overstayed: its future holds a SlowDownError, no slot) just as its
+    # caller's deadline cancels it: the cancellation arrives at `await waiter.future` with the
+    # future done. Releasing there freed a slot never granted: in_flight went to -1 (one extra
+    # exchange admitted past the limit for the worker's life) and the limit took a round trip
+    # measured from 0.0 (the epoch of the clock).
+    admission = Admission(clock, policy=ONE_SLOT)
+    holder = admission.admit(ANON, flow="a")
+    await holder.__aenter__()
+    late = Held(admission, "a", deadline=clock.now() + 0.5)
+    await _settle()
+    clock.advance(0.6)
+    await holder.__aexit__(None, None, None)  # refuses the waiter: overstayed
+    assert admission.shed_counts == {"overstayed": 1}
+    late.task.cancel()  # the same loop turn
+    with pytest.raises(asyncio.CancelledError):
+        await late.task
+    assert admission.in_flight == 0
+    assert admission.limit.mean_rtt < 1.0
+
+
 async def test_queue_bounds_refuse_at_once(clock: FakeClock) -> None:
     policy = queue_policy(min_concurrency=1, max_concurrency=1, max_queue=3, max_queue_per_caller=2)
     admission = Admission(clock, policy=policy)
