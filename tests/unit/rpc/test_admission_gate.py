@@ -102,10 +102,18 @@ async def test_a_screened_refusal_is_slow_down_and_never_decoded_or_served() -> 
     assert (recorder.decoded, recorder.served) == (0, 0)
 
 
-async def _never_sent() -> AsyncIterator[bytes]:
-    """A client that opens the call and never sends its request message."""
-    await asyncio.Event().wait()
-    yield b"never"
+class _NeverSent:
+    """A client that opens the call and never sends its request message. An iterator class, not
+    an async generator: grpc abandons the pending `__anext__` when the call ends, and on Python
+    3.11 an async generator abandoned mid-`asend` is left "running", so its finalizer's aclose()
+    logs an asyncio ERROR later, in whichever test is running then."""
+
+    def __aiter__(self) -> "_NeverSent":
+        return self
+
+    async def __anext__(self) -> bytes:
+        await asyncio.Event().wait()
+        raise StopAsyncIteration
 
 
 async def test_a_screened_refusal_does_not_wait_for_the_request_message() -> None:
@@ -114,7 +122,7 @@ async def test_a_screened_refusal_does_not_wait_for_the_request_message() -> Non
     call waits for a message that never comes and ends at the client's deadline instead."""
     recorder = Recorder()
     recorder.refusing = True
-    failure = await _call(recorder, FakeClock(), requests=_never_sent(), give_up=10)
+    failure = await _call(recorder, FakeClock(), requests=_NeverSent(), give_up=10)
     assert isinstance(failure, grpc.aio.AioRpcError)
     assert failure.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error_info(failure).reason == "slow_down"
@@ -139,7 +147,8 @@ async def test_an_admitted_call_is_decoded_and_served_with_its_connection_and_bu
     assert await _call(recorder, FakeClock()) == b"req"
     assert (recorder.decoded, recorder.served) == (1, 1)
     [(flow, budget)] = recorder.screened
-    assert flow.startswith("ipv") and budget is not None and 0 < budget <= 30
+    # grpc sends the timeout rounded up (to 100 ms at this size): up to 30.1 s reaches the server
+    assert flow.startswith("ipv") and budget is not None and 0 < budget <= 30.1 + 1e-3
 
 
 async def test_a_request_that_does_not_decode_is_invalid_request_not_a_traceback(
