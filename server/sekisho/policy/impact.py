@@ -11,6 +11,7 @@ subject.sub (hashes when the log hashes them).
 """
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,10 +36,18 @@ class Recorded:
     result: dict[str, Any] | None
 
 
+# A line Go's standard `log` package writes: OPA's runtime prints some (`2026/12/03 04:39:12
+# http: superfluous response.WriteHeader call …`) as plain text on stderr, so a console decision
+# log collected with stderr (`kubectl logs`, `2>&1`) has them between its JSON lines.
+_GO_LOG_LINE = re.compile(r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ")
+
+
 class DecisionReader:
     """The records of decision log files, file by file, that carry an input object for the
     decision `path` (the query's entrypoint). Other JSON lines are skipped and counted: OPA's
-    console decision log interleaves server messages and decisions of other paths."""
+    console decision log interleaves server messages and decisions of other paths; so are
+    the plain-text lines of Go's log package that OPA's stderr adds. Anything else that is not
+    JSON is an error (a truncated or corrupt file must not be replayed in part silently)."""
 
     def __init__(self, paths: Iterable[Path], path: str) -> None:
         self._paths = list(paths)
@@ -60,6 +69,9 @@ class DecisionReader:
         try:
             event = json.loads(line)
         except ValueError as exc:
+            if _GO_LOG_LINE.match(line):
+                self.skipped += 1
+                return
             raise DecisionFileError(f"{where}: not a JSON line: {exc}") from exc
         if not isinstance(event, dict):
             raise DecisionFileError(f"{where}: not a JSON object")

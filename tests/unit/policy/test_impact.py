@@ -70,6 +70,23 @@ def test_lines_that_are_not_decisions_of_the_query_are_skipped_and_counted(
     assert reader.skipped == 3
 
 
+def test_go_log_lines_from_opas_stderr_are_skipped_and_counted(tmp_path: Path) -> None:
+    # OPA's runtime writes some messages through Go's log package, as plain text on stderr: a
+    # decision log collected with stderr has them (seen in CI: `http: superfluous
+    # response.WriteHeader call`). Any other text stays an error (above).
+    document = policy_input(CRM)
+    path = _write(tmp_path / "opa.log", {"path": PATH, "input": document, "result": {}})
+    with path.open("a") as lines:
+        lines.write(
+            "2026/12/03 04:39:12 http: superfluous response.WriteHeader call from "
+            "github.com/open-policy-agent/opa/v1/runtime.(*recorder).WriteHeader (logging.go:289)\n"
+        )
+        lines.write(json.dumps({"path": PATH, "input": document}) + "\n")
+    reader = DecisionReader([path], PATH)
+    assert len(list(reader)) == 2
+    assert reader.skipped == 1
+
+
 async def test_recorded_results_are_reproduced_in_either_shape(live: PolicyRuntime) -> None:
     document = policy_input(CRM, groups=["sales"], scopes=["crm.read"])
     recorded = decision_document(await live.decide(document))
