@@ -17,11 +17,11 @@ import os
 import re
 import sys
 import time
-from _json import encode_basestring_ascii, make_encoder
 from collections.abc import Callable
 from typing import Any, TextIO
 
 from sekisho.jsonfields import FieldEncoder
+from sekisho.jsontext import json_encoder
 from sekisho.redaction import ScrubFilter, scrub_text
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` or a filter.
@@ -46,21 +46,14 @@ class JsonLineFormatter(logging.Formatter):
         super().__init__()
         self._second = -1
         self._second_text = ""
-        # What json.dumps(line, default=str) builds on every call (JSONEncoder.iterencode makes
-        # a C encoder per call), built once: same separators, ASCII escapes, default=str. No
-        # circular-reference check: every value was rebuilt by the scrubber (redaction.scrub),
-        # so none can contain itself, and the C encoder bounds its recursion anyway.
-        self._chunks = make_encoder(
-            None, str, encode_basestring_ascii, None, ": ", ", ", False, False, True
-        )
+        # json.dumps(line, default=str), built once (jsontext.py): every value was rebuilt by
+        # the scrubber (redaction.scrub), so none can contain itself.
+        self._encode = json_encoder(separators=(", ", ": "), default=str)
 
         # What format_event reuses: the JSON text of field names and short strings, and of
         # `"level": …, "logger": …, "event": …` per event (jsonfields.py).
         self._fields = FieldEncoder(self._encode)
         self._heads: dict[tuple[str, str, str], str] = {}
-
-    def _encode(self, line: Any) -> str:
-        return "".join(self._chunks(line, 0))
 
     def _time(self, created: float) -> str:
         second = int(created)

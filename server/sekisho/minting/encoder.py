@@ -6,8 +6,6 @@ sorted and JSON is compact, byte for byte what PyJWT produced before signing bec
 """
 
 import binascii
-import json
-from _json import encode_basestring_ascii, make_encoder
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -16,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt.algorithms import get_default_algorithms
 
+from sekisho.jsontext import json_encoder
 from sekisho.lru import LruMap
 from sekisho.signing.der import ECDSA_SIZES
 from sekisho.signing.signer import Signer
@@ -33,18 +32,13 @@ def _b64url(data: bytes) -> bytes:
     return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
 
 
-# Built once: json.dumps with `separators` constructs an encoder per call, and so does
-# JSONEncoder.encode (a C encoder per iterencode). Same output as json.dumps(value,
-# separators=(",", ":")): ASCII-escaped, members in insertion order. Without the circular-
-# reference check: claims are built per token from parsed JSON (policy/decision.py, the verified
-# subject) and cannot contain themselves.
-_COMPACT = make_encoder(
-    None, json.JSONEncoder().default, encode_basestring_ascii, None, ":", ",", False, False, True
-)
+# Same output as json.dumps(value, separators=(",", ":")), built once (jsontext.py). Claims are
+# built per token from parsed JSON (policy/decision.py, the verified subject).
+_COMPACT = json_encoder()
 
 
 def _json(value: dict[str, Any]) -> bytes:
-    return "".join(_COMPACT(value, 0)).encode()
+    return _COMPACT(value).encode()
 
 
 # Encoded headers kept per (alg, kid, typ): a handful of keys and two profiles at a time.

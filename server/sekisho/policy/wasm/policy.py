@@ -8,7 +8,6 @@ out and returns it.
 
 import json
 import queue
-from _json import encode_basestring, make_encoder
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import wasmtime
 
 from sekisho.errors import PolicyLoadError
+from sekisho.jsontext import json_encoder
 from sekisho.policy.wasm.builtins import regotext
 from sekisho.policy.wasm.builtins.catalog import host_builtins
 from sekisho.policy.wasm.builtins.registry import HostBuiltin, UnsupportedBuiltinError, bind
@@ -163,26 +163,11 @@ def result_value(text: bytes) -> Any:
     return regotext.to_json(binding.items[0][1])
 
 
-# Built once: json.dumps with options constructs an encoder per call, and so does
-# JSONEncoder.encode (its iterencode makes a C encoder each time, ~2 µs of a decision). This is
-# that C encoder, made once, with the same options: compact, UTF-8 text, NaN/Infinity as
-# JSONEncoder writes them, TypeError for anything else. Without JSONEncoder's circular-reference
-# check: every value encoded here is parsed JSON or built from it (inputs, docs/architecture.md
-# §5; data documents; corpus cases) and cannot contain itself (the C encoder's recursion guard
-# would still stop one), and a shared marker table would outlive an encoding that failed.
-_ENCODE_CHUNKS = make_encoder(
-    None,
-    json.JSONEncoder().default,
-    encode_basestring,
-    None,
-    ":",
-    ",",
-    False,  # sort_keys
-    False,  # skipkeys
-    True,  # allow_nan
-)
+# Compact, UTF-8 text, built once (jsontext.py): every value encoded here is parsed JSON or
+# built from it (inputs, docs/architecture.md §5; data documents; corpus cases).
+_ENCODE = json_encoder(ensure_ascii=False)
 
 
 def encode_json(value: Any) -> bytes:
     """One compact JSON encoding, shared by inputs and data documents."""
-    return "".join(_ENCODE_CHUNKS(value, 0)).encode()
+    return _ENCODE(value).encode()
