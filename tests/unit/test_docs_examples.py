@@ -7,20 +7,26 @@
   (or to a method of an object built from it: `client = Client(...)`, `await client.call(...)`)
   binds to that callable's signature: no renamed keyword, no extra positional argument.
 
+- Every `sekisho …` command in a shell block parses with the CLI's own argument parser.
+
 Names a fragment uses without importing them (`user_token`, `redis`) are the reader's own and
 are not checked.
 """
 
 import ast
+import contextlib
 import importlib
 import inspect
+import io
 import re
+import shlex
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sekisho.cli import build_parser
 from sekisho.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -207,3 +213,64 @@ def test_the_toml_check_sees_drift() -> None:
     assert "grpc_listn" in (toml_problem('[server]\ngrpc_listn = "127.0.0.1:50051"\n') or "")
     assert toml_problem("[server]\nworkers = 'two'\n") is not None
     assert toml_problem('[server]\ngrpc_listen = "0.0.0.0:50051"\n') is not None  # no TLS
+
+
+_SHELL_FENCE = re.compile(r"^```(?:sh|bash|console|shell)\n(.*?)^```", re.S | re.M)
+# `sekisho` as a command word: at the start, after whitespace or `$(`, maybe as `…bin/sekisho`.
+_COMMAND = re.compile(r"(?:^|(?<=[\s(]))(?:[\w./-]*bin/)?sekisho\s+(?=[a-z-])")
+
+
+def _joined(block: str) -> Iterator[tuple[str, int]]:
+    """The block's commands with `\\` continuations joined, each with its first line's offset."""
+    start, parts = 1, []
+    for offset, line in enumerate(block.split("\n"), start=1):
+        if not parts:
+            start = offset
+        if line.endswith("\\"):
+            parts.append(line[:-1])
+            continue
+        yield " ".join([*parts, line]), start
+        parts = []
+    if parts:
+        yield " ".join(parts), start
+
+
+def _cli_commands() -> list[tuple[str, list[str]]]:
+    """(`file:line`, argv after `sekisho`) of every `sekisho …` command in the shell blocks."""
+    found = []
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = path.read_text(encoding="utf-8")
+        for block in _SHELL_FENCE.finditer(text):
+            number = text.count("\n", 0, block.start()) + 1
+            for line, offset in _joined(block.group(1)):
+                for match in _COMMAND.finditer(line):
+                    nested = line[: match.start()].rstrip().endswith("$(")
+                    rest = line[match.end() :]
+                    if nested:
+                        rest = rest.split(")", 1)[0]
+                    words = shlex.split(re.split(r"\s(?:\||;|&&)\s", rest)[0], comments=True)
+                    found.append((f"{path.relative_to(REPO)}:{number + offset}", words))
+    return found
+
+
+def cli_problem(argv: list[str]) -> str | None:
+    """What `sekisho`'s own argument parser says about `argv`, or None if it parses."""
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors):
+            build_parser().parse_args(argv)
+    except SystemExit:
+        return errors.getvalue().strip().splitlines()[-1]
+    return None
+
+
+@pytest.mark.parametrize(("where", "argv"), _cli_commands(), ids=[w for w, _ in _cli_commands()])
+def test_cli_examples_parse(where: str, argv: list[str]) -> None:
+    assert cli_problem(argv) is None, where
+
+
+def test_the_cli_check_sees_drift() -> None:
+    assert len(_cli_commands()) >= 30
+    assert cli_problem(["policy", "eval", "--input", "x.json"]) is None
+    assert "invalid choice" in (cli_problem(["policy", "evaluate", "--input", "x.json"]) or "")
+    assert "unrecognized arguments" in (cli_problem(["keys", "init", "--if-absent"]) or "")
