@@ -17,6 +17,7 @@ left open would pin the connection to an old snapshot and serve a reinstated tok
 import os
 import sqlite3
 import stat
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -103,7 +104,7 @@ class FileStatusStore:
 
     def _write_connection(self) -> sqlite3.Connection:
         if self._writer is None or self._writer_pid != os.getpid():  # a forked child: its own
-            self._create_or_check_file()  # before this process's first connection: see there
+            self._create_or_check_file()  # before SQLite creates it (0644)
             conn = self._open()
             conn.executescript(_SCHEMA)
             self._writer, self._writer_pid = conn, os.getpid()
@@ -119,18 +120,17 @@ class FileStatusStore:
         return self._reader
 
     def _create_or_check_file(self) -> None:
-        """Create the file 0600, or refuse one others may write. Only while this process has no
-        connection to it: closing any descriptor of the file drops every POSIX lock the process
-        holds on it (https://www.sqlite.org/howtocorrupt.html §2.2), the read connection's
-        included; another process's `sekisho revoke` then took itself for the last connection
-        and removed the WAL on close, and this process's reads kept answering from the old
-        one: a reinstated user stayed SUSPENDED on every worker."""
+        """Create the file 0600, or refuse one others may write, never closing a descriptor of
+        it: closing any descriptor of the file drops every POSIX lock the process holds on it
+        (https://www.sqlite.org/howtocorrupt.html §2.2), those of this store's other connection
+        and of any other store on the file in this process included (an embedded service and an
+        in-process `sekisho revoke`). Another process's `sekisho revoke` then took itself for the
+        last connection and removed the WAL on close, and this process's reads kept answering
+        from the old one: a reinstated user stayed SUSPENDED on every worker."""
         self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            _refuse_writable_by_others(self._path, os.fstat(fd))
-        finally:
-            os.close(fd)
+        if not self._path.exists():
+            _create_private(self._path)
+        _refuse_writable_by_others(self._path, os.stat(self._path))
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -258,6 +258,20 @@ class FileStatusStore:
             if self._writer is not None and self._writer_pid == os.getpid():
                 self._writer.close()
             self._writer = None
+
+
+def _create_private(path: Path) -> None:
+    """An empty 0600 file at `path`, made under a temporary name (mkstemp: 0600), closed, then
+    linked into place, so no descriptor of `path` is ever closed; a creator that loses the race
+    to another leaves the other's file alone."""
+    fd, made = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
+    os.close(fd)
+    try:
+        os.link(made, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(made)
 
 
 def _refuse_writable_by_others(path: Path, info: os.stat_result) -> None:

@@ -143,3 +143,26 @@ def test_the_read_connection_cannot_write(path: Path) -> None:
             conn.execute("DELETE FROM revocations")
     finally:
         store.close()
+
+
+def test_a_second_store_in_the_process_keeps_the_first_ones_locks(path: Path) -> None:
+    # Two stores on one file in one process (a service and an in-process `sekisho revoke list`,
+    # two embedded services): the second one's file check opened and closed a descriptor of the
+    # database while the first held SQLite's locks on it, which drops every POSIX lock the process
+    # holds on the file; the CLI in another process then took itself for the last connection,
+    # removed the WAL, and the first store kept reading the removed one (alice stayed SUSPENDED).
+    service = FileStatusStore(path)
+    try:
+        list_id = _list(service)
+        service.record(NOW, [_token("a1", ALICE, 3, list_id)])
+        assert service.suspensions(NOW) == []  # both of the service's connections are open
+        second = FileStatusStore(path)
+        assert second.revocations(NOW) == []
+        second.close()
+        for _ in range(2):
+            _another_process(path, "suspend")
+            assert [s.key for s in service.suspensions(NOW)] == [ALICE]
+            _another_process(path, "reinstate")
+            assert service.suspensions(NOW) == []
+    finally:
+        service.close()
