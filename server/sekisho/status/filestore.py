@@ -76,7 +76,10 @@ class FileStatusStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._write_lock:
-            conn = self._write_connection()
+            try:
+                conn = self._write_connection()
+            except sqlite3.Error as exc:  # the first open (a busy WAL switch): not a bug
+                raise StatusStoreError(f"status store {self._path}: {exc}") from exc
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 yield conn
@@ -261,12 +264,20 @@ class FileStatusStore:
 
 
 def _create_private(path: Path) -> None:
-    """An empty 0600 file at `path`, made under a temporary name (mkstemp: 0600), closed, then
-    linked into place, so no descriptor of `path` is ever closed; a creator that loses the race
-    to another leaves the other's file alone."""
+    """A new, empty WAL-mode database at `path`, 0600: made under a temporary name (mkstemp:
+    0600), switched to WAL and closed, then linked into place, so no descriptor of `path` is ever
+    closed. Switching a database to WAL answers "database is locked" at once, without waiting
+    for busy_timeout, when another process switches it too: workers starting together on a new
+    file did, and one of them failed its first lease. A creator that loses the race to link
+    leaves the other's file alone."""
     fd, made = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
     os.close(fd)
     try:
+        conn = sqlite3.connect(made, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")  # kept in the file's header
+        finally:
+            conn.close()
         os.link(made, path)
     except FileExistsError:
         pass
