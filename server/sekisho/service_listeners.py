@@ -137,6 +137,7 @@ async def serve_metrics(core: ServiceCore, listeners: Listeners, reuse_port: boo
         create_metrics_app(lambda: observability.scrape(clock.now())),
         access_log=None,
         handle_signals=False,
+        auto_decompress=False,  # GET only: a coded body is never inflated (http/guard.py)
     )
     await runner.setup()
     listeners.http.append(runner)

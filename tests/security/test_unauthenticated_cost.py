@@ -13,11 +13,14 @@ import asyncio
 import base64
 import contextlib
 import threading
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+from aiohttp.http_parser import DeflateBuffer
 from argon2 import PasswordHasher
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
@@ -258,6 +261,16 @@ async def guarded(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator
 
 
 @pytest.fixture
+async def metered(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator[Service]:  # noqa: F811
+    keys = tmp_path / "keys"
+    FileKeyStore(keys).init("ES256", 1_800_000_000)
+    settings = stack_settings(dev_idp.issuer, keys, metrics={"listen": "127.0.0.1:0"})
+    service = await start_service(settings)
+    yield service
+    await service.stop(0.5)
+
+
+@pytest.fixture
 async def patient(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator[Service]:  # noqa: F811
     """The same bounds with a header timeout no test outlasts: a connection it closes was closed
     by a bound, never by the timer (however slowly a loaded machine opens the connections)."""
@@ -332,6 +345,78 @@ async def test_a_slow_body_is_cut_off_by_the_body_timeout(guarded: Service) -> N
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP_SECONDS)
     assert head.startswith(b"HTTP/1.1 408")
     assert await _closed_within(reader, GIVE_UP_SECONDS)
+    await _close_all([(reader, writer)])
+
+
+def _gzip(data: bytes) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    return packer.compress(data) + packer.flush()
+
+
+@pytest.fixture
+def inflations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Bytes handed to aiohttp's body decompressor (both parsers use http_parser.DeflateBuffer)."""
+    fed: list[int] = []
+    feed = DeflateBuffer.feed_data
+
+    def counting(self: DeflateBuffer, chunk: bytes, *args: Any) -> None:
+        fed.append(len(chunk))
+        feed(self, chunk, *args)
+
+    monkeypatch.setattr(DeflateBuffer, "feed_data", counting)
+    return fed
+
+
+# 64 MiB of form that gzip packs into ~64 KB: inflated, it cost 0.14-0.18 s of event-loop CPU per
+# request before the guard refused content codings (bench/results/redteam_session10.md).
+_BOMB = _gzip(b"grant_type=x&audience=" + b"A" * (64 << 20))
+
+
+def _post(path: str, body: bytes, coding: str) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: sekisho\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Encoding: {coding}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("coding", ["gzip", "GZip", "deflate", "br", "identity, gzip"])
+async def test_a_compressed_body_is_refused_without_being_inflated(
+    guarded: Service, inflations: list[int], coding: str
+) -> None:
+    reader, writer = await _connect(guarded.http_port)
+    writer.write(_post("/oauth2/token", _BOMB, coding))
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP_SECONDS)
+    assert head.startswith(b"HTTP/1.1 415")
+    assert b"accept-encoding: identity" in head.lower()
+    assert await _closed_within(reader, GIVE_UP_SECONDS)
+    assert inflations == []  # not one byte reached the decompressor
+    assert guarded.http_guard is not None and guarded.http_guard.encoded_refused == 1
+    await _close_all([(reader, writer)])
+
+
+@pytest.mark.integration
+async def test_an_identity_coded_body_is_read_as_usual(
+    guarded: Service, inflations: list[int]
+) -> None:
+    reader, writer = await _connect(guarded.http_port)
+    writer.write(_post("/oauth2/token", b"grant_type=x", "identity"))
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP_SECONDS)
+    assert head.startswith((b"HTTP/1.1 400", b"HTTP/1.1 401"))  # the endpoint's own answer
+    assert guarded.http_guard is not None and guarded.http_guard.encoded_refused == 0
+    await _close_all([(reader, writer)])
+
+
+@pytest.mark.integration
+async def test_the_metrics_listener_never_inflates_a_body(
+    metered: Service, inflations: list[int]
+) -> None:
+    reader, writer = await _connect(metered.metrics_port)
+    writer.write(_post("/metrics", _BOMB, "gzip"))
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP_SECONDS)
+    assert head.startswith(b"HTTP/1.1 405")
+    assert inflations == []  # the parser inflates as bytes arrive, before any handler runs
     await _close_all([(reader, writer)])
 
 

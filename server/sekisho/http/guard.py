@@ -7,6 +7,12 @@
 - Connections per peer address and in total: one more is closed at once, before aiohttp sees it.
 - Keep-alive: idle connections close after aiohttp's `keepalive_timeout` (set by the caller of
   `handler_args`), and a connection closes after `max_requests_per_connection` requests.
+- Compressed bodies: never inflated. aiohttp inflates a `Content-Encoding: gzip|deflate|br|zstd`
+  body as it arrives, before any handler or bound sees it (`client_max_size` counts inflated
+  bytes, and the lingering read after a refusal inflates the rest): 255 KB of gzip cost 0.5-0.76 s
+  of event-loop CPU, unauthenticated (bench/results/redteam_session10.md). Nothing Sekisho
+  serves takes a compressed body (RFC 6749 forms are small), so the parser's decompression is
+  off and a body with any content coding but `identity` is refused 415 (RFC 9110 §15.5.16).
 
 GuardedProtocol wraps aiohttp's protocol object rather than subclassing it; it reads one private
 counter (`_request_count`, requests parsed on this connection) to see when headers are complete.
@@ -51,6 +57,7 @@ class ConnectionGuard:
         self._connections: dict[asyncio.BaseTransport, _Connection] = {}
         self.refused = 0
         self.timed_out = 0
+        self.encoded_refused = 0  # bodies refused 415 for a content coding
 
     @property
     def open(self) -> int:
@@ -95,6 +102,15 @@ class ConnectionGuard:
                 connection.in_request = True
                 connection.requests += 1
             try:
+                if request.body_exists and _content_coded(request):
+                    self.encoded_refused += 1
+                    refusal = web.Response(
+                        status=415,
+                        text="content coding not supported",
+                        headers={"Accept-Encoding": "identity"},
+                    )
+                    refusal.force_close()  # the coded body is never read, let alone inflated
+                    return refusal
                 if request.body_exists:
                     try:
                         await asyncio.wait_for(request.read(), self.limits.body_timeout)
@@ -113,6 +129,12 @@ class ConnectionGuard:
                     connection.in_request = False
 
         return guard
+
+
+def _content_coded(request: web.Request) -> bool:
+    """Whether the body carries a content coding other than identity (RFC 9110 §8.4)."""
+    codings = request.headers.getall("Content-Encoding", [])
+    return any(c.strip().lower() not in ("", "identity") for v in codings for c in v.split(","))
 
 
 class GuardedProtocol(asyncio.Protocol):
@@ -186,7 +208,12 @@ def handler_args(limits: ConnectionLimits) -> dict[str, Any]:
     """aiohttp RequestHandler keyword arguments for these limits."""
     # lingering_time: after an early answer, aiohttp reads (and drops) the rest of a body for at
     # most this long before closing; its default is 10 s whatever the body timeout.
-    return {"keepalive_timeout": limits.keepalive_timeout, "lingering_time": limits.body_timeout}
+    # auto_decompress: off, so a coded body is never inflated by the parser (module docstring).
+    return {
+        "keepalive_timeout": limits.keepalive_timeout,
+        "lingering_time": limits.body_timeout,
+        "auto_decompress": False,
+    }
 
 
 class GuardedSite(web.BaseSite):
