@@ -15,7 +15,18 @@ class InvalidDecisionError(Exception):
 
 
 def _is_int(value: Any) -> bool:
+    """A non-negative number without a fraction. JSON has one number type, and `60.0` is the
+    integer 60 (as JSON Schema's "integer" reads it): OPA prints a number as the policy or data
+    spelled it, and of equal numbers in a set the Wasm module may keep `60.0` where OPA's server
+    keeps `60`, so both spellings must decide alike. Never a bool, infinity or NaN."""
+    if type(value) is float:
+        return value.is_integer() and value >= 0
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _int(value: Any) -> Any:
+    """An integral float as its int (after _is_int passed); anything else as it is."""
+    return int(value) if type(value) is float else value
 
 
 def _is_str_list(value: Any) -> bool:
@@ -59,14 +70,14 @@ def parse_decision(raw: Any, decision_id: str = "") -> Decision:
         allow=allow,
         scopes=tuple(raw.get("scopes", ())),
         resources=tuple(raw.get("resources", ())),
-        ttl_seconds=raw.get("ttl_seconds"),
+        ttl_seconds=_int(raw.get("ttl_seconds")),
         client_id=raw.get("client_id", ""),
         claims=dict(raw.get("claims", {})),
         reason=raw.get("reason", ""),
-        cache_ttl_seconds=raw.get("cache_ttl_seconds", 0),
+        cache_ttl_seconds=_int(raw.get("cache_ttl_seconds", 0)),
         error=raw.get("error", ""),
         acr_values=raw.get("acr_values", ""),
-        max_age=raw.get("max_age", 0),
+        max_age=_int(raw.get("max_age", 0)),
         authorization_url=raw.get("authorization_url", ""),
         actor_approved=raw.get("actor_approved", False),
         decision_id=decision_id,

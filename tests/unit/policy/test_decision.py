@@ -143,10 +143,25 @@ WRONG_TYPES = [
     ("max_age", "600"),
     ("max_age", -1),
     ("max_age", True),
-    ("max_age", 60.0),
+    ("max_age", 60.5),
+    ("max_age", -60.0),
+    ("ttl_seconds", float("inf")),
+    ("ttl_seconds", float("nan")),
+    ("cache_ttl_seconds", 0.25),
     ("authorization_url", {"href": "https://a/x"}),
     ("authorization_url", None),
 ]
+
+
+@pytest.mark.parametrize("field", ["ttl_seconds", "cache_ttl_seconds", "max_age"])
+@pytest.mark.parametrize("value", [60.0, 0.0, -0.0, 1e21])
+def test_an_integral_number_spelled_as_a_float_is_that_integer(field: str, value: float) -> None:
+    # JSON has one number type: OPA prints 60.0 as the policy spelled it, and the Wasm module
+    # may keep 60.0 where the OPA server keeps 60 (a set holding both); both decide alike.
+    decision = parse_decision({"allow": True, "scopes": [], field: value})
+    got = getattr(decision, field)
+    assert got == int(value)
+    assert type(got) is int
 
 
 @pytest.mark.parametrize("allow", [True, False], ids=["allow", "deny"])

@@ -117,6 +117,19 @@ async def test_good_policy_loads_and_decides(tmp_path: Path) -> None:
     assert (decision.allow, decision.scopes, decision.reason) == (True, ("a.read",), "v1")
 
 
+async def test_a_ttl_the_wasm_module_keeps_as_60_0_is_granted_as_60(tmp_path: Path) -> None:
+    # Of the equal numbers 60 and 60.0 in a set, the Wasm module keeps 60.0 where the OPA
+    # server answers 60; refusing 60.0 as "not an integer" made the engines decide differently.
+    text = GOOD.replace(
+        '"reason": "v1"}', '"reason": "v1", "ttl_seconds": min({cap | some cap in data.caps})}'
+    )
+    caps = {"a": 1000000000000000000000000000000, "b": 60, "c": 60.0}
+    engine = loaded(write_policy(tmp_path, text, {"caps": caps}))
+    assert engine.evaluate_raw(document())["ttl_seconds"] == 60
+    decision = await engine.decide(document())
+    assert (decision.allow, decision.ttl_seconds) == (True, 60)
+
+
 async def test_policy_without_data_folder_works(tmp_path: Path) -> None:
     engine = loaded(write_policy(tmp_path, GOOD))
     assert (await engine.decide(document("https://other.test"))).reason == "default"
