@@ -177,8 +177,9 @@ def _print_change(settings: Settings, event: "RevocationEvent") -> None:
 
 def _list(store: "StatusStore") -> int:
     now = int(time.time())
-    entries = [("revoked", r, "lifted") for r in store.revocations(now)]
-    entries += [("suspended", s, "reinstated") for s in store.suspensions(now)]
+    loaded = store.in_force(now)
+    entries = [("revoked", r, "lifted") for r in loaded.revocations]
+    entries += [("suspended", s, "reinstated") for s in loaded.suspensions]
     print(f"{'STATE':<10} {'KIND':<9} {'SINCE':<20} {'UNTIL':<20} {'OPERATOR':<12} KEY  (REASON)")
     for state, r, ended_by in entries:
         until = _time(r.until) if r.until else ended_by

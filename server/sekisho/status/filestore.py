@@ -25,6 +25,7 @@ from pathlib import Path
 
 from sekisho.status.models import (
     KINDS,
+    InForce,
     IssuedToken,
     Lease,
     ListSnapshot,
@@ -219,6 +220,10 @@ class FileStatusStore:
     def suspensions(self, now: int) -> list[Revocation]:
         with self._read() as conn:
             return _in_force(conn, "suspensions", now)
+
+    def in_force(self, now: int) -> InForce:
+        with self._read() as conn:  # one read transaction: one WAL snapshot for both tables
+            return InForce(_in_force(conn, "revocations", now), _in_force(conn, "suspensions", now))
 
     def snapshot(self, list_id: int) -> ListSnapshot | None:
         # One read transaction (a WAL snapshot): the INVALID and SUSPENDED sets as of one moment.

@@ -69,6 +69,14 @@ class Revocation:
 
 
 @dataclass(frozen=True, slots=True)
+class InForce:
+    """The revocations and the suspensions in force, read at one moment of the store."""
+
+    revocations: list[Revocation]
+    suspensions: list[Revocation]
+
+
+@dataclass(frozen=True, slots=True)
 class ListSnapshot:
     """One status list as stored: its size and the indexes marked INVALID or SUSPENDED (an index
     in both reads INVALID)."""

@@ -13,7 +13,14 @@ from typing import Any
 
 import redis
 
-from sekisho.status.models import IssuedToken, Lease, ListSnapshot, Revocation, RevocationKind
+from sekisho.status.models import (
+    InForce,
+    IssuedToken,
+    Lease,
+    ListSnapshot,
+    Revocation,
+    RevocationKind,
+)
 from sekisho.status.store import StatusStoreError
 
 _MARK = """
@@ -210,9 +217,7 @@ class RedisStatusStore:
         return self._remove("revocation", kind, key)
 
     def revocations(self, now: int) -> list[Revocation]:
-        return sorted(
-            (r for r in self._all("revocation") if r.active(now)), key=lambda r: r.created_at
-        )
+        return _in_force(self._all("revocation"), now)
 
     def suspend(self, now: int, suspension: Revocation) -> int:
         return self._put(now, suspension, "suspension")
@@ -222,8 +227,19 @@ class RedisStatusStore:
         return None if freed < 0 else freed
 
     def suspensions(self, now: int) -> list[Revocation]:
-        return sorted(
-            (r for r in self._all("suspension") if r.active(now)), key=lambda r: r.created_at
+        return _in_force(self._all("suspension"), now)
+
+    def in_force(self, now: int) -> InForce:
+        try:  # one MULTI: both hashes as of one moment
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hgetall(f"{self._prefix}revocations")
+            pipe.hgetall(f"{self._prefix}suspensions")
+            revoked, suspended = pipe.execute()
+        except redis.RedisError as exc:
+            raise StatusStoreError(f"status store (redis): {exc}") from exc
+        return InForce(
+            _in_force([_revocation(v) for v in revoked.values()], now),
+            _in_force([_revocation(v) for v in suspended.values()], now),
         )
 
     def snapshot(self, list_id: int) -> ListSnapshot | None:
@@ -298,6 +314,10 @@ class RedisStatusStore:
 
 def _int(raw: bytes | str) -> int:
     return int(raw.decode("ascii") if isinstance(raw, bytes) else raw)
+
+
+def _in_force(entries: list[Revocation], now: int) -> list[Revocation]:
+    return sorted((r for r in entries if r.active(now)), key=lambda r: r.created_at)
 
 
 def _revocation(raw: bytes | str) -> Revocation:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from sekisho.clock import Clock
 from sekisho.errors import AccessDeniedError, TemporarilyUnavailableError
 from sekisho.models import ExchangeRequest, VerifiedToken
-from sekisho.status.models import Revocation, RevocationKind, subject_key
+from sekisho.status.models import RevocationKind, subject_key
 from sekisho.status.store import StatusStore
 
 log = logging.getLogger(__name__)
@@ -55,17 +55,15 @@ class RevocationGate:
     async def refresh(self) -> None:
         """Reload the revocations and suspensions in force. Raises: StatusStoreError."""
         now = self._clock.now()
-        revoked, suspended = await asyncio.to_thread(self._load, int(now))
-        active: dict[tuple[str, str], str] = {(s.kind, s.key): "suspended" for s in suspended}
-        active.update({(r.kind, r.key): "revoked" for r in revoked})
+        loaded = await asyncio.to_thread(self._store.in_force, int(now))  # one moment of the store
+        active: dict[tuple[str, str], str] = {
+            (s.kind, s.key): "suspended" for s in loaded.suspensions
+        }
+        active.update({(r.kind, r.key): "revoked" for r in loaded.revocations})
         if active != self._active:
-            log.info(
-                "revocations_loaded", extra={"count": len(revoked), "suspended": len(suspended)}
-            )
+            counts = {"count": len(loaded.revocations), "suspended": len(loaded.suspensions)}
+            log.info("revocations_loaded", extra=counts)
         self._active, self._loaded_at = active, now
-
-    def _load(self, now: int) -> tuple[list[Revocation], list[Revocation]]:
-        return self._store.revocations(now), self._store.suspensions(now)
 
     def check(
         self, request: ExchangeRequest, subject: VerifiedToken, actor: VerifiedToken | None

@@ -9,7 +9,14 @@ the live tokens no other suspension covers; nothing ever removes an INVALID mark
 from collections.abc import Sequence
 from typing import Protocol
 
-from sekisho.status.models import IssuedToken, Lease, ListSnapshot, Revocation, RevocationKind
+from sekisho.status.models import (
+    InForce,
+    IssuedToken,
+    Lease,
+    ListSnapshot,
+    Revocation,
+    RevocationKind,
+)
 
 
 class StatusStoreError(Exception):
@@ -57,6 +64,12 @@ class StatusStore(Protocol):
 
     def suspensions(self, now: int) -> list[Revocation]:
         """Every suspension in force at `now`."""
+        ...
+
+    def in_force(self, now: int) -> InForce:
+        """Every revocation and every suspension in force at `now`, both read at one moment of
+        the store (read apart, a revocation added and a suspension lifted in between made a
+        view in which neither was in force, a state the store never had)."""
         ...
 
     def snapshot(self, list_id: int) -> ListSnapshot | None:

@@ -148,3 +148,14 @@ def test_prune_forgets_the_marks_of_retired_lists(store: StatusStore) -> None:
     store.suspend(NOW, _entry("subject", ALICE))
     store.prune(NOW + 10_000)
     assert store.snapshot(lease.list_id) is None
+
+
+def test_in_force_is_both_reads_together(store: StatusStore) -> None:
+    store.revoke(NOW, _entry("subject", BOB))
+    store.suspend(NOW, _entry("subject", ALICE))
+    store.suspend(NOW, Revocation("caller", "agent-9", "r", "o", NOW, until=NOW + 10))
+    for now in (NOW, NOW + 10):  # the caller suspension has ended at NOW + 10
+        loaded = store.in_force(now)
+        assert loaded.revocations == store.revocations(now)
+        assert loaded.suspensions == store.suspensions(now)
+    assert [s.key for s in store.in_force(NOW + 10).suspensions] == [ALICE]
