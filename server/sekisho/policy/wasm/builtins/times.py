@@ -11,13 +11,13 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sekisho.policy.wasm.builtins.godate import add_date_wall
 from sekisho.policy.wasm.builtins.gofloat import format_fixed
 from sekisho.policy.wasm.builtins.operands import int_operand, nanoseconds_operand
 from sekisho.policy.wasm.builtins.registry import BuiltinError, HostBuiltin
 from sekisho.policy.wasm.builtins.timeformat import NAMED_LAYOUTS, Moment, format_time
 from sekisho.policy.wasm.builtins.timelayout import parse_layout
 from sekisho.policy.wasm.builtins.timeparse import (
-    days_from_civil,
     days_in,
     in_range,
     parse_duration,
@@ -27,9 +27,18 @@ from sekisho.policy.wasm.builtins.timeparse import (
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _EXTENDED_HOURS = {"d": 24, "w": 7 * 24, "y": 365 * 24}
 _TWO_LETTER_UNITS = ("ms", "us", "µs", "ns")
+# Go's platformZoneSources (src/time/zoneinfo_unix.go); ZONEINFO is not set for OPA.
+_GO_ZONE_DIRECTORIES = (
+    "/usr/share/zoneinfo/",
+    "/usr/share/lib/zoneinfo/",
+    "/usr/lib/locale/TZ/",
+    "/etc/zoneinfo",
+)
+_WALL_LOW, _WALL_HIGH = -(2**63) // 10**9 - 2 * 86400, (2**63 - 1) // 10**9 + 2 * 86400
 
 
 def _zone(name: Any) -> tzinfo:
+    """Go's time.LoadLocation, which OPA calls with the name as given."""
     if not isinstance(name, str):
         raise BuiltinError("the time zone must be a string")
     if name in ("", "UTC"):
@@ -37,10 +46,26 @@ def _zone(name: Any) -> tzinfo:
     if name == "Local":
         local = datetime.now().astimezone().tzinfo
         return local if local is not None else UTC
+    if ".." in name or name[:1] in ("/", "\\"):
+        raise BuiltinError(f"unknown time zone {name}")  # Go's errLocation
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except ZoneInfoNotFoundError as exc:
         raise BuiltinError(f"unknown time zone {name}") from exc
+    except ValueError:
+        return _zone_file(name)  # a key Python refuses as not normalized: Go opens the path
+
+
+def _zone_file(name: str) -> tzinfo:
+    """Go's loadLocation: the first of its zone directories where `dir + "/" + name` opens
+    (`America//New_York`, `./UTC` and `Europe/./Paris` are files there)."""
+    for directory in _GO_ZONE_DIRECTORIES:
+        try:
+            with open(directory + "/" + name, "rb") as file:
+                return ZoneInfo.from_file(file, key=name)
+        except (OSError, ValueError):
+            continue  # Go goes on to the next directory when one does not hold a zone
+    raise BuiltinError(f"unknown time zone {name}")
 
 
 def _operand(value: Any) -> tuple[int, tzinfo]:
@@ -88,13 +113,18 @@ def _wall_to_unix(zone: tzinfo, wall_seconds: int) -> int:
 
 
 def _add_date(value: Any, years: Any, months: Any, days: Any) -> int:
+    """Time.AddDate in Go's wrapping int arithmetic (godate.py): a huge delta is undefined when
+    the wrapped result is out of the int64 ns range, as in OPA, and a value when it lands in it."""
     nanos, zone = _operand(value)
-    deltas = [int_operand(v, "time.add_date") for v in (years, months, days)]
+    years, months, days = (int_operand(v, "time.add_date") for v in (years, months, days))
     moment = _local(nanos, zone)
-    year, month0 = divmod(moment.month - 1 + deltas[1], 12)
-    year += moment.year + deltas[0]
-    day_number = days_from_civil(year, month0 + 1, 1) + moment.day - 1 + deltas[2]
-    wall = day_number * 86400 + moment.hour * 3600 + moment.minute * 60 + moment.second
+    second_of_day = moment.hour * 3600 + moment.minute * 60 + moment.second
+    date = (moment.year, moment.month, moment.day)
+    wall = add_date_wall(date, second_of_day, (years, months, days))
+    # A zone moves the wall time by less than a day: beyond that margin the result is out of
+    # range whatever the offset (and out of what the zone database can be asked about).
+    if not _WALL_LOW <= wall <= _WALL_HIGH:
+        raise BuiltinError("time outside of valid range")
     return in_range(_wall_to_unix(zone, wall) * 10**9 + nanos % 10**9)
 
 
