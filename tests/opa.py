@@ -1,33 +1,43 @@
 """A real OPA server for tests: `opa run --server` on a free loopback port, stopped afterwards.
 
-The binary is `opa` on PATH (`make test` puts ./bin first) or ./bin/opa. Tests that need OPA
-fail, never skip, when it is missing: CI must run them.
+The binary is the one the service finds from the repository (sekisho.policy.toolchain.find_opa):
+`[policy] opa_binary` (here SEKISHO_POLICY__OPA_BINARY), else `opa` on PATH (`make test` puts
+bin/ first), else bin/opa. Tests that need OPA fail, never skip, when it is missing: CI must run
+them.
 """
 
 import json
 import os
-import shutil
 import ssl
 import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from sekisho.errors import ConfigError
+from sekisho.policy.toolchain import find_opa
 
 from tests.loopback import ServerStartError, free_port, http_ok, stop_process, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
+OPA_BINARY_VARIABLE = "SEKISHO_POLICY__OPA_BINARY"  # [policy] opa_binary, as Settings reads it
 
 
 def opa_binary() -> Path:
-    found = shutil.which("opa")
-    if found:
-        return Path(found)
-    local = REPO / "bin" / "opa"
-    if not local.is_file():
-        pytest.fail(f"OPA is required: no opa on PATH and no {local} (run `make setup`)")
-    return local
+    """The opa a service run from the repository would use (find_opa with the repository as its
+    folder). Fails the test when there is none."""
+    try:
+        return find_opa(os.environ.get(OPA_BINARY_VARIABLE, ""), REPO)
+    except ConfigError as exc:
+        pytest.fail(f"OPA is required: {exc}")
+
+
+def with_opa_on_path(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with opa_binary()'s folder first on PATH, as `make test` runs: a `sekisho` started in
+    another folder (no bin/ there) finds the same opa whatever PATH pytest was given."""
+    return {**env, "PATH": os.pathsep.join([str(opa_binary().parent), env.get("PATH", "")])}
 
 
 class OpaServer:

@@ -26,6 +26,7 @@ from sekisho.signing.filestore import FileKeyStore
 from tests.harness import POLICIES
 from tests.integration.conftest import AGENT_AUDIENCE
 from tests.loopback import free_port, stop_process
+from tests.opa import with_opa_on_path
 
 SEKISHO = [sys.executable, "-m", "sekisho"]
 CRM_AS = "https://crm-as.example.com"
@@ -143,12 +144,14 @@ def start_pod(
             [*SEKISHO, "serve", "--config", str(config)],
             cwd=tmp_path,
             stderr=sink,
-            env={
-                **os.environ,
-                "PYTHONUNBUFFERED": "1",
-                "SEKISHO_METRICS__LISTEN": f"127.0.0.1:{metrics_port}",
-                **(env or {}),
-            },
+            env=with_opa_on_path(
+                {
+                    **os.environ,
+                    "PYTHONUNBUFFERED": "1",
+                    "SEKISHO_METRICS__LISTEN": f"127.0.0.1:{metrics_port}",
+                    **(env or {}),
+                }
+            ),
         )
     grpc_port, http_port = _ports(config)
     return Pod(process, config, policies, log, grpc_port, http_port, metrics_port)

@@ -11,6 +11,7 @@ import pytest
 
 from tests.harness import POLICIES
 from tests.loopback import free_port, http_ok, wait_until
+from tests.opa import with_opa_on_path
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +51,7 @@ dir = "keys"
 def test_readme_walkthrough_and_graceful_sigterm(tmp_path: Path) -> None:
     idp_port, grpc_port, http_port = free_port(), free_port(), free_port()
     config = str(_write_config(tmp_path, idp_port, grpc_port, http_port))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = with_opa_on_path({**os.environ, "PYTHONUNBUFFERED": "1"})
     run = {"cwd": tmp_path, "env": env, "capture_output": True, "text": True, "timeout": 60}
     init = subprocess.run([*SEKISHO, "keys", "init", "--config", config], check=True, **run)
     assert init.stdout.count("created") == 2

@@ -50,7 +50,7 @@ from tests.grpc_errors import error_info
 from tests.integration.conftest import stack_settings
 from tests.integration.test_opa_service import CRM_AS, GIVE_UP_SECONDS, running, until
 from tests.integration.test_policy_bundles import BundleServer, bundle, no_crm_grants, server
-from tests.opa import REPO, opa_binary
+from tests.opa import REPO, with_opa_on_path
 from tests.unit.policy.inputs import QUERY
 
 pytestmark = pytest.mark.integration
@@ -96,7 +96,7 @@ def ci_build(output: Path, signing_key: Path) -> bytes:
         sys.executable, "-m", "sekisho", "policy", "build", "--output", str(output),
         "--revision", REVISION, "--signing-key", str(signing_key), "--signing-alg", "ES256",
     ]  # fmt: skip
-    env = {**os.environ, "PATH": f"{opa_binary().parent}{os.pathsep}{os.environ['PATH']}"}
+    env = with_opa_on_path(os.environ)
     env.pop("SEKISHO_CONFIG", None)
     done = subprocess.run(
         command, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=120

@@ -27,6 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.harness import POLICIES
 from tests.integration.test_cli_walkthrough import wait_http
 from tests.loopback import free_port
+from tests.opa import with_opa_on_path
 
 pytestmark = pytest.mark.integration
 
@@ -117,7 +118,7 @@ def test_revoke_the_service_cannot_read_is_neither_used_nor_published(tmp_path: 
     world_dir = tmp_path
     idp, grpc_port, http = free_port(), free_port(), free_port()
     config = str(_config(world_dir, idp, grpc_port, http))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HOME": str(world_dir)}
+    env = with_opa_on_path({**os.environ, "PYTHONUNBUFFERED": "1", "HOME": str(world_dir)})
     run = {"cwd": world_dir, "env": env, "capture_output": True, "text": True, "timeout": 60}
     init = subprocess.run([*SEKISHO, "keys", "init", "--config", config], check=False, **run)
     assert init.stdout.count("created") == 2, init.stderr
