@@ -79,6 +79,7 @@ class Redactor:
         self._hasher = hasher
         self._hash = [tuple(path.split(".")) for path in hash_fields] if hasher else []
         self._erase = [tuple(path.split(".")) for path in erase_fields]
+        self._paths = _tree(set(self._hash), set(self._erase))
 
     def redact(self, document: Any, result: Any) -> Redacted:
         """Raises nothing: paths absent from the document are skipped."""
@@ -87,7 +88,7 @@ class Redactor:
         erased = [_pointer(p) for p in self._erase if _lookup(document, p) is not _ABSENT]
         if not replacements and not erased:
             return Redacted(document, result, masked, erased)
-        sweeper = _Sweeper(replacements, set(self._hash), set(self._erase))
+        sweeper = _Sweeper(replacements, self._paths)
         return Redacted(
             sweeper.rebuild(document, ()), sweeper.rebuild(result, ("",)), masked, erased
         )
@@ -126,37 +127,82 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
+class _Node:
+    """One level of the hashed and erased paths: what each key below leads to."""
+
+    __slots__ = ("children", "erased", "hashed")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}
+        self.hashed = False
+        self.erased = False
+
+
+def _tree(hashed: set[tuple[str, ...]], erase: set[tuple[str, ...]]) -> _Node:
+    root = _Node()
+    for paths, mark in ((hashed, "hashed"), (erase, "erased")):
+        for path in paths:
+            node = root
+            for part in path:
+                node = node.children.setdefault(part, _Node())
+            setattr(node, mark, True)
+    return root
+
+
 class _Sweeper:
     """Copies a JSON value, dropping erased paths, hashing hashed paths, and replacing hashed
     strings wherever else they occur (also inside longer strings, longest first so an address
-    is replaced before a part of it)."""
+    is replaced before a part of it).
 
-    def __init__(
-        self,
-        replacements: dict[str, str],
-        hashed: set[tuple[str, ...]],
-        erase: set[tuple[str, ...]],
-    ) -> None:
+    The paths are a tree walked alongside the value; below a key no path continues through,
+    the copy only replaces strings (`_plain`), without tracking where it is. An erased path is
+    dropped before a hashed one is hashed (a path both erased and hashed is erased)."""
+
+    def __init__(self, replacements: dict[str, str], paths: _Node) -> None:
+        """`paths`: the hashed and erased paths (`_tree`)."""
         self._whole = replacements
         self._inside = sorted(
             (raw for raw in replacements if len(raw) >= MIN_SWEPT_LENGTH), key=len, reverse=True
         )
-        self._hashed = hashed
-        self._erase = erase
+        self._root = paths
 
     def rebuild(self, value: Any, path: tuple[str, ...]) -> Any:
-        if path in self._hashed:
+        """`value` found at `path` (() for the input document), swept."""
+        node: _Node | None = self._root
+        for part in path:
+            node = node.children.get(part) if node is not None else None
+        return self._walk(value, node)
+
+    def _walk(self, value: Any, node: _Node | None) -> Any:
+        if node is None:
+            return self._plain(value)
+        if node.hashed:
             return self._masked(value)
         if isinstance(value, dict):
-            return {
-                key: self.rebuild(item, (*path, key))
-                for key, item in value.items()
-                if (*path, key) not in self._erase
-            }
+            children, copy = node.children, {}
+            for key, item in value.items():
+                child = children.get(key)
+                if child is None:
+                    copy[key] = self._plain(item)
+                elif not child.erased:
+                    copy[key] = self._walk(item, child)
+            return copy
         if isinstance(value, list):
-            return [self.rebuild(item, path) for item in value]
+            return [self._walk(item, node) for item in value]
         if isinstance(value, str):
             return self._string(value)
+        return value
+
+    def _plain(self, value: Any) -> Any:
+        kind = type(value)
+        if kind is str:
+            return self._string(value)
+        if kind is dict:
+            return {key: self._plain(item) for key, item in value.items()}
+        if kind is list:
+            return [self._plain(item) for item in value]
+        if isinstance(value, dict | list | str):  # a subclass: as the exact types
+            return self._walk(value, _Node())
         return value
 
     def _masked(self, value: Any) -> Any:

@@ -79,6 +79,24 @@ def test_erased_fields_are_removed_and_listed() -> None:
     assert redacted.erased == ["/input/subject/claims"]  # actor is absent: nothing erased
 
 
+def test_every_string_is_swept_and_erasing_wins_over_hashing() -> None:
+    hasher = FieldHasher("hmac", KEY)
+    document = {
+        "subject": {"email": EMAIL, "phone": "+81 3 1234 5678", "claims": {"mail": EMAIL}},
+        "actors": [{"email": EMAIL, "note": f"for {EMAIL}"}],
+        "elsewhere": [[{"text": f"cc {EMAIL}"}], EMAIL, 7],
+    }
+    redactor = Redactor(hasher, ("subject.email", "subject.phone"), ("subject.phone",))
+    redacted = redactor.redact(document, None)
+    assert redacted.input == {
+        "subject": {"email": hasher(EMAIL), "claims": {"mail": hasher(EMAIL)}},  # phone erased
+        "actors": [{"email": hasher(EMAIL), "note": f"for {hasher(EMAIL)}"}],
+        "elsewhere": [[{"text": f"cc {hasher(EMAIL)}"}], hasher(EMAIL), 7],
+    }
+    assert redacted.masked == ["/input/subject/email", "/input/subject/phone"]
+    assert redacted.erased == ["/input/subject/phone"]
+
+
 def test_the_hmac_key_comes_from_its_file(tmp_path: Path) -> None:
     key_file = tmp_path / "decision-log.key"
     key_file.write_bytes(KEY + b"\n")
