@@ -9,7 +9,10 @@ included):
 - `name=value` where the name is a credential (access_token, id_token, subject_token,
   client_secret, assertion, code, password, …; query strings, form bodies, cookies)
   → `name=[redacted]`;
-- `Bearer …`, `Basic …`, `DPoP …` credentials → `Bearer [redacted]`;
+- `Bearer …`, `Basic …`, `DPoP …` credentials → `Bearer [redacted]`, also `Bearer:…`, a scheme
+  glued to a preceding word (`xBearer …`) and a scheme spelled with look-alike letters
+  (Cyrillic, Greek, small-capital, fullwidth); in a list, the item after a scheme alone
+  (`["Bearer", "…"]`, what `header.split()` gives);
 - PEM private key blocks → `[redacted-private-key]`;
 - strings longer than MAX_VALUE characters → cut, with the count of what was cut;
 - any other value but a number or None (bytes, an exception, a URL object) → the scrubbed text
@@ -45,7 +48,7 @@ _SHORT_JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[
 # A field or header named like a credential is redacted whatever its value looks like.
 _SECRET_NAME = re.compile(
     r"(?i)^(authorization|proxy-authorization|cookie|set-cookie|x-api-key|api[_-]?key|"
-    r"(?:[a-z_-]*[_-])?(?:token|secret|password|passwd|assertion))$"
+    r"(?:[a-z_-]*[_-])?(?:token|secret|password|passwd|assertion|credentials?))$"
 )
 # What separates a scheme from its credential: any whitespace; an invisible format character
 # (zero-width space and joiners, word joiner, BOM, Mongolian vowel separator: not `\s`, and not
@@ -64,17 +67,64 @@ _SEPARATOR = (
 )
 # The scheme starts a word, or follows such an escape directly (`'x\\nBearer Abc'`, the repr
 # of a header block, or C's `\\012Bearer`; `\\b` sees no boundary between the escape's letter
-# or digit and the scheme's). The lookahead only spares the lookbehinds at every other character.
+# or digit and the scheme's).
 _SCHEME_START = (
     r"(?:(?<!\w)|(?<=\\[tnrvf0])|(?<=\\[0-7]{3})|(?<=\\x[0-9a-f]{2})|(?<=\\u[0-9a-f]{4})"
     r"|(?<=\\U[0-9a-f]{8})|(?<=%[0-9a-f]{2}))"
 )
+# Each letter of a scheme, or a letter that looks like it: Cyrillic, Greek, small-capital and
+# fullwidth look-alikes (Unicode confusables; the pattern is case-insensitive, so Cyrillic
+# U+0412 is U+0432). `Bearer tok` spelled with a Cyrillic B, e and a (U+0412 U+0435 U+0430)
+# reads as Bearer to whoever reads the log.
+_LOOKS = {
+    "b": "b\u0432\u03b2\u03d0\u0299\uff42",
+    "e": "e\u0435\u0454\u03b5\u04bd\u1d07\uff45",
+    "a": "a\u0430\u03b1\u0251\u1d00\uff41",
+    "r": "r\u0433\u0280\uff52",
+    "s": "s\u0455\ua731\uff53",
+    "i": "i\u0456\u03b9\u0131\u0269\u026a\u04cf\uff49",
+    "c": "c\u0441\u03f2\u1d04\uff43",
+    "d": "d\u0501\u1d05\uff44",
+    "p": "p\u0440\u03c1\u1d18\uff50",
+    "o": "o\u043e\u03bf\u1d0f\uff4f",
+    "t": "t\u0442\u03c4\u1d1b\uff54",
+    "k": "k\u043a\u03ba\u1d0b\uff4b",
+    "n": "n\u043f\u0274\uff4e",
+}
+
+
+def _looks_like(word: str) -> str:
+    return "".join(f"[{_LOOKS[letter]}]" for letter in word)
+
+
+_BEARER, _DPOP = _looks_like("bearer"), _looks_like("dpop")
+_BASIC, _TOKEN = _looks_like("basic"), _looks_like("token")
+# Bearer and DPoP count anywhere, also glued to a preceding word (`xBearer tok`, `1DPoP tok`: no
+# English word ends in them but the rare `flagbearer`). Basic only starting a word, or glued with
+# its capital `B` (`xBasic tok`; `dibasic acid` stays). Token only starting a word, and not before
+# a colon: `token: str` (tracebacks quote annotations) and `token_type` are ordinary text.
+# The lookaheads of the whole word come before the lookbehinds, so those run only at a scheme
+# (they ran at every b, d and t that starts a word: this is as fast as the ASCII-only pattern).
+_GLUED_CAPITAL = r"(?<=\w)(?-i:(?=[B\u0412\u0392\uff22]))"
+_HEADER_SCHEME = (
+    rf"(?P<h>{_BEARER}|{_DPOP}|(?={_BASIC})(?:{_SCHEME_START}|{_GLUED_CAPITAL}){_BASIC})"
+    rf"(?:['\",]*(?:{_SEPARATOR}|[:\uff1a]))+"
+)
+_TOKEN_SCHEME = rf"(?={_TOKEN}){_SCHEME_START}(?P<t>{_TOKEN})(?:['\",]*{_SEPARATOR})+"
+# The lookahead (a scheme's first letter) spares the alternatives at every other character.
+_FIRST_LETTERS = _LOOKS["b"] + _LOOKS["d"] + _LOOKS["t"]
 _AUTH_SCHEME = re.compile(
-    rf"(?i)(?=[bdt]){_SCHEME_START}(Bearer|Basic|DPoP|Token)"
-    rf"(?:['\",]*{_SEPARATOR})+(?:b?['\"])?[A-Za-z0-9._~+/=-]+"
+    rf"(?i)(?=[{_FIRST_LETTERS}])(?:{_HEADER_SCHEME}|{_TOKEN_SCHEME})"
+    r"(?:b?['\"])?[A-Za-z0-9._~+/=-]+"
 )
 # What the separator above starts with (the pattern runs only when one is there).
-_SCHEME_SEPARATOR = re.compile(r"[\s\\%+\u180e\u200b-\u200d\u2060\ufeff]")
+_SCHEME_SEPARATOR = re.compile(r"[\s\\%+:\uff1a\u180e\u200b-\u200d\u2060\ufeff]")
+# A list item that is a scheme alone (`"Bearer tok".split()` logged as a list): the next item is
+# its credential, whatever it looks like.
+_BARE_SCHEME = re.compile(
+    rf"(?i)\W*(?:b(?=['\"]))?\W*(?:{_BEARER}|{_DPOP}|{_BASIC}|{_TOKEN})[\W_]*"
+)
+_SCHEME_FIRSTS = frozenset(_FIRST_LETTERS + _FIRST_LETTERS.upper() + "'\" ")
 _PEM = re.compile(
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
 )
@@ -106,10 +156,46 @@ def scrub_text(value: str, limit: int = MAX_VALUE) -> str:
         value = _JWT.sub("[redacted-jwt]", value)
         value = _SHORT_JWT.sub("[redacted-jwt]", value)
     if _SCHEME_SEPARATOR.search(value):
-        value = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)} [redacted]", value)
+        value = _AUTH_SCHEME.sub(_scheme_redacted, value)
     if "=" in value or "%3" in value:
         value = _CREDENTIAL_PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", value)
     return value
+
+
+def _scheme_redacted(match: re.Match[str]) -> str:
+    return f"{match.group('h') or match.group('t')} [redacted]"
+
+
+def _is_bare_scheme(value: object) -> bool:
+    if isinstance(value, bytes):
+        value = str(value)
+    return (
+        isinstance(value, str)
+        and value[:1] in _SCHEME_FIRSTS
+        and len(value) <= 16
+        and _BARE_SCHEME.fullmatch(value) is not None
+    )
+
+
+def _credentials_after_schemes(original: list[Any], items: list[Any]) -> list[Any]:
+    """`items` (the scrubbed `original`) with each item after a bare scheme item redacted."""
+    for index in range(len(items) - 1):
+        follower = original[index + 1]
+        is_value = follower is not None and not isinstance(follower, (int, float))
+        if is_value and _is_bare_scheme(original[index]):
+            items[index + 1] = "[redacted]"
+    return items
+
+
+def _scrub_bytes(value: bytes | bytearray) -> str:
+    """The scrubbed text bytes print as; when their UTF-8 holds a credential the printed form
+    hides (a look-alike scheme prints as `\\xd0\\x92…`), the scrubbed decoded text instead."""
+    printed = scrub_text(str(value))
+    if value.isascii():
+        return printed
+    decoded = bytes(value[: MAX_VALUE * 4]).decode("utf-8", "replace")
+    scrubbed = scrub_text(decoded)
+    return printed if scrubbed == decoded else scrubbed
 
 
 def scrub(value: Any) -> Any:
@@ -121,11 +207,14 @@ def scrub(value: Any) -> Any:
     if value is None or isinstance(value, (int, float)):  # bool is an int
         return value
     if isinstance(value, (list, tuple, set, frozenset)):
-        items = [scrub(item) for item in list(value)[:_MAX_ITEMS]]
+        kept = list(value)[:_MAX_ITEMS]
+        items = _credentials_after_schemes(kept, [scrub(item) for item in kept])
         return [*items, "…"] if len(value) > _MAX_ITEMS else items
     if isinstance(value, dict):
         pairs = list(value.items())[:_MAX_ITEMS]
         return {scrub_text(str(k)): scrub_named(str(k), v) for k, v in pairs}
+    if isinstance(value, (bytes, bytearray)):
+        return _scrub_bytes(value)
     return scrub_text(str(value))
 
 
@@ -182,7 +271,8 @@ class ScrubFilter(logging.Filter):
                 if value not in clean:
                     fields[key] = self._text(value)
             elif type(value) is list and len(value) <= _MAX_ITEMS:
-                fields[key] = [v if type(v) is str and v in clean else self._item(v) for v in value]
+                items = [v if type(v) is str and v in clean else self._item(v) for v in value]
+                fields[key] = _credentials_after_schemes(value, items)
             else:
                 fields[key] = scrub(value)
 

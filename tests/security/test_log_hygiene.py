@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from sekisho.audit import AUDIT_FIELDS
-from sekisho.logs import configure_logging
+from sekisho.logs import LineHandler, configure_logging
+from sekisho.redaction import scrub, scrub_text
 
 from tests.harness import Harness
 from tests.unit.gateway.test_authorizer import build, gw
@@ -57,6 +58,13 @@ def _emit(
     )
     for handler in logging.getLogger().handlers:
         handler.handle(record)
+
+
+def _write_event(name: str, event: str, fields: dict[str, object]) -> None:
+    """The audit path: LineHandler.write_event (remembered field texts, jsonfields.py)."""
+    for handler in logging.getLogger().handlers:
+        assert isinstance(handler, LineHandler)
+        assert handler.write_event(name, logging.INFO, event, dict(fields))
 
 
 def _audit_fields() -> dict[str, object]:
@@ -131,6 +139,19 @@ CREDENTIAL_FORMS = {
     "quoted": f'Bearer "{OPAQUE}"',
     "printed-tuple": str(("Bearer", OPAQUE)),
     "printed-bytes-tuple": str((b"Bearer", OPAQUE.encode())),
+    # Session 10: a colon for a separator, a scheme glued to the word before it, and schemes
+    # spelled with look-alike letters (they read as the scheme to whoever reads the log).
+    "colon-separator": f"Authorization:Bearer:{OPAQUE}",
+    "fullwidth-colon-separator": f"DPoP\uff1a{OPAQUE}",
+    "colon-and-space": f"Basic: {OPAQUE}",
+    "glued-to-a-word": f"xBearer {OPAQUE}",
+    "glued-to-a-digit": f"1DPoP {OPAQUE}",
+    "glued-capital-basic": f"AuthorizationBasic {OPAQUE}",
+    "cyrillic-scheme": f"\u0412\u0435\u0430rer {OPAQUE}",
+    "greek-scheme": f"\u0392\u03b5\u03b1rer {OPAQUE}",
+    "fullwidth-scheme": f"\uff22\uff45\uff41\uff52\uff45\uff52 {OPAQUE}",
+    "small-capital-scheme": f"\u0299\u1d00\ua731\u026a\u1d04 {OPAQUE}",
+    "cyrillic-o-in-token": f"T\u041eKEN {OPAQUE}",
     "cookie": f"session=1; id_token={OPAQUE}",
     "code": f"/callback?code={OPAQUE}&state=1",
     "unsecured-jwt": f"eyJhbGciOiJub25lIn0.e30{OPAQUE}.",
@@ -139,7 +160,8 @@ CREDENTIAL_FORMS = {
 
 @pytest.mark.parametrize("fmt", ["json", "text"])
 @pytest.mark.parametrize(
-    "name", ["authorization", "cookie", "subject_token", "client_secret", "x-api-key"]
+    "name",
+    ["authorization", "cookie", "subject_token", "client_secret", "x-api-key", "client_credential"],
 )
 def test_credential_named_fields_and_headers_are_redacted_whatever_their_value(
     configured: Configure, capsys: pytest.CaptureFixture[str], fmt: str, name: str
@@ -171,6 +193,51 @@ def test_no_credential_survives_in_any_field(
     assert OPAQUE not in out
     for segment in JWT.split("."):
         assert segment not in out
+
+
+# A scheme and its credential as two items of one field (`value.split()` logged as a list).
+SPLIT_FORMS = {
+    "list": ["Bearer", OPAQUE],
+    "tuple": ("x", "Basic", OPAQUE),
+    "colon-item": ["Authorization:", "DPoP:", OPAQUE],
+    "bytes": [b"Bearer", OPAQUE.encode()],
+    "look-alike": ["\u0412\u0435\u0430rer", OPAQUE],
+    "token": ["token", OPAQUE],
+}
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.parametrize("form", list(SPLIT_FORMS))
+def test_a_credential_in_the_item_after_a_scheme_is_redacted(
+    configured: Configure, capsys: pytest.CaptureFixture[str], fmt: str, form: str
+) -> None:
+    configured(fmt)
+    value = SPLIT_FORMS[form]
+    for _ in range(3):  # seen, then remembered (jsonfields) if it were left as it is
+        _emit("sekisho.test", "split", {"parts": value})
+        _emit("sekisho.test", "nested", {"headers": {"x-auth": value}})
+        _write_event("sekisho.test", "written", {"parts": value})
+    out = capsys.readouterr().err
+    assert len(out.splitlines()) == 9
+    assert OPAQUE not in out
+
+
+ORDINARY = [
+    "subject_token is required",
+    "actor_token and actor_token_type go together",
+    "invalid token: expired",
+    "async def verify(self, token: str, token_type: str) -> VerifiedToken:",
+    "dibasic acid",
+    "cannot read private key for kid abc: Permission denied",
+    "https://crm-as.example.com/mcp",
+    "\u0422\u043e\u043a\u0435\u043d \u0438\u0441\u0442\u0451\u043a",  # Russian: the token expired
+]
+
+
+@pytest.mark.parametrize("text", ORDINARY, ids=range(len(ORDINARY)))
+def test_ordinary_text_keeps_its_words(text: str) -> None:
+    assert scrub_text(text) == text
+    assert scrub(["crm.read", text, "crm.write"]) == ["crm.read", text, "crm.write"]
 
 
 @pytest.mark.parametrize("fmt", ["json", "text"])
