@@ -111,6 +111,9 @@ LIMITS = [
         ("%.10000009g", [0.1]),
         ("%.1000001e", [1.5]),
         ("%.10000009s", ["abc"]),
+        ("%.10000009x", [1.5]),  # hex floats, `#` of floats: zeros written at once (session 10)
+        ("%#.1000001g", [0.1]),
+        ("%#.1000001E", [-2.5]),
     ]
 ]
 
@@ -151,3 +154,50 @@ def _supported(case: dict[str, Any]) -> bool:
     except UnsupportedFormatError:
         return False
     return True
+
+
+GRID_VERBS = "vsdqxXobOeEfFgGtcUTpw"
+GRID_FLAGS = ["", "-", "+", " ", "0", "#", "-0", "+0", "# 0", "+-#"]
+GRID_OPERANDS: list[Any] = [
+    0, -300, 255, 1.0, -1.5, 1e21, -0.0, 1.5e-7, 5e-324, 2**64, -(2**63) - 1,
+    "-ab", "Grüße", "😀", "", True, None, [1, "a"], {"k": 1},
+]  # fmt: skip
+
+
+def grid() -> list[dict[str, Any]]:
+    return [
+        {"f": f"<%{flags}{width}{precision}{verb}>", "a": [operand]}
+        for verb in GRID_VERBS
+        for flags in GRID_FLAGS
+        for width in ("", "7")
+        for precision in ("", ".0", ".2")
+        for operand in GRID_OPERANDS
+    ]
+
+
+def test_every_verb_flag_width_and_precision_matches_opa(tmp_path: Path) -> None:
+    """Session 10: `%T`, `#` and `%x`/`%b` of floats, `%+q`, `%#O`, zero padding of strings and
+    of `#`-prefixed integers, `%w`'s flags, a zero at precision 0, and a trailing `.` differed
+    from or were refused where OPA answers. Only %p and %w of an integer beyond int64 (Go
+    prints a memory address or the big.Int's fields) are still refused."""
+    cases = grid()
+    refused = [c for c in cases if not _supported(c)]
+    assert {(c["f"][-2], c["a"][0]) for c in refused} == {
+        (verb, big) for verb in "pw" for big in (2**64, -(2**63) - 1)
+    }
+    compared = [c for c in cases if _supported(c)]
+    expected, actual = both(tmp_path, BODY, {"cases": compared})
+    assert len(expected) == len(compared) > 20_000
+    differences = mismatches(expected, actual, compared)
+    assert differences == [], f"{len(differences)} differ:\n" + "\n".join(differences[:40])
+
+
+@pytest.mark.parametrize(
+    ("template", "args"),
+    [("x=%+0.", [1.5]), ("%.", [1]), ("%5.", ["ab"]), ("%-T|%08.3T|%T", [1, 2.5, "s"])],
+)
+def test_a_final_dot_is_the_verb_and_t_is_the_go_type(
+    tmp_path: Path, template: str, args: list[Any]
+) -> None:
+    expected, actual = both(tmp_path, BODY, {"cases": [{"f": template, "a": args}]})
+    assert expected == actual and expected is not None

@@ -3,23 +3,25 @@ int64 or *big.Int (a number written without '.', 'e' or 'E'), float64 (any other
 string (a string operand, and the Rego text of every other value).
 
 Supported: flags `+ - # 0 space`, width, `.precision`, verbs `v s q d b o O x X c U e E f F g
-G t %`, and Go's error forms (`%!d(string=a)`, `%!d(MISSING)`, `%!(EXTRA int=1)`,
-`%!(NOVERB)`), and its limit on written widths and precisions (see `_parse_number`).
-Argument indexes (`%[2]d`) and `*` widths raise UnsupportedFormatError: the
-evaluation then fails closed instead of answering differently from OPA.
+G t T %` (`%T` prints the Go type OPA passed: `int64`, `*big.Int`, `float64` or `string`),
+and Go's error forms (`%!d(string=a)`, `%!d(MISSING)`, `%!(EXTRA int=1)`, `%!(NOVERB)`), and
+its limit on written widths and precisions (see `_parse_number`). Argument indexes (`%[2]d`),
+`*` widths and a verb an integer beyond int64 does not format itself (`%p`, `%w`) raise
+UnsupportedFormatError: the evaluation then fails closed instead of answering differently
+from OPA. Known remaining differences: bench/results/builtins_session10.md.
 """
 
-import math
 import re
 from dataclasses import dataclass
 
-from sekisho.policy.wasm.builtins.gofloat import format_float
+from sekisho.policy.wasm.builtins.gofmtfloat import fmt_float
 from sekisho.policy.wasm.builtins.regotext import go_quote
 
 Arg = int | float | str
 
 # Go reads ASCII digits only ('0'-'9'): another script's digit is a verb there, as here.
-_SPEC = re.compile(r"%([-+# 0]*)([0-9]*)(?:\.([0-9]*))?(.?)", re.DOTALL)
+# A '.' is a precision only with a character after it (Go: `i+1 < end`); last, it is the verb.
+_SPEC = re.compile(r"%([-+# 0]*)([0-9]*)(?:\.(?=.)([0-9]*))?(.?)", re.DOTALL)
 _MAX_NUMBER = 1_000_000  # fmt's tooLarge
 
 
@@ -62,13 +64,19 @@ def sprintf(template: str, args: list[Arg]) -> str:
         if verb == "%":
             out.append("%")
             continue
-        if verb == "v":
-            flags = flags.replace("+", "")  # Go: %+v is plusV (struct fields), not a sign
+        flags = _v_flags(verb, flags, args[index] if index < len(args) else None)
         spec = Spec(flags, spec_width or 0, None if precision is None else spec_precision, verb)
         if index >= len(args):
             out.append(f"%!{verb}(MISSING)")
             continue
-        out.append(_format(spec, args[index]))
+        if verb == "T":  # Go's printArg: the operand's Go type name, printed as %s prints
+            out.append(
+                _format_string(
+                    Spec(flags, spec.width, spec.precision, "s"), _type_name(args[index])
+                )
+            )
+        else:
+            out.append(_format(spec, args[index]))
         index += 1
     if index < len(args):
         extra = ", ".join(
@@ -76,6 +84,17 @@ def sprintf(template: str, args: list[Arg]) -> str:
         )
         out.append(f"%!(EXTRA {extra})")
     return "".join(out)
+
+
+def _v_flags(verb: str, flags: str, arg: Arg | None) -> str:
+    """fmt's doPrintf for %v and %w (which falls through to it): '+' becomes plusV and '#'
+    sharpV. plusV is no sign (but a *big.Int, which formats itself, reads it as '+'); sharpV
+    quotes a string (kept here as '#') and changes nothing for a number."""
+    if verb not in ("v", "w"):
+        return flags
+    if not (isinstance(arg, int) and _is_big(arg)):
+        flags = flags.replace("+", "")
+    return flags if isinstance(arg, str) else flags.replace("#", "")
 
 
 def _parse_number(digits: str | None) -> int | None:
@@ -100,8 +119,8 @@ def _type_name(arg: Arg) -> str:
 
 def _bad(spec: Spec, arg: Arg) -> str:
     # Go's badVerb prints the operand with %v and the directive's own flags, width, precision.
-    # (`#` there is not Go-syntax %#v: a string is not quoted.)
-    flags = spec.flags.replace("#", "") if isinstance(arg, str) else spec.flags
+    # (`#` there is not Go-syntax %#v, a string is not quoted, except after %#w: sharpV.)
+    flags = spec.flags.replace("#", "") if isinstance(arg, str) and spec.verb != "w" else spec.flags
     shown = _format(Spec(flags, spec.width, spec.precision, "v"), arg)
     return f"%!{spec.verb}({_type_name(arg)}={shown})"
 
@@ -115,6 +134,7 @@ def _format(spec: Spec, arg: Arg) -> str:
 
 
 def _pad(spec: Spec, body: str, zero_ok: bool = True) -> str:
+    """A number: zeros go after its sign (fmt's fmtInteger, fmtFloat)."""
     if len(body) >= spec.width:
         return body
     fill = spec.width - len(body)
@@ -126,18 +146,28 @@ def _pad(spec: Spec, body: str, zero_ok: bool = True) -> str:
     return " " * fill + body
 
 
+def _pad_text(spec: Spec, body: str) -> str:
+    """Text (strings, runes, quoted forms): fmt's writePadding, zeros before any '-' or '+'."""
+    fill = spec.width - len(body)
+    if fill <= 0:
+        return body
+    if spec.has("-"):
+        return body + " " * fill
+    return ("0" if spec.has("0") else " ") * fill + body
+
+
 def _format_string(spec: Spec, arg: str) -> str:
     text = arg if spec.precision is None else arg[: spec.precision]
     if spec.verb == "v" and spec.has("#"):
-        return _pad(spec, go_quote(text))
+        return _pad_text(spec, go_quote(text))
     if spec.verb in ("v", "s"):
-        return _pad(spec, text)
+        return _pad_text(spec, text)
     if spec.verb == "q":
         if spec.has("#") and _can_backquote(text):
-            return _pad(spec, f"`{text}`")
-        return _pad(spec, go_quote(text))
+            return _pad_text(spec, f"`{text}`")
+        return _pad_text(spec, _ascii(go_quote(text)) if spec.has("+") else go_quote(text))
     if spec.verb in ("x", "X"):
-        return _pad(spec, _hex_string(spec, arg))
+        return _pad_text(spec, _hex_string(spec, arg))
     return _bad(spec, arg)
 
 
@@ -166,28 +196,85 @@ def _format_int(spec: Spec, arg: int) -> str:  # noqa: PLR0911 - one return per 
     verb = spec.verb
     if _is_big(arg):
         # *big.Int formats itself (math/big Int.Format): s and v print as d; others are errors.
-        if verb in ("s", "v"):
-            verb = "d"
-        elif verb not in "bdoOxX":
+        if verb in ("w", "p"):
+            # Go prints `%!w(*big.Int=&{false [1]})` (its fields, after the flags) or, for %p,
+            # a memory address: nothing a policy can rely on, and not reproducible.
+            raise UnsupportedFormatError(f"%{verb} of an integer beyond int64")
+        if verb not in "bdoOxXsv":
             return f"%!{verb}(big.Int={arg})"
-    bases = {"d": 10, "v": 10, "b": 2, "o": 8, "O": 8, "x": 16, "X": 16}
-    if verb in bases:
-        digits = _digits(abs(arg), bases[verb], upper=verb == "X")
-        if spec.precision is not None:
-            digits = "" if spec.precision == 0 and arg == 0 else digits.zfill(spec.precision)
-        prefix = _int_prefix(spec, verb, arg)
-        sign = "-" if arg < 0 else "+" if spec.has("+") else " " if spec.has(" ") else ""
-        return _pad(spec, sign + prefix + digits, zero_ok=spec.precision is None)
+        return _format_big(spec, "d" if verb in "sv" else verb, arg)
+    if verb in _BASES:
+        return _format_int64(spec, verb, arg)
     if verb == "c":
-        return _pad(spec, _rune(arg))
+        return _pad_text(spec, _rune(arg))
     if verb == "q":
-        char = _rune(arg)
-        if spec.has("#") and char.isprintable():
-            return _pad(spec, f"'{char}'")
-        return _pad(spec, go_quote(char, "'"))
+        return _pad_text(spec, _quote_rune(spec, _rune(arg)))
     if verb == "U":
-        return _pad(spec, _unicode(spec, arg % 2**64))  # Go formats uint64(arg)
+        return _pad(spec, _unicode(spec, arg % 2**64), zero_ok=False)  # Go: uint64(arg), spaces
     return _bad(spec, arg)
+
+
+_BASES = {"d": 10, "v": 10, "b": 2, "o": 8, "O": 8, "x": 16, "X": 16}
+
+
+def _zero(spec: Spec) -> bool:
+    """fmt's f.zero: '0' given and '-' not (Go: `zero = !minus`, and '-' clears it)."""
+    return spec.has("0") and not spec.has("-")
+
+
+def _format_int64(spec: Spec, verb: str, arg: int) -> str:
+    """fmt's fmtInteger: zeros to the precision (or to the width less the sign), then the
+    `#` prefix and the sign outside them, then space padding."""
+    if spec.precision == 0 and arg == 0:
+        return " " * spec.width  # no digits, no sign, no prefix
+    sign = "-" if arg < 0 else "+" if spec.has("+") else " " if spec.has(" ") else ""
+    if spec.precision is not None:
+        fill = spec.precision
+    elif _zero(spec) and spec.width:
+        fill = spec.width - (1 if sign else 0)
+    else:
+        fill = 0
+    digits = _digits(abs(arg), _BASES[verb], upper=verb == "X").rjust(fill, "0")
+    if spec.has("#"):
+        if verb == "b":
+            digits = "0b" + digits
+        elif verb in "oO" and not digits.startswith("0"):  # base 8: %#O is 0o0377
+            digits = "0" + digits
+        elif verb in "xX":
+            digits = ("0x" if verb == "x" else "0X") + digits
+    if verb == "O":
+        digits = "0o" + digits
+    return _pad(spec, sign + digits, zero_ok=False)
+
+
+def _format_big(spec: Spec, verb: str, arg: int) -> str:
+    """math/big Int.Format: [spaces][sign][prefix][zeros][digits][spaces]."""
+    sign = "-" if arg < 0 else "+" if spec.has("+") else " " if spec.has(" ") else ""
+    prefix = {"b": "0b", "o": "0", "x": "0x", "X": "0X"}.get(verb, "") if spec.has("#") else ""
+    prefix = "0o" if verb == "O" else prefix
+    digits = _digits(abs(arg), _BASES[verb], upper=verb == "X")
+    zeros = max(0, (spec.precision or 0) - len(digits))
+    length = len(sign) + len(prefix) + zeros + len(digits)
+    pad = max(0, spec.width - length)
+    if spec.has("-"):
+        return sign + prefix + "0" * zeros + digits + " " * pad
+    if _zero(spec) and spec.precision is None:
+        return sign + prefix + "0" * (zeros + pad) + digits
+    return " " * pad + sign + prefix + "0" * zeros + digits
+
+
+def _quote_rune(spec: Spec, char: str) -> str:
+    """fmt's fmtQc: strconv.QuoteRune, or QuoteRuneToASCII with '+' ('#' changes nothing)."""
+    quoted = go_quote(char, "'")
+    return _ascii(quoted) if spec.has("+") else quoted
+
+
+def _ascii(quoted: str) -> str:
+    """strconv's ToASCII forms: every non-ASCII character of a quoted text escaped."""
+    return "".join(
+        c if ord(c) < 0x80 else (f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}")
+        for c in quoted
+    )
 
 
 def _rune(code: int) -> str:
@@ -203,14 +290,6 @@ def _unicode(spec: Spec, value: int) -> str:
     return text
 
 
-def _int_prefix(spec: Spec, verb: str, arg: int) -> str:
-    if verb == "O":
-        return "0o"
-    if not spec.has("#"):
-        return ""
-    return {"b": "0b", "o": "0" if arg != 0 else "", "x": "0x", "X": "0X"}.get(verb, "")
-
-
 def _digits(value: int, base: int, upper: bool) -> str:
     if base == 10:
         return str(value)
@@ -219,24 +298,11 @@ def _digits(value: int, base: int, upper: bool) -> str:
 
 
 def _format_float(spec: Spec, arg: float) -> str:
-    verb = "g" if spec.verb == "v" else spec.verb
-    if verb not in "eEfFgGxXb":
+    """pp.fmtFloat: %v is %g at the shortest precision, %F is %f; e, E, f default to 6."""
+    verb = {"v": "g", "F": "f"}.get(spec.verb, spec.verb)
+    if verb not in "eEfgGxXb":
         return _bad(spec, arg)
-    if verb in "xXb" or spec.has("#"):
-        raise UnsupportedFormatError(f"%{spec.flags}{verb} of a float")
-    if math.isinf(arg) or math.isnan(arg):
-        body = "NaN" if math.isnan(arg) else ("+Inf" if arg > 0 else "-Inf")
-        if body == "+Inf" and not spec.has("+"):
-            body = " Inf" if spec.has(" ") else "Inf"
-        return _pad(spec, body, zero_ok=False)
-    body = format_float(abs(arg), verb, spec.precision)
-    sign = (
-        "-"
-        if math.copysign(1.0, arg) < 0
-        else "+"
-        if spec.has("+")
-        else " "
-        if spec.has(" ")
-        else ""
-    )
-    return _pad(spec, sign + body)
+    precision = spec.precision
+    if precision is None and verb in "eEf":
+        precision = 6
+    return fmt_float(arg, verb, precision, spec.flags, spec.width)
