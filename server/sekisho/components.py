@@ -29,7 +29,6 @@ from sekisho.policy.wasm.factory import embedded_engine
 from sekisho.protection import (
     build_assertion_gate,
     build_attempt_gate,
-    request_limits,
 )
 from sekisho.redisauth import redis_auth
 from sekisho.verify.fetcher import JsonFetcher
@@ -175,7 +174,6 @@ def build_gateway_authorizer(
         cache,
         token_header=TokenHeader(gateway.token_header, gateway.token_scheme),
         tool_header=gateway.tool_header,
-        limits=request_limits(settings),
         route_from_envoy=gateway.route_from_envoy,
     )
 

@@ -18,7 +18,7 @@ from sekisho.gateway.cache import GatewayTokenCache, cache_key
 from sekisho.gateway.routes import Route, RouteTable
 from sekisho.models import Caller
 from sekisho.singleflight import SingleFlight
-from sekisho.validation import ExchangeParams, RequestLimits
+from sekisho.validation import ExchangeParams
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,6 @@ class GatewayAuthorizer:
         *,
         token_header: TokenHeader,
         tool_header: str,
-        limits: RequestLimits,
         route_from_envoy: bool = False,
     ) -> None:
         self._exchanger = exchanger
@@ -95,7 +94,6 @@ class GatewayAuthorizer:
         self._cache = cache
         self._token_header = token_header
         self._tool_header = tool_header
-        self._limits = limits
         # One exchange per key at a time: a burst of concurrent misses shares the first one.
         self._flights: SingleFlight[str, str] = SingleFlight()
 
@@ -166,7 +164,9 @@ class GatewayAuthorizer:
         }
         tool = request.headers.get(self._tool_header, "")
         if tool:
-            context["tool"] = tool[: self._limits.max_value_length]
+            # Whole, never cut: policy must see the value the upstream reads (a long one is
+            # refused by the context limits at validation, limits.max_context_bytes).
+            context["tool"] = tool
         return context
 
     def _allowed(self, token: str) -> Allowed:
@@ -229,8 +229,7 @@ def denial(error: ServiceError, route: Route) -> Denied:
         )
         return Denied(401, {"www-authenticate": challenge}, "invalid token")
     if error.bearer_error == "invalid_request":
-        challenge = _challenge({"error": "invalid_request"})
-        return Denied(400, {"www-authenticate": challenge}, "invalid request")
+        return invalid_request()
     if error.bearer_error == "insufficient_scope":
         return _forbidden(error, route)
     if error.http_status in _RETRYABLE_STATUSES:
@@ -238,6 +237,13 @@ def denial(error: ServiceError, route: Route) -> Denied:
         retry_after = error.metadata.get("retry_after", "1")
         return Denied(error.http_status, {"retry-after": retry_after}, error.default_message)
     return Denied(500, {}, "internal error")
+
+
+def invalid_request() -> Denied:
+    """RFC 6750 §3.1 invalid_request: 400 with its challenge."""
+    return Denied(
+        400, {"www-authenticate": _challenge({"error": "invalid_request"})}, "invalid request"
+    )
 
 
 def _forbidden(error: ServiceError, route: Route) -> Denied:

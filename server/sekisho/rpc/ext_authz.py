@@ -25,8 +25,14 @@ from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
 from sekisho.callers import CallerRegistry
-from sekisho.errors import InvalidClientError, ServerError, ServiceError
-from sekisho.gateway.authorizer import Allowed, Denied, GatewayAuthorizer, GatewayRequest
+from sekisho.errors import InvalidClientError, InvalidRequestError, ServerError, ServiceError
+from sekisho.gateway.authorizer import (
+    Allowed,
+    Denied,
+    GatewayAuthorizer,
+    GatewayRequest,
+    invalid_request,
+)
 from sekisho.models import Caller
 from sekisho.rpc.peer import PeerIdentities
 
@@ -52,13 +58,14 @@ def gateway_request(
 
     The caller is Envoy's source principal when trusted, else `peer` (the gateway's own mTLS
     identity), else anonymous.
+
+    Raises: InvalidRequestError when a raw header is not UTF-8.
     """
     attributes = check.attributes
     http = attributes.request.http
     headers = {key.lower(): value for key, value in http.headers.items()}
-    for entry in http.header_map.headers:
-        value = entry.value or entry.raw_value.decode("utf-8", "replace")
-        headers.setdefault(entry.key.lower(), value)
+    for key, value in _raw_headers(http.header_map).items():
+        headers.setdefault(key, value)
     return GatewayRequest(
         authority=http.host or headers.get(":authority", ""),
         path=http.path,
@@ -69,6 +76,25 @@ def gateway_request(
         else (peer or Caller()),
         route_name=attributes.context_extensions.get(ROUTE_EXTENSION),
     )
+
+
+def _raw_headers(header_map: Any) -> dict[str, str]:
+    """`header_map` (Envoy's `encode_raw_headers`) as the `headers` map reads: a repeated header
+    joined with "," as Envoy joins it there, so both encodings give policy one value, and a
+    repeated header never shows policy its first value while the upstream reads another.
+
+    Raises: InvalidRequestError for bytes that are not UTF-8: never guessed ("replace" made
+    b"x\\xff" and b"x\\xfe" one value for policy and the token cache, two for the upstream).
+    """
+    joined: dict[str, str] = {}
+    for entry in header_map.headers:
+        try:
+            value = entry.value or entry.raw_value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRequestError("a request header is not UTF-8") from exc
+        key = entry.key.lower()
+        joined[key] = f"{joined[key]},{value}" if key in joined else value
+    return joined
 
 
 def _header(name: str, value: str) -> Any:
@@ -126,6 +152,9 @@ class ExtAuthzServicer(ext_authz_grpc.AuthorizationServicer):  # type: ignore[mi
                 request, trust_source_principal=self._trust_source_principal, peer=peer
             )
             verdict = await self._authorizer.authorize(gateway)
+        except InvalidRequestError as error:  # a header that cannot be read with one meaning
+            self._audit_refusal(error, peer)
+            verdict = invalid_request()
         except Exception as exc:  # the RPC boundary: a bug denies with 500, never allows
             log.exception("ext_authz_internal_error")
             self._audit_refusal(ServerError(log_detail=f"unhandled {type(exc).__name__}"), peer)

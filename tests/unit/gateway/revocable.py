@@ -52,6 +52,5 @@ async def revocable_gateway(
         cache,
         token_header=TokenHeader(),
         tool_header="x-mcp-tool",
-        limits=request_limits(),
     )
     return RevocableGateway(store, gate, cache, authorizer)

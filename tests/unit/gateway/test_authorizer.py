@@ -105,7 +105,6 @@ def build(
         cache,
         token_header=header or TokenHeader(),
         tool_header="x-mcp-tool",
-        limits=request_limits(),
     )
     return authorizer, recorder
 
@@ -350,7 +349,6 @@ def _named(
         GatewayTokenCache(harness.clock, max_entries=100, margin_seconds=30),
         token_header=TokenHeader(),
         tool_header="x-mcp-tool",
-        limits=request_limits(),
         route_from_envoy=route_from_envoy,
     )
     return authorizer, recorder
@@ -377,3 +375,23 @@ async def test_without_a_known_route_name_nothing_is_guessed(
     verdict = await authorizer.authorize(request)
     assert isinstance(verdict, Denied) and verdict.status == 403
     assert recorder.requests == []
+
+
+async def test_the_tool_header_reaches_policy_whole_never_cut(harness: Harness) -> None:
+    """Policy must decide on the value the upstream reads: a tool name longer than
+    limits.max_value_length was cut to its first 1,024 characters for policy only."""
+    authorizer, recorder = build(harness)
+    tool = "find" + "-x" * 600  # 1,204 characters
+    verdict = await authorizer.authorize(gw("/crm/tools", {**bearer(harness), "x-mcp-tool": tool}))
+    assert isinstance(verdict, Allowed)
+    (request,) = recorder.requests
+    assert request.context["tool"] == tool
+
+
+async def test_a_tool_header_past_the_context_limit_is_refused_not_cut(harness: Harness) -> None:
+    authorizer, recorder = build(harness)
+    tool = "find" + "x" * 9000  # past limits.max_context_bytes (8,192)
+    verdict = await authorizer.authorize(gw("/crm/tools", {**bearer(harness), "x-mcp-tool": tool}))
+    assert isinstance(verdict, Denied)
+    assert verdict.status == 400
+    assert recorder.requests == []  # refused at validation, never decided

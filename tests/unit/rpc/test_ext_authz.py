@@ -13,6 +13,7 @@ from envoy.service.auth.v3 import external_auth_pb2 as ext_authz_pb
 from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_authz_grpc
 from google.rpc import code_pb2
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
+from sekisho.errors import InvalidRequestError
 from sekisho.gateway.authorizer import GatewayAuthorizer, GatewayRequest, TokenHeader
 from sekisho.gateway.cache import GatewayTokenCache
 from sekisho.gateway.routes import Route, RouteTable
@@ -21,7 +22,6 @@ from sekisho.rpc.ext_authz import ExtAuthzServicer, caller_of, gateway_request
 from sekisho.rpc.server import create_grpc_server
 from sekisho.rpc.servicer import TokenExchangeServicer
 
-from tests.bounds import request_limits
 from tests.harness import CRM_AUDIENCE, CRM_RESOURCE, Harness
 
 CRM_ROUTE = Route(
@@ -49,7 +49,6 @@ async def stub(harness: Harness) -> AsyncIterator[Any]:
         GatewayTokenCache(harness.clock, max_entries=10, margin_seconds=30),
         token_header=TokenHeader(),
         tool_header="x-mcp-tool",
-        limits=request_limits(),
     )
     servicer = TokenExchangeServicer(harness.exchanger, harness.keyring)
     server = await create_grpc_server(
@@ -141,6 +140,72 @@ def test_raw_header_map_is_read() -> None:
     header_map = request.attributes.request.http.header_map
     header_map.headers.add(key="Authorization", raw_value=b"Bearer raw")
     assert gateway_request(request).headers["authorization"] == "Bearer raw"
+
+
+def _raw(request: Any, *entries: tuple[str, bytes]) -> Any:
+    for key, raw_value in entries:
+        request.attributes.request.http.header_map.headers.add(key=key, raw_value=raw_value)
+    return request
+
+
+def test_a_repeated_raw_header_reaches_policy_joined_as_envoy_joins_it() -> None:
+    # With encode_raw_headers a repeated header arrives as two entries; Envoy's `headers` map
+    # joins them with ",". The first entry alone showed policy `find` while the upstream could
+    # read `delete`; both encodings now give the one value the map gives.
+    raw = _raw(check_request({}), ("x-mcp-tool", b"find"), ("X-MCP-Tool", b"delete"))
+    mapped = check_request({"x-mcp-tool": "find,delete"})
+    assert gateway_request(raw).headers["x-mcp-tool"] == "find,delete"
+    assert gateway_request(raw).headers == gateway_request(mapped).headers
+
+
+def test_raw_header_bytes_that_are_not_utf8_are_refused_never_guessed() -> None:
+    # "replace" made b"find\xff" and b"find\xfe" one value (find + U+FFFD) for policy and the
+    # token cache, though the upstream reads two.
+    for raw_value in (b"find\xff", b"find\xfe"):
+        with pytest.raises(InvalidRequestError):
+            gateway_request(_raw(check_request({}), ("x-mcp-tool", raw_value)))
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [("x-mcp-tool", b"f\xff"), ("authorization", b"Bearer \xff.x.y")],
+    ids=["tool", "authorization"],
+)
+async def test_a_check_with_a_raw_header_that_is_not_utf8_is_invalid_request(
+    harness: Harness, stub: Any, entry: tuple[str, bytes]
+) -> None:
+    token = user_token(harness)
+    headers = {} if entry[0] == "authorization" else {"authorization": f"Bearer {token}"}
+    response = await stub.Check(_raw(check_request(headers), entry))
+    assert response.denied_response.status.code == 400  # not a guess, not a crash
+    control = await stub.Check(check_request({"authorization": f"Bearer {token}"}))
+    assert control.HasField("ok_response")
+
+
+async def test_a_raw_header_that_is_not_utf8_is_audited_as_a_refusal(harness: Harness) -> None:
+    refused: list[str] = []
+    authorizer = GatewayAuthorizer(
+        harness.exchanger,
+        RouteTable([CRM_ROUTE]),
+        GatewayTokenCache(harness.clock, max_entries=10, margin_seconds=30),
+        token_header=TokenHeader(),
+        tool_header="x-mcp-tool",
+    )
+    servicer = TokenExchangeServicer(harness.exchanger, harness.keyring)
+    ext_authz = ExtAuthzServicer(
+        authorizer,
+        trust_source_principal=False,
+        audit_refusal=lambda error, caller: refused.append(error.reason),
+    )
+    server = await create_grpc_server(
+        servicer, "127.0.0.1:0", contextvars.ContextVar("r"), ext_authz
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        check = _raw(check_request({}), ("x-mcp-tool", b"f\xff"))
+        response = await ext_authz_grpc.AuthorizationStub(channel).Check(check)
+    await server.server.stop(0)
+    assert response.denied_response.status.code == 400
+    assert refused == ["invalid_request"]
 
 
 @pytest.mark.parametrize(
