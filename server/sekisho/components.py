@@ -14,7 +14,7 @@ from sekisho.config import Settings
 from sekisho.errors import ConfigError
 from sekisho.exchange import TokenExchanger
 from sekisho.gateway.authorizer import GatewayAuthorizer, TokenHeader
-from sekisho.gateway.cache import GatewayTokenCache, Revoked
+from sekisho.gateway.cache import GatewayTokenCache, Published, Revoked
 from sekisho.gateway.routes import PROFILE_TOKEN_TYPES, Route, RouteTable
 from sekisho.http.client_auth import ClientAuthenticator, registered_client
 from sekisho.http.secrets import SecretChecker
@@ -140,6 +140,7 @@ def build_gateway_authorizer(
     metrics: Metrics | None = None,
     *,
     revoked: Revoked | None = None,
+    published: Published | None = None,
     flushes: CachingPolicyEngine | None = None,
 ) -> GatewayAuthorizer:
     """The ext_authz adapter from [gateway]: route table, token header and token cache."""
@@ -163,6 +164,7 @@ def build_gateway_authorizer(
         max_entries=gateway.cache_max_entries,
         margin_seconds=gateway.cache_margin_seconds,
         revoked=revoked,
+        published=published,
     )
     if metrics is not None:
         metrics.watch_cache("gateway", cache)

@@ -107,6 +107,7 @@ async def serve_grpc(
             core.clock,
             core.observability.metrics,
             revoked=status.gate.revoked if status else None,
+            published=core.keyring.publishes,
             flushes=core.policy,
         ),
         trust_source_principal=settings.gateway.trust_source_principal,

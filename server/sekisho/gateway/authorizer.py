@@ -152,6 +152,7 @@ class GatewayAuthorizer:
             minted.expires_at,
             covers=result.revocation_keys,
             generation=generation,
+            kid=minted.kid,
         )
         return result.minted.token
 

@@ -18,9 +18,11 @@ class CachedToken:
     expires_at: int
     # What a revocation could name for this token (ExchangeResult.revocation_keys).
     covers: tuple[tuple[str, str], ...] = ()
+    kid: str = ""  # the signing key; a token whose key left the JWKS is never served
 
 
 Revoked = Callable[[tuple[tuple[str, str], ...]], bool]
+Published = Callable[[str], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +50,14 @@ class GatewayTokenCache:
         max_entries: int,
         margin_seconds: int,
         revoked: Revoked | None = None,
+        published: Published | None = None,
     ) -> None:
         self._clock = clock
         # `sekisho revoke` reaches cached tokens: a covered entry is dropped at its next lookup.
         self._revoked = revoked
+        # `sekisho keys revoke` too: a token signed by a kid no longer in the JWKS (revoked for
+        # a compromise) fails at every downstream; dropped at its next lookup, a fresh one minted.
+        self._published = published
         self._max_entries = max_entries
         self._margin = margin_seconds
         self._entries: LruMap[str, CachedToken] = LruMap(max_entries)
@@ -71,7 +77,7 @@ class GatewayTokenCache:
 
     def get(self, key: str) -> str | None:
         entry = self._entries.peek(key)
-        if entry is not None and self._fresh(entry) and not self._is_revoked(entry):
+        if entry is not None and self._fresh(entry) and self._servable(entry):
             self._entries.get(key)  # a hit: now the most recently used
             self._hits += 1
             return entry.token
@@ -88,10 +94,11 @@ class GatewayTokenCache:
         covers: tuple[tuple[str, str], ...] = (),
         *,
         generation: int | None = None,
+        kid: str = "",
     ) -> None:
-        """Store a token; `generation` (read before the exchange began) drops a token whose
-        decision predates the last clear()."""
-        entry = CachedToken(token=token, expires_at=expires_at, covers=covers)
+        """Store a token signed by `kid`; `generation` (read before the exchange began) drops a
+        token whose decision predates the last clear()."""
+        entry = CachedToken(token=token, expires_at=expires_at, covers=covers, kid=kid)
         if self._max_entries == 0 or not self._fresh(entry):
             return
         if generation is not None and generation != self._generation:
@@ -112,8 +119,10 @@ class GatewayTokenCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _is_revoked(self, entry: CachedToken) -> bool:
-        return self._revoked is not None and self._revoked(entry.covers)
+    def _servable(self, entry: CachedToken) -> bool:
+        if self._revoked is not None and self._revoked(entry.covers):
+            return False
+        return self._published is None or self._published(entry.kid)
 
     def _fresh(self, entry: CachedToken) -> bool:
         return self._clock.now() < entry.expires_at - self._margin

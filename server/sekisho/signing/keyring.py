@@ -102,6 +102,7 @@ class Keyring:
         self._store = store
         self._keys: KeySet | None = None
         self._jwks_bytes = _EMPTY_JWKS
+        self._published: frozenset[str] = frozenset()
         self._problem: str | None = None
 
     @property
@@ -139,6 +140,11 @@ class Keyring:
         keys, problem = await asyncio.to_thread(self._read)
         return self._install(keys, problem)
 
+    def publishes(self, kid: str) -> bool:
+        """Whether `kid` is in the JWKS now: a token it signed still verifies downstream (a
+        revoked kid is gone at once; a retired one once its tokens have expired)."""
+        return kid in self._published
+
     def signing_key(self) -> tuple[KeyRecord, Signer]:
         """The active key. Raises: TemporarilyUnavailableError when there is none."""
         active = self._keys.active if self._keys else None
@@ -175,6 +181,9 @@ class Keyring:
         )
         self._keys = keys
         self._jwks_bytes = json.dumps(keys.jwks(), separators=(",", ":")).encode()
+        self._published = frozenset(
+            r.kid for r in keys.records if r.published and r.kid in keys.signers
+        )
         published = {r.kid: r.state.value for r in keys.records if r.kid in keys.signers}
         if problem is not None:
             self._problem = problem

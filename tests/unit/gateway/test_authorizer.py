@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -19,6 +20,9 @@ from sekisho.gateway.authorizer import (
 from sekisho.gateway.cache import GatewayTokenCache
 from sekisho.gateway.routes import Route, RouteTable
 from sekisho.models import Caller, ExchangeRequest, ExchangeResult
+from sekisho.signing.audit import Actor, KeyAuditLog
+from sekisho.signing.lifecycle import Timing
+from sekisho.signing.manager import KeyManager
 from sekisho.validation import build_request
 
 from tests.bounds import request_limits
@@ -395,3 +399,37 @@ async def test_a_tool_header_past_the_context_limit_is_refused_not_cut(harness: 
     assert isinstance(verdict, Denied)
     assert verdict.status == 400
     assert recorder.requests == []  # refused at validation, never decided
+
+
+async def test_a_token_signed_by_a_revoked_key_is_not_served_from_the_cache(
+    harness: Harness, tmp_path: Path
+) -> None:
+    recorder = RecordingExchanger(harness.exchanger)
+    cache = GatewayTokenCache(
+        harness.clock, max_entries=100, margin_seconds=30, published=harness.keyring.publishes
+    )
+    authorizer = GatewayAuthorizer(
+        recorder,  # type: ignore[arg-type]
+        ROUTES,
+        cache,
+        token_header=TokenHeader(),
+        tool_header="x-mcp-tool",
+    )
+    request = gw("/crm/tools", bearer(harness))
+    first = await authorizer.authorize(request)
+    assert isinstance(first, Allowed)
+    assert await authorizer.authorize(request) == first  # a cache hit: one exchange
+    assert len(recorder.requests) == 1
+    old_kid = jwt.get_unverified_header(first.headers_to_set["authorization"].split()[1])["kid"]
+    timing = Timing(jwks_max_age=300, max_token_lifetime=300, leeway=30, rotation_period=0)
+    manager = KeyManager(
+        harness.keystore, KeyAuditLog(tmp_path / "audit.log"), timing, harness.clock, "ES256"
+    )
+    manager.revoke(old_kid, Actor("security", "INC-1: the key leaked"))
+    harness.keyring.reload()
+    assert not harness.keyring.publishes(old_kid)
+    again = await authorizer.authorize(request)
+    assert isinstance(again, Allowed)
+    new_kid = jwt.get_unverified_header(again.headers_to_set["authorization"].split()[1])["kid"]
+    assert new_kid != old_kid and harness.keyring.publishes(new_kid)
+    assert len(recorder.requests) == 2  # exchanged afresh, not served from the cache

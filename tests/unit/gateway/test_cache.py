@@ -48,3 +48,19 @@ def test_key_hashes_token_and_separates_parts() -> None:
     assert "secret-token" not in key
     assert key != cache_key("secret-token", "0tool=x")
     assert key != cache_key("other-token", "0", "tool=x")
+
+
+def test_a_token_whose_key_left_the_jwks_is_never_served() -> None:
+    """`sekisho keys revoke` (a compromise) takes the kid out of the JWKS at once; a cached token
+    it signed would fail at every downstream until it expired."""
+    published = {"k1", "k2"}
+    cache = GatewayTokenCache(
+        FakeClock(1000.0), max_entries=10, margin_seconds=0, published=published.__contains__
+    )
+    cache.put("a", "A", 2000, kid="k1")
+    cache.put("b", "B", 2000, kid="k2")
+    assert (cache.get("a"), cache.get("b")) == ("A", "B")
+    published.discard("k1")
+    assert cache.get("a") is None
+    assert cache.get("b") == "B"
+    assert len(cache) == 1  # dropped, not kept for later
