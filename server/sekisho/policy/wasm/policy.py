@@ -119,9 +119,25 @@ class LoadedPolicy:
             raise WasmEvaluationError("no policy instance free") from exc
         try:
             text = instance.evaluate(self.compiled.entrypoint, document, self._ticks)
+        except WasmEvaluationError:
+            instance = self._replacement(instance)
+            raise
         finally:
             self._pool.put(instance)
         return result_value(text)
+
+    def _replacement(self, failed: PolicyInstance) -> PolicyInstance:
+        """A fresh instance for one whose evaluation failed. A trap (a host builtin failing
+        closed, a timeout) unwinds the module's frames without restoring its shadow-stack
+        pointer, a global the module does not export: each trapped evaluation leaks that
+        stack, and after about 4,000 the instance faults on every evaluation, so every
+        decision is a deny until the policy reloads (session 10)."""
+        try:
+            fresh = self._instance()
+        except PolicyLoadError:
+            return failed  # it started with this data once; keep it rather than lose a slot
+        self._instances[self._instances.index(failed)] = fresh
+        return fresh
 
 
 _RESULT_PREFIX = b'{{"result": '
