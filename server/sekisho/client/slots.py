@@ -15,6 +15,11 @@ Waiting here instead:
   the order does not matter;
 - a call that had to wait is sent only if the time left is more than answered calls take
   lately; otherwise it fails at once, unsent.
+"Lately" is the lower median of the last 16 answers' times, not an average seeded with the first
+answer: one slow answer (a cold start: the first call's connection and TLS handshake, the
+service's first JWKS fetch) is an outlier, and taken outright it had queued calls refused here
+for several answers after. One answer alone is no estimate (nothing is refused for time until
+two are in); under a lasting slowdown the median follows once it is half the window.
 A call that finds a slot free is always sent, so nothing here can lock a client out: every slot
 frees when its call ends.
 """
@@ -26,8 +31,8 @@ from collections.abc import AsyncIterator, Callable
 
 from sekisho.client.errors import ExchangeUnavailableError
 
-# How much of each answered call's time goes into the running estimate (exponential average).
-_SMOOTHING = 0.2
+# How many of the latest answered calls the time-left check looks at.
+_RECENT = 16
 
 
 def _not_sent(why: str) -> ExchangeUnavailableError:
@@ -46,12 +51,20 @@ class CallSlots:
         self._clock = clock
         # Calls waiting for a slot, oldest on the left; a slot is handed to the newest.
         self._waiting: deque[asyncio.Future[None]] = deque()
-        self.typical_seconds = 0.0  # of recently answered calls; 0 until one is
+        self._answered: deque[float] = deque(maxlen=_RECENT)  # seconds, oldest on the left
 
     @property
     def waiting(self) -> int:
         """Calls waiting for a slot now (those that gave up are not kept)."""
         return len(self._waiting)
+
+    @property
+    def typical_seconds(self) -> float:
+        """What answered calls take lately: the lower median of the last 16 (0.0 until two)."""
+        if len(self._answered) < 2:
+            return 0.0
+        ordered = sorted(self._answered)
+        return ordered[(len(ordered) - 1) // 2]
 
     @contextlib.asynccontextmanager
     async def slot(self, deadline: float) -> AsyncIterator[float]:
@@ -63,12 +76,11 @@ class CallSlots:
             self._free -= 1
         else:
             await self._wait(deadline)
-            left = deadline - self._clock()
-            if left <= self.typical_seconds:
+            left, typical = deadline - self._clock(), self.typical_seconds
+            if left <= typical:
                 self._release()
                 raise _not_sent(
-                    f"{left:.3f}s left after waiting for a call slot, answers take "
-                    f"{self.typical_seconds:.3f}s"
+                    f"{left:.3f}s left after waiting for a call slot, answers take {typical:.3f}s"
                 )
         try:
             yield deadline - self._clock()
@@ -77,10 +89,7 @@ class CallSlots:
 
     def answered(self, seconds: float) -> None:
         """A sent call was answered (anything but an overload refusal) after `seconds`."""
-        if self.typical_seconds == 0.0:
-            self.typical_seconds = seconds
-        else:
-            self.typical_seconds += _SMOOTHING * (seconds - self.typical_seconds)
+        self._answered.append(seconds)
 
     async def _wait(self, deadline: float) -> None:
         """Until a slot is handed to this call. Raises: ExchangeUnavailableError at `deadline`;
