@@ -240,6 +240,7 @@ class Metrics:
         self._tally: Tally = (
             DirectTally(children) if multiprocess_dir else BatchedTally(children, STAGE_BUCKETS)
         )
+        # No lock: exchange_finished/exchange_granted run only on the event loop's thread.
         self._outcomes: dict[tuple[str, str, str, str], Any] = {}
         self._granted: dict[tuple[str, str], Any] = {}  # exchange_granted's counters
 
