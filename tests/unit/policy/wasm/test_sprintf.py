@@ -201,3 +201,38 @@ def test_a_final_dot_is_the_verb_and_t_is_the_go_type(
 ) -> None:
     expected, actual = both(tmp_path, BODY, {"cases": [{"f": template, "a": args}]})
     assert expected == actual and expected is not None
+
+
+INDEX_PARTS = [
+    "[1]", "[2]", "[3]", "[0]", "[4]", "[-1]", "[x]", "[", "[1", "[]", "[01]", "[1000001]",
+    "*", "*", ".*", ".[2]*", "[2]*", "[1]*", "5", ".2", "-", "0", "[2].2", "[1]5",
+]  # fmt: skip
+INDEX_OPERANDS: list[Any] = [3, -4, 0, 1_000_000, 1_000_001, -1_000_001, 2**63, 2.0, "x", None]
+
+
+def index_cases(seed: int, count: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)  # noqa: S311 - reproducible test data
+    cases = []
+    for _ in range(count):
+        directives = [
+            "%"
+            + "".join(rng.choice(INDEX_PARTS) for _ in range(rng.randint(1, 3)))
+            + rng.choice("dvsxqfgT%")
+            for _ in range(rng.randint(1, 3))
+        ]
+        args = [rng.choice(INDEX_OPERANDS) for _ in range(rng.randint(0, 4))]
+        cases.append({"f": "a".join(directives) + rng.choice(["", "%", "%["]), "a": args})
+    return cases
+
+
+def test_operand_indexes_and_star_widths_match_opa(tmp_path: Path) -> None:
+    """`%[n]d`, `*` and `.*` (BADINDEX, BADWIDTH, BADPREC, no EXTRA once reordered) were
+    refused (deny) before session 10."""
+    cases = index_cases(5, 1500)
+    assert all(_supported(c) for c in cases)
+    expected, actual = both(tmp_path, BODY, {"cases": cases})
+    assert len(expected) == len(cases)
+    differences = mismatches(expected, actual, cases)
+    assert differences == [], "\n".join(differences[:40])
+    texts = " ".join(expected.values())
+    assert all(form in texts for form in ("BADINDEX", "BADWIDTH", "BADPREC", "MISSING"))

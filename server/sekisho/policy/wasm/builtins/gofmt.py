@@ -2,27 +2,22 @@
 int64 or *big.Int (a number written without '.', 'e' or 'E'), float64 (any other number),
 string (a string operand, and the Rego text of every other value).
 
-Supported: flags `+ - # 0 space`, width, `.precision`, verbs `v s q d b o O x X c U e E f F g
-G t T %` (`%T` prints the Go type OPA passed: `int64`, `*big.Int`, `float64` or `string`),
-and Go's error forms (`%!d(string=a)`, `%!d(MISSING)`, `%!(EXTRA int=1)`, `%!(NOVERB)`), and
-its limit on written widths and precisions (see `_parse_number`). Argument indexes (`%[2]d`),
-`*` widths and a verb an integer beyond int64 does not format itself (`%p`, `%w`) raise
-UnsupportedFormatError: the evaluation then fails closed instead of answering differently
-from OPA. Known remaining differences: bench/results/builtins_session10.md.
+Supported: every directive Go reads (gofmtdirective.py: flags `+ - # 0 space`, `[n]` operand
+indexes, widths and precisions written or taken from an operand with `*`), verbs `v s q d b o O
+x X c U e E f F g G t T %` (`%T` prints the Go type OPA passed: `int64`, `*big.Int`, `float64`
+or `string`), and Go's error forms (`%!d(string=a)`, `%!d(MISSING)`, `%!v(BADINDEX)`,
+`%!(BADWIDTH)`, `%!(EXTRA int64=1)`, `%!(NOVERB)`). `%p` and `%w` of an integer beyond int64
+raise UnsupportedFormatError (Go prints a memory address or the big.Int's fields): the
+evaluation then fails closed instead of answering differently from OPA.
 """
 
-import re
 from dataclasses import dataclass
 
+from sekisho.policy.wasm.builtins.gofmtdirective import Directive, scan
 from sekisho.policy.wasm.builtins.gofmtfloat import fmt_float
 from sekisho.policy.wasm.builtins.regotext import go_quote
 
 Arg = int | float | str
-
-# Go reads ASCII digits only ('0'-'9'): another script's digit is a verb there, as here.
-# A '.' is a precision only with a character after it (Go: `i+1 < end`); last, it is the verb.
-_SPEC = re.compile(r"%([-+# 0]*)([0-9]*)(?:\.(?=.)([0-9]*))?(.?)", re.DOTALL)
-_MAX_NUMBER = 1_000_000  # fmt's tooLarge
 
 
 class UnsupportedFormatError(Exception):
@@ -41,49 +36,48 @@ class Spec:
 
 
 def sprintf(template: str, args: list[Arg]) -> str:
-    """fmt.Sprintf(template, args...). Raises: UnsupportedFormatError."""
+    """fmt.Sprintf(template, args...) (doPrintf). Raises: UnsupportedFormatError."""
     out: list[str] = []
-    index = 0
-    position = 0
+    operand, position, reordered = 0, 0, False
     while position < len(template):
         percent = template.find("%", position)
         if percent < 0:
             out.append(template[position:])
             break
         out.append(template[position:percent])
-        match = _SPEC.match(template, percent)
-        assert match is not None  # the pattern matches any text starting with '%'
-        flags, width, precision, verb = match.groups()
-        position = match.end()
-        spec_width, spec_precision = _parse_number(width), _parse_number(precision)
-        if spec_width is None or spec_precision is None or verb == "":
-            out.append("%!(NOVERB)")  # Go's parsenum skips to the end of a too long number
+        directive = scan(template, percent + 1, operand, args)
+        out.append(directive.notes)
+        operand, position = directive.operand, directive.end
+        reordered = reordered or directive.reordered
+        if directive.verb == "":
+            out.append("%!(NOVERB)")
             break
-        if verb in ("[", "*") or "*" in flags:
-            raise UnsupportedFormatError("argument indexes and '*' widths")
-        if verb == "%":
-            out.append("%")
-            continue
-        flags = _v_flags(verb, flags, args[index] if index < len(args) else None)
-        spec = Spec(flags, spec_width or 0, None if precision is None else spec_precision, verb)
-        if index >= len(args):
-            out.append(f"%!{verb}(MISSING)")
-            continue
-        if verb == "T":  # Go's printArg: the operand's Go type name, printed as %s prints
-            out.append(
-                _format_string(
-                    Spec(flags, spec.width, spec.precision, "s"), _type_name(args[index])
-                )
-            )
-        else:
-            out.append(_format(spec, args[index]))
-        index += 1
-    if index < len(args):
+        text, consumed = _directive(directive, args)
+        out.append(text)
+        operand += consumed
+    if not reordered and operand < len(args):
         extra = ", ".join(
-            f"{_type_name(a)}={_format(Spec('', 0, None, 'v'), a)}" for a in args[index:]
+            f"{_type_name(a)}={_format(Spec('', 0, None, 'v'), a)}" for a in args[operand:]
         )
         out.append(f"%!(EXTRA {extra})")
     return "".join(out)
+
+
+def _directive(directive: Directive, args: list[Arg]) -> tuple[str, int]:
+    """(text, operands consumed): `%`, BADINDEX and MISSING consume none."""
+    verb = directive.verb
+    if verb == "%":  # takes no operand, ignores width and precision
+        return "%", 0
+    if not directive.index_ok:
+        return f"%!{verb}(BADINDEX)", 0
+    if directive.operand >= len(args):
+        return f"%!{verb}(MISSING)", 0
+    arg = args[directive.operand]
+    flags = _v_flags(verb, directive.flags, arg)
+    spec = Spec(flags, directive.width, directive.precision, verb)
+    if verb == "T":  # Go's printArg: the operand's Go type name, printed as %s prints
+        return _format_string(Spec(flags, spec.width, spec.precision, "s"), _type_name(arg)), 1
+    return _format(spec, arg), 1
 
 
 def _v_flags(verb: str, flags: str, arg: Arg | None) -> str:
@@ -95,18 +89,6 @@ def _v_flags(verb: str, flags: str, arg: Arg | None) -> str:
     if not (isinstance(arg, int) and _is_big(arg)):
         flags = flags.replace("+", "")
     return flags if isinstance(arg, str) else flags.replace("#", "")
-
-
-def _parse_number(digits: str | None) -> int | None:
-    """fmt's parsenum: the number, or None once it has grown past 1e6 with digits still to come
-    (a host builtin holds the GIL, so `%999999999s` must not build a 1 GB string; Go stops
-    there too and prints `%!(NOVERB)`). The largest width Go accepts is 10000009 (10 MB)."""
-    number = 0
-    for digit in digits or "":
-        if number > _MAX_NUMBER:
-            return None
-        number = number * 10 + int(digit)
-    return number
 
 
 def _type_name(arg: Arg) -> str:
