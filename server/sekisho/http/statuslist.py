@@ -11,7 +11,7 @@ import logging
 from aiohttp import web
 
 from sekisho.errors import TemporarilyUnavailableError
-from sekisho.status.listtoken import MEDIA_TYPE, StatusListTokens
+from sekisho.status.listtoken import MEDIA_TYPE, StatusListTokens, StatusReadsSaturatedError
 from sekisho.status.store import StatusStoreError
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ class StatusListEndpoint:
             return web.Response(status=406, text=f"this resource is {MEDIA_TYPE}")
         try:
             token = await self._tokens.token(int(request.match_info["list_id"]))
+        except StatusReadsSaturatedError:
+            return _unavailable()
         except (StatusStoreError, TemporarilyUnavailableError) as exc:
             log.warning("status_list_unavailable", extra={"detail": str(exc)})
             return _unavailable()
@@ -63,6 +65,8 @@ class StatusListEndpoint:
     async def aggregation(self, _: web.Request) -> web.Response:
         try:
             uris = await self._tokens.live_uris()
+        except StatusReadsSaturatedError:
+            return _unavailable()
         except StatusStoreError as exc:
             log.warning("status_list_unavailable", extra={"detail": str(exc)})
             return _unavailable()

@@ -4,24 +4,42 @@ signed by the service's active key, so the JWKS that verifies minted tokens veri
 
 A signed list is reused for at most `rebuild_seconds` of the injected clock, so a revocation shows
 within that plus the store write; verifiers then see it within the list's `ttl`.
+
+Anyone may ask for any list id, unauthenticated: concurrent requests for one list share one store
+read and one signature (single-flight), and at most MAX_STORE_READS store reads run at once for
+these requests; past that a request is refused (503, retry) instead of queueing. The store is read
+in the event loop's default thread pool, which the revocation gate's refresh and the keyring's
+reload share: a flood of reads for made-up ids behind a slow store (Redis across a network, or
+stalled) would otherwise queue ahead of the gate's refresh until its view went stale and every
+exchange was refused (bench/results/redteam_session10.md).
 """
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sekisho.clock import Clock
 from sekisho.minting.encoder import JwsEncoder
 from sekisho.signing.keyring import Keyring
+from sekisho.singleflight import SingleFlight
 from sekisho.status.bitlist import INVALID, SUSPENDED, StatusList, pack
 from sekisho.status.models import ListSnapshot
 from sekisho.status.store import StatusStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TYP_STATUS_LIST = "statuslist+jwt"
 MEDIA_TYPE = "application/statuslist+jwt"
+# Store reads on behalf of these requests at once: fewer than the default thread pool's workers
+# (min(32, CPUs + 4) >= 5), so the gate's refresh and the keyring's reload always find one.
+MAX_STORE_READS = 2
+
+
+class StatusReadsSaturatedError(Exception):
+    """MAX_STORE_READS reads are in flight: answer 503 at once (no log line: this is a flood)."""
 
 
 def entry_statuses(snapshot: ListSnapshot, bits: int) -> Iterator[tuple[int, int]]:
@@ -76,6 +94,8 @@ class StatusListTokens:
         self._timing = timing
         self._encoder = JwsEncoder()
         self._built: dict[int, _Built] = {}
+        self._flights: SingleFlight[int, str | None] = SingleFlight()
+        self._reads = 0  # store reads in flight for these requests
 
     @property
     def ttl_seconds(self) -> int:
@@ -88,14 +108,27 @@ class StatusListTokens:
     async def token(self, list_id: int) -> str | None:
         """The signed list, or None when no such list is live.
 
-        Raises: StatusStoreError, TemporarilyUnavailableError (no signing key).
+        Raises: StatusStoreError, TemporarilyUnavailableError (no signing key),
+        StatusReadsSaturatedError.
         """
         now = self._clock.now()
         built = self._built.get(list_id)
         # A wall clock set back makes the age negative: rebuild rather than serve an old list.
         if built is not None and 0 <= now - built.built_at < self._timing.rebuild_seconds:
             return built.token
-        snapshot = await asyncio.to_thread(self._store.snapshot, list_id)
+        return await self._flights.run(list_id, lambda: self._build(list_id, now))
+
+    async def _read(self, read: Callable[[], T]) -> T:
+        if self._reads >= MAX_STORE_READS:
+            raise StatusReadsSaturatedError
+        self._reads += 1
+        try:
+            return await asyncio.to_thread(read)
+        finally:
+            self._reads -= 1
+
+    async def _build(self, list_id: int, now: float) -> str | None:
+        snapshot = await self._read(lambda: self._store.snapshot(list_id))
         if snapshot is None:
             self._built.pop(list_id, None)
             return None
@@ -108,8 +141,12 @@ class StatusListTokens:
         return token
 
     async def live_uris(self) -> list[str]:
-        """URIs of every live list (the aggregation endpoint, draft §9)."""
-        ids = await asyncio.to_thread(self._store.live_lists, int(self._clock.now()))
+        """URIs of every live list (the aggregation endpoint, draft §9).
+
+        Raises: StatusStoreError, StatusReadsSaturatedError.
+        """
+        now = int(self._clock.now())
+        ids = await self._read(lambda: self._store.live_lists(now))
         return [f"{self._base_uri}/{list_id}" for list_id in ids]
 
     async def _sign(self, list_id: int, status_list: StatusList) -> str:

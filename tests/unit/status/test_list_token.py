@@ -2,14 +2,21 @@
 wall or monotonic time read inside), then rebuilt from the store, so a revocation shows; a clock
 set back rebuilds at once instead of serving the old list until the clock catches up."""
 
+import asyncio
 import base64
 import json
+import threading
 from pathlib import Path
 
 from sekisho.signing.filestore import FileKeyStore
 from sekisho.signing.keyring import Keyring
 from sekisho.status.filestore import FileStatusStore
-from sekisho.status.listtoken import ListTiming, StatusListTokens
+from sekisho.status.listtoken import (
+    MAX_STORE_READS,
+    ListTiming,
+    StatusListTokens,
+    StatusReadsSaturatedError,
+)
 from sekisho.status.models import ListSnapshot
 
 from tests.fakes.clock import FakeClock
@@ -70,4 +77,69 @@ async def test_a_clock_set_back_rebuilds_the_list(tmp_path: Path) -> None:
     rebuilt = _claims(await tokens.token(1))
     assert rebuilt["iat"] == NOW - 120
     assert rebuilt["status_list"] != _claims(first)["status_list"]
+    store.close()
+
+
+class _Held(_OneList):
+    """Every read waits until the test lets it go (a store across a slow network, or stalled),
+    counting the reads and the most in flight at once."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.release = threading.Event()
+        self.reads = 0
+        self.most = 0
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    def snapshot(self, list_id: int) -> ListSnapshot | None:
+        with self._lock:
+            self.reads += 1
+            self._in_flight += 1
+            self.most = max(self.most, self._in_flight)
+        self.release.wait(GIVE_UP_SECONDS)
+        with self._lock:
+            self._in_flight -= 1
+        return super().snapshot(list_id)
+
+
+GIVE_UP_SECONDS = 10.0
+
+
+async def test_reads_for_made_up_ids_leave_the_thread_pool_to_the_revocation_gate(
+    tmp_path: Path,
+) -> None:
+    # 50 anonymous GETs of lists that do not exist, behind a store that answers slowly: each read
+    # held a default-pool thread (at most 32), and the revocation gate's refresh, which reads the
+    # store in the same pool, queued behind them until its view went stale.
+    store = _Held(tmp_path / "status.db")
+    tokens = _tokens(tmp_path, FakeClock(NOW), store)
+    flood = [asyncio.ensure_future(tokens.token(1000 + i)) for i in range(50)]
+    try:
+        for _ in range(100):  # loop turns until every request has got as far as it can
+            await asyncio.sleep(0)
+        refused = [task for task in flood if task.done()]
+        assert len(refused) == 50 - MAX_STORE_READS
+        assert all(isinstance(task.exception(), StatusReadsSaturatedError) for task in refused)
+        gate_refresh = asyncio.to_thread(lambda: "read")  # what RevocationGate.refresh does
+        assert await asyncio.wait_for(gate_refresh, GIVE_UP_SECONDS) == "read"
+    finally:
+        store.release.set()
+        await asyncio.gather(*flood, return_exceptions=True)
+    assert store.most == MAX_STORE_READS
+    store.close()
+
+
+async def test_concurrent_requests_for_one_list_share_one_read_and_one_signature(
+    tmp_path: Path,
+) -> None:
+    store = _Held(tmp_path / "status.db")
+    tokens = _tokens(tmp_path, FakeClock(NOW), store)
+    herd = [asyncio.ensure_future(tokens.token(1)) for _ in range(20)]
+    for _ in range(100):  # every request has joined before the read returns
+        await asyncio.sleep(0)
+    store.release.set()
+    served = await asyncio.gather(*herd)
+    assert store.reads == 1
+    assert len(set(served)) == 1 and served[0] is not None
     store.close()
