@@ -38,6 +38,9 @@ def covered_keys(
             keys.append(("token", jti))
     if actor is not None:
         keys.append(("caller", actor.subject))
+        # A revoked user is refused in either role: their token as the actor (named by another
+        # user's may_act, or approved by policy) would put them in a new token's `act`.
+        keys.append(("subject", subject_key(actor.issuer, actor.subject)))
     return keys
 
 

@@ -93,6 +93,24 @@ async def test_the_gate_refuses_what_a_revocation_covers(
         gate.check(_request("spiffe://example.org/other"), _subject("other-jti"), None)
 
 
+async def test_a_revoked_user_is_refused_as_the_actor_too(tmp_path: Path) -> None:
+    # `revoke subject` covers every token of that user: their token presented as actor_token
+    # for another user (who named them in may_act) must not get them into a new token's `act`.
+    store = FileStatusStore(tmp_path / "status.db")
+    gate = RevocationGate(store, FakeClock(NOW), max_stale_seconds=2)
+    mallory = VerifiedToken(
+        issuer=IDP_A, subject="mallory", token_type="id_token", expires_at=NOW + 600
+    )
+    store.revoke(NOW, Revocation("subject", subject_key(IDP_A, "mallory"), "r", "sec", NOW))
+    await gate.refresh()
+    gate.check(_request(), _subject(), None)  # alice alone: served
+    with pytest.raises(AccessDeniedError):
+        gate.check(_request(), _subject(), mallory)
+    other_idp = VerifiedToken(issuer="https://other-idp.example.com", subject="mallory",
+                              token_type="id_token", expires_at=NOW + 600)  # fmt: skip
+    gate.check(_request(), _subject(), other_idp)  # another issuer's mallory is someone else
+
+
 async def test_the_gate_fails_closed_when_its_view_is_stale(tmp_path: Path) -> None:
     clock = FakeClock(NOW)
     gate = RevocationGate(FileStatusStore(tmp_path / "s.db"), clock, max_stale_seconds=2)
