@@ -29,6 +29,9 @@ def covered_keys(
         ("subject", subject_key(subject.issuer, subject.subject)),
         ("audience", request.audience),
     ]
+    # An access token's `aud` is its resource(s), not the exchange's audience: `revoke audience`
+    # naming what a downstream sees in its tokens must cover them too.
+    keys.extend(("audience", resource) for resource in request.resources)
     if request.caller.id:
         keys.append(("caller", request.caller.id))
     for token in (subject, actor):

@@ -2,6 +2,7 @@
 is renewed, a store outage refuses minting (no token without a status entry), and the revocation
 gate refuses covered exchanges and fails closed when its view is stale."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,20 @@ async def test_a_revoked_user_is_refused_as_the_actor_too(tmp_path: Path) -> Non
     other_idp = VerifiedToken(issuer="https://other-idp.example.com", subject="mallory",
                               token_type="id_token", expires_at=NOW + 600)  # fmt: skip
     gate.check(_request(), _subject(), other_idp)  # another issuer's mallory is someone else
+
+
+async def test_an_audience_revocation_naming_a_resource_covers_it(tmp_path: Path) -> None:
+    # An access token's `aud` is the resource: an operator revoking what a downstream's tokens
+    # carry in `aud` must not get a revocation that covers nothing.
+    store = FileStatusStore(tmp_path / "status.db")
+    gate = RevocationGate(store, FakeClock(NOW), max_stale_seconds=2)
+    resource = "https://mcp.crm.example.com/mcp"
+    for_resource = replace(_request(), resources=(resource,))
+    store.revoke(NOW, Revocation("audience", resource, "r", "sec", NOW))
+    await gate.refresh()
+    gate.check(_request(), _subject(), None)  # the audience without that resource: served
+    with pytest.raises(AccessDeniedError):
+        gate.check(for_resource, _subject(), None)
 
 
 async def test_the_gate_fails_closed_when_its_view_is_stale(tmp_path: Path) -> None:
