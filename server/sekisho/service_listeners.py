@@ -12,7 +12,7 @@ from sekisho.exchange import TokenExchanger
 from sekisho.http.app import create_http_app, create_metrics_app
 from sekisho.http.guard import ConnectionGuard, GuardedSite, handler_args
 from sekisho.http.secrets import SecretChecker
-from sekisho.protection import build_attempt_gate, grpc_options
+from sekisho.protection import build_attempt_gate, build_connection_guard, grpc_options
 from sekisho.rpc.ext_authz import ExtAuthzServicer
 from sekisho.rpc.server import GrpcServer, create_grpc_server
 from sekisho.rpc.servicer import TokenExchangeServicer
@@ -134,15 +134,13 @@ async def serve_metrics(core: ServiceCore, listeners: Listeners, reuse_port: boo
     observability, clock = core.observability, core.clock
     if observability.metrics is None:
         return 0
-    runner = web.AppRunner(
-        create_metrics_app(lambda: observability.scrape(clock.now())),
-        access_log=None,
-        handle_signals=False,
-        auto_decompress=False,  # GET only: a coded body is never inflated (http/guard.py)
+    # Its own guard with the [http] bounds: the deployed config binds it to the pod IP, where
+    # anyone on the cluster network reaches it unauthenticated, and aiohttp alone has no header
+    # timeout (half-open connections held descriptors until gRPC could not accept either).
+    guard = build_connection_guard(core.settings)
+    app = create_metrics_app(
+        lambda: observability.scrape(clock.now()), middlewares=(guard.middleware(),)
     )
-    await runner.setup()
+    runner, port = await serve_http(app, core.settings.metrics.listen, guard, None, reuse_port)
     listeners.http.append(runner)
-    host, port = _split_listen(core.settings.metrics.listen)
-    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
-    await site.start()
-    return int(runner.addresses[0][1])
+    return port

@@ -246,6 +246,7 @@ async def _guarded_service(
             "max_requests_per_connection": 2,
         },
         grpc={"max_concurrent_streams": 1},
+        metrics={"listen": "127.0.0.1:0"},
         token_endpoint={
             "clients": (ClientConfig(id="gateway", secret_hash=PasswordHasher().hash(SECRET)),)
         },
@@ -415,9 +416,35 @@ async def test_the_metrics_listener_never_inflates_a_body(
     reader, writer = await _connect(metered.metrics_port)
     writer.write(_post("/metrics", _BOMB, "gzip"))
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP_SECONDS)
-    assert head.startswith(b"HTTP/1.1 405")
+    assert head.startswith(b"HTTP/1.1 415")  # the guard's refusal, as on the public listener
     assert inflations == []  # the parser inflates as bytes arrive, before any handler runs
     await _close_all([(reader, writer)])
+
+
+@pytest.mark.integration
+async def test_the_metrics_listener_closes_half_sent_headers_too(guarded: Service) -> None:
+    # The deployed config binds it to the pod IP (deploy/base/configmap.yaml): reachable by
+    # anyone on the cluster network, and aiohttp alone never closes a half-sent request.
+    reader, writer = await _connect(guarded.metrics_port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: sekisho\r\n")  # never finished
+    assert await _closed_within(reader, GIVE_UP_SECONDS)
+    await _close_all([(reader, writer)])
+    reader, writer = await _connect(guarded.metrics_port)  # and it still serves
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: sekisho\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP_SECONDS)
+    assert head.startswith(b"HTTP/1.1 200")
+    await _close_all([(reader, writer)])
+
+
+@pytest.mark.integration
+async def test_the_metrics_listener_bounds_connections_per_peer(patient: Service) -> None:
+    held = [await _connect(patient.metrics_port) for _ in range(30)]
+    try:
+        extra = await _connect(patient.metrics_port)
+        held.append(extra)
+        assert await _closed_within(extra[0], GIVE_UP_SECONDS)  # the 31st: refused at once
+    finally:
+        await _close_all(held)
 
 
 @pytest.mark.integration

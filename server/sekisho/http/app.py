@@ -123,9 +123,11 @@ def create_http_app(
     return app
 
 
-def create_metrics_app(render: Callable[[], tuple[bytes, str]]) -> web.Application:
+def create_metrics_app(
+    render: Callable[[], tuple[bytes, str]], middlewares: Sequence[Any] = ()
+) -> web.Application:
     """The admin listener's application: GET /metrics only ([metrics] listen)."""
-    app = web.Application(client_max_size=1024)
+    app = web.Application(client_max_size=1024, middlewares=list(middlewares))
     app.router.add_get("/metrics", _metrics_handler(render))
     return app
 
