@@ -15,7 +15,11 @@ IDP = "https://idp.example.com"
 
 def _config(tmp_path: Path, enabled: bool = True) -> str:
     path = tmp_path / "sekisho.toml"
-    path.write_text(f'[status_list]\nenabled = {str(enabled).lower()}\npath = "st/status.db"\n')
+    path.write_text(
+        f'[status_list]\nenabled = {str(enabled).lower()}\npath = "st/status.db"\n'
+        f'[[trust.issuers]]\nissuer = "{IDP}"\njwks_uri = "{IDP}/jwks"\n'
+        f'issuer_aliases = ["{IDP}/"]\naudiences = ["agent-app"]\n'
+    )
     return str(path)
 
 
@@ -206,3 +210,59 @@ def test_suspend_is_refused_on_one_bit_lists(
     )
     assert code == 2 and "status_list.bits" in err
     assert store.suspensions(int(time.time())) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["caller", ""], id="caller"),
+        pytest.param(["token", "  "], id="token"),
+        pytest.param(["audience", ""], id="audience"),
+        pytest.param(["subject", "--issuer", IDP, "--sub", ""], id="sub"),
+        pytest.param(["subject", "--issuer", "", "--sub", "alice", "--force"], id="issuer"),
+        pytest.param(["suspend", "caller", ""], id="suspend-caller"),
+    ],
+)
+def test_an_empty_value_is_refused_and_nothing_changes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    # Anonymous callers' tokens are recorded with caller "": revoking "" marked every one of
+    # them INVALID (final), and every token minted after it was born revoked.
+    config = _config(tmp_path)
+    store = _seed(tmp_path)
+    store.record(
+        int(time.time()),
+        [IssuedToken("jti-c", subject_key(IDP, "carol"), "", "https://crm", 1, 2, 2**31)],
+    )
+    code, out, err = _run(capsys, "revoke", *argv, "--reason", "r", "--config", config)
+    assert code == 2 and "empty" in err and "marked" not in out
+    assert store.snapshot(1).invalid == frozenset()  # type: ignore[union-attr]
+    assert store.revocations(int(time.time())) == []
+
+
+def test_an_issuer_the_config_does_not_trust_is_refused_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path)
+    store = _seed(tmp_path)
+    argv = ["revoke", "subject", "--sub", "alice", "--reason", "r", "--config", config]
+    code, out, err = _run(capsys, *argv, "--issuer", "https://idp.example.org")
+    assert code == 2 and "not an issuer this configuration trusts" in err and IDP in err
+    assert store.revocations(int(time.time())) == []
+    code, out, _ = _run(capsys, *argv, "--issuer", "https://idp.example.org", "--force")
+    assert code == 0 and "0 live token(s)" in out and "no live token matched" in out
+
+
+def test_an_alias_of_a_trusted_issuer_revokes_under_the_configured_issuer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Exchanges are keyed by trust.issuers' `issuer`; the trailing-slash alias must reach them.
+    config = _config(tmp_path)
+    store = _seed(tmp_path)
+    code, out, _ = _run(
+        capsys, "revoke", "subject", "--issuer", f"{IDP}/", "--sub", "alice", "--reason", "r",
+        "--config", config,
+    )  # fmt: skip
+    assert code == 0 and "1 live token(s) marked INVALID" in out
+    (revocation,) = store.revocations(int(time.time()))
+    assert revocation.key == subject_key(IDP, "alice")

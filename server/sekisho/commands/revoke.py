@@ -39,8 +39,15 @@ def _kind_parsers(
     for kind, what in KIND_HELP.items():
         parser = sub.add_parser(kind, parents=parents, help=f"{verb} {what}")
         if kind == "subject":
-            parser.add_argument("--issuer", required=True, help="the IdP issuer (iss)")
+            parser.add_argument(
+                "--issuer", required=True, help="the IdP issuer (iss), as trust.issuers names it"
+            )
             parser.add_argument("--sub", required=True, help="the user's sub at that IdP")
+            parser.add_argument(
+                "--force",
+                action="store_true",
+                help="use --issuer as given although trust.issuers does not name it",
+            )
         else:
             parser.add_argument("value", metavar=kind.upper(), help=what)
 
@@ -88,10 +95,38 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         store.close()
 
 
-def _key(args: argparse.Namespace, kind: "RevocationKind") -> str:
+def _key(args: argparse.Namespace, kind: "RevocationKind", settings: Settings) -> str:
+    """The store key a revocation of `kind` names. Raises: ValueError for an empty value (an
+    empty caller id would name every anonymous caller's tokens) or an issuer Sekisho does not
+    trust (nothing would match it: the gate keys users by trust.issuers' `issuer`)."""
     from sekisho.status.models import subject_key
 
-    return subject_key(args.issuer, args.sub) if kind == "subject" else str(args.value)
+    if kind != "subject":
+        value = str(args.value)
+        if not value.strip():
+            raise ValueError(f"the {kind} to name is empty: give the exact {kind.upper()}")
+        return value
+    if not args.sub.strip():
+        raise ValueError("--sub is empty: give the user's sub at that IdP")
+    return subject_key(_trusted_issuer(settings, args.issuer, force=args.force), args.sub)
+
+
+def _trusted_issuer(settings: Settings, issuer: str, *, force: bool) -> str:
+    """The `issuer` of the trust.issuers entry that accepts `issuer` (any of its spellings:
+    presets' other forms, issuer_aliases), which is what exchanges are keyed by."""
+    for entry in settings.trust.issuers:
+        if issuer in entry.accepted_issuers:
+            return entry.issuer
+    if not issuer.strip():
+        raise ValueError("--issuer is empty: give the IdP's issuer")
+    if force:
+        return issuer
+    configured = ", ".join(entry.issuer for entry in settings.trust.issuers) or "none"
+    raise ValueError(
+        f"--issuer {issuer!r} is not an issuer this configuration trusts (trust.issuers: "
+        f"{configured}): a revocation under it would match no exchange. Give it as configured, "
+        "or add --force"
+    )
 
 
 # The subcommands that name their kind one level down, and the attribute argparse puts it in.
@@ -106,7 +141,7 @@ def _change(args: argparse.Namespace, settings: Settings, store: "StatusStore") 
 
     action = args.revoke_command if args.revoke_command in _KIND_ATTR else "revoke"
     kind: RevocationKind = getattr(args, _KIND_ATTR.get(action, "revoke_command"))
-    key, now = _key(args, kind), int(time.time())
+    key, now = _key(args, kind, settings), int(time.time())
     operator = args.operator or current_operator()
     if action == "suspend" and settings.status_list.bits == 1:  # no room for 0x02 (§4.1)
         raise ConfigError(
@@ -166,6 +201,11 @@ def _print_change(settings: Settings, event: "RevocationEvent") -> None:
     until = (_time(event.until) if event.until else ended_by) if refused else ""
     print(f"{word:<8} {shown}" + (f" until {until}" if until else ""))
     print(f"  {event.marked} live token(s) {tokens}")
+    if event.marked == 0 and event.action != "reinstate":
+        print(
+            "  (no live token matched: if some were expected, check the value is spelled as "
+            "the tokens carry it; new exchanges it names are refused all the same)"
+        )
     poll, ttl = f"{config.poll_seconds + 0.5:g}", config.ttl_seconds + 2
     if refused:
         print(f"  new exchanges refused on every worker within ~{poll} s")

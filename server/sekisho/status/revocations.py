@@ -24,16 +24,17 @@ log = logging.getLogger(__name__)
 def covered_keys(
     request: ExchangeRequest, subject: VerifiedToken, actor: VerifiedToken | None
 ) -> list[tuple[RevocationKind, str]]:
-    """Every (kind, value) a revocation could name for this exchange."""
+    """Every (kind, value) a revocation could name for this exchange. An anonymous caller's id
+    is "" and is named too, as the status store names it when it marks tokens: a revocation of
+    caller "" (which `sekisho revoke` refuses to make) would refuse what it marks."""
     keys: list[tuple[RevocationKind, str]] = [
         ("subject", subject_key(subject.issuer, subject.subject)),
         ("audience", request.audience),
+        ("caller", request.caller.id),
     ]
     # An access token's `aud` is its resource(s), not the exchange's audience: `revoke audience`
     # naming what a downstream sees in its tokens must cover them too.
     keys.extend(("audience", resource) for resource in request.resources)
-    if request.caller.id:
-        keys.append(("caller", request.caller.id))
     for token in (subject, actor):
         if token is None:
             continue

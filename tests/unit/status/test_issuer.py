@@ -126,6 +126,19 @@ async def test_an_audience_revocation_naming_a_resource_covers_it(tmp_path: Path
         gate.check(for_resource, _subject(), None)
 
 
+async def test_the_gate_and_the_marking_agree_on_the_anonymous_caller(tmp_path: Path) -> None:
+    # The store marks an anonymous caller's tokens under caller "" (sekisho revoke no longer
+    # makes such a revocation, but an older one may be in force): the gate must refuse what
+    # is marked, never mint tokens born revoked.
+    store = FileStatusStore(tmp_path / "status.db")
+    gate = RevocationGate(store, FakeClock(NOW), max_stale_seconds=2)
+    store.revoke(NOW, Revocation("caller", "", "r", "sec", NOW))
+    await gate.refresh()
+    with pytest.raises(AccessDeniedError):
+        gate.check(_request(""), _subject(), None)
+    gate.check(_request(), _subject(), None)  # an identified caller is not covered
+
+
 async def test_the_gate_fails_closed_when_its_view_is_stale(tmp_path: Path) -> None:
     clock = FakeClock(NOW)
     gate = RevocationGate(FileStatusStore(tmp_path / "s.db"), clock, max_stale_seconds=2)
