@@ -58,6 +58,8 @@ def example_settings(idp_issuer: str, keys_dir: Path) -> Settings:
         ]
     }
     data["keys"] = {"dir": str(keys_dir), "watch": False}
+    # Any free port, like the listeners above: beside a `make run` (metrics on 9464) too.
+    data["metrics"] = {**data.get("metrics", {}), "listen": "127.0.0.1:0"}
     return Settings(**data)
 
 
