@@ -4,6 +4,7 @@ certificate, a certificate from another CA, an unregistered or ambiguous identit
 refused; a registered caller reaches policy as input.caller with authenticated_by "mtls".
 """
 
+import asyncio
 import json
 import ssl
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from envoy.service.auth.v3 import external_auth_pb2 as ext_authz_pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.callers import CallerRegistry, RegisteredCaller
+from sekisho.cli import main as cli_main
 from sekisho.client import ChannelOptions
 from sekisho.client.channel import open_channel
 from sekisho.config import CallerConfig, Settings
@@ -141,6 +143,30 @@ async def test_registered_spiffe_caller_reaches_policy_as_mtls(stack: MtlsStack)
     # docs/architecture.md §4: no client id in the decision → the registered caller's at this
     # audience.
     assert claims["client_id"] == AGENT_CLIENT_AT_CRM
+
+
+async def test_the_exchange_cli_speaks_mtls(
+    stack: MtlsStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `sekisho exchange --cacert --cert --key` smoke-tests an mTLS deployment as a caller.
+    target = f"127.0.0.1:{stack.service.grpc.port}"
+    argv = ["exchange", "--target", target, "--subject-token", stack.user_token()]
+    argv += [
+        "--audience",
+        CRM_AS,
+        "--scope",
+        "crm.read",
+        "--cacert",
+        str(stack.pki.ca.pem.cert_file),
+    ]
+    argv += ["--tls-server-name", "localhost"]
+    client = ["--cert", str(stack.pki.agent.cert_file), "--key", str(stack.pki.agent.key_file)]
+    assert await asyncio.to_thread(cli_main, argv + client) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["verified_with_jwks"] is True
+    assert report["claims"]["seen_caller"]["id"] == AGENT_SPIFFE_ID
+    assert await asyncio.to_thread(cli_main, argv) == 1  # no client certificate: no handshake
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "UNAVAILABLE"
 
 
 async def test_registered_cn_caller_is_known_by_its_common_name(stack: MtlsStack) -> None:

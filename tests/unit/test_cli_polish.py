@@ -79,3 +79,19 @@ def test_the_documented_example_input_is_valid() -> None:
 
 def test_a_folder_without_a_schema_is_not_checked(tmp_path: Path) -> None:
     assert input_problems({"foo": 1}, tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--cacert", "ca.pem", "--cert", "c.pem"], "--cert and --key go together"),
+        (["--cert", "c.pem", "--key", "k.pem"], "need --cacert"),
+        (["--cacert", "/no/such/ca.pem"], "--cacert /no/such/ca.pem"),
+    ],
+)
+def test_exchange_tls_options_are_checked_before_any_call(
+    capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    argv = ["exchange", "--target", "127.0.0.1:1", "--subject-token", "t", "--audience", "a"]
+    assert main(argv + extra) == 2
+    assert message in capsys.readouterr().err

@@ -17,6 +17,16 @@ from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 
 
 @dataclass(frozen=True)
+class TlsArgs:
+    """TLS to the service: the CA to verify it with, and a client certificate for mTLS."""
+
+    root_certificates: bytes
+    certificate_chain: bytes | None = None
+    private_key: bytes | None = None
+    server_name: str = ""  # the name to verify in the server's certificate ("" = the target's)
+
+
+@dataclass(frozen=True)
 class ExchangeArgs:
     target: str
     subject_token: str
@@ -26,6 +36,21 @@ class ExchangeArgs:
     requested_token_type: str
     subject_token_type: str
     timeout: float
+    actor_token: str = ""
+    actor_token_type: str = ""
+    tls: TlsArgs | None = None
+
+
+def _channel(args: ExchangeArgs) -> grpc.Channel:
+    if args.tls is None:
+        return grpc.insecure_channel(args.target)
+    credentials = grpc.ssl_channel_credentials(
+        args.tls.root_certificates, args.tls.private_key, args.tls.certificate_chain
+    )
+    options = []
+    if args.tls.server_name:
+        options.append(("grpc.ssl_target_name_override", args.tls.server_name))
+    return grpc.secure_channel(args.target, credentials, options=options)
 
 
 def _error_report(error: grpc.RpcError) -> dict[str, Any]:
@@ -42,7 +67,7 @@ def _error_report(error: grpc.RpcError) -> dict[str, Any]:
 
 def run_exchange(args: ExchangeArgs) -> tuple[int, dict[str, Any]]:
     """Returns (exit code, report)."""
-    with grpc.insecure_channel(args.target) as channel:
+    with _channel(args) as channel:
         stub = pb_grpc.TokenExchangeServiceStub(channel)  # type: ignore[no-untyped-call]
         request = pb.ExchangeTokenRequest(
             subject_token=args.subject_token,
@@ -51,6 +76,8 @@ def run_exchange(args: ExchangeArgs) -> tuple[int, dict[str, Any]]:
             audience=args.audience,
             scope=args.scopes,
             resource=args.resources,
+            actor_token=args.actor_token,
+            actor_token_type=args.actor_token_type,
         )
         try:
             response = stub.ExchangeToken(request, timeout=args.timeout)

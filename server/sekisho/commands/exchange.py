@@ -2,9 +2,14 @@
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sekisho.config import Settings
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN
+
+if TYPE_CHECKING:  # lazy: `sekisho` starts fast
+    from sekisho.client.exchange_cli import TlsArgs
 
 
 def register(
@@ -31,6 +36,18 @@ def register(
         "--resource", action="append", default=[], help="an RFC 8707 resource URI (repeatable)"
     )
     ex.add_argument("--access-token", action="store_true", help="request an RFC 9068 access token")
+    ex.add_argument("--actor-token", default="", help="an actor token (RFC 8693 delegation)")
+    ex.add_argument(
+        "--actor-token-type",
+        default=TOKEN_TYPE_ID_TOKEN,
+        help=f"URN of the actor token's type (default: {TOKEN_TYPE_ID_TOKEN})",
+    )
+    ex.add_argument("--cacert", default="", help="PEM CA bundle: call over TLS, verifying with it")
+    ex.add_argument("--cert", default="", help="PEM client certificate (mTLS; with --key)")
+    ex.add_argument("--key", default="", help="PEM private key of --cert")
+    ex.add_argument(
+        "--tls-server-name", default="", help="the name to verify in the server's certificate"
+    )
     ex.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
     ex.add_argument("--show-token", action="store_true", help="also print the raw token")
 
@@ -50,9 +67,38 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             requested_token_type=requested,
             subject_token_type=args.subject_token_type,
             timeout=args.timeout,
+            actor_token=args.actor_token,
+            actor_token_type=args.actor_token_type if args.actor_token else "",
+            tls=_tls(args),
         )
     )
     if not args.show_token:
         report.pop("access_token", None)
     print(dumps(report))
     return code
+
+
+def _tls(args: argparse.Namespace) -> "TlsArgs | None":
+    """--cacert / --cert / --key / --tls-server-name. Raises: ValueError (unreadable file, a
+    certificate without its key or the reverse, client files without a CA)."""
+    from sekisho.client.exchange_cli import TlsArgs
+
+    if bool(args.cert) != bool(args.key):
+        raise ValueError("--cert and --key go together (the client certificate and its key)")
+    if not args.cacert:
+        if args.cert or args.tls_server_name:
+            raise ValueError("--cert, --key and --tls-server-name need --cacert (TLS)")
+        return None
+
+    def read(option: str, path: str) -> bytes:
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"{option} {path}: {exc.strerror}") from exc
+
+    return TlsArgs(
+        root_certificates=read("--cacert", args.cacert),
+        certificate_chain=read("--cert", args.cert) if args.cert else None,
+        private_key=read("--key", args.key) if args.key else None,
+        server_name=args.tls_server_name,
+    )
