@@ -271,6 +271,8 @@ class ScrubFilter(logging.Filter):
                 if value not in clean:
                     fields[key] = self._text(value)
             elif type(value) is list and len(value) <= _MAX_ITEMS:
+                if all([type(v) is str and v in clean for v in value]):
+                    continue  # remembered clean, and none a bare scheme (_text): as it is
                 items = [v if type(v) is str and v in clean else self._item(v) for v in value]
                 fields[key] = _credentials_after_schemes(value, items)
             else:
@@ -303,7 +305,9 @@ class ScrubFilter(logging.Filter):
         if value in self._clean:
             return value
         scrubbed = scrub_text(value)
-        if scrubbed == value and len(value) <= _MAX_CLEAN_LENGTH and value.isascii():
+        clean = scrubbed == value and len(value) <= _MAX_CLEAN_LENGTH and value.isascii()
+        # A bare scheme is never remembered: the item after it in a list must be redacted.
+        if clean and not _is_bare_scheme(value):
             if len(self._clean) >= _MAX_CLEAN:
                 self._clean.clear()
             self._clean.add(value)
