@@ -83,7 +83,7 @@ proto: $(STAMP)
 # --exit-with-parent` watches make and drains when make is being stopped or is gone. The dev IdP
 # exits with its parent, the service (--exit-with-parent). The log's tee ignores SIGINT/SIGTERM
 # (a Ctrl-C reaches the whole group) and ends when the service closes its stderr, so the
-# draining service's last lines are still written. README "Stopping it".
+# draining service's last lines are still written. README "Quickstart" (how to stop it).
 # Logs go to the terminal and to var/sekisho.log (`sekisho audit show ID --log var/sekisho.log`).
 run: setup
 	@if [ "$(CONFIG)" = config/example.toml ] && [ -f var/keys/keyring.json ]; then :; else \

@@ -6,7 +6,7 @@ make exits, and both ports are free. (SIGTERM to make: test_readme_walkthrough.p
 As in test_readme_walkthrough.py: a private network namespace for the fixed ports, a copy of the
 repository with setup done. `set -m` gives make what a terminal gives it (SIGINT not ignored, its
 own process group); a script without job control starts `make run &` with SIGINT ignored, which
-nothing can change (README "Stopping it").
+nothing can change (README "Quickstart": how to stop it).
 """
 
 import os

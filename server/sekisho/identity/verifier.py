@@ -124,7 +124,14 @@ class TokenVerifier:
         if media_type == ID_JAG.typ or (
             token_type == TOKEN_TYPE_ID_TOKEN and media_type in _SEKISHO_TYPS
         ):
-            raise TokenTypeError(log_detail=f"typ {typ!r} is not acceptable for {token_type}")
+            # The typ is the caller's own input, so naming it tells them nothing about keys.
+            fix = (
+                "the token's typ says it is an access token (at+jwt) but it was sent as an ID "
+                f"token: set subject_token_type (or actor_token_type) to {TOKEN_TYPE_ACCESS_TOKEN}"
+                if media_type == "at+jwt"
+                else ""
+            )
+            raise TokenTypeError(fix, log_detail=f"typ {typ!r} is not acceptable for {token_type}")
         kid = header.get("kid", "")
         if not isinstance(kid, str) or len(kid) > MAX_KID_LENGTH:
             raise MalformedTokenError(log_detail="kid is not a string of acceptable length")

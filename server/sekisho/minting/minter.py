@@ -151,7 +151,9 @@ class TokenMinter:
         client_id = decision.client_id or registered or subject.client_id
         if not client_id:
             raise AccessDeniedError(
-                "no client id is known for this caller at the audience",
+                "no client id is known for this caller at the audience (operator: the policy "
+                "decision's client_id, the caller's [[callers]] client_ids, or a subject token "
+                "that names its client)",
                 log_detail="decision and subject token carry no client id",
             )
         return client_id

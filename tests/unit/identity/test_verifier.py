@@ -10,6 +10,7 @@ from sekisho.errors import (
     InvalidTokenError,
     ServiceError,
     TemporarilyUnavailableError,
+    TokenTypeError,
 )
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
 from sekisho.verify.jwks import JwksCache
@@ -86,6 +87,20 @@ async def test_access_token_typed_at_jwt_verifies_as_access_token() -> None:
     token = setup.token(headers={"typ": "at+jwt"}, client_id="agent-app")
     verified = await setup.verifier.verify(token, TOKEN_TYPE_ACCESS_TOKEN)
     assert (verified.token_type, verified.client_id) == (TOKEN_TYPE_ACCESS_TOKEN, "agent-app")
+
+
+async def test_an_at_jwt_sent_as_an_id_token_is_refused_naming_the_fix() -> None:
+    # The typ is the caller's own input: saying what it means costs nothing and saves a support
+    # ticket (the default subject_token_type is the ID token).
+    setup = Setup()
+    token = setup.token(headers={"typ": "at+jwt"}, client_id="agent-app")
+    with pytest.raises(TokenTypeError) as caught:
+        await setup.verifier.verify(token, TOKEN_TYPE_ID_TOKEN)
+    assert caught.value.public_message == (
+        "the token's typ says it is an access token (at+jwt) but it was sent as an ID token: "
+        f"set subject_token_type (or actor_token_type) to {TOKEN_TYPE_ACCESS_TOKEN}"
+    )
+    assert token not in caught.value.public_message
 
 
 async def test_identity_claims_are_extracted() -> None:

@@ -242,11 +242,13 @@ async def test_client_id(decision_client: str, subject_client: str, expected: st
     assert _decode(minted)["client_id"] == expected
 
 
-async def test_no_client_id_is_access_denied() -> None:
-    with pytest.raises(AccessDeniedError):
+async def test_no_client_id_is_access_denied_naming_where_one_comes_from() -> None:
+    with pytest.raises(AccessDeniedError) as caught:
         await _minter().mint(
             REQUEST, replace(SUBJECT, client_id=""), None, replace(DECISION, client_id="")
         )
+    assert "client_id" in caught.value.public_message
+    assert "[[callers]] client_ids" in caught.value.public_message
 
 
 # --- act -------------------------------------------------------------------------------------
