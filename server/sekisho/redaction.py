@@ -12,7 +12,8 @@ included):
 - `Bearer …`, `Basic …`, `DPoP …` credentials → `Bearer [redacted]`, also `Bearer:…`, a scheme
   glued to a preceding word (`xBearer …`) and a scheme spelled with look-alike letters
   (Cyrillic, Greek, small-capital, fullwidth); in a list, the item after a scheme alone
-  (`["Bearer", "…"]`, what `header.split()` gives);
+  (`["Bearer", "…"]`, what `header.split()` gives); after `Token`, a plain lower-case word
+  is prose and kept (`_PROSE_WORD`: OPA's parse errors say `unexpected eof token this`);
 - PEM private key blocks → `[redacted-private-key]`;
 - strings longer than MAX_VALUE characters → cut, with the count of what was cut;
 - any other value but a number or None (bytes, an exception, a URL object) → the scrubbed text
@@ -115,8 +116,14 @@ _TOKEN_SCHEME = rf"(?={_TOKEN}){_SCHEME_START}(?P<t>{_TOKEN})(?:['\",]*{_SEPARAT
 _FIRST_LETTERS = _LOOKS["b"] + _LOOKS["d"] + _LOOKS["t"]
 _AUTH_SCHEME = re.compile(
     rf"(?i)(?=[{_FIRST_LETTERS}])(?:{_HEADER_SCHEME}|{_TOKEN_SCHEME})"
-    r"(?:b?['\"])?[A-Za-z0-9._~+/=-]+"
+    r"(?:b?['\"])?(?P<c>[A-Za-z0-9._~+/=-]+)"
 )
+# After `token`, an ordinary word is prose, not a credential: `unexpected eof token this is not
+# rego` (OPA's parse errors), `the token expired`. A word here: a letter, then at most 14
+# lower-case letters. Anything longer, or with a digit, an inner capital or a symbol, is taken
+# for a credential (a Django, GitHub or opaque API token has them; Bearer, Basic and DPoP are
+# redacted whatever follows).
+_PROSE_WORD = re.compile(r"[A-Za-z][a-z]{0,14}")
 # What the separator above starts with (the pattern runs only when one is there).
 _SCHEME_SEPARATOR = re.compile(r"[\s\\%+:\uff1a\u180e\u200b-\u200d\u2060\ufeff]")
 # A list item that is a scheme alone (`"Bearer tok".split()` logged as a list): the next item is
@@ -163,7 +170,10 @@ def scrub_text(value: str, limit: int = MAX_VALUE) -> str:
 
 
 def _scheme_redacted(match: re.Match[str]) -> str:
-    return f"{match.group('h') or match.group('t')} [redacted]"
+    token = match.group("t")
+    if token and _PROSE_WORD.fullmatch(match.group("c")):
+        return match.group()
+    return f"{match.group('h') or token} [redacted]"
 
 
 def _is_bare_scheme(value: object) -> bool:

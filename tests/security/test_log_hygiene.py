@@ -231,6 +231,10 @@ ORDINARY = [
     "cannot read private key for kid abc: Permission denied",
     "https://crm-as.example.com/mcp",
     "\u0422\u043e\u043a\u0435\u043d \u0438\u0441\u0442\u0451\u043a",  # Russian: the token expired
+    # OPA's parse errors, logged in policy_reload_failed: the word after `token` is prose
+    "1 error occurred: decision.rego:3: rego_parse_error: unexpected eof token this is not rego {",
+    "rego_parse_error: unexpected ident token: expected rule",
+    "the refresh token expired",
 ]
 
 
@@ -238,6 +242,22 @@ ORDINARY = [
 def test_ordinary_text_keeps_its_words(text: str) -> None:
     assert scrub_text(text) == text
     assert scrub(["crm.read", text, "crm.write"]) == ["crm.read", text, "crm.write"]
+
+
+@pytest.mark.parametrize(
+    "credential",
+    [
+        "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b",  # Django REST framework
+        "ghp_16C7e42F292c6912E7710c838347Ae178B4a",  # GitHub
+        "abcdefghijklmnop",  # 16 letters: longer than a word
+        "hunter2",
+        "fooBar",
+        "a_b",
+    ],
+)
+def test_a_token_scheme_credential_is_redacted_unless_it_is_a_word(credential: str) -> None:
+    for text in (f"Authorization: Token {credential}", f"token {credential} was refused"):
+        assert credential not in scrub_text(text)
 
 
 @pytest.mark.parametrize("fmt", ["json", "text"])
