@@ -87,7 +87,8 @@ def _signed_offset_length(value: bytes) -> int:
         number, rest = leading_int(value[1:])
     except ParseFailure:
         return 0
-    return 0 if rest == value[1:] or number > 12 else len(value) - len(rest)
+    # -23..+23 in Go 1.26 (parseSignedOffset; older Go took -12..+12), the Go OPA 1.22.2 uses
+    return 0 if rest == value[1:] or number > 23 else len(value) - len(rest)
 
 
 def _local_is_utc() -> bool:
