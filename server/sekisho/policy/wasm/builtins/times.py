@@ -9,10 +9,10 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sekisho.policy.wasm.builtins.godate import add_date_wall
 from sekisho.policy.wasm.builtins.gofloat import format_fixed
+from sekisho.policy.wasm.builtins.gozone import load_location
 from sekisho.policy.wasm.builtins.operands import int_operand, nanoseconds_operand
 from sekisho.policy.wasm.builtins.registry import BuiltinError, HostBuiltin
 from sekisho.policy.wasm.builtins.timeformat import NAMED_LAYOUTS, Moment, format_time
@@ -27,45 +27,13 @@ from sekisho.policy.wasm.builtins.timeparse import (
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _EXTENDED_HOURS = {"d": 24, "w": 7 * 24, "y": 365 * 24}
 _TWO_LETTER_UNITS = ("ms", "us", "µs", "ns")
-# Go's platformZoneSources (src/time/zoneinfo_unix.go); ZONEINFO is not set for OPA.
-_GO_ZONE_DIRECTORIES = (
-    "/usr/share/zoneinfo/",
-    "/usr/share/lib/zoneinfo/",
-    "/usr/lib/locale/TZ/",
-    "/etc/zoneinfo",
-)
 _WALL_LOW, _WALL_HIGH = -(2**63) // 10**9 - 2 * 86400, (2**63 - 1) // 10**9 + 2 * 86400
 
 
 def _zone(name: Any) -> tzinfo:
-    """Go's time.LoadLocation, which OPA calls with the name as given."""
     if not isinstance(name, str):
         raise BuiltinError("the time zone must be a string")
-    if name in ("", "UTC"):
-        return UTC
-    if name == "Local":
-        local = datetime.now().astimezone().tzinfo
-        return local if local is not None else UTC
-    if ".." in name or name[:1] in ("/", "\\"):
-        raise BuiltinError(f"unknown time zone {name}")  # Go's errLocation
-    try:
-        return ZoneInfo(name)
-    except ZoneInfoNotFoundError as exc:
-        raise BuiltinError(f"unknown time zone {name}") from exc
-    except ValueError:
-        return _zone_file(name)  # a key Python refuses as not normalized: Go opens the path
-
-
-def _zone_file(name: str) -> tzinfo:
-    """Go's loadLocation: the first of its zone directories where `dir + "/" + name` opens
-    (`America//New_York`, `./UTC` and `Europe/./Paris` are files there)."""
-    for directory in _GO_ZONE_DIRECTORIES:
-        try:
-            with open(directory + "/" + name, "rb") as file:
-                return ZoneInfo.from_file(file, key=name)
-        except (OSError, ValueError):
-            continue  # Go goes on to the next directory when one does not hold a zone
-    raise BuiltinError(f"unknown time zone {name}")
+    return load_location(name)
 
 
 def _operand(value: Any) -> tuple[int, tzinfo]:
