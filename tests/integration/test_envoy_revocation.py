@@ -17,6 +17,7 @@ revocation gate still fails every test here; the seconds each wait took are prin
 """
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -72,8 +73,15 @@ async def gateway(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator
     assert settings.status_list.poll_seconds == POLL_SECONDS
     cached_for = settings.tokens.max_lifetime_seconds - settings.gateway.cache_margin_seconds
     assert cached_for / 2 > GIVE_UP_SECONDS  # an ignored revocation outlasts every wait
+    # What `sekisho revoke` reads: the same store, and the same trusted issuer (it refuses a
+    # subject revocation under an issuer the configuration does not trust).
+    issuer = settings.trust.issuers[0]
     config = tmp_path / "sekisho.toml"
-    config.write_text(f'[status_list]\nenabled = true\npath = "{store}"\n')
+    config.write_text(
+        f'[status_list]\nenabled = true\npath = "{store}"\n'
+        f'[[trust.issuers]]\nissuer = "{issuer.issuer}"\njwks_uri = "{issuer.issuer}/jwks"\n'
+        f"audiences = {json.dumps(list(issuer.audiences))}\n"
+    )
     service = await start_service(settings)
     crm, docs = McpStandIn("crm"), McpStandIn("docs")
     try:
