@@ -266,6 +266,89 @@ async def test_httpx_auth_sync(live: LiveStack, echo_server: tuple[str, list[str
     assert seen[0].startswith("Bearer ey")
 
 
+@pytest.fixture
+async def refusing_server() -> AsyncIterator[tuple[str, list[str]]]:
+    """A downstream that refuses the first bearer token it sees (401 invalid_token, as one whose
+    key or status was revoked) and accepts any other; `/scope` refuses with insufficient_scope."""
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        authorization = request.headers.get("Authorization", "")
+        seen.append(authorization)
+        if request.path == "/scope":
+            challenge = 'Bearer error="insufficient_scope"'
+            return web.json_response({}, status=401, headers={"WWW-Authenticate": challenge})
+        if authorization == seen[0]:
+            challenge = 'Bearer error="invalid_token", error_description="key revoked"'
+            return web.json_response({}, status=401, headers={"WWW-Authenticate": challenge})
+        return web.json_response({"ok": True, "body": (await request.text())})
+
+    app = web.Application()
+    app.router.add_post("/api", handler)
+    app.router.add_post("/scope", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}", seen
+    await runner.cleanup()
+
+
+async def test_httpx_auth_drops_a_refused_token_and_retries_once(
+    live: LiveStack, client: TokenExchangeClient, refusing_server: tuple[str, list[str]]
+) -> None:
+    # A cached token the downstream no longer accepts (its key revoked) must not be served
+    # again until it expires: forgotten, exchanged afresh, the request sent once more.
+    base, seen = refusing_server
+    subject = live.user_token()
+    auth = SekishoAuth(client, Downstream(audience=CRM_AS, resources=(CRM_MCP,)), lambda: subject)
+    async with httpx.AsyncClient(auth=auth) as http:
+        response = await http.post(f"{base}/api", content=b'{"jsonrpc": "2.0"}')
+        assert response.status_code == 200 and response.json()["body"] == '{"jsonrpc": "2.0"}'
+        assert (await http.post(f"{base}/api")).status_code == 200  # the new token, cached
+        assert client.rpc_count == 2
+        assert len(seen) == 3 and seen[0] != seen[1] == seen[2]
+        # Other refusals are the caller's to handle: no retry, nothing forgotten.
+        assert (await http.post(f"{base}/scope")).status_code == 401
+    assert client.rpc_count == 2
+
+
+async def test_forget_drops_only_that_token(live: LiveStack, client: TokenExchangeClient) -> None:
+    subject = live.user_token()
+    crm = await _access_token(client, subject, resources=[CRM_MCP])
+    docs = await client.exchange(
+        subject, "https://docs-as.example.com", resources=[DOCS_MCP],
+        requested_token_type=TOKEN_TYPE_ACCESS_TOKEN,
+    )  # fmt: skip
+    assert client.forget(crm) is True and client.forget(crm.access_token) is False
+    again = await client.exchange(
+        subject, "https://docs-as.example.com", resources=[DOCS_MCP],
+        requested_token_type=TOKEN_TYPE_ACCESS_TOKEN,
+    )  # fmt: skip
+    assert again is docs
+    assert (await _access_token(client, subject, resources=[CRM_MCP])) != crm
+    assert client.rpc_count == 3
+
+
+async def test_httpx_auth_sync_retries_a_refused_token(
+    live: LiveStack, refusing_server: tuple[str, list[str]]
+) -> None:
+    base, seen = refusing_server
+    subject = live.user_token()
+
+    def work() -> int:
+        with SyncTokenExchangeClient(_target(live), channel_options=INSECURE) as sekisho:
+            auth = SekishoAuth(
+                sekisho, Downstream(audience=CRM_AS, resources=(CRM_MCP,)), lambda: subject
+            )
+            with httpx.Client(auth=auth) as http:
+                return http.post(f"{base}/api").status_code
+
+    assert await asyncio.to_thread(work) == 200
+    assert len(seen) == 2 and seen[0] != seen[1]
+
+
 async def test_grpc_interceptor_sends_bearer_metadata(
     live: LiveStack, client: TokenExchangeClient
 ) -> None:

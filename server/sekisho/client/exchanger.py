@@ -199,6 +199,14 @@ class TokenExchangeClient:
             return cached
         return await self._single_flight(key, params, deadline)
 
+    def forget(self, token: ExchangedToken | str) -> bool:
+        """Drop `token` from the cache, so the next `exchange` for its target asks Sekisho again.
+        Call it when a downstream refuses the token (HTTP 401 `invalid_token`: its key was
+        revoked, the token was revoked or suspended); `SekishoAuth` does so itself. True when
+        it was cached."""
+        access_token = token if isinstance(token, str) else token.access_token
+        return self.cache.forget(access_token) > 0
+
     async def _revoked(self, token: ExchangedToken) -> bool:
         if self._status is None or token.status is None:
             return False

@@ -27,8 +27,23 @@ class Downstream:
     requested_token_type: str = TOKEN_TYPE_ACCESS_TOKEN
 
 
+def _token_refused(response: httpx.Response) -> bool:
+    """A 401 whose challenge says the bearer token itself is bad (RFC 6750 §3.1 invalid_token):
+    revoked, signed by a revoked key, expired early. Not insufficient_scope, not a 403."""
+    if response.status_code != 401:
+        return False
+    challenge = response.headers.get("WWW-Authenticate", "")
+    return challenge[:6].lower() == "bearer" and "invalid_token" in challenge
+
+
 class SekishoAuth(httpx.Auth):
-    """httpx authentication: `Authorization: Bearer <token for downstream>` on every request."""
+    """httpx authentication: `Authorization: Bearer <token for downstream>` on every request.
+
+    When the downstream answers 401 `invalid_token` (RFC 6750), the token is dropped from the
+    client's cache and the request is sent once more with a freshly exchanged token: a cached
+    token whose key or status was revoked is not served again until it expires."""
+
+    requires_request_body = True  # a retried request is sent again with its body
 
     def __init__(
         self,
@@ -55,7 +70,13 @@ class SekishoAuth(httpx.Auth):
             self._subject_token(), self._downstream.audience, **self._kwargs()
         )
         request.headers["Authorization"] = f"Bearer {token.access_token}"
-        yield request
+        response = yield request
+        if _token_refused(response) and self._client.forget(token):
+            token = self._client.exchange(
+                self._subject_token(), self._downstream.audience, **self._kwargs()
+            )
+            request.headers["Authorization"] = f"Bearer {token.access_token}"
+            yield request
 
     async def async_auth_flow(
         self, request: httpx.Request
@@ -66,7 +87,13 @@ class SekishoAuth(httpx.Auth):
             self._subject_token(), self._downstream.audience, **self._kwargs()
         )
         request.headers["Authorization"] = f"Bearer {token.access_token}"
-        yield request
+        response = yield request
+        if _token_refused(response) and self._client.forget(token):
+            token = await self._client.exchange(
+                self._subject_token(), self._downstream.audience, **self._kwargs()
+            )
+            request.headers["Authorization"] = f"Bearer {token.access_token}"
+            yield request
 
 
 class _TokenMetadata:

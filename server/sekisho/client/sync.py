@@ -61,6 +61,14 @@ class SyncTokenExchangeClient:
         )
         return result
 
+    def forget(self, token: ExchangedToken | str) -> bool:
+        """TokenExchangeClient.forget: drop a token a downstream refused from the cache."""
+        forgotten: bool = self._run(self._forget(token))
+        return forgotten
+
+    async def _forget(self, token: ExchangedToken | str) -> bool:
+        return self._client.forget(token)  # on the client's loop, like every cache access
+
     def close(self) -> None:
         if not self._loop.is_running():
             return
