@@ -2,7 +2,6 @@
 retries only for UNAVAILABLE, and the httpx / gRPC outbound helpers."""
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +24,7 @@ from sekisho.client import (
 )
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
 
+from examples.envoy.stack import serve
 from tests.integration.conftest import LiveStack
 from tests.loopback import free_port
 
@@ -218,20 +218,6 @@ async def test_sync_client_shares_the_cache(live: LiveStack) -> None:
     assert hits == 1
 
 
-@contextlib.asynccontextmanager
-async def _serving(app: web.Application) -> AsyncIterator[str]:
-    """`app` served on a free loopback port: its base URL."""
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
 @pytest.fixture
 async def echo_server() -> AsyncIterator[tuple[str, list[str]]]:
     """An HTTP downstream that records the Authorization header of each request."""
@@ -243,8 +229,8 @@ async def echo_server() -> AsyncIterator[tuple[str, list[str]]]:
 
     app = web.Application()
     app.router.add_get("/api", handler)
-    async with _serving(app) as base:
-        yield f"{base}/api", seen
+    async with serve(app) as port:
+        yield f"http://127.0.0.1:{port}/api", seen
 
 
 async def test_httpx_auth_attaches_a_cached_token(
@@ -296,8 +282,8 @@ async def refusing_server() -> AsyncIterator[tuple[str, list[str]]]:
     app = web.Application()
     app.router.add_post("/api", handler)
     app.router.add_post("/scope", handler)
-    async with _serving(app) as base:
-        yield base, seen
+    async with serve(app) as port:
+        yield f"http://127.0.0.1:{port}", seen
 
 
 async def test_httpx_auth_drops_a_refused_token_and_retries_once(
