@@ -7,6 +7,7 @@ lets a parser either reject or take the last; two parsers disagreeing is an atta
 
 import binascii
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,9 +79,23 @@ def _no_constants(name: str) -> Any:
     raise MalformedTokenError(log_detail=f"{name} is not a JSON value")
 
 
+def _finite_float(text: str) -> float:
+    # A JSON number past a double's range (1e400, -1e400) is valid JSON that Python reads as
+    # an infinity, the value the NaN/Infinity literals are refused for: the policy input then
+    # carried `Infinity`, which OPA's REST API refuses as malformed (HTTP 400, so every such
+    # exchange was UNAVAILABLE, a retry prompt) while the Wasm engine denied it. One token,
+    # two answers: refused here instead (RFC 7493 §2.2 advises against such numbers).
+    value = float(text)
+    if not math.isfinite(value):
+        raise MalformedTokenError(log_detail="a number is beyond the range of a double")
+    return value
+
+
 # Built once: json.loads with hooks constructs a decoder and its C scanner on every call (two
 # or three per exchange). The decoder keeps no state between calls.
-_DECODE = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants).decode
+_DECODE = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=_finite_float
+).decode
 
 
 def json_object(segment: str) -> dict[str, Any]:

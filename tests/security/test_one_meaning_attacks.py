@@ -143,6 +143,35 @@ async def test_non_json_number_literal_in_the_payload_is_refused(
     await rejected(harness, idp_a_signed(harness, payload=body.encode()))
 
 
+@pytest.mark.parametrize(
+    "member",
+    [
+        pytest.param('"score": 1e400', id="member"),
+        pytest.param('"score": -1e400', id="negative"),
+        pytest.param('"score": 1E+999', id="capital-exponent"),
+        pytest.param('"levels": [1, 2.5e308]', id="in-an-array"),
+        pytest.param('"profile": {"rank": 17976931348623159e292}', id="nested-just-past-max"),
+    ],
+)
+async def test_a_number_beyond_double_range_in_the_payload_is_refused(
+    harness: Harness, member: str
+) -> None:
+    # Valid JSON that Python reads as an infinity: the embedded engine denied it, OPA's REST API
+    # refused the input (HTTP 400, so the exchange was UNAVAILABLE). Refused like NaN instead.
+    claims = harness.idp_a.claims(harness.clock.now())
+    body = "{" + member + ", " + json.dumps(claims)[1:]
+    await rejected(harness, idp_a_signed(harness, payload=body.encode()))
+
+
+@pytest.mark.parametrize(
+    "member", ['"score": 1e308', '"score": -0', '"score": -0.0', '"score": 1e-400']
+)
+async def test_a_number_within_double_range_is_accepted(harness: Harness, member: str) -> None:
+    claims = harness.idp_a.claims(harness.clock.now())
+    body = "{" + member + ", " + json.dumps(claims)[1:]
+    await accepted(harness, idp_a_signed(harness, payload=body.encode()))
+
+
 # --- request strings --------------------------------------------------------------------------
 
 
