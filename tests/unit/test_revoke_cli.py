@@ -124,6 +124,37 @@ def test_revoke_each_kind(
     assert (revocation.until > 0) == (kind == "token")  # a token's ends with the token
 
 
+@pytest.mark.parametrize(
+    ("argv", "marked"),
+    [
+        pytest.param(["subject", "--issuer", IDP, "--sub", "alice"], {0, 2}, id="subject"),
+        pytest.param(["audience", "https://crm.example.com/mcp"], {3}, id="audience"),
+    ],
+)
+def test_one_command_marks_the_user_and_the_downstream_under_every_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], marked: set[int]
+) -> None:
+    # `revoke subject` also where the user was the actor (act.sub), `revoke audience` also
+    # where the downstream was a granted resource (an access token's `aud`): no second command.
+    config = _config(tmp_path)
+    store = _seed(tmp_path)
+    exp = int(time.time()) + 300
+    store.record(
+        int(time.time()),
+        [
+            IssuedToken("jti-c", subject_key(IDP, "carol"), "alice", "https://crm", 1, 2, exp,
+                        actor=subject_key(IDP, "alice")),
+            IssuedToken("jti-d", subject_key(IDP, "dave"), "agent-1", "https://crm-as", 1, 3, exp,
+                        resources=("https://crm.example.com/mcp",)),
+        ],
+    )  # fmt: skip
+    code, out, _ = _run(capsys, "revoke", *argv, "--reason", "INC-9", "--config", config)
+    assert code == 0 and f"{len(marked)} live token(s) marked INVALID" in out
+    assert store.snapshot(1).invalid == marked  # type: ignore[union-attr]
+    (line,) = _audit(tmp_path)
+    assert line["marked"] == len(marked)
+
+
 def test_lift_ends_the_revocation_and_audits(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

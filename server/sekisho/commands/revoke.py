@@ -25,9 +25,9 @@ if TYPE_CHECKING:  # lazy: `sekisho` starts fast
 
 KIND_HELP = {
     "token": "one token by its jti (a minted token, or an inbound IdP token's jti)",
-    "subject": "every token of a user (the subject token's issuer and sub)",
+    "subject": "every token of a user (issuer and sub), as the subject or the actor",
     "caller": "every token minted for a workload (mTLS caller id / act.sub)",
-    "audience": "every token for a downstream audience",
+    "audience": "every token for a downstream, as the audience or a granted resource",
 }
 
 

@@ -98,6 +98,8 @@ class TokenMinter:
                     list_id=reference.list_id,
                     idx=reference.idx,
                     expires_at=expires_at,
+                    actor=subject_key(actor.issuer, actor.subject) if actor else "",
+                    resources=facts.resources,
                 )
             )
         return MintedToken(

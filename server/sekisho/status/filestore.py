@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sekisho.status.models import (
-    KINDS,
     InForce,
     IssuedToken,
     Lease,
@@ -55,7 +54,15 @@ CREATE TABLE IF NOT EXISTS suspended (
 CREATE TABLE IF NOT EXISTS suspensions (
   kind TEXT NOT NULL, key TEXT NOT NULL, reason TEXT NOT NULL, operator TEXT NOT NULL,
   created_at INTEGER NOT NULL, until INTEGER NOT NULL, PRIMARY KEY (kind, key));
+CREATE TABLE IF NOT EXISTS token_names (
+  kind TEXT NOT NULL, key TEXT NOT NULL, list_id INTEGER NOT NULL, idx INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL, PRIMARY KEY (kind, key, list_id, idx)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS token_names_expiry ON token_names(expires_at);
 """
+# `token_names` (added in session 11, created on the next open of an older file) holds the other
+# names a revocation covers a token by (IssuedToken.also_named: its actor as a subject, each
+# granted resource as an audience). Tokens recorded before it existed have none: they are found
+# by their `tokens` columns only, and expire within tokens.max_lifetime_seconds.
 _COLUMN = {"token": "jti", "subject": "subject", "caller": "caller", "audience": "audience"}
 # What each kind of entry in force marks its tokens with: INVALID (final) or SUSPENDED.
 _MARKS = {"revocations": "invalid", "suspensions": "suspended"}
@@ -178,10 +185,18 @@ class FileStatusStore:
                     for t in tokens
                 ],
             )
+            conn.executemany(
+                "INSERT OR REPLACE INTO token_names VALUES (?, ?, ?, ?, ?)",
+                [
+                    (kind, key, t.list_id, t.idx, t.expires_at)
+                    for t in tokens
+                    for kind, key in t.also_named()
+                ],
+            )
             marked = 0
             for table in ("revocations", "suspensions"):
                 active = {(r.kind, r.key) for r in _in_force(conn, table, now)}
-                covered = [t for t in tokens if any((k, t.key(k)) in active for k in KINDS)]
+                covered = [t for t in tokens if any(name in active for name in t.names())]
                 _mark(conn, _MARKS[table], [(t.list_id, t.idx) for t in covered])
                 marked += len(covered)
         return marked
@@ -250,6 +265,7 @@ class FileStatusStore:
     def prune(self, now: int) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM tokens WHERE expires_at < ?", (now,))
+            conn.execute("DELETE FROM token_names WHERE expires_at < ?", (now,))
             retired = "SELECT list_id FROM lists WHERE next_index >= size AND retire_after < ?"
             for marks in _MARKS.values():
                 conn.execute(f"DELETE FROM {marks} WHERE list_id IN ({retired})", (now,))  # noqa: S608
@@ -311,23 +327,26 @@ def _in_force(conn: sqlite3.Connection, table: str, now: int) -> list[Revocation
     return [Revocation(*row) for row in rows]
 
 
+def _covered(conn: sqlite3.Connection, kind: str, key: str, now: int) -> list[tuple[int, int, int]]:
+    """(list_id, idx, expires_at) of the recorded tokens `kind` = `key` names that have not
+    expired: by their own column, or by another name (token_names), each token once. Two index
+    lookups: the cost follows the tokens covered, not the tokens recorded."""
+    return conn.execute(
+        f"SELECT list_id, idx, expires_at FROM tokens WHERE {_COLUMN[kind]} = ? "  # noqa: S608
+        "AND expires_at >= ? UNION SELECT list_id, idx, expires_at FROM token_names "
+        "WHERE kind = ? AND key = ? AND expires_at >= ?",
+        (key, now, kind, key, now),
+    ).fetchall()
+
+
 def _live(conn: sqlite3.Connection, kind: str, key: str, now: int) -> list[tuple[int, int]]:
     """(list_id, idx) of the recorded tokens `kind` = `key` names that have not expired."""
-    rows = conn.execute(
-        f"SELECT list_id, idx FROM tokens WHERE {_COLUMN[kind]} = ? "  # noqa: S608
-        "AND expires_at >= ?",
-        (key, now),
-    ).fetchall()
-    return [(row[0], row[1]) for row in rows]
+    return [(row[0], row[1]) for row in _covered(conn, kind, key, now)]
 
 
 def _put_in_force(conn: sqlite3.Connection, table: str, now: int, entry: Revocation) -> int:
     """Store a revocation or suspension and mark the live tokens it covers; returns that count."""
-    rows = conn.execute(
-        f"SELECT list_id, idx, expires_at FROM tokens WHERE {_COLUMN[entry.kind]} = ? "  # noqa: S608
-        "AND expires_at >= ?",
-        (entry.key, now),
-    ).fetchall()
+    rows = _covered(conn, entry.kind, entry.key, now)
     until = entry.until
     if entry.kind == "token" and rows:
         until = max(row[2] for row in rows)  # ends when the token does

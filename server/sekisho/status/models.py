@@ -41,15 +41,34 @@ class IssuedToken:
     list_id: int
     idx: int
     expires_at: int
+    actor: str = ""  # subject_key(iss, sub) of the actor token; "" without one
+    resources: tuple[str, ...] = ()  # the granted resources (an access token's `aud`)
 
     def key(self, kind: RevocationKind) -> str:
-        """The value a revocation of `kind` names for this token."""
+        """The value a revocation of `kind` names for this token in its own right."""
         return {
             "token": self.jti,
             "subject": self.subject,
             "caller": self.caller,
             "audience": self.audience,
         }[kind]
+
+    def also_named(self) -> list[tuple[RevocationKind, str]]:
+        """The other (kind, value) pairs a revocation covers this token by, as the exchange gate
+        refuses them (status/revocations.py covered_keys): a user revoked as a subject is
+        revoked as the actor too, and a downstream revoked as an audience is revoked as a
+        resource (an access token's `aud`) too. Pairs equal to key(kind) are left out."""
+        named: list[tuple[RevocationKind, str]] = []
+        if self.actor and self.actor != self.subject:
+            named.append(("subject", self.actor))
+        for resource in dict.fromkeys(self.resources):  # once each, in order
+            if resource != self.audience:
+                named.append(("audience", resource))
+        return named
+
+    def names(self) -> list[tuple[RevocationKind, str]]:
+        """Every (kind, value) a revocation covering this token may name."""
+        return [(kind, self.key(kind)) for kind in KINDS] + self.also_named()
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,9 @@
 
 Keys under `prefix`: `lists:current`, `lists:seq`, `list:<id>` (size, next, retire_after),
 `list:<id>:invalid` and `list:<id>:suspended` (sets of indexes), `by:<kind>:<value>` (sorted sets
-of `<list>:<idx>` by exp; `jti:<jti>` strings for token revocations), the `revocations` /
+of `<list>:<idx>` by exp: every token a revocation of `kind` = `value` covers, also by its other
+names, IssuedToken.also_named: its actor under `by:subject:`, each granted resource under
+`by:audience:`; `jti:<jti>` strings for token revocations), the `revocations` /
 `revocation_until` hashes and the `suspensions` / `suspension_until` hashes.
 Every per-token key expires with the token; a list's keys expire once no token in it can be valid.
 """
@@ -65,24 +67,30 @@ return {tonumber(id), start, stop}
 _RECORD = (
     _MARK
     + """
+-- Per token: jti, subject, caller, audience, list, idx, exp, n, then n (kind, value) pairs of
+-- its other names (IssuedToken.also_named).
 local P, now = ARGV[1], tonumber(ARGV[2])
-local kinds = {'subject', 'caller', 'audience'}
 local marked = 0
-for i = 3, #ARGV, 7 do
+local i = 3
+while i <= #ARGV do
   local jti, list, idx, exp = ARGV[i], ARGV[i + 4], ARGV[i + 5], tonumber(ARGV[i + 6])
   local member = list .. ':' .. idx
   redis.call('SET', P .. 'jti:' .. jti, member .. ':' .. exp, 'EXAT', exp + 1)
-  local names = {token = jti, subject = ARGV[i + 1], caller = ARGV[i + 2], audience = ARGV[i + 3]}
-  for _, kind in ipairs(kinds) do
-    local key = P .. 'by:' .. kind .. ':' .. names[kind]
+  local names = {{'subject', ARGV[i + 1]}, {'caller', ARGV[i + 2]}, {'audience', ARGV[i + 3]}}
+  local n = tonumber(ARGV[i + 7])
+  for j = 1, n do table.insert(names, {ARGV[i + 6 + 2 * j], ARGV[i + 7 + 2 * j]}) end
+  i = i + 8 + 2 * n
+  for _, name in ipairs(names) do
+    local key = P .. 'by:' .. name[1] .. ':' .. name[2]
     redis.call('ZADD', key, exp, member)
     redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. now)
     extend(key, exp + 1)
   end
+  table.insert(names, {'token', jti})
   for entries, marks in pairs({revocation = 'invalid', suspension = 'suspended'}) do
     local covered = false
-    for kind, value in pairs(names) do
-      local untl = redis.call('HGET', P .. entries .. '_until', kind .. '\\31' .. value)
+    for _, name in ipairs(names) do
+      local untl = redis.call('HGET', P .. entries .. '_until', name[1] .. '\\31' .. name[2])
       if untl and (tonumber(untl) == 0 or tonumber(untl) > now) then covered = true end
     end
     if covered then mark(P, list, idx, marks); marked = marked + 1 end
@@ -208,6 +216,9 @@ class RedisStatusStore:
         args: list[Any] = [self._prefix, now]
         for t in tokens:
             args += [t.jti, t.subject, t.caller, t.audience, t.list_id, t.idx, t.expires_at]
+            also = t.also_named()
+            args.append(len(also))
+            args += [part for name in also for part in name]
         return int(self._call(self._record, args))
 
     def revoke(self, now: int, revocation: Revocation) -> int:

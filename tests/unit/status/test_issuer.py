@@ -6,16 +6,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
 from sekisho.errors import AccessDeniedError, TemporarilyUnavailableError
-from sekisho.models import Caller, ExchangeRequest, VerifiedToken
+from sekisho.minting.minter import TokenMinter
+from sekisho.models import Caller, Decision, ExchangeRequest, VerifiedToken
 from sekisho.status.filestore import FileStatusStore
 from sekisho.status.issuer import AllocationPolicy, StatusListIssuer
 from sekisho.status.models import Revocation, RevocationKind, subject_key
-from sekisho.status.revocations import RevocationGate
+from sekisho.status.revocations import RevocationGate, covered_keys
 from sekisho.status.store import StatusStoreError
 
 from tests.fakes.clock import FakeClock
-from tests.harness import CRM_AUDIENCE, IDP_A
+from tests.harness import CRM_AUDIENCE, CRM_RESOURCE, IDP_A
+from tests.unit.minting.signing_keys import StaticKeyStore, keyring_over
 from tests.unit.status.test_store_contract import NOW
 
 POLICY = AllocationPolicy(list_size=1000, lease_size=3, lease_seconds=60, max_token_lifetime=330)
@@ -124,6 +127,43 @@ async def test_an_audience_revocation_naming_a_resource_covers_it(tmp_path: Path
     gate.check(_request(), _subject(), None)  # the audience without that resource: served
     with pytest.raises(AccessDeniedError):
         gate.check(for_resource, _subject(), None)
+
+
+async def test_a_minted_token_is_marked_by_each_user_and_downstream_the_gate_refuses(
+    tmp_path: Path,
+) -> None:
+    # One `revoke subject` / `revoke audience` reaches the live tokens as well as new exchanges:
+    # the user as the subject or as the actor, the downstream as the audience or as a granted
+    # resource (an access token's `aud`). Before, the minter recorded only subject and audience.
+    store = FileStatusStore(tmp_path / "status.db")
+    clock = FakeClock(NOW)
+    issuer = StatusListIssuer(store, clock, base_uri="https://s.example/sl", policy=POLICY)
+    minter = TokenMinter(
+        keyring_over(StaticKeyStore()),
+        clock,
+        issuer="https://sekisho.example.com",
+        max_lifetime_seconds=300,
+        status=issuer,
+    )
+    request = replace(
+        _request(), resources=(CRM_RESOURCE,), requested_token_type=TOKEN_TYPE_ACCESS_TOKEN
+    )
+    mallory = VerifiedToken(
+        issuer=IDP_A, subject="mallory", token_type="id_token", expires_at=NOW + 600
+    )
+    decision = Decision(
+        allow=True, scopes=("crm.read",), resources=(CRM_RESOURCE,), client_id="crm-client"
+    )
+    await minter.mint(request, _subject(), mallory, decision)
+    await issuer.flush()
+    names = [
+        (kind, key)
+        for kind, key in covered_keys(request, _subject(), mallory)
+        if kind in ("subject", "audience")
+    ]
+    assert len(names) == 4  # alice, mallory; the audience, the resource
+    for kind, key in names:
+        assert store.revoke(NOW, Revocation(kind, key, "r", "sec", NOW)) == 1, (kind, key)
 
 
 async def test_the_gate_and_the_marking_agree_on_the_anonymous_caller(tmp_path: Path) -> None:

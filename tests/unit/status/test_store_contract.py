@@ -1,6 +1,7 @@
 """One contract for every StatusStore backend (file, Redis): leases never overlap, lists roll over
 and are never reissued, a revocation marks exactly the live tokens it covers whichever of record
-and revoke runs first, and elapsed state is forgotten."""
+and revoke runs first (a user also where they were the actor, a downstream also where it was a
+granted resource), and elapsed state is forgotten."""
 
 import pytest
 from sekisho.status.models import IssuedToken, Revocation, RevocationKind, subject_key
@@ -27,8 +28,10 @@ def _token(
     caller: str = "agent-1",
     audience: str = "https://crm-as.example.com",
     exp: int = NOW + 300,
+    actor: str = "",
+    resources: tuple[str, ...] = (),
 ) -> IssuedToken:
-    return IssuedToken(jti, subject, caller, audience, list_id, idx, exp)
+    return IssuedToken(jti, subject, caller, audience, list_id, idx, exp, actor, resources)
 
 
 def _revocation(kind: RevocationKind, key: str) -> Revocation:
@@ -144,3 +147,69 @@ def test_live_lists_are_those_a_valid_token_may_point_into(store: StatusStore) -
     assert store.live_lists(NOW) == [first, second]
     store.prune(NOW + 10_000)
     assert store.live_lists(NOW + 10_000) == []
+
+
+CRM_MCP = "https://crm.example.com/mcp"
+DOCS_MCP = "https://docs.example.com/mcp"
+
+
+def _acted_and_granted(list_id: int) -> list[IssuedToken]:
+    """Tokens in which ALICE is the subject (0), the actor for BOB (1), both at once (3), or not
+    at all (2), and tokens granted the CRM resource (4, 5) or not (6)."""
+    return [
+        _token("a1", ALICE, 0, list_id=list_id),
+        _token("b-by-a", BOB, 1, list_id=list_id, caller="alice", actor=ALICE),
+        _token("b1", BOB, 2, list_id=list_id),
+        _token("a-by-a", ALICE, 3, list_id=list_id, caller="alice", actor=ALICE),
+        _token("at-crm", BOB, 4, list_id=list_id, audience="https://as", resources=(CRM_MCP,)),
+        _token("at-two", BOB, 5, list_id=list_id, resources=(DOCS_MCP, CRM_MCP, CRM_MCP)),
+        _token("at-docs", BOB, 6, list_id=list_id, audience="https://as", resources=(DOCS_MCP,)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "key", "marked"),
+    [
+        pytest.param("subject", ALICE, {0, 1, 3}, id="subject-also-as-actor"),
+        pytest.param("audience", CRM_MCP, {4, 5}, id="audience-also-as-resource"),
+        pytest.param("caller", "alice", {1, 3}, id="caller-unchanged"),
+    ],
+)
+def test_a_revocation_marks_the_tokens_it_covers_under_any_name(
+    store: StatusStore, kind: RevocationKind, key: str, marked: set[int]
+) -> None:
+    # One `revoke subject` cuts the user off everywhere: the exchange gate refuses them as the
+    # subject or as the actor, so the live tokens they acted in are marked too (before, only
+    # `revoke caller SUB` marked those). Likewise an audience named as an access token's `aud`.
+    list_id, _ = _lease(store)
+    store.record(NOW, _acted_and_granted(list_id))
+    assert store.revoke(NOW, _revocation(kind, key)) == len(marked)  # each token counted once
+    snapshot = store.snapshot(list_id)
+    assert snapshot is not None and snapshot.invalid == marked
+
+
+@pytest.mark.parametrize(
+    ("kind", "key", "marked"),
+    [
+        pytest.param("subject", ALICE, {0, 1, 3}, id="subject-also-as-actor"),
+        pytest.param("audience", CRM_MCP, {4, 5}, id="audience-also-as-resource"),
+    ],
+)
+def test_a_token_recorded_after_the_revocation_is_marked_under_any_name(
+    store: StatusStore, kind: RevocationKind, key: str, marked: set[int]
+) -> None:
+    list_id, _ = _lease(store)
+    store.revoke(NOW, _revocation(kind, key))
+    assert store.record(NOW, _acted_and_granted(list_id)) == len(marked)
+    snapshot = store.snapshot(list_id)
+    assert snapshot is not None and snapshot.invalid == marked
+
+
+def test_expired_tokens_are_not_marked_under_their_other_names(store: StatusStore) -> None:
+    list_id, _ = _lease(store)
+    store.record(NOW, _acted_and_granted(list_id))
+    later = NOW + 301  # every token expired (not pruned yet)
+    assert store.revoke(later, _revocation("subject", ALICE)) == 0
+    assert store.revoke(later, _revocation("audience", CRM_MCP)) == 0
+    snapshot = store.snapshot(list_id)
+    assert snapshot is not None and snapshot.invalid == frozenset()

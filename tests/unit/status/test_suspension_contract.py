@@ -159,3 +159,19 @@ def test_in_force_is_both_reads_together(store: StatusStore) -> None:
         assert loaded.revocations == store.revocations(now)
         assert loaded.suspensions == store.suspensions(now)
     assert [s.key for s in store.in_force(NOW + 10).suspensions] == [ALICE]
+
+
+def test_a_user_suspended_is_suspended_where_they_acted_and_comes_back_there(
+    store: StatusStore,
+) -> None:
+    # Suspension uses the revocation's coverage: the tokens the user acted in (act.sub) are
+    # suspended with theirs and reinstated with them.
+    list_id = _list(store)
+    acted = IssuedToken(
+        "b-by-a", BOB, "alice", "https://crm-as.example.com", list_id, 1, NOW + 300, actor=ALICE
+    )
+    store.record(NOW, [_token("a1", ALICE, 0, list_id), acted, _token("b1", BOB, 2, list_id)])
+    assert store.suspend(NOW, _entry("subject", ALICE)) == 2
+    assert _snapshot(store, list_id).suspended == {0, 1}
+    assert store.reinstate(NOW + 5, "subject", ALICE) == 2
+    assert _snapshot(store, list_id).suspended == frozenset()
