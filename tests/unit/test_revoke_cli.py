@@ -172,6 +172,17 @@ def test_lift_ends_the_revocation_and_audits(
     assert [line["action"] for line in _audit(tmp_path)] == ["revoke", "lift"]
 
 
+def test_a_store_file_that_cannot_be_made_is_said_with_the_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path)
+    (tmp_path / "st").write_text("")  # path = "st/status.db": its folder is a file
+    code, _, err = _run(capsys, "revoke", "list", "--config", config)
+    assert code == 1
+    assert "status_list.path" in err and str(tmp_path / "st" / "status.db") in err
+    assert "Traceback" not in err
+
+
 def test_a_reason_is_required(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["revoke", "caller", "agent-1", "--config", _config(tmp_path)])

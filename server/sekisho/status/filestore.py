@@ -137,11 +137,22 @@ class FileStatusStore:
         and of any other store on the file in this process included (an embedded service and an
         in-process `sekisho revoke`). Another process's `sekisho revoke` then took itself for the
         last connection and removed the WAL on close, and this process's reads kept answering
-        from the old one: a reinstated user stayed SUSPENDED on every worker."""
-        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not self._path.exists():
-            _create_private(self._path)
-        _refuse_writable_by_others(self._path, os.stat(self._path))
+        from the old one: a reinstated user stayed SUSPENDED on every worker.
+
+        Raises: StatusStoreError (also when the folder or file cannot be made or linked: a raw
+        OSError escaped the store's callers, so a lease answered INTERNAL and a start failed
+        with a traceback)."""
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self._path.exists():
+                _create_private(self._path)
+            _refuse_writable_by_others(self._path, os.stat(self._path))
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise StatusStoreError(
+                f"status store {self._path} (config key 'status_list.path'): cannot create or "
+                f"open it: {exc.strerror or exc}{where}"
+            ) from exc
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(

@@ -52,6 +52,15 @@ async def test_an_unreachable_store_refuses_minting(tmp_path: Path) -> None:
         await issuer.reserve()
 
 
+async def test_a_store_file_that_cannot_be_made_refuses_minting_for_now(tmp_path: Path) -> None:
+    # Not INTERNAL: the exchange is refused temporarily_unavailable, as for any store outage.
+    (tmp_path / "var").write_text("")  # the store's folder is a file
+    store = FileStatusStore(tmp_path / "var" / "status.db")
+    issuer = StatusListIssuer(store, FakeClock(NOW), base_uri="https://s", policy=POLICY)
+    with pytest.raises(TemporarilyUnavailableError):
+        await issuer.reserve()
+
+
 def _subject(jti: str = "idp-jti-1") -> VerifiedToken:
     return VerifiedToken(
         issuer=IDP_A,
