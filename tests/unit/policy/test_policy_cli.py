@@ -263,6 +263,55 @@ def test_build_writes_a_bundle_that_a_replica_loads(
     assert served.evaluate(json.dumps(case["input"]).encode()) == case["expected"]
 
 
+def _ec_signing_key(path: Path) -> Path:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path.write_bytes(pem)
+    return path
+
+
+def test_build_creates_the_output_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The documented CI step writes dist/sekisho.tar.gz in a fresh checkout, which has no dist/;
+    # opa build -o does not create folders ("open …: no such file or directory").
+    output = tmp_path / "dist" / "sekisho.tar.gz"
+    argv = ["policy", "build", "--output", str(output)]
+    assert main([*argv, "--config", config(tmp_path, POLICIES)]) == 0, capsys.readouterr().err
+    assert output.is_file()
+
+
+def test_build_signs_with_a_key_named_relative_to_the_working_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # opa build runs in a staging folder: a relative --signing-key used to name nothing there,
+    # and opa then read the path as PEM text ("failed to parse PEM block containing the key").
+    from sekisho.policy.wasm.bundle import read_bundle
+
+    _ec_signing_key(tmp_path / "signing.pem")
+    cfg = config(tmp_path, POLICIES)
+    monkeypatch.chdir(tmp_path)
+    argv = ["policy", "build", "--output", "b.tar.gz", "--signing-key", "signing.pem"]
+    assert main([*argv, "--signing-alg", "ES256", "--config", cfg]) == 0, capsys.readouterr().err
+    assert "/.signatures.json" in read_bundle((tmp_path / "b.tar.gz").read_bytes()).files
+
+
+def test_build_names_a_missing_signing_key_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.pem"
+    argv = ["policy", "build", "--output", str(tmp_path / "b.tar.gz"), "--signing-alg", "ES256"]
+    assert main([*argv, "--signing-key", str(missing), "--config", config(tmp_path, POLICIES)]) == 2
+    assert f"signing key {missing}: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "b.tar.gz").exists()
+
+
 def test_build_refuses_a_folder_that_fails_the_self_test(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

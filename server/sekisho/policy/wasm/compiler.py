@@ -65,9 +65,20 @@ def build_bundle(
     """A standard OPA Wasm bundle of the folder as Sekisho loads it: its modules (tests left out)
     and its data/*.json merged into /data.json, built and optionally signed by `opa build -b`.
 
-    Raises: PolicyLoadError (the folder does not load or OPA refuses it).
+    Creates the output's folder when missing (CI writes to a fresh `dist/`).
+
+    Raises: PolicyLoadError (the folder does not load, the signing key file is missing, or OPA
+    refuses it).
     """
     source = load_source(root)
+    if signing is not None and not signing.key.is_file():
+        # opa reads a --signing-key that is not a file as the PEM text itself, and then says only
+        # "failed to parse PEM block containing the key".
+        raise PolicyLoadError(f"signing key {signing.key}: no such file")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PolicyLoadError(f"cannot write the bundle to {output}: {exc}") from exc
     with tempfile.TemporaryDirectory(prefix="sekisho-bundle-") as scratch:
         stage = Path(scratch) / "bundle"
         for name, text in source.modules.items():
@@ -89,7 +100,8 @@ def build_bundle(
 
 
 def _signing_args(signing: BundleSigning, scratch: Path) -> list[str]:
-    args = ["--signing-key", str(signing.key), "--signing-alg", signing.algorithm]
+    # Absolute: opa runs in the staging folder, where a relative path names nothing.
+    args = ["--signing-key", str(signing.key.resolve()), "--signing-alg", signing.algorithm]
     if signing.scope:
         claims = scratch / "claims.json"
         claims.write_text(json.dumps({"scope": signing.scope}), encoding="utf-8")
