@@ -43,6 +43,7 @@ class BundleServer:
     body: bytes = b""
     etag: str = '"0"'
     status: int = 200
+    send_etag: bool = True  # False: a plain static server (python -m http.server sends none)
     answers: list[int] = field(default_factory=list)
     url: str = ""
 
@@ -57,7 +58,7 @@ class BundleServer:
             self.answers.append(304)
             return web.Response(status=304)
         self.answers.append(200)
-        return web.Response(body=self.body, headers={"ETag": self.etag})
+        return web.Response(body=self.body, headers={"ETag": self.etag} if self.send_etag else {})
 
 
 @pytest.fixture
@@ -130,6 +131,32 @@ async def test_polls_with_etags_and_picks_up_a_new_bundle(
         assert not (await policies.decide(SALES)).allow
     finally:
         await policies.close()
+
+
+async def test_a_server_without_etags_does_not_reload_the_bundle_in_force(
+    tmp_path: Path, server: BundleServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Walkthrough, session 11: behind `python -m http.server` every poll loaded the same bundle
+    # again, logged policy_bundle_loaded and emptied every cache of grants and tokens.
+    server.send_etag = False
+    server.publish(bundle(tmp_path, "v1"))
+    policies = engine(downloader=BundleDownloader(server.url, 5.0), polling=FAST)
+    activations: list[str] = []
+    policies.on_policy_activated(lambda: activations.append(policies.policy.revision))
+    with caplog.at_level(logging.INFO, logger="sekisho.policy.wasm"):
+        await policies.start()
+        try:
+            served = policies.policy
+            await until(lambda: server.answers.count(200) >= 4)
+            assert policies.policy is served
+            assert activations == ["v1"]
+            loaded = [r for r in caplog.records if r.message == "policy_bundle_loaded"]
+            assert len(loaded) == 1
+            server.publish(bundle(tmp_path, "v2", edit=no_crm_grants))  # new bytes still load
+            await until(lambda: policies.policy.revision == "v2")
+            assert activations == ["v1", "v2"]
+        finally:
+            await policies.close()
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,9 @@ bundle service: a random delay in [min, max] seconds between polls, `If-None-Mat
 last ETag (304 = unchanged), and after a failure a retry delay that doubles from 0.1 s up to the
 max. A new bundle is verified (when a key is configured), compiled, loaded and self-tested off
 the event loop before it replaces the last good one; a bundle that fails is logged
-(`policy_bundle_rejected`) and the last good keeps serving.
+(`policy_bundle_rejected`) and the last good keeps serving. A 200 whose body is the bundle in
+force (a server that sends no ETag, such as `python -m http.server`, or a new ETag for the same
+bytes) changes nothing: it is not loaded again, and the caches are not emptied.
 """
 
 import asyncio
@@ -127,7 +129,7 @@ class BundlePolicyEngine(WasmServing):
             raise PolicyLoadError(f"bundle {self._file}: {exc}") from exc
         digest = hashlib.sha256(raw).hexdigest()
         if digest != self._digest:
-            self._activate(self.load(raw), digest)
+            self._activate(self.load(raw), digest, version=digest)
 
     async def refresh(self) -> bool:
         """One poll of the bundle server: True when the served bundle is current."""
@@ -141,13 +143,18 @@ class BundlePolicyEngine(WasmServing):
         if fetched.body is None:
             self.status.polled()
             return True
+        digest = hashlib.sha256(fetched.body).hexdigest()
+        if digest == self._digest:  # the bundle in force: reloading it would only flush caches
+            self._etag = fetched.etag
+            self.status.polled()
+            return True
         try:
             policy = await asyncio.to_thread(self.load, fetched.body)
         except PolicyLoadError as exc:
             log.error("policy_bundle_rejected", extra={"error": str(exc), "etag": fetched.etag})
             self.status.failed(REJECTED)
             return False
-        self._activate(policy, fetched.etag)
+        self._activate(policy, digest, version=fetched.etag)
         self._etag = fetched.etag
         self.status.polled()
         for listener in self._activated:
@@ -182,9 +189,11 @@ class BundlePolicyEngine(WasmServing):
         policy.revision = str(contents.manifest.get("revision", ""))
         return policy
 
-    def _activate(self, policy: LoadedPolicy, version: str) -> None:
+    def _activate(self, policy: LoadedPolicy, digest: str, *, version: str) -> None:
+        """`digest`: SHA-256 of the bundle's bytes; `version`: what the log calls it (the
+        server's ETag, or the file's digest)."""
         self._policy = policy
-        self._digest = version
+        self._digest = digest
         self.status.activated(policy.revision)
         log.info(
             "policy_bundle_loaded",
