@@ -31,7 +31,7 @@ def _serve(ports: "Queue[int]") -> None:
         guard = ConnectionGuard(ConnectionLimits(10.0, 10.0, 75.0, 100, 1000, 100))
         app = web.Application(client_max_size=64 * 1024, middlewares=[guard.middleware()])
         app.router.add_post("/oauth2/token", token)
-        _, port = await serve_http(app, "127.0.0.1:0", guard, None, False)
+        _, port = await serve_http(app, "127.0.0.1:0", guard, None, False, key="server.http_listen")
         ports.put(port)
         await asyncio.Event().wait()
 

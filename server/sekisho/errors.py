@@ -243,6 +243,11 @@ class ConfigError(Exception):
     """The configuration is invalid; the message names the offending key."""
 
 
+def listen_failed(key: str, listen: str, why: str) -> ConfigError:
+    """A listener (gRPC, public HTTP, admin) that cannot bind, named by its config key."""
+    return ConfigError(f"config key '{key}': cannot listen on {listen}: {why}")
+
+
 class PolicyLoadError(Exception):
     """A policy or data file failed to load or compile."""
 

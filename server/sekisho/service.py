@@ -168,7 +168,9 @@ async def _serve(
     stack.push_async_callback(listeners.close)  # first of all
     tls = load_tls_material(settings.server)
     listeners.grpc = grpc_server = await serve_grpc(core, exchanger, tls, reuse_port)
-    runner, http_port = await serve_http(app, settings.server.http_listen, guard, tls, reuse_port)
+    runner, http_port = await serve_http(
+        app, settings.server.http_listen, guard, tls, reuse_port, key="server.http_listen"
+    )
     listeners.http.append(runner)
     return Service(
         grpc=grpc_server,

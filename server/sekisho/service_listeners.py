@@ -3,11 +3,14 @@ behind the connection guard, and the admin listener (/metrics).
 """
 
 import contextlib
+import errno
+import os
 
 from aiohttp import web
 
 from sekisho.components import build_gateway_authorizer, build_replay_cache, build_token_endpoint
 from sekisho.config import Settings
+from sekisho.errors import listen_failed
 from sekisho.exchange import TokenExchanger
 from sekisho.http.app import create_http_app, create_metrics_app
 from sekisho.http.guard import ConnectionGuard, GuardedSite, handler_args
@@ -78,8 +81,12 @@ async def serve_http(
     guard: ConnectionGuard,
     tls: TlsMaterial | None,
     reuse_port: bool,
+    *,
+    key: str,
 ) -> tuple[web.AppRunner, int]:
-    """Bind the HTTP listener behind the connection guard ([http]); returns the bound port."""
+    """Bind the HTTP listener behind the connection guard ([http]); returns the bound port.
+
+    Raises: ConfigError naming `key` (the setting `listen` came from) when it cannot bind."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False, **handler_args(guard.limits))
     await runner.setup()
     host, port = _split_listen(listen)
@@ -91,7 +98,14 @@ async def serve_http(
         reuse_port=reuse_port or None,
         ssl_context=http_ssl_context(tls) if tls else None,
     )
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:  # aiohttp's "[Errno 98] error while attempting to bind …" names no key
+        await runner.cleanup()
+        why = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            why += " (another Sekisho running?)"
+        raise listen_failed(key, listen, why) from exc
     return runner, site.port
 
 
@@ -141,6 +155,7 @@ async def serve_metrics(core: ServiceCore, listeners: Listeners, reuse_port: boo
     app = create_metrics_app(
         lambda: observability.scrape(clock.now()), middlewares=(guard.middleware(),)
     )
-    runner, port = await serve_http(app, core.settings.metrics.listen, guard, None, reuse_port)
+    listen = core.settings.metrics.listen
+    runner, port = await serve_http(app, listen, guard, None, reuse_port, key="metrics.listen")
     listeners.http.append(runner)
     return port

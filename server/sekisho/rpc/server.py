@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.clock import Clock, SystemClock
-from sekisho.errors import ConfigError
+from sekisho.errors import listen_failed
 from sekisho.rpc.admission_gate import AdmissionGate, Screen, ShedLog
 from sekisho.rpc.ext_authz import SERVICE_NAME as EXT_AUTHZ_SERVICE_NAME
 from sekisho.rpc.ext_authz import ExtAuthzServicer
@@ -39,9 +39,10 @@ def _bind(server: grpc.aio.Server, listen: str, tls: TlsMaterial | None) -> int:
         )
         return int(server.add_secure_port(listen, credentials))
     except RuntimeError as exc:  # "Failed to bind to address …; set GRPC_VERBOSITY=debug …"
-        raise ConfigError(
-            f"config key 'server.grpc_listen': cannot listen on {listen}: the port is in use "
-            "(another Sekisho running?) or the address is not this host's"
+        raise listen_failed(
+            "server.grpc_listen",
+            listen,
+            "the port is in use (another Sekisho running?) or the address is not this host's",
         ) from exc
 
 
