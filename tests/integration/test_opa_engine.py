@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 from sekisho.errors import PolicyLoadError, TemporarilyUnavailableError
+from sekisho.policy.cache import CachingPolicyEngine
 from sekisho.policy.opa.engine import OpaPolicyEngine
 from sekisho.policy.selftest import SELF_TEST_INPUT
 
+from tests.fakes.clock import FakeClock
 from tests.integration.opa_fixtures import HEADER, fake_opa, opa_engine, shipped_copy, write_module
 from tests.opa import OpaServer, opa_binary
 from tests.unit.policy.inputs import CRM, policy_input
@@ -286,6 +288,32 @@ async def test_reload_publishes_in_the_background(
         return (await engine.decide(marketing)).allow
 
     assert await eventually(granted, seconds=2.0)
+
+
+async def test_a_policy_the_supervisor_publishes_flushes_the_decision_cache(
+    managed: tuple[OpaPolicyEngine, Path],
+) -> None:
+    # `folder_changed` only wakes the supervisor, so the decision cache's flush around it comes
+    # before OPA holds the edit: a decision taken in between is cached under the old policy for
+    # the registry's 60 s. Only the flush when the publish lands (publish -> on_policy_activated)
+    # removes it. test_revocation_reaches_caches[opa] passes without that flush unless one of
+    # its requests happens to land in the window; here one always does (the publish waits for
+    # it at the publish gate).
+    engine, root = managed
+    cache = CachingPolicyEngine(engine, FakeClock(), max_entries=16)
+    alice = sales_user()
+    denylist = {"sekisho": {"denylist": {"users": {"alice": {"reason": "stolen"}}, "callers": {}}}}
+    (root / "data" / "denylist.json").write_text(json.dumps(denylist))
+    await cache.folder_changed()  # the folder watcher's call: flush, then wake the supervisor
+    stale = await cache.decide(alice)  # taken before the publish, which waits for it
+    assert stale.allow and stale.cache_ttl_seconds > 0 and len(cache) == 1
+
+    async def published() -> bool:
+        return not (await engine.decide(alice)).allow  # OPA itself, not the cache
+
+    assert await eventually(published, GIVE_UP_SECONDS)
+    assert len(cache) == 0
+    assert not (await cache.decide(alice)).allow
 
 
 # --- manage = false -----------------------------------------------------------------------------

@@ -8,7 +8,11 @@ How soon (about a second on a quiet host: the folder watch, a recompile) is not 
 stopwatch bound flakes on a loaded 2-core host (bench/hot_reload.py measures it). Each wait polls
 up to GIVE_UP_SECONDS, a hang guard below the 60 s the shipped registry lets a grant be reused
 (decision_cache_seconds) and far below the cached token's life, so without the flush on reload
-both waits still fail.
+both waits still fail. With OPA, the flush that matters is the one when the supervisor's publish
+lands (on_policy_activated): `folder_changed` only wakes the supervisor, and this test passes
+without that flush unless a request falls between the folder change and the publish;
+tests/integration/test_opa_engine.py::test_a_policy_the_supervisor_publishes_flushes_the_decision_cache
+always takes a decision there.
 """
 
 import json
