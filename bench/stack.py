@@ -13,6 +13,7 @@ import json
 import os
 import random
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -235,8 +236,11 @@ class Server:
         stop_process(self.process, timeout=30)
 
 
-def start_server(root: Path, config: Path, cpus: str = "") -> Server:
-    """`sekisho serve` (pinned to `cpus` with taskset when given); returns once /readyz is 200.
+def start_server(
+    root: Path, config: Path, cpus: str = "", tls: ssl.SSLContext | None = None
+) -> Server:
+    """`sekisho serve` (pinned to `cpus` with taskset when given); returns once /readyz is 200
+    (over https with `tls` when the config's listeners terminate TLS).
 
     Start-to-ready is measured from the exec to the first 200 from /readyz.
     """
@@ -253,10 +257,10 @@ def start_server(root: Path, config: Path, cpus: str = "") -> Server:
     log = (root / "server.log").open("ab")
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://{http_base}"
+    url = f"{'https' if tls else 'http'}://{http_base}"
     try:
         wait_until(
-            lambda: http_ok(f"{url}/readyz"),
+            lambda: http_ok(f"{url}/readyz", context=tls),
             name="sekisho serve",
             process=process,
             seconds=60,

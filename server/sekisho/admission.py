@@ -4,8 +4,9 @@ It sheds only the excess, cheaply, fairly, and never serves a call late:
 
 - An adaptive limit on exchanges running at once (concurrency.py, after Envoy's adaptive
   concurrency filter). Beyond it an exchange waits in its caller's queue (fair_queue.py,
-  round-robin across callers) instead of being refused: 32 or 256 callers in a closed loop are
-  saturation, and they are queued and served.
+  round-robin across callers, and inside a caller across the users whose tokens it presents)
+  instead of being refused: 32 or 256 callers in a closed loop are saturation, and they are
+  queued and served.
 - The wait is bounded, CoDel-style, by a target delay and by the caller's own deadline: the
   target is `max_queue_delay_seconds`, and at most a quarter of the time the caller gave the
   call (the standing-queue stage's share), so an accepted exchange keeps most of its deadline;
@@ -129,9 +130,10 @@ class Admission:
         backlog before admission (per connection), a full queue, and a predicted wait over the
         target or past the deadline. `flow` is the caller's connection: for an anonymous caller
         that is its fairness key, and for an identified one (keyed by its id in admit()) the
-        wait predicted for an unseen flow is a lower bound of its own, so this refuses nothing
-        admit() would queue. `time_budget` is the seconds left before the caller's deadline
-        (None: no deadline). Raises: SlowDownError.
+        wait predicted for an unseen flow is a lower bound of its own; the user is not known yet
+        either, and the wait predicted is that of a user with nothing queued, the least of any
+        user's: so this refuses nothing admit() would queue. `time_budget` is the seconds left
+        before the caller's deadline (None: no deadline). Raises: SlowDownError.
         """
         if not self._policy.enabled or time_budget is None:
             return
@@ -144,19 +146,25 @@ class Admission:
         if self._standing.refuse(waited, fresh, now):
             self._refuse("standing_queue", f"waited {waited:.3f}s in grpc before admission", 1.0)
         if self._in_flight >= self.limit.slots or len(self._queue):
-            self._check_room(flow, now, deadline)
+            # The user is not known before the message is read: the wait of a user with nothing
+            # queued, the least any user of the flow can wait, so this refuses nothing admit()
+            # would queue.
+            self._check_room(flow, None, now, deadline)
 
     def admit(
-        self, caller: Caller, *, flow: str = "", deadline: float = NO_DEADLINE
+        self, caller: Caller, *, flow: str = "", deadline: float = NO_DEADLINE, user: str = ""
     ) -> "AdmittedSlot":
         """Hold one slot for the body (`async with admission.admit(...)`). The fairness key is
         the authenticated caller's id, else `flow` (the anonymous caller's connection or
-        address): one caller on many connections is still one turn. `deadline` is the caller's,
-        on the clock; a transport that has one calls screen() first, as the call arrives.
-        Raises (entering): SlowDownError."""
-        return AdmittedSlot(self, caller, flow, deadline)
+        address): one caller on many connections is still one turn. Inside it, `user` (the
+        token the exchange presents for the user or agent it acts for) is the second key: the
+        caller's turns go round-robin across its users, so one user flooding through a shared
+        caller (a gateway) does not starve the caller's other users. `deadline` is the
+        caller's, on the clock; a transport that has one calls screen() first, as the call
+        arrives. Raises (entering): SlowDownError."""
+        return AdmittedSlot(self, caller, flow, deadline, user)
 
-    async def _acquire(self, flow: str, deadline: float) -> float:
+    async def _acquire(self, flow: str, user: str, deadline: float) -> float:
         now = self._clock.now()
         if not self._policy.enabled:
             self._in_flight += 1
@@ -169,8 +177,8 @@ class Admission:
                 self._release(now)
                 raise
             return now
-        self._check_room(flow, now, deadline)
-        waiter = Waiter(flow, now, deadline, asyncio.get_running_loop().create_future())
+        self._check_room(flow, user, now, deadline)
+        waiter = Waiter(flow, now, deadline, asyncio.get_running_loop().create_future(), user=user)
         self._queue.push(waiter)
         try:
             await waiter.future
@@ -193,14 +201,14 @@ class Admission:
         # of the round trip the limit measures (concurrency.py).
         return waiter.granted_at
 
-    def _check_room(self, flow: str, now: float, deadline: float) -> None:
+    def _check_room(self, flow: str, user: str | None, now: float, deadline: float) -> None:
         policy = self._policy
         if len(self._queue) >= policy.max_queue:
             self._refuse("queue_full", f"queue of {policy.max_queue} full", 1.0)
         if self._queue.flow_length(flow) >= policy.max_queue_per_caller:
             self._refuse("caller_queue_full", "this caller's queue is full", 1.0)
         interval = self.limit.mean_rtt / max(1, self.limit.slots)
-        wait = (self._queue.position(flow) + 1) * interval
+        wait = (self._queue.position(flow, user) + 1) * interval
         if now + wait + self.limit.mean_rtt > deadline:
             self._refuse("deadline", f"predicted finish {wait:.3f}s after the deadline", wait)
         if wait > (target := self._target(now, deadline)):
@@ -256,19 +264,24 @@ class AdmittedSlot:
     on leaving, whatever the body raised. A class rather than an @asynccontextmanager: entered
     once per exchange, it saves the async generator, its loop hooks and contextlib's wrapper."""
 
-    __slots__ = ("_admission", "_caller", "_deadline", "_flow", "_granted")
+    __slots__ = ("_admission", "_caller", "_deadline", "_flow", "_granted", "_user")
 
-    def __init__(self, admission: Admission, caller: Caller, flow: str, deadline: float) -> None:
+    def __init__(
+        self, admission: Admission, caller: Caller, flow: str, deadline: float, user: str
+    ) -> None:
         self._admission = admission
         self._caller = caller
         self._flow = flow
         self._deadline = deadline
+        self._user = user
         self._granted: float | None = None
 
     async def __aenter__(self) -> None:
         admission, caller = self._admission, self._caller
         admission._take_token(caller.id, caller.id or peer_address(self._flow))
-        self._granted = await admission._acquire(caller.id or self._flow, self._deadline)
+        self._granted = await admission._acquire(
+            caller.id or self._flow, self._user, self._deadline
+        )
 
     async def __aexit__(self, *_: object) -> None:
         granted, self._granted = self._granted, None

@@ -125,6 +125,10 @@ class TokenExchanger:
                 request.caller,
                 flow=request.caller.id or flow,
                 deadline=NO_DEADLINE if deadline is None else deadline,
+                # The agent when one acts, else the user: a shared caller's turns go round
+                # the tokens it presents (unverified yet: a made-up token is one more turn of
+                # that caller, refused at verification, as it would be in a single FIFO).
+                user=request.actor_token or request.subject_token,
             ):
                 with stage("verify"):
                     subject = await self._verifier.verify(

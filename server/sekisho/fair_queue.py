@@ -1,8 +1,14 @@
-"""Exchanges waiting for a slot: one FIFO per flow (a caller), served round-robin (issue 14).
+"""Exchanges waiting for a slot, served round-robin at two levels (issue 14).
 
-A flow flooding the worker only lengthens its own queue: every other flow still gets one slot
-in turn, so a polite caller waits behind at most one exchange of each busy flow, not behind the
-flood (deficit-free round robin; every exchange costs about the same).
+The outer level is the flow: a caller (its id, or an anonymous caller's connection). Inside a
+flow, the waiters of each user (the token an exchange presents: the actor token when there is
+one, else the subject token) wait in a FIFO of their own, and the flow's turns go round-robin
+across them. A flow flooding the worker only lengthens its own queue: every other flow still
+gets one slot in turn. And a user flooding through a shared caller (an Envoy gateway, an agent
+runtime serving many users) only lengthens its own FIFO: the caller's other users still get one
+of the caller's turns in turn, so a polite user waits behind at most one exchange of each busy
+user of its caller, and one of each busy flow, not behind the flood (deficit-free round robin;
+every exchange costs about the same).
 """
 
 import asyncio
@@ -12,53 +18,85 @@ from dataclasses import dataclass
 
 @dataclass(slots=True)
 class Waiter:
-    """One queued exchange: its flow, when it queued, its deadline, and what wakes it."""
+    """One queued exchange: its flow and user, when it queued, its deadline, what wakes it."""
 
     flow: str
     queued_at: float
     deadline: float
     future: asyncio.Future[None]
     granted_at: float = 0.0
+    user: str = ""
+
+
+class _Flow:
+    """One flow's waiters: a FIFO per user, the users in round-robin order (next first)."""
+
+    __slots__ = ("length", "users")
+
+    def __init__(self) -> None:
+        self.users: OrderedDict[str, deque[Waiter]] = OrderedDict()
+        self.length = 0
+
+    def turns_before(self, user: str | None) -> int:
+        """This flow's turns taken before one more waiter of `user` is served: all of that
+        user's waiters, plus up to as many again (and one) of every other user's. None: a user
+        with nothing queued (the least any user of the flow can wait)."""
+        own = len(self.users.get(user, ())) if user is not None else 0
+        return own + sum(min(len(q), own + 1) for name, q in self.users.items() if name != user)
 
 
 class FairQueue:
-    """Per-flow FIFOs in round-robin order."""
+    """Per-flow, then per-user, FIFOs in round-robin order."""
 
     def __init__(self) -> None:
         # flow → its waiters; order = the round-robin turn (next flow served first). Not an
         # LruMap: this is a queue, not a cache. Nothing is ever evicted (a full queue refuses,
         # admission.py), and a flow moves to the back when served, not when looked at.
-        self._flows: OrderedDict[str, deque[Waiter]] = OrderedDict()
+        self._flows: OrderedDict[str, _Flow] = OrderedDict()
         self._length = 0
 
     def __len__(self) -> int:
         return self._length
 
     def flow_length(self, flow: str) -> int:
-        queue = self._flows.get(flow)
-        return len(queue) if queue else 0
+        entry = self._flows.get(flow)
+        return entry.length if entry else 0
 
-    def position(self, flow: str) -> int:
-        """Waiters served before one more joining `flow`, round-robin: all of its own flow,
-        plus up to as many again (and one) from every other flow."""
-        own = self.flow_length(flow)
-        return own + sum(min(len(q), own + 1) for name, q in self._flows.items() if name != flow)
+    def position(self, flow: str, user: str | None = None) -> int:
+        """Waiters served before one more joining `flow` as `user`, round-robin: the flow's own
+        turns before it (its user's waiters, and up to as many again and one of each other
+        user's), plus up to that many turns and one of every other flow. `user` None: the
+        position of a user with nothing queued, a lower bound for any user of the flow."""
+        entry = self._flows.get(flow)
+        own = entry.turns_before(user) if entry else 0
+        return own + sum(min(e.length, own + 1) for name, e in self._flows.items() if name != flow)
 
     def push(self, waiter: Waiter) -> None:
-        queue = self._flows.get(waiter.flow)
+        entry = self._flows.get(waiter.flow)
+        if entry is None:
+            entry = self._flows[waiter.flow] = _Flow()
+        queue = entry.users.get(waiter.user)
         if queue is None:
-            queue = self._flows[waiter.flow] = deque()
+            queue = entry.users[waiter.user] = deque()
         queue.append(waiter)
+        entry.length += 1
         self._length += 1
 
     def pop(self) -> Waiter | None:
-        """The next flow's oldest waiter; that flow then goes to the back of the turn."""
+        """The next flow's next user's oldest waiter; that user, then that flow, go to the back
+        of their turns."""
         if not self._flows:
             return None
-        flow, queue = next(iter(self._flows.items()))
+        flow, entry = next(iter(self._flows.items()))
+        user, queue = next(iter(entry.users.items()))
         waiter = queue.popleft()
+        entry.length -= 1
         self._length -= 1
         if queue:
+            entry.users.move_to_end(user)
+        else:
+            del entry.users[user]
+        if entry.length:
             self._flows.move_to_end(flow)
         else:
             del self._flows[flow]
@@ -66,10 +104,14 @@ class FairQueue:
 
     def remove(self, waiter: Waiter) -> None:
         """Take out a waiter whose caller gave up (cancelled)."""
-        queue = self._flows.get(waiter.flow)
-        if queue is None or waiter not in queue:
+        entry = self._flows.get(waiter.flow)
+        queue = entry.users.get(waiter.user) if entry else None
+        if entry is None or queue is None or waiter not in queue:
             return
         queue.remove(waiter)
+        entry.length -= 1
         self._length -= 1
         if not queue:
+            del entry.users[waiter.user]
+        if not entry.length:
             del self._flows[waiter.flow]

@@ -187,6 +187,37 @@ async def test_beyond_the_limit_exchanges_queue_and_are_all_served(harness: Harn
     assert policy.calls == 5
 
 
+async def test_a_callers_turns_go_round_its_users_a_flooding_user_waits_its_turn(
+    harness: Harness,
+) -> None:
+    """One caller (a gateway) presents a flooding user's token four times, then another user's
+    once: with one slot, the other user is served at the caller's next turn, not after the
+    flood (the exchange keys the queue by the token it presents)."""
+    policy = GatedPolicy(harness)
+    seen: list[str] = []
+    decide = policy.decide
+
+    async def recording(document: dict[str, Any]) -> Decision:
+        seen.append(document["subject"]["claims"]["sub"])
+        return await decide(document)
+
+    policy.decide = recording  # type: ignore[method-assign]
+    queue = queue_policy(min_concurrency=1, max_concurrency=1, max_queue_delay=30.0)
+    exchanger = _exchanger(harness, policy, queue)
+    now = harness.clock.now()
+    gateway = Caller(id="spiffe://example.org/gateway", authenticated_by="mtls")
+    flood = harness.request(harness.idp_a.token(now, sub="mallory"), caller=gateway)
+    polite = harness.request(harness.idp_a.token(now, sub="alice"), caller=gateway)
+    tasks = [asyncio.create_task(exchanger.exchange(flood)) for _ in range(4)]
+    await asyncio.wait_for(policy.entered.wait(), timeout=30)  # a give-up
+    await asyncio.sleep(0.05)
+    tasks.append(asyncio.create_task(exchanger.exchange(polite)))
+    await asyncio.sleep(0.05)
+    policy.gate.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
+    assert seen == ["mallory", "mallory", "alice", "mallory", "mallory"]
+
+
 async def test_deadline_passing_during_policy_abandons_the_exchange(harness: Harness) -> None:
     policy = GatedPolicy(harness, advance=5.0)  # policy takes 5 s of (fake) time
     policy.gate.set()

@@ -22,17 +22,27 @@ class Held:
     """An admitted exchange that holds its slot until released."""
 
     def __init__(
-        self, admission: Admission, flow: str, deadline: float | None = None, caller: Caller = ANON
+        self,
+        admission: Admission,
+        flow: str,
+        deadline: float | None = None,
+        caller: Caller = ANON,
+        user: str = "",
     ) -> None:
         self.release = asyncio.Event()
         self.admitted = asyncio.Event()
         kwargs = {} if deadline is None else {"deadline": deadline}
-        self.task = asyncio.create_task(self._run(admission, flow, caller, kwargs))
+        self.task = asyncio.create_task(self._run(admission, flow, caller, user, kwargs))
 
     async def _run(
-        self, admission: Admission, flow: str, caller: Caller, kwargs: dict[str, float]
+        self,
+        admission: Admission,
+        flow: str,
+        caller: Caller,
+        user: str,
+        kwargs: dict[str, float],
     ) -> None:
-        async with admission.admit(caller, flow=flow, **kwargs):
+        async with admission.admit(caller, flow=flow, user=user, **kwargs):
             self.admitted.set()
             await self.release.wait()
 
@@ -96,6 +106,64 @@ async def test_round_robin_across_flows_a_flood_does_not_starve_a_polite_caller(
     for held in (polite, *flood):
         held.release.set()
     await asyncio.gather(running.task, *(held.task for held in (polite, *flood)))
+
+
+async def test_round_robin_across_users_of_one_caller_a_flooding_user_does_not_starve_the_rest(
+    clock: FakeClock,
+) -> None:
+    """A gateway is one caller for all its users: one user's flood takes that caller's turns
+    only in turn with its other users, and the caller's turns still alternate with other
+    callers'."""
+    admission = Admission(clock, policy=queue_policy(min_concurrency=1, max_concurrency=1))
+    gateway = Caller(id="spiffe://example.org/gateway", authenticated_by="mtls")
+    running = Held(admission, "conn", caller=gateway, user="mallory-token")
+    await _settle()
+    flood = [Held(admission, "conn", caller=gateway, user="mallory-token") for _ in range(10)]
+    await _settle()
+    alice = Held(admission, "conn", caller=gateway, user="alice-token")
+    other = Held(admission, "conn-2")  # another caller
+    await _settle()
+    running.release.set()
+    await _settle()
+    assert flood[0].admitted.is_set()  # the gateway's turn, its flooding user's
+    flood[0].release.set()
+    await _settle()
+    assert other.admitted.is_set()  # the other caller's turn
+    other.release.set()
+    await _settle()
+    assert alice.admitted.is_set()  # the gateway's next turn: its other user, not the flood
+    assert not flood[1].admitted.is_set()
+    for held in (alice, *flood):
+        held.release.set()
+    await asyncio.gather(*(held.task for held in (running, other, alice, *flood)))
+
+
+async def test_a_flooding_users_backlog_does_not_refuse_another_user_of_its_caller(
+    clock: FakeClock,
+) -> None:
+    """The wait predicted for a user is its own place in its caller's turns: a user whose
+    caller is flooded by someone else is queued, not refused for the flood's backlog."""
+    admission = Admission(clock, policy=ONE_SLOT)  # target 1 s
+    _measured(admission, 0.3)
+    gateway = Caller(id="gw")
+    running = Held(admission, "conn", caller=gateway, user="mallory")
+    queued = [Held(admission, "conn", caller=gateway, user="mallory") for _ in range(3)]
+    await _settle()
+    with pytest.raises(SlowDownError):  # mallory's fourth: 1.2 s predicted, over the target
+        await asyncio.wait_for(admission.admit(gateway, user="mallory").__aenter__(), 0.1)
+    admission.screen("conn", 5.0)  # the user is unknown to the screen: not refused there
+    alice = Held(admission, "conn", caller=gateway, user="alice")  # next turn: 0.6 s
+    await _settle()
+    assert admission.queued == 4 and admission.shed_counts == {"queue_delay": 1}
+    running.release.set()
+    await _settle()
+    assert queued[0].admitted.is_set()
+    queued[0].release.set()
+    await _settle()
+    assert alice.admitted.is_set() and not queued[1].admitted.is_set()
+    for held in (alice, *queued[1:]):
+        held.release.set()
+    await asyncio.gather(*(held.task for held in (running, *queued, alice)))
 
 
 async def test_predicted_wait_over_the_target_is_refused_at_once(clock: FakeClock) -> None:
