@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from sekisho.devidp import DevIdentityProvider
+from sekisho.errors import ConfigError
 from sekisho.service import start_service
 from sekisho.signing.filestore import FileKeyStore
 
@@ -46,7 +47,7 @@ async def test_a_failed_start_releases_the_grpc_listener_and_its_tasks(
         }
         settings = stack_settings(dev_idp.issuer, keys_dir, server=server)
         before = asyncio.all_tasks()
-        with pytest.raises(OSError, match="address already in use"):
+        with pytest.raises(ConfigError, match=r"server\.http_listen.*address already in use"):
             await start_service(settings)
     await asyncio.sleep(0)
     assert _can_bind(grpc_port)
@@ -126,7 +127,7 @@ async def test_a_start_failing_at_the_last_listener_closes_all_it_started(
             **_settings_with_every_component(tmp_path, dev_idp.issuer, ports, monkeypatch)
         )
         before = asyncio.all_tasks()
-        with pytest.raises(OSError, match="address already in use"):
+        with pytest.raises(ConfigError, match=r"metrics\.listen.*address already in use"):
             await start_service(settings)
     await asyncio.sleep(0)
     assert (_can_bind(ports["grpc"]), _can_bind(ports["http"])) == (True, True)
