@@ -15,7 +15,7 @@ from jwt.algorithms import get_default_algorithms
 
 from sekisho.constants import ASYMMETRIC_ALGORITHMS
 from sekisho.errors import InvalidClientError, InvalidTokenError
-from sekisho.identity.claims import audiences_of, numeric_date
+from sekisho.identity.claims import audiences_of, validate_times
 from sekisho.jose import FORBIDDEN_HEADERS, KTY_FOR_ALG, CompactJws, parse_compact
 
 MAX_ASSERTION_LIFETIME_SECONDS = 300
@@ -86,19 +86,13 @@ def check_claims(
     try:
         if not set(audiences_of(claims)) & audiences:
             raise _reject("aud does not name this token endpoint")
-        exp = numeric_date(claims, "exp", required=True)
-        nbf = numeric_date(claims, "nbf", required=False)
-        iat = numeric_date(claims, "iat", required=False)
+        # The inbound tokens' rule (exp, nbf, iat with the leeway), not a second one.
+        exp = validate_times(claims, now, leeway)
     except InvalidTokenError as exc:
         raise _reject(exc.log_detail) from exc
-    assert exp is not None
-    if now > exp + leeway:
-        raise _reject("expired")
     # RFC 7523 §3 lets us bound how far ahead exp is: a long-lived assertion is a bearer password.
     if exp - now > MAX_ASSERTION_LIFETIME_SECONDS + leeway:
         raise _reject("lives too long")
-    if (nbf is not None and nbf > now + leeway) or (iat is not None and iat > now + leeway):
-        raise _reject("not yet valid")
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti:
         raise _reject("jti is missing or not a string")
