@@ -34,7 +34,7 @@ from sekisho.errors import (
 )
 from sekisho.identity import claims as rules
 from sekisho.identity.kind import check_kind
-from sekisho.jose import CompactJws, parse_compact
+from sekisho.jose import FORBIDDEN_HEADERS, KTY_FOR_ALG, CompactJws, parse_compact
 from sekisho.models import VerifiedToken
 from sekisho.profiles import ID_JAG, MINTED_TYPS
 from sekisho.verify.jwk_set import PublicJwk
@@ -42,14 +42,6 @@ from sekisho.verify.jwks import JwksCache, JwksUnavailableError
 
 MAX_KID_LENGTH = 256
 
-# JWS alg → the JWK key type it needs (RFC 7518 §3.1, RFC 8037 §3.1).
-_KTY_FOR_ALG = {
-    **{alg: "RSA" for alg in ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")},
-    **{alg: "EC" for alg in ("ES256", "ES384", "ES512")},
-    "EdDSA": "OKP",
-}
-# Header parameters whose semantics would change how the token is processed: refused outright.
-_FORBIDDEN_HEADERS = ("crit", "b64", "zip", "enc")
 _SEKISHO_TYPS = MINTED_TYPS
 # RSASSA-PKCS1-v1_5 (RFC 7518 §3.3) with its parameters built once: PyJWT's RSAAlgorithm.verify
 # builds the padding and hash objects on every call. Other algorithms go through PyJWT.
@@ -111,7 +103,7 @@ class TokenVerifier:
         return self._validated(jws, issuer.config, token_type)
 
     def _check_header(self, header: dict[str, Any], token_type: str) -> None:
-        for name in _FORBIDDEN_HEADERS:
+        for name in FORBIDDEN_HEADERS:
             if name in header:
                 raise MalformedTokenError(log_detail=f"header parameter {name!r} is not accepted")
         if str(header.get("cty", "")).upper() == "JWT":
@@ -163,7 +155,7 @@ class TokenVerifier:
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in issuer.config.algorithms:
             raise AlgorithmNotAllowedError(log_detail="alg is not allowed for this issuer")
-        if _KTY_FOR_ALG.get(alg) != key.kty or (key.alg and key.alg != alg):
+        if KTY_FOR_ALG.get(alg) != key.kty or (key.alg and key.alg != alg):
             raise AlgorithmNotAllowedError(log_detail="alg does not match the key type")
         return key
 
