@@ -156,10 +156,12 @@ class Keyring:
         return active
 
     def published_algorithms(self) -> list[str]:
-        """Sorted JWS algorithms of the published keys."""
+        """Sorted JWS algorithms of the published keys: those of the JWKS (a key that did not
+        load is not published, and its algorithm is not advertised)."""
         if self._keys is None:
             return []
-        return sorted({r.alg for r in self._keys.records if r.published})
+        keys = self._keys
+        return sorted({r.alg for r in keys.records if r.published and r.kid in keys.signers})
 
     def _read(self) -> tuple[KeySet, str | None]:
         try:

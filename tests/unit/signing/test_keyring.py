@@ -76,6 +76,22 @@ def test_revoked_and_retired_keys_are_absent_even_with_their_pem_on_disk(
     assert keyring.published_algorithms() == ["ES256"]
 
 
+def test_a_key_that_did_not_load_is_neither_published_nor_advertised(
+    tmp_path: Path, keys_by_alg: dict[str, PrivateKey]
+) -> None:
+    """RFC 8414 metadata lists the algorithms of the JWKS, not of every published record: after a
+    partial load (one key's file unreadable) the two must still agree."""
+    entries = [(S.ACTIVE, "ES256", keys_by_alg["ES256"]), (S.NEXT, "PS256", keys_by_alg["PS256"])]
+    write_keystore(tmp_path, entries)
+    keyring = Keyring(FileKeyStore(tmp_path))
+    keyring.load()
+    assert keyring.published_algorithms() == ["ES256", "PS256"]
+    (tmp_path / f"{kid_of(keys_by_alg['PS256'])}.pem").write_text("not a key")
+    assert not keyring.reload()  # the last load failed for one key; the others kept serving
+    assert _jwks_kids(keyring) == [kid_of(keys_by_alg["ES256"])]
+    assert keyring.published_algorithms() == ["ES256"]
+
+
 def test_jwks_never_carries_private_members(
     tmp_path: Path, keys_by_alg: dict[str, PrivateKey]
 ) -> None:
