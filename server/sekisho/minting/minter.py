@@ -68,6 +68,9 @@ class TokenMinter:
         record, signer = self._keyring.signing_key()
         now = int(self._clock.now())
         expires_at = now + self._lifetime(request, subject, decision, now, record.retire_after)
+        client_id = self._client_id(request, subject, decision)
+        extra = _extra_claims(decision)
+        # Last, after every check that can refuse: a refusal must not use up a status index.
         reference = await self._status.reserve() if self._status is not None else None
         facts = TokenFacts(
             issuer=self._issuer,
@@ -75,12 +78,12 @@ class TokenMinter:
             audience=request.audience,
             resources=decision.resources,
             scopes=decision.scopes,
-            client_id=self._client_id(request, subject, decision),
+            client_id=client_id,
             jti=self._jti(),
             issued_at=now,
             expires_at=expires_at,
             act=actor_chain(request.caller, actor, subject.act),
-            extra=_extra_claims(decision),
+            extra=extra,
             status=reference.claim() if reference is not None else None,
         )
         profile = profile_for(request.requested_token_type)

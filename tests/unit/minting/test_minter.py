@@ -2,6 +2,7 @@
 
 import base64
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -23,6 +24,8 @@ from sekisho.models import Caller, Decision, ExchangeRequest, MintedToken, Verif
 from sekisho.signing.keyring import Keyring
 from sekisho.signing.material import PublicKey, generate_private_key
 from sekisho.signing.signer import LocalSigner, Signer, published_jwk
+from sekisho.status.filestore import FileStatusStore
+from sekisho.status.issuer import AllocationPolicy, StatusListIssuer
 
 from tests.fakes.clock import FakeClock
 from tests.unit.minting.signing_keys import StaticKeyStore, fixture_signer, keyring_over
@@ -216,6 +219,26 @@ async def test_reserved_claim_from_policy_is_access_denied(claim: str) -> None:
         await _minter().mint(REQUEST, SUBJECT, None, decision)
     assert claim in raised.value.log_detail
     assert claim not in raised.value.public_message
+
+
+async def test_a_refused_mint_uses_up_no_status_index(tmp_path: Path) -> None:
+    """The refusals mint() makes (a reserved claim, no client id) come before the status-list
+    index is reserved: a caller refused in a loop does not burn through the worker's lease."""
+    clock = FakeClock(NOW)
+    store = FileStatusStore(tmp_path / "status.db")
+    policy = AllocationPolicy(
+        list_size=1000, lease_size=8, lease_seconds=60, max_token_lifetime=330
+    )
+    status = StatusListIssuer(store, clock, base_uri="https://s.example/lists", policy=policy)
+    minter = _minter(clock=clock, status=status)
+    reserved = (SUBJECT, replace(DECISION, claims={"iss": "attacker"}))
+    no_client = (replace(SUBJECT, client_id=""), replace(DECISION, client_id=""))
+    for subject, decision in (reserved, no_client):
+        with pytest.raises(AccessDeniedError):
+            await minter.mint(REQUEST, subject, None, decision)
+    assert _decode(await minter.mint(REQUEST, SUBJECT, None, DECISION))["status"] == {
+        "status_list": {"idx": 0, "uri": "https://s.example/lists/1"}
+    }
 
 
 async def test_unreserved_policy_claims_reach_the_token() -> None:
