@@ -45,8 +45,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Kids (43 characters) and jtis (22) are base64url: about 1 in 64 starts with "-". argparse reads
+# such a value as an option and says something unrelated ("argument -h/--help: ignored explicit
+# argument 'FtV…'", "the following arguments are required: TOKEN"); values this long that start
+# with a single "-" are not options of ours.
+_DASHED_VALUE_MIN = 16
+
+
+def dashed_value_hint(argv: Sequence[str]) -> str | None:
+    """The way out when argparse refused a line holding a kid or jti that starts with "-"."""
+    words = list(argv)
+    if "--" in words:
+        words = words[: words.index("--")]  # what follows "--" was read as values already
+    dashed = [w for w in words if w.startswith("-") and not w.startswith("--")]
+    value = next((w for w in dashed if len(w) >= _DASHED_VALUE_MIN and "=" not in w), None)
+    if value is None:
+        return None
+    command = []
+    for word in words:
+        if word.startswith("-"):
+            break
+        command.append(word)
+    return (
+        f"sekisho: {value!r} was read as an option; a kid or jti may start with '-': put it after"
+        f" --, as in `sekisho {' '.join(command)} [options] -- {value}`"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(given)
+    except SystemExit as exc:
+        hint = dashed_value_hint(given) if exc.code == 2 else None
+        if hint:
+            print(hint, file=sys.stderr)
+        raise
     handler: Handler = COMMANDS[args.command].run
     try:
         return handler(args, _settings(args))

@@ -95,3 +95,54 @@ def test_exchange_tls_options_are_checked_before_any_call(
     argv = ["exchange", "--target", "127.0.0.1:1", "--subject-token", "t", "--audience", "a"]
     assert main(argv + extra) == 2
     assert message in capsys.readouterr().err
+
+
+KID = "-hFtV582s_P5fp3bXV1SC0eSr_kXp2Ldb1PH6iEReTI"  # a real kid from a `make run` keystore
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        pytest.param(["keys", "retire", KID], "keys retire", id="keys-retire"),
+        pytest.param(["keys", "revoke", "--reason", "x", KID], "keys revoke", id="keys-revoke"),
+        pytest.param(
+            ["revoke", "token", "-q2Bv0Yk8o3wZx1Lr6T9aSg", "--reason", "x"],
+            "revoke token",
+            id="revoke-token",
+        ),
+        pytest.param(
+            ["revoke", "lift", "token", "--reason", "x", "-q2Bv0Yk8o3wZx1Lr6T9aSg"],
+            "revoke lift token",
+            id="revoke-lift-token",
+        ),
+    ],
+)
+def test_a_kid_or_jti_read_as_an_option_gets_the_way_out(
+    capsys: pytest.CaptureFixture[str], argv: list[str], command: str
+) -> None:
+    # Walkthrough, session 11: `keys retire -hFtV…` answered only "argument -h/--help: ignored
+    # explicit argument 'FtV…'", `revoke token -q2B…` "the following arguments are required".
+    with pytest.raises(SystemExit) as caught:
+        main([*argv, "--config", str(CONFIG)])
+    assert caught.value.code == 2
+    value = next(word for word in argv if word.startswith("-") and len(word) > 16)
+    hint = capsys.readouterr().err.splitlines()[-1]
+    assert hint.startswith(f"sekisho: {value!r} was read as an option")
+    assert hint.endswith(f"`sekisho {command} [options] -- {value}`")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["keys", "init", "--if-absent"], id="a-mistyped-option"),
+        pytest.param(["keys", "retire", "--", KID, "extra"], id="after-double-dash"),
+        pytest.param(["keys", "retire"], id="no-value-at-all"),
+    ],
+)
+def test_other_refusals_get_no_such_hint(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main([*argv, "--config", str(CONFIG)])
+    assert caught.value.code == 2
+    assert "was read as an option" not in capsys.readouterr().err
