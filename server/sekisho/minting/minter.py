@@ -103,6 +103,7 @@ class TokenMinter:
                     expires_at=expires_at,
                     actor=subject_key(actor.issuer, actor.subject) if actor else "",
                     resources=facts.resources,
+                    peer=request.caller.id if actor else None,
                 )
             )
         return MintedToken(

@@ -43,6 +43,9 @@ class IssuedToken:
     expires_at: int
     actor: str = ""  # subject_key(iss, sub) of the actor token; "" without one
     resources: tuple[str, ...] = ()  # the granted resources (an access token's `aud`)
+    # The authenticated caller's id when an actor token's `sub` took its place in `caller`
+    # (None without an actor token; "" is the anonymous caller's id).
+    peer: str | None = None
 
     def key(self, kind: RevocationKind) -> str:
         """The value a revocation of `kind` names for this token in its own right."""
@@ -56,11 +59,15 @@ class IssuedToken:
     def also_named(self) -> list[tuple[RevocationKind, str]]:
         """The other (kind, value) pairs a revocation covers this token by, as the exchange gate
         refuses them (status/revocations.py covered_keys): a user revoked as a subject is
-        revoked as the actor too, and a downstream revoked as an audience is revoked as a
-        resource (an access token's `aud`) too. Pairs equal to key(kind) are left out."""
+        revoked as the actor too, a workload revoked as a caller is revoked as the mTLS caller
+        of an exchange with an actor token too, and a downstream revoked as an audience is
+        revoked as a resource (an access token's `aud`) too. Pairs equal to key(kind) are left
+        out."""
         named: list[tuple[RevocationKind, str]] = []
         if self.actor and self.actor != self.subject:
             named.append(("subject", self.actor))
+        if self.peer is not None and self.peer != self.caller:
+            named.append(("caller", self.peer))
         for resource in dict.fromkeys(self.resources):  # once each, in order
             if resource != self.audience:
                 named.append(("audience", resource))

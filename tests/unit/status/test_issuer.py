@@ -138,12 +138,14 @@ async def test_an_audience_revocation_naming_a_resource_covers_it(tmp_path: Path
         gate.check(for_resource, _subject(), None)
 
 
-async def test_a_minted_token_is_marked_by_each_user_and_downstream_the_gate_refuses(
+async def test_a_minted_token_is_marked_by_each_user_caller_and_downstream_the_gate_refuses(
     tmp_path: Path,
 ) -> None:
-    # One `revoke subject` / `revoke audience` reaches the live tokens as well as new exchanges:
-    # the user as the subject or as the actor, the downstream as the audience or as a granted
-    # resource (an access token's `aud`). Before, the minter recorded only subject and audience.
+    # One `revoke subject` / `caller` / `audience` reaches the live tokens as well as new
+    # exchanges: the user as the subject or as the actor, the workload as the actor or as the
+    # mTLS caller, the downstream as the audience or as a granted resource (an access token's
+    # `aud`). Before, the minter recorded one subject, one caller (the actor's sub when there
+    # was an actor token) and one audience.
     store = FileStatusStore(tmp_path / "status.db")
     clock = FakeClock(NOW)
     issuer = StatusListIssuer(store, clock, base_uri="https://s.example/sl", policy=POLICY)
@@ -168,9 +170,9 @@ async def test_a_minted_token_is_marked_by_each_user_and_downstream_the_gate_ref
     names = [
         (kind, key)
         for kind, key in covered_keys(request, _subject(), mallory)
-        if kind in ("subject", "audience")
+        if kind != "token"  # the inbound tokens' jti: not the minted token's
     ]
-    assert len(names) == 4  # alice, mallory; the audience, the resource
+    assert len(names) == 6  # alice, mallory; the mTLS caller, mallory's sub; audience, resource
     for kind, key in names:
         assert store.revoke(NOW, Revocation(kind, key, "r", "sec", NOW)) == 1, (kind, key)
 

@@ -30,8 +30,9 @@ def _token(
     exp: int = NOW + 300,
     actor: str = "",
     resources: tuple[str, ...] = (),
+    peer: str | None = None,
 ) -> IssuedToken:
-    return IssuedToken(jti, subject, caller, audience, list_id, idx, exp, actor, resources)
+    return IssuedToken(jti, subject, caller, audience, list_id, idx, exp, actor, resources, peer)
 
 
 def _revocation(kind: RevocationKind, key: str) -> Revocation:
@@ -151,14 +152,16 @@ def test_live_lists_are_those_a_valid_token_may_point_into(store: StatusStore) -
 
 CRM_MCP = "https://crm.example.com/mcp"
 DOCS_MCP = "https://docs.example.com/mcp"
+GATEWAY = "spiffe://example.org/ns/gw/sa/gateway"
 
 
 def _acted_and_granted(list_id: int) -> list[IssuedToken]:
-    """Tokens in which ALICE is the subject (0), the actor for BOB (1), both at once (3), or not
-    at all (2), and tokens granted the CRM resource (4, 5) or not (6)."""
+    """Tokens in which ALICE is the subject (0), the actor for BOB (1, through the GATEWAY
+    caller), both at once (3), or not at all (2), and tokens granted the CRM resource (4, 5) or
+    not (6)."""
     return [
         _token("a1", ALICE, 0, list_id=list_id),
-        _token("b-by-a", BOB, 1, list_id=list_id, caller="alice", actor=ALICE),
+        _token("b-by-a", BOB, 1, list_id=list_id, caller="alice", actor=ALICE, peer=GATEWAY),
         _token("b1", BOB, 2, list_id=list_id),
         _token("a-by-a", ALICE, 3, list_id=list_id, caller="alice", actor=ALICE),
         _token("at-crm", BOB, 4, list_id=list_id, audience="https://as", resources=(CRM_MCP,)),
@@ -172,7 +175,8 @@ def _acted_and_granted(list_id: int) -> list[IssuedToken]:
     [
         pytest.param("subject", ALICE, {0, 1, 3}, id="subject-also-as-actor"),
         pytest.param("audience", CRM_MCP, {4, 5}, id="audience-also-as-resource"),
-        pytest.param("caller", "alice", {1, 3}, id="caller-unchanged"),
+        pytest.param("caller", "alice", {1, 3}, id="caller-as-the-actor"),
+        pytest.param("caller", GATEWAY, {1}, id="caller-also-as-mtls-caller-of-an-actor"),
     ],
 )
 def test_a_revocation_marks_the_tokens_it_covers_under_any_name(
@@ -193,6 +197,7 @@ def test_a_revocation_marks_the_tokens_it_covers_under_any_name(
     [
         pytest.param("subject", ALICE, {0, 1, 3}, id="subject-also-as-actor"),
         pytest.param("audience", CRM_MCP, {4, 5}, id="audience-also-as-resource"),
+        pytest.param("caller", GATEWAY, {1}, id="caller-also-as-mtls-caller-of-an-actor"),
     ],
 )
 def test_a_token_recorded_after_the_revocation_is_marked_under_any_name(
