@@ -69,6 +69,11 @@ class TokenExchanger:
         self._revocations = revocations
         self._limits = limits
 
+    @property
+    def limits(self) -> RequestLimits:
+        """The request limits every transport's requests are held to."""
+        return self._limits
+
     def with_entrypoint(self, entrypoint: str) -> "TokenExchanger":
         """The same pipeline, counted in metrics under another entry point ("http", "ext_authz")."""
         view = copy.copy(self)

@@ -3,6 +3,7 @@ request over it gets INVALID_ARGUMENT / invalid_request (HTTP 400) naming the li
 before any token is parsed. The gRPC message cap is enforced by grpc itself."""
 
 import base64
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import aiohttp
 import grpc
 import pytest
 from argon2 import PasswordHasher
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.config import ClientConfig
@@ -138,6 +139,49 @@ async def test_grpc_message_over_the_cap_is_refused_by_grpc(limited: Limited) ->
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await _grpc(limited, context={"blob": "x" * 20000})
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class _ValuesWalked:
+    """Counts the Struct values json_format converts (its Python walk is the cost)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        walk = json_format._Printer._ValueMessageToJsonObject
+
+        def counted(printer: Any, message: Any) -> Any:
+            self.count += 1
+            return walk(printer, message)
+
+        monkeypatch.setattr(json_format._Printer, "_ValueMessageToJsonObject", counted)
+
+
+async def test_an_oversize_context_is_refused_before_it_is_converted(
+    limited: Limited, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 3,000 booleans: 12 KB on the wire, under the 16 KiB message cap; 200 bytes of JSON allowed.
+    # Before, json_format converted every value (60,000 in a 240 KB message took 67 ms of
+    # event-loop CPU), then the JSON limit refused it, all ahead of the caller's rate limit.
+    walked = _ValuesWalked(monkeypatch)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await _grpc(limited, context={"flags": [True] * 3000})
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "limits.max_context_bytes" in (raised.value.details() or "")
+    assert walked.count == 0
+
+
+async def test_a_context_within_the_limit_is_never_refused_for_its_wire_size(
+    limited: Limited, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The encoding that takes the most wire bytes per JSON byte: a list of numbers (11 per `0.0,`).
+    context = {"l": [0.0] * 48}
+    struct = struct_pb2.Struct()
+    struct.update(context)
+    json_bytes = len(json.dumps(context, separators=(",", ":")))
+    assert json_bytes <= LIMITS["max_context_bytes"] < struct.ByteSize()
+    assert struct.ByteSize() > 2.6 * json_bytes
+    walked = _ValuesWalked(monkeypatch)
+    await _grpc(limited, scope=["crm.read"], resource=[CRM_MCP], context=context)
+    assert walked.count == 49  # the list and its 48 numbers: converted, then exchanged
 
 
 def _form(limited: Limited, fields: dict[str, Any]) -> list[tuple[str, str]]:

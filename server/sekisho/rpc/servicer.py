@@ -14,10 +14,10 @@ from sekisho.exchange import TokenExchanger
 from sekisho.models import Caller, ExchangeResult
 from sekisho.rpc.peer import PeerIdentities
 from sekisho.signing.keyring import Keyring
-from sekisho.validation import ExchangeParams
+from sekisho.validation import ExchangeParams, RequestLimits, check_context_wire_size
 
 
-def params_of(message: Any) -> ExchangeParams:
+def params_of(message: Any, limits: RequestLimits) -> ExchangeParams:
     """ExchangeTokenRequest → the transport-neutral parameters (proto field names per RFC 8693)."""
     return ExchangeParams(
         subject_token=message.subject_token,
@@ -28,15 +28,19 @@ def params_of(message: Any) -> ExchangeParams:
         scopes=list(message.scope),
         actor_token=message.actor_token,
         actor_token_type=message.actor_token_type,
-        context=_context_of(message),
+        context=_context_of(message, limits),
         requested_lifetime_seconds=message.requested_lifetime_seconds,
     )
 
 
-def _context_of(message: Any) -> dict[str, Any]:
-    """The request's `context` Struct as JSON. Raises: InvalidRequestError (NaN or Infinity)."""
+def _context_of(message: Any, limits: RequestLimits) -> dict[str, Any]:
+    """The request's `context` Struct as JSON.
+
+    Raises: InvalidRequestError (too big to be within the limits, NaN or Infinity).
+    """
     if not message.HasField("context"):
         return {}
+    check_context_wire_size(message.context.ByteSize(), limits)  # before the Python walk
     try:
         context: dict[str, Any] = json_format.MessageToDict(message.context)
     except (ValueError, json_format.Error) as exc:  # a non-finite number has no JSON form
@@ -63,7 +67,7 @@ def response_of(result: ExchangeResult) -> Any:
 class _GrpcCall:
     """One ExchangeToken call as the pipeline reads it (exchange.ExchangeCall)."""
 
-    __slots__ = ("_callers", "_context", "_message", "_peers")
+    __slots__ = ("_callers", "_context", "_limits", "_message", "_peers")
 
     def __init__(
         self,
@@ -71,18 +75,20 @@ class _GrpcCall:
         context: grpc.aio.ServicerContext[Any, Any],
         peers: PeerIdentities,
         callers: CallerRegistry,
+        limits: RequestLimits,
     ) -> None:
         self._message = message
         self._context = context
         self._peers = peers
         self._callers = callers
+        self._limits = limits
 
     async def caller(self) -> Caller:
         # An unreadable client certificate is an InvalidClientError too: audited like the rest.
         return self._callers.authenticate(self._peers.of(self._context))
 
     async def params(self) -> ExchangeParams:
-        return params_of(self._message)
+        return params_of(self._message, self._limits)
 
 
 class TokenExchangeServicer(pb_grpc.TokenExchangeServiceServicer):
@@ -101,7 +107,7 @@ class TokenExchangeServicer(pb_grpc.TokenExchangeServiceServicer):
         self._peers = PeerIdentities()
 
     async def ExchangeToken(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        call = _GrpcCall(request, context, self._peers, self._callers)
+        call = _GrpcCall(request, context, self._peers, self._callers, self._exchanger.limits)
         try:
             result = await self._exchanger.handle(
                 call, time_budget=context.time_remaining(), flow=context.peer()
