@@ -220,10 +220,29 @@ def test_init_checks_a_configured_service_user_and_polls_no_replica(
 def test_later_changes_still_say_what_they_could_not_check(
     initialised: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = _run(capsys, "keys", "rotate", "--config", initialised)
+    argv = ["keys", "promote", "--force", "--reason", "drill", "--config", initialised]
+    code, _, err = _run(capsys, *argv)
     assert code == 0
     assert "service can read the keystore: unknown (set keys.service_user" in err
     assert "running replicas: not checked (set keys.replica_urls)" in err
+
+
+def test_a_rotate_that_only_waits_checks_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Walkthrough, session 11: `keys rotate` answering `waiting: …` (nothing written) went on to
+    # report the service user and the replicas, and with replica_urls set polled them for a
+    # change that was never made. A replica that cannot answer would have made it exit 1.
+    config = Path(_config(tmp_path))
+    _run(capsys, "keys", "init", "--config", str(config))
+    config.write_text(
+        config.read_text().replace(
+            "[keys]\n", '[keys]\nreplica_urls = ["http://127.0.0.1:9"]\npickup_wait_seconds = 0\n'
+        )
+    )
+    code, out, err = _run(capsys, "keys", "rotate", "--config", str(config))
+    assert (code, err) == (0, "")
+    assert out.startswith("waiting: next key")
 
 
 def _user_name() -> str:

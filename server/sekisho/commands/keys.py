@@ -97,11 +97,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"keystore already initialised ({_where(settings)})")
         return 0
     manager = build_key_manager(settings, store, clock)
-    status = _mutate(args, manager, settings)
-    return status or _after_change(settings, store, manager.records(), first=command == "init")
+    if not _mutate(args, manager, settings):
+        return 0  # `waiting: …` or `nothing to do`: nothing was written, nothing to check
+    return _after_change(settings, store, manager.records(), first=command == "init")
 
 
-def _mutate(args: argparse.Namespace, manager: "KeyManager", settings: Settings) -> int:
+def _mutate(args: argparse.Namespace, manager: "KeyManager", settings: Settings) -> bool:
+    """Apply and print the command's change; False when it changed nothing."""
     from sekisho.signing.audit import Actor
 
     force = bool(getattr(args, "force", False))
@@ -115,7 +117,7 @@ def _mutate(args: argparse.Namespace, manager: "KeyManager", settings: Settings)
         transition = manager.init(actor)
         for change in transition.changes:
             print(f"created {change.to_state.value:<8} {change.alg:<6} {change.kid}")
-        return 0
+        return True
     if command == "rotate":
         transition = manager.rotate(actor, force=force)
     elif command == "promote":
@@ -125,7 +127,7 @@ def _mutate(args: argparse.Namespace, manager: "KeyManager", settings: Settings)
     else:
         transition = manager.revoke(args.kid, actor)
     _print_changes(transition)
-    return 0
+    return bool(transition.changes)
 
 
 def _reseal(store: object) -> int:
