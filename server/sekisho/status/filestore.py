@@ -208,6 +208,8 @@ class FileStatusStore:
             marked = 0
             for table in ("revocations", "suspensions"):
                 active = {(r.kind, r.key) for r in _in_force(conn, table, now)}
+                if not active:  # the usual case: nothing to look up per token
+                    continue
                 covered = [t for t in tokens if any(name in active for name in t.names())]
                 _mark(conn, _MARKS[table], [(t.list_id, t.idx) for t in covered])
                 marked += len(covered)
