@@ -6,10 +6,16 @@ shorter); in the last fifth of that it is refreshed in the background, so verifi
 wait on the network under steady traffic. Past `ttl` the next verification fetches; if that fails,
 the last good list serves until `max_stale_seconds` after it was fetched (never past its `exp`),
 then verification fails closed (VerifierUnavailableError).
+
+Never backwards: a list issued (`iat`) before the one held is a failed fetch, not a replacement.
+A validly signed list stays valid until its `exp` (600 s by default, longer than a token lives),
+so whoever answers for the list's URL (a cache, a proxy, a replayed response) could otherwise
+serve one from before a revocation and have the revoked token read VALID again.
 """
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -43,6 +49,7 @@ _STATUS_NAMES = {INVALID: "revoked", SUSPENDED: "suspended"}
 @dataclass(frozen=True, slots=True)
 class _CachedList:
     status_list: StatusList
+    issued_at: float
     fetched_at: float
     fresh_until: float
     expires_at: float | None
@@ -154,7 +161,15 @@ class StatusListClient:
             status_list = from_claim(claims["status_list"])
         except StatusListFormatError as exc:
             raise VerifierUnavailableError(f"status list is malformed: {exc}") from exc
-        cached = _CachedList(status_list, now, now + ttl, float(exp) if exp is not None else None)
+        issued_at = float(claims["iat"])
+        held = self._lists.get(uri)
+        if held is not None and issued_at < held.issued_at:
+            if now < held.fresh_until:  # a concurrent fetch (another replica) got a newer one
+                return held
+            raise VerifierUnavailableError("status list is older than one already seen")
+        cached = _CachedList(
+            status_list, issued_at, now, now + ttl, float(exp) if exp is not None else None
+        )
         self._lists[uri] = cached
         return cached
 
@@ -201,4 +216,7 @@ class StatusListClient:
         ttl = claims.get("ttl", self._default_ttl)
         if not isinstance(ttl, int | float) or isinstance(ttl, bool) or ttl <= 0:
             raise VerifierUnavailableError("status list ttl must be a positive number")
+        iat = claims["iat"]
+        if not isinstance(iat, int | float) or isinstance(iat, bool) or not math.isfinite(iat):
+            raise VerifierUnavailableError("status list iat must be a number")
         return claims

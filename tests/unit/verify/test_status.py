@@ -31,6 +31,7 @@ class ListServer:
     typ: str = "statuslist+jwt"
     sub: str = ""
     iss: str = ""
+    iat: int = int(NOW)
     exp: int = int(NOW) + 600
     key: Any = KEY
     status: int = 200
@@ -42,7 +43,7 @@ class ListServer:
         claims = {
             "sub": self.sub or f"{self.base}/statuslists/1",
             "iss": self.iss or self.base,
-            "iat": int(NOW),
+            "iat": self.iat,
             "exp": self.exp,
             "ttl": TTL,
             "status_list": StatusList(self.bits, array).to_claim(),
@@ -220,3 +221,30 @@ async def test_stale_lists_serve_until_max_stale_then_fail_closed(server: ListSe
     clock.now += 30  # 130 s since the last good fetch
     with pytest.raises(VerifierUnavailableError):
         await client.check(_status(server, 0))
+
+
+async def test_an_older_list_never_replaces_a_newer_one(server: ListServer) -> None:
+    # A replayed list from before the revocation: validly signed and within its exp (600 s).
+    clock = Clock()
+    client = _client(server, clock, max_stale=120)
+    server.iat, server.invalid = int(NOW) + 30, {3}
+    clock.now = NOW + 30
+    with pytest.raises(TokenRejectedError, match="revoked"):
+        await client.check(_status(server, 3))
+    server.iat, server.invalid = int(NOW), set()  # what was served before the revocation
+    clock.now += TTL + 1  # past ttl: fetched, older, so the newer list serves while usable
+    with pytest.raises(TokenRejectedError, match="revoked"):
+        await client.check(_status(server, 3))
+    assert server.hits == 2
+    clock.now += 60  # past max_stale of the newer list: fail closed, never the older one
+    with pytest.raises(VerifierUnavailableError):
+        await client.check(_status(server, 3))
+    server.iat = int(NOW) + 200  # a list newer than the one held is taken again
+    await client.check(_status(server, 3))
+
+
+@pytest.mark.parametrize("iat", ["1800000000", None, True, float("inf")])
+async def test_a_list_without_a_numeric_iat_fails_closed(server: ListServer, iat: Any) -> None:
+    server.iat = iat
+    with pytest.raises(VerifierUnavailableError):
+        await _client(server, Clock()).check(_status(server, 0))
