@@ -241,6 +241,37 @@ def test_reinstate_leaves_a_revoked_token_invalid(
     assert store.snapshot(1).invalid == {0}  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    ("ending", "other"),
+    [
+        pytest.param(
+            "reinstate",
+            "revocation of the same value is in force (sekisho revoke lift",
+            id="reinstate",
+        ),
+        pytest.param(
+            "lift", "suspension of the same value is in force (sekisho revoke reinstate", id="lift"
+        ),
+    ],
+)
+def test_ending_one_cut_off_says_the_other_still_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ending: str, other: str
+) -> None:
+    # Walkthrough, session 11: reinstating a suspended caller that had also been revoked printed
+    # "new exchanges served again within ~1 s" while the revocation kept refusing them.
+    config = _config(tmp_path)
+    _seed(tmp_path)
+    for verb in (["suspend"], []):
+        argv = ["revoke", *verb, "caller", "agent-1", "--reason", "INC-9", "--config", config]
+        assert _run(capsys, *argv)[0] == 0
+    code, out, _ = _run(
+        capsys, "revoke", ending, "caller", "agent-1", "--reason", "half", "--config", config
+    )
+    assert code == 0
+    assert f"new exchanges stay refused: a caller {other}" in out
+    assert "served again" not in out and "accept them again" not in out
+
+
 def test_suspend_is_refused_on_one_bit_lists(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

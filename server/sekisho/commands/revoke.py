@@ -156,7 +156,7 @@ def _change(args: argparse.Namespace, settings: Settings, store: "StatusStore") 
         return 1
     until = _until(store, action, kind, key, now)
     event = RevocationEvent(action, kind, key, operator, args.reason, marked, until)
-    _print_change(settings, event)
+    _print_change(settings, event, still=_still_in_force(store, action, kind, key, now))
     RevocationAuditLog(settings.status_list.audit_log_path).record(now, event)
     return 0
 
@@ -179,6 +179,19 @@ def _until(store: "StatusStore", action: str, kind: str, key: str, now: int) -> 
     return next((e.until for e in entries if (e.kind, e.key) == (kind, key)), 0)
 
 
+def _still_in_force(store: "StatusStore", action: str, kind: str, key: str, now: int) -> str:
+    """After a lift or reinstate: the other cut-off of the same key that keeps refusing new
+    exchanges ("" when none), since a revocation and a suspension are independent."""
+    other = {"lift": ("suspension", store.suspensions, "reinstate")}
+    other["reinstate"] = ("revocation", store.revocations, "lift")
+    if action not in other:
+        return ""
+    what, entries, ends = other[action]
+    if any((e.kind, e.key) == (kind, key) for e in entries(now)):
+        return f"a {kind} {what} of the same value is in force (sekisho revoke {ends} …)"
+    return ""
+
+
 _PRINTED = {  # action: (first word, what happened to the live tokens, how it is ended)
     "revoke": ("revoked", "marked INVALID in the status lists", "lifted (sekisho revoke lift …)"),
     "suspend": (
@@ -190,10 +203,14 @@ _PRINTED = {  # action: (first word, what happened to the live tokens, how it is
 }
 
 
-def _print_change(settings: Settings, event: "RevocationEvent") -> None:
+def _print_change(settings: Settings, event: "RevocationEvent", *, still: str = "") -> None:
+    """`still`: after a lift or reinstate, what keeps refusing new exchanges all the same."""
     shown = f"{event.kind} {_shown(event.kind, event.key)}"
     if event.action == "lift":
-        print(f"lifted   {shown}: new exchanges are served again")
+        served = (
+            f"new exchanges stay refused: {still}" if still else "new exchanges are served again"
+        )
+        print(f"lifted   {shown}: {served}")
         return
     config = settings.status_list
     word, tokens, ended_by = _PRINTED[event.action]
@@ -210,6 +227,8 @@ def _print_change(settings: Settings, event: "RevocationEvent") -> None:
     if refused:
         print(f"  new exchanges refused on every worker within ~{poll} s")
         print(f"  downstreams refuse marked tokens within ~{ttl} s (list ttl + 2 s)")
+    elif still:
+        print(f"  new exchanges stay refused: {still}")
     else:
         print(f"  new exchanges served again within ~{poll} s")
         print(f"  downstreams accept them again within ~{ttl} s (list ttl + 2 s)")
