@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sekisho.audit import AuditLog
+from sekisho.callers import CallerRegistry
 from sekisho.config import IssuerConfig, Settings
 from sekisho.constants import TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN
 from sekisho.exchange import TokenExchanger
@@ -33,6 +34,8 @@ IDP_B = "https://idp-b.example.com"
 CRM_AUDIENCE = "https://crm-as.example.com"
 CRM_RESOURCE = "https://crm.example.com/mcp"
 DOCS_AUDIENCE = "https://docs-as.example.com"
+# No [[callers]]: every caller is anonymous (what a config without them builds).
+NO_CLIENT_AUTH = CallerRegistry((), require_client_auth=False)
 
 
 def issuer_configs() -> tuple[IssuerConfig, ...]:

@@ -207,7 +207,7 @@ def build_token_endpoint(
     clock: Clock,
     replay_cache: ReplayCache | None = None,
     *,
-    callers: CallerRegistry | None = None,
+    callers: CallerRegistry,
     request_id: contextvars.ContextVar[str] | None = None,
     secrets: SecretChecker | None = None,
     gate: AttemptGate | None = None,

@@ -5,9 +5,10 @@ refused; a registered caller reaches policy as input.caller with authenticated_b
 """
 
 import asyncio
+import inspect
 import json
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +23,15 @@ from sekisho.callers import CallerRegistry, RegisteredCaller
 from sekisho.cli import main as cli_main
 from sekisho.client import ChannelOptions
 from sekisho.client.channel import open_channel
+from sekisho.components import build_token_endpoint
 from sekisho.config import CallerConfig, Settings
 from sekisho.constants import GRANT_TYPE_TOKEN_EXCHANGE
 from sekisho.devidp import DevIdentityProvider
 from sekisho.errors import ConfigError
 from sekisho.gateway.authorizer import Allowed
+from sekisho.http.token import TokenEndpoint
 from sekisho.rpc.ext_authz import ExtAuthzServicer
+from sekisho.rpc.servicer import TokenExchangeServicer
 from sekisho.service import Service, start_service
 from sekisho.signing.filestore import FileKeyStore
 from sekisho.tls import load_tls_material
@@ -370,3 +374,22 @@ async def test_metadata_advertises_tls_client_auth(stack: MtlsStack) -> None:
     ):
         metadata = await response.json()
     assert metadata["token_endpoint_auth_methods_supported"] == ["tls_client_auth"]
+
+
+@pytest.mark.parametrize(
+    ("adapter", "parameter"),
+    [
+        (ExtAuthzServicer.__init__, "callers"),
+        (ExtAuthzServicer.__init__, "audit_refusal"),
+        (TokenExchangeServicer.__init__, "callers"),
+        (TokenEndpoint.__init__, "callers"),
+        (build_token_endpoint, "callers"),
+    ],
+    ids=["ext_authz-callers", "ext_authz-audit", "grpc-callers", "http-callers", "http-builder"],
+)
+def test_no_transport_defaults_to_no_client_authentication_or_no_audit(
+    adapter: Callable[..., object], parameter: str
+) -> None:
+    """A default of "no [[callers]]" (or of no audit line) would fail open, silently, in any
+    composition that forgot to pass the real one: each must be given."""
+    assert inspect.signature(adapter).parameters[parameter].default is inspect.Parameter.empty

@@ -117,13 +117,13 @@ class TokenEndpoint:
         authenticator: ClientAuthenticator | None,
         clock: Callable[[], float],
         *,
-        callers: CallerRegistry | None = None,
+        callers: CallerRegistry,
         request_id: contextvars.ContextVar[str] | None = None,
     ) -> None:
         self._exchanger = exchanger
         self._authenticator = authenticator
         self._clock = clock
-        self._callers = callers or CallerRegistry((), require_client_auth=False)
+        self._callers = callers  # required: no silent "no client authentication" default
         self._request_id = request_id
 
     @property

@@ -131,12 +131,14 @@ class ExtAuthzServicer(ext_authz_grpc.AuthorizationServicer):  # type: ignore[mi
         authorizer: GatewayAuthorizer,
         *,
         trust_source_principal: bool,
-        callers: CallerRegistry | None = None,
-        audit_refusal: Callable[[ServiceError, Caller], None] = lambda error, caller: None,
+        callers: CallerRegistry,
+        audit_refusal: Callable[[ServiceError, Caller], None],
     ) -> None:
+        # Both required: defaults of "no client authentication" and "no audit" would fail open
+        # in a composition that forgot them.
         self._authorizer = authorizer
         self._trust_source_principal = trust_source_principal
-        self._callers = callers or CallerRegistry((), require_client_auth=False)
+        self._callers = callers
         self._peers = PeerIdentities()
         self._audit_refusal = audit_refusal  # a refused gateway is a decision: one audit line
 

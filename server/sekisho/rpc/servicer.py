@@ -99,11 +99,13 @@ class TokenExchangeServicer(pb_grpc.TokenExchangeServiceServicer):
         exchanger: TokenExchanger,
         keyring: Keyring,
         *,
-        callers: CallerRegistry | None = None,
+        callers: CallerRegistry,
     ) -> None:
+        # Required, never defaulted to "no client authentication": a composition that forgot the
+        # registry would serve without the mTLS requirement, silently.
         self._exchanger = exchanger
         self._keyring = keyring
-        self._callers = callers or CallerRegistry((), require_client_auth=False)
+        self._callers = callers
         self._peers = PeerIdentities()
 
     async def ExchangeToken(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:

@@ -9,7 +9,7 @@ from sekisho.errors import ConfigError
 from sekisho.rpc.server import create_grpc_server
 from sekisho.rpc.servicer import TokenExchangeServicer
 
-from tests.harness import Harness
+from tests.harness import NO_CLIENT_AUTH, Harness
 
 
 async def test_a_busy_port_is_a_config_error_naming_the_setting(harness: Harness) -> None:
@@ -17,7 +17,7 @@ async def test_a_busy_port_is_a_config_error_naming_the_setting(harness: Harness
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         listen = f"127.0.0.1:{taken.getsockname()[1]}"
-        servicer = TokenExchangeServicer(harness.exchanger, harness.keyring)
+        servicer = TokenExchangeServicer(harness.exchanger, harness.keyring, callers=NO_CLIENT_AUTH)
         with pytest.raises(
             ConfigError, match=r"server\.grpc_listen.*cannot listen on 127\.0\.0\.1"
         ):

@@ -22,7 +22,7 @@ from sekisho.rpc.ext_authz import ExtAuthzServicer, caller_of, gateway_request
 from sekisho.rpc.server import create_grpc_server
 from sekisho.rpc.servicer import TokenExchangeServicer
 
-from tests.harness import CRM_AUDIENCE, CRM_RESOURCE, Harness
+from tests.harness import CRM_AUDIENCE, CRM_RESOURCE, NO_CLIENT_AUTH, Harness
 
 CRM_ROUTE = Route(
     index=0,
@@ -50,12 +50,17 @@ async def stub(harness: Harness) -> AsyncIterator[Any]:
         token_header=TokenHeader(),
         tool_header="x-mcp-tool",
     )
-    servicer = TokenExchangeServicer(harness.exchanger, harness.keyring)
+    servicer = TokenExchangeServicer(harness.exchanger, harness.keyring, callers=NO_CLIENT_AUTH)
     server = await create_grpc_server(
         servicer,
         "127.0.0.1:0",
         contextvars.ContextVar("rid"),
-        ExtAuthzServicer(authorizer, trust_source_principal=False),
+        ExtAuthzServicer(
+            authorizer,
+            trust_source_principal=False,
+            callers=NO_CLIENT_AUTH,
+            audit_refusal=harness.exchanger.refused,
+        ),
     )
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     yield ext_authz_grpc.AuthorizationStub(channel)
@@ -125,14 +130,21 @@ async def test_denials_are_ok_rpcs_with_denied_response(
 
 
 async def test_a_bug_denies_with_500(harness: Harness) -> None:
-    servicer = TokenExchangeServicer(harness.exchanger, harness.keyring)
-    broken = ExtAuthzServicer(BrokenAuthorizer(), trust_source_principal=False)  # type: ignore[arg-type]
+    servicer = TokenExchangeServicer(harness.exchanger, harness.keyring, callers=NO_CLIENT_AUTH)
+    audited: list[str] = []
+    broken = ExtAuthzServicer(
+        BrokenAuthorizer(),  # type: ignore[arg-type]
+        trust_source_principal=False,
+        callers=NO_CLIENT_AUTH,
+        audit_refusal=lambda error, caller: audited.append(error.reason),
+    )
     server = await create_grpc_server(servicer, "127.0.0.1:0", contextvars.ContextVar("r"), broken)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         response = await ext_authz_grpc.AuthorizationStub(channel).Check(check_request({}))
     await server.server.stop(0)
     assert not response.HasField("ok_response")
     assert response.denied_response.status.code == 500
+    assert audited == ["server_error"]  # a crash is audited like any other refusal
 
 
 def test_raw_header_map_is_read() -> None:
@@ -191,10 +203,11 @@ async def test_a_raw_header_that_is_not_utf8_is_audited_as_a_refusal(harness: Ha
         token_header=TokenHeader(),
         tool_header="x-mcp-tool",
     )
-    servicer = TokenExchangeServicer(harness.exchanger, harness.keyring)
+    servicer = TokenExchangeServicer(harness.exchanger, harness.keyring, callers=NO_CLIENT_AUTH)
     ext_authz = ExtAuthzServicer(
         authorizer,
         trust_source_principal=False,
+        callers=NO_CLIENT_AUTH,
         audit_refusal=lambda error, caller: refused.append(error.reason),
     )
     server = await create_grpc_server(
