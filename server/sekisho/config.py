@@ -78,7 +78,8 @@ class ServerConfig(_Strict):
     # uvloop measured 7-20 % more exchanges per CPU than asyncio's loop (bench/results).
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     shutdown_grace_seconds: float = Field(default=10.0, gt=0)
-    # TLS on both listeners (docs/operators.md "TLS and mTLS"); paths relative to the config file.
+    # TLS on both listeners (docs/operators.md "TLS, mTLS and callers"); paths relative to the
+    # config file.
     # Trust http/redis dependencies on loopback although a listener is not on loopback: only
     # when that loopback is private (a pod's sidecar). Logged at start (exposure.py).
     allow_loopback_dependencies: bool = False
@@ -537,7 +538,8 @@ class GatewayRouteConfig(_Strict):
     """One [[gateway.routes]] entry: which downstream a request through the gateway goes to."""
 
     # The name Envoy's per-route ext_authz config sends as context_extensions["sekisho_route"]
-    # (docs/operators.md "Envoy"): with it, the route Envoy chose decides, nothing is re-matched.
+    # (docs/integrators.md "Gateways: Envoy ext_authz"): with it, the route Envoy chose decides,
+    # nothing is re-matched.
     name: str = ""
     # The :authority exactly as Envoy's virtual-host matching sees it by default (lower case, a
     # port only if the request names one, a trailing dot kept); "" matches any host.

@@ -1,4 +1,4 @@
-"""Prometheus metrics (docs/operations.md#metrics): one `Metrics` per service, never the global
+"""Prometheus metrics (docs/operations.md#monitoring): one `Metrics` per service, never the global
 registry.
 
 One process: every metric lives on a private CollectorRegistry that GET /metrics renders.
@@ -245,7 +245,7 @@ class Metrics:
         self._granted: dict[tuple[str, str], Any] = {}  # exchange_granted's counters
 
     def _decision_metrics(self, own: CollectorRegistry | None) -> None:
-        """The decision log's and the shadow policy's counters (docs/operations.md#metrics)."""
+        """The decision log's and the shadow policy's counters (docs/operations.md#monitoring)."""
         self.decision_log_records = Counter(
             "sekisho_decision_log_records",
             "Decision log records by outcome (written, dropped: queue full, failed: write error).",

@@ -1,5 +1,5 @@
 """The exchange metrics of one process counted in plain ints and lists, and copied into their
-prometheus-client children at each scrape (docs/operations.md#metrics: one process's own
+prometheus-client children at each scrape (docs/operations.md#monitoring: one process's own
 registry only).
 
 prometheus-client's `Counter.inc` and `Histogram.observe` check the metric's state and take a

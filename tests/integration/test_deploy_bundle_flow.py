@@ -1,4 +1,4 @@
-"""The production policy flow of deploy/ (docs/operators.md "Deploying on Kubernetes"), for real:
+"""The production policy flow of deploy/ (docs/operations.md "Kubernetes"), for real:
 CI runs `sekisho policy build` (the CLI, signing with an ES256 key) on policies/, a bundle
 server on loopback serves the result, and a Sekisho started with the [policy] table of
 deploy/base/configmap.yaml — only bundle_url and bundle_verification_key pointed at loopback

@@ -8,7 +8,7 @@ field's default filled in) or `error` ({code, message}) when the engine could no
 ({timer_sekisho_policy_decide_ns}), and `masked` / `erased` (JSON pointers redaction touched).
 A cached decision is logged again under its original decision_id, as the response carries it.
 
-It contains personal data (docs/security.md#decision-log) and is separate from the audit log.
+It contains personal data (docs/operations.md#decision-log) and is separate from the audit log.
 The exchange only enqueues (a bounded queue.Queue); a writer thread redacts, encodes and
 writes, so disk and JSON work never run on the event loop. A full queue drops the record and
 counts it (`dropped`); a failed write is logged and counted (`failed`) and the writer goes on.

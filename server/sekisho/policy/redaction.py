@@ -1,4 +1,4 @@
-"""Pseudonymising a decision record before it is written (docs/security.md#decision-log).
+"""Pseudonymising a decision record before it is written (docs/operations.md#decision-log).
 
 Configured input fields are hashed (HMAC-SHA256 with a secret key, or SHA-256 of a secret salt
 and the value) or erased. A hashed value is also replaced wherever else it occurs in the record,

@@ -1,4 +1,4 @@
-"""What an operator can see of the policy bundle a replica serves (docs/operations.md#metrics):
+"""What an operator can see of the policy bundle a replica serves (docs/operations.md#monitoring):
 the revision in force, when it was activated, when the bundle server last answered, and the
 failed polls and loads by reason. The bundle engine records; `Metrics.sample` reads."""
 
