@@ -52,13 +52,21 @@ class ExchangedToken:
     status: Mapping[str, Any] | None = None
 
 
+# When full, expired entries are swept at most this often (seconds): a sweep reads every entry,
+# and a full cache of live tokens (a gateway with many users) must not pay that on every put.
+SWEEP_INTERVAL_SECONDS = 1.0
+
+
 class TokenCache:
     """A bounded LRU (lru.LruMap) of ExchangedToken by CacheKey; the clock is passed in, not
-    read. When full, expired tokens go first, then the least recently used."""
+    read. When full, expired tokens go first (swept when one may have expired, at most once per
+    SWEEP_INTERVAL_SECONDS), then the least recently used."""
 
     def __init__(self, *, refresh_ahead_seconds: float, max_entries: int = 10_000) -> None:
         self._entries: LruMap[CacheKey, ExchangedToken] = LruMap(max_entries)
         self._refresh_ahead = refresh_ahead_seconds
+        self._earliest_expiry = float("inf")  # no held token expires before it
+        self._last_sweep = float("-inf")
         self.hits = 0
         self.misses = 0
 
@@ -73,11 +81,27 @@ class TokenCache:
         return token, now >= token.expires_at - self._refresh_ahead
 
     def put(self, key: CacheKey, token: ExchangedToken, now: float) -> None:
-        if len(self._entries) >= self._entries.max_entries:
-            expired = [k for k, t in self._entries.items() if t.expires_at <= now]
-            for stale in expired:
-                self._entries.pop(stale)
+        if (
+            len(self._entries) >= self._entries.max_entries
+            and now >= self._earliest_expiry
+            and now >= self._last_sweep + SWEEP_INTERVAL_SECONDS
+        ):
+            self._sweep(now)
         self._entries.put(key, token)
+        self._earliest_expiry = min(self._earliest_expiry, token.expires_at)
+
+    def _sweep(self, now: float) -> None:
+        """Drop the expired entries and note when the next one expires."""
+        earliest = float("inf")
+        expired = []
+        for held, token in self._entries.items():
+            if token.expires_at <= now:
+                expired.append(held)
+            else:
+                earliest = min(earliest, token.expires_at)
+        for stale in expired:
+            self._entries.pop(stale)
+        self._earliest_expiry, self._last_sweep = earliest, now
 
     def drop(self, key: CacheKey) -> None:
         """Forget one entry (its token was revoked)."""
