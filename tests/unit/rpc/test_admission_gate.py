@@ -166,7 +166,11 @@ async def test_a_request_that_does_not_decode_is_invalid_request_not_a_traceback
     info = error_info(failure)
     assert (info.reason, dict(info.metadata)) == ("invalid_request", {"request_id": "rid-9"})
     assert (recorder.decoded, recorder.served) == (1, 0)
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # The traceback this guards against is grpc's (grpc._cython.cygrpc). asyncio's "Task was
+    # destroyed but it is pending!" for a grpc.aio call task that the garbage collector happens
+    # to finalize during this test (seen once in a combined run, CI 2026-12-03) is not it.
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name != "asyncio"]
+    assert not errors
 
 
 async def test_other_methods_are_not_screened() -> None:
