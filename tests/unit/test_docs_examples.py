@@ -8,6 +8,8 @@
   binds to that callable's signature: no renamed keyword, no extra positional argument.
 
 - Every `sekisho …` command in a shell block parses with the CLI's own argument parser.
+- A `sekisho policy eval --input docs/examples/…` block followed by a ```json block: the JSON
+  is what the command prints for that input.
 
 Names a fragment uses without importing them (`user_token`, `redis`) are the reader's own and
 are not checked.
@@ -18,6 +20,7 @@ import contextlib
 import importlib
 import inspect
 import io
+import json
 import re
 import shlex
 import tomllib
@@ -274,3 +277,41 @@ def test_the_cli_check_sees_drift() -> None:
     assert cli_problem(["policy", "eval", "--input", "x.json"]) is None
     assert "invalid choice" in (cli_problem(["policy", "evaluate", "--input", "x.json"]) or "")
     assert "unrecognized arguments" in (cli_problem(["keys", "init", "--if-absent"]) or "")
+
+
+_EVAL_EXAMPLE = re.compile(
+    r"^```sh\n[^`]*sekisho policy eval [^`]*--input (docs/examples/[\w.-]+\.json)\n```\s*\n"
+    r"```json\n(.*?)^```",
+    re.S | re.M,
+)
+
+
+def _eval_examples() -> list[tuple[str, str, str]]:
+    """(`file:line`, input file, printed decision) of every `sekisho policy eval --input
+    docs/examples/…` block followed by the ```json block that shows its output."""
+    found = []
+    for path in sorted((REPO / "docs").glob("*.md")):
+        text = path.read_text(encoding="utf-8")
+        for match in _EVAL_EXAMPLE.finditer(text):
+            line = text.count("\n", 0, match.start()) + 1
+            found.append((f"{path.relative_to(REPO)}:{line}", match.group(1), match.group(2)))
+    return found
+
+
+def test_there_is_an_eval_example() -> None:
+    assert _eval_examples()
+
+
+@pytest.mark.parametrize(
+    ("where", "document", "shown"), _eval_examples(), ids=[w for w, _, _ in _eval_examples()]
+)
+def test_eval_examples_show_what_eval_prints(
+    where: str, document: str, shown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Walkthrough, session 11: the policy-authors example lacked "cache_ttl_seconds": 60, which
+    # the shipped registry has given every grant since decision caching came in.
+    from sekisho.cli import main
+
+    argv = ["policy", "eval", "--config", str(REPO / "config" / "example.toml")]
+    assert main([*argv, "--input", str(REPO / document)]) == 0, where
+    assert json.loads(capsys.readouterr().out) == json.loads(shown), where
