@@ -208,6 +208,18 @@ async def test_rejected_edit_keeps_the_last_good_policy_and_logs_the_compile_err
     assert engine.ready and (await engine.decide(sales_user())).allow
 
 
+async def test_a_data_edit_opa_would_read_otherwise_is_refused_never_published(
+    managed: tuple[OpaPolicyEngine, Path], opa: OpaServer
+) -> None:
+    # A lone surrogate escape is valid JSON: OPA stored U+FFFD, so its data never matched what
+    # was published and the engine flapped not ready, logging opa_policy_tampered (session 11).
+    engine, root = managed
+    (root / "data" / "notes.json").write_text('{"sekisho_note": "a\\ud800b"}')
+    assert await engine.refresh() is False
+    assert opa.data("sekisho_note") is None
+    assert engine.ready and (await engine.decide(sales_user())).allow
+
+
 async def test_partly_rejected_edit_is_rolled_back_whole(
     managed: tuple[OpaPolicyEngine, Path], opa: OpaServer
 ) -> None:

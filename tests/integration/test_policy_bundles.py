@@ -322,6 +322,8 @@ def grant_everyone(data: bytes) -> bytes:
         # Red team, session 5: canonical() recursed past Python's limit (RecursionError, which
         # ended the poller) on JSON that json.loads still decodes.
         pytest.param("deep-data", "data.json: not JSON", id="data-nested-deeper-than-canonical"),
+        # Red team, session 11: valid JSON Python cannot encode (UnicodeEncodeError, untyped).
+        pytest.param("lone-surrogate", "lone surrogate", id="data-with-a-lone-surrogate"),
     ],
 )
 def test_a_bundle_whose_signature_does_not_hold_is_refused(
@@ -339,6 +341,8 @@ def test_a_bundle_whose_signature_does_not_hold_is_refused(
     elif case == "deep-data":
         deep = b'{"a":' * 900 + b"1" + b"}" * 900  # decodes; canonical() needs ~2 frames a level
         raw = tampered(raw, "data.json", lambda _: deep)
+    elif case == "lone-surrogate":
+        raw = tampered(raw, "data.json", lambda data: data.replace(b"{", b'{"x":"\\ud800",', 1))
     elif case == "other-key":
         verifier = BundleVerifier.from_file(other, "RS256")
     else:

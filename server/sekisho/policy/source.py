@@ -47,8 +47,30 @@ def load_source(root: Path) -> PolicySource:
             raise PolicyLoadError(f"{path.name}: invalid JSON: {exc}") from exc
         if not isinstance(document, dict):
             raise PolicyLoadError(f"{path.name}: a data file must hold a JSON object")
+        refuse_lone_surrogates(document, path.name)
         _merge(data, document, path.name, ())
     return PolicySource(modules=modules, data=data)
+
+
+def refuse_lone_surrogates(document: Any, name: str) -> None:
+    """Refuse a JSON document holding half of a surrogate pair (`"\\ud800"` alone: valid JSON).
+
+    Python keeps it as is and cannot encode it, so the embedded engine failed to load the
+    edit with an untyped error, while OPA (Go) reads it as U+FFFD: OPA served the edit and
+    its data never matched what was published, so the engine flapped not ready and logged
+    `opa_policy_tampered` at every whole comparison. One file, two values: refused instead.
+
+    Raises: PolicyLoadError naming the file.
+    """
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PolicyLoadError(
+            f"{name}: a string holds a lone surrogate escape (\\ud800-\\udfff without its "
+            "pair), which OPA would read as U+FFFD"
+        ) from exc
+    except RecursionError as exc:  # decoded, but deeper than the encoder goes
+        raise PolicyLoadError(f"{name}: nested too deep to encode") from exc
 
 
 def _read(path: Path) -> str:

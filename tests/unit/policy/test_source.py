@@ -113,6 +113,31 @@ def test_invalid_json_is_rejected_naming_the_file(tmp_path: Path) -> None:
         load_source(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param('{"note": "a\\ud800b"}', id="high-half"),
+        pytest.param('{"note": "\\uDC00"}', id="low-half-upper-case-hex"),
+        pytest.param('{"a": {"\\ud83d": 1}}', id="in-a-key"),
+        pytest.param('{"a": ["\\ude00\\ud83d"]}', id="pair-in-the-wrong-order"),
+    ],
+)
+def test_a_data_file_with_a_lone_surrogate_is_rejected_naming_the_file(
+    tmp_path: Path, text: str
+) -> None:
+    # Valid JSON; OPA reads it as U+FFFD, Python keeps the half pair (red team session 11).
+    write(tmp_path, "p.rego", MODULE)
+    write(tmp_path, "data/registry.json", text)
+    with pytest.raises(PolicyLoadError, match=r"^registry\.json: .*lone surrogate"):
+        load_source(tmp_path)
+
+
+def test_a_data_file_with_a_surrogate_pair_escape_loads(tmp_path: Path) -> None:
+    write(tmp_path, "p.rego", MODULE)
+    write(tmp_path, "data/registry.json", '{"note": "\\ud83d\\ude00"}')
+    assert load_source(tmp_path).data == {"note": "\U0001f600"}
+
+
 def test_unreadable_module_is_rejected_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / "latin1.rego").write_bytes(b"package p\n# caf\xe9\n")
     with pytest.raises(PolicyLoadError, match=r"^latin1\.rego: cannot read"):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sekisho.errors import PolicyLoadError
+from sekisho.policy.source import refuse_lone_surrogates
 
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 _MAX_FILES = 10_000
@@ -108,6 +109,8 @@ def _json(files: dict[str, bytes], name: str, default: Any) -> Any:
     if name not in files:
         return default
     try:
-        return json.loads(files[name])
+        document = json.loads(files[name])
     except (ValueError, RecursionError) as exc:  # nesting deeper than the decoder goes
         raise PolicyLoadError(f"bundle {name} is not valid JSON: {exc}") from exc
+    refuse_lone_surrogates(document, f"bundle {name}")
+    return document
