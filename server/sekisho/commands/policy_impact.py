@@ -11,7 +11,7 @@ from typing import Any
 from sekisho.commands import SubParsers
 from sekisho.config import Settings
 from sekisho.policy.engine import PolicyRuntime
-from sekisho.policy.impact import DecisionReader, Impact, replay
+from sekisho.policy.impact import DecisionFileError, DecisionReader, Impact, replay
 from sekisho.policy.wasm.compiler import entrypoint_of
 
 
@@ -43,9 +43,18 @@ def register(policy_sub: SubParsers, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Raises: PolicyLoadError, DecisionFileError (a ValueError), OSError."""
+    """Raises: PolicyLoadError, DecisionFileError (a ValueError; also when no line of the
+    files is a decision to replay), OSError."""
     live_dir = args.live or settings.policy.path
     impact = asyncio.run(_replay(settings, args.decisions, live_dir, args.candidate))
+    if impact.replayed == 0:
+        # A replay of nothing "passes" any --max-changes gate: say so instead (the usual cause is
+        # a service log or the audit log given for the decision log).
+        raise DecisionFileError(
+            f"no decision of {entrypoint_of(settings.policy.query)} in "
+            f"{', '.join(str(f) for f in args.decisions)} ({impact.skipped} other lines skipped): "
+            "give the decision log ([decision_log] path, or OPA's console decision log)"
+        )
     exceeded = args.max_changes is not None and impact.changed > args.max_changes
     if args.format == "json":
         document = impact_document(impact) | {"max_changes": args.max_changes}

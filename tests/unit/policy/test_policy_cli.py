@@ -319,3 +319,32 @@ def test_build_refuses_a_folder_that_fails_the_self_test(
     argv = ["policy", "build", "--output", str(tmp_path / "b.tar.gz")]
     assert main([*argv, "--config", config(tmp_path, root)]) == 2
     assert "unregistered audience was allowed" in capsys.readouterr().err
+
+
+# --- impact -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lines", "skipped"),
+    [
+        pytest.param(
+            [
+                '{"time": "2026-12-03 08:30:02,655", "logger": "sekisho.audit", "event": "token_exchanged"}'
+            ],
+            1,
+            id="the-service-log",
+        ),
+        pytest.param([], 0, id="an-empty-file"),
+    ],
+)
+def test_impact_refuses_files_with_no_decision_to_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: list[str], skipped: int
+) -> None:
+    # Walkthrough, session 11: var/sekisho.log given as --decisions replayed 0 decisions, printed
+    # "changed: 0" and exited 0, so a --max-changes gate passed on nothing.
+    log = tmp_path / "sekisho.log"
+    log.write_text("".join(line + "\n" for line in lines))
+    argv = ["policy", "impact", "--decisions", str(log), "--candidate", str(POLICIES)]
+    assert main([*argv, "--max-changes", "0", "--config", config(tmp_path, POLICIES)]) == 2
+    err = capsys.readouterr().err
+    assert f"no decision of sekisho/exchange/decision in {log} ({skipped} other lines" in err
