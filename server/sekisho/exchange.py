@@ -22,7 +22,7 @@ from sekisho.models import Caller, ExchangeRequest, ExchangeResult, VerifiedToke
 from sekisho.policy.engine import PolicyEngine
 from sekisho.policy.input import build_input
 from sekisho.policy.outcome import granted
-from sekisho.status.revocations import RevocationGate, covered_keys
+from sekisho.status.revocations import RevocationGate, covered_keys, resource_keys
 from sekisho.validation import ExchangeParams, RequestLimits, build_request
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,11 @@ class TokenExchanger:
                     decision = await self._policy.decide(document)
                 decision_id = decision.decision_id
                 grant = granted(decision, request)
+                if self._revocations is not None and grant.resources != request.resources:
+                    # Resources policy granted unasked (none was requested) name a downstream
+                    # as requested ones do: the token is recorded under them, so a revocation
+                    # of one refuses it here rather than mint a token born revoked.
+                    self._revocations.check_keys(resource_keys(grant.resources))
                 check_actor(subject, actor, decision)
                 self._check_deadline(deadline, "signing")
                 with stage("sign"):
@@ -161,7 +166,11 @@ class TokenExchanger:
         expires_in = minted.expires_at - minted.issued_at
         keys: tuple[tuple[str, str], ...] = ()
         if self._revocations is not None:
-            keys = (*covered_keys(request, subject, actor), ("token", minted.jti))
+            keys = (
+                *covered_keys(request, subject, actor),
+                *resource_keys(minted.resources),  # also those granted unasked
+                ("token", minted.jti),
+            )
         return ExchangeResult(
             minted=minted, expires_in=expires_in, decision_id=decision_id, revocation_keys=keys
         )

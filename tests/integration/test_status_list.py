@@ -19,7 +19,7 @@ from joserfc.jwk import KeySet
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.client import ChannelOptions, ExchangeError, TokenExchangeClient
-from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
+from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN
 from sekisho.devidp import DevIdentityProvider
 from sekisho.service import start_service
 from sekisho.signing.filestore import FileKeyStore
@@ -34,6 +34,7 @@ pytestmark = pytest.mark.integration
 
 CRM_AS = "https://crm-as.example.com"
 CRM_MCP = "https://crm.example.com/mcp"
+DOCS_AS = "https://docs-as.example.com"
 TTL = 7
 
 
@@ -91,9 +92,8 @@ async def _status_of(live: LiveStack, reference: dict[str, object]) -> int:
 
 
 async def _exchange(live: LiveStack, sub: str = "alice", **fields: object) -> dict[str, object]:
-    request = pb.ExchangeTokenRequest(
-        subject_token=live.user_token(sub=sub), audience=CRM_AS, **fields
-    )
+    fields.setdefault("audience", CRM_AS)
+    request = pb.ExchangeTokenRequest(subject_token=live.user_token(sub=sub), **fields)
     response = await live.stub.ExchangeToken(request)
     claims = jose_jwt.decode(response.access_token, await _keys(live)).claims
     return dict(claims)
@@ -180,6 +180,53 @@ async def test_a_revoked_subject_is_refused_and_its_token_flips(
     await asyncio.sleep(1.1)  # a signed list is reused for 1 s
     assert await _status_of(status_live, alice) == 1
     assert await _status_of(status_live, bob) == 0
+
+
+async def _until_status(live: LiveStack, reference: dict[str, object], expected: int) -> None:
+    """Poll the served list until the token's entry reads `expected` (the worker's record
+    flush, the gate's poll and the 1 s list reuse); fails after a 30 s hang guard."""
+    deadline = time.monotonic() + 30
+    while (status := await _status_of(live, reference)) != expected:
+        assert time.monotonic() < deadline, f"entry still {status}"
+        await asyncio.sleep(0.1)
+
+
+async def test_one_revoke_flips_the_tokens_a_user_acted_in_and_a_resource_was_granted(
+    status_live: LiveStack, tmp_path: Path
+) -> None:
+    # Session 11: `revoke subject` of the actor and `revoke audience` of a resource (an access
+    # token's `aud`, requested or granted by policy unasked) mark the live tokens, not only
+    # refuse new exchanges. No wait for the worker's record flush: a record written after the
+    # revocation is marked then.
+    issuer = status_live.idp.issuer
+    access = {"resource": [CRM_MCP], "requested_token_type": TOKEN_TYPE_ACCESS_TOKEN}
+    request = pb.ExchangeTokenRequest(
+        subject_token=status_live.user_token(may_act={"sub": "mallory", "iss": issuer}),
+        actor_token=status_live.user_token(sub="mallory"),
+        actor_token_type=TOKEN_TYPE_ID_TOKEN,
+        audience=CRM_AS,
+    )
+    response = await status_live.stub.ExchangeToken(request)
+    acted = jose_jwt.decode(response.access_token, await _keys(status_live)).claims
+    assert acted["sub"] == "alice" and acted["act"]["sub"] == "mallory"
+    for_resource = await _exchange(status_live, sub="bob", **access)
+    assert for_resource["aud"] == CRM_MCP
+    unasked = await _exchange(status_live, sub="carol")  # no resource requested: CRM_MCP granted
+    assert unasked["resource"] == CRM_MCP
+    elsewhere = await _exchange(status_live, sub="dave", audience=DOCS_AS)  # names neither
+    store = FileStatusStore(tmp_path / "status" / "status.db")
+    now = int(time.time())
+    store.revoke(now, Revocation("subject", subject_key(issuer, "mallory"), "INC", "sec", now))
+    store.revoke(now, Revocation("audience", CRM_MCP, "INC", "sec", now))
+    store.close()
+    for marked in (acted, for_resource, unasked):
+        await _until_status(status_live, marked["status"]["status_list"], 1)  # type: ignore[index]
+    assert await _status_of(status_live, elsewhere["status"]["status_list"]) == 0  # type: ignore[index]
+    # The gate agrees with the marks: what they cover is refused, never minted born revoked.
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await _exchange(status_live, sub="carol")
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    await _exchange(status_live, sub="dave", audience=DOCS_AS)
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ def covered_keys(
     ]
     # An access token's `aud` is its resource(s), not the exchange's audience: `revoke audience`
     # naming what a downstream sees in its tokens must cover them too.
-    keys.extend(("audience", resource) for resource in request.resources)
+    keys.extend(resource_keys(request.resources))
     for token in (subject, actor):
         if token is None:
             continue
@@ -46,6 +46,12 @@ def covered_keys(
         # user's may_act, or approved by policy) would put them in a new token's `act`.
         keys.append(("subject", subject_key(actor.issuer, actor.subject)))
     return keys
+
+
+def resource_keys(resources: Iterable[str]) -> list[tuple[RevocationKind, str]]:
+    """The (kind, value) a revocation names a token's resources by: each is an audience (an
+    access token's `aud`; the ID-JAG's `resource` claim), requested or granted by policy."""
+    return [("audience", resource) for resource in resources]
 
 
 class RevocationGate:
@@ -76,11 +82,18 @@ class RevocationGate:
         self, request: ExchangeRequest, subject: VerifiedToken, actor: VerifiedToken | None
     ) -> None:
         """Raises: AccessDeniedError (covered), TemporarilyUnavailableError (view too old)."""
+        self.check_keys(covered_keys(request, subject, actor))
+
+    def check_keys(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Refuse when a revocation or suspension in force names any of `keys` (check() for an
+        exchange; the exchange also checks the resources policy granted unasked).
+
+        Raises: AccessDeniedError (covered), TemporarilyUnavailableError (view too old)."""
         if self._stale():
             raise TemporarilyUnavailableError(
                 "token status is unavailable", log_detail="revocation view is stale"
             )
-        for kind, key in covered_keys(request, subject, actor):
+        for kind, key in keys:
             if (effect := self._active.get((kind, key))) is not None:
                 raise AccessDeniedError("the exchange was denied", log_detail=f"{effect} {kind}")
 

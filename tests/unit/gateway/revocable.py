@@ -9,6 +9,7 @@ from sekisho.audit import AuditLog
 from sekisho.exchange import TokenExchanger
 from sekisho.gateway.authorizer import GatewayAuthorizer, TokenHeader
 from sekisho.gateway.cache import GatewayTokenCache
+from sekisho.gateway.routes import RouteTable
 from sekisho.minting.minter import TokenMinter
 from sekisho.policy.engine import PolicyEngine
 from sekisho.status.filestore import FileStatusStore
@@ -28,10 +29,13 @@ class RevocableGateway:
 
 
 async def revocable_gateway(
-    harness: Harness, tmp_path: Path, policy: PolicyEngine | None = None
+    harness: Harness,
+    tmp_path: Path,
+    policy: PolicyEngine | None = None,
+    routes: RouteTable = ROUTES,
 ) -> RevocableGateway:
     """The gateway with a fresh status store (view refreshed once, max 10 s stale); `policy`
-    defaults to the harness's engine."""
+    defaults to the harness's engine, `routes` to test_authorizer's."""
     store = FileStatusStore(tmp_path / "status.db")
     gate = RevocationGate(store, harness.clock, max_stale_seconds=10)
     await gate.refresh()
@@ -48,7 +52,7 @@ async def revocable_gateway(
     )
     authorizer = GatewayAuthorizer(
         exchanger,
-        ROUTES,
+        routes,
         cache,
         token_header=TokenHeader(),
         tool_header="x-mcp-tool",

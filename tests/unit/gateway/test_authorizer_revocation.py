@@ -2,14 +2,16 @@
 after it (a cache hit skips the pipeline, so the cache must drop it), the fresh exchange is
 refused 403, and other users' cached tokens keep being served."""
 
+from dataclasses import replace
 from pathlib import Path
 
 from sekisho.gateway.authorizer import Allowed, Denied
+from sekisho.gateway.routes import RouteTable
 from sekisho.status.models import Revocation, subject_key
 
-from tests.harness import IDP_A, Harness
+from tests.harness import CRM_RESOURCE, IDP_A, Harness
 from tests.unit.gateway.revocable import revocable_gateway
-from tests.unit.gateway.test_authorizer import bearer, gw
+from tests.unit.gateway.test_authorizer import ROUTES, bearer, gw, minted_claims
 
 
 async def test_a_revoked_users_cached_token_is_not_served(harness: Harness, tmp_path: Path) -> None:
@@ -47,3 +49,26 @@ async def test_a_cached_token_is_not_served_once_the_revocation_view_is_stale(
     assert isinstance(stale, Denied) and stale.status == 503
     await gateway.gate.refresh()  # the store answers again: served again
     assert isinstance(await authorizer.authorize(gw("/crm", alice)), Allowed)
+
+
+async def test_a_resource_policy_granted_unasked_is_covered_by_its_audience_revocation(
+    harness: Harness, tmp_path: Path
+) -> None:
+    # A route naming no resource: policy grants the CRM resource by default, so the token's
+    # `aud` is that resource. `revoke audience` of it marks the token (the store records
+    # granted resources); the gateway must drop it from its cache and refuse the fresh exchange
+    # too, rather than keep serving (or mint) a token the status list calls INVALID.
+    crm = ROUTES.match("mcp.example.com", "/crm", "POST")
+    assert crm is not None
+    routes = RouteTable([replace(crm, resources=())])
+    gateway = await revocable_gateway(harness, tmp_path, routes=routes)
+    alice = bearer(harness)
+    first = await gateway.authorizer.authorize(gw("/crm", alice))
+    assert isinstance(first, Allowed)
+    assert minted_claims(harness, first, CRM_RESOURCE)["aud"] == CRM_RESOURCE  # granted unasked
+    assert await gateway.authorizer.authorize(gw("/crm", alice)) == first  # cached
+    now = int(harness.clock.now())
+    gateway.store.revoke(now, Revocation("audience", CRM_RESOURCE, "INC-9", "sec", now))
+    await gateway.gate.refresh()
+    refused = await gateway.authorizer.authorize(gw("/crm", alice))
+    assert isinstance(refused, Denied) and refused.status == 403
