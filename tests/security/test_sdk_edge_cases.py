@@ -175,6 +175,16 @@ async def test_ill_typed_exp_is_invalid_client_not_a_crash(exp: str) -> None:
         await _authenticate(_raw_assertion({"alg": "ES256", "kid": "ec-1"}, payload))
 
 
+@pytest.mark.parametrize("jti", ['"a\\ud800b"', '"\\udfff"'], ids=["high-half", "low-half"])
+async def test_a_jti_holding_a_lone_surrogate_is_invalid_client_not_a_crash(jti: str) -> None:
+    # Valid JSON that cannot be encoded: the replay key's hash raised UnicodeEncodeError (a 500).
+    claims = _claims()
+    payload = json.dumps(claims).replace(json.dumps(claims["jti"]), jti).encode()
+    assert jti.encode() in payload
+    with pytest.raises(InvalidClientError):
+        await _authenticate(_raw_assertion({"alg": "ES256", "kid": "ec-1"}, payload))
+
+
 async def test_alg_that_does_not_fit_the_key_type_is_refused() -> None:
     # An EC signature presented under the RSA key's kid, and an RSA one under the EC key's kid.
     ec_under_rsa_kid = jwt.encode(

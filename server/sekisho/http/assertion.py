@@ -13,6 +13,7 @@ from typing import Any
 import jwt
 from jwt.algorithms import get_default_algorithms
 
+from sekisho.codepoints import free_text
 from sekisho.constants import ASYMMETRIC_ALGORITHMS
 from sekisho.errors import InvalidClientError, InvalidTokenError
 from sekisho.identity.claims import audiences_of, validate_times
@@ -96,4 +97,8 @@ def check_claims(
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti:
         raise _reject("jti is missing or not a string")
+    # One meaning per string (codepoints.py): a lone surrogate cannot be encoded for the replay
+    # cache's key (an untyped UnicodeEncodeError, a 500), and controls have no place in an id.
+    if not free_text(jti):
+        raise _reject("jti holds control or surrogate code points")
     return AssertionClaims(client_id=client_id, jti=jti, expires_at=exp)
