@@ -312,6 +312,19 @@ def test_build_names_a_missing_signing_key_file(
     assert not (tmp_path / "b.tar.gz").exists()
 
 
+def test_build_names_a_key_that_cannot_sign_the_algorithm(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The CI example makes an EC P-256 key; without --signing-alg the build signs RS256 (the
+    # replicas' default), and opa answered "jwsbb.Sign: invalid key type *jwk.ecdsaPrivateKey…".
+    key = _ec_signing_key(tmp_path / "signing.pem")
+    argv = ["policy", "build", "--output", str(tmp_path / "b.tar.gz"), "--signing-key", str(key)]
+    assert main([*argv, "--config", config(tmp_path, POLICIES)]) == 2
+    err = capsys.readouterr().err
+    assert f"signing key {key} is an EC secp256r1 key, which cannot sign RS256" in err
+    assert "pass --signing-alg ES256" in err
+
+
 def test_build_refuses_a_folder_that_fails_the_self_test(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -14,6 +14,7 @@ from sekisho.errors import PolicyLoadError
 from sekisho.policy.source import load_source
 from sekisho.policy.toolchain import run_binary
 from sekisho.policy.wasm.bundle import read_bundle
+from sekisho.policy.wasm.signing import check_signing_key
 
 _IGNORED = ("*_test.rego", "*.json", "*.yaml", "*.yml", ".*")
 
@@ -75,6 +76,8 @@ def build_bundle(
         # opa reads a --signing-key that is not a file as the PEM text itself, and then says only
         # "failed to parse PEM block containing the key".
         raise PolicyLoadError(f"signing key {signing.key}: no such file")
+    if signing is not None:
+        check_signing_key(signing.key, signing.algorithm)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

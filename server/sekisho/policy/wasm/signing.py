@@ -102,6 +102,39 @@ class BundleVerifier:
         return self.key
 
 
+def check_signing_key(path: Path, algorithm: str) -> None:
+    """Refuse a PEM private key that cannot sign with `algorithm` before opa tries (its answer
+    is "jwsbb.Sign: invalid key type *jwk.ecdsaPrivateKey. *rsa.PrivateKey is required …"), e.g.
+    the EC key the CI example makes, used with the default --signing-alg RS256. A file that is
+    not an unencrypted PEM private key (an HMAC secret for HS*) is left to opa.
+
+    Raises: PolicyLoadError naming the key's type and the algorithm that fits it."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    if algorithm.startswith("HS"):
+        return
+    try:
+        key = load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError):
+        return
+    if isinstance(key, rsa.RSAPrivateKey):
+        what, fits = "an RSA key", ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        curves = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+        what, fits = f"an EC {key.curve.name} key", [curves.get(key.curve.name, "")]
+    elif isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
+        what, fits = "an EdDSA key", ["EdDSA"]
+    else:
+        return
+    if algorithm not in fits:
+        shown = " or ".join(f for f in fits if f) or "another algorithm"
+        raise PolicyLoadError(
+            f"signing key {path} is {what}, which cannot sign {algorithm}: pass --signing-alg "
+            f"{shown} (and set [policy] bundle_verification_alg to the same on the replicas)"
+        )
+
+
 def file_digest(name: str, data: bytes, algorithm: str) -> str:
     """The hex digest OPA signs for one bundle file. Raises: PolicyLoadError."""
     factory = _HASHES.get(algorithm)
