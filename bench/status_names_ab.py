@@ -8,7 +8,9 @@ process (SQLite runs in it):
   resource: no extra name) and for delegated access tokens (actor + peer + one resource: three
   extra names; the base code records them without);
 - revoke: `revoke subject` of a user covering 2,000 of 40,000 live tokens (as the subject only,
-  so both sides mark the same 2,000), and the bytes per live token of the database file.
+  so both sides mark the same 2,000), and the bytes per live token of the database file;
+- with `--redis`, the Redis store instead: record's CPU in redis-server per token (INFO cpu; the
+  record script runs there) and `used_memory` per token, plain and delegated.
 
 Run alternating base and new (base = a detached worktree of the commit before the change):
 
@@ -23,6 +25,7 @@ Prints one JSON line.
 import dataclasses
 import json
 import sqlite3
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -96,7 +99,53 @@ def revoke_cpu_ms(root: Path) -> tuple[float, int, float]:
     return round(1e3 * spent, 2), marked, round(path.stat().st_size / LIVE, 1)
 
 
+def _redis_cpu(client: Any) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def redis_record(*, delegated: bool) -> tuple[float, float]:
+    """redis-server CPU µs and used_memory bytes per recorded token."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.redis_server
+    from sekisho.status.redisstore import RedisStatusStore
+
+    from tests.redis_server import start_redis
+
+    server = start_redis()
+    try:
+        store = RedisStatusStore.from_url(server.url)
+        client = store._client  # the bench reads the server's own counters
+        lease = store.lease(NOW, list_size=TOKENS, lease_size=TOKENS, use_until=NOW + 60,
+                            valid_until=NOW + 400)  # fmt: skip
+        now = int(time.time())  # keys expire from exp: keep them alive while measured
+        tokens = [
+            dataclasses.replace(
+                _token(n, lease.list_id, n, delegated=delegated, users=1_000),
+                expires_at=now + 300,
+            )
+            for n in range(TOKENS)
+        ]
+        memory, cpu = int(client.info("memory")["used_memory"]), _redis_cpu(client)
+        for start in range(0, TOKENS, BATCH):
+            store.record(now, tokens[start : start + BATCH])
+        spent = _redis_cpu(client) - cpu
+        grown = int(client.info("memory")["used_memory"]) - memory
+        store.close()
+    finally:
+        server.stop()
+    return round(1e6 * spent / TOKENS, 2), round(grown / TOKENS, 1)
+
+
 def main() -> None:
+    if "--redis" in sys.argv:
+        plain_us, plain_bytes = redis_record(delegated=False)
+        delegated_us, delegated_bytes = redis_record(delegated=True)
+        print(json.dumps({
+            "side": "new" if "peer" in _FIELDS else "base", "store": "redis",
+            "record_plain_server_us": plain_us, "record_delegated_server_us": delegated_us,
+            "plain_bytes_per_token": plain_bytes, "delegated_bytes_per_token": delegated_bytes,
+        }))  # fmt: skip
+        return
     with tempfile.TemporaryDirectory(prefix="sekisho-names-ab-") as tmp:
         root = Path(tmp)
         plain = record_cpu_us(root, delegated=False)
