@@ -16,7 +16,7 @@ import copy
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sekisho.errors import AccessDeniedError, MalformedTokenError
+from sekisho.errors import ActorNotPermittedError, MalformedTokenError
 from sekisho.models import Caller, Decision, VerifiedToken
 
 DEFAULT_MAX_ACT_DEPTH = 4
@@ -71,12 +71,11 @@ def may_act_names(subject: VerifiedToken, actor: VerifiedToken) -> bool:
 
 
 def check_actor(subject: VerifiedToken, actor: VerifiedToken | None, decision: Decision) -> None:
-    """Raises: AccessDeniedError when an actor token is neither named by may_act nor approved."""
+    """Raises: ActorNotPermittedError when the actor is neither named by may_act nor approved."""
     if actor is None or may_act_names(subject, actor) or decision.actor_approved:
         return
-    raise AccessDeniedError(
-        "the exchange was denied by policy",
-        log_detail="actor is neither named by the subject's may_act nor approved by policy",
+    raise ActorNotPermittedError(
+        log_detail="actor is neither named by the subject's may_act nor approved by policy"
     )
 
 

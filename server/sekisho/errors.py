@@ -163,7 +163,7 @@ class InvalidTargetError(ServiceError):
     grpc_code = "PERMISSION_DENIED"
     http_status = 400
     bearer_error = "insufficient_scope"
-    default_message = "the audience or resource is not allowed"
+    default_message = "the requested audience or resource is not available"
 
 
 class InvalidScopeError(ServiceError):
@@ -173,7 +173,7 @@ class InvalidScopeError(ServiceError):
     grpc_code = "PERMISSION_DENIED"
     http_status = 400
     bearer_error = "insufficient_scope"
-    default_message = "the requested scopes cannot be granted"
+    default_message = "none of the requested scopes can be granted"
 
 
 class AccessDeniedError(ServiceError):
@@ -185,7 +185,43 @@ class AccessDeniedError(ServiceError):
     grpc_code = "PERMISSION_DENIED"
     http_status = 400
     bearer_error = "insufficient_scope"
-    default_message = "access denied by policy"
+    default_message = "the exchange was denied by policy"
+
+
+# Refusals that share access_denied on the wire (the caller learns no more than "denied") but not
+# the cause: each has its own `code` for the audit line and sekisho_refusals_total.
+
+
+class RevokedError(AccessDeniedError):
+    """`sekisho revoke` or `suspend` names the user, the caller, the audience or a resource."""
+
+    code = "revoked"
+    default_message = "the exchange was denied"
+
+
+class ActorNotPermittedError(AccessDeniedError):
+    """The actor token is neither named by the subject's `may_act` nor approved by policy."""
+
+    code = "actor_not_permitted"
+
+
+class NoClientIdError(AccessDeniedError):
+    """No client id at the audience: not in the decision, `[[callers]] client_ids`, nor the
+    subject token (docs/architecture.md §4 client_id rule)."""
+
+    code = "client_id_unknown"
+    default_message = (
+        "no client id is known for this caller at the audience (operator: the policy "
+        "decision's client_id, the caller's [[callers]] client_ids, or a subject token "
+        "that names its client)"
+    )
+
+
+class PolicyGrantError(AccessDeniedError):
+    """Policy allowed, but its grant cannot be minted: a reserved claim, an ill-formed scope, a
+    zero lifetime. A policy bug (or an attack through policy data): fail closed."""
+
+    code = "policy_grant_invalid"
 
 
 class InsufficientUserAuthenticationError(ServiceError):
@@ -207,7 +243,7 @@ class ConsentRequiredError(ServiceError):
     grpc_code = "FAILED_PRECONDITION"
     http_status = 400
     bearer_error = "insufficient_scope"
-    default_message = "user consent is required"
+    default_message = "the user must consent before this exchange"
 
 
 class TemporarilyUnavailableError(ServiceError):

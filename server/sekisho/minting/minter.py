@@ -7,7 +7,8 @@ from collections.abc import Callable
 from sekisho.clock import Clock
 from sekisho.delegation import actor_chain
 from sekisho.errors import (
-    AccessDeniedError,
+    NoClientIdError,
+    PolicyGrantError,
     ServerError,
     TemporarilyUnavailableError,
     TokenExpiredError,
@@ -60,7 +61,7 @@ class TokenMinter:
         """Sign a token for `decision`.
 
         Raises:
-            AccessDeniedError: the decision asks for a reserved claim or names no client.
+            PolicyGrantError: a reserved claim or a zero lifetime; NoClientIdError.
             TokenExpiredError: the subject token expires before a token could be useful.
             TemporarilyUnavailableError: no active signing key, or its backend is unreachable.
             ServerError: the signature failed self-verification or the backend refused.
@@ -143,10 +144,7 @@ class TokenMinter:
                 "no signing key is available", log_detail="active key is past its retirement"
             )
         if lifetime <= 0:  # policy granted a zero lifetime
-            raise AccessDeniedError(
-                "the exchange was denied by policy",
-                log_detail=f"lifetime caps {caps} leave nothing",
-            )
+            raise PolicyGrantError(log_detail=f"lifetime caps {caps} leave nothing")
         return lifetime
 
     @staticmethod
@@ -156,12 +154,7 @@ class TokenMinter:
         registered = request.caller.client_id_at(request.audience)
         client_id = decision.client_id or registered or subject.client_id
         if not client_id:
-            raise AccessDeniedError(
-                "no client id is known for this caller at the audience (operator: the policy "
-                "decision's client_id, the caller's [[callers]] client_ids, or a subject token "
-                "that names its client)",
-                log_detail="decision and subject token carry no client id",
-            )
+            raise NoClientIdError(log_detail="decision and subject token carry no client id")
         return client_id
 
 
@@ -169,8 +162,5 @@ def _extra_claims(decision: Decision) -> dict[str, object]:
     reserved = RESERVED_CLAIMS & decision.claims.keys()
     if reserved:
         # A policy trying to set iss/sub/aud/... is a policy bug or an attack: fail closed.
-        raise AccessDeniedError(
-            "the exchange was denied",
-            log_detail=f"policy claims override reserved {sorted(reserved)}",
-        )
+        raise PolicyGrantError(log_detail=f"policy claims override reserved {sorted(reserved)}")
     return dict(decision.claims)

@@ -14,20 +14,13 @@ from sekisho.errors import (
     InsufficientUserAuthenticationError,
     InvalidScopeError,
     InvalidTargetError,
+    PolicyGrantError,
     ServiceError,
 )
 from sekisho.models import Decision, ExchangeRequest
 from sekisho.validation import is_scope_token
 
 log = logging.getLogger(__name__)
-
-_PUBLIC_MESSAGES = {
-    "access_denied": "the exchange was denied by policy",
-    "invalid_target": "the requested audience or resource is not available",
-    "invalid_scope": "none of the requested scopes can be granted",
-    "insufficient_user_authentication": "stronger user authentication is required",
-    "consent_required": "the user must consent before this exchange",
-}
 
 
 def denial(decision: Decision) -> ServiceError:
@@ -41,11 +34,7 @@ def denial(decision: Decision) -> ServiceError:
             metadata["max_age"] = str(decision.max_age)
     if cls is ConsentRequiredError and decision.authorization_url:
         metadata["authorization_url"] = decision.authorization_url
-    return cls(
-        _PUBLIC_MESSAGES[cls.reason],
-        log_detail=decision.reason or cls.reason,
-        metadata=metadata,
-    )
+    return cls(log_detail=decision.reason or cls.reason, metadata=metadata)
 
 
 def granted(decision: Decision, request: ExchangeRequest) -> Decision:
@@ -64,14 +53,12 @@ def granted(decision: Decision, request: ExchangeRequest) -> Decision:
         if set(resources) != set(request.resources):
             # A token silently missing a requested resource is a token for something else
             # (issue 15 item 1): the caller asked for all of them, so refuse.
-            raise InvalidTargetError(
-                _PUBLIC_MESSAGES["invalid_target"], log_detail="grant drops a requested resource"
-            )
+            raise InvalidTargetError(log_detail="grant drops a requested resource")
     if any(not is_scope_token(s) for s in scopes):
         log.error("policy_scope_invalid", extra={"decision_id": decision.decision_id})
-        raise AccessDeniedError(_PUBLIC_MESSAGES["access_denied"], log_detail="ill-formed scope")
+        raise PolicyGrantError(log_detail="ill-formed scope")
     if request.scopes and not scopes:
-        raise InvalidScopeError(_PUBLIC_MESSAGES["invalid_scope"], log_detail="grant ∩ request = ∅")
+        raise InvalidScopeError(log_detail="grant ∩ request = ∅")
     if len(scopes) != len(decision.scopes):
         log.warning("policy_grant_narrowed", extra={"decision_id": decision.decision_id})
     scopes, resources = tuple(dict.fromkeys(scopes)), tuple(dict.fromkeys(resources))

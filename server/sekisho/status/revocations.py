@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable
 
 from sekisho.clock import Clock
-from sekisho.errors import AccessDeniedError, TemporarilyUnavailableError
+from sekisho.errors import RevokedError, TemporarilyUnavailableError
 from sekisho.models import ExchangeRequest, VerifiedToken
 from sekisho.status.models import RevocationKind, subject_key
 from sekisho.status.store import StatusStore
@@ -81,21 +81,21 @@ class RevocationGate:
     def check(
         self, request: ExchangeRequest, subject: VerifiedToken, actor: VerifiedToken | None
     ) -> None:
-        """Raises: AccessDeniedError (covered), TemporarilyUnavailableError (view too old)."""
+        """Raises: RevokedError (covered), TemporarilyUnavailableError (view too old)."""
         self.check_keys(covered_keys(request, subject, actor))
 
     def check_keys(self, keys: Iterable[tuple[str, str]]) -> None:
         """Refuse when a revocation or suspension in force names any of `keys` (check() for an
         exchange; the exchange also checks the resources policy granted unasked).
 
-        Raises: AccessDeniedError (covered), TemporarilyUnavailableError (view too old)."""
+        Raises: RevokedError (covered), TemporarilyUnavailableError (view too old)."""
         if self._stale():
             raise TemporarilyUnavailableError(
                 "token status is unavailable", log_detail="revocation view is stale"
             )
         for kind, key in keys:
             if (effect := self._active.get((kind, key))) is not None:
-                raise AccessDeniedError("the exchange was denied", log_detail=f"{effect} {kind}")
+                raise RevokedError(log_detail=f"{effect} {kind}")
 
     def revoked(self, keys: Iterable[tuple[str, str]]) -> bool:
         """Whether a revocation or suspension in force names any of `keys` (for caches of minted
