@@ -5,6 +5,7 @@ lives in commands/.
 
 import argparse
 import os
+import select
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -83,7 +84,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     handler: Handler = COMMANDS[args.command].run
     try:
-        return handler(args, _settings(args))
+        status = handler(args, _settings(args))
+        sys.stdout.flush()  # a reader that left is found here, not in Python's flush at exit
+    except BrokenPipeError as exc:
+        if _stdout_reader_gone():
+            return 1  # `sekisho … | head`: what was cut off is the reader's choice, not an error
+        print(f"sekisho: {exc}", file=sys.stderr)
+        return 2
     except (ConfigError, KeyStoreError, PolicyLoadError, ValueError, OSError) as exc:
         print(f"sekisho: {exc}", file=sys.stderr)
         return 2
+    return status
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe nobody reads any more (poll reports POLLERR on such a write end),
+    rather than some other broken connection; if so the rest of the output goes to /dev/null, so
+    that Python's flush at exit does not print "Exception ignored … BrokenPipeError" (the recipe
+    of the Python docs, "Note on SIGPIPE")."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        gone = any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):  # io.UnsupportedOperation is both: no real file behind stdout
+        return False
+    if gone:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return gone

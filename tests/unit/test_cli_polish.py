@@ -3,6 +3,9 @@ required, and `policy eval` refuses a document that is not a policy input, sayin
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,3 +149,24 @@ def test_other_refusals_get_no_such_hint(
         main([*argv, "--config", str(CONFIG)])
     assert caught.value.code == 2
     assert "was read as an option" not in capsys.readouterr().err
+
+
+def test_a_reader_that_left_is_not_reported_as_an_error(tmp_path: Path) -> None:
+    # Walkthrough, session 11: `sekisho policy build … | head -1` ended with "sekisho: [Errno 32]
+    # Broken pipe" and exit 2, as if the build had failed.
+    config = tmp_path / "sekisho.toml"
+    config.write_text('[keys]\ndir = "keys"\n')
+    assert main(["keys", "init", "--config", str(config)]) == 0
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command writes a line
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "sekisho", "keys", "list", "--config", str(config)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (1, "")
