@@ -145,7 +145,7 @@ class Metrics:
         self._in_flight: Callable[[], int] = int
         self._admission: AdmissionState | None = None
         self._bundle: BundleState | None = None
-        self._bundle_revisions: set[str] = set()
+        self._bundle_revisions: list[str] = []  # the serving revision last, at most two
         self.exchanges = Counter(
             "sekisho_exchanges",
             "Token exchanges by outcome, OAuth reason, audience and entry point.",
@@ -394,9 +394,16 @@ class Metrics:
                 self.key_state.labels(record.kid, state.value).set(state is record.state)
 
     def _sample_bundle(self, bundle: BundleState) -> None:
-        if bundle.activated_at:
-            self._bundle_revisions.add(bundle.revision)
-        for revision in self._bundle_revisions:
+        revisions = self._bundle_revisions
+        if bundle.activated_at and revisions[-1:] != [bundle.revision]:
+            # The serving revision (1) and the one it replaced (0): a series per revision ever
+            # seen would grow with every publish for the life of the process.
+            if bundle.revision in revisions:  # a rollback to the one before
+                revisions.remove(bundle.revision)
+            revisions.append(bundle.revision)
+            while len(revisions) > 2:
+                self.bundle_info.remove(revisions.pop(0))
+        for revision in revisions:
             self.bundle_info.labels(revision).set(revision == bundle.revision)
         self.bundle_activated.set(bundle.activated_at)
         self.bundle_polled.set(bundle.polled_at)

@@ -385,3 +385,23 @@ def test_policy_bundle_revision_times_and_failures_are_sampled() -> None:
     )
     assert _value(metrics, "sekisho_policy_bundle_last_poll_timestamp_seconds") == 1_800_000_000
     assert _value(metrics, "sekisho_policy_bundle_failures", reason="rejected") == 1
+
+
+def test_bundle_info_keeps_the_serving_and_the_previous_revision_only() -> None:
+    """One series per revision ever seen would grow with every publish for the life of the
+    process; the one before stays (at 0) so a dashboard sees the change."""
+    clock = FakeClock(1_800_000_000)
+    status = BundleStatus(clock)
+    metrics = Metrics(max_audiences=10)
+    metrics.watch_bundle(status)
+    for revision in ("v1", "v2", "v3", "v2"):  # the last a rollback
+        status.activated(revision)
+        metrics.sample(clock.now())
+    body = metrics.render()[0].decode()
+    info = sorted(
+        line for line in body.splitlines() if line.startswith("sekisho_policy_bundle_info")
+    )
+    assert info == [
+        'sekisho_policy_bundle_info{revision="v2"} 1.0',
+        'sekisho_policy_bundle_info{revision="v3"} 0.0',
+    ]

@@ -89,7 +89,8 @@ def run_exchange(args: ExchangeArgs) -> tuple[int, dict[str, Any]]:
     claims = jwt.decode(
         response.access_token,
         key=key.key,
-        algorithms=[header["alg"]],
+        # The JWKS entry's algorithm, never the token header's (the header is what is checked).
+        algorithms=[key.algorithm_name],
         audience=response.audience if response.token_type == "N_A" else None,
         options={"verify_aud": response.token_type == "N_A"},
     )
