@@ -14,7 +14,8 @@ for the new state, then removal of the old alias. Transitions only move forward 
 → retiring → retired, any → revoked), so a reader that sees a kid under two states takes the
 later one; promotions are applied before demotions, so there is never a moment without an
 active key (two active keys resolve to the one activated last). Retired and revoked keys are
-also disabled in KMS, so they cannot sign even for a replica that has not reloaded yet.
+also disabled in KMS, before their alias moves, so they cannot sign even for a replica that has
+not reloaded yet, and a key is never gone from the JWKS while still enabled.
 """
 
 import contextlib
@@ -252,6 +253,14 @@ class KmsKeyStore:
     def _apply(self, record: KeyRecord) -> None:
         member = self._members.get(record.kid)
         key_id = member.key_id if member else self._pending[record.kid]
+        if record.state in _GONE and (member is None or member.state not in _GONE):
+            # A key leaving the JWKS cannot sign, even for a stale replica. Disabled before its
+            # alias moves: the other way round, a failed DisableKey (throttled past the retries,
+            # or an operator role without kms:DisableKey) left a revoked key enabled, and a
+            # rerun of `keys revoke` only said "already revoked". Until the alias moves, readers
+            # still take the key for what it was (promotions are applied first, so it no
+            # longer signs), and a rerun finds it not yet revoked and finishes the change.
+            self._client.disable_key(key_id)
         self._client.tag(key_id, _tags_of(record))
         if member is None or member.state is not record.state:
             self._client.create_alias(
@@ -259,8 +268,6 @@ class KmsKeyStore:
             )
             if member is not None:
                 self._client.delete_alias(self._alias_name(f"{member.state.value}/{record.kid}"))
-        if record.state in _GONE and (member is None or member.state not in _GONE):
-            self._client.disable_key(key_id)  # a revoked key cannot sign, even for a stale replica
         self._members[record.kid] = _Member(record.kid, key_id, record.state)
         self._pending.pop(record.kid, None)
 

@@ -11,13 +11,14 @@ from sekisho.signing.filestore import KeyStoreLockedError
 from sekisho.signing.keyring import Keyring
 from sekisho.signing.keys import KeyState
 from sekisho.signing.kms import KmsSigner
+from sekisho.signing.kms_client import KmsError
 from sekisho.signing.kmsstore import KmsKeyStore
 from sekisho.signing.lifecycle import Timing
 from sekisho.signing.manager import KeyManager
 from sekisho.signing.material import public_jwk, public_key_from_der, thumbprint
 
 from tests.fakes.clock import FakeClock
-from tests.fakes.kms import FakeKms
+from tests.fakes.kms import FakeKey, FakeKms
 
 S = KeyState
 T0 = 1_800_000_000
@@ -107,6 +108,36 @@ def test_public_keys_are_fetched_once_and_steady_polls_cost_one_call(
     assert kms.calls["GetPublicKey"] == calls["GetPublicKey"]
     assert kms.calls["ListResourceTags"] == calls["ListResourceTags"]
     assert kms.calls["ListAliases"] == calls["ListAliases"] + 10
+
+
+def _key_of(kms: FakeKms, kid: str) -> FakeKey:
+    (key_id,) = (key for name, key in _aliases(kms).items() if name.endswith("/" + kid))
+    return kms.keys[key_id]
+
+
+@pytest.mark.parametrize("code", ["AccessDeniedException", "ThrottlingException"])
+def test_a_revoke_whose_disable_fails_can_be_run_again_until_the_key_is_disabled(
+    kms: FakeKms, tmp_path: Path, code: str
+) -> None:
+    # Red team session 11: DisableKey ran after the alias moved to revoked/, so when it failed
+    # the key stayed enabled in KMS and a rerun of `keys revoke` said "already revoked".
+    clock = FakeClock(T0)
+    manager = _manager(kms, clock, tmp_path)
+    compromised, upcoming = (r.kid for r in manager.init(ALICE).records)
+    clock.advance(600)
+    kms.fail("DisableKey", KmsError("DisableKey", code, "refused", retryable=False))
+    with pytest.raises(KeyStoreError):
+        manager.revoke(compromised, ALICE)
+    assert _key_of(kms, compromised).enabled  # the failure left it enabled...
+    assert f"revoked/{compromised}" not in _aliases(kms)  # ...so not yet gone from the JWKS
+    reader = Keyring(_store(kms, clock))
+    reader.load()
+    assert reader.signing_key()[0].kid == upcoming  # the promotion applied first: it signs
+    manager.revoke(compromised, ALICE)  # the operator runs it again
+    assert not _key_of(kms, compromised).enabled
+    assert f"revoked/{compromised}" in _aliases(kms)
+    reader.load()
+    assert compromised not in {k["kid"] for k in json.loads(reader.jwks_bytes)["keys"]}
 
 
 def test_a_half_applied_promotion_never_leaves_readers_without_an_active_key(
