@@ -14,7 +14,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from sekisho.clock import Clock
 from sekisho.errors import KeyStoreError
@@ -31,11 +31,24 @@ LOCK_LEASE_SECONDS = 60
 class KmsAliasLock:
     """One lock alias; `held` is a context manager."""
 
-    def __init__(self, client: KmsClient, name: str, clock: Clock, rng: random.Random) -> None:
+    def __init__(
+        self,
+        client: KmsClient,
+        name: str,
+        clock: Clock,
+        rng: random.Random,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        # The lease expiry is wall time (`clock`, shared with other hosts through the tag); the
+        # wait and the "alias without a lease" timer are this process's own (`monotonic`).
         self._client = client
         self._name = name
         self._clock = clock
         self._rng = rng
+        self._monotonic = monotonic
+        self._sleep = sleep
 
     @contextlib.contextmanager
     def held(self, target_key_id: str, wait_seconds: float) -> Iterator[None]:
@@ -50,7 +63,7 @@ class KmsAliasLock:
             self._release(target_key_id)
 
     def _acquire(self, target: str, wait_seconds: float) -> None:
-        deadline = time.monotonic() + wait_seconds
+        deadline = self._monotonic() + wait_seconds
         untagged_since: float | None = None
         while not self._try_create(target):
             holder = next(
@@ -60,11 +73,11 @@ class KmsAliasLock:
                 continue  # released in the meantime
             until = self._lease(holder)
             if until is None:  # taken a moment ago (tag not written yet), or the taker crashed
-                untagged_since = untagged_since or time.monotonic()
+                untagged_since = untagged_since or self._monotonic()
             expired = until is not None and until < self._clock.now()
             stuck = (
                 untagged_since is not None
-                and time.monotonic() - untagged_since > LOCK_LEASE_SECONDS
+                and self._monotonic() - untagged_since > LOCK_LEASE_SECONDS
             )
             if expired or stuck:
                 log.warning(
@@ -73,12 +86,12 @@ class KmsAliasLock:
                 with contextlib.suppress(KmsError):
                     self._client.delete_alias(self._name)
                 continue
-            if time.monotonic() >= deadline:
+            if self._monotonic() >= deadline:
                 raise KeyStoreLockedError(
                     f"the keys under {self._name.rsplit('/', 1)[0]}/ are locked by another "
                     f"sekisho process (lease until {until}); try again later"
                 )
-            time.sleep(0.1 + self._rng.uniform(0, 0.1))
+            self._sleep(0.1 + self._rng.uniform(0, 0.1))
 
     def _try_create(self, target: str) -> bool:
         try:
