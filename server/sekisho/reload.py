@@ -26,7 +26,7 @@ async def watch_directory(path: Path, on_change: Callable[[], object], what: str
             result = on_change()
             if inspect.isawaitable(result):
                 await result
-        except Exception:  # a background loop: log, count, go on
+        except Exception:  # a background loop: log and go on
             log.exception("reload_failed", extra={"what": what})
 
 
@@ -38,7 +38,7 @@ async def poll_forever(
         await asyncio.sleep(interval)
         try:
             await refresh()
-        except Exception:  # a background loop: log, count, go on
+        except Exception:  # a background loop: log and go on
             log.exception("reload_failed", extra={"what": what})
 
 
@@ -63,7 +63,7 @@ async def retry_with_backoff(
             continue
         try:
             ok = await refresh()
-        except Exception:  # a background loop: log, count, go on
+        except Exception:  # a background loop: log and go on
             log.exception("reload_failed", extra={"what": what})
             ok = False
         failures = 0 if ok else failures + 1

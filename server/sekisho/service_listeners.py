@@ -114,10 +114,11 @@ async def serve_grpc(
 ) -> GrpcServer:
     """Bind the gRPC listener: ExchangeToken and Envoy's ext_authz on one server."""
     settings, status, callers = core.settings, core.status, core.callers
+    gateway = exchanger.with_entrypoint("ext_authz")
     ext_authz = ExtAuthzServicer(
         build_gateway_authorizer(
             settings,
-            exchanger.with_entrypoint("ext_authz"),
+            gateway,
             core.clock,
             core.observability.metrics,
             revoked=status.gate.revoked if status else None,
@@ -126,7 +127,8 @@ async def serve_grpc(
         ),
         trust_source_principal=settings.gateway.trust_source_principal,
         callers=callers,
-        audit_refusal=exchanger.refused,
+        audit_refusal=gateway.refused,
+        crashed=gateway.crashed,
     )
     return await create_grpc_server(
         TokenExchangeServicer(exchanger, core.keyring, callers=callers),

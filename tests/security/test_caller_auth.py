@@ -350,6 +350,7 @@ async def test_ext_authz_caller_is_the_registered_mtls_gateway(
         trust_source_principal=trusted_principal,
         callers=CallerRegistry([RegisteredCaller(GATEWAY_CN)], require_client_auth=True),
         audit_refusal=lambda error, caller: refusals.append((error.reason, caller.id)),
+        crashed=lambda exc, caller: pytest.fail(f"crashed: {exc!r}"),
     )
     check = ext_authz_pb.CheckRequest()
     check.attributes.source.principal = "spiffe://mesh/client"
@@ -381,11 +382,19 @@ async def test_metadata_advertises_tls_client_auth(stack: MtlsStack) -> None:
     [
         (ExtAuthzServicer.__init__, "callers"),
         (ExtAuthzServicer.__init__, "audit_refusal"),
+        (ExtAuthzServicer.__init__, "crashed"),
         (TokenExchangeServicer.__init__, "callers"),
         (TokenEndpoint.__init__, "callers"),
         (build_token_endpoint, "callers"),
     ],
-    ids=["ext_authz-callers", "ext_authz-audit", "grpc-callers", "http-callers", "http-builder"],
+    ids=[
+        "ext_authz-callers",
+        "ext_authz-audit",
+        "ext_authz-crashed",
+        "grpc-callers",
+        "http-callers",
+        "http-builder",
+    ],
 )
 def test_no_transport_defaults_to_no_client_authentication_or_no_audit(
     adapter: Callable[..., object], parameter: str

@@ -25,7 +25,7 @@ from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
 from sekisho.callers import CallerRegistry
-from sekisho.errors import InvalidClientError, InvalidRequestError, ServerError, ServiceError
+from sekisho.errors import InvalidClientError, InvalidRequestError, ServiceError
 from sekisho.gateway.authorizer import (
     Allowed,
     Denied,
@@ -133,14 +133,17 @@ class ExtAuthzServicer(ext_authz_grpc.AuthorizationServicer):  # type: ignore[mi
         trust_source_principal: bool,
         callers: CallerRegistry,
         audit_refusal: Callable[[ServiceError, Caller], None],
+        crashed: Callable[[BaseException, Caller], ServiceError],
     ) -> None:
-        # Both required: defaults of "no client authentication" and "no audit" would fail open
-        # in a composition that forgot them.
+        # All required: defaults of "no client authentication" and "no audit" would fail open
+        # in a composition that forgot them. `crashed` is the exchanger's: a bug here is logged
+        # and audited as one at any other entry point (TokenExchanger.crashed).
         self._authorizer = authorizer
         self._trust_source_principal = trust_source_principal
         self._callers = callers
         self._peers = PeerIdentities()
         self._audit_refusal = audit_refusal  # a refused gateway is a decision: one audit line
+        self._crashed = crashed
 
     async def Check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
@@ -158,7 +161,6 @@ class ExtAuthzServicer(ext_authz_grpc.AuthorizationServicer):  # type: ignore[mi
             self._audit_refusal(error, peer)
             verdict = invalid_request()
         except Exception as exc:  # the RPC boundary: a bug denies with 500, never allows
-            log.exception("ext_authz_internal_error")
-            self._audit_refusal(ServerError(log_detail=f"unhandled {type(exc).__name__}"), peer)
+            self._crashed(exc, peer)
             verdict = Denied(500, {}, "internal error")
         return check_response(verdict)

@@ -13,7 +13,7 @@ from envoy.service.auth.v3 import external_auth_pb2 as ext_authz_pb
 from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_authz_grpc
 from google.rpc import code_pb2
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
-from sekisho.errors import InvalidRequestError
+from sekisho.errors import InvalidRequestError, ServiceError
 from sekisho.gateway.authorizer import GatewayAuthorizer, GatewayRequest, TokenHeader
 from sekisho.gateway.cache import GatewayTokenCache
 from sekisho.gateway.routes import Route, RouteTable
@@ -60,6 +60,7 @@ async def stub(harness: Harness) -> AsyncIterator[Any]:
             trust_source_principal=False,
             callers=NO_CLIENT_AUTH,
             audit_refusal=harness.exchanger.refused,
+            crashed=harness.exchanger.crashed,
         ),
     )
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
@@ -131,12 +132,18 @@ async def test_denials_are_ok_rpcs_with_denied_response(
 
 async def test_a_bug_denies_with_500(harness: Harness) -> None:
     servicer = TokenExchangeServicer(harness.exchanger, harness.keyring, callers=NO_CLIENT_AUTH)
-    audited: list[str] = []
+    crashes: list[BaseException] = []
+
+    def crashed(exc: BaseException, caller: Caller) -> ServiceError:
+        crashes.append(exc)
+        return harness.exchanger.crashed(exc, caller)
+
     broken = ExtAuthzServicer(
         BrokenAuthorizer(),  # type: ignore[arg-type]
         trust_source_principal=False,
         callers=NO_CLIENT_AUTH,
-        audit_refusal=lambda error, caller: audited.append(error.reason),
+        audit_refusal=harness.exchanger.refused,
+        crashed=crashed,
     )
     server = await create_grpc_server(servicer, "127.0.0.1:0", contextvars.ContextVar("r"), broken)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -144,7 +151,8 @@ async def test_a_bug_denies_with_500(harness: Harness) -> None:
     await server.server.stop(0)
     assert not response.HasField("ok_response")
     assert response.denied_response.status.code == 500
-    assert audited == ["server_error"]  # a crash is audited like any other refusal
+    # Logged and audited by the exchanger, as a crash at any other entry point
+    assert [type(exc).__name__ for exc in crashes] == ["RuntimeError"]
 
 
 def test_raw_header_map_is_read() -> None:
@@ -209,6 +217,7 @@ async def test_a_raw_header_that_is_not_utf8_is_audited_as_a_refusal(harness: Ha
         trust_source_principal=False,
         callers=NO_CLIENT_AUTH,
         audit_refusal=lambda error, caller: refused.append(error.reason),
+        crashed=harness.exchanger.crashed,
     )
     server = await create_grpc_server(
         servicer, "127.0.0.1:0", contextvars.ContextVar("r"), ext_authz
