@@ -20,8 +20,13 @@ def is_loopback_host(host: str) -> bool:
 def is_secure_url(url: str) -> bool:
     """https anywhere, or http on a loopback host (development and tests). A backslash in the
     authority is refused: urlsplit reads `http://evil\\@127.0.0.1/` as loopback, a WHATWG URL
-    parser (browsers, many HTTP clients) as the host `evil`."""
-    parts = urlsplit(url)
+    parser (browsers, many HTTP clients) as the host `evil`. A URL urlsplit cannot read
+    (`https://[::1/keys`, an unclosed IPv6 literal, in an IdP's discovery document) is not one:
+    its ValueError escaped JWKS discovery as a 500 instead of a refused document."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
     if "\\" in parts.netloc:
         return False
     if parts.scheme == "https" and parts.hostname:

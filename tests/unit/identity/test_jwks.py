@@ -279,9 +279,13 @@ async def test_discovered_jwks_uri_is_used() -> None:
         (discovery(jwks_uri=None), None),
         (discovery(jwks_uri=["https://idp.example.com/keys"]), None),
         (["not", "an", "object"], None),
+        # Red team session 11: urlsplit's ValueError escaped as a 500.
+        (discovery(jwks_uri="https://[::1/keys"), None),
+        (discovery(jwks_uri="http://[127.0.0.1/keys"), None),
     ],
     ids=["issuer-mismatch", "issuer-trailing-slash", "issuer-missing", "http-non-loopback",
-         "ftp", "no-jwks-uri", "jwks-uri-not-string", "not-an-object"],
+         "ftp", "no-jwks-uri", "jwks-uri-not-string", "not-an-object", "jwks-uri-unclosed-ipv6",
+         "jwks-uri-unclosed-bracket"],
 )  # fmt: skip
 async def test_unacceptable_discovery_document_is_refused(
     document: object, never_fetched: str | None
