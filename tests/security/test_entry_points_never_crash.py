@@ -303,6 +303,31 @@ def test_form_in_an_unknown_or_utf16_charset_is_invalid_request_and_audited(
     assert any(r.getMessage() == "token_rejected" for r in caplog.records)
 
 
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        pytest.param("\u00e9", id="latin-1-byte"),  # 0xE9 on the wire: not UTF-8
+        pytest.param("\u00c3\u00a9", id="utf-8-e-acute"),  # the UTF-8 bytes of é
+        pytest.param("Z2F0ZXdheTp4\u00c3\u00a9", id="base64-then-non-ascii"),
+    ],
+)
+def test_basic_credentials_that_are_not_ascii_are_invalid_client(
+    stack: Stack, credentials: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Red team session 11: base64.b64decode refuses a non-ASCII str with a plain ValueError
+    # (not binascii.Error), which escaped as a 500 server_error: unauthenticated, one ERROR
+    # traceback per request.
+    caplog.set_level(logging.INFO, logger="sekisho.audit")
+    text = _form([("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange")])
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Authorization": "Basic " + credentials,  # sent as latin-1 bytes by urllib
+    }
+    status, answer = _post(stack, text.encode(), headers)
+    assert (status, answer["error"]) == (401, "invalid_client")
+    assert any(r.getMessage() == "token_rejected" for r in caplog.records)
+
+
 @pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
 def test_non_finite_number_in_grpc_context_is_invalid_argument(stack: Stack, number: float) -> None:
     struct = struct_pb2.Struct()

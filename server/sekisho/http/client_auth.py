@@ -17,7 +17,6 @@ A request presenting more than one method is refused (RFC 6749 §2.3: MUST NOT u
 
 import asyncio
 import base64
-import binascii
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -155,7 +154,9 @@ class ClientAuthenticator:
 def _decode_basic(credentials: str) -> tuple[str, str]:
     try:
         decoded = base64.b64decode(credentials, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    # binascii.Error (bad base64) and UnicodeDecodeError are ValueErrors; so is b64decode's own
+    # refusal of a str that is not ASCII (a header byte aiohttp decoded), once a 500.
+    except ValueError:
         raise InvalidClientError(_INVALID, log_detail="malformed Basic credentials") from None
     client_id, sep, secret = decoded.partition(":")
     if not sep or not client_id:
