@@ -8,7 +8,7 @@ import base64
 import json
 import time
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -191,6 +191,19 @@ async def _until_status(live: LiveStack, reference: dict[str, object], expected:
         await asyncio.sleep(0.1)
 
 
+async def _until_refused(exchange: Callable[[], Awaitable[object]]) -> grpc.StatusCode:
+    """Retry `exchange` until it is refused (the gate's poll, 0.2 s) and return the refusal's
+    code; fails after a 30 s hang guard."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            await exchange()
+        except grpc.aio.AioRpcError as error:
+            return error.code()
+        assert time.monotonic() < deadline, "still exchanged"
+        await asyncio.sleep(0.1)
+
+
 async def test_one_revoke_flips_the_tokens_a_user_acted_in_and_a_resource_was_granted(
     status_live: LiveStack, tmp_path: Path
 ) -> None:
@@ -223,10 +236,37 @@ async def test_one_revoke_flips_the_tokens_a_user_acted_in_and_a_resource_was_gr
         await _until_status(status_live, marked["status"]["status_list"], 1)  # type: ignore[index]
     assert await _status_of(status_live, elsewhere["status"]["status_list"]) == 0  # type: ignore[index]
     # The gate agrees with the marks: what they cover is refused, never minted born revoked.
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await _exchange(status_live, sub="carol")
-    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # The marks can be served before the gate's next poll (a list not fetched since is signed
+    # afresh), so the refusal is waited for.
+    refused = await _until_refused(lambda: _exchange(status_live, sub="carol"))
+    assert refused == grpc.StatusCode.PERMISSION_DENIED
     await _exchange(status_live, sub="dave", audience=DOCS_AS)
+
+
+async def test_a_revoked_agent_nested_in_the_subject_tokens_act_flips_and_is_refused(
+    status_live: LiveStack, tmp_path: Path
+) -> None:
+    # Session 11: the gate checked the direct actor token only. A subject token that is itself
+    # the result of a delegation (act: agent-x, then agent-y) kept working after
+    # `revoke caller agent-x`, and its new token nested agent-x again; the live tokens nesting
+    # it were not marked either.
+    chain = {"sub": "agent-x", "act": {"sub": "agent-y", "iss": status_live.idp.issuer}}
+    delegated = pb.ExchangeTokenRequest(
+        subject_token=status_live.user_token(act=chain), audience=CRM_AS
+    )
+    response = await status_live.stub.ExchangeToken(delegated)
+    minted = jose_jwt.decode(response.access_token, await _keys(status_live)).claims
+    assert minted["act"] == chain  # nested again
+    plain = await _exchange(status_live, sub="alice")
+    store = FileStatusStore(tmp_path / "status" / "status.db")
+    now = int(time.time())
+    store.revoke(now, Revocation("caller", "agent-x", "INC", "sec", now))
+    store.close()
+    await _until_status(status_live, minted["status"]["status_list"], 1)
+    refused = await _until_refused(lambda: status_live.stub.ExchangeToken(delegated))
+    assert refused == grpc.StatusCode.PERMISSION_DENIED
+    assert await _status_of(status_live, plain["status"]["status_list"]) == 0  # type: ignore[index]
+    await _exchange(status_live, sub="alice")  # alice's own token: served
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from sekisho.profiles import profile_for
 from sekisho.signing.keyring import Keyring
 from sekisho.status.issuer import StatusListIssuer
 from sekisho.status.models import IssuedToken, subject_key
+from sekisho.status.revocations import act_keys
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ class TokenMinter:
                     actor=subject_key(actor.issuer, actor.subject) if actor else "",
                     resources=facts.resources,
                     peer=request.caller.id if actor else None,
+                    acting=(*act_keys(subject), *(act_keys(actor) if actor else ())),
                 )
             )
         return MintedToken(

@@ -61,7 +61,8 @@ CREATE INDEX IF NOT EXISTS token_names_expiry ON token_names(expires_at);
 """
 # `token_names` (added in session 11, created on the next open of an older file) holds the other
 # names a revocation covers a token by (IssuedToken.also_named: its actor as a subject, the mTLS
-# caller of an exchange with an actor token as a caller, each granted resource as an audience).
+# caller of an exchange with an actor token as a caller, each granted resource as an audience,
+# each earlier actor in the inbound tokens' `act` chains as a caller and as a subject).
 # Tokens recorded before it existed have none: they are found by their `tokens` columns only,
 # and expire within tokens.max_lifetime_seconds.
 _COLUMN = {"token": "jti", "subject": "subject", "caller": "caller", "audience": "audience"}

@@ -46,6 +46,9 @@ class IssuedToken:
     # The authenticated caller's id when an actor token's `sub` took its place in `caller`
     # (None without an actor token; "" is the anonymous caller's id).
     peer: str | None = None
+    # The earlier actors in the subject and actor tokens' `act` chains, as the gate names them
+    # (status/revocations.py act_keys): each member's sub as a caller and iss + sub as a subject.
+    acting: tuple[tuple[RevocationKind, str], ...] = ()
 
     def key(self, kind: RevocationKind) -> str:
         """The value a revocation of `kind` names for this token in its own right."""
@@ -60,18 +63,19 @@ class IssuedToken:
         """The other (kind, value) pairs a revocation covers this token by, as the exchange gate
         refuses them (status/revocations.py covered_keys): a user revoked as a subject is
         revoked as the actor too, a workload revoked as a caller is revoked as the mTLS caller
-        of an exchange with an actor token too, and a downstream revoked as an audience is
-        revoked as a resource (an access token's `aud`) too. Pairs equal to key(kind) are left
-        out."""
+        of an exchange with an actor token too, a downstream revoked as an audience is revoked
+        as a resource (an access token's `aud`) too, and an agent or user revoked either way is
+        revoked as an earlier actor nested in `act` too. Each pair once; pairs equal to
+        key(kind) are left out."""
         named: list[tuple[RevocationKind, str]] = []
-        if self.actor and self.actor != self.subject:
+        if self.actor:
             named.append(("subject", self.actor))
-        if self.peer is not None and self.peer != self.caller:
+        if self.peer is not None:
             named.append(("caller", self.peer))
-        for resource in dict.fromkeys(self.resources):  # once each, in order
-            if resource != self.audience:
-                named.append(("audience", resource))
-        return named
+        named.extend(("audience", resource) for resource in self.resources)
+        named.extend(self.acting)
+        own = {(kind, self.key(kind)) for kind in KINDS}
+        return [name for name in dict.fromkeys(named) if name not in own]  # once each, in order
 
     def names(self) -> list[tuple[RevocationKind, str]]:
         """Every (kind, value) a revocation covering this token may name."""

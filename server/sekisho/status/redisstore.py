@@ -4,7 +4,8 @@ Keys under `prefix`: `lists:current`, `lists:seq`, `list:<id>` (size, next, reti
 `list:<id>:invalid` and `list:<id>:suspended` (sets of indexes), `by:<kind>:<value>` (sorted sets
 of `<list>:<idx>` by exp: every token a revocation of `kind` = `value` covers, also by its other
 names, IssuedToken.also_named: its actor under `by:subject:`, the mTLS caller of an exchange with
-an actor token under `by:caller:`, each granted resource under `by:audience:`; `jti:<jti>` strings
+an actor token under `by:caller:`, each granted resource under `by:audience:`, each earlier actor
+in the inbound tokens' `act` chains under both `by:caller:` and `by:subject:`; `jti:<jti>` strings
 for token revocations), the `revocations` /
 `revocation_until` hashes and the `suspensions` / `suspension_until` hashes.
 Every per-token key expires with the token; a list's keys expire once no token in it can be valid.

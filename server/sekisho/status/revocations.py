@@ -45,6 +45,28 @@ def covered_keys(
         # A revoked user is refused in either role: their token as the actor (named by another
         # user's may_act, or approved by policy) would put them in a new token's `act`.
         keys.append(("subject", subject_key(actor.issuer, actor.subject)))
+    # The earlier actors a token carries (a subject token that is itself the result of a
+    # delegation): the new token nests them again, so a revoked or suspended agent must not keep
+    # acting through a token that names it.
+    keys.extend(act_keys(subject))
+    if actor is not None:
+        keys.extend(act_keys(actor))
+    return keys
+
+
+def act_keys(token: VerifiedToken) -> list[tuple[RevocationKind, str]]:
+    """The (kind, value) a revocation names each member of a token's `act` chain by: its `sub`
+    as a caller (as `revoke caller` names an actor, act.sub) and as a user (`revoke subject`:
+    the level's `iss`, or the token's own issuer for a level without one, JWT `sub` being
+    scoped by its issuer). The chain is VerifiedToken.act, already read and bounded by
+    `[trust] max_act_depth` (delegation.inbound_act): at most 2 x max_act_depth names."""
+    keys: list[tuple[RevocationKind, str]] = []
+    level = token.act
+    while level is not None:
+        sub = level["sub"]
+        keys.append(("caller", sub))
+        keys.append(("subject", subject_key(level.get("iss") or token.issuer, sub)))
+        level = level.get("act")
     return keys
 
 

@@ -72,3 +72,25 @@ async def test_a_resource_policy_granted_unasked_is_covered_by_its_audience_revo
     await gateway.gate.refresh()
     refused = await gateway.authorizer.authorize(gw("/crm", alice))
     assert isinstance(refused, Denied) and refused.status == 403
+
+
+async def test_a_cached_token_nesting_a_revoked_agent_is_not_served(
+    harness: Harness, tmp_path: Path
+) -> None:
+    # Session 11: a subject token that is itself the result of a delegation names agent-x in
+    # its `act`; the minted token nests it again. `revoke caller agent-x` must reach the token
+    # cached for it (the cache's keys are the gate's) and refuse the fresh exchange.
+    gateway = await revocable_gateway(harness, tmp_path)
+    authorizer = gateway.authorizer
+    delegated, plain = bearer(harness, act={"sub": "agent-x"}), bearer(harness)
+    first = await authorizer.authorize(gw("/crm", delegated))
+    assert isinstance(first, Allowed)
+    assert minted_claims(harness, first, CRM_RESOURCE)["act"] == {"sub": "agent-x"}  # nested again
+    plain_first = await authorizer.authorize(gw("/crm", plain))
+    assert await authorizer.authorize(gw("/crm", delegated)) == first  # cached
+    now = int(harness.clock.now())
+    gateway.store.revoke(now, Revocation("caller", "agent-x", "INC-11", "sec", now))
+    await gateway.gate.refresh()
+    refused = await authorizer.authorize(gw("/crm", delegated))
+    assert isinstance(refused, Denied) and refused.status == 403
+    assert await authorizer.authorize(gw("/crm", plain)) == plain_first  # still the cached token

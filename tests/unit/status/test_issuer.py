@@ -13,7 +13,7 @@ from sekisho.models import Caller, Decision, ExchangeRequest, VerifiedToken
 from sekisho.status.filestore import FileStatusStore
 from sekisho.status.issuer import AllocationPolicy, StatusListIssuer
 from sekisho.status.models import Revocation, RevocationKind, subject_key
-from sekisho.status.revocations import RevocationGate, covered_keys
+from sekisho.status.revocations import RevocationGate, act_keys, covered_keys
 from sekisho.status.store import StatusStoreError
 
 from tests.fakes.clock import FakeClock
@@ -175,6 +175,97 @@ async def test_a_minted_token_is_marked_by_each_user_caller_and_downstream_the_g
     assert len(names) == 6  # alice, mallory; the mTLS caller, mallory's sub; audience, resource
     for kind, key in names:
         assert store.revoke(NOW, Revocation(kind, key, "r", "sec", NOW)) == 1, (kind, key)
+
+
+OTHER_IDP = "https://other-idp.example.com"
+# A subject token that is itself the result of earlier delegations: agent-x acted last (no `iss`:
+# named by the token's issuer), agent-y (another IdP's) before it, agent-z deepest, at the
+# default max_act_depth of 4.
+CHAIN = {
+    "sub": "agent-x",
+    "act": {"sub": "agent-y", "iss": OTHER_IDP, "act": {"sub": "w", "act": {"sub": "agent-z"}}},
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "key"),
+    [
+        pytest.param("caller", "agent-x", id="caller-nested-first"),
+        pytest.param("subject", subject_key(IDP_A, "agent-x"), id="subject-without-iss"),
+        pytest.param("caller", "agent-y", id="caller-nested-second"),
+        pytest.param("subject", subject_key(OTHER_IDP, "agent-y"), id="subject-with-its-iss"),
+        pytest.param("caller", "agent-z", id="caller-at-max-act-depth"),
+    ],
+)
+async def test_an_agent_nested_in_the_subject_tokens_act_is_refused(
+    tmp_path: Path, kind: RevocationKind, key: str
+) -> None:
+    # Session 11: only the direct actor token was checked. A revoked or suspended agent kept
+    # acting through a subject token that nests it in `act`, and the new token nested it again.
+    store = FileStatusStore(tmp_path / "status.db")
+    gate = RevocationGate(store, FakeClock(NOW), max_stale_seconds=2)
+    delegated = replace(_subject(), act=CHAIN)
+    await gate.refresh()
+    gate.check(_request(), delegated, None)
+    store.suspend(NOW, Revocation(kind, key, "r", "sec", NOW))
+    await gate.refresh()
+    with pytest.raises(AccessDeniedError):
+        gate.check(_request(), delegated, None)
+    gate.check(_request(), _subject(), None)  # alice's own token, no chain: served
+    # The same chain carried by the actor token (an agent whose own token was delegated to it).
+    actor = VerifiedToken(
+        issuer=IDP_A, subject="agent-q", token_type="id_token", expires_at=NOW + 600, act=CHAIN
+    )
+    with pytest.raises(AccessDeniedError):
+        gate.check(_request(), _subject(), actor)
+    if kind == "subject" and key == subject_key(IDP_A, "agent-x"):
+        other = replace(_subject(), act={"sub": "agent-x", "iss": OTHER_IDP})
+        gate.check(_request(), other, None)  # another issuer's agent-x is someone else
+
+
+async def _minted_into(
+    path: Path, request: ExchangeRequest, subject: VerifiedToken, actor: VerifiedToken | None
+) -> FileStatusStore:
+    """A fresh store holding one token minted for `request` (its record flushed)."""
+    store = FileStatusStore(path)
+    clock = FakeClock(NOW)
+    issuer = StatusListIssuer(store, clock, base_uri="https://s.example/sl", policy=POLICY)
+    minter = TokenMinter(
+        keyring_over(StaticKeyStore()),
+        clock,
+        issuer="https://sekisho.example.com",
+        max_lifetime_seconds=300,
+        status=issuer,
+    )
+    decision = Decision(allow=True, scopes=("crm.read",), client_id="crm-client")
+    await minter.mint(request, subject, actor, decision)
+    await issuer.flush()
+    return store
+
+
+async def test_a_minted_token_is_marked_by_each_nested_actor_the_gate_refuses(
+    tmp_path: Path,
+) -> None:
+    # The marks agree with the gate over the `act` chains too: `revoke caller agent-x` (or
+    # `revoke subject` of it) flips the live tokens that nest it, not only refuses new ones.
+    delegated = replace(_subject(), act=CHAIN)
+    actor = VerifiedToken(
+        issuer=IDP_A,
+        subject="mallory",
+        token_type="id_token",
+        expires_at=NOW + 600,
+        act={"sub": "agent-m"},
+    )
+    nested = act_keys(delegated) + act_keys(actor)
+    assert len(nested) == 10  # 4 levels and 1, each as a caller and as a subject
+    names = covered_keys(_request(), delegated, actor)
+    assert set(nested) <= set(names)
+    for n, (kind, key) in enumerate(names):
+        if kind == "token":  # the inbound tokens' jti: not the minted token's
+            continue
+        store = await _minted_into(tmp_path / f"{n}.db", _request(), delegated, actor)
+        assert store.revoke(NOW, Revocation(kind, key, "r", "sec", NOW)) == 1, (kind, key)
+        store.close()
 
 
 async def test_the_gate_and_the_marking_agree_on_the_anonymous_caller(tmp_path: Path) -> None:

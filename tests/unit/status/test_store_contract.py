@@ -31,8 +31,11 @@ def _token(
     actor: str = "",
     resources: tuple[str, ...] = (),
     peer: str | None = None,
+    acting: tuple[tuple[RevocationKind, str], ...] = (),
 ) -> IssuedToken:
-    return IssuedToken(jti, subject, caller, audience, list_id, idx, exp, actor, resources, peer)
+    return IssuedToken(
+        jti, subject, caller, audience, list_id, idx, exp, actor, resources, peer, acting
+    )
 
 
 def _revocation(kind: RevocationKind, key: str) -> Revocation:
@@ -153,12 +156,21 @@ def test_live_lists_are_those_a_valid_token_may_point_into(store: StatusStore) -
 CRM_MCP = "https://crm.example.com/mcp"
 DOCS_MCP = "https://docs.example.com/mcp"
 GATEWAY = "spiffe://example.org/ns/gw/sa/gateway"
+AGENT_X = subject_key("https://idp.example.com", "agent-x")
+# An earlier actor nested in `act` (twice: a chain may name an agent at two levels), as
+# revocations.act_keys names it.
+NESTED: tuple[tuple[RevocationKind, str], ...] = (
+    ("caller", "agent-x"),
+    ("subject", AGENT_X),
+    ("caller", "agent-x"),
+    ("subject", AGENT_X),
+)
 
 
 def _acted_and_granted(list_id: int) -> list[IssuedToken]:
     """Tokens in which ALICE is the subject (0), the actor for BOB (1, through the GATEWAY
-    caller), both at once (3), or not at all (2), and tokens granted the CRM resource (4, 5) or
-    not (6)."""
+    caller), both at once (3), or not at all (2), tokens granted the CRM resource (4, 5) or
+    not (6), and one whose subject token nested agent-x in its `act` (7)."""
     return [
         _token("a1", ALICE, 0, list_id=list_id),
         _token("b-by-a", BOB, 1, list_id=list_id, caller="alice", actor=ALICE, peer=GATEWAY),
@@ -167,6 +179,7 @@ def _acted_and_granted(list_id: int) -> list[IssuedToken]:
         _token("at-crm", BOB, 4, list_id=list_id, audience="https://as", resources=(CRM_MCP,)),
         _token("at-two", BOB, 5, list_id=list_id, resources=(DOCS_MCP, CRM_MCP, CRM_MCP)),
         _token("at-docs", BOB, 6, list_id=list_id, audience="https://as", resources=(DOCS_MCP,)),
+        _token("b-via-x", BOB, 7, list_id=list_id, acting=NESTED),
     ]
 
 
@@ -177,6 +190,8 @@ def _acted_and_granted(list_id: int) -> list[IssuedToken]:
         pytest.param("audience", CRM_MCP, {4, 5}, id="audience-also-as-resource"),
         pytest.param("caller", "alice", {1, 3}, id="caller-as-the-actor"),
         pytest.param("caller", GATEWAY, {1}, id="caller-also-as-mtls-caller-of-an-actor"),
+        pytest.param("caller", "agent-x", {7}, id="caller-also-as-a-nested-actor"),
+        pytest.param("subject", AGENT_X, {7}, id="subject-also-as-a-nested-actor"),
     ],
 )
 def test_a_revocation_marks_the_tokens_it_covers_under_any_name(
@@ -198,6 +213,8 @@ def test_a_revocation_marks_the_tokens_it_covers_under_any_name(
         pytest.param("subject", ALICE, {0, 1, 3}, id="subject-also-as-actor"),
         pytest.param("audience", CRM_MCP, {4, 5}, id="audience-also-as-resource"),
         pytest.param("caller", GATEWAY, {1}, id="caller-also-as-mtls-caller-of-an-actor"),
+        pytest.param("caller", "agent-x", {7}, id="caller-also-as-a-nested-actor"),
+        pytest.param("subject", AGENT_X, {7}, id="subject-also-as-a-nested-actor"),
     ],
 )
 def test_a_token_recorded_after_the_revocation_is_marked_under_any_name(
