@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sekisho.config import PolicyConfig  # noqa: E402
+from sekisho.loops import LoopFailures, not_counted  # noqa: E402
 from sekisho.policy.wasm.engine import WasmPolicyEngine  # noqa: E402
 from sekisho.policy.wasm.factory import wasm_limits  # noqa: E402
 from sekisho.reload import watch_directory  # noqa: E402
@@ -74,7 +75,9 @@ async def measure(rounds: int) -> dict[str, list[float]]:
             compile_timeout=config.compile_timeout_seconds,
         )
         await engine.start()
-        watcher = asyncio.create_task(watch_directory(root, engine.folder_changed, "policy"))
+        watcher = asyncio.create_task(
+            watch_directory(root, engine.folder_changed, "policy", LoopFailures(not_counted))
+        )
         await asyncio.sleep(0.5)  # the watcher is set up
         try:
             if not (await engine.decide(SALES)).allow:

@@ -40,6 +40,7 @@ from typing import Any
 import policy_ab
 from sekisho.clock import SystemClock
 from sekisho.config import PolicyConfig
+from sekisho.loops import LoopFailures, not_counted
 from sekisho.models import Decision
 from sekisho.policy.cache import CachingPolicyEngine
 from sekisho.policy.opa.api import OpaApi
@@ -310,6 +311,7 @@ async def main() -> None:
             manage=True,
             timeout_seconds=5.0,
             check_interval_seconds=3600,
+            failures=LoopFailures(not_counted),
         )
         try:
             started = time.perf_counter()

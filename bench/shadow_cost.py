@@ -49,6 +49,7 @@ from sekisho.config import Settings
 from sekisho.decision_observers import build_decision_log
 from sekisho.exchange import TokenExchanger
 from sekisho.identity.cache import CachingTokenVerifier
+from sekisho.loops import LoopFailures, not_counted
 from sekisho.minting.minter import TokenMinter
 from sekisho.models import Decision
 from sekisho.policy.decisionlog import DecisionEvents
@@ -83,10 +84,14 @@ class Variant:
 
 
 async def _variants(harness: Harness, folder: Path) -> dict[str, Variant]:
-    live = build_policy_engine(Settings(policy={"path": str(POLICIES)}), SystemClock())
+    live = build_policy_engine(
+        Settings(policy={"path": str(POLICIES)}), SystemClock(), LoopFailures(not_counted)
+    )
     await live.start()
     variants = {name: Variant(harness, live) for name in ("off", "control")}
-    shadow_engine = build_policy_engine(Settings(policy={"path": str(POLICIES)}), SystemClock())
+    shadow_engine = build_policy_engine(
+        Settings(policy={"path": str(POLICIES)}), SystemClock(), LoopFailures(not_counted)
+    )
     await shadow_engine.start()
     shadow = ShadowEvaluator(shadow_engine, shadow_bounds())
     shadow.start()
@@ -209,7 +214,9 @@ async def _hot_path_cost(harness: Harness, folder: Path) -> None:
         best = min([await _timed(engine, document, 5000) for _ in range(7)])
         print(f"{name:<22}{best * 1e6:>8.2f} µs per decision")
     # What a live exchange can wait behind: one in-process shadow evaluation on the loop.
-    shadow_engine = build_policy_engine(Settings(policy={"path": str(POLICIES)}), SystemClock())
+    shadow_engine = build_policy_engine(
+        Settings(policy={"path": str(POLICIES)}), SystemClock(), LoopFailures(not_counted)
+    )
     await shadow_engine.start()
     real_input = await _live_input(harness)
     times = [await _timed(shadow_engine, real_input, 1) * 1e3 for _ in range(2000)]
@@ -247,7 +254,9 @@ async def _live_input(harness: Harness) -> dict[str, Any]:
         def offer(self, observed: Any) -> None:
             seen.append(observed.document)
 
-    live = build_policy_engine(Settings(policy={"path": str(POLICIES)}), SystemClock())
+    live = build_policy_engine(
+        Settings(policy={"path": str(POLICIES)}), SystemClock(), LoopFailures(not_counted)
+    )
     await live.start()
     variant = Variant(harness, ObservedPolicyEngine(live, harness.clock, [Recorder()]))
     await variant.exchanger.exchange(harness.request(harness.idp_a.token(harness.clock.now())))

@@ -21,6 +21,7 @@ from sekisho.http.secrets import SecretChecker
 from sekisho.http.token import TOKEN_PATH, TokenEndpoint
 from sekisho.identity.cache import CachingTokenVerifier
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
+from sekisho.loops import LoopFailures
 from sekisho.metrics import Metrics
 from sekisho.observability import Observability
 from sekisho.policy.cache import CachingPolicyEngine
@@ -108,8 +109,9 @@ def build_subject_cache(
     return cache
 
 
-def build_policy_engine(settings: Settings, clock: Clock) -> PolicyRuntime:
-    """The configured policy engine, not yet started; `clock` times a bundle's status."""
+def build_policy_engine(settings: Settings, clock: Clock, failures: LoopFailures) -> PolicyRuntime:
+    """The configured policy engine, not yet started; `clock` times a bundle's status,
+    `failures` counts its background loop's (OPA supervisor, bundle poller)."""
     policy = settings.policy
     if policy.engine == "opa":
         # Imported here: opa-python-client brings requests and urllib3, ~50 ms of every start
@@ -129,8 +131,9 @@ def build_policy_engine(settings: Settings, clock: Clock) -> PolicyRuntime:
             manage=policy.manage,
             timeout_seconds=policy.opa_timeout_seconds,
             check_interval_seconds=policy.opa_check_interval_seconds,
+            failures=failures,
         )
-    return embedded_engine(policy, Path.cwd(), clock)
+    return embedded_engine(policy, Path.cwd(), clock, failures)
 
 
 def build_gateway_authorizer(

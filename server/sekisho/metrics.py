@@ -229,6 +229,13 @@ class Metrics:
             multiprocess_mode="livemax",
         )
         self.worker_restarts = Counter(WORKER_RESTARTS, WORKER_RESTARTS_HELP, registry=own)
+        self.background_failures = Counter(
+            "sekisho_background_failures",
+            "Failed iterations of a background loop (key_rotation, jwks_refresh, status_flush, "
+            "…; loops.py), each logged with its traceback; the loop goes on.",
+            ("loop",),
+            registry=own,
+        )
         self._decision_metrics(own)
         self._bundle_metrics(own)
         self._exposition = own or self._multiprocess_registry()
@@ -348,6 +355,10 @@ class Metrics:
         if counter is None:
             counter = self._outcomes[key] = self._tally.counter(self.exchanges.labels(*key))
         return counter
+
+    def background_failed(self, loop: str) -> None:
+        """Count one failed iteration of background loop `loop` (loops.LoopFailures)."""
+        self.background_failures.labels(loop).inc()
 
     def jwks_fetched(self, issuer: str, *, ok: bool) -> None:
         self.jwks_fetches.labels(issuer).inc()

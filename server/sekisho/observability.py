@@ -1,7 +1,6 @@
 """Builds what the service reports about itself from [metrics] and [tracing]: the metrics, the
 optional tracer, the exchange instruments, and the loop that samples object-held values."""
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from sekisho.config import Settings
 from sekisho.instruments import ExchangeInstruments
+from sekisho.loops import Loop, LoopFailures, not_counted
 from sekisho.metrics import MeteredFetcher, Metrics, multiprocess_dir_from_env
 from sekisho.verify.fetcher import JsonFetcher
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from sekisho.tracing import Tracing
 
 log = logging.getLogger(__name__)
+METRICS_SAMPLE = Loop("metrics_sample", "metrics_sample_failed", log)
 
 SAMPLE_INTERVAL_SECONDS = 5.0
 
@@ -29,6 +30,8 @@ class Observability:
     metrics: Metrics | None
     tracing: "Tracing | None"
     instruments: ExchangeInstruments
+    # Counts every background loop's failed iterations (sekisho_background_failures_total).
+    loop_failures: LoopFailures
 
     def fetcher_for(self, fetcher: JsonFetcher, issuer: str) -> JsonFetcher:
         """`fetcher`, counting JWKS fetches for `issuer` when metrics are on."""
@@ -48,12 +51,14 @@ class Observability:
 
     async def sample_forever(self, now: Callable[[], float]) -> None:
         """Keep this worker's sampled gauges fresh for scrapes answered by another worker."""
-        while self.metrics is not None:
-            try:
-                self.metrics.sample(now())
-            except Exception:  # a background loop: log and go on
-                log.exception("metrics_sample_failed")
-            await asyncio.sleep(SAMPLE_INTERVAL_SECONDS)
+        metrics = self.metrics
+        if metrics is None:
+            return
+
+        async def sample() -> None:
+            metrics.sample(now())
+
+        await self.loop_failures.repeat(METRICS_SAMPLE, sample, lambda: SAMPLE_INTERVAL_SECONDS)
 
     def close(self) -> None:
         if self.tracing is not None:
@@ -83,4 +88,5 @@ def build_observability(
 
         tracing = build_tracing(settings.tracing, span_exporter)
     tracer = tracing.tracer if tracing is not None else None
-    return Observability(metrics, tracing, ExchangeInstruments(metrics, tracer))
+    failures = LoopFailures(metrics.background_failed if metrics is not None else not_counted)
+    return Observability(metrics, tracing, ExchangeInstruments(metrics, tracer), failures)

@@ -1,7 +1,8 @@
 """Hot reload of state (policies, keys): watch a directory, or poll what has no files (KMS).
 
 The callback itself keeps the last good state when the new files fail to load. It may be a
-coroutine function; its result is awaited.
+coroutine function; its result is awaited. A callback that raises is logged (`reload_failed`)
+and counted as a failure of loop `<what>_reload` (loops.py), and the loop goes on.
 """
 
 import asyncio
@@ -13,12 +14,21 @@ from pathlib import Path
 import watchfiles
 
 from sekisho.backoff import Backoff
+from sekisho.loops import Loop, LoopFailures
 
 log = logging.getLogger(__name__)
 
 
-async def watch_directory(path: Path, on_change: Callable[[], object], what: str) -> None:
+def reload_loop(what: str) -> Loop:
+    """The loop that reloads `what` ("keys", "policy bundle" → loop "policy_bundle_reload")."""
+    return Loop(f"{what.replace(' ', '_')}_reload", "reload_failed", log, (("what", what),))
+
+
+async def watch_directory(
+    path: Path, on_change: Callable[[], object], what: str, failures: LoopFailures
+) -> None:
     """Run until cancelled; every batch of changes under `path` triggers one `on_change()`."""
+    loop = reload_loop(what)
     async for changes in watchfiles.awatch(path, debounce=300, step=50, recursive=True):
         names = sorted({Path(p).name for _, p in changes})
         log.info("files_changed", extra={"what": what, "files": names[:20]})
@@ -26,26 +36,22 @@ async def watch_directory(path: Path, on_change: Callable[[], object], what: str
             result = on_change()
             if inspect.isawaitable(result):
                 await result
-        except Exception:  # a background loop: log and go on
-            log.exception("reload_failed", extra={"what": what})
+        except Exception:  # a background loop: log, count and go on
+            failures.failed(loop)
 
 
 async def poll_forever(
-    refresh: Callable[[], Awaitable[object]], interval: float, what: str
+    refresh: Callable[[], Awaitable[object]], interval: float, what: str, failures: LoopFailures
 ) -> None:
     """Run until cancelled: `await refresh()` every `interval` seconds (KMS has no files)."""
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await refresh()
-        except Exception:  # a background loop: log and go on
-            log.exception("reload_failed", extra={"what": what})
+    await failures.repeat(reload_loop(what), refresh, lambda: interval, wait_first=True)
 
 
 async def retry_with_backoff(
     refresh: Callable[[], Awaitable[bool]],
     failing: Callable[[], object],
     what: str,
+    failures: LoopFailures,
     *,
     first_seconds: float = 1.0,
     max_seconds: float = 60.0,
@@ -55,18 +61,18 @@ async def retry_with_backoff(
     A reload that failed is retried even when no file changes again (a fixed permission, KMS
     back): the service must not sit not-ready, or signing with stale keys, waiting for an event.
     """
-    backoff, failures = Backoff(first_seconds, max_seconds), 0
+    backoff, missed, loop = Backoff(first_seconds, max_seconds), 0, reload_loop(what)
     while True:
-        await asyncio.sleep(backoff.ceiling(failures))
+        await asyncio.sleep(backoff.ceiling(missed))
         if not failing():
-            failures = 0
+            missed = 0
             continue
         try:
             ok = await refresh()
-        except Exception:  # a background loop: log and go on
-            log.exception("reload_failed", extra={"what": what})
+        except Exception:  # a background loop: log, count and go on
+            failures.failed(loop)
             ok = False
-        failures = 0 if ok else failures + 1
-        delay = backoff.ceiling(failures)
+        missed = 0 if ok else missed + 1
+        delay = backoff.ceiling(missed)
         if not ok:
             log.warning("reload_retry_scheduled", extra={"what": what, "in_seconds": delay})

@@ -191,16 +191,17 @@ async def _launch(core: ServiceCore, service: Service) -> None:
     """The background loops: revocations, metrics sampling, JWKS refresh, key and policy
     watches; and what SIGHUP reloads."""
     settings, clock, tasks = core.settings, core.clock, service.tasks
+    failures = core.observability.loop_failures
     if core.status is not None:
-        await core.status.launch(tasks.running)
+        await core.status.launch(tasks.running, failures)
     if core.observability.metrics is not None:
         tasks.spawn(core.observability.sample_forever(clock.now))
     for issuer in core.issuers.values():
-        tasks.spawn(refresh_forever(issuer.jwks, settings.trust.jwks_cache_seconds))
-    watch = policy_watch(settings, core.policy)
+        tasks.spawn(refresh_forever(issuer.jwks, settings.trust.jwks_cache_seconds, failures))
+    watch = policy_watch(settings, core.policy, failures)
     if watch is not None:
         tasks.spawn(watch)
-    for key_task in key_tasks(settings, core.store, core.keyring, clock):
+    for key_task in key_tasks(settings, core.store, core.keyring, clock, failures):
         tasks.spawn(key_task)
     service.reloaders.append(core.keyring.refresh)
     if settings.policy.reads_folder or settings.policy.uses_bundle:

@@ -73,8 +73,11 @@ async def start_policy(
 ) -> tuple[CachingPolicyEngine, DecisionObservers]:
     """The live engine behind the decision cache, started, and what observes its decisions
     ([decision_log], [policy.shadow]). Raises: PolicyLoadError, ConfigError."""
+    failures = observability.loop_failures
     policy = CachingPolicyEngine(
-        build_policy_engine(settings, clock), clock, max_entries=settings.cache.decision_max_entries
+        build_policy_engine(settings, clock, failures),
+        clock,
+        max_entries=settings.cache.decision_max_entries,
     )
     await policy.start()
     observers = await build_decision_observers(
@@ -82,8 +85,8 @@ async def start_policy(
         policy,
         clock,
         observability.metrics,
-        build_engine=build_policy_engine,
-        watch=lambda shadow_settings, engine: policy_watch(shadow_settings, engine, "shadow"),
+        build_engine=lambda shadow, at: build_policy_engine(shadow, at, failures),
+        watch=lambda shadow, engine: policy_watch(shadow, engine, failures, "shadow"),
         several_workers=settings.server.workers != 1,
     )
     return policy, observers

@@ -11,6 +11,7 @@ from sekisho.policy.opa.api import OpaApi
 from sekisho.policy.opa.engine import OpaPolicyEngine
 from sekisho.policy.selftest import SELF_TEST_INPUT
 
+from tests.fakes.loops import RecordedFailures
 from tests.harness import POLICIES
 
 QUERY = "data.sekisho.exchange.decision"
@@ -33,6 +34,7 @@ def opa_engine(
         manage=manage,
         timeout_seconds=timeout,
         check_interval_seconds=interval,
+        failures=RecordedFailures(),
     )
 
 

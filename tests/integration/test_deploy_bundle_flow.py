@@ -46,6 +46,7 @@ from sekisho.signing.filestore import FileKeyStore
 from tests.bounds import wasm_limits
 from tests.embedded import shared_runtime
 from tests.fakes.clock import FakeClock
+from tests.fakes.loops import RecordedFailures
 from tests.grpc_errors import error_info
 from tests.integration.conftest import stack_settings
 from tests.integration.test_opa_service import CRM_AS, GIVE_UP_SECONDS, running, until
@@ -300,7 +301,7 @@ async def test_policy_bundle_ca_file_reaches_the_downloader(
 ) -> None:
     url, ca_file = tls_server
     policy = PolicyConfig(bundle_url=url, bundle_ca_file=ca_file if use_ca_file else None)
-    engine = bundle_engine(policy, FakeClock())
+    engine = bundle_engine(policy, FakeClock(), RecordedFailures())
     try:
         assert not await engine.refresh()
         assert engine.status.failures == {failure: 1}
@@ -355,6 +356,7 @@ async def test_a_replica_that_started_without_a_bundle_retries_at_once(
     policies = BundlePolicyEngine(
         QUERY,
         wasm_limits(),
+        failures=RecordedFailures(),
         runtime=shared_runtime(),
         downloader=BundleDownloader(server.url, 5.0),
         polling=Polling(min_delay=60.0, max_delay=120.0),

@@ -18,6 +18,7 @@ from sekisho.policy.wasm.engine import WasmPolicyEngine
 from sekisho.reload import watch_directory
 
 from tests.embedded import wasm_engine
+from tests.fakes.loops import RecordedFailures
 from tests.policy_edits import DENYLIST_RULE, SALES, seconds_until_decided, set_crm_grants
 from tests.unit.policy.inputs import POLICIES, QUERY
 
@@ -32,7 +33,9 @@ async def watched(tmp_path: Path) -> AsyncIterator[tuple[WasmPolicyEngine, Path]
     shutil.copytree(POLICIES, root)
     engine = wasm_engine(root, QUERY, cached=False)
     await engine.start()
-    task = asyncio.create_task(watch_directory(root, engine.folder_changed, "policy"))
+    task = asyncio.create_task(
+        watch_directory(root, engine.folder_changed, "policy", RecordedFailures())
+    )
     await asyncio.sleep(0.3)  # the watcher is set up
     yield engine, root
     task.cancel()

@@ -27,6 +27,7 @@ from sekisho.policy.wasm.signing import BundleVerifier
 from tests.bounds import wasm_limits
 from tests.embedded import shared_runtime
 from tests.fakes.clock import FakeClock
+from tests.fakes.loops import RecordedFailures
 from tests.opa import opa_binary
 from tests.unit.policy.inputs import CRM, POLICIES, QUERY, policy_input
 
@@ -97,8 +98,14 @@ def bundle(
     return output.read_bytes()
 
 
-def engine(**kwargs: Any) -> BundlePolicyEngine:
-    return BundlePolicyEngine(QUERY, wasm_limits(), runtime=shared_runtime(), **kwargs)
+def engine(failures: RecordedFailures | None = None, **kwargs: Any) -> BundlePolicyEngine:
+    return BundlePolicyEngine(
+        QUERY,
+        wasm_limits(),
+        runtime=shared_runtime(),
+        failures=failures or RecordedFailures(),
+        **kwargs,
+    )
 
 
 def no_crm_grants(registry: dict[str, Any]) -> None:
@@ -383,14 +390,19 @@ async def test_the_bundle_status_is_timed_by_the_service_clock(tmp_path: Path) -
     path = tmp_path / "sekisho.tar.gz"
     path.write_bytes(bundle(tmp_path, "r1"))
     clock = FakeClock(1_800_000_000.0)
-    live = build_policy_engine(Settings(policy={"bundle_file": str(path)}), clock)
+    live = build_policy_engine(
+        Settings(policy={"bundle_file": str(path)}), clock, RecordedFailures()
+    )
     assert isinstance(live, BundlePolicyEngine)
     await live.start()
     await live.close()
     assert live.status.activated_at == clock.current
     clock.advance(60)
     settings = Settings(policy={"shadow": {"bundle_file": str(path)}})
-    evaluator, shadow = await start_shadow(settings, clock, None, build_policy_engine)
+    failures = RecordedFailures()
+    evaluator, shadow = await start_shadow(
+        settings, clock, None, lambda shadow, at: build_policy_engine(shadow, at, failures)
+    )
     try:
         assert isinstance(shadow.engine, BundlePolicyEngine)
         assert shadow.engine.status.activated_at == clock.current

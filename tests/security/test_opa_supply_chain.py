@@ -21,6 +21,7 @@ from sekisho.errors import TemporarilyUnavailableError
 from sekisho.policy.opa.api import OpaApi, opa_ssl_context
 from sekisho.policy.opa.engine import OpaPolicyEngine
 
+from tests.fakes.loops import RecordedFailures
 from tests.integration.opa_fixtures import QUERY, opa_engine, shipped_copy
 from tests.integration.test_opa_engine import eventually, sales_user
 from tests.opa import OpaServer
@@ -153,6 +154,7 @@ async def test_https_opa_with_its_own_ca_and_the_token(tmp_path: Path) -> None:
             manage=True,
             timeout_seconds=2.0,
             check_interval_seconds=0.2,
+            failures=RecordedFailures(),
         )
         await trusted.start()
         assert trusted.ready

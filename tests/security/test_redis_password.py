@@ -23,6 +23,7 @@ from sekisho.status.runtime import build_status_store
 from sekisho.status.store import StatusStoreError
 
 from tests.fakes.clock import FakeClock
+from tests.fakes.loops import RecordedFailures
 from tests.redis_server import RedisServer, start_redis
 
 PASSWORD = "hunter2-status-redis-pw"
@@ -137,7 +138,7 @@ async def test_service_log_lines_on_failure_never_print_the_password(
         await gate.refresh()
     _printed_nothing_secret("".join(traceback.format_exception(raised.value)))
     with caplog.at_level(logging.DEBUG):
-        loop = asyncio.create_task(gate.refresh_forever(0.05))
+        loop = asyncio.create_task(gate.refresh_forever(0.05, RecordedFailures()))
         await asyncio.sleep(0.3)
         loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):

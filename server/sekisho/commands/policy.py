@@ -194,6 +194,7 @@ def _check_embedded(settings: Settings) -> bool:
 
 def _build(args: argparse.Namespace, settings: Settings) -> int:
     """opa build -b of the folder, then the bundle loaded and self-tested as a replica would."""
+    from sekisho.loops import LoopFailures, not_counted
     from sekisho.policy.wasm.bundles import BundlePolicyEngine
     from sekisho.policy.wasm.compiler import BundleSigning, build_bundle, entrypoint_of
     from sekisho.policy.wasm.factory import wasm_limits
@@ -208,7 +209,9 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
         opa, settings.policy.path, entrypoint, output, revision=args.revision, signing=signing
     )
     raw = output.read_bytes()
-    policy = BundlePolicyEngine(settings.policy.query, wasm_limits(settings.policy)).load(raw)
+    policy = BundlePolicyEngine(
+        settings.policy.query, wasm_limits(settings.policy), failures=LoopFailures(not_counted)
+    ).load(raw)
     digest = hashlib.sha256(raw).hexdigest()
     signed = "signed" if signing else "unsigned"
     print(f"wrote {output}: {len(raw)} bytes, sha256 {digest}, {signed}")

@@ -67,9 +67,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _engine(settings: Settings, folder: Path) -> PolicyRuntime:
     from sekisho.clock import SystemClock
     from sekisho.components import build_policy_engine
+    from sekisho.loops import LoopFailures, not_counted
 
     policy = settings.policy.model_copy(update={"engine": "embedded", "path": folder.resolve()})
-    return build_policy_engine(settings.model_copy(update={"policy": policy}), SystemClock())
+    return build_policy_engine(
+        settings.model_copy(update={"policy": policy}), SystemClock(), LoopFailures(not_counted)
+    )
 
 
 async def _replay(settings: Settings, files: list[Path], live_dir: Path, candidate: Path) -> Impact:

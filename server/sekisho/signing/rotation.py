@@ -10,12 +10,14 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from sekisho.errors import KeyStoreError
+from sekisho.loops import Loop, LoopFailures
 from sekisho.signing.audit import Actor
 from sekisho.signing.filestore import KeyStoreLockedError
 from sekisho.signing.lifecycle import Transition
 from sekisho.signing.manager import KeyManager
 
 log = logging.getLogger(__name__)
+KEY_ROTATION = Loop("key_rotation", "key_rotation_crashed", log)
 
 SERVICE_ACTOR = Actor(operator="sekisho-service", reason="keys.rotation_period", source="service")
 
@@ -58,14 +60,9 @@ class AutoRotator:
         return transition
 
 
-async def rotate_forever(rotator: AutoRotator, interval: float) -> None:
-    """Check every `interval` seconds until cancelled."""
-    while True:
-        try:
-            await rotator.check()
-        except Exception:  # a background loop: log and go on
-            log.exception("key_rotation_crashed")
-        await asyncio.sleep(interval)
+async def rotate_forever(rotator: AutoRotator, interval: float, failures: LoopFailures) -> None:
+    """Check every `interval` seconds until cancelled (a check that raises is counted)."""
+    await failures.repeat(KEY_ROTATION, rotator.check, lambda: interval)
 
 
 def check_interval(rotation_period: int) -> float:

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 from sekisho.clock import Clock
 from sekisho.errors import TemporarilyUnavailableError
+from sekisho.loops import Loop, LoopFailures
 from sekisho.status.models import IssuedToken, Lease
 from sekisho.status.store import StatusStore, StatusStoreError
 
 log = logging.getLogger(__name__)
+STATUS_FLUSH = Loop("status_flush", "status_flush_failed", log)
 
 MAX_BUFFERED = 1_000_000  # records held while the store is unreachable
 PRUNE_EVERY_SECONDS = 30.0
@@ -122,15 +124,14 @@ class StatusListIssuer:
         if marked:
             log.info("status_tokens_marked", extra={"count": marked, "on": "record"})
 
-    async def flush_forever(self, interval: float) -> None:
+    async def flush_forever(self, interval: float, failures: LoopFailures) -> None:
         """The background loop: flush, and now and then prune expired state."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.flush()
-                await self._prune()
-            except Exception:  # a background loop: log and go on
-                log.exception("status_flush_failed")
+        step, delay = self._flush_and_prune, lambda: interval
+        await failures.repeat(STATUS_FLUSH, step, delay, wait_first=True)
+
+    async def _flush_and_prune(self) -> None:
+        await self.flush()
+        await self._prune()
 
     async def _prune(self) -> None:
         now = self._clock.now()

@@ -14,11 +14,13 @@ from collections.abc import Iterable
 
 from sekisho.clock import Clock
 from sekisho.errors import RevokedError, TemporarilyUnavailableError
+from sekisho.loops import Loop, LoopFailures
 from sekisho.models import ExchangeRequest, VerifiedToken
 from sekisho.status.models import RevocationKind, subject_key
 from sekisho.status.store import StatusStore
 
 log = logging.getLogger(__name__)
+REVOCATIONS_REFRESH = Loop("revocations_refresh", "revocations_refresh_failed", log)
 
 
 def covered_keys(
@@ -130,10 +132,7 @@ class RevocationGate:
         loaded_at = self._loaded_at
         return loaded_at is None or self._clock.now() - loaded_at > self._max_stale
 
-    async def refresh_forever(self, interval: float) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except Exception:  # a background loop: log and go on (check() fails closed)
-                log.exception("revocations_refresh_failed")
-            await asyncio.sleep(interval)
+    async def refresh_forever(self, interval: float, failures: LoopFailures) -> None:
+        """Refresh every `interval` seconds; a failed refresh is counted (check() fails closed
+        once the view is too old)."""
+        await failures.repeat(REVOCATIONS_REFRESH, self.refresh, lambda: interval)

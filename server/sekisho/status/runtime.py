@@ -10,6 +10,7 @@ from sekisho.clock import Clock
 from sekisho.config import Settings, StatusListConfig
 from sekisho.errors import ConfigError
 from sekisho.http.statuslist import STATUS_LISTS_PATH, StatusListEndpoint
+from sekisho.loops import LoopFailures
 from sekisho.signing.keyring import Keyring
 from sekisho.status.issuer import AllocationPolicy, StatusListIssuer
 from sekisho.status.listtoken import ListTiming, StatusListTokens
@@ -53,16 +54,17 @@ class StatusRuntime:
     gate: RevocationGate
     endpoint: StatusListEndpoint
 
-    async def launch(self, tasks: list["asyncio.Task[None]"]) -> None:
+    async def launch(self, tasks: list["asyncio.Task[None]"], failures: LoopFailures) -> None:
         """Load the revocations in force (a failure is logged; exchanges then fail closed) and
-        start the flush and refresh loops into `tasks`. Its owner closes it (`close`)."""
+        start the flush and refresh loops into `tasks`, their failures counted by `failures`.
+        Its owner closes it (`close`)."""
         try:
             await self.gate.refresh()
         except StatusStoreError:
             log.exception("revocations_refresh_failed")
         loops = (
-            self.issuer.flush_forever(self.config.flush_interval_seconds),
-            self.gate.refresh_forever(self.config.poll_seconds),
+            self.issuer.flush_forever(self.config.flush_interval_seconds, failures),
+            self.gate.refresh_forever(self.config.poll_seconds, failures),
         )
         tasks.extend(asyncio.create_task(loop) for loop in loops)
 

@@ -12,6 +12,7 @@ from sekisho.policy.wasm.bundles import BundlePolicyEngine
 from sekisho.policy.wasm.engine import WasmPolicyEngine
 
 from tests.fakes.clock import FakeClock
+from tests.fakes.loops import RecordedFailures
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +52,7 @@ def test_bundle_ca_file_is_relative_to_the_config_file_and_must_hold_a_ca(tmp_pa
     assert settings.policy.bundle_ca_file == (tmp_path / "conf" / "tls" / "ca.pem").resolve()
     with pytest.raises(ConfigError, match=r"policy\.bundle_ca_file"):
         # the file is read at start: missing stops the start
-        build_policy_engine(settings, FakeClock())
+        build_policy_engine(settings, FakeClock(), RecordedFailures())
 
 
 @pytest.mark.parametrize(
@@ -105,7 +106,8 @@ def test_invalid_settings_name_the_key(tmp_path: Path, body: str, message: str) 
 )
 def test_engine_selection(tmp_path: Path, body: str, engine: type) -> None:
     assert isinstance(
-        build_policy_engine(load_settings(config(tmp_path, body)), FakeClock()), engine
+        build_policy_engine(load_settings(config(tmp_path, body)), FakeClock(), RecordedFailures()),
+        engine,
     )
 
 
@@ -117,4 +119,6 @@ def test_a_bundle_engine_needs_no_opa_binary(
     settings = load_settings(
         config(tmp_path, 'bundle_file = "s.tar.gz"\nopa_binary = "/nowhere/opa"\n')
     )
-    assert isinstance(build_policy_engine(settings, FakeClock()), BundlePolicyEngine)
+    assert isinstance(
+        build_policy_engine(settings, FakeClock(), RecordedFailures()), BundlePolicyEngine
+    )

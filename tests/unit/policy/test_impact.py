@@ -14,6 +14,7 @@ from sekisho.policy.engine import PolicyRuntime
 from sekisho.policy.impact import DecisionFileError, DecisionReader, Recorded, replay
 
 from tests.fakes.clock import FakeClock
+from tests.fakes.loops import RecordedFailures
 from tests.unit.policy.inputs import CRM, POLICIES, UNKNOWN, policy_input
 
 PATH = "sekisho/exchange/decision"
@@ -33,7 +34,9 @@ class FixedEngine:
 
 @pytest.fixture
 async def live() -> PolicyRuntime:
-    engine = build_policy_engine(Settings(policy={"path": str(POLICIES)}), FakeClock())
+    engine = build_policy_engine(
+        Settings(policy={"path": str(POLICIES)}), FakeClock(), RecordedFailures()
+    )
     await engine.start()
     return engine
 

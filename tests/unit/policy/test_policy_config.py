@@ -11,6 +11,7 @@ from sekisho.policy.opa.engine import OpaPolicyEngine
 from sekisho.policy.wasm.engine import WasmPolicyEngine
 
 from tests.fakes.clock import FakeClock
+from tests.fakes.loops import RecordedFailures
 
 
 @pytest.fixture(autouse=True)
@@ -101,5 +102,5 @@ def test_environment_turns_manage_off(tmp_path: Path, monkeypatch: pytest.Monkey
 )
 def test_engine_selection(tmp_path: Path, body: str, engine: type, reads_folder: bool) -> None:
     settings = load(tmp_path, body)
-    assert isinstance(build_policy_engine(settings, FakeClock()), engine)
+    assert isinstance(build_policy_engine(settings, FakeClock(), RecordedFailures()), engine)
     assert settings.policy.reads_folder is reads_folder

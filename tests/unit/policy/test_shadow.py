@@ -25,6 +25,7 @@ from sekisho.policy.tap import ObservedPolicyEngine
 
 from tests.bounds import request_limits, shadow_bounds
 from tests.fakes.clock import FakeClock
+from tests.fakes.loops import RecordedFailures
 from tests.harness import CRM_AUDIENCE, POLICIES, SEKISHO_ISSUER, Harness
 
 Registry = dict[str, Any]
@@ -81,7 +82,9 @@ async def _policy_variant(tmp_path: Path, edit: Callable[[Registry], None]) -> P
     registry = json.loads(registry_file.read_text())
     edit(registry)
     registry_file.write_text(json.dumps(registry))
-    engine = build_policy_engine(Settings(policy={"path": str(folder)}), FakeClock())
+    engine = build_policy_engine(
+        Settings(policy={"path": str(folder)}), FakeClock(), RecordedFailures()
+    )
     await engine.start()
     return engine
 
@@ -150,7 +153,9 @@ async def test_an_identical_shadow_reports_no_difference(harness: Harness, tmp_p
 async def _not_loaded(tmp_path: Path) -> PolicyEngine:
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "bad.rego").write_text("package sekisho.exchange\ndecision := {")
-    return build_policy_engine(Settings(policy={"path": str(tmp_path / "broken")}), FakeClock())
+    return build_policy_engine(
+        Settings(policy={"path": str(tmp_path / "broken")}), FakeClock(), RecordedFailures()
+    )
 
 
 @pytest.mark.parametrize(

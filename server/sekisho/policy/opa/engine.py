@@ -31,6 +31,7 @@ from typing import Any
 
 from sekisho.errors import PolicyLoadError, TemporarilyUnavailableError
 from sekisho.identifiers import random_uuid
+from sekisho.loops import Loop, LoopFailures
 from sekisho.models import Decision
 from sekisho.policy.decision import InvalidDecisionError, parse_decision
 from sekisho.policy.opa.api import (
@@ -48,6 +49,7 @@ from sekisho.policy.source import PolicySource, load_source
 from sekisho.policy.wasm.compiler import entrypoint_of
 
 log = logging.getLogger(__name__)
+SUPERVISOR = Loop("opa_supervisor", "policy_supervisor_failed", log)
 
 # Consecutive checks OPA did not answer before the engine is not ready (docs/operators.md).
 MISSED_CHECKS_BEFORE_NOT_READY = 3
@@ -68,6 +70,7 @@ class OpaPolicyEngine:
         manage: bool,
         timeout_seconds: float,
         check_interval_seconds: float,
+        failures: LoopFailures,
     ) -> None:
         self._api = api  # decisions
         # Checks and publishes: background work, bounded by a check interval, not a decision.
@@ -79,6 +82,7 @@ class OpaPolicyEngine:
         self._manage = manage
         self._timeout = timeout_seconds
         self._interval = check_interval_seconds
+        self._failures = failures
         self._ready = False
         self._missed = 0  # consecutive checks OPA did not answer
         self._verified_digest = ""  # OPA's digest of the data when it last matched whole
@@ -269,8 +273,8 @@ class OpaPolicyEngine:
                     await self.refresh()
                 else:
                     await self.check()
-            except Exception:  # a background loop: log and go on
-                log.exception("policy_supervisor_failed")
+            except Exception:  # a background loop: log, count and go on
+                self._failures.failed(SUPERVISOR)
 
     async def _compare_with_published(self) -> None:
         """manage = true: OPA must hold exactly what was published (integrity.py).

@@ -24,6 +24,7 @@ from pathlib import Path
 from sekisho.backoff import Backoff
 from sekisho.clock import Clock, SystemClock
 from sekisho.errors import PolicyLoadError
+from sekisho.loops import Loop, LoopFailures
 from sekisho.policy.wasm.bundle import read_bundle
 from sekisho.policy.wasm.bundle_status import (
     DOWNLOAD_FAILED,
@@ -39,6 +40,7 @@ from sekisho.policy.wasm.serving import WasmServing, self_test
 from sekisho.policy.wasm.signing import BundleVerifier
 
 log = logging.getLogger(__name__)
+BUNDLE_POLL = Loop("policy_bundle_poll", "policy_bundle_poll_failed", log)
 FIRST_RETRY_SECONDS = 0.1
 
 
@@ -63,6 +65,7 @@ class BundlePolicyEngine(WasmServing):
         query: str,
         limits: WasmLimits,
         *,
+        failures: LoopFailures,
         file: Path | None = None,
         downloader: BundleDownloader | None = None,
         polling: Polling | None = None,
@@ -76,6 +79,7 @@ class BundlePolicyEngine(WasmServing):
         self._downloader = downloader
         self._polling = polling or Polling()
         self._verifier = verifier
+        self._failures = failures
         self._etag = ""
         self._digest = ""
         self._poller: asyncio.Task[None] | None = None
@@ -173,8 +177,8 @@ class BundlePolicyEngine(WasmServing):
         JSON file ended the task silently, and the replica kept its policy for good)."""
         try:
             return await self.refresh()
-        except Exception:  # a background loop: log and go on (the last good bundle serves)
-            log.exception("policy_bundle_poll_failed")
+        except Exception:  # a background loop: log, count and go on (the last good serves)
+            self._failures.failed(BUNDLE_POLL)
             self.status.failed(POLL_FAILED)
             return False
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from sekisho.clock import Clock
 from sekisho.config import PolicyConfig
 from sekisho.errors import ConfigError
+from sekisho.loops import LoopFailures
 from sekisho.policy.engine import PolicyRuntime
 from sekisho.policy.toolchain import find_opa
 from sekisho.policy.wasm.bundles import BundlePolicyEngine, Polling
@@ -25,14 +26,16 @@ def wasm_limits(policy: PolicyConfig) -> WasmLimits:
     )
 
 
-def embedded_engine(policy: PolicyConfig, cwd: Path, clock: Clock) -> PolicyRuntime:
+def embedded_engine(
+    policy: PolicyConfig, cwd: Path, clock: Clock, failures: LoopFailures
+) -> PolicyRuntime:
     """A bundle engine when a bundle is configured, else the folder compiled by opa.
 
     Not yet started. Raises: ConfigError when no opa binary is found (folder only);
     PolicyLoadError when the verification key cannot be read.
     """
     if policy.uses_bundle:
-        return bundle_engine(policy, clock)
+        return bundle_engine(policy, clock, failures)
     return folder_engine(policy, cwd)
 
 
@@ -63,8 +66,9 @@ def _compiler(policy: PolicyConfig) -> Compiler:
     return CompileCache(cache)
 
 
-def bundle_engine(policy: PolicyConfig, clock: Clock) -> BundlePolicyEngine:
-    """`clock` times the bundle status (activated, polled). Raises: PolicyLoadError when the
+def bundle_engine(policy: PolicyConfig, clock: Clock, failures: LoopFailures) -> BundlePolicyEngine:
+    """`clock` times the bundle status (activated, polled); `failures` counts the poller's
+    failures. Raises: PolicyLoadError when the
     verification key cannot be read; ConfigError when bundle_ca_file is not a readable PEM CA
     file."""
     verifier = None
@@ -89,6 +93,7 @@ def bundle_engine(policy: PolicyConfig, clock: Clock) -> BundlePolicyEngine:
         polling=Polling(policy.bundle_poll_min_seconds, policy.bundle_poll_max_seconds),
         verifier=verifier,
         clock=clock,
+        failures=failures,
     )
 
 
