@@ -8,12 +8,14 @@ import os
 
 from aiohttp import web
 
+from sekisho.clock import SystemClock
 from sekisho.components import build_gateway_authorizer, build_replay_cache, build_token_endpoint
 from sekisho.config import Settings
 from sekisho.errors import listen_failed
 from sekisho.exchange import TokenExchanger
 from sekisho.http.app import create_http_app, create_metrics_app
 from sekisho.http.guard import ConnectionGuard, GuardedSite, handler_args
+from sekisho.http.protocol_log import ProtocolErrorLog
 from sekisho.http.secrets import SecretChecker
 from sekisho.protection import build_attempt_gate, build_connection_guard, grpc_options
 from sekisho.rpc.ext_authz import ExtAuthzServicer
@@ -87,7 +89,13 @@ async def serve_http(
     """Bind the HTTP listener behind the connection guard ([http]); returns the bound port.
 
     Raises: ConfigError naming `key` (the setting `listen` came from) when it cannot bind."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, **handler_args(guard.limits))
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        logger=ProtocolErrorLog(SystemClock()),  # parser refusals: one line per interval
+        **handler_args(guard.limits),
+    )
     await runner.setup()
     host, port = _split_listen(listen)
     site = GuardedSite(

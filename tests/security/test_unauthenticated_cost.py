@@ -12,6 +12,7 @@ Each test fails if its defence is removed.
 import asyncio
 import base64
 import contextlib
+import logging
 import threading
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Iterator
@@ -572,3 +573,32 @@ async def test_min_ping_interval_reaches_grpc(
     finally:
         await service.stop(0.5)
     assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # no GOAWAY: its own end
+
+
+# Requests aiohttp's parser refuses: a DEL and a NUL in a header value, a bad chunk size.
+_UNPARSEABLE = [
+    b"POST /oauth2/token HTTP/1.1\r\nHost: x\r\nX-A: \x7f\r\nContent-Length: 0\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+    b"POST /oauth2/token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+]
+
+
+@pytest.mark.integration
+async def test_requests_the_parser_refuses_are_counted_not_logged_one_by_one(
+    metered: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Red team session 11: aiohttp logged each one as an ERROR with the parser's traceback
+    # (~0.18 ms of the event loop and ~0.5-1 KB of log per unauthenticated request).
+    caplog.set_level(logging.DEBUG)
+    for port in (metered.http_port, metered.metrics_port):
+        for request in _UNPARSEABLE * 10:
+            reader, writer = await _connect(port)
+            writer.write(request)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n"), GIVE_UP_SECONDS)
+            assert head.startswith(b"HTTP/1.0 400") or head.startswith(b"HTTP/1.1 400")
+            await _close_all([(reader, writer)])
+    aiohttp_lines = [r for r in caplog.records if r.name.startswith("aiohttp")]
+    assert aiohttp_lines == []  # no ERROR traceback per request
+    counted = [r for r in caplog.records if r.getMessage() == "http_bad_requests"]
+    assert counted and all(r.levelno == logging.WARNING and not r.exc_info for r in counted)
+    assert len(counted) < 2 * len(_UNPARSEABLE) * 10  # one line per interval, not per request
