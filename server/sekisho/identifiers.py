@@ -1,9 +1,14 @@
-"""Random identifiers for requests and policy decisions: RFC 9562 version-4 UUIDs (122 random
-bits from os.urandom, as uuid.uuid4 draws them), formatted without building a uuid.UUID object,
-which costs more than the id itself (~20k vs ~9k instructions per id; one or two per exchange,
-bench/results/hotpath_session6.md)."""
+"""Identifiers for requests and policy decisions: RFC 9562 version-4 UUIDs (122 random bits from
+os.urandom, as uuid.uuid4 draws them), formatted without building a uuid.UUID object, which costs
+more than the id itself (~20k vs ~9k instructions per id; one or two per exchange,
+bench/results/hotpath_session6.md); and the one rule by which a caller's request id is taken,
+on every transport."""
 
 import os
+
+# The gRPC metadata key and the HTTP header (whose names are case-insensitive) of the request id.
+REQUEST_ID_HEADER = "x-request-id"
+MAX_REQUEST_ID_LENGTH = 128
 
 
 def _version_4_hex() -> str:
@@ -22,3 +27,11 @@ def random_uuid() -> str:
 def random_uuid_hex() -> str:
     """A new version-4 UUID as 32 hex digits: what uuid.uuid4().hex returns."""
     return _version_4_hex()
+
+
+def request_id(given: str | None) -> str:
+    """The caller's `x-request-id` when it is printable and not empty, cut to 128 characters
+    (it goes into log and audit lines); else a new id."""
+    if given and given.isprintable():
+        return given[:MAX_REQUEST_ID_LENGTH]
+    return random_uuid_hex()

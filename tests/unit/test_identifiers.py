@@ -3,7 +3,7 @@
 import uuid
 
 import pytest
-from sekisho.identifiers import random_uuid, random_uuid_hex
+from sekisho.identifiers import random_uuid, random_uuid_hex, request_id
 
 
 @pytest.mark.parametrize(
@@ -26,3 +26,28 @@ def test_the_random_bits_vary_in_every_position() -> None:
     for position in range(32):
         seen = {value[position] for value in ids}
         assert len(seen) == 1 if position == 12 else len(seen) > 1
+
+
+def _is_new_id(value: str) -> bool:
+    return len(value) == 32 and uuid.UUID(value).version == 4
+
+
+@pytest.mark.parametrize(
+    ("given", "taken"),
+    [
+        ("req-1", "req-1"),
+        ("r" * 200, "r" * 128),  # it goes into every log and audit line: bounded
+        ("a\nb", None),  # a newline would forge a second log line in text format
+        ("a\x1bb", None),
+        ("", None),
+        (None, None),
+    ],
+    ids=["printable", "too-long", "newline", "escape", "empty", "absent"],
+)
+def test_one_request_id_rule_for_every_transport(given: str | None, taken: str | None) -> None:
+    """Both the gRPC interceptor and the HTTP token endpoint call request_id (style review #12)."""
+    value = request_id(given)
+    if taken is None:
+        assert _is_new_id(value)
+    else:
+        assert value == taken

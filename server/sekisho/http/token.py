@@ -18,12 +18,12 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from sekisho import identifiers
 from sekisho.callers import CallerRegistry
 from sekisho.constants import GRANT_TYPE_TOKEN_EXCHANGE
 from sekisho.errors import InvalidClientError, InvalidRequestError, ServiceError, SlowDownError
 from sekisho.exchange import TokenExchanger
 from sekisho.http.client_auth import ClientAuthenticator
-from sekisho.identifiers import random_uuid_hex
 from sekisho.identity.peer import PeerIdentity, identity_from_der
 from sekisho.models import Caller, ExchangeResult
 from sekisho.validation import ExchangeParams
@@ -31,8 +31,6 @@ from sekisho.validation import ExchangeParams
 log = logging.getLogger(__name__)
 
 TOKEN_PATH = "/oauth2/token"
-REQUEST_ID_HEADER = "X-Request-Id"
-MAX_REQUEST_ID_LENGTH = 128
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _SINGLE = (
     "grant_type",
@@ -87,13 +85,6 @@ def _peer_identity(request: web.Request) -> PeerIdentity | None:
     return identity_from_der(der) if der else None
 
 
-def _request_id(request: web.Request) -> str:
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    if given and given.isprintable():
-        return given[:MAX_REQUEST_ID_LENGTH]
-    return random_uuid_hex()
-
-
 def _single_values(form: MultiDictProxy[Any]) -> dict[str, str]:
     values: dict[str, str] = {}
     for name in _SINGLE:
@@ -135,7 +126,7 @@ class TokenEndpoint:
         return methods
 
     async def handle(self, request: web.Request) -> web.Response:
-        request_id = _request_id(request)
+        request_id = identifiers.request_id(request.headers.get(identifiers.REQUEST_ID_HEADER))
         if self._request_id is not None:
             self._request_id.set(request_id)
         try:
@@ -153,7 +144,8 @@ class TokenEndpoint:
             raise  # aiohttp's own answers (413 body too large)
         except Exception as exc:  # the HTTP boundary: server_error without detail, audited
             response = error_response(self._exchanger.crashed(exc))
-        response.headers[REQUEST_ID_HEADER] = request_id  # correlates with the audit line
+        # The id correlates the response with the audit line.
+        response.headers[identifiers.REQUEST_ID_HEADER] = request_id
         return response
 
     async def _authenticate(self, request: web.Request, values: Mapping[str, str]) -> Caller:

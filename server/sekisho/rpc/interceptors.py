@@ -8,21 +8,19 @@ from typing import Any
 import grpc
 
 from sekisho.errors import ServerError, ServiceError
-from sekisho.identifiers import random_uuid_hex
+from sekisho.identifiers import REQUEST_ID_HEADER, request_id
 from sekisho.rpc.handler_cache import Behaviour, HandlerCache
-from sekisho.rpc.status import REQUEST_ID_HEADER, to_grpc_status
+from sekisho.rpc.status import to_grpc_status
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST_ID_LENGTH = 128
-
 
 def request_id_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    """The caller's x-request-id (printable, at most 128 characters), else a new one."""
+    """The request id of the call's first x-request-id (identifiers.request_id)."""
     for key, value in context.invocation_metadata() or ():
-        if key == REQUEST_ID_HEADER and isinstance(value, str) and value.isprintable():
-            return value[:MAX_REQUEST_ID_LENGTH]
-    return random_uuid_hex()
+        if key == REQUEST_ID_HEADER and isinstance(value, str):
+            return request_id(value)
+    return request_id(None)
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]

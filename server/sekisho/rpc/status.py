@@ -9,8 +9,7 @@ from grpc_status import rpc_status
 
 from sekisho.constants import ERROR_DOMAIN
 from sekisho.errors import ServerError, ServiceError
-
-REQUEST_ID_HEADER = "x-request-id"
+from sekisho.identifiers import REQUEST_ID_HEADER
 
 
 def to_grpc_status(error: ServiceError, request_id: str) -> grpc.Status:
