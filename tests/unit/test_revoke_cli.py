@@ -241,6 +241,24 @@ def test_reinstate_leaves_a_revoked_token_invalid(
     assert store.snapshot(1).invalid == {0}  # type: ignore[union-attr]
 
 
+def test_suspending_a_revoked_token_counts_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Walkthrough, session 11: suspending a caller whose only token was revoked printed
+    # "1 live token(s) marked SUSPENDED" (and audited marked 1) for a token that stays INVALID.
+    config = _config(tmp_path)
+    store = _seed(tmp_path)
+    _run(capsys, "revoke", "token", "jti-a", "--reason", "confirmed", "--config", config)
+    code, out, _ = _run(
+        capsys, "revoke", "suspend", "caller", "agent-1", "--reason", "look", "--config", config
+    )
+    assert code == 0 and "0 live token(s) marked SUSPENDED" in out
+    assert "no live token changed status" in out
+    assert store.snapshot(1).invalid == {0}  # type: ignore[union-attr]
+    revoke, suspend = _audit(tmp_path)
+    assert revoke["marked"] == 1 and suspend["action"] == "suspend" and suspend["marked"] == 0
+
+
 @pytest.mark.parametrize(
     ("ending", "other"),
     [
@@ -323,7 +341,7 @@ def test_an_issuer_the_config_does_not_trust_is_refused_unless_forced(
     assert code == 2 and "not an issuer this configuration trusts" in err and IDP in err
     assert store.revocations(int(time.time())) == []
     code, out, _ = _run(capsys, *argv, "--issuer", "https://idp.example.org", "--force")
-    assert code == 0 and "0 live token(s)" in out and "no live token matched" in out
+    assert code == 0 and "0 live token(s)" in out and "no live token changed status" in out
 
 
 def test_an_alias_of_a_trusted_issuer_revokes_under_the_configured_issuer(

@@ -219,9 +219,10 @@ def _print_change(settings: Settings, event: "RevocationEvent", *, still: str = 
     print(f"{word:<8} {shown}" + (f" until {until}" if until else ""))
     print(f"  {event.marked} live token(s) {tokens}")
     if event.marked == 0 and event.action != "reinstate":
-        print(
-            "  (no live token matched: if some were expected, check the value is spelled as "
-            "the tokens carry it; new exchanges it names are refused all the same)"
+        print(  # the count is of tokens whose status changed (StatusStore.revoke / suspend)
+            "  (no live token changed status: none matched, or those that did read INVALID "
+            "already, or SUSPENDED for a suspension. If some were expected, check the value is "
+            "spelled as the tokens carry it; new exchanges it names are refused all the same)"
         )
     poll, ttl = f"{config.poll_seconds + 0.5:g}", config.ttl_seconds + 2
     if refused:

@@ -66,7 +66,8 @@ CREATE INDEX IF NOT EXISTS token_names_expiry ON token_names(expires_at);
 # Tokens recorded before it existed have none: they are found by their `tokens` columns only,
 # and expire within tokens.max_lifetime_seconds.
 _COLUMN = {"token": "jti", "subject": "subject", "caller": "caller", "audience": "audience"}
-# What each kind of entry in force marks its tokens with: INVALID (final) or SUSPENDED.
+# What each kind of entry in force marks its tokens with: INVALID (final) or SUSPENDED. In this
+# order (record marks revocations first, so a token also suspended changes status once).
 _MARKS = {"revocations": "invalid", "suspensions": "suspended"}
 
 
@@ -207,13 +208,12 @@ class FileStatusStore:
                 ],
             )
             marked = 0
-            for table in ("revocations", "suspensions"):
+            for table, marks in _MARKS.items():  # revocations first: a token changes once
                 active = {(r.kind, r.key) for r in _in_force(conn, table, now)}
                 if not active:  # the usual case: nothing to look up per token
                     continue
                 covered = [t for t in tokens if any(name in active for name in t.names())]
-                _mark(conn, _MARKS[table], [(t.list_id, t.idx) for t in covered])
-                marked += len(covered)
+                marked += _mark(conn, marks, [(t.list_id, t.idx) for t in covered])
         return marked
 
     def revoke(self, now: int, revocation: Revocation) -> int:
@@ -242,10 +242,15 @@ class FileStatusStore:
             still: set[tuple[int, int]] = set()
             for other in _in_force(conn, "suspensions", now):
                 still.update(_live(conn, other.kind, other.key, now))
-            freed = [entry for entry in _live(conn, kind, key, now) if entry not in still]
-            conn.executemany("DELETE FROM suspended WHERE list_id = ? AND idx = ?", freed)
-            invalid = [_is_invalid(conn, entry) for entry in freed]
-        return invalid.count(False)
+            freed = 0  # tokens whose status changed: SUSPENDED before, VALID now
+            for entry in _live(conn, kind, key, now):
+                if entry in still:
+                    continue
+                unmarked = conn.execute(
+                    "DELETE FROM suspended WHERE list_id = ? AND idx = ?", entry
+                ).rowcount
+                freed += bool(unmarked) and not _is_invalid(conn, entry)
+        return freed
 
     def suspensions(self, now: int) -> list[Revocation]:
         with self._read() as conn:
@@ -360,7 +365,8 @@ def _live(conn: sqlite3.Connection, kind: str, key: str, now: int) -> list[tuple
 
 
 def _put_in_force(conn: sqlite3.Connection, table: str, now: int, entry: Revocation) -> int:
-    """Store a revocation or suspension and mark the live tokens it covers; returns that count."""
+    """Store a revocation or suspension and mark the live tokens it covers; returns how many
+    of them changed status (_mark)."""
     rows = _covered(conn, entry.kind, entry.key, now)
     until = entry.until
     if entry.kind == "token" and rows:
@@ -369,8 +375,7 @@ def _put_in_force(conn: sqlite3.Connection, table: str, now: int, entry: Revocat
         f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608
         (entry.kind, entry.key, entry.reason, entry.operator, entry.created_at, until),
     )
-    _mark(conn, _MARKS[table], [(row[0], row[1]) for row in rows])
-    return len(rows)
+    return _mark(conn, _MARKS[table], [(row[0], row[1]) for row in rows])
 
 
 def _is_invalid(conn: sqlite3.Connection, entry: tuple[int, int]) -> bool:
@@ -378,5 +383,13 @@ def _is_invalid(conn: sqlite3.Connection, entry: tuple[int, int]) -> bool:
     return row is not None
 
 
-def _mark(conn: sqlite3.Connection, marks: str, entries: Sequence[tuple[int, int]]) -> None:
-    conn.executemany(f"INSERT OR IGNORE INTO {marks} VALUES (?, ?)", entries)  # noqa: S608
+def _mark(conn: sqlite3.Connection, marks: str, entries: Sequence[tuple[int, int]]) -> int:
+    """Mark `entries` INVALID or SUSPENDED (`marks`: the table) and return how many changed
+    status (the StatusStore count): newly INVALID (VALID or SUSPENDED before), or newly
+    SUSPENDED and not INVALID (VALID before). An entry already so marked, or INVALID, is left
+    as it reads. The SUSPENDED mark is kept on an INVALID entry too (it reads INVALID)."""
+    changed = 0
+    for entry in entries:
+        added = conn.execute(f"INSERT OR IGNORE INTO {marks} VALUES (?, ?)", entry).rowcount  # noqa: S608
+        changed += bool(added) and (marks == "invalid" or not _is_invalid(conn, entry))
+    return changed

@@ -28,11 +28,16 @@ from sekisho.status.models import (
 from sekisho.status.store import StatusStoreError
 
 _MARK = """
+-- Marks the entry; returns 1 when its status changed (the StatusStore count): newly INVALID
+-- (VALID or SUSPENDED before), or newly SUSPENDED and not INVALID (VALID before), else 0.
 local function mark(P, list, idx, marks)
   local key = P .. 'list:' .. list .. ':' .. marks
-  redis.call('SADD', key, idx)
+  local added = redis.call('SADD', key, idx)
   local retire = tonumber(redis.call('HGET', P .. 'list:' .. list, 'retire_after') or '0')
   if retire > 0 then redis.call('EXPIREAT', key, retire + 60) end
+  if added == 0 then return 0 end
+  if marks == 'invalid' then return 1 end
+  return 1 - redis.call('SISMEMBER', P .. 'list:' .. list .. ':invalid', idx)
 end
 local function extend(key, at)
   local current = redis.call('EXPIRETIME', key)
@@ -89,13 +94,15 @@ while i <= #ARGV do
     extend(key, exp + 1)
   end
   table.insert(names, {'token', jti})
-  for entries, marks in pairs({revocation = 'invalid', suspension = 'suspended'}) do
+  -- Revocations first (in order: pairs() has none): a token also suspended changes once.
+  for _, pair in ipairs({{'revocation', 'invalid'}, {'suspension', 'suspended'}}) do
+    local entries, marks = pair[1], pair[2]
     local covered = false
     for _, name in ipairs(names) do
       local untl = redis.call('HGET', P .. entries .. '_until', name[1] .. '\\31' .. name[2])
       if untl and (tonumber(untl) == 0 or tonumber(untl) > now) then covered = true end
     end
-    if covered then mark(P, list, idx, marks); marked = marked + 1 end
+    if covered then marked = marked + mark(P, list, idx, marks) end
   end
 end
 return marked
@@ -133,15 +140,17 @@ redis.call('HSET', P .. entries .. '_until', field, untl)
 redis.call('HSET', P .. entries .. 's', field, cjson.encode({
   kind = kind, key = value, reason = ARGV[5], operator = ARGV[6],
   created_at = tonumber(ARGV[7]), ['until'] = untl}))
+local changed = 0
 for _, member in ipairs(members) do
   local list, idx = string.match(member, '^(%d+):(%d+)$')
-  mark(P, list, idx, marks)
+  changed = changed + mark(P, list, idx, marks)
 end
-return #members
+return changed
 """
 )
 
-# -1 when no such suspension is in force, else how many freed tokens now read VALID.
+# -1 when no such suspension is in force, else how many freed tokens changed from SUSPENDED to
+# VALID.
 _REINSTATE = (
     _MEMBERS
     + """
@@ -163,8 +172,10 @@ for _, member in ipairs((members_of(P, now, kind, value))) do
   if not still[member] then
     local list, idx = string.match(member, '^(%d+):(%d+)$')
     local key = P .. 'list:' .. list
-    redis.call('SREM', key .. ':suspended', idx)
-    if redis.call('SISMEMBER', key .. ':invalid', idx) == 0 then freed = freed + 1 end
+    local unmarked = redis.call('SREM', key .. ':suspended', idx)
+    if unmarked == 1 and redis.call('SISMEMBER', key .. ':invalid', idx) == 0 then
+      freed = freed + 1  -- SUSPENDED before, VALID now
+    end
   end
 end
 return freed

@@ -37,11 +37,12 @@ class StatusStore(Protocol):
 
     def record(self, now: int, tokens: Sequence[IssuedToken]) -> int:
         """Remember minted tokens; marks those a revocation (INVALID) or a suspension (SUSPENDED)
-        covers. Returns how many were marked."""
+        covers. Returns how many changed status (each token once)."""
         ...
 
     def revoke(self, now: int, revocation: Revocation) -> int:
-        """Put `revocation` in force and mark every live token it covers; returns that count."""
+        """Put `revocation` in force and mark every live token it covers INVALID; returns how
+        many changed status (VALID or SUSPENDED before; those already INVALID are not counted)."""
         ...
 
     def lift(self, kind: RevocationKind, key: str) -> bool:
@@ -53,13 +54,14 @@ class StatusStore(Protocol):
         ...
 
     def suspend(self, now: int, suspension: Revocation) -> int:
-        """Put `suspension` in force and mark every live token it covers SUSPENDED; returns that
-        count (tokens also INVALID included)."""
+        """Put `suspension` in force and mark every live token it covers SUSPENDED; returns how
+        many changed status (VALID before; those already INVALID or SUSPENDED are not counted)."""
         ...
 
     def reinstate(self, now: int, kind: RevocationKind, key: str) -> int | None:
         """End a suspension; its live tokens no other suspension covers lose the SUSPENDED mark.
-        Returns how many of them now read VALID (not INVALID); None when none was in force."""
+        Returns how many changed status (SUSPENDED before, VALID now: not INVALID); None when
+        none was in force."""
         ...
 
     def suspensions(self, now: int) -> list[Revocation]:

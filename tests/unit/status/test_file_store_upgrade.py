@@ -63,7 +63,8 @@ def test_an_older_file_gains_the_names_and_keeps_its_tokens(tmp_path: Path) -> N
         # before the upgrade) has no names recorded: `revoke caller alice` still finds it.
         assert store.revoke(NOW, revocation) == 2
         assert store.snapshot(1).invalid == {0, 2}  # type: ignore[union-attr]
-        assert store.revoke(NOW, Revocation("caller", "alice", "INC-1", "sec", NOW)) == 2
+        # It finds old-b-by-a and new-b-by-a; only old-b-by-a changes status (counted).
+        assert store.revoke(NOW, Revocation("caller", "alice", "INC-1", "sec", NOW)) == 1
         assert store.snapshot(1).invalid == {0, 1, 2}  # type: ignore[union-attr]
     finally:
         store.close()

@@ -146,16 +146,6 @@ async def test_a_minted_token_is_marked_by_each_user_caller_and_downstream_the_g
     # mTLS caller, the downstream as the audience or as a granted resource (an access token's
     # `aud`). Before, the minter recorded one subject, one caller (the actor's sub when there
     # was an actor token) and one audience.
-    store = FileStatusStore(tmp_path / "status.db")
-    clock = FakeClock(NOW)
-    issuer = StatusListIssuer(store, clock, base_uri="https://s.example/sl", policy=POLICY)
-    minter = TokenMinter(
-        keyring_over(StaticKeyStore()),
-        clock,
-        issuer="https://sekisho.example.com",
-        max_lifetime_seconds=300,
-        status=issuer,
-    )
     request = replace(
         _request(), resources=(CRM_RESOURCE,), requested_token_type=TOKEN_TYPE_ACCESS_TOKEN
     )
@@ -165,18 +155,19 @@ async def test_a_minted_token_is_marked_by_each_user_caller_and_downstream_the_g
     decision = Decision(
         allow=True, scopes=("crm.read",), resources=(CRM_RESOURCE,), client_id="crm-client"
     )
-    await minter.mint(request, _subject(), mallory, decision)
-    await issuer.flush()
     names = [
         (kind, key)
         for kind, key in covered_keys(request, _subject(), mallory)
         if kind != "token"  # the inbound tokens' jti: not the minted token's
     ]
     assert len(names) == 6  # alice, mallory; the mTLS caller, mallory's sub; audience, resource
-    for kind, key in names:
+    for n, (kind, key) in enumerate(names):  # a store each: a token changes status once
+        store = await _minted_into(tmp_path / f"{n}.db", request, _subject(), mallory, decision)
         assert store.revoke(NOW, Revocation(kind, key, "r", "sec", NOW)) == 1, (kind, key)
+        store.close()
 
 
+CRM_READ = Decision(allow=True, scopes=("crm.read",), client_id="crm-client")
 OTHER_IDP = "https://other-idp.example.com"
 # A subject token that is itself the result of earlier delegations: agent-x acted last (no `iss`:
 # named by the token's issuer), agent-y (another IdP's) before it, agent-z deepest, at the
@@ -224,7 +215,11 @@ async def test_an_agent_nested_in_the_subject_tokens_act_is_refused(
 
 
 async def _minted_into(
-    path: Path, request: ExchangeRequest, subject: VerifiedToken, actor: VerifiedToken | None
+    path: Path,
+    request: ExchangeRequest,
+    subject: VerifiedToken,
+    actor: VerifiedToken | None,
+    decision: Decision = CRM_READ,
 ) -> FileStatusStore:
     """A fresh store holding one token minted for `request` (its record flushed)."""
     store = FileStatusStore(path)
@@ -237,7 +232,6 @@ async def _minted_into(
         max_lifetime_seconds=300,
         status=issuer,
     )
-    decision = Decision(allow=True, scopes=("crm.read",), client_id="crm-client")
     await minter.mint(request, subject, actor, decision)
     await issuer.flush()
     return store

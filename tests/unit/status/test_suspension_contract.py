@@ -175,3 +175,53 @@ def test_a_user_suspended_is_suspended_where_they_acted_and_comes_back_there(
     assert _snapshot(store, list_id).suspended == {0, 1}
     assert store.reinstate(NOW + 5, "subject", ALICE) == 2
     assert _snapshot(store, list_id).suspended == frozenset()
+
+
+# What revoke, suspend, reinstate and record return (the CLI's "N live token(s) …" and the audit
+# log's `marked`): the tokens whose status changed, each once. Before, a token already INVALID
+# was counted again by a revoke and by a suspend ("1 live token(s) marked SUSPENDED" for a token
+# that stayed INVALID), and one recorded under a revocation and a suspension counted twice.
+
+
+def test_suspend_counts_only_the_tokens_it_turns_suspended(store: StatusStore) -> None:
+    list_id = _list(store)
+    store.record(
+        NOW,
+        [
+            _token("a1", ALICE, 0, list_id),
+            _token("a2", ALICE, 1, list_id, caller="agent-x"),
+            _token("a3", ALICE, 2, list_id),
+        ],
+    )
+    assert store.revoke(NOW, _entry("token", "a1")) == 1
+    assert store.suspend(NOW, _entry("caller", "agent-x")) == 1
+    assert store.suspend(NOW, _entry("subject", ALICE)) == 1  # a3: a1 INVALID, a2 SUSPENDED
+    snapshot = _snapshot(store, list_id)
+    assert snapshot.invalid == {0} and snapshot.suspended >= {1, 2}
+
+
+def test_revoke_counts_suspended_tokens_but_not_invalid_ones(store: StatusStore) -> None:
+    list_id = _list(store)
+    store.record(
+        NOW,
+        [
+            _token("a1", ALICE, 0, list_id),
+            _token("a2", ALICE, 1, list_id, caller="agent-x"),
+            _token("a3", ALICE, 2, list_id),
+        ],
+    )
+    assert store.revoke(NOW, _entry("token", "a1")) == 1
+    assert store.suspend(NOW, _entry("caller", "agent-x")) == 1
+    assert store.revoke(NOW, _entry("subject", ALICE)) == 2  # a2 SUSPENDED -> INVALID, a3
+    assert store.revoke(NOW, _entry("caller", "agent-x")) == 0  # a2 is INVALID already
+    assert _snapshot(store, list_id).invalid == {0, 1, 2}
+
+
+def test_a_token_recorded_under_a_revocation_and_a_suspension_counts_once(
+    store: StatusStore,
+) -> None:
+    list_id = _list(store)
+    store.suspend(NOW, _entry("subject", ALICE))
+    store.revoke(NOW, _entry("caller", "agent-1"))
+    assert store.record(NOW, [_token("a1", ALICE, 0, list_id)]) == 1
+    assert _snapshot(store, list_id).invalid == {0}
