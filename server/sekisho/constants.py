@@ -1,4 +1,5 @@
-"""Wire identifiers: token type URNs (RFC 8693 §3, ID-JAG draft), JOSE `typ`, error domain."""
+"""Wire identifiers: token type URNs (RFC 8693 §3, ID-JAG draft), JOSE `typ`, media types, error
+domain."""
 
 from typing import Final
 
@@ -13,6 +14,10 @@ GRANT_TYPE_JWT_BEARER: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # Explicit typing (RFC 8725 §3.11) keeps the two output profiles from being confused.
 TYP_ID_JAG: Final = "oauth-id-jag+jwt"
 TYP_ACCESS_TOKEN: Final = "at+jwt"
+# A Status List Token (draft-ietf-oauth-status-list): its JOSE `typ` and the media type it is
+# served and asked for as (the issuer's endpoint and the SDK's client).
+TYP_STATUS_LIST: Final = "statuslist+jwt"
+MEDIA_TYPE_STATUS_LIST: Final = "application/statuslist+jwt"
 
 ERROR_DOMAIN: Final = "sekisho.dev"
 

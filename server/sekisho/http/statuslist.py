@@ -10,14 +10,15 @@ import logging
 
 from aiohttp import web
 
+from sekisho.constants import MEDIA_TYPE_STATUS_LIST
 from sekisho.errors import TemporarilyUnavailableError
-from sekisho.status.listtoken import MEDIA_TYPE, StatusListTokens, StatusReadsSaturatedError
+from sekisho.status.listtoken import StatusListTokens, StatusReadsSaturatedError
 from sekisho.status.store import StatusStoreError
 
 log = logging.getLogger(__name__)
 
 STATUS_LISTS_PATH = "/statuslists"
-_ACCEPTABLE = frozenset({MEDIA_TYPE, "application/*", "*/*"})
+_ACCEPTABLE = frozenset({MEDIA_TYPE_STATUS_LIST, "application/*", "*/*"})
 
 
 def _accepts(header: str) -> bool:
@@ -44,7 +45,7 @@ class StatusListEndpoint:
 
     async def list(self, request: web.Request) -> web.Response:
         if not _accepts(request.headers.get("Accept", "")):
-            return web.Response(status=406, text=f"this resource is {MEDIA_TYPE}")
+            return web.Response(status=406, text=f"this resource is {MEDIA_TYPE_STATUS_LIST}")
         try:
             token = await self._tokens.token(int(request.match_info["list_id"]))
         except StatusReadsSaturatedError:
@@ -57,7 +58,7 @@ class StatusListEndpoint:
         return web.Response(
             body=token.encode("ascii"),
             headers={
-                "Content-Type": MEDIA_TYPE,
+                "Content-Type": MEDIA_TYPE_STATUS_LIST,
                 "Cache-Control": f"public, max-age={self._tokens.ttl_seconds}",
             },
         )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sekisho.clock import Clock
+from sekisho.constants import TYP_STATUS_LIST
 from sekisho.minting.encoder import JwsEncoder
 from sekisho.signing.keyring import Keyring
 from sekisho.singleflight import SingleFlight
@@ -31,8 +32,6 @@ from sekisho.status.store import StatusStore
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-TYP_STATUS_LIST = "statuslist+jwt"
-MEDIA_TYPE = "application/statuslist+jwt"
 # Store reads on behalf of these requests at once: fewer than the default thread pool's workers
 # (min(32, CPUs + 4) >= 5), so the gate's refresh and the keyring's reload always find one.
 MAX_STORE_READS = 2

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import jwt
 
+from sekisho.constants import MEDIA_TYPE_STATUS_LIST, TYP_STATUS_LIST
 from sekisho.status.bitlist import (
     INVALID,
     SUSPENDED,
@@ -38,8 +39,6 @@ from sekisho.verify.keys import KeySource
 
 log = logging.getLogger(__name__)
 
-MEDIA_TYPE = "application/statuslist+jwt"
-TYP = "statuslist+jwt"
 _MAX_LIST_TOKEN_BYTES = 4 * 1024 * 1024
 _REFRESH_AHEAD = 0.2  # of the ttl
 # draft §7.1 names; any other value (0x03, application specific, or unassigned) is refused too.
@@ -177,7 +176,9 @@ class StatusListClient:
         try:
             async with (
                 aiohttp.ClientSession(timeout=self._timeout) as session,
-                session.get(uri, headers={"Accept": MEDIA_TYPE}, allow_redirects=False) as answer,
+                session.get(
+                    uri, headers={"Accept": MEDIA_TYPE_STATUS_LIST}, allow_redirects=False
+                ) as answer,
             ):
                 if answer.status != 200:
                     raise VerifierUnavailableError(f"status list answered HTTP {answer.status}")
@@ -197,7 +198,7 @@ class StatusListClient:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
             raise VerifierUnavailableError("status list token is malformed") from exc
-        if header.get("typ") != TYP or header.get("alg") not in self._algorithms:
+        if header.get("typ") != TYP_STATUS_LIST or header.get("alg") not in self._algorithms:
             raise VerifierUnavailableError("status list token has the wrong typ or alg")
         key = await self._keys.key(str(header.get("kid", "")))
         try:
