@@ -1,4 +1,5 @@
-"""Time as a dependency: everything that reads the time takes a Clock."""
+"""Time as a dependency: everything that reads the time takes a Clock. And the one way a time is
+written for people (audit logs, CLI output)."""
 
 import time
 from typing import Protocol
@@ -15,3 +16,9 @@ class SystemClock:
 
     def now(self) -> float:
         return time.time()
+
+
+def utc_timestamp(epoch: float) -> str:
+    """`epoch` as ISO 8601 UTC to the second, `2026-12-03T09:20:31Z`: the `time` of both audit
+    logs (keys and revocations, which operators read side by side) and the times the CLI prints."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

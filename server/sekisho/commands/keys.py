@@ -10,9 +10,9 @@ import getpass
 import json
 import os
 import sys
-import time
 from typing import TYPE_CHECKING
 
+from sekisho.clock import utc_timestamp
 from sekisho.config import Settings
 from sekisho.errors import KeyStoreError
 
@@ -224,4 +224,4 @@ def _where(settings: Settings) -> str:
 
 
 def _time(epoch: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)) if epoch else "-"
+    return utc_timestamp(epoch) if epoch else "-"

@@ -15,6 +15,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from sekisho.clock import utc_timestamp
 from sekisho.config import Settings
 from sekisho.errors import ConfigError
 
@@ -215,7 +216,7 @@ def _print_change(settings: Settings, event: "RevocationEvent", *, still: str = 
     config = settings.status_list
     word, tokens, ended_by = _PRINTED[event.action]
     refused = event.action != "reinstate"
-    until = (_time(event.until) if event.until else ended_by) if refused else ""
+    until = (utc_timestamp(event.until) if event.until else ended_by) if refused else ""
     print(f"{word:<8} {shown}" + (f" until {until}" if until else ""))
     print(f"  {event.marked} live token(s) {tokens}")
     if event.marked == 0 and event.action != "reinstate":
@@ -242,10 +243,10 @@ def _list(store: "StatusStore") -> int:
     entries += [("suspended", s, "reinstated") for s in loaded.suspensions]
     print(f"{'STATE':<10} {'KIND':<9} {'SINCE':<20} {'UNTIL':<20} {'OPERATOR':<12} KEY  (REASON)")
     for state, r, ended_by in entries:
-        until = _time(r.until) if r.until else ended_by
+        until = utc_timestamp(r.until) if r.until else ended_by
         print(
-            f"{state:<10} {r.kind:<9} {_time(r.created_at):<20} {until:<20} {r.operator:<12} "
-            f"{_shown(r.kind, r.key)}  ({r.reason})"
+            f"{state:<10} {r.kind:<9} {utc_timestamp(r.created_at):<20} {until:<20} "
+            f"{r.operator:<12} {_shown(r.kind, r.key)}  ({r.reason})"
         )
     return 0
 
@@ -257,7 +258,3 @@ def _shown(kind: str, key: str) -> str:
         return key
     issuer, subject = split_subject_key(key)
     return f"--issuer {issuer} --sub {subject}"
-
-
-def _time(epoch: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

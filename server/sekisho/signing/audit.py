@@ -8,11 +8,11 @@ each field.
 
 import json
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sekisho.clock import utc_timestamp
 from sekisho.signing.lifecycle import Change
 
 
@@ -58,7 +58,7 @@ def append_fsynced(path: Path, lines: bytes) -> None:
 
 def _line(now: int, change: Change, actor: Actor) -> bytes:
     entry = {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        "time": utc_timestamp(now),
         "action": change.action.value,
         "kid": change.kid,
         "alg": change.alg,

@@ -17,11 +17,11 @@ are injected, so every rule is tested without files, KMS or a wall clock.
 
 import dataclasses
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from sekisho.clock import utc_timestamp
 from sekisho.errors import KeyStoreError
 from sekisho.signing.keys import KeyRecord, KeyState
 
@@ -123,7 +123,7 @@ class Lifecycle:
             created = edit.create(self._new_key())
             if not force:
                 at = self._timing.promotable_at(created)
-                return edit.done(f"next key {created.kid} may be promoted from {_iso(at)}")
+                return edit.done(f"next key {created.kid} may be promoted from {utc_timestamp(at)}")
             upcoming = created
         if not force and edit.active() is not None and not self._promotable(upcoming):
             return edit.done(self._too_early(upcoming))
@@ -215,7 +215,7 @@ class Lifecycle:
                 S.RETIRING,
                 Action.DEMOTE,
                 retire_after=removable,
-                note=f"published until at least {_iso(removable)}",
+                note=f"published until at least {utc_timestamp(removable)}",
             )
         edit.set(upcoming, S.ACTIVE, Action.PROMOTE, activated_at=self._stamp, forced=forced)
         self._keep_a_next_key(edit)
@@ -241,7 +241,7 @@ class Lifecycle:
         return (
             f"next key {record.kid} has been published for {published} s; promotion needs "
             f"{self._timing.prepublication} s (2 x jwks_max_age_seconds), from "
-            f"{_iso(self._timing.promotable_at(record))}"
+            f"{utc_timestamp(self._timing.promotable_at(record))}"
         )
 
     def _early_note(self, record: KeyRecord) -> str:
@@ -253,8 +253,8 @@ class Lifecycle:
     def _still_needed(self, record: KeyRecord) -> str:
         return (
             f"retiring key {record.kid} may still have signed tokens in use until "
-            f"{_iso(record.retire_after)} (max token lifetime + leeway + jwks max-age after it "
-            "stopped signing)"
+            f"{utc_timestamp(record.retire_after)} (max token lifetime + leeway + jwks max-age "
+            "after it stopped signing)"
         )
 
 
@@ -314,7 +314,3 @@ class _Edit:
 
     def done(self, waiting: str = "") -> Transition:
         return Transition(tuple(self._records), tuple(self._changes), waiting)
-
-
-def _iso(epoch: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

@@ -5,10 +5,10 @@ tokens marked INVALID by revoke, SUSPENDED by suspend, returned to VALID by rein
 (0 = until lifted or reinstated)."""
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sekisho.clock import utc_timestamp
 from sekisho.signing.audit import append_fsynced
 
 
@@ -38,7 +38,7 @@ class RevocationAuditLog:
     def record(self, now: int, event: RevocationEvent) -> None:
         """Raises: OSError (the revocation is already in force)."""
         entry = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+            "time": utc_timestamp(now),
             "action": event.action,
             "kind": event.kind,
             "key": event.key,
