@@ -90,7 +90,7 @@ def test_revoke_subject_marks_lists_and_audits(
     assert "1 live token(s) marked INVALID" in out and f"--issuer {IDP} --sub alice" in out
     assert store.snapshot(1).invalid == {0}  # type: ignore[union-attr]
     code, out, _ = _run(capsys, "revoke", "list", "--config", config)
-    assert code == 0 and "subject" in out and "laptop stolen" in out and "lifted" in out
+    assert code == 0 and "subject" in out and "laptop stolen" in out and "no end: lift" in out
     (line,) = _audit(tmp_path)
     assert line["action"] == "revoke" and line["kind"] == "subject" and line["marked"] == 1
     assert line["operator"] == "sec-oncall" and line["reason"] == "laptop stolen"
@@ -210,6 +210,7 @@ def test_suspend_then_reinstate_round_trip_with_audit(
     assert snapshot is not None and snapshot.suspended == {0} and snapshot.invalid == frozenset()
     code, out, _ = _run(capsys, "revoke", "list", "--config", config)
     assert code == 0 and "suspended" in out and "INC-7 investigating" in out
+    assert "no end: reinstate" in out
     code, out, _ = _run(
         capsys, "revoke", "reinstate", *subject, "--reason", "INC-7 false alarm",
         "--operator", "sec-oncall", "--config", config,
@@ -357,3 +358,43 @@ def test_an_alias_of_a_trusted_issuer_revokes_under_the_configured_issuer(
     assert code == 0 and "1 live token(s) marked INVALID" in out
     (revocation,) = store.revocations(int(time.time()))
     assert revocation.key == subject_key(IDP, "alice")
+
+
+def test_list_does_not_call_a_revocation_in_force_lifted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Walkthrough, session 11: UNTIL read "lifted" for a revocation still in force.
+    config = _config(tmp_path)
+    _seed(tmp_path)
+    _run(capsys, "revoke", "caller", "agent-1", "--reason", "INC-3", "--config", config)
+    _run(capsys, "revoke", "token", "jti-b", "--reason", "INC-3", "--config", config)
+    code, out, _ = _run(capsys, "revoke", "list", "--config", config)
+    header, *rows = out.splitlines()
+    assert code == 0 and "UNTIL" in header and len(rows) == 2
+    assert "lifted" not in out
+    by_kind = {row.split()[1]: row for row in rows}
+    assert "no end: lift" in by_kind["caller"]
+    assert "no end" not in by_kind["token"]  # a minted token's revocation ends with it
+
+
+def test_revoking_a_minted_tokens_jti_says_what_it_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Walkthrough, session 11: `revoke token <minted jti>` printed "new exchanges refused on
+    # every worker", but no exchange presents a minted token's jti: its user's go on.
+    config = _config(tmp_path)
+    _seed(tmp_path)
+    code, out, _ = _run(
+        capsys, "revoke", "token", "jti-a", "--reason", "leaked", "--config", config
+    )
+    assert code == 0 and "1 live token(s) marked INVALID" in out
+    assert "new exchanges refused" not in out
+    assert "it names one minted token, not its user or workload" in out
+    assert "the gateway's cache drops it on every worker within ~1 s" in out
+    assert "downstreams refuse it within ~61.5 s (list ttl + 1.5 s)" in out
+    # An inbound IdP token's jti (not a token Sekisho minted): exchanges presenting it are refused.
+    code, out, _ = _run(
+        capsys, "revoke", "token", "idp-jti", "--reason", "leaked", "--config", config
+    )
+    assert code == 0 and "new exchanges refused on every worker within ~1 s" in out
+    assert "downstreams refuse marked tokens within ~61.5 s (list ttl + 1.5 s)" in out

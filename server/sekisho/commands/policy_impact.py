@@ -118,7 +118,7 @@ def impact_document(impact: Impact) -> dict[str, Any]:
 def impact_text(impact: Impact, max_changes: int | None, exceeded: bool) -> str:
     """The report for a person (--format text)."""
     lines = [
-        f"== replayed {impact.replayed} decisions ({impact.skipped} other lines skipped); "
+        f"== replayed {_decisions(impact.replayed)} ({impact.skipped} other lines skipped); "
         f"the live policy reproduces {impact.reproduced} of the recorded results",
         f"== changed: {impact.changed}" + _limit(max_changes, exceeded),
     ]
@@ -129,8 +129,12 @@ def impact_text(impact: Impact, max_changes: int | None, exceeded: bool) -> str:
         lines.append("== users x downstreams gaining or losing scopes")
     for (user, audience), change in sorted(impact.users.items()):
         scopes = [f"+{s}" for s in sorted(change.gained)] + [f"-{s}" for s in sorted(change.lost)]
-        lines.append(f"  {user}  {audience}  {' '.join(scopes)}  ({change.decisions} decisions)")
+        lines.append(f"  {user}  {audience}  {' '.join(scopes)}  ({_decisions(change.decisions)})")
     return "\n".join(lines)
+
+
+def _decisions(count: int) -> str:
+    return f"{count} decision" + ("" if count == 1 else "s")
 
 
 def _limit(max_changes: int | None, exceeded: bool) -> str:

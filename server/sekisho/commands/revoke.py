@@ -213,6 +213,12 @@ def _print_change(settings: Settings, event: "RevocationEvent", *, still: str = 
         )
         print(f"lifted   {shown}: {served}")
         return
+    from sekisho.status.propagation import (
+        downstreams_within,
+        exchanges_within,
+        served_list_within,
+    )
+
     config = settings.status_list
     word, tokens, ended_by = _PRINTED[event.action]
     refused = event.action != "reinstate"
@@ -225,22 +231,31 @@ def _print_change(settings: Settings, event: "RevocationEvent", *, still: str = 
             "already, or SUSPENDED for a suspension. If some were expected, check the value is "
             "spelled as the tokens carry it; new exchanges it names are refused all the same)"
         )
-    poll, ttl = f"{config.poll_seconds + 0.5:g}", config.ttl_seconds + 2
-    if refused:
-        print(f"  new exchanges refused on every worker within ~{poll} s")
-        print(f"  downstreams refuse marked tokens within ~{ttl} s (list ttl + 2 s)")
+    poll, downstreams = exchanges_within(config), downstreams_within(config)
+    after_ttl = f"~{downstreams:g} s (list ttl + {served_list_within():g} s)"
+    if refused and event.kind == "token" and event.until:  # a live minted token was found
+        print(
+            "  it names one minted token, not its user or workload: their exchanges go on "
+            "(revoke subject | caller to refuse those)"
+        )
+        print(f"  the gateway's cache drops it on every worker within ~{poll:g} s")
+        print(f"  downstreams refuse it within {after_ttl}")
+    elif refused:
+        print(f"  new exchanges refused on every worker within ~{poll:g} s")
+        print(f"  downstreams refuse marked tokens within {after_ttl}")
     elif still:
         print(f"  new exchanges stay refused: {still}")
     else:
-        print(f"  new exchanges served again within ~{poll} s")
-        print(f"  downstreams accept them again within ~{ttl} s (list ttl + 2 s)")
+        print(f"  new exchanges served again within ~{poll:g} s")
+        print(f"  downstreams accept them again within {after_ttl}")
 
 
 def _list(store: "StatusStore") -> int:
     now = int(time.time())
     loaded = store.in_force(now)
-    entries = [("revoked", r, "lifted") for r in loaded.revocations]
-    entries += [("suspended", s, "reinstated") for s in loaded.suspensions]
+    # In force with no end set: ended only by the command named (not "lifted": it is not).
+    entries = [("revoked", r, "no end: lift") for r in loaded.revocations]
+    entries += [("suspended", s, "no end: reinstate") for s in loaded.suspensions]
     print(f"{'STATE':<10} {'KIND':<9} {'SINCE':<20} {'UNTIL':<20} {'OPERATOR':<12} KEY  (REASON)")
     for state, r, ended_by in entries:
         until = utc_timestamp(r.until) if r.until else ended_by

@@ -55,13 +55,18 @@ def entry_statuses(snapshot: ListSnapshot, bits: int) -> Iterator[tuple[int, int
         yield idx, INVALID
 
 
+# How long a signed list is served again before it is rebuilt from the store (status/propagation.py
+# counts it in how soon a mark shows).
+LIST_REBUILD_SECONDS = 1.0
+
+
 @dataclass(frozen=True, slots=True)
 class ListTiming:
     """`ttl` (how long verifiers may cache a list) and `exp - iat` of a served list."""
 
     ttl_seconds: int
     lifetime_seconds: int
-    rebuild_seconds: float = 1.0
+    rebuild_seconds: float = LIST_REBUILD_SECONDS
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,12 +6,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sekisho.commands.policy_impact import impact_text
 from sekisho.components import build_policy_engine
 from sekisho.config import Settings
 from sekisho.models import Decision
 from sekisho.policy.difference import decision_document
 from sekisho.policy.engine import PolicyRuntime
-from sekisho.policy.impact import DecisionFileError, DecisionReader, Recorded, replay
+from sekisho.policy.impact import (
+    DecisionFileError,
+    DecisionReader,
+    Impact,
+    Recorded,
+    UserChange,
+    replay,
+)
 
 from tests.fakes.clock import FakeClock
 from tests.fakes.loops import RecordedFailures
@@ -117,3 +125,14 @@ async def test_losing_access_loses_every_scope_and_is_counted_per_audience(
     (((user, audience), change),) = impact.users.items()
     assert (user, audience) == ("alice@example.com", CRM)
     assert (change.gained, change.lost, change.decisions) == (set(), {"crm.read", "crm.write"}, 2)
+
+
+def test_the_report_counts_one_decision_in_the_singular() -> None:
+    # Walkthrough, session 11: "(1 decisions)".
+    impact = Impact(replayed=1, changed=1)
+    impact.users[("alice@example.com", CRM)] = UserChange(lost={"crm.read"}, decisions=1)
+    text = impact_text(impact, None, exceeded=False)
+    assert "== replayed 1 decision (0 other lines skipped)" in text
+    assert "-crm.read  (1 decision)" in text
+    impact.users[("alice@example.com", CRM)].decisions = 2
+    assert "(2 decisions)" in impact_text(impact, None, exceeded=False)
