@@ -14,6 +14,8 @@ from sekisho.config import LimitsConfig, PolicyConfig, Settings, TrustConfig
 from sekisho.decision_observers import shadow_bounds as shadow_bounds_of
 from sekisho.policy.options import ShadowConfig
 from sekisho.policy.shadow import ShadowBounds
+from sekisho.policy.wasm.bundles import Polling
+from sekisho.policy.wasm.factory import bundle_polling as bundle_polling_of
 from sekisho.policy.wasm.factory import wasm_limits as wasm_limits_of
 from sekisho.policy.wasm.policy import WasmLimits
 from sekisho.protection import attempt_limits as attempt_limits_of
@@ -56,3 +58,18 @@ def wasm_limits(**changes: Any) -> WasmLimits:
 def compile_timeout() -> float:
     """[policy] compile_timeout_seconds: how long `opa build` may take."""
     return PolicyConfig().compile_timeout_seconds
+
+
+def bundle_polling(**changes: Any) -> Polling:
+    """[policy] bundle_poll_min_seconds and bundle_poll_max_seconds."""
+    return replace(bundle_polling_of(PolicyConfig()), **changes)
+
+
+def max_act_depth() -> int:
+    """[trust] max_act_depth: how deep an inbound `act` chain may nest."""
+    return TrustConfig().max_act_depth
+
+
+def grpc_max_message_bytes() -> int:
+    """[limits] grpc_max_message_bytes."""
+    return LimitsConfig().grpc_max_message_bytes

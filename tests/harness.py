@@ -20,7 +20,7 @@ from sekisho.signing.keyring import Keyring
 from sekisho.validation import ExchangeParams, build_request
 from sekisho.verify.jwks import JwksCache
 
-from tests.bounds import request_limits
+from tests.bounds import max_act_depth, request_limits
 from tests.embedded import loaded_engine
 from tests.fakes.clock import FakeClock
 from tests.fakes.fetcher import FakeFetcher
@@ -107,7 +107,12 @@ def build_harness(
         for cfg in issuer_configs()
     }
     verifier = TokenVerifier(
-        issuers, clock, own_issuer=SEKISHO_ISSUER, leeway_seconds=30, max_token_bytes=16384
+        issuers,
+        clock,
+        own_issuer=SEKISHO_ISSUER,
+        leeway_seconds=30,
+        max_token_bytes=16384,
+        max_act_depth=max_act_depth(),
     )
     keystore = FileKeyStore(keys_dir)
     if not keystore.exists():

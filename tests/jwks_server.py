@@ -19,6 +19,8 @@ from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
 from sekisho.verify.fetcher import HttpJsonFetcher
 from sekisho.verify.jwks import JwksCache
 
+from tests.bounds import max_act_depth
+
 
 @dataclass
 class JwksServer:
@@ -93,4 +95,5 @@ def live_verifier(
         own_issuer="https://sekisho.example.com",
         leeway_seconds=30,
         max_token_bytes=16384,
+        max_act_depth=max_act_depth(),
     )

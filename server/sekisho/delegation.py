@@ -19,7 +19,6 @@ from typing import Any
 from sekisho.errors import ActorNotPermittedError, MalformedTokenError
 from sekisho.models import Caller, Decision, VerifiedToken
 
-DEFAULT_MAX_ACT_DEPTH = 4
 _IDENTITY_MEMBERS = ("sub", "iss", "client_id")
 
 

@@ -11,6 +11,7 @@ from sekisho.errors import InvalidRequestError
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
 from sekisho.verify.jwks import JwksCache
 
+from tests.bounds import max_act_depth
 from tests.fakes.clock import FakeClock
 from tests.fakes.fetcher import FakeFetcher
 from tests.fakes.idp import TestIdp
@@ -35,6 +36,7 @@ class Target:
             own_issuer=SEKISHO_ISSUER,
             leeway_seconds=30,
             max_token_bytes=16384,
+            max_act_depth=max_act_depth(),
         )
         self.loop = asyncio.new_event_loop()
 

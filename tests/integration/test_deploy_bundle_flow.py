@@ -38,12 +38,12 @@ from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho.config import PolicyConfig
 from sekisho.devidp import DevIdentityProvider
 from sekisho.errors import PolicyLoadError
-from sekisho.policy.wasm.bundles import BundlePolicyEngine, Polling
+from sekisho.policy.wasm.bundles import BundlePolicyEngine
 from sekisho.policy.wasm.download import BundleDownloader, BundleFetchError
 from sekisho.policy.wasm.factory import bundle_engine, bundle_ssl_context
 from sekisho.signing.filestore import FileKeyStore
 
-from tests.bounds import wasm_limits
+from tests.bounds import bundle_polling, wasm_limits
 from tests.embedded import shared_runtime
 from tests.fakes.clock import FakeClock
 from tests.fakes.loops import RecordedFailures
@@ -359,7 +359,7 @@ async def test_a_replica_that_started_without_a_bundle_retries_at_once(
         failures=RecordedFailures(),
         runtime=shared_runtime(),
         downloader=BundleDownloader(server.url, 5.0),
-        polling=Polling(min_delay=60.0, max_delay=120.0),
+        polling=bundle_polling(),
     )
     await policies.start()
     try:

@@ -24,7 +24,7 @@ from sekisho.policy.wasm.compiler import BundleSigning, build_bundle
 from sekisho.policy.wasm.download import BundleDownloader, Fetched
 from sekisho.policy.wasm.signing import BundleVerifier
 
-from tests.bounds import wasm_limits
+from tests.bounds import bundle_polling, wasm_limits
 from tests.embedded import shared_runtime
 from tests.fakes.clock import FakeClock
 from tests.fakes.loops import RecordedFailures
@@ -98,12 +98,15 @@ def bundle(
     return output.read_bytes()
 
 
-def engine(failures: RecordedFailures | None = None, **kwargs: Any) -> BundlePolicyEngine:
+def engine(
+    failures: RecordedFailures | None = None, polling: Polling | None = None, **kwargs: Any
+) -> BundlePolicyEngine:
     return BundlePolicyEngine(
         QUERY,
         wasm_limits(),
         runtime=shared_runtime(),
         failures=failures or RecordedFailures(),
+        polling=polling or bundle_polling(),
         **kwargs,
     )
 

@@ -14,7 +14,7 @@ from sekisho.minting.minter import TokenMinter
 from sekisho.signing.signer import LocalSigner
 from sekisho.verify.jwks import JwksCache
 
-from tests.bounds import request_limits
+from tests.bounds import max_act_depth, request_limits
 from tests.fakes.fetcher import FakeFetcher
 from tests.harness import SEKISHO_ISSUER, Harness
 from tests.security._exchange import accepted, rejected
@@ -48,6 +48,7 @@ def _self_trusting_harness(harness: Harness, iss: str, own_issuer: str) -> Harne
         own_issuer=own_issuer,
         leeway_seconds=30,
         max_token_bytes=16384,
+        max_act_depth=max_act_depth(),
     )
     minter = TokenMinter(
         harness.keyring, harness.clock, issuer=SEKISHO_ISSUER, max_lifetime_seconds=300

@@ -197,7 +197,7 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
     from sekisho.loops import LoopFailures, not_counted
     from sekisho.policy.wasm.bundles import BundlePolicyEngine
     from sekisho.policy.wasm.compiler import BundleSigning, build_bundle, entrypoint_of
-    from sekisho.policy.wasm.factory import wasm_limits
+    from sekisho.policy.wasm.factory import bundle_polling, wasm_limits
 
     output = Path(args.output)
     signing = None
@@ -210,7 +210,10 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
     )
     raw = output.read_bytes()
     policy = BundlePolicyEngine(
-        settings.policy.query, wasm_limits(settings.policy), failures=LoopFailures(not_counted)
+        settings.policy.query,
+        wasm_limits(settings.policy),
+        failures=LoopFailures(not_counted),
+        polling=bundle_polling(settings.policy),
     ).load(raw)
     digest = hashlib.sha256(raw).hexdigest()
     signed = "signed" if signing else "unsigned"

@@ -35,13 +35,13 @@ def authorization_server_metadata(
     issuer: str,
     signing_algs: list[str],
     *,
-    token_endpoint: bool = False,
-    auth_methods: Sequence[str] = ("client_secret_basic", "private_key_jwt"),
+    token_endpoint_auth_methods: Sequence[str] | None = None,
     status_lists: bool = False,
 ) -> dict[str, Any]:
     """RFC 8414 §2 metadata, with the ID-JAG draft's identity-chaining member.
 
-    Token-endpoint members appear only when POST /oauth2/token is served (clients registered).
+    Token-endpoint members appear only when POST /oauth2/token is served: then
+    `token_endpoint_auth_methods` are its client authentication methods (TokenEndpoint's).
     """
     metadata: dict[str, Any] = {
         "issuer": issuer,
@@ -55,12 +55,12 @@ def authorization_server_metadata(
     }
     if status_lists:  # draft-ietf-oauth-status-list §9.3
         metadata["status_list_aggregation_endpoint"] = issuer + STATUS_LISTS_PATH
-    if token_endpoint:
+    if token_endpoint_auth_methods is not None:
         metadata.update(
             {
                 "token_endpoint": issuer + TOKEN_PATH,
                 "grant_types_supported": [GRANT_TYPE_TOKEN_EXCHANGE],
-                "token_endpoint_auth_methods_supported": list(auth_methods),
+                "token_endpoint_auth_methods_supported": list(token_endpoint_auth_methods),
                 "token_endpoint_auth_signing_alg_values_supported": sorted(ASYMMETRIC_ALGORITHMS),
             }
         )
@@ -93,8 +93,7 @@ def create_http_app(
         metadata = authorization_server_metadata(
             issuer,
             keyring.published_algorithms(),
-            token_endpoint=token_endpoint is not None,
-            auth_methods=token_endpoint.auth_methods if token_endpoint else (),
+            token_endpoint_auth_methods=token_endpoint.auth_methods if token_endpoint else None,
             status_lists=status_lists is not None,
         )
         return web.Response(

@@ -21,7 +21,6 @@ from sekisho.constants import (
     TOKEN_TYPE_ACCESS_TOKEN,
     TOKEN_TYPE_ID_TOKEN,
 )
-from sekisho.delegation import DEFAULT_MAX_ACT_DEPTH
 from sekisho.errors import (
     AlgorithmNotAllowedError,
     BadSignatureError,
@@ -72,7 +71,7 @@ class TokenVerifier:
         own_issuer: str,
         leeway_seconds: int,
         max_token_bytes: int,
-        max_act_depth: int = DEFAULT_MAX_ACT_DEPTH,
+        max_act_depth: int,
     ) -> None:
         # Every accepted spelling of an issuer's `iss` (identity/presets.py issuer forms, aliases).
         self._issuers = {

@@ -24,7 +24,6 @@ from sekisho.tls import TlsMaterial
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TokenExchangeService"].full_name
 EXCHANGE_METHOD = f"/{SERVICE_NAME}/ExchangeToken"
-MAX_MESSAGE_BYTES = 256 * 1024
 
 
 def _bind(server: grpc.aio.Server, listen: str, tls: TlsMaterial | None) -> int:
@@ -84,7 +83,7 @@ async def create_grpc_server(
     ext_authz: ExtAuthzServicer | None = None,
     *,
     tls: TlsMaterial | None = None,
-    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    max_message_bytes: int,
     reuse_port: bool = False,
     options: Sequence[tuple[str, Any]] = (),
     screen: Screen | None = None,
@@ -92,7 +91,8 @@ async def create_grpc_server(
 ) -> GrpcServer:
     """Build and start the server on `listen` (host:port); `ext_authz` adds Envoy's Check.
 
-    `tls` serves TLS (requiring a client certificate when its `require_client_auth` says so).
+    `max_message_bytes` is `[limits] grpc_max_message_bytes`. `tls` serves TLS (requiring a
+    client certificate when its `require_client_auth` says so).
     `reuse_port` lets several worker processes bind one port (SO_REUSEPORT); off, a second
     server on a busy port fails to bind instead of silently sharing it. `options` adds grpc core
     channel arguments (the [grpc] limits: streams per connection, keepalive enforcement).

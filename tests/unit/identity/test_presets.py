@@ -14,6 +14,7 @@ from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
 from sekisho.models import VerifiedToken
 from sekisho.verify.jwks import JwksCache
 
+from tests.bounds import max_act_depth
 from tests.fakes.clock import FakeClock
 from tests.fakes.fetcher import FakeFetcher
 from tests.fakes.idp import TestIdp
@@ -82,6 +83,7 @@ class Vendor:
             own_issuer=SEKISHO_ISSUER,
             leeway_seconds=30,
             max_token_bytes=16384,
+            max_act_depth=max_act_depth(),
         )
 
     def token(self, shape: dict[str, Any], header: dict[str, Any] | None = None) -> str:

@@ -15,6 +15,7 @@ from sekisho.errors import (
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
 from sekisho.verify.jwks import JwksCache
 
+from tests.bounds import max_act_depth
 from tests.fakes.clock import FakeClock
 from tests.fakes.fetcher import FakeFetcher
 from tests.fakes.idp import TestIdp
@@ -44,6 +45,7 @@ class Setup:
             own_issuer=SEKISHO_ISSUER,
             leeway_seconds=30,
             max_token_bytes=16384,
+            max_act_depth=max_act_depth(),
         )
 
     def token(self, **kwargs: Any) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sekisho.cli import main
 
-from tests.bounds import wasm_limits
+from tests.bounds import bundle_polling, wasm_limits
 from tests.fakes.loops import RecordedFailures
 from tests.opa import opa_binary
 from tests.unit.policy.inputs import POLICIES, QUERY
@@ -260,9 +260,9 @@ def test_build_writes_a_bundle_that_a_replica_loads(
     assert not [name for name in contents.files if name.endswith("_test.rego")]
     assert set(contents.data["sekisho"]) >= {"registry", "denylist", "consents"}
     ((_, case),) = json.loads(CASE.read_text()).items()
-    served = BundlePolicyEngine(QUERY, wasm_limits(), failures=RecordedFailures()).load(
-        output.read_bytes()
-    )
+    served = BundlePolicyEngine(
+        QUERY, wasm_limits(), failures=RecordedFailures(), polling=bundle_polling()
+    ).load(output.read_bytes())
     assert served.evaluate(json.dumps(case["input"]).encode()) == case["expected"]
 
 

@@ -9,6 +9,7 @@ from sekisho.errors import ConfigError
 from sekisho.rpc.server import create_grpc_server
 from sekisho.rpc.servicer import TokenExchangeServicer
 
+from tests.bounds import grpc_max_message_bytes
 from tests.harness import NO_CLIENT_AUTH, Harness
 
 
@@ -21,4 +22,9 @@ async def test_a_busy_port_is_a_config_error_naming_the_setting(harness: Harness
         with pytest.raises(
             ConfigError, match=r"server\.grpc_listen.*cannot listen on 127\.0\.0\.1"
         ):
-            await create_grpc_server(servicer, listen, contextvars.ContextVar("rid"))
+            await create_grpc_server(
+                servicer,
+                listen,
+                contextvars.ContextVar("rid"),
+                max_message_bytes=grpc_max_message_bytes(),
+            )

@@ -22,6 +22,7 @@ from sekisho.rpc.ext_authz import ExtAuthzServicer, caller_of, gateway_request
 from sekisho.rpc.server import create_grpc_server
 from sekisho.rpc.servicer import TokenExchangeServicer
 
+from tests.bounds import grpc_max_message_bytes
 from tests.harness import CRM_AUDIENCE, CRM_RESOURCE, NO_CLIENT_AUTH, Harness
 
 CRM_ROUTE = Route(
@@ -62,6 +63,7 @@ async def stub(harness: Harness) -> AsyncIterator[Any]:
             audit_refusal=harness.exchanger.refused,
             crashed=harness.exchanger.crashed,
         ),
+        max_message_bytes=grpc_max_message_bytes(),
     )
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     yield ext_authz_grpc.AuthorizationStub(channel)
@@ -145,7 +147,13 @@ async def test_a_bug_denies_with_500(harness: Harness) -> None:
         audit_refusal=harness.exchanger.refused,
         crashed=crashed,
     )
-    server = await create_grpc_server(servicer, "127.0.0.1:0", contextvars.ContextVar("r"), broken)
+    server = await create_grpc_server(
+        servicer,
+        "127.0.0.1:0",
+        contextvars.ContextVar("r"),
+        broken,
+        max_message_bytes=grpc_max_message_bytes(),
+    )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         response = await ext_authz_grpc.AuthorizationStub(channel).Check(check_request({}))
     await server.server.stop(0)
@@ -220,7 +228,11 @@ async def test_a_raw_header_that_is_not_utf8_is_audited_as_a_refusal(harness: Ha
         crashed=harness.exchanger.crashed,
     )
     server = await create_grpc_server(
-        servicer, "127.0.0.1:0", contextvars.ContextVar("r"), ext_authz
+        servicer,
+        "127.0.0.1:0",
+        contextvars.ContextVar("r"),
+        ext_authz,
+        max_message_bytes=grpc_max_message_bytes(),
     )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         check = _raw(check_request({}), ("x-mcp-tool", b"f\xff"))

@@ -46,10 +46,11 @@ FIRST_RETRY_SECONDS = 0.1
 
 @dataclass(frozen=True, slots=True)
 class Polling:
-    """OPA's bundle polling: min/max delay between polls (seconds)."""
+    """OPA's bundle polling: min/max delay between polls (seconds; `[policy]
+    bundle_poll_min_seconds`, `bundle_poll_max_seconds`)."""
 
-    min_delay: float = 60.0
-    max_delay: float = 120.0
+    min_delay: float
+    max_delay: float
 
     def next_delay(self, failures: int, rng: random.Random) -> float:
         if failures == 0:
@@ -66,9 +67,9 @@ class BundlePolicyEngine(WasmServing):
         limits: WasmLimits,
         *,
         failures: LoopFailures,
+        polling: Polling,
         file: Path | None = None,
         downloader: BundleDownloader | None = None,
-        polling: Polling | None = None,
         verifier: BundleVerifier | None = None,
         runtime: WasmRuntime | None = None,
         clock: Clock | None = None,
@@ -77,7 +78,7 @@ class BundlePolicyEngine(WasmServing):
         self._entrypoint = entrypoint_of(query)
         self._file = file
         self._downloader = downloader
-        self._polling = polling or Polling()
+        self._polling = polling
         self._verifier = verifier
         self._failures = failures
         self._etag = ""

@@ -26,6 +26,11 @@ def wasm_limits(policy: PolicyConfig) -> WasmLimits:
     )
 
 
+def bundle_polling(policy: PolicyConfig) -> Polling:
+    """How often a bundle server is polled (`bundle_poll_min_seconds` … `_max_seconds`)."""
+    return Polling(policy.bundle_poll_min_seconds, policy.bundle_poll_max_seconds)
+
+
 def embedded_engine(
     policy: PolicyConfig, cwd: Path, clock: Clock, failures: LoopFailures
 ) -> PolicyRuntime:
@@ -90,7 +95,7 @@ def bundle_engine(policy: PolicyConfig, clock: Clock, failures: LoopFailures) ->
         wasm_limits(policy),
         file=policy.bundle_file,
         downloader=downloader,
-        polling=Polling(policy.bundle_poll_min_seconds, policy.bundle_poll_max_seconds),
+        polling=bundle_polling(policy),
         verifier=verifier,
         clock=clock,
         failures=failures,
