@@ -1,4 +1,4 @@
-"""Instructions (callgrind Ir, deterministic) of the JWS signing input as minting/encoder.py
+"""Instructions (callgrind Ir, deterministic) of the JWS signing input as signing/jws.py
 builds it: header + "." + claims, `--calls` times, for the encoder of the checkout given (base)
 and this one (new). Run each under callgrind, the marker toggling collection:
 
@@ -30,9 +30,11 @@ KID, TYP = "hV9MJGc3JQlcnuVCrXARyxFog53nkYQ9mukPlTq27mM", "oauth-id-jag+jwt"
 
 
 def _load(checkout: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        name, checkout / "server/sekisho/minting/encoder.py"
-    )
+    # signing/jws.py since session 11; minting/encoder.py in earlier checkouts (a base for A/B).
+    path = checkout / "server/sekisho/signing/jws.py"
+    if not path.exists():
+        path = checkout / "server/sekisho/minting/encoder.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)

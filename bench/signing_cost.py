@@ -29,8 +29,8 @@ from cryptography.hazmat.backends.openssl.backend import backend as openssl
 from sekisho.clock import SystemClock
 from sekisho.config import Settings
 from sekisho.keystores import build_key_manager, build_keystore
-from sekisho.minting.encoder import JwsEncoder
 from sekisho.signing.audit import Actor
+from sekisho.signing.jws import JwsEncoder
 from sekisho.signing.keyring import Keyring
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,8 +14,8 @@ from typing import Any
 import jwt
 import pytest
 from sekisho.errors import KeyStoreError, TemporarilyUnavailableError
-from sekisho.minting.encoder import JwsEncoder
 from sekisho.signing.audit import Actor
+from sekisho.signing.jws import JwsEncoder
 from sekisho.signing.keyring import Keyring
 from sekisho.signing.keys import KeyState
 from sekisho.signing.lifecycle import LifecycleError

@@ -14,9 +14,9 @@ from sekisho.errors import (
     TokenExpiredError,
 )
 from sekisho.minting.claims import RESERVED_CLAIMS, TokenFacts, build_claims
-from sekisho.minting.encoder import JwsEncoder, SelfVerificationError
 from sekisho.models import Decision, ExchangeRequest, MintedToken, VerifiedToken
 from sekisho.profiles import profile_for
+from sekisho.signing.jws import JwsEncoder, SelfVerificationError
 from sekisho.signing.keyring import Keyring
 from sekisho.status.issuer import StatusListIssuer
 from sekisho.status.models import IssuedToken, subject_key

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from sekisho.clock import Clock
 from sekisho.constants import TYP_STATUS_LIST
-from sekisho.minting.encoder import JwsEncoder
+from sekisho.signing.jws import JwsEncoder
 from sekisho.signing.keyring import Keyring
 from sekisho.singleflight import SingleFlight
 from sekisho.status.bitlist import INVALID, SUSPENDED, StatusList, pack

@@ -1,13 +1,13 @@
 """The prebuilt JSON encoders write exactly what the json module's encoders they replace write:
 the policy input and data (`encode_json`: compact, UTF-8) and a minted token's claims
-(minting.encoder: compact, ASCII-escaped), refusals included."""
+(signing.jws: compact, ASCII-escaped), refusals included."""
 
 import json
 from typing import Any
 
 import pytest
-from sekisho.minting.encoder import _json as claims_json
 from sekisho.policy.wasm.policy import encode_json
+from sekisho.signing.jws import _json as claims_json
 
 
 class _Text(str):
