@@ -32,7 +32,7 @@ from sekisho.protection import build_admission, request_limits
 from sekisho.service_tasks import policy_watch
 from sekisho.signing.keyring import Keyring
 from sekisho.signing.manager import ManagedKeyStore
-from sekisho.status.runtime import StatusRuntime, build_status_runtime
+from sekisho.status_components import StatusRuntime, build_status_runtime
 from sekisho.verify.fetcher import HttpJsonFetcher, JsonFetcher
 
 

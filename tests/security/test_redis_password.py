@@ -19,8 +19,8 @@ from sekisho.cli import main
 from sekisho.config import load_settings
 from sekisho.errors import ConfigError
 from sekisho.status.revocations import RevocationGate
-from sekisho.status.runtime import build_status_store
 from sekisho.status.store import StatusStoreError
+from sekisho.status_stores import build_status_store
 
 from tests.fakes.clock import FakeClock
 from tests.fakes.loops import RecordedFailures

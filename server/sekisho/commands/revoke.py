@@ -78,7 +78,7 @@ def register(
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from sekisho.status.runtime import build_status_store
+    from sekisho.status_stores import build_status_store
 
     if not settings.status_list.enabled:
         raise ConfigError("sekisho revoke needs [status_list] enabled = true")

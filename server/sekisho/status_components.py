@@ -1,5 +1,7 @@
 """Builds the status-list components of one worker from [status_list] (the composition root's
-helper, so service.py only plugs them in)."""
+helper, so service.py only plugs them in): allocation, the revocation gate, the served lists and
+their background loops. Wiring, kept out of the `status` package so it depends on neither the
+HTTP layer nor the config models."""
 
 import asyncio
 import contextlib
@@ -8,7 +10,6 @@ from dataclasses import dataclass
 
 from sekisho.clock import Clock
 from sekisho.config import Settings, StatusListConfig
-from sekisho.errors import ConfigError
 from sekisho.http.statuslist import STATUS_LISTS_PATH, StatusListEndpoint
 from sekisho.loops import LoopFailures
 from sekisho.signing.keyring import Keyring
@@ -16,32 +17,11 @@ from sekisho.status.issuer import AllocationPolicy, StatusListIssuer
 from sekisho.status.listtoken import ListTiming, StatusListTokens
 from sekisho.status.revocations import RevocationGate
 from sekisho.status.store import StatusStore, StatusStoreError
+from sekisho.status_stores import build_status_store
 
 log = logging.getLogger(__name__)
 
 MIN_STALE_SECONDS = 2.0
-
-
-def build_status_store(config: StatusListConfig) -> StatusStore:
-    """The configured store: the SQLite file (one host) or Redis (replicas).
-
-    Raises: ConfigError (store = redis without the redis package, or its password variable empty).
-    """
-    if config.store == "file":
-        from sekisho.status.filestore import FileStatusStore
-
-        return FileStatusStore(config.path)
-    try:
-        from sekisho.status.redisstore import RedisStatusStore
-    except ImportError as exc:
-        raise ConfigError(
-            "config key 'status_list.store': the redis package is not installed "
-            "(pip install 'sekisho[redis]')"
-        ) from exc
-    from sekisho.redisauth import redis_auth
-
-    auth = redis_auth(config.redis_password_env, config.redis_ca_file)
-    return RedisStatusStore.from_url(config.redis_url, **auth)
 
 
 @dataclass
