@@ -26,10 +26,10 @@ from typing import Any
 import builtins_cases
 from sekisho.config import PolicyConfig
 from sekisho.policy.wasm.compiler import compile_folder
-from sekisho.policy.wasm.factory import wasm_limits
 from sekisho.policy.wasm.instance import WasmEvaluationError
 from sekisho.policy.wasm.policy import LoadedPolicy, compile_module
 from sekisho.policy.wasm.runtime import WasmRuntime
+from sekisho.policy_components import wasm_limits
 
 REPO = Path(__file__).resolve().parent.parent
 QUERY = "data.differential.results"

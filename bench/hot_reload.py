@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 from sekisho.config import PolicyConfig  # noqa: E402
 from sekisho.loops import LoopFailures, not_counted  # noqa: E402
 from sekisho.policy.wasm.engine import WasmPolicyEngine  # noqa: E402
-from sekisho.policy.wasm.factory import wasm_limits  # noqa: E402
+from sekisho.policy_components import wasm_limits  # noqa: E402
 from sekisho.reload import watch_directory  # noqa: E402
 
 from tests.opa import opa_binary  # noqa: E402

@@ -43,7 +43,7 @@ from typing import Any
 import policy_latency
 from sekisho.config import PolicyConfig
 from sekisho.policy.wasm.engine import WasmPolicyEngine
-from sekisho.policy.wasm.factory import wasm_limits
+from sekisho.policy_components import wasm_limits
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = policy_latency.NOW

@@ -46,7 +46,7 @@ from sekisho.policy.cache import CachingPolicyEngine
 from sekisho.policy.opa.api import OpaApi
 from sekisho.policy.opa.engine import OpaPolicyEngine
 from sekisho.policy.wasm.engine import WasmPolicyEngine
-from sekisho.policy.wasm.factory import wasm_limits
+from sekisho.policy_components import wasm_limits
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # tests/loopback.py: ports, waits and stops shared with the tests

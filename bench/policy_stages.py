@@ -38,9 +38,9 @@ from sekisho.config import PolicyConfig
 from sekisho.identifiers import random_uuid
 from sekisho.policy.decision import parse_decision
 from sekisho.policy.wasm.engine import WasmPolicyEngine
-from sekisho.policy.wasm.factory import wasm_limits
 from sekisho.policy.wasm.policy import encode_json
 from sekisho.policy.wasm.runtime import WasmRuntime
+from sekisho.policy_components import wasm_limits
 
 Stage = Callable[[int], Any]  # one input's work, by input index
 

@@ -15,9 +15,9 @@ from sekisho.decision_observers import shadow_bounds as shadow_bounds_of
 from sekisho.policy.options import ShadowConfig
 from sekisho.policy.shadow import ShadowBounds
 from sekisho.policy.wasm.bundles import Polling
-from sekisho.policy.wasm.factory import bundle_polling as bundle_polling_of
-from sekisho.policy.wasm.factory import wasm_limits as wasm_limits_of
 from sekisho.policy.wasm.policy import WasmLimits
+from sekisho.policy_components import bundle_polling as bundle_polling_of
+from sekisho.policy_components import wasm_limits as wasm_limits_of
 from sekisho.protection import attempt_limits as attempt_limits_of
 from sekisho.protection import queue_policy as queue_policy_of
 from sekisho.protection import request_limits as request_limits_of

@@ -7,9 +7,10 @@ from typing import Any
 
 from sekisho.audit import AuditLog
 from sekisho.callers import CallerRegistry
-from sekisho.config import IssuerConfig, Settings
+from sekisho.config import Settings
 from sekisho.constants import TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN
 from sekisho.exchange import TokenExchanger
+from sekisho.identity.issuer_config import IssuerConfig
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
 from sekisho.instruments import ExchangeInstruments
 from sekisho.minting.minter import TokenMinter

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 from sekisho.clock import Clock
-from sekisho.config import IssuerConfig
+from sekisho.identity.issuer_config import IssuerConfig
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
 from sekisho.verify.fetcher import HttpJsonFetcher
 from sekisho.verify.jwks import JwksCache

@@ -26,7 +26,7 @@ from sekisho.metrics import Metrics
 from sekisho.observability import Observability
 from sekisho.policy.cache import CachingPolicyEngine
 from sekisho.policy.engine import PolicyRuntime
-from sekisho.policy.wasm.factory import embedded_engine
+from sekisho.policy_components import embedded_engine
 from sekisho.protection import (
     build_assertion_gate,
     build_attempt_gate,

@@ -16,9 +16,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from sekisho.constants import ASYMMETRIC_ALGORITHMS
 from sekisho.errors import ConfigError
-from sekisho.identity.presets import PRESETS, PresetName, preset_config_problem
+from sekisho.identity.issuer_config import IssuerConfig
 from sekisho.policy.options import DecisionLogConfig, ShadowConfig
 from sekisho.protection_config import (
     ClientAuthLimitsConfig,
@@ -26,7 +25,7 @@ from sekisho.protection_config import (
     HttpLimitsConfig,
     OverloadConfig,
 )
-from sekisho.urls import is_loopback_host, is_secure_url
+from sekisho.urls import is_loopback_host, require_secure_url
 
 
 def require_guarded_redis_url(url: str, what: str, *, env_setting: str) -> str:
@@ -56,12 +55,6 @@ def require_env_name(value: str, what: str) -> str:
     if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
         raise ValueError(f"{what} must be the name of an environment variable")
     return value
-
-
-def _require_secure_url(url: str, what: str) -> str:
-    if is_secure_url(url):
-        return url
-    raise ValueError(f"{what} must be an https URL (http is accepted only on loopback hosts)")
 
 
 class _Strict(BaseModel):
@@ -107,7 +100,7 @@ class ServerConfig(_Strict):
     @field_validator("issuer")
     @classmethod
     def _issuer_is_url(cls, value: str) -> str:
-        _require_secure_url(value, "issuer")
+        require_secure_url(value, "issuer")
         if value.endswith("/"):
             raise ValueError("issuer must not end with '/' (RFC 8414 §2 issuer identifier)")
         return value
@@ -169,104 +162,6 @@ class ServerConfig(_Strict):
             )
         if self.client_auth_required and self.client_ca_file is None:
             raise ValueError("server.require_client_auth needs server.client_ca_file")
-        return self
-
-
-class IssuerConfig(_Strict):
-    """One [[trust.issuers]] entry: a trusted IdP."""
-
-    issuer: str
-    discovery_url: str = ""
-    jwks_uri: str = ""
-    audiences: tuple[str, ...] = ()
-    client_ids: tuple[str, ...] = ()
-    client_id_claim: Literal["client_id", "azp", "cid", "appid"] = "client_id"
-    groups_claim: str = "groups"
-    tenant_claim: str = "tenant"
-    algorithms: tuple[str, ...] = ("RS256", "ES256")
-    # IdP presets (identity/presets.py, docs/operators.md "Identity provider presets"): the vendor
-    # fills the settings below and its token-kind check; any setting given here wins.
-    preset: PresetName | None = None
-    client_id_claims: tuple[str, ...] = ()  # tried in order; replaces client_id_claim when set
-    roles_claim: str = ""  # dotted path; its values join groups_claim's
-    groups_strip_leading_slash: bool = False  # Keycloak full group paths: "/sales" → "sales"
-    scope_claim: str = "scope"  # a space-separated string or an array of strings
-    required_scopes: tuple[str, ...] = ()  # an access token must carry every one of them
-    issuer_aliases: tuple[str, ...] = ()  # more `iss` spellings of this IdP (same keys)
-    check_token_kind: bool = True  # with a preset: the vendor's ID/access signal must match
-
-    @model_validator(mode="before")
-    @classmethod
-    def _preset_defaults(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or data.get("preset") not in PRESETS:
-            return data
-        defaults = dict(PRESETS[data["preset"]].defaults)
-        if "client_id_claim" in data:  # an explicit single claim overrides the preset's chain
-            defaults.pop("client_id_claims", None)
-        return defaults | data
-
-    @property
-    def client_claims(self) -> tuple[str, ...]:
-        """The claims naming the client, in the order they are tried."""
-        return self.client_id_claims or (self.client_id_claim,)
-
-    @property
-    def accepted_issuers(self) -> tuple[str, ...]:
-        """`issuer`, the preset's other spellings of it, and `issuer_aliases`."""
-        forms = PRESETS[self.preset].issuer_forms(self.issuer) if self.preset else ()
-        return tuple(dict.fromkeys((self.issuer, *forms, *self.issuer_aliases)))
-
-    @field_validator("issuer")
-    @classmethod
-    def _issuer_url(cls, value: str) -> str:
-        return _require_secure_url(value, "issuer")
-
-    @field_validator("discovery_url", "jwks_uri")
-    @classmethod
-    def _endpoint_url(cls, value: str) -> str:
-        return _require_secure_url(value, "URL") if value else value
-
-    @field_validator("issuer_aliases")
-    @classmethod
-    def _alias_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for alias in value:
-            _require_secure_url(alias, "issuer_aliases entry")
-        return value
-
-    @field_validator("client_id_claims", "required_scopes")
-    @classmethod
-    def _no_empty_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if any(not name for name in value):
-            raise ValueError("entries must be non-empty")
-        return value
-
-    @field_validator("algorithms")
-    @classmethod
-    def _asymmetric_only(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        # Never `none`, never HS*: a symmetric alg would let the IdP's public key act as a MAC key.
-        bad = [alg for alg in value if alg not in ASYMMETRIC_ALGORITHMS]
-        if bad or not value:
-            allowed = ", ".join(sorted(ASYMMETRIC_ALGORITHMS))
-            raise ValueError(f"unsupported algorithm(s) {bad}; choose from {allowed}")
-        return value
-
-    @model_validator(mode="after")
-    def _one_key_source_and_a_check(self) -> "IssuerConfig":
-        if bool(self.discovery_url) == bool(self.jwks_uri):
-            raise ValueError("set exactly one of discovery_url or jwks_uri")
-        if not self.audiences and not self.client_ids:
-            raise ValueError(
-                "set audiences and/or client_ids: a token for any client is not accepted"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _preset_fits(self) -> "IssuerConfig":
-        problem = (
-            preset_config_problem(self.preset, self.issuer, self.audiences) if self.preset else ""
-        )
-        if problem:
-            raise ValueError(problem)
         return self
 
 
@@ -367,7 +262,7 @@ class PolicyConfig(_Strict):
     @classmethod
     def _bundle_url(cls, value: str) -> str:
         # The policy travels over this connection: plaintext only on loopback.
-        return _require_secure_url(value, "bundle_url") if value else value
+        return require_secure_url(value, "bundle_url") if value else value
 
     @model_validator(mode="after")
     def _one_bundle_source(self) -> "PolicyConfig":
@@ -400,7 +295,7 @@ class PolicyConfig(_Strict):
     @classmethod
     def _opa_base_url(cls, value: str) -> str:
         # Decisions travel over this connection: plaintext only on loopback (a sidecar).
-        _require_secure_url(value, "opa_url")
+        require_secure_url(value, "opa_url")
         parts = urlsplit(value)
         _ = parts.port  # raises ValueError for a port out of range
         if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
@@ -504,7 +399,7 @@ class KeysConfig(_Strict):
     @field_validator("kms_endpoint_url")
     @classmethod
     def _kms_url(cls, value: str) -> str:
-        return _require_secure_url(value, "kms_endpoint_url") if value else value
+        return require_secure_url(value, "kms_endpoint_url") if value else value
 
     @field_validator("kms_alias_prefix")
     @classmethod

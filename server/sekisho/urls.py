@@ -34,3 +34,11 @@ def is_secure_url(url: str) -> bool:
     return (
         parts.scheme == "http" and bool(parts.hostname) and is_loopback_host(parts.hostname or "")
     )
+
+
+def require_secure_url(url: str, what: str) -> str:
+    """`url` when is_secure_url (for the config models' validators). Raises: ValueError naming
+    `what`."""
+    if is_secure_url(url):
+        return url
+    raise ValueError(f"{what} must be an https URL (http is accepted only on loopback hosts)")

@@ -40,7 +40,7 @@ from sekisho.devidp import DevIdentityProvider
 from sekisho.errors import PolicyLoadError
 from sekisho.policy.wasm.bundles import BundlePolicyEngine
 from sekisho.policy.wasm.download import BundleDownloader, BundleFetchError
-from sekisho.policy.wasm.factory import bundle_engine, bundle_ssl_context
+from sekisho.policy_components import bundle_engine, bundle_ssl_context
 from sekisho.signing.filestore import FileKeyStore
 
 from tests.bounds import bundle_polling, wasm_limits

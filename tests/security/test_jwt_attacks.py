@@ -16,8 +16,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import ValidationError
-from sekisho.config import IssuerConfig
 from sekisho.errors import InvalidRequestError, ServiceError
+from sekisho.identity.issuer_config import IssuerConfig
 from sekisho.signing.material import public_jwk, thumbprint
 
 from tests.harness import IDP_A, Harness

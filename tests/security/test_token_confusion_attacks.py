@@ -6,9 +6,9 @@ import json
 
 import pytest
 from sekisho.audit import AuditLog
-from sekisho.config import IssuerConfig
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN
 from sekisho.exchange import TokenExchanger
+from sekisho.identity.issuer_config import IssuerConfig
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
 from sekisho.minting.minter import TokenMinter
 from sekisho.signing.signer import LocalSigner

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
-from sekisho.config import IssuerConfig, Settings
+from sekisho.config import Settings
+from sekisho.identity.issuer_config import IssuerConfig
 
 REPO = Path(__file__).resolve().parents[2]
 

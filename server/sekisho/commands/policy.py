@@ -89,7 +89,7 @@ def _toolchain(settings: Settings) -> OpaToolchain:
 
 def _embedded(settings: Settings) -> "WasmPolicyEngine":
     """The folder loaded exactly as `sekisho serve` loads it. Raises: PolicyLoadError."""
-    from sekisho.policy.wasm.factory import folder_engine
+    from sekisho.policy_components import folder_engine
 
     engine = folder_engine(settings.policy, Path.cwd())
     engine.load()
@@ -197,7 +197,7 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
     from sekisho.loops import LoopFailures, not_counted
     from sekisho.policy.wasm.bundles import BundlePolicyEngine
     from sekisho.policy.wasm.compiler import BundleSigning, build_bundle, entrypoint_of
-    from sekisho.policy.wasm.factory import bundle_polling, wasm_limits
+    from sekisho.policy_components import bundle_polling, wasm_limits
 
     output = Path(args.output)
     signing = None

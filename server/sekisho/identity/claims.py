@@ -9,7 +9,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sekisho.codepoints import free_text, identity_text, plain_json_text, strings_in
-from sekisho.config import IssuerConfig
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN
 from sekisho.errors import (
     AudienceMismatchError,
@@ -20,6 +19,7 @@ from sekisho.errors import (
     TokenExpiredError,
     TokenNotYetValidError,
 )
+from sekisho.identity.issuer_config import IssuerConfig
 
 # NumericDate upper bound: year 9999. Anything larger is hostile or broken.
 MAX_NUMERIC_DATE = 253402300799

@@ -10,9 +10,9 @@ look at and never echoes the token.
 from collections.abc import Mapping
 from typing import Any
 
-from sekisho.config import IssuerConfig
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN
 from sekisho.errors import TokenTypeError, VendorRuleError
+from sekisho.identity.issuer_config import IssuerConfig
 from sekisho.identity.presets import PRESETS, TokenKind
 
 _URN: Mapping[TokenKind, str] = {"id": TOKEN_TYPE_ID_TOKEN, "access": TOKEN_TYPE_ACCESS_TOKEN}

@@ -16,7 +16,6 @@ from jwt.algorithms import Algorithm, get_default_algorithms
 
 from sekisho import delegation
 from sekisho.clock import Clock
-from sekisho.config import IssuerConfig
 from sekisho.constants import (
     TOKEN_TYPE_ACCESS_TOKEN,
     TOKEN_TYPE_ID_TOKEN,
@@ -32,6 +31,7 @@ from sekisho.errors import (
     UntrustedIssuerError,
 )
 from sekisho.identity import claims as rules
+from sekisho.identity.issuer_config import IssuerConfig
 from sekisho.identity.kind import check_kind
 from sekisho.jose import FORBIDDEN_HEADERS, KTY_FOR_ALG, CompactJws, parse_compact
 from sekisho.models import VerifiedToken

@@ -3,7 +3,6 @@
 from typing import Any
 
 import pytest
-from sekisho.config import IssuerConfig
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN
 from sekisho.errors import InvalidTokenError
 from sekisho.identity.claims import (
@@ -17,6 +16,7 @@ from sekisho.identity.claims import (
     validate_subject,
     validate_times,
 )
+from sekisho.identity.issuer_config import IssuerConfig
 
 NOW = 1_800_000_000
 LEEWAY = 30

@@ -7,9 +7,10 @@ Every vendor's ID token must never pass as an access token, nor the reverse; the
 from typing import Any
 
 import pytest
-from sekisho.config import IssuerConfig, Settings
+from sekisho.config import Settings
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN
 from sekisho.errors import InvalidTokenError
+from sekisho.identity.issuer_config import IssuerConfig
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
 from sekisho.models import VerifiedToken
 from sekisho.verify.jwks import JwksCache

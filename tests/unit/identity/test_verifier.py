@@ -3,7 +3,6 @@
 from typing import Any
 
 import pytest
-from sekisho.config import IssuerConfig
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN
 from sekisho.errors import (
     InvalidRequestError,
@@ -12,6 +11,7 @@ from sekisho.errors import (
     TemporarilyUnavailableError,
     TokenTypeError,
 )
+from sekisho.identity.issuer_config import IssuerConfig
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
 from sekisho.verify.jwks import JwksCache
 

@@ -22,7 +22,7 @@ from sekisho.policy.wasm.compile_cache import (
     write_entry,
 )
 from sekisho.policy.wasm.engine import WasmPolicyEngine
-from sekisho.policy.wasm.factory import folder_engine
+from sekisho.policy_components import folder_engine
 
 from tests.bounds import compile_timeout, wasm_limits
 from tests.opa import opa_binary

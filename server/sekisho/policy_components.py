@@ -1,4 +1,5 @@
-"""The embedded engine as `[policy]` configures it (service and CLI build it the same way)."""
+"""The embedded engine as `[policy]` configures it (service and CLI build it the same way): a
+builder beside components.py, so the policy package takes no config models."""
 
 import ssl
 from pathlib import Path
