@@ -113,10 +113,17 @@ def check_context_wire_size(wire_bytes: int, limits: RequestLimits) -> None:
     Raises: InvalidRequestError.
     """
     if wire_bytes > MAX_STRUCT_WIRE_BYTES_PER_JSON_BYTE * limits.max_context_bytes:
-        raise _context_too_big(limits)
+        raise context_too_big(limits)
 
 
-def _context_too_big(limits: RequestLimits) -> InvalidRequestError:
+def max_context_values(limits: RequestLimits) -> int:
+    """The most values (at any depth) a context within limits.max_context_bytes can hold: JSON
+    takes at least two bytes per value (the value, and a separator or its container's bracket),
+    so a transport converting a context may stop past this many and refuse it as too big."""
+    return limits.max_context_bytes // 2
+
+
+def context_too_big(limits: RequestLimits) -> InvalidRequestError:
     return InvalidRequestError(
         f"context exceeds limits.max_context_bytes ({limits.max_context_bytes} bytes as JSON)"
     )
@@ -136,7 +143,7 @@ def _check_context(context: Mapping[str, Any], limits: RequestLimits) -> None:
         )
     size = len(json.dumps(context, separators=(",", ":")).encode())
     if size > limits.max_context_bytes:
-        raise _context_too_big(limits)
+        raise context_too_big(limits)
     # One meaning per string (codepoints.py), and JSON that every engine parses alike: NaN and
     # Infinity are not JSON (RFC 8259 §6), and a gRPC Struct carries them as doubles.
     if not all(free_text(s) for s in strings_in(context)):

@@ -13,12 +13,13 @@ import aiohttp
 import grpc
 import pytest
 from argon2 import PasswordHasher
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.config import ClientConfig
 from sekisho.constants import GRANT_TYPE_TOKEN_EXCHANGE
 from sekisho.devidp import DevIdentityProvider
+from sekisho.rpc import structs
 from sekisho.service import Service, start_service
 from sekisho.signing.filestore import FileKeyStore
 
@@ -142,17 +143,17 @@ async def test_grpc_message_over_the_cap_is_refused_by_grpc(limited: Limited) ->
 
 
 class _ValuesWalked:
-    """Counts the Struct values json_format converts (its Python walk is the cost)."""
+    """Counts the Struct values the gRPC transport converts (its Python walk is the cost)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
-        walk = json_format._Printer._ValueMessageToJsonObject
+        walk = structs._Walk.value
 
-        def counted(printer: Any, message: Any) -> Any:
+        def counted(walker: Any, message: Any) -> Any:
             self.count += 1
-            return walk(printer, message)
+            return walk(walker, message)
 
-        monkeypatch.setattr(json_format._Printer, "_ValueMessageToJsonObject", counted)
+        monkeypatch.setattr(structs._Walk, "value", counted)
 
 
 async def test_an_oversize_context_is_refused_before_it_is_converted(
@@ -167,6 +168,21 @@ async def test_an_oversize_context_is_refused_before_it_is_converted(
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "limits.max_context_bytes" in (raised.value.details() or "")
     assert walked.count == 0
+
+
+async def test_a_context_within_the_wire_bound_is_walked_no_further_than_the_json_bound_allows(
+    limited: Limited, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 140 booleans: 576 wire bytes, within the wire bound (3 x 200), but JSON of 140 values takes
+    # at least 280 bytes: refused once the walk passes 100 values (max_context_bytes // 2), not
+    # after converting all of them (red team, session 11: a context just under the wire bound
+    # cost 10-13 ms of event-loop CPU at the default limits).
+    walked = _ValuesWalked(monkeypatch)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await _grpc(limited, context={"flags": [True] * 140})
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "limits.max_context_bytes" in (raised.value.details() or "")
+    assert walked.count == LIMITS["max_context_bytes"] // 2 + 1
 
 
 async def test_a_context_within_the_limit_is_never_refused_for_its_wire_size(

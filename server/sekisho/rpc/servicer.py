@@ -4,17 +4,23 @@ import asyncio
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.callers import CallerRegistry
-from sekisho.errors import InvalidRequestError, ServiceError
+from sekisho.errors import ServiceError
 from sekisho.exchange import TokenExchanger
 from sekisho.models import Caller, ExchangeResult
 from sekisho.rpc.peer import PeerIdentities
+from sekisho.rpc.structs import TooManyValuesError, struct_to_dict
 from sekisho.signing.keyring import Keyring
-from sekisho.validation import ExchangeParams, RequestLimits, check_context_wire_size
+from sekisho.validation import (
+    ExchangeParams,
+    RequestLimits,
+    check_context_wire_size,
+    context_too_big,
+    max_context_values,
+)
 
 
 def params_of(message: Any, limits: RequestLimits) -> ExchangeParams:
@@ -42,10 +48,9 @@ def _context_of(message: Any, limits: RequestLimits) -> dict[str, Any]:
         return {}
     check_context_wire_size(message.context.ByteSize(), limits)  # before the Python walk
     try:
-        context: dict[str, Any] = json_format.MessageToDict(message.context)
-    except (ValueError, json_format.Error) as exc:  # a non-finite number has no JSON form
-        raise InvalidRequestError("context numbers must be finite") from exc
-    return context
+        return struct_to_dict(message.context, max_context_values(limits))
+    except TooManyValuesError:
+        raise context_too_big(limits) from None
 
 
 def response_of(result: ExchangeResult) -> Any:
