@@ -4,6 +4,7 @@ live tokens (a gateway with many users) does not read every entry on every put."
 from typing import Any
 
 from sekisho.client.cache import SWEEP_INTERVAL_SECONDS, ExchangedToken, TokenCache, cache_key
+from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN
 from sekisho.lru import LruMap
 
 
@@ -22,7 +23,7 @@ def _token(n: int, expires_at: float) -> ExchangedToken:
 
 
 def _key(n: int) -> Any:
-    return cache_key(f"subject-{n}", "aud", (), (), "urn:x")
+    return cache_key(f"subject-{n}", "aud", (), (), "urn:x", subject_token_type="urn:id")
 
 
 def _counting(cache: TokenCache, max_entries: int) -> CountingLru:
@@ -65,3 +66,14 @@ def test_sweeps_are_at_most_one_per_interval() -> None:
     assert entries.scans == 1  # within one SWEEP_INTERVAL_SECONDS
     cache.put(_key(99), _token(99, 1000.0), now=10.5 + SWEEP_INTERVAL_SECONDS)
     assert entries.scans <= 2
+
+
+def test_the_same_token_declared_another_type_is_another_entry() -> None:
+    """An ID token and an access token are checked by different rules (presets, client id): a
+    token exchanged as one must not answer a request for the other."""
+    as_id = cache_key("t", "aud", (), (), "urn:x", subject_token_type=TOKEN_TYPE_ID_TOKEN)
+    as_access = cache_key("t", "aud", (), (), "urn:x", subject_token_type=TOKEN_TYPE_ACCESS_TOKEN)
+    cache = TokenCache(refresh_ahead_seconds=30)
+    cache.put(as_id, _token(1, 1000.0), now=0.0)
+    assert cache.get(as_access, now=1.0)[0] is None
+    assert cache.get(as_id, now=1.0)[0] is not None

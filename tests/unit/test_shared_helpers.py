@@ -117,7 +117,7 @@ def _token(expires_at: float) -> ExchangedToken:
 
 
 def _key(name: str) -> CacheKey:
-    return cache_key(name, "aud", (), (), "urn:x")
+    return cache_key(name, "aud", (), (), "urn:x", subject_token_type="urn:id")
 
 
 def test_client_token_cache_drops_expired_tokens_before_live_ones() -> None:

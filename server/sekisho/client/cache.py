@@ -1,6 +1,7 @@
-"""The caller-side token cache: one entry per (hash of subject token, audience, resources,
-scopes, token type); an entry is served until `refresh_ahead` before expiry, and refreshed
-in the background during that window so callers never wait on a token that is about to lapse.
+"""The caller-side token cache: one entry per (hash of subject token, its declared type,
+audience, resources, scopes, token type); an entry is served until `refresh_ahead` before
+expiry, and refreshed in the background during that window so callers never wait on a token
+that is about to lapse.
 
 The key holds a SHA-256 of the subject token, never the token, so a heap dump of the cache does
 not hand out user tokens.
@@ -21,6 +22,9 @@ class CacheKey:
     resources: tuple[str, ...]
     scopes: tuple[str, ...]
     token_type: str
+    # The same token declared an ID token or an access token is checked by other rules (issuer
+    # presets, client id claim): a token exchanged as one is not the answer for the other.
+    subject_token_type: str
 
 
 def cache_key(
@@ -29,10 +33,19 @@ def cache_key(
     resources: tuple[str, ...],
     scopes: tuple[str, ...],
     token_type: str,
+    *,
+    subject_token_type: str,
 ) -> CacheKey:
     """Order-insensitive in resources and scopes: the same request in any order hits."""
     digest = hashlib.sha256(subject_token.encode()).hexdigest()
-    return CacheKey(digest, audience, tuple(sorted(resources)), tuple(sorted(scopes)), token_type)
+    return CacheKey(
+        digest,
+        audience,
+        tuple(sorted(resources)),
+        tuple(sorted(scopes)),
+        token_type,
+        subject_token_type,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,7 @@ class ExchangeParams:
             self.resources,
             self.scopes,
             self.requested_token_type,
+            subject_token_type=self.subject_token_type,
         )
 
 
