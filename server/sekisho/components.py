@@ -15,7 +15,7 @@ from sekisho.errors import ConfigError
 from sekisho.exchange import TokenExchanger
 from sekisho.gateway.authorizer import GatewayAuthorizer, TokenHeader
 from sekisho.gateway.cache import GatewayTokenCache, Published, Revoked
-from sekisho.gateway.routes import PROFILE_TOKEN_TYPES, Route, RouteTable
+from sekisho.gateway.routes import Route, RouteTable
 from sekisho.http.client_auth import ClientAuthenticator, registered_client
 from sekisho.http.secrets import SecretChecker
 from sekisho.http.token import TOKEN_PATH, TokenEndpoint
@@ -27,6 +27,7 @@ from sekisho.observability import Observability
 from sekisho.policy.cache import CachingPolicyEngine
 from sekisho.policy.engine import PolicyRuntime
 from sekisho.policy_components import embedded_engine
+from sekisho.profiles import BY_NAME
 from sekisho.protection import (
     build_assertion_gate,
     build_attempt_gate,
@@ -157,7 +158,7 @@ def build_gateway_authorizer(
             audience=entry.audience,
             resources=entry.resources,
             scopes=entry.scopes,
-            requested_token_type=PROFILE_TOKEN_TYPES[entry.token_profile],
+            requested_token_type=BY_NAME[entry.token_profile].token_type_urn,
             name=entry.name,
         )
         for index, entry in enumerate(gateway.routes)

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from sekisho.errors import ConfigError
 from sekisho.identity.issuer_config import IssuerConfig
 from sekisho.policy.options import DecisionLogConfig, ShadowConfig
+from sekisho.profiles import ProfileName
 from sekisho.protection_config import (
     ClientAuthLimitsConfig,
     GrpcLimitsConfig,
@@ -444,7 +445,7 @@ class GatewayRouteConfig(_Strict):
     audience: str
     resources: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ()
-    token_profile: Literal["id-jag", "access_token"] = "access_token"
+    token_profile: ProfileName = "access_token"
 
     @field_validator("path_prefix")
     @classmethod

@@ -25,7 +25,6 @@ SUPPORTED_SUBJECT_TOKEN_TYPES: Final = frozenset({TOKEN_TYPE_ID_TOKEN, TOKEN_TYP
 SUPPORTED_ACTOR_TOKEN_TYPES: Final = frozenset(
     {TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT}
 )
-SUPPORTED_REQUESTED_TOKEN_TYPES: Final = frozenset({TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ACCESS_TOKEN})
 
 # Asymmetric JWS algorithms Sekisho can verify (inbound) or sign with (outbound).
 ASYMMETRIC_ALGORITHMS: Final = frozenset(

@@ -14,13 +14,13 @@ from urllib.parse import urlsplit
 from sekisho.codepoints import free_text, numbers_in, strings_in, uri_text
 from sekisho.constants import (
     SUPPORTED_ACTOR_TOKEN_TYPES,
-    SUPPORTED_REQUESTED_TOKEN_TYPES,
     SUPPORTED_SUBJECT_TOKEN_TYPES,
     TOKEN_TYPE_ID_JAG,
     TOKEN_TYPE_ID_TOKEN,
 )
 from sekisho.errors import InvalidRequestError
 from sekisho.models import Caller, ExchangeRequest
+from sekisho.profiles import BY_TOKEN_TYPE
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
@@ -210,7 +210,7 @@ def _check_tokens(
     _check_token_size("actor_token", params.actor_token, limits)
     if subject_token_type not in SUPPORTED_SUBJECT_TOKEN_TYPES:
         raise InvalidRequestError("unsupported subject_token_type")
-    if requested_token_type not in SUPPORTED_REQUESTED_TOKEN_TYPES:
+    if requested_token_type not in BY_TOKEN_TYPE:  # a token type Sekisho has a profile for
         raise InvalidRequestError("unsupported requested_token_type")
 
 

@@ -8,11 +8,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sekisho.constants import (
     SUPPORTED_ACTOR_TOKEN_TYPES,
-    SUPPORTED_REQUESTED_TOKEN_TYPES,
     SUPPORTED_SUBJECT_TOKEN_TYPES,
 )
 from sekisho.errors import InvalidRequestError
 from sekisho.models import Caller
+from sekisho.profiles import BY_TOKEN_TYPE
 from sekisho.validation import ExchangeParams, build_request, is_scope_token
 
 from tests.bounds import request_limits
@@ -20,7 +20,7 @@ from tests.bounds import request_limits
 LIMITS = request_limits(max_scopes=8, max_resources=4, max_value_length=64, max_token_bytes=512)
 
 token_types = st.sampled_from(
-    sorted(SUPPORTED_SUBJECT_TOKEN_TYPES | SUPPORTED_REQUESTED_TOKEN_TYPES | {""})
+    sorted(SUPPORTED_SUBJECT_TOKEN_TYPES | BY_TOKEN_TYPE.keys() | {""})
 ) | st.text(max_size=40)
 uris = st.sampled_from(
     ["https://crm.example.com/mcp", "urn:example:res", "http://[", "https://x#frag", "rel/path"]
@@ -79,7 +79,7 @@ def test_build_request_refuses_with_a_typed_error_or_upholds_every_invariant(
         return
     assert request.subject_token and len(request.subject_token.encode()) <= 512
     assert request.subject_token_type in SUPPORTED_SUBJECT_TOKEN_TYPES
-    assert request.requested_token_type in SUPPORTED_REQUESTED_TOKEN_TYPES
+    assert request.requested_token_type in BY_TOKEN_TYPE
     assert request.audience and len(request.audience) <= 64
     assert len(request.scopes) <= 8 and len(set(request.scopes)) == len(request.scopes)
     assert all(is_scope_token(s) and " " not in s for s in request.scopes)

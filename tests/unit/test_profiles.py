@@ -3,10 +3,12 @@ routes, RFC 8414 metadata and sekisho.verify all read (docs/architecture.md §4)
 
 import pytest
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG
-from sekisho.gateway.routes import PROFILE_TOKEN_TYPES
 from sekisho.http.app import authorization_server_metadata
+from sekisho.models import Caller
 from sekisho.profiles import ACCESS_TOKEN, BY_NAME, ID_JAG, MINTED_TYPS, PROFILES, profile_for
-from sekisho.verify.tokens import TYP_BY_PROFILE
+from sekisho.validation import ExchangeParams, build_request
+
+from tests.bounds import request_limits
 
 # The contract, written out: (name, URN, typ, token_type, aud is the resource, one aud, single use)
 CONTRACT = [
@@ -36,9 +38,18 @@ def test_the_profiles_are_never_confusable() -> None:
     assert {ID_JAG.typ, ACCESS_TOKEN.typ} == MINTED_TYPS
 
 
-def test_every_reader_derives_from_the_table() -> None:
-    assert {p.name: p.token_type_urn for p in PROFILES} == PROFILE_TOKEN_TYPES
-    assert {p.name: p.typ for p in PROFILES} == TYP_BY_PROFILE
+@pytest.mark.parametrize("profile", PROFILES, ids=[p.name for p in PROFILES])
+def test_every_profile_is_a_requested_token_type_validation_accepts(profile: object) -> None:
+    """Validation reads the table: a profile added there is requested and minted, not refused
+    by a second list of token types."""
+    urn = profile.token_type_urn  # type: ignore[attr-defined]
+    params = ExchangeParams(
+        subject_token="t", audience="https://as.example.com", requested_token_type=urn
+    )
+    assert build_request(params, Caller(), request_limits()).requested_token_type == urn
+
+
+def test_metadata_lists_every_profile() -> None:
     metadata = authorization_server_metadata("https://sekisho.example", ["ES256"])
     supported = metadata["identity_chaining_requested_token_types_supported"]
     assert supported == [p.token_type_urn for p in PROFILES]

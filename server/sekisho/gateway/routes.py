@@ -11,10 +11,6 @@ route that Envoy would not have chosen either.
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sekisho.profiles import PROFILES
-
-PROFILE_TOKEN_TYPES = {p.name: p.token_type_urn for p in PROFILES}
-
 
 @dataclass(frozen=True, slots=True)
 class Route:

@@ -14,7 +14,7 @@ from typing import Any
 
 import jwt
 
-from sekisho.profiles import BY_NAME, PROFILES, ProfileName
+from sekisho.profiles import BY_NAME, ProfileName
 from sekisho.verify.errors import (
     InsufficientScopeError,
     ReplayedTokenError,
@@ -28,7 +28,6 @@ from sekisho.verify.status import StatusListClient
 __all__ = ["KeySource", "SekishoTokenVerifier", "VerifiedSekishoToken"]
 
 Profile = ProfileName
-TYP_BY_PROFILE: Mapping[Profile, str] = {p.name: p.typ for p in PROFILES}
 DEFAULT_ALGORITHMS = ("ES256", "PS256", "RS256", "EdDSA")
 _REQUIRED = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")
 
@@ -80,7 +79,7 @@ class SekishoTokenVerifier:
         self._issuer = issuer
         self._audience = audience
         self._keys = keys
-        self._typ = TYP_BY_PROFILE[profile]
+        self._typ = self._profile.typ
         self._resources = frozenset(resources) if resources is not None else None
         self._replay = replay_cache
         self._algorithms = list(algorithms)
