@@ -16,6 +16,7 @@ from mcp.server.auth.provider import AccessToken, IdentityAssertionParams, Token
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+from sekisho.constants import GRANT_TYPE_JWT_BEARER
 from sekisho.verify import SekishoTokenVerifier, TokenRejectedError, VerifierUnavailableError
 from starlette.applications import Starlette
 
@@ -43,7 +44,7 @@ class IdJagAuthorizationServer:
                 client_id=client_id,
                 client_secret=secret,
                 redirect_uris=None,
-                grant_types=["urn:ietf:params:oauth:grant-type:jwt-bearer"],
+                grant_types=[GRANT_TYPE_JWT_BEARER],
                 token_endpoint_auth_method="client_secret_post",  # noqa: S106 (a method name)
             )
             for client_id, secret in clients.items()

@@ -31,3 +31,9 @@ ASYMMETRIC_ALGORITHMS: Final = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
 SIGNING_ALGORITHMS: Final = frozenset({"ES256", "PS256", "RS256", "EdDSA"})
+
+# The dev IdP (`sekisho dev-idp`, `make run`): where it listens and the audience of its tokens.
+# Here, import-free, for the CLI's defaults and the exposure check that warns when a
+# non-loopback listener trusts it.
+DEV_IDP_LISTEN: Final = "127.0.0.1:9400"
+DEV_IDP_AUDIENCE: Final = "sekisho-dev"

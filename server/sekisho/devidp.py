@@ -23,8 +23,6 @@ from sekisho.signing.material import (
 )
 from sekisho.urls import is_loopback_host
 
-DEFAULT_LISTEN = "127.0.0.1:9400"
-DEFAULT_AUDIENCE = "sekisho-dev"
 KEY_FILE = "dev-idp-key.pem"
 
 

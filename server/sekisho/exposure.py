@@ -14,12 +14,11 @@ import logging
 from urllib.parse import urlsplit
 
 from sekisho.config import Settings
+from sekisho.constants import DEV_IDP_AUDIENCE
 from sekisho.errors import ConfigError
 from sekisho.urls import is_loopback_host
 
 log = logging.getLogger(__name__)
-
-DEV_IDP_AUDIENCE = "sekisho-dev"  # sekisho.devidp.DEFAULT_AUDIENCE (kept import-free)
 
 
 def loopback_dependencies(settings: Settings) -> list[str]:

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from sekisho.config import Settings
+from sekisho.constants import DEV_IDP_AUDIENCE, DEV_IDP_LISTEN
 
 
 def register(
@@ -16,7 +17,7 @@ def register(
     helps = {"serve": "serve OIDC discovery and JWKS", "token": "print a signed user token"}
     for name, text in helps.items():
         cmd = dev_sub.add_parser(name, parents=[common], help=text)
-        cmd.add_argument("--listen", default="127.0.0.1:9400", help="loopback host:port")
+        cmd.add_argument("--listen", default=DEV_IDP_LISTEN, help="loopback host:port")
         cmd.add_argument("--dir", default="var/dev-idp", help="where the dev IdP keeps its key")
     dev_sub.choices["serve"].add_argument(
         "--exit-with-parent",
@@ -30,7 +31,7 @@ def register(
     token.add_argument("--email", default="", help="email claim")
     token.add_argument("--name", default="", help="name claim")
     token.add_argument("--acr", default="", help="acr claim (authentication context class)")
-    token.add_argument("--aud", default="sekisho-dev", help="audience (the agent app's client id)")
+    token.add_argument("--aud", default=DEV_IDP_AUDIENCE, help="audience (the agent app's client)")
     token.add_argument("--client-id", default="", help="client_id claim (access tokens)")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     token.add_argument("--access-token", action="store_true", help="issue an at+jwt access token")

@@ -231,7 +231,8 @@ def _print_change(settings: Settings, event: "RevocationEvent", *, still: str = 
             "already, or SUSPENDED for a suspension. If some were expected, check the value is "
             "spelled as the tokens carry it; new exchanges it names are refused all the same)"
         )
-    poll, downstreams = exchanges_within(config), downstreams_within(config)
+    poll = exchanges_within(config.poll_seconds)
+    downstreams = downstreams_within(config.ttl_seconds)
     after_ttl = f"~{downstreams:g} s (list ttl + {served_list_within():g} s)"
     if refused and event.kind == "token" and event.until:  # a live minted token was found
         print(

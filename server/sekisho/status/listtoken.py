@@ -105,10 +105,6 @@ class StatusListTokens:
     def ttl_seconds(self) -> int:
         return self._timing.ttl_seconds
 
-    @property
-    def aggregation_uri(self) -> str:
-        return self._base_uri
-
     async def token(self, list_id: int) -> str | None:
         """The signed list, or None when no such list is live.
 

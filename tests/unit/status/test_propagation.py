@@ -13,8 +13,8 @@ def test_the_runbook_states_the_bounds_the_cli_prints() -> None:
     # Session 11: the CLI printed "~62 s (list ttl + 2 s)" where the runbook said 61.5 s.
     text = DOC.read_text(encoding="utf-8")
     defaults = StatusListConfig()
-    served, downstreams = served_list_within(), downstreams_within(defaults)
-    assert f"| ≤ ~{exchanges_within(defaults):g} s | `poll_seconds`" in text
+    served, downstreams = served_list_within(), downstreams_within(defaults.ttl_seconds)
+    assert f"| ≤ ~{exchanges_within(defaults.poll_seconds):g} s | `poll_seconds`" in text
     assert f"| the served Status List Token | ≤ ~{served:g} s |" in text
     assert (
         f"≤ `ttl_seconds` + ~{served:g} s ({downstreams:g} s with the defaults, as `sekisho "
