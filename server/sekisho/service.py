@@ -124,6 +124,8 @@ async def _start(
     exchanger = build_exchanger(core)
     guard = build_connection_guard(settings)
     app = public_app(core, exchanger, guard, started)
+    if core.status is not None:
+        await core.status.load()  # before any listener takes a call
     service = await _serve(core, exchanger, app, guard, started, reuse_port=reuse_port)
     await _launch(core, service)
     service.listeners.readiness = asyncio.create_task(service.grpc.follow_readiness(core.ready))

@@ -34,14 +34,19 @@ class StatusRuntime:
     gate: RevocationGate
     endpoint: StatusListEndpoint
 
-    async def launch(self, tasks: list["asyncio.Task[None]"], failures: LoopFailures) -> None:
-        """Load the revocations in force (a failure is logged; exchanges then fail closed) and
-        start the flush and refresh loops into `tasks`, their failures counted by `failures`.
-        Its owner closes it (`close`)."""
+    async def load(self) -> None:
+        """Load the revocations in force, before the listeners take calls: until the gate has a
+        view, every exchange fails closed (`temporarily_unavailable`), and with several workers
+        the kernel hands connections to a worker as soon as it listens. A failure is logged;
+        exchanges then fail closed until the refresh loop succeeds."""
         try:
             await self.gate.refresh()
         except StatusStoreError:
             log.exception("revocations_refresh_failed")
+
+    async def launch(self, tasks: list["asyncio.Task[None]"], failures: LoopFailures) -> None:
+        """Start the flush and refresh loops into `tasks`, their failures counted by `failures`
+        (after `load`). Its owner closes it (`close`)."""
         loops = (
             self.issuer.flush_forever(self.config.flush_interval_seconds, failures),
             self.gate.refresh_forever(self.config.poll_seconds, failures),

@@ -10,6 +10,7 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import grpc
@@ -326,3 +327,32 @@ async def test_the_client_sdk_drops_a_cached_token_once_revoked(
                 subject, CRM_AS, resources=[CRM_MCP], requested_token_type=TOKEN_TYPE_ACCESS_TOKEN
             )
         assert refused.value.reason == "access_denied" and client.rpc_count == 2
+
+
+async def test_no_listener_takes_a_call_before_the_revocations_are_loaded(
+    tmp_path: Path, dev_idp: DevIdentityProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Until the gate has its first view every exchange fails closed (UNAVAILABLE, "token status
+    is unavailable"); with several workers the kernel hands a connection to a worker as soon as
+    it listens, whatever another worker's /readyz said. Seen in bench/status_list.py: a worker's
+    first exchange refused. The view must be loaded before the gRPC and HTTP listeners bind."""
+    from sekisho import service as service_module
+
+    unloaded_at_bind: list[bool] = []
+    bind = service_module.serve_grpc  # the first listener _serve binds (HTTP follows it)
+
+    async def checked(core: Any, *args: Any) -> Any:
+        unloaded_at_bind.append(core.status.gate._loaded_at is None)  # status/revocations.py
+        return await bind(core, *args)
+
+    monkeypatch.setattr(service_module, "serve_grpc", checked)
+    keys_dir = tmp_path / "keys"
+    FileKeyStore(keys_dir).init("ES256", 1_800_000_000)
+    settings = stack_settings(
+        dev_idp.issuer,
+        keys_dir,
+        status_list={"enabled": True, "path": str(tmp_path / "status" / "status.db")},
+    )
+    service = await start_service(settings)
+    await service.stop(0.5)
+    assert unloaded_at_bind == [False]
