@@ -268,13 +268,15 @@ def revoke_to_refusal(root: Path) -> dict[str, Any]:
         async with grpc.aio.insecure_channel(server.grpc_target) as channel:
             try:
                 reply = await pb_grpc.TokenExchangeServiceStub(channel).ExchangeToken(request)
-            except grpc.aio.AioRpcError:
+            except grpc.aio.AioRpcError as error:
+                refusals.append(f"{error.code().name}: {error.details()}")
                 return None
             return str(reply.access_token)
 
+    refusals: list[str] = []
     try:
         minted = asyncio.run(exchange())
-        assert minted is not None
+        assert minted is not None, f"the first exchange was refused: {refusals}"
         claims = json.loads(base64.urlsafe_b64decode(minted.split(".")[1] + "=="))
         reference = claims["status"]["status_list"]
         url = reference["uri"]  # the bench issuer is the server's own HTTP address
