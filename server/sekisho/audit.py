@@ -18,10 +18,10 @@ it): the same stamps, scrubbing, format and flushed write as a log record, witho
 """
 
 import contextvars
-import hashlib
 import logging
 
 from sekisho.errors import ServiceError
+from sekisho.identifiers import subject_hash
 from sekisho.logs import direct_handler
 from sekisho.models import Caller, ExchangeRequest, MintedToken, VerifiedToken
 
@@ -48,11 +48,6 @@ AUDIT_FIELDS = (
 )
 
 _MAX_SUBJECT_HASHES = 4096
-
-
-def subject_hash(issuer: str, subject: str) -> str:
-    """SHA-256 of `issuer NUL subject`, first 128 bits in hex."""
-    return hashlib.sha256(f"{issuer}\x00{subject}".encode()).hexdigest()[:32]
 
 
 class AuditLog:

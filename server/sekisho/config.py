@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from sekisho.constants import SigningAlgorithm
 from sekisho.errors import ConfigError
 from sekisho.identity.issuer_config import IssuerConfig
 from sekisho.policy.options import DecisionLogConfig, ShadowConfig
@@ -350,7 +351,7 @@ class KeysConfig(_Strict):
 
     backend: Literal["file", "kms", "kms-wrapped"] = "file"
     dir: Path = Path("var/keys")
-    algorithm: Literal["ES256", "PS256", "RS256", "EdDSA"] = "ES256"
+    algorithm: SigningAlgorithm = "ES256"
     watch: bool = True
     poll_seconds: float = Field(default=2.0, ge=0.1, le=5.0)
     rotation_period: int = Field(default=0, ge=0)

@@ -1,7 +1,7 @@
 """Wire identifiers: token type URNs (RFC 8693 §3, ID-JAG draft), JOSE `typ`, media types, error
 domain."""
 
-from typing import Final
+from typing import Final, Literal, get_args
 
 TOKEN_TYPE_ID_TOKEN: Final = "urn:ietf:params:oauth:token-type:id_token"
 TOKEN_TYPE_ACCESS_TOKEN: Final = "urn:ietf:params:oauth:token-type:access_token"
@@ -30,7 +30,10 @@ SUPPORTED_ACTOR_TOKEN_TYPES: Final = frozenset(
 ASYMMETRIC_ALGORITHMS: Final = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
-SIGNING_ALGORITHMS: Final = frozenset({"ES256", "PS256", "RS256", "EdDSA"})
+# The JWS algorithms Sekisho signs with ([keys] algorithm), ES256 (the default) first; the
+# verify SDK accepts these by default.
+SigningAlgorithm = Literal["ES256", "PS256", "RS256", "EdDSA"]
+SIGNING_ALGORITHMS: Final[tuple[str, ...]] = get_args(SigningAlgorithm)
 
 # The dev IdP (`sekisho dev-idp`, `make run`): where it listens and the audience of its tokens.
 # Here, import-free, for the CLI's defaults and the exposure check that warns when a

@@ -2,8 +2,9 @@
 os.urandom, as uuid.uuid4 draws them), formatted without building a uuid.UUID object, which costs
 more than the id itself (~20k vs ~9k instructions per id; one or two per exchange,
 bench/results/hotpath_session6.md); and the one rule by which a caller's request id is taken,
-on every transport."""
+on every transport; and the pseudonym by which audit lines and shadow differences name a user."""
 
+import hashlib
 import os
 
 # The gRPC metadata key and the HTTP header (whose names are case-insensitive) of the request id.
@@ -35,3 +36,9 @@ def request_id(given: str | None) -> str:
     if given and given.isprintable():
         return given[:MAX_REQUEST_ID_LENGTH]
     return random_uuid_hex()
+
+
+def subject_hash(issuer: str, subject: str) -> str:
+    """A user's pseudonym in logs (the audit line's and shadow_diff's `sub_hash`): SHA-256 of
+    `issuer NUL subject`, first 128 bits in hex."""
+    return hashlib.sha256(f"{issuer}\x00{subject}".encode()).hexdigest()[:32]

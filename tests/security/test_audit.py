@@ -11,10 +11,11 @@ import grpc
 import pytest
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho.admission import Admission
-from sekisho.audit import AUDIT_FIELDS, AuditLog, subject_hash
+from sekisho.audit import AUDIT_FIELDS, AuditLog
 from sekisho.callers import RateLimit
 from sekisho.errors import InvalidClientError, ServiceError
 from sekisho.exchange import TokenExchanger
+from sekisho.identifiers import subject_hash
 from sekisho.minting.minter import TokenMinter
 from sekisho.models import Caller
 from sekisho.validation import ExchangeParams

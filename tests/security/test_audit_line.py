@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sekisho.audit import AUDIT_FIELDS, AuditLog, subject_hash
+from sekisho.audit import AUDIT_FIELDS, AuditLog
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG
 from sekisho.errors import InvalidTargetError
+from sekisho.identifiers import subject_hash
 from sekisho.logs import LineHandler, configure_logging, direct_handler
 from sekisho.models import Caller, ExchangeRequest, MintedToken, VerifiedToken
 

@@ -10,7 +10,7 @@ ever cost the live path a little:
 - each evaluation is bounded by `timeout_seconds` (an engine that awaits, such as OPA over HTTP,
   is abandoned then; an in-process engine runs to completion, once, between live requests).
 A shadow error or timeout is a difference of kind `error`; nothing the shadow does can raise into
-the exchange. A difference is logged as a `shadow_diff` event (subject as audit.subject_hash,
+the exchange. A difference is logged as a `shadow_diff` event (subject as identifiers.subject_hash,
 never the input) and counted by audience and kind.
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sekisho.audit import subject_hash
+from sekisho.identifiers import subject_hash
 from sekisho.models import Decision
 from sekisho.policy.difference import differences, effective_scopes
 from sekisho.policy.engine import PolicyEngine

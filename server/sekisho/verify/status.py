@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 import jwt
 
-from sekisho.constants import MEDIA_TYPE_STATUS_LIST, TYP_STATUS_LIST
+from sekisho.constants import MEDIA_TYPE_STATUS_LIST, SIGNING_ALGORITHMS, TYP_STATUS_LIST
 from sekisho.status.bitlist import (
     INVALID,
     SUSPENDED,
@@ -66,7 +66,7 @@ class StatusListClient:
         max_stale_seconds: float = 300.0,
         default_ttl_seconds: float = 60.0,
         timeout_seconds: float = 5.0,
-        algorithms: Collection[str] = ("ES256", "PS256", "RS256", "EdDSA"),
+        algorithms: Collection[str] = SIGNING_ALGORITHMS,
     ) -> None:
         self._issuer = issuer
         self._keys = keys

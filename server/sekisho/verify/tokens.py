@@ -14,6 +14,7 @@ from typing import Any
 
 import jwt
 
+from sekisho.constants import SIGNING_ALGORITHMS
 from sekisho.profiles import BY_NAME, ProfileName
 from sekisho.verify.errors import (
     InsufficientScopeError,
@@ -28,7 +29,7 @@ from sekisho.verify.status import StatusListClient
 __all__ = ["KeySource", "SekishoTokenVerifier", "VerifiedSekishoToken"]
 
 Profile = ProfileName
-DEFAULT_ALGORITHMS = ("ES256", "PS256", "RS256", "EdDSA")
+DEFAULT_ALGORITHMS = SIGNING_ALGORITHMS
 _REQUIRED = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")
 
 
