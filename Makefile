@@ -128,6 +128,7 @@ lint: setup
 
 typecheck: setup
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --config-file bench/mypy.ini bench/
 
 policy-check: setup
 	$(OPA) fmt --fail --list policies

@@ -144,7 +144,7 @@ async def _pieces(servicer: Any, wrapped: Any, requests: list[Any]) -> dict[str,
     inputs prepared here from the same requests (the parts read the service's own objects)."""
     exchanger = servicer._exchanger
     call_type = type(servicer).__module__
-    params = [servicer_module.params_of(r) for r in requests]
+    params = [servicer_module.params_of(r, exchanger._limits) for r in requests]
     caller = Caller()
     built = [build_request(p, caller, exchanger._limits) for p in params]
     subjects = [
@@ -182,7 +182,10 @@ async def _pieces(servicer: Any, wrapped: Any, requests: list[Any]) -> dict[str,
             _run_sync(wrapped(r, FakeContext())) for r in requests
         ],
         "params_of + build_request": lambda: [
-            build_request(servicer_module.params_of(r), caller, exchanger._limits) for r in requests
+            build_request(
+                servicer_module.params_of(r, exchanger._limits), caller, exchanger._limits
+            )
+            for r in requests
         ],
         "subject: verify (cache or not)": lambda: [
             _run_sync(verifier.verify(b.subject_token, b.subject_token_type)) for b in built

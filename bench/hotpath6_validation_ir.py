@@ -27,12 +27,14 @@ def main() -> None:
     ]
     caller = Caller()
     for message in messages:  # warm up
-        build_request(servicer.params_of(message), caller, limits)
+        build_request(servicer.params_of(message, limits), caller, limits)
     functools.reduce(
-        lambda _a, _b: [build_request(servicer.params_of(m), caller, limits) for m in messages],
+        lambda _a, _b: [
+            build_request(servicer.params_of(m, limits), caller, limits) for m in messages
+        ],
         [0, 1],
     )
-    functools.reduce(lambda _a, _b: [servicer.params_of(m) for m in messages], [0, 1])
+    functools.reduce(lambda _a, _b: [servicer.params_of(m, limits) for m in messages], [0, 1])
     print("dump 1: params_of + build_request, dump 2: params_of (1,000 calls each)")
 
 

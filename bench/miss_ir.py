@@ -85,7 +85,8 @@ async def _pieces(servicer: Any, wrapped: Any, requests: list[Any]) -> dict[str,
     encoder = minter._encoder
     caller = Caller()
     built = [
-        build_request(servicer_module.params_of(r), caller, exchanger._limits) for r in requests
+        build_request(servicer_module.params_of(r, exchanger._limits), caller, exchanger._limits)
+        for r in requests
     ]
     subjects = [await verifier.verify(b.subject_token, b.subject_token_type) for b in built]
     jwss = [parse_compact(b.subject_token) for b in built]
@@ -128,7 +129,10 @@ async def _pieces(servicer: Any, wrapped: Any, requests: list[Any]) -> dict[str,
             for b in built
         ],
         "params_of + build_request": lambda: [
-            build_request(servicer_module.params_of(r), caller, exchanger._limits) for r in requests
+            build_request(
+                servicer_module.params_of(r, exchanger._limits), caller, exchanger._limits
+            )
+            for r in requests
         ],
         "verify": lambda: [run(verifier.verify(b.subject_token, token_type)) for b in built],
         "  parse_compact": lambda: [parse_compact(b.subject_token) for b in built],

@@ -143,7 +143,7 @@ def _serve(folder: Path, stdin: IO[str], stdout: IO[str]) -> None:
     try:
         from sekisho.policy_components import wasm_limits
     except ImportError:  # a base checkout from before session 11
-        from sekisho.policy.wasm.factory import wasm_limits
+        from sekisho.policy.wasm.factory import wasm_limits  # type: ignore[no-redef]
     from sekisho.policy.wasm.policy import encode_json
 
     docs = [json.loads(line) for line in (folder / "inputs.jsonl").read_text().splitlines()]

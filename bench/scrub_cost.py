@@ -49,7 +49,7 @@ def scaling() -> None:
         for size in (256 << 10, 512 << 10, 1 << 20, 2 << 20):
             text = (unit * (size // len(unit) + 1))[:size]
             start = time.process_time()
-            redaction._AUTH_SCHEME.sub(redaction._scheme_redacted_text, text)
+            redaction._AUTH_SCHEME.sub(redaction._scheme_redacted, text)
             times.append(time.process_time() - start)
         ms = "/".join(f"{t * 1000:.0f}" for t in times)
         ratio = times[-1] / times[0] if times[0] else float("nan")
