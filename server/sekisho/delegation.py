@@ -9,7 +9,11 @@ of actors a minted token records.
   nests the caller that presented it, then the subject token's own `act`.
 - An inbound `act` must be a chain of objects with a string `sub`, at most `max_depth` deep; only
   identity members (`sub`, `iss`, `client_id`) are carried into a minted token (RFC 8693 §4.1:
-  other claims in `act` are not meaningful).
+  other claims in `act` are not meaningful). A level without `iss` names its `sub` in its
+  token's issuer's namespace, so it gets that issuer's `iss` when it is read: copied bare into
+  Sekisho's token, it would read in Sekisho's namespace, as the authenticated caller's own level
+  `{"sub": <caller id>}` does (an IdP-side actor "payments-gateway" looked like the Sekisho
+  caller "payments-gateway"; red team session 12).
 """
 
 import copy
@@ -26,14 +30,15 @@ def _reject(detail: str) -> MalformedTokenError:
     return MalformedTokenError(log_detail=detail)
 
 
-def inbound_act(claims: Mapping[str, Any], max_depth: int) -> dict[str, Any] | None:
-    """The token's `act` chain, reduced to identity members. Raises: MalformedTokenError."""
+def inbound_act(claims: Mapping[str, Any], max_depth: int, issuer: str) -> dict[str, Any] | None:
+    """The token's `act` chain, reduced to identity members, each level naming its issuer
+    (`issuer`, the token's, where the level names none). Raises: MalformedTokenError."""
     if "act" not in claims:
         return None
-    return _act_level(claims["act"], 1, max_depth)
+    return _act_level(claims["act"], 1, max_depth, issuer)
 
 
-def _act_level(value: Any, depth: int, max_depth: int) -> dict[str, Any]:
+def _act_level(value: Any, depth: int, max_depth: int, issuer: str) -> dict[str, Any]:
     if depth > max_depth:
         raise _reject(f"act is nested deeper than {max_depth}")
     if not isinstance(value, dict):
@@ -47,8 +52,9 @@ def _act_level(value: Any, depth: int, max_depth: int) -> dict[str, Any]:
             level[name] = member
     if "sub" not in level:
         raise _reject("act has no sub")
+    level.setdefault("iss", issuer)
     if "act" in value:
-        level["act"] = _act_level(value["act"], depth + 1, max_depth)
+        level["act"] = _act_level(value["act"], depth + 1, max_depth, issuer)
     return level
 
 

@@ -99,3 +99,47 @@ async def test_nested_act_deeper_than_the_cap_makes_the_subject_token_invalid(
         act = {"sub": f"hop-{hop}", "act": act}
     await rejected(harness, harness.idp_a.token(now, act=act))
     await accepted(harness, harness.idp_a.token(now, act=act["act"]))  # 4 deep: the control
+
+
+# Session 12 red team: an inbound `act` level without `iss` names its `sub` in the inbound
+# token's issuer's namespace (RFC 8693 §4.1: `sub` is scoped by `iss`, by default the token's).
+# Copied as it was into Sekisho's token, the same level read in Sekisho's namespace: an IdP-side
+# actor `payments-gateway` became indistinguishable from the Sekisho-authenticated caller level
+# `{"sub": "payments-gateway"}` (for an anonymous exchange it was the whole `act`).
+
+
+@pytest.mark.parametrize(
+    ("caller", "expected"),
+    [
+        pytest.param(
+            Caller(),
+            {"sub": "payments-gateway", "iss": IDP_A},
+            id="anonymous-caller",
+        ),
+        pytest.param(
+            CALLER,
+            {"sub": "agent-runtime", "act": {"sub": "payments-gateway", "iss": IDP_A}},
+            id="authenticated-caller",
+        ),
+    ],
+)
+async def test_an_inbound_act_level_without_iss_is_named_by_its_tokens_issuer(
+    harness: Harness, caller: Caller, expected: object
+) -> None:
+    subject = harness.idp_a.token(harness.clock.now(), act={"sub": "payments-gateway"})
+    result = await accepted(harness, subject, caller=caller)
+    assert _act(result) == expected
+
+
+async def test_an_inbound_act_level_keeps_the_iss_it_names(harness: Harness) -> None:
+    act = {"sub": "gateway", "iss": "https://other.example.com", "act": {"sub": "scheduler"}}
+    subject = harness.idp_a.token(harness.clock.now(), act=act)
+    result = await accepted(harness, subject, caller=CALLER)
+    assert _act(result) == {
+        "sub": "agent-runtime",
+        "act": {
+            "sub": "gateway",
+            "iss": "https://other.example.com",
+            "act": {"sub": "scheduler", "iss": IDP_A},
+        },
+    }

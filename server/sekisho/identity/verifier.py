@@ -194,7 +194,7 @@ class TokenVerifier:
             acr=rules.string_claim(claims, "acr"),
             amr=rules.string_list_claim(claims, "amr"),
             auth_time=rules.numeric_date(claims, "auth_time", required=False) or 0,
-            act=delegation.inbound_act(claims, self._max_act_depth),
+            act=delegation.inbound_act(claims, self._max_act_depth, config.issuer),
             claims=claims,
         )
         rules.validate_strings(claims, _identity_values(token), claims_text=jws.claims_text)

@@ -85,7 +85,8 @@ async def test_a_cached_token_nesting_a_revoked_agent_is_not_served(
     delegated, plain = bearer(harness, act={"sub": "agent-x"}), bearer(harness)
     first = await authorizer.authorize(gw("/crm", delegated))
     assert isinstance(first, Allowed)
-    assert minted_claims(harness, first, CRM_RESOURCE)["act"] == {"sub": "agent-x"}  # nested again
+    nested = minted_claims(harness, first, CRM_RESOURCE)["act"]
+    assert nested == {"sub": "agent-x", "iss": IDP_A}  # nested again, named by its issuer
     plain_first = await authorizer.authorize(gw("/crm", plain))
     assert await authorizer.authorize(gw("/crm", delegated)) == first  # cached
     now = int(harness.clock.now())

@@ -153,11 +153,16 @@ async def test_ill_typed_auth_time_is_rejected() -> None:
     await rejected(setup, setup.token(auth_time="yesterday"), "token_malformed")
 
 
-async def test_act_claim_is_passed_through() -> None:
+async def test_act_claim_is_passed_through_each_level_naming_its_issuer() -> None:
     setup = Setup()
     act = {"sub": "agent-7", "act": {"sub": "gateway"}}
     verified = await setup.verifier.verify(setup.token(act=act), TOKEN_TYPE_ID_TOKEN)
-    assert verified.act == act
+    issuer = verified.issuer
+    assert verified.act == {
+        "sub": "agent-7",
+        "iss": issuer,
+        "act": {"sub": "gateway", "iss": issuer},
+    }
 
 
 async def test_absent_act_claim_is_none() -> None:

@@ -51,7 +51,7 @@ SUBJECT = VerifiedToken(
     acr="phr",
     amr=("pwd", "otp"),
     auth_time=NOW - 60,
-    act={"sub": "mcp-gateway"},
+    act={"sub": "mcp-gateway", "iss": "https://idp.example.com"},  # as the verifier reads it
 )
 DECISION = Decision(
     allow=True,
