@@ -10,7 +10,14 @@ from typing import Any
 
 from sekisho.admission import QueuePolicy
 from sekisho.attempts import AttemptLimits
-from sekisho.config import LimitsConfig, PolicyConfig, Settings, TrustConfig
+from sekisho.config import (
+    ClientAuthLimitsConfig,
+    LimitsConfig,
+    OverloadConfig,
+    PolicyConfig,
+    Settings,
+    TrustConfig,
+)
 from sekisho.decision_observers import shadow_bounds as shadow_bounds_of
 from sekisho.policy.options import ShadowConfig
 from sekisho.policy.shadow import ShadowBounds
@@ -21,7 +28,6 @@ from sekisho.policy_components import wasm_limits as wasm_limits_of
 from sekisho.protection import attempt_limits as attempt_limits_of
 from sekisho.protection import queue_policy as queue_policy_of
 from sekisho.protection import request_limits as request_limits_of
-from sekisho.protection_config import ClientAuthLimitsConfig, OverloadConfig
 from sekisho.validation import RequestLimits
 
 

@@ -1,6 +1,6 @@
 """Builds the overload and abuse bounds from Settings (issue 14); service.py wires them in.
 
-The config models (protection_config.py, config.LimitsConfig) hold every default; the domain
+The config models (config/protection.py, config/limits.py) hold every default; the domain
 objects built here have none of their own, so each default is stated once.
 """
 
@@ -10,14 +10,14 @@ from sekisho.admission import Admission, QueuePolicy
 from sekisho.attempts import AttemptGate, AttemptLimits
 from sekisho.callers import CallerRegistry, RateLimit
 from sekisho.clock import Clock
-from sekisho.config import Settings
-from sekisho.http.guard import ConnectionGuard, ConnectionLimits
-from sekisho.protection_config import (
+from sekisho.config import (
     ClientAuthLimitsConfig,
     GrpcLimitsConfig,
     HttpLimitsConfig,
     OverloadConfig,
+    Settings,
 )
+from sekisho.http.guard import ConnectionGuard, ConnectionLimits
 from sekisho.validation import MAX_REQUESTED_LIFETIME_SECONDS, RequestLimits
 
 

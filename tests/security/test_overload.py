@@ -19,14 +19,13 @@ from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.admission import Admission, QueuePolicy
 from sekisho.audit import AuditLog
 from sekisho.callers import RateLimit
-from sekisho.config import CallerConfig, ClientConfig
+from sekisho.config import CallerConfig, ClientConfig, GrpcLimitsConfig
 from sekisho.constants import GRANT_TYPE_TOKEN_EXCHANGE
 from sekisho.devidp import DevIdentityProvider
 from sekisho.errors import DeadlineExceededError, SlowDownError
 from sekisho.exchange import TokenExchanger
 from sekisho.minting.minter import TokenMinter
 from sekisho.models import Caller, Decision
-from sekisho.protection_config import GrpcLimitsConfig
 from sekisho.service import Service, start_service
 from sekisho.signing.filestore import FileKeyStore
 from sekisho.standing_queue import INTERVAL

@@ -184,7 +184,7 @@ def _status(url: str, want: set[str], gone: set[str]) -> str:
 
 
 def _get(url: str) -> bytes:
-    # http(s) only: replica_urls is validated in config.py.
+    # http(s) only: replica_urls is validated in config/keys.py.
     with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
         return bytes(response.read(_MAX_BODY))
 

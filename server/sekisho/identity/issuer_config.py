@@ -1,6 +1,6 @@
 """One [[trust.issuers]] entry: the settings the verifier, the claim rules and the token-kind
-check read (docs/operators.md "[trust] and [[trust.issuers]]"). Kept apart from config.py,
-which includes it in [trust], so the identity package depends on no composition module.
+check read (docs/operators.md "[trust] and [[trust.issuers]]"). Kept apart from the config
+package, which includes it in [trust], so the identity package depends on no composition module.
 """
 
 from typing import Any, Literal

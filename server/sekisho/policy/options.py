@@ -1,6 +1,7 @@
 """Settings of the decision log (`[decision_log]`) and the shadow policy (`[policy.shadow]`).
 
-Kept apart from config.py, which includes both, so the models of one feature read together.
+Kept apart from the config package, which includes both, so the models of one feature read
+together.
 docs/operations.md#decision-log and docs/policy-authors.md#shipping-a-change-safely say how to
 use them; config/example.toml documents every key.
 """

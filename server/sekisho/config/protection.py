@@ -1,18 +1,16 @@
 """Settings that bound what unauthenticated or excess load can cost (issue 14): [http], [grpc],
-[client_auth] and [overload]. Kept apart from config.py, which includes them as sections.
+[client_auth] and [overload].
 
 Every default is documented in config/example.toml and explained in docs/operations.md
 ("Overload and abuse bounds").
 """
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from sekisho.config.section import Section
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class HttpLimitsConfig(_Strict):
+class HttpLimitsConfig(Section):
     """[http]: what one HTTP connection may hold and for how long."""
 
     # A connection must complete a request's headers this long after it opens or after its
@@ -29,7 +27,7 @@ class HttpLimitsConfig(_Strict):
     max_connections_per_peer: int = Field(default=64, ge=1)
 
 
-class GrpcLimitsConfig(_Strict):
+class GrpcLimitsConfig(Section):
     """[grpc]: HTTP/2 limits of the gRPC listener (grpc core channel arguments)."""
 
     # Streams (calls) at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
@@ -67,7 +65,7 @@ class GrpcLimitsConfig(_Strict):
     max_connection_idle_seconds: float = Field(default=600.0, ge=0)
 
 
-class ClientAuthLimitsConfig(_Strict):
+class ClientAuthLimitsConfig(Section):
     """[client_auth]: bounds on HTTP Basic client-secret checks (argon2id), applied before any
     hashing, and on private_key_jwt assertions, applied before any signature work; to known and
     unknown client ids alike."""
@@ -94,7 +92,7 @@ class ClientAuthLimitsConfig(_Strict):
     assertion_burst_per_peer: int = Field(default=100, ge=1)
 
 
-class OverloadConfig(_Strict):
+class OverloadConfig(Section):
     """[overload]: the adaptive admission of exchanges (sekisho/admission.py)."""
 
     # false: every exchange runs at once (no queue, no shedding; token buckets still apply).

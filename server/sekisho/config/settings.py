@@ -1,0 +1,119 @@
+"""Settings: every section in one tree, read from SEKISHO_* variables over the TOML file's values,
+and the rules that relate two sections."""
+
+from pydantic import field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from sekisho.config.gateway import GatewayConfig
+from sekisho.config.keys import KeysConfig, TokensConfig
+from sekisho.config.limits import CacheConfig, LimitsConfig
+from sekisho.config.policy import PolicyConfig
+from sekisho.config.protection import (
+    ClientAuthLimitsConfig,
+    GrpcLimitsConfig,
+    HttpLimitsConfig,
+    OverloadConfig,
+)
+from sekisho.config.server import CallerConfig, ServerConfig
+from sekisho.config.status_list import StatusListConfig
+from sekisho.config.telemetry import LoggingConfig, MetricsConfig, TracingConfig
+from sekisho.config.token_endpoint import TokenEndpointConfig
+from sekisho.config.trust import TrustConfig
+from sekisho.policy.options import DecisionLogConfig
+
+
+class Settings(BaseSettings):
+    """The whole configuration."""
+
+    # hide_input_in_errors: a refused value (a URL with a password, say) is never echoed by the
+    # ValidationError chained to ConfigError, which a traceback would print.
+    model_config = SettingsConfigDict(
+        env_prefix="SEKISHO_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
+    )
+
+    server: ServerConfig = ServerConfig()
+    trust: TrustConfig = TrustConfig()
+    policy: PolicyConfig = PolicyConfig()
+    keys: KeysConfig = KeysConfig()
+    tokens: TokensConfig = TokensConfig()
+    logging: LoggingConfig = LoggingConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    token_endpoint: TokenEndpointConfig = TokenEndpointConfig()
+    callers: tuple[CallerConfig, ...] = ()
+    limits: LimitsConfig = LimitsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    tracing: TracingConfig = TracingConfig()
+    cache: CacheConfig = CacheConfig()
+    status_list: StatusListConfig = StatusListConfig()
+    decision_log: DecisionLogConfig = DecisionLogConfig()
+    http: HttpLimitsConfig = HttpLimitsConfig()
+    grpc: GrpcLimitsConfig = GrpcLimitsConfig()
+    client_auth: ClientAuthLimitsConfig = ClientAuthLimitsConfig()
+    overload: OverloadConfig = OverloadConfig()
+
+    @field_validator("callers")
+    @classmethod
+    def _unique_callers(cls, value: tuple[CallerConfig, ...]) -> tuple[CallerConfig, ...]:
+        ids = [caller.id for caller in value]
+        if len(ids) != len(set(ids)):
+            raise ValueError("each caller id may appear only once")
+        return value
+
+    @model_validator(mode="after")
+    def _message_fits_tokens(self) -> "Settings":
+        # A request with a subject and an actor token at the size limit must still be readable,
+        # or one limit would refuse it with a worse error than the other's.
+        needed = 2 * self.trust.max_token_bytes
+        if self.limits.grpc_max_message_bytes < needed:
+            raise ValueError(
+                f"limits.grpc_max_message_bytes must be at least 2 x trust.max_token_bytes "
+                f"({needed})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _shared_replay_cache_for_workers(self) -> "Settings":
+        # An in-process replay cache sees only its own worker's assertions: a client assertion
+        # replayed to another worker would be accepted (RFC 7523 §3 item 7).
+        endpoint = self.token_endpoint
+        if self.server.workers != 1 and endpoint.clients and not endpoint.replay_cache_url:
+            raise ValueError(
+                "server.workers != 1 with token_endpoint.clients needs "
+                "token_endpoint.replay_cache_url (a Redis shared by every worker)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _never_trust_ourselves(self) -> "Settings":
+        # A token Sekisho minted must never come back in as a subject token.
+        for form in (form for entry in self.trust.issuers for form in entry.accepted_issuers):
+            if form.rstrip("/") == self.server.issuer.rstrip("/"):
+                raise ValueError("trust.issuers must not contain server.issuer (Sekisho itself)")
+        return self
+
+    @model_validator(mode="after")
+    def _rotation_after_prepublication(self) -> "Settings":
+        # A key must be published for 2 x jwks max-age before it signs; a shorter rotation
+        # period could never be honoured.
+        period, max_age = self.keys.rotation_period, self.tokens.jwks_max_age_seconds
+        if period and period < 2 * max_age:
+            raise ValueError(
+                f"keys.rotation_period ({period} s) must be at least 2 x "
+                f"tokens.jwks_max_age_seconds ({2 * max_age} s)"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
