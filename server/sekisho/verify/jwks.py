@@ -12,6 +12,9 @@ so `sekisho[verify]` carries it without the server.
 - An unknown kid triggers a refetch at most once per `min_refetch_interval`, so a storm of made-up
   kids cannot hammer the publisher (the PyJWT advisory pattern STYLE.md warns about); concurrent
   fetches are single-flight.
+- Discovery (OIDC Discovery §4) is re-read before every fetch, so an IdP that moves its jwks_uri
+  is followed without a restart; the new URI passes the same issuer and https rules, and a
+  discovery document that fails or is refused keeps the last jwks_uri that served good keys.
 - Fail-closed: once the last successful fetch is older than `max_stale_seconds` (after max-age
   for a downstream), the keys are gone and JwksUnavailableError is raised rather than trusting
   keys the publisher may have revoked since.
@@ -79,8 +82,9 @@ class JwksCache:
         self._issuer = issuer
         self._fetcher = fetcher
         self._clock = clock
-        self._jwks_uri = jwks_uri
+        self._jwks_uri = jwks_uri  # pinned by configuration: never discovered
         self._discovery_url = discovery_url
+        self._discovered_uri = ""  # the discovered jwks_uri that last served good keys
         self._min_interval = min_refetch_interval
         self._max_stale = max_stale_seconds
         self._default_max_age = default_max_age
@@ -167,12 +171,19 @@ class JwksCache:
     async def _fetch(self) -> None:
         self._last_attempt = self._clock.now()
         try:
-            uri = self._jwks_uri or await self._discover()
+            uri = await self._current_jwks_uri()
             document, fresh_for = await self._get(uri)
             keys = parse_jwks(document)
         except FetchError as exc:
             log.warning("jwks_fetch_failed", extra={"iss": self._issuer, "error": str(exc)})
             return
+        if self._discovery_url and not self._jwks_uri and uri != self._discovered_uri:
+            if self._discovered_uri:
+                log.info(
+                    "jwks_uri_changed",
+                    extra={"iss": self._issuer, "old": self._discovered_uri, "new": uri},
+                )
+            self._discovered_uri = uri
         self._keys = keys
         self._fetched_at = self._clock.now()
         self._fresh_for = fresh_for
@@ -188,6 +199,25 @@ class JwksCache:
         fetched = await self._fetcher.fetch_document(uri)
         return fetched.body, max_age_seconds(fetched.cache_control, self._default_max_age)
 
+    async def _current_jwks_uri(self) -> str:
+        """The pinned jwks_uri, else the one discovery names now; when discovery fails or its
+        document is refused, the discovered one that last served good keys (if any).
+
+        Raises: FetchError when discovery fails and no discovered jwks_uri ever served keys.
+        """
+        if self._jwks_uri:
+            return self._jwks_uri
+        try:
+            return await self._discover()
+        except FetchError as exc:
+            if not self._discovered_uri:
+                raise
+            log.warning(
+                "idp_discovery_failed",
+                extra={"iss": self._issuer, "error": str(exc), "jwks_uri": self._discovered_uri},
+            )
+            return self._discovered_uri
+
     async def _discover(self) -> str:
         doc = await self._fetcher.fetch_json(self._discovery_url)
         # OpenID Connect Discovery §4.3: the document's issuer must equal the configured one.
@@ -196,7 +226,6 @@ class JwksCache:
         uri = doc.get("jwks_uri")
         if not isinstance(uri, str) or not is_secure_url(uri):
             raise FetchError("discovery document has no usable https jwks_uri")
-        self._jwks_uri = uri
         return uri
 
 

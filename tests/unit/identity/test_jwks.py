@@ -308,6 +308,64 @@ async def test_http_jwks_uri_on_loopback_is_accepted_for_development() -> None:
     assert fetcher.calls == [DISCOVERY_URL, local]
 
 
+MOVED_URI = f"{ISSUER}/moved-keys"
+
+
+async def test_moved_jwks_uri_is_followed_on_the_next_refresh() -> None:
+    """An IdP that moves its JWKS (a new jwks_uri in its discovery document) is followed at the
+    next refresh: discovery is re-read every time, the URI was once kept until restart."""
+    old_uri = f"{ISSUER}/discovered-keys"
+    fetcher = FakeFetcher({DISCOVERY_URL: discovery(), old_uri: IDP.jwks()})
+    jwks = cache(fetcher, jwks_uri="", discovery_url=DISCOVERY_URL)
+    await jwks.refresh()
+    fetcher.documents[DISCOVERY_URL] = discovery(jwks_uri=MOVED_URI)
+    fetcher.documents[MOVED_URI] = {"keys": [ec_jwk(kid="moved")]}
+    del fetcher.documents[old_uri]  # the old location is gone
+    await jwks.refresh()
+    assert jwks.cached_key("moved") is not None
+    assert fetcher.calls == [DISCOVERY_URL, old_uri, DISCOVERY_URL, MOVED_URI]
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        None,  # discovery fails
+        discovery(issuer="https://evil.example.com"),
+        discovery(jwks_uri="http://idp.example.com/keys"),
+        discovery(jwks_uri="https://[::1/keys"),
+        discovery(jwks_uri=None),
+    ],
+    ids=["discovery-down", "issuer-mismatch", "http-non-loopback", "unparseable-uri", "no-uri"],
+)
+async def test_refused_rediscovery_keeps_the_last_good_jwks_uri(document: object) -> None:
+    """A re-read discovery document passes the same issuer and https rules as the first one;
+    when it fails or is refused, keys are still refreshed from the jwks_uri that last served
+    good keys (the IdP's new key arrives), and the refused URI is never fetched."""
+    good_uri = f"{ISSUER}/discovered-keys"
+    fetcher = FakeFetcher({DISCOVERY_URL: discovery(), good_uri: IDP.jwks()})
+    jwks = cache(fetcher, jwks_uri="", discovery_url=DISCOVERY_URL)
+    await jwks.refresh()
+    if document is None:
+        del fetcher.documents[DISCOVERY_URL]
+    else:
+        fetcher.documents[DISCOVERY_URL] = document
+    fetcher.documents["http://idp.example.com/keys"] = {"keys": [ec_jwk(kid="attacker")]}
+    fetcher.documents[good_uri] = {"keys": [ec_jwk(kid="rotated")]}
+    await jwks.refresh()
+    assert jwks.cached_key("rotated") is not None
+    assert jwks.cached_key("attacker") is None
+    assert fetcher.calls == [DISCOVERY_URL, good_uri, DISCOVERY_URL, good_uri]
+
+
+async def test_pinned_jwks_uri_never_reads_discovery() -> None:
+    """A configured jwks_uri wins: discovery is not fetched, first time or later."""
+    fetcher = FakeFetcher({JWKS_URI: IDP.jwks(), DISCOVERY_URL: discovery(jwks_uri=MOVED_URI)})
+    jwks = cache(fetcher, discovery_url=DISCOVERY_URL)
+    await jwks.refresh()
+    await jwks.refresh()
+    assert fetcher.calls == [JWKS_URI, JWKS_URI]
+
+
 async def test_failed_refresh_retries_sooner_and_last_good_keys_expire_after_max_stale() -> None:
     """After a good fetch the background loop waits the full interval; after a failed one it
     retries at the refetch interval, so an outage shorter than max_stale never expires keys.
