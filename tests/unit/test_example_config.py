@@ -30,7 +30,13 @@ EXAMPLE = REPO / "config" / "example.toml"
 COMMENTED_ALTERNATIVES = {
     "trust.issuers": {"jwks_uri", "preset"},
     "server": {"tls_cert_file", "tls_key_file", "client_ca_file", "require_client_auth"},
-    "policy": {"opa_ca_file", "bundle_file", "bundle_ca_file", "bundle_verification_key"},
+    "policy": {
+        "opa_ca_file",
+        "bundle_file",
+        "bundle_ca_file",
+        "bundle_verification_key",
+        "bundle_verification_alg",
+    },
     "token_endpoint": {"replay_cache_ca_file"},
     "status_list": {"redis_ca_file"},
 }

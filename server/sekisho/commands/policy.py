@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sekisho.commands import policy_impact
-from sekisho.config import PolicyConfig, Settings
+from sekisho.config import Settings
 from sekisho.errors import PolicyLoadError
 from sekisho.policy.schema import input_problems
 
@@ -59,9 +59,11 @@ def register(
     build.add_argument("--signing-key", default="", help="PEM private key (or HMAC secret file)")
     build.add_argument(
         "--signing-alg",
-        # What a replica expects unless told otherwise, so a default build verifies by default.
-        default=PolicyConfig.model_fields["bundle_verification_alg"].default,
-        help="JWS algorithm of the signature (default: [policy] bundle_verification_alg's)",
+        # None: the key's type decides, as a replica without bundle_verification_alg does from
+        # the public key, so a default build verifies by default.
+        default=None,
+        help="JWS algorithm of the signature (default: the key's: RS256 for RSA, ES256/384/512 "
+        "for EC P-256/384/521, EdDSA for Ed25519; HS256/384/512 for an HMAC secret must be given)",
     )
     build.add_argument("--signing-scope", default="", help="the signature's scope claim")
     policy_sub.add_parser(
@@ -205,7 +207,7 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
         signing = BundleSigning(Path(args.signing_key), args.signing_alg, args.signing_scope)
     entrypoint = entrypoint_of(settings.policy.query)
     opa = _toolchain(settings).opa
-    build_bundle(
+    algorithm = build_bundle(
         opa, settings.policy.path, entrypoint, output, revision=args.revision, signing=signing
     )
     raw = output.read_bytes()
@@ -216,7 +218,7 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
         polling=bundle_polling(settings.policy),
     ).load(raw)
     digest = hashlib.sha256(raw).hexdigest()
-    signed = "signed" if signing else "unsigned"
+    signed = f"signed {algorithm}" if algorithm else "unsigned"
     print(f"wrote {output}: {len(raw)} bytes, sha256 {digest}, {signed}")
     print(f"revision {policy.revision!r}, entrypoint {entrypoint}")
     print("== bundle loads and passes the self-test: ok")

@@ -43,21 +43,24 @@ class PolicyConfig(Section):
     # instead of the system trust store; nothing else trusts it. None = the system store.
     bundle_ca_file: Path | None = None
     bundle_verification_key: Path | None = None
-    bundle_verification_alg: Literal[
-        "RS256",
-        "RS384",
-        "RS512",
-        "PS256",
-        "PS384",
-        "PS512",
-        "ES256",
-        "ES384",
-        "ES512",
-        "EdDSA",
-        "HS256",
-        "HS384",
-        "HS512",
-    ] = "RS256"
+    bundle_verification_alg: (
+        Literal[
+            "RS256",
+            "RS384",
+            "RS512",
+            "PS256",
+            "PS384",
+            "PS512",
+            "ES256",
+            "ES384",
+            "ES512",
+            "EdDSA",
+            "HS256",
+            "HS384",
+            "HS512",
+        ]
+        | None
+    ) = None  # None: the one bundle_verification_key's type implies (signing.py)
     bundle_verification_scope: str = ""
     # OPA's own authentication (docs/operators.md "Securing OPA"): the name of the environment
     # variable holding the bearer token, and the CA that signed an https OPA's certificate.

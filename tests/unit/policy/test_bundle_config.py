@@ -34,7 +34,7 @@ def test_defaults() -> None:
     assert (policy.eval_timeout_seconds, policy.memory_limit_mb, policy.pool_size) == (0.1, 256, 1)
     assert policy.bundle_file is None and policy.bundle_url == ""
     assert (policy.bundle_poll_min_seconds, policy.bundle_poll_max_seconds) == (60.0, 120.0)
-    assert policy.bundle_verification_key is None and policy.bundle_verification_alg == "RS256"
+    assert policy.bundle_verification_key is None and policy.bundle_verification_alg is None
     assert not policy.uses_bundle and policy.reads_folder
 
 

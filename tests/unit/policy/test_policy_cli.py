@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from sekisho.cli import main
+from sekisho.config import load_settings
 
 from tests.bounds import bundle_polling, wasm_limits
 from tests.fakes.loops import RecordedFailures
@@ -318,14 +319,39 @@ def test_build_names_a_missing_signing_key_file(
 def test_build_names_a_key_that_cannot_sign_the_algorithm(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The CI example makes an EC P-256 key; without --signing-alg the build signs RS256 (the
-    # replicas' default), and opa answered "jwsbb.Sign: invalid key type *jwk.ecdsaPrivateKey…".
+    # opa answered "jwsbb.Sign: invalid key type *jwk.ecdsaPrivateKey…" for an EC key with RS256.
     key = _ec_signing_key(tmp_path / "signing.pem")
     argv = ["policy", "build", "--output", str(tmp_path / "b.tar.gz"), "--signing-key", str(key)]
-    assert main([*argv, "--config", config(tmp_path, POLICIES)]) == 2
+    assert main([*argv, "--signing-alg", "RS256", "--config", config(tmp_path, POLICIES)]) == 2
     err = capsys.readouterr().err
     assert f"signing key {key} is an EC secp256r1 key, which cannot sign RS256" in err
     assert "pass --signing-alg ES256" in err
+
+
+def test_build_signs_with_the_algorithm_of_the_key_and_a_default_replica_verifies_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The CI example makes an EC P-256 key and a replica's config may leave
+    # bundle_verification_alg unset: with no --signing-alg the build used to sign RS256 and
+    # refuse the key. Now both sides take ES256 from the key.
+    from cryptography.hazmat.primitives import serialization
+    from sekisho.policy.wasm.bundle import read_bundle
+    from sekisho.policy.wasm.signing import BundleVerifier
+
+    key = _ec_signing_key(tmp_path / "signing.pem")
+    public = tmp_path / "signing.pub.pem"
+    private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    public.write_bytes(
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    output = tmp_path / "b.tar.gz"
+    argv = ["policy", "build", "--output", str(output), "--signing-key", str(key)]
+    assert main([*argv, "--config", config(tmp_path, POLICIES)]) == 0, capsys.readouterr().err
+    assert "signed ES256" in capsys.readouterr().out
+    verifier = BundleVerifier.from_file(public, load_settings(None).policy.bundle_verification_alg)
+    verifier.verify(read_bundle(output.read_bytes()).files)
 
 
 def test_build_refuses_a_folder_that_fails_the_self_test(

@@ -7,14 +7,14 @@ documents are loaded into each instance at run time (so a data-only edit needs n
 import json
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sekisho.errors import PolicyLoadError
 from sekisho.policy.source import load_source
 from sekisho.policy.toolchain import run_binary
 from sekisho.policy.wasm.bundle import read_bundle
-from sekisho.policy.wasm.signing import check_signing_key
+from sekisho.policy.wasm.signing import signing_algorithm
 
 _IGNORED = ("*_test.rego", "*.json", "*.yaml", "*.yml", ".*")
 
@@ -49,7 +49,7 @@ class BundleSigning:
     """`opa build --signing-key/--signing-alg` (and a scope claim when set)."""
 
     key: Path
-    algorithm: str  # `sekisho policy build --signing-alg`
+    algorithm: str | None  # `sekisho policy build --signing-alg`; None = the key's type's
     scope: str = ""
 
 
@@ -62,22 +62,22 @@ def build_bundle(
     revision: str = "",
     signing: BundleSigning | None = None,
     timeout_seconds: float = 120.0,
-) -> None:
+) -> str | None:
     """A standard OPA Wasm bundle of the folder as Sekisho loads it: its modules (tests left out)
     and its data/*.json merged into /data.json, built and optionally signed by `opa build -b`.
 
-    Creates the output's folder when missing (CI writes to a fresh `dist/`).
+    Creates the output's folder when missing (CI writes to a fresh `dist/`). Returns the
+    signature's algorithm (None when unsigned).
 
-    Raises: PolicyLoadError (the folder does not load, the signing key file is missing, or OPA
-    refuses it).
+    Raises: PolicyLoadError (the folder does not load, the signing key file is missing, cannot
+    sign the algorithm or implies none, or OPA refuses it).
     """
     source = load_source(root)
     if signing is not None and not signing.key.is_file():
         # opa reads a --signing-key that is not a file as the PEM text itself, and then says only
         # "failed to parse PEM block containing the key".
         raise PolicyLoadError(f"signing key {signing.key}: no such file")
-    if signing is not None:
-        check_signing_key(signing.key, signing.algorithm)
+    algorithm = signing_algorithm(signing.key, signing.algorithm) if signing else None
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -90,7 +90,8 @@ def build_bundle(
         (stage / "data.json").write_text(json.dumps(source.data), encoding="utf-8")
         args = ["build", "-b", "-t", "wasm", "-e", entrypoint, "--ignore", "*_test.rego"]
         args += ["--revision", revision] if revision else []
-        args += _signing_args(signing, Path(scratch)) if signing is not None else []
+        if signing is not None and algorithm is not None:
+            args += _signing_args(replace(signing, algorithm=algorithm), Path(scratch))
         try:
             # Run in the stage so the bundle's file names are the folder's own (sekisho/…).
             args += ["-o", str(output.resolve()), "."]
@@ -100,11 +101,12 @@ def build_bundle(
     if completed.returncode != 0:
         message = (completed.stderr or completed.stdout).strip()
         raise PolicyLoadError(f"opa build -b failed: {message}")
+    return algorithm
 
 
 def _signing_args(signing: BundleSigning, scratch: Path) -> list[str]:
     # Absolute: opa runs in the staging folder, where a relative path names nothing.
-    args = ["--signing-key", str(signing.key.resolve()), "--signing-alg", signing.algorithm]
+    args = ["--signing-key", str(signing.key.resolve()), "--signing-alg", str(signing.algorithm)]
     if signing.scope:
         claims = scratch / "claims.json"
         claims.write_text(json.dumps({"scope": signing.scope}), encoding="utf-8")

@@ -43,14 +43,22 @@ class BundleVerifier:
     scope: str = ""
 
     @classmethod
-    def from_file(cls, path: Path, algorithm: str, scope: str = "") -> "BundleVerifier":
-        """Raises: PolicyLoadError when the key file cannot be read or is not a key for
+    def from_file(cls, path: Path, algorithm: str | None, scope: str = "") -> "BundleVerifier":
+        """`algorithm` None: the one the key's type implies (`key_algorithm`).
+
+        Raises: PolicyLoadError when the key file cannot be read or is not a key for
         `algorithm` (at start: otherwise every bundle would fail later, outside the
-        PolicyLoadError handling of the poller, with the replica silently never ready)."""
+        PolicyLoadError handling of the poller, with the replica silently never ready), or
+        when no algorithm is given and the key's type does not imply one (an HMAC secret)."""
         try:
-            verifier = cls(path.read_text(encoding="utf-8"), algorithm, scope)
+            text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise PolicyLoadError(f"bundle verification key {path}: {exc}") from exc
+        if algorithm is None:
+            algorithm = _implied_algorithm(
+                path, _load_public(text), "set [policy] bundle_verification_alg"
+            )
+        verifier = cls(text, algorithm, scope)
         try:
             jwt.get_algorithm_by_name(algorithm).prepare_key(verifier._key())
         except (ValueError, TypeError, jwt.PyJWTError) as exc:
@@ -102,37 +110,88 @@ class BundleVerifier:
         return self.key
 
 
-def check_signing_key(path: Path, algorithm: str) -> None:
-    """Refuse a PEM private key that cannot sign with `algorithm` before opa tries (its answer
-    is "jwsbb.Sign: invalid key type *jwk.ecdsaPrivateKey. *rsa.PrivateKey is required …"), e.g.
-    the EC key the CI example makes, used with the default --signing-alg RS256. A file that is
-    not an unencrypted PEM private key (an HMAC secret for HS*) is left to opa.
-
-    Raises: PolicyLoadError naming the key's type and the algorithm that fits it."""
+def key_algorithms(key: object) -> tuple[str, list[str]] | None:
+    """What an asymmetric key (private or public) is, and the JWS algorithms it can sign or
+    verify, the one its type implies first (RS256 for RSA, as `opa build` defaults to); None
+    for anything else."""
     from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return "an RSA key", ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        curves = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+        return f"an EC {key.curve.name} key", [curves.get(key.curve.name, "")]
+    if isinstance(
+        key,
+        ed25519.Ed25519PrivateKey
+        | ed448.Ed448PrivateKey
+        | ed25519.Ed25519PublicKey
+        | ed448.Ed448PublicKey,
+    ):
+        return "an EdDSA key", ["EdDSA"]
+    return None
+
+
+def _load_private(data: bytes) -> object:
+    """The unencrypted PEM private key in `data`, or None."""
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-    if algorithm.startswith("HS"):
-        return
     try:
-        key = load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError):
-        return
-    if isinstance(key, rsa.RSAPrivateKey):
-        what, fits = "an RSA key", ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
-    elif isinstance(key, ec.EllipticCurvePrivateKey):
-        curves = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
-        what, fits = f"an EC {key.curve.name} key", [curves.get(key.curve.name, "")]
-    elif isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
-        what, fits = "an EdDSA key", ["EdDSA"]
-    else:
-        return
+        return load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        return None
+
+
+def _load_public(text: str) -> object:
+    """The PEM public key in `text`, or None."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        return load_pem_public_key(text.encode())
+    except (ValueError, TypeError):
+        return None
+
+
+def _implied_algorithm(path: Path, key: object, remedy: str) -> str:
+    """The algorithm `key`'s type implies. Raises: PolicyLoadError naming `remedy`."""
+    found = key_algorithms(key)
+    if found is None or not found[1][0]:
+        raise PolicyLoadError(
+            f"cannot tell the signature algorithm from {path} (not a PEM RSA, EC P-256/384/521 "
+            f"or Ed25519 key; an HMAC secret?): {remedy}"
+        )
+    return found[1][0]
+
+
+def signing_algorithm(path: Path, algorithm: str | None) -> str:
+    """The algorithm `sekisho policy build` signs with: `algorithm` when given, after checking
+    that the key can sign it (refused before opa tries: its answer is "jwsbb.Sign: invalid key
+    type *jwk.ecdsaPrivateKey. *rsa.PrivateKey is required …"); else the one the key's type
+    implies (ES256 for the EC P-256 key the CI example makes). A file that is not an
+    unencrypted PEM private key (an HMAC secret for HS*) is left to opa when `algorithm` is
+    given.
+
+    Raises: PolicyLoadError naming the key's type and the algorithm that fits it, or asking
+    for --signing-alg when the key's type implies none; the file cannot be read."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PolicyLoadError(f"signing key {path}: {exc.strerror}") from exc
+    key = _load_private(data)
+    if algorithm is None:
+        return _implied_algorithm(path, key, "pass --signing-alg (HS256 for an HMAC secret)")
+    found = key_algorithms(key)
+    if algorithm.startswith("HS") or found is None:
+        return algorithm
+    what, fits = found
     if algorithm not in fits:
         shown = " or ".join(f for f in fits if f) or "another algorithm"
         raise PolicyLoadError(
             f"signing key {path} is {what}, which cannot sign {algorithm}: pass --signing-alg "
-            f"{shown} (and set [policy] bundle_verification_alg to the same on the replicas)"
+            f"{shown}, or leave it out to use the key's (and set [policy] "
+            "bundle_verification_alg to the same on the replicas, or leave it unset)"
         )
+    return algorithm
 
 
 def file_digest(name: str, data: bytes, algorithm: str) -> str:
