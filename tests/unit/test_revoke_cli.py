@@ -396,5 +396,34 @@ def test_revoking_a_minted_tokens_jti_says_what_it_does(
     code, out, _ = _run(
         capsys, "revoke", "token", "idp-jti", "--reason", "leaked", "--config", config
     )
-    assert code == 0 and "new exchanges refused on every worker within ~1 s" in out
-    assert "downstreams refuse marked tokens within ~61.5 s (list ttl + 1.5 s)" in out
+    assert code == 0 and "no live token minted by Sekisho has this jti" in out
+    assert "exchanges presenting that token are refused on every worker within ~1 s" in out
+
+
+@pytest.mark.parametrize(("action", "ended_by"), [("revoke", "lift"), ("suspend", "reinstate")])
+def test_revoking_an_expired_minted_tokens_jti_says_it_has_expired(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], action: str, ended_by: str
+) -> None:
+    # Session 12 walkthrough: a minted token that had expired got the unknown-jti wording ("0
+    # live token(s) marked INVALID", "no live token changed status … check the value is
+    # spelled as the tokens carry it", "downstreams refuse marked tokens"), which says neither
+    # that it expired nor that nothing is left to do.
+    config = _config(tmp_path)
+    store = FileStatusStore(tmp_path / "st" / "status.db")
+    now = int(time.time())
+    lease = store.lease(
+        now - 400, list_size=1000, lease_size=10, use_until=now + 60, valid_until=now + 400
+    )
+    expired = IssuedToken(
+        "jti-old", subject_key(IDP, "alice"), "agent-1", "https://crm", lease.list_id, 0, now - 100
+    )
+    store.record(now - 400, [expired])
+    verb = [action] if action == "suspend" else []
+    code, out, _ = _run(
+        capsys, "revoke", *verb, "token", "jti-old", "--reason", "seen", "--config", config
+    )
+    assert code == 0
+    assert "if Sekisho minted it, it has expired and every verifier refuses it already" in out
+    assert f"`sekisho revoke {ended_by} token jti-old` removes this entry" in out
+    assert "live token(s) marked" not in out and "downstreams refuse" not in out
+    assert "check the value is spelled" not in out

@@ -224,6 +224,10 @@ def _print_change(settings: Settings, event: "RevocationEvent", *, still: str = 
     refused = event.action != "reinstate"
     until = (utc_timestamp(event.until) if event.until else ended_by) if refused else ""
     print(f"{word:<8} {shown}" + (f" until {until}" if until else ""))
+    poll = exchanges_within(config.poll_seconds)
+    if refused and event.kind == "token" and not event.until:
+        _print_no_live_minted_token(event, poll)
+        return
     print(f"  {event.marked} live token(s) {tokens}")
     if event.marked == 0 and event.action != "reinstate":
         print(  # the count is of tokens whose status changed (StatusStore.revoke / suspend)
@@ -231,7 +235,6 @@ def _print_change(settings: Settings, event: "RevocationEvent", *, still: str = 
             "already, or SUSPENDED for a suspension. If some were expected, check the value is "
             "spelled as the tokens carry it; new exchanges it names are refused all the same)"
         )
-    poll = exchanges_within(config.poll_seconds)
     downstreams = downstreams_within(config.ttl_seconds)
     after_ttl = f"~{downstreams:g} s (list ttl + {served_list_within():g} s)"
     if refused and event.kind == "token" and event.until:  # a live minted token was found
@@ -249,6 +252,23 @@ def _print_change(settings: Settings, event: "RevocationEvent", *, still: str = 
     else:
         print(f"  new exchanges served again within ~{poll:g} s")
         print(f"  downstreams accept them again within {after_ttl}")
+
+
+def _print_no_live_minted_token(event: "RevocationEvent", poll: float) -> None:
+    """`revoke | suspend token JTI` that found no live minted token: either Sekisho minted it
+    and it has expired (the store forgets a token once it expires: nothing says which), or the
+    jti is an inbound IdP token's. Both are said, instead of "0 live tokens marked" and
+    "downstreams refuse marked tokens", which described neither."""
+    lift = "lift" if event.action == "revoke" else "reinstate"
+    print(
+        "  no live token minted by Sekisho has this jti: if Sekisho minted it, it has expired "
+        "and every verifier refuses it already (nothing to withdraw; "
+        f"`sekisho revoke {lift} token {event.key}` removes this entry)"
+    )
+    print(
+        "  it stays in force as an inbound IdP token's jti: exchanges presenting that token "
+        f"are refused on every worker within ~{poll:g} s"
+    )
 
 
 def _list(store: "StatusStore") -> int:
