@@ -5,6 +5,7 @@ downstreams too: single-flight fetches, the key-count cap, no symmetric keys."""
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 from sekisho.verify import JwksClient, TokenRejectedError, VerifierUnavailableError, max_age_seconds
 from sekisho.verify.jwk_set import MAX_KEYS
+from sekisho.verify.jwks import MIN_FRESH_SECONDS
 
 pytestmark = pytest.mark.integration
 
@@ -92,12 +94,46 @@ async def test_unknown_kid_refetches_once_per_interval(publisher: Publisher) -> 
     assert publisher.hits == 2
 
 
-async def test_no_store_means_fetch_every_time(publisher: Publisher) -> None:
-    publisher.cache_control = "no-store"
-    client = JwksClient(publisher.url, clock=Clock())
-    await client.key("k1")
-    await client.key("k1")
+@pytest.mark.parametrize("cache_control", ["no-store", "no-cache", "max-age=0"])
+async def test_a_set_not_to_be_cached_serves_for_the_floor_then_is_refetched(
+    publisher: Publisher, cache_control: str
+) -> None:
+    # Session 12: a set fetched with max-age 0 (`[tokens] jwks_max_age_seconds = 0`, or a proxy
+    # adding no-store) was expired as soon as the clock moved past the fetch: every
+    # verification fetched the set (a new connection each) and then failed as unavailable.
+    # The clock moves on every call here, as a real one does.
+    publisher.cache_control = cache_control
+    clock = Clock()
+    client = JwksClient(publisher.url, clock=clock)
+    assert (await client.key("k1")).key_id == "k1"
+    for _ in range(20):  # 20 more verifications within the floor: each served, no fetch
+        clock.now += MIN_FRESH_SECONDS / 40
+        assert (await client.key("k1")).key_id == "k1"
+    assert publisher.hits == 1
+    clock.now += MIN_FRESH_SECONDS  # past the floor since the fetch
+    assert (await client.key("k1")).key_id == "k1"  # refetched
     assert publisher.hits == 2
+
+
+async def test_a_set_not_to_be_cached_verifies_on_a_real_clock(publisher: Publisher) -> None:
+    # What a downstream saw: with time.time every call failed "not refreshed for over 0 s".
+    publisher.cache_control = "no-store"
+    client = JwksClient(publisher.url, clock=time.time)
+    for _ in range(5):
+        assert (await client.key("k1")).key_id == "k1"
+
+
+async def test_a_key_dropped_from_a_set_not_to_be_cached_is_refused_after_the_floor(
+    publisher: Publisher,
+) -> None:
+    publisher.cache_control = "no-store"
+    clock = Clock()
+    client = JwksClient(publisher.url, clock=clock)
+    await client.key("k1")
+    publisher.keys = [_jwk("k2")]  # k1 revoked
+    clock.now += MIN_FRESH_SECONDS
+    with pytest.raises(TokenRejectedError):
+        await client.key("k1")
 
 
 async def test_fetch_failure_is_unavailability(publisher: Publisher) -> None:

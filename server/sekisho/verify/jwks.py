@@ -8,7 +8,8 @@ so `sekisho[verify]` carries it without the server.
   (jwk_set.py reads the document).
 - Steady state never fetches on the request path: a kid seen before is answered from memory. The
   server refreshes in the background; a downstream refetches once the publisher's Cache-Control
-  max-age has passed (`default_max_age`).
+  max-age has passed (`default_max_age`), and holds a set at least MIN_FRESH_SECONDS however
+  short its max-age (`no-store`, `max-age=0`).
 - An unknown kid triggers a refetch at most once per `min_refetch_interval`, so a storm of made-up
   kids cannot hammer the publisher (the PyJWT advisory pattern STYLE.md warns about); concurrent
   fetches are single-flight.
@@ -44,6 +45,12 @@ from sekisho.verify.jwk_set import PublicJwk, parse_jwks
 log = logging.getLogger(__name__)
 
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*(\d+)", re.IGNORECASE)
+# The least time a downstream holds a fetched set, whatever its max-age. With `no-store` or
+# `max-age=0` (`[tokens] jwks_max_age_seconds = 0`, or a proxy's header) the set expired as the
+# clock moved past the fetch: every verification fetched it (a new connection each, before the
+# signature check, so one per forged token) and then failed as unavailable (red team session
+# 12). A key the publisher drops is refused at most this long after.
+MIN_FRESH_SECONDS = 1.0
 
 
 class JwksUnavailableError(Exception):
@@ -186,7 +193,7 @@ class JwksCache:
             self._discovered_uri = uri
         self._keys = keys
         self._fetched_at = self._clock.now()
-        self._fresh_for = fresh_for
+        self._fresh_for = fresh_for = max(fresh_for, MIN_FRESH_SECONDS)
         self._usable_for = self._max_stale if fresh_for == math.inf else fresh_for + self._max_stale
         log.info("jwks_fetched", extra={"iss": self._issuer, "kids": sorted(keys)})
 
