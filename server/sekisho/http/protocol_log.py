@@ -10,7 +10,7 @@ metrics listener alike, and an ERROR line is what operators alert on
 (bench/results/redteam_session11.md). The handler's logger is this adapter instead: a parser
 refusal (aiohttp's HttpProcessingError) is counted and reported as at most one WARNING
 `http_bad_requests` line per interval, without a traceback; anything else goes to aiohttp's
-logger unchanged (the same pattern as the gRPC admission gate's `overload_shed`).
+logger unchanged (log_throttle.py, as for the gRPC admission gate's `overload_shed`).
 """
 
 import logging
@@ -20,8 +20,7 @@ from typing import Any
 from aiohttp.http_exceptions import HttpProcessingError
 
 from sekisho.clock import Clock
-
-LOG_INTERVAL = 10.0  # seconds between two http_bad_requests lines while requests are refused
+from sekisho.log_throttle import SUMMARY_INTERVAL, LogThrottle
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +28,9 @@ log = logging.getLogger(__name__)
 class ProtocolErrorLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """aiohttp RequestHandler's `logger`: parser refusals counted, everything else passed on."""
 
-    def __init__(self, clock: Clock, interval: float = LOG_INTERVAL) -> None:
+    def __init__(self, clock: Clock, interval: float = SUMMARY_INTERVAL) -> None:
         super().__init__(logging.getLogger("aiohttp.server"), {})
-        self._clock = clock
-        self._interval = interval
-        self._next = 0.0
-        self._unlogged = 0
+        self._throttle = LogThrottle(clock, interval)
         self.refused = 0
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
@@ -49,18 +45,14 @@ class ProtocolErrorLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
     def _count(self, problem: HttpProcessingError) -> None:
         self.refused += 1
-        self._unlogged += 1
-        now = self._clock.now()
-        if now < self._next:
+        if (refused := self._throttle.count()) is None:
             return
         log.warning(
             "http_bad_requests",
             extra={
-                "refused": self._unlogged,  # since the last line (the first: this one)
-                "interval": self._interval,
+                "refused": refused,  # since the last line (the first: this one)
+                "interval": self._throttle.interval,
                 "status": problem.code,
                 "last": type(problem).__name__,
             },
         )
-        self._unlogged = 0
-        self._next = now + self._interval

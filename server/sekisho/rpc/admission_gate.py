@@ -28,13 +28,12 @@ from google.protobuf.message import DecodeError
 
 from sekisho.clock import Clock
 from sekisho.errors import InvalidRequestError, SlowDownError
+from sekisho.log_throttle import SUMMARY_INTERVAL, LogThrottle
 from sekisho.rpc.handler_cache import Behaviour, HandlerCache
 from sekisho.rpc.interceptors import request_id_of
 from sekisho.rpc.status import to_grpc_status
 
 log = logging.getLogger(__name__)
-
-LOG_INTERVAL = 10.0  # seconds between two overload_shed lines while refusing
 
 Screen = Callable[[str, float | None], None]
 # A stream-unary behaviour: its request iterator is unused (the gate reads the one message).
@@ -45,27 +44,20 @@ class ShedLog:
     """At most one `overload_shed` line per interval, counting the refusals since the last one:
     a flood refused at thousands per second must not also write thousands of lines."""
 
-    def __init__(self, clock: Clock, interval: float = LOG_INTERVAL) -> None:
-        self._clock = clock
-        self._interval = interval
-        self._next = 0.0
-        self._unlogged = 0
+    def __init__(self, clock: Clock, interval: float = SUMMARY_INTERVAL) -> None:
+        self._throttle = LogThrottle(clock, interval)
 
     def refused(self, error: SlowDownError) -> None:
-        self._unlogged += 1
-        now = self._clock.now()
-        if now < self._next:
+        if (refused := self._throttle.count()) is None:
             return
         log.warning(
             "overload_shed",
             extra={
-                "refused": self._unlogged,  # since the last line (the first: this one)
-                "interval": self._interval,
+                "refused": refused,  # since the last line (the first: this one)
+                "interval": self._throttle.interval,
                 "last": error.log_detail,
             },
         )
-        self._unlogged = 0
-        self._next = now + self._interval
 
 
 class AdmissionGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
