@@ -2,13 +2,14 @@
 
 The callback itself keeps the last good state when the new files fail to load. It may be a
 coroutine function; its result is awaited. A callback that raises is logged (`reload_failed`)
-and counted as a failure of loop `<what>_reload` (loops.py), and the loop goes on.
+and counted as a failure of loop `<what>_reload` (loops.py), and the loop goes on; a SIGHUP's
+reload (`reload_now`) is loop `sighup_reload`.
 """
 
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import watchfiles
@@ -22,6 +23,19 @@ log = logging.getLogger(__name__)
 def reload_loop(what: str) -> Loop:
     """The loop that reloads `what` ("keys", "policy bundle" → loop "policy_bundle_reload")."""
     return Loop(f"{what.replace(' ', '_')}_reload", "reload_failed", log, (("what", what),))
+
+
+async def reload_now(
+    reloaders: Sequence[Callable[[], Awaitable[object]]], failures: LoopFailures
+) -> None:
+    """SIGHUP: run every reloader now, one after another. Each logs its own success or failure;
+    one that raises is logged (`reload_failed`, what=sighup) and counted as loop `sighup_reload`,
+    and the next one still runs."""
+    for reload in reloaders:
+        try:
+            await reload()
+        except Exception:  # a signal-driven background action: log, count and go on
+            failures.failed(reload_loop("sighup"))
 
 
 async def watch_directory(

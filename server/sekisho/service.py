@@ -24,9 +24,11 @@ from sekisho.exchange import TokenExchanger
 from sekisho.exposure import check_exposure
 from sekisho.http.guard import ConnectionGuard
 from sekisho.identity.cache import CachingTokenVerifier
+from sekisho.loops import LoopFailures
 from sekisho.observability import Observability, build_observability
 from sekisho.policy.engine import PolicyRuntime
 from sekisho.protection import build_connection_guard
+from sekisho.reload import reload_now
 from sekisho.rpc.server import GrpcServer
 from sekisho.service_core import ServiceCore, build_exchanger, start_core
 from sekisho.service_listeners import public_app, serve_grpc, serve_http, serve_metrics
@@ -48,6 +50,7 @@ class Service:
     stack: contextlib.AsyncExitStack
     listeners: Listeners
     tasks: BackgroundTasks
+    loop_failures: LoopFailures  # counts a SIGHUP reload that raises
     metrics_port: int = 0  # the admin listener's port ([metrics] listen); 0 = metrics off
     policy: PolicyRuntime | None = None
     # The hot-path caches (hits / misses / len for metrics); policy is a CachingPolicyEngine.
@@ -60,13 +63,9 @@ class Service:
     reloaders: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
 
     async def reload(self) -> None:
-        """SIGHUP: reload keys and policy now; each logs its own success or failure."""
+        """SIGHUP: reload keys and policy now (reload.reload_now)."""
         log.info("reload_requested", extra={"reloaders": len(self.reloaders)})
-        for reload in self.reloaders:
-            try:
-                await reload()
-            except Exception:  # a signal-driven background action: log and go on
-                log.exception("reload_failed", extra={"what": "sighup"})
+        await reload_now(self.reloaders, self.loop_failures)
 
     async def stop(self, grace: float) -> None:
         """Drain in-flight RPCs for up to `grace` seconds, then close everything."""
@@ -180,6 +179,7 @@ async def _serve(
         stack=stack,
         listeners=listeners,
         tasks=tasks,
+        loop_failures=core.observability.loop_failures,
         metrics_port=await serve_metrics(core, listeners, reuse_port),
         policy=core.policy,
         subject_cache=core.subject_cache,

@@ -22,7 +22,7 @@ from sekisho.observability import build_observability
 from sekisho.policy.opa.api import OpaApi
 from sekisho.policy.opa.engine import OpaPolicyEngine
 from sekisho.policy.wasm.bundles import BundlePolicyEngine, Polling
-from sekisho.reload import poll_forever, retry_with_backoff, watch_directory
+from sekisho.reload import poll_forever, reload_now, retry_with_backoff, watch_directory
 from sekisho.service_tasks import refresh_forever
 from sekisho.signing.rotation import AutoRotator, rotate_forever
 from sekisho.status.issuer import AllocationPolicy, StatusListIssuer
@@ -220,6 +220,24 @@ async def test_folder_watch_counts_a_crashed_reload(tmp_path: Path) -> None:
 
 async def boom_async() -> bool:
     raise RuntimeError("a bug in the reload")
+
+
+async def test_sighup_reload_counts_a_crashed_reloader_and_runs_the_next(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failures = RecordedFailures()
+    ran: list[str] = []
+
+    async def keys() -> bool:
+        ran.append("keys")
+        return True
+
+    await reload_now([boom_async, keys, boom_async], failures)
+    assert failures.counts == {"sighup_reload": 2}
+    assert ran == ["keys"]
+    crashed = [r for r in caplog.records if r.message == "reload_failed"]
+    assert [r.__dict__["what"] for r in crashed] == ["sighup", "sighup"]
+    assert all(r.exc_info for r in crashed)
 
 
 def test_the_service_counts_loop_failures_in_its_metrics() -> None:
