@@ -156,6 +156,8 @@ async def running_stack(specs: list[McpServerSpec]) -> AsyncIterator[Stack]:
             },
             policy={"path": str(_policies(tmp, servers)), "watch": False},
             keys={"dir": str(tmp / "keys"), "watch": False},
+            # Any free port, like the listeners: beside a `make run` (metrics on 9464) too.
+            metrics={"listen": "127.0.0.1:0"},
         )
         sekisho = await start_service(settings)
         exits.push_async_callback(sekisho.stop, 0.5)

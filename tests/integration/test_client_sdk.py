@@ -163,12 +163,18 @@ async def test_policy_denial_is_typed_and_not_retried(
         await client.exchange(live.user_token(), "https://unknown-as.example.com")
     assert caught.value.reason == "access_denied"
     assert client.rpc_count == 1
+    # What an operator looks the refusal up by (sekisho audit show), on the error and in its
+    # text: a logged exception is what reaches them. They were only in `.metadata`.
+    assert caught.value.request_id and caught.value.decision_id
+    assert f"(request_id {caught.value.request_id})" in str(caught.value)
+    assert caught.value.code == "PERMISSION_DENIED" and caught.value.retry_after is None
 
 
 async def test_bad_subject_token_is_invalid_request(client: TokenExchangeClient) -> None:
     with pytest.raises(InvalidExchangeRequestError) as caught:
         await client.exchange("not-a-jwt", CRM_AS)
     assert caught.value.reason == "invalid_request"
+    assert caught.value.request_id and caught.value.decision_id == ""  # policy was not asked
 
 
 async def test_step_up_carries_acr_values(live: LiveStack, client: TokenExchangeClient) -> None:

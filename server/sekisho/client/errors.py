@@ -1,6 +1,8 @@
 """Typed exceptions for callers of ExchangeToken, built from the gRPC status and its ErrorInfo
-(docs/architecture.md §3): each carries the OAuth `reason` and, for step-up and consent, what the
-caller must show the user (`acr_values`/`max_age`, `authorization_url`)."""
+(docs/architecture.md §3): each carries the OAuth `reason`, the gRPC `code`, the ids an operator
+finds the audit line by (`request_id`, `decision_id`), `retry_after` when the service (or this
+client) names a wait, and, for step-up and consent, what the caller must show the user
+(`acr_values`/`max_age`, `authorization_url`)."""
 
 from collections.abc import Mapping
 
@@ -11,10 +13,31 @@ class ExchangeError(Exception):
     def __init__(
         self, reason: str, message: str, code: str, metadata: Mapping[str, str] | None = None
     ) -> None:
-        super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.code = code
         self.metadata: dict[str, str] = dict(metadata or {})
+        # The request id in the text too: a logged exception is what reaches the operator.
+        shown = f" (request_id {self.request_id})" if self.request_id else ""
+        super().__init__(f"{reason}: {message}{shown}")
+
+    @property
+    def request_id(self) -> str:
+        """The service's id of the call ("" when it never answered): `sekisho audit show`."""
+        return self.metadata.get("request_id", "")
+
+    @property
+    def decision_id(self) -> str:
+        """The policy decision's id ("" when policy was not asked)."""
+        return self.metadata.get("decision_id", "")
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds to wait before calling again, when the service (slow_down, overload) or the
+        client's own throttle names one; None otherwise."""
+        try:
+            return max(0.0, float(self.metadata["retry_after"]))
+        except (KeyError, ValueError):
+            return None
 
     @property
     def authorization_url(self) -> str:

@@ -112,10 +112,8 @@ def _error_from_rpc(error: grpc.aio.AioRpcError) -> ExchangeError:
 
 
 def _retry_after(error: ExchangeError) -> float:
-    try:
-        return max(0.0, float(error.metadata.get("retry_after", "1")))
-    except ValueError:
-        return 1.0
+    found = error.retry_after
+    return 1.0 if found is None else found
 
 
 # Answers that mean the service did not take the call: slow_down, and grpc's own refusals
@@ -306,7 +304,10 @@ class TokenExchangeClient:
             return
         if self._clock() + wait >= deadline:
             raise RateLimitedError(
-                "slow_down", f"retry after {wait:.1f}s (server's retry_after)", "RESOURCE_EXHAUSTED"
+                "slow_down",
+                f"retry after {wait:.1f}s (server's retry_after)",
+                "RESOURCE_EXHAUSTED",
+                {"retry_after": f"{wait:.3f}"},
             )
         await asyncio.sleep(wait)
 
