@@ -8,6 +8,10 @@ Redis (forget every used assertion). So when a listener is not on loopback, such
 are refused at start unless `[server] allow_loopback_dependencies = true` says this loopback is
 private (a pod's sidecar), and that choice is logged. A development IdP (audience
 `sekisho-dev`) authenticates nobody and is refused outright outside loopback.
+
+A network-facing Sekisho with private_key_jwt clients and no shared replay cache is said at
+every start (`replay_cache_process_local`): config refuses it with several workers, but cannot
+see replicas, and an assertion replayed to another replica would be accepted there.
 """
 
 import logging
@@ -53,6 +57,22 @@ def dev_issuers(settings: Settings) -> list[str]:
     return [e.issuer for e in settings.trust.issuers if DEV_IDP_AUDIENCE in e.audiences]
 
 
+def _say_process_local_replay_cache(settings: Settings) -> None:
+    """Warn when client assertions (RFC 7523 §3 item 7: single use) are remembered in this
+    process only: right for one replica of one worker, a replay hole beside other replicas."""
+    endpoint = settings.token_endpoint
+    assertion_clients = sorted(c.id for c in endpoint.clients if c.jwks)
+    if assertion_clients and not endpoint.replay_cache_url:
+        log.warning(
+            "replay_cache_process_local",
+            extra={
+                "clients": assertion_clients,
+                "fix": "with more than one replica set token_endpoint.replay_cache_url "
+                "(a Redis every replica shares)",
+            },
+        )
+
+
 def check_exposure(settings: Settings) -> None:
     """Refuse a network-facing config that trusts loopback dependencies or a dev IdP.
 
@@ -65,6 +85,7 @@ def check_exposure(settings: Settings) -> None:
         log.warning("opa_api_unauthenticated", extra={"opa_url": policy.opa_url})
     if settings.server.on_loopback:
         return
+    _say_process_local_replay_cache(settings)
     dev = dev_issuers(settings)
     if dev:
         raise ConfigError(

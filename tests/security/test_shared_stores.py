@@ -145,3 +145,33 @@ def test_an_opa_without_token_authentication_is_called_out_at_start(
         check_exposure(Settings(server=local, policy=opa))
         check_exposure(Settings(server=local, policy={**opa, "opa_token_env": "OPA_TOKEN"}))
     assert [r.getMessage() for r in caplog.records] == ["opa_api_unauthenticated"]
+
+
+def test_assertion_clients_with_a_replay_cache_in_this_process_only_are_called_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Walkthrough, session 12 (carried over): config refuses an in-process replay cache with
+    # several workers but cannot see replicas; beside another replica, an assertion replayed to
+    # it would be accepted (RFC 7523 §3 item 7). A network-facing start says so every time.
+    import json
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from sekisho.signing.material import public_jwk
+
+    jwk = public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key()) | {"kid": "k1"}
+    assertion = {"id": "agent", "jwks": json.dumps({"keys": [jwk]})}
+    basic = {"id": "basic", "secret_hash": "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"}
+    shared = "rediss://sekisho@redis.internal:6380/0"
+    local = {"grpc_listen": "127.0.0.1:50051", "http_listen": "127.0.0.1:8080"}
+    with caplog.at_level(logging.WARNING, logger="sekisho.exposure"):
+        check_exposure(_settings(token_endpoint={"clients": [assertion, basic]}))
+        warned = list(caplog.records)
+        caplog.clear()
+        check_exposure(
+            _settings(token_endpoint={"clients": [assertion], "replay_cache_url": shared})
+        )
+        check_exposure(_settings(token_endpoint={"clients": [basic]}))  # no assertions to replay
+        check_exposure(Settings(server=local, token_endpoint={"clients": [assertion]}))
+    assert [r.getMessage() for r in warned] == ["replay_cache_process_local"]
+    assert warned[0].clients == ["agent"]  # type: ignore[attr-defined]
+    assert caplog.records == []

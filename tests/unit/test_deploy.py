@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from sekisho.config import Settings, load_settings
+from sekisho.errors import ConfigError
 from sekisho.exposure import check_exposure, loopback_dependencies
 from sekisho.workers import STOP_MARGIN_SECONDS
 
@@ -186,6 +187,24 @@ def test_the_deployed_config_passes_the_exposure_check(settings: Settings) -> No
     assert loopback_dependencies(settings) == []
     assert not settings.server.allow_loopback_dependencies
     check_exposure(settings)
+
+
+def test_registering_clients_in_the_deployed_config_needs_the_shared_replay_cache(
+    manifests: Manifests, tmp_path: Path
+) -> None:
+    # Carried-over finding: with replicas > 1 an in-process client-assertion replay cache lets
+    # an assertion replayed to another replica through. The deployed config (workers = 2) is
+    # refused with clients and no replay_cache_url, and loads once the lines it carries
+    # commented are uncommented: the default deployment cannot run with the hole.
+    toml = manifests["ConfigMap"]["data"]["sekisho.toml"]
+    client = '\n[[token_endpoint.clients]]\nid = "agent"\nsecret_hash = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"\n'
+    with pytest.raises(ConfigError, match="every worker and replica"):
+        load_toml(toml.replace("clients = []\n", "") + client, tmp_path)
+    shared = toml.replace("# replay_cache_url", "replay_cache_url").replace(
+        "# replay_cache_password_env", "replay_cache_password_env"
+    )
+    settings = load_toml(shared.replace("clients = []\n", "") + client, tmp_path)
+    assert settings.token_endpoint.replay_cache_url.startswith("rediss://")
 
 
 # --- overlays/opa-server ------------------------------------------------------------------------

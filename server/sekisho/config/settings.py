@@ -83,7 +83,7 @@ class Settings(BaseSettings):
         if self.server.workers != 1 and endpoint.clients and not endpoint.replay_cache_url:
             raise ValueError(
                 "server.workers != 1 with token_endpoint.clients needs "
-                "token_endpoint.replay_cache_url (a Redis shared by every worker)"
+                "token_endpoint.replay_cache_url (a Redis shared by every worker and replica)"
             )
         return self
 
