@@ -36,6 +36,26 @@ def is_secure_url(url: str) -> bool:
     )
 
 
+def is_plain_http(url: str) -> bool:
+    """True for an http (not https) URL; false for one urlsplit cannot read."""
+    try:
+        return urlsplit(url).scheme == "http"
+    except ValueError:
+        return False
+
+
+def may_follow(url: str, named_by: str) -> bool:
+    """Whether a URL a fetched document names (an IdP discovery document's `jwks_uri`) may be
+    fetched: is_secure_url, and plain http (loopback) only when the document itself came over
+    plain http, i.e. the operator configured a loopback development IdP, which the exposure
+    check governs. A remote https document naming `http://localhost:8080/...` (a compromised
+    IdP, or Keycloak without its frontend URL) would otherwise send key fetches to whatever
+    local process holds that port, past the exposure check (red team session 12)."""
+    if not is_secure_url(url):
+        return False
+    return not is_plain_http(url) or is_plain_http(named_by)
+
+
 def require_secure_url(url: str, what: str) -> str:
     """`url` when is_secure_url (for the config models' validators). Raises: ValueError naming
     `what`."""

@@ -31,7 +31,7 @@ import jwt
 
 from sekisho.clock import Clock
 from sekisho.singleflight import SingleFlight
-from sekisho.urls import is_secure_url
+from sekisho.urls import is_secure_url, may_follow
 from sekisho.verify.errors import TokenRejectedError, VerifierUnavailableError
 from sekisho.verify.fetcher import (
     Document,
@@ -231,7 +231,7 @@ class JwksCache:
         if not isinstance(doc, dict) or doc.get("issuer") != self._issuer:
             raise FetchError("discovery document issuer does not match the configured issuer")
         uri = doc.get("jwks_uri")
-        if not isinstance(uri, str) or not is_secure_url(uri):
+        if not isinstance(uri, str) or not may_follow(uri, self._discovery_url):
             raise FetchError("discovery document has no usable https jwks_uri")
         return uri
 

@@ -300,12 +300,51 @@ async def test_unacceptable_discovery_document_is_refused(
     assert fetcher.calls == [DISCOVERY_URL]
 
 
-async def test_http_jwks_uri_on_loopback_is_accepted_for_development() -> None:
+@pytest.mark.parametrize(
+    "discovery_url",
+    ["http://127.0.0.1:8080/.well-known/openid-configuration", "http://localhost:8080/oidc"],
+)
+async def test_http_jwks_uri_on_loopback_is_accepted_from_a_loopback_discovery_document(
+    discovery_url: str,
+) -> None:
     local = "http://127.0.0.1:8081/keys"
+    fetcher = FakeFetcher({discovery_url: discovery(jwks_uri=local), local: IDP.jwks()})
+    jwks = cache(fetcher, jwks_uri="", discovery_url=discovery_url)
+    assert await jwks.key(IDP.ec_kid) is not None
+    assert fetcher.calls == [discovery_url, local]
+
+
+@pytest.mark.parametrize(
+    "local",
+    ["http://127.0.0.1:8081/keys", "http://localhost:8080/realms/agents/certs", "http://[::1]/k",
+     "http://127.9.9.9/keys"],
+)  # fmt: skip
+async def test_an_https_discovery_document_cannot_send_key_fetches_to_plain_http_loopback(
+    local: str,
+) -> None:
+    """Session 12: the exposure check refuses a configured plain-http IdP on loopback when a
+    listener is off loopback (any local process could bind the port and serve keys), but a
+    remote discovery document naming one (a compromised IdP, or Keycloak without its frontend
+    URL set, which names `http://localhost:8080/...`) was followed at run time: a local process
+    on that port would have served the keys of every token for that issuer."""
     fetcher = FakeFetcher({DISCOVERY_URL: discovery(jwks_uri=local), local: IDP.jwks()})
     jwks = cache(fetcher, jwks_uri="", discovery_url=DISCOVERY_URL)
-    assert await jwks.key(IDP.ec_kid) is not None
-    assert fetcher.calls == [DISCOVERY_URL, local]
+    with pytest.raises(JwksUnavailableError):
+        await jwks.key(IDP.ec_kid)
+    assert fetcher.calls == [DISCOVERY_URL]
+
+
+async def test_a_rediscovered_plain_http_loopback_jwks_uri_keeps_the_last_good_one() -> None:
+    good = f"{ISSUER}/discovered-keys"
+    fetcher = FakeFetcher({DISCOVERY_URL: discovery(), good: IDP.jwks()})
+    jwks = cache(fetcher, jwks_uri="", discovery_url=DISCOVERY_URL)
+    await jwks.refresh()
+    local = "http://127.0.0.1:8081/keys"
+    fetcher.documents[DISCOVERY_URL] = discovery(jwks_uri=local)
+    fetcher.documents[local] = {"keys": [ec_jwk(kid="planted")]}
+    await jwks.refresh()
+    assert jwks.cached_key("planted") is None and jwks.cached_key(IDP.ec_kid) is not None
+    assert local not in fetcher.calls
 
 
 MOVED_URI = f"{ISSUER}/moved-keys"
