@@ -79,3 +79,28 @@ def from_claim(claim: object, *, max_bytes: int = 16 * 1024 * 1024) -> StatusLis
     if not inflater.eof:
         raise StatusListFormatError("lst is a truncated ZLIB stream")
     return StatusList(bits=int(bits), array=array)
+
+
+# Per byte, the lowest bit of each entry: `bits` 1, 2, 4, 8.
+_LOW_BITS = {1: 0xFF, 2: 0x55, 4: 0x11, 8: 0x01}
+
+
+def _invalid_mask(status_list: StatusList) -> int:
+    """An integer with bit `idx * bits` set for each INVALID (0x01) entry: the array read as
+    one little-endian integer (index 0 is the least significant bit(s) of byte 0)."""
+    whole = int.from_bytes(status_list.array, "little")
+    low = int.from_bytes(bytes([_LOW_BITS[status_list.bits]]) * len(status_list.array), "little")
+    others = 0
+    for shift in range(1, status_list.bits):
+        others |= (whole >> shift) & low
+    return whole & low & ~others
+
+
+def drops_invalid(before: StatusList, after: StatusList) -> bool:
+    """Whether `after` reads VALID or SUSPENDED some entry `before` reads INVALID: INVALID is
+    final, so such an `after` was built from an older view of the store, whatever its `iat`
+    says. Lists of different `bits` cannot be compared entry by entry: True (the caller keeps
+    what it has)."""
+    if before.bits != after.bits:
+        return True
+    return bool(_invalid_mask(before) & ~_invalid_mask(after))

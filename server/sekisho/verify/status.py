@@ -7,7 +7,8 @@ wait on the network under steady traffic. Past `ttl` the next verification fetch
 the last good list serves until `max_stale_seconds` after it was fetched (never past its `exp`),
 then verification fails closed (VerifierUnavailableError).
 
-Never backwards: a list issued (`iat`) before the one held is a failed fetch, not a replacement.
+Never backwards: a list issued (`iat`) before the one held is a failed fetch, not a replacement,
+and so is one of the same second that no longer reads INVALID an entry the held one does.
 A validly signed list stays valid until its `exp` (600 s by default, longer than a token lives),
 so whoever answers for the list's URL (a cache, a proxy, a replayed response) could otherwise
 serve one from before a revocation and have the revoked token read VALID again.
@@ -31,6 +32,7 @@ from sekisho.status.bitlist import (
     VALID,
     StatusList,
     StatusListFormatError,
+    drops_invalid,
     from_claim,
 )
 from sekisho.verify.errors import TokenRejectedError, VerifierUnavailableError
@@ -162,7 +164,13 @@ class StatusListClient:
             raise VerifierUnavailableError(f"status list is malformed: {exc}") from exc
         issued_at = float(claims["iat"])
         held = self._lists.get(uri)
-        if held is not None and issued_at < held.issued_at:
+        # Never backwards: a list issued before the one held, or one of the same second (`iat`
+        # is whole seconds; each worker and replica signs its own) that no longer reads INVALID
+        # an entry the held one does (INVALID is final), was built from an older view.
+        if held is not None and (
+            issued_at < held.issued_at
+            or (issued_at == held.issued_at and drops_invalid(held.status_list, status_list))
+        ):
             if now < held.fresh_until:  # a concurrent fetch (another replica) got a newer one
                 return held
             raise VerifierUnavailableError("status list is older than one already seen")

@@ -5,10 +5,13 @@ import base64
 import zlib
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sekisho.status.bitlist import (
     INVALID,
     StatusList,
     StatusListFormatError,
+    drops_invalid,
     from_claim,
     pack,
     status_at,
@@ -71,3 +74,30 @@ def test_an_index_outside_the_list_is_an_error_not_valid() -> None:
         status_at(pack(8, 1, []), 1, 8)
     with pytest.raises(StatusListFormatError):
         pack(8, 1, [(8, INVALID)])
+
+
+@st.composite
+def _two_lists(draw: st.DrawFn) -> tuple[StatusList, StatusList]:
+    bits = draw(st.sampled_from([1, 2, 4, 8]))
+    size = draw(st.integers(1, 40))
+    values = st.lists(st.integers(0, (1 << bits) - 1), min_size=size, max_size=size)
+    before, after = draw(values), draw(values)
+    return (
+        StatusList(bits, pack(size, bits, enumerate(before))),
+        StatusList(bits, pack(size, bits, enumerate(after))),
+    )
+
+
+@given(_two_lists())
+def test_drops_invalid_is_an_entry_read_invalid_before_and_not_after(
+    lists: tuple[StatusList, StatusList],
+) -> None:
+    # The status list client's "never backwards" for lists of one second (red team session 12).
+    before, after = lists
+    size = len(before.array) * 8 // before.bits
+    expected = any(before.status(i) == INVALID and after.status(i) != INVALID for i in range(size))
+    assert drops_invalid(before, after) is expected
+
+
+def test_lists_of_different_bits_are_never_taken_as_newer() -> None:
+    assert drops_invalid(StatusList(1, pack(8, 1, [])), StatusList(2, pack(8, 2, [])))

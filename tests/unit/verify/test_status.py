@@ -243,6 +243,44 @@ async def test_an_older_list_never_replaces_a_newer_one(server: ListServer) -> N
     await client.check(_status(server, 3))
 
 
+@pytest.mark.parametrize("bits", [1, 2, 8])
+async def test_a_list_of_the_same_second_without_a_revocation_never_replaces_one_with_it(
+    server: ListServer, bits: int
+) -> None:
+    # Session 12: `iat` is whole seconds and each worker and replica signs its own lists, so two
+    # lists of one second can differ: one built just before `revoke`, one just after (an HTTP
+    # cache may serve either). "Older" was `iat` alone, so the list without the revocation
+    # replaced the one with it, and the revoked token read VALID again for a ttl.
+    clock = Clock()
+    client = _client(server, clock, max_stale=120)
+    server.bits, server.invalid = bits, {3}
+    with pytest.raises(TokenRejectedError, match="revoked"):
+        await client.check(_status(server, 3))
+    server.invalid = set()  # the same second's list from before the revocation
+    clock.now += TTL + 1
+    with pytest.raises(TokenRejectedError, match="revoked"):
+        await client.check(_status(server, 3))
+    assert server.hits == 2
+    clock.now += 120  # past max_stale of the list held: fail closed, never the other one
+    with pytest.raises(VerifierUnavailableError):
+        await client.check(_status(server, 3))
+
+
+async def test_a_list_of_the_same_second_with_more_revocations_or_fewer_suspensions_is_taken(
+    server: ListServer,
+) -> None:
+    clock = Clock()
+    client = _client(server, clock)
+    server.bits, server.invalid, server.others = 2, {3}, {4: SUSPENDED}
+    with pytest.raises(TokenRejectedError):
+        await client.check(_status(server, 4))
+    server.invalid, server.others = {3, 5}, {}  # one more revoked, 4 reinstated
+    clock.now += TTL + 1
+    await client.check(_status(server, 4))
+    with pytest.raises(TokenRejectedError, match="revoked"):
+        await client.check(_status(server, 5))
+
+
 @pytest.mark.parametrize("iat", ["1800000000", None, True, float("inf")])
 async def test_a_list_without_a_numeric_iat_fails_closed(server: ListServer, iat: Any) -> None:
     server.iat = iat
