@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sekisho.clock import SystemClock
 from sekisho.policy.wasm.builtins.regotext import Number
 from sekisho.policy.wasm.builtins.timeformat import NAMED_LAYOUTS
 from sekisho.policy.wasm.builtins.times import time_builtins
 
-_FORMAT = next(b.call for b in time_builtins() if b.name == "time.format")
+_FORMAT = next(b.call for b in time_builtins(SystemClock()) if b.name == "time.format")
 
 # `v(family, i, j, x)`: an operand given as {"$set": [...]} becomes a set, {"$keys": [...]} an
 # object whose keys are the array's indexes (numbers); anything else is passed as is. The family,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import builtins_cases
+from sekisho.clock import SystemClock
 from sekisho.config import PolicyConfig
 from sekisho.policy.wasm.compiler import compile_folder
 from sekisho.policy.wasm.instance import WasmEvaluationError
@@ -87,7 +88,7 @@ def wasm_policies(opa: Path, root: Path) -> Callable[[], LoadedPolicy]:
     wasm = compile_folder(opa, root, entrypoint, 600.0)
     limits = wasm_limits(PolicyConfig())
     runtime = WasmRuntime(cached_modules=1)
-    compiled = compile_module(runtime, wasm, entrypoint, limits)
+    compiled = compile_module(runtime, wasm, entrypoint, limits, SystemClock())
     return lambda: LoadedPolicy(runtime, compiled, b"{}", limits)
 
 

@@ -42,11 +42,12 @@ def embedded_engine(
     """
     if policy.uses_bundle:
         return bundle_engine(policy, clock, failures)
-    return folder_engine(policy, cwd)
+    return folder_engine(policy, cwd, clock)
 
 
-def folder_engine(policy: PolicyConfig, cwd: Path) -> WasmPolicyEngine:
-    """Raises: ConfigError when no opa binary is found or the compile cache is in the folder."""
+def folder_engine(policy: PolicyConfig, cwd: Path, clock: Clock) -> WasmPolicyEngine:
+    """`clock` is what the policy's time.now_ns() reads. Raises: ConfigError when no opa binary
+    is found or the compile cache is in the folder."""
     opa = find_opa(policy.opa_binary, cwd)
     return WasmPolicyEngine(
         policy.path,
@@ -55,6 +56,7 @@ def folder_engine(policy: PolicyConfig, cwd: Path) -> WasmPolicyEngine:
         wasm_limits(policy),
         compile_timeout=policy.compile_timeout_seconds,
         compiler=_compiler(policy),
+        clock=clock,
     )
 
 
@@ -73,7 +75,8 @@ def _compiler(policy: PolicyConfig) -> Compiler:
 
 
 def bundle_engine(policy: PolicyConfig, clock: Clock, failures: LoopFailures) -> BundlePolicyEngine:
-    """`clock` times the bundle status (activated, polled); `failures` counts the poller's
+    """`clock` times the bundle status (activated, polled) and is what the policy's
+    time.now_ns() reads; `failures` counts the poller's
     failures. Raises: PolicyLoadError when the
     verification key cannot be read; ConfigError when bundle_ca_file is not a readable PEM CA
     file."""

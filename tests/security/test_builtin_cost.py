@@ -21,6 +21,7 @@ from sekisho.policy.wasm.policy import LoadedPolicy, compile_module, encode_json
 
 from tests.bounds import wasm_limits
 from tests.embedded import shared_runtime
+from tests.fakes.clock import FakeClock
 from tests.opa import opa_binary
 from tests.unit.policy.wasm.differential import QUERY, mismatches, module_folder, opa_eval
 
@@ -37,7 +38,7 @@ def _production_policy(root: Path) -> LoadedPolicy:
     entrypoint = QUERY.removeprefix("data.").replace(".", "/")
     wasm = compile_folder(opa_binary(), root, entrypoint, 120.0)
     limits = wasm_limits()
-    compiled = compile_module(shared_runtime(), wasm, entrypoint, limits)
+    compiled = compile_module(shared_runtime(), wasm, entrypoint, limits, FakeClock())
     return LoadedPolicy(shared_runtime(), compiled, b"{}", limits)
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sekisho.clock import SystemClock
 from sekisho.commands import policy_impact
 from sekisho.config import Settings
 from sekisho.errors import PolicyLoadError
@@ -93,7 +94,7 @@ def _embedded(settings: Settings) -> "WasmPolicyEngine":
     """The folder loaded exactly as `sekisho serve` loads it. Raises: PolicyLoadError."""
     from sekisho.policy_components import folder_engine
 
-    engine = folder_engine(settings.policy, Path.cwd())
+    engine = folder_engine(settings.policy, Path.cwd(), SystemClock())
     engine.load()
     return engine
 

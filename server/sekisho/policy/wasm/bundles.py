@@ -86,7 +86,8 @@ class BundlePolicyEngine(WasmServing):
         self._poller: asyncio.Task[None] | None = None
         self._rng = random.SystemRandom()
         self._activated: list[Callable[[], None]] = []
-        self.status = BundleStatus(clock or SystemClock())
+        self._clock = clock or SystemClock()
+        self.status = BundleStatus(self._clock)
 
     def on_policy_activated(self, listener: Callable[[], None]) -> None:
         """Call `listener` (on the event loop) whenever a bundle from the server is in force, so
@@ -188,7 +189,9 @@ class BundlePolicyEngine(WasmServing):
         contents = read_bundle(raw)
         if self._verifier is not None:
             self._verifier.verify(contents.files)
-        compiled = compile_module(self._runtime, contents.wasm, self._entrypoint, self._limits)
+        compiled = compile_module(
+            self._runtime, contents.wasm, self._entrypoint, self._limits, self._clock
+        )
         policy = LoadedPolicy(self._runtime, compiled, encode_json(contents.data), self._limits)
         self_test(policy)
         policy.revision = str(contents.manifest.get("revision", ""))

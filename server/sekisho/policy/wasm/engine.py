@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from sekisho.clock import Clock, SystemClock
 from sekisho.errors import PolicyLoadError
 from sekisho.policy.source import PolicySource, load_source
 from sekisho.policy.wasm.compiler import compile_folder, entrypoint_of
@@ -54,9 +55,12 @@ class WasmPolicyEngine(WasmServing):
         compile_timeout: float,
         compiler: Compiler = compile_folder,
         runtime: WasmRuntime | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        """`runtime`: a shared wasmtime engine (closed by its owner); by default one of its own."""
+        """`runtime`: a shared wasmtime engine (closed by its owner); by default one of its own.
+        `clock`: what time.now_ns() reads (the service's, which input.now is taken from)."""
         super().__init__(limits, runtime)
+        self._clock = clock or SystemClock()
         self._compiler = compiler
         self._root = root
         self._entrypoint = entrypoint_of(query)
@@ -88,7 +92,7 @@ class WasmPolicyEngine(WasmServing):
 
     def _compile(self) -> CompiledModule:
         wasm = self._compiler(self._opa, self._root, self._entrypoint, self._compile_timeout)
-        return compile_module(self._runtime, wasm, self._entrypoint, self._limits)
+        return compile_module(self._runtime, wasm, self._entrypoint, self._limits, self._clock)
 
     async def folder_changed(self) -> bool:
         """reload() in a worker thread: `opa build` and instantiation never block the loop, and

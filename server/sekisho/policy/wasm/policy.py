@@ -14,6 +14,7 @@ from typing import Any
 
 import wasmtime
 
+from sekisho.clock import Clock
 from sekisho.errors import PolicyLoadError
 from sekisho.jsontext import json_encoder
 from sekisho.policy.wasm.builtins import regotext
@@ -50,9 +51,12 @@ class CompiledModule:
 
 
 def compile_module(
-    runtime: WasmRuntime, wasm: bytes, entrypoint: str, limits: WasmLimits
+    runtime: WasmRuntime, wasm: bytes, entrypoint: str, limits: WasmLimits, clock: Clock
 ) -> CompiledModule:
-    """Compile and inspect a policy.wasm. Raises: PolicyLoadError (naming missing builtins)."""
+    """Compile and inspect a policy.wasm; `clock` is what time.now_ns() reads.
+
+    Raises: PolicyLoadError (naming missing builtins).
+    """
     try:
         module = runtime.compile(wasm)
         needed, entrypoints = PolicyInstance(runtime.engine, module, limits.max_pages).metadata()
@@ -63,7 +67,7 @@ def compile_module(
             f"policy.wasm has no entrypoint {entrypoint} (has {sorted(entrypoints)})"
         )
     try:
-        table = bind(needed, host_builtins())
+        table = bind(needed, host_builtins(clock))
     except UnsupportedBuiltinError as exc:
         raise PolicyLoadError(str(exc)) from exc
     return CompiledModule(module, int(entrypoints[entrypoint]), table, wasm)

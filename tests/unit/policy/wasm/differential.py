@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from sekisho.clock import Clock, SystemClock
 from sekisho.policy.wasm.compiler import compile_folder
 from sekisho.policy.wasm.policy import LoadedPolicy, compile_module, encode_json
 
@@ -42,11 +43,12 @@ def opa_eval(root: Path, document: Any) -> Any:
     return results[0]["expressions"][0]["value"] if results else None
 
 
-def wasm_policy(root: Path) -> LoadedPolicy:
+def wasm_policy(root: Path, clock: Clock | None = None) -> LoadedPolicy:
+    """`clock`: what time.now_ns() reads (the wall clock, as `opa eval`'s, by default)."""
     entrypoint = QUERY.removeprefix("data.").replace(".", "/")
     wasm = compile_folder(opa_binary(), root, entrypoint, 120.0)
     limits = wasm_limits(eval_timeout_seconds=10.0)
-    compiled = compile_module(shared_runtime(), wasm, entrypoint, limits)
+    compiled = compile_module(shared_runtime(), wasm, entrypoint, limits, clock or SystemClock())
     return LoadedPolicy(shared_runtime(), compiled, b"{}", limits)
 
 

@@ -25,6 +25,7 @@ from sekisho.policy.wasm.engine import WasmPolicyEngine
 from sekisho.policy_components import folder_engine
 
 from tests.bounds import compile_timeout, wasm_limits
+from tests.fakes.clock import FakeClock
 from tests.opa import opa_binary
 from tests.unit.policy.inputs import CRM, POLICIES, QUERY, policy_input
 
@@ -272,7 +273,9 @@ async def test_the_service_engine_starts_from_the_cache_and_decides_the_same(
 ) -> None:
     directory = tmp_path / "cache"
     settings = PolicyConfig(path=folder, opa_binary=str(opa_binary()), compile_cache_dir=directory)
-    first = folder_engine(settings, tmp_path)  # as `sekisho serve` builds it: real opa build
+    first = folder_engine(
+        settings, tmp_path, FakeClock()
+    )  # as `sekisho serve` builds it: real opa build
     await first.start()
     assert len(list(directory.glob("*.wasm"))) == 1
     cache = CompileCache(directory, _failing_compiler)
@@ -304,4 +307,4 @@ def test_a_cache_inside_the_policy_folder_is_refused(tmp_path: Path, inside: str
         path=folder, opa_binary=str(opa_binary()), compile_cache_dir=tmp_path / inside
     )
     with pytest.raises(ConfigError, match="compile_cache_dir"):
-        folder_engine(settings, tmp_path)
+        folder_engine(settings, tmp_path, FakeClock())

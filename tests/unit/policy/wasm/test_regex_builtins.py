@@ -18,6 +18,7 @@ from sekisho.policy.wasm.builtins.registry import BuiltinError
 from sekisho.policy.wasm.builtins.regotext import Number
 from sekisho.policy.wasm.instance import WasmEvaluationError
 
+from tests.fakes.clock import FakeClock
 from tests.unit.policy.wasm.differential import (
     both,
     mismatches,
@@ -288,6 +289,6 @@ def test_cache_shared_by_pool_threads_never_raises_or_mixes_up_patterns() -> Non
 def test_each_builtin_table_has_its_own_cache() -> None:
     from sekisho.policy.wasm.builtins.catalog import host_builtins
 
-    first, second = host_builtins(), host_builtins()
+    first, second = host_builtins(FakeClock()), host_builtins(FakeClock())
     first["regex.split"].call("a", "bab")
     assert first["regex.split"].call is not second["regex.split"].call

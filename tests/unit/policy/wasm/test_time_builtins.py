@@ -5,7 +5,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sekisho.config import PolicyConfig
+from sekisho.policy_components import folder_engine
 
+from tests.fakes.clock import FakeClock
+from tests.opa import opa_binary
+from tests.unit.policy.inputs import policy_input
 from tests.unit.policy.wasm.differential import both, mismatches
 
 BODY = """results := {
@@ -113,3 +118,38 @@ def test_now_ns_is_one_value_per_evaluation(tmp_path: Path) -> None:
     expected, actual = both(tmp_path, body, {})
     assert actual["same"] is True and expected["same"] is True
     assert abs(actual["now"] - expected["now"]) < 60 * 10**9
+
+
+CLOCKED = """package clocked
+
+import rego.v1
+
+default decision := {"allow": false}
+
+decision := {"allow": true, "scopes": [], "claims": {"now_ns": time.now_ns(), "now": input.now}} if {
+	input.request.audience == "https://clocked.example"
+}
+"""
+
+
+async def test_now_ns_reads_the_service_clock_that_input_now_reads(tmp_path: Path) -> None:
+    """time.now_ns() in the embedded engine is the injected clock's instant (issue #20 of style
+    review 11): with a fake clock it equals input.now, which the exchange takes from the same
+    clock, and follows the clock from one decision to the next (the wall clock would not)."""
+    root = tmp_path / "policies"
+    root.mkdir()
+    (root / "clocked.rego").write_text(CLOCKED)
+    clock = FakeClock(1_900_000_000.0)
+    config = PolicyConfig(path=root, query="data.clocked.decision", opa_binary=str(opa_binary()))
+    engine = folder_engine(config, tmp_path, clock)  # as the service builds it
+    await engine.start()
+    try:
+        seen = []
+        for _ in range(2):
+            document = policy_input("https://clocked.example", now=int(clock.now()))
+            claims = (await engine.decide(document)).claims
+            seen.append((claims["now_ns"], claims["now"] * 10**9))
+            clock.advance(5.0)
+    finally:
+        await engine.close()
+    assert seen == [(1_900_000_000 * 10**9,) * 2, (1_900_000_005 * 10**9,) * 2]

@@ -1,8 +1,6 @@
 """Every host builtin the embedded engine provides, by name."""
 
-import time
-from collections.abc import Callable
-
+from sekisho.clock import Clock
 from sekisho.policy.wasm.builtins import (
     encoding,
     network,
@@ -17,8 +15,9 @@ from sekisho.policy.wasm.builtins.registry import HostBuiltin
 from sekisho.policy.wasm.builtins.times import time_builtins
 
 
-def host_builtins(now_ns: Callable[[], int] = time.time_ns) -> dict[str, HostBuiltin]:
-    """name → implementation. Each call builds its own state (the regex pattern cache)."""
+def host_builtins(clock: Clock) -> dict[str, HostBuiltin]:
+    """name → implementation; `clock` is time.now_ns's. Each call builds its own state (the
+    regex pattern cache)."""
     every = (
         *strings.BUILTINS,
         *encoding.BUILTINS,
@@ -28,6 +27,6 @@ def host_builtins(now_ns: Callable[[], int] = time.time_ns) -> dict[str, HostBui
         *network.BUILTINS,
         *numbers.BUILTINS,
         *RegexBuiltins().builtins(),
-        *time_builtins(now_ns),
+        *time_builtins(clock),
     )
     return {builtin.name: builtin for builtin in every}

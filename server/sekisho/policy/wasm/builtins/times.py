@@ -5,11 +5,10 @@ A time operand is a number of nanoseconds since the epoch or an array `[ns, tz]`
 Gregorian calendar; `time.add_date` normalises overflowing months and days as Go's time.Date does.
 """
 
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from sekisho.clock import Clock
 from sekisho.policy.wasm.builtins.godate import add_date_wall
 from sekisho.policy.wasm.builtins.gofloat import format_fixed
 from sekisho.policy.wasm.builtins.gozone import load_location
@@ -183,8 +182,13 @@ def _rewrite_segment(digits: str, unit: str, text: str) -> str:
     return format_fixed(hours) + "h"
 
 
-def time_builtins(now_ns: Callable[[], int] = time.time_ns) -> tuple[HostBuiltin, ...]:
-    """The time.* host builtins; `time.now_ns` is read once per evaluation (memoised)."""
+def time_builtins(clock: Clock) -> tuple[HostBuiltin, ...]:
+    """The time.* host builtins. `time.now_ns` reads `clock`, the service's (the one input.now
+    is taken from), once per evaluation (memoised): OPA reads its clock once per query."""
+
+    def now_ns() -> int:
+        return int(clock.now() * 1_000_000_000)
+
     return (
         HostBuiltin("time.now_ns", now_ns, per_evaluation=True),
         HostBuiltin("time.parse_rfc3339_ns", _parse_rfc3339_ns),
