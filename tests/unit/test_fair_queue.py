@@ -3,6 +3,8 @@ it predicts for the next one, which admission turns into a predicted wait (it mu
 less than the real one: a refusal for a wait over the target is then never a wait that fits)."""
 
 import asyncio
+from collections import Counter, OrderedDict
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -77,5 +79,89 @@ def test_a_removed_waiter_leaves_no_empty_turn() -> None:
         assert len(queue) == 1 and queue.flow_length("gw") == 1
         assert queue.position("gw", "a") == 1  # behind b only
         assert queue.pop() is kept and queue.pop() is None
+    finally:
+        loop.close()
+
+
+def _walked_position(queued: list[Waiter], flow: str, user: str | None) -> int:
+    """The prediction by walking every queued waiter (fair_queue.py before session 12's
+    change): the reference."""
+    flows = Counter(w.flow for w in queued)
+    users = Counter((w.flow, w.user) for w in queued)
+    own_user = users[(flow, user)] if user is not None else 0
+    own = own_user + sum(
+        min(n, own_user + 1) for (f, u), n in users.items() if f == flow and u != user
+    )
+    return own + sum(min(n, own + 1) for f, n in flows.items() if f != flow)
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("push"), KEYS),
+        st.tuples(st.just("pop"), st.just(("", ""))),
+        st.tuples(st.just("remove"), st.integers(0, 30)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300)
+@given(OPS, KEYS, st.booleans())
+def test_the_position_from_counts_of_lengths_is_the_walked_one(
+    ops: list[tuple[str, Any]], joining: tuple[str, str], unknown_user: bool
+) -> None:
+    """After any pushes, pops and removals, the position computed from counts of queue lengths
+    equals the one computed by walking every flow and user (red team session 12: the walk cost
+    240-370 us per arriving call with 512-1,024 flows or users queued)."""
+    loop = asyncio.new_event_loop()
+    try:
+        queue = FairQueue()
+        pushed: list[Waiter] = []
+        queued: list[Waiter] = []
+        for op, arg in ops:
+            if op == "push":
+                pushed.append(_waiter(loop, *arg))
+                queue.push(pushed[-1])
+                queued.append(pushed[-1])
+            elif op == "pop":
+                if (served := queue.pop()) is not None:
+                    queued.remove(served)
+            elif pushed:
+                gone = pushed[arg % len(pushed)]
+                queue.remove(gone)
+                if gone in queued:
+                    queued.remove(gone)
+        flow, user = joining
+        asked = None if unknown_user else user
+        assert queue.position(flow, asked) == _walked_position(queued, flow, asked)
+        assert queue.position("unseen", None) == _walked_position(queued, "unseen", None)
+    finally:
+        loop.close()
+
+
+def test_the_position_does_not_walk_the_flows_or_users_queued() -> None:
+    """1,000 flows and 500 users of one flow queued: the prediction reads counts of lengths
+    (at most sqrt(2N) of them), never the queues themselves."""
+
+    class Unwalkable(OrderedDict[str, Any]):
+        def items(self) -> Any:
+            raise AssertionError("position() walked the queues")
+
+        def __iter__(self) -> Any:
+            raise AssertionError("position() walked the queues")
+
+    loop = asyncio.new_event_loop()
+    try:
+        queue = FairQueue()
+        for i in range(1000):
+            queue.push(_waiter(loop, f"conn-{i}", "t"))
+        for i in range(500):
+            queue.push(_waiter(loop, "gw", f"token-{i}"))
+        flows = queue._flows
+        for entry in flows.values():
+            entry.users = Unwalkable(entry.users)
+        queue._flows = Unwalkable(flows)
+        assert queue.position("gw", "token-new") == 500 + 1000
+        assert queue.position("conn-new", None) == 1001
     finally:
         loop.close()
