@@ -55,7 +55,7 @@ from sekisho.models import Decision
 from sekisho.policy.decisionlog import DecisionEvents
 from sekisho.policy.engine import PolicyEngine
 from sekisho.policy.redaction import Redactor, build_hasher
-from sekisho.policy.selftest import SELF_TEST_INPUT
+from sekisho.policy.selftest import self_test_input
 from sekisho.policy.shadow import ShadowEvaluator
 from sekisho.policy.tap import ObservedDecision, ObservedPolicyEngine
 
@@ -201,7 +201,7 @@ class _Instant:
 
 async def _hot_path_cost(harness: Harness, folder: Path) -> None:
     """µs per decision the exchange itself spends on observing (wrapper + enqueue)."""
-    document = dict(SELF_TEST_INPUT)
+    document = self_test_input()
     bare = _Instant(Decision(allow=True, scopes=("crm.read",), decision_id="x"))
     shadow = ShadowEvaluator(bare, shadow_bounds(queue_size=10**6))  # not started: only enqueues
     decision_log = build_decision_log(_log_settings(folder), None, several_workers=False)

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from sekisho.policy.opa.api import OpaApi
 from sekisho.policy.opa.engine import OpaPolicyEngine
-from sekisho.policy.selftest import SELF_TEST_INPUT
+from sekisho.policy.selftest import self_test_input
 
 from tests.fakes.loops import RecordedFailures
 from tests.harness import POLICIES
@@ -68,7 +68,7 @@ async def fake_opa(misbehave: Handler, self_test: Handler = clean_deny) -> Async
 
     async def query(request: web.Request) -> web.StreamResponse:
         document = (await request.json()).get("input")
-        if document == SELF_TEST_INPUT:
+        if document == self_test_input():
             return await self_test(document)
         return await misbehave(document)
 

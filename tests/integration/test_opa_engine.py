@@ -18,7 +18,7 @@ from aiohttp import web
 from sekisho.errors import PolicyLoadError, TemporarilyUnavailableError
 from sekisho.policy.cache import CachingPolicyEngine
 from sekisho.policy.opa.engine import OpaPolicyEngine
-from sekisho.policy.selftest import SELF_TEST_INPUT
+from sekisho.policy.selftest import self_test_input
 
 from tests.fakes.clock import FakeClock
 from tests.integration.opa_fixtures import HEADER, fake_opa, opa_engine, shipped_copy, write_module
@@ -406,7 +406,7 @@ async def test_bad_decisions_from_opa_are_denials(tmp_path: Path, module: str, n
     try:
         await engine.start()
         assert engine.ready
-        document = dict(SELF_TEST_INPUT, now=now)
+        document = dict(self_test_input(), now=now)
         decision = await engine.decide(document)
         assert not decision.allow
         assert decision.reason == "invalid policy decision"

@@ -5,39 +5,29 @@ well-typed deny, so "allow everything" and "forgot the default decision" never s
 from typing import Any
 
 from sekisho.errors import PolicyLoadError
+from sekisho.models import ExchangeRequest, VerifiedToken
 from sekisho.policy.decision import InvalidDecisionError, parse_decision
+from sekisho.policy.input import build_input
 
-# Sample input that no sane policy allows: an audience nobody registered, no groups, no caller.
-SELF_TEST_INPUT: dict[str, Any] = {
-    "subject": {
-        "iss": "https://self-test.invalid",
-        "sub": "self-test",
-        "client_id": "",
-        "tenant": "",
-        "email": "",
-        "groups": [],
-        "acr": "",
-        "amr": [],
-        "auth_time": 0,
-        "claims": {},
-    },
-    "actor": None,
-    "caller": {"id": "", "spiffe_id": "", "authenticated_by": "none"},
-    "request": {
-        "audience": "https://self-test.invalid/unregistered",
-        "resources": [],
-        "scopes": [],
-        "requested_token_type": "",
-        "subject_token_type": "",
-        "lifetime_seconds": 0,
-        "context": {},
-    },
-    "now": 0,
-}
+
+def self_test_input() -> dict[str, Any]:
+    """A sample input that no sane policy allows (an audience nobody registered, no groups, no
+    caller), built as every exchange's input is (policy/input.py), so it has every member the
+    policies and schemas/input.json expect. A new document per call: a caller may change it."""
+    request = ExchangeRequest(
+        subject_token="",
+        subject_token_type="",
+        requested_token_type="",
+        audience="https://self-test.invalid/unregistered",
+    )
+    subject = VerifiedToken(
+        issuer="https://self-test.invalid", subject="self-test", token_type="", expires_at=0
+    )
+    return dict(build_input(request, subject, None, now=0))
 
 
 def check_self_test(raw: Any) -> None:
-    """Accept the policy's answer to SELF_TEST_INPUT only if it is a well-typed deny.
+    """Accept the policy's answer to self_test_input() only if it is a well-typed deny.
 
     Raises: PolicyLoadError saying what is wrong.
     """

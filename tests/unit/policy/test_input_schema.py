@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 from sekisho.constants import TOKEN_TYPE_JWT
 from sekisho.models import VerifiedToken
-from sekisho.policy.selftest import SELF_TEST_INPUT
+from sekisho.policy.selftest import self_test_input
 
 from tests.opa import opa_binary
 from tests.unit.policy.inputs import CRM, CRM_MCP, DOCS, POLICIES, REPO, policy_input
@@ -55,7 +55,7 @@ BUILT = {
         context={"tool": "search", "depth": 2},
     ),
     "docs-tenant": policy_input(DOCS, tenant="acme", groups=["engineering"]),
-    "self-test": SELF_TEST_INPUT,
+    "self-test": self_test_input(),
     "docs-example": json.loads((REPO / "docs" / "examples" / "exchange-input.json").read_text()),
 }
 

@@ -44,7 +44,7 @@ from sekisho.policy.opa.api import (
 from sekisho.policy.opa.gate import PublishGate
 from sekisho.policy.opa.integrity import data_digest, data_drift, module_drift, our_packages
 from sekisho.policy.opa.publisher import OpaPublisher, policy_roots
-from sekisho.policy.selftest import SELF_TEST_INPUT, check_self_test
+from sekisho.policy.selftest import check_self_test, self_test_input
 from sekisho.policy.source import PolicySource, load_source
 from sekisho.policy.wasm.compiler import entrypoint_of
 
@@ -303,7 +303,7 @@ class OpaPolicyEngine:
     async def _self_test(self) -> None:
         """Raises: PolicyLoadError, OpaUnavailableError."""
         try:
-            answer = await self._supervisor_api.query(self._path, SELF_TEST_INPUT)
+            answer = await self._supervisor_api.query(self._path, self_test_input())
         except OpaEvaluationError as exc:
             raise PolicyLoadError(f"policy self-test failed to evaluate: {exc}") from exc
         check_self_test(answer.result)

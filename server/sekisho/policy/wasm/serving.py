@@ -11,7 +11,7 @@ from sekisho.errors import PolicyLoadError, TemporarilyUnavailableError
 from sekisho.identifiers import random_uuid
 from sekisho.models import Decision
 from sekisho.policy.decision import InvalidDecisionError, parse_decision
-from sekisho.policy.selftest import SELF_TEST_INPUT, check_self_test
+from sekisho.policy.selftest import check_self_test, self_test_input
 from sekisho.policy.wasm.instance import WasmEvaluationError
 from sekisho.policy.wasm.policy import LoadedPolicy, WasmLimits, encode_json
 from sekisho.policy.wasm.runtime import WasmRuntime
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def self_test(policy: LoadedPolicy) -> None:
     """The sample input must yield a well-typed deny. Raises: PolicyLoadError."""
     try:
-        raw = policy.evaluate(encode_json(SELF_TEST_INPUT))
+        raw = policy.evaluate(encode_json(self_test_input()))
     except WasmEvaluationError as exc:
         raise PolicyLoadError(f"policy self-test failed to evaluate: {exc}") from exc
     check_self_test(raw)

@@ -1,6 +1,5 @@
 """The embedded engine (OPA-compiled Wasm): compile, self-test, hot reload, fail-closed decisions."""
 
-import copy
 import json
 import logging
 import uuid
@@ -11,7 +10,7 @@ from typing import Any
 import pytest
 from sekisho.errors import PolicyLoadError, TemporarilyUnavailableError
 from sekisho.models import Decision
-from sekisho.policy.selftest import SELF_TEST_INPUT
+from sekisho.policy.selftest import self_test_input
 from sekisho.policy.wasm.compiler import entrypoint_of
 from sekisho.policy.wasm.engine import WasmPolicyEngine
 
@@ -90,7 +89,7 @@ def loaded(root: Path, query: str = QUERY) -> WasmPolicyEngine:
 
 def document(audience: str = "https://ok.test", now: int = 1_700_000_000) -> dict[str, Any]:
     """The self-test input with another audience and time."""
-    doc = copy.deepcopy(SELF_TEST_INPUT)
+    doc = self_test_input()
     doc["request"]["audience"] = audience
     doc["now"] = now
     return doc
