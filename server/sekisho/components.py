@@ -11,7 +11,6 @@ from sekisho.attempts import AttemptGate
 from sekisho.callers import CallerRegistry, RateLimit, RegisteredCaller
 from sekisho.clock import Clock
 from sekisho.config import Settings
-from sekisho.errors import ConfigError
 from sekisho.exchange import TokenExchanger
 from sekisho.gateway.authorizer import GatewayAuthorizer, TokenHeader
 from sekisho.gateway.cache import GatewayTokenCache, Published, Revoked
@@ -32,7 +31,7 @@ from sekisho.protection import (
     build_assertion_gate,
     build_attempt_gate,
 )
-from sekisho.redisauth import redis_auth
+from sekisho.redisauth import redis_auth, require_redis
 from sekisho.verify.fetcher import JsonFetcher
 from sekisho.verify.jwks import JwksCache
 from sekisho.verify.replay import InMemoryReplayCache, RedisReplayCache, ReplayCache
@@ -194,13 +193,9 @@ def build_replay_cache(
     """
     if not url:
         return InMemoryReplayCache(), None
-    try:
-        import redis.asyncio
-    except ImportError as exc:
-        raise ConfigError(
-            "config key 'token_endpoint.replay_cache_url': the redis package is not installed "
-            "(pip install 'sekisho[redis]')"
-        ) from exc
+    require_redis("token_endpoint.replay_cache_url")
+    import redis.asyncio
+
     client = redis.asyncio.Redis.from_url(url, **redis_auth(password_env, ca_file))
     return RedisReplayCache(client), client.aclose
 

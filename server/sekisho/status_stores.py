@@ -6,7 +6,6 @@ shared by `sekisho serve` and `sekisho revoke`, which must not need the HTTP lay
 """
 
 from sekisho.config import StatusListConfig
-from sekisho.errors import ConfigError
 from sekisho.status.store import StatusStore
 
 
@@ -19,14 +18,10 @@ def build_status_store(config: StatusListConfig) -> StatusStore:
         from sekisho.status.filestore import FileStatusStore
 
         return FileStatusStore(config.path)
-    try:
-        from sekisho.status.redisstore import RedisStatusStore
-    except ImportError as exc:
-        raise ConfigError(
-            "config key 'status_list.store': the redis package is not installed "
-            "(pip install 'sekisho[redis]')"
-        ) from exc
-    from sekisho.redisauth import redis_auth
+    from sekisho.redisauth import redis_auth, require_redis
+
+    require_redis("status_list.store")
+    from sekisho.status.redisstore import RedisStatusStore
 
     auth = redis_auth(config.redis_password_env, config.redis_ca_file)
     return RedisStatusStore.from_url(config.redis_url, **auth)
