@@ -63,6 +63,8 @@ class DevIdentityProvider:
         }
 
     def token(self, claims: dict[str, Any], *, ttl: int = 3600, typ: str = "JWT") -> str:
+        # The IdP's own clock, not Sekisho's (a real IdP's is its own too): a test that needs
+        # other times sets iat/exp/nbf in `claims`, which override these.
         now = int(time.time())
         body = {"iss": self.issuer, "iat": now, "exp": now + ttl, "jti": uuid.uuid4().hex}
         body.update(claims)

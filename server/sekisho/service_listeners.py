@@ -18,8 +18,9 @@ from sekisho.http.guard import ConnectionGuard, GuardedSite, handler_args
 from sekisho.http.protocol_log import ProtocolErrorLog
 from sekisho.http.secrets import SecretChecker
 from sekisho.protection import build_attempt_gate, build_connection_guard, grpc_options
+from sekisho.rpc.admission_gate import AdmissionGate, ShedLog
 from sekisho.rpc.ext_authz import ExtAuthzServicer
-from sekisho.rpc.server import GrpcServer, create_grpc_server
+from sekisho.rpc.server import EXCHANGE_METHOD, GrpcServer, create_grpc_server
 from sekisho.rpc.servicer import TokenExchangeServicer
 from sekisho.service_core import ServiceCore
 from sekisho.shutdown import Listeners
@@ -147,8 +148,7 @@ async def serve_grpc(
         tls=tls,
         max_message_bytes=settings.limits.grpc_max_message_bytes,
         options=grpc_options(settings.grpc),
-        screen=exchanger.screen,
-        clock=core.clock,
+        gate=AdmissionGate(exchanger.screen, frozenset({EXCHANGE_METHOD}), ShedLog(core.clock)),
     )
 
 

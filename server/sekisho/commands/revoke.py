@@ -142,6 +142,7 @@ def _change(args: argparse.Namespace, settings: Settings, store: "StatusStore") 
 
     action = args.revoke_command if args.revoke_command in _KIND_ATTR else "revoke"
     kind: RevocationKind = getattr(args, _KIND_ATTR.get(action, "revoke_command"))
+    # A CLI run is its own composition root: the wall clock is the clock (as SystemClock's).
     key, now = _key(args, kind, settings), int(time.time())
     operator = args.operator or current_operator()
     if action == "suspend" and settings.status_list.bits == 1:  # no room for 0x02 (§4.1)
@@ -272,7 +273,7 @@ def _print_no_live_minted_token(event: "RevocationEvent", poll: float) -> None:
 
 
 def _list(store: "StatusStore") -> int:
-    now = int(time.time())
+    now = int(time.time())  # a CLI run is its own composition root, as in _change
     loaded = store.in_force(now)
     # In force with no end set: ended only by the command named (not "lifted": it is not).
     entries = [("revoked", r, "no end: lift") for r in loaded.revocations]

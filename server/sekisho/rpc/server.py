@@ -13,9 +13,8 @@ from grpc_reflection.v1alpha import reflection
 
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
-from sekisho.clock import Clock, SystemClock
 from sekisho.errors import listen_failed
-from sekisho.rpc.admission_gate import AdmissionGate, Screen, ShedLog
+from sekisho.rpc.admission_gate import AdmissionGate
 from sekisho.rpc.ext_authz import SERVICE_NAME as EXT_AUTHZ_SERVICE_NAME
 from sekisho.rpc.ext_authz import ExtAuthzServicer
 from sekisho.rpc.interceptors import ErrorMappingInterceptor
@@ -86,8 +85,7 @@ async def create_grpc_server(
     max_message_bytes: int,
     reuse_port: bool = False,
     options: Sequence[tuple[str, Any]] = (),
-    screen: Screen | None = None,
-    clock: Clock | None = None,
+    gate: AdmissionGate | None = None,
 ) -> GrpcServer:
     """Build and start the server on `listen` (host:port); `ext_authz` adds Envoy's Check.
 
@@ -96,14 +94,13 @@ async def create_grpc_server(
     `reuse_port` lets several worker processes bind one port (SO_REUSEPORT); off, a second
     server on a busy port fails to bind instead of silently sharing it. `options` adds grpc core
     channel arguments (the [grpc] limits: streams per connection, keepalive enforcement).
-    `screen` refuses ExchangeToken calls the worker cannot serve in time as they arrive, before
-    the request is decoded (rpc/admission_gate.py); `clock` paces its log line.
+    `gate` (admission_gate, over EXCHANGE_METHOD) refuses ExchangeToken calls the worker cannot
+    serve in time as they arrive, before the request is decoded.
     """
     interceptors: list[grpc.aio.ServerInterceptor] = [
         ErrorMappingInterceptor(request_id_var, passthrough=frozenset({EXT_AUTHZ_SERVICE_NAME}))
     ]
-    if screen is not None:  # first: it runs before the error mapping's per-call work
-        gate = AdmissionGate(screen, frozenset({EXCHANGE_METHOD}), ShedLog(clock or SystemClock()))
+    if gate is not None:  # first: it runs before the error mapping's per-call work
         interceptors.insert(0, gate)
     server = grpc.aio.server(
         interceptors=interceptors,
