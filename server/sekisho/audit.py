@@ -1,6 +1,7 @@
 """The audit trail: exactly one JSON line per exchange decision, allow or deny (issue 7 item 7).
 
-`token_exchanged` (outcome "allow") and `token_rejected` (outcome "deny") carry the same fields:
+`token_exchanged` (outcome "allow") and `token_rejected` (outcome "deny") carry the same fields
+(AUDIT_FIELDS, in that order; an allow adds the token's `exp`, a refusal the internal `detail`):
 decision id, request id, caller (id, SPIFFE ID, how it was authenticated), issuer and subject
 hash, audience, requested and granted scopes, resources, kid and jti of the minted token, the
 reason, and for a refusal the internal error `code` (errors.py: `token_expired`,
@@ -51,7 +52,8 @@ _MAX_SUBJECT_HASHES = 4096
 
 
 class AuditLog:
-    """Writes `token_exchanged` and `token_rejected` events with the same set of fields."""
+    """Writes `token_exchanged` and `token_rejected` events: AUDIT_FIELDS, plus `exp` for an
+    allow and `detail` for a refusal."""
 
     def __init__(self, request_id: contextvars.ContextVar[str] | None = None) -> None:
         self._request_id = request_id

@@ -37,8 +37,9 @@ def embedded_engine(
 ) -> PolicyRuntime:
     """A bundle engine when a bundle is configured, else the folder compiled by opa.
 
-    Not yet started. Raises: ConfigError when no opa binary is found (folder only);
-    PolicyLoadError when the verification key cannot be read.
+    Not yet started. Raises: ConfigError when no opa binary is found (folder) or bundle_ca_file
+    is not a readable PEM CA file (bundle); PolicyLoadError when the verification key cannot be
+    read (bundle).
     """
     if policy.uses_bundle:
         return bundle_engine(policy, clock, failures)

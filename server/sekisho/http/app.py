@@ -3,7 +3,8 @@
 - `{issuer path}/.well-known/jwks.json`: the JWK Set, same bytes as the GetJwks RPC.
 - `/.well-known/oauth-authorization-server{issuer path}`: RFC 8414 §3 metadata.
 - `/healthz` (process alive) and `/readyz` (keys and policy loaded).
-- `/oauth2/token`: RFC 8693 token exchange (http/token.py), when clients are registered.
+- `/oauth2/token`: RFC 8693 token exchange (http/token.py), when [[token_endpoint.clients]] or
+  [[callers]] (mTLS only) are configured.
 - never `/metrics`: Prometheus exposition is on its own admin listener (create_metrics_app,
   `[metrics] listen`), so the public listener tells an anonymous caller nothing.
 - `{issuer path}/statuslists[/{id}]`: Token Status Lists, when [status_list] enabled

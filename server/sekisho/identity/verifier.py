@@ -92,7 +92,7 @@ class TokenVerifier:
             InvalidTokenError: a leaf naming the signature, header or claim rule that failed.
             TemporarilyUnavailableError: the issuer's keys cannot be fetched.
         """
-        if len(token) > self._max_bytes:
+        if len(token.encode()) > self._max_bytes:  # bytes, as validation.py measures it
             raise InvalidRequestError(f"token exceeds the {self._max_bytes}-byte limit")
         jws = parse_compact(token)
         self._check_header(jws.header, token_type)

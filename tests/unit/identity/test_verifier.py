@@ -272,10 +272,15 @@ async def test_unreachable_jwks_is_temporarily_unavailable() -> None:
     assert (error.reason, error.grpc_code) == ("temporarily_unavailable", "UNAVAILABLE")
 
 
-async def test_token_over_the_size_limit_is_an_invalid_request() -> None:
+@pytest.mark.parametrize(
+    "token",
+    ["a" * 16385, "\u00e9" * 8193],  # the second: 8,193 characters, 16,386 UTF-8 bytes
+    ids=["ascii", "multibyte-counted-in-bytes"],
+)
+async def test_token_over_the_size_limit_is_an_invalid_request(token: str) -> None:
     setup = Setup()
     with pytest.raises(ServiceError) as caught:
-        await setup.verifier.verify("a" * 16385, TOKEN_TYPE_ID_TOKEN)
+        await setup.verifier.verify(token, TOKEN_TYPE_ID_TOKEN)
     assert type(caught.value) is InvalidRequestError
     assert caught.value.grpc_code == "INVALID_ARGUMENT"
     assert setup.fetcher.calls == []
