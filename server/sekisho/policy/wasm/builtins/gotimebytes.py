@@ -2,7 +2,7 @@
 leadingInt, atoi, lookup and its ASCII case folding), for time.parse_ns."""
 
 
-class ParseFailure(Exception):
+class TimeParseError(Exception):
     """Go's errBad or a range error: time.Parse fails (OPA: undefined)."""
 
 
@@ -13,10 +13,10 @@ def digit(value: bytes, index: int) -> bool:
 def getnum(value: bytes, fixed: bool) -> tuple[int, bytes]:
     """Go's getnum: two digits, or one when the layout's element is not zero-padded."""
     if not digit(value, 0):
-        raise ParseFailure
+        raise TimeParseError
     if not digit(value, 1):
         if fixed:
-            raise ParseFailure
+            raise TimeParseError
         return value[0] - 0x30, value[1:]
     return (value[0] - 0x30) * 10 + value[1] - 0x30, value[2:]
 
@@ -26,7 +26,7 @@ def getnum3(value: bytes, fixed: bool) -> tuple[int, bytes]:
     while count < 3 and digit(value, count):
         count += 1
     if count == 0 or (fixed and count != 3):
-        raise ParseFailure
+        raise TimeParseError
     return int(value[:count]), value[count:]
 
 
@@ -36,7 +36,7 @@ def leading_int(value: bytes) -> tuple[int, bytes]:
         count += 1
     number = int(value[:count]) if count else 0
     if number > 1 << 63:
-        raise ParseFailure
+        raise TimeParseError
     return number, value[count:]
 
 
@@ -45,7 +45,7 @@ def atoi(value: bytes) -> int:
     negative = value[:1] == b"-"
     number, rest = leading_int(value[1:] if value[:1] in (b"-", b"+") else value)
     if rest:
-        raise ParseFailure
+        raise TimeParseError
     return -number if negative else number
 
 
@@ -54,7 +54,7 @@ def lookup(table: tuple[bytes, ...], value: bytes) -> tuple[int, bytes]:
     for index, name in enumerate(table):
         if len(value) >= len(name) and _match(value[: len(name)], name):
             return index, value[len(name) :]
-    raise ParseFailure
+    raise TimeParseError
 
 
 def _match(left: bytes, right: bytes) -> bool:

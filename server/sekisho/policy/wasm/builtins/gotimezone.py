@@ -10,7 +10,7 @@ value with an abbreviation raises TimeLayoutUnsupportedError, which traps the ev
 
 import time
 
-from sekisho.policy.wasm.builtins.gotimebytes import ParseFailure, getnum, leading_int
+from sekisho.policy.wasm.builtins.gotimebytes import TimeParseError, getnum, leading_int
 
 
 class TimeLayoutUnsupportedError(Exception):
@@ -20,20 +20,20 @@ class TimeLayoutUnsupportedError(Exception):
 def read_numeric_zone(element: str, value: bytes) -> tuple[int, bytes]:
     """(seconds east of UTC, rest) for a numeric zone element (`-0700`, `Z07:00`, ...; the
     `Z` of the ISO forms is the caller's). Go's range checks allow 24 hours, 60 minutes and
-    60 seconds. Raises: ParseFailure."""
+    60 seconds. Raises: TimeParseError."""
     shape = element[1:]
     length = 1 + len(shape)
     if len(value) < length:
-        raise ParseFailure
+        raise TimeParseError
     chunk = value[:length]
     colons = [i for i, c in enumerate(shape, start=1) if c == ":"]
     if any(chunk[i : i + 1] != b":" for i in colons):
-        raise ParseFailure
+        raise TimeParseError
     digits = bytes(c for i, c in enumerate(chunk[1:], start=1) if i not in colons)
     parts = [digits[i : i + 2] for i in range(0, len(digits), 2)] + [b"00", b"00"]
     hours, minutes, seconds = (getnum(part, fixed=True)[0] for part in parts[:3])
     if hours > 24 or minutes > 60 or seconds > 60 or chunk[:1] not in (b"+", b"-"):
-        raise ParseFailure
+        raise TimeParseError
     offset = (hours * 60 + minutes) * 60 + seconds
     return (-offset if chunk[:1] == b"-" else offset), value[length:]
 
@@ -42,12 +42,12 @@ def read_abbreviation(value: bytes) -> tuple[bool, bytes]:
     """(whether it is UTC, rest) for `MST`: `UTC`, else a name as Go's parseTimeZone takes it,
     which changes nothing when the local zone is UTC (module docstring).
 
-    Raises: ParseFailure, TimeLayoutUnsupportedError."""
+    Raises: TimeParseError, TimeLayoutUnsupportedError."""
     if value[:3] == b"UTC":
         return True, value[3:]
     length = _zone_name_length(value)
     if length == 0:
-        raise ParseFailure
+        raise TimeParseError
     if not _local_is_utc():
         raise TimeLayoutUnsupportedError(
             "time.parse_ns: zone abbreviations are read in the host's local zone, not UTC here"
@@ -85,7 +85,7 @@ def _signed_offset_length(value: bytes) -> int:
         return 0
     try:
         number, rest = leading_int(value[1:])
-    except ParseFailure:
+    except TimeParseError:
         return 0
     # -23..+23 in Go 1.26 (parseSignedOffset; older Go took -12..+12), the Go OPA 1.22.2 uses
     return 0 if rest == value[1:] or number > 23 else len(value) - len(rest)

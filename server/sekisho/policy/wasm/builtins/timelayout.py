@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sekisho.policy.wasm.builtins.gotimebytes import (
-    ParseFailure,
+    TimeParseError,
     atoi,
     digit,
     getnum,
@@ -54,7 +54,7 @@ def parse_layout(layout: str, value: str) -> int:
     try:
         fields = _read(layout, value.encode())
         return in_range(_unix_nanos(fields))
-    except ParseFailure as exc:
+    except TimeParseError as exc:
         raise BuiltinError(f"parsing time {value!r} as {layout!r}: cannot parse") from exc
 
 
@@ -65,7 +65,7 @@ def _read(layout: str, value: bytes) -> _Fields:
         value = _skip(value, prefix.encode())
         if not element:
             if value:
-                raise ParseFailure
+                raise TimeParseError
             return fields
         value = _read_element(fields, element, value, layout)
 
@@ -90,18 +90,18 @@ def _skip(value: bytes, prefix: bytes) -> bytes:
     while prefix:
         if prefix[:1] == b" ":
             if value and value[:1] != b" ":
-                raise ParseFailure
+                raise TimeParseError
             prefix, value = prefix.lstrip(b" "), value.lstrip(b" ")
             continue
         if not value or value[0] != prefix[0]:
-            raise ParseFailure
+            raise TimeParseError
         prefix, value = prefix[1:], value[1:]
     return value
 
 
 def _year2(fields: _Fields, value: bytes) -> bytes:
     if len(value) < 2:
-        raise ParseFailure
+        raise TimeParseError
     year = atoi(value[:2])
     fields.year = year + (1900 if year >= 69 else 2000)
     return value[2:]
@@ -109,7 +109,7 @@ def _year2(fields: _Fields, value: bytes) -> bytes:
 
 def _year4(fields: _Fields, value: bytes) -> bytes:
     if len(value) < 4 or not digit(value, 0):
-        raise ParseFailure
+        raise TimeParseError
     fields.year = atoi(value[:4])
     return value[4:]
 
@@ -134,7 +134,7 @@ def _month_number(fixed: bool) -> _Reader:
     def read(fields: _Fields, value: bytes) -> bytes:
         fields.month, rest = getnum(value, fixed)
         if not 1 <= fields.month <= 12:
-            raise ParseFailure
+            raise TimeParseError
         return rest
 
     return read
@@ -164,7 +164,7 @@ def _year_day(fixed: bool, under: bool) -> _Reader:
 def _meridiem(am: bytes, pm: bytes) -> _Reader:
     def read(fields: _Fields, value: bytes) -> bytes:
         if len(value) < 2 or value[:2] not in (am, pm):
-            raise ParseFailure
+            raise TimeParseError
         fields.am, fields.pm = (True, fields.pm) if value[:2] == am else (fields.am, True)
         return value[2:]
 
@@ -176,7 +176,7 @@ def _read_clock(fields: _Fields, element: str, value: bytes, layout: str) -> byt
     number, rest = getnum(value, fixed=element.startswith("0"))
     limit = {"15": 23, "3": 12, "03": 12}.get(element, 59)
     if not 0 <= number <= limit:
-        raise ParseFailure
+        raise TimeParseError
     if element in ("15", "3", "03"):
         fields.hour = number
     elif element in ("4", "04"):
@@ -196,18 +196,18 @@ def _read_clock(fields: _Fields, element: str, value: bytes, layout: str) -> byt
 def _nanoseconds(value: bytes, length: int) -> int:
     """Go's parseNanoseconds over value[:length] (separator included; at most 9 digits)."""
     if value[:1] not in (b".", b","):
-        raise ParseFailure
+        raise TimeParseError
     length = min(length, 10)
     nanos = atoi(value[1:length])
     if nanos < 0:
-        raise ParseFailure
+        raise TimeParseError
     return int(nanos * 10 ** (10 - length))
 
 
 def _read_fraction(fields: _Fields, element: str, value: bytes) -> bytes:
     if element[1] == "0":  # exactly as many digits as the layout
         if len(value) < len(element):
-            raise ParseFailure
+            raise TimeParseError
         fields.nanos = _nanoseconds(value, len(element))
         return value[len(element) :]
     if len(value) < 2 or value[:1] not in (b".", b",") or not digit(value, 1):
@@ -235,7 +235,7 @@ def _unix_nanos(fields: _Fields) -> int:
         hour = 0
     month, day = _calendar_day(fields)
     if not 1 <= day <= days_in(month, fields.year):
-        raise ParseFailure
+        raise TimeParseError
     days = days_from_civil(fields.year, month, day)
     seconds = days * 86400 + hour * 3600 + fields.minute * 60 + fields.second
     return (seconds - _offset(fields)) * 10**9 + fields.nanos
@@ -262,14 +262,14 @@ def _calendar_day(fields: _Fields) -> tuple[int, int]:
     elif leap and yday > 31 + 29:
         yday -= 1
     if not 1 <= yday <= 365:
-        raise ParseFailure
+        raise TimeParseError
     if month == 0:
         month = (yday - 1) // 31 + 1
         if _DAYS_BEFORE[month] < yday:
             month += 1
         day = yday - _DAYS_BEFORE[month - 1]
     if (fields.month >= 0 and fields.month != month) or (fields.day >= 0 and fields.day != day):
-        raise ParseFailure
+        raise TimeParseError
     return month, day
 
 
