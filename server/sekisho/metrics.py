@@ -146,6 +146,28 @@ class Metrics:
         self._admission: AdmissionState | None = None
         self._bundle: BundleState | None = None
         self._bundle_revisions: list[str] = []  # the serving revision last, at most two
+        self._exchange_metrics(own)
+        self._load_metrics(own)
+        self._key_metrics(own)
+        self._process_metrics(own)
+        self._decision_metrics(own)
+        self._bundle_metrics(own)
+        self._exposition = own or self._multiprocess_registry()
+        # Label lookups cost more than the count itself: keep the children of the hot path. In
+        # one process, the exchange's counts and stage times are tallied in plain ints and
+        # copied to the children before every render (tallies.py); several workers count into
+        # their files directly.
+        children = {stage: self.stage_seconds.labels(stage) for stage in STAGES}
+        self._tally: Tally = (
+            DirectTally(children) if multiprocess_dir else BatchedTally(children, STAGE_BUCKETS)
+        )
+        # No lock: exchange_finished/exchange_granted run only on the event loop's thread.
+        self._outcomes: dict[tuple[str, str, str, str], Any] = {}
+        self._granted: dict[tuple[str, str], Any] = {}  # exchange_granted's counters
+
+    def _exchange_metrics(self, own: CollectorRegistry | None) -> None:
+        """Each exchange (outcome, refusal code, stage times) and the JWKS fetches verifying it
+        makes."""
         self.exchanges = Counter(
             "sekisho_exchanges",
             "Token exchanges by outcome, OAuth reason, audience and entry point.",
@@ -178,6 +200,10 @@ class Metrics:
             ("issuer",),
             registry=own,
         )
+
+    def _load_metrics(self, own: CollectorRegistry | None) -> None:
+        """What `sample()` copies from the objects that hold it: exchanges in flight, the caches'
+        counts, the overload control's limit, queue and refusals."""
         self.in_flight = Gauge(
             "sekisho_exchanges_in_flight",
             "Exchanges being processed now (sampled; summed over live workers).",
@@ -212,6 +238,9 @@ class Metrics:
                 ),
             )
         }
+
+    def _key_metrics(self, own: CollectorRegistry | None) -> None:
+        """The signing keys' age and lifecycle state, sampled from the keyring."""
         self.key_age = Gauge(
             "sekisho_key_age_seconds",
             "Age of each signing key since its creation, by kid.",
@@ -228,6 +257,9 @@ class Metrics:
             registry=own,
             multiprocess_mode="livemax",
         )
+
+    def _process_metrics(self, own: CollectorRegistry | None) -> None:
+        """The pod's own health: worker restarts and failed background-loop iterations."""
         self.worker_restarts = Counter(WORKER_RESTARTS, WORKER_RESTARTS_HELP, registry=own)
         self.background_failures = Counter(
             "sekisho_background_failures",
@@ -236,20 +268,6 @@ class Metrics:
             ("loop",),
             registry=own,
         )
-        self._decision_metrics(own)
-        self._bundle_metrics(own)
-        self._exposition = own or self._multiprocess_registry()
-        # Label lookups cost more than the count itself: keep the children of the hot path. In
-        # one process, the exchange's counts and stage times are tallied in plain ints and
-        # copied to the children before every render (tallies.py); several workers count into
-        # their files directly.
-        children = {stage: self.stage_seconds.labels(stage) for stage in STAGES}
-        self._tally: Tally = (
-            DirectTally(children) if multiprocess_dir else BatchedTally(children, STAGE_BUCKETS)
-        )
-        # No lock: exchange_finished/exchange_granted run only on the event loop's thread.
-        self._outcomes: dict[tuple[str, str, str, str], Any] = {}
-        self._granted: dict[tuple[str, str], Any] = {}  # exchange_granted's counters
 
     def _decision_metrics(self, own: CollectorRegistry | None) -> None:
         """The decision log's and the shadow policy's counters (docs/operations.md#monitoring)."""
