@@ -13,7 +13,8 @@ of actors a minted token records.
   token's issuer's namespace, so it gets that issuer's `iss` when it is read: copied bare into
   Sekisho's token, it would read in Sekisho's namespace, as the authenticated caller's own level
   `{"sub": <caller id>}` does (an IdP-side actor "payments-gateway" looked like the Sekisho
-  caller "payments-gateway"; red team session 12).
+  caller "payments-gateway"; red team session 12). A level naming a trusted issuer by another
+  accepted spelling (an alias, a preset's other form) names it as trust.issuers does.
 """
 
 import copy
@@ -30,15 +31,26 @@ def _reject(detail: str) -> MalformedTokenError:
     return MalformedTokenError(log_detail=detail)
 
 
-def inbound_act(claims: Mapping[str, Any], max_depth: int, issuer: str) -> dict[str, Any] | None:
-    """The token's `act` chain, reduced to identity members, each level naming its issuer
-    (`issuer`, the token's, where the level names none). Raises: MalformedTokenError."""
+def inbound_act(
+    claims: Mapping[str, Any], max_depth: int, issuer: str, configured: Mapping[str, str]
+) -> dict[str, Any] | None:
+    """The token's `act` chain, reduced to identity members, each level naming its issuer as
+    trust.issuers names it: the level's `iss`, else `issuer` (the token's), mapped through
+    `configured` (every accepted spelling of a trusted issuer → its `issuer`), by which users are
+    keyed everywhere else (the revocation gate, the status store, `sekisho revoke subject`).
+    Raises: MalformedTokenError."""
     if "act" not in claims:
         return None
-    return _act_level(claims["act"], 1, max_depth, issuer)
+    chain = _act_level(claims["act"], 1, max_depth)
+    level: dict[str, Any] | None = chain
+    while level is not None:
+        iss = level.get("iss", issuer)
+        level["iss"] = configured.get(iss, iss)
+        level = level.get("act")
+    return chain
 
 
-def _act_level(value: Any, depth: int, max_depth: int, issuer: str) -> dict[str, Any]:
+def _act_level(value: Any, depth: int, max_depth: int) -> dict[str, Any]:
     if depth > max_depth:
         raise _reject(f"act is nested deeper than {max_depth}")
     if not isinstance(value, dict):
@@ -52,9 +64,8 @@ def _act_level(value: Any, depth: int, max_depth: int, issuer: str) -> dict[str,
             level[name] = member
     if "sub" not in level:
         raise _reject("act has no sub")
-    level.setdefault("iss", issuer)
     if "act" in value:
-        level["act"] = _act_level(value["act"], depth + 1, max_depth, issuer)
+        level["act"] = _act_level(value["act"], depth + 1, max_depth)
     return level
 
 

@@ -93,7 +93,7 @@ def _nested(depth: int) -> dict[str, Any]:
 def test_inbound_act_up_to_the_depth_cap_is_kept_reduced_to_identity_members() -> None:
     act = _nested(4)
     act["exp"] = 1  # not an identity member: dropped (RFC 8693 §4.1)
-    kept = inbound_act({"act": act}, 4, IDP)
+    kept = inbound_act({"act": act}, 4, IDP, {})
     assert kept is not None and "exp" not in kept
     assert kept["act"]["act"]["act"] == {"sub": "a4", "iss": IDP}
 
@@ -101,10 +101,20 @@ def test_inbound_act_up_to_the_depth_cap_is_kept_reduced_to_identity_members() -
 def test_an_inbound_act_level_names_its_issuer_or_the_tokens() -> None:
     other = "https://other.example.com"
     act = {"sub": "gateway", "act": {"sub": "scheduler", "iss": other, "client_id": "c"}}
-    assert inbound_act({"act": act}, 4, IDP) == {
+    assert inbound_act({"act": act}, 4, IDP, {}) == {
         "sub": "gateway",
         "iss": IDP,
         "act": {"sub": "scheduler", "iss": other, "client_id": "c"},
+    }
+
+
+def test_an_inbound_act_level_names_a_trusted_issuer_as_configured() -> None:
+    configured = {IDP: IDP, f"{IDP}/": IDP}
+    act = {"sub": "agent-7", "iss": f"{IDP}/", "act": {"sub": "gw"}}
+    assert inbound_act({"act": act}, 4, f"{IDP}/", configured) == {
+        "sub": "agent-7",
+        "iss": IDP,
+        "act": {"sub": "gw", "iss": IDP},
     }
 
 
@@ -122,4 +132,4 @@ def test_an_inbound_act_level_names_its_issuer_or_the_tokens() -> None:
 )
 def test_malformed_or_too_deep_inbound_act_makes_the_token_invalid(act: object) -> None:
     with pytest.raises(InvalidTokenError):
-        inbound_act({"act": act}, 4, IDP)
+        inbound_act({"act": act}, 4, IDP, {})

@@ -77,6 +77,8 @@ class TokenVerifier:
         self._issuers = {
             form: issuer for issuer in issuers.values() for form in issuer.config.accepted_issuers
         }
+        # Each accepted spelling → the `issuer` users are keyed by (delegation.inbound_act).
+        self._configured = {form: issuer.config.issuer for form, issuer in self._issuers.items()}
         self._clock = clock
         self._own_issuer = own_issuer
         self._leeway = leeway_seconds
@@ -194,7 +196,9 @@ class TokenVerifier:
             acr=rules.string_claim(claims, "acr"),
             amr=rules.string_list_claim(claims, "amr"),
             auth_time=rules.numeric_date(claims, "auth_time", required=False) or 0,
-            act=delegation.inbound_act(claims, self._max_act_depth, config.issuer),
+            act=delegation.inbound_act(
+                claims, self._max_act_depth, config.issuer, self._configured
+            ),
             claims=claims,
         )
         rules.validate_strings(claims, _identity_values(token), claims_text=jws.claims_text)

@@ -13,6 +13,8 @@ from sekisho.errors import (
 )
 from sekisho.identity.issuer_config import IssuerConfig
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
+from sekisho.status.models import subject_key
+from sekisho.status.revocations import act_keys
 from sekisho.verify.jwks import JwksCache
 
 from tests.bounds import max_act_depth
@@ -151,6 +153,27 @@ async def test_absent_or_ill_typed_identity_claims_default_empty(
 async def test_ill_typed_auth_time_is_rejected() -> None:
     setup = Setup()
     await rejected(setup, setup.token(auth_time="yesterday"), "token_malformed")
+
+
+async def test_an_act_level_naming_a_trusted_issuer_by_another_spelling_names_it_as_configured() -> (
+    None
+):
+    # Session 12: users are keyed by the issuer as trust.issuers names it (the gate, the status
+    # store, `sekisho revoke subject --issuer <any accepted spelling>`), but an act level's `iss`
+    # was kept as the token spelled it: a level naming IdP A by an alias was recorded and gated
+    # as (alias, sub), which no revocation could name.
+    alias = f"{IDP_A}/"
+    setup = Setup(issuer_aliases=(alias,))
+    act = {"sub": "agent-7", "iss": alias, "act": {"sub": "gw", "iss": "https://other.example"}}
+    verified = await setup.verifier.verify(setup.token(act=act), TOKEN_TYPE_ID_TOKEN)
+    assert verified.act == {
+        "sub": "agent-7",
+        "iss": IDP_A,
+        "act": {"sub": "gw", "iss": "https://other.example"},
+    }
+    keys = act_keys(verified)
+    assert ("subject", subject_key(IDP_A, "agent-7")) in keys
+    assert ("subject", subject_key(alias, "agent-7")) not in keys
 
 
 async def test_act_claim_is_passed_through_each_level_naming_its_issuer() -> None:
