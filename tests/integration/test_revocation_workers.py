@@ -14,9 +14,7 @@ bench/status_list.py; the seconds each took here are printed.
 
 import asyncio
 import base64
-import contextlib
 import json
-import sqlite3
 import subprocess
 import time
 import urllib.request
@@ -36,7 +34,6 @@ from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
 from sekisho.devidp import DevIdentityProvider
 from sekisho.status.bitlist import INVALID, SUSPENDED, VALID, from_claim
-from sekisho.status.models import subject_key
 from sekisho.verify import (
     JwksClient,
     SekishoTokenVerifier,
@@ -46,6 +43,7 @@ from sekisho.verify import (
 
 from tests.integration.conftest import AGENT_AUDIENCE
 from tests.opa import opa_binary
+from tests.status_records import recorded_tokens
 from tests.workers_pod import SEKISHO, Pod, free_port, pod_folder, running_pod, within
 
 # Safety timeout only (a hung pod): two phases of fresh connections, two 3 s probes and the CLI
@@ -153,15 +151,6 @@ async def _accepted(verifier: SekishoTokenVerifier, tokens: list[str]) -> list[b
     return results
 
 
-def _recorded(pod: Pod, issuer: str, sub: str) -> int:
-    """How many of `sub`'s minted tokens the workers have written to the status store (each
-    flushes its records every flush_interval_seconds), read on a read-only connection."""
-    uri = f"{(pod.config.parent / 'status' / 'status.db').as_uri()}?mode=ro"
-    with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
-        query = "SELECT COUNT(*) FROM tokens WHERE subject = ?"
-        return int(conn.execute(query, (subject_key(issuer, sub),)).fetchone()[0])
-
-
 def _loaded_by(pod: Pod, after: int, *, revoked: int, suspended: int) -> set[int]:
     """The workers that logged a revocation refresh loading `revoked` revocations and `suspended`
     suspensions, among the events after the first `after`."""
@@ -209,7 +198,7 @@ async def _cli(pod: Pod, *argv: str) -> tuple[str, int]:
 
 async def _all_recorded(pod: Pod, issuer: str, sub: str, count: int) -> None:
     async def recorded() -> bool:
-        return _recorded(pod, issuer, sub) == count
+        return recorded_tokens(pod.config.parent / "status" / "status.db", issuer, sub) == count
 
     await within(recorded, GIVE_UP_SECONDS)
 
