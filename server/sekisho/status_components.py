@@ -91,5 +91,5 @@ def build_status_runtime(
         gate=RevocationGate(
             store, clock, max_stale_seconds=max(MIN_STALE_SECONDS, 4 * config.poll_seconds)
         ),
-        endpoint=StatusListEndpoint(tokens),
+        endpoint=StatusListEndpoint(tokens, clock),
     )

@@ -5,9 +5,15 @@ set back rebuilds at once instead of serving the old list until the clock catche
 import asyncio
 import base64
 import json
+import logging
 import threading
 from pathlib import Path
 
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from sekisho.http.statuslist import StatusListEndpoint
+from sekisho.log_throttle import SUMMARY_INTERVAL
 from sekisho.signing.filestore import FileKeyStore
 from sekisho.signing.keyring import Keyring
 from sekisho.status.filestore import FileStatusStore
@@ -18,6 +24,7 @@ from sekisho.status.listtoken import (
     StatusReadsSaturatedError,
 )
 from sekisho.status.models import ListSnapshot
+from sekisho.status.store import StatusStoreError
 
 from tests.fakes.clock import FakeClock
 from tests.unit.status.test_store_contract import NOW
@@ -143,3 +150,35 @@ async def test_concurrent_requests_for_one_list_share_one_read_and_one_signature
     assert store.reads == 1
     assert len(set(served)) == 1 and served[0] is not None
     store.close()
+
+
+class _Down(FileStatusStore):
+    """A store that cannot be reached (Redis down: connection refused at once)."""
+
+    def snapshot(self, list_id: int) -> ListSnapshot | None:
+        raise StatusStoreError("status store unreachable: Error 111 connecting to redis:6379")
+
+    def live_lists(self, now: int) -> list[int]:
+        raise StatusStoreError("status store unreachable: Error 111 connecting to redis:6379")
+
+
+async def test_anonymous_reads_while_the_store_is_down_are_counted_not_logged_one_by_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Session 12: each anonymous GET of a list (or of the aggregation document) while the store
+    # was unreachable wrote one WARNING `status_list_unavailable` line (~29 us to format and
+    # scrub, 250 bytes): a flood of cheap requests during an outage became a flood of WARNINGs.
+    clock = FakeClock(NOW)
+    endpoint = StatusListEndpoint(_tokens(tmp_path, clock, _Down(tmp_path / "s.db")), clock)
+    app = web.Application()
+    endpoint.add_routes(app, "")
+    caplog.set_level(logging.WARNING, logger="sekisho.http.statuslist")
+    async with TestClient(TestServer(app)) as client:
+        for i in range(40):
+            answer = await client.get(f"/statuslists/{i}" if i % 2 else "/statuslists")
+            assert answer.status == 503
+        clock.advance(SUMMARY_INTERVAL)
+        assert (await client.get("/statuslists/1")).status == 503
+    lines = [r for r in caplog.records if r.getMessage() == "status_list_unavailable"]
+    assert [line.unavailable for line in lines] == [1, 40]  # type: ignore[attr-defined]
+    assert "Error 111" in lines[-1].last  # type: ignore[attr-defined]
