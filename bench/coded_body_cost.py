@@ -20,7 +20,9 @@ from aiohttp import ClientSession, web
 
 
 def _serve(ports: "Queue[int]") -> None:
-    from sekisho.http.guard import ConnectionGuard, ConnectionLimits
+    from sekisho.clock import SystemClock
+    from sekisho.config import Settings
+    from sekisho.protection import build_connection_guard
     from sekisho.service_listeners import serve_http
 
     async def token(request: web.Request) -> web.Response:
@@ -28,7 +30,7 @@ def _serve(ports: "Queue[int]") -> None:
         return web.Response(text="ok")
 
     async def main() -> None:
-        guard = ConnectionGuard(ConnectionLimits(10.0, 10.0, 75.0, 100, 1000, 100))
+        guard = build_connection_guard(Settings(), SystemClock())
         app = web.Application(client_max_size=64 * 1024, middlewares=[guard.middleware()])
         app.router.add_post("/oauth2/token", token)
         _, port = await serve_http(app, "127.0.0.1:0", guard, None, False, key="server.http_listen")

@@ -3,8 +3,8 @@ flood of refused requests): each occurrence is counted, and a line is due at the
 and then at the first one an interval after the previous line, carrying the count since it.
 
 The gRPC admission gate's `overload_shed` (rpc/admission_gate.py), the HTTP listeners'
-`http_bad_requests` (http/protocol_log.py) and the Status List endpoints'
-`status_list_unavailable` (http/statuslist.py) are written through it.
+`http_bad_requests` (http/protocol_log.py) and `http_connections_refused` (http/refusals.py), and
+the Status List endpoints' `status_list_unavailable` (http/statuslist.py) are written through it.
 """
 
 from sekisho.clock import Clock

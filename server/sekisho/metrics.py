@@ -105,6 +105,19 @@ class AdmissionState(Protocol):
     def shed_counts(self) -> dict[str, int]: ...
 
 
+class ConnectionState(Protocol):
+    """What the metrics read from the public HTTP listener's guard (http/guard.py)."""
+
+    @property
+    def refused_by_reason(self) -> dict[str, int]: ...
+
+    @property
+    def handshaking(self) -> int: ...
+
+    @property
+    def handshakes_failed(self) -> int: ...
+
+
 class BundleState(Protocol):
     """What the bundle engine records (policy.wasm.bundle_status.BundleStatus)."""
 
@@ -144,10 +157,12 @@ class Metrics:
         self._key_records: Callable[[], tuple[KeyRecord, ...]] = tuple
         self._in_flight: Callable[[], int] = int
         self._admission: AdmissionState | None = None
+        self._connections: ConnectionState | None = None
         self._bundle: BundleState | None = None
         self._bundle_revisions: list[str] = []  # the serving revision last, at most two
         self._exchange_metrics(own)
         self._load_metrics(own)
+        self._connection_metrics(own)
         self._key_metrics(own)
         self._process_metrics(own)
         self._decision_metrics(own)
@@ -235,6 +250,33 @@ class Metrics:
                     "shed",
                     "Exchanges refused by overload control since start, by reason.",
                     ("reason",),
+                ),
+            )
+        }
+
+    def _connection_metrics(self, own: CollectorRegistry | None) -> None:
+        """New connections the public HTTP listener's guard refused, and its TLS handshakes,
+        sampled from the guard (http/guard.py)."""
+        self.http_connections = {
+            name: Gauge(
+                f"sekisho_http_{name}",
+                text,
+                labels,
+                registry=own,
+                multiprocess_mode="livesum",
+            )
+            for name, text, labels in (
+                (
+                    "connections_refused",
+                    "New connections to the public HTTP listener closed at once, before any TLS "
+                    "work, since start, by reason (the [http] bound that refused them).",
+                    ("reason",),
+                ),
+                ("handshakes_in_progress", "TLS handshakes in progress on the HTTP listener.", ()),
+                (
+                    "handshakes_failed",
+                    "TLS handshakes on the HTTP listener that failed or timed out, since start.",
+                    (),
                 ),
             )
         }
@@ -399,6 +441,10 @@ class Metrics:
         """Report the overload control's limit, queue and refusals at every `sample()`."""
         self._admission = admission
 
+    def watch_connections(self, guard: ConnectionState) -> None:
+        """Report the HTTP listener's refused connections and handshakes at every `sample()`."""
+        self._connections = guard
+
     def watch_bundle(self, bundle: BundleState) -> None:
         """Report the policy bundle's revision, activation, last poll and failures at `sample()`."""
         self._bundle = bundle
@@ -411,6 +457,8 @@ class Metrics:
             self.admission["queued"].set(self._admission.queued)
             for reason, count in self._admission.shed_counts.items():
                 self.admission["shed"].labels(reason).set(count)
+        if self._connections is not None:
+            self._sample_connections(self._connections)
         for entry in self._caches:
             self._cache_gauges["hits"].labels(entry.name).set(entry.cache.hits)
             self._cache_gauges["misses"].labels(entry.name).set(entry.cache.misses)
@@ -421,6 +469,12 @@ class Metrics:
             self.key_age.labels(record.kid).set(now - record.created_at)
             for state in KeyState:
                 self.key_state.labels(record.kid, state.value).set(state is record.state)
+
+    def _sample_connections(self, guard: ConnectionState) -> None:
+        for reason, count in guard.refused_by_reason.items():
+            self.http_connections["connections_refused"].labels(reason).set(count)
+        self.http_connections["handshakes_in_progress"].set(guard.handshaking)
+        self.http_connections["handshakes_failed"].set(guard.handshakes_failed)
 
     def _sample_bundle(self, bundle: BundleState) -> None:
         revisions = self._bundle_revisions

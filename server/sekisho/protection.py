@@ -109,12 +109,18 @@ def connection_limits(http: HttpLimitsConfig) -> ConnectionLimits:
         max_requests_per_connection=http.max_requests_per_connection,
         max_connections=http.max_connections,
         max_connections_per_peer=http.max_connections_per_peer,
+        new_connections=RateLimit(http.new_connections_per_second, http.new_connections_burst),
+        new_connections_per_peer=RateLimit(
+            http.new_connections_per_second_per_peer, http.new_connections_burst_per_peer
+        ),
+        max_handshakes=http.max_handshakes,
+        handshake_timeout=http.handshake_timeout_seconds,
     )
 
 
-def build_connection_guard(settings: Settings) -> ConnectionGuard:
-    """[http]: the guard every connection of the HTTP listener passes."""
-    return ConnectionGuard(connection_limits(settings.http))
+def build_connection_guard(settings: Settings, clock: Clock) -> ConnectionGuard:
+    """[http]: the guard every connection of an HTTP listener passes."""
+    return ConnectionGuard(connection_limits(settings.http), clock)
 
 
 PENDING_HARD_FACTOR = 4  # [grpc] max_pending_calls: always refused beyond this many times it

@@ -121,7 +121,9 @@ async def _start(
         settings, started, clock, observability, fetcher=fetcher, request_id=request_id
     )
     exchanger = build_exchanger(core)
-    guard = build_connection_guard(settings)
+    guard = build_connection_guard(settings, clock)
+    if core.observability.metrics is not None:
+        core.observability.metrics.watch_connections(guard)
     app = public_app(core, exchanger, guard, started)
     if core.status is not None:
         await core.status.load()  # before any listener takes a call

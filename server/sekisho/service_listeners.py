@@ -14,7 +14,8 @@ from sekisho.config import Settings
 from sekisho.errors import listen_failed
 from sekisho.exchange import TokenExchanger
 from sekisho.http.app import create_http_app, create_metrics_app
-from sekisho.http.guard import ConnectionGuard, GuardedSite, handler_args
+from sekisho.http.guard import ConnectionGuard, handler_args
+from sekisho.http.listener import GuardedSite
 from sekisho.http.protocol_log import ProtocolErrorLog
 from sekisho.http.secrets import SecretChecker
 from sekisho.protection import build_attempt_gate, build_connection_guard, grpc_options
@@ -87,7 +88,8 @@ async def serve_http(
     *,
     key: str,
 ) -> tuple[web.AppRunner, int]:
-    """Bind the HTTP listener behind the connection guard ([http]); returns the bound port.
+    """Bind the HTTP listener behind the connection guard ([http]), which admits each connection
+    before any TLS work (http/listener.py); returns the bound port.
 
     Raises: ConfigError naming `key` (the setting `listen` came from) when it cannot bind."""
     runner = web.AppRunner(
@@ -161,7 +163,7 @@ async def serve_metrics(core: ServiceCore, listeners: Listeners, reuse_port: boo
     # Its own guard with the [http] bounds: the deployed config binds it to the pod IP, where
     # anyone on the cluster network reaches it unauthenticated, and aiohttp alone has no header
     # timeout (half-open connections held descriptors until gRPC could not accept either).
-    guard = build_connection_guard(core.settings)
+    guard = build_connection_guard(core.settings, clock)
     app = create_metrics_app(
         lambda: observability.scrape(clock.now()), middlewares=(guard.middleware(),)
     )

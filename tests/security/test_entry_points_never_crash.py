@@ -93,8 +93,19 @@ async def _start(root: Path) -> tuple[Service, DevIdentityProvider, web.AppRunne
     # budget ([client_auth]) so later tests see the refusal under test, not slow_down.
     budget = {"rate_per_second": 10_000, "burst": 10_000}
     budget |= {"rate_per_second_per_peer": 10_000, "burst_per_peer": 10_000}
+    # Each of them is a new connection (urllib): lift the new-connection rates ([http]) too.
+    connections = {"new_connections_per_second": 10_000, "new_connections_burst": 10_000}
+    connections |= {
+        "new_connections_per_second_per_peer": 10_000,
+        "new_connections_burst_per_peer": 10_000,
+    }
     settings_ = stack_settings(
-        idp.issuer, keys, token_endpoint={"clients": (client,)}, gateway=GATEWAY, client_auth=budget
+        idp.issuer,
+        keys,
+        token_endpoint={"clients": (client,)},
+        gateway=GATEWAY,
+        client_auth=budget,
+        http=connections,
     )
     return await start_service(settings_), idp, runner
 

@@ -7,6 +7,7 @@ import socket
 
 import pytest
 from aiohttp import web
+from sekisho.clock import SystemClock
 from sekisho.config import Settings
 from sekisho.errors import ConfigError
 from sekisho.protection import build_connection_guard
@@ -19,7 +20,7 @@ async def test_a_busy_port_is_a_config_error_naming_the_setting(key: str) -> Non
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         listen = f"127.0.0.1:{taken.getsockname()[1]}"
-        guard = build_connection_guard(Settings())
+        guard = build_connection_guard(Settings(), SystemClock())
         with pytest.raises(ConfigError) as raised:
             await serve_http(web.Application(), listen, guard, None, False, key=key)
     assert str(raised.value) == (

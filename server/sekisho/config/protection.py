@@ -23,8 +23,26 @@ class HttpLimitsConfig(Section):
     # A connection is closed after this many requests (keep-alive limit; 0 = unlimited).
     max_requests_per_connection: int = Field(default=1000, ge=0)
     # Open connections per worker, and per peer address; beyond them a new one is closed at once.
+    # Both count connections from their TCP accept, TLS handshakes in progress included.
     max_connections: int = Field(default=1024, ge=1)
     max_connections_per_peer: int = Field(default=64, ge=1)
+    # New connections accepted per second (token buckets), per worker and per peer address; one
+    # more is closed at once (a reset), before any TLS work. A TLS handshake costs ~1.6 ms of the
+    # event loop's CPU (P-256 certificate; RSA-2048 ~1.9 ms), where a refusal costs ~0.03 ms: a
+    # peer opening and dropping connections in a loop stalled every caller, gRPC's included
+    # (bench/results/handshake_flood.md). 100/s is at most ~1/6 of a core of handshakes per
+    # worker, however many addresses send them. A peer's burst equals max_connections_per_peer,
+    # so a pool may open every connection it may hold at once; 20/s per peer is far more than a
+    # client that keeps its connections alive opens.
+    new_connections_per_second: float = Field(default=100.0, gt=0)
+    new_connections_burst: int = Field(default=128, ge=1)
+    new_connections_per_second_per_peer: float = Field(default=20.0, gt=0)
+    new_connections_burst_per_peer: int = Field(default=64, ge=1)
+    # TLS handshakes in progress per worker (from the TCP accept, so connections that have not
+    # sent their ClientHello yet count); one more connection is closed at once.
+    max_handshakes: int = Field(default=256, ge=1)
+    # A TLS handshake must finish within this (a connection that never sends its ClientHello).
+    handshake_timeout_seconds: float = Field(default=10.0, gt=0)
 
 
 class GrpcLimitsConfig(Section):

@@ -4,7 +4,12 @@
   of opening, or of the first byte of its next request, or it is closed (slowloris: thousands of
   half-sent requests would otherwise hold file descriptors until gRPC cannot accept either).
 - Body timeout: the whole body must arrive within `body_timeout` (middleware; 408 and close).
-- Connections per peer address and in total: one more is closed at once, before aiohttp sees it.
+- Connections per peer address and in total, new connections per second per peer address and in
+  total (token buckets), and TLS handshakes in progress: a connection beyond any of them is closed
+  at once (a reset), before any TLS work and before aiohttp sees it (http/listener.py accepts the
+  TCP connection itself and starts TLS only on an admitted one: a handshake costs ~1.6 ms of
+  event-loop CPU, bench/results/handshake_flood.md). A handshake must finish within
+  `handshake_timeout`.
 - Keep-alive: idle connections close after aiohttp's `keepalive_timeout` (set by the caller of
   `handler_args`), and a connection closes after `max_requests_per_connection` requests.
 - Compressed bodies: never inflated. aiohttp inflates a `Content-Encoding: gzip|deflate|br|zstd`
@@ -26,6 +31,11 @@ from typing import Any, cast
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from sekisho.buckets import BucketTable
+from sekisho.callers import RateLimit
+from sekisho.clock import Clock
+from sekisho.http.refusals import ConnectionRefusals
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -39,57 +49,115 @@ class ConnectionLimits:
     max_requests_per_connection: int
     max_connections: int
     max_connections_per_peer: int
+    new_connections: RateLimit
+    new_connections_per_peer: RateLimit
+    max_handshakes: int
+    handshake_timeout: float
 
 
 @dataclass(slots=True)
-class _Connection:
+class Connection:
+    """One admitted connection, from its TCP accept to its close."""
+
     peer: str
     requests: int = 0
     in_request: bool = False
+    transport: asyncio.BaseTransport | None = None  # once connected (after TLS, when TLS)
+    closed: bool = False
+
+
+_ALL = ""  # the total bucket's key (peer addresses are never empty)
 
 
 class ConnectionGuard:
-    """Counts connections per peer, arms header timers; shared by every connection of a site."""
+    """Admits new connections, counts them per peer, arms header timers; shared by every
+    connection of a listener."""
 
-    def __init__(self, limits: ConnectionLimits) -> None:
+    def __init__(self, limits: ConnectionLimits, clock: Clock) -> None:
         self.limits = limits
+        self._clock = clock
+        self._admitted = 0
         self._per_peer: dict[str, int] = {}
-        self._connections: dict[asyncio.BaseTransport, _Connection] = {}
-        self.refused = 0
+        self._connections: dict[asyncio.BaseTransport, Connection] = {}
+        self._total_rate = BucketTable(1)
+        self._peer_rates = BucketTable()
+        self.refusals = ConnectionRefusals(clock)
+        self.handshaking = 0
+        self.handshakes_started = 0
+        self.handshakes_failed = 0  # refused by TLS, timed out, or closed by the client
         self.timed_out = 0
         self.encoded_refused = 0  # bodies refused 415 for a content coding
 
     @property
     def open(self) -> int:
-        return len(self._connections)
+        """Connections admitted and not closed yet (handshakes in progress included)."""
+        return self._admitted
 
-    def factory(self, inner: Callable[[], RequestHandler]) -> Callable[[], asyncio.Protocol]:
-        """The protocol factory to give `loop.create_server` instead of aiohttp's."""
-        return lambda: GuardedProtocol(self, inner)
+    @property
+    def refused(self) -> int:
+        """New connections refused since start, for any reason."""
+        return self.refusals.total
 
-    def accept(self, transport: asyncio.BaseTransport) -> bool:
-        peername = transport.get_extra_info("peername")
-        peer = str(peername[0]) if isinstance(peername, tuple) else "unix"
-        if (
-            len(self._connections) >= self.limits.max_connections
-            or self._per_peer.get(peer, 0) >= self.limits.max_connections_per_peer
-        ):
-            self.refused += 1
-            return False
+    @property
+    def refused_by_reason(self) -> dict[str, int]:
+        """New connections refused since start, by reason (refusals.REASONS)."""
+        return self.refusals.counts
+
+    def admit(self, peer: str, *, tls: bool) -> Connection | None:
+        """A new connection from `peer` (before any byte of it is read), or None: refused, closed
+        at once by the caller. Checked in order, a refusal counted under the first that fails:
+        the open-connection bounds, handshakes in progress (`tls`), then the per-second rates."""
+        reason = self._refusal(peer, tls)
+        if reason:
+            self.refusals.refused(reason)
+            return None
+        self._admitted += 1
         self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
-        self._connections[transport] = _Connection(peer)
-        return True
+        if tls:
+            self.handshaking += 1
+            self.handshakes_started += 1
+        return Connection(peer)
 
-    def closed(self, transport: asyncio.BaseTransport) -> None:
-        connection = self._connections.pop(transport, None)
-        if connection is None:
+    def _refusal(self, peer: str, tls: bool) -> str:
+        limits = self.limits
+        if self._admitted >= limits.max_connections:
+            return "connections"
+        if self._per_peer.get(peer, 0) >= limits.max_connections_per_peer:
+            return "connections_per_peer"
+        if tls and self.handshaking >= limits.max_handshakes:
+            return "handshakes"
+        now = self._clock.now()
+        if self._peer_rates.take(peer, limits.new_connections_per_peer, now):
+            return "rate_per_peer"
+        if self._total_rate.take(_ALL, limits.new_connections, now):
+            return "rate"
+        return ""
+
+    def handshake_finished(self, *, ok: bool) -> None:
+        """A TLS handshake `admit` counted has ended (`ok`: the connection is being served)."""
+        self.handshaking -= 1
+        if not ok:
+            self.handshakes_failed += 1
+
+    def attach(self, connection: Connection, transport: asyncio.BaseTransport) -> None:
+        """`connection` is served on `transport` (aiohttp's, after TLS when TLS)."""
+        connection.transport = transport
+        self._connections[transport] = connection
+
+    def closed(self, connection: Connection) -> None:
+        """`connection` is gone (closed, or its handshake failed); counted once however often."""
+        if connection.closed:
             return
+        connection.closed = True
+        if connection.transport is not None:
+            self._connections.pop(connection.transport, None)
+        self._admitted -= 1
         if self._per_peer[connection.peer] <= 1:
             del self._per_peer[connection.peer]
         else:
             self._per_peer[connection.peer] -= 1
 
-    def connection(self, transport: asyncio.BaseTransport | None) -> _Connection | None:
+    def connection(self, transport: asyncio.BaseTransport | None) -> Connection | None:
         return self._connections.get(transport) if transport is not None else None
 
     def middleware(self) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
@@ -138,20 +206,21 @@ def _content_coded(request: web.Request) -> bool:
 
 
 class GuardedProtocol(asyncio.Protocol):
-    """aiohttp's protocol behind the guard's connection bounds and header timer."""
+    """aiohttp's protocol for a connection the guard admitted, behind its header timer."""
 
-    def __init__(self, guard: ConnectionGuard, inner: Callable[[], RequestHandler]) -> None:
+    def __init__(
+        self, guard: ConnectionGuard, inner: Callable[[], RequestHandler], connection: Connection
+    ) -> None:
         self._guard = guard
         self._make_inner = inner
+        self._connection = connection
         self._inner: RequestHandler | None = None
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
-        if not self._guard.accept(transport):
-            self._transport.abort()  # cheap: no parser, no task, no timer
-            return
+        self._guard.attach(self._connection, transport)
         self._inner = self._make_inner()
         self._inner.connection_made(transport)
         self._arm()
@@ -160,15 +229,14 @@ class GuardedProtocol(asyncio.Protocol):
         inner = self._inner
         if inner is None:
             return
-        connection = self._guard.connection(self._transport)
-        if self._timer is None and connection is not None and not connection.in_request:
+        connection = self._connection
+        if self._timer is None and not connection.in_request:
             self._arm()  # the first byte of the next request on a kept-alive connection
         parsed = inner._request_count
         inner.data_received(data)
         if inner._request_count != parsed:
             self._disarm()  # headers complete: the body timeout (middleware) takes over
-            if connection is not None:
-                connection.in_request = True  # until the middleware has answered it
+            connection.in_request = True  # until the middleware has answered it
 
     def eof_received(self) -> None:
         if self._inner is not None:
@@ -176,8 +244,8 @@ class GuardedProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        if self._inner is not None and self._transport is not None:
-            self._guard.closed(self._transport)
+        self._guard.closed(self._connection)
+        if self._inner is not None:
             self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -214,46 +282,3 @@ def handler_args(limits: ConnectionLimits) -> dict[str, Any]:
         "lingering_time": limits.body_timeout,
         "auto_decompress": False,
     }
-
-
-class GuardedSite(web.BaseSite):
-    """A TCP site whose connections go through `guard` (aiohttp's TCPSite, plus the guard)."""
-
-    def __init__(
-        self,
-        runner: web.BaseRunner,
-        host: str,
-        port: int,
-        guard: ConnectionGuard,
-        *,
-        ssl_context: Any = None,
-        reuse_port: bool | None = None,
-    ) -> None:
-        super().__init__(runner, ssl_context=ssl_context)
-        self._host, self._port, self._reuse_port = host, port, reuse_port
-        self._guard = guard
-
-    @property
-    def name(self) -> str:
-        return f"{'https' if self._ssl_context else 'http'}://{self._host}:{self.port}"
-
-    @property
-    def port(self) -> int:
-        """The bound port (the kernel's choice when 0 was asked for)."""
-        server = cast(asyncio.Server | None, self._server)
-        if server is not None and server.sockets:
-            return int(server.sockets[0].getsockname()[1])
-        return self._port
-
-    async def start(self) -> None:
-        await super().start()
-        server = self._runner.server
-        assert server is not None
-        self._server = await asyncio.get_running_loop().create_server(
-            self._guard.factory(server),
-            self._host,
-            self._port,
-            ssl=self._ssl_context,
-            backlog=self._backlog,
-            reuse_port=self._reuse_port,
-        )

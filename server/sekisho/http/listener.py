@@ -1,0 +1,207 @@
+"""The HTTP listener's accept loop: the guard admits each TCP connection before any TLS work.
+
+asyncio's `create_server(ssl=…)` runs the TLS handshake (~1.6 ms of event-loop CPU with a P-256
+certificate, on the thread that also runs gRPC's Python side) before the protocol ever sees the
+connection, so no bound could refuse a peer opening and dropping connections in a loop: it spent
+the loop on handshakes, and a TCP connection that never sent a ClientHello held a descriptor for
+asyncio's 60 s handshake timeout, outside every connection bound (bench/results/
+handshake_flood.md). Here the listening sockets are read directly: each accepted socket is
+admitted or refused by ConnectionGuard.admit (counts, rates; a refusal is a reset, no task, no
+TLS object), and only an admitted one is handed to `loop.connect_accepted_socket`, which runs the
+handshake within `handshake_timeout`. Plain TCP takes the same path, without the handshake.
+"""
+
+import asyncio
+import errno
+import logging
+import socket
+import ssl
+import struct
+from collections.abc import Callable
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from sekisho.http.guard import Connection, ConnectionGuard, GuardedProtocol
+
+log = logging.getLogger(__name__)
+
+# accept() failures that mean "out of descriptors or memory for now": stop accepting for a while
+# (as asyncio's own accept loop does) rather than spin on a listening socket that stays readable.
+_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+ACCEPT_PAUSE = 1.0
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, keeps no TIME_WAIT
+
+
+def _peer(address: object) -> str:
+    return str(address[0]) if isinstance(address, tuple) else "unix"
+
+
+class GuardedServer(asyncio.AbstractServer):
+    """Accepts on `sockets`, admits through `guard`, serves with aiohttp's protocol `inner`."""
+
+    def __init__(
+        self,
+        sockets: list[socket.socket],
+        guard: ConnectionGuard,
+        inner: Callable[[], RequestHandler],
+        ssl_context: ssl.SSLContext | None,
+        backlog: int,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sockets = sockets
+        self._guard = guard
+        self._inner = inner
+        self._ssl = ssl_context
+        self._backlog = backlog
+        self._serving = False
+        self._tasks: set[asyncio.Task[None]] = set()  # connections being set up (TLS)
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return tuple(self._sockets)
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def is_serving(self) -> bool:
+        return self._serving
+
+    async def serve_forever(self) -> None:
+        await self.start_serving()
+        await asyncio.Event().wait()  # until cancelled
+
+    async def start_serving(self) -> None:
+        self._serving = True
+        for listener in self._sockets:
+            self._loop.add_reader(listener.fileno(), self._accept, listener)
+
+    def close(self) -> None:
+        """Stop accepting and close the listening sockets; handshakes in progress are dropped
+        (connections already served are aiohttp's to close)."""
+        if self._serving:
+            for listener in self._sockets:
+                self._loop.remove_reader(listener.fileno())
+        self._serving = False
+        for listener in self._sockets:
+            listener.close()
+        for task in self._tasks:
+            task.cancel()
+
+    async def wait_closed(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _accept(self, listener: socket.socket) -> None:
+        for _ in range(self._backlog):  # as asyncio does: up to a backlog's worth per wake-up
+            try:
+                sock, address = listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno not in _RESOURCE_ERRORS:
+                    raise
+                self._pause(listener, exc)
+                return
+            connection = self._guard.admit(_peer(address), tls=self._ssl is not None)
+            if connection is None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+                sock.close()
+                continue
+            sock.setblocking(False)
+            task = self._loop.create_task(self._serve(sock, connection))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _pause(self, listener: socket.socket, exc: OSError) -> None:
+        log.error("http_accept_failed", extra={"error": exc.strerror, "pause": ACCEPT_PAUSE})
+        self._loop.remove_reader(listener.fileno())
+        self._loop.call_later(ACCEPT_PAUSE, self._resume, listener)
+
+    def _resume(self, listener: socket.socket) -> None:
+        if self._serving:
+            self._loop.add_reader(listener.fileno(), self._accept, listener)
+
+    async def _serve(self, sock: socket.socket, connection: Connection) -> None:
+        """Hand an admitted socket to asyncio (TLS first, when TLS); release it if that fails."""
+        guard, tls = self._guard, self._ssl is not None
+        served = False
+        try:
+            await self._loop.connect_accepted_socket(
+                lambda: GuardedProtocol(guard, self._inner, connection),
+                sock,
+                ssl=self._ssl,
+                ssl_handshake_timeout=guard.limits.handshake_timeout if tls else None,
+            )
+            served = True
+        except OSError:  # a failed or timed-out handshake (ssl.SSLError, TimeoutError), a reset
+            pass  # asyncio has closed the socket
+        finally:
+            if tls:
+                guard.handshake_finished(ok=served)
+            if not served:
+                guard.closed(connection)
+
+
+def bind(host: str, port: int, *, backlog: int, reuse_port: bool | None) -> list[socket.socket]:
+    """Listening sockets for `host` (every address it resolves to; all when empty) and `port`,
+    as asyncio's create_server binds them. Raises: OSError (the first address that fails)."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            listener = socket.socket(family, kind, proto)
+            sockets.append(listener)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listener.bind(address)
+            listener.listen(backlog)
+            listener.setblocking(False)
+    except OSError:
+        for listener in sockets:
+            listener.close()
+        raise
+    return sockets
+
+
+class GuardedSite(web.BaseSite):
+    """A TCP site whose connections the guard admits before any TLS work (aiohttp's TCPSite
+    otherwise)."""
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        guard: ConnectionGuard,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool | None = None,
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context)
+        self._host, self._port, self._reuse_port = host, port, reuse_port
+        self._guard = guard
+
+    @property
+    def name(self) -> str:
+        return f"{'https' if self._ssl_context else 'http'}://{self._host}:{self.port}"
+
+    @property
+    def port(self) -> int:
+        """The bound port (the kernel's choice when 0 was asked for)."""
+        server = self._server
+        if isinstance(server, GuardedServer) and server.sockets:
+            return int(server.sockets[0].getsockname()[1])
+        return self._port
+
+    async def start(self) -> None:
+        await super().start()
+        inner = self._runner.server
+        assert inner is not None
+        sockets = bind(self._host, self._port, backlog=self._backlog, reuse_port=self._reuse_port)
+        server = GuardedServer(sockets, self._guard, inner, self._ssl_context, self._backlog)
+        await server.start_serving()
+        self._server = server

@@ -1,0 +1,120 @@
+"""ConnectionGuard.admit: the bounds a new HTTP connection passes before any TLS work, on a fake
+clock (the listener that calls it: tests/security/test_connection_admission.py)."""
+
+import logging
+
+import pytest
+from sekisho.callers import RateLimit
+from sekisho.http.guard import ConnectionGuard, ConnectionLimits
+from sekisho.log_throttle import SUMMARY_INTERVAL
+
+from tests.fakes.clock import FakeClock
+
+LOOSE = RateLimit(1e6, 1_000_000)
+
+
+def _guard(
+    clock: FakeClock,
+    *,
+    per_peer: RateLimit = LOOSE,
+    total: RateLimit = LOOSE,
+    max_connections: int = 100,
+    max_connections_per_peer: int = 100,
+    max_handshakes: int = 100,
+) -> ConnectionGuard:
+    limits = ConnectionLimits(
+        header_timeout=10.0,
+        body_timeout=10.0,
+        keepalive_timeout=15.0,
+        max_requests_per_connection=0,
+        max_connections=max_connections,
+        max_connections_per_peer=max_connections_per_peer,
+        new_connections=total,
+        new_connections_per_peer=per_peer,
+        max_handshakes=max_handshakes,
+        handshake_timeout=10.0,
+    )
+    return ConnectionGuard(limits, clock)
+
+
+def _admits(guard: ConnectionGuard, peer: str, *, tls: bool = False) -> bool:
+    """Admit one connection from `peer` and close it at once (only the rates can refuse)."""
+    connection = guard.admit(peer, tls=tls)
+    if connection is None:
+        return False
+    if tls:
+        guard.handshake_finished(ok=True)
+    guard.closed(connection)
+    return True
+
+
+def test_a_peer_gets_its_burst_then_one_connection_per_refill() -> None:
+    clock = FakeClock()
+    guard = _guard(clock, per_peer=RateLimit(2.0, 3))
+    assert [_admits(guard, "10.0.0.1") for _ in range(4)] == [True, True, True, False]
+    assert _admits(guard, "10.0.0.2")  # another peer has its own bucket
+    clock.advance(0.5)  # one token at 2/s
+    assert [_admits(guard, "10.0.0.1") for _ in range(2)] == [True, False]
+    assert guard.refused_by_reason["rate_per_peer"] == 2
+
+
+def test_the_total_rate_applies_across_peers() -> None:
+    clock = FakeClock()
+    guard = _guard(clock, total=RateLimit(1.0, 2))
+    assert [_admits(guard, f"10.0.0.{n}") for n in range(1, 5)] == [True, True, False, False]
+    clock.advance(1.0)
+    assert _admits(guard, "10.0.0.9")
+    assert guard.refused_by_reason["rate"] == 2
+
+
+def test_a_connection_refused_by_a_bound_takes_no_token() -> None:
+    """A peer at its open-connection bound is refused without spending its rate: once it
+    closes one, it may open another."""
+    clock = FakeClock()
+    guard = _guard(clock, per_peer=RateLimit(1e-6, 2), max_connections_per_peer=1)
+    held = guard.admit("10.0.0.1", tls=False)
+    assert held is not None
+    assert all(guard.admit("10.0.0.1", tls=False) is None for _ in range(5))
+    assert guard.refused_by_reason["connections_per_peer"] == 5
+    guard.closed(held)
+    assert _admits(guard, "10.0.0.1")  # the second token
+    assert not _admits(guard, "10.0.0.1")  # and no third: the 5 refusals took none
+    assert guard.refused_by_reason["rate_per_peer"] == 1
+
+
+def test_handshakes_in_progress_are_bounded_and_counted() -> None:
+    guard = _guard(FakeClock(), max_handshakes=2)
+    first, second = guard.admit("10.0.0.1", tls=True), guard.admit("10.0.0.2", tls=True)
+    assert first is not None and second is not None
+    assert guard.admit("10.0.0.3", tls=True) is None
+    assert guard.admit("10.0.0.3", tls=False) is not None  # plain TCP has no handshake
+    guard.handshake_finished(ok=False)  # the first one's handshake failed
+    guard.closed(first)
+    assert guard.admit("10.0.0.3", tls=True) is not None
+    assert (guard.handshaking, guard.handshakes_started, guard.handshakes_failed) == (2, 3, 1)
+    assert guard.refused_by_reason["handshakes"] == 1
+
+
+def test_a_connection_is_released_once_however_often_it_is_closed() -> None:
+    guard = _guard(FakeClock(), max_connections=1)
+    connection = guard.admit("10.0.0.1", tls=False)
+    assert connection is not None
+    guard.closed(connection)
+    guard.closed(connection)  # the protocol's connection_lost after the listener's release
+    assert guard.open == 0
+    assert guard.admit("10.0.0.1", tls=False) is not None
+    assert guard.admit("10.0.0.2", tls=False) is None  # max_connections = 1 still holds
+
+
+def test_refusals_are_logged_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    guard = _guard(clock, per_peer=RateLimit(1e-6, 1))
+    caplog.set_level(logging.WARNING, logger="sekisho.http.refusals")
+    _admits(guard, "10.0.0.1")
+    for _ in range(5):
+        _admits(guard, "10.0.0.1")
+    clock.advance(SUMMARY_INTERVAL)
+    _admits(guard, "10.0.0.1")
+    lines = [r for r in caplog.records if r.getMessage() == "http_connections_refused"]
+    assert [r.refused for r in lines] == [{"rate_per_peer": 1}, {"rate_per_peer": 5}]
+    assert guard.refused == 6
