@@ -18,11 +18,16 @@ from sekisho.http.guard import ConnectionGuard, handler_args
 from sekisho.http.listener import GuardedSite
 from sekisho.http.protocol_log import ProtocolErrorLog
 from sekisho.http.secrets import SecretChecker
-from sekisho.protection import build_attempt_gate, build_connection_guard, grpc_options
+from sekisho.protection import (
+    build_attempt_gate,
+    build_connection_guard,
+    grpc_options,
+    request_limits,
+)
 from sekisho.rpc.admission_gate import AdmissionGate, ShedLog
 from sekisho.rpc.ext_authz import ExtAuthzServicer
 from sekisho.rpc.server import EXCHANGE_METHOD, GrpcServer, create_grpc_server
-from sekisho.rpc.servicer import TokenExchangeServicer
+from sekisho.rpc.servicer import TokenExchangeServicer, largest_request_bytes
 from sekisho.service_core import ServiceCore
 from sekisho.shutdown import Listeners
 from sekisho.tls import TlsMaterial, http_ssl_context
@@ -150,7 +155,12 @@ async def serve_grpc(
         tls=tls,
         max_message_bytes=settings.limits.grpc_max_message_bytes,
         options=grpc_options(settings.grpc),
-        gate=AdmissionGate(exchanger.screen, frozenset({EXCHANGE_METHOD}), ShedLog(core.clock)),
+        gate=AdmissionGate(
+            exchanger.screen,
+            frozenset({EXCHANGE_METHOD}),
+            ShedLog(core.clock),
+            largest_request_bytes(request_limits(settings)),
+        ),
     )
 
 

@@ -19,7 +19,7 @@ from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.config import ClientConfig
 from sekisho.constants import GRANT_TYPE_TOKEN_EXCHANGE
 from sekisho.devidp import DevIdentityProvider
-from sekisho.rpc import structs
+from sekisho.rpc import admission_gate, structs
 from sekisho.service import Service, start_service
 from sekisho.signing.filestore import FileKeyStore
 
@@ -142,6 +142,30 @@ async def test_grpc_message_over_the_cap_is_refused_by_grpc(limited: Limited) ->
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+async def test_a_request_longer_than_any_valid_one_is_refused_before_it_is_decoded(
+    limited: Limited, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Red team, session 12: decoding alone cost 3-5 ms for 240 KB of one-letter scopes (under
+    the default 256 KiB message cap) before validation refused their count; a message longer
+    than the largest request the limits accept (6,439 bytes here) is refused undecoded."""
+    decoded: list[object] = []
+    decode = admission_gate._decoded
+
+    def counted(request: object, deserialize: Any) -> Any:
+        decoded.append(request)
+        return decode(request, deserialize)
+
+    monkeypatch.setattr(admission_gate, "_decoded", counted)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await _grpc(limited, scope=["a"] * 3000)  # ~12 KB: under grpc's 16 KiB cap
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(raised.value).reason == "invalid_request"
+    assert "larger than any the [limits] allow (6439 bytes)" in (raised.value.details() or "")
+    assert decoded == []
+    await _grpc(limited, scope=["crm.read"])  # and a request within the limits is decoded
+    assert len(decoded) == 1
+
+
 class _ValuesWalked:
     """Counts the Struct values the gRPC transport converts (its Python walk is the cost)."""
 
@@ -159,12 +183,13 @@ class _ValuesWalked:
 async def test_an_oversize_context_is_refused_before_it_is_converted(
     limited: Limited, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # 3,000 booleans: 12 KB on the wire, under the 16 KiB message cap; 200 bytes of JSON allowed.
-    # Before, json_format converted every value (60,000 in a 240 KB message took 67 ms of
-    # event-loop CPU), then the JSON limit refused it, all ahead of the caller's rate limit.
+    # 300 booleans: 1.2 KB on the wire, over 3 x the 200 bytes of JSON allowed, under the
+    # largest request the limits accept (6,439 bytes, refused undecoded past that). Before,
+    # json_format converted every value (60,000 in a 240 KB message took 67 ms of event-loop
+    # CPU), then the JSON limit refused it, all ahead of the caller's rate limit.
     walked = _ValuesWalked(monkeypatch)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await _grpc(limited, context={"flags": [True] * 3000})
+        await _grpc(limited, context={"flags": [True] * 300})
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "limits.max_context_bytes" in (raised.value.details() or "")
     assert walked.count == 0

@@ -15,6 +15,7 @@ from sekisho.rpc.peer import PeerIdentities
 from sekisho.rpc.structs import TooManyValuesError, struct_to_dict
 from sekisho.signing.keyring import Keyring
 from sekisho.validation import (
+    MAX_STRUCT_WIRE_BYTES_PER_JSON_BYTE,
     ExchangeParams,
     RequestLimits,
     check_context_wire_size,
@@ -30,12 +31,41 @@ def params_of(message: Any, limits: RequestLimits) -> ExchangeParams:
         subject_token_type=message.subject_token_type,
         requested_token_type=message.requested_token_type,
         audience=message.audience,
-        resources=list(message.resource),
-        scopes=list(message.scope),
+        # The repeated fields as they are: validation counts them before reading any value.
+        resources=message.resource,
+        scopes=message.scope,
         actor_token=message.actor_token,
         actor_token_type=message.actor_token_type,
         context=_context_of(message, limits),
         requested_lifetime_seconds=message.requested_lifetime_seconds,
+    )
+
+
+# What a field of ExchangeTokenRequest takes beyond its value on the wire: a one-byte tag and a
+# length of up to 3 bytes (values under 2 MiB); an int64 field, tag and a 10-byte varint.
+_STRING_FIELD_OVERHEAD = 4
+_INT64_FIELD_BYTES = 11
+# Room for fields a newer client sends that this server's message does not know (proto3 skips
+# them): the contract grows additively.
+_UNKNOWN_FIELDS_ROOM = 1024
+
+
+def largest_request_bytes(limits: RequestLimits) -> int:
+    """The encoded size of the largest ExchangeTokenRequest validation can accept; a longer one is
+    refused before it is decoded (rpc/admission_gate.py). Audience, resources and scopes are
+    ASCII when valid (URI characters, RFC 6749 scope tokens), so their character limits are
+    byte limits; the three token-type URNs are given max_value_length each, far more than any
+    supported one; the context is bounded on the wire by check_context_wire_size."""
+    string = _STRING_FIELD_OVERHEAD
+    return (
+        2 * (limits.max_token_bytes + string)  # subject_token, actor_token
+        + 4 * (limits.max_value_length + string)  # audience and the three token types
+        + limits.max_resources * (limits.max_value_length + string)
+        + limits.max_scopes * (limits.max_scope_length + string)
+        + MAX_STRUCT_WIRE_BYTES_PER_JSON_BYTE * limits.max_context_bytes
+        + string
+        + _INT64_FIELD_BYTES
+        + _UNKNOWN_FIELDS_ROOM
     )
 
 

@@ -51,8 +51,10 @@ async def _call(
     recorder: Recorder,
     clock: FakeClock,
     method: str = METHOD,
+    *,
     requests: AsyncIterator[bytes] | None = None,
     give_up: float = 30,
+    max_request_bytes: int = 1024,
 ) -> Any:
     """One call of `method` with the request b"req", or with the messages `requests` yields (a
     client that streams, to control when, or whether, the request message is sent)."""
@@ -65,7 +67,7 @@ async def _call(
             for name in ("Exchange", "Other")
         },
     )
-    gate = AdmissionGate(recorder.screen, frozenset({METHOD}), ShedLog(clock))
+    gate = AdmissionGate(recorder.screen, frozenset({METHOD}), ShedLog(clock), max_request_bytes)
     server = grpc.aio.server(
         interceptors=[gate, ErrorMappingInterceptor(contextvars.ContextVar("request_id"))]
     )
@@ -171,6 +173,23 @@ async def test_a_request_that_does_not_decode_is_invalid_request_not_a_traceback
     # to finalize during this test (seen once in a combined run, CI 2026-12-03) is not it.
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name != "asyncio"]
     assert not errors
+
+
+@pytest.mark.parametrize(("longest", "refused"), [(3, False), (2, True)])
+async def test_a_request_longer_than_the_bound_is_invalid_request_and_never_decoded(
+    longest: int, refused: bool
+) -> None:
+    recorder = Recorder()
+    result = await _call(recorder, FakeClock(), max_request_bytes=longest)  # b"req": 3 bytes
+    if refused:
+        assert isinstance(result, grpc.aio.AioRpcError)
+        assert result.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error_info(result).reason == "invalid_request"
+        assert "(2 bytes)" in (result.details() or "")
+        assert (recorder.decoded, recorder.served) == (0, 0)
+    else:
+        assert result == b"req"
+        assert (recorder.decoded, recorder.served) == (1, 1)
 
 
 async def test_other_methods_are_not_screened() -> None:

@@ -1,0 +1,100 @@
+"""The largest ExchangeTokenRequest validation can accept (rpc/servicer.largest_request_bytes):
+the gRPC admission gate refuses a longer message without decoding it, so the bound must never be
+below a valid request's size — and should not be far above it, or it bounds nothing."""
+
+from pathlib import Path
+
+import pytest
+from google.protobuf import struct_pb2
+from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
+from sekisho.config import LimitsConfig, TrustConfig
+from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG
+from sekisho.models import Caller
+from sekisho.rpc.servicer import largest_request_bytes, params_of
+from sekisho.validation import MAX_REQUESTED_LIFETIME_SECONDS, RequestLimits, build_request
+
+DEFAULTS = LimitsConfig()
+SMALL = LimitsConfig(
+    max_scopes=3,
+    max_scope_length=20,
+    max_resources=2,
+    max_value_length=100,
+    max_context_bytes=200,
+    max_context_keys=5,
+    grpc_max_message_bytes=16384,
+)
+
+
+def _limits(config: LimitsConfig, token_bytes: int) -> RequestLimits:
+    return RequestLimits(
+        max_scopes=config.max_scopes,
+        max_resources=config.max_resources,
+        max_value_length=config.max_value_length,
+        max_lifetime_seconds=MAX_REQUESTED_LIFETIME_SECONDS,
+        max_scope_length=config.max_scope_length,
+        max_token_bytes=token_bytes,
+        max_context_depth=config.max_context_depth,
+        max_context_keys=config.max_context_keys,
+        max_context_bytes=config.max_context_bytes,
+    )
+
+
+def _uri(n: int, length: int) -> str:
+    head = f"https://r{n}.example/"
+    return head + "p" * (length - len(head))
+
+
+def _largest_valid(limits: RequestLimits) -> pb.ExchangeTokenRequest:
+    """Every field at its limit, and still a request validation accepts."""
+    token = "t" * limits.max_token_bytes
+    context = struct_pb2.Struct()
+    # {"c":"…"} as compact JSON: the string may take max_context_bytes - 8
+    context.update({"c": "v" * (limits.max_context_bytes - 8)})
+    return pb.ExchangeTokenRequest(
+        subject_token=token,
+        subject_token_type=TOKEN_TYPE_ACCESS_TOKEN,
+        requested_token_type=TOKEN_TYPE_ID_JAG,
+        audience=_uri(0, limits.max_value_length),
+        resource=[_uri(n + 1, limits.max_value_length) for n in range(limits.max_resources)],
+        scope=[f"{n}".rjust(limits.max_scope_length, "s") for n in range(limits.max_scopes)],
+        actor_token=token,
+        actor_token_type=TOKEN_TYPE_ACCESS_TOKEN,
+        context=context,
+        requested_lifetime_seconds=limits.max_lifetime_seconds,
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "token_bytes"),
+    [(DEFAULTS, TrustConfig().max_token_bytes), (SMALL, 2048)],
+    ids=["defaults", "small"],
+)
+def test_the_largest_valid_request_fits_and_the_bound_is_close_to_it(
+    config: LimitsConfig, token_bytes: int
+) -> None:
+    limits = _limits(config, token_bytes)
+    message = _largest_valid(limits)
+    build_request(params_of(message, limits), Caller(), limits)  # valid: nothing raised
+    bound = largest_request_bytes(limits)
+    assert message.ByteSize() <= bound
+    # The slack: the context's wire allowance (a JSON string takes about as many bytes on the
+    # wire as in JSON, a list of numbers up to 3 x), the token-type fields' allowance and room for
+    # fields a newer client adds.
+    allowance = 2 * limits.max_context_bytes + 3 * limits.max_value_length + 1024 + 64
+    assert bound - message.ByteSize() <= allowance
+
+
+def test_the_default_bound_is_well_below_the_grpc_message_cap() -> None:
+    """What makes the gate worth having: grpc reads up to grpc_max_message_bytes (256 KiB by
+    default, for ext_authz's CheckRequest too); an exchange request cannot be valid past ~96 KB."""
+    limits = _limits(DEFAULTS, TrustConfig().max_token_bytes)
+    assert largest_request_bytes(limits) < DEFAULTS.grpc_max_message_bytes / 2
+
+
+def test_the_docs_state_the_default_bound() -> None:
+    """operators.md, security.md and config/example.toml quote the default bound: they must say
+    what the code computes."""
+    bound = f"{largest_request_bytes(_limits(DEFAULTS, TrustConfig().max_token_bytes)):,}"
+    root = Path(__file__).resolve().parents[3]
+    for doc in ("docs/operators.md", "docs/security.md", "config/example.toml"):
+        assert f"{bound} bytes" in (root / doc).read_text(), doc
