@@ -16,6 +16,7 @@ from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import mark_process_dead
 
 _ACCUMULATED = ("counter", "histogram", "summary")
+_HEADER_BYTES = 8  # a value file starts with its used length (4 bytes) and 4 of padding
 
 
 def retire_process_files(directory: str, pid: int) -> None:
@@ -23,8 +24,12 @@ def retire_process_files(directory: str, pid: int) -> None:
     mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
     for path in glob.glob(os.path.join(directory, f"*_{pid}.db")):
         kind = os.path.basename(path).split("_", 1)[0]
-        if kind in _ACCUMULATED:
+        if kind in _ACCUMULATED and os.path.getsize(path) >= _HEADER_BYTES:
             _fold(path, os.path.join(directory, f"{kind}_archive.db"))
+        # Shorter: the process was stopped between creating its file and sizing it (MmapedDict
+        # opens, then truncates to its initial size), so it recorded nothing; reading the header
+        # would raise struct.error and end the supervisor (a flaky exit 1 instead of 3 when a
+        # worker that failed to start made the supervisor stop its sibling mid-creation).
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
 
