@@ -140,6 +140,7 @@ def grpc_options(limits: GrpcLimitsConfig) -> list[tuple[str, Any]]:
         ),
         ("grpc.http2.max_ping_strikes", 2),
         ("grpc.keepalive_permit_without_calls", 0),
+        ("grpc.server_handshake_timeout_ms", int(limits.handshake_timeout_seconds * 1000)),
     ]
     if limits.max_pending_calls:
         # grpc core's backlog bound (server.cc PendingBacklogProtector): refused with a

@@ -5,7 +5,8 @@
   take as long as a real check (no timing oracle).
 - The HTTP listener closes half-sent requests (header timeout), slow bodies (body timeout),
   connections beyond the per-peer and total bounds, and kept-alive connections after N requests.
-- The gRPC listener bounds streams per connection.
+- The gRPC listener bounds streams per connection and closes connections that never finish
+  their handshake.
 Each test fails if its defence is removed.
 """
 
@@ -586,6 +587,25 @@ async def test_min_ping_interval_reaches_grpc(
     finally:
         await service.stop(0.5)
     assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # no GOAWAY: its own end
+
+
+@pytest.mark.integration
+async def test_a_grpc_connection_that_sends_nothing_is_closed_by_the_handshake_timeout(
+    tmp_path: Path,
+    dev_idp: DevIdentityProvider,  # noqa: F811
+) -> None:
+    """[grpc] handshake_timeout_seconds reaches grpc core: a connection that never sends the
+    HTTP/2 preface is closed (grpc core's own default would hold it 120 s)."""
+    keys = tmp_path / "keys"
+    FileKeyStore(keys).init("ES256", 1_800_000_000)
+    settings = stack_settings(dev_idp.issuer, keys, grpc={"handshake_timeout_seconds": 1.0})
+    service = await start_service(settings)
+    try:
+        reader, writer = await _connect(service.grpc.port)
+        assert await _closed_within(reader, GIVE_UP_SECONDS)
+        await _close_all([(reader, writer)])
+    finally:
+        await service.stop(0.5)
 
 
 # Requests aiohttp's parser refuses: a DEL and a NUL in a header value, a bad chunk size.

@@ -81,6 +81,11 @@ class GrpcLimitsConfig(Section):
     min_ping_interval_seconds: float = Field(default=10.0, ge=0)
     # A connection with no call for this long is closed (0 = never).
     max_connection_idle_seconds: float = Field(default=600.0, ge=0)
+    # A new connection must finish its handshake (TLS when TLS, then HTTP/2's preface and
+    # settings) within this, or grpc core closes it; grpc core's own default is 120 s, so a
+    # client connecting and sending nothing held a descriptor that long, and nothing bounds gRPC
+    # connections per peer (bench/results/handshake_flood.md).
+    handshake_timeout_seconds: float = Field(default=10.0, gt=0)
 
 
 class ClientAuthLimitsConfig(Section):
