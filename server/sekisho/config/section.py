@@ -4,15 +4,12 @@ frozen) and the validators more than one section applies."""
 import re
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
-
+from sekisho.strict_model import StrictModel
 from sekisho.urls import is_loopback_host
 
 
-class Section(BaseModel):
-    """A config section: unknown keys are errors, values are frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Section(StrictModel):
+    """A config section: unknown keys are errors, values are frozen (StrictModel)."""
 
 
 def require_guarded_redis_url(url: str, what: str, *, env_setting: str) -> str:

@@ -5,18 +5,15 @@ package, which includes it in [trust], so the identity package depends on no com
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
 from sekisho.constants import ASYMMETRIC_ALGORITHMS
 from sekisho.identity.presets import PRESETS, PresetName, preset_config_problem
+from sekisho.strict_model import StrictModel
 from sekisho.urls import require_secure_url
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class IssuerConfig(_Strict):
+class IssuerConfig(StrictModel):
     """One [[trust.issuers]] entry: a trusted IdP."""
 
     issuer: str

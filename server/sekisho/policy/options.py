@@ -9,11 +9,9 @@ use them; config/example.toml documents every key.
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from sekisho.strict_model import StrictModel
 
 
 def _input_path(value: str) -> str:
@@ -23,7 +21,7 @@ def _input_path(value: str) -> str:
     return value
 
 
-class DecisionLogConfig(_Strict):
+class DecisionLogConfig(StrictModel):
     """[decision_log]: one JSON line per policy decision, input and result (personal data)."""
 
     enabled: bool = False
@@ -61,7 +59,7 @@ class DecisionLogConfig(_Strict):
         return self
 
 
-class ShadowConfig(_Strict):
+class ShadowConfig(StrictModel):
     """[policy.shadow]: a second policy evaluated beside the live one; never affects a token."""
 
     # The candidate policy: a folder (as [policy] path), or an OPA bundle as [policy]
