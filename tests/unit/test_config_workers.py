@@ -1,12 +1,15 @@
 """[server] workers, [metrics], [tracing] and token_endpoint.replay_cache_url: the settings that
 make several worker processes safe (fixed ports, a shared client-assertion replay cache)."""
 
+import json
 import os
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from sekisho.config import load_settings
 from sekisho.errors import ConfigError
+from sekisho.signing.material import public_jwk
 
 BASE = """
 [server]
@@ -15,11 +18,13 @@ grpc_listen = "127.0.0.1:50051"
 http_listen = "127.0.0.1:8080"
 workers = {workers}
 """
-CLIENT = """
+SECRET_CLIENT = """
 [[token_endpoint.clients]]
 id = "agent"
 secret_hash = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHRzYWx0$MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI"
 """
+_JWK = public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key()) | {"kid": "k1"}
+CLIENT = SECRET_CLIENT + f"jwks = {json.dumps(json.dumps({'keys': [_JWK]}))}\n"  # private_key_jwt
 
 
 @pytest.fixture(autouse=True)
@@ -58,6 +63,12 @@ def test_several_workers_with_clients_need_a_shared_replay_cache(
     message = str(raised.value)
     assert "token_endpoint.replay_cache_url" in message
     assert "server.workers" in message
+
+
+def test_several_workers_with_secret_only_clients_need_no_replay_cache(tmp_path: Path) -> None:
+    # client_secret_basic sends no assertion: nothing a shared replay cache would guard.
+    settings = load_settings(_write(tmp_path, BASE.format(workers=2) + SECRET_CLIENT))
+    assert settings.token_endpoint.replay_cache_url == ""
 
 
 def test_several_workers_with_clients_and_redis_load(tmp_path: Path) -> None:

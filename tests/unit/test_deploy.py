@@ -7,15 +7,18 @@ overlay and every example is `make deploy-check` (kustomize build, then kubeconf
 tests/integration/test_deploy_bundle_flow.py runs the base's [policy] table against a real
 bundle server on loopback."""
 
+import json
 import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives.asymmetric import ec
 from sekisho.config import Settings, load_settings
 from sekisho.errors import ConfigError
 from sekisho.exposure import check_exposure, loopback_dependencies
+from sekisho.signing.material import public_jwk
 from sekisho.workers import STOP_MARGIN_SECONDS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -194,10 +197,12 @@ def test_registering_clients_in_the_deployed_config_needs_the_shared_replay_cach
 ) -> None:
     # Carried-over finding: with replicas > 1 an in-process client-assertion replay cache lets
     # an assertion replayed to another replica through. The deployed config (workers = 2) is
-    # refused with clients and no replay_cache_url, and loads once the lines it carries
+    # refused with private_key_jwt clients and no replay_cache_url, and loads once the lines it carries
     # commented are uncommented: the default deployment cannot run with the hole.
     toml = manifests["ConfigMap"]["data"]["sekisho.toml"]
-    client = '\n[[token_endpoint.clients]]\nid = "agent"\nsecret_hash = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"\n'
+    jwk = public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key()) | {"kid": "k1"}
+    jwks = json.dumps(json.dumps({"keys": [jwk]}))  # a TOML string holding the JWK Set
+    client = f'\n[[token_endpoint.clients]]\nid = "agent"\njwks = {jwks}\n'  # private_key_jwt
     with pytest.raises(ConfigError, match="every worker and replica"):
         load_toml(toml.replace("clients = []\n", "") + client, tmp_path)
     shared = toml.replace("# replay_cache_url", "replay_cache_url").replace(

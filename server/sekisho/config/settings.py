@@ -78,12 +78,15 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _shared_replay_cache_for_workers(self) -> "Settings":
         # An in-process replay cache sees only its own worker's assertions: a client assertion
-        # replayed to another worker would be accepted (RFC 7523 §3 item 7).
+        # replayed to another worker would be accepted (RFC 7523 §3 item 7). Clients with a
+        # secret only (client_secret_basic) send no assertion: nothing to replay.
         endpoint = self.token_endpoint
-        if self.server.workers != 1 and endpoint.clients and not endpoint.replay_cache_url:
+        assertions = any(client.jwks for client in endpoint.clients)
+        if self.server.workers != 1 and assertions and not endpoint.replay_cache_url:
             raise ValueError(
-                "server.workers != 1 with token_endpoint.clients needs "
-                "token_endpoint.replay_cache_url (a Redis shared by every worker and replica)"
+                "server.workers != 1 with private_key_jwt clients (token_endpoint.clients with "
+                "jwks) needs token_endpoint.replay_cache_url (a Redis shared by every worker "
+                "and replica)"
             )
         return self
 
