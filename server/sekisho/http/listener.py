@@ -13,6 +13,7 @@ handshake within `handshake_timeout`. Plain TCP takes the same path, without the
 
 import asyncio
 import errno
+import functools
 import logging
 import socket
 import ssl
@@ -55,7 +56,7 @@ class GuardedServer(asyncio.AbstractServer):
         self._ssl = ssl_context
         self._backlog = backlog
         self._serving = False
-        self._tasks: set[asyncio.Task[None]] = set()  # connections being set up (TLS)
+        self._tasks: set[asyncio.Task[bool]] = set()  # connections being set up (TLS)
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
@@ -111,7 +112,7 @@ class GuardedServer(asyncio.AbstractServer):
             sock.setblocking(False)
             task = self._loop.create_task(self._serve(sock, connection))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(functools.partial(self._served, sock, connection))
 
     def _pause(self, listener: socket.socket, exc: OSError) -> None:
         log.error("http_accept_failed", extra={"error": exc.strerror, "pause": ACCEPT_PAUSE})
@@ -122,25 +123,35 @@ class GuardedServer(asyncio.AbstractServer):
         if self._serving:
             self._loop.add_reader(listener.fileno(), self._accept, listener)
 
-    async def _serve(self, sock: socket.socket, connection: Connection) -> None:
-        """Hand an admitted socket to asyncio (TLS first, when TLS); release it if that fails."""
-        guard, tls = self._guard, self._ssl is not None
-        served = False
+    async def _serve(self, sock: socket.socket, connection: Connection) -> bool:
+        """Hand an admitted socket to asyncio (TLS first, when TLS); whether it is served."""
+        tls = self._ssl is not None
         try:
             await self._loop.connect_accepted_socket(
-                lambda: GuardedProtocol(guard, self._inner, connection),
+                lambda: GuardedProtocol(self._guard, self._inner, connection),
                 sock,
                 ssl=self._ssl,
-                ssl_handshake_timeout=guard.limits.handshake_timeout if tls else None,
+                ssl_handshake_timeout=self._guard.limits.handshake_timeout if tls else None,
             )
-            served = True
         except OSError:  # a failed or timed-out handshake (ssl.SSLError, TimeoutError), a reset
-            pass  # asyncio has closed the socket
-        finally:
-            if tls:
-                guard.handshake_finished(ok=served)
-            if not served:
-                guard.closed(connection)
+            return False  # asyncio has closed the socket
+        return True
+
+    def _served(
+        self, sock: socket.socket, connection: Connection, task: asyncio.Task[bool]
+    ) -> None:
+        """Release an admitted connection asyncio does not serve: its handshake failed, or close()
+        cancelled it (perhaps before `_serve` ever ran: then nothing else closes `sock`)."""
+        self._tasks.discard(task)
+        error = None if task.cancelled() else task.exception()
+        served = not task.cancelled() and error is None and task.result()
+        if self._ssl is not None:
+            self._guard.handshake_finished(ok=served)
+        if not served:
+            sock.close()  # a no-op when asyncio has closed it
+            self._guard.closed(connection)
+        if error is not None:
+            raise error  # a bug: reported by the loop's exception handler
 
 
 def bind(host: str, port: int, *, backlog: int, reuse_port: bool | None) -> list[socket.socket]:
