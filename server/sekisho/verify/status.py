@@ -7,6 +7,14 @@ wait on the network under steady traffic. Past `ttl` the next verification fetch
 the last good list serves until `max_stale_seconds` after it was fetched (never past its `exp`),
 then verification fails closed (VerifierUnavailableError).
 
+One fetch at a time, and at most one a RETRY_SECONDS after a failure: concurrent verifications
+past `ttl` share one fetch, and a fetch that failed (an error, a 503, a list refused as older) is
+not tried again for RETRY_SECONDS, the last good list serving meanwhile (or the failure raised).
+Each verification past `ttl` fetched while the fetch failed, every one on a new connection: a
+status endpoint answering 503 because it is flooded (`Retry-After: 1`) got one more request per
+verification from every downstream, and those new connections spent the HTTP listener's shared
+new-connection budget (red team session 12, second pass).
+
 Never backwards: a list issued (`iat`) before the one held is a failed fetch, not a replacement,
 and so is one of the same second that no longer reads INVALID an entry the held one does.
 A validly signed list stays valid until its `exp` (600 s by default, longer than a token lives),
@@ -26,6 +34,7 @@ import aiohttp
 import jwt
 
 from sekisho.constants import MEDIA_TYPE_STATUS_LIST, SIGNING_ALGORITHMS, TYP_STATUS_LIST
+from sekisho.singleflight import SingleFlight
 from sekisho.status.bitlist import (
     INVALID,
     SUSPENDED,
@@ -43,6 +52,8 @@ log = logging.getLogger(__name__)
 
 _MAX_LIST_TOKEN_BYTES = 4 * 1024 * 1024
 _REFRESH_AHEAD = 0.2  # of the ttl
+# After a failed fetch of a list, the next is not tried for this long (module docstring).
+RETRY_SECONDS = 1.0
 # draft §7.1 names; any other value (0x03, application specific, or unassigned) is refused too.
 _STATUS_NAMES = {INVALID: "revoked", SUSPENDED: "suspended"}
 
@@ -79,6 +90,8 @@ class StatusListClient:
         self._algorithms = list(algorithms)
         self._lists: dict[str, _CachedList] = {}
         self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self._fetches: SingleFlight[str, _CachedList] = SingleFlight()
+        self._failed_at: dict[str, float] = {}  # uri -> when its last fetch failed
         self.fetch_count = 0
 
     async def status(self, claim: object) -> int:
@@ -125,7 +138,7 @@ class StatusListClient:
                 self._refresh_in_background(uri)
             return cached.status_list
         try:
-            return (await self._fetch(uri)).status_list
+            return (await self._fetch_shared(uri, now)).status_list
         except VerifierUnavailableError:
             if cached is not None and self._usable_stale(cached, now):
                 log.warning("status_list_stale", extra={"uri": uri})
@@ -142,7 +155,7 @@ class StatusListClient:
 
         async def refresh() -> None:
             try:
-                await self._fetch(uri)
+                await self._fetches.run(uri, lambda: self._fetch(uri))
             except VerifierUnavailableError as exc:
                 log.warning("status_list_refresh_failed", extra={"uri": uri, "detail": str(exc)})
             finally:
@@ -150,7 +163,25 @@ class StatusListClient:
 
         self._refreshing[uri] = asyncio.create_task(refresh())
 
+    async def _fetch_shared(self, uri: str, now: float) -> _CachedList:
+        """The fetch under way for `uri`, else a new one unless the last failed within
+        RETRY_SECONDS. Raises: VerifierUnavailableError."""
+        if not self._fetches.running(uri):
+            failed_at = self._failed_at.get(uri)
+            if failed_at is not None and 0 <= now - failed_at < RETRY_SECONDS:
+                raise VerifierUnavailableError("status list fetch failed less than 1 s ago")
+        return await self._fetches.run(uri, lambda: self._fetch(uri))
+
     async def _fetch(self, uri: str) -> _CachedList:
+        try:
+            fetched = await self._fetch_once(uri)
+        except Exception:  # unavailable, or the list's key unknown (TokenRejectedError)
+            self._failed_at[uri] = self._clock()
+            raise
+        self._failed_at.pop(uri, None)
+        return fetched
+
+    async def _fetch_once(self, uri: str) -> _CachedList:
         self.fetch_count += 1
         now = self._clock()
         body, cache_control = await self._download(uri)

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from sekisho.status.bitlist import INVALID, SUSPENDED, StatusList, pack
 from sekisho.verify import StatusListClient, TokenRejectedError, VerifierUnavailableError
+from sekisho.verify.status import RETRY_SECONDS
 
 from tests.unit.verify.test_tokens import KEY, NOW, OTHER_KEY, StaticKeys, mint, verifier
 
@@ -240,6 +241,7 @@ async def test_an_older_list_never_replaces_a_newer_one(server: ListServer) -> N
     with pytest.raises(VerifierUnavailableError):
         await client.check(_status(server, 3))
     server.iat = int(NOW) + 200  # a list newer than the one held is taken again
+    clock.now += RETRY_SECONDS  # (the next fetch after a failed one)
     await client.check(_status(server, 3))
 
 
@@ -286,3 +288,64 @@ async def test_a_list_without_a_numeric_iat_fails_closed(server: ListServer, iat
     server.iat = iat
     with pytest.raises(VerifierUnavailableError):
         await _client(server, Clock()).check(_status(server, 0))
+
+
+async def test_concurrent_verifications_past_the_ttl_share_one_fetch(server: ListServer) -> None:
+    # Red team session 12, second pass: each verification past ttl fetched on its own (a new
+    # connection each); 50 concurrent ones made 50 requests, also while the endpoint answered
+    # 503 because it was flooded.
+    clock = Clock()
+    client = _client(server, clock)
+    await client.check(_status(server, 0))
+    server.status = 503
+    clock.now += TTL + 1
+    await asyncio.gather(*(client.check(_status(server, 0)) for _ in range(50)))  # stale list
+    assert server.hits == 2
+    server.status, server.invalid = 200, {0}
+    clock.now += RETRY_SECONDS
+    results = await asyncio.gather(
+        *(client.check(_status(server, 0)) for _ in range(50)), return_exceptions=True
+    )
+    assert server.hits == 3
+    assert all(isinstance(r, TokenRejectedError) for r in results)
+
+
+@pytest.mark.parametrize("failure", ["503", "older list"])
+async def test_a_failed_fetch_is_not_retried_by_every_verification(
+    server: ListServer, failure: str
+) -> None:
+    # Every verification past ttl fetched again while fetches failed or the list served was
+    # refused (older, or of the same second without a revocation): one request per verification.
+    clock = Clock()
+    client = _client(server, clock)
+    server.iat = int(NOW) + 10
+    await client.check(_status(server, 0))
+    if failure == "503":
+        server.status = 503
+    else:
+        server.iat = int(NOW)  # a cache's older copy
+    clock.now += TTL + 1
+    for _ in range(50):
+        await client.check(_status(server, 0))  # the last good list, fetched once
+    assert server.hits == 2
+    clock.now += RETRY_SECONDS  # then once more, and a list that can be taken is
+    server.status, server.iat, server.invalid = 200, int(NOW) + 100, {0}
+    with pytest.raises(TokenRejectedError, match="revoked"):
+        await client.check(_status(server, 0))
+    assert server.hits == 3
+
+
+async def test_with_no_list_held_a_failed_fetch_is_retried_after_the_interval(
+    server: ListServer,
+) -> None:
+    clock = Clock()
+    client = _client(server, clock)
+    server.status = 503
+    for _ in range(20):
+        with pytest.raises(VerifierUnavailableError):
+            await client.check(_status(server, 0))
+    assert server.hits == 1
+    server.status = 200
+    clock.now += RETRY_SECONDS
+    await client.check(_status(server, 0))
+    assert server.hits == 2
