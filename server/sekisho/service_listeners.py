@@ -11,7 +11,7 @@ from aiohttp import web
 from sekisho.clock import SystemClock
 from sekisho.components import build_gateway_authorizer, build_replay_cache, build_token_endpoint
 from sekisho.config import Settings
-from sekisho.errors import listen_failed
+from sekisho.errors import ConfigError, listen_failed
 from sekisho.exchange import TokenExchanger
 from sekisho.http.app import create_http_app, create_metrics_app
 from sekisho.http.guard import ConnectionGuard, handler_args
@@ -125,11 +125,34 @@ async def serve_http(
     return runner, site.port
 
 
+def exchange_request_bound(settings: Settings) -> int:
+    """The longest ExchangeToken request [limits] and trust.max_token_bytes accept
+    (rpc/servicer.largest_request_bytes), which the admission gate refuses past.
+
+    Raises: ConfigError naming limits.grpc_max_message_bytes when it is below that: grpc core
+    would refuse a valid request RESOURCE_EXHAUSTED (no ErrorInfo) before Sekisho read it. The
+    load-time rule (at least 2 x trust.max_token_bytes) leaves out the other fields: with
+    max_token_bytes = 131072 and the default cap (262144) it passed, and the two tokens at their
+    limit with an audience took 262,270 bytes (red team session 12, second pass)."""
+    largest = largest_request_bytes(request_limits(settings))
+    cap = settings.limits.grpc_max_message_bytes
+    if cap < largest:
+        raise ConfigError(
+            f"config key 'limits.grpc_max_message_bytes': {cap} is below the largest "
+            f"ExchangeToken request [limits] and trust.max_token_bytes accept ({largest} bytes), "
+            f"which grpc would refuse unread; set it to at least {largest}"
+        )
+    return largest
+
+
 async def serve_grpc(
     core: ServiceCore, exchanger: TokenExchanger, tls: TlsMaterial | None, reuse_port: bool
 ) -> GrpcServer:
-    """Bind the gRPC listener: ExchangeToken and Envoy's ext_authz on one server."""
+    """Bind the gRPC listener: ExchangeToken and Envoy's ext_authz on one server.
+
+    Raises: ConfigError (exchange_request_bound; the listener cannot bind)."""
     settings, status, callers = core.settings, core.status, core.callers
+    largest_request = exchange_request_bound(settings)
     gateway = exchanger.with_entrypoint("ext_authz")
     ext_authz = ExtAuthzServicer(
         build_gateway_authorizer(
@@ -159,7 +182,7 @@ async def serve_grpc(
             exchanger.screen,
             frozenset({EXCHANGE_METHOD}),
             ShedLog(core.clock),
-            largest_request_bytes(request_limits(settings)),
+            largest_request,
         ),
     )
 

@@ -7,10 +7,13 @@ from pathlib import Path
 import pytest
 from google.protobuf import struct_pb2
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
-from sekisho.config import LimitsConfig, TrustConfig
+from sekisho.config import LimitsConfig, Settings, TrustConfig
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG
+from sekisho.errors import ConfigError
 from sekisho.models import Caller
+from sekisho.protection import request_limits
 from sekisho.rpc.servicer import largest_request_bytes, params_of
+from sekisho.service_listeners import exchange_request_bound
 from sekisho.validation import MAX_REQUESTED_LIFETIME_SECONDS, RequestLimits, build_request
 
 DEFAULTS = LimitsConfig()
@@ -98,3 +101,60 @@ def test_the_docs_state_the_default_bound() -> None:
     root = Path(__file__).resolve().parents[3]
     for doc in ("docs/operators.md", "docs/security.md", "config/example.toml"):
         assert f"{bound} bytes" in (root / doc).read_text(), doc
+
+
+@pytest.mark.parametrize(
+    ("trust", "limits"),
+    [
+        # The load-time rule's own edge: 2 x 131072 = the default cap, accepted by Settings, yet
+        # the two tokens at their limit and an audience take 262,270 bytes.
+        ({"max_token_bytes": 131072}, {}),
+        ({}, {"max_context_bytes": 80000}),  # a context of numbers: ~2.75 wire bytes per byte
+    ],
+    ids=["tokens", "context"],
+)
+def test_a_grpc_cap_below_the_largest_valid_request_is_refused_at_start(
+    trust: dict[str, int], limits: dict[str, int]
+) -> None:
+    """Red team session 12, second pass: grpc core refuses a message over grpc_max_message_bytes
+    RESOURCE_EXHAUSTED before Sekisho reads it, so a cap below a valid request's size refused
+    valid requests with grpc's code instead of the contract's answer."""
+    settings = _settings(trust, limits)
+    bound = largest_request_bytes(request_limits(settings))
+    assert bound > settings.limits.grpc_max_message_bytes
+    with pytest.raises(ConfigError, match=r"limits\.grpc_max_message_bytes.*at least"):
+        exchange_request_bound(settings)
+    if trust:  # a valid request longer than the cap (nothing raised by validation)
+        request_limit = request_limits(settings)
+        token = "t" * settings.trust.max_token_bytes
+        message = pb.ExchangeTokenRequest(
+            subject_token=token,
+            subject_token_type=TOKEN_TYPE_ACCESS_TOKEN,
+            actor_token=token,
+            actor_token_type=TOKEN_TYPE_ACCESS_TOKEN,
+            audience="https://as.example.com",
+        )
+        build_request(params_of(message, request_limit), Caller(), request_limit)
+        assert message.ByteSize() > settings.limits.grpc_max_message_bytes
+
+
+def test_the_default_cap_holds_the_largest_valid_request() -> None:
+    settings = _settings({}, {})
+    assert exchange_request_bound(settings) == largest_request_bytes(request_limits(settings))
+
+
+def _settings(trust: dict[str, int], limits: dict[str, int]) -> Settings:
+    return Settings(
+        server={"issuer": "https://sekisho.example.com"},
+        trust={
+            "issuers": [
+                {
+                    "issuer": "https://idp.example.com",
+                    "jwks_uri": "https://idp.example.com/jwks",
+                    "audiences": ["a"],
+                }
+            ],
+            **trust,
+        },
+        limits=limits,
+    )
