@@ -153,16 +153,16 @@ async def test_new_connections_across_peers_are_bounded_in_total(start: Start) -
 
 
 @pytest.mark.integration
-async def test_plain_tcp_new_connections_are_rate_bounded_too(start: Start) -> None:
+async def test_plain_tcp_new_connections_are_not_rate_bounded(start: Start) -> None:
+    """Plain TCP is where a TLS-terminating sidecar connects (every client from its address)
+    and has no handshake to protect: the open-connection bounds hold, the rates do not."""
     service = await start(
         tls=False, new_connections_per_second_per_peer=NEVER, new_connections_burst_per_peer=2
     )
-    heads = [await _get_healthz(service.http_port, None) for _ in range(2)]
+    heads = [await _get_healthz(service.http_port, None) for _ in range(5)]
     assert all(head.startswith(b"HTTP/1.1 200") for head in heads)
-    with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
-        await _get_healthz(service.http_port, None)  # the third: reset, never answered
     assert service.http_guard is not None
-    assert service.http_guard.refused_by_reason["rate_per_peer"] == 1
+    assert service.http_guard.refused == 0
 
 
 @pytest.mark.integration

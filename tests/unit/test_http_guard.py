@@ -37,8 +37,8 @@ def _guard(
     return ConnectionGuard(limits, clock)
 
 
-def _admits(guard: ConnectionGuard, peer: str, *, tls: bool = False) -> bool:
-    """Admit one connection from `peer` and close it at once (only the rates can refuse)."""
+def _admits(guard: ConnectionGuard, peer: str, *, tls: bool = True) -> bool:
+    """Admit one TLS connection from `peer` and close it at once (only the rates can refuse)."""
     connection = guard.admit(peer, tls=tls)
     if connection is None:
         return False
@@ -58,6 +58,17 @@ def test_a_peer_gets_its_burst_then_one_connection_per_refill() -> None:
     assert guard.refused_by_reason["rate_per_peer"] == 2
 
 
+def test_plain_tcp_connections_are_not_rate_bounded() -> None:
+    """The rates bound handshakes (~1.6 ms each); a plain accept costs what a reset does, and a
+    TLS-terminating sidecar sends every client's connection from its one address."""
+    clock = FakeClock()
+    guard = _guard(clock, per_peer=RateLimit(1e-6, 1), total=RateLimit(1e-6, 1))
+    assert all(_admits(guard, "127.0.0.1", tls=False) for _ in range(10))
+    assert guard.refused == 0
+    assert _admits(guard, "127.0.0.1")  # TLS: its burst of one,
+    assert not _admits(guard, "127.0.0.1")  # then refused
+
+
 def test_the_total_rate_applies_across_peers() -> None:
     clock = FakeClock()
     guard = _guard(clock, total=RateLimit(1.0, 2))
@@ -72,9 +83,10 @@ def test_a_connection_refused_by_a_bound_takes_no_token() -> None:
     closes one, it may open another."""
     clock = FakeClock()
     guard = _guard(clock, per_peer=RateLimit(1e-6, 2), max_connections_per_peer=1)
-    held = guard.admit("10.0.0.1", tls=False)
+    held = guard.admit("10.0.0.1", tls=True)
     assert held is not None
-    assert all(guard.admit("10.0.0.1", tls=False) is None for _ in range(5))
+    guard.handshake_finished(ok=True)
+    assert all(guard.admit("10.0.0.1", tls=True) is None for _ in range(5))
     assert guard.refused_by_reason["connections_per_peer"] == 5
     guard.closed(held)
     assert _admits(guard, "10.0.0.1")  # the second token
