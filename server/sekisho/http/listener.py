@@ -32,6 +32,15 @@ log = logging.getLogger(__name__)
 _RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 ACCEPT_PAUSE = 1.0
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, keeps no TIME_WAIT
+# With `max_handshakes` in progress, a new TLS connection takes the place of the oldest handshake
+# once that one has run this fraction of [http] handshake_timeout_seconds (1 s of the default
+# 10 s; a handshake takes milliseconds), rather than being refused. Refusing the new one let four
+# addresses (4 x max_connections_per_peer = max_handshakes) hold every handshake slot with TCP
+# connections that never send a ClientHello, renewed at 25.6 connections/s (one per slot per
+# handshake timeout): every other client's new TLS connections were reset (red team session 12,
+# second pass). Holding the slots now takes max_handshakes new connections per second (256/s),
+# more than the per-worker rate admits (100/s).
+STALE_HANDSHAKE_FRACTION = 0.1
 
 
 def _peer(address: object) -> str:
@@ -48,6 +57,8 @@ class GuardedServer(asyncio.AbstractServer):
         inner: Callable[[], RequestHandler],
         ssl_context: ssl.SSLContext | None,
         backlog: int,
+        *,
+        stale_handshake: float | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._sockets = sockets
@@ -57,6 +68,15 @@ class GuardedServer(asyncio.AbstractServer):
         self._backlog = backlog
         self._serving = False
         self._tasks: set[asyncio.Task[bool]] = set()  # connections being set up (TLS)
+        # TLS hand-overs in progress, oldest first: when each started (the loop's clock, which
+        # asyncio's handshake timeout runs on too); and those ended to make room for a new one.
+        self._handshakes: dict[asyncio.Task[bool], float] = {}
+        self._evicted: set[asyncio.Task[bool]] = set()
+        self._stale_handshake = (
+            guard.limits.handshake_timeout * STALE_HANDSHAKE_FRACTION
+            if stale_handshake is None
+            else stale_handshake
+        )
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
@@ -104,6 +124,8 @@ class GuardedServer(asyncio.AbstractServer):
                     raise
                 self._pause(listener, exc)
                 return
+            if self._ssl is not None:
+                self._end_a_stale_handshake()
             connection = self._guard.admit(_peer(address), tls=self._ssl is not None)
             if connection is None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
@@ -112,7 +134,22 @@ class GuardedServer(asyncio.AbstractServer):
             sock.setblocking(False)
             task = self._loop.create_task(self._serve(sock, connection))
             self._tasks.add(task)
+            if self._ssl is not None:
+                self._handshakes[task] = self._loop.time()
             task.add_done_callback(functools.partial(self._served, sock, connection))
+
+    def _end_a_stale_handshake(self) -> None:
+        """With every handshake slot taken, end the oldest handshake if it has run
+        `stale_handshake` seconds: its slot is released now, its socket when its task ends."""
+        if self._guard.handshaking < self._guard.limits.max_handshakes or not self._handshakes:
+            return
+        task, started = next(iter(self._handshakes.items()))
+        if self._loop.time() - started < self._stale_handshake:
+            return
+        del self._handshakes[task]
+        self._evicted.add(task)
+        self._guard.handshake_finished(ok=False)
+        task.cancel()
 
     def _pause(self, listener: socket.socket, exc: OSError) -> None:
         log.error("http_accept_failed", extra={"error": exc.strerror, "pause": ACCEPT_PAUSE})
@@ -141,11 +178,15 @@ class GuardedServer(asyncio.AbstractServer):
         self, sock: socket.socket, connection: Connection, task: asyncio.Task[bool]
     ) -> None:
         """Release an admitted connection asyncio does not serve: its handshake failed, or close()
-        cancelled it (perhaps before `_serve` ever ran: then nothing else closes `sock`)."""
+        cancelled it (perhaps before `_serve` ever ran: then nothing else closes `sock`), or it
+        made room for a new one (`_end_a_stale_handshake`, which released its handshake slot)."""
         self._tasks.discard(task)
+        self._handshakes.pop(task, None)
+        evicted = task in self._evicted
+        self._evicted.discard(task)
         error = None if task.cancelled() else task.exception()
         served = not task.cancelled() and error is None and task.result()
-        if self._ssl is not None:
+        if self._ssl is not None and not evicted:
             self._guard.handshake_finished(ok=served)
         if not served:
             sock.close()  # a no-op when asyncio has closed it
