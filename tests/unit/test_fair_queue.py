@@ -165,3 +165,32 @@ def test_the_position_does_not_walk_the_flows_or_users_queued() -> None:
         assert queue.position("conn-new", None) == 1001
     finally:
         loop.close()
+
+
+def test_removing_a_waiter_compares_no_other_waiter_by_value() -> None:
+    """Red team session 12, second pass: remove() looked the waiter up in its user's FIFO with
+    `in` and deque.remove, which compared each waiter ahead of it field by field (dataclass
+    __eq__, down to the future): a caller cancelling its 512 queued calls newest first cost
+    58-94 ms of event-loop CPU. A waiter is compared by identity only."""
+
+    class Counted(asyncio.Future[None]):
+        compared = 0
+
+        def __eq__(self, other: object) -> bool:
+            Counted.compared += 1
+            return self is other
+
+        __hash__ = asyncio.Future.__hash__
+
+    loop = asyncio.new_event_loop()
+    try:
+        queue = FairQueue()
+        waiters = [Waiter("caller", 1.0, 2.0, Counted(loop=loop), user="u") for _ in range(100)]
+        for waiter in waiters:
+            queue.push(waiter)
+        for waiter in reversed(waiters):  # newest first: each is behind all the others
+            queue.remove(waiter)
+        assert len(queue) == 0
+        assert Counted.compared == 0
+    finally:
+        loop.close()
