@@ -14,7 +14,7 @@ from sekisho.models import Caller
 from sekisho.protection import request_limits
 from sekisho.rpc.servicer import largest_request_bytes, params_of
 from sekisho.service_listeners import exchange_request_bound
-from sekisho.validation import MAX_REQUESTED_LIFETIME_SECONDS, RequestLimits, build_request
+from sekisho.validation import RequestLimits, build_request
 
 DEFAULTS = LimitsConfig()
 SMALL = LimitsConfig(
@@ -29,17 +29,8 @@ SMALL = LimitsConfig(
 
 
 def _limits(config: LimitsConfig, token_bytes: int) -> RequestLimits:
-    return RequestLimits(
-        max_scopes=config.max_scopes,
-        max_resources=config.max_resources,
-        max_value_length=config.max_value_length,
-        max_lifetime_seconds=MAX_REQUESTED_LIFETIME_SECONDS,
-        max_scope_length=config.max_scope_length,
-        max_token_bytes=token_bytes,
-        max_context_depth=config.max_context_depth,
-        max_context_keys=config.max_context_keys,
-        max_context_bytes=config.max_context_bytes,
-    )
+    """What the service builds from these settings (protection.request_limits)."""
+    return request_limits(Settings(limits=config, trust={"max_token_bytes": token_bytes}))
 
 
 def _uri(n: int, length: int) -> str:
