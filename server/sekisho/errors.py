@@ -56,6 +56,32 @@ class InvalidRequestError(ServiceError):
     default_message = "invalid request"
 
 
+class RequestBodyError(InvalidRequestError):
+    """The HTTP listener refused a request body before any handler read it (http/guard.py):
+    `invalid_request` with the RFC 6749 §5.2 JSON body, under the HTTP status that says why.
+    Raise a leaf below."""
+
+    code = "request_body_refused"
+
+
+class RequestTooLargeError(RequestBodyError):
+    code = "request_too_large"
+    http_status = 413
+    default_message = "the request body is too large"
+
+
+class RequestTooSlowError(RequestBodyError):
+    code = "request_too_slow"
+    http_status = 408
+    default_message = "the request body did not arrive in time"
+
+
+class ContentCodingError(RequestBodyError):
+    code = "content_coding_unsupported"
+    http_status = 415
+    default_message = "a content-coded body is not accepted: send it as identity"
+
+
 class InvalidTokenError(InvalidRequestError):
     """The subject or actor token is unacceptable: RFC 8693 §2.2.2 says `invalid_request`.
 

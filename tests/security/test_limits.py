@@ -254,3 +254,21 @@ async def test_http_over_a_limit_is_invalid_request_naming_it(
         body = await response.json()
     assert (response.status, body["error"]) == (400, "invalid_request")
     assert key in body["error_description"]
+
+
+async def test_an_http_body_over_the_cap_is_the_contracts_json_error(limited: Limited) -> None:
+    """The form is read before the client is known: over the 64 KiB cap aiohttp answered 413 in
+    plain text, which an OAuth client cannot read as RFC 6749 §5.2's error. Now the same 413 with
+    the JSON body (invalid_request), and the connection closed."""
+    basic = base64.b64encode(f"gateway:{SECRET}".encode()).decode()
+    url = f"http://127.0.0.1:{limited.service.http_port}/oauth2/token"
+    form = {"grant_type": GRANT_TYPE_TOKEN_EXCHANGE, "subject_token": "A" * (70 * 1024)}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=form, headers={"Authorization": f"Basic {basic}"}) as response,
+    ):
+        body = await response.json()
+    assert (response.status, body["error"]) == (413, "invalid_request")
+    assert body["error_description"] == "the request body exceeds 65536 bytes"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "AAAA" not in json.dumps(body)

@@ -360,6 +360,7 @@ async def test_a_slow_body_is_cut_off_by_the_body_timeout(guarded: Service) -> N
     )
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP_SECONDS)
     assert head.startswith(b"HTTP/1.1 408")
+    assert b"content-type: application/json" in head.lower()  # RFC 6749 §5.2 invalid_request
     assert await _closed_within(reader, GIVE_UP_SECONDS)
     await _close_all([(reader, writer)])
 
@@ -406,6 +407,7 @@ async def test_a_compressed_body_is_refused_without_being_inflated(
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP_SECONDS)
     assert head.startswith(b"HTTP/1.1 415")
     assert b"accept-encoding: identity" in head.lower()
+    assert b"content-type: application/json" in head.lower()  # RFC 6749 §5.2 invalid_request
     assert await _closed_within(reader, GIVE_UP_SECONDS)
     assert inflations == []  # not one byte reached the decompressor
     assert guarded.http_guard is not None and guarded.http_guard.encoded_refused == 1

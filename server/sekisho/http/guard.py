@@ -4,6 +4,8 @@
   of opening, or of the first byte of its next request, or it is closed (slowloris: thousands of
   half-sent requests would otherwise hold file descriptors until gRPC cannot accept either).
 - Body timeout: the whole body must arrive within `body_timeout` (middleware; 408 and close).
+  A body over the app's `client_max_size` is 413 and close. Both, and the 415 below, answer
+  with the RFC 6749 §5.2 JSON body (http/oauth_errors.py): only a token request has a body.
 - Connections per peer address and in total, new connections per second per peer address and in
   total (token buckets), and TLS handshakes in progress: a connection beyond any of them is closed
   at once (a reset), before any TLS work and before aiohttp sees it (http/listener.py accepts the
@@ -34,6 +36,13 @@ from aiohttp.web_protocol import RequestHandler
 from sekisho.buckets import BucketTable
 from sekisho.callers import RateLimit
 from sekisho.clock import Clock
+from sekisho.errors import (
+    ContentCodingError,
+    RequestBodyError,
+    RequestTooLargeError,
+    RequestTooSlowError,
+)
+from sekisho.http.oauth_errors import error_response
 from sekisho.http.refusals import ConnectionRefusals
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -180,21 +189,22 @@ class ConnectionGuard:
             try:
                 if request.body_exists and _content_coded(request):
                     self.encoded_refused += 1
-                    refusal = web.Response(
-                        status=415,
-                        text="content coding not supported",
-                        headers={"Accept-Encoding": "identity"},
-                    )
-                    refusal.force_close()  # the coded body is never read, let alone inflated
+                    # the coded body is never read, let alone inflated
+                    refusal = _refused(ContentCodingError())
+                    refusal.headers["Accept-Encoding"] = "identity"
                     return refusal
                 if request.body_exists:
                     try:
                         await asyncio.wait_for(request.read(), self.limits.body_timeout)
                     except TimeoutError:
                         self.timed_out += 1
-                        timeout = web.Response(status=408, text="request body too slow")
-                        timeout.force_close()  # the rest of the body is never read
-                        return timeout
+                        return _refused(RequestTooSlowError())  # the rest is never read
+                    except web.HTTPRequestEntityTooLarge:
+                        return _refused(
+                            RequestTooLargeError(
+                                f"the request body exceeds {request.client_max_size} bytes"
+                            )
+                        )
                 response = await handler(request)
                 limit = self.limits.max_requests_per_connection
                 if connection is not None and limit and connection.requests >= limit:
@@ -205,6 +215,14 @@ class ConnectionGuard:
                     connection.in_request = False
 
         return guard
+
+
+def _refused(error: RequestBodyError) -> web.Response:
+    """The RFC 6749 §5.2 answer (only a token request has a body), on a connection closed
+    after it: the rest of the body is never read."""
+    response = error_response(error)
+    response.force_close()
+    return response
 
 
 def _content_coded(request: web.Request) -> bool:

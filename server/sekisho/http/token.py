@@ -21,9 +21,10 @@ from multidict import MultiDictProxy
 from sekisho import identifiers
 from sekisho.callers import CallerRegistry
 from sekisho.constants import GRANT_TYPE_TOKEN_EXCHANGE
-from sekisho.errors import InvalidClientError, InvalidRequestError, ServiceError, SlowDownError
+from sekisho.errors import InvalidClientError, InvalidRequestError, ServiceError
 from sekisho.exchange import TokenExchanger
 from sekisho.http.client_auth import ClientAuthenticator
+from sekisho.http.oauth_errors import NO_STORE, error_response
 from sekisho.identity.peer import PeerIdentity, identity_from_der
 from sekisho.models import Caller, ExchangeResult
 from sekisho.validation import ExchangeParams
@@ -31,7 +32,6 @@ from sekisho.validation import ExchangeParams
 log = logging.getLogger(__name__)
 
 TOKEN_PATH = "/oauth2/token"
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _SINGLE = (
     "grant_type",
     "subject_token",
@@ -46,23 +46,6 @@ _SINGLE = (
     "client_assertion_type",
     "client_secret",
 )
-
-
-def error_response(error: ServiceError) -> web.Response:
-    """RFC 6749 §5.2 JSON body; never echoes request values (they may be secrets)."""
-    body: dict[str, Any] = {"error": error.oauth_error, "error_description": error.public_message}
-    if error.oauth_error != error.reason:
-        body["sekisho_reason"] = error.reason
-    for name in ("acr_values", "max_age", "authorization_url", "request_id", "decision_id"):
-        if name in error.metadata:
-            body[name] = error.metadata[name]
-    headers = dict(NO_STORE)
-    if isinstance(error, SlowDownError):
-        headers["Retry-After"] = error.metadata.get("retry_after", "1")
-    if error.http_status == 401:
-        # RFC 6749 §5.2: a 401 invalid_client MUST carry WWW-Authenticate for the scheme used.
-        headers["WWW-Authenticate"] = 'Basic realm="sekisho", charset="UTF-8"'
-    return web.json_response(body, status=error.http_status, headers=headers)
 
 
 def success_response(result: ExchangeResult) -> web.Response:
