@@ -5,6 +5,7 @@ Standard library only, and no import of the rest of tests/, so bench/ scripts ru
 import it too (with the repository root on sys.path).
 """
 
+import asyncio
 import socket
 import ssl
 import subprocess
@@ -13,6 +14,18 @@ import urllib.request
 from collections.abc import Callable
 
 Process = subprocess.Popen[bytes]
+
+
+async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    """Whether the server closed the connection within `seconds` (EOF or reset)."""
+    try:
+        while await asyncio.wait_for(reader.read(4096), seconds):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+    return True
 
 
 class ServerStartError(RuntimeError):

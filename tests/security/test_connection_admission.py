@@ -21,6 +21,7 @@ from sekisho.service import Service, start_service
 from sekisho.signing.filestore import FileKeyStore
 
 from tests.integration.conftest import dev_idp, stack_settings  # noqa: F401 (fixture)
+from tests.loopback import closed_within
 from tests.pki import build_pki
 
 GIVE_UP_SECONDS = 10.0  # only stops a test whose connection is never answered or closed
@@ -99,17 +100,6 @@ async def _raw(
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A TCP connection that never sends a byte (no ClientHello)."""
     return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
-
-
-async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
-    try:
-        while await asyncio.wait_for(reader.read(4096), seconds):
-            pass
-    except TimeoutError:
-        return False
-    except ConnectionError:
-        return True
-    return True
 
 
 async def _get_healthz(port: int, context: ssl.SSLContext | None) -> bytes:
@@ -210,7 +200,7 @@ async def test_a_connection_that_never_sends_a_client_hello_is_closed_by_the_tim
     service = await start(handshake_timeout_seconds=0.5)
     reader, writer = await _raw(service.http_port)
     try:
-        assert await _closed_within(reader, GIVE_UP_SECONDS)
+        assert await closed_within(reader, GIVE_UP_SECONDS)
         guard = service.http_guard
         assert guard is not None
         await _until(lambda: guard.open == 0)

@@ -42,6 +42,7 @@ from tests.bounds import attempt_limits
 from tests.fakes.clock import FakeClock
 from tests.fakes.hasher import CountingHasher
 from tests.integration.conftest import dev_idp, stack_settings  # noqa: F401 (fixture)
+from tests.loopback import closed_within
 
 SECRET = "a-client-secret-for-tests"
 LOOSE = attempt_limits(
@@ -304,21 +305,9 @@ async def _refused(port: int) -> bool:
     except ConnectionError:
         return True
     try:
-        return await _closed_within(reader, GIVE_UP_SECONDS)
+        return await closed_within(reader, GIVE_UP_SECONDS)
     finally:
         await _close_all([(reader, writer)])
-
-
-async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
-    """Whether the server closed the connection within `seconds` (EOF or reset)."""
-    try:
-        while await asyncio.wait_for(reader.read(4096), seconds):
-            pass
-    except TimeoutError:
-        return False
-    except ConnectionError:
-        return True
-    return True
 
 
 @pytest.mark.integration
@@ -327,7 +316,7 @@ async def test_half_sent_request_headers_are_closed_by_the_header_timeout(
 ) -> None:
     reader, writer = await _connect(guarded.http_port)
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: sekisho\r\n")  # no blank line: never finished
-    assert await _closed_within(reader, GIVE_UP_SECONDS)
+    assert await closed_within(reader, GIVE_UP_SECONDS)
     assert guarded.http_guard is not None and guarded.http_guard.timed_out == 1  # by the timer
     await _close_all([(reader, writer)])
 
@@ -335,7 +324,7 @@ async def test_half_sent_request_headers_are_closed_by_the_header_timeout(
 @pytest.mark.integration
 async def test_a_silent_connection_is_closed_by_the_header_timeout(guarded: Service) -> None:
     reader, writer = await _connect(guarded.http_port)
-    assert await _closed_within(reader, GIVE_UP_SECONDS)
+    assert await closed_within(reader, GIVE_UP_SECONDS)
     assert guarded.http_guard is not None and guarded.http_guard.timed_out == 1  # by the timer
     await _close_all([(reader, writer)])
 
@@ -346,7 +335,7 @@ async def test_slow_headers_on_a_kept_alive_connection_are_closed(guarded: Servi
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: sekisho\r\n\r\n")
     assert b"200" in await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP_SECONDS)
     writer.write(b"GET /healthz HTTP/1.1\r\n")  # the next request, half sent
-    assert await _closed_within(reader, GIVE_UP_SECONDS)
+    assert await closed_within(reader, GIVE_UP_SECONDS)
     assert guarded.http_guard is not None and guarded.http_guard.timed_out == 1  # by the timer
     await _close_all([(reader, writer)])
 
@@ -361,7 +350,7 @@ async def test_a_slow_body_is_cut_off_by_the_body_timeout(guarded: Service) -> N
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP_SECONDS)
     assert head.startswith(b"HTTP/1.1 408")
     assert b"content-type: application/json" in head.lower()  # RFC 6749 §5.2 invalid_request
-    assert await _closed_within(reader, GIVE_UP_SECONDS)
+    assert await closed_within(reader, GIVE_UP_SECONDS)
     await _close_all([(reader, writer)])
 
 
@@ -408,7 +397,7 @@ async def test_a_compressed_body_is_refused_without_being_inflated(
     assert head.startswith(b"HTTP/1.1 415")
     assert b"accept-encoding: identity" in head.lower()
     assert b"content-type: application/json" in head.lower()  # RFC 6749 §5.2 invalid_request
-    assert await _closed_within(reader, GIVE_UP_SECONDS)
+    assert await closed_within(reader, GIVE_UP_SECONDS)
     assert inflations == []  # not one byte reached the decompressor
     assert guarded.http_guard is not None and guarded.http_guard.encoded_refused == 1
     await _close_all([(reader, writer)])
@@ -444,7 +433,7 @@ async def test_the_metrics_listener_closes_half_sent_headers_too(guarded: Servic
     # anyone on the cluster network, and aiohttp alone never closes a half-sent request.
     reader, writer = await _connect(guarded.metrics_port)
     writer.write(b"GET /metrics HTTP/1.1\r\nHost: sekisho\r\n")  # never finished
-    assert await _closed_within(reader, GIVE_UP_SECONDS)
+    assert await closed_within(reader, GIVE_UP_SECONDS)
     await _close_all([(reader, writer)])
     reader, writer = await _connect(guarded.metrics_port)  # and it still serves
     writer.write(b"GET /metrics HTTP/1.1\r\nHost: sekisho\r\n\r\n")
@@ -510,7 +499,7 @@ async def test_hundreds_of_half_open_connections_leave_grpc_serving(guarded: Ser
         async with grpc.aio.insecure_channel(f"127.0.0.1:{guarded.grpc.port}") as channel:
             stub = pb_grpc.TokenExchangeServiceStub(channel)
             assert (await stub.GetJwks(pb.GetJwksRequest(), timeout=5)).jwks
-        closed = await asyncio.gather(*(_closed_within(r, GIVE_UP_SECONDS) for r, _ in connections))
+        closed = await asyncio.gather(*(closed_within(r, GIVE_UP_SECONDS) for r, _ in connections))
         assert all(closed)  # the bound refused the excess, the header timeout closed the rest
         assert guarded.http_guard.open == 0
     finally:
@@ -604,7 +593,7 @@ async def test_a_grpc_connection_that_sends_nothing_is_closed_by_the_handshake_t
     service = await start_service(settings)
     try:
         reader, writer = await _connect(service.grpc.port)
-        assert await _closed_within(reader, GIVE_UP_SECONDS)
+        assert await closed_within(reader, GIVE_UP_SECONDS)
         await _close_all([(reader, writer)])
     finally:
         await service.stop(0.5)
