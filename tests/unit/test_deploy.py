@@ -185,6 +185,70 @@ def test_autoscaling_and_disruption_budget_target_the_deployment(manifests: Mani
     )
 
 
+def ingress_sources(policy: dict[str, Any], port: dict[str, Any]) -> list[list[Any]]:
+    """The `from` lists of the ingress rules that admit this container port ([] = any source)."""
+    admitting = []
+    for rule in policy["spec"].get("ingress", []):
+        named = {p["port"] for p in rule.get("ports", [])}
+        if not rule.get("ports") or port["name"] in named or port["containerPort"] in named:
+            admitting.append(rule.get("from", []))
+    return admitting
+
+
+def pod_ports(*folders: Manifests) -> list[dict[str, Any]]:
+    return [p for found in folders for c in pod_of(found)["containers"] for p in c.get("ports", [])]
+
+
+def test_the_network_policy_selects_the_sekisho_pods(manifests: Manifests) -> None:
+    policy = manifests["NetworkPolicy"]
+    labels = manifests["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert "Ingress" in policy["spec"]["policyTypes"]
+
+
+def test_only_the_public_ports_are_open_to_any_source(
+    manifests: Manifests, opa_patches: Manifests
+) -> None:
+    # Without the policy anything that reaches the pod IP reads /metrics (plain HTTP, no
+    # authentication) and, in the opa-server overlay, OPA's diagnostic port.
+    policy = manifests["NetworkPolicy"]
+    public = {p["targetPort"] for p in manifests["Service"]["spec"]["ports"]}
+    for port in pod_ports(manifests, opa_patches):
+        sources = ingress_sources(policy, port)
+        if port["name"] in public:
+            assert [] in sources, port  # callers and JWKS readers
+        else:
+            assert [] not in sources, port
+
+
+def test_metrics_are_reachable_only_from_the_labelled_scraper(manifests: Manifests) -> None:
+    metrics = next(p for p in pod_ports(manifests) if p["name"] == "metrics")
+    [sources] = ingress_sources(manifests["NetworkPolicy"], metrics)
+    # One entry holding both selectors: a monitoring-namespace pod with the scraper's label
+    # (two entries would admit every pod of that namespace, or that label in any namespace).
+    [peer] = sources
+    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    assert peer["podSelector"]["matchLabels"]
+
+
+@pytest.mark.parametrize(
+    "folder",
+    [
+        pytest.param(BASE, id="base"),
+        pytest.param(OPA_SERVER, id="opa-server"),
+        pytest.param(BUNDLE_SERVER, id="bundle-server"),
+    ],
+)
+def test_every_manifest_is_in_its_kustomization(folder: Path) -> None:
+    # `make deploy-check` validates what kustomize builds: a file the kustomization does not
+    # list is neither applied nor checked.
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text(encoding="utf-8"))
+    listed = set(kustomization.get("resources", []))
+    listed |= {patch["path"] for patch in kustomization.get("patches", [])}
+    files = {path.name for path in folder.glob("*.yaml")} - {"kustomization.yaml"}
+    assert files <= listed
+
+
 def test_the_deployed_config_passes_the_exposure_check(settings: Settings) -> None:
     # Listeners on 0.0.0.0 and nothing on loopback: no exemption needed, none granted.
     assert loopback_dependencies(settings) == []
