@@ -173,7 +173,8 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[server,dev,bench]'
 	touch $(BENCH_STAMP)
 
-# The services the benches start find opa (and ghz) on PATH: bin/ first, as `make test` does.
+# bin/ first on PATH, as `make test` does (bench/stack.py also names bin/opa in the servers'
+# configs and loadgen.py runs bin/ghz, so `.venv/bin/python bench/X.py` works without it).
 BENCH_RUN = cd bench && PATH="$(BIN):$$PATH" $(abspath $(PY))
 
 bench: setup $(GHZ) $(BENCH_STAMP)

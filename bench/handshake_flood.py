@@ -52,9 +52,8 @@ from stack import (
     Settings,
     exchange_messages,
     policy_folder,
-    start_server,
+    serve_variant,
     workload,
-    write_config,
 )
 
 from tests.pki import build_pki
@@ -137,23 +136,12 @@ def _closed(sock: socket.socket) -> bool:
 
 
 def _server(root: Path, idp: Idp, name: str, pki: Any, source: str) -> Server:
-    folder = root / name
-    folder.mkdir()
-    (folder / "policies").symlink_to(root / "policies")
-    config = write_config(folder, idp, Settings(caches=False, overload=True))
-    text = config.read_text().replace(
-        "[server]\n",
-        f'[server]\ntls_cert_file = "{pki.server.cert_file}"\n'
-        f'tls_key_file = "{pki.server.key_file}"\n',
-        1,
-    )
-    config.write_text(text)
+    tls_files = f'tls_cert_file = "{pki.server.cert_file}"\ntls_key_file = "{pki.server.key_file}"'
     tls = ssl.create_default_context(cafile=str(pki.ca.pem.cert_file))
-    os.environ["PYTHONPATH"] = str(Path(source) / "server")
-    try:
-        return start_server(folder, config, cpus=SERVER_CPUS, tls=tls)
-    finally:
-        os.environ.pop("PYTHONPATH", None)
+    settings = Settings(caches=False, overload=True)
+    return serve_variant(
+        root, idp, name, settings, server_toml=tls_files, cpus=SERVER_CPUS, tls=tls, source=source
+    )
 
 
 def _ghz(server: Server, pki: Any, messages: list[dict[str, Any]], total: int) -> dict[str, Any]:

@@ -43,14 +43,14 @@ from typing import Any
 import overload_sdk
 from loadgen import EXCHANGE, GHZ, write_protoset
 from stack import (
+    REFUSE_ALL,
     Idp,
     Server,
     Settings,
     exchange_messages,
     policy_folder,
-    start_server,
+    serve_variant,
     workload,
-    write_config,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -63,20 +63,17 @@ PROBE_ALONE = 1.5  # seconds the probe runs alone before the open-loop load
 OPEN_CONNECTIONS = 128  # open loop: 128 x 32 streams, far above what 5R x 1 s can hold
 
 
-def _server(root: Path, idp: Idp, name: str, *, overload: bool, extra: str = "") -> Server:
-    folder = root / name
-    folder.mkdir()
-    (folder / "policies").symlink_to(root / "policies")
-    config = write_config(folder, idp, Settings(caches=False, overload=overload))
+def _server(
+    root: Path, idp: Idp, name: str, *, overload: bool, extra: str = "", source: str = ""
+) -> Server:
     from argon2 import PasswordHasher  # the bench venv has it (a server dependency)
 
     secret_hash = PasswordHasher().hash(CLIENT_SECRET)
-    config.write_text(
-        config.read_text()
-        + f'\n[[token_endpoint.clients]]\nid = "{CLIENT_ID}"\nsecret_hash = "{secret_hash}"\n'
-        + extra
+    client = f'[[token_endpoint.clients]]\nid = "{CLIENT_ID}"\nsecret_hash = "{secret_hash}"\n'
+    settings = Settings(caches=False, overload=overload)
+    return serve_variant(
+        root, idp, name, settings, more_toml=client + extra, cpus=SERVER_CPUS, source=source
     )
-    return start_server(folder, config, cpus=SERVER_CPUS)
 
 
 def ghz(
@@ -337,15 +334,10 @@ def _capacity(server: Server, messages: list[dict[str, Any]], results: dict[str,
 
 
 def _refusing_server(root: Path, idp: Idp) -> Server:
-    folder = root / "refusing-all"
-    folder.mkdir()
-    (folder / "policies").symlink_to(root / "policies")
-    config = write_config(folder, idp, Settings(caches=False, overload=True))
-    text = config.read_text().replace(
-        "[server]\n", "[server]\ncaller_rate_per_second = 0.001\ncaller_burst = 1\n", 1
+    settings = Settings(caches=False, overload=True)
+    return serve_variant(
+        root, idp, "refusing-all", settings, server_toml=REFUSE_ALL, cpus=SERVER_CPUS
     )
-    config.write_text(text)
-    return start_server(folder, config, cpus=SERVER_CPUS)
 
 
 def _write(results: dict[str, Any]) -> None:

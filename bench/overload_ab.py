@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from overload import SETTLE, _server, abusive_and_polite, ghz, open_loop, summary
-from stack import Idp, exchange_messages, policy_folder, workload
+from stack import REPO, Idp, exchange_messages, policy_folder, workload
 
 
 def shed_counts(metrics_url: str) -> dict[str, float]:
@@ -67,17 +67,12 @@ def run_variant(  # noqa: PLR0917 (a bench script's one call site)
     only_abusive: bool = False,
     focus: bool = False,
 ) -> dict[str, Any]:
-    # Variants named base* run the server code of --base-src (e.g. a worktree of main).
+    # Variants named base* run the server code of --base-src (e.g. a worktree of main), the
+    # others this checkout's.
     source = os.environ.get("SEKISHO_AB_BASE_SRC", "")
-    saved = os.environ.pop("PYTHONPATH", None)
-    if name.startswith("base") and source:
-        os.environ["PYTHONPATH"] = str(Path(source) / "server")
-    try:
-        server = _server(root, idp, name, overload=True, extra="\n" + extra + "\n")
-    finally:
-        os.environ.pop("PYTHONPATH", None)
-        if saved is not None:
-            os.environ["PYTHONPATH"] = saved
+    if not (name.startswith("base") and source):
+        source = str(REPO)
+    server = _server(root, idp, name, overload=True, extra="\n" + extra + "\n", source=source)
     out: dict[str, Any] = {"load_average": os.getloadavg()[0]}
     metrics = _metrics_url(root / name / "sekisho.toml")
     try:

@@ -157,6 +157,7 @@ def policy_folder(target: Path, data: dict[str, Any]) -> Path:
 
 
 def opa_binary() -> str:
+    """opa on PATH, else the project's bin/opa (`make setup`), wherever the bench runs from."""
     return shutil.which("opa") or str(REPO / "bin" / "opa")
 
 

@@ -31,9 +31,8 @@ from stack import (
     Settings,
     exchange_messages,
     policy_folder,
-    start_server,
+    serve_variant,
     workload,
-    write_config,
 )
 
 SERVER_CPUS, CLIENT_CPU = "0", {1}
@@ -97,11 +96,8 @@ async def _load(server: Server, requests: list[Any], calls: int) -> dict[str, An
 
 
 def measure(root: Path, idp: Idp, requests: list[Any], name: str, calls: int) -> dict[str, Any]:
-    folder = root / name
-    folder.mkdir()
-    (folder / "policies").symlink_to(root / "policies")
-    config = write_config(folder, idp, Settings(caches=False, overload=True))
-    server = start_server(folder, config, cpus=SERVER_CPUS)
+    settings = Settings(caches=False, overload=True)
+    server = serve_variant(root, idp, name, settings, cpus=SERVER_CPUS)
     try:
         return asyncio.run(_load(server, requests, calls))
     finally:

@@ -20,7 +20,7 @@ from typing import Any
 
 import stack
 from loadgen import ECHO, EXCHANGE, run_ghz
-from stack import Idp, Settings, exchange_messages, policy_folder, start_server, workload
+from stack import REFUSE_ALL, Idp, Settings, exchange_messages, policy_folder, workload
 
 SERVER_CPUS, LOAD_CPUS = "0", "1"
 FORCED_SCREEN = Path(__file__).resolve().parent / "refusal_floor_server.py"
@@ -51,25 +51,13 @@ def measure(server: stack.Server, call: str, messages: list[Any], calls: int) ->
 
 
 def _server(root: Path, idp: Idp, name: str, rate: bool) -> stack.Server:
-    folder = root / name
-    folder.mkdir()
-    (folder / "policies").symlink_to(root / "policies")
-    config = stack.write_config(folder, idp, Settings(caches=False, overload=True))
+    """rate: every call refused by the caller's token bucket; else by the forced screen."""
+    settings = Settings(caches=False, overload=True)
     if rate:
-        text = config.read_text().replace(
-            "[server]\n", "[server]\ncaller_rate_per_second = 0.001\ncaller_burst = 1\n", 1
+        return stack.serve_variant(
+            root, idp, name, settings, server_toml=REFUSE_ALL, cpus=SERVER_CPUS
         )
-        config.write_text(text)
-        return start_server(folder, config, cpus=SERVER_CPUS)
-    saved = os.environ.get("BENCH_SRV")
-    os.environ["BENCH_SRV"] = str(FORCED_SCREEN)
-    try:
-        return start_server(folder, config, cpus=SERVER_CPUS)
-    finally:
-        if saved is None:
-            os.environ.pop("BENCH_SRV")
-        else:
-            os.environ["BENCH_SRV"] = saved
+    return stack.serve_variant(root, idp, name, settings, cpus=SERVER_CPUS, hook=str(FORCED_SCREEN))
 
 
 def main() -> None:

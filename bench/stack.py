@@ -2,7 +2,8 @@
 `sekisho serve` subprocess, an optional OPA, and /proc readings of the server's processes.
 
 Everything lives in one temporary folder and on free loopback ports; nothing depends on the
-caller's shell beyond the repository's .venv and ./bin.
+caller's shell beyond the repository's .venv and ./bin (the config names ./bin/opa itself, so a
+bench started without bin/ on PATH runs as under `make bench`).
 """
 
 import base64
@@ -25,7 +26,7 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
-from policy_latency import GROUPS, registry
+from policy_latency import GROUPS, opa_binary, registry
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # tests/loopback.py: ports, waits and stops shared with the tests
@@ -38,6 +39,8 @@ USERS = 1000
 DOWNSTREAMS = 1000
 AUDIENCES_PER_USER = 3
 TOKEN_LIFETIME = 4 * 3600
+# `server_toml` under which every call is refused by the caller's token bucket (refusal cost).
+REFUSE_ALL = "caller_rate_per_second = 0.001\ncaller_burst = 1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -164,11 +167,15 @@ def policy_folder(root: Path, load: Workload) -> Path:
     return folder
 
 
-def write_config(root: Path, idp: Idp, settings: Settings, opa_url: str = "") -> Path:
+def write_config(
+    root: Path, idp: Idp, settings: Settings, opa_url: str = "", *, server_toml: str = ""
+) -> Path:
+    """root/sekisho.toml on free loopback ports; `server_toml` lines go into [server]."""
     grpc_port, http_port = free_port(), free_port()
     entries = "0" if not settings.caches else "10000"
     text = f"""
 [server]
+{server_toml}
 grpc_listen = "127.0.0.1:{grpc_port}"
 http_listen = "127.0.0.1:{http_port}"
 issuer = "http://127.0.0.1:{http_port}"
@@ -184,6 +191,9 @@ algorithms = ["RS256"]
 engine = "{settings.engine}"
 path = "policies"
 watch = false
+# Named, not looked up: the server runs in a temporary folder, so its own fallback (./bin/opa)
+# never finds the project's, and PATH has bin/ only under `make bench`.
+opa_binary = "{opa_binary()}"
 {f'opa_url = "{opa_url}"' if opa_url else ""}
 
 [keys]
@@ -237,26 +247,37 @@ class Server:
 
 
 def start_server(
-    root: Path, config: Path, cpus: str = "", tls: ssl.SSLContext | None = None
+    root: Path,
+    config: Path,
+    cpus: str = "",
+    tls: ssl.SSLContext | None = None,
+    *,
+    source: str = "",
+    hook: str = "",
 ) -> Server:
     """`sekisho serve` (pinned to `cpus` with taskset when given); returns once /readyz is 200
-    (over https with `tls` when the config's listeners terminate TLS).
+    (over https with `tls` when the config's listeners terminate TLS). `source`: a checkout whose
+    server/ the child imports (PYTHONPATH; A/B against another revision). `hook`: a script run as
+    `python HOOK CONFIG` instead of `sekisho serve` (else $BENCH_SRV, when set).
 
     Start-to-ready is measured from the exec to the first 200 from /readyz.
     """
     text = config.read_text()
     grpc = text.split('grpc_listen = "', 1)[1].split('"', 1)[0]
     http_base = text.split('http_listen = "', 1)[1].split('"', 1)[0]
+    env = dict(os.environ, PYTHONPATH=str(Path(source) / "server")) if source else None
     if not (root / "keys").exists():
-        subprocess.run([SEKISHO, "keys", "init", "--config", config], check=True, cwd=root)
+        command = [SEKISHO, "keys", "init", "--config", config]
+        subprocess.run(command, check=True, cwd=root, env=env)
     command = [str(SEKISHO), "serve", "--config", str(config)]
-    if os.environ.get("BENCH_SRV"):
-        command = [str(REPO / ".venv/bin/python"), os.environ["BENCH_SRV"], str(config)]
+    hook = hook or os.environ.get("BENCH_SRV", "")
+    if hook:
+        command = [str(REPO / ".venv/bin/python"), hook, str(config)]
     if cpus:
         command = ["taskset", "-c", cpus, *command]
     log = (root / "server.log").open("ab")
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"{'https' if tls else 'http'}://{http_base}"
     try:
         wait_until(
@@ -271,6 +292,32 @@ def start_server(
         process.kill()
         raise SystemExit(str(error)) from error
     return Server(process, grpc, url, time.perf_counter() - started)
+
+
+def serve_variant(
+    root: Path,
+    idp: Idp,
+    name: str,
+    settings: Settings,
+    *,
+    server_toml: str = "",
+    more_toml: str = "",
+    opa_url: str = "",
+    cpus: str = "",
+    tls: ssl.SSLContext | None = None,
+    source: str = "",
+    hook: str = "",
+) -> Server:
+    """One server of a comparison, in its own folder root/NAME (log, keys) sharing root's policy
+    folder (`policy_folder(root, ...)` first): write_config with `server_toml`, `more_toml`
+    appended (more tables), then start_server."""
+    folder = root / name
+    folder.mkdir()
+    (folder / "policies").symlink_to(root / "policies")
+    config = write_config(folder, idp, settings, opa_url, server_toml=server_toml)
+    if more_toml:
+        config.write_text(config.read_text() + "\n" + more_toml + "\n")
+    return start_server(folder, config, cpus, tls, source=source, hook=hook)
 
 
 @contextlib.contextmanager

@@ -43,10 +43,9 @@ from stack import (
     exchange_messages,
     opa_server,
     policy_folder,
-    start_server,
+    serve_variant,
     workload,
 )
-from stack import write_config as write_stack_config
 
 CALLER = "spiffe://bench.example/gateway"
 REPO = Path(__file__).resolve().parent.parent
@@ -101,25 +100,25 @@ def _pki(folder: Path) -> dict[str, Path]:
 def _server(
     root: Path, idp: Idp, name: str, pki: dict[str, Path], source: str, *, opa_url: str
 ) -> Any:
-    folder = root / name
-    folder.mkdir()
-    (folder / "policies").symlink_to(root / "policies")
     settings = Settings(caches=False, overload=True, engine="opa" if opa_url else "embedded")
-    config = write_stack_config(folder, idp, settings, opa_url)
-    text = config.read_text().replace(
-        "[server]\n",
-        f'[server]\ntls_cert_file = "{pki["server"]}"\ntls_key_file = "{pki["server_key"]}"\n'
-        f'client_ca_file = "{pki["ca"]}"\n',
-        1,
+    tls_files = (
+        f'tls_cert_file = "{pki["server"]}"\ntls_key_file = "{pki["server_key"]}"\n'
+        f'client_ca_file = "{pki["ca"]}"'
     )
-    config.write_text(text + f'\n[[callers]]\nid = "{CALLER}"\n')
     tls = ssl.create_default_context(cafile=str(pki["ca"]))
     tls.load_cert_chain(pki["client"], pki["client_key"])
-    os.environ["PYTHONPATH"] = str(Path(source) / "server")
-    try:
-        return start_server(folder, config, cpus=SERVER_CPUS, tls=tls)
-    finally:
-        os.environ.pop("PYTHONPATH", None)
+    return serve_variant(
+        root,
+        idp,
+        name,
+        settings,
+        server_toml=tls_files,
+        more_toml=f'[[callers]]\nid = "{CALLER}"',
+        opa_url=opa_url,
+        cpus=SERVER_CPUS,
+        tls=tls,
+        source=source,
+    )
 
 
 def _ghz(
