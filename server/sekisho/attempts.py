@@ -66,9 +66,9 @@ class AttemptGate:
         peer = peer or "unknown"
         limits = self._limits
         if self._total >= limits.max_concurrent:
-            self._refuse("too many client authentications in progress", 1.0)
+            self._refuse("too many client authentications in progress", peer, 1.0)
         if self._per_peer.get(peer, 0) >= limits.max_concurrent_per_peer:
-            self._refuse("too many client authentications in progress from this peer", 1.0)
+            self._refuse("too many client authentications in progress from this peer", peer, 1.0)
         self._take_rates(peer)
         self._total += 1
         self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
@@ -81,9 +81,9 @@ class AttemptGate:
     def _take_rates(self, peer: str) -> None:
         now = self._clock.now()
         if wait := self._peers.take(peer, self._limits.rate_per_peer, now):
-            self._refuse("client authentication rate from this peer exceeded", wait)
+            self._refuse("client authentication rate from this peer exceeded", peer, wait)
         if wait := self._global.take(_ALL, self._limits.rate, now):
-            self._refuse("client authentication rate exceeded", wait)
+            self._refuse("client authentication rate exceeded", peer, wait)
 
     def release(self, peer: str) -> None:
         """Give back the slot `acquire` took."""
@@ -94,10 +94,12 @@ class AttemptGate:
         else:
             self._per_peer[peer] -= 1
 
-    def _refuse(self, detail: str, wait: float) -> None:
+    def _refuse(self, detail: str, peer: str, wait: float) -> None:
         self.refused += 1
         raise SlowDownError(
             "too many authentication attempts; slow down",
-            log_detail=detail,
+            # The audit line's `detail`: it names no caller (none is authenticated yet), so the
+            # peer's address says who was refused. Not in the public message.
+            log_detail=f"{detail} (peer {peer})",
             metadata={"retry_after": str(max(1, math.ceil(wait)))},
         )

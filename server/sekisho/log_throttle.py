@@ -5,11 +5,17 @@ and then at the first one an interval after the previous line, carrying the coun
 The gRPC admission gate's `overload_shed` (rpc/admission_gate.py), the HTTP listeners'
 `http_bad_requests` (http/protocol_log.py) and `http_connections_refused` (http/refusals.py), and
 the Status List endpoints' `status_list_unavailable` (http/statuslist.py) are written through it.
+The two lines about refusals for capacity or rate (`overload_shed`, `http_connections_refused`)
+also name who was refused: PeerCounts, the peers' network addresses (never a credential, and no
+caller identity: these refusals come before the caller is authenticated).
 """
 
 from sekisho.clock import Clock
 
 SUMMARY_INTERVAL = 10.0  # seconds between two summary lines of one event while it recurs
+MAX_PEERS = 64  # distinct peers counted between two lines; refusals of further ones are OTHER
+TOP_PEERS = 5  # peers a line names, most refused first; the rest are summed under OTHER
+OTHER = "other"
 
 
 class LogThrottle:
@@ -31,3 +37,33 @@ class LogThrottle:
         unlogged, self._unlogged = self._unlogged, 0
         self._next = now + self.interval
         return unlogged
+
+
+class PeerCounts:
+    """Refusals by peer address since the last summary line, for that line to name the peers
+    most refused. Bounded: a flood from many addresses (one per refusal, say) counts at most
+    MAX_PEERS of them one by one between two lines, the rest together."""
+
+    def __init__(self, max_peers: int = MAX_PEERS) -> None:
+        self._max_peers = max_peers
+        self._counts: dict[str, int] = {}
+        self._other = 0
+
+    def add(self, peer: str) -> None:
+        """Count one refusal of `peer` (its address; "" when the transport named none)."""
+        peer = peer or "unknown"
+        if peer in self._counts:
+            self._counts[peer] += 1
+        elif len(self._counts) < self._max_peers:
+            self._counts[peer] = 1
+        else:
+            self._other += 1
+
+    def take(self) -> dict[str, int]:
+        """The TOP_PEERS most refused peers with their counts, then OTHER (every other refusal)
+        when there was any; starts counting afresh."""
+        ranked = sorted(self._counts.items(), key=lambda item: item[1], reverse=True)
+        top = dict(ranked[:TOP_PEERS])
+        other = self._other + sum(count for _, count in ranked[TOP_PEERS:])
+        self._counts, self._other = {}, 0
+        return top | {OTHER: other} if other else top

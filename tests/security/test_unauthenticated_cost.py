@@ -63,8 +63,11 @@ def test_per_peer_concurrency_is_bounded_before_anything_else() -> None:
     )
     gate = AttemptGate(FakeClock(), limits)
     with gate.attempt("10.0.0.1"), gate.attempt("10.0.0.1"):
-        with pytest.raises(SlowDownError), gate.attempt("10.0.0.1"):
+        with pytest.raises(SlowDownError) as raised, gate.attempt("10.0.0.1"):
             pass
+        # The audit line's detail says who was refused (no caller is known yet), the answer not.
+        assert raised.value.log_detail.endswith("from this peer (peer 10.0.0.1)")
+        assert "10.0.0.1" not in raised.value.public_message
         with gate.attempt("10.0.0.2"):  # another peer is not affected
             pass
     with gate.attempt("10.0.0.1"):  # slots come back
@@ -104,6 +107,7 @@ def test_attempts_per_second_are_bounded(limits: AttemptLimits, peers: list[str]
     with pytest.raises(SlowDownError) as raised, gate.attempt("p"):
         pass
     assert raised.value.metadata["retry_after"] == "1"
+    assert raised.value.log_detail.endswith("exceeded (peer p)")
     clock.advance(1.0)
     with gate.attempt("p"):
         pass

@@ -125,8 +125,12 @@ def test_refusals_are_logged_once_per_interval(caplog: pytest.LogCaptureFixture)
     _admits(guard, "10.0.0.1")
     for _ in range(5):
         _admits(guard, "10.0.0.1")
+    _admits(guard, "10.0.0.2")  # its first connection is admitted
+    _admits(guard, "10.0.0.2")
     clock.advance(SUMMARY_INTERVAL)
     _admits(guard, "10.0.0.1")
     lines = [r for r in caplog.records if r.getMessage() == "http_connections_refused"]
-    assert [r.refused for r in lines] == [{"rate_per_peer": 1}, {"rate_per_peer": 5}]
-    assert guard.refused == 6
+    assert [r.refused for r in lines] == [{"rate_per_peer": 1}, {"rate_per_peer": 6}]
+    # Who was refused, most refused first.
+    assert [r.peers for r in lines] == [{"10.0.0.1": 1}, {"10.0.0.1": 5, "10.0.0.2": 1}]
+    assert guard.refused == 7

@@ -1,7 +1,8 @@
-"""log_throttle.LogThrottle: one summary line per interval, carrying the count since the last."""
+"""log_throttle.LogThrottle: one summary line per interval, carrying the count since the last;
+PeerCounts: the peers such a line names, bounded."""
 
 import pytest
-from sekisho.log_throttle import LogThrottle
+from sekisho.log_throttle import MAX_PEERS, OTHER, TOP_PEERS, LogThrottle, PeerCounts
 
 from tests.fakes.clock import FakeClock
 
@@ -36,3 +37,25 @@ def test_a_flood_is_one_line_per_interval() -> None:
         lines += [n for n in (throttle.count() for _ in range(1000)) if n is not None]
         clock.advance(10.0)
     assert lines == [1, 1000, 1000]
+
+
+def test_peer_counts_name_the_most_refused_and_sum_the_rest() -> None:
+    peers = PeerCounts()
+    for n in range(TOP_PEERS + 2):
+        for _ in range(n + 1):
+            peers.add(f"10.0.0.{n}")
+    peers.add("")
+    top = peers.take()
+    assert list(top) == [f"10.0.0.{n}" for n in range(TOP_PEERS + 1, 1, -1)] + [OTHER]
+    assert top[OTHER] == 1 + 2 + 1  # 10.0.0.0, 10.0.0.1 and the one with no address
+    assert peers.take() == {}  # counted afresh after each line
+
+
+def test_peer_counts_stay_bounded_under_a_flood_from_many_addresses() -> None:
+    peers = PeerCounts()
+    for n in range(10_000):
+        peers.add(f"10.{n // 65536}.{n // 256 % 256}.{n % 256}")
+    assert len(peers._counts) == MAX_PEERS
+    top = peers.take()
+    assert sum(top.values()) == 10_000
+    assert top[OTHER] == 10_000 - TOP_PEERS

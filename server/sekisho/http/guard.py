@@ -122,7 +122,7 @@ class ConnectionGuard:
         a rate there would only cap the proxy."""
         reason = self._refusal(peer, tls)
         if reason:
-            self.refusals.refused(reason)
+            self.refusals.refused(reason, peer)
             return None
         self._admitted += 1
         self._per_peer[peer] = self._per_peer.get(peer, 0) + 1

@@ -4,13 +4,14 @@
 A refusal costs an accept, a few dictionary operations and a reset; a log line per refusal would
 cost more than that (formatting and scrubbing a JSON line: ~0.18 ms, bench/results/
 redteam_session11.md), for a connection that sent nothing. So refusals are counted (the
-sekisho_http_connections_refused gauge, sampled) and summed up once per interval, by reason.
+sekisho_http_connections_refused gauge, sampled) and summed up once per interval, by reason and
+by the peer addresses refused most.
 """
 
 import logging
 
 from sekisho.clock import Clock
-from sekisho.log_throttle import SUMMARY_INTERVAL, LogThrottle
+from sekisho.log_throttle import SUMMARY_INTERVAL, LogThrottle, PeerCounts
 
 log = logging.getLogger(__name__)
 
@@ -24,16 +25,19 @@ class ConnectionRefusals:
     def __init__(self, clock: Clock, interval: float = SUMMARY_INTERVAL) -> None:
         self._throttle = LogThrottle(clock, interval)
         self._unlogged: dict[str, int] = {}
+        self._peers = PeerCounts()
         self.counts = dict.fromkeys(REASONS, 0)
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def refused(self, reason: str) -> None:
-        """Count one new connection refused for `reason` (one of REASONS)."""
+    def refused(self, reason: str, peer: str) -> None:
+        """Count one new connection from `peer` (its address) refused for `reason` (one of
+        REASONS)."""
         self.counts[reason] += 1
         self._unlogged[reason] = self._unlogged.get(reason, 0) + 1
+        self._peers.add(peer)
         if self._throttle.count() is None:
             return
         log.warning(
@@ -41,6 +45,7 @@ class ConnectionRefusals:
             extra={
                 "refused": self._unlogged,  # by reason, since the last line (the first: this one)
                 "interval": self._throttle.interval,
+                "peers": self._peers.take(),  # the most refused, by address, since the last line
             },
         )
         self._unlogged = {}

@@ -9,7 +9,8 @@ admission checks that need no caller identity (admission.Admission.screen) as th
 Python, with the request still undecoded bytes, and answers a refusal with the contract's status
 (RESOURCE_EXHAUSTED, ErrorInfo `slow_down` with `retry_after`, docs/architecture.md §3).
 Refusals here are not audited one by one (no token decision was made): one `overload_shed` line
-per interval counts them, and `sekisho_admission_shed` has them by reason.
+per interval counts them and names the peer addresses refused most, and `sekisho_admission_shed`
+has them by reason.
 
 The gated method is served as grpc's stream-unary kind, which hands the handler the call before
 its request message has been received: grpc.aio's unary kind first awaits the message (a batch
@@ -26,9 +27,10 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from sekisho.admission import peer_address
 from sekisho.clock import Clock
 from sekisho.errors import InvalidRequestError, SlowDownError
-from sekisho.log_throttle import SUMMARY_INTERVAL, LogThrottle
+from sekisho.log_throttle import SUMMARY_INTERVAL, LogThrottle, PeerCounts
 from sekisho.rpc.handler_cache import Behaviour, HandlerCache
 from sekisho.rpc.interceptors import request_id_of
 from sekisho.rpc.status import to_grpc_status
@@ -41,13 +43,18 @@ Gated = Callable[[object, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
 class ShedLog:
-    """At most one `overload_shed` line per interval, counting the refusals since the last one:
-    a flood refused at thousands per second must not also write thousands of lines."""
+    """At most one `overload_shed` line per interval, counting the refusals since the last one
+    and naming the peers refused most: a flood refused at thousands per second must not also
+    write thousands of lines, and the operator reading the line needs to know where it is from."""
 
     def __init__(self, clock: Clock, interval: float = SUMMARY_INTERVAL) -> None:
         self._throttle = LogThrottle(clock, interval)
+        self._peers = PeerCounts()
 
-    def refused(self, error: SlowDownError) -> None:
+    def refused(self, error: SlowDownError, peer: str) -> None:
+        """Count one refusal of a call from `peer` (grpc's peer string, e.g. `ipv4:ADDR:PORT`:
+        counted by address, as a flood opens connection after connection)."""
+        self._peers.add(peer_address(peer))
         if (refused := self._throttle.count()) is None:
             return
         log.warning(
@@ -55,7 +62,9 @@ class ShedLog:
             extra={
                 "refused": refused,  # since the last line (the first: this one)
                 "interval": self._throttle.interval,
+                "peers": self._peers.take(),  # the most refused, by address, since the last line
                 "last": error.log_detail,
+                "last_peer": peer_address(peer),
             },
         )
 
@@ -94,10 +103,11 @@ class AdmissionGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _gate(self, behaviour: Behaviour, deserialize: Callable[[bytes], Any] | None) -> Gated:
         async def gated(_: object, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            peer = context.peer()
             try:
-                self._screen(context.peer(), context.time_remaining())
+                self._screen(peer, context.time_remaining())
             except SlowDownError as error:
-                self._shed_log.refused(error)
+                self._shed_log.refused(error, peer)
                 await context.abort_with_status(to_grpc_status(error, request_id_of(context)))
             request = await context.read()  # the one message of a unary call, received now
             if isinstance(request, bytes) and len(request) > self._max_request_bytes:

@@ -206,10 +206,28 @@ def test_refusals_are_logged_once_per_interval_with_their_count(
     shed_log = ShedLog(clock, interval=10.0)
     error = SlowDownError("busy", log_detail="overload: queue of 1 full")
     with caplog.at_level(logging.WARNING, logger="sekisho.rpc.admission_gate"):
-        for _ in range(1000):
-            shed_log.refused(error)
+        for port in range(1000):
+            shed_log.refused(error, f"ipv4:10.0.0.1:{40000 + port}")
         clock.advance(10.0)
-        shed_log.refused(error)
+        shed_log.refused(error, "ipv6:[::1]:5000")
     lines = [record for record in caplog.records if record.getMessage() == "overload_shed"]
     assert [line.__dict__["refused"] for line in lines] == [1, 1000]
     assert lines[0].__dict__["last"] == "overload: queue of 1 full"
+    # Who was refused, by address (a flood's connections each have their own port).
+    assert [line.__dict__["peers"] for line in lines] == [
+        {"10.0.0.1": 1},
+        {"10.0.0.1": 999, "[::1]": 1},
+    ]
+    assert [line.__dict__["last_peer"] for line in lines] == ["10.0.0.1", "[::1]"]
+
+
+async def test_the_shed_line_names_the_refused_calls_peer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    recorder = Recorder()
+    recorder.refusing = True
+    with caplog.at_level(logging.WARNING, logger="sekisho.rpc.admission_gate"):
+        await _call(recorder, FakeClock())
+    [line] = [record for record in caplog.records if record.getMessage() == "overload_shed"]
+    assert line.__dict__["peers"] == {"127.0.0.1": 1}
+    assert line.__dict__["last_peer"] == "127.0.0.1"
