@@ -20,6 +20,15 @@ and so is one of the same second that no longer reads INVALID an entry the held 
 A validly signed list stays valid until its `exp` (600 s by default, longer than a token lives),
 so whoever answers for the list's URL (a cache, a proxy, a replayed response) could otherwise
 serve one from before a revocation and have the revoked token read VALID again.
+
+Bounded: at most `max_lists` lists are held (default MAX_LISTS), the least recently used evicted
+first. Sekisho starts a new list every `[status_list] list_size` tokens and never reuses an id,
+so a downstream that runs for weeks meets thousands of lists, of which only the few whose tokens
+are still alive are ever read again; holding every one grew without bound (a list of 100,000
+two-bit entries is 25 KB). An evicted list is fetched again when a token names it, and the `iat`
+of the newest copy seen is remembered for WATERMARK_FACTOR times as many lists: a list evicted
+and fetched again is still never one issued before the newest seen (a copy of that same second
+is taken, as at a first fetch: the INVALID entries to compare it with went with the list).
 """
 
 import asyncio
@@ -34,6 +43,7 @@ import aiohttp
 import jwt
 
 from sekisho.constants import MEDIA_TYPE_STATUS_LIST, SIGNING_ALGORITHMS, TYP_STATUS_LIST
+from sekisho.lru import LruMap
 from sekisho.singleflight import SingleFlight
 from sekisho.status.bitlist import (
     INVALID,
@@ -54,6 +64,12 @@ _MAX_LIST_TOKEN_BYTES = 4 * 1024 * 1024
 _REFRESH_AHEAD = 0.2  # of the ttl
 # After a failed fetch of a list, the next is not tried for this long (module docstring).
 RETRY_SECONDS = 1.0
+# Lists held at once by default (module docstring): far more than are live at once (a list's
+# tokens live minutes; a busy Sekisho fills one of 100,000 entries in a few of them).
+MAX_LISTS = 64
+# The `iat` of the newest copy seen is kept for this many times `max_lists` lists (a float per
+# list, not the list).
+WATERMARK_FACTOR = 16
 # draft §7.1 names; any other value (0x03, application specific, or unassigned) is refused too.
 _STATUS_NAMES = {INVALID: "revoked", SUSPENDED: "suspended"}
 
@@ -68,7 +84,10 @@ class _CachedList:
 
 
 class StatusListClient:
-    """Fetches, validates and caches Status List Tokens of one issuer."""
+    """Fetches, validates and caches Status List Tokens of one issuer (at most `max_lists`).
+
+    Raises: ValueError when `max_lists` is below 1.
+    """
 
     def __init__(
         self,
@@ -80,7 +99,10 @@ class StatusListClient:
         default_ttl_seconds: float = 60.0,
         timeout_seconds: float = 5.0,
         algorithms: Collection[str] = SIGNING_ALGORITHMS,
+        max_lists: int = MAX_LISTS,
     ) -> None:
+        if max_lists < 1:
+            raise ValueError("max_lists must be at least 1")
         self._issuer = issuer
         self._keys = keys
         self._clock = clock
@@ -88,10 +110,12 @@ class StatusListClient:
         self._default_ttl = default_ttl_seconds
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._algorithms = list(algorithms)
-        self._lists: dict[str, _CachedList] = {}
+        self._lists: LruMap[str, _CachedList] = LruMap(max_lists)
+        # uri -> `iat` of the newest list taken, kept after the list itself is evicted.
+        self._newest: LruMap[str, float] = LruMap(WATERMARK_FACTOR * max_lists)
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._fetches: SingleFlight[str, _CachedList] = SingleFlight()
-        self._failed_at: dict[str, float] = {}  # uri -> when its last fetch failed
+        self._failed_at: LruMap[str, float] = LruMap(max_lists)  # uri -> its last failed fetch
         self.fetch_count = 0
 
     async def status(self, claim: object) -> int:
@@ -167,7 +191,7 @@ class StatusListClient:
         """The fetch under way for `uri`, else a new one unless the last failed within
         RETRY_SECONDS. Raises: VerifierUnavailableError."""
         if not self._fetches.running(uri):
-            failed_at = self._failed_at.get(uri)
+            failed_at = self._failed_at.peek(uri)
             if failed_at is not None and 0 <= now - failed_at < RETRY_SECONDS:
                 raise VerifierUnavailableError("status list fetch failed less than 1 s ago")
         return await self._fetches.run(uri, lambda: self._fetch(uri))
@@ -176,9 +200,9 @@ class StatusListClient:
         try:
             fetched = await self._fetch_once(uri)
         except Exception:  # unavailable, or the list's key unknown (TokenRejectedError)
-            self._failed_at[uri] = self._clock()
+            self._failed_at.put(uri, self._clock())
             raise
-        self._failed_at.pop(uri, None)
+        self._failed_at.pop(uri)
         return fetched
 
     async def _fetch_once(self, uri: str) -> _CachedList:
@@ -194,7 +218,7 @@ class StatusListClient:
         except StatusListFormatError as exc:
             raise VerifierUnavailableError(f"status list is malformed: {exc}") from exc
         issued_at = float(claims["iat"])
-        held = self._lists.get(uri)
+        held = self._lists.peek(uri)
         # Never backwards: a list issued before the one held, or one of the same second (`iat`
         # is whole seconds; each worker and replica signs its own) that no longer reads INVALID
         # an entry the held one does (INVALID is final), was built from an older view.
@@ -205,10 +229,15 @@ class StatusListClient:
             if now < held.fresh_until:  # a concurrent fetch (another replica) got a newer one
                 return held
             raise VerifierUnavailableError("status list is older than one already seen")
+        newest = self._newest.peek(uri)
+        if held is None and newest is not None and issued_at < newest:
+            # Evicted, and now an older copy: the same replay as above (module docstring).
+            raise VerifierUnavailableError("status list is older than one already seen")
         cached = _CachedList(
             status_list, issued_at, now, now + ttl, float(exp) if exp is not None else None
         )
-        self._lists[uri] = cached
+        self._lists.put(uri, cached)
+        self._newest.put(uri, issued_at)
         return cached
 
     async def _download(self, uri: str) -> tuple[bytes, str]:

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from sekisho.status.bitlist import INVALID, SUSPENDED, StatusList, pack
 from sekisho.verify import StatusListClient, TokenRejectedError, VerifierUnavailableError
-from sekisho.verify.status import RETRY_SECONDS
+from sekisho.verify.status import MAX_LISTS, RETRY_SECONDS
 
 from tests.unit.verify.test_tokens import KEY, NOW, OTHER_KEY, StaticKeys, mint, verifier
 
@@ -22,7 +22,7 @@ TTL = 60
 
 @dataclass
 class ListServer:
-    """Serves /statuslists/1; tests change what it answers."""
+    """Serves /statuslists/{id} (each the same list); tests change what it answers."""
 
     base: str = ""
     invalid: set[int] = field(default_factory=set)
@@ -38,11 +38,11 @@ class ListServer:
     status: int = 200
     hits: int = 0
 
-    def token(self) -> str:
+    def token(self, path: str = "/statuslists/1") -> str:
         statuses = [(i, INVALID) for i in self.invalid] + list(self.others.items())
         array = pack(16, self.bits, statuses)
         claims = {
-            "sub": self.sub or f"{self.base}/statuslists/1",
+            "sub": self.sub or f"{self.base}{path}",
             "iss": self.iss or self.base,
             "iat": self.iat,
             "exp": self.exp,
@@ -53,12 +53,12 @@ class ListServer:
             claims, self.key, algorithm="ES256", headers={"typ": self.typ, "kid": "k1"}
         )
 
-    async def handle(self, _: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.Response:
         self.hits += 1
         if self.status != 200:
             return web.Response(status=self.status)
         return web.Response(
-            body=self.token().encode(),
+            body=self.token(request.path).encode(),
             headers={
                 "Content-Type": "application/statuslist+jwt",
                 "Cache-Control": f"max-age={TTL}",
@@ -70,7 +70,7 @@ class ListServer:
 async def server() -> AsyncIterator[ListServer]:
     state = ListServer()
     app = web.Application()
-    app.router.add_get("/statuslists/1", state.handle)
+    app.router.add_get("/statuslists/{id}", state.handle)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -88,14 +88,20 @@ class Clock:
         return self.now
 
 
-def _client(server: ListServer, clock: Clock, max_stale: float = 300) -> StatusListClient:
+def _client(
+    server: ListServer, clock: Clock, max_stale: float = 300, max_lists: int = MAX_LISTS
+) -> StatusListClient:
     return StatusListClient(
-        issuer=server.base, keys=StaticKeys(), clock=clock, max_stale_seconds=max_stale
+        issuer=server.base,
+        keys=StaticKeys(),
+        clock=clock,
+        max_stale_seconds=max_stale,
+        max_lists=max_lists,
     )
 
 
-def _status(server: ListServer, idx: int, uri: str = "") -> dict[str, Any]:
-    return {"status_list": {"idx": idx, "uri": uri or f"{server.base}/statuslists/1"}}
+def _status(server: ListServer, idx: int, uri: str = "", list_id: int = 1) -> dict[str, Any]:
+    return {"status_list": {"idx": idx, "uri": uri or f"{server.base}/statuslists/{list_id}"}}
 
 
 async def test_a_revoked_token_is_refused_and_a_valid_one_passes(server: ListServer) -> None:
@@ -243,6 +249,49 @@ async def test_an_older_list_never_replaces_a_newer_one(server: ListServer) -> N
     server.iat = int(NOW) + 200  # a list newer than the one held is taken again
     clock.now += RETRY_SECONDS  # (the next fetch after a failed one)
     await client.check(_status(server, 3))
+
+
+async def test_held_lists_are_bounded_least_recently_used_first(server: ListServer) -> None:
+    # A long-lived downstream meets a new list every list_size tokens: it must not keep them all.
+    clock = Clock()
+    client = _client(server, clock, max_lists=2)
+    for list_id in (1, 2, 1, 3):  # 1 used again after 2: 2 is the least recently used
+        await client.check(_status(server, 0, list_id=list_id))
+    assert (server.hits, len(client._lists)) == (3, 2)
+    await client.check(_status(server, 0, list_id=1))  # held
+    await client.check(_status(server, 0, list_id=3))  # held
+    assert server.hits == 3
+    await client.check(_status(server, 0, list_id=2))  # evicted: fetched again
+    assert (server.hits, len(client._lists)) == (4, 2)
+    for list_id in range(4, 200):
+        await client.check(_status(server, 0, list_id=list_id))
+    assert len(client._lists) == 2
+
+
+async def test_the_bound_defaults_to_64_lists_and_must_be_positive() -> None:
+    assert MAX_LISTS == 64
+    with pytest.raises(ValueError, match="max_lists"):
+        StatusListClient(issuer="https://sekisho.example", keys=StaticKeys(), max_lists=0)
+
+
+async def test_an_evicted_list_is_never_replaced_by_an_older_copy(server: ListServer) -> None:
+    # The replay of test_an_older_list_never_replaces_a_newer_one, after the newer list was
+    # evicted by others: the newest iat seen outlives the list.
+    clock = Clock()
+    client = _client(server, clock, max_lists=1)
+    server.iat, server.invalid = int(NOW) + 30, {3}
+    clock.now = NOW + 30
+    with pytest.raises(TokenRejectedError, match="revoked"):
+        await client.check(_status(server, 3))
+    server.invalid = set()
+    await client.check(_status(server, 3, list_id=2))  # list 1 evicted
+    server.iat = int(NOW)  # what list 1 was before the revocation
+    with pytest.raises(VerifierUnavailableError, match="older"):
+        await client.check(_status(server, 3))
+    server.iat, server.invalid = int(NOW) + 40, {3}  # a newer copy is taken
+    clock.now += RETRY_SECONDS
+    with pytest.raises(TokenRejectedError, match="revoked"):
+        await client.check(_status(server, 3))
 
 
 @pytest.mark.parametrize("bits", [1, 2, 8])
