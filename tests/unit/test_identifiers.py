@@ -1,9 +1,16 @@
-"""sekisho.identifiers: request and decision ids are version-4 UUIDs in uuid4's own forms."""
+"""sekisho.identifiers: request and decision ids are version-4 UUIDs in uuid4's own forms; a
+minted jti has one form, which `sekisho revoke token` tells inbound jtis apart by."""
 
 import uuid
 
 import pytest
-from sekisho.identifiers import random_uuid, random_uuid_hex, request_id
+from sekisho.identifiers import (
+    has_minted_jti_form,
+    random_jti,
+    random_uuid,
+    random_uuid_hex,
+    request_id,
+)
 
 
 @pytest.mark.parametrize(
@@ -51,3 +58,23 @@ def test_one_request_id_rule_for_every_transport(given: str | None, taken: str |
         assert _is_new_id(value)
     else:
         assert value == taken
+
+
+def test_every_minted_jti_has_the_minted_form() -> None:
+    assert all(has_minted_jti_form(random_jti()) for _ in range(2000))
+
+
+@pytest.mark.parametrize(
+    "jti",
+    [
+        pytest.param("5b0c8a3e-7d1f-4c2a-9e6b-1a2b3c4d5e6f", id="uuid"),
+        pytest.param("ID.4eAWJOCMB3SX8XewDfVR", id="okta"),
+        pytest.param("3q2-7wE4QbG0aSxW9hX1y", id="21-characters"),
+        pytest.param("3q2-7wE4QbG0aSxW9hX1yAA", id="23-characters"),
+        pytest.param("3q2-7wE4QbG0aSxW9hX1yB", id="trailing-bits-set"),
+        pytest.param("3q2+7wE4QbG0aSxW9hX1yA", id="standard-base64"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_other_jtis_do_not_have_the_minted_form(jti: str) -> None:
+    assert not has_minted_jti_form(jti)

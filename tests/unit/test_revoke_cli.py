@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from sekisho.cli import main
+from sekisho.identifiers import random_jti
 from sekisho.status.filestore import FileStatusStore
 from sekisho.status.models import IssuedToken, subject_key
 
@@ -396,8 +397,32 @@ def test_revoking_a_minted_tokens_jti_says_what_it_does(
     code, out, _ = _run(
         capsys, "revoke", "token", "idp-jti", "--reason", "leaked", "--config", config
     )
-    assert code == 0 and "no live token minted by Sekisho has this jti" in out
+    assert code == 0 and "not a jti Sekisho mints" in out
     assert "exchanges presenting that token are refused on every worker within ~1 s" in out
+
+
+@pytest.mark.parametrize(
+    "jti",
+    [
+        pytest.param("5b0c8a3e-7d1f-4c2a-9e6b-1a2b3c4d5e6f", id="keycloak-or-cognito-uuid"),
+        pytest.param("ID.4eAWJOCMB3SX8XewDfVR", id="okta"),
+        pytest.param("3q2-7wE4QbG0aSxW9hX1yB", id="22-characters-not-canonical"),
+    ],
+)
+def test_revoking_a_jti_sekisho_never_mints_says_it_is_an_inbound_tokens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], jti: str
+) -> None:
+    # Carried item (session 13): the command said "if Sekisho minted it, it has expired" of any
+    # jti it found no live token for, an inbound IdP token's included; Sekisho mints one form
+    # only, so a jti without it is said to be an inbound token's and nothing else.
+    config = _config(tmp_path)
+    _seed(tmp_path)
+    code, out, _ = _run(capsys, "revoke", "token", jti, "--reason", "seen", "--config", config)
+    assert code == 0
+    assert "not a jti Sekisho mints (those are 22 base64url characters)" in out
+    assert "in force as an inbound IdP token's jti: exchanges presenting that token" in out
+    assert f"until `sekisho revoke lift token {jti}`" in out
+    assert "expired" not in out and "live token(s) marked" not in out
 
 
 @pytest.mark.parametrize(("action", "ended_by"), [("revoke", "lift"), ("suspend", "reinstate")])
@@ -414,16 +439,19 @@ def test_revoking_an_expired_minted_tokens_jti_says_it_has_expired(
     lease = store.lease(
         now - 400, list_size=1000, lease_size=10, use_until=now + 60, valid_until=now + 400
     )
+    jti = random_jti()  # the form every minted token's jti has
     expired = IssuedToken(
-        "jti-old", subject_key(IDP, "alice"), "agent-1", "https://crm", lease.list_id, 0, now - 100
+        jti, subject_key(IDP, "alice"), "agent-1", "https://crm", lease.list_id, 0, now - 100
     )
     store.record(now - 400, [expired])
     verb = [action] if action == "suspend" else []
     code, out, _ = _run(
-        capsys, "revoke", *verb, "token", "jti-old", "--reason", "seen", "--config", config
+        capsys, "revoke", *verb, "token", "--reason", "seen", "--config", config, "--", jti
     )
     assert code == 0
-    assert "if Sekisho minted it, it has expired and every verifier refuses it already" in out
-    assert f"`sekisho revoke {ended_by} token jti-old` removes this entry" in out
+    assert "it has the form of Sekisho's jtis, so Sekisho most likely minted it and it has " in out
+    assert "expired: every verifier refuses it already" in out
+    assert f"`sekisho revoke {ended_by} token {jti}` removes this entry" in out
+    assert "kept in force in case an IdP issued a token with this jti" in out
     assert "live token(s) marked" not in out and "downstreams refuse" not in out
-    assert "check the value is spelled" not in out
+    assert "check the value is spelled" not in out and "not a jti Sekisho mints" not in out

@@ -256,20 +256,30 @@ def _print_change(settings: Settings, event: "RevocationEvent", *, still: str = 
 
 
 def _print_no_live_minted_token(event: "RevocationEvent", poll: float) -> None:
-    """`revoke | suspend token JTI` that found no live minted token: either Sekisho minted it
-    and it has expired (the store forgets a token once it expires: nothing says which), or the
-    jti is an inbound IdP token's. Both are said, instead of "0 live tokens marked" and
-    "downstreams refuse marked tokens", which described neither."""
-    lift = "lift" if event.action == "revoke" else "reinstate"
+    """`revoke | suspend token JTI` that found no live minted token. The store forgets a token
+    once it expires, so what is left to tell a minted token that has expired from an inbound IdP
+    token's jti is the jti's form: Sekisho mints only one (identifiers.has_minted_jti_form). A
+    jti without it names no token Sekisho ever minted, and is said to be an inbound one; a jti
+    with it is most likely an expired minted token (an IdP's jti of that form is possible, so the
+    entry is kept for it all the same)."""
+    from sekisho.identifiers import has_minted_jti_form
+
+    ends = "lift" if event.action == "revoke" else "reinstate"
+    ended = f"`sekisho revoke {ends} token {event.key}`"
+    refused = f"exchanges presenting that token are refused on every worker within ~{poll:g} s"
+    if not has_minted_jti_form(event.key):
+        print(
+            "  not a jti Sekisho mints (those are 22 base64url characters): no token Sekisho "
+            "minted is affected"
+        )
+        print(f"  in force as an inbound IdP token's jti: {refused}, until {ended}")
+        return
     print(
-        "  no live token minted by Sekisho has this jti: if Sekisho minted it, it has expired "
-        "and every verifier refuses it already (nothing to withdraw; "
-        f"`sekisho revoke {lift} token {event.key}` removes this entry)"
+        "  no live token minted by Sekisho has this jti; it has the form of Sekisho's jtis, so "
+        "Sekisho most likely minted it and it has expired: every verifier refuses it already "
+        f"(nothing to withdraw; {ended} removes this entry)"
     )
-    print(
-        "  it stays in force as an inbound IdP token's jti: exchanges presenting that token "
-        f"are refused on every worker within ~{poll:g} s"
-    )
+    print(f"  kept in force in case an IdP issued a token with this jti: {refused}")
 
 
 def _list(store: "StatusStore") -> int:

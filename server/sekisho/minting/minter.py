@@ -1,7 +1,6 @@
 """The minter: lifetime, claims, signing. Every token is self-verified before it is returned."""
 
 import logging
-import secrets
 from collections.abc import Callable
 
 from sekisho.clock import Clock
@@ -13,6 +12,7 @@ from sekisho.errors import (
     TemporarilyUnavailableError,
     TokenExpiredError,
 )
+from sekisho.identifiers import random_jti
 from sekisho.minting.claims import RESERVED_CLAIMS, TokenFacts, build_claims
 from sekisho.models import Decision, ExchangeRequest, MintedToken, VerifiedToken
 from sekisho.profiles import profile_for
@@ -23,12 +23,6 @@ from sekisho.status.models import IssuedToken, subject_key
 from sekisho.status.revocations import act_keys
 
 log = logging.getLogger(__name__)
-
-JTI_BYTES = 16  # 128 bits of randomness: unguessable and collision-free at any realistic rate
-
-
-def random_jti() -> str:
-    return secrets.token_urlsafe(JTI_BYTES)
 
 
 class TokenMinter:
