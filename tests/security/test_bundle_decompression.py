@@ -1,4 +1,5 @@
-"""Red team, session 5: a bundle is bounded after decompression, not only as downloaded.
+"""Red team, session 5: a bundle is bounded after decompression, not only as downloaded;
+session 13: and in JSON values, before any is parsed (below).
 
 A bundle server (or whoever can answer for it) sends at most MAX_BUNDLE_BYTES of gzip, and the
 files of the tar may total at most MAX_BUNDLE_BYTES; but tarfile reads a GNU long-name header's
@@ -9,13 +10,30 @@ memory on a bundle it would have refused. The decompressed tar is now bounded (M
 before tarfile reads it.
 """
 
+import gzip
+import io
+import json
 import tarfile
 import tracemalloc
 import zlib
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from sekisho.errors import PolicyLoadError
-from sekisho.policy.wasm.bundle import MAX_BUNDLE_BYTES, read_bundle
+from sekisho.policy.wasm.bundle import (
+    MAX_BUNDLE_BYTES,
+    MAX_JSON_VALUES,
+    check_json_values,
+    read_bundle,
+)
+from sekisho.policy.wasm.bundles import BundlePolicyEngine
+from sekisho.policy.wasm.signing import BundleVerifier
+
+from tests.bounds import bundle_polling, wasm_limits
+from tests.embedded import shared_runtime
+from tests.fakes.loops import RecordedFailures
 
 pytestmark = pytest.mark.security
 
@@ -50,3 +68,86 @@ def test_a_bundle_inflating_past_the_limit_is_refused_without_being_held() -> No
         tracemalloc.stop()
     # Before: the whole header was read (peak > HEADER_BYTES), then refused for its content.
     assert peak < MAX_BUNDLE_BYTES + 32 * 1024 * 1024
+
+
+# Red team, session 13: a served bundle's JSON costs what it parses to, not what it weighs.
+# Python holds an empty object (`{},`, 3 bytes) in ~72 bytes: 61 KB of gzip holding a 60 MiB
+# data.json of them took 1.6 GB and 6 s of the GIL, on every poll, before the signature check.
+
+
+def _bundle(files: dict[str, bytes]) -> bytes:
+    """A .tar.gz of `files` (name -> bytes), as a bundle server would send it."""
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as archive:
+        for name, data in files.items():
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    return gzip.compress(tar.getvalue(), 1)
+
+
+def _counted(units: int) -> bytes:
+    """A data.json whose `{`, `[` and `,` bytes plus one are `units` (empty objects)."""
+    objects = (units - 2) // 2  # the wrapper's `{` `[` and the one, then `{` and `,` each
+    assert 2 * objects + 2 == units
+    return b'{"bulk":[' + b"{}," * (objects - 1) + b"{}]}"
+
+
+def _served_engine(verifier: BundleVerifier | None = None) -> BundlePolicyEngine:
+    return BundlePolicyEngine(
+        "data.sekisho.exchange.decision",
+        wasm_limits(),
+        runtime=shared_runtime(),
+        failures=RecordedFailures(),
+        polling=bundle_polling(),
+        verifier=verifier,
+    )
+
+
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the documents handed to json.loads (the bundle reader's and the signature
+    digest's) during the test."""
+    sizes: list[int] = []
+    real = json.loads
+
+    def loads(document: Any, *args: Any, **kwargs: Any) -> Any:
+        sizes.append(len(document))
+        return real(document, *args, **kwargs)
+
+    monkeypatch.setattr(json, "loads", loads)
+    return sizes
+
+
+def test_bundle_json_past_the_value_bound_is_refused_before_it_is_parsed(
+    parsed: list[int],
+) -> None:
+    data = _counted(MAX_JSON_VALUES + 2)  # 3 MB of JSON, ~72 MB once parsed
+    raw = _bundle({"policy.wasm": b"\0asm\x01\0\0\0", "data.json": data})
+    assert len(raw) < 64 * 1024
+    with pytest.raises(PolicyLoadError, match="more than the limit"):
+        _served_engine().load(raw)
+    # Before: data.json was parsed, then the module failed to compile.
+    assert max(parsed, default=0) < len(data)
+
+
+def test_a_bundle_that_does_not_verify_is_refused_before_its_data_is_parsed(
+    parsed: list[int],
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    pem = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    data = _counted(MAX_JSON_VALUES)  # within the bound
+    raw = _bundle({"policy.wasm": b"\0asm\x01\0\0\0", "data.json": data})
+    with pytest.raises(PolicyLoadError, match="not signed"):
+        _served_engine(BundleVerifier(pem.decode(), "ES256")).load(raw)
+    # Before: read_bundle parsed data.json, then the signature was checked.
+    assert max(parsed, default=0) < len(data)
+
+
+def test_a_bundle_within_the_value_bound_is_read() -> None:
+    data = _counted(MAX_JSON_VALUES)
+    raw = _bundle({"policy.wasm": b"\0asm", "data.json": data})
+    contents = read_bundle(raw, check=check_json_values)
+    assert len(contents.data["bulk"]) == (MAX_JSON_VALUES - 2) // 2

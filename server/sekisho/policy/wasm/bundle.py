@@ -3,13 +3,20 @@
 full, since bundles may come from a server: the compressed body (download.py), the files' total
 and, before tarfile sees it, the decompressed tar itself. tarfile reads a GNU long-name or pax
 header's whole (declared) size into memory and decompresses its way past the data of members it
-skips, none of which the files' total counts: 300 KB of gzip made 300 MB of one header."""
+skips, none of which the files' total counts: 300 KB of gzip made 300 MB of one header.
+
+A bundle server's JSON is bounded in values too (`check_json_values`), before any of it is
+parsed: Python holds 8-28x a JSON document's bytes (an empty object, `{},`, is 3 bytes and
+~72 bytes parsed), so 61 KB of gzip holding a 60 MiB data.json of `{}` took 1.6 GB and 6 s of
+the GIL to parse, on every poll and before the signature was checked (red team session 13).
+"""
 
 import gzip
 import io
 import json
 import tarfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +27,13 @@ MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 _MAX_FILES = 10_000
 # The decompressed tar: the files' limit plus room for headers and padding (~1.5 KB per file).
 MAX_TAR_BYTES = MAX_BUNDLE_BYTES + 16 * 1024 * 1024
+# JSON values in all of a served bundle's structured files together (data, manifest, signature,
+# and what the signature hashes in canonical form). Parsed, one value costs Python at most ~90
+# bytes (a one-member object: 85), so a parse holds at most ~180 MB; the shipped registry is 190
+# values, and the embedded engine's default memory (256 MB) cannot load 2,000,000 values of
+# objects anyway (bench/results/redteam_session13.md).
+MAX_JSON_VALUES = 2_000_000
+_STRUCTURED = (".json", ".yaml", ".yml", ".manifest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +46,15 @@ class BundleContents:
     files: dict[str, bytes] = field(default_factory=dict)
 
 
-def read_bundle(raw: bytes) -> BundleContents:
-    """Raises: PolicyLoadError naming what is wrong with the bundle."""
+def read_bundle(
+    raw: bytes, check: Callable[[dict[str, bytes]], None] | None = None
+) -> BundleContents:
+    """`check` sees the files before any is parsed (a served bundle's bounds and signature).
+
+    Raises: PolicyLoadError naming what is wrong with the bundle."""
     files = _members(raw)
+    if check is not None:
+        check(files)
     wasm_modules = [name for name in files if name.endswith(".wasm")]
     if wasm_modules != ["/policy.wasm"]:
         raise PolicyLoadError(f"bundle must hold exactly /policy.wasm, found {wasm_modules}")
@@ -42,6 +62,24 @@ def read_bundle(raw: bytes) -> BundleContents:
     if not isinstance(manifest, dict):
         raise PolicyLoadError("bundle /.manifest must hold a JSON object")
     return BundleContents(files["/policy.wasm"], _data(files), manifest, files)
+
+
+def check_json_values(files: dict[str, bytes]) -> None:
+    """Refuse a bundle whose structured files may hold more than MAX_JSON_VALUES values, counted
+    without parsing: a JSON text holds at most one value more than its `{`, `[` and `,` bytes
+    (each container's members are one more than the commas between them), strings holding
+    them only raising the count.
+
+    Raises: PolicyLoadError."""
+    values = sum(
+        data.count(b"{") + data.count(b"[") + data.count(b",") + 1
+        for name, data in files.items()
+        if name.endswith(_STRUCTURED)
+    )
+    if values > MAX_JSON_VALUES:
+        raise PolicyLoadError(
+            f"bundle JSON may hold {values} values, more than the limit ({MAX_JSON_VALUES})"
+        )
 
 
 def _data(files: dict[str, bytes]) -> dict[str, Any]:

@@ -203,10 +203,14 @@ def file_digest(name: str, data: bytes, algorithm: str) -> str:
     if name.endswith(_STRUCTURED) or name.endswith(".manifest"):
         try:
             value = json.loads(data, parse_float=_Raw, parse_int=_Raw, parse_constant=_Raw)
-            text = canonical(value)
+            text = canonical(value).encode()
+        except UnicodeEncodeError as exc:  # valid JSON; OPA reads the half pair as U+FFFD
+            raise PolicyLoadError(
+                f"bundle signature: {name}: a string holds a lone surrogate escape"
+            ) from exc
         except (ValueError, RecursionError) as exc:  # canonical() recurses per nesting level
             raise PolicyLoadError(f"bundle signature: {name}: not JSON: {exc}") from exc
-        digest.update(text.encode())
+        digest.update(text)
     else:
         digest.update(data)
     return str(digest.hexdigest())
