@@ -3,7 +3,7 @@ optional tracer, the exchange instruments, and the loop that samples object-held
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sekisho.config import Settings
@@ -21,6 +21,12 @@ log = logging.getLogger(__name__)
 METRICS_SAMPLE = Loop("metrics_sample", "metrics_sample_failed", log)
 
 SAMPLE_INTERVAL_SECONDS = 5.0
+# A scrape within this long of the last one gets the same body. GET /metrics is unauthenticated
+# (the shipped config binds it to the pod IP) and a render costs 14-21 ms of the event loop with
+# the default 50 audiences once traffic has made its series (78 ms with 200), so one client
+# asking on a kept-alive connection could hold a worker's loop; Prometheus scrapes every 15-60 s
+# (red team session 13, bench/results/redteam_session13.md).
+SCRAPE_REUSE_SECONDS = 1.0
 
 
 @dataclass
@@ -32,6 +38,7 @@ class Observability:
     instruments: ExchangeInstruments
     # Counts every background loop's failed iterations (sekisho_background_failures_total).
     loop_failures: LoopFailures
+    _scraped: tuple[float, tuple[bytes, str]] | None = field(default=None, init=False, repr=False)
 
     def fetcher_for(self, fetcher: JsonFetcher, issuer: str) -> JsonFetcher:
         """`fetcher`, counting JWKS fetches for `issuer` when metrics are on."""
@@ -40,14 +47,19 @@ class Observability:
         return MeteredFetcher(fetcher, self.metrics, issuer)
 
     def scrape(self, now: float) -> tuple[bytes, str]:
-        """Sample object-held values, then render every metric (of the whole pod with workers).
+        """Sample object-held values, then render every metric (of the whole pod with workers);
+        the last body again within SCRAPE_REUSE_SECONDS of it.
 
         Raises: RuntimeError when metrics are disabled (the route is not mounted then).
         """
         if self.metrics is None:
             raise RuntimeError("metrics are disabled")
+        if self._scraped is not None and 0 <= now - self._scraped[0] < SCRAPE_REUSE_SECONDS:
+            return self._scraped[1]
         self.metrics.sample(now)
-        return self.metrics.render()
+        rendered = self.metrics.render()
+        self._scraped = (now, rendered)
+        return rendered
 
     async def sample_forever(self, now: Callable[[], float]) -> None:
         """Keep this worker's sampled gauges fresh for scrapes answered by another worker."""

@@ -1,12 +1,14 @@
 """`sekisho serve` with `[policy] bundle_url`: not ready until the bundle server answers with a
 good bundle, then exchanges follow each new bundle; a bundle that fails keeps the last good."""
 
+import asyncio
 from pathlib import Path
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sekisho.devidp import DevIdentityProvider
+from sekisho.observability import SCRAPE_REUSE_SECONDS
 from sekisho.signing.filestore import FileKeyStore
 
 from tests.integration.conftest import stack_settings
@@ -58,7 +60,9 @@ async def test_serving_follows_the_bundle_server(
 
 
 async def _bundle_metrics(port: int) -> dict[tuple[str, str], float]:
-    """The sekisho_policy_bundle_* samples of GET /metrics, by (name, revision or reason)."""
+    """The sekisho_policy_bundle_* samples of GET /metrics, by (name, revision or reason); after
+    SCRAPE_REUSE_SECONDS, so a scrape never gets the body of the one before."""
+    await asyncio.sleep(SCRAPE_REUSE_SECONDS)
     url = f"http://127.0.0.1:{port}/metrics"
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         text = await response.text()

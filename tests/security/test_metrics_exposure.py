@@ -7,6 +7,7 @@ import grpc
 import pytest
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho.config import Settings
+from sekisho.observability import SCRAPE_REUSE_SECONDS, build_observability
 
 from tests.integration.conftest import LiveStack, dev_idp, live  # noqa: F401 (fixtures)
 
@@ -46,3 +47,29 @@ async def test_probed_audiences_are_never_labelled(live: LiveStack) -> None:  # 
     assert f'audience="{CRM_AS}"' in text  # granted: named
     assert 'audience="unknown"' in text
     assert "secret-project" not in text and "evil.example" not in text
+
+
+def test_scrapes_within_a_second_of_the_last_render_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Red team, session 13: GET /metrics is unauthenticated (the shipped config binds the admin
+    listener to the pod IP) and a render took 14-21 ms of the event loop with the default 50
+    audiences once traffic had made its series: one client asking on a kept-alive connection
+    (40 a second) held a worker's loop. Now a scrape within SCRAPE_REUSE_SECONDS of the last
+    gets its body."""
+    observability = build_observability(Settings())
+    assert observability.metrics is not None
+    renders: list[int] = []
+    render = observability.metrics.render
+
+    def counted() -> tuple[bytes, str]:
+        renders.append(1)
+        return render()
+
+    monkeypatch.setattr(observability.metrics, "render", counted)
+    first = observability.scrape(1000.0)
+    for offset in range(50):
+        assert observability.scrape(1000.0 + offset * SCRAPE_REUSE_SECONDS / 50) == first
+    assert len(renders) == 1  # before: 51
+    observability.scrape(1000.0 + SCRAPE_REUSE_SECONDS)
+    assert len(renders) == 2
+    observability.scrape(990.0)  # the clock went back: render, never serve an older body forever
+    assert len(renders) == 3
