@@ -6,7 +6,7 @@
 - The HTTP listener closes half-sent requests (header timeout), slow bodies (body timeout),
   connections beyond the per-peer and total bounds, and kept-alive connections after N requests.
 - The gRPC listener bounds streams per connection and closes connections that never finish
-  their handshake.
+  their handshake; Health.Watch and reflection streams, which stay open, are bounded per peer.
 Each test fails if its defence is removed.
 """
 
@@ -25,6 +25,7 @@ import pytest
 from aiohttp.http_parser import DeflateBuffer
 from argon2 import PasswordHasher
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.attempts import AttemptGate, AttemptLimits
@@ -34,6 +35,7 @@ from sekisho.devidp import DevIdentityProvider
 from sekisho.errors import InvalidClientError, SlowDownError
 from sekisho.http.client_auth import ClientAuthenticator, RegisteredClient
 from sekisho.http.secrets import SecretChecker
+from sekisho.rpc.stream_bound import MAX_OPEN_PER_PEER
 from sekisho.service import Service, start_service
 from sekisho.signing.filestore import FileKeyStore
 from sekisho.verify.replay import InMemoryReplayCache
@@ -630,3 +632,55 @@ async def test_requests_the_parser_refuses_are_counted_not_logged_one_by_one(
     counted = [r for r in caplog.records if r.getMessage() == "http_bad_requests"]
     assert counted and all(r.levelno == logging.WARNING and not r.exc_info for r in counted)
     assert len(counted) < 2 * len(_UNPARSEABLE) * 10  # one line per interval, not per request
+
+
+async def _first_answer(call: Any) -> Any:
+    return await asyncio.wait_for(call.read(), GIVE_UP_SECONDS)
+
+
+@pytest.mark.integration
+async def test_open_watch_and_reflection_streams_are_bounded_per_peer(metered: Service) -> None:
+    """Red team, session 13: Health.Watch and reflection streams stay open until the client ends
+    them (~24 KB of the worker each) and grpc core bounds streams per connection, not
+    connections: one client held as many as it opened. Now MAX_OPEN_PER_PEER per address."""
+    target = f"127.0.0.1:{metered.grpc.port}"
+    own_connection = [("grpc.use_local_subchannel_pool", 1)]
+    per_channel = 16  # [grpc] max_concurrent_streams
+    channels = [
+        grpc.aio.insecure_channel(target, options=own_connection)
+        for _ in range(MAX_OPEN_PER_PEER // per_channel + 1)
+    ]
+    request = health_pb2.HealthCheckRequest(service="")
+    try:
+        watches = [
+            health_pb2_grpc.HealthStub(channels[i // per_channel]).Watch(request)
+            for i in range(MAX_OPEN_PER_PEER)
+        ]
+        answers = await asyncio.gather(*(_first_answer(watch) for watch in watches))
+        assert {answer.status for answer in answers} == {health_pb2.HealthCheckResponse.SERVING}
+        extra = health_pb2_grpc.HealthStub(channels[-1]).Watch(request)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await _first_answer(extra)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # before: SERVING
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channels[-1])
+        stream = reflection.ServerReflectionInfo()
+        await stream.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await _first_answer(stream)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        watches.pop().cancel()  # one ends: its place is free again
+        for _ in range(int(GIVE_UP_SECONDS / 0.05)):
+            again = health_pb2_grpc.HealthStub(channels[-1]).Watch(request)
+            try:
+                assert (await _first_answer(again)).status == health_pb2.HealthCheckResponse.SERVING
+                break
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("a Watch was refused after one ended")
+        # The unary Check (probes, Envoy) is never bounded by it.
+        check = await health_pb2_grpc.HealthStub(channels[-1]).Check(request, timeout=5)
+        assert check.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        for channel in channels:
+            await channel.close()

@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_authz_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
@@ -19,6 +19,7 @@ from sekisho.rpc.ext_authz import SERVICE_NAME as EXT_AUTHZ_SERVICE_NAME
 from sekisho.rpc.ext_authz import ExtAuthzServicer
 from sekisho.rpc.interceptors import ErrorMappingInterceptor
 from sekisho.rpc.servicer import TokenExchangeServicer
+from sekisho.rpc.stream_bound import BoundedHealthServicer, BoundedReflectionServicer, OpenCalls
 from sekisho.tls import TlsMaterial
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TokenExchangeService"].full_name
@@ -111,7 +112,8 @@ async def create_grpc_server(
         ],
     )
     pb_grpc.add_TokenExchangeServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
-    health_servicer = health.aio.HealthServicer()
+    open_calls = OpenCalls()  # Watch and reflection streams stay open: bounded (stream_bound.py)
+    health_servicer = BoundedHealthServicer(open_calls)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names: tuple[str, ...] = (
         SERVICE_NAME,
@@ -120,7 +122,9 @@ async def create_grpc_server(
     if ext_authz is not None:
         ext_authz_grpc.add_AuthorizationServicer_to_server(ext_authz, server)
         names = (*names, EXT_AUTHZ_SERVICE_NAME)
-    reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        BoundedReflectionServicer((*names, reflection.SERVICE_NAME), open_calls), server
+    )
     port = _bind(server, listen, tls)
     if port == 0:
         raise OSError(f"cannot bind gRPC listener {listen}")
