@@ -7,6 +7,7 @@
 - private_key_jwt assertions go through the strict JOSE layer: ill-typed `exp`, an `alg` that
   does not fit the key, non-canonical base64url and duplicate members are `invalid_client`,
   never a 500.
+- `sekisho.client` waits out a refusal's `retry_after` for at most MAX_RETRY_AFTER_SECONDS.
 """
 
 import base64
@@ -14,11 +15,19 @@ import json
 import uuid
 from typing import Any
 
+import grpc
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho.attempts import AttemptGate
 from sekisho.callers import RateLimit
+from sekisho.client import TokenExchangeClient
+from sekisho.client.channel import ChannelOptions
+from sekisho.client.errors import MAX_RETRY_AFTER_SECONDS, RateLimitedError
 from sekisho.config import TrustConfig
 from sekisho.errors import InvalidClientError
 from sekisho.http.client_auth import CLIENT_ASSERTION_TYPE, ClientAuthenticator, RegisteredClient
@@ -32,6 +41,7 @@ from sekisho.verify import (
 
 from tests.bounds import attempt_limits
 from tests.fakes.clock import FakeClock
+from tests.integration.test_client_throttle import _exchange_server
 from tests.unit.verify.test_tokens import AS, ISSUER, MCP, NOW, StaticKeys, mint
 
 pytestmark = pytest.mark.security
@@ -224,3 +234,50 @@ async def test_processing_header_parameters_in_an_assertion_are_refused(
     payload = json.dumps(_claims()).encode()
     with pytest.raises(InvalidClientError):
         await _authenticate(_raw_assertion({"alg": "ES256", "kid": "ec-1", **header}, payload))
+
+
+# --- sekisho.client and a refusal's retry_after (red team, session 13) ----------------------------
+
+
+class _Clock:
+    now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("retry_after", ["inf", "1e9"])
+async def test_one_absurd_retry_after_never_stops_the_client_for_good(retry_after: str) -> None:
+    """TokenExchangeClient holds every call until the server's retry_after has passed: one
+    `slow_down` naming "inf" stopped it (every user, every audience) until restarted, failing
+    each call at once without an RPC. A wait is now at most MAX_RETRY_AFTER_SECONDS."""
+    answers: list[str] = []
+
+    async def handler(_: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        if not answers:
+            answers.append("slow_down")
+            await context.abort_with_status(_slow_down(retry_after))
+        answers.append("token")
+        return pb.ExchangeTokenResponse(access_token="t", expires_in=300).SerializeToString()
+
+    clock = _Clock()
+    async with _exchange_server(handler) as target:
+        options = ChannelOptions(insecure=True)
+        async with TokenExchangeClient(target, channel_options=options, clock=clock) as client:
+            with pytest.raises(RateLimitedError):
+                await client.exchange("subject", AS, deadline_seconds=2)
+            clock.now += MAX_RETRY_AFTER_SECONDS + 1
+            # Before: RateLimitedError "retry after inf s", no RPC, for the life of the process.
+            assert (await client.exchange("subject", AS, deadline_seconds=2)).access_token == "t"
+    assert answers == ["slow_down", "token"]
+
+
+def _slow_down(retry_after: str) -> Any:
+    info = error_details_pb2.ErrorInfo(
+        reason="slow_down", domain="sekisho.dev", metadata={"retry_after": retry_after}
+    )
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message="busy", details=[detail])
+    return rpc_status.to_status(status)

@@ -4,7 +4,15 @@ finds the audit line by (`request_id`, `decision_id`), `retry_after` when the se
 client) names a wait, and, for step-up and consent, what the caller must show the user
 (`acr_values`/`max_age`, `authorization_url`)."""
 
+import math
 from collections.abc import Mapping
+
+# The longest wait a refusal can impose on this client. TokenExchangeClient holds every call
+# (every user, every audience) until the server's retry_after has passed, failing at once those
+# that cannot wait it out: one answer of `retry_after: "inf"` (or 1e9) from a broken server or
+# whatever answers for it stopped the client until it was restarted (red team session 13). A
+# server whose bucket is slower refuses the call after this again, at the cost of one RPC.
+MAX_RETRY_AFTER_SECONDS = 300.0
 
 
 class ExchangeError(Exception):
@@ -33,11 +41,14 @@ class ExchangeError(Exception):
     @property
     def retry_after(self) -> float | None:
         """Seconds to wait before calling again, when the service (slow_down, overload) or the
-        client's own throttle names one; None otherwise."""
+        client's own throttle names one, at most MAX_RETRY_AFTER_SECONDS; None otherwise."""
         try:
-            return max(0.0, float(self.metadata["retry_after"]))
+            seconds = float(self.metadata["retry_after"])
         except (KeyError, ValueError):
             return None
+        if math.isnan(seconds):
+            return None
+        return min(MAX_RETRY_AFTER_SECONDS, max(0.0, seconds))
 
     @property
     def authorization_url(self) -> str:
