@@ -29,6 +29,11 @@ two-bit entries is 25 KB). An evicted list is fetched again when a token names i
 of the newest copy seen is remembered for WATERMARK_FACTOR times as many lists: a list evicted
 and fetched again is still never one issued before the newest seen (a copy of that same second
 is taken, as at a first fetch: the INVALID entries to compare it with went with the list).
+
+A stale list served is logged once per SUMMARY_INTERVAL per list (`status_list_stale`, counting
+the verifications since the last line), not once per verification: during an outage of the
+status endpoint every verification of every request wrote a WARNING, for up to
+`max_stale_seconds` (red team session 13).
 """
 
 import asyncio
@@ -43,6 +48,7 @@ import aiohttp
 import jwt
 
 from sekisho.constants import MEDIA_TYPE_STATUS_LIST, SIGNING_ALGORITHMS, TYP_STATUS_LIST
+from sekisho.log_throttle import SUMMARY_INTERVAL, LogThrottle
 from sekisho.lru import LruMap
 from sekisho.singleflight import SingleFlight
 from sekisho.status.bitlist import (
@@ -116,6 +122,7 @@ class StatusListClient:
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._fetches: SingleFlight[str, _CachedList] = SingleFlight()
         self._failed_at: LruMap[str, float] = LruMap(max_lists)  # uri -> its last failed fetch
+        self._stale_lines: LruMap[str, LogThrottle] = LruMap(max_lists)  # status_list_stale
         self.fetch_count = 0
 
     async def status(self, claim: object) -> int:
@@ -165,9 +172,18 @@ class StatusListClient:
             return (await self._fetch_shared(uri, now)).status_list
         except VerifierUnavailableError:
             if cached is not None and self._usable_stale(cached, now):
-                log.warning("status_list_stale", extra={"uri": uri})
+                self._log_stale(uri)
                 return cached.status_list
             raise
+
+    def _log_stale(self, uri: str) -> None:
+        throttle = self._stale_lines.get(uri)
+        if throttle is None:
+            throttle = LogThrottle(_Now(self._clock), SUMMARY_INTERVAL)
+            self._stale_lines.put(uri, throttle)
+        served = throttle.count()
+        if served is not None:
+            log.warning("status_list_stale", extra={"uri": uri, "served": served})
 
     def _usable_stale(self, cached: _CachedList, now: float) -> bool:
         within_exp = cached.expires_at is None or now < cached.expires_at
@@ -289,3 +305,13 @@ class StatusListClient:
         if not isinstance(iat, int | float) or isinstance(iat, bool) or not math.isfinite(iat):
             raise VerifierUnavailableError("status list iat must be a number")
         return claims
+
+
+class _Now:
+    """A clock function as the Clock LogThrottle reads."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+
+    def now(self) -> float:
+        return self._clock()

@@ -4,6 +4,7 @@ staleness."""
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import jwt
 import pytest
 from aiohttp import web
+from sekisho.log_throttle import SUMMARY_INTERVAL
 from sekisho.status.bitlist import INVALID, SUSPENDED, StatusList, pack
 from sekisho.verify import StatusListClient, TokenRejectedError, VerifierUnavailableError
 from sekisho.verify.status import MAX_LISTS, RETRY_SECONDS
@@ -382,6 +384,25 @@ async def test_a_failed_fetch_is_not_retried_by_every_verification(
     with pytest.raises(TokenRejectedError, match="revoked"):
         await client.check(_status(server, 0))
     assert server.hits == 3
+
+
+async def test_verifications_served_a_stale_list_are_counted_not_logged_one_by_one(
+    server: ListServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Red team session 13: during a status endpoint outage each verification served the last
+    # good list with one WARNING of its own, for up to max_stale_seconds.
+    clock = Clock()
+    client = _client(server, clock)
+    await client.check(_status(server, 0))
+    server.status = 503
+    clock.now += TTL + 1
+    with caplog.at_level(logging.WARNING, logger="sekisho.verify.status"):
+        for _ in range(50):
+            await client.check(_status(server, 0))
+        clock.now += SUMMARY_INTERVAL
+        await client.check(_status(server, 0))
+    lines = [r for r in caplog.records if r.getMessage() == "status_list_stale"]
+    assert [getattr(r, "served", None) for r in lines] == [1, 50]  # before: 51 lines
 
 
 async def test_with_no_list_held_a_failed_fetch_is_retried_after_the_interval(
