@@ -19,6 +19,7 @@ from sekisho.http.client_auth import ClientAuthenticator, registered_client
 from sekisho.http.secrets import SecretChecker
 from sekisho.http.token import TOKEN_PATH, TokenEndpoint
 from sekisho.identity.cache import CachingTokenVerifier
+from sekisho.identity.role import InboundVerifier
 from sekisho.identity.verifier import TokenVerifier, TrustedIssuer
 from sekisho.loops import LoopFailures
 from sekisho.metrics import Metrics
@@ -145,8 +146,10 @@ def build_gateway_authorizer(
     revoked: Revoked | None = None,
     published: Published | None = None,
     flushes: CachingPolicyEngine | None = None,
+    subject_verifier: InboundVerifier | None = None,
 ) -> GatewayAuthorizer:
-    """The ext_authz adapter from [gateway]: route table, token header and token cache."""
+    """The ext_authz adapter from [gateway]: route table, token header and token cache;
+    `subject_verifier` (the verified-subject cache) is asked again at every cache hit."""
     gateway = settings.gateway
     routes = RouteTable(
         Route(
@@ -180,6 +183,7 @@ def build_gateway_authorizer(
         token_header=TokenHeader(gateway.token_header, gateway.token_scheme),
         tool_header=gateway.tool_header,
         route_from_envoy=gateway.route_from_envoy,
+        subject_verifier=subject_verifier,
     )
 
 

@@ -163,6 +163,7 @@ async def serve_grpc(
             revoked=status.gate.revoked if status else None,
             published=core.keyring.publishes,
             flushes=core.policy,
+            subject_verifier=core.subject_cache,
         ),
         trust_source_principal=settings.gateway.trust_source_principal,
         callers=callers,

@@ -16,6 +16,7 @@ from sekisho.errors import InvalidClientError, ServiceError
 from sekisho.exchange import TokenExchanger
 from sekisho.gateway.cache import GatewayTokenCache, cache_key
 from sekisho.gateway.routes import Route, RouteTable
+from sekisho.identity.role import InboundVerifier
 from sekisho.models import Caller
 from sekisho.singleflight import SingleFlight
 from sekisho.validation import ExchangeParams
@@ -87,8 +88,14 @@ class GatewayAuthorizer:
         token_header: TokenHeader,
         tool_header: str,
         route_from_envoy: bool = False,
+        subject_verifier: InboundVerifier | None = None,
     ) -> None:
+        """`subject_verifier` (the verified-subject cache, in the service) is asked again at
+        every cache hit: a cached token is served only while the user's token still verifies
+        (red team session 13: after the IdP dropped the key that signed it, the gateway kept
+        allowing the token from this cache until the minted one neared expiry)."""
         self._exchanger = exchanger
+        self._subject_verifier = subject_verifier
         self._route_from_envoy = route_from_envoy
         self._routes = routes
         self._cache = cache
@@ -121,6 +128,9 @@ class GatewayAuthorizer:
         context = self._context(request)
         key = cache_key(subject_token, str(route.index), *_key_parts(request.caller, context))
         token = self._cache.get(key)
+        if token is not None and not await self._still_verifies(subject_token):
+            self._cache.drop(key)
+            token = None
         if token is None:
             try:
                 token = await self._shared_exchange(
@@ -129,6 +139,17 @@ class GatewayAuthorizer:
             except ServiceError as error:
                 return denial(error, route)
         return self._allowed(token)
+
+    async def _still_verifies(self, subject_token: str) -> bool:
+        """Whether the user's token verifies now, as the exchange read it (an access token).
+        A refusal of any kind sends the request through the exchange, which answers it."""
+        if self._subject_verifier is None:
+            return True
+        try:
+            await self._subject_verifier.verify(subject_token, TOKEN_TYPE_ACCESS_TOKEN)
+        except ServiceError:
+            return False
+        return True
 
     async def _shared_exchange(
         self, subject_token: str, route: Route, context: dict[str, str], caller: Caller, key: str

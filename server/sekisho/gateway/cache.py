@@ -86,6 +86,10 @@ class GatewayTokenCache:
         self._misses += 1
         return None
 
+    def drop(self, key: str) -> None:
+        """Forget the token under `key` (its user's token no longer verifies)."""
+        self._entries.pop(key)
+
     def put(
         self,
         key: str,

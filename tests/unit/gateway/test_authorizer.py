@@ -26,7 +26,14 @@ from sekisho.signing.manager import KeyManager
 from sekisho.validation import build_request
 
 from tests.bounds import request_limits
-from tests.harness import CRM_AUDIENCE, CRM_RESOURCE, DOCS_AUDIENCE, SEKISHO_ISSUER, Harness
+from tests.harness import (
+    CRM_AUDIENCE,
+    CRM_RESOURCE,
+    DOCS_AUDIENCE,
+    IDP_A,
+    SEKISHO_ISSUER,
+    Harness,
+)
 
 HR_ASSISTANT = "spiffe://example.org/agents/hr-assistant"
 
@@ -433,3 +440,34 @@ async def test_a_token_signed_by_a_revoked_key_is_not_served_from_the_cache(
     new_kid = jwt.get_unverified_header(again.headers_to_set["authorization"].split()[1])["kid"]
     assert new_kid != old_kid and harness.keyring.publishes(new_kid)
     assert len(recorder.requests) == 2  # exchanged afresh, not served from the cache
+
+
+async def test_a_user_token_whose_idp_key_left_the_jwks_is_not_served_from_the_cache(
+    harness: Harness,
+) -> None:
+    """Red team, session 13: the cache is keyed by the user's token and served it without
+    asking whether that token still verifies: after the IdP dropped the key that signed it (a
+    compromise), the verified-subject cache forgot the token at the next JWKS refresh, but the
+    gateway kept allowing it until the minted token neared expiry (up to 270 s)."""
+    recorder = RecordingExchanger(harness.exchanger)
+    cache = GatewayTokenCache(harness.clock, max_entries=100, margin_seconds=30)
+    authorizer = GatewayAuthorizer(
+        recorder,  # type: ignore[arg-type]
+        ROUTES,
+        cache,
+        token_header=TokenHeader(),
+        tool_header="x-mcp-tool",
+        subject_verifier=harness.verifier,
+    )
+    request = gw("/crm/tools", bearer(harness))
+    first = await authorizer.authorize(request)
+    assert isinstance(first, Allowed)
+    assert await authorizer.authorize(request) == first  # a cache hit: one exchange
+    assert len(recorder.requests) == 1
+    harness.fetcher.documents[f"{IDP_A}/jwks"] = {"keys": []}  # the IdP dropped its keys
+    harness.clock.advance(31)  # past the JWKS cache's refetch interval
+    await harness.issuers[IDP_A].jwks.refresh()
+    again = await authorizer.authorize(request)
+    # Before: Allowed, the cached token, with no exchange.
+    assert isinstance(again, Denied) and again.status == 401
+    assert len(recorder.requests) == 2  # exchanged afresh, refused at verification
