@@ -23,8 +23,14 @@ from sekisho.signing.wrapped import KmsWrappedCodec
 
 
 def build_kms_client(settings: Settings) -> KmsClient:
+    """A KMS client in [keys] kms_region, else $AWS_REGION, else boto3's own default.
+
+    botocore reads only AWS_DEFAULT_REGION and the profile's region; AWS_REGION is the variable
+    the other AWS SDKs, the AWS CLI v2, Lambda and ECS use, and the one the docs name.
+    """
     keys = settings.keys
-    return create_kms_client(keys.kms_region, keys.kms_endpoint_url, keys.kms_timeout_seconds)
+    region = keys.kms_region or os.environ.get("AWS_REGION", "")
+    return create_kms_client(region, keys.kms_endpoint_url, keys.kms_timeout_seconds)
 
 
 def build_keystore(

@@ -4,6 +4,9 @@ from pathlib import Path
 
 import pytest
 from sekisho.cli import main
+from sekisho.config import load_settings
+from sekisho.keystores import build_kms_client
+from sekisho.signing.kms_client import Boto3KmsClient
 
 
 def _config(tmp_path: Path, extra: str = "") -> Path:
@@ -39,6 +42,40 @@ def test_kms_backend_without_a_region_names_the_setting(
     assert main(["keys", "init", "--config", str(config)]) == 2
     assert "keys.kms_region" in capsys.readouterr().err
     assert not (tmp_path / "mykeys").exists()
+
+
+@pytest.mark.parametrize(
+    ("kms_region", "env", "expected"),
+    [
+        pytest.param("", {"AWS_REGION": "eu-west-3"}, "eu-west-3", id="AWS_REGION-alone"),
+        pytest.param(
+            "",
+            {"AWS_REGION": "eu-west-3", "AWS_DEFAULT_REGION": "us-east-2"},
+            "eu-west-3",
+            id="AWS_REGION-over-AWS_DEFAULT_REGION",
+        ),
+        pytest.param("", {"AWS_DEFAULT_REGION": "us-east-2"}, "us-east-2", id="boto3-default"),
+        pytest.param("ap-south-1", {"AWS_REGION": "eu-west-3"}, "ap-south-1", id="kms_region"),
+    ],
+)
+def test_the_kms_region_comes_from_the_setting_then_aws_region(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kms_region: str,
+    env: dict[str, str],
+    expected: str,
+) -> None:
+    # botocore alone reads AWS_DEFAULT_REGION only: with just AWS_REGION set (as the docs and
+    # the old error message said), `sekisho keys init` refused 'You must specify a region'.
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = _config(tmp_path, f'backend = "kms"\nkms_region = "{kms_region}"\n')
+    client = build_kms_client(load_settings(config))
+    assert isinstance(client, Boto3KmsClient)
+    assert client._kms.meta.region_name == expected
 
 
 def test_unknown_config_key_is_named_and_exits_2(

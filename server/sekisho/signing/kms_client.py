@@ -235,6 +235,6 @@ def create_kms_client(region: str, endpoint_url: str, timeout_seconds: float) ->
     except BotoCoreError as exc:  # e.g. NoRegionError
         raise ConfigError(
             f"config key 'keys.kms_region': cannot create a KMS client: {exc} "
-            "(set kms_region, or AWS_REGION in the environment)"
+            "(set kms_region, or AWS_REGION or AWS_DEFAULT_REGION in the environment)"
         ) from exc
     return Boto3KmsClient(client)
