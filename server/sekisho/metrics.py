@@ -366,8 +366,9 @@ class Metrics:
             multiprocess_mode="livesum",
         )
 
-    def shadow_differed(self, audience: str, kind: str) -> None:
-        self.shadow_differences.labels(self._audience(audience), kind).inc()
+    def shadow_differed(self, audience: str, kind: str, granted: bool) -> None:
+        """`granted`: the live or the shadow decision granted `audience`."""
+        self.shadow_differences.labels(self._audience(audience, granted=granted), kind).inc()
 
     def _multiprocess_registry(self) -> CollectorRegistry:
         registry = CollectorRegistry()

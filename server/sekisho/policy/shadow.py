@@ -45,7 +45,7 @@ class ShadowCounters:
     def __init__(
         self,
         on_outcome: Callable[[str], None] = lambda outcome: None,
-        on_difference: Callable[[str, str], None] = lambda audience, kind: None,
+        on_difference: Callable[[str, str, bool], None] = lambda audience, kind, granted: None,
     ) -> None:
         self.outcomes: dict[str, int] = {}
         self.kinds: dict[str, int] = {}
@@ -57,9 +57,10 @@ class ShadowCounters:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         self._on_outcome(outcome)
 
-    def difference(self, audience: str, kind: str) -> None:
+    def difference(self, audience: str, kind: str, *, granted: bool) -> None:
+        """`granted`: the live or the shadow policy granted `audience` (so it may be a label)."""
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
-        self._on_difference(audience, kind)
+        self._on_difference(audience, kind, granted)
 
 
 class ShadowEvaluator:
@@ -120,8 +121,11 @@ class ShadowEvaluator:
             return
         self.counters.outcome("different")
         audience = observed.document["request"]["audience"]
+        # A candidate that opens a downstream the live policy denies is what shadow is for: an
+        # audience either policy granted is named, not counted as "unknown" (AudienceLabels).
+        granted = live.allow or (candidate is not None and candidate.allow)
         for kind in kinds:
-            self.counters.difference(audience, kind)
+            self.counters.difference(audience, kind, granted=granted)
         log.info("shadow_diff", extra=_diff_fields(observed.document, live, candidate, kinds))
 
     async def _candidate(self, document: dict[str, Any]) -> Decision | None:

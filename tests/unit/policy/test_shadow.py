@@ -15,12 +15,13 @@ import pytest
 from sekisho.audit import AuditLog
 from sekisho.components import build_policy_engine
 from sekisho.config import Settings
-from sekisho.errors import TemporarilyUnavailableError
+from sekisho.errors import InvalidScopeError, TemporarilyUnavailableError
 from sekisho.exchange import TokenExchanger
+from sekisho.metrics import Metrics
 from sekisho.minting.minter import TokenMinter
 from sekisho.models import Decision
 from sekisho.policy.engine import PolicyEngine
-from sekisho.policy.shadow import ShadowEvaluator
+from sekisho.policy.shadow import ShadowCounters, ShadowEvaluator
 from sekisho.policy.tap import ObservedPolicyEngine
 
 from tests.bounds import request_limits, shadow_bounds
@@ -139,6 +140,28 @@ async def test_a_differing_shadow_changes_no_token_and_reports_the_kind(
     (record,) = [r for r in caplog.records if r.getMessage() == "shadow_diff"]
     assert record.kinds == list(kinds) and record.audience == CRM_AUDIENCE
     assert "alice" not in json.dumps(record.__dict__, default=str)  # sub_hash, never the user
+
+
+async def test_a_difference_is_counted_under_the_audience_the_shadow_grants(
+    harness: Harness, tmp_path: Path
+) -> None:
+    # Live denies crm.write to sales, the candidate grants it, and no live token was granted for
+    # the audience since start (a new downstream, or a grant nobody had): the metric must name
+    # the audience. Before, it counted it as "unknown", the label of a refused probe.
+    metrics = Metrics(max_audiences=50)
+    counters = ShadowCounters(on_difference=metrics.shadow_differed)
+    engine = await _policy_variant(tmp_path, _grant_write)
+    shadow = ShadowEvaluator(engine, shadow_bounds(cpu_share=1.0), counters)
+    shadow.start()
+    token = harness.idp_a.token(harness.clock.now())
+    with pytest.raises(InvalidScopeError):
+        await _pipeline(harness, shadow).exchange(harness.request(token, scopes=["crm.write"]))
+    await shadow.drained()
+    await shadow.close()
+    assert counters.kinds == {"allow": 1}
+    exposition = metrics.render()[0].decode()
+    expected = f'sekisho_shadow_differences_total{{audience="{CRM_AUDIENCE}",kind="allow"}} 1.0'
+    assert expected in exposition
 
 
 async def test_an_identical_shadow_reports_no_difference(harness: Harness, tmp_path: Path) -> None:
