@@ -204,6 +204,10 @@ async def test_rejected_edit_keeps_the_last_good_policy_and_logs_the_compile_err
         assert await engine.refresh() is False
     failures = logged(caplog, "policy_reload_failed")
     assert failures and "rego_parse_error" in failures[-1]
+    named = [
+        r.__dict__.get("path") for r in caplog.records if r.getMessage() == "policy_reload_failed"
+    ]
+    assert named[-1] == str(root)  # which folder: a shadow's engine logs the same event
     assert module_text(opa, DECISION_ID) == before
     assert engine.ready and (await engine.decide(sales_user())).allow
 

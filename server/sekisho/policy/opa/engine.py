@@ -218,14 +218,14 @@ class OpaPolicyEngine:
         try:
             source = await asyncio.to_thread(load_source, self._root)
         except PolicyLoadError as exc:
-            log.error("policy_reload_failed", extra={"error": str(exc)})
+            log.error("policy_reload_failed", extra={"path": str(self._root), "error": str(exc)})
             if self._good is None or not self._republish:
                 return False
             source, fallback = self._good, True
         try:
             await self.publish(source)
         except PolicyLoadError as exc:
-            log.error("policy_reload_failed", extra={"error": str(exc)})
+            log.error("policy_reload_failed", extra={"path": str(self._root), "error": str(exc)})
             return False
         except OpaUnavailableError as exc:
             # Retried every check interval; the transition to not ready was logged once.

@@ -104,6 +104,6 @@ class WasmPolicyEngine(WasmServing):
         try:
             self.load()
         except PolicyLoadError as exc:
-            log.error("policy_reload_failed", extra={"error": str(exc)})
+            log.error("policy_reload_failed", extra={"path": str(self._root), "error": str(exc)})
             return False
         return True
