@@ -54,6 +54,12 @@ class BundleVerifier:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise PolicyLoadError(f"bundle verification key {path}: {exc}") from exc
+        if _load_private(text.encode()) is not None:
+            # Whoever holds it decides what every replica grants: only CI should.
+            raise PolicyLoadError(
+                f"bundle verification key {path} is a private key: give replicas its public key "
+                "(openssl pkey -in FILE -pubout); only CI signs"
+            )
         if algorithm is None:
             algorithm = _implied_algorithm(
                 path, _load_public(text), "set [policy] bundle_verification_alg"
@@ -178,10 +184,16 @@ def signing_algorithm(path: Path, algorithm: str | None) -> str:
     except OSError as exc:
         raise PolicyLoadError(f"signing key {path}: {exc.strerror}") from exc
     key = _load_private(data)
+    if key is None and _load_public(data.decode("utf-8", "replace")) is not None:
+        # Not an HMAC secret (the hint below): a PEM key is never one, replicas refuse it as such.
+        raise PolicyLoadError(
+            f"signing key {path} is a public key: sign with the private key of its pair "
+            "(replicas verify with this one: [policy] bundle_verification_key)"
+        )
     if algorithm is None:
         return _implied_algorithm(path, key, "pass --signing-alg (HS256 for an HMAC secret)")
     found = key_algorithms(key)
-    if algorithm.startswith("HS") or found is None:
+    if found is None:
         return algorithm
     what, fits = found
     if algorithm not in fits:

@@ -77,3 +77,30 @@ def test_a_named_verification_algorithm_the_key_does_not_fit_still_stops_the_sta
     _, public = write_pair(tmp_path, "ec-p256")
     with pytest.raises(PolicyLoadError, match="is not a RS256 key"):
         BundleVerifier.from_file(public, "RS256")
+
+
+def test_the_public_key_given_to_the_build_is_refused_as_the_wrong_half_of_the_pair(
+    tmp_path: Path,
+) -> None:
+    # Walkthrough: the public key given as --signing-key was answered "an HMAC secret?: pass
+    # --signing-alg (HS256 …)", and with HS256 the build signed with the PEM text as the secret
+    # and said ok; no replica can load such a bundle (PyJWT refuses a PEM HMAC secret).
+    _, public = write_pair(tmp_path, "ec-p256")
+    for algorithm in (None, "HS256", "ES256"):
+        with pytest.raises(PolicyLoadError, match="is a public key: sign with the private key"):
+            signing_algorithm(public, algorithm)
+
+
+def test_a_private_key_cannot_sign_an_hmac_bundle(tmp_path: Path) -> None:
+    private, _ = write_pair(tmp_path, "ec-p256")
+    with pytest.raises(PolicyLoadError, match="cannot sign HS256: pass --signing-alg ES256"):
+        signing_algorithm(private, "HS256")
+
+
+@pytest.mark.parametrize("algorithm", [None, "ES256", "HS256"])
+def test_a_replica_given_the_private_key_refuses_to_start(
+    tmp_path: Path, algorithm: str | None
+) -> None:
+    private, _ = write_pair(tmp_path, "ec-p256")
+    with pytest.raises(PolicyLoadError, match="is a private key: give replicas its public key"):
+        BundleVerifier.from_file(private, algorithm)
