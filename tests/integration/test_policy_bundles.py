@@ -162,6 +162,7 @@ async def test_a_server_without_etags_does_not_reload_the_bundle_in_force(
             assert activations == ["v1"]
             loaded = [r for r in caplog.records if r.message == "policy_bundle_loaded"]
             assert len(loaded) == 1
+            assert loaded[0].source == server.url  # a shadow bundle's engine logs the same event
             server.publish(bundle(tmp_path, "v2", edit=no_crm_grants))  # new bytes still load
             await until(lambda: policies.policy.revision == "v2")
             assert activations == ["v1", "v2"]
@@ -199,12 +200,21 @@ async def test_a_bundle_that_fails_to_load_keeps_the_last_good(
         with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm"):
             server.publish(broken)
             await until(lambda: any(r.message == "policy_bundle_rejected" for r in caplog.records))
+        rejected = [r for r in caplog.records if r.message == "policy_bundle_rejected"]
+        # Which bundle: with [policy.shadow] bundle_url the shadow's engine logs the same event
+        # (walkthrough session 13: a shadow's policy_bundle_loaded read as the live one's).
+        assert {r.source for r in rejected} == {server.url}
         assert policies.policy.revision == "good"
         assert (await policies.decide(SALES)).allow
         server.publish(bundle(tmp_path, "fixed", edit=no_crm_grants))
         await until(lambda: policies.policy.revision == "fixed")
     finally:
         await policies.close()
+
+
+def test_a_bundle_url_is_logged_without_credentials() -> None:
+    url = "https://ci:pw@bundles.example.com/b/sekisho.tar.gz?X-Amz-Signature=abc&X-Amz-Credential=k#x"
+    assert BundleDownloader(url, 5.0).location == "https://bundles.example.com/b/sekisho.tar.gz"
 
 
 class FailsOnce(BundleDownloader):

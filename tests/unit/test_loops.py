@@ -163,6 +163,8 @@ async def test_opa_supervisor_counts_a_crashed_check(
 
 
 class _BrokenDownloader:
+    location = "https://bundles.test/sekisho.tar.gz"  # what bundle events name as the source
+
     async def fetch(self, etag: str) -> None:
         boom()
 

@@ -83,6 +83,8 @@ class BundlePolicyEngine(WasmServing):
         self._failures = failures
         self._etag = ""
         self._digest = ""
+        # Named in every bundle event: a [policy.shadow] bundle's engine logs the same ones.
+        self._source = str(file) if file is not None else downloader.location if downloader else ""
         self._poller: asyncio.Task[None] | None = None
         self._rng = random.SystemRandom()
         self._activated: list[Callable[[], None]] = []
@@ -122,7 +124,7 @@ class BundlePolicyEngine(WasmServing):
         try:
             await asyncio.to_thread(self._load_file)
         except PolicyLoadError as exc:
-            log.error("policy_bundle_rejected", extra={"error": str(exc)})
+            log.error("policy_bundle_rejected", extra={"source": self._source, "error": str(exc)})
             self.status.failed(REJECTED)
             return False
         return True
@@ -143,7 +145,9 @@ class BundlePolicyEngine(WasmServing):
         try:
             fetched = await self._downloader.fetch(self._etag)
         except BundleFetchError as exc:
-            log.warning("policy_bundle_download_failed", extra={"error": str(exc)})
+            log.warning(
+                "policy_bundle_download_failed", extra={"source": self._source, "error": str(exc)}
+            )
             self.status.failed(DOWNLOAD_FAILED)
             return False
         if fetched.body is None:
@@ -157,7 +161,10 @@ class BundlePolicyEngine(WasmServing):
         try:
             policy = await asyncio.to_thread(self.load, fetched.body)
         except PolicyLoadError as exc:
-            log.error("policy_bundle_rejected", extra={"error": str(exc), "etag": fetched.etag})
+            log.error(
+                "policy_bundle_rejected",
+                extra={"source": self._source, "error": str(exc), "etag": fetched.etag},
+            )
             self.status.failed(REJECTED)
             return False
         self._activate(policy, digest, version=fetched.etag)
@@ -210,5 +217,10 @@ class BundlePolicyEngine(WasmServing):
         self.status.activated(policy.revision)
         log.info(
             "policy_bundle_loaded",
-            extra={"revision": policy.revision, "version": version, "entrypoint": self._entrypoint},
+            extra={
+                "source": self._source,
+                "revision": policy.revision,
+                "version": version,
+                "entrypoint": self._entrypoint,
+            },
         )

@@ -56,6 +56,15 @@ class BundleDownloader:
         self._ssl: ssl.SSLContext | bool = ssl_context or True
         self._session: aiohttp.ClientSession | None = None
 
+    @property
+    def location(self) -> str:
+        """The URL as a log line may show it: without user info, query or fragment (a presigned
+        object-store URL carries its credential in the query)."""
+        parts = urlsplit(self._url)
+        return parts._replace(
+            netloc=parts.netloc.rpartition("@")[2], query="", fragment=""
+        ).geturl()
+
     async def fetch(self, etag: str) -> Fetched:
         """Raises: BundleFetchError."""
         headers = {**self._headers, "Accept": "application/gzip", "Accept-Encoding": "identity"}
