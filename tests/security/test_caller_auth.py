@@ -294,6 +294,17 @@ def test_non_loopback_listener_requires_client_auth_by_default(tmp_path: Path) -
     assert settings.server.client_auth_required is True
 
 
+def test_a_client_ca_on_loopback_requires_client_auth_by_default() -> None:
+    # Walkthrough session 13: client_ca_file + [[callers]] on loopback, require_client_auth
+    # unset: the gRPC listener asked for no certificate, so the agent that presented its own
+    # (sekisho exchange --cert) was audited caller "" / authenticated_by none, minted no act,
+    # and `sekisho revoke caller <its SPIFFE ID>` could not cut it off.
+    tls = {"tls_cert_file": "s.pem", "tls_key_file": "k.pem", "client_ca_file": "ca.pem"}
+    assert _server(**tls).server.client_auth_required is True
+    assert _server(**tls, require_client_auth=False).server.client_auth_required is False
+    assert _server().server.client_auth_required is False  # loopback dev without certificates
+
+
 def test_mesh_opt_out_needs_both_keys_spelled_out() -> None:
     with pytest.raises(ValueError, match="require_client_auth = false"):
         _server(grpc_listen="0.0.0.0:50051", insecure_plaintext=True)

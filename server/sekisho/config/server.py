@@ -86,9 +86,13 @@ class ServerConfig(Section):
 
     @property
     def client_auth_required(self) -> bool:
-        """`require_client_auth`, defaulting to true whenever a listener is not on loopback."""
+        """`require_client_auth`, defaulting to true whenever a listener is not on loopback or
+        client_ca_file is set. grpc has no optional client certificate: on loopback with a
+        client CA and this false, gRPC never asks for one and a registered agent presenting its
+        certificate was served as anonymous (caller "", which `sekisho revoke caller` cannot
+        name)."""
         if self.require_client_auth is None:
-            return not self.on_loopback
+            return not self.on_loopback or self.client_ca_file is not None
         return self.require_client_auth
 
     @model_validator(mode="after")
