@@ -2,9 +2,10 @@
 
 `token_exchanged` (outcome "allow") and `token_rejected` (outcome "deny") carry the same fields
 (AUDIT_FIELDS, in that order; an allow adds the token's `exp`, a refusal the internal `detail`):
-decision id, request id, caller (id, SPIFFE ID, how it was authenticated), issuer and subject
-hash, audience, requested and granted scopes, resources, kid and jti of the minted token, the
-reason, and for a refusal the internal error `code` (errors.py: `token_expired`,
+decision id, request id, caller (id, SPIFFE ID, how it was authenticated), the actor token's
+`sub` (the acting workload: the minted token's `act.sub`, what `sekisho revoke caller` names),
+issuer and subject hash, audience, requested and granted scopes, resources, kid and jti of the
+minted token, the reason, and for a refusal the internal error `code` (errors.py: `token_expired`,
 `signature_invalid`, …). Refusals before policy (caller authentication, request validation, rate
 limits) are audited too, with the fields known at that point left empty.
 
@@ -35,6 +36,7 @@ AUDIT_FIELDS = (
     "caller",
     "caller_spiffe_id",
     "caller_authenticated_by",
+    "actor",
     "iss",
     "sub_hash",
     "audience",
@@ -69,8 +71,9 @@ class AuditLog:
         decision_id: str,
         *,
         reason: str = "",
+        actor: VerifiedToken | None = None,
     ) -> None:
-        fields = self._fields("allow", request, request.caller, decision_id, subject)
+        fields = self._fields("allow", request, request.caller, decision_id, subject, actor=actor)
         fields["granted_scopes"] = minted.scopes
         fields["resources"] = minted.resources
         fields["kid"] = minted.kid
@@ -87,9 +90,10 @@ class AuditLog:
         decision_id: str,
         *,
         caller: Caller | None = None,
+        actor: VerifiedToken | None = None,
     ) -> None:
         who = caller or (request.caller if request else Caller())
-        fields = self._fields("deny", request, who, decision_id, subject)
+        fields = self._fields("deny", request, who, decision_id, subject, actor=actor)
         # `code` is the stable internal code (errors.py): why a token was refused, not only that.
         fields["reason"] = error.reason
         fields["code"] = error.code
@@ -103,6 +107,8 @@ class AuditLog:
         caller: Caller,
         decision_id: str,
         subject: VerifiedToken | None,
+        *,
+        actor: VerifiedToken | None,
     ) -> dict[str, object]:
         """Every AUDIT_FIELDS member, in that order, built in one dict (one line per exchange).
         Scopes and resources stay the request's and token's tuples (no copy): a record gets
@@ -114,6 +120,7 @@ class AuditLog:
             "caller": caller.id,
             "caller_spiffe_id": caller.spiffe_id,
             "caller_authenticated_by": caller.authenticated_by,
+            "actor": actor.subject if actor is not None else "",
             "iss": subject.issuer if subject is not None else "",
             "sub_hash": self._subject_hash(subject) if subject is not None else "",
             "audience": request.audience if request else "",

@@ -123,6 +123,7 @@ class TokenExchanger:
         stage: Callable[[str], AbstractContextManager[None]],
     ) -> ExchangeResult:
         subject: VerifiedToken | None = None
+        actor: VerifiedToken | None = None
         decision_id = ""
         deadline = None if time_budget is None else self._clock.now() + time_budget
         try:
@@ -160,9 +161,11 @@ class TokenExchanger:
         except ServiceError as error:
             if decision_id:  # the caller can quote it; `sekisho audit show ID` finds the line
                 error.metadata.setdefault("decision_id", decision_id)
-            self._audit.rejected(request, subject, error, decision_id)
+            self._audit.rejected(request, subject, error, decision_id, actor=actor)
             raise
-        self._audit.exchanged(request, subject, minted, decision_id, reason=decision.reason)
+        self._audit.exchanged(
+            request, subject, minted, decision_id, reason=decision.reason, actor=actor
+        )
         expires_in = minted.expires_at - minted.issued_at
         keys: tuple[tuple[str, str], ...] = ()
         if self._revocations is not None:

@@ -13,11 +13,12 @@ from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho.admission import Admission
 from sekisho.audit import AUDIT_FIELDS, AuditLog
 from sekisho.callers import RateLimit
+from sekisho.constants import TOKEN_TYPE_ID_TOKEN
 from sekisho.errors import InvalidClientError, ServiceError
 from sekisho.exchange import TokenExchanger
 from sekisho.identifiers import subject_hash
 from sekisho.minting.minter import TokenMinter
-from sekisho.models import Caller
+from sekisho.models import Caller, ExchangeRequest
 from sekisho.validation import ExchangeParams
 
 from tests.bounds import queue_policy, request_limits
@@ -82,6 +83,28 @@ async def test_allow_is_one_record_with_every_field(
     assert (fields["kid"], fields["jti"]) == (result.minted.kid, result.minted.jti)
     _assert_no_token_material(record, token, result.minted.token)
     assert "alice" not in json.dumps(fields["sub_hash"])
+
+
+async def test_the_acting_workload_of_an_actor_token_is_on_the_line(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Walkthrough session 13: security-team.md's incident step 3 finds what a compromised agent
+    # did by its caller id or act.sub, but an agent known by its actor token (the make-run drill)
+    # left no trace of itself on the line: caller "" and only the user's sub_hash.
+    now = harness.clock.now()
+    token = harness.idp_a.token(now, may_act={"sub": "support-agent", "iss": IDP_A})
+
+    def acted_by(sub: str) -> ExchangeRequest:
+        actor = harness.idp_a.token(now, sub=sub)
+        return harness.request(token, actor_token=actor, actor_token_type=TOKEN_TYPE_ID_TOKEN)
+
+    await _exchanger(harness).exchange(acted_by("support-agent"))
+    with pytest.raises(ServiceError):  # an actor the user's token does not name
+        await _exchanger(harness).exchange(acted_by("mallory"))
+    allowed, refused = _records(caplog)
+    assert (allowed.getMessage(), _fields(allowed)["actor"]) == ("token_exchanged", "support-agent")
+    assert (refused.getMessage(), _fields(refused)["actor"]) == ("token_rejected", "mallory")
+    assert _fields(allowed)["caller"] == ""
 
 
 def test_both_outcomes_carry_exactly_the_audit_fields_in_order(

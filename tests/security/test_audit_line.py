@@ -131,7 +131,7 @@ def test_the_allow_line_has_every_field_in_order(
         "event": "token_exchanged", "outcome": "allow", "decision_id": "dec-1",
         "request_id": "req-7", "caller": "spiffe://example.org/agent",
         "caller_spiffe_id": "spiffe://example.org/agent", "caller_authenticated_by": "mtls",
-        "iss": "https://idp.example.com", "sub_hash": subject_hash("https://idp.example.com", "alice"),
+        "actor": "", "iss": "https://idp.example.com", "sub_hash": subject_hash("https://idp.example.com", "alice"),
         "audience": "https://crm-as.example.com", "requested_scopes": ["crm.read"],
         "granted_scopes": ["crm.read"], "resources": ["https://crm.example.com/mcp"],
         "requested_token_type": TOKEN_TYPE_ID_JAG, "kid": "kid-1", "jti": "I8THLoyK1Q_HRVQMXOREIA",
