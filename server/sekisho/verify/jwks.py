@@ -100,6 +100,7 @@ class JwksCache:
         self._keys: dict[str, PublicJwk] | None = None
         self._fetched_at = -math.inf
         self._last_attempt = -math.inf
+        self._failed_in_a_row = 0
         self._fetches: SingleFlight[None, None] = SingleFlight()
 
     @property
@@ -166,10 +167,17 @@ class JwksCache:
 
     def next_refresh_in(self, interval: float) -> float:
         """Seconds until the background refresh: `interval` after a good fetch, sooner after a
-        failed one (so an outage shorter than `max_stale_seconds` never expires the keys)."""
+        failed one (so an outage shorter than `max_stale_seconds` never expires the keys).
+
+        While no keys were ever fetched, 1, 2, 4 … s up to the refetch interval: an IdP that
+        was not up when the service started (make run starts both at once; a pod before its
+        IdP's) serves its users within seconds of coming up, not after the 30 s throttle."""
         if self._keys is not None and self._fetched_at >= self._last_attempt:
             return interval
-        return max(1.0, min(interval, self._min_interval))
+        retry = min(interval, self._min_interval)
+        if self._keys is None:
+            retry = min(retry, 2.0 ** max(self._failed_in_a_row - 1, 0))
+        return max(1.0, retry)
 
     async def refresh(self) -> None:
         """Fetch now, single-flight: concurrent callers share one request."""
@@ -182,8 +190,10 @@ class JwksCache:
             document, fresh_for = await self._get(uri)
             keys = parse_jwks(document)
         except FetchError as exc:
+            self._failed_in_a_row += 1
             log.warning("jwks_fetch_failed", extra={"iss": self._issuer, "error": str(exc)})
             return
+        self._failed_in_a_row = 0
         if self._discovery_url and not self._jwks_uri and uri != self._discovered_uri:
             if self._discovered_uri:
                 log.info(

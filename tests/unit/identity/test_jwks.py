@@ -405,6 +405,28 @@ async def test_pinned_jwks_uri_never_reads_discovery() -> None:
     assert fetcher.calls == [JWKS_URI, JWKS_URI]
 
 
+async def test_an_issuer_never_loaded_is_retried_within_seconds_not_after_the_throttle() -> None:
+    """Walkthrough session 13 (and a flaky test): Sekisho's first fetch ran before the dev IdP
+    listened; the background retry waited the whole 30 s refetch interval and the on-demand
+    fetch is throttled as long, so every token of that IdP got UNAVAILABLE for 30 s after it
+    was up. Until the first good fetch the loop backs off 1, 2, 4 … s, capped at the interval."""
+    fetcher, clock = FakeFetcher({JWKS_URI: IDP.jwks()}), FakeClock()
+    jwks = cache(fetcher, clock, min_refetch_interval=30)
+    fetcher.failing = True
+    waits = []
+    for _ in range(7):
+        await jwks.refresh()
+        waits.append(jwks.next_refresh_in(300))
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    fetcher.failing = False
+    await jwks.refresh()
+    assert jwks.next_refresh_in(300) == 300
+    fetcher.failing = True
+    clock.advance(300)
+    await jwks.refresh()
+    assert jwks.next_refresh_in(300) == 30  # keys in hand: the throttle, as before
+
+
 async def test_failed_refresh_retries_sooner_and_last_good_keys_expire_after_max_stale() -> None:
     """After a good fetch the background loop waits the full interval; after a failed one it
     retries at the refetch interval, so an outage shorter than max_stale never expires keys.
