@@ -10,6 +10,7 @@ memory on a bundle it would have refused. The decompressed tar is now bounded (M
 before tarfile reads it.
 """
 
+import base64
 import gzip
 import io
 import json
@@ -151,3 +152,24 @@ def test_a_bundle_within_the_value_bound_is_read() -> None:
     raw = _bundle({"policy.wasm": b"\0asm", "data.json": data})
     contents = read_bundle(raw, check=check_json_values)
     assert len(contents.data["bulk"]) == (MAX_JSON_VALUES - 2) // 2
+
+
+def test_a_signature_jwt_header_is_bounded_before_it_is_parsed(parsed: list[int]) -> None:
+    """Red team, session 13b: the value bound counts .signatures.json's JWT as one string, but
+    PyJWT parses the JWT's header as JSON before checking the signature: 64 KB of gzip holding a
+    47 MiB header of `{},` cost 5.9 s and +1.5 GB before "does not verify"."""
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    pem = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = b'{"alg":"ES256","x":[' + b"{}," * 300_000 + b"{}]}"  # ~0.9 MB, ~22 MB parsed
+    segment = base64.urlsafe_b64encode(header).rstrip(b"=").decode()
+    signatures = json.dumps({"signatures": [f"{segment}.e30.AAAA"]}).encode()
+    raw = _bundle(
+        {"policy.wasm": b"\0asm\x01\0\0\0", "data.json": b"{}", ".signatures.json": signatures}
+    )
+    with pytest.raises(PolicyLoadError, match="JWT header longer than"):
+        _served_engine(BundleVerifier(pem.decode(), "ES256")).load(raw)
+    # Before: PyJWT handed the whole header to json.loads, then the signature failed (the
+    # .signatures.json document itself, one string, is parsed: it is what holds the JWT).
+    assert len(header) not in parsed
