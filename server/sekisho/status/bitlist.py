@@ -104,3 +104,10 @@ def drops_invalid(before: StatusList, after: StatusList) -> bool:
     if before.bits != after.bits:
         return True
     return bool(_invalid_mask(before) & ~_invalid_mask(after))
+
+
+def invalid_count(status_list: StatusList) -> int:
+    """How many entries read INVALID. Each list is built from a view of one store, in which
+    INVALID is final, so of two copies of one list the one with fewer was built from an older
+    view (what a verifier that no longer holds the other can still compare)."""
+    return _invalid_mask(status_list).bit_count()

@@ -26,9 +26,11 @@ first. Sekisho starts a new list every `[status_list] list_size` tokens and neve
 so a downstream that runs for weeks meets thousands of lists, of which only the few whose tokens
 are still alive are ever read again; holding every one grew without bound (a list of 100,000
 two-bit entries is 25 KB). An evicted list is fetched again when a token names it, and the `iat`
-of the newest copy seen is remembered for WATERMARK_FACTOR times as many lists: a list evicted
-and fetched again is still never one issued before the newest seen (a copy of that same second
-is taken, as at a first fetch: the INVALID entries to compare it with went with the list).
+of the newest copy seen, its `bits` and how many of its entries read INVALID are remembered for
+WATERMARK_FACTOR times as many lists: a list evicted and fetched again is still never one issued
+before the newest seen, nor one of that same second with other `bits` or fewer INVALID entries
+(INVALID is final, so such a copy was built from an older view; red team session 13b: with the
+`iat` alone, a same-second copy from before `revoke` put the revoked token back to VALID).
 
 A stale list served is logged once per SUMMARY_INTERVAL per list (`status_list_stale`, counting
 the verifications since the last line), not once per verification: during an outage of the
@@ -59,6 +61,7 @@ from sekisho.status.bitlist import (
     StatusListFormatError,
     drops_invalid,
     from_claim,
+    invalid_count,
 )
 from sekisho.verify.errors import TokenRejectedError, VerifierUnavailableError
 from sekisho.verify.jwks import max_age_seconds
@@ -78,6 +81,21 @@ MAX_LISTS = 64
 WATERMARK_FACTOR = 16
 # draft §7.1 names; any other value (0x03, application specific, or unassigned) is refused too.
 _STATUS_NAMES = {INVALID: "revoked", SUSPENDED: "suspended"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """What is remembered of the newest copy of a list taken, after the list is evicted."""
+
+    issued_at: float
+    bits: int
+    invalid: int  # entries reading INVALID
+
+    def newer_than(self, issued_at: float, status_list: StatusList) -> bool:
+        """Whether this copy was built from a newer view than (`issued_at`, `status_list`)."""
+        if issued_at != self.issued_at:
+            return issued_at < self.issued_at
+        return status_list.bits != self.bits or invalid_count(status_list) < self.invalid
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +135,8 @@ class StatusListClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._algorithms = list(algorithms)
         self._lists: LruMap[str, _CachedList] = LruMap(max_lists)
-        # uri -> `iat` of the newest list taken, kept after the list itself is evicted.
-        self._newest: LruMap[str, float] = LruMap(WATERMARK_FACTOR * max_lists)
+        # uri -> the newest copy taken (`iat`, bits, INVALID count), kept after it is evicted.
+        self._newest: LruMap[str, _Seen] = LruMap(WATERMARK_FACTOR * max_lists)
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._fetches: SingleFlight[str, _CachedList] = SingleFlight()
         self._failed_at: LruMap[str, float] = LruMap(max_lists)  # uri -> its last failed fetch
@@ -246,14 +264,15 @@ class StatusListClient:
                 return held
             raise VerifierUnavailableError("status list is older than one already seen")
         newest = self._newest.peek(uri)
-        if held is None and newest is not None and issued_at < newest:
+        if held is None and newest is not None and newest.newer_than(issued_at, status_list):
             # Evicted, and now an older copy: the same replay as above (module docstring).
             raise VerifierUnavailableError("status list is older than one already seen")
         cached = _CachedList(
             status_list, issued_at, now, now + ttl, float(exp) if exp is not None else None
         )
         self._lists.put(uri, cached)
-        self._newest.put(uri, issued_at)
+        seen = _Seen(issued_at, status_list.bits, invalid_count(status_list))
+        self._newest.put(uri, seen)
         return cached
 
     async def _download(self, uri: str) -> tuple[bytes, str]:

@@ -297,6 +297,30 @@ async def test_an_evicted_list_is_never_replaced_by_an_older_copy(server: ListSe
 
 
 @pytest.mark.parametrize("bits", [1, 2, 8])
+async def test_an_evicted_list_is_never_replaced_by_a_copy_of_its_second_without_a_revocation(
+    server: ListServer, bits: int
+) -> None:
+    # Red team session 13b: after eviction only the newest `iat` was kept, and a copy of that
+    # same second was taken whatever it read: one signed just before `revoke` (another worker or
+    # replica, or an HTTP cache, answering) put the revoked token back to VALID for a ttl,
+    # where the held list's same-second rule (drops_invalid) refuses it.
+    clock = Clock()
+    client = _client(server, clock, max_lists=1)
+    server.bits, server.iat, server.invalid = bits, int(NOW) + 30, {3, 7}
+    clock.now = NOW + 30
+    with pytest.raises(TokenRejectedError, match="revoked"):
+        await client.check(_status(server, 3))
+    await client.check(_status(server, 0, list_id=2))  # list 1 evicted
+    server.invalid = {7}  # list 1 of the same second, signed before 3 was revoked
+    with pytest.raises(VerifierUnavailableError, match="older"):
+        await client.check(_status(server, 3))
+    server.invalid = {3, 7, 9}  # the same second with one more revocation: a newer view
+    clock.now += RETRY_SECONDS
+    with pytest.raises(TokenRejectedError, match="revoked"):
+        await client.check(_status(server, 9))
+
+
+@pytest.mark.parametrize("bits", [1, 2, 8])
 async def test_a_list_of_the_same_second_without_a_revocation_never_replaces_one_with_it(
     server: ListServer, bits: int
 ) -> None:
