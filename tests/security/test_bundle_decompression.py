@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sekisho.errors import PolicyLoadError
 from sekisho.policy.wasm.bundle import (
+    JSON_VALUES_PER_MB,
     MAX_BUNDLE_BYTES,
     MAX_JSON_VALUES,
     check_json_values,
@@ -94,10 +95,12 @@ def _counted(units: int) -> bytes:
     return b'{"bulk":[' + b"{}," * (objects - 1) + b"{}]}"
 
 
-def _served_engine(verifier: BundleVerifier | None = None) -> BundlePolicyEngine:
+def _served_engine(
+    verifier: BundleVerifier | None = None, memory_limit_mb: int = 256
+) -> BundlePolicyEngine:
     return BundlePolicyEngine(
         "data.sekisho.exchange.decision",
-        wasm_limits(),
+        wasm_limits(memory_limit_bytes=memory_limit_mb * 2**20),
         runtime=shared_runtime(),
         failures=RecordedFailures(),
         polling=bundle_polling(),
@@ -173,3 +176,14 @@ def test_a_signature_jwt_header_is_bounded_before_it_is_parsed(parsed: list[int]
     # Before: PyJWT handed the whole header to json.loads, then the signature failed (the
     # .signatures.json document itself, one string, is parsed: it is what holds the JWT).
     assert len(header) not in parsed
+
+
+def test_the_value_bound_grows_with_the_wasm_memory_and_says_so() -> None:
+    """Red team, session 13b: the bound was a constant, so a registry of 2,100,000 integers,
+    which the engine loads with memory_limit_mb = 512 (not 256), was refused whatever the
+    configuration, by a message naming no setting."""
+    files = {"/data.json": _counted(MAX_JSON_VALUES + 2)}
+    with pytest.raises(PolicyLoadError, match=r"per MB of \[policy\] memory_limit_mb"):
+        _served_engine()._check(files)
+    _served_engine(memory_limit_mb=512)._check(files)  # 3,999,744 values at 512 MB
+    assert 256 * JSON_VALUES_PER_MB <= MAX_JSON_VALUES  # the default bound is unchanged

@@ -33,6 +33,11 @@ MAX_TAR_BYTES = MAX_BUNDLE_BYTES + 16 * 1024 * 1024
 # values, and the embedded engine's default memory (256 MB) cannot load 2,000,000 values of
 # objects anyway (bench/results/redteam_session13.md).
 MAX_JSON_VALUES = 2_000_000
+# ...at the default [policy] memory_limit_mb (256), and this many per MB of a larger one: the Wasm
+# instance holds the same data in more bytes per value than Python does (2,100,000 integers load
+# at 512 MB, not at 256), so an operator who raises the memory for a large registry must not meet
+# a fixed bound that no setting lifts (red team session 13b).
+JSON_VALUES_PER_MB = 7_812  # MAX_JSON_VALUES / 256, rounded down
 _STRUCTURED = (".json", ".yaml", ".yml", ".manifest")
 
 
@@ -64,21 +69,28 @@ def read_bundle(
     return BundleContents(files["/policy.wasm"], _data(files), manifest, files)
 
 
-def check_json_values(files: dict[str, bytes]) -> None:
-    """Refuse a bundle whose structured files may hold more than MAX_JSON_VALUES values, counted
+def json_value_limit(memory_limit_bytes: int) -> int:
+    """The bound on a bundle's JSON values for an engine of this Wasm memory ([policy]
+    memory_limit_mb): MAX_JSON_VALUES, or JSON_VALUES_PER_MB per MB when that is more."""
+    return max(MAX_JSON_VALUES, memory_limit_bytes // 2**20 * JSON_VALUES_PER_MB)
+
+
+def check_json_values(files: dict[str, bytes], limit: int = MAX_JSON_VALUES) -> None:
+    """Refuse a bundle whose structured files may hold more than `limit` values, counted
     without parsing: a JSON text holds at most one value more than its `{`, `[` and `,` bytes
     (each container's members are one more than the commas between them), strings holding
     them only raising the count.
 
-    Raises: PolicyLoadError."""
+    Raises: PolicyLoadError naming the setting that raises the limit."""
     values = sum(
         data.count(b"{") + data.count(b"[") + data.count(b",") + 1
         for name, data in files.items()
         if name.endswith(_STRUCTURED)
     )
-    if values > MAX_JSON_VALUES:
+    if values > limit:
         raise PolicyLoadError(
-            f"bundle JSON may hold {values} values, more than the limit ({MAX_JSON_VALUES})"
+            f"bundle JSON may hold {values} values, more than the limit ({limit}: "
+            f"{JSON_VALUES_PER_MB} per MB of [policy] memory_limit_mb, at least {MAX_JSON_VALUES})"
         )
 
 

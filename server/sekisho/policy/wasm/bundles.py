@@ -25,7 +25,7 @@ from sekisho.backoff import Backoff
 from sekisho.clock import Clock, SystemClock
 from sekisho.errors import PolicyLoadError
 from sekisho.loops import Loop, LoopFailures
-from sekisho.policy.wasm.bundle import check_json_values, read_bundle
+from sekisho.policy.wasm.bundle import check_json_values, json_value_limit, read_bundle
 from sekisho.policy.wasm.bundle_status import (
     DOWNLOAD_FAILED,
     POLL_FAILED,
@@ -205,7 +205,7 @@ class BundlePolicyEngine(WasmServing):
     def _check(self, files: dict[str, bytes]) -> None:
         """Before any JSON of the bundle is parsed: its bound in values, then its signature, so
         a bundle that does not verify costs no parse of its data (red team session 13)."""
-        check_json_values(files)
+        check_json_values(files, json_value_limit(self._limits.memory_limit_bytes))
         if self._verifier is not None:
             self._verifier.verify(files)
 
