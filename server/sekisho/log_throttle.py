@@ -13,7 +13,7 @@ caller identity: these refusals come before the caller is authenticated).
 from sekisho.clock import Clock
 
 SUMMARY_INTERVAL = 10.0  # seconds between two summary lines of one event while it recurs
-MAX_PEERS = 64  # distinct peers counted between two lines; refusals of further ones are OTHER
+MAX_PEERS = 64  # distinct peers counted between two lines (the least counted gives way)
 TOP_PEERS = 5  # peers a line names, most refused first; the rest are summed under OTHER
 OTHER = "other"
 
@@ -41,29 +41,34 @@ class LogThrottle:
 
 class PeerCounts:
     """Refusals by peer address since the last summary line, for that line to name the peers
-    most refused. Bounded: a flood from many addresses (one per refusal, say) counts at most
-    MAX_PEERS of them one by one between two lines, the rest together."""
+    most refused. Bounded: at most MAX_PEERS addresses are counted between two lines. When all
+    places are taken, a new address takes the place of the least counted one and its count plus
+    one (Space-Saving, Metwally et al. 2005): every address refused more than 1/MAX_PEERS of the
+    interval's refusals is named, and a count is at most that many too high. Places went to the
+    first addresses of the interval before, so one refusal from each of 64 decoy addresses just
+    after a line hid the flood that followed under OTHER (red team session 13b)."""
 
     def __init__(self, max_peers: int = MAX_PEERS) -> None:
         self._max_peers = max_peers
         self._counts: dict[str, int] = {}
-        self._other = 0
 
     def add(self, peer: str) -> None:
         """Count one refusal of `peer` (its address; "" when the transport named none)."""
         peer = peer or "unknown"
-        if peer in self._counts:
-            self._counts[peer] += 1
-        elif len(self._counts) < self._max_peers:
-            self._counts[peer] = 1
+        counts = self._counts
+        if peer in counts:
+            counts[peer] += 1
+        elif len(counts) < self._max_peers:
+            counts[peer] = 1
         else:
-            self._other += 1
+            least = min(counts, key=counts.__getitem__)
+            counts[peer] = counts.pop(least) + 1
 
     def take(self) -> dict[str, int]:
         """The TOP_PEERS most refused peers with their counts, then OTHER (every other refusal)
         when there was any; starts counting afresh."""
         ranked = sorted(self._counts.items(), key=lambda item: item[1], reverse=True)
         top = dict(ranked[:TOP_PEERS])
-        other = self._other + sum(count for _, count in ranked[TOP_PEERS:])
-        self._counts, self._other = {}, 0
+        other = sum(count for _, count in ranked[TOP_PEERS:])
+        self._counts = {}
         return top | {OTHER: other} if other else top

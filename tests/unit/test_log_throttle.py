@@ -58,4 +58,21 @@ def test_peer_counts_stay_bounded_under_a_flood_from_many_addresses() -> None:
     assert len(peers._counts) == MAX_PEERS
     top = peers.take()
     assert sum(top.values()) == 10_000
-    assert top[OTHER] == 10_000 - TOP_PEERS
+    assert len(top) == TOP_PEERS + 1  # five addresses, then OTHER
+
+
+@pytest.mark.parametrize("decoys_first", [True, False], ids=["decoys-first", "flood-first"])
+def test_a_flood_is_named_however_many_decoys_came_first(decoys_first: bool) -> None:
+    """Red team, session 13b: the places went to the first MAX_PEERS addresses of the interval,
+    so one refusal from each of 64 decoy addresses just after a line hid the flood that followed
+    under `other` (the line named five decoys with 1 each). Any address refused more than
+    1/MAX_PEERS of the interval's refusals is named (Space-Saving)."""
+    peers = PeerCounts()
+    decoys = [f"10.1.0.{n}" for n in range(MAX_PEERS)]
+    flood = ["192.0.2.7"] * 10_000
+    for peer in decoys + flood if decoys_first else flood + decoys:
+        peers.add(peer)
+    top = peers.take()
+    assert next(iter(top)) == "192.0.2.7"
+    assert 10_000 <= top["192.0.2.7"] <= 10_000 + MAX_PEERS  # an upper bound, off by decoys
+    assert sum(top.values()) == 10_000 + MAX_PEERS
