@@ -1,7 +1,8 @@
 """Exponential backoff: `base · 2^attempt` capped at `max_seconds`, with or without full jitter
 (AWS Architecture Blog, "Exponential Backoff And Jitter"). The one rule behind every retry: the
-client SDK's UNAVAILABLE retries, KMS throttling, worker restarts, bundle and key reload retries.
-Standard library only, so the SDKs may use it.
+client SDK's UNAVAILABLE retries, KMS throttling, worker restarts, bundle and key reload retries,
+and the fetches of an IdP's JWKS before its first success. Standard library only, so the SDKs may
+use it.
 """
 
 import random

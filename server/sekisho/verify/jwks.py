@@ -29,6 +29,7 @@ from typing import Any
 
 import jwt
 
+from sekisho.backoff import Backoff
 from sekisho.clock import Clock
 from sekisho.singleflight import SingleFlight
 from sekisho.urls import is_secure_url, may_follow
@@ -176,7 +177,7 @@ class JwksCache:
             return interval
         retry = min(interval, self._min_interval)
         if self._keys is None:
-            retry = min(retry, 2.0 ** max(self._failed_in_a_row - 1, 0))
+            retry = Backoff(1.0, retry).ceiling(self._failed_in_a_row - 1)
         return max(1.0, retry)
 
     async def refresh(self) -> None:
