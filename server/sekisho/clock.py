@@ -2,6 +2,7 @@
 written for people (audit logs, CLI output)."""
 
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -16,6 +17,14 @@ class SystemClock:
 
     def now(self) -> float:
         return time.time()
+
+
+class CallableClock:
+    """A Clock over a function of no arguments: the SDKs (sekisho.verify) take `clock=time.time`
+    and the like, and hand it to the shared helpers that read a Clock (JwksCache, LogThrottle)."""
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self.now = now
 
 
 def utc_timestamp(epoch: float) -> str:

@@ -30,7 +30,7 @@ from typing import Any
 import jwt
 
 from sekisho.backoff import Backoff
-from sekisho.clock import Clock
+from sekisho.clock import CallableClock, Clock
 from sekisho.singleflight import SingleFlight
 from sekisho.urls import is_secure_url, may_follow
 from sekisho.verify.errors import TokenRejectedError, VerifierUnavailableError
@@ -247,11 +247,6 @@ class JwksCache:
         return uri
 
 
-class _CallableClock:
-    def __init__(self, now: Callable[[], float]) -> None:
-        self.now = now
-
-
 class JwksClient:
     """A downstream's KeySource: Sekisho's (or any issuer's) JWK Set over HTTP(S), cached for
     the publisher's Cache-Control max-age; the JwksCache above with the SDK's errors."""
@@ -273,7 +268,7 @@ class JwksClient:
         self._cache = JwksCache(
             jwks_uri,
             self._fetcher,
-            _CallableClock(clock),
+            CallableClock(clock),
             jwks_uri=jwks_uri,
             min_refetch_interval=min_refetch_interval,
             max_stale_seconds=0.0,

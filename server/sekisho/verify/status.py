@@ -49,6 +49,7 @@ from typing import Any
 import aiohttp
 import jwt
 
+from sekisho.clock import CallableClock
 from sekisho.constants import MEDIA_TYPE_STATUS_LIST, SIGNING_ALGORITHMS, TYP_STATUS_LIST
 from sekisho.log_throttle import SUMMARY_INTERVAL, LogThrottle
 from sekisho.lru import LruMap
@@ -197,7 +198,7 @@ class StatusListClient:
     def _log_stale(self, uri: str) -> None:
         throttle = self._stale_lines.get(uri)
         if throttle is None:
-            throttle = LogThrottle(_Now(self._clock), SUMMARY_INTERVAL)
+            throttle = LogThrottle(CallableClock(self._clock), SUMMARY_INTERVAL)
             self._stale_lines.put(uri, throttle)
         served = throttle.count()
         if served is not None:
@@ -324,13 +325,3 @@ class StatusListClient:
         if not isinstance(iat, int | float) or isinstance(iat, bool) or not math.isfinite(iat):
             raise VerifierUnavailableError("status list iat must be a number")
         return claims
-
-
-class _Now:
-    """A clock function as the Clock LogThrottle reads."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-
-    def now(self) -> float:
-        return self._clock()
