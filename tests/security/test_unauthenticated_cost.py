@@ -43,6 +43,7 @@ from sekisho.verify.replay import InMemoryReplayCache
 from tests.bounds import attempt_limits
 from tests.fakes.clock import FakeClock
 from tests.fakes.hasher import CountingHasher
+from tests.grpc_errors import error_info
 from tests.integration.conftest import dev_idp, stack_settings  # noqa: F401 (fixture)
 from tests.loopback import closed_within
 
@@ -662,6 +663,7 @@ async def test_open_watch_and_reflection_streams_are_bounded_per_peer(metered: S
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await _first_answer(extra)
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # before: SERVING
+        assert error_info(refused.value).reason == SlowDownError.reason  # the contract's refusal
         reflection = reflection_pb2_grpc.ServerReflectionStub(channels[-1])
         stream = reflection.ServerReflectionInfo()
         await stream.write(reflection_pb2.ServerReflectionRequest(list_services=""))

@@ -22,6 +22,9 @@ from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection
 
 from sekisho.admission import peer_address
+from sekisho.errors import SlowDownError
+from sekisho.rpc.interceptors import request_id_of
+from sekisho.rpc.status import to_grpc_status
 
 MAX_OPEN = 1024
 MAX_OPEN_PER_PEER = 64
@@ -55,7 +58,9 @@ async def _admit(calls: OpenCalls, context: grpc.aio.ServicerContext[Any, Any]) 
     """The call's peer, counted. Raises: grpc.aio.AbortError (RESOURCE_EXHAUSTED) past a bound."""
     peer = peer_address(context.peer() or "")
     if not calls.admit(peer):
-        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many open streams")
+        # A bound's refusal, as every other (errors.py owns its code, rpc/status.py the status).
+        refused = SlowDownError("too many open streams")
+        await context.abort_with_status(to_grpc_status(refused, request_id_of(context)))
     return peer
 
 
