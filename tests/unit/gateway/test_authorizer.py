@@ -106,8 +106,9 @@ ROUTES = RouteTable(
 
 
 def build(
-    harness: Harness, header: TokenHeader | None = None
+    harness: Harness, header: TokenHeader | None = None, *, subject_verifier: bool = False
 ) -> tuple[GatewayAuthorizer, RecordingExchanger]:
+    """`subject_verifier`: a cache hit asks the harness's verifier again, as in the service."""
     recorder = RecordingExchanger(harness.exchanger)
     cache = GatewayTokenCache(harness.clock, max_entries=100, margin_seconds=30)
     authorizer = GatewayAuthorizer(
@@ -116,6 +117,7 @@ def build(
         cache,
         token_header=header or TokenHeader(),
         tool_header="x-mcp-tool",
+        subject_verifier=harness.verifier if subject_verifier else None,
     )
     return authorizer, recorder
 
@@ -449,16 +451,7 @@ async def test_a_user_token_whose_idp_key_left_the_jwks_is_not_served_from_the_c
     asking whether that token still verifies: after the IdP dropped the key that signed it (a
     compromise), the verified-subject cache forgot the token at the next JWKS refresh, but the
     gateway kept allowing it until the minted token neared expiry (up to 270 s)."""
-    recorder = RecordingExchanger(harness.exchanger)
-    cache = GatewayTokenCache(harness.clock, max_entries=100, margin_seconds=30)
-    authorizer = GatewayAuthorizer(
-        recorder,  # type: ignore[arg-type]
-        ROUTES,
-        cache,
-        token_header=TokenHeader(),
-        tool_header="x-mcp-tool",
-        subject_verifier=harness.verifier,
-    )
+    authorizer, recorder = build(harness, subject_verifier=True)
     request = gw("/crm/tools", bearer(harness))
     first = await authorizer.authorize(request)
     assert isinstance(first, Allowed)
