@@ -40,3 +40,10 @@ SIGNING_ALGORITHMS: Final[tuple[str, ...]] = get_args(SigningAlgorithm)
 # non-loopback listener trusts it.
 DEV_IDP_LISTEN: Final = "127.0.0.1:9400"
 DEV_IDP_AUDIENCE: Final = "sekisho-dev"
+
+# The longest protected-header segment (base64url, before the first ".") of a JWS that Sekisho
+# or its SDK hands to PyJWT. PyJWT decodes the header and parses it as JSON before it checks the
+# signature, so the header of an unverified token is bounded first: the policy bundle's signature
+# (red team session 13b: a 47 MiB header cost 5.9 s and +1.5 GB), a status list token and a token
+# a downstream's verifier is handed. Sekisho's and OPA's headers (alg, kid, typ) are ~100 bytes.
+MAX_HEADER_SEGMENT: Final = 4096

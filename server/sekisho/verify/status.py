@@ -50,7 +50,12 @@ import aiohttp
 import jwt
 
 from sekisho.clock import CallableClock
-from sekisho.constants import MEDIA_TYPE_STATUS_LIST, SIGNING_ALGORITHMS, TYP_STATUS_LIST
+from sekisho.constants import (
+    MAX_HEADER_SEGMENT,
+    MEDIA_TYPE_STATUS_LIST,
+    SIGNING_ALGORITHMS,
+    TYP_STATUS_LIST,
+)
 from sekisho.log_throttle import SUMMARY_INTERVAL, LogThrottle
 from sekisho.lru import LruMap
 from sekisho.singleflight import SingleFlight
@@ -298,6 +303,10 @@ class StatusListClient:
 
     async def _validate(self, token: str, uri: str, now: float) -> dict[str, Any]:
         """draft §8.3: typ, signature by the issuer's keys, sub = uri, iat, exp, ttl."""
+        if len(token.partition(".")[0]) > MAX_HEADER_SEGMENT:  # before PyJWT parses it as JSON
+            raise VerifierUnavailableError(
+                f"status list token header longer than {MAX_HEADER_SEGMENT} characters"
+            )
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

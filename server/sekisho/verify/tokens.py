@@ -14,7 +14,7 @@ from typing import Any
 
 import jwt
 
-from sekisho.constants import SIGNING_ALGORITHMS
+from sekisho.constants import MAX_HEADER_SEGMENT, SIGNING_ALGORITHMS
 from sekisho.profiles import BY_NAME, ProfileName
 from sekisho.verify.errors import (
     InsufficientScopeError,
@@ -31,6 +31,11 @@ __all__ = ["KeySource", "SekishoTokenVerifier", "VerifiedSekishoToken"]
 Profile = ProfileName
 DEFAULT_ALGORITHMS = SIGNING_ALGORITHMS
 _REQUIRED = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")
+# The longest token `verify` reads. A Sekisho token is ~1 KB, and a downstream is handed whatever
+# a client sends; PyJWT base64-decodes every segment before it checks the signature, so a larger
+# one is refused on its length alone (the server's own bound on inbound tokens is
+# trust.max_token_bytes, 16,384 by default).
+MAX_TOKEN_CHARS = 16384
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,8 @@ class SekishoTokenVerifier:
         Raises: TokenRejectedError (incl. ReplayedTokenError), VerifierUnavailableError.
         """
         now = self._clock()
+        if len(token) > MAX_TOKEN_CHARS:
+            raise TokenRejectedError(f"token longer than {MAX_TOKEN_CHARS} characters")
         header = self._header(token)
         key = await self._keys.key(header["kid"])
         claims = self._decode(token, key, now)
@@ -114,6 +121,8 @@ class SekishoTokenVerifier:
         )
 
     def _header(self, token: str) -> dict[str, Any]:
+        if len(token.partition(".")[0]) > MAX_HEADER_SEGMENT:  # before PyJWT parses it as JSON
+            raise TokenRejectedError(f"token header longer than {MAX_HEADER_SEGMENT} characters")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

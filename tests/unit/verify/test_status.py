@@ -443,3 +443,23 @@ async def test_with_no_list_held_a_failed_fetch_is_retried_after_the_interval(
     clock.now += RETRY_SECONDS
     await client.check(_status(server, 0))
     assert server.hits == 2
+
+
+async def test_a_status_list_token_with_a_huge_header_is_refused_before_it_is_parsed(
+    server: ListServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PyJWT parses a JWT's header as JSON before the signature check; the list server's answer
+    (up to 4 MiB) is bounded by its header segment first."""
+    original = server.token
+
+    def huge_header(path: str = "/statuslists/1") -> str:
+        header = jwt.utils.base64url_encode(b'{"typ":"statuslist+jwt","x":"' + b"a" * 8000 + b'"}')
+        return header.decode() + "." + original(path).split(".", 1)[1]
+
+    def unread(*_: Any, **__: Any) -> Any:
+        raise AssertionError("PyJWT was handed the token")
+
+    monkeypatch.setattr(server, "token", huge_header)
+    monkeypatch.setattr(jwt, "get_unverified_header", unread)
+    with pytest.raises(VerifierUnavailableError, match="header longer than 4096"):
+        await _client(server, Clock()).check(_status(server, 0))

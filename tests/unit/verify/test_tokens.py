@@ -157,3 +157,36 @@ async def test_full_in_memory_replay_cache_refuses() -> None:
     assert await cache.first_use("iss", "a", 100, now=0)
     with pytest.raises(ReplayCacheUnavailableError):
         await cache.first_use("iss", "b", 100, now=0)
+
+
+def _unread(*_: Any, **__: Any) -> Any:
+    raise AssertionError("PyJWT was handed the token")
+
+
+async def test_an_oversized_token_is_refused_on_its_length_before_pyjwt_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A downstream is handed whatever a client sends, and PyJWT base64-decodes every segment
+    (and parses the header) before any signature check: a made-up token costs a length check."""
+    token = mint(padding="x" * 20_000)
+    monkeypatch.setattr(jwt, "get_unverified_header", _unread)
+    monkeypatch.setattr(jwt, "decode", _unread)
+    with pytest.raises(TokenRejectedError, match="longer than 16384"):
+        await verifier().verify(token)
+
+
+async def test_a_token_with_a_huge_header_is_refused_before_the_header_is_parsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    header = jwt.utils.base64url_encode(b'{"alg":"ES256","kid":"k1","x":"' + b"a" * 4000 + b'"}')
+    token = header.decode() + "." + mint().split(".", 1)[1]
+    monkeypatch.setattr(jwt, "get_unverified_header", _unread)
+    with pytest.raises(TokenRejectedError, match="header longer than 4096"):
+        await verifier().verify(token)
+
+
+async def test_a_token_just_under_the_bounds_is_verified_as_before() -> None:
+    token = mint(padding="x" * 11_000)
+    assert len(token) < 16384
+    verified = await verifier().verify(token, client_id="agent-at-crm")
+    assert verified.subject == "alice"

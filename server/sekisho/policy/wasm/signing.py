@@ -18,6 +18,7 @@ from typing import Any
 
 import jwt
 
+from sekisho.constants import MAX_HEADER_SEGMENT
 from sekisho.errors import PolicyLoadError
 
 SIGNATURES = "/.signatures.json"
@@ -32,11 +33,6 @@ _HASHES: dict[str, Callable[[], Any]] = {
     "SHA-512-256": lambda: hashlib.new("sha512_256"),
 }
 _STRUCTURED = (".json", ".yaml", ".yml")
-# The JWT's protected header, base64url as it stands in .signatures.json. PyJWT parses the header
-# as JSON before it checks the signature, and check_json_values (bundle.py) counts the JWT as one
-# string: 64 KB of gzip holding a 47 MiB header of `{},` cost 5.9 s and +1.5 GB before "does not
-# verify" (red team session 13b). OPA's header is `alg`, `kid` and `typ`: ~100 bytes.
-MAX_HEADER_SEGMENT = 4096
 
 
 @dataclass(frozen=True, slots=True)
