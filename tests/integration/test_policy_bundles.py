@@ -5,6 +5,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 import tarfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from sekisho.errors import PolicyLoadError
 from sekisho.policy.wasm.bundles import BundlePolicyEngine, Polling
 from sekisho.policy.wasm.compiler import BundleSigning, build_bundle
 from sekisho.policy.wasm.download import BundleDownloader, Fetched
+from sekisho.policy.wasm.policy import WasmLimits
 from sekisho.policy.wasm.signing import BundleVerifier
 
 from tests.bounds import bundle_polling, wasm_limits
@@ -99,11 +101,14 @@ def bundle(
 
 
 def engine(
-    failures: RecordedFailures | None = None, polling: Polling | None = None, **kwargs: Any
+    failures: RecordedFailures | None = None,
+    polling: Polling | None = None,
+    limits: WasmLimits | None = None,
+    **kwargs: Any,
 ) -> BundlePolicyEngine:
     return BundlePolicyEngine(
         QUERY,
-        wasm_limits(),
+        limits or wasm_limits(),
         runtime=shared_runtime(),
         failures=failures or RecordedFailures(),
         polling=polling or bundle_polling(),
@@ -265,6 +270,40 @@ async def test_an_unreachable_server_leaves_the_engine_not_ready_until_it_answer
         server.publish(bundle(tmp_path, "late"))
         server.status = 200
         await until(lambda: policies.ready)
+        assert (await policies.decide(SALES)).allow
+    finally:
+        await policies.close()
+
+
+def padded(registry: dict[str, Any]) -> None:
+    """0.35 MB of data.json: loads with the default memory, not within 8 MiB once parsed."""
+    registry["padding"] = [{"a": i} for i in range(30_000)]
+
+
+async def test_a_bundle_whose_data_does_not_fit_the_memory_limit_is_refused_naming_it(
+    tmp_path: Path, server: BundleServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Red team session 13: the parse aborting in opa_malloc escaped the loader untyped (a
+    `bundle_file` stopped the start with a traceback; a poll failed as `poll_failed`)."""
+    small = wasm_limits(memory_limit_bytes=8 * 1024 * 1024)
+    big = bundle(tmp_path, "big", edit=padded)
+    limit = r"\[policy\] memory_limit_mb = 8 per instance"
+    with pytest.raises(PolicyLoadError, match=limit):
+        await engine(limits=small, file=tmp_path / "big.tar.gz").start()
+    server.publish(bundle(tmp_path, "good"))
+    failures = RecordedFailures()
+    downloader = BundleDownloader(server.url, 5.0)
+    policies = engine(failures, FAST, small, downloader=downloader)
+    await policies.start()
+    try:
+        with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm"):
+            server.publish(big)
+            await until(lambda: any(r.message == "policy_bundle_rejected" for r in caplog.records))
+        rejected = [r for r in caplog.records if r.message == "policy_bundle_rejected"]
+        assert all(re.search(limit, record.__dict__["error"]) for record in rejected)
+        # Each poll until the server changes is one more rejection, never a poll_failed.
+        assert (set(policies.status.failures), failures.counts) == ({"rejected"}, {})
+        assert policies.policy.revision == "good"
         assert (await policies.decide(SALES)).allow
     finally:
         await policies.close()

@@ -32,6 +32,7 @@ from sekisho.policy.wasm.rawcall import (
 from sekisho.policy.wasm.runtime import NO_DEADLINE_TICKS
 
 PAGE_BYTES = 65536
+_MIB = 1024 * 1024
 # Room for evaluation beyond the input, ensured before each call so small policies never grow.
 _EVAL_HEADROOM = 4 * PAGE_BYTES
 _MAX_BUILTIN_ARITY = 4
@@ -51,6 +52,21 @@ class WasmEvaluationError(Exception):
     """The module trapped, ran out of time or memory, or returned something unusable."""
 
 
+class _CapReachedError(WasmEvaluationError):
+    """Linear memory would have to grow past the cap."""
+
+
+class DataTooLargeError(WasmEvaluationError):
+    """The data document, parsed, does not fit an instance's memory cap."""
+
+    def __init__(self, size: int, limit_bytes: int) -> None:
+        super().__init__(
+            f"the data document ({size} bytes of JSON) does not fit the embedded engine's "
+            f"memory once parsed: [policy] memory_limit_mb = {limit_bytes / _MIB:g} per "
+            "instance; raise it or make the data smaller"
+        )
+
+
 class PolicyInstance:
     """A Store, its capped Memory and the instantiated module. One thread at a time."""
 
@@ -67,6 +83,7 @@ class PolicyInstance:
         self._store = wasmtime.Store(engine)
         self._context = context_address(self._store)  # stable while the store lives
         self._store.set_epoch_deadline(NO_DEADLINE_TICKS)
+        self._max_pages = max_pages
         self._store.set_limits(memory_size=max_pages * PAGE_BYTES)
         initial = min(_memory_minimum(module), max_pages)
         self._memory = wasmtime.Memory(
@@ -120,11 +137,20 @@ class PolicyInstance:
         return int(self._memory.data_len(self._store))
 
     def load_data(self, data: bytes) -> None:
-        """Parse the data document into the instance once. Raises: WasmEvaluationError."""
-        self._reserve(self._heap_base + len(data) * 4 + _EVAL_HEADROOM)
-        raw = self._call("opa_malloc", len(data))
-        self._write(self._store, raw, data)
-        self._data_addr = self._call("opa_json_parse", raw, len(data))
+        """Parse the data document into the instance once.
+
+        Raises: WasmEvaluationError (DataTooLargeError when it does not fit the memory cap)."""
+        try:
+            self._reserve(self._heap_base + len(data) * 4 + _EVAL_HEADROOM)
+            raw = self._call("opa_malloc", len(data))
+            self._write(self._store, raw, data)
+            self._data_addr = self._call("opa_json_parse", raw, len(data))
+        except (WasmEvaluationError, wasmtime.Trap, wasmtime.WasmtimeError, _HostCallError) as exc:
+            # A parse that runs out of the capped memory aborts in opa_malloc (a host call, not
+            # a trap): before, that escaped the loader untyped (red team session 13).
+            if isinstance(exc, _CapReachedError) or "opa_malloc" in str(exc):
+                raise DataTooLargeError(len(data), self._max_pages * PAGE_BYTES) from exc
+            raise WasmEvaluationError(f"the data document does not load: {exc}") from exc
         if self._data_addr == 0:
             raise WasmEvaluationError("the data document is not valid JSON for OPA")
         self._heap_base = self._call("opa_heap_ptr_get")
@@ -165,7 +191,7 @@ class PolicyInstance:
             try:
                 self._memory.grow(self._store, missing)
             except wasmtime.WasmtimeError as exc:
-                raise WasmEvaluationError(f"memory cap reached ({size} bytes needed)") from exc
+                raise _CapReachedError(f"memory cap reached ({size} bytes needed)") from exc
             pages += missing
         self._capacity = pages * PAGE_BYTES
 

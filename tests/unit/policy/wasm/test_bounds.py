@@ -5,11 +5,12 @@ import logging
 from pathlib import Path
 
 import pytest
+from sekisho.errors import PolicyLoadError
 
 from tests.bounds import wasm_limits
 from tests.embedded import loaded_engine
 from tests.unit.policy.inputs import QUERY
-from tests.unit.policy.wasm.test_engine import HEADER, document, write_policy
+from tests.unit.policy.wasm.test_engine import GOOD, HEADER, document, write_policy
 
 # Denies the self-test input (now 0); for a request (now 1) it evaluates `_work`, then allows.
 RUNAWAY = (
@@ -73,3 +74,23 @@ async def test_an_input_larger_than_the_memory_cap_is_a_deny(
         assert decision.allow is False
         assert "memory cap reached" in failure_logged(caplog)
         assert (await engine.decide(document(now=2))).reason != "invalid policy decision"
+
+
+@pytest.mark.parametrize(
+    "objects",
+    [
+        # 0.35 MB of JSON: the bytes fit, the parse aborts in opa_malloc (a host call): before,
+        # an untyped _HostCallError escaped the loader (red team session 13).
+        pytest.param(30_000, id="parse-runs-out"),
+        # 2.4 MB: four times the bytes, reserved before the parse, pass the cap.
+        pytest.param(200_000, id="bytes-past-the-cap"),
+    ],
+)
+def test_data_that_does_not_fit_the_memory_limit_is_a_load_error_naming_it(
+    tmp_path: Path, objects: int
+) -> None:
+    limits = wasm_limits(memory_limit_bytes=8 * MB)
+    loaded_engine(write_policy(tmp_path, GOOD, {"n": [{"a": 1}]}), QUERY, limits)  # control
+    write_policy(tmp_path, GOOD, {"n": [{"a": i} for i in range(objects)]})
+    with pytest.raises(PolicyLoadError, match=r"\[policy\] memory_limit_mb = 8 per instance"):
+        loaded_engine(tmp_path, QUERY, limits)
