@@ -22,7 +22,7 @@ from sekisho.decision_observers import start_shadow
 from sekisho.errors import PolicyLoadError
 from sekisho.policy.wasm.bundles import BundlePolicyEngine, Polling
 from sekisho.policy.wasm.compiler import BundleSigning, build_bundle
-from sekisho.policy.wasm.download import BundleDownloader, Fetched
+from sekisho.policy.wasm.download import BundleDownloader, BundleFetchError, Fetched
 from sekisho.policy.wasm.policy import WasmLimits
 from sekisho.policy.wasm.signing import BundleVerifier
 
@@ -304,6 +304,32 @@ async def test_a_bundle_whose_data_does_not_fit_the_memory_limit_is_refused_nami
         # Each poll until the server changes is one more rejection, never a poll_failed.
         assert (set(policies.status.failures), failures.counts) == ({"rejected"}, {})
         assert policies.policy.revision == "good"
+        assert (await policies.decide(SALES)).allow
+    finally:
+        await policies.close()
+
+
+async def test_a_304_to_a_poll_without_an_etag_is_a_failed_poll_retried_at_once(
+    tmp_path: Path, server: BundleServer
+) -> None:
+    """Red team session 13: a 304 to the first poll (no If-None-Match sent: a broken server or
+    cache) counted as a good poll, so a new replica waited a whole poll interval (60-120 s by
+    default) not ready. A 304 answers a conditional request only (RFC 9110 §15.4.5)."""
+    server.status = 304
+    downloader = BundleDownloader(server.url, 5.0)
+    with pytest.raises(BundleFetchError, match="304 Not Modified to a request without If-None"):
+        await downloader.fetch("")
+    assert await downloader.fetch('"7"') == Fetched(None, '"7"')  # conditional: unchanged
+    await downloader.close()
+    policies = engine(downloader=BundleDownloader(server.url, 5.0), polling=Polling(60, 120))
+    await policies.start()
+    try:
+        assert not policies.ready
+        assert policies.status.failures == {"download_failed": 1}
+        await until(lambda: len(server.answers) >= 4, seconds=10)  # 0.1 s, 0.2 s, 0.4 s, ...
+        server.publish(bundle(tmp_path, "late"))
+        server.status = 200
+        await until(lambda: policies.ready, seconds=20)
         assert (await policies.decide(SALES)).allow
     finally:
         await policies.close()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from sekisho.clock import Clock
 
 # Reasons, named like the log events of the same failures (bundles.py).
-DOWNLOAD_FAILED = "download_failed"  # unreachable, not HTTP 200/304, too large
+DOWNLOAD_FAILED = "download_failed"  # unreachable, not HTTP 200/304 (conditional), too large
 REJECTED = "rejected"  # signature, not a bundle, compile, load or self-test
 POLL_FAILED = "poll_failed"  # anything else a poll raised (a bug; logged with its stack)
 

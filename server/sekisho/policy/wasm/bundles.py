@@ -2,14 +2,14 @@
 `opa build -t wasm` (or `sekisho policy build`), so a production host needs no opa binary
 (docs/operators.md, "Policy bundles").
 
-A file is read at start and whenever its folder changes. A URL is polled the way OPA polls a
-bundle service: a random delay in [min, max] seconds between polls, `If-None-Match` with the
-last ETag (304 = unchanged), and after a failure a retry delay that doubles from 0.1 s up to the
-max. A new bundle is verified (when a key is configured), compiled, loaded and self-tested off
-the event loop before it replaces the last good one; a bundle that fails is logged
-(`policy_bundle_rejected`) and the last good keeps serving. A 200 whose body is the bundle in
-force (a server that sends no ETag, such as `python -m http.server`, or a new ETag for the same
-bytes) changes nothing: it is not loaded again, and the caches are not emptied.
+A file is read at start and whenever its folder changes. A URL is polled the way OPA polls a bundle
+service: a random delay in [min, max] seconds between polls, `If-None-Match` with the last ETag
+(304 = unchanged; a 304 to a poll without one is a failed poll), and after a failure a retry delay
+that doubles from 0.1 s up to the max. A new bundle is verified (when a key is configured),
+compiled, loaded and self-tested off the event loop before it replaces the last good one; a bundle
+that fails is logged (`policy_bundle_rejected`) and the last good keeps serving. A 200 whose body
+is the bundle in force (a server that sends no ETag, such as `python -m http.server`, or a new ETag
+for the same bytes) changes nothing: it is not loaded again, and the caches are not emptied.
 """
 
 import asyncio
