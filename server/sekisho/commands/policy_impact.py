@@ -52,8 +52,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         # a service log or the audit log given for the decision log).
         raise DecisionFileError(
             f"no decision of {entrypoint_of(settings.policy.query)} in "
-            f"{', '.join(str(f) for f in args.decisions)} ({impact.skipped} other lines skipped): "
-            "give the decision log ([decision_log] path, or OPA's console decision log)"
+            f"{', '.join(str(f) for f in args.decisions)} ({impact.skipped} other lines skipped"
+            f"{_malformed_note(impact)}): give the decision log ([decision_log] path, or OPA's "
+            "console decision log)"
         )
     exceeded = args.max_changes is not None and impact.changed > args.max_changes
     if args.format == "json":
@@ -84,6 +85,7 @@ async def _replay(settings: Settings, files: list[Path], live_dir: Path, candida
             records = DecisionReader(files, entrypoint_of(settings.policy.query))
             impact = await replay(records, live, proposed)
             impact.skipped = records.skipped
+            impact.malformed, impact.malformed_at = records.malformed, records.malformed_at
             return impact
         finally:
             await proposed.close()
@@ -96,6 +98,8 @@ def impact_document(impact: Impact) -> dict[str, Any]:
     return {
         "replayed": impact.replayed,
         "skipped": impact.skipped,
+        "malformed": impact.malformed,
+        "malformed_at": impact.malformed_at,
         "reproduced": impact.reproduced,
         "changed": impact.changed,
         "by_kind": impact.by_kind(),
@@ -122,6 +126,8 @@ def impact_text(impact: Impact, max_changes: int | None, exceeded: bool) -> str:
         f"the live policy reproduces {impact.reproduced} of the recorded results",
         f"== changed: {impact.changed}" + _limit(max_changes, exceeded),
     ]
+    if impact.malformed:
+        lines.insert(1, f"== not replayed: {_malformed(impact)}")
     for audience, kinds in sorted(impact.by_audience.items()):
         counts = ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items()))
         lines.append(f"  {audience or '(no audience)'}: {counts}")
@@ -131,6 +137,17 @@ def impact_text(impact: Impact, max_changes: int | None, exceeded: bool) -> str:
         scopes = [f"+{s}" for s in sorted(change.gained)] + [f"-{s}" for s in sorted(change.lost)]
         lines.append(f"  {user}  {audience}  {' '.join(scopes)}  ({_decisions(change.decisions)})")
     return "\n".join(lines)
+
+
+def _malformed(impact: Impact) -> str:
+    """'N malformed decisions, skipped (first: file:line: what is wrong; ...)'."""
+    noun = "decision" if impact.malformed == 1 else "decisions"
+    first = "; ".join(impact.malformed_at)
+    return f"{impact.malformed} malformed {noun}, skipped (first: {first})"
+
+
+def _malformed_note(impact: Impact) -> str:
+    return f"; {_malformed(impact)}" if impact.malformed else ""
 
 
 def _decisions(count: int) -> str:

@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sekisho.commands.policy_impact import impact_text
+from sekisho.commands.policy_impact import impact_document, impact_text
 from sekisho.components import build_policy_engine
 from sekisho.config import Settings
 from sekisho.models import Decision
+from sekisho.policy import impact as impact_module
 from sekisho.policy.difference import decision_document
 from sekisho.policy.engine import PolicyRuntime
 from sekisho.policy.impact import (
@@ -35,8 +36,10 @@ class FixedEngine:
 
     def __init__(self, decision: Decision) -> None:
         self._decision = decision
+        self.calls = 0
 
     async def decide(self, document: dict[str, Any]) -> Decision:
+        self.calls += 1
         return self._decision
 
 
@@ -136,3 +139,66 @@ def test_the_report_counts_one_decision_in_the_singular() -> None:
     assert "-crm.read  (1 decision)" in text
     impact.users[("alice@example.com", CRM)].decisions = 2
     assert "(2 decisions)" in impact_text(impact, None, exceeded=False)
+
+
+def _with(document: dict[str, Any], part: str, value: Any) -> dict[str, Any]:
+    """`document` with `part` ("request" or "request.scopes") set to `value`."""
+    edited = json.loads(json.dumps(document))
+    *parents, name = part.split(".")
+    target = edited
+    for parent in parents:
+        target = target[parent]
+    target[name] = value
+    return edited
+
+
+MALFORMED = [
+    ("request", "crm", "input.request is not an object"),
+    ("request", ["crm"], "input.request is not an object"),
+    ("subject", "alice", "input.subject is not an object"),
+    ("request.scopes", "crm.read", "input.request.scopes is not a list of strings"),
+    ("request.scopes", [{"s": 1}], "input.request.scopes is not a list of strings"),
+    ("request.audience", 7, "input.request.audience is not a string"),
+]
+
+
+async def test_decisions_whose_input_is_malformed_are_counted_named_and_skipped(
+    tmp_path: Path, live: PolicyRuntime
+) -> None:
+    """Red team session 13: a record whose `request` was not an object ended the run with an
+    AttributeError. Now it is skipped, counted, and its file and line named (the first five)."""
+    good = policy_input(CRM, groups=["sales"], scopes=["crm.read"])
+    events = [{"path": PATH, "input": good}]
+    for part, value, _ in MALFORMED:
+        events.append({"path": PATH, "input": _with(good, part, value)})
+    events.append({"path": PATH, "input": _with(good, "request.scopes", None)})  # null: none
+    reader = DecisionReader([_write(tmp_path / "d.jsonl", *events)], PATH)
+    impact = await replay(reader, live, FixedEngine(Decision(allow=False)))
+    assert (impact.replayed, impact.changed, reader.malformed) == (2, 2, 6)
+    assert reader.malformed_at == [
+        f"{tmp_path / 'd.jsonl'}:{line}: {why}" for line, (_, _, why) in enumerate(MALFORMED[:5], 2)
+    ]
+    impact.malformed, impact.malformed_at = reader.malformed, reader.malformed_at
+    text = impact_text(impact, None, exceeded=False)
+    assert (
+        f"== not replayed: 6 malformed decisions, skipped (first: {reader.malformed_at[0]};" in text
+    )
+    assert impact_document(impact)["malformed"] == 6
+
+
+async def test_the_replay_keeps_the_last_inputs_not_every_input_of_the_log(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Red team session 13: every distinct input was kept for the run (`now` makes almost every
+    record distinct), so memory grew with the log. The reader yields one record at a time and
+    the replay keeps the decisions of the last MEMO_ENTRIES inputs only: an input logged twice in
+    a row is decided once, one seen before the last MEMO_ENTRIES again."""
+    monkeypatch.setattr(impact_module, "MEMO_ENTRIES", 3, raising=False)
+    engine = FixedEngine(Decision(allow=True, scopes=("crm.read",)))
+    inputs = [dict(policy_input(CRM, scopes=["crm.read"]), now=now) for now in range(50)]
+    records = [Recorded(document, None) for document in inputs for _ in range(2)]
+    records.append(Recorded(inputs[-3], None))  # among the last 3: kept
+    records.append(Recorded(inputs[0], None))  # 49 inputs ago: forgotten, decided again
+    impact = await replay(records, engine, engine)
+    assert impact.replayed == 102
+    assert engine.calls == 2 * 51  # live and candidate, once per input kept, and inputs[0] again
