@@ -8,6 +8,7 @@ issuers' `jti` spaces never collide. A cache that cannot answer raises
 """
 
 import hashlib
+import heapq
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -35,10 +36,18 @@ def replay_key(issuer: str, jti: str) -> str:
 
 
 class InMemoryReplayCache:
-    """For one process. Entries are purged once their token has expired."""
+    """For one process. Entries are purged once their token has expired.
+
+    A dict answers lookups; a min-heap of (expiry, key) orders the entries by expiry, so a purge
+    pops only the expired ones (O(log n) each, every entry pushed and popped once) instead of
+    scanning every entry: once full of live entries, each new jti scanned all 1,000,000 of them
+    before it was refused (red team session 13). A key stored again after it expired leaves its
+    old heap entry behind; such stale entries are dropped as they expire, and the heap is rebuilt
+    from the dict when it holds twice the bound (amortised O(1) per insert)."""
 
     def __init__(self, max_entries: int = 1_000_000) -> None:
         self._seen: dict[str, float] = {}
+        self._by_expiry: list[tuple[float, str]] = []
         self._max_entries = max_entries
 
     async def first_use(self, issuer: str, jti: str, expires_at: int, now: float) -> bool:
@@ -54,11 +63,23 @@ class InMemoryReplayCache:
             # Full of live entries: refusing is safe, forgetting one could admit a replay.
             raise ReplayCacheUnavailableError("replay cache is full")
         # No await between the lookup and the insert: atomic on one event loop.
-        self._seen[key] = float(expires_at)
+        stored = float(expires_at)
+        self._seen[key] = stored
+        heapq.heappush(self._by_expiry, (stored, key))
+        if len(self._by_expiry) > 2 * self._max_entries:
+            self._by_expiry = [(exp, k) for k, exp in self._seen.items()]
+            heapq.heapify(self._by_expiry)
         return True
 
     def _purge(self, now: float) -> None:
-        self._seen = {k: exp for k, exp in self._seen.items() if exp >= now}
+        """Drop every entry that expired before `now` (the entries kept: expiry >= now)."""
+        heap = self._by_expiry
+        while heap and heap[0][0] < now:
+            expiry, key = heapq.heappop(heap)
+            # A stale heap entry (the key was stored again) matches its dict entry only when
+            # both expiries are equal: then that one has expired too.
+            if self._seen.get(key) == expiry:
+                del self._seen[key]
 
 
 class RedisReplayCache:
