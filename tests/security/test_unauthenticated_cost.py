@@ -635,6 +635,13 @@ async def test_requests_the_parser_refuses_are_counted_not_logged_one_by_one(
     assert len(counted) < 2 * len(_UNPARSEABLE) * 10  # one line per interval, not per request
 
 
+async def _list_services(stream: Any) -> Any:
+    """Ask a reflection stream to list services; its first answer. A stream refused as it opens
+    raises from the write or from the read, whichever the refusal reaches first (a race)."""
+    await stream.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+    return await _first_answer(stream)
+
+
 async def _first_answer(call: Any) -> Any:
     return await asyncio.wait_for(call.read(), GIVE_UP_SECONDS)
 
@@ -666,9 +673,8 @@ async def test_open_watch_and_reflection_streams_are_bounded_per_peer(metered: S
         assert error_info(refused.value).reason == SlowDownError.reason  # the contract's refusal
         reflection = reflection_pb2_grpc.ServerReflectionStub(channels[-1])
         stream = reflection.ServerReflectionInfo()
-        await stream.write(reflection_pb2.ServerReflectionRequest(list_services=""))
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await _first_answer(stream)
+            await _list_services(stream)
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         watches.pop().cancel()  # one ends: its place is free again
         for _ in range(int(GIVE_UP_SECONDS / 0.05)):
