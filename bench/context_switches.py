@@ -25,16 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from loadgen import ECHO, EXCHANGE, run_ghz
-from stack import (
-    Idp,
-    Server,
-    Settings,
-    exchange_messages,
-    policy_folder,
-    start_server,
-    workload,
-    write_config,
-)
+from stack import Idp, Server, Settings, exchange_messages, policy_folder, serve_variant, workload
 
 SERVER_CPUS, LOAD_CPUS = "0", "1"
 
@@ -130,8 +121,8 @@ def run(scenario: str, calls: int, helper_nice: int | None) -> dict[str, Any]:
             load = workload()
             messages = exchange_messages(idp, load)
             policy_folder(root, load)
-            config = write_config(root, idp, Settings(caches=scenario == "warm"))
-            server = start_server(root, config, SERVER_CPUS)
+            settings = Settings(caches=scenario == "warm")
+            server = serve_variant(root, idp, scenario, settings, cpus=SERVER_CPUS)
             try:
                 if helper_nice is not None:
                     renice_helpers(server.process.pid, helper_nice)
