@@ -126,9 +126,18 @@ class PolicyInstance:
         ]
 
     def metadata(self) -> tuple[dict[str, int], dict[str, int]]:
-        """(builtins the module needs by name → id, entrypoints by name → id)."""
-        names = (self._dump_json(self._call(f)) for f in ("builtins", "entrypoints"))
-        builtins, entrypoints = names
+        """(builtins the module needs by name → id, entrypoints by name → id).
+
+        Raises: WasmEvaluationError; wasmtime.Trap or wasmtime.WasmtimeError."""
+        try:
+            builtins, entrypoints = (
+                self._dump_json(self._call(f)) for f in ("builtins", "entrypoints")
+            )
+        except (_HostCallError, ValueError, RecursionError) as exc:
+            # An opa_abort (a host call) or output that is not JSON or nests deeper than it
+            # decodes: before, these escaped the compile untyped, so a polled bundle failed as
+            # `poll_failed` (a bug, with a traceback), not as `rejected`.
+            raise WasmEvaluationError(f"the module's metadata does not read: {exc}") from exc
         if not isinstance(builtins, dict) or not isinstance(entrypoints, dict):
             raise WasmEvaluationError("the module's builtins/entrypoints are not objects")
         return builtins, entrypoints

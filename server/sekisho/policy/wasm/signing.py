@@ -211,12 +211,17 @@ def signing_algorithm(path: Path, algorithm: str | None) -> str:
     return algorithm
 
 
-def file_digest(name: str, data: bytes, algorithm: str) -> str:
-    """The hex digest OPA signs for one bundle file. Raises: PolicyLoadError."""
-    factory = _HASHES.get(algorithm)
-    if factory is None:
-        raise PolicyLoadError(f"bundle signature: {name}: unsupported hash algorithm {algorithm!r}")
-    digest = factory()
+def file_digest(name: str, data: bytes, algorithm: Any) -> str:
+    """The hex digest OPA signs for one bundle file; `algorithm` as the signed payload lists
+    it, of any JSON type. Raises: PolicyLoadError."""
+    factory = _HASHES.get(algorithm) if isinstance(algorithm, str) else None
+    try:
+        digest = factory() if factory is not None else None
+    except ValueError:  # hashlib.new() of a digest this OpenSSL build lacks
+        digest = None
+    if digest is None:
+        shown = repr(algorithm)[:64]  # the signed payload's value: any JSON, of any size
+        raise PolicyLoadError(f"bundle signature: {name}: unsupported hash algorithm {shown}")
     if name.endswith(_STRUCTURED) or name.endswith(".manifest"):
         try:
             value = json.loads(data, parse_float=_Raw, parse_int=_Raw, parse_constant=_Raw)
