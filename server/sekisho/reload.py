@@ -39,11 +39,20 @@ async def reload_now(
 
 
 async def watch_directory(
-    path: Path, on_change: Callable[[], object], what: str, failures: LoopFailures
+    path: Path,
+    on_change: Callable[[], object],
+    what: str,
+    failures: LoopFailures,
+    ignore: Callable[[str], bool] | None = None,
 ) -> None:
-    """Run until cancelled; every batch of changes under `path` triggers one `on_change()`."""
+    """Run until cancelled; every batch of changes under `path` triggers one `on_change()`.
+    `ignore(name)`: files whose changes are neither logged nor a reason to reload (the owner's
+    scratch files, besides watchfiles' defaults such as editor swap files)."""
     loop = reload_loop(what)
-    async for changes in watchfiles.awatch(path, debounce=300, step=50, recursive=True):
+    watched = _watch_filter(ignore)
+    async for changes in watchfiles.awatch(
+        path, watch_filter=watched, debounce=300, step=50, recursive=True
+    ):
         names = sorted({Path(p).name for _, p in changes})
         log.info("files_changed", extra={"what": what, "files": names[:20]})
         try:
@@ -52,6 +61,13 @@ async def watch_directory(
                 await result
         except Exception:  # a background loop: log, count and go on
             failures.failed(loop)
+
+
+def _watch_filter(ignore: Callable[[str], bool] | None) -> Callable[[watchfiles.Change, str], bool]:
+    default = watchfiles.DefaultFilter()
+    if ignore is None:
+        return default
+    return lambda change, path: default(change, path) and not ignore(Path(path).name)
 
 
 async def poll_forever(

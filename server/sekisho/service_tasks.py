@@ -13,6 +13,7 @@ from sekisho.keystores import build_key_manager
 from sekisho.loops import Loop, LoopFailures
 from sekisho.policy.engine import PolicyRuntime
 from sekisho.reload import poll_forever, retry_with_backoff, watch_directory
+from sekisho.signing.filestore import is_scratch_file
 from sekisho.signing.keyring import Keyring
 from sekisho.signing.manager import ManagedKeyStore
 from sekisho.signing.rotation import AutoRotator, check_interval, rotate_forever
@@ -35,7 +36,9 @@ def key_tasks(
     if keys.watch and keys.backend == "kms":
         tasks.append(poll_forever(keyring.refresh, keys.poll_seconds, "keys", failures))
     elif keys.watch:
-        tasks.append(watch_directory(keys.dir, keyring.refresh, "keys", failures))
+        tasks.append(
+            watch_directory(keys.dir, keyring.refresh, "keys", failures, ignore=is_scratch_file)
+        )
     # A failed reload (unreadable key file, KMS Decrypt error) is retried with backoff.
     tasks.append(
         retry_with_backoff(

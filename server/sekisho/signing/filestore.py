@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -28,6 +29,16 @@ from sekisho.signing.signer import LocalSigner
 
 KEYRING_FILE = "keyring.json"
 LOCK_FILE = ".lock"
+# _write_atomic's temporaries: mkstemp's `.<target name>.` and 8 random characters.
+_TEMPORARY = re.compile(r"\.[^/]+\.[a-z0-9_]{8}")
+
+
+def is_scratch_file(name: str) -> bool:
+    """A file of the keystore's folder that holds no key state: the lock, or a write in progress
+    (renamed over its target once complete, a change the folder's watch sees on its own)."""
+    return name == LOCK_FILE or _TEMPORARY.fullmatch(name) is not None
+
+
 FORMAT_VERSION = 1
 
 

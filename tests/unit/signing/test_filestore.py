@@ -1,18 +1,26 @@
 """FileKeyStore: init, file modes, atomic writes, strict keyring.json parsing, key/kid binding."""
 
+import asyncio
+import contextlib
 import json
+import logging
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sekisho.config import Settings
 from sekisho.errors import KeyStoreError
+from sekisho.service_tasks import key_tasks
 from sekisho.signing import filestore
 from sekisho.signing.filestore import KEYRING_FILE, FileKeyStore
+from sekisho.signing.keyring import Keyring
 from sekisho.signing.keys import KeyState
 from sekisho.signing.material import PrivateKey, private_key_from_pem, public_jwk, thumbprint
 
+from tests.fakes.clock import FakeClock
+from tests.fakes.loops import RecordedFailures
 from tests.unit.signing.keystores import kid_of, write_keyring_json, write_keystore
 
 NOW = 1_800_000_000
@@ -284,3 +292,37 @@ def test_write_keyring_json_helper_round_trips(store: FileKeyStore) -> None:
     store.directory.mkdir()
     write_keyring_json(store.directory, [])
     assert store.records() == []
+
+
+async def test_the_keys_watch_names_key_files_not_the_keystores_scratch_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`files_changed` for the keys folder listed _write_atomic's temporaries (`.keyring.json.
+    k3x_9qab`) beside the files they became: names that exist for milliseconds and say nothing.
+    The watch key_tasks starts leaves them (and the lock) out."""
+    folder = tmp_path / "keys"
+    store = FileKeyStore(folder)
+    store.init("ES256", NOW)
+    settings = Settings(keys={"dir": str(folder)})
+    watch, *others = key_tasks(settings, store, Keyring(store), FakeClock(NOW), RecordedFailures())
+    for other in others:
+        other.close()  # the retry loop: not this test's
+    task = asyncio.create_task(watch)
+
+    def changed() -> list[list[str]]:
+        return [r.__dict__["files"] for r in caplog.records if r.message == "files_changed"]
+
+    try:
+        with caplog.at_level(logging.INFO, logger="sekisho.reload"):
+            for _ in range(150):  # until the watch, once started, reports a change
+                store.create_key("ES256", NOW)
+                await asyncio.sleep(0.2)
+                if changed():
+                    break
+        assert changed(), "the watch reported no change"
+        names = {name for files in changed() for name in files}
+        assert names and all(name.endswith(".pem") or name == KEYRING_FILE for name in names)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
