@@ -5,6 +5,7 @@ service: both folders are loaded by the embedded engine, as `sekisho policy test
 import argparse
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +39,20 @@ def register(policy_sub: SubParsers, common: argparse.ArgumentParser) -> None:
         help="exit 1 when more than this many replayed decisions change",
     )
     impact.add_argument(
+        "--allow-malformed",
+        action="store_true",
+        help="exit by --max-changes alone when decisions whose input cannot be read were "
+        "skipped (default: exit 2, as the replay is incomplete)",
+    )
+    impact.add_argument(
         "--format", choices=("text", "json"), default="text", help="report format (default: text)"
     )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Raises: PolicyLoadError, DecisionFileError (a ValueError; also when no line of the
-    files is a decision to replay), OSError."""
+    """0, or 1 above --max-changes, or 2 when a decision was malformed (unless
+    --allow-malformed). Raises: PolicyLoadError, DecisionFileError (a ValueError; also when no
+    line of the files is a decision to replay), OSError."""
     live_dir = args.live or settings.policy.path
     impact = asyncio.run(_replay(settings, args.decisions, live_dir, args.candidate))
     if impact.replayed == 0:
@@ -62,6 +70,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(document | {"exceeded": exceeded}, indent=2, sort_keys=True))
     else:
         print(impact_text(impact, args.max_changes, exceeded))
+    if impact.malformed and not args.allow_malformed:
+        # A gate over part of the log passes on what it did not read: the report is printed,
+        # and the status says the replay is incomplete.
+        print(_incomplete(impact, args.decisions), file=sys.stderr)
+        return 2
     return 1 if exceeded else 0
 
 
@@ -144,6 +157,15 @@ def _malformed(impact: Impact) -> str:
     noun = "decision" if impact.malformed == 1 else "decisions"
     first = "; ".join(impact.malformed_at)
     return f"{impact.malformed} malformed {noun}, skipped (first: {first})"
+
+
+def _incomplete(impact: Impact, files: list[Path]) -> str:
+    noun = "decision" if impact.malformed == 1 else "decisions"
+    return (
+        f"sekisho: {impact.malformed} malformed {noun} in {', '.join(str(f) for f in files)} "
+        "not replayed (the report names the first): no --max-changes gate passes on part of "
+        "the log; fix or drop those lines, or pass --allow-malformed to gate on the rest"
+    )
 
 
 def _malformed_note(impact: Impact) -> str:

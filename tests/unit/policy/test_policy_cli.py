@@ -11,7 +11,7 @@ from sekisho.config import load_settings
 from tests.bounds import bundle_polling, wasm_limits
 from tests.fakes.loops import RecordedFailures
 from tests.opa import opa_binary
-from tests.unit.policy.inputs import POLICIES, QUERY
+from tests.unit.policy.inputs import CRM, POLICIES, QUERY, policy_input
 
 HEADER = "package sekisho.exchange\n\nimport rego.v1\n\n"
 CASE = POLICIES / "tests" / "cases" / "crm_sales_write_only_is_invalid_scope.json"
@@ -390,3 +390,30 @@ def test_impact_refuses_files_with_no_decision_to_replay(
     assert main([*argv, "--max-changes", "0", "--config", config(tmp_path, POLICIES)]) == 2
     err = capsys.readouterr().err
     assert f"no decision of sekisho/exchange/decision in {log} ({skipped} other lines" in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "status"),
+    [pytest.param([], 2, id="refused"), pytest.param(["--allow-malformed"], 0, id="allowed")],
+)
+def test_impact_fails_when_a_decision_was_not_replayed_unless_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], status: int
+) -> None:
+    # Session 14: a malformed decision was skipped and counted in the report, but the exit
+    # status was 0 and --max-changes passed: a gate over part of the log, silently.
+    good = policy_input(CRM, groups=["sales"], scopes=["crm.read"])
+    lines = [{"path": "sekisho/exchange/decision", "input": good}]
+    lines.append({"path": "sekisho/exchange/decision", "input": good | {"request": "crm"}})
+    log = tmp_path / "d.jsonl"
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    argv = ["policy", "impact", "--decisions", str(log), "--candidate", str(POLICIES)]
+    argv += ["--max-changes", "0", "--config", config(tmp_path, POLICIES), *flags]
+    assert main(argv) == status
+    out, err = capsys.readouterr()
+    assert "== not replayed: 1 malformed decision, skipped (first: " in out  # reported either way
+    assert "== changed: 0 (max 0: ok)" in out
+    if status:
+        assert f"sekisho: 1 malformed decision in {log} not replayed" in err
+        assert "--allow-malformed" in err
+    else:
+        assert err == ""
