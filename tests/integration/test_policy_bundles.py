@@ -20,7 +20,7 @@ from sekisho.components import build_policy_engine
 from sekisho.config import Settings
 from sekisho.decision_observers import start_shadow
 from sekisho.errors import PolicyLoadError
-from sekisho.policy.wasm.bundles import BundlePolicyEngine, Polling
+from sekisho.policy.wasm.bundles import REJECTED_RECHECK_SECONDS, BundlePolicyEngine, Polling
 from sekisho.policy.wasm.compiler import BundleSigning, build_bundle
 from sekisho.policy.wasm.download import BundleDownloader, BundleFetchError, Fetched
 from sekisho.policy.wasm.policy import WasmLimits
@@ -213,6 +213,48 @@ async def test_a_bundle_that_fails_to_load_keeps_the_last_good(
         assert (await policies.decide(SALES)).allow
         server.publish(bundle(tmp_path, "fixed", edit=no_crm_grants))
         await until(lambda: policies.policy.revision == "fixed")
+    finally:
+        await policies.close()
+
+
+@pytest.mark.parametrize("send_etag", [True, False], ids=["etag", "no-etag"])
+async def test_an_unchanged_rejected_bundle_is_not_downloaded_or_loaded_again(
+    tmp_path: Path, server: BundleServer, caplog: pytest.LogCaptureFixture, send_etag: bool
+) -> None:
+    """Session 14: a bundle that did not load was downloaded in full, loaded, refused and
+    logged again at every poll until the server changed. Its ETag is now sent as If-None-Match
+    (304: still that bundle) and its bytes are not loaded again; each such poll still counts as
+    `rejected`, and the last good keeps serving. Until REJECTED_RECHECK_SECONDS have passed:
+    then it is downloaded and checked once more (a failure may have been the host's, such as
+    a self-test past its deadline on a loaded machine), and logged again."""
+    server.send_etag = send_etag
+    server.publish(bundle(tmp_path, "good"))
+    clock = FakeClock()
+    policies = engine(downloader=BundleDownloader(server.url, 5.0), polling=FAST, clock=clock)
+    loads: list[bytes] = []
+    load = policies.load
+    policies.load = lambda raw: loads.append(raw) or load(raw)  # type: ignore[method-assign]
+    await policies.start()
+    try:
+        polled = policies.status.polled_at
+        with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm"):
+            server.publish(b"not a tarball")
+            first = len(server.answers)
+            await until(lambda: len(server.answers) >= first + 6)
+            answers = server.answers[first:]
+            assert answers[0] == 200
+            assert set(answers[1:]) == ({304} if send_etag else {200})
+            assert loads[1:] == [b"not a tarball"]  # loaded once
+            assert [r.message for r in caplog.records].count("policy_bundle_rejected") == 1
+            assert policies.status.failures["rejected"] >= len(answers) - 1
+            assert policies.status.polled_at == polled  # the server's bundle is not in force
+            assert policies.policy.revision == "good" and policies.ready
+            clock.advance(REJECTED_RECHECK_SECONDS)
+            await until(lambda: len(loads) == 3)
+            assert [r.message for r in caplog.records].count("policy_bundle_rejected") == 2
+        server.publish(bundle(tmp_path, "fixed", edit=no_crm_grants))
+        await until(lambda: policies.policy.revision == "fixed")
+        assert not (await policies.decide(SALES)).allow
     finally:
         await policies.close()
 

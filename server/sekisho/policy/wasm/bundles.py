@@ -7,7 +7,10 @@ service: a random delay in [min, max] seconds between polls, `If-None-Match` wit
 (304 = unchanged; a 304 to a poll without one is a failed poll), and after a failure a retry delay
 that doubles from 0.1 s up to the max. A new bundle is verified (when a key is configured),
 compiled, loaded and self-tested off the event loop before it replaces the last good one; a bundle
-that fails is logged (`policy_bundle_rejected`) and the last good keeps serving. A 200 whose body
+that fails is logged (`policy_bundle_rejected`) and the last good keeps serving. While the server
+serves the rejected bundle, a poll sends its ETag (304: unchanged) and does not load its bytes
+again (a server without ETags), for REJECTED_RECHECK_SECONDS; each such poll is a failed one,
+counted `rejected` but not logged. A 200 whose body
 is the bundle in force (a server that sends no ETag, such as `python -m http.server`, or a new ETag
 for the same bytes) changes nothing: it is not loaded again, and the caches are not emptied.
 """
@@ -42,6 +45,20 @@ from sekisho.policy.wasm.signing import BundleVerifier
 log = logging.getLogger(__name__)
 BUNDLE_POLL = Loop("policy_bundle_poll", "policy_bundle_poll_failed", log)
 FIRST_RETRY_SECONDS = 0.1
+# How long a rejected bundle's ETag and digest stand for it: then it is downloaded and checked
+# once more, since a load can fail for the host's reasons (a self-test past eval_timeout_seconds
+# on a loaded machine, memory the host would not map). OPA downloads it at every poll instead
+# (it resets its downloader's ETag after a failed activation: open-policy-agent/opa#2220, #3527).
+REJECTED_RECHECK_SECONDS = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Rejected:
+    """The bundle the server last sent that did not load, until `recheck_at` (clock seconds)."""
+
+    etag: str
+    digest: str
+    recheck_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +100,7 @@ class BundlePolicyEngine(WasmServing):
         self._failures = failures
         self._etag = ""
         self._digest = ""
+        self._rejected: _Rejected | None = None
         # Named in every bundle event: a [policy.shadow] bundle's engine logs the same ones.
         self._source = str(file) if file is not None else downloader.location if downloader else ""
         self._poller: asyncio.Task[None] | None = None
@@ -142,22 +160,25 @@ class BundlePolicyEngine(WasmServing):
     async def refresh(self) -> bool:
         """One poll of the bundle server: True when the served bundle is current."""
         assert self._downloader is not None  # only called for a server source
+        rejected = self._standing_rejection()
+        asks_rejected = rejected is not None and rejected.etag != ""
+        etag = rejected.etag if rejected is not None and asks_rejected else self._etag
         try:
-            fetched = await self._downloader.fetch(self._etag)
+            fetched = await self._downloader.fetch(etag)
         except BundleFetchError as exc:
             log.warning(
                 "policy_bundle_download_failed", extra={"source": self._source, "error": str(exc)}
             )
             self.status.failed(DOWNLOAD_FAILED)
             return False
-        if fetched.body is None:
-            self.status.polled()
-            return True
+        if fetched.body is None:  # 304: still the bundle whose ETag was sent
+            return self._still_rejected() if asks_rejected else self._current(etag)
         digest = hashlib.sha256(fetched.body).hexdigest()
         if digest == self._digest:  # the bundle in force: reloading it would only flush caches
-            self._etag = fetched.etag
-            self.status.polled()
-            return True
+            return self._current(fetched.etag)
+        if rejected is not None and digest == rejected.digest:  # a new ETag, or none, for it
+            self._rejected = _Rejected(fetched.etag, digest, rejected.recheck_at)
+            return self._still_rejected()
         try:
             policy = await asyncio.to_thread(self.load, fetched.body)
         except PolicyLoadError as exc:
@@ -165,14 +186,34 @@ class BundlePolicyEngine(WasmServing):
                 "policy_bundle_rejected",
                 extra={"source": self._source, "error": str(exc), "etag": fetched.etag},
             )
-            self.status.failed(REJECTED)
-            return False
+            recheck_at = self._clock.now() + REJECTED_RECHECK_SECONDS
+            self._rejected = _Rejected(fetched.etag, digest, recheck_at)
+            return self._still_rejected()
         self._activate(policy, digest, version=fetched.etag)
-        self._etag = fetched.etag
-        self.status.polled()
+        self._current(fetched.etag)
         for listener in self._activated:
             listener()
         return True
+
+    def _standing_rejection(self) -> _Rejected | None:
+        """The rejected bundle a poll may still take as refused without loading it again."""
+        rejected = self._rejected
+        if rejected is not None and self._clock.now() >= rejected.recheck_at:
+            return None
+        return rejected
+
+    def _current(self, etag: str) -> bool:
+        """The server answered with the bundle in force."""
+        self._etag, self._rejected = etag, None
+        self.status.polled()
+        return True
+
+    def _still_rejected(self) -> bool:
+        """The server answered with a bundle that did not load: a failed poll, counted as
+        `rejected` (so the alert on it holds while the server serves it), logged only when it
+        was loaded (once per bundle and REJECTED_RECHECK_SECONDS)."""
+        self.status.failed(REJECTED)
+        return False
 
     async def _poll_forever(self, failures: int) -> None:
         while True:
