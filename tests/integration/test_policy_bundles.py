@@ -377,6 +377,36 @@ async def test_a_304_to_a_poll_without_an_etag_is_a_failed_poll_retried_at_once(
         await policies.close()
 
 
+async def test_a_304_to_an_unconditional_poll_with_a_bundle_held_is_a_failed_poll(
+    tmp_path: Path, server: BundleServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Session 14, checked as it stands: a server that sends no ETag is polled without
+    If-None-Match, so a 304 from it (a broken server or proxy) cannot say the bundle held is
+    still current: the server may hold a newer one (a deny-list entry). The replica keeps
+    serving and stays ready, but the poll is a failure (warning, backoff, `download_failed`)
+    and the last poll time stands still, so the stale-bundle alert fires."""
+    server.send_etag = False
+    server.publish(bundle(tmp_path, "v1"))
+    clock = FakeClock()
+    policies = engine(downloader=BundleDownloader(server.url, 5.0), polling=FAST, clock=clock)
+    await policies.start()
+    try:
+        polled = policies.status.polled_at
+        clock.advance(60)
+        with caplog.at_level(logging.WARNING, logger="sekisho.policy.wasm"):
+            server.status = 304
+            await until(lambda: policies.status.failures.get("download_failed", 0) >= 3)
+        warned = [r for r in caplog.records if r.message == "policy_bundle_download_failed"]
+        assert "304 Not Modified to a request without If-None-Match" in warned[0].__dict__["error"]
+        assert policies.status.polled_at == polled
+        assert policies.ready and policies.policy.revision == "v1"
+        assert (await policies.decide(SALES)).allow
+        server.status = 200
+        await until(lambda: policies.status.polled_at == clock.current)
+    finally:
+        await policies.close()
+
+
 # --- signatures ---------------------------------------------------------------------------------
 
 
