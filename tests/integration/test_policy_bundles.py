@@ -20,7 +20,11 @@ from sekisho.components import build_policy_engine
 from sekisho.config import Settings
 from sekisho.decision_observers import start_shadow
 from sekisho.errors import PolicyLoadError
-from sekisho.policy.wasm.bundles import REJECTED_RECHECK_SECONDS, BundlePolicyEngine, Polling
+from sekisho.policy.wasm.bundles import (
+    REJECTED_RECHECK_FIRST_SECONDS,
+    BundlePolicyEngine,
+    Polling,
+)
 from sekisho.policy.wasm.compiler import BundleSigning, build_bundle
 from sekisho.policy.wasm.download import BundleDownloader, BundleFetchError, Fetched
 from sekisho.policy.wasm.policy import WasmLimits
@@ -224,9 +228,9 @@ async def test_an_unchanged_rejected_bundle_is_not_downloaded_or_loaded_again(
     """Session 14: a bundle that did not load was downloaded in full, loaded, refused and
     logged again at every poll until the server changed. Its ETag is now sent as If-None-Match
     (304: still that bundle) and its bytes are not loaded again; each such poll still counts as
-    `rejected`, and the last good keeps serving. Until REJECTED_RECHECK_SECONDS have passed:
-    then it is downloaded and checked once more (a failure may have been the host's, such as
-    a self-test past its deadline on a loaded machine), and logged again."""
+    `rejected`, and the last good keeps serving. Until its recheck is due (30 s, doubling): then
+    it is downloaded and checked once more (a failure may have been the host's, such as a
+    self-test past its deadline on a loaded machine), and logged again."""
     server.send_etag = send_etag
     server.publish(bundle(tmp_path, "good"))
     clock = FakeClock()
@@ -249,9 +253,15 @@ async def test_an_unchanged_rejected_bundle_is_not_downloaded_or_loaded_again(
             assert policies.status.failures["rejected"] >= len(answers) - 1
             assert policies.status.polled_at == polled  # the server's bundle is not in force
             assert policies.policy.revision == "good" and policies.ready
-            clock.advance(REJECTED_RECHECK_SECONDS)
+            clock.advance(REJECTED_RECHECK_FIRST_SECONDS)
             await until(lambda: len(loads) == 3)
             assert [r.message for r in caplog.records].count("policy_bundle_rejected") == 2
+            clock.advance(REJECTED_RECHECK_FIRST_SECONDS)  # the second recheck waits 60 s
+            polls = len(server.answers)
+            await until(lambda: len(server.answers) >= polls + 3)
+            assert len(loads) == 3
+            clock.advance(REJECTED_RECHECK_FIRST_SECONDS)
+            await until(lambda: len(loads) == 4)
         server.publish(bundle(tmp_path, "fixed", edit=no_crm_grants))
         await until(lambda: policies.policy.revision == "fixed")
         assert not (await policies.decide(SALES)).allow

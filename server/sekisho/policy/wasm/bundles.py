@@ -9,8 +9,8 @@ that doubles from 0.1 s up to the max. A new bundle is verified (when a key is c
 compiled, loaded and self-tested off the event loop before it replaces the last good one; a bundle
 that fails is logged (`policy_bundle_rejected`) and the last good keeps serving. While the server
 serves the rejected bundle, a poll sends its ETag (304: unchanged) and does not load its bytes
-again (a server without ETags), for REJECTED_RECHECK_SECONDS; each such poll is a failed one,
-counted `rejected` but not logged. A 200 whose body
+again (a server without ETags) until it is due to be checked again (REJECTED_RECHECK); each such
+poll is a failed one, counted `rejected` but not logged. A 200 whose body
 is the bundle in force (a server that sends no ETag, such as `python -m http.server`, or a new ETag
 for the same bytes) changes nothing: it is not loaded again, and the caches are not emptied.
 """
@@ -21,7 +21,7 @@ import hashlib
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sekisho.backoff import Backoff
@@ -47,18 +47,24 @@ BUNDLE_POLL = Loop("policy_bundle_poll", "policy_bundle_poll_failed", log)
 FIRST_RETRY_SECONDS = 0.1
 # How long a rejected bundle's ETag and digest stand for it: then it is downloaded and checked
 # once more, since a load can fail for the host's reasons (a self-test past eval_timeout_seconds
-# on a loaded machine, memory the host would not map). OPA downloads it at every poll instead
-# (it resets its downloader's ETag after a failed activation: open-policy-agent/opa#2220, #3527).
-REJECTED_RECHECK_SECONDS = 600.0
+# on a loaded machine, memory the host would not map), and a good bundle refused that way (one
+# carrying a deny-list entry, say) must not wait long. 30 s after the first rejection, doubling
+# up to 600 s while the same bytes keep failing. OPA downloads it at every poll instead (it
+# resets its downloader's ETag after a failed activation: open-policy-agent/opa#2220, #3527).
+REJECTED_RECHECK_FIRST_SECONDS = 30.0
+REJECTED_RECHECK_MAX_SECONDS = 600.0
+REJECTED_RECHECK = Backoff(REJECTED_RECHECK_FIRST_SECONDS, REJECTED_RECHECK_MAX_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)
 class _Rejected:
-    """The bundle the server last sent that did not load, until `recheck_at` (clock seconds)."""
+    """The bundle the server last sent that did not load, until `recheck_at` (clock seconds);
+    `rechecks`: how many times the same bytes were loaded and refused again."""
 
     etag: str
     digest: str
     recheck_at: float
+    rechecks: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +183,7 @@ class BundlePolicyEngine(WasmServing):
         if digest == self._digest:  # the bundle in force: reloading it would only flush caches
             return self._current(fetched.etag)
         if rejected is not None and digest == rejected.digest:  # a new ETag, or none, for it
-            self._rejected = _Rejected(fetched.etag, digest, rejected.recheck_at)
+            self._rejected = replace(rejected, etag=fetched.etag)
             return self._still_rejected()
         try:
             policy = await asyncio.to_thread(self.load, fetched.body)
@@ -186,8 +192,7 @@ class BundlePolicyEngine(WasmServing):
                 "policy_bundle_rejected",
                 extra={"source": self._source, "error": str(exc), "etag": fetched.etag},
             )
-            recheck_at = self._clock.now() + REJECTED_RECHECK_SECONDS
-            self._rejected = _Rejected(fetched.etag, digest, recheck_at)
+            self._reject(fetched.etag, digest)
             return self._still_rejected()
         self._activate(policy, digest, version=fetched.etag)
         self._current(fetched.etag)
@@ -202,6 +207,13 @@ class BundlePolicyEngine(WasmServing):
             return None
         return rejected
 
+    def _reject(self, etag: str, digest: str) -> None:
+        """Remember a bundle that did not load; the same bytes again wait longer to be checked."""
+        before = self._rejected
+        rechecks = before.rechecks + 1 if before is not None and before.digest == digest else 0
+        recheck_at = self._clock.now() + REJECTED_RECHECK.ceiling(rechecks)
+        self._rejected = _Rejected(etag, digest, recheck_at, rechecks)
+
     def _current(self, etag: str) -> bool:
         """The server answered with the bundle in force."""
         self._etag, self._rejected = etag, None
@@ -211,7 +223,7 @@ class BundlePolicyEngine(WasmServing):
     def _still_rejected(self) -> bool:
         """The server answered with a bundle that did not load: a failed poll, counted as
         `rejected` (so the alert on it holds while the server serves it), logged only when it
-        was loaded (once per bundle and REJECTED_RECHECK_SECONDS)."""
+        was loaded (when first seen, then at each REJECTED_RECHECK)."""
         self.status.failed(REJECTED)
         return False
 
