@@ -1,11 +1,13 @@
 """Loading: read the TOML file, validate it with the SEKISHO_* overrides, name the offending key in
 every error, resolve relative paths."""
 
+import difflib
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from sekisho.config.paths import resolve_paths
 from sekisho.config.settings import Settings
@@ -16,8 +18,58 @@ def _format_errors(err: ValidationError, source: str) -> str:
     lines = []
     for item in err.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"{source}: config key '{key}': {item['msg']}")
+        hint = _unknown_key_hint(item["loc"]) if item["type"] == "extra_forbidden" else ""
+        lines.append(f"{source}: config key '{key}': {item['msg']}{hint}")
     return "\n".join(lines)
+
+
+def _unknown_key_hint(loc: tuple[int | str, ...]) -> str:
+    """What to do about an unknown key: the table it belongs to, or the key it is a typo of.
+
+    TOML gives every key after a `[[a.b]]` header to that array entry until the next header, so
+    a key of `[a]` written below `[[a.b]]` arrives as `a.b.0.key` (the walkthrough of session 14
+    met it replacing `clients = []` in config/example.toml with a client).
+    """
+    name = str(loc[-1])
+    if len(loc) >= 3 and isinstance(loc[-2], int):
+        table, array = loc[:-3], ".".join(str(part) for part in loc[:-2])
+        owner = _model_at(table)
+        if owner is not None and name in owner.model_fields:
+            where = f"[{'.'.join(str(part) for part in table)}]" if table else "top-level"
+            return (
+                f" (a {where} key written below a [[{array}]] header, which makes it part of "
+                f"that entry: move it above the first [[{array}]])"
+            )
+    model = _model_at(loc[:-1])
+    close = difflib.get_close_matches(name, list(model.model_fields), n=1) if model else []
+    if close:
+        return f" (unknown key: did you mean '{close[0]}'?)"
+    return " (unknown key; config/example.toml lists every key)"
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The settings model of the table at `loc` (list indexes skipped); None if there is none."""
+    model: type[BaseModel] = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        inner = _model_in(field.annotation) if field is not None else None
+        if inner is None:
+            return None
+        model = inner
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds: itself, or inside list[...], tuple[...] or X | None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def load_settings(path: Path | None) -> Settings:
