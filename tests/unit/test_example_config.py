@@ -150,6 +150,16 @@ def test_example_loads() -> None:
     assert settings.trust.issuers, "the example trusts the dev IdP"
 
 
+def test_a_client_in_place_of_clients_loads(tmp_path: Path) -> None:
+    # The comment says to replace `clients = []` with [[token_endpoint.clients]] tables; keys of
+    # [token_endpoint] below that line would become keys of the client (session 14 walkthrough).
+    client = '[[token_endpoint.clients]]\nid = "walk"\nsecret_hash = "$argon2id$v=19$m=65536,t=3,p=4$x"\n'
+    text = EXAMPLE.read_text(encoding="utf-8").replace("\nclients = []\n", "\n" + client, 1)
+    copy = tmp_path / "example.toml"
+    copy.write_text(text, encoding="utf-8")
+    assert [c.id for c in load_settings(copy).token_endpoint.clients] == ["walk"]
+
+
 @pytest.mark.parametrize("section", list(Settings.model_fields))
 def test_example_values_are_the_defaults(section: str) -> None:
     if section in TOP_LEVEL_ARRAYS:
