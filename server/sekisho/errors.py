@@ -239,7 +239,8 @@ class NoClientIdError(AccessDeniedError):
     default_message = (
         "no client id is known for this caller at the audience (operator: the policy "
         "decision's client_id, the caller's [[callers]] client_ids, or a subject token "
-        "that names its client)"
+        "that names its client: an access token by the issuer's client_id_claims only, an ID "
+        "token also by azp or a single aud)"
     )
 
 

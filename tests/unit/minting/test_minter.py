@@ -272,6 +272,9 @@ async def test_no_client_id_is_access_denied_naming_where_one_comes_from() -> No
         )
     assert "client_id" in caught.value.public_message
     assert "[[callers]] client_ids" in caught.value.public_message
+    # The rule that differs by subject token type (an access token without a client_id claim
+    # names no client even with a single aud), met over curl in the session 14 walkthrough.
+    assert "an ID token also by azp or a single aud" in caught.value.public_message
 
 
 # --- act -------------------------------------------------------------------------------------
