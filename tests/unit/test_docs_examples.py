@@ -247,7 +247,9 @@ def _cli_commands() -> list[tuple[str, list[str]]]:
             number = text.count("\n", 0, block.start()) + 1
             for line, offset in _joined(block.group(1)):
                 for match in _COMMAND.finditer(line):
-                    nested = line[: match.start()].rstrip().endswith("$(")
+                    # inside `$(…)`: right after it, or after a pipe in it (`$(echo … | sekisho …)`)
+                    before = line[: match.start()]
+                    nested = before.count("$(") > before.count(")")
                     rest = line[match.end() :]
                     if nested:
                         rest = rest.split(")", 1)[0]
