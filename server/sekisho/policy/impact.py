@@ -6,7 +6,8 @@ with the same rules as shadow evaluation (difference.py). The live engine's deci
 checked against the recorded result, defaults filled in (OPA's own decision log records the
 policy's raw output): `reproduced` counts exact matches, so a log written by another policy
 (or one whose policy reads a field the log hashes) is noticed, not trusted.
-Users are named as recorded: subject.email, else subject.sub (hashes when the log hashes them).
+Users are named as recorded: subject.email, else subject.sub (hashes when the log hashes them;
+the sub first when only the email is hashed).
 
 A record whose input has the wrong shape where the replay reads it (`subject` or `request` not
 an object, `request.scopes` not a list of strings, `request.audience` not a string) is skipped
@@ -191,9 +192,18 @@ def _reproduces(live: dict[str, Any], recorded: dict[str, Any]) -> bool:
         return False
 
 
+# A value the decision log hashed (redaction.FieldHasher): the method, ':', 32 hex digits.
+_HASHED = re.compile(r"(?:hmac|salted):[0-9a-f]{32}")
+
+
 def user_of(document: dict[str, Any]) -> str:
+    """The user as recorded: subject.email, else subject.sub. When the log hashed the email but
+    not the sub (the default `hash_fields`), the sub leads, so the report says who it is."""
     subject = document.get("subject") or {}
-    return str(subject.get("email") or subject.get("sub") or "")
+    email, sub = str(subject.get("email") or ""), str(subject.get("sub") or "")
+    if email and sub and _HASHED.fullmatch(email) and not _HASHED.fullmatch(sub):
+        return f"{sub} ({email})"
+    return email or sub
 
 
 async def replay(

@@ -20,6 +20,7 @@ from sekisho.policy.impact import (
     Recorded,
     UserChange,
     replay,
+    user_of,
 )
 
 from tests.fakes.clock import FakeClock
@@ -128,6 +129,27 @@ async def test_losing_access_loses_every_scope_and_is_counted_per_audience(
     (((user, audience), change),) = impact.users.items()
     assert (user, audience) == ("alice@example.com", CRM)
     assert (change.gained, change.lost, change.decisions) == (set(), {"crm.read", "crm.write"}, 2)
+
+
+HASH = "hmac:4be1" + "0" * 28
+
+
+@pytest.mark.parametrize(
+    ("subject", "named"),
+    [
+        pytest.param({"email": "a@example.com", "sub": "alice"}, "a@example.com", id="clear"),
+        pytest.param({"email": "", "sub": "alice"}, "alice", id="no-email"),
+        # Walkthrough, session 14: the default hash_fields hash the email only, and the report
+        # named every user "hmac:…" although the log held each sub in clear.
+        pytest.param({"email": HASH, "sub": "alice"}, f"alice ({HASH})", id="email-hashed"),
+        pytest.param({"email": HASH, "sub": "salted:" + "1" * 32}, HASH, id="both-hashed"),
+        pytest.param({"email": HASH}, HASH, id="no-sub"),
+    ],
+)
+def test_a_user_is_named_by_what_the_log_holds_in_clear(
+    subject: dict[str, str], named: str
+) -> None:
+    assert user_of({"subject": subject}) == named
 
 
 def test_the_report_counts_one_decision_in_the_singular() -> None:
