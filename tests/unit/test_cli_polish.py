@@ -4,6 +4,7 @@ required, and `policy eval` refuses a document that is not a policy input, sayin
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -170,3 +171,17 @@ def test_a_reader_that_left_is_not_reported_as_an_error(tmp_path: Path) -> None:
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (1, "")
+
+
+def test_a_dev_idp_on_a_port_in_use_says_why_and_prints_no_banner(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Session 14 walkthrough: a second `make run` printed "DEV ONLY identity provider … " and
+    # then "[Errno 98] error while attempting to bind on address".
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        status = main(["dev-idp", "serve", "--listen", listen, "--dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert f"dev-idp: cannot listen on {listen}" in err and "another `make run`" in err
+    assert "DEV ONLY" not in err

@@ -1,6 +1,8 @@
 """`sekisho dev-idp serve|token`: the development-only identity provider."""
 
 import argparse
+import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -48,9 +50,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.dev_idp_command == "serve":
         if args.exit_with_parent:
             exit_with_parent()
-        host, _, port = args.listen.rpartition(":")
+        listening = _listening_socket(args.listen)
         print(f"DEV ONLY identity provider {issuer} (authenticates nobody)", file=sys.stderr)
-        web.run_app(create_app(idp), host=host.strip("[]"), port=int(port), print=None)
+        web.run_app(create_app(idp), sock=listening, print=None)
         return 0
     claims: dict[str, object] = {"sub": args.sub, "aud": args.aud, "auth_time": int(time.time())}
     claims.update({"groups": args.groups.split(",") if args.groups else []})
@@ -62,3 +64,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     typ = "at+jwt" if args.access_token else "JWT"
     print(idp.token(claims, ttl=args.ttl, typ=typ))
     return 0
+
+
+def _listening_socket(listen: str) -> socket.socket:
+    """The dev IdP's socket, bound before it says it serves: a second `make run` used to print
+    the banner and then `[Errno 98] error while attempting to bind …` (session 14 walkthrough).
+
+    Raises: OSError saying what to do (the CLI prints it and exits 2).
+    """
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, int(port)), family=family)
+    except OSError as exc:
+        raise OSError(
+            f"dev-idp: cannot listen on {listen}: {os.strerror(exc.errno or 0)} (another "
+            "`make run` or dev IdP running? stop it, or pass --listen)"
+        ) from exc
