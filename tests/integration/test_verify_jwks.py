@@ -15,7 +15,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 from sekisho.verify import JwksClient, TokenRejectedError, VerifierUnavailableError, max_age_seconds
 from sekisho.verify.jwk_set import MAX_KEYS
-from sekisho.verify.jwks import MIN_FRESH_SECONDS
+from sekisho.verify.jwks import MIN_FRESH_SECONDS, age_seconds
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +34,7 @@ class Publisher:
     cache_control: str = "public, max-age=300"
     status: int = 200
     hits: int = 0
+    age: str = ""  # the Age header of an HTTP cache answering for the JWKS (RFC 9111 §5.1)
 
 
 @pytest.fixture
@@ -45,7 +46,8 @@ async def publisher() -> AsyncIterator[Publisher]:
         return web.json_response(
             {"keys": state.keys},
             status=state.status,
-            headers={"Cache-Control": state.cache_control},
+            headers={"Cache-Control": state.cache_control}
+            | ({"Age": state.age} if state.age else {}),
         )
 
     app = web.Application()
@@ -77,6 +79,23 @@ async def test_cached_for_max_age_then_refetched(publisher: Publisher) -> None:
     assert publisher.hits == 1
     clock.now += 2
     await client.key("k1")
+    assert publisher.hits == 2
+
+
+async def test_a_set_a_cache_held_is_fresh_only_for_what_is_left_of_its_max_age(
+    publisher: Publisher,
+) -> None:
+    # Red team session 14: a set an HTTP cache took just before `sekisho keys revoke KID` and
+    # serves 290 s later (Age: 290) was held for a whole max-age from its arrival: the revoked
+    # key verified for up to 2 x max-age (600 s with the defaults), not max-age.
+    clock = Clock()
+    client = JwksClient(publisher.url, clock=clock)
+    publisher.age = "290"
+    await client.key("k1")
+    publisher.keys, publisher.age = [_jwk("k2")], ""  # k1 revoked: gone from the set
+    clock.now += 11  # the cached copy is past its max-age: refetched, and k1 is refused
+    with pytest.raises(TokenRejectedError):
+        await client.key("k1")
     assert publisher.hits == 2
 
 
@@ -197,3 +216,11 @@ async def test_a_failed_refetch_after_max_age_fails_closed_and_is_throttled(
 )
 def test_max_age_parsing(header: str, seconds: float) -> None:
     assert max_age_seconds(header, 300.0) == seconds
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("", 0.0), ("290", 290.0), (" 7 ", 7.0), ("-5", 0.0), ("1e3", 0.0), ("12, 13", 0.0)],
+)
+def test_age_parsing(header: str, seconds: float) -> None:
+    assert age_seconds(header) == seconds

@@ -24,10 +24,11 @@ class JsonFetcher(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    """A fetched JSON document and the Cache-Control header it came with."""
+    """A fetched JSON document and the Cache-Control and Age headers it came with."""
 
     body: Any
     cache_control: str = ""
+    age: str = ""
 
 
 @runtime_checkable
@@ -77,10 +78,11 @@ class HttpJsonFetcher:
                     raise FetchError(f"GET {url} answered HTTP {response.status}")
                 body = await _read_capped(response.content, url)
                 cache_control = response.headers.get("Cache-Control", "")
+                age = response.headers.get("Age", "")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise FetchError(f"GET {url} failed: {type(exc).__name__}") from exc
         try:
-            return Document(json.loads(body), cache_control)
+            return Document(json.loads(body), cache_control, age)
         # RecursionError: a hostile or broken IdP can nest arrays deeper than the parser's stack.
         except (ValueError, RecursionError) as exc:
             raise FetchError(f"GET {url}: body is not JSON") from exc

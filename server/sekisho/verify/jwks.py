@@ -8,8 +8,9 @@ so `sekisho[verify]` carries it without the server.
   (jwk_set.py reads the document).
 - Steady state never fetches on the request path: a kid seen before is answered from memory. The
   server refreshes in the background; a downstream refetches once the publisher's Cache-Control
-  max-age has passed (`default_max_age`), and holds a set at least MIN_FRESH_SECONDS however
-  short its max-age (`no-store`, `max-age=0`).
+  max-age has passed (`default_max_age`), less the response's `Age` (a set an HTTP cache
+  served is as old as it says), and holds a set at least MIN_FRESH_SECONDS however short its
+  max-age (`no-store`, `max-age=0`).
 - An unknown kid triggers a refetch at most once per `min_refetch_interval`, so a storm of made-up
   kids cannot hammer the publisher (the PyJWT advisory pattern STYLE.md warns about); concurrent
   fetches are single-flight.
@@ -46,6 +47,7 @@ from sekisho.verify.jwk_set import PublicJwk, parse_jwks
 log = logging.getLogger(__name__)
 
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*(\d+)", re.IGNORECASE)
+_AGE = re.compile(r"\s*(\d{1,10})\s*")
 # The least time a downstream holds a fetched set, whatever its max-age. With `no-store` or
 # `max-age=0` (`[tokens] jwks_max_age_seconds = 0`, or a proxy's header) the set expired as the
 # clock moved past the fetch: every verification fetched it (a new connection each, before the
@@ -66,6 +68,16 @@ def max_age_seconds(cache_control: str, default: float) -> float:
         return 0.0
     match = _MAX_AGE.search(cache_control)
     return float(match.group(1)) if match else default
+
+
+def age_seconds(age: str) -> float:
+    """The `Age` header (RFC 9111 §5.1): how long an HTTP cache has held the response; 0 when
+    absent or not delta-seconds. A response is fresh for its max-age minus its age (§4.2): a
+    copy a cache took just before a key revocation (or a status list before a `revoke`) and
+    serves near the end of its max-age was otherwise held for a whole max-age more, twice the
+    bound the publisher set (red team session 14)."""
+    match = _AGE.fullmatch(age)
+    return float(match.group(1)) if match else 0.0
 
 
 class JwksCache:
@@ -215,7 +227,8 @@ class JwksCache:
         if not isinstance(self._fetcher, DocumentFetcher):
             return await self._fetcher.fetch_json(uri), self._default_max_age
         fetched = await self._fetcher.fetch_document(uri)
-        return fetched.body, max_age_seconds(fetched.cache_control, self._default_max_age)
+        max_age = max_age_seconds(fetched.cache_control, self._default_max_age)
+        return fetched.body, max_age - age_seconds(fetched.age)
 
     async def _current_jwks_uri(self) -> str:
         """The pinned jwks_uri, else the one discovery names now; when discovery fails or its

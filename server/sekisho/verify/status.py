@@ -2,8 +2,14 @@
 Token a Sekisho token points at, validate it with the same keys, and cache it for its `ttl`.
 
 Freshness: a list is used for `ttl` seconds (or the response's Cache-Control max-age, whichever is
-shorter); in the last fifth of that it is refreshed in the background, so verification does not
-wait on the network under steady traffic. Past `ttl` the next verification fetches; if that fails,
+shorter) less its age, and at least MIN_FRESH_SECONDS; in the last fifth of that it is refreshed in
+the background, so verification does not wait on the network under steady traffic. Its age is
+the response's `Age` header (RFC 9111 §4.2.3), and never less than the time since its own `iat`:
+a copy an HTTP cache in front of the list URL took just before a `revoke` and served near the end
+of its max-age was held for a whole `ttl` from its arrival, so the revoked token read VALID for up
+to twice the `ttl` (red team session 14; a cache such as nginx's sends no `Age`, hence `iat`). A
+downstream clock ahead of Sekisho's only makes the lists it holds fresh for less (a fetch a
+second at worst). Past `ttl` the next verification fetches; if that fails,
 the last good list serves until `max_stale_seconds` after it was fetched (never past its `exp`),
 then verification fails closed (VerifierUnavailableError).
 
@@ -70,7 +76,7 @@ from sekisho.status.bitlist import (
     invalid_count,
 )
 from sekisho.verify.errors import TokenRejectedError, VerifierUnavailableError
-from sekisho.verify.jwks import max_age_seconds
+from sekisho.verify.jwks import MIN_FRESH_SECONDS, age_seconds, max_age_seconds
 from sekisho.verify.keys import KeySource
 
 log = logging.getLogger(__name__)
@@ -87,6 +93,12 @@ MAX_LISTS = 64
 WATERMARK_FACTOR = 16
 # draft §7.1 names; any other value (0x03, application specific, or unassigned) is refused too.
 _STATUS_NAMES = {INVALID: "revoked", SUSPENDED: "suspended"}
+
+
+def _fresh_for(ttl: float, cache_control: str, age: float) -> float:
+    """Seconds a list just fetched is used before it is fetched again: its `ttl` (or a shorter
+    max-age) less its age, at least MIN_FRESH_SECONDS (module docstring)."""
+    return max(min(ttl, max_age_seconds(cache_control, ttl)) - age, MIN_FRESH_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,16 +260,16 @@ class StatusListClient:
     async def _fetch_once(self, uri: str) -> _CachedList:
         self.fetch_count += 1
         now = self._clock()
-        body, cache_control = await self._download(uri)
+        body, cache_control, age = await self._download(uri)
         claims = await self._validate(body.decode("ascii", "replace"), uri, now)
-        ttl = float(claims.get("ttl", self._default_ttl))
-        ttl = min(ttl, max_age_seconds(cache_control, ttl))
         exp = claims.get("exp")
         try:
             status_list = from_claim(claims["status_list"])
         except StatusListFormatError as exc:
             raise VerifierUnavailableError(f"status list is malformed: {exc}") from exc
         issued_at = float(claims["iat"])
+        ttl = float(claims.get("ttl", self._default_ttl))
+        fresh_for = _fresh_for(ttl, cache_control, max(age_seconds(age), now - issued_at))
         held = self._lists.peek(uri)
         # Never backwards: a list issued before the one held, or one of the same second (`iat`
         # is whole seconds; each worker and replica signs its own) that no longer reads INVALID
@@ -274,14 +286,15 @@ class StatusListClient:
             # Evicted, and now an older copy: the same replay as above (module docstring).
             raise VerifierUnavailableError("status list is older than one already seen")
         cached = _CachedList(
-            status_list, issued_at, now, now + ttl, float(exp) if exp is not None else None
+            status_list, issued_at, now, now + fresh_for, float(exp) if exp is not None else None
         )
         self._lists.put(uri, cached)
         seen = _Seen(issued_at, status_list.bits, invalid_count(status_list))
         self._newest.put(uri, seen)
         return cached
 
-    async def _download(self, uri: str) -> tuple[bytes, str]:
+    async def _download(self, uri: str) -> tuple[bytes, str, str]:
+        """The body, Cache-Control and Age of the list's response."""
         try:
             async with (
                 aiohttp.ClientSession(timeout=self._timeout) as session,
@@ -293,13 +306,14 @@ class StatusListClient:
                     raise VerifierUnavailableError(f"status list answered HTTP {answer.status}")
                 body = await answer.content.read(_MAX_LIST_TOKEN_BYTES + 1)
                 cache_control = answer.headers.get("Cache-Control", "")
+                age = answer.headers.get("Age", "")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise VerifierUnavailableError(
                 f"status list fetch failed: {type(exc).__name__}"
             ) from exc
         if len(body) > _MAX_LIST_TOKEN_BYTES:
             raise VerifierUnavailableError("status list token too large")
-        return body, cache_control
+        return body, cache_control, age
 
     async def _validate(self, token: str, uri: str, now: float) -> dict[str, Any]:
         """draft §8.3: typ, signature by the issuer's keys, sub = uri, iat, exp, ttl."""

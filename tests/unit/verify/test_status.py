@@ -15,6 +15,7 @@ from aiohttp import web
 from sekisho.log_throttle import SUMMARY_INTERVAL
 from sekisho.status.bitlist import INVALID, SUSPENDED, StatusList, pack
 from sekisho.verify import StatusListClient, TokenRejectedError, VerifierUnavailableError
+from sekisho.verify.jwks import MIN_FRESH_SECONDS
 from sekisho.verify.status import MAX_LISTS, RETRY_SECONDS
 
 from tests.unit.verify.test_tokens import KEY, NOW, OTHER_KEY, StaticKeys, mint, verifier
@@ -39,6 +40,7 @@ class ListServer:
     key: Any = KEY
     status: int = 200
     hits: int = 0
+    age: str = ""  # the Age header an HTTP cache answering for the list adds (RFC 9111 §5.1)
 
     def token(self, path: str = "/statuslists/1") -> str:
         statuses = [(i, INVALID) for i in self.invalid] + list(self.others.items())
@@ -59,13 +61,10 @@ class ListServer:
         self.hits += 1
         if self.status != 200:
             return web.Response(status=self.status)
-        return web.Response(
-            body=self.token(request.path).encode(),
-            headers={
-                "Content-Type": "application/statuslist+jwt",
-                "Cache-Control": f"max-age={TTL}",
-            },
-        )
+        headers = {"Content-Type": "application/statuslist+jwt", "Cache-Control": f"max-age={TTL}"}
+        if self.age:
+            headers["Age"] = self.age
+        return web.Response(body=self.token(request.path).encode(), headers=headers)
 
 
 @pytest.fixture
@@ -199,6 +198,43 @@ async def test_lists_are_cached_for_their_ttl_then_refetched(server: ListServer)
     clock.now += TTL * 0.6  # past ttl: fetched before answering
     with pytest.raises(TokenRejectedError):
         await client.check(_status(server, 5))
+    assert server.hits == 2
+
+
+@pytest.mark.parametrize("cache", ["sends-age", "sends-no-age"])
+async def test_a_copy_a_cache_held_is_fresh_only_for_what_is_left_of_its_ttl(
+    server: ListServer, cache: str
+) -> None:
+    # Red team session 14: a copy an HTTP cache (a CDN in front of the list URL) took just
+    # before a revocation and serves TTL - 5 s later was held for a whole TTL from its arrival,
+    # so the revoked token read VALID for up to 2 x TTL, not the TTL + 1.5 s `sekisho revoke`
+    # promises. The copy is as old as its Age header says, and never younger than its own `iat`.
+    clock = Clock()
+    client = _client(server, clock)
+    clock.now += TTL - 5  # the cache fetched the list at NOW (its `iat`) and serves it now
+    server.age = str(TTL - 5) if cache == "sends-age" else ""
+    await client.check(_status(server, 5))
+    server.invalid, server.iat, server.age = {5}, int(clock.now) + 5, ""
+    clock.now += 5 + 1  # the cache's copy is past its max-age: the cache and the client refetch
+    with pytest.raises(TokenRejectedError, match="revoked"):
+        await client.check(_status(server, 5))
+    assert server.hits == 2
+
+
+async def test_a_copy_older_than_its_ttl_is_held_for_the_floor_not_fetched_per_verification(
+    server: ListServer,
+) -> None:
+    # A cache serving a copy past its max-age (stale-while-revalidate, a clock ahead of
+    # Sekisho's): the copy is used, and fetched again each second, not once per verification.
+    clock = Clock()
+    client = _client(server, clock)
+    clock.now += 2 * TTL
+    server.age = str(2 * TTL)
+    for _ in range(20):
+        await client.check(_status(server, 0))
+    assert server.hits == 1
+    clock.now += MIN_FRESH_SECONDS
+    await client.check(_status(server, 0))
     assert server.hits == 2
 
 
