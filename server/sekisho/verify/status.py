@@ -15,7 +15,9 @@ then verification fails closed (VerifierUnavailableError).
 
 One fetch at a time, and at most one a RETRY_SECONDS after a failure: concurrent verifications
 past `ttl` share one fetch, and a fetch that failed (an error, a 503, a list refused as older) is
-not tried again for RETRY_SECONDS, the last good list serving meanwhile (or the failure raised).
+not tried again for RETRY_SECONDS, the last good list serving meanwhile (or the failure raised);
+the background refresh waits likewise (red team session 14: in the last fifth of the `ttl` each
+verification started a new refresh once the last had failed, a fetch and a WARNING each).
 Each verification past `ttl` fetched while the fetch failed, every one on a new connection: a
 status endpoint answering 503 because it is flooded (`Retry-After: 1`) got one more request per
 verification from every downstream, and those new connections spent the HTTP listener's shared
@@ -75,7 +77,11 @@ from sekisho.status.bitlist import (
     from_claim,
     invalid_count,
 )
-from sekisho.verify.errors import TokenRejectedError, VerifierUnavailableError
+from sekisho.verify.errors import (
+    TokenRejectedError,
+    VerificationError,
+    VerifierUnavailableError,
+)
 from sekisho.verify.jwks import MIN_FRESH_SECONDS, age_seconds, max_age_seconds
 from sekisho.verify.keys import KeySource
 
@@ -226,13 +232,13 @@ class StatusListClient:
         return within_exp and now - cached.fetched_at < self._max_stale
 
     def _refresh_in_background(self, uri: str) -> None:
-        if uri in self._refreshing:
+        if uri in self._refreshing or self._failed_recently(uri, self._clock()):
             return
 
         async def refresh() -> None:
             try:
                 await self._fetches.run(uri, lambda: self._fetch(uri))
-            except VerifierUnavailableError as exc:
+            except VerificationError as exc:  # the held list serves; retried after the interval
                 log.warning("status_list_refresh_failed", extra={"uri": uri, "detail": str(exc)})
             finally:
                 self._refreshing.pop(uri, None)
@@ -242,11 +248,15 @@ class StatusListClient:
     async def _fetch_shared(self, uri: str, now: float) -> _CachedList:
         """The fetch under way for `uri`, else a new one unless the last failed within
         RETRY_SECONDS. Raises: VerifierUnavailableError."""
-        if not self._fetches.running(uri):
-            failed_at = self._failed_at.peek(uri)
-            if failed_at is not None and 0 <= now - failed_at < RETRY_SECONDS:
-                raise VerifierUnavailableError("status list fetch failed less than 1 s ago")
+        if not self._fetches.running(uri) and self._failed_recently(uri, now):
+            raise VerifierUnavailableError("status list fetch failed less than 1 s ago")
         return await self._fetches.run(uri, lambda: self._fetch(uri))
+
+    def _failed_recently(self, uri: str, now: float) -> bool:
+        """Whether the last fetch of `uri` failed less than RETRY_SECONDS ago: the request path
+        and the background refresh alike wait that long before the next."""
+        failed_at = self._failed_at.peek(uri)
+        return failed_at is not None and 0 <= now - failed_at < RETRY_SECONDS
 
     async def _fetch(self, uri: str) -> _CachedList:
         try:
@@ -278,8 +288,8 @@ class StatusListClient:
             issued_at < held.issued_at
             or (issued_at == held.issued_at and drops_invalid(held.status_list, status_list))
         ):
-            if now < held.fresh_until:  # a concurrent fetch (another replica) got a newer one
-                return held
+            # A failed fetch whether or not the held list is still fresh (a background refresh):
+            # the held one serves, and the next fetch waits RETRY_SECONDS.
             raise VerifierUnavailableError("status list is older than one already seen")
         newest = self._newest.peek(uri)
         if held is None and newest is not None and newest.newer_than(issued_at, status_list):

@@ -446,6 +446,45 @@ async def test_a_failed_fetch_is_not_retried_by_every_verification(
     assert server.hits == 3
 
 
+@pytest.mark.parametrize("failure", ["503", "older list"])
+async def test_a_failed_background_refresh_is_not_retried_by_every_verification(
+    server: ListServer, failure: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Red team session 14: session 12's one-fetch-per-RETRY_SECONDS rule held on the request
+    # path only. In the last fifth of the ttl each verification started a background refresh
+    # once the last had failed (a 503 from a flooded endpoint) or brought a copy older than the
+    # one held (a cache's): 50 verifications, 51 fetches and 50 WARNING lines, for the last
+    # 12 s of every 60 s ttl, at every downstream.
+    clock = Clock()
+    client = _client(server, clock)
+    server.iat = int(NOW) + 10
+    clock.now = NOW + 10
+    await client.check(_status(server, 0))
+    if failure == "503":
+        server.status = 503
+    else:
+        server.iat = int(NOW)  # a cache's older copy
+    clock.now += TTL * 0.9
+    with caplog.at_level(logging.WARNING, logger="sekisho.verify.status"):
+        for _ in range(50):
+            await client.check(_status(server, 0))  # the held list, at once
+            await asyncio.sleep(0.005)  # lets a background refresh run and fail
+    assert server.hits == 2
+    assert len([r for r in caplog.records if r.getMessage() == "status_list_refresh_failed"]) <= 1
+    server.status, server.iat, server.invalid = 200, int(NOW) + 20, {0}
+    clock.now += RETRY_SECONDS  # then the next refresh, and a list that can be taken is
+    await client.check(_status(server, 0))
+    for _ in range(250):
+        await asyncio.sleep(0.02)
+        try:
+            await client.check(_status(server, 0))
+        except TokenRejectedError:
+            break
+    else:
+        pytest.fail("the refresh after the interval never replaced the held list")
+    assert server.hits == 3
+
+
 async def test_verifications_served_a_stale_list_are_counted_not_logged_one_by_one(
     server: ListServer, caplog: pytest.LogCaptureFixture
 ) -> None:
