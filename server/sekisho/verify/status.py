@@ -261,7 +261,7 @@ class StatusListClient:
     async def _fetch(self, uri: str) -> _CachedList:
         try:
             fetched = await self._fetch_once(uri)
-        except Exception:  # unavailable, or the list's key unknown (TokenRejectedError)
+        except Exception:  # unavailable, refused, or a bug: no fetch for RETRY_SECONDS either way
             self._failed_at.put(uri, self._clock())
             raise
         self._failed_at.pop(uri)
@@ -337,7 +337,12 @@ class StatusListClient:
             raise VerifierUnavailableError("status list token is malformed") from exc
         if header.get("typ") != TYP_STATUS_LIST or header.get("alg") not in self._algorithms:
             raise VerifierUnavailableError("status list token has the wrong typ or alg")
-        key = await self._keys.key(str(header.get("kid", "")))
+        try:
+            key = await self._keys.key(str(header.get("kid", "")))
+        except TokenRejectedError as exc:
+            # The list's key, not the token's: the token's status cannot be read, so it is
+            # unavailable (the held list serves), never a rejected token (red team session 14).
+            raise VerifierUnavailableError(f"status list key: {exc}") from exc
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,

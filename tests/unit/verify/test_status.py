@@ -41,6 +41,7 @@ class ListServer:
     status: int = 200
     hits: int = 0
     age: str = ""  # the Age header an HTTP cache answering for the list adds (RFC 9111 §5.1)
+    kid: str = "k1"
 
     def token(self, path: str = "/statuslists/1") -> str:
         statuses = [(i, INVALID) for i in self.invalid] + list(self.others.items())
@@ -54,7 +55,7 @@ class ListServer:
             "status_list": StatusList(self.bits, array).to_claim(),
         }
         return jwt.encode(
-            claims, self.key, algorithm="ES256", headers={"typ": self.typ, "kid": "k1"}
+            claims, self.key, algorithm="ES256", headers={"typ": self.typ, "kid": self.kid}
         )
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -184,6 +185,26 @@ async def test_an_unusable_list_fails_closed(server: ListServer, change: dict[st
     for name, value in change.items():
         setattr(server, name, value)
     with pytest.raises(VerifierUnavailableError):
+        await _client(server, Clock()).check(_status(server, 0))
+
+
+async def test_a_list_signed_by_a_key_the_downstream_does_not_know_never_rejects_the_token(
+    server: ListServer,
+) -> None:
+    # Red team session 14: a list signed by a kid the downstream's JWKS does not hold (a forced
+    # promotion the set it holds predates, or whatever answers for the list URL) made the
+    # KeySource's "unknown signing key" escape as the token's own TokenRejectedError: the valid
+    # token was refused as bad (401 invalid_token; sekisho.client then drops and re-exchanges it)
+    # once a second, while the verifications between were served the held list.
+    clock = Clock()
+    client = _client(server, clock)
+    await client.check(_status(server, 0))
+    server.kid = "k2"
+    clock.now += TTL + 1
+    for _ in range(3):
+        await client.check(_status(server, 0))  # the held list, within max_stale
+        clock.now += RETRY_SECONDS
+    with pytest.raises(VerifierUnavailableError):  # no list held: unavailable, not a bad token
         await _client(server, Clock()).check(_status(server, 0))
 
 
