@@ -12,7 +12,11 @@ downstream := data.sekisho.registry.downstreams[input.request.audience]
 # --- emergency deny-list (data.sekisho.denylist) -----------------------------------------------
 
 # METADATA
-# description: The user or the calling workload is on the emergency deny-list.
+# description: >-
+#   The user, the calling workload or an actor is on the emergency deny-list: an actor is the
+#   actor token and each level of the subject and actor tokens' `act` chains, named as a user
+#   and as a workload, as the revocation gate names it (red team session 14: a deny-listed user
+#   or agent kept acting through an actor token or a nested `act`).
 denylisted if _user_denylisted
 
 # The caller is known by its registered id and its SPIFFE ID (when authenticated).
@@ -22,17 +26,51 @@ denylisted if {
 	_ := data.sekisho.denylist.callers[id]
 }
 
+denylisted if {
+	some actor in _actors
+	entry := data.sekisho.denylist.users[actor.sub]
+	not _names_another_issuer(entry, actor.iss)
+}
+
+denylisted if {
+	some actor in _actors
+	_ := data.sekisho.denylist.callers[actor.sub]
+}
+
 # Any entry for the user's `sub` blocks it, unless the entry names another issuer: an entry
 # without `issuer` (or a malformed one) blocks that `sub` at every trusted IdP.
 _user_denylisted if {
 	entry := data.sekisho.denylist.users[input.subject.sub]
-	not _names_another_issuer(entry)
+	not _names_another_issuer(entry, input.subject.iss)
 }
 
-_names_another_issuer(entry) if {
+_names_another_issuer(entry, iss) if {
 	is_string(entry.issuer)
-	not entry.issuer in {"", input.subject.iss}
+	not entry.issuer in {"", iss}
 }
+
+# The tokens whose actors count: the subject token, and the actor token when there is one.
+_delegating contains input.subject
+
+_delegating contains input.actor if is_object(input.actor)
+
+# Every actor, {"sub", "iss"}: the actor token's subject, and each level of an `act` chain (a
+# level's `sub` is in its own `iss`, else in its token's issuer's namespace, RFC 8693 4.1).
+_actors contains {"sub": input.actor.sub, "iss": input.actor.iss} if is_object(input.actor)
+
+_actors contains {"sub": level.sub, "iss": _issuer_of(level, token)} if {
+	some token in _delegating
+	walk(object.get(token.claims, "act", null), [path, level])
+	every step in path {
+		step == "act"
+	}
+	is_string(level.sub)
+}
+
+_issuer_of(level, token) := level.iss if {
+	is_string(level.iss)
+	level.iss != ""
+} else := token.iss
 
 # --- tenants ------------------------------------------------------------------------------------
 

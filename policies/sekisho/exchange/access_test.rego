@@ -113,3 +113,46 @@ test_non_string_client_id_is_left_empty if {
 	result.allow
 	result.client_id == ""
 }
+
+# Red team session 14: the deny-list read only input.subject.sub and input.caller, so a user or
+# agent on it kept acting through an actor token (another user's may_act naming them) or nested
+# in a subject token's `act` (a token that was itself a delegation), as `sekisho revoke` had
+# before session 10-11. Each actor is named as a user (sub, and its issuer: the level's `iss`,
+# else its token's) and as a caller (sub), as the revocation gate names them.
+mallory_acts := object.union(reader_on(open_as), {
+	"subject": {"claims": {"may_act": {"sub": "mallory"}}},
+	"actor": {"sub": "mallory", "iss": "https://idp.test", "claims": {}},
+})
+
+test_a_denylisted_user_as_the_actor_is_blocked if {
+	decide_access(mallory_acts, {}).allow
+	decide_access(mallory_acts, {"users": {"mallory": {}}}) == emergency
+	decide_access(mallory_acts, {"users": {"mallory": {"issuer": "https://idp.test"}}}) == emergency
+	decide_access(mallory_acts, {"users": {"mallory": {"issuer": "https://other.test"}}}).allow
+}
+
+test_a_denylisted_workload_as_the_actor_is_blocked if {
+	decide_access(mallory_acts, {"callers": {"mallory": {}}}) == emergency
+}
+
+nested_act(act) := object.union(reader_on(open_as), {"subject": {"claims": {"act": act}}})
+
+test_a_denylisted_agent_nested_in_act_is_blocked if {
+	chain := {"sub": "agent-1", "act": {"sub": "agent-x", "iss": "https://wl.test"}}
+	decide_access(nested_act(chain), {}).allow
+	decide_access(nested_act(chain), {"callers": {"agent-x": {}}}) == emergency
+	decide_access(nested_act(chain), {"users": {"agent-x": {"issuer": "https://wl.test"}}}) == emergency
+	decide_access(nested_act(chain), {"users": {"agent-x": {"issuer": "https://idp.test"}}}).allow
+	decide_access(nested_act({"sub": "agent-x"}), {"users": {"agent-x": {"issuer": "https://idp.test"}}}) == emergency
+	decide_access(nested_act({"sub": "agent-x", "iss": ""}), {"users": {"agent-x": {"issuer": "https://idp.test"}}}) == emergency
+}
+
+test_an_actor_tokens_own_act_chain_is_read_too if {
+	patch := object.union(mallory_acts, {"actor": {"claims": {"act": {"sub": "agent-x"}}}})
+	decide_access(patch, {"callers": {"agent-x": {}}}) == emergency
+}
+
+test_a_malformed_act_chain_is_read_without_error if {
+	decide_access(nested_act("agent-x"), {"callers": {"agent-x": {}}}).allow
+	decide_access(nested_act({"sub": 7}), {"callers": {"agent-x": {}}}).allow
+}
