@@ -157,6 +157,12 @@ async def test_metadata_and_aggregation_name_the_lists(status_live: LiveStack) -
         pytest.param("/statuslists/999", "", 404, id="unknown-list"),
         pytest.param("/statuslists/abc", "", 404, id="not-a-number"),
         pytest.param("/statuslists/1", "application/json", 406, id="wrong-accept"),
+        pytest.param(
+            "/statuslists/1", "application/json, " * 15 + "*/*", 200, id="accept-within-bound"
+        ),
+        # Red team session 14: 4,000 ranges were each read (~0.4 ms of the event loop); past
+        # MAX_MEDIA_RANGES the header is disregarded (RFC 9110 §12.5.1), read no further.
+        pytest.param("/statuslists/1", "a," * 4000, 200, id="accept-past-bound-disregarded"),
     ],
 )
 async def test_bad_list_requests(

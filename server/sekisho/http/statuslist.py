@@ -26,12 +26,19 @@ log = logging.getLogger(__name__)
 
 STATUS_LISTS_PATH = "/statuslists"
 _ACCEPTABLE = frozenset({MEDIA_TYPE_STATUS_LIST, "application/*", "*/*"})
+# Media ranges of an Accept header read at most (_accepts); a browser sends fewer than 10.
+MAX_MEDIA_RANGES = 16
 
 
 def _accepts(header: str) -> bool:
-    if not header.strip():
+    """Whether `header` (Accept) admits the Status List Token. A header of more than
+    MAX_MEDIA_RANGES ranges is disregarded, as RFC 9110 §12.5.1 allows: reading all of them cost
+    ~0.4 ms of the event loop for 8 KB of `a,` (4,000 ranges), an unauthenticated request ~6
+    times as dear as the answer (red team session 14)."""
+    ranges = header.split(",", MAX_MEDIA_RANGES)
+    if not header.strip() or len(ranges) > MAX_MEDIA_RANGES:
         return True
-    return any(item.split(";")[0].strip().lower() in _ACCEPTABLE for item in header.split(","))
+    return any(item.split(";")[0].strip().lower() in _ACCEPTABLE for item in ranges)
 
 
 def _unavailable() -> web.Response:
