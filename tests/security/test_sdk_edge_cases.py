@@ -10,6 +10,7 @@
 - `sekisho.client` waits out a refusal's `retry_after` for at most MAX_RETRY_AFTER_SECONDS.
 """
 
+import asyncio
 import base64
 import json
 import uuid
@@ -27,8 +28,13 @@ from sekisho.attempts import AttemptGate
 from sekisho.callers import RateLimit
 from sekisho.client import TokenExchangeClient
 from sekisho.client.channel import ChannelOptions
-from sekisho.client.errors import MAX_RETRY_AFTER_SECONDS, RateLimitedError
+from sekisho.client.errors import (
+    MAX_RETRY_AFTER_SECONDS,
+    ExchangeDeniedError,
+    RateLimitedError,
+)
 from sekisho.config import TrustConfig
+from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN as ACCESS
 from sekisho.errors import InvalidClientError
 from sekisho.http.client_auth import CLIENT_ASSERTION_TYPE, ClientAuthenticator, RegisteredClient
 from sekisho.http.secrets import SecretChecker
@@ -281,3 +287,49 @@ def _slow_down(retry_after: str) -> Any:
     detail.Pack(info)
     status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message="busy", details=[detail])
     return rpc_status.to_status(status)
+
+
+def _access_denied() -> Any:
+    info = error_details_pb2.ErrorInfo(reason="access_denied", domain="sekisho.dev")
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=code_pb2.PERMISSION_DENIED, message="denied", details=[detail])
+    return rpc_status.to_status(status)
+
+
+@pytest.mark.integration
+async def test_a_refresh_sekisho_refuses_drops_the_cached_token() -> None:
+    """Red team session 14: in the refresh-ahead window (the token's last 30 s) each call
+    served the cached token and, once the last background refresh had ended, started another;
+    Sekisho refusing them (the user revoked or denied since) changed nothing: 50 calls 10 ms
+    apart, 50 refused refreshes, the cached token served to all 50. A refresh refused for the
+    request itself (not overload or unavailability) now drops the token: the next call
+    exchanges on the request path and the caller gets the refusal."""
+    answers: list[str] = []
+
+    async def handler(_: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        if answers:
+            answers.append("denied")
+            await context.abort_with_status(_access_denied())
+        answers.append("token")
+        return pb.ExchangeTokenResponse(access_token="t", expires_in=300).SerializeToString()
+
+    clock = _Clock()
+    async with _exchange_server(handler) as target:
+        options = ChannelOptions(insecure=True)
+        async with TokenExchangeClient(target, channel_options=options, clock=clock) as client:
+            await client.exchange("subject", AS, requested_token_type=ACCESS, deadline_seconds=2)
+            clock.now += 300 - 20  # within the 30 s refresh-ahead window
+            served = 0
+            for _ in range(50):
+                try:
+                    await client.exchange(
+                        "subject", AS, requested_token_type=ACCESS, deadline_seconds=2
+                    )
+                    served += 1
+                except ExchangeDeniedError:
+                    pass
+                await asyncio.sleep(0.01)
+    # The cached token once (that call starts the refresh), then the refusal on every call.
+    assert served == 1
+    assert answers.count("denied") == 50

@@ -1,6 +1,7 @@
 """`TokenExchangeClient`: ExchangeToken for agent runtimes and gateways, made cheap and correct.
 
 - cache: a token is reused until shortly before expiry and refreshed ahead in the background;
+  a refresh Sekisho refuses for the request itself drops it (the refusal reaches the next call);
 - single-flight: concurrent identical requests share one RPC;
 - retries: UNAVAILABLE and CANCELLED (not taken) with jittered exponential backoff, and
   slow_down after the server's `retry_after` (jittered), never past the caller's deadline
@@ -127,6 +128,12 @@ def _overload_refusal(error: ExchangeError) -> bool:
     return isinstance(error, RateLimitedError) or error.code in OVERLOAD_CODES
 
 
+def _may_pass(error: ExchangeError) -> bool:
+    """Whether the refusal says nothing about the request itself (overload, no answer, the
+    service unavailable): a refresh that failed so keeps the cached token, still valid."""
+    return _overload_refusal(error) or isinstance(error, ExchangeUnavailableError)
+
+
 class TokenExchangeClient:
     """Async client; one per process and target, shared by every task."""
 
@@ -248,8 +255,15 @@ class TokenExchangeClient:
 
         def done(finished: "asyncio.Future[ExchangedToken]") -> None:
             self._background.discard(task)
-            if not finished.cancelled():
-                finished.exception()  # a failed refresh is retried on the next call; mark seen
+            if finished.cancelled():
+                return
+            error = finished.exception()  # marked seen: a failed refresh is not re-raised
+            if isinstance(error, ExchangeError) and not _may_pass(error):
+                # Sekisho refused this very request (the user revoked or denied since, its token
+                # no longer verifies): the cached token is not served again, and the next call
+                # exchanges on the request path, so the refusal reaches the caller instead of
+                # one refused RPC per call until expiry (red team session 14).
+                self.cache.drop(key)
 
         task.add_done_callback(done)
 
