@@ -8,7 +8,9 @@
   (every other status is an answer, and retrying a denial would only add load); while a
   `retry_after` runs, calls that cannot wait it out fail at once without an RPC;
 - call slots (slots.py): at most `max_in_flight` RPCs on the wire, the rest wait in the client,
-  where a call whose deadline would pass before it could be answered is never sent;
+  oldest first, where a call whose deadline would pass before it could be answered is never
+  sent, and, while calls arrive faster than slots free, one that waited past four answers fails
+  at once (adaptive LIFO with CoDel);
 - client-side adaptive throttling (throttle.py): when the service keeps refusing (slow_down,
   grpc's REFUSED_STREAM or RESOURCE_EXHAUSTED, or no answer within the deadline), requests are
   rejected locally in proportion, so a fleet of agents cannot hammer it;
