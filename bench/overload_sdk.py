@@ -18,12 +18,18 @@ TAIL = 3.0  # and after the load: recovery
 
 
 def start(
-    server: Server, messages: list[dict[str, Any]], callers: list[dict[str, Any]], cpus: str
+    server: Server,
+    messages: list[dict[str, Any]],
+    callers: list[dict[str, Any]],
+    cpus: str,
+    options: dict[str, Any] | None = None,
 ) -> tuple[subprocess.Popen[bytes], tempfile.TemporaryDirectory[str]]:
-    """One bench/sdk_load.py process running `callers` (each its own client and connection)."""
+    """One bench/sdk_load.py process running `callers` (each its own client and connection);
+    `options`: more SPEC fields (bench/sdk_load.py), e.g. {"early_refusal": False}."""
     tmp = tempfile.TemporaryDirectory(prefix="sekisho-sdk-")
     spec = Path(tmp.name) / "spec.json"
-    spec.write_text(json.dumps({"deadline": DEADLINE, "messages": messages, "callers": callers}))
+    fields = {"deadline": DEADLINE, "messages": messages, "callers": callers, **(options or {})}
+    spec.write_text(json.dumps(fields))
     command = ["taskset", "-c", cpus, sys.executable, str(SDK_LOAD), server.grpc_target]
     return subprocess.Popen([*command, str(spec)], stdout=subprocess.PIPE), tmp
 
@@ -41,9 +47,13 @@ def collect(
 
 
 def run(
-    server: Server, messages: list[dict[str, Any]], callers: list[dict[str, Any]], cpus: str
+    server: Server,
+    messages: list[dict[str, Any]],
+    callers: list[dict[str, Any]],
+    cpus: str,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    return collect(start(server, messages, callers, cpus))
+    return collect(start(server, messages, callers, cpus, options))
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -88,6 +98,7 @@ def open_loop(
     *,
     cpus: str,
     seconds: float,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`factor` x R through one SDK client, a probe SDK client at 0.1 R through and after it."""
     probe_rate = max(1.0, 0.1 * rate)
@@ -95,7 +106,7 @@ def open_loop(
         {"name": "probe", "rate": probe_rate, "seconds": WARMUP + seconds + TAIL},
         {"name": "load", "rate": factor * rate, "seconds": seconds, "delay": WARMUP},
     ]
-    runs = run(server, messages, callers, cpus)
+    runs = run(server, messages, callers, cpus, options)
     load, probe = runs["load"], runs["probe"]
     load_start = min(start for start, _, _ in load["attempts"])
     load_end = max(start for start, _, _ in load["attempts"])

@@ -7,6 +7,10 @@ and how late the generator started its calls (is the load really open?).
     python bench/sdk_load.py TARGET SPEC.json
 
 SPEC: {"deadline": 1.0, "messages": [...], "callers": [{"name", "rate", "seconds", "delay"}]}.
+A caller with "concurrency": N instead of "rate" is a closed loop: N tasks share its client, each
+starting its next call as soon as the last one returns (a refusal included), for "seconds".
+"early_refusal": false in SPEC gives every client the call slots of session 13 (slots.py's
+`early_refusal=False`: a waiting call fails only at its deadline), for side-by-side runs.
 Outcomes: ok; local (rejected by the throttle or the server's retry_after, or no call slot in
 time: no RPC); refused (slow_down from the server); UNAVAILABLE, DEADLINE_EXCEEDED, … (grpc
 status codes); stuck: no answer STUCK_AFTER seconds past its deadline — a call the SDK failed to
@@ -25,13 +29,17 @@ import grpc
 import uvloop
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.client import ChannelOptions, ExchangeError, RateLimitedError, TokenExchangeClient
+from sekisho.client.slots import CallSlots
 
 LOCAL = ("throttled locally", "retry after")
 STUCK_AFTER = 10.0
+SLOTS = 16  # TokenExchangeClient's default max_in_flight
 
 
-def _client(target: str) -> TokenExchangeClient:
+def _client(target: str, spec: dict[str, Any]) -> TokenExchangeClient:
     client = TokenExchangeClient(target, channel_options=ChannelOptions(insecure=True))
+    if not spec.get("early_refusal", True):
+        client._slots = CallSlots(SLOTS, time.monotonic, early_refusal=False)
     # One connection per caller, as separate agent processes would have (grpc shares one
     # subchannel between channels of a process by default).
     channel = grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
@@ -77,10 +85,34 @@ def _report_stuck(
         print(f"{name}: {count} calls stuck in {where}", file=sys.stderr)
 
 
+async def _closed_loop(
+    client: TokenExchangeClient, spec: dict[str, Any], caller: dict[str, Any], out: list[Any]
+) -> None:
+    """`concurrency` tasks, each sending its next call as soon as the last one returns."""
+    messages, end = spec["messages"], time.monotonic() + caller["seconds"]
+
+    async def loop(first: int) -> None:
+        n = first
+        while time.monotonic() < end:
+            await _attempt(client, messages[n % len(messages)], spec["deadline"], out)
+            n += caller["concurrency"]
+
+    await asyncio.gather(*(loop(n) for n in range(caller["concurrency"])))
+
+
 async def _caller(target: str, spec: dict[str, Any], caller: dict[str, Any]) -> dict[str, Any]:
     await asyncio.sleep(caller.get("delay", 0.0))
-    client, messages = _client(target), spec["messages"]
-    attempts: list[Any] = []
+    client, messages = _client(target, spec), spec["messages"]
+    if "concurrency" in caller:
+        attempts: list[Any] = []
+        begin = time.monotonic()
+        await _closed_loop(client, spec, caller, attempts)
+        await client.close()
+        seconds = round(time.monotonic() - begin, 3)
+        return {"name": caller["name"], "attempts": attempts, "rpcs": client.rpc_count,
+                "sent_over_s": seconds, "start_lateness_p50_ms": 0.0,
+                "start_lateness_p99_ms": 0.0}  # fmt: skip
+    attempts = []
     lateness: list[float] = []
     tasks: set[asyncio.Task[None]] = set()
     started: dict[asyncio.Task[None], float] = {}  # the calls still running: when they started
