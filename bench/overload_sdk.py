@@ -75,6 +75,8 @@ def summary(caller: dict[str, Any], rate: float = 0.0) -> dict[str, Any]:
     answered = ("ok", "DEADLINE_EXCEEDED", "stuck")  # stuck: no latency (bench/sdk_load.py)
     refused = [ms for _, ms, outcome in attempts if outcome not in answered]
     seconds = max(1e-9, caller["sent_over_s"])
+    first = min((start for start, _, _ in attempts), default=0.0)
+    answers = [start + ms / 1e3 for start, ms, outcome in attempts if outcome == "ok"]
     result = {
         "calls": len(attempts),
         "rpcs": caller["rpcs"],
@@ -84,6 +86,9 @@ def summary(caller: dict[str, Any], rate: float = 0.0) -> dict[str, Any]:
         "ok_p99_ms": _pct(ok, 0.99),
         "refused_p99_ms": _pct(refused, 0.99),
         "generator_lateness_p99_ms": caller["start_lateness_p99_ms"],
+        # From the first call to the first token: over the deadline, the connection's first
+        # calls went unanswered (bench/results/sdk_slots.md: a start stall, either variant).
+        "first_ok_ms": round((min(answers) - first) * 1e3, 1) if answers else None,
     }
     if rate:
         result["goodput_of_R"] = round(len(ok) / seconds / rate, 3)
