@@ -198,13 +198,15 @@ class CallSlots:
             self._over_target_since = now
         if now - self._over_target_since >= INTERVAL_SECONDS:
             self._overloaded = True
-        while self._overloaded and self._waiting:
-            oldest = self._waiting[0]
-            waited = now - oldest.queued_at
-            if waited <= target:
-                return
-            self._waiting.popleft()
+        if self._overloaded:
+            self._shed(now, target)
+
+    def _shed(self, now: float, target: float) -> None:
+        """Fail, unsent, every waiting call that has waited more than `target`, oldest first."""
+        while self._waiting and now - self._waiting[0].queued_at > target:
+            oldest = self._waiting.popleft()
             if not oldest.handed.done():
+                waited = now - oldest.queued_at
                 oldest.handed.set_exception(_not_sent(
                     f"waited {waited:.3f}s for a call slot while calls arrive faster than "
                     f"slots free (over {TARGET_ANSWERS} answers, {target:.3f}s)"
