@@ -130,6 +130,14 @@ def grpc_options(limits: GrpcLimitsConfig) -> list[tuple[str, Any]]:
     """[grpc] as grpc core channel arguments (grpc/include/grpc/impl/channel_arg_names.h)."""
     options: list[tuple[str, Any]] = [
         ("grpc.max_concurrent_streams", limits.max_concurrent_streams),
+        # grpc core refuses a new stream (REFUSED_STREAM) while the connection holds more than
+        # max_concurrent_streams + this many allocated streams (its overload protection), and a
+        # stream stays allocated until the worker has freed the finished call, while the client
+        # sends its next call as soon as it has the answer: without headroom, closed-loop
+        # callers were refused for that race (256 callers on 4 connections: 40-235 of ~5,700
+        # calls; 0 with it, bench/results/acceptors_session14.md). The headroom is as many
+        # streams again, still bounded per connection (grpc's own experiment gives 100).
+        ("grpc.http2.max_deallocating_streams", limits.max_concurrent_streams),
         ("grpc.keepalive_time_ms", int(limits.keepalive_time_seconds * 1000)),
         ("grpc.keepalive_timeout_ms", int(limits.keepalive_timeout_seconds * 1000)),
         # Keepalive enforcement: pings closer together than this earn a strike; 2 strikes and

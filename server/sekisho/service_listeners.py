@@ -179,6 +179,7 @@ async def serve_grpc(
         tls=tls,
         max_message_bytes=settings.limits.grpc_max_message_bytes,
         options=grpc_options(settings.grpc),
+        acceptors=settings.grpc.acceptors,
         gate=AdmissionGate(
             exchanger.screen,
             frozenset({EXCHANGE_METHOD}),

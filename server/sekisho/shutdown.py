@@ -34,7 +34,7 @@ class Listeners:
             await _cancel(self.readiness)
         if self.grpc is not None:
             await self.grpc.set_serving(False)
-            await self.grpc.server.stop(self.grace)
+            await self.grpc.stop(self.grace)
         for runner in self.http:
             await runner.cleanup()
 

@@ -74,6 +74,11 @@ class GrpcLimitsConfig(Section):
     # 9 % of R without it, 55-63 % with 8-64).
     # 0 = grpc core's own, far larger bounds.
     max_pending_calls: int = Field(default=64, ge=0)
+    # Calls of ExchangeToken (and of Envoy's Check) requested from grpc core at once beyond the
+    # one grpc.aio asks for (rpc/acceptors.py): a call then reaches Sekisho's fair queue and
+    # deadline screening as it arrives instead of waiting in grpc core's FIFO for the event loop
+    # to ask again (bench/results/acceptors_session14.md). 0 = grpc.aio's own loop only.
+    acceptors: int = Field(default=4, ge=0, le=256)
     # The server pings an idle client after this and drops it without an answer in the timeout.
     keepalive_time_seconds: float = Field(default=60.0, gt=0)
     keepalive_timeout_seconds: float = Field(default=20.0, gt=0)

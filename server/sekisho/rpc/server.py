@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.errors import listen_failed
+from sekisho.rpc import acceptors as hot_acceptors
 from sekisho.rpc.admission_gate import AdmissionGate
 from sekisho.rpc.ext_authz import SERVICE_NAME as EXT_AUTHZ_SERVICE_NAME
 from sekisho.rpc.ext_authz import ExtAuthzServicer
@@ -52,6 +53,14 @@ class GrpcServer:
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
+    acceptors: hot_acceptors.Acceptors | None = None
+
+    async def stop(self, grace: float | None) -> None:
+        """Drain in-flight calls for up to `grace` seconds (None: cancel them now), then end
+        the acceptors."""
+        await self.server.stop(grace)
+        if self.acceptors is not None:
+            await self.acceptors.stop()
 
     async def set_serving(self, serving: bool) -> None:
         status = (
@@ -87,6 +96,7 @@ async def create_grpc_server(
     reuse_port: bool = False,
     options: Sequence[tuple[str, Any]] = (),
     gate: AdmissionGate | None = None,
+    acceptors: int = 0,
 ) -> GrpcServer:
     """Build and start the server on `listen` (host:port); `ext_authz` adds Envoy's Check.
 
@@ -96,7 +106,9 @@ async def create_grpc_server(
     server on a busy port fails to bind instead of silently sharing it. `options` adds grpc core
     channel arguments (the [grpc] limits: streams per connection, keepalive enforcement).
     `gate` (admission_gate, over EXCHANGE_METHOD) refuses ExchangeToken calls the worker cannot
-    serve in time as they arrive, before the request is decoded.
+    serve in time as they arrive, before the request is decoded. `acceptors` ([grpc]
+    acceptors) more calls of ExchangeToken and of Envoy's Check are requested from grpc core at
+    once (acceptors.py).
     """
     interceptors: list[grpc.aio.ServerInterceptor] = [
         ErrorMappingInterceptor(request_id_var, passthrough=frozenset({EXT_AUTHZ_SERVICE_NAME}))
@@ -129,6 +141,19 @@ async def create_grpc_server(
     if port == 0:
         raise OSError(f"cannot bind gRPC listener {listen}")
     await server.start()
-    grpc_server = GrpcServer(server=server, port=port, health=health_servicer)
+    hot = hot_acceptors.method_handlers(
+        pb_grpc.add_TokenExchangeServiceServicer_to_server, servicer
+    )
+    hot = {EXCHANGE_METHOD: hot[EXCHANGE_METHOD]}
+    if ext_authz is not None:
+        hot |= hot_acceptors.method_handlers(
+            ext_authz_grpc.add_AuthorizationServicer_to_server, ext_authz
+        )
+    grpc_server = GrpcServer(
+        server=server,
+        port=port,
+        health=health_servicer,
+        acceptors=hot_acceptors.start(server, hot, interceptors, acceptors),
+    )
     await grpc_server.set_serving(False)
     return grpc_server

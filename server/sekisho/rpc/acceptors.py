@@ -1,0 +1,141 @@
+"""Acceptors: more of a hot method's calls taken from grpc core at once ([grpc] acceptors).
+
+grpc.aio (1.85, `AioServer._server_main_loop`) asks grpc core for the next call of each
+registered method one at a time, and asks again only after the event loop has handed the last
+one to its task, a few loop turns later (a Task per request, an `asyncio.wait` over every
+method's request). Under load a loop turn runs an exchange, so arriving calls queue inside grpc
+core, where Sekisho cannot see them: not ordered by caller (fair_queue.py), not screened against
+their deadline (admission.py), and refused by core's pending bound as CANCELLED. A polite
+caller's call waited there behind a flooding connection's.
+
+`start` keeps `count` more requests outstanding for each hot method (ExchangeToken, Envoy's
+Check), each asked again as soon as its call has arrived, and runs every call exactly as
+grpc.aio's own loop does: `_handle_rpc` with the server's interceptors (so the admission gate
+screens it first), scheduled by `_schedule_rpc_coro`, which listens for core's cancellation.
+Measured in bench/results/acceptors_session14.md.
+
+These are cygrpc's private names, the ones grpc.aio's loop calls; constraints.txt pins grpcio.
+With a grpcio that lacks one of them, `start` logs `grpc_acceptors_unavailable` and returns
+None: the server runs on grpc.aio's loop alone, as with `[grpc] acceptors = 0`.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import grpc
+from grpc._cython import cygrpc
+
+log = logging.getLogger(__name__)
+
+# What the acceptors call: in cygrpc (module) and on grpc.aio's AioServer (the server's _server).
+_CYGRPC_NAMES = ("_MethodResolver", "_handle_rpc", "_schedule_rpc_coro", "_RequestCallError")
+_SERVER_NAMES = ("_request_registered_call", "is_running")
+
+
+class _Recorder:
+    """Stands in for the server while a generated `add_*Servicer_to_server` runs, keeping the
+    method handlers it registers: the acceptors run the very handlers grpc.aio runs."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        """The generated code also registers them generically; the registered ones suffice."""
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
+    ) -> None:
+        for method, handler in handlers.items():
+            self.handlers[f"/{service}/{method}"] = handler
+
+
+def method_handlers(
+    register: Callable[[Any, Any], None], servicer: object
+) -> dict[str, grpc.RpcMethodHandler]:
+    """{full method name: handler} as the generated `register(servicer, server)` builds them."""
+    recorder = _Recorder()
+    register(servicer, recorder)
+    return recorder.handlers
+
+
+class Acceptors:
+    """The running acceptors of one server; `accepted` counts the calls they took."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self._acceptors: list[asyncio.Task[None]] = []
+        self._calls: set[asyncio.Task[Any]] = set()  # create_task keeps only a weak reference
+
+    async def stop(self) -> None:
+        """After the server stopped: core has failed their requests, so they have ended; any
+        still waiting (a stop that never reached core) is cancelled."""
+        for task in self._acceptors:
+            task.cancel()
+        await asyncio.gather(*self._acceptors, return_exceptions=True)
+
+    def _spawn(
+        self,
+        server: Any,
+        method: str,
+        handler: grpc.RpcMethodHandler,
+        interceptors: tuple[Any, ...],
+    ) -> None:
+        resolver = cygrpc._MethodResolver([], {method: handler})
+        task = asyncio.get_running_loop().create_task(
+            self._accept(server, method, resolver, interceptors), name=f"acceptor {method}"
+        )
+        task.add_done_callback(_log_crash)
+        self._acceptors.append(task)
+
+    async def _accept(
+        self, server: Any, method: str, resolver: Any, interceptors: tuple[Any, ...]
+    ) -> None:
+        name, loop = method.encode(), asyncio.get_running_loop()
+        while server.is_running():
+            try:
+                state = await server._request_registered_call(name)
+            except cygrpc._RequestCallError:
+                continue  # core failed the request: shutting down ends the loop, else ask again
+            call = cygrpc._handle_rpc(method, resolver, interceptors, state, loop, False)
+            task = loop.create_task(cygrpc._schedule_rpc_coro(call, state, loop, method))
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
+            self.accepted += 1
+            # A finished call's HTTP/2 stream is freed with its state: hold none while waiting.
+            del state, call, task
+
+
+def _log_crash(task: "asyncio.Task[None]") -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "grpc_acceptor_failed",
+            extra={"task": task.get_name(), "detail": repr(task.exception())},
+        )
+
+
+def start(
+    server: grpc.aio.Server,
+    handlers: Mapping[str, grpc.RpcMethodHandler],
+    interceptors: Sequence[grpc.aio.ServerInterceptor],
+    count: int,
+) -> Acceptors | None:
+    """`count` acceptors for each of `handlers`' methods on the started `server`; None when
+    `count` is 0 or this grpcio lacks what they call (logged)."""
+    if count <= 0 or not handlers:
+        return None
+    core = getattr(server, "_server", None)
+    missing = [name for name in _CYGRPC_NAMES if not hasattr(cygrpc, name)]
+    missing += [name for name in _SERVER_NAMES if not hasattr(core, name)]
+    if missing:
+        log.warning(
+            "grpc_acceptors_unavailable",
+            extra={"grpcio": grpc.__version__, "missing": missing},
+        )
+        return None
+    acceptors = Acceptors()
+    for method, handler in handlers.items():
+        for _ in range(count):
+            acceptors._spawn(core, method, handler, tuple(interceptors))
+    return acceptors

@@ -1,0 +1,101 @@
+"""[grpc] acceptors (rpc/acceptors.py): calls the extra acceptors take from grpc core are served
+like grpc.aio's own (admission gate, error mapping, audit), a stop ends them, and a grpcio
+without the names they call leaves the server on grpc.aio's loop alone."""
+
+import asyncio
+import logging
+from pathlib import Path
+
+import grpc
+import pytest
+from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
+from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
+from sekisho.devidp import DevIdentityProvider
+from sekisho.rpc import acceptors as acceptors_module
+from sekisho.service import start_service
+from sekisho.signing.filestore import FileKeyStore
+
+from tests.integration.conftest import LiveStack, stack_settings
+
+pytestmark = pytest.mark.integration
+
+CRM_AS = "https://crm-as.example.com"
+CALLS = 64
+
+
+async def _exchange_all(stub: pb_grpc.TokenExchangeServiceStub, token: str) -> list[str]:
+    request = pb.ExchangeTokenRequest(subject_token=token, audience=CRM_AS)
+    responses = await asyncio.gather(*(stub.ExchangeToken(request) for _ in range(CALLS)))
+    return [response.access_token for response in responses]
+
+
+async def test_calls_taken_by_the_acceptors_are_served(live: LiveStack) -> None:
+    """The default stack runs them: concurrent calls are taken by them and each gets a token."""
+    acceptors = live.service.grpc.acceptors
+    assert acceptors is not None
+    tokens = await _exchange_all(live.stub, live.user_token())
+    assert len(set(tokens)) == CALLS
+    assert acceptors.accepted > 0
+
+
+async def test_refusals_through_the_acceptors_keep_their_codes(live: LiveStack) -> None:
+    """A call they take passes the same interceptors: a bad token is INVALID_ARGUMENT /
+    UNAUTHENTICATED with the service's own message, not an internal error."""
+    request = pb.ExchangeTokenRequest(subject_token="not-a-jwt", audience=CRM_AS)
+    outcomes = await asyncio.gather(
+        *(live.stub.ExchangeToken(request) for _ in range(CALLS)), return_exceptions=True
+    )
+    codes = {o.code() for o in outcomes if isinstance(o, grpc.aio.AioRpcError)}
+    assert len(codes) == 1 and codes <= {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNAUTHENTICATED,
+    }
+    assert live.service.grpc.acceptors is not None
+    assert live.service.grpc.acceptors.accepted > 0
+
+
+async def _service(tmp_path: Path, idp: DevIdentityProvider, acceptors: int):  # type: ignore[no-untyped-def]
+    keys = tmp_path / "keys"
+    FileKeyStore(keys).init("ES256", 1_800_000_000)
+    return await start_service(stack_settings(idp.issuer, keys, grpc={"acceptors": acceptors}))
+
+
+async def test_a_stop_ends_them(tmp_path: Path, dev_idp: DevIdentityProvider) -> None:
+    service = await _service(tmp_path, dev_idp, 4)
+    acceptors = service.grpc.acceptors
+    assert acceptors is not None
+    running = list(acceptors._acceptors)  # 4 for ExchangeToken, 4 for Envoy's Check
+    assert len(running) == 8 and not any(task.done() for task in running)
+    await asyncio.wait_for(service.stop(0.5), 10)
+    assert all(task.done() for task in running)
+
+
+async def test_zero_means_grpc_aio_alone(tmp_path: Path, dev_idp: DevIdentityProvider) -> None:
+    service = await _service(tmp_path, dev_idp, 0)
+    try:
+        assert service.grpc.acceptors is None
+    finally:
+        await service.stop(0.5)
+
+
+async def test_a_grpcio_without_their_names_serves_without_them(
+    tmp_path: Path,
+    dev_idp: DevIdentityProvider,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # As if a later grpcio renamed one of them (deleting a real one breaks grpc.aio's loop too).
+    monkeypatch.setattr(
+        acceptors_module, "_CYGRPC_NAMES", (*acceptors_module._CYGRPC_NAMES, "_renamed")
+    )
+    with caplog.at_level(logging.WARNING, logger="sekisho.rpc.acceptors"):
+        service = await _service(tmp_path, dev_idp, 4)
+    try:
+        assert service.grpc.acceptors is None
+        (record,) = [r for r in caplog.records if r.getMessage() == "grpc_acceptors_unavailable"]
+        assert record.__dict__["missing"] == ["_renamed"]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc.port}") as channel:
+            stub = pb_grpc.TokenExchangeServiceStub(channel)
+            assert (await stub.GetJwks(pb.GetJwksRequest(), timeout=10)).jwks
+    finally:
+        await service.stop(0.5)
