@@ -123,7 +123,11 @@ async def create_grpc_server(
             *options,
         ],
     )
-    pb_grpc.add_TokenExchangeServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    # Registered through the acceptors' recorder: they run the same handler objects (acceptors.py)
+    hot = hot_acceptors.register_servicer(
+        pb_grpc.add_TokenExchangeServiceServicer_to_server, servicer, server
+    )
+    hot = {EXCHANGE_METHOD: hot[EXCHANGE_METHOD]}
     open_calls = OpenCalls()  # Watch and reflection streams stay open: bounded (stream_bound.py)
     health_servicer = BoundedHealthServicer(open_calls)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -132,7 +136,9 @@ async def create_grpc_server(
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
     )
     if ext_authz is not None:
-        ext_authz_grpc.add_AuthorizationServicer_to_server(ext_authz, server)
+        hot |= hot_acceptors.register_servicer(
+            ext_authz_grpc.add_AuthorizationServicer_to_server, ext_authz, server
+        )
         names = (*names, EXT_AUTHZ_SERVICE_NAME)
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
         BoundedReflectionServicer((*names, reflection.SERVICE_NAME), open_calls), server
@@ -141,14 +147,6 @@ async def create_grpc_server(
     if port == 0:
         raise OSError(f"cannot bind gRPC listener {listen}")
     await server.start()
-    hot = hot_acceptors.method_handlers(
-        pb_grpc.add_TokenExchangeServiceServicer_to_server, servicer
-    )
-    hot = {EXCHANGE_METHOD: hot[EXCHANGE_METHOD]}
-    if ext_authz is not None:
-        hot |= hot_acceptors.method_handlers(
-            ext_authz_grpc.add_AuthorizationServicer_to_server, ext_authz
-        )
     grpc_server = GrpcServer(
         server=server,
         port=port,
