@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
+from grpc._cython import cygrpc
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.devidp import DevIdentityProvider
@@ -80,6 +81,36 @@ async def test_they_run_the_handlers_grpc_aio_runs(
     assert live.service.grpc.acceptors is not None
     assert live.service.grpc.acceptors.accepted > accepted  # some calls went through them
     assert rebuilt == []
+
+
+class _HandoverFails:
+    """cygrpc as a grpcio whose `_handle_rpc` takes other arguments would behave."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_handle_rpc":
+            raise TypeError("_handle_rpc() takes exactly 7 positional arguments (6 given)")
+        return getattr(cygrpc, name)
+
+
+async def test_a_call_an_acceptor_cannot_hand_over_is_cancelled_not_held(
+    live: LiveStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An acceptor that fails after taking a call from grpc core ends (logged), and the call it
+    holds is cancelled at once; it used to stay in the dead task's traceback, unanswered until
+    the caller's deadline (red team session 14b: 4 of 32 calls DEADLINE_EXCEEDED)."""
+    monkeypatch.setattr(acceptors_module, "cygrpc", _HandoverFails())
+    request = pb.ExchangeTokenRequest(subject_token=live.user_token(), audience=CRM_AS)
+    outcomes = await asyncio.gather(
+        *(live.stub.ExchangeToken(request, timeout=3) for _ in range(32)), return_exceptions=True
+    )
+    codes = {o.code() for o in outcomes if isinstance(o, grpc.aio.AioRpcError)}
+    assert codes == {grpc.StatusCode.CANCELLED}
+    assert live.service.grpc.acceptors is not None
+    exchange = [
+        t for t in live.service.grpc.acceptors._acceptors if "ExchangeToken" in t.get_name()
+    ]
+    assert all(task.done() for task in exchange)  # ended; grpc.aio's own loop serves on
+    assert (await live.stub.ExchangeToken(request, timeout=3)).access_token
 
 
 async def _service(tmp_path: Path, idp: DevIdentityProvider, acceptors: int):  # type: ignore[no-untyped-def]

@@ -104,8 +104,19 @@ class Acceptors:
                 state = await server._request_registered_call(name)
             except cygrpc._RequestCallError:
                 continue  # core failed the request: shutting down ends the loop, else ask again
-            call = cygrpc._handle_rpc(method, resolver, interceptors, state, loop, False)
-            task = loop.create_task(cygrpc._schedule_rpc_coro(call, state, loop, method))
+            call = None
+            try:
+                call = cygrpc._handle_rpc(method, resolver, interceptors, state, loop, False)
+                task = loop.create_task(cygrpc._schedule_rpc_coro(call, state, loop, method))
+            except BaseException:
+                # Not handed over (say a grpcio whose _handle_rpc takes other arguments): the
+                # acceptor ends (_log_crash), but first lets go of the call it took, so grpc core
+                # cancels it now. Held in this task's traceback it was never answered: its caller
+                # waited out its deadline (forever without one) and its stream stayed allocated.
+                if call is not None:
+                    call.close()
+                del state, call
+                raise
             self._calls.add(task)
             task.add_done_callback(self._calls.discard)
             self.accepted += 1
