@@ -179,6 +179,34 @@ async def test_registered_cn_caller_is_known_by_its_common_name(stack: MtlsStack
     assert claims["client_id"] == "app"  # no registered id at this audience → subject's
 
 
+async def test_concurrent_callers_keep_their_own_certificate_through_the_acceptors(
+    stack: MtlsStack,
+) -> None:
+    """[grpc] acceptors take most concurrent calls from grpc core themselves (rpc/acceptors.py):
+    each call still reads its own connection's auth context, never another caller's."""
+    acceptors = stack.service.grpc.acceptors
+    assert acceptors is not None
+    before = acceptors.accepted
+    expected = {stack.pki.agent: AGENT_SPIFFE_ID, stack.pki.gateway: GATEWAY_CN}
+    async with stack.channel(stack.pki.agent) as agent, stack.channel(stack.pki.gateway) as gw:
+        stubs = {stack.pki.agent: agent, stack.pki.gateway: gw}
+
+        async def seen(client: Pem) -> tuple[Pem, str]:
+            request = pb.ExchangeTokenRequest(
+                subject_token=stack.user_token(), audience=CRM_AS, scope=["crm.read"]
+            )
+            response = await pb_grpc.TokenExchangeServiceStub(stubs[client]).ExchangeToken(
+                request, timeout=10
+            )
+            claims = jwt.decode(response.access_token, options={"verify_signature": False})
+            return client, claims["seen_caller"]["id"]
+
+        clients = [stack.pki.agent, stack.pki.gateway] * 24
+        outcomes = await asyncio.gather(*(seen(client) for client in clients))
+    assert all(caller == expected[client] for client, caller in outcomes)
+    assert acceptors.accepted - before >= len(clients) // 2
+
+
 async def test_no_client_certificate_fails_the_handshake(stack: MtlsStack) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await _exchange(stack, None)
