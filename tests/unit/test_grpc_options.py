@@ -1,6 +1,6 @@
 """[grpc] as grpc core channel arguments (protection.grpc_options)."""
 
-from sekisho.config.protection import GrpcLimitsConfig
+from sekisho.config import GrpcLimitsConfig
 from sekisho.protection import grpc_options
 
 
