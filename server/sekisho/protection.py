@@ -134,7 +134,7 @@ def grpc_options(limits: GrpcLimitsConfig) -> list[tuple[str, Any]]:
         # max_concurrent_streams + this many allocated streams (its overload protection), and a
         # stream stays allocated until the worker has freed the finished call, while the client
         # sends its next call as soon as it has the answer: without headroom, closed-loop
-        # callers were refused for that race (256 callers on 4 connections: 40-235 of ~5,700
+        # callers were refused for that race (256 callers on 4 connections: 40-101 of ~5,700
         # calls; 0 with it, bench/results/acceptors_session14.md). The headroom is as many
         # streams again, still bounded per connection (grpc's own experiment gives 100).
         ("grpc.http2.max_deallocating_streams", limits.max_concurrent_streams),
