@@ -36,6 +36,7 @@ from sekisho.models import Decision
 from sekisho.policy.decision import InvalidDecisionError, parse_decision
 from sekisho.policy.difference import decision_document, differences, effective_scopes
 from sekisho.policy.engine import PolicyEngine
+from sekisho.policy.redaction import is_pseudonym
 
 MEMO_ENTRIES = 4096  # a SHA-256 digest and two decisions each
 MALFORMED_SHOWN = 5
@@ -192,16 +193,12 @@ def _reproduces(live: dict[str, Any], recorded: dict[str, Any]) -> bool:
         return False
 
 
-# A value the decision log hashed (redaction.FieldHasher): the method, ':', 32 hex digits.
-_HASHED = re.compile(r"(?:hmac|salted):[0-9a-f]{32}")
-
-
 def user_of(document: dict[str, Any]) -> str:
     """The user as recorded: subject.email, else subject.sub. When the log hashed the email but
     not the sub (the default `hash_fields`), the sub leads, so the report says who it is."""
     subject = document.get("subject") or {}
     email, sub = str(subject.get("email") or ""), str(subject.get("sub") or "")
-    if email and sub and _HASHED.fullmatch(email) and not _HASHED.fullmatch(sub):
+    if email and sub and is_pseudonym(email) and not is_pseudonym(sub):
         return f"{sub} ({email})"
     return email or sub
 

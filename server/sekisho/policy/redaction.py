@@ -12,6 +12,7 @@ Empty strings stay empty: a policy that tests for presence must not see a hash o
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from sekisho.policy.options import DecisionLogConfig
 
 # Shorter values are not swept out of other strings (they would mangle unrelated text).
 MIN_SWEPT_LENGTH = 4
+# A hashed value: its method, ':', and the digest's first 128 bits in hex (FieldHasher).
+_DIGEST_HEX_DIGITS = 32
+_PSEUDONYM = re.compile(rf"(?:hmac|salted):[0-9a-f]{{{_DIGEST_HEX_DIGITS}}}")
 
 
 class FieldHasher:
@@ -37,7 +41,12 @@ class FieldHasher:
             digest = hmac.new(self._secret, data, hashlib.sha256).hexdigest()
         else:
             digest = hashlib.sha256(self._secret + data).hexdigest()
-        return f"{self._method}:{digest[:32]}"
+        return f"{self._method}:{digest[:_DIGEST_HEX_DIGITS]}"
+
+
+def is_pseudonym(value: str) -> bool:
+    """Whether `value` is what a FieldHasher makes of a value (`hmac:…` or `salted:…`)."""
+    return _PSEUDONYM.fullmatch(value) is not None
 
 
 def build_hasher(config: DecisionLogConfig) -> FieldHasher:

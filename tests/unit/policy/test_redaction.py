@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sekisho.errors import ConfigError
 from sekisho.policy.options import DecisionLogConfig
-from sekisho.policy.redaction import FieldHasher, Redactor, build_hasher
+from sekisho.policy.redaction import FieldHasher, Redactor, build_hasher, is_pseudonym
 
 EMAIL = "alice@example.com"
 KEY = b"0123456789abcdef-test-key"
@@ -120,3 +120,18 @@ def test_the_hmac_key_comes_from_its_file(tmp_path: Path) -> None:
 def test_hashing_needs_a_secret(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         DecisionLogConfig(enabled=True, **fields)
+
+
+@pytest.mark.parametrize(
+    ("value", "hashed"),
+    [
+        pytest.param(FieldHasher("hmac", KEY)("alice@example.com"), True, id="hmac"),
+        pytest.param(FieldHasher("salted", KEY)("alice@example.com"), True, id="salted"),
+        pytest.param("alice", False, id="clear"),
+        pytest.param("hmac:" + "0" * 31, False, id="too-short"),
+        pytest.param("hmac:" + "G" * 32, False, id="not-hex"),
+    ],
+)
+def test_a_hashed_value_is_recognised_by_the_hashers_own_format(value: str, hashed: bool) -> None:
+    # policy impact names a user by the sub when only the email is hashed (impact.user_of)
+    assert is_pseudonym(value) is hashed
