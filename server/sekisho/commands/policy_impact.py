@@ -154,15 +154,14 @@ def impact_text(impact: Impact, max_changes: int | None, exceeded: bool) -> str:
 
 def _malformed(impact: Impact) -> str:
     """'N malformed decisions, skipped (first: file:line: what is wrong; ...)'."""
-    noun = "decision" if impact.malformed == 1 else "decisions"
     first = "; ".join(impact.malformed_at)
-    return f"{impact.malformed} malformed {noun}, skipped (first: {first})"
+    return f"{_decisions(impact.malformed, 'malformed')}, skipped (first: {first})"
 
 
 def _incomplete(impact: Impact, files: list[Path]) -> str:
-    noun = "decision" if impact.malformed == 1 else "decisions"
     return (
-        f"sekisho: {impact.malformed} malformed {noun} in {', '.join(str(f) for f in files)} "
+        f"sekisho: {_decisions(impact.malformed, 'malformed')} in "
+        f"{', '.join(str(f) for f in files)} "
         "not replayed (the report names the first): no --max-changes gate passes on part of "
         "the log; fix or drop those lines, or pass --allow-malformed to gate on the rest"
     )
@@ -172,8 +171,9 @@ def _malformed_note(impact: Impact) -> str:
     return f"; {_malformed(impact)}" if impact.malformed else ""
 
 
-def _decisions(count: int) -> str:
-    return f"{count} decision" + ("" if count == 1 else "s")
+def _decisions(count: int, kind: str = "") -> str:
+    """'1 decision', '2 malformed decisions'."""
+    return f"{count} {kind + ' ' if kind else ''}decision" + ("" if count == 1 else "s")
 
 
 def _limit(max_changes: int | None, exceeded: bool) -> str:
