@@ -13,7 +13,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -29,14 +28,18 @@ from sekisho.signing.signer import LocalSigner
 
 KEYRING_FILE = "keyring.json"
 LOCK_FILE = ".lock"
-# _write_atomic's temporaries: mkstemp's `.<target name>.` and 8 random characters.
-_TEMPORARY = re.compile(r"\.[^/]+\.[a-z0-9_]{8}")
+# _write_atomic's temporaries are `.<target name>.<random>.tmp`: named by these, not by
+# mkstemp's own random part (its alphabet and length are CPython's, not a promise).
+_TEMPORARY_PREFIX = "."
+_TEMPORARY_SUFFIX = ".tmp"
 
 
 def is_scratch_file(name: str) -> bool:
     """A file of the keystore's folder that holds no key state: the lock, or a write in progress
     (renamed over its target once complete, a change the folder's watch sees on its own)."""
-    return name == LOCK_FILE or _TEMPORARY.fullmatch(name) is not None
+    return name == LOCK_FILE or (
+        name.startswith(_TEMPORARY_PREFIX) and name.endswith(_TEMPORARY_SUFFIX)
+    )
 
 
 FORMAT_VERSION = 1
@@ -226,7 +229,9 @@ def _try_flock(fd: int) -> bool:
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:
     """Write a fresh temp file with `mode`, fsync it, rename it over `path`, fsync the folder."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f"{_TEMPORARY_PREFIX}{path.name}.", suffix=_TEMPORARY_SUFFIX
+    )
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:

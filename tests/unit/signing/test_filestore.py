@@ -294,6 +294,38 @@ def test_write_keyring_json_helper_round_trips(store: FileKeyStore) -> None:
     assert store.records() == []
 
 
+@pytest.mark.parametrize(
+    ("name", "scratch"),
+    [
+        pytest.param(".lock", True, id="lock"),
+        pytest.param(".keyring.json.k3x_9qab.tmp", True, id="temporary"),
+        pytest.param(KEYRING_FILE, False, id="keyring"),
+        pytest.param("k1.pem", False, id="key"),
+        pytest.param(".keyring.json.k3x_9qab", False, id="not-ours"),
+    ],
+)
+def test_scratch_files_are_the_lock_and_write_temporaries(name: str, scratch: bool) -> None:
+    assert filestore.is_scratch_file(name) is scratch
+
+
+def test_the_temporary_a_write_makes_is_a_scratch_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The name _write_atomic gives mkstemp and the name is_scratch_file knows are one rule.
+    renamed: list[str] = []
+    replace = os.replace
+
+    def recording(source: str, target: Path) -> None:
+        renamed.append(Path(source).name)
+        replace(source, target)
+
+    monkeypatch.setattr(filestore.os, "replace", recording)
+    filestore._write_atomic(tmp_path / KEYRING_FILE, b"{}", mode=0o644)
+    (temporary,) = renamed
+    assert filestore.is_scratch_file(temporary)
+    assert not filestore.is_scratch_file(KEYRING_FILE)
+
+
 async def test_the_keys_watch_names_key_files_not_the_keystores_scratch_files(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
