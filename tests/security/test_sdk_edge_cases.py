@@ -20,9 +20,6 @@ import grpc
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho.attempts import AttemptGate
 from sekisho.callers import RateLimit
@@ -35,9 +32,10 @@ from sekisho.client.errors import (
 )
 from sekisho.config import TrustConfig
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN as ACCESS
-from sekisho.errors import InvalidClientError
+from sekisho.errors import AccessDeniedError, InvalidClientError, SlowDownError
 from sekisho.http.client_auth import CLIENT_ASSERTION_TYPE, ClientAuthenticator, RegisteredClient
 from sekisho.http.secrets import SecretChecker
+from sekisho.rpc.status import to_grpc_status
 from sekisho.verify import (
     InMemoryReplayCache,
     ReplayedTokenError,
@@ -279,22 +277,9 @@ async def test_one_absurd_retry_after_never_stops_the_client_for_good(retry_afte
     assert answers == ["slow_down", "token"]
 
 
-def _slow_down(retry_after: str) -> Any:
-    info = error_details_pb2.ErrorInfo(
-        reason="slow_down", domain="sekisho.dev", metadata={"retry_after": retry_after}
-    )
-    detail = any_pb2.Any()
-    detail.Pack(info)
-    status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message="busy", details=[detail])
-    return rpc_status.to_status(status)
-
-
-def _access_denied() -> Any:
-    info = error_details_pb2.ErrorInfo(reason="access_denied", domain="sekisho.dev")
-    detail = any_pb2.Any()
-    detail.Pack(info)
-    status = status_pb2.Status(code=code_pb2.PERMISSION_DENIED, message="denied", details=[detail])
-    return rpc_status.to_status(status)
+def _slow_down(retry_after: str) -> grpc.Status:
+    """The status a Sekisho sends for a slow_down naming `retry_after` (its own converter)."""
+    return to_grpc_status(SlowDownError(metadata={"retry_after": retry_after}), "req-1")
 
 
 @pytest.mark.integration
@@ -310,7 +295,7 @@ async def test_a_refresh_sekisho_refuses_drops_the_cached_token() -> None:
     async def handler(_: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         if answers:
             answers.append("denied")
-            await context.abort_with_status(_access_denied())
+            await context.abort_with_status(to_grpc_status(AccessDeniedError(), "req-2"))
         answers.append("token")
         return pb.ExchangeTokenResponse(access_token="t", expires_in=300).SerializeToString()
 
@@ -320,8 +305,14 @@ async def test_a_refresh_sekisho_refuses_drops_the_cached_token() -> None:
         async with TokenExchangeClient(target, channel_options=options, clock=clock) as client:
             await client.exchange("subject", AS, requested_token_type=ACCESS, deadline_seconds=2)
             clock.now += 300 - 20  # within the 30 s refresh-ahead window
+            # The cached token, and a background refresh Sekisho refuses: awaited, not slept
+            # on, so a slow host cannot serve a second call before the refusal lands.
+            await client.exchange("subject", AS, requested_token_type=ACCESS, deadline_seconds=2)
+            (refresh,) = client._background
+            await asyncio.wait({refresh}, timeout=10)  # its done callback has run by then
+            assert refresh.done()
             served = 0
-            for _ in range(50):
+            for _ in range(49):
                 try:
                     await client.exchange(
                         "subject", AS, requested_token_type=ACCESS, deadline_seconds=2
@@ -329,7 +320,6 @@ async def test_a_refresh_sekisho_refuses_drops_the_cached_token() -> None:
                     served += 1
                 except ExchangeDeniedError:
                     pass
-                await asyncio.sleep(0.01)
-    # The cached token once (that call starts the refresh), then the refusal on every call.
-    assert served == 1
+    # Before: the cached token served to all 49, each starting another refused refresh.
+    assert served == 0
     assert answers.count("denied") == 50
