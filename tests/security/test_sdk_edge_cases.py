@@ -12,8 +12,10 @@
 
 import asyncio
 import base64
+import contextlib
 import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -45,7 +47,7 @@ from sekisho.verify import (
 
 from tests.bounds import attempt_limits
 from tests.fakes.clock import FakeClock
-from tests.integration.test_client_throttle import _exchange_server
+from tests.integration.test_client_throttle import Handler, _exchange_server
 from tests.unit.verify.test_tokens import AS, ISSUER, MCP, NOW, StaticKeys, mint
 
 pytestmark = pytest.mark.security
@@ -250,6 +252,17 @@ class _Clock:
         return self.now
 
 
+@contextlib.asynccontextmanager
+async def _client_of(handler: Handler) -> AsyncIterator[tuple[TokenExchangeClient, _Clock]]:
+    """A TokenExchangeClient on a clock the test moves, against a real gRPC server running
+    `handler` for ExchangeToken."""
+    clock = _Clock()
+    async with _exchange_server(handler) as target:
+        options = ChannelOptions(insecure=True)
+        async with TokenExchangeClient(target, channel_options=options, clock=clock) as client:
+            yield client, clock
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("retry_after", ["inf", "1e9"])
 async def test_one_absurd_retry_after_never_stops_the_client_for_good(retry_after: str) -> None:
@@ -265,15 +278,12 @@ async def test_one_absurd_retry_after_never_stops_the_client_for_good(retry_afte
         answers.append("token")
         return pb.ExchangeTokenResponse(access_token="t", expires_in=300).SerializeToString()
 
-    clock = _Clock()
-    async with _exchange_server(handler) as target:
-        options = ChannelOptions(insecure=True)
-        async with TokenExchangeClient(target, channel_options=options, clock=clock) as client:
-            with pytest.raises(RateLimitedError):
-                await client.exchange("subject", AS, deadline_seconds=2)
-            clock.now += MAX_RETRY_AFTER_SECONDS + 1
-            # Before: RateLimitedError "retry after inf s", no RPC, for the life of the process.
-            assert (await client.exchange("subject", AS, deadline_seconds=2)).access_token == "t"
+    async with _client_of(handler) as (client, clock):
+        with pytest.raises(RateLimitedError):
+            await client.exchange("subject", AS, deadline_seconds=2)
+        clock.now += MAX_RETRY_AFTER_SECONDS + 1
+        # Before: RateLimitedError "retry after inf s", no RPC, for the life of the process.
+        assert (await client.exchange("subject", AS, deadline_seconds=2)).access_token == "t"
     assert answers == ["slow_down", "token"]
 
 
@@ -299,27 +309,24 @@ async def test_a_refresh_sekisho_refuses_drops_the_cached_token() -> None:
         answers.append("token")
         return pb.ExchangeTokenResponse(access_token="t", expires_in=300).SerializeToString()
 
-    clock = _Clock()
-    async with _exchange_server(handler) as target:
-        options = ChannelOptions(insecure=True)
-        async with TokenExchangeClient(target, channel_options=options, clock=clock) as client:
-            await client.exchange("subject", AS, requested_token_type=ACCESS, deadline_seconds=2)
-            clock.now += 300 - 20  # within the 30 s refresh-ahead window
-            # The cached token, and a background refresh Sekisho refuses: awaited, not slept
-            # on, so a slow host cannot serve a second call before the refusal lands.
-            await client.exchange("subject", AS, requested_token_type=ACCESS, deadline_seconds=2)
-            (refresh,) = client._background
-            await asyncio.wait({refresh}, timeout=10)  # its done callback has run by then
-            assert refresh.done()
-            served = 0
-            for _ in range(49):
-                try:
-                    await client.exchange(
-                        "subject", AS, requested_token_type=ACCESS, deadline_seconds=2
-                    )
-                    served += 1
-                except ExchangeDeniedError:
-                    pass
+    served = 0
+    async with _client_of(handler) as (client, clock):
+        await client.exchange("subject", AS, requested_token_type=ACCESS, deadline_seconds=2)
+        clock.now += 300 - 20  # within the 30 s refresh-ahead window
+        # The cached token, and a background refresh Sekisho refuses: awaited, not slept on,
+        # so a slow host cannot serve a second call before the refusal lands.
+        await client.exchange("subject", AS, requested_token_type=ACCESS, deadline_seconds=2)
+        (refresh,) = client._background
+        await asyncio.wait({refresh}, timeout=10)  # its done callback has run by then
+        assert refresh.done()
+        for _ in range(49):
+            try:
+                await client.exchange(
+                    "subject", AS, requested_token_type=ACCESS, deadline_seconds=2
+                )
+                served += 1
+            except ExchangeDeniedError:
+                pass
     # Before: the cached token served to all 49, each starting another refused refresh.
     assert served == 0
     assert answers.count("denied") == 50
