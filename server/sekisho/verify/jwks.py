@@ -80,6 +80,13 @@ def age_seconds(age: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def fresh_seconds(lifetime: float, age: float) -> float:
+    """How long a response just received is used (RFC 9111 §4.2): its `lifetime` (max-age, or a
+    status list's ttl) less its `age`, at least MIN_FRESH_SECONDS. The one rule of the JWKS and
+    status list caches."""
+    return max(lifetime - age, MIN_FRESH_SECONDS)
+
+
 class JwksCache:
     """Keys of one issuer, from a pinned jwks_uri or via OIDC discovery."""
 
@@ -216,7 +223,7 @@ class JwksCache:
             self._discovered_uri = uri
         self._keys = keys
         self._fetched_at = self._clock.now()
-        self._fresh_for = fresh_for = max(fresh_for, MIN_FRESH_SECONDS)
+        self._fresh_for = fresh_for
         self._usable_for = self._max_stale if fresh_for == math.inf else fresh_for + self._max_stale
         log.info("jwks_fetched", extra={"iss": self._issuer, "kids": sorted(keys)})
 
@@ -225,10 +232,10 @@ class JwksCache:
         if self._default_max_age is None:
             return await self._fetcher.fetch_json(uri), math.inf
         if not isinstance(self._fetcher, DocumentFetcher):
-            return await self._fetcher.fetch_json(uri), self._default_max_age
+            return await self._fetcher.fetch_json(uri), fresh_seconds(self._default_max_age, 0.0)
         fetched = await self._fetcher.fetch_document(uri)
         max_age = max_age_seconds(fetched.cache_control, self._default_max_age)
-        return fetched.body, max_age - age_seconds(fetched.age)
+        return fetched.body, fresh_seconds(max_age, age_seconds(fetched.age))
 
     async def _current_jwks_uri(self) -> str:
         """The pinned jwks_uri, else the one discovery names now; when discovery fails or its

@@ -82,7 +82,7 @@ from sekisho.verify.errors import (
     VerificationError,
     VerifierUnavailableError,
 )
-from sekisho.verify.jwks import MIN_FRESH_SECONDS, age_seconds, max_age_seconds
+from sekisho.verify.jwks import age_seconds, fresh_seconds, max_age_seconds
 from sekisho.verify.keys import KeySource
 
 log = logging.getLogger(__name__)
@@ -99,12 +99,6 @@ MAX_LISTS = 64
 WATERMARK_FACTOR = 16
 # draft §7.1 names; any other value (0x03, application specific, or unassigned) is refused too.
 _STATUS_NAMES = {INVALID: "revoked", SUSPENDED: "suspended"}
-
-
-def _fresh_for(ttl: float, cache_control: str, age: float) -> float:
-    """Seconds a list just fetched is used before it is fetched again: its `ttl` (or a shorter
-    max-age) less its age, at least MIN_FRESH_SECONDS (module docstring)."""
-    return max(min(ttl, max_age_seconds(cache_control, ttl)) - age, MIN_FRESH_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +273,9 @@ class StatusListClient:
             raise VerifierUnavailableError(f"status list is malformed: {exc}") from exc
         issued_at = float(claims["iat"])
         ttl = float(claims.get("ttl", self._default_ttl))
-        fresh_for = _fresh_for(ttl, cache_control, max(age_seconds(age), now - issued_at))
+        # Its ttl or a shorter max-age, less its age (module docstring).
+        lifetime = min(ttl, max_age_seconds(cache_control, ttl))
+        fresh_for = fresh_seconds(lifetime, max(age_seconds(age), now - issued_at))
         held = self._lists.peek(uri)
         # Never backwards: a list issued before the one held, or one of the same second (`iat`
         # is whole seconds; each worker and replica signs its own) that no longer reads INVALID
