@@ -22,6 +22,7 @@ from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.client import ChannelOptions, ExchangeError, TokenExchangeClient
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN
 from sekisho.devidp import DevIdentityProvider
+from sekisho.http.statuslist import MAX_MEDIA_RANGES
 from sekisho.service import start_service
 from sekisho.signing.filestore import FileKeyStore
 from sekisho.status.filestore import FileStatusStore
@@ -151,6 +152,11 @@ async def test_metadata_and_aggregation_name_the_lists(status_live: LiveStack) -
     assert status == 200 and reference["uri"] in json.loads(body)["status_lists"]
 
 
+def _ranges(count: int, last: str = "application/json") -> str:
+    """An Accept header of `count` media ranges, `last` the last one and the others refused."""
+    return ", ".join(["application/json"] * (count - 1) + [last])
+
+
 @pytest.mark.parametrize(
     ("path", "accept", "expected"),
     [
@@ -158,10 +164,13 @@ async def test_metadata_and_aggregation_name_the_lists(status_live: LiveStack) -
         pytest.param("/statuslists/abc", "", 404, id="not-a-number"),
         pytest.param("/statuslists/1", "application/json", 406, id="wrong-accept"),
         pytest.param(
-            "/statuslists/1", "application/json, " * 15 + "*/*", 200, id="accept-within-bound"
+            "/statuslists/1", _ranges(MAX_MEDIA_RANGES, "*/*"), 200, id="accept-within-bound"
         ),
+        # The last range the bound reads still refuses (the bound is not one short).
+        pytest.param("/statuslists/1", _ranges(MAX_MEDIA_RANGES), 406, id="accept-at-bound-read"),
         # Red team session 14: 4,000 ranges were each read (~0.4 ms of the event loop); past
         # MAX_MEDIA_RANGES the header is disregarded (RFC 9110 §12.5.1), read no further.
+        pytest.param("/statuslists/1", _ranges(MAX_MEDIA_RANGES + 1), 200, id="accept-past-bound"),
         pytest.param("/statuslists/1", "a," * 4000, 200, id="accept-past-bound-disregarded"),
     ],
 )
