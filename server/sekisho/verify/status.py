@@ -243,7 +243,9 @@ class StatusListClient:
         """The fetch under way for `uri`, else a new one unless the last failed within
         RETRY_SECONDS. Raises: VerifierUnavailableError."""
         if not self._fetches.running(uri) and self._failed_recently(uri, now):
-            raise VerifierUnavailableError("status list fetch failed less than 1 s ago")
+            raise VerifierUnavailableError(
+                f"status list fetch failed less than {RETRY_SECONDS:g} s ago"
+            )
         return await self._fetches.run(uri, lambda: self._fetch(uri))
 
     def _failed_recently(self, uri: str, now: float) -> bool:
