@@ -68,7 +68,7 @@ async def stub(harness: Harness) -> AsyncIterator[Any]:
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     yield ext_authz_grpc.AuthorizationStub(channel)
     await channel.close()
-    await server.server.stop(0)
+    await server.stop(0)
 
 
 def check_request(headers: dict[str, str], path: str = "/mcp", principal: str = "") -> Any:
@@ -156,7 +156,7 @@ async def test_a_bug_denies_with_500(harness: Harness) -> None:
     )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         response = await ext_authz_grpc.AuthorizationStub(channel).Check(check_request({}))
-    await server.server.stop(0)
+    await server.stop(0)
     assert not response.HasField("ok_response")
     assert response.denied_response.status.code == 500
     # Logged and audited by the exchanger, as a crash at any other entry point
@@ -237,7 +237,7 @@ async def test_a_raw_header_that_is_not_utf8_is_audited_as_a_refusal(harness: Ha
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         check = _raw(check_request({}), ("x-mcp-tool", b"f\xff"))
         response = await ext_authz_grpc.AuthorizationStub(channel).Check(check)
-    await server.server.stop(0)
+    await server.stop(0)
     assert response.denied_response.status.code == 400
     assert refused == ["invalid_request"]
 
