@@ -33,7 +33,7 @@ from sekisho.errors import InvalidRequestError, SlowDownError
 from sekisho.log_throttle import SUMMARY_INTERVAL, LogThrottle, PeerCounts
 from sekisho.rpc.handler_cache import Behaviour, HandlerCache
 from sekisho.rpc.interceptors import request_id_of
-from sekisho.rpc.status import to_grpc_status
+from sekisho.rpc.status import abort, to_grpc_status
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class AdmissionGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 self._screen(peer, context.time_remaining())
             except SlowDownError as error:
                 self._shed_log.refused(error, peer)
-                await context.abort_with_status(to_grpc_status(error, request_id_of(context)))
+                await abort(context, to_grpc_status(error, request_id_of(context)))
             request = await context.read()  # the one message of a unary call, received now
             if isinstance(request, bytes) and len(request) > self._max_request_bytes:
                 # Decoding alone costs ~15 us per KB of many short strings (80,000 one-letter
@@ -118,7 +118,7 @@ class AdmissionGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     f"the request is larger than any the [limits] allow "
                     f"({self._max_request_bytes} bytes)"
                 )
-                await context.abort_with_status(to_grpc_status(too_long, request_id_of(context)))
+                await abort(context, to_grpc_status(too_long, request_id_of(context)))
             try:
                 message = _decoded(request, deserialize)
             except DecodeError:
@@ -126,7 +126,7 @@ class AdmissionGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 # UNKNOWN and an ERROR line with a traceback for every such call (no caller
                 # authenticated), which no rate limit bounds.
                 invalid = InvalidRequestError("the request message does not decode")
-                await context.abort_with_status(to_grpc_status(invalid, request_id_of(context)))
+                await abort(context, to_grpc_status(invalid, request_id_of(context)))
             return await behaviour(message, context)
 
         return gated

@@ -10,7 +10,7 @@ import grpc
 from sekisho.errors import ServerError, ServiceError
 from sekisho.identifiers import REQUEST_ID_HEADER, request_id
 from sekisho.rpc.handler_cache import Behaviour, HandlerCache
-from sekisho.rpc.status import to_grpc_status
+from sekisho.rpc.status import abort, to_grpc_status
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +65,12 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             try:
                 return await behaviour(request, context)
             except ServiceError as error:
-                await context.abort_with_status(to_grpc_status(error, request_id))
+                await abort(context, to_grpc_status(error, request_id))
             except grpc.aio.AbortError:
                 raise
             except Exception:  # the RPC boundary: a bug becomes INTERNAL, never a stack trace
                 log.exception("rpc_internal_error", extra={"request_id": request_id})
                 internal = ServerError("internal error")
-                await context.abort_with_status(to_grpc_status(internal, request_id))
+                await abort(context, to_grpc_status(internal, request_id))
 
         return wrapped

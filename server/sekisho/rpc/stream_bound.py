@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from sekisho.admission import peer_address
 from sekisho.errors import SlowDownError
 from sekisho.rpc.interceptors import request_id_of
-from sekisho.rpc.status import to_grpc_status
+from sekisho.rpc.status import abort, to_grpc_status
 
 MAX_OPEN = 1024
 MAX_OPEN_PER_PEER = 64
@@ -60,7 +60,7 @@ async def _admit(calls: OpenCalls, context: grpc.aio.ServicerContext[Any, Any]) 
     if not calls.admit(peer):
         # A bound's refusal, as every other (errors.py owns its code, rpc/status.py the status).
         refused = SlowDownError("too many open streams")
-        await context.abort_with_status(to_grpc_status(refused, request_id_of(context)))
+        await abort(context, to_grpc_status(refused, request_id_of(context)))
     return peer
 
 
