@@ -38,7 +38,7 @@ from sekisho.tls import load_tls_material
 
 from tests.grpc_errors import error_info
 from tests.integration.conftest import dev_idp, stack_settings  # noqa: F401 (fixture)
-from tests.pki import AGENT_SPIFFE_ID, GATEWAY_CN, Pem, Pki, build_pki
+from tests.pki import AGENT_SPIFFE_ID, GATEWAY_CN, Pem, Pki, build_pki, leaf
 
 pytestmark = pytest.mark.integration
 
@@ -258,6 +258,23 @@ async def test_http_registered_caller_gets_a_token_with_its_identity(stack: Mtls
 
 async def test_http_without_certificate_is_invalid_client(stack: MtlsStack) -> None:
     status, body = await _post_token(stack, None)
+    assert (status, body["error"]) == (401, "invalid_client")
+
+
+async def test_a_common_name_spelling_a_spiffe_id_is_not_that_caller(
+    stack: MtlsStack, tmp_path: Path
+) -> None:
+    """A SPIFFE ID is a certificate's URI SAN only (X.509-SVID §2); the CN is the fallback
+    identity of certificates without one. A certificate from the trusted CA whose CN spells a
+    registered caller's SPIFFE ID (and that has no URI SAN) was that caller: a CA that lets a
+    requester choose its CN but controls URI SANs (a Vault PKI role, a CA issuing both SVIDs
+    and CN certificates) handed out the agent's identity (red team session 15)."""
+    impostor = leaf(tmp_path, stack.pki.ca, "impostor", common_name=AGENT_SPIFFE_ID)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await _exchange(stack, impostor)
+    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert _reason(raised.value) == "invalid_client"
+    status, body = await _post_token(stack, impostor)
     assert (status, body["error"]) == (401, "invalid_client")
 
 

@@ -3,7 +3,10 @@
 SPIFFE X.509-SVID §2: the SPIFFE ID is the certificate's one `spiffe://` URI SAN; an SVID with
 more than one is invalid, so such a certificate is refused rather than guessed at. A certificate
 without one is known by its subject common name (exactly one CN; several would be ambiguous).
-The TLS layer has already verified the chain against `server.client_ca_file`.
+A CN that spells a SPIFFE ID is refused: it would be known as the workload that SPIFFE ID names,
+which only a URI SAN may claim, so a CA that lets a requester choose its CN but not its URI SANs
+(a Vault PKI role, a CA issuing both SVIDs and CN certificates) would hand out that identity
+(red team session 15). The TLS layer has already verified the chain against `server.client_ca_file`.
 """
 
 from collections.abc import Callable
@@ -45,7 +48,7 @@ def _identity(load: Callable[[bytes], x509.Certificate], data: bytes) -> PeerIde
 
 def identity_of(certificate: x509.Certificate) -> PeerIdentity:
     """Raises: InvalidClientError when the certificate names no single identity."""
-    spiffe_ids = [uri for uri in _uri_sans(certificate) if uri.lower().startswith(SPIFFE_SCHEME)]
+    spiffe_ids = [uri for uri in _uri_sans(certificate) if _spells_spiffe_id(uri)]
     if len(spiffe_ids) > 1:
         raise InvalidClientError(
             "client certificate carries more than one SPIFFE ID",
@@ -56,7 +59,17 @@ def identity_of(certificate: x509.Certificate) -> PeerIdentity:
     names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if len(names) != 1 or not str(names[0].value):
         raise InvalidClientError("client certificate names no SPIFFE ID and no single common name")
-    return PeerIdentity(id=str(names[0].value))
+    common_name = str(names[0].value)
+    if _spells_spiffe_id(common_name):
+        raise InvalidClientError(
+            "client certificate's common name spells a SPIFFE ID, which only a URI SAN may carry",
+            log_detail=f"CN {common_name!r} without a SPIFFE URI SAN",
+        )
+    return PeerIdentity(id=common_name)
+
+
+def _spells_spiffe_id(text: str) -> bool:
+    return text.lower().startswith(SPIFFE_SCHEME)
 
 
 def _uri_sans(certificate: x509.Certificate) -> list[str]:

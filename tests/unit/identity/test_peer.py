@@ -43,6 +43,16 @@ def test_no_cn_and_no_spiffe_id_is_refused(ca, tmp_path) -> None:  # type: ignor
         identity_from_pem(pem.cert)
 
 
+@pytest.mark.parametrize("common_name", ["spiffe://td/agent", "SPIFFE://td/agent"])
+def test_a_common_name_spelling_a_spiffe_id_is_refused(ca, tmp_path, common_name: str) -> None:  # type: ignore[no-untyped-def]
+    pem = leaf(tmp_path, ca, "c", common_name=common_name)
+    with pytest.raises(InvalidClientError, match="common name spells a SPIFFE ID"):
+        identity_from_pem(pem.cert)
+    # With the SPIFFE ID as its URI SAN, the CN is not read.
+    pem = leaf(tmp_path, ca, "d", common_name=common_name, uris=("spiffe://td/agent",))
+    assert identity_from_pem(pem.cert) == PeerIdentity("spiffe://td/agent", "spiffe://td/agent")
+
+
 def test_unreadable_certificate_is_refused() -> None:
     with pytest.raises(InvalidClientError, match="unreadable"):
         identity_from_der(b"not a certificate")
