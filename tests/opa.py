@@ -51,13 +51,16 @@ class OpaServer:
         load: tuple[Path, ...] = (),
         token: str = "",
         tls: tuple[Path, Path, Path] | None = None,
+        bundle: Path | None = None,
     ) -> None:
         """`token`: run with OPA's token authentication and the deploy/ authz policy;
-        `tls`: (certificate, key, CA file) to serve https."""
+        `tls`: (certificate, key, CA file) to serve https; `bundle`: a bundle folder OPA loads
+        as a bundle and reloads when its files change (`--watch --bundle`)."""
         self.port = free_port()
         self.log_path = log_path
         self._decision_logs = decision_logs
         self._load = load
+        self._bundle = bundle
         self.token = token
         self._tls = tls
         self._context = ssl.create_default_context(cafile=str(tls[2])) if tls else None
@@ -93,6 +96,8 @@ class OpaServer:
         if self._decision_logs:
             args += ["--set", "decision_logs.console=true"]
         args += [str(path) for path in self._load]
+        if self._bundle is not None:
+            args += ["--watch", "--bundle", str(self._bundle)]
         auth, env = self._auth_args()
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(

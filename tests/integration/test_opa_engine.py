@@ -365,6 +365,60 @@ async def test_manage_false_without_a_loaded_policy_is_never_ready(
         await engine.close()
 
 
+# A grant cached for 600 s unless the user is deny-listed in the bundle's data.
+DENYLISTED = (
+    HEADER
+    + """default decision := {"allow": false}
+
+decision := {"allow": true, "scopes": [], "cache_ttl_seconds": 600} if {
+	input.request.audience == "https://crm-as.example.com"
+	not input.subject.sub in data.deny.users
+}
+"""
+)
+
+
+def write_bundle(root: Path, revision: str, denied: list[str]) -> None:
+    (root / "deny").mkdir(parents=True, exist_ok=True)
+    (root / "deny" / "data.json").write_text(json.dumps({"users": denied}))
+    manifest = {"revision": revision, "roots": ["sekisho", "deny"]}
+    (root / ".manifest").write_text(json.dumps(manifest))
+
+
+async def test_manage_false_a_new_bundle_in_opa_flushes_the_caches(tmp_path: Path) -> None:
+    """With manage = false OPA activates bundles Sekisho never sees. A deny-list entry in a new
+    bundle must reach the decision cache (and the gateway's token cache, which flushes with it)
+    within a check interval, not after the cached grant's cache_ttl_seconds (600 s here) or, at
+    the gateway, the cached token's expiry (red team session 15)."""
+    root = write_module(tmp_path / "bundle", DENYLISTED)
+    write_bundle(root, "r1", [])
+    server = OpaServer(tmp_path / "opa.log", bundle=root).start()
+    cache = CachingPolicyEngine(
+        opa_engine(server.url, Path("unused"), manage=False), FakeClock(), max_entries=100
+    )
+    flushed: list[int] = []
+    cache.on_flush(lambda: flushed.append(1))
+    alice = policy_input(CRM)  # sub alice
+    try:
+        await cache.start()
+        assert (await cache.decide(alice)).allow
+        assert len(cache) == 1  # cached for 600 s
+        flushed.clear()
+        write_bundle(root, "r2", ["alice"])
+
+        async def opa_denies() -> bool:
+            answer = await cache.engine.evaluate(alice)  # type: ignore[attr-defined]
+            return answer.result.get("allow") is False
+
+        assert await eventually(opa_denies, GIVE_UP_SECONDS)  # OPA took the new bundle
+        assert await eventually(lambda: len(cache) == 0, 5.0), "cached grant outlived the bundle"
+        assert flushed
+        assert not (await cache.decide(alice)).allow
+    finally:
+        await cache.close()
+        server.stop()
+
+
 # Each `now` selects one way a decision goes wrong; the self-test input (now 0) gets a clean deny.
 TRAPS = (
     HEADER

@@ -195,6 +195,14 @@ class OpaApi:
             decision_id=decision_id if isinstance(decision_id, str) else "",
         )
 
+    async def bundles(self) -> Any:
+        """What OPA records of the bundles it activated (`data.system.bundles`: per bundle its
+        manifest, revision included, and the ETag it was downloaded with); None without any.
+
+        Raises: OpaEvaluationError, OpaUnavailableError.
+        """
+        return (await self.query("system/bundles", {})).result
+
     async def put_policy(self, policy_id: str, text: str) -> None:
         """PUT /v1/policies/{id}. Raises: OpaRejectedError, OpaUnavailableError."""
         try:

@@ -19,11 +19,15 @@ every change, and again whenever OPA has lost it (a restarted sidecar); an edit 
 logged with OPA's compile errors and the last good policy is put back. Each check also compares
 what OPA holds with what was published (integrity.py): a foreign or changed module, or edited
 data, makes the engine not ready until it is republished (foreign modules deleted). With
-`manage = false` OPA loads its own bundle and Sekisho only queries.
+`manage = false` OPA loads its own bundle and Sekisho only queries; each check also reads what OPA
+records of its bundles (revision and ETag), and a change flushes the caches as a publish does: a
+deny-list entry in a new bundle otherwise waited out each cached grant's cache_ttl_seconds, and
+the gateway's cached tokens their expiry (red team session 15).
 """
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -92,6 +96,7 @@ class OpaPolicyEngine:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._activated: list[Callable[[], None]] = []
+        self._bundles: str | None = None  # manage = false: OPA's bundle record at the last check
 
     def on_policy_activated(self, listener: Callable[[], None]) -> None:
         """Call `listener` whenever a newly published policy is in force (caches flush)."""
@@ -206,8 +211,7 @@ class OpaPolicyEngine:
                 raise PolicyLoadError(f"OPA did not take the policy: {exc}") from exc
         self._good = source
         self._republish = False
-        for listener in self._activated:
-            listener()
+        self._policy_activated()
         self._set_ready(True, "policy published")
         log.info("policy_loaded", extra={"path": str(self._root), "opa_url": self._api.url})
 
@@ -242,6 +246,7 @@ class OpaPolicyEngine:
             async with self._gate.reading():
                 await self._self_test()
                 await self._compare_with_published()
+                await self._follow_bundles()
         except OpaUnavailableError as exc:
             self._missed_check(str(exc))
             return False
@@ -275,6 +280,26 @@ class OpaPolicyEngine:
                     await self.check()
             except Exception:  # a background loop: log, count and go on
                 self._failures.failed(SUPERVISOR)
+
+    async def _follow_bundles(self) -> None:
+        """manage = false: OPA activates bundles on its own. When its record of them (revision,
+        ETag) differs from the last check's, a new policy or data is in force: flush. An OPA
+        that does not answer this read (its authz policy refuses `data.system`, a proxy in
+        front) is only queried, as before: the self-test alone decides readiness."""
+        if self._manage:
+            return
+        try:
+            held = json.dumps(await self._supervisor_api.bundles(), sort_keys=True)
+        except (OpaEvaluationError, OpaUnavailableError):
+            return
+        if self._bundles is not None and held != self._bundles:
+            log.info("opa_bundle_changed", extra={"url": self._api.url})
+            self._policy_activated()
+        self._bundles = held
+
+    def _policy_activated(self) -> None:
+        for listener in self._activated:
+            listener()
 
     async def _compare_with_published(self) -> None:
         """manage = true: OPA must hold exactly what was published (integrity.py).
