@@ -1,4 +1,5 @@
-"""Hot reload of state (policies, keys): watch a directory, or poll what has no files (KMS).
+"""Hot reload of state (policies, keys): watch a directory, or poll what has no files (KMS); a
+file whose changes may raise no event here (a volume shared with other hosts) is also polled.
 
 The callback itself keeps the last good state when the new files fail to load. It may be a
 coroutine function; its result is awaited. A callback that raises is logged (`reload_failed`)
@@ -68,6 +69,46 @@ def _watch_filter(ignore: Callable[[str], bool] | None) -> Callable[[watchfiles.
     if ignore is None:
         return default
     return lambda change, path: default(change, path) and not ignore(Path(path).name)
+
+
+class PolledFile:
+    """Whether a small file's bytes changed since the last look. Read, not stat'ed: a change
+    another host wrote to a shared volume (NFS) raises no file event here, and an open
+    revalidates the client's cached copy where a stat may answer from its attribute cache."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._seen = self._read()
+
+    def changed(self) -> bool:
+        """Blocking I/O (a hung NFS server blocks it): call it in a thread."""
+        current = self._read()
+        if current == self._seen:
+            return False
+        self._seen = current
+        return True
+
+    def _read(self) -> bytes | None:
+        try:
+            return self._path.read_bytes()
+        except OSError:
+            return None
+
+
+async def poll_file(
+    watched: PolledFile,
+    on_change: Callable[[], Awaitable[object]],
+    interval: float,
+    what: str,
+    failures: LoopFailures,
+) -> None:
+    """Run until cancelled: every `interval` seconds, `await on_change()` if `watched` changed."""
+
+    async def refresh_if_changed() -> None:
+        if await asyncio.to_thread(watched.changed):
+            await on_change()
+
+    await poll_forever(refresh_if_changed, interval, what, failures)
 
 
 async def poll_forever(

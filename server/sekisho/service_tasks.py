@@ -12,8 +12,8 @@ from sekisho.config import Settings
 from sekisho.keystores import build_key_manager
 from sekisho.loops import Loop, LoopFailures
 from sekisho.policy.engine import PolicyRuntime
-from sekisho.reload import poll_forever, retry_with_backoff, watch_directory
-from sekisho.signing.filestore import is_scratch_file
+from sekisho.reload import PolledFile, poll_file, poll_forever, retry_with_backoff, watch_directory
+from sekisho.signing.filestore import KEYRING_FILE, is_scratch_file
 from sekisho.signing.keyring import Keyring
 from sekisho.signing.manager import ManagedKeyStore
 from sekisho.signing.rotation import AutoRotator, check_interval, rotate_forever
@@ -39,6 +39,11 @@ def key_tasks(
         tasks.append(
             watch_directory(keys.dir, keyring.refresh, "keys", failures, ignore=is_scratch_file)
         )
+        # Replicas may share the folder over NFS, where a change another host wrote raises no
+        # event here: keyring.json, every change's commit point, is also read every poll_seconds
+        # (a replica kept publishing a revoked key until restarted; red team session 15).
+        keyring_file = PolledFile(keys.dir / KEYRING_FILE)
+        tasks.append(poll_file(keyring_file, keyring.refresh, keys.poll_seconds, "keys", failures))
     # A failed reload (unreadable key file, KMS Decrypt error) is retried with backoff.
     tasks.append(
         retry_with_backoff(

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -358,3 +359,46 @@ async def test_the_keys_watch_names_key_files_not_the_keystores_scratch_files(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_revocation_no_file_event_announces_still_reaches_the_keyring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replicas may share the keys folder over NFS (docs/security-team.md); a change written on
+    another host raises no inotify event on this one, so the watch never fired there: that
+    replica kept publishing (and, were it active, signing with) a key `sekisho keys revoke`
+    removed, until a restart or SIGHUP (red team session 15). keyring.json is also checked every
+    `[keys] poll_seconds`."""
+
+    async def silent(*_: Any, **__: Any) -> Any:  # a volume whose changes raise no event
+        await asyncio.Event().wait()
+        yield
+
+    monkeypatch.setattr("sekisho.reload.watchfiles.awatch", silent)
+    folder = tmp_path / "keys"
+    store = FileKeyStore(folder)
+    store.init("ES256", NOW)
+    settings = Settings(keys={"dir": str(folder), "poll_seconds": 0.1})
+    keyring = Keyring(store)
+    keyring.load()
+    (next_kid,) = [r.kid for r in store.records() if r.state is KeyState.NEXT]
+    assert keyring.publishes(next_kid)
+    tasks = [
+        asyncio.create_task(task)
+        for task in key_tasks(settings, store, keyring, FakeClock(NOW), RecordedFailures())
+    ]
+    try:
+        await asyncio.sleep(0.3)  # the tasks have started (and taken the folder as it is)
+        (revoked,) = [r for r in store.records() if r.kid == next_kid]
+        after = [r for r in store.records() if r.kid != next_kid]
+        with store.locked():
+            store.commit(store.records(), [*after, replace(revoked, state=KeyState.REVOKED)])
+        for _ in range(40):  # 4 s: the bound the test asserts is 0.1 s polls
+            if not keyring.publishes(next_kid):
+                break
+            await asyncio.sleep(0.1)
+        assert not keyring.publishes(next_kid), "a revoked key is still published"
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
