@@ -182,6 +182,19 @@ async def test_bad_list_requests(
     assert status == expected
 
 
+async def test_a_list_not_leased_yet_is_never_stored_as_missing(status_live: LiveStack) -> None:
+    """List ids are sequential, so anyone can ask for the next one before it is leased. A 404
+    with no Cache-Control is heuristically cacheable (RFC 9111 §4.2.2; CDNs keep 404s for
+    seconds to an hour by default): through the cache the docs expect in front of the list URL,
+    the downstreams of every token minted into that list would get the stored 404 and could not
+    check them (VerifierUnavailableError) for as long as it held it (red team session 15)."""
+    reference = (await _exchange(status_live))["status"]["status_list"]  # type: ignore[index]
+    next_list = int(reference["uri"].rsplit("/", 1)[1]) + 1
+    status, headers, _ = await _get(status_live, f"/statuslists/{next_list}")
+    assert status == 404
+    assert headers.get("Cache-Control") == "no-store"
+
+
 async def test_a_revoked_subject_is_refused_and_its_token_flips(
     status_live: LiveStack, tmp_path: Path
 ) -> None:

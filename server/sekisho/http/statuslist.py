@@ -41,9 +41,18 @@ def _accepts(header: str) -> bool:
     return any(item.split(";")[0].strip().lower() in _ACCEPTABLE for item in ranges)
 
 
+# A refusal is never stored by an HTTP cache in front of the list URL. List ids are sequential:
+# a 404 for the next one, asked for before it is leased and kept by a cache (404 is heuristically
+# cacheable, RFC 9111 §4.2.2), left every token minted into that list uncheckable downstream for
+# as long as the cache held it (red team session 15).
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
 def _unavailable() -> web.Response:
     return web.Response(
-        status=503, text="status list temporarily unavailable", headers={"Retry-After": "1"}
+        status=503,
+        text="status list temporarily unavailable",
+        headers={"Retry-After": "1", **_NO_STORE},
     )
 
 
@@ -62,7 +71,9 @@ class StatusListEndpoint:
 
     async def list(self, request: web.Request) -> web.Response:
         if not _accepts(request.headers.get("Accept", "")):
-            return web.Response(status=406, text=f"this resource is {MEDIA_TYPE_STATUS_LIST}")
+            return web.Response(
+                status=406, text=f"this resource is {MEDIA_TYPE_STATUS_LIST}", headers=_NO_STORE
+            )
         try:
             token = await self._tokens.token(int(request.match_info["list_id"]))
         except StatusReadsSaturatedError:
@@ -70,7 +81,7 @@ class StatusListEndpoint:
         except (StatusStoreError, TemporarilyUnavailableError) as exc:
             return self._store_unavailable(exc)
         if token is None:
-            return web.Response(status=404, text="no such status list")
+            return web.Response(status=404, text="no such status list", headers=_NO_STORE)
         return web.Response(
             body=token.encode("ascii"),
             headers={
