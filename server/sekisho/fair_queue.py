@@ -10,6 +10,17 @@ of the caller's turns in turn, so a polite user waits behind at most one exchang
 user of its caller, and one of each busy flow, not behind the flood (deficit-free round robin;
 every exchange costs about the same).
 
+A flow that arrives with nothing queued is a new flow, and new flows take their first turn
+before the backlogged ones (FQ-CoDel's sparse flows, RFC 8290 §4.1-4.2). In plain round robin a
+flooding flow took every other slot whenever one polite flow was waiting, so polite callers
+whose traffic together came to half the worker's capacity queued behind each other and the
+flood (bench/results/polite_session15.md: their wait for a slot was ~5 ms median, 15-27 ms p99,
+beside one caller at 5x the capacity). A new flow goes to the back of the round after its first
+turn, even if its queue is then empty, and is forgotten only when the round reaches it empty, so
+a flow that refills the moment it is served is not new again: only a flow that stayed idle for a
+whole round is. Nothing else changes: which waiters are queued before a given one is the same or
+fewer, so the predicted position below is still never less than the real one.
+
 The predicted position sums, over the other flows (and the flow's other users), each one's
 queue length capped at a bound: it is computed from counts of queues by length, not by walking
 the queues. N waiters make at most sqrt(2N) distinct lengths (45 for the default max_queue of
@@ -84,13 +95,17 @@ class _Flow:
 
 
 class FairQueue:
-    """Per-flow, then per-user, FIFOs in round-robin order."""
+    """Per-flow, then per-user, FIFOs: new flows first, then the round of the others."""
 
     def __init__(self) -> None:
-        # flow → its waiters; order = the round-robin turn (next flow served first). Not an
-        # LruMap: this is a queue, not a cache. Nothing is ever evicted (a full queue refuses,
-        # admission.py), and a flow moves to the back when served, not when looked at.
-        self._flows: OrderedDict[str, _Flow] = OrderedDict()
+        # flow → its waiters. Not an LruMap: this is a queue, not a cache. Nothing is ever
+        # evicted (a full queue refuses, admission.py); a flow is forgotten when the round
+        # reaches it empty, when its last waiter is removed, or when nothing is queued at all.
+        self._flows: dict[str, _Flow] = {}
+        # Turn orders (keys of _flows): new flows, served first in arrival order, then the
+        # round; a flow in the round moves to its back when served.
+        self._new: OrderedDict[str, None] = OrderedDict()
+        self._round: OrderedDict[str, None] = OrderedDict()
         self._flow_lengths = _Lengths()
         self._length = 0
 
@@ -105,7 +120,9 @@ class FairQueue:
         """Waiters served before one more joining `flow` as `user`, round-robin: the flow's own
         turns before it (its user's waiters, and up to as many again and one of each other
         user's), plus up to that many turns and one of every other flow. `user` None: the
-        position of a user with nothing queued, a lower bound for any user of the flow."""
+        position of a user with nothing queued, a lower bound for any user of the flow. An
+        upper bound of the real position once new flows go first: a new flow takes one turn
+        ahead, then waits its turn in the round, behind the flows already there."""
         entry = self._flows.get(flow)
         own = entry.turns_before(user) if entry else 0
         # Every flow's min(length, own + 1), less this flow's own.
@@ -116,6 +133,7 @@ class FairQueue:
         entry = self._flows.get(waiter.flow)
         if entry is None:
             entry = self._flows[waiter.flow] = _Flow()
+            self._new[waiter.flow] = None
         queue = entry.users.get(waiter.user)
         if queue is None:
             queue = entry.users[waiter.user] = deque()
@@ -126,11 +144,24 @@ class FairQueue:
         self._length += 1
 
     def pop(self) -> Waiter | None:
-        """The next flow's next user's oldest waiter; that user, then that flow, go to the back
-        of their turns."""
-        if not self._flows:
+        """The next flow's next user's oldest waiter (the first new flow's, else the round's
+        next one's); that user, then that flow, go to the back of their turns."""
+        if not self._length:
+            # Nothing waits: every flow is empty, lingering in the round. None to starve.
+            self._flows.clear()
+            self._new.clear()
+            self._round.clear()
             return None
-        flow, entry = next(iter(self._flows.items()))
+        while True:
+            if self._new:
+                flow, _ = self._new.popitem(last=False)
+                entry, new = self._flows[flow], True
+                break
+            flow = next(iter(self._round))
+            entry, new = self._flows[flow], False
+            if entry.length:
+                break
+            del self._round[flow], self._flows[flow]  # empty for a whole round: forgotten
         user, queue = next(iter(entry.users.items()))
         waiter = queue.popleft()
         entry.user_lengths.moved(len(queue) + 1, len(queue))
@@ -141,10 +172,12 @@ class FairQueue:
             entry.users.move_to_end(user)
         else:
             del entry.users[user]
-        if entry.length:
-            self._flows.move_to_end(flow)
+        if new:
+            self._round[flow] = None  # to the back of the round, empty or not
+        elif entry.length:
+            self._round.move_to_end(flow)
         else:
-            del self._flows[flow]
+            del self._round[flow], self._flows[flow]
         return waiter
 
     def remove(self, waiter: Waiter) -> None:
@@ -162,3 +195,5 @@ class FairQueue:
             del entry.users[waiter.user]
         if not entry.length:
             del self._flows[waiter.flow]
+            self._new.pop(waiter.flow, None)
+            self._round.pop(waiter.flow, None)

@@ -194,3 +194,62 @@ def test_removing_a_waiter_compares_no_other_waiter_by_value() -> None:
         assert Counted.compared == 0
     finally:
         loop.close()
+
+
+def test_a_new_flow_takes_its_first_turn_before_a_backlogged_flood() -> None:
+    """A flow arriving with nothing queued goes before the round's backlogged flows (FQ-CoDel's
+    sparse flows): a polite caller waits behind at most the new flows, not a turn of the flood.
+    A flow that refills the moment it was served is not new again: it waits its turn."""
+    loop = asyncio.new_event_loop()
+    try:
+        queue = FairQueue()
+        flood = [_waiter(loop, "flood", "u") for _ in range(5)]
+        for waiter in flood:
+            queue.push(waiter)
+        assert queue.pop() is flood[0]
+        polite = _waiter(loop, "polite", "p")
+        queue.push(polite)
+        assert queue.position("polite", "p") >= 0
+        assert queue.pop() is polite  # round robin alone served flood[1] first
+        again = _waiter(loop, "polite", "p")
+        queue.push(again)  # at once: still in the round (empty), so not new
+        assert [queue.pop(), queue.pop()] == [flood[1], again]
+        assert [queue.pop(), queue.pop(), queue.pop(), queue.pop()] == [*flood[2:], None]
+        # Idle for a whole round (the round reached it empty): new again.
+        queue.push(flood_waiter := _waiter(loop, "flood", "u"))
+        queue.push(_waiter(loop, "flood", "u"))
+        assert queue.pop() is flood_waiter
+        queue.push(late := _waiter(loop, "polite", "p"))
+        assert queue.pop() is late
+    finally:
+        loop.close()
+
+
+@settings(max_examples=300)
+@given(OPS)
+def test_every_queued_waiter_is_served_once_whatever_the_order(ops: list[Any]) -> None:
+    """Pushes, pops and removals in any order: each waiter pushed and not removed is served
+    exactly once, the counts stay right, and a drained queue holds no flow."""
+    loop = asyncio.new_event_loop()
+    try:
+        queue = FairQueue()
+        live: list[Waiter] = []
+        served: list[Waiter] = []
+        for op, arg in ops:
+            if op == "push":
+                live.append(waiter := _waiter(loop, *arg))
+                queue.push(waiter)
+            elif op == "pop":
+                if (waiter := queue.pop()) is not None:
+                    live.remove(waiter)
+                    served.append(waiter)
+            elif live:
+                queue.remove(gone := live[arg % len(live)])
+                live.remove(gone)
+            assert len(queue) == len(live)
+        rest = _drain(queue)
+        assert sorted(map(id, rest)) == sorted(map(id, live))
+        assert len(set(map(id, served + rest))) == len(served) + len(rest)
+        assert queue.pop() is None and not queue._flows
+    finally:
+        loop.close()
