@@ -9,9 +9,11 @@ a copy an HTTP cache in front of the list URL took just before a `revoke` and se
 of its max-age was held for a whole `ttl` from its arrival, so the revoked token read VALID for up
 to twice the `ttl` (red team session 14; a cache such as nginx's sends no `Age`, hence `iat`). A
 downstream clock ahead of Sekisho's only makes the lists it holds fresh for less (a fetch a
-second at worst). Past `ttl` the next verification fetches; if that fails,
-the last good list serves until `max_stale_seconds` after it was fetched (never past its `exp`),
-then verification fails closed (VerifierUnavailableError).
+second at worst) and stale for less. Past `ttl` the next verification fetches; if that fails,
+the last good list serves until it is `max_stale_seconds` old by the same age (never past its
+`exp`), then verification fails closed (VerifierUnavailableError). Counted from its arrival, a
+copy an HTTP cache served late stretched the allowance by what it had already aged there, up to
+a whole `ttl` (red team session 14, left then).
 
 One fetch at a time, and at most one a RETRY_SECONDS after a failure: concurrent verifications
 past `ttl` share one fetch, and a fetch that failed (an error, a 503, a list refused as older) is
@@ -123,6 +125,7 @@ class _CachedList:
     fetched_at: float
     fresh_until: float
     expires_at: float | None
+    born_at: float  # fetched_at less the copy's age: max_stale_seconds counts from here
 
 
 class StatusListClient:
@@ -223,7 +226,7 @@ class StatusListClient:
 
     def _usable_stale(self, cached: _CachedList, now: float) -> bool:
         within_exp = cached.expires_at is None or now < cached.expires_at
-        return within_exp and now - cached.fetched_at < self._max_stale
+        return within_exp and now - cached.born_at < self._max_stale
 
     def _refresh_in_background(self, uri: str) -> None:
         if uri in self._refreshing or self._failed_recently(uri, self._clock()):
@@ -275,9 +278,11 @@ class StatusListClient:
             raise VerifierUnavailableError(f"status list is malformed: {exc}") from exc
         issued_at = float(claims["iat"])
         ttl = float(claims.get("ttl", self._default_ttl))
-        # Its ttl or a shorter max-age, less its age (module docstring).
+        # Its ttl or a shorter max-age, less its age; max_stale_seconds counts by the same age
+        # (module docstring).
         lifetime = min(ttl, max_age_seconds(cache_control, ttl))
-        fresh_for = fresh_seconds(lifetime, max(age_seconds(age), now - issued_at))
+        copy_age = max(age_seconds(age), now - issued_at)
+        fresh_for = fresh_seconds(lifetime, copy_age)
         held = self._lists.peek(uri)
         # Never backwards: a list issued before the one held, or one of the same second (`iat`
         # is whole seconds; each worker and replica signs its own) that no longer reads INVALID
@@ -294,7 +299,12 @@ class StatusListClient:
             # Evicted, and now an older copy: the same replay as above (module docstring).
             raise VerifierUnavailableError("status list is older than one already seen")
         cached = _CachedList(
-            status_list, issued_at, now, now + fresh_for, float(exp) if exp is not None else None
+            status_list,
+            issued_at,
+            now,
+            now + fresh_for,
+            float(exp) if exp is not None else None,
+            born_at=now - copy_age,
         )
         self._lists.put(uri, cached)
         seen = _Seen(issued_at, status_list.bits, invalid_count(status_list))

@@ -291,6 +291,29 @@ async def test_stale_lists_serve_until_max_stale_then_fail_closed(server: ListSe
         await client.check(_status(server, 0))
 
 
+@pytest.mark.parametrize("cache", ["sends-age", "sends-no-age"])
+async def test_the_stale_allowance_counts_from_the_copys_age_not_its_arrival(
+    server: ListServer, cache: str
+) -> None:
+    # Red team session 14 (left then): during an outage the last good list served until
+    # max_stale_seconds after it *arrived*, so a copy an HTTP cache served TTL - 5 s into its
+    # life was used up to max_stale + TTL - 5 s after Sekisho signed it. Its age is the one
+    # the ttl already counts by: the Age header, never less than the time since its `iat`.
+    clock = Clock()
+    client = _client(server, clock, max_stale=120)
+    clock.now += TTL - 5  # the cache fetched the list at NOW (its `iat`) and serves it now
+    if cache == "sends-age":
+        # Its `iat` alone reads young (a downstream clock behind Sekisho's): only `Age` tells.
+        server.age, server.iat = str(TTL - 5), int(clock.now) - 1
+    await client.check(_status(server, 0))
+    server.status = 503  # Sekisho (and the cache) unreachable from here on
+    clock.now = NOW + 119  # the copy is 119 s old: the last good list serves
+    await client.check(_status(server, 0))
+    clock.now = NOW + 121  # 121 s old, 66 s after it arrived: fail closed
+    with pytest.raises(VerifierUnavailableError):
+        await client.check(_status(server, 0))
+
+
 async def test_an_older_list_never_replaces_a_newer_one(server: ListServer) -> None:
     # A replayed list from before the revocation: validly signed and within its exp (600 s).
     clock = Clock()
