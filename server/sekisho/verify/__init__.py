@@ -8,7 +8,8 @@ verifier = SekishoTokenVerifier(
 token = await verifier.verify(assertion, client_id=authenticated_client)
 
 Token status (draft-ietf-oauth-status-list): pass `status=StatusListClient(issuer=…, keys=keys)`
-and tokens whose status list entry is not VALID (revoked by `sekisho revoke`) are rejected.
+and tokens whose status list entry is not VALID (revoked by `sekisho revoke`) are rejected; add
+`require_status=True` to reject tokens without a `status` claim too (they cannot be revoked).
 """
 
 from sekisho.verify.errors import (

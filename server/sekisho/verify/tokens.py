@@ -78,10 +78,19 @@ class SekishoTokenVerifier:
         leeway_seconds: int = 30,
         clock: Callable[[], float] = time.time,
         status: StatusListClient | None = None,
+        require_status: bool = False,
     ) -> None:
+        """`require_status`: refuse a token without a `status` claim (one that cannot be
+        revoked before its `exp`); needs `status`.
+
+        Raises: ValueError for an id-jag verifier without a replay cache, or `require_status`
+            without a status client.
+        """
         self._profile = BY_NAME[profile]
         if self._profile.single_use and replay_cache is None:
             raise ValueError("the id-jag profile needs a replay cache (MCP EMA: jti is single-use)")
+        if require_status and status is None:
+            raise ValueError("require_status needs a status client (status=StatusListClient(...))")
         self._issuer = issuer
         self._audience = audience
         self._keys = keys
@@ -92,6 +101,7 @@ class SekishoTokenVerifier:
         self._leeway = leeway_seconds
         self._clock = clock
         self._status = status
+        self._require_status = require_status
 
     async def verify(self, token: str, *, client_id: str | None = None) -> VerifiedSekishoToken:
         """Validate `token`; `client_id` (when given) must equal its client_id claim.
@@ -189,9 +199,16 @@ class SekishoTokenVerifier:
 
     async def _check_status(self, claims: Mapping[str, Any]) -> None:
         # draft-ietf-oauth-status-list §8: a token that names a status list is valid only while
-        # its entry reads VALID. A token without `status` is checked as before.
-        if self._status is not None and "status" in claims:
+        # its entry reads VALID. A token without `status` is checked as before, unless the
+        # downstream requires revocability: such a token (a replica with [status_list] off, or
+        # minted before it was turned on) could not be revoked before its `exp` (red team
+        # session 14, left then).
+        if self._status is None:
+            return
+        if "status" in claims:
             await self._status.check(claims["status"])
+        elif self._require_status:
+            raise TokenRejectedError("token has no status claim, and this verifier requires one")
 
     async def _check_replay(self, claims: Mapping[str, Any], now: float) -> None:
         if self._replay is None:

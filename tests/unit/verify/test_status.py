@@ -145,6 +145,26 @@ async def test_a_token_without_status_verifies_as_before(server: ListServer) -> 
     assert client.fetch_count == 0
 
 
+async def test_a_token_without_status_is_refused_when_the_verifier_requires_one(
+    server: ListServer,
+) -> None:
+    # Red team session 14 (left then): with a status client, a token without `status` (from a
+    # replica with [status_list] off, or minted before it was on) verified, and no revocation
+    # could reach it before its `exp`. A downstream that insists refuses it as a bad token.
+    clock = Clock()
+    client = _client(server, clock)
+    check = verifier(issuer=server.base, status=client, clock=clock, require_status=True)
+    with pytest.raises(TokenRejectedError, match="no status claim"):
+        await check.verify(mint(iss=server.base))
+    await check.verify(mint(iss=server.base, status=_status(server, 0)))
+    assert client.fetch_count == 1
+
+
+def test_require_status_without_a_status_client_is_refused() -> None:
+    with pytest.raises(ValueError, match="require_status needs a status client"):
+        verifier(require_status=True)
+
+
 async def test_a_verifier_without_a_status_client_ignores_status(server: ListServer) -> None:
     server.invalid = {3}
     await verifier(issuer=server.base, clock=Clock()).verify(
