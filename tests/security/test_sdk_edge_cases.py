@@ -42,6 +42,8 @@ from sekisho.verify import (
     InMemoryReplayCache,
     ReplayedTokenError,
     SekishoTokenVerifier,
+    StatusIssuerMismatchError,
+    StatusListClient,
     TokenRejectedError,
 )
 
@@ -253,13 +255,17 @@ class _Clock:
 
 
 @contextlib.asynccontextmanager
-async def _client_of(handler: Handler) -> AsyncIterator[tuple[TokenExchangeClient, _Clock]]:
-    """A TokenExchangeClient on a clock the test moves, against a real gRPC server running
-    `handler` for ExchangeToken."""
+async def _client_of(
+    handler: Handler, status: StatusListClient | None = None
+) -> AsyncIterator[tuple[TokenExchangeClient, _Clock]]:
+    """A TokenExchangeClient on a clock the test moves (and with `status`, when given),
+    against a real gRPC server running `handler` for ExchangeToken."""
     clock = _Clock()
     async with _exchange_server(handler) as target:
         options = ChannelOptions(insecure=True)
-        async with TokenExchangeClient(target, channel_options=options, clock=clock) as client:
+        async with TokenExchangeClient(
+            target, channel_options=options, clock=clock, status=status
+        ) as client:
             yield client, clock
 
 
@@ -330,3 +336,38 @@ async def test_a_refresh_sekisho_refuses_drops_the_cached_token() -> None:
     # Before: the cached token served to all 49, each starting another refused refresh.
     assert served == 0
     assert answers.count("denied") == 50
+
+
+@pytest.mark.integration
+async def test_a_status_client_for_another_issuer_is_an_error_not_a_silent_cache_bypass() -> None:
+    """Red team session 14 (left then): with `status=` built for another issuer than Sekisho's
+    tokens, every cached token's status URI lay outside that issuer, which `_revoked` read as
+    revoked: each call dropped the cached token and exchanged again (3 calls, 3 RPCs, each
+    minting a token into a status list), and nothing said why. Now the first token received
+    shows the mismatch, and the caller gets an error naming both issuers."""
+    reference = {"status_list": {"idx": 0, "uri": f"{ISSUER}/statuslists/1"}}
+    token = mint(typ="at+jwt", status=reference)  # iss = ISSUER, as Sekisho mints it
+
+    async def handler(_: bytes, __: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        return pb.ExchangeTokenResponse(access_token=token, expires_in=300).SerializeToString()
+
+    elsewhere = StatusListClient(issuer="https://sekisho-staging.test", keys=StaticKeys())
+    async with _client_of(handler, status=elsewhere) as (client, _):
+        for _ in range(3):
+            with pytest.raises(StatusIssuerMismatchError) as refused:
+                await client.exchange("subject", AS, requested_token_type=ACCESS)
+        assert "'https://sekisho-staging.test'" in str(refused.value)
+        assert repr(ISSUER) in str(refused.value)
+        assert client.rpc_count == 3 and not client.forget(token)  # never cached nor served
+    # The same client with the tokens' issuer caches as before (the token has no status to
+    # fetch here: only the issuer is compared when it is received).
+    plain = mint(typ="at+jwt")
+
+    async def plain_handler(_: bytes, __: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        return pb.ExchangeTokenResponse(access_token=plain, expires_in=300).SerializeToString()
+
+    ours = StatusListClient(issuer=ISSUER, keys=StaticKeys())
+    async with _client_of(plain_handler, status=ours) as (client, _):
+        for _ in range(3):
+            await client.exchange("subject", AS, requested_token_type=ACCESS)
+        assert client.rpc_count == 1

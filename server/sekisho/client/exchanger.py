@@ -182,7 +182,9 @@ class TokenExchangeClient:
     ) -> ExchangedToken:
         """A token for (audience, resources, scopes), from the cache when possible.
 
-        Raises: ExchangeError subclasses (ExchangeUnavailableError once the deadline passes).
+        Raises: ExchangeError subclasses (ExchangeUnavailableError once the deadline passes);
+            StatusIssuerMismatchError (a ValueError, from sekisho.verify) when `status=` is a
+            client for another issuer than the tokens Sekisho mints.
         """
         params = ExchangeParams(
             subject_token,
@@ -361,6 +363,11 @@ class TokenExchangeClient:
         )
 
     def _status_claim(self, token: str) -> Any:
+        """The token's `status` claim when a status client is set.
+
+        Raises: StatusIssuerMismatchError when the status client is for another issuer than
+            the token's (it would read every cached token as revoked, silently).
+        """
         if self._status is None:
             return None
         # Our own token, just received over the authenticated channel: read, not verified here
@@ -369,6 +376,7 @@ class TokenExchangeClient:
             claims = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             return None
+        self._status.check_issuer(claims.get("iss"))
         return claims.get("status")
 
     async def close(self) -> None:

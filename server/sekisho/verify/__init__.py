@@ -15,6 +15,7 @@ and tokens whose status list entry is not VALID (revoked by `sekisho revoke`) ar
 from sekisho.verify.errors import (
     InsufficientScopeError,
     ReplayedTokenError,
+    StatusIssuerMismatchError,
     TokenRejectedError,
     VerificationError,
     VerifierUnavailableError,
@@ -38,6 +39,7 @@ __all__ = [
     "ReplayCacheUnavailableError",
     "ReplayedTokenError",
     "SekishoTokenVerifier",
+    "StatusIssuerMismatchError",
     "StatusListClient",
     "TokenRejectedError",
     "VerificationError",

@@ -19,3 +19,8 @@ class InsufficientScopeError(TokenRejectedError):
 
 class VerifierUnavailableError(VerificationError):
     """JWKS or the replay cache could not be consulted: refuse and let the caller retry."""
+
+
+class StatusIssuerMismatchError(ValueError):
+    """A StatusListClient was given a verifier or a token of another issuer than its own: a
+    configuration error, raised as itself, never read as a token's status (revoked or valid)."""

@@ -80,6 +80,7 @@ from sekisho.status.bitlist import (
     invalid_count,
 )
 from sekisho.verify.errors import (
+    StatusIssuerMismatchError,
     TokenRejectedError,
     VerificationError,
     VerifierUnavailableError,
@@ -163,6 +164,27 @@ class StatusListClient:
         self._failed_at: LruMap[str, float] = LruMap(max_lists)  # uri -> its last failed fetch
         self._stale_lines: LruMap[str, LogThrottle] = LruMap(max_lists)  # status_list_stale
         self.fetch_count = 0
+
+    @property
+    def issuer(self) -> str:
+        """The issuer whose lists this client reads (only URIs under it are fetched)."""
+        return self._issuer
+
+    def check_issuer(self, issuer: object) -> None:
+        """Check that tokens of `issuer` (a verifier's, or a token's `iss`) are this client's.
+
+        Every `status` claim of another issuer's tokens names a URI outside this one, refused
+        as the token's fault: a client built with the wrong issuer made a verifier refuse
+        every token as bad, and made `sekisho.client` read every cached token as revoked and
+        exchange again on each call, silently (red team session 14, left then).
+
+        Raises: StatusIssuerMismatchError naming both issuers (public URLs, nothing secret).
+        """
+        if issuer != self._issuer:
+            raise StatusIssuerMismatchError(
+                f"status list client is for issuer {self._issuer!r}, but the tokens' issuer is "
+                f"{issuer!r}: build StatusListClient(issuer=...) with the tokens' issuer"
+            )
 
     async def status(self, claim: object) -> int:
         """The status value of a token's `status` claim (0 = VALID).

@@ -84,13 +84,16 @@ class SekishoTokenVerifier:
         revoked before its `exp`); needs `status`.
 
         Raises: ValueError for an id-jag verifier without a replay cache, or `require_status`
-            without a status client.
+            without a status client; StatusIssuerMismatchError (a ValueError) for a status
+            client of another issuer.
         """
         self._profile = BY_NAME[profile]
         if self._profile.single_use and replay_cache is None:
             raise ValueError("the id-jag profile needs a replay cache (MCP EMA: jti is single-use)")
         if require_status and status is None:
             raise ValueError("require_status needs a status client (status=StatusListClient(...))")
+        if status is not None:
+            status.check_issuer(issuer)
         self._issuer = issuer
         self._audience = audience
         self._keys = keys

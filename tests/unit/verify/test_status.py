@@ -14,11 +14,24 @@ import pytest
 from aiohttp import web
 from sekisho.log_throttle import SUMMARY_INTERVAL
 from sekisho.status.bitlist import INVALID, SUSPENDED, StatusList, pack
-from sekisho.verify import StatusListClient, TokenRejectedError, VerifierUnavailableError
+from sekisho.verify import (
+    StatusIssuerMismatchError,
+    StatusListClient,
+    TokenRejectedError,
+    VerifierUnavailableError,
+)
 from sekisho.verify.jwks import MIN_FRESH_SECONDS
 from sekisho.verify.status import MAX_LISTS, RETRY_SECONDS
 
-from tests.unit.verify.test_tokens import KEY, NOW, OTHER_KEY, StaticKeys, mint, verifier
+from tests.unit.verify.test_tokens import (
+    ISSUER,
+    KEY,
+    NOW,
+    OTHER_KEY,
+    StaticKeys,
+    mint,
+    verifier,
+)
 
 TTL = 60
 
@@ -163,6 +176,29 @@ async def test_a_token_without_status_is_refused_when_the_verifier_requires_one(
 def test_require_status_without_a_status_client_is_refused() -> None:
     with pytest.raises(ValueError, match="require_status needs a status client"):
         verifier(require_status=True)
+
+
+@pytest.mark.parametrize(
+    "status_issuer",
+    [
+        pytest.param("https://sekisho-staging.test", id="another-host"),
+        pytest.param(ISSUER + "/", id="trailing-slash"),
+        pytest.param("http://sekisho.test", id="another-scheme"),
+    ],
+)
+def test_a_status_client_for_another_issuer_is_refused_when_the_verifier_is_built(
+    status_issuer: str,
+) -> None:
+    # Red team session 14 (left then): every token's status URI lay outside the client's
+    # issuer, so each was refused as bad ("status list uri is not the issuer's": 401, and
+    # sekisho.client dropped and re-exchanged it), which looked like a token problem, not a
+    # wiring one. Now the wiring is refused at once, naming both issuers.
+    status = StatusListClient(issuer=status_issuer, keys=StaticKeys())
+    with pytest.raises(StatusIssuerMismatchError) as refused:
+        verifier(status=status)
+    assert repr(status_issuer) in str(refused.value) and repr(ISSUER) in str(refused.value)
+    assert isinstance(refused.value, ValueError)  # a configuration error, not a token's fault
+    verifier(status=StatusListClient(issuer=ISSUER, keys=StaticKeys()))  # the same issuer: built
 
 
 async def test_a_verifier_without_a_status_client_ignores_status(server: ListServer) -> None:
