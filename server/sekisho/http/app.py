@@ -30,6 +30,14 @@ from sekisho.signing.keyring import Keyring
 
 JWKS_PATH = "/.well-known/jwks.json"
 METADATA_PATH = "/.well-known/oauth-authorization-server"
+# The JWKS max-age while the keyring is degraded (a failed reload, retried in the background):
+# the set served then may lack a key that did not load, be empty (key states unreadable) or be
+# the last good one kept (KMS unreachable), and under the usual `[tokens] jwks_max_age_seconds`
+# (300 s) an HTTP cache or downstream kept it that long after the keystore recovered (red team
+# session 15, left then). Short rather than no-store: a downstream refetches once the max-age
+# has passed (sekisho.verify at least once a second, on a new connection), and a fleet doing
+# that every second for the whole failure would spend the listener's new-connection budget.
+DEGRADED_JWKS_MAX_AGE_SECONDS = 10
 
 
 def authorization_server_metadata(
@@ -81,12 +89,16 @@ def create_http_app(
     """The HTTP application; paths follow the issuer's own path component."""
     issuer_path = urlsplit(issuer).path.rstrip("/")
     jwks_cache = f"public, max-age={jwks_max_age_seconds}"
+    degraded_max_age = min(jwks_max_age_seconds, DEGRADED_JWKS_MAX_AGE_SECONDS)
+    degraded_jwks_cache = f"public, max-age={degraded_max_age}"
 
     async def jwks(_: web.Request) -> web.Response:
+        # Read with the bytes on the event loop: Keyring._install sets both in one step.
+        degraded = keyring.degraded is not None
         return web.Response(
             body=keyring.jwks_bytes,
             content_type="application/jwk-set+json",
-            headers={"Cache-Control": jwks_cache},
+            headers={"Cache-Control": degraded_jwks_cache if degraded else jwks_cache},
         )
 
     async def server_metadata(_: web.Request) -> web.Response:
