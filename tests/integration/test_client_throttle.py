@@ -3,15 +3,20 @@ against a real Sekisho whose every call is refused by a token bucket."""
 
 import asyncio
 import contextlib
+import math
+import random
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import grpc
 import pytest
+from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho.client import ChannelOptions, RetryPolicy, TokenExchangeClient
 from sekisho.client.errors import ExchangeError, ExchangeUnavailableError, RateLimitedError
 from sekisho.client.throttle import AdaptiveThrottle
+from sekisho.constants import TOKEN_TYPE_ID_JAG
 from sekisho.devidp import DevIdentityProvider
 from sekisho.service import Service, start_service
 from sekisho.signing.filestore import FileKeyStore
@@ -66,12 +71,87 @@ def test_local_rejections_count_as_requests() -> None:
 
 def test_the_window_forgets_old_refusals() -> None:
     clock = Clock()
-    throttle = AdaptiveThrottle(clock, k=2.0, window_seconds=120)
+    throttle = AdaptiveThrottle(clock, k=2.0, window_seconds=5)
     for _ in range(50):
         throttle.refused()
     assert throttle.rejection_probability() > 0.9
-    clock.now += 121
+    clock.now += 5  # one time constant: the counts are 1/e of what they were
+    assert throttle.rejection_probability() == pytest.approx(50 / math.e / (50 / math.e + 1))
+    clock.now += 20  # 50 * e^-5 = 0.34 requests left
+    assert throttle.rejection_probability() < 0.3
+
+
+def test_a_probe_goes_out_each_probe_interval_while_every_call_is_rejected() -> None:
+    clock = Clock()
+    throttle = AdaptiveThrottle(clock, k=2.0, rand=lambda: 0.0, probe_seconds=1.0)
+    for _ in range(50):
+        throttle.refused()
+    assert [throttle.allow() for _ in range(3)] == [False] * 3
+    clock.now += 1.0  # nothing sent for a probe interval: the next call probes the service
+    assert throttle.allow()
+    assert not throttle.allow()  # one probe per interval
+    throttle.refused()  # the probe refused too: still rejecting, until the next probe
+    clock.now += 0.5
+    assert not throttle.allow()
+    clock.now += 0.5
+    assert throttle.allow()
+
+
+def test_the_first_accept_after_a_probe_interval_ends_the_outage() -> None:
+    clock = Clock()
+    throttle = AdaptiveThrottle(clock, k=2.0, rand=lambda: 0.0)
+    for _ in range(500):
+        throttle.refused()
+    clock.now += 1.0
+    assert throttle.allow()  # the probe
+    throttle.accepted()
     assert throttle.rejection_probability() == 0.0
+    assert all(throttle.allow() for _ in range(20))
+    for _ in range(3):  # still overloaded after all: the throttle is back within answers
+        throttle.refused()
+    assert throttle.rejection_probability() > 0
+
+
+def test_accepts_in_a_steady_stream_keep_the_count() -> None:
+    # Under a lasting overload the service accepts some calls every second: none of them is a
+    # recovery, and the throttle keeps rejecting in proportion.
+    clock = Clock()
+    throttle = AdaptiveThrottle(clock, k=2.0, rand=lambda: 0.0)
+    for _ in range(20):
+        clock.now += 0.1
+        throttle.accepted()
+        for _ in range(9):
+            throttle.refused()
+    assert throttle.rejection_probability() > 0.7
+
+
+def _served_per_second(throttle: AdaptiveThrottle, clock: Clock, stall: float) -> list[float]:
+    """A caller at 200 calls a second whose calls are refused for `stall` seconds, then all
+    accepted; the share of its calls sent (and so served) in each second after the stall."""
+    start, sent = clock.now, [0] * 5
+    for n in range(int((stall + len(sent)) * 200)):
+        clock.now = start + n / 200
+        if not throttle.allow():
+            continue
+        if clock.now - start < stall:
+            throttle.refused()
+        else:
+            throttle.accepted()
+            sent[int(clock.now - start - stall)] += 1
+    return [count / 200 for count in sent]
+
+
+@pytest.mark.parametrize("stall", [5.0, 30.0], ids=["5s", "30s"])
+def test_a_stall_at_start_does_not_lock_the_client_out(stall: float) -> None:
+    # Session 15: with the book's 2-minute window the client could send only K times what was
+    # accepted lately, and nothing had been: ~0 calls a second served for minutes after the
+    # service recovered (bench/throttle_recovery.py). Now the first accept ends it.
+    clock = Clock()
+    throttle = AdaptiveThrottle(clock, rand=random.Random(15).random)  # noqa: S311
+    served = _served_per_second(throttle, clock, stall)
+    # The first probe after the recovery goes out within a probe interval (1 s), and from it
+    # on every call is sent.
+    assert served[0] > 0 and served[1:] == [1.0] * 4, served
 
 
 @pytest.fixture
@@ -270,3 +350,78 @@ async def test_calls_beyond_max_in_flight_wait_in_the_client_and_are_not_sent_la
         for call in held:
             with pytest.raises(ExchangeError):
                 await call
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("why", ["throttled", "retry_after"])
+async def test_a_call_failed_without_an_rpc_lets_other_tasks_run(why: str) -> None:
+    """A caller that retries at once after a local rejection must not starve the event loop:
+    without the yield `exchange()` raised without ever suspending, and 1,000 such retries ran
+    in one loop turn, every other task (the answers the throttle waits for among them) waiting."""
+    clock = Clock()  # never moves: no probe falls due, the retry_after never runs out
+    throttle = AdaptiveThrottle(clock, rand=lambda: 0.0)
+    options = ChannelOptions(insecure=True)
+    async with TokenExchangeClient(
+        _closed_port(), channel_options=options, throttle=throttle, clock=clock
+    ) as client:
+        if why == "throttled":
+            for _ in range(10):
+                throttle.refused()
+        else:  # the throttle lets calls out: only the server's retry_after wait refuses them
+            client._not_before = clock.now + 100
+        spin, ran_at = 0, []
+
+        async def other_task() -> None:
+            ran_at.append(spin)
+
+        other = asyncio.create_task(other_task())
+        for spin in range(1000):  # noqa: B007 (read by other_task)
+            with pytest.raises(RateLimitedError):
+                await client.exchange("token", "https://crm-as.example.com")
+        await other
+        assert ran_at == [0]  # it ran during the first failed call, not after the 1,000th
+        assert client.rpc_count == 0
+
+
+def _exchange_response() -> bytes:
+    return pb.ExchangeTokenResponse(
+        access_token="t", issued_token_type=TOKEN_TYPE_ID_JAG, token_type="N_A", expires_in=300
+    ).SerializeToString()
+
+
+@pytest.mark.integration
+async def test_a_caller_is_served_within_a_probe_interval_of_the_service_recovering() -> None:
+    """A stall at start (every call refused for 1.5 s, the caller retrying every millisecond),
+    then the service answers: with the book's 2-minute window the throttle went on rejecting
+    nearly every call for minutes; now the first probe after the recovery (<= 1 s) reopens it."""
+    refusing = True
+
+    async def answer(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        if refusing:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "starting")
+        return _exchange_response()
+
+    outcomes: list[tuple[float, bool]] = []  # (when, served)
+
+    async def caller(client: TokenExchangeClient, until: float) -> None:
+        while time.monotonic() < until:
+            try:
+                await client.exchange("token", "https://crm-as.example.com")
+                outcomes.append((time.monotonic(), True))
+            except ExchangeError:
+                outcomes.append((time.monotonic(), False))
+            await asyncio.sleep(0.001)
+
+    retry = RetryPolicy(max_attempts=1)
+    async with _exchange_server(answer) as target:
+        options = ChannelOptions(insecure=True)
+        async with TokenExchangeClient(target, channel_options=options, retry=retry) as client:
+            running = asyncio.create_task(caller(client, time.monotonic() + 3.5))
+            await asyncio.sleep(1.5)
+            sent_while_refused, recovered = client.rpc_count, time.monotonic()
+            refusing = False
+            await running
+    assert sent_while_refused < 100  # of ~1,000 attempts: the throttle held meanwhile
+    # From a probe interval (1 s) and an answer after the recovery on, every call is served.
+    late = [served for when, served in outcomes if when > recovered + 1.2]
+    assert len(late) > 100 and all(late), (len(late), sum(late))

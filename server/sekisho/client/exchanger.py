@@ -13,7 +13,8 @@
   at once (adaptive LIFO with CoDel);
 - client-side adaptive throttling (throttle.py): when the service keeps refusing (slow_down,
   grpc's REFUSED_STREAM or RESOURCE_EXHAUSTED, or no answer within the deadline), requests are
-  rejected locally in proportion, so a fleet of agents cannot hammer it;
+  rejected locally in proportion, so a fleet of agents cannot hammer it; a call refused
+  without an RPC (throttled, or inside a retry_after) yields to the event loop first;
 - typed errors: ExchangeError subclasses carrying the OAuth reason and step-up/consent metadata;
 - revocation: with `status=StatusListClient(…)`, a cached token whose status list entry is no
   longer VALID (`sekisho revoke`) is dropped and exchanged again (which Sekisho then refuses).
@@ -134,6 +135,14 @@ def _may_pass(error: ExchangeError) -> bool:
     """Whether the refusal says nothing about the request itself (overload, no answer, the
     service unavailable): a refresh that failed so keeps the cached token, still valid."""
     return _overload_refusal(error) or isinstance(error, ExchangeUnavailableError)
+
+
+async def _yield_before_failing_fast() -> None:
+    """Let the event loop run before a call fails without an RPC (throttled locally, inside
+    the server's retry_after). Otherwise `exchange()` raises without ever suspending, and a
+    caller that retries at once spins in one loop turn: no other task runs, not even the
+    answers that would let the throttle recover (session 15)."""
+    await asyncio.sleep(0)
 
 
 class TokenExchangeClient:
@@ -283,6 +292,7 @@ class TokenExchangeClient:
             # The throttle decides whether a call goes out at all; its retries are bounded by
             # the retry policy and the deadline (and each answer still counts).
             if attempt == 0 and not self.throttle.allow():
+                await _yield_before_failing_fast()
                 raise RateLimitedError(
                     "slow_down", "throttled locally: the service is refusing", "RESOURCE_EXHAUSTED"
                 )
@@ -321,6 +331,7 @@ class TokenExchangeClient:
         if wait <= 0:
             return
         if self._clock() + wait >= deadline:
+            await _yield_before_failing_fast()
             raise RateLimitedError(
                 "slow_down",
                 f"retry after {wait:.1f}s (server's retry_after)",
