@@ -60,9 +60,12 @@ def one_run(
 
 def _start_stalled(result: dict[str, Any]) -> bool:
     """No token within the first deadline: the new connection's first calls went unanswered
-    (the service logged nothing; seen in either variant, 1 run in 6-8 on a loaded host), and
-    the SDK's throttle then refuses nearly every call of the run. Not the slots' doing: they
-    refuse nothing early before two answers."""
+    (the service logged nothing; seen in either variant, 1 run in 6-8 on a loaded host). Not
+    the slots' doing: they refuse nothing early before two answers, nor the connection's: it
+    is READY within milliseconds while the server's core runs nothing else either, another
+    bench's load on the same core or the machine stalling (bench/results/first_call.md).
+    Until session 15 the SDK's throttle then refused nearly every call of the run; now it
+    recovers within a second of the first answer, but that second still skews a short run."""
     first = result["first_ok_ms"]
     return first is None or first > overload_sdk.DEADLINE * 1e3
 
