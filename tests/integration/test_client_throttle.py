@@ -125,6 +125,25 @@ def test_accepts_in_a_steady_stream_keep_the_count() -> None:
     assert throttle.rejection_probability() > 0.7
 
 
+def test_a_service_accepting_a_share_gets_no_probes_and_no_forgetting() -> None:
+    # Probes and the end-of-outage rule are for a deep hole (nothing accepted for about a
+    # window). A saturated service accepting a share of a low-rate client's calls is throttled
+    # by the SRE rule alone: with both rules always on, 200 clients at 5 calls a second against
+    # a service taking 100 sent 5.9 calls per accept (each client's probe alone: 200 a second;
+    # bench/throttle_recovery.py), with them in a deep hole only 2.7.
+    clock = Clock()
+    throttle = AdaptiveThrottle(clock, k=2.0, rand=lambda: 0.0)  # rejects whenever p > 0
+    for _ in range(3):
+        throttle.accepted()
+    for _ in range(20):
+        throttle.refused()
+    clock.now += 1.5  # nothing sent for over a probe interval, nothing accepted either
+    assert not throttle.allow()  # no probe: the service is accepting some
+    throttle.accepted()  # an accept after a quiet second is no recovery here
+    assert throttle.rejection_probability() > 0.3
+    assert not throttle.allow()
+
+
 def _served_per_second(throttle: AdaptiveThrottle, clock: Clock, stall: float) -> list[float]:
     """A caller at 200 calls a second whose calls are refused for `stall` seconds, then all
     accepted; the share of its calls sent (and so served) in each second after the stall."""

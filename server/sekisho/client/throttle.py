@@ -9,14 +9,16 @@ starts rejecting new requests locally with probability
 so a fleet of agents stops sending calls that would only be refused, while K > 1 keeps enough
 requests flowing to notice recovery. Locally rejected requests count as requests, as in the book.
 
-"Lately" is a decaying window: both counts fade with time constant `window_seconds` (5 s: the
-same mean age as a 10 s sliding window, go-zero's googleBreaker), not the book's 2 minutes.
-Two rules keep a past outage from locking the client out once the service answers again:
+"Lately" is a decaying window: both counts fade with time constant `window_seconds` (30 s),
+not the book's 2-minute sliding window. Two rules keep a past outage from locking the client out
+once the service answers again; both apply only in a deep hole, when the accepts counted have
+faded below one (nothing accepted for about a window: the service was down or stalled, not
+saturated):
 
 - probes: while calls are being rejected, one is sent anyway when none has gone out for
   `probe_seconds` (1 s, go-zero's forcePassDuration), so the client learns of a recovery
   however high the rejection probability is;
-- an accept after `probe_seconds` without one ends the outage: the refusals and local
+- the first accept after `probe_seconds` without one ends the outage: the refusals and local
   rejections counted so far are forgotten (requests fall to accepts) and every call is sent
   again; if the service is still overloaded its refusals bring the throttle back within a few
   answers.
@@ -26,16 +28,23 @@ times what was accepted over the window, plus one call per window (the +1), so a
 its sending grows by a factor of ~K per window. With the book's 2-minute window, a client whose
 first 5 s were all refused had none of its calls served in the minute after the service
 recovered, at 20, 200 or 5,000 calls a second, and at 20 a second 90 % only after ~11 minutes;
-now 90 % within a second (bench/throttle_recovery.py). The price: a client whose calls are
-accepted less than once a second is throttled less, since each accept then looks like a
-recovery: 200 clients at 5 calls a second against a service taking 100 send 590 a second
-(5.9 per accept) where the 2-minute window sent 200 (2.0); 20 clients at 50 a second against
-200 send 2.15 per accept (2.0).
+now 90 % within a second (bench/throttle_recovery.py). While the service accepts a share (it is
+saturated), neither rule applies and the SRE rule alone throttles: with both rules always on and
+a 5 s window, 200 clients at 5 calls a second against a service taking 100 sent 586 a second
+(5.9 per accept; every client's probe alone is 200 a second) and 100 clients at 2 a second
+against 40 sent 4.0 per accept; now 2.7 and 2.5 (the 2-minute window: 2.0; the +1 of the rule
+lets more through when a client's counts are small).
 """
 
 import math
 import random
 from collections.abc import Callable
+
+# Accepts counted (decayed) below which the client is in a deep hole (nothing accepted for about
+# a window: the service down or stalled), where probes go out and an accept ends the outage.
+# Above it the service is accepting a share (saturated, not down): the SRE rule alone throttles,
+# as a fleet of low-rate clients needs.
+DEEP_HOLE_ACCEPTS = 1.0
 
 
 class AdaptiveThrottle:
@@ -46,7 +55,7 @@ class AdaptiveThrottle:
         clock: Callable[[], float],
         *,
         k: float = 2.0,
-        window_seconds: float = 5.0,
+        window_seconds: float = 30.0,
         probe_seconds: float = 1.0,
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -73,7 +82,8 @@ class AdaptiveThrottle:
         one counts when its answer comes (`accepted` or `refused`), so calls still in flight do
         not look like refusals: a cold client's first burst goes out whole."""
         now = self._clock()
-        if self._rand() < self.rejection_probability() and now - self._last_sent < self._probe:
+        rejected = self._rand() < self.rejection_probability()
+        if rejected and (self._accepts >= DEEP_HOLE_ACCEPTS or now - self._last_sent < self._probe):
             self._requests += 1
             return False
         self._last_sent = now
@@ -82,11 +92,12 @@ class AdaptiveThrottle:
     def accepted(self) -> None:
         """The service answered a sent request (anything but an overload refusal)."""
         self._decay()
+        hole = self._accepts < DEEP_HOLE_ACCEPTS
         self._requests += 1
         self._accepts += 1
         now = self._clock()
-        if now - self._last_accept >= self._probe:
-            self._requests = self._accepts  # the first accept in a while: the outage is over
+        if hole and now - self._last_accept >= self._probe:
+            self._requests = self._accepts  # the first accept after an outage: it is over
         self._last_accept = now
 
     def refused(self) -> None:
