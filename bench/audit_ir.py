@@ -4,7 +4,8 @@ run (bench/stack.py: 1,000 users x 3 audiences, each exchange a cached decision)
 
 Per line: a fresh request id (uuid4 hex, as the gRPC interceptor makes one), a fresh jti and
 `exp`; the decision id one of 3,000 (one per cached decision: user x audience), the subject one
-of 1,000 users, the audience, scope and resource one of the user's 3 of 1,000 downstreams. Every
+of 1,000 users, the audience, granted scope and resource one of the user's 3 of 1,000
+downstreams; no requested scope (the bench's messages name none). Every
 string is a fresh object per line (as parsed from each request), not the same object again.
 `--warm` lines first (the remembered texts reach their steady state), then `--calls` lines
 inside functools.reduce, which callgrind toggles collection on:
@@ -59,7 +60,7 @@ def _lines(
         request = ExchangeRequest(
             subject_token="never logged", subject_token_type=TOKEN_TYPE_ACCESS_TOKEN,  # noqa: S106
             requested_token_type=_fresh(TOKEN_TYPE_ID_JAG), audience=audience,
-            resources=resources, scopes=scopes, caller=caller,
+            resources=(), scopes=(), caller=caller,
         )  # fmt: skip
         subject = VerifiedToken(
             issuer=_fresh(ISSUER), subject=f"user{user}", token_type="access_token",  # noqa: S106

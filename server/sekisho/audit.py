@@ -17,6 +17,8 @@ Authorization §7.4.2). It is pseudonymous, not anonymous: treat the log as pers
 The line is written once per exchange, so it takes the direct path when it can
 (logs.direct_handler: the handler `configure_logging` installed is the only one that would see
 it): the same stamps, scrubbing, format and flushed write as a log record, without building one.
+The fields that change on every line are named (`_FRESH`), so the rest of the line is encoded
+from one remembered text (jsonfields.FieldEncoder.items_of_line), still scrubbed as it always is.
 """
 
 import contextvars
@@ -51,6 +53,13 @@ AUDIT_FIELDS = (
 )
 
 _MAX_SUBJECT_HASHES = 4096
+# What changes from one line to the next (ids, expiry); the rest of a line mostly repeats (the
+# same caller, audience, scopes, resources, token type, kid), and is encoded as one remembered
+# text (jsonfields.FieldEncoder.items_of_line), still scrubbed as it always is.
+_FRESH = {
+    "token_exchanged": frozenset({"decision_id", "request_id", "sub_hash", "jti", "exp"}),
+    "token_rejected": frozenset({"decision_id", "request_id", "sub_hash", "detail"}),
+}
 
 
 class AuditLog:
@@ -149,5 +158,7 @@ def _write(event: str, fields: dict[str, object]) -> None:
     see the record (logs.direct_handler). A record carries scopes and resources as lists, as it
     always has (what another handler or a test reads from it)."""
     handler = direct_handler(log, logging.INFO)
-    if handler is None or not handler.write_event(log.name, logging.INFO, event, fields):
+    if handler is None or not handler.write_event(
+        log.name, logging.INFO, event, fields, _FRESH[event]
+    ):
         log.info(event, extra={k: list(v) if type(v) is tuple else v for k, v in fields.items()})

@@ -82,14 +82,20 @@ class JsonLineFormatter(logging.Formatter):
         fields: dict[str, Any],
         *,
         scrubber: ScrubFilter,
+        fresh: frozenset[str] = frozenset(),
     ) -> str:
         """The line `format` writes for a record of these attributes and extra `fields` once
-        `scrubber` has filtered it (`event` already scrubbed; `fields` may be changed)."""
+        `scrubber` has filtered it (`event` already scrubbed; `fields` may be changed). `fresh`:
+        the fields whose values change from line to line, when the others mostly repeat
+        (jsonfields.FieldEncoder.items_of_line: the same text, made from larger pieces)."""
         if not fields.keys() & _HEAD:
             head = self._heads.get((level, logger, event))
             if head is None:
                 head = self._head_text(level, logger, event)
-            items = self._fields.items(fields, scrubber)
+            if fresh:
+                items = self._fields.items_of_line(fields, scrubber, fresh)
+            else:
+                items = self._fields.items(fields, scrubber)
             if items is not None:  # the time text needs no escape: digits, "-", ":", ",", " "
                 return f'{{"time": "{self._time(created)}", {head}{items}}}'
         scrubber.scrub_fields(fields)
@@ -136,9 +142,11 @@ class TextLineFormatter(logging.Formatter):
         fields: dict[str, Any],
         *,
         scrubber: ScrubFilter,
+        fresh: frozenset[str] = frozenset(),
     ) -> str:
         """The line `format` writes for a record of these attributes and extra `fields` once
-        `scrubber` has filtered it (`event` already scrubbed; `fields` may be changed)."""
+        `scrubber` has filtered it (`event` already scrubbed; `fields` may be changed; `fresh`
+        changes nothing here)."""
         scrubber.scrub_fields(fields)
         record = logging.LogRecord(logger, logging.INFO, "", 0, event, None, None)
         record.created, record.levelname = created, level
@@ -159,6 +167,8 @@ def _text_value(value: Any) -> str:
 class RequestIdFilter(logging.Filter):
     """Stamps each record with the request id of the RPC being served (if any)."""
 
+    FRESH = frozenset({"request_id"})  # what changes from one line to the next
+
     def __init__(self, request_id: contextvars.ContextVar[str]) -> None:
         super().__init__()
         self._request_id = request_id
@@ -177,6 +187,9 @@ class RequestIdFilter(logging.Filter):
 class WorkerFilter(logging.Filter):
     """Stamps each record with the worker number and pid (server.workers > 1), so the lines of
     several processes interleaved on one stderr can be told apart."""
+
+    # Numbers: never part of a remembered line text (jsonfields._keepable), so fresh.
+    FRESH = frozenset({"worker", "pid"})
 
     def __init__(self, worker: int) -> None:
         super().__init__()
@@ -203,13 +216,34 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self, stream: TextIO, wall_time: Callable[[], float] = time.time) -> None:
         super().__init__(stream)
         self._wall_time = wall_time  # what LogRecord.created reads
+        self._fresh: dict[tuple[Any, ...], frozenset[str]] = {}  # _fresh_with_stamps
 
-    def write_event(self, logger: str, level: int, event: str, fields: dict[str, Any]) -> bool:
+    def _fresh_with_stamps(
+        self, fresh: frozenset[str], stamps: list[logging.Filter | Any]
+    ) -> frozenset[str]:
+        """`fresh` and the fields the stamps add, the same object line after line."""
+        key = (fresh, *map(type, stamps))
+        known = self._fresh.get(key)
+        if known is None:
+            if len(self._fresh) >= _MAX_HEADS:
+                self._fresh.clear()
+            known = self._fresh[key] = fresh.union(*(s.FRESH for s in stamps))
+        return known
+
+    def write_event(
+        self,
+        logger: str,
+        level: int,
+        event: str,
+        fields: dict[str, Any],
+        fresh: frozenset[str] = frozenset(),
+    ) -> bool:
         """Write the line `handle` would write for a record of `logger` at `level` with message
         `event` and `extra=fields`: the same stamps and scrubbing, the same formatter, one
-        flushed write (`fields` may be changed). False, having written and changed nothing,
-        unless the filters are stamps then one ScrubFilter (as `configure_logging` installs
-        them) and the formatter is one of this module's (log the record instead)."""
+        flushed write (`fields` may be changed; `fresh`: JsonLineFormatter.format_event's).
+        False, having written and changed nothing, unless the filters are stamps then one
+        ScrubFilter (as `configure_logging` installs them) and the formatter is one of this
+        module's (log the record instead)."""
         formatter, filters = self.formatter, self.filters
         if not isinstance(formatter, (JsonLineFormatter, TextLineFormatter)):
             return False
@@ -225,10 +259,12 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         for each in stamps:  # in their order, as Filterer.filter runs them; the scrubber last
             if isinstance(each, _STAMPS):
                 each.stamp(fields)
+        if fresh and stamps:
+            fresh = self._fresh_with_stamps(fresh, stamps)
         event = scrub_text(event)
         name = logging.getLevelName(level)
         line = formatter.format_event(
-            self._wall_time(), name, logger, event, fields, scrubber=scrubber
+            self._wall_time(), name, logger, event, fields, scrubber=scrubber, fresh=fresh
         )
         with self.lock:  # type: ignore[union-attr]  # as Handler.handle → StreamHandler.emit
             try:
