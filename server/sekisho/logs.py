@@ -4,11 +4,10 @@ the message, every field scrubbed of credentials and bounded (redaction.py).
 Two ways to the same line. Any record goes the stdlib way (Logger → LogRecord → the handler's
 filters → formatter → write). The audit line, written once per exchange, may instead hand its
 fields straight to the handler `configure_logging` installed (`LineHandler.write_event`): the
-same stamps, the same scrubber, the same formatter, without a LogRecord — but only when that
-handler is the one thing a record of the logger would reach (`direct_handler`); with any other
-handler or filter on the way (pytest's caplog, an application's own handler) the event is logged
-the stdlib way. On the event loop such a line is written at the end of the loop iteration, with
-that iteration's other lines, in one write (linebatch.py); off it, at once.
+same stamps, the same scrubber, the same formatter, the same one flushed write, without a
+LogRecord — but only when that handler is the one thing a record of the logger would reach
+(`direct_handler`); with any other handler or filter on the way (pytest's caplog, an
+application's own handler) the event is logged the stdlib way.
 """
 
 import contextvars
@@ -23,7 +22,6 @@ from typing import Any, TextIO
 
 from sekisho.jsonfields import FieldEncoder
 from sekisho.jsontext import json_encoder
-from sekisho.linebatch import LineBatch
 from sekisho.redaction import ScrubFilter, scrub_text
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` or a filter.
@@ -212,33 +210,13 @@ _STAMPS = (RequestIdFilter, WorkerFilter)
 
 class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The handler `configure_logging` installs: one formatted line per record, written and
-    flushed at once (a crash loses no record already logged). `write_event` writes the line of an
-    event without a LogRecord; on the event loop at the end of the loop iteration, with that
-    iteration's other such lines (linebatch.py: in order, whole, before any later line)."""
+    flushed at once (a crash loses no line already logged). `write_event` writes the line of an
+    event without a LogRecord."""
 
     def __init__(self, stream: TextIO, wall_time: Callable[[], float] = time.time) -> None:
         super().__init__(stream)
         self._wall_time = wall_time  # what LogRecord.created reads
-        self._batch = LineBatch(self._write_text, self.lock)  # type: ignore[arg-type]
         self._fresh: dict[tuple[Any, ...], frozenset[str]] = {}  # _fresh_with_stamps
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self._batch.write()  # the lines made before this one first (Handler.handle holds lock)
-        super().emit(record)
-
-    def flush(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
-            self._batch.write()
-        super().flush()
-
-    def setStream(self, stream: TextIO) -> TextIO | None:  # type: ignore[override]
-        with self.lock:  # type: ignore[union-attr]
-            self._batch.write()  # to the stream they were made for
-        return super().setStream(stream)
-
-    def close(self) -> None:
-        self.flush()
-        super().close()
 
     def _fresh_with_stamps(
         self, fresh: frozenset[str], stamps: list[logging.Filter | Any]
@@ -252,16 +230,6 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             known = self._fresh[key] = fresh.union(*(s.FRESH for s in stamps))
         return known
 
-    def _write_text(self, text: str) -> None:
-        """Write and flush `text` (whole lines) with one write, as StreamHandler.emit does."""
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except RecursionError:  # as StreamHandler.emit
-            raise
-        except Exception:
-            self.handleError(logging.makeLogRecord({"name": __name__, "msg": "log_write"}))
-
     def write_event(
         self,
         logger: str,
@@ -271,9 +239,8 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         fresh: frozenset[str] = frozenset(),
     ) -> bool:
         """Write the line `handle` would write for a record of `logger` at `level` with message
-        `event` and `extra=fields`: the same stamps and scrubbing, the same formatter; written
-        and flushed at once, or on the event loop at the end of the iteration (LineBatch)
-        (`fields` may be changed; `fresh`: JsonLineFormatter.format_event's).
+        `event` and `extra=fields`: the same stamps and scrubbing, the same formatter, one
+        flushed write (`fields` may be changed; `fresh`: JsonLineFormatter.format_event's).
         False, having written and changed nothing, unless the filters are stamps then one
         ScrubFilter (as `configure_logging` installs them) and the formatter is one of this
         module's (log the record instead)."""
@@ -300,7 +267,14 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._wall_time(), name, logger, event, fields, scrubber=scrubber, fresh=fresh
         )
         with self.lock:  # type: ignore[union-attr]  # as Handler.handle → StreamHandler.emit
-            self._batch.add(line + self.terminator)
+            try:
+                self.stream.write(line + self.terminator)
+                self.stream.flush()
+            except RecursionError:  # as StreamHandler.emit
+                raise
+            except Exception:
+                record = logging.makeLogRecord({"name": logger, "msg": event, "levelno": level})
+                self.handleError(record)
         return True
 
 
@@ -338,8 +312,6 @@ def configure_logging(
         handler.addFilter(WorkerFilter(worker))
     handler.addFilter(ScrubFilter(_STANDARD_ATTRIBUTES))  # last: sees every field
     root = logging.getLogger()
-    for replaced in root.handlers:
-        replaced.flush()  # a LineHandler's batched lines
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Neither format prints the caller's file/line, thread or process name: skip collecting them

@@ -98,11 +98,6 @@ def _worker_main(settings: Settings, index: int, report: Connection, supervisor_
         with contextlib.suppress(OSError):
             report.send((FAILED, f"{type(exc).__name__}: {exc}"))
         sys.exit(EXIT_START_FAILED)
-    finally:
-        # multiprocessing ends a worker with os._exit, without logging.shutdown: the audit lines
-        # of the last loop iteration (logs.LineHandler's batch) are written here.
-        for handler in logging.getLogger().handlers:
-            handler.flush()
 
 
 @dataclass
