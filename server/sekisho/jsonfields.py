@@ -201,7 +201,9 @@ class FieldEncoder:
     ) -> list[str]:
         """The texts between the fresh fields (each field's text as `_items` makes it), and
         remembered when every other value may be (`_keepable`) and the line was met before."""
-        between, keep, run = [], True, []
+        between: list[str] = []
+        run: list[str] = []
+        keep = True
         for position, name in enumerate(shape.names):
             if position in shape.fresh_positions:
                 between += ("".join(run), "")

@@ -218,10 +218,9 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._wall_time = wall_time  # what LogRecord.created reads
         self._fresh: dict[tuple[Any, ...], frozenset[str]] = {}  # _fresh_with_stamps
 
-    def _fresh_with_stamps(
-        self, fresh: frozenset[str], stamps: list[logging.Filter | Any]
-    ) -> frozenset[str]:
-        """`fresh` and the fields the stamps add, the same object line after line."""
+    def _fresh_with_stamps(self, fresh: frozenset[str], stamps: list[Any]) -> frozenset[str]:
+        """`fresh` and the fields the stamps (each one of _STAMPS) add, the same object line
+        after line."""
         key = (fresh, *map(type, stamps))
         known = self._fresh.get(key)
         if known is None:
