@@ -12,8 +12,9 @@ $AUDIT_VARIANT; every variant but `line` changes only what LineHandler does with
 - `batch`: formatted, kept in a list; the first line of a loop iteration schedules one
   `loop.call_soon` that writes them all with one os.write at the end of the iteration (the
   experiment before linebatch.py: no PIPE_BUF bound).
-- `nobatch`: the code as it is but each line written at once (linebatch.LineBatch.add writes
-  instead of batching): what the batch saves.
+- `nobatch`: with the LineBatch experiment checked out (the commit "experiment (reverted
+  next)" of session 15: linebatch.py), each line written at once instead of batched: what the
+  batch saved (nothing measurable: bench/results/audit_session15.md).
 """
 
 import asyncio
@@ -111,7 +112,7 @@ def _at_once(self, text: str) -> None:  # type: ignore[no-untyped-def]
 
 
 if VARIANT == "nobatch":
-    from sekisho import linebatch
+    from sekisho import linebatch  # type: ignore[attr-defined]  # the experiment's checkout only
 
     linebatch.LineBatch.add = _at_once  # type: ignore[method-assign]
 logs.LineHandler.__init__ = _init  # type: ignore[method-assign]
