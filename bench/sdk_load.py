@@ -30,6 +30,7 @@ import uvloop
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.client import ChannelOptions, ExchangeError, RateLimitedError, TokenExchangeClient
 from sekisho.client.slots import CallSlots
+from sekisho.client.throttle import AdaptiveThrottle
 
 LOCAL = ("throttled locally", "retry after")
 STUCK_AFTER = 10.0
@@ -38,6 +39,8 @@ SLOTS = 16  # TokenExchangeClient's default max_in_flight
 
 def _client(target: str, spec: dict[str, Any]) -> TokenExchangeClient:
     client = TokenExchangeClient(target, channel_options=ChannelOptions(insecure=True))
+    if "throttle" in spec:  # AdaptiveThrottle keyword arguments, for side-by-side runs
+        client.throttle = AdaptiveThrottle(time.monotonic, **spec["throttle"])
     if not spec.get("early_refusal", True):
         client._slots = CallSlots(SLOTS, time.monotonic, early_refusal=False)
     # One connection per caller, as separate agent processes would have (grpc shares one

@@ -72,8 +72,8 @@ class Session14Throttle:
 Make = Callable[[Callable[[], float], Callable[[], float]], Throttle]
 VARIANTS: dict[str, Make] = {
     "session 14 (120 s window)": Session14Throttle,
-    "session 15 (30 s decay; probes, recovery in a deep hole)": lambda clock, rand: (
-        AdaptiveThrottle(clock, rand=rand)
+    "session 15 (5 s decay; probes, recovery in a deep hole)": lambda clock, rand: AdaptiveThrottle(
+        clock, rand=rand
     ),
 }
 
