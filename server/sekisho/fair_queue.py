@@ -16,10 +16,11 @@ flooding flow took every other slot whenever one polite flow was waiting, so pol
 whose traffic together came to half the worker's capacity queued behind each other and the
 flood (bench/results/polite_session15.md: their wait for a slot was ~5 ms median, 15-27 ms p99,
 beside one caller at 5x the capacity). A new flow goes to the back of the round after its first
-turn, even if its queue is then empty, and is forgotten only when the round reaches it empty, so
-a flow that refills the moment it is served is not new again: only a flow that stayed idle for a
-whole round is. Nothing else changes: which waiters are queued before a given one is the same or
-fewer, so the predicted position below is still never less than the real one.
+turn, and so does a flow of the round, even if its queue is then empty; either is forgotten only
+when the round reaches it empty, so a flow that refills the moment it is served is not new again:
+only a flow that stayed idle for a whole round is. Nothing else changes: which waiters are
+queued before a given one is the same or fewer, so the predicted position below is still
+never less than the real one.
 
 The predicted position sums, over the other flows (and the flow's other users), each one's
 queue length capped at a bound: it is computed from counts of queues by length, not by walking
@@ -155,10 +156,10 @@ class FairQueue:
         while True:
             if self._new:
                 flow, _ = self._new.popitem(last=False)
-                entry, new = self._flows[flow], True
+                entry = self._flows[flow]
                 break
             flow = next(iter(self._round))
-            entry, new = self._flows[flow], False
+            entry = self._flows[flow]
             if entry.length:
                 break
             del self._round[flow], self._flows[flow]  # empty for a whole round: forgotten
@@ -172,12 +173,11 @@ class FairQueue:
             entry.users.move_to_end(user)
         else:
             del entry.users[user]
-        if new:
-            self._round[flow] = None  # to the back of the round, empty or not
-        elif entry.length:
-            self._round.move_to_end(flow)
-        else:
-            del self._round[flow], self._flows[flow]
+        # To the back of the round, empty or not. A flow in the round forgotten as its last
+        # waiter was served was new at its next call: one call at a time got a round turn and
+        # a new turn per round, twice a backlogged flow's share (red team session 15b).
+        self._round[flow] = None
+        self._round.move_to_end(flow)
         return waiter
 
     def remove(self, waiter: Waiter) -> None:

@@ -253,3 +253,39 @@ def test_every_queued_waiter_is_served_once_whatever_the_order(ops: list[Any]) -
         assert queue.pop() is None and not queue._flows
     finally:
         loop.close()
+
+
+def _backlogged_share(queue: FairQueue, loop: asyncio.AbstractEventLoop, act: Any) -> Counter[str]:
+    """200 turns with flows "b" and "c" always backlogged; `act(waiter)` runs after each turn
+    (the flow under test pushing and removing its waiters). Turns served, by flow."""
+    served: Counter[str] = Counter()
+    act(None)
+    for _ in range(200):
+        for flow in "bc":
+            while queue.flow_length(flow) < 5:
+                queue.push(_waiter(loop, flow, "u"))
+        waiter = queue.pop()
+        assert waiter is not None
+        served[waiter.flow] += 1
+        act(waiter)
+    return served
+
+
+def test_a_flow_that_refills_as_its_last_waiter_is_served_is_not_new_again() -> None:
+    """Red team session 15b: a flow in the round whose last waiter was served was forgotten at
+    once, so a caller with one call at a time (resent as each is answered) was new every other
+    turn: its round turn, then a new turn, twice the turns of each backlogged flow (100 of 200
+    against 50 and 50). It goes to the back of the round, empty, and is new again only when
+    the round reaches it still empty (FQ-CoDel's old flows, RFC 8290 §4.2)."""
+    loop = asyncio.new_event_loop()
+    try:
+        queue = FairQueue()
+
+        def one_at_a_time(served: Waiter | None) -> None:
+            if served is None or served.flow == "a":
+                queue.push(_waiter(loop, "a", "u"))
+
+        served = _backlogged_share(queue, loop, one_at_a_time)
+        assert served["a"] <= served["b"] + 1, served
+    finally:
+        loop.close()
