@@ -101,7 +101,8 @@ class FairQueue:
     def __init__(self) -> None:
         # flow → its waiters. Not an LruMap: this is a queue, not a cache. Nothing is ever
         # evicted (a full queue refuses, admission.py); a flow is forgotten when the round
-        # reaches it empty, when its last waiter is removed, or when nothing is queued at all.
+        # reaches it empty, when its last waiter is removed before its first turn, or when
+        # nothing is queued at all.
         self._flows: dict[str, _Flow] = {}
         # Turn orders (keys of _flows): new flows, served first in arrival order, then the
         # round; a flow in the round moves to its back when served.
@@ -193,7 +194,9 @@ class FairQueue:
         self._length -= 1
         if not queue:
             del entry.users[waiter.user]
-        if not entry.length:
-            del self._flows[waiter.flow]
-            self._new.pop(waiter.flow, None)
-            self._round.pop(waiter.flow, None)
+        if not entry.length and waiter.flow in self._new:
+            # Not served yet: forgotten, and new again only at the back of the new flows. A flow
+            # that had its turn stays in the round, empty, until the round reaches it: forgotten
+            # here, a caller that sent, cancelled and resent after each turn was new every time
+            # and took every turn before the backlogged flows (red team session 15b).
+            del self._flows[waiter.flow], self._new[waiter.flow]

@@ -271,6 +271,28 @@ def _backlogged_share(queue: FairQueue, loop: asyncio.AbstractEventLoop, act: An
     return served
 
 
+def test_cancelling_and_resending_does_not_make_a_flow_new_again() -> None:
+    """Red team session 15b: remove() forgot a flow as its last waiter left, so a caller that,
+    after each turn, sent a call, cancelled it and sent another was a new flow every time and
+    went before every backlogged flow: 198 of 200 turns, the backlogged callers 1 each (their
+    calls then overstayed). A flow that had its turn stays in the round until the round reaches
+    it empty, whatever was removed meanwhile."""
+    loop = asyncio.new_event_loop()
+    try:
+        queue = FairQueue()
+
+        def cancel_and_resend(served: Waiter | None) -> None:
+            if served is None or served.flow == "a":
+                queue.push(cancelled := _waiter(loop, "a", "u"))
+                queue.remove(cancelled)
+                queue.push(_waiter(loop, "a", "u"))
+
+        served = _backlogged_share(queue, loop, cancel_and_resend)
+        assert served["a"] <= served["b"] + 1, served
+    finally:
+        loop.close()
+
+
 def test_a_flow_that_refills_as_its_last_waiter_is_served_is_not_new_again() -> None:
     """Red team session 15b: a flow in the round whose last waiter was served was forgotten at
     once, so a caller with one call at a time (resent as each is answered) was new every other
