@@ -94,7 +94,8 @@ class Admission:
             maximum=self._policy.max_concurrency,
             tolerance=self._policy.latency_tolerance,
         )
-        self._queue = FairQueue()
+        # New-flow turns for at most as many flows as exchanges may wait (fair_queue.py).
+        self._queue = FairQueue(max_flows=max(1, self._policy.max_queue))
         self._standing = StandingQueue(self._policy.max_queue_delay)
         self._in_flight = 0
         self.shed: Counter[str] = Counter()  # refusals by reason, for /metrics

@@ -18,9 +18,11 @@ flood (bench/results/polite_session15.md: their wait for a slot was ~5 ms median
 beside one caller at 5x the capacity). A new flow goes to the back of the round after its first
 turn, and so does a flow of the round, even if its queue is then empty; either is forgotten only
 when the round reaches it empty, so a flow that refills the moment it is served is not new again:
-only a flow that stayed idle for a whole round is. Nothing else changes: which waiters are
-queued before a given one is the same or fewer, so the predicted position below is still
-never less than the real one.
+only a flow that stayed idle for a whole round is, and only while at most max_flows flows are
+known (queued or lingering; admission's max_queue): beyond, an arriving flow joins the round, so
+a stream of fresh flows (a connection per call) can neither stop the round nor pile up lingering
+flows. Nothing else changes: which waiters are queued before a given one is the same or fewer,
+so the predicted position below is still never less than the real one.
 
 The predicted position sums, over the other flows (and the flow's other users), each one's
 queue length capped at a bound: it is computed from counts of queues by length, not by walking
@@ -98,7 +100,11 @@ class _Flow:
 class FairQueue:
     """Per-flow, then per-user, FIFOs: new flows first, then the round of the others."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_flows: int = 1024) -> None:
+        # A flow is new only while at most max_flows are known (queued or lingering); beyond, it
+        # joins the round. A stream of fresh flows (an anonymous caller opening a connection per
+        # call) kept the round from turning and piled up lingering flows (red team session 15b).
+        self._max_flows = max_flows
         # flow → its waiters. Not an LruMap: this is a queue, not a cache. Nothing is ever
         # evicted (a full queue refuses, admission.py); a flow is forgotten when the round
         # reaches it empty, when its last waiter is removed before its first turn, or when
@@ -135,7 +141,8 @@ class FairQueue:
         entry = self._flows.get(waiter.flow)
         if entry is None:
             entry = self._flows[waiter.flow] = _Flow()
-            self._new[waiter.flow] = None
+            turns = self._new if len(self._flows) <= self._max_flows else self._round
+            turns[waiter.flow] = None
         queue = entry.users.get(waiter.user)
         if queue is None:
             queue = entry.users[waiter.user] = deque()

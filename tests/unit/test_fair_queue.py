@@ -311,3 +311,30 @@ def test_a_flow_that_refills_as_its_last_waiter_is_served_is_not_new_again() -> 
         assert served["a"] <= served["b"] + 1, served
     finally:
         loop.close()
+
+
+def test_a_stream_of_fresh_flows_neither_piles_up_lingering_flows_nor_stops_the_round() -> None:
+    """Red team session 15b: a fresh flow per turn (an anonymous caller opening a connection
+    per call) was new every time, so the round never turned: the backlogged flow got 1 turn
+    of 20,000, and each served flow lingered in the round (~830 bytes), 20,000 of them, all
+    walked by the one pop that finally reached them (100,000: 59 ms of event loop). A flow is
+    new only while at most max_flows flows are known; beyond, it joins the round: here at most
+    247 known and the backlogged flow served 215 times, as plain round robin would."""
+    loop = asyncio.new_event_loop()
+    try:
+        queue = FairQueue(max_flows=64)
+        served: Counter[str] = Counter()
+        most_known = 0
+        for turn in range(20_000):
+            while queue.flow_length("gateway") < 5:
+                queue.push(_waiter(loop, "gateway", "u"))
+            if len(queue) < 128:  # admission's max_queue
+                queue.push(_waiter(loop, f"conn-{turn}", "t"))
+            waiter = queue.pop()
+            assert waiter is not None
+            served["gateway" if waiter.flow == "gateway" else "conn"] += 1
+            most_known = max(most_known, len(queue._flows))
+        assert most_known <= 128 + 2 * 64, most_known
+        assert served["gateway"] >= 20_000 / 128, served
+    finally:
+        loop.close()
