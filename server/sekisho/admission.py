@@ -209,7 +209,7 @@ class Admission:
         if self._queue.flow_length(flow) >= policy.max_queue_per_caller:
             self._refuse("caller_queue_full", "this caller's queue is full", 1.0)
         interval = self.limit.mean_rtt / max(1, self.limit.slots)
-        wait = (self._queue.position(flow, user) + 1) * interval
+        wait = (self._queue.expected_position(flow, user) + 1) * interval
         if now + wait + self.limit.mean_rtt > deadline:
             self._refuse("deadline", f"predicted finish {wait:.3f}s after the deadline", wait)
         if wait > (target := self._target(now, deadline)):

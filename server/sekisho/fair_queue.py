@@ -21,8 +21,10 @@ when the round reaches it empty, so a flow that refills the moment it is served 
 only a flow that stayed idle for a whole round is, and only while at most max_flows flows are
 known (queued or lingering; admission's max_queue): beyond, an arriving flow joins the round, so
 a stream of fresh flows (a connection per call) can neither stop the round nor pile up lingering
-flows. Nothing else changes: which waiters are queued before a given one is the same or fewer,
-so the predicted position below is still never less than the real one.
+flows. The waiters queued before a given one are the same or fewer, so the position below is
+still never less than theirs; but new flows arriving later go before a waiter of the round too,
+which expected_position() estimates from the share of recent turns they took (red team session
+15b: beside polite callers taking half the turns, a gateway waited twice its position).
 
 The predicted position sums, over the other flows (and the flow's other users), each one's
 queue length capped at a bound: it is computed from counts of queues by length, not by walking
@@ -33,8 +35,14 @@ them queued (red team session 12).
 """
 
 import asyncio
+import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+
+# The turns the share of new flows is averaged over, and the most of it counted (a waiter of the
+# round then expects at most ten times its position).
+NEW_SHARE_TURNS = 64
+_MAX_NEW_SHARE = 0.9
 
 
 # eq=False: a waiter is itself, compared by identity. remove() finds it in its user's FIFO (up
@@ -116,6 +124,8 @@ class FairQueue:
         self._round: OrderedDict[str, None] = OrderedDict()
         self._flow_lengths = _Lengths()
         self._length = 0
+        # The share of recent turns new flows took (a moving average over ~NEW_SHARE_TURNS).
+        self._new_share = 0.0
 
     def __len__(self) -> int:
         return self._length
@@ -136,6 +146,19 @@ class FairQueue:
         # Every flow's min(length, own + 1), less this flow's own.
         others = self._flow_lengths.capped_sum(own + 1) - min(entry.length if entry else 0, own + 1)
         return own + others
+
+    def expected_position(self, flow: str, user: str | None = None) -> int:
+        """position(), stretched by the new flows expected to go ahead meanwhile: for a waiter
+        that will wait in the round, at the share of recent turns new flows took (new flows
+        arriving after it still go first: beside polite callers taking half the turns, a
+        backlogged gateway waited twice its position, then was refused as overstayed; red team
+        session 15b). An estimate, no longer a bound; a waiter that will be a new flow's first
+        waits behind the new flows already queued only, and its position is unchanged."""
+        position = self.position(flow, user)
+        if flow not in self._flows and len(self._flows) < self._max_flows:
+            return position
+        share = min(self._new_share, _MAX_NEW_SHARE)
+        return position + math.ceil(position * share / (1 - share))
 
     def push(self, waiter: Waiter) -> None:
         entry = self._flows.get(waiter.flow)
@@ -165,10 +188,12 @@ class FairQueue:
             if self._new:
                 flow, _ = self._new.popitem(last=False)
                 entry = self._flows[flow]
+                self._new_share += (1 - self._new_share) / NEW_SHARE_TURNS
                 break
             flow = next(iter(self._round))
             entry = self._flows[flow]
             if entry.length:
+                self._new_share -= self._new_share / NEW_SHARE_TURNS
                 break
             del self._round[flow], self._flows[flow]  # empty for a whole round: forgotten
         user, queue = next(iter(entry.users.items()))
