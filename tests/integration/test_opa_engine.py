@@ -419,6 +419,31 @@ async def test_manage_false_a_new_bundle_in_opa_flushes_the_caches(tmp_path: Pat
         server.stop()
 
 
+@pytest.mark.parametrize("revision", ["", "r1"], ids=["no-revision", "revision"])
+async def test_manage_false_an_unversioned_bundle_is_logged_as_unfollowable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, revision: str
+) -> None:
+    """Red team session 15b: OPA records a bundle by its manifest revision and download ETag
+    only; a bundle with neither (a folder without a `.manifest` revision under `--watch`, a
+    bundle server sending no ETag) reads the same whatever it holds, so a deny-list entry it
+    gains never flushed the caches (a grant cached for 600 s outlived it). Sekisho cannot tell
+    such a bundle changed; it says so, once, rather than appear to follow it."""
+    root = write_module(tmp_path / "bundle", DENYLISTED)
+    write_bundle(root, revision, [])
+    server = OpaServer(tmp_path / "opa.log", bundle=root).start()
+    engine = opa_engine(server.url, Path("unused"), manage=False)
+    try:
+        with caplog.at_level(logging.WARNING):
+            await engine.start()
+            assert await engine.check()
+            assert await engine.check()
+        warned = [r for r in caplog.records if r.getMessage() == "opa_bundle_unversioned"]
+        assert len(warned) == (0 if revision else 1)
+    finally:
+        await engine.close()
+        server.stop()
+
+
 # Each `now` selects one way a decision goes wrong; the self-test input (now 0) gets a clean deny.
 TRAPS = (
     HEADER

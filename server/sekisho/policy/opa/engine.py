@@ -289,13 +289,23 @@ class OpaPolicyEngine:
         if self._manage:
             return
         try:
-            held = json.dumps(await self._supervisor_api.bundles(), sort_keys=True)
+            record = await self._supervisor_api.bundles()
         except (OpaEvaluationError, OpaUnavailableError):
             return
-        if self._bundles is not None and held != self._bundles:
+        held = json.dumps(record, sort_keys=True)
+        if held == self._bundles:
+            return
+        if self._bundles is not None:
             log.info("opa_bundle_changed", extra={"url": self._api.url})
             self._policy_activated()
         self._bundles = held
+        if unversioned := _unversioned_bundles(record):
+            # OPA's record of such a bundle reads the same whatever it holds: its changes are
+            # not seen here, and cached grants wait out their cache_ttl_seconds (red team
+            # session 15b). Logged when the record changes, not every check.
+            log.warning(
+                "opa_bundle_unversioned", extra={"url": self._api.url, "bundles": unversioned}
+            )
 
     def _policy_activated(self) -> None:
         for listener in self._activated:
@@ -355,3 +365,19 @@ class OpaPolicyEngine:
 def _invalid(error: str, decision_id: str) -> Decision:
     log.error("policy_decision_invalid", extra={"decision_id": decision_id, "error": error})
     return Decision(allow=False, reason="invalid policy decision", decision_id=decision_id)
+
+
+def _unversioned_bundles(record: object) -> list[str]:
+    """The bundles in OPA's record (`data.system.bundles`) with neither a manifest revision nor
+    a download ETag: a folder without a `.manifest` revision, a server that sends no ETag."""
+    if not isinstance(record, dict):
+        return []
+    return sorted(name for name, bundle in record.items() if not _versioned(bundle))
+
+
+def _versioned(bundle: object) -> bool:
+    if not isinstance(bundle, dict):
+        return True  # not a bundle record this knows: nothing to say about it
+    manifest = bundle.get("manifest")
+    revision = manifest.get("revision") if isinstance(manifest, dict) else None
+    return bool(bundle.get("etag") or revision)
