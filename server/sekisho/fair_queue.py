@@ -139,8 +139,9 @@ class FairQueue:
         turns before it (its user's waiters, and up to as many again and one of each other
         user's), plus up to that many turns and one of every other flow. `user` None: the
         position of a user with nothing queued, a lower bound for any user of the flow. An
-        upper bound of the real position once new flows go first: a new flow takes one turn
-        ahead, then waits its turn in the round, behind the flows already there."""
+        upper bound of the waiters queued now that go first (a new flow takes one turn ahead,
+        then waits its turn in the round, behind the flows already there); new flows arriving
+        later go first too, which expected_position() adds."""
         entry = self._flows.get(flow)
         own = entry.turns_before(user) if entry else 0
         # Every flow's min(length, own + 1), less this flow's own.
