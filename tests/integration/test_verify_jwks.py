@@ -220,7 +220,19 @@ def test_max_age_parsing(header: str, seconds: float) -> None:
 
 @pytest.mark.parametrize(
     ("header", "seconds"),
-    [("", 0.0), ("290", 290.0), (" 7 ", 7.0), ("-5", 0.0), ("1e3", 0.0), ("12, 13", 0.0)],
+    [
+        ("", 0.0),
+        ("290", 290.0),
+        (" 7 ", 7.0),
+        ("-5", 0.0),
+        ("1e3", 0.0),
+        ("12, 13", 0.0),
+        # RFC 9111 §1.2.2: a delta-seconds too large to represent is 2^31, never ignored (red
+        # team session 15b: eleven digits read as no Age, so the copy was as young as its iat).
+        ("99999999999", 2147483648.0),
+        ("123456789012345678901234567890", 2147483648.0),
+        ("\uff15", 0.0),  # a fullwidth digit is not delta-seconds (DIGIT is ASCII, RFC 5234)
+    ],
 )
 def test_age_parsing(header: str, seconds: float) -> None:
     assert age_seconds(header) == seconds

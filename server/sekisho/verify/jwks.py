@@ -47,7 +47,9 @@ from sekisho.verify.jwk_set import PublicJwk, parse_jwks
 log = logging.getLogger(__name__)
 
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*(\d+)", re.IGNORECASE)
-_AGE = re.compile(r"\s*(\d{1,10})\s*")
+_AGE = re.compile(r"\s*([0-9]+)\s*")
+# RFC 9111 §1.2.2: a delta-seconds greater than a cache can represent is taken as 2^31.
+_MAX_DELTA_SECONDS = 2**31
 # The least time a downstream holds a fetched set, whatever its max-age. With `no-store` or
 # `max-age=0` (`[tokens] jwks_max_age_seconds = 0`, or a proxy's header) the set expired as the
 # clock moved past the fetch: every verification fetched it (a new connection each, before the
@@ -77,7 +79,12 @@ def age_seconds(age: str) -> float:
     serves near the end of its max-age was otherwise held for a whole max-age more, twice the
     bound the publisher set (red team session 14)."""
     match = _AGE.fullmatch(age)
-    return float(match.group(1)) if match else 0.0
+    if match is None:
+        return 0.0
+    digits = match.group(1).lstrip("0") or "0"
+    # Over ten digits it is over 2^31 (and int() refuses over 4,300): taken as 2^31, not
+    # ignored, which made the copy as young as its `iat` (red team session 15b).
+    return float(min(int(digits), _MAX_DELTA_SECONDS) if len(digits) <= 10 else _MAX_DELTA_SECONDS)
 
 
 def fresh_seconds(lifetime: float, age: float) -> float:
