@@ -89,12 +89,13 @@ class _Lengths:
 class _Flow:
     """One flow's waiters: a FIFO per user, the users in round-robin order (next first)."""
 
-    __slots__ = ("length", "user_lengths", "users")
+    __slots__ = ("length", "served", "user_lengths", "users")
 
     def __init__(self) -> None:
         self.users: OrderedDict[str, deque[Waiter]] = OrderedDict()
         self.user_lengths = _Lengths()
         self.length = 0
+        self.served = False  # had a turn: lingers in the round when empty
 
     def turns_before(self, user: str | None) -> int:
         """This flow's turns taken before one more waiter of `user` is served: all of that
@@ -197,6 +198,7 @@ class FairQueue:
                 self._new_share -= self._new_share / NEW_SHARE_TURNS
                 break
             del self._round[flow], self._flows[flow]  # empty for a whole round: forgotten
+        entry.served = True
         user, queue = next(iter(entry.users.items()))
         waiter = queue.popleft()
         entry.user_lengths.moved(len(queue) + 1, len(queue))
@@ -227,9 +229,11 @@ class FairQueue:
         self._length -= 1
         if not queue:
             del entry.users[waiter.user]
-        if not entry.length and waiter.flow in self._new:
-            # Not served yet: forgotten, and new again only at the back of the new flows. A flow
-            # that had its turn stays in the round, empty, until the round reaches it: forgotten
+        if not entry.length and not entry.served:
+            # Not served yet: forgotten, and arriving again it queues at the back. A flow that
+            # had its turn stays in the round, empty, until the round reaches it: forgotten
             # here, a caller that sent, cancelled and resent after each turn was new every time
             # and took every turn before the backlogged flows (red team session 15b).
-            del self._flows[waiter.flow], self._new[waiter.flow]
+            del self._flows[waiter.flow]
+            self._new.pop(waiter.flow, None)
+            self._round.pop(waiter.flow, None)

@@ -372,3 +372,20 @@ def test_the_expected_position_counts_the_new_flows_that_will_go_ahead() -> None
         assert ratios[-1] <= 1.5, ratios[-1]
     finally:
         loop.close()
+
+
+def test_a_flow_cancelled_before_its_first_turn_is_forgotten_beyond_the_cap_too() -> None:
+    """A flow beyond max_flows joins the round; one whose calls are all cancelled before its
+    first turn had nothing to linger for: kept, a stream of connections each sending and
+    cancelling one call left an empty flow in the round per call, not per turn."""
+    loop = asyncio.new_event_loop()
+    try:
+        queue = FairQueue(max_flows=4)
+        for flow in ("a", "b", "c", "d"):
+            queue.push(_waiter(loop, flow, "u"))
+        for i in range(1_000):
+            queue.push(gone := _waiter(loop, f"conn-{i}", "t"))
+            queue.remove(gone)
+        assert len(queue._flows) == 4
+    finally:
+        loop.close()
