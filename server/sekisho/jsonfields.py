@@ -222,11 +222,7 @@ class FieldEncoder:
 
     def _remember_line(self, key: tuple["_Shape", Any], between: list[str]) -> None:
         """As `_remember`, for the texts between a line's fresh fields."""
-        marker = hash(key)
-        if marker not in self._seen:
-            if len(self._seen) >= _MAX_REMEMBERED:
-                self._seen.clear()
-            self._seen.add(marker)
+        if self._first_meeting(hash(key)):
             return
         others = key[1]
         size = _ENTRY_BYTES + sum(map(getsizeof, between)) + getsizeof(others)
@@ -238,14 +234,20 @@ class FieldEncoder:
         self._lines[key] = between
         self._lines_size += size
 
+    def _first_meeting(self, marker: int) -> bool:
+        """Whether `marker` (a pair's or a line's hash) is met for the first time; then it is
+        noted (at most _MAX_REMEMBERED markers), and its text is remembered at the next."""
+        if marker in self._seen:
+            return False
+        if len(self._seen) >= _MAX_REMEMBERED:
+            self._seen.clear()
+        self._seen.add(marker)
+        return True
+
     def _remember(self, item: tuple[str, Any], text: str) -> None:
         """Remember `text` for `item` if it was met before, else note that it was met. A hash
         collision only remembers a pair at its first meeting: the text is keyed by the pair."""
-        key = hash(item)
-        if key not in self._seen:
-            if len(self._seen) >= _MAX_REMEMBERED:
-                self._seen.clear()
-            self._seen.add(key)
+        if self._first_meeting(hash(item)):
             return
         if item in self._texts:  # met again field by field (a line with an unhashable value)
             return
