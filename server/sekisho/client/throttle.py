@@ -24,17 +24,15 @@ about a window: the service was down or stalled, not saturated):
   answers.
 
 Without them the SRE rule recovers slowly from a deep hole: the client may send only about K
-times what was accepted over the window, plus one call per window (the +1), so after a stall
-its sending grows by a factor of ~K per window. With the book's 2-minute window, a client whose
-first 5 s were all refused had none of its calls served in the minute after the service
-recovered, at 20, 200 or 5,000 calls a second, and at 20 a second 90 % only after ~11 minutes;
-now 90 % within a second (bench/throttle_recovery.py). While the service accepts a share (it is
-saturated), neither rule applies and the SRE rule alone throttles: with both rules always on,
-200 clients at 5 calls a second against a service taking 100 sent 586 a second (5.9 per accept;
-every client's probe alone is 200 a second) and 100 clients at 2 a second against 40 sent 4.0
-per accept; with them in a deep hole only, 3.9 and 3.3 (the 2-minute window: 2.0; with small
-counts the rule's +1 lets more through: a 30 s window gave 2.7 and 2.5 but, in one of two SDK
-load rounds, locked a client out for seconds after a collapse; bench/results/throttle_recovery.md).
+times what was accepted over the window, plus one call per window (the +1), so after a stall its
+sending grows by a factor of ~K per window (the book's window served none of a client's calls in
+the minute after a 5 s stall; these rules, 90 % within a second). They apply only in a deep hole
+because, while the service accepts a share (saturated, not down), every client's probe and every
+accept read as a recovery let a fleet of low-rate clients send up to three times the calls per
+accept the SRE rule alone does. The window is 5 s, not longer: a longer one lets fewer calls
+through per accept, but in one of two rounds against a real server left clients rejecting
+locally for seconds after a collapse.
+The numbers, the model and the A/B runs behind each of these: bench/results/throttle_recovery.md.
 """
 
 import math
