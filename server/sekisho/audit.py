@@ -23,6 +23,7 @@ from one remembered text (jsonfields.FieldEncoder.items_of_line), still scrubbed
 
 import contextvars
 import logging
+from collections.abc import Mapping
 
 from sekisho.errors import ServiceError
 from sekisho.identifiers import subject_hash
@@ -56,7 +57,7 @@ _MAX_SUBJECT_HASHES = 4096
 # What changes from one line to the next (ids, expiry); the rest of a line mostly repeats (the
 # same caller, audience, scopes, resources, token type, kid), and is encoded as one remembered
 # text (jsonfields.FieldEncoder.items_of_line), still scrubbed as it always is.
-_FRESH = {
+_FRESH: Mapping[str, frozenset[str]] = {
     "token_exchanged": frozenset({"decision_id", "request_id", "sub_hash", "jti", "exp"}),
     "token_rejected": frozenset({"decision_id", "request_id", "sub_hash", "detail"}),
 }

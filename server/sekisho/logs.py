@@ -32,6 +32,7 @@ _STANDARD_ATTRIBUTES = frozenset(
 
 _HEAD = frozenset({"time", "level", "logger", "event"})  # a field of that name replaces it
 _MAX_HEADS = 256
+_MAX_FRESH_SETS = 256  # LineHandler._fresh_with_stamps: a few per event kind and stamps
 
 
 class JsonLineFormatter(logging.Formatter):
@@ -224,7 +225,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         key = (fresh, *map(type, stamps))
         known = self._fresh.get(key)
         if known is None:
-            if len(self._fresh) >= _MAX_HEADS:
+            if len(self._fresh) >= _MAX_FRESH_SETS:
                 self._fresh.clear()
             known = self._fresh[key] = fresh.union(*(s.FRESH for s in stamps))
         return known

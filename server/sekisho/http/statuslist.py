@@ -12,6 +12,7 @@ each, ~29 us of the event loop and 250 bytes (red team session 12).
 """
 
 import logging
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -45,7 +46,7 @@ def _accepts(header: str) -> bool:
 # a 404 for the next one, asked for before it is leased and kept by a cache (404 is heuristically
 # cacheable, RFC 9111 §4.2.2), left every token minted into that list uncheckable downstream for
 # as long as the cache held it (red team session 15).
-_NO_STORE = {"Cache-Control": "no-store"}
+_NO_STORE: Mapping[str, str] = {"Cache-Control": "no-store"}
 
 
 def _unavailable() -> web.Response:
