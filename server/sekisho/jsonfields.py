@@ -112,7 +112,9 @@ class FieldEncoder:
             between = self._between(shape, values, key, scrubber)
         parts = between[:]  # [text before the first fresh field, "", text after it, "", …]
         scrub = scrubber.scrub_field
-        for slot, position, name, prefix in shape.fresh:  # as _fresh_text, inlined: per line
+        # Each fresh field, the text _field gives it (str, int, else the encoder), inlined
+        # rather than called: it runs for every fresh field of every line.
+        for slot, position, name, prefix in shape.fresh:
             scrubbed = scrub(name, values[position])
             kind = type(scrubbed)
             if kind is str:
