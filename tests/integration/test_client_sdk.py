@@ -2,6 +2,8 @@
 retries only for UNAVAILABLE, and the httpx / gRPC outbound helpers."""
 
 import asyncio
+import base64
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -103,6 +105,31 @@ async def test_key_ignores_order_but_not_subject_or_scopes(
         scopes=["docs.read"],
         requested_token_type=TOKEN_TYPE_ACCESS_TOKEN,
     )
+    assert client.rpc_count == 3
+
+
+def _claims(token: str) -> dict[str, Any]:
+    """A JWT's claims, unverified (the server's own token, read for what it names)."""
+    payload = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+
+
+async def test_an_actor_token_is_sent_and_is_part_of_the_cache_key(
+    live: LiveStack, client: TokenExchangeClient
+) -> None:
+    # An agent acting for a user sends its own token (RFC 8693 actor_token; the user's token
+    # names it in may_act): the minted token's act.sub names the agent. A token minted with one
+    # actor is never served for another actor, nor for none: the cache key holds the actor.
+    subject = live.user_token(may_act={"sub": "mallory", "iss": live.idp.issuer})
+    mallory, eve = live.user_token(sub="mallory"), live.user_token(sub="eve")
+    acted = await _access_token(client, subject, actor_token=mallory)
+    assert _claims(acted.access_token)["act"]["sub"] == "mallory"
+    again = await _access_token(client, subject, actor_token=mallory)
+    assert again is acted and client.rpc_count == 1
+    with pytest.raises(ExchangeDeniedError):  # eve is not in may_act: asked, and refused
+        await _access_token(client, subject, actor_token=eve)
+    alone = await _access_token(client, subject)
+    assert "act" not in _claims(alone.access_token)
     assert client.rpc_count == 3
 
 

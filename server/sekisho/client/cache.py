@@ -25,6 +25,11 @@ class CacheKey:
     # The same token declared an ID token or an access token is checked by other rules (issuer
     # presets, client id claim): a token exchanged as one is not the answer for the other.
     subject_token_type: str
+    # The acting agent's token (RFC 8693 actor_token), hashed like the subject's: a token minted
+    # with one actor (its `act` claim names it) is never the answer for another actor, or for
+    # none. Empty without an actor token.
+    actor_hash: str = ""
+    actor_token_type: str = ""
 
 
 def cache_key(
@@ -35,9 +40,12 @@ def cache_key(
     token_type: str,
     *,
     subject_token_type: str,
+    actor_token: str = "",
+    actor_token_type: str = "",
 ) -> CacheKey:
     """Order-insensitive in resources and scopes: the same request in any order hits."""
     digest = hashlib.sha256(subject_token.encode()).hexdigest()
+    actor = hashlib.sha256(actor_token.encode()).hexdigest() if actor_token else ""
     return CacheKey(
         digest,
         audience,
@@ -45,6 +53,8 @@ def cache_key(
         tuple(sorted(scopes)),
         token_type,
         subject_token_type,
+        actor,
+        actor_token_type if actor_token else "",
     )
 
 

@@ -85,6 +85,9 @@ class ExchangeParams:
     scopes: tuple[str, ...] = ()
     requested_token_type: str = TOKEN_TYPE_ID_JAG
     subject_token_type: str = TOKEN_TYPE_ID_TOKEN
+    # The acting agent's own token (RFC 8693 §2.1 actor_token); "" when the caller acts as itself.
+    actor_token: str = ""
+    actor_token_type: str = TOKEN_TYPE_ID_TOKEN
 
     def key(self) -> CacheKey:
         return cache_key(
@@ -94,6 +97,8 @@ class ExchangeParams:
             self.scopes,
             self.requested_token_type,
             subject_token_type=self.subject_token_type,
+            actor_token=self.actor_token,
+            actor_token_type=self.actor_token_type,
         )
 
 
@@ -187,9 +192,15 @@ class TokenExchangeClient:
         scopes: Sequence[str] = (),
         requested_token_type: str = TOKEN_TYPE_ID_JAG,
         subject_token_type: str = TOKEN_TYPE_ID_TOKEN,
+        actor_token: str = "",
+        actor_token_type: str = TOKEN_TYPE_ID_TOKEN,
         deadline_seconds: float | None = None,
     ) -> ExchangedToken:
         """A token for (audience, resources, scopes), from the cache when possible.
+
+        `actor_token`: the acting agent's own token, when it acts for the user of
+        `subject_token` (RFC 8693 delegation: the user's token names the agent in `may_act`,
+        and the minted token's `act` claim names the agent). Part of the cache key.
 
         Raises: ExchangeError subclasses (ExchangeUnavailableError once the deadline passes);
             StatusIssuerMismatchError (a ValueError, from sekisho.verify) when `status=` is a
@@ -202,6 +213,8 @@ class TokenExchangeClient:
             tuple(scopes),
             requested_token_type,
             subject_token_type,
+            actor_token,
+            actor_token_type,
         )
         budget = deadline_seconds if deadline_seconds is not None else self._timeout
         deadline = self._clock() + budget
@@ -349,6 +362,9 @@ class TokenExchangeClient:
             resource=list(params.resources),
             scope=list(params.scopes),
         )
+        if params.actor_token:
+            request.actor_token = params.actor_token
+            request.actor_token_type = params.actor_token_type
         async with self._slots.slot(deadline) as budget:
             self.rpc_count += 1
             started = self._clock()

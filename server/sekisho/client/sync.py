@@ -45,6 +45,8 @@ class SyncTokenExchangeClient:
         scopes: Sequence[str] = (),
         requested_token_type: str = TOKEN_TYPE_ID_JAG,
         subject_token_type: str = TOKEN_TYPE_ID_TOKEN,
+        actor_token: str = "",
+        actor_token_type: str = TOKEN_TYPE_ID_TOKEN,
         deadline_seconds: float | None = None,
     ) -> ExchangedToken:
         """Raises: ExchangeError subclasses."""
@@ -56,6 +58,8 @@ class SyncTokenExchangeClient:
                 scopes=scopes,
                 requested_token_type=requested_token_type,
                 subject_token_type=subject_token_type,
+                actor_token=actor_token,
+                actor_token_type=actor_token_type,
                 deadline_seconds=deadline_seconds,
             )
         )
