@@ -50,6 +50,7 @@ from sekisho.verify import (
 from tests.bounds import attempt_limits
 from tests.fakes.clock import FakeClock
 from tests.integration.test_client_throttle import Handler, _exchange_server
+from tests.loopback import free_port
 from tests.unit.verify.test_tokens import AS, ISSUER, MCP, NOW, StaticKeys, mint
 
 pytestmark = pytest.mark.security
@@ -370,4 +371,26 @@ async def test_a_status_client_for_another_issuer_is_an_error_not_a_silent_cache
     async with _client_of(plain_handler, status=ours) as (client, _):
         for _ in range(3):
             await client.exchange("subject", AS, requested_token_type=ACCESS)
+        assert client.rpc_count == 1
+
+
+@pytest.mark.integration
+async def test_a_status_outage_keeps_the_cached_token_not_an_exchange_per_call() -> None:
+    """Red team session 14 (left then): with `status=`, a cached token whose list could not be
+    read (unreachable beyond its staleness bound) was taken for revoked, so every call during a
+    status outage exchanged afresh (3 calls, 3 RPCs, each minting a token into a list). Unknown
+    is not revoked: the cached token is served, and the downstream, which checks the status
+    itself, decides."""
+    issuer = f"http://127.0.0.1:{free_port()}"  # nothing listens: the list cannot be fetched
+    reference = {"status_list": {"idx": 0, "uri": f"{issuer}/statuslists/1"}}
+    token = mint(typ="at+jwt", iss=issuer, status=reference)
+
+    async def handler(_: bytes, __: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        return pb.ExchangeTokenResponse(access_token=token, expires_in=300).SerializeToString()
+
+    status = StatusListClient(issuer=issuer, keys=StaticKeys(), timeout_seconds=1.0)
+    async with _client_of(handler, status=status) as (client, _):
+        for _ in range(3):
+            got = await client.exchange("subject", AS, requested_token_type=ACCESS)
+            assert got.access_token == token
         assert client.rpc_count == 1

@@ -17,7 +17,8 @@
   without an RPC (throttled, or inside a retry_after) yields to the event loop first;
 - typed errors: ExchangeError subclasses carrying the OAuth reason and step-up/consent metadata;
 - revocation: with `status=StatusListClient(…)`, a cached token whose status list entry is no
-  longer VALID (`sekisho revoke`) is dropped and exchanged again (which Sekisho then refuses).
+  longer VALID (`sekisho revoke`) is dropped and exchanged again (which Sekisho then refuses);
+  one whose list cannot be read is kept (unknown is not revoked; the downstream decides).
 
 ID-JAGs are not cached by default: a downstream authorization server must refuse a second
 redemption of the same `jti` (MCP Enterprise-Managed Authorization), so a cached ID-JAG would
@@ -242,14 +243,20 @@ class TokenExchangeClient:
     async def _revoked(self, token: ExchangedToken) -> bool:
         if self._status is None or token.status is None:
             return False
-        from sekisho.verify.errors import VerificationError  # sekisho[verify], see the top
+        # sekisho[verify], see the top
+        from sekisho.verify.errors import VerificationError, VerifierUnavailableError
 
         try:
             await self._status.check(token.status)
+        except VerifierUnavailableError:
+            # The list cannot be read (beyond its staleness bound): the status is unknown, not
+            # revoked. A fresh token would be just as unverifiable downstream, and exchanging
+            # afresh on every call minted one token per call into a status list for the whole
+            # outage (red team session 14): keep serving; the downstream decides (it checks
+            # the status itself and fails closed).
+            return False
         except VerificationError:
-            # Revoked, or the list is unreachable beyond its staleness bound: exchange afresh
-            # rather than hand out a token the downstream would refuse.
-            return True
+            return True  # revoked or suspended: exchange afresh (which Sekisho then refuses)
         return False
 
     async def _single_flight(
