@@ -29,6 +29,11 @@ from tests.loopback import free_port, stop_process
 from tests.opa import with_opa_on_path
 
 SEKISHO = [sys.executable, "-m", "sekisho"]
+# A channel of its own subchannel pool opens its own TCP connection, which the kernel's
+# SO_REUSEPORT hash gives to either worker. Without it, grpc's process-wide pool hands a new channel
+# the connection a just-closed channel left behind (12 of 50 "fresh" channels here), so a phase's
+# calls all went to one worker more often than the 2**-(n-1) the tests assume.
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 CRM_AS = "https://crm-as.example.com"
 
 
@@ -66,7 +71,8 @@ class Pod:
     async def exchange(self, token: str, request_id: str) -> tuple[str, str]:
         """One ExchangeToken on a fresh channel (a new connection): ("granted", kid) or
         ("refused", reason)."""
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.grpc_port}") as channel:
+        target = f"127.0.0.1:{self.grpc_port}"
+        async with grpc.aio.insecure_channel(target, options=OWN_CONNECTION) as channel:
             stub = pb_grpc.TokenExchangeServiceStub(channel)
             request = pb.ExchangeTokenRequest(subject_token=token, audience=CRM_AS)
             try:

@@ -44,7 +44,15 @@ from sekisho.verify import (
 from tests.integration.conftest import AGENT_AUDIENCE
 from tests.opa import opa_binary
 from tests.status_records import recorded_tokens
-from tests.workers_pod import SEKISHO, Pod, free_port, pod_folder, running_pod, within
+from tests.workers_pod import (
+    OWN_CONNECTION,
+    SEKISHO,
+    Pod,
+    free_port,
+    pod_folder,
+    running_pod,
+    within,
+)
 
 # Safety timeout only (a hung pod): two phases of fresh connections, two 3 s probes and the CLI
 # took ~90 s at load 13 against the suite-wide 120 s.
@@ -105,7 +113,8 @@ async def pod(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator[Pod
 
 async def _exchange(pod: Pod, token: str, request_id: str) -> str | None:
     """An access token for the CRM MCP server on a fresh connection, or None when refused."""
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{pod.grpc_port}") as channel:
+    target = f"127.0.0.1:{pod.grpc_port}"
+    async with grpc.aio.insecure_channel(target, options=OWN_CONNECTION) as channel:
         stub = pb_grpc.TokenExchangeServiceStub(channel)
         request = pb.ExchangeTokenRequest(
             subject_token=token,
