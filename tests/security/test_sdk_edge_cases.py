@@ -15,7 +15,7 @@ import base64
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho.attempts import AttemptGate
 from sekisho.callers import RateLimit
-from sekisho.client import TokenExchangeClient
+from sekisho.client import Downstream, TokenExchangeClient, sekisho_interceptors
 from sekisho.client.channel import ChannelOptions
 from sekisho.client.errors import (
     MAX_RETRY_AFTER_SECONDS,
@@ -394,3 +394,97 @@ async def test_a_status_outage_keeps_the_cached_token_not_an_exchange_per_call()
             got = await client.exchange("subject", AS, requested_token_type=ACCESS)
             assert got.access_token == token
         assert client.rpc_count == 1
+
+
+@contextlib.asynccontextmanager
+async def _downstream_refusing(token: str, seen: list[str]) -> AsyncIterator[str]:
+    """A gRPC downstream on loopback (unary Say, server-streaming Repeat) answering
+    UNAUTHENTICATED to `Bearer <token>`, as one using sekisho.verify does for a token whose key
+    was revoked (`sekisho keys revoke`) or whose status entry is no longer VALID."""
+
+    async def check(context: grpc.aio.ServicerContext[bytes, bytes]) -> None:
+        presented = dict(context.invocation_metadata())["authorization"]
+        seen.append(str(presented))
+        if presented == f"Bearer {token}":
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, 'Bearer error="invalid_token"')
+
+    async def say(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        await check(context)
+        return request
+
+    async def repeat(
+        request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> AsyncIterator[bytes]:
+        await check(context)
+        yield request
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "demo.Echo",
+                {
+                    "Say": grpc.unary_unary_rpc_method_handler(say),
+                    "Repeat": grpc.unary_stream_rpc_method_handler(repeat),
+                },
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(0)
+
+
+async def _eventually(condition: Callable[[], bool]) -> bool:
+    for _ in range(200):  # up to ~2 s: the stream's refusal is read after its end
+        if condition():
+            return True
+        await asyncio.sleep(0.01)
+    return condition()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("kind", ["unary", "server-streaming"])
+async def test_a_token_a_grpc_downstream_refuses_is_forgotten_not_sent_until_it_expires(
+    kind: str,
+) -> None:
+    """Red team session 16: SekishoAuth (httpx) forgets a token its downstream refuses as
+    invalid_token, but the gRPC interceptors never did: after `sekisho keys revoke` (or a
+    revocation a downstream saw before the client), every call to a gRPC downstream carried the
+    same refused token until the cache's refresh-ahead window, up to ~270 s of UNAUTHENTICATED
+    with the default 300 s tokens. An UNAUTHENTICATED answer to the token the interceptor set
+    now forgets it: the next call gets a fresh one."""
+    minted: list[str] = []
+
+    async def handler(_: bytes, __: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        minted.append(f"token-{len(minted) + 1}")
+        return pb.ExchangeTokenResponse(access_token=minted[-1], expires_in=300).SerializeToString()
+
+    seen: list[str] = []
+    downstream = Downstream(audience=AS, requested_token_type=ACCESS)
+    async with (
+        _client_of(handler) as (client, _),
+        _downstream_refusing("token-1", seen) as target,
+    ):
+        interceptors = sekisho_interceptors(client, downstream, lambda: "subject")
+        async with grpc.aio.insecure_channel(target, interceptors=interceptors) as channel:
+            say = channel.unary_unary("/demo.Echo/Say")
+            repeat = channel.unary_stream("/demo.Echo/Repeat")
+
+            async def call(body: bytes) -> list[bytes]:
+                if kind == "unary":
+                    return [await say(body)]
+                return [chunk async for chunk in repeat(body)]
+
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call(b"first")
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert await _eventually(lambda: len(client.cache._entries) == 0)
+            # Before: token-1 again (and on every call until the refresh-ahead window).
+            assert await call(b"second") == [b"second"]
+            assert await call(b"third") == [b"third"]  # the fresh token, cached
+    assert seen == ["Bearer token-1", "Bearer token-2", "Bearer token-2"]
+    assert client.rpc_count == 2

@@ -5,6 +5,7 @@ The subject token comes from a callable, because it belongs to the user of the c
 (typically read from a contextvar the runtime set when the request came in).
 """
 
+import asyncio
 from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import grpc
 import httpx
 
+from sekisho.client.cache import ExchangedToken
 from sekisho.client.exchanger import TokenExchangeClient
 from sekisho.client.sync import SyncTokenExchangeClient
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
@@ -97,7 +99,12 @@ class SekishoAuth(httpx.Auth):
 
 
 class _TokenMetadata:
-    """Replaces the call's authorization metadata with a token for the downstream."""
+    """Replaces the call's authorization metadata with a token for the downstream, and forgets
+    the token when the downstream answers UNAUTHENTICATED (gRPC's 401: the token itself was
+    refused, its key or status revoked), as SekishoAuth does on `invalid_token`: otherwise
+    every call carried the refused token until the cache's refresh-ahead window (red team
+    session 16). Unlike SekishoAuth, the call is not sent again: the next call gets a fresh
+    token."""
 
     def __init__(
         self,
@@ -108,19 +115,41 @@ class _TokenMetadata:
         self._client = client
         self._downstream = downstream
         self._subject_token = subject_token
+        self._watching: set[asyncio.Task[None]] = set()  # strong references until they end
 
-    async def _with_token(self, client_call_details: Any) -> Any:
+    async def _token(self) -> ExchangedToken:
         d = self._downstream
-        token = await self._client.exchange(
+        return await self._client.exchange(
             self._subject_token(),
             d.audience,
             resources=d.resources,
             scopes=d.scopes,
             requested_token_type=d.requested_token_type,
         )
+
+    @staticmethod
+    def _with_token(client_call_details: Any, token: ExchangedToken) -> Any:
         metadata = [(k, v) for k, v in (client_call_details.metadata or ()) if k != "authorization"]
         metadata.append(("authorization", f"Bearer {token.access_token}"))
         return client_call_details._replace(metadata=metadata)
+
+    async def _forget_if_refused(self, call: Any, token: ExchangedToken) -> None:
+        """Forget `token` when `call` (ended, or ending) was answered UNAUTHENTICATED."""
+        if await call.code() == grpc.StatusCode.UNAUTHENTICATED:
+            self._client.forget(token)
+
+    def _watch(self, call: Any, token: ExchangedToken) -> None:
+        """_forget_if_refused once `call` ends, without waiting for it (a stream is read by
+        the caller after the interceptor returns)."""
+
+        def ended(finished: Any) -> None:
+            if finished.cancelled():
+                return
+            task = asyncio.get_running_loop().create_task(self._forget_if_refused(finished, token))
+            self._watching.add(task)
+            task.add_done_callback(self._watching.discard)
+
+        call.add_done_callback(ended)
 
 
 class SekishoTokenInterceptor(_TokenMetadata, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
@@ -129,7 +158,16 @@ class SekishoTokenInterceptor(_TokenMetadata, grpc.aio.UnaryUnaryClientIntercept
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], client_call_details: Any, request: Any
     ) -> Any:
-        return await continuation(await self._with_token(client_call_details), request)
+        token = await self._token()
+        call = await continuation(self._with_token(client_call_details, token), request)
+        # A unary call's answer is its end: read it here, so the token is forgotten before the
+        # caller sees the refusal (the call itself, its metadata and status, is returned as is).
+        try:
+            await self._forget_if_refused(call, token)
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
+        return call
 
 
 class SekishoStreamTokenInterceptor(_TokenMetadata, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
@@ -138,7 +176,10 @@ class SekishoStreamTokenInterceptor(_TokenMetadata, grpc.aio.UnaryStreamClientIn
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], client_call_details: Any, request: Any
     ) -> Any:
-        return await continuation(await self._with_token(client_call_details), request)
+        token = await self._token()
+        call = await continuation(self._with_token(client_call_details, token), request)
+        self._watch(call, token)
+        return call
 
 
 def sekisho_interceptors(
