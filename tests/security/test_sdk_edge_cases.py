@@ -38,6 +38,7 @@ from sekisho.errors import AccessDeniedError, InvalidClientError, SlowDownError
 from sekisho.http.client_auth import CLIENT_ASSERTION_TYPE, ClientAuthenticator, RegisteredClient
 from sekisho.http.secrets import SecretChecker
 from sekisho.rpc.status import to_grpc_status
+from sekisho.status.bitlist import SUSPENDED
 from sekisho.verify import (
     InMemoryReplayCache,
     ReplayedTokenError,
@@ -51,6 +52,8 @@ from tests.bounds import attempt_limits
 from tests.fakes.clock import FakeClock
 from tests.integration.test_client_throttle import Handler, _exchange_server
 from tests.loopback import free_port
+from tests.unit.verify.test_status import Clock, ListServer, _status
+from tests.unit.verify.test_status import server as status_server  # noqa: F401 (fixture)
 from tests.unit.verify.test_tokens import AS, ISSUER, MCP, NOW, StaticKeys, mint
 
 pytestmark = pytest.mark.security
@@ -488,3 +491,63 @@ async def test_a_token_a_grpc_downstream_refuses_is_forgotten_not_sent_until_it_
             assert await call(b"third") == [b"third"]  # the fresh token, cached
     assert seen == ["Bearer token-1", "Bearer token-2", "Bearer token-2"]
     assert client.rpc_count == 2
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("held", "age", "max_stale", "later"),
+    [
+        ("revoked", "400", 300, 2),  # whoever answers for the list URL says the copy is old
+        ("revoked", "", 60, 61),  # a max_stale_seconds shorter than the tokens live
+        ("suspended", "400", 300, 2),
+    ],
+    ids=["revoked-copy-aged-by-its-Age", "revoked-copy-past-a-short-max-stale", "suspended"],
+)
+async def test_a_cached_token_the_last_list_read_as_revoked_is_not_kept_as_unknown(
+    status_server: ListServer,  # noqa: F811 (the imported fixture)
+    held: str,
+    age: str,
+    max_stale: float,
+    later: float,
+) -> None:
+    """Red team session 16 (of 017ed7f): a cached token whose list cannot be read is kept as
+    unknown, but the client may hold a copy that already read it INVALID (final) or SUSPENDED,
+    fetched for another token of the same list (one list holds every user's tokens). Once that
+    copy was past max_stale_seconds (at once, with an `Age` the network or a cache in front of
+    the list adds) and the next fetch failed, the revoked token was served from the cache as
+    "unknown" for as long as the list stayed unreadable, up to its expiry. What the last copy
+    read counts: not VALID drops the token (the re-exchange is Sekisho's to refuse); a VALID
+    one stays kept during the outage."""
+    base = status_server.base
+    tokens = iter(
+        mint(typ="at+jwt", iss=base, status=_status(status_server, idx)) for idx in (0, 1, 2)
+    )
+
+    async def handler(_: bytes, __: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        return pb.ExchangeTokenResponse(
+            access_token=next(tokens), expires_in=300
+        ).SerializeToString()
+
+    list_clock = Clock()
+    status = StatusListClient(
+        issuer=base, keys=StaticKeys(), clock=list_clock, max_stale_seconds=max_stale
+    )
+    async with _client_of(handler, status=status) as (client, _):
+        valid = await client.exchange("subject", AS, requested_token_type=ACCESS)
+        other = await client.exchange("subject", SEARCH, requested_token_type=ACCESS)
+        if held == "revoked":
+            status_server.invalid = {1}
+        else:
+            status_server.bits, status_server.others = 2, {1: SUSPENDED}
+        status_server.age = age
+        # A call for the first token fetches the list: it reads VALID there, and 1 not VALID.
+        assert await client.exchange("subject", AS, requested_token_type=ACCESS) is valid
+        list_clock.now += later
+        status_server.status = 503  # the list cannot be read from now on
+        # The token the held copy read VALID is kept (unknown is not revoked: 017ed7f)...
+        assert await client.exchange("subject", AS, requested_token_type=ACCESS) is valid
+        assert client.rpc_count == 2
+        # ...the one it read revoked (or suspended) is not served again. Before: `other`.
+        again = await client.exchange("subject", SEARCH, requested_token_type=ACCESS)
+        assert (other.status["status_list"]["idx"], again.status["status_list"]["idx"]) == (1, 2)
+        assert client.rpc_count == 3

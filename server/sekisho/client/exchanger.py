@@ -244,6 +244,7 @@ class TokenExchangeClient:
         if self._status is None or token.status is None:
             return False
         # sekisho[verify], see the top
+        from sekisho.status.bitlist import VALID
         from sekisho.verify.errors import VerificationError, VerifierUnavailableError
 
         try:
@@ -253,8 +254,11 @@ class TokenExchangeClient:
             # revoked. A fresh token would be just as unverifiable downstream, and exchanging
             # afresh on every call minted one token per call into a status list for the whole
             # outage (red team session 14): keep serving; the downstream decides (it checks
-            # the status itself and fails closed).
-            return False
+            # the status itself and fails closed). Unless the copy still held, fetched for
+            # another token of the list, read this one INVALID (final) or SUSPENDED: that is
+            # known, not unknown (red team session 16: kept until expiry, served as unknown).
+            held = self._status.held_status(token.status)
+            return held is not None and held != VALID
         except VerificationError:
             return True  # revoked or suspended: exchange afresh (which Sekisho then refuses)
         return False

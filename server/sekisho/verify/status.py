@@ -208,6 +208,27 @@ class StatusListClient:
             name = _STATUS_NAMES.get(status, f"status {status:#04x}")
             raise TokenRejectedError(f"token status is not valid ({name})")
 
+    def held_status(self, claim: object) -> int | None:
+        """The status the copy of the list held now reads for `claim`, however stale, without
+        a fetch; None when no copy is held (or the reference is not one this client reads).
+
+        For a caller that must tell "unknown" from "last read revoked" once the list cannot
+        be read (`check` raised VerifierUnavailableError): INVALID is final, and a copy held
+        for another token of the same list may already have read this one INVALID or
+        SUSPENDED (sekisho.client, red team session 16).
+        """
+        try:
+            uri, idx = self._reference(claim)
+        except TokenRejectedError:
+            return None
+        held = self._lists.peek(uri)
+        if held is None:
+            return None
+        try:
+            return held.status_list.status(idx)
+        except StatusListFormatError:
+            return None
+
     def _reference(self, claim: object) -> tuple[str, int]:
         reference = claim.get("status_list") if isinstance(claim, Mapping) else None
         if not isinstance(reference, Mapping):
