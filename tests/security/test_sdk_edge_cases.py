@@ -14,6 +14,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -50,7 +51,11 @@ from sekisho.verify import (
 
 from tests.bounds import attempt_limits
 from tests.fakes.clock import FakeClock
-from tests.integration.test_client_throttle import Handler, _exchange_server
+from tests.integration.test_client_throttle import (
+    Handler,
+    _exchange_server,
+    silent_listener,  # noqa: F401 (fixture)
+)
 from tests.loopback import free_port
 from tests.unit.verify.test_status import Clock, ListServer, _status
 from tests.unit.verify.test_status import server as status_server  # noqa: F401 (fixture)
@@ -551,3 +556,34 @@ async def test_a_cached_token_the_last_list_read_as_revoked_is_not_kept_as_unkno
         again = await client.exchange("subject", SEARCH, requested_token_type=ACCESS)
         assert (other.status["status_list"]["idx"], again.status["status_list"]["idx"]) == (1, 2)
         assert client.rpc_count == 3
+
+
+@pytest.mark.integration
+async def test_a_status_list_that_never_answers_does_not_hold_a_cached_call_past_its_deadline(
+    silent_listener: str,  # noqa: F811 (the imported fixture)
+) -> None:
+    """Red team session 16: with `status=`, a cache hit whose list must be fetched (none held,
+    or the held copy past its ttl) waited for the fetch on the request path, bounded only by
+    the StatusListClient's own timeout (5 s by default), not by the call's deadline
+    (`timeout_seconds`, 2 s by default, "retries included"). Whoever can slow the list URL (a
+    tarpit, a stalled proxy) held every such call for the whole fetch timeout. The fetch now
+    waits at most what is left of the call's deadline; then the status is unknown (the fetch
+    goes on for the next call): the cached token is served in time."""
+    issuer = f"http://{silent_listener}"  # accepts, never answers
+    reference = {"status_list": {"idx": 0, "uri": f"{issuer}/statuslists/1"}}
+    token = mint(typ="at+jwt", iss=issuer, status=reference)
+
+    async def handler(_: bytes, __: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        return pb.ExchangeTokenResponse(access_token=token, expires_in=300).SerializeToString()
+
+    status = StatusListClient(issuer=issuer, keys=StaticKeys(), timeout_seconds=4.0)
+    async with _client_of(handler, status=status) as (client, _):
+        await client.exchange("subject", AS, requested_token_type=ACCESS)
+        started = time.monotonic()
+        got = await client.exchange(
+            "subject", AS, requested_token_type=ACCESS, deadline_seconds=0.5
+        )
+        took = time.monotonic() - started
+        assert got.access_token == token and client.rpc_count == 1
+    # Before: 4.0 s (the status client's timeout) for a call whose deadline was 0.5 s.
+    assert took < 1.5

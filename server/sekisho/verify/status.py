@@ -52,7 +52,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,24 +186,29 @@ class StatusListClient:
                 f"{issuer!r}: build StatusListClient(issuer=...) with the tokens' issuer"
             )
 
-    async def status(self, claim: object) -> int:
-        """The status value of a token's `status` claim (0 = VALID).
+    async def status(self, claim: object, *, wait_seconds: float | None = None) -> int:
+        """The status value of a token's `status` claim (0 = VALID). `wait_seconds`: the
+        longest a fetch is waited for (None: the fetch's own timeout); past it, the fetch is
+        failed for this call (the last good list serves within max_stale_seconds) and goes on
+        for the next.
 
         Raises: TokenRejectedError (malformed reference, foreign URI, index out of range),
             VerifierUnavailableError (no list fresh enough could be had).
         """
         uri, idx = self._reference(claim)
-        status_list = await self._list(uri)
+        status_list = await self._list(uri, wait_seconds)
         try:
             return status_list.status(idx)
         except StatusListFormatError as exc:
             raise TokenRejectedError("status index is outside the list") from exc
 
-    async def check(self, claim: object) -> None:
-        """Raises: TokenRejectedError unless the status is VALID (SUSPENDED is refused like
+    async def check(self, claim: object, *, wait_seconds: float | None = None) -> None:
+        """`wait_seconds` as in `status`.
+
+        Raises: TokenRejectedError unless the status is VALID (SUSPENDED is refused like
         INVALID while it lasts; a later copy of the list may read VALID again),
         VerifierUnavailableError."""
-        status = await self.status(claim)
+        status = await self.status(claim, wait_seconds=wait_seconds)
         if status != VALID:
             name = _STATUS_NAMES.get(status, f"status {status:#04x}")
             raise TokenRejectedError(f"token status is not valid ({name})")
@@ -241,7 +246,7 @@ class StatusListClient:
             raise TokenRejectedError("status list uri is not the issuer's")
         return uri, idx
 
-    async def _list(self, uri: str) -> StatusList:
+    async def _list(self, uri: str, wait_seconds: float | None = None) -> StatusList:
         now = self._clock()
         cached = self._lists.get(uri)
         if cached is not None and now < cached.fresh_until:
@@ -251,12 +256,31 @@ class StatusListClient:
                 self._refresh_in_background(uri)
             return cached.status_list
         try:
-            return (await self._fetch_shared(uri, now)).status_list
+            return (await self._waited(self._fetch_shared(uri, now), wait_seconds)).status_list
         except VerifierUnavailableError:
             if cached is not None and self._usable_stale(cached, now):
                 self._log_stale(uri)
                 return cached.status_list
             raise
+
+    @staticmethod
+    async def _waited(
+        fetch: Coroutine[Any, Any, _CachedList], wait_seconds: float | None
+    ) -> _CachedList:
+        """`fetch`, given up after `wait_seconds` (the shared fetch itself is shielded: it goes
+        on). A caller with a deadline (sekisho.client: its call's) is not held for the whole
+        fetch timeout by a list URL that does not answer (red team session 16).
+
+        Raises: VerifierUnavailableError (also when given up).
+        """
+        if wait_seconds is None:
+            return await fetch
+        try:
+            return await asyncio.wait_for(fetch, max(0.0, wait_seconds))
+        except TimeoutError:
+            raise VerifierUnavailableError(
+                f"status list fetch not answered within {wait_seconds:.3g} s"
+            ) from None
 
     def _log_stale(self, uri: str) -> None:
         throttle = self._stale_lines.get(uri)
