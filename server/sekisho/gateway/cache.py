@@ -33,10 +33,14 @@ class CacheStats:
 
 
 def cache_key(subject_token: str, *parts: str) -> str:
-    """SHA-256 over the subject token and the request facts policy decided on."""
-    digest = hashlib.sha256(subject_token.encode())
-    for part in parts:
-        digest.update(b"\x00" + part.encode())
+    """SHA-256 over the subject token and the request facts policy decided on, each
+    length-prefixed: one sequence of parts per key. Joined by NUL, a part holding
+    `\x00tool=find` spelled another context's key, and the cache is read before the request is
+    validated (red team session 16)."""
+    digest = hashlib.sha256()
+    for part in (subject_token, *parts):
+        encoded = part.encode()
+        digest.update(b"%d:%s" % (len(encoded), encoded))
     return digest.hexdigest()
 
 

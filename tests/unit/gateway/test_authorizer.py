@@ -464,3 +464,24 @@ async def test_a_user_token_whose_idp_key_left_the_jwks_is_not_served_from_the_c
     # Before: Allowed, the cached token, with no exchange.
     assert isinstance(again, Denied) and again.status == 401
     assert len(recorder.requests) == 2  # exchanged afresh, refused at verification
+
+
+async def test_a_context_spelled_into_another_part_never_shares_its_cache_entry(
+    harness: Harness,
+) -> None:
+    """Red team session 16: the key joined its parts with NUL, and the cache is read before the
+    request is validated. With the route Envoy names (the path no longer picks it), a path
+    holding `\\x00tool=find` and no tool header made the key of the path without it and tool
+    `find`: the token minted for that context was served for one that validation refuses (a
+    NUL in the context), without an exchange. Envoy's codecs refuse a NUL in `:path` and header
+    values, so only a caller sending Check itself could; each part is now length-prefixed, and
+    no spelling of one context is another's."""
+    authorizer, recorder = _named(harness, route_from_envoy=True)
+    headers = bearer(harness)
+    first = replace(gw("/crm/x", {**headers, "x-mcp-tool": "find"}), route_name="crm")
+    assert isinstance(await authorizer.authorize(first), Allowed)
+    spelled = replace(gw("/crm/x\x00tool=find", headers), route_name="crm")
+    verdict = await authorizer.authorize(spelled)
+    # Before: Allowed, the cached token. Now the exchange runs, and validation refuses it.
+    assert isinstance(verdict, Denied) and verdict.status == 400
+    assert len(recorder.requests) == 1  # refused at validation, never decided
