@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # the imports stay lazy so `sekisho` starts fast
 # Kids are base64url RFC 7638 thumbprints: about 1 in 64 starts with "-", which argparse
 # would read as an option unless it follows "--".
 KID_HELP = "the key id; a kid may start with '-': put -- before it (keys revoke -- -AbC…)"
+# --operator as a refusal names it (its default is $USER, which may be the text at fault).
+OPERATOR_OPTION = "--operator (default: $USER)"
 
 
 def _audited(*, reason_required: bool) -> argparse.ArgumentParser:
@@ -104,14 +106,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _mutate(args: argparse.Namespace, manager: "KeyManager", settings: Settings) -> bool:
     """Apply and print the command's change; False when it changed nothing."""
-    from sekisho.signing.audit import Actor
+    from sekisho.signing.audit import Actor, require_audited_text
 
+    operator = require_audited_text(args.operator or current_operator(), OPERATOR_OPTION)
+    reason = require_audited_text(args.reason, "--reason")
+    if getattr(args, "kid", None) is not None:
+        require_audited_text(args.kid, "KID")
     force = bool(getattr(args, "force", False))
     if (force or args.keys_command == "revoke") and not args.reason.strip():
         raise KeyStoreError(
             "`sekisho keys revoke` and --force need --reason TEXT (it goes to the audit log)"
         )
-    actor = Actor(operator=args.operator or current_operator(), reason=args.reason)
+    actor = Actor(operator=operator, reason=reason)
     command = args.keys_command
     if command == "init":
         transition = manager.init(actor)

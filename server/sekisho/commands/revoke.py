@@ -136,15 +136,19 @@ _KIND_ATTR = {"lift": "lift_kind", "suspend": "suspend_kind", "reinstate": "rein
 
 def _change(args: argparse.Namespace, settings: Settings, store: "StatusStore") -> int:
     """revoke KIND | lift KIND | suspend KIND | reinstate KIND: change the store, print, audit."""
-    from sekisho.commands.keys import current_operator
+    from sekisho.commands.keys import OPERATOR_OPTION, current_operator
+    from sekisho.signing.audit import require_audited_text
     from sekisho.status.audit import RevocationAuditLog, RevocationEvent
     from sekisho.status.models import Revocation
 
     action = args.revoke_command if args.revoke_command in _KIND_ATTR else "revoke"
     kind: RevocationKind = getattr(args, _KIND_ATTR.get(action, "revoke_command"))
+    # Before any change: text the store or the audit log cannot hold left a lift unaudited.
+    for option, text in _texts(args, kind):
+        require_audited_text(text, option)
+    operator = require_audited_text(args.operator or current_operator(), OPERATOR_OPTION)
     # A CLI run is its own composition root: the wall clock is the clock (as SystemClock's).
     key, now = _key(args, kind, settings), int(time.time())
-    operator = args.operator or current_operator()
     if action == "suspend" and settings.status_list.bits == 1:  # no room for 0x02 (§4.1)
         raise ConfigError(
             "config key 'status_list.bits': sekisho revoke suspend needs bits = 2 or more "
@@ -161,6 +165,13 @@ def _change(args: argparse.Namespace, settings: Settings, store: "StatusStore") 
     _print_change(settings, event, still=_still_in_force(store, action, kind, key, now))
     RevocationAuditLog(settings.status_list.audit_log_path).record(now, event)
     return 0
+
+
+def _texts(args: argparse.Namespace, kind: "RevocationKind") -> list[tuple[str, str]]:
+    """(option, text) of what a change stores and audits, besides the operator."""
+    if kind == "subject":
+        return [("--reason", args.reason), ("--issuer", args.issuer), ("--sub", args.sub)]
+    return [("--reason", args.reason), (kind.upper(), args.value)]
 
 
 def _apply(store: "StatusStore", action: str, entry: "Revocation", now: int) -> int | None:

@@ -25,6 +25,24 @@ class Actor:
     source: str = "cli"  # cli | service
 
 
+def require_audited_text(value: str, name: str) -> str:
+    """`value` if an audit line can hold it (UTF-8 text). argv and the environment are bytes on
+    POSIX; one that is not UTF-8 reaches Python as a lone surrogate, which neither the audit
+    logs nor the status store can write: the key or revocation change was committed, then the
+    audit line failed, so it went unaudited. The CLIs check first and change nothing.
+
+    Raises: ValueError naming `name` (an option or variable), never echoing the value.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{name} is not UTF-8 text (character {exc.start + 1} is a byte that is not UTF-8): "
+            "give it in UTF-8; nothing was changed"
+        ) from None
+    return value
+
+
 class KeyAuditLog:
     """Appends to one file; created 0600 because reasons may name incidents."""
 

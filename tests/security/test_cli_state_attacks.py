@@ -1,0 +1,122 @@
+"""Red team session 16 (state): bad input to the security team's CLI changes nothing it cannot
+also audit.
+
+The real CLI as a subprocess, real files. On Linux, argv is bytes: a byte that is not UTF-8
+(a reason pasted from a Latin-1 terminal, a $USER from a broken locale) reaches Python as a lone
+surrogate, which SQLite and the audit logs' UTF-8 cannot hold. `sekisho keys revoke` committed
+the revocation (and minted a replacement `next` key), then failed writing the audit line: exit 2
+with "'utf-8' codec can't encode character '\\udcff' in position 228", no audit line, no printed
+change. `sekisho revoke lift` ended a revocation the same way, its lift never audited.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SEKISHO = [sys.executable, "-m", "sekisho"]
+IDP = "https://idp.example.com"
+NOT_UTF8 = b"\xff"
+
+
+def _run(tmp_path: Path, *argv: str | bytes, user: bytes = b"") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "USER": "alice"} if not user else {**os.environ}
+    env_bytes = {k.encode(): v.encode() for k, v in env.items()}
+    if user:
+        env_bytes[b"USER"] = user
+    return subprocess.run(
+        [*SEKISHO, *argv],
+        cwd=tmp_path,
+        env=env_bytes,  # type: ignore[arg-type]  # bytes keep a non-UTF-8 $USER as it is
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
+        timeout=60,
+    )
+
+
+def _keys_config(tmp_path: Path) -> str:
+    (tmp_path / "k.toml").write_text('[keys]\ndir = "keys"\n')
+    return "k.toml"
+
+
+def _states(tmp_path: Path) -> dict[str, str]:
+    keyring = json.loads((tmp_path / "keys" / "keyring.json").read_text())
+    return {key["kid"]: key["state"] for key in keyring["keys"]}
+
+
+def _audit_lines(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("option", "extra", "user"),
+    [
+        ("--reason", ["--reason", b"compromised " + NOT_UTF8], b""),
+        ("--operator", ["--reason", "compromised", "--operator", b"b" + NOT_UTF8 + b"b"], b""),
+        ("$USER", ["--reason", "compromised"], b"o" + NOT_UTF8),
+    ],
+    ids=["reason", "operator", "user-env"],
+)
+def test_keys_revoke_with_text_the_audit_log_cannot_hold_changes_nothing(
+    tmp_path: Path, option: str, extra: list[str | bytes], user: bytes
+) -> None:
+    config = _keys_config(tmp_path)
+    assert _run(tmp_path, "keys", "init", "--config", config).returncode == 0
+    before = _states(tmp_path)
+    upcoming = next(kid for kid, state in before.items() if state == "next")
+    audit = tmp_path / "keys" / "audit.log"
+    lines = _audit_lines(audit)
+
+    done = _run(tmp_path, "keys", "revoke", "--config", config, *extra, "--", upcoming, user=user)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert option in done.stderr and "UTF-8" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert _states(tmp_path) == before  # not revoked, no replacement key made
+    assert _audit_lines(audit) == lines
+
+
+def _status_config(tmp_path: Path) -> str:
+    (tmp_path / "s.toml").write_text(
+        f'[status_list]\nenabled = true\npath = "st/status.db"\n'
+        f'[[trust.issuers]]\nissuer = "{IDP}"\njwks_uri = "{IDP}/jwks"\naudiences = ["app"]\n'
+    )
+    return "s.toml"
+
+
+@pytest.mark.parametrize(
+    ("action", "option", "extra"),
+    [
+        ("lift", "--reason", ["--reason", b"false alarm " + NOT_UTF8]),
+        ("lift", "--operator", ["--reason", "false alarm", "--operator", NOT_UTF8]),
+        ("revoke", "CALLER", ["--reason", "incident"]),
+    ],
+    ids=["lift-reason", "lift-operator", "revoke-value"],
+)
+def test_revoke_commands_with_text_the_audit_log_cannot_hold_change_nothing(
+    tmp_path: Path, action: str, option: str, extra: list[str | bytes]
+) -> None:
+    config = _status_config(tmp_path)
+    revoked = _run(tmp_path, "revoke", "caller", "--config", config, "agent-x", "--reason", "x")
+    assert revoked.returncode == 0, revoked.stderr
+    audit = tmp_path / "st" / "revocations.log"
+    lines = _audit_lines(audit)
+    value: str | bytes = b"agent-" + NOT_UTF8 if action == "revoke" else "agent-x"
+    verb = ["revoke", "lift"] if action == "lift" else ["revoke"]
+
+    done = _run(tmp_path, *verb, "caller", "--config", config, *extra, "--", value)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert option in done.stderr and "UTF-8" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert _audit_lines(audit) == lines
+    listed = _run(tmp_path, "revoke", "list", "--config", config).stdout.splitlines()[1:]
+    assert len(listed) == 1, listed  # the revocation is still in force, nothing else is
+    assert listed[0].split()[:2] == ["revoked", "caller"] and "agent-x" in listed[0]
