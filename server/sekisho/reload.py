@@ -10,6 +10,7 @@ reload (`reload_now`) is loop `sighup_reload`.
 import asyncio
 import inspect
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -39,29 +40,69 @@ async def reload_now(
             failures.failed(reload_loop("sighup"))
 
 
+# How often a watched folder's path is resolved again (a few lstat calls).
+FOLLOW_SECONDS = 1.0
+
+
 async def watch_directory(
     path: Path,
     on_change: Callable[[], object],
     what: str,
     failures: LoopFailures,
     ignore: Callable[[str], bool] | None = None,
+    *,
+    follow_seconds: float = FOLLOW_SECONDS,
 ) -> None:
     """Run until cancelled; every batch of changes under `path` triggers one `on_change()`.
     `ignore(name)`: files whose changes are neither logged nor a reason to reload (the owner's
-    scratch files, besides watchfiles' defaults such as editor swap files)."""
+    scratch files, besides watchfiles' defaults such as editor swap files).
+
+    inotify watches the folder `path` resolved to when the watch began. `path` (or a folder
+    above it) a symlink repointed at another folder in one rename (git-sync, `current ->
+    releases/N`) raises no event in that folder: the watch followed the old one and the old
+    policy served until restart (red team session 16). So `path` is resolved again every
+    `follow_seconds`; another folder counts as a change, and that folder is watched."""
     loop = reload_loop(what)
     watched = _watch_filter(ignore)
-    async for changes in watchfiles.awatch(
-        path, watch_filter=watched, debounce=300, step=50, recursive=True
-    ):
-        names = sorted({Path(p).name for _, p in changes})
-        log.info("files_changed", extra={"what": what, "files": names[:20]})
+    while True:
+        target = await asyncio.to_thread(os.path.realpath, path)
+        moved = asyncio.Event()
+        follower = asyncio.create_task(_follow(path, target, moved, follow_seconds))
         try:
-            result = on_change()
-            if inspect.isawaitable(result):
-                await result
-        except Exception:  # a background loop: log, count and go on
-            failures.failed(loop)
+            async for changes in watchfiles.awatch(
+                target,
+                watch_filter=watched,
+                debounce=300,
+                step=50,
+                recursive=True,
+                stop_event=moved,
+            ):
+                names = sorted({Path(p).name for _, p in changes})
+                log.info("files_changed", extra={"what": what, "files": names[:20]})
+                await _changed(on_change, loop, failures)
+            await follower  # awatch ends once `path` names another folder (stop_event)
+        finally:
+            follower.cancel()
+        log.info("files_changed", extra={"what": what, "files": [path.name]})
+        await _changed(on_change, loop, failures)
+
+
+async def _follow(path: Path, target: str, moved: asyncio.Event, interval: float) -> None:
+    """Set `moved` once `path` resolves to a folder other than `target`."""
+    while True:
+        await asyncio.sleep(interval)
+        if await asyncio.to_thread(os.path.realpath, path) != target:
+            moved.set()
+            return
+
+
+async def _changed(on_change: Callable[[], object], loop: Loop, failures: LoopFailures) -> None:
+    try:
+        result = on_change()
+        if inspect.isawaitable(result):
+            await result
+    except Exception:  # a background loop: log, count and go on
+        failures.failed(loop)
 
 
 def _watch_filter(ignore: Callable[[str], bool] | None) -> Callable[[watchfiles.Change, str], bool]:

@@ -88,3 +88,48 @@ async def test_a_broken_edit_keeps_the_last_good_policy(
     access.write_text(good + DENYLIST_RULE)
     shutil.copy(POLICIES / "data" / "registry.json", root / "data" / "registry.json")
     await decided_after_edit(engine, allow=False)
+
+
+def _release(releases: Path, name: str, grants: dict[str, list[str]]) -> Path:
+    folder = releases / name
+    shutil.copytree(POLICIES, folder)
+    set_crm_grants(folder, grants)
+    return folder
+
+
+def _point(link: Path, target: Path) -> None:
+    """Repoint `link` in one rename, as git-sync and `ln -sfn`-style deploys do."""
+    fresh = link.with_name(link.name + ".new")
+    fresh.symlink_to(target)
+    fresh.replace(link)
+
+
+async def test_a_policy_folder_swapped_by_symlink_is_reloaded(tmp_path: Path) -> None:
+    """Red team session 16 (state): `[policy] path` a symlink repointed at a new release
+    (git-sync, `current -> releases/N`). The watch followed the link once, at start, so it kept
+    watching the old release: the swap raised no event and the old policy served until restart
+    (a user the new release denies kept being granted). A release deleted after the swap and a
+    second swap must not blind it either."""
+    releases = tmp_path / "releases"
+    link = tmp_path / "policies"
+    link.symlink_to(_release(releases, "v1", {"sales": ["crm.read"]}))
+    engine = wasm_engine(link, QUERY, cached=False)
+    await engine.start()
+    task = asyncio.create_task(
+        watch_directory(link, engine.folder_changed, "policy", RecordedFailures())
+    )
+    try:
+        await asyncio.sleep(0.3)  # the watcher is set up
+        assert (await engine.decide(SALES)).allow
+        _point(link, _release(releases, "v2", {}))
+        await decided_after_edit(engine, allow=False)
+        shutil.rmtree(releases / "v1")
+        await asyncio.sleep(0.5)
+        _point(link, _release(releases, "v3", {"sales": ["crm.read"]}))
+        shutil.rmtree(releases / "v2")
+        await decided_after_edit(engine, allow=True)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await engine.close()
