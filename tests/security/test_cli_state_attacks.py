@@ -120,3 +120,42 @@ def test_revoke_commands_with_text_the_audit_log_cannot_hold_change_nothing(
     listed = _run(tmp_path, "revoke", "list", "--config", config).stdout.splitlines()[1:]
     assert len(listed) == 1, listed  # the revocation is still in force, nothing else is
     assert listed[0].split()[:2] == ["revoked", "caller"] and "agent-x" in listed[0]
+
+
+def test_keys_revoke_with_an_audit_log_it_cannot_write_changes_nothing(tmp_path: Path) -> None:
+    """The key audit log another user owns (security-team.md: the CLI may run as another uid),
+    or a folder in its place: the revocation and a replacement key were committed, then the CLI
+    said only "[Errno 21] Is a directory", the change unaudited. Now it opens the log first."""
+    config = _keys_config(tmp_path)
+    assert _run(tmp_path, "keys", "init", "--config", config).returncode == 0
+    before = _states(tmp_path)
+    upcoming = next(kid for kid, state in before.items() if state == "next")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "k.toml").write_text('[keys]\ndir = "keys"\naudit_log = "taken"\n')
+
+    done = _run(tmp_path, "keys", "revoke", "--config", config, "--reason", "x", "--", upcoming)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "keys.audit_log" in done.stderr and "nothing was changed" in done.stderr, done.stderr
+    assert _states(tmp_path) == before
+
+
+def test_revoke_lift_with_an_audit_log_it_cannot_write_changes_nothing(tmp_path: Path) -> None:
+    config = _status_config(tmp_path)
+    revoked = _run(tmp_path, "revoke", "caller", "--config", config, "agent-x", "--reason", "x")
+    assert revoked.returncode == 0, revoked.stderr
+    (tmp_path / "taken").mkdir()
+    text = (tmp_path / config).read_text()
+    (tmp_path / config).write_text(
+        text.replace('path = "st/status.db"\n', 'path = "st/status.db"\naudit_log = "taken"\n')
+    )
+
+    done = _run(
+        tmp_path, "revoke", "lift", "caller", "--config", config, "--reason", "x", "agent-x"
+    )
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "status_list.audit_log" in done.stderr, done.stderr
+    assert "nothing was changed" in done.stderr, done.stderr
+    listed = _run(tmp_path, "revoke", "list", "--config", config).stdout.splitlines()[1:]
+    assert len(listed) == 1 and "agent-x" in listed[0], listed

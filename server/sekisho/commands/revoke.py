@@ -154,6 +154,8 @@ def _change(args: argparse.Namespace, settings: Settings, store: "StatusStore") 
             "config key 'status_list.bits': sekisho revoke suspend needs bits = 2 or more "
             "(set it on the service too), or revoke instead"
         )
+    audit = RevocationAuditLog(settings.status_list.audit_log_path)
+    audit.ready()  # a change is never made unaudited
     entry = Revocation(kind, key, args.reason, operator, now)
     marked = _apply(store, action, entry, now)
     if marked is None:
@@ -163,7 +165,7 @@ def _change(args: argparse.Namespace, settings: Settings, store: "StatusStore") 
     until = _until(store, action, kind, key, now)
     event = RevocationEvent(action, kind, key, operator, args.reason, marked, until)
     _print_change(settings, event, still=_still_in_force(store, action, kind, key, now))
-    RevocationAuditLog(settings.status_list.audit_log_path).record(now, event)
+    audit.record(now, event)
     return 0
 
 

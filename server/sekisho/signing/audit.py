@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sekisho.clock import utc_timestamp
+from sekisho.errors import KeyStoreError
 from sekisho.signing.lifecycle import Change
 
 
@@ -53,11 +54,36 @@ class KeyAuditLog:
     def path(self) -> Path:
         return self._path
 
+    def ready(self) -> None:
+        """Check, before a change is committed, that its line can be appended.
+
+        Raises: KeyStoreError naming the file and `keys.audit_log`."""
+        try:
+            require_appendable(self._path)
+        except OSError as exc:
+            raise KeyStoreError(unwritable(self._path, "keys.audit_log", exc)) from exc
+
     def record(self, now: int, changes: Sequence[Change], actor: Actor) -> None:
         """Append one line per change. Raises: OSError (the change is already committed)."""
         if not changes:
             return
         append_fsynced(self._path, b"".join(_line(now, change, actor) for change in changes))
+
+
+def require_appendable(path: Path) -> None:
+    """Open (creating) an audit file as append_fsynced does, write nothing. A log the CLI's
+    user cannot write (another uid's, 0600; a folder in its place) let a key or revocation
+    change commit, then fail unaudited (red team session 16). Raises: OSError."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+
+
+def unwritable(path: Path, setting: str, exc: OSError) -> str:
+    """The refusal when an audit log cannot be written, before any change."""
+    return (
+        f"the audit log {path} (config key '{setting}') cannot be written: "
+        f"{exc.strerror or exc}; nothing was changed"
+    )
 
 
 def append_fsynced(path: Path, lines: bytes) -> None:

@@ -106,6 +106,7 @@ class KeyManager:
             )
             transition = operation(lifecycle, list(before))
             if transition.changes:
+                self._audit.ready()  # a change is never committed unaudited
                 self._store.commit(before, transition.records)
                 self._audit.record(stamp, transition.changes, actor)
             return transition

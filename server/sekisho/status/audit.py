@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sekisho.clock import utc_timestamp
-from sekisho.signing.audit import append_fsynced
+from sekisho.errors import ConfigError
+from sekisho.signing.audit import append_fsynced, require_appendable, unwritable
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,15 @@ class RevocationAuditLog:
     @property
     def path(self) -> Path:
         return self._path
+
+    def ready(self) -> None:
+        """Check, before the store changes, that the event's line can be appended.
+
+        Raises: ConfigError naming the file and `status_list.audit_log`."""
+        try:
+            require_appendable(self._path)
+        except OSError as exc:
+            raise ConfigError(unwritable(self._path, "status_list.audit_log", exc)) from exc
 
     def record(self, now: int, event: RevocationEvent) -> None:
         """Raises: OSError (the revocation is already in force)."""
