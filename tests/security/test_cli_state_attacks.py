@@ -9,13 +9,17 @@ with "'utf-8' codec can't encode character '\\udcff' in position 228", no audit 
 change. `sekisho revoke lift` ended a revocation the same way, its lift never audited.
 """
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
+from sekisho.signing.filestore import FileKeyStore
+from sekisho.signing.keyring import Keyring, KeySet
 
 SEKISHO = [sys.executable, "-m", "sekisho"]
 IDP = "https://idp.example.com"
@@ -159,3 +163,53 @@ def test_revoke_lift_with_an_audit_log_it_cannot_write_changes_nothing(tmp_path:
     assert "nothing was changed" in done.stderr, done.stderr
     listed = _run(tmp_path, "revoke", "list", "--config", config).stdout.splitlines()[1:]
     assert len(listed) == 1 and "agent-x" in listed[0], listed
+
+
+class _SlowFirstRead(FileKeyStore):
+    """A keystore whose next load() reads, then takes its time to return (a KMS Decrypt of a
+    kms-wrapped key, a passphrase KDF, an NFS server), as a reload in flight does."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.read = threading.Event()
+        self.release = threading.Event()
+        self.armed = False
+
+    def load(self) -> KeySet:
+        keys = super().load()
+        if self.armed:
+            self.armed = False
+            self.read.set()
+            self.release.wait(10)
+        return keys
+
+
+async def test_a_reload_that_read_before_a_key_revocation_does_not_undo_it(
+    tmp_path: Path,
+) -> None:
+    """Keyring.refresh runs from the folder watch, the keyring.json poll, the failed-reload
+    retry, automatic rotation and SIGHUP, each in a thread, unserialised: the last to *finish*
+    won, not the last to read. A reload that read the keystore just before `sekisho keys
+    revoke` (the retry of a degraded keyring, say) and finished after the reload that saw the
+    revocation put the revoked key back, published and signing; the poll had seen the new
+    keyring.json already and no event was left to come."""
+    config = _keys_config(tmp_path)
+    assert _run(tmp_path, "keys", "init", "--config", config).returncode == 0
+    compromised = next(kid for kid, state in _states(tmp_path).items() if state == "active")
+    store = _SlowFirstRead(tmp_path / "keys")
+    keyring = Keyring(store)
+    keyring.load()
+    store.armed = True
+    before = asyncio.create_task(keyring.refresh())  # reads the keys as they were...
+    assert await asyncio.to_thread(store.read.wait, 10)
+    revoked = await asyncio.to_thread(
+        _run, tmp_path, "keys", "revoke", "--config", config, "--reason", "x", "--", compromised
+    )
+    assert revoked.returncode == 0, revoked.stderr
+    after = asyncio.create_task(keyring.refresh())  # ...this one reads the revocation
+    await asyncio.sleep(0.3)
+    store.release.set()  # ...and the first finishes last
+    await asyncio.gather(before, after)
+
+    assert not keyring.publishes(compromised)
+    assert keyring.signing_key()[0].kid != compromised

@@ -104,6 +104,11 @@ class Keyring:
         self._jwks_bytes = _EMPTY_JWKS
         self._published: frozenset[str] = frozenset()
         self._problem: str | None = None
+        # One refresh at a time: they come from the folder watch, the keyring.json poll, the
+        # failed-reload retry, automatic rotation and SIGHUP, and unserialised the last to
+        # finish won, not the last to read: a reload that read the keys before `keys revoke`
+        # put the revoked key back after the one that saw it (red team session 16).
+        self._refreshing = asyncio.Lock()
 
     @property
     def loaded(self) -> bool:
@@ -136,9 +141,11 @@ class Keyring:
         return self._install(*self._read())
 
     async def refresh(self) -> bool:
-        """`reload` with the keystore read in a worker thread, so the event loop keeps serving."""
-        keys, problem = await asyncio.to_thread(self._read)
-        return self._install(keys, problem)
+        """`reload` with the keystore read in a worker thread, so the event loop keeps serving;
+        after the refresh in progress, if any, so the last to read installs last."""
+        async with self._refreshing:
+            keys, problem = await asyncio.to_thread(self._read)
+            return self._install(keys, problem)
 
     def publishes(self, kid: str) -> bool:
         """Whether `kid` is in the JWKS now: a token it signed still verifies downstream (a
