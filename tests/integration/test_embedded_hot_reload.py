@@ -9,16 +9,22 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sekisho.policy.cache import CachingPolicyEngine
+from sekisho.policy.wasm.compiler import compile_folder
 from sekisho.policy.wasm.engine import WasmPolicyEngine
 from sekisho.reload import watch_directory
 
+from tests.bounds import compile_timeout, wasm_limits
 from tests.embedded import wasm_engine
+from tests.fakes.clock import FakeClock
 from tests.fakes.loops import RecordedFailures
+from tests.opa import opa_binary
 from tests.policy_edits import DENYLIST_RULE, SALES, seconds_until_decided, set_crm_grants
 from tests.unit.policy.inputs import POLICIES, QUERY
 
@@ -133,3 +139,44 @@ async def test_a_policy_folder_swapped_by_symlink_is_reloaded(tmp_path: Path) ->
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await engine.close()
+
+
+async def test_a_reload_that_read_before_a_deny_edit_does_not_undo_it(tmp_path: Path) -> None:
+    """Red team session 16 (state): folder_changed runs from the folder watch and from SIGHUP
+    (reload_now), each in a thread, unserialised: the last to finish won. A reload that read the
+    folder before a deny edit and finished (its `opa build` slower) after the reload that read
+    the edit put the old grants back, with no event left to come: the user stayed granted."""
+    root = tmp_path / "policies"
+    shutil.copytree(POLICIES, root)
+    read, release, armed = threading.Event(), threading.Event(), [False]
+
+    def slow_compiler(opa: Path, folder: Path, entrypoint: str, timeout: float) -> bytes:
+        wasm = compile_folder(opa, folder, entrypoint, timeout)  # the folder has been read
+        if armed[0]:
+            armed[0] = False
+            read.set()
+            release.wait(30)
+        return wasm
+
+    engine = WasmPolicyEngine(
+        root, QUERY, opa_binary(), wasm_limits(), compile_timeout=compile_timeout(),
+        compiler=slow_compiler,
+    )  # fmt: skip
+    cached = CachingPolicyEngine(engine, FakeClock(0.0), max_entries=100)
+    await cached.start()
+    try:
+        assert (await cached.decide(SALES)).allow
+        decision = root / "sekisho" / "exchange" / "decision.rego"
+        decision.write_text(decision.read_text() + "\n# a comment: opa build runs again\n")
+        armed[0] = True
+        first = asyncio.create_task(cached.folder_changed())  # SIGHUP: reads the grants...
+        assert await asyncio.to_thread(read.wait, 60)
+        set_crm_grants(root, {})  # ...the deny edit lands...
+        second = asyncio.create_task(cached.folder_changed())  # ...the watch reads it
+        await asyncio.sleep(0.5)
+        release.set()  # the first reload finishes last
+        await asyncio.gather(first, second)
+        assert not (await cached.decide(SALES)).allow
+    finally:
+        release.set()
+        await cached.close()

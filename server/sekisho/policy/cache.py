@@ -12,6 +12,7 @@ computed before a reload is never stored after it (generation check). Bounded LR
 own errors (unavailable, invalid decision) are never cached. Engine-agnostic.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,7 @@ class CachingPolicyEngine:
         self._keys = InputKeys(max_entries)
         self._generation = 0
         self._flush_listeners: list[Callable[[], None]] = []
+        self._reloading = asyncio.Lock()
         self.hits = 0
         self.misses = 0
         # An engine that activates a policy outside folder_changed (OPA in manage mode publishes
@@ -79,12 +81,16 @@ class CachingPolicyEngine:
         await self._engine.close()
 
     async def folder_changed(self) -> bool:
-        """Reload the wrapped engine and flush (also when the reload failed: a flush is safe)."""
-        self.clear()
-        try:
-            return await self._engine.folder_changed()
-        finally:
+        """Reload the wrapped engine and flush (also when the reload failed: a flush is safe).
+        One reload at a time: the folder watch and SIGHUP both call this, each reload reads in a
+        thread, and unserialised the last to finish won: a reload that read the folder before a
+        deny edit put the old grants back after the one that read it (red team session 16)."""
+        async with self._reloading:
             self.clear()
+            try:
+                return await self._engine.folder_changed()
+            finally:
+                self.clear()
 
     def clear(self) -> None:
         """Drop every decision; decisions still being computed will not be stored."""
