@@ -1,12 +1,13 @@
-"""Red team session 16 (state): bad input to the security team's CLI changes nothing it cannot
-also audit.
+"""Red team session 16 (state): a key or revocation change is made audited or not at all, and a
+reload never installs key states older than one already installed.
 
 The real CLI as a subprocess, real files. On Linux, argv is bytes: a byte that is not UTF-8
 (a reason pasted from a Latin-1 terminal, a $USER from a broken locale) reaches Python as a lone
 surrogate, which SQLite and the audit logs' UTF-8 cannot hold. `sekisho keys revoke` committed
 the revocation (and minted a replacement `next` key), then failed writing the audit line: exit 2
 with "'utf-8' codec can't encode character '\\udcff' in position 228", no audit line, no printed
-change. `sekisho revoke lift` ended a revocation the same way, its lift never audited.
+change. `sekisho revoke lift` ended a revocation the same way, its lift never audited. An audit
+log the command's user cannot write did the same.
 """
 
 import asyncio
