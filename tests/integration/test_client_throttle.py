@@ -5,8 +5,6 @@ import asyncio
 import contextlib
 import math
 import random
-import socket
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from sekisho.service import Service, start_service
 from sekisho.signing.filestore import FileKeyStore
 
 from tests.integration.conftest import dev_idp, stack_settings  # noqa: F401 (fixture)
+from tests.loopback import free_port
 
 
 class Clock:
@@ -203,7 +202,7 @@ async def test_a_refusing_service_sees_fewer_calls_than_the_client_makes(
         for _ in range(attempts):
             client._not_before = 0.0  # look only at the throttle here
             with pytest.raises(RateLimitedError):
-                await client.exchange(token, "https://crm-as.example.com", deadline_seconds=0.5)
+                await client.exchange(token, "https://crm-as.example.com", deadline_seconds=30)
         # Without the throttle every attempt would be an RPC (and a retry after retry_after).
         assert client.rpc_count < attempts / 2
 
@@ -218,11 +217,11 @@ async def test_retry_after_stops_calls_that_cannot_wait_it_out(
         token = _token(dev_idp)
         await client.exchange(token, "https://crm-as.example.com")
         with pytest.raises(RateLimitedError) as first:
-            await client.exchange(token, "https://crm-as.example.com", deadline_seconds=0.5)
+            await client.exchange(token, "https://crm-as.example.com", deadline_seconds=30)
         assert first.value.retry_after is not None and first.value.retry_after >= 1  # server's
         sent = client.rpc_count
         with pytest.raises(RateLimitedError, match="retry after") as local:
-            await client.exchange(token, "https://crm-as.example.com", deadline_seconds=0.5)
+            await client.exchange(token, "https://crm-as.example.com", deadline_seconds=30)
         assert client.rpc_count == sent  # refused locally: the server's retry_after still runs
         # The wait left is on the error, not only in its text.
         assert local.value.retry_after is not None
@@ -246,9 +245,7 @@ async def silent_listener() -> AsyncIterator[str]:
 
 
 def _closed_port() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{sock.getsockname()[1]}"  # closed again on return: refused
+    return f"127.0.0.1:{free_port()}"  # closed again on return: refused
 
 
 Handler = Callable[[bytes, grpc.aio.ServicerContext[bytes, bytes]], Awaitable[bytes]]
@@ -300,13 +297,18 @@ async def test_no_answer_is_not_an_accept(
     # bound is CANCELLED by grpc core: all mean the service did not take it.
     targets = {"UNAVAILABLE": _closed_port(), "CANCELLED": cancelling_server}
     target = targets.get(kind, silent_listener)
+    # Only the silent listener needs a short deadline (its calls end DEADLINE_EXCEEDED); for the
+    # others it is a hang guard: at 0.05 s a loaded host could turn their answer into a timeout.
+    deadline = 0.05 if kind == "DEADLINE_EXCEEDED" else 30
     retry = RetryPolicy(max_attempts=1)
     options = ChannelOptions(insecure=True)
     async with TokenExchangeClient(target, channel_options=options, retry=retry) as client:
         token, attempts = _token(dev_idp), 40
         for _ in range(attempts):
             with pytest.raises(ExchangeError) as refused:
-                await client.exchange(token, "https://crm-as.example.com", deadline_seconds=0.05)
+                await client.exchange(
+                    token, "https://crm-as.example.com", deadline_seconds=deadline
+                )
             assert refused.value.code in (kind, "RESOURCE_EXHAUSTED")  # sent, or throttled
         # Counted as accepts, every attempt would be an RPC.
         assert client.rpc_count < attempts / 2
@@ -324,7 +326,9 @@ async def test_a_call_cancelled_by_the_service_is_retried_with_backoff(
         cancelling_server, channel_options=options, retry=retry
     ) as client:
         with pytest.raises(ExchangeUnavailableError) as refused:
-            await client.exchange(_token(dev_idp), "https://crm-as.example.com", deadline_seconds=5)
+            await client.exchange(
+                _token(dev_idp), "https://crm-as.example.com", deadline_seconds=30
+            )
         assert refused.value.code == "CANCELLED" and client.rpc_count == 3
 
 
@@ -412,7 +416,11 @@ def _exchange_response() -> bytes:
 async def test_a_caller_is_served_within_a_probe_interval_of_the_service_recovering() -> None:
     """A stall at start (every call refused for 1.5 s, the caller retrying every millisecond),
     then the service answers: with the book's 2-minute window the throttle went on rejecting
-    nearly every call for minutes; now the first probe after the recovery (<= 1 s) reopens it."""
+    nearly every call for minutes; now the first probe after the recovery (<= 1 s) reopens it.
+
+    The client's clock is the test's, one millisecond per attempt, and its draws are seeded: on
+    the wall clock a loaded host (stalls of seconds) shifted the probe past the 1.2 s mark and
+    left fewer than 100 calls in the window, and an unseeded draw decided what passed."""
     refusing = True
 
     async def answer(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
@@ -420,27 +428,30 @@ async def test_a_caller_is_served_within_a_probe_interval_of_the_service_recover
             await context.abort(grpc.StatusCode.UNAVAILABLE, "starting")
         return _exchange_response()
 
+    clock = Clock()
     outcomes: list[tuple[float, bool]] = []  # (when, served)
 
-    async def caller(client: TokenExchangeClient, until: float) -> None:
-        while time.monotonic() < until:
-            try:
-                await client.exchange("token", "https://crm-as.example.com")
-                outcomes.append((time.monotonic(), True))
+    async def call_every_millisecond(client: TokenExchangeClient, seconds: float) -> None:
+        for _ in range(round(seconds * 1000)):
+            try:  # the deadline is a hang guard only: the clock does not move during a call
+                await client.exchange("token", "https://crm-as.example.com", deadline_seconds=30)
+                outcomes.append((clock.now, True))
             except ExchangeError:
-                outcomes.append((time.monotonic(), False))
-            await asyncio.sleep(0.001)
+                outcomes.append((clock.now, False))
+            clock.now += 0.001
 
     retry = RetryPolicy(max_attempts=1)
+    throttle = AdaptiveThrottle(clock, rand=random.Random(15).random)  # noqa: S311
     async with _exchange_server(answer) as target:
         options = ChannelOptions(insecure=True)
-        async with TokenExchangeClient(target, channel_options=options, retry=retry) as client:
-            running = asyncio.create_task(caller(client, time.monotonic() + 3.5))
-            await asyncio.sleep(1.5)
-            sent_while_refused, recovered = client.rpc_count, time.monotonic()
+        async with TokenExchangeClient(
+            target, channel_options=options, retry=retry, clock=clock, throttle=throttle
+        ) as client:
+            await call_every_millisecond(client, 1.5)
+            sent_while_refused, recovered = client.rpc_count, clock.now
             refusing = False
-            await running
-    assert sent_while_refused < 100  # of ~1,000 attempts: the throttle held meanwhile
+            await call_every_millisecond(client, 1.5)
+    assert sent_while_refused < 100  # of 1,500 attempts: the throttle held meanwhile
     # From a probe interval (1 s) and an answer after the recovery on, every call is served.
     late = [served for when, served in outcomes if when > recovered + 1.2]
-    assert len(late) > 100 and all(late), (len(late), sum(late))
+    assert len(late) > 250 and all(late), (len(late), sum(late))
