@@ -14,6 +14,7 @@ import aiohttp
 import grpc
 import pytest
 from argon2 import PasswordHasher
+from sekisho import standing_queue
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.admission import Admission, QueuePolicy
@@ -325,6 +326,7 @@ async def test_grpc_overload_is_refused_before_the_pipeline(
     default_service: Service,
     dev_idp: DevIdentityProvider,  # noqa: F811
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A standing backlog (calls arriving with far less than their connection's fresh budget,
     for longer than CoDel's interval) is refused by the screen as the call arrives: slow_down
@@ -332,14 +334,17 @@ async def test_grpc_overload_is_refused_before_the_pipeline(
     request = pb.ExchangeTokenRequest(
         subject_token=_token(dev_idp), audience="https://crm-as.example.com"
     )
+    # The fresh budget is remembered for MEMORY (5 s) from the first call: at load ~10 the three
+    # calls and the sleep could outlast it, and the third call was then a fresh budget, served.
+    monkeypatch.setattr(standing_queue, "MEMORY", 3600.0)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{default_service.grpc.port}") as channel:
         stub = pb_grpc.TokenExchangeServiceStub(channel)
-        await stub.ExchangeToken(request, timeout=60)  # the connection's fresh budget
-        await stub.ExchangeToken(request, timeout=5)  # "waited" 55 s: above target, a burst
+        await stub.ExchangeToken(request, timeout=600)  # the connection's fresh budget
+        await stub.ExchangeToken(request, timeout=60)  # "waited" 540 s: above target, a burst
         await asyncio.sleep(2 * INTERVAL)
         caplog.clear()
         with pytest.raises(grpc.aio.AioRpcError) as raised:
-            await stub.ExchangeToken(request, timeout=5)
+            await stub.ExchangeToken(request, timeout=60)
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     info = error_info(raised.value)
     assert info.reason == "slow_down" and int(info.metadata["retry_after"]) >= 1
@@ -370,7 +375,12 @@ async def test_calls_beyond_the_pending_bound_are_refused_by_grpc_core(
         grpc.channel_ready_future(channel).result(timeout=5)
         stub = pb_grpc.TokenExchangeServiceStub(channel)
         calls = [stub.GetJwks.future(pb.GetJwksRequest(), timeout=30) for _ in range(20)]
-        time.sleep(1.0)  # noqa: ASYNC251 (on purpose: the loop takes no call, they pile up)
+        # On purpose: the loop takes no call, they pile up, and only grpc core can end one. Until
+        # it has refused those beyond the bound (a fixed 1 s could pass before the sync client
+        # had sent them all on a loaded host); a hang guard ends the wait without the bound.
+        give_up = time.monotonic() + 30
+        while sum(call.done() for call in calls) < 20 - 1 - 4 and time.monotonic() < give_up:
+            time.sleep(0.05)  # noqa: ASYNC251
         codes = await asyncio.to_thread(lambda: [call.code() for call in calls])
     refused = [code for code in codes if code != grpc.StatusCode.OK]
     assert len(refused) >= 20 - 1 - 4  # at most one taken by the loop, four pending
