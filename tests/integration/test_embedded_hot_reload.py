@@ -39,15 +39,42 @@ async def watched(tmp_path: Path) -> AsyncIterator[tuple[WasmPolicyEngine, Path]
     shutil.copytree(POLICIES, root)
     engine = wasm_engine(root, QUERY, cached=False)
     await engine.start()
-    task = asyncio.create_task(
-        watch_directory(root, engine.folder_changed, "policy", RecordedFailures())
-    )
-    await asyncio.sleep(0.3)  # the watcher is set up
+    batches: list[int] = []
+
+    async def folder_changed() -> bool:
+        batches.append(1)
+        return await engine.folder_changed()
+
+    task = asyncio.create_task(watch_directory(root, folder_changed, "policy", RecordedFailures()))
+    await _until_watched(root / "data" / "registry.json", batches)
     yield engine, root
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
     await engine.close()
+
+
+def _rewrite_unchanged(path: Path) -> None:
+    path.write_bytes(path.read_bytes())
+
+
+async def _until_watched(unchanged: Path, batches: list[int]) -> None:
+    """Rewrite `unchanged` with its own bytes until the watcher reports a batch: an edit made
+    before watchfiles has set up its watch is never seen (a fixed 0.3 s was not always enough
+    on a loaded host, and the test's first edit then waited out its give-up)."""
+    started = time.monotonic()
+    while not batches:
+        assert time.monotonic() - started < GIVE_UP_SECONDS, "the watcher saw no change"
+        _rewrite_unchanged(unchanged)
+        await asyncio.sleep(0.1)
+
+
+async def _reload_failures(caplog: pytest.LogCaptureFixture, count: int) -> None:
+    """Wait until `count` reload attempts have failed (`policy_reload_failed` lines)."""
+    started = time.monotonic()
+    while sum(r.message == "policy_reload_failed" for r in caplog.records) < count:
+        assert time.monotonic() - started < GIVE_UP_SECONDS, "no reload attempt"
+        await asyncio.sleep(0.05)
 
 
 async def decided_after_edit(engine: WasmPolicyEngine, allow: bool) -> float:
@@ -81,15 +108,12 @@ async def test_a_broken_edit_keeps_the_last_good_policy(
     engine, root = watched
     access = root / "sekisho" / "exchange" / "access.rego"
     good = access.read_text()
-    with caplog.at_level(logging.ERROR, logger="sekisho.policy.wasm"):
-        access.write_text(good + "\nbroken {\n")
-        started = time.monotonic()
-        while not any(r.message == "policy_reload_failed" for r in caplog.records):
-            assert time.monotonic() - started < GIVE_UP_SECONDS, "no reload attempt"
-            await asyncio.sleep(0.05)
+    caplog.set_level(logging.ERROR, logger="sekisho.policy.wasm")
+    access.write_text(good + "\nbroken {\n")
+    await _reload_failures(caplog, 1)
     assert engine.ready and (await engine.decide(SALES)).allow
     (root / "data" / "registry.json").write_text("{ not json")
-    await asyncio.sleep(1.0)
+    await _reload_failures(caplog, 2)  # its reload attempt failed (no fixed 1 s: it may be later)
     assert (await engine.decide(SALES)).allow
     access.write_text(good + DENYLIST_RULE)
     shutil.copy(POLICIES / "data" / "registry.json", root / "data" / "registry.json")
