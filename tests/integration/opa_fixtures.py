@@ -16,6 +16,11 @@ from tests.harness import POLICIES
 
 QUERY = "data.sekisho.exchange.decision"
 HEADER = "package sekisho.exchange\n\nimport rego.v1\n\n"
+# Each OPA call's timeout, a hang guard: a publish is one PUT per module, each recompiling every
+# module in OPA, and at load ~10 one PUT took 1.3 s (OPA's own log), so at 0.5 s the publish
+# failed as "OPA unavailable" and a test expecting a compile error or a ready engine failed.
+# Tests of the timeout itself pass their own (test_slow_opa_is_unavailable_within_the_timeout).
+CALL_TIMEOUT_SECONDS = 5.0
 
 
 def opa_engine(
@@ -23,7 +28,7 @@ def opa_engine(
     root: Path,
     *,
     manage: bool = True,
-    timeout: float = 0.5,
+    timeout: float = CALL_TIMEOUT_SECONDS,
     interval: float = 0.2,
     token: str = "",
 ) -> OpaPolicyEngine:
