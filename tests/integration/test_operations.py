@@ -3,6 +3,7 @@ and failing closed when the IdP cannot be reached."""
 
 import asyncio
 import json
+import logging
 import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -99,8 +100,10 @@ async def _exchange_scopes(live: LiveStack, token: str) -> list[str] | str:
 
 
 async def _eventually(
-    probe: Callable[[], Awaitable[object]], expected: object, seconds: float = 5.0
+    probe: Callable[[], Awaitable[object]], expected: object, seconds: float = 30.0
 ) -> object:
+    """`probe()`'s value once it is `expected`, or its last after `seconds` (a hang guard: a
+    policy reload runs `opa build`, seconds on a loaded host)."""
     deadline = asyncio.get_running_loop().time() + seconds
     while True:
         value = await probe()
@@ -109,9 +112,31 @@ async def _eventually(
         await asyncio.sleep(0.1)
 
 
-async def test_policy_data_edit_is_picked_up_and_a_broken_edit_keeps_last_good(
-    tmp_path: Path, dev_idp: DevIdentityProvider
+def _logged(caplog: pytest.LogCaptureFixture, event: str) -> int:
+    return sum(r.getMessage() == event for r in caplog.records)
+
+
+def _rewrite_unchanged(path: Path) -> None:
+    path.write_bytes(path.read_bytes())
+
+
+async def _until_logged(
+    caplog: pytest.LogCaptureFixture, event: str, poke: Callable[[], None]
 ) -> None:
+    """Wait until `event` has been logged, calling `poke()` before each look (30 s give-up)."""
+
+    async def logged() -> bool:
+        poke()
+        await asyncio.sleep(0.1)
+        return _logged(caplog, event) > 0
+
+    assert await _eventually(logged, True) is True, f"no {event} line"
+
+
+async def test_policy_data_edit_is_picked_up_and_a_broken_edit_keeps_last_good(
+    tmp_path: Path, dev_idp: DevIdentityProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sekisho.reload")  # policy_reload_failed: ERROR
     policies = tmp_path / "policies"
     shutil.copytree(POLICIES, policies)
     keys = tmp_path / "keys"
@@ -125,6 +150,8 @@ async def test_policy_data_edit_is_picked_up_and_a_broken_edit_keeps_last_good(
     try:
         assert await _exchange_scopes(live, token) == "PERMISSION_DENIED"
         registry_path = policies / "data" / "registry.json"
+        # The folder watcher sees an edit only once it has set up its watch: until it reports one.
+        await _until_logged(caplog, "files_changed", lambda: _rewrite_unchanged(registry_path))
         registry = json.loads(registry_path.read_text())
         grants = registry["sekisho"]["registry"]["downstreams"][CRM_AS]["group_grants"]
         grants["marketing"] = ["crm.read"]
@@ -135,7 +162,7 @@ async def test_policy_data_edit_is_picked_up_and_a_broken_edit_keeps_last_good(
         (policies / "sekisho" / "exchange" / "decision.rego").write_text(
             "package sekisho.exchange\nbroken {"
         )
-        await asyncio.sleep(1.0)  # a reload attempt happens and fails
+        await _until_logged(caplog, "policy_reload_failed", lambda: None)  # not a fixed 1 s
         assert await _exchange_scopes(live, token) == ["crm.read"]  # last good policy still serving
     finally:
         await channel.close()
