@@ -32,6 +32,7 @@ from tests.opa import with_opa_on_path
 pytestmark = pytest.mark.integration
 
 SEKISHO = [sys.executable, "-m", "sekisho"]
+REQUEST_GUARD_SECONDS = 10  # each probe's timeout: a hang guard (2 s raised under load ~10)
 OPERATOR_UID = 4242
 # The service: mode bits apply to it like to any user.
 AS_SERVICE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
@@ -76,7 +77,7 @@ pickup_wait_seconds = 3.0
 
 def _status(url: str) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=REQUEST_GUARD_SECONDS) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
@@ -84,18 +85,20 @@ def _status(url: str) -> int:
 
 def _jwks_kids(http: int) -> set[str]:
     url = f"http://127.0.0.1:{http}/.well-known/jwks.json"
-    with urllib.request.urlopen(url, timeout=2) as response:
+    with urllib.request.urlopen(url, timeout=REQUEST_GUARD_SECONDS) as response:
         return {k["kid"] for k in json.loads(response.read())["keys"]}
 
 
 def _grpc_serving(port: int) -> bool:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+        reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=REQUEST_GUARD_SECONDS)
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-def _until(probe: object, seconds: float = 10.0) -> None:
+def _until(probe: object, seconds: float = 30.0) -> None:
+    """Poll `probe` until it holds; `seconds` is a hang guard (a key file event, the retry loop's
+    backoff and a health flip in a subprocess take seconds on a loaded host)."""
     deadline = time.monotonic() + seconds
     while not probe():  # type: ignore[operator]
         assert time.monotonic() < deadline, "condition not reached in time"
