@@ -6,12 +6,15 @@ import it too (with the repository root on sys.path).
 """
 
 import asyncio
+import itertools
+import random
 import socket
 import ssl
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 Process = subprocess.Popen[bytes]
 
@@ -32,9 +35,45 @@ class ServerStartError(RuntimeError):
     """A started server exited, or did not answer in time."""
 
 
+# Ports handed out by free_port(): below the kernel's ephemeral range, walked from a random start.
+_BELOW_EPHEMERAL = 10_000
+_LOCAL_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _ports_to_hand_out() -> Iterator[int]:
+    """Ports no bind(0) and no outgoing connection is given: [low - 10,000, low) of the
+    ephemeral range, from a random start, each once per lap; the ephemeral range itself when
+    it leaves no room below."""
+    try:
+        low = int(_LOCAL_PORT_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default
+    if low - _BELOW_EPHEMERAL < 1024:
+        return iter(())
+    first = low - _BELOW_EPHEMERAL
+    start = random.randrange(_BELOW_EPHEMERAL)  # noqa: S311 (spreads concurrent test runs)
+    return itertools.cycle(first + (start + i) % _BELOW_EPHEMERAL for i in range(_BELOW_EPHEMERAL))
+
+
+_HANDED_OUT = _ports_to_hand_out()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (closed again on return)."""
-    with socket.socket() as sock:
+    """A TCP port on 127.0.0.1 that was free a moment ago (closed again on return), for a server
+    a subprocess binds later.
+
+    Not a port of the ephemeral range: there the kernel gives bind(0) (every in-process server,
+    this run's and any other's on the host) and outgoing connections their ports, so one could
+    take it before the subprocess binds (EADDRINUSE, or a foreign server answering). Below it,
+    only another free_port() could, and each run walks the range from its own random start."""
+    for port in itertools.islice(_HANDED_OUT, 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use (or held by a listener elsewhere): the next one
+            return port
+    with socket.socket() as sock:  # no room below the ephemeral range
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
