@@ -34,6 +34,9 @@ SEKISHO = [sys.executable, "-m", "sekisho"]
 # the connection a just-closed channel left behind (12 of 50 "fresh" channels here), so a phase's
 # calls all went to one worker more often than the 2**-(n-1) the tests assume.
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+# A hang guard on each call to the pod (loopback only), not a bound: at 5 s (2 s for HTTP) a
+# scheduling stall on a loaded host (seconds: bench/results/first_call.md) failed a call.
+CALL_TIMEOUT_SECONDS = 30
 CRM_AS = "https://crm-as.example.com"
 
 
@@ -50,7 +53,8 @@ class Pod:
     metrics_port: int = 0
 
     def events(self, name: str | None = None) -> list[dict[str, object]]:
-        lines = self.log.read_text(encoding="utf-8").splitlines()
+        # Complete lines only: a worker may be writing the last one while it is read.
+        lines = self.log.read_text(encoding="utf-8").split("\n")[:-1]
         parsed = [json.loads(line) for line in lines if line.startswith("{")]
         return [line for line in parsed if name is None or line.get("event") == name]
 
@@ -63,7 +67,7 @@ class Pod:
         port = self.metrics_port if path == "/metrics" else self.http_port
         url = f"http://127.0.0.1:{port}{path}"
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # loopback only
+            with urllib.request.urlopen(url, timeout=CALL_TIMEOUT_SECONDS) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as error:
             return error.code, b""
@@ -77,7 +81,7 @@ class Pod:
             request = pb.ExchangeTokenRequest(subject_token=token, audience=CRM_AS)
             try:
                 response = await stub.ExchangeToken(
-                    request, metadata=(("x-request-id", request_id),), timeout=5
+                    request, metadata=(("x-request-id", request_id),), timeout=CALL_TIMEOUT_SECONDS
                 )
             except grpc.aio.AioRpcError as error:
                 return "refused", str(error.code())

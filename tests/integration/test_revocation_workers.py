@@ -45,6 +45,7 @@ from tests.integration.conftest import AGENT_AUDIENCE
 from tests.opa import opa_binary
 from tests.status_records import recorded_tokens
 from tests.workers_pod import (
+    CALL_TIMEOUT_SECONDS,
     OWN_CONNECTION,
     SEKISHO,
     Pod,
@@ -124,7 +125,7 @@ async def _exchange(pod: Pod, token: str, request_id: str) -> str | None:
         )
         try:
             response = await stub.ExchangeToken(
-                request, metadata=(("x-request-id", request_id),), timeout=5
+                request, metadata=(("x-request-id", request_id),), timeout=CALL_TIMEOUT_SECONDS
             )
         except grpc.aio.AioRpcError as error:
             refusal = error.code()
@@ -296,7 +297,7 @@ def _b64(part: str) -> bytes:
 
 def _fetch(url: str, accept: str = "") -> tuple[dict[str, str], bytes]:
     request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
-    with urllib.request.urlopen(request, timeout=5) as response:  # loopback only
+    with urllib.request.urlopen(request, timeout=CALL_TIMEOUT_SECONDS) as response:
         return dict(response.headers), response.read()
 
 
