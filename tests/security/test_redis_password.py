@@ -10,6 +10,7 @@ logs. Each test fails if its defence is removed.
 import asyncio
 import contextlib
 import logging
+import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,7 +140,10 @@ async def test_service_log_lines_on_failure_never_print_the_password(
     _printed_nothing_secret("".join(traceback.format_exception(raised.value)))
     with caplog.at_level(logging.DEBUG):
         loop = asyncio.create_task(gate.refresh_forever(0.05, RecordedFailures()))
-        await asyncio.sleep(0.3)
+        give_up = time.monotonic() + 30  # a hang guard: a fixed 0.3 s could end before a try did
+        while not any(r.message == "revocations_refresh_failed" for r in caplog.records):
+            assert time.monotonic() < give_up, "no failed refresh logged"
+            await asyncio.sleep(0.05)
         loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loop
