@@ -123,16 +123,20 @@ def test_a_parent_that_always_blocks_stop_signals_is_not_taken_for_stopping() ->
 
 
 def test_the_watch_stops_the_service_when_its_parent_is_gone() -> None:
+    # The parent exits once the child's watch has begun (not after a fixed 0.3 s: a child that
+    # had not started it by then found itself already re-parented and watched its new parent).
     orphan = textwrap.dedent(
         """
         import os, sys, time
         from sekisho.parentwatch import watch_parent
+        started, tell = os.pipe()
         if os.fork() == 0:
             watch_parent(poll_seconds=0.02)
             print(os.getpid(), flush=True)
+            os.write(tell, b"1")
             time.sleep(120)
             os._exit(0)
-        time.sleep(0.3)
+        os.read(started, 1)
         """
     )
     # The orphan holds our stdout pipe: run() returns once it has exited (or times out).
