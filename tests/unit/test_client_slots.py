@@ -36,13 +36,16 @@ async def test_no_slot_before_the_deadline_fails_unsent() -> None:
         pass
 
 
-async def _sent_after_waiting(slots: CallSlots, left: float) -> bool:
-    """Whether a call that had to wait for a slot, and got it with about `left` seconds before
-    its deadline, is sent."""
+async def _sent_after_waiting(slots: CallSlots, clock: FakeClock, left: float) -> bool:
+    """Whether a call that had to wait for a slot, and got it with `left` seconds before its
+    deadline on `clock` (the slots' clock), is sent. On the wall clock, a stall of about `left`
+    on a loaded host made a call that should go out miss its deadline; here the call may wait
+    HOUR of real time, and the clock moves to `left` before its deadline while it waits."""
     sent: list[str] = []
-    async with slots.slot(time.monotonic() + 30):
-        waiting = asyncio.create_task(_hold(slots, time.monotonic() + left, sent, "waited"))
+    async with slots.slot(clock.now() + 2 * HOUR):
+        waiting = asyncio.create_task(_hold(slots, clock.now() + HOUR, sent, "waited"))
         await asyncio.sleep(0.01)
+        clock.advance(HOUR - left)
     with contextlib.suppress(ExchangeUnavailableError):  # "not sent": refused here
         await waiting
     return sent == ["waited"]
@@ -67,26 +70,29 @@ async def test_one_slow_first_answer_does_not_refuse_the_calls_after_it() -> Non
     # A cold start (the first call's handshake, the service's first JWKS fetch) answered in
     # 5 s, the rest in 10 ms: taken outright (then averaged), that first answer had every call
     # that waited with less than ~5 s left refused here, unsent, for several answers after.
-    slots = CallSlots(1, time.monotonic)
+    clock = FakeClock()
+    slots = CallSlots(1, clock.now)
     slots.answered(5.0)
-    assert await _sent_after_waiting(slots, 2.0)  # one answer is no estimate yet
+    assert await _sent_after_waiting(slots, clock, 2.0)  # one answer is no estimate yet
     slots.answered(0.01)
-    assert await _sent_after_waiting(slots, 2.0)
+    assert await _sent_after_waiting(slots, clock, 2.0)
     assert slots.typical_seconds == 0.01
 
 
 async def test_one_slow_answer_among_fast_ones_is_not_what_answers_take() -> None:
-    slots = CallSlots(1, time.monotonic)
+    clock = FakeClock()
+    slots = CallSlots(1, clock.now)
     for seconds in (0.01, 0.02, 5.0, 0.01, 0.02):
         slots.answered(seconds)
     assert slots.typical_seconds == 0.02
-    assert await _sent_after_waiting(slots, 2.0)
+    assert await _sent_after_waiting(slots, clock, 2.0)
 
 
 async def test_the_estimate_follows_a_lasting_slowdown() -> None:
     # Robust to an outlier, not deaf: once the slow answers are half the window, calls that
     # cannot be answered in time are kept here again.
-    slots = CallSlots(1, time.monotonic)
+    clock = FakeClock()
+    slots = CallSlots(1, clock.now)
     for _ in range(16):
         slots.answered(0.01)
     for _ in range(8):
@@ -94,7 +100,7 @@ async def test_the_estimate_follows_a_lasting_slowdown() -> None:
     assert slots.typical_seconds == 0.01
     slots.answered(5.0)
     assert slots.typical_seconds == 5.0
-    assert not await _sent_after_waiting(slots, 2.0)
+    assert not await _sent_after_waiting(slots, clock, 2.0)
 
 
 async def test_a_slot_handed_to_a_caller_that_gave_up_is_passed_on() -> None:
