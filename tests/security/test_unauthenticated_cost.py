@@ -231,9 +231,10 @@ async def _raises(kind: type[Exception], call: Awaitable[object]) -> None:
 
 # --- the HTTP listener --------------------------------------------------------------------------
 
-# Only stops a test whose connection is never closed or answered; PATIENT_HEADER_TIMEOUT is
-# longer, so a connection closed before it was closed by something else.
-GIVE_UP_SECONDS = 10.0
+# Only stops a test whose connection is never closed or answered (30 s, not 10 s: stalls of
+# seconds on a loaded host); PATIENT_HEADER_TIMEOUT is longer, so a connection closed before
+# it was closed by something else.
+GIVE_UP_SECONDS = 30.0
 PATIENT_HEADER_TIMEOUT = 60.0
 
 
@@ -527,7 +528,8 @@ async def test_grpc_streams_per_connection_are_bounded(guarded: Service) -> None
         grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) as other,
     ):
         health = health_pb2_grpc.HealthStub(channel)
-        watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        # Its deadline a hang guard too: a watch ended by it would free the stream.
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=GIVE_UP_SECONDS)
         first = await asyncio.wait_for(watch.read(), GIVE_UP_SECONDS)
         assert first.status == health_pb2.HealthCheckResponse.SERVING
         with pytest.raises(grpc.aio.AioRpcError) as raised:
