@@ -26,7 +26,10 @@ from tests.integration.backends import make_backend
 pytestmark = pytest.mark.integration
 
 THROTTLED = b'{"__type":"ThrottlingException","message":"Rate exceeded"}'
-KMS_TIMEOUT = 0.5  # [keys] kms_timeout_seconds: the signer's retry deadline
+# [keys] kms_timeout_seconds, the signer's retry deadline (and each set-up call's): long enough
+# for the replica's key load through the proxy and two throttled tries at load ~12 (moto took
+# over 2 s to answer there); at 0.5 s either could run out and fail the test, not the claim.
+KMS_TIMEOUT = 5.0
 # Only stops a signer that never gives up (its deadline gone); how long giving up takes is no
 # claim here: the unit tests check the backoff against the deadline (tests/unit/signing/test_kms.py).
 GIVE_UP_SECONDS = 30.0
@@ -84,7 +87,9 @@ async def proxy(aws_env: str) -> AsyncIterator[KmsProxy]:
     await state.runner.cleanup()
 
 
-async def _signer_via(proxy: KmsProxy, tmp_path: Path, aws_env: str) -> Signer:
+async def _signer_via(
+    proxy: KmsProxy, tmp_path: Path, aws_env: str, deadline: float = KMS_TIMEOUT
+) -> Signer:
     """Keys created straight at moto; a replica reaching KMS only through the proxy."""
     prefix = f"sekisho-test/{uuid.uuid4().hex[:12]}"
     # Straight at moto, with the longest timeout config allows: at load ~12 moto took more than
@@ -99,7 +104,7 @@ async def _signer_via(proxy: KmsProxy, tmp_path: Path, aws_env: str) -> Signer:
         proxy.url,
         FakeClock(),
         kms_alias_prefix=prefix,
-        kms_timeout_seconds=KMS_TIMEOUT,
+        kms_timeout_seconds=deadline,
     )
     keyring = Keyring(via.store())
     await asyncio.to_thread(keyring.load)
@@ -109,7 +114,7 @@ async def _signer_via(proxy: KmsProxy, tmp_path: Path, aws_env: str) -> Signer:
 async def test_kms_throttled_is_retried_then_succeeds(
     proxy: KmsProxy, tmp_path: Path, aws_env: str
 ) -> None:
-    signer = await _signer_via(proxy, tmp_path, aws_env)
+    signer = await _signer_via(proxy, tmp_path, aws_env, deadline=GIVE_UP_SECONDS)
     proxy.throttle_next = 2
     assert await signer.sign(b"header.payload")
     assert (proxy.throttled, proxy.signed) == (2, 1)
