@@ -125,7 +125,7 @@ async def _exchange(stack: MtlsStack, client: Pem | None, ca: Pem | None = None)
         request = pb.ExchangeTokenRequest(
             subject_token=stack.user_token(), audience=CRM_AS, scope=["crm.read"]
         )
-        response = await stub.ExchangeToken(request, timeout=5)
+        response = await stub.ExchangeToken(request, timeout=30)
     return jwt.decode(response.access_token, options={"verify_signature": False})
 
 

@@ -108,7 +108,7 @@ async def _grpc(limited: Limited, **fields: Any) -> None:
         struct.update(context)
         message.context.CopyFrom(struct)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{limited.service.grpc.port}") as channel:
-        await pb_grpc.TokenExchangeServiceStub(channel).ExchangeToken(message, timeout=5)
+        await pb_grpc.TokenExchangeServiceStub(channel).ExchangeToken(message, timeout=30)
 
 
 async def test_a_request_within_every_limit_is_exchanged(limited: Limited) -> None:

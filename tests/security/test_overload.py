@@ -278,9 +278,9 @@ async def test_grpc_rate_limit_is_resource_exhausted_slow_down(
     )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{rate_limited.grpc.port}") as channel:
         stub = pb_grpc.TokenExchangeServiceStub(channel)
-        await stub.ExchangeToken(request, timeout=5)  # the burst of 1
+        await stub.ExchangeToken(request, timeout=30)  # the burst of 1
         with pytest.raises(grpc.aio.AioRpcError) as raised:
-            await stub.ExchangeToken(request, timeout=5)
+            await stub.ExchangeToken(request, timeout=30)
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     info = error_info(raised.value)
     assert info.reason == "slow_down"

@@ -506,7 +506,7 @@ async def test_hundreds_of_half_open_connections_leave_grpc_serving(guarded: Ser
         assert guarded.http_guard is not None and guarded.http_guard.open <= 40
         async with grpc.aio.insecure_channel(f"127.0.0.1:{guarded.grpc.port}") as channel:
             stub = pb_grpc.TokenExchangeServiceStub(channel)
-            assert (await stub.GetJwks(pb.GetJwksRequest(), timeout=5)).jwks
+            assert (await stub.GetJwks(pb.GetJwksRequest(), timeout=GIVE_UP_SECONDS)).jwks
         closed = await asyncio.gather(*(closed_within(r, GIVE_UP_SECONDS) for r, _ in connections))
         assert all(closed)  # the bound refused the excess, the header timeout closed the rest
         assert guarded.http_guard.open == 0
@@ -689,7 +689,9 @@ async def test_open_watch_and_reflection_streams_are_bounded_per_peer(metered: S
         else:
             raise AssertionError("a Watch was refused after one ended")
         # The unary Check (probes, Envoy) is never bounded by it.
-        check = await health_pb2_grpc.HealthStub(channels[-1]).Check(request, timeout=5)
+        check = await health_pb2_grpc.HealthStub(channels[-1]).Check(
+            request, timeout=GIVE_UP_SECONDS
+        )
         assert check.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         for channel in channels:
