@@ -18,8 +18,10 @@ pytestmark = pytest.mark.integration
 SEKISHO = [sys.executable, "-m", "sekisho"]
 
 
-def wait_http(url: str, seconds: float = 15.0) -> None:
-    """Return once GET `url` answers 200. Raises: ServerStartError after `seconds`."""
+def wait_http(url: str, seconds: float = 60.0) -> None:
+    """Return once GET `url` answers 200. Raises: ServerStartError after `seconds` (a hang
+    guard: a `sekisho serve` start took 2-4 s here with other sessions' load, and 15 s was
+    only ~4 of those at load ~10)."""
     wait_until(lambda: http_ok(url), name=url, seconds=seconds, interval=0.1)
 
 
