@@ -39,34 +39,17 @@ async def watched(tmp_path: Path) -> AsyncIterator[tuple[WasmPolicyEngine, Path]
     shutil.copytree(POLICIES, root)
     engine = wasm_engine(root, QUERY, cached=False)
     await engine.start()
-    batches: list[int] = []
-
-    async def folder_changed() -> bool:
-        batches.append(1)
-        return await engine.folder_changed()
-
-    task = asyncio.create_task(watch_directory(root, folder_changed, "policy", RecordedFailures()))
-    await _until_watched(root / "data" / "registry.json", batches)
+    task = asyncio.create_task(
+        watch_directory(root, engine.folder_changed, "policy", RecordedFailures())
+    )
+    # watchfiles adds its inotify watches synchronously in the task's first step, which runs
+    # during this sleep whatever the load: no edit below can come before the watch.
+    await asyncio.sleep(0.3)
     yield engine, root
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
     await engine.close()
-
-
-def _rewrite_unchanged(path: Path) -> None:
-    path.write_bytes(path.read_bytes())
-
-
-async def _until_watched(unchanged: Path, batches: list[int]) -> None:
-    """Rewrite `unchanged` with its own bytes until the watcher reports a batch: an edit made
-    before watchfiles has set up its watch is never seen (a fixed 0.3 s was not always enough
-    on a loaded host, and the test's first edit then waited out its give-up)."""
-    started = time.monotonic()
-    while not batches:
-        assert time.monotonic() - started < GIVE_UP_SECONDS, "the watcher saw no change"
-        _rewrite_unchanged(unchanged)
-        await asyncio.sleep(0.1)
 
 
 async def _reload_failures(caplog: pytest.LogCaptureFixture, count: int) -> None:
