@@ -64,8 +64,12 @@ async def watch_directory(
     `follow_seconds`; another folder counts as a change, and that folder is watched."""
     loop = reload_loop(what)
     watched = _watch_filter(ignore)
+    # The first resolution on the loop, like the watch set-up right after it (watchfiles adds
+    # its inotify watches in RustNotify's constructor): the watch begins in this task's first
+    # step. Resolved in a thread, a start's first step ended at the thread hop, and an edit
+    # made meanwhile (at load, seconds) was never seen, nor reloaded until the next one.
+    target = os.path.realpath(path)  # noqa: ASYNC240 (as the inotify set-up after it)
     while True:
-        target = await asyncio.to_thread(os.path.realpath, path)
         moved = asyncio.Event()
         follower = asyncio.create_task(_follow(path, target, moved, follow_seconds))
         try:
@@ -85,6 +89,7 @@ async def watch_directory(
             follower.cancel()
         log.info("files_changed", extra={"what": what, "files": [path.name]})
         await _changed(on_change, loop, failures)
+        target = await asyncio.to_thread(os.path.realpath, path)
 
 
 async def _follow(path: Path, target: str, moved: asyncio.Event, interval: float) -> None:

@@ -220,6 +220,23 @@ async def test_folder_watch_counts_a_crashed_reload(tmp_path: Path) -> None:
     await until_counted(failures, "policy_bundle_reload", running, times=1, poke=edit)
 
 
+async def test_a_folder_watch_sees_an_edit_made_as_soon_as_it_started(tmp_path: Path) -> None:
+    """The watch begins in the watching task's first step: an edit made as soon as that step
+    has run is seen. With the folder first resolved in a thread, the step ended at the thread
+    hop and the edit came before the watch: never seen, nor reloaded until the next edit (and a
+    test's edit right after a start waited out its give-up at load)."""
+    changed = asyncio.Event()
+    task = asyncio.create_task(watch_directory(tmp_path, changed.set, "policy", RecordedFailures()))
+    try:
+        await asyncio.sleep(0)  # the watching task's first step runs
+        (tmp_path / "data.json").write_text("{}")
+        await asyncio.wait_for(changed.wait(), 30)  # a hang guard: debounce is 0.3 s
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def boom_async() -> bool:
     raise RuntimeError("a bug in the reload")
 
