@@ -5,7 +5,7 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 import grpc
@@ -251,18 +251,22 @@ def _closed_port() -> str:
 Handler = Callable[[bytes, grpc.aio.ServicerContext[bytes, bytes]], Awaitable[bytes]]
 
 
-@contextlib.asynccontextmanager
-async def _exchange_server(handler: Handler) -> AsyncIterator[str]:
+def _exchange_server(handler: Handler) -> contextlib.AbstractAsyncContextManager[str]:
     """A bare gRPC server on loopback answering ExchangeToken with `handler`; its target."""
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                "sekisho.v1.TokenExchangeService",
-                {"ExchangeToken": grpc.unary_unary_rpc_method_handler(handler)},
-            ),
-        )
+    return bare_server(
+        "sekisho.v1.TokenExchangeService",
+        {"ExchangeToken": grpc.unary_unary_rpc_method_handler(handler)},
     )
+
+
+@contextlib.asynccontextmanager
+async def bare_server(
+    service: str, methods: Mapping[str, grpc.RpcMethodHandler]
+) -> AsyncIterator[str]:
+    """A bare gRPC server on loopback serving `methods` (name → handler) of `service`; its
+    target."""
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, methods),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:

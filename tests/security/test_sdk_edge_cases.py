@@ -54,6 +54,7 @@ from tests.fakes.clock import FakeClock
 from tests.integration.test_client_throttle import (
     Handler,
     _exchange_server,
+    bare_server,
     silent_listener,  # noqa: F401 (fixture)
 )
 from tests.loopback import free_port
@@ -347,6 +348,18 @@ async def test_a_refresh_sekisho_refuses_drops_the_cached_token() -> None:
     assert answers.count("denied") == 50
 
 
+def _listed_token(issuer: str) -> tuple[str, Handler]:
+    """An access token of `issuer` at index 0 of its status list 1, and an ExchangeToken
+    handler that answers it to every call."""
+    reference = {"status_list": {"idx": 0, "uri": f"{issuer}/statuslists/1"}}
+    token = mint(typ="at+jwt", iss=issuer, status=reference)
+
+    async def handler(_: bytes, __: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        return pb.ExchangeTokenResponse(access_token=token, expires_in=300).SerializeToString()
+
+    return token, handler
+
+
 @pytest.mark.integration
 async def test_a_status_client_for_another_issuer_is_an_error_not_a_silent_cache_bypass() -> None:
     """Red team session 14 (left then): with `status=` built for another issuer than Sekisho's
@@ -354,11 +367,7 @@ async def test_a_status_client_for_another_issuer_is_an_error_not_a_silent_cache
     revoked: each call dropped the cached token and exchanged again (3 calls, 3 RPCs, each
     minting a token into a status list), and nothing said why. Now the first token received
     shows the mismatch, and the caller gets an error naming both issuers."""
-    reference = {"status_list": {"idx": 0, "uri": f"{ISSUER}/statuslists/1"}}
-    token = mint(typ="at+jwt", status=reference)  # iss = ISSUER, as Sekisho mints it
-
-    async def handler(_: bytes, __: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-        return pb.ExchangeTokenResponse(access_token=token, expires_in=300).SerializeToString()
+    token, handler = _listed_token(ISSUER)  # as Sekisho mints it
 
     elsewhere = StatusListClient(issuer="https://sekisho-staging.test", keys=StaticKeys())
     async with _client_of(handler, status=elsewhere) as (client, _):
@@ -390,12 +399,7 @@ async def test_a_status_outage_keeps_the_cached_token_not_an_exchange_per_call()
     is not revoked: the cached token is served, and the downstream, which checks the status
     itself, decides."""
     issuer = f"http://127.0.0.1:{free_port()}"  # nothing listens: the list cannot be fetched
-    reference = {"status_list": {"idx": 0, "uri": f"{issuer}/statuslists/1"}}
-    token = mint(typ="at+jwt", iss=issuer, status=reference)
-
-    async def handler(_: bytes, __: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-        return pb.ExchangeTokenResponse(access_token=token, expires_in=300).SerializeToString()
-
+    token, handler = _listed_token(issuer)
     status = StatusListClient(issuer=issuer, keys=StaticKeys(), timeout_seconds=1.0)
     async with _client_of(handler, status=status) as (client, _):
         for _ in range(3):
@@ -426,24 +430,12 @@ async def _downstream_refusing(token: str, seen: list[str]) -> AsyncIterator[str
         await check(context)
         yield request
 
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                "demo.Echo",
-                {
-                    "Say": grpc.unary_unary_rpc_method_handler(say),
-                    "Repeat": grpc.unary_stream_rpc_method_handler(repeat),
-                },
-            ),
-        )
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        await server.stop(0)
+    methods = {
+        "Say": grpc.unary_unary_rpc_method_handler(say),
+        "Repeat": grpc.unary_stream_rpc_method_handler(repeat),
+    }
+    async with bare_server("demo.Echo", methods) as target:
+        yield target
 
 
 async def _eventually(condition: Callable[[], bool]) -> bool:
@@ -570,12 +562,7 @@ async def test_a_status_list_that_never_answers_does_not_hold_a_cached_call_past
     waits at most what is left of the call's deadline; then the status is unknown (the fetch
     goes on for the next call): the cached token is served in time."""
     issuer = f"http://{silent_listener}"  # accepts, never answers
-    reference = {"status_list": {"idx": 0, "uri": f"{issuer}/statuslists/1"}}
-    token = mint(typ="at+jwt", iss=issuer, status=reference)
-
-    async def handler(_: bytes, __: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-        return pb.ExchangeTokenResponse(access_token=token, expires_in=300).SerializeToString()
-
+    token, handler = _listed_token(issuer)
     status = StatusListClient(issuer=issuer, keys=StaticKeys(), timeout_seconds=4.0)
     async with _client_of(handler, status=status) as (client, _):
         await client.exchange("subject", AS, requested_token_type=ACCESS)
