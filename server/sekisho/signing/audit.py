@@ -74,8 +74,7 @@ def require_appendable(path: Path) -> None:
     """Open (creating) an audit file as append_fsynced does, write nothing. A log the CLI's
     user cannot write (another uid's, 0600; a folder in its place) let a key or revocation
     change commit, then fail unaudited (red team session 16). Raises: OSError."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+    os.close(_open_for_append(path))
 
 
 def unwritable(path: Path, setting: str, exc: OSError) -> str:
@@ -88,9 +87,7 @@ def unwritable(path: Path, setting: str, exc: OSError) -> str:
 
 def append_fsynced(path: Path, lines: bytes) -> None:
     """Append `lines` to an audit file (0600, folder 0700) and fsync. Raises: OSError."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # O_APPEND: each write lands at the end even with several writers (CLI and service).
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = _open_for_append(path)
     try:
         remaining = memoryview(lines)
         while remaining:
@@ -98,6 +95,14 @@ def append_fsynced(path: Path, lines: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _open_for_append(path: Path) -> int:
+    """An audit file's descriptor for appending, the file created 0600 and its folder 0700 when
+    missing. O_APPEND: each write lands at the end even with several writers (CLI and service).
+    Raises: OSError."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
 
 def _line(now: int, change: Change, actor: Actor) -> bytes:
