@@ -71,8 +71,10 @@ def _server(
     secret_hash = PasswordHasher().hash(CLIENT_SECRET)
     client = f'[[token_endpoint.clients]]\nid = "{CLIENT_ID}"\nsecret_hash = "{secret_hash}"\n'
     settings = Settings(caches=False, overload=overload)
+    # `extra` first: lines before any table header of its own go into [overload] (the config's
+    # last table), e.g. `max_concurrency = 1`; a `[grpc]` header works as well.
     return serve_variant(
-        root, idp, name, settings, more_toml=client + extra, cpus=SERVER_CPUS, source=source
+        root, idp, name, settings, more_toml=extra + "\n" + client, cpus=SERVER_CPUS, source=source
     )
 
 
