@@ -23,7 +23,8 @@ _done: list[list[Any]] = []
 _original_gate = admission_gate.AdmissionGate._gate
 _original_acquire = admission.Admission._acquire
 _original_release = admission.Admission._release
-_turns: list[list[float]] = []  # [start, ends of exchanges this turn, limit, in flight]
+TICK = 0.001
+_turns: list[list[float]] = []  # [tick time, its lag, exchanges ended since, limit, in flight]
 _state: dict[str, Any] = {"ended": 0, "admission": None}
 
 
@@ -39,7 +40,7 @@ def _gate(self: Any, behaviour: Any, deserialize: Any) -> Any:
     async def gated(request: Any, context: Any) -> Any:
         if not _state.get("turning"):
             _state["turning"] = True
-            asyncio.get_running_loop().call_soon(_turn)
+            asyncio.get_running_loop().call_soon(_turn, time.perf_counter())
         key = id(asyncio.current_task())
         record = _calls[key] = [context.peer(), time.perf_counter(), 0.0, 0.0, 0.0, "ok"]
         try:
@@ -68,15 +69,21 @@ def _release(self: Any, granted: float) -> None:
     _original_release(self, granted)
 
 
-def _turn() -> None:
-    """Once per event-loop pass (a call_soon chain): when the pass started, how many exchanges
-    ended in the previous pass, the admission limit and the exchanges in flight."""
+def _turn(due: float) -> None:
+    """Every millisecond (a call_at chain, so an idle loop still sleeps in epoll and hands the
+    GIL to grpc's poller thread): how late this tick ran (the loop's lag), how many exchanges
+    ended since the last tick, the admission limit and the exchanges in flight. A call_soon
+    chain (sessions 15-16) kept the loop from ever blocking: the loop thread then held the GIL
+    until the 5 ms switch interval, and grpc's poller thread waited for it, which inflated the
+    very waits this probe measures (start→read) even on an idle server."""
+    now = time.perf_counter()
     gate = _state["admission"]
     limit = gate.concurrency_limit if gate is not None else 0
     flying = gate._in_flight if gate is not None else 0
-    _turns.append([time.perf_counter(), _state["ended"], limit, flying])
+    _turns.append([now, now - due, _state["ended"], limit, flying])
     _state["ended"] = 0
-    asyncio.get_running_loop().call_soon(_turn)
+    loop = asyncio.get_running_loop()
+    loop.call_at(loop.time() + TICK, _turn, now + TICK)
 
 
 def _dump() -> None:
