@@ -89,7 +89,7 @@ run: setup
 	@if [ "$(CONFIG)" = config/example.toml ] && [ -f var/keys/keyring.json ]; then :; else \
 		echo "==> signing keys (made once)"; \
 		$(VENV)/bin/sekisho keys init --config $(CONFIG) --if-missing; fi
-	@echo "==> dev IdP on 127.0.0.1:9400, Sekisho on 127.0.0.1:50051 (gRPC) and 127.0.0.1:8080 (HTTP); Ctrl-C stops both"
+	@echo "==> dev IdP on 127.0.0.1:9400, Sekisho on 127.0.0.1:50051 (gRPC), 127.0.0.1:8080 (HTTP) and 127.0.0.1:9464 (metrics); Ctrl-C stops both"
 	@$(VENV)/bin/sekisho dev-idp serve --exit-with-parent & \
 		exec $(VENV)/bin/sekisho serve --config $(CONFIG) --exit-with-parent \
 			2> >(trap '' INT TERM; exec tee -a var/sekisho.log >&2)
