@@ -241,7 +241,8 @@ def _check_scopes(scopes: Sequence[str], limits: RequestLimits) -> None:
     )
     if not all(is_scope_token(s) for s in scopes):
         raise InvalidRequestError(
-            "scope values must be RFC 6749 scope tokens (no spaces or controls)"
+            "scope values must be RFC 6749 scope tokens (non-empty printable ASCII, without"
+            " spaces, '\"' or '\\')"
         )
 
 
