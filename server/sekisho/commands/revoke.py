@@ -81,7 +81,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from sekisho.status_stores import build_status_store
 
     if not settings.status_list.enabled:
-        raise ConfigError("sekisho revoke needs [status_list] enabled = true")
+        raise ConfigError(
+            "sekisho revoke needs [status_list] enabled = true: pass the service's config with"
+            " --config (or $SEKISHO_CONFIG); without either the built-in defaults apply, and"
+            " there it is off"
+        )
     from sekisho.status.store import StatusStoreError
 
     store = build_status_store(settings.status_list)
