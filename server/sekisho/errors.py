@@ -56,6 +56,15 @@ class InvalidRequestError(ServiceError):
     default_message = "invalid request"
 
 
+class UnsupportedGrantTypeError(InvalidRequestError):
+    """The token endpoint was asked for a grant other than token exchange: RFC 6749 §5.2's
+    `unsupported_grant_type` on the wire; `reason` stays the contract's `invalid_request`."""
+
+    oauth_error = "unsupported_grant_type"
+    code = "grant_type_unsupported"
+    default_message = "only the token-exchange grant is supported"
+
+
 class RequestBodyError(InvalidRequestError):
     """The HTTP listener refused a request body before any handler read it (http/guard.py):
     `invalid_request` with the RFC 6749 §5.2 JSON body, under the HTTP status that says why.

@@ -258,7 +258,9 @@ async def test_two_authentication_methods_at_once_are_refused(endpoint: Endpoint
 @pytest.mark.parametrize(
     ("change", "error"),
     [
-        pytest.param({"grant_type": "client_credentials"}, "invalid_request", id="wrong-grant"),
+        pytest.param(
+            {"grant_type": "client_credentials"}, "unsupported_grant_type", id="wrong-grant"
+        ),
         pytest.param({"grant_type": ""}, "invalid_request", id="empty-grant"),
         pytest.param({"subject_token": ""}, "invalid_request", id="no-subject-token"),
         pytest.param({"subject_token": "garbage"}, "invalid_request", id="bad-subject-token"),
@@ -276,6 +278,25 @@ async def test_bad_requests_get_rfc6749_errors(
 ) -> None:
     status, body, headers = await endpoint.post(endpoint.form(**change), basic=("gateway", SECRET))
     assert (status, body["error"]) == (400, error), body
+    _assert_no_store(headers)
+
+
+async def test_another_grant_is_unsupported_grant_type_without_echoing_it(
+    endpoint: Endpoint,
+) -> None:
+    """RFC 6749 §5.2: a grant the server does not support is `unsupported_grant_type`; the
+    contract's reason rides in sekisho_reason, and the value sent is never repeated back."""
+    pasted = "eyJhbGciOi-not-a-grant-but-a-pasted-token"
+    status, body, headers = await endpoint.post(
+        endpoint.form(grant_type=pasted), basic=("gateway", SECRET)
+    )
+    assert (status, body["error"], body["sekisho_reason"]) == (
+        400,
+        "unsupported_grant_type",
+        "invalid_request",
+    )
+    assert pasted not in json.dumps(body)
+    assert "request_id" in body
     _assert_no_store(headers)
 
 
@@ -325,3 +346,45 @@ async def test_without_clients_there_is_no_endpoint_and_no_advertisement(live: L
             metadata = await response.json()
     assert "token_endpoint" not in metadata
     assert "grant_types_supported" not in metadata
+
+
+async def test_other_methods_on_the_token_endpoint_get_405_allow_post_in_json(
+    endpoint: Endpoint,
+) -> None:
+    """RFC 6749 §3.2: the token endpoint takes POST; any other method is told so in the same
+    RFC 6749 §5.2 JSON as the endpoint's other refusals (aiohttp's own 405 is plain text)."""
+    async with aiohttp.ClientSession() as session:
+        for method in ("GET", "PUT", "DELETE"):
+            async with session.request(method, endpoint.base + "/oauth2/token") as response:
+                body = json.loads(await response.read())
+                assert (response.status, response.headers["Allow"]) == (405, "POST"), method
+                assert body["error"] == "invalid_request", method
+                _assert_no_store(response.headers)
+
+
+async def test_no_answer_names_the_http_library_or_python_version(endpoint: Endpoint) -> None:
+    """aiohttp's default `Server: Python/3.x aiohttp/3.x` told any caller which versions (and
+    known bugs) to try; every answer of the listener, aiohttp's own 404 included, says only
+    `sekisho`."""
+    async with aiohttp.ClientSession() as session:
+        for method, path in [
+            ("GET", "/healthz"),
+            ("GET", "/.well-known/jwks.json"),
+            ("GET", "/no-such-path"),
+            ("GET", "/oauth2/token"),
+            ("POST", "/oauth2/token"),
+        ]:
+            async with session.request(method, endpoint.base + path) as response:
+                assert response.headers.getall("Server") == ["sekisho"], (method, path)
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", "us-ascii"])
+async def test_a_form_declared_utf8_or_ascii_is_served(endpoint: Endpoint, charset: str) -> None:
+    """The charset check refuses only what does not read as UTF-8."""
+    body = "&".join(f"{k}={v}" for k, v in endpoint.form().items())
+    status, answer, _ = await endpoint.post(
+        body,
+        basic=("gateway", SECRET),
+        headers={"Content-Type": f"application/x-www-form-urlencoded; charset={charset}"},
+    )
+    assert status == 200, answer

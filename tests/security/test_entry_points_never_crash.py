@@ -326,7 +326,10 @@ def test_form_in_an_unknown_or_utf16_charset_is_invalid_request_and_audited(
         "Authorization": _basic(),
     }
     status, answer = _post(stack, body, headers)
+    # Refused for its charset, not for what aiohttp made of it: a UTF-16 or UTF-32 form parsed
+    # without an error, into a grant_type of CJK and U+FFFD characters (session 17).
     assert (status, answer["error"]) == (400, "invalid_request")
+    assert answer["error_description"] == "the form must be UTF-8 encoded"
     assert any(r.getMessage() == "token_rejected" for r in caplog.records)
 
 

@@ -45,6 +45,13 @@ CONTRACT: dict[type[ServiceError], tuple[str, str, str, int, int]] = {
         400,
     ),
     errors.ContentCodingError: ("invalid_request", "INVALID_ARGUMENT", "invalid_request", 415, 400),
+    errors.UnsupportedGrantTypeError: (
+        "invalid_request",
+        "INVALID_ARGUMENT",
+        "unsupported_grant_type",
+        400,
+        400,
+    ),
     errors.InvalidTokenError: ("invalid_request", "UNAUTHENTICATED", "invalid_request", 400, 401),
     errors.InvalidClientError: ("invalid_client", "UNAUTHENTICATED", "invalid_client", 401, 403),
     errors.InvalidTargetError: ("invalid_target", "PERMISSION_DENIED", "invalid_target", 400, 403),

@@ -23,6 +23,8 @@ from sekisho.constants import (
     GRANT_TYPE_TOKEN_EXCHANGE,
     SUPPORTED_SUBJECT_TOKEN_TYPES,
 )
+from sekisho.errors import InvalidRequestError
+from sekisho.http.oauth_errors import error_response
 from sekisho.http.statuslist import STATUS_LISTS_PATH, StatusListEndpoint
 from sekisho.http.token import TOKEN_PATH, TokenEndpoint
 from sekisho.profiles import PROFILES
@@ -38,6 +40,10 @@ METADATA_PATH = "/.well-known/oauth-authorization-server"
 # has passed (sekisho.verify at least once a second, on a new connection), and a fleet doing
 # that every second for the whole failure would spend the listener's new-connection budget.
 DEGRADED_JWKS_MAX_AGE_SECONDS = 10
+# What every answer names as its server: the product, never aiohttp's and Python's versions
+# (aiohttp's default `Server: Python/3.11 aiohttp/3.x` tells an anonymous caller which known bugs
+# to try).
+SERVER_HEADER = "sekisho"
 
 
 def authorization_server_metadata(
@@ -123,7 +129,7 @@ def create_http_app(
             return web.json_response({"status": "ready"})
         return web.json_response({"status": "not ready"}, status=503)
 
-    app = web.Application(client_max_size=64 * 1024, middlewares=list(middlewares))
+    app = _application(64 * 1024, middlewares)
     app.router.add_get(issuer_path + JWKS_PATH, jwks)
     app.router.add_get(METADATA_PATH + issuer_path, server_metadata)
     app.router.add_get("/healthz", healthz)
@@ -132,6 +138,7 @@ def create_http_app(
         status_lists.add_routes(app, issuer_path)
     if token_endpoint is not None:
         app.router.add_post(issuer_path + TOKEN_PATH, token_endpoint.handle)
+        app.router.add_route("*", issuer_path + TOKEN_PATH, _token_method_not_allowed)
     return app
 
 
@@ -139,9 +146,30 @@ def create_metrics_app(
     render: Callable[[], tuple[bytes, str]], middlewares: Sequence[Any] = ()
 ) -> web.Application:
     """The admin listener's application: GET /metrics only ([metrics] listen)."""
-    app = web.Application(client_max_size=1024, middlewares=list(middlewares))
+    app = _application(1024, middlewares)
     app.router.add_get("/metrics", _metrics_handler(render))
     return app
+
+
+def _application(client_max_size: int, middlewares: Sequence[Any]) -> web.Application:
+    """An application whose every answer, aiohttp's own 404 and 405 included, names the server
+    as SERVER_HEADER (aiohttp fills `Server` in only after this hook, and only when unset)."""
+    app = web.Application(client_max_size=client_max_size, middlewares=list(middlewares))
+    app.on_response_prepare.append(_name_the_server)
+    return app
+
+
+async def _name_the_server(_: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_HEADER
+
+
+async def _token_method_not_allowed(_: web.Request) -> web.Response:
+    """Any method but POST on the token endpoint (RFC 6749 §3.2: the client MUST use POST): 405
+    with `Allow: POST` and an RFC 6749 §5.2 JSON body, as the endpoint's other refusals."""
+    response = error_response(InvalidRequestError("the token endpoint takes POST only"))
+    response.set_status(405)
+    response.headers["Allow"] = "POST"
+    return response
 
 
 def _metrics_handler(

@@ -10,6 +10,7 @@ errors.py): reasons that are not RFC 6749 §5.2 token-endpoint codes (`access_de
 `temporarily_unavailable` keeps its name with HTTP 503 so clients can retry.
 """
 
+import codecs
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,7 +22,12 @@ from multidict import MultiDictProxy
 from sekisho import identifiers
 from sekisho.callers import CallerRegistry
 from sekisho.constants import GRANT_TYPE_TOKEN_EXCHANGE
-from sekisho.errors import InvalidClientError, InvalidRequestError, ServiceError
+from sekisho.errors import (
+    InvalidClientError,
+    InvalidRequestError,
+    ServiceError,
+    UnsupportedGrantTypeError,
+)
 from sekisho.exchange import TokenExchanger
 from sekisho.http.client_auth import ClientAuthenticator
 from sekisho.http.oauth_errors import NO_STORE, error_response
@@ -155,10 +161,18 @@ class TokenEndpoint:
 def params_of(values: Mapping[str, str], form: MultiDictProxy[Any]) -> ExchangeParams:
     """The form's RFC 8693 §2.1 parameters (`scope` space-separated, `resource` repeatable).
 
-    Raises: InvalidRequestError when grant_type is not token exchange or a resource is a file.
+    Raises: InvalidRequestError when grant_type is missing or a resource is a file,
+    UnsupportedGrantTypeError when grant_type names another grant (RFC 6749 §5.2).
     """
-    if values.get("grant_type") != GRANT_TYPE_TOKEN_EXCHANGE:
-        raise InvalidRequestError("grant_type must be token-exchange")
+    grant_type = values.get("grant_type", "")
+    if not grant_type:
+        raise InvalidRequestError(f"grant_type is required ({GRANT_TYPE_TOKEN_EXCHANGE})")
+    if grant_type != GRANT_TYPE_TOKEN_EXCHANGE:
+        # Not echoed: a caller's parameter may be anything, a secret pasted in the wrong field too.
+        raise UnsupportedGrantTypeError(
+            f"grant_type must be {GRANT_TYPE_TOKEN_EXCHANGE}",
+            log_detail="unsupported grant_type",
+        )
     resources = form.getall("resource", [])
     if not all(isinstance(r, str) for r in resources):
         raise InvalidRequestError("resource must be a form field")
@@ -174,6 +188,17 @@ def params_of(values: Mapping[str, str], form: MultiDictProxy[Any]) -> ExchangeP
         actor_token=values.get("actor_token", ""),
         actor_token_type=values.get("actor_token_type", ""),
     )
+
+
+def _utf8_compatible(charset: str | None) -> bool:
+    """Whether a declared form charset reads as UTF-8: none declared, UTF-8, or US-ASCII (a
+    subset). Unknown names are not."""
+    if charset is None:
+        return True
+    try:
+        return codecs.lookup(charset).name in {"utf-8", "ascii"}
+    except LookupError:
+        return False
 
 
 Authenticate = Callable[[web.Request, Mapping[str, str]], Awaitable[Caller]]
@@ -194,11 +219,15 @@ class _FormCall:
     async def caller(self) -> Caller:
         if self._request.content_type != "application/x-www-form-urlencoded":
             raise InvalidRequestError("the body must be application/x-www-form-urlencoded")
+        if not _utf8_compatible(self._request.charset):
+            # RFC 6749 §B: the form is UTF-8. aiohttp splits the raw bytes at `&` and `=` and
+            # decodes each value in the declared charset with replacement: a UTF-16 or UTF-32
+            # form came out as a grant_type of CJK and U+FFFD characters rather than an error
+            # (session 17), one body with two readings. Refused before it is read.
+            raise InvalidRequestError("the form must be UTF-8 encoded")
         try:
             self._form = await self._request.post()
         except (LookupError, UnicodeDecodeError, ValueError) as exc:
-            # An unknown or non-ASCII-compatible charset (UTF-16) in the Content-Type: the form
-            # cannot be read with one meaning (RFC 6749 §B: UTF-8 only).
             raise InvalidRequestError("the form must be UTF-8 encoded") from exc
         self._values = _single_values(self._form)
         return await self._authenticate(self._request, self._values)
