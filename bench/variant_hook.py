@@ -12,8 +12,9 @@ With $GC_OUT set, the cyclic collector's pauses per generation (count, total, ma
 to $GC_OUT.<pid> at exit. BENCH_SRV must be an absolute path (the server runs in its own
 folder). bench/results/polite_session17.md used these:
 
-    BENCH_SRV=$PWD/bench/variant_hook.py PATH=$PWD/bin:$PATH .venv/bin/python bench/overload_ab.py \\
-        --rate 1180 --rounds 3 --only-abusive t1= 't2=# bench: ARRIVAL_TURNS=2'
+    BENCH_SRV=$PWD/bench/variant_hook.py PATH=$PWD/bin:$PATH \\
+        .venv/bin/python bench/overload_ab.py --rate 1180 --rounds 3 --only-abusive \\
+        t1= 't2=# bench: ARRIVAL_TURNS=2'
 """
 
 import asyncio
