@@ -12,6 +12,7 @@ import inspect
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import watchfiles
@@ -40,8 +41,27 @@ async def reload_now(
             failures.failed(reload_loop("sighup"))
 
 
-# How often a watched folder's path is resolved again (a few lstat calls).
+# How often a watched folder's path is resolved again (a few lstat calls and a stat).
 FOLLOW_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Folder:
+    """The folder a watched path names: where it resolves to, and which folder that is."""
+
+    path: str
+    device: int
+    inode: int
+
+
+def _named(path: Path) -> _Folder | None:
+    """The folder `path` names now, None when it names nothing (blocking: a few syscalls)."""
+    target = os.path.realpath(path)
+    try:
+        found = os.stat(target)
+    except OSError:
+        return None
+    return _Folder(target, found.st_dev, found.st_ino)
 
 
 async def watch_directory(
@@ -57,46 +77,57 @@ async def watch_directory(
     `ignore(name)`: files whose changes are neither logged nor a reason to reload (the owner's
     scratch files, besides watchfiles' defaults such as editor swap files).
 
-    inotify watches the folder `path` resolved to when the watch began. `path` (or a folder
-    above it) a symlink repointed at another folder in one rename (git-sync, `current ->
-    releases/N`) raises no event in that folder: the watch followed the old one and the old
-    policy served until restart (red team session 16). So `path` is resolved again every
-    `follow_seconds`; another folder counts as a change, and that folder is watched."""
+    inotify watches the folder `path` named when the watch began, wherever it goes. `path` (or
+    a folder above it) a symlink repointed at another folder in one rename (git-sync, `current
+    -> releases/N`), or the folder itself replaced by another (renamed over it, or deleted and
+    made again) raises no event in that folder: the old policy served until restart (red team
+    sessions 16, 17). So which folder `path` names is looked at again every `follow_seconds`;
+    another folder counts as a change, and that folder is watched. It is looked at before the
+    reload, so a second repoint during the reload is a change too; and a moment when `path`
+    names nothing is one more change, not the end of the watch (red team session 17: the
+    watch raised FileNotFoundError and ended, silently)."""
     loop = reload_loop(what)
     watched = _watch_filter(ignore)
-    # The first resolution on the loop, like the watch set-up right after it (watchfiles adds
-    # its inotify watches in RustNotify's constructor): the watch begins in this task's first
-    # step. Resolved in a thread, a start's first step ended at the thread hop, and an edit
+    # The first look on the loop, like the watch set-up right after it (watchfiles adds its
+    # inotify watches in RustNotify's constructor): the watch begins in this task's first
+    # step. Looked at in a thread, a start's first step ended at the thread hop, and an edit
     # made meanwhile (at load, seconds) was never seen, nor reloaded until the next one.
-    target = os.path.realpath(path)  # noqa: ASYNC240 (as the inotify set-up after it)
+    folder = _named(path)
     while True:
         moved = asyncio.Event()
-        follower = asyncio.create_task(_follow(path, target, moved, follow_seconds))
+        follower = asyncio.create_task(_follow(path, folder, moved, follow_seconds))
         try:
-            async for changes in watchfiles.awatch(
-                target,
-                watch_filter=watched,
-                debounce=300,
-                step=50,
-                recursive=True,
-                stop_event=moved,
-            ):
-                names = sorted({Path(p).name for _, p in changes})
-                log.info("files_changed", extra={"what": what, "files": names[:20]})
-                await _changed(on_change, loop, failures)
-            await follower  # awatch ends once `path` names another folder (stop_event)
+            if folder is not None:
+                async for changes in watchfiles.awatch(
+                    folder.path,
+                    watch_filter=watched,
+                    debounce=300,
+                    step=50,
+                    recursive=True,
+                    stop_event=moved,
+                ):
+                    names = sorted({Path(p).name for _, p in changes})
+                    log.info("files_changed", extra={"what": what, "files": names[:20]})
+                    await _changed(on_change, loop, failures)
+            await follower  # ends once `path` names another folder (the watch's stop_event)
+        except OSError:  # the folder went between the look and the watch (the reload runs
+            # between them): counted, and followed on as a folder that is gone
+            failures.failed(loop)
+            await follower
         finally:
             follower.cancel()
         log.info("files_changed", extra={"what": what, "files": [path.name]})
+        folder = await asyncio.to_thread(_named, path)
         await _changed(on_change, loop, failures)
-        target = await asyncio.to_thread(os.path.realpath, path)
 
 
-async def _follow(path: Path, target: str, moved: asyncio.Event, interval: float) -> None:
-    """Set `moved` once `path` resolves to a folder other than `target`."""
+async def _follow(
+    path: Path, folder: _Folder | None, moved: asyncio.Event, interval: float
+) -> None:
+    """Set `moved` once `path` names another folder than `folder` (or none, or one again)."""
     while True:
         await asyncio.sleep(interval)
-        if await asyncio.to_thread(os.path.realpath, path) != target:
+        if await asyncio.to_thread(_named, path) != folder:
             moved.set()
             return
 

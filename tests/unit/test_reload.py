@@ -1,0 +1,150 @@
+"""reload.watch_directory following a symlinked folder (`[policy] path` as git-sync's `current ->
+releases/N`): every repoint must end in a reload of the folder the path names now, and the watch
+must outlive a moment when the path names nothing (red team session 17)."""
+
+import asyncio
+import contextlib
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from sekisho.reload import watch_directory
+
+from tests.fakes.loops import RecordedFailures
+
+FOLLOW = 0.05  # seconds between resolutions of the path (FOLLOW_SECONDS is 1 s)
+HANG_GUARD = 30.0  # seconds: a bound on waiting, not an assertion about time
+
+
+def _point(link: Path, target: Path) -> None:
+    """Repoint `link` in one rename, as git-sync and `ln -sfn`-style deploys do."""
+    fresh = link.with_name(link.name + ".new")
+    fresh.symlink_to(target)
+    fresh.replace(link)
+
+
+def _release(tmp_path: Path, name: str) -> Path:
+    folder = tmp_path / "releases" / name
+    folder.mkdir(parents=True)
+    (folder / "data.json").write_text("{}")
+    return folder
+
+
+class Reloads:
+    """An on_change that records the folder the path named when each reload read it."""
+
+    def __init__(self, link: Path) -> None:
+        self._link = link
+        self.read: list[str] = []
+        self.changed = asyncio.Condition()
+        self.during: Callable[[], object] | None = None  # run inside the next reload
+
+    async def __call__(self) -> None:
+        self.read.append(os.path.realpath(self._link))  # noqa: ASYNC240 (a test double)
+        during, self.during = self.during, None
+        if during is not None:
+            during()
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def until_read(self, folder: Path) -> None:
+        """Wait until a reload has read `folder`."""
+        async with asyncio.timeout(HANG_GUARD), self.changed:
+            await self.changed.wait_for(lambda: str(folder) in self.read)
+
+
+@contextlib.asynccontextmanager
+async def watching(link: Path, reloads: Reloads) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(
+        watch_directory(link, reloads, "policy", RecordedFailures(), follow_seconds=FOLLOW)
+    )
+    try:
+        await asyncio.sleep(0.1)  # the watch has begun
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_second_repoint_during_the_reload_of_the_first_is_reloaded(
+    tmp_path: Path,
+) -> None:
+    """A reload runs opa build (seconds). The path was resolved again only after the reload
+    that followed a repoint, so a second repoint during that reload (a release rolled back at
+    once) became the folder watched without a reload: the first release's successor served,
+    with no event left to correct it."""
+    link = tmp_path / "current"
+    link.symlink_to(_release(tmp_path, "v1"))
+    v2, v3 = _release(tmp_path, "v2"), _release(tmp_path, "v3")
+    reloads = Reloads(link)
+    async with watching(link, reloads):
+        reloads.during = lambda: _point(link, v3)  # after this reload read v2
+        _point(link, v2)
+        await reloads.until_read(v2)
+        await reloads.until_read(v3)
+
+
+async def test_a_symlinked_folder_missing_for_a_moment_is_still_followed(
+    tmp_path: Path,
+) -> None:
+    """A deploy that removes the link before making the new one (`rm current && ln -s …`, a
+    release deleted before its link is repointed): when the path named nothing as it was
+    resolved again, watchfiles raised FileNotFoundError and the watch task ended, silently:
+    no later edit or repoint was reloaded until restart."""
+    link = tmp_path / "current"
+    link.symlink_to(_release(tmp_path, "v1"))
+    v2 = _release(tmp_path, "v2")
+    reloads = Reloads(link)
+    async with watching(link, reloads) as task:
+        link.unlink()
+        await reloads.until_read(link)  # the reload of a path that names nothing
+        await asyncio.sleep(5 * FOLLOW)
+        assert not task.done(), task.exception()
+        link.symlink_to(v2)
+        await reloads.until_read(v2)
+        (v2 / "data.json").write_text('{"edited": true}')
+        count = len(reloads.read)
+        async with asyncio.timeout(HANG_GUARD), reloads.changed:
+            await reloads.changed.wait_for(lambda: len(reloads.read) > count)
+
+
+async def test_a_folder_replaced_by_another_in_one_rename_is_reloaded(tmp_path: Path) -> None:
+    """The same deploy without a symlink: the new folder built beside the old and renamed over
+    it (`mv policies policies.old && mv policies.new policies`). inotify follows the folder it
+    watches, now policies.old: the path's string resolved as before, so nothing was reloaded
+    and no edit of the new folder was ever seen."""
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    reloads = Reloads(folder)
+    async with watching(folder, reloads):
+        fresh = tmp_path / "policies.new"
+        fresh.mkdir()
+        (fresh / "data.json").write_text('{"release": 2}')
+        folder.rename(tmp_path / "policies.old")
+        fresh.rename(folder)
+        await reloads.until_read(folder)
+        count = len(reloads.read)
+        (folder / "data.json").write_text('{"release": 2, "edited": true}')
+        async with asyncio.timeout(HANG_GUARD), reloads.changed:
+            await reloads.changed.wait_for(lambda: len(reloads.read) > count)
+
+
+async def test_a_folder_removed_during_the_reload_that_followed_its_repoint_is_followed(
+    tmp_path: Path,
+) -> None:
+    """The folder is looked at before its reload and watched after it (seconds of opa build):
+    a release deleted in between (a bad release pulled at once) must not end the watch."""
+    link = tmp_path / "current"
+    link.symlink_to(_release(tmp_path, "v1"))
+    v2, v3 = _release(tmp_path, "v2"), _release(tmp_path, "v3")
+    reloads = Reloads(link)
+    async with watching(link, reloads) as task:
+        reloads.during = lambda: shutil.rmtree(v2)
+        _point(link, v2)
+        await reloads.until_read(v2)
+        await asyncio.sleep(5 * FOLLOW)
+        assert not task.done(), task.exception()
+        _point(link, v3)
+        await reloads.until_read(v3)
