@@ -82,20 +82,25 @@ async def watch_directory(
     -> releases/N`), or the folder itself replaced by another (renamed over it, or deleted and
     made again) raises no event in that folder: the old policy served until restart (red team
     sessions 16, 17). So which folder `path` names is looked at again every `follow_seconds`;
-    another folder counts as a change, and that folder is watched. It is looked at before the
-    reload, so a second repoint during the reload is a change too; and a moment when `path`
-    names nothing is one more change, not the end of the watch (red team session 17: the
-    watch raised FileNotFoundError and ended, silently)."""
+    another folder counts as a change, and that folder is watched, then reloaded: looked at
+    before the reload, so a second repoint during the reload is a change too, and watched
+    before it, so an edit there during the reload is one too. A moment when `path` names
+    nothing is one more change, not the end of the watch (red team session 17: the watch
+    raised FileNotFoundError and ended, silently)."""
     loop = reload_loop(what)
     watched = _watch_filter(ignore)
     # The first look on the loop, like the watch set-up right after it (watchfiles adds its
     # inotify watches in RustNotify's constructor): the watch begins in this task's first
     # step. Looked at in a thread, a start's first step ended at the thread hop, and an edit
     # made meanwhile (at load, seconds) was never seen, nor reloaded until the next one.
-    folder = _named(path)
+    folder, reload_first = _named(path), False
     while True:
         moved = asyncio.Event()
         follower = asyncio.create_task(_follow(path, folder, moved, follow_seconds))
+        # After a move, the reload runs once the watch below has begun (watchfiles sets it up
+        # before its first await): an edit made in the new folder while that reload reads it
+        # (a deploy still copying files into it) is seen, and reloaded in turn.
+        first = asyncio.create_task(_changed(on_change, loop, failures)) if reload_first else None
         try:
             if folder is not None:
                 async for changes in watchfiles.awatch(
@@ -108,17 +113,23 @@ async def watch_directory(
                 ):
                     names = sorted({Path(p).name for _, p in changes})
                     log.info("files_changed", extra={"what": what, "files": names[:20]})
+                    if first is not None:
+                        await first  # one reload at a time (the events wait in watchfiles)
                     await _changed(on_change, loop, failures)
             await follower  # ends once `path` names another folder (the watch's stop_event)
-        except OSError:  # the folder went between the look and the watch (the reload runs
-            # between them): counted, and followed on as a folder that is gone
+        except OSError:  # the folder went between the look and the watch: counted, followed
             failures.failed(loop)
             await follower
+        except asyncio.CancelledError:
+            if first is not None:
+                first.cancel()
+            raise
         finally:
             follower.cancel()
+        if first is not None:
+            await first
         log.info("files_changed", extra={"what": what, "files": [path.name]})
-        folder = await asyncio.to_thread(_named, path)
-        await _changed(on_change, loop, failures)
+        folder, reload_first = await asyncio.to_thread(_named, path), True
 
 
 async def _follow(

@@ -8,7 +8,10 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
+import watchfiles
 from sekisho.reload import watch_directory
 
 from tests.fakes.loops import RecordedFailures
@@ -142,6 +145,52 @@ async def test_a_folder_removed_during_the_reload_that_followed_its_repoint_is_f
     reloads = Reloads(link)
     async with watching(link, reloads) as task:
         reloads.during = lambda: shutil.rmtree(v2)
+        _point(link, v2)
+        await reloads.until_read(v2)
+        await asyncio.sleep(5 * FOLLOW)
+        assert not task.done(), task.exception()
+        _point(link, v3)
+        await reloads.until_read(v3)
+
+
+async def test_an_edit_of_the_new_folder_during_the_reload_of_its_repoint_is_reloaded(
+    tmp_path: Path,
+) -> None:
+    """The reload that follows a repoint reads the new folder; an edit made there before its
+    watch began was never seen (a deploy still copying files into a folder the path already
+    names: `rm -rf policies && cp -r build/policies .` with the data files copied last). The
+    new folder is watched before that reload reads it."""
+    link = tmp_path / "current"
+    link.symlink_to(_release(tmp_path, "v1"))
+    v2 = _release(tmp_path, "v2")
+    reloads = Reloads(link)
+    async with watching(link, reloads):
+        reloads.during = lambda: (v2 / "registry.json").write_text('{"late": true}')
+        _point(link, v2)
+        await reloads.until_read(v2)
+        count = reloads.read.count(str(v2))
+        async with asyncio.timeout(HANG_GUARD), reloads.changed:
+            await reloads.changed.wait_for(lambda: reloads.read.count(str(v2)) > count)
+
+
+async def test_a_folder_gone_between_the_look_and_the_watch_is_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path is looked at in a thread and watched on the loop after it: a release deleted
+    in between made watchfiles raise FileNotFoundError, which ended the watch task."""
+    link = tmp_path / "current"
+    link.symlink_to(_release(tmp_path, "v1"))
+    v2, v3 = _release(tmp_path, "v2"), _release(tmp_path, "v3")
+    real_awatch = watchfiles.awatch
+
+    def awatch_after_deleting_v2(*paths: str, **options: Any) -> Any:
+        if paths == (str(v2),):
+            shutil.rmtree(v2)
+        return real_awatch(*paths, **options)
+
+    monkeypatch.setattr(watchfiles, "awatch", awatch_after_deleting_v2)
+    reloads = Reloads(link)
+    async with watching(link, reloads) as task:
         _point(link, v2)
         await reloads.until_read(v2)
         await asyncio.sleep(5 * FOLLOW)
