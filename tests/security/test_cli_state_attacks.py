@@ -145,6 +145,28 @@ def test_keys_revoke_with_an_audit_log_it_cannot_write_changes_nothing(tmp_path:
     assert _states(tmp_path) == before
 
 
+def test_a_key_change_refused_for_its_audit_log_leaves_no_key_behind(tmp_path: Path) -> None:
+    """Red team session 17, of the audit log opened before a change: the lifecycle made the
+    replacement `next` key (a private key file; with backend kms a KMS key) before the log was
+    opened, so each refused `keys revoke` said "nothing was changed" and left one more
+    unlisted private key in the keystore folder (and automatic rotation, retrying each check
+    with such a log, one more KMS key per check). The log is now opened before a key is made."""
+    config = _keys_config(tmp_path)
+    assert _run(tmp_path, "keys", "init", "--config", config).returncode == 0
+    before = _states(tmp_path)
+    upcoming = next(kid for kid, state in before.items() if state == "next")
+    files = sorted(p.name for p in (tmp_path / "keys").iterdir())
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "k.toml").write_text('[keys]\ndir = "keys"\naudit_log = "taken"\n')
+
+    for _ in range(2):
+        done = _run(tmp_path, "keys", "revoke", "--config", config, "--reason", "x", "--", upcoming)
+        assert done.returncode == 2 and "nothing was changed" in done.stderr, done.stderr
+
+    assert _states(tmp_path) == before
+    assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == files
+
+
 def test_revoke_lift_with_an_audit_log_it_cannot_write_changes_nothing(tmp_path: Path) -> None:
     config = _status_config(tmp_path)
     revoked = _run(tmp_path, "revoke", "caller", "--config", config, "agent-x", "--reason", "x")

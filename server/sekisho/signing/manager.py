@@ -101,12 +101,17 @@ class KeyManager:
             before = [] if empty else self._store.records()
             now = self._clock.now()
             stamp = math.ceil(now)  # see Lifecycle: records are stamped rounded up
-            lifecycle = Lifecycle(
-                self._timing, now, lambda: self._store.create_key(self._algorithm, stamp)
-            )
+            lifecycle = Lifecycle(self._timing, now, lambda: self._new_key(stamp))
             transition = operation(lifecycle, list(before))
             if transition.changes:
                 self._audit.ready()  # a change is never committed unaudited
                 self._store.commit(before, transition.records)
                 self._audit.record(stamp, transition.changes, actor)
             return transition
+
+    def _new_key(self, stamp: int) -> KeyRecord:
+        """A key for the lifecycle, made once its change's audit line can be written: made
+        first, a refused change left a private key file (or a KMS key) behind at each try, and
+        automatic rotation one per check (red team session 17)."""
+        self._audit.ready()
+        return self._store.create_key(self._algorithm, stamp)

@@ -268,3 +268,29 @@ def test_a_crashed_holders_lock_expires_with_its_lease(kms: FakeKms, tmp_path: P
     clock.advance(61)  # past the 60 s lease
     with _store(kms, clock).locked(wait_seconds=0.5):
         pass
+
+
+def test_a_rotation_refused_for_its_audit_log_creates_no_kms_key(
+    kms: FakeKms, tmp_path: Path
+) -> None:
+    """Red team session 17: the promotion's new `next` key was created in KMS before the audit
+    log was opened, so automatic rotation with a log it cannot write (key_rotation_failed,
+    retried each check) left one more unaliased, billed KMS key per check, forever."""
+    clock = FakeClock(T0)
+    timing = Timing(jwks_max_age=300, max_token_lifetime=300, leeway=30, rotation_period=3600)
+    log = tmp_path / "audit.log"
+    KeyManager(_store(kms, clock), KeyAuditLog(log), timing, clock, "ES256").init(ALICE)
+    clock.advance(7200)  # the rotation is due and the next key promotable
+    keys_before = set(kms.keys)
+    (tmp_path / "taken").mkdir()
+    refused = KeyManager(
+        _store(kms, clock), KeyAuditLog(tmp_path / "taken"), timing, clock, "ES256"
+    )
+
+    for _ in range(3):  # three rotation checks
+        with pytest.raises(KeyStoreError, match=r"keys\.audit_log"):
+            refused.auto_rotate(Actor(operator="sekisho-service", source="service"))
+
+    assert set(kms.keys) == keys_before
+    rotated = KeyManager(_store(kms, clock), KeyAuditLog(log), timing, clock, "ES256")
+    assert [c.action.value for c in rotated.auto_rotate(ALICE).changes].count("create") == 1
