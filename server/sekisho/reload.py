@@ -11,7 +11,7 @@ import asyncio
 import inspect
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,33 +103,36 @@ async def watch_directory(
         first = asyncio.create_task(_changed(on_change, loop, failures)) if reload_first else None
         try:
             if folder is not None:
-                async for changes in watchfiles.awatch(
-                    folder.path,
-                    watch_filter=watched,
-                    debounce=300,
-                    step=50,
-                    recursive=True,
-                    stop_event=moved,
-                ):
-                    names = sorted({Path(p).name for _, p in changes})
-                    log.info("files_changed", extra={"what": what, "files": names[:20]})
-                    if first is not None:
-                        await first  # one reload at a time (the events wait in watchfiles)
-                    await _changed(on_change, loop, failures)
+                try:
+                    async for names in _batches(folder.path, watched, moved):
+                        log.info("files_changed", extra={"what": what, "files": names[:20]})
+                        if first is not None:
+                            await first  # one reload at a time (the events wait in watchfiles)
+                        await _changed(on_change, loop, failures)
+                except OSError:  # the folder went between the look and the watch: counted
+                    failures.failed(loop)
             await follower  # ends once `path` names another folder (the watch's stop_event)
-        except OSError:  # the folder went between the look and the watch: counted, followed
-            failures.failed(loop)
-            await follower
-        except asyncio.CancelledError:
             if first is not None:
-                first.cancel()
-            raise
+                await first
         finally:
             follower.cancel()
-        if first is not None:
-            await first
+            if first is not None:
+                first.cancel()  # done by now, unless this task is being cancelled
         log.info("files_changed", extra={"what": what, "files": [path.name]})
         folder, reload_first = await asyncio.to_thread(_named, path), True
+
+
+async def _batches(
+    folder: str, watched: Callable[[watchfiles.Change, str], bool], moved: asyncio.Event
+) -> AsyncIterator[list[str]]:
+    """The names in each batch of changes under `folder`, until `moved` is set. The watch is
+    set up in the first step (RustNotify's constructor, before any await).
+
+    Raises: OSError (FileNotFoundError when `folder` is gone)."""
+    async for changes in watchfiles.awatch(
+        folder, watch_filter=watched, debounce=300, step=50, recursive=True, stop_event=moved
+    ):
+        yield sorted({Path(p).name for _, p in changes})
 
 
 async def _follow(

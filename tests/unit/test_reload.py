@@ -197,3 +197,30 @@ async def test_a_folder_gone_between_the_look_and_the_watch_is_followed(
         assert not task.done(), task.exception()
         _point(link, v3)
         await reloads.until_read(v3)
+
+
+async def test_stopping_the_watch_stops_the_reload_that_followed_a_move(tmp_path: Path) -> None:
+    """The reload after a move runs as its own task: a watch cancelled (shutdown) during it
+    cancels it too, rather than leaving it to run against a closing engine."""
+    link = tmp_path / "current"
+    link.symlink_to(_release(tmp_path, "v1"))
+    v2 = _release(tmp_path, "v2")
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    async def endless_reload() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+
+    task = asyncio.create_task(
+        watch_directory(link, endless_reload, "policy", RecordedFailures(), follow_seconds=FOLLOW)
+    )
+    await asyncio.sleep(0.1)
+    _point(link, v2)
+    await asyncio.wait_for(started.wait(), HANG_GUARD)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await asyncio.wait_for(stopped.wait(), HANG_GUARD)
