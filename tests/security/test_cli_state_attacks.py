@@ -188,6 +188,37 @@ def test_revoke_lift_with_an_audit_log_it_cannot_write_changes_nothing(tmp_path:
     assert len(listed) == 1 and "agent-x" in listed[0], listed
 
 
+def test_a_revocation_change_is_audited_before_it_is_printed(tmp_path: Path) -> None:
+    """Red team session 17: `sekisho revoke` printed the change, then appended its audit line.
+    With stdout a pipe its reader had left (`sekisho revoke lift … | head -0`, a dropped log
+    shipper) and Python unbuffered (PYTHONUNBUFFERED=1, common in container images), the print
+    raised BrokenPipeError after the store changed: the revocation was lifted, exit 1, no audit
+    line and not a word on stderr. The line is now appended first."""
+    config = _status_config(tmp_path)
+    revoked = _run(tmp_path, "revoke", "caller", "--config", config, "agent-x", "--reason", "x")
+    assert revoked.returncode == 0, revoked.stderr
+    audit = tmp_path / "st" / "revocations.log"
+    reader, writer = os.pipe()
+    os.close(reader)  # whoever reads stdout is gone
+    try:
+        subprocess.run(
+            [*SEKISHO, "revoke", "lift", "caller", "--config", config, "--reason", "y", "agent-x"],
+            cwd=tmp_path,
+            env={**os.environ, "USER": "alice", "PYTHONUNBUFFERED": "1"},
+            stdout=writer,
+            stderr=subprocess.DEVNULL,
+            check=False,
+            timeout=60,
+        )
+    finally:
+        os.close(writer)
+
+    listed = _run(tmp_path, "revoke", "list", "--config", config).stdout.splitlines()[1:]
+    lifts = [line for line in _audit_lines(audit) if line["action"] == "lift"]
+    assert listed == []  # lifted: the store changed before anything was printed
+    assert len(lifts) == 1, lifts  # and audited (before: no line)
+
+
 class _SlowFirstRead(FileKeyStore):
     """A keystore whose next load() reads, then takes its time to return (a KMS Decrypt of a
     kms-wrapped key, a passphrase KDF, an NFS server), as a reload in flight does."""

@@ -168,8 +168,10 @@ def _change(args: argparse.Namespace, settings: Settings, store: "StatusStore") 
         return 1
     until = _until(store, action, kind, key, now)
     event = RevocationEvent(action, kind, key, operator, args.reason, marked, until)
-    _print_change(settings, event, still=_still_in_force(store, action, kind, key, now))
+    # Audited before anything is printed: a print that fails (stdout a pipe its reader left,
+    # Python unbuffered) left the change made and unaudited (red team session 17).
     audit.record(now, event)
+    _print_change(settings, event, still=_still_in_force(store, action, kind, key, now))
     return 0
 
 
