@@ -27,8 +27,8 @@ def _point(link: Path, target: Path) -> None:
     fresh.replace(link)
 
 
-def _release(tmp_path: Path, name: str) -> Path:
-    folder = tmp_path / "releases" / name
+def _release(root: Path, name: str) -> Path:
+    folder = root / "releases" / name
     folder.mkdir(parents=True)
     (folder / "data.json").write_text("{}")
     return folder
@@ -71,16 +71,22 @@ async def watching(link: Path, reloads: Reloads) -> AsyncIterator[asyncio.Task[N
             await task
 
 
+@pytest.fixture
+def base(tmp_path: Path) -> Path:
+    """tmp_path as realpath names it, so the folders a reload records compare as spelled."""
+    return Path(os.path.realpath(tmp_path))
+
+
 async def test_a_second_repoint_during_the_reload_of_the_first_is_reloaded(
-    tmp_path: Path,
+    base: Path,
 ) -> None:
     """A reload runs opa build (seconds). The path was resolved again only after the reload
     that followed a repoint, so a second repoint during that reload (a release rolled back at
     once) became the folder watched without a reload: the first release's successor served,
     with no event left to correct it."""
-    link = tmp_path / "current"
-    link.symlink_to(_release(tmp_path, "v1"))
-    v2, v3 = _release(tmp_path, "v2"), _release(tmp_path, "v3")
+    link = base / "current"
+    link.symlink_to(_release(base, "v1"))
+    v2, v3 = _release(base, "v2"), _release(base, "v3")
     reloads = Reloads(link)
     async with watching(link, reloads):
         reloads.during = lambda: _point(link, v3)  # after this reload read v2
@@ -90,15 +96,15 @@ async def test_a_second_repoint_during_the_reload_of_the_first_is_reloaded(
 
 
 async def test_a_symlinked_folder_missing_for_a_moment_is_still_followed(
-    tmp_path: Path,
+    base: Path,
 ) -> None:
     """A deploy that removes the link before making the new one (`rm current && ln -s …`, a
     release deleted before its link is repointed): when the path named nothing as it was
     resolved again, watchfiles raised FileNotFoundError and the watch task ended, silently:
     no later edit or repoint was reloaded until restart."""
-    link = tmp_path / "current"
-    link.symlink_to(_release(tmp_path, "v1"))
-    v2 = _release(tmp_path, "v2")
+    link = base / "current"
+    link.symlink_to(_release(base, "v1"))
+    v2 = _release(base, "v2")
     reloads = Reloads(link)
     async with watching(link, reloads) as task:
         link.unlink()
@@ -113,19 +119,19 @@ async def test_a_symlinked_folder_missing_for_a_moment_is_still_followed(
             await reloads.changed.wait_for(lambda: len(reloads.read) > count)
 
 
-async def test_a_folder_replaced_by_another_in_one_rename_is_reloaded(tmp_path: Path) -> None:
+async def test_a_folder_replaced_by_another_in_one_rename_is_reloaded(base: Path) -> None:
     """The same deploy without a symlink: the new folder built beside the old and renamed over
     it (`mv policies policies.old && mv policies.new policies`). inotify follows the folder it
     watches, now policies.old: the path's string resolved as before, so nothing was reloaded
     and no edit of the new folder was ever seen."""
-    folder = tmp_path / "policies"
+    folder = base / "policies"
     folder.mkdir()
     reloads = Reloads(folder)
     async with watching(folder, reloads):
-        fresh = tmp_path / "policies.new"
+        fresh = base / "policies.new"
         fresh.mkdir()
         (fresh / "data.json").write_text('{"release": 2}')
-        folder.rename(tmp_path / "policies.old")
+        folder.rename(base / "policies.old")
         fresh.rename(folder)
         await reloads.until_read(folder)
         count = len(reloads.read)
@@ -135,13 +141,13 @@ async def test_a_folder_replaced_by_another_in_one_rename_is_reloaded(tmp_path: 
 
 
 async def test_a_folder_removed_during_the_reload_that_followed_its_repoint_is_followed(
-    tmp_path: Path,
+    base: Path,
 ) -> None:
     """The folder is looked at before its reload and watched after it (seconds of opa build):
     a release deleted in between (a bad release pulled at once) must not end the watch."""
-    link = tmp_path / "current"
-    link.symlink_to(_release(tmp_path, "v1"))
-    v2, v3 = _release(tmp_path, "v2"), _release(tmp_path, "v3")
+    link = base / "current"
+    link.symlink_to(_release(base, "v1"))
+    v2, v3 = _release(base, "v2"), _release(base, "v3")
     reloads = Reloads(link)
     async with watching(link, reloads) as task:
         reloads.during = lambda: shutil.rmtree(v2)
@@ -154,15 +160,15 @@ async def test_a_folder_removed_during_the_reload_that_followed_its_repoint_is_f
 
 
 async def test_an_edit_of_the_new_folder_during_the_reload_of_its_repoint_is_reloaded(
-    tmp_path: Path,
+    base: Path,
 ) -> None:
     """The reload that follows a repoint reads the new folder; an edit made there before its
     watch began was never seen (a deploy still copying files into a folder the path already
     names: `rm -rf policies && cp -r build/policies .` with the data files copied last). The
     new folder is watched before that reload reads it."""
-    link = tmp_path / "current"
-    link.symlink_to(_release(tmp_path, "v1"))
-    v2 = _release(tmp_path, "v2")
+    link = base / "current"
+    link.symlink_to(_release(base, "v1"))
+    v2 = _release(base, "v2")
     reloads = Reloads(link)
     async with watching(link, reloads):
         reloads.during = lambda: (v2 / "registry.json").write_text('{"late": true}')
@@ -174,13 +180,13 @@ async def test_an_edit_of_the_new_folder_during_the_reload_of_its_repoint_is_rel
 
 
 async def test_a_folder_gone_between_the_look_and_the_watch_is_followed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    base: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The path is looked at in a thread and watched on the loop after it: a release deleted
     in between made watchfiles raise FileNotFoundError, which ended the watch task."""
-    link = tmp_path / "current"
-    link.symlink_to(_release(tmp_path, "v1"))
-    v2, v3 = _release(tmp_path, "v2"), _release(tmp_path, "v3")
+    link = base / "current"
+    link.symlink_to(_release(base, "v1"))
+    v2, v3 = _release(base, "v2"), _release(base, "v3")
     real_awatch = watchfiles.awatch
 
     def awatch_after_deleting_v2(*paths: str, **options: Any) -> Any:
@@ -199,12 +205,12 @@ async def test_a_folder_gone_between_the_look_and_the_watch_is_followed(
         await reloads.until_read(v3)
 
 
-async def test_stopping_the_watch_stops_the_reload_that_followed_a_move(tmp_path: Path) -> None:
+async def test_stopping_the_watch_stops_the_reload_that_followed_a_move(base: Path) -> None:
     """The reload after a move runs as its own task: a watch cancelled (shutdown) during it
     cancels it too, rather than leaving it to run against a closing engine."""
-    link = tmp_path / "current"
-    link.symlink_to(_release(tmp_path, "v1"))
-    v2 = _release(tmp_path, "v2")
+    link = base / "current"
+    link.symlink_to(_release(base, "v1"))
+    v2 = _release(base, "v2")
     started, stopped = asyncio.Event(), asyncio.Event()
 
     async def endless_reload() -> None:
