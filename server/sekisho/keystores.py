@@ -69,9 +69,18 @@ def timing(settings: Settings) -> Timing:
 
 
 def build_key_manager(settings: Settings, store: ManagedKeyStore, clock: Clock) -> KeyManager:
+    """Raises: ConfigError when `keys.audit_log` names a file of the keystore itself."""
+    audit_log = settings.keys.audit_log_path
+    if isinstance(store, FileKeyStore) and store.writes(audit_log):
+        # Appended to keyring.json, the audit line made it unreadable: nothing signed, and the
+        # command had printed its change (red team session 17).
+        raise ConfigError(
+            f"config key 'keys.audit_log': {audit_log} is a file the keystore writes; "
+            "name another file (by default audit.log in keys.dir)"
+        )
     return KeyManager(
         store,
-        KeyAuditLog(settings.keys.audit_log_path),
+        KeyAuditLog(audit_log),
         timing(settings),
         clock,
         settings.keys.algorithm,

@@ -167,6 +167,21 @@ def test_a_key_change_refused_for_its_audit_log_leaves_no_key_behind(tmp_path: P
     assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == files
 
 
+def test_a_key_audit_log_naming_the_keyring_is_refused_before_any_key(tmp_path: Path) -> None:
+    """Red team session 17: `[keys] audit_log = "keys/keyring.json"` (any file the keystore
+    writes) was accepted; `keys init` committed the keyring, then appended its audit lines to
+    it: keyring.json was no longer JSON, nothing could sign, and the command had printed
+    "created". The setting is refused, naming it, before a key is made."""
+    (tmp_path / "k.toml").write_text('[keys]\ndir = "keys"\naudit_log = "keys/keyring.json"\n')
+
+    done = _run(tmp_path, "keys", "init", "--config", "k.toml")
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "keys.audit_log" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    keys = tmp_path / "keys"
+    assert not keys.exists() or not [p for p in keys.iterdir() if p.name != ".lock"]
+
+
 def test_revoke_lift_with_an_audit_log_it_cannot_write_changes_nothing(tmp_path: Path) -> None:
     config = _status_config(tmp_path)
     revoked = _run(tmp_path, "revoke", "caller", "--config", config, "agent-x", "--reason", "x")

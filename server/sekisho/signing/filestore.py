@@ -174,6 +174,14 @@ class FileKeyStore:
                 rewritten.append(record.kid)
         return rewritten
 
+    def writes(self, path: Path) -> bool:
+        """Whether `path` (resolved) is a file this keystore writes or replaces: keyring.json,
+        the lock, a key file, a write in progress."""
+        if path.parent != self._dir:
+            return False
+        name = path.name
+        return name == KEYRING_FILE or name.endswith(self._codec.suffix) or is_scratch_file(name)
+
     def files(self, records: Sequence[KeyRecord]) -> list[Path]:
         """keyring.json and the key file of every published record (what a replica reads)."""
         return [self._dir / KEYRING_FILE, *(self._key_path(r.kid) for r in records if r.published)]
