@@ -234,6 +234,41 @@ def test_a_revocation_change_is_audited_before_it_is_printed(tmp_path: Path) -> 
     assert len(lifts) == 1, lifts  # and audited (before: no line)
 
 
+LIFT_AGENT_X = ("revoke", "lift", "caller", "agent-x", "--reason", "y")
+
+
+def test_a_revocation_change_whose_audit_line_fails_says_it_is_made(tmp_path: Path) -> None:
+    """A write that fails after the log was opened (disk full, quota; here the file size limit,
+    `ulimit -f`) comes after the change: the CLI said only "[Errno 27] File too large", and
+    since the line is written before the printout, not even "lifted". It now says the change is
+    made and names the log. (Closing the gap itself needs a write-ahead line: a residual risk.)"""
+    config = _status_config(tmp_path)
+    revoked = _run(tmp_path, "revoke", "caller", "--config", config, "agent-x", "--reason", "x")
+    assert revoked.returncode == 0, revoked.stderr
+    audit = tmp_path / "st" / "revocations.log"
+    with audit.open("a") as padding:  # the log, not the SQLite files, reaches the limit
+        padding.write('{"pad": 1}\n' * 30_000)
+    limit = audit.stat().st_size
+    under_limit = (  # the CLI with the file size limit set, without preexec_fn (threads)
+        f"import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, "
+        f"{limit})); sys.argv[0] = 'sekisho'; runpy.run_module('sekisho', run_name='__main__')"
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-c", under_limit, *LIFT_AGENT_X, "--config", config],
+        cwd=tmp_path,
+        env={**os.environ, "USER": "alice"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "lift of caller agent-x is made" in done.stderr, done.stderr
+    assert "status_list.audit_log" in done.stderr and str(audit) in done.stderr, done.stderr
+
+
 class _SlowFirstRead(FileKeyStore):
     """A keystore whose next load() reads, then takes its time to return (a KMS Decrypt of a
     kms-wrapped key, a passphrase KDF, an NFS server), as a reload in flight does."""

@@ -20,7 +20,7 @@ from sekisho.config import Settings
 from sekisho.errors import ConfigError
 
 if TYPE_CHECKING:  # lazy: `sekisho` starts fast
-    from sekisho.status.audit import RevocationEvent
+    from sekisho.status.audit import RevocationAuditLog, RevocationEvent
     from sekisho.status.models import Revocation, RevocationKind
     from sekisho.status.store import StatusStore
 
@@ -170,9 +170,24 @@ def _change(args: argparse.Namespace, settings: Settings, store: "StatusStore") 
     event = RevocationEvent(action, kind, key, operator, args.reason, marked, until)
     # Audited before anything is printed: a print that fails (stdout a pipe its reader left,
     # Python unbuffered) left the change made and unaudited (red team session 17).
-    audit.record(now, event)
+    _record(audit, now, event)
     _print_change(settings, event, still=_still_in_force(store, action, kind, key, now))
     return 0
+
+
+def _record(audit: "RevocationAuditLog", now: int, event: "RevocationEvent") -> None:
+    """Append the event's line. A write that fails after ready() (disk full, quota, I/O) comes
+    after the change: say that it is made, or the bare OSError reads as "nothing happened".
+
+    Raises: OSError naming the change and the file."""
+    try:
+        audit.record(now, event)
+    except OSError as exc:
+        raise OSError(
+            f"the {event.action} of {event.kind} {_shown(event.kind, event.key)} is made, but its "
+            f"line could not be appended to the audit log {audit.path} (config key "
+            f"'status_list.audit_log'): {exc.strerror or exc}; record it by hand"
+        ) from exc
 
 
 def _texts(args: argparse.Namespace, kind: "RevocationKind") -> list[tuple[str, str]]:
