@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from sekisho.clock import Clock
+from sekisho.errors import KeyStoreError
 from sekisho.signing.audit import Actor, KeyAuditLog
 from sekisho.signing.keyring import KeySet
 from sekisho.signing.keys import KeyRecord
@@ -106,8 +107,26 @@ class KeyManager:
             if transition.changes:
                 self._audit.ready()  # a change is never committed unaudited
                 self._store.commit(before, transition.records)
-                self._audit.record(stamp, transition.changes, actor)
+                self._record(stamp, transition, actor)
             return transition
+
+    def _record(self, stamp: int, transition: Transition, actor: Actor) -> None:
+        """Append the committed change's lines. A write that fails after ready() (disk full,
+        quota, I/O) comes after the commit: say what is committed, or the bare OSError, with
+        nothing printed, read as "nothing happened" (red team session 17).
+
+        Raises: KeyStoreError naming the changes and the file."""
+        try:
+            self._audit.record(stamp, transition.changes, actor)
+        except OSError as exc:
+            done = ", ".join(
+                f"{c.action.value} {c.kid} -> {c.to_state.value}" for c in transition.changes
+            )
+            raise KeyStoreError(
+                f"committed ({done}), but its lines could not be appended to the audit log "
+                f"{self._audit.path} (config key 'keys.audit_log'): {exc.strerror or exc}; "
+                "record them by hand"
+            ) from exc
 
     def _new_key(self, stamp: int) -> KeyRecord:
         """A key for the lifecycle, made once its change's audit line can be written: made

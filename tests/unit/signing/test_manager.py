@@ -2,6 +2,7 @@
 log, private-key file modes, passphrase encryption and kms-wrapped keys (with a fake KMS)."""
 
 import contextlib
+import errno
 import json
 import stat
 import threading
@@ -293,3 +294,32 @@ def test_wrapped_keys_without_kms_access_fail_to_load(tmp_path: Path) -> None:
         kms.fail("Decrypt", KmsError("Decrypt", "AccessDeniedException", "no", retryable=False))
         with pytest.raises(KeyStoreError, match="AccessDeniedException"):
             FileKeyStore(tmp_path, KmsWrappedCodec(kms, wrapping)).load()
+
+
+class _FullDiskAuditLog(KeyAuditLog):
+    """Opens (ready) as a log on a full disk does; its append fails."""
+
+    def record(self, now: int, changes: object, actor: Actor) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_committed_change_whose_audit_line_fails_says_what_is_committed(
+    tmp_path: Path,
+) -> None:
+    """Red team session 17: an append failing after ready() comes after the commit; the CLI
+    printed only "[Errno 28] No space left on device" (its change lines come after the call),
+    which read as nothing done while the key was revoked. The error names what is committed."""
+    clock = FakeClock(T0)
+    _manager(tmp_path, clock).init(ALICE)
+    upcoming = next(kid for kid, state in _states(_manager(tmp_path, clock)) if state is S.NEXT)
+    full = KeyManager(
+        FileKeyStore(tmp_path), _FullDiskAuditLog(tmp_path / "audit.log"), TIMING, clock, "ES256"
+    )
+
+    with pytest.raises(KeyStoreError) as refused:
+        full.revoke(upcoming, ALICE)
+
+    message = str(refused.value)
+    assert f"revoke {upcoming} -> revoked" in message and "committed" in message, message
+    assert "keys.audit_log" in message and "No space left on device" in message, message
+    assert dict(_states(full))[upcoming] is S.REVOKED  # it is committed, as said
