@@ -72,10 +72,15 @@ async def watch_directory(
     ignore: Callable[[str], bool] | None = None,
     *,
     follow_seconds: float = FOLLOW_SECONDS,
+    catch_up: bool = False,
 ) -> None:
     """Run until cancelled; every batch of changes under `path` triggers one `on_change()`.
     `ignore(name)`: files whose changes are neither logged nor a reason to reload (the owner's
-    scratch files, besides watchfiles' defaults such as editor swap files).
+    scratch files, besides watchfiles' defaults such as editor swap files). `catch_up`: the
+    state was loaded before this watch began (a service loads its keys first, then policy,
+    the status store and listeners, then its watches: seconds), so `on_change()` runs once the
+    watch has begun, and a change made in between is not lost (red team session 17: a key
+    revoked while a replica started stayed published and signing there).
 
     inotify watches the folder `path` named when the watch began, wherever it goes. `path` (or
     a folder above it) a symlink repointed at another folder in one rename (git-sync, `current
@@ -93,7 +98,7 @@ async def watch_directory(
     # inotify watches in RustNotify's constructor): the watch begins in this task's first
     # step. Looked at in a thread, a start's first step ended at the thread hop, and an edit
     # made meanwhile (at load, seconds) was never seen, nor reloaded until the next one.
-    folder, reload_first = _named(path), False
+    folder, reload_first = _named(path), catch_up
     while True:
         moved = asyncio.Event()
         follower = asyncio.create_task(_follow(path, folder, moved, follow_seconds))

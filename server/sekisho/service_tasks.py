@@ -36,8 +36,15 @@ def key_tasks(
     if keys.watch and keys.backend == "kms":
         tasks.append(poll_forever(keyring.refresh, keys.poll_seconds, "keys", failures))
     elif keys.watch:
+        # The keyring loaded first thing at start, seconds before this watch begins (policy,
+        # the status store and the listeners start in between), and the keyring.json poll below
+        # takes its first look now: a `keys revoke` in between was seen by neither, and the
+        # revoked key stayed published and signing here. catch_up reads the keys once the watch
+        # has begun (unchanged keys install silently).
         tasks.append(
-            watch_directory(keys.dir, keyring.refresh, "keys", failures, ignore=is_scratch_file)
+            watch_directory(
+                keys.dir, keyring.refresh, "keys", failures, ignore=is_scratch_file, catch_up=True
+            )
         )
         # Replicas may share the folder over NFS, where a change another host wrote raises no
         # event here: keyring.json, every change's commit point, is also read every poll_seconds

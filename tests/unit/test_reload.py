@@ -230,3 +230,21 @@ async def test_stopping_the_watch_stops_the_reload_that_followed_a_move(base: Pa
     with contextlib.suppress(asyncio.CancelledError):
         await task
     await asyncio.wait_for(stopped.wait(), HANG_GUARD)
+
+
+async def test_a_catching_up_watch_reloads_once_it_has_begun(base: Path) -> None:
+    """`catch_up`: the state was loaded before the watch began; a change in between (seconds
+    of a service's start) raised no event the watch could see, so it reloads once, after its
+    set-up, with no change of its own."""
+    (base / "data.json").write_text("{}")
+    reloads = Reloads(base)
+    task = asyncio.create_task(
+        watch_directory(base, reloads, "policy", RecordedFailures(), catch_up=True)
+    )
+    try:
+        await reloads.until_read(base)
+        assert reloads.read == [str(base)]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

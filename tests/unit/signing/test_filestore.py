@@ -402,3 +402,39 @@ async def test_a_revocation_no_file_event_announces_still_reaches_the_keyring(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_revocation_made_while_the_service_starts_reaches_the_keyring(
+    tmp_path: Path,
+) -> None:
+    """Red team session 17: the keyring loads first thing at start, and the keys watch and the
+    keyring.json poll begin only once policy, the status store and the listeners are up
+    (seconds: opa build). A `sekisho keys revoke` committed in between was already in the poll's
+    first look and before the watch: the starting replica (a rolling restart, a replaced
+    worker) published, and signed with, the revoked key until the next key change. The poll's
+    first look now counts as a change: the keyring is read again once."""
+    folder = tmp_path / "keys"
+    store = FileKeyStore(folder)
+    store.init("ES256", NOW)
+    settings = Settings(keys={"dir": str(folder), "poll_seconds": 0.1})
+    keyring = Keyring(store)
+    keyring.load()  # start_core: keys first
+    (next_kid,) = [r.kid for r in store.records() if r.state is KeyState.NEXT]
+    (revoked,) = [r for r in store.records() if r.kid == next_kid]
+    after = [r for r in store.records() if r.kid != next_kid]
+    with store.locked():  # `sekisho keys revoke` while policy and listeners start
+        store.commit(store.records(), [*after, replace(revoked, state=KeyState.REVOKED)])
+    tasks = [
+        asyncio.create_task(task)
+        for task in key_tasks(settings, store, keyring, FakeClock(NOW), RecordedFailures())
+    ]
+    try:
+        for _ in range(300):  # a 30 s hang guard (the poll is every 0.1 s)
+            if not keyring.publishes(next_kid):
+                break
+            await asyncio.sleep(0.1)
+        assert not keyring.publishes(next_kid), "a key revoked during start is still published"
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
