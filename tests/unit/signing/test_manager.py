@@ -131,12 +131,36 @@ def test_keys_created_by_rotation_are_owner_only_too(tmp_path: Path) -> None:
 # --- racing invocations -------------------------------------------------------------------------
 
 
-class SlowReadStore(FileKeyStore):
-    """Reads the keyring, then dawdles: two racing operations both read before either writes."""
+GIVE_UP_SECONDS = 30.0  # a hang guard: the other rotation's thread has begun by then
+LOCK_GRACE_SECONDS = 0.3  # how long a reader waits for another one its lock should hold back
+
+
+class RacingReadStore(FileKeyStore):
+    """Reads the keyring, then waits until the other racing operation has read it too: without
+    the lock both read before either writes. Once the other is at the lock it cannot read (when
+    the lock works), so the wait for it then ends after LOCK_GRACE_SECONDS. Without it (a fixed
+    0.3 s sleep) a thread started over 0.3 s late on a loaded host read after the first had
+    written, and the control found no lost update."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.other: RacingReadStore = self
+        self.at_lock = threading.Event()
+        self.has_read = threading.Event()
+
+    def locked(self, wait_seconds: float = 30.0) -> contextlib.AbstractContextManager[None]:
+        self.at_lock.set()
+        return super().locked(wait_seconds)
 
     def records(self) -> list[KeyRecord]:
         records = super().records()
-        time.sleep(0.3)
+        self.has_read.set()
+        give_up = time.monotonic() + GIVE_UP_SECONDS
+        while not self.other.has_read.wait(0.01):
+            if self.other.at_lock.is_set():
+                self.other.has_read.wait(LOCK_GRACE_SECONDS)
+                break
+            assert time.monotonic() < give_up, "the other rotation never began"
         return records
 
 
@@ -144,9 +168,10 @@ def _race(tmp_path: Path, *, lock: bool) -> list[KeyState]:
     clock = FakeClock(T0)
     _manager(tmp_path, clock).init(ALICE)
     clock.advance(600)
+    stores = [RacingReadStore(tmp_path), RacingReadStore(tmp_path)]
+    stores[0].other, stores[1].other = stores[1], stores[0]
     managers = []
-    for _ in range(2):
-        store = SlowReadStore(tmp_path)
+    for store in stores:
         if not lock:
             store.locked = lambda wait_seconds=0.0: contextlib.nullcontext()  # type: ignore[method-assign]
         managers.append(
