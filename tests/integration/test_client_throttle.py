@@ -196,7 +196,9 @@ async def test_a_refusing_service_sees_fewer_calls_than_the_client_makes(
     target = f"127.0.0.1:{refusing.grpc.port}"
     async with TokenExchangeClient(target, channel_options=ChannelOptions(insecure=True)) as client:
         token = _token(dev_idp)
-        await client.exchange(token, "https://crm-as.example.com")  # the burst of 1
+        # The burst of 1 (30 s: a hang guard, not the SDK's 2 s default, which a fresh
+        # connection's first call could outlast on a loaded host)
+        await client.exchange(token, "https://crm-as.example.com", deadline_seconds=30)
         client._not_before = 0.0
         attempts = 200
         for _ in range(attempts):
@@ -215,7 +217,7 @@ async def test_retry_after_stops_calls_that_cannot_wait_it_out(
     target = f"127.0.0.1:{refusing.grpc.port}"
     async with TokenExchangeClient(target, channel_options=ChannelOptions(insecure=True)) as client:
         token = _token(dev_idp)
-        await client.exchange(token, "https://crm-as.example.com")
+        await client.exchange(token, "https://crm-as.example.com", deadline_seconds=30)
         with pytest.raises(RateLimitedError) as first:
             await client.exchange(token, "https://crm-as.example.com", deadline_seconds=30)
         assert first.value.retry_after is not None and first.value.retry_after >= 1  # server's
@@ -363,12 +365,16 @@ async def test_calls_beyond_max_in_flight_wait_in_the_client_and_are_not_sent_la
     target, arrived, release = holding_server
     options, token = ChannelOptions(insecure=True), _token(dev_idp)
     async with TokenExchangeClient(target, channel_options=options, max_in_flight=2) as client:
+        # The held calls' deadline is a hang guard (the SDK's 2 s default could end them during
+        # a stall of a loaded host, freeing a slot for the third call).
         held = [
-            asyncio.create_task(client.exchange(token, "https://crm-as.example.com"))
+            asyncio.create_task(
+                client.exchange(token, "https://crm-as.example.com", deadline_seconds=30)
+            )
             for _ in range(2)
         ]
         for _ in held:
-            await asyncio.wait_for(arrived.get(), 10)
+            await asyncio.wait_for(arrived.get(), 30)
         with pytest.raises(ExchangeUnavailableError, match="not sent") as late:
             await client.exchange(token, "https://crm-as.example.com", deadline_seconds=0.3)
         assert late.value.code == "DEADLINE_EXCEEDED"

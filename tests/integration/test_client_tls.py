@@ -23,6 +23,9 @@ from sekisho.client import (
 pytestmark = pytest.mark.integration
 
 NO_RETRY = RetryPolicy(max_attempts=1)
+# The deadline of a call that must succeed: only a hang guard (with the SDK's 2 s default, a
+# fresh connection's TLS handshake and first call on a loaded host could run out of it).
+HANG_GUARD = 30.0
 
 
 @dataclass
@@ -121,7 +124,9 @@ async def tls_port(pki: Pki) -> AsyncIterator[int]:
 
 async def test_tls_with_the_right_ca(pki: Pki, tls_port: int) -> None:
     options = ChannelOptions(root_certificates=pki.ca.cert)
-    async with TokenExchangeClient(f"localhost:{tls_port}", channel_options=options) as client:
+    async with TokenExchangeClient(
+        f"localhost:{tls_port}", channel_options=options, timeout_seconds=HANG_GUARD
+    ) as client:
         token = await client.exchange("user", "aud")
     assert token.access_token == "minted"
 
@@ -142,7 +147,9 @@ async def test_mtls_presents_the_client_certificate(pki: Pki, mtls_port: int) ->
         private_key=pki.client.key,
         certificate_chain=pki.client.cert,
     )
-    async with TokenExchangeClient(f"localhost:{mtls_port}", channel_options=options) as client:
+    async with TokenExchangeClient(
+        f"localhost:{mtls_port}", channel_options=options, timeout_seconds=HANG_GUARD
+    ) as client:
         assert (await client.exchange("user", "aud")).access_token == "minted"
 
 

@@ -169,8 +169,8 @@ async def _call_whoami(
 
 @pytest.fixture
 async def sekisho_client(mcp_stack: McpStack) -> AsyncIterator[TokenExchangeClient]:
-    async with TokenExchangeClient(
-        mcp_stack.target, channel_options=ChannelOptions(insecure=True)
+    async with TokenExchangeClient(  # 30 s: a hang guard, not the SDK's 2 s default
+        mcp_stack.target, channel_options=ChannelOptions(insecure=True), timeout_seconds=30
     ) as client:
         yield client
 

@@ -55,7 +55,9 @@ CLIENT_SCRIPT = textwrap.dedent("""
         await server.start()
         try:
             target, options = f"127.0.0.1:{port}", ChannelOptions(insecure=True)
-            async with TokenExchangeClient(target, channel_options=options) as client:
+            async with TokenExchangeClient(
+                target, channel_options=options, timeout_seconds=30
+            ) as client:
                 token = await client.exchange("user-token", "https://as.example", scopes=["read"])
         finally:
             await server.stop(0)

@@ -342,6 +342,9 @@ async def test_the_client_sdk_drops_a_cached_token_once_revoked(
         f"127.0.0.1:{addressable.service.grpc.port}",
         channel_options=ChannelOptions(insecure=True),
         status=status,
+        # A hang guard: with the SDK's 2 s default a list fetch on the request path that a
+        # loaded host slowed past the call's deadline served the cached token as unknown.
+        timeout_seconds=30,
     ) as client:
         first = await client.exchange(
             subject, CRM_AS, resources=[CRM_MCP], requested_token_type=TOKEN_TYPE_ACCESS_TOKEN

@@ -138,6 +138,9 @@ async def test_downstream_and_client_sdk_follow_suspend_and_reinstate(
         f"127.0.0.1:{live.service.grpc.port}",
         channel_options=ChannelOptions(insecure=True),
         status=sdk_status,
+        # A hang guard: with the SDK's 2 s default a list fetch on the request path that a
+        # loaded host slowed past the call's deadline served the cached token as unknown.
+        timeout_seconds=30,
     ) as client:
         first = await client.exchange(subject, CRM_AS, **fields)  # type: ignore[arg-type]
         assert first.status is not None

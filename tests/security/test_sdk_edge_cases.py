@@ -67,6 +67,7 @@ pytestmark = pytest.mark.security
 DOCS = "https://docs.example.com/mcp"
 SEARCH = "https://docs.example.com/search"
 TOKEN_ENDPOINT = "https://sekisho.test/oauth2/token"
+HANG_GUARD = 30.0  # seconds: a deadline or wait that only ends a hang, never reached on a pass
 CLIENT_KEY = ec.generate_private_key(ec.SECP256R1())
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -269,12 +270,15 @@ async def _client_of(
     handler: Handler, status: StatusListClient | None = None
 ) -> AsyncIterator[tuple[TokenExchangeClient, _Clock]]:
     """A TokenExchangeClient on a clock the test moves (and with `status`, when given),
-    against a real gRPC server running `handler` for ExchangeToken."""
+    against a real gRPC server running `handler` for ExchangeToken. Its calls' deadline is a
+    hang guard (HANG_GUARD), not the SDK's 2 s default: a fresh connection's first call, a
+    background refresh or a list fetch on the request path could outlast 2 s on a loaded host
+    (a refresh ended by its deadline is not a refusal; a fetch past it reads as unknown)."""
     clock = _Clock()
     async with _exchange_server(handler) as target:
         options = ChannelOptions(insecure=True)
         async with TokenExchangeClient(
-            target, channel_options=options, clock=clock, status=status
+            target, channel_options=options, clock=clock, status=status, timeout_seconds=HANG_GUARD
         ) as client:
             yield client, clock
 
@@ -299,7 +303,8 @@ async def test_one_absurd_retry_after_never_stops_the_client_for_good(retry_afte
             await client.exchange("subject", AS, deadline_seconds=2)
         clock.now += MAX_RETRY_AFTER_SECONDS + 1
         # Before: RateLimitedError "retry after inf s", no RPC, for the life of the process.
-        assert (await client.exchange("subject", AS, deadline_seconds=2)).access_token == "t"
+        call = client.exchange("subject", AS, deadline_seconds=HANG_GUARD)
+        assert (await call).access_token == "t"
     assert answers == ["slow_down", "token"]
 
 
@@ -327,19 +332,17 @@ async def test_a_refresh_sekisho_refuses_drops_the_cached_token() -> None:
 
     served = 0
     async with _client_of(handler) as (client, clock):
-        await client.exchange("subject", AS, requested_token_type=ACCESS, deadline_seconds=2)
+        await client.exchange("subject", AS, requested_token_type=ACCESS)
         clock.now += 300 - 20  # within the 30 s refresh-ahead window
         # The cached token, and a background refresh Sekisho refuses: awaited, not slept on,
         # so a slow host cannot serve a second call before the refusal lands.
-        await client.exchange("subject", AS, requested_token_type=ACCESS, deadline_seconds=2)
+        await client.exchange("subject", AS, requested_token_type=ACCESS)
         (refresh,) = client._background
-        await asyncio.wait({refresh}, timeout=10)  # its done callback has run by then
+        await asyncio.wait({refresh}, timeout=HANG_GUARD)  # its done callback has run by then
         assert refresh.done()
         for _ in range(49):
             try:
-                await client.exchange(
-                    "subject", AS, requested_token_type=ACCESS, deadline_seconds=2
-                )
+                await client.exchange("subject", AS, requested_token_type=ACCESS)
                 served += 1
             except ExchangeDeniedError:
                 pass
@@ -439,11 +442,14 @@ async def _downstream_refusing(token: str, seen: list[str]) -> AsyncIterator[str
 
 
 async def _eventually(condition: Callable[[], bool]) -> bool:
-    for _ in range(200):  # up to ~2 s: the stream's refusal is read after its end
-        if condition():
-            return True
+    """Polls until `condition` holds (the stream's refusal is read after its end), HANG_GUARD
+    at most: a fixed 2 s could pass on a loaded host before the done callback ran."""
+    give_up = time.monotonic() + HANG_GUARD
+    while not condition():
+        if time.monotonic() > give_up:
+            return False
         await asyncio.sleep(0.01)
-    return condition()
+    return True
 
 
 @pytest.mark.integration
@@ -563,7 +569,9 @@ async def test_a_status_list_that_never_answers_does_not_hold_a_cached_call_past
     goes on for the next call): the cached token is served in time."""
     issuer = f"http://{silent_listener}"  # accepts, never answers
     token, handler = _listed_token(issuer)
-    status = StatusListClient(issuer=issuer, keys=StaticKeys(), timeout_seconds=4.0)
+    # The fetch's own timeout far from the call's deadline (the mark between them: 10 s), so a
+    # stall of a loaded host cannot carry a call that gave up in time past the mark.
+    status = StatusListClient(issuer=issuer, keys=StaticKeys(), timeout_seconds=30.0)
     async with _client_of(handler, status=status) as (client, _):
         await client.exchange("subject", AS, requested_token_type=ACCESS)
         started = time.monotonic()
@@ -572,5 +580,6 @@ async def test_a_status_list_that_never_answers_does_not_hold_a_cached_call_past
         )
         took = time.monotonic() - started
         assert got.access_token == token and client.rpc_count == 1
-    # Before: 4.0 s (the status client's timeout) for a call whose deadline was 0.5 s.
-    assert took < 1.5
+    # Before: the status client's timeout (4.0 s then, 30 s now) for a call whose deadline was
+    # 0.5 s.
+    assert took < 10
