@@ -60,6 +60,9 @@ raw_decisions = st.one_of(
 
 
 def _non_negative_int(value: Any) -> bool:
+    """JSON's integers: `60` or `60.0` (a number without a fraction; da73a71), never a bool."""
+    if isinstance(value, float):
+        return value.is_integer() and value >= 0
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
