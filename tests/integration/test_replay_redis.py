@@ -18,7 +18,10 @@ pytestmark = pytest.mark.integration
 
 
 def _client(server: RedisServer) -> "redis.asyncio.Redis":
-    return redis.asyncio.Redis.from_url(server.url, socket_timeout=1, socket_connect_timeout=1)
+    # Hang guards, not 1 s: a stalled redis-server (loaded host) made a command that must
+    # succeed fail as ReplayCacheUnavailableError. A stopped server refuses the connection at
+    # once, so the fail-closed tests do not wait for them.
+    return redis.asyncio.Redis.from_url(server.url, socket_timeout=30, socket_connect_timeout=30)
 
 
 async def test_second_use_of_a_jti_is_refused_across_replicas(redis_server: RedisServer) -> None:

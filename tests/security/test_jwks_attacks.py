@@ -38,7 +38,9 @@ STORM = 200
 
 @pytest.fixture
 async def fetcher() -> AsyncIterator[HttpJsonFetcher]:
-    client = HttpJsonFetcher(timeout_seconds=2.0)
+    # A hang guard (no test here is about the fetch's timeout): a fetch of the IdP's JWKS (512 KiB
+    # in the oversize test) that a loaded host slowed past 2 s failed the verifications.
+    client = HttpJsonFetcher(timeout_seconds=30.0)
     yield client
     await client.close()
 

@@ -22,7 +22,7 @@ from sekisho.policy.opa.api import OpaApi, opa_ssl_context
 from sekisho.policy.opa.engine import OpaPolicyEngine
 
 from tests.fakes.loops import RecordedFailures
-from tests.integration.opa_fixtures import QUERY, opa_engine, shipped_copy
+from tests.integration.opa_fixtures import CALL_TIMEOUT_SECONDS, QUERY, opa_engine, shipped_copy
 from tests.integration.test_opa_engine import eventually, sales_user
 from tests.opa import OpaServer
 from tests.pki import authority, leaf
@@ -147,12 +147,15 @@ async def test_https_opa_with_its_own_ca_and_the_token(tmp_path: Path) -> None:
     tls = (cert.cert_file, cert.key_file, ca.pem.cert_file)
     server = OpaServer(tmp_path / "opa.log", token=TOKEN, tls=tls).start()
     try:
+        # Each OPA call's timeout as opa_engine()'s (2 s could run out on a loaded host: the
+        # publish then failed as "OPA unavailable" and the engine was not ready).
+        ssl_context = opa_ssl_context(ca.pem.cert_file)
         trusted = OpaPolicyEngine(
-            OpaApi(server.url, 2.0, token=TOKEN, ssl_context=opa_ssl_context(ca.pem.cert_file)),
+            OpaApi(server.url, CALL_TIMEOUT_SECONDS, token=TOKEN, ssl_context=ssl_context),
             shipped_copy(tmp_path),
             QUERY,
             manage=True,
-            timeout_seconds=2.0,
+            timeout_seconds=CALL_TIMEOUT_SECONDS,
             check_interval_seconds=0.2,
             failures=RecordedFailures(),
         )

@@ -372,7 +372,7 @@ async def test_calls_beyond_the_pending_bound_are_refused_by_grpc_core(
     no Python run. A sync client sends them: its calls go out while this loop is blocked."""
     target = f"127.0.0.1:{small_backlog.grpc.port}"
     with grpc.insecure_channel(target) as channel:
-        grpc.channel_ready_future(channel).result(timeout=5)
+        grpc.channel_ready_future(channel).result(timeout=30)  # a hang guard
         stub = pb_grpc.TokenExchangeServiceStub(channel)
         calls = [stub.GetJwks.future(pb.GetJwksRequest(), timeout=30) for _ in range(20)]
         # On purpose: the loop takes no call, they pile up, and only grpc core can end one. Until
@@ -414,7 +414,9 @@ async def test_closed_loop_callers_on_four_connections_are_not_refused_by_the_pe
     ]
     try:
         for channel in channels:
-            grpc.channel_ready_future(channel).result(timeout=5)
+            # A hang guard: a fresh connection became READY 3.7 s late on a loaded host
+            # (bench/results/first_call.md).
+            grpc.channel_ready_future(channel).result(timeout=30)
         stubs = [pb_grpc.TokenExchangeServiceStub(channel) for channel in channels]
         calls = [stub.GetJwks.future(pb.GetJwksRequest(), timeout=30) for stub in stubs]
         calls += [

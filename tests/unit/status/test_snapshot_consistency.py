@@ -165,7 +165,7 @@ class _InterleavedRedis(redis.Redis):
 
 def test_redis_snapshot_reads_both_sets_at_one_moment() -> None:
     server = start_redis()
-    client = _InterleavedRedis.from_url(server.url, socket_timeout=2.0)
+    client = _InterleavedRedis.from_url(server.url, socket_timeout=30.0)  # a hang guard
     reader = RedisStatusStore(client)
     writer = RedisStatusStore.from_url(server.url)
     try:
@@ -181,7 +181,7 @@ def test_redis_snapshot_reads_both_sets_at_one_moment() -> None:
 
 def test_redis_revocation_view_reads_both_hashes_at_one_moment() -> None:
     server = start_redis()
-    client = _InterleavedRedis.from_url(server.url, socket_timeout=2.0)
+    client = _InterleavedRedis.from_url(server.url, socket_timeout=30.0)  # a hang guard
     client.asked = ("HGETALL", ":suspensions")
     reader = RedisStatusStore(client)
     writer = RedisStatusStore.from_url(server.url)
