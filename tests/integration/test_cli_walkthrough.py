@@ -86,6 +86,10 @@ def test_readme_walkthrough_and_graceful_sigterm(tmp_path: Path) -> None:
                 "https://crm-as.example.com",
                 "--scope",
                 "crm.read",
+                # A hang guard, not the default 5 s: a fresh process's first call to a service
+                # started seconds ago, on a loaded host (single-RPC guards of 5 s: 7d77b28).
+                "--timeout",
+                "30",
             ],
             input=token,
             check=True,
@@ -96,7 +100,7 @@ def test_readme_walkthrough_and_graceful_sigterm(tmp_path: Path) -> None:
         assert report["header"]["typ"] == "oauth-id-jag+jwt"
         assert report["claims"]["scope"] == "crm.read"
         server.send_signal(signal.SIGTERM)
-        _, stderr = server.communicate(timeout=15)
+        _, stderr = server.communicate(timeout=60)  # a hang guard: it drains in ~2 s
         assert server.returncode == 0
         lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
         events = [line["event"] for line in lines]

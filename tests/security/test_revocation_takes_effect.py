@@ -68,7 +68,10 @@ retry_max_seconds = 1.0
 # `nobody` cannot read the operator's 0600 files either: the CLI must say so.
 service_user = "nobody"
 replica_urls = ["http://127.0.0.1:{http}"]
-pickup_wait_seconds = 3.0
+# The replica never picks the change up here (it cannot load the new key), so the CLI reports
+# what it sees when this runs out: within 3 s a loaded host's service had not always reloaded
+# yet ("still publishes", not "does not publish").
+pickup_wait_seconds = 10.0
 """
     )
     config.chmod(0o644)
@@ -139,7 +142,8 @@ def test_revoke_the_service_cannot_read_is_neither_used_nor_published(tmp_path: 
         ).stdout.strip()
         exchange = subprocess.run(
             [*SEKISHO, "exchange", "--config", config, "--subject-token", "-",
-             "--audience", "https://crm-as.example.com", "--scope", "crm.read"],
+             "--audience", "https://crm-as.example.com", "--scope", "crm.read",
+             "--timeout", "30"],  # a hang guard, not the default 5 s (7d77b28)
             input=token, check=False, **run,
         )  # fmt: skip
         return str(json.loads(exchange.stdout)["header"]["kid"]) if exchange.returncode == 0 else ""
