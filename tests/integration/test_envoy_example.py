@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from examples.envoy.stack import free_port
+from tests.loopback import free_port  # not the example's bind(0) (434e3be)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

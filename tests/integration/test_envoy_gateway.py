@@ -16,8 +16,9 @@ from sekisho.devidp import DevIdentityProvider
 from sekisho.service import Service, start_service
 from sekisho.signing.filestore import FileKeyStore
 
-from examples.envoy.stack import EnvoyPorts, McpStandIn, free_port, render_config, run_envoy, serve
+from examples.envoy.stack import EnvoyPorts, McpStandIn, render_config, run_envoy, serve
 from tests.integration.conftest import AGENT_AUDIENCE, SEKISHO_ISSUER, stack_settings
+from tests.loopback import free_port  # not the example's bind(0) (434e3be)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -31,9 +31,10 @@ from sekisho.devidp import DevIdentityProvider
 from sekisho.service import start_service
 from sekisho.signing.filestore import FileKeyStore
 
-from examples.envoy.stack import EnvoyPorts, McpStandIn, free_port, render_config, run_envoy, serve
+from examples.envoy.stack import EnvoyPorts, McpStandIn, render_config, run_envoy, serve
 from tests.integration.conftest import stack_settings
 from tests.integration.test_envoy_gateway import CRM_AUDIENCE, GATEWAY, Gateway
+from tests.loopback import free_port  # not the example's bind(0) (434e3be)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
