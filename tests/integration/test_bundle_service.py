@@ -2,6 +2,8 @@
 good bundle, then exchanges follow each new bundle; a bundle that fails keeps the last good."""
 
 import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -35,8 +37,8 @@ async def test_serving_follows_the_bundle_server(
     async with running(settings, dev_idp) as stack:
         assert await stack.readyz() == 503
         assert await stack.outcome(["sales"]) == "temporarily_unavailable"
-        scraped = await _bundle_metrics(stack.service.metrics_port)
-        assert scraped[("sekisho_policy_bundle_failures", "download_failed")] >= 1
+        failed = _key("sekisho_policy_bundle_failures", "download_failed")
+        scraped = await _bundle_metrics(stack.service.metrics_port, until=failed)
         assert scraped[("sekisho_policy_bundle_last_activation_timestamp_seconds", "")] == 0
         server.publish(bundle(tmp_path, "v1"))
         server.status = 200
@@ -53,19 +55,38 @@ async def test_serving_follows_the_bundle_server(
         await until(lambda: _served_since(server, before), True, GIVE_UP_SECONDS)
         assert await stack.outcome(["sales"]) == "access_denied"  # the last good still serves
         assert await stack.readyz() == 200
-        scraped = await _bundle_metrics(stack.service.metrics_port)
+        rejected = _key("sekisho_policy_bundle_failures", "rejected")
+        scraped = await _bundle_metrics(stack.service.metrics_port, until=rejected)
         assert scraped[("sekisho_policy_bundle_info", "v2")] == 1
         assert scraped[("sekisho_policy_bundle_info", "v1")] == 0
-        assert scraped[("sekisho_policy_bundle_failures", "rejected")] >= 1
 
 
-async def _bundle_metrics(port: int) -> dict[tuple[str, str], float]:
+Scraped = dict[tuple[str, str], float]
+
+
+def _key(name: str, label: str) -> Callable[[Scraped], bool]:
+    """The sample (name, label) counts at least one."""
+    return lambda scraped: scraped.get((name, label), 0) >= 1
+
+
+async def _bundle_metrics(port: int, until: Callable[[Scraped], bool] = lambda _: True) -> Scraped:
     """The sekisho_policy_bundle_* samples of GET /metrics, by (name, revision or reason); after
-    SCRAPE_REUSE_SECONDS, so a scrape never gets the body of the one before."""
-    await asyncio.sleep(SCRAPE_REUSE_SECONDS)
-    url = f"http://127.0.0.1:{port}/metrics"
-    async with aiohttp.ClientSession() as session, session.get(url) as response:
-        text = await response.text()
+    SCRAPE_REUSE_SECONDS, so a scrape never gets the body of the one before. Scraped again until
+    `until` holds (a hang guard of GIVE_UP_SECONDS): a failed poll is counted when the service
+    has read the answer, and at a fixed point a loaded host had not always done so yet."""
+    give_up = time.monotonic() + GIVE_UP_SECONDS
+    while True:
+        await asyncio.sleep(SCRAPE_REUSE_SECONDS)
+        url = f"http://127.0.0.1:{port}/metrics"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            text = await response.text()
+        scraped = _bundle_samples(text)
+        if until(scraped):
+            return scraped
+        assert time.monotonic() < give_up, f"not counted: {scraped}"
+
+
+def _bundle_samples(text: str) -> Scraped:
     return {
         (sample.name, sample.labels.get("revision", sample.labels.get("reason", ""))): sample.value
         for family in text_string_to_metric_families(text)
