@@ -397,9 +397,10 @@ def _post(path: str, body: bytes, coding: str) -> bytes:
 @pytest.mark.integration
 @pytest.mark.parametrize("coding", ["gzip", "GZip", "deflate", "br", "identity, gzip"])
 async def test_a_compressed_body_is_refused_without_being_inflated(
-    guarded: Service, inflations: list[int], coding: str
+    patient: Service, inflations: list[int], coding: str
 ) -> None:
-    reader, writer = await _connect(guarded.http_port)
+    # `patient`: the connection's close below is the refusal's, never the header timer's.
+    reader, writer = await _connect(patient.http_port)
     writer.write(_post("/oauth2/token", _BOMB, coding))
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP_SECONDS)
     assert head.startswith(b"HTTP/1.1 415")
@@ -407,19 +408,19 @@ async def test_a_compressed_body_is_refused_without_being_inflated(
     assert b"content-type: application/json" in head.lower()  # RFC 6749 §5.2 invalid_request
     assert await closed_within(reader, GIVE_UP_SECONDS)
     assert inflations == []  # not one byte reached the decompressor
-    assert guarded.http_guard is not None and guarded.http_guard.encoded_refused == 1
+    assert patient.http_guard is not None and patient.http_guard.encoded_refused == 1
     await _close_all([(reader, writer)])
 
 
 @pytest.mark.integration
 async def test_an_identity_coded_body_is_read_as_usual(
-    guarded: Service, inflations: list[int]
+    patient: Service, inflations: list[int]
 ) -> None:
-    reader, writer = await _connect(guarded.http_port)
+    reader, writer = await _connect(patient.http_port)
     writer.write(_post("/oauth2/token", b"grant_type=x", "identity"))
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP_SECONDS)
     assert head.startswith((b"HTTP/1.1 400", b"HTTP/1.1 401"))  # the endpoint's own answer
-    assert guarded.http_guard is not None and guarded.http_guard.encoded_refused == 0
+    assert patient.http_guard is not None and patient.http_guard.encoded_refused == 0
     await _close_all([(reader, writer)])
 
 
@@ -460,8 +461,8 @@ async def test_the_metrics_listener_bounds_connections_per_peer(patient: Service
 
 
 @pytest.mark.integration
-async def test_keep_alive_ends_after_max_requests_per_connection(guarded: Service) -> None:
-    reader, writer = await _connect(guarded.http_port)
+async def test_keep_alive_ends_after_max_requests_per_connection(patient: Service) -> None:
+    reader, writer = await _connect(patient.http_port)
     heads = []
     for _ in range(2):
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: sekisho\r\n\r\n")
