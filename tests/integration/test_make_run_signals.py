@@ -45,6 +45,10 @@ make_pid=$job
 [ "$HOW" = timeout ] && make_pid=$(pgrep -P "$job" -x make)
 service=$(pgrep -P "$make_pid" -f 'sekisho serve')
 idp=$(pgrep -P "$service" -f 'sekisho dev-idp')
+# The log's tee (the recipe's process substitution, forked before the shell became the service)
+# may write the service's last lines after the service has exited: var/sekisho.log is complete
+# once it has exited too.
+tee=$(pgrep -P "$service" -x tee)
 echo "$service $idp" > "$OUT/pids"
 case "$HOW" in
     int-make) kill -INT "$make_pid" ;;
@@ -56,7 +60,7 @@ esac
 stopped=0
 for _ in $(seq 1 600); do
     if ! kill -0 "$job" 2>/dev/null && ! kill -0 "$service" 2>/dev/null \
-        && ! kill -0 "$idp" 2>/dev/null; then
+        && ! kill -0 "$idp" 2>/dev/null && ! kill -0 "$tee" 2>/dev/null; then
         stopped=1; break
     fi
     sleep 0.05
