@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.harness import Harness, build_harness
 
@@ -22,6 +23,23 @@ from tests.log_scan import (  # noqa: F401
 # or as a subprocess, which inherits this) binds a free port instead. A test that needs a known
 # port sets [metrics] listen itself.
 os.environ.setdefault("SEKISHO_METRICS__LISTEN", "127.0.0.1:0")
+
+# Hypothesis profiles: `ci` (the default, bounded for `make test`) and `long` (HYPOTHESIS_PROFILE=long
+# for a deeper local run). No deadline: the shared CI machine's timing is not a property. Loaded
+# here, before any test module: a `@settings(...)` takes its unset values from the profile loaded
+# when the module is imported, so from tests/fuzz/conftest.py (where this was) test_fair_queue
+# had hypothesis's 200 ms deadline whenever it was collected before tests/fuzz.
+settings.register_profile(
+    "ci",
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "long", max_examples=20_000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture
