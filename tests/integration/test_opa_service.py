@@ -26,6 +26,7 @@ from sekisho.signing.filestore import FileKeyStore
 from tests.grpc_errors import error_info
 from tests.harness import POLICIES
 from tests.integration.conftest import stack_settings
+from tests.integration.opa_fixtures import CALL_TIMEOUT_SECONDS
 from tests.opa import OpaServer
 
 pytestmark = pytest.mark.integration
@@ -69,6 +70,9 @@ def opa_settings(
         "opa_url": url,
         "manage": manage,
         "opa_check_interval_seconds": 0.2,
+        # opa_engine()'s per-call timeout, not the 0.5 s default (5e8c1ab: a policy PUT took
+        # 1.3 s at load ~10): a start-up publish or a decision past it was "OPA unavailable".
+        "opa_timeout_seconds": CALL_TIMEOUT_SECONDS,
     }
     if path is not None:
         update["path"] = path
