@@ -59,18 +59,23 @@ def test_a_vanished_process_has_no_blocked_signals() -> None:
 
 
 # The watch itself, in a child whose "parent" is a process we control: SIGINT blocked there
-# (as in make's handler) must make the child drain, i.e. exit on its own SIGTERM.
+# (as in make's handler) must make the child drain, i.e. exit on its own SIGTERM. The parent
+# blocks it once the child's watch has begun (a pipe), not after a fixed 0.3 s: a child that
+# began it later took the block for the parent's usual state and never stopped.
 WATCHED = textwrap.dedent(
     """
-    import os, signal, subprocess, sys, time
+    import os, signal, time
     from sekisho.parentwatch import watch_parent
+    watching, tell = os.pipe()
     child = os.fork()
     if child == 0:
         watch_parent(poll_seconds=0.02)
         print("watching", flush=True)
+        os.write(tell, b"1")
         time.sleep(30)
         os._exit(0)
-    time.sleep(float(sys.argv[1]))
+    os.close(tell)
+    os.read(watching, 1)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # make's handler starts
     _, status = os.waitpid(child, 0)
     print("child", "signal" if os.WIFSIGNALED(status) else "exit", os.WTERMSIG(status), flush=True)
@@ -80,7 +85,7 @@ WATCHED = textwrap.dedent(
 
 def test_the_watch_stops_the_service_when_its_parent_handles_sigint() -> None:
     done = subprocess.run(
-        [sys.executable, "-c", WATCHED, "0.3"],
+        [sys.executable, "-c", WATCHED],
         capture_output=True,
         text=True,
         timeout=60,  # a give-up only, past the child's own 30 s sleep
@@ -92,28 +97,32 @@ def test_the_watch_stops_the_service_when_its_parent_handles_sigint() -> None:
 
 
 # A supervisor that reads signals through a signalfd keeps them blocked from the start: that is
-# its normal state, not a stop; only its exit is.
+# its normal state, not a stop; only its exit is. It exits once the child has printed after a
+# second of polls (a pipe), not after a fixed 3 s: a child stalled past them saw the exit first.
 SUPERVISED = textwrap.dedent(
     """
-    import os, signal, sys, time
+    import os, signal, time
     from sekisho.parentwatch import watch_parent
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    served, tell = os.pipe()
     child = os.fork()
     if child == 0:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
         watch_parent(poll_seconds=0.02)
         time.sleep(1.0)
         print("still serving", flush=True)
+        os.write(tell, b"1")
         time.sleep(30)
         os._exit(0)
-    time.sleep(float(sys.argv[1]))
+    os.close(tell)
+    os.read(served, 1)  # the child served a second of polls (or died: end of file)
     """
 )
 
 
 def test_a_parent_that_always_blocks_stop_signals_is_not_taken_for_stopping() -> None:
     done = subprocess.run(
-        [sys.executable, "-c", SUPERVISED, "3.0"],
+        [sys.executable, "-c", SUPERVISED],
         capture_output=True,
         text=True,
         timeout=60,
