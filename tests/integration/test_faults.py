@@ -40,9 +40,16 @@ T0 = 1_800_000_000
 DEEP_NESTING = b"[" * 100_000 + b"]" * 100_000
 
 
+# The fetch timeout the "slow" IdP (SLOW_SECONDS) runs out; also the one every good fetch here
+# has, so it is a hang guard for those: at 0.5 s a fetch from the in-process IdP that a loaded
+# host stalled failed the first verification or the recovery.
+FETCH_TIMEOUT_SECONDS = 5.0
+SLOW_SECONDS = 30.0
+
+
 @pytest.fixture
 async def fetcher() -> AsyncIterator[HttpJsonFetcher]:
-    client = HttpJsonFetcher(timeout_seconds=0.5)
+    client = HttpJsonFetcher(timeout_seconds=FETCH_TIMEOUT_SECONDS)
     yield client
     await client.close()
 
@@ -71,7 +78,7 @@ async def test_jwks_down_slow_or_garbage_keeps_last_good_keys_until_they_expire(
         )
         verify = cache_verifier.verify
         await verify(idp.token(clock.now()), TOKEN_TYPE_ID_TOKEN)
-        server.mode, server.delay, server.garbage = fault, 2.0, garbage
+        server.mode, server.delay, server.garbage = fault, SLOW_SECONDS, garbage
         clock.advance(31)
         with pytest.raises(InvalidTokenError):  # an unknown kid refetches: that fetch fails
             await verify(idp.token(clock.now(), headers={"kid": "rotated"}), TOKEN_TYPE_ID_TOKEN)
