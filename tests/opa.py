@@ -106,7 +106,7 @@ class OpaServer:
         self._wait_healthy()
         return self
 
-    def _wait_healthy(self, seconds: float = 15.0) -> None:
+    def _wait_healthy(self, seconds: float = 60.0) -> None:  # a hang guard, as wait_http's
         assert self._process is not None
         health = f"{self.url}/health"
         try:

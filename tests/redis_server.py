@@ -59,7 +59,8 @@ def start_redis(password: str = "") -> RedisServer:
         stderr=subprocess.DEVNULL,
     )
     ready = lambda: _answers_ping(port)  # noqa: E731
-    wait_until(ready, name="redis-server", process=process, seconds=15, interval=0.05)
+    # A hang guard (as wait_http's 60 s, e8fff7d): a start is milliseconds on a quiet host.
+    wait_until(ready, name="redis-server", process=process, seconds=60, interval=0.05)
     return RedisServer(port, process)
 
 
