@@ -73,7 +73,11 @@ class Stack:
         return self.idp.token({**claims, "email": f"{sub}@{tenant}.example"}, ttl=600)
 
     def client(self) -> TokenExchangeClient:
-        return TokenExchangeClient(self.target, channel_options=ChannelOptions(insecure=True))
+        # 30 s, not the SDK's 2 s default (an agent's request budget): the whole stack runs in
+        # this one process, and a machine busy with other work (the test suite runs these
+        # examples) can hold a fresh connection's first call past 2 s.
+        options = ChannelOptions(insecure=True)
+        return TokenExchangeClient(self.target, channel_options=options, timeout_seconds=30.0)
 
 
 def _bound_socket() -> socket.socket:
