@@ -91,6 +91,15 @@ class Gateway:
             return jwt.PyJWKSet.from_dict(await response.json())
 
 
+def patient_config(ports: EnvoyPorts) -> str:
+    """The example's Envoy config with a 30 s ext_authz timeout, not its 2 s: Sekisho runs on
+    this test's event loop, and a stall of a loaded host past 2 s made Envoy answer a request
+    that must pass 503. Sekisho down is still 503 at once (the connection is refused)."""
+    config = render_config(ports)
+    assert config.count("timeout: 2s") == 1
+    return config.replace("timeout: 2s", "timeout: 30s")
+
+
 @pytest.fixture
 async def gateway(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator[Gateway]:
     keys_dir = tmp_path / "keys"
@@ -100,7 +109,7 @@ async def gateway(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator
     crm, docs = McpStandIn("crm"), McpStandIn("docs")
     async with serve(crm.app()) as crm_port, serve(docs.app()) as docs_port:
         ports = EnvoyPorts(free_port(), free_port(), service.grpc.port, crm_port, docs_port)
-        with run_envoy(render_config(ports)):
+        with run_envoy(patient_config(ports)):
             async with aiohttp.ClientSession() as session:
                 base = f"http://127.0.0.1:{ports.listen_port}"
                 yield Gateway(service, dev_idp, crm, docs, base, session)

@@ -31,9 +31,9 @@ from sekisho.devidp import DevIdentityProvider
 from sekisho.service import start_service
 from sekisho.signing.filestore import FileKeyStore
 
-from examples.envoy.stack import EnvoyPorts, McpStandIn, render_config, run_envoy, serve
+from examples.envoy.stack import EnvoyPorts, McpStandIn, run_envoy, serve
 from tests.integration.conftest import stack_settings
-from tests.integration.test_envoy_gateway import CRM_AUDIENCE, GATEWAY, Gateway
+from tests.integration.test_envoy_gateway import CRM_AUDIENCE, GATEWAY, Gateway, patient_config
 from tests.loopback import free_port  # not the example's bind(0) (434e3be)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -92,7 +92,7 @@ async def gateway(tmp_path: Path, dev_idp: DevIdentityProvider) -> AsyncIterator
     try:
         async with serve(crm.app()) as crm_port, serve(docs.app()) as docs_port:
             ports = EnvoyPorts(free_port(), free_port(), service.grpc.port, crm_port, docs_port)
-            with run_envoy(render_config(ports)):
+            with run_envoy(patient_config(ports)):
                 async with aiohttp.ClientSession() as session:
                     base = f"http://127.0.0.1:{ports.listen_port}"
                     live = RevocableGateway(service, dev_idp, crm, docs, base, session)
