@@ -83,7 +83,8 @@ class OpaServer:
         request = urllib.request.Request(f"{self.url}{path}", data=body, method=method)
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
-        with urllib.request.urlopen(request, timeout=5, context=self._context) as response:
+        # A hang guard, not 5 s: OPA may be compiling a publish (seconds at load ~10).
+        with urllib.request.urlopen(request, timeout=30, context=self._context) as response:
             raw = response.read()
         return json.loads(raw) if raw else None
 

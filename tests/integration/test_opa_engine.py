@@ -80,7 +80,7 @@ def opa_check(root: Path) -> str:
 
 
 def module_text(opa: OpaServer, policy_id: str) -> str:
-    with urllib.request.urlopen(f"{opa.url}/v1/policies/{policy_id}", timeout=5) as response:
+    with urllib.request.urlopen(f"{opa.url}/v1/policies/{policy_id}", timeout=30) as response:
         return str(json.load(response)["result"]["raw"])
 
 

@@ -65,7 +65,7 @@ async def managed(opa: OpaServer, tmp_path: Path) -> AsyncIterator[OpaPolicyEngi
 def _status_without_token(opa: OpaServer, method: str, path: str, body: bytes = b"") -> int:
     request = urllib.request.Request(f"{opa.url}{path}", data=body or None, method=method)
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:  # a hang guard
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
