@@ -223,9 +223,10 @@ async def test_step_up_carries_acr_values(live: LiveStack, client: TokenExchange
 
 
 async def test_unavailable_is_retried_until_the_deadline() -> None:
-    # Attempts enough for 100-200 s of backoff: only the 0.5 s deadline ends them within the
+    # Attempts enough for 100-200 s of backoff: only the 5 s deadline ends them within the
     # 30 s mark, which a loaded host's stalls never reach (a 1.5 s mark against 50 attempts'
-    # 0.5-1 s did: the two were too close to tell apart on a slow machine).
+    # 0.5-1 s did: the two were too close to tell apart on a slow machine). 5 s, not 0.5 s: a
+    # stall of half a second after the first refused attempt left no time for a second.
     retry = RetryPolicy(max_attempts=10_000, base_seconds=0.01, max_backoff_seconds=0.02)
     async with TokenExchangeClient(
         f"127.0.0.1:{free_port()}", channel_options=INSECURE, retry=retry
@@ -233,7 +234,7 @@ async def test_unavailable_is_retried_until_the_deadline() -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         with pytest.raises(ExchangeUnavailableError):
-            await sekisho.exchange("t", CRM_AS, deadline_seconds=0.5)
+            await sekisho.exchange("t", CRM_AS, deadline_seconds=5)
         assert loop.time() - started < 30
         assert sekisho.rpc_count > 1
 
