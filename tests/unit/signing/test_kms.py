@@ -113,7 +113,9 @@ async def test_persistent_retryable_failure_is_temporarily_unavailable_within_th
     error: KmsError,
 ) -> None:
     kms = FakeKms()
-    retry = RecordingRetryPolicy(deadline_seconds=0.5, base_delay=0.01, max_delay=0.05)
+    # 3 s, not 0.5 s: ">= 2 calls" below needs time for a second attempt after the first,
+    # which a thread hop (0.2 s at load ~11) and a stall of half a second could leave none of.
+    retry = RecordingRetryPolicy(deadline_seconds=3.0, base_delay=0.01, max_delay=0.05)
     signer = _signer(kms, retry=retry)
     # Without the deadline the signer retries through all of these and then signs (no error).
     kms.fail("Sign", *([error] * 1000))
