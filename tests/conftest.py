@@ -24,11 +24,12 @@ from tests.log_scan import (  # noqa: F401
 # port sets [metrics] listen itself.
 os.environ.setdefault("SEKISHO_METRICS__LISTEN", "127.0.0.1:0")
 
-# Hypothesis profiles: `ci` (the default, bounded for `make test`) and `long` (HYPOTHESIS_PROFILE=long
-# for a deeper local run). No deadline: the shared CI machine's timing is not a property. Loaded
-# here, before any test module: a `@settings(...)` takes its unset values from the profile loaded
-# when the module is imported, so from tests/fuzz/conftest.py (where this was) test_fair_queue
-# had hypothesis's 200 ms deadline whenever it was collected before tests/fuzz.
+# Hypothesis profiles: `ci` (the default, bounded for `make test`) and `long`
+# (HYPOTHESIS_PROFILE=long for a deeper local run). No deadline: the shared CI machine's timing
+# is not a property. Loaded here, before any test module: a `@settings(...)` takes its unset
+# values from the profile loaded when its module is imported, so from tests/fuzz/conftest.py
+# (where this was) test_fair_queue had hypothesis's 200 ms deadline whenever it was collected
+# before tests/fuzz.
 settings.register_profile(
     "ci",
     max_examples=200,

@@ -35,7 +35,7 @@ def keys_settings(
     """The [keys] table for `backend`; KMS backends get their own alias prefix / wrapping key,
     and a KMS deadline that is a hang guard (30 s, the most the config allows) unless the test
     passes its own: at the default 2 s, moto's answers at load ~12 (ListAliases in over 2 s,
-    74f48e8) failed a set-up or a signing that no test here times."""
+    74f48e8) could fail a set-up or a signing that no test here times."""
     table: dict[str, Any] = {"backend": backend, "dir": str(keys_dir), "algorithm": algorithm}
     if backend != "file":
         table.update(kms_endpoint_url=endpoint, kms_region="us-east-1", kms_timeout_seconds=30.0)

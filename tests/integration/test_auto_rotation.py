@@ -70,7 +70,7 @@ async def test_two_replicas_rotate_on_schedule_one_at_a_time(
     promotions = [line for line in service_lines if line["action"] == "promote"]
     # At most one a period while the replicas ran, however long that was: with a fixed <= 4,
     # starts and stops slowed by a loaded host could keep them running past 8 s from the keys'
-    # creation, and a 5th promotion, on schedule, failed it. Double promotions fail the spacing.
+    # creation, and a 5th promotion, on schedule, would fail it. Double promotions fail the spacing.
     most = (stopped - initialised) / PERIOD + 1
     assert 2 <= len(promotions) <= most, [(p["time"], p["kid"]) for p in promotions]
     assert len({p["kid"] for p in promotions}) == len(promotions)  # never the same step twice

@@ -73,7 +73,7 @@ async def _bundle_metrics(port: int, until: Callable[[Scraped], bool] = lambda _
     """The sekisho_policy_bundle_* samples of GET /metrics, by (name, revision or reason); after
     SCRAPE_REUSE_SECONDS, so a scrape never gets the body of the one before. Scraped again until
     `until` holds (a hang guard of GIVE_UP_SECONDS): a failed poll is counted when the service
-    has read the answer, and at a fixed point a loaded host had not always done so yet."""
+    has read the answer, and at a fixed point a loaded host might not have done so yet."""
     give_up = time.monotonic() + GIVE_UP_SECONDS
     while True:
         await asyncio.sleep(SCRAPE_REUSE_SECONDS)

@@ -172,7 +172,7 @@ async def test_refresh_ahead_serves_cached_then_swaps_in_a_new_token(live: LiveS
         during = await _access_token(sekisho, subject)
         assert during is first  # the caller does not wait
         # Until the background refresh is done, not a fixed 1 s (a refresh outlasting it on a
-        # loaded host left `after` the cached first token).
+        # loaded host would leave `after` the cached first token).
         if sekisho._background:
             await asyncio.wait(set(sekisho._background), timeout=HANG_GUARD)
         after = await _access_token(sekisho, subject)
@@ -226,7 +226,7 @@ async def test_unavailable_is_retried_until_the_deadline() -> None:
     # Attempts enough for 100-200 s of backoff: only the 5 s deadline ends them within the
     # 30 s mark, which a loaded host's stalls never reach (a 1.5 s mark against 50 attempts'
     # 0.5-1 s did: the two were too close to tell apart on a slow machine). 5 s, not 0.5 s: a
-    # stall of half a second after the first refused attempt left no time for a second.
+    # stall of half a second after the first refused attempt would leave no time for a second.
     retry = RetryPolicy(max_attempts=10_000, base_seconds=0.01, max_backoff_seconds=0.02)
     async with TokenExchangeClient(
         f"127.0.0.1:{free_port()}", channel_options=INSECURE, retry=retry

@@ -93,7 +93,7 @@ class Gateway:
 
 def patient_config(ports: EnvoyPorts) -> str:
     """The example's Envoy config with a 30 s ext_authz timeout, not its 2 s: Sekisho runs on
-    this test's event loop, and a stall of a loaded host past 2 s made Envoy answer a request
+    this test's event loop, and a stall of a loaded host past 2 s would make Envoy answer a request
     that must pass 503. Sekisho down is still 503 at once (the connection is refused)."""
     config = render_config(ports)
     assert config.count("timeout: 2s") == 1

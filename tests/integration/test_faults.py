@@ -42,7 +42,7 @@ DEEP_NESTING = b"[" * 100_000 + b"]" * 100_000
 
 # The fetch timeout the "slow" IdP (SLOW_SECONDS) runs out; also the one every good fetch here
 # has, so it is a hang guard for those: at 0.5 s a fetch from the in-process IdP that a loaded
-# host stalled failed the first verification or the recovery.
+# host stalled would fail the first verification or the recovery.
 FETCH_TIMEOUT_SECONDS = 5.0
 SLOW_SECONDS = 30.0
 

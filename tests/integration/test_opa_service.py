@@ -71,7 +71,8 @@ def opa_settings(
         "manage": manage,
         "opa_check_interval_seconds": 0.2,
         # opa_engine()'s per-call timeout, not the 0.5 s default (5e8c1ab: a policy PUT took
-        # 1.3 s at load ~10): a start-up publish or a decision past it was "OPA unavailable".
+        # 1.3 s at load ~10): a start-up publish or a decision past it would read as "OPA
+        # unavailable".
         "opa_timeout_seconds": CALL_TIMEOUT_SECONDS,
     }
     if path is not None:

@@ -44,7 +44,7 @@ idp=$(pgrep -P "$service" -f 'sekisho dev-idp')
 bash "$OUT/walkthrough.sh" > "$OUT/walkthrough.out" 2>&1
 kill -TERM "$make_pid"
 # Until make, the service and the dev IdP have all exited (30 s hang guard): a fixed 0.5 s
-# after make's exit could end before the dev IdP's on a loaded host, which then still served.
+# after make's exit could end before the dev IdP's on a loaded host, which would then still serve.
 stopped=0
 for _ in $(seq 1 600); do
     if ! kill -0 "$make_pid" 2>/dev/null && ! kill -0 "$service" 2>/dev/null \

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 def _client(server: RedisServer) -> "redis.asyncio.Redis":
-    # Hang guards, not 1 s: a stalled redis-server (loaded host) made a command that must
+    # Hang guards, not 1 s: a stalled redis-server (loaded host) would make a command that must
     # succeed fail as ReplayCacheUnavailableError. A stopped server refuses the connection at
     # once, so the fail-closed tests do not wait for them.
     return redis.asyncio.Redis.from_url(server.url, socket_timeout=30, socket_connect_timeout=30)

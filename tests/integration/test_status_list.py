@@ -343,7 +343,7 @@ async def test_the_client_sdk_drops_a_cached_token_once_revoked(
         channel_options=ChannelOptions(insecure=True),
         status=status,
         # A hang guard: with the SDK's 2 s default a list fetch on the request path that a
-        # loaded host slowed past the call's deadline served the cached token as unknown.
+        # loaded host slowed past the call's deadline would serve the cached token as unknown.
         timeout_seconds=30,
     ) as client:
         first = await client.exchange(

@@ -139,7 +139,7 @@ async def test_downstream_and_client_sdk_follow_suspend_and_reinstate(
         channel_options=ChannelOptions(insecure=True),
         status=sdk_status,
         # A hang guard: with the SDK's 2 s default a list fetch on the request path that a
-        # loaded host slowed past the call's deadline served the cached token as unknown.
+        # loaded host slowed past the call's deadline would serve the cached token as unknown.
         timeout_seconds=30,
     ) as client:
         first = await client.exchange(subject, CRM_AS, **fields)  # type: ignore[arg-type]

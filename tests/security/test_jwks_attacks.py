@@ -39,7 +39,7 @@ STORM = 200
 @pytest.fixture
 async def fetcher() -> AsyncIterator[HttpJsonFetcher]:
     # A hang guard (no test here is about the fetch's timeout): a fetch of the IdP's JWKS (512 KiB
-    # in the oversize test) that a loaded host slowed past 2 s failed the verifications.
+    # in the oversize test) that a loaded host slowed past 2 s would fail the verifications.
     client = HttpJsonFetcher(timeout_seconds=30.0)
     yield client
     await client.close()

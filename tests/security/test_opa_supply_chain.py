@@ -148,7 +148,7 @@ async def test_https_opa_with_its_own_ca_and_the_token(tmp_path: Path) -> None:
     server = OpaServer(tmp_path / "opa.log", token=TOKEN, tls=tls).start()
     try:
         # Each OPA call's timeout as opa_engine()'s (2 s could run out on a loaded host: the
-        # publish then failed as "OPA unavailable" and the engine was not ready).
+        # publish would then fail as "OPA unavailable" and the engine not be ready).
         ssl_context = opa_ssl_context(ca.pem.cert_file)
         trusted = OpaPolicyEngine(
             OpaApi(server.url, CALL_TIMEOUT_SECONDS, token=TOKEN, ssl_context=ssl_context),

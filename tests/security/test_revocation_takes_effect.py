@@ -69,7 +69,7 @@ retry_max_seconds = 1.0
 service_user = "nobody"
 replica_urls = ["http://127.0.0.1:{http}"]
 # The replica never picks the change up here (it cannot load the new key), so the CLI reports
-# what it sees when this runs out: within 3 s a loaded host's service had not always reloaded
+# what it sees when this runs out: within 3 s a loaded host's service may not have reloaded
 # yet ("still publishes", not "does not publish").
 pickup_wait_seconds = 10.0
 """

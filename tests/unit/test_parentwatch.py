@@ -61,7 +61,7 @@ def test_a_vanished_process_has_no_blocked_signals() -> None:
 # The watch itself, in a child whose "parent" is a process we control: SIGINT blocked there
 # (as in make's handler) must make the child drain, i.e. exit on its own SIGTERM. The parent
 # blocks it once the child's watch has begun (a pipe), not after a fixed 0.3 s: a child that
-# began it later took the block for the parent's usual state and never stopped.
+# began it later would take the block for the parent's usual state and never stop.
 WATCHED = textwrap.dedent(
     """
     import os, signal, time
@@ -98,7 +98,8 @@ def test_the_watch_stops_the_service_when_its_parent_handles_sigint() -> None:
 
 # A supervisor that reads signals through a signalfd keeps them blocked from the start: that is
 # its normal state, not a stop; only its exit is. It exits once the child has printed after a
-# second of polls (a pipe), not after a fixed 3 s: a child stalled past them saw the exit first.
+# second of polls (a pipe), not after a fixed 3 s: a child stalled past them would see the exit
+# first.
 SUPERVISED = textwrap.dedent(
     """
     import os, signal, time

@@ -20,7 +20,7 @@ from tests.fakes.kms import FakeKms, throttled
 
 # Quick backoffs, and a deadline that is only a hang guard: the tests of the deadline pass their
 # own. At 1 s, three thread hops to the fake (up to 0.2 s each at load ~11) and a stall could
-# run it out, so a call that must sign, or fail as a server error, was temporarily_unavailable.
+# run it out, so a call that must sign, or fail as a server error, could be temporarily_unavailable.
 FAST = RetryPolicy(deadline_seconds=30.0, base_delay=0.001, max_delay=0.01)
 # Only stops a test whose defence is gone (a call never cut, a loop never free); no claim here
 # is timed (a loaded CI machine, load ~12 on 2 cores, delays thread hops and timers by far more

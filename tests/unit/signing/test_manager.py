@@ -140,7 +140,7 @@ class RacingReadStore(FileKeyStore):
     the lock both read before either writes. Once the other is at the lock it cannot read (when
     the lock works), so the wait for it then ends after LOCK_GRACE_SECONDS. Without it (a fixed
     0.3 s sleep) a thread started over 0.3 s late on a loaded host read after the first had
-    written, and the control found no lost update."""
+    written, and the control found no lost update (reproduced by starting it 1 s late)."""
 
     def __init__(self, directory: Path) -> None:
         super().__init__(directory)
