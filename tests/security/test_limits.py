@@ -263,12 +263,15 @@ async def test_an_http_body_over_the_cap_is_the_contracts_json_error(limited: Li
     basic = base64.b64encode(f"gateway:{SECRET}".encode()).decode()
     url = f"http://127.0.0.1:{limited.service.http_port}/oauth2/token"
     form = {"grant_type": GRANT_TYPE_TOKEN_EXCHANGE, "subject_token": "A" * (70 * 1024)}
+    headers = {"Authorization": f"Basic {basic}", "X-Request-Id": "big-body-1"}
     async with (
         aiohttp.ClientSession() as session,
-        session.post(url, data=form, headers={"Authorization": f"Basic {basic}"}) as response,
+        session.post(url, data=form, headers=headers) as response,
     ):
         body = await response.json()
     assert (response.status, body["error"]) == (413, "invalid_request")
     assert body["error_description"] == "the request body exceeds 65536 bytes"
     assert response.headers["Cache-Control"] == "no-store"
     assert "AAAA" not in json.dumps(body)
+    # The request id, as on every other refusal of the endpoint (newcomer run, session 17).
+    assert body["request_id"] == response.headers["X-Request-Id"] == "big-body-1"

@@ -33,6 +33,7 @@ from typing import Any, cast
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from sekisho import identifiers
 from sekisho.buckets import BucketTable
 from sekisho.callers import RateLimit
 from sekisho.clock import Clock
@@ -190,7 +191,7 @@ class ConnectionGuard:
                 if request.body_exists and _content_coded(request):
                     self.encoded_refused += 1
                     # the coded body is never read, let alone inflated
-                    refusal = _refused(ContentCodingError())
+                    refusal = _refused(ContentCodingError(), request)
                     refusal.headers["Accept-Encoding"] = "identity"
                     return refusal
                 if request.body_exists:
@@ -198,12 +199,13 @@ class ConnectionGuard:
                         await asyncio.wait_for(request.read(), self.limits.body_timeout)
                     except TimeoutError:
                         self.timed_out += 1
-                        return _refused(RequestTooSlowError())  # the rest is never read
+                        return _refused(RequestTooSlowError(), request)  # the rest unread
                     except web.HTTPRequestEntityTooLarge:
                         return _refused(
                             RequestTooLargeError(
                                 f"the request body exceeds {request.client_max_size} bytes"
-                            )
+                            ),
+                            request,
                         )
                 response = await handler(request)
                 limit = self.limits.max_requests_per_connection
@@ -217,10 +219,14 @@ class ConnectionGuard:
         return guard
 
 
-def _refused(error: RequestBodyError) -> web.Response:
+def _refused(error: RequestBodyError, request: web.Request) -> web.Response:
     """The RFC 6749 §5.2 answer (only a token request has a body), on a connection closed
-    after it: the rest of the body is never read."""
+    after it: the rest of the body is never read. With the request id, in the body and the
+    header, as the token endpoint's own refusals (the caller's `X-Request-Id`, else a new one)."""
+    request_id = identifiers.request_id(request.headers.get(identifiers.REQUEST_ID_HEADER))
+    error.metadata.setdefault("request_id", request_id)
     response = error_response(error)
+    response.headers[identifiers.REQUEST_ID_HEADER] = request_id
     response.force_close()
     return response
 
