@@ -361,6 +361,24 @@ async def test_the_keys_watch_names_key_files_not_the_keystores_scratch_files(
             await task
 
 
+def _revoke(store: FileKeyStore, kid: str) -> None:
+    """What `sekisho keys revoke -- KID` commits: the record of `kid` in state REVOKED."""
+    (revoked,) = [r for r in store.records() if r.kid == kid]
+    after = [r for r in store.records() if r.kid != kid]
+    with store.locked():
+        store.commit(store.records(), [*after, replace(revoked, state=KeyState.REVOKED)])
+
+
+async def _until_unpublished(keyring: Keyring, kid: str) -> None:
+    """Until the keyring no longer publishes `kid`: a 30 s hang guard (the poll is every 0.1 s;
+    4 s was near a stall)."""
+    for _ in range(300):
+        if not keyring.publishes(kid):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the revoked key {kid} is still published")
+
+
 async def test_a_revocation_no_file_event_announces_still_reaches_the_keyring(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -389,15 +407,8 @@ async def test_a_revocation_no_file_event_announces_still_reaches_the_keyring(
     ]
     try:
         await asyncio.sleep(0.3)  # the tasks have started (and taken the folder as it is)
-        (revoked,) = [r for r in store.records() if r.kid == next_kid]
-        after = [r for r in store.records() if r.kid != next_kid]
-        with store.locked():
-            store.commit(store.records(), [*after, replace(revoked, state=KeyState.REVOKED)])
-        for _ in range(300):  # a 30 s hang guard (the poll is every 0.1 s; 4 s was near a stall)
-            if not keyring.publishes(next_kid):
-                break
-            await asyncio.sleep(0.1)
-        assert not keyring.publishes(next_kid), "a revoked key is still published"
+        _revoke(store, next_kid)
+        await _until_unpublished(keyring, next_kid)
     finally:
         for task in tasks:
             task.cancel()
@@ -420,20 +431,13 @@ async def test_a_revocation_made_while_the_service_starts_reaches_the_keyring(
     keyring = Keyring(store)
     keyring.load()  # start_core: keys first
     (next_kid,) = [r.kid for r in store.records() if r.state is KeyState.NEXT]
-    (revoked,) = [r for r in store.records() if r.kid == next_kid]
-    after = [r for r in store.records() if r.kid != next_kid]
-    with store.locked():  # `sekisho keys revoke` while policy and listeners start
-        store.commit(store.records(), [*after, replace(revoked, state=KeyState.REVOKED)])
+    _revoke(store, next_kid)  # `sekisho keys revoke` while policy and listeners start
     tasks = [
         asyncio.create_task(task)
         for task in key_tasks(settings, store, keyring, FakeClock(NOW), RecordedFailures())
     ]
     try:
-        for _ in range(300):  # a 30 s hang guard (the poll is every 0.1 s)
-            if not keyring.publishes(next_kid):
-                break
-            await asyncio.sleep(0.1)
-        assert not keyring.publishes(next_kid), "a key revoked during start is still published"
+        await _until_unpublished(keyring, next_kid)
     finally:
         for task in tasks:
             task.cancel()
