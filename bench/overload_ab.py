@@ -5,7 +5,8 @@ variants run in turn, `--rounds` times, on a fresh server each, with R fixed (`-
 ratios of every run share one denominator. Reports each run and the median per variant, with
 the load average at its start. Scenarios: closed 32 and 256 callers (4 connections), open 2R
 and 5R (1 s deadlines, 128 connections, with the recovery probe), one abusive caller at 5R
-beside ten polite ones at 0.05R. `--focus` runs open 2R and (c) only, after a closed-loop run
+beside ten polite ones at 0.05R; and bursts of 128, 256 and 512 calls started at once (16 per
+connection), counting the refused. `--focus` runs open 2R and (c) only, after a closed-loop run
 (32 callers) whose goodput is that window's R (`R_here`) and server CPU per OK exchange. Each
 open-loop and (c) run also records the refusals Sekisho made, by reason
 (`sekisho_admission_shed` from /metrics).
@@ -99,6 +100,14 @@ def run_variant(  # noqa: PLR0917 (a bench script's one call site)
                       connections=4)  # fmt: skip
             out[f"closed_{callers}"] = summary(run, rate)
             time.sleep(SETTLE)
+        for burst in BURSTS:
+            # A fleet waking at once: `burst` calls started together, 16 per connection (the
+            # stream limit), each its caller's only call; the bound grpc core's pending backlog
+            # puts on them (session 18).
+            run = ghz(server, messages, total=burst, concurrency=burst,
+                      connections=max(1, burst // 16))  # fmt: skip
+            out[f"burst_{burst}"] = summary(run, rate)
+            time.sleep(SETTLE)
         for factor in (2, 5):
             _scenario(metrics, out, f"open_{factor}R",
                       lambda f=factor: open_loop(server, messages, rate, f, seconds))  # fmt: skip
@@ -108,6 +117,9 @@ def run_variant(  # noqa: PLR0917 (a bench script's one call site)
     finally:
         server.stop()
     return out
+
+
+BURSTS = (128, 256, 512)
 
 
 def key_figures(run: dict[str, Any]) -> dict[str, float]:
@@ -145,6 +157,12 @@ def key_figures(run: dict[str, Any]) -> dict[str, float]:
         "c32_refused": run["closed_32"]["calls"] - run["closed_32"]["by_status"].get("OK", 0),
         "c256_of_R": run["closed_256"]["goodput_of_R"],
         "c256_refused": run["closed_256"]["calls"] - run["closed_256"]["by_status"].get("OK", 0),
+        **{
+            f"b{burst}_refused": run[f"burst_{burst}"]["calls"]
+            - run[f"burst_{burst}"]["by_status"].get("OK", 0)
+            for burst in BURSTS
+            if f"burst_{burst}" in run
+        },
         "o2_of_R": run["open_2R"]["goodput_of_R"],
         "o2_ref_p99": run["open_2R"]["refused_p99_ms"],
         "o2_timeouts": run["open_2R"]["accepted_past_deadline"],

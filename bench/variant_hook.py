@@ -7,6 +7,8 @@ to the config):
     # bench: SWITCH_INTERVAL=0.0005 sys.setswitchinterval (the GIL hand-off)
     # bench: NICE_LOOP=10           the event-loop thread alone at this nice, 2 s after start
                                     (grpc's threads, started before, keep theirs)
+    # bench: PENDING_HARD_FACTOR=1  protection.PENDING_HARD_FACTOR (grpc core's hard pending
+                                    bound as a multiple of [grpc] max_pending_calls)
 
 With $GC_OUT set, the cyclic collector's pauses per generation (count, total, max) are written
 to $GC_OUT.<pid> at exit. BENCH_SRV must be an absolute path (the server runs in its own
@@ -29,10 +31,12 @@ import time
 from typing import Any
 
 import sekisho.commands.serve as serve_command
-from sekisho import admission
+from sekisho import admission, protection
 from sekisho.cli import main
 
-KNOB = re.compile(r"^# bench: (ARRIVAL_TURNS|SWITCH_INTERVAL|NICE_LOOP)=(\S+)$", re.MULTILINE)
+KNOB = re.compile(
+    r"^# bench: (ARRIVAL_TURNS|SWITCH_INTERVAL|NICE_LOOP|PENDING_HARD_FACTOR)=(\S+)$", re.MULTILINE
+)
 
 
 def _lower_loop_thread(nice: int) -> None:
@@ -81,6 +85,8 @@ def _apply(config_text: str) -> None:
     for name, value in KNOB.findall(config_text):
         if name == "ARRIVAL_TURNS":
             admission.ARRIVAL_TURNS = int(value)
+        elif name == "PENDING_HARD_FACTOR":
+            protection.PENDING_HARD_FACTOR = float(value)  # type: ignore[assignment]
         elif name == "SWITCH_INTERVAL":
             sys.setswitchinterval(float(value))
         else:
