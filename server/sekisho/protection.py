@@ -154,7 +154,7 @@ def grpc_options(limits: GrpcLimitsConfig) -> list[tuple[str, Any]]:
         # grpc core's backlog bound (server.cc PendingBacklogProtector): refused with a
         # probability rising from the soft limit to the hard one, always beyond it.
         options.append(("grpc.server.max_pending_requests", limits.max_pending_calls))
-        hard = PENDING_HARD_FACTOR * limits.max_pending_calls
+        hard = int(PENDING_HARD_FACTOR * limits.max_pending_calls)
         options.append(("grpc.server.max_pending_requests_hard_limit", hard))
     if limits.max_connection_idle_seconds:
         options.append(
