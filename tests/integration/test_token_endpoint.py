@@ -352,14 +352,22 @@ async def test_other_methods_on_the_token_endpoint_get_405_allow_post_in_json(
     endpoint: Endpoint,
 ) -> None:
     """RFC 6749 §3.2: the token endpoint takes POST; any other method is told so in the same
-    RFC 6749 §5.2 JSON as the endpoint's other refusals (aiohttp's own 405 is plain text)."""
+    RFC 6749 §5.2 JSON as the endpoint's other refusals (aiohttp's own 405 is plain text), with
+    the request id in the body and the header as they carry it: the caller's, else a new one."""
     async with aiohttp.ClientSession() as session:
         for method in ("GET", "PUT", "DELETE"):
-            async with session.request(method, endpoint.base + "/oauth2/token") as response:
+            headers = {"X-Request-Id": f"not-post-{method}"}
+            url = endpoint.base + "/oauth2/token"
+            async with session.request(method, url, headers=headers) as response:
                 body = json.loads(await response.read())
                 assert (response.status, response.headers["Allow"]) == (405, "POST"), method
                 assert body["error"] == "invalid_request", method
                 _assert_no_store(response.headers)
+                given = headers["X-Request-Id"]
+                assert body["request_id"] == response.headers["X-Request-Id"] == given
+        async with session.get(endpoint.base + "/oauth2/token") as response:
+            body = json.loads(await response.read())
+        assert body["request_id"] == response.headers["X-Request-Id"] != ""
 
 
 async def test_no_answer_names_the_http_library_or_python_version(endpoint: Endpoint) -> None:

@@ -24,7 +24,7 @@ from sekisho.constants import (
     SUPPORTED_SUBJECT_TOKEN_TYPES,
 )
 from sekisho.errors import InvalidRequestError
-from sekisho.http.oauth_errors import error_response
+from sekisho.http.oauth_errors import refusal_response
 from sekisho.http.statuslist import STATUS_LISTS_PATH, StatusListEndpoint
 from sekisho.http.token import TOKEN_PATH, TokenEndpoint
 from sekisho.profiles import PROFILES
@@ -163,10 +163,11 @@ async def _name_the_server(_: web.Request, response: web.StreamResponse) -> None
     response.headers["Server"] = SERVER_HEADER
 
 
-async def _token_method_not_allowed(_: web.Request) -> web.Response:
+async def _token_method_not_allowed(request: web.Request) -> web.Response:
     """Any method but POST on the token endpoint (RFC 6749 §3.2: the client MUST use POST): 405
-    with `Allow: POST` and an RFC 6749 §5.2 JSON body, as the endpoint's other refusals."""
-    response = error_response(InvalidRequestError("the token endpoint takes POST only"))
+    with `Allow: POST` and an RFC 6749 §5.2 JSON body and request id, as the endpoint's other
+    refusals."""
+    response = refusal_response(InvalidRequestError("the token endpoint takes POST only"), request)
     response.set_status(405)
     response.headers["Allow"] = "POST"
     return response

@@ -33,7 +33,6 @@ from typing import Any, cast
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from sekisho import identifiers
 from sekisho.buckets import BucketTable
 from sekisho.callers import RateLimit
 from sekisho.clock import Clock
@@ -43,7 +42,7 @@ from sekisho.errors import (
     RequestTooLargeError,
     RequestTooSlowError,
 )
-from sekisho.http.oauth_errors import error_response
+from sekisho.http.oauth_errors import refusal_response
 from sekisho.http.refusals import ConnectionRefusals
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -223,10 +222,7 @@ def _refused(error: RequestBodyError, request: web.Request) -> web.Response:
     """The RFC 6749 §5.2 answer (only a token request has a body), on a connection closed
     after it: the rest of the body is never read. With the request id, in the body and the
     header, as the token endpoint's own refusals (the caller's `X-Request-Id`, else a new one)."""
-    request_id = identifiers.request_id(request.headers.get(identifiers.REQUEST_ID_HEADER))
-    error.metadata.setdefault("request_id", request_id)
-    response = error_response(error)
-    response.headers[identifiers.REQUEST_ID_HEADER] = request_id
+    response = refusal_response(error, request)
     response.force_close()
     return response
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sekisho import identifiers
 from sekisho.errors import ServiceError, SlowDownError
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -27,3 +28,14 @@ def error_response(error: ServiceError) -> web.Response:
         # RFC 6749 §5.2: a 401 invalid_client MUST carry WWW-Authenticate for the scheme used.
         headers["WWW-Authenticate"] = 'Basic realm="sekisho", charset="UTF-8"'
     return web.json_response(body, status=error.http_status, headers=headers)
+
+
+def refusal_response(error: ServiceError, request: web.Request) -> web.Response:
+    """error_response for a request refused before the exchange pipeline ran (a method other
+    than POST, a body the guard refused), with the request id in the body and the
+    `X-Request-Id` header as the pipeline's own refusals: the caller's, else a new one."""
+    request_id = identifiers.request_id(request.headers.get(identifiers.REQUEST_ID_HEADER))
+    error.metadata.setdefault("request_id", request_id)
+    response = error_response(error)
+    response.headers[identifiers.REQUEST_ID_HEADER] = request_id
+    return response
