@@ -333,6 +333,17 @@ def test_form_in_an_unknown_or_utf16_charset_is_invalid_request_and_audited(
     assert any(r.getMessage() == "token_rejected" for r in caplog.records)
 
 
+@pytest.mark.parametrize("charset", ["", "utf-8", "us-ascii"])
+def test_form_bytes_that_are_not_utf8_are_invalid_request(stack: Stack, charset: str) -> None:
+    """Past the charset check, post() decodes in a charset that names a codec (so never a
+    LookupError): what it still refuses is bytes that are not UTF-8 (UnicodeDecodeError)."""
+    content_type = "application/x-www-form-urlencoded" + (f"; charset={charset}" if charset else "")
+    headers = {"Content-Type": content_type, "Authorization": _basic()}
+    status, answer = _post(stack, b"grant_type=\xff\xfe", headers)
+    assert (status, answer["error"]) == (400, "invalid_request")
+    assert answer["error_description"] == "the form must be UTF-8 encoded"
+
+
 @pytest.mark.parametrize(
     "credentials",
     [

@@ -226,8 +226,9 @@ class _FormCall:
             # (session 17), one body with two readings. Refused before it is read.
             raise InvalidRequestError("the form must be UTF-8 encoded")
         try:
+            # No LookupError: post() decodes in the charset just checked, which names a codec.
             self._form = await self._request.post()
-        except (LookupError, UnicodeDecodeError, ValueError) as exc:
+        except ValueError as exc:  # UnicodeDecodeError: bytes that are not UTF-8
             raise InvalidRequestError("the form must be UTF-8 encoded") from exc
         self._values = _single_values(self._form)
         return await self._authenticate(self._request, self._values)
