@@ -26,6 +26,7 @@ from sekisho.metrics import Metrics
 from sekisho.observability import Observability
 from sekisho.policy.cache import CachingPolicyEngine
 from sekisho.policy.engine import PolicyRuntime
+from sekisho.policy.load_events import LIVE_LOAD_EVENTS, LoadEvents
 from sekisho.policy_components import embedded_engine
 from sekisho.profiles import BY_NAME
 from sekisho.protection import (
@@ -110,9 +111,15 @@ def build_subject_cache(
     return cache
 
 
-def build_policy_engine(settings: Settings, clock: Clock, failures: LoopFailures) -> PolicyRuntime:
+def build_policy_engine(
+    settings: Settings,
+    clock: Clock,
+    failures: LoopFailures,
+    events: LoadEvents = LIVE_LOAD_EVENTS,
+) -> PolicyRuntime:
     """The configured policy engine, not yet started; `clock` times a bundle's status,
-    `failures` counts its background loop's (OPA supervisor, bundle poller)."""
+    `failures` counts its background loop's (OPA supervisor, bundle poller), `events` are the
+    names its folder's loads are logged under (the live policy's, or the shadow's)."""
     policy = settings.policy
     if policy.engine == "opa":
         # Imported here: opa-python-client brings requests and urllib3, ~50 ms of every start
@@ -133,8 +140,9 @@ def build_policy_engine(settings: Settings, clock: Clock, failures: LoopFailures
             timeout_seconds=policy.opa_timeout_seconds,
             check_interval_seconds=policy.opa_check_interval_seconds,
             failures=failures,
+            events=events,
         )
-    return embedded_engine(policy, Path.cwd(), clock, failures)
+    return embedded_engine(policy, Path.cwd(), clock, failures, events)
 
 
 def build_gateway_authorizer(

@@ -9,6 +9,7 @@ from sekisho.config import PolicyConfig
 from sekisho.errors import ConfigError
 from sekisho.loops import LoopFailures
 from sekisho.policy.engine import PolicyRuntime
+from sekisho.policy.load_events import LIVE_LOAD_EVENTS, LoadEvents
 from sekisho.policy.toolchain import find_opa
 from sekisho.policy.wasm.bundles import BundlePolicyEngine, Polling
 from sekisho.policy.wasm.compile_cache import CompileCache
@@ -33,9 +34,14 @@ def bundle_polling(policy: PolicyConfig) -> Polling:
 
 
 def embedded_engine(
-    policy: PolicyConfig, cwd: Path, clock: Clock, failures: LoopFailures
+    policy: PolicyConfig,
+    cwd: Path,
+    clock: Clock,
+    failures: LoopFailures,
+    events: LoadEvents = LIVE_LOAD_EVENTS,
 ) -> PolicyRuntime:
-    """A bundle engine when a bundle is configured, else the folder compiled by opa.
+    """A bundle engine when a bundle is configured, else the folder compiled by opa (its loads
+    logged as `events`).
 
     Not yet started. Raises: ConfigError when no opa binary is found (folder) or bundle_ca_file
     is not a readable PEM CA file (bundle); PolicyLoadError when the verification key cannot be
@@ -43,12 +49,14 @@ def embedded_engine(
     """
     if policy.uses_bundle:
         return bundle_engine(policy, clock, failures)
-    return folder_engine(policy, cwd, clock)
+    return folder_engine(policy, cwd, clock, events)
 
 
-def folder_engine(policy: PolicyConfig, cwd: Path, clock: Clock) -> WasmPolicyEngine:
-    """`clock` is what the policy's time.now_ns() reads. Raises: ConfigError when no opa binary
-    is found or the compile cache is in the folder."""
+def folder_engine(
+    policy: PolicyConfig, cwd: Path, clock: Clock, events: LoadEvents = LIVE_LOAD_EVENTS
+) -> WasmPolicyEngine:
+    """`clock` is what the policy's time.now_ns() reads; `events` what its loads are logged as.
+    Raises: ConfigError when no opa binary is found or the compile cache is in the folder."""
     opa = find_opa(policy.opa_binary, cwd)
     return WasmPolicyEngine(
         policy.path,
@@ -58,6 +66,7 @@ def folder_engine(policy: PolicyConfig, cwd: Path, clock: Clock) -> WasmPolicyEn
         compile_timeout=policy.compile_timeout_seconds,
         compiler=_compiler(policy),
         clock=clock,
+        events=events,
     )
 
 

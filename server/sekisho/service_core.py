@@ -27,6 +27,7 @@ from sekisho.metrics import Metrics
 from sekisho.minting.minter import TokenMinter
 from sekisho.observability import Observability
 from sekisho.policy.cache import CachingPolicyEngine
+from sekisho.policy.load_events import SHADOW_LOAD_EVENTS
 from sekisho.policy.wasm.bundles import BundlePolicyEngine
 from sekisho.protection import build_admission, request_limits
 from sekisho.service_tasks import policy_watch
@@ -85,7 +86,9 @@ async def start_policy(
         policy,
         clock,
         observability.metrics,
-        build_engine=lambda shadow, at: build_policy_engine(shadow, at, failures),
+        build_engine=lambda shadow, at: build_policy_engine(
+            shadow, at, failures, SHADOW_LOAD_EVENTS
+        ),
         watch=lambda shadow, engine: policy_watch(shadow, engine, failures, "shadow"),
         several_workers=settings.server.workers != 1,
     )

@@ -209,7 +209,7 @@ async def test_rejected_edit_keeps_the_last_good_policy_and_logs_the_compile_err
     named = [
         r.__dict__.get("path") for r in caplog.records if r.getMessage() == "policy_reload_failed"
     ]
-    assert named[-1] == str(root)  # which folder: a shadow's engine logs the same event
+    assert named[-1] == str(root)  # which folder (a shadow's: shadow_policy_reload_failed)
     assert module_text(opa, DECISION_ID) == before
     assert engine.ready and (await engine.decide(sales_user())).allow
 

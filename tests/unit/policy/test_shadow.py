@@ -20,9 +20,11 @@ from sekisho.exchange import TokenExchanger
 from sekisho.metrics import Metrics
 from sekisho.minting.minter import TokenMinter
 from sekisho.models import Decision
+from sekisho.observability import build_observability
 from sekisho.policy.engine import PolicyEngine
 from sekisho.policy.shadow import ShadowCounters, ShadowEvaluator
 from sekisho.policy.tap import ObservedPolicyEngine
+from sekisho.service_core import start_policy
 
 from tests.bounds import request_limits, shadow_bounds
 from tests.fakes.clock import FakeClock
@@ -226,3 +228,27 @@ async def test_live_engine_errors_are_not_shadowed(harness: Harness) -> None:
     with pytest.raises(TemporarilyUnavailableError):
         await observed.decide({})
     assert shadow.counters.outcomes == {}
+
+
+async def test_the_shadow_policys_loads_are_logged_under_their_own_names(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The service's start (start_policy) with a shadow naming the live folder itself (or that
+    folder under another query): its `policy_loaded` line was the live policy's, field for
+    field."""
+    shadow = {"path": str(POLICIES)}
+    settings = Settings(policy={"path": str(POLICIES), "watch": False, "shadow": shadow})
+    observability = build_observability(Settings(metrics={"enabled": False}))
+    with caplog.at_level(logging.INFO, logger="sekisho.policy"):
+        policy, observers = await start_policy(settings, FakeClock(), observability)
+    await observers.close()
+    await policy.close()
+    loads = [
+        (r.getMessage(), r.__dict__.get("path"), r.__dict__.get("entrypoint"))
+        for r in caplog.records
+        if r.getMessage().endswith("policy_loaded")
+    ]
+    assert loads == [
+        ("policy_loaded", str(POLICIES), "sekisho/exchange/decision"),
+        ("shadow_policy_loaded", str(POLICIES), "sekisho/exchange/decision"),
+    ]

@@ -38,6 +38,7 @@ from sekisho.identifiers import random_uuid
 from sekisho.loops import Loop, LoopFailures
 from sekisho.models import Decision
 from sekisho.policy.decision import InvalidDecisionError, parse_decision
+from sekisho.policy.load_events import LIVE_LOAD_EVENTS, LoadEvents
 from sekisho.policy.opa.api import (
     OpaAnswer,
     OpaApi,
@@ -75,7 +76,9 @@ class OpaPolicyEngine:
         timeout_seconds: float,
         check_interval_seconds: float,
         failures: LoopFailures,
+        events: LoadEvents = LIVE_LOAD_EVENTS,
     ) -> None:
+        """`events`: what publishing the folder is logged as (the shadow policy's own names)."""
         self._api = api  # decisions
         # Checks and publishes: background work, bounded by a check interval, not a decision.
         self._supervisor_api = api.with_timeout(max(timeout_seconds, check_interval_seconds))
@@ -87,6 +90,7 @@ class OpaPolicyEngine:
         self._timeout = timeout_seconds
         self._interval = check_interval_seconds
         self._failures = failures
+        self._events = events
         self._ready = False
         self._missed = 0  # consecutive checks OPA did not answer
         self._verified_digest = ""  # OPA's digest of the data when it last matched whole
@@ -213,7 +217,7 @@ class OpaPolicyEngine:
         self._republish = False
         self._policy_activated()
         self._set_ready(True, "policy published")
-        log.info("policy_loaded", extra={"path": str(self._root), "opa_url": self._api.url})
+        log.info(self._events.loaded, extra={"path": str(self._root), "opa_url": self._api.url})
 
     async def refresh(self) -> bool:
         """Publish the policy folder as it is now (or, if it does not load and OPA lost the
@@ -222,20 +226,23 @@ class OpaPolicyEngine:
         try:
             source = await asyncio.to_thread(load_source, self._root)
         except PolicyLoadError as exc:
-            log.error("policy_reload_failed", extra={"path": str(self._root), "error": str(exc)})
+            self._reload_failed(exc)
             if self._good is None or not self._republish:
                 return False
             source, fallback = self._good, True
         try:
             await self.publish(source)
         except PolicyLoadError as exc:
-            log.error("policy_reload_failed", extra={"path": str(self._root), "error": str(exc)})
+            self._reload_failed(exc)
             return False
         except OpaUnavailableError as exc:
             # Retried every check interval; the transition to not ready was logged once.
             log.debug("opa_unavailable", extra={"url": self._api.url, "error": str(exc)})
             return False
         return not fallback
+
+    def _reload_failed(self, exc: PolicyLoadError) -> None:
+        log.error(self._events.reload_failed, extra={"path": str(self._root), "error": str(exc)})
 
     async def check(self) -> bool:
         """Run the self-test (and, manage = true, the comparison) against OPA now; sets `ready`:

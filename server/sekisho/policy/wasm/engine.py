@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sekisho.clock import Clock, SystemClock
 from sekisho.errors import PolicyLoadError
+from sekisho.policy.load_events import LIVE_LOAD_EVENTS, LoadEvents
 from sekisho.policy.source import PolicySource, load_source
 from sekisho.policy.wasm.compiler import compile_folder, entrypoint_of
 from sekisho.policy.wasm.policy import (
@@ -56,9 +57,11 @@ class WasmPolicyEngine(WasmServing):
         compiler: Compiler = compile_folder,
         runtime: WasmRuntime | None = None,
         clock: Clock | None = None,
+        events: LoadEvents = LIVE_LOAD_EVENTS,
     ) -> None:
         """`runtime`: a shared wasmtime engine (closed by its owner); by default one of its own.
-        `clock`: what time.now_ns() reads (the service's, which input.now is taken from)."""
+        `clock`: what time.now_ns() reads (the service's, which input.now is taken from).
+        `events`: what its loads are logged as (the shadow policy's have their own names)."""
         super().__init__(limits, runtime)
         self._clock = clock or SystemClock()
         self._compiler = compiler
@@ -67,6 +70,7 @@ class WasmPolicyEngine(WasmServing):
         self._opa = opa
         self._compile_timeout = compile_timeout
         self._digest = ""
+        self._events = events
 
     async def start(self) -> None:
         """Compile, load and self-test the folder. Raises: PolicyLoadError."""
@@ -76,7 +80,9 @@ class WasmPolicyEngine(WasmServing):
         """Build the folder's policy and serve it (blocking). Raises: PolicyLoadError."""
         policy, digest = self._build()
         self._policy, self._digest = policy, digest
-        log.info("policy_loaded", extra={"path": str(self._root), "entrypoint": self._entrypoint})
+        log.info(
+            self._events.loaded, extra={"path": str(self._root), "entrypoint": self._entrypoint}
+        )
 
     def _build(self) -> tuple[LoadedPolicy, str]:
         source = load_source(self._root)
@@ -104,6 +110,7 @@ class WasmPolicyEngine(WasmServing):
         try:
             self.load()
         except PolicyLoadError as exc:
-            log.error("policy_reload_failed", extra={"path": str(self._root), "error": str(exc)})
+            extra = {"path": str(self._root), "error": str(exc)}
+            log.error(self._events.reload_failed, extra=extra)
             return False
         return True

@@ -249,8 +249,8 @@ async def test_reload_keeps_last_good_policy_when_broken_edit_lands(
         assert (decision.allow, decision.reason) == (True, "v1")
         assert (await engine.decide(document("https://other.test"))).allow is False
     failures = [r for r in caplog.records if r.message == "policy_reload_failed"]
-    # The folder is named: the shadow policy's engine logs the same event (walkthrough: a broken
-    # candidate's line read as the live policy's).
+    # The folder is named (walkthrough: a broken candidate's line read as the live policy's; the
+    # shadow's engine now logs shadow_policy_reload_failed, test_shadow.py).
     assert [r.path for r in failures] == [str(tmp_path)] * 2
 
 
