@@ -1,4 +1,4 @@
-"""`sekisho keys init | list | rotate | promote | retire | revoke | jwks`: what each prints, what
+"""`sekisho keys init | list | rotate | promote | retire | revoke | jwks | reseal`: what each prints, what
 it refuses and why, and the audit line it leaves."""
 
 import json
@@ -177,6 +177,26 @@ def test_revoke_removes_the_key_from_the_jwks_and_promotes_the_next_key(
     assert kids[0] == upcoming  # the active key is listed first
     revoke = next(line for line in _audit(tmp_path) if line["action"] == "revoke")
     assert revoke["reason"] == "key leaked"
+
+
+def test_reseal_leaves_one_audit_line_per_key_file_rewritten(
+    initialised: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As every other command that changes the keystore: rewriting its key files (encrypting
+    them, once passphrase_env is set) is audited, with --operator and --reason."""
+    _, listing, _ = _run(capsys, "keys", "list", "--config", initialised)
+    (active,), (upcoming,) = _kids(listing, "active"), _kids(listing, "next")
+    argv = ["--config", initialised, "--operator", "carol", "--reason", "INC-7: encrypt at rest"]
+    code, out, _ = _run(capsys, "keys", "reseal", *argv)
+    assert (code, out.split()) == (0, ["resealed", active, "resealed", upcoming])
+    resealed = [line for line in _audit(tmp_path) if line["action"] == "reseal"]
+    assert [(line["kid"], line["from_state"], line["to_state"]) for line in resealed] == [
+        (active, "active", "active"),
+        (upcoming, "next", "next"),
+    ]
+    for line in resealed:
+        assert (line["operator"], line["source"]) == ("carol", "cli")
+        assert (line["reason"], line["forced"]) == ("INC-7: encrypt at rest", [])
 
 
 def test_init_if_missing_is_a_no_op(initialised: str, capsys: pytest.CaptureFixture[str]) -> None:

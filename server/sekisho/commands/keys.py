@@ -17,6 +17,7 @@ from sekisho.config import Settings
 from sekisho.errors import KeyStoreError
 
 if TYPE_CHECKING:  # the imports stay lazy so `sekisho` starts fast
+    from sekisho.signing.audit import Actor
     from sekisho.signing.keys import KeyRecord
     from sekisho.signing.lifecycle import Transition
     from sekisho.signing.manager import KeyManager
@@ -76,7 +77,7 @@ def register(
     keys_sub.add_parser("jwks", parents=[common], help="print the published JWK Set")
     keys_sub.add_parser(
         "reseal",
-        parents=[common],
+        parents=[common, audited],
         help="rewrite every key file with the configured protection (e.g. encrypt plain PEMs)",
     )
 
@@ -93,23 +94,32 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if command == "jwks":
         print(json.dumps(store.load().jwks(), indent=2))
         return 0
-    if command == "reseal":
-        return _reseal(store)
     if command == "init" and args.if_missing and store.exists():
         print(f"keystore already initialised ({_where(settings)})")
         return 0
     manager = build_key_manager(settings, store, clock)
+    if command == "reseal":
+        return _reseal(store, manager, _actor(args))
     if not _mutate(args, manager, settings):
         return 0  # `waiting: …` or `nothing to do`: nothing was written, nothing to check
     return _after_change(settings, store, manager.records(), first=command == "init")
 
 
-def _mutate(args: argparse.Namespace, manager: "KeyManager", settings: Settings) -> bool:
-    """Apply and print the command's change; False when it changed nothing."""
+def _actor(args: argparse.Namespace) -> "Actor":
+    """Who asks and why (--operator, else $USER; --reason), as the audit log can hold them.
+
+    Raises: ValueError when either is not UTF-8 text (before any change)."""
     from sekisho.signing.audit import Actor, require_audited_text
 
     operator = require_audited_text(args.operator or current_operator(), OPERATOR_OPTION)
-    reason = require_audited_text(args.reason, "--reason")
+    return Actor(operator=operator, reason=require_audited_text(args.reason, "--reason"))
+
+
+def _mutate(args: argparse.Namespace, manager: "KeyManager", settings: Settings) -> bool:
+    """Apply and print the command's change; False when it changed nothing."""
+    from sekisho.signing.audit import require_audited_text
+
+    actor = _actor(args)
     if getattr(args, "kid", None) is not None:
         require_audited_text(args.kid, "KID")
     force = bool(getattr(args, "force", False))
@@ -117,7 +127,6 @@ def _mutate(args: argparse.Namespace, manager: "KeyManager", settings: Settings)
         raise KeyStoreError(
             "`sekisho keys revoke` and --force need --reason TEXT (it goes to the audit log)"
         )
-    actor = Actor(operator=operator, reason=reason)
     command = args.keys_command
     if command == "init":
         transition = manager.init(actor)
@@ -136,13 +145,14 @@ def _mutate(args: argparse.Namespace, manager: "KeyManager", settings: Settings)
     return bool(transition.changes)
 
 
-def _reseal(store: object) -> int:
+def _reseal(store: object, manager: "KeyManager", actor: "Actor") -> int:
+    """Rewrite every key file, one audit line each (appended before anything is printed)."""
     from sekisho.signing.filestore import FileKeyStore
 
     if not isinstance(store, FileKeyStore):
         raise KeyStoreError("`sekisho keys reseal` applies to backends file and kms-wrapped")
-    for kid in store.reseal():
-        print(f"resealed {kid}")
+    for change in manager.reseal(store, actor):
+        print(f"resealed {change.kid}")
     return 0
 
 

@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from sekisho.errors import KeyStoreError
@@ -157,9 +157,11 @@ class FileKeyStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def reseal(self) -> list[str]:
+    def reseal(self, resealed: Callable[[KeyRecord], None] = lambda record: None) -> list[str]:
         """Rewrite every key file with the configured protection (encrypt plain PEMs once a
-        passphrase is configured); the kids rewritten. Raises: KeyStoreError."""
+        passphrase is configured); the kids rewritten. `resealed` is called under the lock
+        after each file is rewritten (its audit line). Raises: KeyStoreError, and what
+        `resealed` raises (the files before it stay rewritten, those after it are not)."""
         opener = self._codec.lenient() if isinstance(self._codec, PemCodec) else self._codec
         rewritten = []
         with self.locked():
@@ -172,6 +174,7 @@ class FileKeyStore:
                     raise KeyStoreError(f"{path} holds a different key than kid {record.kid}")
                 _write_atomic(path, self._codec.seal(key, record.kid), mode=0o600)
                 rewritten.append(record.kid)
+                resealed(record)
         return rewritten
 
     def writes(self, path: Path) -> bool:

@@ -40,6 +40,7 @@ class Action(StrEnum):
     DEMOTE = "demote"  # active → retiring: it stops signing, stays published
     RETIRE = "retire"  # retiring (or an unused next) → retired: gone from the JWKS
     REVOKE = "revoke"  # any → revoked: gone from the JWKS at once
+    RESEAL = "reseal"  # its file rewritten with the configured protection; state unchanged
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from sekisho.errors import KeyStoreError
 from sekisho.signing.audit import Actor, KeyAuditLog
 from sekisho.signing.keyring import KeySet
 from sekisho.signing.keys import KeyRecord
-from sekisho.signing.lifecycle import Lifecycle, Timing, Transition
+from sekisho.signing.lifecycle import Action, Change, Lifecycle, Timing, Transition
 
 
 class ManagedKeyStore(Protocol):
@@ -42,6 +42,16 @@ class ManagedKeyStore(Protocol):
 
     def locked(self, wait_seconds: float = 30.0) -> AbstractContextManager[None]:
         """Exclusive across processes (and replicas). Raises: KeyStoreLockedError."""
+        ...
+
+
+class ResealableKeyStore(Protocol):
+    """A keystore whose key files can be rewritten with the configured protection (file,
+    kms-wrapped)."""
+
+    def reseal(self, resealed: Callable[[KeyRecord], None]) -> list[str]:
+        """Rewrite every key file under the keystore lock, calling `resealed` after each; the
+        kids rewritten. Raises: KeyStoreError."""
         ...
 
 
@@ -93,6 +103,23 @@ class KeyManager:
         """One rotation check; `wait_seconds=0` gives up at once when another replica holds
         the lock (it is doing the same work). Raises: KeyStoreLockedError, KeyStoreError."""
         return self._apply(lambda lc, records: lc.auto_rotate(records), actor, wait=wait_seconds)
+
+    def reseal(self, store: ResealableKeyStore, actor: Actor) -> list[Change]:
+        """Rewrite every key file of `store` (this manager's) with the configured protection;
+        one `reseal` audit line per key, appended under the lock as soon as its file is
+        rewritten. Raises: KeyStoreError (before any file is rewritten when the log cannot be
+        written; naming the key rewritten when its line then fails)."""
+        self._audit.ready()  # a key file is never rewritten unaudited
+        stamp = math.ceil(self._clock.now())
+        changes: list[Change] = []
+
+        def resealed(record: KeyRecord) -> None:
+            change = Change(Action.RESEAL, record.kid, record.alg, record.state, record.state)
+            self._record(stamp, Transition(records=(), changes=(change,)), actor)
+            changes.append(change)
+
+        store.reseal(resealed)
+        return changes
 
     def _apply(
         self, operation: Operation, actor: Actor, *, allow_empty: bool = False, wait: float = 30.0

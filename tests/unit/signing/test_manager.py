@@ -348,3 +348,37 @@ def test_a_committed_change_whose_audit_line_fails_says_what_is_committed(
     assert f"revoke {upcoming} -> revoked" in message and "committed" in message, message
     assert "keys.audit_log" in message and "No space left on device" in message, message
     assert dict(_states(full))[upcoming] is S.REVOKED  # it is committed, as said
+
+
+def test_a_reseal_whose_audit_line_fails_says_which_key_file_is_rewritten(tmp_path: Path) -> None:
+    """As every other key change: the line is appended as soon as the file is rewritten, and a
+    failed append names what is done (the first key) and stops (the second is not rewritten)."""
+    clock = FakeClock(T0)
+    _manager(tmp_path, clock).init(ALICE)  # unencrypted
+    store = FileKeyStore(tmp_path, PemCodec(PASSPHRASE, "X"))
+    full = KeyManager(store, _FullDiskAuditLog(tmp_path / "audit.log"), TIMING, clock, "ES256")
+    first, second = store.records()
+
+    with pytest.raises(KeyStoreError) as refused:
+        full.reseal(store, ALICE)
+
+    message = str(refused.value)
+    assert f"reseal {first.kid} -> {first.state.value}" in message, message
+    assert "committed" in message, message
+    assert "keys.audit_log" in message and "No space left on device" in message, message
+    sealed = {kid: (tmp_path / f"{kid}.pem").read_bytes() for kid in (first.kid, second.kid)}
+    assert sealed[first.kid].startswith(b"-----BEGIN ENCRYPTED")
+    assert not sealed[second.kid].startswith(b"-----BEGIN ENCRYPTED")
+
+
+def test_a_reseal_that_cannot_be_audited_rewrites_nothing(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    _manager(tmp_path, clock).init(ALICE)
+    (tmp_path / "audit.log").unlink()
+    (tmp_path / "audit.log").mkdir()  # a folder in its place: cannot be appended to
+    store = FileKeyStore(tmp_path, PemCodec(PASSPHRASE, "X"))
+    manager = KeyManager(store, KeyAuditLog(tmp_path / "audit.log"), TIMING, clock, "ES256")
+    before = {pem.name: pem.read_bytes() for pem in tmp_path.glob("*.pem")}
+    with pytest.raises(KeyStoreError, match="nothing was changed"):
+        manager.reseal(store, ALICE)
+    assert {pem.name: pem.read_bytes() for pem in tmp_path.glob("*.pem")} == before
