@@ -338,10 +338,12 @@ def _refuse_writable_by_others(path: Path, info: os.stat_result) -> None:
 
 
 def _in_force(conn: sqlite3.Connection, table: str, now: int) -> list[Revocation]:
-    """The rows of `revocations` or `suspensions` in force at `now`."""
+    """The rows of `revocations` or `suspensions` in force at `now`, in the order they were put
+    in force: `created_at` is to the second, so two of one second are in rowid order (a put is
+    a new row, INSERT OR REPLACE included, and a new rowid is above every rowid in the table)."""
     rows = conn.execute(
         "SELECT kind, key, reason, operator, created_at, until FROM "  # noqa: S608
-        f"{table} WHERE until = 0 OR until > ? ORDER BY created_at",
+        f"{table} WHERE until = 0 OR until > ? ORDER BY created_at, rowid",
         (now,),
     ).fetchall()
     return [Revocation(*row) for row in rows]

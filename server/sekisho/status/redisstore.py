@@ -7,7 +7,8 @@ names, IssuedToken.also_named: its actor under `by:subject:`, the mTLS caller of
 an actor token under `by:caller:`, each granted resource under `by:audience:`, each earlier actor
 in the inbound tokens' `act` chains under both `by:caller:` and `by:subject:`; `jti:<jti>` strings
 for token revocations), the `revocations` /
-`revocation_until` hashes and the `suspensions` / `suspension_until` hashes.
+`revocation_until` hashes and the `suspensions` / `suspension_until` hashes, and `in_force_seq`
+(the counter that orders the entries of one second).
 Every per-token key expires with the token; a list's keys expire once no token in it can be valid.
 """
 
@@ -137,9 +138,11 @@ local members, exp = members_of(P, now, kind, value)
 if exp > 0 then untl = exp end  -- a minted token's entry ends when the token does
 local field = kind .. '\\31' .. value
 redis.call('HSET', P .. entries .. '_until', field, untl)
+-- seq: the order of puts within one created_at second (revoke list, _in_force)
+local seq = redis.call('INCR', P .. 'in_force_seq')
 redis.call('HSET', P .. entries .. 's', field, cjson.encode({
   kind = kind, key = value, reason = ARGV[5], operator = ARGV[6],
-  created_at = tonumber(ARGV[7]), ['until'] = untl}))
+  created_at = tonumber(ARGV[7]), ['until'] = untl, seq = seq}))
 local changed = 0
 for _, member in ipairs(members) do
   local list, idx = string.match(member, '^(%d+):(%d+)$')
@@ -241,7 +244,7 @@ class RedisStatusStore:
         return self._remove("revocation", kind, key)
 
     def revocations(self, now: int) -> list[Revocation]:
-        return _in_force(self._all("revocation"), now)
+        return _in_force(self._raw("revocation"), now)
 
     def suspend(self, now: int, suspension: Revocation) -> int:
         return self._put(now, suspension, "suspension")
@@ -251,7 +254,7 @@ class RedisStatusStore:
         return None if freed < 0 else freed
 
     def suspensions(self, now: int) -> list[Revocation]:
-        return _in_force(self._all("suspension"), now)
+        return _in_force(self._raw("suspension"), now)
 
     def in_force(self, now: int) -> InForce:
         try:  # one MULTI: both hashes as of one moment
@@ -262,8 +265,7 @@ class RedisStatusStore:
         except redis.RedisError as exc:
             raise StatusStoreError(f"status store (redis): {exc}") from exc
         return InForce(
-            _in_force([_revocation(v) for v in revoked.values()], now),
-            _in_force([_revocation(v) for v in suspended.values()], now),
+            _in_force(list(revoked.values()), now), _in_force(list(suspended.values()), now)
         )
 
     def snapshot(self, list_id: int) -> ListSnapshot | None:
@@ -298,7 +300,7 @@ class RedisStatusStore:
         self._call(self._prune, [self._prefix, now])
         # Lists and records expire by themselves; only elapsed token revocations remain.
         for table in ("revocation", "suspension"):
-            for entry in self._all(table):
+            for entry in map(_revocation, self._raw(table)):
                 if not entry.active(now):
                     self._remove(table, entry.kind, entry.key)
 
@@ -322,12 +324,13 @@ class RedisStatusStore:
             raise StatusStoreError(f"status store (redis): {exc}") from exc
         return bool(removed)
 
-    def _all(self, table: str) -> list[Revocation]:
+    def _raw(self, table: str) -> list[bytes | str]:
+        """The JSON entries of `revocations` or `suspensions`, in the hash's (no) order."""
         try:
             raw = self._client.hgetall(f"{self._prefix}{table}s")
         except redis.RedisError as exc:
             raise StatusStoreError(f"status store (redis): {exc}") from exc
-        return [_revocation(value) for value in raw.values()]
+        return list(raw.values())
 
     def _call(self, script: Any, args: Sequence[Any]) -> Any:
         try:
@@ -340,12 +343,20 @@ def _int(raw: bytes | str) -> int:
     return int(raw.decode("ascii") if isinstance(raw, bytes) else raw)
 
 
-def _in_force(entries: list[Revocation], now: int) -> list[Revocation]:
-    return sorted((r for r in entries if r.active(now)), key=lambda r: r.created_at)
+def _in_force(raws: list[bytes | str], now: int) -> list[Revocation]:
+    """The entries in force at `now`, in the order they were put in force: by `created_at` (to
+    the second), then by `seq`. A hash's own order is none (HGETALL of a hash of long values:
+    its table's order), so two revocations of one second were listed either way round. An
+    entry written before `seq` existed sorts first within its second."""
+    values = sorted(map(json.loads, raws), key=lambda v: (int(v["created_at"]), v.get("seq", 0)))
+    return [r for r in map(_revocation_of, values) if r.active(now)]
 
 
 def _revocation(raw: bytes | str) -> Revocation:
-    value = json.loads(raw)
+    return _revocation_of(json.loads(raw))
+
+
+def _revocation_of(value: dict[str, Any]) -> Revocation:
     return Revocation(
         kind=value["kind"],
         key=value["key"],

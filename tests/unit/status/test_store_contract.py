@@ -235,3 +235,22 @@ def test_expired_tokens_are_not_marked_under_their_other_names(store: StatusStor
     assert store.revoke(later, _revocation("audience", CRM_MCP)) == 0
     snapshot = store.snapshot(list_id)
     assert snapshot is not None and snapshot.invalid == frozenset()
+
+
+def test_entries_of_one_second_are_listed_in_the_order_they_were_put_in_force(
+    store: StatusStore,
+) -> None:
+    """`sekisho revoke list` shows the store's order, and `created_at` is to the second: two
+    revocations (or suspensions) of one second were listed in Redis in its hash's order (for a
+    hash of long values, its table's: any). A put again (re-revoked) comes last."""
+    callers = [f"agent-{n:02d}" for n in range(40)]  # enough, with the reason, for a hash table
+    for caller in callers:
+        store.revoke(NOW, _revocation("caller", caller))
+        store.suspend(NOW, _revocation("caller", caller))
+    store.revoke(NOW, _revocation("caller", callers[0]))
+    expected = [*callers[1:], callers[0]]
+    assert [r.key for r in store.revocations(NOW)] == expected
+    assert [r.key for r in store.suspensions(NOW)] == callers
+    in_force = store.in_force(NOW)
+    assert [r.key for r in in_force.revocations] == expected
+    assert [r.key for r in in_force.suspensions] == callers
