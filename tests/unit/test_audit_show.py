@@ -1,5 +1,6 @@
 """`sekisho audit show ID|--last`: the audit record of one exchange, found in the JSON log."""
 
+import io
 import json
 from pathlib import Path
 
@@ -60,3 +61,28 @@ def test_an_id_or_last_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         main(["audit", "show"])
     assert caught.value.code == 2
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_on_stdin_is_refused_naming_log(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --log the log is stdin; at a terminal that used to wait silently for input."""
+    monkeypatch.setattr("sys.stdin", _Terminal())
+    code, out, err = _show(capsys, "--last")
+    assert code == 2 and not out
+    assert "--log FILE" in err and "var/sekisho.log" in err
+
+
+def test_a_piped_log_is_read_and_named_stdin(
+    log: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(log.read_text()))
+    assert _show(capsys, "r-1")[0] == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    code, _, err = _show(capsys, "r-1")
+    assert code == 1 and "no audit record for r-1 in stdin" in err

@@ -38,6 +38,15 @@ def register(
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.log == "-" and sys.stdin.isatty():
+        # `sekisho audit show ID` typed without --log used to wait, silently, for a log typed at
+        # the terminal (newcomer run, session 18): nobody types a JSON log, so say what to pass.
+        print(
+            "sekisho: audit show reads Sekisho's JSON log: pass --log FILE (`make run` writes "
+            "var/sekisho.log) or pipe the log in",
+            file=sys.stderr,
+        )
+        return 2
     with _open(args.log) as stream:
         records = list(audit_records(stream))
     if args.last:
@@ -46,7 +55,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         found = [r for r in records if args.id in (r.get("decision_id"), r.get("request_id"))]
     if not found:
         target = "any exchange" if args.last else args.id
-        print(f"sekisho: no audit record for {target} in {args.log}", file=sys.stderr)
+        source = "stdin" if args.log == "-" else args.log
+        print(f"sekisho: no audit record for {target} in {source}", file=sys.stderr)
         return 1
     for record in found:
         print(json.dumps(record, indent=2, sort_keys=True))
