@@ -6,6 +6,7 @@ lives in commands/.
 import argparse
 import os
 import select
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,7 +14,7 @@ from types import ModuleType
 
 from sekisho.commands import audit, clients, devidp, exchange, keys, policy, revoke, serve
 from sekisho.config import Settings, load_settings
-from sekisho.errors import ConfigError, KeyStoreError, PolicyLoadError
+from sekisho.errors import ConfigError, KeyStoreError, KeyStoreMissingError, PolicyLoadError
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 COMMANDS: dict[str, ModuleType] = {
@@ -28,9 +29,20 @@ COMMANDS: dict[str, ModuleType] = {
 }
 
 
+def _config_path(args: argparse.Namespace) -> str | None:
+    return getattr(args, "config", None) or os.environ.get("SEKISHO_CONFIG") or None
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    path = getattr(args, "config", None) or os.environ.get("SEKISHO_CONFIG")
+    path = _config_path(args)
     return load_settings(Path(path) if path else None)
+
+
+def _missing_keystore(exc: KeyStoreMissingError, config: str | None) -> str:
+    """The way to make the keystore this config reads: `keys init` with the same config, which a
+    bare `sekisho keys init` is not (it writes var/keys under the current directory)."""
+    init = f"sekisho keys init --config {shlex.quote(config)}" if config else "sekisho keys init"
+    return f"sekisho: {exc.missing} (run `{init}`)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _stdout_reader_gone():
             return 1  # `sekisho … | head`: what was cut off is the reader's choice, not an error
         print(f"sekisho: {exc}", file=sys.stderr)
+        return 2
+    except KeyStoreMissingError as exc:
+        print(_missing_keystore(exc, _config_path(args)), file=sys.stderr)
         return 2
     except (ConfigError, KeyStoreError, PolicyLoadError, ValueError, OSError) as exc:
         print(f"sekisho: {exc}", file=sys.stderr)

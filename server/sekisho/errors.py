@@ -328,6 +328,19 @@ class KeyStoreError(Exception):
     """The keystore is missing, corrupt, or an operation on it is not allowed."""
 
 
+class KeyStoreMissingError(KeyStoreError):
+    """No keyring.json in the keystore folder: `sekisho keys init` was not run for this config.
+
+    The CLI names the config to init with (`--config` left out is the usual cause: the keys then
+    land in var/keys under the current directory, docs/operators.md "Troubleshooting").
+    """
+
+    def __init__(self, missing: str) -> None:
+        # missing: what was looked for, "no keystore at DIR" or "no keys under alias/PREFIX/".
+        super().__init__(f"{missing} (run `sekisho keys init`)")
+        self.missing = missing
+
+
 def service_error_classes() -> tuple[type[ServiceError], ...]:
     """ServiceError and every subclass, depth first: what the wire-mapping tests walk."""
     found: list[type[ServiceError]] = []

@@ -270,3 +270,25 @@ def _user_name() -> str:
         return pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
         return f"uid {os.geteuid()}"
+
+
+@pytest.mark.parametrize("command", ["list", "jwks", "rotate"])
+def test_a_missing_keystore_names_the_config_to_init_with(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """A bare `sekisho keys init` writes var/keys under the current directory, not the folder
+    this config reads (the operators guide's "keys created in the wrong folder")."""
+    config = _config(tmp_path)
+    code, out, err = _run(capsys, "keys", command, "--config", config)
+    assert code == 2 and not out
+    assert f"no keystore at {tmp_path / 'keys'}" in err
+    assert f"run `sekisho keys init --config {config}`" in err
+
+
+def test_a_missing_keystore_from_sekisho_config_names_it_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(tmp_path)
+    monkeypatch.setenv("SEKISHO_CONFIG", config)
+    code, _, err = _run(capsys, "keys", "list")
+    assert code == 2 and f"run `sekisho keys init --config {config}`" in err

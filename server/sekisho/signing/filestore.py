@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from sekisho.errors import KeyStoreError
+from sekisho.errors import KeyStoreError, KeyStoreMissingError
 from sekisho.signing.codec import PemCodec, PrivateKeyCodec
 from sekisho.signing.filemodes import read_private_key
 from sekisho.signing.keyring import KeySet, collect
@@ -84,7 +84,7 @@ class FileKeyStore:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
-            raise KeyStoreError(f"no keystore at {self._dir} (run `sekisho keys init`)") from exc
+            raise KeyStoreMissingError(f"no keystore at {self._dir}") from exc
         except (OSError, ValueError, RecursionError) as exc:  # RecursionError: deep nesting
             raise KeyStoreError(f"{path} is unreadable or not JSON: {type(exc).__name__}") from exc
         version = raw.get("version") if isinstance(raw, dict) else None

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from sekisho.clock import Clock
-from sekisho.errors import KeyStoreError
+from sekisho.errors import KeyStoreError, KeyStoreMissingError
 from sekisho.signing.keyring import KeySet, KeyStatesUnreachableError, collect
 from sekisho.signing.keys import KeyRecord, KeyState, is_valid_kid
 from sekisho.signing.kms import KMS_KEY_TYPES, KmsSigner, RetryPolicy
@@ -85,7 +85,7 @@ class KmsKeyStore:
         """Raises: KeyStoreError when KMS cannot be read or a key's tags are malformed."""
         members = self._scan()
         if not members:
-            raise KeyStoreError(f"no keys under alias/{self._prefix}/ (run `sekisho keys init`)")
+            raise KeyStoreMissingError(f"no keys under alias/{self._prefix}/")
         try:
             records = [self._record(m) for m in members.values()]
         except KmsError as exc:
