@@ -173,12 +173,15 @@ def write_config(
     """root/sekisho.toml on free loopback ports; `server_toml` lines go into [server]."""
     grpc_port, http_port = free_port(), free_port()
     entries = "0" if not settings.caches else "10000"
+    # With TLS on the listeners the issuer (served by the HTTP listener) is https: Sekisho
+    # refuses an http issuer naming a TLS-only listener.
+    scheme = "https" if "tls_cert_file" in server_toml else "http"
     text = f"""
 [server]
 {server_toml}
 grpc_listen = "127.0.0.1:{grpc_port}"
 http_listen = "127.0.0.1:{http_port}"
-issuer = "http://127.0.0.1:{http_port}"
+issuer = "{scheme}://127.0.0.1:{http_port}"
 workers = {settings.workers}
 
 [[trust.issuers]]

@@ -359,6 +359,42 @@ def test_mesh_opt_out_needs_both_keys_spelled_out() -> None:
     assert settings.server.client_auth_required is False
 
 
+_TLS = {"tls_cert_file": "s.pem", "tls_key_file": "k.pem"}
+
+
+@pytest.mark.parametrize(
+    ("issuer", "http_listen"),
+    [
+        ("http://127.0.0.1:8080", "127.0.0.1:8080"),  # config/example.toml's, TLS added
+        ("http://localhost:8443", "127.0.0.1:8443"),
+        ("http://[::1]:8080", "[::1]:8080"),
+    ],
+    ids=["example-issuer", "localhost", "ipv6"],
+)
+def test_an_http_issuer_on_the_tls_listener_refuses_to_start(issuer: str, http_listen: str) -> None:
+    """Newcomer run (session 18): TLS added to config/example.toml on loopback, issuer left at
+    http://127.0.0.1:8080: the service started, and every token's iss, the metadata's jwks_uri
+    and the status list uris named a plaintext URL the TLS-only listener could not answer."""
+    with pytest.raises(ValueError, match=r"server\.issuer .* is http.*https://"):
+        _server(**_TLS, issuer=issuer, http_listen=http_listen)
+
+
+@pytest.mark.parametrize(
+    ("issuer", "http_listen", "tls"),
+    [
+        ("https://127.0.0.1:8080", "127.0.0.1:8080", True),
+        ("http://127.0.0.1:9000", "127.0.0.1:8080", True),  # a loopback proxy on another port
+        ("http://127.0.0.1:8080", "127.0.0.1:8080", False),  # make run: plaintext on loopback
+    ],
+    ids=["https-issuer", "another-port", "no-tls"],
+)
+def test_an_issuer_the_listener_can_serve_is_accepted(
+    issuer: str, http_listen: str, tls: bool
+) -> None:
+    server = _server(**(_TLS if tls else {}), issuer=issuer, http_listen=http_listen).server
+    assert server.issuer == issuer
+
+
 def test_unreadable_tls_file_names_the_key(tmp_path: Path) -> None:
     server = _server(tls_cert_file=str(tmp_path / "missing.pem"), tls_key_file="k.pem").server
     with pytest.raises(ConfigError, match=r"server\.tls_cert_file"):

@@ -5,11 +5,15 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
 from sekisho.config.section import Section
 from sekisho.urls import is_loopback_host, require_secure_url
+
+# Listen hosts that bind every address, loopback included.
+_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
 
 class ServerConfig(Section):
@@ -117,6 +121,26 @@ class ServerConfig(Section):
             )
         if self.client_auth_required and self.client_ca_file is None:
             raise ValueError("server.require_client_auth needs server.client_ca_file")
+        return self
+
+    @model_validator(mode="after")
+    def _issuer_served_over_tls(self) -> "ServerConfig":
+        # The JWKS, metadata and status lists are served under the issuer, and every minted
+        # token's iss and status uri name it. With TLS on, an http:// issuer naming the HTTP
+        # listener itself is a URL nothing can fetch (the listener speaks only TLS): the service
+        # started and minted tokens no downstream could verify (newcomer run, session 18: the
+        # example's issuer kept while adding tls_cert_file on loopback).
+        if not self.tls_enabled:
+            return self
+        issuer = urlsplit(self.issuer)
+        host, _, port = self.http_listen.rpartition(":")
+        listens_there = host.strip("[]") in _WILDCARD_HOSTS or is_loopback_host(host.strip("[]"))
+        if issuer.scheme == "http" and listens_there and str(issuer.port or 80) == port:
+            raise ValueError(
+                f"server.issuer {self.issuer} is http, but server.tls_cert_file makes the HTTP "
+                f"listener {self.http_listen} speak TLS only: set server.issuer = "
+                f'"https://{issuer.netloc}" (tokens, the JWKS and metadata name it)'
+            )
         return self
 
 
