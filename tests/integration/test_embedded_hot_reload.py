@@ -15,10 +15,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sekisho.config import load_settings
 from sekisho.policy.cache import CachingPolicyEngine
 from sekisho.policy.wasm.compiler import compile_folder
 from sekisho.policy.wasm.engine import WasmPolicyEngine
 from sekisho.reload import watch_directory
+from sekisho.service_tasks import policy_watch
 
 from tests.bounds import compile_timeout, wasm_limits
 from tests.embedded import wasm_engine
@@ -141,6 +143,35 @@ async def test_a_policy_folder_swapped_by_symlink_is_reloaded(tmp_path: Path) ->
         _point(link, _release(releases, "v3", {"sales": ["crm.read"]}))
         shutil.rmtree(releases / "v2")
         await decided_after_edit(engine, allow=True)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await engine.close()
+
+
+async def test_a_symlinked_policy_path_named_in_the_config_file_is_followed(
+    tmp_path: Path,
+) -> None:
+    """Red team session 18: the same swap, with the path as the service takes it, from a
+    config file (`[policy] path = "policies"`, the link). load_settings resolved it to
+    releases/v1, so the service read and watched v1 whatever the link named: the swap raised no
+    event there, and a reload (SIGHUP) would have read v1 again."""
+    releases = tmp_path / "releases"
+    link = tmp_path / "policies"
+    link.symlink_to(_release(releases, "v1", {"sales": ["crm.read"]}))
+    (tmp_path / "sekisho.toml").write_text('[policy]\npath = "policies"\n')
+    settings = load_settings(tmp_path / "sekisho.toml")
+    engine = wasm_engine(settings.policy.path, QUERY, cached=False)
+    await engine.start()
+    watch = policy_watch(settings, engine, RecordedFailures())
+    assert watch is not None
+    task = asyncio.create_task(watch)
+    try:
+        await asyncio.sleep(0.3)  # the watcher is set up
+        assert (await engine.decide(SALES)).allow
+        _point(link, _release(releases, "v2", {}))
+        await decided_after_edit(engine, allow=False)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -9,18 +9,28 @@ from sekisho.config.settings import Settings
 from sekisho.policy.options import DecisionLogConfig
 
 
+def _followed(base: Path, value: Path | str) -> Path:
+    """A path the service reads again after start (a watched folder, a bundle file), relative
+    to the config's folder with its symlinks kept: the watch follows a symlink repointed at a new
+    release (reload.watch_directory), but only if the path still names the link. Resolved here,
+    `current -> releases/v1` became releases/v1 for good, and a repoint (git-sync, `ln -sfn`) was
+    never reloaded (red team session 18)."""
+    return Path(os.path.normpath(base / value))
+
+
 def resolve_paths(settings: Settings, base: Path) -> Settings:
     """Make relative paths relative to the config file's folder (docs/architecture.md §6)."""
     opa_binary = settings.policy.opa_binary
     if "/" in opa_binary:  # a path, not a name looked up on PATH
         opa_binary = os.path.normpath(base / opa_binary)  # keep symlinks: bin/opa may be one
     policy_update: dict[str, Any] = {
-        "path": (base / settings.policy.path).resolve(),
+        "path": _followed(base, settings.policy.path),
         "opa_binary": opa_binary,
     }
+    if settings.policy.bundle_file is not None:
+        policy_update["bundle_file"] = _followed(base, settings.policy.bundle_file)
     for name in (
         "opa_ca_file",
-        "bundle_file",
         "bundle_ca_file",
         "bundle_verification_key",
         "compile_cache_dir",
@@ -28,7 +38,7 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
         if (value := getattr(settings.policy, name)) is not None:
             policy_update[name] = (base / value).resolve()
     policy = settings.policy.model_copy(update=policy_update)
-    keys_update: dict[str, Any] = {"dir": (base / settings.keys.dir).resolve()}
+    keys_update: dict[str, Any] = {"dir": _followed(base, settings.keys.dir)}
     if settings.keys.audit_log:
         keys_update["audit_log"] = str((base / settings.keys.audit_log).resolve())
     keys = settings.keys.model_copy(update=keys_update)
@@ -68,7 +78,7 @@ def _resolve_decision_paths(
     shadow = policy.shadow
     shadow = shadow.model_copy(
         update={
-            name: str((base / value).resolve())
+            name: str(_followed(base, value))
             for name in ("path", "bundle_file")
             if (value := getattr(shadow, name))
         }

@@ -178,11 +178,13 @@ class FileKeyStore:
         return rewritten
 
     def writes(self, path: Path) -> bool:
-        """Whether `path` (resolved) is a file this keystore writes or replaces: keyring.json,
-        the lock, a key file, a write in progress."""
-        if path.parent != self._dir:
+        """Whether `path` is a file this keystore writes or replaces: keyring.json, the lock, a
+        key file, a write in progress. Both compared as realpath names them: the keys folder
+        keeps its symlinks (config/paths.py), so one file may be spelled two ways."""
+        real = Path(os.path.realpath(path))
+        if real.parent != Path(os.path.realpath(self._dir)):
             return False
-        name = path.name
+        name = real.name
         return name == KEYRING_FILE or name.endswith(self._codec.suffix) or is_scratch_file(name)
 
     def files(self, records: Sequence[KeyRecord]) -> list[Path]:
