@@ -106,6 +106,7 @@ async def watch_directory(
         # before its first await): an edit made in the new folder while that reload reads it
         # (a deploy still copying files into it) is seen, and reloaded in turn.
         first = asyncio.create_task(_changed(on_change, loop, failures)) if reload_first else None
+        pin = _pin(folder)
         try:
             if folder is not None:
                 try:
@@ -123,8 +124,25 @@ async def watch_directory(
             follower.cancel()
             if first is not None:
                 first.cancel()  # done by now, unless this task is being cancelled
+            if pin is not None:
+                os.close(pin)
         log.info("files_changed", extra={"what": what, "files": [path.name]})
         folder, reload_first = await asyncio.to_thread(_named, path), True
+
+
+def _pin(folder: _Folder | None) -> int | None:
+    """A descriptor of the watched folder, held while it is watched: (device, inode) names a
+    folder only while its inode cannot be given to another. Unheld, a folder deleted and made
+    again (`rm -rf policies && mkdir policies`, then the files) took the deleted one's inode
+    number on ext4, so it looked like the folder watched, and the watch, gone with the deleted
+    folder, never saw the files copied in (red team session 18). None when it is gone already
+    (the follower sees that)."""
+    if folder is None:
+        return None
+    try:
+        return os.open(folder.path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
 
 
 async def _batches(

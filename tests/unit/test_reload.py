@@ -253,3 +253,40 @@ async def test_a_catching_up_watch_reloads_once_it_has_begun(base: Path) -> None
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_folder_deleted_and_made_again_is_followed(base: Path) -> None:
+    """`rm -rf policies && mkdir policies`, the files copied in after the reload that the
+    deletion set off: ext4 gives the new folder the deleted one's inode number, so the follower
+    took it for the folder watched, and the watch, gone with the deleted folder, never saw the
+    files (red team session 18). Each reload records the file it read (None: none there)."""
+    folder = base / "policies"
+    folder.mkdir()
+    (folder / "data.json").write_text('{"release": 1}')
+    read: list[str | None] = []
+    changed = asyncio.Condition()
+
+    async def reload() -> None:
+        data = folder / "data.json"
+        read.append(data.read_text() if data.exists() else None)
+        async with changed:
+            changed.notify_all()
+
+    async def until_read(text: str | None) -> None:
+        async with asyncio.timeout(HANG_GUARD), changed:
+            await changed.wait_for(lambda: text in read)
+
+    task = asyncio.create_task(
+        watch_directory(folder, reload, "policy", RecordedFailures(), follow_seconds=FOLLOW)
+    )
+    try:
+        await asyncio.sleep(0.1)  # the watch has begun
+        shutil.rmtree(folder)
+        folder.mkdir()
+        await until_read(None)  # the deletion's reload: an empty folder
+        (folder / "data.json").write_text('{"release": 2}')
+        await until_read('{"release": 2}')
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
