@@ -13,6 +13,7 @@ Each test fails if its defence is removed.
 import asyncio
 import base64
 import contextlib
+import encodings
 import logging
 import threading
 import zlib
@@ -422,6 +423,29 @@ async def test_an_identity_coded_body_is_read_as_usual(
     assert head.startswith((b"HTTP/1.1 400", b"HTTP/1.1 401"))  # the endpoint's own answer
     assert patient.http_guard is not None and patient.http_guard.encoded_refused == 0
     await _close_all([(reader, writer)])
+
+
+@pytest.mark.integration
+async def test_made_up_form_charsets_leave_nothing_behind(patient: Service) -> None:
+    """Red team session 18: the token endpoint's charset check handed the caller's charset to
+    codecs.lookup, whose `encodings` search function keeps each name it cannot find for good
+    (encodings._cache, never emptied): one entry per made-up name, up to aiohttp's 8 KiB
+    header line, for anyone, before client authentication. Each request is refused the same;
+    none may leave a name behind."""
+    before = len(encodings._cache)
+    for n in range(20):
+        charset = f"x-made-up-{n}-" + "a" * 4000
+        head = (
+            f"POST /oauth2/token HTTP/1.1\r\nHost: sekisho\r\nConnection: close\r\n"
+            f"Content-Type: application/x-www-form-urlencoded; charset={charset}\r\n"
+            "Content-Length: 12\r\n\r\ngrant_type=x"
+        )
+        reader, writer = await _connect(patient.http_port)
+        writer.write(head.encode())
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP_SECONDS)
+        assert answer.startswith(b"HTTP/1.1 400"), answer
+        await _close_all([(reader, writer)])
+    assert len(encodings._cache) == before
 
 
 @pytest.mark.integration

@@ -10,10 +10,11 @@ errors.py): reasons that are not RFC 6749 §5.2 token-endpoint codes (`access_de
 `temporarily_unavailable` keeps its name with HTTP 503 so clients can retry.
 """
 
-import codecs
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from encodings import normalize_encoding
+from encodings.aliases import aliases
 from typing import Any
 
 from aiohttp import web
@@ -38,6 +39,12 @@ from sekisho.validation import ExchangeParams
 log = logging.getLogger(__name__)
 
 TOKEN_PATH = "/oauth2/token"
+# RFC 2978 §2.3: a charset name is at most 40 characters.
+MAX_CHARSET_NAME = 40
+# The names the codec registry reads as UTF-8 or US-ASCII (`encodings.aliases`, normalized).
+_UTF8_NAMES = frozenset(
+    {"utf_8", "ascii"} | {name for name, codec in aliases.items() if codec in ("utf_8", "ascii")}
+)
 _SINGLE = (
     "grant_type",
     "subject_token",
@@ -191,14 +198,18 @@ def params_of(values: Mapping[str, str], form: MultiDictProxy[Any]) -> ExchangeP
 
 
 def _utf8_compatible(charset: str | None) -> bool:
-    """Whether a declared form charset reads as UTF-8: none declared, UTF-8, or US-ASCII (a
-    subset). Unknown names are not."""
+    """Whether a declared form charset reads as UTF-8: none declared, or a name Python's codec
+    aliases give to UTF-8 or US-ASCII (a subset), normalized as the codec registry matches it.
+
+    Never handed to codecs.lookup (red team session 18): the `encodings` search function keeps
+    every name it cannot find, for good, so each made-up charset (up to aiohttp's 8 KiB header
+    line) grew an unauthenticated service's memory (20,000 names of 8 KB: +163 MB, ~0.6 ms of
+    CPU each)."""
     if charset is None:
         return True
-    try:
-        return codecs.lookup(charset).name in {"utf-8", "ascii"}
-    except LookupError:
+    if len(charset) > MAX_CHARSET_NAME:
         return False
+    return normalize_encoding(charset.lower()) in _UTF8_NAMES
 
 
 Authenticate = Callable[[web.Request, Mapping[str, str]], Awaitable[Caller]]
