@@ -344,6 +344,26 @@ def test_form_bytes_that_are_not_utf8_are_invalid_request(stack: Stack, charset:
     assert answer["error_description"] == "the form must be UTF-8 encoded"
 
 
+def test_a_form_of_more_fields_than_aiohttp_parses_is_refused_in_json_and_audited(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Red team session 18: aiohttp parses at most 1,000 form fields and refuses more by
+    raising its own 413, which the token endpoint passed through: plain text, not the RFC 6749
+    §5.2 JSON, without the request id, and no audit line. 1,001 empty fields are 1,001 bytes,
+    well within the body bound."""
+    caplog.set_level(logging.INFO, logger="sekisho.audit")
+    body = b"&" * 1000 + b"grant_type=urn:ietf:params:oauth:grant-type:token-exchange"
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Authorization": _basic(),
+        "X-Request-Id": "too-many-fields",
+    }
+    status, answer = _post(stack, body, headers)
+    assert (status, answer["error"]) == (413, "invalid_request"), answer
+    assert answer["request_id"] == "too-many-fields"
+    assert any(r.getMessage() == "token_rejected" for r in caplog.records)
+
+
 @pytest.mark.parametrize(
     "credentials",
     [
