@@ -1,6 +1,7 @@
 """POST /oauth2/token against a real Sekisho and dev IdP: RFC 8693 over HTTP, client
 authentication (client_secret_basic, private_key_jwt), RFC 6749 §5.2 errors."""
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -384,6 +385,33 @@ async def test_no_answer_names_the_http_library_or_python_version(endpoint: Endp
         ]:
             async with session.request(method, endpoint.base + path) as response:
                 assert response.headers.getall("Server") == ["sekisho"], (method, path)
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(b"G\x01T / HTTP/1.1\r\nHost: x\r\n\r\n", id="bad-method"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n", id="bad-header"),
+        pytest.param(b"GET / HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n", id="long-header"),
+    ],
+)
+async def test_a_request_aiohttp_cannot_parse_is_answered_as_sekisho_too(
+    endpoint: Endpoint, request_bytes: bytes
+) -> None:
+    """Red team session 18: aiohttp answers a request it cannot parse itself (handle_error),
+    outside the application, so the answer named `Server: Python/3.x aiohttp/3.x` to anyone
+    sending one malformed line, the first thing a scanner tries."""
+    port = int(endpoint.base.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request_bytes)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    finally:
+        writer.close()
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith(("HTTP/1.0 4", "HTTP/1.1 4")), lines[0]
+    assert [line for line in lines if line.lower().startswith("server:")] == ["Server: sekisho"]
 
 
 @pytest.mark.parametrize("charset", ["utf-8", "UTF-8", "us-ascii"])

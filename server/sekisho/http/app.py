@@ -153,7 +153,8 @@ def create_metrics_app(
 
 def _application(client_max_size: int, middlewares: Sequence[Any]) -> web.Application:
     """An application whose every answer, aiohttp's own 404 and 405 included, names the server
-    as SERVER_HEADER (aiohttp fills `Server` in only after this hook, and only when unset)."""
+    as SERVER_HEADER (aiohttp fills `Server` in only after this hook, and only when unset); its
+    answers to requests it cannot parse never reach the application (listener.py names them)."""
     app = web.Application(client_max_size=client_max_size, middlewares=list(middlewares))
     app.on_response_prepare.append(_name_the_server)
     return app

@@ -20,9 +20,11 @@ import ssl
 import struct
 from collections.abc import Callable
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
+from sekisho.http.app import SERVER_HEADER
 from sekisho.http.guard import Connection, ConnectionGuard, GuardedProtocol
 
 log = logging.getLogger(__name__)
@@ -219,6 +221,32 @@ def bind(host: str, port: int, *, backlog: int, reuse_port: bool | None) -> list
     return sockets
 
 
+class NamedRequestHandler(RequestHandler):
+    """aiohttp's protocol, whose own error answers name the server as SERVER_HEADER too. A
+    request aiohttp cannot parse (a bad method, header line or chunk) is answered by
+    handle_error outside the application, where on_response_prepare (http/app.py) never runs:
+    it said `Server: Python/3.x aiohttp/3.x` to anyone sending one malformed line (red team
+    session 18)."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        response = super().handle_error(request, status, exc, message)
+        response.headers[hdrs.SERVER] = SERVER_HEADER
+        return response
+
+
+def named_handlers(server: web.Server) -> Callable[[], RequestHandler]:
+    """What `server()` makes (aiohttp's Server.__call__), as a NamedRequestHandler."""
+    return functools.partial(NamedRequestHandler, server, loop=server._loop, **server._kwargs)
+
+
 class GuardedSite(web.BaseSite):
     """A TCP site whose connections the guard admits before any TLS work (aiohttp's TCPSite
     otherwise)."""
@@ -254,6 +282,8 @@ class GuardedSite(web.BaseSite):
         inner = self._runner.server
         assert inner is not None
         sockets = bind(self._host, self._port, backlog=self._backlog, reuse_port=self._reuse_port)
-        server = GuardedServer(sockets, self._guard, inner, self._ssl_context, self._backlog)
+        server = GuardedServer(
+            sockets, self._guard, named_handlers(inner), self._ssl_context, self._backlog
+        )
         await server.start_serving()
         self._server = server
