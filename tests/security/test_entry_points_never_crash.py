@@ -51,6 +51,7 @@ BOUNDED = settings(
 CONTRACT_HTTP_ERRORS = {
     "invalid_request", "invalid_client", "invalid_target", "invalid_scope", "invalid_grant",
     "insufficient_user_authentication", "temporarily_unavailable", "slow_down",
+    "unsupported_grant_type",  # RFC 6749 §5.2, for a grant_type other than token exchange
 }  # fmt: skip
 CONTRACT_GRPC_CODES = {
     grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED,
