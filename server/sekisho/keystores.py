@@ -7,13 +7,14 @@ shared by `sekisho serve` and `sekisho keys`).
 """
 
 import os
+from pathlib import Path
 
 from sekisho.clock import Clock
 from sekisho.config import Settings
 from sekisho.errors import ConfigError
 from sekisho.signing.audit import KeyAuditLog
 from sekisho.signing.codec import PemCodec, PrivateKeyCodec
-from sekisho.signing.filestore import FileKeyStore
+from sekisho.signing.filestore import FileKeyStore, is_keystore_file
 from sekisho.signing.kms import RetryPolicy
 from sekisho.signing.kms_client import KmsClient, create_kms_client
 from sekisho.signing.kmsstore import KmsKeyStore
@@ -56,6 +57,24 @@ def build_keystore(
         keep_private_keys=keys.private_key_retention == "keep",
         allow_loose_key_files=keys.allow_loose_key_files,
     )
+
+
+def refuse_keystore_file(settings: Settings, path: Path, key: str) -> None:
+    """A log named by config key `key` must not be a file the [keys] file keystore (file,
+    kms-wrapped) writes: a line appended to keyring.json made it unreadable, and nothing signed
+    (red team sessions 17, `keys.audit_log`, and 18, `status_list.audit_log`). Checked without
+    opening the keystore: a revoke operator may hold neither its passphrase nor KMS access.
+
+    Raises: ConfigError naming `key`."""
+    keys = settings.keys
+    if keys.backend == "kms":
+        return
+    suffix = KmsWrappedCodec.suffix if keys.backend == "kms-wrapped" else PemCodec.suffix
+    if is_keystore_file(keys.dir, suffix, path):
+        raise ConfigError(
+            f"config key '{key}': {path} is a file the keystore writes (keys.dir); "
+            "name another file"
+        )
 
 
 def timing(settings: Settings) -> Timing:

@@ -182,6 +182,31 @@ def test_a_key_audit_log_naming_the_keyring_is_refused_before_any_key(tmp_path: 
     assert not keys.exists() or not [p for p in keys.iterdir() if p.name != ".lock"]
 
 
+def test_a_revocation_audit_log_naming_the_keyring_is_refused_before_any_change(
+    tmp_path: Path,
+) -> None:
+    """Red team session 18, the session 17 class through another writer: `[status_list]
+    audit_log = "keys/keyring.json"` was accepted, and `sekisho revoke` appended its line to
+    the keyring: keyring.json was no longer JSON (`keys list`: unreadable or not JSON), so
+    nothing could sign. Refused, naming the key, before the revocation is made."""
+    config = _status_config(tmp_path)
+    with (tmp_path / config).open("a") as text:
+        text.write('[keys]\ndir = "keys"\n')
+    text = (tmp_path / config).read_text()
+    (tmp_path / config).write_text(
+        text.replace("[status_list]\n", '[status_list]\naudit_log = "keys/keyring.json"\n')
+    )
+    assert _run(tmp_path, "keys", "init", "--config", config).returncode == 0
+
+    done = _run(tmp_path, "revoke", "caller", "--config", config, "agent-x", "--reason", "x")
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "status_list.audit_log" in done.stderr and "Traceback" not in done.stderr
+    listed = _run(tmp_path, "keys", "list", "--config", config)
+    assert listed.returncode == 0, listed.stderr
+    assert "agent-x" not in _run(tmp_path, "revoke", "list", "--config", config).stdout
+
+
 def test_revoke_lift_with_an_audit_log_it_cannot_write_changes_nothing(tmp_path: Path) -> None:
     config = _status_config(tmp_path)
     revoked = _run(tmp_path, "revoke", "caller", "--config", config, "agent-x", "--reason", "x")

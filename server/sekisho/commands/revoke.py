@@ -141,6 +141,7 @@ _KIND_ATTR = {"lift": "lift_kind", "suspend": "suspend_kind", "reinstate": "rein
 def _change(args: argparse.Namespace, settings: Settings, store: "StatusStore") -> int:
     """revoke KIND | lift KIND | suspend KIND | reinstate KIND: change the store, print, audit."""
     from sekisho.commands.keys import OPERATOR_OPTION, current_operator
+    from sekisho.keystores import refuse_keystore_file
     from sekisho.signing.audit import require_audited_text
     from sekisho.status.audit import RevocationAuditLog, RevocationEvent
     from sekisho.status.models import Revocation
@@ -159,6 +160,7 @@ def _change(args: argparse.Namespace, settings: Settings, store: "StatusStore") 
             "(set it on the service too), or revoke instead"
         )
     audit = RevocationAuditLog(settings.status_list.audit_log_path)
+    refuse_keystore_file(settings, audit.path, "status_list.audit_log")
     audit.ready()  # a change is never made unaudited
     entry = Revocation(kind, key, args.reason, operator, now)
     marked = _apply(store, action, entry, now)

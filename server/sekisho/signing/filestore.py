@@ -42,6 +42,18 @@ def is_scratch_file(name: str) -> bool:
     )
 
 
+def is_keystore_file(directory: Path, suffix: str, path: Path) -> bool:
+    """Whether `path` is a file a keystore in `directory` whose key files end in `suffix`
+    writes or replaces: keyring.json, the lock, a key file, a write in progress. Compared as
+    realpath names them: the keys folder keeps its symlinks (config/paths.py), so one file may
+    be spelled two ways."""
+    real = Path(os.path.realpath(path))
+    if real.parent != Path(os.path.realpath(directory)):
+        return False
+    name = real.name
+    return name == KEYRING_FILE or name.endswith(suffix) or is_scratch_file(name)
+
+
 FORMAT_VERSION = 1
 
 
@@ -178,14 +190,8 @@ class FileKeyStore:
         return rewritten
 
     def writes(self, path: Path) -> bool:
-        """Whether `path` is a file this keystore writes or replaces: keyring.json, the lock, a
-        key file, a write in progress. Both compared as realpath names them: the keys folder
-        keeps its symlinks (config/paths.py), so one file may be spelled two ways."""
-        real = Path(os.path.realpath(path))
-        if real.parent != Path(os.path.realpath(self._dir)):
-            return False
-        name = real.name
-        return name == KEYRING_FILE or name.endswith(self._codec.suffix) or is_scratch_file(name)
+        """Whether `path` is a file this keystore writes or replaces (is_keystore_file)."""
+        return is_keystore_file(self._dir, self._codec.suffix, path)
 
     def files(self, records: Sequence[KeyRecord]) -> list[Path]:
         """keyring.json and the key file of every published record (what a replica reads)."""
