@@ -14,6 +14,7 @@ from pathlib import Path
 from sekisho.clock import Clock
 from sekisho.config import Settings
 from sekisho.errors import PolicyLoadError
+from sekisho.keystores import refuse_keystore_file
 from sekisho.metrics import Metrics
 from sekisho.policy.cache import CachingPolicyEngine
 from sekisho.policy.decisionlog import DecisionEvents, DecisionLog, default_labels
@@ -66,8 +67,13 @@ def decision_log_path(path: Path, *, several_workers: bool) -> Path:
 def build_decision_log(
     settings: Settings, metrics: Metrics | None, *, several_workers: bool
 ) -> DecisionLog:
-    """The [decision_log] writer, not started. Raises: ConfigError (hash key unreadable)."""
+    """The [decision_log] writer, not started. Raises: ConfigError (hash key unreadable, or the
+    path a file the keystore writes)."""
     config = settings.decision_log
+    path = decision_log_path(config.path, several_workers=several_workers)
+    # A record appended to keyring.json made it unreadable and nothing signed (as the audit
+    # logs, red team session 18).
+    refuse_keystore_file(settings, path, "decision_log.path")
     hasher = build_hasher(config) if config.hash_fields else None
     events = DecisionEvents(
         entrypoint_of(settings.policy.query),
@@ -75,7 +81,7 @@ def build_decision_log(
         default_labels(),
     )
     file = RotatingFile(
-        decision_log_path(config.path, several_workers=several_workers),
+        path,
         max_bytes=config.max_bytes,
         max_files=config.max_files,
     )

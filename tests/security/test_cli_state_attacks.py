@@ -19,8 +19,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from sekisho.decision_observers import build_decision_log
+from sekisho.errors import ConfigError
 from sekisho.signing.filestore import FileKeyStore
 from sekisho.signing.keyring import Keyring, KeySet
+
+from tests.integration.conftest import stack_settings
 
 SEKISHO = [sys.executable, "-m", "sekisho"]
 IDP = "https://idp.example.com"
@@ -342,3 +346,21 @@ async def test_a_reload_that_read_before_a_key_revocation_does_not_undo_it(
 
     assert not keyring.publishes(compromised)
     assert keyring.signing_key()[0].kid != compromised
+
+
+def test_a_decision_log_naming_the_keyring_is_refused(tmp_path: Path) -> None:
+    """Red team session 18, the same class through the decision log: `[decision_log] path =
+    "keys/keyring.json"` would append a record per decision to the keyring (unreadable, nothing
+    signs). Refused at start, naming the key, before anything is written."""
+    keys = tmp_path / "keys"
+    FileKeyStore(keys).init("ES256", 1_800_000_000)
+    keyring = keys / "keyring.json"
+    before = keyring.read_bytes()
+    settings = stack_settings(
+        "http://127.0.0.1:1",
+        keys,
+        decision_log={"enabled": True, "path": str(keyring), "hash_fields": []},
+    )
+    with pytest.raises(ConfigError, match=r"decision_log\.path"):
+        build_decision_log(settings, None, several_workers=False)
+    assert keyring.read_bytes() == before
