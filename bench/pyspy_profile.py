@@ -83,7 +83,7 @@ def summarise(raw: Path, top: int) -> str:
     inclusive: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in raw.read_text().splitlines():
+    for line in raw.read_text(errors="replace").splitlines():  # py-spy may cut a name mid-character
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():  # a frame name with a newline in it (generated code)
             continue
@@ -115,7 +115,7 @@ def main() -> None:
         raw = Path(tmp) / "profile.txt"
         record(args.mode, args.seconds, raw, args.native)
         if args.raw:
-            args.raw.write_text(raw.read_text())
+            args.raw.write_bytes(raw.read_bytes())
         print(summarise(raw, args.top))
 
 
