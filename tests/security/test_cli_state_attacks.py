@@ -298,6 +298,41 @@ def test_a_revocation_change_whose_audit_line_fails_says_it_is_made(tmp_path: Pa
     assert "status_list.audit_log" in done.stderr and str(audit) in done.stderr, done.stderr
 
 
+def test_a_key_change_whose_audit_line_fails_is_not_made(tmp_path: Path) -> None:
+    """The key audit log's lines are written before the change (write-ahead): when the append
+    fails after the log was opened (here the file size limit, `ulimit -f`, as disk full or a
+    quota), `keys revoke` changes nothing and says so. Before, the key was revoked and the
+    CLI could only say its line was missing (red team session 17's residual risk)."""
+    config = _keys_config(tmp_path)
+    assert _run(tmp_path, "keys", "init", "--config", config).returncode == 0
+    before = _states(tmp_path)
+    upcoming = next(kid for kid, state in before.items() if state == "next")
+    audit = tmp_path / "keys" / "audit.log"
+    with audit.open("a") as padding:  # the log, not keyring.json, reaches the limit
+        padding.write('{"pad": 1}\n' * 30_000)
+    limit = audit.stat().st_size
+    under_limit = (
+        f"import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, "
+        f"{limit})); sys.argv[0] = 'sekisho'; runpy.run_module('sekisho', run_name='__main__')"
+    )
+
+    argv = ["keys", "revoke", upcoming, "--reason", "x", "--config", config]
+
+    done = subprocess.run(
+        [sys.executable, "-c", under_limit, *argv],
+        cwd=tmp_path,
+        env={**os.environ, "USER": "alice"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert "nothing was changed" in done.stderr and "keys.audit_log" in done.stderr, done.stderr
+    assert _states(tmp_path) == before  # not revoked: the line could not be written first
+
+
 class _SlowFirstRead(FileKeyStore):
     """A keystore whose next load() reads, then takes its time to return (a KMS Decrypt of a
     kms-wrapped key, a passphrase KDF, an NFS server), as a reload in flight does."""

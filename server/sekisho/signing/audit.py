@@ -3,7 +3,8 @@
 A line says who (`operator`, from `--operator` or $USER; `sekisho-service` for automatic
 rotation), what (`action`, `kid`, `from_state` → `to_state`), why (`reason`), when (`time`), and
 which safety rule an operator overrode with --force (`forced`). docs/security-team.md explains
-each field.
+each field. The lines of a change are written before it is committed (signing/manager.py); a
+commit that then fails adds the same lines with `"outcome": "failed"` and `detail` (its error).
 """
 
 import json
@@ -64,10 +65,16 @@ class KeyAuditLog:
             raise KeyStoreError(unwritable(self._path, "keys.audit_log", exc)) from exc
 
     def record(self, now: int, changes: Sequence[Change], actor: Actor) -> None:
-        """Append one line per change. Raises: OSError (the change is already committed)."""
+        """Append one line per change, before it is committed. Raises: OSError."""
         if not changes:
             return
         append_fsynced(self._path, b"".join(_line(now, change, actor) for change in changes))
+
+    def record_failed(self, now: int, changes: Sequence[Change], actor: Actor, detail: str) -> None:
+        """After `record`, when the commit failed: the same lines with `"outcome": "failed"`
+        and `detail`. Raises: OSError."""
+        failed = {"outcome": "failed", "detail": detail}
+        append_fsynced(self._path, b"".join(_line(now, c, actor, failed) for c in changes))
 
 
 def require_appendable(path: Path) -> None:
@@ -105,8 +112,8 @@ def _open_for_append(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
 
-def _line(now: int, change: Change, actor: Actor) -> bytes:
-    entry = {
+def _line(now: int, change: Change, actor: Actor, extra: dict[str, str] | None = None) -> bytes:
+    entry: dict[str, object] = {
         "time": utc_timestamp(now),
         "action": change.action.value,
         "kid": change.kid,
@@ -118,5 +125,6 @@ def _line(now: int, change: Change, actor: Actor) -> bytes:
         "reason": actor.reason,
         "forced": list(change.forced),
         "note": change.note,
+        **(extra or {}),
     }
     return json.dumps(entry, ensure_ascii=False).encode() + b"\n"

@@ -2,7 +2,11 @@
 
 Every mutation takes the keystore lock, re-reads the records inside it (so a racing CLI or a
 rotating replica is never overwritten with stale state), applies the rules of lifecycle.py at
-the injected clock's `now`, commits atomically, and appends one audit line per change.
+the injected clock's `now`, appends one audit line per change, then commits atomically.
+
+The lines come first (write-ahead): a change whose lines cannot be written is not made, and a
+crash between the two leaves a line, never an unaudited change. A commit that then fails gets a
+second line per change with `"outcome": "failed"` and its reason (signing/audit.py).
 """
 
 import math
@@ -12,7 +16,7 @@ from typing import Protocol
 
 from sekisho.clock import Clock
 from sekisho.errors import KeyStoreError
-from sekisho.signing.audit import Actor, KeyAuditLog
+from sekisho.signing.audit import Actor, KeyAuditLog, unwritable
 from sekisho.signing.keyring import KeySet
 from sekisho.signing.keys import KeyRecord
 from sekisho.signing.lifecycle import Action, Change, Lifecycle, Timing, Transition
@@ -115,7 +119,7 @@ class KeyManager:
 
         def resealed(record: KeyRecord) -> None:
             change = Change(Action.RESEAL, record.kid, record.alg, record.state, record.state)
-            self._record(stamp, Transition(records=(), changes=(change,)), actor)
+            self._record_rewritten(stamp, change, actor)
             changes.append(change)
 
         store.reseal(resealed)
@@ -132,28 +136,55 @@ class KeyManager:
             lifecycle = Lifecycle(self._timing, now, lambda: self._new_key(stamp))
             transition = operation(lifecycle, list(before))
             if transition.changes:
-                self._audit.ready()  # a change is never committed unaudited
-                self._store.commit(before, transition.records)
-                self._record(stamp, transition, actor)
+                self._write_ahead(stamp, transition, actor)  # a change is never made unaudited
+                try:
+                    self._store.commit(before, transition.records)
+                except Exception as exc:
+                    self._record_failure(stamp, transition, actor, exc)
+                    raise
             return transition
 
-    def _record(self, stamp: int, transition: Transition, actor: Actor) -> None:
-        """Append the committed change's lines. A write that fails after ready() (disk full,
-        quota, I/O) comes after the commit: say what is committed, or the bare OSError, with
-        nothing printed, read as "nothing happened" (red team session 17).
+    def _write_ahead(self, stamp: int, transition: Transition, actor: Actor) -> None:
+        """Append the change's lines before it is committed. A write that fails (disk full,
+        quota, I/O; red team session 17 found such a failure after the commit, leaving the
+        change unaudited) leaves everything as it was.
 
-        Raises: KeyStoreError naming the changes and the file."""
+        Raises: KeyStoreError naming the file, saying nothing was changed."""
         try:
             self._audit.record(stamp, transition.changes, actor)
         except OSError as exc:
-            done = ", ".join(
-                f"{c.action.value} {c.kid} -> {c.to_state.value}" for c in transition.changes
-            )
+            raise KeyStoreError(unwritable(self._audit.path, "keys.audit_log", exc)) from exc
+
+    def _record_rewritten(self, stamp: int, change: Change, actor: Actor) -> None:
+        """Append a reseal's line once its file is rewritten (the store calls back after each;
+        a reseal changes no key and no state, only how a file is protected). A write that fails
+        then says what is rewritten (red team session 17).
+
+        Raises: KeyStoreError naming the key and the file."""
+        try:
+            self._audit.record(stamp, (change,), actor)
+        except OSError as exc:
             raise KeyStoreError(
-                f"committed ({done}), but its lines could not be appended to the audit log "
-                f"{self._audit.path} (config key 'keys.audit_log'): {exc.strerror or exc}; "
-                "record them by hand"
+                f"committed ({change.action.value} {change.kid} -> {change.to_state.value}), "
+                f"but its line could not be appended to the audit log {self._audit.path} "
+                f"(config key 'keys.audit_log'): {exc.strerror or exc}; record it by hand"
             ) from exc
+
+    def _record_failure(
+        self, stamp: int, transition: Transition, actor: Actor, error: Exception
+    ) -> None:
+        """After a commit failed: its lines, already written, are followed by `failed` ones.
+
+        Raises: KeyStoreError when those cannot be written either (the log then shows changes
+        that were not made: said, with the commit's own error)."""
+        try:
+            self._audit.record_failed(stamp, transition.changes, actor, str(error))
+        except OSError as exc:
+            raise KeyStoreError(
+                f"{error}; the audit log {self._audit.path} (config key 'keys.audit_log') has "
+                f"this change's lines, written before it, and its failure could not be added: "
+                f"{exc.strerror or exc}; record it by hand"
+            ) from error
 
     def _new_key(self, stamp: int) -> KeyRecord:
         """A key for the lifecycle, made once its change's audit line can be written: made

@@ -328,12 +328,10 @@ class _FullDiskAuditLog(KeyAuditLog):
         raise OSError(errno.ENOSPC, "No space left on device")
 
 
-def test_a_committed_change_whose_audit_line_fails_says_what_is_committed(
-    tmp_path: Path,
-) -> None:
-    """Red team session 17: an append failing after ready() comes after the commit; the CLI
-    printed only "[Errno 28] No space left on device" (its change lines come after the call),
-    which read as nothing done while the key was revoked. The error names what is committed."""
+def test_a_change_whose_audit_line_fails_is_not_made(tmp_path: Path) -> None:
+    """Red team session 17: an append that failed after the log was opened (disk full, quota)
+    came after the commit, so the change was made and unaudited. The lines are written first
+    now: the append fails, nothing is committed, and the error says so."""
     clock = FakeClock(T0)
     _manager(tmp_path, clock).init(ALICE)
     upcoming = next(kid for kid, state in _states(_manager(tmp_path, clock)) if state is S.NEXT)
@@ -345,9 +343,86 @@ def test_a_committed_change_whose_audit_line_fails_says_what_is_committed(
         full.revoke(upcoming, ALICE)
 
     message = str(refused.value)
-    assert f"revoke {upcoming} -> revoked" in message and "committed" in message, message
+    assert "nothing was changed" in message, message
     assert "keys.audit_log" in message and "No space left on device" in message, message
-    assert dict(_states(full))[upcoming] is S.REVOKED  # it is committed, as said
+    assert dict(_states(full))[upcoming] is S.NEXT  # not revoked, as said
+
+
+class _CommitSeesTheLines(FileKeyStore):
+    """Records what the audit log held when the commit ran, then commits or fails."""
+
+    def __init__(self, directory: Path, error: KeyStoreError | None = None) -> None:
+        super().__init__(directory)
+        self.error = error
+        self.log_at_commit: list[dict[str, object]] = []
+
+    def commit(self, before: object, after: object) -> None:
+        self.log_at_commit = _audit(self._dir)
+        if self.error is not None:
+            raise self.error
+        super().commit(before, after)  # type: ignore[arg-type]
+
+
+def test_a_change_is_audited_before_it_is_committed(tmp_path: Path) -> None:
+    """Write-ahead: a crash between the line and the commit leaves a line for a change that
+    may not be made, never a change without its line (the residual risk of session 17)."""
+    clock = FakeClock(T0)
+    _manager(tmp_path, clock).init(ALICE)
+    upcoming = next(kid for kid, state in _states(_manager(tmp_path, clock)) if state is S.NEXT)
+    store = _CommitSeesTheLines(tmp_path)
+    manager = KeyManager(store, KeyAuditLog(tmp_path / "audit.log"), TIMING, clock, "ES256")
+
+    manager.revoke(upcoming, ALICE)
+
+    assert ("revoke", upcoming) in [(e["action"], e["kid"]) for e in store.log_at_commit]
+    assert dict(_states(manager))[upcoming] is S.REVOKED
+    assert all("outcome" not in e for e in _audit(tmp_path))
+
+
+def test_a_commit_that_fails_after_its_lines_adds_failed_lines(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    _manager(tmp_path, clock).init(ALICE)
+    upcoming = next(kid for kid, state in _states(_manager(tmp_path, clock)) if state is S.NEXT)
+    store = _CommitSeesTheLines(tmp_path, KeyStoreError("the keystore refused the write"))
+    manager = KeyManager(store, KeyAuditLog(tmp_path / "audit.log"), TIMING, clock, "ES256")
+
+    with pytest.raises(KeyStoreError, match="the keystore refused the write"):
+        manager.revoke(upcoming, ALICE)
+
+    ahead = store.log_at_commit[2:]  # the revocation's lines (init wrote two before them)
+    failed = _audit(tmp_path)[len(store.log_at_commit) :]
+    assert ("revoke", upcoming) in [(e["action"], e["kid"]) for e in ahead]
+    for written, failure in zip(ahead, failed, strict=True):
+        assert {k: v for k, v in failure.items() if k not in ("outcome", "detail")} == written
+        assert (failure["outcome"], failure["detail"]) == (
+            "failed",
+            "the keystore refused the write",
+        )
+    assert dict(_states(manager))[upcoming] is S.NEXT
+
+
+class _LogFillsAfterWriteAhead(KeyAuditLog):
+    def record_failed(self, now: int, changes: object, actor: Actor, detail: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_failed_commit_whose_failure_cannot_be_logged_says_the_log_shows_it(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(T0)
+    _manager(tmp_path, clock).init(ALICE)
+    upcoming = next(kid for kid, state in _states(_manager(tmp_path, clock)) if state is S.NEXT)
+    store = _CommitSeesTheLines(tmp_path, KeyStoreError("the keystore refused the write"))
+    log = _LogFillsAfterWriteAhead(tmp_path / "audit.log")
+    manager = KeyManager(store, log, TIMING, clock, "ES256")
+
+    with pytest.raises(KeyStoreError) as refused:
+        manager.revoke(upcoming, ALICE)
+
+    message = str(refused.value)
+    assert message.startswith("the keystore refused the write; "), message
+    assert "has this change's lines" in message and "No space left on device" in message
+    assert "record it by hand" in message, message
 
 
 def test_a_reseal_whose_audit_line_fails_says_which_key_file_is_rewritten(tmp_path: Path) -> None:
