@@ -266,6 +266,28 @@ def test_a_revocation_change_is_audited_before_it_is_printed(tmp_path: Path) -> 
 LIFT_AGENT_X = ("revoke", "lift", "caller", "agent-x", "--reason", "y")
 
 
+def _run_with_a_full_log(tmp_path: Path, log: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """The CLI with the file size limit (`ulimit -f`) set to `log`'s size once padded, so the
+    log, not the store's own files (smaller), reaches it: an append fails after the log was
+    opened, as on a full disk or past a quota. Set in the child, without preexec_fn (threads)."""
+    with log.open("a") as padding:
+        padding.write('{"pad": 1}\n' * 30_000)
+    limit = log.stat().st_size
+    under_limit = (
+        f"import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, "
+        f"{limit})); sys.argv[0] = 'sekisho'; runpy.run_module('sekisho', run_name='__main__')"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", under_limit, *argv],
+        cwd=tmp_path,
+        env={**os.environ, "USER": "alice"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
 def test_a_revocation_change_whose_audit_line_fails_says_it_is_made(tmp_path: Path) -> None:
     """A write that fails after the log was opened (disk full, quota; here the file size limit,
     `ulimit -f`) comes after the change: the CLI said only "[Errno 27] File too large", and
@@ -275,23 +297,8 @@ def test_a_revocation_change_whose_audit_line_fails_says_it_is_made(tmp_path: Pa
     revoked = _run(tmp_path, "revoke", "caller", "--config", config, "agent-x", "--reason", "x")
     assert revoked.returncode == 0, revoked.stderr
     audit = tmp_path / "st" / "revocations.log"
-    with audit.open("a") as padding:  # the log, not the SQLite files, reaches the limit
-        padding.write('{"pad": 1}\n' * 30_000)
-    limit = audit.stat().st_size
-    under_limit = (  # the CLI with the file size limit set, without preexec_fn (threads)
-        f"import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, "
-        f"{limit})); sys.argv[0] = 'sekisho'; runpy.run_module('sekisho', run_name='__main__')"
-    )
 
-    done = subprocess.run(
-        [sys.executable, "-c", under_limit, *LIFT_AGENT_X, "--config", config],
-        cwd=tmp_path,
-        env={**os.environ, "USER": "alice"},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    done = _run_with_a_full_log(tmp_path, audit, *LIFT_AGENT_X, "--config", config)
 
     assert done.returncode == 2, done.stdout + done.stderr
     assert "lift of caller agent-x is made" in done.stderr, done.stderr
@@ -308,24 +315,9 @@ def test_a_key_change_whose_audit_line_fails_is_not_made(tmp_path: Path) -> None
     before = _states(tmp_path)
     upcoming = next(kid for kid, state in before.items() if state == "next")
     audit = tmp_path / "keys" / "audit.log"
-    with audit.open("a") as padding:  # the log, not keyring.json, reaches the limit
-        padding.write('{"pad": 1}\n' * 30_000)
-    limit = audit.stat().st_size
-    under_limit = (
-        f"import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, "
-        f"{limit})); sys.argv[0] = 'sekisho'; runpy.run_module('sekisho', run_name='__main__')"
-    )
 
-    argv = ["keys", "revoke", upcoming, "--reason", "x", "--config", config]
-
-    done = subprocess.run(
-        [sys.executable, "-c", under_limit, *argv],
-        cwd=tmp_path,
-        env={**os.environ, "USER": "alice"},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
+    done = _run_with_a_full_log(
+        tmp_path, audit, "keys", "revoke", upcoming, "--reason", "x", "--config", config
     )
 
     assert done.returncode != 0, done.stdout + done.stderr
