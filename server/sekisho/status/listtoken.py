@@ -186,11 +186,16 @@ class StatusListTokens:
         return token
 
     async def live_uris(self) -> list[str]:
-        """URIs of every live list (the aggregation endpoint, draft §9).
+        """URIs of every live list (the aggregation endpoint, draft §9), read from the store at
+        most once per LIVE_LISTS_REFRESH_SECONDS.
 
         Raises: StatusStoreError, StatusReadsSaturatedError.
         """
-        ids = await self._read_live(self._clock.now())
+        now, read_at = self._clock.now(), self._live_read_at
+        if read_at is not None and 0 <= now - read_at < LIVE_LISTS_REFRESH_SECONDS:
+            ids = sorted(self._live)  # read within the second: as fresh as a list id's check
+        else:
+            ids = await self._read_live(now)
         return [f"{self._base_uri}/{list_id}" for list_id in ids]
 
     async def _sign(self, list_id: int, status_list: StatusList) -> str:

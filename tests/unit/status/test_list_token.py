@@ -214,6 +214,22 @@ async def test_a_list_leased_after_the_live_lists_were_read_is_known_a_second_la
     store.close()
 
 
+async def test_the_list_of_lists_reads_the_store_at_most_once_a_second(tmp_path: Path) -> None:
+    """`GET /statuslists` is unauthenticated too: each request read the store's live lists."""
+    store = _HeldLive(tmp_path / "status.db", live={1, 2})
+    store.release.set()
+    clock = FakeClock(NOW)
+    tokens = _tokens(tmp_path, clock, store)
+    for _ in range(50):
+        assert await tokens.live_uris() == ["https://s/lists/1", "https://s/lists/2"]
+    assert store.live_reads == 1
+    store.live.add(3)
+    clock.advance(LIVE_LISTS_REFRESH_SECONDS)
+    assert (await tokens.live_uris())[-1] == "https://s/lists/3"
+    assert store.live_reads == 2
+    store.close()
+
+
 async def test_concurrent_requests_for_one_list_share_one_read_and_one_signature(
     tmp_path: Path,
 ) -> None:
