@@ -70,6 +70,25 @@ def test_policy_eval_names_what_is_wrong(
     assert "is not a policy input document" in err and expected in err
 
 
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(b"{bad", "the input is not JSON: Expecting property name", id="not-json"),
+        pytest.param(b"\xff{}", "the input is not UTF-8 JSON", id="not-utf8"),
+        pytest.param(None, "cannot read the input: No such file or directory", id="missing"),
+    ],
+)
+def test_policy_eval_names_the_input_file_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes | None, expected: str
+) -> None:
+    path = tmp_path / "input.json"
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["policy", "eval", "--config", str(CONFIG), "--input", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sekisho: {path}: ") and expected in err, err
+
+
 def test_a_corpus_case_file_is_not_an_input() -> None:
     case = next((REPO / "policies" / "tests" / "cases").rglob("*.json"))
     problems = input_problems(json.loads(case.read_text()), REPO / "policies")

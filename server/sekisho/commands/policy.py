@@ -100,7 +100,7 @@ def _embedded(settings: Settings) -> "WasmPolicyEngine":
 
 
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
-    document = json.loads(Path(args.input).read_text(encoding="utf-8"))
+    document = _read_input(args.input)
     if not isinstance(document, dict):
         raise ValueError(f"{args.input}: the input must be a JSON object")  # noqa: TRY004 - the CLI reports ValueError
     problems = input_problems(document, settings.policy.path)
@@ -121,6 +121,22 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         print(f"engines differ: OPA decides {opa}", file=sys.stderr)
         return 1
     return 0
+
+
+def _read_input(path: str) -> Any:
+    """The --input document, with errors that name the file: json's own message ("Expecting
+    property name enclosed in double quotes: line 1 column 2") named nothing (newcomer run,
+    session 19). Raises: ValueError (not readable, or not JSON)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the input: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: the input is not UTF-8 JSON ({exc.reason})") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: the input is not JSON: {exc}") from exc
 
 
 def _test(args: argparse.Namespace, settings: Settings) -> int:
