@@ -40,9 +40,17 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _missing_keystore(exc: KeyStoreMissingError, config: str | None) -> str:
     """The way to make the keystore this config reads: `keys init` with the same config, which a
-    bare `sekisho keys init` is not (it writes var/keys under the current directory)."""
-    init = f"sekisho keys init --config {shlex.quote(config)}" if config else "sekisho keys init"
-    return f"sekisho: {exc.missing} (run `{init}`)"
+    bare `sekisho keys init` is not (it writes var/keys under the current directory). Without
+    any config the likelier fault is the missing --config: a `sekisho keys revoke` copied from
+    a runbook without one read ./var/keys, and "run `sekisho keys init`" sent the operator to
+    make a second keystore in the middle of an emergency (newcomer run, session 19)."""
+    if config:
+        return f"sekisho: {exc.missing} (run `sekisho keys init --config {shlex.quote(config)}`)"
+    return (
+        f"sekisho: {exc.missing}: no --config given (nor $SEKISHO_CONFIG), so the built-in"
+        " defaults were read; pass the service's config with --config FILE (or run `sekisho"
+        " keys init` to make a new keystore there)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

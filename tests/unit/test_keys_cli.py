@@ -292,3 +292,16 @@ def test_a_missing_keystore_from_sekisho_config_names_it_too(
     monkeypatch.setenv("SEKISHO_CONFIG", config)
     code, _, err = _run(capsys, "keys", "list")
     assert code == 2 and f"run `sekisho keys init --config {config}`" in err
+
+
+def test_a_missing_keystore_without_any_config_asks_for_the_config_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runbook line without --config (`sekisho keys revoke --reason … -- KID`) read the
+    built-in defaults' ./var/keys: the answer must be the missing config, not `keys init`."""
+    monkeypatch.delenv("SEKISHO_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(capsys, "keys", "revoke", "--reason", "leak", "--", "SOMEKID")
+    assert code == 2 and not out
+    assert f"no keystore at {tmp_path / 'var' / 'keys'}" in err
+    assert "no --config given" in err and "pass the service's config with --config FILE" in err
