@@ -89,6 +89,16 @@ def test_policy_eval_names_the_input_file_it_cannot_read(
     assert err.startswith(f"sekisho: {path}: ") and expected in err, err
 
 
+def test_policy_eval_of_a_whole_corpus_case_says_how_to_take_its_input(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    case = REPO / "policies/tests/cases/github_admin_without_mfa_steps_up.json"
+    assert main(["policy", "eval", "--config", str(CONFIG), "--input", str(case)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a policy input document" in err
+    assert f"`jq '.github_admin_without_mfa_steps_up.input' {case} > input.json`" in err
+
+
 def test_a_corpus_case_file_is_not_an_input() -> None:
     case = next((REPO / "policies" / "tests" / "cases").rglob("*.json"))
     problems = input_problems(json.loads(case.read_text()), REPO / "policies")

@@ -1,11 +1,13 @@
-"""`sekisho policy eval|test|check|impact`: the policy author's commands (docs/policy-authors.md).
+"""`sekisho policy eval|test|check|impact|build`: the policy author's commands
+(docs/policy-authors.md).
 
-All three work on the folder `[policy] path` as the service reads it, whatever the engine.
+All of them work on the folder `[policy] path` as the service reads it, whatever the engine.
 """
 
 import argparse
 import hashlib
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,6 +110,13 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         print(f"sekisho: {args.input} is not a policy input document:", file=sys.stderr)
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
+        case = _corpus_case_name(document)
+        if case is not None:
+            print(
+                f"  it is a decision corpus case: evaluate its input, `jq '.{case}.input'"
+                f" {shlex.quote(args.input)} > input.json`",
+                file=sys.stderr,
+            )
         return 2
     decision = _embedded(settings).evaluate_raw(document)
     print(json.dumps(decision, indent=2, sort_keys=True))
@@ -121,6 +130,17 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         print(f"engines differ: OPA decides {opa}", file=sys.stderr)
         return 1
     return 0
+
+
+def _corpus_case_name(document: dict[str, Any]) -> str | None:
+    """The case's name when `document` is a whole corpus case file ({name: {input, expected}}),
+    which a newcomer passes to eval as it is (docs/policy-authors.md shows the jq for it)."""
+    if len(document) != 1:
+        return None
+    [(name, case)] = document.items()
+    if isinstance(case, dict) and "input" in case and "expected" in case:
+        return name
+    return None
 
 
 def _read_input(path: str) -> Any:
