@@ -4,6 +4,7 @@ required, and `policy eval` refuses a document that is not a policy input, sayin
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 from sekisho.cli import build_parser, main
 from sekisho.policy.schema import input_problems
+
+from tests.opa import opa_binary
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config" / "example.toml"
@@ -97,6 +100,24 @@ def test_policy_eval_of_a_whole_corpus_case_says_how_to_take_its_input(
     err = capsys.readouterr().err
     assert "is not a policy input document" in err
     assert f"`jq '.github_admin_without_mfa_steps_up.input' {case} > input.json`" in err
+
+
+def test_policy_test_of_a_folder_that_does_not_compile_is_a_failed_test(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 1 as for any failure (docs/policy-authors.md), the corpus step saying it did not run:
+    it was exit 2 and opa test's parse errors printed a second time, as a command error."""
+    root = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", root)
+    with (root / "sekisho" / "exchange" / "scopes.rego").open("a") as module:
+        module.write("\nbroken rule here\n")
+    config = tmp_path / "sekisho.toml"
+    config.write_text(f'[policy]\npath = "{root}"\nopa_binary = "{opa_binary()}"\n')
+    assert main(["policy", "test", "--config", str(config)]) == 1
+    out, err = capsys.readouterr()
+    assert "== decision corpus, embedded engine: not run, the folder does not load" in out
+    assert "scopes.rego:" in out.split("== decision corpus")[1]
+    assert err == ""
 
 
 def test_a_corpus_case_file_is_not_an_input() -> None:

@@ -174,7 +174,14 @@ def _test(args: argparse.Namespace, settings: Settings) -> int:
         covered = toolchain.run(["test", "--coverage", "--format", "json", *folder.test_args()])
         print(_coverage_summary(json.loads(covered.stdout), folder.root))
     cases = load_cases(folder.root)
-    results = replay_embedded(cases, load_source(folder.root), _embedded(settings).policy)
+    try:
+        policy = _embedded(settings).policy
+    except PolicyLoadError as exc:
+        # A module that does not compile is a failed test like any other (exit 1, as the docs
+        # say), not a command error (exit 2 with opa test's errors printed a second time).
+        print(f"== decision corpus, embedded engine: not run, the folder does not load\n  {exc}")
+        return 1
+    results = replay_embedded(cases, load_source(folder.root), policy)
     mismatched = [result for result in results if not result.matches]
     print(f"== decision corpus, embedded engine: {len(results) - len(mismatched)}/{len(results)}")
     for result in mismatched:
