@@ -120,6 +120,26 @@ def test_policy_test_of_a_folder_that_does_not_compile_is_a_failed_test(
     assert err == ""
 
 
+def test_policy_impact_names_the_side_whose_policy_does_not_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    candidate = tmp_path / "candidate"
+    (candidate / "sekisho" / "exchange").mkdir(parents=True)
+    (candidate / "sekisho" / "exchange" / "decision.rego").write_text(
+        'package sekisho.exchange\n\nimport rego.v1\n\ndecision := {"allow": true, "scopes": []}\n'
+    )
+    config = tmp_path / "sekisho.toml"
+    live = REPO / "policies"
+    config.write_text(f'[policy]\npath = "{live}"\nopa_binary = "{opa_binary()}"\n')
+    log = tmp_path / "decisions.jsonl"
+    log.write_text("")
+    argv = ["policy", "impact", "--config", str(config), "--decisions", str(log)]
+    assert main([*argv, "--candidate", str(candidate)]) == 2
+    err = capsys.readouterr().err
+    assert f"sekisho: the candidate policy {candidate} does not load: " in err
+    assert "an unregistered audience was allowed" in err
+
+
 def test_a_corpus_case_file_is_not_an_input() -> None:
     case = next((REPO / "policies" / "tests" / "cases").rglob("*.json"))
     problems = input_problems(json.loads(case.read_text()), REPO / "policies")

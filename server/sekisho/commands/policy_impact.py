@@ -11,6 +11,7 @@ from typing import Any
 
 from sekisho.commands import SubParsers
 from sekisho.config import Settings
+from sekisho.errors import PolicyLoadError
 from sekisho.policy.engine import PolicyRuntime
 from sekisho.policy.impact import DecisionFileError, DecisionReader, Impact, replay
 from sekisho.policy.wasm.compiler import entrypoint_of
@@ -89,11 +90,21 @@ def _engine(settings: Settings, folder: Path) -> PolicyRuntime:
     )
 
 
+async def _start(engine: PolicyRuntime, role: str, folder: Path) -> None:
+    """Load one side of the replay; its refusal names the side: the self-test's words ("an
+    unregistered audience was allowed") did not say whether the live or the candidate folder
+    failed (newcomer run, session 19). Raises: PolicyLoadError."""
+    try:
+        await engine.start()
+    except PolicyLoadError as exc:
+        raise PolicyLoadError(f"the {role} policy {folder} does not load: {exc}") from exc
+
+
 async def _replay(settings: Settings, files: list[Path], live_dir: Path, candidate: Path) -> Impact:
     live, proposed = _engine(settings, live_dir), _engine(settings, candidate)
-    await live.start()
+    await _start(live, "live", live_dir)
     try:
-        await proposed.start()
+        await _start(proposed, "candidate", candidate)
         try:
             records = DecisionReader(files, entrypoint_of(settings.policy.query))
             impact = await replay(records, live, proposed)
