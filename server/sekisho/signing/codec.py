@@ -82,9 +82,14 @@ class PemCodec:
 
     def _required(self, kid: str, doing: str) -> bytes:
         if self._passphrase is None:
-            where = f"${self._env}" if self._env else "the variable keys.passphrase_env names"
+            if not self._env:  # an encrypted key file, and no passphrase configured at all
+                raise KeyStoreError(
+                    f"cannot {doing} the private key for kid {kid}: it is encrypted and "
+                    "keys.passphrase_env is not set; set it to the name of the environment "
+                    "variable that holds the keystore's passphrase"
+                )
             raise KeyStoreError(
-                f"cannot {doing} the private key for kid {kid}: the passphrase ({where}, "
+                f"cannot {doing} the private key for kid {kid}: the passphrase (${self._env}, "
                 "from keys.passphrase_env) is not set"
             )
         return self._passphrase
