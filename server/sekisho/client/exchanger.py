@@ -41,7 +41,7 @@ from grpc_status import rpc_status
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.backoff import Backoff
-from sekisho.client.cache import CacheKey, ExchangedToken, TokenCache, cache_key
+from sekisho.client.cache import CacheKey, ExchangedToken, TokenCache
 from sekisho.client.channel import ChannelOptions, open_channel
 from sekisho.client.errors import (
     ExchangeError,
@@ -49,6 +49,7 @@ from sekisho.client.errors import (
     RateLimitedError,
     error_for,
 )
+from sekisho.client.params import ExchangeParams, checked
 from sekisho.client.slots import CallSlots
 from sekisho.client.throttle import AdaptiveThrottle
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN
@@ -74,33 +75,6 @@ class RetryPolicy:
     def after(self, retry_after: float) -> float:
         """The server's retry_after, plus up to half again of jitter (no synchronised retries)."""
         return retry_after * random.uniform(1.0, 1.5)  # noqa: S311 (jitter, not crypto)
-
-
-@dataclass(frozen=True, slots=True)
-class ExchangeParams:
-    """One exchange request, as the caller states it."""
-
-    subject_token: str
-    audience: str
-    resources: tuple[str, ...] = ()
-    scopes: tuple[str, ...] = ()
-    requested_token_type: str = TOKEN_TYPE_ID_JAG
-    subject_token_type: str = TOKEN_TYPE_ID_TOKEN
-    # The acting agent's own token (RFC 8693 §2.1 actor_token); "" when the caller acts as itself.
-    actor_token: str = ""
-    actor_token_type: str = TOKEN_TYPE_ID_TOKEN
-
-    def key(self) -> CacheKey:
-        return cache_key(
-            self.subject_token,
-            self.audience,
-            self.resources,
-            self.scopes,
-            self.requested_token_type,
-            subject_token_type=self.subject_token_type,
-            actor_token=self.actor_token,
-            actor_token_type=self.actor_token_type,
-        )
 
 
 # The service did not take the call, so it is retried with backoff: REFUSED_STREAM or no
@@ -203,19 +177,22 @@ class TokenExchangeClient:
         `subject_token` (RFC 8693 delegation: the user's token names the agent in `may_act`,
         and the minted token's `act` claim names the agent). Part of the cache key.
 
-        Raises: ExchangeError subclasses (ExchangeUnavailableError once the deadline passes);
+        Raises: ExchangeError subclasses (ExchangeUnavailableError once the deadline passes;
+            InvalidExchangeRequestError, without an RPC, for a string UTF-8 cannot encode);
             StatusIssuerMismatchError (a ValueError, from sekisho.verify) when `status=` is a
             client for another issuer than the tokens Sekisho mints.
         """
-        params = ExchangeParams(
-            subject_token,
-            audience,
-            tuple(resources),
-            tuple(scopes),
-            requested_token_type,
-            subject_token_type,
-            actor_token,
-            actor_token_type,
+        params = checked(
+            ExchangeParams(
+                subject_token,
+                audience,
+                tuple(resources),
+                tuple(scopes),
+                requested_token_type,
+                subject_token_type,
+                actor_token,
+                actor_token_type,
+            )
         )
         budget = deadline_seconds if deadline_seconds is not None else self._timeout
         deadline = self._clock() + budget
