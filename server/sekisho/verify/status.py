@@ -15,6 +15,14 @@ the last good list serves until it is `max_stale_seconds` old by the same age (n
 copy an HTTP cache served late stretched the allowance by what it had already aged there, up to
 a whole `ttl` (red team session 14, left then).
 
+Bounded waits: a verification that finds its list past `ttl` while the copy held may still serve
+(within `max_stale_seconds`) waits for the refresh no later than `refresh_wait_seconds` after that
+fetch began; then the held copy serves and the fetch goes on, shared, for the next verification
+(stale-while-revalidate). A list URL that answers slowly held every such verification for the
+whole fetch timeout (`timeout_seconds`, 5 s), although a copy it could serve was at hand (red
+team). With no copy to serve, a verification waits for the fetch up to its timeout (or the
+caller's `wait_seconds`): there is nothing else to answer with but a refusal.
+
 One fetch at a time, and at most one a RETRY_SECONDS after a failure: concurrent verifications
 past `ttl` share one fetch, and a fetch that failed (an error, a 503, a list refused as older) is
 not tried again for RETRY_SECONDS, the last good list serving meanwhile (or the failure raised);
@@ -52,7 +60,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Collection, Coroutine, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +102,9 @@ _MAX_LIST_TOKEN_BYTES = 4 * 1024 * 1024
 _REFRESH_AHEAD = 0.2  # of the ttl
 # After a failed fetch of a list, the next is not tried for this long (module docstring).
 RETRY_SECONDS = 1.0
+# How long after a refresh began a verification waits for it while the copy held may still serve
+# (module docstring): a fetch from a Sekisho nearby takes milliseconds.
+REFRESH_WAIT_SECONDS = 0.5
 # Lists held at once by default (module docstring): far more than are live at once (a list's
 # tokens live minutes; a busy Sekisho fills one of 100,000 entries in a few of them).
 MAX_LISTS = 64
@@ -132,7 +143,10 @@ class _CachedList:
 class StatusListClient:
     """Fetches, validates and caches Status List Tokens of one issuer (at most `max_lists`).
 
-    Raises: ValueError when `max_lists` is below 1.
+    `refresh_wait_seconds`: how long after a refresh began a verification waits for it while
+    the copy held may still serve (module docstring); `timeout_seconds`: a fetch's own bound.
+
+    Raises: ValueError when `max_lists` is below 1 or `refresh_wait_seconds` negative.
     """
 
     def __init__(
@@ -146,9 +160,13 @@ class StatusListClient:
         timeout_seconds: float = 5.0,
         algorithms: Collection[str] = SIGNING_ALGORITHMS,
         max_lists: int = MAX_LISTS,
+        refresh_wait_seconds: float = REFRESH_WAIT_SECONDS,
     ) -> None:
         if max_lists < 1:
             raise ValueError("max_lists must be at least 1")
+        if refresh_wait_seconds < 0:
+            raise ValueError("refresh_wait_seconds must not be negative")
+        self._refresh_wait = refresh_wait_seconds
         self._issuer = issuer
         self._keys = keys
         self._clock = clock
@@ -161,6 +179,7 @@ class StatusListClient:
         self._newest: LruMap[str, _Seen] = LruMap(WATERMARK_FACTOR * max_lists)
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._fetches: SingleFlight[str, _CachedList] = SingleFlight()
+        self._fetch_started: dict[str, float] = {}  # uri -> when its running fetch began
         self._failed_at: LruMap[str, float] = LruMap(max_lists)  # uri -> its last failed fetch
         self._stale_lines: LruMap[str, LogThrottle] = LruMap(max_lists)  # status_list_stale
         self.fetch_count = 0
@@ -255,17 +274,32 @@ class StatusListClient:
             ):
                 self._refresh_in_background(uri)
             return cached.status_list
+        stale_usable = cached is not None and self._usable_stale(cached, now)
         try:
-            return (await self._waited(self._fetch_shared(uri, now), wait_seconds)).status_list
+            fetch = self._shared_fetch(uri, now)
+            wait = self._wait(uri, now, wait_seconds, stale_usable=stale_usable)
+            return (await self._waited(fetch, wait)).status_list
         except VerifierUnavailableError:
-            if cached is not None and self._usable_stale(cached, now):
+            if cached is not None and stale_usable:
                 self._log_stale(uri)
                 return cached.status_list
             raise
 
+    def _wait(
+        self, uri: str, now: float, wait_seconds: float | None, *, stale_usable: bool
+    ) -> float | None:
+        """How long this verification waits for the fetch of `uri`: the caller's bound, and,
+        while the copy held may still serve, until `refresh_wait_seconds` after the fetch began
+        (one that began long enough ago is not waited for at all: the held copy serves)."""
+        if not stale_usable:
+            return wait_seconds
+        started = self._fetch_started.get(uri, now)  # not begun yet: this call begins it
+        bound = max(0.0, started + self._refresh_wait - now)
+        return bound if wait_seconds is None else min(wait_seconds, bound)
+
     @staticmethod
     async def _waited(
-        fetch: Coroutine[Any, Any, _CachedList], wait_seconds: float | None
+        fetch: "asyncio.Future[_CachedList]", wait_seconds: float | None
     ) -> _CachedList:
         """`fetch`, given up after `wait_seconds` (the shared fetch itself is shielded: it goes
         on). A caller with a deadline (sekisho.client: its call's) is not held for the whole
@@ -274,9 +308,9 @@ class StatusListClient:
         Raises: VerifierUnavailableError (also when given up).
         """
         if wait_seconds is None:
-            return await fetch
+            return await asyncio.shield(fetch)
         try:
-            return await asyncio.wait_for(fetch, max(0.0, wait_seconds))
+            return await asyncio.wait_for(asyncio.shield(fetch), max(0.0, wait_seconds))
         except TimeoutError:
             raise VerifierUnavailableError(
                 f"status list fetch not answered within {wait_seconds:.3g} s"
@@ -309,14 +343,22 @@ class StatusListClient:
 
         self._refreshing[uri] = asyncio.create_task(refresh())
 
-    async def _fetch_shared(self, uri: str, now: float) -> _CachedList:
-        """The fetch under way for `uri`, else a new one unless the last failed within
-        RETRY_SECONDS. Raises: VerifierUnavailableError."""
-        if not self._fetches.running(uri) and self._failed_recently(uri, now):
+    def _shared_fetch(self, uri: str, now: float) -> "asyncio.Future[_CachedList]":
+        """The fetch under way for `uri`, else a new one (begun now, whatever the caller then
+        waits) unless the last failed within RETRY_SECONDS.
+
+        Raises: VerifierUnavailableError."""
+        if self._fetches.running(uri):
+            return self._fetches.start(uri, lambda: self._fetch(uri))
+        if self._failed_recently(uri, now):
             raise VerifierUnavailableError(
                 f"status list fetch failed less than {RETRY_SECONDS:g} s ago"
             )
-        return await self._fetches.run(uri, lambda: self._fetch(uri))
+        fetch = self._fetches.start(uri, lambda: self._fetch(uri))
+        # Every waiter may have given up before it ends: its failure is read here, not left
+        # unretrieved ("Task exception was never retrieved"); the waiters still get it.
+        fetch.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return fetch
 
     def _failed_recently(self, uri: str, now: float) -> bool:
         """Whether the last fetch of `uri` failed less than RETRY_SECONDS ago: the request path
@@ -325,11 +367,14 @@ class StatusListClient:
         return failed_at is not None and 0 <= now - failed_at < RETRY_SECONDS
 
     async def _fetch(self, uri: str) -> _CachedList:
+        self._fetch_started[uri] = self._clock()
         try:
             fetched = await self._fetch_once(uri)
         except Exception:  # unavailable, refused, or a bug: no fetch for RETRY_SECONDS either way
             self._failed_at.put(uri, self._clock())
             raise
+        finally:
+            self._fetch_started.pop(uri, None)
         self._failed_at.pop(uri)
         return fetched
 

@@ -55,6 +55,7 @@ class ListServer:
     hits: int = 0
     age: str = ""  # the Age header an HTTP cache answering for the list adds (RFC 9111 §5.1)
     kid: str = "k1"
+    delay: float = 0.0  # seconds before it answers (a slow list URL)
 
     def token(self, path: str = "/statuslists/1") -> str:
         statuses = [(i, INVALID) for i in self.invalid] + list(self.others.items())
@@ -73,6 +74,8 @@ class ListServer:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.hits += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.status != 200:
             return web.Response(status=self.status)
         headers = {"Content-Type": "application/statuslist+jwt", "Cache-Control": f"max-age={TTL}"}
@@ -501,6 +504,59 @@ async def test_a_list_without_a_numeric_iat_fails_closed(server: ListServer, iat
     server.iat = iat
     with pytest.raises(VerifierUnavailableError):
         await _client(server, Clock()).check(_status(server, 0))
+
+
+async def test_a_slow_refresh_is_waited_for_briefly_then_the_held_list_serves(
+    server: ListServer,
+) -> None:
+    # Red team: a verification past the ttl waited for the fetch up to the client's whole
+    # timeout (5 s by default), however slowly the list URL answered, although the copy held
+    # could still serve (within max_stale_seconds, as it does when the fetch fails). Now it
+    # waits at most refresh_wait_seconds after the fetch began, then the held copy serves;
+    # later verifications during the same fetch do not wait at all; the fetch goes on, shared,
+    # and its list is used once it lands.
+    clock = Clock()
+    client = StatusListClient(
+        issuer=server.base, keys=StaticKeys(), clock=clock,
+        timeout_seconds=30.0, refresh_wait_seconds=0.2,
+    )  # fmt: skip
+    await client.check(_status(server, 5))
+    server.invalid, server.delay, server.iat = {5}, 3.0, int(NOW) + 1
+    clock.now += TTL + 1  # past the ttl, well within max_stale_seconds
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await client.check(_status(server, 5))  # the held copy: VALID
+    # Before: the whole 3 s the list URL took (up to timeout_seconds).
+    assert loop.time() - started < 2.0
+    clock.now += 0.2  # the refresh began refresh_wait_seconds ago: not waited for again
+    started = loop.time()
+    await asyncio.gather(*(client.check(_status(server, 5)) for _ in range(20)))
+    assert loop.time() - started < 1.0
+    assert server.hits == 2  # one fetch, shared, still under way
+    for _ in range(500):  # it lands: the revocation shows
+        await asyncio.sleep(0.02)
+        try:
+            await client.check(_status(server, 5))
+        except TokenRejectedError:
+            break
+    else:
+        pytest.fail("the refresh never replaced the held list")
+    assert server.hits == 2
+
+
+async def test_with_no_list_held_a_slow_fetch_is_waited_for(server: ListServer) -> None:
+    # Nothing else to answer with: refresh_wait_seconds does not cut a first fetch short.
+    server.delay = 0.5
+    client = StatusListClient(
+        issuer=server.base, keys=StaticKeys(), clock=Clock(), refresh_wait_seconds=0.0
+    )
+    await client.check(_status(server, 0))
+    assert server.hits == 1
+
+
+def test_refresh_wait_seconds_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="refresh_wait_seconds"):
+        StatusListClient(issuer=ISSUER, keys=StaticKeys(), refresh_wait_seconds=-1)
 
 
 async def test_concurrent_verifications_past_the_ttl_share_one_fetch(server: ListServer) -> None:
