@@ -20,19 +20,21 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho.attempts import AttemptGate
 from sekisho.callers import RateLimit
-from sekisho.client import Downstream, TokenExchangeClient, sekisho_interceptors
+from sekisho.client import Downstream, SekishoAuth, TokenExchangeClient, sekisho_interceptors
 from sekisho.client.channel import ChannelOptions
 from sekisho.client.errors import (
     MAX_RETRY_AFTER_SECONDS,
     ExchangeDeniedError,
     RateLimitedError,
 )
+from sekisho.client.refusals import REPEAT_SECONDS
 from sekisho.config import TrustConfig
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN as ACCESS
 from sekisho.errors import AccessDeniedError, InvalidClientError, SlowDownError
@@ -583,3 +585,84 @@ async def test_a_status_list_that_never_answers_does_not_hold_a_cached_call_past
     # Before: the status client's timeout (4.0 s then, 30 s now) for a call whose deadline was
     # 0.5 s.
     assert took < 10
+
+
+def _minting_handler() -> tuple[list[str], Handler]:
+    """An ExchangeToken handler minting token-1, token-2, ... (the list of those minted)."""
+    minted: list[str] = []
+
+    async def handler(_: bytes, __: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        minted.append(f"token-{len(minted) + 1}")
+        return pb.ExchangeTokenResponse(access_token=minted[-1], expires_in=300).SerializeToString()
+
+    return minted, handler
+
+
+def _refusing_transport(refused: Callable[[str], bool], seen: list[str]) -> httpx.MockTransport:
+    """A downstream answering 401 invalid_token (RFC 6750) to the tokens `refused` names."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        token = request.headers["Authorization"].removeprefix("Bearer ")
+        seen.append(token)
+        if refused(token):
+            challenge = 'Bearer error="invalid_token", error_description="refused"'
+            return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+        return httpx.Response(200)
+
+    return httpx.MockTransport(answer)
+
+
+@pytest.mark.integration
+async def test_a_downstream_refusing_every_token_costs_an_exchange_per_hold_not_per_call() -> None:
+    """Red team: a downstream that refuses every token (its issuer or clock wrong) made each
+    call forget the cached token and exchange again (SekishoAuth: and send the request twice):
+    one RPC and one minted token per call, bounded only by the throttle, which counts each as
+    an accept. Now the first refusal still replaces the token at once, but once the fresh one
+    is refused too it is kept for a hold (1 s, doubling), the 401 returned as it is."""
+    minted, handler = _minting_handler()
+    seen: list[str] = []
+    downstream = Downstream(audience=AS, requested_token_type=ACCESS)
+    async with _client_of(handler) as (client, clock):
+        auth = SekishoAuth(client, downstream, lambda: "subject")
+        transport = _refusing_transport(lambda _: True, seen)
+        async with httpx.AsyncClient(auth=auth, transport=transport) as http:
+            for _ in range(20):
+                assert (await http.get("https://api.example/x")).status_code == 401
+            # Before: 21 exchanges and 40 requests (every call: forget, exchange, send again).
+            assert client.rpc_count == 2 and len(seen) == 21
+            clock.now += 1.0  # the hold is over: the next refusal probes with a fresh token
+            for _ in range(5):
+                await http.get("https://api.example/x")
+            assert client.rpc_count == 3 and len(seen) == 27
+            clock.now += 1.0  # the second hold is 2 s: still held
+            await http.get("https://api.example/x")
+            assert client.rpc_count == 3
+            clock.now += 1.0
+            await http.get("https://api.example/x")
+            assert client.rpc_count == 4
+    assert minted == ["token-1", "token-2", "token-3", "token-4"]
+
+
+@pytest.mark.integration
+async def test_a_refused_token_is_still_replaced_at_once_when_the_fresh_one_is_taken() -> None:
+    """What the backoff must not hide: a downstream that refuses one token (revoked, its key
+    revoked) and takes the fresh one. Each such refusal, however often, replaces the token at
+    once, as long as the token exchanged after the last was taken for a while."""
+    minted, handler = _minting_handler()
+    seen: list[str] = []
+    revoked: set[str] = set()
+    downstream = Downstream(audience=AS, requested_token_type=ACCESS)
+    async with _client_of(handler) as (client, clock):
+        auth = SekishoAuth(client, downstream, lambda: "subject")
+        transport = _refusing_transport(revoked.__contains__, seen)
+        async with httpx.AsyncClient(auth=auth, transport=transport) as http:
+            for round_ in range(1, 4):
+                assert (await http.get("https://api.example/x")).status_code == 200
+                revoked.add(f"token-{round_}")  # `sekisho revoke`: this token is refused now
+                clock.now += REPEAT_SECONDS
+                assert (await http.get("https://api.example/x")).status_code == 200
+    assert minted == ["token-1", "token-2", "token-3", "token-4"]
+    assert seen == [
+        "token-1", "token-1", "token-2", "token-2", "token-2", "token-3", "token-3", "token-3",
+        "token-4",
+    ]  # fmt: skip

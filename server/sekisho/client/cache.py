@@ -130,13 +130,10 @@ class TokenCache:
         """Forget one entry (its token was revoked)."""
         self._entries.pop(key)
 
-    def forget(self, access_token: str) -> int:
-        """Forget every entry holding `access_token` (a downstream refused it); how many. A scan
-        of at most max_entries: for the rare refusal, not the hot path."""
-        held = [key for key, token in self._entries.items() if token.access_token == access_token]
-        for key in held:
-            self._entries.pop(key)
-        return len(held)
+    def keys_holding(self, access_token: str) -> list[CacheKey]:
+        """The keys whose entry is `access_token` (a downstream refused it). A scan of at most
+        max_entries: for the rare refusal, not the hot path."""
+        return [key for key, token in self._entries.items() if token.access_token == access_token]
 
     @property
     def hit_ratio(self) -> float:

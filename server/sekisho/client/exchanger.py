@@ -16,6 +16,9 @@
   rejected locally in proportion, so a fleet of agents cannot hammer it; a call refused
   without an RPC (throttled, or inside a retry_after) yields to the event loop first;
 - typed errors: ExchangeError subclasses carrying the OAuth reason and step-up/consent metadata;
+- a token a downstream refuses (`forget`) is dropped and exchanged afresh, unless the token
+  exchanged after the last refusal was refused too: then it is kept for a doubling hold
+  (refusals.py), so a downstream refusing every token costs one exchange per hold, not per call;
 - revocation: with `status=StatusListClient(…)`, a cached token whose status list entry is no
   longer VALID (`sekisho revoke`) is dropped and exchanged again (which Sekisho then refuses);
   one whose list cannot be read is kept (unknown is not revoked; the downstream decides).
@@ -50,6 +53,7 @@ from sekisho.client.errors import (
     error_for,
 )
 from sekisho.client.params import ExchangeParams, checked
+from sekisho.client.refusals import RefusalBackoff
 from sekisho.client.slots import CallSlots
 from sekisho.client.throttle import AdaptiveThrottle
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN
@@ -141,8 +145,10 @@ class TokenExchangeClient:
         status: "StatusListClient | None" = None,
         throttle: AdaptiveThrottle | None = None,
         max_in_flight: int = 16,
+        refusals: RefusalBackoff | None = None,
     ) -> None:
-        """`max_in_flight`: RPCs on the wire at once; more wait in the client (slots.py)."""
+        """`max_in_flight`: RPCs on the wire at once; more wait in the client (slots.py).
+        `refusals`: when a token a downstream refused is dropped (refusals.py)."""
         self._status = status
         self._channel = open_channel(target, channel_options or ChannelOptions())
         self._stub = pb_grpc.TokenExchangeServiceStub(self._channel)  # type: ignore[no-untyped-call]
@@ -151,6 +157,7 @@ class TokenExchangeClient:
         self._cache_types = frozenset(cache_token_types)
         self._clock = clock
         self.throttle = throttle or AdaptiveThrottle(clock)
+        self.refusals = refusals or RefusalBackoff(clock)
         self._slots = CallSlots(max_in_flight, clock)
         self._not_before = 0.0  # the server's last retry_after, on the clock
         self.cache = TokenCache(refresh_ahead_seconds=refresh_ahead_seconds)
@@ -213,9 +220,16 @@ class TokenExchangeClient:
         """Drop `token` from the cache, so the next `exchange` for its target asks Sekisho again.
         Call it when a downstream refuses the token (HTTP 401 `invalid_token`: its key was
         revoked, the token was revoked or suspended); `SekishoAuth` does so itself. True when
-        it was cached."""
+        it was dropped; False when it was not cached, or is kept because the downstream
+        refused the token exchanged after its last refusal too (refusals.py: a backoff, not
+        an exchange per call)."""
         access_token = token if isinstance(token, str) else token.access_token
-        return self.cache.forget(access_token) > 0
+        dropped = False
+        for key in self.cache.keys_holding(access_token):
+            if self.refusals.should_drop(key):
+                self.cache.drop(key)
+                dropped = True
+        return dropped
 
     async def _revoked(self, token: ExchangedToken, deadline: float) -> bool:
         if self._status is None or token.status is None:

@@ -43,7 +43,9 @@ class SekishoAuth(httpx.Auth):
 
     When the downstream answers 401 `invalid_token` (RFC 6750), the token is dropped from the
     client's cache and the request is sent once more with a freshly exchanged token: a cached
-    token whose key or status was revoked is not served again until it expires."""
+    token whose key or status was revoked is not served again until it expires. Unless the
+    client keeps it (`forget` answers False: the downstream refused the token exchanged after
+    its last refusal too, refusals.py): then the 401 is returned as it is, not sent again."""
 
     requires_request_body = True  # a retried request is sent again with its body
 
