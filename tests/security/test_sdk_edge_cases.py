@@ -37,7 +37,7 @@ from sekisho.client.errors import (
 from sekisho.client.refusals import REPEAT_SECONDS
 from sekisho.config import TrustConfig
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN as ACCESS
-from sekisho.errors import AccessDeniedError, InvalidClientError, SlowDownError
+from sekisho.errors import AccessDeniedError, InvalidClientError, ServiceError, SlowDownError
 from sekisho.http.client_auth import CLIENT_ASSERTION_TYPE, ClientAuthenticator, RegisteredClient
 from sekisho.http.secrets import SecretChecker
 from sekisho.rpc.status import to_grpc_status
@@ -666,3 +666,47 @@ async def test_a_refused_token_is_still_replaced_at_once_when_the_fresh_one_is_t
         "token-1", "token-1", "token-2", "token-2", "token-2", "token-3", "token-3", "token-3",
         "token-4",
     ]  # fmt: skip
+
+
+class _NewReasonError(ServiceError):
+    """A reason a later Sekisho might send, which this SDK does not know (INTERNAL)."""
+
+    reason = "a_reason_this_sdk_does_not_know"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("answer", ["server_error", "bare-internal", "unknown-reason"])
+async def test_a_refresh_sekisho_fails_with_a_fault_keeps_the_cached_token(answer: str) -> None:
+    """Red team: a background refresh answered INTERNAL (a fault of Sekisho's, or of whatever
+    answers for it) dropped the cached token like a denial, so every call after it went to
+    Sekisho on the request path and failed until it recovered, although the token was still
+    valid: a fault is not evidence against the token. Only Sekisho's verdict on the request
+    (denied, invalid request or client, step-up, consent) drops it now; a fault keeps it, and
+    the next refresh waits a second instead of going out with every call."""
+    answers: list[str] = []
+
+    async def handler(_: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        if answers:
+            answers.append(answer)
+            if answer == "server_error":
+                await context.abort_with_status(to_grpc_status(ServiceError(), "req-3"))
+            elif answer == "unknown-reason":
+                await context.abort_with_status(to_grpc_status(_NewReasonError(), "req-4"))
+            await context.abort(grpc.StatusCode.INTERNAL, "boom")
+        answers.append("token")
+        return pb.ExchangeTokenResponse(access_token="t", expires_in=300).SerializeToString()
+
+    async with _client_of(handler) as (client, clock):
+        first = await client.exchange("subject", AS, requested_token_type=ACCESS)
+        clock.now += 300 - 20  # within the 30 s refresh-ahead window
+        for _ in range(20):
+            # Before: after the first failed refresh, ExchangeError (INTERNAL) on every call.
+            assert await client.exchange("subject", AS, requested_token_type=ACCESS) is first
+            for refresh in list(client._background):
+                await asyncio.wait({refresh}, timeout=HANG_GUARD)
+        assert answers == ["token", answer]  # one refresh: the next waits a second
+        clock.now += 1.0
+        assert await client.exchange("subject", AS, requested_token_type=ACCESS) is first
+        for refresh in list(client._background):
+            await asyncio.wait({refresh}, timeout=HANG_GUARD)
+        assert answers == ["token", answer, answer]

@@ -93,6 +93,10 @@ class TokenCache:
         self.hits = 0
         self.misses = 0
 
+    @property
+    def max_entries(self) -> int:
+        return self._entries.max_entries
+
     def get(self, key: CacheKey, now: float) -> tuple[ExchangedToken | None, bool]:
         """(token still usable or None, whether it is due for refresh)."""
         token = self._entries.get(key)

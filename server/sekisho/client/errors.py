@@ -6,6 +6,7 @@ client) names a wait, and, for step-up and consent, what the caller must show th
 
 import math
 from collections.abc import Mapping
+from typing import ClassVar
 
 # The longest wait a refusal can impose on this client. TokenExchangeClient holds every call
 # (every user, every audience) until the server's retry_after has passed, failing at once those
@@ -17,6 +18,12 @@ MAX_RETRY_AFTER_SECONDS = 300.0
 
 class ExchangeError(Exception):
     """Sekisho refused or could not answer; `reason` is the OAuth error code."""
+
+    # Whether Sekisho refused this very request (its verdict on the user's token, the caller,
+    # the target or the policy), as opposed to not serving it (overload, a dependency down, a
+    # fault, an unknown reason): only such a refusal is evidence against a token cached for
+    # the same request (exchanger.py drops it when a refresh is refused so).
+    refuses_the_request: ClassVar[bool] = False
 
     def __init__(
         self, reason: str, message: str, code: str, metadata: Mapping[str, str] | None = None
@@ -66,21 +73,31 @@ class ExchangeError(Exception):
 class InvalidExchangeRequestError(ExchangeError):
     """invalid_request: a bad parameter or an unacceptable subject/actor token."""
 
+    refuses_the_request = True
+
 
 class CallerNotAuthenticatedError(ExchangeError):
     """invalid_client: this workload is not a registered caller."""
+
+    refuses_the_request = True
 
 
 class ExchangeDeniedError(ExchangeError):
     """access_denied, invalid_target or invalid_scope: policy says no."""
 
+    refuses_the_request = True
+
 
 class StepUpRequiredError(ExchangeError):
     """insufficient_user_authentication: re-authenticate the user per `acr_values`/`max_age`."""
 
+    refuses_the_request = True
+
 
 class ConsentRequiredError(ExchangeError):
     """consent_required: send the user to `authorization_url`."""
+
+    refuses_the_request = True
 
 
 class ExchangeUnavailableError(ExchangeError):

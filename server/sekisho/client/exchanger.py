@@ -1,7 +1,8 @@
 """`TokenExchangeClient`: ExchangeToken for agent runtimes and gateways, made cheap and correct.
 
 - cache: a token is reused until shortly before expiry and refreshed ahead in the background;
-  a refresh Sekisho refuses for the request itself drops it (the refusal reaches the next call);
+  a refresh Sekisho refuses for the request itself drops it (the refusal reaches the next call),
+  one it does not serve (overload, unavailable, INTERNAL) keeps it, retried a second later;
 - single-flight: concurrent identical requests share one RPC;
 - retries: UNAVAILABLE and CANCELLED (not taken) with jittered exponential backoff, and
   slow_down after the server's `retry_after` (jittered), never past the caller's deadline
@@ -57,6 +58,7 @@ from sekisho.client.refusals import RefusalBackoff
 from sekisho.client.slots import CallSlots
 from sekisho.client.throttle import AdaptiveThrottle
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN
+from sekisho.lru import LruMap
 from sekisho.singleflight import SingleFlight
 
 if TYPE_CHECKING:
@@ -85,6 +87,9 @@ class RetryPolicy:
 # connection (UNAVAILABLE), or grpc core's refusal beyond the worker's pending-call bound
 # (CANCELLED, docs/operations.md "Overload"); this client's own cancellation is CancelledError.
 NOT_TAKEN_CODES = frozenset({"UNAVAILABLE", "CANCELLED"})
+# After a background refresh that failed without refusing the request, the next is not started
+# for this long: the cached token serves meanwhile (one RPC a second at most, not one per call).
+REFRESH_RETRY_SECONDS = 1.0
 
 
 def _error_from_rpc(error: grpc.aio.AioRpcError) -> ExchangeError:
@@ -113,12 +118,6 @@ OVERLOAD_CODES = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEE
 
 def _overload_refusal(error: ExchangeError) -> bool:
     return isinstance(error, RateLimitedError) or error.code in OVERLOAD_CODES
-
-
-def _may_pass(error: ExchangeError) -> bool:
-    """Whether the refusal says nothing about the request itself (overload, no answer, the
-    service unavailable): a refresh that failed so keeps the cached token, still valid."""
-    return _overload_refusal(error) or isinstance(error, ExchangeUnavailableError)
 
 
 async def _yield_before_failing_fast() -> None:
@@ -161,6 +160,8 @@ class TokenExchangeClient:
         self._slots = CallSlots(max_in_flight, clock)
         self._not_before = 0.0  # the server's last retry_after, on the clock
         self.cache = TokenCache(refresh_ahead_seconds=refresh_ahead_seconds)
+        # key -> when its last background refresh failed without refusing the request
+        self._refresh_failed_at: LruMap[CacheKey, float] = LruMap(self.cache.max_entries)
         self._flights: SingleFlight[CacheKey, ExchangedToken] = SingleFlight()
         self._background: set[asyncio.Future[Any]] = set()
         self.rpc_count = 0
@@ -280,6 +281,9 @@ class TokenExchangeClient:
     def _refresh_in_background(self, key: CacheKey, params: ExchangeParams) -> None:
         if self._flights.running(key):
             return
+        failed_at = self._refresh_failed_at.peek(key)
+        if failed_at is not None and self._clock() - failed_at < REFRESH_RETRY_SECONDS:
+            return
         deadline = self._clock() + self._timeout
         task = self._flights.start(key, lambda: self._fetch_and_store(key, params, deadline))
         self._background.add(task)
@@ -289,12 +293,18 @@ class TokenExchangeClient:
             if finished.cancelled():
                 return
             error = finished.exception()  # marked seen: a failed refresh is not re-raised
-            if isinstance(error, ExchangeError) and not _may_pass(error):
+            if isinstance(error, ExchangeError) and error.refuses_the_request:
                 # Sekisho refused this very request (the user revoked or denied since, its token
                 # no longer verifies): the cached token is not served again, and the next call
                 # exchanges on the request path, so the refusal reaches the caller instead of
                 # one refused RPC per call until expiry (red team session 14).
                 self.cache.drop(key)
+            elif error is not None:
+                # Not served (overload, unavailable, INTERNAL, an unknown reason): no evidence
+                # against the token, still valid, so it is kept (red team: an INTERNAL answer
+                # dropped it, and every call failed until Sekisho recovered); the next refresh
+                # waits REFRESH_RETRY_SECONDS, not the next call.
+                self._refresh_failed_at.put(key, self._clock())
 
         task.add_done_callback(done)
 
