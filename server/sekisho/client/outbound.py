@@ -14,6 +14,7 @@ import grpc
 import httpx
 
 from sekisho.client.cache import ExchangedToken
+from sekisho.client.challenges import parse_challenges
 from sekisho.client.exchanger import TokenExchangeClient
 from sekisho.client.sync import SyncTokenExchangeClient
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
@@ -30,12 +31,17 @@ class Downstream:
 
 
 def _token_refused(response: httpx.Response) -> bool:
-    """A 401 whose challenge says the bearer token itself is bad (RFC 6750 §3.1 invalid_token):
-    revoked, signed by a revoked key, expired early. Not insufficient_scope, not a 403."""
+    """A 401 with a Bearer challenge whose `error` says the token itself is bad (RFC 6750 §3.1
+    invalid_token): revoked, signed by a revoked key, expired early. Not insufficient_scope,
+    not a 403. Every challenge of every WWW-Authenticate header is read (RFC 9110 §11.6.1: a
+    downstream may offer DPoP or Basic first); only the first header's start was (red team)."""
     if response.status_code != 401:
         return False
-    challenge = response.headers.get("WWW-Authenticate", "")
-    return challenge[:6].lower() == "bearer" and "invalid_token" in challenge
+    challenges = parse_challenges(response.headers.get_list("WWW-Authenticate"))
+    return any(
+        challenge.scheme == "bearer" and challenge.params.get("error") == "invalid_token"
+        for challenge in challenges
+    )
 
 
 class SekishoAuth(httpx.Auth):
