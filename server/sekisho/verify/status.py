@@ -232,6 +232,30 @@ class StatusListClient:
             name = _STATUS_NAMES.get(status, f"status {status:#04x}")
             raise TokenRejectedError(f"token status is not valid ({name})")
 
+    async def check_token(
+        self,
+        claims: Mapping[str, Any],
+        *,
+        require_status: bool = False,
+        wait_seconds: float | None = None,
+    ) -> None:
+        """The status check of a referenced token, given its verified claims, for a downstream
+        that verifies tokens itself (SekishoTokenVerifier calls it too): its `iss` must be this
+        client's issuer, and without a `status` claim it passes unless `require_status` (such
+        a token cannot be revoked before its `exp`). `check(claims["status"])` alone reads the
+        list the claim names under this issuer, whoever issued the token (red team: only the
+        verifier could bind the two, or refuse a token without `status`).
+
+        Raises: StatusIssuerMismatchError (a token of another issuer: a wiring error, never
+            read as its status), TokenRejectedError (no `status` while required; not VALID;
+            a bad reference), VerifierUnavailableError.
+        """
+        self.check_issuer(claims.get("iss"))
+        if "status" in claims:
+            await self.check(claims["status"], wait_seconds=wait_seconds)
+        elif require_status:
+            raise TokenRejectedError("token has no status claim, and this verifier requires one")
+
     def held_status(self, claim: object) -> int | None:
         """The status the copy of the list held now reads for `claim`, however stale, without
         a fetch; None when no copy is held (or the reference is not one this client reads).

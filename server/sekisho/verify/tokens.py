@@ -206,12 +206,8 @@ class SekishoTokenVerifier:
         # downstream requires revocability: such a token (a replica with [status_list] off, or
         # minted before it was turned on) could not be revoked before its `exp` (red team
         # session 14, left then).
-        if self._status is None:
-            return
-        if "status" in claims:
-            await self._status.check(claims["status"])
-        elif self._require_status:
-            raise TokenRejectedError("token has no status claim, and this verifier requires one")
+        if self._status is not None:
+            await self._status.check_token(claims, require_status=self._require_status)
 
     async def _check_replay(self, claims: Mapping[str, Any], now: float) -> None:
         if self._replay is None:

@@ -176,6 +176,31 @@ async def test_a_token_without_status_is_refused_when_the_verifier_requires_one(
     assert client.fetch_count == 1
 
 
+async def test_a_bare_client_checks_a_tokens_issuer_and_can_require_its_status(
+    server: ListServer,
+) -> None:
+    # Red team: `require_status`, and the binding of a token's issuer to the list's, lived in
+    # SekishoTokenVerifier only. A downstream verifying tokens itself and calling
+    # `check(claims["status"])` read VALID for a token of another issuer naming this issuer's
+    # list, and had to write the missing-claim rule again. `check_token(claims)` does both.
+    clock = Clock()
+    client = _client(server, clock)
+    server.invalid = {3}
+    foreign = {"iss": "https://other-issuer.test", "status": _status(server, 2)}
+    await client.check(foreign["status"])  # the claim alone cannot tell
+    with pytest.raises(StatusIssuerMismatchError, match="other-issuer"):
+        await client.check_token(foreign)
+    with pytest.raises(StatusIssuerMismatchError):
+        await client.check_token({"status": _status(server, 2)})  # no `iss` at all
+    await client.check_token({"iss": server.base, "status": _status(server, 2)})
+    with pytest.raises(TokenRejectedError, match="revoked"):
+        await client.check_token({"iss": server.base, "status": _status(server, 3)})
+    await client.check_token({"iss": server.base})  # no status: passes unless required
+    with pytest.raises(TokenRejectedError, match="no status claim"):
+        await client.check_token({"iss": server.base}, require_status=True)
+    assert server.hits == 1
+
+
 def test_require_status_without_a_status_client_is_refused() -> None:
     with pytest.raises(ValueError, match="require_status needs a status client"):
         verifier(require_status=True)
