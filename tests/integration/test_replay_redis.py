@@ -77,11 +77,13 @@ async def test_verifier_on_redis_refuses_replays_and_fails_closed(
         replica_b = verifier(replay_cache=RedisReplayCache(client), clock=time.time)
         now = int(time.time())
         token = mint(iat=now, exp=now + 300)
-        await replica_a.verify(token)
+        await replica_a.verify(token, client_id="agent-at-crm")
         with pytest.raises(ReplayedTokenError):
-            await replica_b.verify(token)  # another replica sees the first redemption
+            await replica_b.verify(
+                token, client_id="agent-at-crm"
+            )  # another replica sees the first redemption
         redis_server.stop()
         with pytest.raises(VerifierUnavailableError):
-            await replica_a.verify(mint(iat=now, exp=now + 300))
+            await replica_a.verify(mint(iat=now, exp=now + 300), client_id="agent-at-crm")
     finally:
         await client.aclose()

@@ -129,7 +129,7 @@ async def test_client_secret_basic_exchange_returns_a_verifiable_id_jag(endpoint
         resources={CRM_MCP},
         replay_cache=InMemoryReplayCache(),
     )
-    token = await verifier.verify(body["access_token"])
+    token = await verifier.verify(body["access_token"], client_id="agent-app")  # the ID token's aud
     assert token.subject == "alice"
     assert token.claims["act"] == {"sub": "gateway"}  # the authenticated client is the caller
 

@@ -107,7 +107,9 @@ async def test_id_jag_with_an_aud_list_is_still_rejected() -> None:
         resources={MCP}, clock=lambda: NOW,
     )  # fmt: skip
     with pytest.raises(TokenRejectedError, match="one audience"):
-        await verifier.verify(mint(aud=[AS, "https://other-as.example.com"]))
+        await verifier.verify(
+            mint(aud=[AS, "https://other-as.example.com"]), client_id="agent-at-crm"
+        )
 
 
 @pytest.mark.parametrize("offset", [0, 30], ids=["at-exp", "at-exp-plus-leeway"])
@@ -122,9 +124,9 @@ async def test_replayed_token_is_refused_up_to_exp_plus_leeway_inclusive(offset:
             resources={MCP}, clock=lambda: now,
         )  # fmt: skip
 
-    await verifier_at(NOW).verify(token)
+    await verifier_at(NOW).verify(token, client_id="agent-at-crm")
     with pytest.raises(ReplayedTokenError):
-        await verifier_at(exp + offset).verify(token)
+        await verifier_at(exp + offset).verify(token, client_id="agent-at-crm")
 
 
 async def test_in_memory_replay_cache_matches_the_redis_window() -> None:

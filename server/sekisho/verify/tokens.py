@@ -107,10 +107,22 @@ class SekishoTokenVerifier:
         self._require_status = require_status
 
     async def verify(self, token: str, *, client_id: str | None = None) -> VerifiedSekishoToken:
-        """Validate `token`; `client_id` (when given) must equal its client_id claim.
+        """Validate `token`; `client_id` must equal its client_id claim: the client that
+        authenticated, required for the id-jag profile, optional for access tokens.
 
-        Raises: TokenRejectedError (incl. ReplayedTokenError), VerifierUnavailableError.
+        Raises: ValueError for an id-jag verifier called without `client_id` (before the token
+            is read); TokenRejectedError (incl. ReplayedTokenError), VerifierUnavailableError.
         """
+        if client_id is None and self._profile.single_use:
+            # draft-ietf-oauth-identity-assertion-authz-grant (leg 2): the authorization server
+            # MUST check that the ID-JAG's client_id is the client that authenticated. Optional,
+            # it was skipped by a caller that left it out, and an ID-JAG minted for one client
+            # was redeemable by any other (session 14 walkthrough, red team): a wiring error,
+            # raised as such, like a missing replay cache.
+            raise ValueError(
+                "the id-jag profile needs the authenticated client's id: "
+                "verify(token, client_id=...)"
+            )
         now = self._clock()
         if len(token) > MAX_TOKEN_CHARS:
             raise TokenRejectedError(f"token longer than {MAX_TOKEN_CHARS} characters")

@@ -126,9 +126,11 @@ async def test_a_revoked_token_is_refused_and_a_valid_one_passes(server: ListSer
     server.invalid = {3}
     clock = Clock()
     check = verifier(issuer=server.base, status=_client(server, clock), clock=clock)
-    await check.verify(mint(iss=server.base, status=_status(server, 2)))
+    await check.verify(mint(iss=server.base, status=_status(server, 2)), client_id="agent-at-crm")
     with pytest.raises(TokenRejectedError, match="revoked"):
-        await check.verify(mint(iss=server.base, status=_status(server, 3)))
+        await check.verify(
+            mint(iss=server.base, status=_status(server, 3)), client_id="agent-at-crm"
+        )
 
 
 async def test_a_suspended_token_is_refused_while_suspended_and_passes_after(
@@ -138,12 +140,16 @@ async def test_a_suspended_token_is_refused_while_suspended_and_passes_after(
     clock = Clock()
     check = verifier(issuer=server.base, status=_client(server, clock), clock=clock)
     with pytest.raises(TokenRejectedError, match="suspended"):
-        await check.verify(mint(iss=server.base, status=_status(server, 5)))
+        await check.verify(
+            mint(iss=server.base, status=_status(server, 5)), client_id="agent-at-crm"
+        )
     server.others = {}  # reinstated: the next copy of the list reads VALID
     clock.now += TTL  # the copy held is past its ttl
-    await check.verify(mint(iss=server.base, status=_status(server, 5)))
+    await check.verify(mint(iss=server.base, status=_status(server, 5)), client_id="agent-at-crm")
     with pytest.raises(TokenRejectedError, match="revoked"):
-        await check.verify(mint(iss=server.base, status=_status(server, 6)))
+        await check.verify(
+            mint(iss=server.base, status=_status(server, 6)), client_id="agent-at-crm"
+        )
 
 
 async def test_an_application_specific_status_is_refused(server: ListServer) -> None:
@@ -151,13 +157,17 @@ async def test_an_application_specific_status_is_refused(server: ListServer) -> 
     clock = Clock()
     check = verifier(issuer=server.base, status=_client(server, clock), clock=clock)
     with pytest.raises(TokenRejectedError, match="0x03"):
-        await check.verify(mint(iss=server.base, status=_status(server, 5)))
+        await check.verify(
+            mint(iss=server.base, status=_status(server, 5)), client_id="agent-at-crm"
+        )
 
 
 async def test_a_token_without_status_verifies_as_before(server: ListServer) -> None:
     clock = Clock()
     client = _client(server, clock)
-    await verifier(issuer=server.base, status=client, clock=clock).verify(mint(iss=server.base))
+    await verifier(issuer=server.base, status=client, clock=clock).verify(
+        mint(iss=server.base), client_id="agent-at-crm"
+    )
     assert client.fetch_count == 0
 
 
@@ -171,8 +181,8 @@ async def test_a_token_without_status_is_refused_when_the_verifier_requires_one(
     client = _client(server, clock)
     check = verifier(issuer=server.base, status=client, clock=clock, require_status=True)
     with pytest.raises(TokenRejectedError, match="no status claim"):
-        await check.verify(mint(iss=server.base))
-    await check.verify(mint(iss=server.base, status=_status(server, 0)))
+        await check.verify(mint(iss=server.base), client_id="agent-at-crm")
+    await check.verify(mint(iss=server.base, status=_status(server, 0)), client_id="agent-at-crm")
     assert client.fetch_count == 1
 
 
@@ -232,7 +242,7 @@ def test_a_status_client_for_another_issuer_is_refused_when_the_verifier_is_buil
 async def test_a_verifier_without_a_status_client_ignores_status(server: ListServer) -> None:
     server.invalid = {3}
     await verifier(issuer=server.base, clock=Clock()).verify(
-        mint(iss=server.base, status=_status(server, 3))
+        mint(iss=server.base, status=_status(server, 3)), client_id="agent-at-crm"
     )
 
 

@@ -109,26 +109,41 @@ async def test_bad_tokens_are_rejected(token: str, why: str) -> None:
         await verifier().verify(token, client_id="agent-at-crm")
 
 
+async def test_an_id_jag_verified_without_the_authenticated_client_is_a_wiring_error() -> None:
+    # Draft ID-JAG (leg 2): the authorization server MUST check that the ID-JAG's client_id is
+    # the client that authenticated. verify() compared it only when given client_id=, so an AS
+    # that left it out redeemed an ID-JAG minted for one client for any other (session 14
+    # walkthrough, left to the lead then; red team). No verifier setting could make it check.
+    stolen = mint(client_id="another-client")
+    with pytest.raises(ValueError, match="client_id"):
+        await verifier().verify(stolen)
+    with pytest.raises(TokenRejectedError, match="client_id"):
+        await verifier().verify(stolen, client_id="agent-at-crm")
+    # Access tokens: a resource server does not authenticate the client; still optional.
+    check = verifier(profile="access_token", audience=MCP, resources=None, replay_cache=None)
+    assert (await check.verify(mint(typ="at+jwt", aud=MCP))).client_id == "agent-at-crm"
+
+
 async def test_alg_none_is_rejected() -> None:
     body = {"iss": ISSUER, "sub": "a", "aud": AS, "exp": int(NOW) + 60}
     token = jwt.encode(
         body, None, algorithm="none", headers={"typ": "oauth-id-jag+jwt", "kid": "k1"}
     )
     with pytest.raises(TokenRejectedError, match="algorithm"):
-        await verifier().verify(token)
+        await verifier().verify(token, client_id="agent-at-crm")
 
 
 async def test_replayed_id_jag_is_refused() -> None:
     check = verifier()
     token = mint()
-    await check.verify(token)
+    await check.verify(token, client_id="agent-at-crm")
     with pytest.raises(ReplayedTokenError):
-        await check.verify(token)
+        await check.verify(token, client_id="agent-at-crm")
 
 
 async def test_replay_cache_down_refuses_instead_of_accepting() -> None:
     with pytest.raises(VerifierUnavailableError):
-        await verifier(replay_cache=BrokenReplayCache()).verify(mint())
+        await verifier(replay_cache=BrokenReplayCache()).verify(mint(), client_id="agent-at-crm")
 
 
 def test_id_jag_profile_requires_a_replay_cache() -> None:
@@ -172,7 +187,7 @@ async def test_an_oversized_token_is_refused_on_its_length_before_pyjwt_reads_it
     monkeypatch.setattr(jwt, "get_unverified_header", _unread)
     monkeypatch.setattr(jwt, "decode", _unread)
     with pytest.raises(TokenRejectedError, match="longer than 16384"):
-        await verifier().verify(token)
+        await verifier().verify(token, client_id="agent-at-crm")
 
 
 async def test_a_token_with_a_huge_header_is_refused_before_the_header_is_parsed(
@@ -182,7 +197,7 @@ async def test_a_token_with_a_huge_header_is_refused_before_the_header_is_parsed
     token = header.decode() + "." + mint().split(".", 1)[1]
     monkeypatch.setattr(jwt, "get_unverified_header", _unread)
     with pytest.raises(TokenRejectedError, match="header longer than 4096"):
-        await verifier().verify(token)
+        await verifier().verify(token, client_id="agent-at-crm")
 
 
 async def test_a_token_just_under_the_bounds_is_verified_as_before() -> None:
