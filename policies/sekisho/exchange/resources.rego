@@ -138,12 +138,20 @@ claim_names contains name if {
 # METADATA
 # description: >-
 #   Identity claims copied into the token: `groups` is the verified group list (whatever the
-#   IdP's claim is called); any other name is the subject token's claim, when present.
+#   IdP's claim is called); any other name is the subject token's claim, when present; `email`
+#   only when the IdP did not say it is unverified (`email_verified` false).
 propagated_claims := {name: value |
 	some name in claim_names
 	value := _claim_value(name)
 }
 
-_claim_value(name) := input.subject.groups if {
-	name == "groups"
-} else := input.subject.claims[name]
+_claim_value("groups") := input.subject.groups
+
+_claim_value(name) := input.subject.claims[name] if not name in {"groups", "email"}
+
+_claim_value("email") := input.subject.claims.email if not _email_unverified
+
+# An address the IdP says it has not verified (OIDC Core 5.1; some IdPs send the boolean as a
+# string) is not handed to downstreams as the user's: whoever registers it at the IdP would be
+# that user to a downstream that keys accounts by email (red team session 19).
+_email_unverified if input.subject.claims.email_verified in {false, "false"}

@@ -96,3 +96,29 @@ test_reserved_claims_mirror_sekishos_list if {
 	"tenant" in exchange.reserved_claims
 	"status" in exchange.reserved_claims
 }
+
+claims_for(claims) := result if {
+	result := exchange.decision.claims with input as object.union(base_input, {
+		"subject": {"groups": ["staff"], "tenant": "acme", "claims": claims},
+		"request": {"audience": gated_as, "resources": [gated_mcp]},
+	})
+		with data.sekisho.registry as resource_registry
+		with data.sekisho.consents as consented({gated_mcp: {}})
+}
+
+test_an_unverified_email_is_not_propagated if {
+	claims_for({"email": "alice@example.com", "email_verified": false, "name": "Alice"}) == {
+		"name": "Alice",
+		"groups": ["staff"],
+	}
+}
+
+test_an_unverified_email_sent_as_a_string_is_not_propagated if {
+	not claims_for({"email": "alice@example.com", "email_verified": "false"}).email
+}
+
+test_a_verified_or_unmarked_email_is_propagated if {
+	claims_for({"email": "a@example.com", "email_verified": true}).email == "a@example.com"
+	claims_for({"email": "a@example.com", "email_verified": "true"}).email == "a@example.com"
+	claims_for({"email": "a@example.com"}).email == "a@example.com"
+}
