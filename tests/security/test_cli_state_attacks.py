@@ -11,18 +11,23 @@ log the command's user cannot write did the same.
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
+from sekisho.cli import main
 from sekisho.decision_observers import build_decision_log
 from sekisho.errors import ConfigError
 from sekisho.signing.filestore import FileKeyStore
 from sekisho.signing.keyring import Keyring, KeySet
+from sekisho.status.filestore import FileStatusStore
+from sekisho.status.models import Revocation
 
 from tests.integration.conftest import stack_settings
 
@@ -323,6 +328,70 @@ def test_a_key_change_whose_audit_line_fails_is_not_made(tmp_path: Path) -> None
     assert done.returncode != 0, done.stdout + done.stderr
     assert "nothing was changed" in done.stderr and "keys.audit_log" in done.stderr, done.stderr
     assert _states(tmp_path) == before  # not revoked: the line could not be written first
+
+
+def _until_done_or_waiting_on(process: "subprocess.Popen[str]", path: Path) -> None:
+    """Wait until `process` has exited, or has held `path` open for 0.3 s on end: the audit log,
+    which a command opens to lock it and holds while it waits for another's lock (a command
+    that does not wait opens it for microseconds at a time)."""
+    deadline, since = time.monotonic() + 60, None
+    while process.poll() is None:
+        if not _holds(process.pid, path):
+            since = None
+        elif since is None:
+            since = time.monotonic()
+        elif time.monotonic() - since >= 0.3:
+            return
+        assert time.monotonic() < deadline, "the second command neither ended nor waited"
+        time.sleep(0.02)
+
+
+def _holds(pid: int, path: Path) -> bool:
+    with contextlib.suppress(OSError):  # a descriptor closed, or the process gone, meanwhile
+        real = os.path.realpath(path)
+        return any(os.readlink(fd) == real for fd in Path(f"/proc/{pid}/fd").iterdir())
+    return False
+
+
+def test_two_revocation_changes_at_once_are_audited_in_the_order_the_store_made_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Red team session 17, left then: `revoke caller agent-x` and `revoke lift caller agent-x`
+    run at once by two operators. Each appended its line after its own store change with no lock
+    around both: the lift ran between the revoke's change and its line, so the log read `lift`
+    then `revoke` (of one second), the caller revoked, while the store had it lifted. The change
+    and the line are now one step under the log's lock: the lift waits for the revoke's line."""
+    config = str(tmp_path / _status_config(tmp_path))
+    audit = tmp_path / "st" / "revocations.log"
+    real_revoke = FileStatusStore.revoke
+    lifts: list[subprocess.Popen[str]] = []
+
+    def revoke_then_a_lift_runs(self: FileStatusStore, now: int, revocation: Revocation) -> int:
+        marked = real_revoke(self, now, revocation)
+        lift = subprocess.Popen(  # the other operator, after the store change, before the line
+            [*SEKISHO, *LIFT_AGENT_X, "--config", config],
+            cwd=tmp_path,
+            env={**os.environ, "USER": "bob"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        lifts.append(lift)
+        _until_done_or_waiting_on(lift, audit)
+        return marked
+
+    monkeypatch.setattr(FileStatusStore, "revoke", revoke_then_a_lift_runs)
+    revoke = ["revoke", "caller", "agent-x", "--reason", "x", "--operator", "alice"]
+    assert main([*revoke, "--config", config]) == 0
+    _, err = lifts[0].communicate(timeout=60)
+
+    assert lifts[0].returncode == 0, err
+    store = FileStatusStore(tmp_path / "st" / "status.db")
+    try:
+        assert store.revocations(int(time.time())) == []  # revoked, then lifted
+    finally:
+        store.close()
+    assert [line["action"] for line in _audit_lines(audit)] == ["revoke", "lift"]
 
 
 class _SlowFirstRead(FileKeyStore):

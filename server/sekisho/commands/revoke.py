@@ -86,6 +86,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             " --config (or $SEKISHO_CONFIG); without either the built-in defaults apply, and"
             " there it is off"
         )
+    from sekisho.status.audit import AuditLogLockedError
     from sekisho.status.store import StatusStoreError
 
     store = build_status_store(settings.status_list)
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.revoke_command == "list":
             return _list(store)
         return _change(args, settings, store)
-    except StatusStoreError as exc:  # unreachable or refusing: said, not a traceback
+    except (StatusStoreError, AuditLogLockedError) as exc:  # said, not a traceback
         print(f"sekisho: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -139,11 +140,11 @@ _KIND_ATTR = {"lift": "lift_kind", "suspend": "suspend_kind", "reinstate": "rein
 
 
 def _change(args: argparse.Namespace, settings: Settings, store: "StatusStore") -> int:
-    """revoke KIND | lift KIND | suspend KIND | reinstate KIND: change the store, print, audit."""
+    """revoke KIND | lift KIND | suspend KIND | reinstate KIND: change the store, audit, print."""
     from sekisho.commands.keys import OPERATOR_OPTION, current_operator
     from sekisho.keystores import refuse_keystore_file
     from sekisho.signing.audit import require_audited_text
-    from sekisho.status.audit import RevocationAuditLog, RevocationEvent
+    from sekisho.status.audit import RevocationAuditLog
     from sekisho.status.models import Revocation
 
     action = args.revoke_command if args.revoke_command in _KIND_ATTR else "revoke"
@@ -161,20 +162,39 @@ def _change(args: argparse.Namespace, settings: Settings, store: "StatusStore") 
         )
     audit = RevocationAuditLog(settings.status_list.audit_log_path)
     refuse_keystore_file(settings, audit.path, "status_list.audit_log")
-    audit.ready()  # a change is never made unaudited
-    entry = Revocation(kind, key, args.reason, operator, now)
-    marked = _apply(store, action, entry, now)
-    if marked is None:
+    # The change and its line are one ordered step under the log's lock: two operators changing
+    # one value at once (revoke and lift) are appended in the order the store made the changes.
+    with audit.locked():
+        audit.ready()  # a change is never made unaudited
+        entry = Revocation(kind, key, args.reason, operator, now)
+        event = _apply_audited(store, audit, action, entry)
+    if event is None:
         what = "revocation" if action == "lift" else "suspension"
         print(f"no {kind} {what} of {_shown(kind, key)} is in force")
         return 1
-    until = _until(store, action, kind, key, now)
-    event = RevocationEvent(action, kind, key, operator, args.reason, marked, until)
+    _print_change(settings, event, still=_still_in_force(store, action, kind, key, now))
+    return 0
+
+
+def _apply_audited(
+    store: "StatusStore", audit: "RevocationAuditLog", action: str, entry: "Revocation"
+) -> "RevocationEvent | None":
+    """Change the store and append the line (call under audit.locked()); None when a lift or
+    reinstate found nothing in force (nothing changed, nothing audited)."""
+    from sekisho.status.audit import RevocationEvent
+
+    now = entry.created_at
+    marked = _apply(store, action, entry, now)
+    if marked is None:
+        return None
+    until = _until(store, action, entry.kind, entry.key, now)
+    event = RevocationEvent(
+        action, entry.kind, entry.key, entry.operator, entry.reason, marked, until
+    )
     # Audited before anything is printed: a print that fails (stdout a pipe its reader left,
     # Python unbuffered) left the change made and unaudited (red team session 17).
     _record(audit, now, event)
-    _print_change(settings, event, still=_still_in_force(store, action, kind, key, now))
-    return 0
+    return event
 
 
 def _record(audit: "RevocationAuditLog", now: int, event: "RevocationEvent") -> None:

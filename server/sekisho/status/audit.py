@@ -2,15 +2,35 @@
 / `revoke reinstate`, appended and fsynced like the key audit log (signing/audit.py). Fields:
 time, action (revoke | lift | suspend | reinstate), kind, key, operator, reason, marked (live
 tokens marked INVALID by revoke, SUSPENDED by suspend, returned to VALID by reinstate), until
-(0 = until lifted or reinstated)."""
+(0 = until lifted or reinstated).
 
+A change and its line are one ordered step: `sekisho revoke` holds the log's lock (locked()) from
+before it changes the store until its line is appended. Two operators changing one value at once
+(a `revoke` and a `lift`) otherwise could have their lines appended in the other order than the
+store made the changes, both of the same second: read in the log's order, the value was still
+revoked when the store had lifted it (red team session 17, left then)."""
+
+import contextlib
+import errno
+import fcntl
 import json
+import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from sekisho.clock import utc_timestamp
 from sekisho.errors import ConfigError
 from sekisho.signing.audit import append_fsynced, require_appendable, unwritable
+
+LOCK_WAIT_SECONDS = 30.0
+_LOCK_POLL_SECONDS = 0.05
+
+
+class AuditLogLockedError(Exception):
+    """Another `sekisho revoke` held the revocation audit log's lock for longer than we waited;
+    nothing was changed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,12 +49,32 @@ class RevocationEvent:
 class RevocationAuditLog:
     """Appends to one file, created 0600 (reasons name incidents and users)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, lock_wait_seconds: float = LOCK_WAIT_SECONDS) -> None:
         self._path = path
+        self._lock_wait = lock_wait_seconds
 
     @property
     def path(self) -> Path:
         return self._path
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold an exclusive flock on the log itself: every command that appends to this log, in
+        any process (on any host whose filesystem shares flock), takes it in turn. The log is
+        opened for appending (created 0600) as ready() does, so one that cannot be written is
+        refused before any change. No lock file beside it: the log may be made in advance in a
+        folder the operator cannot write, as before.
+
+        Raises: ConfigError when the log cannot be opened (nothing was changed);
+        AuditLogLockedError after waiting `lock_wait_seconds` for another command."""
+        try:
+            fd = _locked_descriptor(self._path, self._lock_wait)
+        except OSError as exc:
+            raise ConfigError(unwritable(self._path, "status_list.audit_log", exc)) from exc
+        try:
+            yield
+        finally:
+            os.close(fd)  # the only descriptor of this open file: the lock goes with it
 
     def ready(self) -> None:
         """Check, before the store changes, that the event's line can be appended.
@@ -58,3 +98,54 @@ class RevocationAuditLog:
             "until": event.until,
         }
         append_fsynced(self._path, json.dumps(entry, ensure_ascii=False).encode() + b"\n")
+
+
+def _locked_descriptor(path: Path, wait_seconds: float) -> int:
+    """A descriptor of the log at `path` holding its flock. Taken again when the log was renamed
+    away (rotated) while waiting: the lock of a file no longer named `path` orders nothing.
+
+    Raises: OSError; AuditLogLockedError after `wait_seconds`."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            _wait_for_lock(fd, deadline, path)
+            held = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if _names(path, held):
+            return fd
+        os.close(fd)
+
+
+def _names(path: Path, held: os.stat_result) -> bool:
+    """Whether `path` still names the file `held` describes."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _wait_for_lock(fd: int, deadline: float, path: Path) -> None:
+    """Raises: AuditLogLockedError once `deadline` (time.monotonic()) has passed."""
+    while not _try_lock(fd):
+        if time.monotonic() >= deadline:
+            raise AuditLogLockedError(
+                f"another sekisho revoke has held the lock of the revocation audit log {path} "
+                "for too long; nothing was changed: run the command again"
+            )
+        time.sleep(_LOCK_POLL_SECONDS)
+
+
+def _try_lock(fd: int) -> bool:
+    """Raises: OSError other than "held by another"."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise
+        return False
+    return True
