@@ -455,3 +455,25 @@ def test_revoking_an_expired_minted_tokens_jti_says_it_has_expired(
     assert "kept in force in case an IdP issued a token with this jti" in out
     assert "live token(s) marked" not in out and "downstreams refuse" not in out
     assert "check the value is spelled" not in out and "not a jti Sekisho mints" not in out
+
+
+@pytest.mark.parametrize("verb", [[], ["suspend"]], ids=["revoke", "suspend"])
+def test_a_second_revocation_of_one_value_keeps_the_first_and_is_audited_as_a_repeat(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], verb: list[str]
+) -> None:
+    """Two operators revoking one workload (an incident seen twice): the second replaced the
+    first, so `revoke list` gave the later time, operator and reason, and when and why it was
+    first cut off was only in the log. The first stands; the second is audited, as a repeat."""
+    config = _config(tmp_path)
+    _seed(tmp_path)
+    by = ["revoke", *verb, "caller", "agent-1", "--config", config, "--operator"]
+    assert _run(capsys, *by, "alice", "--reason", "INC-1 odd calls")[0] == 0
+
+    code, out, _ = _run(capsys, *by, "bob", "--reason", "INC-2 odd calls again")
+
+    assert code == 0
+    assert "already in force" in out and "by alice (INC-1 odd calls) stands" in out, out
+    _, listed, _ = _run(capsys, "revoke", "list", "--config", config)
+    assert "INC-1 odd calls" in listed and "INC-2" not in listed and "bob" not in listed
+    audited = [(line["operator"], line["reason"], line["repeat"]) for line in _audit(tmp_path)]
+    assert audited == [("alice", "INC-1 odd calls", False), ("bob", "INC-2 odd calls again", True)]

@@ -172,6 +172,8 @@ def _change(args: argparse.Namespace, settings: Settings, store: "StatusStore") 
         what = "revocation" if action == "lift" else "suspension"
         print(f"no {kind} {what} of {_shown(kind, key)} is in force")
         return 1
+    if event.repeat:
+        _print_repeat(event, _standing(store, action, kind, key, now))
     _print_change(settings, event, still=_still_in_force(store, action, kind, key, now))
     return 0
 
@@ -179,17 +181,26 @@ def _change(args: argparse.Namespace, settings: Settings, store: "StatusStore") 
 def _apply_audited(
     store: "StatusStore", audit: "RevocationAuditLog", action: str, entry: "Revocation"
 ) -> "RevocationEvent | None":
-    """Change the store and append the line (call under audit.locked()); None when a lift or
-    reinstate found nothing in force (nothing changed, nothing audited)."""
+    """Change the store and append the line (call under audit.locked(), which also keeps any
+    other command from changing this value between the look at what stands and the change);
+    None when a lift or reinstate found nothing in force (nothing changed, nothing audited)."""
     from sekisho.status.audit import RevocationEvent
 
     now = entry.created_at
+    standing = _standing(store, action, entry.kind, entry.key, now)
     marked = _apply(store, action, entry, now)
     if marked is None:
         return None
     until = _until(store, action, entry.kind, entry.key, now)
     event = RevocationEvent(
-        action, entry.kind, entry.key, entry.operator, entry.reason, marked, until
+        action,
+        entry.kind,
+        entry.key,
+        entry.operator,
+        entry.reason,
+        marked,
+        until,
+        repeat=standing is not None,
     )
     # Audited before anything is printed: a print that fails (stdout a pipe its reader left,
     # Python unbuffered) left the change made and unaudited (red team session 17).
@@ -230,11 +241,20 @@ def _apply(store: "StatusStore", action: str, entry: "Revocation", now: int) -> 
     return store.reinstate(now, entry.kind, entry.key)
 
 
-def _until(store: "StatusStore", action: str, kind: str, key: str, now: int) -> int:
-    """When the revocation or suspension just put in force ends (0 = when lifted/reinstated)."""
+def _standing(
+    store: "StatusStore", action: str, kind: str, key: str, now: int
+) -> "Revocation | None":
+    """The revocation (revoke) or suspension (suspend) of `kind` = `key` in force, which a
+    second one leaves standing (StatusStore.revoke); None for other actions."""
     found = {"revoke": store.revocations, "suspend": store.suspensions}.get(action)
     entries = found(now) if found else []
-    return next((e.until for e in entries if (e.kind, e.key) == (kind, key)), 0)
+    return next((e for e in entries if (e.kind, e.key) == (kind, key)), None)
+
+
+def _until(store: "StatusStore", action: str, kind: str, key: str, now: int) -> int:
+    """When the revocation or suspension just put in force ends (0 = when lifted/reinstated)."""
+    standing = _standing(store, action, kind, key, now)
+    return standing.until if standing is not None else 0
 
 
 def _still_in_force(store: "StatusStore", action: str, kind: str, key: str, now: int) -> str:
@@ -259,6 +279,18 @@ _PRINTED = {  # action: (first word, what happened to the live tokens, how it is
     ),
     "reinstate": ("reinstated", "VALID again (revoked or otherwise suspended ones stay)", ""),
 }
+
+
+def _print_repeat(event: "RevocationEvent", standing: "Revocation | None") -> None:
+    """A revoke or suspend of what was in force: the first entry stands (StatusStore.revoke)."""
+    what = "revocation" if event.action == "revoke" else "suspension"
+    if standing is None:  # lifted or ended since, by another command or the store's prune
+        return
+    print(
+        f"already in force: the {what} of {event.kind} {_shown(event.kind, event.key)} made "
+        f"{utc_timestamp(standing.created_at)} by {standing.operator} ({standing.reason}) "
+        "stands as it was; this one is audited as a repeat"
+    )
 
 
 def _print_change(settings: Settings, event: "RevocationEvent", *, still: str = "") -> None:

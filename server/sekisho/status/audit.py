@@ -2,7 +2,8 @@
 / `revoke reinstate`, appended and fsynced like the key audit log (signing/audit.py). Fields:
 time, action (revoke | lift | suspend | reinstate), kind, key, operator, reason, marked (live
 tokens marked INVALID by revoke, SUSPENDED by suspend, returned to VALID by reinstate), until
-(0 = until lifted or reinstated).
+(0 = until lifted or reinstated), repeat (a revoke or suspend of what was in force already: the
+first entry stands, StatusStore.revoke).
 
 A change and its line are one ordered step: `sekisho revoke` holds the log's lock (locked()) from
 before it changes the store until its line is appended. Two operators changing one value at once
@@ -44,6 +45,7 @@ class RevocationEvent:
     reason: str
     marked: int = 0
     until: int = 0
+    repeat: bool = False  # a revoke or suspend of what was in force: the first stands
 
 
 class RevocationAuditLog:
@@ -96,6 +98,7 @@ class RevocationAuditLog:
             "reason": event.reason,
             "marked": event.marked,
             "until": event.until,
+            "repeat": event.repeat,
         }
         append_fsynced(self._path, json.dumps(entry, ensure_ascii=False).encode() + b"\n")
 

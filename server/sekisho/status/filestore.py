@@ -367,17 +367,27 @@ def _live(conn: sqlite3.Connection, kind: str, key: str, now: int) -> list[tuple
 
 
 def _put_in_force(conn: sqlite3.Connection, table: str, now: int, entry: Revocation) -> int:
-    """Store a revocation or suspension and mark the live tokens it covers; returns how many
+    """Store a revocation or suspension, unless one of its kind and key is in force already
+    (StatusStore.revoke: the first stands), and mark the live tokens it covers; returns how many
     of them changed status (_mark)."""
     rows = _covered(conn, entry.kind, entry.key, now)
     until = entry.until
     if entry.kind == "token" and rows:
         until = max(row[2] for row in rows)  # ends when the token does
-    conn.execute(
-        f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608
-        (entry.kind, entry.key, entry.reason, entry.operator, entry.created_at, until),
-    )
+    if not _is_in_force(conn, table, entry.kind, entry.key, now):  # else elapsed, or none
+        conn.execute(
+            f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608
+            (entry.kind, entry.key, entry.reason, entry.operator, entry.created_at, until),
+        )
     return _mark(conn, _MARKS[table], [(row[0], row[1]) for row in rows])
+
+
+def _is_in_force(conn: sqlite3.Connection, table: str, kind: str, key: str, now: int) -> bool:
+    row = conn.execute(
+        f"SELECT 1 FROM {table} WHERE kind = ? AND key = ? AND (until = 0 OR until > ?)",  # noqa: S608
+        (kind, key, now),
+    ).fetchone()
+    return row is not None
 
 
 def _is_invalid(conn: sqlite3.Connection, entry: tuple[int, int]) -> bool:

@@ -137,12 +137,16 @@ local marks = ({revocation = 'invalid', suspension = 'suspended'})[entries]
 local members, exp = members_of(P, now, kind, value)
 if exp > 0 then untl = exp end  -- a minted token's entry ends when the token does
 local field = kind .. '\\31' .. value
-redis.call('HSET', P .. entries .. '_until', field, untl)
--- seq: the order of puts within one created_at second (revoke list, _in_force)
-local seq = redis.call('INCR', P .. 'in_force_seq')
-redis.call('HSET', P .. entries .. 's', field, cjson.encode({
-  kind = kind, key = value, reason = ARGV[5], operator = ARGV[6],
-  created_at = tonumber(ARGV[7]), ['until'] = untl, seq = seq}))
+-- One of this kind and key in force already stands as it is (StatusStore.revoke).
+local standing = tonumber(redis.call('HGET', P .. entries .. '_until', field))
+if not (standing and (standing == 0 or standing > now)) then
+  redis.call('HSET', P .. entries .. '_until', field, untl)
+  -- seq: the order of puts within one created_at second (revoke list, _in_force)
+  local seq = redis.call('INCR', P .. 'in_force_seq')
+  redis.call('HSET', P .. entries .. 's', field, cjson.encode({
+    kind = kind, key = value, reason = ARGV[5], operator = ARGV[6],
+    created_at = tonumber(ARGV[7]), ['until'] = untl, seq = seq}))
+end
 local changed = 0
 for _, member in ipairs(members) do
   local list, idx = string.match(member, '^(%d+):(%d+)$')

@@ -42,7 +42,10 @@ class StatusStore(Protocol):
 
     def revoke(self, now: int, revocation: Revocation) -> int:
         """Put `revocation` in force and mark every live token it covers INVALID; returns how
-        many changed status (VALID or SUSPENDED before; those already INVALID are not counted)."""
+        many changed status (VALID or SUSPENDED before; those already INVALID are not counted).
+        A revocation of the same kind and key in force already stands as it is (its time,
+        operator, reason and end: when and why it was first made); the live tokens are marked
+        all the same."""
         ...
 
     def lift(self, kind: RevocationKind, key: str) -> bool:
@@ -55,7 +58,8 @@ class StatusStore(Protocol):
 
     def suspend(self, now: int, suspension: Revocation) -> int:
         """Put `suspension` in force and mark every live token it covers SUSPENDED; returns how
-        many changed status (VALID before; those already INVALID or SUSPENDED are not counted)."""
+        many changed status (VALID before; those already INVALID or SUSPENDED are not counted).
+        A suspension of the same kind and key in force already stands as it is, as in revoke()."""
         ...
 
     def reinstate(self, now: int, kind: RevocationKind, key: str) -> int | None:

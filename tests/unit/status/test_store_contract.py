@@ -242,15 +242,48 @@ def test_entries_of_one_second_are_listed_in_the_order_they_were_put_in_force(
 ) -> None:
     """`sekisho revoke list` shows the store's order, and `created_at` is to the second: two
     revocations (or suspensions) of one second were listed in Redis in its hash's order (for a
-    hash of long values, its table's: any). A put again (re-revoked) comes last."""
+    hash of long values, its table's: any). One revoked again keeps its place (the first
+    stands)."""
     callers = [f"agent-{n:02d}" for n in range(40)]  # enough, with the reason, for a hash table
     for caller in callers:
         store.revoke(NOW, _revocation("caller", caller))
         store.suspend(NOW, _revocation("caller", caller))
     store.revoke(NOW, _revocation("caller", callers[0]))
-    expected = [*callers[1:], callers[0]]
-    assert [r.key for r in store.revocations(NOW)] == expected
+    assert [r.key for r in store.revocations(NOW)] == callers
     assert [r.key for r in store.suspensions(NOW)] == callers
     in_force = store.in_force(NOW)
-    assert [r.key for r in in_force.revocations] == expected
+    assert [r.key for r in in_force.revocations] == callers
     assert [r.key for r in in_force.suspensions] == callers
+
+
+@pytest.mark.parametrize("put", ["revoke", "suspend"])
+def test_a_second_entry_of_what_is_in_force_leaves_the_first_standing(
+    store: StatusStore, put: str
+) -> None:
+    """Revoking (or suspending) one value twice replaced the first entry, both audited: `revoke
+    list` then gave the second operator's time and reason, and when and why the value was first
+    cut off (what an incident review asks) was left only in the audit log. The first stands; the
+    second still marks the live tokens it covers."""
+    list_id, _ = _lease(store)
+    first = Revocation("subject", ALICE, "INC-1 laptop stolen", "alice", NOW)
+    second = Revocation("subject", ALICE, "INC-2 seen again", "bob", NOW + 60)
+    listed = {"revoke": store.revocations, "suspend": store.suspensions}[put]
+    marks = {"revoke": "invalid", "suspend": "suspended"}[put]
+
+    assert getattr(store, put)(NOW, first) == 0
+    store.record(NOW + 30, [_token("a1", ALICE, 0, list_id=list_id)])  # marked as recorded
+    assert getattr(store, put)(NOW + 60, second) == 0  # nothing left to mark
+
+    assert listed(NOW + 60) == [first]
+    snapshot = store.snapshot(list_id)
+    assert snapshot is not None and getattr(snapshot, marks) == {0}
+
+
+def test_an_elapsed_entry_is_replaced_by_a_new_one(store: StatusStore) -> None:
+    """Control: only an entry in force stands; one whose end has passed (not pruned yet) is
+    replaced."""
+    ended = Revocation("caller", "agent-9", "INC-1", "alice", NOW, until=NOW + 10)
+    store.revoke(NOW, ended)
+    again = Revocation("caller", "agent-9", "INC-2", "bob", NOW + 20)
+    store.revoke(NOW + 20, again)
+    assert store.revocations(NOW + 20) == [again]
