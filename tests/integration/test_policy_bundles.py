@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import tarfile
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from sekisho.policy.wasm.bundles import (
 )
 from sekisho.policy.wasm.compiler import BundleSigning, build_bundle
 from sekisho.policy.wasm.download import BundleDownloader, BundleFetchError, Fetched
-from sekisho.policy.wasm.policy import WasmLimits
+from sekisho.policy.wasm.policy import LoadedPolicy, WasmLimits
 from sekisho.policy.wasm.signing import BundleVerifier
 
 from tests.bounds import bundle_polling, wasm_limits
@@ -331,6 +332,58 @@ async def test_an_unreachable_server_leaves_the_engine_not_ready_until_it_answer
         await until(lambda: policies.ready)
         assert (await policies.decide(SALES)).allow
     finally:
+        await policies.close()
+
+
+class SlowToLoad(BundlePolicyEngine):
+    """A bundle engine whose load of one bundle's bytes waits for `release` (a large bundle, a
+    loaded host): the poll that fetched it is still loading when the next poll runs."""
+
+    def __init__(self, slow: bytes, **kwargs: Any) -> None:
+        super().__init__(
+            QUERY, wasm_limits(), runtime=shared_runtime(), failures=RecordedFailures(), **kwargs
+        )
+        self.slow = slow
+        self.loading = threading.Event()
+        self.release = threading.Event()
+
+    def load(self, raw: bytes) -> LoadedPolicy:
+        if raw == self.slow:
+            self.loading.set()
+            self.release.wait(30)
+        return super().load(raw)
+
+
+async def test_a_poll_and_a_sighup_at_once_leave_the_newest_bundle_in_force(
+    tmp_path: Path, server: BundleServer
+) -> None:
+    """The poller's refresh and a SIGHUP's (folder_changed) were not serialised: the poll fetched
+    v1 and was still loading it when the SIGHUP's poll fetched v2, loaded it and put it in force;
+    then v1 went in force over it and served until the next poll (up to bundle_poll_max_seconds:
+    a withdrawn grant granted again). Now the SIGHUP's poll waits, and asks with v1's ETag."""
+    server.publish(bundle(tmp_path, "v0"))
+    v1 = bundle(tmp_path, "v1")
+    policies = SlowToLoad(
+        v1, downloader=BundleDownloader(server.url, 5.0), polling=Polling(3600, 3600)
+    )
+    await policies.start()  # v0; the next scheduled poll is an hour away
+    try:
+        server.publish(v1)
+        poll = asyncio.create_task(policies.refresh())  # the poller's
+        await until(policies.loading.is_set)
+        server.publish(bundle(tmp_path, "v2", edit=no_crm_grants))
+        answered = len(server.answers)
+        sighup = asyncio.create_task(policies.folder_changed())
+        await asyncio.sleep(0.5)  # a poll running alongside has its answer by now (loopback)
+        if len(server.answers) > answered:  # it did (before): v2 loads and goes in force
+            await until(sighup.done)
+        policies.release.set()
+        await asyncio.gather(poll, sighup)
+
+        assert policies.policy.revision == "v2"
+        assert not (await policies.decide(SALES)).allow
+    finally:
+        policies.release.set()
         await policies.close()
 
 

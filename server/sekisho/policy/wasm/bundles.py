@@ -112,6 +112,8 @@ class BundlePolicyEngine(WasmServing):
         self._poller: asyncio.Task[None] | None = None
         self._rng = random.SystemRandom()
         self._activated: list[Callable[[], None]] = []
+        # One load at a time (refresh, folder_changed): see refresh().
+        self._loading = asyncio.Lock()
         self._clock = clock or SystemClock()
         self.status = BundleStatus(self._clock)
 
@@ -142,9 +144,14 @@ class BundlePolicyEngine(WasmServing):
         await super().close()
 
     async def folder_changed(self) -> bool:
-        """The bundle file's folder changed: load the file again, keeping the last good."""
+        """The bundle file's folder changed, or SIGHUP: load the file again (poll the server
+        now), keeping the last good."""
         if self._file is None:
             return await self.refresh()
+        async with self._loading:
+            return await self._reload_file()
+
+    async def _reload_file(self) -> bool:
         try:
             await asyncio.to_thread(self._load_file)
         except PolicyLoadError as exc:
@@ -164,7 +171,17 @@ class BundlePolicyEngine(WasmServing):
             self._activate(self.load(raw), digest, version=digest)
 
     async def refresh(self) -> bool:
-        """One poll of the bundle server: True when the served bundle is current."""
+        """One poll of the bundle server: True when the served bundle is current.
+
+        One at a time: the poller and a SIGHUP (folder_changed) both poll, each loads in a
+        thread, and unserialised the last to finish won: a poll that fetched a bundle slow to
+        load put it in force after the newer one a SIGHUP's poll fetched meanwhile had been,
+        and the older policy served until the next poll. Serialised, the later poll asks with
+        the ETag the earlier one left, so the last applied is the newest served."""
+        async with self._loading:
+            return await self._refresh()
+
+    async def _refresh(self) -> bool:
         assert self._downloader is not None  # only called for a server source
         rejected = self._standing_rejection()
         asks_rejected = rejected is not None and rejected.etag != ""
