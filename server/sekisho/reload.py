@@ -72,15 +72,16 @@ async def watch_directory(
     ignore: Callable[[str], bool] | None = None,
     *,
     follow_seconds: float = FOLLOW_SECONDS,
-    catch_up: bool = False,
+    catch_up: bool | Callable[[], object] = False,
 ) -> None:
     """Run until cancelled; every batch of changes under `path` triggers one `on_change()`.
     `ignore(name)`: files whose changes are neither logged nor a reason to reload (the owner's
     scratch files, besides watchfiles' defaults such as editor swap files). `catch_up`: the
     state was loaded before this watch began (a service loads its keys first, then policy,
-    the status store and listeners, then its watches: seconds), so `on_change()` runs once the
-    watch has begun, and a change made in between is not lost (red team session 17: a key
-    revoked while a replica started stayed published and signing there).
+    the status store and listeners, then its watches: seconds), so `on_change()` (or the
+    callable given, one that reloads only what changed since the load) runs once the watch has
+    begun, and a change made in between is not lost (red team session 17: a key revoked while
+    a replica started stayed published and signing there).
 
     inotify watches the folder `path` named when the watch began, wherever it goes. `path` (or
     a folder above it) a symlink repointed at another folder in one rename (git-sync, `current
@@ -98,14 +99,17 @@ async def watch_directory(
     # inotify watches in RustNotify's constructor): the watch begins in this task's first
     # step. Looked at in a thread, a start's first step ended at the thread hop, and an edit
     # made meanwhile (at load, seconds) was never seen, nor reloaded until the next one.
-    folder, reload_first = _named(path), catch_up
+    folder = _named(path)
+    reload_first = (catch_up if callable(catch_up) else on_change) if catch_up else None
     while True:
         moved = asyncio.Event()
         follower = asyncio.create_task(_follow(path, folder, moved, follow_seconds))
         # After a move, the reload runs once the watch below has begun (watchfiles sets it up
         # before its first await): an edit made in the new folder while that reload reads it
         # (a deploy still copying files into it) is seen, and reloaded in turn.
-        first = asyncio.create_task(_changed(on_change, loop, failures)) if reload_first else None
+        first = None
+        if reload_first is not None:
+            first = asyncio.create_task(_changed(reload_first, loop, failures))
         pin = _pin(folder)
         try:
             if folder is not None:
@@ -127,7 +131,7 @@ async def watch_directory(
             if pin is not None:
                 os.close(pin)
         log.info("files_changed", extra={"what": what, "files": [path.name]})
-        folder, reload_first = await asyncio.to_thread(_named, path), True
+        folder, reload_first = await asyncio.to_thread(_named, path), on_change
 
 
 def _pin(folder: _Folder | None) -> int | None:

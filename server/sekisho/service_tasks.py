@@ -11,7 +11,7 @@ from sekisho.clock import Clock
 from sekisho.config import Settings
 from sekisho.keystores import build_key_manager
 from sekisho.loops import Loop, LoopFailures
-from sekisho.policy.engine import PolicyRuntime
+from sekisho.policy.engine import PolicyRuntime, reload_if_changed
 from sekisho.reload import PolledFile, poll_file, poll_forever, retry_with_backoff, watch_directory
 from sekisho.signing.filestore import KEYRING_FILE, is_scratch_file
 from sekisho.signing.keyring import Keyring
@@ -70,13 +70,22 @@ def key_tasks(
 def policy_watch(
     settings: Settings, policy: PolicyRuntime, failures: LoopFailures, what: str = "policy"
 ) -> Coroutine[None, None, None] | None:
-    """Reload on changes of the policy folder, or of a bundle file's folder."""
-    if settings.policy.watch and settings.policy.reads_folder:
-        return watch_directory(settings.policy.path, policy.folder_changed, what, failures)
-    if settings.policy.watch and settings.policy.bundle_file is not None:
-        bundle_folder = settings.policy.bundle_file.parent
-        return watch_directory(bundle_folder, policy.folder_changed, f"{what} bundle", failures)
-    return None
+    """Reload on changes of the policy folder, or of a bundle file's folder. The policy loaded
+    seconds before the watch begins (keys, then policy, the status store and the listeners):
+    once it has begun, it reloads if the folder changed meanwhile, and only then (catch-up)."""
+
+    def catch_up() -> Coroutine[None, None, bool]:
+        return reload_if_changed(policy)
+
+    if not settings.policy.watch:
+        return None
+    if settings.policy.reads_folder:
+        folder = settings.policy.path
+    elif settings.policy.bundle_file is not None:
+        folder, what = settings.policy.bundle_file.parent, f"{what} bundle"
+    else:
+        return None
+    return watch_directory(folder, policy.folder_changed, what, failures, catch_up=catch_up)
 
 
 async def refresh_forever(cache: JwksCache, interval: float, failures: LoopFailures) -> None:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sekisho.config import load_settings
+from sekisho.config import Settings, load_settings
 from sekisho.policy.cache import CachingPolicyEngine
 from sekisho.policy.wasm.compiler import compile_folder
 from sekisho.policy.wasm.engine import WasmPolicyEngine
@@ -218,3 +218,71 @@ async def test_a_reload_that_read_before_a_deny_edit_does_not_undo_it(tmp_path: 
     finally:
         release.set()
         await cached.close()
+
+
+async def test_a_policy_edit_made_while_the_service_starts_is_served_once_the_watch_begins(
+    tmp_path: Path,
+) -> None:
+    """Red team session 17, left then: the policy loads before the status store and the
+    listeners, and its watch begins after them (seconds); an edit made in between raised no
+    event the watch could see, so that replica served the old policy (a user the edit denies
+    kept being granted) until the next edit or SIGHUP. Once the watch has begun, the folder is
+    compared with what was loaded, and reloaded when it differs."""
+    root = tmp_path / "policies"
+    shutil.copytree(POLICIES, root)
+    engine = CachingPolicyEngine(wasm_engine(root, QUERY), FakeClock(0.0), max_entries=100)
+    await engine.start()  # start_policy
+    assert (await engine.decide(SALES)).allow
+    set_crm_grants(root, {})  # while the status store and the listeners start
+    watch = policy_watch(Settings(policy={"path": str(root)}), engine, RecordedFailures())
+    assert watch is not None
+    task = asyncio.create_task(watch)  # _launch
+    try:
+        await decided_after_edit(engine, allow=False)  # type: ignore[arg-type]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await engine.close()
+
+
+async def test_an_unchanged_policy_folder_is_not_reloaded_when_its_watch_begins(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The catch-up above, tried in session 17 as a reload at every start, was taken out: it
+    emptied the decision and gateway caches just filled, logged a second `policy_loaded` and,
+    with OPA `manage = true`, published the folder again at every start. A folder that holds
+    what was loaded (a file no engine reads may change: a README) is not reloaded at all."""
+    root = tmp_path / "policies"
+    shutil.copytree(POLICIES, root)
+    engine = CachingPolicyEngine(wasm_engine(root, QUERY), FakeClock(0.0), max_entries=100)
+    flushes: list[int] = []
+    engine.on_flush(lambda: flushes.append(1))
+    looked, changed_since_load = asyncio.Event(), engine.changed_since_load
+
+    async def looking() -> bool:
+        changed = await changed_since_load()
+        looked.set()
+        return changed
+
+    engine.changed_since_load = looking  # type: ignore[method-assign]
+    with caplog.at_level(logging.INFO, logger="sekisho.policy.wasm.engine"):
+        await engine.start()
+        flushes.clear()  # the start's own
+        (root / "README.md").write_text("notes\n")  # read by no engine
+        watch = policy_watch(Settings(policy={"path": str(root)}), engine, RecordedFailures())
+        assert watch is not None
+        task = asyncio.create_task(watch)
+        try:
+            started = time.monotonic()
+            while not (looked.is_set() or flushes):  # the catch-up looked, or reloaded
+                assert time.monotonic() - started < GIVE_UP_SECONDS, "no catch-up"
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.2)  # a reload it set off would have begun
+            assert flushes == []
+            assert [r.message for r in caplog.records].count("policy_loaded") == 1  # the start's
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await engine.close()

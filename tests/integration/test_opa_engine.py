@@ -308,6 +308,26 @@ async def test_reload_publishes_in_the_background(
     assert await eventually(granted)
 
 
+async def test_the_folder_is_compared_with_what_was_published(
+    managed: tuple[OpaPolicyEngine, Path],
+) -> None:
+    """The policy watch's catch-up at start (engine.reload_if_changed) asks whether the folder
+    holds another policy than the one published: unchanged, OPA is sent nothing again (a
+    reload at every start published the folder at every start, session 17); an edit made
+    since is a change, and so is a folder that no longer loads."""
+    engine, root = managed
+    assert not await engine.changed_since_load()
+    (root / "README.md").write_text("notes\n")  # a file OPA is never sent
+    assert not await engine.changed_since_load()
+    registry_path = root / "data" / "registry.json"
+    registry = json.loads(registry_path.read_text())
+    registry["sekisho"]["registry"]["downstreams"][CRM]["group_grants"] = {}
+    registry_path.write_text(json.dumps(registry))
+    assert await engine.changed_since_load()
+    registry_path.write_text("{")
+    assert await engine.changed_since_load()
+
+
 async def test_a_policy_the_supervisor_publishes_flushes_the_decision_cache(
     managed: tuple[OpaPolicyEngine, Path],
 ) -> None:

@@ -597,6 +597,27 @@ async def test_a_bundle_file_loads_and_reloads_keeping_the_last_good(tmp_path: P
     await policies.close()
 
 
+async def test_a_bundle_file_is_compared_with_the_bundle_in_force(tmp_path: Path) -> None:
+    """What the bundle folder's watch asks once it has begun at start (reload_if_changed): the
+    same bytes are not loaded again, other bytes are (a bundle written while the service
+    started), and a server source has nothing to catch up (its poller reads it)."""
+    path = tmp_path / "sekisho.tar.gz"
+    path.write_bytes(bundle(tmp_path, "file-v1"))
+    policies = engine(file=path)
+    await policies.start()
+    try:
+        assert not await policies.changed_since_load()
+        path.write_bytes(bundle(tmp_path, "file-v2", edit=no_crm_grants))
+        assert await policies.changed_since_load()
+        assert await policies.folder_changed() is True
+        assert not await policies.changed_since_load()
+    finally:
+        await policies.close()
+    served = engine(downloader=BundleDownloader("http://127.0.0.1:1/b.tar.gz", 1.0))
+    assert not await served.changed_since_load()
+    await served.close()
+
+
 async def test_a_broken_bundle_file_fails_the_start(tmp_path: Path) -> None:
     path = tmp_path / "sekisho.tar.gz"
     path.write_bytes(b"\x1f\x8b broken")

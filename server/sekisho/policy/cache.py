@@ -92,6 +92,10 @@ class CachingPolicyEngine:
             finally:
                 self.clear()
 
+    async def changed_since_load(self) -> bool:
+        """The wrapped engine's (PolicyRuntime); nothing is flushed."""
+        return await self._engine.changed_since_load()
+
     def clear(self) -> None:
         """Drop every decision; decisions still being computed will not be stored."""
         self._generation += 1

@@ -6,6 +6,7 @@ when the data folder is given as a root: `opa run -s policies/sekisho policies/d
 A directory with only .rego files (no data/) is valid.
 """
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,19 @@ def load_source(root: Path) -> PolicySource:
         refuse_lone_surrogates(document, path.name)
         _merge(data, document, path.name, ())
     return PolicySource(modules=modules, data=data)
+
+
+def source_fingerprint(source: PolicySource) -> str:
+    """SHA-256 of the module texts (by name) and of the merged data: what a policy folder holds
+    as the engines load it, so two reads fingerprint alike exactly when they give one policy
+    (files no engine reads, a `_test.rego` or a README, count for nothing).
+    PolicyRuntime.changed_since_load compares it."""
+    digest = hashlib.sha256()
+    for name, text in sorted(source.modules.items()):
+        digest.update(f"{len(name)}:{name}{len(text)}:{text}".encode())
+    data = json.dumps(source.data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    digest.update(data.encode())
+    return digest.hexdigest()
 
 
 def refuse_lone_surrogates(document: Any, name: str) -> None:

@@ -50,7 +50,7 @@ from sekisho.policy.opa.gate import PublishGate
 from sekisho.policy.opa.integrity import data_digest, data_drift, module_drift, our_packages
 from sekisho.policy.opa.publisher import OpaPublisher, policy_roots
 from sekisho.policy.selftest import check_self_test, self_test_input
-from sekisho.policy.source import PolicySource, load_source
+from sekisho.policy.source import PolicySource, load_source, source_fingerprint
 from sekisho.policy.wasm.compiler import entrypoint_of
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,15 @@ class OpaPolicyEngine:
     async def folder_changed(self) -> bool:
         """reload(); the supervisor task does the publishing, serialised with its checks."""
         return self.reload()
+
+    async def changed_since_load(self) -> bool:
+        """manage = true: whether the folder holds another policy than the one last published
+        (PolicyRuntime). False with manage = false (OPA loads its own bundles) or before a first
+        publish (the supervisor's reads the folder as it is then)."""
+        good = self._good
+        if not self._manage or good is None:
+            return False
+        return await asyncio.to_thread(_differs, self._root, good)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -367,6 +376,14 @@ class OpaPolicyEngine:
             level = logging.INFO if ready else logging.ERROR
             log.log(level, event, extra={"engine": "opa", "url": self._api.url, "reason": why})
         self._ready = ready
+
+
+def _differs(root: Path, good: PolicySource) -> bool:
+    """Whether the folder at `root` now holds another policy than `good` (blocking)."""
+    try:
+        return source_fingerprint(load_source(root)) != source_fingerprint(good)
+    except PolicyLoadError:
+        return True  # published before, unreadable now: the republish logs why
 
 
 def _invalid(error: str, decision_id: str) -> Decision:

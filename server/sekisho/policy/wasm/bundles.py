@@ -160,6 +160,21 @@ class BundlePolicyEngine(WasmServing):
             return False
         return True
 
+    async def changed_since_load(self) -> bool:
+        """Whether the bundle file's bytes differ from the bundle in force (PolicyRuntime);
+        False for a bundle server (the poller reads it)."""
+        if self._file is None:
+            return False
+        return await asyncio.to_thread(self._file_changed)
+
+    def _file_changed(self) -> bool:
+        assert self._file is not None
+        try:
+            raw = self._file.read_bytes()
+        except OSError:
+            return True  # it was read at start: the reload logs why it is not now
+        return hashlib.sha256(raw).hexdigest() != self._digest
+
     def _load_file(self) -> None:
         assert self._file is not None  # only called for a file source
         try:

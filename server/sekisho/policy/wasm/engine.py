@@ -17,7 +17,7 @@ from pathlib import Path
 from sekisho.clock import Clock, SystemClock
 from sekisho.errors import PolicyLoadError
 from sekisho.policy.load_events import LIVE_LOAD_EVENTS, LoadEvents
-from sekisho.policy.source import PolicySource, load_source
+from sekisho.policy.source import PolicySource, load_source, source_fingerprint
 from sekisho.policy.wasm.compiler import compile_folder, entrypoint_of
 from sekisho.policy.wasm.policy import (
     CompiledModule,
@@ -70,6 +70,7 @@ class WasmPolicyEngine(WasmServing):
         self._opa = opa
         self._compile_timeout = compile_timeout
         self._digest = ""
+        self._fingerprint = ""  # source_fingerprint of the folder in force
         self._events = events
 
     async def start(self) -> None:
@@ -78,13 +79,14 @@ class WasmPolicyEngine(WasmServing):
 
     def load(self) -> None:
         """Build the folder's policy and serve it (blocking). Raises: PolicyLoadError."""
-        policy, digest = self._build()
-        self._policy, self._digest = policy, digest
+        policy, digest, fingerprint = self._build()
+        self._policy, self._digest, self._fingerprint = policy, digest, fingerprint
         log.info(
             self._events.loaded, extra={"path": str(self._root), "entrypoint": self._entrypoint}
         )
 
-    def _build(self) -> tuple[LoadedPolicy, str]:
+    def _build(self) -> tuple[LoadedPolicy, str, str]:
+        """The folder's policy, self-tested; its modules' digest and its fingerprint."""
         source = load_source(self._root)
         digest = modules_digest(source)
         data = encode_json(source.data)
@@ -94,7 +96,7 @@ class WasmPolicyEngine(WasmServing):
         else:
             policy = LoadedPolicy(self._runtime, self._compile(), data, self._limits)
         self_test(policy)
-        return policy, digest
+        return policy, digest, source_fingerprint(source)
 
     def _compile(self) -> CompiledModule:
         wasm = self._compiler(self._opa, self._root, self._entrypoint, self._compile_timeout)
@@ -104,6 +106,18 @@ class WasmPolicyEngine(WasmServing):
         """reload() in a worker thread: `opa build` and instantiation never block the loop, and
         decisions keep coming from the last good policy meanwhile."""
         return await asyncio.to_thread(self.reload)
+
+    async def changed_since_load(self) -> bool:
+        """Whether the folder holds another policy than the one in force (PolicyRuntime)."""
+        return await asyncio.to_thread(self._changed)
+
+    def _changed(self) -> bool:
+        if not self._fingerprint:
+            return True  # none loaded (a shadow whose start failed): whatever is there now
+        try:
+            return source_fingerprint(load_source(self._root)) != self._fingerprint
+        except PolicyLoadError:
+            return True  # it loaded, and does not now: the reload logs why
 
     def reload(self) -> bool:
         """Rebuild after a change; keep the last good policy when the new one fails."""
