@@ -48,7 +48,7 @@ def embedded_engine(
     read (bundle).
     """
     if policy.uses_bundle:
-        return bundle_engine(policy, clock, failures)
+        return bundle_engine(policy, clock, failures, events)
     return folder_engine(policy, cwd, clock, events)
 
 
@@ -84,12 +84,16 @@ def _compiler(policy: PolicyConfig) -> Compiler:
     return CompileCache(cache)
 
 
-def bundle_engine(policy: PolicyConfig, clock: Clock, failures: LoopFailures) -> BundlePolicyEngine:
+def bundle_engine(
+    policy: PolicyConfig,
+    clock: Clock,
+    failures: LoopFailures,
+    events: LoadEvents = LIVE_LOAD_EVENTS,
+) -> BundlePolicyEngine:
     """`clock` times the bundle status (activated, polled) and is what the policy's
-    time.now_ns() reads; `failures` counts the poller's
-    failures. Raises: PolicyLoadError when the
-    verification key cannot be read; ConfigError when bundle_ca_file is not a readable PEM CA
-    file."""
+    time.now_ns() reads; `failures` counts the poller's failures; `events` are what its loads
+    are logged as. Raises: PolicyLoadError when the verification key cannot be read;
+    ConfigError when bundle_ca_file is not a readable PEM CA file."""
     verifier = None
     if policy.bundle_verification_key is not None:
         verifier = BundleVerifier.from_file(
@@ -113,6 +117,7 @@ def bundle_engine(policy: PolicyConfig, clock: Clock, failures: LoopFailures) ->
         verifier=verifier,
         clock=clock,
         failures=failures,
+        events=events,
     )
 
 

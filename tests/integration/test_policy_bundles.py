@@ -19,8 +19,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sekisho.components import build_policy_engine
 from sekisho.config import Settings
-from sekisho.decision_observers import start_shadow
+from sekisho.decision_observers import shadow_settings, start_shadow
 from sekisho.errors import PolicyLoadError
+from sekisho.policy.load_events import SHADOW_LOAD_EVENTS
 from sekisho.policy.wasm.bundles import (
     REJECTED_RECHECK_FIRST_SECONDS,
     BundlePolicyEngine,
@@ -172,7 +173,7 @@ async def test_a_server_without_etags_does_not_reload_the_bundle_in_force(
             assert activations == ["v1"]
             loaded = [r for r in caplog.records if r.message == "policy_bundle_loaded"]
             assert len(loaded) == 1
-            assert loaded[0].source == server.url  # a shadow bundle's engine logs the same event
+            assert loaded[0].source == server.url  # which bundle
             server.publish(bundle(tmp_path, "v2", edit=no_crm_grants))  # new bytes still load
             await until(lambda: policies.policy.revision == "v2")
             assert activations == ["v1", "v2"]
@@ -211,8 +212,8 @@ async def test_a_bundle_that_fails_to_load_keeps_the_last_good(
             server.publish(broken)
             await until(lambda: any(r.message == "policy_bundle_rejected" for r in caplog.records))
         rejected = [r for r in caplog.records if r.message == "policy_bundle_rejected"]
-        # Which bundle: with [policy.shadow] bundle_url the shadow's engine logs the same event
-        # (walkthrough session 13: a shadow's policy_bundle_loaded read as the live one's).
+        # Which bundle (walkthrough session 13: a shadow's policy_bundle_loaded read as the live
+        # one's; a shadow bundle's events have their own names since session 19).
         assert {r.source for r in rejected} == {server.url}
         assert policies.policy.revision == "good"
         assert (await policies.decide(SALES)).allow
@@ -650,3 +651,34 @@ async def test_the_bundle_status_is_timed_by_the_service_clock(tmp_path: Path) -
     finally:
         await evaluator.close()
         await shadow.close()
+
+
+async def test_a_shadow_bundle_logs_its_loads_under_its_own_names(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Session 18 named the shadow folder's loads apart (`shadow_policy_loaded` …), but a
+    [policy.shadow] bundle still logged `policy_bundle_loaded` / `policy_bundle_rejected`, told
+    from the live bundle's by `source` alone (by nothing when both name one file): an alert on
+    a rejected live bundle fired for a shadow candidate. They are `shadow_policy_bundle_*` now,
+    as the service builds the shadow's engine (service_core.start_policy)."""
+    path = tmp_path / "sekisho.tar.gz"
+    path.write_bytes(bundle(tmp_path, "r1"))
+    settings = Settings(policy={"bundle_file": str(path), "shadow": {"bundle_file": str(path)}})
+    clock, failures = FakeClock(1_800_000_000.0), RecordedFailures()
+    live = build_policy_engine(settings, clock, failures)
+    shadow = build_policy_engine(shadow_settings(settings), clock, failures, SHADOW_LOAD_EVENTS)
+    with caplog.at_level(logging.INFO, logger="sekisho.policy.wasm"):
+        for policies in (live, shadow):
+            await policies.start()
+        path.write_bytes(b"truncated")
+        for policies in (live, shadow):
+            assert await policies.folder_changed() is False
+            await policies.close()
+
+    logged = [(r.message, r.source) for r in caplog.records if "bundle" in r.message]
+    assert sorted(logged) == [
+        ("policy_bundle_loaded", str(path)),
+        ("policy_bundle_rejected", str(path)),
+        ("shadow_policy_bundle_loaded", str(path)),
+        ("shadow_policy_bundle_rejected", str(path)),
+    ]

@@ -7,12 +7,13 @@ service: a random delay in [min, max] seconds between polls, `If-None-Match` wit
 (304 = unchanged; a 304 to a poll without one is a failed poll), and after a failure a retry delay
 that doubles from 0.1 s up to the max. A new bundle is verified (when a key is configured),
 compiled, loaded and self-tested off the event loop before it replaces the last good one; a bundle
-that fails is logged (`policy_bundle_rejected`) and the last good keeps serving. While the server
-serves the rejected bundle, a poll sends its ETag (304: unchanged) and does not load its bytes
-again (a server without ETags) until it is due to be checked again (REJECTED_RECHECK); each such
-poll is a failed one, counted `rejected` but not logged. A 200 whose body
-is the bundle in force (a server that sends no ETag, such as `python -m http.server`, or a new ETag
-for the same bytes) changes nothing: it is not loaded again, and the caches are not emptied.
+that fails is logged (`policy_bundle_rejected`; a shadow bundle's events have their own names,
+LoadEvents) and the last good keeps serving. While the server serves the rejected bundle, a poll
+sends its ETag (304: unchanged) and does not load its bytes again (a server without ETags) until
+it is due to be checked again (REJECTED_RECHECK); each such poll is a failed one, counted
+`rejected` but not logged. A 200 whose body is the bundle in force (a server that sends no ETag,
+such as `python -m http.server`, or a new ETag for the same bytes) changes nothing: it is not
+loaded again, and the caches are not emptied.
 """
 
 import asyncio
@@ -28,6 +29,7 @@ from sekisho.backoff import Backoff
 from sekisho.clock import Clock, SystemClock
 from sekisho.errors import PolicyLoadError
 from sekisho.loops import Loop, LoopFailures
+from sekisho.policy.load_events import LIVE_LOAD_EVENTS, LoadEvents
 from sekisho.policy.wasm.bundle import check_json_values, json_value_limit, read_bundle
 from sekisho.policy.wasm.bundle_status import (
     DOWNLOAD_FAILED,
@@ -96,7 +98,10 @@ class BundlePolicyEngine(WasmServing):
         verifier: BundleVerifier | None = None,
         runtime: WasmRuntime | None = None,
         clock: Clock | None = None,
+        events: LoadEvents = LIVE_LOAD_EVENTS,
     ) -> None:
+        """`events`: what its bundles' loads are logged as (a shadow bundle's have their own
+        names: `shadow_policy_bundle_loaded` …)."""
         super().__init__(limits, runtime)
         self._entrypoint = entrypoint_of(query)
         self._file = file
@@ -107,8 +112,10 @@ class BundlePolicyEngine(WasmServing):
         self._etag = ""
         self._digest = ""
         self._rejected: _Rejected | None = None
-        # Named in every bundle event: a [policy.shadow] bundle's engine logs the same ones.
+        # Named in every bundle event: which file or server (the live and a [policy.shadow]
+        # bundle's engines log under their own names, `events`).
         self._source = str(file) if file is not None else downloader.location if downloader else ""
+        self._events = events
         self._poller: asyncio.Task[None] | None = None
         self._rng = random.SystemRandom()
         self._activated: list[Callable[[], None]] = []
@@ -155,7 +162,8 @@ class BundlePolicyEngine(WasmServing):
         try:
             await asyncio.to_thread(self._load_file)
         except PolicyLoadError as exc:
-            log.error("policy_bundle_rejected", extra={"source": self._source, "error": str(exc)})
+            extra = {"source": self._source, "error": str(exc)}
+            log.error(self._events.bundle_rejected, extra=extra)
             self.status.failed(REJECTED)
             return False
         return True
@@ -204,9 +212,8 @@ class BundlePolicyEngine(WasmServing):
         try:
             fetched = await self._downloader.fetch(etag)
         except BundleFetchError as exc:
-            log.warning(
-                "policy_bundle_download_failed", extra={"source": self._source, "error": str(exc)}
-            )
+            extra = {"source": self._source, "error": str(exc)}
+            log.warning(self._events.bundle_download_failed, extra=extra)
             self.status.failed(DOWNLOAD_FAILED)
             return False
         if fetched.body is None:  # 304: still the bundle whose ETag was sent
@@ -221,7 +228,7 @@ class BundlePolicyEngine(WasmServing):
             policy = await asyncio.to_thread(self.load, fetched.body)
         except PolicyLoadError as exc:
             log.error(
-                "policy_bundle_rejected",
+                self._events.bundle_rejected,
                 extra={"source": self._source, "error": str(exc), "etag": fetched.etag},
             )
             self._reject(fetched.etag, digest)
@@ -301,7 +308,7 @@ class BundlePolicyEngine(WasmServing):
         self._digest = digest
         self.status.activated(policy.revision)
         log.info(
-            "policy_bundle_loaded",
+            self._events.bundle_loaded,
             extra={
                 "source": self._source,
                 "revision": policy.revision,
