@@ -62,8 +62,12 @@ def build_keystore(
 def refuse_keystore_file(settings: Settings, path: Path, key: str) -> None:
     """A log named by config key `key` must not be a file the [keys] file keystore (file,
     kms-wrapped) writes: a line appended to keyring.json made it unreadable, and nothing signed
-    (red team sessions 17, `keys.audit_log`, and 18, `status_list.audit_log`). Checked without
-    opening the keystore: a revoke operator may hold neither its passphrase nor KMS access.
+    (red team sessions 17, `keys.audit_log`, and 18, `status_list.audit_log` and
+    `decision_log.path`). Checked without opening the keystore: a revoke operator may hold
+    neither its passphrase nor KMS access. Called by `sekisho revoke` (commands/revoke.py,
+    `status_list.audit_log`) and at start by build_decision_log (decision_observers.py,
+    `decision_log.path`); `keys.audit_log` is checked against the opened keystore
+    (build_key_manager).
 
     Raises: ConfigError naming `key`."""
     keys = settings.keys

@@ -48,3 +48,19 @@ def test_every_setting_is_in_the_operator_guide(section: str, model: type[BaseMo
 def test_the_check_sees_a_missing_row() -> None:
     assert "preset" in _documented_keys()  # a row this issue added…
     assert "no_such_setting" not in _documented_keys()  # …and one nobody wrote
+
+
+def _command_rows() -> list[str]:
+    """The rows of operators.md's table of `sekisho` commands."""
+    text = (REPO / "docs" / "operators.md").read_text(encoding="utf-8")
+    section = text.split("## The `sekisho` command", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("| `sekisho ")]
+
+
+def test_every_command_row_lists_config() -> None:
+    """Every subcommand takes --config (docs/architecture contract; cli.build_parser gives it to
+    each): the `dev-idp token` row left it out, read as "this one ignores the config"."""
+    rows = _command_rows()
+    assert len(rows) >= 15  # the table was found
+    missing = [row.split(" | ", 1)[0] for row in rows if "`--config`" not in row]
+    assert not missing, f"operators.md command rows without --config: {missing}"
