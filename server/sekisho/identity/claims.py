@@ -168,7 +168,10 @@ def scopes_of(claims: Mapping[str, Any], name: str) -> tuple[str, ...]:
     """Scopes as a tuple: RFC 8693 §4.2 space-separated string, or an array (Okta `scp`)."""
     value = claims.get(name)
     if isinstance(value, str):
-        return tuple(value.split())
+        # SP (%x20) only (RFC 6749 §3.3): str.split() also splits on U+00A0, U+3000 and the
+        # other Unicode spaces free_text lets through, so "openid<NBSP>sekisho", one token at
+        # the IdP, carried a required scope it was never granted (red team session 19).
+        return tuple(scope for scope in value.split(" ") if scope)
     if isinstance(value, list):
         return tuple(v for v in value if isinstance(v, str))
     return ()

@@ -248,6 +248,28 @@ async def test_okta_scp_array_and_required_scopes() -> None:
     assert "trust.issuers required_scopes" in message
 
 
+@pytest.mark.parametrize(
+    "space",
+    [
+        pytest.param("\u00a0", id="no-break-space"),
+        pytest.param("\u2003", id="em-space"),
+        pytest.param("\u3000", id="ideographic-space"),
+        pytest.param("\u1680", id="ogham-space-mark"),
+    ],
+)
+async def test_a_required_scope_joined_by_a_unicode_space_is_not_carried(space: str) -> None:
+    # RFC 6749 §3.3 / RFC 8693 §4.2: scope tokens are separated by SP (%x20) only, and a
+    # scope-token holds no space at all. "openid<NBSP>sekisho" is one (malformed) token at the
+    # IdP, not the two str.split() made of it: the required_scopes gate read "sekisho" in a
+    # token the IdP never granted that scope (red team session 19; the HTTP form's `scope` is
+    # split on SP only since the same class was found there).
+    vendor = Vendor("auth0", required_scopes=("sekisho",))
+    granted = {**v.AUTH0_ACCESS, "scope": "openid sekisho"}
+    assert (await vendor.verify(granted, ACCESS)).subject  # the SP-separated control passes
+    message = await vendor.refused({**v.AUTH0_ACCESS, "scope": f"openid{space}sekisho"}, ACCESS)
+    assert "trust.issuers required_scopes" in message
+
+
 async def test_okta_org_authorization_server_access_token_refused() -> None:
     org = Vendor("okta", issuer=v.OKTA_ORG_ISSUER)
     await org.refused({**v.OKTA_ACCESS, "iss": v.OKTA_ORG_ISSUER}, ACCESS)
