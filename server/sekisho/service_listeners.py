@@ -185,6 +185,7 @@ async def serve_grpc(
             frozenset({EXCHANGE_METHOD}),
             ShedLog(core.clock),
             largest_request,
+            message_timeout=settings.grpc.message_timeout_seconds,
         ),
     )
 

@@ -5,8 +5,9 @@
   take as long as a real check (no timing oracle).
 - The HTTP listener closes half-sent requests (header timeout), slow bodies (body timeout),
   connections beyond the per-peer and total bounds, and kept-alive connections after N requests.
-- The gRPC listener bounds streams per connection and closes connections that never finish
-  their handshake; Health.Watch and reflection streams, which stay open, are bounded per peer.
+- The gRPC listener bounds streams per connection, closes connections that never finish their
+  handshake and refuses calls whose request message does not come in time; Health.Watch and
+  reflection streams, which stay open, are bounded per peer.
 Each test fails if its defence is removed.
 """
 
@@ -629,6 +630,77 @@ async def test_a_grpc_connection_that_sends_nothing_is_closed_by_the_handshake_t
         reader, writer = await _connect(service.grpc.port)
         assert await closed_within(reader, GIVE_UP_SECONDS)
         await _close_all([(reader, writer)])
+    finally:
+        await service.stop(0.5)
+
+
+class _NeverSent:
+    """A client that opens a call (its HEADERS) and never sends the request message."""
+
+    def __aiter__(self) -> "_NeverSent":
+        return self
+
+    async def __anext__(self) -> bytes:
+        await asyncio.Event().wait()
+        raise StopAsyncIteration
+
+
+# Every method of the listener that takes one request message (reflection takes a stream).
+_ONE_MESSAGE_METHODS = [
+    ("/sekisho.v1.TokenExchangeService/ExchangeToken", False),
+    ("/sekisho.v1.TokenExchangeService/GetJwks", False),
+    ("/envoy.service.auth.v3.Authorization/Check", False),
+    ("/grpc.health.v1.Health/Check", False),
+    ("/grpc.health.v1.Health/Watch", True),
+]
+
+
+async def _never_sent(channel: grpc.aio.Channel, method: str, streaming: bool) -> Any:
+    """A call of `method` without a deadline whose message never comes: how it ended."""
+    try:
+        if streaming:
+            return [answer async for answer in channel.stream_stream(method)(_NeverSent())]
+        return await channel.stream_unary(method)(_NeverSent())
+    except grpc.aio.AioRpcError as error:
+        return error
+
+
+@pytest.mark.integration
+async def test_a_grpc_call_whose_message_never_comes_is_not_held_open(
+    tmp_path: Path,
+    dev_idp: DevIdentityProvider,  # noqa: F811
+) -> None:
+    """Red team session 19: grpc waits for a call's request message until the client's deadline,
+    and a client may set none. A call opened and never sent stayed open for good: 16 per
+    connection, connections unbounded per peer, outside the Watch bound (which counts a call once
+    its message is in). Now every method taking one message refuses it after [grpc]
+    message_timeout_seconds (the HTTP listener's body timeout, for gRPC)."""
+    keys = tmp_path / "keys"
+    FileKeyStore(keys).init("ES256", 1_800_000_000)
+    settings = stack_settings(dev_idp.issuer, keys, grpc={"message_timeout_seconds": 0.5})
+    service = await start_service(settings)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc.port}") as channel:
+            ended = await asyncio.wait_for(  # a hang guard: unbounded, no call ever ends
+                asyncio.gather(*(_never_sent(channel, m, s) for m, s in _ONE_MESSAGE_METHODS)),
+                GIVE_UP_SECONDS,
+            )
+            for (method, _), end in zip(_ONE_MESSAGE_METHODS, ended, strict=True):
+                assert isinstance(end, grpc.aio.AioRpcError), method
+                assert end.code() == grpc.StatusCode.INVALID_ARGUMENT, method
+                assert error_info(end).reason == "invalid_request", method
+            # The calls that send their message are served as before.
+            stub = health_pb2_grpc.HealthStub(channel)
+            request = health_pb2.HealthCheckRequest(service="")
+            check = await stub.Check(request, timeout=GIVE_UP_SECONDS)
+            assert check.status == health_pb2.HealthCheckResponse.SERVING
+            watch = stub.Watch(request, timeout=GIVE_UP_SECONDS)
+            assert (await _first_answer(watch)).status == health_pb2.HealthCheckResponse.SERVING
+            watch.cancel()
+            jwks = await pb_grpc.TokenExchangeServiceStub(channel).GetJwks(
+                pb.GetJwksRequest(), timeout=GIVE_UP_SECONDS
+            )
+            assert jwks.jwks
     finally:
         await service.stop(0.5)
 

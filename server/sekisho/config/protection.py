@@ -91,6 +91,11 @@ class GrpcLimitsConfig(Section):
     # client connecting and sending nothing held a descriptor that long, and nothing bounds gRPC
     # connections per peer (bench/results/handshake_flood.md).
     handshake_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A call's request message must arrive within this after the call starts, or the call is
+    # refused invalid_request (rpc/admission_gate.py): grpc waits for it until the client's
+    # deadline, and a client may set none, so a call opened and never sent stayed open for good
+    # (the HTTP listener's body_timeout_seconds, for gRPC; red team session 19).
+    message_timeout_seconds: float = Field(default=10.0, gt=0)
 
 
 class ClientAuthLimitsConfig(Section):

@@ -46,6 +46,32 @@ class Recorder:
         self.served += 1
         return request
 
+    async def watch(self, request: bytes, context: Any) -> AsyncIterator[bytes]:
+        """A server-streaming method that yields its answers."""
+        self.served += 1
+        yield request
+        yield request
+
+    async def watch_writing(self, request: bytes, context: Any) -> None:
+        """A server-streaming method that writes its answers (grpc_health's Watch does)."""
+        self.served += 1
+        await context.write(request)
+        await context.write(request)
+
+
+def _handlers(recorder: Recorder) -> dict[str, grpc.RpcMethodHandler]:
+    unary = {
+        name: grpc.unary_unary_rpc_method_handler(
+            recorder.behaviour, request_deserializer=recorder.decode
+        )
+        for name in ("Exchange", "Other")
+    }
+    streaming = {
+        name: grpc.unary_stream_rpc_method_handler(behaviour, request_deserializer=recorder.decode)
+        for name, behaviour in (("Watch", recorder.watch), ("WatchWriting", recorder.watch_writing))
+    }
+    return unary | streaming
+
 
 async def _call(
     recorder: Recorder,
@@ -53,21 +79,21 @@ async def _call(
     method: str = METHOD,
     *,
     requests: AsyncIterator[bytes] | None = None,
-    give_up: float = 30,
+    give_up: float | None = 30,
     max_request_bytes: int = 1024,
+    message_timeout: float = 30,
 ) -> Any:
     """One call of `method` with the request b"req", or with the messages `requests` yields (a
-    client that streams, to control when, or whether, the request message is sent)."""
-    handler = grpc.method_handlers_generic_handler(
-        "test.Gate",
-        {
-            name: grpc.unary_unary_rpc_method_handler(
-                recorder.behaviour, request_deserializer=recorder.decode
-            )
-            for name in ("Exchange", "Other")
-        },
+    client that streams, to control when, or whether, the request message is sent); a
+    server-streaming method's answers as a list."""
+    handler = grpc.method_handlers_generic_handler("test.Gate", _handlers(recorder))
+    gate = AdmissionGate(
+        recorder.screen,
+        frozenset({METHOD}),
+        ShedLog(clock),
+        max_request_bytes,
+        message_timeout=message_timeout,
     )
-    gate = AdmissionGate(recorder.screen, frozenset({METHOD}), ShedLog(clock), max_request_bytes)
     server = grpc.aio.server(
         interceptors=[gate, ErrorMappingInterceptor(contextvars.ContextVar("request_id"))]
     )
@@ -78,6 +104,11 @@ async def _call(
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             metadata = (("x-request-id", "rid-9"),)
             try:
+                if method.rpartition("/")[2].startswith("Watch"):
+                    stream = channel.stream_stream(method)(
+                        requests or _once(), timeout=give_up, metadata=metadata
+                    )
+                    return [answer async for answer in stream]
                 if requests is not None:
                     return await channel.stream_unary(method)(
                         requests, timeout=give_up, metadata=metadata
@@ -128,6 +159,46 @@ async def test_a_screened_refusal_does_not_wait_for_the_request_message() -> Non
     assert isinstance(failure, grpc.aio.AioRpcError)
     assert failure.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error_info(failure).reason == "slow_down"
+
+
+async def _once() -> AsyncIterator[bytes]:
+    yield b"req"
+
+
+@pytest.mark.parametrize(
+    "method",
+    [METHOD, "/test.Gate/Other", "/test.Gate/Watch", "/test.Gate/WatchWriting"],
+    ids=["screened", "unary", "server-streaming", "server-streaming-writing"],
+)
+async def test_a_call_whose_message_never_arrives_is_refused_after_the_message_timeout(
+    method: str,
+) -> None:
+    """Red team session 19: grpc waits for a call's request message until the client's deadline,
+    and a client may set none: opened and never sent, the call stayed open for good (16 per
+    connection, connections unbounded per peer). Now it is refused once the message timeout has
+    passed, whatever the method, with no deadline from the client at all."""
+    recorder = Recorder()
+    started = asyncio.get_running_loop().time()
+    failure = await asyncio.wait_for(
+        _call(
+            recorder, FakeClock(), method, requests=_NeverSent(), give_up=None, message_timeout=0.3
+        ),
+        30,  # a hang guard: without the bound the call never ends
+    )
+    assert isinstance(failure, grpc.aio.AioRpcError)
+    assert failure.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info = error_info(failure)
+    assert (info.reason, dict(info.metadata)) == ("invalid_request", {"request_id": "rid-9"})
+    assert "did not arrive in time" in (failure.details() or "")
+    assert asyncio.get_running_loop().time() - started < 20
+    assert (recorder.decoded, recorder.served) == (0, 0)
+
+
+@pytest.mark.parametrize("method", ["/test.Gate/Watch", "/test.Gate/WatchWriting"])
+async def test_a_server_streaming_call_is_served_through_the_gate(method: str) -> None:
+    recorder = Recorder()
+    assert await _call(recorder, FakeClock(), method, message_timeout=0.3) == [b"req", b"req"]
+    assert (recorder.decoded, recorder.served, recorder.screened) == (1, 1, [])
 
 
 async def _nothing() -> AsyncIterator[bytes]:
