@@ -28,14 +28,17 @@ _turns: list[list[float]] = []  # [tick time, its lag, exchanges ended since, li
 _state: dict[str, Any] = {"ended": 0, "admission": None}
 
 
-def _gate(self: Any, behaviour: Any, deserialize: Any) -> Any:
+def _gate(self: Any, behaviour: Any, deserialize: Any, *, screen: bool) -> Any:
+    if not screen:  # another method read through the gate (GetJwks, Health): not timed
+        return _original_gate(self, behaviour, deserialize, screen=screen)
+
     async def timed_behaviour(message: Any, context: Any) -> Any:
         record = _calls.get(id(asyncio.current_task()))
         if record is not None:
             record[2] = time.perf_counter()
         return await behaviour(message, context)
 
-    inner = _original_gate(self, timed_behaviour, deserialize)
+    inner = _original_gate(self, timed_behaviour, deserialize, screen=screen)
 
     async def gated(request: Any, context: Any) -> Any:
         if not _state.get("turning"):
