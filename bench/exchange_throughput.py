@@ -1,7 +1,10 @@
 """`make bench`: ExchangeToken throughput and latency against a real `sekisho serve`.
 
 One run drives, on the same server stack and worker count:
-  (a) echo      grpc.health.v1.Health/Check (same listener, interceptors and workers)
+  (a) echo      grpc.health.v1.Health/Check (same listener, interceptors and workers; since
+                session 19 its message is read through the admission gate under the gRPC
+                message timeout: +31 µs of CPU, ratios ~9 % higher than before for no
+                work saved, bench/results/session19_host.md)
   (b) warm      ExchangeToken, 1,000 users x 3 audiences, subject and decision caches warm
   (b') quiet    (b) with [metrics] enabled = false, and also with [logging] level = "WARNING";
                 (b), (b') and (b'') run side by side, 12 rounds of 2,000-call bursts in a
