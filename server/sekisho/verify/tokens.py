@@ -186,6 +186,14 @@ class SekishoTokenVerifier:
                 raise TokenRejectedError(f"{name} is not a number")
             if not math.isfinite(value):
                 raise TokenRejectedError(f"{name} is not a number")
+        # Strings, as VerifiedSekishoToken types them (PyJWT checks `sub` and `jti`): a list for
+        # `client_id` (signed, so a minting fault, not a forgery) would reach the downstream's
+        # own comparisons as such, and a list `scope` read as one scope spelled like a list.
+        for name, value in (("client_id", claims["client_id"]), ("scope", claims.get("scope", ""))):
+            if not isinstance(value, str):
+                raise TokenRejectedError(f"{name} is not a string")
+        if not isinstance(claims.get("tenant", ""), str):
+            raise TokenRejectedError("tenant is not a string")
         if now > int(claims["exp"]) + self._leeway:
             raise TokenRejectedError("token expired")
         if int(claims["iat"]) > now + self._leeway:

@@ -102,6 +102,11 @@ async def test_a_good_id_jag_verifies_and_exposes_scopes() -> None:
         pytest.param(mint(jti=None), "jti", id="no-jti"),
         pytest.param(mint(client_id="someone-else"), "client_id", id="client-id-mismatch"),
         pytest.param("not.a.jwt", "malformed", id="garbage"),
+        pytest.param(mint(client_id=["agent-at-crm"]), "client_id is not a string", id="list-cid"),
+        pytest.param(mint(sub=["alice"]), "Subject must be a string", id="list-sub"),
+        pytest.param(mint(jti=7), "JWT ID must be a string", id="number-jti"),
+        pytest.param(mint(scope=["crm.read"]), "scope is not a string", id="list-scope"),
+        pytest.param(mint(tenant={"id": "acme"}), "tenant is not a string", id="object-tenant"),
     ],
 )
 async def test_bad_tokens_are_rejected(token: str, why: str) -> None:
