@@ -496,7 +496,7 @@ class StatusListClient:
             )
         except jwt.PyJWTError as exc:
             raise VerifierUnavailableError(f"status list token rejected: {exc}") from exc
-        if claims["sub"] != uri or claims.get("iss", self._issuer) != self._issuer:
+        if claims["sub"] != uri or claims.get("iss") != self._issuer:
             raise VerifierUnavailableError("status list token is for another list or issuer")
         if "exp" in claims and now >= float(claims["exp"]):
             raise VerifierUnavailableError("status list token expired")
