@@ -8,7 +8,6 @@ ciphertext (`kms-wrapped`).
 """
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
@@ -19,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from sekisho.errors import KeyStoreError, KeyStoreMissingError
+from sekisho.filelocks import flock_before
 from sekisho.signing.codec import PemCodec, PrivateKeyCodec
 from sekisho.signing.filemodes import read_private_key
 from sekisho.signing.keyring import KeySet, collect
@@ -227,23 +227,10 @@ class FileKeyStore:
 
 
 def _flock(fd: int, wait_seconds: float, directory: Path) -> None:
-    deadline = time.monotonic() + wait_seconds
-    while not _try_flock(fd):
-        if time.monotonic() >= deadline:
-            raise KeyStoreLockedError(
-                f"the keystore at {directory} is locked by another sekisho process"
-            )
-        time.sleep(0.05)
-
-
-def _try_flock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise
-        return False
-    return True
+    if not flock_before(fd, time.monotonic() + wait_seconds):
+        raise KeyStoreLockedError(
+            f"the keystore at {directory} is locked by another sekisho process"
+        )
 
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:

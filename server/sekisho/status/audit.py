@@ -12,8 +12,6 @@ store made the changes, both of the same second: read in the log's order, the va
 revoked when the store had lifted it (red team session 17, left then)."""
 
 import contextlib
-import errno
-import fcntl
 import json
 import os
 import time
@@ -23,10 +21,10 @@ from pathlib import Path
 
 from sekisho.clock import utc_timestamp
 from sekisho.errors import ConfigError
+from sekisho.filelocks import flock_before
 from sekisho.signing.audit import append_fsynced, require_appendable, unwritable
 
 LOCK_WAIT_SECONDS = 30.0
-_LOCK_POLL_SECONDS = 0.05
 
 
 class AuditLogLockedError(Exception):
@@ -134,21 +132,8 @@ def _names(path: Path, held: os.stat_result) -> bool:
 
 def _wait_for_lock(fd: int, deadline: float, path: Path) -> None:
     """Raises: AuditLogLockedError once `deadline` (time.monotonic()) has passed."""
-    while not _try_lock(fd):
-        if time.monotonic() >= deadline:
-            raise AuditLogLockedError(
-                f"another sekisho revoke has held the lock of the revocation audit log {path} "
-                "for too long; nothing was changed: run the command again"
-            )
-        time.sleep(_LOCK_POLL_SECONDS)
-
-
-def _try_lock(fd: int) -> bool:
-    """Raises: OSError other than "held by another"."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise
-        return False
-    return True
+    if not flock_before(fd, deadline):
+        raise AuditLogLockedError(
+            f"another sekisho revoke has held the lock of the revocation audit log {path} "
+            "for too long; nothing was changed: run the command again"
+        )
