@@ -136,6 +136,7 @@ class StatusListTokens:
         self._unknown_reads = _Reads(MAX_UNKNOWN_STORE_READS)
         self._live: frozenset[int] = frozenset()  # the store's live lists, as last read
         self._live_read_at: float | None = None
+        self._live_flight: SingleFlight[int, list[int]] = SingleFlight()
 
     @property
     def ttl_seconds(self) -> int:
@@ -166,7 +167,12 @@ class StatusListTokens:
         return self._unknown_reads
 
     async def _read_live(self, now: float) -> list[int]:
-        """Read the store's live lists (in an unknown id's place), remembering them."""
+        """Read the store's live lists (in an unknown id's place), remembering them; requests
+        arriving while a read is under way share it (a real list's fetch waits for it rather
+        than being refused beside a flood of made-up ids)."""
+        return await self._live_flight.run(0, lambda: self._fetch_live(now))
+
+    async def _fetch_live(self, now: float) -> list[int]:
         ids = await self._unknown_reads.run(lambda: self._store.live_lists(int(now)))
         self._live, self._live_read_at = frozenset(ids), now
         return ids
