@@ -109,6 +109,18 @@ class Clock:
         return self.now
 
 
+async def _until_refused(client: StatusListClient, status: dict[str, Any], what: str) -> None:
+    """Check `status` until the list a refresh fetched in the background has landed and says
+    it is revoked (up to 10 s)."""
+    for _ in range(500):
+        await asyncio.sleep(0.02)
+        try:
+            await client.check(status)
+        except TokenRejectedError:
+            return
+    pytest.fail(f"{what} never replaced the held list")
+
+
 def _client(
     server: ListServer, clock: Clock, max_stale: float = 300, max_lists: int = MAX_LISTS
 ) -> StatusListClient:
@@ -365,14 +377,8 @@ async def test_the_last_fifth_of_the_ttl_refreshes_in_the_background(server: Lis
     server.invalid = {5}
     clock.now += TTL * 0.9
     await client.check(_status(server, 5))  # answered from the cache at once...
-    for _ in range(250):  # ...while a fresh copy is fetched: the revocation shows once it lands
-        await asyncio.sleep(0.02)
-        try:
-            await client.check(_status(server, 5))
-        except TokenRejectedError:
-            break
-    else:
-        pytest.fail("the background refresh never replaced the cached list")
+    # ...while a fresh copy is fetched: the revocation shows once it lands
+    await _until_refused(client, _status(server, 5), "the background refresh")
     assert server.hits == 2  # one refresh, no fetch on the request path
 
 
@@ -582,14 +588,7 @@ async def test_a_slow_refresh_is_waited_for_briefly_then_the_held_list_serves(
     await asyncio.gather(*(client.check(_status(server, 5)) for _ in range(20)))
     assert loop.time() - started < 1.0
     assert server.hits == 2  # one fetch, shared, still under way
-    for _ in range(500):  # it lands: the revocation shows
-        await asyncio.sleep(0.02)
-        try:
-            await client.check(_status(server, 5))
-        except TokenRejectedError:
-            break
-    else:
-        pytest.fail("the refresh never replaced the held list")
+    await _until_refused(client, _status(server, 5), "the refresh")  # it lands: revoked
     assert server.hits == 2
 
 
