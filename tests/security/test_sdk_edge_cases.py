@@ -670,10 +670,13 @@ async def test_a_refused_token_is_still_replaced_at_once_when_the_fresh_one_is_t
     ]  # fmt: skip
 
 
-class _NewReasonError(ServiceError):
-    """A reason a later Sekisho might send, which this SDK does not know (INTERNAL)."""
-
-    reason = "a_reason_this_sdk_does_not_know"
+def _new_reason_error() -> ServiceError:
+    """A reason a later Sekisho might send, which this SDK does not know (INTERNAL). An
+    instance, not a subclass: tests/unit/test_error_wire.py checks every ServiceError class
+    against the contract, and a test's subclass would join them (CI, session 19)."""
+    error = ServiceError()
+    error.reason = "a_reason_this_sdk_does_not_know"
+    return error
 
 
 @pytest.mark.integration
@@ -693,7 +696,7 @@ async def test_a_refresh_sekisho_fails_with_a_fault_keeps_the_cached_token(answe
             if answer == "server_error":
                 await context.abort_with_status(to_grpc_status(ServiceError(), "req-3"))
             elif answer == "unknown-reason":
-                await context.abort_with_status(to_grpc_status(_NewReasonError(), "req-4"))
+                await context.abort_with_status(to_grpc_status(_new_reason_error(), "req-4"))
             await context.abort(grpc.StatusCode.INTERNAL, "boom")
         answers.append("token")
         return pb.ExchangeTokenResponse(access_token="t", expires_in=300).SerializeToString()
