@@ -164,8 +164,7 @@ def _change(args: argparse.Namespace, settings: Settings, store: "StatusStore") 
     refuse_keystore_file(settings, audit.path, "status_list.audit_log")
     # The change and its line are one ordered step under the log's lock: two operators changing
     # one value at once (revoke and lift) are appended in the order the store made the changes.
-    with audit.locked():
-        audit.ready()  # a change is never made unaudited
+    with audit.locked():  # opened for appending first: a change is never made unaudited
         entry = Revocation(kind, key, args.reason, operator, now)
         event = _apply_audited(store, audit, action, entry)
     if event is None:
@@ -209,8 +208,9 @@ def _apply_audited(
 
 
 def _record(audit: "RevocationAuditLog", now: int, event: "RevocationEvent") -> None:
-    """Append the event's line. A write that fails after ready() (disk full, quota, I/O) comes
-    after the change: say that it is made, or the bare OSError reads as "nothing happened".
+    """Append the event's line. A write that fails after the log was opened (disk full, quota,
+    I/O) comes after the change: say that it is made, or the bare OSError reads as "nothing
+    happened".
 
     Raises: OSError naming the change and the file."""
     try:

@@ -81,7 +81,7 @@ def require_appendable(path: Path) -> None:
     """Open (creating) an audit file as append_fsynced does, write nothing. A log the CLI's
     user cannot write (another uid's, 0600; a folder in its place) let a key or revocation
     change commit, then fail unaudited (red team session 16). Raises: OSError."""
-    os.close(_open_for_append(path))
+    os.close(open_for_append(path))
 
 
 def unwritable(path: Path, setting: str, exc: OSError) -> str:
@@ -94,7 +94,7 @@ def unwritable(path: Path, setting: str, exc: OSError) -> str:
 
 def append_fsynced(path: Path, lines: bytes) -> None:
     """Append `lines` to an audit file (0600, folder 0700) and fsync. Raises: OSError."""
-    fd = _open_for_append(path)
+    fd = open_for_append(path)
     try:
         remaining = memoryview(lines)
         while remaining:
@@ -104,7 +104,7 @@ def append_fsynced(path: Path, lines: bytes) -> None:
         os.close(fd)
 
 
-def _open_for_append(path: Path) -> int:
+def open_for_append(path: Path) -> int:
     """An audit file's descriptor for appending, the file created 0600 and its folder 0700 when
     missing. O_APPEND: each write lands at the end even with several writers (CLI and service).
     Raises: OSError."""

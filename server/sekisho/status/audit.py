@@ -22,7 +22,11 @@ from pathlib import Path
 from sekisho.clock import utc_timestamp
 from sekisho.errors import ConfigError
 from sekisho.filelocks import flock_before
-from sekisho.signing.audit import append_fsynced, require_appendable, unwritable
+from sekisho.signing.audit import (
+    append_fsynced,
+    open_for_append,
+    unwritable,
+)
 
 LOCK_WAIT_SECONDS = 30.0
 
@@ -61,9 +65,9 @@ class RevocationAuditLog:
     def locked(self) -> Iterator[None]:
         """Hold an exclusive flock on the log itself: every command that appends to this log, in
         any process (on any host whose filesystem shares flock), takes it in turn. The log is
-        opened for appending (created 0600) as ready() does, so one that cannot be written is
-        refused before any change. No lock file beside it: the log may be made in advance in a
-        folder the operator cannot write, as before.
+        opened for appending (created 0600, signing.audit.open_for_append), so one that cannot
+        be written is refused before any change. No lock file beside it: the log may be made in
+        advance in a folder the operator cannot write, as before.
 
         Raises: ConfigError when the log cannot be opened (nothing was changed);
         AuditLogLockedError after waiting `lock_wait_seconds` for another command."""
@@ -75,15 +79,6 @@ class RevocationAuditLog:
             yield
         finally:
             os.close(fd)  # the only descriptor of this open file: the lock goes with it
-
-    def ready(self) -> None:
-        """Check, before the store changes, that the event's line can be appended.
-
-        Raises: ConfigError naming the file and `status_list.audit_log`."""
-        try:
-            require_appendable(self._path)
-        except OSError as exc:
-            raise ConfigError(unwritable(self._path, "status_list.audit_log", exc)) from exc
 
     def record(self, now: int, event: RevocationEvent) -> None:
         """Raises: OSError (the revocation is already in force)."""
@@ -108,8 +103,7 @@ def _locked_descriptor(path: Path, wait_seconds: float) -> int:
     Raises: OSError; AuditLogLockedError after `wait_seconds`."""
     deadline = time.monotonic() + wait_seconds
     while True:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = open_for_append(path)
         try:
             _wait_for_lock(fd, deadline, path)
             held = os.fstat(fd)
