@@ -24,12 +24,14 @@ import pytest
 from sekisho.cli import main
 from sekisho.decision_observers import build_decision_log
 from sekisho.errors import ConfigError
+from sekisho.identifiers import random_jti
 from sekisho.signing.filestore import FileKeyStore
 from sekisho.signing.keyring import Keyring, KeySet
 from sekisho.status.filestore import FileStatusStore
-from sekisho.status.models import Revocation
+from sekisho.status.models import IssuedToken, Revocation
 
 from tests.integration.conftest import stack_settings
+from tests.revocation_log import audit_lines, changes_made
 
 SEKISHO = [sys.executable, "-m", "sekisho"]
 IDP = "https://idp.example.com"
@@ -263,7 +265,7 @@ def test_a_revocation_change_is_audited_before_it_is_printed(tmp_path: Path) -> 
         os.close(writer)
 
     listed = _run(tmp_path, "revoke", "list", "--config", config).stdout.splitlines()[1:]
-    lifts = [line for line in _audit_lines(audit) if line["action"] == "lift"]
+    lifts = [line for line in changes_made(audit_lines(audit)) if line["action"] == "lift"]
     assert listed == []  # lifted: the store changed before anything was printed
     assert len(lifts) == 1, lifts  # and audited (before: no line)
 
@@ -293,21 +295,124 @@ def _run_with_a_full_log(tmp_path: Path, log: Path, *argv: str) -> subprocess.Co
     )
 
 
-def test_a_revocation_change_whose_audit_line_fails_says_it_is_made(tmp_path: Path) -> None:
-    """A write that fails after the log was opened (disk full, quota; here the file size limit,
-    `ulimit -f`) comes after the change: the CLI said only "[Errno 27] File too large", and
-    since the line is written before the printout, not even "lifted". It now says the change is
-    made and names the log. (Closing the gap itself needs a write-ahead line: a residual risk.)"""
-    config = _status_config(tmp_path)
-    revoked = _run(tmp_path, "revoke", "caller", "--config", config, "agent-x", "--reason", "x")
-    assert revoked.returncode == 0, revoked.stderr
-    audit = tmp_path / "st" / "revocations.log"
+def _seed_status(tmp_path: Path, config: str) -> str:
+    """A live token of agent-y's (which a revoke or suspend would mark), a revocation of
+    agent-x and a suspension of agent-s in force; the token's jti (random base64url: passed
+    after "--", as it may start with "-")."""
+    for verb in (["revoke"], ["revoke", "suspend"]):
+        name = "agent-x" if verb == ["revoke"] else "agent-s"
+        done = _run(tmp_path, *verb, "caller", "--config", config, "--reason", "x", name)
+        assert done.returncode == 0, done.stderr
+    store = FileStatusStore(tmp_path / "st" / "status.db")
+    try:
+        now, jti = int(time.time()), random_jti()
+        lease = store.lease(
+            now, list_size=100, lease_size=10, use_until=now + 60, valid_until=now + 400
+        )
+        store.record(now, [IssuedToken(jti, "u", "agent-y", "aud", lease.list_id, 0, now + 300)])
+    finally:
+        store.close()
+    return jti
 
-    done = _run_with_a_full_log(tmp_path, audit, *LIFT_AGENT_X, "--config", config)
+
+def _store_state(tmp_path: Path) -> tuple[object, ...]:
+    store = FileStatusStore(tmp_path / "st" / "status.db")
+    try:
+        now = int(time.time())
+        return (store.in_force(now), [store.snapshot(i) for i in store.live_lists(now)])
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("revoke", "token", "JTI"),
+        ("revoke", "suspend", "caller", "agent-y"),
+        ("revoke", "lift", "caller", "agent-x"),
+        ("revoke", "reinstate", "caller", "agent-s"),
+    ],
+    ids=["revoke-token", "suspend", "lift", "reinstate"],
+)
+def test_a_revocation_change_whose_audit_line_fails_is_not_made(
+    tmp_path: Path, change: tuple[str, ...]
+) -> None:
+    """A write that fails after the log was opened (disk full, quota; here the file size limit,
+    `ulimit -f`): red team session 17 found `revoke lift` lifted, then its line failed, so the
+    change went unaudited (session 18 made the CLI say so, a residual risk until session 20).
+    The line is now written before the change (`"outcome": "pending"`): when it cannot be,
+    nothing is changed (the entries in force, the marks) and the CLI says so, exit 2 as keys."""
+    config = _status_config(tmp_path)
+    jti = _seed_status(tmp_path, config)
+    audit = tmp_path / "st" / "revocations.log"
+    lines = audit_lines(audit)
+    before = _store_state(tmp_path)
+    *verb, value = change
+    value = jti if value == "JTI" else value  # after "--": a jti may start with "-"
+    argv = [*verb, "--config", config, "--reason", "y", "--", value]
+
+    done = _run_with_a_full_log(tmp_path, audit, *argv)
 
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "lift of caller agent-x is made" in done.stderr, done.stderr
+    assert "nothing was changed" in done.stderr, done.stderr
     assert "status_list.audit_log" in done.stderr and str(audit) in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert _store_state(tmp_path) == before  # nothing put in force or ended, nothing marked
+    assert [line for line in audit_lines(audit) if "pad" not in line] == lines
+
+
+def _run_crashing_after_the_change(
+    tmp_path: Path, method: str, *argv: str
+) -> subprocess.CompletedProcess[str]:
+    """The CLI, killed (os._exit, no cleanup) right after the store made the change: as a crash,
+    an OOM kill or a power cut between the change and its result line."""
+    crashing = (
+        "import os, runpy, sys; from sekisho.status.filestore import FileStatusStore as S; "
+        f"real = S.{method}; "
+        f"S.{method} = lambda self, *a: (real(self, *a), os._exit(9)); "
+        "sys.argv[0] = 'sekisho'; runpy.run_module('sekisho', run_name='__main__')"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", crashing, *argv],
+        cwd=tmp_path,
+        env={**os.environ, "USER": "alice"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "change"),
+    [
+        ("revoke", ("revoke", "caller", "agent-y")),
+        ("lift", ("revoke", "lift", "caller", "agent-x")),
+    ],
+    ids=["revoke", "lift"],
+)
+def test_a_revocation_change_cut_off_before_its_result_line_is_audited_as_pending(
+    tmp_path: Path, method: str, change: tuple[str, ...]
+) -> None:
+    """A crash between the store change and its line left the change made and unaudited. The
+    pending line is in the log before the change: what a crash leaves is a pending line (read:
+    the command stopped; `revoke list` says whether it was made), never a change without one."""
+    config = _status_config(tmp_path)
+    _seed_status(tmp_path, config)
+    audit = tmp_path / "st" / "revocations.log"
+    lines = audit_lines(audit)
+
+    done = _run_crashing_after_the_change(
+        tmp_path, method, *change, "--config", config, "--reason", "y"
+    )
+
+    assert done.returncode == 9, done.stdout + done.stderr
+    in_force = _store_state(tmp_path)[0]
+    revoked = {(r.kind, r.key) for r in in_force.revocations}  # type: ignore[attr-defined]
+    assert (("caller", change[-1]) in revoked) == (method == "revoke")  # made
+    (pending,) = audit_lines(audit)[len(lines) :]  # and audited, as pending
+    assert pending["outcome"] == "pending", pending
+    assert (pending["action"], pending["key"]) == (method, change[-1])
 
 
 def test_a_key_change_whose_audit_line_fails_is_not_made(tmp_path: Path) -> None:
@@ -391,7 +496,8 @@ def test_two_revocation_changes_at_once_are_audited_in_the_order_the_store_made_
         assert store.revocations(int(time.time())) == []  # revoked, then lifted
     finally:
         store.close()
-    assert [line["action"] for line in _audit_lines(audit)] == ["revoke", "lift"]
+    lines = [(line["action"], line.get("outcome")) for line in audit_lines(audit)]
+    assert lines == [("revoke", "pending"), ("revoke", None), ("lift", "pending"), ("lift", None)]
 
 
 class _SlowFirstRead(FileKeyStore):

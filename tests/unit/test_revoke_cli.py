@@ -1,7 +1,6 @@
 """`sekisho revoke token | subject | caller | audience | lift | list`: what each prints and
 changes in the store, what it refuses, and the audit line it leaves."""
 
-import json
 import time
 from pathlib import Path
 
@@ -10,6 +9,8 @@ from sekisho.cli import main
 from sekisho.identifiers import random_jti
 from sekisho.status.filestore import FileStatusStore
 from sekisho.status.models import IssuedToken, subject_key
+
+from tests.revocation_log import audit_lines, changes_made
 
 IDP = "https://idp.example.com"
 
@@ -31,8 +32,8 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 
 
 def _audit(tmp_path: Path) -> list[dict[str, object]]:
-    text = (tmp_path / "st" / "revocations.log").read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines()]
+    """The changes made, each result line checked to follow its pending line."""
+    return changes_made(audit_lines(tmp_path / "st" / "revocations.log"))
 
 
 def _seed(tmp_path: Path) -> FileStatusStore:
@@ -171,6 +172,7 @@ def test_lift_ends_the_revocation_and_audits(
     )
     assert code == 1 and "no caller revocation" in out
     assert [line["action"] for line in _audit(tmp_path)] == ["revoke", "lift"]
+    assert len(audit_lines(tmp_path / "st" / "revocations.log")) == 4  # none for the last lift
 
 
 def test_a_store_file_that_cannot_be_made_is_said_with_the_setting(

@@ -6,8 +6,8 @@ token JTI | subject --issuer ISS --sub SUB | caller ID | audience AUD: put a rev
 covers INVALID in the status lists (downstreams see it within the list ttl). `lift KIND …` ends a
 revocation; `list` shows those in force. `suspend KIND …` is the reversible cut-off (SUSPENDED,
 draft-ietf-oauth-status-list §7.1) and `reinstate KIND …` ends it, returning the live tokens no
-other suspension covers to VALID (INVALID ones stay INVALID). Each change is appended to the
-revocation audit log.
+other suspension covers to VALID (INVALID ones stay INVALID). Each change is audited in the
+revocation audit log, write-ahead (status/changes.py).
 """
 
 import argparse
@@ -20,7 +20,7 @@ from sekisho.config import Settings
 from sekisho.errors import ConfigError
 
 if TYPE_CHECKING:  # lazy: `sekisho` starts fast
-    from sekisho.status.audit import RevocationAuditLog, RevocationEvent
+    from sekisho.status.audit import RevocationEvent
     from sekisho.status.models import Revocation, RevocationKind
     from sekisho.status.store import StatusStore
 
@@ -145,6 +145,7 @@ def _change(args: argparse.Namespace, settings: Settings, store: "StatusStore") 
     from sekisho.keystores import refuse_keystore_file
     from sekisho.signing.audit import require_audited_text
     from sekisho.status.audit import RevocationAuditLog
+    from sekisho.status.changes import apply_audited, nothing_in_force, standing_entry
     from sekisho.status.models import Revocation
 
     action = args.revoke_command if args.revoke_command in _KIND_ATTR else "revoke"
@@ -162,65 +163,20 @@ def _change(args: argparse.Namespace, settings: Settings, store: "StatusStore") 
         )
     audit = RevocationAuditLog(settings.status_list.audit_log_path)
     refuse_keystore_file(settings, audit.path, "status_list.audit_log")
-    # The change and its line are one ordered step under the log's lock: two operators changing
+    # The change and its lines are one ordered step under the log's lock: two operators changing
     # one value at once (revoke and lift) are appended in the order the store made the changes.
-    with audit.locked():  # opened for appending first: a change is never made unaudited
-        entry = Revocation(kind, key, args.reason, operator, now)
-        event = _apply_audited(store, audit, action, entry)
-    if event is None:
-        what = "revocation" if action == "lift" else "suspension"
-        print(f"no {kind} {what} of {_shown(kind, key)} is in force")
-        return 1
-    if event.repeat:
-        _print_repeat(event, _standing(store, action, kind, key, now))
-    _print_change(settings, event, still=_still_in_force(store, action, kind, key, now))
-    return 0
-
-
-def _apply_audited(
-    store: "StatusStore", audit: "RevocationAuditLog", action: str, entry: "Revocation"
-) -> "RevocationEvent | None":
-    """Change the store and append the line (call under audit.locked(), which also keeps any
-    other command from changing this value between the look at what stands and the change);
-    None when a lift or reinstate found nothing in force (nothing changed, nothing audited)."""
-    from sekisho.status.audit import RevocationEvent
-
-    now = entry.created_at
-    standing = _standing(store, action, entry.kind, entry.key, now)
-    marked = _apply(store, action, entry, now)
-    if marked is None:
-        return None
-    until = _until(store, action, entry.kind, entry.key, now)
-    event = RevocationEvent(
-        action,
-        entry.kind,
-        entry.key,
-        entry.operator,
-        entry.reason,
-        marked,
-        until,
-        repeat=standing is not None,
-    )
     # Audited before anything is printed: a print that fails (stdout a pipe its reader left,
     # Python unbuffered) left the change made and unaudited (red team session 17).
-    _record(audit, now, event)
-    return event
-
-
-def _record(audit: "RevocationAuditLog", now: int, event: "RevocationEvent") -> None:
-    """Append the event's line. A write that fails after the log was opened (disk full, quota,
-    I/O) comes after the change: say that it is made, or the bare OSError reads as "nothing
-    happened".
-
-    Raises: OSError naming the change and the file."""
-    try:
-        audit.record(now, event)
-    except OSError as exc:
-        raise OSError(
-            f"the {event.action} of {event.kind} {_shown(event.kind, event.key)} is made, but its "
-            f"line could not be appended to the audit log {audit.path} (config key "
-            f"'status_list.audit_log'): {exc.strerror or exc}; record it by hand"
-        ) from exc
+    with audit.locked():  # opened for appending first: a change is never made unaudited
+        entry = Revocation(kind, key, args.reason, operator, now)
+        event = apply_audited(store, audit, action, entry)  # write-ahead (status/changes.py)
+    if event is None:
+        print(nothing_in_force(action, kind, _shown(kind, key)))
+        return 1
+    if event.repeat:
+        _print_repeat(event, standing_entry(store, action, kind, key, now))
+    _print_change(settings, event, still=_still_in_force(store, action, kind, key, now))
+    return 0
 
 
 def _texts(args: argparse.Namespace, kind: "RevocationKind") -> list[tuple[str, str]]:
@@ -228,33 +184,6 @@ def _texts(args: argparse.Namespace, kind: "RevocationKind") -> list[tuple[str, 
     if kind == "subject":
         return [("--reason", args.reason), ("--issuer", args.issuer), ("--sub", args.sub)]
     return [("--reason", args.reason), (kind.upper(), args.value)]
-
-
-def _apply(store: "StatusStore", action: str, entry: "Revocation", now: int) -> int | None:
-    """Tokens marked (or returned to VALID); None when a lift or reinstate found nothing."""
-    if action == "revoke":
-        return store.revoke(now, entry)
-    if action == "suspend":
-        return store.suspend(now, entry)
-    if action == "lift":
-        return 0 if store.lift(entry.kind, entry.key) else None
-    return store.reinstate(now, entry.kind, entry.key)
-
-
-def _standing(
-    store: "StatusStore", action: str, kind: str, key: str, now: int
-) -> "Revocation | None":
-    """The revocation (revoke) or suspension (suspend) of `kind` = `key` in force, which a
-    second one leaves standing (StatusStore.revoke); None for other actions."""
-    found = {"revoke": store.revocations, "suspend": store.suspensions}.get(action)
-    entries = found(now) if found else []
-    return next((e for e in entries if (e.kind, e.key) == (kind, key)), None)
-
-
-def _until(store: "StatusStore", action: str, kind: str, key: str, now: int) -> int:
-    """When the revocation or suspension just put in force ends (0 = when lifted/reinstated)."""
-    standing = _standing(store, action, kind, key, now)
-    return standing.until if standing is not None else 0
 
 
 def _still_in_force(store: "StatusStore", action: str, kind: str, key: str, now: int) -> str:
@@ -387,9 +316,6 @@ def _list(store: "StatusStore") -> int:
 
 
 def _shown(kind: str, key: str) -> str:
-    from sekisho.status.models import split_subject_key
+    from sekisho.status.models import shown_key
 
-    if kind != "subject":
-        return key
-    issuer, subject = split_subject_key(key)
-    return f"--issuer {issuer} --sub {subject}"
+    return shown_key(kind, key)

@@ -1,15 +1,21 @@
-"""The revocation audit log: one JSON line per `sekisho revoke` / `revoke lift` / `revoke suspend`
+"""The revocation audit log: JSON lines of each `sekisho revoke` / `revoke lift` / `revoke suspend`
 / `revoke reinstate`, appended and fsynced like the key audit log (signing/audit.py). Fields:
 time, action (revoke | lift | suspend | reinstate), kind, key, operator, reason, marked (live
 tokens marked INVALID by revoke, SUSPENDED by suspend, returned to VALID by reinstate), until
 (0 = until lifted or reinstated), repeat (a revoke or suspend of what was in force already: the
 first entry stands, StatusStore.revoke).
 
-A change and its line are one ordered step: `sekisho revoke` holds the log's lock (locked()) from
-before it changes the store until its line is appended. Two operators changing one value at once
-(a `revoke` and a `lift`) otherwise could have their lines appended in the other order than the
-store made the changes, both of the same second: read in the log's order, the value was still
-revoked when the store had lifted it (red team session 17, left then)."""
+Each change has two lines (status/changes.py writes them, write-ahead): before the store change,
+one with `"outcome": "pending"` (marked and until null: known once the change is made); after
+it, the line as before, without `outcome`; or, when the change failed, the pending line again
+with `"outcome": "failed"` and `detail` (the error). Lines without `outcome` are the changes made;
+a pending line followed by neither is a command that stopped between (docs/security-team.md).
+
+A change and its lines are one ordered step: `sekisho revoke` holds the log's lock (locked())
+from before its pending line until its result (or failed) line is appended. Two operators
+changing one value at once (a `revoke` and a `lift`) otherwise could have their lines appended in
+the other order than the store made the changes, both of the same second: read in the log's
+order, the value was still revoked when the store had lifted it (red team session 17, left then)."""
 
 import contextlib
 import json
@@ -80,20 +86,38 @@ class RevocationAuditLog:
         finally:
             os.close(fd)  # the only descriptor of this open file: the lock goes with it
 
+    def record_pending(self, now: int, event: RevocationEvent) -> None:
+        """Before the change: its line with `"outcome": "pending"`, marked and until null (not
+        known yet). Raises: OSError (nothing is changed yet)."""
+        self._append(_entry(now, event, made=False) | {"outcome": "pending"})
+
     def record(self, now: int, event: RevocationEvent) -> None:
-        """Raises: OSError (the revocation is already in force)."""
-        entry = {
-            "time": utc_timestamp(now),
-            "action": event.action,
-            "kind": event.kind,
-            "key": event.key,
-            "operator": event.operator,
-            "reason": event.reason,
-            "marked": event.marked,
-            "until": event.until,
-            "repeat": event.repeat,
-        }
+        """After the change, its pending line already written: the line with marked and until.
+        Raises: OSError (the revocation is already in force; its pending line says so)."""
+        self._append(_entry(now, event, made=True))
+
+    def record_failed(self, now: int, event: RevocationEvent, detail: str) -> None:
+        """After record_pending, when the change failed or found nothing to change: the pending
+        line again with `"outcome": "failed"` and `detail`. Raises: OSError."""
+        self._append(_entry(now, event, made=False) | {"outcome": "failed", "detail": detail})
+
+    def _append(self, entry: dict[str, object]) -> None:
         append_fsynced(self._path, json.dumps(entry, ensure_ascii=False).encode() + b"\n")
+
+
+def _entry(now: int, event: RevocationEvent, *, made: bool) -> dict[str, object]:
+    """The fields of every line; `marked` and `until` null unless the change is `made`."""
+    return {
+        "time": utc_timestamp(now),
+        "action": event.action,
+        "kind": event.kind,
+        "key": event.key,
+        "operator": event.operator,
+        "reason": event.reason,
+        "marked": event.marked if made else None,
+        "until": event.until if made else None,
+        "repeat": event.repeat,
+    }
 
 
 def _locked_descriptor(path: Path, wait_seconds: float) -> int:

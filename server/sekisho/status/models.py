@@ -20,6 +20,14 @@ def split_subject_key(key: str) -> tuple[str, str]:
     return issuer, subject
 
 
+def shown_key(kind: str, key: str) -> str:
+    """A store key as `sekisho revoke` takes it: a user's as its --issuer and --sub options."""
+    if kind != "subject":
+        return key
+    issuer, subject = split_subject_key(key)
+    return f"--issuer {issuer} --sub {subject}"
+
+
 @dataclass(frozen=True, slots=True)
 class Lease:
     """Indexes [start, end) of list `list_id`, for one worker to use until `use_until`."""
