@@ -5,6 +5,7 @@ the store refuses after it gets a `failed` line. Before (red team session 17, a 
 until session 20), the only line came after the change, and a full disk left it unaudited."""
 
 import errno
+import json
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +197,23 @@ def test_a_result_line_that_cannot_be_written_says_the_change_is_made(
     assert [r.key for r in store.revocations(NOW)] == [ALICE]  # made...
     (pending,) = audit_lines(log)  # ...and audited as pending, never unaudited
     assert pending["outcome"] == "pending" and pending["action"] == "revoke"
+
+
+def test_a_line_cut_short_by_an_earlier_append_does_not_swallow_the_next(
+    store: StatusStore, tmp_path: Path
+) -> None:
+    """An append that failed part-way (disk full mid-line) left a line without its newline: the
+    next command's pending line ran on from it, one line no reader could parse, and its result
+    line then read as a change without a pending line. The fragment is ended first."""
+    log = tmp_path / "revocations.log"
+    log.write_bytes(b'{"time": "2026-12-04T17:30:02Z", "act')
+    _seeded(store, "revoke")
+    audit = RevocationAuditLog(log)
+
+    with audit.locked():
+        apply_audited(store, audit, "revoke", _entry())
+
+    fragment, *lines = log.read_text(encoding="utf-8").splitlines()
+    assert fragment == '{"time": "2026-12-04T17:30:02Z", "act'
+    (made,) = changes_made([json.loads(line) for line in lines])
+    assert made["action"] == "revoke" and made["marked"] == 1
