@@ -93,7 +93,11 @@ def unwritable(path: Path, setting: str, exc: OSError) -> str:
 
 
 def append_fsynced(path: Path, lines: bytes) -> None:
-    """Append `lines` to an audit file (0600, folder 0700) and fsync. Raises: OSError."""
+    """Append `lines` to an audit file (0600, folder 0700) and fsync. A line an earlier append
+    left cut short (disk full mid-line) is ended first: `lines` would run on from it, and a
+    reader lose them (a write-ahead line's failed line among them). Raises: OSError."""
+    if not _ends_a_line(path):
+        lines = b"\n" + lines
     fd = open_for_append(path)
     try:
         remaining = memoryview(lines)
@@ -102,6 +106,19 @@ def append_fsynced(path: Path, lines: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _ends_a_line(path: Path) -> bool:
+    """Whether the log is missing, empty or ends with a newline; True when it cannot be read (a
+    log its writer may only append to: appended to as before)."""
+    try:
+        with path.open("rb") as log:
+            if log.seek(0, os.SEEK_END) == 0:
+                return True
+            log.seek(-1, os.SEEK_END)
+            return log.read(1) == b"\n"
+    except OSError:
+        return True
 
 
 def open_for_append(path: Path) -> int:

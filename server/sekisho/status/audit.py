@@ -102,10 +102,7 @@ class RevocationAuditLog:
         self._append(_entry(now, event, made=False) | {"outcome": "failed", "detail": detail})
 
     def _append(self, entry: dict[str, object]) -> None:
-        line = json.dumps(entry, ensure_ascii=False).encode() + b"\n"
-        # A line an append left cut short (disk full mid-line) is ended first: this one would
-        # run on from it, and a reader lose it, a pending line's result among them.
-        append_fsynced(self._path, line if _ends_a_line(self._path) else b"\n" + line)
+        append_fsynced(self._path, json.dumps(entry, ensure_ascii=False).encode() + b"\n")
 
 
 def _entry(now: int, event: RevocationEvent, *, made: bool) -> dict[str, object]:
@@ -121,19 +118,6 @@ def _entry(now: int, event: RevocationEvent, *, made: bool) -> dict[str, object]
         "until": event.until if made else None,
         "repeat": event.repeat,
     }
-
-
-def _ends_a_line(path: Path) -> bool:
-    """Whether the log is empty or ends with a newline; True when it cannot be read (a log its
-    writer may only append to: appended to as before)."""
-    try:
-        with path.open("rb") as log:
-            if log.seek(0, os.SEEK_END) == 0:
-                return True
-            log.seek(-1, os.SEEK_END)
-            return log.read(1) == b"\n"
-    except OSError:
-        return True
 
 
 def _locked_descriptor(path: Path, wait_seconds: float) -> int:

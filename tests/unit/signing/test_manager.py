@@ -404,6 +404,24 @@ def test_a_commit_that_fails_after_its_lines_adds_failed_lines(tmp_path: Path) -
     assert dict(_states(manager))[upcoming] is S.NEXT
 
 
+def test_a_line_cut_short_by_an_earlier_append_does_not_swallow_the_next(tmp_path: Path) -> None:
+    """An append that failed part-way (disk full mid-line) left a line without its newline: the
+    next change's line ran on from it, one line no reader could parse, and the change read as
+    unaudited. The fragment is ended first (signing/audit.append_fsynced, both audit logs)."""
+    clock = FakeClock(T0)
+    _manager(tmp_path, clock).init(ALICE)
+    upcoming = next(kid for kid, state in _states(_manager(tmp_path, clock)) if state is S.NEXT)
+    with (tmp_path / "audit.log").open("ab") as log:
+        log.write(b'{"time": "2027-01-15T08:00:00Z", "act')
+
+    _manager(tmp_path, clock).revoke(upcoming, ALICE)
+
+    *_, fragment, revoked, created = (tmp_path / "audit.log").read_text().splitlines()
+    assert fragment == '{"time": "2027-01-15T08:00:00Z", "act'
+    assert (json.loads(revoked)["action"], json.loads(revoked)["kid"]) == ("revoke", upcoming)
+    assert json.loads(created)["action"] == "create"
+
+
 class _LogFillsAfterWriteAhead(KeyAuditLog):
     def record_failed(self, now: int, changes: object, actor: Actor, detail: str) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
