@@ -6,7 +6,7 @@ downstreams too: single-flight fetches, the key-count cap, no symmetric keys."""
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import jwt
@@ -35,6 +35,7 @@ class Publisher:
     status: int = 200
     hits: int = 0
     age: str = ""  # the Age header of an HTTP cache answering for the JWKS (RFC 9111 §5.1)
+    delay: float = 0.0  # seconds each answer takes (a slow or overloaded publisher)
 
 
 @pytest.fixture
@@ -43,6 +44,7 @@ async def publisher() -> AsyncIterator[Publisher]:
 
     async def jwks(_: web.Request) -> web.Response:
         state.hits += 1
+        await asyncio.sleep(state.delay)
         return web.json_response(
             {"keys": state.keys},
             status=state.status,
@@ -52,7 +54,7 @@ async def publisher() -> AsyncIterator[Publisher]:
 
     app = web.Application()
     app.router.add_get("/jwks.json", jwks)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -153,6 +155,123 @@ async def test_a_key_dropped_from_a_set_not_to_be_cached_is_refused_after_the_fl
     clock.now += MIN_FRESH_SECONDS
     with pytest.raises(TokenRejectedError):
         await client.key("k1")
+
+
+async def _until(call: Callable[[], Awaitable[object]], limit: float = 10.0) -> object:
+    """`call()`'s first result that does not raise VerifierUnavailableError, polled (bounded)
+    while a background fetch lands."""
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            return await call()
+        except VerifierUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+async def _timed(call: Awaitable[object]) -> tuple[type[BaseException] | None, float]:
+    started = time.monotonic()
+    try:
+        await call
+    except (TokenRejectedError, VerifierUnavailableError) as exc:
+        return type(exc), time.monotonic() - started
+    return None, time.monotonic() - started
+
+
+SLOW_PUBLISHER_SECONDS = 2.0
+UNKNOWN_KID_WAIT = 0.2
+
+
+async def test_an_unknown_kid_waits_for_a_slow_refetch_only_its_bound_then_is_unavailable(
+    publisher: Publisher,
+) -> None:
+    # Red team session 20: a kid not in the set held waited for the refetch it triggered for
+    # the whole fetch timeout (5 s): a forged kid sent while the publisher answered slowly held
+    # its request that long. Now at most `unknown_kid_wait_seconds`, refused as unavailable
+    # (the kid may be in the set not yet read), and the fetch goes on for the next call.
+    clock = Clock()
+    client = JwksClient(
+        publisher.url,
+        clock=clock,
+        min_refetch_interval=30,
+        unknown_kid_wait_seconds=UNKNOWN_KID_WAIT,
+    )
+    await client.key("k1")
+    publisher.keys.append(_jwk("k2"))  # a rotation, published by a slow publisher
+    publisher.delay = SLOW_PUBLISHER_SECONDS
+    clock.now += 30
+    refused, took = await _timed(client.key("k2"))
+    assert refused is VerifierUnavailableError
+    assert took < SLOW_PUBLISHER_SECONDS / 2
+    assert (await client.key("k1")).key_id == "k1"  # the set held still serves meanwhile
+    # The refetch went on: its keys serve the next call, with no fetch of its own.
+    found = await _until(lambda: client.key("k2"))
+    assert isinstance(found, jwt.PyJWK) and found.key_id == "k2"
+    assert publisher.hits == 2
+
+
+async def test_a_kid_spray_at_a_slow_publisher_costs_one_fetch_and_waits_its_bound(
+    publisher: Publisher,
+) -> None:
+    # Concurrent forged kids share the one refetch and are each held at most the bound, and
+    # once it lands they are rejected as unknown without another fetch until the interval.
+    clock = Clock()
+    client = JwksClient(
+        publisher.url,
+        clock=clock,
+        min_refetch_interval=30,
+        unknown_kid_wait_seconds=UNKNOWN_KID_WAIT,
+    )
+    await client.key("k1")
+    publisher.delay = SLOW_PUBLISHER_SECONDS
+    clock.now += 30
+    answers = await asyncio.gather(*(_timed(client.key(f"forged-{i}")) for i in range(50)))
+    assert {refused for refused, _ in answers} == {VerifierUnavailableError}
+    assert max(took for _, took in answers) < SLOW_PUBLISHER_SECONDS / 2
+    await _until(lambda: client.key("k1"))
+    # The refetch landed: every forged kid is now a bad token, answered without a fetch.
+    await _until(lambda: _refused_as(client, "forged-late", TokenRejectedError))
+    answers = await asyncio.gather(*(_timed(client.key(f"forged-b{i}")) for i in range(50)))
+    assert {refused for refused, _ in answers} == {TokenRejectedError}
+    assert publisher.hits == 2
+    clock.now += 30  # the next interval: one more refetch at most
+    publisher.delay = 0.0
+    answers = await asyncio.gather(*(_timed(client.key(f"forged-c{i}")) for i in range(50)))
+    assert {refused for refused, _ in answers} == {TokenRejectedError}
+    assert publisher.hits == 3
+
+
+async def _refused_as(client: JwksClient, kid: str, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        await client.key(kid)
+
+
+async def test_an_unknown_kid_refetch_that_fails_within_the_bound_is_unavailability(
+    publisher: Publisher,
+) -> None:
+    # An outage is never a bad token: the refetch answered 500 within the bound.
+    clock = Clock()
+    client = JwksClient(publisher.url, clock=clock, min_refetch_interval=30)
+    await client.key("k1")
+    publisher.status = 500
+    clock.now += 30
+    with pytest.raises(VerifierUnavailableError):
+        await client.key("k2")
+
+
+async def test_with_no_set_held_the_first_fetch_is_waited_for_past_the_bound(
+    publisher: Publisher,
+) -> None:
+    # Nothing to answer with but a refusal: the first fetch is waited for (up to its timeout).
+    publisher.delay = 3 * UNKNOWN_KID_WAIT
+    client = JwksClient(publisher.url, clock=Clock(), unknown_kid_wait_seconds=UNKNOWN_KID_WAIT)
+    assert (await client.key("k1")).key_id == "k1"
+
+
+def test_a_negative_unknown_kid_wait_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown_kid_wait_seconds"):
+        JwksClient("http://127.0.0.1:1/jwks.json", clock=Clock(), unknown_kid_wait_seconds=-1)
 
 
 async def test_fetch_failure_is_unavailability(publisher: Publisher) -> None:

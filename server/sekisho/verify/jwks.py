@@ -14,6 +14,13 @@ so `sekisho[verify]` carries it without the server.
 - An unknown kid triggers a refetch at most once per `min_refetch_interval`, so a storm of made-up
   kids cannot hammer the publisher (the PyJWT advisory pattern STYLE.md warns about); concurrent
   fetches are single-flight.
+- With `unknown_kid_wait_seconds` (the SDK's JwksClient: UNKNOWN_KID_WAIT_SECONDS), a kid not in
+  the set held waits for that refetch no later than this long after it began, then is refused as
+  unavailable (the kid may be in the set not yet read); the fetch goes on, shared, and its keys
+  serve the next call. Unbounded, each forged kid sent while the publisher answered slowly held
+  its request for the whole fetch timeout (5 s): an attacker's cheap requests held the
+  downstream's workers (red team session 20). With no usable set held, every kid needs the fetch
+  and waits for it up to the fetch timeout, as before.
 - Discovery (OIDC Discovery §4) is re-read before every fetch, so an IdP that moves its jwks_uri
   is followed without a restart; the new URI passes the same issuer and https rules, and a
   discovery document that fails or is refused keeps the last jwks_uri that served good keys.
@@ -22,6 +29,7 @@ so `sekisho[verify]` carries it without the server.
   keys the publisher may have revoked since.
 """
 
+import asyncio
 import logging
 import math
 import re
@@ -56,6 +64,9 @@ _MAX_DELTA_SECONDS = 2**31
 # signature check, so one per forged token) and then failed as unavailable (red team session
 # 12). A key the publisher drops is refused at most this long after.
 MIN_FRESH_SECONDS = 1.0
+# How long a downstream's unknown kid waits for the refetch it triggers, counted from the fetch's
+# start (module docstring): a JWKS fetch from a publisher nearby takes milliseconds.
+UNKNOWN_KID_WAIT_SECONDS = 1.0
 
 
 class JwksUnavailableError(Exception):
@@ -108,11 +119,14 @@ class JwksCache:
         min_refetch_interval: float = 30.0,
         max_stale_seconds: float = math.inf,
         default_max_age: float | None = None,
+        unknown_kid_wait_seconds: float | None = None,
     ) -> None:
         """`default_max_age` None (the server): keys stay in use until refreshed (`refresh`, in
         the background) or `max_stale_seconds` old. A number (a downstream): the publisher's
         Cache-Control max-age (this when it sends none) after which `key` refetches, and the
-        keys are usable for `max_stale_seconds` beyond it."""
+        keys are usable for `max_stale_seconds` beyond it. `unknown_kid_wait_seconds`: how long
+        after a refetch began a kid not in the usable set held waits for it (None: until the
+        fetch ends; module docstring)."""
         self._issuer = issuer
         self._fetcher = fetcher
         self._clock = clock
@@ -122,6 +136,7 @@ class JwksCache:
         self._min_interval = min_refetch_interval
         self._max_stale = max_stale_seconds
         self._default_max_age = default_max_age
+        self._unknown_kid_wait = unknown_kid_wait_seconds
         self._fresh_for = math.inf  # seconds after a fetch that `key` refetches first
         self._usable_for = max_stale_seconds  # seconds after a fetch that the keys expire
         self._keys: dict[str, PublicJwk] | None = None
@@ -142,7 +157,8 @@ class JwksCache:
     async def key(self, kid: str) -> PublicJwk | None:
         """The key for `kid` ("" = the issuer's only key), refetching (throttled) when unknown.
 
-        Raises: JwksUnavailableError when no keys were ever fetched and fetching fails.
+        Raises: JwksUnavailableError when no keys were ever fetched and fetching fails, the
+            keys expired, or the refetch for an unknown kid was not answered in time.
         """
         if self._due():
             await self.refresh()
@@ -150,11 +166,12 @@ class JwksCache:
         if found is not None:
             return found
         # Throttled even while no keys were ever fetched: a down IdP is not hammered at the
-        # request rate; callers get UNAVAILABLE and the background loop keeps retrying.
-        if self._fetches.running(None):
-            await self._fetches.run(None, self._fetch)  # a fetch is under way: share its result
-        elif self._clock.now() - self._last_attempt >= self._min_interval:
-            await self.refresh()
+        # request rate; callers get UNAVAILABLE and the background loop keeps retrying. A fetch
+        # under way is joined, whoever started it.
+        if self._fetches.running(None) or (
+            self._clock.now() - self._last_attempt >= self._min_interval
+        ):
+            await self._joined(self._unknown_kid_wait if self.loaded else None)
         if self._keys is None:
             raise JwksUnavailableError(f"no JWKS for {self._issuer}")
         if self._expired():
@@ -208,10 +225,35 @@ class JwksCache:
 
     async def refresh(self) -> None:
         """Fetch now, single-flight: concurrent callers share one request."""
-        await self._fetches.run(None, self._fetch)
+        await self._joined(None)
+
+    async def _joined(self, wait: float | None) -> None:
+        """The fetch under way (else a new one), waited for no later than `wait` seconds after
+        it began (None: until it ends). Given up, it goes on (shielded) and stores its keys.
+
+        Raises: JwksUnavailableError when given up.
+        """
+        if not self._fetches.running(None):
+            # When it began, for the throttle and for `wait`: set here, not when the task first
+            # runs, so a caller joining it in the same loop turn reads this fetch's start.
+            self._last_attempt = self._clock.now()
+            started = self._fetches.start(None, self._fetch)
+            # Every waiter may give up before it ends: a fault it raises is read here, not left
+            # unretrieved ("Task exception was never retrieved"); waiters still get it.
+            started.add_done_callback(lambda done: done.cancelled() or done.exception())
+        fetch = self._fetches.start(None, self._fetch)
+        if wait is None:
+            await asyncio.shield(fetch)
+            return
+        left = max(0.0, self._last_attempt + wait - self._clock.now())
+        try:
+            await asyncio.wait_for(asyncio.shield(fetch), left)
+        except TimeoutError:
+            raise JwksUnavailableError(
+                f"JWKS for {self._issuer} not answered within {wait:g} s of the refetch"
+            ) from None
 
     async def _fetch(self) -> None:
-        self._last_attempt = self._clock.now()
         try:
             uri = await self._current_jwks_uri()
             document, fresh_for = await self._get(uri)
@@ -286,11 +328,19 @@ class JwksClient:
         default_max_age: float = 300.0,
         min_refetch_interval: float = 30.0,
         timeout_seconds: float = 5.0,
+        unknown_kid_wait_seconds: float = UNKNOWN_KID_WAIT_SECONDS,
     ) -> None:
-        """Raises: ValueError when `jwks_uri` is not https (plain http only on a loopback host:
-        over plain http anyone on the path could serve keys, and so forge tokens)."""
+        """`unknown_kid_wait_seconds`: how long after the refetch an unknown kid triggers (or
+        joins) began it waits for it, then VerifierUnavailableError (module docstring);
+        `timeout_seconds`: a fetch's own bound, and the wait while no usable set is held.
+
+        Raises: ValueError when `jwks_uri` is not https (plain http only on a loopback host:
+            over plain http anyone on the path could serve keys, and so forge tokens), or
+            `unknown_kid_wait_seconds` is negative."""
         if not is_secure_url(jwks_uri):
             raise ValueError(f"jwks_uri must be https (http only on loopback): {jwks_uri!r}")
+        if unknown_kid_wait_seconds < 0:
+            raise ValueError("unknown_kid_wait_seconds must not be negative")
         self._fetcher = _CountingFetcher(HttpJsonFetcher(timeout_seconds, reuse_session=False))
         self._cache = JwksCache(
             jwks_uri,
@@ -300,6 +350,7 @@ class JwksClient:
             min_refetch_interval=min_refetch_interval,
             max_stale_seconds=0.0,
             default_max_age=default_max_age,
+            unknown_kid_wait_seconds=unknown_kid_wait_seconds,
         )
 
     @property
