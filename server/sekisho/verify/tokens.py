@@ -7,6 +7,7 @@ Two profiles (docs/architecture.md §4), never confusable: `id-jag` (`typ: oauth
 """
 
 import math
+import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ _REQUIRED = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")
 # one is refused on its length alone (the server's own bound on inbound tokens is
 # trust.max_token_bytes, 16,384 by default).
 MAX_TOKEN_CHARS = 16384
+# RFC 6749 §3.3: scope = scope-token *( SP scope-token ), scope-token = 1*( %x21 / %x23-5B /
+# %x5D-7E ): the rule the server grants scopes by (sekisho.validation.is_scope_token).
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +134,7 @@ class SekishoTokenVerifier:
         key = await self._keys.key(header["kid"])
         claims = self._decode(token, key, now)
         self._check_client(claims, client_id)
+        scopes = self._check_scope(claims)
         resources = self._check_resource(claims)
         await self._check_status(claims)
         await self._check_replay(claims, now)
@@ -139,7 +144,7 @@ class SekishoTokenVerifier:
             client_id=claims["client_id"],
             jti=claims["jti"],
             expires_at=int(claims["exp"]),
-            scopes=frozenset(str(claims.get("scope", "")).split()),
+            scopes=scopes,
             resources=resources,
             tenant=str(claims.get("tenant", "")),
             claims=claims,
@@ -210,9 +215,29 @@ class SekishoTokenVerifier:
         if client_id is not None and claims["client_id"] != client_id:
             raise TokenRejectedError("client_id does not match the authenticated client")
 
+    @staticmethod
+    def _check_scope(claims: Mapping[str, Any]) -> frozenset[str]:
+        # Split on SP only, as the server reads a scope string (identity/claims.py, the token
+        # endpoint's form): str.split() also splits on tabs, \x1c-\x1f, U+00A0, U+3000 and the
+        # other Unicode spaces, so "crm.read<TAB>crm.admin", one string to the server, read as
+        # two scopes here, crm.admin among them (red team session 20). The server grants only
+        # scope tokens (RFC 6749 §3.3), so any other character is a malformed claim.
+        scopes = frozenset(scope for scope in claims.get("scope", "").split(" ") if scope)
+        if not all(_SCOPE_TOKEN.fullmatch(scope) for scope in scopes):
+            raise TokenRejectedError("scope is not a space-separated list of scope tokens")
+        return scopes
+
     def _check_resource(self, claims: Mapping[str, Any]) -> tuple[str, ...]:
-        raw = claims.get("resource", ())
-        resources = (raw,) if isinstance(raw, str) else tuple(str(r) for r in raw)
+        raw = claims.get("resource", [])
+        # A string or a list of strings (RFC 8707 URIs). Read with str() and iterated whatever
+        # it was, a number raised a bare TypeError from verify(), an object passed as the list
+        # of its keys and a list's number as its digits (red team session 20).
+        if isinstance(raw, str):
+            resources: tuple[str, ...] = (raw,)
+        elif isinstance(raw, list) and all(isinstance(r, str) for r in raw):
+            resources = tuple(raw)
+        else:
+            raise TokenRejectedError("resource is not a string or a list of strings")
         # (aud, resource) is a bound pair: this audience serves only its registered resources.
         if self._resources is not None and not set(resources) <= self._resources:
             raise TokenRejectedError("resource is not served by this audience")

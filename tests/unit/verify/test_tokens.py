@@ -210,3 +210,57 @@ async def test_a_token_just_under_the_bounds_is_verified_as_before() -> None:
     assert len(token) < 16384
     verified = await verifier().verify(token, client_id="agent-at-crm")
     assert verified.subject == "alice"
+
+
+# Red team session 20: one claim, two readings. The server splits a scope string on SP only and
+# grants only RFC 6749 scope tokens; str.split() also split on tabs, \x1c-\x1f and Unicode
+# spaces, so one string to the server was several scopes here.
+@pytest.mark.parametrize(
+    "scope",
+    [
+        pytest.param("crm.read\tcrm.admin", id="tab"),
+        pytest.param("crm.read\u00a0crm.admin", id="nbsp"),
+        pytest.param("crm.read\u3000crm.admin", id="ideographic-space"),
+        pytest.param("crm.read\x1fcrm.admin", id="unit-separator"),
+        pytest.param("crm.read\ncrm.admin", id="newline"),
+        pytest.param("crm.read\x00crm.admin", id="nul"),
+        pytest.param('crm.read "crm.admin"', id="dquote"),
+    ],
+)
+async def test_a_scope_the_server_would_read_as_one_string_is_never_several_scopes(
+    scope: str,
+) -> None:
+    with pytest.raises(TokenRejectedError, match="scope tokens"):
+        await verifier().verify(mint(scope=scope), client_id="agent-at-crm")
+
+
+async def test_scopes_are_split_on_spaces_as_the_server_splits_them() -> None:
+    token = await verifier().verify(mint(scope=" crm.read  crm.write "), client_id="agent-at-crm")
+    assert token.scopes == {"crm.read", "crm.write"}
+
+
+@pytest.mark.parametrize(
+    ("resource", "restricted"),
+    [
+        pytest.param(5, True, id="number"),
+        pytest.param(5, False, id="number-unrestricted"),
+        pytest.param({MCP: 1}, True, id="object-read-as-its-keys"),
+        pytest.param([MCP, 5], False, id="list-with-a-number"),
+        pytest.param([MCP, None], False, id="list-with-null"),
+        pytest.param([[MCP]], False, id="nested-list"),
+        pytest.param(True, False, id="bool"),
+    ],
+)
+async def test_a_resource_claim_that_is_not_strings_is_rejected_not_a_crash(
+    resource: Any, restricted: bool
+) -> None:
+    audience_resources = {MCP} if restricted else None
+    with pytest.raises(TokenRejectedError, match="resource is not a string"):
+        await verifier(resources=audience_resources).verify(
+            mint(resource=resource), client_id="agent-at-crm"
+        )
+
+
+async def test_a_resource_list_of_strings_still_verifies() -> None:
+    token = await verifier().verify(mint(resource=[MCP]), client_id="agent-at-crm")
+    assert token.resources == (MCP,)
