@@ -40,14 +40,21 @@ class DocumentFetcher(Protocol):
         ...
 
 
-async def _read_capped(stream: aiohttp.StreamReader, url: str) -> bytes:
-    """The whole body, refused as soon as it grows past MAX_DOCUMENT_BYTES (never buffered)."""
+async def read_capped(
+    stream: aiohttp.StreamReader, url: str, limit: int = MAX_DOCUMENT_BYTES
+) -> bytes:
+    """The whole body, however many reads it arrives in, refused as soon as it grows past
+    `limit` bytes (never buffered past it). The one body reader of the SDK's fetches (JWKS,
+    discovery, status lists): a single `read(limit)` answers with what has arrived so far.
+
+    Raises: FetchError when the body is larger than `limit`.
+    """
     chunks: list[bytes] = []
     size = 0
     async for chunk in stream.iter_chunked(64 * 1024):
         size += len(chunk)
-        if size > MAX_DOCUMENT_BYTES:
-            raise FetchError(f"GET {url}: document larger than {MAX_DOCUMENT_BYTES} bytes")
+        if size > limit:
+            raise FetchError(f"GET {url}: document larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -76,7 +83,7 @@ class HttpJsonFetcher:
             async with session.get(url, allow_redirects=False) as response:
                 if response.status != 200:
                     raise FetchError(f"GET {url} answered HTTP {response.status}")
-                body = await _read_capped(response.content, url)
+                body = await read_capped(response.content, url)
                 cache_control = response.headers.get("Cache-Control", "")
                 age = response.headers.get("Age", "")
         except (aiohttp.ClientError, TimeoutError) as exc:

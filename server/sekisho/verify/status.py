@@ -93,12 +93,13 @@ from sekisho.verify.errors import (
     VerificationError,
     VerifierUnavailableError,
 )
+from sekisho.verify.fetcher import FetchError, read_capped
 from sekisho.verify.jwks import age_seconds, fresh_seconds, max_age_seconds
 from sekisho.verify.keys import KeySource
 
 log = logging.getLogger(__name__)
 
-_MAX_LIST_TOKEN_BYTES = 4 * 1024 * 1024
+MAX_LIST_TOKEN_BYTES = 4 * 1024 * 1024
 _REFRESH_AHEAD = 0.2  # of the ttl
 # After a failed fetch of a list, the next is not tried for this long (module docstring).
 RETRY_SECONDS = 1.0
@@ -458,15 +459,18 @@ class StatusListClient:
             ):
                 if answer.status != 200:
                     raise VerifierUnavailableError(f"status list answered HTTP {answer.status}")
-                body = await answer.content.read(_MAX_LIST_TOKEN_BYTES + 1)
+                # Read whole (fetcher.read_capped): one `content.read(cap)` answered with what
+                # had arrived so far, and a list token arriving in several reads (over any
+                # network) was cut and refused as malformed (red team session 20).
+                body = await read_capped(answer.content, uri, MAX_LIST_TOKEN_BYTES)
                 cache_control = answer.headers.get("Cache-Control", "")
                 age = answer.headers.get("Age", "")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise VerifierUnavailableError(
                 f"status list fetch failed: {type(exc).__name__}"
             ) from exc
-        if len(body) > _MAX_LIST_TOKEN_BYTES:
-            raise VerifierUnavailableError("status list token too large")
+        except FetchError as exc:
+            raise VerifierUnavailableError("status list token too large") from exc
         return body, cache_control, age
 
     async def _validate(self, token: str, uri: str, now: float) -> dict[str, Any]:

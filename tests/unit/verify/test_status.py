@@ -21,7 +21,7 @@ from sekisho.verify import (
     VerifierUnavailableError,
 )
 from sekisho.verify.jwks import MIN_FRESH_SECONDS
-from sekisho.verify.status import MAX_LISTS, RETRY_SECONDS
+from sekisho.verify.status import MAX_LIST_TOKEN_BYTES, MAX_LISTS, RETRY_SECONDS
 
 from tests.unit.verify.test_tokens import (
     ISSUER,
@@ -56,6 +56,9 @@ class ListServer:
     age: str = ""  # the Age header an HTTP cache answering for the list adds (RFC 9111 §5.1)
     kid: str = "k1"
     delay: float = 0.0  # seconds before it answers (a slow list URL)
+    # > 0: the body is sent in two writes this far apart (a list arriving in several TCP reads)
+    split_pause: float = 0.0
+    body: bytes = b""  # answered instead of the list token when set
 
     def token(self, path: str = "/statuslists/1") -> str:
         statuses = [(i, INVALID) for i in self.invalid] + list(self.others.items())
@@ -75,7 +78,7 @@ class ListServer:
             headers={"typ": self.typ, "kid": self.kid},
         )
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         self.hits += 1
         if self.delay:
             await asyncio.sleep(self.delay)
@@ -84,7 +87,17 @@ class ListServer:
         headers = {"Content-Type": "application/statuslist+jwt", "Cache-Control": f"max-age={TTL}"}
         if self.age:
             headers["Age"] = self.age
-        return web.Response(body=self.token(request.path).encode(), headers=headers)
+        body = self.body or self.token(request.path).encode()
+        if not self.split_pause:
+            return web.Response(body=body, headers=headers)
+        response = web.StreamResponse(headers=headers)
+        response.content_length = len(body)
+        await response.prepare(request)
+        await response.write(body[: len(body) // 2])
+        await asyncio.sleep(self.split_pause)
+        await response.write(body[len(body) // 2 :])
+        await response.write_eof()
+        return response
 
 
 @pytest.fixture
@@ -146,6 +159,27 @@ async def test_a_revoked_token_is_refused_and_a_valid_one_passes(server: ListSer
         await check.verify(
             mint(iss=server.base, status=_status(server, 3)), client_id="agent-at-crm"
         )
+
+
+async def test_a_list_whose_body_arrives_in_several_reads_is_read_whole(
+    server: ListServer,
+) -> None:
+    # The body was read with one StreamReader.read(cap), which answers with what has arrived
+    # so far: a list token arriving in two TCP reads (any list over a network, a large one even
+    # on loopback) was cut, refused as malformed, and every check of it was unavailable.
+    server.invalid, server.split_pause = {3}, 0.05
+    clock = Clock()
+    client = _client(server, clock)
+    await client.check(_status(server, 2))
+    with pytest.raises(TokenRejectedError, match="revoked"):
+        await client.check(_status(server, 3))
+    assert server.hits == 1
+
+
+async def test_a_list_body_over_the_cap_is_unavailability(server: ListServer) -> None:
+    server.body, server.split_pause = b"x" * (MAX_LIST_TOKEN_BYTES + 1), 0.05
+    with pytest.raises(VerifierUnavailableError, match="too large"):
+        await _client(server, Clock()).check(_status(server, 2))
 
 
 async def test_a_suspended_token_is_refused_while_suspended_and_passes_after(
