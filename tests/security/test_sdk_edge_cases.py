@@ -37,6 +37,7 @@ from sekisho.client.errors import (
 from sekisho.client.refusals import REPEAT_SECONDS
 from sekisho.config import TrustConfig
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN as ACCESS
+from sekisho.constants import TOKEN_TYPE_ID_JAG as ID_JAG
 from sekisho.errors import AccessDeniedError, InvalidClientError, ServiceError, SlowDownError
 from sekisho.http.client_auth import CLIENT_ASSERTION_TYPE, ClientAuthenticator, RegisteredClient
 from sekisho.http.secrets import SecretChecker
@@ -643,6 +644,26 @@ async def test_a_downstream_refusing_every_token_costs_an_exchange_per_hold_not_
             await http.get("https://api.example/x")
             assert client.rpc_count == 4
     assert minted == ["token-1", "token-2", "token-3", "token-4"]
+
+
+@pytest.mark.integration
+async def test_a_downstream_refusing_every_id_jag_costs_one_exchange_per_call_never_two() -> None:
+    """The decision of session 20 (docs/integrators.md, "Refused ID-JAGs are not backed off"):
+    an ID-JAG is never cached, so a refused one costs what an accepted one does, one exchange
+    per call, each a fresh token (a revocation is never hidden), and SekishoAuth never sends
+    one twice. A change that caches ID-JAGs, or holds or resends them, fails here."""
+    minted, handler = _minting_handler()
+    seen: list[str] = []
+    downstream = Downstream(audience=AS, requested_token_type=ID_JAG)
+    async with _client_of(handler) as (client, _clock):
+        auth = SekishoAuth(client, downstream, lambda: "subject")
+        transport = _refusing_transport(lambda _: True, seen)
+        async with httpx.AsyncClient(auth=auth, transport=transport) as http:
+            for _ in range(10):
+                assert (await http.get("https://api.example/x")).status_code == 401
+        assert client.forget(seen[-1]) is False  # nothing cached: nothing to drop or hold
+    assert client.rpc_count == 10
+    assert seen == minted == [f"token-{n}" for n in range(1, 11)]
 
 
 @pytest.mark.integration

@@ -20,6 +20,11 @@ Per cache key (one request: subject, audience, resources, scopes, token type):
 So a downstream refusing every token costs one exchange per hold (1, 2, 4 ... 60 s), not one
 per call; during a hold a downstream that started accepting again accepts the kept token too
 (nothing Sekisho would mint differs), and the next refusal after the hold probes.
+
+Cached token types only. An ID-JAG is never cached: each call already exchanges afresh, a refused
+one costs what an accepted one does, and there is no token to keep during a hold (single use),
+so a hold would fail calls in the client past a downstream's recovery and in place of Sekisho's
+own answer; docs/integrators.md ("Refused ID-JAGs are not backed off") gives the reasons.
 """
 
 from collections.abc import Callable, Hashable
