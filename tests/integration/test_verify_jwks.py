@@ -84,6 +84,60 @@ async def test_cached_for_max_age_then_refetched(publisher: Publisher) -> None:
     assert publisher.hits == 2
 
 
+async def test_a_set_in_the_last_fifth_of_its_max_age_is_refetched_ahead_without_a_wait(
+    publisher: Publisher,
+) -> None:
+    # At max-age every verification waited for the refetch: with a slow publisher, up to the
+    # fetch timeout (5 s) every max-age, a set whose keys had expired meanwhile (red team
+    # session 20). A kid found in the last fifth of max-age now starts it in the background.
+    clock = Clock()
+    client = JwksClient(publisher.url, clock=clock)
+    await client.key("k1")
+    publisher.delay = SLOW_PUBLISHER_SECONDS
+    clock.now += 0.8 * 300 - 1
+    await client.key("k1")
+    await asyncio.sleep(0.05)
+    assert publisher.hits == 1  # not yet in the last fifth
+    clock.now += 2
+    refused, took = await _timed(client.key("k1"))
+    assert refused is None and took < SLOW_PUBLISHER_SECONDS / 2  # served from memory
+    await _until_hits(publisher, 2)
+    clock.now += 300 - 0.8 * 300  # past the first set's max-age: the refetched set serves
+    await _until(lambda: client.key("k1"))  # (once the refetch has landed)
+    refused, took = await _timed(client.key("k1"))
+    assert refused is None and took < SLOW_PUBLISHER_SECONDS / 2
+    assert publisher.hits == 2
+
+
+async def test_a_failed_refetch_ahead_is_retried_after_the_interval_not_per_call(
+    publisher: Publisher,
+) -> None:
+    clock = Clock()
+    client = JwksClient(publisher.url, clock=clock, min_refetch_interval=30)
+    await client.key("k1")
+    publisher.status = 500
+    clock.now += 250
+    for _ in range(20):
+        assert (await client.key("k1")).key_id == "k1"
+        await asyncio.sleep(0.01)
+    await _until_hits(publisher, 2)
+    for _ in range(20):
+        assert (await client.key("k1")).key_id == "k1"
+    await asyncio.sleep(0.05)
+    assert publisher.hits == 2
+    publisher.status = 200
+    clock.now += 30  # the interval after the failed one: one more, which lands
+    await client.key("k1")
+    await _until_hits(publisher, 3)
+
+
+async def _until_hits(publisher: Publisher, hits: int, limit: float = 10.0) -> None:
+    deadline = time.monotonic() + limit
+    while publisher.hits < hits:
+        assert time.monotonic() < deadline, f"{publisher.hits} fetches, not {hits}"
+        await asyncio.sleep(0.02)
+
+
 async def test_a_set_a_cache_held_is_fresh_only_for_what_is_left_of_its_max_age(
     publisher: Publisher,
 ) -> None:

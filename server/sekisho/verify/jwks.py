@@ -10,7 +10,9 @@ so `sekisho[verify]` carries it without the server.
   server refreshes in the background; a downstream refetches once the publisher's Cache-Control
   max-age has passed (`default_max_age`), less the response's `Age` (a set an HTTP cache
   served is as old as it says), and holds a set at least MIN_FRESH_SECONDS however short its
-  max-age (`no-store`, `max-age=0`).
+  max-age (`no-store`, `max-age=0`). A kid found in the last REFRESH_AHEAD of that starts the
+  refetch in the background, so under steady traffic no verification waits on it: at max-age
+  every verification waited for the refetch (a slow publisher: up to the fetch timeout, 5 s).
 - An unknown kid triggers a refetch at most once per `min_refetch_interval`, so a storm of made-up
   kids cannot hammer the publisher (the PyJWT advisory pattern STYLE.md warns about); concurrent
   fetches are single-flight.
@@ -67,6 +69,9 @@ MIN_FRESH_SECONDS = 1.0
 # How long a downstream's unknown kid waits for the refetch it triggers, counted from the fetch's
 # start (module docstring): a JWKS fetch from a publisher nearby takes milliseconds.
 UNKNOWN_KID_WAIT_SECONDS = 1.0
+# The last part of a downstream's max-age in which a verification refetches in the background
+# (module docstring), as status lists are refreshed (status.py).
+REFRESH_AHEAD = 0.2
 
 
 class JwksUnavailableError(Exception):
@@ -164,6 +169,7 @@ class JwksCache:
             await self.refresh()
         found = self._lookup(kid)
         if found is not None:
+            self._refresh_ahead()
             return found
         # Throttled even while no keys were ever fetched: a down IdP is not hammered at the
         # request rate; callers get UNAVAILABLE and the background loop keeps retrying. A fetch
@@ -197,6 +203,20 @@ class JwksCache:
             and now - self._fetched_at >= self._fresh_for
             and now - self._last_attempt >= retry_after
         )
+
+    def _refresh_ahead(self) -> None:
+        """A downstream's refetch in the last REFRESH_AHEAD of its max-age, not awaited; after
+        a failed one, the next waits as `_due` does."""
+        if self._fresh_for == math.inf or self._fetches.running(None):
+            return
+        now = self._clock.now()
+        if now - self._fetched_at < (1 - REFRESH_AHEAD) * self._fresh_for:
+            return
+        if self.last_fetch_failed and now - self._last_attempt < min(
+            self._fresh_for, self._min_interval
+        ):
+            return
+        self._started()
 
     def _expired(self) -> bool:
         return self._clock.now() - self._fetched_at > self._usable_for
@@ -233,15 +253,7 @@ class JwksCache:
 
         Raises: JwksUnavailableError when given up.
         """
-        if not self._fetches.running(None):
-            # When it began, for the throttle and for `wait`: set here, not when the task first
-            # runs, so a caller joining it in the same loop turn reads this fetch's start.
-            self._last_attempt = self._clock.now()
-            started = self._fetches.start(None, self._fetch)
-            # Every waiter may give up before it ends: a fault it raises is read here, not left
-            # unretrieved ("Task exception was never retrieved"); waiters still get it.
-            started.add_done_callback(lambda done: done.cancelled() or done.exception())
-        fetch = self._fetches.start(None, self._fetch)
+        fetch = self._started()
         if wait is None:
             await asyncio.shield(fetch)
             return
@@ -252,6 +264,18 @@ class JwksCache:
             raise JwksUnavailableError(
                 f"JWKS for {self._issuer} not answered within {wait:g} s of the refetch"
             ) from None
+
+    def _started(self) -> "asyncio.Future[None]":
+        """The fetch under way, else a new one."""
+        if not self._fetches.running(None):
+            # When it began, for the throttle and for `wait`: set here, not when the task first
+            # runs, so a caller joining it in the same loop turn reads this fetch's start.
+            self._last_attempt = self._clock.now()
+            started = self._fetches.start(None, self._fetch)
+            # Every waiter may give up before it ends (or none waits: a refresh ahead): a fault
+            # it raises is read here, not left unretrieved; waiters still get it.
+            started.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return self._fetches.start(None, self._fetch)
 
     async def _fetch(self) -> None:
         try:
