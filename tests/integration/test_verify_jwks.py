@@ -15,7 +15,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 from sekisho.verify import JwksClient, TokenRejectedError, VerifierUnavailableError, max_age_seconds
 from sekisho.verify.jwk_set import MAX_KEYS
-from sekisho.verify.jwks import MIN_FRESH_SECONDS, age_seconds
+from sekisho.verify.jwks import MAX_FRESH_SECONDS, MIN_FRESH_SECONDS, age_seconds
 
 pytestmark = pytest.mark.integration
 
@@ -136,6 +136,28 @@ async def _until_hits(publisher: Publisher, hits: int, limit: float = 10.0) -> N
     while publisher.hits < hits:
         assert time.monotonic() < deadline, f"{publisher.hits} fetches, not {hits}"
         await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    "max_age",
+    [pytest.param("31536000", id="a-cdn-year"), pytest.param("9" * 400, id="past-a-double")],
+)
+async def test_a_set_is_held_at_most_a_day_whatever_its_max_age(
+    publisher: Publisher, max_age: str
+) -> None:
+    # Red team session 20: a CDN's static-asset max-age kept a revoked key for a year; a max-age
+    # past a double's range read as infinity and failed every verification as unavailable.
+    publisher.cache_control = f"public, max-age={max_age}"
+    clock = Clock()
+    client = JwksClient(publisher.url, clock=clock)
+    assert (await client.key("k1")).key_id == "k1"
+    clock.now += 1  # held, not refetched (past a double: expired at once, every call refused)
+    assert (await client.key("k1")).key_id == "k1"
+    assert publisher.hits == 1
+    clock.now += MAX_FRESH_SECONDS - 2
+    publisher.keys = [_jwk("k2")]  # `sekisho keys revoke k1`
+    clock.now += 2  # a day since the fetch: refetched, and k1 is refused
+    await _until(lambda: _refused_as(client, "k1", TokenRejectedError))
 
 
 async def test_a_set_a_cache_held_is_fresh_only_for_what_is_left_of_its_max_age(
@@ -385,6 +407,7 @@ async def test_a_failed_refetch_after_max_age_fails_closed_and_is_throttled(
         ("no-cache", 0.0),
         ("private", 300.0),
         ("s-maxage=5, max-age=7", 7.0),
+        ("max-age=" + "9" * 400, 2.0**31),  # RFC 9111 §1.2.2, not a float's infinity
     ],
 )
 def test_max_age_parsing(header: str, seconds: float) -> None:

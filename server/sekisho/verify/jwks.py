@@ -66,6 +66,14 @@ _MAX_DELTA_SECONDS = 2**31
 # signature check, so one per forged token) and then failed as unavailable (red team session
 # 12). A key the publisher drops is refused at most this long after.
 MIN_FRESH_SECONDS = 1.0
+# The longest time a downstream holds a fetched set or status list, whatever its max-age or ttl:
+# the most Sekisho ever sends ([tokens] jwks_max_age_seconds and [status_list] ttl_seconds are
+# at most a day). A CDN in front of the JWKS adding a static asset's `max-age=31536000` had
+# downstreams keep a key `sekisho keys revoke` removed for a year, and a max-age past a double's
+# range (`max-age=` and 309 digits) read as infinity, which took the set for the server's (held
+# until refreshed in the background, usable for max_stale_seconds: 0 s), so every verification
+# failed as unavailable (red team session 20).
+MAX_FRESH_SECONDS = 86_400.0
 # How long a downstream's unknown kid waits for the refetch it triggers, counted from the fetch's
 # start (module docstring): a JWKS fetch from a publisher nearby takes milliseconds.
 UNKNOWN_KID_WAIT_SECONDS = 1.0
@@ -85,7 +93,8 @@ def max_age_seconds(cache_control: str, default: float) -> float:
     if "no-store" in lowered or "no-cache" in lowered:
         return 0.0
     match = _MAX_AGE.search(cache_control)
-    return float(match.group(1)) if match else default
+    # RFC 9111 §1.2.2: a delta-seconds greater than a cache can represent is taken as 2^31.
+    return min(float(match.group(1)), _MAX_DELTA_SECONDS) if match else default
 
 
 def age_seconds(age: str) -> float:
@@ -105,9 +114,9 @@ def age_seconds(age: str) -> float:
 
 def fresh_seconds(lifetime: float, age: float) -> float:
     """How long a response just received is used (RFC 9111 §4.2): its `lifetime` (max-age, or a
-    status list's ttl) less its `age`, at least MIN_FRESH_SECONDS. The one rule of the JWKS and
-    status list caches."""
-    return max(lifetime - age, MIN_FRESH_SECONDS)
+    status list's ttl) less its `age`, at least MIN_FRESH_SECONDS and at most MAX_FRESH_SECONDS.
+    The one rule of the JWKS and status list caches."""
+    return min(max(lifetime - age, MIN_FRESH_SECONDS), MAX_FRESH_SECONDS)
 
 
 class JwksCache:
