@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 from sekisho.verify import JwksClient, TokenRejectedError, VerifierUnavailableError, max_age_seconds
+from sekisho.verify.freshness import MAX_FRESH_SECONDS, MIN_FRESH_SECONDS, age_seconds
 from sekisho.verify.jwk_set import MAX_KEYS
-from sekisho.verify.jwks import MAX_FRESH_SECONDS, MIN_FRESH_SECONDS, age_seconds
 
 pytestmark = pytest.mark.integration
 

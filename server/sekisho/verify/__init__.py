@@ -20,7 +20,8 @@ from sekisho.verify.errors import (
     VerificationError,
     VerifierUnavailableError,
 )
-from sekisho.verify.jwks import JwksClient, max_age_seconds
+from sekisho.verify.freshness import max_age_seconds
+from sekisho.verify.jwks import JwksClient
 from sekisho.verify.replay import (
     InMemoryReplayCache,
     RedisReplayCache,

@@ -94,7 +94,7 @@ from sekisho.verify.errors import (
     VerifierUnavailableError,
 )
 from sekisho.verify.fetcher import FetchError, read_capped
-from sekisho.verify.jwks import age_seconds, fresh_seconds, max_age_seconds
+from sekisho.verify.freshness import age_seconds, fresh_seconds, max_age_seconds
 from sekisho.verify.keys import KeySource
 
 log = logging.getLogger(__name__)

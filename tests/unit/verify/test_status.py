@@ -20,7 +20,7 @@ from sekisho.verify import (
     TokenRejectedError,
     VerifierUnavailableError,
 )
-from sekisho.verify.jwks import MIN_FRESH_SECONDS
+from sekisho.verify.freshness import MIN_FRESH_SECONDS
 from sekisho.verify.status import MAX_LIST_TOKEN_BYTES, MAX_LISTS, RETRY_SECONDS
 
 from tests.unit.verify.test_tokens import (
