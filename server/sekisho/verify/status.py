@@ -502,12 +502,18 @@ class StatusListClient:
             raise VerifierUnavailableError(f"status list token rejected: {exc}") from exc
         if claims["sub"] != uri or claims.get("iss") != self._issuer:
             raise VerifierUnavailableError("status list token is for another list or issuer")
-        if "exp" in claims and now >= float(claims["exp"]):
+        # Numbers, checked before use: float() of a string or list `exp` raised a bare
+        # ValueError/TypeError out of verify() (and out of the background refresh's task, which
+        # catches VerificationError only), and a NaN `exp` never expired (red team session 20).
+        for name in ("iat", "exp"):
+            value = claims.get(name, 0)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise VerifierUnavailableError(f"status list {name} must be a number")
+            if not math.isfinite(value):
+                raise VerifierUnavailableError(f"status list {name} must be a number")
+        if "exp" in claims and now >= claims["exp"]:
             raise VerifierUnavailableError("status list token expired")
         ttl = claims.get("ttl", self._default_ttl)
-        if not isinstance(ttl, int | float) or isinstance(ttl, bool) or ttl <= 0:
+        if not isinstance(ttl, int | float) or isinstance(ttl, bool) or not ttl > 0:
             raise VerifierUnavailableError("status list ttl must be a positive number")
-        iat = claims["iat"]
-        if not isinstance(iat, int | float) or isinstance(iat, bool) or not math.isfinite(iat):
-            raise VerifierUnavailableError("status list iat must be a number")
         return claims

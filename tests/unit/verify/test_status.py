@@ -176,6 +176,26 @@ async def test_a_list_whose_body_arrives_in_several_reads_is_read_whole(
     assert server.hits == 1
 
 
+@pytest.mark.parametrize(
+    "exp",
+    [
+        pytest.param("soon", id="string"),
+        pytest.param([int(NOW) + 600], id="list"),
+        pytest.param(True, id="bool"),
+        pytest.param(float("nan"), id="nan"),
+        pytest.param(float("inf"), id="infinity"),
+    ],
+)
+async def test_a_list_with_an_ill_typed_exp_is_unavailability_not_a_crash(
+    server: ListServer, exp: Any
+) -> None:
+    # Red team session 20: float() of a string or list `exp` raised a bare ValueError or
+    # TypeError out of verify(); a NaN `exp` never expired.
+    server.exp = exp
+    with pytest.raises(VerifierUnavailableError, match="exp"):
+        await _client(server, Clock()).check(_status(server, 2))
+
+
 async def test_a_list_body_over_the_cap_is_unavailability(server: ListServer) -> None:
     server.body, server.split_pause = b"x" * (MAX_LIST_TOKEN_BYTES + 1), 0.05
     with pytest.raises(VerifierUnavailableError, match="too large"):
