@@ -59,6 +59,7 @@ class ListServer:
     # > 0: the body is sent in two writes this far apart (a list arriving in several TCP reads)
     split_pause: float = 0.0
     body: bytes = b""  # answered instead of the list token when set
+    ttl: Any = TTL
 
     def token(self, path: str = "/statuslists/1") -> str:
         statuses = [(i, INVALID) for i in self.invalid] + list(self.others.items())
@@ -68,7 +69,7 @@ class ListServer:
             "iss": self.base if self.iss == "" else self.iss,
             "iat": self.iat,
             "exp": self.exp,
-            "ttl": TTL,
+            "ttl": self.ttl,
             "status_list": StatusList(self.bits, array).to_claim(),
         }
         return jwt.encode(
@@ -194,6 +195,19 @@ async def test_a_list_with_an_ill_typed_exp_is_unavailability_not_a_crash(
     server.exp = exp
     with pytest.raises(VerifierUnavailableError, match="exp"):
         await _client(server, Clock()).check(_status(server, 2))
+
+
+async def test_a_list_with_a_nan_ttl_is_unavailability_not_a_fetch_per_verification(
+    server: ListServer,
+) -> None:
+    # A NaN ttl passed `ttl <= 0` and made the list fresh until NaN: never, so every
+    # verification fetched it (red team session 20).
+    server.ttl = float("nan")
+    client = _client(server, Clock())
+    for _ in range(3):
+        with pytest.raises(VerifierUnavailableError):
+            await client.check(_status(server, 2))
+    assert server.hits == 1
 
 
 async def test_a_list_body_over_the_cap_is_unavailability(server: ListServer) -> None:
