@@ -33,6 +33,7 @@ from sekisho.client.errors import (
     MAX_RETRY_AFTER_SECONDS,
     ExchangeDeniedError,
     RateLimitedError,
+    StepUpRequiredError,
 )
 from sekisho.client.refusals import REPEAT_SECONDS
 from sekisho.config import TrustConfig
@@ -644,6 +645,26 @@ async def test_a_downstream_refusing_every_token_costs_an_exchange_per_hold_not_
             await http.get("https://api.example/x")
             assert client.rpc_count == 4
     assert minted == ["token-1", "token-2", "token-3", "token-4"]
+
+
+@pytest.mark.parametrize(
+    ("sent", "read"),
+    [
+        pytest.param("900", 900, id="digits"),
+        pytest.param("", 0, id="absent"),
+        pytest.param("300.0", 0, id="decimal"),
+        pytest.param("soon", 0, id="word"),
+        pytest.param("\uff19\uff10\uff10", 0, id="fullwidth-digits"),
+        pytest.param("-5", 0, id="negative"),
+    ],
+)
+def test_a_step_up_max_age_is_read_as_digits_or_not_at_all(sent: str, read: int) -> None:
+    """Red team session 20: `max_age` was int() of whatever the answer's metadata held, so
+    the property raised ValueError in the caller's step-up handler."""
+    error = StepUpRequiredError(
+        "insufficient_user_authentication", "step up", "FAILED_PRECONDITION", {"max_age": sent}
+    )
+    assert error.max_age == read
 
 
 @pytest.mark.integration

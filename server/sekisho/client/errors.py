@@ -67,7 +67,13 @@ class ExchangeError(Exception):
 
     @property
     def max_age(self) -> int:
-        return int(self.metadata.get("max_age", "0") or 0)
+        """Seconds since the user's last authentication the service accepts (OIDC Core
+        §3.1.2.1 `max_age`); 0 when absent or not ASCII digits. int() of whatever arrived
+        raised ValueError from this property, in the caller's step-up handler, for a value
+        such as "300.0" from whatever answers for Sekisho, and read fullwidth digits as
+        digits (red team session 20)."""
+        value = self.metadata.get("max_age", "")
+        return int(value) if value.isascii() and value.isdigit() else 0
 
 
 class InvalidExchangeRequestError(ExchangeError):
