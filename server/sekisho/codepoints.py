@@ -14,12 +14,17 @@ another. The defence does not depend on any engine: such strings are refused on 
   control (Cc) or surrogate (Cs) code points — a NUL or a lone surrogate has no single meaning
   across JSON parsers, C strings and UTF-8 encoders — and no bidi, zero-width-space, BOM or
   line/paragraph-separator code points, which make a string display as another.
+- `is_scope_token`: RFC 6749 §3.3's scope-token, the one rule by which the server accepts and
+  grants scopes and the verify SDK reads a token's `scope` (stdlib only: the SDK imports it).
 """
 
 import re
 import unicodedata
 from collections.abc import Iterator
 from typing import Any
+
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 # RFC 3986 §2.1-2.3: pct-encoded, unreserved, gen-delims and sub-delims; nothing else.
 _URI_TEXT = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
@@ -90,3 +95,8 @@ def numbers_in(value: Any) -> Iterator[float]:
             pending.extend(item.values())
         elif isinstance(item, list | tuple):
             pending.extend(item)
+
+
+def is_scope_token(value: str) -> bool:
+    """Whether `value` is one RFC 6749 §3.3 scope-token (printable ASCII but SP, `"` and `\\`)."""
+    return _SCOPE_TOKEN.fullmatch(value) is not None

@@ -5,13 +5,12 @@ resources.
 
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from sekisho.codepoints import free_text, numbers_in, strings_in, uri_text
+from sekisho.codepoints import free_text, is_scope_token, numbers_in, strings_in, uri_text
 from sekisho.constants import (
     SUPPORTED_ACTOR_TOKEN_TYPES,
     SUPPORTED_SUBJECT_TOKEN_TYPES,
@@ -21,9 +20,6 @@ from sekisho.constants import (
 from sekisho.errors import InvalidRequestError
 from sekisho.models import Caller, ExchangeRequest
 from sekisho.profiles import BY_TOKEN_TYPE
-
-# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 # The longest requested_lifetime_seconds accepted at all (a day); not a setting: policy and
 # [tokens] max_lifetime_seconds cap the lifetime granted, this only refuses absurd requests.
@@ -44,10 +40,6 @@ class RequestLimits:
     max_context_depth: int
     max_context_keys: int
     max_context_bytes: int
-
-
-def is_scope_token(value: str) -> bool:
-    return _SCOPE_TOKEN.fullmatch(value) is not None
 
 
 def _is_absolute_uri(value: str) -> bool:

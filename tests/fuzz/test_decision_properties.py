@@ -6,11 +6,12 @@ from typing import Any
 
 from hypothesis import event, given
 from hypothesis import strategies as st
+from sekisho.codepoints import is_scope_token
 from sekisho.errors import DECISION_ERRORS, ServiceError
 from sekisho.models import Caller, Decision
 from sekisho.policy.decision import InvalidDecisionError, parse_decision
 from sekisho.policy.outcome import granted
-from sekisho.validation import ExchangeParams, build_request, is_scope_token
+from sekisho.validation import ExchangeParams, build_request
 
 from tests.bounds import request_limits
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from sekisho.codepoints import is_scope_token
 from sekisho.constants import (
     SUPPORTED_ACTOR_TOKEN_TYPES,
     SUPPORTED_SUBJECT_TOKEN_TYPES,
@@ -13,7 +14,7 @@ from sekisho.constants import (
 from sekisho.errors import InvalidRequestError
 from sekisho.models import Caller
 from sekisho.profiles import BY_TOKEN_TYPE
-from sekisho.validation import ExchangeParams, build_request, is_scope_token
+from sekisho.validation import ExchangeParams, build_request
 
 from tests.bounds import request_limits
 

@@ -23,11 +23,11 @@ SERVER_ONLY = ("boto3", "pydantic", "wasmtime", "prometheus-client", "opa-python
 # Sekisho modules an SDK may load: its own package, the stubs and the wire formats both sides
 # share, which use the standard library only (token type URNs, the Status List bit array, the
 # backoff, single-flight and LRU helpers, the clock protocol, the secure-URL rule, the log
-# line throttle).
+# line throttle, the code point and scope-token rules).
 SDK_MODULES = ("sekisho.client", "sekisho.verify", "sekisho.constants", "sekisho._gen",
                "sekisho.status.bitlist", "sekisho.backoff", "sekisho.singleflight",
                "sekisho.lru", "sekisho.profiles", "sekisho.clock", "sekisho.urls",
-               "sekisho.log_throttle")  # fmt: skip
+               "sekisho.log_throttle", "sekisho.codepoints")  # fmt: skip
 SHARED_PACKAGES = ("sekisho.status",)  # a package whose __init__ a shared module's import runs
 INSTALL_TIMEOUT = 600
 # What the client extra must not bring: the verifier's crypto and HTTP stack (the exchanger

@@ -5,6 +5,7 @@ import dataclasses
 from typing import Any
 
 import pytest
+from sekisho.codepoints import is_scope_token
 from sekisho.constants import (
     TOKEN_TYPE_ACCESS_TOKEN,
     TOKEN_TYPE_ID_JAG,
@@ -13,7 +14,7 @@ from sekisho.constants import (
 )
 from sekisho.errors import InvalidRequestError
 from sekisho.models import Caller, ExchangeRequest
-from sekisho.validation import ExchangeParams, RequestLimits, build_request, is_scope_token
+from sekisho.validation import ExchangeParams, RequestLimits, build_request
 
 CALLER = Caller(id="agent-runtime", authenticated_by="mtls")
 LIMITS = RequestLimits(

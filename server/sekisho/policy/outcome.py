@@ -7,6 +7,7 @@ that leaves out a requested resource is refused with invalid_target.
 import logging
 from dataclasses import replace
 
+from sekisho.codepoints import is_scope_token
 from sekisho.errors import (
     DECISION_ERRORS,
     AccessDeniedError,
@@ -18,7 +19,6 @@ from sekisho.errors import (
     ServiceError,
 )
 from sekisho.models import Decision, ExchangeRequest
-from sekisho.validation import is_scope_token
 
 log = logging.getLogger(__name__)
 

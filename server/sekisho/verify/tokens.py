@@ -7,7 +7,6 @@ Two profiles (docs/architecture.md §4), never confusable: `id-jag` (`typ: oauth
 """
 
 import math
-import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from typing import Any
 
 import jwt
 
+from sekisho.codepoints import is_scope_token
 from sekisho.constants import MAX_HEADER_SEGMENT, SIGNING_ALGORITHMS
 from sekisho.profiles import BY_NAME, ProfileName
 from sekisho.verify.errors import (
@@ -37,9 +37,6 @@ _REQUIRED = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")
 # one is refused on its length alone (the server's own bound on inbound tokens is
 # trust.max_token_bytes, 16,384 by default).
 MAX_TOKEN_CHARS = 16384
-# RFC 6749 §3.3: scope = scope-token *( SP scope-token ), scope-token = 1*( %x21 / %x23-5B /
-# %x5D-7E ): the rule the server grants scopes by (sekisho.validation.is_scope_token).
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +220,7 @@ class SekishoTokenVerifier:
         # two scopes here, crm.admin among them (red team session 20). The server grants only
         # scope tokens (RFC 6749 §3.3), so any other character is a malformed claim.
         scopes = frozenset(scope for scope in claims.get("scope", "").split(" ") if scope)
-        if not all(_SCOPE_TOKEN.fullmatch(scope) for scope in scopes):
+        if not all(is_scope_token(scope) for scope in scopes):
             raise TokenRejectedError("scope is not a space-separated list of scope tokens")
         return scopes
 
