@@ -84,16 +84,10 @@ def run_exchange(args: ExchangeArgs) -> tuple[int, dict[str, Any]]:
             jwks = stub.GetJwks(pb.GetJwksRequest(), timeout=args.timeout).jwks
         except grpc.RpcError as error:
             return 1, {"error": _error_report(error)}
-    header = jwt.get_unverified_header(response.access_token)
-    key = jwt.PyJWKSet.from_json(jwks)[header["kid"]]
-    claims = jwt.decode(
-        response.access_token,
-        key=key.key,
-        # The JWKS entry's algorithm, never the token header's (the header is what is checked).
-        algorithms=[key.algorithm_name],
-        audience=response.audience if response.token_type == "N_A" else None,
-        options={"verify_aud": response.token_type == "N_A"},
-    )
+    try:
+        header, claims = _verified(response, jwks)
+    except (jwt.PyJWTError, ValueError) as exc:
+        return 1, {"error": {"message": f"the minted token does not verify: {exc}"}}
     report = {
         "response": {
             "issued_token_type": response.issued_token_type,
@@ -111,6 +105,30 @@ def run_exchange(args: ExchangeArgs) -> tuple[int, dict[str, Any]]:
         "access_token": response.access_token,
     }
     return 0, report
+
+
+def _verified(
+    response: pb.ExchangeTokenResponse, jwks: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The minted token's header and claims, checked with the key of its `kid` in `jwks`.
+
+    Raises: ValueError (no such kid, or two keys with it: the verify SDK trusts neither),
+    jwt.PyJWTError (the signature, expiry or audience does not hold)."""
+    header = jwt.get_unverified_header(response.access_token)
+    kid = header.get("kid")
+    found = [k for k in json.loads(jwks).get("keys", []) if k.get("kid") == kid]
+    if len(found) != 1:
+        raise ValueError(f"the service's JWKS has {len(found)} keys with kid {kid!r}, not one")
+    key = jwt.PyJWK(found[0])
+    claims = jwt.decode(
+        response.access_token,
+        key=key.key,
+        # The JWKS entry's algorithm, never the token header's (the header is what is checked).
+        algorithms=[key.algorithm_name],
+        audience=response.audience if response.token_type == "N_A" else None,
+        options={"verify_aud": response.token_type == "N_A"},
+    )
+    return header, claims
 
 
 def dumps(report: dict[str, Any]) -> str:
