@@ -85,16 +85,20 @@ def _raw_headers(header_map: Any) -> dict[str, str]:
 
     Raises: InvalidRequestError for bytes that are not UTF-8: never guessed ("replace" made
     b"x\\xff" and b"x\\xfe" one value for policy and the token cache, two for the upstream).
+
+    Each name's values are joined once, at the end: joined entry by entry, every repeat copied
+    the value so far, so a Check of one name repeated (32,000 entries of `a: b` in 256 KiB,
+    within grpc_max_message_bytes) cost 40-85 ms of event-loop CPU, before any rate limit
+    (red team session 20); now ~11 ms, the cost of reading the entries.
     """
-    joined: dict[str, str] = {}
+    values: dict[str, list[str]] = {}
     for entry in header_map.headers:
         try:
             value = entry.value or entry.raw_value.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidRequestError("a request header is not UTF-8") from exc
-        key = entry.key.lower()
-        joined[key] = f"{joined[key]},{value}" if key in joined else value
-    return joined
+        values.setdefault(entry.key.lower(), []).append(value)
+    return {key: ",".join(found) for key, found in values.items()}
 
 
 def _header(name: str, value: str) -> Any:
