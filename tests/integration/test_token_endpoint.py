@@ -17,6 +17,7 @@ import jwt
 import pytest
 from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric import ec
+from multidict import CIMultiDict
 from sekisho.config import ClientConfig
 from sekisho.constants import GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE_ID_JAG
 from sekisho.devidp import DevIdentityProvider
@@ -305,6 +306,47 @@ async def test_repeated_parameter_is_invalid_request(endpoint: Endpoint) -> None
     form = [*endpoint.form().items(), ("audience", CRM_AS)]
     status, body, _ = await endpoint.post(form, basic=("gateway", SECRET))
     assert (status, body["error"]) == (400, "invalid_request")
+
+
+def _basic_header(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["two-basic-credentials", "bearer-then-basic-beside-an-assertion"],
+)
+async def test_a_repeated_authorization_header_is_invalid_request(
+    endpoint: Endpoint, case: str
+) -> None:
+    # Red team session 20: only the first Authorization header was read. Two Basic credentials
+    # authenticated as the first, whatever a proxy reading the last took the client to be; and a
+    # Basic credential after another scheme went unseen beside a client assertion, two client
+    # authentication methods in one request (RFC 6749 §2.3) served as the assertion's client.
+    if case == "two-basic-credentials":
+        form = endpoint.form()
+        headers = [
+            ("Authorization", _basic_header("gateway", SECRET)),
+            ("Authorization", _basic_header("agent", "not-its-secret")),
+        ]
+    else:
+        form = endpoint.form(
+            client_assertion_type=ASSERTION_TYPE, client_assertion=endpoint.assertion()
+        )
+        headers = [
+            ("Authorization", "Bearer not-a-client-credential"),
+            ("Authorization", _basic_header("gateway", SECRET)),
+        ]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            endpoint.base + "/oauth2/token", data=form, headers=CIMultiDict(headers)
+        ) as response,
+    ):
+        status, body = response.status, json.loads(await response.read())
+    answered = sorted(body)  # its members' names: a failure's message never shows a token
+    assert (status, answered) == (400, ["error", "error_description", "request_id"])
+    assert body["error"] == "invalid_request"
 
 
 async def test_json_body_is_invalid_request(endpoint: Endpoint) -> None:

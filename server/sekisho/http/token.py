@@ -146,6 +146,12 @@ class TokenEndpoint:
         return response
 
     async def _authenticate(self, request: web.Request, values: Mapping[str, str]) -> Caller:
+        if len(request.headers.getall("Authorization", ())) > 1:
+            # Not a list-based field (RFC 9110 §11.6.2): two are two credentials, and only the
+            # first was read, so a second Basic credential beside an assertion (or a proxy that
+            # reads the last one) went unseen (red team session 20). RFC 6749 §5.2: more than
+            # one client authentication mechanism is invalid_request.
+            raise InvalidRequestError("the Authorization header appears more than once")
         peer = _peer_identity(request)
         if peer is not None or self._callers.client_auth_required:
             # RFC 8705 §2 (tls_client_auth): the certificate is the client's credential, and
