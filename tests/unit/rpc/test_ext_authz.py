@@ -1,8 +1,8 @@
 """ext_authz Check on a real gRPC server (port 0) over the harness pipeline."""
 
 import contextvars
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
@@ -19,7 +19,7 @@ from sekisho.gateway.authorizer import GatewayAuthorizer, GatewayRequest, TokenH
 from sekisho.gateway.cache import GatewayTokenCache
 from sekisho.gateway.routes import Route, RouteTable
 from sekisho.models import Caller
-from sekisho.rpc.ext_authz import ExtAuthzServicer, caller_of, gateway_request
+from sekisho.rpc.ext_authz import ExtAuthzServicer, _raw_headers, caller_of, gateway_request
 from sekisho.rpc.server import create_grpc_server
 from sekisho.rpc.servicer import TokenExchangeServicer
 
@@ -187,38 +187,40 @@ def test_a_repeated_raw_header_reaches_policy_joined_as_envoy_joins_it() -> None
     assert gateway_request(raw).headers == gateway_request(mapped).headers
 
 
-def _timed(work: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    work()
-    return time.perf_counter() - started
+class _Copied(str):
+    """A header value that counts the copies made of it by concatenation or formatting."""
+
+    copies = 0
+
+    def _copied(self) -> None:
+        type(self).copies += 1
+
+    def __format__(self, spec: str) -> str:
+        self._copied()
+        return str.__format__(self, spec)
+
+    def __add__(self, other: str) -> str:
+        self._copied()
+        return str.__add__(self, other)
+
+    def __radd__(self, other: str) -> str:
+        self._copied()
+        return str.__add__(other, self)
 
 
-def test_a_name_repeated_in_the_raw_headers_costs_no_more_than_reading_them() -> None:
+def test_a_name_repeated_in_the_raw_headers_is_joined_once_not_entry_by_entry() -> None:
     # Red team session 20: each repeat of a name was joined onto the value so far, copying it,
     # so n entries cost O(n^2): 32,000 entries of `a: b` (256 KiB, within the gRPC message cap)
-    # took 40-85 ms of event-loop CPU before any rate limit, 200,000 (in a larger cap) seconds.
-    # Compared with one pass reading the same entries, in the same process at the same load.
-    entries = 200_000
-    one = base_pb2.HeaderValue(key="a", raw_value=b"b").SerializeToString()
-    request = check_request({})
-    request.attributes.request.http.header_map.MergeFromString(
-        b"\n%c%s" % (len(one), one) * entries
-    )
-    header_map = request.attributes.request.http.header_map
-    assert len(header_map.headers) == entries
+    # took 40-85 ms of event-loop CPU before any rate limit, ~11 ms joined once
+    # (bench/ext_authz_raw_headers.py measures it; a unit test times nothing). Here no value is
+    # concatenated or formatted onto another: they are gathered and joined once.
+    entries = [SimpleNamespace(key="A", value=_Copied("b"), raw_value=b"") for _ in range(1000)]
+    _Copied.copies = 0
 
-    def read_once() -> None:
-        for entry in header_map.headers:
-            _ = (entry.key.lower(), entry.value or entry.raw_value.decode("utf-8"))
+    joined = _raw_headers(SimpleNamespace(headers=entries))
 
-    reading = min(_timed(read_once) for _ in range(3))
-    joining = float("inf")
-    for _ in range(3):  # the best of up to three: a lone slow run on a busy host is not the cost
-        joining = min(joining, _timed(lambda: gateway_request(request)))
-        if joining < 5 * reading:
-            break
-    assert joining < 5 * reading, f"joining took {joining:.3f} s, reading {reading:.3f} s"
-    assert gateway_request(request).headers["a"] == ",".join(["b"] * entries)
+    assert joined == {"a": ",".join(["b"] * 1000)}
+    assert _Copied.copies == 0
 
 
 def test_raw_header_bytes_that_are_not_utf8_are_refused_never_guessed() -> None:
