@@ -107,10 +107,14 @@ def test_rotate_promotes_once_the_next_key_is_old_enough(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = _config(tmp_path, max_age=1)
+    # The CLI's clock stands still from init to the first rotate: on the real one, a stall of
+    # 2 s between them (a loaded host) let the first rotate promote already.
+    created = time.time()
+    monkeypatch.setattr(SystemClock, "now", lambda self: created)
     _run(capsys, "keys", "init", "--config", config)
     code, out, _ = _run(capsys, "keys", "rotate", "--config", config)
     assert out.startswith("waiting: next key")
-    later = time.time() + 3  # 2 x 1 s of pre-publication have passed
+    later = created + 3  # 2 x 1 s of pre-publication have passed
     monkeypatch.setattr(SystemClock, "now", lambda self: later)
     code, out, _ = _run(capsys, "keys", "rotate", "--config", config)
     assert code == 0
