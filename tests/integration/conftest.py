@@ -119,46 +119,53 @@ AWS_TEST_ENV = {
 }
 
 
+def start_moto(log: Path) -> tuple[str, "subprocess.Popen[bytes]"]:
+    """moto's standalone server on 127.0.0.1:<free port>, answering; its endpoint URL and process.
+
+    Its output goes to `log`, a file, never to a pipe: werkzeug writes a line (~62 bytes) to
+    stderr for every request, and a pipe nobody reads holds 64 KiB. The session's server answered
+    ~850 KMS requests in the tests that use it (52 KB; more on a slower run, the replicas poll
+    KMS while they run), and once the pipe was full the server blocked on its next line and every
+    later KMS call timed out (ReadTimeoutError), in whichever test came then.
+
+    Raises: ServerStartError (a RuntimeError) with the end of its log if it exited.
+    """
+    port = free_port()
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, str(MOTO_LAUNCHER), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+            env={**os.environ, **AWS_TEST_ENV},
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: http_ok(f"{endpoint}/moto-api/"),
+            name="moto server",
+            process=process,
+            seconds=30,
+            interval=0.1,
+            detail=lambda: log.read_text(errors="replace")[-2000:],
+        )
+    except BaseException:
+        stop_process(process, timeout=10)
+        raise
+    return endpoint, process
+
+
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[str]:
-    """moto's standalone server on 127.0.0.1:<free port> for the whole session; its endpoint URL.
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's standalone server for the whole session; its endpoint URL.
 
     Started as a separate process (tests/moto_kms_server.py: moto_server with KMS DIGEST
     signing as AWS does it), so boto3 talks HTTP to it exactly as it would to KMS.
     """
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(MOTO_LAUNCHER), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, **AWS_TEST_ENV},
-    )
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint, process = start_moto(tmp_path_factory.mktemp("moto") / "moto.log")
     try:
-        wait_for_moto(endpoint, process)
         yield endpoint
     finally:
         stop_process(process, timeout=10)
-        if process.stderr is not None:
-            process.stderr.close()
-
-
-def wait_for_moto(endpoint: str, process: "subprocess.Popen[bytes]") -> None:
-    """Raises: ServerStartError (a RuntimeError) with the end of its stderr if it exited."""
-
-    def stderr_tail() -> str:
-        if process.poll() is None or process.stderr is None:
-            return ""
-        return process.stderr.read().decode()[-2000:]
-
-    wait_until(
-        lambda: http_ok(f"{endpoint}/moto-api/"),
-        name="moto server",
-        process=process,
-        seconds=30,
-        interval=0.1,
-        detail=stderr_tail,
-    )
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import dataclasses
 import json
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +24,7 @@ from sekisho.signing.signer import LocalSigner
 
 from tests.fakes.clock import FakeClock
 from tests.integration.backends import BACKENDS, Backend, kms_client, make_backend
-from tests.integration.conftest import MOTO_LAUNCHER, wait_for_moto
-from tests.loopback import free_port
+from tests.integration.conftest import start_moto
 
 pytestmark = pytest.mark.integration
 
@@ -193,22 +191,15 @@ async def test_bad_input_and_missing_keys_are_keystore_errors(backend: Backend) 
 
 
 @pytest.fixture
-def short_lived_moto(aws_env: str) -> Iterator[tuple[str, "subprocess.Popen[bytes]"]]:
+def short_lived_moto(
+    aws_env: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, "subprocess.Popen[bytes]"]]:
     """A second moto server that a test may kill."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(MOTO_LAUNCHER), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    wait_for_moto(endpoint, process)
+    endpoint, process = start_moto(tmp_path_factory.mktemp("short-lived-moto") / "moto.log")
     yield endpoint, process
     if process.poll() is None:
         process.kill()
     process.wait()
-    if process.stderr is not None:
-        process.stderr.close()
 
 
 @pytest.mark.parametrize("name", BACKENDS)
