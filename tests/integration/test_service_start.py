@@ -8,6 +8,7 @@ import asyncio
 import gc
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,22 @@ async def test_a_failed_start_releases_the_grpc_listener_and_its_tasks(
     await asyncio.sleep(0)
     assert _can_bind(grpc_port)
     assert asyncio.all_tasks() - before == set()
+
+
+async def _until_the_dev_idp_saw_its_connection_close(before: set[asyncio.Task[Any]]) -> None:
+    """The service fetched the dev IdP's discovery and JWKS as it started; the dev IdP, an aiohttp
+    server on this loop, ends that connection's handler task once it has heard the close, which
+    stop() does not wait for (it is not the service's): with one loop turn after stop(), a
+    close heard late (a loaded host) left that task and failed the check below. Nothing connects
+    to the service's own listeners here, so every aiohttp connection task is the dev IdP's. A
+    hang guard, not a bound: 30 s."""
+    deadline = time.monotonic() + 30
+    while any(
+        getattr(task.get_coro(), "__qualname__", "") == "RequestHandler.start"
+        for task in asyncio.all_tasks() - before
+    ):
+        assert time.monotonic() < deadline, "the dev IdP never heard its connection close"
+        await asyncio.sleep(0.01)
 
 
 def _open_files(under: Path) -> list[str]:
@@ -106,6 +123,7 @@ async def test_stop_closes_listeners_loops_and_stores(
     assert _open_files(tmp_path / "status")  # the status-list database is open while serving
     assert asyncio.all_tasks() - before  # and the background loops run
     await service.stop(0.5)
+    await _until_the_dev_idp_saw_its_connection_close(before)
     await asyncio.sleep(0)
     assert [name for name, port in ports.items() if not _can_bind(port)] == []
     assert _open_files(tmp_path / "status") == []
