@@ -65,9 +65,13 @@ def test_a_refresh_reads_the_last_commit_while_a_write_waits_for_the_lock(
     asyncio.run(gate.refresh())
     blocker.execute("BEGIN IMMEDIATE")  # holds the write lock, with an uncommitted revocation:
     blocker.execute("INSERT INTO revocations VALUES ('caller', 'mallory', 'x', 'y', 0, 0)")
-    with ThreadPoolExecutor(1) as pool:
+    # Its own thread name: the first "ThreadPoolExecutor-…" thread of the process was taken for
+    # this pool's, and an idle one left by an earlier test (or a library) never waits here.
+    with ThreadPoolExecutor(1, thread_name_prefix="revoke-waiting-for-the-lock") as pool:
         waiting: Future[int] = pool.submit(store.revoke, NOW, _entry("subject", BOB))
-        worker = next(t for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor"))
+        (worker,) = [
+            t for t in threading.enumerate() if t.name.startswith("revoke-waiting-for-the-lock")
+        ]
         deadline = time.monotonic() + GIVE_UP_SECONDS
         while not _waiting_for_the_write_lock(worker):
             assert time.monotonic() < deadline, "the write never reached BEGIN IMMEDIATE"
