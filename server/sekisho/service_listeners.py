@@ -4,6 +4,7 @@ behind the connection guard, and the admin listener (/metrics).
 
 import contextlib
 import errno
+import logging
 import os
 
 from aiohttp import web
@@ -32,6 +33,8 @@ from sekisho.service_core import ServiceCore
 from sekisho.shutdown import Listeners
 from sekisho.tls import TlsMaterial, http_ssl_context
 from sekisho.verify.replay import ReplayCache
+
+log = logging.getLogger(__name__)
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
@@ -145,14 +148,41 @@ def exchange_request_bound(settings: Settings) -> int:
     return largest
 
 
+def gateway_trust(settings: Settings) -> frozenset[str]:
+    """The callers whose ext_authz Checks may name a source principal ([gateway]
+    trusted_gateways), said at start when any caller may (trust_source_principal with none
+    listed): agents reach the same grpc_listen as the gateway.
+
+    Raises: ConfigError naming gateway.trusted_gateways when it lists an id that is not a
+    registered [[callers]] id (no Check could come from it: a typo would refuse them all)."""
+    gateway = settings.gateway
+    unknown = sorted(set(gateway.trusted_gateways) - {caller.id for caller in settings.callers})
+    if unknown:
+        raise ConfigError(
+            f"config key 'gateway.trusted_gateways': {', '.join(map(repr, unknown))} is not a "
+            "registered [[callers]] id"
+        )
+    trusted = frozenset(gateway.trusted_gateways)
+    if gateway.trust_source_principal and not trusted:
+        log.warning(
+            "gateway_source_principal_from_any_caller",
+            extra={
+                "fix": "set gateway.trusted_gateways to the gateway's [[callers]] id: any "
+                "caller reaching server.grpc_listen can name any principal in a Check",
+            },
+        )
+    return trusted
+
+
 async def serve_grpc(
     core: ServiceCore, exchanger: TokenExchanger, tls: TlsMaterial | None, reuse_port: bool
 ) -> GrpcServer:
     """Bind the gRPC listener: ExchangeToken and Envoy's ext_authz on one server.
 
-    Raises: ConfigError (exchange_request_bound; the listener cannot bind)."""
+    Raises: ConfigError (exchange_request_bound, gateway_trust; the listener cannot bind)."""
     settings, status, callers = core.settings, core.status, core.callers
     largest_request = exchange_request_bound(settings)
+    trusted = gateway_trust(settings)
     gateway = exchanger.with_entrypoint("ext_authz")
     ext_authz = ExtAuthzServicer(
         build_gateway_authorizer(
@@ -166,7 +196,9 @@ async def serve_grpc(
             subject_verifier=core.subject_cache,
         ),
         trust_source_principal=settings.gateway.trust_source_principal,
+        trusted_gateways=trusted,
         callers=callers,
+        check_revoked=status.gate.check_keys if status else None,
         audit_refusal=gateway.refused,
         crashed=gateway.crashed,
     )

@@ -17,6 +17,7 @@ import grpc
 import jwt
 import pytest
 from envoy.service.auth.v3 import external_auth_pb2 as ext_authz_pb
+from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_authz_grpc
 from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
 from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.callers import CallerRegistry, RegisteredCaller
@@ -440,7 +441,9 @@ async def test_ext_authz_caller_is_the_registered_mtls_gateway(
     servicer = ExtAuthzServicer(
         authorizer,  # type: ignore[arg-type]
         trust_source_principal=trusted_principal,
+        trusted_gateways=frozenset(),
         callers=CallerRegistry([RegisteredCaller(GATEWAY_CN)], require_client_auth=True),
+        check_revoked=None,
         audit_refusal=lambda error, caller: refusals.append((error.reason, caller.id)),
         crashed=lambda exc, caller: pytest.fail(f"crashed: {exc!r}"),
     )
@@ -456,6 +459,96 @@ async def test_ext_authz_caller_is_the_registered_mtls_gateway(
     assert response.HasField("ok_response")
     (caller,) = authorizer.callers
     assert (caller.id, caller.authenticated_by) == expected  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("who", "expected"),
+    [
+        pytest.param("gateway", ("spiffe://mesh/client", "none"), id="trusted-gateway-names-it"),
+        pytest.param("agent", None, id="registered-agent-refused"),
+    ],
+)
+async def test_only_trusted_gateways_may_name_the_source_principal(
+    tmp_path: Path, who: str, expected: tuple[str, str] | None
+) -> None:
+    """Red team session 20: agents and the gateway share grpc_listen, so with
+    trust_source_principal any registered agent could send a Check naming any principal (another
+    agent's SPIFFE ID) and be exchanged as that workload. With [gateway] trusted_gateways only
+    the listed callers' Checks name the caller; any other caller's Check is refused, audited."""
+    pki = build_pki(tmp_path)
+    authorizer = RecordingAuthorizer()
+    refusals: list[tuple[str, str, str]] = []
+    servicer = ExtAuthzServicer(
+        authorizer,  # type: ignore[arg-type]
+        trust_source_principal=True,
+        trusted_gateways=frozenset({GATEWAY_CN}),
+        callers=CallerRegistry(
+            [RegisteredCaller(GATEWAY_CN), RegisteredCaller(AGENT_SPIFFE_ID)],
+            require_client_auth=True,
+        ),
+        check_revoked=None,
+        audit_refusal=lambda error, caller: refusals.append(
+            (error.reason, caller.id, error.log_detail)
+        ),
+        crashed=lambda exc, caller: pytest.fail(f"crashed: {exc!r}"),
+    )
+    check = ext_authz_pb.CheckRequest()
+    check.attributes.source.principal = "spiffe://mesh/client"
+    response = await servicer.Check(check, PeerContext(getattr(pki, who).cert))  # type: ignore[arg-type]
+    if expected is None:
+        assert response.denied_response.status.code == 403
+        assert authorizer.callers == []
+        ((reason, caller_id, detail),) = refusals  # audited once, naming the agent and the key
+        assert (reason, caller_id) == ("invalid_client", AGENT_SPIFFE_ID)
+        assert "trusted_gateways" in detail
+        return
+    assert refusals == []
+    assert response.HasField("ok_response")
+    (caller,) = authorizer.callers
+    assert (caller.id, caller.authenticated_by) == expected  # type: ignore[attr-defined]
+
+
+async def test_the_service_refuses_an_agents_check_naming_a_principal(
+    tmp_path: Path,
+    dev_idp: DevIdentityProvider,  # noqa: F811
+) -> None:
+    """The same through the service over mTLS: the composition hands trusted_gateways to Check
+    (an agent's Check is refused as a caller, the gateway's reaches the route table)."""
+    pki = build_pki(tmp_path / "pki")
+    settings = mtls_settings(dev_idp, tmp_path, pki)
+    gateway = settings.gateway.model_copy(
+        update={"trust_source_principal": True, "trusted_gateways": (GATEWAY_CN,)}
+    )
+    service = await start_service(settings.model_copy(update={"gateway": gateway}))
+    stack = MtlsStack(service, dev_idp, pki)
+    check = ext_authz_pb.CheckRequest()
+    check.attributes.source.principal = "spiffe://mesh/client"
+    bodies = {}
+    try:
+        for who in (pki.agent, pki.gateway):
+            async with stack.channel(who) as channel:
+                stub = ext_authz_grpc.AuthorizationStub(channel)
+                response = await stub.Check(check, timeout=10)
+            assert response.denied_response.status.code == 403
+            bodies[who.cert_file.name] = response.denied_response.body
+    finally:
+        await service.stop(0.5)
+    assert bodies == {
+        pki.agent.cert_file.name: "caller not allowed",
+        pki.gateway.cert_file.name: "no route for this request",  # past the caller check
+    }
+
+
+async def test_the_service_refuses_an_unregistered_trusted_gateway_at_start(
+    tmp_path: Path,
+    dev_idp: DevIdentityProvider,  # noqa: F811
+) -> None:
+    settings = mtls_settings(dev_idp, tmp_path, build_pki(tmp_path / "pki"))
+    gateway = settings.gateway.model_copy(
+        update={"trust_source_principal": True, "trusted_gateways": ("envoy-gw",)}
+    )
+    with pytest.raises(ConfigError, match=r"gateway\.trusted_gateways"):
+        await start_service(settings.model_copy(update={"gateway": gateway}))
 
 
 async def test_metadata_advertises_tls_client_auth(stack: MtlsStack) -> None:

@@ -52,6 +52,10 @@ class GatewayConfig(Section):
     cache_max_entries: int = Field(default=10000, ge=0)
     cache_margin_seconds: int = Field(default=30, ge=0)
     trust_source_principal: bool = False
+    # [[callers]] ids whose Checks may name the caller (attributes.source.principal) when
+    # trust_source_principal is on; a Check from any other caller is refused. Empty = any caller
+    # reaching grpc_listen may (warned at start: agents share that listener with the gateway).
+    trusted_gateways: tuple[str, ...] = ()
     # true = every Check must name its route (context_extensions["sekisho_route"]); a Check
     # without one, or naming no [[gateway.routes]] entry, is refused: no host/path re-matching.
     route_from_envoy: bool = False

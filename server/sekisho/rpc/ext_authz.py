@@ -11,10 +11,16 @@ what Envoy saw as the downstream peer (the URI SAN of its client certificate, a 
 mTLS); it is asserted by the gateway, not authenticated by Sekisho, so `authenticated_by` stays
 "none", and it replaces the gateway's identity only when `[gateway] trust_source_principal` says
 the listener is reachable by the gateway alone (anyone else could claim any principal in a Check).
+`[gateway] trusted_gateways` names the callers that may: a Check from any other registered caller
+is refused (red team session 20: agents share grpc_listen with the gateway, so "only the gateway
+reaches it" rarely held, and an agent could be exchanged as any workload it named). The gateway
+is then in no key the exchange checks, so its own revocation or suspension (`sekisho revoke
+caller <gateway>`) is checked here, before the authorizer: a revoked gateway's Checks stop, cache
+hits included.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import grpc
@@ -135,15 +141,22 @@ class ExtAuthzServicer(ext_authz_grpc.AuthorizationServicer):  # type: ignore[mi
         authorizer: GatewayAuthorizer,
         *,
         trust_source_principal: bool,
+        trusted_gateways: frozenset[str],
         callers: CallerRegistry,
+        check_revoked: Callable[[Iterable[tuple[str, str]]], None] | None,
         audit_refusal: Callable[[ServiceError, Caller], None],
         crashed: Callable[[BaseException, Caller], ServiceError],
     ) -> None:
         # All required: defaults of "no client authentication" and "no audit" would fail open
         # in a composition that forgot them. `crashed` is the exchanger's: a bug here is logged
         # and audited as one at any other entry point (TokenExchanger.crashed).
+        # `trusted_gateways`: the callers whose source principal is used (empty = any caller's).
+        # `check_revoked`: the revocation gate's check_keys (None = no status store), for the
+        # gateway's own id when the source principal replaces it.
         self._authorizer = authorizer
         self._trust_source_principal = trust_source_principal
+        self._trusted_gateways = trusted_gateways
+        self._check_revoked = check_revoked
         self._callers = callers
         self._peers = PeerIdentities()
         self._audit_refusal = audit_refusal  # a refused gateway is a decision: one audit line
@@ -156,6 +169,12 @@ class ExtAuthzServicer(ext_authz_grpc.AuthorizationServicer):  # type: ignore[mi
         except InvalidClientError as error:
             self._audit_refusal(error, Caller())
             return check_response(Denied(403, {}, "caller not allowed"))
+        if self._trust_source_principal:
+            try:
+                self._check_gateway(peer)
+            except ServiceError as error:
+                self._audit_refusal(error, peer)
+                return check_response(_refused(error))
         try:
             gateway = gateway_request(
                 request, trust_source_principal=self._trust_source_principal, peer=peer
@@ -168,3 +187,27 @@ class ExtAuthzServicer(ext_authz_grpc.AuthorizationServicer):  # type: ignore[mi
             self._crashed(exc, peer)
             verdict = Denied(500, {}, "internal error")
         return check_response(verdict)
+
+    def _check_gateway(self, peer: Caller) -> None:
+        """A Check whose source principal replaces the caller must come from a trusted gateway
+        that is neither revoked nor suspended.
+
+        Raises: InvalidClientError (not in trusted_gateways), RevokedError (the gateway's id is
+        revoked or suspended), TemporarilyUnavailableError (the revocation view is stale)."""
+        if self._trusted_gateways and peer.id not in self._trusted_gateways:
+            raise InvalidClientError(
+                "caller not allowed",
+                log_detail=f"caller {peer.id!r} is not in [gateway] trusted_gateways: "
+                "only those may name a principal (trust_source_principal)",
+            )
+        if self._check_revoked is not None:
+            self._check_revoked([("caller", peer.id)])
+
+
+def _refused(error: ServiceError) -> Denied:
+    """The answer to a gateway refused before any route is read: retry later when the
+    revocation view is stale (503, as the exchange answers), else 403."""
+    if error.http_status == 503:
+        retry_after = error.metadata.get("retry_after", "1")
+        return Denied(503, {"retry-after": retry_after}, error.default_message)
+    return Denied(403, {}, "caller not allowed")

@@ -2,6 +2,7 @@
 
 import contextvars
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,9 +23,11 @@ from sekisho.models import Caller
 from sekisho.rpc.ext_authz import ExtAuthzServicer, _raw_headers, caller_of, gateway_request
 from sekisho.rpc.server import create_grpc_server
 from sekisho.rpc.servicer import TokenExchangeServicer
+from sekisho.status.models import Revocation
 
 from tests.bounds import grpc_max_message_bytes
 from tests.harness import CRM_AUDIENCE, CRM_RESOURCE, NO_CLIENT_AUTH, Harness
+from tests.unit.gateway.revocable import RevocableGateway, revocable_gateway
 
 CRM_ROUTE = Route(
     index=0,
@@ -60,7 +63,9 @@ async def stub(harness: Harness) -> AsyncIterator[Any]:
         ExtAuthzServicer(
             authorizer,
             trust_source_principal=False,
+            trusted_gateways=frozenset(),
             callers=NO_CLIENT_AUTH,
+            check_revoked=None,
             audit_refusal=harness.exchanger.refused,
             crashed=harness.exchanger.crashed,
         ),
@@ -144,7 +149,9 @@ async def test_a_bug_denies_with_500(harness: Harness) -> None:
     broken = ExtAuthzServicer(
         BrokenAuthorizer(),  # type: ignore[arg-type]
         trust_source_principal=False,
+        trusted_gateways=frozenset(),
         callers=NO_CLIENT_AUTH,
+        check_revoked=None,
         audit_refusal=harness.exchanger.refused,
         crashed=crashed,
     )
@@ -260,7 +267,9 @@ async def test_a_raw_header_that_is_not_utf8_is_audited_as_a_refusal(harness: Ha
     ext_authz = ExtAuthzServicer(
         authorizer,
         trust_source_principal=False,
+        trusted_gateways=frozenset(),
         callers=NO_CLIENT_AUTH,
+        check_revoked=None,
         audit_refusal=lambda error, caller: refused.append(error.reason),
         crashed=harness.exchanger.crashed,
     )
@@ -298,3 +307,85 @@ def test_source_principal_is_ignored_unless_trusted() -> None:
     # Without mTLS anyone reaching the listener could claim any principal in a Check.
     forged = check_request({}, principal="spiffe://example.org/agents/hr-assistant")
     assert gateway_request(forged).caller == Caller()
+
+
+# --- [gateway] trust_source_principal: the gateway's own revocation (red team session 20) -----
+
+GATEWAY_ID = "envoy-gateway"
+FORWARDED_PRINCIPAL = "spiffe://example.org/agents/hr-assistant"
+
+
+class GatewayPeers:
+    """A caller registry that authenticates every peer as the gateway (the mTLS itself is
+    tests/security/test_caller_auth.py's)."""
+
+    def authenticate(self, peer: object) -> Caller:
+        return Caller(id=GATEWAY_ID, authenticated_by="mtls")
+
+
+class NoCertificate:
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {}
+
+
+def forwarded_check(harness: Harness) -> Any:
+    """A Check for ROUTES' /crm naming a downstream principal, as Envoy sends it."""
+    check = check_request(
+        {"authorization": f"Bearer {user_token(harness)}"},
+        path="/crm",
+        principal=FORWARDED_PRINCIPAL,
+    )
+    check.attributes.request.http.host = "mcp.example.com"
+    return check
+
+
+async def trusting_servicer(
+    harness: Harness, tmp_path: Path, refused: list[tuple[str, str]]
+) -> tuple[ExtAuthzServicer, RevocableGateway]:
+    gateway = await revocable_gateway(harness, tmp_path)
+    servicer = ExtAuthzServicer(
+        gateway.authorizer,
+        trust_source_principal=True,
+        trusted_gateways=frozenset({GATEWAY_ID}),
+        callers=GatewayPeers(),  # type: ignore[arg-type]
+        check_revoked=gateway.gate.check_keys,
+        audit_refusal=lambda error, caller: refused.append((error.code, caller.id)),
+        crashed=harness.exchanger.crashed,
+    )
+    return servicer, gateway
+
+
+@pytest.mark.parametrize("how", ["revoke", "suspend"])
+async def test_a_revoked_gateway_stops_even_when_the_source_principal_is_the_caller(
+    harness: Harness, tmp_path: Path, how: str
+) -> None:
+    """The source principal replaces the gateway's identity, so the exchange (and the token
+    cache) check only the principal: `sekisho revoke caller <gateway>` kept its Checks served,
+    cache hits and fresh exchanges alike. The Check handler now checks the gateway's own id."""
+    refused: list[tuple[str, str]] = []
+    servicer, gateway = await trusting_servicer(harness, tmp_path, refused)
+    check = forwarded_check(harness)
+    first = await servicer.Check(check, NoCertificate())  # type: ignore[arg-type]
+    assert first.HasField("ok_response")  # and the token is now cached
+    now = int(harness.clock.now())
+    entry = Revocation("caller", GATEWAY_ID, "compromised", "sec", now)
+    getattr(gateway.store, how)(now, entry)
+    await gateway.gate.refresh()
+    cached = await servicer.Check(check, NoCertificate())  # type: ignore[arg-type]
+    assert cached.denied_response.status.code == 403
+    other = forwarded_check(harness)
+    other.attributes.request.http.path = "/crm/write"  # a fresh exchange, not a cache hit
+    fresh = await servicer.Check(other, NoCertificate())  # type: ignore[arg-type]
+    assert fresh.denied_response.status.code == 403
+    assert refused == [("revoked", GATEWAY_ID)] * 2  # audited, naming the gateway
+
+
+async def test_a_gateway_check_is_refused_503_once_the_revocation_view_is_stale(
+    harness: Harness, tmp_path: Path
+) -> None:
+    refused: list[tuple[str, str]] = []
+    servicer, _ = await trusting_servicer(harness, tmp_path, refused)
+    harness.clock.advance(11)  # past max_stale_seconds: a revocation may have gone unseen
+    response = await servicer.Check(forwarded_check(harness), NoCertificate())  # type: ignore[arg-type]
+    assert response.denied_response.status.code == 503
+    assert refused == [("temporarily_unavailable", GATEWAY_ID)]
