@@ -50,13 +50,21 @@ class DecisionLogConfig(StrictModel):
     @model_validator(mode="after")
     def _a_secret_for_hashing(self) -> "DecisionLogConfig":
         # An unkeyed, unsalted hash of an email address is reversed by hashing a list of them.
-        if not (self.enabled and self.hash_fields):
-            return self
-        if self.hash_method == "hmac" and not self.hash_key_file:
-            raise ValueError("hash_method = 'hmac' needs hash_key_file (a file holding the key)")
-        if self.hash_method == "salted" and len(self.hash_salt) < 16:
-            raise ValueError("hash_method = 'salted' needs hash_salt of at least 16 characters")
+        missing = self.missing_secret() if self.enabled and self.hash_fields else None
+        if missing is not None:
+            key, why = missing
+            raise ValueError(f"{key} {why}")
         return self
+
+    def missing_secret(self) -> tuple[str, str] | None:
+        """The key hash_method needs and why it falls short (None: its secret is set), whether
+        or not the log is enabled: building a hasher checks it too (a script hashing addresses
+        with the service's config, docs/policy-authors.md#who-is-hmac)."""
+        if self.hash_method == "hmac" and not self.hash_key_file:
+            return "hash_key_file", "is empty: hash_method = 'hmac' needs a file holding the key"
+        if self.hash_method == "salted" and len(self.hash_salt) < 16:
+            return "hash_salt", "is too short: hash_method = 'salted' needs 16+ characters"
+        return None
 
 
 class ShadowConfig(StrictModel):

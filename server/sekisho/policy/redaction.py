@@ -50,7 +50,15 @@ def is_pseudonym(value: str) -> bool:
 
 
 def build_hasher(config: DecisionLogConfig) -> FieldHasher:
-    """The hasher [decision_log] names. Raises: ConfigError when the key file is unreadable."""
+    """The hasher [decision_log] names.
+
+    Raises: ConfigError when the method's secret is unset (an empty hash_key_file would read
+    the current folder), too short, or the key file is unreadable.
+    """
+    missing = config.missing_secret()
+    if missing is not None:
+        name, why = missing
+        raise ConfigError(f"config key 'decision_log.{name}' {why}")
     if config.hash_method == "salted":
         return FieldHasher("salted", config.hash_salt.encode())
     try:

@@ -112,7 +112,29 @@ def test_the_hmac_key_comes_from_its_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        pytest.param({}, "hash_key_file", id="hmac without a key"),
+        pytest.param({}, "'decision_log.hash_key_file' is empty", id="hmac, no key file"),
+        pytest.param(
+            {"hash_method": "salted", "hash_salt": "short"},
+            "'decision_log.hash_salt' is too short",
+            id="salted, short salt",
+        ),
+    ],
+)
+def test_a_hasher_needs_its_secret_even_with_the_log_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any], message: str
+) -> None:
+    # docs/policy-authors.md "Who is hmac:…" builds a hasher from config/example.toml, whose log
+    # is off and hash_key_file empty: that read the current folder ("cannot read : Is a
+    # directory"), and an empty salt hashed unsalted.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        build_hasher(DecisionLogConfig(**fields))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        pytest.param({}, "hash_key_file is empty", id="hmac without a key"),
         pytest.param({"hash_method": "salted", "hash_salt": "short"}, "hash_salt", id="weak salt"),
         pytest.param({"hash_fields": ["subject..email"]}, "dotted path", id="bad path"),
     ],
