@@ -276,17 +276,32 @@ def _user_name() -> str:
         return f"uid {os.geteuid()}"
 
 
-@pytest.mark.parametrize("command", ["list", "jwks", "rotate"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(["list"], id="list"),
+        pytest.param(["jwks"], id="jwks"),
+        pytest.param(["rotate"], id="rotate"),
+        pytest.param(["promote", "--force", "--reason", "drill"], id="promote"),
+        pytest.param(["retire", "--force", "--reason", "drill", "--", "SOMEKID"], id="retire"),
+        pytest.param(["revoke", "--reason", "leak", "--", "SOMEKID"], id="revoke"),
+        pytest.param(["reseal"], id="reseal"),
+    ],
+)
 def test_a_missing_keystore_names_the_config_to_init_with(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
 ) -> None:
     """A bare `sekisho keys init` writes var/keys under the current directory, not the folder
-    this config reads (the operators guide's "keys created in the wrong folder")."""
+    this config reads (the operators guide's "keys created in the wrong folder"). Nothing is
+    left behind: a key-changing command made the folder and its .lock (reseal also audit.log)
+    before it found no keyring.json, so the next look found a keystore folder with no keys."""
     config = _config(tmp_path)
-    code, out, err = _run(capsys, "keys", command, "--config", config)
+    name, *rest = command
+    code, out, err = _run(capsys, "keys", name, "--config", config, *rest)
     assert code == 2 and not out
     assert f"no keystore at {tmp_path / 'keys'}" in err
     assert f"run `sekisho keys init --config {config}`" in err
+    assert not (tmp_path / "keys").exists()
 
 
 def test_a_missing_keystore_from_sekisho_config_names_it_too(
@@ -309,3 +324,4 @@ def test_a_missing_keystore_without_any_config_asks_for_the_config_first(
     assert code == 2 and not out
     assert f"no keystore at {tmp_path / 'var' / 'keys'}" in err
     assert "no --config given" in err and "pass the service's config with --config FILE" in err
+    assert not (tmp_path / "var").exists()  # the defaults' ./var/keys/.lock was left behind

@@ -89,8 +89,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     clock = SystemClock()
     store = build_keystore(settings, clock)
     command: str = args.keys_command
+    if command != "init":
+        # Only init makes a keystore: the others say it is missing before the keystore lock
+        # (or reseal's audit log) creates its folder and a file in it.
+        records = store.records()
     if command == "list":
-        return _list(store.records())
+        return _list(records)
     if command == "jwks":
         print(json.dumps(store.load().jwks(), indent=2))
         return 0
