@@ -19,6 +19,7 @@ from sekisho.config import Settings
 from sekisho.loops import Loop
 from sekisho.metrics import MULTIPROC_ENV, Metrics
 from sekisho.observability import build_observability
+from sekisho.policy.load_events import LIVE_LOAD_EVENTS, SHADOW_LOAD_EVENTS, LoadEvents
 from sekisho.policy.opa.api import OpaApi
 from sekisho.policy.opa.engine import OpaPolicyEngine
 from sekisho.policy.wasm.bundles import BundlePolicyEngine, Polling
@@ -172,7 +173,25 @@ class _BrokenDownloader:
         return None
 
 
-async def test_bundle_poller_counts_an_unforeseen_failure() -> None:
+@pytest.mark.parametrize(
+    ("events", "label", "event"),
+    [
+        pytest.param(
+            LIVE_LOAD_EVENTS, "policy_bundle_poll", "policy_bundle_poll_failed", id="live"
+        ),
+        # A [policy.shadow] bundle's poller counted its crashes as the live poller's: an alert
+        # on the live label fired for a candidate policy nobody serves.
+        pytest.param(
+            SHADOW_LOAD_EVENTS,
+            "shadow_bundle_poll",
+            "shadow_policy_bundle_poll_failed",
+            id="shadow",
+        ),
+    ],
+)
+async def test_bundle_poller_counts_an_unforeseen_failure(
+    events: LoadEvents, label: str, event: str, caplog: pytest.LogCaptureFixture
+) -> None:
     failures = RecordedFailures()
     engine = BundlePolicyEngine(
         QUERY,
@@ -181,15 +200,18 @@ async def test_bundle_poller_counts_an_unforeseen_failure() -> None:
         downloader=_BrokenDownloader(),  # type: ignore[arg-type]
         polling=Polling(min_delay=0.01, max_delay=0.01),
         runtime=shared_runtime(),
+        events=events,
     )
-    await engine.start()  # the first poll fails; the poller goes on
+    with caplog.at_level(logging.ERROR):
+        await engine.start()  # the first poll fails; the poller goes on
     try:
         for _ in range(GIVE_UP_ROUNDS):
-            if failures.counts["policy_bundle_poll"] >= 2:
+            if failures.counts[label] >= 2:
                 break
             await asyncio.sleep(0.01)
-        assert failures.counts == {"policy_bundle_poll": failures.counts["policy_bundle_poll"]}
-        assert failures.counts["policy_bundle_poll"] >= 2
+        assert failures.counts == {label: failures.counts[label]}
+        assert failures.counts[label] >= 2
+        assert {r.message for r in caplog.records if r.levelno == logging.ERROR} == {event}
     finally:
         await engine.close()
 

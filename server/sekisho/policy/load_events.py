@@ -13,13 +13,17 @@ class LoadEvents:
     `reload_failed`, a changed policy did not, and the last good one keeps serving. A bundle's
     (`bundle_file`, `bundle_url`): `bundle_loaded`, it verified, loaded and passed its self-test
     and now serves; `bundle_rejected`, it did not, and the last good one keeps serving;
-    `bundle_download_failed`, the bundle server could not be read."""
+    `bundle_download_failed`, the bundle server could not be read; `bundle_poll_failed`, a poll
+    failed in a way the poller did not foresee, counted under the `loop` label `bundle_poll` of
+    sekisho_background_failures_total (a shadow's crashes are not the live poller's)."""
 
     loaded: str
     reload_failed: str
     bundle_loaded: str
     bundle_rejected: str
     bundle_download_failed: str
+    bundle_poll_failed: str
+    bundle_poll: str
 
 
 LIVE_LOAD_EVENTS = LoadEvents(
@@ -28,6 +32,8 @@ LIVE_LOAD_EVENTS = LoadEvents(
     "policy_bundle_loaded",
     "policy_bundle_rejected",
     "policy_bundle_download_failed",
+    "policy_bundle_poll_failed",
+    "policy_bundle_poll",
 )
 SHADOW_LOAD_EVENTS = LoadEvents(
     "shadow_policy_loaded",
@@ -35,4 +41,6 @@ SHADOW_LOAD_EVENTS = LoadEvents(
     "shadow_policy_bundle_loaded",
     "shadow_policy_bundle_rejected",
     "shadow_policy_bundle_download_failed",
+    "shadow_policy_bundle_poll_failed",
+    "shadow_bundle_poll",
 )

@@ -45,7 +45,6 @@ from sekisho.policy.wasm.serving import WasmServing, self_test
 from sekisho.policy.wasm.signing import BundleVerifier
 
 log = logging.getLogger(__name__)
-BUNDLE_POLL = Loop("policy_bundle_poll", "policy_bundle_poll_failed", log)
 FIRST_RETRY_SECONDS = 0.1
 # How long a rejected bundle's ETag and digest stand for it: then it is downloaded and checked
 # once more, since a load can fail for the host's reasons (a self-test past eval_timeout_seconds
@@ -116,6 +115,8 @@ class BundlePolicyEngine(WasmServing):
         # bundle's engines log under their own names, `events`).
         self._source = str(file) if file is not None else downloader.location if downloader else ""
         self._events = events
+        # Its unforeseen failures, counted and logged under the live or the shadow's names.
+        self._poll_loop = Loop(events.bundle_poll, events.bundle_poll_failed, log)
         self._poller: asyncio.Task[None] | None = None
         self._rng = random.SystemRandom()
         self._activated: list[Callable[[], None]] = []
@@ -279,7 +280,7 @@ class BundlePolicyEngine(WasmServing):
         try:
             return await self.refresh()
         except Exception:  # a background loop: log, count and go on (the last good serves)
-            self._failures.failed(BUNDLE_POLL)
+            self._failures.failed(self._poll_loop)
             self.status.failed(POLL_FAILED)
             return False
 
