@@ -94,6 +94,19 @@ def build_decision_log(
     )
 
 
+def opened_fields(settings: Settings, decision_log: DecisionLog) -> dict[str, object]:
+    """The `decision_log_opened` line: where records go and how they are pseudonymised (the
+    method, never its key file or salt), so an operator sees the log is on, whichever of the
+    config file or SEKISHO_DECISION_LOG__* turned it on."""
+    config = settings.decision_log
+    return {
+        "path": str(decision_log.path),
+        "hash_method": config.hash_method if config.hash_fields else "none",
+        "hash_fields": list(config.hash_fields),
+        "erase_fields": list(config.erase_fields),
+    }
+
+
 def shadow_bounds(config: ShadowConfig) -> ShadowBounds:
     """[policy.shadow] queue_size, timeout_seconds and cpu_share."""
     return ShadowBounds(config.queue_size, config.timeout_seconds, config.cpu_share)
@@ -153,6 +166,7 @@ async def build_decision_observers(
             settings, metrics, several_workers=several_workers
         )
         observers.decision_log.start()
+        log.info("decision_log_opened", extra=opened_fields(settings, observers.decision_log))
         watching.append(observers.decision_log)
     if settings.policy.shadow.enabled:
         observers.shadow, observers.shadow_engine = await start_shadow(

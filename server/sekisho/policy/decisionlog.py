@@ -21,6 +21,7 @@ import queue
 import threading
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import sekisho
@@ -101,6 +102,11 @@ class DecisionLog:
         self.written = 0
         self.dropped = 0
         self.failed = 0
+
+    @property
+    def path(self) -> Path:
+        """The file written (this worker's, with server.workers > 1)."""
+        return self._file.path
 
     def start(self) -> None:
         self._thread.start()
