@@ -1,7 +1,5 @@
-"""The `sekisho` command: serve | keys | policy | dev-idp | exchange | clients | revoke | audit.
-Every subcommand takes `--config FILE` (default: $SEKISHO_CONFIG, else built-in defaults); each
-lives in commands/.
-"""
+"""The `sekisho` command (DESCRIPTION, its --help); each subcommand lives in commands/, which
+registers its parser and runs it."""
 
 import argparse
 import os
@@ -15,6 +13,13 @@ from types import ModuleType
 from sekisho.commands import audit, clients, devidp, exchange, keys, policy, revoke, serve
 from sekisho.config import Settings, load_settings
 from sekisho.errors import ConfigError, KeyStoreError, KeyStoreMissingError, PolicyLoadError
+
+# `sekisho --help`: what an operator needs, not where the code is.
+DESCRIPTION = (
+    "The `sekisho` command: serve | keys | policy | dev-idp | exchange | clients | revoke | "
+    "audit. Every subcommand takes `--config FILE` (default: $SEKISHO_CONFIG, else built-in "
+    "defaults); `sekisho COMMAND --help` lists its options."
+)
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 COMMANDS: dict[str, ModuleType] = {
@@ -59,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--config", default=argparse.SUPPRESS, help="TOML config file (default: $SEKISHO_CONFIG)"
     )
-    parser = argparse.ArgumentParser(prog="sekisho", description=__doc__)
+    parser = argparse.ArgumentParser(prog="sekisho", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMANDS.values():
         module.register(sub, common)

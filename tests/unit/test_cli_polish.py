@@ -43,6 +43,19 @@ def test_every_option_has_help() -> None:
     assert not missing, f"options without help text: {missing}"
 
 
+def test_help_names_no_internal_package() -> None:
+    # `sekisho --help` ended "each lives in commands/": the source tree's layout, which tells an
+    # operator nothing (the description was the module's docstring).
+    parsers = {id(parser): (path, parser) for path, parser, _ in _parsers(build_parser())}
+    leaked = [
+        path
+        for path, parser in parsers.values()
+        if any(word in parser.format_help() for word in ("commands/", "sekisho/", ".py"))
+    ]
+    assert not leaked, f"--help naming the source tree: {leaked}"
+    assert "`sekisho COMMAND --help`" in build_parser().format_help()
+
+
 def test_keys_revoke_requires_a_reason(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         main(["keys", "revoke", "SOMEKID", "--config", str(CONFIG)])
