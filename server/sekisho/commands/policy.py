@@ -170,7 +170,9 @@ def _test(args: argparse.Namespace, settings: Settings) -> int:
     print("== opa test")
     print((tested.stdout + tested.stderr).strip())
     failed = tested.returncode != 0
-    if not failed:
+    if failed:  # coverage of a failing run would measure tests that did not pass
+        print("== coverage: not run, opa test failed")
+    else:
         covered = toolchain.run(["test", "--coverage", "--format", "json", *folder.test_args()])
         print(_coverage_summary(json.loads(covered.stdout), folder.root))
     cases = load_cases(folder.root)

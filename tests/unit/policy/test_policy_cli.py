@@ -134,6 +134,8 @@ def test_test_fails_and_names_a_case_whose_decision_changed(
     corpus = out.split("== decision corpus")[1]
     assert "crm_sales_gets_default_scope" in corpus and '"ttl_seconds": 299' in corpus
     assert "FAIL" in out.split("== decision corpus")[0]  # opa test failed on it too
+    # Coverage of a failing run is not measured, and the output says so (it was left out).
+    assert "== coverage: not run, opa test failed" in out
 
 
 # --- check --------------------------------------------------------------------------------------
