@@ -19,7 +19,9 @@ from sekisho.errors import PolicyLoadError
 from sekisho.policy.schema import input_problems
 
 if TYPE_CHECKING:
+    from sekisho.policy.wasm.compiler import BundleSigning
     from sekisho.policy.wasm.engine import WasmPolicyEngine
+    from sekisho.policy.wasm.signing import BundleVerifier
 
 from sekisho.policy.toolchain import (
     OpaToolchain,
@@ -262,10 +264,35 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
         wasm_limits(settings.policy),
         failures=LoopFailures(not_counted),
         polling=bundle_polling(settings.policy),
+        verifier=_verifier_of(signing, algorithm) if signing and algorithm else None,
     ).load(raw)
     digest = hashlib.sha256(raw).hexdigest()
     signed = f"signed {algorithm}" if algorithm else "unsigned"
     print(f"wrote {output}: {len(raw)} bytes, sha256 {digest}, {signed}")
     print(f"revision {policy.revision!r}, entrypoint {entrypoint}")
+    if algorithm:
+        print("== signature verifies (the signing key's public half or HMAC secret): ok")
     print("== bundle loads and passes the self-test: ok")
     return 0
+
+
+def _verifier_of(signing: "BundleSigning", algorithm: str) -> "BundleVerifier":
+    """What a replica configured with the signing key's pair verifies with: the private key's
+    public half (bundle_verification_key), or the same HMAC secret file for HS*. Loading the
+    new bundle through it checks the signature opa wrote, not only that one was written.
+
+    Raises: PolicyLoadError when the key file cannot be read again."""
+    from cryptography.hazmat.primitives import serialization
+
+    from sekisho.policy.wasm.signing import BundleVerifier
+
+    if algorithm.startswith("HS"):
+        return BundleVerifier.from_file(signing.key, algorithm, signing.scope)
+    try:
+        private = serialization.load_pem_private_key(signing.key.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise PolicyLoadError(f"signing key {signing.key}: {exc}") from exc
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return BundleVerifier(public.decode(), algorithm, signing.scope)

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -306,6 +307,47 @@ def test_build_signs_with_a_key_named_relative_to_the_working_folder(
     argv = ["policy", "build", "--output", "b.tar.gz", "--signing-key", "signing.pem"]
     assert main([*argv, "--signing-alg", "ES256", "--config", cfg]) == 0, capsys.readouterr().err
     assert "/.signatures.json" in read_bundle((tmp_path / "b.tar.gz").read_bytes()).files
+
+
+def _hmac_secret(path: Path) -> Path:
+    path.write_text("a-bundle-signing-secret-of-32-bytes\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make_key", "options"),
+    [
+        pytest.param(_ec_signing_key, [], id="EC key"),
+        pytest.param(
+            _hmac_secret, ["--signing-alg", "HS256", "--signing-scope", "write"], id="HMAC secret"
+        ),
+    ],
+)
+def test_build_verifies_the_signature_it_made(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    make_key: Callable[[Path], Path],
+    options: list[str],
+) -> None:
+    # `--signing-key` printed "signed ES256" once opa had written a signature, and the load
+    # that followed never checked it: a signature a replica would refuse left CI as "ok".
+    from sekisho.errors import PolicyLoadError
+    from sekisho.policy.wasm.signing import BundleVerifier
+
+    key = make_key(tmp_path / "signing.key")
+    argv = ["policy", "build", "--output", str(tmp_path / "b.tar.gz"), "--signing-key", str(key)]
+    argv += [*options, "--config", config(tmp_path, POLICIES)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "== signature verifies" in capsys.readouterr().out
+
+    def refused(self: BundleVerifier, files: dict[str, bytes]) -> None:
+        raise PolicyLoadError("bundle signature does not verify: (as a replica would say)")
+
+    monkeypatch.setattr(BundleVerifier, "verify", refused)
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert "bundle signature does not verify" in err and "ok" not in out
 
 
 def test_build_names_a_missing_signing_key_file(
