@@ -159,6 +159,7 @@ class Metrics:
         self._admission: AdmissionState | None = None
         self._connections: ConnectionState | None = None
         self._bundle: BundleState | None = None
+        self._shadow_bundle: BundleState | None = None
         self._bundle_revisions: list[str] = []  # the serving revision last, at most two
         self._exchange_metrics(own)
         self._load_metrics(own)
@@ -365,6 +366,17 @@ class Metrics:
             registry=own,
             multiprocess_mode="livesum",
         )
+        # The shadow's apart, as its log events are (shadow_policy_bundle_*): a reason value or
+        # a label on the live metric would fire the live alerts (and change sums over it) for
+        # a candidate that never reaches a token.
+        self.shadow_bundle_failures = Gauge(
+            "sekisho_shadow_policy_bundle_failures",
+            "Shadow policy bundle polls and loads that failed since start, by reason "
+            "(download_failed, rejected, poll_failed); the last good shadow bundle is evaluated.",
+            ("reason",),
+            registry=own,
+            multiprocess_mode="livesum",
+        )
 
     def shadow_differed(self, audience: str, kind: str, granted: bool) -> None:
         """`granted`: the live or the shadow decision granted `audience`."""
@@ -450,6 +462,10 @@ class Metrics:
         """Report the policy bundle's revision, activation, last poll and failures at `sample()`."""
         self._bundle = bundle
 
+    def watch_shadow_bundle(self, bundle: BundleState) -> None:
+        """Report the [policy.shadow] bundle's failures at every `sample()`."""
+        self._shadow_bundle = bundle
+
     def sample(self, now: float) -> None:
         """Copy values held by objects (caches, keys, in-flight) into gauges; every 5 s."""
         self.in_flight.set(self._in_flight())
@@ -466,6 +482,9 @@ class Metrics:
             self._cache_gauges["entries"].labels(entry.name).set(len(entry.cache))
         if self._bundle is not None:
             self._sample_bundle(self._bundle)
+        if self._shadow_bundle is not None:
+            for reason, count in self._shadow_bundle.failures.items():
+                self.shadow_bundle_failures.labels(reason).set(count)
         for record in self._key_records():
             self.key_age.labels(record.kid).set(now - record.created_at)
             for state in KeyState:

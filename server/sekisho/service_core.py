@@ -23,7 +23,6 @@ from sekisho.exchange import TokenExchanger
 from sekisho.identity.cache import CachingTokenVerifier
 from sekisho.identity.verifier import TrustedIssuer
 from sekisho.keystores import build_keystore
-from sekisho.metrics import Metrics
 from sekisho.minting.minter import TokenMinter
 from sekisho.observability import Observability
 from sekisho.policy.cache import CachingPolicyEngine
@@ -145,9 +144,7 @@ def build_exchanger(core: ServiceCore) -> TokenExchanger:
         status=status.issuer if status else None,
     )
     admission = build_admission(settings, core.callers, clock)
-    _watch_in_metrics(
-        core.observability.metrics, core.subject_cache, core.policy, core.keyring, admission
-    )
+    _watch_in_metrics(core, admission)
     return TokenExchanger(
         core.subject_cache,
         core.observers.engine,
@@ -161,20 +158,19 @@ def build_exchanger(core: ServiceCore) -> TokenExchanger:
     )
 
 
-def _watch_in_metrics(
-    metrics: Metrics | None,
-    subject_cache: CachingTokenVerifier,
-    policy: CachingPolicyEngine,
-    keyring: Keyring,
-    admission: Admission,
-) -> None:
-    """Report the hot-path caches, the signing keys and the in-flight count in /metrics."""
+def _watch_in_metrics(core: ServiceCore, admission: Admission) -> None:
+    """Report the hot-path caches, the signing keys, the in-flight count and the policy
+    bundles (live and shadow) in /metrics."""
+    metrics = core.observability.metrics
     if metrics is None:
         return
-    metrics.watch_cache("subject", subject_cache)
-    metrics.watch_cache("decision", policy)
-    metrics.watch_keys(lambda: keyring.records)
+    metrics.watch_cache("subject", core.subject_cache)
+    metrics.watch_cache("decision", core.policy)
+    metrics.watch_keys(lambda: core.keyring.records)
     metrics.watch_in_flight(lambda: admission.in_flight)
     metrics.watch_admission(admission)
-    if isinstance(policy.engine, BundlePolicyEngine):
-        metrics.watch_bundle(policy.engine.status)
+    if isinstance(core.policy.engine, BundlePolicyEngine):
+        metrics.watch_bundle(core.policy.engine.status)
+    shadow = core.observers.shadow_engine
+    if shadow is not None and isinstance(shadow.engine, BundlePolicyEngine):
+        metrics.watch_shadow_bundle(shadow.engine.status)

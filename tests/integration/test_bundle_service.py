@@ -61,6 +61,34 @@ async def test_serving_follows_the_bundle_server(
         assert scraped[("sekisho_policy_bundle_info", "v1")] == 0
 
 
+async def test_a_shadow_bundles_failures_are_exported_apart_from_the_live_ones(
+    tmp_path: Path, server: BundleServer, dev_idp: DevIdentityProvider
+) -> None:
+    """A [policy.shadow] bundle_url's failed polls and refused bundles were logged
+    (shadow_policy_bundle_*) but never exported: only the live engine's status reached /metrics,
+    so a shadow fed from a bundle server could not be alerted on. They are counted in their own
+    metric; the live one (a folder here) stays empty, so its alerts never fire for a candidate."""
+    keys = tmp_path / "keys"
+    FileKeyStore(keys).init("ES256", 1_800_000_000)
+    server.status = 503
+    policy = {
+        "bundle_poll_min_seconds": 0.1,
+        "bundle_poll_max_seconds": 0.2,
+        "shadow": {"bundle_url": server.url},
+    }
+    settings = stack_settings(dev_idp.issuer, keys, policy=policy)
+    async with running(settings, dev_idp) as stack:
+        assert await stack.readyz() == 200  # the live policy is the folder
+        failed = _key("sekisho_shadow_policy_bundle_failures", "download_failed")
+        await _bundle_metrics(stack.service.metrics_port, until=failed)
+        server.publish(b"\x1f\x8b not a bundle")
+        server.status = 200
+        rejected = _key("sekisho_shadow_policy_bundle_failures", "rejected")
+        scraped = await _bundle_metrics(stack.service.metrics_port, until=rejected)
+        assert not [key for key in scraped if key[0] == "sekisho_policy_bundle_failures"]
+        assert await stack.outcome(["sales"]) == "crm.read"
+
+
 Scraped = dict[tuple[str, str], float]
 
 
@@ -70,7 +98,7 @@ def _key(name: str, label: str) -> Callable[[Scraped], bool]:
 
 
 async def _bundle_metrics(port: int, until: Callable[[Scraped], bool] = lambda _: True) -> Scraped:
-    """The sekisho_policy_bundle_* samples of GET /metrics, by (name, revision or reason); after
+    """The sekisho_policy_bundle_* and sekisho_shadow_policy_bundle_* samples of GET /metrics, by (name, revision or reason); after
     SCRAPE_REUSE_SECONDS, so a scrape never gets the body of the one before. Scraped again until
     `until` holds (a hang guard of GIVE_UP_SECONDS): a failed poll is counted when the service
     has read the answer, and at a fixed point a loaded host might not have done so yet."""
@@ -91,7 +119,7 @@ def _bundle_samples(text: str) -> Scraped:
         (sample.name, sample.labels.get("revision", sample.labels.get("reason", ""))): sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.name.startswith("sekisho_policy_bundle_")
+        if sample.name.startswith(("sekisho_policy_bundle_", "sekisho_shadow_policy_bundle_"))
     }
 
 

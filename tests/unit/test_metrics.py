@@ -387,6 +387,29 @@ def test_policy_bundle_revision_times_and_failures_are_sampled() -> None:
     assert _value(metrics, "sekisho_policy_bundle_failures", reason="rejected") == 1
 
 
+def test_a_shadow_bundles_failures_are_sampled_apart_from_the_live_ones() -> None:
+    clock = FakeClock(1_800_000_000)
+    live, shadow = BundleStatus(clock), BundleStatus(clock)
+    metrics = Metrics(max_audiences=10)
+    metrics.watch_bundle(live)
+    metrics.watch_shadow_bundle(shadow)
+    shadow.failed(REJECTED)
+    shadow.failed(REJECTED)
+    live.failed(DOWNLOAD_FAILED)
+    metrics.sample(clock.now())
+    assert _value(metrics, "sekisho_shadow_policy_bundle_failures", reason="rejected") == 2
+    assert _value(metrics, "sekisho_policy_bundle_failures", reason="download_failed") == 1
+    failures = {
+        (name, dict(labels)["reason"])
+        for name, labels in _samples(metrics)
+        if name.endswith("_bundle_failures")
+    }
+    assert failures == {
+        ("sekisho_shadow_policy_bundle_failures", "rejected"),
+        ("sekisho_policy_bundle_failures", "download_failed"),
+    }
+
+
 def test_bundle_info_keeps_the_serving_and_the_previous_revision_only() -> None:
     """One series per revision ever seen would grow with every publish for the life of the
     process; the one before stays (at 0) so a dashboard sees the change."""
