@@ -1,6 +1,8 @@
 """KeyManager: runs one lifecycle operation against a keystore, under its lock, and audits it.
 
-Every mutation takes the keystore lock, re-reads the records inside it (so a racing CLI or a
+Every mutation but init first checks the keystore exists, before anything can create a file
+(the file store's lock makes its folder and `.lock`, reseal's audit check the audit log), then
+takes the keystore lock, re-reads the records inside it (so a racing CLI or a
 rotating replica is never overwritten with stale state), applies the rules of lifecycle.py at
 the injected clock's `now`, appends one audit line per change, then commits atomically.
 
@@ -113,6 +115,7 @@ class KeyManager:
         one `reseal` audit line per key, appended under the lock as soon as its file is
         rewritten. Raises: KeyStoreError (before any file is rewritten when the log cannot be
         written; naming the key rewritten when its line then fails)."""
+        self._require_keystore()
         self._audit.ready()  # a key file is never rewritten unaudited
         stamp = math.ceil(self._clock.now())
         changes: list[Change] = []
@@ -128,6 +131,8 @@ class KeyManager:
     def _apply(
         self, operation: Operation, actor: Actor, *, allow_empty: bool = False, wait: float = 30.0
     ) -> Transition:
+        if not allow_empty:
+            self._require_keystore()
         with self._store.locked(wait):
             empty = allow_empty and not self._store.exists()
             before = [] if empty else self._store.records()
@@ -143,6 +148,17 @@ class KeyManager:
                     self._record_failure(stamp, transition, actor, exc)
                     raise
             return transition
+
+    def _require_keystore(self) -> None:
+        """Refuse a change to a keystore that is not there, creating nothing: the file store's
+        lock makes the keys folder and its `.lock` (and reseal's audit check the audit log)
+        before the records are read inside it, so a replica's automatic rotation after its keys
+        folder was removed, or any caller but `sekisho keys init`, left them behind and only
+        then found no keyring.json. Only init makes a keystore.
+
+        Raises: KeyStoreMissingError (the store's own, naming where it looked), KeyStoreError."""
+        if not self._store.exists():
+            self._store.records()  # raises the store's KeyStoreMissingError (or: unreadable)
 
     def _write_ahead(self, stamp: int, transition: Transition, actor: Actor) -> None:
         """Append the change's lines before it is committed. A write that fails (disk full,

@@ -4,20 +4,22 @@ log, private-key file modes, passphrase encryption and kms-wrapped keys (with a 
 import contextlib
 import errno
 import json
+import shutil
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from sekisho.errors import KeyStoreError
+from sekisho.errors import KeyStoreError, KeyStoreMissingError
 from sekisho.signing.audit import Actor, KeyAuditLog
 from sekisho.signing.codec import PemCodec, PrivateKeyCodec
 from sekisho.signing.filestore import KEYRING_FILE, FileKeyStore, KeyStoreLockedError
 from sekisho.signing.keyring import Keyring
 from sekisho.signing.keys import KeyRecord, KeyState
+from sekisho.signing.kmsstore import KmsKeyStore
 from sekisho.signing.lifecycle import LifecycleError, Timing
 from sekisho.signing.manager import KeyManager
 from sekisho.signing.wrapped import KmsWrappedCodec
@@ -206,6 +208,64 @@ def test_lock_wait_gives_up_with_a_clear_error(tmp_path: Path) -> None:
     store = FileKeyStore(tmp_path)
     with store.locked(), pytest.raises(KeyStoreLockedError, match="locked by another"):
         FileKeyStore(tmp_path).locked(wait_seconds=0.1).__enter__()
+
+
+# --- a missing keystore -------------------------------------------------------------------------
+
+# Every change but init, by the name an operator or the replica's rotation knows it by (reseal
+# is given the manager's store, a file store). A fixed kid: none is looked up, the keystore is
+# missing.
+KeyChange = Callable[[KeyManager, Callable[[], FileKeyStore]], object]
+CHANGES: dict[str, KeyChange] = {
+    "rotate": lambda manager, store: manager.rotate(ALICE),
+    "promote": lambda manager, store: manager.promote(ALICE),
+    "retire": lambda manager, store: manager.retire("kid-1", ALICE),
+    "revoke": lambda manager, store: manager.revoke("kid-1", ALICE),
+    "auto_rotate": lambda manager, store: manager.auto_rotate(ALICE),
+    "reseal": lambda manager, store: manager.reseal(store(), ALICE),
+}
+
+
+@pytest.mark.parametrize("removed", [False, True], ids=["never-made", "folder-removed"])
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_a_change_to_a_missing_keystore_is_refused_leaving_nothing_behind(
+    tmp_path: Path, change: str, removed: bool
+) -> None:
+    """The lock was taken before the keystore was read: a replica's automatic rotation after
+    its keys folder was removed (or any caller but `sekisho keys` itself) made the folder and
+    `.lock` (and reseal the audit log) and only then found no keyring.json."""
+    keys = tmp_path / "keys"
+    if removed:
+        _manager(keys, FakeClock(T0)).init(ALICE)
+        shutil.rmtree(keys)
+    manager = _manager(keys, FakeClock(T0 + 600))
+    with pytest.raises(KeyStoreMissingError, match=r"no keystore at .*run `sekisho keys init`"):
+        CHANGES[change](manager, lambda: FileKeyStore(keys))
+    assert not keys.exists()
+
+
+def test_init_still_makes_a_missing_keystore(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    manager = _manager(keys, FakeClock(T0))
+    manager.init(ALICE)
+    assert sorted(state for _, state in _states(manager)) == sorted([S.ACTIVE, S.NEXT])
+
+
+@pytest.mark.parametrize("change", [name for name in CHANGES if name != "reseal"])
+def test_a_change_to_an_empty_kms_prefix_is_refused_and_init_still_works(
+    tmp_path: Path, change: str
+) -> None:
+    """The KMS store has no folder and no lock without a key: a change to an empty prefix is
+    still the store's own KeyStoreMissingError, nothing is created in KMS, and init works."""
+    kms, clock = FakeKms(), FakeClock(T0)
+    store = KmsKeyStore(kms, "sekisho-test", clock=clock)
+    manager = KeyManager(store, KeyAuditLog(tmp_path / "audit.log"), TIMING, clock, "ES256")
+    with pytest.raises(KeyStoreMissingError, match="no keys under alias/sekisho-test/"):
+        CHANGES[change](manager, lambda: pytest.fail("reseal is not a KMS store's"))
+    assert (kms.keys, kms.aliases) == ({}, {})
+    assert not (tmp_path / "audit.log").exists()
+    manager.init(ALICE)
+    assert len(store.records()) == 2
 
 
 # --- passphrase encryption at rest ----------------------------------------------------------------
