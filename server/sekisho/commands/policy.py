@@ -270,8 +270,9 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
     signed = f"signed {algorithm}" if algorithm else "unsigned"
     print(f"wrote {output}: {len(raw)} bytes, sha256 {digest}, {signed}")
     print(f"revision {policy.revision!r}, entrypoint {entrypoint}")
-    if algorithm:
-        print("== signature verifies (the signing key's public half or HMAC secret): ok")
+    if algorithm:  # what it was checked with: the key's public half, or the same HMAC secret
+        against = "the HMAC secret" if algorithm.startswith("HS") else "the key's public half"
+        print(f"== signature verifies with {against}, as a replica checks it: ok")
     print("== bundle loads and passes the self-test: ok")
     return 0
 

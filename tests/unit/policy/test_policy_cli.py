@@ -315,11 +315,14 @@ def _hmac_secret(path: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("make_key", "options"),
+    ("make_key", "options", "checked_with"),
     [
-        pytest.param(_ec_signing_key, [], id="EC key"),
+        pytest.param(_ec_signing_key, [], "the key's public half", id="EC key"),
         pytest.param(
-            _hmac_secret, ["--signing-alg", "HS256", "--signing-scope", "write"], id="HMAC secret"
+            _hmac_secret,
+            ["--signing-alg", "HS256", "--signing-scope", "write"],
+            "the HMAC secret",
+            id="HMAC secret",
         ),
     ],
 )
@@ -327,11 +330,14 @@ def test_build_verifies_the_signature_it_made(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    *,
     make_key: Callable[[Path], Path],
     options: list[str],
+    checked_with: str,
 ) -> None:
     # `--signing-key` printed "signed ES256" once opa had written a signature, and the load
     # that followed never checked it: a signature a replica would refuse left CI as "ok".
+    # The ok line names what it checked with (it said "public half or HMAC secret" for both).
     from sekisho.errors import PolicyLoadError
     from sekisho.policy.wasm.signing import BundleVerifier
 
@@ -339,7 +345,8 @@ def test_build_verifies_the_signature_it_made(
     argv = ["policy", "build", "--output", str(tmp_path / "b.tar.gz"), "--signing-key", str(key)]
     argv += [*options, "--config", config(tmp_path, POLICIES)]
     assert main(argv) == 0, capsys.readouterr().err
-    assert "== signature verifies" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert f"== signature verifies with {checked_with}, as a replica checks it: ok" in said
 
     def refused(self: BundleVerifier, files: dict[str, bytes]) -> None:
         raise PolicyLoadError("bundle signature does not verify: (as a replica would say)")
