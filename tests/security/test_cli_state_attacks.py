@@ -100,10 +100,15 @@ def test_keys_revoke_with_text_the_audit_log_cannot_hold_changes_nothing(
 
 
 def _status_config(tmp_path: Path) -> str:
+    """The config, and its store as the service makes it when it starts (sekisho revoke
+    refuses a file store that is not there)."""
     (tmp_path / "s.toml").write_text(
         f'[status_list]\nenabled = true\npath = "st/status.db"\n'
         f'[[trust.issuers]]\nissuer = "{IDP}"\njwks_uri = "{IDP}/jwks"\naudiences = ["app"]\n'
     )
+    made = FileStatusStore(tmp_path / "st" / "status.db")
+    made.lift("caller", "nobody")
+    made.close()
     return "s.toml"
 
 

@@ -175,13 +175,36 @@ def test_lift_ends_the_revocation_and_audits(
     assert len(audit_lines(tmp_path / "st" / "revocations.log")) == 4  # none for the last lift
 
 
-def test_a_store_file_that_cannot_be_made_is_said_with_the_setting(
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["list"],
+        ["caller", "agent-1", "--reason", "INC-4"],
+        ["lift", "caller", "agent-1", "--reason", "ok"],
+    ],
+    ids=["list", "revoke", "lift"],
+)
+def test_a_file_store_that_is_not_there_is_refused_and_not_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    # Newcomer run, session 20: opened anyway, a --config naming another path made an empty
+    # store there: `revoke list` said nothing was revoked (exit 0), and a revocation went where
+    # no service reads it while the command said it was in force.
+    config = _config(tmp_path)
+    code, out, err = _run(capsys, "revoke", *argv, "--config", config)
+    assert code == 2, out + err
+    assert "status_list.path" in err and str(tmp_path / "st" / "status.db") in err
+    assert "nothing was changed" in err and "Traceback" not in err
+    assert not (tmp_path / "st").exists()
+
+
+def test_a_store_folder_that_is_a_file_is_said_with_the_setting(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = _config(tmp_path)
     (tmp_path / "st").write_text("")  # path = "st/status.db": its folder is a file
     code, _, err = _run(capsys, "revoke", "list", "--config", config)
-    assert code == 1
+    assert code == 2
     assert "status_list.path" in err and str(tmp_path / "st" / "status.db") in err
     assert "Traceback" not in err
 

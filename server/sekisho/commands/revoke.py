@@ -89,6 +89,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from sekisho.status.audit import AuditLogLockedError
     from sekisho.status.store import StatusStoreError
 
+    _require_file_store(settings)
     store = build_status_store(settings.status_list)
     try:
         if args.revoke_command == "list":
@@ -99,6 +100,22 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     finally:
         store.close()
+
+
+def _require_file_store(settings: Settings) -> None:
+    """A file store must be there already: the service makes it when it starts. Opened
+    anyway, a `--config` naming another path made an empty store there: `revoke list` said
+    nothing was revoked, and a revocation went where no service reads it, while the command
+    said it was in force (newcomer run, session 20).
+
+    Raises: ConfigError naming status_list.path."""
+    path = settings.status_list.path
+    if settings.status_list.store == "file" and not path.exists():
+        raise ConfigError(
+            f"config key 'status_list.path': no status store at {path}; the service makes it"
+            " when it starts: pass the service's config with --config (or $SEKISHO_CONFIG),"
+            " or start the service once; nothing was changed"
+        )
 
 
 def _key(args: argparse.Namespace, kind: "RevocationKind", settings: Settings) -> str:
