@@ -25,6 +25,11 @@ from sekisho.profiles import BY_TOKEN_TYPE
 # [tokens] max_lifetime_seconds cap the lifetime granted, this only refuses absurd requests.
 MAX_REQUESTED_LIFETIME_SECONDS = 86400
 
+# The `context` member only the ext_authz adapter (gateway/authorizer.py) may set: policy reads
+# `request.context.gateway` as the entry point, so a direct caller must not be able to send it
+# (red team session 20, finding 4).
+GATEWAY_CONTEXT_MEMBER = "gateway"
+
 
 @dataclass(frozen=True, slots=True)
 class RequestLimits:
@@ -121,7 +126,11 @@ def context_too_big(limits: RequestLimits) -> InvalidRequestError:
     )
 
 
-def _check_context(context: Mapping[str, Any], limits: RequestLimits) -> None:
+def _check_context(context: Mapping[str, Any], limits: RequestLimits, *, gateway: bool) -> None:
+    if not gateway and GATEWAY_CONTEXT_MEMBER in context:
+        raise InvalidRequestError(
+            f"context member '{GATEWAY_CONTEXT_MEMBER}' is reserved for the ext_authz gateway"
+        )
     if not context and limits.max_context_depth >= 1 and limits.max_context_bytes >= 2:
         return  # `{}` (most requests): one level, no keys, two bytes, no strings or numbers
     depth, keys = _context_shape(context, 1, limits.max_context_depth)
@@ -158,6 +167,8 @@ class ExchangeParams:
     actor_token_type: str = ""
     context: Mapping[str, Any] = field(default_factory=dict)
     requested_lifetime_seconds: int = 0
+    # Set by the ext_authz adapter only: its context may hold the reserved `gateway` member.
+    from_gateway: bool = False
 
 
 def build_request(params: ExchangeParams, caller: Caller, limits: RequestLimits) -> ExchangeRequest:
@@ -174,7 +185,7 @@ def build_request(params: ExchangeParams, caller: Caller, limits: RequestLimits)
     _check_resources(params.resources, limits)
     if not 0 <= params.requested_lifetime_seconds <= limits.max_lifetime_seconds:
         raise InvalidRequestError("requested_lifetime_seconds is out of range")
-    _check_context(params.context, limits)
+    _check_context(params.context, limits, gateway=params.from_gateway)
     return ExchangeRequest(
         subject_token=params.subject_token,
         subject_token_type=subject_token_type,

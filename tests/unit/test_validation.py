@@ -181,6 +181,8 @@ REJECTIONS = [
     pytest.param({"context": {"a": [[["x"]]]}}, "context is nested deeper than limits.max_context_depth (3)", id="context-too-deep-in-lists"),
     pytest.param({"context": {"a": {"b": 1, "c": 2}, "d": 1, "e": 1, "f": 1}}, "context has more keys than limits.max_context_keys (5)", id="context-too-many-keys"),
     pytest.param({"context": {"tool": "x" * 100}}, "context exceeds limits.max_context_bytes (100 bytes as JSON)", id="context-too-big"),
+    pytest.param({"context": {"gateway": "ext_authz", "path": "/mcp", "tool": "search"}}, "context member 'gateway' is reserved for the ext_authz gateway", id="context-claims-the-gateway"),
+    pytest.param({"context": {"gateway": ""}}, "context member 'gateway' is reserved for the ext_authz gateway", id="context-with-empty-gateway"),
 ]  # fmt: skip
 
 
@@ -236,3 +238,12 @@ def test_an_empty_context_passes_on_the_fast_path_only_when_the_limits_allow_it(
         limits = dataclasses.replace(LIMITS, **tight)
         with pytest.raises(InvalidRequestError, match="context"):
             _build(context={}, limits=limits)
+
+
+def test_only_the_gateway_adapter_may_set_the_gateway_context_member() -> None:
+    """Red team session 20, finding 4: policy reads `request.context.gateway` as the entry point,
+    so a direct caller's context may not hold it (REJECTIONS), while the ext_authz adapter's
+    parameters (from_gateway) pass with it; a nested `gateway` member is the caller's own."""
+    context = {"gateway": "ext_authz", "path": "/mcp", "tool": "search"}
+    assert _build(context=context, from_gateway=True).context == context
+    assert _build(context={"tool": {"gateway": "x"}}).context == {"tool": {"gateway": "x"}}

@@ -19,7 +19,7 @@ from sekisho.gateway.routes import Route, RouteTable
 from sekisho.identity.role import InboundVerifier
 from sekisho.models import Caller
 from sekisho.singleflight import SingleFlight
-from sekisho.validation import ExchangeParams
+from sekisho.validation import GATEWAY_CONTEXT_MEMBER, ExchangeParams
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class GatewayAuthorizer:
 
     def _context(self, request: GatewayRequest) -> dict[str, str]:
         context = {
-            "gateway": "ext_authz",
+            GATEWAY_CONTEXT_MEMBER: "ext_authz",  # direct callers cannot send it (validation)
             "method": request.method.upper(),
             "path": request.path.split("?", 1)[0],  # query strings may carry secrets
             "host": request.authority,
@@ -209,6 +209,7 @@ def params_of(subject_token: str, route: Route, context: Mapping[str, str]) -> E
         resources=route.resources,
         scopes=route.scopes,
         context=context,
+        from_gateway=True,
     )
 
 

@@ -401,6 +401,16 @@ async def test_the_tool_header_reaches_policy_whole_never_cut(harness: Harness) 
     assert request.context["tool"] == tool
 
 
+async def test_the_gateway_context_passes_validation_as_the_adapters_own(harness: Harness) -> None:
+    """Red team session 20, finding 4: validation refuses a `context` with a top-level `gateway`
+    member from direct callers; the adapter's own context, which holds it, is exchanged."""
+    authorizer, recorder = build(harness)
+    verdict = await authorizer.authorize(gw("/crm", {**bearer(harness), "x-mcp-tool": "find"}))
+    assert isinstance(verdict, Allowed)
+    (request,) = recorder.requests
+    assert request.context["gateway"] == "ext_authz"
+
+
 async def test_a_tool_header_past_the_context_limit_is_refused_not_cut(harness: Harness) -> None:
     authorizer, recorder = build(harness)
     tool = "find" + "x" * 9000  # past limits.max_context_bytes (8,192)
