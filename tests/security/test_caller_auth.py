@@ -423,6 +423,12 @@ class PeerContext:
     def auth_context(self) -> dict[str, list[bytes]]:
         return self._auth
 
+    def time_remaining(self) -> float | None:
+        return None
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:1"
+
 
 @pytest.mark.parametrize(
     ("who", "trusted_principal", "expected"),

@@ -5,9 +5,19 @@ turns these verdicts into CheckResponse messages.
 
 Error answers follow RFC 6750 §3 (WWW-Authenticate: Bearer error="invalid_token" |
 "insufficient_scope", scope=) plus the policy's consent URL and RFC 9470 step-up parameters.
+
+Deadlines (red team session 20, finding 1): a Check's exchange runs under that Check's deadline,
+as ExchangeToken's does (admission refuses at once what cannot finish in time, and the pipeline
+stops before policy and signing once it has passed), so a Check Envoy has given up on never holds
+an admission slot. Concurrent Checks of one key share one exchange, which runs under the deadline
+of the Check that started it; a Check that joined it with a later deadline (or none) and finds it
+refused for overload (429, 503: the earlier deadline ran out, or admission saw it could not be
+met) runs one exchange of its own, under its own deadline, rather than fail early.
 """
 
+import asyncio
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -38,6 +48,10 @@ class GatewayRequest:
     caller: Caller = field(default_factory=Caller)
     # The route Envoy chose, from its per-route ext_authz context_extensions; None = not sent.
     route_name: str | None = None
+    # Seconds left before the Check's gRPC deadline (None = Envoy sent none), and the overload
+    # fairness key for a caller without an id (the gateway's connection).
+    time_budget: float | None = None
+    flow: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +115,10 @@ class GatewayAuthorizer:
         self._cache = cache
         self._token_header = token_header
         self._tool_header = tool_header
-        # One exchange per key at a time: a burst of concurrent misses shares the first one.
+        # One exchange per key at a time: a burst of concurrent misses shares the first one,
+        # which runs under the deadline of the Check that started it (math.inf = none).
         self._flights: SingleFlight[str, str] = SingleFlight()
+        self._flight_deadlines: dict[asyncio.Future[str], float] = {}
 
     def _route_of(self, request: GatewayRequest) -> Route | None:
         # Envoy's own choice when it says which route it took: re-matching host and path here
@@ -134,7 +150,8 @@ class GatewayAuthorizer:
         if token is None:
             try:
                 token = await self._shared_exchange(
-                    subject_token, route, context, request.caller, key
+                    _Exchange(subject_token, route, context, request.caller, key, request.flow),
+                    self._deadline_of(request),
                 )
             except ServiceError as error:
                 return denial(error, route)
@@ -151,20 +168,46 @@ class GatewayAuthorizer:
             return False
         return True
 
-    async def _shared_exchange(
-        self, subject_token: str, route: Route, context: dict[str, str], caller: Caller, key: str
-    ) -> str:
-        # A gateway cancelling one Check must not cancel the exchange others wait on.
-        return await self._flights.run(
-            key, lambda: self._exchange(subject_token, route, context, caller, key)
-        )
+    def _deadline_of(self, request: GatewayRequest) -> float:
+        """The Check's deadline on the cache's clock; math.inf when Envoy sent none."""
+        if request.time_budget is None:
+            return math.inf
+        return self._cache.clock.now() + request.time_budget
 
-    async def _exchange(
-        self, subject_token: str, route: Route, context: dict[str, str], caller: Caller, key: str
-    ) -> str:
+    async def _shared_exchange(self, work: "_Exchange", deadline: float) -> str:
+        flight, flight_deadline = self._flight(work, deadline)
+        # A gateway cancelling one Check must not cancel the exchange others wait on.
+        try:
+            return await asyncio.shield(flight)
+        except ServiceError as error:
+            if not (
+                error.http_status in _RETRYABLE_STATUSES
+                and flight_deadline < deadline
+                and self._cache.clock.now() < deadline
+            ):
+                raise
+        # The shared exchange ran out of its starter's time, not this Check's: one more, joined
+        # or started under this Check's deadline, and no further.
+        flight, _ = self._flight(work, deadline)
+        return await asyncio.shield(flight)
+
+    def _flight(self, work: "_Exchange", deadline: float) -> tuple["asyncio.Future[str]", float]:
+        """The exchange running for the key (started under `deadline` when none is), and the
+        deadline it runs under."""
+        flight = self._flights.start(work.key, lambda: self._exchange(work, deadline))
+        if flight not in self._flight_deadlines:  # started here
+            self._flight_deadlines[flight] = deadline
+            flight.add_done_callback(self._flight_deadlines.pop)
+        return flight, self._flight_deadlines[flight]
+
+    async def _exchange(self, work: "_Exchange", deadline: float) -> str:
+        key = work.key
         generation = self._cache.generation  # a reload during the exchange: do not keep it
+        budget = None if deadline == math.inf else max(0.0, deadline - self._cache.clock.now())
         result = await self._exchanger.handle(
-            _GatewayCall(caller, params_of(subject_token, route, context))
+            _GatewayCall(work.caller, params_of(work.subject_token, work.route, work.context)),
+            time_budget=budget,
+            flow=work.flow,
         )
         minted = result.minted
         self._cache.put(
@@ -211,6 +254,18 @@ def params_of(subject_token: str, route: Route, context: Mapping[str, str]) -> E
         context=context,
         from_gateway=True,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Exchange:
+    """One exchange the route asks for, shared by the Checks of its cache key."""
+
+    subject_token: str
+    route: Route
+    context: dict[str, str]
+    caller: Caller
+    key: str
+    flow: str
 
 
 @dataclass(frozen=True, slots=True)

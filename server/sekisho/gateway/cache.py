@@ -70,6 +70,11 @@ class GatewayTokenCache:
         self._misses = 0
 
     @property
+    def clock(self) -> Clock:
+        """The clock its expiries are read on (the authorizer's deadlines too)."""
+        return self._clock
+
+    @property
     def generation(self) -> int:
         """Changes at every clear(): a token minted before it must not be stored after it."""
         return self._generation

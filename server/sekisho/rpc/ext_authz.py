@@ -21,6 +21,7 @@ hits included.
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -179,6 +180,9 @@ class ExtAuthzServicer(ext_authz_grpc.AuthorizationServicer):  # type: ignore[mi
             gateway = gateway_request(
                 request, trust_source_principal=self._trust_source_principal, peer=peer
             )
+            # The exchange runs under the Check's deadline (Envoy's ext_authz timeout), as
+            # ExchangeToken's does: a Check Envoy gave up on holds no admission slot.
+            gateway = replace(gateway, time_budget=context.time_remaining(), flow=context.peer())
             verdict = await self._authorizer.authorize(gateway)
         except InvalidRequestError as error:  # a header that cannot be read with one meaning
             self._audit_refusal(error, peer)

@@ -9,6 +9,7 @@ from typing import Any
 import jwt
 import pytest
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG
+from sekisho.errors import DeadlineExceededError
 from sekisho.exchange import ExchangeCall, TokenExchanger
 from sekisho.gateway.authorizer import (
     Allowed,
@@ -44,12 +45,14 @@ class RecordingExchanger:
     def __init__(self, inner: TokenExchanger) -> None:
         self.inner = inner
         self.requests: list[ExchangeRequest] = []
+        self.options: list[dict[str, Any]] = []  # time_budget and flow of each call
 
     async def handle(self, call: ExchangeCall, **kwargs: Any) -> ExchangeResult:
         # The gateway's call is idempotent: read it once here to record what the pipeline gets.
         self.requests.append(
             build_request(await call.params(), await call.caller(), request_limits())
         )
+        self.options.append(kwargs)
         return await self.inner.handle(call, **kwargs)
 
 
@@ -495,3 +498,92 @@ async def test_a_context_spelled_into_another_part_never_shares_its_cache_entry(
     # Before: Allowed, the cached token. Now the exchange runs, and validation refuses it.
     assert isinstance(verdict, Denied) and verdict.status == 400
     assert len(recorder.requests) == 1  # refused at validation, never decided
+
+
+# --- deadlines (red team session 20, finding 1) --------------------------------------------------
+
+
+def timed(path: str, headers: Mapping[str, str], budget: float | None) -> GatewayRequest:
+    return replace(gw(path, headers), time_budget=budget, flow="ipv4:10.0.0.9:5000")
+
+
+async def test_the_exchange_runs_under_the_checks_deadline(harness: Harness) -> None:
+    """The exchange behind a Check ran with no deadline (NO_DEADLINE at admission): under
+    overload a Check Envoy had given up on still waited for a slot and was run to the end."""
+    authorizer, recorder = build(harness)
+    headers = bearer(harness)
+    assert isinstance(await authorizer.authorize(timed("/crm", headers, 0.2)), Allowed)
+    other = {**headers, "x-mcp-tool": "find"}  # another cache key
+    assert isinstance(await authorizer.authorize(timed("/crm", other, None)), Allowed)
+    assert recorder.options == [
+        {"time_budget": pytest.approx(0.2), "flow": "ipv4:10.0.0.9:5000"},
+        {"time_budget": None, "flow": "ipv4:10.0.0.9:5000"},  # Envoy sent none: as before
+    ]
+
+
+async def test_a_check_whose_deadline_passed_is_refused_before_any_work(harness: Harness) -> None:
+    authorizer, recorder = build(harness)
+    verdict = await authorizer.authorize(timed("/crm", bearer(harness), 0.0))
+    assert isinstance(verdict, Denied)
+    assert verdict.status in (429, 503)
+    assert recorder.options == [{"time_budget": 0.0, "flow": "ipv4:10.0.0.9:5000"}]
+
+
+class FirstRunsOutOfTime:
+    """The first exchange waits for `release`, then is refused as its deadline passed; the
+    others go to the real exchanger."""
+
+    def __init__(self, inner: TokenExchanger) -> None:
+        self.inner = inner
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+        self.budgets: list[float | None] = []
+
+    async def handle(self, call: ExchangeCall, **kwargs: Any) -> ExchangeResult:
+        self.budgets.append(kwargs.get("time_budget"))
+        if len(self.budgets) == 1:
+            self.started.set()
+            await self.release.wait()
+            raise DeadlineExceededError("the caller's deadline passed")
+        return await self.inner.handle(call, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("later", "retried"),
+    [
+        pytest.param(10.0, True, id="later-deadline-runs-its-own"),
+        pytest.param(None, True, id="no-deadline-runs-its-own"),
+        pytest.param(0.1, False, id="same-deadline-shares-the-refusal"),
+        pytest.param(0.05, False, id="earlier-deadline-shares-the-refusal"),
+    ],
+)
+async def test_a_check_that_joined_an_exchange_with_less_time_is_not_refused_for_its_deadline(
+    harness: Harness, later: float | None, retried: bool
+) -> None:
+    """One exchange per key runs under the deadline of the Check that started it; a Check that
+    joined it with more time left gets one exchange of its own when that one runs out of time,
+    rather than a refusal for a deadline that was not its own."""
+    exchanger = FirstRunsOutOfTime(harness.exchanger)
+    authorizer = GatewayAuthorizer(
+        exchanger,  # type: ignore[arg-type]
+        ROUTES,
+        GatewayTokenCache(harness.clock, max_entries=100, margin_seconds=30),
+        token_header=TokenHeader(),
+        tool_header="x-mcp-tool",
+    )
+    headers = bearer(harness)
+    first = asyncio.ensure_future(authorizer.authorize(timed("/crm", headers, 0.1)))
+    await asyncio.wait_for(exchanger.started.wait(), 5)
+    second = asyncio.ensure_future(authorizer.authorize(timed("/crm", headers, later)))
+    # The second Check reaches the running flight at its first step (nothing before it awaits
+    # without a cached token); had it not joined, the budgets below would say so.
+    await asyncio.sleep(0)
+    exchanger.release.set()
+    starter, joiner = await asyncio.gather(first, second)
+    assert isinstance(starter, Denied) and starter.status == 503
+    if retried:
+        assert isinstance(joiner, Allowed)
+        assert exchanger.budgets == [pytest.approx(0.1), later and pytest.approx(later)]
+    else:
+        assert joiner == starter
+        assert exchanger.budgets == [pytest.approx(0.1)]

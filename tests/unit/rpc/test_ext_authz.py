@@ -16,7 +16,7 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_authz_grpc
 from google.rpc import code_pb2
 from sekisho.constants import TOKEN_TYPE_ACCESS_TOKEN
 from sekisho.errors import InvalidRequestError, ServiceError
-from sekisho.gateway.authorizer import GatewayAuthorizer, GatewayRequest, TokenHeader
+from sekisho.gateway.authorizer import Allowed, GatewayAuthorizer, GatewayRequest, TokenHeader
 from sekisho.gateway.cache import GatewayTokenCache
 from sekisho.gateway.routes import Route, RouteTable
 from sekisho.models import Caller
@@ -327,6 +327,12 @@ class NoCertificate:
     def auth_context(self) -> dict[str, list[bytes]]:
         return {}
 
+    def time_remaining(self) -> float | None:
+        return None
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:1"
+
 
 def forwarded_check(harness: Harness) -> Any:
     """A Check for ROUTES' /crm naming a downstream principal, as Envoy sends it."""
@@ -389,3 +395,44 @@ async def test_a_gateway_check_is_refused_503_once_the_revocation_view_is_stale(
     response = await servicer.Check(forwarded_check(harness), NoCertificate())  # type: ignore[arg-type]
     assert response.denied_response.status.code == 503
     assert refused == [("temporarily_unavailable", GATEWAY_ID)]
+
+
+class RequestRecorder:
+    def __init__(self) -> None:
+        self.requests: list[GatewayRequest] = []
+
+    async def authorize(self, request: GatewayRequest) -> Any:
+        self.requests.append(request)
+        return Allowed({"authorization": "Bearer minted"})
+
+
+async def test_the_checks_deadline_and_connection_reach_the_authorizer(harness: Harness) -> None:
+    """Red team session 20, finding 1: the exchange behind a Check ran with no deadline, so a
+    Check Envoy had given up on (its ext_authz timeout) still waited for an admission slot."""
+    recorder = RequestRecorder()
+    servicer = ExtAuthzServicer(
+        recorder,  # type: ignore[arg-type]
+        trust_source_principal=False,
+        trusted_gateways=frozenset(),
+        callers=NO_CLIENT_AUTH,
+        check_revoked=None,
+        audit_refusal=harness.exchanger.refused,
+        crashed=harness.exchanger.crashed,
+    )
+    exchange = TokenExchangeServicer(harness.exchanger, harness.keyring, callers=NO_CLIENT_AUTH)
+    server = await create_grpc_server(
+        exchange,
+        "127.0.0.1:0",
+        contextvars.ContextVar("r"),
+        servicer,
+        max_message_bytes=grpc_max_message_bytes(),
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = ext_authz_grpc.AuthorizationStub(channel)
+        await stub.Check(check_request({}), timeout=5.0)  # Envoy's grpc-timeout
+        await stub.Check(check_request({}))  # none sent
+    await server.stop(0)
+    timed, untimed = recorder.requests
+    assert timed.time_budget is not None and 0 < timed.time_budget <= 5.0
+    assert untimed.time_budget is None
+    assert timed.flow.startswith("ipv")  # the gateway's connection, the anonymous fairness key
