@@ -15,6 +15,7 @@ import asyncio
 import base64
 import contextlib
 import encodings
+import json
 import logging
 import threading
 import zlib
@@ -423,6 +424,52 @@ async def test_an_identity_coded_body_is_read_as_usual(
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP_SECONDS)
     assert head.startswith((b"HTTP/1.1 400", b"HTTP/1.1 401"))  # the endpoint's own answer
     assert patient.http_guard is not None and patient.http_guard.encoded_refused == 0
+    await _close_all([(reader, writer)])
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "coding", ["gzip, chunked", "GZip, chunked", "deflate,chunked", "x-made-up, chunked"]
+)
+async def test_a_transfer_coding_other_than_chunked_is_refused_naming_the_header(
+    patient: Service, coding: str
+) -> None:
+    """Red team session 20, finding 5: aiohttp undoes the chunked framing only, so a plain form
+    sent with `Transfer-Encoding: gzip, chunked` was exchanged as if uncoded (200), where a proxy
+    applying the coding reads another body. RFC 9112 §6.1 says 501; the contract's refusals are
+    invalid_request, so 400 with the RFC 6749 §5.2 body naming the header, connection closed."""
+    form = b"grant_type=x"
+    reader, writer = await _connect(patient.http_port)
+    writer.write(
+        (
+            "POST /oauth2/token HTTP/1.1\r\nHost: sekisho\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Transfer-Encoding: {coding}\r\n\r\n"
+        ).encode()
+        + b"%x\r\n%s\r\n0\r\n\r\n" % (len(form), form)
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP_SECONDS)
+    assert head.startswith(b"HTTP/1.1 400")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    body = json.loads(await asyncio.wait_for(reader.readexactly(length), GIVE_UP_SECONDS))
+    assert body["error"] == "invalid_request"
+    assert "Transfer-Encoding" in body["error_description"]
+    assert await closed_within(reader, GIVE_UP_SECONDS)
+    assert patient.http_guard is not None and patient.http_guard.transfer_coded_refused == 1
+    await _close_all([(reader, writer)])
+
+
+@pytest.mark.integration
+async def test_a_chunked_body_is_read_as_usual(patient: Service) -> None:
+    reader, writer = await _connect(patient.http_port)
+    writer.write(
+        b"POST /oauth2/token HTTP/1.1\r\nHost: sekisho\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nc\r\ngrant_type=x\r\n0\r\n\r\n"
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP_SECONDS)
+    assert head.startswith((b"HTTP/1.1 400", b"HTTP/1.1 401"))  # the endpoint's own answer
+    assert patient.http_guard is not None and patient.http_guard.transfer_coded_refused == 0
     await _close_all([(reader, writer)])
 
 

@@ -96,6 +96,7 @@ class ConnectionGuard:
         self.handshakes_failed = 0  # refused by TLS, timed out, or closed by the client
         self.timed_out = 0
         self.encoded_refused = 0  # bodies refused 415 for a content coding
+        self.transfer_coded_refused = 0  # bodies refused 400 for a transfer coding but chunked
 
     @property
     def open(self) -> int:
@@ -193,6 +194,12 @@ class ConnectionGuard:
                     refusal = _refused(ContentCodingError(), request)
                     refusal.headers["Accept-Encoding"] = "identity"
                     return refusal
+                if _transfer_coded(request):
+                    self.transfer_coded_refused += 1
+                    # aiohttp undoes the chunked framing only: the rest would be read as if
+                    # uncoded, where a proxy applying the coding reads another body (RFC 9112
+                    # §6.1 says 501; the contract's refusals are invalid_request, so 400)
+                    return _refused(RequestBodyError(_TRANSFER_CODED), request)
                 if request.body_exists:
                     try:
                         await asyncio.wait_for(request.read(), self.limits.body_timeout)
@@ -225,6 +232,16 @@ def _refused(error: RequestBodyError, request: web.Request) -> web.Response:
     response = refusal_response(error, request)
     response.force_close()
     return response
+
+
+_TRANSFER_CODED = "a Transfer-Encoding other than chunked is not accepted: send the body uncoded"
+
+
+def _transfer_coded(request: web.Request) -> bool:
+    """Whether the message carries a transfer coding other than chunked (RFC 9112 §6.1), the one
+    coding aiohttp's parser applies (red team session 20, finding 5)."""
+    codings = request.headers.getall("Transfer-Encoding", [])
+    return any(c.strip().lower() not in ("", "chunked") for v in codings for c in v.split(","))
 
 
 def _content_coded(request: web.Request) -> bool:
