@@ -72,6 +72,7 @@ def trusted_issuers(
                 discovery_url=entry.discovery_url,
                 min_refetch_interval=trust.jwks_refetch_min_interval_seconds,
                 max_stale_seconds=trust.jwks_max_stale_seconds,
+                unknown_kid_wait_seconds=trust.unknown_kid_wait_seconds,
             ),
         )
         for entry in trust.issuers

@@ -7,16 +7,25 @@ test_operations.py.)
 Every fault is real: HTTP over loopback, files on disk, SIGKILLed processes.
 """
 
+import asyncio
+import contextlib
+import dataclasses
 import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
+from sekisho._gen.sekisho.v1 import token_exchange_pb2 as pb
+from sekisho._gen.sekisho.v1 import token_exchange_pb2_grpc as pb_grpc
 from sekisho.constants import TOKEN_TYPE_ID_TOKEN
+from sekisho.devidp import DevIdentityProvider
 from sekisho.errors import InvalidTokenError, TemporarilyUnavailableError
+from sekisho.service import start_service
 from sekisho.signing.filestore import KEYRING_FILE, FileKeyStore
 from sekisho.signing.keyring import Keyring
 from sekisho.signing.keys import KeyState
@@ -25,8 +34,10 @@ from sekisho.verify.fetcher import HttpJsonFetcher
 
 from tests.fakes.clock import FakeClock
 from tests.fakes.idp import TestIdp
+from tests.grpc_errors import error_info
 from tests.harness import IDP_A, POLICIES
-from tests.jwks_server import jwks_server, live_verifier
+from tests.integration.conftest import AGENT_AUDIENCE, stack_settings
+from tests.jwks_server import JwksServer, jwks_server, live_verifier
 
 pytestmark = pytest.mark.integration
 
@@ -107,6 +118,92 @@ async def test_jwks_never_fetched_and_idp_down_fails_closed(fetcher: HttpJsonFet
         verifier = live_verifier(server, fetcher, clock, issuer=IDP_A)
         with pytest.raises(TemporarilyUnavailableError):
             await verifier.verify(idp.token(clock.now()), TOKEN_TYPE_ID_TOKEN)
+
+
+# How long the service's unknown kid waits ([trust] unknown_kid_wait_seconds), and how slowly the
+# IdP answers meanwhile: far apart, so a loaded host cannot blur the two.
+UNKNOWN_KID_WAIT = 0.2
+SLOW_IDP_SECONDS = 3.0
+
+
+async def test_a_made_up_kid_at_a_slow_idp_is_unavailable_within_the_wait(tmp_path: Path) -> None:
+    """Red team session 20 (server side): an exchange whose token names a kid the IdP's set
+    lacks waited for the refetch it triggered for the whole fetch (up to the fetch timeout)
+    while the IdP answered slowly, holding its admission slot. Now ExchangeToken answers
+    UNAVAILABLE / temporarily_unavailable within `unknown_kid_wait_seconds`; the refetch goes
+    on, and a key the IdP really rotated in is served from it to the next exchange."""
+    async with jwks_server() as server:
+        issuer = server.url_for("")
+        idp = DevIdentityProvider.open(tmp_path / "idp", issuer)
+        server.document = idp.jwks()
+        async with _stack(tmp_path, server, issuer) as stub:
+            await stub.ExchangeToken(_request(idp))  # the IdP's set is held
+            fetches = server.hits
+            server.mode, server.delay = "slow", SLOW_IDP_SECONDS
+            refusal, took = await _refused(stub, _request(dataclasses.replace(idp, kid="made-up")))
+            assert (refusal.code(), error_info(refusal).reason) == (
+                grpc.StatusCode.UNAVAILABLE,
+                "temporarily_unavailable",
+            )
+            assert took < SLOW_IDP_SECONDS / 2
+            # The IdP rotates while that refetch is under way; the set it answers carries it.
+            rotated = DevIdentityProvider.open(tmp_path / "rotated", issuer)
+            server.document = {"keys": idp.jwks()["keys"] + rotated.jwks()["keys"]}
+            response = await _until_exchanged(stub, _request(rotated))
+            assert response.access_token
+            assert server.hits == fetches + 1  # one refetch, shared by every call above
+
+
+@contextlib.asynccontextmanager
+async def _stack(
+    tmp_path: Path, server: JwksServer, issuer: str
+) -> AsyncIterator[pb_grpc.TokenExchangeServiceStub]:
+    """Sekisho trusting `issuer`, whose JWKS `server` serves, with the unknown-kid wait set."""
+    keys_dir = tmp_path / "keys"
+    FileKeyStore(keys_dir).init("ES256", T0)
+    trust = {
+        "issuers": [{"issuer": issuer, "jwks_uri": server.url, "audiences": [AGENT_AUDIENCE]}],
+        "jwks_refetch_min_interval_seconds": 0.0,
+        "unknown_kid_wait_seconds": UNKNOWN_KID_WAIT,
+        "http_timeout_seconds": 2 * SLOW_IDP_SECONDS,
+    }
+    service = await start_service(stack_settings(issuer, keys_dir, trust=trust))
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc.port}")
+    try:
+        yield pb_grpc.TokenExchangeServiceStub(channel)
+    finally:
+        await channel.close()
+        await service.stop(0.5)
+
+
+def _request(idp: DevIdentityProvider) -> pb.ExchangeTokenRequest:
+    claims = {"sub": "alice", "aud": AGENT_AUDIENCE, "groups": ["sales"], "tenant": "acme"}
+    return pb.ExchangeTokenRequest(
+        subject_token=idp.token(claims, ttl=600), audience="https://crm-as.example.com"
+    )
+
+
+async def _refused(
+    stub: pb_grpc.TokenExchangeServiceStub, request: pb.ExchangeTokenRequest
+) -> tuple[grpc.aio.AioRpcError, float]:
+    started = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.ExchangeToken(request, timeout=4 * SLOW_IDP_SECONDS)
+    return refused.value, time.monotonic() - started
+
+
+async def _until_exchanged(
+    stub: pb_grpc.TokenExchangeServiceStub, request: pb.ExchangeTokenRequest
+) -> pb.ExchangeTokenResponse:
+    """Exchanged once the refetch lands; UNAVAILABLE (retryable) until then, nothing else."""
+    deadline = time.monotonic() + 4 * SLOW_IDP_SECONDS
+    while True:
+        try:
+            return await stub.ExchangeToken(request, timeout=4 * SLOW_IDP_SECONDS)
+        except grpc.aio.AioRpcError as refused:
+            if refused.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.05)
 
 
 # --- corrupted keystore -----------------------------------------------------------------------

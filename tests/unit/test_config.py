@@ -105,6 +105,7 @@ ERROR_CASES = [
     pytest.param(SERVER + "[trust]\nleeway_seconds = 301\n", {}, "trust.leeway_seconds", "300", id="leeway"),
     pytest.param(SERVER + "[trust]\njwks_cache_seconds = 1\n", {}, "trust.jwks_cache_seconds", "10", id="jwks-cache"),
     pytest.param(SERVER + "[trust]\nmax_token_bytes = 10\n", {}, "trust.max_token_bytes", "1024", id="max-token-bytes"),
+    pytest.param(SERVER + "[trust]\nunknown_kid_wait_seconds = -1\n", {}, "trust.unknown_kid_wait_seconds", "greater than or equal to 0", id="unknown-kid-wait-negative"),
     pytest.param(SERVER + "[trust]\njwks_max_stale_seconds = 30\n", {}, "trust.jwks_max_stale_seconds", "60", id="jwks-max-stale-min"),
     pytest.param(SERVER + "[trust]\njwks_max_stale_seconds = 300\n", {}, "trust.jwks_max_stale_seconds", "must exceed trust.jwks_cache_seconds", id="jwks-max-stale-vs-refresh"),
     pytest.param(SERVER + '[policy]\nengine = "wasm"\n', {}, "policy.engine", "embedded", id="policy-engine"),

@@ -14,6 +14,10 @@ class TrustConfig(Section):
     leeway_seconds: int = Field(default=30, ge=0, le=300)
     jwks_cache_seconds: int = Field(default=300, ge=10)
     jwks_refetch_min_interval_seconds: float = Field(default=30.0, ge=0)
+    # How long after the refetch an unknown kid triggers (or joins) began the request waits for
+    # it, then UNAVAILABLE; the fetch goes on for the next call. Unbounded, a made-up kid held its
+    # exchange for the whole fetch while the IdP answered slowly (verify/jwks.py).
+    unknown_kid_wait_seconds: float = Field(default=1.0, ge=0)
     # Last good keys outlive an IdP outage by at most this long; then exchanges fail closed.
     jwks_max_stale_seconds: int = Field(default=86400, ge=60)
     http_timeout_seconds: float = Field(default=5.0, gt=0)

@@ -17,13 +17,14 @@ so `sekisho[verify]` carries it without the server.
 - An unknown kid triggers a refetch at most once per `min_refetch_interval`, so a storm of made-up
   kids cannot hammer the publisher (the PyJWT advisory pattern STYLE.md warns about); concurrent
   fetches are single-flight.
-- With `unknown_kid_wait_seconds` (the SDK's JwksClient: UNKNOWN_KID_WAIT_SECONDS), a kid not in
-  the set held waits for that refetch no later than this long after it began, then is refused as
-  unavailable (the kid may be in the set not yet read); the fetch goes on, shared, and its keys
-  serve the next call. Unbounded, each forged kid sent while the publisher answered slowly held
-  its request for the whole fetch timeout (5 s): an attacker's cheap requests held the
-  downstream's workers (red team session 20). With no usable set held, every kid needs the fetch
-  and waits for it up to the fetch timeout, as before.
+- With `unknown_kid_wait_seconds` (the server: [trust] unknown_kid_wait_seconds; the SDK's
+  JwksClient: UNKNOWN_KID_WAIT_SECONDS), a kid not in the set held waits for that refetch no
+  later than this long after it began, then is refused as unavailable (the kid may be in the set
+  not yet read); the fetch goes on, shared, and its keys serve the next call. Unbounded, each
+  forged kid sent while the publisher answered slowly held its request for the whole fetch
+  timeout (5 s): an attacker's cheap requests held the server's exchanges (and their admission
+  slots) or the downstream's workers (red team session 20). With no usable set held, every kid
+  needs the fetch and waits for it up to the fetch timeout, as before.
 - Discovery (OIDC Discovery §4) is re-read before every fetch, so an IdP that moves its jwks_uri
   is followed without a restart; the new URI passes the same issuer and https rules, and a
   discovery document that fails or is refused keeps the last jwks_uri that served good keys.
