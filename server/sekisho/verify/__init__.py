@@ -21,7 +21,7 @@ from sekisho.verify.errors import (
     VerifierUnavailableError,
 )
 from sekisho.verify.freshness import max_age_seconds
-from sekisho.verify.jwks import JwksClient
+from sekisho.verify.jwks_client import JwksClient
 from sekisho.verify.replay import (
     InMemoryReplayCache,
     RedisReplayCache,

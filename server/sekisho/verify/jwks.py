@@ -1,7 +1,7 @@
 """The one JWKS client (RFC 7517), for both sides: the server verifying IdP tokens
 (identity/verifier.py, one JwksCache per trusted issuer) and downstreams verifying Sekisho's
-tokens (JwksClient below, sekisho.verify's KeySource). Standard library, pyjwt and aiohttp only,
-so `sekisho[verify]` carries it without the server.
+tokens (jwks_client.py's JwksClient, sekisho.verify's KeySource, wraps a JwksCache). Standard
+library, pyjwt and aiohttp only, so `sekisho[verify]` carries it without the server.
 
 - Size caps: documents over fetcher.MAX_DOCUMENT_BYTES or with more than MAX_KEYS keys are
   refused; only asymmetric public signing keys are kept, a duplicated kid drops both copies
@@ -18,13 +18,13 @@ so `sekisho[verify]` carries it without the server.
   kids cannot hammer the publisher (the PyJWT advisory pattern STYLE.md warns about); concurrent
   fetches are single-flight.
 - With `unknown_kid_wait_seconds` (the server: [trust] unknown_kid_wait_seconds; the SDK's
-  JwksClient: UNKNOWN_KID_WAIT_SECONDS), a kid not in the set held waits for that refetch no
-  later than this long after it began, then is refused as unavailable (the kid may be in the set
-  not yet read); the fetch goes on, shared, and its keys serve the next call. Unbounded, each
-  forged kid sent while the publisher answered slowly held its request for the whole fetch
-  timeout (5 s): an attacker's cheap requests held the server's exchanges (and their admission
-  slots) or the downstream's workers (red team session 20). With no usable set held, every kid
-  needs the fetch and waits for it up to the fetch timeout, as before.
+  JwksClient: jwks_client.UNKNOWN_KID_WAIT_SECONDS), a kid not in the set held waits for that
+  refetch no later than this long after it began, then is refused as unavailable (the kid may be
+  in the set not yet read); the fetch goes on, shared, and its keys serve the next call.
+  Unbounded, each forged kid sent while the publisher answered slowly held its request for the
+  whole fetch timeout (5 s): an attacker's cheap requests held the server's exchanges (and their
+  admission slots) or the downstream's workers (red team session 20). With no usable set held,
+  every kid needs the fetch and waits for it up to the fetch timeout, as before.
 - Discovery (OIDC Discovery §4) is re-read before every fetch, so an IdP that moves its jwks_uri
   is followed without a restart; the new URI passes the same issuer and https rules, and a
   discovery document that fails or is refused keeps the last jwks_uri that served good keys.
@@ -36,31 +36,18 @@ so `sekisho[verify]` carries it without the server.
 import asyncio
 import logging
 import math
-from collections.abc import Callable
 from typing import Any
 
-import jwt
-
 from sekisho.backoff import Backoff
-from sekisho.clock import CallableClock, Clock
+from sekisho.clock import Clock
 from sekisho.singleflight import SingleFlight
-from sekisho.urls import is_secure_url, may_follow
-from sekisho.verify.errors import TokenRejectedError, VerifierUnavailableError
-from sekisho.verify.fetcher import (
-    Document,
-    DocumentFetcher,
-    FetchError,
-    HttpJsonFetcher,
-    JsonFetcher,
-)
+from sekisho.urls import may_follow
+from sekisho.verify.fetcher import DocumentFetcher, FetchError, JsonFetcher
 from sekisho.verify.freshness import age_seconds, fresh_seconds, max_age_seconds
 from sekisho.verify.jwk_set import PublicJwk, parse_jwks
 
 log = logging.getLogger(__name__)
 
-# How long a downstream's unknown kid waits for the refetch it triggers, counted from the fetch's
-# start (module docstring): a JWKS fetch from a publisher nearby takes milliseconds.
-UNKNOWN_KID_WAIT_SECONDS = 1.0
 # The last part of a downstream's max-age in which a verification refetches in the background
 # (module docstring), as status lists are refreshed (status.py).
 REFRESH_AHEAD = 0.2
@@ -299,75 +286,3 @@ class JwksCache:
         if not isinstance(uri, str) or not may_follow(uri, self._discovery_url):
             raise FetchError("discovery document has no usable https jwks_uri")
         return uri
-
-
-class JwksClient:
-    """A downstream's KeySource: Sekisho's (or any issuer's) JWK Set over HTTP(S), cached for
-    the publisher's Cache-Control max-age; the JwksCache above with the SDK's errors."""
-
-    def __init__(
-        self,
-        jwks_uri: str,
-        *,
-        clock: Callable[[], float],
-        default_max_age: float = 300.0,
-        min_refetch_interval: float = 30.0,
-        timeout_seconds: float = 5.0,
-        unknown_kid_wait_seconds: float = UNKNOWN_KID_WAIT_SECONDS,
-    ) -> None:
-        """`unknown_kid_wait_seconds`: how long after the refetch an unknown kid triggers (or
-        joins) began it waits for it, then VerifierUnavailableError (module docstring);
-        `timeout_seconds`: a fetch's own bound, and the wait while no usable set is held.
-
-        Raises: ValueError when `jwks_uri` is not https (plain http only on a loopback host:
-            over plain http anyone on the path could serve keys, and so forge tokens), or
-            `unknown_kid_wait_seconds` is negative."""
-        if not is_secure_url(jwks_uri):
-            raise ValueError(f"jwks_uri must be https (http only on loopback): {jwks_uri!r}")
-        if unknown_kid_wait_seconds < 0:
-            raise ValueError("unknown_kid_wait_seconds must not be negative")
-        self._fetcher = _CountingFetcher(HttpJsonFetcher(timeout_seconds, reuse_session=False))
-        self._cache = JwksCache(
-            jwks_uri,
-            self._fetcher,
-            CallableClock(clock),
-            jwks_uri=jwks_uri,
-            min_refetch_interval=min_refetch_interval,
-            max_stale_seconds=0.0,
-            default_max_age=default_max_age,
-            unknown_kid_wait_seconds=unknown_kid_wait_seconds,
-        )
-
-    @property
-    def fetch_count(self) -> int:
-        return self._fetcher.count
-
-    async def key(self, kid: str) -> jwt.PyJWK:
-        """The key with this kid. Raises: TokenRejectedError (unknown kid),
-        VerifierUnavailableError (the JWKS cannot be fetched)."""
-        if not kid:
-            raise TokenRejectedError("unknown signing key")
-        try:
-            found = await self._cache.key(kid)
-        except JwksUnavailableError as exc:
-            raise VerifierUnavailableError(f"JWKS unavailable: {exc}") from exc
-        if found is not None:
-            return found.jwk  # type: ignore[no-any-return]
-        if self._cache.last_fetch_failed:  # never report an outage as a bad token
-            raise VerifierUnavailableError("JWKS fetch failed")
-        raise TokenRejectedError("unknown signing key")
-
-
-class _CountingFetcher:
-    """Counts the documents fetched (JwksClient.fetch_count)."""
-
-    def __init__(self, inner: HttpJsonFetcher) -> None:
-        self._inner = inner
-        self.count = 0
-
-    async def fetch_json(self, url: str) -> Any:
-        return (await self.fetch_document(url)).body
-
-    async def fetch_document(self, url: str) -> Document:
-        self.count += 1
-        return await self._inner.fetch_document(url)
