@@ -154,14 +154,12 @@ def gateway_trust(settings: Settings) -> frozenset[str]:
     listed): agents reach the same grpc_listen as the gateway.
 
     Raises: ConfigError naming gateway.trusted_gateways when it lists an id that is not a
-    registered [[callers]] id (no Check could come from it: a typo would refuse them all)."""
+    registered [[callers]] id (Settings.unregistered_gateways: refused at load already, unless
+    the settings were copied without validation)."""
     gateway = settings.gateway
-    unknown = sorted(set(gateway.trusted_gateways) - {caller.id for caller in settings.callers})
-    if unknown:
-        raise ConfigError(
-            f"config key 'gateway.trusted_gateways': {', '.join(map(repr, unknown))} is not a "
-            "registered [[callers]] id"
-        )
+    problem = settings.unregistered_gateways()
+    if problem:
+        raise ConfigError(problem)
     trusted = frozenset(gateway.trusted_gateways)
     if gateway.trust_source_principal and not trusted:
         log.warning(

@@ -110,6 +110,26 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _trusted_gateways_are_callers(self) -> "Settings":
+        # At load, not only at start: `sekisho` commands that only load settings read them too.
+        problem = self.unregistered_gateways()
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    def unregistered_gateways(self) -> str:
+        """What is wrong with [gateway] trusted_gateways ("" when nothing): every id must be a
+        registered [[callers]] id, or no Check could come from it (a typo would refuse them
+        all). Refused at load; the service's start asks again (service_listeners.gateway_trust)
+        for settings copied without validation."""
+        known = {caller.id for caller in self.callers}
+        unknown = sorted(set(self.gateway.trusted_gateways) - known)
+        if not unknown:
+            return ""
+        listed = ", ".join(map(repr, unknown))
+        return f"gateway.trusted_gateways: not a registered [[callers]] id: {listed}"
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -1,12 +1,17 @@
-"""[gateway] trusted_gateways at start (service_listeners.gateway_trust): every listed id must be
-a registered caller, and trusting the source principal of any caller is said (red team session
-20: agents reach the gateway's grpc_listen)."""
+"""[gateway] trusted_gateways: every listed id must be a registered caller, refused when the
+settings load (so by every `sekisho` command) and again at start (service_listeners.gateway_trust)
+for settings copied without validation; trusting the source principal of any caller is said at
+start (red team session 20: agents reach the gateway's grpc_listen)."""
 
+import io
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sekisho.config import Settings
+from pydantic import ValidationError
+from sekisho.cli import main
+from sekisho.config import Settings, load_settings
 from sekisho.errors import ConfigError
 from sekisho.service_listeners import gateway_trust
 
@@ -29,10 +34,49 @@ def test_the_listed_gateways_are_trusted(caplog: pytest.LogCaptureFixture) -> No
     assert WARNING not in [record.getMessage() for record in caplog.records]
 
 
-def test_an_unregistered_trusted_gateway_is_refused_naming_the_key() -> None:
+UNREGISTERED = r"gateway\.trusted_gateways.*'envoy-gw'"
+CONFIG = """
+[gateway]
+trust_source_principal = true
+trusted_gateways = ["envoy-gateway", "envoy-gw"]
+
+[[callers]]
+id = "envoy-gateway"
+"""
+
+
+def test_an_unregistered_trusted_gateway_is_refused_at_load_naming_the_key_and_id(
+    tmp_path: Path,
+) -> None:
     # A typo would refuse every Check; an id no [[callers]] entry has can never authenticate.
-    with pytest.raises(ConfigError, match=r"gateway\.trusted_gateways.*'envoy-gw'"):
-        gateway_trust(settings(trust_source_principal=True, trusted_gateways=["envoy-gw"]))
+    path = tmp_path / "sekisho.toml"
+    path.write_text(CONFIG)
+    with pytest.raises(ConfigError, match=UNREGISTERED) as refused:
+        load_settings(path)
+    assert "'envoy-gateway'" not in str(refused.value)  # only the unknown id is named
+
+
+def test_settings_refuse_an_unregistered_trusted_gateway() -> None:
+    with pytest.raises(ValidationError, match=UNREGISTERED):
+        settings(trust_source_principal=True, trusted_gateways=["envoy-gw"])
+
+
+def test_a_command_that_only_loads_settings_refuses_an_unregistered_trusted_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `sekisho clients hash-secret` reads the config and nothing else: it took this one.
+    path = tmp_path / "sekisho.toml"
+    path.write_text(CONFIG)
+    monkeypatch.setattr("sys.stdin", io.StringIO("a-long-enough-client-secret\n"))
+    assert main(["clients", "hash-secret", "--config", str(path)]) == 2
+    assert "gateway.trusted_gateways" in capsys.readouterr().err
+
+
+def test_the_start_refuses_an_unregistered_trusted_gateway_copied_past_validation() -> None:
+    valid = settings(trust_source_principal=True, trusted_gateways=["envoy-gateway"])
+    gateway = valid.gateway.model_copy(update={"trusted_gateways": ("envoy-gw",)})
+    with pytest.raises(ConfigError, match=UNREGISTERED):
+        gateway_trust(valid.model_copy(update={"gateway": gateway}))
 
 
 def test_trusting_every_callers_source_principal_is_said_at_start(
