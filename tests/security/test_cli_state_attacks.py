@@ -285,12 +285,20 @@ def _run_with_a_full_log(tmp_path: Path, log: Path, *argv: str) -> subprocess.Co
     with log.open("a") as padding:
         padding.write('{"pad": 1}\n' * 30_000)
     limit = log.stat().st_size
-    under_limit = (
-        f"import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, "
-        f"{limit})); sys.argv[0] = 'sekisho'; runpy.run_module('sekisho', run_name='__main__')"
-    )
+    under_limit = f"import resource; resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))"
+    return _run_after(tmp_path, under_limit, *argv)
+
+
+def _run_after(tmp_path: Path, prelude: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in a child Python that runs `prelude` first (a limit, a patch), as `alice`."""
     return subprocess.run(
-        [sys.executable, "-c", under_limit, *argv],
+        [
+            sys.executable,
+            "-c",
+            f"{prelude}; import runpy, sys; sys.argv[0] = 'sekisho'; "
+            "runpy.run_module('sekisho', run_name='__main__')",
+            *argv,
+        ],
         cwd=tmp_path,
         env={**os.environ, "USER": "alice"},
         capture_output=True,
@@ -372,20 +380,10 @@ def _run_crashing_after_the_change(
     """The CLI, killed (os._exit, no cleanup) right after the store made the change: as a crash,
     an OOM kill or a power cut between the change and its result line."""
     crashing = (
-        "import os, runpy, sys; from sekisho.status.filestore import FileStatusStore as S; "
-        f"real = S.{method}; "
-        f"S.{method} = lambda self, *a: (real(self, *a), os._exit(9)); "
-        "sys.argv[0] = 'sekisho'; runpy.run_module('sekisho', run_name='__main__')"
+        "import os; from sekisho.status.filestore import FileStatusStore as S; "
+        f"real = S.{method}; S.{method} = lambda self, *a: (real(self, *a), os._exit(9))"
     )
-    return subprocess.run(
-        [sys.executable, "-c", crashing, *argv],
-        cwd=tmp_path,
-        env={**os.environ, "USER": "alice"},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    return _run_after(tmp_path, crashing, *argv)
 
 
 @pytest.mark.parametrize(
