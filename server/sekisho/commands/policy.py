@@ -7,6 +7,8 @@ All of them work on the folder `[policy] path` as the service reads it, whatever
 import argparse
 import hashlib
 import json
+import os
+import secrets
 import shlex
 import sys
 from pathlib import Path
@@ -244,12 +246,45 @@ def _check_embedded(settings: Settings) -> bool:
 
 def _build(args: argparse.Namespace, settings: Settings) -> int:
     """opa build -b of the folder, then the bundle loaded and self-tested as a replica would."""
+    from sekisho.policy.wasm.compiler import entrypoint_of
+
+    output = Path(args.output)
+    # Built beside --output and renamed over it only once checked: a bundle whose signature or
+    # self-test fails must never sit where a deploy step would ship it, and an earlier good
+    # bundle there stays as it was. Beside it: os.replace is atomic within one filesystem. Not
+    # mkstemp: its 0600 file would become the bundle, unreadable to the server publishing it.
+    staged = output.with_name(f".{output.name}.{secrets.token_hex(8)}.partial")
+    try:
+        algorithm, raw, revision = _build_checked(args, settings, staged)
+        try:
+            os.replace(staged, output)
+        except OSError as exc:
+            raise PolicyLoadError(f"cannot write the bundle to {output}: {exc}") from exc
+    finally:
+        staged.unlink(missing_ok=True)
+    digest = hashlib.sha256(raw).hexdigest()
+    signed = f"signed {algorithm}" if algorithm else "unsigned"
+    print(f"wrote {output}: {len(raw)} bytes, sha256 {digest}, {signed}")
+    print(f"revision {revision!r}, entrypoint {entrypoint_of(settings.policy.query)}")
+    if algorithm:  # what it was checked with: the key's public half, or the same HMAC secret
+        against = "the HMAC secret" if algorithm.startswith("HS") else "the key's public half"
+        print(f"== signature verifies with {against}, as a replica checks it: ok")
+    print("== bundle loads and passes the self-test: ok")
+    return 0
+
+
+def _build_checked(
+    args: argparse.Namespace, settings: Settings, output: Path
+) -> tuple[str | None, bytes, str]:
+    """The bundle written to `output`, its signature verified and the bundle loaded and
+    self-tested: (signature algorithm or None, its bytes, its revision).
+
+    Raises: PolicyLoadError when it cannot be built or a replica would refuse it."""
     from sekisho.loops import LoopFailures, not_counted
     from sekisho.policy.wasm.bundles import BundlePolicyEngine
     from sekisho.policy.wasm.compiler import BundleSigning, build_bundle, entrypoint_of
     from sekisho.policy_components import bundle_polling, wasm_limits
 
-    output = Path(args.output)
     signing = None
     if args.signing_key:
         signing = BundleSigning(Path(args.signing_key), args.signing_alg, args.signing_scope)
@@ -266,15 +301,7 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
         polling=bundle_polling(settings.policy),
         verifier=_verifier_of(signing, algorithm) if signing and algorithm else None,
     ).load(raw)
-    digest = hashlib.sha256(raw).hexdigest()
-    signed = f"signed {algorithm}" if algorithm else "unsigned"
-    print(f"wrote {output}: {len(raw)} bytes, sha256 {digest}, {signed}")
-    print(f"revision {policy.revision!r}, entrypoint {entrypoint}")
-    if algorithm:  # what it was checked with: the key's public half, or the same HMAC secret
-        against = "the HMAC secret" if algorithm.startswith("HS") else "the key's public half"
-        print(f"== signature verifies with {against}, as a replica checks it: ok")
-    print("== bundle loads and passes the self-test: ok")
-    return 0
+    return algorithm, raw, policy.revision
 
 
 def _verifier_of(signing: "BundleSigning", algorithm: str) -> "BundleVerifier":

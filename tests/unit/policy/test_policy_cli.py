@@ -357,6 +357,39 @@ def test_build_verifies_the_signature_it_made(
     assert "bundle signature does not verify" in err and "ok" not in out
 
 
+@pytest.mark.parametrize("earlier", [False, True], ids=["no-earlier-bundle", "earlier-bundle"])
+def test_build_leaves_no_bundle_at_the_output_when_its_signature_fails_the_check(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    earlier: bool,
+) -> None:
+    # The build wrote dist/…tar.gz, then verified it: a refused signature exited 2 with the
+    # bundle left on disk, where a deploy script that checks only for the file shipped it.
+    from sekisho.errors import PolicyLoadError
+    from sekisho.policy.wasm.signing import BundleVerifier
+
+    output = tmp_path / "dist" / "sekisho.tar.gz"
+    key = _ec_signing_key(tmp_path / "signing.pem")
+    argv = ["policy", "build", "--output", str(output), "--signing-key", str(key)]
+    argv += ["--config", config(tmp_path, POLICIES)]
+    if earlier:
+        assert main(argv) == 0, capsys.readouterr().err
+    good = output.read_bytes() if earlier else None
+
+    def refused(self: BundleVerifier, files: dict[str, bytes]) -> None:
+        raise PolicyLoadError("bundle signature does not verify: (as a replica would say)")
+
+    monkeypatch.setattr(BundleVerifier, "verify", refused)
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert "bundle signature does not verify" in capsys.readouterr().err
+    assert sorted(output.parent.iterdir()) == ([output] if earlier else [])
+    if good is not None:
+        assert output.read_bytes() == good
+
+
 def test_build_names_a_missing_signing_key_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -412,6 +445,7 @@ def test_build_refuses_a_folder_that_fails_the_self_test(
     argv = ["policy", "build", "--output", str(tmp_path / "b.tar.gz")]
     assert main([*argv, "--config", config(tmp_path, root)]) == 2
     assert "unregistered audience was allowed" in capsys.readouterr().err
+    assert sorted(tmp_path.glob("*b.tar.gz*")) == []  # nor a staged copy beside it
 
 
 # --- impact -------------------------------------------------------------------------------------
