@@ -315,7 +315,9 @@ def _verifier_of(signing: "BundleSigning", algorithm: str) -> "BundleVerifier":
     from sekisho.policy.wasm.signing import BundleVerifier
 
     if algorithm.startswith("HS"):
-        return BundleVerifier.from_file(signing.key, algorithm, signing.scope)
+        return BundleVerifier.from_file(
+            signing.key, algorithm, signing.scope, given_as="signing key"
+        )
     try:
         private = serialization.load_pem_private_key(signing.key.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:

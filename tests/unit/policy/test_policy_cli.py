@@ -412,6 +412,28 @@ def test_build_names_a_key_that_cannot_sign_the_algorithm(
     assert "pass --signing-alg ES256" in err
 
 
+def test_build_refuses_a_binary_hmac_secret_before_opa_signs_with_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # opa signed with `head -c 32 /dev/urandom`, then the check said "bundle verification key
+    # …: 'utf-8' codec can't decode …": a setting the build has none of, for a secret every
+    # replica refuses.
+    from sekisho.policy.wasm import compiler
+
+    def opa_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("opa ran with a secret replicas refuse")
+
+    monkeypatch.setattr(compiler, "run_binary", opa_run)
+    key = tmp_path / "bundle-hs256.key"
+    key.write_bytes(b"\xff\xfe\x80" + bytes(range(29)))  # fixed: never UTF-8
+    argv = ["policy", "build", "--output", str(tmp_path / "b.tar.gz"), "--signing-key", str(key)]
+    assert main([*argv, "--signing-alg", "HS256", "--config", config(tmp_path, POLICIES)]) == 2
+    err = capsys.readouterr().err
+    assert f"signing key {key} is not text: an HMAC secret must be UTF-8 text" in err
+    assert "openssl rand -base64 32" in err and "bundle verification key" not in err
+    assert not (tmp_path / "b.tar.gz").exists()
+
+
 def test_build_signs_with_the_algorithm_of_the_key_and_a_default_replica_verifies_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -44,21 +44,33 @@ class BundleVerifier:
     scope: str = ""
 
     @classmethod
-    def from_file(cls, path: Path, algorithm: str | None, scope: str = "") -> "BundleVerifier":
-        """`algorithm` None: the one the key's type implies (`key_algorithm`).
+    def from_file(
+        cls,
+        path: Path,
+        algorithm: str | None,
+        scope: str = "",
+        *,
+        given_as: str = "[policy] bundle_verification_key",
+    ) -> "BundleVerifier":
+        """`algorithm` None: the one the key's type implies (`key_algorithm`). `given_as` is
+        what the user gave the file as, which every refusal names ("signing key", as every
+        other `--signing-key` refusal says, when `sekisho policy build` checks its own HMAC
+        signature).
 
-        Raises: PolicyLoadError when the key file cannot be read or is not a key for
-        `algorithm` (at start: otherwise every bundle would fail later, outside the
+        Raises: PolicyLoadError when the key file cannot be read, is not text, or is not a key
+        for `algorithm` (at start: otherwise every bundle would fail later, outside the
         PolicyLoadError handling of the poller, with the replica silently never ready), or
         when no algorithm is given and the key's type does not imply one (an HMAC secret)."""
         try:
             text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PolicyLoadError(f"bundle verification key {path}: {exc}") from exc
+        except OSError as exc:
+            raise PolicyLoadError(f"{given_as} {path}: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise PolicyLoadError(_not_text(f"{given_as} {path}", algorithm)) from exc
         if _load_private(text.encode()) is not None:
             # Whoever holds it decides what every replica grants: only CI should.
             raise PolicyLoadError(
-                f"bundle verification key {path} is a private key: give replicas its public key "
+                f"{given_as} {path} is a private key: give replicas its public key "
                 "(openssl pkey -in FILE -pubout); only CI signs"
             )
         if algorithm is None:
@@ -69,9 +81,7 @@ class BundleVerifier:
         try:
             jwt.get_algorithm_by_name(algorithm).prepare_key(verifier._key())
         except (ValueError, TypeError, jwt.PyJWTError) as exc:
-            raise PolicyLoadError(
-                f"bundle verification key {path} is not a {algorithm} key: {exc}"
-            ) from exc
+            raise PolicyLoadError(f"{given_as} {path} is not a {algorithm} key: {exc}") from exc
         return verifier
 
     def verify(self, files: dict[str, bytes]) -> None:
@@ -163,6 +173,20 @@ def _load_public(text: str) -> object:
         return None
 
 
+def _not_text(named: str, algorithm: str | None) -> str:
+    """The refusal of a key file that is not UTF-8 (a binary HMAC secret, a DER key): PyJWT
+    takes an HMAC secret as text, so a replica could never verify with such a secret."""
+    if algorithm is not None and algorithm.startswith("HS"):
+        return (
+            f"{named} is not text: an HMAC secret must be UTF-8 text, the same file on CI and "
+            "every replica (make one with `openssl rand -base64 32 > FILE`)"
+        )
+    return (
+        f"{named} is not text: give a PEM public key (from DER: openssl pkey -pubin -inform DER "
+        "-in FILE), or for HS* an HMAC secret that is text (`openssl rand -base64 32 > FILE`)"
+    )
+
+
 def _implied_algorithm(path: Path, key: object, remedy: str) -> str:
     """The algorithm `key`'s type implies. Raises: PolicyLoadError naming `remedy`."""
     found = key_algorithms(key)
@@ -183,12 +207,19 @@ def signing_algorithm(path: Path, algorithm: str | None) -> str:
     given.
 
     Raises: PolicyLoadError naming the key's type and the algorithm that fits it, or asking
-    for --signing-alg when the key's type implies none; the file cannot be read."""
+    for --signing-alg when the key's type implies none; the file cannot be read; an HMAC
+    secret is not text (replicas could not verify with it)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise PolicyLoadError(f"signing key {path}: {exc.strerror}") from exc
     key = _load_private(data)
+    if key is None and algorithm is not None and algorithm.startswith("HS"):
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            # Before opa signs with it: opa takes any bytes, replicas refuse the secret.
+            raise PolicyLoadError(_not_text(f"signing key {path}", algorithm)) from exc
     if key is None and _load_public(data.decode("utf-8", "replace")) is not None:
         # Not an HMAC secret (the hint below): a PEM key is never one, replicas refuse it as such.
         raise PolicyLoadError(

@@ -104,3 +104,40 @@ def test_a_replica_given_the_private_key_refuses_to_start(
     private, _ = write_pair(tmp_path, "ec-p256")
     with pytest.raises(PolicyLoadError, match="is a private key: give replicas its public key"):
         BundleVerifier.from_file(private, algorithm)
+
+
+# `head -c 32 /dev/urandom`, fixed: starts with bytes that are never UTF-8.
+BINARY_SECRET = b"\xff\xfe\x80" + bytes(range(29))
+
+
+def test_a_binary_hmac_secret_is_refused_naming_the_option_it_was_given_as(
+    tmp_path: Path,
+) -> None:
+    # It was refused as "bundle verification key …: 'utf-8' codec can't decode …" even when
+    # given to `policy build --signing-key`, and only after opa had signed with it.
+    secret = tmp_path / "secret"
+    secret.write_bytes(BINARY_SECRET)
+    with pytest.raises(PolicyLoadError) as refused:
+        signing_algorithm(secret, "HS256")
+    said = str(refused.value)
+    assert said.startswith(f"signing key {secret} is not text: an HMAC secret must be UTF-8")
+    assert "openssl rand -base64 32" in said
+
+
+@pytest.mark.parametrize(
+    ("given_as", "expected"),
+    [
+        pytest.param({}, "[policy] bundle_verification_key", id="replica"),
+        pytest.param({"given_as": "signing key"}, "signing key", id="build"),
+    ],
+)
+def test_a_binary_hmac_secret_stops_the_start_naming_the_setting(
+    tmp_path: Path, given_as: dict[str, str], expected: str
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(BINARY_SECRET)
+    with pytest.raises(PolicyLoadError) as refused:
+        BundleVerifier.from_file(secret, "HS256", **given_as)
+    said = str(refused.value)
+    assert said.startswith(f"{expected} {secret} is not text: an HMAC secret must be UTF-8")
+    assert "openssl rand -base64 32" in said
