@@ -165,6 +165,44 @@ def test_every_bad_key_is_reported_at_once(tmp_path: Path) -> None:
     assert "'keys.algorithm'" in str(raised.value)
 
 
+# A validator relating keys runs on their table (or the whole tree), so pydantic places its error
+# there ('(top level)', 'decision_log'): one opening with a key path and ": " is reported under
+# that key, without pydantic's "Value error, ". Any other message is left as pydantic wrote it.
+KEYED_CASES = [
+    pytest.param(
+        '[gateway]\ntrusted_gateways = ["envoy-gw"]\n',
+        "config key 'gateway.trusted_gateways': not a registered [[callers]] id",
+        id="cross-section-validator",
+    ),
+    pytest.param(
+        "[decision_log]\nenabled = true\n",
+        "config key 'decision_log.hash_key_file': is empty: hash_method = 'hmac' needs a file "
+        "holding the key (or set hash_method = 'salted' with a hash_salt of 16+ characters, or "
+        "hash_fields = [])",
+        id="section-validator",
+    ),
+    pytest.param(
+        '[keys]\nreplica_urls = ["ftp://x"]\n',
+        "config key 'keys.replica_urls': Value error, replica_urls: 'ftp://x' is not",
+        id="field-validator-naming-itself-unchanged",
+    ),
+    pytest.param(
+        '[server]\nworkers = 2\ngrpc_listen = "127.0.0.1:0"\n',
+        "config key 'server': Value error, server.grpc_listen needs a fixed port",
+        id="message-without-key-colon-unchanged",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "line"), KEYED_CASES)
+def test_a_validator_message_opening_with_a_key_is_reported_under_that_key(
+    tmp_path: Path, text: str, line: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, text)
+    assert line in str(raised.value)
+
+
 # --- http on loopback only ---------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 every error, resolve relative paths."""
 
 import difflib
+import re
 import tomllib
 import typing
 from pathlib import Path
@@ -13,14 +14,35 @@ from sekisho.config.paths import resolve_paths
 from sekisho.config.settings import Settings
 from sekisho.errors import ConfigError
 
+# A validator's message that starts with a key path (relative to the table it validates) and ": "
+# is about that key: a rule relating two keys runs on their table, or on the whole tree.
+_KEYED_MESSAGE = re.compile(r"([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*): (.+)", re.DOTALL)
+
 
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = []
     for item in err.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        hint = _unknown_key_hint(item["loc"]) if item["type"] == "extra_forbidden" else ""
-        lines.append(f"{source}: config key '{key}': {item['msg']}{hint}")
+        loc, message = _keyed(item["loc"], item["msg"], item.get("ctx", {}).get("error"))
+        key = ".".join(str(part) for part in loc) or "(top level)"
+        hint = _unknown_key_hint(loc) if item["type"] == "extra_forbidden" else ""
+        lines.append(f"{source}: config key '{key}': {message}{hint}")
     return "\n".join(lines)
+
+
+def _keyed(
+    loc: tuple[int | str, ...], msg: str, error: object
+) -> tuple[tuple[int | str, ...], str]:
+    """The key a validator's error is about and its message: `loc` and pydantic's `msg` unless
+    the validator's own message opens with the path of a key of the table at `loc` (then that
+    key, and the message without it or pydantic's "Value error, ")."""
+    match = _KEYED_MESSAGE.fullmatch(str(error)) if isinstance(error, ValueError) else None
+    if match is None:
+        return loc, msg
+    *table, name = match.group(1).split(".")
+    owner = _model_at((*loc, *table))
+    if owner is None or name not in owner.model_fields:
+        return loc, msg
+    return (*loc, *table, name), match.group(2)
 
 
 def _unknown_key_hint(loc: tuple[int | str, ...]) -> str:

@@ -53,7 +53,7 @@ class DecisionLogConfig(StrictModel):
         missing = self.missing_secret() if self.enabled and self.hash_fields else None
         if missing is not None:
             key, why = missing
-            raise ValueError(f"{key} {why}")
+            raise ValueError(f"{key}: {why}")  # "key: …": loading names decision_log.<key>
         return self
 
     def missing_secret(self) -> tuple[str, str] | None:
@@ -61,7 +61,10 @@ class DecisionLogConfig(StrictModel):
         or not the log is enabled: building a hasher checks it too (a script hashing addresses
         with the service's config, docs/policy-authors.md#who-is-hmac)."""
         if self.hash_method == "hmac" and not self.hash_key_file:
-            return "hash_key_file", "is empty: hash_method = 'hmac' needs a file holding the key"
+            return "hash_key_file", (
+                "is empty: hash_method = 'hmac' needs a file holding the key (or set "
+                "hash_method = 'salted' with a hash_salt of 16+ characters, or hash_fields = [])"
+            )
         if self.hash_method == "salted" and len(self.hash_salt) < 16:
             return "hash_salt", "is too short: hash_method = 'salted' needs 16+ characters"
         return None

@@ -35,11 +35,13 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
         pytest.param('[policy.shadow]\nquery = "sekisho.x"\n', "data reference", id="bad query"),
         pytest.param("[policy.shadow]\ncpu_share = 0\n", "policy.shadow.cpu_share", id="cpu 0"),
         pytest.param(
-            "[decision_log]\nenabled = true\n", "hash_key_file is empty", id="no hash key"
+            "[decision_log]\nenabled = true\n",
+            "decision_log.hash_key_file': is empty",
+            id="no hash key",
         ),
         pytest.param(
             '[decision_log]\nenabled = true\nhash_key_file = ""\n',
-            "hash_key_file is empty",
+            "decision_log.hash_key_file': is empty",
             id="empty hash key",
         ),
         pytest.param(

@@ -134,7 +134,7 @@ def test_a_hasher_needs_its_secret_even_with_the_log_off(
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        pytest.param({}, "hash_key_file is empty", id="hmac without a key"),
+        pytest.param({}, "hash_key_file: is empty", id="hmac without a key"),
         pytest.param({"hash_method": "salted", "hash_salt": "short"}, "hash_salt", id="weak salt"),
         pytest.param({"hash_fields": ["subject..email"]}, "dotted path", id="bad path"),
     ],
