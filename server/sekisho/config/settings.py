@@ -128,7 +128,13 @@ class Settings(BaseSettings):
         if not unknown:
             return ""
         listed = ", ".join(map(repr, unknown))
-        return f"gateway.trusted_gateways: not a registered [[callers]] id: {listed}"
+        # Name what would be accepted: the operator copies the gateway's id from here.
+        registered = (
+            f"registered: {', '.join(map(repr, sorted(known)))}"
+            if known
+            else "none is registered: add a [[callers]] entry with the gateway's certificate id"
+        )
+        return f"gateway.trusted_gateways: not a registered [[callers]] id: {listed} ({registered})"
 
     @classmethod
     def settings_customise_sources(

@@ -53,7 +53,18 @@ def test_an_unregistered_trusted_gateway_is_refused_at_load_naming_the_key_and_i
     path.write_text(CONFIG)
     with pytest.raises(ConfigError, match=UNREGISTERED) as refused:
         load_settings(path)
-    assert "'envoy-gateway'" not in str(refused.value)  # only the unknown id is named
+    assert str(refused.value).count("'envoy-gateway'") == 1  # listed as registered only
+
+
+def test_the_refusal_lists_the_registered_caller_ids(tmp_path: Path) -> None:
+    # The operator must know what to write: the ids [[callers]] has, or that it has none.
+    path = tmp_path / "sekisho.toml"
+    path.write_text(CONFIG)
+    with pytest.raises(ConfigError, match=r"\(registered: 'envoy-gateway'\)$"):
+        load_settings(path)
+    path.write_text(CONFIG.partition("[[callers]]")[0])
+    with pytest.raises(ConfigError, match=r"\(none is registered: add a \[\[callers\]\] entry"):
+        load_settings(path)
 
 
 def test_settings_refuse_an_unregistered_trusted_gateway() -> None:
