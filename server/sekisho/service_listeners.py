@@ -153,11 +153,11 @@ def gateway_trust(settings: Settings) -> frozenset[str]:
     trusted_gateways), said at start when any caller may (trust_source_principal with none
     listed): agents reach the same grpc_listen as the gateway.
 
-    Raises: ConfigError naming gateway.trusted_gateways when it lists an id that is not a
-    registered [[callers]] id (Settings.unregistered_gateways: refused at load already, unless
-    the settings were copied without validation)."""
+    Raises: ConfigError naming gateway.trusted_gateways when it cannot work as set
+    (Settings.trusted_gateways_problem: refused at load already, unless the settings were
+    copied without validation)."""
     gateway = settings.gateway
-    problem = settings.unregistered_gateways()
+    problem = settings.trusted_gateways_problem()
     if problem:
         raise ConfigError(problem)
     trusted = frozenset(gateway.trusted_gateways)

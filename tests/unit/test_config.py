@@ -170,7 +170,7 @@ def test_every_bad_key_is_reported_at_once(tmp_path: Path) -> None:
 # that key, without pydantic's "Value error, ". Any other message is left as pydantic wrote it.
 KEYED_CASES = [
     pytest.param(
-        '[gateway]\ntrusted_gateways = ["envoy-gw"]\n',
+        '[gateway]\ntrust_source_principal = true\ntrusted_gateways = ["envoy-gw"]\n',
         "config key 'gateway.trusted_gateways': not a registered [[callers]] id",
         id="cross-section-validator",
     ),

@@ -111,18 +111,34 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _trusted_gateways_are_callers(self) -> "Settings":
+    def _trusted_gateways_can_work(self) -> "Settings":
         # At load, not only at start: `sekisho` commands that only load settings read them too.
-        problem = self.unregistered_gateways()
+        problem = self.trusted_gateways_problem()
         if problem:
             raise ValueError(problem)
         return self
 
-    def unregistered_gateways(self) -> str:
-        """What is wrong with [gateway] trusted_gateways ("" when nothing): every id must be a
-        registered [[callers]] id, or no Check could come from it (a typo would refuse them
-        all). Refused at load; the service's start asks again (service_listeners.gateway_trust)
-        for settings copied without validation."""
+    def trusted_gateways_problem(self) -> str:
+        """What is wrong with [gateway] trusted_gateways ("" when nothing). Refused at load; the
+        service's start asks again (service_listeners.gateway_trust) for settings copied without
+        validation."""
+        return self._ignored_gateways() or self._unregistered_gateways()
+
+    def _ignored_gateways(self) -> str:
+        # The list only restricts whose Checks may name the source principal: without
+        # trust_source_principal it does nothing, and an operator who set it believes Checks
+        # are restricted to those callers.
+        if not self.gateway.trusted_gateways or self.gateway.trust_source_principal:
+            return ""
+        return (
+            "gateway.trusted_gateways: does nothing while gateway.trust_source_principal is "
+            "false (any registered caller's Check is served, as that caller): set "
+            "trust_source_principal = true, or trusted_gateways = []"
+        )
+
+    def _unregistered_gateways(self) -> str:
+        # Every id must be a registered [[callers]] id, or no Check could come from it (a typo
+        # would refuse them all).
         known = {caller.id for caller in self.callers}
         unknown = sorted(set(self.gateway.trusted_gateways) - known)
         if not unknown:

@@ -83,10 +83,37 @@ def test_a_command_that_only_loads_settings_refuses_an_unregistered_trusted_gate
     assert "gateway.trusted_gateways" in capsys.readouterr().err
 
 
-def test_the_start_refuses_an_unregistered_trusted_gateway_copied_past_validation() -> None:
+IGNORED = (
+    r"gateway\.trusted_gateways'?: does nothing while gateway\.trust_source_principal is false"
+)
+
+
+def test_trusted_gateways_without_trusting_the_source_principal_is_refused_at_load(
+    tmp_path: Path,
+) -> None:
+    # Without trust_source_principal the list restricts nothing: every registered caller's Check
+    # is served as itself, while the operator who set it believes only the gateway's are.
+    path = tmp_path / "sekisho.toml"
+    path.write_text(CONFIG.replace("envoy-gw", "envoy-gateway").replace("= true", "= false"))
+    with pytest.raises(
+        ConfigError, match=f"config key '{IGNORED}.*set trust_source_principal = true"
+    ):
+        load_settings(path)
+
+
+@pytest.mark.parametrize(
+    ("update", "problem"),
+    [
+        pytest.param({"trusted_gateways": ("envoy-gw",)}, UNREGISTERED, id="unregistered"),
+        pytest.param({"trust_source_principal": False}, IGNORED, id="principal-not-trusted"),
+    ],
+)
+def test_the_start_refuses_trusted_gateways_copied_past_validation(
+    update: dict[str, Any], problem: str
+) -> None:
     valid = settings(trust_source_principal=True, trusted_gateways=["envoy-gateway"])
-    gateway = valid.gateway.model_copy(update={"trusted_gateways": ("envoy-gw",)})
-    with pytest.raises(ConfigError, match=UNREGISTERED):
+    gateway = valid.gateway.model_copy(update=update)
+    with pytest.raises(ConfigError, match=problem):
         gateway_trust(valid.model_copy(update={"gateway": gateway}))
 
 
