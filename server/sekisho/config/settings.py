@@ -122,7 +122,9 @@ class Settings(BaseSettings):
         """What is wrong with [gateway] trusted_gateways ("" when nothing). Refused at load; the
         service's start asks again (service_listeners.gateway_trust) for settings copied without
         validation."""
-        return self._ignored_gateways() or self._unregistered_gateways()
+        return (
+            self._ignored_gateways() or self._unregistered_gateways() or self._anonymous_gateways()
+        )
 
     def _ignored_gateways(self) -> str:
         # The list only restricts whose Checks may name the source principal: without
@@ -151,6 +153,23 @@ class Settings(BaseSettings):
             else "none is registered: add a [[callers]] entry with the gateway's certificate id"
         )
         return f"gateway.trusted_gateways: not a registered [[callers]] id: {listed} ({registered})"
+
+    def _anonymous_gateways(self) -> str:
+        # grpc has no optional client certificate (ServerConfig.client_auth_required): a listener
+        # that asks for none sees every caller as anonymous (""), which no [[callers]] id is.
+        if not self.gateway.trusted_gateways or self.server.client_auth_required:
+            return ""
+        why = (
+            "server.require_client_auth = false"
+            if self.server.require_client_auth is False
+            else "loopback listeners without server.client_ca_file"
+        )
+        return (
+            f"gateway.trusted_gateways: every Check would be refused: the gRPC listener asks for "
+            f"no client certificate ({why}), so no caller is a trusted gateway; set "
+            f"server.tls_cert_file, tls_key_file and client_ca_file with require_client_auth "
+            f"unset or true, or trusted_gateways = []"
+        )
 
     @classmethod
     def settings_customise_sources(

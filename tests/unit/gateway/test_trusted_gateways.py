@@ -18,8 +18,19 @@ from sekisho.service_listeners import gateway_trust
 WARNING = "gateway_source_principal_from_any_caller"
 
 
-def settings(**gateway: Any) -> Settings:
+# A gRPC listener that requires client certificates (the files are read at start, not at load):
+# without one every caller is anonymous and no trusted gateway could ever Check.
+MTLS = {
+    "issuer": "https://127.0.0.1:8080",
+    "tls_cert_file": "tls/server.pem",
+    "tls_key_file": "tls/server-key.pem",
+    "client_ca_file": "tls/ca.pem",
+}
+
+
+def settings(server: dict[str, Any] | None = None, **gateway: Any) -> Settings:
     return Settings(
+        server=MTLS if server is None else server,
         gateway=gateway,
         callers=({"id": "envoy-gateway"}, {"id": "spiffe://example.org/agents/hr"}),
     )
@@ -36,6 +47,12 @@ def test_the_listed_gateways_are_trusted(caplog: pytest.LogCaptureFixture) -> No
 
 UNREGISTERED = r"gateway\.trusted_gateways.*'envoy-gw'"
 CONFIG = """
+[server]
+issuer = "https://127.0.0.1:8080"
+tls_cert_file = "tls/server.pem"
+tls_key_file = "tls/server-key.pem"
+client_ca_file = "tls/ca.pem"
+
 [gateway]
 trust_source_principal = true
 trusted_gateways = ["envoy-gateway", "envoy-gw"]
@@ -99,6 +116,29 @@ def test_trusted_gateways_without_trusting_the_source_principal_is_refused_at_lo
         ConfigError, match=f"config key '{IGNORED}.*set trust_source_principal = true"
     ):
         load_settings(path)
+
+
+ANONYMOUS = r"gateway\.trusted_gateways'?: every Check would be refused: the gRPC listener asks"
+
+
+@pytest.mark.parametrize(
+    ("server", "why"),
+    [
+        pytest.param({}, "loopback listeners without server.client_ca_file", id="loopback-no-ca"),
+        pytest.param(
+            {**MTLS, "require_client_auth": False},
+            r"server\.require_client_auth = false",
+            id="client-auth-off",
+        ),
+    ],
+)
+def test_trusted_gateways_on_a_listener_without_client_certificates_are_refused_at_load(
+    server: dict[str, Any], why: str
+) -> None:
+    # Every caller is anonymous (""), no [[callers]] id: every Check would be refused 403.
+    with pytest.raises(ValidationError, match=f"{ANONYMOUS}.*{why}.*client_ca_file"):
+        settings(server, trust_source_principal=True, trusted_gateways=["envoy-gateway"])
+    assert settings(server, trust_source_principal=True).gateway.trusted_gateways == ()
 
 
 @pytest.mark.parametrize(
