@@ -151,6 +151,14 @@ class TokenVerifier:
             raise TemporarilyUnavailableError(
                 "the identity provider's keys are unavailable", log_detail=str(exc)
             ) from exc
+        if key is None and issuer.jwks.last_fetch_failed:
+            # The refetch this kid asked for (or the last one) failed: the kid may be the IdP's
+            # new key, so an outage, never a bad token (as the verify SDK answers): a client
+            # told UNAUTHENTICATED signs its user in again, to a token of the same kid.
+            raise TemporarilyUnavailableError(
+                "the identity provider's keys are unavailable",
+                log_detail="no key for the token's kid, and the JWKS refetch failed",
+            )
         if key is None:
             raise UnknownKeyError(log_detail="no key for the token's kid at its issuer")
         alg = header.get("alg")
