@@ -58,7 +58,7 @@ def build_hasher(config: DecisionLogConfig) -> FieldHasher:
     missing = config.missing_secret()
     if missing is not None:
         name, why = missing
-        raise ConfigError(f"config key 'decision_log.{name}' {why}")
+        raise ConfigError(f"config key 'decision_log.{name}': {why}")
     if config.hash_method == "salted":
         return FieldHasher("salted", config.hash_salt.encode())
     try:

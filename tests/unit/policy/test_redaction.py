@@ -112,10 +112,10 @@ def test_the_hmac_key_comes_from_its_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        pytest.param({}, "'decision_log.hash_key_file' is empty", id="hmac, no key file"),
+        pytest.param({}, "'decision_log.hash_key_file': is empty", id="hmac, no key file"),
         pytest.param(
             {"hash_method": "salted", "hash_salt": "short"},
-            "'decision_log.hash_salt' is too short",
+            "'decision_log.hash_salt': is too short",
             id="salted, short salt",
         ),
     ],
