@@ -233,13 +233,16 @@ async def test_unregistered_or_ambiguous_identity_is_invalid_client(
 # --- HTTP --------------------------------------------------------------------------------------
 
 
-async def _post_token(stack: MtlsStack, client: Pem | None, **headers: str) -> tuple[int, dict]:
+async def _post_token(
+    stack: MtlsStack, client: Pem | None, form_extra: dict[str, str] | None = None, **headers: str
+) -> tuple[int, dict]:
     form = {
         "grant_type": GRANT_TYPE_TOKEN_EXCHANGE,
         "subject_token": stack.user_token(),
         "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
         "audience": CRM_AS,
         "scope": "crm.read",
+        **(form_extra or {}),
     }
     url = f"{stack.http_base}/oauth2/token"
     async with (
@@ -255,6 +258,23 @@ async def test_http_registered_caller_gets_a_token_with_its_identity(stack: Mtls
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
     assert claims["seen_caller"]["authenticated_by"] == "mtls"
     assert claims["client_id"] == AGENT_CLIENT_AT_CRM
+
+
+@pytest.mark.parametrize(
+    ("client_id", "expected"),
+    [(AGENT_SPIFFE_ID, 200), ("spiffe://mesh/other-agent", 401), ("", 401)],
+    ids=["the-certificates", "another-clients", "empty"],
+)
+async def test_http_client_id_beside_a_certificate_must_name_its_client(
+    stack: MtlsStack, client_id: str, expected: int
+) -> None:
+    # Red team session 20: with mTLS a client_id naming another client was ignored, so the
+    # form said one client and the certificate another (RFC 8705 §2: it names the client the
+    # certificate authenticates).
+    status, body = await _post_token(stack, stack.pki.agent, {"client_id": client_id})
+    assert status == expected, body
+    if expected == 401:
+        assert body["error"] == "invalid_client"
 
 
 async def test_http_without_certificate_is_invalid_client(stack: MtlsStack) -> None:

@@ -161,6 +161,14 @@ class TokenEndpoint:
                 values
             ):
                 raise InvalidRequestError("use exactly one client authentication method")
+            if "client_id" in values and values["client_id"] != caller.id:
+                # RFC 8705 §2: the client_id names the client the certificate authenticates.
+                # Ignored, another name rode beside the certificate's, for whatever reads the
+                # form after Sekisho (a proxy's log, a gateway keying clients) to believe
+                # (red team session 20).
+                raise InvalidClientError(
+                    log_detail=f"client_id is not the certificate's client {caller.id!r}"
+                )
             return caller
         if self._authenticator is None:
             raise InvalidClientError("client authentication is required")
