@@ -4,6 +4,9 @@ clock (the listener that calls it: tests/security/test_connection_admission.py).
 import logging
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from multidict import CIMultiDict
 from sekisho.callers import RateLimit
 from sekisho.http.guard import ConnectionGuard, ConnectionLimits
 from sekisho.log_throttle import SUMMARY_INTERVAL
@@ -134,3 +137,56 @@ def test_refusals_are_logged_once_per_interval(caplog: pytest.LogCaptureFixture)
     # Who was refused, most refused first.
     assert [r.peers for r in lines] == [{"10.0.0.1": 1}, {"10.0.0.1": 5, "10.0.0.2": 1}]
     assert guard.refused == 7
+
+
+@pytest.mark.parametrize(
+    "codings",
+    [
+        ["chunked, chunked"],
+        ["Chunked,\tchunked"],
+        ["chunked", "chunked"],  # the same in two fields
+        ["chunked,", "chunked"],
+    ],
+)
+async def test_chunked_applied_twice_is_refused_as_a_coding_not_undone(codings: list[str]) -> None:
+    """Red team session 20, second pass: the Transfer-Encoding refusal let any number of
+    `chunked` codings through. aiohttp removes one framing only; with its pure-Python parser
+    (no C extension, or AIOHTTP_NO_EXTENSIONS) `chunked, chunked` reached the endpoint with the
+    inner framing read as the form, where a proxy applying both codings reads another body
+    (RFC 9112 §6.1: a sender MUST NOT apply chunked more than once). Its C parser refuses it."""
+    headers = CIMultiDict([("Content-Type", "application/x-www-form-urlencoded")])
+    for value in codings:
+        headers.add("Transfer-Encoding", value)
+    reached: list[web.Request] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        reached.append(request)
+        return web.Response()
+
+    guard = _guard(FakeClock())
+    response = await guard.middleware()(
+        make_mocked_request("POST", "/oauth2/token", headers=headers), handler
+    )
+    assert response.status == 400
+    assert reached == []
+    assert guard.transfer_coded_refused == 1
+
+
+@pytest.mark.parametrize("codings", [["chunked"], ["Chunked"], [" chunked ,"], [",", "chunked"]])
+async def test_chunked_once_is_read_as_usual(codings: list[str]) -> None:
+    headers = CIMultiDict([("Content-Type", "application/x-www-form-urlencoded")])
+    for value in codings:
+        headers.add("Transfer-Encoding", value)
+    reached: list[web.Request] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        reached.append(request)
+        return web.Response()
+
+    guard = _guard(FakeClock())
+    response = await guard.middleware()(
+        make_mocked_request("POST", "/oauth2/token", headers=headers), handler
+    )
+    assert response.status == 200
+    assert len(reached) == 1
+    assert guard.transfer_coded_refused == 0
