@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from sekisho.config import Settings
 from sekisho.instruments import ExchangeInstruments
 from sekisho.loops import Loop, LoopFailures, not_counted
-from sekisho.metrics import MeteredFetcher, Metrics, multiprocess_dir_from_env
+from sekisho.metered_fetcher import MeteredFetcher
+from sekisho.metrics import Metrics, multiprocess_dir_from_env
 from sekisho.verify.fetcher import JsonFetcher
 
 if TYPE_CHECKING:
