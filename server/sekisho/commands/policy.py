@@ -2,28 +2,24 @@
 (docs/policy-authors.md).
 
 All of them work on the folder `[policy] path` as the service reads it, whatever the engine.
+`impact` is in policy_impact.py, `build` (and its checks of the bundle) in policy_build.py.
 """
 
 import argparse
-import hashlib
 import json
-import os
-import secrets
 import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sekisho.clock import SystemClock
-from sekisho.commands import policy_impact
+from sekisho.commands import policy_build, policy_impact
 from sekisho.config import Settings
 from sekisho.errors import PolicyLoadError
 from sekisho.policy.schema import input_problems
 
 if TYPE_CHECKING:
-    from sekisho.policy.wasm.compiler import BundleSigning
     from sekisho.policy.wasm.engine import WasmPolicyEngine
-    from sekisho.policy.wasm.signing import BundleVerifier
 
 from sekisho.policy.toolchain import (
     OpaToolchain,
@@ -56,23 +52,7 @@ def register(
         parents=[common],
         help="opa test with coverage, then the decision corpus through the embedded engine",
     )
-    build = policy_sub.add_parser(
-        "build",
-        parents=[common],
-        help="write an OPA Wasm bundle of the folder for [policy] bundle_file / bundle_url",
-    )
-    build.add_argument("--output", required=True, help="the .tar.gz to write")
-    build.add_argument("--revision", default="", help="the manifest revision (e.g. a git sha)")
-    build.add_argument("--signing-key", default="", help="PEM private key (or HMAC secret file)")
-    build.add_argument(
-        "--signing-alg",
-        # None: the key's type decides, as a replica without bundle_verification_alg does from
-        # the public key, so a default build verifies by default.
-        default=None,
-        help="JWS algorithm of the signature (default: the key's: RS256 for RSA, ES256/384/512 "
-        "for EC P-256/384/521, EdDSA for Ed25519; HS256/384/512 for an HMAC secret must be given)",
-    )
-    build.add_argument("--signing-scope", default="", help="the signature's scope claim")
+    policy_build.register(policy_sub, common)
     policy_sub.add_parser(
         "check",
         parents=[common],
@@ -87,7 +67,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "test": _test,
         "check": _check,
         "impact": policy_impact.run,
-        "build": _build,
+        "build": policy_build.run,
     }
     return commands[args.policy_command](args, settings)
 
@@ -242,87 +222,3 @@ def _check_embedded(settings: Settings) -> bool:
         return True
     print(f"== {title}: ok")
     return False
-
-
-def _build(args: argparse.Namespace, settings: Settings) -> int:
-    """opa build -b of the folder, then the bundle loaded and self-tested as a replica would."""
-    from sekisho.policy.wasm.compiler import entrypoint_of
-
-    output = Path(args.output)
-    # Built beside --output and renamed over it only once checked: a bundle whose signature or
-    # self-test fails must never sit where a deploy step would ship it, and an earlier good
-    # bundle there stays as it was. Beside it: os.replace is atomic within one filesystem. Not
-    # mkstemp: its 0600 file would become the bundle, unreadable to the server publishing it.
-    staged = output.with_name(f".{output.name}.{secrets.token_hex(8)}.partial")
-    try:
-        algorithm, raw, revision = _build_checked(args, settings, staged)
-        try:
-            os.replace(staged, output)
-        except OSError as exc:
-            raise PolicyLoadError(f"cannot write the bundle to {output}: {exc}") from exc
-    finally:
-        staged.unlink(missing_ok=True)
-    digest = hashlib.sha256(raw).hexdigest()
-    signed = f"signed {algorithm}" if algorithm else "unsigned"
-    print(f"wrote {output}: {len(raw)} bytes, sha256 {digest}, {signed}")
-    print(f"revision {revision!r}, entrypoint {entrypoint_of(settings.policy.query)}")
-    if algorithm:  # what it was checked with: the key's public half, or the same HMAC secret
-        against = "the HMAC secret" if algorithm.startswith("HS") else "the key's public half"
-        print(f"== signature verifies with {against}, as a replica checks it: ok")
-    print("== bundle loads and passes the self-test: ok")
-    return 0
-
-
-def _build_checked(
-    args: argparse.Namespace, settings: Settings, output: Path
-) -> tuple[str | None, bytes, str]:
-    """The bundle written to `output`, its signature verified and the bundle loaded and
-    self-tested: (signature algorithm or None, its bytes, its revision).
-
-    Raises: PolicyLoadError when it cannot be built or a replica would refuse it."""
-    from sekisho.loops import LoopFailures, not_counted
-    from sekisho.policy.wasm.bundles import BundlePolicyEngine
-    from sekisho.policy.wasm.compiler import BundleSigning, build_bundle, entrypoint_of
-    from sekisho.policy_components import bundle_polling, wasm_limits
-
-    signing = None
-    if args.signing_key:
-        signing = BundleSigning(Path(args.signing_key), args.signing_alg, args.signing_scope)
-    entrypoint = entrypoint_of(settings.policy.query)
-    opa = _toolchain(settings).opa
-    algorithm = build_bundle(
-        opa, settings.policy.path, entrypoint, output, revision=args.revision, signing=signing
-    )
-    raw = output.read_bytes()
-    policy = BundlePolicyEngine(
-        settings.policy.query,
-        wasm_limits(settings.policy),
-        failures=LoopFailures(not_counted),
-        polling=bundle_polling(settings.policy),
-        verifier=_verifier_of(signing, algorithm) if signing and algorithm else None,
-    ).load(raw)
-    return algorithm, raw, policy.revision
-
-
-def _verifier_of(signing: "BundleSigning", algorithm: str) -> "BundleVerifier":
-    """What a replica configured with the signing key's pair verifies with: the private key's
-    public half (bundle_verification_key), or the same HMAC secret file for HS*. Loading the
-    new bundle through it checks the signature opa wrote, not only that one was written.
-
-    Raises: PolicyLoadError when the key file cannot be read again."""
-    from cryptography.hazmat.primitives import serialization
-
-    from sekisho.policy.wasm.signing import BundleVerifier
-
-    if algorithm.startswith("HS"):
-        return BundleVerifier.from_file(
-            signing.key, algorithm, signing.scope, given_as="signing key"
-        )
-    try:
-        private = serialization.load_pem_private_key(signing.key.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
-        raise PolicyLoadError(f"signing key {signing.key}: {exc}") from exc
-    public = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return BundleVerifier(public.decode(), algorithm, signing.scope)
