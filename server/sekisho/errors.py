@@ -91,6 +91,16 @@ class ContentCodingError(RequestBodyError):
     default_message = "a content-coded body is not accepted: send it as identity"
 
 
+class TransferCodingError(RequestBodyError):
+    """A transfer coding other than one `chunked`, the only framing aiohttp removes (RFC 9112
+    §6.1 says 501; the contract's refusals are invalid_request, so 400)."""
+
+    code = "transfer_coding_unsupported"
+    default_message = (
+        "a Transfer-Encoding other than chunked (once) is not accepted: send the body uncoded"
+    )
+
+
 class InvalidTokenError(InvalidRequestError):
     """The subject or actor token is unacceptable: RFC 8693 §2.2.2 says `invalid_request`.
 

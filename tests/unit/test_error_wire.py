@@ -45,6 +45,13 @@ CONTRACT: dict[type[ServiceError], tuple[str, str, str, int, int]] = {
         400,
     ),
     errors.ContentCodingError: ("invalid_request", "INVALID_ARGUMENT", "invalid_request", 415, 400),
+    errors.TransferCodingError: (
+        "invalid_request",
+        "INVALID_ARGUMENT",
+        "invalid_request",
+        400,
+        400,
+    ),
     errors.UnsupportedGrantTypeError: (
         "invalid_request",
         "INVALID_ARGUMENT",

@@ -41,6 +41,7 @@ from sekisho.errors import (
     RequestBodyError,
     RequestTooLargeError,
     RequestTooSlowError,
+    TransferCodingError,
 )
 from sekisho.http.oauth_errors import refusal_response
 from sekisho.http.refusals import ConnectionRefusals
@@ -197,9 +198,8 @@ class ConnectionGuard:
                 if _transfer_coded(request):
                     self.transfer_coded_refused += 1
                     # aiohttp undoes the chunked framing only: the rest would be read as if
-                    # uncoded, where a proxy applying the coding reads another body (RFC 9112
-                    # §6.1 says 501; the contract's refusals are invalid_request, so 400)
-                    return _refused(RequestBodyError(_TRANSFER_CODED), request)
+                    # uncoded, where a proxy applying the coding reads another body
+                    return _refused(TransferCodingError(), request)
                 if request.body_exists:
                     try:
                         await asyncio.wait_for(request.read(), self.limits.body_timeout)
@@ -232,11 +232,6 @@ def _refused(error: RequestBodyError, request: web.Request) -> web.Response:
     response = refusal_response(error, request)
     response.force_close()
     return response
-
-
-_TRANSFER_CODED = (
-    "a Transfer-Encoding other than chunked (once) is not accepted: send the body uncoded"
-)
 
 
 def _transfer_coded(request: web.Request) -> bool:
