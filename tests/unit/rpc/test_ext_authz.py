@@ -433,6 +433,9 @@ async def test_the_checks_deadline_and_connection_reach_the_authorizer(harness: 
         await stub.Check(check_request({}))  # none sent
     await server.stop(0)
     timed, untimed = recorder.requests
-    assert timed.time_budget is not None and 0 < timed.time_budget <= 5.0
+    # The deadline reached it, about the 5 s sent: grpc-timeout is rounded up on the wire and
+    # the server's clock starts after the client's, so a little over 5 s is that deadline too
+    # (fresh-clone CI of 0489053: 5.0087).
+    assert timed.time_budget is not None and 0 < timed.time_budget < 6.0
     assert untimed.time_budget is None
     assert timed.flow.startswith("ipv")  # the gateway's connection, the anonymous fairness key
